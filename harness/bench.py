@@ -1,0 +1,90 @@
+"""`gpu-harness bench`: the matrix run several times, phase times per scenario (median), probe
+fps as a fraction of the native path's, peak RSS of the probe and of each service."""
+import statistics
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+PHASES = ("setup_s", "services_ready_s", "probe_s", "verdict_s")
+
+
+@dataclass
+class BenchRow:
+    scenario: str
+    path: str
+    outcome: str
+    runs: int
+    phases_s: Dict[str, float]
+    wall_s: float
+    fps: Optional[float]
+    fps_vs_native: Optional[float]
+    probe_rss_kb: Optional[int]
+    service_rss_kb: Dict[str, int] = field(default_factory=dict)
+
+
+def median(values) -> Optional[float]:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def summarize(rounds: List[List]) -> List[BenchRow]:
+    """rounds: one list of ScenarioResult per repetition, in the same scenario order."""
+    by_id: Dict[str, List] = {}
+    for results in rounds:
+        for result in results:
+            by_id.setdefault(result.scenario.id, []).append(result)
+    native_fps = {}
+    for scenario_id, results in by_id.items():
+        first = results[0].scenario
+        if first.path == "native":
+            native_fps[(first.runtime.name, first.probe)] = median(fps_of(r) for r in results)
+    rows = []
+    for scenario_id, results in by_id.items():
+        scenario = results[0].scenario
+        fps = median(fps_of(r) for r in results)
+        native = native_fps.get(("host", scenario.probe))
+        services = {}
+        for result in results:
+            for name, rss in result.probe.service_rss_kb.items():
+                services[name] = max(services.get(name, 0), rss)
+        rows.append(BenchRow(
+            scenario=scenario_id,
+            path=scenario.path,
+            outcome="/".join(sorted({r.verdict.outcome for r in results})),
+            runs=len(results),
+            phases_s={p: median(r.phases.get(p) for r in results) for p in PHASES},
+            wall_s=median(r.wall_s for r in results),
+            fps=fps,
+            fps_vs_native=(fps / native) if fps and native else None,
+            probe_rss_kb=max((rss_of(r) for r in results if rss_of(r)), default=None),
+            service_rss_kb=services,
+        ))
+    return rows
+
+
+def fps_of(result) -> Optional[float]:
+    data = result.probe.data or {}
+    return (data.get("timings") or {}).get("fps")
+
+
+def rss_of(result) -> Optional[int]:
+    return (result.probe.data or {}).get("peak_rss_kb")
+
+
+def fmt(value, pattern="{:.3f}") -> str:
+    return "-" if value is None else pattern.format(value)
+
+
+def table(rows: List[BenchRow], title: str):
+    from rich.table import Table
+
+    out = Table(title=title)
+    for column in ("scenario", "outcome", "runs", "setup s", "service ready s", "probe s", "verdict s",
+                   "wall s", "fps", "% native", "probe RSS MiB", "service RSS MiB"):
+        out.add_column(column, justify="left" if column in ("scenario", "outcome") else "right")
+    for row in rows:
+        out.add_row(row.scenario, row.outcome, str(row.runs),
+                    *(fmt(row.phases_s.get(p)) for p in PHASES),
+                    fmt(row.wall_s), fmt(row.fps, "{:.0f}"), fmt(row.fps_vs_native and row.fps_vs_native * 100, "{:.0f}%"),
+                    fmt(row.probe_rss_kb and row.probe_rss_kb / 1024, "{:.0f}"),
+                    ", ".join(f"{k} {v / 1024:.0f}" for k, v in row.service_rss_kb.items()) or "-")
+    return out

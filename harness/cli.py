@@ -1,0 +1,296 @@
+"""The `gpu-harness` command line."""
+import argparse
+import dataclasses
+import datetime
+import json
+import shutil
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from typing import List, Optional
+
+from . import __version__, bench, matrix as matrix_mod, paths as path_registry, reaper, report, runner
+from . import toolset as toolset_mod
+from .errors import InputError
+from .launchers.base import Workload, Workspace
+from .verdict import FAIL, SKIP
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise InputError(f"{self.prog}: {message}")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {value}")
+    return value
+
+
+def add_selection(parser) -> None:
+    parser.add_argument("--matrix", type=Path, help="matrix file (.toml, .json, .nix); default: the shipped one")
+    parser.add_argument("--paths", help="only these paths (comma-separated)")
+    parser.add_argument("--filter", help="only scenario ids matching this glob, e.g. 'vtest-*'")
+    parser.add_argument("--toolset", type=Path, help="toolset.json manifest; default: discover on this host")
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="gpu-harness", description="Does GPU rendering really work through this path?")
+    parser.add_argument("--version", action="version", version=f"gpu-harness {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    run = sub.add_parser("run", help="run the matrix and write reports")
+    add_selection(run)
+    run.add_argument("--out", type=Path, default=Path("gpu-harness-out"), help="output folder")
+    run.add_argument("-j", "--jobs", type=positive_int, default=2, help="scenarios run in parallel")
+    run.add_argument("--retries", type=positive_int, default=0, help="re-run a failed scenario up to N times (Flake)")
+    run.add_argument("--goldens", type=Path, default=runner.GOLDENS_DIR)
+
+    listing = sub.add_parser("list", help="print the expanded scenarios")
+    add_selection(listing)
+    listing.add_argument("--json", action="store_true")
+
+    doctor = sub.add_parser("doctor", help="what was found, its version, and which paths can run")
+    doctor.add_argument("--toolset", type=Path)
+    doctor.add_argument("--json", action="store_true")
+
+    execute = sub.add_parser("exec", help="run your own command through a path")
+    execute.add_argument("--path", required=True, help="path id, e.g. vtest-virgl")
+    execute.add_argument("--runtime", default="host", help="runtime name from --matrix (default: host)")
+    execute.add_argument("--matrix", type=Path)
+    execute.add_argument("--toolset", type=Path)
+    execute.add_argument("--timeout", type=float, default=3600.0)
+    execute.add_argument("--keep", type=Path, help="keep the rendered configs and logs in this folder")
+    execute.add_argument("cmd", nargs=argparse.REMAINDER, help="-- COMMAND ARGS...")
+
+    goldens = sub.add_parser("goldens", help="manage golden images")
+    goldens_sub = goldens.add_subparsers(dest="goldens_command", required=True, parser_class=Parser)
+    update = goldens_sub.add_parser("update", help="render goldens with a real run of the software path")
+    update.add_argument("--matrix", type=Path)
+    update.add_argument("--toolset", type=Path)
+    update.add_argument("--goldens", type=Path, default=runner.GOLDENS_DIR)
+
+    rebuild = sub.add_parser("report", help="rebuild junit.xml and report.html from DIR/results.json")
+    rebuild.add_argument("dir", type=Path)
+
+    bench_cmd = sub.add_parser("bench", help="time every phase of the matrix, several runs, as a table")
+    add_selection(bench_cmd)
+    bench_cmd.add_argument("--repeat", type=positive_int, default=5)
+    bench_cmd.add_argument("--out", type=Path, default=Path("gpu-harness-bench"))
+    bench_cmd.add_argument("-j", "--jobs", type=positive_int, default=1)
+    return parser
+
+
+def select(args) -> (matrix_mod.Matrix, List[matrix_mod.Scenario]):
+    loaded = matrix_mod.load(args.matrix)
+    wanted = None
+    if getattr(args, "paths", None):
+        wanted = [p.strip() for p in args.paths.split(",") if p.strip()]
+        unknown = [p for p in wanted if p not in path_registry.PATHS]
+        if unknown:
+            raise InputError(f"--paths: unknown path {unknown[0]!r} (known: {', '.join(path_registry.PATHS)})")
+    chosen = loaded.select(wanted, getattr(args, "filter", None))
+    if not chosen:
+        raise InputError(f"{loaded.source}: no scenario matches --paths/--filter")
+    return loaded, chosen
+
+
+def console():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+OUTCOME_STYLE = {"Pass": "green", "Fail": "bold red", "ExpectedFail": "yellow", "Flake": "magenta", "Skip": "dim"}
+
+
+def run_matrix(scenarios, toolset, options, title: str):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    out = console()
+    with Progress(TextColumn(title), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=out, transient=True) as progress:
+        task = progress.add_task("", total=len(scenarios))
+
+        def on_result(result):
+            style = OUTCOME_STYLE.get(result.verdict.outcome, "")
+            out.print(f"[{style}]{result.verdict.outcome:<12}[/] {result.scenario.id:<28} "
+                      f"{result.wall_s:6.2f}s  {result.verdict.reason}", soft_wrap=True)
+            progress.advance(task)
+
+        return runner.run(scenarios, toolset, options, on_result=on_result)
+
+
+def cmd_run(args) -> int:
+    loaded, scenarios = select(args)
+    toolset = toolset_mod.load(args.toolset)
+    started = datetime.datetime.now(datetime.timezone.utc)
+    options = runner.RunOptions(out_dir=args.out, jobs=args.jobs, retries=args.retries, goldens_dir=args.goldens)
+    results = run_matrix(scenarios, toolset, options, "running")
+    document = report.results.document(results, args.out, toolset, started, loaded.source)
+    report.write_all(args.out, document)
+    summary = ", ".join(f"{k} {v}" for k, v in sorted(document["summary"].items()))
+    print(f"{len(results)} scenarios: {summary}. Report: {args.out / 'report.html'}")
+    return EXIT_FAILED if any(r.verdict.outcome == FAIL for r in results) else EXIT_OK
+
+
+def cmd_list(args) -> int:
+    _, scenarios = select(args)
+    if args.json:
+        print(json.dumps([s.to_dict() for s in scenarios], indent=2))
+        return EXIT_OK
+    for scenario in scenarios:
+        expect = "pass" if scenario.expect.outcome == "pass" else f"fail ({scenario.expect.reason})"
+        print(f"{scenario.id:<32} family={scenario.spec.family:<8} timeout={scenario.timeout_s:g}s expect={expect}")
+    return EXIT_OK
+
+
+def cmd_doctor(args) -> int:
+    from rich.table import Table
+
+    toolset = toolset_mod.load(args.toolset)
+    if args.json:
+        print(json.dumps(toolset.to_dict(), indent=2))
+        return EXIT_OK
+    tools = Table(title=f"toolset ({toolset.source})")
+    for column in ("tool", "found", "version", "path", "needed by", "install"):
+        tools.add_column(column)
+    for name, tool in sorted(toolset.tools.items()):
+        spec = toolset_mod.TOOL_SPECS.get(name)
+        needed = ", ".join(toolset_mod.disabled_paths(toolset, name)) or "-"
+        tools.add_row(name, "yes" if tool.found else "[red]no[/]", tool.version or "-", tool.path or "-", needed,
+                      "-" if tool.found else (spec.debian if spec else "-"))
+    path_table = Table(title="paths on this machine")
+    for column in ("path", "family", "runs here", "why not"):
+        path_table.add_column(column)
+    for spec in path_registry.PATHS.values():
+        reason = toolset_mod.unavailable_reason(toolset, spec)
+        path_table.add_row(spec.id, spec.family, "[red]no[/]" if reason else "yes", reason or "")
+    out = console()
+    out.print(tools)
+    out.print(f"render nodes: {', '.join(toolset.render_nodes) or 'none'}")
+    out.print(path_table)
+    return EXIT_OK
+
+
+def cmd_exec(args) -> int:
+    command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if not command:
+        raise InputError("exec: no command given (usage: gpu-harness exec --path P -- CMD ARGS)")
+    if args.path not in path_registry.PATHS:
+        raise InputError(f"exec: unknown path {args.path!r} (known: {', '.join(path_registry.PATHS)})")
+    runtimes = {HOST: matrix_mod.Runtime(HOST, "host")}
+    if args.matrix:
+        runtimes.update({s.runtime.name: s.runtime for s in matrix_mod.load(args.matrix).scenarios})
+    if args.runtime not in runtimes:
+        raise InputError(f"exec: unknown runtime {args.runtime!r} (known: {', '.join(runtimes)})")
+    runtime = runtimes[args.runtime]
+    scenario = matrix_mod.Scenario(id=f"{args.path}/{runtime.name}/exec", path=args.path, runtime=runtime,
+                                   probe="exec", timeout_s=args.timeout)
+    if not matrix_mod.compatible(args.path, runtime):
+        raise InputError(f"exec: path {args.path} runs on the host runtime only")
+    toolset = toolset_mod.load(args.toolset)
+    temp = runner.TempRoot()
+    result_dir = args.keep or (temp.path / "result")
+    try:
+        workspace = Workspace(Path(result_dir), temp.scenario_dir())
+        result = runner.launch(scenario, toolset, workspace, Workload(command=command), inherit_stdio=True)
+    finally:
+        temp.remove()
+    if result.skipped:
+        print(f"gpu-harness: path {args.path} cannot run here: {result.skipped}", file=sys.stderr)
+        return EXIT_USAGE
+    if result.problem:
+        print(f"gpu-harness: {result.problem}", file=sys.stderr)
+    if result.exit is None:
+        return EXIT_FAILED
+    if result.exit.timed_out:
+        print(f"gpu-harness: command timed out after {args.timeout:g} s", file=sys.stderr)
+        return 124
+    return result.exit.code if result.exit.code is not None else 128 + result.exit.signal
+
+
+HOST = matrix_mod.HOST_RUNTIME
+
+
+def cmd_goldens_update(args) -> int:
+    """Render each probe's golden with a real run of the software (llvmpipe) path."""
+    loaded = matrix_mod.load(args.matrix)
+    probes = sorted({s.probe for s in loaded.scenarios})
+    toolset = toolset_mod.load(args.toolset)
+    reference = [matrix_mod.Scenario(id=f"software/host/{probe}", path="software",
+                                     runtime=matrix_mod.Runtime(HOST, "host"), probe=probe) for probe in probes]
+    with tempfile.TemporaryDirectory(prefix="gh-goldens-") as out:
+        options = runner.RunOptions(out_dir=Path(out), compare_images=False)
+        results = run_matrix(reference, toolset, options, "rendering goldens")
+        bad = [r for r in results if r.verdict.outcome != "Pass"]
+        for result in bad:
+            print(f"gpu-harness: golden {result.scenario.probe} not updated: {result.verdict.reason}", file=sys.stderr)
+        args.goldens.mkdir(parents=True, exist_ok=True)
+        for result in results:
+            if result in bad:
+                continue
+            target = args.goldens / f"{result.scenario.probe}.png"
+            shutil.copyfile(result.probe.image_path, target)
+            data = result.probe.data
+            print(f"{target}: {data['size'][0]}x{data['size'][1]} md5 {data['pixels_md5']} ({data['renderer']})")
+    return EXIT_FAILED if bad else EXIT_OK
+
+
+def cmd_report(args) -> int:
+    document = report.render_from_json(args.dir)
+    print(f"{args.dir / 'report.html'}: {len(document['scenarios'])} scenarios")
+    return EXIT_OK
+
+
+def cmd_bench(args) -> int:
+    loaded, scenarios = select(args)
+    toolset = toolset_mod.load(args.toolset)
+    rounds = []
+    for number in range(1, max(1, args.repeat) + 1):
+        options = runner.RunOptions(out_dir=args.out / f"round-{number}", jobs=args.jobs)
+        started = datetime.datetime.now(datetime.timezone.utc)
+        rounds.append(run_matrix(scenarios, toolset, options, f"round {number}/{args.repeat}"))
+        rounds[-1] = (rounds[-1], (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds())
+    rows = bench.summarize([results for results, _ in rounds])
+    matrix_wall = bench.median(wall for _, wall in rounds)
+    from rich.console import Console
+
+    Console(width=200).print(bench.table(rows, f"gpu-harness bench: {len(scenarios)} scenarios x {len(rounds)} runs, "
+                                               f"median; matrix wall {matrix_wall:.2f} s (-j {args.jobs})"))
+    (args.out / "bench.json").write_text(json.dumps(
+        {"rounds": len(rounds), "jobs": args.jobs, "matrix_wall_s": [w for _, w in rounds],
+         "rows": [dataclasses.asdict(r) for r in rows]}, indent=2) + "\n")
+    return EXIT_OK
+
+
+COMMANDS = {"run": cmd_run, "list": cmd_list, "doctor": cmd_doctor, "exec": cmd_exec,
+            "report": cmd_report, "bench": cmd_bench}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    # SIGTERM: unwind normally so services stop; the reaper covers what unwinding cannot.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    try:
+        args = build_parser().parse_args(argv)
+        handler = cmd_goldens_update if args.command == "goldens" else COMMANDS[args.command]
+        return handler(args)
+    except InputError as exc:
+        for problem in exc.problems:
+            print(f"gpu-harness: error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        reaper.shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

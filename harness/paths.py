@@ -1,0 +1,84 @@
+"""The rendering paths the harness knows: what each launches and what the workload must see."""
+from dataclasses import dataclass, field
+from typing import Optional, Tuple
+
+LLVMPIPE = r"llvmpipe"
+
+
+@dataclass(frozen=True)
+class PathSpec:
+    id: str
+    family: str  # which launcher runs it: host | sandbox | vm
+    description: str
+    # Renderer the probe must report. None: decided from the host (see expected_renderer).
+    renderer: Optional[str]
+    requires: Tuple[str, ...] = ()  # toolset entries without which the path cannot run
+    needs_render_node: bool = False
+    no_dri_nodes: bool = False  # the workload must see no /dev/dri node at all
+    hides_host: bool = False  # the workload must not see the host sentinel paths
+    own_namespaces: Tuple[str, ...] = ()  # namespaces that must differ from the host's
+    services: Tuple[str, ...] = ()
+    env: Tuple[Tuple[str, str], ...] = field(default=())
+
+
+SANDBOX_NAMESPACES = ("mnt", "pid", "net", "ipc", "uts")
+
+PATHS = {
+    spec.id: spec
+    for spec in (
+        PathSpec(
+            id="native",
+            family="host",
+            description="host process, host driver: the baseline for % of native",
+            renderer=None,
+            requires=("python3", "mesa"),
+        ),
+        PathSpec(
+            id="software",
+            family="host",
+            description="host process, llvmpipe forced: renders anywhere",
+            renderer=LLVMPIPE,
+            requires=("python3", "mesa"),
+            env=(("LIBGL_ALWAYS_SOFTWARE", "1"), ("GALLIUM_DRIVER", "llvmpipe")),
+        ),
+        PathSpec(
+            id="sandbox-dri",
+            family="sandbox",
+            description="bwrap, runtime's own Mesa + host /dev/dri (flatpak --device=dri)",
+            renderer=r"^(?!.*llvmpipe)(?!.*softpipe).+",
+            requires=("bwrap", "python3", "mesa"),
+            needs_render_node=True,
+            hides_host=True,
+            own_namespaces=SANDBOX_NAMESPACES,
+        ),
+        PathSpec(
+            id="vtest-virgl",
+            family="sandbox",
+            description="bwrap with no /dev/dri; host virgl_test_server over a unix socket; Mesa virpipe",
+            renderer=r"^virgl \(.+\)",
+            requires=("bwrap", "virgl_test_server", "python3", "mesa"),
+            no_dri_nodes=True,
+            hides_host=True,
+            own_namespaces=SANDBOX_NAMESPACES,
+            services=("virgl_test_server",),
+            env=(("GALLIUM_DRIVER", "virpipe"),),
+        ),
+    )
+}
+
+
+def expected_renderer(spec: PathSpec, host_has_render_node: bool) -> str:
+    """Regex the reported GL_RENDERER must match.
+
+    The native path has no fixed renderer: with a render node on the host, falling back to
+    llvmpipe is a silent failure; without one llvmpipe is the honest answer.
+    """
+    if spec.renderer is not None:
+        return spec.renderer
+    if host_has_render_node:
+        return r"^(?!.*llvmpipe)(?!.*softpipe).+"
+    return LLVMPIPE
+
+
+def get(path_id: str) -> PathSpec:
+    return PATHS[path_id]

@@ -1,0 +1,144 @@
+"""Child processes the harness launches: each in its own process group, known to the reaper,
+killed as a group, measured (peak RSS) before it goes."""
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional
+
+from . import reaper
+
+
+@dataclass
+class Exit:
+    code: Optional[int]  # exit status, or None when killed by a signal
+    signal: Optional[int]
+    timed_out: bool = False
+    stopped_because: str = ""  # why the harness ended it early, if it did
+
+    def describe(self) -> str:
+        if self.timed_out:
+            return "timed out"
+        if self.signal:
+            return f"killed by {signal.Signals(self.signal).name}"
+        return f"exit code {self.code}"
+
+
+class Child:
+    def __init__(self, argv: List[str], env: Dict[str, str], log_path: str,
+                 stdout_path: Optional[str] = None, inherit_stdio: bool = False, cwd: Optional[str] = None):
+        self.argv = argv
+        self.log_path = log_path
+        self._log = open(log_path, "wb")
+        self._out = open(stdout_path, "wb") if stdout_path else None
+        stdout = None if inherit_stdio else (self._out or self._log)
+        stderr = None if inherit_stdio else self._log
+        self.proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+                                     start_new_session=True, cwd=cwd)
+        self.pgid = self.proc.pid
+        reaper.get().track_group(self.pgid)
+        self.started = time.monotonic()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def poll(self) -> Optional[int]:
+        return self.proc.poll()
+
+    def group_members(self) -> List[int]:
+        members = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+                if int(fields[2]) == self.pgid:
+                    members.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue
+        return members
+
+    def peak_rss_kb(self) -> int:
+        """Largest VmHWM among the group's live processes (the server forks one per client)."""
+        peak = 0
+        for pid in self.group_members():
+            try:
+                with open(f"/proc/{pid}/status") as status:
+                    for line in status:
+                        if line.startswith("VmHWM:"):
+                            peak = max(peak, int(line.split()[1]))
+            except (OSError, ValueError):
+                continue
+        return peak
+
+    def kill_group(self, sig: int = signal.SIGKILL) -> None:
+        try:
+            os.killpg(self.pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def stop(self, grace_s: float = 1.0) -> Exit:
+        """SIGTERM the group, SIGKILL what is left after the grace period, reap, forget."""
+        if self.proc.poll() is None:
+            self.kill_group(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill_group(signal.SIGKILL)
+        self.proc.wait()
+        return self._finish(exit_of(self.proc.returncode))
+
+    def wait(self, timeout_s: float, watch: Callable[[], Optional[str]] = lambda: None,
+             watch_grace_s: float = 2.0) -> Exit:
+        """Wait for exit; kill the group on timeout, or `watch_grace_s` after `watch` reports a
+        problem (a service it depends on died) if the process has not exited by itself."""
+        deadline = self.started + timeout_s
+        problem, problem_at = "", None
+        while True:
+            try:
+                self.proc.wait(timeout=0.02)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            now = time.monotonic()
+            if not problem:
+                problem = watch() or ""
+                problem_at = now if problem else None
+            if now >= deadline or (problem_at and now - problem_at >= watch_grace_s):
+                self.kill_group(signal.SIGKILL)
+                self.proc.wait()
+                result = exit_of(self.proc.returncode)
+                result.timed_out = now >= deadline and not problem
+                result.stopped_because = problem
+                return self._finish(result)
+        # The leader is gone; anything it left in its group goes too.
+        self.kill_group(signal.SIGKILL)
+        result = exit_of(self.proc.returncode)
+        result.stopped_because = problem
+        return self._finish(result)
+
+    def _finish(self, result: Exit) -> Exit:
+        reaper.get().untrack_group(self.pgid)
+        self._log.close()
+        if self._out:
+            self._out.close()
+        return result
+
+
+def exit_of(returncode: int) -> Exit:
+    if returncode < 0:
+        return Exit(None, -returncode)
+    return Exit(returncode, None)
+
+
+def tail(path: str, lines: int = 20) -> str:
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()[-8192:]
+    except OSError:
+        return ""
+    return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])

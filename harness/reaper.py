@@ -1,0 +1,104 @@
+"""A guardian process that cleans up after the harness however the harness ends.
+
+The harness starts one reaper per run (in its own session, so a signal to the harness's
+process group does not reach it) and keeps the write end of a pipe to its stdin. It tells the
+reaper which process groups and temp folders it owns. When that pipe closes -- normal exit,
+exception, or SIGKILL, where no cleanup code of the harness can run -- the kernel closes the
+pipe, the reaper reads EOF, kills what is still registered and removes the folders. This is the
+sync-fd lifecycle: the kernel's own cleanup is the signal.
+
+Runs as a script (stdlib only) so it works from any checkout or install.
+"""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+
+
+def reap(pgids, dirs):
+    for pgid in pgids:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    for path in dirs:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def serve(stream):
+    pgids, dirs = set(), set()
+    for line in stream:
+        verb, _, arg = line.strip().partition(" ")
+        if verb == "pgid":
+            pgids.add(int(arg))
+        elif verb == "unpgid":
+            pgids.discard(int(arg))
+        elif verb == "dir":
+            dirs.add(arg)
+        elif verb == "undir":
+            dirs.discard(arg)
+    reap(pgids, dirs)
+
+
+class Reaper:
+    """The harness's handle on its guardian. Thread-safe; one per process."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._proc = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__)],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True, text=True, bufsize=1,
+        )
+
+    def _send(self, line: str) -> None:
+        with self._lock:
+            if self._proc.stdin and not self._proc.stdin.closed:
+                self._proc.stdin.write(line + "\n")
+                self._proc.stdin.flush()
+
+    def track_group(self, pgid: int) -> None:
+        self._send(f"pgid {pgid}")
+
+    def untrack_group(self, pgid: int) -> None:
+        self._send(f"unpgid {pgid}")
+
+    def track_dir(self, path: str) -> None:
+        self._send(f"dir {path}")
+
+    def untrack_dir(self, path: str) -> None:
+        self._send(f"undir {path}")
+
+    def close(self) -> None:
+        """Reap whatever is still registered, and wait for the reaper to finish."""
+        with self._lock:
+            if self._proc.stdin and not self._proc.stdin.closed:
+                self._proc.stdin.close()
+        self._proc.wait(timeout=30)
+
+
+_reaper = None
+_reaper_lock = threading.Lock()
+
+
+def get() -> Reaper:
+    global _reaper
+    with _reaper_lock:
+        if _reaper is None:
+            _reaper = Reaper()
+        return _reaper
+
+
+def shutdown() -> None:
+    global _reaper
+    with _reaper_lock:
+        if _reaper is not None:
+            _reaper.close()
+            _reaper = None
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    serve(sys.stdin)

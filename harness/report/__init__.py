@@ -1,0 +1,23 @@
+"""Reports of a run: results.json (the contract other tools read), junit.xml, report.html.
+
+results.json is written first, from the run's results; junit.xml and report.html are rendered
+from that JSON alone, so `gpu-harness report DIR` can rebuild them later.
+"""
+import json
+from pathlib import Path
+
+from . import html, junit, results
+
+RESULTS_FILE = "results.json"
+
+
+def write_all(out_dir: Path, document: dict) -> None:
+    (out_dir / RESULTS_FILE).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    render_from_json(out_dir)
+
+
+def render_from_json(out_dir: Path) -> dict:
+    document = results.read(out_dir / RESULTS_FILE)
+    (out_dir / "junit.xml").write_text(junit.render(document))
+    (out_dir / "report.html").write_text(html.render(document))
+    return document

@@ -1,0 +1,29 @@
+"""Renders the package's jinja2 templates: every argv, environment and script a run launches."""
+import shlex
+from functools import lru_cache
+from typing import List
+
+import jinja2
+
+
+@lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("harness", "templates"),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=jinja2.select_autoescape(["html.j2"]),
+    )
+    env.filters["shquote"] = shlex.quote
+    return env
+
+
+def render(name: str, **context) -> str:
+    return environment().get_template(name).render(**context)
+
+
+def render_argv(name: str, **context) -> List[str]:
+    """An argv template writes one argument per line; blank lines are dropped."""
+    return [line for line in render(name, **context).splitlines() if line.strip()]
