@@ -21,7 +21,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 class Parser(argparse.ArgumentParser):
     def error(self, message):
-        raise InputError(f"{self.prog}: {message}")
+        command = self.prog.replace("gpu-harness", "", 1).strip()
+        raise InputError(f"{command}: {message}" if command else message)
 
 
 def positive_int(text: str) -> int:

@@ -34,7 +34,7 @@ class Child:
         self._out = open(stdout_path, "wb") if stdout_path else None
         stdout = None if inherit_stdio else (self._out or self._log)
         stderr = None if inherit_stdio else self._log
-        self.proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+        self.proc = subprocess.Popen(argv, env=env, stdin=None if inherit_stdio else subprocess.DEVNULL, stdout=stdout, stderr=stderr,
                                      start_new_session=True, cwd=cwd)
         self.pgid = self.proc.pid
         reaper.get().track_group(self.pgid)

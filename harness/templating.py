@@ -6,11 +6,13 @@ from typing import List
 import jinja2
 
 
-@lru_cache(maxsize=1)
-def environment() -> jinja2.Environment:
+@lru_cache(maxsize=2)
+def environment(strict: bool = True) -> jinja2.Environment:
+    """Strict for everything launched (a missing value is a bug); lenient for the report,
+    which also renders results.json files written by older versions with fewer fields."""
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("harness", "templates"),
-        undefined=jinja2.StrictUndefined,
+        undefined=jinja2.StrictUndefined if strict else jinja2.ChainableUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -20,8 +22,8 @@ def environment() -> jinja2.Environment:
     return env
 
 
-def render(name: str, **context) -> str:
-    return environment().get_template(name).render(**context)
+def render(name: str, strict: bool = True, **context) -> str:
+    return environment(strict).get_template(name).render(**context)
 
 
 def render_argv(name: str, **context) -> List[str]:

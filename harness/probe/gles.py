@@ -8,6 +8,7 @@ line describing what rendered it and what the process could see.
 import argparse
 import ctypes
 import ctypes.util
+import faulthandler
 import hashlib
 import json
 import os
@@ -470,6 +471,7 @@ def main(argv=None):
     parser.add_argument("--hold", type=float, default=0.0, help="seconds to wait after context creation")
     parser.add_argument("--fault", choices=["segv", "abort", "hang", "exit"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    faulthandler.enable()  # a crash in the driver leaves a traceback in the probe's log
     result = {"probe": "gl", "probe_version": PROBE_VERSION, "api": "gles2", "ok": False}
     started = time.perf_counter()
     try:

@@ -1,0 +1,55 @@
+import subprocess
+import sys
+
+import pytest
+
+from harness import cli
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--paths", "nope"], "--paths: unknown path 'nope'"),
+    (["run", "--bogus"], "unrecognized arguments: --bogus"),
+    (["run", "-j", "x"], "not a number"),
+    (["list", "--matrix", "/nonexistent.toml"], "cannot read matrix file"),
+    (["list", "--filter", "zzz*"], "no scenario matches"),
+    (["exec", "--path", "vtest-virgl"], "no command given"),
+    (["exec", "--path", "nope", "--", "true"], "unknown path 'nope'"),
+    (["report", "/nonexistent"], "cannot read results"),
+    (["doctor", "--toolset", "/nonexistent.json"], "cannot read toolset manifest"),
+])
+def test_bad_input_exits_2_with_one_line(args, message):
+    done = run_cli(*args)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and lines[0].startswith("gpu-harness: error: "), done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_bad_matrix_lists_every_problem(tmp_path):
+    bad = tmp_path / "m.toml"
+    bad.write_text('[matrix]\npaths = ["warp", "software"]\ncolour = 1\n')
+    done = run_cli("list", "--matrix", str(bad))
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"gpu-harness: error: {bad}: matrix.colour: unknown key (allowed: exclude, paths, probes, runtimes)",
+        f"gpu-harness: error: {bad}: matrix.paths[0]: unknown path 'warp' "
+        "(known: native, software, sandbox-dri, vtest-virgl)",
+    ]
+
+
+def test_list_prints_expanded_scenarios():
+    done = run_cli("list")
+    assert done.returncode == 0
+    assert [line.split()[0] for line in done.stdout.splitlines()] == [
+        "native/host/gl", "software/host/gl", "sandbox-dri/host/gl", "vtest-virgl/host/gl"]
+
+
+def test_parser_knows_every_command():
+    parser = cli.build_parser()
+    for command in (["run"], ["list"], ["doctor"], ["exec", "--path", "software", "--", "true"],
+                    ["goldens", "update"], ["report", "x"], ["bench"]):
+        assert parser.parse_args(command).command == command[0]

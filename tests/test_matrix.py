@@ -1,0 +1,101 @@
+import pytest
+
+from harness import matrix
+from harness.errors import InputError
+
+
+def problems(declaration):
+    with pytest.raises(InputError) as err:
+        matrix.expand(declaration, "m.toml")
+    return err.value.problems
+
+
+def test_default_matrix_expands():
+    ids = [s.id for s in matrix.load().scenarios]
+    assert ids == ["native/host/gl", "software/host/gl", "sandbox-dri/host/gl", "vtest-virgl/host/gl"]
+
+
+def test_cross_product_excludes_and_overrides():
+    m = matrix.expand({
+        "matrix": {"paths": ["software", "vtest-virgl", "sandbox-dri"], "runtimes": ["host", "deb"],
+                   "exclude": [{"path": "sandbox-dri", "runtime": "deb"}]},
+        "runtimes": {"deb": {"kind": "rootfs", "root": "/srv/deb"}},
+        "defaults": {"timeout_s": 5, "tolerance": {"channel": 4}},
+        "override": [{"match": "vtest-*", "expect": "fail", "reason": "old Mesa", "tolerance": {"fraction": 0.5}}],
+    }, "m.toml")
+    by_id = {s.id: s for s in m.scenarios}
+    # host-family paths pair with the host runtime only; the exclude drops sandbox-dri/deb.
+    assert sorted(by_id) == ["sandbox-dri/host/gl", "software/host/gl", "vtest-virgl/deb/gl", "vtest-virgl/host/gl"]
+    vtest = by_id["vtest-virgl/deb/gl"]
+    assert vtest.expect == matrix.Expectation("fail", "old Mesa")
+    assert vtest.tolerance == matrix.Tolerance(channel=4, fraction=0.5)
+    assert vtest.timeout_s == 5 and vtest.runtime.root == "/srv/deb"
+    assert by_id["software/host/gl"].expect.outcome == "pass"
+
+
+@pytest.mark.parametrize("declaration, expected", [
+    ({"matrix": {"paths": ["software"]}, "colour": 1}, "m.toml: colour: unknown key"),
+    ({"matrix": {"paths": ["software"], "path": []}}, "m.toml: matrix.path: unknown key"),
+    ({"matrix": {"paths": ["warp-drive"]}}, "m.toml: matrix.paths[0]: unknown path 'warp-drive'"),
+    ({"matrix": {"paths": "software"}}, "m.toml: matrix.paths: must be a list of strings, not string"),
+    ({"matrix": {"paths": [3]}}, "m.toml: matrix.paths[0]: must be a string, not integer"),
+    ({"matrix": {"paths": ["software"]}, "defaults": {"timeout_s": "fast"}},
+     "m.toml: defaults.timeout_s: must be a number, not string"),
+    ({"matrix": {"paths": ["software"]}, "defaults": {"timeout_s": -1}}, "m.toml: defaults.timeout_s: must be positive"),
+    ({"matrix": {"paths": ["software"]}, "defaults": {"timeout_s": True}}, "must be a number, not boolean"),
+    ({"matrix": {"paths": []}}, "m.toml: matrix: expands to no scenarios"),
+    ({"matrix": {"paths": ["software"], "exclude": [{"path": "*"}]}}, "expands to no scenarios"),
+    ({"matrix": {"paths": ["software", "software"]}}, "m.toml: matrix: duplicate scenario id 'software/host/gl'"),
+    ({"matrix": {"paths": ["software"], "runtimes": ["nope"]}}, "m.toml: matrix.runtimes[0]: unknown runtime 'nope'"),
+    ({"matrix": {"paths": ["software"], "probes": ["vk9"]}}, "m.toml: matrix.probes[0]: unknown probe 'vk9'"),
+    ({"matrix": {"paths": ["software"]}, "override": [{"match": "*", "expect": "fail"}]},
+     "m.toml: override[0].reason: an expected failure needs a reason"),
+    ({"matrix": {"paths": ["software"]}, "override": [{"match": "nothing/*", "timeout_s": 1}]},
+     "m.toml: override[0].match: 'nothing/*' matches no scenario"),
+    ({"matrix": {"paths": ["software"]}, "override": [{"timeout_s": 1}]}, "m.toml: override[0].match: is required"),
+    ({"matrix": {"paths": ["software"]}, "defaults": {"tolerance": {"channel": 300}}},
+     "m.toml: defaults.tolerance.channel: must be within 0..255"),
+    ({"matrix": {"paths": ["software"]}, "runtimes": {"r": {"kind": "vm-image"}}},
+     "m.toml: runtimes.r.kind: unknown runtime kind 'vm-image'"),
+    ({"matrix": {"paths": ["software"]}, "runtimes": {"r": {"root": "relative/dir"}}},
+     "m.toml: runtimes.r.root: must be an absolute path"),
+    ({}, "m.toml: matrix: is required"),
+    ([], "m.toml: (top): must be a table"),
+])
+def test_bad_input_is_one_line_per_problem(declaration, expected):
+    found = problems(declaration)
+    assert any(expected in line for line in found), found
+    assert all("\n" not in line for line in found)
+
+
+def test_every_problem_is_reported_at_once():
+    found = problems({"matrix": {"paths": ["nope", "software"], "probes": ["x"]}, "extra": 1})
+    assert len(found) == 3
+
+
+def test_read_declaration_errors(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[matrix\npaths = 1")
+    with pytest.raises(InputError, match="not valid TOML"):
+        matrix.load(bad)
+    with pytest.raises(InputError, match="no such file"):
+        matrix.load(tmp_path / "missing.toml")
+    other = tmp_path / "m.yaml"
+    other.write_text("x")
+    with pytest.raises(InputError, match="unknown matrix format"):
+        matrix.load(other)
+
+
+def test_json_form_expands_like_toml(tmp_path):
+    import json
+    toml_file = tmp_path / "m.toml"
+    toml_file.write_text('[matrix]\npaths = ["software", "vtest-virgl"]\n[defaults]\ntimeout_s = 9\n')
+    json_file = tmp_path / "m.json"
+    json_file.write_text(json.dumps({"matrix": {"paths": ["software", "vtest-virgl"]}, "defaults": {"timeout_s": 9}}))
+    assert matrix.load(toml_file).scenarios == matrix.load(json_file).scenarios
+
+
+def test_select_by_path_and_glob():
+    m = matrix.load()
+    assert [s.id for s in m.select(["vtest-virgl"])] == ["vtest-virgl/host/gl"]
+    assert [s.id for s in m.select(None, "*-*/host/gl")] == ["sandbox-dri/host/gl", "vtest-virgl/host/gl"]

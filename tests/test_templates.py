@@ -1,0 +1,90 @@
+import subprocess
+from pathlib import Path
+
+from harness import matrix, templating
+from harness.launchers import host, sandbox
+from harness.launchers.base import Workload, Workspace, write_config
+from harness.toolset import Tool, Toolset
+
+
+def fake_toolset(render_nodes=()):
+    tools = {name: Tool(name, f"/usr/bin/{name}", "1.0") for name in ("bwrap", "virgl_test_server", "python3")}
+    tools["mesa"] = Tool("mesa", "/usr/lib/dri", "22.3.6")
+    return Toolset("discovery", tools, list(render_nodes))
+
+
+def scenario(path, **settings):
+    return matrix.expand({"matrix": {"paths": [path]}, "defaults": settings}, "t").scenarios[0]
+
+
+def workspace(tmp_path):
+    ws = Workspace(tmp_path / "result", tmp_path / "t")
+    ws.create()
+    return ws
+
+
+def test_vtest_bwrap_argv_has_no_dri_and_binds_the_socket(tmp_path):
+    ws = workspace(tmp_path)
+    plan = sandbox.plan(scenario("vtest-virgl"), fake_toolset(), ws, Workload(probe="gl"))
+    argv = plan.argv
+    assert argv[0] == "/usr/bin/bwrap" and "--unshare-all" in argv and "--die-with-parent" in argv
+    assert "/dev/dri" not in argv
+    socket = str(ws.tmp_dir / "virgl.sock")
+    i = argv.index(socket)
+    assert argv[i - 1] == "--bind" and argv[i + 1] == "/tmp/.virgl_test"
+    env = dict(zip(argv[argv.index("--setenv") + 1::3], argv[argv.index("--setenv") + 2::3]))
+    assert env["GALLIUM_DRIVER"] == "virpipe" and env["VTEST_SOCKET_NAME"] == "/tmp/.virgl_test"
+    assert argv[argv.index("--") + 1:][:2] == ["/usr/bin/python3", "/run/gpu-harness/gles.py"]
+
+
+def test_virgl_server_argv_uses_equals_form(tmp_path):
+    ws = workspace(tmp_path)
+    (service,) = sandbox.plan(scenario("vtest-virgl"), fake_toolset(["/dev/dri/renderD128"]), ws,
+                              Workload(probe="gl")).services
+    assert service.argv == ["/usr/bin/virgl_test_server", "--use-egl-surfaceless",
+                            "--rendernode=/dev/dri/renderD128", f"--socket-path={ws.tmp_dir / 'virgl.sock'}"]
+    assert service.env["XDG_RUNTIME_DIR"] == str(ws.tmp_dir)
+
+
+def test_sandbox_dri_binds_dev_dri(tmp_path):
+    plan = sandbox.plan(scenario("sandbox-dri"), fake_toolset(["/dev/dri/renderD128"]), workspace(tmp_path),
+                        Workload(probe="gl"))
+    i = plan.argv.index("--dev-bind")
+    assert plan.argv[i:i + 3] == ["--dev-bind", "/dev/dri", "/dev/dri"]
+    assert plan.services == []
+
+
+def test_runtime_layout_of_a_rootfs(tmp_path):
+    root = tmp_path / "root"
+    (root / "usr" / "lib").mkdir(parents=True)
+    (root / "etc").mkdir()
+    (root / "lib").symlink_to("usr/lib")
+    (root / "lib64").mkdir()
+    layout = sandbox.runtime_layout(matrix.Runtime("r", "rootfs", str(root)))
+    assert (str(root / "usr"), "/usr") in layout.binds and (str(root / "lib64"), "/lib64") in layout.binds
+    assert ("usr/lib", "/lib") in layout.symlinks
+
+
+def test_software_env_forces_llvmpipe_and_native_drops_driver_overrides(tmp_path, monkeypatch):
+    monkeypatch.setenv("GALLIUM_DRIVER", "zink")
+    ws = workspace(tmp_path)
+    assert host.plan(scenario("software"), fake_toolset(), ws, Workload(probe="gl")).env["GALLIUM_DRIVER"] == "llvmpipe"
+    assert "GALLIUM_DRIVER" not in host.plan(scenario("native"), fake_toolset(), ws, Workload(probe="gl")).env
+
+
+def test_saved_config_rerun_script_is_valid_shell(tmp_path):
+    ws = workspace(tmp_path)
+    plan = sandbox.plan(scenario("vtest-virgl", env={"WEIRD": "a b'c"}), fake_toolset(), ws, Workload(probe="gl"))
+    write_config(ws, "vtest-virgl/host/gl", plan)
+    script = ws.result_dir / "rerun.sh"
+    assert subprocess.run(["sh", "-n", str(script)]).returncode == 0
+    text = script.read_text()
+    assert "--socket-path=" in text and "'a b'\"'\"'c'" in text
+    assert (ws.result_dir / "workload.argv").read_text().splitlines() == plan.argv
+    assert (ws.result_dir / "service-virgl_test_server.argv").exists()
+
+
+def test_render_argv_drops_blank_lines():
+    argv = templating.render_argv("virgl_test_server.args.j2", program="v", socket="/s", render_node=None,
+                                  use_gles=True)
+    assert argv == ["v", "--use-egl-surfaceless", "--use-gles", "--socket-path=/s"]

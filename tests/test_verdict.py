@@ -1,0 +1,96 @@
+import pytest
+
+from harness import matrix, verdict
+from harness.images import Comparison
+from harness.launchers.base import ProbeResult
+from harness.process import Exit
+
+HOST = verdict.HostFacts({"mnt": "mnt:[1]", "pid": "pid:[2]", "net": "net:[3]", "ipc": "ipc:[4]", "uts": "uts:[5]"},
+                         has_render_node=False)
+SANDBOXED_NS = {"mnt": "mnt:[11]", "pid": "pid:[12]", "net": "net:[13]", "ipc": "ipc:[14]", "uts": "uts:[15]"}
+GOOD_IMAGE = Comparison(True, "image matches golden")
+
+
+def scenario(path, **override):
+    declaration = {"matrix": {"paths": [path]}}
+    if override:
+        declaration["override"] = [{"match": "*", **override}]
+    return matrix.expand(declaration, "t").scenarios[0]
+
+
+def probe(renderer="virgl (LLVMPIPE (LLVM 15.0.6, 256 bits))", dri=(), visible=(), namespaces=None, code=0,
+          ok=True, **kw):
+    data = {"ok": ok, "renderer": renderer, "isolation": {
+        "dri_nodes": list(dri), "host_paths_visible_list": list(visible), "host_paths_checked": 10,
+        "namespaces": namespaces or SANDBOXED_NS}}
+    return ProbeResult(data, Exit(code, None), "/nonexistent.log", "probe.png", {}, {}, {}, **kw)
+
+
+def test_vtest_pass():
+    v = verdict.judge(scenario("vtest-virgl"), probe(), GOOD_IMAGE, HOST)
+    assert v.outcome == verdict.PASS and [c.name for c in v.checks] == [
+        "renderer", "image", "no-dri", "host-hidden", "namespaces"]
+
+
+def test_llvmpipe_on_vtest_is_a_silent_fallback():
+    v = verdict.judge(scenario("vtest-virgl"), probe(renderer="llvmpipe (LLVM 15.0.6, 256 bits)"), GOOD_IMAGE, HOST)
+    assert v.outcome == verdict.FAIL and v.reason.startswith("silent fallback to software")
+
+
+def test_native_with_render_node_must_not_be_llvmpipe():
+    with_gpu = verdict.HostFacts(HOST.namespaces, has_render_node=True)
+    data = probe(renderer="llvmpipe (LLVM 15.0.6, 256 bits)", namespaces=HOST.namespaces)
+    assert verdict.judge(scenario("native"), data, GOOD_IMAGE, with_gpu).outcome == verdict.FAIL
+    assert verdict.judge(scenario("native"), data, GOOD_IMAGE, HOST).outcome == verdict.PASS
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"dri": ["/dev/dri/renderD128"]}, "1 /dev/dri nodes visible: /dev/dri/renderD128"),
+    ({"visible": ["/home"]}, "1 of 10 host paths visible: /home"),
+    ({"namespaces": dict(SANDBOXED_NS, net="net:[3]")}, "shares the host's net namespace"),
+])
+def test_isolation_failures(kwargs, message):
+    v = verdict.judge(scenario("vtest-virgl"), probe(**kwargs), GOOD_IMAGE, HOST)
+    assert v.outcome == verdict.FAIL and message in v.reason
+
+
+def test_image_mismatch_fails():
+    v = verdict.judge(scenario("vtest-virgl"), probe(), Comparison(False, "image differs from golden: 5%"), HOST)
+    assert v.outcome == verdict.FAIL and "image differs" in v.reason
+
+
+@pytest.mark.parametrize("result, message", [
+    (ProbeResult(None, Exit(None, 11), "/nonexistent", None, {}, {}, {}), "probe killed by SIGSEGV without a result"),
+    (ProbeResult(None, Exit(None, 9, timed_out=True), "/x", None, {}, {}, {}), "probe timed out after 60 s"),
+    (ProbeResult(None, None, "/x", None, {}, {}, {}, problem="service virgl_test_server not ready"),
+     "service virgl_test_server not ready"),
+    (ProbeResult({"ok": False, "error": "no EGL display"}, Exit(1, None), "/x", None, {}, {}, {}),
+     "probe failed: no EGL display"),
+    (ProbeResult(None, Exit(None, 6, stopped_because="service virgl_test_server died during the run"), "/x",
+                 None, {}, {}, {}, problem="service virgl_test_server died during the run"),
+     "service virgl_test_server died during the run; probe killed by SIGABRT"),
+])
+def test_launch_failures_have_reasons(result, message):
+    v = verdict.judge(scenario("vtest-virgl"), result, None, HOST)
+    assert v.outcome == verdict.FAIL and message in v.reason
+
+
+def test_skip():
+    result = ProbeResult(None, None, "", None, {}, {}, {}, skipped="no DRM render node")
+    assert verdict.judge(scenario("sandbox-dri"), result, None, HOST) == verdict.Verdict(verdict.SKIP, "no DRM render node")
+
+
+def test_expected_fail_and_unexpected_pass():
+    xfail = scenario("vtest-virgl", expect="fail", reason="old Mesa")
+    failed = verdict.judge(xfail, probe(renderer="llvmpipe"), GOOD_IMAGE, HOST)
+    assert failed.outcome == verdict.EXPECTED_FAIL and "old Mesa" in failed.reason
+    passed = verdict.judge(xfail, probe(), GOOD_IMAGE, HOST)
+    assert passed.outcome == verdict.FAIL and passed.reason == "passed, but expected to fail (old Mesa)"
+
+
+def test_retries_make_flakes():
+    fail, ok = verdict.Verdict(verdict.FAIL, "boom"), verdict.Verdict(verdict.PASS, "fine")
+    assert verdict.combine_attempts([fail, ok]).outcome == verdict.FLAKE
+    assert "after: boom" in verdict.combine_attempts([fail, ok]).reason
+    assert verdict.combine_attempts([fail, fail]).outcome == verdict.FAIL
+    assert verdict.combine_attempts([ok]).outcome == verdict.PASS

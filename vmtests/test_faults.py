@@ -1,0 +1,145 @@
+"""Faults of launched components end in a verdict with a reason, within the timeout, and
+leave nothing behind -- also when the harness itself is killed."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+from harness import matrix as matrix_mod, verdict
+
+from .conftest import describe, outcome_or_skip
+
+
+def one(path, timeout_s=30, **settings):
+    return matrix_mod.expand({"matrix": {"paths": [path]}, "defaults": {"timeout_s": timeout_s, **settings}},
+                             "<test>").scenarios
+
+
+def test_virgl_server_killed_mid_run_fails_fast(run_scenarios):
+    killed = {}
+
+    def kill_server_soon(services):
+        server = services[0].child
+
+        def kill():
+            time.sleep(0.3)
+            killed["at"] = time.monotonic()
+            server.kill_group(signal.SIGKILL)
+
+        threading.Thread(target=kill, daemon=True).start()
+
+    scenarios = one("vtest-virgl", timeout_s=30, probe_args=["--hold", "2"])
+    (result,) = run_scenarios(scenarios, hooks={"services_ready": kill_server_soon})
+    outcome_or_skip(result)
+    assert result.verdict.outcome == verdict.FAIL, describe(result)
+    assert "virgl_test_server died during the run (killed by SIGKILL)" in result.verdict.reason
+    assert result.wall_s < 10, f"took {result.wall_s:.1f} s for a 30 s timeout"
+
+
+def test_probe_crash_fails_with_its_log(run_scenarios):
+    (result,) = run_scenarios(one("software", probe_args=["--fault", "segv"]))
+    assert result.verdict.outcome == verdict.FAIL
+    assert "killed by SIGSEGV" in result.verdict.reason
+    assert "Fatal Python error: Segmentation fault" in result.probe.log_tail(40)
+
+
+def test_probe_crash_inside_sandbox_fails(run_scenarios):
+    (result,) = run_scenarios(one("vtest-virgl", probe_args=["--fault", "abort"]))
+    outcome_or_skip(result)
+    assert result.verdict.outcome == verdict.FAIL
+    # bwrap's pid 1 reports the child's death by signal as exit status 128+n.
+    assert "without a result" in result.verdict.reason
+    assert "Fatal Python error: Aborted" in result.probe.log_tail(40)
+
+
+def test_hung_probe_times_out(run_scenarios):
+    (result,) = run_scenarios(one("vtest-virgl", timeout_s=2, probe_args=["--fault", "hang"]))
+    outcome_or_skip(result)
+    assert result.verdict.outcome == verdict.FAIL
+    assert "timed out after 2 s" in result.verdict.reason
+    assert result.wall_s < 6
+
+
+def test_expected_failure_and_flake(run_scenarios):
+    scenarios = matrix_mod.expand({
+        "matrix": {"paths": ["software"]},
+        "override": [{"match": "*", "expect": "fail", "reason": "probe told to exit 3", "probe_args": ["--fault", "exit"]}],
+    }, "<test>").scenarios
+    (result,) = run_scenarios(scenarios)
+    assert result.verdict.outcome == verdict.EXPECTED_FAIL
+    assert "probe told to exit 3" in result.verdict.reason
+
+
+def processes_mentioning(text):
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                if text.encode() in handle.read():
+                    found.append(int(pid))
+        except OSError:
+            continue
+    return found
+
+
+def test_harness_sigkilled_during_vtest_leaves_nothing(tmp_path, toolset):
+    if not toolset.found("virgl_test_server") or not toolset.found("bwrap"):
+        pytest.skip("needs bwrap and virgl_test_server")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    matrix_file = tmp_path / "m.toml"
+    matrix_file.write_text(textwrap.dedent("""
+        [matrix]
+        paths = ["vtest-virgl"]
+        [defaults]
+        timeout_s = 60
+        probe_args = ["--hold", "30"]
+    """))
+    env = dict(os.environ, TMPDIR=str(scratch))
+    harness = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "--matrix", str(matrix_file),
+                                "--out", str(tmp_path / "out")], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and len(processes_mentioning(str(scratch))) < 2:
+        time.sleep(0.05)
+    launched = processes_mentioning(str(scratch))
+    assert len(launched) >= 2, "virgl_test_server and bwrap never started"
+    harness.kill()
+    harness.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (processes_mentioning(str(scratch)) or any(scratch.iterdir())):
+        time.sleep(0.05)
+    assert processes_mentioning(str(scratch)) == []
+    assert list(scratch.iterdir()) == []
+
+
+def test_exec_passes_exit_code_and_output_through(toolset):
+    if not toolset.found("bwrap"):
+        pytest.skip("needs bwrap")
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "exec", "--path", "vtest-virgl", "--",
+                           "sh", "-c", "echo dri=$(ls /dev/dri 2>/dev/null | wc -l); echo oops >&2; exit 7"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 7, done.stderr
+    assert done.stdout.strip() == "dri=0"
+    assert "oops" in done.stderr
+
+
+def test_exec_runs_a_users_gl_program_through_virgl(toolset):
+    if toolset.missing(["bwrap", "virgl_test_server"]):
+        pytest.skip("needs bwrap and virgl_test_server")
+    from harness.launchers.base import PROBE_FILES
+    with open(PROBE_FILES["gl"]) as program:
+        done = subprocess.run([sys.executable, "-m", "harness.cli", "exec", "--path", "vtest-virgl", "--",
+                               "python3", "-", "--out", "/tmp", "--frames", "1"],
+                              stdin=program, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    import json
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["renderer"].startswith("virgl (")

@@ -1,0 +1,43 @@
+"""The shipped default matrix, each scenario a test that launches it for real."""
+import pytest
+
+from harness import matrix as matrix_mod, verdict
+
+from .conftest import describe, outcome_or_skip
+
+DEFAULT = matrix_mod.load()
+
+
+@pytest.mark.parametrize("scenario", DEFAULT.scenarios, ids=[s.id for s in DEFAULT.scenarios])
+def test_default_matrix_scenario(scenario, run_scenarios):
+    (result,) = run_scenarios([scenario])
+    outcome = outcome_or_skip(result)
+    assert outcome in (verdict.PASS, verdict.EXPECTED_FAIL), describe(result)
+    if outcome == verdict.PASS:
+        data = result.probe.data
+        assert data["ok"] and data["pixels_md5"], describe(result)
+        assert result.probe.image_path and result.diff_path
+
+
+def test_vtest_virgl_renders_through_virgl_with_no_dri(run_scenarios):
+    (scenario,) = DEFAULT.select(["vtest-virgl"])
+    (result,) = run_scenarios([scenario])
+    if outcome_or_skip(result) != verdict.PASS:
+        pytest.fail(describe(result))
+    data = result.probe.data
+    assert data["renderer"].startswith("virgl (")
+    assert data["isolation"]["dri_nodes"] == []
+    assert data["isolation"]["host_paths_visible"] == 0
+    assert result.probe.service_rss_kb["virgl_test_server"] > 0
+
+
+def test_silent_llvmpipe_fallback_is_a_fail(run_scenarios):
+    """vtest-virgl whose client is pointed at llvmpipe must not pass: the renderer check catches it."""
+    scenarios = matrix_mod.expand({
+        "matrix": {"paths": ["vtest-virgl"]},
+        "override": [{"match": "*", "env": {"GALLIUM_DRIVER": "llvmpipe"}}],
+    }, "<test>").scenarios
+    (result,) = run_scenarios(scenarios)
+    outcome_or_skip(result)
+    assert result.verdict.outcome == verdict.FAIL
+    assert "silent fallback to software" in result.verdict.reason
