@@ -26,7 +26,7 @@ DEFAULT_TIMEOUT_S = 60.0
 
 TOP_KEYS = {"matrix", "defaults", "runtimes", "override"}
 MATRIX_KEYS = {"paths", "runtimes", "probes", "exclude"}
-SETTING_KEYS = {"timeout_s", "tolerance", "env", "probe_args", "golden"}
+SETTING_KEYS = {"timeout_s", "tolerance", "env", "probe_args", "golden", "kernel_args"}
 OVERRIDE_KEYS = SETTING_KEYS | {"match", "expect", "reason"}
 RUNTIME_KEYS = {"kind", "root", "description"}
 RUNTIME_KINDS = ("host", "rootfs")
@@ -69,6 +69,7 @@ class Scenario:
     golden: str = ""
     env: Tuple[Tuple[str, str], ...] = ()
     probe_args: Tuple[str, ...] = ()
+    kernel_args: Tuple[str, ...] = ()  # vm family: appended to the guest kernel's command line
 
     @property
     def slug(self) -> str:
@@ -82,6 +83,7 @@ class Scenario:
         data = asdict(self)
         data["env"] = dict(self.env)
         data["probe_args"] = list(self.probe_args)
+        data["kernel_args"] = list(self.kernel_args)
         return data
 
 
@@ -181,8 +183,9 @@ def parse_settings(problems: Problems, where: str, table: dict) -> dict:
             if expect_type(problems, f"{where}.env.{name}", value, (str,), "a string"):
                 env[name] = value
         settings["env"] = env
-    if "probe_args" in table:
-        settings["probe_args"] = string_list(problems, f"{where}.probe_args", table["probe_args"])
+    for key in ("probe_args", "kernel_args"):
+        if key in table:
+            settings[key] = string_list(problems, f"{where}.{key}", table[key])
     if "golden" in table and expect_type(problems, f"{where}.golden", table["golden"], (str,), "a string"):
         settings["golden"] = table["golden"]
     return settings
@@ -285,6 +288,7 @@ def build_scenario(path: str, runtime: Runtime, probe: str, settings: dict, expe
         golden=settings.get("golden", probe),
         env=tuple(sorted(settings.get("env", {}).items())),
         probe_args=tuple(settings.get("probe_args", ())),
+        kernel_args=tuple(settings.get("kernel_args", ())),
     )
 
 

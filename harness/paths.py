@@ -19,9 +19,12 @@ class PathSpec:
     own_namespaces: Tuple[str, ...] = ()  # namespaces that must differ from the host's
     services: Tuple[str, ...] = ()
     env: Tuple[Tuple[str, str], ...] = field(default=())
+    guest_gpu: Optional[str] = None  # vm family: the QEMU display device, if any
+    scanout: bool = False  # vm family: the guest shows the image and the host captures it
 
 
 SANDBOX_NAMESPACES = ("mnt", "pid", "net", "ipc", "uts")
+VM_TOOLS = ("qemu-system-x86_64", "kernel", "busybox", "python3", "mesa")
 
 PATHS = {
     spec.id: spec
@@ -62,6 +65,33 @@ PATHS = {
             own_namespaces=SANDBOX_NAMESPACES,
             services=("virgl_test_server",),
             env=(("GALLIUM_DRIVER", "virpipe"),),
+        ),
+        PathSpec(
+            id="vm-headless",
+            family="vm",
+            description="QEMU guest with no GPU device; llvmpipe in the guest",
+            renderer=LLVMPIPE,
+            requires=VM_TOOLS,
+            no_dri_nodes=True,
+        ),
+        PathSpec(
+            id="vm-virtio-2d",
+            family="vm",
+            description="QEMU virtio-gpu without 3D: llvmpipe in the guest, scanout checked from outside",
+            renderer=LLVMPIPE,
+            requires=VM_TOOLS,
+            guest_gpu="virtio-gpu-pci",
+            scanout=True,
+        ),
+        PathSpec(
+            id="vm-virgl",
+            family="vm",
+            description="QEMU virtio-gpu-gl (virgl): guest GL runs on the host's GL",
+            renderer=r"^virgl \(.+\)",
+            requires=VM_TOOLS,
+            guest_gpu="virtio-gpu-gl-pci",
+            scanout=True,
+            services=("Xvfb",),
         ),
     )
 }

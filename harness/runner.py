@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 from . import images, launchers, reaper, toolset as toolset_mod, verdict as verdict_mod
-from .launchers.base import ProbeResult, Workload, Workspace, execute, write_config
+from .launchers.base import ProbeResult, Workload, Workspace
 from .matrix import Scenario
 from .toolset import Toolset
 
@@ -74,11 +74,25 @@ def launch(scenario: Scenario, toolset: Toolset, workspace: Workspace, workload:
     if skip:
         return ProbeResult(None, None, "", None, {}, {}, {}, skipped=skip)
     workspace.create()
-    plan = launchers.plan_for(scenario.spec.family)(scenario, toolset, workspace, workload)
-    write_config(workspace, scenario.id, plan)
-    phases = {"setup_s": time.monotonic() - t0}
-    return execute(plan, workspace, scenario.timeout_s, phases, inherit_stdio=inherit_stdio,
-                   on_services_ready=on_services_ready)
+    result = launchers.launch(scenario, toolset, workspace, workload, inherit_stdio, on_services_ready)
+    result.phases.setdefault("setup_s", time.monotonic() - t0 - sum(result.phases.values()))
+    return result
+
+
+def compare_scanout(scanout_path: str, golden: Path, scenario: Scenario, result_dir: Path) -> images.Comparison:
+    """The guest puts the probe's image at the display's top-left: crop that and compare."""
+    from PIL import Image
+
+    if not golden.exists():
+        return images.Comparison(False, f"no golden image {golden.name}")
+    with Image.open(golden) as reference, Image.open(scanout_path) as captured:
+        width, height = reference.size
+        if captured.size[0] < width or captured.size[1] < height:
+            return images.Comparison(False, f"captured display {captured.size[0]}x{captured.size[1]} is smaller "
+                                            f"than the image {width}x{height}")
+        crop = result_dir / "scanout-crop.png"
+        captured.convert("RGB").crop((0, 0, width, height)).save(crop)
+    return images.compare(crop, golden, scenario.tolerance, result_dir / "scanout-diff.png")
 
 
 def attempt(scenario: Scenario, toolset: Toolset, options: RunOptions, temp: TempRoot, result_dir: Path,
@@ -97,7 +111,10 @@ def attempt(scenario: Scenario, toolset: Toolset, options: RunOptions, temp: Tem
             shutil.copyfile(golden, result_dir / "golden.png")
     elif options.compare_images and probe.data and probe.data.get("ok"):
         comparison = images.Comparison(False, "probe reported success but wrote no image")
-    verdict = verdict_mod.judge(scenario, probe, comparison, host)
+    scanout = None
+    if options.compare_images and probe.scanout_path and golden is not None:
+        scanout = compare_scanout(probe.scanout_path, golden, scenario, result_dir)
+    verdict = verdict_mod.judge(scenario, probe, comparison, host, scanout)
     probe.phases["verdict_s"] = time.monotonic() - t_verdict
     shutil.rmtree(workspace.tmp_dir, ignore_errors=True)
     return ScenarioResult(scenario, verdict, probe, result_dir, time.monotonic() - started, 1, probe.phases,

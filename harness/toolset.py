@@ -40,7 +40,7 @@ TOOL_SPECS = {
         ToolSpec("mesa", None, "libgl1-mesa-dri libegl1 libgles2"),
         ToolSpec("qemu-system-x86_64", "qemu-system-x86_64", "qemu-system-x86", ["--version"]),
         ToolSpec("Xvfb", "Xvfb", "xvfb"),
-        ToolSpec("busybox", "busybox", "busybox-static"),
+        ToolSpec("busybox", "busybox", "busybox-static", ["--help"], r"BusyBox v(\d+(?:\.\d+)+)"),
         ToolSpec("kernel", None, "linux-image-amd64"),
         ToolSpec("podman", "podman", "podman", ["--version"]),
         ToolSpec("flatpak", "flatpak", "flatpak", ["--version"]),
@@ -225,4 +225,8 @@ def unavailable_reason(toolset: Toolset, spec: path_registry.PathSpec) -> Option
         return f"missing {hints}"
     if spec.needs_render_node and not toolset.render_nodes:
         return "no DRM render node on this host (/dev/dri/renderD* absent)"
+    if spec.family == "vm" and not (toolset.tools["kernel"].extra or {}).get("modules_dir"):
+        return f"kernel {toolset.path('kernel')} has no modules directory (the guest needs virtio and 9p modules)"
+    if "Xvfb" in spec.services and not toolset.render_nodes and not toolset.found("Xvfb"):
+        return "no render node for egl-headless and no Xvfb for an SDL GL display (install xvfb)"
     return None

@@ -97,7 +97,16 @@ def isolation_checks(scenario: Scenario, data: dict, host: HostFacts) -> List[Ch
     return checks
 
 
-def judge(scenario: Scenario, result: ProbeResult, comparison: Optional[Comparison], host: HostFacts) -> Verdict:
+def scanout_check(result: ProbeResult, scanout: Optional[Comparison]) -> Check:
+    if not result.scanout_path:
+        return Check("scanout", False, "no scanout captured from outside the machine")
+    if scanout is None:
+        return Check("scanout", True, "scanout captured (not compared)")
+    return Check("scanout", scanout.matched, "scanout " + scanout.reason)
+
+
+def judge(scenario: Scenario, result: ProbeResult, comparison: Optional[Comparison], host: HostFacts,
+          scanout: Optional[Comparison] = None) -> Verdict:
     if result.skipped:
         return Verdict(SKIP, result.skipped)
     failure = launch_failure(result, scenario.timeout_s)
@@ -106,6 +115,8 @@ def judge(scenario: Scenario, result: ProbeResult, comparison: Optional[Comparis
         checks.append(renderer_check(scenario, result.data, host))
         if comparison is not None:
             checks.append(Check("image", comparison.matched, comparison.reason))
+        if scenario.spec.scanout:
+            checks.append(scanout_check(result, scanout))
         checks.extend(isolation_checks(scenario, result.data, host))
         bad = [c for c in checks if not c.ok]
         failure = "; ".join(c.detail for c in bad) if bad else None

@@ -74,6 +74,9 @@ class ProbeResult:
     service_logs: Dict[str, str]
     problem: str = ""  # why the launch itself went wrong ("" when it did not)
     skipped: str = ""  # why the path cannot run here ("" when it ran)
+    scanout_path: Optional[str] = None  # the display as captured from outside the machine
+    facts: Dict[str, object] = field(default_factory=dict)  # launcher facts for the report (accel, ...)
+    events: List[dict] = field(default_factory=list)  # QMP events seen
 
     def log_tail(self, lines: int = 20) -> str:
         return tail(self.log_path, lines)

@@ -372,6 +372,37 @@ def png_bytes(rows, width, height):
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
 
 
+SCANOUT_FILE = "/tmp/gpu-harness-scanout.fb"
+
+
+def framebuffer_image(device, rows, size):
+    """The rendered image at the top-left of a frame for `device` (rest black), written to
+    SCANOUT_FILE for the guest's init to copy to the device once this process has exited:
+    while the probe's GL driver holds the DRM device, fbdev writes are not flushed to the
+    display. Expects 32 bpp XRGB, what DRM's fbdev emulation gives."""
+    sysfs = "/sys/class/graphics/" + os.path.basename(device)
+    with open(sysfs + "/bits_per_pixel") as handle:
+        bpp = int(handle.read())
+    with open(sysfs + "/stride") as handle:
+        stride = int(handle.read())
+    with open(sysfs + "/virtual_size") as handle:
+        width, height = (int(v) for v in handle.read().strip().split(","))
+    if bpp != 32:
+        raise ProbeError("framebuffer %s has %d bpp, expected 32" % (device, bpp))
+    black = bytes(stride)
+    shown = min(size, width)
+    with open(SCANOUT_FILE, "wb") as fb:
+        for y in range(height):
+            if y >= size:
+                fb.write(black)
+                continue
+            line = bytearray(stride)
+            rgb = rows[y][:shown * 3]
+            line[0:shown * 4:4], line[1:shown * 4:4], line[2:shown * 4:4] = rgb[2::3], rgb[1::3], rgb[0::3]
+            fb.write(bytes(line))
+    return {"device": device, "width": width, "height": height, "file": SCANOUT_FILE}
+
+
 def read_status_field(name):
     try:
         with open("/proc/self/status") as status:
@@ -469,6 +500,7 @@ def main(argv=None):
     parser.add_argument("--frames", type=int, default=60)
     parser.add_argument("--host-path", action="append", default=[], help="a host path that should be hidden")
     parser.add_argument("--hold", type=float, default=0.0, help="seconds to wait after context creation")
+    parser.add_argument("--scanout", help="framebuffer device to show the image on, e.g. /dev/fb0")
     parser.add_argument("--fault", choices=["segv", "abort", "hang", "exit"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     faulthandler.enable()  # a crash in the driver leaves a traceback in the probe's log
@@ -482,6 +514,8 @@ def main(argv=None):
         result.update(info)
         result.update(ok=True, image="probe.png", size=[args.size, args.size],
                       pixels_md5=hashlib.md5(b"".join(rows)).hexdigest(), timings=timings)
+        if args.scanout:
+            result["scanout"] = framebuffer_image(args.scanout, rows, args.size)
     except ProbeError as exc:
         result["error"] = str(exc)
     result["timings_total_ms"] = round((time.perf_counter() - started) * 1000, 3)

@@ -64,6 +64,11 @@ def scenario_entry(result, out_dir: Path, toolset: Toolset) -> dict:
         "diff": relative(result.diff_path, out_dir),
         "result_dir": relative(str(result.result_dir), out_dir),
         "logs": {k: relative(v, out_dir) for k, v in log_files.items() if v and os.path.exists(v)},
+        "scanout": relative(probe.scanout_path, out_dir),
+        "scanout_diff": relative(str(result.result_dir / "scanout-diff.png"), out_dir)
+        if probe.scanout_path and (result.result_dir / "scanout-diff.png").exists() else None,
+        "launcher": {k: v for k, v in probe.facts.items()},
+        "qmp_events": probe.events,
         "exit": probe.exit.describe() if probe.exit else None,
         "log_tail": failure_logs(result) if result.verdict.outcome in ("Fail", "ExpectedFail") else None,
         "versions": {**{name: toolset.version(name) for name in scenario.spec.requires if toolset.found(name)},
