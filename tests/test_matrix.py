@@ -12,7 +12,8 @@ def problems(declaration):
 
 def test_default_matrix_expands():
     ids = [s.id for s in matrix.load().scenarios]
-    assert ids == ["native/host/gl", "software/host/gl", "sandbox-dri/host/gl", "vtest-virgl/host/gl"]
+    assert ids == ["native/host/gl", "software/host/gl", "sandbox-dri/host/gl", "vtest-virgl/host/gl",
+                   "vm-headless/host/gl", "vm-virtio-2d/host/gl", "vm-virgl/host/gl"]
 
 
 def test_cross_product_excludes_and_overrides():
@@ -98,4 +99,5 @@ def test_json_form_expands_like_toml(tmp_path):
 def test_select_by_path_and_glob():
     m = matrix.load()
     assert [s.id for s in m.select(["vtest-virgl"])] == ["vtest-virgl/host/gl"]
-    assert [s.id for s in m.select(None, "*-*/host/gl")] == ["sandbox-dri/host/gl", "vtest-virgl/host/gl"]
+    assert [s.id for s in m.select(None, "*-*/host/gl")] == [
+        "sandbox-dri/host/gl", "vtest-virgl/host/gl", "vm-headless/host/gl", "vm-virtio-2d/host/gl", "vm-virgl/host/gl"]

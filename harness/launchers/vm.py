@@ -146,9 +146,13 @@ def drive(machine: Machine, scenario: Scenario, display: str, workspace: Workspa
           phases: Dict[str, float], booted_at: float) -> Tuple[str, bool, Optional[str]]:
     """Watch the guest until it is done. Returns (problem, timed_out, scanout image)."""
     deadline = booted_at + scenario.timeout_s
-    scanout = None
+    scanout, sampled_at = None, 0.0
     while True:
         console, now = machine.console(), time.monotonic()
+        if now - sampled_at > 0.25:
+            phases_rss = machine.child.peak_rss_kb()
+            machine.peak_rss_kb = max(machine.peak_rss_kb, phases_rss)
+            sampled_at = now
         if "boot_s" not in phases and "probe starting" in console:
             phases["boot_s"] = now - booted_at
         if "probe_s" not in phases and PROBE_EXIT.search(console):
@@ -211,7 +215,6 @@ def launch(scenario: Scenario, toolset: Toolset, workspace: Workspace, workload:
         t_stop = time.monotonic()
         for service in running:
             service.sample_rss()
-        result.qemu_rss_kb = machine.child.peak_rss_kb() if machine.child else 0
     except MachineError as exc:
         result.problem = str(exc)
         t_stop = time.monotonic()
@@ -220,7 +223,7 @@ def launch(scenario: Scenario, toolset: Toolset, workspace: Workspace, workload:
         service_mod.stop_all(running)
     phases["shutdown_s"] = time.monotonic() - t_stop
     result.events = list(machine.events)
-    result.service_rss_kb = {"qemu": getattr(result, "qemu_rss_kb", 0),
+    result.service_rss_kb = {"qemu": machine.peak_rss_kb,
                              **{s.spec.name: s.peak_rss_kb for s in running}}
     result.service_logs.update({s.spec.name: s.spec.log_path for s in running})
     console = Path(serial_log).read_text(errors="replace") if serial_log.exists() else ""

@@ -29,6 +29,7 @@ class Machine:
         self.qmp_socket, self.log_path, self.serial_log = qmp_socket, log_path, serial_log
         self.connect_timeout_s = connect_timeout_s
         self.events: List[dict] = []
+        self.peak_rss_kb = 0
         self.child: Optional[Child] = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)

@@ -1,0 +1,78 @@
+from harness import matrix
+from harness.launchers.vm import guest_exit
+from harness.templating import render_argv
+from harness.vm import accel, modules
+from harness.vm.xcapture import window_region
+
+DEP = """kernel/fs/9p/9p.ko: kernel/net/9p/9pnet.ko kernel/fs/fscache/fscache.ko kernel/fs/netfs/netfs.ko
+kernel/net/9p/9pnet.ko:
+kernel/fs/fscache/fscache.ko: kernel/fs/netfs/netfs.ko
+kernel/fs/netfs/netfs.ko:
+kernel/drivers/gpu/drm/virtio/virtio-gpu.ko.xz: kernel/drivers/gpu/drm/drm.ko
+kernel/drivers/gpu/drm/drm.ko:
+"""
+
+
+def test_module_resolution_orders_dependencies_first():
+    table = modules.parse_modules_dep(DEP)
+    order = modules.resolve(["9p", "virtio_gpu"], table)
+    assert order.index("kernel/fs/netfs/netfs.ko") < order.index("kernel/fs/fscache/fscache.ko") \
+        < order.index("kernel/fs/9p/9p.ko")
+    assert order[-2:] == ["kernel/drivers/gpu/drm/drm.ko", "kernel/drivers/gpu/drm/virtio/virtio-gpu.ko.xz"]
+    assert len(order) == len(set(order)) == 6
+
+
+def test_builtin_modules_need_nothing():
+    table = modules.parse_modules_dep(DEP)
+    assert modules.resolve(["9p"], table, builtin={"fscache", "netfs"}) == [
+        "kernel/net/9p/9pnet.ko", "kernel/fs/9p/9p.ko"]
+
+
+def test_unknown_module_is_an_error():
+    import pytest
+    with pytest.raises(KeyError, match="neither built in nor in modules.dep"):
+        modules.resolve(["nope"], modules.parse_modules_dep(DEP))
+
+
+def test_kvm_decision():
+    assert accel.decide(False, None) == accel.Accel("tcg", "no usable /dev/kvm")
+    assert accel.decide(True, accel.KvmProbe(True, 0.8, "booted")).name == "kvm"
+    hung = accel.decide(True, accel.KvmProbe(False, 8.0, "a KVM guest did not boot within 8 s (hangs)"))
+    assert hung.name == "tcg" and "did not boot within 8 s" in hung.reason
+
+
+def qemu_argv(gpu, display):
+    return render_argv("qemu.args.j2", qemu="qemu-system-x86_64", accel="tcg", memory_mb=256, kernel="/k",
+                       initrd="/i", cmdline="console=ttyS0 panic=-1", serial_log="/r/console.log",
+                       qmp_socket="/t/qmp.sock", runtime_root="/", out_dir="/r/probe", gpu=gpu, display=display)
+
+
+def test_qemu_argv_per_path():
+    headless = qemu_argv(None, "none")
+    assert "-device" not in headless and headless[headless.index("-display") + 1] == "none"
+    assert headless[headless.index("-qmp") + 1] == "unix:/t/qmp.sock"
+    assert "local,path=/,mount_tag=root,security_model=none,readonly=on,multidevs=remap" in headless
+    assert "-no-reboot" in headless and headless[headless.index("-cpu") + 1] == "qemu64"
+    virgl = qemu_argv("virtio-gpu-gl-pci", "sdl,gl=on")
+    assert virgl[virgl.index("-device") + 1] == "virtio-gpu-gl-pci"
+    assert virgl[virgl.index("-display") + 1] == "sdl,gl=on"
+
+
+def test_guest_exit_from_console():
+    assert guest_exit("gpu-harness: probe exited 0\n").code == 0
+    assert guest_exit("gpu-harness: probe exited 134\n").signal == 6
+    assert guest_exit("nothing") is None
+
+
+def test_kernel_args_setting():
+    (s,) = matrix.expand({"matrix": {"paths": ["vm-headless"]}, "defaults": {"kernel_args": ["a=1"]}}, "t").scenarios
+    assert s.kernel_args == ("a=1",)
+
+
+def test_window_region_finds_the_window_on_a_white_root():
+    import numpy as np
+    screen = np.full((100, 120, 3), 255, dtype=np.uint8)
+    screen[10:40, 20:80] = 0
+    screen[12, 22] = (200, 10, 10)
+    region = window_region(screen)
+    assert region.shape == (30, 60, 3) and tuple(region[2, 2]) == (200, 10, 10)
