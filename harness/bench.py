@@ -4,7 +4,8 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-PHASES = ("setup_s", "services_ready_s", "probe_s", "verdict_s")
+PHASES = ("image_build_s", "setup_s", "services_ready_s", "qemu_start_s", "boot_s", "probe_s", "shutdown_s",
+          "verdict_s")
 
 
 @dataclass
@@ -78,8 +79,8 @@ def table(rows: List[BenchRow], title: str):
     from rich.table import Table
 
     out = Table(title=title)
-    for column in ("scenario", "outcome", "runs", "setup s", "service ready s", "probe s", "verdict s",
-                   "wall s", "fps", "% native", "probe RSS MiB", "service RSS MiB"):
+    for column in ("scenario", "outcome", "runs", "image build s", "setup s", "service ready s", "qemu start s",
+                   "boot s", "probe s", "shutdown s", "verdict s", "wall s", "fps", "% native", "probe RSS MiB", "service RSS MiB"):
         out.add_column(column, justify="left" if column in ("scenario", "outcome") else "right")
     for row in rows:
         out.add_row(row.scenario, row.outcome, str(row.runs),

@@ -14,7 +14,7 @@ from . import __version__, bench, matrix as matrix_mod, paths as path_registry, 
 from . import toolset as toolset_mod
 from .errors import InputError
 from .launchers.base import Workload, Workspace
-from .verdict import FAIL, SKIP
+from .verdict import FAIL
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

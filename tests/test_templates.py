@@ -1,5 +1,4 @@
 import subprocess
-from pathlib import Path
 
 from harness import matrix, templating
 from harness.launchers import host, sandbox

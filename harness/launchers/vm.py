@@ -3,7 +3,6 @@ boots the toolset's kernel with a generated initramfs, mounts the runtime root r
 9p, runs the probe, shows its image on the display and writes the result to a share."""
 import os
 import re
-import shutil
 import threading
 import time
 from pathlib import Path
