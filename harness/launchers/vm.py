@@ -132,12 +132,14 @@ def guest_exit(console: str) -> Optional[Exit]:
 
 
 def console_problem(console: str, machine: Machine) -> str:
-    panic = PANIC.search(console)
-    if panic or machine.event("GUEST_PANICKED"):
-        return f"guest kernel panic: {panic.group(1).strip() if panic else 'GUEST_PANICKED event'}"
+    # An init failure comes first: when init exits, the kernel panics ("Attempted to kill init")
+    # as a consequence, and the cause is what a person needs.
     failed = re.search(r"gpu-harness: INIT-FAILED: (.*)", console)
     if failed:
         return f"guest init failed: {failed.group(1).strip()}"
+    panic = PANIC.search(console)
+    if panic or machine.event("GUEST_PANICKED"):
+        return f"guest kernel panic: {panic.group(1).strip() if panic else 'GUEST_PANICKED event'}"
     return ""
 
 
