@@ -2,7 +2,7 @@
 
 The harness starts one reaper per run (in its own session, so a signal to the harness's
 process group does not reach it) and keeps the write end of a pipe to its stdin. It tells the
-reaper which process groups and temp folders it owns. When that pipe closes -- normal exit,
+reaper which process groups and temp paths (folders, lock files) it owns. When that pipe closes -- normal exit,
 exception, or SIGKILL, where no cleanup code of the harness can run -- the kernel closes the
 pipe, the reaper reads EOF, kills what is still registered and removes the folders. This is the
 sync-fd lifecycle: the kernel's own cleanup is the signal.
@@ -17,29 +17,39 @@ import sys
 import threading
 
 
-def reap(pgids, dirs):
+def remove(path):
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+def reap(pgids, paths):
     for pgid in pgids:
         try:
             os.killpg(pgid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-    for path in dirs:
-        shutil.rmtree(path, ignore_errors=True)
+    for path in paths:
+        remove(path)
 
 
 def serve(stream):
-    pgids, dirs = set(), set()
+    pgids, paths = set(), set()
     for line in stream:
         verb, _, arg = line.strip().partition(" ")
         if verb == "pgid":
             pgids.add(int(arg))
         elif verb == "unpgid":
             pgids.discard(int(arg))
-        elif verb == "dir":
-            dirs.add(arg)
-        elif verb == "undir":
-            dirs.discard(arg)
-    reap(pgids, dirs)
+        elif verb == "path":
+            paths.add(arg)
+        elif verb == "unpath":
+            paths.discard(arg)
+    reap(pgids, paths)
 
 
 class Reaper:
@@ -65,11 +75,12 @@ class Reaper:
     def untrack_group(self, pgid: int) -> None:
         self._send(f"unpgid {pgid}")
 
-    def track_dir(self, path: str) -> None:
-        self._send(f"dir {path}")
+    def track_path(self, path: str) -> None:
+        """Remove this file or folder if the harness dies before it untracks it."""
+        self._send(f"path {path}")
 
-    def untrack_dir(self, path: str) -> None:
-        self._send(f"undir {path}")
+    def untrack_path(self, path: str) -> None:
+        self._send(f"unpath {path}")
 
     def close(self) -> None:
         """Reap whatever is still registered, and wait for the reaper to finish."""

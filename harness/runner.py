@@ -54,7 +54,7 @@ class TempRoot:
 
     def __init__(self):
         self.path = Path(tempfile.mkdtemp(prefix="gh-"))
-        reaper.get().track_dir(str(self.path))
+        reaper.get().track_path(str(self.path))
         self._counter = 0
 
     def scenario_dir(self) -> Path:
@@ -63,7 +63,7 @@ class TempRoot:
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
-        reaper.get().untrack_dir(str(self.path))
+        reaper.get().untrack_path(str(self.path))
 
 
 def launch(scenario: Scenario, toolset: Toolset, workspace: Workspace, workload: Workload,

@@ -4,8 +4,9 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
+from . import reaper
 from .process import Child, exit_of, tail
 
 
@@ -22,6 +23,9 @@ class ServiceSpec:
     ready_socket: Optional[str] = None  # ready once a client can connect to this unix socket
     ready_check: Optional[Callable[[], bool]] = None  # or once this returns True
     ready_timeout_s: float = 10.0
+    # Files the service makes outside the workspace and removes itself when it stops cleanly
+    # (Xvfb's /tmp/.X<n>-lock and socket): removed here or by the reaper if it cannot.
+    leaves: Tuple[str, ...] = ()
 
 
 def unix_socket_accepts(path: str) -> bool:
@@ -61,6 +65,9 @@ class RunningService:
         self.sample_rss()
         self.exit_description = self.child.stop().describe()
         self.stopped = True
+        for path in self.spec.leaves:
+            reaper.remove(path)
+            reaper.get().untrack_path(path)
 
 
 def is_ready(spec: ServiceSpec) -> bool:
@@ -73,6 +80,8 @@ def is_ready(spec: ServiceSpec) -> bool:
 
 def start(spec: ServiceSpec) -> RunningService:
     started = time.monotonic()
+    for path in spec.leaves:
+        reaper.get().track_path(path)
     child = Child(spec.argv, spec.env, spec.log_path)
     service = RunningService(spec, child)
     while not is_ready(spec):

@@ -1,6 +1,6 @@
 from harness import matrix
 from harness.launchers.vm import guest_exit
-from harness.templating import render_argv
+from harness.templating import render, render_argv
 from harness.vm import accel, modules
 from harness.vm.xcapture import window_region
 
@@ -41,10 +41,11 @@ def test_kvm_decision():
     assert hung.name == "tcg" and "did not boot within 8 s" in hung.reason
 
 
-def qemu_argv(gpu, display):
+def qemu_argv(gpu, display, agent_socket=None):
     return render_argv("qemu.args.j2", qemu="qemu-system-x86_64", accel="tcg", memory_mb=256, kernel="/k",
                        initrd="/i", cmdline="console=ttyS0 panic=-1", serial_log="/r/console.log",
-                       qmp_socket="/t/qmp.sock", runtime_root="/", out_dir="/r/probe", gpu=gpu, display=display)
+                       qmp_socket="/t/qmp.sock", agent_socket=agent_socket, runtime_root="/", out_dir="/r/probe",
+                       gpu=gpu, display=display)
 
 
 def test_qemu_argv_per_path():
@@ -56,6 +57,27 @@ def test_qemu_argv_per_path():
     virgl = qemu_argv("virtio-gpu-gl-pci", "sdl,gl=on")
     assert virgl[virgl.index("-device") + 1] == "virtio-gpu-gl-pci"
     assert virgl[virgl.index("-display") + 1] == "sdl,gl=on"
+    assert headless.count("-serial") == 1
+
+
+def test_interactive_guest_gets_its_command_channel_on_the_second_serial_port():
+    argv = qemu_argv(None, "none", agent_socket="/t/agent.sock")
+    assert argv.count("-serial") == 2 and argv[argv.index("-serial") + 1] == "chardev:serial0"
+    assert "socket,id=agent,path=/t/agent.sock,server=on,wait=off" in argv
+    assert argv[len(argv) - 1 - argv[::-1].index("-serial") + 1] == "chardev:agent"
+
+
+def init_script(agent):
+    return render("init.sh.j2", modules=["virtio_gpu.ko"], scanout=not agent, env=[("PATH", "/usr/bin")],
+                  argv=["/usr/bin/python3", "probe.py"], agent=agent)
+
+
+def test_init_runs_the_probe_or_the_command_agent():
+    batch, interactive = init_script(False), init_script(True)
+    assert "AGENT-READY" not in batch and "probe starting" in batch and "SCANOUT-READY" in batch
+    agent_part = interactive[interactive.index("AGENT-READY"):interactive.index("probe starting")]
+    assert "/dev/ttyS1" in interactive and "base64 -d" in agent_part and "END $id $code" in agent_part
+    assert "chroot $R /usr/bin/env -i PATH=/usr/bin" in agent_part
 
 
 def test_guest_exit_from_console():

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from harness import matrix as matrix_mod, runner, toolset as toolset_mod, verdict
+from harness.guest import Guest
+from harness.launchers.base import Workspace
 
 REQUIRED = {p.strip() for p in os.environ.get("GPU_HARNESS_REQUIRE", "").split(",") if p.strip()}
 
@@ -35,13 +37,46 @@ def run_scenarios(toolset, tmp_path):
     return run
 
 
+def skip_unless_required(path: str, what: str, reason: str):
+    if path in REQUIRED:
+        pytest.fail(f"{what} is required here but skipped: {reason}")
+    pytest.skip(f"{what}: {reason}")
+
+
 def outcome_or_skip(result):
     """Turn a harness Skip into a pytest skip (or a failure where the path is required)."""
     if result.verdict.outcome == verdict.SKIP:
-        if result.scenario.path in REQUIRED:
-            pytest.fail(f"{result.scenario.id} is required here but skipped: {result.verdict.reason}")
-        pytest.skip(f"{result.scenario.id}: {result.verdict.reason}")
+        skip_unless_required(result.scenario.path, result.scenario.id, result.verdict.reason)
     return result.verdict.outcome
+
+
+@pytest.fixture
+def machine(request, toolset, tmp_path):
+    """A running guest of a VM path, for tests that drive a guest themselves.
+
+    The guest is the one the matrix boots for that path (same kernel, initramfs recipe, QEMU
+    argv, display service, runtime root), with a command agent in place of the probe. Pick the
+    path with ``@pytest.mark.guest("vm-virgl")`` (default vm-headless) or by indirect
+    parametrization; matrix settings go in the marker's keywords, e.g.
+    ``@pytest.mark.guest("vm-headless", kernel_args=["quiet"])``. The object is a
+    harness.guest.Guest: ``run``/``succeed``/``fail`` a shell command in the guest,
+    ``screenshot()``, ``wait_for_event("SHUTDOWN")``, ``wait_for_console(text)``, ``qmp(...)``.
+    QEMU and its services are stopped when the test ends, however it ends.
+    """
+    marker = request.node.get_closest_marker("guest")
+    path = getattr(request, "param", None) or (marker.args[0] if marker and marker.args else "vm-headless")
+    settings = dict(marker.kwargs) if marker else {}
+    (scenario,) = matrix_mod.expand({"matrix": {"paths": [path]}, "defaults": settings}, "<machine fixture>").scenarios
+    reason = toolset_mod.unavailable_reason(toolset, scenario.spec)
+    if reason:
+        skip_unless_required(path, f"{path} machine", reason)
+    temp = runner.TempRoot()
+    guest = Guest(scenario, toolset, Workspace(tmp_path / "machine", temp.scenario_dir()))
+    try:
+        yield guest.start()
+    finally:
+        guest.close()
+        temp.remove()
 
 
 def describe(result) -> str:

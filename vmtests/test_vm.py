@@ -1,9 +1,15 @@
 """VM paths: guest faults end in the right verdict within seconds, and nothing survives."""
+import glob
+import os
+import subprocess
+import sys
+import time
+
 import pytest
 
-from harness import matrix as matrix_mod, verdict
+from harness import matrix as matrix_mod, toolset as toolset_mod, verdict
 
-from .conftest import describe, outcome_or_skip
+from .conftest import describe, outcome_or_skip, skip_unless_required
 from .test_faults import processes_mentioning
 
 
@@ -44,3 +50,35 @@ def test_vm_result_records_acceleration_and_console(run_scenarios):
     assert "gpu-harness: probe exited 0" in (result.result_dir / "console.log").read_text()
     assert result.probe.service_rss_kb["qemu"] > 0
     assert result.probe.data["isolation"]["dri_nodes"] == []
+
+
+def test_harness_sigkilled_during_a_vm_scenario_leaves_nothing(tmp_path, toolset):
+    """QEMU and the Xvfb it draws on are reaped, and Xvfb's display lock and socket removed,
+    when the harness dies without running any cleanup of its own."""
+    scenario = vm_scenario("vm-virgl")[0]
+    reason = toolset_mod.unavailable_reason(toolset, scenario.spec)
+    if reason:
+        skip_unless_required("vm-virgl", "vm-virgl", reason)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    matrix_file = tmp_path / "m.toml"
+    matrix_file.write_text('[matrix]\npaths = ["vm-virgl"]\n[defaults]\ntimeout_s = 120\nprobe_args = ["--hold", "60"]\n')
+    displays_before = set(glob.glob("/tmp/.X*-lock"))
+    harness = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "--matrix", str(matrix_file),
+                                "--out", str(tmp_path / "out")], env=dict(os.environ, TMPDIR=str(scratch)),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    console = tmp_path / "out" / "scenarios" / scenario.slug / "console.log"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (console.exists() and "probe starting" in console.read_text()):
+        time.sleep(0.1)
+    launched = processes_mentioning(str(scratch))
+    names = {open(f"/proc/{pid}/comm").read().strip() for pid in launched}
+    assert {"qemu-system-x86", "Xvfb"} <= names, f"QEMU and Xvfb never both ran: {names}"
+    harness.kill()
+    harness.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (processes_mentioning(str(scratch)) or any(scratch.iterdir())):
+        time.sleep(0.05)
+    assert processes_mentioning(str(scratch)) == []
+    assert list(scratch.iterdir()) == []
+    assert set(glob.glob("/tmp/.X*-lock")) <= displays_before

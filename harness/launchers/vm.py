@@ -6,6 +6,7 @@ import re
 import threading
 import time
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 from PIL import Image
@@ -32,6 +33,8 @@ PROBE_EXIT = re.compile(r"gpu-harness: probe exited (\d+)")
 _accel_lock = threading.Lock()
 _accel: Optional[accel_mod.Accel] = None
 _display_lock = threading.Lock()
+DISPLAYS = range(90, 400)
+_next_display = DISPLAYS.start
 
 
 def acceleration(toolset: Toolset, workdir: Path) -> accel_mod.Accel:
@@ -63,36 +66,41 @@ def guest_argv(scenario: Scenario, workspace: Workspace, workload: Workload) -> 
                                   workspace.host_paths(), args)[1:]
 
 
-def build_initrd(scenario: Scenario, toolset: Toolset, workspace: Workspace, workload: Workload) -> Tuple[Path, bool]:
+def build_initrd(scenario: Scenario, toolset: Toolset, workspace: Workspace, workload: Workload,
+                 agent: bool = False) -> Tuple[Path, bool]:
     modules_dir = toolset.tools["kernel"].extra["modules_dir"]
     wanted = modules_mod.BASE_MODULES + (modules_mod.GPU_MODULES if scenario.spec.guest_gpu else ())
     modules = modules_mod.resolve_for_kernel(modules_dir, wanted)
-    init = render("init.sh.j2", modules=modules, scanout=scenario.spec.scanout, env=guest_env(scenario),
-                  argv=guest_argv(scenario, workspace, workload))
+    init = render("init.sh.j2", modules=modules, scanout=scenario.spec.scanout and not agent, env=guest_env(scenario),
+                  argv=guest_argv(scenario, workspace, workload), agent=agent)
     (workspace.result_dir / "init.sh").write_text(init)
     files = ((PROBE_FILES[workload.probe].name, str(PROBE_FILES[workload.probe])),) if workload.is_probe else ()
     return initramfs.build(initramfs.InitramfsSpec(toolset.path("busybox"), modules_dir, tuple(modules), init, files))
 
 
 def free_display() -> int:
-    for number in range(90, 400):
-        if not os.path.exists(f"/tmp/.X{number}-lock") and not os.path.exists(f"/tmp/.X11-unix/X{number}"):
-            return number
-    raise MachineError("no free X display number between :90 and :399")
+    """An X display number no server uses, never handed out twice by this process: parallel
+    scenarios each get their own."""
+    global _next_display
+    with _display_lock:
+        for _ in range(DISPLAYS.stop - DISPLAYS.start):
+            number = _next_display
+            _next_display = DISPLAYS.start + (number + 1 - DISPLAYS.start) % len(DISPLAYS)
+            if not os.path.exists(f"/tmp/.X{number}-lock") and not os.path.exists(f"/tmp/.X11-unix/X{number}"):
+                return number
+    raise MachineError(f"no free X display number between :{DISPLAYS.start} and :{DISPLAYS.stop - 1}")
 
 
 def xvfb_service(toolset: Toolset, workspace: Workspace) -> Tuple[ServiceSpec, str]:
     fbdir = workspace.tmp_dir / "xvfb"
     fbdir.mkdir(exist_ok=True)
-    with _display_lock:
-        number = free_display()
-        # Claim the number at once so a parallel scenario does not pick it too.
-        Path(f"/tmp/.X{number}-lock").touch()
+    number = free_display()
     argv = [toolset.path("Xvfb"), f":{number}", "-screen", "0", XVFB_SCREEN, "-nolisten", "tcp", "-noreset", "-wr",
             "-fbdir", str(fbdir)]
-    os.unlink(f"/tmp/.X{number}-lock")
+    socket_path = f"/tmp/.X11-unix/X{number}"
     spec = ServiceSpec("Xvfb", argv, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
-                       str(workspace.result_dir / "xvfb.log"), ready_socket=f"/tmp/.X11-unix/X{number}")
+                       str(workspace.result_dir / "xvfb.log"), ready_socket=socket_path,
+                       leaves=(f"/tmp/.X{number}-lock", socket_path))
     return spec, f":{number}"
 
 
@@ -107,11 +115,9 @@ def display_for(scenario: Scenario, toolset: Toolset, workspace: Workspace) -> T
     return "sdl,gl=on", [spec], {"DISPLAY": display, "SDL_VIDEODRIVER": "x11"}
 
 
-def capture_scanout(machine: Machine, display: str, workspace: Workspace) -> str:
-    """The guest's display as seen from outside. The guest has written its framebuffer; give
-    the kernel's damage worker and QEMU's display refresh a moment to carry it out."""
-    target = workspace.result_dir / "scanout.png"
-    time.sleep(SCANOUT_SETTLE_S)
+def capture_display(machine: Machine, display: str, workspace: Workspace, target: Path) -> str:
+    """The guest's display as seen from outside, as a PNG: QMP screendump where QEMU's display
+    reads back, the Xvfb framebuffer (the SDL window's part of it) where it does not."""
     if display.startswith("sdl"):
         screen = xcapture.read_xwd(workspace.tmp_dir / "xvfb" / "Xvfb_screen0")
         Image.fromarray(xcapture.window_region(screen), "RGB").save(target)
@@ -121,6 +127,13 @@ def capture_scanout(machine: Machine, display: str, workspace: Workspace) -> str
         with Image.open(raw) as image:
             image.convert("RGB").save(target)
     return str(target)
+
+
+def capture_scanout(machine: Machine, display: str, workspace: Workspace) -> str:
+    # The guest has written its framebuffer; give the kernel's damage worker and QEMU's display
+    # refresh a moment to carry it out.
+    time.sleep(SCANOUT_SETTLE_S)
+    return capture_display(machine, display, workspace, workspace.result_dir / "scanout.png")
 
 
 def guest_exit(console: str) -> Optional[Exit]:
@@ -175,42 +188,70 @@ def drive(machine: Machine, scenario: Scenario, display: str, workspace: Workspa
         time.sleep(0.02)
 
 
-def launch(scenario: Scenario, toolset: Toolset, workspace: Workspace, workload: Workload,
-           inherit_stdio: bool = False, on_services_ready=lambda services: None) -> ProbeResult:
+@dataclass
+class VmPlan:
+    """Everything needed to start one guest: QEMU's argv and environment, its services, and where
+    its console, QMP and (for interactive guests) command agent sockets are."""
+
+    argv: List[str]
+    env: Dict[str, str]
+    services: List[ServiceSpec]
+    display: str
+    serial_log: Path
+    qmp_socket: Path
+    agent_socket: Optional[Path]
+    facts: Dict[str, object]
+    phases: Dict[str, float]
+
+
+def prepare(scenario: Scenario, toolset: Toolset, workspace: Workspace, workload: Workload,
+            agent: bool = False) -> VmPlan:
+    """Build the guest image and render QEMU's argv. With agent=True the guest runs a command
+    agent on its second serial port instead of the workload (see harness.guest)."""
     t0 = time.monotonic()
     out = workspace.result_dir
     accel = acceleration(toolset, workspace.tmp_dir)
     kernel = kernel_mod.unpacked(toolset.path("kernel"))
-    initrd, built = build_initrd(scenario, toolset, workspace, workload)
+    initrd, built = build_initrd(scenario, toolset, workspace, workload, agent)
     phases = {"image_build_s": time.monotonic() - t0}
     display, service_specs, display_env = display_for(scenario, toolset, workspace)
     serial_log, qmp_socket = out / "console.log", workspace.tmp_dir / "qmp.sock"
+    agent_socket = workspace.tmp_dir / "agent.sock" if agent else None
     cmdline = " ".join([KERNEL_ARGS, *scenario.kernel_args])
     argv = render_argv("qemu.args.j2", qemu=toolset.path("qemu-system-x86_64"), accel=accel.name,
                        memory_mb=MEMORY_MB, kernel=kernel, initrd=initrd, cmdline=cmdline, serial_log=serial_log,
-                       qmp_socket=qmp_socket, runtime_root=scenario.runtime.root, out_dir=workspace.probe_out,
-                       gpu=scenario.spec.guest_gpu, display=display)
-    env = {**os.environ, **display_env}
+                       qmp_socket=qmp_socket, agent_socket=agent_socket, runtime_root=scenario.runtime.root,
+                       out_dir=workspace.probe_out, gpu=scenario.spec.guest_gpu, display=display)
     write_config(workspace, scenario.id, LaunchPlan(service_specs, argv, display_env, "inherit",
                                                     dirs=[str(workspace.tmp_dir)]))
     phases["setup_s"] = time.monotonic() - t0 - phases["image_build_s"]
+    facts = {"accel": accel.name, "accel_reason": accel.reason, "initramfs": str(initrd),
+             "initramfs_built": built, "kernel": kernel, "memory_mb": MEMORY_MB, "display": display}
+    return VmPlan(argv, {**os.environ, **display_env}, service_specs, display, serial_log, qmp_socket, agent_socket,
+                  facts, phases)
+
+
+def launch(scenario: Scenario, toolset: Toolset, workspace: Workspace, workload: Workload,
+           inherit_stdio: bool = False, on_services_ready=lambda services: None) -> ProbeResult:
+    out = workspace.result_dir
+    plan = prepare(scenario, toolset, workspace, workload)
+    phases, serial_log = plan.phases, plan.serial_log
     result = ProbeResult(None, None, str(workspace.probe_out / "probe.log"), None, phases, {},
                          {"serial console": str(serial_log), "qemu": str(out / "qemu.log")})
-    result.facts = {"accel": accel.name, "accel_reason": accel.reason, "initramfs": str(initrd),
-                    "initramfs_built": built, "kernel": kernel, "memory_mb": MEMORY_MB, "display": display}
+    result.facts = plan.facts
     t1 = time.monotonic()
     try:
-        running = service_mod.start_all(service_specs)
+        running = service_mod.start_all(plan.services)
     except service_mod.ServiceError as exc:
         result.problem = str(exc)
         return result
     phases["services_ready_s"] = time.monotonic() - t1
-    machine = Machine(argv, env, str(qmp_socket), str(out / "qemu.log"), str(serial_log))
+    machine = Machine(plan.argv, plan.env, str(plan.qmp_socket), str(out / "qemu.log"), str(serial_log))
     timed_out = False
     try:
         on_services_ready(running)
         phases["qemu_start_s"] = machine.start()
-        problem, timed_out, scanout = drive(machine, scenario, display, workspace, phases, time.monotonic())
+        problem, timed_out, scanout = drive(machine, scenario, plan.display, workspace, phases, time.monotonic())
         result.problem = problem or service_mod.first_failure(running) or ""
         result.scanout_path = scanout
         t_stop = time.monotonic()
