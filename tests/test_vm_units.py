@@ -68,8 +68,7 @@ def test_interactive_guest_gets_its_command_channel_on_the_second_serial_port():
 
 
 def init_script(agent):
-    return render("init.sh.j2", modules=["virtio_gpu.ko"], scanout=not agent, env=[("PATH", "/usr/bin")],
-                  argv=["/usr/bin/python3", "probe.py"], agent=agent)
+    return render("init.sh.j2", modules=["virtio_gpu.ko"], scanout=not agent, agent=agent)
 
 
 def test_init_runs_the_probe_or_the_command_agent():
@@ -77,7 +76,15 @@ def test_init_runs_the_probe_or_the_command_agent():
     assert "AGENT-READY" not in batch and "probe starting" in batch and "SCANOUT-READY" in batch
     agent_part = interactive[interactive.index("AGENT-READY"):interactive.index("probe starting")]
     assert "/dev/ttyS1" in interactive and "base64 -d" in agent_part and "END $id $code" in agent_part
-    assert "chroot $R /usr/bin/env -i PATH=/usr/bin" in agent_part
+    assert ". /run/gpu-harness/out/environment.sh && exec /bin/sh /run/gpu-harness/command.sh" in agent_part
+    assert "chroot $R /usr/bin/env -i /bin/sh /run/gpu-harness/out/workload.sh" in batch
+
+
+def test_guest_workload_script_quotes_env_and_argv():
+    script = render("guest-workload.sh.j2", env=[("A", "x y"), ("B", "it's")], argv=["/usr/bin/python3", "a b"])
+    lines = [line for line in script.splitlines() if line and not line.startswith("#")]
+    assert lines == ["export A='x y'", "export B='it'\"'\"'s'", "exec /usr/bin/python3 'a b'"]
+    assert "exec" not in render("guest-workload.sh.j2", env=[("A", "1")], argv=[])
 
 
 def test_guest_exit_from_console():

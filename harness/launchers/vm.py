@@ -66,16 +66,21 @@ def guest_argv(scenario: Scenario, workspace: Workspace, workload: Workload) -> 
                                   workspace.host_paths(), args)[1:]
 
 
-def build_initrd(scenario: Scenario, toolset: Toolset, workspace: Workspace, workload: Workload,
-                 agent: bool = False) -> Tuple[Path, bool]:
+def build_initrd(scenario: Scenario, toolset: Toolset, workload: Workload, agent: bool = False) -> Tuple[Path, bool]:
     modules_dir = toolset.tools["kernel"].extra["modules_dir"]
     wanted = modules_mod.BASE_MODULES + (modules_mod.GPU_MODULES if scenario.spec.guest_gpu else ())
     modules = modules_mod.resolve_for_kernel(modules_dir, wanted)
-    init = render("init.sh.j2", modules=modules, scanout=scenario.spec.scanout and not agent, env=guest_env(scenario),
-                  argv=guest_argv(scenario, workspace, workload), agent=agent)
-    (workspace.result_dir / "init.sh").write_text(init)
+    init = render("init.sh.j2", modules=modules, scanout=scenario.spec.scanout and not agent, agent=agent)
     files = ((PROBE_FILES[workload.probe].name, str(PROBE_FILES[workload.probe])),) if workload.is_probe else ()
     return initramfs.build(initramfs.InitramfsSpec(toolset.path("busybox"), modules_dir, tuple(modules), init, files))
+
+
+def write_guest_workload(scenario: Scenario, workspace: Workspace, workload: Workload) -> None:
+    """The per-run part of the guest: its environment and the command init runs, on the share."""
+    env = guest_env(scenario)
+    (workspace.probe_out / "environment.sh").write_text(render("guest-workload.sh.j2", env=env, argv=[]))
+    (workspace.probe_out / "workload.sh").write_text(
+        render("guest-workload.sh.j2", env=env, argv=guest_argv(scenario, workspace, workload)))
 
 
 def free_display() -> int:
@@ -212,7 +217,8 @@ def prepare(scenario: Scenario, toolset: Toolset, workspace: Workspace, workload
     out = workspace.result_dir
     accel = acceleration(toolset, workspace.tmp_dir)
     kernel = kernel_mod.unpacked(toolset.path("kernel"))
-    initrd, built = build_initrd(scenario, toolset, workspace, workload, agent)
+    initrd, built = build_initrd(scenario, toolset, workload, agent)
+    write_guest_workload(scenario, workspace, workload)
     phases = {"image_build_s": time.monotonic() - t0}
     display, service_specs, display_env = display_for(scenario, toolset, workspace)
     serial_log, qmp_socket = out / "console.log", workspace.tmp_dir / "qmp.sock"

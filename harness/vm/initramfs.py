@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gpu-harness" / "initramfs"
+CACHE_KEEP = 16  # images kept, most recently used first: a few kernels x paths x probe versions
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ def build(spec: InitramfsSpec, cache_dir: Path = CACHE_DIR) -> (Path, bool):
     """Return (path of the cpio archive, whether it was built now)."""
     target = cache_dir / f"{spec.digest()}.cpio"
     if target.exists():
+        os.utime(target)  # mark as recently used for prune()
         return target, False
     cache_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="gh-initramfs-") as staging:
@@ -58,4 +60,15 @@ def build(spec: InitramfsSpec, cache_dir: Path = CACHE_DIR) -> (Path, bool):
             subprocess.run(["cpio", "--quiet", "-o", "-H", "newc", "-R", "0:0"], cwd=root, check=True,
                            input="\n".join(listing).encode(), stdout=out)
         os.replace(partial, target)  # atomic: parallel builders of the same digest agree
+    prune(cache_dir)
     return target, True
+
+
+def prune(cache_dir: Path, keep: int = CACHE_KEEP) -> None:
+    """Drop all but the `keep` most recently used images."""
+    images = sorted(cache_dir.glob("*.cpio"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for stale in images[keep:]:
+        try:
+            stale.unlink()
+        except OSError:  # a parallel run pruned it first
+            pass
