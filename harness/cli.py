@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import List, Optional
 
 from . import __version__, bench, matrix as matrix_mod, paths as path_registry, reaper, report, runner
-from . import toolset as toolset_mod
+from . import pins as pins_mod, toolset as toolset_mod
 from .errors import InputError
 from .launchers.base import Workload, Workspace
-from .verdict import FAIL
+from .verdict import FAIL, SKIP
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -53,6 +53,8 @@ def build_parser() -> Parser:
     run.add_argument("-j", "--jobs", type=positive_int, default=2, help="scenarios run in parallel")
     run.add_argument("--retries", type=positive_int, default=0, help="re-run a failed scenario up to N times (Flake)")
     run.add_argument("--goldens", type=Path, default=runner.GOLDENS_DIR)
+    run.add_argument("--fail-on-skip", action="store_true",
+                     help="a Skip fails the run too (for CI and Nix checks, where every chosen path must run)")
 
     listing = sub.add_parser("list", help="print the expanded scenarios")
     add_selection(listing)
@@ -77,6 +79,17 @@ def build_parser() -> Parser:
     update.add_argument("--matrix", type=Path)
     update.add_argument("--toolset", type=Path)
     update.add_argument("--goldens", type=Path, default=runner.GOLDENS_DIR)
+
+    pins_cmd = sub.add_parser("pins", help="the Nix layer's source pins (nix/pins/*.json)")
+    pins_sub = pins_cmd.add_subparsers(dest="pins_command", required=True, parser_class=Parser)
+    for name, text in (("list", "print the pins"), ("check", "validate every pin file (exit 2 on a bad one)")):
+        one = pins_sub.add_parser(name, help=text)
+        one.add_argument("--dir", type=Path, default=pins_mod.PINS_DIR, help="pins folder (default: nix/pins)")
+    pin_update = pins_sub.add_parser("update", help="re-fetch pins and rewrite their hashes; prints what changed")
+    pin_update.add_argument("names", nargs="*", help="pins to update (default: all)")
+    pin_update.add_argument("--rev", help="git pins: move to this tag/commit (default: newest tag_prefix tag)")
+    pin_update.add_argument("--version", dest="pin_version", help="url pins: move to this version")
+    pin_update.add_argument("--dir", type=Path, default=pins_mod.PINS_DIR, help="pins folder (default: nix/pins)")
 
     rebuild = sub.add_parser("report", help="rebuild junit.xml and report.html from DIR/results.json")
     rebuild.add_argument("dir", type=Path)
@@ -139,7 +152,8 @@ def cmd_run(args) -> int:
     report.write_all(args.out, document)
     summary = ", ".join(f"{k} {v}" for k, v in sorted(document["summary"].items()))
     print(f"{len(results)} scenarios: {summary}. Report: {args.out / 'report.html'}")
-    return EXIT_FAILED if any(r.verdict.outcome == FAIL for r in results) else EXIT_OK
+    failing = (FAIL, SKIP) if args.fail_on_skip else (FAIL,)
+    return EXIT_FAILED if any(r.verdict.outcome in failing for r in results) else EXIT_OK
 
 
 def cmd_list(args) -> int:
@@ -221,6 +235,29 @@ def cmd_exec(args) -> int:
 HOST = matrix_mod.HOST_RUNTIME
 
 
+def cmd_pins(args) -> int:
+    pins = pins_mod.load_all(args.dir)
+    if not pins:
+        raise InputError(f"{args.dir}: no pin files (*.json)")
+    if args.pins_command in ("list", "check"):
+        for pin in pins.values():
+            print(f"{pin.name:<16} {pin.version:<10} {pin.fetcher:<4} {pin.rev or '-':<22} {pin.hash}")
+        return EXIT_OK
+    unknown = [n for n in args.names if n not in pins]
+    if unknown:
+        raise InputError(f"pins update: no pin {unknown[0]!r} in {args.dir} (known: {', '.join(pins)})")
+    if (args.rev or args.pin_version) and len(args.names) != 1:
+        raise InputError("pins update: --rev/--version need exactly one pin name")
+    failed = 0
+    for name in args.names or list(pins):
+        try:
+            print(pins_mod.update(args.dir / f"{name}.json", args.rev, args.pin_version).describe())
+        except pins_mod.PinError as exc:
+            print(f"{name}: not updated: {exc}", file=sys.stderr)
+            failed += 1
+    return EXIT_FAILED if failed else EXIT_OK
+
+
 def cmd_goldens_update(args) -> int:
     """Render each probe's golden with a real run of the software (llvmpipe) path."""
     loaded = matrix_mod.load(args.matrix)
@@ -273,7 +310,7 @@ def cmd_bench(args) -> int:
 
 
 COMMANDS = {"run": cmd_run, "list": cmd_list, "doctor": cmd_doctor, "exec": cmd_exec,
-            "report": cmd_report, "bench": cmd_bench}
+            "report": cmd_report, "bench": cmd_bench, "pins": cmd_pins}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

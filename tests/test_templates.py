@@ -87,3 +87,15 @@ def test_render_argv_drops_blank_lines():
     argv = templating.render_argv("virgl_test_server.args.j2", program="v", socket="/s", render_node=None,
                                   use_gles=True)
     assert argv == ["v", "--use-egl-surfaceless", "--use-gles", "--socket-path=/s"]
+
+
+def test_a_nix_toolset_python_runs_from_the_store_inside_the_sandbox(tmp_path):
+    toolset = fake_toolset()
+    store_python = "/nix/store/0000000000000000000000000000000-probe-python/bin/python3"
+    toolset.tools["python3"] = Tool("python3", store_python, "3.13.0")
+    argv = sandbox.plan(scenario("vtest-virgl"), toolset, workspace(tmp_path), Workload(probe="gl")).argv
+    i = argv.index("/nix/store")
+    assert argv[i - 1] == "--ro-bind" and argv[i + 1] == "/nix/store"
+    assert argv[argv.index("--") + 1] == store_python
+    assert "/nix/store" not in sandbox.plan(scenario("vtest-virgl"), fake_toolset(), workspace(tmp_path / "b"),
+                                            Workload(probe="gl")).argv

@@ -77,7 +77,7 @@ def test_init_runs_the_probe_or_the_command_agent():
     agent_part = interactive[interactive.index("AGENT-READY"):interactive.index("probe starting")]
     assert "/dev/ttyS1" in interactive and "base64 -d" in agent_part and "END $id $code" in agent_part
     assert ". /run/gpu-harness/out/environment.sh && exec /bin/sh /run/gpu-harness/command.sh" in agent_part
-    assert "chroot $R /usr/bin/env -i /bin/sh /run/gpu-harness/out/workload.sh" in batch
+    assert "env -i /bin/chroot $R /bin/sh /run/gpu-harness/out/workload.sh" in batch
 
 
 def test_guest_workload_script_quotes_env_and_argv():

@@ -18,6 +18,7 @@ HOME = "/run/gpu-harness/home"
 VTEST_SOCKET_INSIDE = "/tmp/.virgl_test"
 SYS_DIRS = ("/sys/dev", "/sys/devices", "/sys/bus", "/sys/class")
 MERGED_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+NIX_STORE = "/nix/store"
 
 
 @dataclass(frozen=True)
@@ -26,10 +27,10 @@ class RuntimeLayout:
     symlinks: Tuple[Tuple[str, str], ...]  # (target, link)
 
 
-def runtime_layout(runtime: Runtime) -> RuntimeLayout:
+def runtime_layout(runtime: Runtime, extra_binds: List[Tuple[str, str]] = ()) -> RuntimeLayout:
     """/usr and /etc of the runtime, and its top-level lib/bin dirs as links or binds."""
     root = Path(runtime.root)
-    binds, symlinks = [], []
+    binds, symlinks = list(extra_binds), []
     for name in ("usr", "etc"):
         if (root / name).is_dir():
             binds.append((str(root / name), f"/{name}"))
@@ -40,6 +41,16 @@ def runtime_layout(runtime: Runtime) -> RuntimeLayout:
         elif entry.is_dir():
             binds.append((str(entry), f"/{name}"))
     return RuntimeLayout(tuple(binds), tuple(symlinks))
+
+
+def probe_python(toolset: Toolset) -> Tuple[str, List[Tuple[str, str]]]:
+    """The python3 to run inside, and what must be bound for it. A Nix toolset's python3 is a
+    store path (a wrapper that points EGL at the pinned Mesa): bind the store read-only and run
+    it as is. Otherwise the runtime's own /usr/bin/python3."""
+    python = toolset.path("python3")
+    if python.startswith(NIX_STORE + "/"):
+        return python, [(NIX_STORE, NIX_STORE)]
+    return os.path.join("/usr/bin", os.path.basename(python)), []
 
 
 def base_env(scenario: Scenario) -> List[Tuple[str, str]]:
@@ -69,11 +80,11 @@ def plan(scenario: Scenario, toolset: Toolset, workspace: Workspace, workload: W
         services.append(service)
         sockets.append((service.ready_socket, VTEST_SOCKET_INSIDE))
     ro_files, rw_dirs = [], []
+    python, store_binds = probe_python(toolset)
     if workload.is_probe:
         probe_inside = f"{INSIDE}/{PROBE_FILES[workload.probe].name}"
         ro_files.append((str(PROBE_FILES[workload.probe]), probe_inside))
         rw_dirs.append((str(workspace.probe_out), f"{INSIDE}/out"))
-        python = os.path.join("/usr/bin", os.path.basename(toolset.path("python3")))
         command = probe_command(python, probe_inside, f"{INSIDE}/out", workspace.host_paths(), workload.probe_args)
     else:
         command = list(workload.command)
@@ -81,7 +92,7 @@ def plan(scenario: Scenario, toolset: Toolset, workspace: Workspace, workload: W
     argv = render_argv(
         "bwrap.args.j2",
         bwrap=toolset.path("bwrap"),
-        runtime=runtime_layout(scenario.runtime),
+        runtime=runtime_layout(scenario.runtime, store_binds),
         home=HOME,
         dri=scenario.spec.needs_render_node,
         sys_dirs=[d for d in SYS_DIRS if os.path.isdir(d)],

@@ -21,6 +21,7 @@ from ..vm import accel as accel_mod, initramfs, kernel as kernel_mod, modules as
 from ..vm.machine import Machine, MachineError
 from .base import PROBE_FILES, LaunchPlan, ProbeResult, Workload, Workspace, parse_probe_output, probe_command, \
     write_config
+from .sandbox import probe_python
 
 GUEST_DIR = "/run/gpu-harness"
 MEMORY_MB = 256  # the least that boots and renders every VM path here (measured); two fit side by side
@@ -53,7 +54,7 @@ def guest_env(scenario: Scenario) -> List[Tuple[str, str]]:
     return sorted(env.items())
 
 
-def guest_argv(scenario: Scenario, workspace: Workspace, workload: Workload) -> List[str]:
+def guest_argv(scenario: Scenario, workspace: Workspace, workload: Workload, toolset: Toolset) -> List[str]:
     if not workload.is_probe:
         return list(workload.command)
     args = list(workload.probe_args)
@@ -61,7 +62,8 @@ def guest_argv(scenario: Scenario, workspace: Workspace, workload: Workload) -> 
         args += ["--frames", "10"]  # llvmpipe under TCG renders ~20 fps: keep the run short
     if scenario.spec.scanout:
         args += ["--scanout", "/dev/fb0"]
-    python = ["/usr/bin/python3", "-S"]  # -S: no site-packages scan; the probe needs only the stdlib
+    # The runtime root is the guest's root, so a Nix toolset's python3 (a store path) is there too.
+    python = [probe_python(toolset)[0], "-S"]  # -S: no site-packages scan; the probe needs only the stdlib
     return python + probe_command("", f"{GUEST_DIR}/{PROBE_FILES[workload.probe].name}", f"{GUEST_DIR}/out",
                                   workspace.host_paths(), args)[1:]
 
@@ -75,12 +77,12 @@ def build_initrd(scenario: Scenario, toolset: Toolset, workload: Workload, agent
     return initramfs.build(initramfs.InitramfsSpec(toolset.path("busybox"), modules_dir, tuple(modules), init, files))
 
 
-def write_guest_workload(scenario: Scenario, workspace: Workspace, workload: Workload) -> None:
+def write_guest_workload(scenario: Scenario, workspace: Workspace, workload: Workload, toolset: Toolset) -> None:
     """The per-run part of the guest: its environment and the command init runs, on the share."""
     env = guest_env(scenario)
     (workspace.probe_out / "environment.sh").write_text(render("guest-workload.sh.j2", env=env, argv=[]))
     (workspace.probe_out / "workload.sh").write_text(
-        render("guest-workload.sh.j2", env=env, argv=guest_argv(scenario, workspace, workload)))
+        render("guest-workload.sh.j2", env=env, argv=guest_argv(scenario, workspace, workload, toolset)))
 
 
 def free_display() -> int:
@@ -218,7 +220,7 @@ def prepare(scenario: Scenario, toolset: Toolset, workspace: Workspace, workload
     accel = acceleration(toolset, workspace.tmp_dir)
     kernel = kernel_mod.unpacked(toolset.path("kernel"))
     initrd, built = build_initrd(scenario, toolset, workload, agent)
-    write_guest_workload(scenario, workspace, workload)
+    write_guest_workload(scenario, workspace, workload, toolset)
     phases = {"image_build_s": time.monotonic() - t0}
     display, service_specs, display_env = display_for(scenario, toolset, workspace)
     serial_log, qmp_socket = out / "console.log", workspace.tmp_dir / "qmp.sock"

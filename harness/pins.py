@@ -1,0 +1,210 @@
+"""Source pins for the Nix layer: nix/pins/<name>.json, read by nix/pins.nix.
+
+A pin is what a Nix fetcher needs and nothing else:
+  {"fetcher": "git", "url": ".../mesa.git", "rev": "mesa-26.1.4", "hash": "sha256-...",
+   "version": "26.1.4", "tag_prefix": "mesa-"}
+  {"fetcher": "url", "url": "https://download.qemu.org/qemu-10.1.2.tar.xz", "hash": "sha256-...",
+   "version": "10.1.2", "url_template": "https://download.qemu.org/qemu-{version}.tar.xz"}
+"git" pins are fetched with fetchgit: the hash is the NAR hash of a clean checkout without
+.git, which nix-prefetch-git prints (and `nix-hash --type sha256 DIR` of such a checkout gives).
+"url" pins are fetched with fetchurl: the hash is the file's flat sha256.
+
+`gpu-harness pins update [NAME] [--rev REV]` moves a git pin to REV, or to the newest tag
+that starts with tag_prefix; `--version V` moves a url pin. Hashes come from nix-prefetch-git /
+nix-prefetch-url where installed, else from git / a download plus nix-hash.
+"""
+import base64
+import binascii
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from .errors import InputError
+
+PINS_DIR = Path(__file__).resolve().parent.parent / "nix" / "pins"
+FETCHERS = ("git", "url")
+REQUIRED = ("fetcher", "url", "hash", "version")
+OPTIONAL = ("rev", "tag_prefix", "url_template", "source")
+SRI_SHA256 = re.compile(r"^sha256-[A-Za-z0-9+/]{43}=$")
+VERSION_TAG = re.compile(r"^\d+(\.\d+)*$")
+
+
+class PinError(Exception):
+    """A pin could not be updated (fetch failed, no such rev); the message says why."""
+
+
+@dataclass
+class Pin:
+    name: str
+    fetcher: str
+    url: str
+    hash: str
+    version: str
+    rev: Optional[str] = None
+    tag_prefix: Optional[str] = None
+    url_template: Optional[str] = None
+    source: Optional[str] = None  # where the seeded values came from
+
+    def to_json(self) -> str:
+        data = {k: v for k, v in asdict(self).items() if k != "name" and v is not None}
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def parse(name: str, data: object, where: str) -> Pin:
+    problems: List[str] = []
+    if not isinstance(data, dict):
+        raise InputError(f"{where}: a pin is a JSON object")
+    for key in REQUIRED:
+        if not isinstance(data.get(key), str) or not data.get(key):
+            problems.append(f"{where}: {key}: required, a non-empty string")
+    for key in set(data) - set(REQUIRED) - set(OPTIONAL):
+        problems.append(f"{where}: {key}: unknown key (known: {', '.join(REQUIRED + OPTIONAL)})")
+    for key in OPTIONAL:
+        if key in data and not isinstance(data[key], str):
+            problems.append(f"{where}: {key}: must be a string")
+    if not problems:
+        if data["fetcher"] not in FETCHERS:
+            problems.append(f"{where}: fetcher: {data['fetcher']!r} is not one of {', '.join(FETCHERS)}")
+        if not SRI_SHA256.match(data["hash"]):
+            problems.append(f"{where}: hash: {data['hash']!r} is not an SRI sha256 hash (sha256-<base64>)")
+        if data["fetcher"] == "git" and not data.get("rev"):
+            problems.append(f"{where}: rev: required for a git pin (a tag or a commit)")
+        if data["fetcher"] == "url" and data.get("url_template") and "{version}" not in data["url_template"]:
+            problems.append(f"{where}: url_template: must contain {{version}}")
+    if problems:
+        raise InputError(problems[0], problems)
+    return Pin(name=name, **data)
+
+
+def load(path: Path) -> Pin:
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not JSON: {exc.msg} at line {exc.lineno}") from None
+    return parse(path.stem, data, str(path))
+
+
+def load_all(pins_dir: Path = PINS_DIR) -> Dict[str, Pin]:
+    return {path.stem: load(path) for path in sorted(pins_dir.glob("*.json"))}
+
+
+def sri_from_base16(digest: str) -> str:
+    try:
+        raw = binascii.unhexlify(digest.strip())
+    except binascii.Error:
+        raise PinError(f"not a base16 sha256 digest: {digest.strip()!r}") from None
+    return "sha256-" + base64.b64encode(raw).decode()
+
+
+def run(argv: List[str], cwd: Optional[str] = None) -> str:
+    try:
+        done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=1800)
+    except FileNotFoundError:
+        raise PinError(f"{argv[0]} is not installed") from None
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise PinError(f"{' '.join(argv[:3])} ... failed: {last}")
+    return done.stdout
+
+
+def newest_tag(url: str, prefix: str) -> str:
+    """The tag with the highest version among prefix<digits.dots> tags (release candidates skipped)."""
+    tags = []
+    for line in run(["git", "ls-remote", "--tags", "--refs", url]).splitlines():
+        tag = line.split("refs/tags/", 1)[-1]
+        if tag.startswith(prefix) and VERSION_TAG.match(tag[len(prefix):]):
+            tags.append(tag)
+    if not tags:
+        raise PinError(f"{url} has no tag like {prefix}<version>")
+    return max(tags, key=lambda t: tuple(int(p) for p in t[len(prefix):].split(".")))
+
+
+def prefetch_git(url: str, rev: str) -> Tuple[str, str]:
+    """(commit, SRI hash of a clean checkout without .git) for rev (a tag, branch or commit)."""
+    if shutil.which("nix-prefetch-git"):
+        info = json.loads(run(["nix-prefetch-git", "--quiet", "--url", url, "--rev", rev]))
+        digest = info.get("hash") or info["sha256"]
+        return info["rev"], digest if digest.startswith("sha256-") else sri_from_nix32(digest)
+    with tempfile.TemporaryDirectory(prefix="gh-pin-") as work:
+        run(["git", "init", "-q", work])
+        run(["git", "-C", work, "fetch", "-q", "--depth", "1", url, rev])
+        run(["git", "-C", work, "-c", "advice.detachedHead=false", "checkout", "-q", "FETCH_HEAD"])
+        commit = run(["git", "-C", work, "rev-parse", "HEAD"]).strip()
+        shutil.rmtree(Path(work) / ".git")
+        return commit, sri_from_base16(run(["nix-hash", "--type", "sha256", work]))
+
+
+def sri_from_nix32(digest: str) -> str:
+    return sri_from_base16(run(["nix-hash", "--type", "sha256", "--to-base16", digest]))
+
+
+def prefetch_url(url: str) -> str:
+    """SRI hash of the file at url (flat sha256, what fetchurl checks)."""
+    if shutil.which("nix-prefetch-url"):
+        try:
+            return sri_from_nix32(run(["nix-prefetch-url", "--type", "sha256", url]).strip().splitlines()[-1])
+        except PinError:
+            pass  # e.g. no writable Nix store: hash it here instead
+    digest = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=600) as response:
+            for chunk in iter(lambda: response.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError as exc:
+        raise PinError(f"cannot download {url}: {exc}") from None
+    return "sha256-" + base64.b64encode(digest.digest()).decode()
+
+
+@dataclass
+class Change:
+    name: str
+    changed: Dict[str, Tuple[str, str]] = field(default_factory=dict)  # key -> (old, new)
+
+    def describe(self) -> str:
+        if not self.changed:
+            return f"{self.name}: unchanged"
+        return f"{self.name}: " + ", ".join(f"{k} {old} -> {new}" for k, (old, new) in sorted(self.changed.items()))
+
+
+def updated(pin: Pin, rev: Optional[str] = None, version: Optional[str] = None) -> Pin:
+    new = Pin(**asdict(pin))
+    if pin.fetcher == "git":
+        target = rev or (newest_tag(pin.url, pin.tag_prefix) if pin.tag_prefix else pin.rev)
+        _, new.hash = prefetch_git(pin.url, target)
+        new.rev = target
+        if pin.tag_prefix and target.startswith(pin.tag_prefix) and VERSION_TAG.match(target[len(pin.tag_prefix):]):
+            new.version = target[len(pin.tag_prefix):]
+    else:
+        if rev:
+            raise PinError(f"{pin.name}: --rev is for git pins; a url pin moves with --version")
+        new.version = version or pin.version
+        if pin.url_template:
+            new.url = pin.url_template.format(version=new.version)
+        elif version:
+            raise PinError(f"{pin.name}: no url_template, so --version cannot move it")
+        new.hash = prefetch_url(new.url)
+    new.source = f"gpu-harness pins update ({'nix-prefetch-git' if shutil.which('nix-prefetch-git') else 'git + nix-hash'})" \
+        if pin.fetcher == "git" else "gpu-harness pins update"
+    return new
+
+
+def update(path: Path, rev: Optional[str] = None, version: Optional[str] = None) -> Change:
+    """Re-fetch one pin file and rewrite it; returns what changed (source excluded)."""
+    pin = load(path)
+    new = updated(pin, rev, version)
+    change = Change(pin.name)
+    for key in ("url", "rev", "hash", "version"):
+        if getattr(pin, key) != getattr(new, key):
+            change.changed[key] = (str(getattr(pin, key)), str(getattr(new, key)))
+    if change.changed:
+        path.write_text(new.to_json())
+    return change

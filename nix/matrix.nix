@@ -1,0 +1,30 @@
+# The default matrix, in Nix. Builtins only (no nixpkgs), so it evaluates anywhere:
+#   nix-instantiate --eval --strict --json nix/matrix.nix
+# It must expand to exactly the scenarios of harness/data/default.toml (a test checks this);
+# the flake turns each scenario into a check (see flake.nix).
+let
+  vmPaths = [ "vm-headless" "vm-virtio-2d" "vm-virgl" ];
+in
+{
+  matrix = {
+    paths = [ "native" "software" "sandbox-dri" "vtest-virgl" ] ++ vmPaths;
+    runtimes = [ "host" ];
+    probes = [ "gl" ];
+  };
+
+  defaults.timeout_s = 60;
+
+  override = [
+    {
+      # Under TCG (no working KVM) a guest needs ~10 s; leave room for a loaded 2-core machine.
+      match = "vm-*";
+      timeout_s = 120;
+      # virgl and hardware drivers may rasterise edges and sample texel borders a little
+      # differently from llvmpipe (virgl over llvmpipe: largest channel difference 1, measured).
+      tolerance = { channel = 16; fraction = 0.01; };
+    }
+  ]
+  # llvmpipe inside a TCG guest: for the probe's few frames LLVM's optimisation passes cost more
+  # than they save (first frame 2.1 s -> 1.2 s, measured). Pixels are checked against the same golden.
+  ++ map (path: { match = "${path}/*"; env.GALLIVM_PERF = "nopt"; }) [ "vm-headless" "vm-virtio-2d" ];
+}

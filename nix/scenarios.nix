@@ -1,0 +1,41 @@
+# The scenario list of a matrix declaration, as the flake's checks see it: paths x runtimes x
+# probes, minus excludes, host-family paths on the host runtime only -- the same ids and order
+# as harness/matrix.py (tests/test_nix.py compares them). Overrides change settings, not ids,
+# so they are not needed here. Builtins only:
+#   nix-instantiate --eval --strict --json -E "import ./nix/scenarios.nix { }"
+{ declaration ? import ./matrix.nix }:
+let
+  paths = import ./paths.nix;
+  m = declaration.matrix;
+  runtimeKinds = builtins.mapAttrs (name: runtime: runtime.kind or "rootfs") (declaration.runtimes or { });
+  kindOf = runtime: if runtime == "host" then "host" else runtimeKinds.${runtime} or "rootfs";
+
+  # fnmatch-style globs (* and ?) as regular expressions.
+  globToRegex = glob: builtins.replaceStrings
+    [ "\\" "." "+" "(" ")" "[" "]" "{" "}" "^" "$" "|" "*" "?" ]
+    [ "\\\\" "\\." "\\+" "\\(" "\\)" "\\[" "\\]" "\\{" "\\}" "\\^" "\\$" "\\|" ".*" "." ]
+    glob;
+  globMatches = glob: value: builtins.match (globToRegex glob) value != null;
+  excluded = scenario: builtins.any
+    (entry: entry != { } && builtins.all
+      (key: !(builtins.elem key [ "path" "runtime" "probe" ]) || globMatches entry.${key} scenario.${key})
+      (builtins.attrNames entry))
+    (m.exclude or [ ]);
+
+  slug = builtins.replaceStrings [ "/" ] [ "__" ];
+  all = builtins.concatMap
+    (path: builtins.concatMap
+      (runtime: map
+        (probe: rec {
+          inherit path runtime probe;
+          id = "${path}/${runtime}/${probe}";
+          name = slug id;
+          features = paths.${path}.features;
+          needsGpu = builtins.elem "gpu" features;
+        })
+        (m.probes or [ "gl" ]))
+      (builtins.filter (runtime: paths.${path}.family != "host" || kindOf runtime == "host")
+        (m.runtimes or [ "host" ])))
+    m.paths;
+in
+builtins.filter (scenario: !(excluded scenario)) all
