@@ -79,7 +79,7 @@ def parse(name: str, data: object, where: str) -> Pin:
         if data["fetcher"] == "url" and data.get("url_template") and "{version}" not in data["url_template"]:
             problems.append(f"{where}: url_template: must contain {{version}}")
     if problems:
-        raise InputError(problems[0], problems)
+        raise InputError(problems)
     return Pin(name=name, **data)
 
 

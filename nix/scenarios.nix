@@ -30,7 +30,7 @@ let
           inherit path runtime probe;
           id = "${path}/${runtime}/${probe}";
           name = slug id;
-          features = paths.${path}.features;
+          inherit (paths.${path}) family features;
           needsGpu = builtins.elem "gpu" features;
         })
         (m.probes or [ "gl" ]))

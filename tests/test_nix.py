@@ -1,0 +1,229 @@
+"""The Nix layer, as far as a machine without nixpkgs can check it: every .nix file parses; the
+builtins-only parts (matrix, scenarios, paths, pins, toolset) evaluate and agree with the Python
+side; flake.nix's outputs evaluate against a stand-in nixpkgs; the pins updater works against a
+local git repository and writes the hash nix-hash gives for a clean checkout."""
+import base64
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from harness import cli, matrix as matrix_mod, paths as path_registry, pins, toolset as toolset_mod
+
+ROOT = Path(__file__).resolve().parent.parent
+REQUIRED = {p.strip() for p in os.environ.get("GPU_HARNESS_REQUIRE", "").split(",") if p.strip()}
+
+
+def need(*programs):
+    missing = [p for p in programs if not shutil.which(p)]
+    if missing:
+        reason = f"needs {', '.join(missing)} (apt-get install nix-bin git)"
+        if "nix" in REQUIRED:
+            pytest.fail(f"required here but missing: {reason}")
+        pytest.skip(reason)
+
+
+def nix_eval(path=None, expr=None):
+    need("nix-instantiate")
+    argv = ["nix-instantiate", "--eval", "--strict", "--json"] + (["-E", expr] if expr else [str(path)])
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def nix_files():
+    return sorted(p for p in ROOT.rglob("*.nix") if ".venv" not in p.parts and ".git" not in p.parts)
+
+
+def test_every_nix_file_parses():
+    need("nix-instantiate")
+    files = nix_files()
+    assert {"flake.nix", "nix/matrix.nix", "nix/packages.nix", "nix/pins.nix"} <= \
+        {str(p.relative_to(ROOT)) for p in files}
+    for path in files:
+        done = subprocess.run(["nix-instantiate", "--parse", str(path)], capture_output=True, text=True)
+        assert done.returncode == 0, f"{path}: {done.stderr}"
+
+
+def test_nix_matrix_expands_to_exactly_the_toml_matrix():
+    need("nix-instantiate")
+    from_nix = matrix_mod.load(ROOT / "nix" / "matrix.nix").scenarios
+    from_toml = matrix_mod.load(matrix_mod.DEFAULT_MATRIX).scenarios
+    assert [s.to_dict() for s in from_nix] == [s.to_dict() for s in from_toml]
+    assert len(from_nix) == len(path_registry.PATHS)
+
+
+DECLARATIONS = [
+    None,  # the default matrix
+    {"matrix": {"paths": ["software", "vtest-virgl", "sandbox-dri", "vm-virgl"], "runtimes": ["host", "trixie"],
+                "probes": ["gl"], "exclude": [{"path": "sandbox-*", "runtime": "trix?e"}, {"path": "vm-virgl"}]},
+     "runtimes": {"trixie": {"kind": "rootfs", "root": "/"}}},
+]
+
+
+@pytest.mark.parametrize("declaration", DECLARATIONS, ids=["default", "excludes-and-rootfs"])
+def test_nix_scenario_list_matches_the_python_expansion(declaration):
+    if declaration is None:
+        expected = matrix_mod.load(matrix_mod.DEFAULT_MATRIX).scenarios
+        listed = nix_eval(expr="import ./nix/scenarios.nix { }")
+    else:
+        expected = matrix_mod.expand(declaration, "<test>").scenarios
+        literal = json.dumps(json.dumps(declaration))
+        listed = nix_eval(expr=f"import ./nix/scenarios.nix {{ declaration = builtins.fromJSON {literal}; }}")
+    assert [s["id"] for s in listed] == [s.id for s in expected]
+    assert [s["name"] for s in listed] == [s.slug for s in expected]
+
+
+def test_nix_paths_table_agrees_with_the_path_registry():
+    table = nix_eval(ROOT / "nix" / "paths.nix")
+    assert set(table) == set(path_registry.PATHS)
+    for name, spec in path_registry.PATHS.items():
+        assert table[name]["family"] == spec.family, name
+        assert ("kvm" in table[name]["features"]) == (spec.family == "vm"), name
+        # A path that needs a GPU must not be a default check, where there is none.
+        assert ("gpu" in table[name]["features"]) == (spec.needs_render_node or name == "native"), name
+
+
+def test_pin_files_are_valid_and_nix_reads_the_same_values():
+    loaded = pins.load_all()
+    assert {"mesa", "mesa-old", "virglrenderer", "bubblewrap", "qemu"} <= set(loaded)
+    from_nix = nix_eval(ROOT / "nix" / "pins.nix")
+    assert from_nix == {name: json.loads(pin.to_json()) for name, pin in loaded.items()}
+    for pin in loaded.values():
+        assert pins.SRI_SHA256.match(pin.hash) and pin.version
+
+
+def test_a_bad_pin_file_is_a_one_line_error_with_exit_2(tmp_path, capsys):
+    (tmp_path / "broken.json").write_text(json.dumps({"fetcher": "svn", "url": "x", "hash": "md5-abc",
+                                                      "version": "1", "colour": "red"}))
+    assert cli.main(["pins", "check", "--dir", str(tmp_path)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines and all(line.startswith("gpu-harness: error: ") for line in lines)
+    assert any("colour: unknown key" in line for line in lines)
+    (tmp_path / "broken.json").write_text(json.dumps({"fetcher": "svn", "url": "x", "hash": "md5-abc",
+                                                      "version": "1"}))
+    assert cli.main(["pins", "check", "--dir", str(tmp_path)]) == 2
+    assert "fetcher: 'svn' is not one of git, url" in capsys.readouterr().err
+
+
+def git(*args, cwd):
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd, check=True,
+                   capture_output=True)
+
+
+@pytest.fixture
+def upstream(tmp_path):
+    """A local git repository with release tags, standing in for an upstream project."""
+    need("git", "nix-hash")
+    repo = tmp_path / "upstream"
+    repo.mkdir()
+    git("init", "-q", cwd=repo)
+    for version in ("1.0", "1.2", "1.10", "2.0-rc1"):
+        (repo / "VERSION").write_text(version + "\n")
+        (repo / "src").mkdir(exist_ok=True)
+        (repo / "src" / "main.c").write_text(f"int version = {version.split('.')[0]};\n")
+        (repo / "tool.sh").write_text("#!/bin/sh\necho hi\n")
+        (repo / "tool.sh").chmod(0o755)
+        git("add", "-A", cwd=repo)
+        git("commit", "-q", "-m", version, cwd=repo)
+        git("tag", f"v{version}", cwd=repo)
+    return repo
+
+
+def clean_checkout_hash(repo: Path, rev: str, where: Path) -> str:
+    subprocess.run(["git", "clone", "-q", str(repo), str(where)], check=True)
+    subprocess.run(["git", "-C", str(where), "-c", "advice.detachedHead=false", "checkout", "-q", rev], check=True)
+    shutil.rmtree(where / ".git")
+    digest = subprocess.run(["nix-hash", "--type", "sha256", str(where)], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    return "sha256-" + base64.b64encode(bytes.fromhex(digest)).decode()
+
+
+def test_pins_update_moves_a_git_pin_to_the_newest_release_tag(upstream, tmp_path, capsys):
+    pins_dir = tmp_path / "pins"
+    pins_dir.mkdir()
+    old_hash = "sha256-" + base64.b64encode(b"\0" * 32).decode()
+    (pins_dir / "thing.json").write_text(json.dumps({"fetcher": "git", "url": f"file://{upstream}", "rev": "v1.0",
+                                                     "hash": old_hash, "version": "1.0", "tag_prefix": "v"}))
+    assert cli.main(["pins", "update", "thing", "--dir", str(pins_dir)]) == 0
+    pin = pins.load(pins_dir / "thing.json")
+    expected = clean_checkout_hash(upstream, "v1.10", tmp_path / "check")
+    assert (pin.rev, pin.version, pin.hash) == ("v1.10", "1.10", expected)  # 1.10 > 1.2; the rc is skipped
+    printed = capsys.readouterr().out
+    assert f"thing: hash {old_hash} -> {expected}" in printed and "rev v1.0 -> v1.10" in printed
+    assert cli.main(["pins", "update", "thing", "--dir", str(pins_dir)]) == 0
+    assert capsys.readouterr().out.strip() == "thing: unchanged"
+    assert cli.main(["pins", "update", "thing", "--rev", "v1.2", "--dir", str(pins_dir)]) == 0
+    pin = pins.load(pins_dir / "thing.json")
+    assert (pin.rev, pin.version, pin.hash) == ("v1.2", "1.2", clean_checkout_hash(upstream, "v1.2", tmp_path / "c2"))
+
+
+def test_pins_update_of_a_missing_rev_fails_and_keeps_the_file(upstream, tmp_path, capsys):
+    pins_dir = tmp_path / "pins"
+    pins_dir.mkdir()
+    original = json.dumps({"fetcher": "git", "url": f"file://{upstream}", "rev": "v1.0",
+                           "hash": "sha256-" + base64.b64encode(b"\1" * 32).decode(), "version": "1.0"})
+    (pins_dir / "thing.json").write_text(original)
+    assert cli.main(["pins", "update", "thing", "--rev", "v9.9", "--dir", str(pins_dir)]) == 1
+    assert "thing: not updated:" in capsys.readouterr().err
+    assert (pins_dir / "thing.json").read_text() == original
+    assert cli.main(["pins", "update", "nosuch", "--dir", str(pins_dir)]) == 2
+
+
+def test_pins_update_moves_a_url_pin_with_its_template(tmp_path, capsys):
+    need("nix-hash")
+    releases = tmp_path / "releases"
+    releases.mkdir()
+    (releases / "thing-2.0.tar").write_bytes(b"release 2.0 contents\n" * 100)
+    pins_dir = tmp_path / "pins"
+    pins_dir.mkdir()
+    (pins_dir / "thing.json").write_text(json.dumps({
+        "fetcher": "url", "url": f"file://{releases}/thing-1.0.tar", "version": "1.0",
+        "hash": "sha256-" + base64.b64encode(b"\2" * 32).decode(),
+        "url_template": f"file://{releases}/thing-{{version}}.tar"}))
+    assert cli.main(["pins", "update", "thing", "--version", "2.0", "--dir", str(pins_dir)]) == 0
+    pin = pins.load(pins_dir / "thing.json")
+    flat = hashlib.sha256((releases / "thing-2.0.tar").read_bytes()).digest()
+    assert pin.hash == "sha256-" + base64.b64encode(flat).decode()
+    assert pin.url.endswith("/thing-2.0.tar") and pin.version == "2.0"
+
+
+def test_flake_outputs_evaluate_against_a_stand_in_nixpkgs(tmp_path):
+    outputs = nix_eval(ROOT / "tests" / "nix" / "flake-outputs.nix")
+    assert outputs["systems"] == ["aarch64-linux", "x86_64-linux"]
+    assert outputs["inputs"]["nixpkgs"]["url"] == "github:NixOS/nixpkgs/nixos-25.11"
+    x86 = outputs["checks"]["x86_64-linux"]
+    default_scenarios = matrix_mod.load(matrix_mod.DEFAULT_MATRIX).scenarios
+    no_gpu = [s for s in default_scenarios if s.path not in ("native", "sandbox-dri")]
+    assert set(x86) == {s.slug for s in no_gpu} | {"unit-tests"}
+    for scenario in no_gpu:
+        check = x86[scenario.slug]
+        assert f"--filter '{scenario.id}'" in check["script"] and "--fail-on-skip" in check["script"]
+        assert check["features"] == (["kvm"] if scenario.spec.family == "vm" else [])
+    assert not any(name.startswith("vm-") for name in outputs["checks"]["aarch64-linux"])
+    assert outputs["gpuChecks"]["x86_64-linux"] == ["native__host__gl", "sandbox-dri__host__gl"]
+    assert outputs["apps"]["x86_64-linux"]["default"]["type"] == "app"
+    assert outputs["devShells"] == {"aarch64-linux": ["default"], "x86_64-linux": ["default"]}
+    assert {"harness", "mesa", "mesa-old", "virglrenderer", "bubblewrap", "qemu", "toolset", "probe-image",
+            "runtime", "kernel"} <= set(outputs["packages"]["x86_64-linux"])
+    # The toolset manifest the flake writes loads in the Python toolset loader.
+    for system, text in outputs["toolset"].items():
+        manifest = tmp_path / f"{system}.json"
+        manifest.write_text(text)
+        toolset = toolset_mod.load_manifest(manifest)
+        assert toolset.tools["bwrap"].path.endswith("-bubblewrap/bin/bwrap")
+        assert toolset.tools["python3"].path.startswith("/nix/store/")
+        assert toolset.tools["kernel"].extra["modules_dir"].endswith("/lib/modules/6.12.1")
+        assert toolset.found("qemu-system-x86_64") == (system == "x86_64-linux")
+
+
+def test_flake_lock_pins_the_nixpkgs_the_flake_asks_for():
+    lock = json.loads((ROOT / "flake.lock").read_text())
+    node = lock["nodes"][lock["nodes"]["root"]["inputs"]["nixpkgs"]]
+    assert len(node["locked"]["rev"]) == 40 and pins.SRI_SHA256.match(node["locked"]["narHash"])
+    original = node["original"]
+    assert f"github:{original['owner']}/{original['repo']}/{original['ref']}" in (ROOT / "flake.nix").read_text()
