@@ -27,7 +27,11 @@ GUEST_DIR = "/run/gpu-harness"
 MEMORY_MB = 256  # the least that boots and renders every VM path here (measured); two fit side by side
 XVFB_SCREEN = "1920x1200x24"
 SCANOUT_SETTLE_S = 1.0
-KERNEL_ARGS = "console=ttyS0 panic=-1 loglevel=4 mitigations=off vt.global_cursor_default=0"
+# acpi=off and the TSC flags save 0.35 s of a 2.9 s TCG boot (measured); without ACPI the guest
+# cannot power QEMU off, so the harness quits QEMU when init says it is done (see drive()).
+KERNEL_ARGS = "console=ttyS0 panic=-1 loglevel=4 mitigations=off vt.global_cursor_default=0 " \
+              "acpi=off tsc=reliable no_timer_check"
+DONE = "gpu-harness: powering off"  # init has synced the result share; nothing more to wait for
 PANIC = re.compile(r"Kernel panic - not syncing: ?(.*)")
 PROBE_EXIT = re.compile(r"gpu-harness: probe exited (\d+)")
 
@@ -167,7 +171,7 @@ def drive(machine: Machine, scenario: Scenario, display: str, workspace: Workspa
           phases: Dict[str, float], booted_at: float) -> Tuple[str, bool, Optional[str]]:
     """Watch the guest until it is done. Returns (problem, timed_out, scanout image)."""
     deadline = booted_at + scenario.timeout_s
-    scanout, sampled_at = None, 0.0
+    scanout, sampled_at, quitting = None, 0.0, False
     while True:
         console, now = machine.console(), time.monotonic()
         if now - sampled_at > 0.25:
@@ -183,6 +187,9 @@ def drive(machine: Machine, scenario: Scenario, display: str, workspace: Workspa
             return problem, False, scanout
         if scenario.spec.scanout and scanout is None and "SCANOUT-READY" in console:
             scanout = capture_scanout(machine, display, workspace)
+            machine.quit()
+        if DONE in console and not quitting:
+            quitting = True
             machine.quit()
         if not machine.running():
             if PROBE_EXIT.search(console) is None:
