@@ -36,21 +36,21 @@ def summarize(rounds: List[List]) -> List[BenchRow]:
     native_fps = {}
     for scenario_id, results in by_id.items():
         first = results[0].scenario
-        if first.path == "native":
+        if first.spec.baseline:
             native_fps[(first.runtime.name, first.probe)] = median(fps_of(r) for r in results)
     rows = []
     for scenario_id, results in by_id.items():
         scenario = results[0].scenario
         fps = median(fps_of(r) for r in results)
-        native = native_fps.get(("host", scenario.probe))
+        native = next((fps for (_, probe), fps in native_fps.items() if probe == scenario.probe), None)
         services = {}
         for result in results:
-            for name, rss in result.probe.service_rss_kb.items():
+            for name, rss in result.launch.rss_kb.items():
                 services[name] = max(services.get(name, 0), rss)
         rows.append(BenchRow(
             scenario=scenario_id,
-            path=scenario.path,
-            outcome="/".join(sorted({r.verdict.outcome for r in results})),
+            path=scenario.path_id,
+            outcome="/".join(sorted({r.verdict.outcome.value for r in results})),
             runs=len(results),
             phases_s={p: median(r.phases.get(p) for r in results) for p in PHASES},
             wall_s=median(r.wall_s for r in results),
@@ -63,12 +63,11 @@ def summarize(rounds: List[List]) -> List[BenchRow]:
 
 
 def fps_of(result) -> Optional[float]:
-    data = result.probe.data or {}
-    return (data.get("timings") or {}).get("fps")
+    return result.report.fps if result.report else None
 
 
 def rss_of(result) -> Optional[int]:
-    return (result.probe.data or {}).get("peak_rss_kb")
+    return result.report.peak_rss_kb if result.report else None
 
 
 def fmt(value, pattern="{:.3f}") -> str:

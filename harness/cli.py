@@ -13,10 +13,11 @@ from typing import List, Optional
 from . import __version__, bench, matrix as matrix_mod, paths as path_registry, reaper, report, runner
 from . import pins as pins_mod, toolset as toolset_mod
 from .errors import InputError
-from .launchers.base import Workload, Workspace
-from .verdict import FAIL, SKIP
+from .lifecycle import LaunchContext, Workload, Workspace
+from .outcomes import Outcome
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_NOT_STARTED = 127  # as a shell says of a command it cannot run
 
 
 class Parser(argparse.ArgumentParser):
@@ -122,9 +123,6 @@ def console():
     return Console(stderr=True, highlight=False)
 
 
-OUTCOME_STYLE = {"Pass": "green", "Fail": "bold red", "ExpectedFail": "yellow", "Flake": "magenta", "Skip": "dim"}
-
-
 def run_matrix(scenarios, toolset, options, title: str):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -134,8 +132,8 @@ def run_matrix(scenarios, toolset, options, title: str):
         task = progress.add_task("", total=len(scenarios))
 
         def on_result(result):
-            style = OUTCOME_STYLE.get(result.verdict.outcome, "")
-            out.print(f"[{style}]{result.verdict.outcome:<12}[/] {result.scenario.id:<28} "
+            outcome = result.verdict.outcome
+            out.print(f"[{outcome.style}]{outcome.value:<12}[/] {result.scenario.id:<28} "
                       f"{result.wall_s:6.2f}s  {result.verdict.reason}", soft_wrap=True)
             progress.advance(task)
 
@@ -152,7 +150,7 @@ def cmd_run(args) -> int:
     report.write_all(args.out, document)
     summary = ", ".join(f"{k} {v}" for k, v in sorted(document["summary"].items()))
     print(f"{len(results)} scenarios: {summary}. Report: {args.out / 'report.html'}")
-    failing = (FAIL, SKIP) if args.fail_on_skip else (FAIL,)
+    failing = (Outcome.FAIL, Outcome.SKIP) if args.fail_on_skip else (Outcome.FAIL,)
     return EXIT_FAILED if any(r.verdict.outcome in failing for r in results) else EXIT_OK
 
 
@@ -163,7 +161,7 @@ def cmd_list(args) -> int:
         return EXIT_OK
     for scenario in scenarios:
         expect = "pass" if scenario.expect.outcome == "pass" else f"fail ({scenario.expect.reason})"
-        print(f"{scenario.id:<32} family={scenario.spec.family:<8} timeout={scenario.timeout_s:g}s expect={expect}")
+        print(f"{scenario.id:<32} family={scenario.spec.family.name:<8} timeout={scenario.timeout_s:g}s expect={expect}")
     return EXIT_OK
 
 
@@ -179,15 +177,15 @@ def cmd_doctor(args) -> int:
         tools.add_column(column)
     for name, tool in sorted(toolset.tools.items()):
         spec = toolset_mod.TOOL_SPECS.get(name)
-        needed = ", ".join(toolset_mod.disabled_paths(toolset, name)) or "-"
+        needed = ", ".join(path_registry.needing(name)) or "-"
         tools.add_row(name, "yes" if tool.found else "[red]no[/]", tool.version or "-", tool.path or "-", needed,
                       "-" if tool.found else (spec.debian if spec else "-"))
     path_table = Table(title="paths on this machine")
     for column in ("path", "family", "runs here", "why not"):
         path_table.add_column(column)
     for spec in path_registry.PATHS.values():
-        reason = toolset_mod.unavailable_reason(toolset, spec)
-        path_table.add_row(spec.id, spec.family, "[red]no[/]" if reason else "yes", reason or "")
+        reason = spec.family.available(spec, toolset)
+        path_table.add_row(spec.id, spec.family.name, "[red]no[/]" if reason else "yes", reason or "")
     out = console()
     out.print(tools)
     out.print(f"render nodes: {', '.join(toolset.render_nodes) or 'none'}")
@@ -201,31 +199,35 @@ def cmd_exec(args) -> int:
         raise InputError("exec: no command given (usage: gpu-harness exec --path P -- CMD ARGS)")
     if args.path not in path_registry.PATHS:
         raise InputError(f"exec: unknown path {args.path!r} (known: {', '.join(path_registry.PATHS)})")
-    runtimes = {HOST: matrix_mod.Runtime(HOST, "host")}
+    runtimes = {HOST: matrix_mod.Runtime(HOST, matrix_mod.HOST_KIND)}
     if args.matrix:
         runtimes.update({s.runtime.name: s.runtime for s in matrix_mod.load(args.matrix).scenarios})
     if args.runtime not in runtimes:
         raise InputError(f"exec: unknown runtime {args.runtime!r} (known: {', '.join(runtimes)})")
     runtime = runtimes[args.runtime]
-    scenario = matrix_mod.Scenario(id=f"{args.path}/{runtime.name}/exec", path=args.path, runtime=runtime,
+    scenario = matrix_mod.Scenario(id=f"{args.path}/{runtime.name}/exec", path_id=args.path, runtime=runtime,
                                    probe="exec", timeout_s=args.timeout)
     if not matrix_mod.compatible(args.path, runtime):
-        raise InputError(f"exec: path {args.path} runs on the host runtime only")
+        raise InputError(f"exec: path {args.path} cannot run in runtime {runtime.name} ({runtime.kind})")
     toolset = toolset_mod.load(args.toolset)
     temp = runner.TempRoot()
     result_dir = args.keep or (temp.path / "result")
     try:
         workspace = Workspace(Path(result_dir), temp.scenario_dir())
-        result = runner.launch(scenario, toolset, workspace, Workload(command=command), inherit_stdio=True)
+        result = runner.launch(LaunchContext(scenario, toolset, workspace, Workload(command=command),
+                                             inherit_stdio=True))
     finally:
         temp.remove()
     if result.skipped:
         print(f"gpu-harness: path {args.path} cannot run here: {result.skipped}", file=sys.stderr)
         return EXIT_USAGE
+    if result.fault:
+        print(f"gpu-harness: {result.fault.describe()}", file=sys.stderr)
+        return EXIT_FAILED
     if result.problem:
         print(f"gpu-harness: {result.problem}", file=sys.stderr)
     if result.exit is None:
-        return EXIT_FAILED
+        return EXIT_NOT_STARTED
     if result.exit.timed_out:
         print(f"gpu-harness: command timed out after {args.timeout:g} s", file=sys.stderr)
         return 124
@@ -259,16 +261,18 @@ def cmd_pins(args) -> int:
 
 
 def cmd_goldens_update(args) -> int:
-    """Render each probe's golden with a real run of the software (llvmpipe) path."""
+    """Render each probe's golden with a real run of the reference (llvmpipe) path."""
     loaded = matrix_mod.load(args.matrix)
     probes = sorted({s.probe for s in loaded.scenarios})
     toolset = toolset_mod.load(args.toolset)
-    reference = [matrix_mod.Scenario(id=f"software/host/{probe}", path="software",
-                                     runtime=matrix_mod.Runtime(HOST, "host"), probe=probe) for probe in probes]
+    path_id = path_registry.REFERENCE.id
+    reference = [matrix_mod.Scenario(id=f"{path_id}/{HOST}/{probe}", path_id=path_id,
+                                     runtime=matrix_mod.Runtime(HOST, matrix_mod.HOST_KIND), probe=probe)
+                 for probe in probes]
     with tempfile.TemporaryDirectory(prefix="gh-goldens-") as out:
         options = runner.RunOptions(out_dir=Path(out), compare_images=False)
         results = run_matrix(reference, toolset, options, "rendering goldens")
-        bad = [r for r in results if r.verdict.outcome != "Pass"]
+        bad = [r for r in results if r.verdict.outcome is not Outcome.PASS]
         for result in bad:
             print(f"gpu-harness: golden {result.scenario.probe} not updated: {result.verdict.reason}", file=sys.stderr)
         args.goldens.mkdir(parents=True, exist_ok=True)
@@ -276,8 +280,9 @@ def cmd_goldens_update(args) -> int:
             if result in bad:
                 continue
             target = args.goldens / f"{result.scenario.probe}.png"
-            shutil.copyfile(result.probe.image_path, target)
-            data = result.probe.data
+            assert result.launch.image_path and result.report
+            shutil.copyfile(result.launch.image_path, target)
+            data = result.report.raw
             print(f"{target}: {data['size'][0]}x{data['size'][1]} md5 {data['pixels_md5']} ({data['renderer']})")
     return EXIT_FAILED if bad else EXIT_OK
 

@@ -1,4 +1,14 @@
-"""Errors that end the program with a one-line message instead of a traceback."""
+"""Errors that end the program with a one-line message instead of a traceback, and the helpers
+that keep every such message one bounded line: values are shown cut, files are read and parsed
+so that any failure (unreadable, not UTF-8, not JSON, nested too deeply) is an InputError."""
+import json
+import reprlib
+import unicodedata
+from pathlib import Path
+from typing import List, Optional
+
+SHOWN_LIMIT = 80
+LINE_LIMIT = 1000
 
 
 class InputError(Exception):
@@ -10,5 +20,95 @@ class InputError(Exception):
     def __init__(self, problems):
         if isinstance(problems, str):
             problems = [problems]
-        self.problems = list(problems)
+        self.problems = [one_line(str(problem)) for problem in problems]
         super().__init__("\n".join(self.problems))
+
+
+def escaped(char: str) -> str:
+    return repr(char)[1:-1]
+
+
+def visible(char: str) -> bool:
+    return char == " " or unicodedata.category(char)[0] not in "CZ"
+
+
+def one_line(text: str, limit: int = LINE_LIMIT) -> str:
+    """`text` with line breaks and other control characters escaped, cut at `limit` characters."""
+    if not all(visible(char) for char in text):
+        text = "".join(char if visible(char) else escaped(char) for char in text)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} chars)"
+
+
+def cut(text: object, limit: int = SHOWN_LIMIT) -> str:
+    """A path or name as it goes into a message: one line, at most about `limit` characters."""
+    return one_line(str(text), limit)
+
+
+_repr = reprlib.Repr()
+_repr.maxlevel, _repr.maxstring, _repr.maxother, _repr.maxlong = 3, SHOWN_LIMIT, SHOWN_LIMIT, SHOWN_LIMIT
+_repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = 8
+
+
+def shown(value: object, limit: int = SHOWN_LIMIT) -> str:
+    """repr(value) for a message: one line, cut to about `limit` characters with the full length."""
+    if isinstance(value, str):
+        text = repr(value)
+        return text if len(text) <= limit else f"{text[:limit - 1]}…' ({len(value)} chars)"
+    try:
+        text = _repr.repr(value)
+    except (ValueError, RecursionError):
+        text = f"<{type(value).__name__}>"
+    if len(text) <= limit:
+        return one_line(text)
+    size = f"{len(value)} items" if isinstance(value, (list, tuple, dict, set)) else "cut"
+    return f"{one_line(text[:limit - 1])}… ({size})"
+
+
+def decoded(data: bytes, source: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{source}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
+
+
+def read_text(path: Path, what: str) -> str:
+    """A file's text, or an InputError naming the file: `what` says what the file was meant to be."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise InputError(f"{cut(path)}: cannot read {what}: {exc.strerror or exc}") from None
+    return decoded(data, cut(path))
+
+
+def parse_json(text: str, source: str):
+    """json.loads with every failure as a one-line InputError naming `source`."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{source}: not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+    except RecursionError:
+        raise InputError(f"{source}: not valid JSON: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer with more digits than Python converts
+        raise InputError(f"{source}: not valid JSON: {cut(exc, 160)}") from None
+
+
+def bad_character(text: str) -> Optional[str]:
+    """Why `text` cannot be one argument or value: a NUL, a line break or another control
+    character (tab allowed), or a lone surrogate that no file or argv can hold; else None."""
+    for index, char in enumerate(text):
+        if char == "\0":
+            return f"contains a NUL character at offset {index}"
+        if char != "\t" and (unicodedata.category(char) == "Cc" or char in "\x85\u2028\u2029"):
+            return f"contains a control character ({escaped(char)}) at offset {index}"
+        if unicodedata.category(char) == "Cs":
+            return f"contains a lone surrogate ({escaped(char)}) at offset {index}"
+    return None
+
+
+def unencodable(texts: List[str]) -> Optional[str]:
+    for text in texts:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return f"{shown(text)} cannot be written as UTF-8 (lone surrogate at offset {exc.start})"
+    return None

@@ -12,49 +12,44 @@ import base64
 import itertools
 import socket
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
-from . import services as service_mod, toolset as toolset_mod
-from .launchers import vm
-from .launchers.base import Workload, Workspace
-from .matrix import Scenario
-from .toolset import Toolset
-from .vm.machine import Machine, MachineError
+from .families.vm import VmLaunch
+from .lifecycle import LaunchContext
+from .retry import poll
+from .target import CommandResult, Target, TargetError
+from .vm import console, display
+from .vm.machine import Machine
 
 BOOT_TIMEOUT_S = 120.0  # TCG on a 2-core machine boots in about 3 s; this bounds a broken guest
+__all__ = ["Agent", "CommandResult", "Guest", "GuestError"]
 
 
-class GuestError(Exception):
+class GuestError(TargetError):
     """The guest could not be started or a command could not be run; the message says why."""
-
-
-@dataclass
-class CommandResult:
-    command: str
-    exit_code: int
-    output: str  # stdout and stderr together, as the command wrote them
-
-    def __bool__(self) -> bool:
-        return self.exit_code == 0
 
 
 class Agent:
     """The host end of the command channel."""
 
     def __init__(self, path: str, timeout_s: float = 10.0):
-        deadline = time.monotonic() + timeout_s
-        while True:
-            self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        errors: List[str] = []
+
+        def connect() -> Optional[socket.socket]:
+            channel = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                self._socket.connect(path)
-                break
+                channel.connect(path)
+                return channel
             except OSError as exc:
-                self._socket.close()
-                if time.monotonic() > deadline:
-                    raise GuestError(f"cannot connect to the guest's command channel {path}: {exc}") from None
-                time.sleep(0.02)
+                channel.close()
+                errors[:] = [str(exc)]
+                return None
+
+        connected = poll(connect, timeout_s)
+        if connected is None:
+            raise GuestError(f"cannot connect to the guest's command channel {path}: {errors[-1] if errors else ''}")
+        self._socket = connected
         self._buffer = b""
         self._ids = itertools.count(1)
 
@@ -97,81 +92,65 @@ class Agent:
         self._socket.close()
 
 
-class Guest:
-    """A running guest of one VM path. Use as a context manager, or call close()."""
+class Guest(Target):
+    """A running guest of one VM path: the VM family's launch, started with the command agent."""
 
-    def __init__(self, scenario: Scenario, toolset: Toolset, workspace: Workspace):
-        if scenario.spec.family != "vm":
-            raise GuestError(f"{scenario.path} is not a VM path")
-        skip = toolset_mod.unavailable_reason(toolset, scenario.spec)
-        if skip:
-            raise GuestError(f"{scenario.path} cannot run here: {skip}")
-        self.scenario, self.workspace = scenario, workspace
-        workspace.create()
-        self.plan = vm.prepare(scenario, toolset, workspace, Workload(probe=scenario.probe), agent=True)
-        self.services: List[service_mod.RunningService] = []
-        self.machine: Optional[Machine] = None
+    error = GuestError
+
+    def __init__(self, ctx: LaunchContext):
+        super().__init__(ctx)
+        self.launch = VmLaunch(self.ctx)
         self._agent: Optional[Agent] = None
-        self._screenshots = itertools.count(1)
+
+    @property
+    def machine(self) -> Machine:
+        if self.launch.machine is None:
+            raise GuestError(f"the {self.path_id} guest is not running")
+        return self.launch.machine
 
     def start(self, boot_timeout_s: float = BOOT_TIMEOUT_S) -> "Guest":
-        out = self.workspace.result_dir
+        spec = self.ctx.scenario.spec
+        reason = spec.family.available(spec, self.ctx.toolset)
+        if reason:
+            raise GuestError(f"{self.path_id} cannot run here: {reason}")
+        self.ctx.workspace.create()
         try:
-            self.services = service_mod.start_all(self.plan.services)
-            self.machine = Machine(self.plan.argv, self.plan.env, str(self.plan.qmp_socket), str(out / "qemu.log"),
-                                   str(self.plan.serial_log))
-            self.machine.start()
-            self._agent = Agent(str(self.plan.agent_socket))
-        except (service_mod.ServiceError, MachineError) as exc:
+            self.launch.start()
+            if self.launch.result.problem:
+                raise GuestError(self.launch.result.problem)
+            self._agent = Agent(str(self.launch.agent_socket))
+        except Exception as exc:
             self.close()
             raise GuestError(str(exc)) from None
-        if not self.machine.wait_for_console("gpu-harness: AGENT-READY", boot_timeout_s):
-            problem = vm.console_problem(self.console(), self.machine) or "no AGENT-READY on the console"
-            tail = "\n".join(self.console().splitlines()[-15:])
+        if not self.machine.wait_for_console(console.Marker.AGENT_READY.line, boot_timeout_s):
+            text = self.console()
+            problem = console.problem(text, self.machine.event("GUEST_PANICKED") is not None) \
+                or f"no {console.Marker.AGENT_READY.value} on the console"
+            tail = "\n".join(text.splitlines()[-15:])
             self.close()
-            raise GuestError(f"{self.scenario.path} guest did not come up: {problem}\n{tail}")
+            raise GuestError(f"{self.path_id} guest did not come up: {problem}\n{tail}")
         return self
-
-    def __enter__(self) -> "Guest":
-        return self.start() if self.machine is None else self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
 
     # Commands, in the style of the NixOS test driver: run() returns the result, succeed() and
     # fail() assert on the exit code and return the output.
     def run(self, command: str, timeout_s: float = 60.0) -> CommandResult:
-        if self._agent is None or self.machine is None or not self.machine.running():
-            raise GuestError(f"the {self.scenario.path} guest is not running")
+        if self._agent is None or self.launch.machine is None or not self.launch.machine.running():
+            raise GuestError(f"the {self.path_id} guest is not running")
         return self._agent.run(command, timeout_s)
-
-    def succeed(self, command: str, timeout_s: float = 60.0) -> str:
-        result = self.run(command, timeout_s)
-        if result.exit_code != 0:
-            raise GuestError(f"command failed with exit code {result.exit_code}: {command!r}\n{result.output}")
-        return result.output
-
-    def fail(self, command: str, timeout_s: float = 60.0) -> str:
-        result = self.run(command, timeout_s)
-        if result.exit_code == 0:
-            raise GuestError(f"command succeeded but was expected to fail: {command!r}\n{result.output}")
-        return result.output
 
     def screenshot(self, name: Optional[str] = None) -> Path:
         """The guest's display as captured from outside, saved as a PNG in the result folder."""
-        if not self.scenario.spec.guest_gpu:
-            raise GuestError(f"{self.scenario.path} has no display device to capture")
-        target = self.workspace.result_dir / f"{name or f'screenshot-{next(self._screenshots)}'}.png"
-        return Path(vm.capture_display(self.machine, self.plan.display, self.workspace, target))
+        if not self.ctx.scenario.spec.guest_gpu:
+            raise GuestError(f"{self.path_id} has no display device to capture")
+        return Path(display.capture(self.machine, self.launch.display, self.ctx.workspace,
+                                    self.screenshot_path(name)))
 
     def wait_for_event(self, name: str, timeout_s: float = 30.0) -> dict:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            event = self.machine.event(name)
-            if event is not None:
-                return event
-            time.sleep(0.02)
-        raise GuestError(f"no {name} event within {timeout_s:g} s (seen: {[e['event'] for e in self.machine.events]})")
+        event = self.machine.wait_for_event(name, timeout_s)
+        if event is None:
+            raise GuestError(f"no {name} event within {timeout_s:g} s "
+                             f"(seen: {[e['event'] for e in self.machine.events]})")
+        return event
 
     def wait_for_console(self, text: str, timeout_s: float = 30.0) -> None:
         if not self.machine.wait_for_console(text, timeout_s):
@@ -181,17 +160,15 @@ class Guest:
         return self.machine.qmp(command, **arguments)
 
     def console(self) -> str:
-        return self.machine.console() if self.machine else ""
+        return self.launch.machine.console() if self.launch.machine else ""
 
     @property
     def facts(self) -> dict:
-        return dict(self.plan.facts)
+        return dict(self.launch.result.facts)
 
     def close(self) -> None:
         """Stop QEMU and the services; safe to call twice."""
         if self._agent is not None:
             self._agent.close()
             self._agent = None
-        if self.machine is not None:
-            self.machine.stop()
-        service_mod.stop_all(self.services)
+        self.launch.stop()

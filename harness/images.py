@@ -1,12 +1,14 @@
 """Image comparison against goldens, with a diff image a person can read."""
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Dict, Optional, Union
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
-from .matrix import Tolerance
+from .model import Tolerance
+
+PathLike = Union[str, Path]
 
 
 @dataclass
@@ -16,11 +18,23 @@ class Comparison:
     differing_fraction: Optional[float] = None
     max_channel_diff: Optional[int] = None
     diff_path: Optional[str] = None
+    artifacts: Dict[str, str] = field(default_factory=dict)  # the images behind it: image, golden, diff
 
 
-def load_rgb(path) -> np.ndarray:
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"), dtype=np.int16)
+class UnreadableImage(Exception):
+    """An image file that is missing, truncated or not an image; the message names it."""
+
+
+def open_rgb(path: PathLike) -> Image.Image:
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+        raise UnreadableImage(f"{Path(path).name} cannot be read as an image ({type(exc).__name__}: {exc})") from None
+
+
+def load_rgb(path: PathLike) -> np.ndarray:
+    return np.asarray(open_rgb(path), dtype=np.int16)
 
 
 def diff_image(actual: np.ndarray, differing: np.ndarray) -> Image.Image:
@@ -31,14 +45,24 @@ def diff_image(actual: np.ndarray, differing: np.ndarray) -> Image.Image:
     return Image.fromarray(out, "RGB")
 
 
-def compare(actual_path, golden_path, tolerance: Tolerance, diff_path=None) -> Comparison:
+def compare(actual_path: PathLike, golden_path: PathLike, tolerance: Tolerance,
+            diff_path: Optional[PathLike] = None) -> Comparison:
     golden_path = Path(golden_path)
+    artifacts = {"image": str(actual_path)}
     if not golden_path.exists():
-        return Comparison(False, f"no golden image {golden_path.name} (make one: gpu-harness goldens update)")
-    actual, golden = load_rgb(actual_path), load_rgb(golden_path)
+        return Comparison(False, f"no golden image {golden_path.name} (make one: gpu-harness goldens update)",
+                          artifacts=artifacts)
+    try:
+        golden = load_rgb(golden_path)
+    except UnreadableImage as exc:
+        return Comparison(False, f"golden {golden_path}: {exc}", artifacts=artifacts)
+    try:
+        actual = load_rgb(actual_path)
+    except UnreadableImage as exc:
+        return Comparison(False, f"the probe's image {exc}", artifacts=artifacts)
     if actual.shape != golden.shape:
         return Comparison(False, f"image is {actual.shape[1]}x{actual.shape[0]}, "
-                                 f"golden is {golden.shape[1]}x{golden.shape[0]}")
+                                 f"golden is {golden.shape[1]}x{golden.shape[0]}", artifacts=artifacts)
     delta = np.abs(actual - golden).max(axis=2)
     differing = delta > tolerance.channel
     fraction = float(differing.mean())
@@ -47,8 +71,33 @@ def compare(actual_path, golden_path, tolerance: Tolerance, diff_path=None) -> C
     if diff_path is not None:
         diff_image(actual, differing).save(diff_path)
         saved = str(diff_path)
+        artifacts["diff"] = saved
     matched = fraction <= tolerance.fraction
     detail = (f"{fraction:.4%} of pixels differ by more than {tolerance.channel} "
               f"(allowed {tolerance.fraction:.2%}; largest difference {max_diff})")
     return Comparison(matched, ("image matches golden: " if matched else "image differs from golden: ") + detail,
-                      fraction, max_diff, saved)
+                      fraction, max_diff, saved, artifacts)
+
+
+def compare_region(captured_path: PathLike, golden_path: PathLike, tolerance: Tolerance,
+                   result_dir: Path) -> Comparison:
+    """A display captured from outside, whose top-left shows the image: crop that and compare.
+    Files: scanout-crop.png and scanout-diff.png in result_dir."""
+    golden_path = Path(golden_path)
+    artifacts = {"scanout": str(captured_path)}
+    if not golden_path.exists():
+        return Comparison(False, f"no golden image {golden_path.name}", artifacts=artifacts)
+    try:
+        reference, captured = open_rgb(golden_path), open_rgb(captured_path)
+    except UnreadableImage as exc:
+        return Comparison(False, str(exc), artifacts=artifacts)
+    width, height = reference.size
+    if captured.size[0] < width or captured.size[1] < height:
+        return Comparison(False, f"captured display {captured.size[0]}x{captured.size[1]} is smaller "
+                                 f"than the image {width}x{height}", artifacts=artifacts)
+    crop = result_dir / "scanout-crop.png"
+    captured.crop((0, 0, width, height)).save(crop)
+    comparison = compare(crop, golden_path, tolerance, result_dir / "scanout-diff.png")
+    comparison.artifacts = {"scanout": str(captured_path), "scanout_crop": str(crop),
+                            **({"scanout_diff": comparison.diff_path} if comparison.diff_path else {})}
+    return comparison

@@ -4,87 +4,41 @@ Validation reports every problem as one line `SOURCE: KEY: what is wrong`; any p
 InputError (exit code 2). Unknown keys are errors so that typos never pass silently.
 """
 import fnmatch
-import json
+import math
 import os
+import re
+import signal
 import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from . import paths as path_registry
-from .errors import InputError
+from .errors import InputError, bad_character, cut, decoded, parse_json, read_text, shown
+from .model import (DEFAULT_TIMEOUT_S, HOST_KIND, HOST_RUNTIME, Expectation, Runtime, Scenario,  # noqa: F401
+                    Tolerance)
+from .probes import PROBES
 
 try:
     import tomllib
 except ImportError:  # Python < 3.11
     import tomli as tomllib
 
-PROBES = ("gl",)
-HOST_RUNTIME = "host"
 DEFAULT_MATRIX = Path(__file__).parent / "data" / "default.toml"
-DEFAULT_TIMEOUT_S = 60.0
 
 TOP_KEYS = {"matrix", "defaults", "runtimes", "override"}
 MATRIX_KEYS = {"paths", "runtimes", "probes", "exclude"}
 SETTING_KEYS = {"timeout_s", "tolerance", "env", "probe_args", "golden", "kernel_args"}
 OVERRIDE_KEYS = SETTING_KEYS | {"match", "expect", "reason"}
 RUNTIME_KEYS = {"kind", "root", "description"}
-RUNTIME_KINDS = ("host", "rootfs")
+RUNTIME_KINDS = (HOST_KIND, "rootfs")
 TOLERANCE_KEYS = {"channel", "fraction"}
 EXCLUDE_KEYS = {"path", "runtime", "probe"}
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """A pixel differs when any channel differs by more than `channel`; the image matches
-    when at most `fraction` of its pixels differ."""
-
-    channel: int = 32
-    fraction: float = 0.01
-
-
-@dataclass(frozen=True)
-class Runtime:
-    name: str
-    kind: str  # host | rootfs
-    root: str = "/"
-    description: str = ""
-
-
-@dataclass(frozen=True)
-class Expectation:
-    outcome: str = "pass"  # pass | fail
-    reason: str = ""
-
-
-@dataclass(frozen=True)
-class Scenario:
-    id: str
-    path: str
-    runtime: Runtime
-    probe: str
-    expect: Expectation = Expectation()
-    timeout_s: float = DEFAULT_TIMEOUT_S
-    tolerance: Tolerance = Tolerance()
-    golden: str = ""
-    env: Tuple[Tuple[str, str], ...] = ()
-    probe_args: Tuple[str, ...] = ()
-    kernel_args: Tuple[str, ...] = ()  # vm family: appended to the guest kernel's command line
-
-    @property
-    def slug(self) -> str:
-        return self.id.replace("/", "__")
-
-    @property
-    def spec(self) -> path_registry.PathSpec:
-        return path_registry.get(self.path)
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data["env"] = dict(self.env)
-        data["probe_args"] = list(self.probe_args)
-        data["kernel_args"] = list(self.kernel_args)
-        return data
+MAX_TIMEOUT_S = 7 * 24 * 3600.0
+NIX_TIMEOUT_S = 120.0
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+RUNTIME_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")  # it becomes part of ids and folder names
+PLAIN_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
 
 
 @dataclass
@@ -95,7 +49,7 @@ class Matrix:
     def select(self, paths: Optional[List[str]] = None, pattern: Optional[str] = None) -> List[Scenario]:
         chosen = self.scenarios
         if paths:
-            chosen = [s for s in chosen if s.path in paths]
+            chosen = [s for s in chosen if s.path_id in paths]
         if pattern:
             chosen = [s for s in chosen if fnmatch.fnmatchcase(s.id, pattern)]
         return chosen
@@ -121,10 +75,15 @@ def type_name(value) -> str:
             dict: "table"}.get(type(value), type(value).__name__)
 
 
+def key_name(name) -> str:
+    """A table key as it goes into a problem line: as is when plain, else quoted and cut."""
+    return name if isinstance(name, str) and PLAIN_KEY.match(name) else shown(name, 40)
+
+
 def check_keys(problems: Problems, where: str, table: dict, allowed: set) -> None:
     for key in table:
         if key not in allowed:
-            problems.add(f"{where}.{key}" if where else key,
+            problems.add(f"{where}.{key_name(key)}" if where else key_name(key),
                          f"unknown key (allowed: {', '.join(sorted(allowed))})")
 
 
@@ -134,18 +93,37 @@ def expect_type(problems: Problems, key: str, value, kinds, label: str) -> bool:
     else:
         ok = isinstance(value, kinds)
     if not ok:
-        problems.add(key, f"must be {label}, not {type_name(value)} {value!r}")
+        problems.add(key, f"must be {label}, not {type_name(value)} {shown(value)}")
     return ok
+
+
+def expect_text(problems: Problems, key: str, value) -> bool:
+    """A string that can be one argument or value: no NUL, line break or other control character."""
+    if not expect_type(problems, key, value, (str,), "a string"):
+        return False
+    why = bad_character(value)
+    if why:
+        problems.add(key, f"{shown(value)} {why}")
+    return why is None
 
 
 def string_list(problems: Problems, key: str, value) -> List[str]:
     if not expect_type(problems, key, value, (list,), "a list of strings"):
         return []
-    good = []
-    for index, item in enumerate(value):
-        if expect_type(problems, f"{key}[{index}]", item, (str,), "a string"):
-            good.append(item)
-    return good
+    return [item for index, item in enumerate(value) if expect_text(problems, f"{key}[{index}]", item)]
+
+
+def expect_number(problems: Problems, key: str, value, low: float, high: float) -> bool:
+    """A finite number within low..high (TOML and JSON allow nan, inf and huge integers)."""
+    if not expect_type(problems, key, value, (int, float), "a number"):
+        return False
+    try:
+        ok = math.isfinite(float(value)) and low <= value <= high
+    except OverflowError:
+        ok = False
+    if not ok:
+        problems.add(key, f"must be a number within {low:g}..{high:g}, not {shown(value)}")
+    return ok
 
 
 def parse_tolerance(problems: Problems, key: str, value) -> Optional[dict]:
@@ -154,63 +132,127 @@ def parse_tolerance(problems: Problems, key: str, value) -> Optional[dict]:
     check_keys(problems, key, value, TOLERANCE_KEYS)
     out = {}
     if "channel" in value and expect_type(problems, f"{key}.channel", value["channel"], (int,), "an integer"):
-        if not 0 <= value["channel"] <= 255:
-            problems.add(f"{key}.channel", f"must be within 0..255, not {value['channel']}")
-        out["channel"] = value["channel"]
-    if "fraction" in value and expect_type(problems, f"{key}.fraction", value["fraction"], (int, float), "a number"):
-        if not 0 <= value["fraction"] <= 1:
-            problems.add(f"{key}.fraction", f"must be within 0..1, not {value['fraction']}")
+        if expect_number(problems, f"{key}.channel", value["channel"], 0, 255):
+            out["channel"] = value["channel"]
+    if "fraction" in value and expect_number(problems, f"{key}.fraction", value["fraction"], 0, 1):
         out["fraction"] = float(value["fraction"])
     return out
+
+
+def parse_timeout(problems: Problems, key: str, value) -> Optional[float]:
+    if not expect_type(problems, key, value, (int, float), "a number"):
+        return None
+    try:
+        seconds = float(value)
+    except OverflowError:
+        seconds = math.inf
+    if math.isnan(seconds) or seconds <= 0:
+        problems.add(key, f"must be positive, not {shown(value)}")
+    elif seconds > MAX_TIMEOUT_S:
+        problems.add(key, f"must be at most {MAX_TIMEOUT_S:g} (a week), not {shown(value)}")
+    else:
+        return seconds
+    return None
+
+
+def parse_env(problems: Problems, key: str, table: dict) -> dict:
+    env = {}
+    for name, value in table.items():
+        where = f"{key}.{key_name(name)}"
+        if not (isinstance(name, str) and ENV_NAME.match(name)):
+            problems.add(where, "an environment variable name is letters, digits and '_', not starting with a digit")
+        elif expect_text(problems, where, value):
+            env[name] = value
+    return env
+
+
+def kernel_arg_problem(arg: str) -> Optional[str]:
+    """One list item is one kernel argument: whitespace would split it (unless inside double quotes)."""
+    if arg.count('"') % 2:
+        return f"{shown(arg)} has an unbalanced double quote"
+    if any(char.isspace() for part in arg.split('"')[::2] for char in part):
+        return f"{shown(arg)} contains whitespace outside double quotes (one item is one kernel argument)"
+    return None
+
+
+def parse_golden(problems: Problems, key: str, value) -> Optional[str]:
+    if not expect_text(problems, key, value):
+        return None
+    if not value or "/" in value or value in (".", ".."):
+        problems.add(key, f"must be a plain name (of a file in the goldens folder), not {shown(value)}")
+        return None
+    return value
 
 
 def parse_settings(problems: Problems, where: str, table: dict) -> dict:
     """The per-scenario settings shared by [defaults] and [[override]]."""
     settings = {}
     if "timeout_s" in table:
-        value = table["timeout_s"]
-        if expect_type(problems, f"{where}.timeout_s", value, (int, float), "a number"):
-            if value <= 0:
-                problems.add(f"{where}.timeout_s", f"must be positive, not {value}")
-            settings["timeout_s"] = float(value)
+        timeout = parse_timeout(problems, f"{where}.timeout_s", table["timeout_s"])
+        if timeout is not None:
+            settings["timeout_s"] = timeout
     if "tolerance" in table:
         tolerance = parse_tolerance(problems, f"{where}.tolerance", table["tolerance"])
         if tolerance is not None:
             settings["tolerance"] = tolerance
     if "env" in table and expect_type(problems, f"{where}.env", table["env"], (dict,), "a table of strings"):
-        env = {}
-        for name, value in table["env"].items():
-            if expect_type(problems, f"{where}.env.{name}", value, (str,), "a string"):
-                env[name] = value
-        settings["env"] = env
+        settings["env"] = parse_env(problems, f"{where}.env", table["env"])
     for key in ("probe_args", "kernel_args"):
         if key in table:
             settings[key] = string_list(problems, f"{where}.{key}", table[key])
-    if "golden" in table and expect_type(problems, f"{where}.golden", table["golden"], (str,), "a string"):
-        settings["golden"] = table["golden"]
+    for index, arg in enumerate(table.get("kernel_args") if isinstance(table.get("kernel_args"), list) else []):
+        why = isinstance(arg, str) and not bad_character(arg) and kernel_arg_problem(arg)
+        if why:
+            problems.add(f"{where}.kernel_args[{index}]", why)
+    if "golden" in table:
+        golden = parse_golden(problems, f"{where}.golden", table["golden"])
+        if golden is not None:
+            settings["golden"] = golden
     return settings
 
 
 def parse_runtimes(problems: Problems, table) -> Dict[str, Runtime]:
-    runtimes = {HOST_RUNTIME: Runtime(HOST_RUNTIME, "host", "/", "the host's own root filesystem")}
+    runtimes = {HOST_RUNTIME: Runtime(HOST_RUNTIME, HOST_KIND, "/", "the host's own root filesystem")}
     if not expect_type(problems, "runtimes", table, (dict,), "a table"):
         return runtimes
     for name, spec in table.items():
-        key = f"runtimes.{name}"
+        key = f"runtimes.{key_name(name)}"
+        if not (isinstance(name, str) and RUNTIME_NAME.match(name)):
+            problems.add(key, "a runtime name is letters, digits, '.', '_' and '-' (it becomes part of scenario ids)")
         if not expect_type(problems, key, spec, (dict,), "a table"):
             continue
         check_keys(problems, key, spec, RUNTIME_KEYS)
-        kind = spec.get("kind", "rootfs")
-        if kind not in RUNTIME_KINDS:
-            problems.add(f"{key}.kind", f"unknown runtime kind {kind!r} (known: {', '.join(RUNTIME_KINDS)})")
-            continue
-        root = spec.get("root", "/")
-        if not expect_type(problems, f"{key}.root", root, (str,), "a string"):
-            continue
-        if kind == "rootfs" and not os.path.isabs(root):
-            problems.add(f"{key}.root", f"must be an absolute path, not {root!r}")
-        runtimes[name] = Runtime(name, kind, root, str(spec.get("description", "")))
+        runtime = parse_runtime(problems, key, name, spec)
+        if runtime:
+            runtimes[name] = runtime
     return runtimes
+
+
+def parse_runtime(problems: Problems, key: str, name: str, spec: dict) -> Optional[Runtime]:
+    kind, root, description = spec.get("kind", "rootfs"), spec.get("root", "/"), spec.get("description", "")
+    ok = all([expect_text(problems, f"{key}.kind", kind), expect_text(problems, f"{key}.root", root),
+              expect_type(problems, f"{key}.description", description, (str,), "a string")])
+    if not ok:
+        return None
+    if kind not in RUNTIME_KINDS:
+        problems.add(f"{key}.kind", f"unknown runtime kind {shown(kind)} (known: {', '.join(RUNTIME_KINDS)})")
+        return None
+    if kind == "rootfs":
+        why = root_problem(root)
+        if why:
+            problems.add(f"{key}.root", why)
+            return None
+    return Runtime(name, kind, root, description)
+
+
+def root_problem(root: str) -> Optional[str]:
+    if not os.path.isabs(root):
+        return f"must be an absolute path, not {shown(root)}"
+    if not os.path.exists(root):
+        return f"{cut(root)} does not exist"
+    if not os.path.isdir(root):
+        return f"{cut(root)} is not a directory"
+    return None
 
 
 def parse_excludes(problems: Problems, value) -> List[dict]:
@@ -225,7 +267,7 @@ def parse_excludes(problems: Problems, value) -> List[dict]:
         if not entry:
             problems.add(key, "is empty and would exclude everything")
         for field_name, pattern in entry.items():
-            expect_type(problems, f"{key}.{field_name}", pattern, (str,), "a string (glob)")
+            expect_type(problems, f"{key}.{key_name(field_name)}", pattern, (str,), "a string (glob)")
         excludes.append(entry)
     return excludes
 
@@ -245,20 +287,25 @@ def parse_overrides(problems: Problems, value) -> List[Tuple[str, dict, Optional
             continue
         if not expect_type(problems, f"{key}.match", match, (str,), "a string"):
             continue
-        expectation = None
-        if "expect" in entry:
-            outcome = entry["expect"]
-            reason = entry.get("reason", "")
-            if outcome not in ("pass", "fail"):
-                problems.add(f"{key}.expect", f"must be 'pass' or 'fail', not {outcome!r}")
-            elif outcome == "fail" and not (isinstance(reason, str) and reason.strip()):
-                problems.add(f"{key}.reason", "an expected failure needs a reason")
-            else:
-                expectation = Expectation(outcome, reason)
-        elif "reason" in entry:
-            problems.add(f"{key}.reason", "only meaningful together with expect")
-        overrides.append((match, parse_settings(problems, key, entry), expectation))
+        overrides.append((match, parse_settings(problems, key, entry), parse_expectation(problems, key, entry)))
     return overrides
+
+
+def parse_expectation(problems: Problems, key: str, entry: dict) -> Optional[Expectation]:
+    if "expect" not in entry:
+        if "reason" in entry:
+            problems.add(f"{key}.reason", "only meaningful together with expect")
+        return None
+    outcome, reason = entry["expect"], entry.get("reason", "")
+    if outcome not in ("pass", "fail"):
+        problems.add(f"{key}.expect", f"must be 'pass' or 'fail', not {shown(outcome)}")
+    elif not expect_text(problems, f"{key}.reason", reason):
+        return None
+    elif outcome == "fail" and not reason.strip():
+        problems.add(f"{key}.reason", "an expected failure needs a reason")
+    else:
+        return Expectation(outcome, reason)
+    return None
 
 
 def excluded(excludes: List[dict], path: str, runtime: str, probe: str) -> bool:
@@ -270,16 +317,16 @@ def excluded(excludes: List[dict], path: str, runtime: str, probe: str) -> bool:
     )
 
 
-def compatible(path: str, runtime: Runtime) -> bool:
-    """Host-family paths run the host's own process: they pair with the host runtime only."""
-    return path_registry.get(path).family != "host" or runtime.kind == "host"
+def compatible(path_id: str, runtime: Runtime) -> bool:
+    """Whether the path's family can run in that runtime (a host process: the host runtime only)."""
+    return path_registry.get(path_id).family.accepts(runtime)
 
 
 def build_scenario(path: str, runtime: Runtime, probe: str, settings: dict, expectation: Expectation) -> Scenario:
     tolerance = Tolerance(**settings.get("tolerance", {}))
     return Scenario(
         id=f"{path}/{runtime.name}/{probe}",
-        path=path,
+        path_id=path,
         runtime=runtime,
         probe=probe,
         expect=expectation,
@@ -323,13 +370,14 @@ def expand(data, source: str) -> Matrix:
     probe_ids = string_list(problems, "matrix.probes", matrix.get("probes", list(PROBES)))
     for index, path in enumerate(path_ids):
         if path not in path_registry.PATHS:
-            problems.add(f"matrix.paths[{index}]", f"unknown path {path!r} (known: {', '.join(path_registry.PATHS)})")
+            problems.add(f"matrix.paths[{index}]", f"unknown path {shown(path)} (known: {', '.join(path_registry.PATHS)})")
     for index, name in enumerate(runtime_ids):
         if name not in runtimes:
-            problems.add(f"matrix.runtimes[{index}]", f"unknown runtime {name!r} (declared: {', '.join(runtimes)})")
+            declared = ", ".join(key_name(name) for name in runtimes)
+            problems.add(f"matrix.runtimes[{index}]", f"unknown runtime {shown(name)} (declared: {cut(declared, 300)})")
     for index, probe in enumerate(probe_ids):
         if probe not in PROBES:
-            problems.add(f"matrix.probes[{index}]", f"unknown probe {probe!r} (known: {', '.join(PROBES)})")
+            problems.add(f"matrix.probes[{index}]", f"unknown probe {shown(probe)} (known: {', '.join(PROBES)})")
     excludes = parse_excludes(problems, matrix.get("exclude", []))
     defaults = {}
     if "defaults" in data and expect_type(problems, "defaults", data["defaults"], (dict,), "a table"):
@@ -348,7 +396,7 @@ def expand(data, source: str) -> Matrix:
                     continue
                 scenario_id = f"{path}/{runtime_name}/{probe}"
                 if scenario_id in seen:
-                    problems.add("matrix", f"duplicate scenario id {scenario_id!r}")
+                    problems.add("matrix", f"duplicate scenario id {shown(scenario_id)}")
                     continue
                 seen.add(scenario_id)
                 settings, expectation = dict(defaults), Expectation()
@@ -361,7 +409,7 @@ def expand(data, source: str) -> Matrix:
         problems.add("matrix", "expands to no scenarios (empty lists, or everything excluded)")
     for index, (pattern, _, _) in enumerate(overrides):
         if not any(fnmatch.fnmatchcase(s.id, pattern) for s in scenarios):
-            problems.add(f"override[{index}].match", f"{pattern!r} matches no scenario")
+            problems.add(f"override[{index}].match", f"{shown(pattern)} matches no scenario")
     problems.raise_if_any()
     return Matrix(source=source, scenarios=scenarios)
 
@@ -370,34 +418,79 @@ def read_declaration(path: Path):
     """Parse a matrix file by its suffix: .toml, .json, or .nix (evaluated with nix-instantiate)."""
     source = str(path)
     if not path.is_file():
-        raise InputError(f"{source}: cannot read matrix file: no such file")
+        why = "is a directory" if path.is_dir() else "no such file"
+        raise InputError(f"{source}: cannot read matrix file: {why}")
     suffix = path.suffix
+    if suffix == ".nix":
+        return evaluate_nix(path)
+    if suffix == ".json":
+        return parse_json(read_text(path, "matrix file"), source)
+    if suffix == ".toml":
+        return parse_toml(read_text(path, "matrix file"), source)
+    raise InputError(f"{source}: unknown matrix format {shown(suffix)} (use .toml, .json or .nix)")
+
+
+def parse_toml(text: str, source: str) -> dict:
     try:
-        if suffix == ".toml":
-            return tomllib.loads(path.read_text())
-        if suffix == ".json":
-            return json.loads(path.read_text())
-        if suffix == ".nix":
-            return evaluate_nix(path)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"{source}: not valid TOML: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{source}: not valid JSON: {exc}") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{source}: not a text file") from None
-    raise InputError(f"{source}: unknown matrix format {suffix!r} (use .toml, .json or .nix)")
+        raise InputError(f"{source}: not valid TOML: {cut(exc, 200)}") from None
+    except RecursionError:
+        raise InputError(f"{source}: not valid TOML: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer with more digits than Python converts
+        raise InputError(f"{source}: not valid TOML: {cut(exc, 200)}") from None
 
 
 def evaluate_nix(path: Path):
+    """`nix-instantiate --eval --strict --json`, killed (with anything it started) after NIX_TIMEOUT_S."""
+    argv = ["nix-instantiate", "--eval", "--strict", "--json", str(path)]
     try:
-        done = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", str(path)],
-                              capture_output=True, text=True, timeout=120)
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   start_new_session=True)
     except FileNotFoundError:
         raise InputError(f"{path}: evaluating a .nix matrix needs nix-instantiate (apt-get install nix-bin)") from None
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise InputError(f"{path}: nix-instantiate failed: {last}")
-    return json.loads(done.stdout)
+    with process:
+        try:
+            stdout, stderr = process.communicate(timeout=NIX_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise InputError(f"{path}: Nix evaluation did not finish within {NIX_TIMEOUT_S:g} s "
+                             "(an endless loop?)") from None
+        finally:
+            if process.poll() is None:
+                kill_group(process)
+    if process.returncode != 0:
+        raise InputError(f"{path}: nix-instantiate failed: {nix_error(stderr.decode('utf-8', 'replace'))}")
+    output = f"{path} (nix-instantiate output)"
+    return parse_json(decoded(stdout, output), output)
+
+
+def kill_group(process: subprocess.Popen) -> None:
+    """SIGKILL: nix-instantiate ignores SIGTERM while it evaluates."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
+NIX_NOISE = re.compile(r"^(…|at .*:\d+:\d+:$|\d*\s*\|)")
+
+
+def nix_error(stderr: str) -> str:
+    """The message of nix-instantiate's `error:` line (or, when that line is bare, the first line
+    of the message after it), not the source excerpt, caret or trace that follow it."""
+    lines = [line.strip() for line in stderr.splitlines()]
+    meaningful = [(index, line) for index, line in enumerate(lines) if line and not NIX_NOISE.match(line)]
+    for index, line in meaningful:
+        if lines[index - 1:index] != [""] and index and not stderr.splitlines()[index].startswith("error:"):
+            continue
+        if stderr.splitlines()[index].startswith("error:"):
+            message = line[len("error:"):].strip() or next(
+                (text for later, text in meaningful if later > index), "")
+            return cut(message[len("error:"):].strip() if message.startswith("error:") else message, 300) \
+                or "error (no message)"
+    last = [line for _, line in meaningful if not line.startswith("warning:")]
+    return cut(last[-1], 300) if last else "no output"
 
 
 def load(path: Optional[Path] = None) -> Matrix:

@@ -1,19 +1,31 @@
-"""The rendering paths the harness knows: what each launches and what the workload must see."""
+"""The path table: every rendering path the harness knows, the family that launches it, and
+what the workload must see. This module and harness/families/ are the only places that name a
+concrete path or family; nix/paths.json is written from here (`python -m harness.paths`)."""
+import json
+import sys
 from dataclasses import dataclass, field
-from typing import Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
+
+from .families.base import Family
+from .families.host import FAMILY as HOST
+from .families.sandbox import FAMILY as SANDBOX
+from .families.vm import FAMILY as VM, VM_TOOLS
 
 LLVMPIPE = r"llvmpipe"
+NOT_SOFTWARE = r"^(?!.*llvmpipe)(?!.*softpipe).+"
+FAMILIES: Dict[str, Family] = {family.name: family for family in (HOST, SANDBOX, VM)}
 
 
 @dataclass(frozen=True)
 class PathSpec:
     id: str
-    family: str  # which launcher runs it: host | sandbox | vm
+    family: Family
     description: str
-    # Renderer the probe must report. None: decided from the host (see expected_renderer).
-    renderer: Optional[str]
+    # Renderer each probe API must report (a regex). None: decided from the host (see expected_renderer).
+    renderers: Mapping[str, Optional[str]]
     requires: Tuple[str, ...] = ()  # toolset entries without which the path cannot run
     needs_render_node: bool = False
+    gpu: bool = False  # meaningful only on a machine with a GPU: a Nix check that needs the "gpu" feature
     no_dri_nodes: bool = False  # the workload must see no /dev/dri node at all
     hides_host: bool = False  # the workload must not see the host sentinel paths
     own_namespaces: Tuple[str, ...] = ()  # namespaces that must differ from the host's
@@ -21,44 +33,58 @@ class PathSpec:
     env: Tuple[Tuple[str, str], ...] = field(default=())
     guest_gpu: Optional[str] = None  # vm family: the QEMU display device, if any
     scanout: bool = False  # vm family: the guest shows the image and the host captures it
+    baseline: bool = False  # the path others' fps is compared with (% of native)
+    reference: bool = False  # the path that renders the goldens
+
+    @property
+    def features(self) -> List[str]:
+        """Nix system features a builder needs to run this path's checks."""
+        return [*self.family.system_features, *(["gpu"] if self.gpu else [])]
+
+    def to_json(self) -> dict:
+        return {"family": self.family.name, "features": self.features}
 
 
 SANDBOX_NAMESPACES = ("mnt", "pid", "net", "ipc", "uts")
-VM_TOOLS = ("qemu-system-x86_64", "kernel", "busybox", "python3", "mesa")
+VIRGL = r"^virgl \(.+\)"
 
-PATHS = {
+PATHS: Dict[str, PathSpec] = {
     spec.id: spec
     for spec in (
         PathSpec(
             id="native",
-            family="host",
+            family=HOST,
             description="host process, host driver: the baseline for % of native",
-            renderer=None,
+            renderers={"gl": None},
             requires=("python3", "mesa"),
+            gpu=True,
+            baseline=True,
         ),
         PathSpec(
             id="software",
-            family="host",
+            family=HOST,
             description="host process, llvmpipe forced: renders anywhere",
-            renderer=LLVMPIPE,
+            renderers={"gl": LLVMPIPE},
             requires=("python3", "mesa"),
             env=(("LIBGL_ALWAYS_SOFTWARE", "1"), ("GALLIUM_DRIVER", "llvmpipe")),
+            reference=True,
         ),
         PathSpec(
             id="sandbox-dri",
-            family="sandbox",
+            family=SANDBOX,
             description="bwrap, runtime's own Mesa + host /dev/dri (flatpak --device=dri)",
-            renderer=r"^(?!.*llvmpipe)(?!.*softpipe).+",
+            renderers={"gl": NOT_SOFTWARE},
             requires=("bwrap", "python3", "mesa"),
             needs_render_node=True,
+            gpu=True,
             hides_host=True,
             own_namespaces=SANDBOX_NAMESPACES,
         ),
         PathSpec(
             id="vtest-virgl",
-            family="sandbox",
+            family=SANDBOX,
             description="bwrap with no /dev/dri; host virgl_test_server over a unix socket; Mesa virpipe",
-            renderer=r"^virgl \(.+\)",
+            renderers={"gl": VIRGL},
             requires=("bwrap", "virgl_test_server", "python3", "mesa"),
             no_dri_nodes=True,
             hides_host=True,
@@ -68,26 +94,26 @@ PATHS = {
         ),
         PathSpec(
             id="vm-headless",
-            family="vm",
+            family=VM,
             description="QEMU guest with no GPU device; llvmpipe in the guest",
-            renderer=LLVMPIPE,
+            renderers={"gl": LLVMPIPE},
             requires=VM_TOOLS,
             no_dri_nodes=True,
         ),
         PathSpec(
             id="vm-virtio-2d",
-            family="vm",
+            family=VM,
             description="QEMU virtio-gpu without 3D: llvmpipe in the guest, scanout checked from outside",
-            renderer=LLVMPIPE,
+            renderers={"gl": LLVMPIPE},
             requires=VM_TOOLS,
             guest_gpu="virtio-gpu-pci",
             scanout=True,
         ),
         PathSpec(
             id="vm-virgl",
-            family="vm",
+            family=VM,
             description="QEMU virtio-gpu-gl (virgl): guest GL runs on the host's GL",
-            renderer=r"^virgl \(.+\)",
+            renderers={"gl": VIRGL},
             requires=VM_TOOLS,
             guest_gpu="virtio-gpu-gl-pci",
             scanout=True,
@@ -95,20 +121,37 @@ PATHS = {
         ),
     )
 }
+BASELINE = next(spec for spec in PATHS.values() if spec.baseline)
+REFERENCE = next(spec for spec in PATHS.values() if spec.reference)
 
 
-def expected_renderer(spec: PathSpec, host_has_render_node: bool) -> str:
-    """Regex the reported GL_RENDERER must match.
+def expected_renderer(spec: PathSpec, api: str, host_has_render_node: bool) -> Optional[str]:
+    """Regex the reported renderer must match, or None when the path makes no promise for `api`.
 
-    The native path has no fixed renderer: with a render node on the host, falling back to
-    llvmpipe is a silent failure; without one llvmpipe is the honest answer.
+    A path with no fixed renderer (native) is decided by the host: with a render node, falling
+    back to llvmpipe is a silent failure; without one llvmpipe is the honest answer.
     """
-    if spec.renderer is not None:
-        return spec.renderer
-    if host_has_render_node:
-        return r"^(?!.*llvmpipe)(?!.*softpipe).+"
-    return LLVMPIPE
+    if api not in spec.renderers:
+        return None
+    pattern = spec.renderers[api]
+    if pattern is not None:
+        return pattern
+    return NOT_SOFTWARE if host_has_render_node else LLVMPIPE
 
 
 def get(path_id: str) -> PathSpec:
     return PATHS[path_id]
+
+
+def needing(tool: str) -> List[str]:
+    """The paths that cannot run without `tool`."""
+    return [spec.id for spec in PATHS.values() if tool in spec.requires]
+
+
+def table_json() -> str:
+    """nix/paths.json: what the flake needs of each path (family, system features)."""
+    return json.dumps({spec.id: spec.to_json() for spec in PATHS.values()}, indent=2, sort_keys=True) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(table_json())

@@ -39,6 +39,7 @@ class Child:
         self.pgid = self.proc.pid
         reaper.get().track_group(self.pgid)
         self.started = time.monotonic()
+        self.result: Optional[Exit] = None  # set once the child is reaped
 
     @property
     def pid(self) -> int:
@@ -82,6 +83,8 @@ class Child:
 
     def stop(self, grace_s: float = 1.0) -> Exit:
         """SIGTERM the group, SIGKILL what is left after the grace period, reap, forget."""
+        if self.result is not None:
+            return self.result
         if self.proc.poll() is None:
             self.kill_group(signal.SIGTERM)
             try:
@@ -122,6 +125,7 @@ class Child:
         return self._finish(result)
 
     def _finish(self, result: Exit) -> Exit:
+        self.result = result
         reaper.get().untrack_group(self.pgid)
         self._log.close()
         if self._out:

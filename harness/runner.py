@@ -1,5 +1,6 @@
-"""Runs scenarios: workspace -> launcher plan -> services + workload -> verdict, in parallel,
-with retries. Owns the run-level temp folder and the reaper's lifetime."""
+"""Runs scenarios: workspace -> family launch -> probe report -> verdict, in parallel, with
+retries. It is the failure boundary: whatever one scenario raises becomes that scenario's Fail,
+and the others run on. Owns the run-level temp folder."""
 import os
 import shutil
 import tempfile
@@ -7,27 +8,32 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Union
 
-from . import images, launchers, reaper, toolset as toolset_mod, verdict as verdict_mod
-from .launchers.base import ProbeResult, Workload, Workspace
-from .matrix import Scenario
+from . import probes, reaper, verdict as verdict_mod
+from .lifecycle import Hooks, LaunchContext, LaunchResult, Phase, Workload, Workspace
+from .model import Scenario
+from .outcomes import Outcome
+from .probes import ProbeReport
 from .toolset import Toolset
 
 GOLDENS_DIR = Path(__file__).parent / "goldens"
+HooksLike = Union[Hooks, Dict[str, Callable], None]
 
 
 @dataclass
 class ScenarioResult:
     scenario: Scenario
     verdict: verdict_mod.Verdict
-    probe: ProbeResult
+    launch: LaunchResult
+    report: Optional[ProbeReport]
     result_dir: Path
     wall_s: float
-    attempts: int
-    phases: Dict[str, float] = field(default_factory=dict)
-    golden_path: Optional[str] = None
-    diff_path: Optional[str] = None
+    attempts: int = 1
+
+    @property
+    def phases(self) -> Dict[str, float]:
+        return self.launch.phases
 
 
 @dataclass
@@ -52,7 +58,7 @@ def host_facts(toolset: Toolset) -> verdict_mod.HostFacts:
 class TempRoot:
     """The run's scratch folder (sockets, sentinels); the reaper removes it if we cannot."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.path = Path(tempfile.mkdtemp(prefix="gh-"))
         reaper.get().track_path(str(self.path))
         self._counter = 0
@@ -66,77 +72,52 @@ class TempRoot:
         reaper.get().untrack_path(str(self.path))
 
 
-def launch(scenario: Scenario, toolset: Toolset, workspace: Workspace, workload: Workload,
-           inherit_stdio: bool = False, on_services_ready=lambda services: None) -> ProbeResult:
-    """Run one workload through the scenario's path; never raises for a failed component."""
-    t0 = time.monotonic()
-    skip = toolset_mod.unavailable_reason(toolset, scenario.spec)
-    if skip:
-        return ProbeResult(None, None, "", None, {}, {}, {}, skipped=skip)
-    workspace.create()
-    result = launchers.launch(scenario, toolset, workspace, workload, inherit_stdio, on_services_ready)
-    result.phases.setdefault("setup_s", time.monotonic() - t0 - sum(result.phases.values()))
-    return result
+def as_hooks(hooks: HooksLike) -> Hooks:
+    if hooks is None:
+        return Hooks()
+    return hooks if isinstance(hooks, Hooks) else Hooks(**hooks)
 
 
-def compare_scanout(scanout_path: str, golden: Path, scenario: Scenario, result_dir: Path) -> images.Comparison:
-    """The guest puts the probe's image at the display's top-left: crop that and compare."""
-    from PIL import Image
-
-    if not golden.exists():
-        return images.Comparison(False, f"no golden image {golden.name}")
-    with Image.open(golden) as reference, Image.open(scanout_path) as captured:
-        width, height = reference.size
-        if captured.size[0] < width or captured.size[1] < height:
-            return images.Comparison(False, f"captured display {captured.size[0]}x{captured.size[1]} is smaller "
-                                            f"than the image {width}x{height}")
-        crop = result_dir / "scanout-crop.png"
-        captured.convert("RGB").crop((0, 0, width, height)).save(crop)
-    return images.compare(crop, golden, scenario.tolerance, result_dir / "scanout-diff.png")
+def launch(ctx: LaunchContext) -> LaunchResult:
+    """Run one workload through the context's path; never raises for a failed component."""
+    return ctx.scenario.spec.family.run(ctx)
 
 
 def attempt(scenario: Scenario, toolset: Toolset, options: RunOptions, temp: TempRoot, result_dir: Path,
-            host: verdict_mod.HostFacts, hooks: Dict[str, Callable]) -> ScenarioResult:
+            host: verdict_mod.HostFacts, hooks: Hooks) -> ScenarioResult:
     started = time.monotonic()
+    launched, report = LaunchResult(), None
     workspace = Workspace(result_dir, temp.scenario_dir())
-    workload = Workload(probe=scenario.probe, probe_args=list(scenario.probe_args))
-    probe = launch(scenario, toolset, workspace, workload,
-                   on_services_ready=hooks.get("services_ready", lambda services: None))
-    t_verdict = time.monotonic()
-    comparison, golden = None, None
-    if options.compare_images and probe.image_path:
-        golden = options.goldens_dir / f"{scenario.golden}.png"
-        comparison = images.compare(probe.image_path, golden, scenario.tolerance, result_dir / "diff.png")
-        if golden.exists():
-            shutil.copyfile(golden, result_dir / "golden.png")
-    elif options.compare_images and probe.data and probe.data.get("ok"):
-        comparison = images.Comparison(False, "probe reported success but wrote no image")
-    scanout = None
-    if options.compare_images and probe.scanout_path and golden is not None:
-        scanout = compare_scanout(probe.scanout_path, golden, scenario, result_dir)
-    verdict = verdict_mod.judge(scenario, probe, comparison, host, scanout)
-    probe.phases["verdict_s"] = time.monotonic() - t_verdict
-    shutil.rmtree(workspace.tmp_dir, ignore_errors=True)
-    return ScenarioResult(scenario, verdict, probe, result_dir, time.monotonic() - started, 1, probe.phases,
-                          str(result_dir / "golden.png") if golden and golden.exists() else None,
-                          comparison.diff_path if comparison else None)
+    phase = "launch"
+    try:
+        workload = Workload(probe=scenario.probe, probe_args=list(scenario.probe_args))
+        launched = launch(LaunchContext(scenario, toolset, workspace, workload, hooks))
+        phase, t_verdict = str(Phase.VERDICT), time.monotonic()
+        hooks.before_phase(Phase.VERDICT)
+        report, problem = probes.read_report(probes.get(scenario.probe), launched.artifacts.get("stdout"))
+        goldens = verdict_mod.Goldens(options.goldens_dir, result_dir) if options.compare_images else None
+        verdict = verdict_mod.evaluate(scenario, verdict_mod.Observed(launched, report, problem), host, goldens)
+        launched.phases["verdict_s"] = time.monotonic() - t_verdict
+    except Exception as exc:  # the failure boundary: this scenario fails, the others run on
+        verdict = verdict_mod.harness_error(phase, exc)
+    finally:
+        shutil.rmtree(workspace.tmp_dir, ignore_errors=True)
+    return ScenarioResult(scenario, verdict, launched, report, result_dir, time.monotonic() - started)
 
 
 def run_scenario(scenario: Scenario, toolset: Toolset, options: RunOptions, temp: TempRoot,
-                 host: verdict_mod.HostFacts, hooks: Dict[str, Callable]) -> ScenarioResult:
+                 host: verdict_mod.HostFacts, hooks: Hooks) -> ScenarioResult:
     base = options.out_dir / "scenarios" / scenario.slug
-    if base.exists():
-        shutil.rmtree(base)
-    results, verdicts = [], []
+    shutil.rmtree(base, ignore_errors=True)
+    results: List[ScenarioResult] = []
     for number in range(1, options.retries + 2):
         result_dir = base if number == 1 else base / f"retry-{number - 1}"
         result = attempt(scenario, toolset, options, temp, result_dir, host, hooks)
         results.append(result)
-        verdicts.append(result.verdict)
-        if result.verdict.outcome != verdict_mod.FAIL or scenario.expect.outcome == "fail":
+        if result.verdict.outcome is not Outcome.FAIL or scenario.expect.fails:
             break
     final = results[-1]
-    final.verdict = verdict_mod.combine_attempts(verdicts)
+    final.verdict = verdict_mod.combine_attempts([r.verdict for r in results])
     final.attempts = len(results)
     final.wall_s = sum(r.wall_s for r in results)
     return final
@@ -144,14 +125,15 @@ def run_scenario(scenario: Scenario, toolset: Toolset, options: RunOptions, temp
 
 def run(scenarios: List[Scenario], toolset: Toolset, options: RunOptions,
         on_result: Callable[[ScenarioResult], None] = lambda r: None,
-        hooks: Optional[Dict[str, Callable]] = None) -> List[ScenarioResult]:
+        hooks: HooksLike = None) -> List[ScenarioResult]:
     options.out_dir.mkdir(parents=True, exist_ok=True)
     host = host_facts(toolset)
     temp = TempRoot()
     results: Dict[str, ScenarioResult] = {}
     try:
         with ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
-            futures = {pool.submit(run_scenario, s, toolset, options, temp, host, hooks or {}): s for s in scenarios}
+            futures = {pool.submit(run_scenario, s, toolset, options, temp, host, as_hooks(hooks)): s
+                       for s in scenarios}
             for future in as_completed(futures):
                 result = future.result()
                 results[result.scenario.id] = result

@@ -8,6 +8,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from . import reaper
 from .process import Child, exit_of, tail
+from .retry import poll
 
 
 class ServiceError(Exception):
@@ -82,18 +83,19 @@ def start(spec: ServiceSpec) -> RunningService:
     started = time.monotonic()
     for path in spec.leaves:
         reaper.get().track_path(path)
-    child = Child(spec.argv, spec.env, spec.log_path)
+    try:
+        child = Child(spec.argv, spec.env, spec.log_path)
+    except OSError as exc:
+        raise ServiceError(f"service {spec.name} could not start {spec.argv[0]}: {exc.strerror or exc}") from None
     service = RunningService(spec, child)
-    while not is_ready(spec):
-        if child.poll() is not None:
-            service.stop()
-            raise ServiceError(f"service {spec.name} exited before it was ready ({service.exit_description}): "
-                               f"{one_line(tail(spec.log_path, 3))}")
-        if time.monotonic() - started > spec.ready_timeout_s:
-            service.stop()
-            raise ServiceError(f"service {spec.name} not ready after {spec.ready_timeout_s:.0f} s: "
-                               f"{one_line(tail(spec.log_path, 3))}")
-        time.sleep(0.005)
+    ready = poll(lambda: is_ready(spec), spec.ready_timeout_s, interval_s=0.005,
+                 give_up=lambda: child.poll() is not None)
+    if not ready:
+        exited = child.poll() is not None
+        service.stop()
+        why = f"exited before it was ready ({service.exit_description})" if exited \
+            else f"not ready after {spec.ready_timeout_s:.0f} s"
+        raise ServiceError(f"service {spec.name} {why}: {one_line(tail(spec.log_path, 3))}")
     service.ready_s = time.monotonic() - started
     return service
 

@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from . import paths as path_registry
 from .errors import InputError
 
 SCHEMA = "gpu-harness/toolset/v1"
@@ -80,6 +79,11 @@ class Toolset:
 
     def missing(self, names) -> List[str]:
         return [name for name in names if not self.found(name)]
+
+    def why_missing(self, name: str) -> str:
+        """`name (install PACKAGE)`: a missing tool, with what provides it."""
+        spec = TOOL_SPECS.get(name)
+        return f"{name} (install {spec.debian})" if spec else name
 
     def versions(self) -> Dict[str, Optional[str]]:
         return {name: tool.version for name, tool in sorted(self.tools.items()) if tool.found}
@@ -210,23 +214,3 @@ def load_manifest(path: Path) -> Toolset:
 def load(manifest: Optional[Path] = None) -> Toolset:
     manifest = manifest or os.environ.get("GPU_HARNESS_TOOLSET")
     return load_manifest(Path(manifest)) if manifest else discover()
-
-
-def disabled_paths(toolset: Toolset, tool: str) -> List[str]:
-    return [spec.id for spec in path_registry.PATHS.values() if tool in spec.requires]
-
-
-def unavailable_reason(toolset: Toolset, spec: path_registry.PathSpec) -> Optional[str]:
-    """Why a path cannot run on this machine with this toolset, or None."""
-    missing = toolset.missing(spec.requires)
-    if missing:
-        hints = "; ".join(f"{name} (install {TOOL_SPECS[name].debian})" if name in TOOL_SPECS else name
-                          for name in missing)
-        return f"missing {hints}"
-    if spec.needs_render_node and not toolset.render_nodes:
-        return "no DRM render node on this host (/dev/dri/renderD* absent)"
-    if spec.family == "vm" and not (toolset.tools["kernel"].extra or {}).get("modules_dir"):
-        return f"kernel {toolset.path('kernel')} has no modules directory (the guest needs virtio and 9p modules)"
-    if "Xvfb" in spec.services and not toolset.render_nodes and not toolset.found("Xvfb"):
-        return "no render node for egl-headless and no Xvfb for an SDL GL display (install xvfb)"
-    return None

@@ -1,35 +1,44 @@
-"""ProbeResult + expectation -> Verdict (Pass / Fail / ExpectedFail / Flake / Skip), each with a
-one-line reason. Result semantics follow deqp-runner: an expected failure that passes is a Fail."""
+"""What the launch saw and what the probe reported, against the scenario's expectation ->
+Verdict (Pass / Fail / ExpectedFail / Flake / Skip), with a one-line reason, a failure class and
+the checks behind it. The verdict owns judging, the image and scanout comparisons included.
+Result semantics follow deqp-runner: an expected failure that passes is a Fail."""
 import re
+import shutil
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
 
-from . import paths as path_registry
+from . import images, paths as path_registry, probes
 from .images import Comparison
-from .launchers.base import ProbeResult
-from .matrix import Scenario
+from .lifecycle import LaunchResult
+from .model import Scenario
+from .outcomes import FailureKind, Outcome
+from .probes import ProbeReport
 
-PASS, FAIL, EXPECTED_FAIL, FLAKE, SKIP = "Pass", "Fail", "ExpectedFail", "Flake", "Skip"
-OUTCOMES = (PASS, FAIL, EXPECTED_FAIL, FLAKE, SKIP)
-GOOD_OUTCOMES = (PASS, EXPECTED_FAIL, FLAKE, SKIP)
+PASS, FAIL, EXPECTED_FAIL, FLAKE, SKIP = (Outcome.PASS, Outcome.FAIL, Outcome.EXPECTED_FAIL, Outcome.FLAKE,
+                                          Outcome.SKIP)
+OUTCOMES = tuple(Outcome)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Check:
     name: str
     ok: bool
     detail: str
+    kind: Optional[FailureKind] = None  # the failure class when the check fails
+    artifacts: Dict[str, str] = field(default_factory=dict)  # files behind it: image, golden, diff, ...
 
 
 @dataclass
 class Verdict:
-    outcome: str
+    outcome: Outcome
     reason: str
     checks: List[Check] = field(default_factory=list)
+    failure_kind: Optional[FailureKind] = None
 
     @property
     def failed(self) -> bool:
-        return self.outcome == FAIL
+        return self.outcome is Outcome.FAIL
 
 
 @dataclass
@@ -40,106 +49,186 @@ class HostFacts:
     has_render_node: bool
 
 
+@dataclass(frozen=True)
+class Observed:
+    """One attempt as the verdict sees it: the launch, and the probe's report if it made one."""
+
+    launch: LaunchResult
+    report: Optional[ProbeReport] = None
+    report_problem: str = ""  # a report that broke its probe's schema
+
+
+@dataclass(frozen=True)
+class Goldens:
+    """Where goldens are, and where an attempt's comparison images go."""
+
+    folder: Path
+    result_dir: Path
+
+
 def one_line(text: str) -> str:
     return " | ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
-def launch_failure(result: ProbeResult, timeout_s: float) -> Optional[str]:
-    """Why the probe produced no usable result, or None if it did."""
-    log = one_line(result.log_tail(3))
-    if result.exit is None:
-        return result.problem or "probe never started"
-    if result.exit.timed_out:
-        return f"probe timed out after {timeout_s:g} s and was killed" + (f": {log}" if log else "")
-    if result.problem:
-        return f"{result.problem}; probe {result.exit.describe()}" + (f": {log}" if log else "")
-    if result.data is None:
-        return f"probe {result.exit.describe()} without a result" + (f": {log}" if log else "")
-    if not result.data.get("ok"):
-        return f"probe failed: {result.data.get('error', 'no error given')}"
-    if result.exit.code != 0:
-        return f"probe reported success but {result.exit.describe()}"
+def with_log(text: str, launch: LaunchResult) -> str:
+    log = one_line(launch.log_tail(3))
+    return text + (f": {log}" if log else "")
+
+
+def launch_failure(observed: Observed, timeout_s: float) -> Optional[Tuple[str, FailureKind]]:
+    """Why the probe produced no usable result, and its class; None if it did."""
+    launch, report = observed.launch, observed.report
+    if launch.fault is not None:
+        return launch.fault.describe(), FailureKind.HARNESS_ERROR
+    if launch.exit is None:
+        return launch.problem or "probe never started", launch.problem_kind or FailureKind.LAUNCH_FAILED
+    described = launch.exit.describe()
+    if launch.exit.timed_out:
+        return with_log(f"probe timed out after {timeout_s:g} s and was killed", launch), FailureKind.TIMEOUT
+    if launch.problem:
+        return with_log(f"{launch.problem}; probe {described}", launch), \
+            launch.problem_kind or FailureKind.LAUNCH_FAILED
+    crashed = launch.exit.signal is not None or (launch.exit.code or 0) > 128
+    if report is None:
+        if observed.report_problem:
+            return f"probe printed a bad report: {observed.report_problem}", FailureKind.NO_RESULT
+        return with_log(f"probe {described} without a result", launch), \
+            FailureKind.CRASH if crashed else FailureKind.NO_RESULT
+    if not report.ok:
+        return f"probe failed: {report.error or 'no error given'}", FailureKind.PROBE_ERROR
+    if launch.exit.code != 0:
+        return f"probe reported success but {described}", FailureKind.CRASH if crashed else FailureKind.PROBE_ERROR
     return None
 
 
-def renderer_check(scenario: Scenario, data: dict, host: HostFacts) -> Check:
-    pattern = path_registry.expected_renderer(scenario.spec, host.has_render_node)
-    renderer = data.get("renderer", "")
-    ok = re.search(pattern, renderer) is not None
-    if ok:
+def renderer_check(scenario: Scenario, report: ProbeReport, host: HostFacts) -> Optional[Check]:
+    api = probes.get(scenario.probe).api
+    pattern = path_registry.expected_renderer(scenario.spec, api, host.has_render_node)
+    if pattern is None:
+        return None
+    renderer = report.renderer
+    if re.search(pattern, renderer) is not None:
         return Check("renderer", True, f"renderer {renderer!r} matches {pattern!r}")
     if "llvmpipe" in renderer.lower() and "llvmpipe" not in pattern:
-        return Check("renderer", False, f"silent fallback to software: renderer {renderer!r}, expected {pattern!r}")
-    return Check("renderer", False, f"renderer {renderer!r} does not match {pattern!r}")
+        return Check("renderer", False, f"silent fallback to software: renderer {renderer!r}, expected {pattern!r}",
+                     FailureKind.SILENT_SOFTWARE_FALLBACK)
+    return Check("renderer", False, f"renderer {renderer!r} does not match {pattern!r}", FailureKind.WRONG_RENDERER)
 
 
-def isolation_checks(scenario: Scenario, data: dict, host: HostFacts) -> List[Check]:
-    spec, facts = scenario.spec, data.get("isolation", {})
+def isolation_checks(scenario: Scenario, report: ProbeReport, host: HostFacts) -> List[Check]:
+    spec, facts = scenario.spec, report.isolation
     checks = []
+    nodes = [str(n) for n in facts.get("dri_nodes") or []] if isinstance(facts.get("dri_nodes"), list) else []
     if spec.no_dri_nodes:
-        nodes = facts.get("dri_nodes", [])
         checks.append(Check("no-dri", not nodes, f"{len(nodes)} /dev/dri nodes visible" +
-                            (f": {', '.join(nodes)}" if nodes else "")))
+                            (f": {', '.join(nodes)}" if nodes else ""), FailureKind.ISOLATION))
     if spec.needs_render_node:
-        nodes = [n for n in facts.get("dri_nodes", []) if "renderD" in n]
-        checks.append(Check("render-node", bool(nodes), f"{len(nodes)} render nodes visible"))
+        render = [n for n in nodes if "renderD" in n]
+        checks.append(Check("render-node", bool(render), f"{len(render)} render nodes visible", FailureKind.ISOLATION))
     if spec.hides_host:
-        visible = facts.get("host_paths_visible_list", [])
+        listed = facts.get("host_paths_visible_list")
+        visible = [str(v) for v in listed] if isinstance(listed, list) else []
         checks.append(Check("host-hidden", not visible,
                             f"{len(visible)} of {facts.get('host_paths_checked', 0)} host paths visible" +
-                            (f": {', '.join(visible)}" if visible else "")))
+                            (f": {', '.join(visible)}" if visible else ""), FailureKind.ISOLATION))
     if spec.own_namespaces:
-        seen = facts.get("namespaces", {})
+        seen = facts.get("namespaces") if isinstance(facts.get("namespaces"), dict) else {}
         shared = [ns for ns in spec.own_namespaces if seen.get(ns) and seen.get(ns) == host.namespaces.get(ns)]
         checks.append(Check("namespaces", not shared,
                             f"shares the host's {', '.join(shared)} namespace" if shared
-                            else f"own {', '.join(spec.own_namespaces)} namespaces"))
+                            else f"own {', '.join(spec.own_namespaces)} namespaces", FailureKind.ISOLATION))
     return checks
 
 
-def scanout_check(result: ProbeResult, scanout: Optional[Comparison]) -> Check:
-    if not result.scanout_path:
-        return Check("scanout", False, "no scanout captured from outside the machine")
+def image_check(comparison: Comparison) -> Check:
+    return Check("image", comparison.matched, comparison.reason, FailureKind.IMAGE_MISMATCH, comparison.artifacts)
+
+
+def scanout_check(launch: LaunchResult, scanout: Optional[Comparison]) -> Check:
+    if not launch.scanout_path:
+        return Check("scanout", False, "no scanout captured from outside the machine", FailureKind.SCANOUT_MISMATCH)
     if scanout is None:
-        return Check("scanout", True, "scanout captured (not compared)")
-    return Check("scanout", scanout.matched, "scanout " + scanout.reason)
+        return Check("scanout", True, "scanout captured (not compared)", artifacts={"scanout": launch.scanout_path})
+    return Check("scanout", scanout.matched, "scanout " + scanout.reason, FailureKind.SCANOUT_MISMATCH,
+                 scanout.artifacts)
 
 
-def judge(scenario: Scenario, result: ProbeResult, comparison: Optional[Comparison], host: HostFacts,
+def judge(scenario: Scenario, observed: Observed, comparison: Optional[Comparison], host: HostFacts,
           scanout: Optional[Comparison] = None) -> Verdict:
-    if result.skipped:
-        return Verdict(SKIP, result.skipped)
-    failure = launch_failure(result, scenario.timeout_s)
+    launch = observed.launch
+    if launch.skipped:
+        return Verdict(SKIP, launch.skipped)
+    failure = launch_failure(observed, scenario.timeout_s)
     checks: List[Check] = []
     if failure is None:
-        checks.append(renderer_check(scenario, result.data, host))
+        assert observed.report is not None
+        renderer = renderer_check(scenario, observed.report, host)
+        checks += [renderer] if renderer else []
         if comparison is not None:
-            checks.append(Check("image", comparison.matched, comparison.reason))
+            checks.append(image_check(comparison))
         if scenario.spec.scanout:
-            checks.append(scanout_check(result, scanout))
-        checks.extend(isolation_checks(scenario, result.data, host))
+            checks.append(scanout_check(launch, scanout))
+        checks.extend(isolation_checks(scenario, observed.report, host))
         bad = [c for c in checks if not c.ok]
-        failure = "; ".join(c.detail for c in bad) if bad else None
+        if bad:
+            failure = "; ".join(c.detail for c in bad), bad[0].kind or FailureKind.PROBE_ERROR
     return apply_expectation(scenario, failure, checks)
 
 
-def apply_expectation(scenario: Scenario, failure: Optional[str], checks: List[Check]) -> Verdict:
-    expected_fail = scenario.expect.outcome == "fail"
+def apply_expectation(scenario: Scenario, failure: Optional[Tuple[str, FailureKind]],
+                      checks: List[Check]) -> Verdict:
+    expected_fail = scenario.expect.fails
     if failure is None and not expected_fail:
         renderer = next((c.detail for c in checks if c.name == "renderer"), "")
-        return Verdict(PASS, "all checks passed: " + renderer, checks)
+        return Verdict(PASS, "all checks passed" + (f": {renderer}" if renderer else ""), checks)
     if failure is None:
-        return Verdict(FAIL, f"passed, but expected to fail ({scenario.expect.reason})", checks)
+        return Verdict(FAIL, f"passed, but expected to fail ({scenario.expect.reason})", checks,
+                       FailureKind.UNEXPECTED_PASS)
+    reason, kind = failure
     if expected_fail:
-        return Verdict(EXPECTED_FAIL, f"failed as expected ({scenario.expect.reason}): {failure}", checks)
-    return Verdict(FAIL, failure, checks)
+        return Verdict(EXPECTED_FAIL, f"failed as expected ({scenario.expect.reason}): {reason}", checks, kind)
+    return Verdict(FAIL, reason, checks, kind)
+
+
+def compare_images(scenario: Scenario, observed: Observed,
+                   goldens: Goldens) -> Tuple[Optional[Comparison], Optional[Comparison]]:
+    """The probe's image, and the display captured from outside (cropped to the image), against
+    the scenario's golden."""
+    launch, report = observed.launch, observed.report
+    golden = goldens.folder / f"{scenario.golden}.png"
+    comparison = None
+    if launch.image_path:
+        comparison = images.compare(launch.image_path, golden, scenario.tolerance, goldens.result_dir / "diff.png")
+        if golden.exists():
+            copy = goldens.result_dir / "golden.png"
+            shutil.copyfile(golden, copy)
+            comparison.artifacts["golden"] = str(copy)
+    elif report is not None and report.ok:
+        comparison = Comparison(False, "probe reported success but wrote no image")
+    scanout = None
+    if launch.scanout_path and launch.image_path:
+        scanout = images.compare_region(launch.scanout_path, golden, scenario.tolerance, goldens.result_dir)
+    return comparison, scanout
+
+
+def evaluate(scenario: Scenario, observed: Observed, host: HostFacts, goldens: Optional[Goldens]) -> Verdict:
+    """Compare the images (where goldens are given) and judge."""
+    comparison, scanout = compare_images(scenario, observed, goldens) if goldens else (None, None)
+    return judge(scenario, observed, comparison, host, scanout)
 
 
 def combine_attempts(verdicts: List[Verdict]) -> Verdict:
     """Retries: a Fail followed by a Pass is a Flake; the last verdict stands otherwise."""
     last = verdicts[-1]
-    if last.outcome == PASS and any(v.outcome == FAIL for v in verdicts[:-1]):
-        first_fail = next(v for v in verdicts if v.outcome == FAIL)
-        return Verdict(FLAKE, f"passed on attempt {len(verdicts)} after: {first_fail.reason}", last.checks)
+    if last.outcome is PASS and any(v.outcome is FAIL for v in verdicts[:-1]):
+        first_fail = next(v for v in verdicts if v.outcome is FAIL)
+        return Verdict(FLAKE, f"passed on attempt {len(verdicts)} after: {first_fail.reason}", last.checks,
+                       first_fail.failure_kind)
     return last
 
+
+def harness_error(phase: str, exc: BaseException) -> Verdict:
+    """The failure boundary's verdict: the harness itself raised outside a launch."""
+    message = one_line(str(exc))
+    return Verdict(FAIL, f"harness error during {phase}: {type(exc).__name__}" + (f": {message}" if message else ""),
+                   [], FailureKind.HARNESS_ERROR)

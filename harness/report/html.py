@@ -1,7 +1,8 @@
 """report.html: one page a person reads: scenarios, outcomes, renderers, times, images."""
+from ..outcomes import Outcome
 from ..templating import render as render_template
 
-OUTCOME_CLASSES = {"Pass": "pass", "Fail": "fail", "ExpectedFail": "xfail", "Flake": "flake", "Skip": "skip"}
+OUTCOME_CLASSES = {outcome.value: outcome.css_class for outcome in Outcome}
 
 
 def render(document: dict) -> str:

@@ -1,0 +1,154 @@
+"""What every path family shares: the Family interface, the plan a family renders, saving it
+(argv, environment, rerun.sh), and the launch of a plain process (host, sandbox)."""
+import datetime
+import os
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar, Dict, List, Optional, Tuple, Type
+
+from .. import probes
+from ..lifecycle import Launch, LaunchContext, LaunchResult, Workspace
+from ..outcomes import FailureKind
+from ..process import Child
+from ..services import ServiceSpec
+from ..templating import render
+
+if TYPE_CHECKING:
+    from ..matrix import Runtime
+    from ..paths import PathSpec
+    from ..target import Target
+    from ..toolset import Toolset
+
+NO_RENDER_NODE = "no DRM render node on this host (/dev/dri/renderD* absent)"
+
+
+@dataclass
+class Plan:
+    """Everything one launch runs, rendered: saved per scenario so it can be re-run by hand."""
+
+    argv: List[str]
+    env: Dict[str, str]
+    env_mode: str  # "clear": argv sets the whole environment (bwrap --clearenv); "inherit": env is it
+    services: List[ServiceSpec] = field(default_factory=list)
+    dirs: List[str] = field(default_factory=list)  # dirs the services need (for rerun.sh)
+
+
+def write_config(workspace: Workspace, scenario_id: str, plan: Plan) -> None:
+    """Save everything launched, so the scenario can be re-run by hand from its folder."""
+    out = workspace.result_dir
+    (out / "workload.argv").write_text("\n".join(plan.argv) + "\n")
+    (out / "workload.env").write_text("".join(f"{k}={v}\n" for k, v in sorted(plan.env.items())))
+    for spec in plan.services:
+        (out / f"service-{spec.name}.argv").write_text("\n".join(spec.argv) + "\n")
+    script = out / "rerun.sh"
+    script.write_text(render("rerun.sh.j2", scenario_id=scenario_id, services=plan.services, dirs=plan.dirs,
+                             argv=plan.argv, env=plan.env, env_mode=plan.env_mode,
+                             date=datetime.datetime.now().isoformat(timespec="seconds")))
+    script.chmod(0o755)
+
+
+def probe_spec(ctx: LaunchContext) -> probes.ProbeSpec:
+    assert ctx.workload.probe is not None
+    return probes.get(ctx.workload.probe)
+
+
+class Family:
+    """One way of launching a workload. A path (paths.PathSpec) names its family object."""
+
+    name: ClassVar[str]
+    system_features: ClassVar[Tuple[str, ...]] = ()  # Nix build-machine features its checks need
+    launch_class: ClassVar[Type[Launch]]
+
+    def accepts(self, runtime: "Runtime") -> bool:
+        """Whether this family can run a workload in that runtime."""
+        return True
+
+    def available(self, spec: "PathSpec", toolset: "Toolset") -> Optional[str]:
+        """Why `spec` cannot run on this machine with this toolset, or None."""
+        missing = toolset.missing(spec.requires)
+        if missing:
+            return "missing " + "; ".join(toolset.why_missing(name) for name in missing)
+        if spec.needs_render_node and not toolset.render_nodes:
+            return NO_RENDER_NODE
+        return None
+
+    def plan(self, ctx: LaunchContext) -> Plan:
+        raise NotImplementedError
+
+    def launch(self, ctx: LaunchContext) -> Launch:
+        return self.launch_class(ctx)
+
+    def run(self, ctx: LaunchContext) -> LaunchResult:
+        """Launch the context's workload through its path; a path that cannot run here is a Skip."""
+        reason = self.available(ctx.scenario.spec, ctx.toolset)
+        if reason:
+            return LaunchResult(skipped=reason)
+        ctx.workspace.create()
+        return self.launch(ctx).run()
+
+    def target(self, ctx: LaunchContext) -> "Target":
+        """A running instance of the path that a test sends commands to."""
+        from ..target import ProcessTarget
+
+        return ProcessTarget(ctx)
+
+    def __repr__(self) -> str:
+        return f"<family {self.name}>"
+
+
+class ProcessLaunch(Launch):
+    """A workload that is one process tree on the host: a plain process or a sandbox."""
+
+    child: Optional[Child] = None
+
+    @property
+    def family(self) -> Family:
+        return self.ctx.scenario.spec.family
+
+    def prepare(self) -> List[ServiceSpec]:
+        self.plan = self.family.plan(self.ctx)
+        write_config(self.ctx.workspace, self.ctx.scenario.id, self.plan)
+        self.result.argv = list(self.plan.argv)
+        self.result.logs["probe"] = str(self.ctx.workspace.result_dir / "probe.log")
+        return self.plan.services
+
+    def start_workload(self) -> None:
+        if self.ctx.interactive:
+            return
+        out = self.ctx.workspace.result_dir
+        env = self.plan.env if self.plan.env_mode == "inherit" else {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        stdout = None if self.ctx.inherit_stdio else str(out / "probe.stdout")
+        try:
+            self.child = Child(self.plan.argv, env, str(out / "probe.log"), stdout,
+                               inherit_stdio=self.ctx.inherit_stdio)
+        except OSError as exc:
+            self.result.fail(f"cannot start {self.plan.argv[0]}: {exc.strerror or exc}", FailureKind.LAUNCH_FAILED)
+
+    def watch(self) -> None:
+        if self.child is None:
+            return
+        self.result.exit = self.child.wait(self.ctx.scenario.timeout_s, watch=self.service_failure)
+        self.timed("probe_s", self._started_at)
+        reason = self.result.exit.stopped_because or self.service_failure()
+        if reason:
+            self.result.fail(reason, FailureKind.SERVICE_DIED)
+
+    def stop_workload(self) -> None:
+        if self.child is not None:
+            self.child.stop()
+
+    def collect(self) -> None:
+        if self.ctx.inherit_stdio or self.ctx.interactive:
+            return
+        out = self.ctx.workspace
+        stdout, image = out.result_dir / "probe.stdout", out.probe_out / "probe.png"
+        if stdout.exists():
+            self.result.artifacts["stdout"] = str(stdout)
+        if image.exists():
+            self.result.artifacts["image"] = str(image)
+
+
+def timed_call(phases: Dict[str, float], name: str, since: float) -> float:
+    now = time.monotonic()
+    phases[name] = now - since
+    return now

@@ -1,0 +1,38 @@
+"""The host family (native, software): the workload runs as a plain host process."""
+import os
+from typing import Dict
+
+from ..lifecycle import LaunchContext
+from ..model import HOST_KIND, Runtime, Scenario
+from .base import Family, Plan, ProcessLaunch, probe_spec
+
+# Variables that pick a GL driver: the native path must see the host's defaults, not the caller's.
+DRIVER_SELECTION = ("LIBGL_ALWAYS_SOFTWARE", "GALLIUM_DRIVER", "MESA_LOADER_DRIVER_OVERRIDE", "VTEST_SOCKET_NAME")
+
+
+def environment(scenario: Scenario) -> Dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in DRIVER_SELECTION}
+    env.update(dict(scenario.spec.env))
+    env.update(dict(scenario.env))
+    return env
+
+
+class HostFamily(Family):
+    name = "host"
+    launch_class = ProcessLaunch
+
+    def accepts(self, runtime: Runtime) -> bool:
+        """A host process runs in the host's own root: the host runtime only."""
+        return runtime.kind == HOST_KIND
+
+    def plan(self, ctx: LaunchContext) -> Plan:
+        workload = ctx.workload
+        if workload.command is not None:
+            argv = list(workload.command)
+        else:
+            argv = probe_spec(ctx).host_argv(ctx.toolset.path("python3"), str(ctx.workspace.probe_out),
+                                             ctx.workspace.host_paths(), workload.probe_args)
+        return Plan(argv=argv, env=environment(ctx.scenario), env_mode="inherit")
+
+
+FAMILY = HostFamily()

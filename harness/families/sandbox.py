@@ -1,0 +1,133 @@
+"""The sandbox family (sandbox-dri, vtest-virgl): the workload runs in bubblewrap over the
+runtime's root filesystem, as Flatpak would run it. The argv is built as a list: no value from
+a matrix can become an argument of its own."""
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Sequence, Tuple
+
+from .. import vtest
+from ..lifecycle import LaunchContext
+from ..model import Runtime, Scenario
+from ..probes import INSIDE
+from ..services import ServiceSpec
+from ..toolset import Toolset
+from .base import Family, Plan, ProcessLaunch, probe_spec
+
+HOME = f"{INSIDE}/home"
+SYS_DIRS = ("/sys/dev", "/sys/devices", "/sys/bus", "/sys/class")
+MERGED_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+NIX_STORE = "/nix/store"
+Pairs = Sequence[Tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class RuntimeLayout:
+    binds: Tuple[Tuple[str, str], ...]
+    symlinks: Tuple[Tuple[str, str], ...]  # (target, link)
+
+
+def runtime_layout(runtime: Runtime, extra_binds: Pairs = ()) -> RuntimeLayout:
+    """/usr and /etc of the runtime, and its top-level lib/bin dirs as links or binds."""
+    root = Path(runtime.root)
+    binds, symlinks = list(extra_binds), []
+    for name in ("usr", "etc"):
+        if (root / name).is_dir():
+            binds.append((str(root / name), f"/{name}"))
+    for name in MERGED_DIRS:
+        entry = root / name
+        if entry.is_symlink():
+            symlinks.append((os.readlink(entry), f"/{name}"))
+        elif entry.is_dir():
+            binds.append((str(entry), f"/{name}"))
+    return RuntimeLayout(tuple(binds), tuple(symlinks))
+
+
+def probe_python(toolset: Toolset) -> Tuple[str, List[Tuple[str, str]]]:
+    """The python3 to run inside, and what must be bound for it. A Nix toolset's python3 is a
+    store path (a wrapper that points EGL at the pinned Mesa): bind the store read-only and run
+    it as is. Otherwise the runtime's own /usr/bin/python3."""
+    python = toolset.path("python3")
+    if python.startswith(NIX_STORE + "/"):
+        return python, [(NIX_STORE, NIX_STORE)]
+    return os.path.join("/usr/bin", os.path.basename(python)), []
+
+
+def sandbox_env(scenario: Scenario) -> List[Tuple[str, str]]:
+    env = {"PATH": "/usr/bin:/bin", "HOME": HOME, "LANG": "C.UTF-8", "XDG_RUNTIME_DIR": HOME}
+    env.update(dict(scenario.spec.env))
+    if vtest.SERVICE in scenario.spec.services:
+        env["VTEST_SOCKET_NAME"] = vtest.SOCKET_INSIDE
+    env.update(dict(scenario.env))
+    return sorted(env.items())
+
+
+@dataclass
+class BwrapSpec:
+    """A bubblewrap sandbox, described; argv() is the one place it becomes a command line."""
+
+    bwrap: str
+    layout: RuntimeLayout
+    command: List[str]
+    dri: bool = False
+    sys_dirs: Sequence[str] = ()
+    sockets: Pairs = ()  # (host socket, path inside), bound read-write
+    ro_files: Pairs = ()
+    rw_dirs: Pairs = ()
+    env: Pairs = ()
+    home: str = HOME
+    extra: List[str] = field(default_factory=list)
+
+    def argv(self) -> List[str]:
+        argv = [self.bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--clearenv"]
+        for src, dst in self.layout.binds:
+            argv += ["--ro-bind", src, dst]
+        for target, link in self.layout.symlinks:
+            argv += ["--symlink", target, link]
+        argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run", "--dir", self.home]
+        if self.dri:
+            argv += ["--dev-bind", "/dev/dri", "/dev/dri"]
+            for sys_dir in self.sys_dirs:
+                argv += ["--ro-bind", sys_dir, sys_dir]
+        for flag, pairs in (("--bind", self.sockets), ("--ro-bind", self.ro_files), ("--bind", self.rw_dirs),
+                            ("--setenv", self.env)):
+            for first, second in pairs:
+                argv += [flag, first, second]
+        return argv + self.extra + ["--chdir", self.home, "--", *self.command]
+
+
+def services_for(scenario: Scenario, toolset: Toolset, ctx: LaunchContext) -> List[ServiceSpec]:
+    if vtest.SERVICE in scenario.spec.services:
+        return [vtest.server_spec(toolset, ctx.workspace)]
+    return []
+
+
+class SandboxFamily(Family):
+    name = "sandbox"
+    launch_class = ProcessLaunch
+
+    def plan(self, ctx: LaunchContext) -> Plan:
+        scenario, toolset, workspace, workload = ctx.scenario, ctx.toolset, ctx.workspace, ctx.workload
+        services = services_for(scenario, toolset, ctx)
+        sockets = [(s.ready_socket, vtest.SOCKET_INSIDE) for s in services if s.name == vtest.SERVICE
+                   and s.ready_socket]
+        python, store_binds = probe_python(toolset)
+        ro_files: List[Tuple[str, str]] = []
+        rw_dirs: List[Tuple[str, str]] = []
+        if workload.command is not None:
+            command = list(workload.command)
+        else:
+            spec = probe_spec(ctx)
+            ro_files.append((str(spec.file), spec.file_inside))
+            rw_dirs.append((str(workspace.probe_out), f"{INSIDE}/out"))
+            command = spec.sandbox_argv(python, workspace.host_paths(), workload.probe_args)
+        env = sandbox_env(scenario)
+        sandbox = BwrapSpec(bwrap=toolset.path("bwrap"), layout=runtime_layout(scenario.runtime, store_binds),
+                            command=command, dri=scenario.spec.needs_render_node,
+                            sys_dirs=[d for d in SYS_DIRS if os.path.isdir(d)], sockets=sockets,
+                            ro_files=ro_files, rw_dirs=rw_dirs, env=env)
+        return Plan(argv=sandbox.argv(), env=dict(env), env_mode="clear", services=services,
+                    dirs=[str(workspace.tmp_dir)])
+
+
+FAMILY = SandboxFamily()

@@ -1,0 +1,223 @@
+"""The VM family (vm-headless, vm-virtio-2d, vm-virgl): the workload runs in a QEMU guest that
+boots the toolset's kernel with a generated initramfs, mounts the runtime root read-only over
+9p, runs the probe, shows its image on the display and writes the result to a share. The VM
+library it uses (console protocol, display, QEMU argv, QMP machine, initramfs) is harness.vm."""
+import os
+import threading
+import time
+from typing import TYPE_CHECKING, List, Optional, Tuple
+
+from ..lifecycle import Launch, LaunchContext
+from ..model import Scenario
+from ..outcomes import FailureKind
+from ..process import Exit
+from ..services import ServiceSpec
+from ..templating import render
+from ..toolset import Toolset
+from ..vm import accel as accel_mod, console, display as display_mod, initramfs, kernel as kernel_mod
+from ..vm import modules as modules_mod
+from ..vm.machine import Machine
+from ..vm.qemu import QemuSpec
+from .base import Family, Plan, probe_spec, write_config
+from .sandbox import probe_python
+
+if TYPE_CHECKING:
+    from ..paths import PathSpec
+    from ..target import Target
+
+MEMORY_MB = 256  # the least that boots and renders every VM path here (measured); two fit side by side
+SCANOUT_SETTLE_S = 1.0
+# acpi=off and the TSC flags save 0.35 s of a 2.9 s TCG boot (measured); without ACPI the guest
+# cannot power QEMU off, so the harness quits QEMU when init says it is done (see watch()).
+KERNEL_ARGS = ("console=ttyS0", "panic=-1", "loglevel=4", "mitigations=off", "vt.global_cursor_default=0",
+               "acpi=off", "tsc=reliable", "no_timer_check")
+VM_TOOLS = ("qemu-system-x86_64", "kernel", "busybox", "python3", "mesa")
+
+_accel_lock = threading.Lock()
+_accel: Optional[accel_mod.Accel] = None
+
+
+def acceleration(toolset: Toolset, workdir) -> accel_mod.Accel:
+    global _accel
+    with _accel_lock:
+        if _accel is None:
+            kernel = kernel_mod.unpacked(toolset.path("kernel"))
+            _accel = accel_mod.detect(toolset.path("qemu-system-x86_64"), kernel, toolset.path("busybox"), workdir)
+        return _accel
+
+
+def guest_env(scenario: Scenario) -> List[Tuple[str, str]]:
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", "XDG_RUNTIME_DIR": "/tmp"}
+    env.update(dict(scenario.spec.env))
+    env.update(dict(scenario.env))
+    return sorted(env.items())
+
+
+def guest_argv(ctx: LaunchContext) -> List[str]:
+    if ctx.workload.command is not None:
+        return list(ctx.workload.command)
+    # The runtime root is the guest's root, so a Nix toolset's python3 (a store path) is there too.
+    return probe_spec(ctx).guest_argv(probe_python(ctx.toolset)[0], ctx.workspace.host_paths(),
+                                      ctx.workload.probe_args, ctx.scenario.spec.scanout)
+
+
+def build_initrd(ctx: LaunchContext):
+    scenario, toolset, agent = ctx.scenario, ctx.toolset, ctx.interactive
+    modules_dir = str(toolset.tools["kernel"].extra["modules_dir"])
+    wanted = modules_mod.BASE_MODULES + (modules_mod.GPU_MODULES if scenario.spec.guest_gpu else ())
+    modules = modules_mod.resolve_for_kernel(modules_dir, wanted)
+    init = console.render_init(modules, scanout=scenario.spec.scanout and not agent, agent=agent)
+    files: Tuple[Tuple[str, str], ...] = ()
+    if ctx.workload.probe is not None:
+        probe_file = probe_spec(ctx).file
+        files = ((probe_file.name, str(probe_file)),)
+    return initramfs.build(initramfs.InitramfsSpec(toolset.path("busybox"), modules_dir, tuple(modules), init, files))
+
+
+def write_guest_workload(ctx: LaunchContext) -> None:
+    """The per-run part of the guest: its environment and the command init runs, on the share."""
+    env, out = guest_env(ctx.scenario), ctx.workspace.probe_out
+    (out / "environment.sh").write_text(render("guest-workload.sh.j2", env=env, argv=[]))
+    (out / "workload.sh").write_text(render("guest-workload.sh.j2", env=env, argv=guest_argv(ctx)))
+
+
+class VmLaunch(Launch):
+    """QEMU as the workload: booted with the probe (batch) or with the command agent (interactive)."""
+
+    machine: Optional[Machine] = None
+    display = "none"
+
+    def prepare(self) -> List[ServiceSpec]:
+        ctx, t0 = self.ctx, time.monotonic()
+        scenario, toolset, workspace = ctx.scenario, ctx.toolset, ctx.workspace
+        out = workspace.result_dir
+        accel = acceleration(toolset, workspace.tmp_dir)
+        kernel = kernel_mod.unpacked(toolset.path("kernel"))
+        initrd, built = build_initrd(ctx)
+        write_guest_workload(ctx)
+        self.result.phases["image_build_s"] = time.monotonic() - t0
+        self.display, services, display_env = display_mod.display_for(scenario.spec.guest_gpu or "", toolset,
+                                                                      workspace)
+        self.serial_log, self.qmp_socket = out / "console.log", workspace.tmp_dir / "qmp.sock"
+        self.agent_socket = workspace.tmp_dir / "agent.sock" if ctx.interactive else None
+        qemu = QemuSpec(qemu=toolset.path("qemu-system-x86_64"), accel=accel.name, memory_mb=MEMORY_MB,
+                        kernel=kernel, initrd=str(initrd), cmdline=" ".join(KERNEL_ARGS + scenario.kernel_args),
+                        serial_log=str(self.serial_log), qmp_socket=str(self.qmp_socket),
+                        runtime_root=scenario.runtime.root, out_dir=str(workspace.probe_out), display=self.display,
+                        gpu=scenario.spec.guest_gpu,
+                        agent_socket=str(self.agent_socket) if self.agent_socket else None)
+        self.plan = Plan(argv=qemu.argv(), env=display_env, env_mode="inherit", services=services,
+                         dirs=[str(workspace.tmp_dir)])
+        write_config(workspace, scenario.id, self.plan)
+        self.result.argv = list(self.plan.argv)
+        self.result.logs.update({"probe": str(workspace.probe_out / "probe.log"),
+                                 "serial console": str(self.serial_log), "qemu": str(out / "qemu.log")})
+        self.result.facts = {"accel": accel.name, "accel_reason": accel.reason, "initramfs": str(initrd),
+                             "initramfs_built": built, "kernel": kernel, "memory_mb": MEMORY_MB,
+                             "display": self.display}
+        return services
+
+    def start_workload(self) -> None:
+        self.machine = Machine(self.plan.argv, {**os.environ, **self.plan.env}, str(self.qmp_socket),
+                               str(self.ctx.workspace.result_dir / "qemu.log"), str(self.serial_log))
+        self.result.phases["qemu_start_s"] = self.machine.start()
+
+    def capture_scanout(self) -> None:
+        assert self.machine is not None
+        # The guest has written its framebuffer; give the kernel's damage worker and QEMU's display
+        # refresh a moment to carry it out.
+        time.sleep(SCANOUT_SETTLE_S)
+        target = self.ctx.workspace.result_dir / "scanout.png"
+        self.result.artifacts["scanout"] = display_mod.capture(self.machine, self.display, self.ctx.workspace, target)
+
+    def watch(self) -> None:
+        """Follow the console until the guest is done, panics, stops early or times out."""
+        machine, phases, spec = self.machine, self.result.phases, self.ctx.scenario.spec
+        assert machine is not None
+        booted_at = time.monotonic()
+        deadline = booted_at + self.ctx.scenario.timeout_s
+        sampled_at, quitting = 0.0, False
+        while True:
+            text, now = machine.console(), time.monotonic()
+            if now - sampled_at > 0.25:
+                machine.sample_rss()
+                sampled_at = now
+            if "boot_s" not in phases and console.seen(text, console.Marker.PROBE_STARTING):
+                phases["boot_s"] = now - booted_at
+            if "probe_s" not in phases and console.PROBE_EXIT.search(text):
+                phases["probe_s"] = now - booted_at - phases.get("boot_s", 0.0)
+            problem = console.problem(text, machine.event("GUEST_PANICKED") is not None)
+            if problem:
+                kind = FailureKind.GUEST_PANIC if "panic" in problem else FailureKind.LAUNCH_FAILED
+                return self.result.fail(problem, kind)
+            if spec.scanout and "scanout" not in self.result.artifacts and \
+                    console.seen(text, console.Marker.SCANOUT_READY):
+                self.capture_scanout()
+                machine.quit()
+            if console.seen(text, console.Marker.DONE) and not quitting:
+                quitting = True
+                machine.quit()
+            if not machine.running():
+                if console.PROBE_EXIT.search(text) is None:
+                    last = machine.events[-1] if machine.events else {}
+                    reason = f"{last.get('event', 'QEMU exited')} {last.get('data', {}).get('reason', '')}".strip()
+                    self.result.fail(f"guest stopped before the probe finished ({reason})",
+                                     FailureKind.LAUNCH_FAILED)
+                return None
+            if now > deadline:
+                self.result.exit = Exit(None, 9, timed_out=True)
+                return None
+            time.sleep(0.02)
+
+    def stop_workload(self) -> None:
+        t_stop = time.monotonic()
+        if self.machine is not None:
+            self.machine.stop()
+            self.result.rss_kb["qemu"] = self.machine.peak_rss_kb
+            self.result.events = list(self.machine.events)
+        for service in self.services:
+            service.sample_rss()
+        self.timed("shutdown_s", t_stop)
+        failure = None if self.result.problem else self.service_failure()
+        if failure:
+            self.result.fail(failure, FailureKind.SERVICE_DIED)
+
+    def collect(self) -> None:
+        if self.ctx.interactive:
+            return
+        text = self.serial_log.read_text(errors="replace") if self.serial_log.exists() else ""
+        if self.result.exit is None:
+            self.result.exit = console.guest_exit(text)
+        out = self.ctx.workspace.probe_out
+        for name, path in (("stdout", out / "probe.stdout"), ("image", out / "probe.png")):
+            if path.exists():
+                self.result.artifacts[name] = str(path)
+        if self.ctx.inherit_stdio:
+            for name, stream in (("probe.stdout", 1), ("probe.log", 2)):
+                path = out / name
+                if path.exists():
+                    os.write(stream, path.read_bytes())
+
+
+class VmFamily(Family):
+    name = "vm"
+    system_features = ("kvm",)
+    launch_class = VmLaunch
+
+    def available(self, spec: "PathSpec", toolset: Toolset) -> Optional[str]:
+        reason = super().available(spec, toolset)
+        if reason:
+            return reason
+        if not (toolset.tools["kernel"].extra or {}).get("modules_dir"):
+            return f"kernel {toolset.path('kernel')} has no modules directory (the guest needs virtio and 9p modules)"
+        if display_mod.needs_xvfb(spec.guest_gpu or "", toolset) and not toolset.found("Xvfb"):
+            return "no render node for egl-headless and no Xvfb for an SDL GL display (install xvfb)"
+        return None
+
+    def target(self, ctx: LaunchContext) -> "Target":
+        from ..guest import Guest
+
+        return Guest(ctx)
+
+
+FAMILY = VmFamily()

@@ -1,0 +1,260 @@
+"""The one launch lifecycle every path family uses, as a template (QEMU's machine.py launch and
+shutdown methods): prepare -> start services -> start workload -> watch -> stop -> collect.
+
+A family subclasses Launch and fills in the hooks; `run()` is the batch form (a scenario),
+`start()`/`stop()` the interactive one (a test's target). Whatever a hook raises is caught here
+and recorded as the launch's fault, with the phase it happened in; services and the workload are
+stopped however the launch ends."""
+import enum
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, Optional
+
+from . import services as service_mod
+from .outcomes import FailureKind
+from .process import Exit, tail
+
+if TYPE_CHECKING:
+    from .model import Scenario
+    from .toolset import Toolset
+
+# Paths a sandbox should hide. The sentinel is a per-scenario file that only the host has.
+HOST_PATHS = ("/home", "/root", "/srv", "/var/lib", "/boot", "/opt", "/mnt", "/media")
+
+
+class Phase(str, enum.Enum):
+    PREPARE = "prepare"
+    SERVICES = "start-services"
+    WORKLOAD = "start-workload"
+    WATCH = "watch"
+    STOP = "stop"
+    COLLECT = "collect"
+    VERDICT = "verdict"  # after the launch: reading the report, comparing images, judging
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass
+class Workspace:
+    """Where one scenario attempt keeps things: results (kept) and a short temp dir (removed)."""
+
+    result_dir: Path  # configs, logs, images: kept for the report and re-runs
+    tmp_dir: Path  # sockets and scratch: short path (unix sockets have a 108-byte limit)
+
+    @property
+    def probe_out(self) -> Path:
+        return self.result_dir / "probe"
+
+    @property
+    def sentinel(self) -> Path:
+        return self.tmp_dir / "host-sentinel"
+
+    def create(self) -> None:
+        self.probe_out.mkdir(parents=True, exist_ok=True)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.sentinel.write_text("visible only on the host\n")
+
+    def host_paths(self) -> List[str]:
+        return [str(self.sentinel), str(self.result_dir.resolve()), *HOST_PATHS]
+
+
+@dataclass
+class Workload:
+    """What runs through the path: a probe (by name, with extra args), or a user's command."""
+
+    probe: Optional[str] = None
+    probe_args: List[str] = field(default_factory=list)
+    command: Optional[List[str]] = None
+
+    @property
+    def is_probe(self) -> bool:
+        return self.command is None
+
+
+@dataclass
+class Hooks:
+    """Callbacks into a launch, for tests: services up, and before each phase (fault injection)."""
+
+    services_ready: Callable[[List[service_mod.RunningService]], None] = lambda services: None
+    before_phase: Callable[[Phase], None] = lambda phase: None
+
+
+@dataclass
+class LaunchContext:
+    scenario: "Scenario"
+    toolset: "Toolset"
+    workspace: Workspace
+    workload: Workload
+    hooks: Hooks = field(default_factory=Hooks)
+    inherit_stdio: bool = False  # exec: the workload writes to the harness's own stdout/stderr
+    interactive: bool = False  # a target: services and machine up, commands sent later
+
+
+@dataclass(frozen=True, kw_only=True)
+class HarnessFault:
+    """An exception the harness raised while launching: a bug, or an environment problem."""
+
+    phase: str
+    error: str
+
+    @classmethod
+    def of(cls, phase: Optional[Phase], exc: BaseException) -> "HarnessFault":
+        message = " | ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        return cls(phase=str(phase or "launch"), error=f"{type(exc).__name__}: {message}" if message
+                   else type(exc).__name__)
+
+    def describe(self) -> str:
+        return f"harness error during {self.phase}: {self.error}"
+
+
+@dataclass(kw_only=True)
+class LaunchResult:
+    """What the launch saw, apart from what the probe reported."""
+
+    exit: Optional[Exit] = None
+    problem: str = ""  # why the launch itself went wrong ("" when it did not)
+    problem_kind: Optional[FailureKind] = None
+    skipped: str = ""  # why the path cannot run here ("" when it ran)
+    fault: Optional[HarnessFault] = None
+    argv: List[str] = field(default_factory=list)  # the workload's command (sandbox, QEMU, ...)
+    phases: Dict[str, float] = field(default_factory=dict)
+    rss_kb: Dict[str, int] = field(default_factory=dict)  # peak RSS of each service and machine
+    events: List[dict] = field(default_factory=list)  # QMP events seen
+    logs: Dict[str, str] = field(default_factory=dict)  # "probe" and one per service/machine
+    artifacts: Dict[str, str] = field(default_factory=dict)  # "stdout", "image", "scanout"
+    facts: Dict[str, object] = field(default_factory=dict)  # launcher facts for the report (accel, ...)
+
+    def fail(self, problem: str, kind: FailureKind) -> None:
+        if not self.problem:
+            self.problem, self.problem_kind = problem, kind
+
+    @property
+    def log_path(self) -> str:
+        return self.logs.get("probe", "")
+
+    @property
+    def image_path(self) -> Optional[str]:
+        return self.artifacts.get("image")
+
+    @property
+    def scanout_path(self) -> Optional[str]:
+        return self.artifacts.get("scanout")
+
+    @property
+    def service_logs(self) -> Dict[str, str]:
+        return {name: path for name, path in self.logs.items() if name != "probe"}
+
+    def log_tail(self, lines: int = 20) -> str:
+        return tail(self.log_path, lines) if self.log_path else ""
+
+
+class LaunchAborted(Exception):
+    """A hook recorded why the launch cannot go on (result.problem); not a harness fault."""
+
+
+class Launch:
+    """One launch of one workload through one path. Subclasses fill in the hooks."""
+
+    def __init__(self, ctx: LaunchContext):
+        self.ctx = ctx
+        self.result = LaunchResult()
+        self.services: List[service_mod.RunningService] = []
+        self.phase: Optional[Phase] = None
+        self._started_at = 0.0
+        self._stopped = False
+
+    # -- hooks --------------------------------------------------------------------------------
+    def prepare(self) -> List[service_mod.ServiceSpec]:
+        """Render and save the configuration; return the services the workload needs."""
+        raise NotImplementedError
+
+    def start_workload(self) -> None:
+        raise NotImplementedError
+
+    def watch(self) -> None:
+        """Wait until the workload is done (or a service died, or the timeout); record its exit."""
+        raise NotImplementedError
+
+    def stop_workload(self) -> None:
+        raise NotImplementedError
+
+    def collect(self) -> None:
+        """Gather what the workload left (report, images, logs) into the result."""
+
+    # -- the template ---------------------------------------------------------------------------
+    @contextmanager
+    def in_phase(self, phase: Phase) -> Iterator[None]:
+        self.phase = phase
+        self.ctx.hooks.before_phase(phase)
+        yield
+
+    def timed(self, name: str, since: float) -> float:
+        now = time.monotonic()
+        self.result.phases[name] = self.result.phases.get(name, 0.0) + now - since
+        return now
+
+    def start(self) -> None:
+        """Prepare, bring the services up, start the workload. Raises on a fault; stop() undoes."""
+        t0 = time.monotonic()
+        with self.in_phase(Phase.PREPARE):
+            specs = self.prepare()
+        self.result.phases["setup_s"] = time.monotonic() - t0 - sum(self.result.phases.values())
+        t1 = time.monotonic()
+        with self.in_phase(Phase.SERVICES):
+            self.result.logs.update({spec.name: spec.log_path for spec in specs})
+            try:
+                self.services = service_mod.start_all(specs)
+            except service_mod.ServiceError as exc:
+                self.timed("services_ready_s", t1)
+                self.result.fail(str(exc), FailureKind.SERVICE_FAILED)
+                raise LaunchAborted() from None
+            self.timed("services_ready_s", t1)
+            self.ctx.hooks.services_ready(self.services)
+        with self.in_phase(Phase.WORKLOAD):
+            self._started_at = time.monotonic()
+            self.start_workload()
+
+    def stop(self) -> None:
+        """Stop the workload and the services; safe to call twice, and after a failed start."""
+        if self._stopped:
+            return
+        self._stopped = True
+        with self.in_phase(Phase.STOP):
+            try:
+                self.stop_workload()
+            finally:
+                service_mod.stop_all(self.services)
+                self.result.rss_kb.update({s.spec.name: s.peak_rss_kb for s in self.services})
+
+    def service_failure(self) -> Optional[str]:
+        for service in self.services:
+            service.sample_rss()
+        return service_mod.first_failure(self.services)
+
+    def record_fault(self, exc: BaseException) -> None:
+        if self.result.fault is None:
+            self.result.fault = HarnessFault.of(self.phase, exc)
+
+    def run(self) -> LaunchResult:
+        try:
+            self.start()
+            with self.in_phase(Phase.WATCH):
+                self.watch()
+        except LaunchAborted:
+            pass
+        except Exception as exc:  # the failure boundary: one scenario's fault stays its own
+            self.record_fault(exc)
+        finally:
+            try:
+                self.stop()
+            except Exception as exc:
+                self.record_fault(exc)
+        try:
+            with self.in_phase(Phase.COLLECT):
+                self.collect()
+        except Exception as exc:
+            self.record_fault(exc)
+        return self.result

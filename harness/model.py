@@ -1,0 +1,71 @@
+"""The nouns a run is made of: a scenario (path x runtime x probe, with its settings and
+expectation), its runtime, its image tolerance."""
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Tuple
+
+if TYPE_CHECKING:
+    from .paths import PathSpec
+
+HOST_RUNTIME = "host"  # the runtime named host: the machine's own root filesystem
+HOST_KIND = "host"  # its kind
+DEFAULT_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """A pixel differs when any channel differs by more than `channel`; the image matches
+    when at most `fraction` of its pixels differ."""
+
+    channel: int = 32
+    fraction: float = 0.01
+
+
+@dataclass(frozen=True)
+class Runtime:
+    name: str
+    kind: str  # host | rootfs
+    root: str = "/"
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Expectation:
+    outcome: str = "pass"  # pass | fail
+    reason: str = ""
+
+    @property
+    def fails(self) -> bool:
+        return self.outcome == "fail"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    id: str
+    path_id: str  # the rendering path (paths.PATHS key)
+    runtime: Runtime
+    probe: str  # the probe's name (probes.PROBES key)
+    expect: Expectation = Expectation()
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    tolerance: Tolerance = Tolerance()
+    golden: str = ""
+    env: Tuple[Tuple[str, str], ...] = ()
+    probe_args: Tuple[str, ...] = ()
+    kernel_args: Tuple[str, ...] = ()  # vm family: appended to the guest kernel's command line
+
+    @property
+    def slug(self) -> str:
+        return self.id.replace("/", "__")
+
+    @property
+    def spec(self) -> "PathSpec":
+        from .paths import get  # the path table imports the families, which use this module
+
+        return get(self.path_id)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["path"] = data.pop("path_id")
+        data["env"] = dict(self.env)
+        data["probe_args"] = list(self.probe_args)
+        data["kernel_args"] = list(self.kernel_args)
+        return data

@@ -1,0 +1,64 @@
+"""What a scenario can end as, and why it failed: the words the verdict, the reports, JUnit,
+the HTML and the CLI's exit code all share."""
+import enum
+from typing import Optional
+
+
+class Outcome(str, enum.Enum):
+    PASS = "Pass"
+    FAIL = "Fail"
+    EXPECTED_FAIL = "ExpectedFail"
+    FLAKE = "Flake"
+    SKIP = "Skip"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def is_success(self) -> bool:
+        """Counts as a good result for a run (a Skip is an answer, not a defect)."""
+        return self is not Outcome.FAIL
+
+    @property
+    def junit_kind(self) -> Optional[str]:
+        """The JUnit element a testcase with this outcome carries, if any."""
+        return {Outcome.FAIL: "failure", Outcome.SKIP: "skipped"}.get(self)
+
+    @property
+    def css_class(self) -> str:
+        return {Outcome.PASS: "pass", Outcome.FAIL: "fail", Outcome.EXPECTED_FAIL: "xfail",
+                Outcome.FLAKE: "flake", Outcome.SKIP: "skip"}[self]
+
+    @property
+    def style(self) -> str:
+        """rich style for the terminal."""
+        return {Outcome.PASS: "green", Outcome.FAIL: "bold red", Outcome.EXPECTED_FAIL: "yellow",
+                Outcome.FLAKE: "magenta", Outcome.SKIP: "dim"}[self]
+
+    @classmethod
+    def parse(cls, text: str) -> "Outcome":
+        return cls(text)
+
+
+class FailureKind(str, enum.Enum):
+    """Why a scenario failed, in classes a person can act on."""
+
+    HARNESS_ERROR = "harness-error"  # the harness itself raised: a bug or an environment problem
+    SERVICE_FAILED = "service-failed"  # a sidecar did not come up
+    SERVICE_DIED = "service-died"  # a sidecar died while the workload ran
+    LAUNCH_FAILED = "launch-failed"  # the sandbox/VM did not start or stopped early
+    GUEST_PANIC = "guest-panic"
+    CRASH = "crash"  # the workload died by a signal
+    TIMEOUT = "timeout"
+    NO_RESULT = "no-result"  # exited without a parseable report
+    PROBE_ERROR = "probe-error"  # the probe ran and reported an error
+    SILENT_SOFTWARE_FALLBACK = "silent-software-fallback"
+    WRONG_RENDERER = "wrong-renderer"
+    IMAGE_MISMATCH = "image-mismatch"
+    SCANOUT_MISMATCH = "scanout-mismatch"
+    ISOLATION = "isolation"  # the workload sees what the path promises to hide
+    UNEXPECTED_PASS = "unexpected-pass"
+    INTERRUPTED = "interrupted"
+
+    def __str__(self) -> str:
+        return self.value

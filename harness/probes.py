@@ -1,0 +1,153 @@
+"""The probes: small stdlib+ctypes programs that run inside a path, render a fixed scene, read
+the pixels back and print one JSON report. A ProbeSpec says where a probe's file is, how it is
+called in a sandbox, a guest and a container, its golden, what "renderer" means for it, and
+the schema of a successful report."""
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Type, Union
+
+PROBE_DIR = Path(__file__).resolve().parent / "probe"
+INSIDE = "/run/gpu-harness"  # where a probe and its output folder appear inside a sandbox/guest/container
+FieldType = Union[Type, Tuple[Type, ...]]
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    name: str
+    api: str  # what the path table's renderer expectations are keyed by
+    file: Path
+    renderer_meaning: str
+    schema: Mapping[str, FieldType]  # fields a successful report must carry, and their types
+    guest_frames: int = 10  # software rendering under TCG is slow: a guest renders fewer frames
+
+    @property
+    def golden(self) -> str:
+        return self.name
+
+    @property
+    def file_inside(self) -> str:
+        return f"{INSIDE}/{self.file.name}"
+
+    def argv(self, python: Sequence[str], probe_file: str, out_dir: str, host_paths: Sequence[str],
+             args: Sequence[str]) -> List[str]:
+        argv = [*python, probe_file, "--out", out_dir]
+        for host_path in host_paths:
+            argv += ["--host-path", host_path]
+        return argv + list(args)
+
+    def host_argv(self, python: str, out_dir: str, host_paths: Sequence[str], args: Sequence[str]) -> List[str]:
+        return self.argv([python], str(self.file), out_dir, host_paths, args)
+
+    def sandbox_argv(self, python: str, host_paths: Sequence[str], args: Sequence[str]) -> List[str]:
+        """Inside a sandbox or container: the probe file bound at file_inside, output at INSIDE/out."""
+        return self.argv([python], self.file_inside, f"{INSIDE}/out", host_paths, args)
+
+    container_argv = sandbox_argv
+
+    def guest_argv(self, python: str, host_paths: Sequence[str], args: Sequence[str], scanout: bool) -> List[str]:
+        args = list(args)
+        if "--frames" not in args:
+            args += ["--frames", str(self.guest_frames)]
+        if scanout:
+            args += ["--scanout", "/dev/fb0"]
+        # -S: no site-packages scan; the probe needs only the standard library.
+        return self.argv([python, "-S"], self.file_inside, f"{INSIDE}/out", host_paths, args)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProbeReport:
+    """What a probe reported: the JSON line it printed, with the fields the verdict reads."""
+
+    ok: bool
+    error: str = ""
+    renderer: str = ""
+    version: Optional[str] = None
+    vendor: Optional[str] = None
+    timings: Dict[str, object] = field(default_factory=dict)
+    isolation: Dict[str, object] = field(default_factory=dict)
+    peak_rss_kb: Optional[int] = None
+    raw: Dict[str, object] = field(default_factory=dict)
+
+    @property
+    def fps(self) -> Optional[float]:
+        value = self.timings.get("fps")
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+class ReportError(Exception):
+    """A report that does not match its probe's schema; the message says which field."""
+
+
+GL_SCHEMA: Mapping[str, FieldType] = {
+    "renderer": str, "version": str, "vendor": str, "pixels_md5": str, "size": list, "timings": dict,
+    "isolation": dict,
+}
+
+PROBES: Dict[str, ProbeSpec] = {
+    spec.name: spec
+    for spec in (
+        ProbeSpec(name="gl", api="gl", file=PROBE_DIR / "gles.py",
+                  renderer_meaning="GL_RENDERER of an EGL/GLES2 context", schema=GL_SCHEMA),
+    )
+}
+
+
+def get(name: str) -> ProbeSpec:
+    return PROBES[name]
+
+
+def last_json_line(stdout_path: Path) -> Optional[dict]:
+    try:
+        lines = Path(stdout_path).read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                data = json.loads(line)
+            except (json.JSONDecodeError, RecursionError):
+                return None
+            return data if isinstance(data, dict) else None
+    return None
+
+
+def type_label(kind: FieldType) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(k.__name__ for k in kinds)
+
+
+def parse_report(spec: ProbeSpec, data: dict) -> ProbeReport:
+    """A ProbeReport from a probe's JSON; ReportError if a successful report breaks the schema."""
+    ok = data.get("ok") is True
+    if ok:
+        for name, kind in spec.schema.items():
+            if not isinstance(data.get(name), kind):
+                raise ReportError(f"{spec.name} report field {name!r} must be {type_label(kind)}, "
+                                  f"not {type(data.get(name)).__name__}")
+    rss = data.get("peak_rss_kb")
+    return ProbeReport(
+        ok=ok,
+        error=str(data.get("error", "")),
+        renderer=str(data.get("renderer") or ""),
+        version=data.get("version") if isinstance(data.get("version"), str) else None,
+        vendor=data.get("vendor") if isinstance(data.get("vendor"), str) else None,
+        timings=data["timings"] if isinstance(data.get("timings"), dict) else {},
+        isolation=data["isolation"] if isinstance(data.get("isolation"), dict) else {},
+        peak_rss_kb=rss if isinstance(rss, int) and not isinstance(rss, bool) else None,
+        raw=data,
+    )
+
+
+def read_report(spec: ProbeSpec, stdout_path: Optional[str]) -> Tuple[Optional[ProbeReport], str]:
+    """(report, problem): the report the probe printed, or None and why there is none usable."""
+    if not stdout_path:
+        return None, ""
+    data = last_json_line(Path(stdout_path))
+    if data is None:
+        return None, ""
+    try:
+        return parse_report(spec, data), ""
+    except ReportError as exc:
+        return None, str(exc)

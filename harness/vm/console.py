@@ -1,0 +1,58 @@
+"""The guest's console protocol, defined once: the markers init.sh.j2 prints on the serial
+console (it gets them from here) and what the host reads from them."""
+import enum
+import re
+from typing import Iterable, Optional
+
+from ..process import Exit
+from ..templating import render
+
+PREFIX = "gpu-harness:"
+
+
+class Marker(str, enum.Enum):
+    INIT_STARTED = "init started"
+    PROBE_STARTING = "probe starting"
+    PROBE_EXITED = "probe exited"  # followed by the exit status
+    SCANOUT_READY = "SCANOUT-READY"  # the probe's image is on /dev/fb0: capture it now
+    DONE = "powering off"  # init has synced the result share; nothing more to wait for
+    INIT_FAILED = "INIT-FAILED"  # followed by ": what failed"
+    AGENT_READY = "AGENT-READY"  # the command agent reads the second serial port
+
+    @property
+    def line(self) -> str:
+        return f"{PREFIX} {self.value}"
+
+
+PANIC = re.compile(r"Kernel panic - not syncing: ?(.*)")
+PROBE_EXIT = re.compile(re.escape(Marker.PROBE_EXITED.line) + r" (\d+)")
+INIT_FAILURE = re.compile(re.escape(Marker.INIT_FAILED.line) + r": (.*)")
+
+
+def render_init(modules: Iterable[str], scanout: bool, agent: bool) -> str:
+    return render("init.sh.j2", modules=list(modules), scanout=scanout, agent=agent, prefix=PREFIX,
+                  m={marker.name: marker.value for marker in Marker})
+
+
+def seen(console: str, marker: Marker) -> bool:
+    return marker.line in console
+
+
+def guest_exit(console: str) -> Optional[Exit]:
+    match = PROBE_EXIT.search(console)
+    if not match:
+        return None
+    code = int(match.group(1))
+    return Exit(None, code - 128) if code > 128 else Exit(code, None)
+
+
+def problem(console: str, panicked: bool = False) -> str:
+    """Why the guest failed, from its console: an init failure first (when init exits, the kernel
+    panics with "Attempted to kill init" as a consequence, and the cause is what a person needs)."""
+    failed = INIT_FAILURE.search(console)
+    if failed:
+        return f"guest init failed: {failed.group(1).strip()}"
+    panic = PANIC.search(console)
+    if panic or panicked:
+        return f"guest kernel panic: {panic.group(1).strip() if panic else 'GUEST_PANICKED event'}"
+    return ""

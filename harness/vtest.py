@@ -1,0 +1,32 @@
+"""virgl_test_server as a per-scenario service: the host side of the vtest paths."""
+import os
+from typing import List, Optional
+
+from .lifecycle import Workspace
+from .services import ServiceSpec
+from .toolset import Toolset
+
+# Mesa virpipe in Mesa <= 23 ignores VTEST_SOCKET_NAME and always connects here; newer Mesa
+# reads the variable. Binding the per-scenario socket here serves both.
+SOCKET_INSIDE = "/tmp/.virgl_test"
+SERVICE = "virgl_test_server"
+
+
+def server_argv(program: str, socket: str, render_node: Optional[str], use_gles: bool = False) -> List[str]:
+    """Options take the `=` form: `--socket-path PATH` (with a space) reads PATH as a replay file
+    and the server exits. EGL surfaceless lets it render without a display; with a render node it
+    renders on that GPU."""
+    argv = [program, "--use-egl-surfaceless"]
+    if use_gles:
+        argv.append("--use-gles")
+    if render_node:
+        argv.append(f"--rendernode={render_node}")
+    return argv + [f"--socket-path={socket}"]
+
+
+def server_spec(toolset: Toolset, workspace: Workspace) -> ServiceSpec:
+    socket = str(workspace.tmp_dir / "virgl.sock")
+    argv = server_argv(toolset.path(SERVICE), socket, (toolset.render_nodes or [None])[0])
+    # virgl_test_server refuses to start without XDG_RUNTIME_DIR.
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "XDG_RUNTIME_DIR": str(workspace.tmp_dir)}
+    return ServiceSpec(SERVICE, argv, env, str(workspace.result_dir / f"{SERVICE}.log"), ready_socket=socket)
