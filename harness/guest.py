@@ -82,6 +82,8 @@ class Agent:
                 chunk = self._socket.recv(65536)
             except socket.timeout:
                 continue
+            except OSError as exc:
+                raise GuestError(f"the guest closed its command channel during {command!r} ({exc})") from None
             if not chunk:
                 raise GuestError(f"the guest closed its command channel during {command!r}")
             self._buffer += chunk

@@ -35,6 +35,14 @@ class ScenarioResult:
     def phases(self) -> Dict[str, float]:
         return self.launch.phases
 
+    def artifact(self, name: str) -> Optional[str]:
+        """A file behind one of the verdict's checks: image, golden, diff, scanout, scanout_diff."""
+        return next((c.artifacts[name] for c in self.verdict.checks if name in c.artifacts), None)
+
+    @property
+    def diff_path(self) -> Optional[str]:
+        return self.artifact("diff")
+
 
 @dataclass
 class RunOptions:

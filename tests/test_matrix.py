@@ -20,7 +20,7 @@ def test_cross_product_excludes_and_overrides():
     m = matrix.expand({
         "matrix": {"paths": ["software", "vtest-virgl", "sandbox-dri"], "runtimes": ["host", "deb"],
                    "exclude": [{"path": "sandbox-dri", "runtime": "deb"}]},
-        "runtimes": {"deb": {"kind": "rootfs", "root": "/srv/deb"}},
+        "runtimes": {"deb": {"kind": "rootfs", "root": "/usr"}},
         "defaults": {"timeout_s": 5, "tolerance": {"channel": 4}},
         "override": [{"match": "vtest-*", "expect": "fail", "reason": "old Mesa", "tolerance": {"fraction": 0.5}}],
     }, "m.toml")
@@ -30,7 +30,7 @@ def test_cross_product_excludes_and_overrides():
     vtest = by_id["vtest-virgl/deb/gl"]
     assert vtest.expect == matrix.Expectation("fail", "old Mesa")
     assert vtest.tolerance == matrix.Tolerance(channel=4, fraction=0.5)
-    assert vtest.timeout_s == 5 and vtest.runtime.root == "/srv/deb"
+    assert vtest.timeout_s == 5 and vtest.runtime.root == "/usr"
     assert by_id["software/host/gl"].expect.outcome == "pass"
 
 

@@ -82,8 +82,8 @@ def test_nix_paths_table_agrees_with_the_path_registry():
     table = nix_eval(ROOT / "nix" / "paths.nix")
     assert set(table) == set(path_registry.PATHS)
     for name, spec in path_registry.PATHS.items():
-        assert table[name]["family"] == spec.family, name
-        assert ("kvm" in table[name]["features"]) == (spec.family == "vm"), name
+        assert table[name]["family"] == spec.family.name, name
+        assert ("kvm" in table[name]["features"]) == (spec.family.name == "vm"), name
         # A path that needs a GPU must not be a default check, where there is none.
         assert ("gpu" in table[name]["features"]) == (spec.needs_render_node or name == "native"), name
 
@@ -198,12 +198,12 @@ def test_flake_outputs_evaluate_against_a_stand_in_nixpkgs(tmp_path):
     assert outputs["inputs"]["nixpkgs"]["url"] == "github:NixOS/nixpkgs/nixos-25.11"
     x86 = outputs["checks"]["x86_64-linux"]
     default_scenarios = matrix_mod.load(matrix_mod.DEFAULT_MATRIX).scenarios
-    no_gpu = [s for s in default_scenarios if s.path not in ("native", "sandbox-dri")]
+    no_gpu = [s for s in default_scenarios if s.path_id not in ("native", "sandbox-dri")]
     assert set(x86) == {s.slug for s in no_gpu} | {"unit-tests"}
     for scenario in no_gpu:
         check = x86[scenario.slug]
         assert f"--filter '{scenario.id}'" in check["script"] and "--fail-on-skip" in check["script"]
-        assert check["features"] == (["kvm"] if scenario.spec.family == "vm" else [])
+        assert check["features"] == (["kvm"] if scenario.spec.family.name == "vm" else [])
     assert not any(name.startswith("vm-") for name in outputs["checks"]["aarch64-linux"])
     assert outputs["gpuChecks"]["x86_64-linux"] == ["native__host__gl", "sandbox-dri__host__gl"]
     assert outputs["apps"]["x86_64-linux"]["default"]["type"] == "app"

@@ -1,8 +1,9 @@
 import subprocess
 
-from harness import matrix, templating
-from harness.launchers import host, sandbox
-from harness.launchers.base import Workload, Workspace, write_config
+from harness import matrix, vtest
+from harness.families import host, sandbox
+from harness.families.base import write_config
+from harness.lifecycle import LaunchContext, Workload, Workspace
 from harness.toolset import Tool, Toolset
 
 
@@ -16,6 +17,10 @@ def scenario(path, **settings):
     return matrix.expand({"matrix": {"paths": [path]}, "defaults": settings}, "t").scenarios[0]
 
 
+def plan_of(family, scenario, toolset, workspace, workload):
+    return family.FAMILY.plan(LaunchContext(scenario, toolset, workspace, workload))
+
+
 def workspace(tmp_path):
     ws = Workspace(tmp_path / "result", tmp_path / "t")
     ws.create()
@@ -24,7 +29,7 @@ def workspace(tmp_path):
 
 def test_vtest_bwrap_argv_has_no_dri_and_binds_the_socket(tmp_path):
     ws = workspace(tmp_path)
-    plan = sandbox.plan(scenario("vtest-virgl"), fake_toolset(), ws, Workload(probe="gl"))
+    plan = plan_of(sandbox, scenario("vtest-virgl"), fake_toolset(), ws, Workload(probe="gl"))
     argv = plan.argv
     assert argv[0] == "/usr/bin/bwrap" and "--unshare-all" in argv and "--die-with-parent" in argv
     assert "/dev/dri" not in argv
@@ -38,7 +43,7 @@ def test_vtest_bwrap_argv_has_no_dri_and_binds_the_socket(tmp_path):
 
 def test_virgl_server_argv_uses_equals_form(tmp_path):
     ws = workspace(tmp_path)
-    (service,) = sandbox.plan(scenario("vtest-virgl"), fake_toolset(["/dev/dri/renderD128"]), ws,
+    (service,) = plan_of(sandbox, scenario("vtest-virgl"), fake_toolset(["/dev/dri/renderD128"]), ws,
                               Workload(probe="gl")).services
     assert service.argv == ["/usr/bin/virgl_test_server", "--use-egl-surfaceless",
                             "--rendernode=/dev/dri/renderD128", f"--socket-path={ws.tmp_dir / 'virgl.sock'}"]
@@ -46,7 +51,7 @@ def test_virgl_server_argv_uses_equals_form(tmp_path):
 
 
 def test_sandbox_dri_binds_dev_dri(tmp_path):
-    plan = sandbox.plan(scenario("sandbox-dri"), fake_toolset(["/dev/dri/renderD128"]), workspace(tmp_path),
+    plan = plan_of(sandbox, scenario("sandbox-dri"), fake_toolset(["/dev/dri/renderD128"]), workspace(tmp_path),
                         Workload(probe="gl"))
     i = plan.argv.index("--dev-bind")
     assert plan.argv[i:i + 3] == ["--dev-bind", "/dev/dri", "/dev/dri"]
@@ -67,13 +72,13 @@ def test_runtime_layout_of_a_rootfs(tmp_path):
 def test_software_env_forces_llvmpipe_and_native_drops_driver_overrides(tmp_path, monkeypatch):
     monkeypatch.setenv("GALLIUM_DRIVER", "zink")
     ws = workspace(tmp_path)
-    assert host.plan(scenario("software"), fake_toolset(), ws, Workload(probe="gl")).env["GALLIUM_DRIVER"] == "llvmpipe"
-    assert "GALLIUM_DRIVER" not in host.plan(scenario("native"), fake_toolset(), ws, Workload(probe="gl")).env
+    assert plan_of(host, scenario("software"), fake_toolset(), ws, Workload(probe="gl")).env["GALLIUM_DRIVER"] == "llvmpipe"
+    assert "GALLIUM_DRIVER" not in plan_of(host, scenario("native"), fake_toolset(), ws, Workload(probe="gl")).env
 
 
 def test_saved_config_rerun_script_is_valid_shell(tmp_path):
     ws = workspace(tmp_path)
-    plan = sandbox.plan(scenario("vtest-virgl", env={"WEIRD": "a b'c"}), fake_toolset(), ws, Workload(probe="gl"))
+    plan = plan_of(sandbox, scenario("vtest-virgl", env={"WEIRD": "a b'c"}), fake_toolset(), ws, Workload(probe="gl"))
     write_config(ws, "vtest-virgl/host/gl", plan)
     script = ws.result_dir / "rerun.sh"
     assert subprocess.run(["sh", "-n", str(script)]).returncode == 0
@@ -83,9 +88,8 @@ def test_saved_config_rerun_script_is_valid_shell(tmp_path):
     assert (ws.result_dir / "service-virgl_test_server.argv").exists()
 
 
-def test_render_argv_drops_blank_lines():
-    argv = templating.render_argv("virgl_test_server.args.j2", program="v", socket="/s", render_node=None,
-                                  use_gles=True)
+def test_virgl_server_argv_without_a_render_node():
+    argv = vtest.server_argv(program="v", socket="/s", render_node=None, use_gles=True)
     assert argv == ["v", "--use-egl-surfaceless", "--use-gles", "--socket-path=/s"]
 
 
@@ -93,9 +97,9 @@ def test_a_nix_toolset_python_runs_from_the_store_inside_the_sandbox(tmp_path):
     toolset = fake_toolset()
     store_python = "/nix/store/0000000000000000000000000000000-probe-python/bin/python3"
     toolset.tools["python3"] = Tool("python3", store_python, "3.13.0")
-    argv = sandbox.plan(scenario("vtest-virgl"), toolset, workspace(tmp_path), Workload(probe="gl")).argv
+    argv = plan_of(sandbox, scenario("vtest-virgl"), toolset, workspace(tmp_path), Workload(probe="gl")).argv
     i = argv.index("/nix/store")
     assert argv[i - 1] == "--ro-bind" and argv[i + 1] == "/nix/store"
     assert argv[argv.index("--") + 1] == store_python
-    assert "/nix/store" not in sandbox.plan(scenario("vtest-virgl"), fake_toolset(), workspace(tmp_path / "b"),
+    assert "/nix/store" not in plan_of(sandbox, scenario("vtest-virgl"), fake_toolset(), workspace(tmp_path / "b"),
                                             Workload(probe="gl")).argv

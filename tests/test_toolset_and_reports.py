@@ -33,7 +33,8 @@ def test_manifest_errors(tmp_path):
 def test_missing_tool_gives_install_hint():
     from harness import paths
     empty = toolset.Toolset("discovery", {name: toolset.Tool(name) for name in toolset.TOOL_SPECS}, [])
-    reason = toolset.unavailable_reason(empty, paths.get("vtest-virgl"))
+    spec = paths.get("vtest-virgl")
+    reason = spec.family.available(spec, empty)
     assert "bwrap (install bubblewrap)" in reason and "virgl_test_server (install virgl-server)" in reason
 
 

@@ -2,13 +2,24 @@ import pytest
 
 from harness import matrix, verdict
 from harness.images import Comparison
-from harness.launchers.base import ProbeResult
+from harness.lifecycle import LaunchResult
+from harness.probes import ProbeReport
 from harness.process import Exit
 
 HOST = verdict.HostFacts({"mnt": "mnt:[1]", "pid": "pid:[2]", "net": "net:[3]", "ipc": "ipc:[4]", "uts": "uts:[5]"},
                          has_render_node=False)
 SANDBOXED_NS = {"mnt": "mnt:[11]", "pid": "pid:[12]", "net": "net:[13]", "ipc": "ipc:[14]", "uts": "uts:[15]"}
 GOOD_IMAGE = Comparison(True, "image matches golden")
+
+
+def ProbeResult(data, exit, log_path, image_path, *_, problem="", skipped=""):
+    """An attempt as the verdict sees it: what the launch saw and what the probe reported."""
+    launch = LaunchResult(exit=exit, problem=problem, skipped=skipped, logs={"probe": log_path},
+                          artifacts={"image": image_path} if image_path else {})
+    report = None if data is None else ProbeReport(ok=data.get("ok") is True, error=data.get("error", ""),
+                                                   renderer=data.get("renderer", ""),
+                                                   isolation=data.get("isolation", {}), raw=data)
+    return verdict.Observed(launch, report)
 
 
 def scenario(path, **override):

@@ -1,7 +1,8 @@
 from harness import matrix
-from harness.launchers.vm import guest_exit
-from harness.templating import render, render_argv
-from harness.vm import accel, modules
+from harness.templating import render
+from harness.vm import accel, console, modules
+from harness.vm.console import guest_exit
+from harness.vm.qemu import QemuSpec
 from harness.vm.xcapture import window_region
 
 DEP = """kernel/fs/9p/9p.ko: kernel/net/9p/9pnet.ko kernel/fs/fscache/fscache.ko kernel/fs/netfs/netfs.ko
@@ -42,10 +43,10 @@ def test_kvm_decision():
 
 
 def qemu_argv(gpu, display, agent_socket=None):
-    return render_argv("qemu.args.j2", qemu="qemu-system-x86_64", accel="tcg", memory_mb=256, kernel="/k",
-                       initrd="/i", cmdline="console=ttyS0 panic=-1", serial_log="/r/console.log",
-                       qmp_socket="/t/qmp.sock", agent_socket=agent_socket, runtime_root="/", out_dir="/r/probe",
-                       gpu=gpu, display=display)
+    return QemuSpec(qemu="qemu-system-x86_64", accel="tcg", memory_mb=256, kernel="/k",
+                    initrd="/i", cmdline="console=ttyS0 panic=-1", serial_log="/r/console.log",
+                    qmp_socket="/t/qmp.sock", agent_socket=agent_socket, runtime_root="/", out_dir="/r/probe",
+                    gpu=gpu, display=display).argv()
 
 
 def test_qemu_argv_per_path():
@@ -68,7 +69,7 @@ def test_interactive_guest_gets_its_command_channel_on_the_second_serial_port():
 
 
 def init_script(agent):
-    return render("init.sh.j2", modules=["virtio_gpu.ko"], scanout=not agent, agent=agent)
+    return console.render_init(["virtio_gpu.ko"], scanout=not agent, agent=agent)
 
 
 def test_init_runs_the_probe_or_the_command_agent():

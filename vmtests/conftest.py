@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness import matrix as matrix_mod, runner, toolset as toolset_mod, verdict
-from harness.guest import Guest
-from harness.launchers.base import Workspace
+from harness.lifecycle import LaunchContext, Workload, Workspace
 
 REQUIRED = {p.strip() for p in os.environ.get("GPU_HARNESS_REQUIRE", "").split(",") if p.strip()}
 
@@ -46,42 +45,46 @@ def skip_unless_required(path: str, what: str, reason: str):
 def outcome_or_skip(result):
     """Turn a harness Skip into a pytest skip (or a failure where the path is required)."""
     if result.verdict.outcome == verdict.SKIP:
-        skip_unless_required(result.scenario.path, result.scenario.id, result.verdict.reason)
+        skip_unless_required(result.scenario.path_id, result.scenario.id, result.verdict.reason)
     return result.verdict.outcome
 
 
 @pytest.fixture
 def machine(request, toolset, tmp_path):
-    """A running guest of a VM path, for tests that drive a guest themselves.
+    """A running instance of any path, for tests that drive it themselves.
 
-    The guest is the one the matrix boots for that path (same kernel, initramfs recipe, QEMU
-    argv, display service, runtime root), with a command agent in place of the probe. Pick the
-    path with ``@pytest.mark.guest("vm-virgl")`` (default vm-headless) or by indirect
-    parametrization; matrix settings go in the marker's keywords, e.g.
-    ``@pytest.mark.guest("vm-headless", kernel_args=["quiet"])``. The object is a
-    harness.guest.Guest: ``run``/``succeed``/``fail`` a shell command in the guest,
-    ``screenshot()``, ``wait_for_event("SHUTDOWN")``, ``wait_for_console(text)``, ``qmp(...)``.
-    QEMU and its services are stopped when the test ends, however it ends.
+    For a VM path it is the guest the matrix boots (same kernel, initramfs recipe, QEMU argv,
+    display service, runtime root) with a command agent in place of the probe: a
+    harness.guest.Guest, which also has ``screenshot()``, ``wait_for_event("SHUTDOWN")``,
+    ``wait_for_console(text)`` and ``qmp(...)``. For a host or sandbox path it is a
+    harness.target.ProcessTarget: the path's services stay up, and each command runs as that
+    path runs a probe (in a fresh sandbox for sandbox paths). Pick the path with
+    ``@pytest.mark.guest("vm-virgl")`` (default vm-headless) or by indirect parametrization;
+    matrix settings go in the marker's keywords, e.g.
+    ``@pytest.mark.guest("vm-headless", kernel_args=["quiet"])``. ``run``/``succeed``/``fail``
+    a shell command. Everything is stopped when the test ends, however it ends.
     """
     marker = request.node.get_closest_marker("guest")
     path = getattr(request, "param", None) or (marker.args[0] if marker and marker.args else "vm-headless")
     settings = dict(marker.kwargs) if marker else {}
     (scenario,) = matrix_mod.expand({"matrix": {"paths": [path]}, "defaults": settings}, "<machine fixture>").scenarios
-    reason = toolset_mod.unavailable_reason(toolset, scenario.spec)
+    reason = scenario.spec.family.available(scenario.spec, toolset)
     if reason:
         skip_unless_required(path, f"{path} machine", reason)
     temp = runner.TempRoot()
-    guest = Guest(scenario, toolset, Workspace(tmp_path / "machine", temp.scenario_dir()))
+    ctx = LaunchContext(scenario, toolset, Workspace(tmp_path / "machine", temp.scenario_dir()),
+                        Workload(probe=scenario.probe))
+    target = scenario.spec.family.target(ctx)
     try:
-        yield guest.start()
+        yield target.start()
     finally:
-        guest.close()
+        target.close()
         temp.remove()
 
 
 def describe(result) -> str:
     lines = [f"{result.scenario.id}: {result.verdict.outcome}: {result.verdict.reason}"]
-    for path in [result.probe.log_path, *result.probe.service_logs.values()]:
+    for path in result.launch.logs.values():
         if path and Path(path).exists():
             lines.append(f"--- {path}\n{Path(path).read_text(errors='replace')[-2000:]}")
     return "\n".join(lines)

@@ -45,7 +45,7 @@ def test_probe_crash_fails_with_its_log(run_scenarios):
     (result,) = run_scenarios(one("software", probe_args=["--fault", "segv"]))
     assert result.verdict.outcome == verdict.FAIL
     assert "killed by SIGSEGV" in result.verdict.reason
-    assert "Fatal Python error: Segmentation fault" in result.probe.log_tail(40)
+    assert "Fatal Python error: Segmentation fault" in result.launch.log_tail(40)
 
 
 def test_probe_crash_inside_sandbox_fails(run_scenarios):
@@ -54,7 +54,7 @@ def test_probe_crash_inside_sandbox_fails(run_scenarios):
     assert result.verdict.outcome == verdict.FAIL
     # bwrap's pid 1 reports the child's death by signal as exit status 128+n.
     assert "without a result" in result.verdict.reason
-    assert "Fatal Python error: Aborted" in result.probe.log_tail(40)
+    assert "Fatal Python error: Aborted" in result.launch.log_tail(40)
 
 
 def test_hung_probe_times_out(run_scenarios):
@@ -134,8 +134,8 @@ def test_exec_passes_exit_code_and_output_through(toolset):
 def test_exec_runs_a_users_gl_program_through_virgl(toolset):
     if toolset.missing(["bwrap", "virgl_test_server"]):
         pytest.skip("needs bwrap and virgl_test_server")
-    from harness.launchers.base import PROBE_FILES
-    with open(PROBE_FILES["gl"]) as program:
+    from harness.probes import PROBES
+    with open(PROBES["gl"].file) as program:
         done = subprocess.run([sys.executable, "-m", "harness.cli", "exec", "--path", "vtest-virgl", "--",
                                "python3", "-", "--out", "/tmp", "--frames", "1"],
                               stdin=program, capture_output=True, text=True, timeout=60)

@@ -14,9 +14,9 @@ def test_default_matrix_scenario(scenario, run_scenarios):
     outcome = outcome_or_skip(result)
     assert outcome in (verdict.PASS, verdict.EXPECTED_FAIL), describe(result)
     if outcome == verdict.PASS:
-        data = result.probe.data
+        data = result.report.raw
         assert data["ok"] and data["pixels_md5"], describe(result)
-        assert result.probe.image_path and result.diff_path
+        assert result.launch.image_path and result.diff_path
 
 
 def test_vtest_virgl_renders_through_virgl_with_no_dri(run_scenarios):
@@ -24,11 +24,11 @@ def test_vtest_virgl_renders_through_virgl_with_no_dri(run_scenarios):
     (result,) = run_scenarios([scenario])
     if outcome_or_skip(result) != verdict.PASS:
         pytest.fail(describe(result))
-    data = result.probe.data
+    data = result.report.raw
     assert data["renderer"].startswith("virgl (")
     assert data["isolation"]["dri_nodes"] == []
     assert data["isolation"]["host_paths_visible"] == 0
-    assert result.probe.service_rss_kb["virgl_test_server"] > 0
+    assert result.launch.rss_kb["virgl_test_server"] > 0
 
 
 def test_silent_llvmpipe_fallback_is_a_fail(run_scenarios):

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from harness import matrix as matrix_mod, toolset as toolset_mod, verdict
+from harness import matrix as matrix_mod, verdict
 
 from .conftest import describe, outcome_or_skip, skip_unless_required
 from .test_faults import processes_mentioning
@@ -46,17 +46,17 @@ def test_vm_result_records_acceleration_and_console(run_scenarios):
     (result,) = run_scenarios(vm_scenario())
     if outcome_or_skip(result) != verdict.PASS:
         pytest.fail(describe(result))
-    assert result.probe.facts["accel"] in ("kvm", "tcg") and result.probe.facts["accel_reason"]
+    assert result.launch.facts["accel"] in ("kvm", "tcg") and result.launch.facts["accel_reason"]
     assert "gpu-harness: probe exited 0" in (result.result_dir / "console.log").read_text()
-    assert result.probe.service_rss_kb["qemu"] > 0
-    assert result.probe.data["isolation"]["dri_nodes"] == []
+    assert result.launch.rss_kb["qemu"] > 0
+    assert result.report.raw["isolation"]["dri_nodes"] == []
 
 
 def test_harness_sigkilled_during_a_vm_scenario_leaves_nothing(tmp_path, toolset):
     """QEMU and the Xvfb it draws on are reaped, and Xvfb's display lock and socket removed,
     when the harness dies without running any cleanup of its own."""
     scenario = vm_scenario("vm-virgl")[0]
-    reason = toolset_mod.unavailable_reason(toolset, scenario.spec)
+    reason = scenario.spec.family.available(scenario.spec, toolset)
     if reason:
         skip_unless_required("vm-virgl", "vm-virgl", reason)
     scratch = tmp_path / "scratch"
