@@ -42,7 +42,10 @@ class PathSpec:
         return [*self.family.system_features, *(["gpu"] if self.gpu else [])]
 
     def to_json(self) -> dict:
-        return {"family": self.family.name, "features": self.features}
+        family = self.family
+        return {"family": family.name, "features": self.features,
+                "runtime_kinds": list(family.runtime_kinds) if family.runtime_kinds is not None else None,
+                "systems": list(family.nix_systems) if family.nix_systems is not None else None}
 
 
 SANDBOX_NAMESPACES = ("mnt", "pid", "net", "ipc", "uts")

@@ -1,5 +1,5 @@
 # The scenario list of a matrix declaration, as the flake's checks see it: paths x runtimes x
-# probes, minus excludes, host-family paths on the host runtime only -- the same ids and order
+# probes, minus excludes, each path on the runtime kinds its family takes -- the same ids and order
 # as harness/matrix.py (tests/test_nix.py compares them). Overrides change settings, not ids,
 # so they are not needed here. Builtins only:
 #   nix-instantiate --eval --strict --json -E "import ./nix/scenarios.nix { }"
@@ -30,11 +30,12 @@ let
           inherit path runtime probe;
           id = "${path}/${runtime}/${probe}";
           name = slug id;
-          inherit (paths.${path}) family features;
+          inherit (paths.${path}) family features systems;
           needsGpu = builtins.elem "gpu" features;
         })
         (m.probes or [ "gl" ]))
-      (builtins.filter (runtime: paths.${path}.family != "host" || kindOf runtime == "host")
+      (builtins.filter (runtime: paths.${path}.runtime_kinds == null
+        || builtins.elem (kindOf runtime) paths.${path}.runtime_kinds)
         (m.runtimes or [ "host" ])))
     m.paths;
 in

@@ -78,6 +78,11 @@ def test_nix_scenario_list_matches_the_python_expansion(declaration):
     assert [s["name"] for s in listed] == [s.slug for s in expected]
 
 
+def test_nix_paths_json_is_written_from_the_path_table():
+    written = (ROOT / "nix" / "paths.json").read_text()
+    assert written == path_registry.table_json(), "nix/paths.json is stale: python -m harness.paths > nix/paths.json"
+
+
 def test_nix_paths_table_agrees_with_the_path_registry():
     table = nix_eval(ROOT / "nix" / "paths.nix")
     assert set(table) == set(path_registry.PATHS)

@@ -57,11 +57,13 @@ class Family:
 
     name: ClassVar[str]
     system_features: ClassVar[Tuple[str, ...]] = ()  # Nix build-machine features its checks need
+    runtime_kinds: ClassVar[Optional[Tuple[str, ...]]] = None  # the runtime kinds it takes; None: any
+    nix_systems: ClassVar[Optional[Tuple[str, ...]]] = None  # Nix systems its checks exist on; None: all
     launch_class: ClassVar[Type[Launch]]
 
     def accepts(self, runtime: "Runtime") -> bool:
         """Whether this family can run a workload in that runtime."""
-        return True
+        return self.runtime_kinds is None or runtime.kind in self.runtime_kinds
 
     def available(self, spec: "PathSpec", toolset: "Toolset") -> Optional[str]:
         """Why `spec` cannot run on this machine with this toolset, or None."""

@@ -3,7 +3,7 @@ import os
 from typing import Dict
 
 from ..lifecycle import LaunchContext
-from ..model import HOST_KIND, Runtime, Scenario
+from ..model import HOST_KIND, Scenario
 from .base import Family, Plan, ProcessLaunch, probe_spec
 
 # Variables that pick a GL driver: the native path must see the host's defaults, not the caller's.
@@ -20,10 +20,7 @@ def environment(scenario: Scenario) -> Dict[str, str]:
 class HostFamily(Family):
     name = "host"
     launch_class = ProcessLaunch
-
-    def accepts(self, runtime: Runtime) -> bool:
-        """A host process runs in the host's own root: the host runtime only."""
-        return runtime.kind == HOST_KIND
+    runtime_kinds = (HOST_KIND,)  # a host process runs in the host's own root
 
     def plan(self, ctx: LaunchContext) -> Plan:
         workload = ctx.workload

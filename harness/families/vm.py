@@ -202,6 +202,7 @@ class VmLaunch(Launch):
 class VmFamily(Family):
     name = "vm"
     system_features = ("kvm",)
+    nix_systems = ("x86_64-linux",)  # the guest is an x86_64 QEMU machine
     launch_class = VmLaunch
 
     def available(self, spec: "PathSpec", toolset: Toolset) -> Optional[str]:
