@@ -76,10 +76,11 @@ class Workload:
 
 @dataclass
 class Hooks:
-    """Callbacks into a launch, for tests: services up, and before each phase (fault injection)."""
+    """Callbacks into a launch, for tests: services up, and before each phase of a scenario
+    (fault injection: `before_phase(phase, scenario_id)`)."""
 
     services_ready: Callable[[List[service_mod.RunningService]], None] = lambda services: None
-    before_phase: Callable[[Phase], None] = lambda phase: None
+    before_phase: Callable[[Phase, str], None] = lambda phase, scenario_id: None
 
 
 @dataclass
@@ -188,7 +189,7 @@ class Launch:
     @contextmanager
     def in_phase(self, phase: Phase) -> Iterator[None]:
         self.phase = phase
-        self.ctx.hooks.before_phase(phase)
+        self.ctx.hooks.before_phase(phase, self.ctx.scenario.id)
         yield
 
     def timed(self, name: str, since: float) -> float:
@@ -222,7 +223,10 @@ class Launch:
         if self._stopped:
             return
         self._stopped = True
-        with self.in_phase(Phase.STOP):
+        try:
+            with self.in_phase(Phase.STOP):
+                pass
+        finally:  # whatever raised, the workload and the services go
             try:
                 self.stop_workload()
             finally:

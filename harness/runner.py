@@ -101,7 +101,7 @@ def attempt(scenario: Scenario, toolset: Toolset, options: RunOptions, temp: Tem
         workload = Workload(probe=scenario.probe, probe_args=list(scenario.probe_args))
         launched = launch(LaunchContext(scenario, toolset, workspace, workload, hooks))
         phase, t_verdict = str(Phase.VERDICT), time.monotonic()
-        hooks.before_phase(Phase.VERDICT)
+        hooks.before_phase(Phase.VERDICT, scenario.id)
         report, problem = probes.read_report(probes.get(scenario.probe), launched.artifacts.get("stdout"))
         goldens = verdict_mod.Goldens(options.goldens_dir, result_dir) if options.compare_images else None
         verdict = verdict_mod.evaluate(scenario, verdict_mod.Observed(launched, report, problem), host, goldens)

@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from harness.guest import GuestError
+from harness.target import TargetError
 
 pytestmark = pytest.mark.vm
 
@@ -67,3 +68,25 @@ def test_wait_for_event_sees_the_guest_reset(machine):
     assert event["data"]["guest"] is True and event["data"]["reason"] == "guest-reset"
     with pytest.raises(GuestError, match="not running|closed its command channel"):
         machine.run("true")
+
+
+@pytest.mark.guest("vtest-virgl")
+def test_a_sandbox_target_runs_commands_through_the_path(machine):
+    """The same fixture for a sandbox path: its virgl_test_server stays up, each command runs in
+    a fresh bwrap sandbox with no /dev/dri, and a GL program renders through virgl."""
+    assert machine.run("exit 4").exit_code == 4
+    machine.fail("ls /dev/dri")
+    machine.fail("touch /usr/x")
+    assert machine.succeed("cat /proc/self/uid_map; echo $GALLIUM_DRIVER").split()[-1] == "virpipe"
+    assert machine.succeed("python3 -S -c 'import os; print(os.path.exists(\"/home\"))'") == "False\n"
+    with pytest.raises(TargetError, match="has no display"):
+        machine.screenshot()
+
+
+@pytest.mark.guest("vtest-virgl")
+def test_a_sandbox_target_renders_a_users_gl_program(machine, tmp_path):
+    import json
+    from harness.probes import PROBES
+    probe = PROBES["gl"].file.read_text()
+    out = machine.succeed(f"cat > /tmp/p.py <<'EOF_PROBE'\n{probe}\nEOF_PROBE\npython3 -S /tmp/p.py --out /tmp --frames 2")
+    assert json.loads(out.strip().splitlines()[-1])["renderer"].startswith("virgl (")
