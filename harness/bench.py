@@ -14,7 +14,7 @@ class BenchRow:
     path: str
     outcome: str
     runs: int
-    phases_s: Dict[str, float]
+    phases_s: Dict[str, Optional[float]]
     wall_s: float
     fps: Optional[float]
     fps_vs_native: Optional[float]
@@ -34,16 +34,18 @@ def summarize(rounds: List[List]) -> List[BenchRow]:
         for result in results:
             by_id.setdefault(result.scenario.id, []).append(result)
     native_fps = {}
-    for scenario_id, results in by_id.items():
+    for results in by_id.values():
         first = results[0].scenario
         if first.spec.baseline:
             native_fps[(first.runtime.name, first.probe)] = median(fps_of(r) for r in results)
     rows = []
     for scenario_id, results in by_id.items():
         scenario = results[0].scenario
+        wall = median(r.wall_s for r in results)
+        rss = [value for value in (rss_of(r) for r in results) if value]
         fps = median(fps_of(r) for r in results)
         native = next((fps for (_, probe), fps in native_fps.items() if probe == scenario.probe), None)
-        services = {}
+        services: Dict[str, int] = {}
         for result in results:
             for name, rss in result.launch.rss_kb.items():
                 services[name] = max(services.get(name, 0), rss)
@@ -53,10 +55,10 @@ def summarize(rounds: List[List]) -> List[BenchRow]:
             outcome="/".join(sorted({r.verdict.outcome.value for r in results})),
             runs=len(results),
             phases_s={p: median(r.phases.get(p) for r in results) for p in PHASES},
-            wall_s=median(r.wall_s for r in results),
+            wall_s=wall or 0.0,
             fps=fps,
             fps_vs_native=(fps / native) if fps and native else None,
-            probe_rss_kb=max((rss_of(r) for r in results if rss_of(r)), default=None),
+            probe_rss_kb=max(rss) if rss else None,
             service_rss_kb=services,
         ))
     return rows

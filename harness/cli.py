@@ -8,11 +8,11 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from . import __version__, bench, matrix as matrix_mod, paths as path_registry, reaper, report, runner
-from . import pins as pins_mod, toolset as toolset_mod
-from .errors import InputError
+from . import outdir, pins as pins_mod, toolset as toolset_mod
+from .errors import InputError, shown
 from .lifecycle import LaunchContext, Workload, Workspace
 from .outcomes import Outcome
 
@@ -26,13 +26,33 @@ class Parser(argparse.ArgumentParser):
         raise InputError(f"{command}: {message}" if command else message)
 
 
-def positive_int(text: str) -> int:
+def whole_number(text: str, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {value}")
+        raise argparse.ArgumentTypeError(f"not a number: {shown(text)}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    return whole_number(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    return whole_number(text, 0)
+
+
+def seconds(text: str) -> float:
+    """A timeout: a finite number of seconds, more than 0 and at most a week."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {shown(text)}") from None
+    if not 0 < value <= matrix_mod.MAX_TIMEOUT_S:  # also false for nan
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most {matrix_mod.MAX_TIMEOUT_S:g} "
+                                         f"seconds (a week), not {shown(text)}")
     return value
 
 
@@ -52,7 +72,8 @@ def build_parser() -> Parser:
     add_selection(run)
     run.add_argument("--out", type=Path, default=Path("gpu-harness-out"), help="output folder")
     run.add_argument("-j", "--jobs", type=positive_int, default=2, help="scenarios run in parallel")
-    run.add_argument("--retries", type=positive_int, default=0, help="re-run a failed scenario up to N times (Flake)")
+    run.add_argument("--retries", type=non_negative_int, default=0,
+                     help="re-run a failed scenario up to N times (Flake)")
     run.add_argument("--goldens", type=Path, default=runner.GOLDENS_DIR)
     run.add_argument("--fail-on-skip", action="store_true",
                      help="a Skip fails the run too (for CI and Nix checks, where every chosen path must run)")
@@ -70,7 +91,7 @@ def build_parser() -> Parser:
     execute.add_argument("--runtime", default="host", help="runtime name from --matrix (default: host)")
     execute.add_argument("--matrix", type=Path)
     execute.add_argument("--toolset", type=Path)
-    execute.add_argument("--timeout", type=float, default=3600.0)
+    execute.add_argument("--timeout", type=seconds, default=3600.0)
     execute.add_argument("--keep", type=Path, help="keep the rendered configs and logs in this folder")
     execute.add_argument("cmd", nargs=argparse.REMAINDER, help="-- COMMAND ARGS...")
 
@@ -103,14 +124,14 @@ def build_parser() -> Parser:
     return parser
 
 
-def select(args) -> (matrix_mod.Matrix, List[matrix_mod.Scenario]):
+def select(args) -> Tuple[matrix_mod.Matrix, List[matrix_mod.Scenario]]:
     loaded = matrix_mod.load(args.matrix)
     wanted = None
     if getattr(args, "paths", None):
         wanted = [p.strip() for p in args.paths.split(",") if p.strip()]
         unknown = [p for p in wanted if p not in path_registry.PATHS]
         if unknown:
-            raise InputError(f"--paths: unknown path {unknown[0]!r} (known: {', '.join(path_registry.PATHS)})")
+            raise InputError(f"--paths: unknown path {shown(unknown[0])} (known: {', '.join(path_registry.PATHS)})")
     chosen = loaded.select(wanted, getattr(args, "filter", None))
     if not chosen:
         raise InputError(f"{loaded.source}: no scenario matches --paths/--filter")
@@ -141,6 +162,7 @@ def run_matrix(scenarios, toolset, options, title: str):
 
 
 def cmd_run(args) -> int:
+    outdir.prepare(args.out, "--out")
     loaded, scenarios = select(args)
     toolset = toolset_mod.load(args.toolset)
     started = datetime.datetime.now(datetime.timezone.utc)
@@ -183,9 +205,9 @@ def cmd_doctor(args) -> int:
     path_table = Table(title="paths on this machine")
     for column in ("path", "family", "runs here", "why not"):
         path_table.add_column(column)
-    for spec in path_registry.PATHS.values():
-        reason = spec.family.available(spec, toolset)
-        path_table.add_row(spec.id, spec.family.name, "[red]no[/]" if reason else "yes", reason or "")
+    for path in path_registry.PATHS.values():
+        reason = path.family.available(path, toolset)
+        path_table.add_row(path.id, path.family.name, "[red]no[/]" if reason else "yes", reason or "")
     out = console()
     out.print(tools)
     out.print(f"render nodes: {', '.join(toolset.render_nodes) or 'none'}")
@@ -194,6 +216,8 @@ def cmd_doctor(args) -> int:
 
 
 def cmd_exec(args) -> int:
+    if args.keep:
+        outdir.prepare(args.keep, "--keep")
     command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not command:
         raise InputError("exec: no command given (usage: gpu-harness exec --path P -- CMD ARGS)")
@@ -231,7 +255,7 @@ def cmd_exec(args) -> int:
     if result.exit.timed_out:
         print(f"gpu-harness: command timed out after {args.timeout:g} s", file=sys.stderr)
         return 124
-    return result.exit.code if result.exit.code is not None else 128 + result.exit.signal
+    return result.exit.code if result.exit.code is not None else 128 + (result.exit.signal or 0)
 
 
 HOST = matrix_mod.HOST_RUNTIME
@@ -262,6 +286,7 @@ def cmd_pins(args) -> int:
 
 def cmd_goldens_update(args) -> int:
     """Render each probe's golden with a real run of the reference (llvmpipe) path."""
+    outdir.prepare(args.goldens, "--goldens")
     loaded = matrix_mod.load(args.matrix)
     probes = sorted({s.probe for s in loaded.scenarios})
     toolset = toolset_mod.load(args.toolset)
@@ -294,6 +319,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    outdir.prepare(args.out, "--out")
     loaded, scenarios = select(args)
     toolset = toolset_mod.load(args.toolset)
     rounds = []

@@ -5,7 +5,7 @@ the schema of a successful report."""
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Type, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Type, Union
 
 PROBE_DIR = Path(__file__).resolve().parent / "probe"
 INSIDE = "/run/gpu-harness"  # where a probe and its output folder appear inside a sandbox/guest/container
@@ -64,10 +64,10 @@ class ProbeReport:
     renderer: str = ""
     version: Optional[str] = None
     vendor: Optional[str] = None
-    timings: Dict[str, object] = field(default_factory=dict)
-    isolation: Dict[str, object] = field(default_factory=dict)
+    timings: Dict[str, Any] = field(default_factory=dict)
+    isolation: Dict[str, Any] = field(default_factory=dict)
     peak_rss_kb: Optional[int] = None
-    raw: Dict[str, object] = field(default_factory=dict)
+    raw: Dict[str, Any] = field(default_factory=dict)
 
     @property
     def fps(self) -> Optional[float]:

@@ -53,9 +53,10 @@ class RunningService:
 
     def failure(self) -> Optional[str]:
         """A one-line reason if the service died on its own, else None."""
-        if self.stopped or self.child.poll() is None:
+        returncode = self.child.poll()
+        if self.stopped or returncode is None:
             return None
-        return f"service {self.spec.name} died during the run ({exit_of(self.child.poll()).describe()})"
+        return f"service {self.spec.name} died during the run ({exit_of(returncode).describe()})"
 
     def sample_rss(self) -> None:
         self.peak_rss_kb = max(self.peak_rss_kb, self.child.peak_rss_kb())

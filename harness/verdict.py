@@ -132,7 +132,7 @@ def isolation_checks(scenario: Scenario, report: ProbeReport, host: HostFacts) -
                             f"{len(visible)} of {facts.get('host_paths_checked', 0)} host paths visible" +
                             (f": {', '.join(visible)}" if visible else ""), FailureKind.ISOLATION))
     if spec.own_namespaces:
-        seen = facts.get("namespaces") if isinstance(facts.get("namespaces"), dict) else {}
+        seen = facts["namespaces"] if isinstance(facts.get("namespaces"), dict) else {}
         shared = [ns for ns in spec.own_namespaces if seen.get(ns) and seen.get(ns) == host.namespaces.get(ns)]
         checks.append(Check("namespaces", not shared,
                             f"shares the host's {', '.join(shared)} namespace" if shared

@@ -26,7 +26,7 @@ def server_argv(program: str, socket: str, render_node: Optional[str], use_gles:
 
 def server_spec(toolset: Toolset, workspace: Workspace) -> ServiceSpec:
     socket = str(workspace.tmp_dir / "virgl.sock")
-    argv = server_argv(toolset.path(SERVICE), socket, (toolset.render_nodes or [None])[0])
+    argv = server_argv(toolset.path(SERVICE), socket, toolset.render_nodes[0] if toolset.render_nodes else None)
     # virgl_test_server refuses to start without XDG_RUNTIME_DIR.
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "XDG_RUNTIME_DIR": str(workspace.tmp_dir)}
     return ServiceSpec(SERVICE, argv, env, str(workspace.result_dir / f"{SERVICE}.log"), ready_socket=socket)

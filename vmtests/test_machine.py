@@ -43,7 +43,7 @@ PY
 @pytest.mark.guest("vm-virtio-2d")
 def test_screenshot_shows_what_the_guest_put_on_its_display(machine):
     width, height = map(int, machine.succeed(FILL_FRAMEBUFFER).split())
-    for attempt in range(20):  # the fbdev damage worker flushes to the display shortly after the write
+    for _ in range(20):  # the fbdev damage worker flushes to the display shortly after the write
         pixels = numpy.asarray(Image.open(machine.screenshot()).convert("RGB"))
         if tuple(pixels[10, 10]) == (255, 0, 0):
             break

@@ -419,7 +419,7 @@ def isolation_facts(host_paths):
         dri = sorted(os.listdir("/dev/dri"))
     except OSError:
         dri = []
-    namespaces = {}
+    namespaces: dict = {}
     for ns in ("mnt", "pid", "net", "ipc", "uts", "user", "cgroup"):
         try:
             namespaces[ns] = os.readlink("/proc/self/ns/" + ns)
@@ -454,7 +454,7 @@ def inject_fault(kind):
 
 
 def render(args):
-    timings = {}
+    timings: dict = {}
     t0 = time.perf_counter()
     egl = EGL()
     platform, dpy = open_display(egl)

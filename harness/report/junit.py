@@ -11,7 +11,7 @@ def render(document: dict) -> str:
     skipped = sum(1 for o in outcomes if o.junit_kind == "skipped")
     suite = ET.Element("testsuite", name="gpu-harness", tests=str(len(scenarios)), failures=str(failures),
                        skipped=str(skipped), errors="0", time=f"{document.get('wall_s', 0):.3f}")
-    for scenario, outcome in zip(scenarios, outcomes):
+    for scenario, outcome in zip(scenarios, outcomes, strict=True):
         case = ET.SubElement(suite, "testcase", classname=f"gpu-harness.{scenario['path']}",
                              name=scenario["id"], time=f"{scenario.get('wall_s') or 0:.3f}")
         if outcome.junit_kind is not None:

@@ -7,6 +7,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Tuple
 
 CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gpu-harness" / "initramfs"
 CACHE_KEEP = 16  # images kept, most recently used first: a few kernels x paths x probe versions
@@ -33,7 +34,7 @@ class InitramfsSpec:
         return h.hexdigest()[:24]
 
 
-def build(spec: InitramfsSpec, cache_dir: Path = CACHE_DIR) -> (Path, bool):
+def build(spec: InitramfsSpec, cache_dir: Path = CACHE_DIR) -> Tuple[Path, bool]:
     """Return (path of the cpio archive, whether it was built now)."""
     target = cache_dir / f"{spec.digest()}.cpio"
     if target.exists():

@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from qemu.qmp import EventListener, QMPClient
 
@@ -18,6 +18,11 @@ from ..retry import poll
 
 logging.getLogger("qemu.qmp").setLevel(logging.CRITICAL)
 WATCHED_EVENTS = ("SHUTDOWN", "GUEST_PANICKED", "STOP", "RESET", "POWERDOWN")
+
+
+def event_record(event: Any) -> dict:
+    data = event.get("data")
+    return {"event": event["event"], "data": dict(data) if isinstance(data, dict) else {}}
 
 
 class MachineError(Exception):
@@ -68,7 +73,7 @@ class Machine:
 
     async def _record_events(self) -> None:
         async for event in self._recorder:
-            self.events.append({"event": event["event"], "data": dict(event.get("data", {}))})
+            self.events.append(event_record(event))
 
     def qmp(self, command: str, **arguments):
         if self._qmp is None:
@@ -98,7 +103,7 @@ class Machine:
                 event = self._call(asyncio.wait_for(listener.get(), timeout_s), timeout=timeout_s + 5)
             except (asyncio.TimeoutError, TimeoutError):
                 return None
-            return {"event": event["event"], "data": dict(event.get("data", {}))}
+            return event_record(event)
         finally:
             self._qmp.remove_listener(listener)
 

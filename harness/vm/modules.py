@@ -1,6 +1,6 @@
 """Kernel modules a guest needs, resolved from the kernel's own modules.dep."""
 from pathlib import Path
-from typing import Dict, Iterable, List
+from typing import AbstractSet, Dict, Iterable, List
 
 # What each guest feature needs; names as modprobe takes them ('-' and '_' are the same).
 BASE_MODULES = ("virtio_pci", "9pnet_virtio", "9p")
@@ -35,7 +35,7 @@ def builtin_names(text: str) -> set:
     return {module_name(line.strip()) for line in text.splitlines() if line.strip()}
 
 
-def resolve(wanted: Iterable[str], dep_table: Dict[str, List[str]], builtin: set = frozenset()) -> List[str]:
+def resolve(wanted: Iterable[str], dep_table: Dict[str, List[str]], builtin: AbstractSet[str] = frozenset()) -> List[str]:
     """Relpaths to insmod, dependencies first, each once. Built-in modules need nothing."""
     order: List[str] = []
     visiting = set()
