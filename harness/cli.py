@@ -4,16 +4,16 @@ import dataclasses
 import datetime
 import json
 import shutil
-import signal
 import sys
 import tempfile
 from pathlib import Path
 from typing import List, Optional, Tuple
 
 from . import __version__, bench, matrix as matrix_mod, paths as path_registry, reaper, report, runner
-from . import outdir, pins as pins_mod, toolset as toolset_mod
+from . import outdir, pins as pins_mod, process, toolset as toolset_mod
 from .errors import InputError, shown
 from .lifecycle import LaunchContext, Workload, Workspace
+from .interrupts import INTERRUPTS
 from .outcomes import Outcome
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -172,6 +172,9 @@ def cmd_run(args) -> int:
     report.write_all(args.out, document)
     summary = ", ".join(f"{k} {v}" for k, v in sorted(document["summary"].items()))
     print(f"{len(results)} scenarios: {summary}. Report: {args.out / 'report.html'}")
+    if INTERRUPTS.requested:
+        print(f"gpu-harness: {INTERRUPTS.reason()}: reports written for what finished", file=sys.stderr)
+        return INTERRUPTS.exit_code
     failing = (Outcome.FAIL, Outcome.SKIP) if args.fail_on_skip else (Outcome.FAIL,)
     return EXIT_FAILED if any(r.verdict.outcome in failing for r in results) else EXIT_OK
 
@@ -345,8 +348,11 @@ COMMANDS = {"run": cmd_run, "list": cmd_list, "doctor": cmd_doctor, "exec": cmd_
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    # SIGTERM: unwind normally so services stop; the reaper covers what unwinding cannot.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    # SIGINT/SIGTERM: a run stops its scenarios and writes what finished; otherwise unwind so
+    # services stop. The reaper covers what unwinding cannot; orphans of launched programs are
+    # reparented to us (a child subreaper) and reaped before we exit.
+    INTERRUPTS.install()
+    process.become_subreaper()
     try:
         args = build_parser().parse_args(argv)
         handler = cmd_goldens_update if args.command == "goldens" else COMMANDS[args.command]
@@ -359,6 +365,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 130
     finally:
         reaper.shutdown()
+        process.reap_children()
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Child processes the harness launches: each in its own process group, known to the reaper,
 killed as a group, measured (peak RSS) before it goes."""
+import ctypes
 import os
 import signal
 import subprocess
@@ -96,9 +97,10 @@ class Child:
         return self._finish(exit_of(self.proc.returncode))
 
     def wait(self, timeout_s: float, watch: Callable[[], Optional[str]] = lambda: None,
-             watch_grace_s: float = 2.0) -> Exit:
-        """Wait for exit; kill the group on timeout, or `watch_grace_s` after `watch` reports a
-        problem (a service it depends on died) if the process has not exited by itself."""
+             watch_grace_s: float = 2.0, abort: Callable[[], Optional[str]] = lambda: None) -> Exit:
+        """Wait for exit; kill the group on timeout, `watch_grace_s` after `watch` reports a
+        problem (a service it depends on died) if the process has not exited by itself, or at
+        once when `abort` gives a reason (the run was interrupted)."""
         deadline = self.started + timeout_s
         problem, problem_at = "", None
         while True:
@@ -111,6 +113,9 @@ class Child:
             if not problem:
                 problem = watch() or ""
                 problem_at = now if problem else None
+            stop_now = abort()
+            if stop_now:
+                problem, problem_at = stop_now, now - watch_grace_s
             if now >= deadline or (problem_at and now - problem_at >= watch_grace_s):
                 self.kill_group(signal.SIGKILL)
                 self.proc.wait()
@@ -146,3 +151,50 @@ def tail(path: str, lines: int = 20) -> str:
     except OSError:
         return ""
     return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> bool:
+    """Orphans of what we launch (a server's forked children, bwrap's inner init) are reparented
+    to us instead of PID 1, which may never reap them; reap_children() collects them."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def children() -> List[int]:
+    """Pids whose parent is this process (our own and adopted orphans)."""
+    me, found = str(os.getpid()), []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[1] == me:
+            found.append(int(entry))
+    return found
+
+
+def reap_children(timeout_s: float = 5.0) -> None:
+    """At exit, when nothing of ours is running any more: kill what is left of our tree and
+    collect every child, so none is left as a zombie."""
+    for pid in children():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            time.sleep(0.01)

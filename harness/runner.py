@@ -6,11 +6,12 @@ import shutil
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Union
 
 from . import probes, reaper, verdict as verdict_mod
+from .interrupts import INTERRUPTS
 from .lifecycle import Hooks, LaunchContext, LaunchResult, Phase, Workload, Workspace
 from .model import Scenario
 from .outcomes import Outcome
@@ -113,12 +114,22 @@ def attempt(scenario: Scenario, toolset: Toolset, options: RunOptions, temp: Tem
     return ScenarioResult(scenario, verdict, launched, report, result_dir, time.monotonic() - started)
 
 
+def not_run(scenario: Scenario, result_dir: Path) -> ScenarioResult:
+    reason = f"not run: the run was {INTERRUPTS.reason()}"
+    return ScenarioResult(scenario, verdict_mod.Verdict(Outcome.SKIP, reason), LaunchResult(skipped=reason),
+                          None, result_dir, 0.0, attempts=0)
+
+
 def run_scenario(scenario: Scenario, toolset: Toolset, options: RunOptions, temp: TempRoot,
                  host: verdict_mod.HostFacts, hooks: Hooks) -> ScenarioResult:
     base = options.out_dir / "scenarios" / scenario.slug
+    if INTERRUPTS.requested:
+        return not_run(scenario, base)
     shutil.rmtree(base, ignore_errors=True)
     results: List[ScenarioResult] = []
     for number in range(1, options.retries + 2):
+        if number > 1 and INTERRUPTS.requested:
+            break
         result_dir = base if number == 1 else base / f"retry-{number - 1}"
         result = attempt(scenario, toolset, options, temp, result_dir, host, hooks)
         results.append(result)
@@ -139,7 +150,7 @@ def run(scenarios: List[Scenario], toolset: Toolset, options: RunOptions,
     temp = TempRoot()
     results: Dict[str, ScenarioResult] = {}
     try:
-        with ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
+        with INTERRUPTS.graceful(), ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
             futures = {pool.submit(run_scenario, s, toolset, options, temp, host, as_hooks(hooks)): s
                        for s in scenarios}
             for future in as_completed(futures):

@@ -2,11 +2,11 @@
 (argv, environment, rerun.sh), and the launch of a plain process (host, sandbox)."""
 import datetime
 import os
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Dict, List, Optional, Tuple, Type
 
 from .. import probes
+from ..interrupts import INTERRUPTS
 from ..lifecycle import Launch, LaunchContext, LaunchResult, Workspace
 from ..outcomes import FailureKind
 from ..process import Child
@@ -129,8 +129,11 @@ class ProcessLaunch(Launch):
     def watch(self) -> None:
         if self.child is None:
             return
-        self.result.exit = self.child.wait(self.ctx.scenario.timeout_s, watch=self.service_failure)
+        self.result.exit = self.child.wait(self.ctx.scenario.timeout_s, watch=self.service_failure,
+                                           abort=INTERRUPTS.why_stop)
         self.timed("probe_s", self._started_at)
+        if INTERRUPTS.requested and self.result.exit.stopped_because == INTERRUPTS.reason():
+            self.result.fail(INTERRUPTS.reason(), FailureKind.INTERRUPTED)
         reason = self.result.exit.stopped_because or self.service_failure()
         if reason:
             self.result.fail(reason, FailureKind.SERVICE_DIED)
@@ -149,8 +152,3 @@ class ProcessLaunch(Launch):
         if image.exists():
             self.result.artifacts["image"] = str(image)
 
-
-def timed_call(phases: Dict[str, float], name: str, since: float) -> float:
-    now = time.monotonic()
-    phases[name] = now - since
-    return now

@@ -7,6 +7,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, List, Optional, Tuple
 
+from ..interrupts import INTERRUPTS
 from ..lifecycle import Launch, LaunchContext
 from ..model import Scenario
 from ..outcomes import FailureKind
@@ -167,6 +168,8 @@ class VmLaunch(Launch):
             if now > deadline:
                 self.result.exit = Exit(None, 9, timed_out=True)
                 return None
+            if INTERRUPTS.requested:
+                return self.result.fail(INTERRUPTS.reason(), FailureKind.INTERRUPTED)
             time.sleep(0.02)
 
     def stop_workload(self) -> None:
