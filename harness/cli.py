@@ -5,7 +5,6 @@ import datetime
 import json
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import List, Optional, Tuple
 
@@ -163,6 +162,7 @@ def run_matrix(scenarios, toolset, options, title: str):
 
 def cmd_run(args) -> int:
     outdir.prepare(args.out, "--out")
+    outdir.lock(args.out, "--out")
     loaded, scenarios = select(args)
     toolset = toolset_mod.load(args.toolset)
     started = datetime.datetime.now(datetime.timezone.utc)
@@ -297,7 +297,7 @@ def cmd_goldens_update(args) -> int:
     reference = [matrix_mod.Scenario(id=f"{path_id}/{HOST}/{probe}", path_id=path_id,
                                      runtime=matrix_mod.Runtime(HOST, matrix_mod.HOST_KIND), probe=probe)
                  for probe in probes]
-    with tempfile.TemporaryDirectory(prefix="gh-goldens-") as out:
+    with reaper.temp_dir("gh-goldens-") as out:
         options = runner.RunOptions(out_dir=Path(out), compare_images=False)
         results = run_matrix(reference, toolset, options, "rendering goldens")
         bad = [r for r in results if r.verdict.outcome is not Outcome.PASS]
@@ -323,6 +323,7 @@ def cmd_report(args) -> int:
 
 def cmd_bench(args) -> int:
     outdir.prepare(args.out, "--out")
+    outdir.lock(args.out, "--out")
     loaded, scenarios = select(args)
     toolset = toolset_mod.load(args.toolset)
     rounds = []

@@ -9,11 +9,13 @@ sync-fd lifecycle: the kernel's own cleanup is the signal.
 
 Runs as a script (stdlib only) so it works from any checkout or install.
 """
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 
 
@@ -100,6 +102,28 @@ def get() -> Reaper:
         if _reaper is None:
             _reaper = Reaper()
         return _reaper
+
+
+@contextlib.contextmanager
+def temp_dir(prefix: str, parent=None):
+    """A temp folder that is removed when the block ends, or by the reaper if we die in it."""
+    path = tempfile.mkdtemp(prefix=prefix, dir=parent)
+    get().track_path(path)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+        get().untrack_path(path)
+
+
+@contextlib.contextmanager
+def temp_file(path):
+    """A file being written (a .partial before its rename): removed by the reaper if we die."""
+    get().track_path(str(path))
+    try:
+        yield path
+    finally:
+        get().untrack_path(str(path))
 
 
 def shutdown() -> None:

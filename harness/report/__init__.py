@@ -6,18 +6,20 @@ from that JSON alone, so `gpu-harness report DIR` can rebuild them later.
 import json
 from pathlib import Path
 
+from ..outdir import write_atomically
 from . import html, junit, results
 
 RESULTS_FILE = "results.json"
 
 
 def write_all(out_dir: Path, document: dict) -> None:
-    (out_dir / RESULTS_FILE).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    # default=str: a fact of an odd type (a path, an enum) must not cost the whole results file
+    write_atomically(out_dir / RESULTS_FILE, json.dumps(document, indent=2, sort_keys=True, default=str) + "\n")
     render_from_json(out_dir)
 
 
 def render_from_json(out_dir: Path) -> dict:
     document = results.read(out_dir / RESULTS_FILE)
-    (out_dir / "junit.xml").write_text(junit.render(document))
-    (out_dir / "report.html").write_text(html.render(document))
+    write_atomically(out_dir / "junit.xml", junit.render(document))
+    write_atomically(out_dir / "report.html", html.render(document))
     return document

@@ -2,12 +2,12 @@
 after a tiny guest has booted under it within a short bound, once per host boot (cached)."""
 import json
 import os
-import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
+from ..process import Child, tail
 from .initramfs import CACHE_DIR, InitramfsSpec, build
 
 KVM_BOUND_S = 8.0
@@ -56,15 +56,16 @@ def try_kvm(qemu: str, kernel: str, busybox: str, workdir: Path, bound_s: float 
             "-kernel", kernel, "-initrd", str(initrd), "-append", "console=ttyS0 panic=-1 quiet",
             "-no-reboot", "-display", "none", "-serial", f"file:{serial}"]
     started = time.monotonic()
-    try:
-        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=bound_s)
-    except subprocess.TimeoutExpired:
+    log = workdir / "kvm-probe-qemu.log"
+    # A Child: its process group is known to the reaper, so a harness killed now leaves no QEMU.
+    end = Child(argv, dict(os.environ), str(log)).wait(bound_s)
+    if end.timed_out:
         return KvmProbe(False, bound_s, f"a KVM guest did not boot within {bound_s:g} s (hangs)")
     seconds = time.monotonic() - started
     text = serial.read_text(errors="replace") if serial.exists() else ""
     if KVM_OK in text:
         return KvmProbe(True, seconds, "booted")
-    last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+    last = (tail(str(log), 1).strip() or "no output")
     return KvmProbe(False, seconds, f"a KVM guest failed: {last}")
 
 

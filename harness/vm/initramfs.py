@@ -4,10 +4,11 @@ import hashlib
 import os
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Tuple
+
+from .. import reaper
 
 CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gpu-harness" / "initramfs"
 CACHE_KEEP = 16  # images kept, most recently used first: a few kernels x paths x probe versions
@@ -41,7 +42,7 @@ def build(spec: InitramfsSpec, cache_dir: Path = CACHE_DIR) -> Tuple[Path, bool]
         os.utime(target)  # mark as recently used for prune()
         return target, False
     cache_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="gh-initramfs-") as staging:
+    with reaper.temp_dir("gh-initramfs-") as staging:
         root = Path(staging)
         for name in ("bin", "dev", "proc", "sys", "mnt", "modules", "probe", "tmp"):
             (root / name).mkdir()
@@ -57,10 +58,10 @@ def build(spec: InitramfsSpec, cache_dir: Path = CACHE_DIR) -> Tuple[Path, bool]
         init.chmod(0o755)
         listing = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
         partial = target.with_suffix(f".{os.getpid()}.partial")
-        with open(partial, "wb") as out:
+        with reaper.temp_file(partial), open(partial, "wb") as out:
             subprocess.run(["cpio", "--quiet", "-o", "-H", "newc", "-R", "0:0"], cwd=root, check=True,
                            input="\n".join(listing).encode(), stdout=out)
-        os.replace(partial, target)  # atomic: parallel builders of the same digest agree
+            os.replace(partial, target)  # atomic: parallel builders of the same digest agree
     prune(cache_dir)
     return target, True
 

@@ -8,6 +8,7 @@ import lzma
 import os
 from pathlib import Path
 
+from .. import reaper
 from .initramfs import CACHE_DIR
 
 XZ_MAGIC = b"\xfd7zXZ\x00"
@@ -32,6 +33,7 @@ def unpacked(vmlinuz: str, cache_dir: Path = CACHE_DIR.parent / "kernel") -> str
         return vmlinuz
     cache_dir.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(f".{os.getpid()}.partial")
-    partial.write_bytes(elf)
-    os.replace(partial, target)
+    with reaper.temp_file(partial):
+        partial.write_bytes(elf)
+        os.replace(partial, target)
     return str(target)

@@ -1,0 +1,106 @@
+"""Faults around a run: a second run on the same output folder, a corrupt golden, a manifest
+naming a tool that is not there, the harness killed during a Nix evaluation or a goldens
+update. Each ends in a clear answer and leaves nothing behind."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+from harness import matrix as matrix_mod, runner, toolset as toolset_mod, verdict
+
+from .conftest import describe
+from .test_faults import processes_mentioning
+
+
+def cli(*args, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "harness.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def wait_for(condition, timeout_s=30.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def test_two_runs_on_one_out_folder(tmp_path):
+    matrix_file = tmp_path / "m.toml"
+    matrix_file.write_text('[matrix]\npaths = ["software"]\n[defaults]\nprobe_args = ["--hold", "3"]\n')
+    out = tmp_path / "out"
+    first = cli("run", "--matrix", str(matrix_file), "--out", str(out))
+    assert wait_for(lambda: (out / "scenarios").exists())
+    second = cli("run", "--matrix", str(matrix_file), "--out", str(out))
+    _, err = second.communicate(timeout=60)
+    assert second.returncode == 2
+    assert err.strip().splitlines() == [f"gpu-harness: error: --out {out}: another gpu-harness run (pid {first.pid}) "
+                                        "is writing there; wait for it or choose another folder"]
+    first.communicate(timeout=60)
+    assert first.returncode == 0
+    document = json.loads((out / "results.json").read_text())
+    assert [s["outcome"] for s in document["scenarios"]] == ["Pass"]
+
+
+def test_a_corrupt_golden_fails_that_scenario_naming_the_golden(tmp_path, toolset):
+    goldens = tmp_path / "goldens"
+    goldens.mkdir()
+    good = (runner.GOLDENS_DIR / "gl.png").read_bytes()
+    (goldens / "gl.png").write_bytes(good[: len(good) // 2])
+    scenarios = matrix_mod.expand({"matrix": {"paths": ["software", "native"]}}, "<t>").scenarios
+    results = runner.run(scenarios, toolset, runner.RunOptions(out_dir=tmp_path / "out", goldens_dir=goldens))
+    for result in results:
+        assert result.verdict.outcome == verdict.FAIL, describe(result)
+        assert f"golden {goldens / 'gl.png'}: gl.png cannot be read as an image" in result.verdict.reason
+        assert result.verdict.failure_kind.value == "image-mismatch"
+
+
+def test_a_manifest_naming_a_missing_tool_skips_naming_it(tmp_path, toolset):
+    data = toolset.to_dict()
+    data["tools"]["virgl_test_server"]["path"] = str(tmp_path / "nowhere" / "virgl_test_server")
+    manifest = tmp_path / "toolset.json"
+    manifest.write_text(json.dumps(data))
+    loaded = toolset_mod.load_manifest(manifest)
+    (scenario,) = matrix_mod.expand({"matrix": {"paths": ["vtest-virgl"]}}, "<t>").scenarios
+    (result,) = runner.run([scenario], loaded, runner.RunOptions(out_dir=tmp_path / "out"))
+    assert result.verdict.outcome == verdict.SKIP
+    assert "virgl_test_server" in result.verdict.reason and str(tmp_path / "nowhere") in result.verdict.reason
+
+
+def test_harness_killed_during_nix_evaluation_leaves_no_evaluator(tmp_path):
+    if not shutil.which("nix-instantiate"):
+        import pytest
+        pytest.skip("needs nix-instantiate (nix-bin)")
+    slow = tmp_path / "slow.nix"
+    slow.write_text("builtins.foldl' (a: b: a + b) 0 (builtins.genList (x: x) 1000000000)\n")
+    harness = cli("list", "--matrix", str(slow))
+    def evaluators():
+        found = []
+        for pid in processes_mentioning(str(slow)):
+            try:
+                if open(f"/proc/{pid}/comm").read().strip() == "nix-instantiate":
+                    found.append(pid)
+            except OSError:
+                continue
+        return found
+
+    assert wait_for(evaluators), "nix-instantiate never started"
+    time.sleep(0.2)
+    harness.send_signal(signal.SIGKILL)
+    harness.communicate()
+    assert wait_for(lambda: evaluators() == [], 10), f"nix-instantiate outlived the harness: {evaluators()}"
+
+
+def test_harness_killed_during_goldens_update_leaves_no_temp_folder(tmp_path):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    harness = cli("goldens", "update", "--goldens", str(tmp_path / "goldens"), env=dict(os.environ, TMPDIR=str(scratch)))
+    assert wait_for(lambda: any(p.name.startswith("gh-goldens-") for p in scratch.iterdir()))
+    harness.send_signal(signal.SIGKILL)
+    harness.communicate()
+    assert wait_for(lambda: not any(scratch.iterdir()), 10), f"left behind: {list(scratch.iterdir())}"
+    assert processes_mentioning(str(scratch)) == []
