@@ -6,7 +6,7 @@ import signal
 import subprocess
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 from . import reaper
 
@@ -50,18 +50,7 @@ class Child:
         return self.proc.poll()
 
     def group_members(self) -> List[int]:
-        members = []
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    fields = stat.read().rsplit(")", 1)[1].split()
-                if int(fields[2]) == self.pgid:
-                    members.append(int(entry))
-            except (OSError, IndexError, ValueError):
-                continue
-        return members
+        return [pid for pid, stat in process_stats() if stat.pgid == self.pgid]
 
     def peak_rss_kb(self) -> int:
         """Largest VmHWM among the group's live processes (the server forks one per client)."""
@@ -166,20 +155,29 @@ def become_subreaper() -> bool:
         return False
 
 
-def children() -> List[int]:
-    """Pids whose parent is this process (our own and adopted orphans)."""
-    me, found = str(os.getpid()), []
+@dataclass(frozen=True)
+class ProcStat:
+    ppid: int
+    pgid: int
+
+
+def process_stats() -> Iterator[Tuple[int, ProcStat]]:
+    """(pid, parent and group) of every process we can read in /proc."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat") as stat:
                 fields = stat.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
+            yield int(entry), ProcStat(ppid=int(fields[1]), pgid=int(fields[2]))
+        except (OSError, IndexError, ValueError):
             continue
-        if fields[1] == me:
-            found.append(int(entry))
-    return found
+
+
+def children() -> List[int]:
+    """Pids whose parent is this process (our own and adopted orphans)."""
+    me = os.getpid()
+    return [pid for pid, stat in process_stats() if stat.ppid == me]
 
 
 def reap_children(timeout_s: float = 5.0) -> None:
