@@ -59,7 +59,7 @@ PATHS: Dict[str, PathSpec] = {
             family=HOST,
             description="host process, host driver: the baseline for % of native",
             renderers={"gl": None},
-            requires=("python3", "mesa"),
+            requires=("python3", "egl"),
             gpu=True,
             baseline=True,
         ),
@@ -128,18 +128,18 @@ BASELINE = next(spec for spec in PATHS.values() if spec.baseline)
 REFERENCE = next(spec for spec in PATHS.values() if spec.reference)
 
 
-def expected_renderer(spec: PathSpec, api: str, host_has_render_node: bool) -> Optional[str]:
+def expected_renderer(spec: PathSpec, api: str, host_has_gpu: bool) -> Optional[str]:
     """Regex the reported renderer must match, or None when the path makes no promise for `api`.
 
-    A path with no fixed renderer (native) is decided by the host: with a render node, falling
-    back to llvmpipe is a silent failure; without one llvmpipe is the honest answer.
+    A path with no fixed renderer (native) is decided by the host: with a GPU device node,
+    falling back to llvmpipe is a silent failure; without one llvmpipe is the honest answer.
     """
     if api not in spec.renderers:
         return None
     pattern = spec.renderers[api]
     if pattern is not None:
         return pattern
-    return NOT_SOFTWARE if host_has_render_node else LLVMPIPE
+    return NOT_SOFTWARE if host_has_gpu else LLVMPIPE
 
 
 def get(path_id: str) -> PathSpec:

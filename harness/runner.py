@@ -16,6 +16,7 @@ from .lifecycle import Hooks, LaunchContext, LaunchResult, Phase, Workload, Work
 from .model import Scenario
 from .outcomes import Outcome
 from .probes import ProbeReport
+from . import toolset as toolset_mod
 from .toolset import Toolset
 
 GOLDENS_DIR = Path(__file__).parent / "goldens"
@@ -61,7 +62,7 @@ def host_facts(toolset: Toolset) -> verdict_mod.HostFacts:
             namespaces[ns] = os.readlink(f"/proc/self/ns/{ns}")
         except OSError:
             pass
-    return verdict_mod.HostFacts(namespaces, bool(toolset.render_nodes))
+    return verdict_mod.HostFacts(namespaces, bool(toolset.render_nodes or toolset_mod.gpu_device_nodes()))
 
 
 class TempRoot:

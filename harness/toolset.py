@@ -14,9 +14,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from .errors import InputError
+from .errors import InputError, cut, parse_json, read_text, shown, shown_key
 
 SCHEMA = "gpu-harness/toolset/v1"
+MANIFEST_KEYS = {"schema", "source", "tools", "render_nodes", "system"}
+TOOL_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
+EXTRA_KINDS = {  # the extra fields the harness reads: (types, as said in a problem)
+    "modules_dir": ((str, type(None)), "a string or null"),
+    "libEGL": ((str, type(None)), "a string or null"),
+    "libGLESv2": ((str, type(None)), "a string or null"),
+    "dri_dirs": ((list,), "a list of strings"),
+    "drivers": ((list,), "a list of strings"),
+}
+EGL_VENDOR_DIRS = ("/etc/glvnd/egl_vendor.d", "/usr/share/glvnd/egl_vendor.d")
 DRI_DIR_CANDIDATES = ("/usr/lib/x86_64-linux-gnu/dri", "/usr/lib/aarch64-linux-gnu/dri",
                       "/usr/lib64/dri", "/usr/lib/dri", "/run/opengl-driver/lib/dri")
 
@@ -37,6 +47,7 @@ TOOL_SPECS = {
         ToolSpec("virgl_test_server", "virgl_test_server", "virgl-server"),
         ToolSpec("python3", "/usr/bin/python3", "python3", ["--version"]),
         ToolSpec("mesa", None, "libgl1-mesa-dri libegl1 libgles2"),
+        ToolSpec("egl", None, "libegl1 libgles2 and a vendor library (libegl-mesa0, or the GPU vendor's driver)"),
         ToolSpec("qemu-system-x86_64", "qemu-system-x86_64", "qemu-system-x86", ["--version"]),
         ToolSpec("Xvfb", "Xvfb", "xvfb"),
         ToolSpec("busybox", "busybox", "busybox-static", ["--help"], r"BusyBox v(\d+(?:\.\d+)+)"),
@@ -55,10 +66,17 @@ class Tool:
     path: Optional[str] = None
     version: Optional[str] = None
     extra: Dict[str, object] = field(default_factory=dict)
+    problem: Optional[str] = None  # why a manifest's path cannot be used: the tool then counts as not found
 
     @property
     def found(self) -> bool:
-        return self.path is not None
+        return self.path is not None and self.problem is None
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        if self.problem is None:
+            del data["problem"]
+        return data
 
 
 @dataclass
@@ -81,7 +99,11 @@ class Toolset:
         return [name for name in names if not self.found(name)]
 
     def why_missing(self, name: str) -> str:
-        """`name (install PACKAGE)`: a missing tool, with what provides it."""
+        """`name (install PACKAGE)`: a missing tool, with what provides it; or `name (manifest
+        path P does not exist)` for a manifest's tool whose path cannot be used."""
+        tool = self.tools.get(name)
+        if tool and tool.problem:
+            return f"{name} ({tool.problem})"
         spec = TOOL_SPECS.get(name)
         return f"{name} (install {spec.debian})" if spec else name
 
@@ -93,7 +115,7 @@ class Toolset:
             "schema": SCHEMA,
             "source": self.source,
             "render_nodes": self.render_nodes,
-            "tools": {name: asdict(tool) for name, tool in sorted(self.tools.items())},
+            "tools": {name: tool.to_dict() for name, tool in sorted(self.tools.items())},
         }
 
 
@@ -162,6 +184,52 @@ def newest_kernel() -> Tool:
     return Tool("kernel", path, release, {"modules_dir": modules if os.path.isdir(modules) else None})
 
 
+def egl_vendor_dirs() -> List[str]:
+    """Where glvnd looks for EGL vendor files, as it does itself."""
+    configured = os.environ.get("__EGL_VENDOR_LIBRARY_DIRS")
+    return configured.split(":") if configured else list(EGL_VENDOR_DIRS)
+
+
+def egl_vendors(dirs: List[str]) -> Dict[str, str]:
+    """vendor file -> the library it names (libEGL_mesa.so.0, libEGL_nvidia.so.0, ...)."""
+    vendors = {}
+    for folder in dirs:
+        for vendor_file in sorted(glob.glob(os.path.join(folder, "*.json"))):
+            try:
+                library = json.loads(Path(vendor_file).read_text())["ICD"]["library_path"]
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if isinstance(library, str):
+                vendors[vendor_file] = library
+    return vendors
+
+
+def library_file(soname: str) -> Optional[str]:
+    """Where the dynamic loader finds `soname` (from its cache), or None."""
+    for line in run_text(["ldconfig", "-p"]).splitlines():
+        name, _, target = line.strip().partition(" => ")
+        if name.split(" ")[0] == soname and os.path.exists(target):
+            return target
+    return None
+
+
+def discover_egl() -> Tool:
+    """An EGL + GLES stack through glvnd, whoever the vendor is: what the native path needs."""
+    egl, gles = ctypes.util.find_library("EGL"), ctypes.util.find_library("GLESv2")
+    vendors = egl_vendors(egl_vendor_dirs())
+    egl_file = library_file(egl) if egl else None
+    if not (egl_file and gles and vendors):
+        return Tool("egl")
+    return Tool("egl", egl_file, None, {"libGLESv2": library_file(gles) or gles, "vendor_files": sorted(vendors),
+                                        "vendors": sorted(set(vendors.values()))})
+
+
+def gpu_device_nodes() -> List[str]:
+    """Device nodes through which a process reaches a GPU: DRM render nodes, or the NVIDIA
+    driver's own nodes on hosts whose driver exposes no DRM node (as in many containers)."""
+    return render_nodes() + sorted(glob.glob("/dev/nvidia[0-9]*"))
+
+
 def render_nodes() -> List[str]:
     return sorted(glob.glob("/dev/dri/renderD*"))
 
@@ -171,6 +239,8 @@ def discover() -> Toolset:
     for name, spec in TOOL_SPECS.items():
         if name == "mesa":
             tools[name] = discover_mesa()
+        elif name == "egl":
+            tools[name] = discover_egl()
         elif name == "kernel":
             tools[name] = newest_kernel()
         else:
@@ -181,34 +251,68 @@ def discover() -> Toolset:
 def load_manifest(path: Path) -> Toolset:
     """Load a toolset.json; unknown tools are kept, malformed entries are InputErrors."""
     source = str(path)
-    try:
-        data = json.loads(Path(path).read_text())
-    except OSError as exc:
-        raise InputError(f"{source}: cannot read toolset manifest: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{source}: not valid JSON: {exc}") from None
-    problems = []
+    data = parse_json(read_text(path, "toolset manifest"), source)
     if not isinstance(data, dict):
-        raise InputError(f"{source}: must be a JSON object")
+        raise InputError(f"{source}: must be a JSON object, not {shown(data)}")
+    problems = []
     if data.get("schema") != SCHEMA:
-        problems.append(f"{source}: schema: must be {SCHEMA!r}, not {data.get('schema')!r}")
+        problems.append(f"{source}: schema: must be {SCHEMA!r}, not {shown(data.get('schema'))}")
     tools_data = data.get("tools")
     if not isinstance(tools_data, dict):
         problems.append(f"{source}: tools: must be an object of name -> {{path, version}}")
         tools_data = {}
-    unknown = set(data) - {"schema", "source", "tools", "render_nodes", "system"}
-    problems += [f"{source}: {key}: unknown key" for key in sorted(unknown)]
+    unknown = set(data) - MANIFEST_KEYS
+    problems += [f"{source}: {shown_key(key)}: unknown key" for key in sorted(unknown)]
     tools = {name: Tool(name) for name in TOOL_SPECS}
     for name, entry in tools_data.items():
-        if not isinstance(entry, dict) or not isinstance(entry.get("path"), (str, type(None))):
-            problems.append(f"{source}: tools.{name}: must be an object with a string path")
+        why = entry_problem(entry) if TOOL_NAME.match(name) else "a tool name is letters, digits, '.', '_', '+' and '-'"
+        if why:
+            problems.append(f"{source}: tools.{shown_key(name)}: {why}")
             continue
-        extra = entry.get("extra", {})
-        tools[name] = Tool(name, entry.get("path"), entry.get("version"), extra if isinstance(extra, dict) else {})
+        path_text = entry.get("path")
+        tools[name] = Tool(name, path_text, entry.get("version"), entry.get("extra", {}),
+                           path_problem(name, path_text) if path_text is not None else None)
     if problems:
         raise InputError(problems)
     # Render nodes belong to the machine, not to the pinned build.
     return Toolset(f"manifest:{source}", tools, render_nodes())
+
+
+def entry_problem(entry) -> Optional[str]:
+    """What is wrong with a manifest's tool entry, or None."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("path"), (str, type(None))):
+        return "must be an object with a string path"
+    if not isinstance(entry.get("version"), (str, type(None))):
+        return f"version: must be a string or null, not {shown(entry['version'])}"
+    extra = entry.get("extra", {})
+    if not isinstance(extra, dict):
+        return f"extra: must be an object, not {shown(extra)}"
+    for key, (kinds, label) in EXTRA_KINDS.items():
+        if key in extra and not fits(extra[key], kinds):
+            return f"extra.{key}: must be {label}, not {shown(extra[key])}"
+    return None
+
+
+def fits(value, kinds: tuple) -> bool:
+    if isinstance(value, list):
+        return list in kinds and all(isinstance(item, str) for item in value)
+    return isinstance(value, kinds)
+
+
+def path_problem(name: str, path: str) -> Optional[str]:
+    """Why a manifest's path for a tool cannot be used (the tool then counts as not found), or None."""
+    where = f"manifest path {cut(path, 160)}"
+    if not os.path.isabs(path):
+        return f"{where} is not absolute"
+    if not os.path.exists(path):
+        return f"{where} does not exist"
+    spec = TOOL_SPECS.get(name)
+    if spec and spec.executable:
+        if os.path.isdir(path):
+            return f"{where} is a directory, not a program"
+        if not os.access(path, os.X_OK):
+            return f"{where} is not executable"
+    return None
 
 
 def load(manifest: Optional[Path] = None) -> Toolset:

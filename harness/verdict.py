@@ -46,7 +46,7 @@ class HostFacts:
     """What the verdict compares the workload's view with."""
 
     namespaces: Dict[str, str]
-    has_render_node: bool
+    has_gpu: bool  # a GPU device node (DRM render node, or NVIDIA's own) the host's driver uses
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ def launch_failure(observed: Observed, timeout_s: float) -> Optional[Tuple[str, 
 
 def renderer_check(scenario: Scenario, report: ProbeReport, host: HostFacts) -> Optional[Check]:
     api = probes.get(scenario.probe).api
-    pattern = path_registry.expected_renderer(scenario.spec, api, host.has_render_node)
+    pattern = path_registry.expected_renderer(scenario.spec, api, host.has_gpu)
     if pattern is None:
         return None
     renderer = report.renderer

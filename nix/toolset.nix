@@ -23,6 +23,13 @@ in
       libEGL = "${libglvnd}/lib/libEGL.so.1";
       libGLESv2 = "${libglvnd}/lib/libGLESv2.so.2";
     };
+    # The native path's EGL stack: glvnd, with the pinned Mesa as its vendor (the probe's python
+    # wrapper points glvnd at it); a GPU builder's own vendor is found by discovery instead.
+    egl = tool "${libglvnd}/lib/libEGL.so.1" libglvnd.version {
+      libGLESv2 = "${libglvnd}/lib/libGLESv2.so.2";
+      vendor_files = [ "${mesa}/share/glvnd/egl_vendor.d/50_mesa.json" ];
+      vendors = [ "libEGL_mesa.so.0" ];
+    };
     Xvfb = tool "${xvfb}/bin/Xvfb" xvfb.version { };
     busybox = tool "${busybox}/bin/busybox" busybox.version { };
     kernel = tool "${kernel}/${kernelImage}" kernel.version {

@@ -7,7 +7,7 @@ from harness.probes import ProbeReport
 from harness.process import Exit
 
 HOST = verdict.HostFacts({"mnt": "mnt:[1]", "pid": "pid:[2]", "net": "net:[3]", "ipc": "ipc:[4]", "uts": "uts:[5]"},
-                         has_render_node=False)
+                         has_gpu=False)
 SANDBOXED_NS = {"mnt": "mnt:[11]", "pid": "pid:[12]", "net": "net:[13]", "ipc": "ipc:[14]", "uts": "uts:[15]"}
 GOOD_IMAGE = Comparison(True, "image matches golden")
 
@@ -49,7 +49,7 @@ def test_llvmpipe_on_vtest_is_a_silent_fallback():
 
 
 def test_native_with_render_node_must_not_be_llvmpipe():
-    with_gpu = verdict.HostFacts(HOST.namespaces, has_render_node=True)
+    with_gpu = verdict.HostFacts(HOST.namespaces, has_gpu=True)
     data = probe(renderer="llvmpipe (LLVM 15.0.6, 256 bits)", namespaces=HOST.namespaces)
     assert verdict.judge(scenario("native"), data, GOOD_IMAGE, with_gpu).outcome == verdict.FAIL
     assert verdict.judge(scenario("native"), data, GOOD_IMAGE, HOST).outcome == verdict.PASS
