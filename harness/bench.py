@@ -42,7 +42,7 @@ def summarize(rounds: List[List]) -> List[BenchRow]:
     for scenario_id, results in by_id.items():
         scenario = results[0].scenario
         wall = median(r.wall_s for r in results)
-        rss = [value for value in (rss_of(r) for r in results) if value]
+        probe_rss = [value for value in (rss_of(r) for r in results) if value]
         fps = median(fps_of(r) for r in results)
         native = next((fps for (_, probe), fps in native_fps.items() if probe == scenario.probe), None)
         services: Dict[str, int] = {}
@@ -58,7 +58,7 @@ def summarize(rounds: List[List]) -> List[BenchRow]:
             wall_s=wall or 0.0,
             fps=fps,
             fps_vs_native=(fps / native) if fps and native else None,
-            probe_rss_kb=max(rss) if rss else None,
+            probe_rss_kb=max(probe_rss) if probe_rss else None,
             service_rss_kb=services,
         ))
     return rows

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 from . import reaper
+from .retry import poll
 
 
 @dataclass
@@ -188,11 +189,15 @@ def reap_children(timeout_s: float = 5.0) -> None:
             os.kill(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    poll(reaped_all, timeout_s, interval_s=0.01)
+
+
+def reaped_all() -> bool:
+    """Collect every child that has exited; True once none is left."""
+    while True:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return
+            return True
         if pid == 0:
-            time.sleep(0.01)
+            return False

@@ -12,6 +12,7 @@ from ..lifecycle import Launch, LaunchContext
 from ..model import Scenario
 from ..outcomes import FailureKind
 from ..process import Exit
+from ..retry import poll
 from ..services import ServiceSpec
 from ..templating import render
 from ..toolset import Toolset
@@ -133,44 +134,43 @@ class VmLaunch(Launch):
 
     def watch(self) -> None:
         """Follow the console until the guest is done, panics, stops early or times out."""
+        assert self.machine is not None
+        self._booted_at, self._sampled_at, self._quitting = time.monotonic(), 0.0, False
+        if not poll(self.watch_step, self.ctx.scenario.timeout_s):
+            self.result.exit = Exit(None, 9, timed_out=True)
+
+    def watch_step(self) -> bool:
+        """One look at the guest; True once there is nothing more to wait for."""
         machine, phases, spec = self.machine, self.result.phases, self.ctx.scenario.spec
         assert machine is not None
-        booted_at = time.monotonic()
-        deadline = booted_at + self.ctx.scenario.timeout_s
-        sampled_at, quitting = 0.0, False
-        while True:
-            text, now = machine.console(), time.monotonic()
-            if now - sampled_at > 0.25:
-                machine.sample_rss()
-                sampled_at = now
-            if "boot_s" not in phases and console.seen(text, console.Marker.PROBE_STARTING):
-                phases["boot_s"] = now - booted_at
-            if "probe_s" not in phases and console.PROBE_EXIT.search(text):
-                phases["probe_s"] = now - booted_at - phases.get("boot_s", 0.0)
-            problem = console.problem(text, machine.event("GUEST_PANICKED") is not None)
-            if problem:
-                kind = FailureKind.GUEST_PANIC if "panic" in problem else FailureKind.LAUNCH_FAILED
-                return self.result.fail(problem, kind)
-            if spec.scanout and "scanout" not in self.result.artifacts and \
-                    console.seen(text, console.Marker.SCANOUT_READY):
-                self.capture_scanout()
-                machine.quit()
-            if console.seen(text, console.Marker.DONE) and not quitting:
-                quitting = True
-                machine.quit()
-            if not machine.running():
-                if console.PROBE_EXIT.search(text) is None:
-                    last = machine.events[-1] if machine.events else {}
-                    reason = f"{last.get('event', 'QEMU exited')} {last.get('data', {}).get('reason', '')}".strip()
-                    self.result.fail(f"guest stopped before the probe finished ({reason})",
-                                     FailureKind.LAUNCH_FAILED)
-                return None
-            if now > deadline:
-                self.result.exit = Exit(None, 9, timed_out=True)
-                return None
-            if INTERRUPTS.requested:
-                return self.result.fail(INTERRUPTS.reason(), FailureKind.INTERRUPTED)
-            time.sleep(0.02)
+        text, now = machine.console(), time.monotonic()
+        if now - self._sampled_at > 0.25:
+            machine.sample_rss()
+            self._sampled_at = now
+        if "boot_s" not in phases and console.seen(text, console.Marker.PROBE_STARTING):
+            phases["boot_s"] = now - self._booted_at
+        if "probe_s" not in phases and console.PROBE_EXIT.search(text):
+            phases["probe_s"] = now - self._booted_at - phases.get("boot_s", 0.0)
+        problem = console.problem(text, machine.event("GUEST_PANICKED") is not None)
+        if problem:
+            self.result.fail(problem, FailureKind.GUEST_PANIC if "panic" in problem else FailureKind.LAUNCH_FAILED)
+            return True
+        if spec.scanout and "scanout" not in self.result.artifacts and console.seen(text, console.Marker.SCANOUT_READY):
+            self.capture_scanout()
+            machine.quit()
+        if console.seen(text, console.Marker.DONE) and not self._quitting:
+            self._quitting = True
+            machine.quit()
+        if not machine.running():
+            if console.PROBE_EXIT.search(text) is None:
+                last = machine.events[-1] if machine.events else {}
+                reason = f"{last.get('event', 'QEMU exited')} {last.get('data', {}).get('reason', '')}".strip()
+                self.result.fail(f"guest stopped before the probe finished ({reason})", FailureKind.LAUNCH_FAILED)
+            return True
+        if INTERRUPTS.requested:
+            self.result.fail(INTERRUPTS.reason(), FailureKind.INTERRUPTED)
+            return True
+        return False
 
     def stop_workload(self) -> None:
         t_stop = time.monotonic()
