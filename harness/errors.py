@@ -2,12 +2,14 @@
 that keep every such message one bounded line: values are shown cut, files are read and parsed
 so that any failure (unreadable, not UTF-8, not JSON, nested too deeply) is an InputError."""
 import json
+import re
 import reprlib
 import unicodedata
 from pathlib import Path
 from typing import List, Optional
 
 SHOWN_LIMIT = 80
+PATH_LIMIT = 240
 LINE_LIMIT = 1000
 
 
@@ -64,6 +66,14 @@ def shown(value: object, limit: int = SHOWN_LIMIT) -> str:
     return f"{one_line(text[:limit - 1])}… ({size})"
 
 
+PLAIN_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
+
+
+def shown_key(name: object) -> str:
+    """A table key as it goes into a problem line: as is when plain, else quoted and cut."""
+    return name if isinstance(name, str) and PLAIN_KEY.match(name) else shown(name, 40)
+
+
 def decoded(data: bytes, source: str) -> str:
     try:
         return data.decode("utf-8")
@@ -76,8 +86,8 @@ def read_text(path: Path, what: str) -> str:
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        raise InputError(f"{cut(path)}: cannot read {what}: {exc.strerror or exc}") from None
-    return decoded(data, cut(path))
+        raise InputError(f"{cut(path, PATH_LIMIT)}: cannot read {what}: {exc.strerror or exc}") from None
+    return decoded(data, cut(path, PATH_LIMIT))
 
 
 def parse_json(text: str, source: str):

@@ -9,12 +9,13 @@ import os
 import re
 import signal
 import subprocess
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from . import paths as path_registry
+from . import paths as path_registry, reaper
 from .errors import InputError, bad_character, cut, decoded, parse_json, read_text, shown
+from .errors import shown_key as key_name
 from .model import (DEFAULT_TIMEOUT_S, HOST_KIND, HOST_RUNTIME, Expectation, Runtime, Scenario,  # noqa: F401
                     Tolerance)
 from .probes import PROBES
@@ -38,7 +39,6 @@ MAX_TIMEOUT_S = 7 * 24 * 3600.0
 NIX_TIMEOUT_S = 120.0
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RUNTIME_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")  # it becomes part of ids and folder names
-PLAIN_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
 
 
 @dataclass
@@ -73,11 +73,6 @@ class Problems:
 def type_name(value) -> str:
     return {str: "string", int: "integer", float: "number", bool: "boolean", list: "list",
             dict: "table"}.get(type(value), type(value).__name__)
-
-
-def key_name(name) -> str:
-    """A table key as it goes into a problem line: as is when plain, else quoted and cut."""
-    return name if isinstance(name, str) and PLAIN_KEY.match(name) else shown(name, 40)
 
 
 def check_keys(problems: Problems, where: str, table: dict, allowed: set) -> None:
@@ -122,7 +117,7 @@ def expect_number(problems: Problems, key: str, value, low: float, high: float) 
     except OverflowError:
         ok = False
     if not ok:
-        problems.add(key, f"must be a number within {low:g}..{high:g}, not {shown(value)}")
+        problems.add(key, f"must be within {low:g}..{high:g}, not {shown(value)}")
     return ok
 
 
@@ -168,6 +163,8 @@ def parse_env(problems: Problems, key: str, table: dict) -> dict:
 
 def kernel_arg_problem(arg: str) -> Optional[str]:
     """One list item is one kernel argument: whitespace would split it (unless inside double quotes)."""
+    if not arg:
+        return "is empty (one item is one kernel argument)"
     if arg.count('"') % 2:
         return f"{shown(arg)} has an unbalanced double quote"
     if any(char.isspace() for part in arg.split('"')[::2] for char in part):
@@ -222,9 +219,9 @@ def parse_runtimes(problems: Problems, table) -> Dict[str, Runtime]:
         if not expect_type(problems, key, spec, (dict,), "a table"):
             continue
         check_keys(problems, key, spec, RUNTIME_KEYS)
-        runtime = parse_runtime(problems, key, name, spec)
-        if runtime:
-            runtimes[name] = runtime
+        # A runtime with a problem stays declared (as a stand-in never expanded) so that its
+        # uses in matrix.runtimes do not add "unknown runtime" lines to the real problem.
+        runtimes[name] = parse_runtime(problems, key, name, spec) or Runtime(name, "rootfs")
     return runtimes
 
 
@@ -237,11 +234,10 @@ def parse_runtime(problems: Problems, key: str, name: str, spec: dict) -> Option
     if kind not in RUNTIME_KINDS:
         problems.add(f"{key}.kind", f"unknown runtime kind {shown(kind)} (known: {', '.join(RUNTIME_KINDS)})")
         return None
-    if kind == "rootfs":
-        why = root_problem(root)
-        if why:
-            problems.add(f"{key}.root", why)
-            return None
+    why = root_problem(root) if kind == "rootfs" else None
+    if why:
+        problems.add(f"{key}.root", why)
+        return None
     return Runtime(name, kind, root, description)
 
 
@@ -370,10 +366,11 @@ def expand(data, source: str) -> Matrix:
     probe_ids = string_list(problems, "matrix.probes", matrix.get("probes", list(PROBES)))
     for index, path in enumerate(path_ids):
         if path not in path_registry.PATHS:
-            problems.add(f"matrix.paths[{index}]", f"unknown path {shown(path)} (known: {', '.join(path_registry.PATHS)})")
+            known = ", ".join(path_registry.PATHS)
+            problems.add(f"matrix.paths[{index}]", f"unknown path {shown(path)} (known: {known})")
     for index, name in enumerate(runtime_ids):
         if name not in runtimes:
-            declared = ", ".join(key_name(name) for name in runtimes)
+            declared = ", ".join(key_name(declared_name) for declared_name in runtimes)
             problems.add(f"matrix.runtimes[{index}]", f"unknown runtime {shown(name)} (declared: {cut(declared, 300)})")
     for index, probe in enumerate(probe_ids):
         if probe not in PROBES:
@@ -444,11 +441,13 @@ def parse_toml(text: str, source: str) -> dict:
 def evaluate_nix(path: Path):
     """`nix-instantiate --eval --strict --json`, killed (with anything it started) after NIX_TIMEOUT_S."""
     argv = ["nix-instantiate", "--eval", "--strict", "--json", str(path)]
+    guardian = reaper.get()  # up before the evaluator starts, so it can be registered at once
     try:
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                    start_new_session=True)
     except FileNotFoundError:
         raise InputError(f"{path}: evaluating a .nix matrix needs nix-instantiate (apt-get install nix-bin)") from None
+    guardian.track_group(process.pid)  # killed by the reaper if the harness dies mid-evaluation
     with process:
         try:
             stdout, stderr = process.communicate(timeout=NIX_TIMEOUT_S)
@@ -458,6 +457,7 @@ def evaluate_nix(path: Path):
         finally:
             if process.poll() is None:
                 kill_group(process)
+            reaper.get().untrack_group(process.pid)
     if process.returncode != 0:
         raise InputError(f"{path}: nix-instantiate failed: {nix_error(stderr.decode('utf-8', 'replace'))}")
     output = f"{path} (nix-instantiate output)"
@@ -473,24 +473,29 @@ def kill_group(process: subprocess.Popen) -> None:
     process.wait()
 
 
-NIX_NOISE = re.compile(r"^(…|at .*:\d+:\d+:$|\d*\s*\|)")
+NIX_NOISE = re.compile(r"^(…|at .*:\d+:\d+:$|\d*\s*\||\(use '?--show-trace)")
+
+
+def meaningful(line: str) -> bool:
+    return bool(line.strip()) and not NIX_NOISE.match(line.strip())
+
+
+def without_prefix(line: str) -> str:
+    text = line.strip()
+    return text[len("error:"):].strip() if text.startswith("error:") else text
 
 
 def nix_error(stderr: str) -> str:
-    """The message of nix-instantiate's `error:` line (or, when that line is bare, the first line
-    of the message after it), not the source excerpt, caret or trace that follow it."""
-    lines = [line.strip() for line in stderr.splitlines()]
-    meaningful = [(index, line) for index, line in enumerate(lines) if line and not NIX_NOISE.match(line)]
-    for index, line in meaningful:
-        if lines[index - 1:index] != [""] and index and not stderr.splitlines()[index].startswith("error:"):
-            continue
-        if stderr.splitlines()[index].startswith("error:"):
-            message = line[len("error:"):].strip() or next(
-                (text for later, text in meaningful if later > index), "")
-            return cut(message[len("error:"):].strip() if message.startswith("error:") else message, 300) \
-                or "error (no message)"
-    last = [line for _, line in meaningful if not line.startswith("warning:")]
-    return cut(last[-1], 300) if last else "no output"
+    """The message of nix-instantiate's `error:` line (when that line is bare, the first line of
+    the message after it), not the source excerpt, caret or trace that nix prints after it."""
+    lines = stderr.splitlines()
+    for index, line in enumerate(lines):
+        if line.startswith("error:"):
+            message = without_prefix(line) or next(
+                (without_prefix(later) for later in lines[index + 1:] if meaningful(later)), "")
+            return cut(message, 300) or "error (no message)"
+    rest = [line.strip() for line in lines if meaningful(line) and not line.startswith("warning:")]
+    return cut(rest[-1], 300) if rest else "no output"
 
 
 def load(path: Optional[Path] = None) -> Matrix:

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from .errors import InputError
+from .errors import InputError, bad_character, parse_json, read_text, shown, shown_key
 
 PINS_DIR = Path(__file__).resolve().parent.parent / "nix" / "pins"
 FETCHERS = ("git", "url")
@@ -60,37 +60,47 @@ class Pin:
 def parse(name: str, data: object, where: str) -> Pin:
     problems: List[str] = []
     if not isinstance(data, dict):
-        raise InputError(f"{where}: a pin is a JSON object")
+        raise InputError(f"{where}: a pin is a JSON object, not {shown(data)}")
     for key in REQUIRED:
         if not isinstance(data.get(key), str) or not data.get(key):
             problems.append(f"{where}: {key}: required, a non-empty string")
-    for key in set(data) - set(REQUIRED) - set(OPTIONAL):
-        problems.append(f"{where}: {key}: unknown key (known: {', '.join(REQUIRED + OPTIONAL)})")
+    for key in sorted(set(data) - set(REQUIRED) - set(OPTIONAL)):
+        problems.append(f"{where}: {shown_key(key)}: unknown key (known: {', '.join(REQUIRED + OPTIONAL)})")
     for key in OPTIONAL:
         if key in data and not isinstance(data[key], str):
-            problems.append(f"{where}: {key}: must be a string")
+            problems.append(f"{where}: {key}: must be a string, not {shown(data[key])}")
+    for key in REQUIRED + OPTIONAL:
+        why = bad_character(data[key]) if isinstance(data.get(key), str) else None
+        if why:  # the values become git and nix-prefetch arguments
+            problems.append(f"{where}: {key}: {shown(data[key])} {why}")
     if not problems:
         if data["fetcher"] not in FETCHERS:
-            problems.append(f"{where}: fetcher: {data['fetcher']!r} is not one of {', '.join(FETCHERS)}")
+            problems.append(f"{where}: fetcher: {shown(data['fetcher'])} is not one of {', '.join(FETCHERS)}")
         if not SRI_SHA256.match(data["hash"]):
-            problems.append(f"{where}: hash: {data['hash']!r} is not an SRI sha256 hash (sha256-<base64>)")
+            problems.append(f"{where}: hash: {shown(data['hash'])} is not an SRI sha256 hash (sha256-<base64>)")
         if data["fetcher"] == "git" and not data.get("rev"):
             problems.append(f"{where}: rev: required for a git pin (a tag or a commit)")
-        if data["fetcher"] == "url" and data.get("url_template") and "{version}" not in data["url_template"]:
-            problems.append(f"{where}: url_template: must contain {{version}}")
+        if data["fetcher"] == "url" and data.get("url_template"):
+            why = template_problem(data["url_template"])
+            if why:
+                problems.append(f"{where}: url_template: {why}")
     if problems:
         raise InputError(problems)
     return Pin(name=name, **data)
 
 
-def load(path: Path) -> Pin:
+def template_problem(template: str) -> Optional[str]:
+    if "{version}" not in template:
+        return "must contain {version}"
     try:
-        data = json.loads(path.read_text())
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not JSON: {exc.msg} at line {exc.lineno}") from None
-    return parse(path.stem, data, str(path))
+        template.format(version="1")
+    except (KeyError, IndexError, ValueError, AttributeError):
+        return f"{shown(template)} must have {{version}} as its only field ({{{{ and }}}} for braces)"
+    return None
+
+
+def load(path: Path) -> Pin:
+    return parse(path.stem, parse_json(read_text(path, "pin file"), str(path)), str(path))
 
 
 def load_all(pins_dir: Path = PINS_DIR) -> Dict[str, Pin]:
