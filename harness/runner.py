@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Union
 
 from . import probes, reaper, verdict as verdict_mod
+from .errors import InputError
 from .interrupts import INTERRUPTS
 from .lifecycle import Hooks, LaunchContext, LaunchResult, Phase, Workload, Workspace
 from .model import Scenario
@@ -69,7 +70,11 @@ class TempRoot:
     """The run's scratch folder (sockets, sentinels); the reaper removes it if we cannot."""
 
     def __init__(self) -> None:
-        self.path = Path(tempfile.mkdtemp(prefix="gh-"))
+        try:
+            self.path = Path(tempfile.mkdtemp(prefix="gh-"))
+        except OSError as exc:
+            raise InputError(f"cannot create the run's scratch folder in {tempfile.gettempdir()}: "
+                             f"{exc.strerror or exc} (set TMPDIR to a folder with room)") from None
         reaper.get().track_path(str(self.path))
         self._counter = 0
 

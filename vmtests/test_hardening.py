@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from harness import matrix as matrix_mod, runner, toolset as toolset_mod, verdict
 
 from .conftest import describe
@@ -73,7 +75,6 @@ def test_a_manifest_naming_a_missing_tool_skips_naming_it(tmp_path, toolset):
 
 def test_harness_killed_during_nix_evaluation_leaves_no_evaluator(tmp_path):
     if not shutil.which("nix-instantiate"):
-        import pytest
         pytest.skip("needs nix-instantiate (nix-bin)")
     slow = tmp_path / "slow.nix"
     slow.write_text("builtins.foldl' (a: b: a + b) 0 (builtins.genList (x: x) 1000000000)\n")
@@ -104,3 +105,45 @@ def test_harness_killed_during_goldens_update_leaves_no_temp_folder(tmp_path):
     harness.communicate()
     assert wait_for(lambda: not any(scratch.iterdir()), 10), f"left behind: {list(scratch.iterdir())}"
     assert processes_mentioning(str(scratch)) == []
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path):
+    """A file system that is full: TMPDIR for a run that cannot write its scratch files."""
+    mount = tmp_path / "full"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,nr_inodes=64", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)])
+
+
+def leave_inodes(folder, free):
+    """Use up the file system's inodes, then give back `free` of them."""
+    made = []
+    for number in range(10_000):
+        try:
+            (folder / f"f{number}").touch()
+        except OSError:
+            break
+        made.append(folder / f"f{number}")
+    for path in made[-free:]:
+        path.unlink()
+
+
+def test_a_temp_folder_without_room_fails_the_scenario_with_the_reason(tmp_path, tiny_tmpfs):
+    """Two inodes left: one for the run's scratch folder, one for the scenario's, none for the
+    scenario's first file (Python's tempfile check borrows one and gives it back)."""
+    leave_inodes(tiny_tmpfs, 2)
+    harness = cli("run", "--paths", "software", "--out", str(tmp_path / "out"),
+                  env=dict(os.environ, TMPDIR=str(tiny_tmpfs)))
+    _, err = harness.communicate(timeout=120)
+    assert harness.returncode == 1, err
+    (scenario,) = json.loads((tmp_path / "out" / "results.json").read_text())["scenarios"]
+    assert scenario["outcome"] == "Fail" and scenario["failure_kind"] == "harness-error", scenario
+    assert scenario["reason"].startswith("harness error during launch: OSError: [Errno 28] No space left on device")
+    assert "Traceback" not in err
