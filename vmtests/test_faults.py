@@ -1,5 +1,6 @@
 """Faults of launched components end in a verdict with a reason, within the timeout, and
 leave nothing behind -- also when the harness itself is killed."""
+import json
 import os
 import signal
 import subprocess
@@ -143,3 +144,31 @@ def test_exec_runs_a_users_gl_program_through_virgl(toolset):
     import json
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["renderer"].startswith("virgl (")
+
+
+SUBREAPER_PARENT = """
+import ctypes, json, os, subprocess, sys
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: what the harness leaves comes to us
+subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+left = []
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        state, ppid = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[:2]
+        comm = open(f"/proc/{pid}/comm").read().strip()
+    except OSError:
+        continue
+    if ppid == str(os.getpid()):
+        left.append([comm, state])
+print(json.dumps(left))
+"""
+
+
+def test_orphans_of_launched_programs_are_reaped_before_the_harness_exits(tmp_path, toolset):
+    """bwrap's inner init and virgl_test_server's forked child outlive their parents; the harness
+    adopts them (a child subreaper) and reaps them, so none is left to PID 1 as a zombie."""
+    if toolset.missing(["bwrap", "virgl_test_server"]):
+        pytest.skip("needs bwrap and virgl_test_server")
+    done = subprocess.run([sys.executable, "-c", SUBREAPER_PARENT, sys.executable, "-m", "harness.cli", "run",
+                           "--paths", "vtest-virgl", "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=120)
+    assert json.loads(done.stdout) == [], done.stderr
