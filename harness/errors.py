@@ -99,7 +99,12 @@ def parse_json(text: str, source: str):
     except RecursionError:
         raise InputError(f"{source}: not valid JSON: nested too deeply") from None
     except ValueError as exc:  # e.g. an integer with more digits than Python converts
-        raise InputError(f"{source}: not valid JSON: {cut(exc, 160)}") from None
+        raise InputError(f"{source}: not valid JSON: {parser_message(exc)}") from None
+
+
+def parser_message(exc: ValueError) -> str:
+    """A parser's ValueError as one short line, without Python's advice on how to raise its limits."""
+    return cut(str(exc).split(";")[0], 200)
 
 
 def bad_character(text: str) -> Optional[str]:

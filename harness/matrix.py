@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from . import paths as path_registry, reaper
-from .errors import InputError, bad_character, cut, decoded, parse_json, read_text, shown
+from .errors import InputError, bad_character, cut, decoded, parse_json, parser_message, read_text, shown
 from .errors import shown_key as key_name
 from .model import (DEFAULT_TIMEOUT_S, HOST_KIND, HOST_RUNTIME, Expectation, Runtime, Scenario,  # noqa: F401
                     Tolerance)
@@ -435,7 +435,7 @@ def parse_toml(text: str, source: str) -> dict:
     except RecursionError:
         raise InputError(f"{source}: not valid TOML: nested too deeply") from None
     except ValueError as exc:  # e.g. an integer with more digits than Python converts
-        raise InputError(f"{source}: not valid TOML: {cut(exc, 200)}") from None
+        raise InputError(f"{source}: not valid TOML: {parser_message(exc)}") from None
 
 
 def evaluate_nix(path: Path):

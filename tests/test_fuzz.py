@@ -100,7 +100,8 @@ def declarations(draw, workdir):
         "description": maybe(text)})
     matrix_table = st.fixed_dictionaries({"paths": maybe(st.lists(maybe(path_id), min_size=1, max_size=4))}, optional={
         "runtimes": lists(maybe(runtime_name)), "probes": lists(maybe(often(st.just("gl"), text))),
-        "exclude": often(st.just([]), lists(tables(st.sampled_from(["path", "runtime", "probe"]) | text, maybe(text))))})
+        "exclude": often(st.just([]), lists(tables(st.sampled_from(["path", "runtime", "probe"]) | text,
+                                                   maybe(text))))})
     override = st.fixed_dictionaries({"match": maybe(st.sampled_from(["*", "vtest-*", "nothing"]) | text)}, optional={
         "expect": maybe(st.sampled_from(["pass", "fail"])), "reason": maybe(text), **settings_tables(text)})
     return draw(maybe(st.fixed_dictionaries({"matrix": maybe(matrix_table)}, optional={

@@ -157,6 +157,8 @@ def kind_problem(key: str, value, kind: str, optional: bool = False) -> List[str
     if (optional and value is None) or checks[kind](value):
         return []
     article = "an" if kind == "object" else "a"
+    if value is None:
+        return [f"{key}: is missing or null (must be {article} {kind})"]
     return [f"{key}: must be {article} {kind}{' or null' if optional else ''}, not {shown(value)}"]
 
 
