@@ -11,6 +11,7 @@ Runs as a script (stdlib only) so it works from any checkout or install.
 """
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -104,11 +105,27 @@ def get() -> Reaper:
         return _reaper
 
 
+def make_temp_dir(prefix: str, parent=None) -> str:
+    """mkdtemp, with the folder known to the reaper before it exists: no moment in which a
+    killed harness would leave it behind."""
+    guardian, parent = get(), parent or tempfile.gettempdir()
+    while True:
+        path = os.path.join(parent, prefix + secrets.token_hex(5))
+        guardian.track_path(path)
+        try:
+            os.mkdir(path, 0o700)
+            return path
+        except FileExistsError:
+            guardian.untrack_path(path)
+        except OSError:
+            guardian.untrack_path(path)
+            raise
+
+
 @contextlib.contextmanager
 def temp_dir(prefix: str, parent=None):
     """A temp folder that is removed when the block ends, or by the reaper if we die in it."""
-    path = tempfile.mkdtemp(prefix=prefix, dir=parent)
-    get().track_path(path)
+    path = make_temp_dir(prefix, parent)
     try:
         yield path
     finally:

@@ -71,11 +71,10 @@ class TempRoot:
 
     def __init__(self) -> None:
         try:
-            self.path = Path(tempfile.mkdtemp(prefix="gh-"))
+            self.path = Path(reaper.make_temp_dir("gh-"))
         except OSError as exc:
             raise InputError(f"cannot create the run's scratch folder in {tempfile.gettempdir()}: "
                              f"{exc.strerror or exc} (set TMPDIR to a folder with room)") from None
-        reaper.get().track_path(str(self.path))
         self._counter = 0
 
     def scenario_dir(self) -> Path:
