@@ -109,7 +109,7 @@ def parser_message(exc: ValueError) -> str:
 
 def bad_character(text: str) -> Optional[str]:
     """Why `text` cannot be one argument or value: a NUL, a line break or another control
-    character (tab allowed), or a lone surrogate that no file or argv can hold; else None."""
+    character (tab allowed), or a lone surrogate (an escape in JSON that is no character); else None."""
     for index, char in enumerate(text):
         if char == "\0":
             return f"contains a NUL character at offset {index}"
