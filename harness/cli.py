@@ -225,12 +225,12 @@ def cmd_exec(args) -> int:
     if not command:
         raise InputError("exec: no command given (usage: gpu-harness exec --path P -- CMD ARGS)")
     if args.path not in path_registry.PATHS:
-        raise InputError(f"exec: unknown path {args.path!r} (known: {', '.join(path_registry.PATHS)})")
+        raise InputError(f"exec: unknown path {shown(args.path)} (known: {', '.join(path_registry.PATHS)})")
     runtimes = {HOST: matrix_mod.Runtime(HOST, matrix_mod.HOST_KIND)}
     if args.matrix:
         runtimes.update({s.runtime.name: s.runtime for s in matrix_mod.load(args.matrix).scenarios})
     if args.runtime not in runtimes:
-        raise InputError(f"exec: unknown runtime {args.runtime!r} (known: {', '.join(runtimes)})")
+        raise InputError(f"exec: unknown runtime {shown(args.runtime)} (known: {', '.join(runtimes)})")
     runtime = runtimes[args.runtime]
     scenario = matrix_mod.Scenario(id=f"{args.path}/{runtime.name}/exec", path_id=args.path, runtime=runtime,
                                    probe="exec", timeout_s=args.timeout)
@@ -274,7 +274,7 @@ def cmd_pins(args) -> int:
         return EXIT_OK
     unknown = [n for n in args.names if n not in pins]
     if unknown:
-        raise InputError(f"pins update: no pin {unknown[0]!r} in {args.dir} (known: {', '.join(pins)})")
+        raise InputError(f"pins update: no pin {shown(unknown[0])} in {args.dir} (known: {', '.join(pins)})")
     if (args.rev or args.pin_version) and len(args.names) != 1:
         raise InputError("pins update: --rev/--version need exactly one pin name")
     failed = 0
@@ -303,7 +303,6 @@ def cmd_goldens_update(args) -> int:
         bad = [r for r in results if r.verdict.outcome is not Outcome.PASS]
         for result in bad:
             print(f"gpu-harness: golden {result.scenario.probe} not updated: {result.verdict.reason}", file=sys.stderr)
-        args.goldens.mkdir(parents=True, exist_ok=True)
         for result in results:
             if result in bad:
                 continue
@@ -327,7 +326,7 @@ def cmd_bench(args) -> int:
     loaded, scenarios = select(args)
     toolset = toolset_mod.load(args.toolset)
     rounds = []
-    for number in range(1, max(1, args.repeat) + 1):
+    for number in range(1, args.repeat + 1):
         options = runner.RunOptions(out_dir=args.out / f"round-{number}", jobs=args.jobs)
         started = datetime.datetime.now(datetime.timezone.utc)
         rounds.append(run_matrix(scenarios, toolset, options, f"round {number}/{args.repeat}"))

@@ -11,7 +11,7 @@ import signal
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from . import paths as path_registry, reaper
 from .errors import InputError, bad_character, cut, decoded, parse_json, parser_message, read_text, shown
@@ -183,7 +183,7 @@ def parse_golden(problems: Problems, key: str, value) -> Optional[str]:
 
 def parse_settings(problems: Problems, where: str, table: dict) -> dict:
     """The per-scenario settings shared by [defaults] and [[override]]."""
-    settings = {}
+    settings: Dict[str, Any] = {}
     if "timeout_s" in table:
         timeout = parse_timeout(problems, f"{where}.timeout_s", table["timeout_s"])
         if timeout is not None:
@@ -197,7 +197,8 @@ def parse_settings(problems: Problems, where: str, table: dict) -> dict:
     for key in ("probe_args", "kernel_args"):
         if key in table:
             settings[key] = string_list(problems, f"{where}.{key}", table[key])
-    for index, arg in enumerate(table.get("kernel_args") if isinstance(table.get("kernel_args"), list) else []):
+    kernel_args = table.get("kernel_args")
+    for index, arg in enumerate(kernel_args if isinstance(kernel_args, list) else []):
         why = isinstance(arg, str) and not bad_character(arg) and kernel_arg_problem(arg)
         if why:
             problems.add(f"{where}.kernel_args[{index}]", why)

@@ -189,6 +189,8 @@ def updated(pin: Pin, rev: Optional[str] = None, version: Optional[str] = None) 
     new = Pin(**asdict(pin))
     if pin.fetcher == "git":
         target = rev or (newest_tag(pin.url, pin.tag_prefix) if pin.tag_prefix else pin.rev)
+        if not target:
+            raise PinError(f"{pin.name}: no rev to fetch (give --rev, or a tag_prefix)")
         _, new.hash = prefetch_git(pin.url, target)
         new.rev = target
         if pin.tag_prefix and target.startswith(pin.tag_prefix) and VERSION_TAG.match(target[len(pin.tag_prefix):]):

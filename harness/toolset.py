@@ -89,7 +89,11 @@ class Toolset:
         return name in self.tools and self.tools[name].found
 
     def path(self, name: str) -> str:
-        return self.tools[name].path
+        """The tool's path; only for a tool that is found (the paths that need it check first)."""
+        path = self.tools[name].path
+        if path is None:
+            raise KeyError(f"tool {name} is not found")
+        return path
 
     def version(self, name: str) -> Optional[str]:
         tool = self.tools.get(name)
@@ -145,6 +149,7 @@ def upstream_version(text: str, pattern: str) -> Optional[str]:
 
 
 def discover_program(spec: ToolSpec) -> Tool:
+    assert spec.executable is not None
     path = spec.executable if os.path.isabs(spec.executable) else shutil.which(spec.executable)
     if not path or not os.access(path, os.X_OK):
         return Tool(spec.name)
@@ -316,5 +321,5 @@ def path_problem(name: str, path: str) -> Optional[str]:
 
 
 def load(manifest: Optional[Path] = None) -> Toolset:
-    manifest = manifest or os.environ.get("GPU_HARNESS_TOOLSET")
-    return load_manifest(Path(manifest)) if manifest else discover()
+    chosen = manifest or os.environ.get("GPU_HARNESS_TOOLSET")
+    return load_manifest(Path(chosen)) if chosen else discover()

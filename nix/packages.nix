@@ -54,7 +54,7 @@ let
     inherit src;
     build-system = [ python.pkgs.setuptools ];
     dependencies = with python.pkgs; [ jinja2 pillow numpy rich qemu-qmp ];
-    nativeCheckInputs = [ python.pkgs.pytestCheckHook ];
+    nativeCheckInputs = [ python.pkgs.pytestCheckHook python.pkgs.hypothesis ];
     # The unit tests; vmtests launch real paths and run as the scenario checks below.
     enabledTestPaths = [ "tests" ];
     pythonImportsCheck = [ "harness" ];
@@ -132,7 +132,9 @@ in
 
   devShell = pkgs.mkShell {
     packages = [
-      (python.withPackages (ps: with ps; [ jinja2 pillow numpy rich qemu-qmp pytest pytest-xdist pytest-benchmark ]))
+      (python.withPackages (ps: with ps; [ jinja2 pillow numpy rich qemu-qmp pytest pytest-xdist pytest-benchmark
+                                           hypothesis mypy ]))
+      pkgs.ruff
       bubblewrap virglrenderer qemu pkgs.xorg.xvfb pkgs.pkgsStatic.busybox pkgs.cpio pkgs.kmod pkgs.git
       pkgs.nix-prefetch-git
     ];

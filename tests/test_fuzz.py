@@ -438,7 +438,7 @@ def every_one_change(base, workdir):
     values = sweep_values(workdir)
     for trail in places(base):
         for value in values:
-            yield changed(base, trail, lambda container, key: value if container is None else
+            yield changed(base, trail, lambda container, key, value=value: value if container is None else
                           {**container, key: value} if isinstance(container, dict) else
                           container[:key] + [value] + container[key + 1:])
         parent = base
@@ -446,13 +446,13 @@ def every_one_change(base, workdir):
             parent = parent[key]
         if trail and isinstance(parent, dict):
             for new_key in SWEEP_KEYS:
-                yield changed(base, trail, lambda table, key: {(new_key if k == key else k): v
-                                                                for k, v in table.items()})
+                yield changed(base, trail, lambda table, key, new_key=new_key: {(new_key if k == key else k): v
+                                                                                 for k, v in table.items()})
 
 
 def test_sweep_matrix(workdir):
     for declaration in every_one_change(valid_matrix(workdir), workdir):
-        loaded = loads_or_fails_cleanly(lambda: matrix.expand(declaration, "m.toml"))
+        loaded = loads_or_fails_cleanly(lambda declaration=declaration: matrix.expand(declaration, "m.toml"))
         for scenario in loaded.scenarios if loaded else []:
             assert_sane(scenario)
 
@@ -477,7 +477,7 @@ def test_sweep_results(workdir):
 
 def test_sweep_pin(workdir):
     for data in every_one_change(VALID_PIN, workdir):
-        pin = loads_or_fails_cleanly(lambda: pins.parse("thing", data, "nix/pins/thing.json"))
+        pin = loads_or_fails_cleanly(lambda data=data: pins.parse("thing", data, "nix/pins/thing.json"))
         if pin is not None:
             assert all(bad_character(value) is None for value in vars(pin).values() if isinstance(value, str))
             if pin.url_template:

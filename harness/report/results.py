@@ -13,7 +13,6 @@ from ..errors import InputError, parse_json, read_text, shown, shown_key, unenco
 from ..process import tail
 from ..outcomes import Outcome
 from ..toolset import Toolset
-from ..verdict import harness_error
 
 if TYPE_CHECKING:
     from ..runner import ScenarioResult
@@ -90,6 +89,8 @@ def scenario_entry(result: "ScenarioResult", out_dir: Path, toolset: Toolset) ->
 
 def broken_entry(result: "ScenarioResult", exc: Exception) -> dict:
     """The failure boundary of the report: a scenario whose entry cannot be written still appears."""
+    from ..verdict import harness_error  # judging (and its imaging) is not needed to read results
+
     scenario = result.scenario
     verdict = harness_error("report", exc)
     return {"id": scenario.id, "path": scenario.path_id, "runtime": scenario.runtime.name, "probe": scenario.probe,

@@ -5,12 +5,9 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Tuple
 
-from PIL import Image
-
 from ..lifecycle import Workspace
 from ..services import ServiceSpec
 from ..toolset import Toolset
-from . import xcapture
 from .qemu import opt
 
 if TYPE_CHECKING:
@@ -71,6 +68,10 @@ def needs_xvfb(gpu: str, toolset: Toolset) -> bool:
 def capture(machine: "Machine", display: str, workspace: Workspace, target: Path) -> str:
     """The guest's display as seen from outside, as a PNG: QMP screendump where QEMU's display
     reads back, the Xvfb framebuffer (the SDL window's part of it) where it does not."""
+    from PIL import Image  # imaging is needed only here: the CLI's other commands start faster
+
+    from . import xcapture
+
     if display.startswith("sdl"):
         screen = xcapture.read_xwd(workspace.tmp_dir / "xvfb" / "Xvfb_screen0")
         Image.fromarray(xcapture.window_region(screen), "RGB").save(target)
