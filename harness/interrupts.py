@@ -4,7 +4,6 @@ exits at once (the reaper cleans up). Outside a run, the first one exits by unwi
 import contextlib
 import os
 import signal
-import sys
 import threading
 from typing import Iterator, Optional
 
@@ -64,11 +63,3 @@ class Interrupts:
 
 INTERRUPTS = Interrupts()
 
-
-def exit_code_or(code: int) -> int:
-    return INTERRUPTS.exit_code if INTERRUPTS.requested else code
-
-
-def install() -> None:
-    INTERRUPTS.install()
-    sys.stdout.flush()

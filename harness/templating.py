@@ -1,7 +1,7 @@
-"""Renders the package's jinja2 templates: every argv, environment and script a run launches."""
+"""Renders the package's jinja2 templates: the scripts a run writes (rerun.sh, the guest's init and
+workload) and the HTML report. Command lines are built as lists, never rendered as text."""
 import shlex
 from functools import lru_cache
-from typing import List
 
 import jinja2
 
@@ -25,7 +25,3 @@ def environment(strict: bool = True) -> jinja2.Environment:
 def render(name: str, strict: bool = True, **context) -> str:
     return environment(strict).get_template(name).render(**context)
 
-
-def render_argv(name: str, **context) -> List[str]:
-    """An argv template writes one argument per line; blank lines are dropped."""
-    return [line for line in render(name, **context).splitlines() if line.strip()]
