@@ -7,18 +7,18 @@ import fnmatch
 import math
 import os
 import re
-import signal
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from . import paths as path_registry, reaper
+from . import paths as path_registry
 from .errors import InputError, bad_character, cut, decoded, parse_json, parser_message, read_text, shown
 from .errors import shown_key as key_name
 from .model import (DEFAULT_TIMEOUT_S, HOST_KIND, HOST_RUNTIME, Expectation, Runtime, Scenario,  # noqa: F401
                     Tolerance)
 from .probes import PROBES
+from .process import run_tracked
 
 try:
     import tomllib
@@ -442,36 +442,18 @@ def parse_toml(text: str, source: str) -> dict:
 def evaluate_nix(path: Path):
     """`nix-instantiate --eval --strict --json`, killed (with anything it started) after NIX_TIMEOUT_S."""
     argv = ["nix-instantiate", "--eval", "--strict", "--json", str(path)]
-    guardian = reaper.get()  # up before the evaluator starts, so it can be registered at once
     try:
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   start_new_session=True)
+        done = run_tracked(argv, NIX_TIMEOUT_S)
     except FileNotFoundError:
         raise InputError(f"{path}: evaluating a .nix matrix needs nix-instantiate (apt-get install nix-bin)") from None
-    guardian.track_group(process.pid)  # killed by the reaper if the harness dies mid-evaluation
-    with process:
-        try:
-            stdout, stderr = process.communicate(timeout=NIX_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            raise InputError(f"{path}: Nix evaluation did not finish within {NIX_TIMEOUT_S:g} s "
-                             "(an endless loop?)") from None
-        finally:
-            if process.poll() is None:
-                kill_group(process)
-            reaper.get().untrack_group(process.pid)
-    if process.returncode != 0:
-        raise InputError(f"{path}: nix-instantiate failed: {nix_error(stderr.decode('utf-8', 'replace'))}")
+    except subprocess.TimeoutExpired:
+        raise InputError(f"{path}: Nix evaluation did not finish within {NIX_TIMEOUT_S:g} s "
+                         "(an endless loop?)") from None
+    if done.returncode != 0:
+        raise InputError(f"{path}: nix-instantiate failed: {nix_error(done.stderr.decode('utf-8', 'replace'))}")
     output = f"{path} (nix-instantiate output)"
-    return parse_json(decoded(stdout, output), output)
+    return parse_json(decoded(done.stdout, output), output)
 
-
-def kill_group(process: subprocess.Popen) -> None:
-    """SIGKILL: nix-instantiate ignores SIGTERM while it evaluates."""
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    process.wait()
 
 
 NIX_NOISE = re.compile(r"^(…|at .*:\d+:\d+:$|\d*\s*\||\(use '?--show-trace)")

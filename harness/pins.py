@@ -20,15 +20,17 @@ import json
 import re
 import shutil
 import subprocess
-import tempfile
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from . import reaper
 from .errors import InputError, bad_character, parse_json, read_text, shown, shown_key
+from .process import run_tracked
 
 PINS_DIR = Path(__file__).resolve().parent.parent / "nix" / "pins"
+FETCH_TIMEOUT_S = 1800.0  # a git fetch of Mesa or a QEMU tarball on a slow link
 FETCHERS = ("git", "url")
 REQUIRED = ("fetcher", "url", "hash", "version")
 OPTIONAL = ("rev", "tag_prefix", "url_template", "source")
@@ -117,13 +119,16 @@ def sri_from_base16(digest: str) -> str:
 
 def run(argv: List[str], cwd: Optional[str] = None) -> str:
     try:
-        done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=1800)
+        done = run_tracked(argv, FETCH_TIMEOUT_S, cwd=cwd)
     except FileNotFoundError:
         raise PinError(f"{argv[0]} is not installed") from None
+    except subprocess.TimeoutExpired:
+        raise PinError(f"{' '.join(argv[:3])} ... did not finish within {FETCH_TIMEOUT_S:g} s") from None
+    stderr = done.stderr.decode("utf-8", "replace")
     if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        last = (stderr.strip().splitlines() or ["no output"])[-1]
         raise PinError(f"{' '.join(argv[:3])} ... failed: {last}")
-    return done.stdout
+    return done.stdout.decode("utf-8", "replace")
 
 
 def newest_tag(url: str, prefix: str) -> str:
@@ -144,7 +149,7 @@ def prefetch_git(url: str, rev: str) -> Tuple[str, str]:
         info = json.loads(run(["nix-prefetch-git", "--quiet", "--url", url, "--rev", rev]))
         digest = info.get("hash") or info["sha256"]
         return info["rev"], digest if digest.startswith("sha256-") else sri_from_nix32(digest)
-    with tempfile.TemporaryDirectory(prefix="gh-pin-") as work:
+    with reaper.temp_dir("gh-pin-") as work:
         run(["git", "init", "-q", work])
         run(["git", "-C", work, "fetch", "-q", "--depth", "1", url, rev])
         run(["git", "-C", work, "-c", "advice.detachedHead=false", "checkout", "-q", "FETCH_HEAD"])

@@ -201,3 +201,25 @@ def reaped_all() -> bool:
             return True
         if pid == 0:
             return False
+
+
+def run_tracked(argv: List[str], timeout_s: float, cwd: Optional[str] = None) -> "subprocess.CompletedProcess[bytes]":
+    """subprocess.run for a short-lived helper (nix-instantiate, git): its own process group,
+    known to the reaper from the moment it exists, killed with SIGKILL on timeout (nix-instantiate
+    ignores SIGTERM while it evaluates). Raises OSError if it cannot start, TimeoutExpired."""
+    guardian = reaper.get()  # up before the helper starts, so it is registered at once
+    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               start_new_session=True, cwd=cwd)
+    guardian.track_group(process.pid)
+    with process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout_s)
+        finally:
+            if process.poll() is None:
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                process.wait()
+            guardian.untrack_group(process.pid)
+    return subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
