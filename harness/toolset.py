@@ -25,6 +25,9 @@ EXTRA_KINDS = {  # the extra fields the harness reads: (types, as said in a prob
     "libGLESv2": ((str, type(None)), "a string or null"),
     "dri_dirs": ((list,), "a list of strings"),
     "drivers": ((list,), "a list of strings"),
+    "vendors": ((list,), "a list of strings"),
+    "vendor_files": ((list,), "a list of strings"),
+    "env": ((dict,), "an object of strings"),
 }
 EGL_VENDOR_DIRS = ("/etc/glvnd/egl_vendor.d", "/usr/share/glvnd/egl_vendor.d")
 DRI_DIR_CANDIDATES = ("/usr/lib/x86_64-linux-gnu/dri", "/usr/lib/aarch64-linux-gnu/dri",
@@ -110,6 +113,14 @@ class Toolset:
             return f"{name} ({tool.problem})"
         spec = TOOL_SPECS.get(name)
         return f"{name} (install {spec.debian})" if spec else name
+
+    def host_gl_env(self) -> Dict[str, str]:
+        """Environment that points the host-side GL programs (virgl_test_server, Xvfb, QEMU's GL
+        display) at the toolset's Mesa. Empty when discovered: the host's defaults apply. A Nix
+        toolset sets it, since a build sandbox has no /run/opengl-driver for glvnd to find."""
+        mesa = self.tools.get("mesa")
+        env = mesa.extra.get("env") if mesa and mesa.found else None
+        return {str(k): str(v) for k, v in env.items()} if isinstance(env, dict) else {}
 
     def versions(self) -> Dict[str, Optional[str]]:
         return {name: tool.version for name, tool in sorted(self.tools.items()) if tool.found}
@@ -301,6 +312,8 @@ def entry_problem(entry) -> Optional[str]:
 def fits(value, kinds: tuple) -> bool:
     if isinstance(value, list):
         return list in kinds and all(isinstance(item, str) for item in value)
+    if isinstance(value, dict):
+        return dict in kinds and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
     return isinstance(value, kinds)
 
 

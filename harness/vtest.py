@@ -28,5 +28,6 @@ def server_spec(toolset: Toolset, workspace: Workspace) -> ServiceSpec:
     socket = str(workspace.tmp_dir / "virgl.sock")
     argv = server_argv(toolset.path(SERVICE), socket, toolset.render_nodes[0] if toolset.render_nodes else None)
     # virgl_test_server refuses to start without XDG_RUNTIME_DIR.
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "XDG_RUNTIME_DIR": str(workspace.tmp_dir)}
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "XDG_RUNTIME_DIR": str(workspace.tmp_dir),
+           **toolset.host_gl_env()}
     return ServiceSpec(SERVICE, argv, env, str(workspace.result_dir / f"{SERVICE}.log"), ready_socket=socket)

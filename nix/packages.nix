@@ -54,7 +54,13 @@ let
     inherit src;
     build-system = [ python.pkgs.setuptools ];
     dependencies = with python.pkgs; [ jinja2 pillow numpy rich qemu-qmp ];
-    nativeCheckInputs = [ python.pkgs.pytestCheckHook python.pkgs.hypothesis ];
+    # The unit tests and every program they call: cpio (the initramfs cache), git and Nix itself
+    # (tests/test_nix.py evaluates the pure files and updates a pin from a local repository).
+    nativeCheckInputs = [ python.pkgs.pytestCheckHook python.pkgs.hypothesis pkgs.cpio pkgs.git pkgs.nix ];
+    # Nix evaluates in the build sandbox with its state under $TMPDIR (no /nix/var there).
+    preCheck = ''
+      export HOME=$TMPDIR NIX_STATE_DIR=$TMPDIR/nix/var NIX_LOG_DIR=$TMPDIR/nix/log NIX_CONF_DIR=$TMPDIR/nix/etc
+    '';
     # The unit tests; vmtests launch real paths and run as the scenario checks below.
     enabledTestPaths = [ "tests" ];
     pythonImportsCheck = [ "harness" ];

@@ -5,7 +5,12 @@
 { system, bubblewrap, virglrenderer, probePython, mesa, libglvnd, qemu, xvfb, busybox, kernel
 , kernelImage, nixPrefetchGit }:
 let
-  tool = path: version: extra: { inherit path version extra; };
+  # A package's version where it has one. nixpkgs' nix-prefetch-git has a `name` and no `version`
+  # (pkgs/tools/package-management/nix-prefetch-scripts/default.nix): then the name's version
+  # part, or null.
+  versionOf = pkg: pkg.version or (
+    let fromName = (builtins.parseDrvName (pkg.name or "")).version; in if fromName == "" then null else fromName);
+  tool = path: pkg: extra: { inherit path extra; version = versionOf pkg; };
   qemuSystem = {
     "x86_64-linux" = "qemu-system-x86_64";
   };
@@ -15,30 +20,39 @@ in
   source = "nix";
   inherit system;
   tools = {
-    bwrap = tool "${bubblewrap}/bin/bwrap" bubblewrap.version { };
-    virgl_test_server = tool "${virglrenderer}/bin/virgl_test_server" virglrenderer.version { };
-    python3 = tool "${probePython}/bin/python3" probePython.version { };
-    mesa = tool "${mesa}/lib/dri" mesa.version {
+    bwrap = tool "${bubblewrap}/bin/bwrap" bubblewrap { };
+    virgl_test_server = tool "${virglrenderer}/bin/virgl_test_server" virglrenderer { };
+    python3 = tool "${probePython}/bin/python3" probePython { };
+    mesa = tool "${mesa}/lib/dri" mesa {
       dri_dirs = [ "${mesa}/lib/dri" ];
+      # The host-side GL programs (virgl_test_server, Xvfb's GLX, QEMU's GL display) find no
+      # driver in a build sandbox (nixpkgs' glvnd and Xvfb look in /run/opengl-driver): point
+      # them at this Mesa.
+      env = {
+        __EGL_VENDOR_LIBRARY_DIRS = "${mesa}/share/glvnd/egl_vendor.d";
+        LIBGL_DRIVERS_PATH = "${mesa}/lib/dri";
+        __GLX_VENDOR_LIBRARY_NAME = "mesa";
+        LD_LIBRARY_PATH = "${libglvnd}/lib:${mesa}/lib";
+      };
       libEGL = "${libglvnd}/lib/libEGL.so.1";
       libGLESv2 = "${libglvnd}/lib/libGLESv2.so.2";
     };
     # The native path's EGL stack: glvnd, with the pinned Mesa as its vendor (the probe's python
     # wrapper points glvnd at it); a GPU builder's own vendor is found by discovery instead.
-    egl = tool "${libglvnd}/lib/libEGL.so.1" libglvnd.version {
+    egl = tool "${libglvnd}/lib/libEGL.so.1" libglvnd {
       libGLESv2 = "${libglvnd}/lib/libGLESv2.so.2";
       vendor_files = [ "${mesa}/share/glvnd/egl_vendor.d/50_mesa.json" ];
       vendors = [ "libEGL_mesa.so.0" ];
     };
-    Xvfb = tool "${xvfb}/bin/Xvfb" xvfb.version { };
-    busybox = tool "${busybox}/bin/busybox" busybox.version { };
-    kernel = tool "${kernel}/${kernelImage}" kernel.version {
+    Xvfb = tool "${xvfb}/bin/Xvfb" xvfb { };
+    busybox = tool "${busybox}/bin/busybox" busybox { };
+    kernel = tool "${kernel}/${kernelImage}" kernel {
       modules_dir = "${kernel}/lib/modules/${kernel.modDirVersion or kernel.version}";
     };
-    nix-prefetch-git = tool "${nixPrefetchGit}/bin/nix-prefetch-git" nixPrefetchGit.version { };
+    nix-prefetch-git = tool "${nixPrefetchGit}/bin/nix-prefetch-git" nixPrefetchGit { };
   }
   # The harness boots x86_64 guests only so far: elsewhere the VM paths say Skip, with the reason.
   // (if qemuSystem ? ${system}
-      then { ${qemuSystem.${system}} = tool "${qemu}/bin/${qemuSystem.${system}}" qemu.version { }; }
+      then { ${qemuSystem.${system}} = tool "${qemu}/bin/${qemuSystem.${system}}" qemu { }; }
       else { });
 }

@@ -103,3 +103,31 @@ def test_a_nix_toolset_python_runs_from_the_store_inside_the_sandbox(tmp_path):
     assert argv[argv.index("--") + 1] == store_python
     assert "/nix/store" not in plan_of(sandbox, scenario("vtest-virgl"), fake_toolset(), workspace(tmp_path / "b"),
                                             Workload(probe="gl")).argv
+
+
+def test_a_bwrap_that_cannot_make_a_sandbox_is_a_skip_saying_what_is_missing(tmp_path):
+    fake = tmp_path / "bwrap"
+    fake.write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    toolset = fake_toolset()
+    toolset.tools["bwrap"] = Tool("bwrap", str(fake), "0.8.0")
+    toolset.tools["mesa"] = Tool("mesa", "/usr/lib/dri", "22.3.6")
+    spec = scenario("vtest-virgl").spec
+    reason = spec.family.available(spec, toolset)
+    assert reason.startswith("bwrap cannot create a sandbox here (bwrap: No permissions to create new namespace)")
+    assert "unprivileged user namespaces" in reason and "Nix build" in reason
+
+
+def test_a_toolset_that_points_host_gl_at_its_mesa_reaches_every_host_gl_program(tmp_path):
+    from harness.vm import display
+    toolset = fake_toolset()
+    gl_env = {"__EGL_VENDOR_LIBRARY_DIRS": "/nix/store/x-mesa/share/glvnd/egl_vendor.d",
+              "LIBGL_DRIVERS_PATH": "/nix/store/x-mesa/lib/dri"}
+    toolset.tools["mesa"] = Tool("mesa", "/nix/store/x-mesa/lib/dri", "25.2.6", {"env": gl_env})
+    toolset.tools["Xvfb"] = Tool("Xvfb", "/usr/bin/Xvfb", "21.1")
+    ws = workspace(tmp_path)
+    (server,) = plan_of(sandbox, scenario("vtest-virgl"), toolset, ws, Workload(probe="gl")).services
+    assert gl_env.items() <= server.env.items()
+    qemu_display, (xvfb,), qemu_env = display.display_for("virtio-gpu-gl-pci", toolset, ws)
+    assert qemu_display == "sdl,gl=on" and gl_env.items() <= xvfb.env.items() and gl_env.items() <= qemu_env.items()
+    assert fake_toolset().host_gl_env() == {}

@@ -1,10 +1,12 @@
 """The sandbox family (sandbox-dri, vtest-virgl): the workload runs in bubblewrap over the
 runtime's root filesystem, as Flatpak would run it. The argv is built as a list: no value from
 a matrix can become an argument of its own."""
+import functools
 import os
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Sequence, Tuple
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 from .. import vtest
 from ..lifecycle import LaunchContext
@@ -19,6 +21,9 @@ SYS_DIRS = ("/sys/dev", "/sys/devices", "/sys/bus", "/sys/class")
 MERGED_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 NIX_STORE = "/nix/store"
 Pairs = Sequence[Tuple[str, str]]
+
+if TYPE_CHECKING:
+    from ..paths import PathSpec
 
 
 @dataclass(frozen=True)
@@ -102,9 +107,30 @@ def services_for(scenario: Scenario, toolset: Toolset, ctx: LaunchContext) -> Li
     return []
 
 
+@functools.lru_cache(maxsize=8)
+def bwrap_works(bwrap: str) -> Optional[str]:
+    """Why bwrap cannot make a sandbox on this machine, or None. In a Nix build sandbox, or on a
+    host that restricts them, unprivileged user namespaces may be unavailable; the sandbox paths
+    then cannot run at all, and the reason must say so rather than show a raw bwrap error."""
+    try:
+        done = subprocess.run([bwrap, "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "true"],
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"bwrap could not be run ({exc})"
+    if done.returncode == 0:
+        return None
+    said = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+    return (f"bwrap cannot create a sandbox here ({said}): the sandbox paths need unprivileged user "
+            "namespaces (sysctl user.max_user_namespaces > 0, kernel.unprivileged_userns_clone = 1; "
+            "in a Nix build, a builder that allows them in its sandbox)")
+
+
 class SandboxFamily(Family):
     name = "sandbox"
     launch_class = ProcessLaunch
+
+    def available(self, spec: "PathSpec", toolset: Toolset) -> Optional[str]:
+        return super().available(spec, toolset) or bwrap_works(toolset.path("bwrap"))
 
     def plan(self, ctx: LaunchContext) -> Plan:
         scenario, toolset, workspace, workload = ctx.scenario, ctx.toolset, ctx.workspace, ctx.workload

@@ -44,7 +44,7 @@ def xvfb_service(toolset: Toolset, workspace: Workspace) -> Tuple[ServiceSpec, s
     argv = [toolset.path("Xvfb"), f":{number}", "-screen", "0", XVFB_SCREEN, "-nolisten", "tcp", "-noreset", "-wr",
             "-fbdir", str(fbdir)]
     socket_path = f"/tmp/.X11-unix/X{number}"
-    spec = ServiceSpec("Xvfb", argv, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+    spec = ServiceSpec("Xvfb", argv, {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **toolset.host_gl_env()},
                        str(workspace.result_dir / "xvfb.log"), ready_socket=socket_path,
                        leaves=(f"/tmp/.X{number}-lock", socket_path))
     return spec, f":{number}"
@@ -56,9 +56,9 @@ def display_for(gpu: str, toolset: Toolset, workspace: Workspace) -> Tuple[str, 
     if gpu not in GL_DEVICES:
         return "none", [], {}
     if toolset.render_nodes:
-        return f"egl-headless,rendernode={opt(toolset.render_nodes[0])}", [], {}
+        return f"egl-headless,rendernode={opt(toolset.render_nodes[0])}", [], toolset.host_gl_env()
     spec, display = xvfb_service(toolset, workspace)
-    return "sdl,gl=on", [spec], {"DISPLAY": display, "SDL_VIDEODRIVER": "x11"}
+    return "sdl,gl=on", [spec], {"DISPLAY": display, "SDL_VIDEODRIVER": "x11", **toolset.host_gl_env()}
 
 
 def needs_xvfb(gpu: str, toolset: Toolset) -> bool:
