@@ -270,7 +270,10 @@ def cmd_pins(args) -> int:
         raise InputError(f"{args.dir}: no pin files (*.json)")
     if args.pins_command in ("list", "check"):
         for pin in pins.values():
-            print(f"{pin.name:<16} {pin.version:<10} {pin.fetcher:<4} {pin.rev or '-':<22} {pin.hash}")
+            if pin.follows:
+                print(f"{pin.name:<16} follows the flake input {pin.follows} (its own package, unmodified)")
+            else:
+                print(f"{pin.name:<16} {pin.version:<10} {pin.fetcher:<4} {pin.rev or '-':<22} {pin.hash}")
         return EXIT_OK
     unknown = [n for n in args.names if n not in pins]
     if unknown:

@@ -32,6 +32,10 @@ from .process import run_tracked
 PINS_DIR = Path(__file__).resolve().parent.parent / "nix" / "pins"
 FETCH_TIMEOUT_S = 1800.0  # a git fetch of Mesa or a QEMU tarball on a slow link
 FETCHERS = ("git", "url")
+# A pin may instead follow a flake input: the package is that nixpkgs' own, unmodified (binary
+# cache hits; Mesa's recipe is tied to its release, so its source cannot simply be swapped).
+FLAKE_INPUTS = ("nixpkgs", "nixpkgs-old")
+FOLLOWS_KEYS = ("follows", "source")
 REQUIRED = ("fetcher", "url", "hash", "version")
 OPTIONAL = ("rev", "tag_prefix", "url_template", "source")
 SRI_SHA256 = re.compile(r"^sha256-[A-Za-z0-9+/]{43}=$")
@@ -45,10 +49,11 @@ class PinError(Exception):
 @dataclass
 class Pin:
     name: str
-    fetcher: str
-    url: str
-    hash: str
-    version: str
+    fetcher: Optional[str] = None
+    url: Optional[str] = None
+    hash: Optional[str] = None
+    version: Optional[str] = None
+    follows: Optional[str] = None  # a flake input whose own package is used as is
     rev: Optional[str] = None
     tag_prefix: Optional[str] = None
     url_template: Optional[str] = None
@@ -59,10 +64,24 @@ class Pin:
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
+def parse_follows(name: str, data: dict, where: str) -> Pin:
+    problems = [f"{where}: {shown_key(key)}: not with follows (known: {', '.join(FOLLOWS_KEYS)})"
+                for key in sorted(set(data) - set(FOLLOWS_KEYS))]
+    if data["follows"] not in FLAKE_INPUTS:
+        problems.append(f"{where}: follows: {shown(data['follows'])} is not a flake input ({', '.join(FLAKE_INPUTS)})")
+    if "source" in data and not isinstance(data["source"], str):
+        problems.append(f"{where}: source: must be a string, not {shown(data['source'])}")
+    if problems:
+        raise InputError(problems)
+    return Pin(name=name, **data)
+
+
 def parse(name: str, data: object, where: str) -> Pin:
     problems: List[str] = []
     if not isinstance(data, dict):
         raise InputError(f"{where}: a pin is a JSON object, not {shown(data)}")
+    if "follows" in data:
+        return parse_follows(name, data, where)
     for key in REQUIRED:
         if not isinstance(data.get(key), str) or not data.get(key):
             problems.append(f"{where}: {key}: required, a non-empty string")
@@ -183,8 +202,11 @@ def prefetch_url(url: str) -> str:
 class Change:
     name: str
     changed: Dict[str, Tuple[str, str]] = field(default_factory=dict)  # key -> (old, new)
+    note: str = ""
 
     def describe(self) -> str:
+        if self.note:
+            return f"{self.name}: {self.note}"
         if not self.changed:
             return f"{self.name}: unchanged"
         return f"{self.name}: " + ", ".join(f"{k} {old} -> {new}" for k, (old, new) in sorted(self.changed.items()))
@@ -192,6 +214,7 @@ class Change:
 
 def updated(pin: Pin, rev: Optional[str] = None, version: Optional[str] = None) -> Pin:
     new = Pin(**asdict(pin))
+    assert pin.url is not None  # a fetch pin (parse requires it); follows pins are not fetched
     if pin.fetcher == "git":
         target = rev or (newest_tag(pin.url, pin.tag_prefix) if pin.tag_prefix else pin.rev)
         if not target:
@@ -208,7 +231,7 @@ def updated(pin: Pin, rev: Optional[str] = None, version: Optional[str] = None) 
             new.url = pin.url_template.format(version=new.version)
         elif version:
             raise PinError(f"{pin.name}: no url_template, so --version cannot move it")
-        new.hash = prefetch_url(new.url)
+        new.hash = prefetch_url(new.url or pin.url)
     new.source = f"gpu-harness pins update ({'nix-prefetch-git' if shutil.which('nix-prefetch-git') else 'git + nix-hash'})" \
         if pin.fetcher == "git" else "gpu-harness pins update"
     return new
@@ -217,6 +240,11 @@ def updated(pin: Pin, rev: Optional[str] = None, version: Optional[str] = None) 
 def update(path: Path, rev: Optional[str] = None, version: Optional[str] = None) -> Change:
     """Re-fetch one pin file and rewrite it; returns what changed (source excluded)."""
     pin = load(path)
+    if pin.follows:
+        if rev or version:
+            raise PinError(f"{pin.name}: follows the flake input {pin.follows}; it has no rev or version of its own")
+        return Change(pin.name, note=f"follows the flake input {pin.follows}: move it with "
+                                     f"`nix flake lock --update-input {pin.follows}`")
     new = updated(pin, rev, version)
     change = Change(pin.name)
     for key in ("url", "rev", "hash", "version"):

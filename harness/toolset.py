@@ -27,6 +27,7 @@ EXTRA_KINDS = {  # the extra fields the harness reads: (types, as said in a prob
     "drivers": ((list,), "a list of strings"),
     "vendors": ((list,), "a list of strings"),
     "vendor_files": ((list,), "a list of strings"),
+    "vendor_dirs": ((list,), "a list of strings"),
     "env": ((dict,), "an object of strings"),
 }
 EGL_VENDOR_DIRS = ("/etc/glvnd/egl_vendor.d", "/usr/share/glvnd/egl_vendor.d")

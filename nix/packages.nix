@@ -1,10 +1,9 @@
 # Everything that needs nixpkgs, for one system: the pinned components, the harness, runtimes,
-# images, the toolset manifest, the checks. flake.nix calls it once per system. Kept small and
-# plain on purpose: overrides of nixpkgs' own packages, with sources from nix/pins.
-{ pkgs, src }:
+# images, the toolset manifests, the checks. flake.nix calls it once per system. Kept small and
+# plain on purpose: nixpkgs' own packages, overridden only where a pin asks for another source.
+{ pkgs, pkgsOld, src, pins ? import ./pins.nix }:
 let
   inherit (pkgs) lib;
-  pins = import ./pins.nix;
   matrix = import ./matrix.nix;
   scenarios = import ./scenarios.nix { declaration = matrix; };
 
@@ -12,40 +11,52 @@ let
     if pin.fetcher == "git"
     then pkgs.fetchgit { inherit (pin) url rev hash; }
     else pkgs.fetchurl { inherit (pin) url hash; };
-  pinned = pin: old: { inherit (pin) version; src = fetchPin pin; };
 
-  # Mesa with what the paths use: llvmpipe and softpipe, virgl (the guest side of vm-virgl and
-  # the vtest client), zink; Vulkan: lavapipe and Venus ("virtio").
-  mesaFrom = pin: (pkgs.mesa.override {
-    galliumDrivers = [ "llvmpipe" "softpipe" "virgl" "zink" ];
-    vulkanDrivers = [ "swrast" "virtio" ];
-    vulkanLayers = [ ];
-  }).overrideAttrs (pinned pin);
-  mesa = mesaFrom pins.mesa;
-  mesa-old = mesaFrom pins.mesa-old; # for Mesa-mismatch scenarios (guest or container older than host)
+  # Which nixpkgs a pin's package comes from, and whether it is overridden. A pin that follows a
+  # flake input takes that nixpkgs' own package, unmodified. A fetched pin equal to what the lock
+  # ships is no override either (binary cache hits); one that differs overrides src and version.
+  # Decided here, at evaluation, and written into toolset.json (extra.nixpkgs).
+  inputs = { nixpkgs = pkgs; nixpkgs-old = pkgsOld; };
+  baseOf = attr: pin: inputs.${pin.follows or "nixpkgs"}.${attr};
+  overrides = attr: pin: !(pin ? follows) && pin.version != ((baseOf attr pin).version or null);
+  fromPin = attr: pin: base:
+    if overrides attr pin then base.overrideAttrs (old: { inherit (pin) version; src = fetchPin pin; }) else base;
+  provenance = attr: pin: {
+    input = pin.follows or "nixpkgs";
+    nixpkgs_version = (baseOf attr pin).version or null;
+    override = overrides attr pin;
+  } // (if pin ? version then { pin_version = pin.version; } else { });
 
-  # Venus is on by default on Linux (vulkanSupport) in nixpkgs' virglrenderer.
-  virglrenderer = pkgs.virglrenderer.overrideAttrs (pinned pins.virglrenderer);
-  bubblewrap = pkgs.bubblewrap.overrideAttrs (pinned pins.bubblewrap);
-  qemu = (pkgs.qemu.override {
-    hostCpuOnly = true;
-    sdlSupport = true;
-    openGLSupport = true;
-    virglSupport = true;
-    inherit virglrenderer;
-  }).overrideAttrs (pinned pins.qemu);
+  # nixpkgs' Mesa as it is: llvmpipe, softpipe, virgl and zink, lavapipe and Venus ("virtio"),
+  # and the hardware drivers the GPU checks need.
+  mesa = fromPin "mesa" pins.mesa (baseOf "mesa" pins.mesa);
+  mesa-old = fromPin "mesa" pins.mesa-old (baseOf "mesa" pins.mesa-old); # Mesa-mismatch scenarios
+
+  # Venus is on by default on Linux (vulkanSupport) in nixpkgs' virglrenderer; QEMU's defaults
+  # have SDL, OpenGL and virgl on.
+  virglrenderer = fromPin "virglrenderer" pins.virglrenderer pkgs.virglrenderer;
+  bubblewrap = fromPin "bubblewrap" pins.bubblewrap pkgs.bubblewrap;
+  qemu = fromPin "qemu" pins.qemu
+    (if overrides "virglrenderer" pins.virglrenderer then pkgs.qemu.override { inherit virglrenderer; } else pkgs.qemu);
+  # nixpkgs 25.11 has Xvfb as xorg.xvfb; newer nixpkgs moved it to the top level (the xorg set
+  # is deprecated there).
+  xvfb = pkgs.xvfb or pkgs.xorg.xvfb;
+  # Where NixOS puts the host's GPU driver (nix-required-mounts mounts it into GPU builds).
+  driverLink = pkgs.addDriverRunpath.driverLink;
 
   python = pkgs.python3;
 
-  # A runtime: python3 for the probe with EGL pointed at one Mesa build through glvnd.
-  probePythonFor = mesa: (pkgs.writeShellScriptBin "python3" ''
-    export LD_LIBRARY_PATH=${lib.makeLibraryPath [ pkgs.libglvnd mesa ]}''${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-    export __EGL_VENDOR_LIBRARY_DIRS=${mesa}/share/glvnd/egl_vendor.d
-    export LIBGL_DRIVERS_PATH=${mesa}/lib/dri
+  # A runtime: python3 for the probe with EGL pointed at one Mesa build through glvnd; for the
+  # GPU checks, the host's driver (driverLink) first, then that Mesa.
+  probePythonFor = { mesa, libglvnd ? pkgs.libglvnd, hostDriver ? false }: (pkgs.writeShellScriptBin "python3" ''
+    export LD_LIBRARY_PATH=${lib.optionalString hostDriver "${driverLink}/lib:"}${lib.makeLibraryPath [ libglvnd mesa ]}''${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    export __EGL_VENDOR_LIBRARY_DIRS=${lib.optionalString hostDriver "${driverLink}/share/glvnd/egl_vendor.d:"}${mesa}/share/glvnd/egl_vendor.d
+    export LIBGL_DRIVERS_PATH=${lib.optionalString hostDriver "${driverLink}/lib/dri:"}${mesa}/lib/dri
     exec ${python}/bin/python3 "$@"
   '').overrideAttrs { inherit (python) version; };
-  runtime = probePythonFor mesa;
-  runtime-mesa-old = probePythonFor mesa-old;
+  runtime = probePythonFor { inherit mesa; };
+  runtime-gpu = probePythonFor { inherit mesa; hostDriver = true; };
+  runtime-mesa-old = probePythonFor { mesa = mesa-old; inherit (pkgsOld) libglvnd; };
 
   harness = python.pkgs.buildPythonApplication {
     pname = "gpu-harness";
@@ -67,16 +78,19 @@ let
   };
 
   kernel = pkgs.linuxPackages.kernel;
-  toolset = pkgs.writeText "toolset.json" (builtins.toJSON (import ./toolset.nix {
+  toolsetFor = { name, probePython, hostDriver }: pkgs.writeText name (builtins.toJSON (import ./toolset.nix {
     inherit (pkgs.stdenv.hostPlatform) system;
-    inherit bubblewrap virglrenderer mesa qemu kernel;
+    inherit bubblewrap virglrenderer mesa qemu kernel xvfb probePython;
     inherit (pkgs) libglvnd;
-    probePython = runtime;
-    xvfb = pkgs.xorg.xvfb;
     busybox = pkgs.pkgsStatic.busybox;
     kernelImage = pkgs.stdenv.hostPlatform.linux-kernel.target;
     nixPrefetchGit = pkgs.nix-prefetch-git;
+    driverLink = if hostDriver then driverLink else null;
+    provenance = builtins.mapAttrs (name: pin: provenance (if name == "mesa-old" then "mesa" else name) pin) pins;
   }));
+  toolset = toolsetFor { name = "toolset.json"; probePython = runtime; hostDriver = false; };
+  # The GPU checks: the host's driver as nix-required-mounts provides it, then nixpkgs' Mesa.
+  toolset-gpu = toolsetFor { name = "toolset-gpu.json"; probePython = runtime-gpu; hostDriver = true; };
 
   # The probe as an OCI image, driver paths set as for any Mesa-in-a-container deployment.
   probe-image = pkgs.dockerTools.buildLayeredImage {
@@ -102,13 +116,16 @@ let
   # One check per scenario: the harness runs it on the pinned toolset inside the build sandbox
   # and the report is the output. A Skip fails the check (--fail-on-skip): a check that could
   # not run proves nothing.
+  # Features (nix/paths.json): "kvm" (Nix mounts /dev/kvm into the sandbox of a builder that
+  # has it; without it the harness runs TCG and says so), "gpu" (nix-required-mounts mounts
+  # /dev/dri, /dev/nvidia* and the driver link for derivations that ask for it).
   scenarioCheck = scenario: pkgs.runCommand "gpu-harness-${scenario.name}" {
-    nativeBuildInputs = [ harness ];
+    nativeBuildInputs = [ harness pkgs.cpio pkgs.zstd ];
     requiredSystemFeatures = scenario.features;
   } ''
     export HOME=$TMPDIR XDG_CACHE_HOME=$TMPDIR/cache
-    gpu-harness run --matrix ${matrixJson} --toolset ${toolset} --filter '${scenario.id}' \
-      --fail-on-skip -j 1 --out $out
+    gpu-harness run --matrix ${matrixJson} --toolset ${if scenario.needsGpu then toolset-gpu else toolset} \
+      --filter '${scenario.id}' --fail-on-skip -j 1 --out $out
   '';
   # A path's checks exist on the systems its family runs on (nix/paths.json: null is every system);
   # the harness boots x86_64 guests only so far, so elsewhere VM scenarios would only Skip.
@@ -122,16 +139,16 @@ let
 in
 {
   packages = {
-    inherit harness mesa mesa-old virglrenderer bubblewrap qemu runtime runtime-mesa-old toolset probe-image
-      kernel default-matrix;
+    inherit harness mesa mesa-old virglrenderer bubblewrap qemu runtime runtime-gpu runtime-mesa-old toolset
+      toolset-gpu probe-image kernel default-matrix;
     guest-busybox = pkgs.pkgsStatic.busybox;
     default = harness;
   };
 
   # Scenarios that render without a GPU; VM ones need the kvm feature.
   checks = checksWhere (scenario: !scenario.needsGpu) // { unit-tests = harness; };
-  # GPU scenarios, opt in: nix build .#gpuChecks.<scenario> on a builder with the "gpu" feature
-  # and /dev/dri in its extra-sandbox-paths.
+  # GPU scenarios, opt in: nix build .#gpuChecks.<system>.<scenario> on a builder with the "gpu"
+  # feature given by programs.nix-required-mounts (see README).
   gpuChecks = checksWhere (scenario: scenario.needsGpu);
 
   apps.default = { type = "app"; program = "${default-matrix}/bin/gpu-harness-default-matrix"; };
@@ -141,7 +158,7 @@ in
       (python.withPackages (ps: with ps; [ jinja2 pillow numpy rich qemu-qmp pytest pytest-xdist pytest-benchmark
                                            hypothesis mypy ]))
       pkgs.ruff
-      bubblewrap virglrenderer qemu pkgs.xorg.xvfb pkgs.pkgsStatic.busybox pkgs.cpio pkgs.kmod pkgs.git
+      bubblewrap virglrenderer qemu xvfb pkgs.pkgsStatic.busybox pkgs.cpio pkgs.kmod pkgs.zstd pkgs.git
       pkgs.nix-prefetch-git
     ];
     GPU_HARNESS_TOOLSET = toolset;

@@ -99,7 +99,7 @@ def test_pin_files_are_valid_and_nix_reads_the_same_values():
     from_nix = nix_eval(ROOT / "nix" / "pins.nix")
     assert from_nix == {name: json.loads(pin.to_json()) for name, pin in loaded.items()}
     for pin in loaded.values():
-        assert pins.SRI_SHA256.match(pin.hash) and pin.version
+        assert pin.follows in pins.FLAKE_INPUTS or (pins.SRI_SHA256.match(pin.hash) and pin.version)
 
 
 def test_a_bad_pin_file_is_a_one_line_error_with_exit_2(tmp_path, capsys):
@@ -197,8 +197,12 @@ def test_pins_update_moves_a_url_pin_with_its_template(tmp_path, capsys):
     assert pin.url.endswith("/thing-2.0.tar") and pin.version == "2.0"
 
 
+def flake_outputs(layout="25.11"):
+    return nix_eval(expr=f'import ./tests/nix/flake-outputs.nix {{ layout = "{layout}"; }}')
+
+
 def test_flake_outputs_evaluate_against_a_stand_in_nixpkgs(tmp_path):
-    outputs = nix_eval(ROOT / "tests" / "nix" / "flake-outputs.nix")
+    outputs = flake_outputs()
     assert outputs["systems"] == ["aarch64-linux", "x86_64-linux"]
     assert outputs["inputs"]["nixpkgs"]["url"] == "github:NixOS/nixpkgs/nixos-25.11"
     x86 = outputs["checks"]["x86_64-linux"]
@@ -210,7 +214,7 @@ def test_flake_outputs_evaluate_against_a_stand_in_nixpkgs(tmp_path):
         assert f"--filter '{scenario.id}'" in check["script"] and "--fail-on-skip" in check["script"]
         assert check["features"] == (["kvm"] if scenario.spec.family.name == "vm" else [])
     assert not any(name.startswith("vm-") for name in outputs["checks"]["aarch64-linux"])
-    assert outputs["gpuChecks"]["x86_64-linux"] == ["native__host__gl", "sandbox-dri__host__gl"]
+    assert sorted(outputs["gpuChecks"]["x86_64-linux"]) == ["native__host__gl", "sandbox-dri__host__gl"]
     assert outputs["apps"]["x86_64-linux"]["default"]["type"] == "app"
     assert outputs["devShells"] == {"aarch64-linux": ["default"], "x86_64-linux": ["default"]}
     assert {"harness", "mesa", "mesa-old", "virglrenderer", "bubblewrap", "qemu", "toolset", "probe-image",
@@ -220,9 +224,9 @@ def test_flake_outputs_evaluate_against_a_stand_in_nixpkgs(tmp_path):
         manifest = tmp_path / f"{system}.json"
         manifest.write_text(text)
         toolset = toolset_mod.load_manifest(manifest)
-        assert toolset.tools["bwrap"].path.endswith("-bubblewrap/bin/bwrap")
+        assert toolset.tools["bwrap"].path.endswith("-bubblewrap-0.11.0/bin/bwrap")
         assert toolset.tools["python3"].path.startswith("/nix/store/")
-        assert toolset.tools["kernel"].extra["modules_dir"].endswith("/lib/modules/6.12.1")
+        assert toolset.tools["kernel"].extra["modules_dir"].endswith("/lib/modules/6.12.60")
         # The stand-in store paths do not exist here, so the tools load as declared but not found.
         assert (toolset.tools["qemu-system-x86_64"].path is not None) == (system == "x86_64-linux")
         assert "does not exist" in toolset.why_missing("bwrap")
@@ -230,7 +234,100 @@ def test_flake_outputs_evaluate_against_a_stand_in_nixpkgs(tmp_path):
 
 def test_flake_lock_pins_the_nixpkgs_the_flake_asks_for():
     lock = json.loads((ROOT / "flake.lock").read_text())
-    node = lock["nodes"][lock["nodes"]["root"]["inputs"]["nixpkgs"]]
-    assert len(node["locked"]["rev"]) == 40 and pins.SRI_SHA256.match(node["locked"]["narHash"])
-    original = node["original"]
-    assert f"github:{original['owner']}/{original['repo']}/{original['ref']}" in (ROOT / "flake.nix").read_text()
+    assert set(lock["nodes"]["root"]["inputs"]) == {"nixpkgs", "nixpkgs-old"} == set(pins.FLAKE_INPUTS)
+    for name in pins.FLAKE_INPUTS:
+        node = lock["nodes"][lock["nodes"]["root"]["inputs"][name]]
+        assert len(node["locked"]["rev"]) == 40 and pins.SRI_SHA256.match(node["locked"]["narHash"])
+        original = node["original"]
+        assert f"github:{original['owner']}/{original['repo']}/{original['ref']}" in (ROOT / "flake.nix").read_text()
+
+
+# Issue 10's items, each against the strict stand-in (tests/nix/stub-pkgs.nix): each of these
+# failed on the flake as it was before (see the issue note).
+
+def test_the_toolset_evaluates_with_a_nix_prefetch_git_that_has_no_version():
+    """nixpkgs' nix-prefetch-git has a name and no version: the manifest says null, it does not throw."""
+    for layout in ("25.11", "26.05"):
+        for text in flake_outputs(layout)["toolset"].values():
+            tools = json.loads(text)["tools"]
+            assert tools["nix-prefetch-git"]["version"] is None and tools["bwrap"]["version"] == "0.11.0"
+
+
+def test_the_harness_check_phase_has_every_program_the_unit_tests_call():
+    called = {"cpio", "git", "nix"}  # test_initramfs (cpio), test_nix (git, nix-instantiate, nix-hash)
+    for inputs in flake_outputs()["harnessCheckInputs"].values():
+        assert called <= set(inputs) and "hypothesis" in inputs
+
+
+def test_pins_equal_to_the_lock_are_no_override_and_mesa_is_nixpkgs_own():
+    outputs = flake_outputs()
+    for system, packages in outputs["pinned"].items():
+        for name in ("mesa", "virglrenderer", "bubblewrap", "qemu"):
+            assert packages[name]["overridden"] is None and packages[name]["overriddenAttrs"] == [], (system, name)
+        assert packages["mesa"]["version"] == "25.2.6" and packages["mesa-old"]["version"] == "24.2.8"
+        tools = json.loads(outputs["toolset"][system])["tools"]
+        assert tools["mesa"]["extra"]["nixpkgs"] == {"input": "nixpkgs", "nixpkgs_version": "25.2.6", "override": False}
+        assert tools["bwrap"]["extra"]["nixpkgs"]["override"] is False
+
+
+def test_a_pin_that_differs_from_the_lock_is_an_override_the_toolset_marks(tmp_path):
+    bumped = nix_eval(expr="""
+      let
+        pins = import ./nix/pins.nix;
+        packages = import ./nix/packages.nix {
+          pkgs = import ./tests/nix/stub-pkgs.nix { };
+          pkgsOld = import ./tests/nix/stub-pkgs.nix { layout = "24.11"; };
+          src = ./.;
+          pins = pins // { bubblewrap = pins.bubblewrap // { version = "0.11.1"; }; };
+        };
+      in { inherit (packages.packages.bubblewrap) version overriddenAttrs; toolset = packages.packages.toolset.text; }
+    """)
+    assert bumped["version"] == "0.11.1" and sorted(bumped["overriddenAttrs"]) == ["src", "version"]
+    marked = json.loads(bumped["toolset"])["tools"]["bwrap"]["extra"]["nixpkgs"]
+    assert marked == {"input": "nixpkgs", "nixpkgs_version": "0.11.0", "override": True, "pin_version": "0.11.1"}
+
+
+def test_gpu_checks_use_the_host_driver_and_nixpkgs_mesa():
+    outputs = flake_outputs()
+    for system, checks in outputs["gpuChecks"].items():
+        for check in checks.values():
+            assert "toolset-gpu.json" in check["script"] and check["features"] == ["gpu"]
+        assert outputs["runtimeGpu"][system].startswith("export LD_LIBRARY_PATH=/run/opengl-driver/lib:")
+        assert "__EGL_VENDOR_LIBRARY_DIRS=/run/opengl-driver/share/glvnd/egl_vendor.d:" in outputs["runtimeGpu"][system]
+        env = json.loads(outputs["toolsetGpu"][system])["tools"]["mesa"]["extra"]["env"]
+        assert env["__EGL_VENDOR_LIBRARY_DIRS"].startswith("/run/opengl-driver/share/glvnd/egl_vendor.d:")
+    for checks in outputs["checks"].values():
+        assert all("toolset-gpu" not in check["script"] for check in checks.values())
+
+
+def test_xvfb_comes_from_where_the_locked_nixpkgs_has_it():
+    for layout in ("25.11", "26.05"):  # xorg.xvfb at 25.11; top-level xvfb and no xorg set later
+        outputs = flake_outputs(layout)
+        assert "xvfb" in outputs["devShell"]["x86_64-linux"]
+        tools = json.loads(outputs["toolset"]["x86_64-linux"])["tools"]
+        assert tools["Xvfb"]["path"].endswith("-xvfb-21.1.18/bin/Xvfb")
+        # Xvfb's GLX and QEMU's GL display are pointed at the toolset's Mesa (no /run/opengl-driver in a build).
+        env = tools["mesa"]["extra"]["env"]
+        assert env["LIBGL_DRIVERS_PATH"] == tools["mesa"]["path"] and env["__GLX_VENDOR_LIBRARY_NAME"] == "mesa"
+
+
+def test_checks_declare_the_builder_features_their_paths_need():
+    outputs = flake_outputs()
+    for name, check in outputs["checks"]["x86_64-linux"].items():
+        if name == "unit-tests":
+            continue
+        expected = ["kvm"] if name.startswith("vm-") else []
+        assert check["features"] == expected and {"cpio", "zstd"} <= set(check["inputs"]), name
+
+
+def test_the_stand_in_rejects_what_nixpkgs_rejects():
+    done = subprocess.run(["nix-instantiate", "--eval", "--strict", "-E",
+                           "(import ./tests/nix/stub-pkgs.nix { }).mesa.override { bogusDrivers = [ ]; }"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode != 0 and "mesa-25.2.6.override: unexpected argument(s) bogusDrivers" in done.stderr
+    missing = subprocess.run(["nix-instantiate", "--eval", "--strict", "-E",
+                              "(import ./tests/nix/stub-pkgs.nix { }).nix-prefetch-git.version"],
+                             cwd=ROOT, capture_output=True, text=True)
+    assert missing.returncode != 0 and "attribute 'version' missing" in missing.stderr
+    accepted = nix_eval(expr="(import ./tests/nix/stub-pkgs.nix { }).mesa.override { galliumDrivers = [ ]; } ? overridden")
+    assert accepted is True
