@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 from . import __version__, bench, matrix as matrix_mod, paths as path_registry, reaper, report, runner
-from . import outdir, pins as pins_mod, process, toolset as toolset_mod
+from . import outdir, pins as pins_mod, process, runtimes as runtimes_mod, toolset as toolset_mod
 from .errors import InputError, shown
 from .lifecycle import LaunchContext, Workload, Workspace
 from .interrupts import INTERRUPTS
@@ -74,6 +74,8 @@ def build_parser() -> Parser:
     run.add_argument("--retries", type=non_negative_int, default=0,
                      help="re-run a failed scenario up to N times (Flake)")
     run.add_argument("--goldens", type=Path, default=runner.GOLDENS_DIR)
+    run.add_argument("--strict-runtimes", action="store_true",
+                     help="a runtime whose lock has drifted from the archive is an error (exit 2)")
     run.add_argument("--fail-on-skip", action="store_true",
                      help="a Skip fails the run too (for CI and Nix checks, where every chosen path must run)")
 
@@ -100,6 +102,16 @@ def build_parser() -> Parser:
     update.add_argument("--matrix", type=Path)
     update.add_argument("--toolset", type=Path)
     update.add_argument("--goldens", type=Path, default=runner.GOLDENS_DIR)
+
+    runtimes_cmd = sub.add_parser("runtimes", help="the shipped runtimes: pinned Debian root filesystems")
+    runtimes_sub = runtimes_cmd.add_subparsers(dest="runtimes_command", required=True, parser_class=Parser)
+    runtimes_sub.add_parser("list", help="each runtime: lock, Mesa/libc/python, size, built or not")
+    for name, text in (("build", "build (or find in the cache) runtimes from their locks"),
+                       ("lock", "build from the archive as it is now and rewrite the lock")):
+        one = runtimes_sub.add_parser(name, help=text)
+        one.add_argument("names", nargs="+", help="runtime names (see `runtimes list`)")
+        if name == "build":
+            one.add_argument("--strict", action="store_true", help="a drifted lock is an error (exit 2)")
 
     pins_cmd = sub.add_parser("pins", help="the Nix layer's source pins (nix/pins/*.json)")
     pins_sub = pins_cmd.add_subparsers(dest="pins_command", required=True, parser_class=Parser)
@@ -166,7 +178,8 @@ def cmd_run(args) -> int:
     loaded, scenarios = select(args)
     toolset = toolset_mod.load(args.toolset)
     started = datetime.datetime.now(datetime.timezone.utc)
-    options = runner.RunOptions(out_dir=args.out, jobs=args.jobs, retries=args.retries, goldens_dir=args.goldens)
+    options = runner.RunOptions(out_dir=args.out, jobs=args.jobs, retries=args.retries, goldens_dir=args.goldens,
+                                strict_runtimes=args.strict_runtimes, say=say)
     results = run_matrix(scenarios, toolset, options, "running")
     document = report.results.document(results, args.out, toolset, started, loaded.source)
     report.write_all(args.out, document)
@@ -346,8 +359,54 @@ def cmd_bench(args) -> int:
     return EXIT_OK
 
 
+def say(text: str) -> None:
+    console().print(f"[dim]{text}[/]", soft_wrap=True)
+
+
+def cmd_runtimes(args) -> int:
+    if args.runtimes_command == "list":
+        return runtimes_list()
+    failed = 0
+    for name in args.names:
+        recipe = runtimes_mod.load_recipe(name)
+        try:
+            if args.runtimes_command == "lock":
+                locked = runtimes_mod.lock(recipe, say=say)
+                print(f"{name}: locked {len(locked.packages)} packages ({locked.archive_date}) "
+                      f"in {runtimes_mod.lock_file(recipe)}")
+            else:
+                built = runtimes_mod.build(recipe, runtimes_mod.load_lock(recipe), strict=args.strict, say=say)
+                print(f"{name}: {built.root} (Mesa {built.facts.get('mesa')}, {built.facts.get('size_mb')} MB"
+                      f"{f', {len(built.drift)} packages drifted from the lock' if built.drift else ''})")
+                for line in built.drift:
+                    print(f"  drift: {line}")
+        except runtimes_mod.RuntimeBuildError as exc:
+            print(f"gpu-harness: runtime {name}: {exc}", file=sys.stderr)
+            failed += 1
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def runtimes_list() -> int:
+    from rich.table import Table
+
+    table = Table(title="runtimes")
+    for column in ("runtime", "suite/arch", "lock", "Mesa", "libc", "python", "size MB", "built", "drift"):
+        table.add_column(column)
+    for name in runtimes_mod.recipe_names():
+        recipe = runtimes_mod.load_recipe(name)
+        lock = runtimes_mod.load_lock(recipe)
+        built = runtimes_mod.cached(name)
+        facts = built.facts if built else {}
+        table.add_row(name, f"{recipe.suite}/{recipe.architecture}",
+                      f"{len(lock.packages)} packages, {lock.archive_date}" if lock else "[red]none[/]",
+                      *(str(facts.get(k) or "-") for k in ("mesa", "libc", "python", "size_mb")),
+                      "yes" if built else "no", str(len(built.drift)) if built else "-")
+    console().print(table)
+    return EXIT_OK
+
+
 COMMANDS = {"run": cmd_run, "list": cmd_list, "doctor": cmd_doctor, "exec": cmd_exec,
-            "report": cmd_report, "bench": cmd_bench, "pins": cmd_pins}
+            "report": cmd_report, "bench": cmd_bench, "pins": cmd_pins, "runtimes": cmd_runtimes}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from . import paths as path_registry
+from . import paths as path_registry, runtimes as runtime_recipes
 from .errors import InputError, bad_character, cut, decoded, parse_json, parser_message, read_text, shown
 from .errors import shown_key as key_name
-from .model import (DEFAULT_TIMEOUT_S, HOST_KIND, HOST_RUNTIME, Expectation, Runtime, Scenario,  # noqa: F401
+from .model import (DEBOOTSTRAP_KIND, DEFAULT_TIMEOUT_S, HOST_KIND, HOST_RUNTIME, Expectation, Runtime,  # noqa: F401
+                    Scenario,
                     Tolerance)
 from .probes import PROBES
 from .process import run_tracked
@@ -31,8 +32,8 @@ TOP_KEYS = {"matrix", "defaults", "runtimes", "override"}
 MATRIX_KEYS = {"paths", "runtimes", "probes", "exclude"}
 SETTING_KEYS = {"timeout_s", "tolerance", "env", "probe_args", "golden", "kernel_args"}
 OVERRIDE_KEYS = SETTING_KEYS | {"match", "expect", "reason"}
-RUNTIME_KEYS = {"kind", "root", "description"}
-RUNTIME_KINDS = (HOST_KIND, "rootfs")
+RUNTIME_KEYS = {"kind", "root", "description", "recipe"}
+RUNTIME_KINDS = (HOST_KIND, "rootfs", DEBOOTSTRAP_KIND)
 TOLERANCE_KEYS = {"channel", "fraction"}
 EXCLUDE_KEYS = {"path", "runtime", "probe"}
 MAX_TIMEOUT_S = 7 * 24 * 3600.0
@@ -239,6 +240,15 @@ def parse_runtime(problems: Problems, key: str, name: str, spec: dict) -> Option
     if why:
         problems.add(f"{key}.root", why)
         return None
+    if kind == DEBOOTSTRAP_KIND:
+        recipe = spec.get("recipe", name)
+        if not expect_text(problems, f"{key}.recipe", recipe):
+            return None
+        if recipe not in runtime_recipes.recipe_names():
+            problems.add(f"{key}.recipe", f"no shipped recipe {shown(recipe)} "
+                                          f"(known: {', '.join(runtime_recipes.recipe_names())})")
+            return None
+        return Runtime(name, kind, "", description, recipe)
     return Runtime(name, kind, root, description)
 
 

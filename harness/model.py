@@ -8,6 +8,7 @@ if TYPE_CHECKING:
 
 HOST_RUNTIME = "host"  # the runtime named host: the machine's own root filesystem
 HOST_KIND = "host"  # its kind
+DEBOOTSTRAP_KIND = "debootstrap"  # built from a shipped recipe and lock (harness.runtimes)
 DEFAULT_TIMEOUT_S = 60.0
 
 
@@ -23,9 +24,14 @@ class Tolerance:
 @dataclass(frozen=True)
 class Runtime:
     name: str
-    kind: str  # host | rootfs
-    root: str = "/"
+    kind: str  # host | rootfs | debootstrap
+    root: str = "/"  # debootstrap: set once the runtime is built (runtimes.ensure)
     description: str = ""
+    recipe: str = ""  # debootstrap: the recipe's name
+
+    @property
+    def needs_build(self) -> bool:
+        return self.kind == DEBOOTSTRAP_KIND
 
 
 @dataclass(frozen=True)

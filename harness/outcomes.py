@@ -59,6 +59,7 @@ class FailureKind(str, enum.Enum):
     ISOLATION = "isolation"  # the workload sees what the path promises to hide
     UNEXPECTED_PASS = "unexpected-pass"
     INTERRUPTED = "interrupted"
+    RUNTIME_BUILD = "runtime-build"  # the scenario's runtime could not be built
 
     def __str__(self) -> str:
         return self.value

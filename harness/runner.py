@@ -6,16 +6,17 @@ import shutil
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Union
 
-from . import probes, reaper, verdict as verdict_mod
+from . import probes, reaper, runtimes, verdict as verdict_mod
 from .errors import InputError
 from .interrupts import INTERRUPTS
 from .lifecycle import Hooks, LaunchContext, LaunchResult, Phase, Workload, Workspace
 from .model import Scenario
-from .outcomes import Outcome
+from .outcomes import FailureKind, Outcome
 from .probes import ProbeReport
 from . import toolset as toolset_mod
 from .toolset import Toolset
@@ -33,6 +34,7 @@ class ScenarioResult:
     result_dir: Path
     wall_s: float
     attempts: int = 1
+    runtime_facts: Dict[str, object] = field(default_factory=dict)
 
     @property
     def phases(self) -> Dict[str, float]:
@@ -54,6 +56,48 @@ class RunOptions:
     retries: int = 0
     goldens_dir: Path = GOLDENS_DIR
     compare_images: bool = True
+    strict_runtimes: bool = False  # a runtime whose lock has drifted is an error (exit 2)
+    say: Callable[[str], None] = lambda text: None  # progress of slow steps (runtime builds)
+
+
+@dataclass
+class RuntimeReady:
+    """A scenario's runtime: built (facts and root), or why it is not."""
+
+    facts: Dict[str, object] = field(default_factory=dict)
+    root: str = ""
+    skip: str = ""
+    failure: str = ""
+
+
+def prepare_runtimes(scenarios: List[Scenario], options: RunOptions) -> Dict[str, RuntimeReady]:
+    """Build (or find in the cache) each runtime the scenarios need, once. A bad recipe or, with
+    strict_runtimes, a drifted lock is an InputError; a build that fails is its scenarios' Fail."""
+    ready: Dict[str, RuntimeReady] = {}
+    for runtime in {s.runtime.name: s.runtime for s in scenarios if s.runtime.needs_build}.values():
+        try:
+            built = runtimes.ensure(runtime.recipe, strict=options.strict_runtimes, say=options.say)
+            ready[runtime.name] = RuntimeReady(facts=built.facts, root=str(built.root))
+        except runtimes.RuntimeBuildError as exc:
+            missing_tool = "needs mmdebstrap" in str(exc)
+            ready[runtime.name] = RuntimeReady(skip=str(exc) if missing_tool else "",
+                                               failure="" if missing_tool else f"runtime {runtime.name}: {exc}")
+    return ready
+
+
+def with_runtime(scenario: Scenario, ready: Dict[str, RuntimeReady]) -> Scenario:
+    prepared = ready.get(scenario.runtime.name)
+    if prepared is None or not prepared.root:
+        return scenario
+    return dataclasses.replace(scenario, runtime=dataclasses.replace(scenario.runtime, root=prepared.root))
+
+
+def unbuilt(scenario: Scenario, prepared: RuntimeReady, result_dir: Path) -> ScenarioResult:
+    if prepared.skip:
+        verdict = verdict_mod.Verdict(Outcome.SKIP, f"runtime {scenario.runtime.name}: {prepared.skip}")
+    else:
+        verdict = verdict_mod.Verdict(Outcome.FAIL, prepared.failure, [], FailureKind.RUNTIME_BUILD)
+    return ScenarioResult(scenario, verdict, LaunchResult(skipped=prepared.skip), None, result_dir, 0.0, attempts=0)
 
 
 def host_facts(toolset: Toolset) -> verdict_mod.HostFacts:
@@ -126,10 +170,14 @@ def not_run(scenario: Scenario, result_dir: Path) -> ScenarioResult:
 
 
 def run_scenario(scenario: Scenario, toolset: Toolset, options: RunOptions, temp: TempRoot,
-                 host: verdict_mod.HostFacts, hooks: Hooks) -> ScenarioResult:
+                 host: verdict_mod.HostFacts, hooks: Hooks, ready: Dict[str, RuntimeReady]) -> ScenarioResult:
     base = options.out_dir / "scenarios" / scenario.slug
     if INTERRUPTS.requested:
         return not_run(scenario, base)
+    prepared = ready.get(scenario.runtime.name)
+    if prepared is not None and not prepared.root:
+        return unbuilt(scenario, prepared, base)
+    scenario = with_runtime(scenario, ready)
     shutil.rmtree(base, ignore_errors=True)
     results: List[ScenarioResult] = []
     for number in range(1, options.retries + 2):
@@ -144,6 +192,7 @@ def run_scenario(scenario: Scenario, toolset: Toolset, options: RunOptions, temp
     final.verdict = verdict_mod.combine_attempts([r.verdict for r in results])
     final.attempts = len(results)
     final.wall_s = sum(r.wall_s for r in results)
+    final.runtime_facts = prepared.facts if prepared else {}
     return final
 
 
@@ -152,11 +201,12 @@ def run(scenarios: List[Scenario], toolset: Toolset, options: RunOptions,
         hooks: HooksLike = None) -> List[ScenarioResult]:
     options.out_dir.mkdir(parents=True, exist_ok=True)
     host = host_facts(toolset)
+    ready = prepare_runtimes(scenarios, options)
     temp = TempRoot()
     results: Dict[str, ScenarioResult] = {}
     try:
         with INTERRUPTS.graceful(), ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
-            futures = {pool.submit(run_scenario, s, toolset, options, temp, host, as_hooks(hooks)): s
+            futures = {pool.submit(run_scenario, s, toolset, options, temp, host, as_hooks(hooks), ready): s
                        for s in scenarios}
             for future in as_completed(futures):
                 result = future.result()

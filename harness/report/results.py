@@ -84,6 +84,7 @@ def scenario_entry(result: "ScenarioResult", out_dir: Path, toolset: Toolset) ->
         "versions": {**{name: toolset.version(name) for name in scenario.spec.requires if toolset.found(name)},
                      "runtime_gl": data.get("version")},
         "probe_result": data or None,
+        "runtime_facts": result.runtime_facts or None,
     }
 
 
