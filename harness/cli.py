@@ -3,6 +3,7 @@ import argparse
 import dataclasses
 import datetime
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -74,6 +75,8 @@ def build_parser() -> Parser:
     run.add_argument("--retries", type=non_negative_int, default=0,
                      help="re-run a failed scenario up to N times (Flake)")
     run.add_argument("--goldens", type=Path, default=runner.GOLDENS_DIR)
+    run.add_argument("--runtime-root", action="append", default=[], metavar="NAME=PATH",
+                     help="use this already built root for runtime NAME (the Nix checks pass their store paths)")
     run.add_argument("--strict-runtimes", action="store_true",
                      help="a runtime whose lock has drifted from the archive is an error (exit 2)")
     run.add_argument("--fail-on-skip", action="store_true",
@@ -172,6 +175,16 @@ def run_matrix(scenarios, toolset, options, title: str):
         return runner.run(scenarios, toolset, options, on_result=on_result)
 
 
+def runtime_roots(values: List[str]) -> dict:
+    roots = {}
+    for value in values:
+        name, _, root = value.partition("=")
+        if not name or not os.path.isabs(root) or not os.path.isdir(root):
+            raise InputError(f"--runtime-root: {shown(value)} must be NAME=/path/of/a/built/root")
+        roots[name] = root
+    return roots
+
+
 def cmd_run(args) -> int:
     outdir.prepare(args.out, "--out")
     outdir.lock(args.out, "--out")
@@ -179,7 +192,8 @@ def cmd_run(args) -> int:
     toolset = toolset_mod.load(args.toolset)
     started = datetime.datetime.now(datetime.timezone.utc)
     options = runner.RunOptions(out_dir=args.out, jobs=args.jobs, retries=args.retries, goldens_dir=args.goldens,
-                                strict_runtimes=args.strict_runtimes, say=say)
+                                strict_runtimes=args.strict_runtimes, say=say,
+                                runtime_roots=runtime_roots(args.runtime_root))
     results = run_matrix(scenarios, toolset, options, "running")
     document = report.results.document(results, args.out, toolset, started, loaded.source)
     report.write_all(args.out, document)
@@ -401,7 +415,9 @@ def runtimes_list() -> int:
                       f"{len(lock.packages)} packages, {lock.archive_date}" if lock else "[red]none[/]",
                       *(str(facts.get(k) or "-") for k in ("mesa", "libc", "python", "size_mb")),
                       "yes" if built else "no", str(len(built.drift)) if built else "-")
-    console().print(table)
+    from rich.console import Console
+
+    Console(stderr=True, width=160).print(table)
     return EXIT_OK
 
 

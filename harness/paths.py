@@ -49,7 +49,8 @@ class PathSpec:
 
 
 SANDBOX_NAMESPACES = ("mnt", "pid", "net", "ipc", "uts")
-VIRGL = r"^virgl \(.+\)"
+# Mesa names the host's renderer in parentheses since 21.x; Mesa 20.3 (bullseye) says "virgl" alone.
+VIRGL = r"^virgl( \(.+\))?$"
 
 PATHS: Dict[str, PathSpec] = {
     spec.id: spec

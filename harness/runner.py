@@ -57,6 +57,7 @@ class RunOptions:
     goldens_dir: Path = GOLDENS_DIR
     compare_images: bool = True
     strict_runtimes: bool = False  # a runtime whose lock has drifted is an error (exit 2)
+    runtime_roots: Dict[str, str] = field(default_factory=dict)  # runtimes built elsewhere (Nix): name -> root
     say: Callable[[str], None] = lambda text: None  # progress of slow steps (runtime builds)
 
 
@@ -75,6 +76,10 @@ def prepare_runtimes(scenarios: List[Scenario], options: RunOptions) -> Dict[str
     strict_runtimes, a drifted lock is an InputError; a build that fails is its scenarios' Fail."""
     ready: Dict[str, RuntimeReady] = {}
     for runtime in {s.runtime.name: s.runtime for s in scenarios if s.runtime.needs_build}.values():
+        if runtime.name in options.runtime_roots:
+            root = options.runtime_roots[runtime.name]
+            ready[runtime.name] = RuntimeReady(facts=runtimes.facts_from_lock(runtime.recipe, root), root=root)
+            continue
         try:
             built = runtimes.ensure(runtime.recipe, strict=options.strict_runtimes, say=options.say)
             ready[runtime.name] = RuntimeReady(facts=built.facts, root=str(built.root))

@@ -16,6 +16,7 @@ takes no versions and is slower). Built roots live in ~/.cache/gpu-harness/runti
 the digest covers the recipe and the lock, a second run builds nothing, and a build becomes
 visible only by one rename when it is complete."""
 import datetime
+import email.utils
 import hashlib
 import json
 import os
@@ -30,6 +31,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import reaper
 from .errors import InputError, parse_json, read_text, shown
+from .process import Child
 
 try:
     import tomllib
@@ -83,6 +85,7 @@ class LockedPackage:
     version: str
     architecture: str
     sha256: str
+    filename: str = ""  # the .deb's path in the archive (pool/...), where the snapshot archive has it
 
 
 @dataclass(frozen=True)
@@ -92,9 +95,19 @@ class Lock:
     archive_date: str
     packages: Tuple[LockedPackage, ...]
 
+    @property
+    def snapshot(self) -> str:
+        """The snapshot archive's timestamp for the archive date (snapshot.debian.org/archive/debian/<it>/)."""
+        try:
+            when = email.utils.parsedate_to_datetime(self.archive_date)
+        except (TypeError, ValueError):
+            return ""
+        return when.astimezone(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
     def to_json(self, recipe: Recipe) -> str:
         data = {"schema": LOCK_SCHEMA, "recipe": recipe.name, "suite": self.suite, "architecture": self.architecture,
-                "archive_date": self.archive_date, "packages": [asdict(p) for p in self.packages]}
+                "archive_date": self.archive_date, "snapshot": self.snapshot,
+                "packages": [asdict(p) for p in self.packages]}
         return json.dumps(data, indent=1, sort_keys=True) + "\n"
 
 
@@ -180,7 +193,11 @@ def parse_lock(recipe: Recipe, data: object, where: str) -> Lock:
         if entry.get("architecture") not in (recipe.architecture, "all"):
             raise InputError(f"{where}: packages[{index}]: {entry['name']} is for {shown(entry.get('architecture'))}, "
                              f"not {recipe.architecture}")
-        packages.append(LockedPackage(entry["name"], entry["version"], entry["architecture"], entry["sha256"]))
+        filename = entry.get("filename", "")
+        if not isinstance(filename, str) or (filename and not re.match(r"^pool/[\w.+~%/-]+\.deb$", filename)):
+            raise InputError(f"{where}: packages[{index}]: filename must be a pool/... .deb path")
+        packages.append(LockedPackage(entry["name"], entry["version"], entry["architecture"], entry["sha256"],
+                                      filename))
     if not packages:
         raise InputError(f"{where}: packages: the lock lists no package")
     return Lock(recipe.suite, recipe.architecture, str(data.get("archive_date", "")), tuple(packages))
@@ -198,7 +215,8 @@ def mirror_line(recipe: Recipe) -> str:
 
 def mmdebstrap_argv(recipe: Recipe, root: Path, includes: List[str], hashes: Path) -> List[str]:
     argv = ["mmdebstrap", "--quiet", f"--variant={recipe.variant}", f"--architectures={recipe.architecture}",
-            f"--include={','.join(includes)}", "--skip=essential/unlink", "--skip=cleanup/apt/cache"]
+            f"--include={','.join(includes)}", "--skip=essential/unlink", "--skip=cleanup/apt/cache",
+            "--skip=cleanup/apt/lists"]
     argv += [f"--dpkgopt=path-exclude={pattern}" for pattern in EXCLUDED]
     if recipe.allow_expired:
         argv.append('--aptopt=Acquire::Check-Valid-Until "false"')
@@ -209,10 +227,12 @@ def mmdebstrap_argv(recipe: Recipe, root: Path, includes: List[str], hashes: Pat
 
 
 def run_mmdebstrap(argv: List[str], log: Path) -> Tuple[int, str]:
-    with open(log, "w") as handle:
-        done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT,
-                              timeout=BUILD_TIMEOUT_S, start_new_session=True)
-    return done.returncode, log.read_text(errors="replace")
+    """The builder as a Child: its process group is known to the reaper, so a harness killed
+    mid-build leaves no mmdebstrap (or apt, or dpkg) running."""
+    end = Child(argv, dict(os.environ), str(log)).wait(BUILD_TIMEOUT_S)
+    if end.timed_out:
+        raise RuntimeBuildError(f"mmdebstrap did not finish within {BUILD_TIMEOUT_S:g} s")
+    return (end.code if end.code is not None else 128 + (end.signal or 0)), log.read_text(errors="replace")
 
 
 def installed(root: Path) -> Dict[str, Tuple[str, str]]:
@@ -235,6 +255,17 @@ def deb_hashes(hashes: Path) -> Dict[Tuple[str, str, str], str]:
         parts = filename.removesuffix(".deb").split("_")
         if len(parts) == 3:
             table[(parts[0], parts[1].replace("%3a", ":"), parts[2])] = sha
+    return table
+
+
+def archive_filenames(root: Path) -> Dict[str, str]:
+    """"name/version/arch" -> Filename (pool/...), from the archive indexes apt left in the root."""
+    table: Dict[str, str] = {}
+    for index in (root / "var/lib/apt/lists").glob("*_Packages"):
+        for block in index.read_text(errors="replace").split("\n\n"):
+            fields = dict(re.findall(r"^(Package|Version|Architecture|Filename): (.+)$", block, re.MULTILINE))
+            if len(fields) == 4:
+                table[f"{fields['Package']}/{fields['Version']}/{fields['Architecture']}"] = fields["Filename"]
     return table
 
 
@@ -349,6 +380,7 @@ def build(recipe: Recipe, lock: Optional[Lock], strict: bool = False, cache_dir:
         if drift and strict:
             raise InputError(f"runtime {recipe.name}: the lock has drifted ({len(drift)} packages, first: {drift[0]}); "
                              f"run `gpu-harness runtimes lock {recipe.name}`")
+        (work / "filenames.json").write_text(json.dumps(archive_filenames(root)))
         for leftover in ("var/lib/apt/lists", "var/cache/apt"):
             shutil.rmtree(root / leftover, ignore_errors=True)
         facts = facts_of(recipe, root, packages, drift, key, time.monotonic() - started)
@@ -368,12 +400,13 @@ def lock(recipe: Recipe, folder: Path = RECIPES_DIR, cache_dir: Path = CACHE_DIR
     """Build from the recipe alone (the archive as it is now) and write what it installed."""
     built = build(recipe, None, cache_dir=cache_dir, say=say)
     hashes = json.loads((built.root.parent / "hashes.json").read_text())
+    filenames = json.loads((built.root.parent / "filenames.json").read_text())
     packages = []
     for name, (version, arch) in sorted(installed(built.root).items()):
         sha = hashes.get(f"{name}/{version}/{arch}")
         if sha is None:
             raise RuntimeBuildError(f"no .deb hash recorded for {name} {version} {arch}")
-        packages.append(LockedPackage(name, version, arch, sha))
+        packages.append(LockedPackage(name, version, arch, sha, filenames.get(f"{name}/{version}/{arch}", "")))
     date = archive_date(recipe) or datetime.datetime.now(datetime.timezone.utc).strftime("%a, %d %b %Y %H:%M:%S UTC")
     new = Lock(recipe.suite, recipe.architecture, date, tuple(packages))
     lock_file(recipe, folder).write_text(new.to_json(recipe))
@@ -390,6 +423,19 @@ def ensure(name: str, strict: bool = False, folder: Path = RECIPES_DIR,
            say: Callable[[str], None] = lambda text: None) -> BuiltRuntime:
     recipe = load_recipe(name, folder)
     return build(recipe, load_lock(recipe, folder), strict=strict, say=say)
+
+
+def facts_from_lock(name: str, root: str, folder: Path = RECIPES_DIR) -> Dict[str, Any]:
+    """Facts of a runtime built elsewhere from its lock (the Nix layer): what the lock says."""
+    recipe = load_recipe(name, folder)
+    lock = load_lock(recipe, folder)
+    packages = {p.name: (p.version, p.architecture) for p in lock.packages} if lock else {}
+    facts: Dict[str, Any] = {"runtime": name, "suite": recipe.suite, "arch": recipe.architecture, "built_by": root,
+                             "lock_digest": digest(recipe, lock), "drift": [], "packages": len(packages)}
+    for fact, names in FACT_PACKAGES.items():
+        version = next((packages[n][0] for n in names if n in packages), None)
+        facts[fact] = upstream_version(version) if version else None
+    return facts
 
 
 def cached(name: str, folder: Path = RECIPES_DIR) -> Optional[BuiltRuntime]:

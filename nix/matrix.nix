@@ -8,8 +8,15 @@ in
 {
   matrix = {
     paths = [ "native" "software" "sandbox-dri" "vtest-virgl" ] ++ vmPaths;
-    runtimes = [ "host" ];
+    # host: the machine's own root; trixie: a pinned Debian 13 runtime (Mesa 25.0, newer than a
+    # Debian 12 host), built from its lock (nix/runtimes.nix; mmdebstrap on the Debian side).
+    runtimes = [ "host" "trixie" ];
     probes = [ "gl" ];
+  };
+
+  runtimes.trixie = {
+    kind = "debootstrap";
+    description = "Debian 13, Mesa 25.0 (harness/data/runtimes/trixie.toml)";
   };
 
   defaults.timeout_s = 60;

@@ -113,6 +113,13 @@ let
 
   matrixJson = pkgs.writeText "matrix.json" (builtins.toJSON matrix);
 
+  # The matrix's built runtimes, from their locks; a check hands the harness the store path.
+  runtimeFromLock = import ./runtimes.nix { inherit pkgs; };
+  builtRuntimes = lib.mapAttrs (name: runtime: runtimeFromLock (runtime.recipe or name))
+    (lib.filterAttrs (name: runtime: (runtime.kind or "rootfs") == "debootstrap") (matrix.runtimes or { }));
+  runtimeRootArgs = scenario:
+    lib.optionalString (builtRuntimes ? ${scenario.runtime}) "--runtime-root ${scenario.runtime}=${builtRuntimes.${scenario.runtime}} ";
+
   # One check per scenario: the harness runs it on the pinned toolset inside the build sandbox
   # and the report is the output. A Skip fails the check (--fail-on-skip): a check that could
   # not run proves nothing.
@@ -125,7 +132,7 @@ let
   } ''
     export HOME=$TMPDIR XDG_CACHE_HOME=$TMPDIR/cache
     gpu-harness run --matrix ${matrixJson} --toolset ${if scenario.needsGpu then toolset-gpu else toolset} \
-      --filter '${scenario.id}' --fail-on-skip -j 1 --out $out
+      ${runtimeRootArgs scenario}--filter '${scenario.id}' --fail-on-skip -j 1 --out $out
   '';
   # A path's checks exist on the systems its family runs on (nix/paths.json: null is every system);
   # the harness boots x86_64 guests only so far, so elsewhere VM scenarios would only Skip.
@@ -142,6 +149,7 @@ in
     inherit harness mesa mesa-old virglrenderer bubblewrap qemu runtime runtime-gpu runtime-mesa-old toolset
       toolset-gpu probe-image kernel default-matrix;
     guest-busybox = pkgs.pkgsStatic.busybox;
+  } // lib.mapAttrs' (name: root: lib.nameValuePair "runtime-${name}" root) builtRuntimes // {
     default = harness;
   };
 

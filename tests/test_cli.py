@@ -45,8 +45,9 @@ def test_list_prints_expanded_scenarios():
     done = run_cli("list")
     assert done.returncode == 0
     assert [line.split()[0] for line in done.stdout.splitlines()] == [
-        "native/host/gl", "software/host/gl", "sandbox-dri/host/gl", "vtest-virgl/host/gl",
-        "vm-headless/host/gl", "vm-virtio-2d/host/gl", "vm-virgl/host/gl"]
+        "native/host/gl", "software/host/gl", "sandbox-dri/host/gl", "sandbox-dri/trixie/gl", "vtest-virgl/host/gl",
+        "vtest-virgl/trixie/gl", "vm-headless/host/gl", "vm-headless/trixie/gl", "vm-virtio-2d/host/gl",
+        "vm-virtio-2d/trixie/gl", "vm-virgl/host/gl", "vm-virgl/trixie/gl"]
 
 
 def test_parser_knows_every_command():

@@ -12,8 +12,9 @@ def problems(declaration):
 
 def test_default_matrix_expands():
     ids = [s.id for s in matrix.load().scenarios]
-    assert ids == ["native/host/gl", "software/host/gl", "sandbox-dri/host/gl", "vtest-virgl/host/gl",
-                   "vm-headless/host/gl", "vm-virtio-2d/host/gl", "vm-virgl/host/gl"]
+    assert ids == ["native/host/gl", "software/host/gl", "sandbox-dri/host/gl", "sandbox-dri/trixie/gl",
+                   "vtest-virgl/host/gl", "vtest-virgl/trixie/gl", "vm-headless/host/gl", "vm-headless/trixie/gl",
+                   "vm-virtio-2d/host/gl", "vm-virtio-2d/trixie/gl", "vm-virgl/host/gl", "vm-virgl/trixie/gl"]
 
 
 def test_cross_product_excludes_and_overrides():
@@ -98,6 +99,6 @@ def test_json_form_expands_like_toml(tmp_path):
 
 def test_select_by_path_and_glob():
     m = matrix.load()
-    assert [s.id for s in m.select(["vtest-virgl"])] == ["vtest-virgl/host/gl"]
+    assert [s.id for s in m.select(["vtest-virgl"])] == ["vtest-virgl/host/gl", "vtest-virgl/trixie/gl"]
     assert [s.id for s in m.select(None, "*-*/host/gl")] == [
         "sandbox-dri/host/gl", "vtest-virgl/host/gl", "vm-headless/host/gl", "vm-virtio-2d/host/gl", "vm-virgl/host/gl"]

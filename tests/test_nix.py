@@ -54,7 +54,8 @@ def test_nix_matrix_expands_to_exactly_the_toml_matrix():
     from_nix = matrix_mod.load(ROOT / "nix" / "matrix.nix").scenarios
     from_toml = matrix_mod.load(matrix_mod.DEFAULT_MATRIX).scenarios
     assert [s.to_dict() for s in from_nix] == [s.to_dict() for s in from_toml]
-    assert len(from_nix) == len(path_registry.PATHS)
+    assert len([s for s in from_nix if s.runtime.name == "host"]) == len(path_registry.PATHS)
+    assert {s.runtime.name for s in from_nix} == {"host", "trixie"}
 
 
 DECLARATIONS = [
@@ -214,7 +215,8 @@ def test_flake_outputs_evaluate_against_a_stand_in_nixpkgs(tmp_path):
         assert f"--filter '{scenario.id}'" in check["script"] and "--fail-on-skip" in check["script"]
         assert check["features"] == (["kvm"] if scenario.spec.family.name == "vm" else [])
     assert not any(name.startswith("vm-") for name in outputs["checks"]["aarch64-linux"])
-    assert sorted(outputs["gpuChecks"]["x86_64-linux"]) == ["native__host__gl", "sandbox-dri__host__gl"]
+    assert sorted(outputs["gpuChecks"]["x86_64-linux"]) == ["native__host__gl", "sandbox-dri__host__gl",
+                                                            "sandbox-dri__trixie__gl"]
     assert outputs["apps"]["x86_64-linux"]["default"]["type"] == "app"
     assert outputs["devShells"] == {"aarch64-linux": ["default"], "x86_64-linux": ["default"]}
     assert {"harness", "mesa", "mesa-old", "virglrenderer", "bubblewrap", "qemu", "toolset", "probe-image",
@@ -331,3 +333,19 @@ def test_the_stand_in_rejects_what_nixpkgs_rejects():
     assert missing.returncode != 0 and "attribute 'version' missing" in missing.stderr
     accepted = nix_eval(expr="(import ./tests/nix/stub-pkgs.nix { }).mesa.override { galliumDrivers = [ ]; } ? overridden")
     assert accepted is True
+
+
+def test_runtime_checks_get_the_runtime_built_from_its_lock():
+    """The Nix twin of `runtimes build`: every .deb of the lock from the snapshot archive at the
+    lock's timestamp, with the lock's SHA256; the check hands the harness that root."""
+    from harness import runtimes
+    outputs = flake_outputs()
+    lock = runtimes.load_lock(runtimes.load_recipe("trixie"))
+    debs = outputs["runtimeDebs"]["x86_64-linux"]
+    assert len(debs) == len(lock.packages) and lock.snapshot
+    for deb, package in zip(debs, lock.packages, strict=True):
+        assert deb == {"url": f"https://snapshot.debian.org/archive/debian/{lock.snapshot}/{package.filename}",
+                       "sha256": package.sha256}
+    check = outputs["checks"]["x86_64-linux"]["vtest-virgl__trixie__gl"]
+    assert "--runtime-root trixie=/nix/store/00000000000000000000000000000000-gpu-harness-runtime-trixie " in check["script"]
+    assert "--runtime-root" not in outputs["checks"]["x86_64-linux"]["vtest-virgl__host__gl"]["script"]

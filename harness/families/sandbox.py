@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 from .. import vtest
 from ..lifecycle import LaunchContext
-from ..model import Runtime, Scenario
+from ..model import HOST_KIND, Runtime, Scenario
 from ..probes import INSIDE
 from ..services import ServiceSpec
 from ..toolset import Toolset
@@ -48,12 +48,13 @@ def runtime_layout(runtime: Runtime, extra_binds: Pairs = ()) -> RuntimeLayout:
     return RuntimeLayout(tuple(binds), tuple(symlinks))
 
 
-def probe_python(toolset: Toolset) -> Tuple[str, List[Tuple[str, str]]]:
-    """The python3 to run inside, and what must be bound for it. A Nix toolset's python3 is a
-    store path (a wrapper that points EGL at the pinned Mesa): bind the store read-only and run
-    it as is. Otherwise the runtime's own /usr/bin/python3."""
+def probe_python(toolset: Toolset, runtime: Runtime) -> Tuple[str, List[Tuple[str, str]]]:
+    """The python3 to run inside, and what must be bound for it. On the host runtime with a Nix
+    toolset, python3 is a store path (a wrapper that points EGL at the pinned Mesa): bind the
+    store read-only and run it as is. Otherwise the runtime's own /usr/bin/python3, so that the
+    probe uses the runtime's own Mesa."""
     python = toolset.path("python3")
-    if python.startswith(NIX_STORE + "/"):
+    if python.startswith(NIX_STORE + "/") and runtime.kind == HOST_KIND:
         return python, [(NIX_STORE, NIX_STORE)]
     return os.path.join("/usr/bin", os.path.basename(python)), []
 
@@ -137,7 +138,7 @@ class SandboxFamily(Family):
         services = services_for(scenario, toolset, ctx)
         sockets = [(s.ready_socket, vtest.SOCKET_INSIDE) for s in services if s.name == vtest.SERVICE
                    and s.ready_socket]
-        python, store_binds = probe_python(toolset)
+        python, store_binds = probe_python(toolset, scenario.runtime)
         ro_files: List[Tuple[str, str]] = []
         rw_dirs: List[Tuple[str, str]] = []
         if workload.command is not None:

@@ -59,7 +59,7 @@ def guest_argv(ctx: LaunchContext) -> List[str]:
     if ctx.workload.command is not None:
         return list(ctx.workload.command)
     # The runtime root is the guest's root, so a Nix toolset's python3 (a store path) is there too.
-    return probe_spec(ctx).guest_argv(probe_python(ctx.toolset)[0], ctx.workspace.host_paths(),
+    return probe_spec(ctx).guest_argv(probe_python(ctx.toolset, ctx.scenario.runtime)[0], ctx.workspace.host_paths(),
                                       ctx.workload.probe_args, ctx.scenario.spec.scanout)
 
 

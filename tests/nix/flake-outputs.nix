@@ -32,6 +32,8 @@ in
   packages = builtins.mapAttrs (system: packages: builtins.attrNames packages) outputs.packages;
   pinned = builtins.mapAttrs (system: packages: builtins.mapAttrs (name: record)
     { inherit (packages) mesa mesa-old virglrenderer bubblewrap qemu; }) outputs.packages;
+  runtimeDebs = builtins.mapAttrs (system: packages:
+    map (deb: { inherit (deb) url sha256; }) packages.runtime-trixie.debs) outputs.packages;
   harnessCheckInputs = builtins.mapAttrs (system: packages:
     map (p: p.pname or p.name) packages.harness.nativeCheckInputs) outputs.packages;
   toolset = builtins.mapAttrs (system: packages: packages.toolset.text) outputs.packages;

@@ -27,6 +27,11 @@ let
     makeLibraryPath = packages: builtins.concatStringsSep ":" (map (p: "${p}/lib") packages);
     mapAttrs = builtins.mapAttrs;
     optionalString = cond: string: if cond then string else "";
+    filterAttrs = pred: set: builtins.listToAttrs (builtins.concatMap
+      (name: if pred name set.${name} then [ { inherit name; value = set.${name}; } ] else [ ])
+      (builtins.attrNames set));
+    nameValuePair = name: value: { inherit name value; };
+    mapAttrs' = f: set: builtins.listToAttrs (map (name: f name set.${name}) (builtins.attrNames set));
   };
   python3 = package "python3" "3.13.0" [ ] // {
     pkgs = builtins.listToAttrs (map (n: { name = n; value = package n "1.0" [ ]; })
@@ -81,6 +86,7 @@ in
   # pkgs/build-support/add-driver-runpath: driverLink = "/run/opengl-driver".
   addDriverRunpath.driverLink = "/run/opengl-driver";
   cpio = package "cpio" "2.15" [ ];
+  dpkg = package "dpkg" "1.22.21" [ ];
   kmod = package "kmod" "33" [ ];
   zstd = package "zstd" "1.5.7" [ ];
   git = package "git" "2.51.0" [ ];

@@ -1,0 +1,207 @@
+"""Runtime recipes and locks: validation (one line, exit 2), drift and hash checks, the build's
+handling of versions the archive no longer has, and the cache's atomicity. The builder itself
+is replaced by a stand-in mmdebstrap script here (what it prints and leaves behind is what the
+real one does); vmtests build real runtimes."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from harness import cli, runtimes
+from harness.errors import InputError
+
+SHA_A, SHA_B = "a" * 64, "b" * 64
+
+
+def recipe(tmp_path, name="fixture", **fields):
+    body = {"suite": "trixie", "architecture": "amd64", "packages": ["fixture-b"], **fields}
+    lines = [f"{key} = {json.dumps(value)}" for key, value in body.items()]
+    (tmp_path / f"{name}.toml").write_text("\n".join(lines) + "\n")
+    return runtimes.load_recipe(name, tmp_path)
+
+
+def write_lock(tmp_path, found, entries, **fields):
+    data = {"schema": runtimes.LOCK_SCHEMA, "recipe": found.name, "suite": found.suite,
+            "architecture": found.architecture, "archive_date": "Sun, 22 Nov 2026 00:00:00 UTC",
+            "packages": entries, **fields}
+    (tmp_path / f"{found.name}.lock.json").write_text(json.dumps(data))
+
+
+def package(name, version, sha, arch="amd64"):
+    return {"name": name, "version": version, "architecture": arch, "sha256": sha,
+            "filename": f"pool/main/f/{name}/{name}_{version}_{arch}.deb"}
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"suite": "buster"}, "suite: 'buster' is not a known Debian suite"),
+    ({"architecture": "sparc"}, "architecture: 'sparc' is not one of amd64, i386, arm64"),
+    ({"packages": []}, "packages: must be a non-empty list of package names"),
+    ({"packages": ["Bad Name"]}, "packages: 'Bad Name' is not a Debian package name"),
+    ({"mirror": "ftp://x"}, "mirror: 'ftp://x' is not an http(s) or file URL"),
+    ({"colour": "red"}, "colour: unknown key"),
+])
+def test_a_bad_recipe_is_one_line_per_problem(tmp_path, fields, message):
+    with pytest.raises(InputError) as err:
+        recipe(tmp_path, **fields)
+    assert len(err.value.problems) == 1 and message in err.value.problems[0]
+
+
+def test_an_unknown_runtime_names_the_shipped_ones(tmp_path):
+    with pytest.raises(InputError, match=r"no recipe nope.toml \(known: bookworm, bookworm-i386, bullseye, sid, trixie\)"):
+        runtimes.load_recipe("nope")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"architecture": "i386"}, "locks 'trixie'/'i386', but the recipe is trixie/amd64"),
+    ({"packages": [package("fixture-b", "1.0", "nothex")]}, "needs name, version, architecture and a sha256"),
+    ({"packages": [package("fixture-b", "1.0", SHA_B, arch="arm64")]}, "fixture-b is for 'arm64', not amd64"),
+    ({"packages": []}, "the lock lists no package"),
+    ({"schema": "other"}, "not a runtime lock"),
+])
+def test_a_bad_lock_is_one_line(tmp_path, change, message):
+    found = recipe(tmp_path)
+    write_lock(tmp_path, found, [package("fixture-b", "1.0", SHA_B)], **change)
+    with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        runtimes.load_lock(found, tmp_path)
+
+
+def test_the_shipped_recipes_and_locks_are_valid_and_small():
+    for name in runtimes.recipe_names():
+        found = runtimes.load_recipe(name)
+        lock = runtimes.load_lock(found)
+        assert lock is not None, f"{name} has no lock: gpu-harness runtimes lock {name}"
+        names = {p.name for p in lock.packages}
+        assert {"python3", "libegl-mesa0", "libgl1-mesa-dri", "libvulkan1", "libc6"} <= names, name
+        assert all(p.filename.startswith("pool/") for p in lock.packages), name
+        assert not names & {"man-db", "apt-utils", "systemd"}, name
+
+
+def test_drift_names_each_package_locked_and_now():
+    lock = runtimes.Lock("trixie", "amd64", "", (runtimes.LockedPackage("a", "1.0", "amd64", SHA_A),
+                                                 runtimes.LockedPackage("b", "2.0", "amd64", SHA_B)))
+    assert runtimes.drift_of(lock, {"a": ("1.0", "amd64"), "b": ("2.1", "amd64"), "c": ("3", "all")}) == [
+        "b: locked 2.0, now 2.1", "c: not locked, now 3"]
+
+
+def test_a_deb_that_is_not_the_locked_file_stops_the_build():
+    lock = runtimes.Lock("trixie", "amd64", "", (runtimes.LockedPackage("a", "1:1.0", "amd64", SHA_A),))
+    runtimes.check_hashes(lock, {("a", "1:1.0", "amd64"): SHA_A, ("z", "9", "amd64"): SHA_B})
+    with pytest.raises(runtimes.RuntimeBuildError, match=r"a_1:1.0_amd64.deb has SHA256 bbbbbbbbbbbbbbbb"):
+        runtimes.check_hashes(lock, {("a", "1:1.0", "amd64"): SHA_B})
+
+
+def test_apt_file_names_with_an_epoch_are_read_back(tmp_path):
+    hashes = tmp_path / "debs.sha256"
+    hashes.write_text(f"{SHA_A}  libx_1%3a2.0-1_amd64.deb\n{SHA_B}  tzdata_2025b-4_all.deb\n")
+    assert runtimes.deb_hashes(hashes) == {("libx", "1:2.0-1", "amd64"): SHA_A, ("tzdata", "2025b-4", "all"): SHA_B}
+
+
+def test_the_builder_command_pins_the_lock_and_keeps_values_whole(tmp_path):
+    found = recipe(tmp_path, allow_expired=True)
+    argv = runtimes.mmdebstrap_argv(found, tmp_path / "root", ["fixture-b=1.0", "fixture-a"], tmp_path / "h")
+    assert argv[0] == "mmdebstrap" and "--include=fixture-b=1.0,fixture-a" in argv
+    assert argv[-3:] == ["trixie", str(tmp_path / "root"), "deb http://deb.debian.org/debian trixie main"]
+    assert '--aptopt=Acquire::Check-Valid-Until "false"' in argv
+    assert "--dpkgopt=path-exclude=/usr/share/doc/*" in argv
+
+
+FAKE_MMDEBSTRAP = r"""#!/bin/sh
+# A stand-in for mmdebstrap: refuses a pinned version the "archive" no longer has (as apt says
+# it), else makes a root with a dpkg status and the .debs' hashes, as the customize hook would.
+for arg; do case "$arg" in --include=*) include="${arg#--include=}";; --customize-hook=*) ;; esac; done
+for last; do :; done
+root=$(eval echo \${$(($# - 1))})
+hashes=$(printf '%s\n' "$@" | sed -n 's/.*sha256sum -- \*.deb > \([^ ]*\) .*/\1/p')
+if [ -n "${FAKE_SLEEP:-}" ]; then sleep "$FAKE_SLEEP"; fi
+case "$include" in *fixture-a=1.0*) echo "E: Version '1.0' for 'fixture-a' was not found"; exit 100;; esac
+case "$include" in *nosuchpkg*) echo "E: Unable to locate package nosuchpkg"; exit 100;; esac
+mkdir -p "$root/var/lib/dpkg" "$root/usr/bin"
+for entry in "fixture-a 1.1" "fixture-b 1.0"; do set -- $entry
+  printf 'Package: %s\nStatus: install ok installed\nVersion: %s\nArchitecture: amd64\n\n' "$1" "$2"
+done > "$root/var/lib/dpkg/status"
+printf '%s  fixture-a_1.1_amd64.deb\n%s  fixture-b_1.0_amd64.deb\n' "$FAKE_SHA_A" "$FAKE_SHA_B" > "$hashes"
+"""
+
+
+@pytest.fixture
+def fake_mmdebstrap(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "mmdebstrap").write_text(FAKE_MMDEBSTRAP)
+    (bin_dir / "mmdebstrap").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_SHA_A", SHA_A)
+    monkeypatch.setenv("FAKE_SHA_B", SHA_B)
+    return bin_dir
+
+
+def test_a_drifted_lock_builds_with_the_archives_version_and_says_so(tmp_path, fake_mmdebstrap):
+    found = recipe(tmp_path)
+    write_lock(tmp_path, found, [package("fixture-a", "1.0", "c" * 64), package("fixture-b", "1.0", SHA_B)])
+    said = []
+    built = runtimes.build(found, runtimes.load_lock(found, tmp_path), cache_dir=tmp_path / "cache", say=said.append)
+    assert built.drift == ["fixture-a: locked 1.0, now 1.1"]
+    assert any("1 locked versions are gone from the archive" in line for line in said)
+    assert (built.root / "var/lib/dpkg/status").exists() and built.facts["lock_digest"] == built.root.parent.name
+    again = runtimes.build(found, runtimes.load_lock(found, tmp_path), cache_dir=tmp_path / "cache")
+    assert again.root == built.root  # the cache: nothing built the second time
+    with pytest.raises(InputError, match="the lock has drifted .1 packages, first: fixture-a: locked 1.0, now 1.1."):
+        runtimes.build(found, runtimes.load_lock(found, tmp_path), strict=True, cache_dir=tmp_path / "strict")
+    assert not (tmp_path / "strict").exists() or not any((tmp_path / "strict").iterdir())
+
+
+def test_a_fetched_deb_that_differs_from_the_lock_fails_the_build(tmp_path, fake_mmdebstrap):
+    found = recipe(tmp_path)
+    write_lock(tmp_path, found, [package("fixture-a", "1.1", SHA_A), package("fixture-b", "1.0", "d" * 64)])
+    with pytest.raises(runtimes.RuntimeBuildError, match="fixture-b_1.0_amd64.deb has SHA256"):
+        runtimes.build(found, runtimes.load_lock(found, tmp_path), cache_dir=tmp_path / "cache")
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_a_package_the_archive_does_not_have_is_an_input_error(tmp_path, fake_mmdebstrap):
+    found = recipe(tmp_path, packages=["nosuchpkg"])
+    with pytest.raises(InputError, match=r"packages: nosuchpkg not in trixie/amd64"):
+        runtimes.build(found, None, cache_dir=tmp_path / "cache")
+
+
+def test_a_killed_build_leaves_no_runtime_a_later_run_would_use(tmp_path, fake_mmdebstrap):
+    """SIGKILL the harness mid-build: no cache entry appears, and the partial folder is removed."""
+    found = recipe(tmp_path)
+    cache = tmp_path / "cache"
+    script = textwrap.dedent(f"""
+        from pathlib import Path
+        from harness import runtimes
+        runtimes.build(runtimes.load_recipe("fixture", Path({str(tmp_path)!r})), None, cache_dir=Path({str(cache)!r}))
+    """)
+    build = subprocess.Popen([sys.executable, "-c", script], env=dict(os.environ, FAKE_SLEEP="30"))
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not (cache.exists() and any(cache.iterdir())):
+        time.sleep(0.02)
+    assert any(p.name.startswith(".partial") or ".partial-" in p.name for p in cache.iterdir()), "no build started"
+    build.send_signal(signal.SIGKILL)
+    build.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(cache.iterdir()):
+        time.sleep(0.05)
+    assert list(cache.iterdir()) == []
+    assert not any(str(cache) in open(f"/proc/{pid}/cmdline").read().replace("\0", " ")
+                   for pid in os.listdir("/proc") if pid.isdigit() and os.path.exists(f"/proc/{pid}/cmdline")), \
+        "the builder outlived the harness"
+    assert runtimes.build(found, None, cache_dir=cache).facts["packages"] == 2  # builds anew, whole
+
+
+def test_runtimes_cli_lists_the_shipped_runtimes(capsys):
+    assert cli.main(["runtimes", "list"]) == 0
+    listed = capsys.readouterr().err
+    for name in ("bullseye", "bookworm", "trixie", "sid", "bookworm-i386"):
+        assert name in listed
+
+
+def test_the_shipped_recipes_live_in_the_package():
+    assert Path(runtimes.RECIPES_DIR).is_dir() and (runtimes.RECIPES_DIR / "trixie.toml").exists()

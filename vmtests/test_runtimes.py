@@ -1,0 +1,65 @@
+"""Runtimes for real: built with mmdebstrap from their locks, then the sandbox and VM paths run
+on them. A drifted lock is reported and fails only with --strict."""
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from harness import matrix as matrix_mod, runtimes, verdict
+from harness.errors import InputError
+
+from .conftest import describe, outcome_or_skip, skip_unless_required
+
+COMPAT = matrix_mod.load(matrix_mod.DEFAULT_MATRIX.parent / "compat.toml")
+
+
+def need_builder():
+    if not shutil.which("mmdebstrap"):
+        skip_unless_required("runtimes", "runtime builds", "needs mmdebstrap (apt-get install mmdebstrap arch-test)")
+
+
+def scenario(scenario_id):
+    (found,) = [s for s in COMPAT.scenarios if s.id == scenario_id]
+    return found
+
+
+@pytest.mark.parametrize("scenario_id", ["vtest-virgl/trixie/gl", "vtest-virgl/bookworm-i386/gl",
+                                         "vtest-virgl/bullseye/gl", "vm-headless/trixie/gl",
+                                         "vm-virgl/bookworm-i386/gl"])
+def test_paths_on_runtimes_give_the_answer_the_compat_matrix_expects(scenario_id, run_scenarios):
+    need_builder()
+    (result,) = run_scenarios([scenario(scenario_id)])
+    outcome = outcome_or_skip(result)
+    assert outcome in (verdict.PASS, verdict.EXPECTED_FAIL), describe(result)
+    facts = result.runtime_facts
+    assert facts["runtime"] == scenario(scenario_id).runtime.recipe and facts["mesa"] and facts["libc"]
+    if outcome == verdict.PASS:
+        # The workload really ran on the runtime's own Mesa, not the host's.
+        assert facts["mesa"] in (result.report.version or "")
+        assert result.scenario.runtime.root.endswith("/root") and "runtimes" in result.scenario.runtime.root
+
+
+def test_a_drifted_lock_is_reported_and_fails_only_when_strict(tmp_path):
+    need_builder()
+    shutil.copy(runtimes.RECIPES_DIR / "trixie.toml", tmp_path / "trixie.toml")
+    lock = json.loads((runtimes.RECIPES_DIR / "trixie.lock.json").read_text())
+    (base_files,) = [p for p in lock["packages"] if p["name"] == "base-files"]
+    now = base_files["version"]
+    base_files["version"] = "13.0"  # a version the archive no longer has
+    (tmp_path / "trixie.lock.json").write_text(json.dumps(lock))
+    recipe = runtimes.load_recipe("trixie", tmp_path)
+    built = runtimes.build(recipe, runtimes.load_lock(recipe, tmp_path), cache_dir=tmp_path / "cache")
+    assert built.drift == [f"base-files: locked 13.0, now {now}"]
+    assert (built.root / "usr/bin/python3").exists()
+    with pytest.raises(InputError, match=rf"the lock has drifted \(1 packages, first: base-files: locked 13.0, now {now}\)"):
+        runtimes.build(recipe, runtimes.load_lock(recipe, tmp_path), strict=True, cache_dir=tmp_path / "strict")
+
+
+def test_runtimes_build_cli_reports_the_built_runtime():
+    need_builder()
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "runtimes", "build", "trixie"], capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("trixie: ") and "(Mesa 25.0" in done.stdout
