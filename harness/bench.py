@@ -1,6 +1,7 @@
 """`gpu-harness bench`: the matrix run several times, phase times per scenario (median), probe
 fps as a fraction of the native path's, peak RSS of the probe and of each service."""
 import statistics
+import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
@@ -89,4 +90,40 @@ def table(rows: List[BenchRow], title: str):
                     fmt(row.wall_s), fmt(row.fps, "{:.0f}"), fmt(row.fps_vs_native and row.fps_vs_native * 100, "{:.0f}%"),
                     fmt(row.probe_rss_kb and row.probe_rss_kb / 1024, "{:.0f}"),
                     ", ".join(f"{k} {v / 1024:.0f}" for k, v in row.service_rss_kb.items()) or "-")
+    return out
+
+
+@dataclass
+class RuntimeRow:
+    runtime: str
+    build_s: Optional[float]  # the cold build, as measured when it was built
+    lookup_s: float  # finding it in the cache now
+    size_mb: Optional[float]
+    packages: Optional[int]
+    drift: int
+
+
+def runtime_rows(names: List[str]) -> List[RuntimeRow]:
+    """Cost of each runtime: its build (from its facts) and a cached lookup, timed now."""
+    from . import runtimes
+
+    rows = []
+    for name in names:
+        started = time.monotonic()
+        built = runtimes.ensure(name)
+        lookup = time.monotonic() - started
+        rows.append(RuntimeRow(name, built.facts.get("build_s"), lookup, built.facts.get("size_mb"),
+                               built.facts.get("packages"), len(built.drift)))
+    return rows
+
+
+def runtime_table(rows: List[RuntimeRow]):
+    from rich.table import Table
+
+    out = Table(title="runtimes: cold build (when built), cached lookup (now), size")
+    for column in ("runtime", "build s", "lookup s", "size MB", "packages", "drifted"):
+        out.add_column(column, justify="left" if column == "runtime" else "right")
+    for row in rows:
+        out.add_row(row.runtime, fmt(row.build_s, "{:.1f}"), fmt(row.lookup_s, "{:.4f}"), fmt(row.size_mb, "{:.0f}"),
+                    fmt(row.packages, "{}"), str(row.drift))
     return out

@@ -367,9 +367,13 @@ def cmd_bench(args) -> int:
 
     Console(width=200).print(bench.table(rows, f"gpu-harness bench: {len(scenarios)} scenarios x {len(rounds)} runs, "
                                                f"median; matrix wall {matrix_wall:.2f} s (-j {args.jobs})"))
+    runtime_rows = bench.runtime_rows(sorted({s.runtime.recipe for s in scenarios if s.runtime.needs_build}))
+    if runtime_rows:
+        Console(width=200).print(bench.runtime_table(runtime_rows))
     (args.out / "bench.json").write_text(json.dumps(
         {"rounds": len(rounds), "jobs": args.jobs, "matrix_wall_s": [w for _, w in rounds],
-         "rows": [dataclasses.asdict(r) for r in rows]}, indent=2) + "\n")
+         "rows": [dataclasses.asdict(r) for r in rows],
+         "runtimes": [dataclasses.asdict(r) for r in runtime_rows]}, indent=2) + "\n")
     return EXIT_OK
 
 

@@ -214,7 +214,8 @@ def mirror_line(recipe: Recipe) -> str:
 
 
 def mmdebstrap_argv(recipe: Recipe, root: Path, includes: List[str], hashes: Path) -> List[str]:
-    argv = ["mmdebstrap", "--quiet", f"--variant={recipe.variant}", f"--architectures={recipe.architecture}",
+    # Not --quiet: apt's "Version ... was not found" (a drifted lock) is only printed without it.
+    argv = ["mmdebstrap", f"--variant={recipe.variant}", f"--architectures={recipe.architecture}",
             f"--include={','.join(includes)}", "--skip=essential/unlink", "--skip=cleanup/apt/cache",
             "--skip=cleanup/apt/lists"]
     argv += [f"--dpkgopt=path-exclude={pattern}" for pattern in EXCLUDED]

@@ -180,20 +180,40 @@ def test_a_killed_build_leaves_no_runtime_a_later_run_would_use(tmp_path, fake_m
         runtimes.build(runtimes.load_recipe("fixture", Path({str(tmp_path)!r})), None, cache_dir=Path({str(cache)!r}))
     """)
     build = subprocess.Popen([sys.executable, "-c", script], env=dict(os.environ, FAKE_SLEEP="30"))
+    def builders():
+        return [pid for pid in os.listdir("/proc") if pid.isdigit() and pid != str(build.pid)
+                and str(cache) in read_cmdline(pid)]
+
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not (cache.exists() and any(cache.iterdir())):
+    while time.monotonic() < deadline and not builders():
         time.sleep(0.02)
-    assert any(p.name.startswith(".partial") or ".partial-" in p.name for p in cache.iterdir()), "no build started"
+    assert builders(), "the builder never started"
+    time.sleep(0.3)  # the harness has told the reaper about the builder's process group by now
     build.send_signal(signal.SIGKILL)
     build.wait()
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and any(cache.iterdir()):
         time.sleep(0.05)
     assert list(cache.iterdir()) == []
-    assert not any(str(cache) in open(f"/proc/{pid}/cmdline").read().replace("\0", " ")
-                   for pid in os.listdir("/proc") if pid.isdigit() and os.path.exists(f"/proc/{pid}/cmdline")), \
-        "the builder outlived the harness"
+    assert wait_for(lambda: builders() == []), "the builder outlived the harness"
     assert runtimes.build(found, None, cache_dir=cache).facts["packages"] == 2  # builds anew, whole
+
+
+def read_cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read().decode(errors="replace").replace("\0", " ")
+    except OSError:
+        return ""
+
+
+def wait_for(condition, timeout_s=10.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
 
 
 def test_runtimes_cli_lists_the_shipped_runtimes(capsys):
