@@ -333,8 +333,13 @@ def check_hashes(lock: Lock, hashes: Dict[Tuple[str, str, str], str]) -> None:
                                     f"the lock says {locked.sha256[:16]}...")
 
 
-def bootstrap(recipe: Recipe, lock: Optional[Lock], work: Path,
-              say: Callable[[str], None]) -> Tuple[Path, Dict[Tuple[str, str, str], str]]:
+def drift_error(recipe: Recipe, drift: List[str]) -> InputError:
+    return InputError(f"runtime {recipe.name}: the lock has drifted ({len(drift)} packages, first: {drift[0]}); "
+                      f"run `gpu-harness runtimes lock {recipe.name}`")
+
+
+def bootstrap(recipe: Recipe, lock: Optional[Lock], work: Path, say: Callable[[str], None],
+              strict: bool = False) -> Tuple[Path, Dict[Tuple[str, str, str], str]]:
     """mmdebstrap the root, pinned to the lock's versions where the archive still has them."""
     if not shutil.which("mmdebstrap"):
         raise RuntimeBuildError("building a runtime needs mmdebstrap (apt-get install mmdebstrap)")
@@ -355,6 +360,8 @@ def bootstrap(recipe: Recipe, lock: Optional[Lock], work: Path,
         if not gone:
             tail = " | ".join(line.strip() for line in output.splitlines()[-3:] if line.strip())
             raise RuntimeBuildError(f"mmdebstrap failed (exit {code}): {tail}")
+        if strict:  # no need to build what would be refused
+            raise drift_error(recipe, [f"{name}: locked {pins[name]}, now not in the archive" for name in gone])
         say(f"{recipe.name}: {len(gone)} locked versions are gone from the archive; taking the archive's")
         for name in gone:
             pins.pop(name, None)
@@ -373,14 +380,13 @@ def build(recipe: Recipe, lock: Optional[Lock], strict: bool = False, cache_dir:
     say(f"building runtime {recipe.name} ({recipe.suite}/{recipe.architecture}) with mmdebstrap")
     with reaper.temp_dir(f"{key}.partial-", parent=str(cache_dir)) as folder:
         work = Path(folder)
-        root, hashes = bootstrap(recipe, lock, work, say)
+        root, hashes = bootstrap(recipe, lock, work, say, strict)
         packages = installed(root)
         if lock:
             check_hashes(lock, hashes)
         drift = drift_of(lock, packages) if lock else []
         if drift and strict:
-            raise InputError(f"runtime {recipe.name}: the lock has drifted ({len(drift)} packages, first: {drift[0]}); "
-                             f"run `gpu-harness runtimes lock {recipe.name}`")
+            raise drift_error(recipe, drift)
         (work / "filenames.json").write_text(json.dumps(archive_filenames(root)))
         for leftover in ("var/lib/apt/lists", "var/cache/apt"):
             shutil.rmtree(root / leftover, ignore_errors=True)

@@ -151,7 +151,7 @@ def test_a_drifted_lock_builds_with_the_archives_version_and_says_so(tmp_path, f
     assert (built.root / "var/lib/dpkg/status").exists() and built.facts["lock_digest"] == built.root.parent.name
     again = runtimes.build(found, runtimes.load_lock(found, tmp_path), cache_dir=tmp_path / "cache")
     assert again.root == built.root  # the cache: nothing built the second time
-    with pytest.raises(InputError, match="the lock has drifted .1 packages, first: fixture-a: locked 1.0, now 1.1."):
+    with pytest.raises(InputError, match="the lock has drifted .1 packages, first: fixture-a: locked 1.0, now not in the"):
         runtimes.build(found, runtimes.load_lock(found, tmp_path), strict=True, cache_dir=tmp_path / "strict")
     assert not (tmp_path / "strict").exists() or not any((tmp_path / "strict").iterdir())
 

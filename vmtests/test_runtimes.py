@@ -54,7 +54,8 @@ def test_a_drifted_lock_is_reported_and_fails_only_when_strict(tmp_path):
     built = runtimes.build(recipe, runtimes.load_lock(recipe, tmp_path), cache_dir=tmp_path / "cache")
     assert built.drift == [f"base-files: locked 13.0, now {now}"]
     assert (built.root / "usr/bin/python3").exists()
-    with pytest.raises(InputError, match=re.escape(f"the lock has drifted (1 packages, first: base-files: locked 13.0, now {now})")):
+    with pytest.raises(InputError, match=re.escape("the lock has drifted (1 packages, first: base-files: locked 13.0, "
+                                                   "now not in the archive)")):
         runtimes.build(recipe, runtimes.load_lock(recipe, tmp_path), strict=True, cache_dir=tmp_path / "strict")
 
 
