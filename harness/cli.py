@@ -60,7 +60,9 @@ def add_selection(parser) -> None:
     parser.add_argument("--matrix", type=Path, help="matrix file (.toml, .json, .nix); default: the shipped one")
     parser.add_argument("--paths", help="only these paths (comma-separated)")
     parser.add_argument("--filter", help="only scenario ids matching this glob, e.g. 'vtest-*'")
-    parser.add_argument("--toolset", type=Path, help="toolset.json manifest; default: discover on this host")
+    parser.add_argument("--toolset", type=Path,
+                        help="toolset.json manifest, or runtime:NAME (host-side programs from a built runtime); "
+                             "default: discover on this host")
 
 
 def build_parser() -> Parser:

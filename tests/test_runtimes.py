@@ -225,3 +225,18 @@ def test_runtimes_cli_lists_the_shipped_runtimes(capsys):
 
 def test_the_shipped_recipes_live_in_the_package():
     assert Path(runtimes.RECIPES_DIR).is_dir() and (runtimes.RECIPES_DIR / "trixie.toml").exists()
+
+
+def test_a_program_from_a_runtime_sees_its_usr_and_the_hosts_files(tmp_path):
+    from harness import runtime_toolset
+    root = tmp_path / "root"
+    (root / "usr" / "bin").mkdir(parents=True)
+    (root / "etc").mkdir()
+    (root / "bin").symlink_to("usr/bin")
+    script = runtime_toolset.wrapper("/usr/bin/bwrap", "trixie-host", root, "/usr/bin/qemu-system-x86_64")
+    argv = script.splitlines()[-1].split()
+    assert argv[:4] == ["exec", "/usr/bin/bwrap", "--tmpfs", "/"]
+    assert ["--ro-bind", str(root / "usr"), "/usr"] == argv[argv.index(str(root / "usr")) - 1:][:3]
+    assert "--symlink usr/bin /bin" in script and f"--bind / {runtime_toolset.HOST_ROOT}" in script
+    assert "--bind /tmp /tmp" in script and "--bind /usr /usr" not in script and "--bind /etc /etc" not in script
+    assert argv[-3:] == ["--", "/usr/bin/qemu-system-x86_64", '"$@"']

@@ -65,3 +65,21 @@ def test_runtimes_build_cli_reports_the_built_runtime():
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("trixie: ") and "(Mesa 25.0" in done.stdout
+
+
+def test_a_toolset_from_a_runtime_runs_the_newer_host_side(tmp_path):
+    """`--toolset runtime:trixie-host` on a Debian 12 host: virglrenderer 1.1 and QEMU 10.0 from
+    Debian 13 serve the workloads (the server renders with that runtime's Mesa: LLVM 19)."""
+    need_builder()
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--toolset", "runtime:trixie-host", "--paths",
+                           "vtest-virgl,vm-headless", "--filter", "*/host/*", "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    document = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert document["toolset"]["source"] == "runtime:trixie-host"
+    tools = document["toolset"]["tools"]
+    assert tools["virgl_test_server"]["version"].startswith("1.1") and tools["qemu-system-x86_64"]["version"].startswith("10.")
+    outcomes = {s["id"]: s for s in document["scenarios"]}
+    assert outcomes["vtest-virgl/host/gl"]["outcome"] == "Pass"
+    assert "LLVM 19" in outcomes["vtest-virgl/host/gl"]["renderer"]
+    assert outcomes["vm-headless/host/gl"]["outcome"] == "Pass"

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from ..target import Target
 
 MEMORY_MB = 256  # the least that boots and renders every VM path here (measured); two fit side by side
-SCANOUT_SETTLE_S = 1.0
+SCANOUT_SETTLE_S = 0.5
+SCANOUT_WAIT_S = 5.0
 # acpi=off and the TSC flags save 0.35 s of a 2.9 s TCG boot (measured); without ACPI the guest
 # cannot power QEMU off, so the harness quits QEMU when init says it is done (see watch()).
 KERNEL_ARGS = ("console=ttyS0", "panic=-1", "loglevel=4", "mitigations=off", "vt.global_cursor_default=0",
@@ -105,7 +106,7 @@ class VmLaunch(Launch):
         qemu = QemuSpec(qemu=toolset.path("qemu-system-x86_64"), accel=accel.name, memory_mb=MEMORY_MB,
                         kernel=kernel, initrd=str(initrd), cmdline=" ".join(KERNEL_ARGS + scenario.kernel_args),
                         serial_log=str(self.serial_log), qmp_socket=str(self.qmp_socket),
-                        runtime_root=scenario.runtime.root, out_dir=str(workspace.probe_out), display=self.display,
+                        runtime_root=self.guest_root(), out_dir=str(workspace.probe_out), display=self.display,
                         gpu=scenario.spec.guest_gpu,
                         agent_socket=str(self.agent_socket) if self.agent_socket else None)
         self.plan = Plan(argv=qemu.argv(), env=display_env, env_mode="inherit", services=services,
@@ -119,18 +120,37 @@ class VmLaunch(Launch):
                              "display": self.display}
         return services
 
+    def guest_root(self) -> str:
+        """The runtime root as QEMU sees it: a QEMU run from a runtime (`--toolset runtime:NAME`)
+        has that runtime's /usr, so the host's own root is exported from where the host's is seen."""
+        root = self.ctx.scenario.runtime.root
+        qemu = self.ctx.toolset.tools["qemu-system-x86_64"]
+        return str(qemu.extra.get("host_root", "/")) if root == "/" else root
+
     def start_workload(self) -> None:
         self.machine = Machine(self.plan.argv, {**os.environ, **self.plan.env}, str(self.qmp_socket),
                                str(self.ctx.workspace.result_dir / "qemu.log"), str(self.serial_log))
         self.result.phases["qemu_start_s"] = self.machine.start()
 
     def capture_scanout(self) -> None:
-        assert self.machine is not None
-        # The guest has written its framebuffer; give the kernel's damage worker and QEMU's display
-        # refresh a moment to carry it out.
-        time.sleep(SCANOUT_SETTLE_S)
+        """The guest has written its framebuffer; the kernel's damage worker and QEMU's display
+        refresh carry it out a moment later (longer on a loaded machine), so capture until the
+        display shows anything at all, for a few seconds at most."""
+        from PIL import Image
+
+        machine = self.machine
+        assert machine is not None
         target = self.ctx.workspace.result_dir / "scanout.png"
-        self.result.artifacts["scanout"] = display_mod.capture(self.machine, self.display, self.ctx.workspace, target)
+
+        def shows_something() -> bool:
+            display_mod.capture(machine, self.display, self.ctx.workspace, target)
+            with Image.open(target) as image:
+                low, high = image.convert("L").getextrema()
+            return low != high
+
+        time.sleep(SCANOUT_SETTLE_S)
+        poll(shows_something, SCANOUT_WAIT_S, interval_s=0.25)
+        self.result.artifacts["scanout"] = str(target)
 
     def watch(self) -> None:
         """Follow the console until the guest is done, panics, stops early or times out."""
