@@ -82,7 +82,8 @@ def test_the_shipped_recipes_and_locks_are_valid_and_small():
         # A workload runtime carries what the probes run on; a host-side one what it serves with.
         assert "python3" in names or {"virgl-server", "qemu-system-x86", "xvfb"} <= names, name
         assert all(p.filename.startswith("pool/") for p in lock.packages), name
-        assert not names & {"man-db", "apt-utils", "systemd"}, name
+        if "python3" in names:  # workload runtimes stay small (the host side pulls in what QEMU needs)
+            assert not names & {"man-db", "apt-utils", "systemd"}, name
 
 
 def test_drift_names_each_package_locked_and_now():
