@@ -279,10 +279,16 @@ def facts_of(recipe: Recipe, root: Path, packages: Dict[str, Tuple[str, str]], d
     facts: Dict[str, object] = {"runtime": recipe.name, "suite": recipe.suite, "arch": recipe.architecture,
                                 "lock_digest": lock_digest, "drift": drift, "build_s": round(built_s, 1),
                                 "packages": len(packages), "size_mb": round(tree_size(root) / 2**20)}
+    return {**facts, **component_versions(packages)}
+
+
+def component_versions(packages: Dict[str, Tuple[str, str]]) -> Dict[str, Optional[str]]:
+    """Mesa, libc and python versions from a root's (or a lock's) packages."""
+    found: Dict[str, Optional[str]] = {}
     for fact, names in FACT_PACKAGES.items():
         version = next((packages[n][0] for n in names if n in packages), None)
-        facts[fact] = upstream_version(version) if version else None
-    return facts
+        found[fact] = upstream_version(version) if version else None
+    return found
 
 
 def tree_size(root: Path) -> int:
@@ -439,10 +445,7 @@ def facts_from_lock(name: str, root: str, folder: Path = RECIPES_DIR) -> Dict[st
     packages = {p.name: (p.version, p.architecture) for p in lock.packages} if lock else {}
     facts: Dict[str, Any] = {"runtime": name, "suite": recipe.suite, "arch": recipe.architecture, "built_by": root,
                              "lock_digest": digest(recipe, lock), "drift": [], "packages": len(packages)}
-    for fact, names in FACT_PACKAGES.items():
-        version = next((packages[n][0] for n in names if n in packages), None)
-        facts[fact] = upstream_version(version) if version else None
-    return facts
+    return {**facts, **component_versions(packages)}
 
 
 def cached(name: str, folder: Path = RECIPES_DIR) -> Optional[BuiltRuntime]:
