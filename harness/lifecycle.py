@@ -102,7 +102,7 @@ class HarnessFault:
     error: str
 
     @classmethod
-    def of(cls, phase: Optional[Phase], exc: BaseException) -> "HarnessFault":
+    def of(cls, phase: Optional[str], exc: BaseException) -> "HarnessFault":
         message = " | ".join(line.strip() for line in str(exc).splitlines() if line.strip())
         return cls(phase=str(phase or "launch"), error=f"{type(exc).__name__}: {message}" if message
                    else type(exc).__name__)

@@ -379,8 +379,9 @@ def build(recipe: Recipe, lock: Optional[Lock], strict: bool = False, cache_dir:
     """The built root for this recipe and lock: from the cache, or built now (atomically)."""
     key = digest(recipe, lock)
     target = cache_dir / key
-    if (target / "facts.json").exists():
-        return BuiltRuntime(recipe.name, target / "root", json.loads((target / "facts.json").read_text()))
+    found = from_cache(recipe.name, target)
+    if found is not None:
+        return found
     cache_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     say(f"building runtime {recipe.name} ({recipe.suite}/{recipe.architecture}) with mmdebstrap")
@@ -451,7 +452,10 @@ def facts_from_lock(name: str, root: str, folder: Path = RECIPES_DIR) -> Dict[st
 def cached(name: str, folder: Path = RECIPES_DIR) -> Optional[BuiltRuntime]:
     """The built runtime if it is in the cache (nothing is built)."""
     recipe = load_recipe(name, folder)
-    target = CACHE_DIR / digest(recipe, load_lock(recipe, folder))
-    if not (target / "facts.json").exists():
-        return None
-    return BuiltRuntime(name, target / "root", json.loads((target / "facts.json").read_text()))
+    return from_cache(name, CACHE_DIR / digest(recipe, load_lock(recipe, folder)))
+
+
+def from_cache(name: str, target: Path) -> Optional[BuiltRuntime]:
+    """A complete build in the cache (its facts are written last), or None."""
+    facts = target / "facts.json"
+    return BuiltRuntime(name, target / "root", json.loads(facts.read_text())) if facts.exists() else None

@@ -3,7 +3,6 @@ shape of QEMU's QEMUMachine and the NixOS test driver's BaseMachine, for every f
 `run()/succeed()/fail()` everywhere; `screenshot()` where the family has a display."""
 import dataclasses
 import itertools
-import os
 from pathlib import Path
 from typing import Optional, Type
 
@@ -99,9 +98,8 @@ class ProcessTarget(Target):
             raise TargetError(f"the {self.path_id} target is not running")
         ctx = dataclasses.replace(self.ctx, workload=Workload(command=["/bin/sh", "-c", command]))
         plan = self.ctx.scenario.spec.family.plan(ctx)
-        env = plan.env if plan.env_mode == "inherit" else {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         log = self.ctx.workspace.result_dir / f"command-{next(self._commands)}.log"
-        child = Child(plan.argv, env, str(log))
+        child = Child(plan.argv, plan.process_env(), str(log))
         end = child.wait(timeout_s, watch=self.launch.service_failure)
         output = log.read_text(errors="replace")
         if end.timed_out:

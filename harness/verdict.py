@@ -10,14 +10,13 @@ from typing import Dict, List, Optional, Tuple
 
 from . import images, paths as path_registry, probes
 from .images import Comparison
-from .lifecycle import LaunchResult
+from .lifecycle import HarnessFault, LaunchResult
 from .model import Scenario
 from .outcomes import FailureKind, Outcome
 from .probes import ProbeReport
 
 PASS, FAIL, EXPECTED_FAIL, FLAKE, SKIP = (Outcome.PASS, Outcome.FAIL, Outcome.EXPECTED_FAIL, Outcome.FLAKE,
                                           Outcome.SKIP)
-OUTCOMES = tuple(Outcome)
 
 
 @dataclass(frozen=True)
@@ -229,6 +228,5 @@ def combine_attempts(verdicts: List[Verdict]) -> Verdict:
 
 def harness_error(phase: str, exc: BaseException) -> Verdict:
     """The failure boundary's verdict: the harness itself raised outside a launch."""
-    message = one_line(str(exc))
-    return Verdict(FAIL, f"harness error during {phase}: {type(exc).__name__}" + (f": {message}" if message else ""),
+    return Verdict(FAIL, HarnessFault.of(phase, exc).describe(),
                    [], FailureKind.HARNESS_ERROR)

@@ -32,6 +32,11 @@ class Plan:
     services: List[ServiceSpec] = field(default_factory=list)
     dirs: List[str] = field(default_factory=list)  # dirs the services need (for rerun.sh)
 
+    def process_env(self) -> Dict[str, str]:
+        """The environment the launched process gets: the plan's, or (when argv sets the whole
+        environment itself, as bwrap --clearenv does) only the PATH to find the launcher."""
+        return self.env if self.env_mode == "inherit" else {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+
 
 def write_config(workspace: Workspace, scenario_id: str, plan: Plan) -> None:
     """Save everything launched, so the scenario can be re-run by hand from its folder."""
@@ -118,10 +123,9 @@ class ProcessLaunch(Launch):
         if self.ctx.interactive:
             return
         out = self.ctx.workspace.result_dir
-        env = self.plan.env if self.plan.env_mode == "inherit" else {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         stdout = None if self.ctx.inherit_stdio else str(out / "probe.stdout")
         try:
-            self.child = Child(self.plan.argv, env, str(out / "probe.log"), stdout,
+            self.child = Child(self.plan.argv, self.plan.process_env(), str(out / "probe.log"), stdout,
                                inherit_stdio=self.ctx.inherit_stdio)
         except OSError as exc:
             self.result.fail(f"cannot start {self.plan.argv[0]}: {exc.strerror or exc}", FailureKind.LAUNCH_FAILED)

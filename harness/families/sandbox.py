@@ -102,9 +102,9 @@ class BwrapSpec:
         return argv + self.extra + ["--chdir", self.home, "--", *self.command]
 
 
-def services_for(scenario: Scenario, toolset: Toolset, ctx: LaunchContext) -> List[ServiceSpec]:
-    if vtest.SERVICE in scenario.spec.services:
-        return [vtest.server_spec(toolset, ctx.workspace)]
+def services_for(ctx: LaunchContext) -> List[ServiceSpec]:
+    if vtest.SERVICE in ctx.scenario.spec.services:
+        return [vtest.server_spec(ctx.toolset, ctx.workspace)]
     return []
 
 
@@ -135,7 +135,7 @@ class SandboxFamily(Family):
 
     def plan(self, ctx: LaunchContext) -> Plan:
         scenario, toolset, workspace, workload = ctx.scenario, ctx.toolset, ctx.workspace, ctx.workload
-        services = services_for(scenario, toolset, ctx)
+        services = services_for(ctx)
         sockets = [(s.ready_socket, vtest.SOCKET_INSIDE) for s in services if s.name == vtest.SERVICE
                    and s.ready_socket]
         python, store_binds = probe_python(toolset, scenario.runtime)
