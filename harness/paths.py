@@ -10,6 +10,7 @@ from .families.base import Family
 from .families.host import FAMILY as HOST
 from .families.sandbox import FAMILY as SANDBOX
 from .families.vm import FAMILY as VM, VM_TOOLS
+from .hostdriver import Mode
 
 LLVMPIPE = r"llvmpipe"
 NOT_SOFTWARE = r"^(?!.*llvmpipe)(?!.*softpipe).+"
@@ -33,6 +34,7 @@ class PathSpec:
     env: Tuple[Tuple[str, str], ...] = field(default=())
     guest_gpu: Optional[str] = None  # vm family: the QEMU display device, if any
     scanout: bool = False  # vm family: the guest shows the image and the host captures it
+    host_driver: Optional[str] = None  # sandbox family: how the host's driver is given (hostdriver.Mode)
     baseline: bool = False  # the path others' fps is compared with (% of native)
     reference: bool = False  # the path that renders the goldens
 
@@ -84,6 +86,25 @@ PATHS: Dict[str, PathSpec] = {
             hides_host=True,
             own_namespaces=SANDBOX_NAMESPACES,
         ),
+        *(PathSpec(
+            id=path_id,
+            family=SANDBOX,
+            description=description,
+            renderers={"gl": None},
+            requires=("bwrap", "python3", "host-driver"),
+            hides_host=True,
+            own_namespaces=SANDBOX_NAMESPACES,
+            host_driver=mode,
+        ) for path_id, mode, description in (
+            ("sandbox-hostlibs", Mode.LIBS,
+             "bwrap over the runtime, the host's driver files bound in beside the runtime's (seed 000 #1)"),
+            ("sandbox-hostdeps", Mode.DEPS,
+             "as sandbox-hostlibs, plus the driver's dependencies first on the library path (seed 000 #2)"),
+            ("sandbox-hostdeps-glibc", Mode.DEPS_GLIBC,
+             "as sandbox-hostdeps, with the host's glibc too: what the seed predicts breaks the app"),
+            ("sandbox-capsule", Mode.CAPSULE,
+             "the host's GL stack dlmopen()ed into its own link-map namespace in the runtime's process (seed 000 #3)"),
+        )),
         PathSpec(
             id="vtest-virgl",
             family=SANDBOX,

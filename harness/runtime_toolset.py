@@ -2,11 +2,12 @@
 and Xvfb of a newer Debian on an older host, the Debian twin of the Nix toolset. Each runs from
 the runtime's /usr and /etc through bwrap, with the host's files, sockets and devices as they
 are (no namespace is unshared: the harness reaches its sockets and process groups as usual)."""
+import os
 import shlex
 from pathlib import Path
 from typing import Dict
 
-from . import runtimes, toolset as toolset_mod
+from . import hostdriver, runtimes, toolset as toolset_mod
 from .errors import InputError
 from .toolset import Tool, Toolset
 
@@ -61,5 +62,20 @@ def load(spec: str) -> Toolset:
         version = runtimes.upstream_version(versions[package][0]) if package in versions else None
         host.tools[tool] = Tool(tool, str(script), version, {"runtime": name, "program": program,
                                                             "runtime_root": str(built.root), "host_root": HOST_ROOT})
+    host.tools["host-driver"] = runtime_driver(name, built.root, versions)
     host.source = spec
     return host
+
+
+def runtime_driver(name: str, root: Path, versions: Dict[str, tuple]) -> Tool:
+    """The runtime's Mesa as "the host's driver": a newer host, simulated on an older one."""
+    driver = hostdriver.discover(str(root))
+    if not driver.found:
+        return Tool("host-driver", problem=f"runtime {name} has no EGL/Vulkan driver (add libegl-mesa0 to its recipe)")
+    mesa = versions.get("libegl-mesa0") or versions.get("libgl1-mesa-dri")
+    version = hostdriver.driver_version(driver, runtimes.upstream_version(mesa[0]) if mesa else None)
+    return Tool("host-driver", str(root), version,
+                {"runtime": name, "vendor_dirs": hostdriver.standard_dirs(str(root), hostdriver.EGL_VENDOR_DIRS),
+                 "icd_dirs": hostdriver.standard_dirs(str(root), hostdriver.VULKAN_ICD_DIRS),
+                 "dri_dirs": driver.dri_dirs,
+                 "vendors": sorted({os.path.basename(v.library_path) for v in driver.vendors if v.library})})

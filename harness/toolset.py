@@ -28,6 +28,7 @@ EXTRA_KINDS = {  # the extra fields the harness reads: (types, as said in a prob
     "vendors": ((list,), "a list of strings"),
     "vendor_files": ((list,), "a list of strings"),
     "vendor_dirs": ((list,), "a list of strings"),
+    "icd_dirs": ((list,), "a list of strings"),
     "env": ((dict,), "an object of strings"),
 }
 EGL_VENDOR_DIRS = ("/etc/glvnd/egl_vendor.d", "/usr/share/glvnd/egl_vendor.d")
@@ -52,6 +53,7 @@ TOOL_SPECS = {
         ToolSpec("python3", "/usr/bin/python3", "python3", ["--version"]),
         ToolSpec("mesa", None, "libgl1-mesa-dri libegl1 libgles2"),
         ToolSpec("egl", None, "libegl1 libgles2 and a vendor library (libegl-mesa0, or the GPU vendor's driver)"),
+        ToolSpec("host-driver", None, "libegl-mesa0 libgl1-mesa-dri (or the GPU vendor's EGL/Vulkan driver)"),
         ToolSpec("qemu-system-x86_64", "qemu-system-x86_64", "qemu-system-x86", ["--version"]),
         ToolSpec("Xvfb", "Xvfb", "xvfb"),
         ToolSpec("busybox", "busybox", "busybox-static", ["--help"], r"BusyBox v(\d+(?:\.\d+)+)"),
@@ -241,6 +243,21 @@ def discover_egl() -> Tool:
                                         "vendors": sorted(set(vendors.values()))})
 
 
+def discover_host_driver(mesa: Tool) -> Tool:
+    """The host's GPU userspace driver as its loaders find it (harness.hostdriver): its root is
+    the tool's path, its folders the extra."""
+    from . import hostdriver
+
+    driver = hostdriver.discover("/")
+    if not driver.found:
+        return Tool("host-driver")
+    return Tool("host-driver", "/", hostdriver.driver_version(driver, mesa.version),
+                {"vendor_dirs": [d for d in hostdriver.standard_dirs("/", hostdriver.EGL_VENDOR_DIRS)],
+                 "icd_dirs": [d for d in hostdriver.standard_dirs("/", hostdriver.VULKAN_ICD_DIRS)],
+                 "dri_dirs": driver.dri_dirs,
+                 "vendors": sorted({os.path.basename(v.library_path) for v in driver.vendors if v.library})})
+
+
 def gpu_device_nodes() -> List[str]:
     """Device nodes through which a process reaches a GPU: DRM render nodes, or the NVIDIA
     driver's own nodes on hosts whose driver exposes no DRM node (as in many containers)."""
@@ -258,6 +275,8 @@ def discover() -> Toolset:
             tools[name] = discover_mesa()
         elif name == "egl":
             tools[name] = discover_egl()
+        elif name == "host-driver":
+            tools[name] = discover_host_driver(tools["mesa"])
         elif name == "kernel":
             tools[name] = newest_kernel()
         else:

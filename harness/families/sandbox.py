@@ -2,13 +2,14 @@
 runtime's root filesystem, as Flatpak would run it. The argv is built as a list: no value from
 a matrix can become an argument of its own."""
 import functools
+import json
 import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
-from .. import vtest
+from .. import hostdriver, vtest
 from ..lifecycle import LaunchContext
 from ..model import HOST_KIND, Runtime, Scenario
 from ..probes import INSIDE
@@ -77,6 +78,7 @@ class BwrapSpec:
     command: List[str]
     dri: bool = False
     sys_dirs: Sequence[str] = ()
+    devices: Sequence[str] = ()  # host device nodes (or folders of them) bound as they are
     sockets: Pairs = ()  # (host socket, path inside), bound read-write
     ro_files: Pairs = ()
     rw_dirs: Pairs = ()
@@ -91,8 +93,10 @@ class BwrapSpec:
         for target, link in self.layout.symlinks:
             argv += ["--symlink", target, link]
         argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run", "--dir", self.home]
-        if self.dri:
-            argv += ["--dev-bind", "/dev/dri", "/dev/dri"]
+        devices = (["/dev/dri"] if self.dri else []) + [d for d in self.devices if d != "/dev/dri" or not self.dri]
+        for device in devices:
+            argv += ["--dev-bind", device, device]
+        if devices:
             for sys_dir in self.sys_dirs:
                 argv += ["--ro-bind", sys_dir, sys_dir]
         for flag, pairs in (("--bind", self.sockets), ("--ro-bind", self.ro_files), ("--bind", self.rw_dirs),
@@ -126,6 +130,28 @@ def bwrap_works(bwrap: str) -> Optional[str]:
             "in a Nix build, a builder that allows them in its sandbox)")
 
 
+def host_driver_layout(ctx: LaunchContext) -> hostdriver.DriverLayout:
+    """The host's driver for this path's mode (seed 000's attempts), its generated vendor files
+    and capsule manifest written into the scenario's folder and bound from there."""
+    tool = ctx.toolset.tools["host-driver"]
+    assert tool.path is not None and ctx.scenario.spec.host_driver is not None
+    driver = hostdriver.from_tool(tool.path, tool.extra)
+    driver_layout = hostdriver.layout(driver, ctx.scenario.spec.host_driver, ctx.toolset.path("bwrap"))
+    folder = ctx.workspace.tmp_dir / "host-driver"
+    binds = list(driver_layout.binds)
+    for inside, content in sorted(driver_layout.files.items()):
+        written = folder / inside[len(hostdriver.PREFIX) + 1:]
+        written.parent.mkdir(parents=True, exist_ok=True)
+        written.write_text(content)
+        binds.append((str(written), inside))
+    (ctx.workspace.result_dir / "host-driver.json").write_text(json.dumps({
+        "mode": ctx.scenario.spec.host_driver, "driver": driver.to_dict(),
+        "libraries": [{"name": n, "file": f} for n, f in driver_layout.libraries],
+        "env": driver_layout.env, "devices": driver_layout.devices}, indent=1) + "\n")
+    return hostdriver.DriverLayout(binds, driver_layout.files, driver_layout.env, driver_layout.devices,
+                                   driver_layout.libraries)
+
+
 class SandboxFamily(Family):
     name = "sandbox"
     launch_class = ProcessLaunch
@@ -149,9 +175,15 @@ class SandboxFamily(Family):
             rw_dirs.append((str(workspace.probe_out), f"{INSIDE}/out"))
             command = spec.sandbox_argv(python, workspace.host_paths(), workload.probe_args)
         env = sandbox_env(scenario)
+        devices: List[str] = []
+        if scenario.spec.host_driver:
+            driver = host_driver_layout(ctx)
+            ro_files += driver.binds
+            devices = driver.devices
+            env = sorted({**dict(env), **driver.env, **dict(scenario.env)}.items())
         sandbox = BwrapSpec(bwrap=toolset.path("bwrap"), layout=runtime_layout(scenario.runtime, store_binds),
                             command=command, dri=scenario.spec.needs_render_node,
-                            sys_dirs=[d for d in SYS_DIRS if os.path.isdir(d)], sockets=sockets,
+                            sys_dirs=[d for d in SYS_DIRS if os.path.isdir(d)], devices=devices, sockets=sockets,
                             ro_files=ro_files, rw_dirs=rw_dirs, env=env)
         return Plan(argv=sandbox.argv(), env=dict(env), env_mode="clear", services=services,
                     dirs=[str(workspace.tmp_dir)])

@@ -95,12 +95,128 @@ class ProbeError(Exception):
 
 
 def load_library(names):
+    errors = []
     for name in names:
         try:
             return ctypes.CDLL(name)
-        except OSError:
+        except OSError as exc:
+            errors.append(str(exc))
+    raise ProbeError("cannot load any of " + ", ".join(names) + ": " + "; ".join(errors))
+
+
+RTLD_NOW, RTLD_GLOBAL = 2, 0x100
+LM_ID_NEWLM = -1
+RTLD_DI_LMID, RTLD_DI_LINKMAP = 1, 2
+CAPSULE_ENV = "GPU_HARNESS_CAPSULE"
+CAPSULE_NO_REDIRECT_ENV = "GPU_HARNESS_CAPSULE_NO_REDIRECT"  # test hook: leave the capsule's dlopen alone
+PROT_READ, PROT_WRITE = 1, 2
+SHT_RELA = 4
+R_X86_64_GLOB_DAT, R_X86_64_JUMP_SLOT = 6, 7
+
+
+class LinkMap(ctypes.Structure):
+    _fields_ = [("l_addr", ctypes.c_void_p), ("l_name", ctypes.c_char_p), ("l_ld", ctypes.c_void_p),
+                ("l_next", ctypes.c_void_p), ("l_prev", ctypes.c_void_p)]
+
+
+def elf_imports(path, wanted):
+    """(GOT offset, symbol) of each x86-64 relocation in `path` that binds a symbol in `wanted`."""
+    with open(path, "rb") as handle:
+        data = handle.read()
+    if data[:4] != b"\x7fELF" or data[4] != 2 or struct.unpack_from("<H", data, 18)[0] != 62:
+        return []
+    shoff, = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
+    sections = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize) for i in range(shnum)]
+    found = []
+    for section in sections:
+        if section[1] != SHT_RELA or section[6] >= len(sections):
             continue
-    raise ProbeError("cannot load any of " + ", ".join(names))
+        symtab = sections[section[6]]
+        strtab = sections[symtab[6]] if symtab[6] < len(sections) else None
+        if strtab is None:
+            continue
+        for offset in range(section[4], section[4] + section[5], 24):
+            r_offset, r_info, _ = struct.unpack_from("<QQq", data, offset)
+            if r_info & 0xFFFFFFFF not in (R_X86_64_GLOB_DAT, R_X86_64_JUMP_SLOT):
+                continue
+            st_name, = struct.unpack_from("<I", data, symtab[4] + (r_info >> 32) * 24)
+            end = data.index(b"\0", strtab[4] + st_name)
+            name = data[strtab[4] + st_name:end].decode("ascii", "replace")
+            if name in wanted:
+                found.append((r_offset, name))
+    return found
+
+
+class Capsule:
+    """The host's GL stack in a link-map namespace of its own (dlmopen(LM_ID_NEWLM)), as
+    libcapsule does: the manifest lists the host's libraries, dependencies first, so each
+    DT_NEEDED name is found among what the namespace already holds; libc is the runtime's,
+    loaded anew into the namespace. The app's own namespace never sees a host library."""
+
+    def __init__(self, manifest_path):
+        with open(manifest_path) as handle:
+            manifest = json.load(handle)
+        libdl = self.libdl()
+        dlmopen = declare(libdl, "dlmopen", ctypes.c_void_p, ctypes.c_long, ctypes.c_char_p, ctypes.c_int)
+        dlerror = declare(libdl, "dlerror", ctypes.c_char_p)
+        dlinfo = declare(libdl, "dlinfo", ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p)
+        self.lmid = None
+        handles = {}
+        for path in manifest["load"]:
+            handle = dlmopen(LM_ID_NEWLM if self.lmid is None else self.lmid, path.encode(), RTLD_NOW)
+            if not handle:
+                said = dlerror()
+                raise ProbeError("capsule: dlmopen %s: %s" % (path, said.decode("utf-8", "replace") if said else "?"))
+            if self.lmid is None:
+                lmid = ctypes.c_long()
+                dlinfo(handle, RTLD_DI_LMID, ctypes.byref(lmid))
+                self.lmid = lmid.value
+            handles[path] = handle
+        self.entry = {name: ctypes.CDLL(path, handle=handles[path]) for name, path in manifest["entry"].items()}
+        self.loaded = len(handles)
+        self.dlmopen, self.dlerror, self.dlinfo = dlmopen, dlerror, dlinfo
+        self.redirected = [] if os.environ.get(CAPSULE_NO_REDIRECT_ENV) else self.redirect_dlopen(handles)
+
+    def redirect_dlopen(self, handles):
+        """Point the capsule's calls of dlopen() at dlmopen() into the capsule, without
+        RTLD_GLOBAL. Mesa opens its DRI driver with RTLD_GLOBAL, and glibc has no global scope in
+        a dlmopen() namespace: unpatched, that dlopen crashes in add_to_global_resize. This is
+        what libcapsule does too (it rewrites the capsule's relocations for dlopen)."""
+        libc = ctypes.CDLL(None)
+        mprotect = declare(libc, "mprotect", ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+        page = os.sysconf("SC_PAGE_SIZE")
+        self.callback = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int)(self.capsule_dlopen)
+        address = ctypes.cast(self.callback, ctypes.c_void_p).value
+        patched = []
+        for path, handle in handles.items():
+            link = ctypes.POINTER(LinkMap)()
+            if self.dlinfo(handle, RTLD_DI_LINKMAP, ctypes.byref(link)) != 0:
+                continue
+            base = link.contents.l_addr or 0
+            for offset, _ in elf_imports(path, ("dlopen",)):
+                slot = base + offset
+                start = slot - slot % page
+                if mprotect(start, page * 2 if slot % page > page - 8 else page, PROT_READ | PROT_WRITE) != 0:
+                    raise ProbeError("capsule: cannot make the GOT of %s writable" % path)
+                ctypes.c_void_p.from_address(slot).value = address
+                patched.append(os.path.basename(path))
+        return sorted(set(patched))
+
+    def capsule_dlopen(self, name, flags):
+        return self.dlmopen(self.lmid, name, flags & ~RTLD_GLOBAL) or None
+
+    @staticmethod
+    def libdl():
+        program = ctypes.CDLL(None)
+        if hasattr(program, "dlmopen"):
+            return program
+        return ctypes.CDLL("libdl.so.2")  # glibc < 2.34 keeps dlmopen there
+
+    def library(self, name):
+        if name not in self.entry:
+            raise ProbeError("capsule: no %s in the manifest" % name)
+        return self.entry[name]
 
 
 def declare(lib, name, restype, *argtypes):
@@ -111,8 +227,8 @@ def declare(lib, name, restype, *argtypes):
 
 
 class EGL:
-    def __init__(self):
-        lib = load_library(["libEGL.so.1", ctypes.util.find_library("EGL") or "libEGL.so"])
+    def __init__(self, lib=None):
+        lib = lib or load_library(["libEGL.so.1", ctypes.util.find_library("EGL") or "libEGL.so"])
         vp, i32, u32 = ctypes.c_void_p, ctypes.c_int32, ctypes.c_uint32
         self.GetDisplay = declare(lib, "eglGetDisplay", vp, vp)
         self.Initialize = declare(lib, "eglInitialize", u32, vp, ctypes.POINTER(i32), ctypes.POINTER(i32))
@@ -178,8 +294,8 @@ def create_context(egl, dpy):
 
 
 class GL:
-    def __init__(self):
-        lib = load_library(["libGLESv2.so.2", ctypes.util.find_library("GLESv2") or "libGLESv2.so"])
+    def __init__(self, lib=None):
+        lib = lib or load_library(["libGLESv2.so.2", ctypes.util.find_library("GLESv2") or "libGLESv2.so"])
         vp, u32, i32, f32 = ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int32, ctypes.c_float
         self.GetString = declare(lib, "glGetString", ctypes.c_char_p, u32)
         self.GetError = declare(lib, "glGetError", u32)
@@ -440,6 +556,129 @@ def isolation_facts(host_paths):
     }
 
 
+def mapped_libraries():
+    """Every shared object this process has mapped: which driver really rendered."""
+    found = set()
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                parts = line.split(None, 5)
+                if len(parts) == 6 and parts[5].startswith("/") and ".so" in parts[5]:
+                    found.add(parts[5].strip())
+    except OSError:
+        pass
+    return sorted(found)
+
+
+def libc_version():
+    try:
+        fn = declare(ctypes.CDLL(None), "gnu_get_libc_version", ctypes.c_char_p)
+        return fn().decode()
+    except (OSError, AttributeError):
+        return None
+
+
+def mounts():
+    """The process's mounts as (mount point, root within its filesystem, fs type, device): the
+    harness maps them back to host paths for the leak audit."""
+    entries = []
+    try:
+        with open("/proc/self/mountinfo") as info:
+            for line in info:
+                fields = line.split()
+                dash = fields.index("-")
+                entries.append([fields[4].replace("\\040", " "), fields[3].replace("\\040", " "), fields[dash + 1],
+                                fields[2]])
+    except (OSError, ValueError, IndexError):
+        pass
+    return entries
+
+
+DEFAULT_VENDOR_DIRS = ("/etc/glvnd/egl_vendor.d", "/usr/share/glvnd/egl_vendor.d")
+DRI_DIRS = ("/usr/lib/x86_64-linux-gnu/dri", "/usr/lib/i386-linux-gnu/dri", "/usr/lib64/dri", "/usr/lib/dri")
+MAX_DRI_CHECKED = 4
+
+
+def vendor_libraries():
+    files = [f for f in os.environ.get("__EGL_VENDOR_LIBRARY_FILENAMES", "").split(":") if f]
+    if not files:
+        dirs = os.environ.get("__EGL_VENDOR_LIBRARY_DIRS")
+        for folder in dirs.split(":") if dirs else DEFAULT_VENDOR_DIRS:
+            try:
+                files += [os.path.join(folder, n) for n in sorted(os.listdir(folder)) if n.endswith(".json")]
+            except OSError:
+                continue
+    libraries = []
+    for name in files:
+        try:
+            with open(name) as handle:
+                libraries.append(json.load(handle)["ICD"]["library_path"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            libraries.append("%s (unreadable vendor file: %s)" % (name, exc))
+    return libraries
+
+
+def dri_drivers():
+    """The DRI drivers Mesa would load (one per file; software first)."""
+    dirs = [d for d in os.environ.get("LIBGL_DRIVERS_PATH", "").split(":") if d] or DRI_DIRS
+    seen, drivers = set(), []
+    for folder in dirs:
+        try:
+            names = sorted(n for n in os.listdir(folder) if n.endswith("_dri.so"))
+        except OSError:
+            continue
+        names.sort(key=lambda n: (not n.startswith("swrast"), n))
+        for name in names:
+            path = os.path.join(folder, name)
+            try:
+                stat = os.stat(path)
+            except OSError:
+                continue
+            if (stat.st_dev, stat.st_ino) not in seen:
+                seen.add((stat.st_dev, stat.st_ino))
+                drivers.append(path)
+    return drivers[:MAX_DRI_CHECKED]
+
+
+def dynamic_loader():
+    for path in mapped_libraries():
+        if os.path.basename(path).startswith("ld-linux"):
+            return path
+    return None
+
+
+def loader_listing(loader, library):
+    """What the runtime's own loader says of a library: every missing name and version, where
+    dlerror gives only the first."""
+    import subprocess  # only on the failure path
+
+    try:
+        done = subprocess.run([loader, "--list", library], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return {"error": str(exc)}
+    lines = (done.stdout + done.stderr).splitlines()
+    return {"missing": sorted({line.split()[0] for line in lines if "=> not found" in line}),
+            "errors": [line.strip() for line in lines if "not found" in line and "=>" not in line][:20]}
+
+
+def loader_diagnosis():
+    """Why the driver did not load, in the loader's own words: each vendor library and DRI
+    driver opened the way the loaders open them (dlerror), and listed by ld.so."""
+    loader = dynamic_loader()
+    checked = []
+    for role, library in [("egl-vendor", lib) for lib in vendor_libraries()] + [("dri", d) for d in dri_drivers()]:
+        entry = {"role": role, "library": library}
+        try:
+            ctypes.CDLL(library)
+            entry["dlopen"] = "ok"
+        except OSError as exc:
+            entry["dlopen"] = str(exc)
+            if loader and library.startswith("/") and os.path.exists(library):
+                entry.update(loader_listing(loader, library))
+        checked.append(entry)
+    return checked
+
+
 def inject_fault(kind):
     """Test hook: make the probe fail in a controlled way after the GPU context exists."""
     if kind == "segv":
@@ -456,11 +695,12 @@ def inject_fault(kind):
 def render(args):
     timings: dict = {}
     t0 = time.perf_counter()
-    egl = EGL()
+    capsule = Capsule(os.environ[CAPSULE_ENV]) if os.environ.get(CAPSULE_ENV) else None
+    egl = EGL(capsule.library("libEGL.so.1") if capsule else None)
     platform, dpy = open_display(egl)
     surface_mode = create_context(egl, dpy)
     timings["context_ms"] = round((time.perf_counter() - t0) * 1000, 3)
-    gl = GL()
+    gl = GL(capsule.library("libGLESv2.so.2") if capsule else None)
     info = {
         "egl_platform": platform,
         "egl_surface": surface_mode,
@@ -471,6 +711,9 @@ def render(args):
         "version": gl.string(GL_VERSION),
         "shading_language": gl.string(GL_SL_VERSION),
     }
+    if capsule:
+        info["capsule"] = {"namespace": capsule.lmid, "libraries": capsule.loaded,
+                           "dlopen_redirected_in": capsule.redirected}
     if args.hold:
         time.sleep(args.hold)
     if args.fault:
@@ -518,6 +761,10 @@ def main(argv=None):
             result["scanout"] = framebuffer_image(args.scanout, rows, args.size)
     except ProbeError as exc:
         result["error"] = str(exc)
+        result["diagnosis"] = loader_diagnosis()
+    result["libraries"] = mapped_libraries()
+    result["libc"] = libc_version()
+    result["mounts"] = mounts()
     result["timings_total_ms"] = round((time.perf_counter() - started) * 1000, 3)
     result["isolation"] = isolation_facts(args.host_path)
     result["peak_rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -1,0 +1,379 @@
+"""The host's GPU userspace driver, found the way its loaders find it: the EGL vendor files of
+glvnd and the Vulkan ICD files name the driver libraries, Mesa's DRI folder holds its gallium
+drivers. Nothing here knows a vendor by name: Mesa's libEGL_mesa and NVIDIA's libEGL_nvidia are
+both just what a vendor file names.
+
+This module also resolves the driver's dependency closure (with the driver root's own ldd),
+orders it for a capsule (dependencies before their users), and lays the driver out for a
+sandbox (seed 000, attempts #1-#3): what is bound where, the loader environment, the device
+nodes. The "host" is the toolset's `host-driver` root: "/" when discovered, a runtime's tree
+with `--toolset runtime:NAME` (a newer host, simulated).
+"""
+import functools
+import glob
+import json
+import os
+import re
+import subprocess
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+EGL_VENDOR_DIRS = ("etc/glvnd/egl_vendor.d", "usr/share/glvnd/egl_vendor.d")
+VULKAN_ICD_DIRS = ("etc/vulkan/icd.d", "usr/share/vulkan/icd.d", "usr/local/share/vulkan/icd.d")
+DRI_DIRS = ("usr/lib/x86_64-linux-gnu/dri", "usr/lib64/dri", "usr/lib/dri")
+# glibc's own libraries and the dynamic loader: never part of "the driver's dependencies"
+# (attempt #2 leaves them to the runtime; its glibc variant binds them on purpose).
+GLIBC_NAMES = re.compile(r"^(ld-linux[^/]*|linux-vdso\.so\.\d+|linux-gate\.so\.\d+|"
+                         r"lib(c|m|mvec|pthread|dl|rt|resolv|util|anl|BrokenLocale|thread_db|nsl|"
+                         r"c_malloc_debug|memusage|pcprofile)\.so(\.\d+)*|libnss_[a-z]+\.so\.\d+)$")
+PREFIX = "/run/host-driver"  # where the driver appears inside: /run is the sandbox's own tmpfs
+LIB_DIR = f"{PREFIX}/lib"
+DRI_DIR = f"{PREFIX}/dri"
+CAPSULE_MANIFEST = f"{PREFIX}/capsule.json"
+CAPSULE_ENV = "GPU_HARNESS_CAPSULE"
+GLVND_ENTRY = ("libEGL.so.1", "libGLESv2.so.2")  # what an app links; the capsule's entry points
+NVIDIA_NODES = "/dev/nvidia*"
+
+
+class Mode:
+    """How the host driver is given to the sandbox (seed 000's attempts)."""
+
+    LIBS = "libs"  # #1: the driver files only; dependencies from the runtime
+    DEPS = "deps"  # #2: and its dependency closure first on the library path (glibc excluded)
+    DEPS_GLIBC = "deps+glibc"  # #2, with the host's glibc too: what the seed predicts breaks the app
+    CAPSULE = "capsule"  # #3: everything in its own link-map namespace (dlmopen), nothing on the path
+    ALL = (LIBS, DEPS, DEPS_GLIBC, CAPSULE)
+
+
+@dataclass(frozen=True)
+class VendorFile:
+    api: str  # egl | vulkan
+    source: str  # the JSON file on the host
+    library_path: str  # as the file says (a soname or an absolute path)
+    library: Optional[str]  # the file it resolves to on the host, None if it does not
+    data: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def inside_json(self) -> str:
+        return f"{PREFIX}/{self.api}/{os.path.basename(self.source)}"
+
+    def rewritten(self, library_inside: str) -> str:
+        data = json.loads(json.dumps(self.data))
+        data["ICD"]["library_path"] = library_inside
+        return json.dumps(data, indent=1, sort_keys=True) + "\n"
+
+
+@dataclass
+class HostDriver:
+    root: str
+    vendors: List[VendorFile]
+    dri_dirs: List[str]
+    glvnd: Dict[str, str]  # libEGL.so.1 / libGLESv2.so.2 -> the host file
+    problems: List[str] = field(default_factory=list)
+
+    @property
+    def libraries(self) -> List[str]:
+        """The driver's own files: what the vendor files name, and the DRI drivers (one per file)."""
+        named = [v.library for v in self.vendors if v.library]
+        return unique_files(named + dri_driver_files(self.dri_dirs))
+
+    @property
+    def found(self) -> bool:
+        return any(v.library for v in self.vendors)
+
+    def to_dict(self) -> dict:
+        return {"root": self.root, "vendors": [{"api": v.api, "file": v.source, "library_path": v.library_path,
+                                                "library": v.library} for v in self.vendors],
+                "dri_dirs": self.dri_dirs, "glvnd": self.glvnd, "problems": self.problems}
+
+
+def unique_files(paths: Iterable[str]) -> List[str]:
+    """Paths in order, a file reached twice (a link, a hard link) kept once."""
+    seen, kept = set(), []
+    for path in paths:
+        try:
+            stat = os.stat(path)
+        except OSError:
+            continue
+        if (stat.st_dev, stat.st_ino) not in seen:
+            seen.add((stat.st_dev, stat.st_ino))
+            kept.append(path)
+    return kept
+
+
+def dri_driver_files(dri_dirs: Sequence[str]) -> List[str]:
+    return unique_files(sorted(p for d in dri_dirs for p in glob.glob(os.path.join(d, "*_dri.so"))))
+
+
+def under(root: str, path: str) -> str:
+    return os.path.join(root, path.lstrip("/"))
+
+
+def ld_cache(root: str) -> Dict[str, str]:
+    """soname -> file, from the root's own loader cache (64-bit entries first)."""
+    cache = under(root, "/etc/ld.so.cache")
+    try:
+        text = subprocess.run(["ldconfig", "-p", "-C", cache], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    found: Dict[str, str] = {}
+    for line in text.splitlines():
+        match = re.match(r"\s*(\S+) \(([^)]*)\) => (\S+)", line)
+        if not match:
+            continue
+        name, flags, target = match.groups()
+        wanted = "x86-64" in flags or "64bit" in flags
+        if name not in found or wanted:
+            path = under(root, target)
+            if os.path.exists(path) and (name not in found or wanted):
+                found[name] = path
+    return found
+
+
+def resolve_library(root: str, library_path: str, cache: Dict[str, str]) -> Optional[str]:
+    if os.path.isabs(library_path):
+        path = under(root, library_path)
+        return path if os.path.exists(path) else None
+    return cache.get(library_path)
+
+
+def read_vendor_files(api: str, dirs: Sequence[str], root: str, cache: Dict[str, str],
+                      problems: List[str]) -> List[VendorFile]:
+    vendors = []
+    for folder in dirs:
+        for source in sorted(glob.glob(os.path.join(folder, "*.json"))):
+            try:
+                data = json.loads(open(source).read())
+                library_path = data["ICD"]["library_path"]
+            except (OSError, ValueError, KeyError, TypeError):
+                problems.append(f"{source}: not a vendor/ICD file with ICD.library_path")
+                continue
+            if not isinstance(library_path, str):
+                continue
+            library = resolve_library(root, library_path, cache)
+            if library is None:
+                problems.append(f"{source}: {library_path} is not installed")
+            vendors.append(VendorFile(api, source, library_path, library, data))
+    return vendors
+
+
+def standard_dirs(root: str, dirs: Sequence[str]) -> List[str]:
+    return [under(root, d) for d in dirs if os.path.isdir(under(root, d))]
+
+
+def driver_version(driver: HostDriver, mesa_version: Optional[str]) -> Optional[str]:
+    """NVIDIA's version is in its libraries' file names (libEGL_nvidia.so.580.95.05); Mesa's is
+    its package's."""
+    for vendor in driver.vendors:
+        if vendor.library:
+            match = re.search(r"nvidia\.so\.(\d+(?:\.\d+)+)$", os.path.realpath(vendor.library))
+            if match:
+                return f"nvidia {match.group(1)}"
+    return f"mesa {mesa_version}" if mesa_version else None
+
+
+def kernel_driver() -> Dict[str, Optional[str]]:
+    """The kernel driver behind the host's GPU nodes and its version, where there is one."""
+    for node in sorted(glob.glob("/sys/class/drm/renderD*")):
+        link = os.path.join(node, "device", "driver")
+        if os.path.islink(link):
+            name = os.path.basename(os.readlink(link))
+            return {"name": name, "version": module_version(name), "node": "/dev/dri/" + os.path.basename(node)}
+    if glob.glob("/dev/nvidia[0-9]*"):
+        return {"name": "nvidia", "version": module_version("nvidia"), "node": sorted(glob.glob("/dev/nvidia[0-9]*"))[0]}
+    return {"name": None, "version": None, "node": None}
+
+
+def module_version(name: str) -> Optional[str]:
+    try:
+        return open(f"/sys/module/{name.replace('-', '_')}/version").read().strip() or None
+    except OSError:
+        pass
+    if name == "nvidia":
+        try:
+            match = re.search(r"Kernel Module\s+(?:for \S+\s+)?(\d+(?:\.\d+)+)", open("/proc/driver/nvidia/version").read())
+            return match.group(1) if match else None
+        except OSError:
+            return None
+    return None
+
+
+def from_tool(root: str, extra: Dict[str, object]) -> HostDriver:
+    """The driver a toolset's `host-driver` entry describes."""
+    def dirs(key: str) -> Optional[List[str]]:
+        value = extra.get(key)
+        return [str(v) for v in value] if isinstance(value, list) else None
+
+    return cached_discover(root, tuple(dirs("vendor_dirs") or ()), tuple(dirs("icd_dirs") or ()),
+                           tuple(dirs("dri_dirs") or ()))
+
+
+@functools.lru_cache(maxsize=8)
+def cached_discover(root: str, egl_dirs: Tuple[str, ...], icd_dirs: Tuple[str, ...],
+                    dri_dirs: Tuple[str, ...]) -> HostDriver:
+    return discover(root, egl_dirs, icd_dirs, dri_dirs)
+
+
+def discover(root: str = "/", egl_dirs: Optional[Sequence[str]] = None, icd_dirs: Optional[Sequence[str]] = None,
+             dri_dirs: Optional[Sequence[str]] = None) -> HostDriver:
+    """The driver under `root`; the folders default to the standard ones there."""
+    cache = ld_cache(root)
+    problems: List[str] = []
+    egl_dirs = list(egl_dirs) if egl_dirs is not None else [under(root, d) for d in EGL_VENDOR_DIRS]
+    icd_dirs = list(icd_dirs) if icd_dirs is not None else [under(root, d) for d in VULKAN_ICD_DIRS]
+    if dri_dirs is None:
+        dri_dirs = [under(root, d) for d in DRI_DIRS]
+    vendors = (read_vendor_files("egl", egl_dirs, root, cache, problems)
+               + read_vendor_files("vulkan", icd_dirs, root, cache, problems))
+    # An ICD for another architecture (intel_icd.i686.json names a 32-bit file) is not this host's.
+    vendors = [v for v in vendors if v.library is None or elf_class(v.library) in (None, 64)]
+    glvnd = {name: cache[name] for name in GLVND_ENTRY if name in cache}
+    return HostDriver(root, vendors, [d for d in dri_dirs if dri_driver_files([d])], glvnd, problems)
+
+
+def elf_class(path: str) -> Optional[int]:
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(5)
+    except OSError:
+        return None
+    if head[:4] != b"\x7fELF":
+        return None
+    return {1: 32, 2: 64}.get(head[4])
+
+
+LDD_LINE = re.compile(r"^\s*(\S+)\s+=>\s+(\S+)(?:\s+\(0x[0-9a-f]+\))?\s*$")
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """One file's dependency closure, as the root's ldd resolves it."""
+
+    found: Tuple[Tuple[str, str], ...]  # (name, host file)
+    missing: Tuple[str, ...]
+
+
+def ldd_argv(root: str, path_inside: str, bwrap: Optional[str]) -> List[str]:
+    if root == "/":
+        return ["ldd", path_inside]
+    assert bwrap, "resolving a foreign root's libraries needs bwrap"
+    argv = [bwrap, "--die-with-parent", "--ro-bind", under(root, "/usr"), "/usr", "--ro-bind", under(root, "/etc"),
+            "/etc", "--proc", "/proc", "--dev", "/dev"]
+    for name in ("bin", "sbin", "lib", "lib64", "lib32"):
+        entry = under(root, "/" + name)
+        if os.path.islink(entry):
+            argv += ["--symlink", os.readlink(entry), f"/{name}"]
+        elif os.path.isdir(entry):
+            argv += ["--ro-bind", entry, f"/{name}"]
+    return argv + ["--", "/usr/bin/ldd", path_inside]
+
+
+@functools.lru_cache(maxsize=512)
+def resolve(root: str, path: str, bwrap: Optional[str] = None) -> Resolved:
+    inside = "/" + os.path.relpath(path, root) if root != "/" else path
+    try:
+        done = subprocess.run(ldd_argv(root, inside, bwrap), capture_output=True, text=True, timeout=60,
+                              env={"PATH": "/usr/bin:/bin", "LANG": "C"})
+    except (OSError, subprocess.TimeoutExpired):
+        return Resolved((), ())
+    found, missing = [], []
+    for line in done.stdout.splitlines():
+        match = LDD_LINE.match(line)
+        if not match:
+            continue
+        name, target = match.groups()
+        if target == "not":
+            missing.append(name)
+        elif target.startswith("/"):
+            found.append((name, under(root, target)))
+    return Resolved(tuple(found), tuple(missing))
+
+
+def is_glibc(name: str) -> bool:
+    return GLIBC_NAMES.match(os.path.basename(name)) is not None
+
+
+@dataclass(frozen=True)
+class Closure:
+    libraries: Tuple[Tuple[str, str], ...]  # (name it is loaded by, host file), dependencies first
+    glibc: Tuple[Tuple[str, str], ...]  # glibc's libraries the driver uses (not the loader)
+    missing: Tuple[str, ...]  # names the root itself cannot resolve
+
+
+def closure(files: Sequence[str], root: str = "/", bwrap: Optional[str] = None) -> Closure:
+    """The dependency closure of `files`, each file once, ordered so that a library comes after
+    everything it needs (its own closure is smaller than any user's): the order a capsule loads
+    them in, since dlmopen finds a DT_NEEDED name among what the namespace already holds."""
+    names: Dict[str, str] = {}
+    missing: List[str] = []
+    for path in files:
+        resolved = resolve(root, path, bwrap)
+        names.setdefault(os.path.basename(path), path)
+        for name, target in resolved.found:
+            names.setdefault(name, target)
+        missing += [m for m in resolved.missing if m not in missing]
+    glibc = tuple(sorted((n, p) for n, p in names.items() if is_glibc(n) and not n.startswith(("ld-", "linux-"))))
+    kept = [(n, p) for n, p in names.items() if not is_glibc(n)]
+    size = {p: len(resolve(root, p, bwrap).found) for _, p in kept}
+    ordered = sorted(kept, key=lambda item: (size[item[1]], item[0]))
+    return Closure(tuple(ordered), glibc, tuple(missing))
+
+
+@dataclass
+class DriverLayout:
+    """The host driver laid out in a sandbox for one mode."""
+
+    binds: List[Tuple[str, str]]  # (host file or folder, path inside), read-only
+    files: Dict[str, str]  # path inside -> content: generated vendor files and the capsule manifest
+    env: Dict[str, str]
+    devices: List[str]  # host device nodes to bind
+    libraries: List[Tuple[str, str]]  # (name, host file) of everything bound in (for the report)
+
+
+def device_nodes() -> List[str]:
+    """What a host driver opens: the DRM nodes, or NVIDIA's own nodes where there are no DRM ones."""
+    nodes = sorted(glob.glob("/dev/dri/*")) if os.path.isdir("/dev/dri") else []
+    return ["/dev/dri"] * bool(nodes) + sorted(p for p in glob.glob(NVIDIA_NODES) if not os.path.isdir(p))
+
+
+def layout(driver: HostDriver, mode: str, bwrap: Optional[str] = None) -> DriverLayout:
+    if mode not in Mode.ALL:
+        raise ValueError(f"unknown host-driver mode {mode!r}")
+    binds: Dict[str, str] = {}  # inside -> host
+    files: Dict[str, str] = {}
+    env: Dict[str, str] = {}
+    entry = [driver.glvnd[name] for name in GLVND_ENTRY if name in driver.glvnd] if mode == Mode.CAPSULE else []
+    for vendor in driver.vendors:
+        if vendor.library is None:
+            continue
+        inside = f"{LIB_DIR}/{os.path.basename(vendor.library_path)}"
+        binds[inside] = vendor.library
+        files[vendor.inside_json] = vendor.rewritten(inside)
+    egl = sorted(v.inside_json for v in driver.vendors if v.api == "egl" and v.library)
+    vulkan = sorted(v.inside_json for v in driver.vendors if v.api == "vulkan" and v.library)
+    if egl:
+        env["__EGL_VENDOR_LIBRARY_FILENAMES"] = ":".join(egl)
+    if vulkan:
+        env["VK_DRIVER_FILES"] = env["VK_ICD_FILENAMES"] = ":".join(vulkan)
+    for index, folder in enumerate(driver.dri_dirs):
+        binds[DRI_DIR + (str(index) if index else "")] = folder
+    if driver.dri_dirs:
+        env["LIBGL_DRIVERS_PATH"] = ":".join(DRI_DIR + (str(i) if i else "") for i in range(len(driver.dri_dirs)))
+    libraries = [(os.path.basename(name), path) for name, path in binds.items() if name.startswith(LIB_DIR)]
+    if mode != Mode.LIBS:
+        deps = closure(entry + driver.libraries, driver.root, bwrap)
+        chosen = list(deps.libraries) + (list(deps.glibc) if mode == Mode.DEPS_GLIBC else [])
+        for name, path in chosen:
+            binds.setdefault(f"{LIB_DIR}/{name}", path)
+        libraries = [(os.path.basename(inside), host) for inside, host in binds.items() if inside.startswith(LIB_DIR)]
+        if mode == Mode.CAPSULE:
+            dri = set(dri_driver_files(driver.dri_dirs))  # Mesa opens those itself, from DRI_DIR
+            files[CAPSULE_MANIFEST] = json.dumps({
+                "load": [f"{LIB_DIR}/{name}" for name, path in deps.libraries if path not in dri],
+                "entry": {name: f"{LIB_DIR}/{name}" for name in GLVND_ENTRY if name in driver.glvnd},
+            }, indent=1) + "\n"
+            env[CAPSULE_ENV] = CAPSULE_MANIFEST
+        else:
+            env["LD_LIBRARY_PATH"] = LIB_DIR
+    return DriverLayout(sorted((host, inside) for inside, host in binds.items()), files, env, device_nodes(),
+                        sorted(libraries))
