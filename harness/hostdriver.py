@@ -172,6 +172,24 @@ def driver_version(driver: HostDriver, mesa_version: Optional[str]) -> Optional[
     return f"mesa {mesa_version}" if mesa_version else None
 
 
+LIBC_FILES = ("lib/x86_64-linux-gnu/libc.so.6", "usr/lib/x86_64-linux-gnu/libc.so.6", "lib/i386-linux-gnu/libc.so.6",
+              "usr/lib/i386-linux-gnu/libc.so.6", "lib64/libc.so.6", "lib/libc.so.6")
+
+
+@functools.lru_cache(maxsize=32)
+def glibc_version(root: str) -> Optional[str]:
+    """The glibc version of a root, from its libc's own banner ("... release version 2.36.")."""
+    for name in LIBC_FILES:
+        try:
+            with open(under(root, name), "rb") as handle:
+                match = re.search(rb"release version (\d+\.\d+)", handle.read())
+        except OSError:
+            continue
+        if match:
+            return match.group(1).decode()
+    return None
+
+
 def kernel_driver() -> Dict[str, Optional[str]]:
     """The kernel driver behind the host's GPU nodes and its version, where there is one."""
     for node in sorted(glob.glob("/sys/class/drm/renderD*")):

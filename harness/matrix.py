@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from . import paths as path_registry, runtimes as runtime_recipes
 from .errors import InputError, bad_character, cut, decoded, parse_json, parser_message, read_text, shown
 from .errors import shown_key as key_name
+from .outcomes import FailureKind
 from .model import (DEBOOTSTRAP_KIND, DEFAULT_TIMEOUT_S, HOST_KIND, HOST_RUNTIME, Expectation, Runtime,  # noqa: F401
                     Scenario,
                     Tolerance)
@@ -31,7 +32,7 @@ DEFAULT_MATRIX = Path(__file__).parent / "data" / "default.toml"
 TOP_KEYS = {"matrix", "defaults", "runtimes", "override"}
 MATRIX_KEYS = {"paths", "runtimes", "probes", "exclude"}
 SETTING_KEYS = {"timeout_s", "tolerance", "env", "probe_args", "golden", "kernel_args"}
-OVERRIDE_KEYS = SETTING_KEYS | {"match", "expect", "reason"}
+OVERRIDE_KEYS = SETTING_KEYS | {"match", "expect", "reason", "failure"}
 RUNTIME_KEYS = {"kind", "root", "description", "recipe"}
 RUNTIME_KINDS = (HOST_KIND, "rootfs", DEBOOTSTRAP_KIND)
 TOLERANCE_KEYS = {"channel", "fraction"}
@@ -300,18 +301,22 @@ def parse_overrides(problems: Problems, value) -> List[Tuple[str, dict, Optional
 
 def parse_expectation(problems: Problems, key: str, entry: dict) -> Optional[Expectation]:
     if "expect" not in entry:
-        if "reason" in entry:
-            problems.add(f"{key}.reason", "only meaningful together with expect")
+        for name in ("reason", "failure"):
+            if name in entry:
+                problems.add(f"{key}.{name}", "only meaningful together with expect")
         return None
-    outcome, reason = entry["expect"], entry.get("reason", "")
+    outcome, reason, failure = entry["expect"], entry.get("reason", ""), entry.get("failure", "")
+    kinds = [str(kind) for kind in FailureKind]
     if outcome not in ("pass", "fail"):
         problems.add(f"{key}.expect", f"must be 'pass' or 'fail', not {shown(outcome)}")
     elif not expect_text(problems, f"{key}.reason", reason):
         return None
     elif outcome == "fail" and not reason.strip():
         problems.add(f"{key}.reason", "an expected failure needs a reason")
+    elif failure and (outcome != "fail" or failure not in kinds):
+        problems.add(f"{key}.failure", f"must be one of {', '.join(kinds)} with expect = 'fail', not {shown(failure)}")
     else:
-        return Expectation(outcome, reason)
+        return Expectation(outcome, reason, failure)
     return None
 
 

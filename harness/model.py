@@ -38,6 +38,7 @@ class Runtime:
 class Expectation:
     outcome: str = "pass"  # pass | fail
     reason: str = ""
+    failure: str = ""  # with fail: the failure class it must fail with (outcomes.FailureKind), or any
 
     @property
     def fails(self) -> bool:

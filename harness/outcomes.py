@@ -52,6 +52,13 @@ class FailureKind(str, enum.Enum):
     TIMEOUT = "timeout"
     NO_RESULT = "no-result"  # exited without a parseable report
     PROBE_ERROR = "probe-error"  # the probe ran and reported an error
+    # A driver that did not load, in the loader's words (harness.diagnosis):
+    MISSING_LIBRARY = "missing-library"
+    GLIBC_TOO_OLD = "glibc-too-old"
+    SYMBOL_LOOKUP = "symbol-lookup"
+    WRONG_ARCHITECTURE = "wrong-architecture"  # a 64-bit driver in a 32-bit process, or the reverse
+    EGL_INIT = "egl-init"  # EGL did not initialise, and the loader said nothing more
+    HOST_DRIVER_UNUSED = "host-driver-unused"  # a host-driver path rendered with the runtime's own driver
     SILENT_SOFTWARE_FALLBACK = "silent-software-fallback"
     WRONG_RENDERER = "wrong-renderer"
     IMAGE_MISMATCH = "image-mismatch"

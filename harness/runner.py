@@ -18,7 +18,7 @@ from .lifecycle import Hooks, LaunchContext, LaunchResult, Phase, Workload, Work
 from .model import Scenario
 from .outcomes import FailureKind, Outcome
 from .probes import ProbeReport
-from . import toolset as toolset_mod
+from . import hostdriver, toolset as toolset_mod
 from .toolset import Toolset
 
 GOLDENS_DIR = Path(__file__).parent / "goldens"
@@ -112,7 +112,9 @@ def host_facts(toolset: Toolset) -> verdict_mod.HostFacts:
             namespaces[ns] = os.readlink(f"/proc/self/ns/{ns}")
         except OSError:
             pass
-    return verdict_mod.HostFacts(namespaces, bool(toolset.render_nodes or toolset_mod.gpu_device_nodes()))
+    driver = toolset.tools.get("host-driver")
+    driver_libc = hostdriver.glibc_version(driver.path) if driver and driver.found and driver.path else None
+    return verdict_mod.HostFacts(namespaces, bool(toolset.render_nodes or toolset_mod.gpu_device_nodes()), driver_libc)
 
 
 class TempRoot:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from . import images, paths as path_registry, probes
+from . import diagnosis, hostdriver, images, paths as path_registry, probes
 from .images import Comparison
 from .lifecycle import HarnessFault, LaunchResult
 from .model import Scenario
@@ -46,6 +46,7 @@ class HostFacts:
 
     namespaces: Dict[str, str]
     has_gpu: bool  # a GPU device node (DRM render node, or NVIDIA's own) the host's driver uses
+    driver_libc: Optional[str] = None  # the glibc version of the host driver's root
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,25 @@ def one_line(text: str) -> str:
 def with_log(text: str, launch: LaunchResult) -> str:
     log = one_line(launch.log_tail(3))
     return text + (f": {log}" if log else "")
+
+
+def classified(scenario: Scenario, observed: Observed, host: HostFacts,
+               failure: Optional[Tuple[str, FailureKind]]) -> Optional[Tuple[str, FailureKind]]:
+    """A crash, a missing result or a probe error, said more precisely where the loader's own
+    words (in the probe's report or its log) say why: `missing-library libglapi.so.0: ...`."""
+    if failure is None or failure[1] not in (FailureKind.CRASH, FailureKind.NO_RESULT, FailureKind.PROBE_ERROR):
+        return failure
+    launch, report = observed.launch, observed.report
+    code = launch.exit.code if launch.exit else None
+    signal_number = launch.exit.signal if launch.exit and launch.exit.signal else (
+        code - 128 if code is not None and code > 128 else None)
+    raw = report.raw if report else None
+    runtime_libc = (raw or {}).get("libc") or hostdriver.glibc_version(scenario.runtime.root)
+    found = diagnosis.classify(raw, launch.log_tail(200).splitlines(), signal_number,
+                               {"runtime": runtime_libc, "host": host.driver_libc})
+    if found is None:
+        return failure
+    return f"{found.describe()}: {failure[0]}", found.kind
 
 
 def launch_failure(observed: Observed, timeout_s: float) -> Optional[Tuple[str, FailureKind]]:
@@ -112,6 +132,19 @@ def renderer_check(scenario: Scenario, report: ProbeReport, host: HostFacts) -> 
         return Check("renderer", False, f"silent fallback to software: renderer {renderer!r}, expected {pattern!r}",
                      FailureKind.SILENT_SOFTWARE_FALLBACK)
     return Check("renderer", False, f"renderer {renderer!r} does not match {pattern!r}", FailureKind.WRONG_RENDERER)
+
+
+def host_driver_check(scenario: Scenario, report: ProbeReport) -> Optional[Check]:
+    """A host-driver path must render with the host's driver, not fall back to the runtime's."""
+    if not scenario.spec.host_driver:
+        return None
+    libraries = report.raw.get("libraries")
+    loaded = [str(p) for p in libraries if str(p).startswith(diagnosis.DRIVER_PREFIX)] \
+        if isinstance(libraries, list) else []
+    if loaded:
+        return Check("host-driver", True, f"{len(loaded)} host driver libraries loaded")
+    return Check("host-driver", False, "rendered without loading any of the host driver's libraries "
+                 "(the runtime's own driver answered)", FailureKind.HOST_DRIVER_UNUSED)
 
 
 def isolation_checks(scenario: Scenario, report: ProbeReport, host: HostFacts) -> List[Check]:
@@ -157,12 +190,14 @@ def judge(scenario: Scenario, observed: Observed, comparison: Optional[Compariso
     launch = observed.launch
     if launch.skipped:
         return Verdict(SKIP, launch.skipped)
-    failure = launch_failure(observed, scenario.timeout_s)
+    failure = classified(scenario, observed, host, launch_failure(observed, scenario.timeout_s))
     checks: List[Check] = []
     if failure is None:
         assert observed.report is not None
         renderer = renderer_check(scenario, observed.report, host)
         checks += [renderer] if renderer else []
+        driver = host_driver_check(scenario, observed.report)
+        checks += [driver] if driver else []
         if comparison is not None:
             checks.append(image_check(comparison))
         if scenario.spec.scanout:
@@ -184,6 +219,9 @@ def apply_expectation(scenario: Scenario, failure: Optional[Tuple[str, FailureKi
         return Verdict(FAIL, f"passed, but expected to fail ({scenario.expect.reason})", checks,
                        FailureKind.UNEXPECTED_PASS)
     reason, kind = failure
+    wanted = scenario.expect.failure
+    if expected_fail and wanted and str(kind) != wanted:
+        return Verdict(FAIL, f"expected to fail with {wanted}, failed with {kind} instead: {reason}", checks, kind)
     if expected_fail:
         return Verdict(EXPECTED_FAIL, f"failed as expected ({scenario.expect.reason}): {reason}", checks, kind)
     return Verdict(FAIL, reason, checks, kind)

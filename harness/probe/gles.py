@@ -648,17 +648,19 @@ def dynamic_loader():
 
 
 def loader_listing(loader, library):
-    """What the runtime's own loader says of a library: every missing name and version, where
-    dlerror gives only the first."""
+    """What the runtime's own loader says of a library, as ldd -r has it say: every missing
+    name, version and symbol, where dlerror gives only the first."""
     import subprocess  # only on the failure path
 
+    env = dict(os.environ, LD_TRACE_LOADED_OBJECTS="1", LD_WARN="yes", LD_BIND_NOW="yes")  # what ldd -r sets
     try:
-        done = subprocess.run([loader, "--list", library], capture_output=True, text=True, timeout=30)
+        done = subprocess.run([loader, library], capture_output=True, text=True, timeout=30, env=env)
     except (OSError, subprocess.SubprocessError) as exc:
         return {"error": str(exc)}
     lines = (done.stdout + done.stderr).splitlines()
     return {"missing": sorted({line.split()[0] for line in lines if "=> not found" in line}),
-            "errors": [line.strip() for line in lines if "not found" in line and "=>" not in line][:20]}
+            "errors": [line.strip() for line in lines
+                       if ("not found" in line and "=>" not in line) or "undefined symbol" in line][:20]}
 
 
 def loader_diagnosis():

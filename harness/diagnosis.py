@@ -1,0 +1,126 @@
+"""Why a driver did not load, in classes a person can act on, read from the loader's own words:
+the dlerror text and `ld.so --list` lines the probe reports, and what the dynamic loader and
+Mesa printed on the probe's stderr. glvnd drops a vendor that fails to load without a word
+(all the app sees is `eglInitialize 0x300c`); the probe's diagnosis and this module say which
+library was missing, which glibc version was wanted, which symbol, or which signal."""
+import re
+import signal
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Optional
+
+from .outcomes import FailureKind
+
+GLIBC_VERSION = re.compile(r"(?P<file>\S+): version `GLIBC_(?P<version>[\d.]+)' not found "
+                           r"\(required by (?P<user>[^)]+)\)")
+OTHER_VERSION = re.compile(r"(?P<file>\S+): version `(?P<version>[^']+)' not found \(required by (?P<user>[^)]+)\)")
+MISSING = re.compile(r"(?P<name>[^\s:]+): cannot open shared object file")
+UNDEFINED = re.compile(r"undefined symbol: (?P<symbol>[^\s,]+)")
+WRONG_CLASS = re.compile(r"(?P<file>\S+): wrong ELF class: (?P<cls>ELFCLASS\d+)")
+EGL_INIT = re.compile(r"eglInitialize error (?P<code>0x[0-9a-fA-F]+)")
+PROBE_FRAME = re.compile(r'File "[^"]*/(?P<file>[\w.]+\.py)", line (?P<line>\d+) in (?P<function>\w+)')
+EGL_ERRORS = {0x3001: "EGL_NOT_INITIALIZED", 0x3002: "EGL_BAD_ACCESS", 0x3003: "EGL_BAD_ALLOC",
+              0x3004: "EGL_BAD_ATTRIBUTE", 0x3005: "EGL_BAD_CONFIG", 0x3008: "EGL_BAD_DISPLAY",
+              0x300C: "EGL_BAD_PARAMETER", 0x300D: "EGL_BAD_SURFACE"}
+DRIVER_PREFIX = "/run/host-driver/"  # hostdriver.PREFIX: a file there is the host's
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    kind: FailureKind
+    subject: str  # the soname, the version wanted, the symbol, the signal, the EGL error
+    detail: str  # the loader's line behind it
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.subject}"
+
+    def to_dict(self) -> dict:
+        return {"class": str(self.kind), "subject": self.subject, "detail": self.detail}
+
+
+def report_lines(report: Optional[dict]) -> List[str]:
+    """The loader's words in a probe's report: its error, and its diagnosis of each library."""
+    if not report:
+        return []
+    lines = [str(report.get("error") or "")]
+    for entry in report.get("diagnosis") or []:
+        if not isinstance(entry, dict):
+            continue
+        if entry.get("dlopen") not in (None, "ok"):
+            lines.append(str(entry["dlopen"]))
+        lines += [str(line) for line in entry.get("errors") or []]
+        lines += [f"{name}: cannot open shared object file (needed by {entry.get('library')})"
+                  for name in entry.get("missing") or []]
+    return [line for line in lines if line]
+
+
+def glibc_too_old(lines: List[str], libc: Dict[str, Optional[str]]) -> Optional[Diagnosis]:
+    for line in lines:
+        match = GLIBC_VERSION.search(line)
+        if match:
+            side = "host" if match["file"].startswith(DRIVER_PREFIX) else "runtime"
+            has = libc.get(side)
+            return Diagnosis(FailureKind.GLIBC_TOO_OLD,
+                             f"GLIBC_{match['version']} needed, {side} has {has or 'an older one'}", line.strip())
+    return None
+
+
+def missing_libraries(lines: List[str]) -> Optional[Diagnosis]:
+    names: List[str] = []
+    first = ""
+    for line in lines:
+        for match in MISSING.finditer(line):
+            if match["name"] not in names:
+                names.append(match["name"])
+                first = first or line.strip()
+    if not names:
+        return None
+    return Diagnosis(FailureKind.MISSING_LIBRARY, ", ".join(names), first)
+
+
+def symbol_lookup(lines: List[str]) -> Optional[Diagnosis]:
+    for line in lines:
+        match = UNDEFINED.search(line) or OTHER_VERSION.search(line)
+        if match:
+            subject = match["symbol"] if "symbol" in match.groupdict() else f"version {match['version']}"
+            return Diagnosis(FailureKind.SYMBOL_LOOKUP, subject, line.strip())
+    return None
+
+
+def wrong_architecture(lines: List[str]) -> Optional[Diagnosis]:
+    for line in lines:
+        match = WRONG_CLASS.search(line)
+        if match:
+            return Diagnosis(FailureKind.WRONG_ARCHITECTURE, f"{match['cls']} library in this process",
+                             line.strip())
+    return None
+
+
+def crash(signal_number: Optional[int], log_lines: List[str]) -> Optional[Diagnosis]:
+    if not signal_number:
+        return None
+    try:
+        name = signal.Signals(signal_number).name
+    except ValueError:
+        name = f"signal {signal_number}"
+    frames = [m for m in (PROBE_FRAME.search(line) for line in log_lines) if m]
+    where = f" in {frames[0]['function']} ({frames[0]['file']}:{frames[0]['line']})" if frames else ""
+    return Diagnosis(FailureKind.CRASH, name + where, next((line.strip() for line in log_lines if "Fatal" in line), ""))
+
+
+def egl_init(lines: List[str]) -> Optional[Diagnosis]:
+    for line in lines:
+        match = EGL_INIT.search(line)
+        if match:
+            code = int(match["code"], 16)
+            return Diagnosis(FailureKind.EGL_INIT, EGL_ERRORS.get(code, match["code"]), line.strip())
+    return None
+
+
+def classify(report: Optional[dict], log_lines: Iterable[str], signal_number: Optional[int],
+             libc: Dict[str, Optional[str]]) -> Optional[Diagnosis]:
+    """The most specific reason found, or None. A loader error is the cause when there is one;
+    a crash or an EGL error is what remains when the loader said nothing."""
+    log = list(log_lines)
+    lines = report_lines(report) + log
+    return (glibc_too_old(lines, libc) or wrong_architecture(lines) or missing_libraries(lines)
+            or symbol_lookup(lines) or crash(signal_number, log) or egl_init(lines))
