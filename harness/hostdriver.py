@@ -380,12 +380,13 @@ def layout(driver: HostDriver, mode: str, bwrap: Optional[str] = None) -> Driver
     libraries = [(os.path.basename(name), path) for name, path in binds.items() if name.startswith(LIB_DIR)]
     if mode != Mode.LIBS:
         deps = closure(entry + driver.libraries, driver.root, bwrap)
-        chosen = list(deps.libraries) + (list(deps.glibc) if mode == Mode.DEPS_GLIBC else [])
+        dri = set(dri_driver_files(driver.dri_dirs))  # reached through DRI_DIR
+        chosen = [(n, p) for n, p in deps.libraries if p not in dri] + (list(deps.glibc) if mode == Mode.DEPS_GLIBC
+                                                                       else [])
         for name, path in chosen:
             binds.setdefault(f"{LIB_DIR}/{name}", path)
         libraries = [(os.path.basename(inside), host) for inside, host in binds.items() if inside.startswith(LIB_DIR)]
         if mode == Mode.CAPSULE:
-            dri = set(dri_driver_files(driver.dri_dirs))  # Mesa opens those itself, from DRI_DIR
             files[CAPSULE_MANIFEST] = json.dumps({
                 "load": [f"{LIB_DIR}/{name}" for name, path in deps.libraries if path not in dri],
                 "entry": {name: f"{LIB_DIR}/{name}" for name in GLVND_ENTRY if name in driver.glvnd},
@@ -395,3 +396,32 @@ def layout(driver: HostDriver, mode: str, bwrap: Optional[str] = None) -> Driver
             env["LD_LIBRARY_PATH"] = LIB_DIR
     return DriverLayout(sorted((host, inside) for inside, host in binds.items()), files, env, device_nodes(),
                         sorted(libraries))
+
+
+MESA_FILES = re.compile(r"(libEGL_mesa|libgallium|_dri\.so|libvulkan_(lvp|radeon|intel|virtio))")
+
+
+def driver_match(runtime_mesa: Optional[str], host_driver: Optional[str], kernel: Dict[str, Optional[str]],
+                 libraries: Sequence[str]) -> Dict[str, object]:
+    """Seed 003's driver matching: whose userspace driver rendered (the host's, bound in, or the
+    runtime's own), and whether it matches the host's driver and kernel driver."""
+    host_loaded = [p for p in libraries if p.startswith(PREFIX + "/")]
+    runtime_loaded = [p for p in libraries if not p.startswith(PREFIX + "/") and MESA_FILES.search(p)]
+    used = "host-driver" if host_loaded else "runtime" if runtime_loaded else None
+    host_mesa = host_driver[len("mesa "):] if host_driver and host_driver.startswith("mesa ") else None
+    notes: List[str] = []
+    mismatch = False
+    if used == "runtime" and host_driver and runtime_mesa:
+        if host_mesa is None:
+            mismatch = True
+            notes.append(f"the runtime's Mesa {runtime_mesa} rendered; the host's GPU needs {host_driver}")
+        elif host_mesa != runtime_mesa:
+            mismatch = True
+            notes.append(f"runtime Mesa {runtime_mesa}, host Mesa {host_mesa}")
+    nvidia = re.match(r"nvidia (\S+)", host_driver or "")
+    if used == "host-driver" and nvidia and kernel.get("version") and kernel["version"] != nvidia.group(1):
+        mismatch = True
+        notes.append(f"NVIDIA userspace {nvidia.group(1)} with kernel module {kernel['version']}")
+    return {"runtime_mesa": runtime_mesa, "host_driver": host_driver, "kernel_driver": kernel.get("name"),
+            "kernel_driver_version": kernel.get("version"), "used": used, "mismatch": mismatch,
+            "note": "; ".join(notes)}

@@ -97,20 +97,37 @@ def get(name: str) -> ProbeSpec:
     return PROBES[name]
 
 
-def last_json_line(stdout_path: Path) -> Optional[dict]:
+STAGE = "stage"  # a line a probe prints on the way (its facts before any driver code ran); not its report
+
+
+def json_lines(stdout_path: Path) -> List[Optional[dict]]:
+    """Each line of a probe's stdout that looks like JSON, parsed (None where it does not parse)."""
     try:
         lines = Path(stdout_path).read_text(errors="replace").splitlines()
     except OSError:
-        return None
-    for line in reversed(lines):
-        line = line.strip()
+        return []
+    parsed: List[Optional[dict]] = []
+    for line in (line.strip() for line in lines):
         if line.startswith("{"):
             try:
                 data = json.loads(line)
             except (json.JSONDecodeError, RecursionError):
-                return None
-            return data if isinstance(data, dict) else None
-    return None
+                data = None
+            parsed.append(data if isinstance(data, dict) else None)
+    return parsed
+
+
+def last_json_line(stdout_path: Path) -> Optional[dict]:
+    """The probe's report: its last JSON line that is not a stage line."""
+    reports = [data for data in json_lines(stdout_path) if data is None or STAGE not in data]
+    return reports[-1] if reports else None
+
+
+def started_facts(stdout_path: Optional[str]) -> Optional[dict]:
+    """What the probe saw before any driver code ran (its mounts, isolation, libc), or None."""
+    if not stdout_path:
+        return None
+    return next((d for d in json_lines(Path(stdout_path)) if d and d.get(STAGE) == "started"), None)
 
 
 def type_label(kind: FieldType) -> str:

@@ -15,10 +15,10 @@ from . import probes, reaper, runtimes, verdict as verdict_mod
 from .errors import InputError
 from .interrupts import INTERRUPTS
 from .lifecycle import Hooks, LaunchContext, LaunchResult, Phase, Workload, Workspace
-from .model import Scenario
+from .model import HOST_KIND, Scenario
 from .outcomes import FailureKind, Outcome
 from .probes import ProbeReport
-from . import hostdriver, toolset as toolset_mod
+from . import exposure as exposure_mod, hostdriver, toolset as toolset_mod
 from .toolset import Toolset
 
 GOLDENS_DIR = Path(__file__).parent / "goldens"
@@ -35,6 +35,8 @@ class ScenarioResult:
     wall_s: float
     attempts: int = 1
     runtime_facts: Dict[str, object] = field(default_factory=dict)
+    exposure: Optional[exposure_mod.Exposure] = None  # the leak audit (None: the probe reported nothing)
+    driver_match: Dict[str, object] = field(default_factory=dict)
 
     @property
     def phases(self) -> Dict[str, float]:
@@ -163,11 +165,30 @@ def attempt(scenario: Scenario, toolset: Toolset, options: RunOptions, temp: Tem
         goldens = verdict_mod.Goldens(options.goldens_dir, result_dir) if options.compare_images else None
         verdict = verdict_mod.evaluate(scenario, verdict_mod.Observed(launched, report, problem), host, goldens)
         launched.phases["verdict_s"] = time.monotonic() - t_verdict
+        phase = "audit"
+        seen = report.raw if report and "mounts" in report.raw else probes.started_facts(launched.artifacts.get("stdout"))
+        exposure = exposure_mod.of_run(seen, launched.argv, host.namespaces,
+                                       scenario.runtime.root, [str(workspace.tmp_dir), str(result_dir),
+                                                               str(probes.PROBE_DIR)])
     except Exception as exc:  # the failure boundary: this scenario fails, the others run on
-        verdict = verdict_mod.harness_error(phase, exc)
+        verdict, exposure = verdict_mod.harness_error(phase, exc), None
     finally:
         shutil.rmtree(workspace.tmp_dir, ignore_errors=True)
-    return ScenarioResult(scenario, verdict, launched, report, result_dir, time.monotonic() - started)
+    return ScenarioResult(scenario, verdict, launched, report, result_dir, time.monotonic() - started,
+                          exposure=exposure)
+
+
+def driver_facts(scenario: Scenario, toolset: Toolset, report: Optional[ProbeReport],
+                 runtime_facts: Dict[str, object]) -> Dict[str, object]:
+    """Seed 003's driver matching for one scenario (hostdriver.driver_match)."""
+    runtime_mesa: object = toolset.version("mesa")
+    if scenario.runtime.kind != HOST_KIND:
+        runtime_mesa = runtime_facts.get("mesa") or runtimes.component_versions(
+            runtimes.installed(Path(scenario.runtime.root))).get("mesa")
+    libraries = report.raw.get("libraries") if report else None
+    return hostdriver.driver_match(str(runtime_mesa) if runtime_mesa else None, toolset.version("host-driver"),
+                                   hostdriver.kernel_driver(),
+                                   [str(p) for p in libraries] if isinstance(libraries, list) else [])
 
 
 def not_run(scenario: Scenario, result_dir: Path) -> ScenarioResult:
@@ -200,6 +221,8 @@ def run_scenario(scenario: Scenario, toolset: Toolset, options: RunOptions, temp
     final.attempts = len(results)
     final.wall_s = sum(r.wall_s for r in results)
     final.runtime_facts = prepared.facts if prepared else {}
+    if final.attempts:
+        final.driver_match = driver_facts(scenario, toolset, final.report, final.runtime_facts)
     return final
 
 

@@ -34,6 +34,7 @@ class Verdict:
     reason: str
     checks: List[Check] = field(default_factory=list)
     failure_kind: Optional[FailureKind] = None
+    subject: str = ""  # what the failure class is about: the soname, the glibc version, the signal
 
     @property
     def failed(self) -> bool:
@@ -206,7 +207,10 @@ def judge(scenario: Scenario, observed: Observed, comparison: Optional[Compariso
         bad = [c for c in checks if not c.ok]
         if bad:
             failure = "; ".join(c.detail for c in bad), bad[0].kind or FailureKind.PROBE_ERROR
-    return apply_expectation(scenario, failure, checks)
+    verdict = apply_expectation(scenario, failure, checks)
+    if failure is not None and failure[0].startswith(f"{failure[1]} "):  # a diagnosis: "<class> <subject>: ..."
+        verdict.subject = failure[0][len(str(failure[1])) + 1:].split(": ", 1)[0]
+    return verdict
 
 
 def apply_expectation(scenario: Scenario, failure: Optional[Tuple[str, FailureKind]],

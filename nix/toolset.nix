@@ -51,6 +51,13 @@ in
       vendors = (if driverLink == null then [ ] else [ "(the host driver's, found at run time)" ])
         ++ [ "libEGL_mesa.so.0" ];
     };
+    # The "host's driver" the host-driver paths bind into a runtime (harness.hostdriver): here
+    # the pinned Mesa, found through its vendor and ICD files like any host driver.
+    host-driver = (tool "/" mesa {
+      vendor_dirs = builtins.filter (part: builtins.isString part && part != "") (builtins.split ":" vendorDirs);
+      icd_dirs = [ "${mesa}/share/vulkan/icd.d" ];
+      dri_dirs = [ "${mesa}/lib/dri" ];
+    }) // { version = let v = versionOf mesa; in if v == null then null else "mesa ${v}"; };
     Xvfb = tool "${xvfb}/bin/Xvfb" xvfb { };
     busybox = tool "${busybox}/bin/busybox" busybox { };
     kernel = tool "${kernel}/${kernelImage}" kernel {

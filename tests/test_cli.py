@@ -37,7 +37,8 @@ def test_bad_matrix_lists_every_problem(tmp_path):
     assert done.stderr.splitlines() == [
         f"gpu-harness: error: {bad}: matrix.colour: unknown key (allowed: exclude, paths, probes, runtimes)",
         f"gpu-harness: error: {bad}: matrix.paths[0]: unknown path 'warp' "
-        "(known: native, software, sandbox-dri, vtest-virgl, vm-headless, vm-virtio-2d, vm-virgl)",
+        "(known: native, software, sandbox-dri, sandbox-hostlibs, sandbox-hostdeps, sandbox-hostdeps-glibc, "
+            "sandbox-capsule, vtest-virgl, vm-headless, vm-virtio-2d, vm-virgl)",
     ]
 
 
@@ -45,7 +46,8 @@ def test_list_prints_expanded_scenarios():
     done = run_cli("list")
     assert done.returncode == 0
     assert [line.split()[0] for line in done.stdout.splitlines()] == [
-        "native/host/gl", "software/host/gl", "sandbox-dri/host/gl", "sandbox-dri/trixie/gl", "vtest-virgl/host/gl",
+        "native/host/gl", "software/host/gl", "sandbox-dri/host/gl", "sandbox-dri/trixie/gl", "sandbox-hostlibs/host/gl",
+        "sandbox-hostdeps/host/gl", "vtest-virgl/host/gl",
         "vtest-virgl/trixie/gl", "vm-headless/host/gl", "vm-headless/trixie/gl", "vm-virtio-2d/host/gl",
         "vm-virtio-2d/trixie/gl", "vm-virgl/host/gl", "vm-virgl/trixie/gl"]
 

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import resource
+import stat
 import struct
 import sys
 import time
@@ -578,17 +579,30 @@ def libc_version():
         return None
 
 
+def mount_kind(path):
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return "?"
+    for kind, test in (("socket", stat.S_ISSOCK), ("char", stat.S_ISCHR), ("dir", stat.S_ISDIR)):
+        if test(mode):
+            return kind
+    return "file"
+
+
 def mounts():
-    """The process's mounts as (mount point, root within its filesystem, fs type, device): the
-    harness maps them back to host paths for the leak audit."""
+    """The process's mounts as (mount point, root within its filesystem, fs type, device,
+    source, what the mount point is): the harness maps them back to host paths for the leak
+    audit."""
     entries = []
     try:
         with open("/proc/self/mountinfo") as info:
             for line in info:
                 fields = line.split()
                 dash = fields.index("-")
-                entries.append([fields[4].replace("\\040", " "), fields[3].replace("\\040", " "), fields[dash + 1],
-                                fields[2]])
+                point = fields[4].replace("\\040", " ")
+                entries.append([point, fields[3].replace("\\040", " "), fields[dash + 1], fields[2],
+                                fields[dash + 2], mount_kind(point)])
     except (OSError, ValueError, IndexError):
         pass
     return entries
@@ -749,6 +763,9 @@ def main(argv=None):
     parser.add_argument("--fault", choices=["segv", "abort", "hang", "exit"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     faulthandler.enable()  # a crash in the driver leaves a traceback in the probe's log
+    # What the process sees, printed before any driver code runs: it survives a crash.
+    print(json.dumps({"probe": "gl", "stage": "started", "mounts": mounts(), "libc": libc_version(),
+                      "isolation": isolation_facts(args.host_path)}, sort_keys=True), flush=True)
     result = {"probe": "gl", "probe_version": PROBE_VERSION, "api": "gles2", "ok": False}
     started = time.perf_counter()
     try:

@@ -85,7 +85,16 @@ def scenario_entry(result: "ScenarioResult", out_dir: Path, toolset: Toolset) ->
                      "runtime_gl": data.get("version")},
         "probe_result": data or None,
         "runtime_facts": result.runtime_facts or None,
+        "diagnosis": diagnosis_of(result),
+        "exposure": result.exposure.to_dict() if result.exposure else None,
+        "driver_match": result.driver_match or None,
     }
+
+
+def diagnosis_of(result: "ScenarioResult") -> Optional[dict]:
+    """The failure class and what it is about (harness.diagnosis), for a failed scenario."""
+    kind = result.verdict.failure_kind
+    return {"class": str(kind), "subject": result.verdict.subject} if kind is not None else None
 
 
 def broken_entry(result: "ScenarioResult", exc: Exception) -> dict:

@@ -1,0 +1,184 @@
+"""The leak audit: what of the host a path exposes to its workload, measured from the
+workload's own mount table (the probe reports /proc/self/mountinfo) and mapped back to host
+paths through the harness's mount table. A bind of a runtime's tree is the runtime, not the
+host; the harness's own files (the probe, its output folder, generated vendor files) are not
+counted; a socket bound in is a host socket; a device bound in beyond the six that every
+sandbox gets (null, zero, full, random, urandom, tty) is a host device. Seed 000's "it leaks an
+awful lot of the host system into the sandbox" becomes numbers per path."""
+import functools
+import os
+import re
+import threading
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+STANDARD_DEVICES = {"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty"}
+PSEUDO_FS = {"proc", "tmpfs", "devpts", "mqueue", "cgroup", "cgroup2", "securityfs", "debugfs", "tracefs",
+             "bpf", "pstore", "hugetlbfs", "fusectl", "configfs", "binfmt_misc", "autofs", "efivarfs", "ramfs"}
+NAMESPACES = ("mnt", "pid", "net", "ipc", "uts", "user", "cgroup")
+
+
+@dataclass
+class Exposure:
+    whole_host: bool  # the workload sees the host's root filesystem
+    host_files: List[str] = field(default_factory=list)  # host paths bound in (files and folders)
+    host_file_count: Optional[int] = 0  # regular files under them; None: the whole host
+    host_devices: List[str] = field(default_factory=list)
+    host_sockets: List[str] = field(default_factory=list)
+    shared_namespaces: List[str] = field(default_factory=list)  # the same as the host's
+    separate_kernel: bool = False  # a VM: namespaces are another kernel's
+    source: str = "mountinfo"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> str:
+        if self.whole_host:
+            files = "whole host"
+        else:
+            files = f"{len(self.host_files)} host paths ({self.host_file_count} files)"
+        return (f"{files}, {len(self.host_devices)} devices, {len(self.host_sockets)} sockets, "
+                f"{'separate kernel' if self.separate_kernel else f'{len(self.shared_namespaces)} shared namespaces'}")
+
+
+@dataclass(frozen=True)
+class HostMount:
+    device: str
+    root: str
+    point: str
+
+
+def host_mounts(text: Optional[str] = None) -> List[HostMount]:
+    if text is None:
+        try:
+            text = open("/proc/self/mountinfo").read()
+        except OSError:
+            return []
+    mounts = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) > 5:
+            mounts.append(HostMount(fields[2], unescape(fields[3]), unescape(fields[4])))
+    return mounts
+
+
+def unescape(text: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
+
+
+def host_path(device: str, root: str, mounts: Sequence[HostMount]) -> Optional[str]:
+    """Where the host sees a file that a workload's mount shows as (device, root in that fs)."""
+    best: Optional[Tuple[int, str]] = None
+    for mount in mounts:
+        if mount.device != device:
+            continue
+        prefix = mount.root.rstrip("/")
+        if root == mount.root or root.startswith(prefix + "/") or mount.root == "/":
+            rest = root[len(prefix):] if mount.root != "/" else root
+            candidate = os.path.normpath(mount.point.rstrip("/") + "/" + rest.lstrip("/"))
+            if best is None or len(prefix) > best[0]:
+                best = (len(prefix), candidate)
+    return best[1] if best else None
+
+
+_count_lock = threading.Lock()
+
+
+@functools.lru_cache(maxsize=256)
+def file_count(path: str) -> int:
+    """Regular files under `path` (1 for a file), not crossing into other filesystems."""
+    with _count_lock:
+        if not os.path.isdir(path) or os.path.islink(path):
+            return 1 if os.path.isfile(path) else 0
+        device, total = os.stat(path).st_dev, 0
+        for folder, dirs, files in os.walk(path):
+            dirs[:] = [d for d in dirs if os.lstat(os.path.join(folder, d)).st_dev == device]
+            total += sum(1 for f in files if os.path.isfile(os.path.join(folder, f)))
+        return total
+
+
+def within(path: str, folders: Sequence[str]) -> bool:
+    return any(path == f or path.startswith(f.rstrip("/") + "/") for f in folders if f)
+
+
+def audit(mounts: List[list], namespaces: Dict[str, str], host_namespaces: Dict[str, str],
+          runtime_root: str, own: Sequence[str], exports: Optional[Dict[str, str]] = None,
+          host_table: Optional[Sequence[HostMount]] = None) -> Exposure:
+    """The exposure of one workload from its mount table. `own`: the harness's folders;
+    `exports`: for a VM, its 9p mount tags -> the host folder each exports."""
+    table = host_mounts() if host_table is None else host_table
+    exposure = Exposure(whole_host=False)
+    seen: List[str] = []
+    for entry in mounts:
+        if not isinstance(entry, list) or len(entry) < 4:
+            continue
+        point, root, fstype, device = (str(x) for x in entry[:4])
+        source = str(entry[4]) if len(entry) > 4 else ""
+        kind = str(entry[5]) if len(entry) > 5 else ""
+        if fstype in PSEUDO_FS or (exports is not None and fstype != "9p"):
+            continue  # in a guest, only the 9p exports are the host's
+        if fstype == "devtmpfs":
+            if point not in STANDARD_DEVICES and point not in exposure.host_devices:
+                exposure.host_devices.append(point)
+            continue
+        if fstype == "sysfs":
+            if point != "/sys":
+                exposure.host_files.append(point)
+            continue
+        if fstype == "9p":
+            if exports is None or source not in exports:
+                continue
+            host = os.path.normpath(exports[source].rstrip("/") + "/" + root.lstrip("/"))
+        else:
+            found = host_path(device, root, table)
+            if found is None:
+                continue
+            host = found
+        if within(host, own):
+            if kind == "socket":
+                exposure.host_sockets.append(point)
+            continue
+        if runtime_root != "/" and within(host, [runtime_root]):
+            continue
+        if host == "/":
+            exposure.whole_host = True
+            continue
+        if kind == "socket":
+            exposure.host_sockets.append(point)
+        elif host not in seen:
+            seen.append(host)
+    exposure.host_files = sorted(set(exposure.host_files + seen))
+    exposure.host_file_count = None if exposure.whole_host else sum(
+        file_count(p) for p in seen)
+    if exports is not None:
+        exposure.separate_kernel = True
+        exposure.source = "guest mountinfo + 9p exports"
+    else:
+        exposure.shared_namespaces = [ns for ns in NAMESPACES
+                                      if namespaces.get(ns) and namespaces.get(ns) == host_namespaces.get(ns)]
+    return exposure
+
+
+def virtfs_exports(argv: Sequence[str]) -> Dict[str, str]:
+    """mount tag -> host folder, from a QEMU command line's -virtfs options."""
+    exports = {}
+    for flag, value in zip(argv, argv[1:], strict=False):
+        if flag != "-virtfs":
+            continue
+        options = dict(part.split("=", 1) for part in value.replace(",,", "\0").split(",") if "=" in part)
+        if "mount_tag" in options and "path" in options:
+            exports[options["mount_tag"]] = options["path"].replace("\0", ",")
+    return exports
+
+
+def of_run(report: Optional[dict], argv: Sequence[str], host_namespaces: Dict[str, str], runtime_root: str,
+           own: Sequence[str]) -> Optional[Exposure]:
+    """The exposure of a launch from its probe's report; None when the probe reported nothing."""
+    if not report or not isinstance(report.get("mounts"), list):
+        return None
+    isolation = report.get("isolation")
+    isolation = isolation if isinstance(isolation, dict) else {}
+    namespaces = isolation.get("namespaces")
+    namespaces = {str(k): str(v) for k, v in namespaces.items()} if isinstance(namespaces, dict) else {}
+    exports = virtfs_exports(argv) if "-virtfs" in argv else None
+    return audit(report["mounts"], namespaces, host_namespaces, runtime_root, own, exports)
