@@ -8,6 +8,7 @@ awful lot of the host system into the sandbox" becomes numbers per path."""
 import functools
 import os
 import re
+import stat
 import threading
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -182,3 +183,39 @@ def of_run(report: Optional[dict], argv: Sequence[str], host_namespaces: Dict[st
     namespaces = {str(k): str(v) for k, v in namespaces.items()} if isinstance(namespaces, dict) else {}
     exports = virtfs_exports(argv) if "-virtfs" in argv else None
     return audit(report["mounts"], namespaces, host_namespaces, runtime_root, own, exports)
+
+
+BIND_FLAGS = {"--ro-bind", "--bind", "--dev-bind", "--ro-bind-try", "--bind-try", "--dev-bind-try"}
+TWO_ARGUMENTS = BIND_FLAGS | {"--symlink", "--setenv", "--chmod", "--file", "--bind-data", "--ro-bind-data"}
+ONE_ARGUMENT = {"--proc", "--dev", "--tmpfs", "--dir", "--chdir", "--remount-ro", "--unsetenv", "--mqueue",
+                "--uid", "--gid", "--hostname", "--perms", "--size", "--sync-fd", "--info-fd", "--block-fd",
+                "--userns-block-fd", "--json-status-fd", "--seccomp", "--add-seccomp-fd", "--exec-label",
+                "--file-label", "--lock-file", "--args", "--userns", "--userns2", "--pidns", "--cap-add",
+                "--cap-drop", "--argv0"}
+
+
+def from_bwrap_argv(argv: Sequence[str], runtime_root: str, own: Sequence[str]) -> Optional[Exposure]:
+    """The exposure a bwrap command line declares, for a workload that never started (the
+    loader refused it before any code of ours ran): its binds are exactly its mounts."""
+    if not argv or os.path.basename(argv[0]) != "bwrap":
+        return None
+    exposure = Exposure(whole_host=False, source="bwrap argv (the workload did not start)")
+    files: List[str] = []
+    index = 1
+    while index < len(argv) and argv[index] != "--":
+        flag = argv[index]
+        if flag in BIND_FLAGS and index + 2 < len(argv):
+            source, target = argv[index + 1], argv[index + 2]
+            if source.startswith("/dev/") and flag.startswith("--dev-bind"):
+                exposure.host_devices.append(target)
+            elif within(source, own):
+                if os.path.exists(source) and stat.S_ISSOCK(os.stat(source).st_mode):
+                    exposure.host_sockets.append(target)
+            elif source == "/":
+                exposure.whole_host = True
+            elif not (runtime_root != "/" and within(source, [runtime_root])):
+                files.append(os.path.realpath(source) if os.path.isfile(source) else source)
+        index += 3 if flag in TWO_ARGUMENTS else 2 if flag in ONE_ARGUMENT else 1
+    exposure.host_files = sorted(set(files))
+    exposure.host_file_count = None if exposure.whole_host else sum(file_count(p) for p in exposure.host_files)
+    return exposure

@@ -130,11 +130,22 @@ def ld_cache(root: str) -> Dict[str, str]:
     return found
 
 
+LIBRARY_DIRS = ("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib64", "usr/lib64", "lib", "usr/lib")
+
+
 def resolve_library(root: str, library_path: str, cache: Dict[str, str]) -> Optional[str]:
+    """The file a loader opens for `library_path`: an absolute path as it is; a name from the
+    loader cache, then the default folders (as ld.so searches)."""
     if os.path.isabs(library_path):
         path = under(root, library_path)
         return path if os.path.exists(path) else None
-    return cache.get(library_path)
+    if library_path in cache:
+        return cache[library_path]
+    for folder in LIBRARY_DIRS:
+        path = under(root, os.path.join(folder, library_path))
+        if os.path.exists(path) and elf_class(path) in (None, 64):
+            return path
+    return None
 
 
 def read_vendor_files(api: str, dirs: Sequence[str], root: str, cache: Dict[str, str],
@@ -245,7 +256,7 @@ def discover(root: str = "/", egl_dirs: Optional[Sequence[str]] = None, icd_dirs
                + read_vendor_files("vulkan", icd_dirs, root, cache, problems))
     # An ICD for another architecture (intel_icd.i686.json names a 32-bit file) is not this host's.
     vendors = [v for v in vendors if v.library is None or elf_class(v.library) in (None, 64)]
-    glvnd = {name: cache[name] for name in GLVND_ENTRY if name in cache}
+    glvnd = {name: path for name in GLVND_ENTRY for path in [resolve_library(root, name, cache)] if path}
     return HostDriver(root, vendors, [d for d in dri_dirs if dri_driver_files([d])], glvnd, problems)
 
 

@@ -656,7 +656,8 @@ def dri_drivers():
 
 def dynamic_loader():
     for path in mapped_libraries():
-        if os.path.basename(path).startswith("ld-linux"):
+        name = os.path.basename(path)
+        if name.startswith("ld-linux") or (name.startswith("ld-") and name[3:4].isdigit()):  # ld-2.31.so
             return path
     return None
 

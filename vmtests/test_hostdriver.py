@@ -1,0 +1,179 @@
+"""The host's driver in a runtime (seed 000 #1-#3), for real: bwrap over the built runtimes,
+the host's driver bound in as each attempt does it, the probe rendering or failing, and the
+failure classified from the loader's own words. The tests check the classes against the
+runtimes' real contents (a library said to be missing is absent, a glibc said to be too old
+is that old), not against quoted sentences."""
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from harness import hostdriver, matrix as matrix_mod, runner, runtime_toolset, runtimes, verdict
+from harness.families.sandbox import BwrapSpec, runtime_layout
+from harness.model import Runtime
+from harness.outcomes import FailureKind
+
+from .conftest import describe, outcome_or_skip, scenarios_from, skip_unless_required
+
+COMPAT = matrix_mod.load(matrix_mod.DEFAULT_MATRIX.parent / "compat.toml")
+HOST_DRIVER_PATHS = ["sandbox-hostlibs", "sandbox-hostdeps", "sandbox-hostdeps-glibc", "sandbox-capsule"]
+CLASSES = {FailureKind.MISSING_LIBRARY, FailureKind.GLIBC_TOO_OLD, FailureKind.SYMBOL_LOOKUP,
+           FailureKind.WRONG_ARCHITECTURE, FailureKind.CRASH}
+
+
+def need_builder():
+    if not shutil.which("mmdebstrap"):
+        skip_unless_required("runtimes", "runtime builds", "needs mmdebstrap (apt-get install mmdebstrap arch-test)")
+
+
+def built(name: str) -> Path:
+    need_builder()
+    return runtimes.ensure(name).root
+
+
+def version(text: str):
+    return tuple(int(part) for part in text.split("."))
+
+
+def check_the_class_against_the_runtime(result) -> None:
+    """A failure's class says something true of the runtime it ran on."""
+    kind, subject, root = result.verdict.failure_kind, result.verdict.subject, result.scenario.runtime.root
+    assert kind in CLASSES, describe(result)
+    if kind == FailureKind.MISSING_LIBRARY:
+        cache = hostdriver.ld_cache(root)
+        for name in subject.split(", "):
+            assert hostdriver.resolve_library(root, name, cache) is None, f"{name} is in the runtime after all"
+    if kind == FailureKind.GLIBC_TOO_OLD:
+        needed, side, has = re.match(r"GLIBC_([\d.]+) needed, (runtime|host) has ([\d.]+)", subject).groups()
+        assert has == hostdriver.glibc_version(root if side == "runtime" else "/")
+        assert version(needed) > version(has)
+
+
+@pytest.mark.parametrize("runtime", ["bullseye", "bookworm", "trixie"])
+def test_the_host_driver_paths_on_older_same_and_newer_runtimes(runtime, run_scenarios):
+    need_builder()
+    chosen = [s for s in COMPAT.scenarios if s.runtime.name == runtime and s.path_id in HOST_DRIVER_PATHS]
+    assert len(chosen) == len(HOST_DRIVER_PATHS)
+    for result in run_scenarios(chosen):
+        outcome = outcome_or_skip(result)
+        assert outcome in (verdict.PASS, verdict.EXPECTED_FAIL), describe(result)
+        if outcome == verdict.PASS:
+            loaded = [p for p in result.report.raw["libraries"] if p.startswith(hostdriver.PREFIX + "/")]
+            assert loaded, "rendered without the host's driver"
+            assert result.driver_match["used"] == "host-driver"
+        else:
+            check_the_class_against_the_runtime(result)
+        assert result.exposure is not None and result.exposure.host_files, "the host's driver files are exposed"
+
+
+def test_a_dependency_removed_from_the_runtime_is_named(tmp_path, run_scenarios):
+    """A runtime with one of the host driver's dependencies taken out: attempt #1 says which."""
+    source = built("bookworm")
+    driver = hostdriver.discover("/")
+    vendor = next(v.library for v in driver.vendors if v.api == "egl" and v.library)
+    copy = tmp_path / "broken"
+    subprocess.run(["cp", "-al", str(source), str(copy)], check=True)
+    cache = hostdriver.ld_cache(str(copy))
+    removed = None
+    for name, _ in hostdriver.resolve("/", vendor).found:
+        found = hostdriver.resolve_library(str(copy), name, cache)
+        if not hostdriver.is_glibc(name) and found:
+            removed = name
+            for path in {found, os.path.realpath(found)}:
+                os.unlink(path)
+            break
+    assert removed, f"{vendor} has no dependency in the runtime to remove"
+    (scenario,) = scenarios_from({"matrix": {"paths": ["sandbox-hostlibs"], "runtimes": ["broken"]},
+                                  "runtimes": {"broken": {"kind": "rootfs", "root": str(copy)}}})
+    (result,) = run_scenarios([scenario])
+    assert outcome_or_skip(result) == verdict.FAIL, describe(result)
+    assert result.verdict.failure_kind == FailureKind.MISSING_LIBRARY, describe(result)
+    assert removed in result.verdict.subject.split(", "), describe(result)
+
+
+def test_a_newer_hosts_driver_needs_a_newer_glibc_than_an_older_runtime_has(tmp_path):
+    """The driver of a newer host (trixie's Mesa, through --toolset runtime:trixie-host) in the
+    bookworm runtime: glibc-too-old, naming a version the runtime lacks and the driver's has."""
+    bookworm = built("bookworm")
+    toolset = runtime_toolset.load("runtime:trixie-host")
+    driver_root = toolset.path("host-driver")
+    (scenario,) = [s for s in COMPAT.scenarios if s.id == "sandbox-hostlibs/bookworm/gl"]
+    (result,) = runner.run([scenario], toolset, runner.RunOptions(out_dir=tmp_path / "out"))
+    assert result.verdict.failure_kind == FailureKind.GLIBC_TOO_OLD, describe(result)
+    needed, has = re.match(r"GLIBC_([\d.]+) needed, runtime has ([\d.]+)", result.verdict.subject).groups()
+    assert has == hostdriver.glibc_version(str(bookworm))
+    assert version(has) < version(needed) <= version(hostdriver.glibc_version(driver_root))
+
+
+@pytest.fixture
+def bookworm_scenario():
+    built("bookworm")
+
+    def make(path: str, **env):
+        declaration = {"matrix": {"paths": [path], "runtimes": ["bookworm"]},
+                       "runtimes": {"bookworm": {"kind": "debootstrap"}}}
+        if env:
+            declaration["override"] = [{"match": "*", "env": env}]
+        (scenario,) = scenarios_from(declaration)
+        return scenario
+    return make
+
+
+def test_the_capsule_without_its_dlopen_redirect_crashes_in_mesas_global_dlopen(bookworm_scenario, run_scenarios):
+    """Mesa opens its DRI driver with RTLD_GLOBAL; a dlmopen() namespace has no global scope and
+    glibc crashes. That is why the capsule redirects dlopen (as libcapsule does)."""
+    (result,) = run_scenarios([bookworm_scenario("sandbox-capsule", GPU_HARNESS_CAPSULE_NO_REDIRECT="1")])
+    outcome_or_skip(result)
+    assert result.verdict.failure_kind == FailureKind.CRASH, describe(result)
+    assert re.match(r"SIGSEGV in (open_display|create_context)", result.verdict.subject), describe(result)
+
+
+def test_the_capsule_renders_with_softpipe(bookworm_scenario, run_scenarios):
+    (result,) = run_scenarios([bookworm_scenario("sandbox-capsule", GALLIUM_DRIVER="softpipe")])
+    outcome_or_skip(result)
+    report = result.report
+    assert report is not None and report.ok, describe(result)
+    checks = {c.name: c for c in result.verdict.checks}
+    assert checks["image"].ok and checks["host-driver"].ok, describe(result)
+    assert report.renderer == "softpipe"
+    capsule = report.raw["capsule"]
+    assert capsule["namespace"] > 0 and "libEGL_mesa.so.0" in capsule["dlopen_redirected_in"]
+    # The app's own namespace loaded none of the host's libraries: only the capsule did.
+    assert not [p for p in report.raw["libraries"] if p.startswith("/usr/lib/") and "EGL" in p]
+
+
+def test_binding_over_a_path_the_read_only_runtime_lacks_fails_in_bwrap(toolset):
+    """Why the host driver goes under /run/host-driver: binding it where the host has it needs a
+    mount point the runtime's read-only /usr does not have."""
+    root = built("bookworm")
+    if not toolset.found("bwrap"):
+        skip_unless_required("sandbox-hostlibs", "bwrap", "not installed")
+    missing = "/usr/lib/x86_64-linux-gnu/libgpu-harness-absent.so.0"
+    assert not (root / missing.lstrip("/")).exists()
+    spec = BwrapSpec(bwrap=toolset.path("bwrap"), layout=runtime_layout(Runtime("bookworm", "debootstrap", str(root))),
+                     command=["/usr/bin/true"], ro_files=[("/etc/hostname", missing)])
+    done = subprocess.run(spec.argv(), capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert f"Can't create file at {missing}" in done.stderr
+
+
+def test_the_leak_audit_per_path(bookworm_scenario, run_scenarios, toolset):
+    scenarios = [bookworm_scenario(path) for path in ("vtest-virgl", "sandbox-hostlibs", "sandbox-hostdeps")]
+    scenarios += scenarios_from({"matrix": {"paths": ["native"]}})
+    results = {r.scenario.path_id: r for r in run_scenarios(scenarios)}
+    for result in results.values():
+        outcome_or_skip(result)
+        assert result.exposure is not None, describe(result)
+    vtest, libs, deps, native = (results[p].exposure for p in ("vtest-virgl", "sandbox-hostlibs",
+                                                              "sandbox-hostdeps", "native"))
+    assert (vtest.host_files, vtest.host_file_count, vtest.host_devices) == ([], 0, [])
+    assert vtest.host_sockets == ["/tmp/.virgl_test"] and vtest.shared_namespaces == []
+    bound = json.loads((results["sandbox-hostlibs"].result_dir / "host-driver.json").read_text())
+    driver_files = {os.path.realpath(entry["file"]) for entry in bound["libraries"]} | set(bound["driver"]["dri_dirs"])
+    assert set(libs.host_files) <= driver_files and libs.host_file_count > 0
+    assert deps.host_file_count > libs.host_file_count
+    assert native.whole_host and "mnt" in native.shared_namespaces
