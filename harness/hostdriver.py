@@ -413,16 +413,18 @@ MESA_FILES = re.compile(r"(libEGL_mesa|libgallium|_dri\.so|libvulkan_(lvp|radeon
 
 
 def driver_match(runtime_mesa: Optional[str], host_driver: Optional[str], kernel: Dict[str, Optional[str]],
-                 libraries: Sequence[str]) -> Dict[str, object]:
+                 libraries: Sequence[str], direct: bool = True) -> Dict[str, object]:
     """Seed 003's driver matching: whose userspace driver rendered (the host's, bound in, or the
-    runtime's own), and whether it matches the host's driver and kernel driver."""
+    runtime's own), and whether it matches the host's driver and kernel driver. `direct`: the
+    runtime's driver drives the host's GPU itself (not through virgl or a VM), where a version
+    apart from the host's matters."""
     host_loaded = [p for p in libraries if p.startswith(PREFIX + "/")]
     runtime_loaded = [p for p in libraries if not p.startswith(PREFIX + "/") and MESA_FILES.search(p)]
     used = "host-driver" if host_loaded else "runtime" if runtime_loaded else None
     host_mesa = host_driver[len("mesa "):] if host_driver and host_driver.startswith("mesa ") else None
     notes: List[str] = []
     mismatch = False
-    if used == "runtime" and host_driver and runtime_mesa:
+    if used == "runtime" and direct and host_driver and runtime_mesa:
         if host_mesa is None:
             mismatch = True
             notes.append(f"the runtime's Mesa {runtime_mesa} rendered; the host's GPU needs {host_driver}")

@@ -188,7 +188,8 @@ def driver_facts(scenario: Scenario, toolset: Toolset, report: Optional[ProbeRep
     libraries = report.raw.get("libraries") if report else None
     return hostdriver.driver_match(str(runtime_mesa) if runtime_mesa else None, toolset.version("host-driver"),
                                    hostdriver.kernel_driver(),
-                                   [str(p) for p in libraries] if isinstance(libraries, list) else [])
+                                   [str(p) for p in libraries] if isinstance(libraries, list) else [],
+                                   direct=scenario.spec.needs_render_node)
 
 
 def not_run(scenario: Scenario, result_dir: Path) -> ScenarioResult:
