@@ -7,13 +7,14 @@ let
 in
 {
   matrix = {
-    paths = [ "native" "software" "sandbox-dri" "sandbox-hostlibs" "sandbox-hostdeps" "vtest-virgl" ] ++ vmPaths;
+    paths = [ "native" "software" "sandbox-dri" "sandbox-hostlibs" "sandbox-hostdeps" "sandbox-hostdeps-glibc"
+      "sandbox-capsule" "vtest-virgl" ] ++ vmPaths;
     # host: the machine's own root; trixie: a pinned Debian 13 runtime (Mesa 25.0, newer than a
     # Debian 12 host), built from its lock (nix/runtimes.nix; mmdebstrap on the Debian side).
     runtimes = [ "host" "trixie" ];
     probes = [ "gl" ];
     # The host's driver in another runtime: compat.toml has those answers, for its host.
-    exclude = [ { path = "sandbox-host*"; runtime = "trixie"; } ];
+    exclude = [ { path = "sandbox-host*"; runtime = "trixie"; } { path = "sandbox-capsule"; runtime = "trixie"; } ];
   };
 
   runtimes.trixie = {

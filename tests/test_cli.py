@@ -47,7 +47,8 @@ def test_list_prints_expanded_scenarios():
     assert done.returncode == 0
     assert [line.split()[0] for line in done.stdout.splitlines()] == [
         "native/host/gl", "software/host/gl", "sandbox-dri/host/gl", "sandbox-dri/trixie/gl", "sandbox-hostlibs/host/gl",
-        "sandbox-hostdeps/host/gl", "vtest-virgl/host/gl",
+        "sandbox-hostdeps/host/gl", "sandbox-hostdeps-glibc/host/gl",
+        "sandbox-capsule/host/gl", "vtest-virgl/host/gl",
         "vtest-virgl/trixie/gl", "vm-headless/host/gl", "vm-headless/trixie/gl", "vm-virtio-2d/host/gl",
         "vm-virtio-2d/trixie/gl", "vm-virgl/host/gl", "vm-virgl/trixie/gl"]
 

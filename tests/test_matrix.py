@@ -14,6 +14,7 @@ def test_default_matrix_expands():
     ids = [s.id for s in matrix.load().scenarios]
     assert ids == ["native/host/gl", "software/host/gl", "sandbox-dri/host/gl", "sandbox-dri/trixie/gl",
                    "sandbox-hostlibs/host/gl", "sandbox-hostdeps/host/gl",
+                   "sandbox-hostdeps-glibc/host/gl", "sandbox-capsule/host/gl",
                    "vtest-virgl/host/gl", "vtest-virgl/trixie/gl", "vm-headless/host/gl", "vm-headless/trixie/gl",
                    "vm-virtio-2d/host/gl", "vm-virtio-2d/trixie/gl", "vm-virgl/host/gl", "vm-virgl/trixie/gl"]
 
@@ -102,5 +103,6 @@ def test_select_by_path_and_glob():
     m = matrix.load()
     assert [s.id for s in m.select(["vtest-virgl"])] == ["vtest-virgl/host/gl", "vtest-virgl/trixie/gl"]
     assert [s.id for s in m.select(None, "*-*/host/gl")] == [
-        "sandbox-dri/host/gl", "sandbox-hostlibs/host/gl", "sandbox-hostdeps/host/gl", "vtest-virgl/host/gl",
+        "sandbox-dri/host/gl", "sandbox-hostlibs/host/gl", "sandbox-hostdeps/host/gl", "sandbox-hostdeps-glibc/host/gl",
+        "sandbox-capsule/host/gl", "vtest-virgl/host/gl",
         "vm-headless/host/gl", "vm-virtio-2d/host/gl", "vm-virgl/host/gl"]

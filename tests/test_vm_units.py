@@ -106,3 +106,11 @@ def test_window_region_finds_the_window_on_a_white_root():
     screen[12, 22] = (200, 10, 10)
     region = window_region(screen)
     assert region.shape == (30, 60, 3) and tuple(region[2, 2]) == (200, 10, 10)
+
+
+def test_a_console_reason_is_read_from_a_whole_line_only():
+    line = f"{console.Marker.INIT_FAILED.line}: fault injected"
+    assert console.problem("boot\n" + line[:-4]) == ""  # polled while the guest was still writing
+    assert console.problem("boot\n" + line + "\n") == "guest init failed: fault injected"
+    assert console.problem("Kernel panic - not syncing: Attempted to kill init\n") == \
+        "guest kernel panic: Attempted to kill init"

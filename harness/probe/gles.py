@@ -177,13 +177,16 @@ class Capsule:
         self.entry = {name: ctypes.CDLL(path, handle=handles[path]) for name, path in manifest["entry"].items()}
         self.loaded = len(handles)
         self.dlmopen, self.dlerror, self.dlinfo = dlmopen, dlerror, dlinfo
+        self.program_dlopen = declare(libdl, "dlopen", ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int)
+        self.calls = []
         self.redirected = [] if os.environ.get(CAPSULE_NO_REDIRECT_ENV) else self.redirect_dlopen(handles)
 
     def redirect_dlopen(self, handles):
         """Point the capsule's calls of dlopen() at dlmopen() into the capsule, without
         RTLD_GLOBAL. Mesa opens its DRI driver with RTLD_GLOBAL, and glibc has no global scope in
         a dlmopen() namespace: unpatched, that dlopen crashes in add_to_global_resize. This is
-        what libcapsule does too (it rewrites the capsule's relocations for dlopen)."""
+        what libcapsule does too (it rewrites the capsule's relocations for dlopen). dlopen(NULL)
+        still means the program: LLVM's JIT asks for it, and crashes on anything else."""
         libc = ctypes.CDLL(None)
         mprotect = declare(libc, "mprotect", ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
         page = os.sysconf("SC_PAGE_SIZE")
@@ -205,6 +208,9 @@ class Capsule:
         return sorted(set(patched))
 
     def capsule_dlopen(self, name, flags):
+        self.calls.append(name.decode("utf-8", "replace") if name else None)
+        if name is None:  # "the program itself" (LLVM asks, to look up symbols): the real answer
+            return self.program_dlopen(None, flags) or None
         return self.dlmopen(self.lmid, name, flags & ~RTLD_GLOBAL) or None
 
     @staticmethod
@@ -728,9 +734,7 @@ def render(args):
         "version": gl.string(GL_VERSION),
         "shading_language": gl.string(GL_SL_VERSION),
     }
-    if capsule:
-        info["capsule"] = {"namespace": capsule.lmid, "libraries": capsule.loaded,
-                           "dlopen_redirected_in": capsule.redirected}
+
     if args.hold:
         time.sleep(args.hold)
     if args.fault:
@@ -749,6 +753,9 @@ def render(args):
     timings["frames"] = args.frames
     timings["fps"] = round(args.frames / elapsed, 2) if elapsed > 0 and args.frames else None
     gl.check("frame loop")
+    if capsule:
+        info["capsule"] = {"namespace": capsule.lmid, "libraries": capsule.loaded,
+                           "dlopen_redirected_in": capsule.redirected, "dlopen_calls": capsule.calls[:20]}
     egl.Terminate(dpy)
     return info, rows, timings
 

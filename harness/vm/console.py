@@ -24,9 +24,10 @@ class Marker(str, enum.Enum):
         return f"{PREFIX} {self.value}"
 
 
-PANIC = re.compile(r"Kernel panic - not syncing: ?(.*)")
+# A reason is read from a whole line only: the console is polled while the guest still writes.
+PANIC = re.compile(r"Kernel panic - not syncing: ?([^\r\n]*)\r?\n")
 PROBE_EXIT = re.compile(re.escape(Marker.PROBE_EXITED.line) + r" (\d+)")
-INIT_FAILURE = re.compile(re.escape(Marker.INIT_FAILED.line) + r": (.*)")
+INIT_FAILURE = re.compile(re.escape(Marker.INIT_FAILED.line) + r": ([^\r\n]*)\r?\n")
 
 
 def render_init(modules: Iterable[str], scanout: bool, agent: bool) -> str:
