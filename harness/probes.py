@@ -20,6 +20,12 @@ class ProbeSpec:
     renderer_meaning: str
     schema: Mapping[str, FieldType]  # fields a successful report must carry, and their types
     guest_frames: int = 10  # software rendering under TCG is slow: a guest renders fewer frames
+    support: Tuple[Path, ...] = (PROBE_DIR / "probelib.py",)  # modules it imports, put beside it inside
+
+    @property
+    def files(self) -> Tuple[Path, ...]:
+        """The probe and what it imports: all of it goes, side by side, to INSIDE."""
+        return (self.file, *self.support)
 
     @property
     def golden(self) -> str:

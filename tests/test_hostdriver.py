@@ -284,7 +284,7 @@ def test_driver_matching_flags_what_differs():
 
 
 def load_probe():
-    spec = importlib.util.spec_from_file_location("gles_probe", PROBE_DIR / "gles.py")
+    spec = importlib.util.spec_from_file_location("probelib", PROBE_DIR / "probelib.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

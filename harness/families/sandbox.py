@@ -171,7 +171,7 @@ class SandboxFamily(Family):
             command = list(workload.command)
         else:
             spec = probe_spec(ctx)
-            ro_files.append((str(spec.file), spec.file_inside))
+            ro_files += [(str(path), f"{INSIDE}/{path.name}") for path in spec.files]
             rw_dirs.append((str(workspace.probe_out), f"{INSIDE}/out"))
             command = spec.sandbox_argv(python, workspace.host_paths(), workload.probe_args)
         env = sandbox_env(scenario)

@@ -72,8 +72,7 @@ def build_initrd(ctx: LaunchContext):
     init = console.render_init(modules, scanout=scenario.spec.scanout and not agent, agent=agent)
     files: Tuple[Tuple[str, str], ...] = ()
     if ctx.workload.probe is not None:
-        probe_file = probe_spec(ctx).file
-        files = ((probe_file.name, str(probe_file)),)
+        files = tuple((path.name, str(path)) for path in probe_spec(ctx).files)
     return initramfs.build(initramfs.InitramfsSpec(toolset.path("busybox"), modules_dir, tuple(modules), init, files))
 
 

@@ -5,19 +5,15 @@ Renders a deterministic scene (vertex-coloured triangle cut by a textured quad t
 depth test) into an FBO on an EGL context, reads it back, writes a PNG and prints one JSON
 line describing what rendered it and what the process could see.
 """
-import argparse
 import ctypes
 import ctypes.util
-import faulthandler
-import hashlib
-import json
 import os
-import resource
-import stat
 import struct
 import sys
 import time
-import zlib
+
+from probelib import (CAPSULE_ENV, Capsule, ProbeError, arguments, declare, dri_drivers, inject_fault,
+                      load_library, loader_diagnosis, run, vendor_libraries)
 
 PROBE_VERSION = 1
 
@@ -89,148 +85,6 @@ QUAD = [
 ]
 CHECKER_SIZE = 8
 CHECKER_COLORS = ((250, 160, 30, 255), (240, 240, 230, 255))
-
-
-class ProbeError(Exception):
-    """A step of the probe failed; the message says which."""
-
-
-def load_library(names):
-    errors = []
-    for name in names:
-        try:
-            return ctypes.CDLL(name)
-        except OSError as exc:
-            errors.append(str(exc))
-    raise ProbeError("cannot load any of " + ", ".join(names) + ": " + "; ".join(errors))
-
-
-RTLD_NOW, RTLD_GLOBAL = 2, 0x100
-LM_ID_NEWLM = -1
-RTLD_DI_LMID, RTLD_DI_LINKMAP = 1, 2
-CAPSULE_ENV = "GPU_HARNESS_CAPSULE"
-CAPSULE_NO_REDIRECT_ENV = "GPU_HARNESS_CAPSULE_NO_REDIRECT"  # test hook: leave the capsule's dlopen alone
-PROT_READ, PROT_WRITE = 1, 2
-SHT_RELA = 4
-R_X86_64_GLOB_DAT, R_X86_64_JUMP_SLOT = 6, 7
-
-
-class LinkMap(ctypes.Structure):
-    _fields_ = [("l_addr", ctypes.c_void_p), ("l_name", ctypes.c_char_p), ("l_ld", ctypes.c_void_p),
-                ("l_next", ctypes.c_void_p), ("l_prev", ctypes.c_void_p)]
-
-
-def elf_imports(path, wanted):
-    """(GOT offset, symbol) of each x86-64 relocation in `path` that binds a symbol in `wanted`."""
-    with open(path, "rb") as handle:
-        data = handle.read()
-    if data[:4] != b"\x7fELF" or data[4] != 2 or struct.unpack_from("<H", data, 18)[0] != 62:
-        return []
-    shoff, = struct.unpack_from("<Q", data, 0x28)
-    shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
-    sections = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize) for i in range(shnum)]
-    found = []
-    for section in sections:
-        if section[1] != SHT_RELA or section[6] >= len(sections):
-            continue
-        symtab = sections[section[6]]
-        strtab = sections[symtab[6]] if symtab[6] < len(sections) else None
-        if strtab is None:
-            continue
-        for offset in range(section[4], section[4] + section[5], 24):
-            r_offset, r_info, _ = struct.unpack_from("<QQq", data, offset)
-            if r_info & 0xFFFFFFFF not in (R_X86_64_GLOB_DAT, R_X86_64_JUMP_SLOT):
-                continue
-            st_name, = struct.unpack_from("<I", data, symtab[4] + (r_info >> 32) * 24)
-            end = data.index(b"\0", strtab[4] + st_name)
-            name = data[strtab[4] + st_name:end].decode("ascii", "replace")
-            if name in wanted:
-                found.append((r_offset, name))
-    return found
-
-
-class Capsule:
-    """The host's GL stack in a link-map namespace of its own (dlmopen(LM_ID_NEWLM)), as
-    libcapsule does: the manifest lists the host's libraries, dependencies first, so each
-    DT_NEEDED name is found among what the namespace already holds; libc is the runtime's,
-    loaded anew into the namespace. The app's own namespace never sees a host library."""
-
-    def __init__(self, manifest_path):
-        with open(manifest_path) as handle:
-            manifest = json.load(handle)
-        libdl = self.libdl()
-        dlmopen = declare(libdl, "dlmopen", ctypes.c_void_p, ctypes.c_long, ctypes.c_char_p, ctypes.c_int)
-        dlerror = declare(libdl, "dlerror", ctypes.c_char_p)
-        dlinfo = declare(libdl, "dlinfo", ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p)
-        self.lmid = None
-        handles = {}
-        for path in manifest["load"]:
-            handle = dlmopen(LM_ID_NEWLM if self.lmid is None else self.lmid, path.encode(), RTLD_NOW)
-            if not handle:
-                said = dlerror()
-                raise ProbeError("capsule: dlmopen %s: %s" % (path, said.decode("utf-8", "replace") if said else "?"))
-            if self.lmid is None:
-                lmid = ctypes.c_long()
-                dlinfo(handle, RTLD_DI_LMID, ctypes.byref(lmid))
-                self.lmid = lmid.value
-            handles[path] = handle
-        self.entry = {name: ctypes.CDLL(path, handle=handles[path]) for name, path in manifest["entry"].items()}
-        self.loaded = len(handles)
-        self.dlmopen, self.dlerror, self.dlinfo = dlmopen, dlerror, dlinfo
-        self.program_dlopen = declare(libdl, "dlopen", ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int)
-        self.calls = []
-        self.redirected = [] if os.environ.get(CAPSULE_NO_REDIRECT_ENV) else self.redirect_dlopen(handles)
-
-    def redirect_dlopen(self, handles):
-        """Point the capsule's calls of dlopen() at dlmopen() into the capsule, without
-        RTLD_GLOBAL. Mesa opens its DRI driver with RTLD_GLOBAL, and glibc has no global scope in
-        a dlmopen() namespace: unpatched, that dlopen crashes in add_to_global_resize. This is
-        what libcapsule does too (it rewrites the capsule's relocations for dlopen). dlopen(NULL)
-        still means the program: LLVM's JIT asks for it, and crashes on anything else."""
-        libc = ctypes.CDLL(None)
-        mprotect = declare(libc, "mprotect", ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-        page = os.sysconf("SC_PAGE_SIZE")
-        self.callback = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int)(self.capsule_dlopen)
-        address = ctypes.cast(self.callback, ctypes.c_void_p).value
-        patched = []
-        for path, handle in handles.items():
-            link = ctypes.POINTER(LinkMap)()
-            if self.dlinfo(handle, RTLD_DI_LINKMAP, ctypes.byref(link)) != 0:
-                continue
-            base = link.contents.l_addr or 0
-            for offset, _ in elf_imports(path, ("dlopen",)):
-                slot = base + offset
-                start = slot - slot % page
-                if mprotect(start, page * 2 if slot % page > page - 8 else page, PROT_READ | PROT_WRITE) != 0:
-                    raise ProbeError("capsule: cannot make the GOT of %s writable" % path)
-                ctypes.c_void_p.from_address(slot).value = address
-                patched.append(os.path.basename(path))
-        return sorted(set(patched))
-
-    def capsule_dlopen(self, name, flags):
-        self.calls.append(name.decode("utf-8", "replace") if name else None)
-        if name is None:  # "the program itself" (LLVM asks, to look up symbols): the real answer
-            return self.program_dlopen(None, flags) or None
-        return self.dlmopen(self.lmid, name, flags & ~RTLD_GLOBAL) or None
-
-    @staticmethod
-    def libdl():
-        program = ctypes.CDLL(None)
-        if hasattr(program, "dlmopen"):
-            return program
-        return ctypes.CDLL("libdl.so.2")  # glibc < 2.34 keeps dlmopen there
-
-    def library(self, name):
-        if name not in self.entry:
-            raise ProbeError("capsule: no %s in the manifest" % name)
-        return self.entry[name]
-
-
-def declare(lib, name, restype, *argtypes):
-    fn = getattr(lib, name)
-    fn.restype = restype
-    fn.argtypes = list(argtypes)
-    return fn
 
 
 class EGL:
@@ -485,239 +339,10 @@ def read_rgb(gl, size):
     return rows
 
 
-def png_bytes(rows, width, height):
-    def chunk(tag, data):
-        body = tag + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body) & 0xFFFFFFFF)
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    raw = b"".join(b"\x00" + row for row in rows)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
-
-
-SCANOUT_FILE = "/tmp/gpu-harness-scanout.fb"
-
-
-def framebuffer_image(device, rows, size):
-    """The rendered image at the top-left of a frame for `device` (rest black), written to
-    SCANOUT_FILE for the guest's init to copy to the device once this process has exited:
-    while the probe's GL driver holds the DRM device, fbdev writes are not flushed to the
-    display. Expects 32 bpp XRGB, what DRM's fbdev emulation gives."""
-    sysfs = "/sys/class/graphics/" + os.path.basename(device)
-    with open(sysfs + "/bits_per_pixel") as handle:
-        bpp = int(handle.read())
-    with open(sysfs + "/stride") as handle:
-        stride = int(handle.read())
-    with open(sysfs + "/virtual_size") as handle:
-        width, height = (int(v) for v in handle.read().strip().split(","))
-    if bpp != 32:
-        raise ProbeError("framebuffer %s has %d bpp, expected 32" % (device, bpp))
-    black = bytes(stride)
-    shown = min(size, width)
-    with open(SCANOUT_FILE, "wb") as fb:
-        for y in range(height):
-            if y >= size:
-                fb.write(black)
-                continue
-            line = bytearray(stride)
-            rgb = rows[y][:shown * 3]
-            line[0:shown * 4:4], line[1:shown * 4:4], line[2:shown * 4:4] = rgb[2::3], rgb[1::3], rgb[0::3]
-            fb.write(bytes(line))
-    return {"device": device, "width": width, "height": height, "file": SCANOUT_FILE}
-
-
-def read_status_field(name):
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith(name + ":"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
-
-
-def isolation_facts(host_paths):
-    try:
-        dri = sorted(os.listdir("/dev/dri"))
-    except OSError:
-        dri = []
-    namespaces: dict = {}
-    for ns in ("mnt", "pid", "net", "ipc", "uts", "user", "cgroup"):
-        try:
-            namespaces[ns] = os.readlink("/proc/self/ns/" + ns)
-        except OSError:
-            namespaces[ns] = None
-    seccomp = read_status_field("Seccomp")
-    nnp = read_status_field("NoNewPrivs")
-    visible = [p for p in host_paths if os.path.exists(p)]
-    return {
-        "dri_nodes": ["/dev/dri/" + name for name in dri],
-        "namespaces": namespaces,
-        "seccomp_mode": int(seccomp) if seccomp and seccomp.isdigit() else None,
-        "no_new_privs": nnp == "1" if nnp is not None else None,
-        "host_paths_checked": len(host_paths),
-        "host_paths_visible": len(visible),
-        "host_paths_visible_list": visible,
-        "uid": os.getuid(),
-    }
-
-
-def mapped_libraries():
-    """Every shared object this process has mapped: which driver really rendered."""
-    found = set()
-    try:
-        with open("/proc/self/maps") as maps:
-            for line in maps:
-                parts = line.split(None, 5)
-                if len(parts) == 6 and parts[5].startswith("/") and ".so" in parts[5]:
-                    found.add(parts[5].strip())
-    except OSError:
-        pass
-    return sorted(found)
-
-
-def libc_version():
-    try:
-        fn = declare(ctypes.CDLL(None), "gnu_get_libc_version", ctypes.c_char_p)
-        return fn().decode()
-    except (OSError, AttributeError):
-        return None
-
-
-def mount_kind(path):
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return "?"
-    for kind, test in (("socket", stat.S_ISSOCK), ("char", stat.S_ISCHR), ("dir", stat.S_ISDIR)):
-        if test(mode):
-            return kind
-    return "file"
-
-
-def mounts():
-    """The process's mounts as (mount point, root within its filesystem, fs type, device,
-    source, what the mount point is): the harness maps them back to host paths for the leak
-    audit."""
-    entries = []
-    try:
-        with open("/proc/self/mountinfo") as info:
-            for line in info:
-                fields = line.split()
-                dash = fields.index("-")
-                point = fields[4].replace("\\040", " ")
-                entries.append([point, fields[3].replace("\\040", " "), fields[dash + 1], fields[2],
-                                fields[dash + 2], mount_kind(point)])
-    except (OSError, ValueError, IndexError):
-        pass
-    return entries
-
-
-DEFAULT_VENDOR_DIRS = ("/etc/glvnd/egl_vendor.d", "/usr/share/glvnd/egl_vendor.d")
-DRI_DIRS = ("/usr/lib/x86_64-linux-gnu/dri", "/usr/lib/i386-linux-gnu/dri", "/usr/lib64/dri", "/usr/lib/dri")
-MAX_DRI_CHECKED = 4
-
-
-def vendor_libraries():
-    files = [f for f in os.environ.get("__EGL_VENDOR_LIBRARY_FILENAMES", "").split(":") if f]
-    if not files:
-        dirs = os.environ.get("__EGL_VENDOR_LIBRARY_DIRS")
-        for folder in dirs.split(":") if dirs else DEFAULT_VENDOR_DIRS:
-            try:
-                files += [os.path.join(folder, n) for n in sorted(os.listdir(folder)) if n.endswith(".json")]
-            except OSError:
-                continue
-    libraries = []
-    for name in files:
-        try:
-            with open(name) as handle:
-                libraries.append(json.load(handle)["ICD"]["library_path"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            libraries.append("%s (unreadable vendor file: %s)" % (name, exc))
-    return libraries
-
-
-def dri_drivers():
-    """The DRI drivers Mesa would load (one per file; software first)."""
-    dirs = [d for d in os.environ.get("LIBGL_DRIVERS_PATH", "").split(":") if d] or DRI_DIRS
-    seen, drivers = set(), []
-    for folder in dirs:
-        try:
-            names = sorted(n for n in os.listdir(folder) if n.endswith("_dri.so"))
-        except OSError:
-            continue
-        names.sort(key=lambda n: (not n.startswith("swrast"), n))
-        for name in names:
-            path = os.path.join(folder, name)
-            try:
-                stat = os.stat(path)
-            except OSError:
-                continue
-            if (stat.st_dev, stat.st_ino) not in seen:
-                seen.add((stat.st_dev, stat.st_ino))
-                drivers.append(path)
-    return drivers[:MAX_DRI_CHECKED]
-
-
-def dynamic_loader():
-    for path in mapped_libraries():
-        name = os.path.basename(path)
-        if name.startswith("ld-linux") or (name.startswith("ld-") and name[3:4].isdigit()):  # ld-2.31.so
-            return path
-    return None
-
-
-def loader_listing(loader, library):
-    """What the runtime's own loader says of a library, as ldd -r has it say: every missing
-    name, version and symbol, where dlerror gives only the first."""
-    import subprocess  # only on the failure path
-
-    env = dict(os.environ, LD_TRACE_LOADED_OBJECTS="1", LD_WARN="yes", LD_BIND_NOW="yes")  # what ldd -r sets
-    try:
-        done = subprocess.run([loader, library], capture_output=True, text=True, timeout=30, env=env)
-    except (OSError, subprocess.SubprocessError) as exc:
-        return {"error": str(exc)}
-    lines = (done.stdout + done.stderr).splitlines()
-    return {"missing": sorted({line.split()[0] for line in lines if "=> not found" in line}),
-            "errors": [line.strip() for line in lines
-                       if ("not found" in line and "=>" not in line) or "undefined symbol" in line][:20]}
-
-
-def loader_diagnosis():
-    """Why the driver did not load, in the loader's own words: each vendor library and DRI
-    driver opened the way the loaders open them (dlerror), and listed by ld.so."""
-    loader = dynamic_loader()
-    checked = []
-    for role, library in [("egl-vendor", lib) for lib in vendor_libraries()] + [("dri", d) for d in dri_drivers()]:
-        entry = {"role": role, "library": library}
-        try:
-            ctypes.CDLL(library)
-            entry["dlopen"] = "ok"
-        except OSError as exc:
-            entry["dlopen"] = str(exc)
-            if loader and library.startswith("/") and os.path.exists(library):
-                entry.update(loader_listing(loader, library))
-        checked.append(entry)
-    return checked
-
-
-def inject_fault(kind):
-    """Test hook: make the probe fail in a controlled way after the GPU context exists."""
-    if kind == "segv":
-        ctypes.string_at(0)
-    elif kind == "abort":
-        os.abort()
-    elif kind == "hang":
-        while True:
-            time.sleep(1)
-    elif kind == "exit":
-        sys.exit(3)
-
-
-def render(args):
+def render(args, step):
     timings: dict = {}
     t0 = time.perf_counter()
+    step("context")
     capsule = Capsule(os.environ[CAPSULE_ENV]) if os.environ.get(CAPSULE_ENV) else None
     egl = EGL(capsule.library("libEGL.so.1") if capsule else None)
     platform, dpy = open_display(egl)
@@ -735,16 +360,19 @@ def render(args):
         "shading_language": gl.string(GL_SL_VERSION),
     }
 
+    step(None)  # holding and injected faults are the test's own time
     if args.hold:
         time.sleep(args.hold)
     if args.fault:
         inject_fault(args.fault)
     t1 = time.perf_counter()
+    step("first-frame")
     create_target(gl, args.size)
     scene = Scene(gl)
     scene.draw()
     rows = read_rgb(gl, args.size)
     timings["first_frame_ms"] = round((time.perf_counter() - t1) * 1000, 3)
+    step("frames")
     t2 = time.perf_counter()
     for _ in range(args.frames):
         scene.draw()
@@ -760,44 +388,17 @@ def render(args):
     return info, rows, timings
 
 
+EGL_VENDOR_DIRS = ("/etc/glvnd/egl_vendor.d", "/usr/share/glvnd/egl_vendor.d")
+
+
+def diagnose():
+    vendors = vendor_libraries(["__EGL_VENDOR_LIBRARY_FILENAMES"], "__EGL_VENDOR_LIBRARY_DIRS", EGL_VENDOR_DIRS)
+    return loader_diagnosis([("egl-vendor", lib) for lib in vendors] + [("dri", d) for d in dri_drivers()])
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", required=True, help="directory for probe.png")
-    parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--frames", type=int, default=60)
-    parser.add_argument("--host-path", action="append", default=[], help="a host path that should be hidden")
-    parser.add_argument("--hold", type=float, default=0.0, help="seconds to wait after context creation")
-    parser.add_argument("--scanout", help="framebuffer device to show the image on, e.g. /dev/fb0")
-    parser.add_argument("--fault", choices=["segv", "abort", "hang", "exit"], help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    faulthandler.enable()  # a crash in the driver leaves a traceback in the probe's log
-    # What the process sees, printed before any driver code runs: it survives a crash.
-    print(json.dumps({"probe": "gl", "stage": "started", "mounts": mounts(), "libc": libc_version(),
-                      "isolation": isolation_facts(args.host_path)}, sort_keys=True), flush=True)
-    result = {"probe": "gl", "probe_version": PROBE_VERSION, "api": "gles2", "ok": False}
-    started = time.perf_counter()
-    try:
-        info, rows, timings = render(args)
-        image = os.path.join(args.out, "probe.png")
-        with open(image, "wb") as handle:
-            handle.write(png_bytes(rows, args.size, args.size))
-        result.update(info)
-        result.update(ok=True, image="probe.png", size=[args.size, args.size],
-                      pixels_md5=hashlib.md5(b"".join(rows)).hexdigest(), timings=timings)
-        if args.scanout:
-            result["scanout"] = framebuffer_image(args.scanout, rows, args.size)
-    except ProbeError as exc:
-        result["error"] = str(exc)
-        result["diagnosis"] = loader_diagnosis()
-    result["libraries"] = mapped_libraries()
-    result["libc"] = libc_version()
-    result["mounts"] = mounts()
-    result["timings_total_ms"] = round((time.perf_counter() - started) * 1000, 3)
-    result["isolation"] = isolation_facts(args.host_path)
-    result["peak_rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    result["python"] = sys.version.split()[0]
-    print(json.dumps(result, sort_keys=True), flush=True)
-    return 0 if result["ok"] else 1
+    args = arguments(__doc__).parse_args(argv)
+    return run("gl", "gles2", PROBE_VERSION, args, render, diagnose)
 
 
 if __name__ == "__main__":
