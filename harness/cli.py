@@ -263,7 +263,7 @@ def cmd_exec(args) -> int:
     runtime = runtimes[args.runtime]
     scenario = matrix_mod.Scenario(id=f"{args.path}/{runtime.name}/exec", path_id=args.path, runtime=runtime,
                                    probe="exec", timeout_s=args.timeout)
-    if not matrix_mod.compatible(args.path, runtime):
+    if not path_registry.get(args.path).family.accepts(runtime):
         raise InputError(f"exec: path {args.path} cannot run in runtime {runtime.name} ({runtime.kind})")
     toolset = toolset_mod.load(args.toolset)
     temp = runner.TempRoot()

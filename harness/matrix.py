@@ -329,9 +329,11 @@ def excluded(excludes: List[dict], path: str, runtime: str, probe: str) -> bool:
     )
 
 
-def compatible(path_id: str, runtime: Runtime) -> bool:
-    """Whether the path's family can run in that runtime (a host process: the host runtime only)."""
-    return path_registry.get(path_id).family.accepts(runtime)
+def compatible(path_id: str, runtime: Runtime, probe: str) -> bool:
+    """Whether the path's family can run in that runtime (a host process: the host runtime only)
+    and the path speaks the probe's API (vtest-virgl has no Vulkan)."""
+    spec = path_registry.get(path_id)
+    return spec.family.accepts(runtime) and probe in spec.probes
 
 
 def build_scenario(path: str, runtime: Runtime, probe: str, settings: dict, expectation: Expectation) -> Scenario:
@@ -379,7 +381,7 @@ def expand(data, source: str) -> Matrix:
     runtimes = parse_runtimes(problems, data.get("runtimes", {}))
     path_ids = string_list(problems, "matrix.paths", matrix.get("paths", []))
     runtime_ids = string_list(problems, "matrix.runtimes", matrix.get("runtimes", [HOST_RUNTIME]))
-    probe_ids = string_list(problems, "matrix.probes", matrix.get("probes", list(PROBES)))
+    probe_ids = string_list(problems, "matrix.probes", matrix.get("probes", sorted(PROBES)))
     for index, path in enumerate(path_ids):
         if path not in path_registry.PATHS:
             known = ", ".join(path_registry.PATHS)
@@ -405,7 +407,7 @@ def expand(data, source: str) -> Matrix:
         for runtime_name in runtime_ids:
             runtime = runtimes[runtime_name]
             for probe in probe_ids:
-                if excluded(excludes, path, runtime_name, probe) or not compatible(path, runtime):
+                if excluded(excludes, path, runtime_name, probe) or not compatible(path, runtime, probe):
                     continue
                 scenario_id = f"{path}/{runtime_name}/{probe}"
                 if scenario_id in seen:

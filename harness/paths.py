@@ -11,6 +11,7 @@ from .families.host import FAMILY as HOST
 from .families.sandbox import FAMILY as SANDBOX
 from .families.vm import FAMILY as VM, VM_TOOLS
 from .hostdriver import Mode
+from .probes import PROBES
 
 LLVMPIPE = r"llvmpipe"
 NOT_SOFTWARE = r"^(?!.*llvmpipe)(?!.*softpipe).+"
@@ -43,9 +44,14 @@ class PathSpec:
         """Nix system features a builder needs to run this path's checks."""
         return [*self.family.system_features, *(["gpu"] if self.gpu else [])]
 
+    @property
+    def probes(self) -> List[str]:
+        """The probes this path runs: those whose API it promises a renderer for."""
+        return [name for name, probe in PROBES.items() if probe.api in self.renderers]
+
     def to_json(self) -> dict:
         family = self.family
-        return {"family": family.name, "features": self.features,
+        return {"family": family.name, "features": self.features, "probes": self.probes,
                 "runtime_kinds": list(family.runtime_kinds) if family.runtime_kinds is not None else None,
                 "systems": list(family.nix_systems) if family.nix_systems is not None else None}
 
@@ -61,7 +67,7 @@ PATHS: Dict[str, PathSpec] = {
             id="native",
             family=HOST,
             description="host process, host driver: the baseline for % of native",
-            renderers={"gl": None},
+            renderers={"gl": None, "vulkan": None},
             requires=("python3", "egl"),
             gpu=True,
             baseline=True,
@@ -69,17 +75,17 @@ PATHS: Dict[str, PathSpec] = {
         PathSpec(
             id="software",
             family=HOST,
-            description="host process, llvmpipe forced: renders anywhere",
-            renderers={"gl": LLVMPIPE},
+            description="host process, llvmpipe (GL) and lavapipe (Vulkan) forced: renders anywhere",
+            renderers={"gl": LLVMPIPE, "vulkan": LLVMPIPE},
             requires=("python3", "mesa"),
-            env=(("LIBGL_ALWAYS_SOFTWARE", "1"), ("GALLIUM_DRIVER", "llvmpipe")),
+            env=(("LIBGL_ALWAYS_SOFTWARE", "1"), ("GALLIUM_DRIVER", "llvmpipe"), ("GPU_HARNESS_VK_DEVICE_TYPE", "cpu")),
             reference=True,
         ),
         PathSpec(
             id="sandbox-dri",
             family=SANDBOX,
             description="bwrap, runtime's own Mesa + host /dev/dri (flatpak --device=dri)",
-            renderers={"gl": NOT_SOFTWARE},
+            renderers={"gl": NOT_SOFTWARE, "vulkan": NOT_SOFTWARE},
             requires=("bwrap", "python3", "mesa"),
             needs_render_node=True,
             gpu=True,
@@ -90,7 +96,8 @@ PATHS: Dict[str, PathSpec] = {
             id=path_id,
             family=SANDBOX,
             description=description,
-            renderers={"gl": None},
+            # The capsule holds the host's GL stack (glvnd's libEGL/libGLESv2) only.
+            renderers={"gl": None} if mode == Mode.CAPSULE else {"gl": None, "vulkan": None},
             requires=("bwrap", "python3", "host-driver"),
             hides_host=True,
             own_namespaces=SANDBOX_NAMESPACES,
@@ -120,8 +127,8 @@ PATHS: Dict[str, PathSpec] = {
         PathSpec(
             id="vm-headless",
             family=VM,
-            description="QEMU guest with no GPU device; llvmpipe in the guest",
-            renderers={"gl": LLVMPIPE},
+            description="QEMU guest with no GPU device; llvmpipe and lavapipe in the guest",
+            renderers={"gl": LLVMPIPE, "vulkan": LLVMPIPE},
             requires=VM_TOOLS,
             no_dri_nodes=True,
         ),
@@ -129,7 +136,7 @@ PATHS: Dict[str, PathSpec] = {
             id="vm-virtio-2d",
             family=VM,
             description="QEMU virtio-gpu without 3D: llvmpipe in the guest, scanout checked from outside",
-            renderers={"gl": LLVMPIPE},
+            renderers={"gl": LLVMPIPE, "vulkan": LLVMPIPE},
             requires=VM_TOOLS,
             guest_gpu="virtio-gpu-pci",
             scanout=True,

@@ -90,11 +90,16 @@ GL_SCHEMA: Mapping[str, FieldType] = {
     "isolation": dict,
 }
 
+VULKAN_SCHEMA: Mapping[str, FieldType] = {**GL_SCHEMA, "device": dict, "devices": list}
+
 PROBES: Dict[str, ProbeSpec] = {
     spec.name: spec
     for spec in (
         ProbeSpec(name="gl", api="gl", file=PROBE_DIR / "gles.py",
                   renderer_meaning="GL_RENDERER of an EGL/GLES2 context", schema=GL_SCHEMA),
+        ProbeSpec(name="vulkan", api="vulkan", file=PROBE_DIR / "vk.py",
+                  renderer_meaning="VkPhysicalDeviceProperties.deviceName of the device that rendered",
+                  schema=VULKAN_SCHEMA),
     )
 }
 

@@ -12,7 +12,7 @@ in
     # host: the machine's own root; trixie: a pinned Debian 13 runtime (Mesa 25.0, newer than a
     # Debian 12 host), built from its lock (nix/runtimes.nix; mmdebstrap on the Debian side).
     runtimes = [ "host" "trixie" ];
-    probes = [ "gl" ];
+    probes = [ "gl" "vulkan" ];
     # The host's driver in another runtime: compat.toml has those answers, for its host.
     exclude = [ { path = "sandbox-host*"; runtime = "trixie"; } { path = "sandbox-capsule"; runtime = "trixie"; } ];
   };

@@ -445,7 +445,7 @@ def run(probe, api, version, args, render, diagnose):
     printed = threading.Lock()
 
     def report():
-        result["libraries"] = mapped_libraries()
+        result.setdefault("libraries", mapped_libraries())
         result["libc"] = libc_version()
         result["mounts"] = mounts()
         result["timings_total_ms"] = round((time.perf_counter() - started) * 1000, 3)

@@ -4,6 +4,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Tuple
@@ -57,7 +58,9 @@ def build(spec: InitramfsSpec, cache_dir: Path = CACHE_DIR) -> Tuple[Path, bool]
         init.write_text(spec.init_script)
         init.chmod(0o755)
         listing = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
-        partial = target.with_suffix(f".{os.getpid()}.partial")
+        # One name per builder: threads of one process build the same image too (gl and vulkan
+        # probes of one path on two runtimes).
+        partial = target.with_suffix(f".{os.getpid()}.{threading.get_ident()}.partial")
         with reaper.temp_file(partial), open(partial, "wb") as out:
             subprocess.run(["cpio", "--quiet", "-o", "-H", "newc", "-R", "0:0"], cwd=root, check=True,
                            input="\n".join(listing).encode(), stdout=out)
