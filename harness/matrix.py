@@ -19,7 +19,7 @@ from .outcomes import FailureKind
 from .model import (DEBOOTSTRAP_KIND, DEFAULT_TIMEOUT_S, HOST_KIND, HOST_RUNTIME, Expectation, Runtime,  # noqa: F401
                     Scenario,
                     Tolerance)
-from .probes import PROBES
+from .probes import DEFAULT_PROBES, PROBES
 from .process import run_tracked
 
 try:
@@ -381,7 +381,7 @@ def expand(data, source: str) -> Matrix:
     runtimes = parse_runtimes(problems, data.get("runtimes", {}))
     path_ids = string_list(problems, "matrix.paths", matrix.get("paths", []))
     runtime_ids = string_list(problems, "matrix.runtimes", matrix.get("runtimes", [HOST_RUNTIME]))
-    probe_ids = string_list(problems, "matrix.probes", matrix.get("probes", sorted(PROBES)))
+    probe_ids = string_list(problems, "matrix.probes", matrix.get("probes", list(DEFAULT_PROBES)))
     for index, path in enumerate(path_ids):
         if path not in path_registry.PATHS:
             known = ", ".join(path_registry.PATHS)

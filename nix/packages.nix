@@ -48,15 +48,17 @@ let
 
   # A runtime: python3 for the probe with EGL pointed at one Mesa build through glvnd; for the
   # GPU checks, the host's driver (driverLink) first, then that Mesa.
-  probePythonFor = { mesa, libglvnd ? pkgs.libglvnd, hostDriver ? false }: (pkgs.writeShellScriptBin "python3" ''
-    export LD_LIBRARY_PATH=${lib.optionalString hostDriver "${driverLink}/lib:"}${lib.makeLibraryPath [ libglvnd mesa ]}''${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  probePythonFor = { mesa, libglvnd ? pkgs.libglvnd, vulkan-loader ? pkgs.vulkan-loader, hostDriver ? false }: (pkgs.writeShellScriptBin "python3" ''
+    export LD_LIBRARY_PATH=${lib.optionalString hostDriver "${driverLink}/lib:"}${lib.makeLibraryPath [ libglvnd vulkan-loader mesa ]}''${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
     export __EGL_VENDOR_LIBRARY_DIRS=${lib.optionalString hostDriver "${driverLink}/share/glvnd/egl_vendor.d:"}${mesa}/share/glvnd/egl_vendor.d
     export LIBGL_DRIVERS_PATH=${lib.optionalString hostDriver "${driverLink}/lib/dri:"}${mesa}/lib/dri
+    # The Vulkan probe: the loader finds no ICD in a build sandbox either (VK_DRIVER_FILES takes folders).
+    export VK_DRIVER_FILES=${lib.optionalString hostDriver "${driverLink}/share/vulkan/icd.d:"}${mesa}/share/vulkan/icd.d
     exec ${python}/bin/python3 "$@"
   '').overrideAttrs { inherit (python) version; };
   runtime = probePythonFor { inherit mesa; };
   runtime-gpu = probePythonFor { inherit mesa; hostDriver = true; };
-  runtime-mesa-old = probePythonFor { mesa = mesa-old; inherit (pkgsOld) libglvnd; };
+  runtime-mesa-old = probePythonFor { mesa = mesa-old; inherit (pkgsOld) libglvnd vulkan-loader; };
 
   harness = python.pkgs.buildPythonApplication {
     pname = "gpu-harness";

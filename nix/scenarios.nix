@@ -23,10 +23,6 @@ let
     (m.exclude or [ ]);
 
   slug = builtins.replaceStrings [ "/" ] [ "__" ];
-  # Every probe some path runs, in name order (harness/matrix.py's default: sorted(PROBES)).
-  allProbes = builtins.sort builtins.lessThan (builtins.attrNames (builtins.listToAttrs
-    (map (probe: { name = probe; value = true; })
-      (builtins.concatMap (path: path.probes) (builtins.attrValues paths)))));
   all = builtins.concatMap
     (path: builtins.concatMap
       (runtime: map
@@ -37,7 +33,7 @@ let
           inherit (paths.${path}) family features systems;
           needsGpu = builtins.elem "gpu" features;
         })
-        (builtins.filter (probe: builtins.elem probe paths.${path}.probes) (m.probes or allProbes)))
+        (builtins.filter (probe: builtins.elem probe paths.${path}.probes) (m.probes or [ "gl" ])))
       (builtins.filter (runtime: paths.${path}.runtime_kinds == null
         || builtins.elem (kindOf runtime) paths.${path}.runtime_kinds)
         (m.runtimes or [ "host" ])))

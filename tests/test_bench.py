@@ -5,7 +5,8 @@ from harness.lifecycle import LaunchResult
 from harness.probes import ProbeReport
 from harness.runner import ScenarioResult
 
-SCENARIOS = {s.path_id: s for s in matrix.expand({"matrix": {"paths": ["native", "vtest-virgl"]}}, "t").scenarios}
+SCENARIOS = {s.path_id: s for s in matrix.expand({"matrix": {"paths": ["native", "vtest-virgl"], "probes": ["gl"]}},
+                                                "t").scenarios}
 
 
 def result(path, fps, rss, server_rss, wall):

@@ -12,11 +12,15 @@ def problems(declaration):
 
 def test_default_matrix_expands():
     ids = [s.id for s in matrix.load().scenarios]
-    assert ids == ["native/host/gl", "software/host/gl", "sandbox-dri/host/gl", "sandbox-dri/trixie/gl",
-                   "sandbox-hostlibs/host/gl", "sandbox-hostdeps/host/gl",
-                   "sandbox-hostdeps-glibc/host/gl", "sandbox-capsule/host/gl",
-                   "vtest-virgl/host/gl", "vtest-virgl/trixie/gl", "vm-headless/host/gl", "vm-headless/trixie/gl",
-                   "vm-virtio-2d/host/gl", "vm-virtio-2d/trixie/gl", "vm-virgl/host/gl", "vm-virgl/trixie/gl"]
+    assert ids == [
+        "native/host/gl", "native/host/vulkan", "software/host/gl", "software/host/vulkan", "sandbox-dri/host/gl",
+        "sandbox-dri/host/vulkan", "sandbox-dri/trixie/gl", "sandbox-dri/trixie/vulkan",
+        "sandbox-hostlibs/host/gl", "sandbox-hostlibs/host/vulkan", "sandbox-hostdeps/host/gl",
+        "sandbox-hostdeps/host/vulkan", "sandbox-hostdeps-glibc/host/gl", "sandbox-hostdeps-glibc/host/vulkan",
+        "sandbox-capsule/host/gl", "vtest-virgl/host/gl", "vtest-virgl/trixie/gl", "vm-headless/host/gl",
+        "vm-headless/host/vulkan", "vm-headless/trixie/gl", "vm-headless/trixie/vulkan", "vm-virtio-2d/host/gl",
+        "vm-virtio-2d/host/vulkan", "vm-virtio-2d/trixie/gl", "vm-virtio-2d/trixie/vulkan", "vm-virgl/host/gl",
+        "vm-virgl/trixie/gl"]
 
 
 def test_cross_product_excludes_and_overrides():

@@ -54,8 +54,10 @@ def test_nix_matrix_expands_to_exactly_the_toml_matrix():
     from_nix = matrix_mod.load(ROOT / "nix" / "matrix.nix").scenarios
     from_toml = matrix_mod.load(matrix_mod.DEFAULT_MATRIX).scenarios
     assert [s.to_dict() for s in from_nix] == [s.to_dict() for s in from_toml]
-    default_paths = matrix_mod.read_declaration(matrix_mod.DEFAULT_MATRIX)["matrix"]["paths"]
-    assert len([s for s in from_nix if s.runtime.name == "host"]) == len(default_paths)
+    declared = matrix_mod.read_declaration(matrix_mod.DEFAULT_MATRIX)["matrix"]
+    pairs = [(path, probe) for path in declared["paths"] for probe in declared["probes"]
+             if probe in path_registry.get(path).probes]
+    assert len([s for s in from_nix if s.runtime.name == "host"]) == len(pairs)
     assert {s.runtime.name for s in from_nix} == {"host", "trixie"}
 
 
@@ -216,8 +218,9 @@ def test_flake_outputs_evaluate_against_a_stand_in_nixpkgs(tmp_path):
         assert f"--filter '{scenario.id}'" in check["script"] and "--fail-on-skip" in check["script"]
         assert check["features"] == (["kvm"] if scenario.spec.family.name == "vm" else [])
     assert not any(name.startswith("vm-") for name in outputs["checks"]["aarch64-linux"])
-    assert sorted(outputs["gpuChecks"]["x86_64-linux"]) == ["native__host__gl", "sandbox-dri__host__gl",
-                                                            "sandbox-dri__trixie__gl"]
+    assert sorted(outputs["gpuChecks"]["x86_64-linux"]) == [
+        "native__host__gl", "native__host__vulkan", "sandbox-dri__host__gl", "sandbox-dri__host__vulkan",
+        "sandbox-dri__trixie__gl", "sandbox-dri__trixie__vulkan"]
     assert outputs["apps"]["x86_64-linux"]["default"]["type"] == "app"
     assert outputs["devShells"] == {"aarch64-linux": ["default"], "x86_64-linux": ["default"]}
     assert {"harness", "mesa", "mesa-old", "virglrenderer", "bubblewrap", "qemu", "toolset", "probe-image",

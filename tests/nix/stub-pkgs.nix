@@ -77,6 +77,7 @@ in
   bubblewrap = package "bubblewrap" "0.11.0" [ "lib" "stdenv" ];
   qemu = package "qemu" "10.1.2" qemuFormals;
   libglvnd = package "libglvnd" "1.7.0" [ ];
+  vulkan-loader = package "vulkan-loader" "1.4.328.0" [ ];
   # linux-kernels.nix: linux_default = linux_6_12; modDirVersion is a passthru of the kernel.
   linuxPackages.kernel = package "linux" "6.12.60" [ ] // { modDirVersion = "6.12.60"; };
   pkgsStatic.busybox = package "busybox" "1.36.1" [ ];

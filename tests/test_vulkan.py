@@ -1,0 +1,107 @@
+"""The Vulkan probe without a device: its ctypes structs against the Vulkan headers (compiled by
+the C compiler), its SPIR-V against a fresh compile of its GLSL, VkResult decoding, the watchdog
+that turns a driver call that never returns into a report, and the renderer rules per API."""
+import ctypes
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from harness import paths, spirv
+from harness.probes import PROBE_DIR
+
+sys.path.insert(0, str(PROBE_DIR))
+import probelib  # noqa: E402
+import vk  # noqa: E402
+
+REQUIRED = {p.strip() for p in os.environ.get("GPU_HARNESS_REQUIRE", "").split(",") if p.strip()}
+STRUCTS = [name for name, value in vars(vk).items()
+           if isinstance(value, type) and issubclass(value, (ctypes.Structure, ctypes.Union))
+           and value.__module__ == vk.__name__]
+OPAQUE = {"PhysicalDeviceLimits", "PhysicalDeviceSparseProperties"}  # carried as raw words: size only
+
+
+def need(tool: str, package: str):
+    if shutil.which(tool) is None:
+        if "vulkan" in REQUIRED:
+            pytest.fail(f"{tool} is required here ({package})")
+        pytest.skip(f"needs {tool} ({package})")
+
+
+def c_layouts(tmp_path):
+    """sizeof and offsetof of every struct the probe declares, as the C compiler lays them out."""
+    need("gcc", "gcc")
+    if not os.path.exists("/usr/include/vulkan/vulkan.h"):
+        if "vulkan" in REQUIRED:
+            pytest.fail("vulkan/vulkan.h is required here (libvulkan-dev)")
+        pytest.skip("needs vulkan/vulkan.h (libvulkan-dev)")
+    lines = ["#include <stdio.h>", "#include <stddef.h>", "#include <vulkan/vulkan.h>", "int main(void) {"]
+    for name in STRUCTS:
+        lines.append(f'printf("{name} @sizeof %zu\\n", sizeof(Vk{name}));')
+        if name in OPAQUE:
+            continue
+        for field_name, *_ in getattr(vk, name)._fields_:
+            lines.append(f'printf("{name} {field_name} %zu\\n", offsetof(Vk{name}, {field_name}));')
+    lines += ["return 0;", "}"]
+    source, program = tmp_path / "layout.c", tmp_path / "layout"
+    source.write_text("\n".join(lines) + "\n")
+    subprocess.run(["gcc", "-o", str(program), str(source)], check=True, capture_output=True, text=True)
+    found = {}
+    for line in subprocess.run([str(program)], check=True, capture_output=True, text=True).stdout.splitlines():
+        struct, field_name, value = line.split()
+        found[(struct, field_name)] = int(value)
+    return found
+
+
+def test_every_struct_matches_the_vulkan_headers(tmp_path):
+    layouts = c_layouts(tmp_path)
+    assert len(STRUCTS) > 40
+    for name in STRUCTS:
+        struct = getattr(vk, name)
+        assert ctypes.sizeof(struct) == layouts[(name, "@sizeof")], f"sizeof(Vk{name})"
+        if name in OPAQUE:
+            continue
+        for field_name, *_ in struct._fields_:
+            assert getattr(struct, field_name).offset == layouts[(name, field_name)], f"Vk{name}.{field_name}"
+
+
+def test_the_embedded_spirv_is_the_compiled_glsl():
+    need("glslangValidator", "glslang-tools")
+    fresh = spirv.compiled()
+    assert set(fresh) == {"scene.vert", "scene.frag"}
+    assert spirv.embedded() == fresh, "run scripts/spirv after editing a shader"
+    for data in fresh.values():
+        assert data[:4] == b"\x03\x02\x23\x07"  # the SPIR-V magic number, little-endian
+
+
+def test_a_failing_call_names_its_step_and_result():
+    assert vk.result_name(-4) == "VK_ERROR_DEVICE_LOST" and vk.result_name(-1000069000) == \
+        "VK_ERROR_OUT_OF_POOL_MEMORY" and vk.result_name(-77) == "VkResult -77"
+    steps = []
+    loader = object.__new__(vk.Vulkan)
+    loader.step = steps.append
+    with pytest.raises(probelib.ProbeError, match="^vkAllocateMemory failed: VK_ERROR_OUT_OF_DEVICE_MEMORY$"):
+        loader.check("vkAllocateMemory", lambda: -2)
+    assert steps == ["vkAllocateMemory"]
+    assert vk.version_text((1 << 22) | (3 << 12) | 230) == "1.3.230"
+
+
+def test_a_step_that_never_returns_is_reported_by_name():
+    program = ("import sys, time; sys.path.insert(0, sys.argv[1]); import probelib\n"
+               "w = probelib.Watchdog(0.3, lambda message: print(message, flush=True))\n"
+               "w.step('vkAllocateMemory'); time.sleep(30)\n")
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", program, str(PROBE_DIR)], capture_output=True, text=True, timeout=20)
+    assert done.returncode == 3 and time.monotonic() - started < 10
+    assert done.stdout.strip() == "step vkAllocateMemory: no answer from the driver after 0.3 s"
+
+
+def test_renderer_rules_per_api():
+    software, native = paths.get("software"), paths.get("native")
+    assert paths.expected_renderer(software, "vulkan", host_has_gpu=True) == paths.LLVMPIPE
+    assert paths.expected_renderer(native, "vulkan", host_has_gpu=True) == paths.NOT_SOFTWARE
+    assert paths.expected_renderer(paths.get("vtest-virgl"), "vulkan", host_has_gpu=False) is None
+    assert "vulkan" not in paths.get("vtest-virgl").probes and "vulkan" in software.probes
