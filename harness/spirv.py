@@ -2,6 +2,7 @@
 live in the probe itself (one file goes into every sandbox and guest), between two marker lines.
 `python -m harness.spirv` (scripts/spirv) recompiles them with glslangValidator (glslang-tools)
 and rewrites that block; a test checks that the two agree."""
+import ast
 import base64
 import re
 import shutil
@@ -33,10 +34,16 @@ def compiled() -> Dict[str, bytes]:
             if source.suffix in (".vert", ".frag")}
 
 
+WIDTH = 96  # base64 characters per source line
+
+
 def block(words: Dict[str, bytes]) -> str:
     lines = ["SPIRV = {"]
     for name, data in sorted(words.items()):
-        lines.append(f'    "{name}": "{base64.b64encode(data).decode()}",')
+        text = base64.b64encode(data).decode()
+        lines.append(f'    "{name}": (')
+        lines += [f'        "{text[i:i + WIDTH]}"' for i in range(0, len(text), WIDTH)]
+        lines.append("    ),")
     return "\n".join(lines) + "\n}\n"
 
 
@@ -44,7 +51,8 @@ def embedded(probe: Path = PROBE) -> Dict[str, bytes]:
     match = BLOCK.search(probe.read_text())
     if match is None:
         raise RuntimeError(f"{probe}: no SPIR-V block")
-    return {name: base64.b64decode(value) for name, value in re.findall(r'"([^"]+)": "([^"]*)"', match.group(2))}
+    table = ast.literal_eval(match.group(2).split("=", 1)[1])
+    return {name: base64.b64decode(value) for name, value in table.items()}
 
 
 def regenerate(probe: Path = PROBE) -> None:
