@@ -17,6 +17,10 @@ MISSING = re.compile(r"(?P<name>[^\s:]+): cannot open shared object file")
 UNDEFINED = re.compile(r"undefined symbol: (?P<symbol>[^\s,]+)")
 WRONG_CLASS = re.compile(r"(?P<file>\S+): wrong ELF class: (?P<cls>ELFCLASS\d+)")
 EGL_INIT = re.compile(r"eglInitialize error (?P<code>0x[0-9a-fA-F]+)")
+VULKAN_FAILED = re.compile(r"(?P<command>vk\w+) failed: (?P<result>VK_\w+|VkResult -?\d+)")
+HANG = re.compile(r"step (?P<step>\S+): no answer from the driver after (?P<seconds>[\d.]+) s")
+FAILED = re.compile(r"failed", re.I)
+SERVICE_ERROR = re.compile(r"fail|error", re.I)
 PROBE_FRAME = re.compile(r'File "[^"]*/(?P<file>[\w.]+\.py)", line (?P<line>\d+) in (?P<function>\w+)')
 EGL_ERRORS = {0x3001: "EGL_NOT_INITIALIZED", 0x3002: "EGL_BAD_ACCESS", 0x3003: "EGL_BAD_ALLOC",
               0x3004: "EGL_BAD_ATTRIBUTE", 0x3005: "EGL_BAD_CONFIG", 0x3008: "EGL_BAD_DISPLAY",
@@ -27,14 +31,15 @@ DRIVER_PREFIX = "/run/host-driver/"  # hostdriver.PREFIX: a file there is the ho
 @dataclass(frozen=True)
 class Diagnosis:
     kind: FailureKind
-    subject: str  # the soname, the version wanted, the symbol, the signal, the EGL error
+    subject: str  # the soname, the version wanted, the symbol, the signal, the EGL error, the step
     detail: str  # the loader's line behind it
+    evidence: str = ""  # what a service (the server side) logged about it
 
     def describe(self) -> str:
         return f"{self.kind} {self.subject}"
 
     def to_dict(self) -> dict:
-        return {"class": str(self.kind), "subject": self.subject, "detail": self.detail}
+        return {"class": str(self.kind), "subject": self.subject, "detail": self.detail, "evidence": self.evidence}
 
 
 def report_lines(report: Optional[dict]) -> List[str]:
@@ -116,11 +121,40 @@ def egl_init(lines: List[str]) -> Optional[Diagnosis]:
     return None
 
 
+def service_evidence(service_lines: List[str]) -> str:
+    """The last line a service (virgl_test_server) logged about what failed, if any: a line that
+    says "failed" first (the cause), else one that says "error" (often only the consequence)."""
+    for pattern in (FAILED, SERVICE_ERROR):
+        said = next((line.strip() for line in reversed(service_lines) if pattern.search(line)), "")
+        if said:
+            return said
+    return ""
+
+
+def driver_hang(lines: List[str], service_lines: List[str]) -> Optional[Diagnosis]:
+    for line in lines:
+        match = HANG.search(line)
+        if match:
+            return Diagnosis(FailureKind.DRIVER_HANG, match["step"], line.strip(), service_evidence(service_lines))
+    return None
+
+
+def vulkan_error(lines: List[str], service_lines: List[str]) -> Optional[Diagnosis]:
+    for line in lines:
+        match = VULKAN_FAILED.search(line)
+        if match:
+            return Diagnosis(FailureKind.VULKAN_ERROR, f"{match['command']} {match['result']}", line.strip(),
+                             service_evidence(service_lines))
+    return None
+
+
 def classify(report: Optional[dict], log_lines: Iterable[str], signal_number: Optional[int],
-             libc: Dict[str, Optional[str]]) -> Optional[Diagnosis]:
+             libc: Dict[str, Optional[str]], service_lines: Iterable[str] = ()) -> Optional[Diagnosis]:
     """The most specific reason found, or None. A loader error is the cause when there is one;
-    a crash or an EGL error is what remains when the loader said nothing."""
-    log = list(log_lines)
+    a crash, a hang, a Vulkan or EGL error is what remains when the loader said nothing. A
+    service's log (virgl_test_server's) is the evidence for what the server side refused."""
+    log, services = list(log_lines), list(service_lines)
     lines = report_lines(report) + log
     return (glibc_too_old(lines, libc) or wrong_architecture(lines) or missing_libraries(lines)
-            or symbol_lookup(lines) or crash(signal_number, log) or egl_init(lines))
+            or symbol_lookup(lines) or crash(signal_number, log) or driver_hang(lines, services)
+            or vulkan_error(lines, services) or egl_init(lines))

@@ -58,6 +58,8 @@ class FailureKind(str, enum.Enum):
     SYMBOL_LOOKUP = "symbol-lookup"
     WRONG_ARCHITECTURE = "wrong-architecture"  # a 64-bit driver in a 32-bit process, or the reverse
     EGL_INIT = "egl-init"  # EGL did not initialise, and the loader said nothing more
+    VULKAN_ERROR = "vulkan-error"  # a Vulkan call failed: its command and VkResult
+    DRIVER_HANG = "driver-hang"  # a driver call never returned (the probe's watchdog names the step)
     HOST_DRIVER_UNUSED = "host-driver-unused"  # a host-driver path rendered with the runtime's own driver
     SILENT_SOFTWARE_FALLBACK = "silent-software-fallback"
     WRONG_RENDERER = "wrong-renderer"

@@ -14,6 +14,7 @@ from .hostdriver import Mode
 from .probes import PROBES
 
 LLVMPIPE = r"llvmpipe"
+VENUS = r"^Virtio-GPU Venus"
 NOT_SOFTWARE = r"^(?!.*llvmpipe)(?!.*softpipe).+"
 FAMILIES: Dict[str, Family] = {family.name: family for family in (HOST, SANDBOX, VM)}
 
@@ -33,7 +34,9 @@ class PathSpec:
     own_namespaces: Tuple[str, ...] = ()  # namespaces that must differ from the host's
     services: Tuple[str, ...] = ()
     env: Tuple[Tuple[str, str], ...] = field(default=())
-    guest_gpu: Optional[str] = None  # vm family: the QEMU display device, if any
+    guest_gpu: Optional[str] = None  # vm family: the QEMU display device, if any (its whole -device value)
+    venus: bool = False  # Vulkan through virglrenderer's Venus (virgl_test_server --venus, or QEMU venus=on)
+    vulkan_icd: Optional[str] = None  # the runtime's Vulkan ICD the workload must use (its file name's start)
     scanout: bool = False  # vm family: the guest shows the image and the host captures it
     host_driver: Optional[str] = None  # sandbox family: how the host's driver is given (hostdriver.Mode)
     baseline: bool = False  # the path others' fps is compared with (% of native)
@@ -125,6 +128,21 @@ PATHS: Dict[str, PathSpec] = {
             env=(("GALLIUM_DRIVER", "virpipe"),),
         ),
         PathSpec(
+            id="vtest-venus",
+            family=SANDBOX,
+            description="bwrap with no /dev/dri; host virgl_test_server --venus over a unix socket; Mesa's Venus ICD "
+                        "(seed 000 #4)",
+            renderers={"vulkan": VENUS},
+            requires=("bwrap", "virgl_test_server", "python3"),
+            no_dri_nodes=True,
+            hides_host=True,
+            own_namespaces=SANDBOX_NAMESPACES,
+            services=("virgl_test_server",),
+            env=(("VN_DEBUG", "vtest"),),
+            venus=True,
+            vulkan_icd="virtio",
+        ),
+        PathSpec(
             id="vm-headless",
             family=VM,
             description="QEMU guest with no GPU device; llvmpipe and lavapipe in the guest",
@@ -150,6 +168,17 @@ PATHS: Dict[str, PathSpec] = {
             guest_gpu="virtio-gpu-gl-pci",
             scanout=True,
             services=("Xvfb",),
+        ),
+        PathSpec(
+            id="vm-venus",
+            family=VM,
+            description="QEMU virtio-gpu-gl with Venus and blob resources: guest Vulkan (and GL) on the host's",
+            renderers={"gl": VIRGL, "vulkan": VENUS},
+            requires=VM_TOOLS,
+            guest_gpu="virtio-gpu-gl-pci,venus=on,blob=on,hostmem=256M",
+            services=("Xvfb",),
+            venus=True,
+            vulkan_icd="virtio",
         ),
     )
 }

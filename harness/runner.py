@@ -157,7 +157,7 @@ def attempt(scenario: Scenario, toolset: Toolset, options: RunOptions, temp: Tem
     workspace = Workspace(result_dir, temp.scenario_dir())
     phase = "launch"
     try:
-        workload = Workload(probe=scenario.probe, probe_args=list(scenario.probe_args))
+        workload = Workload(probe=scenario.probe, probe_args=probe_args(scenario))
         launched = launch(LaunchContext(scenario, toolset, workspace, workload, hooks))
         phase, t_verdict = str(Phase.VERDICT), time.monotonic()
         hooks.before_phase(Phase.VERDICT, scenario.id)
@@ -190,6 +190,19 @@ def driver_facts(scenario: Scenario, toolset: Toolset, report: Optional[ProbeRep
                                    hostdriver.kernel_driver(),
                                    [str(p) for p in libraries] if isinstance(libraries, list) else [],
                                    direct=scenario.spec.needs_render_node)
+
+
+STEP_SHARE = 3  # a probe's one driver step may take a third of the scenario's timeout
+
+
+def probe_args(scenario: Scenario) -> List[str]:
+    """The scenario's probe arguments, with a per-step deadline (unless it sets one): a driver
+    call that never returns is then reported by the probe with the step's name, before the
+    harness would kill it without a word."""
+    args = list(scenario.probe_args)
+    if "--step-timeout" not in args:
+        args += ["--step-timeout", f"{scenario.timeout_s / STEP_SHARE:g}"]
+    return args
 
 
 def not_run(scenario: Scenario, result_dir: Path) -> ScenarioResult:

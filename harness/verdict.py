@@ -14,6 +14,7 @@ from .lifecycle import HarnessFault, LaunchResult
 from .model import Scenario
 from .outcomes import FailureKind, Outcome
 from .probes import ProbeReport
+from .process import tail
 
 PASS, FAIL, EXPECTED_FAIL, FLAKE, SKIP = (Outcome.PASS, Outcome.FAIL, Outcome.EXPECTED_FAIL, Outcome.FLAKE,
                                           Outcome.SKIP)
@@ -88,11 +89,14 @@ def classified(scenario: Scenario, observed: Observed, host: HostFacts,
         code - 128 if code is not None and code > 128 else None)
     raw = report.raw if report else None
     runtime_libc = (raw or {}).get("libc") or hostdriver.glibc_version(scenario.runtime.root)
+    service_lines = [line for path in launch.service_logs.values() if path
+                     for line in tail(path, 50).splitlines()]
     found = diagnosis.classify(raw, launch.log_tail(200).splitlines(), signal_number,
-                               {"runtime": runtime_libc, "host": host.driver_libc})
+                               {"runtime": runtime_libc, "host": host.driver_libc}, service_lines)
     if found is None:
         return failure
-    return f"{found.describe()}: {failure[0]}", found.kind
+    said = f" (the service said: {found.evidence})" if found.evidence else ""
+    return f"{found.describe()}: {failure[0]}{said}", found.kind
 
 
 def launch_failure(observed: Observed, timeout_s: float) -> Optional[Tuple[str, FailureKind]]:

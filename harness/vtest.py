@@ -1,5 +1,7 @@
 """virgl_test_server as a per-scenario service: the host side of the vtest paths."""
+import functools
 import os
+import subprocess
 from typing import List, Optional
 
 from .lifecycle import Workspace
@@ -12,7 +14,8 @@ SOCKET_INSIDE = "/tmp/.virgl_test"
 SERVICE = "virgl_test_server"
 
 
-def server_argv(program: str, socket: str, render_node: Optional[str], use_gles: bool = False) -> List[str]:
+def server_argv(program: str, socket: str, render_node: Optional[str], use_gles: bool = False,
+                venus: bool = False) -> List[str]:
     """Options take the `=` form: `--socket-path PATH` (with a space) reads PATH as a replay file
     and the server exits. EGL surfaceless lets it render without a display; with a render node it
     renders on that GPU."""
@@ -21,13 +24,27 @@ def server_argv(program: str, socket: str, render_node: Optional[str], use_gles:
         argv.append("--use-gles")
     if render_node:
         argv.append(f"--rendernode={render_node}")
+    if venus:
+        argv.append("--venus")
     return argv + [f"--socket-path={socket}"]
 
 
-def server_spec(toolset: Toolset, workspace: Workspace) -> ServiceSpec:
+def server_spec(toolset: Toolset, workspace: Workspace, venus: bool = False) -> ServiceSpec:
     socket = str(workspace.tmp_dir / "virgl.sock")
-    argv = server_argv(toolset.path(SERVICE), socket, toolset.render_nodes[0] if toolset.render_nodes else None)
+    argv = server_argv(toolset.path(SERVICE), socket, toolset.render_nodes[0] if toolset.render_nodes else None,
+                       venus=venus)
     # virgl_test_server refuses to start without XDG_RUNTIME_DIR.
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "XDG_RUNTIME_DIR": str(workspace.tmp_dir),
            **toolset.host_gl_env()}
     return ServiceSpec(SERVICE, argv, env, str(workspace.result_dir / f"{SERVICE}.log"), ready_socket=socket)
+
+
+@functools.lru_cache(maxsize=8)
+def has_venus(program: str) -> bool:
+    """Whether this virgl_test_server takes --venus (it prints its usage for an unknown option)."""
+    try:
+        done = subprocess.run([program, "--gpu-harness-usage"], capture_output=True, text=True, timeout=30,
+                              stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "--venus" in done.stdout + done.stderr

@@ -1,6 +1,7 @@
 """What every path family shares: the Family interface, the plan a family renders, saving it
 (argv, environment, rerun.sh), and the launch of a plain process (host, sandbox)."""
 import datetime
+import glob
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Dict, List, Optional, Tuple, Type
@@ -20,6 +21,25 @@ if TYPE_CHECKING:
     from ..toolset import Toolset
 
 NO_RENDER_NODE = "no DRM render node on this host (/dev/dri/renderD* absent)"
+ICD_DIRS = ("usr/share/vulkan/icd.d", "etc/vulkan/icd.d")
+
+
+def runtime_icds(runtime: "Runtime", name: str) -> List[str]:
+    """The runtime's Vulkan ICD files for driver `name` (virtio: Mesa's Venus), as paths inside it.
+    All architectures' files: the loader skips an ICD it cannot load."""
+    found = []
+    for folder in ICD_DIRS:
+        base = os.path.join(runtime.root, folder)
+        found += sorted(f"/{folder}/{os.path.basename(p)}" for p in glob.glob(os.path.join(base, f"{name}_icd*.json")))
+    return found
+
+
+def icd_env(spec: "PathSpec", runtime: "Runtime") -> Dict[str, str]:
+    """The loader pointed at the path's ICD only, so another device cannot answer instead."""
+    if not spec.vulkan_icd:
+        return {}
+    files = ":".join(runtime_icds(runtime, spec.vulkan_icd))
+    return {"VK_DRIVER_FILES": files, "VK_ICD_FILENAMES": files} if files else {}
 
 
 @dataclass
@@ -85,9 +105,19 @@ class Family:
     def launch(self, ctx: LaunchContext) -> Launch:
         return self.launch_class(ctx)
 
+    def unavailable_in(self, ctx: LaunchContext) -> Optional[str]:
+        """Why this workload cannot run in the scenario's runtime, or None: a Vulkan probe on a
+        path that needs a particular ICD the runtime does not have."""
+        spec, runtime, probe = ctx.scenario.spec, ctx.scenario.runtime, ctx.workload.probe
+        if spec.vulkan_icd and probe and probes.get(probe).api == "vulkan" and not runtime_icds(runtime,
+                                                                                                 spec.vulkan_icd):
+            return (f"runtime {runtime.name} has no {spec.vulkan_icd} Vulkan ICD ({spec.vulkan_icd}_icd*.json; "
+                    "Mesa's Venus driver is in Debian 13 and later)")
+        return None
+
     def run(self, ctx: LaunchContext) -> LaunchResult:
         """Launch the context's workload through its path; a path that cannot run here is a Skip."""
-        reason = self.available(ctx.scenario.spec, ctx.toolset)
+        reason = self.available(ctx.scenario.spec, ctx.toolset) or self.unavailable_in(ctx)
         if reason:
             return LaunchResult(skipped=reason)
         ctx.workspace.create()

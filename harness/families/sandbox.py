@@ -15,7 +15,7 @@ from ..model import HOST_KIND, Runtime, Scenario
 from ..probes import INSIDE
 from ..services import ServiceSpec
 from ..toolset import Toolset
-from .base import Family, Plan, ProcessLaunch, probe_spec
+from .base import Family, Plan, ProcessLaunch, icd_env, probe_spec
 
 HOME = f"{INSIDE}/home"
 SYS_DIRS = ("/sys/dev", "/sys/devices", "/sys/bus", "/sys/class")
@@ -63,6 +63,7 @@ def probe_python(toolset: Toolset, runtime: Runtime) -> Tuple[str, List[Tuple[st
 def sandbox_env(scenario: Scenario) -> List[Tuple[str, str]]:
     env = {"PATH": "/usr/bin:/bin", "HOME": HOME, "LANG": "C.UTF-8", "XDG_RUNTIME_DIR": HOME}
     env.update(dict(scenario.spec.env))
+    env.update(icd_env(scenario.spec, scenario.runtime))
     if vtest.SERVICE in scenario.spec.services:
         env["VTEST_SOCKET_NAME"] = vtest.SOCKET_INSIDE
     env.update(dict(scenario.env))
@@ -108,7 +109,7 @@ class BwrapSpec:
 
 def services_for(ctx: LaunchContext) -> List[ServiceSpec]:
     if vtest.SERVICE in ctx.scenario.spec.services:
-        return [vtest.server_spec(ctx.toolset, ctx.workspace)]
+        return [vtest.server_spec(ctx.toolset, ctx.workspace, venus=ctx.scenario.spec.venus)]
     return []
 
 
@@ -157,7 +158,12 @@ class SandboxFamily(Family):
     launch_class = ProcessLaunch
 
     def available(self, spec: "PathSpec", toolset: Toolset) -> Optional[str]:
-        return super().available(spec, toolset) or bwrap_works(toolset.path("bwrap"))
+        reason = super().available(spec, toolset) or bwrap_works(toolset.path("bwrap"))
+        if reason is None and spec.venus and not vtest.has_venus(toolset.path(vtest.SERVICE)):
+            version = toolset.version(vtest.SERVICE) or "?"
+            reason = (f"virgl_test_server {version} has no Venus (--venus): use --toolset runtime:trixie-host, "
+                      "runtime:sid-host or the Nix toolset")
+        return reason
 
     def plan(self, ctx: LaunchContext) -> Plan:
         scenario, toolset, workspace, workload = ctx.scenario, ctx.toolset, ctx.workspace, ctx.workload

@@ -2,7 +2,9 @@
 boots the toolset's kernel with a generated initramfs, mounts the runtime root read-only over
 9p, runs the probe, shows its image on the display and writes the result to a share. The VM
 library it uses (console protocol, display, QEMU argv, QMP machine, initramfs) is harness.vm."""
+import functools
 import os
+import subprocess
 import threading
 import time
 from typing import TYPE_CHECKING, List, Optional, Tuple
@@ -20,7 +22,7 @@ from ..vm import accel as accel_mod, console, display as display_mod, initramfs,
 from ..vm import modules as modules_mod
 from ..vm.machine import Machine
 from ..vm.qemu import QemuSpec
-from .base import Family, Plan, probe_spec, write_config
+from .base import Family, Plan, icd_env, probe_spec, runtime_icds, write_config
 from .sandbox import probe_python
 
 if TYPE_CHECKING:
@@ -52,6 +54,14 @@ def acceleration(toolset: Toolset, workdir) -> accel_mod.Accel:
 def guest_env(scenario: Scenario) -> List[Tuple[str, str]]:
     env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", "XDG_RUNTIME_DIR": "/tmp"}
     env.update(dict(scenario.spec.env))
+    env.update(icd_env(scenario.spec, scenario.runtime))  # the guest's root is the runtime's
+    if "VK_DRIVER_FILES" not in env:
+        # The loader is given the runtime's ICD files by name: over 9p a folder's offsets are the
+        # host's 64-bit ext4 hash cookies, and a 32-bit guest program's readdir() fails on them
+        # (EOVERFLOW), so an i386 loader would find no ICD at all.
+        files = ":".join(runtime_icds(scenario.runtime, "*"))
+        if files:
+            env["VK_DRIVER_FILES"] = files
     env.update(dict(scenario.env))
     return sorted(env.items())
 
@@ -221,6 +231,17 @@ class VmLaunch(Launch):
                     os.write(stream, path.read_bytes())
 
 
+@functools.lru_cache(maxsize=8)
+def qemu_has_venus(qemu: str) -> bool:
+    """Whether this QEMU's virtio-gpu-gl-pci takes venus=on (QEMU 9.2 and later, built with it)."""
+    try:
+        done = subprocess.run([qemu, "-device", "virtio-gpu-gl-pci,help"], capture_output=True, text=True,
+                              timeout=60, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "venus=" in done.stdout
+
+
 class VmFamily(Family):
     name = "vm"
     system_features = ("kvm",)
@@ -235,6 +256,9 @@ class VmFamily(Family):
             return f"kernel {toolset.path('kernel')} has no modules directory (the guest needs virtio and 9p modules)"
         if display_mod.needs_xvfb(spec.guest_gpu or "", toolset) and not toolset.found("Xvfb"):
             return "no render node for egl-headless and no Xvfb for an SDL GL display (install xvfb)"
+        if spec.venus and not qemu_has_venus(toolset.path("qemu-system-x86_64")):
+            return (f"QEMU {toolset.version('qemu-system-x86_64') or '?'} has no venus on virtio-gpu-gl-pci "
+                    "(QEMU >= 9.2: --toolset runtime:trixie-host)")
         return None
 
     def target(self, ctx: LaunchContext) -> "Target":

@@ -339,7 +339,7 @@ def read_rgb(gl, size):
     return rows
 
 
-def render(args, step):
+def render(args, step, seen):
     timings: dict = {}
     t0 = time.perf_counter()
     step("context")
@@ -359,6 +359,7 @@ def render(args, step):
         "version": gl.string(GL_VERSION),
         "shading_language": gl.string(GL_SL_VERSION),
     }
+    seen.update(info)
 
     step(None)  # holding and injected faults are the test's own time
     if args.hold:

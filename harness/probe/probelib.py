@@ -436,7 +436,9 @@ def arguments(description):
 
 def run(probe, api, version, args, render, diagnose):
     """The frame of a probe run: the started line (before any driver code: it survives a crash),
-    render(args, step) -> (info, rows, timings), the image, and the report line."""
+    render(args, step, seen) -> (info, rows, timings), the image, and the report line. What
+    render puts in `seen` on the way (the device it found) is reported even when a later step
+    fails or never returns."""
     faulthandler.enable()  # a crash in the driver leaves a traceback in the probe's log
     print(json.dumps({"probe": probe, "stage": "started", "mounts": mounts(), "libc": libc_version(),
                       "isolation": isolation_facts(args.host_path)}, sort_keys=True), flush=True)
@@ -445,6 +447,8 @@ def run(probe, api, version, args, render, diagnose):
     printed = threading.Lock()
 
     def report():
+        for key, value in list(result.pop("seen", {}).items()):
+            result.setdefault(key, value)
         result.setdefault("libraries", mapped_libraries())
         result["libc"] = libc_version()
         result["mounts"] = mounts()
@@ -460,8 +464,10 @@ def run(probe, api, version, args, render, diagnose):
             report()
 
     watchdog = Watchdog(args.step_timeout, expired)
+    seen: dict = {}
+    result["seen"] = seen
     try:
-        info, rows, timings = render(args, watchdog.step)
+        info, rows, timings = render(args, watchdog.step, seen)
         watchdog.step(None)
         with open(os.path.join(args.out, "probe.png"), "wb") as handle:
             handle.write(png_bytes(rows, args.size, args.size))

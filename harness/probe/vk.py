@@ -602,7 +602,7 @@ class Renderer:
         self.vk.DestroyDevice(self.device, None)
 
 
-def render(args, step):
+def render(args, step, seen):
     timings: dict = {}
     t0 = time.perf_counter()
     vk = Vulkan(step)
@@ -610,6 +610,7 @@ def render(args, step):
     timings["instance_ms"] = round((time.perf_counter() - t0) * 1000, 3)
     t1 = time.perf_counter()
     physical, device, devices = pick_device(vk, instance)
+    seen.update(renderer=device["name"], device=device, devices=devices)
     renderer = Renderer(vk, physical, graphics_queue_family(vk, physical), args.size, step)
     timings["device_ms"] = round((time.perf_counter() - t1) * 1000, 3)
     info = {"renderer": device["name"], "vendor": device.get("driver_name", ""),

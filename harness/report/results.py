@@ -118,7 +118,7 @@ def entry(result: "ScenarioResult", out_dir: Path, toolset: Toolset) -> dict:
 def document(results: List["ScenarioResult"], out_dir: Path, toolset: Toolset, started: datetime.datetime,
              matrix_source: str) -> dict:
     finished = datetime.datetime.now(datetime.timezone.utc)
-    entries = [entry(r, out_dir, toolset) for r in results]
+    entries = with_fps_share([entry(r, out_dir, toolset) for r in results])
     summary: Dict[str, int] = {}
     for scenario in entries:
         summary[scenario["outcome"]] = summary.get(scenario["outcome"], 0) + 1
@@ -135,6 +135,24 @@ def document(results: List["ScenarioResult"], out_dir: Path, toolset: Toolset, s
         "summary": summary,
         "scenarios": entries,
     }
+
+
+def with_fps_share(entries: List[dict]) -> List[dict]:
+    """Each scenario's fps as a fraction of the baseline path's (native; where native did not
+    render, the reference path: software) for the same probe in this run."""
+    from ..paths import BASELINE, REFERENCE  # the path table is needed only here
+
+    baselines: Dict[str, tuple] = {}
+    for spec in (REFERENCE, BASELINE):  # the baseline wins where it has a number
+        for scenario in entries:
+            if scenario.get("path") == spec.id and is_number(scenario.get("fps")) and scenario["fps"] > 0:
+                baselines[scenario["probe"]] = (spec.id, scenario["fps"])
+    for scenario in entries:
+        base = baselines.get(str(scenario.get("probe")))
+        fps = scenario.get("fps")
+        scenario["fps_vs_baseline"] = round(fps / base[1], 4) if base and is_number(fps) else None
+        scenario["fps_baseline"] = base[0] if base else None
+    return entries
 
 
 def read(path: Path) -> dict:

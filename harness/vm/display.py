@@ -53,7 +53,7 @@ def xvfb_service(toolset: Toolset, workspace: Workspace) -> Tuple[ServiceSpec, s
 def display_for(gpu: str, toolset: Toolset, workspace: Workspace) -> Tuple[str, List[ServiceSpec], Dict[str, str]]:
     """QEMU's -display, the services it needs and their environment. A GL device needs host GL:
     egl-headless on a render node where there is one, else SDL's GL on an Xvfb display."""
-    if gpu not in GL_DEVICES:
+    if not is_gl(gpu):
         return "none", [], {}
     if toolset.render_nodes:
         return f"egl-headless,rendernode={opt(toolset.render_nodes[0])}", [], toolset.host_gl_env()
@@ -61,8 +61,13 @@ def display_for(gpu: str, toolset: Toolset, workspace: Workspace) -> Tuple[str, 
     return "sdl,gl=on", [spec], {"DISPLAY": display, "SDL_VIDEODRIVER": "x11", **toolset.host_gl_env()}
 
 
+def is_gl(gpu: str) -> bool:
+    """Whether a -device value (with its options) is a GPU that renders on the host's GL."""
+    return gpu.split(",")[0] in GL_DEVICES
+
+
 def needs_xvfb(gpu: str, toolset: Toolset) -> bool:
-    return gpu in GL_DEVICES and not toolset.render_nodes
+    return is_gl(gpu) and not toolset.render_nodes
 
 
 def capture(machine: "Machine", display: str, workspace: Workspace, target: Path) -> str:

@@ -1,0 +1,75 @@
+"""Venus (seed 000 #4) for real: Vulkan serialized by Mesa's Venus driver in the runtime and run
+by virglrenderer on the host, over vtest (no VM) and through virtio-gpu in QEMU. The newer host
+side comes from toolsets built from runtimes (trixie-host: virglrenderer 1.1 and QEMU 10.0;
+sid-host: virglrenderer 1.3). A vtest client that can never finish must end with the step named,
+within its deadline, and leave nothing running."""
+import os
+import shutil
+
+import pytest
+
+from harness import matrix as matrix_mod, runner, runtime_toolset, verdict
+from harness.outcomes import FailureKind
+
+from .conftest import describe, outcome_or_skip, skip_unless_required
+
+VENUS = matrix_mod.load(matrix_mod.DEFAULT_MATRIX.parent / "venus.toml")
+COMPAT = matrix_mod.load(matrix_mod.DEFAULT_MATRIX.parent / "compat.toml")
+
+
+def toolset_from(runtime: str):
+    if not shutil.which("mmdebstrap"):
+        skip_unless_required("runtimes", "runtime builds", "needs mmdebstrap (apt-get install mmdebstrap arch-test)")
+    return runtime_toolset.load(f"runtime:{runtime}")
+
+
+def run(scenario_ids, toolset, tmp_path, matrix=VENUS):
+    chosen = [s for s in matrix.scenarios if s.id in scenario_ids]
+    assert len(chosen) == len(scenario_ids)
+    return runner.run(chosen, toolset, runner.RunOptions(out_dir=tmp_path / "out"))
+
+
+def our_processes(marker: str):
+    """Processes whose command line names this test's folder: what a run must not leave behind."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                cmdline = handle.read().decode("utf-8", "replace")
+        except OSError:
+            continue
+        if marker in cmdline and int(pid) != os.getpid():
+            found.append(cmdline.replace("\0", " "))
+    return found
+
+
+@pytest.mark.parametrize("runtime", ["trixie", "sid"])
+def test_vm_venus_renders_vulkan_and_gl_in_the_guest(runtime, tmp_path):
+    toolset = toolset_from("trixie-host")
+    results = run([f"vm-venus/{runtime}/vulkan", f"vm-venus/{runtime}/gl"], toolset, tmp_path)
+    for result in results:
+        assert outcome_or_skip(result) == verdict.PASS, describe(result)
+    vulkan = next(r for r in results if r.scenario.probe == "vulkan").report.raw
+    assert vulkan["device"]["driver_id"] == "MESA_VENUS" and vulkan["renderer"].startswith("Virtio-GPU Venus (")
+    assert vulkan["isolation"]["dri_nodes"], "the guest's own virtio-gpu render node"
+
+
+@pytest.mark.parametrize("server", ["trixie-host", "sid-host"])
+def test_vtest_venus_names_the_step_that_never_returns_and_leaves_nothing(server, tmp_path):
+    toolset = toolset_from(server)
+    (result,) = run(["vtest-venus/trixie/vulkan"], toolset, tmp_path)
+    assert outcome_or_skip(result) == verdict.EXPECTED_FAIL, describe(result)
+    assert result.verdict.failure_kind == FailureKind.DRIVER_HANG and result.verdict.subject.startswith("vk")
+    assert "virgl_renderer_resource_export_blob" in result.verdict.reason, "the server's own words"
+    # The device was found before the hang: the report says which, and that it is Venus.
+    assert result.report.raw["renderer"].startswith("Virtio-GPU Venus (")
+    assert result.wall_s < result.scenario.timeout_s, "the probe's deadline, not the harness's kill"
+    assert our_processes(str(tmp_path)) == []
+
+
+def test_the_hosts_own_virglrenderer_offers_no_venus(tmp_path, toolset):
+    (result,) = run(["vtest-venus/trixie/vulkan"], toolset, tmp_path, COMPAT)
+    outcome = outcome_or_skip(result)
+    assert outcome in (verdict.EXPECTED_FAIL, verdict.PASS), describe(result)
+    if outcome == verdict.EXPECTED_FAIL:
+        assert result.verdict.failure_kind == FailureKind.VULKAN_ERROR, describe(result)
