@@ -73,3 +73,17 @@ def test_the_hosts_own_virglrenderer_offers_no_venus(tmp_path, toolset):
     assert outcome in (verdict.EXPECTED_FAIL, verdict.PASS), describe(result)
     if outcome == verdict.EXPECTED_FAIL:
         assert result.verdict.failure_kind == FailureKind.VULKAN_ERROR, describe(result)
+
+
+def test_lavapipe_where_venus_was_promised_is_a_silent_fallback(run_scenarios):
+    """vtest-venus whose loader is pointed at lavapipe renders, on the CPU and in the sandbox:
+    the renderer check must call that what it is."""
+    (scenario,) = matrix_mod.expand({
+        "matrix": {"paths": ["vtest-venus"], "runtimes": ["trixie"], "probes": ["vulkan"]},
+        "runtimes": {"trixie": {"kind": "debootstrap"}},
+        "override": [{"match": "*", "env": {"VK_DRIVER_FILES": "/usr/share/vulkan/icd.d/lvp_icd.json"}}],
+    }, "<test>").scenarios
+    (result,) = run_scenarios([scenario])
+    assert outcome_or_skip(result) == verdict.FAIL, describe(result)
+    assert result.verdict.failure_kind == FailureKind.SILENT_SOFTWARE_FALLBACK, describe(result)
+    assert result.report.raw["device"]["driver_id"] == "MESA_LLVMPIPE"
