@@ -100,6 +100,17 @@ def wrong_architecture(lines: List[str]) -> Optional[Diagnosis]:
     return None
 
 
+def crashed_thread(log_lines: List[str]) -> List[str]:
+    """The frames faulthandler printed for the thread that crashed ("Current thread ..."), where
+    it printed several threads (the probe's watchdog is one); all lines otherwise."""
+    for index, line in enumerate(log_lines):
+        if line.startswith("Current thread"):
+            rest = log_lines[index + 1:]
+            end = next((i for i, text in enumerate(rest) if not text.strip()), len(rest))
+            return rest[:end]
+    return log_lines
+
+
 def crash(signal_number: Optional[int], log_lines: List[str]) -> Optional[Diagnosis]:
     if not signal_number:
         return None
@@ -107,7 +118,7 @@ def crash(signal_number: Optional[int], log_lines: List[str]) -> Optional[Diagno
         name = signal.Signals(signal_number).name
     except ValueError:
         name = f"signal {signal_number}"
-    frames = [m for m in (PROBE_FRAME.search(line) for line in log_lines) if m]
+    frames = [m for m in (PROBE_FRAME.search(line) for line in crashed_thread(log_lines)) if m]
     where = f" in {frames[0]['function']} ({frames[0]['file']}:{frames[0]['line']})" if frames else ""
     return Diagnosis(FailureKind.CRASH, name + where, next((line.strip() for line in log_lines if "Fatal" in line), ""))
 

@@ -14,6 +14,8 @@ import pytest
 
 from harness import cli, matrix, toolset
 
+from .files import write
+
 MAX_LINE = 500  # every value quoted in a message is cut; the rest is a path and a key
 
 
@@ -22,14 +24,6 @@ def run_cli(*args, env=None):
                           env={**os.environ, **(env or {})})
 
 
-def write(folder: Path, name: str, content) -> Path:
-    path = folder / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    else:
-        path.write_text(content if isinstance(content, str) else json.dumps(content))
-    return path
 
 
 def a_file(folder: Path) -> Path:

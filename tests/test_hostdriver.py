@@ -17,19 +17,13 @@ from harness.outcomes import FailureKind, Outcome
 from harness.probes import PROBE_DIR, ProbeReport
 from harness.process import Exit
 
+from .files import write
+
 ELF64 = b"\x7fELF\x02\x01\x01" + bytes(57)
 ELF32 = b"\x7fELF\x01\x01\x01" + bytes(57)
 LIB = "usr/lib/x86_64-linux-gnu"
 
 
-def write(root: Path, name: str, content) -> Path:
-    path = root / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    else:
-        path.write_text(content if isinstance(content, str) else json.dumps(content))
-    return path
 
 
 def library(root: Path, name: str, real: str, content: bytes = ELF64) -> None:
@@ -295,3 +289,13 @@ def test_the_capsule_finds_the_dlopen_calls_it_redirects():
     egl_vendor = next(v.library for v in driver.vendors if v.api == "egl" and v.library)
     imports = load_probe().elf_imports(os.path.realpath(egl_vendor), ("dlopen",))
     assert imports and all(name == "dlopen" and offset > 0 for offset, name in imports)
+
+
+def test_a_crash_is_placed_in_the_thread_that_crashed():
+    log = ["Fatal Python error: Segmentation fault", "", "Thread 0x00007fc606bff6c0 (most recent call first):",
+           '  File "/run/gpu-harness/probelib.py", line 414 in watch', "",
+           "Current thread 0x00007fc60a1b2040 (most recent call first):",
+           '  File "/run/gpu-harness/gles.py", line 131 in open_display',
+           '  File "/run/gpu-harness/gles.py", line 350 in render', ""]
+    found = diagnosis.classify(None, log, 11, {})
+    assert found is not None and found.subject == "SIGSEGV in open_display (gles.py:131)"
