@@ -58,7 +58,12 @@ class Workspace:
         self.sentinel.write_text("visible only on the host\n")
 
     def host_paths(self) -> List[str]:
-        return [str(self.sentinel), str(self.result_dir.resolve()), *HOST_PATHS]
+        return [*self.host_only_paths(), *HOST_PATHS]
+
+    def host_only_paths(self) -> List[str]:
+        """Paths only the host has, never a runtime's tree (a container's root is a whole tree,
+        with its own /home and /root): the scenario's sentinel file and result folder."""
+        return [str(self.sentinel), str(self.result_dir.resolve())]
 
 
 @dataclass

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Tuple
 
 from .families.base import Family
+from .families.container import FAMILY as CONTAINER
 from .families.host import FAMILY as HOST
 from .families.sandbox import FAMILY as SANDBOX
 from .families.vm import FAMILY as VM, VM_TOOLS
@@ -16,7 +17,7 @@ from .probes import PROBES
 LLVMPIPE = r"llvmpipe"
 VENUS = r"^Virtio-GPU Venus"
 NOT_SOFTWARE = r"^(?!.*llvmpipe)(?!.*softpipe).+"
-FAMILIES: Dict[str, Family] = {family.name: family for family in (HOST, SANDBOX, VM)}
+FAMILIES: Dict[str, Family] = {family.name: family for family in (HOST, SANDBOX, CONTAINER, VM)}
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class PathSpec:
     vulkan_icd: Optional[str] = None  # the runtime's Vulkan ICD the workload must use (its file name's start)
     scanout: bool = False  # vm family: the guest shows the image and the host captures it
     host_driver: Optional[str] = None  # sandbox family: how the host's driver is given (hostdriver.Mode)
+    cap_drop_all: bool = False  # container family: --cap-drop=ALL (seed 003's mitigation)
     baseline: bool = False  # the path others' fps is compared with (% of native)
     reference: bool = False  # the path that renders the goldens
 
@@ -142,6 +144,33 @@ PATHS: Dict[str, PathSpec] = {
             venus=True,
             vulkan_icd="virtio",
         ),
+        *(PathSpec(
+            id="podman-vtest" + suffix,
+            family=CONTAINER,
+            description="rootful podman over the runtime, no device; host virgl_test_server's socket bound at "
+                        "/tmp/.virgl_test" + note,
+            renderers={"gl": VIRGL},
+            requires=("podman", "runc", "virgl_test_server"),
+            no_dri_nodes=True,
+            hides_host=True,
+            own_namespaces=SANDBOX_NAMESPACES,
+            services=("virgl_test_server",),
+            env=(("GALLIUM_DRIVER", "virpipe"),),
+            cap_drop_all=bool(suffix),
+        ) for suffix, note in (("", ""), ("-capdrop", ", --cap-drop=ALL"))),
+        *(PathSpec(
+            id="podman-dri" + suffix,
+            family=CONTAINER,
+            description="rootful podman over the runtime, the host's render node passed with --device (seed 003)"
+                        + note,
+            renderers={"gl": NOT_SOFTWARE, "vulkan": NOT_SOFTWARE},
+            requires=("podman", "runc"),
+            needs_render_node=True,
+            gpu=True,
+            hides_host=True,
+            own_namespaces=SANDBOX_NAMESPACES,
+            cap_drop_all=bool(suffix),
+        ) for suffix, note in (("", ""), ("-capdrop", ", --cap-drop=ALL"))),
         PathSpec(
             id="vm-headless",
             family=VM,

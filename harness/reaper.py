@@ -30,29 +30,111 @@ def remove(path):
             pass
 
 
-def reap(pgids, paths):
+MNT_DETACH = 2
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+def inside(path, folder):
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def processes_in(folder):
+    """Processes that name `folder` on their command line or have their root or working folder
+    in it: what a container runtime (conmon, the container's own processes) leaves running."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        if int(pid) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                if folder.encode() in handle.read():
+                    found.append(int(pid))
+                    continue
+            for link in ("root", "cwd"):
+                if inside(os.readlink(f"/proc/{pid}/{link}"), folder):
+                    found.append(int(pid))
+                    break
+        except OSError:
+            continue
+    return found
+
+
+def mounts_in(folder):
+    points = []
+    try:
+        with open("/proc/self/mountinfo") as info:
+            for line in info:
+                fields = line.split()
+                point = fields[4].replace("\\040", " ")
+                if inside(point, folder):
+                    points.append(point)
+    except (OSError, IndexError):
+        pass
+    return sorted(points, key=len, reverse=True)
+
+
+def deep_clean(folder):
+    """Remove a folder a container runtime used: kill what still runs from it, lazily unmount
+    what is mounted under it (deepest first), then remove it."""
+    import ctypes
+
+    for pid in processes_in(folder):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    libc = ctypes.CDLL(None, use_errno=True)
+    for point in mounts_in(folder):
+        libc.umount2(point.encode(), MNT_DETACH)
+    remove(folder)
+
+
+def remove_cgroup(name):
+    """A cgroup folder in every controller, children first (rmdir: only empty ones go)."""
+    try:
+        controllers = os.listdir(CGROUP_ROOT)
+    except OSError:
+        return
+    for controller in controllers:
+        top = os.path.join(CGROUP_ROOT, controller, name)
+        for folder, _, _ in sorted(os.walk(top), key=lambda entry: -entry[0].count("/")):
+            try:
+                os.rmdir(folder)
+            except OSError:
+                pass
+
+
+def reap(pgids, paths, trees=(), cgroups=()):
     for pgid in pgids:
         try:
             os.killpg(pgid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+    for tree in trees:
+        deep_clean(tree)
     for path in paths:
         remove(path)
+    for name in cgroups:
+        remove_cgroup(name)
 
 
 def serve(stream):
-    pgids, paths = set(), set()
+    pgids: set = set()
+    paths: set = set()
+    trees: set = set()
+    cgroups: set = set()
+    tracked = {"path": paths, "tree": trees, "cgroup": cgroups}
     for line in stream:
         verb, _, arg = line.strip().partition(" ")
         if verb == "pgid":
             pgids.add(int(arg))
         elif verb == "unpgid":
             pgids.discard(int(arg))
-        elif verb == "path":
-            paths.add(arg)
-        elif verb == "unpath":
-            paths.discard(arg)
-    reap(pgids, paths)
+        elif verb in tracked:
+            tracked[verb].add(arg)
+        elif verb.startswith("un") and verb[2:] in tracked:
+            tracked[verb[2:]].discard(arg)
+    reap(pgids, paths, trees, cgroups)
 
 
 class Reaper:
@@ -84,6 +166,20 @@ class Reaper:
 
     def untrack_path(self, path: str) -> None:
         self._send(f"unpath {path}")
+
+    def track_tree(self, path: str) -> None:
+        """Deep-clean this folder (deep_clean) if the harness dies before it untracks it."""
+        self._send(f"tree {path}")
+
+    def untrack_tree(self, path: str) -> None:
+        self._send(f"untree {path}")
+
+    def track_cgroup(self, name: str) -> None:
+        """Remove this cgroup folder from every controller if the harness dies first."""
+        self._send(f"cgroup {name}")
+
+    def untrack_cgroup(self, name: str) -> None:
+        self._send(f"uncgroup {name}")
 
     def close(self) -> None:
         """Reap whatever is still registered, and wait for the reaper to finish."""

@@ -59,6 +59,7 @@ TOOL_SPECS = {
         ToolSpec("busybox", "busybox", "busybox-static", ["--help"], r"BusyBox v(\d+(?:\.\d+)+)"),
         ToolSpec("kernel", None, "linux-image-amd64"),
         ToolSpec("podman", "podman", "podman", ["--version"]),
+        ToolSpec("runc", "runc", "runc", ["--version"]),  # podman's default crun fails on hybrid cgroups
         ToolSpec("flatpak", "flatpak", "flatpak", ["--version"]),
         ToolSpec("nix-instantiate", "nix-instantiate", "nix-bin", ["--version"]),
         ToolSpec("nix-prefetch-git", "nix-prefetch-git", "nix-bin (or devShells.default)"),

@@ -225,12 +225,14 @@ def isolation_facts(host_paths):
             namespaces[ns] = None
     seccomp = read_status_field("Seccomp")
     nnp = read_status_field("NoNewPrivs")
+    cap_eff = read_status_field("CapEff")
     visible = [p for p in host_paths if os.path.exists(p)]
     return {
         "dri_nodes": ["/dev/dri/" + name for name in dri],
         "namespaces": namespaces,
         "seccomp_mode": int(seccomp) if seccomp and seccomp.isdigit() else None,
         "no_new_privs": nnp == "1" if nnp is not None else None,
+        "capabilities": bin(int(cap_eff, 16)).count("1") if cap_eff else None,
         "host_paths_checked": len(host_paths),
         "host_paths_visible": len(visible),
         "host_paths_visible_list": visible,
