@@ -73,16 +73,32 @@ def mounts_in(folder):
     return sorted(points, key=len, reverse=True)
 
 
+def alive(pid):
+    """Running, not a zombie waiting for its parent (which may be gone: init reaps it soon)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def deep_clean(folder):
     """Remove a folder a container runtime used: kill what still runs from it, lazily unmount
     what is mounted under it (deepest first), then remove it."""
     import ctypes
 
-    for pid in processes_in(folder):
+    import time
+
+    killed = processes_in(folder)
+    for pid in killed:
         try:
             os.kill(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+    deadline = time.monotonic() + 10  # gone, not only signalled: their mounts and cgroups are busy until then
+    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{pid}/cmdline") and alive(pid)
+                                              for pid in killed):
+        time.sleep(0.05)
     libc = ctypes.CDLL(None, use_errno=True)
     for point in mounts_in(folder):
         libc.umount2(point.encode(), MNT_DETACH)

@@ -167,7 +167,8 @@ def attempt(scenario: Scenario, toolset: Toolset, options: RunOptions, temp: Tem
         launched.phases["verdict_s"] = time.monotonic() - t_verdict
         phase = "audit"
         seen = report.raw if report and "mounts" in report.raw else probes.started_facts(launched.artifacts.get("stdout"))
-        own = [str(workspace.tmp_dir), str(result_dir), str(probes.PROBE_DIR)]
+        own = [str(workspace.tmp_dir), str(result_dir), str(probes.PROBE_DIR),
+               *scenario.spec.family.own_dirs(workspace)]
         exposure = (exposure_mod.of_run(seen, launched.argv, host.namespaces, scenario.runtime.root, own)
                     or exposure_mod.from_bwrap_argv(launched.argv, scenario.runtime.root, own))
     except Exception as exc:  # the failure boundary: this scenario fails, the others run on

@@ -133,7 +133,7 @@ def renderer_check(scenario: Scenario, report: ProbeReport, host: HostFacts) -> 
     renderer = report.renderer
     if re.search(pattern, renderer) is not None:
         return Check("renderer", True, f"renderer {renderer!r} matches {pattern!r}")
-    if "llvmpipe" in renderer.lower() and "llvmpipe" not in pattern:
+    if any(name in renderer.lower() for name in ("llvmpipe", "softpipe")):  # software where the path promised otherwise
         return Check("renderer", False, f"silent fallback to software: renderer {renderer!r}, expected {pattern!r}",
                      FailureKind.SILENT_SOFTWARE_FALLBACK)
     return Check("renderer", False, f"renderer {renderer!r} does not match {pattern!r}", FailureKind.WRONG_RENDERER)

@@ -17,10 +17,10 @@ def test_default_matrix_expands():
         "sandbox-dri/host/vulkan", "sandbox-dri/trixie/gl", "sandbox-dri/trixie/vulkan",
         "sandbox-hostlibs/host/gl", "sandbox-hostlibs/host/vulkan", "sandbox-hostdeps/host/gl",
         "sandbox-hostdeps/host/vulkan", "sandbox-hostdeps-glibc/host/gl", "sandbox-hostdeps-glibc/host/vulkan",
-        "sandbox-capsule/host/gl", "vtest-virgl/host/gl", "vtest-virgl/trixie/gl", "vm-headless/host/gl",
-        "vm-headless/host/vulkan", "vm-headless/trixie/gl", "vm-headless/trixie/vulkan", "vm-virtio-2d/host/gl",
-        "vm-virtio-2d/host/vulkan", "vm-virtio-2d/trixie/gl", "vm-virtio-2d/trixie/vulkan", "vm-virgl/host/gl",
-        "vm-virgl/trixie/gl"]
+        "sandbox-capsule/host/gl", "vtest-virgl/host/gl", "vtest-virgl/trixie/gl", "podman-vtest/trixie/gl",
+        "podman-dri/trixie/gl", "podman-dri/trixie/vulkan", "vm-headless/host/gl", "vm-headless/host/vulkan",
+        "vm-headless/trixie/gl", "vm-headless/trixie/vulkan", "vm-virtio-2d/host/gl", "vm-virtio-2d/host/vulkan",
+        "vm-virtio-2d/trixie/gl", "vm-virtio-2d/trixie/vulkan", "vm-virgl/host/gl", "vm-virgl/trixie/gl"]
 
 
 def test_cross_product_excludes_and_overrides():

@@ -102,6 +102,11 @@ class Family:
     def plan(self, ctx: LaunchContext) -> Plan:
         raise NotImplementedError
 
+    def own_dirs(self, workspace: Workspace) -> List[str]:
+        """Folders of the harness's own, outside the workspace, that the workload sees (the leak
+        audit does not count them as the host's)."""
+        return []
+
     def launch(self, ctx: LaunchContext) -> Launch:
         return self.launch_class(ctx)
 

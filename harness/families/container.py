@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 # podman's default open-file limit (1048576) is above a caller's usual hard limit, and any
 # --ulimit replaces the whole default list: both limits, explicitly (measured).
 ULIMITS = ("nofile=1024:4096", "nproc=4096:4096")
-UNSAFE_IN_VOLUME = (":", ",")  # -v and --rootfs split on these: such a path could add an option
+UNSAFE_IN_VOLUME = (":", ",")
+STATE_PARENT, STATE_PREFIX = "/tmp", "gh-podman-"  # -v and --rootfs split on these: such a path could add an option
 
 
 class ContainerError(Exception):
@@ -47,6 +48,14 @@ def overlay_root(root: str) -> str:
     if any(char in root for char in UNSAFE_IN_VOLUME):
         raise ContainerError(f"cannot use {root!r} as a container root: podman splits it on ':' and ','")
     return f"{root}:O"
+
+
+def render_device(node: str) -> str:
+    """--device HOST:CONTAINER for a render node: at its own name under /dev/dri inside (a
+    stand-in node from elsewhere, as tests use, appears as renderD128)."""
+    name = os.path.basename(node)
+    inside = f"/dev/dri/{name}" if name.startswith("renderD") else "/dev/dri/renderD128"
+    return f"{volume(node, inside)}"
 
 
 def podman_state(podman: str, state: str) -> List[str]:
@@ -79,7 +88,8 @@ class Names:
     def of(cls, workspace: Workspace) -> "Names":
         tmp = workspace.tmp_dir
         unique = f"gpu-harness-{tmp.parent.name}-{tmp.name}"
-        return cls(str(tmp / "podman"), unique, unique)
+        # podman refuses a runroot longer than 50 characters (measured), wherever TMPDIR points.
+        return cls(f"{STATE_PARENT}/{STATE_PREFIX}{tmp.parent.name}-{tmp.name}", unique, unique)
 
 
 class ContainerLaunch(ProcessLaunch):
@@ -121,6 +131,9 @@ class ContainerFamily(Family):
             reason = "the container paths run rootful podman: run as root"
         return reason
 
+    def own_dirs(self, workspace: Workspace) -> List[str]:
+        return [Names.of(workspace).state]  # podman's /etc/hosts, /etc/hostname, .containerenv
+
     def plan(self, ctx: LaunchContext) -> Plan:
         scenario, toolset, workspace, workload = ctx.scenario, ctx.toolset, ctx.workspace, ctx.workload
         names = Names.of(workspace)
@@ -133,7 +146,7 @@ class ContainerFamily(Family):
         if scenario.spec.cap_drop_all:
             argv += ["--cap-drop", "ALL"]
         if scenario.spec.needs_render_node:
-            argv += ["--device", toolset.render_nodes[0]]  # the render node only (seed 003)
+            argv += ["--device", render_device(toolset.render_nodes[0])]  # the render node only (seed 003)
         for service in services:
             if service.name == vtest.SERVICE and service.ready_socket:
                 argv += ["--volume", volume(service.ready_socket, vtest.SOCKET_INSIDE)]
