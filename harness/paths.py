@@ -8,6 +8,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 from .families.base import Family
 from .families.container import FAMILY as CONTAINER
+from .families.flatpak import FAMILY as FLATPAK
 from .families.host import FAMILY as HOST
 from .families.sandbox import FAMILY as SANDBOX
 from .families.vm import FAMILY as VM, VM_TOOLS
@@ -17,7 +18,9 @@ from .probes import PROBES
 LLVMPIPE = r"llvmpipe"
 VENUS = r"^Virtio-GPU Venus"
 NOT_SOFTWARE = r"^(?!.*llvmpipe)(?!.*softpipe).+"
-FAMILIES: Dict[str, Family] = {family.name: family for family in (HOST, SANDBOX, CONTAINER, VM)}
+FAMILIES: Dict[str, Family] = {family.name: family for family in (HOST, SANDBOX, CONTAINER, FLATPAK, VM)}
+# Flatpak as root keeps the host's user and uts namespaces (measured).
+FLATPAK_NAMESPACES = ("mnt", "pid", "net", "ipc")
 
 
 @dataclass(frozen=True)
@@ -171,6 +174,30 @@ PATHS: Dict[str, PathSpec] = {
             own_namespaces=SANDBOX_NAMESPACES,
             cap_drop_all=bool(suffix),
         ) for suffix, note in (("", ""), ("-capdrop", ", --cap-drop=ALL"))),
+        PathSpec(
+            id="flatpak-vtest",
+            family=FLATPAK,
+            description="flatpak run --nodevice=dri over the runtime's /usr; host virgl_test_server's socket "
+                        "exposed with --filesystem (seed 000's command)",
+            renderers={"gl": VIRGL},
+            requires=("flatpak", "virgl_test_server"),
+            no_dri_nodes=True,
+            hides_host=True,
+            own_namespaces=FLATPAK_NAMESPACES,
+            services=("virgl_test_server",),
+            env=(("GALLIUM_DRIVER", "virpipe"),),
+        ),
+        PathSpec(
+            id="flatpak-dri",
+            family=FLATPAK,
+            description="flatpak run --device=dri over the runtime's /usr: the runtime's Mesa on the host's GPU",
+            renderers={"gl": NOT_SOFTWARE, "vulkan": NOT_SOFTWARE},
+            requires=("flatpak",),
+            needs_render_node=True,
+            gpu=True,
+            hides_host=True,
+            own_namespaces=FLATPAK_NAMESPACES,
+        ),
         PathSpec(
             id="vm-headless",
             family=VM,

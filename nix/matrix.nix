@@ -8,7 +8,8 @@ in
 {
   matrix = {
     paths = [ "native" "software" "sandbox-dri" "sandbox-hostlibs" "sandbox-hostdeps" "sandbox-hostdeps-glibc"
-      "sandbox-capsule" "vtest-virgl" "podman-vtest" "podman-dri" ] ++ vmPaths;
+      "sandbox-capsule" "vtest-virgl" "podman-vtest" "podman-dri" "flatpak-vtest"
+      "flatpak-dri" ] ++ vmPaths;
     # host: the machine's own root; trixie: a pinned Debian 13 runtime (Mesa 25.0, newer than a
     # Debian 12 host), built from its lock (nix/runtimes.nix; mmdebstrap on the Debian side).
     runtimes = [ "host" "trixie" ];

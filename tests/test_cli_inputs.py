@@ -16,7 +16,7 @@ from harness import cli, matrix, toolset
 
 from .files import write
 
-MAX_LINE = 500  # every value quoted in a message is cut; the rest is a path and a key
+MAX_LINE = 700  # every value quoted in a message is cut; the rest is a path, a key and the known names
 
 
 def run_cli(*args, env=None):

@@ -18,9 +18,11 @@ def test_default_matrix_expands():
         "sandbox-hostlibs/host/gl", "sandbox-hostlibs/host/vulkan", "sandbox-hostdeps/host/gl",
         "sandbox-hostdeps/host/vulkan", "sandbox-hostdeps-glibc/host/gl", "sandbox-hostdeps-glibc/host/vulkan",
         "sandbox-capsule/host/gl", "vtest-virgl/host/gl", "vtest-virgl/trixie/gl", "podman-vtest/trixie/gl",
-        "podman-dri/trixie/gl", "podman-dri/trixie/vulkan", "vm-headless/host/gl", "vm-headless/host/vulkan",
-        "vm-headless/trixie/gl", "vm-headless/trixie/vulkan", "vm-virtio-2d/host/gl", "vm-virtio-2d/host/vulkan",
-        "vm-virtio-2d/trixie/gl", "vm-virtio-2d/trixie/vulkan", "vm-virgl/host/gl", "vm-virgl/trixie/gl"]
+        "podman-dri/trixie/gl", "podman-dri/trixie/vulkan", "flatpak-vtest/host/gl", "flatpak-vtest/trixie/gl",
+        "flatpak-dri/host/gl", "flatpak-dri/host/vulkan", "flatpak-dri/trixie/gl", "flatpak-dri/trixie/vulkan",
+        "vm-headless/host/gl", "vm-headless/host/vulkan", "vm-headless/trixie/gl", "vm-headless/trixie/vulkan",
+        "vm-virtio-2d/host/gl", "vm-virtio-2d/host/vulkan", "vm-virtio-2d/trixie/gl", "vm-virtio-2d/trixie/vulkan",
+        "vm-virgl/host/gl", "vm-virgl/trixie/gl"]
 
 
 def test_cross_product_excludes_and_overrides():
@@ -108,5 +110,5 @@ def test_select_by_path_and_glob():
     assert [s.id for s in m.select(["vtest-virgl"])] == ["vtest-virgl/host/gl", "vtest-virgl/trixie/gl"]
     assert [s.id for s in m.select(None, "*-*/host/gl")] == [
         "sandbox-dri/host/gl", "sandbox-hostlibs/host/gl", "sandbox-hostdeps/host/gl", "sandbox-hostdeps-glibc/host/gl",
-        "sandbox-capsule/host/gl", "vtest-virgl/host/gl",
+        "sandbox-capsule/host/gl", "vtest-virgl/host/gl", "flatpak-vtest/host/gl", "flatpak-dri/host/gl",
         "vm-headless/host/gl", "vm-virtio-2d/host/gl", "vm-virgl/host/gl"]
