@@ -27,6 +27,51 @@ class Exit:
         return f"exit code {self.code}"
 
 
+Process = Tuple[int, str]  # (pid, start time): a pid the kernel has given to another process is not it
+
+
+def stat_fields(pid: int) -> Optional[List[str]]:
+    """/proc/PID/stat after the command name: state, ppid, ... (field 22 of stat is index 19)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def descendants(pid: int) -> List[Process]:
+    """Every process below `pid` now, from each process's parent in /proc."""
+    parents: Dict[int, List[Process]] = {}
+    for entry in os.listdir("/proc"):
+        fields = stat_fields(int(entry)) if entry.isdigit() else None
+        if fields and len(fields) > 19:
+            parents.setdefault(int(fields[1]), []).append((int(entry), fields[19]))
+    found: List[Process] = []
+    todo = [pid]
+    while todo:
+        children = parents.get(todo.pop(), [])
+        found += children
+        todo += [child for child, _ in children]
+    return found
+
+
+def running(process: Process) -> bool:
+    fields = stat_fields(process[0])
+    return fields is not None and len(fields) > 19 and fields[19] == process[1] and fields[0] != "Z"
+
+
+def end_all(processes: List[Process], timeout_s: float = 5.0) -> None:
+    """SIGKILL each of `processes` still running and wait until none runs (zombies are the
+    kernel's and their parents' to reap)."""
+    for process in processes:
+        if running(process):
+            try:
+                os.kill(process[0], signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+    poll(lambda: not any(running(process) for process in processes), timeout_s, 0.02)
+
+
 class Child:
     def __init__(self, argv: List[str], env: Dict[str, str], log_path: str,
                  stdout_path: Optional[str] = None, inherit_stdio: bool = False, cwd: Optional[str] = None):
@@ -73,9 +118,13 @@ class Child:
             pass
 
     def stop(self, grace_s: float = 1.0) -> Exit:
-        """SIGTERM the group, SIGKILL what is left after the grace period, reap, forget."""
+        """SIGTERM the group, SIGKILL what is left after the grace period, reap, forget. The
+        child's descendants that left its group (a sandbox's own session and pid namespace) are
+        gone too before this returns: the kernel ends them when the sandbox's init dies, a
+        moment later, and a caller that looks at once must not find them."""
         if self.result is not None:
             return self.result
+        family = descendants(self.proc.pid)
         if self.proc.poll() is None:
             self.kill_group(signal.SIGTERM)
             try:
@@ -84,6 +133,7 @@ class Child:
                 pass
         self.kill_group(signal.SIGKILL)
         self.proc.wait()
+        end_all(family)
         return self._finish(exit_of(self.proc.returncode))
 
     def wait(self, timeout_s: float, watch: Callable[[], Optional[str]] = lambda: None,
