@@ -44,6 +44,7 @@ class PathSpec:
     scanout: bool = False  # vm family: the guest shows the image and the host captures it
     host_driver: Optional[str] = None  # sandbox family: how the host's driver is given (hostdriver.Mode)
     cap_drop_all: bool = False  # container family: --cap-drop=ALL (seed 003's mitigation)
+    sync_fd: bool = False  # sandbox family: the server supervised and tied to bwrap by --sync-fd (seed 000)
     baseline: bool = False  # the path others' fps is compared with (% of native)
     reference: bool = False  # the path that renders the goldens
 
@@ -131,6 +132,20 @@ PATHS: Dict[str, PathSpec] = {
             own_namespaces=SANDBOX_NAMESPACES,
             services=("virgl_test_server",),
             env=(("GALLIUM_DRIVER", "virpipe"),),
+        ),
+        PathSpec(
+            id="vtest-virgl-syncfd",
+            family=SANDBOX,
+            description="vtest-virgl with seed 000's lifecycle: a supervised server ready and stopped through one "
+                        "pipe that bwrap holds as --sync-fd",
+            renderers={"gl": VIRGL},
+            requires=("bwrap", "virgl_test_server", "python3", "mesa"),
+            no_dri_nodes=True,
+            hides_host=True,
+            own_namespaces=SANDBOX_NAMESPACES,
+            services=("virgl_test_server",),
+            env=(("GALLIUM_DRIVER", "virpipe"),),
+            sync_fd=True,
         ),
         PathSpec(
             id="vtest-venus",

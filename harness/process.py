@@ -74,7 +74,8 @@ def end_all(processes: List[Process], timeout_s: float = 5.0) -> None:
 
 class Child:
     def __init__(self, argv: List[str], env: Dict[str, str], log_path: str,
-                 stdout_path: Optional[str] = None, inherit_stdio: bool = False, cwd: Optional[str] = None):
+                 stdout_path: Optional[str] = None, inherit_stdio: bool = False, cwd: Optional[str] = None,
+                 pass_fds: Tuple[int, ...] = ()):
         self.argv = argv
         self.log_path = log_path
         self._log = open(log_path, "wb")
@@ -82,7 +83,7 @@ class Child:
         stdout = None if inherit_stdio else (self._out or self._log)
         stderr = None if inherit_stdio else self._log
         self.proc = subprocess.Popen(argv, env=env, stdin=None if inherit_stdio else subprocess.DEVNULL, stdout=stdout, stderr=stderr,
-                                     start_new_session=True, cwd=cwd)
+                                     start_new_session=True, cwd=cwd, pass_fds=pass_fds)
         self.pgid = self.proc.pid
         reaper.get().track_group(self.pgid)
         self.started = time.monotonic()

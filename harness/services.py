@@ -9,6 +9,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 from . import reaper
 from .process import Child, exit_of, tail
 from .retry import poll
+from .syncfd import SyncPipe
 
 
 class ServiceError(Exception):
@@ -27,6 +28,7 @@ class ServiceSpec:
     # Files the service makes outside the workspace and removes itself when it stops cleanly
     # (Xvfb's /tmp/.X<n>-lock and socket): removed here or by the reaper if it cannot.
     leaves: Tuple[str, ...] = ()
+    sync: Optional[SyncPipe] = None  # supervised (harness/supervisor.py): ready and stopped through this pipe
 
 
 def unix_socket_accepts(path: str) -> bool:
@@ -52,9 +54,10 @@ class RunningService:
     stopped: bool = field(default=False, repr=False)
 
     def failure(self) -> Optional[str]:
-        """A one-line reason if the service died on its own, else None."""
+        """A one-line reason if the service died on its own, else None. A supervised service
+        that ended cleanly did what it is for: its app's end of the sync pipe closed."""
         returncode = self.child.poll()
-        if self.stopped or returncode is None:
+        if self.stopped or returncode is None or (self.spec.sync is not None and returncode == 0):
             return None
         return f"service {self.spec.name} died during the run ({exit_of(returncode).describe()})"
 
@@ -73,6 +76,8 @@ class RunningService:
 
 
 def is_ready(spec: ServiceSpec) -> bool:
+    if spec.sync is not None:
+        return spec.sync.ready()
     if spec.ready_socket:
         return unix_socket_accepts(spec.ready_socket)
     if spec.ready_check:
@@ -85,9 +90,13 @@ def start(spec: ServiceSpec) -> RunningService:
     for path in spec.leaves:
         reaper.get().track_path(path)
     try:
-        child = Child(spec.argv, spec.env, spec.log_path)
+        child = Child(spec.argv, spec.env, spec.log_path,
+                      pass_fds=(spec.sync.write_fd,) if spec.sync is not None else ())
     except OSError as exc:
         raise ServiceError(f"service {spec.name} could not start {spec.argv[0]}: {exc.strerror or exc}") from None
+    finally:
+        if spec.sync is not None:
+            spec.sync.close(spec.sync.write_fd)  # the supervisor holds the only write end now
     service = RunningService(spec, child)
     ready = poll(lambda: is_ready(spec), spec.ready_timeout_s, interval_s=0.005,
                  give_up=lambda: child.poll() is not None)

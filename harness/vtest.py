@@ -2,10 +2,13 @@
 import functools
 import os
 import subprocess
+import sys
+from pathlib import Path
 from typing import List, Optional
 
 from .lifecycle import Workspace
 from .services import ServiceSpec
+from .syncfd import SyncPipe
 from .toolset import Toolset
 
 # Mesa virpipe in Mesa <= 23 ignores VTEST_SOCKET_NAME and always connects here; newer Mesa
@@ -29,14 +32,22 @@ def server_argv(program: str, socket: str, render_node: Optional[str], use_gles:
     return argv + [f"--socket-path={socket}"]
 
 
-def server_spec(toolset: Toolset, workspace: Workspace, venus: bool = False) -> ServiceSpec:
+SUPERVISOR = Path(__file__).resolve().parent / "supervisor.py"
+
+
+def server_spec(toolset: Toolset, workspace: Workspace, venus: bool = False,
+                sync: Optional[SyncPipe] = None) -> ServiceSpec:
+    """The server for one scenario; with `sync`, run under the supervisor that ties its life to
+    the sandbox's through that pipe (seed 000's lifecycle)."""
     socket = str(workspace.tmp_dir / "virgl.sock")
     argv = server_argv(toolset.path(SERVICE), socket, toolset.render_nodes[0] if toolset.render_nodes else None,
                        venus=venus)
+    if sync is not None:
+        argv = [sys.executable, str(SUPERVISOR), str(sync.write_fd), socket, "--", *argv]
     # virgl_test_server refuses to start without XDG_RUNTIME_DIR.
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "XDG_RUNTIME_DIR": str(workspace.tmp_dir),
            **toolset.host_gl_env()}
-    return ServiceSpec(SERVICE, argv, env, str(workspace.result_dir / f"{SERVICE}.log"), ready_socket=socket)
+    return ServiceSpec(SERVICE, argv, env, str(workspace.result_dir / f"{SERVICE}.log"), ready_socket=socket, sync=sync)
 
 
 @functools.lru_cache(maxsize=8)

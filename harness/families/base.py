@@ -12,6 +12,7 @@ from ..lifecycle import Launch, LaunchContext, LaunchResult, Workspace
 from ..outcomes import FailureKind
 from ..process import Child
 from ..services import ServiceSpec
+from ..syncfd import SyncPipe
 from ..templating import render
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ class Plan:
     env_mode: str  # "clear": argv sets the whole environment (bwrap --clearenv); "inherit": env is it
     services: List[ServiceSpec] = field(default_factory=list)
     dirs: List[str] = field(default_factory=list)  # dirs the services need (for rerun.sh)
+    sync: Optional[SyncPipe] = None  # the sandbox's end of a supervised service's pipe goes to the workload
 
     def process_env(self) -> Dict[str, str]:
         """The environment the launched process gets: the plan's, or (when argv sets the whole
@@ -159,11 +161,16 @@ class ProcessLaunch(Launch):
             return
         out = self.ctx.workspace.result_dir
         stdout = None if self.ctx.inherit_stdio else str(out / "probe.stdout")
+        sync = self.plan.sync
         try:
             self.child = Child(self.plan.argv, self.plan.process_env(), str(out / "probe.log"), stdout,
-                               inherit_stdio=self.ctx.inherit_stdio)
+                               inherit_stdio=self.ctx.inherit_stdio,
+                               pass_fds=(sync.read_fd,) if sync is not None else ())
         except OSError as exc:
             self.result.fail(f"cannot start {self.plan.argv[0]}: {exc.strerror or exc}", FailureKind.LAUNCH_FAILED)
+        finally:
+            if sync is not None:
+                sync.close(sync.read_fd)  # bwrap holds the only read end now: its end is the signal
 
     def watch(self) -> None:
         if self.child is None:
@@ -180,6 +187,9 @@ class ProcessLaunch(Launch):
     def stop_workload(self) -> None:
         if self.child is not None:
             self.child.stop()
+        plan = getattr(self, "plan", None)
+        if plan is not None and plan.sync is not None:
+            plan.sync.close_all()  # a launch that failed before handing them over
 
     def collect(self) -> None:
         if self.ctx.inherit_stdio or self.ctx.interactive:

@@ -14,6 +14,7 @@ from ..lifecycle import LaunchContext
 from ..model import HOST_KIND, Runtime, Scenario
 from ..probes import INSIDE
 from ..services import ServiceSpec
+from ..syncfd import SyncPipe
 from ..toolset import Toolset
 from .base import Family, Plan, ProcessLaunch, icd_env, probe_spec
 
@@ -107,9 +108,9 @@ class BwrapSpec:
         return argv + self.extra + ["--chdir", self.home, "--", *self.command]
 
 
-def services_for(ctx: LaunchContext) -> List[ServiceSpec]:
+def services_for(ctx: LaunchContext, sync: Optional[SyncPipe] = None) -> List[ServiceSpec]:
     if vtest.SERVICE in ctx.scenario.spec.services:
-        return [vtest.server_spec(ctx.toolset, ctx.workspace, venus=ctx.scenario.spec.venus)]
+        return [vtest.server_spec(ctx.toolset, ctx.workspace, venus=ctx.scenario.spec.venus, sync=sync)]
     return []
 
 
@@ -167,7 +168,8 @@ class SandboxFamily(Family):
 
     def plan(self, ctx: LaunchContext) -> Plan:
         scenario, toolset, workspace, workload = ctx.scenario, ctx.toolset, ctx.workspace, ctx.workload
-        services = services_for(ctx)
+        sync = SyncPipe() if scenario.spec.sync_fd else None
+        services = services_for(ctx, sync)
         sockets = [(s.ready_socket, vtest.SOCKET_INSIDE) for s in services if s.name == vtest.SERVICE
                    and s.ready_socket]
         python, store_binds = probe_python(toolset, scenario.runtime)
@@ -190,9 +192,10 @@ class SandboxFamily(Family):
         sandbox = BwrapSpec(bwrap=toolset.path("bwrap"), layout=runtime_layout(scenario.runtime, store_binds),
                             command=command, dri=scenario.spec.needs_render_node,
                             sys_dirs=[d for d in SYS_DIRS if os.path.isdir(d)], devices=devices, sockets=sockets,
-                            ro_files=ro_files, rw_dirs=rw_dirs, env=env)
+                            ro_files=ro_files, rw_dirs=rw_dirs, env=env,
+                            extra=["--sync-fd", str(sync.read_fd)] if sync is not None else [])
         return Plan(argv=sandbox.argv(), env=dict(env), env_mode="clear", services=services,
-                    dirs=[str(workspace.tmp_dir)])
+                    dirs=[str(workspace.tmp_dir)], sync=sync)
 
 
 FAMILY = SandboxFamily()

@@ -1,0 +1,84 @@
+"""Seed 000's service lifecycle, for real: virgl_test_server under a supervisor that says it is
+ready through one pipe and stops the server when bwrap, holding the other end as --sync-fd,
+goes away. Each of the app, bwrap, the server and the harness is SIGKILLed in turn: nothing is
+left running and no socket is left behind."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from harness import reaper
+
+from .conftest import skip_unless_required
+
+STOPPED_BY_THE_PIPE = "the app's end of the sync pipe closed: server stopped"
+
+
+def ours(scratch, marker, not_comm=None):
+    """Our processes whose command line holds `marker` or whose name is `marker` (not `not_comm`)."""
+    found = []
+    for pid in reaper.processes_in(str(scratch)):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                cmdline = handle.read().decode("utf-8", "replace")
+            with open(f"/proc/{pid}/comm") as handle:
+                comm = handle.read().strip()
+        except OSError:
+            continue
+        if (marker in cmdline or marker == comm) and comm != not_comm:
+            found.append(pid)
+    return found
+
+
+def wait_for(condition, timeout_s=30.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("victim", ["app", "bwrap", "server", "harness"])
+def test_killing_any_part_leaves_nothing(victim, tmp_path, toolset):
+    if toolset.missing(["bwrap", "virgl_test_server"]):
+        skip_unless_required("vtest-virgl", "bwrap and virgl_test_server", "not installed")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    (tmp_path / "m.toml").write_text(textwrap.dedent("""
+        [matrix]
+        paths = ["vtest-virgl-syncfd"]
+        probes = ["gl"]
+        [defaults]
+        timeout_s = 60
+        probe_args = ["--hold", "30"]
+    """))
+    out = tmp_path / "out"
+    harness = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "--matrix", str(tmp_path / "m.toml"),
+                                "--out", str(out)], env=dict(os.environ, TMPDIR=str(scratch)),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    markers = {"app": "gles.py", "bwrap": "bwrap", "server": "virgl_test_serv"}
+    assert wait_for(lambda: ours(scratch, "gles.py") and ours(scratch, "bwrap") and ours(scratch, "virgl_test_serv")), \
+        "the scenario never got going"
+    if victim == "harness":
+        harness.send_signal(signal.SIGKILL)
+    else:  # the app's command line is in bwrap's too: the app is the one that is not bwrap
+        for pid in ours(scratch, markers[victim], not_comm="bwrap" if victim == "app" else None):
+            os.kill(pid, signal.SIGKILL)
+    harness.wait(timeout=60)
+    assert wait_for(lambda: not reaper.processes_in(str(scratch)) and not list(scratch.iterdir()), 20), \
+        f"left behind: {reaper.processes_in(str(scratch))} {list(scratch.iterdir())}"
+    if victim in ("app", "bwrap"):
+        # The server went because the sandbox's end of the pipe closed, before the harness's own stop.
+        (scenario,) = json.loads((out / "results.json").read_text())["scenarios"]
+        log = (out / scenario["result_dir"] / "virgl_test_server.log").read_text()
+        assert STOPPED_BY_THE_PIPE in log
+        assert scenario["outcome"] == "Fail"
+    if victim == "server":
+        (scenario,) = json.loads((out / "results.json").read_text())["scenarios"]
+        assert scenario["outcome"] == "Fail" and "virgl_test_server" in scenario["reason"], scenario["reason"]
