@@ -44,6 +44,7 @@ class PathSpec:
     scanout: bool = False  # vm family: the guest shows the image and the host captures it
     host_driver: Optional[str] = None  # sandbox family: how the host's driver is given (hostdriver.Mode)
     cap_drop_all: bool = False  # container family: --cap-drop=ALL (seed 003's mitigation)
+    dri_devices: str = "render"  # container family: render (the render node) | kms (card too) | all (/dev/dri)
     sync_fd: bool = False  # sandbox family: the server supervised and tied to bwrap by --sync-fd (seed 000)
     baseline: bool = False  # the path others' fps is compared with (% of native)
     reference: bool = False  # the path that renders the goldens
@@ -179,16 +180,19 @@ PATHS: Dict[str, PathSpec] = {
         *(PathSpec(
             id="podman-dri" + suffix,
             family=CONTAINER,
-            description="rootful podman over the runtime, the host's render node passed with --device (seed 003)"
-                        + note,
+            description="rootful podman over the runtime, the host's " + what + " passed with --device (seed 003)",
             renderers={"gl": NOT_SOFTWARE, "vulkan": NOT_SOFTWARE},
             requires=("podman", "runc"),
             needs_render_node=True,
             gpu=True,
             hides_host=True,
             own_namespaces=SANDBOX_NAMESPACES,
-            cap_drop_all=bool(suffix),
-        ) for suffix, note in (("", ""), ("-capdrop", ", --cap-drop=ALL"))),
+            cap_drop_all=suffix == "-capdrop",
+            dri_devices=scope,
+        ) for suffix, scope, what in (("", "render", "render node"),
+                                      ("-capdrop", "render", "render node, --cap-drop=ALL,"),
+                                      ("-kms", "kms", "card and render nodes (KMS)"),
+                                      ("-all", "all", "whole /dev/dri"))),
         PathSpec(
             id="flatpak-vtest",
             family=FLATPAK,

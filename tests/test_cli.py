@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from harness import cli, matrix
+from harness import cli, matrix, paths
 
 
 def run_cli(*args):
@@ -37,9 +37,7 @@ def test_bad_matrix_lists_every_problem(tmp_path):
     assert done.stderr.splitlines() == [
         f"gpu-harness: error: {bad}: matrix.colour: unknown key (allowed: exclude, paths, probes, runtimes)",
         f"gpu-harness: error: {bad}: matrix.paths[0]: unknown path 'warp' "
-        "(known: native, software, sandbox-dri, sandbox-hostlibs, sandbox-hostdeps, sandbox-hostdeps-glibc, "
-            "sandbox-capsule, vtest-virgl, vtest-virgl-syncfd, vtest-venus, podman-vtest, podman-vtest-capdrop, podman-dri, podman-dri-capdrop, "
-            "flatpak-vtest, flatpak-dri, vm-headless, vm-virtio-2d, vm-virgl, vm-venus)",
+        f"(known: {', '.join(paths.PATHS)})",
     ]
 
 

@@ -58,6 +58,28 @@ def render_device(node: str) -> str:
     return f"{volume(node, inside)}"
 
 
+def card_for(render_node: str) -> Optional[str]:
+    """The KMS node of the GPU a render node belongs to (both under its sysfs device)."""
+    device = f"/sys/class/drm/{os.path.basename(render_node)}/device/drm"
+    try:
+        cards = sorted(name for name in os.listdir(device) if name.startswith("card"))
+    except OSError:
+        return None
+    return f"/dev/dri/{cards[0]}" if cards else None
+
+
+def dri_devices(scope: str, render_node: str) -> List[str]:
+    """seed 003's three ways to give a container the GPU: the render node only (rendering, the
+    least), the card node too (KMS, a display), or the whole /dev/dri."""
+    if scope == "all":
+        return ["/dev/dri"]
+    devices = [render_device(render_node)]
+    if scope == "kms":
+        card = card_for(render_node)
+        devices += [volume(card, card)] if card else []
+    return devices
+
+
 def podman_state(podman: str, state: str) -> List[str]:
     """podman with every piece of its state in `state` (the scenario's temp folder)."""
     return [podman, "--root", f"{state}/root", "--runroot", f"{state}/runroot", "--tmpdir", f"{state}/tmp",
@@ -146,7 +168,8 @@ class ContainerFamily(Family):
         if scenario.spec.cap_drop_all:
             argv += ["--cap-drop", "ALL"]
         if scenario.spec.needs_render_node:
-            argv += ["--device", render_device(toolset.render_nodes[0])]  # the render node only (seed 003)
+            for device in dri_devices(scenario.spec.dri_devices, toolset.render_nodes[0]):
+                argv += ["--device", device]
         for service in services:
             if service.name == vtest.SERVICE and service.ready_socket:
                 argv += ["--volume", volume(service.ready_socket, vtest.SOCKET_INSIDE)]
