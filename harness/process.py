@@ -72,6 +72,17 @@ def end_all(processes: List[Process], timeout_s: float = 5.0) -> None:
     poll(lambda: not any(running(process) for process in processes), timeout_s, 0.02)
 
 
+def processes_naming(folders: List[str]) -> List[Process]:
+    """Processes that name one of `folders` on their command line or run inside one of them."""
+    found: List[Process] = []
+    for folder in folders:
+        for pid in reaper.processes_in(folder):
+            fields = stat_fields(pid)
+            if fields and len(fields) > 19 and (pid, fields[19]) not in found:
+                found.append((pid, fields[19]))
+    return found
+
+
 class Child:
     def __init__(self, argv: List[str], env: Dict[str, str], log_path: str,
                  stdout_path: Optional[str] = None, inherit_stdio: bool = False, cwd: Optional[str] = None,

@@ -10,7 +10,7 @@ from .. import probes
 from ..interrupts import INTERRUPTS
 from ..lifecycle import Launch, LaunchContext, LaunchResult, Workspace
 from ..outcomes import FailureKind
-from ..process import Child
+from ..process import Child, end_all, processes_naming
 from ..services import ServiceSpec
 from ..syncfd import SyncPipe
 from ..templating import render
@@ -187,6 +187,10 @@ class ProcessLaunch(Launch):
     def stop_workload(self) -> None:
         if self.child is not None:
             self.child.stop()
+            # A sandbox's processes leave the child's group and, when it is stopped while bwrap
+            # is still setting up, its tree too: what still names the scenario's result folder
+            # goes (the workload does; the services, stopped next, do not).
+            end_all(processes_naming([str(self.ctx.workspace.result_dir)]))
         plan = getattr(self, "plan", None)
         if plan is not None and plan.sync is not None:
             plan.sync.close_all()  # a launch that failed before handing them over
