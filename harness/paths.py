@@ -122,10 +122,10 @@ PATHS: Dict[str, PathSpec] = {
             ("sandbox-capsule", Mode.CAPSULE,
              "the host's GL stack dlmopen()ed into its own link-map namespace in the runtime's process (seed 000 #3)"),
         )),
-        PathSpec(
-            id="vtest-virgl",
+        *(PathSpec(
+            id="vtest-virgl" + suffix,
             family=SANDBOX,
-            description="bwrap with no /dev/dri; host virgl_test_server over a unix socket; Mesa virpipe",
+            description=description,
             renderers={"gl": VIRGL},
             requires=("bwrap", "virgl_test_server", "python3", "mesa"),
             no_dri_nodes=True,
@@ -133,21 +133,12 @@ PATHS: Dict[str, PathSpec] = {
             own_namespaces=SANDBOX_NAMESPACES,
             services=("virgl_test_server",),
             env=(("GALLIUM_DRIVER", "virpipe"),),
-        ),
-        PathSpec(
-            id="vtest-virgl-syncfd",
-            family=SANDBOX,
-            description="vtest-virgl with seed 000's lifecycle: a supervised server ready and stopped through one "
-                        "pipe that bwrap holds as --sync-fd",
-            renderers={"gl": VIRGL},
-            requires=("bwrap", "virgl_test_server", "python3", "mesa"),
-            no_dri_nodes=True,
-            hides_host=True,
-            own_namespaces=SANDBOX_NAMESPACES,
-            services=("virgl_test_server",),
-            env=(("GALLIUM_DRIVER", "virpipe"),),
-            sync_fd=True,
-        ),
+            sync_fd=bool(suffix),
+        ) for suffix, description in (
+            ("", "bwrap with no /dev/dri; host virgl_test_server over a unix socket; Mesa virpipe"),
+            ("-syncfd", "vtest-virgl with seed 000's lifecycle: a supervised server ready and stopped through one "
+                        "pipe that bwrap holds as --sync-fd"),
+        )),
         PathSpec(
             id="vtest-venus",
             family=SANDBOX,

@@ -105,12 +105,40 @@ def deep_clean(folder):
     remove(folder)
 
 
+def cgroup_members(tops):
+    members = set()
+    for top in tops:
+        for folder, _, files in os.walk(top):
+            if "cgroup.procs" in files:
+                try:
+                    with open(os.path.join(folder, "cgroup.procs")) as procs:
+                        members.update(int(pid) for pid in procs.read().split())
+                except (OSError, ValueError):
+                    continue
+    return members
+
+
 def remove_cgroup(name):
-    """A cgroup folder in every controller, children first (rmdir: only empty ones go)."""
+    """A cgroup folder in every controller, children first. Whatever still runs in it is ours (a
+    container's `runc init` that never got to exec names no folder of ours): killed first."""
+    import time
+
     try:
         controllers = os.listdir(CGROUP_ROOT)
     except OSError:
         return
+    tops = [os.path.join(CGROUP_ROOT, controller, name) for controller in controllers]
+    deadline = time.monotonic() + 10
+    while True:
+        members = cgroup_members(tops)
+        if not members or time.monotonic() > deadline:
+            break
+        for pid in members:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        time.sleep(0.05)
     for controller in controllers:
         top = os.path.join(CGROUP_ROOT, controller, name)
         for folder, _, _ in sorted(os.walk(top), key=lambda entry: -entry[0].count("/")):

@@ -88,3 +88,20 @@ def describe(result) -> str:
         if path and Path(path).exists():
             lines.append(f"--- {path}\n{Path(path).read_text(errors='replace')[-2000:]}")
     return "\n".join(lines)
+
+
+def harness_in_subprocess(tmp_path: Path, matrix_toml: str):
+    """`gpu-harness run` of a matrix in its own process (a test may SIGKILL it), its temp files
+    under tmp_path/scratch: returns (process, scratch)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    matrix_file = tmp_path / "m.toml"
+    matrix_file.write_text(textwrap.dedent(matrix_toml))
+    harness = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "--matrix", str(matrix_file),
+                                "--out", str(tmp_path / "out")], env=dict(os.environ, TMPDIR=str(scratch)),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return harness, scratch

@@ -4,9 +4,6 @@ mount, no cgroup folder and no process behind."""
 import dataclasses
 import os
 import signal
-import subprocess
-import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -16,7 +13,8 @@ from harness import reaper, runner, verdict
 from harness.families.container import STATE_PARENT, STATE_PREFIX
 from harness.outcomes import FailureKind
 
-from .conftest import describe, outcome_or_skip, scenarios_from, skip_unless_required
+from .conftest import (describe, harness_in_subprocess, outcome_or_skip, scenarios_from,
+                       skip_unless_required)
 
 GLOBAL_STATE = ("/var/lib/containers", "/run/containers")
 
@@ -29,8 +27,16 @@ def podman_matrix(paths, runtimes=("bookworm",), **settings):
     return scenarios_from(declaration)
 
 
-def our_cgroups():
-    return sorted(str(p) for p in Path(reaper.CGROUP_ROOT).glob("*/gpu-harness-*"))
+def cgroups(prefix):
+    """Cgroup folders whose name starts with `prefix` (tests run side by side: each checks its own)."""
+    return sorted(str(p) for p in Path(reaper.CGROUP_ROOT).glob(f"*/{prefix}*"))
+
+
+def left_of(result):
+    """What a finished container scenario left: its cgroups, podman state and mounts."""
+    facts = result.launch.facts
+    return (cgroups(facts["cgroup"]) + [facts["podman_state"]] * os.path.exists(facts["podman_state"])
+            + [line for line in open("/proc/self/mountinfo") if facts["podman_state"] in line])
 
 
 def global_state():
@@ -54,7 +60,7 @@ def test_podman_vtest_renders_and_capdrop_shows_what_still_works(run_scenarios, 
         assert result.exposure.host_sockets == ["/tmp/.virgl_test"] and result.exposure.host_files == []
     assert results["podman-vtest"].report.raw["isolation"]["capabilities"] > 0
     assert results["podman-vtest-capdrop"].report.raw["isolation"]["capabilities"] == 0
-    assert global_state() == before and our_cgroups() == []
+    assert global_state() == before and all(left_of(r) == [] for r in results.values())
 
 
 def test_podman_dri_passes_the_render_node_with_device(tmp_path, toolset):
@@ -69,7 +75,7 @@ def test_podman_dri_passes_the_render_node_with_device(tmp_path, toolset):
     assert result.report.raw["isolation"]["dri_nodes"] == ["/dev/dri/renderD128"]
     assert result.verdict.outcome == verdict.FAIL
     assert result.verdict.failure_kind == FailureKind.SILENT_SOFTWARE_FALLBACK, describe(result)
-    assert our_cgroups() == []
+    assert left_of(result) == []
 
 
 def test_a_container_that_outlives_its_timeout_is_stopped_and_leaves_nothing(run_scenarios, toolset):
@@ -79,25 +85,21 @@ def test_a_container_that_outlives_its_timeout_is_stopped_and_leaves_nothing(run
     (result,) = run_scenarios([scenario])
     assert result.verdict.failure_kind == FailureKind.TIMEOUT, describe(result)
     assert time.monotonic() - started < 30
-    assert our_cgroups() == []
-    assert not [line for line in open("/proc/self/mountinfo") if STATE_PREFIX in line] and podman_states() == []
+    assert left_of(result) == []
 
 
-def podman_states():
-    return sorted(Path(STATE_PARENT).glob(f"{STATE_PREFIX}*"))
+def podman_states(run):
+    return sorted(Path(STATE_PARENT).glob(f"{STATE_PREFIX}{run}-*"))
 
 
-def conmons():
-    return [pid for pid in reaper.processes_in(f"{STATE_PARENT}/{STATE_PREFIX}")
+def conmons(run):
+    return [pid for pid in reaper.processes_in(f"{STATE_PARENT}/{STATE_PREFIX}{run}-")
             if open(f"/proc/{pid}/comm").read().strip() == "conmon"]
 
 
 def test_harness_sigkilled_during_a_container_leaves_nothing(tmp_path, toolset):
     need_podman(toolset)
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    matrix_file = tmp_path / "m.toml"
-    matrix_file.write_text(textwrap.dedent("""
+    harness, scratch = harness_in_subprocess(tmp_path, """
         [matrix]
         paths = ["podman-vtest"]
         runtimes = ["bookworm"]
@@ -107,23 +109,23 @@ def test_harness_sigkilled_during_a_container_leaves_nothing(tmp_path, toolset):
         [defaults]
         timeout_s = 60
         probe_args = ["--hold", "30"]
-    """))
-    harness = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "--matrix", str(matrix_file),
-                                "--out", str(tmp_path / "out")], env=dict(os.environ, TMPDIR=str(scratch)),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not conmons():
+    while time.monotonic() < deadline and not (list(scratch.iterdir()) and conmons(next(scratch.iterdir()).name)):
         time.sleep(0.1)
-    assert conmons(), "the container never started"
+    (run,) = [entry.name for entry in scratch.iterdir()]  # the run's temp root: gh-<token>
+    assert conmons(run), "the container never started"
     harness.send_signal(signal.SIGKILL)
     harness.wait()
+
+    def left():
+        return (conmons(run) + podman_states(run) + list(scratch.iterdir()) + cgroups(f"gpu-harness-{run}-")
+                + [line for line in open("/proc/self/mountinfo") if f"{STATE_PREFIX}{run}-" in line])
+
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and (conmons() or podman_states() or any(scratch.iterdir()) or our_cgroups()):
+    while time.monotonic() < deadline and left():
         time.sleep(0.1)
-    assert conmons() == [] and podman_states() == []
-    assert list(scratch.iterdir()) == []
-    assert our_cgroups() == []
-    assert not [line for line in open("/proc/self/mountinfo") if STATE_PREFIX in line]
+    assert left() == []
 
 
 @pytest.mark.parametrize("bad", ["/tmp/a:b", "/tmp/a,b"])

@@ -5,12 +5,12 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 
 from harness import reaper, verdict
 
-from .conftest import describe, outcome_or_skip, scenarios_from, skip_unless_required
+from .conftest import (describe, harness_in_subprocess, outcome_or_skip, scenarios_from,
+                       skip_unless_required)
 
 
 def flatpak_matrix(paths, runtimes=("bookworm", "trixie"), **settings):
@@ -54,20 +54,14 @@ def test_exec_runs_a_command_inside_flatpak():
 
 def test_harness_sigkilled_during_flatpak_leaves_nothing(tmp_path, toolset):
     need_flatpak(toolset)
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    matrix_file = tmp_path / "m.toml"
-    matrix_file.write_text(textwrap.dedent("""
+    harness, scratch = harness_in_subprocess(tmp_path, """
         [matrix]
         paths = ["flatpak-vtest"]
         probes = ["gl"]
         [defaults]
         timeout_s = 60
         probe_args = ["--hold", "30"]
-    """))
-    harness = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "--matrix", str(matrix_file),
-                                "--out", str(tmp_path / "out")], env=dict(os.environ, TMPDIR=str(scratch)),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """)
 
     def app_running():
         return any("python3" in open(f"/proc/{pid}/comm").read() for pid in reaper.processes_in(str(scratch))

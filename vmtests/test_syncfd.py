@@ -5,16 +5,13 @@ left running and no socket is left behind."""
 import json
 import os
 import signal
-import subprocess
-import sys
-import textwrap
 import time
 
 import pytest
 
 from harness import reaper
 
-from .conftest import skip_unless_required
+from .conftest import harness_in_subprocess, skip_unless_required
 
 STOPPED_BY_THE_PIPE = "the app's end of the sync pipe closed: server stopped"
 
@@ -48,20 +45,15 @@ def wait_for(condition, timeout_s=30.0):
 def test_killing_any_part_leaves_nothing(victim, tmp_path, toolset):
     if toolset.missing(["bwrap", "virgl_test_server"]):
         skip_unless_required("vtest-virgl", "bwrap and virgl_test_server", "not installed")
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    (tmp_path / "m.toml").write_text(textwrap.dedent("""
+    harness, scratch = harness_in_subprocess(tmp_path, """
         [matrix]
         paths = ["vtest-virgl-syncfd"]
         probes = ["gl"]
         [defaults]
         timeout_s = 60
         probe_args = ["--hold", "30"]
-    """))
+    """)
     out = tmp_path / "out"
-    harness = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "--matrix", str(tmp_path / "m.toml"),
-                                "--out", str(out)], env=dict(os.environ, TMPDIR=str(scratch)),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     markers = {"app": "gles.py", "bwrap": "bwrap", "server": "virgl_test_serv"}
     assert wait_for(lambda: ours(scratch, "gles.py") and ours(scratch, "bwrap") and ours(scratch, "virgl_test_serv")), \
         "the scenario never got going"

@@ -122,6 +122,7 @@ class ContainerLaunch(ProcessLaunch):
         guardian.track_cgroup(names.cgroup)
         for part in ("root", "runroot", "tmp", "net"):
             os.makedirs(f"{names.state}/{part}", exist_ok=True)
+        self.result.facts.update(podman_state=names.state, cgroup=names.cgroup, container=names.container)
         return super().prepare()
 
     def stop_workload(self) -> None:
