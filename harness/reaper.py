@@ -106,7 +106,7 @@ def deep_clean(folder):
 
 
 def cgroup_members(tops):
-    members = set()
+    members: set = set()
     for top in tops:
         for folder, _, files in os.walk(top):
             if "cgroup.procs" in files:
