@@ -46,6 +46,7 @@ class PathSpec:
     cap_drop_all: bool = False  # container family: --cap-drop=ALL (seed 003's mitigation)
     dri_devices: str = "render"  # container family: render (the render node) | kms (card too) | all (/dev/dri)
     sync_fd: bool = False  # sandbox family: the server supervised and tied to bwrap by --sync-fd (seed 000)
+    flatpak_mode: str = "usr-path"  # flatpak family: usr-path (a stub runtime) | export (the runtime exported)
     baseline: bool = False  # the path others' fps is compared with (% of native)
     reference: bool = False  # the path that renders the goldens
 
@@ -184,11 +185,11 @@ PATHS: Dict[str, PathSpec] = {
                                       ("-capdrop", "render", "render node, --cap-drop=ALL,"),
                                       ("-kms", "kms", "card and render nodes (KMS)"),
                                       ("-all", "all", "whole /dev/dri"))),
-        PathSpec(
-            id="flatpak-vtest",
+        *(PathSpec(
+            id="flatpak-vtest" + suffix,
             family=FLATPAK,
-            description="flatpak run --nodevice=dri over the runtime's /usr; host virgl_test_server's socket "
-                        "exposed with --filesystem (seed 000's command)",
+            description="flatpak run --nodevice=dri over the runtime's /usr" + how + "; host virgl_test_server's "
+                        "socket exposed with --filesystem (seed 000's command)",
             renderers={"gl": VIRGL},
             requires=("flatpak", "virgl_test_server"),
             no_dri_nodes=True,
@@ -196,7 +197,9 @@ PATHS: Dict[str, PathSpec] = {
             own_namespaces=FLATPAK_NAMESPACES,
             services=("virgl_test_server",),
             env=(("GALLIUM_DRIVER", "virpipe"),),
-        ),
+            flatpak_mode=mode,
+        ) for suffix, mode, how in (("", "usr-path", " (--usr-path)"),
+                                    ("-exported", "export", ", exported as a Flatpak runtime"))),
         PathSpec(
             id="flatpak-dri",
             family=FLATPAK,

@@ -42,6 +42,15 @@ def test_flatpak_vtest_is_seed_000s_command_and_renders_through_virgl(run_scenar
         assert result.exposure.host_files, "Flatpak exposes host fonts, zoneinfo and /etc files: counted"
 
 
+def test_the_runtime_exported_as_a_flatpak_runtime_renders_too(run_scenarios, toolset):
+    need_flatpak(toolset)
+    (result,) = run_scenarios(flatpak_matrix(["flatpak-vtest-exported"], ("trixie",)))
+    assert outcome_or_skip(result) == verdict.PASS, describe(result)
+    assert result.launch.facts["flatpak_mode"] == "export"
+    assert not any(arg.startswith("--usr-path") for arg in result.launch.argv)
+    assert result.report.raw["libc"] == "2.41", "the exported trixie runtime's own libc"
+
+
 def test_exec_runs_a_command_inside_flatpak():
     done = subprocess.run([sys.executable, "-m", "harness.cli", "exec", "--path", "flatpak-vtest", "--",
                            "sh", "-c", "echo dri=$(ls /dev/dri 2>/dev/null | wc -l) app=$FLATPAK_ID"],
