@@ -23,10 +23,10 @@ def toolset_from(runtime: str):
     return runtime_toolset.load(f"runtime:{runtime}")
 
 
-def run(scenario_ids, toolset, tmp_path, matrix=VENUS):
+def run(scenario_ids, toolset, tmp_path, matrix=VENUS, retries=0):
     chosen = [s for s in matrix.scenarios if s.id in scenario_ids]
     assert len(chosen) == len(scenario_ids)
-    return runner.run(chosen, toolset, runner.RunOptions(out_dir=tmp_path / "out"))
+    return runner.run(chosen, toolset, runner.RunOptions(out_dir=tmp_path / "out", retries=retries))
 
 
 def our_processes(marker: str):
@@ -46,9 +46,13 @@ def our_processes(marker: str):
 @pytest.mark.parametrize("runtime", ["trixie", "sid"])
 def test_vm_venus_renders_vulkan_and_gl_in_the_guest(runtime, tmp_path):
     toolset = toolset_from("trixie-host")
-    results = run([f"vm-venus/{runtime}/vulkan", f"vm-venus/{runtime}/gl"], toolset, tmp_path)
+    # Under heavy load the guest's Venus ring has stalled once in a while ("MESA-VIRTIO: stuck in
+    # ring seqno wait", then driver-hang): a retry makes that a Flake, reported as one, not a Pass.
+    results = run([f"vm-venus/{runtime}/vulkan", f"vm-venus/{runtime}/gl"], toolset, tmp_path, retries=1)
     for result in results:
-        assert outcome_or_skip(result) == verdict.PASS, describe(result)
+        outcome = outcome_or_skip(result)
+        assert outcome == verdict.PASS or (outcome == verdict.FLAKE and result.verdict.failure_kind
+                                           == FailureKind.DRIVER_HANG), describe(result)
     vulkan = next(r for r in results if r.scenario.probe == "vulkan").report.raw
     assert vulkan["device"]["driver_id"] == "MESA_VENUS" and vulkan["renderer"].startswith("Virtio-GPU Venus (")
     assert vulkan["isolation"]["dri_nodes"], "the guest's own virtio-gpu render node"
