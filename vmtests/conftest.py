@@ -25,6 +25,15 @@ def scenarios_from(declaration: dict):
     return matrix_mod.expand(declaration, "<test>").scenarios
 
 
+def on_runtimes(paths, runtimes, **settings):
+    """The GL scenarios of `paths` on built runtimes, with `settings` as the matrix defaults."""
+    declaration = {"matrix": {"paths": list(paths), "runtimes": list(runtimes), "probes": ["gl"]},
+                   "runtimes": {name: {"kind": "debootstrap"} for name in runtimes}}
+    if settings:
+        declaration["defaults"] = settings
+    return scenarios_from(declaration)
+
+
 @pytest.fixture
 def run_scenarios(toolset, tmp_path):
     """Run scenarios for real; returns their ScenarioResults."""

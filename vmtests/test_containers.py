@@ -13,18 +13,14 @@ from harness import reaper, runner, verdict
 from harness.families.container import STATE_PARENT, STATE_PREFIX
 from harness.outcomes import FailureKind
 
-from .conftest import (describe, harness_in_subprocess, outcome_or_skip, scenarios_from,
+from .conftest import (describe, harness_in_subprocess, on_runtimes, outcome_or_skip,
                        skip_unless_required)
 
 GLOBAL_STATE = ("/var/lib/containers", "/run/containers")
 
 
 def podman_matrix(paths, runtimes=("bookworm",), **settings):
-    declaration = {"matrix": {"paths": list(paths), "runtimes": list(runtimes), "probes": ["gl"]},
-                   "runtimes": {name: {"kind": "debootstrap"} for name in runtimes}}
-    if settings:
-        declaration["defaults"] = settings
-    return scenarios_from(declaration)
+    return on_runtimes(paths, runtimes, **settings)
 
 
 def cgroups(prefix):

@@ -9,16 +9,12 @@ import time
 
 from harness import reaper, verdict
 
-from .conftest import (describe, harness_in_subprocess, outcome_or_skip, scenarios_from,
+from .conftest import (describe, harness_in_subprocess, on_runtimes, outcome_or_skip,
                        skip_unless_required)
 
 
 def flatpak_matrix(paths, runtimes=("bookworm", "trixie"), **settings):
-    declaration = {"matrix": {"paths": list(paths), "runtimes": list(runtimes), "probes": ["gl"]},
-                   "runtimes": {name: {"kind": "debootstrap"} for name in runtimes}}
-    if settings:
-        declaration["defaults"] = settings
-    return scenarios_from(declaration)
+    return on_runtimes(paths, runtimes, **settings)
 
 
 def need_flatpak(toolset):
