@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 # podman's default open-file limit (1048576) is above a caller's usual hard limit, and any
 # --ulimit replaces the whole default list: both limits, explicitly (measured).
 ULIMITS = ("nofile=1024:4096", "nproc=4096:4096")
-UNSAFE_IN_VOLUME = (":", ",")
-STATE_PARENT, STATE_PREFIX = "/tmp", "gh-podman-"  # -v and --rootfs split on these: such a path could add an option
+UNSAFE_IN_VOLUME = (":", ",")  # -v and --rootfs split on these: such a path could add an option
+STATE_PARENT, STATE_PREFIX = "/tmp", "gh-podman-"  # podman's per-scenario state (a runroot must be short)
 
 
 class ContainerError(Exception):
@@ -55,7 +55,7 @@ def render_device(node: str) -> str:
     stand-in node from elsewhere, as tests use, appears as renderD128)."""
     name = os.path.basename(node)
     inside = f"/dev/dri/{name}" if name.startswith("renderD") else "/dev/dri/renderD128"
-    return f"{volume(node, inside)}"
+    return volume(node, inside)
 
 
 def card_for(render_node: str) -> Optional[str]:
@@ -81,7 +81,7 @@ def dri_devices(scope: str, render_node: str) -> List[str]:
 
 
 def podman_state(podman: str, state: str) -> List[str]:
-    """podman with every piece of its state in `state` (the scenario's temp folder)."""
+    """podman with every piece of its state in `state` (the scenario's own short folder, Names)."""
     return [podman, "--root", f"{state}/root", "--runroot", f"{state}/runroot", "--tmpdir", f"{state}/tmp",
             "--network-config-dir", f"{state}/net", "--runtime", "runc", "--cgroup-manager", "cgroupfs",
             "--events-backend", "none"]
