@@ -58,8 +58,8 @@ def private_env(folder: str) -> Dict[str, str]:
             "XDG_DATA_HOME": f"{folder}/home/.local/share", "LANG": "C.UTF-8"}
 
 
-def flatpak_step(flatpak: str, env: Dict[str, str], *args: str, cwd: Optional[str] = None) -> None:
-    done = subprocess.run([flatpak, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120,
+def flatpak_step(flatpak: str, env: Dict[str, str], *args: str) -> None:
+    done = subprocess.run([flatpak, *args], env=env, capture_output=True, text=True, timeout=120,
                           stdin=subprocess.DEVNULL)
     if done.returncode != 0:
         said = " | ".join(line for line in (done.stdout + done.stderr).splitlines() if line.strip())
@@ -73,8 +73,9 @@ def runtime_metadata(folder: str, runtime_id: str) -> None:
 
 
 def exported_runtime(flatpak: str, runtime: Runtime) -> Tuple[str, str]:
-    """(repo, runtime id): the runtime's /usr as a Flatpak runtime, exported once into a repo
-    cached beside the built runtime (keyed by it), under a lock while one run builds it."""
+    """(repo, runtime id): the runtime's /usr as a Flatpak runtime, exported once into a repo in
+    FLATPAK_CACHE keyed by the runtime's root (itself keyed by content), under a lock while one
+    run builds it."""
     runtime_id = "org.gpuharness.Runtime." + re.sub(r"[^A-Za-z0-9_]", "_", runtime.name)
     cache = FLATPAK_CACHE / hashlib.sha256(os.path.realpath(runtime.root).encode()).hexdigest()[:24]
     cache.mkdir(parents=True, exist_ok=True)
