@@ -384,11 +384,10 @@ def layout(driver: HostDriver, mode: str, bwrap: Optional[str] = None) -> Driver
         env["__EGL_VENDOR_LIBRARY_FILENAMES"] = ":".join(egl)
     if vulkan:
         env["VK_DRIVER_FILES"] = env["VK_ICD_FILENAMES"] = ":".join(vulkan)
-    for index, folder in enumerate(driver.dri_dirs):
-        binds[DRI_DIR + (str(index) if index else "")] = folder
-    if driver.dri_dirs:
-        env["LIBGL_DRIVERS_PATH"] = ":".join(DRI_DIR + (str(i) if i else "") for i in range(len(driver.dri_dirs)))
-    libraries = [(os.path.basename(name), path) for name, path in binds.items() if name.startswith(LIB_DIR)]
+    dri_inside = [DRI_DIR + (str(index) if index else "") for index in range(len(driver.dri_dirs))]
+    binds.update(zip(dri_inside, driver.dri_dirs, strict=True))
+    if dri_inside:
+        env["LIBGL_DRIVERS_PATH"] = ":".join(dri_inside)
     if mode != Mode.LIBS:
         deps = closure(entry + driver.libraries, driver.root, bwrap)
         dri = set(dri_driver_files(driver.dri_dirs))  # reached through DRI_DIR
@@ -396,7 +395,6 @@ def layout(driver: HostDriver, mode: str, bwrap: Optional[str] = None) -> Driver
                                                                        else [])
         for name, path in chosen:
             binds.setdefault(f"{LIB_DIR}/{name}", path)
-        libraries = [(os.path.basename(inside), host) for inside, host in binds.items() if inside.startswith(LIB_DIR)]
         if mode == Mode.CAPSULE:
             files[CAPSULE_MANIFEST] = json.dumps({
                 "load": [f"{LIB_DIR}/{name}" for name, path in deps.libraries if path not in dri],
@@ -405,8 +403,9 @@ def layout(driver: HostDriver, mode: str, bwrap: Optional[str] = None) -> Driver
             env[CAPSULE_ENV] = CAPSULE_MANIFEST
         else:
             env["LD_LIBRARY_PATH"] = LIB_DIR
+    libraries = sorted((os.path.basename(inside), host) for inside, host in binds.items() if inside.startswith(LIB_DIR))
     return DriverLayout(sorted((host, inside) for inside, host in binds.items()), files, env, device_nodes(),
-                        sorted(libraries))
+                        libraries)
 
 
 MESA_FILES = re.compile(r"(libEGL_mesa|libgallium|_dri\.so|libvulkan_(lvp|radeon|intel|virtio))")
