@@ -265,6 +265,15 @@ def cmd_exec(args) -> int:
                                    probe="exec", timeout_s=args.timeout)
     if not path_registry.get(args.path).family.accepts(runtime):
         raise InputError(f"exec: path {args.path} cannot run in runtime {runtime.name} ({runtime.kind})")
+    # A runtime built from a recipe has no root until it is built (or found in the cache): without
+    # this the command would run over the host's root under the runtime's name.
+    ready = runner.prepare_runtimes([scenario], runner.RunOptions(out_dir=Path("."), say=say))
+    prepared = ready.get(runtime.name)
+    if prepared is not None and not prepared.root:
+        print(f"gpu-harness: runtime {runtime.name} cannot be built: {prepared.skip or prepared.failure}",
+              file=sys.stderr)
+        return EXIT_USAGE if prepared.skip else EXIT_FAILED
+    scenario = runner.with_runtime(scenario, ready)
     toolset = toolset_mod.load(args.toolset)
     temp = runner.TempRoot()
     result_dir = args.keep or (temp.path / "result")

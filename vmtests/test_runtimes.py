@@ -83,3 +83,19 @@ def test_a_toolset_from_a_runtime_runs_the_newer_host_side(tmp_path):
     assert outcomes["vtest-virgl/host/gl"]["outcome"] == "Pass"
     assert "LLVM 19" in outcomes["vtest-virgl/host/gl"]["renderer"]
     assert outcomes["vm-headless/host/gl"]["outcome"] == "Pass"
+
+
+def test_exec_runs_in_the_built_runtime_not_the_host(tmp_path):
+    """`exec --runtime trixie` builds (or finds) the runtime and runs the command over its root:
+    its own glibc answers, not the host's."""
+    need_builder()
+    matrix_file = tmp_path / "m.toml"
+    matrix_file.write_text('[matrix]\npaths = ["vtest-virgl"]\nruntimes = ["trixie"]\n'
+                           '[runtimes.trixie]\nkind = "debootstrap"\n')
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "exec", "--path", "vtest-virgl", "--matrix",
+                           str(matrix_file), "--runtime", "trixie", "--", "sh", "-c", "ldd --version | head -1"],
+                          capture_output=True, text=True, timeout=600)
+    if "missing" in done.stderr and "cannot run here" in done.stderr:
+        skip_unless_required("vtest-virgl", "vtest-virgl", done.stderr.strip())
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith(" " + runtimes.cached("trixie").facts["libc"])
