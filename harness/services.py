@@ -12,6 +12,9 @@ from .retry import poll
 from .syncfd import SyncPipe
 
 
+SUPERVISED_EXIT_S = 3.0
+
+
 class ServiceError(Exception):
     """A service did not come up; the message says why and carries its log tail."""
 
@@ -68,6 +71,10 @@ class RunningService:
         if self.stopped:
             return
         self.sample_rss()
+        if self.spec.sync is not None:
+            # The workload has ended, so its end of the pipe is closed: the supervisor stops the
+            # server by itself, and the harness stops it only if it does not.
+            poll(lambda: self.child.poll() is not None, SUPERVISED_EXIT_S, interval_s=0.01)
         self.exit_description = self.child.stop().describe()
         self.stopped = True
         for path in self.spec.leaves:
