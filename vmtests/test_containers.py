@@ -12,6 +12,7 @@ import pytest
 from harness import reaper, runner, verdict
 from harness.families.container import STATE_PARENT, STATE_PREFIX
 from harness.outcomes import FailureKind
+from harness.retry import poll
 
 from .conftest import (describe, harness_in_subprocess, on_runtimes, outcome_or_skip,
                        skip_unless_required)
@@ -106,9 +107,7 @@ def test_harness_sigkilled_during_a_container_leaves_nothing(tmp_path, toolset):
         timeout_s = 60
         probe_args = ["--hold", "30"]
     """)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (list(scratch.iterdir()) and conmons(next(scratch.iterdir()).name)):
-        time.sleep(0.1)
+    poll(lambda: list(scratch.iterdir()) and conmons(next(scratch.iterdir()).name), 60, 0.1)
     (run,) = [entry.name for entry in scratch.iterdir()]  # the run's temp root: gh-<token>
     assert conmons(run), "the container never started"
     harness.send_signal(signal.SIGKILL)
@@ -118,9 +117,7 @@ def test_harness_sigkilled_during_a_container_leaves_nothing(tmp_path, toolset):
         return (conmons(run) + podman_states(run) + list(scratch.iterdir()) + cgroups(f"gpu-harness-{run}-")
                 + [line for line in open("/proc/self/mountinfo") if f"{STATE_PREFIX}{run}-" in line])
 
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and left():
-        time.sleep(0.1)
+    poll(lambda: not left(), 20, 0.1)
     assert left() == []
 
 

@@ -5,9 +5,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 from harness import reaper, verdict
+from harness.retry import poll
 
 from .conftest import (describe, harness_in_subprocess, on_runtimes, outcome_or_skip,
                        skip_unless_required)
@@ -72,14 +72,9 @@ def test_harness_sigkilled_during_flatpak_leaves_nothing(tmp_path, toolset):
         return any("python3" in open(f"/proc/{pid}/comm").read() for pid in reaper.processes_in(str(scratch))
                    if os.path.exists(f"/proc/{pid}/comm"))
 
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not app_running():
-        time.sleep(0.1)
-    assert app_running(), "the app never started"
+    assert poll(app_running, 60, 0.1), "the app never started"
     harness.send_signal(signal.SIGKILL)
     harness.wait()
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and (reaper.processes_in(str(scratch)) or any(scratch.iterdir())):
-        time.sleep(0.1)
+    poll(lambda: not reaper.processes_in(str(scratch)) and not any(scratch.iterdir()), 20, 0.1)
     assert reaper.processes_in(str(scratch)) == []
     assert list(scratch.iterdir()) == []

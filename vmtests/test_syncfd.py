@@ -10,6 +10,7 @@ import time
 import pytest
 
 from harness import reaper
+from harness.retry import poll
 
 from .conftest import harness_in_subprocess, skip_unless_required
 
@@ -32,15 +33,6 @@ def ours(scratch, marker, not_comm=None):
     return found
 
 
-def wait_for(condition, timeout_s=30.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 @pytest.mark.parametrize("victim", ["app", "bwrap", "server", "harness"])
 def test_killing_any_part_leaves_nothing(victim, tmp_path, toolset):
     if toolset.missing(["bwrap", "virgl_test_server"]):
@@ -55,7 +47,7 @@ def test_killing_any_part_leaves_nothing(victim, tmp_path, toolset):
     """)
     out = tmp_path / "out"
     markers = {"app": "gles.py", "bwrap": "bwrap", "server": "virgl_test_serv"}
-    assert wait_for(lambda: ours(scratch, "gles.py") and ours(scratch, "bwrap") and ours(scratch, "virgl_test_serv")), \
+    assert poll(lambda: ours(scratch, "gles.py") and ours(scratch, "bwrap") and ours(scratch, "virgl_test_serv"), 30), \
         "the scenario never got going"
     time.sleep(2)  # the app has its context and holds it (--hold): a kill now is one mid-run
     if victim == "harness":
@@ -64,7 +56,7 @@ def test_killing_any_part_leaves_nothing(victim, tmp_path, toolset):
         for pid in ours(scratch, markers[victim], not_comm="bwrap" if victim == "app" else None):
             os.kill(pid, signal.SIGKILL)
     harness.wait(timeout=60)
-    assert wait_for(lambda: not reaper.processes_in(str(scratch)) and not list(scratch.iterdir()), 20), \
+    assert poll(lambda: not reaper.processes_in(str(scratch)) and not list(scratch.iterdir()), 20), \
         f"left behind: {reaper.processes_in(str(scratch))} {list(scratch.iterdir())}"
     if victim in ("app", "bwrap"):
         # The server went because the sandbox's end of the pipe closed, before the harness's own stop.

@@ -17,6 +17,7 @@ from ..templating import render
 
 if TYPE_CHECKING:
     from ..matrix import Runtime
+    from ..model import Scenario
     from ..paths import PathSpec
     from ..target import Target
     from ..toolset import Toolset
@@ -33,6 +34,19 @@ def runtime_icds(runtime: "Runtime", name: str) -> List[str]:
         base = os.path.join(runtime.root, folder)
         found += sorted(f"/{folder}/{os.path.basename(p)}" for p in glob.glob(os.path.join(base, f"{name}_icd*.json")))
     return found
+
+
+def workload_env(scenario: "Scenario", home: str, socket: Optional[str] = None) -> Dict[str, str]:
+    """What a workload inside a runtime runs with: a plain base, the path's own variables, its
+    Vulkan ICD, the vtest socket's name where it has one, and the scenario's variables last (a
+    matrix may override any of them)."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": home, "LANG": "C.UTF-8", "XDG_RUNTIME_DIR": home}
+    env.update(dict(scenario.spec.env))
+    env.update(icd_env(scenario.spec, scenario.runtime))
+    if socket:
+        env["VTEST_SOCKET_NAME"] = socket
+    env.update(dict(scenario.env))
+    return env
 
 
 def icd_env(spec: "PathSpec", runtime: "Runtime") -> Dict[str, str]:

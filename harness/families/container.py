@@ -19,7 +19,7 @@ from ..model import DEBOOTSTRAP_KIND, Scenario
 from ..probes import INSIDE
 from ..services import ServiceSpec
 from ..toolset import Toolset
-from .base import Family, Plan, ProcessLaunch, icd_env, probe_spec
+from .base import Family, Plan, ProcessLaunch, probe_spec, workload_env
 from .sandbox import services_for
 
 if TYPE_CHECKING:
@@ -88,13 +88,7 @@ def podman_state(podman: str, state: str) -> List[str]:
 
 
 def container_env(scenario: Scenario) -> Dict[str, str]:
-    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", "XDG_RUNTIME_DIR": "/tmp"}
-    env.update(dict(scenario.spec.env))
-    env.update(icd_env(scenario.spec, scenario.runtime))
-    if vtest.SERVICE in scenario.spec.services:
-        env["VTEST_SOCKET_NAME"] = vtest.SOCKET_INSIDE
-    env.update(dict(scenario.env))
-    return env
+    return workload_env(scenario, "/tmp", vtest.SOCKET_INSIDE if vtest.SERVICE in scenario.spec.services else None)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from ..probes import INSIDE
 from ..services import ServiceSpec
 from ..syncfd import SyncPipe
 from ..toolset import Toolset
-from .base import Family, Plan, ProcessLaunch, icd_env, probe_spec
+from .base import Family, Plan, ProcessLaunch, probe_spec, workload_env
 
 HOME = f"{INSIDE}/home"
 SYS_DIRS = ("/sys/dev", "/sys/devices", "/sys/bus", "/sys/class")
@@ -62,13 +62,8 @@ def probe_python(toolset: Toolset, runtime: Runtime) -> Tuple[str, List[Tuple[st
 
 
 def sandbox_env(scenario: Scenario) -> List[Tuple[str, str]]:
-    env = {"PATH": "/usr/bin:/bin", "HOME": HOME, "LANG": "C.UTF-8", "XDG_RUNTIME_DIR": HOME}
-    env.update(dict(scenario.spec.env))
-    env.update(icd_env(scenario.spec, scenario.runtime))
-    if vtest.SERVICE in scenario.spec.services:
-        env["VTEST_SOCKET_NAME"] = vtest.SOCKET_INSIDE
-    env.update(dict(scenario.env))
-    return sorted(env.items())
+    socket = vtest.SOCKET_INSIDE if vtest.SERVICE in scenario.spec.services else None
+    return sorted(workload_env(scenario, HOME, socket).items())
 
 
 @dataclass

@@ -22,7 +22,7 @@ from ..vm import accel as accel_mod, console, display as display_mod, initramfs,
 from ..vm import modules as modules_mod
 from ..vm.machine import Machine
 from ..vm.qemu import QemuSpec
-from .base import Family, Plan, icd_env, probe_spec, runtime_icds, write_config
+from .base import Family, Plan, probe_spec, runtime_icds, workload_env, write_config
 from .sandbox import probe_python
 
 if TYPE_CHECKING:
@@ -52,9 +52,7 @@ def acceleration(toolset: Toolset, workdir) -> accel_mod.Accel:
 
 
 def guest_env(scenario: Scenario) -> List[Tuple[str, str]]:
-    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", "XDG_RUNTIME_DIR": "/tmp"}
-    env.update(dict(scenario.spec.env))
-    env.update(icd_env(scenario.spec, scenario.runtime))  # the guest's root is the runtime's
+    env = workload_env(scenario, "/tmp")  # the guest's root is the runtime's
     if "VK_DRIVER_FILES" not in env:
         # The loader is given the runtime's ICD files by name: over 9p a folder's offsets are the
         # host's 64-bit ext4 hash cookies, and a 32-bit guest program's readdir() fails on them
@@ -62,7 +60,6 @@ def guest_env(scenario: Scenario) -> List[Tuple[str, str]]:
         files = ":".join(runtime_icds(scenario.runtime, "*"))
         if files:
             env["VK_DRIVER_FILES"] = files
-    env.update(dict(scenario.env))
     return sorted(env.items())
 
 
