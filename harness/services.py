@@ -78,8 +78,20 @@ class RunningService:
         self.exit_description = self.child.stop().describe()
         self.stopped = True
         for path in self.spec.leaves:
-            reaper.remove(path)
+            if self.made(path):
+                reaper.remove(path)
             reaper.get().untrack_path(path)
+
+    def made(self, path: str) -> bool:
+        """Whether a leave is this service's: it came up (so it made them), or the file names its
+        pid (X's lock). A server that never came up may have lost the path to another one."""
+        if self.ready_s:
+            return True
+        try:
+            with open(path) as handle:
+                return int(handle.read().strip()) == self.child.pid
+        except (OSError, ValueError):
+            return False
 
 
 def is_ready(spec: ServiceSpec) -> bool:

@@ -114,3 +114,24 @@ def test_a_console_reason_is_read_from_a_whole_line_only():
     assert console.problem("boot\n" + line + "\n") == "guest init failed: fault injected"
     assert console.problem("Kernel panic - not syncing: Attempted to kill init\n") == \
         "guest kernel panic: Attempted to kill init"
+
+
+def test_a_display_number_claimed_by_another_harness_process_is_not_handed_out():
+    """Two runs at once (pytest-xdist workers) must not both start Xvfb on one number."""
+    import subprocess
+    import sys
+
+    from harness.vm import display
+
+    other = subprocess.Popen([sys.executable, "-c", "from harness.vm import display; import sys;"
+                              " n = display.free_display(); print(n, flush=True); sys.stdin.read()"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        theirs = int(other.stdout.readline())
+        display._next_display = theirs
+        assert display.free_display() != theirs
+    finally:
+        other.stdin.close()
+        other.wait()
+    display._next_display = theirs
+    assert display.free_display() == theirs, "a claim must end with the process that held it"

@@ -1,6 +1,7 @@
 """A guest's display: which QEMU display to use, the Xvfb it may need (with its own display
 number), and capturing what the guest shows, from outside."""
 import os
+import socket
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Tuple
@@ -18,6 +19,7 @@ GL_DEVICES = ("virtio-gpu-gl-pci",)  # guest GPUs whose rendering QEMU does on t
 DISPLAYS = range(90, 400)
 _display_lock = threading.Lock()
 _next_display = DISPLAYS.start
+_claims: Dict[int, socket.socket] = {}
 
 
 class DisplayError(Exception):
@@ -25,16 +27,35 @@ class DisplayError(Exception):
 
 
 def free_display() -> int:
-    """An X display number no server uses, never handed out twice by this process: parallel
-    scenarios each get their own."""
+    """An X display number no server uses, never handed out twice by this process, nor at the
+    same time by another harness process: parallel scenarios and parallel runs each get their own."""
     global _next_display
     with _display_lock:
         for _ in range(len(DISPLAYS)):
             number = _next_display
             _next_display = DISPLAYS.start + (number + 1 - DISPLAYS.start) % len(DISPLAYS)
-            if not os.path.exists(f"/tmp/.X{number}-lock") and not os.path.exists(f"/tmp/.X11-unix/X{number}"):
+            if os.path.exists(f"/tmp/.X{number}-lock") or os.path.exists(f"/tmp/.X11-unix/X{number}"):
+                continue
+            if claim_display(number):
                 return number
     raise DisplayError(f"no free X display number between :{DISPLAYS.start} and :{DISPLAYS.stop - 1}")
+
+
+def claim_display(number: int) -> bool:
+    """Hold a display number against other harness processes until this one ends. Between the
+    check for X's lock and Xvfb making it, two runs could pick the same number; an abstract
+    socket is claimed atomically, leaves nothing on disk and is freed by the kernel when the
+    process dies."""
+    if number in _claims:
+        return True
+    claim = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        claim.bind(f"\0gpu-harness-display-{number}")
+    except OSError:
+        claim.close()
+        return False
+    _claims[number] = claim
+    return True
 
 
 def xvfb_service(toolset: Toolset, workspace: Workspace) -> Tuple[ServiceSpec, str]:
