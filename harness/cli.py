@@ -11,6 +11,7 @@ from typing import List, Optional, Tuple
 
 from . import __version__, bench, matrix as matrix_mod, paths as path_registry, reaper, report, runner
 from . import outdir, pins as pins_mod, process, runtimes as runtimes_mod, toolset as toolset_mod
+from . import baseline as baseline_mod
 from .errors import InputError, shown
 from .lifecycle import LaunchContext, Workload, Workspace
 from .interrupts import INTERRUPTS
@@ -83,6 +84,9 @@ def build_parser() -> Parser:
                      help="a runtime whose lock has drifted from the archive is an error (exit 2)")
     run.add_argument("--fail-on-skip", action="store_true",
                      help="a Skip fails the run too (for CI and Nix checks, where every chosen path must run)")
+    run.add_argument("--baseline", type=Path, help="known failures and flakes (TOML; `baseline update` writes one)")
+    run.add_argument("--fail-on-unexpected-pass", action="store_true",
+                     help="a baseline's known failure that passes fails the run too")
 
     listing = sub.add_parser("list", help="print the expanded scenarios")
     add_selection(listing)
@@ -131,6 +135,22 @@ def build_parser() -> Parser:
 
     rebuild = sub.add_parser("report", help="rebuild junit.xml and report.html from DIR/results.json")
     rebuild.add_argument("dir", type=Path)
+
+    diff = sub.add_parser("diff", help="what changed between two runs; exit 1 on a regression")
+    diff.add_argument("old", type=Path, help="result folder or results.json")
+    diff.add_argument("new", type=Path, help="result folder or results.json")
+    diff.add_argument("--json", action="store_true", help="print the changes as JSON")
+    diff.add_argument("--html", type=Path, metavar="FILE", help="also write the changes as an HTML page")
+    diff.add_argument("--fps-factor", type=factor, default=4.0, metavar="X",
+                      help="an fps change counts when fps moved by more than this factor, either way (default: 4)")
+
+    baseline = sub.add_parser("baseline", help="known failures and flakes for run --baseline")
+    baseline_sub = baseline.add_subparsers(dest="baseline_command", required=True, parser_class=Parser)
+    baseline_update = baseline_sub.add_parser("update", help="write a baseline from a run's failures and flakes")
+    baseline_update.add_argument("--from", dest="source", type=Path, required=True,
+                                 help="result folder or results.json")
+    baseline_update.add_argument("--out", type=Path, required=True,
+                                 help="baseline file: rewritten; its entries still needed keep their reasons")
 
     bench_cmd = sub.add_parser("bench", help="time every phase of the matrix, several runs, as a table")
     add_selection(bench_cmd)
@@ -191,20 +211,23 @@ def cmd_run(args) -> int:
     outdir.prepare(args.out, "--out")
     outdir.lock(args.out, "--out")
     loaded, scenarios = select(args)
+    known = baseline_mod.load(args.baseline) if args.baseline else None
     toolset = toolset_mod.load(args.toolset)
     started = datetime.datetime.now(datetime.timezone.utc)
     options = runner.RunOptions(out_dir=args.out, jobs=args.jobs, retries=args.retries, goldens_dir=args.goldens,
                                 strict_runtimes=args.strict_runtimes, say=say,
-                                runtime_roots=runtime_roots(args.runtime_root))
+                                runtime_roots=runtime_roots(args.runtime_root), baseline=known)
     results = run_matrix(scenarios, toolset, options, "running")
-    document = report.results.document(results, args.out, toolset, started, loaded.source)
+    document = report.results.document(results, args.out, toolset, started, loaded.source,
+                                       str(args.baseline) if args.baseline else None)
     report.write_all(args.out, document)
     summary = ", ".join(f"{k} {v}" for k, v in sorted(document["summary"].items()))
     print(f"{len(results)} scenarios: {summary}. Report: {args.out / 'report.html'}")
     if INTERRUPTS.requested:
         print(f"gpu-harness: {INTERRUPTS.reason()}: reports written for what finished", file=sys.stderr)
         return INTERRUPTS.exit_code
-    failing = (Outcome.FAIL, Outcome.SKIP) if args.fail_on_skip else (Outcome.FAIL,)
+    failing = (Outcome.FAIL, *([Outcome.SKIP] if args.fail_on_skip else []),
+               *([Outcome.UNEXPECTED_PASS] if args.fail_on_unexpected_pass else []))
     return EXIT_FAILED if any(r.verdict.outcome in failing for r in results) else EXIT_OK
 
 
@@ -355,6 +378,48 @@ def cmd_goldens_update(args) -> int:
     return EXIT_FAILED if bad else EXIT_OK
 
 
+def factor(text: str) -> float:
+    """A factor of change: more than 1, at most 1000."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {shown(text)}") from None
+    if not 1 < value <= 1000:  # also false for nan
+        raise argparse.ArgumentTypeError(f"must be more than 1 and at most 1000, not {shown(text)}")
+    return value
+
+
+def write_output(path: Path, text: str, option: str) -> None:
+    try:
+        outdir.write_atomically(path, text)
+    except OSError as exc:
+        raise InputError(f"{option} {shown(str(path))}: cannot write it: {exc.strerror or exc}") from None
+
+
+def cmd_diff(args) -> int:
+    from .report import diff as diff_mod
+
+    old, new = diff_mod.load(args.old), diff_mod.load(args.new)
+    found = diff_mod.compare(old, new, args.fps_factor)
+    if args.html:
+        write_output(args.html, diff_mod.html(found, args.html), "--html")
+    print(json.dumps(found.to_json(), indent=2) if args.json else diff_mod.text(found), end="\n" if args.json else "")
+    return EXIT_FAILED if found.regressions else EXIT_OK
+
+
+def cmd_baseline(args) -> int:
+    document = report.results.read(report.results.locate(args.source))
+    current = baseline_mod.load(args.out) if args.out.exists() else None
+    done = baseline_mod.update(document["scenarios"], current, str(args.out))
+    write_output(args.out, baseline_mod.dumps(done.baseline, f"written from {args.source} "
+                                              f"(matrix {document.get('matrix')}, {document.get('started')})"), "--out")
+    print(f"{args.out}: {len(done.baseline.entries)} entries: {len(done.added)} added, {len(done.kept)} kept, "
+          f"{len(done.dropped)} dropped (now pass)")
+    for scenario_id in done.not_known:
+        print(f"  not known: {scenario_id} (interrupted, or a matrix expectation that passed: fix the matrix)")
+    return EXIT_OK
+
+
 def cmd_report(args) -> int:
     document = report.render_from_json(args.dir)
     print(f"{args.dir / 'report.html'}: {len(document['scenarios'])} scenarios")
@@ -437,7 +502,8 @@ def runtimes_list() -> int:
 
 
 COMMANDS = {"run": cmd_run, "list": cmd_list, "doctor": cmd_doctor, "exec": cmd_exec,
-            "report": cmd_report, "bench": cmd_bench, "pins": cmd_pins, "runtimes": cmd_runtimes}
+            "report": cmd_report, "bench": cmd_bench, "pins": cmd_pins, "runtimes": cmd_runtimes,
+            "diff": cmd_diff, "baseline": cmd_baseline}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

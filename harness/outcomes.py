@@ -10,6 +10,9 @@ class Outcome(str, enum.Enum):
     EXPECTED_FAIL = "ExpectedFail"
     FLAKE = "Flake"
     SKIP = "Skip"
+    # A baseline's known failure that passed (deqp-runner's word): reported, and a failure of the
+    # run only where asked (run --fail-on-unexpected-pass).
+    UNEXPECTED_PASS = "UnexpectedPass"
 
     def __str__(self) -> str:
         return self.value
@@ -27,13 +30,18 @@ class Outcome(str, enum.Enum):
     @property
     def css_class(self) -> str:
         return {Outcome.PASS: "pass", Outcome.FAIL: "fail", Outcome.EXPECTED_FAIL: "xfail",
-                Outcome.FLAKE: "flake", Outcome.SKIP: "skip"}[self]
+                Outcome.FLAKE: "flake", Outcome.SKIP: "skip", Outcome.UNEXPECTED_PASS: "upass"}[self]
 
     @property
     def style(self) -> str:
         """rich style for the terminal."""
         return {Outcome.PASS: "green", Outcome.FAIL: "bold red", Outcome.EXPECTED_FAIL: "yellow",
-                Outcome.FLAKE: "magenta", Outcome.SKIP: "dim"}[self]
+                Outcome.FLAKE: "magenta", Outcome.SKIP: "dim", Outcome.UNEXPECTED_PASS: "cyan"}[self]
+
+    @property
+    def renders(self) -> bool:
+        """The scenario rendered in the end (a Flake after a retry, an UnexpectedPass too)."""
+        return self in (Outcome.PASS, Outcome.FLAKE, Outcome.UNEXPECTED_PASS)
 
     @classmethod
     def parse(cls, text: str) -> "Outcome":
@@ -69,6 +77,7 @@ class FailureKind(str, enum.Enum):
     UNEXPECTED_PASS = "unexpected-pass"
     INTERRUPTED = "interrupted"
     RUNTIME_BUILD = "runtime-build"  # the scenario's runtime could not be built
+    VFIO = "vfio"  # a vfio step (bind, restore) failed on the host: which one and why follows
 
     def __str__(self) -> str:
         return self.value

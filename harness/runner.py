@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Union
 
-from . import probes, reaper, runtimes, verdict as verdict_mod
+from . import baseline as baseline_mod, probes, reaper, runtimes, verdict as verdict_mod
 from .errors import InputError
 from .interrupts import INTERRUPTS
 from .lifecycle import Hooks, LaunchContext, LaunchResult, Phase, Workload, Workspace
@@ -37,6 +37,7 @@ class ScenarioResult:
     runtime_facts: Dict[str, object] = field(default_factory=dict)
     exposure: Optional[exposure_mod.Exposure] = None  # the leak audit (None: the probe reported nothing)
     driver_match: Dict[str, object] = field(default_factory=dict)
+    known: Optional[baseline_mod.Known] = None  # the baseline's entry that judged it
 
     @property
     def phases(self) -> Dict[str, float]:
@@ -61,6 +62,7 @@ class RunOptions:
     strict_runtimes: bool = False  # a runtime whose lock has drifted is an error (exit 2)
     runtime_roots: Dict[str, str] = field(default_factory=dict)  # runtimes built elsewhere (Nix): name -> root
     say: Callable[[str], None] = lambda text: None  # progress of slow steps (runtime builds)
+    baseline: Optional[baseline_mod.Baseline] = None  # known failures and flakes (run --baseline)
 
 
 @dataclass
@@ -222,8 +224,9 @@ def run_scenario(scenario: Scenario, toolset: Toolset, options: RunOptions, temp
         return unbuilt(scenario, prepared, base)
     scenario = with_runtime(scenario, ready)
     shutil.rmtree(base, ignore_errors=True)
+    known = options.baseline.known(scenario.id) if options.baseline else None
     results: List[ScenarioResult] = []
-    for number in range(1, options.retries + 2):
+    for number in range(1, baseline_mod.retries(known, options.retries) + 2):
         if number > 1 and INTERRUPTS.requested:
             break
         result_dir = base if number == 1 else base / f"retry-{number - 1}"
@@ -232,7 +235,9 @@ def run_scenario(scenario: Scenario, toolset: Toolset, options: RunOptions, temp
         if result.verdict.outcome is not Outcome.FAIL or scenario.expect.fails:
             break
     final = results[-1]
-    final.verdict = verdict_mod.combine_attempts([r.verdict for r in results])
+    final.verdict = baseline_mod.apply(verdict_mod.combine_attempts([r.verdict for r in results]), known,
+                                       len(results))
+    final.known = known
     final.attempts = len(results)
     final.wall_s = sum(r.wall_s for r in results)
     final.runtime_facts = prepared.facts if prepared else {}

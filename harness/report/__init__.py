@@ -9,7 +9,7 @@ from pathlib import Path
 from ..outdir import write_atomically
 from . import html, junit, results
 
-RESULTS_FILE = "results.json"
+RESULTS_FILE = results.RESULTS_FILE
 
 
 def write_all(out_dir: Path, document: dict) -> None:

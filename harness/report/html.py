@@ -1,9 +1,17 @@
-"""report.html: one page a person reads: scenarios, outcomes, renderers, times, images."""
+"""report.html: one page a person reads: the grids (runtimes x paths, one per probe), the answers
+computed from the run, then every scenario's detail (images, checks, logs, rerun.sh), collapsed."""
 from ..outcomes import Outcome
 from ..templating import render as render_template
+from . import answers, entries, grid
 
 OUTCOME_CLASSES = {outcome.value: outcome.css_class for outcome in Outcome}
 
 
 def render(document: dict) -> str:
-    return render_template("report.html.j2", strict=False, doc=document, classes=OUTCOME_CLASSES)
+    # Computed from the scenarios, not read from the file's own `grid`/`answers`: a results.json
+    # of an older version has none, and `report DIR` must still open on the grid.
+    scenario_entries = document["scenarios"]
+    baselines = sorted({b for s in entries.scenarios(document) if (b := entries.text(s, "fps_baseline"))})
+    return render_template("report.html.j2", strict=False, doc=document, classes=OUTCOME_CLASSES,
+                           grids=grid.build(scenario_entries), answers=answers.build(scenario_entries),
+                           baselines=baselines)

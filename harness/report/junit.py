@@ -1,8 +1,10 @@
 """junit.xml for CI systems: one testcase per scenario."""
 import re
 import xml.etree.ElementTree as ET
+from typing import List, Tuple
 
 from ..outcomes import Outcome
+from . import entries
 
 # Characters XML 1.0 cannot carry at all (ANSI escapes from a log, NUL): written as \xNN instead.
 NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -10,6 +12,24 @@ NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 def xml_text(value: object) -> str:
     return NOT_XML.sub(lambda m: f"\\x{ord(m.group(0)):02x}", str(value))
+
+
+def properties(scenario: dict) -> List[Tuple[str, str]]:
+    """What a CI dashboard groups and filters by: the scenario's coordinates, its renderer, and
+    every component version it ran with (version.<name>)."""
+    known = entries.mapping(scenario, "baseline")
+    found = [("path", scenario["path"]), ("runtime", entries.runtime(scenario)), ("probe", entries.probe(scenario)),
+             ("outcome", scenario["outcome"]), ("failure_kind", entries.failure_class(scenario)),
+             ("renderer", entries.text(scenario, "renderer")), ("runtime_mesa", entries.runtime_mesa(scenario)),
+             ("baseline", entries.text(known, "kind"))]
+    found += [(f"version.{name}", version) for name, version in sorted(entries.versions(scenario).items())]
+    return [(name, value) for name, value in found if value]
+
+
+def add_properties(case: ET.Element, scenario: dict) -> None:
+    element = ET.SubElement(case, "properties")
+    for name, value in properties(scenario):
+        ET.SubElement(element, "property", name=xml_text(name), value=xml_text(value))
 
 
 def render(document: dict) -> str:
@@ -23,6 +43,7 @@ def render(document: dict) -> str:
         reason = xml_text(scenario["reason"])
         case = ET.SubElement(suite, "testcase", classname=xml_text(f"gpu-harness.{scenario['path']}"),
                              name=xml_text(scenario["id"]), time=f"{scenario.get('wall_s') or 0:.3f}")
+        add_properties(case, scenario)
         if outcome.junit_kind is not None:
             element = ET.SubElement(case, outcome.junit_kind, message=reason)
             if outcome.junit_kind == "failure":

@@ -6,7 +6,7 @@ import datetime
 import os
 import platform
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional, TypeGuard, Union
 
 from .. import __version__
 from ..errors import InputError, parse_json, read_text, shown, shown_key, unencodable
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from ..runner import ScenarioResult
 
 SCHEMA = "gpu-harness/results/v1"
+RESULTS_FILE = "results.json"
 MAX_PROBLEMS = 20
 SCENARIO_STRINGS = ("id", "path", "outcome", "reason")
 
@@ -88,6 +89,7 @@ def scenario_entry(result: "ScenarioResult", out_dir: Path, toolset: Toolset) ->
         "diagnosis": diagnosis_of(result),
         "exposure": result.exposure.to_dict() if result.exposure else None,
         "driver_match": result.driver_match or None,
+        "baseline": result.known.to_dict() if result.known else None,
     }
 
 
@@ -116,7 +118,9 @@ def entry(result: "ScenarioResult", out_dir: Path, toolset: Toolset) -> dict:
 
 
 def document(results: List["ScenarioResult"], out_dir: Path, toolset: Toolset, started: datetime.datetime,
-             matrix_source: str) -> dict:
+             matrix_source: str, baseline: Optional[str] = None) -> dict:
+    from . import answers, grid  # they read entries as results.py writes them
+
     finished = datetime.datetime.now(datetime.timezone.utc)
     entries = with_fps_share([entry(r, out_dir, toolset) for r in results])
     summary: Dict[str, int] = {}
@@ -133,6 +137,9 @@ def document(results: List["ScenarioResult"], out_dir: Path, toolset: Toolset, s
                  "render_nodes": toolset.render_nodes},
         "toolset": toolset.to_dict(),
         "summary": summary,
+        "baseline": baseline,
+        "grid": [g.to_json() for g in grid.build(entries)],
+        "answers": {a.key: a.to_json() for a in answers.build(entries)},
         "scenarios": entries,
     }
 
@@ -155,6 +162,11 @@ def with_fps_share(entries: List[dict]) -> List[dict]:
     return entries
 
 
+def locate(path: Path) -> Path:
+    """A run's results.json, given it or the folder it is in."""
+    return Path(path) / RESULTS_FILE if Path(path).is_dir() else Path(path)
+
+
 def read(path: Path) -> dict:
     """A results.json, checked for everything junit.xml and report.html read from it."""
     data = parse_json(read_text(path, "results"), str(path))
@@ -168,7 +180,7 @@ def read(path: Path) -> dict:
     return data
 
 
-def is_number(value) -> bool:
+def is_number(value) -> TypeGuard[Union[int, float]]:
     """A JSON number the reports can format (%.3f): not a boolean, not beyond a float's range."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False

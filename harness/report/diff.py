@@ -1,0 +1,293 @@
+"""`gpu-harness diff OLD NEW`: what changed between two runs. Outcomes (regressions first),
+renderers, component versions, images (compared pixel by pixel, both kept for the HTML) and fps
+changes beyond noise; as text, JSON and an HTML page.
+
+A regression is a scenario that fails now and did not (a Fail that was anything else, or a new
+scenario that fails), or one that rendered and now does not (an ExpectedFail). A change of
+failure class (Fail to Fail) is a change, not a regression: the run was already red."""
+import enum
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from ..errors import PATH_LIMIT, InputError, cut
+from ..model import Tolerance
+from ..outcomes import Outcome
+from . import entries, results
+
+# fps changes count beyond a factor, either way (x4: a quarter or four times the old fps). The
+# probe renders 60 frames of a small scene, so its fps measures scheduling as much as the driver:
+# two runs of the default matrix on one busy 2-core machine differed by up to x3.6 (vm-virgl),
+# x2.6 (native/host/vulkan), median x1.2. What stands out beyond that is a path that fell to
+# software or gained a device, not a driver's few percent; `diff --fps-factor` sets another.
+FPS_FACTOR = 4.0
+EXACT = Tolerance(channel=0, fraction=0.0)  # any pixel that differs at all
+
+
+class Kind(str, enum.Enum):
+    REGRESSION = "regression"
+    FIXED = "fixed"
+    CHANGED = "changed"
+    ADDED = "added"
+    REMOVED = "removed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+ORDER = list(Kind)
+
+
+@dataclass(frozen=True)
+class OutcomeChange:
+    id: str
+    kind: Kind
+    old: Optional[str]  # the outcome; None: not in that run
+    new: Optional[str]
+    old_failure: Optional[str] = None
+    new_failure: Optional[str] = None
+    reason: str = ""  # the new run's reason (the old one's for a removed scenario)
+
+    def describe(self) -> str:
+        def said(outcome: Optional[str], failure: Optional[str]) -> str:
+            return "absent" if outcome is None else outcome + (f" ({failure})" if failure else "")
+
+        return f"{said(self.old, self.old_failure)} -> {said(self.new, self.new_failure)}"
+
+
+@dataclass(frozen=True)
+class ValueChange:
+    """A renderer or a component version that changed, with the scenarios it changed for."""
+
+    name: str  # "renderer", or the component: mesa, virgl_test_server, runtime Mesa, toolset:qemu, ...
+    old: Optional[str]
+    new: Optional[str]
+    scenarios: Tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ImageChange:
+    id: str
+    old_image: str  # as a path the reader of the text/JSON can open
+    new_image: str
+    detail: str
+    differing_fraction: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class FpsChange:
+    id: str
+    old: float
+    new: float
+
+    @property
+    def change(self) -> float:
+        return self.new / self.old - 1
+
+
+@dataclass
+class RunDiff:
+    old: str
+    new: str
+    fps_factor: float = FPS_FACTOR
+    outcomes: List[OutcomeChange] = field(default_factory=list)
+    renderers: List[ValueChange] = field(default_factory=list)
+    versions: List[ValueChange] = field(default_factory=list)
+    images: List[ImageChange] = field(default_factory=list)
+    fps: List[FpsChange] = field(default_factory=list)
+    compared: int = 0  # scenarios in both runs
+
+    @property
+    def regressions(self) -> List[OutcomeChange]:
+        return [c for c in self.outcomes if c.kind is Kind.REGRESSION]
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["regressions"] = len(self.regressions)
+        for item, change in zip(data["fps"], self.fps, strict=True):
+            item["change"] = round(change.change, 4)
+        return data
+
+
+@dataclass(frozen=True)
+class Run:
+    """One side of a diff: its results and the folder its relative paths start from."""
+
+    source: str
+    folder: Path
+    document: dict
+
+    @property
+    def by_id(self) -> Dict[str, dict]:
+        found: Dict[str, dict] = {}
+        for scenario in entries.scenarios(self.document):
+            found.setdefault(scenario["id"], scenario)
+        return found
+
+
+def load(path: Path) -> Run:
+    """A run from its result folder or its results.json (InputError when it is neither)."""
+    file = results.locate(path)
+    if not Path(path).exists():
+        raise InputError(f"{cut(path, PATH_LIMIT)}: no such result folder or results.json")
+    if not file.is_file():
+        raise InputError(f"{cut(path, PATH_LIMIT)}: not a result folder (no {file.name} in it)")
+    return Run(str(path), file.parent, results.read(file))
+
+
+def classify(old: Optional[dict], new: Optional[dict]) -> Optional[Kind]:
+    """What kind of outcome change old -> new is; None when there is none."""
+    if new is None:
+        return Kind.REMOVED
+    now = entries.outcome(new)
+    if old is None:
+        return Kind.REGRESSION if now is Outcome.FAIL else Kind.ADDED
+    before = entries.outcome(old)
+    if before is now:
+        same_class = entries.failure_class(old) == entries.failure_class(new)
+        return None if now is not Outcome.FAIL or same_class else Kind.CHANGED
+    if now is Outcome.FAIL or (before.renders and now is Outcome.EXPECTED_FAIL):
+        return Kind.REGRESSION
+    if before in (Outcome.FAIL, Outcome.EXPECTED_FAIL) and now.renders:
+        return Kind.FIXED
+    return Kind.CHANGED
+
+
+def outcome_changes(old: Dict[str, dict], new: Dict[str, dict]) -> List[OutcomeChange]:
+    found = []
+    for scenario_id in [*new, *(i for i in old if i not in new)]:
+        before, after = old.get(scenario_id), new.get(scenario_id)
+        kind = classify(before, after)
+        if kind is None:
+            continue
+        found.append(OutcomeChange(
+            scenario_id, kind, before["outcome"] if before else None, after["outcome"] if after else None,
+            entries.failure_class(before) if before else None, entries.failure_class(after) if after else None,
+            str((after or before or {}).get("reason", ""))))
+    return sorted(found, key=lambda c: ORDER.index(c.kind))
+
+
+def grouped(pairs: List[Tuple[str, Optional[str], Optional[str], str]]) -> List[ValueChange]:
+    """(name, old, new, scenario) -> one change per (name, old, new) with its scenarios."""
+    groups: Dict[Tuple[str, Optional[str], Optional[str]], List[str]] = {}
+    for name, before, after, scenario_id in pairs:
+        groups.setdefault((name, before, after), []).append(scenario_id)
+    return [ValueChange(name, before, after, tuple(ids)) for (name, before, after), ids in groups.items()]
+
+
+def renderer_changes(common: List[Tuple[dict, dict]]) -> List[ValueChange]:
+    return grouped([("renderer", entries.text(o, "renderer"), entries.text(n, "renderer"), n["id"])
+                    for o, n in common
+                    if entries.text(o, "renderer") and entries.text(n, "renderer")
+                    and entries.text(o, "renderer") != entries.text(n, "renderer")])
+
+
+def scenario_versions(scenario: dict) -> Dict[str, str]:
+    found = entries.versions(scenario)
+    mesa = entries.runtime_mesa(scenario)
+    return {**found, **({"runtime Mesa": mesa} if mesa else {})}
+
+
+def version_changes(old: Run, new: Run, common: List[Tuple[dict, dict]]) -> List[ValueChange]:
+    pairs = []
+    for before, after in common:
+        was, now = scenario_versions(before), scenario_versions(after)
+        pairs += [(name, was.get(name), now.get(name), after["id"]) for name in sorted({*was, *now})
+                  if was.get(name) and now.get(name) and was[name] != now[name]]
+    was, now = toolset_versions(old.document), toolset_versions(new.document)
+    pairs += [(f"toolset:{name}", was.get(name), now.get(name), "toolset") for name in sorted({*was, *now})
+              if was.get(name) != now.get(name)]
+    return grouped(pairs)
+
+
+def toolset_versions(document: dict) -> Dict[str, str]:
+    tools = entries.mapping(entries.mapping(document, "toolset"), "tools")
+    return {str(name): str(tool["version"]) for name, tool in tools.items()
+            if isinstance(tool, dict) and isinstance(tool.get("version"), str)}
+
+
+def image_file(run: Run, scenario: dict) -> Optional[Path]:
+    relative = entries.text(scenario, "image")
+    if relative is None:
+        return None
+    path = run.folder / relative
+    return path if path.is_file() else None
+
+
+def image_changes(old: Run, new: Run, common: List[Tuple[dict, dict]]) -> List[ImageChange]:
+    from .. import images  # numpy and Pillow: only for a diff that has images to compare
+
+    found = []
+    for before, after in common:
+        was, now = image_file(old, before), image_file(new, after)
+        if was is None or now is None:
+            continue
+        comparison = images.compare(now, was, EXACT)
+        if comparison.matched:
+            continue
+        if comparison.differing_fraction is not None:
+            detail = (f"{comparison.differing_fraction:.2%} of pixels differ "
+                      f"(largest channel difference {comparison.max_channel_diff})")
+        else:  # another size, or a file that is no image
+            detail = comparison.reason.replace("golden", "the old image")
+        found.append(ImageChange(after["id"], str(was), str(now), detail, comparison.differing_fraction))
+    return found
+
+
+def fps_changes(common: List[Tuple[dict, dict]], factor: float) -> List[FpsChange]:
+    found = []
+    for before, after in common:
+        was, now = entries.number(before, "fps"), entries.number(after, "fps")
+        if was is None or now is None or was <= 0 or now <= 0:
+            continue
+        if abs(math.log(now / was)) > math.log(factor):
+            found.append(FpsChange(after["id"], was, now))
+    return sorted(found, key=lambda c: c.change)
+
+
+def compare(old: Run, new: Run, fps_factor: float = FPS_FACTOR) -> RunDiff:
+    before, after = old.by_id, new.by_id
+    common = [(before[i], after[i]) for i in after if i in before]
+    return RunDiff(old.source, new.source, fps_factor, outcome_changes(before, after), renderer_changes(common),
+                   version_changes(old, new, common), image_changes(old, new, common),
+                   fps_changes(common, fps_factor), len(common))
+
+
+# --- output -------------------------------------------------------------------------------------
+
+def listed_ids(ids: Tuple[str, ...], limit: int = 4) -> str:
+    more = len(ids) - limit
+    return ", ".join(ids[:limit]) + (f" and {more} more" if more > 0 else "")
+
+
+def text(diff: RunDiff) -> str:
+    lines = [f"gpu-harness diff {diff.old} -> {diff.new}: {diff.compared} scenarios in both, "
+             f"{len(diff.regressions)} regressions"]
+    sections: List[Tuple[str, List[str]]] = [
+        ("outcomes", [f"{c.kind.value:<10} {c.id:<32} {c.describe()}: {c.reason}" for c in diff.outcomes]),
+        ("renderers", [f"{listed_ids(c.scenarios)}: {c.old} -> {c.new}" for c in diff.renderers]),
+        ("versions", [f"{c.name}: {c.old} -> {c.new} ({len(c.scenarios)} scenarios)"
+                      if c.scenarios != ("toolset",) else f"{c.name}: {c.old} -> {c.new}" for c in diff.versions]),
+        ("images", [f"{c.id}: {c.detail}" for c in diff.images]),
+        (f"fps (changed by more than x{diff.fps_factor:g})",
+         [f"{c.id}: {c.old:g} -> {c.new:g} ({c.change:+.0%})" for c in diff.fps]),
+    ]
+    for title, body in sections:
+        lines += [f"{title}:", *(f"  {line}" for line in body)] if body else [f"{title}: no change"]
+    return "\n".join(lines) + "\n"
+
+
+def html(diff: RunDiff, page: Path) -> str:
+    """The diff as an HTML page to be written at `page` (images linked relative to it)."""
+    from ..templating import render as render_template
+
+    def link(path: str) -> str:
+        try:
+            return os.path.relpath(os.path.abspath(path), os.path.abspath(page.parent))
+        except ValueError:
+            return os.path.abspath(path)
+
+    return render_template("diff.html.j2", strict=False, diff=diff, link=link,
+                           classes={o.value: o.css_class for o in Outcome})

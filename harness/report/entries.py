@@ -1,0 +1,83 @@
+"""Reading one scenario entry of a results.json for the generated sections (grid, answers, diff).
+
+results.read checks only what every report needs (id, path, outcome, reason, a few numbers);
+any other field may be missing, null or of another type in a file written by an older version
+or by hand, so each is read here as the type the caller wants, or None/empty."""
+import math
+from typing import Dict, List, Optional
+
+from ..outcomes import Outcome
+from .results import is_number
+
+
+def text(entry: dict, key: str) -> Optional[str]:
+    value = entry.get(key)
+    return value if isinstance(value, str) and value else None
+
+
+def number(entry: dict, key: str) -> Optional[float]:
+    """A finite number (not a boolean), or None."""
+    value = entry.get(key)
+    return float(value) if is_number(value) and math.isfinite(float(value)) else None
+
+
+def mapping(entry: dict, key: str) -> dict:
+    value = entry.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def texts(entry: dict, key: str) -> List[str]:
+    value = entry.get(key)
+    return [str(item) for item in value if isinstance(item, (str, int, float))] if isinstance(value, list) else []
+
+
+def numbers(entry: dict, key: str) -> Dict[str, float]:
+    """An object of numbers (phases_s, peak_rss_kb), without what is not one."""
+    return {str(k): float(v) for k, v in mapping(entry, key).items() if is_number(v) and math.isfinite(float(v))}
+
+
+def outcome(entry: dict) -> Outcome:
+    try:
+        return Outcome.parse(entry.get("outcome"))  # type: ignore[arg-type]
+    except ValueError:
+        return Outcome.FAIL  # results.read admits only known outcomes; a caller may not have used it
+
+
+def id_part(entry: dict, index: int) -> str:
+    """runtime (1) or probe (2) from the scenario id (path/runtime/probe) when the field is absent."""
+    parts = str(entry.get("id", "")).split("/")
+    return parts[index] if len(parts) == 3 else "?"
+
+
+def runtime(entry: dict) -> str:
+    return text(entry, "runtime") or id_part(entry, 1)
+
+
+def probe(entry: dict) -> str:
+    return text(entry, "probe") or id_part(entry, 2)
+
+
+def failure_class(entry: dict) -> Optional[str]:
+    return text(entry, "failure_kind")
+
+
+def subject(entry: dict) -> Optional[str]:
+    """What the failure class is about (a soname, a glibc version), from the diagnosis."""
+    return text(mapping(entry, "diagnosis"), "subject")
+
+
+def runtime_mesa(entry: dict) -> Optional[str]:
+    """The Mesa the workload's own userspace carries (the runtime's, or the host's for host)."""
+    return (text(mapping(entry, "driver_match"), "runtime_mesa")
+            or text(mapping(entry, "runtime_facts"), "mesa"))
+
+
+def versions(entry: dict) -> Dict[str, str]:
+    return {str(k): str(v) for k, v in mapping(entry, "versions").items() if isinstance(v, (str, int, float))}
+
+
+def scenarios(document: dict) -> List[dict]:
+    """The document's scenario entries that are objects with a string id."""
+    listed = document.get("scenarios")
+    return [s for s in listed if isinstance(s, dict) and isinstance(s.get("id"), str)] if isinstance(listed, list) \
+        else []

@@ -1,0 +1,133 @@
+"""The grid at the top of the report: one per probe API, runtimes down, paths across; each cell
+one scenario's outcome, its renderer in short, its fps as a share of the run's baseline and, for
+a failure, its class. Built from results.json's scenario entries alone."""
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+from ..outcomes import Outcome
+from . import entries
+
+RENDERER_WIDTH = 16  # characters of a renderer's short name shown in a cell
+VENDOR_WORDS = re.compile(r"^(Mesa|AMD|NVIDIA|Virtio-GPU)\s+")
+FORWARDERS = ("virgl", "venus", "zink")  # drivers that name what they forward to in parentheses
+
+
+@dataclass(frozen=True)
+class Cell:
+    scenario: str  # the scenario id
+    anchor: str  # the id of its detail in report.html
+    outcome: str
+    css: str
+    renderer: Optional[str]  # short
+    fps_pct: Optional[int]  # fps as % of the run's baseline path (fps_baseline)
+    failure: Optional[str]  # the failure class, for Fail and ExpectedFail
+    subject: Optional[str]  # what the class is about (a soname, a glibc version)
+    reason: str
+
+    @property
+    def label(self) -> str:
+        """The cell's main line: the failure class for a failure, else the renderer."""
+        if self.failure:
+            return self.failure
+        if self.outcome == Outcome.SKIP.value:
+            return "skip"
+        return self.renderer or self.outcome
+
+
+@dataclass
+class Grid:
+    probe: str
+    runtimes: List[str] = field(default_factory=list)
+    paths: List[str] = field(default_factory=list)
+    cells: Dict[str, Dict[str, Cell]] = field(default_factory=dict)  # runtime -> path -> cell
+
+    def cell(self, runtime: str, path: str) -> Optional[Cell]:
+        return self.cells.get(runtime, {}).get(path)
+
+    @property
+    def counts(self) -> Dict[str, int]:
+        found: Dict[str, int] = {}
+        for row in self.cells.values():
+            for cell in row.values():
+                found[cell.outcome] = found.get(cell.outcome, 0) + 1
+        return found
+
+    def to_json(self) -> dict:
+        return {"probe": self.probe, "runtimes": self.runtimes, "paths": self.paths,
+                "cells": [{"runtime": runtime, "path": path, **asdict(cell)}
+                          for runtime in self.runtimes for path in self.paths
+                          if (cell := self.cell(runtime, path)) is not None]}
+
+
+def cut(name: str, width: int = RENDERER_WIDTH) -> str:
+    return name if len(name) <= width else name[:width - 1].rstrip() + "…"
+
+
+def split_trailing(name: str) -> Tuple[str, Optional[str]]:
+    """'virgl (LLVMPIPE (LLVM 15))' -> ('virgl', 'LLVMPIPE (LLVM 15)'): the name and its last
+    parenthesised part, the parentheses balanced ('Intel(R) UHD 620 (KBL)' keeps its '(R)')."""
+    name = name.strip()
+    if not name.endswith(")"):
+        return name, None
+    depth = 0
+    for index in range(len(name) - 1, -1, -1):
+        depth += {")": 1, "(": -1}.get(name[index], 0)
+        if depth == 0:
+            return name[:index].strip(), name[index + 1:-1].strip()
+    return name, None
+
+
+def own_name(name: str) -> str:
+    """A renderer's name without its details and without a vendor word that says nothing in a
+    cell: 'llvmpipe (LLVM 15.0.6, 256 bits)' -> 'llvmpipe', 'LLVMPIPE' -> 'llvmpipe'."""
+    base = split_trailing(name)[0] or name.strip()
+    base = VENDOR_WORDS.sub("", base).strip() or base
+    return base.lower() if base.isupper() else base
+
+
+def short_renderer(renderer: Optional[str]) -> Optional[str]:
+    """'virgl (LLVMPIPE (LLVM 15.0.6, 256 bits))' -> 'virgl/llvmpipe': a forwarding driver with
+    the renderer it forwards to (named in its parentheses), anything else by its own name."""
+    if not renderer or not renderer.strip():
+        return None
+    base, inner = split_trailing(renderer)
+    outer = own_name(renderer)
+    forwarded = inner is not None and (split_trailing(inner)[1] is not None or outer.lower() in FORWARDERS)
+    return cut(f"{outer}/{own_name(inner)}" if forwarded and inner else outer)
+
+
+def fps_pct(entry: dict) -> Optional[int]:
+    share = entries.number(entry, "fps_vs_baseline")
+    return round(100 * share) if share is not None and share < 1e6 else None
+
+
+def anchor(index: int) -> str:
+    return f"scenario-{index}"
+
+
+def cell_of(entry: dict, index: int) -> Cell:
+    outcome = entries.outcome(entry)
+    failed = outcome in (Outcome.FAIL, Outcome.EXPECTED_FAIL)
+    return Cell(scenario=entry["id"], anchor=anchor(index), outcome=outcome.value, css=outcome.css_class,
+                renderer=short_renderer(entries.text(entry, "renderer")), fps_pct=fps_pct(entry),
+                failure=(entries.failure_class(entry) or "failed") if failed else None,
+                subject=entries.subject(entry) if failed else None, reason=str(entry.get("reason", "")))
+
+
+def build(scenario_entries: List[dict]) -> List[Grid]:
+    """One grid per probe, in the order the probes, runtimes and paths first appear in the run
+    (the matrix's order). A second scenario for the same cell (a hand-made file) is left out
+    of the grid; the scenario list still has it."""
+    grids: Dict[str, Grid] = {}
+    for index, entry in enumerate(scenario_entries):
+        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+            continue
+        probe, runtime, path = entries.probe(entry), entries.runtime(entry), str(entry.get("path", "?"))
+        grid = grids.setdefault(probe, Grid(probe))
+        if runtime not in grid.runtimes:
+            grid.runtimes.append(runtime)
+        if path not in grid.paths:
+            grid.paths.append(path)
+        grid.cells.setdefault(runtime, {}).setdefault(path, cell_of(entry, index))
+    return list(grids.values())
