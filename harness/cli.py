@@ -157,6 +157,10 @@ def build_parser() -> Parser:
     bench_cmd.add_argument("--repeat", type=positive_int, default=5)
     bench_cmd.add_argument("--out", type=Path, default=Path("gpu-harness-bench"))
     bench_cmd.add_argument("-j", "--jobs", type=positive_int, default=1)
+
+    vfio_cmd = sub.add_parser("vfio", add_help=False, help="check, bind and restore a PCI device for passthrough "
+                              "(gpu-harness vfio --help)")
+    vfio_cmd.add_argument("vfio_args", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -352,15 +356,14 @@ def cmd_pins(args) -> int:
 
 
 def cmd_goldens_update(args) -> int:
-    """Render each probe's golden with a real run of the reference (llvmpipe) path."""
+    """Render each probe's golden with a real run of its reference path (llvmpipe where it renders)."""
     outdir.prepare(args.goldens, "--goldens")
     loaded = matrix_mod.load(args.matrix)
     probes = sorted({s.probe for s in loaded.scenarios})
     toolset = toolset_mod.load(args.toolset)
-    path_id = path_registry.REFERENCE.id
     reference = [matrix_mod.Scenario(id=f"{path_id}/{HOST}/{probe}", path_id=path_id,
                                      runtime=matrix_mod.Runtime(HOST, matrix_mod.HOST_KIND), probe=probe)
-                 for probe in probes]
+                 for probe in probes for path_id in (path_registry.reference_for(probe).id,)]
     with reaper.temp_dir("gh-goldens-") as out:
         options = runner.RunOptions(out_dir=Path(out), compare_images=False)
         results = run_matrix(reference, toolset, options, "rendering goldens")
@@ -501,7 +504,13 @@ def runtimes_list() -> int:
     return EXIT_OK
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "doctor": cmd_doctor, "exec": cmd_exec,
+def cmd_vfio(args) -> int:
+    from . import vfio
+
+    return vfio.main(args.vfio_args)
+
+
+COMMANDS = {"vfio": cmd_vfio, "run": cmd_run, "list": cmd_list, "doctor": cmd_doctor, "exec": cmd_exec,
             "report": cmd_report, "bench": cmd_bench, "pins": cmd_pins, "runtimes": cmd_runtimes,
             "diff": cmd_diff, "baseline": cmd_baseline}
 

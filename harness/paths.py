@@ -11,6 +11,7 @@ from .families.container import FAMILY as CONTAINER
 from .families.flatpak import FAMILY as FLATPAK
 from .families.host import FAMILY as HOST
 from .families.sandbox import FAMILY as SANDBOX
+from .families.vfio import FAMILY as VFIO, HOST as VFIO_HOST, NESTED as VFIO_NESTED
 from .families.vm import FAMILY as VM, VM_TOOLS
 from .hostdriver import Mode
 from .probes import PROBES
@@ -18,7 +19,7 @@ from .probes import PROBES
 LLVMPIPE = r"llvmpipe"
 VENUS = r"^Virtio-GPU Venus"
 NOT_SOFTWARE = r"^(?!.*llvmpipe)(?!.*softpipe).+"
-FAMILIES: Dict[str, Family] = {family.name: family for family in (HOST, SANDBOX, CONTAINER, FLATPAK, VM)}
+FAMILIES: Dict[str, Family] = {family.name: family for family in (HOST, SANDBOX, CONTAINER, FLATPAK, VM, VFIO)}
 # Flatpak as root keeps the host's user and uts namespaces (measured).
 FLATPAK_NAMESPACES = ("mnt", "pid", "net", "ipc")
 
@@ -46,6 +47,7 @@ class PathSpec:
     cap_drop_all: bool = False  # container family: --cap-drop=ALL (seed 003's mitigation)
     dri_devices: str = "render"  # container family: render (the render node) | kms (card too) | all (/dev/dri)
     sync_fd: bool = False  # sandbox family: the server supervised and tied to bwrap by --sync-fd (seed 000)
+    passthrough: Optional[str] = None  # vfio family: "host" (a device of this host) | "nested" (in an L1 guest)
     flatpak_mode: str = "usr-path"  # flatpak family: usr-path (a stub runtime) | export (the runtime exported)
     baseline: bool = False  # the path others' fps is compared with (% of native)
     reference: bool = False  # the path that renders the goldens
@@ -249,10 +251,36 @@ PATHS: Dict[str, PathSpec] = {
             venus=True,
             vulkan_icd="virtio",
         ),
+        PathSpec(
+            id="vm-vfio",
+            family=VFIO,
+            description="QEMU q35 with a whole host device (vfio-pci): the guest runs the device's own driver",
+            renderers={"gl": NOT_SOFTWARE, "vulkan": NOT_SOFTWARE},
+            requires=VM_TOOLS,
+            gpu=True,
+            passthrough=VFIO_HOST,
+        ),
+        PathSpec(
+            id="vm-vfio-nested",
+            family=VFIO,
+            description="the vfio flow with no hardware: an L1 guest with an emulated IOMMU binds edu and a "
+                        "virtio-gpu, moves the image by DMA and passes the GPU to an L2 QEMU",
+            renderers={"vfio": r"^1af4:1050 vfio-pci host="},
+            requires=VM_TOOLS,
+            passthrough=VFIO_NESTED,
+        ),
     )
 }
 BASELINE = next(spec for spec in PATHS.values() if spec.baseline)
 REFERENCE = next(spec for spec in PATHS.values() if spec.reference)
+
+
+def reference_for(probe: str) -> PathSpec:
+    """The path a probe's golden is rendered on: llvmpipe where the probe renders, else the one
+    path that speaks its API (the vfio probe's image comes through the nested tier's DMA)."""
+    if probe in REFERENCE.probes:
+        return REFERENCE
+    return next(spec for spec in PATHS.values() if probe in spec.probes)
 
 
 def expected_renderer(spec: PathSpec, api: str, host_has_gpu: bool) -> Optional[str]:

@@ -21,6 +21,7 @@ class ProbeSpec:
     schema: Mapping[str, FieldType]  # fields a successful report must carry, and their types
     guest_frames: int = 10  # software rendering under TCG is slow: a guest renders fewer frames
     support: Tuple[Path, ...] = (PROBE_DIR / "probelib.py",)  # modules it imports, put beside it inside
+    args: Tuple[str, ...] = ()  # its own arguments, before the run's
 
     @property
     def files(self) -> Tuple[Path, ...]:
@@ -40,7 +41,7 @@ class ProbeSpec:
         argv = [*python, probe_file, "--out", out_dir]
         for host_path in host_paths:
             argv += ["--host-path", host_path]
-        return argv + list(args)
+        return argv + list(self.args) + list(args)
 
     def host_argv(self, python: str, out_dir: str, host_paths: Sequence[str], args: Sequence[str]) -> List[str]:
         return self.argv([python], str(self.file), out_dir, host_paths, args)
@@ -92,6 +93,8 @@ GL_SCHEMA: Mapping[str, FieldType] = {
 
 VULKAN_SCHEMA: Mapping[str, FieldType] = {**GL_SCHEMA, "device": dict, "devices": list}
 
+VFIO_SCHEMA: Mapping[str, FieldType] = {**GL_SCHEMA, "steps": list, "dma": dict, "l2": dict, "devices": dict}
+
 PROBES: Dict[str, ProbeSpec] = {
     spec.name: spec
     for spec in (
@@ -100,6 +103,12 @@ PROBES: Dict[str, ProbeSpec] = {
         ProbeSpec(name="vulkan", api="vulkan", file=PROBE_DIR / "vk.py",
                   renderer_meaning="VkPhysicalDeviceProperties.deviceName of the device that rendered",
                   schema=VULKAN_SCHEMA),
+        # The nested VFIO tier's probe: the image is moved through a passed-through device's DMA
+        # and the IOMMU rather than rendered (harness/probe/vfio_nested.py).
+        ProbeSpec(name="vfio", api="vfio", file=PROBE_DIR / "vfio_nested.py",
+                  renderer_meaning="the passed-through device as the L2 guest's QEMU lists it (query-pci)",
+                  schema=VFIO_SCHEMA, support=(PROBE_DIR / "probelib.py", PROBE_DIR.parent / "vfio.py"),
+                  args=("--size", "64")),
     )
 }
 

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 
 
 def remove(path):
@@ -87,8 +88,6 @@ def deep_clean(folder):
     what is mounted under it (deepest first), then remove it."""
     import ctypes
 
-    import time
-
     killed = processes_in(folder)
     for pid in killed:
         try:
@@ -148,12 +147,27 @@ def remove_cgroup(name):
                 pass
 
 
-def reap(pgids, paths, trees=(), cgroups=()):
+def give_back(records):
+    """Devices bound to vfio-pci by a harness that died: back to their drivers, once the
+    processes that held them (QEMU) are gone."""
+    import vfio  # harness/vfio.py, beside this script: standard library only
+
+    for line in records:
+        try:
+            vfio.restore(vfio.BindRecord.from_line(line))
+        except (vfio.VfioError, ValueError) as exc:
+            print(f"reaper: vfio restore {line}: {exc}", file=sys.stderr)
+
+
+def reap(pgids, paths, trees=(), cgroups=(), devices=()):
     for pgid in pgids:
         try:
             os.killpg(pgid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+    if devices:
+        time.sleep(0.2)  # the killed QEMU's vfio file descriptors are closed by its exit
+        give_back(devices)
     for tree in trees:
         deep_clean(tree)
     for path in paths:
@@ -167,7 +181,8 @@ def serve(stream):
     paths: set = set()
     trees: set = set()
     cgroups: set = set()
-    tracked = {"path": paths, "tree": trees, "cgroup": cgroups}
+    devices: set = set()
+    tracked = {"path": paths, "tree": trees, "cgroup": cgroups, "vfio": devices}
     for line in stream:
         verb, _, arg = line.strip().partition(" ")
         if verb == "pgid":
@@ -178,7 +193,7 @@ def serve(stream):
             tracked[verb].add(arg)
         elif verb.startswith("un") and verb[2:] in tracked:
             tracked[verb[2:]].discard(arg)
-    reap(pgids, paths, trees, cgroups)
+    reap(pgids, paths, trees, cgroups, devices)
 
 
 class Reaper:
@@ -224,6 +239,13 @@ class Reaper:
 
     def untrack_cgroup(self, name: str) -> None:
         self._send(f"uncgroup {name}")
+
+    def track_vfio(self, record: str) -> None:
+        """Give this device back (a vfio.BindRecord line: BDF DRIVER) if the harness dies first."""
+        self._send(f"vfio {record}")
+
+    def untrack_vfio(self, record: str) -> None:
+        self._send(f"unvfio {record}")
 
     def close(self) -> None:
         """Reap whatever is still registered, and wait for the reaper to finish."""

@@ -3,7 +3,7 @@
 # It must expand to exactly the scenarios of harness/data/default.toml (a test checks this);
 # the flake turns each scenario into a check (see flake.nix).
 let
-  vmPaths = [ "vm-headless" "vm-virtio-2d" "vm-virgl" ];
+  vmPaths = [ "vm-headless" "vm-virtio-2d" "vm-virgl" "vm-vfio-nested" ];
 in
 {
   matrix = {
@@ -13,9 +13,12 @@ in
     # host: the machine's own root; trixie: a pinned Debian 13 runtime (Mesa 25.0, newer than a
     # Debian 12 host), built from its lock (nix/runtimes.nix; mmdebstrap on the Debian side).
     runtimes = [ "host" "trixie" ];
-    probes = [ "gl" "vulkan" ];
-    # The host's driver in another runtime: compat.toml has those answers, for its host.
-    exclude = [ { path = "sandbox-host*"; runtime = "trixie"; } { path = "sandbox-capsule"; runtime = "trixie"; } ];
+    # vfio: the nested VFIO tier's probe (an image moved by a passed-through device's DMA).
+    probes = [ "gl" "vulkan" "vfio" ];
+    # The host's driver in another runtime: compat.toml has those answers, for its host. The
+    # nested VFIO tier's L1 guest runs the host's QEMU from its root: the host runtime only.
+    exclude = [ { path = "sandbox-host*"; runtime = "trixie"; } { path = "sandbox-capsule"; runtime = "trixie"; }
+      { path = "vm-vfio-nested"; runtime = "trixie"; } ];
   };
 
   runtimes.trixie = {

@@ -22,7 +22,7 @@ def test_default_matrix_expands():
         "flatpak-dri/host/gl", "flatpak-dri/host/vulkan", "flatpak-dri/trixie/gl", "flatpak-dri/trixie/vulkan",
         "vm-headless/host/gl", "vm-headless/host/vulkan", "vm-headless/trixie/gl", "vm-headless/trixie/vulkan",
         "vm-virtio-2d/host/gl", "vm-virtio-2d/host/vulkan", "vm-virtio-2d/trixie/gl", "vm-virtio-2d/trixie/vulkan",
-        "vm-virgl/host/gl", "vm-virgl/trixie/gl"]
+        "vm-virgl/host/gl", "vm-virgl/trixie/gl", "vm-vfio-nested/host/vfio"]
 
 
 def test_cross_product_excludes_and_overrides():

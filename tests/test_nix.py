@@ -93,9 +93,9 @@ def test_nix_paths_table_agrees_with_the_path_registry():
     assert set(table) == set(path_registry.PATHS)
     for name, spec in path_registry.PATHS.items():
         assert table[name]["family"] == spec.family.name, name
-        assert ("kvm" in table[name]["features"]) == (spec.family.name == "vm"), name
+        assert ("kvm" in table[name]["features"]) == (spec.family.name in ("vm", "vfio")), name
         # A path that needs a GPU must not be a default check, where there is none.
-        assert ("gpu" in table[name]["features"]) == (spec.needs_render_node or name == "native"), name
+        assert ("gpu" in table[name]["features"]) == (spec.needs_render_node or name in ("native", "vm-vfio")), name
 
 
 def test_pin_files_are_valid_and_nix_reads_the_same_values():
@@ -219,7 +219,7 @@ def test_flake_outputs_evaluate_against_a_stand_in_nixpkgs(tmp_path):
     for scenario in no_gpu:
         check = x86[scenario.slug]
         assert f"--filter '{scenario.id}'" in check["script"] and "--fail-on-skip" in check["script"]
-        assert check["features"] == (["kvm"] if scenario.spec.family.name == "vm" else [])
+        assert check["features"] == (["kvm"] if scenario.spec.family.name in ("vm", "vfio") else [])
     assert not any(name.startswith("vm-") for name in outputs["checks"]["aarch64-linux"])
     assert sorted(outputs["gpuChecks"]["x86_64-linux"]) == [
         "native__host__gl", "native__host__vulkan", "sandbox-dri__host__gl", "sandbox-dri__host__vulkan",

@@ -118,6 +118,10 @@ class Family:
     def plan(self, ctx: LaunchContext) -> Plan:
         raise NotImplementedError
 
+    def probe_args(self, ctx: LaunchContext) -> List[str]:
+        """Arguments this family adds to the probe's (none but the vfio family's)."""
+        return []
+
     def own_dirs(self, workspace: Workspace) -> List[str]:
         """Folders of the harness's own, outside the workspace, that the workload sees (the leak
         audit does not count them as the host's)."""

@@ -68,13 +68,13 @@ def guest_argv(ctx: LaunchContext) -> List[str]:
         return list(ctx.workload.command)
     # The runtime root is the guest's root, so a Nix toolset's python3 (a store path) is there too.
     return probe_spec(ctx).guest_argv(probe_python(ctx.toolset, ctx.scenario.runtime)[0], ctx.workspace.host_paths(),
-                                      ctx.workload.probe_args, ctx.scenario.spec.scanout)
+                                      [*ctx.workload.probe_args, *ctx.scenario.spec.family.probe_args(ctx)],
+                                      ctx.scenario.spec.scanout)
 
 
-def build_initrd(ctx: LaunchContext):
+def build_initrd(ctx: LaunchContext, wanted: Tuple[str, ...]):
     scenario, toolset, agent = ctx.scenario, ctx.toolset, ctx.interactive
     modules_dir = str(toolset.tools["kernel"].extra["modules_dir"])
-    wanted = modules_mod.BASE_MODULES + (modules_mod.GPU_MODULES if scenario.spec.guest_gpu else ())
     modules = modules_mod.resolve_for_kernel(modules_dir, wanted)
     init = console.render_init(modules, scanout=scenario.spec.scanout and not agent, agent=agent)
     files: Tuple[Tuple[str, str], ...] = ()
@@ -102,19 +102,19 @@ class VmLaunch(Launch):
         out = workspace.result_dir
         accel = acceleration(toolset, workspace.tmp_dir)
         kernel = kernel_mod.unpacked(toolset.path("kernel"))
-        initrd, built = build_initrd(ctx)
+        initrd, built = build_initrd(ctx, self.guest_modules())
         write_guest_workload(ctx)
         self.result.phases["image_build_s"] = time.monotonic() - t0
         self.display, services, display_env = display_mod.display_for(scenario.spec.guest_gpu or "", toolset,
                                                                       workspace)
         self.serial_log, self.qmp_socket = out / "console.log", workspace.tmp_dir / "qmp.sock"
         self.agent_socket = workspace.tmp_dir / "agent.sock" if ctx.interactive else None
-        qemu = QemuSpec(qemu=toolset.path("qemu-system-x86_64"), accel=accel.name, memory_mb=MEMORY_MB,
-                        kernel=kernel, initrd=str(initrd), cmdline=" ".join(KERNEL_ARGS + scenario.kernel_args),
-                        serial_log=str(self.serial_log), qmp_socket=str(self.qmp_socket),
-                        runtime_root=self.guest_root(), out_dir=str(workspace.probe_out), display=self.display,
-                        gpu=scenario.spec.guest_gpu,
-                        agent_socket=str(self.agent_socket) if self.agent_socket else None)
+        qemu = self.machine_spec(QemuSpec(
+            qemu=toolset.path("qemu-system-x86_64"), accel=accel.name, memory_mb=MEMORY_MB, kernel=kernel,
+            initrd=str(initrd), cmdline=" ".join(self.kernel_args() + scenario.kernel_args), serial_log=str(self.serial_log),
+            qmp_socket=str(self.qmp_socket), runtime_root=self.guest_root(), out_dir=str(workspace.probe_out),
+            display=self.display, gpu=scenario.spec.guest_gpu,
+            agent_socket=str(self.agent_socket) if self.agent_socket else None))
         self.plan = Plan(argv=qemu.argv(), env=display_env, env_mode="inherit", services=services,
                          dirs=[str(workspace.tmp_dir)])
         write_config(workspace, scenario.id, self.plan)
@@ -122,9 +122,21 @@ class VmLaunch(Launch):
         self.result.logs.update({"probe": str(workspace.probe_out / "probe.log"),
                                  "serial console": str(self.serial_log), "qemu": str(out / "qemu.log")})
         self.result.facts = {"accel": accel.name, "accel_reason": accel.reason, "initramfs": str(initrd),
-                             "initramfs_built": built, "kernel": kernel, "memory_mb": MEMORY_MB,
+                             "initramfs_built": built, "kernel": kernel, "memory_mb": qemu.memory_mb,
                              "display": self.display}
         return services
+
+    def kernel_args(self) -> Tuple[str, ...]:
+        """The guest kernel's command line before the scenario's own arguments (which win)."""
+        return KERNEL_ARGS
+
+    def guest_modules(self) -> Tuple[str, ...]:
+        """The kernel modules the guest's init loads (with their dependencies)."""
+        return modules_mod.BASE_MODULES + (modules_mod.GPU_MODULES if self.ctx.scenario.spec.guest_gpu else ())
+
+    def machine_spec(self, qemu: QemuSpec) -> QemuSpec:
+        """The machine as this path wants it (the vfio family changes it)."""
+        return qemu
 
     def guest_root(self) -> str:
         """The runtime root as QEMU sees it: a QEMU run from a runtime (`--toolset runtime:NAME`)

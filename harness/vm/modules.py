@@ -1,4 +1,5 @@
 """Kernel modules a guest needs, resolved from the kernel's own modules.dep."""
+import fnmatch
 from pathlib import Path
 from typing import AbstractSet, Dict, Iterable, List
 
@@ -65,3 +66,22 @@ def resolve_for_kernel(modules_dir: str, wanted: Iterable[str]) -> List[str]:
     builtin_file = root / "modules.builtin"
     builtin = builtin_names(builtin_file.read_text()) if builtin_file.exists() else set()
     return resolve(wanted, table, builtin)
+
+
+def aliases_matching(aliases_text: str, modalias: str) -> List[str]:
+    """Modules whose modules.alias patterns match a device's modalias, as modprobe finds them."""
+    found: List[str] = []
+    for line in aliases_text.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "alias" and fnmatch.fnmatchcase(modalias, parts[1]):
+            if normalize(parts[2]) not in found:
+                found.append(normalize(parts[2]))
+    return found
+
+
+def for_modalias(modules_dir: str, modalias: str) -> List[str]:
+    """The driver modules this kernel has for a device (its sysfs modalias); none if no match."""
+    aliases = Path(modules_dir) / "modules.alias"
+    if not modalias or not aliases.exists():
+        return []
+    return aliases_matching(aliases.read_text(), modalias)

@@ -2,7 +2,7 @@
 option syntax are escaped (a comma is doubled), so a folder name with a comma cannot add an
 option."""
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 
 def opt(value: object) -> str:
@@ -25,12 +25,17 @@ class QemuSpec:
     display: str  # a whole -display value, its own values already escaped
     gpu: Optional[str] = None
     agent_socket: Optional[str] = None
+    machine: str = "pc"
+    first_devices: Tuple[str, ...] = ()  # before every other device (an IOMMU must be)
+    devices: Tuple[str, ...] = ()  # more -device values, after the GPU
 
     def argv(self) -> List[str]:
-        argv = [self.qemu, "-nodefaults", "-no-user-config", "-machine", "pc", "-accel", self.accel,
+        argv = [self.qemu, "-nodefaults", "-no-user-config", "-machine", self.machine, "-accel", self.accel,
                 "-cpu", "host" if self.accel == "kvm" else "qemu64", "-smp", "1", "-m", str(self.memory_mb),
                 "-kernel", self.kernel, "-initrd", self.initrd, "-append", self.cmdline, "-no-reboot",
                 "-chardev", f"file,id=serial0,path={opt(self.serial_log)}", "-serial", "chardev:serial0"]
+        for device in self.first_devices:
+            argv += ["-device", device]
         if self.agent_socket:
             argv += ["-chardev", f"socket,id=agent,path={opt(self.agent_socket)},server=on,wait=off",
                      "-serial", "chardev:agent"]
@@ -40,4 +45,6 @@ class QemuSpec:
                  "-virtfs", f"local,path={opt(self.out_dir)},mount_tag=out,security_model=none"]
         if self.gpu:
             argv += ["-device", self.gpu]
+        for device in self.devices:
+            argv += ["-device", device]
         return argv + ["-display", self.display]

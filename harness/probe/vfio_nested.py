@@ -1,0 +1,320 @@
+"""gpu-harness VFIO probe, run inside the nested tier's L1 guest (a q35 machine with an emulated
+IOMMU and two devices to pass through: QEMU's `edu` and a virtio-gpu with iommu_platform=on).
+
+With the harness's own vfio module (the file beside this one, the one the host uses), it binds
+`edu` to vfio-pci and moves a test image through it by DMA, into the device and back, through
+the IOMMU (VFIO type1 container, the mapping made here); then binds the virtio-gpu and starts an
+L2 QEMU paused with `-device vfio-pci,host=...`, whose QMP `query-pci` must list the device;
+then restores both devices and checks their original drivers are back. The image that came back
+is probe.png, compared with a golden like any rendered image. One JSON report on stdout.
+
+Standard library + ctypes only; the L2's QMP is spoken by qemu.qmp, from the harness's own
+environment (--library-path), which the guest sees because its root is the host's.
+"""
+import ctypes
+import mmap
+import os
+import struct
+import subprocess
+import sys
+import time
+
+import probelib
+import vfio
+
+VERSION = 1
+EDU, VIRTIO_GPU = "1234:11e8", "1af4:1050"
+ORIGINAL_DRIVERS = {EDU: None, VIRTIO_GPU: "virtio-pci"}
+
+VFIO_TYPE, VFIO_BASE = ord(";"), 100
+VFIO_API_VERSION, VFIO_TYPE1_IOMMU = 0, 1
+GET_API_VERSION, CHECK_EXTENSION, SET_IOMMU, GROUP_GET_STATUS, GROUP_SET_CONTAINER = (
+    (VFIO_TYPE << 8) | (VFIO_BASE + n) for n in range(5))
+GROUP_GET_DEVICE_FD = (VFIO_TYPE << 8) | (VFIO_BASE + 6)
+DEVICE_GET_REGION_INFO = (VFIO_TYPE << 8) | (VFIO_BASE + 8)
+IOMMU_MAP_DMA, IOMMU_UNMAP_DMA = ((VFIO_TYPE << 8) | (VFIO_BASE + n) for n in (13, 14))
+GROUP_FLAGS_VIABLE = 1
+DMA_READ, DMA_WRITE = 1, 2
+BAR0, CONFIG_REGION = 0, 7
+PCI_COMMAND, COMMAND_MEMORY, COMMAND_MASTER = 0x04, 0x2, 0x4
+
+# QEMU's edu device (docs/specs/edu.rst): DMA between guest memory and its 4 KiB buffer.
+EDU_IDENTIFICATION, EDU_LIVENESS = 0x00, 0x04
+EDU_DMA_SRC, EDU_DMA_DST, EDU_DMA_COUNT, EDU_DMA_CMD = 0x80, 0x88, 0x90, 0x98
+EDU_DMA_RUN, EDU_DMA_TO_RAM = 0x1, 0x2
+EDU_BUFFER = 0x40000
+# A DMA that ends exactly at the buffer's end kills QEMU 7.2 (its range check wants end < end).
+EDU_CHUNK = 4032
+IOVA_OUT, IOVA_BACK = 0x100000, 0x200000  # below edu's 28-bit DMA mask
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+
+class RegionInfo(ctypes.Structure):
+    _fields_ = [("argsz", ctypes.c_uint32), ("flags", ctypes.c_uint32), ("index", ctypes.c_uint32),
+                ("cap_offset", ctypes.c_uint32), ("size", ctypes.c_uint64), ("offset", ctypes.c_uint64)]
+
+
+class GroupStatus(ctypes.Structure):
+    _fields_ = [("argsz", ctypes.c_uint32), ("flags", ctypes.c_uint32)]
+
+
+class DmaMap(ctypes.Structure):
+    _fields_ = [("argsz", ctypes.c_uint32), ("flags", ctypes.c_uint32), ("vaddr", ctypes.c_uint64),
+                ("iova", ctypes.c_uint64), ("size", ctypes.c_uint64)]
+
+
+class DmaUnmap(ctypes.Structure):
+    _fields_ = [("argsz", ctypes.c_uint32), ("flags", ctypes.c_uint32), ("iova", ctypes.c_uint64),
+                ("size", ctypes.c_uint64)]
+
+
+def ioctl(step, fd, request, arg=None):
+    result = libc.ioctl(fd, ctypes.c_ulong(request), arg)
+    if result < 0:
+        number = ctypes.get_errno()
+        hint = " (no interrupt remapping: intremap=on on the IOMMU)" if step == "set-iommu" and number == 1 else ""
+        raise probelib.ProbeError("vfio %s: %s%s" % (step, os.strerror(number), hint))
+    return result
+
+
+def pattern(size):
+    """The test image: gradients and a diagonal lattice, every byte position distinct enough that
+    a lost, doubled or shifted chunk shows."""
+    return [bytes(v for x in range(size) for v in (x * 255 // (size - 1), y * 255 // (size - 1),
+                                                    ((x ^ y) & 0x1F) * 8)) for y in range(size)]
+
+
+class Container:
+    """A VFIO type1 container with one group and one device in it: what a VMM sets up."""
+
+    def __init__(self, bdf):
+        self.fds = []
+        self.container = self.open("/dev/vfio/vfio")
+        version = ioctl("api-version", self.container, GET_API_VERSION)
+        if version != VFIO_API_VERSION:
+            raise probelib.ProbeError("vfio api-version: %d, expected %d" % (version, VFIO_API_VERSION))
+        if not ioctl("check-extension", self.container, CHECK_EXTENSION, VFIO_TYPE1_IOMMU):
+            raise probelib.ProbeError("vfio check-extension: no type1 IOMMU")
+        group = vfio.Sysfs().group(bdf)
+        self.group = self.open("/dev/vfio/%s" % group)
+        status = GroupStatus(ctypes.sizeof(GroupStatus), 0)
+        ioctl("group-status", self.group, GROUP_GET_STATUS, ctypes.byref(status))
+        if not status.flags & GROUP_FLAGS_VIABLE:
+            raise probelib.ProbeError("vfio group-status: group %s not viable" % group)
+        ioctl("set-container", self.group, GROUP_SET_CONTAINER, ctypes.byref(ctypes.c_int(self.container)))
+        ioctl("set-iommu", self.container, SET_IOMMU, VFIO_TYPE1_IOMMU)
+        self.device = ioctl("device-fd", self.group, GROUP_GET_DEVICE_FD, ctypes.c_char_p(bdf.encode()))
+        self.fds.append(self.device)
+        self.mapped = []
+
+    def open(self, path):
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except OSError as exc:
+            raise probelib.ProbeError("vfio open %s: %s" % (path, exc.strerror)) from None
+        self.fds.append(fd)
+        return fd
+
+    def region(self, index):
+        info = RegionInfo(ctypes.sizeof(RegionInfo), 0, index, 0, 0, 0)
+        ioctl("region-info", self.device, DEVICE_GET_REGION_INFO, ctypes.byref(info))
+        return info.offset
+
+    def map_dma(self, buffer, iova):
+        vaddr = ctypes.addressof(ctypes.c_char.from_buffer(buffer))
+        request = DmaMap(ctypes.sizeof(DmaMap), DMA_READ | DMA_WRITE, vaddr, iova, len(buffer))
+        ioctl("map-dma", self.container, IOMMU_MAP_DMA, ctypes.byref(request))
+        self.mapped.append((iova, len(buffer)))
+
+    def close(self):
+        for iova, size in self.mapped:
+            request = DmaUnmap(ctypes.sizeof(DmaUnmap), 0, iova, size)
+            libc.ioctl(self.container, ctypes.c_ulong(IOMMU_UNMAP_DMA), ctypes.byref(request))
+        for fd in reversed(self.fds):
+            os.close(fd)
+
+
+class Edu:
+    def __init__(self, container):
+        self.fd, self.bar = container.device, container.region(BAR0)
+        config = container.region(CONFIG_REGION)
+        command = struct.unpack("<H", os.pread(self.fd, 2, config + PCI_COMMAND))[0]
+        os.pwrite(self.fd, struct.pack("<H", command | COMMAND_MEMORY | COMMAND_MASTER), config + PCI_COMMAND)
+
+    def read(self, register):
+        return struct.unpack("<I", os.pread(self.fd, 4, self.bar + register))[0]
+
+    def write(self, register, value):
+        os.pwrite(self.fd, struct.pack("<I", value), self.bar + register)
+
+    def dma(self, source, destination, count, to_ram):
+        self.write(EDU_DMA_SRC, source)
+        self.write(EDU_DMA_DST, destination)
+        self.write(EDU_DMA_COUNT, count)
+        self.write(EDU_DMA_CMD, EDU_DMA_RUN | (EDU_DMA_TO_RAM if to_ram else 0))
+        deadline = time.monotonic() + 10
+        while self.read(EDU_DMA_CMD) & EDU_DMA_RUN:
+            if time.monotonic() > deadline:
+                raise probelib.ProbeError("edu dma: not finished after 10 s")
+            time.sleep(0.005)
+
+
+def page_buffer(size):
+    return mmap.mmap(-1, (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE * mmap.PAGESIZE)
+
+
+def dma_round_trip(bdf, rows):
+    """The image into edu's buffer and back out, chunk by chunk, both ways through the IOMMU."""
+    data = b"".join(rows)
+    container = Container(bdf)
+    try:
+        edu = Edu(container)
+        identity = edu.read(EDU_IDENTIFICATION)
+        if identity & 0xFF != 0xED:
+            raise probelib.ProbeError("edu identification 0x%08x, expected 0x..ed" % identity)
+        edu.write(EDU_LIVENESS, 0x12345678)
+        if edu.read(EDU_LIVENESS) != (~0x12345678 & 0xFFFFFFFF):
+            raise probelib.ProbeError("edu liveness check failed")
+        out, back = page_buffer(len(data)), page_buffer(len(data))
+        out[:len(data)] = data
+        container.map_dma(out, IOVA_OUT)
+        container.map_dma(back, IOVA_BACK)
+        chunks = 0
+        for start in range(0, len(data), EDU_CHUNK):
+            count = min(EDU_CHUNK, len(data) - start)
+            edu.dma(IOVA_OUT + start, EDU_BUFFER, count, to_ram=False)
+            edu.dma(EDU_BUFFER, IOVA_BACK + start, count, to_ram=True)
+            chunks += 1
+        returned = bytes(back[:len(data)])
+        return returned, {"identification": "0x%08x" % identity, "bytes": len(data), "chunks": chunks,
+                          "iova": [hex(IOVA_OUT), hex(IOVA_BACK)], "exact": returned == data}
+    finally:
+        container.close()
+
+
+def l2_sees(qemu, bdf, library_path, out_dir):
+    """An L2 QEMU, paused, with the device; what its QMP query-pci lists."""
+    sys.path.insert(0, library_path)
+    from qemu.qmp.legacy import QEMUMonitorProtocol
+
+    socket_path = "/tmp/gpu-harness-l2.qmp"
+    log = open(os.path.join(out_dir, "l2-qemu.log"), "wb")
+    argv = [qemu, "-nodefaults", "-no-user-config", "-machine", "q35", "-accel", "tcg", "-m", "64", "-S",
+            "-display", "none", "-qmp", "unix:%s,server=on,wait=off" % socket_path,
+            "-device", "vfio-pci,host=%s,id=passed" % bdf]
+    started = time.monotonic()
+    l2 = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        while not os.path.exists(socket_path):
+            if l2.poll() is not None or time.monotonic() - started > 60:
+                raise probelib.ProbeError("L2 QEMU with vfio-pci,host=%s did not start: %s" % (bdf, log_tail(log)))
+            time.sleep(0.05)
+        monitor = QEMUMonitorProtocol(socket_path)
+        try:
+            monitor.connect()
+            reply = monitor.cmd("query-pci")
+        except Exception as exc:  # whatever qemu.qmp raised: the L2's own words are in its log
+            raise probelib.ProbeError("L2 QMP query-pci: %s: %s" % (type(exc).__name__, log_tail(log))) from None
+        buses = reply if isinstance(reply, list) else []
+        try:
+            monitor.cmd("quit")
+            monitor.close()
+        except (EOFError, OSError):
+            pass  # QEMU may close the socket before qemu.qmp has read the answer to quit
+        l2.wait(30)
+    finally:
+        if l2.poll() is None:
+            l2.kill()
+            l2.wait()
+        log.close()
+    devices = [d for bus in buses for d in bus.get("devices", [])]
+    passed = [d for d in devices if d.get("qdev_id") == "passed"]
+    return passed[0] if passed else None, time.monotonic() - started, [d.get("id", {}) for d in devices]
+
+
+def log_tail(log):
+    log.flush()
+    with open(log.name, errors="replace") as text:
+        return " | ".join(line for line in text.read().splitlines()[-3:] if line.strip()) or "no output"
+
+
+def find(ids):
+    found = vfio.devices_by_ids(ids)
+    if not found:
+        raise probelib.ProbeError("no %s device in this guest" % ids)
+    return found[0]
+
+
+def render(args, step, seen):
+    timings, bound = {}, {}
+    steps: list = []
+    seen["steps"] = steps
+
+    def timed(name, action):
+        step(name)
+        started = time.monotonic()
+        try:
+            value = action()
+        except vfio.VfioError as exc:
+            steps.append({"name": name, "ok": False, "detail": str(exc)})
+            raise probelib.ProbeError("vfio %s" % exc) from None
+        except probelib.ProbeError as exc:
+            steps.append({"name": name, "ok": False, "detail": str(exc)})
+            raise
+        timings[name + "_ms"] = round((time.monotonic() - started) * 1000, 3)
+        steps.append({"name": name, "ok": True, "detail": describe(name, value)})
+        return value
+
+    edu, gpu = find(EDU), find(VIRTIO_GPU)
+    seen["devices"] = {EDU: vfio.check(edu).to_json(), VIRTIO_GPU: vfio.check(gpu).to_json()}
+    rows = pattern(args.size)
+    try:
+        bound[edu] = timed("bind-edu", lambda: vfio.bind(edu))
+        returned, dma = timed("dma-round-trip", lambda: dma_round_trip(edu, rows))
+        seen["dma"] = dma
+        bound[gpu] = timed("bind-gpu", lambda: vfio.bind(gpu))
+        passed, l2_s, listed = timed("l2-query-pci", lambda: l2_sees(args.qemu, gpu, args.library_path, args.out))
+        seen["l2"] = {"passed": passed, "devices": listed, "seconds": round(l2_s, 3)}
+        if passed is None:
+            raise probelib.ProbeError("L2 query-pci does not list the passed device: %s" % listed)
+    finally:
+        for bdf, record in reversed(list(bound.items())):
+            timed("restore-" + ("edu" if bdf == edu else "gpu"), lambda record=record: vfio.restore(record))
+    for ids, bdf in ((EDU, edu), (VIRTIO_GPU, gpu)):
+        if vfio.Sysfs().driver(bdf) != ORIGINAL_DRIVERS[ids]:
+            raise probelib.ProbeError("%s has driver %s after restore" % (bdf, vfio.Sysfs().driver(bdf)))
+    device = passed["id"]
+    renderer = "%04x:%04x vfio-pci host=%s -> L2 %02x:%02x.%d" % (
+        device["vendor"], device["device"], gpu, passed["bus"], passed["slot"], passed["function"])
+    rows_back = [returned[y * args.size * 3:(y + 1) * args.size * 3] for y in range(args.size)]
+    info = {"renderer": renderer, "vendor": "%04x" % device["vendor"], "version": "vfio type1",
+            "restored": {edu: ORIGINAL_DRIVERS[EDU], gpu: ORIGINAL_DRIVERS[VIRTIO_GPU]}}
+    return info, rows_back, timings
+
+
+def describe(name, value):
+    if isinstance(value, vfio.BindRecord):
+        return "bound to vfio-pci (was %s)" % (value.original_driver or "none")
+    if name == "dma-round-trip":
+        return "%(bytes)d bytes in %(chunks)d chunks, exact: %(exact)s" % value[1]
+    if name == "l2-query-pci" and value[0]:
+        return "L2 lists %04x:%04x at %02x.%d" % (value[0]["id"]["vendor"], value[0]["id"]["device"],
+                                                   value[0]["slot"], value[0]["function"])
+    return "done"
+
+
+def diagnose():
+    return {}
+
+
+def main(argv=None):
+    parser = probelib.arguments(__doc__)
+    parser.add_argument("--qemu", default="qemu-system-x86_64", help="the QEMU L2 runs in")
+    parser.add_argument("--library-path", default="", help="a folder with qemu.qmp (the harness's site-packages)")
+    args = parser.parse_args(argv)
+    return probelib.run("vfio", "vfio", VERSION, args, render, diagnose)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
