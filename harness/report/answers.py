@@ -360,7 +360,7 @@ def driver_row(record: dict) -> List[Cell]:
     return [Cell(record["runtime"]), Cell(", ".join(record["runtime_mesa"]) or "-"),
             Cell((", ".join(record["host_driver"]) or "-") + kernel),
             Cell(", ".join(record["host_driver_rendered"]) or "none"),
-            Cell(", ".join(record["runtime_driver_rendered"]) or "none"),
+            Cell(f"{len(record['runtime_driver_rendered'])} paths", title="\n".join(record["runtime_driver_rendered"])),
             Cell(f"{len(mismatches)}: {listed(notes, 2)}", Outcome.FAIL.css_class,
                  "\n".join(m["id"] for m in mismatches)) if mismatches else Cell("none", Outcome.PASS.css_class)]
 

@@ -8,6 +8,11 @@ from typing import Dict, List, Optional, Tuple
 from ..outcomes import Outcome
 from . import entries
 
+# The cells' colours (by Outcome.css_class): saturated, unlike the page's light row colours, so
+# that the grid reads at a glance (and a screenshot test can find it).
+COLOURS = {Outcome.PASS.css_class: "#5cb85c", Outcome.FAIL.css_class: "#e05a4f",
+           Outcome.EXPECTED_FAIL.css_class: "#e8c547", Outcome.FLAKE.css_class: "#f0964a",
+           Outcome.SKIP.css_class: "#b9b9b9", Outcome.UNEXPECTED_PASS.css_class: "#5b9bd5"}
 RENDERER_WIDTH = 16  # characters of a renderer's short name shown in a cell
 VENDOR_WORDS = re.compile(r"^(Mesa|AMD|NVIDIA|Virtio-GPU)\s+")
 FORWARDERS = ("virgl", "venus", "zink")  # drivers that name what they forward to in parentheses

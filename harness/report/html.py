@@ -14,4 +14,4 @@ def render(document: dict) -> str:
     baselines = sorted({b for s in entries.scenarios(document) if (b := entries.text(s, "fps_baseline"))})
     return render_template("report.html.j2", strict=False, doc=document, classes=OUTCOME_CLASSES,
                            grids=grid.build(scenario_entries), answers=answers.build(scenario_entries),
-                           baselines=baselines)
+                           baselines=baselines, grid_colours=grid.COLOURS)

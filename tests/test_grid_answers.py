@@ -1,0 +1,308 @@
+"""The grid and every answer section, from a generated results.json of 150 scenarios
+(tests/runs.py), checked against the scenarios themselves; and where they appear: results.json,
+report.html, junit.xml."""
+import datetime
+import json
+import re
+import statistics
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from harness import matrix, report
+from harness.lifecycle import LaunchResult
+from harness.outcomes import FailureKind, Outcome
+from harness.report import answers, grid, junit, results
+from harness.runner import ScenarioResult
+from harness.toolset import Toolset
+from harness.verdict import Verdict
+from tests import runs
+
+DOC = runs.document()
+SCENARIOS = DOC["scenarios"]
+BY_ID = {s["id"]: s for s in SCENARIOS}
+
+
+def answer(key: str) -> answers.Answer:
+    return next(a for a in answers.build(SCENARIOS) if a.key == key)
+
+
+def by_path(scenarios):
+    found = {}
+    for scenario in scenarios:
+        found.setdefault(scenario["path"], []).append(scenario)
+    return found
+
+
+def test_the_fixture_is_150_scenarios_of_every_outcome_over_the_path_table():
+    assert len(SCENARIOS) == 150 and len(BY_ID) == 150
+    assert {s["outcome"] for s in SCENARIOS} == {o.value for o in Outcome}
+    assert len({s["path"] for s in SCENARIOS}) >= 25 and len({s["runtime"] for s in SCENARIOS}) == 6
+    assert runs.document() == DOC and runs.document(seed=17) != DOC  # seeded: the same run, or another
+
+
+# --- the grid -----------------------------------------------------------------------------------
+
+def test_one_grid_per_probe_with_every_scenario_in_its_cell():
+    grids = grid.build(SCENARIOS)
+    assert [g.probe for g in grids] == ["gl", "vulkan"]
+    placed = []
+    for g in grids:
+        for runtime in g.runtimes:
+            for path in g.paths:
+                cell = g.cell(runtime, path)
+                if cell is None:
+                    assert f"{path}/{runtime}/{g.probe}" not in BY_ID
+                    continue
+                scenario = BY_ID[cell.scenario]
+                assert (scenario["path"], scenario["runtime"], scenario["probe"]) == (path, runtime, g.probe)
+                assert cell.outcome == scenario["outcome"] and cell.css == Outcome(scenario["outcome"]).css_class
+                placed.append(cell.scenario)
+    assert sorted(placed) == sorted(BY_ID)
+
+
+def test_grid_rows_and_columns_follow_the_run_order():
+    gl = grid.build(SCENARIOS)[0]
+    first_seen = list(dict.fromkeys(s["runtime"] for s in SCENARIOS if s["probe"] == "gl"))
+    assert gl.runtimes == first_seen
+    assert gl.paths == list(dict.fromkeys(s["path"] for s in SCENARIOS if s["probe"] == "gl"))
+    assert sum(gl.counts.values()) == sum(1 for s in SCENARIOS if s["probe"] == "gl")
+
+
+def test_a_cell_says_renderer_fps_and_failure_class():
+    cells = {c.scenario: c for g in grid.build(SCENARIOS) for row in g.cells.values() for c in row.values()}
+    assert sum(c.fps_pct is not None for c in cells.values()) > 30
+    for scenario_id, cell in cells.items():
+        scenario = BY_ID[scenario_id]
+        outcome = Outcome(scenario["outcome"])
+        if outcome in (Outcome.FAIL, Outcome.EXPECTED_FAIL):
+            assert cell.failure == scenario["failure_kind"] and cell.label == cell.failure
+            assert cell.subject == scenario["diagnosis"]["subject"]
+        else:
+            assert cell.failure is None
+        if outcome.renders:
+            assert cell.renderer == grid.short_renderer(scenario["renderer"]) and cell.label == cell.renderer
+            share = scenario["fps_vs_baseline"]  # None where the probe's baseline path did not render
+            assert cell.fps_pct == (round(100 * share) if share is not None else None)
+        if outcome is Outcome.SKIP:
+            assert cell.label == "skip" and cell.fps_pct is None
+
+
+@pytest.mark.parametrize("renderer, short", [
+    ("llvmpipe (LLVM 15.0.6, 256 bits)", "llvmpipe"),
+    ("virgl (LLVMPIPE (LLVM 15.0.6, 256 bits))", "virgl/llvmpipe"),
+    ("Virtio-GPU Venus (llvmpipe (LLVM 15.0.6, 256 bits))", "Venus/llvmpipe"),
+    ("virgl", "virgl"),
+    ("AMD Radeon RX 6600 (radeonsi, navi23, LLVM 15.0.6, DRM 3.49, 6.1.0)", "Radeon RX 6600"),
+    ("Mesa Intel(R) UHD Graphics 620 (KBL GT2)", "Intel(R) UHD Gr…"),
+    ("zink (Intel(R) UHD Graphics)", "zink/Intel(R) U…"),
+    ("", None), ("((", "(("),
+])
+def test_short_renderer(renderer, short):
+    assert grid.short_renderer(renderer) == short
+
+
+def test_grid_of_an_old_results_file_without_runtime_and_probe_fields():
+    old = [{"id": "vtest-virgl/trixie/gl", "path": "vtest-virgl", "outcome": "Pass", "reason": "ok"},
+           {"id": "odd", "path": "x", "outcome": "Fail", "reason": "r", "renderer": 5, "fps_vs_baseline": "1"}]
+    grids = grid.build(old)
+    assert grids[0].cell("trixie", "vtest-virgl").outcome == "Pass"
+    assert grids[1].probe == "?" and grids[1].cell("?", "x").label == "failed"
+
+
+# --- the answers --------------------------------------------------------------------------------
+
+def test_vtest_compatibility_puts_every_vtest_scenario_in_one_cell():
+    vtest = answer("vtest")
+    through_server = [s for s in SCENARIOS if "virgl_test_server" in s["versions"]]
+    assert through_server
+    members = [i for r in vtest.records for i in r["rendered"] + [f["id"] for f in r["failed"]]]
+    attempted = [s["id"] for s in through_server if s["outcome"] != Outcome.SKIP.value]
+    assert sorted(members) == sorted(attempted)
+    clients = sorted({s["driver_match"]["runtime_mesa"] if s.get("driver_match") else runs.RUNTIMES[s["runtime"]]
+                      for s in through_server})
+    assert [row[0].text.split()[0] for row in vtest.rows] == clients
+    columns = sorted({(s["versions"]["virgl_test_server"], s["probe"]) for s in through_server})
+    assert vtest.columns[1:] == [f"virglrenderer {server} · {probe}" for server, probe in columns]
+    for record in vtest.records:
+        rendered, failed = record["rendered"], record["failed"]
+        assert all(Outcome(BY_ID[i]["outcome"]).renders for i in rendered)
+        assert all(f["failure"] == BY_ID[f["id"]]["failure_kind"] for f in failed)
+        expected = ("not run" if not rendered and not failed else "renders" if not failed
+                    else "fails" if not rendered else "partly")
+        assert record["renders"] == expected
+
+
+def test_vtest_cells_say_renders_or_why_not():
+    vtest = answer("vtest")
+    texts = [cell.text for row in vtest.rows for cell in row[1:]]
+    assert any(t.startswith("renders (") for t in texts) and any(t.startswith("fails: ") for t in texts)
+    for row in vtest.rows:
+        for cell in row[1:]:
+            if cell.text.startswith("fails"):
+                assert cell.css == Outcome.FAIL.css_class and re.search(r"[a-z]+-[a-z]+", cell.text)
+
+
+def test_exposure_per_path_from_the_leak_audit():
+    exposure = answer("exposure")
+    audited = by_path(s for s in SCENARIOS if s.get("exposure"))
+    assert [r["path"] for r in exposure.records] == list(audited)
+    for record in exposure.records:
+        group = audited[record["path"]]
+        assert record["scenarios"] == len(group)
+        assert record["whole_host"] == any(s["exposure"]["whole_host"] for s in group)
+        assert record["host_paths"] == max(len(s["exposure"]["host_files"]) for s in group)
+        counts = [s["exposure"]["host_file_count"] for s in group if s["exposure"]["host_file_count"] is not None]
+        assert record["host_files"] == counts
+        assert set(record["shared_namespaces"]) == {n for s in group for n in s["exposure"]["shared_namespaces"]}
+        assert set(record["host_devices"]) == {d for s in group for d in s["exposure"]["host_devices"]}
+    rows = {row[0].text: row for row in exposure.rows}
+    assert rows["native"][1].text == "whole host" and rows["vm-headless"][5].text == "none: a guest kernel"
+    assert rows["podman-vtest"][5].text == "user, cgroup" and rows["podman-vtest"][4].text == "1"
+
+
+def test_isolation_per_path_is_what_the_probe_measured():
+    isolation = answer("isolation")
+    measured = by_path(s for s in SCENARIOS if s.get("isolation"))
+    assert [r["path"] for r in isolation.records] == list(measured)
+    for record in isolation.records:
+        group = measured[record["path"]]
+        facts = [s["isolation"] for s in group]
+        assert sorted(record["capabilities"]) == sorted({str(float(f["capabilities"])) for f in facts})
+        assert record["seccomp_mode"] == [str(float(facts[0]["seccomp_mode"]))]
+        assert set(record["dri_nodes"]) == {n for f in facts for n in f["dri_nodes"]}
+        for scenario in group:
+            own = answers.own_namespaces(scenario)
+            if scenario["exposure"]["separate_kernel"]:
+                assert own == ["guest kernel"]
+            else:
+                assert set(own) == set(scenario["isolation"]["namespaces"]) - set(scenario["exposure"]["shared_namespaces"])
+    rows = {row[0].text: row for row in isolation.rows}
+    assert rows["podman-vtest"][2].text == "filter" and rows["sandbox-hostlibs"][2].text == "off"
+    assert rows["podman-vtest-capdrop"][4].text == "0" and rows["native"][1].text == "none"
+    assert rows["flatpak-vtest"][3].text == "yes" and rows["podman-vtest"][3].text == "no"
+
+
+def test_cost_per_path_is_the_median_of_its_scenarios_that_ran():
+    cost = answer("cost")
+    ran = by_path(s for s in SCENARIOS if s["outcome"] != Outcome.SKIP.value)
+    assert [r["path"] for r in cost.records] == list(ran)
+    for record in cost.records:
+        group = ran[record["path"]]
+        phases = [s["phases_s"] for s in group]
+        assert record["setup_s"] == pytest.approx(statistics.median(p["setup_s"] for p in phases), abs=1e-4)
+        start = [p["services_ready_s"] + p.get("qemu_start_s", 0) + p.get("boot_s", 0) for p in phases]
+        assert record["start_s"] == pytest.approx(statistics.median(start), abs=1e-4)
+        memory = [sum(s["peak_rss_kb"].values()) / 1024 for s in group]
+        assert record["memory_mb"] == pytest.approx(statistics.median(memory), abs=1e-3)
+        shares = [s["fps_vs_baseline"] for s in group if s.get("fps_vs_baseline") is not None]
+        assert record["fps_vs_baseline"] == (pytest.approx(statistics.median(shares), abs=1e-4) if shares else None)
+    rows = {row[0].text: row for row in cost.rows}
+    assert rows["native"][7].text == "100%"
+    assert float(rows["vm-headless"][3].text) > 1.5 > float(rows["vtest-virgl"][3].text)  # a VM boots
+
+
+def test_driver_matching_per_runtime():
+    driver = answer("driver")
+    with_facts = [s for s in SCENARIOS if s.get("driver_match")]
+    assert [r["runtime"] for r in driver.records] == list(dict.fromkeys(s["runtime"] for s in with_facts))
+    for record in driver.records:
+        group = [s for s in with_facts if s["runtime"] == record["runtime"]]
+        assert record["runtime_mesa"] == [runs.RUNTIMES[record["runtime"]]]
+        assert sorted(m["id"] for m in record["mismatches"]) == sorted(
+            s["id"] for s in group if s["driver_match"]["mismatch"])
+        assert set(record["host_driver_rendered"]) == {
+            s["path"] for s in group if s["driver_match"]["used"] == "host-driver"}
+    rows = {row[0].text: row for row in driver.rows}
+    assert rows["host"][5].text == "none" and rows["trixie"][5].css == Outcome.FAIL.css_class
+    assert "runtime Mesa 25.0.7, host Mesa 22.3.6" in rows["trixie"][5].text
+
+
+def test_answers_say_why_they_are_empty():
+    empty = answers.build([{"id": "a/b/gl", "path": "a", "outcome": "Skip", "reason": "r"}])
+    assert all(a.note and not a.rows for a in empty)
+
+
+# --- where they appear --------------------------------------------------------------------------
+
+def scenario_result(tmp_path: Path, scenario, outcome: Outcome, kind=None) -> ScenarioResult:
+    return ScenarioResult(scenario, Verdict(outcome, "reason", [], kind), LaunchResult(), None,
+                          tmp_path / scenario.slug, 0.1)
+
+
+def test_results_json_carries_the_grid_and_the_answers(tmp_path):
+    scenarios = matrix.expand({"matrix": {"paths": ["software", "vtest-virgl"], "runtimes": ["host"],
+                                          "probes": ["gl"]}}, "<test>").scenarios
+    produced = [scenario_result(tmp_path, scenarios[0], Outcome.PASS),
+                scenario_result(tmp_path, scenarios[1], Outcome.FAIL, FailureKind.CRASH)]
+    document = results.document(produced, tmp_path, Toolset("discovery", {}, []),
+                                datetime.datetime.now(datetime.timezone.utc), "<test>", "known.toml")
+    assert document["baseline"] == "known.toml"
+    assert document["grid"] == [g.to_json() for g in grid.build(document["scenarios"])]
+    [cells] = [g["cells"] for g in document["grid"]]
+    assert [(c["path"], c["outcome"], c["failure"]) for c in cells] == [
+        ("software", "Pass", None), ("vtest-virgl", "Fail", "crash")]
+    assert sorted(document["answers"]) == ["cost", "driver", "exposure", "isolation", "vtest"]
+    assert all(set(a) >= {"title", "columns", "rows", "records"} for a in document["answers"].values())
+    report.write_all(tmp_path, document)
+    assert json.loads((tmp_path / "results.json").read_text())["grid"] == document["grid"]
+
+
+class Page(HTMLParser):
+    """What of report.html the tests look at: ids, grid links, details and their state."""
+
+    def __init__(self):
+        super().__init__()
+        self.ids, self.links, self.details, self.grids, self.open = set(), [], 0, 0, 0
+        self.in_grid = False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if "id" in attrs:
+            self.ids.add(attrs["id"])
+        if tag == "table" and attrs.get("class") == "grid":
+            self.grids += 1
+            self.in_grid = True
+        if tag == "a" and self.in_grid:
+            self.links.append(attrs["href"])
+        if tag == "details":
+            self.details += 1
+            self.open += "open" in attrs
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self.in_grid = False
+
+
+def test_report_html_opens_on_the_grids_and_answers_and_collapses_the_details(tmp_path):
+    runs.write(tmp_path, DOC)
+    report.render_from_json(tmp_path)
+    html = (tmp_path / "report.html").read_text()
+    page = Page()
+    page.feed(html)
+    assert page.grids == 2 and len(page.links) == 150
+    assert all(link.startswith("#") and link[1:] in page.ids for link in page.links)
+    assert page.details >= 150 and page.open == 0
+    assert {f"answer-{key}" for key in ("vtest", "exposure", "isolation", "cost", "driver")} <= page.ids
+    assert html.index('class="grid"') < html.index('id="answer-vtest"') < html.index('id="scenarios"')
+    for scenario in SCENARIOS[:10]:
+        assert f"{scenario['result_dir']}/rerun.sh" in html
+        if scenario.get("image"):
+            assert f'src="{scenario["image"]}"' in html
+
+
+def test_junit_properties_per_test_case():
+    suite = ET.fromstring(junit.render(DOC))
+    cases = suite.findall("testcase")
+    assert len(cases) == 150
+    for case in cases:
+        scenario = BY_ID[case.get("name")]
+        properties = {p.get("name"): p.get("value") for p in case.find("properties")}
+        assert properties["runtime"] == scenario["runtime"] and properties["probe"] == scenario["probe"]
+        assert properties["outcome"] == scenario["outcome"]
+        assert properties.get("renderer") == scenario["renderer"]
+        assert properties["version.runtime_gl"] == scenario["versions"]["runtime_gl"]
+        assert properties.get("version.virgl_test_server") == scenario["versions"].get("virgl_test_server")
+        assert list(case)[0].tag == "properties"  # before failure/skipped/system-out, as the schema has it
