@@ -145,15 +145,14 @@ def retries(known: Optional[Known], asked: int) -> int:
 def apply(verdict: Verdict, known: Optional[Known], attempts: int = 1) -> Verdict:
     """The run's verdict (after retries) judged against the baseline's entry for the scenario."""
     outcome, kind = verdict.outcome, verdict.failure_kind
-    if known is None or outcome in (Outcome.SKIP, Outcome.EXPECTED_FAIL, Outcome.UNEXPECTED_PASS) \
-            or kind is FailureKind.INTERRUPTED:
+    if known is None or outcome in (Outcome.SKIP, Outcome.EXPECTED_FAIL, Outcome.UNEXPECTED_PASS):
         return verdict
     said = f"({known.reason})"
     passed = outcome is Outcome.PASS or (outcome is Outcome.FAIL and kind is FailureKind.UNEXPECTED_PASS)
     if known.kind is Kind.FAILURE and passed:
         return replace(verdict, outcome=Outcome.UNEXPECTED_PASS, failure_kind=None, subject="",
                        reason=f"passed, but the baseline knows it as a failure {said}")
-    if outcome is Outcome.PASS:
+    if outcome is Outcome.PASS or kind in NOT_KNOWABLE:
         return verdict
     if outcome is Outcome.FAIL and not known.accepts(kind):
         return replace(verdict, reason=f"a new failure: known {known.kind} with {known.failure}, failed with "
