@@ -141,8 +141,9 @@ def build_parser() -> Parser:
     diff.add_argument("new", type=Path, help="result folder or results.json")
     diff.add_argument("--json", action="store_true", help="print the changes as JSON")
     diff.add_argument("--html", type=Path, metavar="FILE", help="also write the changes as an HTML page")
-    diff.add_argument("--fps-factor", type=factor, default=4.0, metavar="X",
-                      help="an fps change counts when fps moved by more than this factor, either way (default: 4)")
+    diff.add_argument("--fps-factor", type=factor, metavar="X",
+                      help="an fps change counts when fps moved by more than this factor, either way "
+                           "(default: 10, beyond the noise of a busy machine)")
 
     baseline = sub.add_parser("baseline", help="known failures and flakes for run --baseline")
     baseline_sub = baseline.add_subparsers(dest="baseline_command", required=True, parser_class=Parser)
@@ -403,7 +404,7 @@ def cmd_diff(args) -> int:
     from .report import diff as diff_mod
 
     old, new = diff_mod.load(args.old), diff_mod.load(args.new)
-    found = diff_mod.compare(old, new, args.fps_factor)
+    found = diff_mod.compare(old, new, args.fps_factor or diff_mod.FPS_FACTOR)
     if args.html:
         write_output(args.html, diff_mod.html(found, args.html), "--html")
     print(json.dumps(found.to_json(), indent=2) if args.json else diff_mod.text(found), end="\n" if args.json else "")
