@@ -31,7 +31,7 @@ DEFAULT_MATRIX = Path(__file__).parent / "data" / "default.toml"
 
 TOP_KEYS = {"matrix", "defaults", "runtimes", "override"}
 MATRIX_KEYS = {"paths", "runtimes", "probes", "exclude"}
-SETTING_KEYS = {"timeout_s", "tolerance", "env", "probe_args", "golden", "kernel_args"}
+SETTING_KEYS = {"timeout_s", "tolerance", "env", "probe_args", "golden", "kernel_args", "gl_extension"}
 OVERRIDE_KEYS = SETTING_KEYS | {"match", "expect", "reason", "failure"}
 RUNTIME_KEYS = {"kind", "root", "description", "recipe"}
 RUNTIME_KINDS = (HOST_KIND, "rootfs", DEBOOTSTRAP_KIND)
@@ -208,6 +208,8 @@ def parse_settings(problems: Problems, where: str, table: dict) -> dict:
         golden = parse_golden(problems, f"{where}.golden", table["golden"])
         if golden is not None:
             settings["golden"] = golden
+    if "gl_extension" in table and expect_text(problems, f"{where}.gl_extension", table["gl_extension"]):
+        settings["gl_extension"] = table["gl_extension"]  # a runtime's name, checked once runtimes are known
     return settings
 
 
@@ -336,8 +338,10 @@ def compatible(path_id: str, runtime: Runtime, probe: str) -> bool:
     return spec.family.accepts(runtime) and probe in spec.probes
 
 
-def build_scenario(path: str, runtime: Runtime, probe: str, settings: dict, expectation: Expectation) -> Scenario:
+def build_scenario(path: str, runtime: Runtime, probe: str, settings: dict, expectation: Expectation,
+                   runtimes: Optional[Dict[str, Runtime]] = None) -> Scenario:
     tolerance = Tolerance(**settings.get("tolerance", {}))
+    gl_extension = (runtimes or {}).get(settings.get("gl_extension", ""))
     return Scenario(
         id=f"{path}/{runtime.name}/{probe}",
         path_id=path,
@@ -350,6 +354,7 @@ def build_scenario(path: str, runtime: Runtime, probe: str, settings: dict, expe
         env=tuple(sorted(settings.get("env", {}).items())),
         probe_args=tuple(settings.get("probe_args", ())),
         kernel_args=tuple(settings.get("kernel_args", ())),
+        gl_extension=gl_extension,
     )
 
 
@@ -399,6 +404,10 @@ def expand(data, source: str) -> Matrix:
         check_keys(problems, "defaults", data["defaults"], SETTING_KEYS)
         defaults = parse_settings(problems, "defaults", data["defaults"])
     overrides = parse_overrides(problems, data.get("override", []))
+    for where, table in [("defaults", defaults)] + [(f"override[{i}]", o[1]) for i, o in enumerate(overrides)]:
+        if "gl_extension" in table and table["gl_extension"] not in runtimes:
+            declared = ", ".join(key_name(name) for name in runtimes)
+            problems.add(f"{where}.gl_extension", f"unknown runtime {shown(table['gl_extension'])} (declared: {cut(declared, 300)})")
     problems.raise_if_any()
 
     scenarios: List[Scenario] = []
@@ -419,7 +428,7 @@ def expand(data, source: str) -> Matrix:
                     if fnmatch.fnmatchcase(scenario_id, pattern):
                         settings = merge_settings(settings, extra)
                         expectation = override_expectation or expectation
-                scenarios.append(build_scenario(path, runtime, probe, settings, expectation))
+                scenarios.append(build_scenario(path, runtime, probe, settings, expectation, runtimes))
     if not scenarios and not problems.lines:
         problems.add("matrix", "expands to no scenarios (empty lists, or everything excluded)")
     for index, (pattern, _, _) in enumerate(overrides):

@@ -1,7 +1,7 @@
 """The nouns a run is made of: a scenario (path x runtime x probe, with its settings and
 expectation), its runtime, its image tolerance."""
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Tuple
+from typing import TYPE_CHECKING, Optional, Tuple
 
 if TYPE_CHECKING:
     from .paths import PathSpec
@@ -58,6 +58,7 @@ class Scenario:
     env: Tuple[Tuple[str, str], ...] = ()
     probe_args: Tuple[str, ...] = ()
     kernel_args: Tuple[str, ...] = ()  # vm family: appended to the guest kernel's command line
+    gl_extension: Optional[Runtime] = None  # flatpak GL-extension paths: the runtime the driver comes from
 
     @property
     def slug(self) -> str:

@@ -49,6 +49,7 @@ class PathSpec:
     sync_fd: bool = False  # sandbox family: the server supervised and tied to bwrap by --sync-fd (seed 000)
     passthrough: Optional[str] = None  # vfio family: "host" (a device of this host) | "nested" (in an L1 guest)
     flatpak_mode: str = "usr-path"  # flatpak family: usr-path (a stub runtime) | export (the runtime exported)
+    #   | gl-extension (the runtime exported without its Mesa, which a GL extension brings)
     baseline: bool = False  # the path others' fps is compared with (% of native)
     reference: bool = False  # the path that renders the goldens
 
@@ -213,6 +214,29 @@ PATHS: Dict[str, PathSpec] = {
             hides_host=True,
             own_namespaces=FLATPAK_NAMESPACES,
         ),
+        *(PathSpec(
+            id="flatpak-ext" + suffix,
+            family=FLATPAK,
+            description="flatpak run over the runtime exported without its Mesa, the driver from a GL extension "
+                        "built from a runtime (matrix: gl_extension; else its own)" + how,
+            renderers=renderers,
+            requires=("flatpak", *services),
+            needs_render_node=suffix == "-dri",
+            gpu=suffix == "-dri",
+            no_dri_nodes=suffix != "-dri",
+            hides_host=True,
+            own_namespaces=FLATPAK_NAMESPACES,
+            services=services,
+            env=env,
+            flatpak_mode="gl-extension",
+        ) for suffix, how, renderers, services, env in (
+            ("", ", no device: llvmpipe and lavapipe", {"gl": LLVMPIPE, "vulkan": LLVMPIPE}, (),
+             (("LIBGL_ALWAYS_SOFTWARE", "1"), ("GALLIUM_DRIVER", "llvmpipe"), ("GPU_HARNESS_VK_DEVICE_TYPE", "cpu"))),
+            ("-vtest", ", --nodevice=dri; host virgl_test_server's socket (virpipe)", {"gl": VIRGL},
+             ("virgl_test_server",), (("GALLIUM_DRIVER", "virpipe"),)),
+            ("-dri", ", --device=dri: the extension's driver on the host's GPU", {"gl": NOT_SOFTWARE, "vulkan": NOT_SOFTWARE},
+             (), ()),
+        )),
         PathSpec(
             id="vm-headless",
             family=VM,

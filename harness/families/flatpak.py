@@ -14,16 +14,18 @@ command links /tmp/.virgl_test to the socket it was given before it starts, from
 nothing depends on where Flatpak keeps that folder on the host."""
 import fcntl
 import hashlib
+import json
 import os
 import re
 import shutil
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
-from .. import reaper, vtest
-from ..lifecycle import LaunchContext
+from .. import glext, reaper, runtimes, vtest
+from ..lifecycle import LaunchAborted, LaunchContext
 from ..model import HOST_KIND, Runtime, Scenario
 from ..services import ServiceSpec
 from .base import Family, Plan, ProcessLaunch, icd_env, probe_spec
@@ -34,6 +36,10 @@ RUNTIME_ID = "org.gpuharness.Stub"
 BRANCH = "1"
 USR_PATH = "usr-path"  # flatpak run --usr-path over a stub runtime (no export of the harness runtime)
 EXPORT = "export"  # the harness runtime exported as a Flatpak runtime (cached per runtime) and installed
+# The runtime exported without its Mesa, which comes from a GL extension built from a runtime (its own or another)
+GL_EXTENSION = "gl-extension"
+# The layout of what is built from a runtime (the GL split) is part of its cache key: a change to it builds anew.
+LAYOUT_DIGEST = hashlib.sha256(Path(glext.__file__).read_bytes()).hexdigest()[:16]
 FLATPAK_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gpu-harness" / "flatpak"
 APP_INSIDE = "/app"
 UNSAFE_IN_FILESYSTEM = (":",)  # --filesystem=PATH:ro splits on ':'
@@ -72,49 +78,166 @@ def runtime_metadata(folder: str, runtime_id: str) -> None:
                        f"sdk={runtime_id}/x86_64/{BRANCH}\n")
 
 
-def exported_runtime(flatpak: str, runtime: Runtime) -> Tuple[str, str]:
-    """(repo, runtime id): the runtime's /usr as a Flatpak runtime, exported once into a repo in
-    FLATPAK_CACHE keyed by the runtime's root (itself keyed by content), under a lock while one
-    run builds it."""
-    runtime_id = "org.gpuharness.Runtime." + re.sub(r"[^A-Za-z0-9_]", "_", runtime.name)
-    cache = FLATPAK_CACHE / hashlib.sha256(os.path.realpath(runtime.root).encode()).hexdigest()[:24]
+def runtime_label(runtime: Runtime) -> str:
+    """What names a runtime's Flatpak ids: its recipe (runtimes declared twice under other names
+    in a matrix share one export), else its name."""
+    return runtime.recipe or runtime.name
+
+
+def flatpak_id(prefix: str, name: str) -> str:
+    """A Flatpak id from a runtime's name: ids are letters, digits and '_' ('-' in the last part)."""
+    part = re.sub(r"[^A-Za-z0-9_-]", "_", name)
+    return f"{prefix}.{'_' if part[:1].isdigit() else ''}{part}"
+
+
+@dataclass(frozen=True)
+class Exported:
+    """A Flatpak runtime in a cached repo: its id, and what building it recorded."""
+
+    repo: str
+    ref_id: str
+    facts: Dict[str, object]
+
+
+def cached_export(flatpak: str, key: str, ref_id: str, fill: Callable[[str], Dict[str, object]]) -> Exported:
+    """A repo in FLATPAK_CACHE holding one runtime exported from `build/files` and `build/metadata`,
+    which `fill(build)` writes (returning facts to keep); built once per key and id, under a lock
+    while one run builds it, a half-written repo never taken for a built one."""
+    cache = FLATPAK_CACHE / hashlib.sha256(f"{key}\0{ref_id}".encode()).hexdigest()[:24]
     cache.mkdir(parents=True, exist_ok=True)
     repo = cache / "repo"
     with open(cache / "lock", "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (repo / "done").exists():
             shutil.rmtree(repo, ignore_errors=True)
+            started = time.monotonic()
             try:
                 with reaper.temp_dir("build-", str(cache)) as build:
-                    # A hard-linked copy: build-export reads a real folder, and links cost no space.
-                    subprocess.run(["cp", "-al", os.path.join(runtime.root, "usr"), f"{build}/files"], check=True,
-                                   capture_output=True, timeout=600)
-                    runtime_metadata(build, runtime_id)
+                    facts = fill(build)
                     flatpak_step(flatpak, private_env(build), "build-export", "--runtime", "--files=files",
                                  str(repo), build, BRANCH)
             except BaseException:
-                shutil.rmtree(repo, ignore_errors=True)  # a half-written repo is never taken for a built one
+                shutil.rmtree(repo, ignore_errors=True)
                 raise
-            (repo / "done").write_text(runtime_id + "\n")
-    return str(repo), runtime_id
+            facts = {**facts, "id": ref_id, "build_s": round(time.monotonic() - started, 2),
+                     "repo_mb": round(tree_bytes(repo) / 2**20, 1)}
+            (repo / "done").write_text(json.dumps(facts, sort_keys=True) + "\n")
+    return Exported(str(repo), ref_id, recorded(repo / "done"))
 
 
-def install_app(flatpak: str, folder: str, probe_files: List[str], runtime: Optional[Runtime]) -> None:
-    """An app whose files are the probe, and its runtime, installed privately in `folder`: the
-    harness runtime exported (`runtime` given) or a stub runtime for --usr-path."""
+def recorded(done: Path) -> Dict[str, object]:
+    """What building a cached repo recorded (a repo from before facts were kept has none)."""
+    try:
+        facts = json.loads(done.read_text())
+    except ValueError:
+        return {}
+    return facts if isinstance(facts, dict) else {}
+
+
+def tree_bytes(top: Path) -> int:
+    return sum(entry.stat().st_size for entry in top.rglob("*") if entry.is_file() and not entry.is_symlink())
+
+
+def hard_linked_usr(root: str, build: str) -> None:
+    # build-export reads a real folder, and hard links cost no space.
+    subprocess.run(["cp", "-al", os.path.join(root, "usr"), f"{build}/files"], check=True, capture_output=True,
+                   timeout=600)
+
+
+def exported_runtime(flatpak: str, runtime: Runtime) -> Tuple[str, str]:
+    """(repo, runtime id): the runtime's /usr as a Flatpak runtime, exported once into a repo in
+    FLATPAK_CACHE keyed by the runtime's root (itself keyed by content)."""
+    runtime_id = flatpak_id("org.gpuharness.Runtime", runtime_label(runtime))
+
+    def fill(build: str) -> Dict[str, object]:
+        hard_linked_usr(runtime.root, build)
+        runtime_metadata(build, runtime_id)
+        return {}
+
+    exported = cached_export(flatpak, os.path.realpath(runtime.root), runtime_id, fill)
+    return exported.repo, exported.ref_id
+
+
+FLATPAK_MULTIARCH = "x86_64-linux-gnu"  # the runtimes and extensions here are exported for x86_64
+
+
+def split_of(runtime: Runtime) -> glext.Split:
+    arch = glext.multiarch(runtime.root)
+    if arch != FLATPAK_MULTIARCH:
+        raise ExtensionUnavailable(f"runtime {runtime.name} is {arch or 'not Debian multiarch'}: GL extensions are made "
+                                   f"for {FLATPAK_MULTIARCH} runtimes here (a 32-bit driver is Flatpak's GL32 point)")
+    try:
+        return glext.split(runtime.root)
+    except glext.ExtensionError as exc:
+        raise ExtensionUnavailable(f"runtime {runtime.name}: {exc}") from None
+
+
+class ExtensionUnavailable(Exception):
+    """This runtime cannot be split into a platform and a GL extension (no Mesa, not Debian's layout)."""
+
+
+def platform_runtime(flatpak: str, runtime: Runtime) -> Exported:
+    """The runtime with no Mesa of its own, exported with a GL extension point in its metadata."""
+    runtime_id = flatpak_id("org.gpuharness.NoMesa", runtime_label(runtime))
+
+    def fill(build: str) -> Dict[str, object]:
+        parts = split_of(runtime)
+        hard_linked_usr(runtime.root, build)
+        removed = glext.strip(parts, f"{build}/files")
+        with open(f"{build}/metadata", "w") as metadata:
+            metadata.write(glext.platform_metadata(runtime_id, parts.multiarch, BRANCH))
+        return {"multiarch": parts.multiarch, "removed": len(removed)}
+
+    key = "\0".join(("platform", LAYOUT_DIGEST, os.path.realpath(runtime.root)))
+    return cached_export(flatpak, key, runtime_id, fill)
+
+
+def extension_name(source: Runtime) -> str:
+    """The extension's last id part: its folder under GL/ and the name FLATPAK_GL_DRIVERS activates."""
+    return flatpak_id(glext.EXTENSION_POINT, runtime_label(source)).rsplit(".", 1)[1]
+
+
+def gl_extension(flatpak: str, source: Runtime) -> Exported:
+    """A GL extension (`<EXTENSION_POINT>.<source>`) made from the source runtime's Mesa."""
+    name = extension_name(source)
+    extension_id = f"{glext.EXTENSION_POINT}.{name}"
+
+    def fill(build: str) -> Dict[str, object]:
+        parts = split_of(source)
+        size = glext.write_extension(parts, name, f"{build}/files")
+        with open(f"{build}/metadata", "w") as metadata:
+            metadata.write(glext.extension_metadata(extension_id))
+        return {"built_from": runtime_label(source), "mount": glext.mount_point(parts.multiarch, name),
+                "libraries": sorted(parts.libraries), "dri_drivers": len(parts.dri),
+                "loader_files": sorted(f"{f.folder}/{f.name}" for f in parts.loader_files),
+                "files_mb": round(size / 2**20, 1), "missing": parts.missing}
+
+    key = "\0".join(("gl-extension", LAYOUT_DIGEST, os.path.realpath(source.root)))
+    return cached_export(flatpak, key, extension_id, fill)
+
+
+def install_app(flatpak: str, folder: str, probe_files: List[str], runtime: Optional[Tuple[str, str]],
+                extensions: Tuple[Tuple[str, str], ...] = ()) -> None:
+    """An app whose files are the probe, and its runtime, installed privately in `folder`: a
+    runtime exported in a cached repo (`runtime` = (repo, id)), or a stub runtime for --usr-path;
+    and any extensions ((repo, id) each) besides."""
     env = private_env(folder)
     for part in ("home", "installation", "xdg", "build/runtime/files"):
         os.makedirs(f"{folder}/{part}", exist_ok=True)
     os.chmod(f"{folder}/xdg", 0o700)
     build, repo = f"{folder}/build", f"{folder}/build/repo"
     if runtime is not None:
-        runtime_repo, runtime_id = exported_runtime(flatpak, runtime)
+        runtime_repo, runtime_id = runtime
     else:
         runtime_repo, runtime_id = repo, RUNTIME_ID
         runtime_metadata(f"{build}/runtime", runtime_id)
         flatpak_step(flatpak, env, "build-export", "--runtime", "--files=files", repo, f"{build}/runtime", BRANCH)
     flatpak_step(flatpak, env, "--user", "remote-add", "--no-gpg-verify", "runtimes", runtime_repo)
     flatpak_step(flatpak, env, "--user", "install", "-y", "--noninteractive", "runtimes", f"{runtime_id}//{BRANCH}")
+    for index, (extension_repo, extension_id) in enumerate(extensions):
+        flatpak_step(flatpak, env, "--user", "remote-add", "--no-gpg-verify", f"extension{index}", extension_repo)
+        flatpak_step(flatpak, env, "--user", "install", "-y", "--noninteractive", f"extension{index}",
+                     f"{extension_id}//{BRANCH}")
     app = f"{build}/app"
     flatpak_step(flatpak, env, "build-init", app, APP_ID, runtime_id, runtime_id, BRANCH)
     for path in probe_files:
@@ -123,6 +246,18 @@ def install_app(flatpak: str, folder: str, probe_files: List[str], runtime: Opti
     flatpak_step(flatpak, env, "build-export", repo, app)
     flatpak_step(flatpak, env, "--user", "remote-add", "--no-gpg-verify", "--if-not-exists", "apps", repo)
     flatpak_step(flatpak, env, "--user", "install", "-y", "--noninteractive", "apps", APP_ID)
+
+
+def extension_source(scenario: Scenario) -> Runtime:
+    """The runtime the scenario's GL extension is made from (matrix: gl_extension; else its own),
+    built if it is not yet."""
+    source = scenario.gl_extension or scenario.runtime
+    if source.name == scenario.runtime.name:
+        return scenario.runtime
+    if source.needs_build and not source.root:
+        return Runtime(source.name, source.kind, str(runtimes.ensure(source.recipe).root), source.description,
+                       source.recipe)
+    return source
 
 
 def app_env(scenario: Scenario, socket: Optional[str]) -> Dict[str, str]:
@@ -136,16 +271,38 @@ def app_env(scenario: Scenario, socket: Optional[str]) -> Dict[str, str]:
 
 class FlatpakLaunch(ProcessLaunch):
     def prepare(self) -> List[ServiceSpec]:
-        workspace = self.ctx.workspace
+        workspace, scenario = self.ctx.workspace, self.ctx.scenario
         folder = str(workspace.tmp_dir / "flatpak")
         files = [str(path) for path in probe_spec(self.ctx).files] if self.ctx.workload.command is None else []
-        mode = self.ctx.scenario.spec.flatpak_mode
+        mode = scenario.spec.flatpak_mode
+        flatpak = self.ctx.toolset.path("flatpak")
         t0 = time.monotonic()
-        install_app(self.ctx.toolset.path("flatpak"), folder, files,
-                    self.ctx.scenario.runtime if mode == EXPORT else None)
+        runtime: Optional[Tuple[str, str]] = None
+        extensions: Tuple[Tuple[str, str], ...] = ()
+        if mode == EXPORT:
+            runtime = exported_runtime(flatpak, scenario.runtime)
+        elif mode == GL_EXTENSION:
+            try:
+                platform, extension = platform_runtime(flatpak, scenario.runtime), self.extension()
+            except ExtensionUnavailable as exc:
+                self.result.skipped = str(exc)
+                raise LaunchAborted() from None
+            runtime, extensions = (platform.repo, platform.ref_id), ((extension.repo, extension.ref_id),)
+            self.result.facts["gl_extension"] = {**extension.facts, "platform": platform.facts}
+        t1 = time.monotonic()
+        install_app(flatpak, folder, files, runtime, extensions)
         self.result.phases["image_build_s"] = time.monotonic() - t0
         self.result.facts["flatpak_mode"] = mode
+        self.result.facts["flatpak_install_s"] = round(time.monotonic() - t1, 2)
         return super().prepare()
+
+    def extension(self) -> Exported:
+        try:
+            source = extension_source(self.ctx.scenario)
+        except runtimes.RuntimeBuildError as exc:
+            raise ExtensionUnavailable(f"the GL extension's runtime could not be built: {exc}") from None
+        self.result.facts["gl_extension_source"] = source.name
+        return gl_extension(self.ctx.toolset.path("flatpak"), source)
 
 
 class FlatpakFamily(Family):
@@ -154,7 +311,7 @@ class FlatpakFamily(Family):
     nix_systems = ()  # flatpak's system helper and bwrap setup do not run in a Nix build sandbox
 
     def unavailable_in(self, ctx: LaunchContext) -> Optional[str]:
-        if ctx.scenario.spec.flatpak_mode == EXPORT and ctx.scenario.runtime.kind == HOST_KIND:
+        if ctx.scenario.spec.flatpak_mode in (EXPORT, GL_EXTENSION) and ctx.scenario.runtime.kind == HOST_KIND:
             return "the host's own /usr is not exported as a Flatpak runtime (all of it, other filesystems too): " \
                    "the usr-path mode runs over it"
         root = ctx.scenario.runtime.root
@@ -184,8 +341,11 @@ class FlatpakFamily(Family):
         for key, value in sorted(app_env(scenario, socket).items()):
             argv.append(f"--env={key}={value}")
         argv += ["--command=/bin/sh", APP_ID, "-c", LINK_AND_RUN, "sh", *command]
-        return Plan(argv=argv, env=private_env(folder), env_mode="inherit", services=services,
-                    dirs=[str(workspace.tmp_dir)])
+        env = private_env(folder)
+        if scenario.spec.flatpak_mode == GL_EXTENSION:
+            # The extension point is enable-if=active-gl-driver: flatpak mounts the extension this names.
+            env["FLATPAK_GL_DRIVERS"] = extension_name(scenario.gl_extension or scenario.runtime)
+        return Plan(argv=argv, env=env, env_mode="inherit", services=services, dirs=[str(workspace.tmp_dir)])
 
 
 FAMILY = FlatpakFamily()

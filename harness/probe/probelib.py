@@ -298,7 +298,13 @@ MAX_DRI_CHECKED = 4
 def vendor_libraries(files_env, dirs_env, default_dirs):
     """The libraries a loader's vendor/ICD files name (glvnd's EGL vendors, Vulkan ICDs): from the
     files an environment variable lists, else from the folders one lists, else the defaults."""
-    files = [f for name in files_env for f in os.environ.get(name, "").split(":") if f]
+    listed = [f for name in files_env for f in os.environ.get(name, "").split(":") if f]
+    files = []
+    for entry in listed:  # the Vulkan loader takes folders of ICD files in VK_DRIVER_FILES too
+        try:
+            files += [os.path.join(entry, n) for n in sorted(os.listdir(entry)) if n.endswith(".json")]
+        except OSError:
+            files.append(entry)
     if not files:
         dirs = os.environ.get(dirs_env)
         for folder in dirs.split(":") if dirs else default_dirs:
@@ -307,7 +313,7 @@ def vendor_libraries(files_env, dirs_env, default_dirs):
             except OSError:
                 continue
     libraries = []
-    for name in files:
+    for name in dict.fromkeys(files):
         try:
             with open(name) as handle:
                 libraries.append(json.load(handle)["ICD"]["library_path"])
