@@ -155,6 +155,13 @@ def classify(old: Optional[dict], new: Optional[dict]) -> Optional[Kind]:
     return Kind.CHANGED
 
 
+def failure_of(scenario: Optional[dict]) -> Optional[str]:
+    """The failure class, where the outcome has one (a Flake's is its failed attempt's)."""
+    if scenario is None or entries.outcome(scenario) not in (Outcome.FAIL, Outcome.EXPECTED_FAIL, Outcome.FLAKE):
+        return None
+    return entries.failure_class(scenario)
+
+
 def outcome_changes(old: Dict[str, dict], new: Dict[str, dict]) -> List[OutcomeChange]:
     found = []
     for scenario_id in [*new, *(i for i in old if i not in new)]:
@@ -164,7 +171,7 @@ def outcome_changes(old: Dict[str, dict], new: Dict[str, dict]) -> List[OutcomeC
             continue
         found.append(OutcomeChange(
             scenario_id, kind, before["outcome"] if before else None, after["outcome"] if after else None,
-            entries.failure_class(before) if before else None, entries.failure_class(after) if after else None,
+            failure_of(before), failure_of(after),
             str((after or before or {}).get("reason", ""))))
     return sorted(found, key=lambda c: ORDER.index(c.kind))
 
@@ -264,7 +271,7 @@ def listed_ids(ids: Tuple[str, ...], limit: int = 4) -> str:
 
 def text(diff: RunDiff) -> str:
     lines = [f"gpu-harness diff {diff.old} -> {diff.new}: {diff.compared} scenarios in both, "
-             f"{len(diff.regressions)} regressions"]
+             f"{len(diff.regressions)} regression{'' if len(diff.regressions) == 1 else 's'}"]
     sections: List[Tuple[str, List[str]]] = [
         ("outcomes", [f"{c.kind.value:<10} {c.id:<32} {c.describe()}: {c.reason}" for c in diff.outcomes]),
         ("renderers", [f"{listed_ids(c.scenarios)}: {c.old} -> {c.new}" for c in diff.renderers]),
