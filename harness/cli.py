@@ -195,7 +195,7 @@ def run_matrix(scenarios, toolset, options, title: str):
 
         def on_result(result):
             outcome = result.verdict.outcome
-            out.print(f"[{outcome.style}]{outcome.value:<12}[/] {result.scenario.id:<28} "
+            out.print(f"[{outcome.style}]{outcome.value:<14}[/] {result.scenario.id:<28} "
                       f"{result.wall_s:6.2f}s  {result.verdict.reason}", soft_wrap=True)
             progress.advance(task)
 

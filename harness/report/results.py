@@ -119,8 +119,6 @@ def entry(result: "ScenarioResult", out_dir: Path, toolset: Toolset) -> dict:
 
 def document(results: List["ScenarioResult"], out_dir: Path, toolset: Toolset, started: datetime.datetime,
              matrix_source: str, baseline: Optional[str] = None) -> dict:
-    from . import answers, grid  # they read entries as results.py writes them
-
     finished = datetime.datetime.now(datetime.timezone.utc)
     entries = with_fps_share([entry(r, out_dir, toolset) for r in results])
     summary: Dict[str, int] = {}
@@ -138,10 +136,20 @@ def document(results: List["ScenarioResult"], out_dir: Path, toolset: Toolset, s
         "toolset": toolset.to_dict(),
         "summary": summary,
         "baseline": baseline,
-        "grid": [g.to_json() for g in grid.build(entries)],
-        "answers": {a.key: a.to_json() for a in answers.build(entries)},
+        **derived(entries),
         "scenarios": entries,
     }
+
+
+def derived(entries: List[dict]) -> dict:
+    """The grid and the answers, computed from the entries (report.html computes them the same way)."""
+    from . import answers, grid  # they read entries as this module writes them
+
+    try:
+        return {"grid": [g.to_json() for g in grid.build(entries)],
+                "answers": {a.key: a.to_json() for a in answers.build(entries)}}
+    except Exception as exc:  # a summary that cannot be made must not cost the run its results
+        return {"grid": None, "answers": None, "derived_error": f"{type(exc).__name__}: {exc}"}
 
 
 def with_fps_share(entries: List[dict]) -> List[dict]:
