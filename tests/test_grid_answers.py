@@ -170,8 +170,9 @@ def test_isolation_per_path_is_what_the_probe_measured():
     for record in isolation.records:
         group = measured[record["path"]]
         facts = [s["isolation"] for s in group]
-        assert sorted(record["capabilities"]) == sorted({str(float(f["capabilities"])) for f in facts})
-        assert record["seccomp_mode"] == [str(float(facts[0]["seccomp_mode"]))]
+        assert sorted(record["capabilities"]) == sorted({f["capabilities"] for f in facts})
+        assert record["seccomp_mode"] == [facts[0]["seccomp_mode"]] and record["uid"] == [0]
+        assert record["no_new_privs"] == [facts[0]["no_new_privs"]]
         assert set(record["dri_nodes"]) == {n for f in facts for n in f["dri_nodes"]}
         for scenario in group:
             own = answers.own_namespaces(scenario)

@@ -4,7 +4,7 @@ isolation per path, cost per path, driver matching. Each answer carries its reco
 results.json) and the table a person reads (report.html)."""
 import statistics
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, TypeVar
 
 from ..outcomes import Outcome
 from . import entries
@@ -13,6 +13,7 @@ SERVER_TOOL = "virgl_test_server"  # the toolset entry a vtest scenario's server
 SETUP_PHASES = ("setup_s", "image_build_s")  # rendering configs, building images
 START_PHASES = ("services_ready_s", "qemu_start_s", "boot_s")  # until the workload can start
 EXAMPLES = 3  # paths, sockets, ... named in a cell before "and N more"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -217,37 +218,52 @@ def own_namespaces(scenario: dict) -> List[str]:
     return [name for name in seen if name not in shared] if audit else []
 
 
+def whole(value: Optional[float]) -> Optional[int]:
+    """A count or mode read from JSON (where 2 may come as 2.0), as the whole number it is."""
+    return int(value) if value is not None and value.is_integer() else None
+
+
+def unique(values: Iterable[T]) -> List[T]:
+    """Each value once, in first-seen order, None left out."""
+    seen: List[T] = []
+    for value in values:
+        if value is not None and value not in seen:
+            seen.append(value)
+    return seen
+
+
 def isolation_record(path: str, measured: List[dict]) -> dict:
     facts = [entries.mapping(s, "isolation") for s in measured]
-    visible = [(entries.number(f, "host_paths_visible"), entries.number(f, "host_paths_checked")) for f in facts]
+    visible = [(whole(entries.number(f, "host_paths_visible")), whole(entries.number(f, "host_paths_checked")))
+               for f in facts]
     return {
         "path": path, "scenarios": len(measured),
-        "own_namespaces": distinct(", ".join(own_namespaces(s)) or "none" for s in measured),
-        "seccomp_mode": distinct(entries.number(f, "seccomp_mode") for f in facts),
-        "no_new_privs": distinct(f.get("no_new_privs") for f in facts if isinstance(f.get("no_new_privs"), bool)),
-        "capabilities": distinct(entries.number(f, "capabilities") for f in facts),
-        "uid": distinct(entries.number(f, "uid") for f in facts),
+        "own_namespaces": unique(", ".join(own_namespaces(s)) or "none" for s in measured),
+        "seccomp_mode": unique(whole(entries.number(f, "seccomp_mode")) for f in facts),
+        "no_new_privs": unique(f["no_new_privs"] for f in facts if isinstance(f.get("no_new_privs"), bool)),
+        "capabilities": unique(whole(entries.number(f, "capabilities")) for f in facts),
+        "uid": unique(whole(entries.number(f, "uid")) for f in facts),
         "dri_nodes": distinct(n for f in facts for n in entries.texts(f, "dri_nodes")),
         "host_devices": distinct(d for s in measured for d in entries.texts(entries.mapping(s, "exposure"),
                                                                             "host_devices")),
-        "host_paths_visible": [f"{int(v)} of {int(c)}" for v, c in visible if v is not None and c is not None],
+        "host_paths_visible": unique(f"{v} of {c}" for v, c in visible if v is not None and c is not None),
     }
 
 
-def whole(values: List[str]) -> str:
-    """Numbers read from JSON as floats, shown as the whole numbers they are."""
-    return " / ".join(v[:-2] if v.endswith(".0") else v for v in values) or "-"
+SECCOMP_MODES = {0: "off", 1: "strict", 2: "filter"}  # /proc/self/status Seccomp:
+
+
+def joined(values: Iterable[object]) -> str:
+    return " / ".join(str(v) for v in values) or "-"
 
 
 def isolation_row(record: dict) -> List[Cell]:
-    seccomp = whole(record["seccomp_mode"])
-    return [Cell(record["path"]), Cell(" / ".join(record["own_namespaces"])),
-            Cell({"0": "off", "1": "strict", "2": "filter"}.get(seccomp, seccomp)),
-            Cell(" / ".join("yes" if v == "True" else "no" for v in record["no_new_privs"]) or "-"),
-            Cell(whole(record["capabilities"])), Cell(whole(record["uid"])),
+    return [Cell(record["path"]), Cell(joined(record["own_namespaces"])),
+            Cell(joined(SECCOMP_MODES.get(mode, mode) for mode in record["seccomp_mode"])),
+            Cell(joined("yes" if value else "no" for value in record["no_new_privs"])),
+            Cell(joined(record["capabilities"])), Cell(joined(record["uid"])),
             Cell(f"{len(record['dri_nodes'])}: {listed(record['dri_nodes'])}" if record["dri_nodes"] else "0"),
-            Cell(listed(record["host_devices"])),
-            Cell(" / ".join(distinct(record["host_paths_visible"])) or "-")]
+            Cell(listed(record["host_devices"])), Cell(joined(record["host_paths_visible"]))]
 
 
 # --- cost ---------------------------------------------------------------------------------------
