@@ -307,3 +307,15 @@ def test_junit_properties_per_test_case():
         assert properties["version.runtime_gl"] == scenario["versions"]["runtime_gl"]
         assert properties.get("version.virgl_test_server") == scenario["versions"].get("virgl_test_server")
         assert list(case)[0].tag == "properties"  # before failure/skipped/system-out, as the schema has it
+
+
+def test_vtest_versions_sort_as_versions_not_as_text():
+    def vtest(server, mesa, outcome="Pass"):
+        return {"id": f"vtest-virgl/{mesa}/gl", "path": "vtest-virgl", "runtime": mesa, "probe": "gl",
+                "outcome": outcome, "reason": "r", "versions": {"virgl_test_server": server},
+                "driver_match": {"runtime_mesa": mesa}}
+
+    found = answers.vtest_compat([vtest("0.10.4", "20.3.5"), vtest("0.9.1", "9.0.1", "Fail")])
+    assert found.columns[1:] == ["virglrenderer 0.9.1 · gl", "virglrenderer 0.10.4 · gl"]
+    assert [[cell.text for cell in row] for row in found.rows] == [
+        ["9.0.1 (9.0.1)", "fails: failed", "-"], ["20.3.5 (20.3.5)", "-", "renders (1)"]]

@@ -2,6 +2,7 @@
 scenario entries (never declared): vtest compatibility, what each path exposes of the host,
 isolation per path, cost per path, driver matching. Each answer carries its records (for
 results.json) and the table a person reads (report.html)."""
+import re
 import statistics
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, TypeVar
@@ -75,6 +76,11 @@ def span(values: Sequence[float], fmt: Callable[[float], str]) -> str:
     return fmt(low) if fmt(low) == fmt(high) else f"{fmt(low)} – {fmt(high)}"
 
 
+def version_key(version: str) -> tuple:
+    """'0.10.4' after '0.9.1': numbers compared as numbers, other words as text."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"[.\-+~ ]", version))
+
+
 def median(values: Sequence[float]) -> Optional[float]:
     return statistics.median(values) if values else None
 
@@ -91,8 +97,9 @@ def vtest_compat(scenarios: List[dict]) -> Answer:
             continue
         client = entries.runtime_mesa(scenario) or "unknown"
         groups.setdefault((client, server, entries.probe(scenario)), []).append(scenario)
-    columns_keys = sorted({(server, probe) for _, server, probe in groups})
-    clients = sorted({client for client, _, _ in groups})
+    columns_keys = sorted({(server, probe) for _, server, probe in groups},
+                          key=lambda pair: (version_key(pair[0]), pair[1]))
+    clients = sorted({client for client, _, _ in groups}, key=version_key)
     answer = Answer("vtest", "vtest compatibility",
                     "Which client Mesa renders through which virglrenderer over vtest?",
                     ["client Mesa (runtimes)"] + [f"virglrenderer {server} · {probe}" for server, probe in columns_keys])
