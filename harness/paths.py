@@ -11,7 +11,7 @@ from .families.container import FAMILY as CONTAINER
 from .families.flatpak import FAMILY as FLATPAK
 from .families.host import FAMILY as HOST
 from .families.sandbox import FAMILY as SANDBOX
-from .families.vfio import FAMILY as VFIO, HOST as VFIO_HOST, NESTED as VFIO_NESTED
+from .families.vfio import FAMILY as VFIO, HOST as VFIO_HOST, NESTED as VFIO_NESTED, NESTED_BOOT as VFIO_NESTED_BOOT
 from .families.vm import FAMILY as VM, VM_TOOLS
 from .hostdriver import Mode
 from .probes import PROBES
@@ -292,6 +292,16 @@ PATHS: Dict[str, PathSpec] = {
             renderers={"vfio": r"^1af4:1050 vfio-pci host="},
             requires=VM_TOOLS,
             passthrough=VFIO_NESTED,
+        ),
+        PathSpec(
+            id="vm-vfio-nested-boot",
+            family=VFIO,
+            description="vm-vfio-nested's full tier: L2 boots, its virtio_gpu drives the passed device (interrupts "
+                        "counted) and shows the image, captured from the outer QEMU",
+            renderers={"vfio": r"^1af4:1050 vfio-pci host="},
+            requires=VM_TOOLS,
+            passthrough=VFIO_NESTED_BOOT,
+            scanout=True,
         ),
     )
 }

@@ -3,8 +3,10 @@ module binding its devices, an L2 QEMU given one of them), and vm-vfio's preflig
 import json
 
 import pytest
+from PIL import Image
 
 from harness import matrix as matrix_mod, verdict
+from harness.runner import GOLDENS_DIR
 from harness.families import vfio as vfio_family
 
 from .conftest import describe, outcome_or_skip
@@ -62,3 +64,22 @@ def test_vm_vfio_skips_with_checks_reason_for_a_device_that_cannot_go(run_scenar
     (result,) = run_scenarios(scenarios("vm-vfio", "gl"))
     assert result.verdict.outcome == verdict.SKIP
     assert result.verdict.reason == "0000:7f:1f.7 cannot be passed through: no PCI device 0000:7f:1f.7"
+
+
+def test_nested_full_tier_l2_drives_the_passed_gpu_and_shows_the_image(run_scenarios):
+    """L2 boots with the device L1 gave to vfio-pci: its virtio_gpu initialises it, interrupts
+    arrive, and the image L2 writes to its framebuffer comes out of the outer QEMU exact."""
+    (result,) = run_scenarios(scenarios("vm-vfio-nested-boot", "vfio", timeout_s=1200))
+    if outcome_or_skip(result) != verdict.PASS:
+        pytest.fail(describe(result))
+    report = report_of(result)
+    assert [s["name"] for s in report["steps"]] == ["bind-edu", "dma-round-trip", "bind-gpu", "l2-boot",
+                                                    "restore-gpu", "restore-edu"]
+    boot = report["l2_boot"]
+    assert boot["interrupt_total"] > 0 and any(name.startswith("virtio") for name in boot["interrupts"])
+    assert boot["framebuffer"].startswith("fb0 ") and "bpp 32" in boot["framebuffer"]
+    scanout = next(c for c in result.verdict.checks if c.name == "scanout")
+    assert scanout.ok, scanout.detail
+    with Image.open(result.result_dir / "scanout.png") as shown, Image.open(GOLDENS_DIR / "vfio.png") as golden:
+        top_left = shown.convert("RGB").crop((0, 0, *golden.size))
+        assert top_left.tobytes() == golden.convert("RGB").tobytes(), "L2's image must come out pixel-exact"

@@ -11,16 +11,18 @@ a VM that needs the GPU natively).
   image through edu's DMA, starts an L2 QEMU with the GPU and restores them (probe/vfio_nested.py).
 """
 import dataclasses
+import hashlib
 import importlib.util
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, List, Optional, Tuple
 
-from .. import reaper, vfio
+from .. import probes, reaper, vfio
 from ..lifecycle import LaunchAborted, LaunchContext
 from ..outcomes import FailureKind
+from ..templating import render
 from ..toolset import Toolset
-from ..vm import modules as modules_mod
+from ..vm import console, initramfs, kernel as kernel_mod, modules as modules_mod
 from ..vm.qemu import QemuSpec, opt
 from .vm import VmFamily, VmLaunch
 
@@ -28,8 +30,19 @@ if TYPE_CHECKING:
     from ..paths import PathSpec
 
 DEVICE_ENV = "GPU_HARNESS_VFIO_DEVICE"
-HOST, NESTED = "host", "nested"
+# host: a device of this host; nested: the flow in an L1 guest, L2 paused (fast tier); nested-boot:
+# the same, and L2 boots and shows an image through the passed device (full tier).
+HOST, NESTED, NESTED_BOOT = "host", "nested", "nested-boot"
+ACK_FILE = "scanout-captured"  # in the result share: the host has captured L2's image
+L2_MODULES = ("virtio_pci", "virtio_gpu")
+# No ACPI in L2 (faster; QMP quit stops it); no console cursor on the image.
+L2_KERNEL_ARGS = ("console=ttyS0", "panic=-1", "loglevel=4", "acpi=off", "mitigations=off", "tsc=reliable",
+                  "no_timer_check", "vt.global_cursor_default=0")
+PATTERN_SIZE = 64  # the vfio probe's image (its ProbeSpec args)
 VFIO_MODULES = ("vfio", "vfio_iommu_type1", "vfio_pci")  # type1 is only a softdep of vfio: named here
+L2_PREFIX = "gpu-harness-l2:"  # the L2 init's console lines (the probe reads them)
+CACHE_DIR = initramfs.CACHE_DIR.parent / "vfio"
+SHIPPED_GOLDENS = probes.PROBE_DIR.parent / "goldens"
 L1_MEMORY_MB = 1024  # the L1 guest, its python, and the L2 QEMU with all of its 64 MiB pinned
 GUEST_MEMORY_MB = 2048  # a guest with a real GPU and its driver
 # An IOMMU with interrupt remapping, before every other device; the devices L1 passes on.
@@ -50,12 +63,57 @@ def qemu_library_path() -> str:
     return str(Path(spec.origin).parents[2])
 
 
+def pattern_file(golden: Path) -> Path:
+    """The golden as the L2's framebuffer takes it (32 bpp, B G R X), cached by the golden's
+    content: the image the L1 probe moves by DMA is what L2 shows, and both match this golden."""
+    from PIL import Image
+
+    digest = hashlib.sha256(golden.read_bytes()).hexdigest()[:16]
+    target = CACHE_DIR / f"pattern-{digest}.bgrx"
+    if not target.exists():
+        CACHE_DIR.mkdir(parents=True, exist_ok=True)
+        with Image.open(golden) as image:
+            red, green, blue = image.convert("RGB").split()
+            data = Image.merge("RGBA", (blue, green, red, Image.new("L", image.size, 0))).tobytes()
+        partial = target.with_suffix(f".{os.getpid()}.partial")
+        with reaper.temp_file(partial):
+            partial.write_bytes(data)
+            os.replace(partial, target)
+    return target
+
+
+def l2_initrd(toolset: Toolset, golden: Path) -> Path:
+    """The L2 guest's initramfs: virtio_gpu for the passed device, and an init that shows the
+    pattern on its framebuffer (templates/l2-init.sh.j2). Cached by content like L1's."""
+    modules_dir = str(toolset.tools["kernel"].extra["modules_dir"])
+    modules = modules_mod.resolve_for_kernel(modules_dir, L2_MODULES)
+    pattern = pattern_file(golden)
+    init = render("l2-init.sh.j2", modules=modules, prefix=L2_PREFIX, size=PATTERN_SIZE, pattern=pattern.name)
+    return initramfs.build(initramfs.InitramfsSpec(toolset.path("busybox"), modules_dir, tuple(modules), init,
+                                                   ((pattern.name, str(pattern)),)))[0]
+
+
 class VfioLaunch(VmLaunch):
     record: Optional[vfio.BindRecord] = None
 
     @property
     def nested(self) -> bool:
-        return self.ctx.scenario.spec.passthrough == NESTED
+        return self.ctx.scenario.spec.passthrough in (NESTED, NESTED_BOOT)
+
+    @property
+    def boots_l2(self) -> bool:
+        return self.ctx.scenario.spec.passthrough == NESTED_BOOT
+
+    def guest_scanout(self) -> bool:
+        return False  # L2 shows the image, through the passed device; L1's init shows nothing
+
+    def watch_step(self) -> bool:
+        machine = self.machine
+        if self.boots_l2 and machine is not None and "scanout" not in self.result.artifacts and \
+                console.seen(machine.console(), console.Marker.PASSED_SCANOUT_READY):
+            self.capture_scanout()
+            (self.ctx.workspace.probe_out / ACK_FILE).write_text("captured\n")
+        return super().watch_step()
 
     def guest_modules(self) -> Tuple[str, ...]:
         if self.nested:
@@ -125,14 +183,14 @@ class VfioFamily(VmFamily):
     launch_class = VfioLaunch
 
     def unavailable_in(self, ctx: LaunchContext) -> Optional[str]:
-        if ctx.scenario.spec.passthrough == NESTED and ctx.scenario.runtime.root != "/":
+        if ctx.scenario.spec.passthrough in (NESTED, NESTED_BOOT) and ctx.scenario.runtime.root != "/":
             return ("the nested tier's L1 guest runs the host's QEMU and the harness's qemu.qmp from its root: "
                     "host runtime only")
         return super().unavailable_in(ctx)
 
     def available(self, spec: "PathSpec", toolset: Toolset) -> Optional[str]:
         reason = super().available(spec, toolset)
-        if reason or spec.passthrough == NESTED:
+        if reason or spec.passthrough in (NESTED, NESTED_BOOT):
             return reason
         device = requested_device()
         if device is None:
@@ -148,9 +206,17 @@ class VfioFamily(VmFamily):
         return None if report.usable else f"{bdf} cannot be passed through: {report.reason}"
 
     def probe_args(self, ctx: LaunchContext) -> List[str]:
-        if ctx.scenario.spec.passthrough != NESTED:
+        passthrough = ctx.scenario.spec.passthrough
+        if passthrough not in (NESTED, NESTED_BOOT):
             return []
-        return ["--qemu", ctx.toolset.path("qemu-system-x86_64"), "--library-path", qemu_library_path()]
+        args = ["--qemu", ctx.toolset.path("qemu-system-x86_64"), "--library-path", qemu_library_path()]
+        if passthrough == NESTED_BOOT:
+            # The L1 guest's root is the host's: the cached kernel and initramfs are at the same paths there.
+            golden = SHIPPED_GOLDENS / f"{ctx.scenario.golden}.png"  # the probe's own pattern, as shipped
+            args += ["--l2-kernel", kernel_mod.unpacked(ctx.toolset.path("kernel")),
+                     "--l2-initrd", str(l2_initrd(ctx.toolset, golden)),
+                     "--l2-append", " ".join(L2_KERNEL_ARGS), "--ack-file", f"{probes.INSIDE}/out/{ACK_FILE}"]
+        return args
 
 
 FAMILY = VfioFamily()

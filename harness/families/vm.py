@@ -63,31 +63,30 @@ def guest_env(scenario: Scenario) -> List[Tuple[str, str]]:
     return sorted(env.items())
 
 
-def guest_argv(ctx: LaunchContext) -> List[str]:
+def guest_argv(ctx: LaunchContext, scanout: bool) -> List[str]:
     if ctx.workload.command is not None:
         return list(ctx.workload.command)
     # The runtime root is the guest's root, so a Nix toolset's python3 (a store path) is there too.
     return probe_spec(ctx).guest_argv(probe_python(ctx.toolset, ctx.scenario.runtime)[0], ctx.workspace.host_paths(),
-                                      [*ctx.workload.probe_args, *ctx.scenario.spec.family.probe_args(ctx)],
-                                      ctx.scenario.spec.scanout)
+                                      [*ctx.workload.probe_args, *ctx.scenario.spec.family.probe_args(ctx)], scanout)
 
 
-def build_initrd(ctx: LaunchContext, wanted: Tuple[str, ...]):
-    scenario, toolset, agent = ctx.scenario, ctx.toolset, ctx.interactive
+def build_initrd(ctx: LaunchContext, wanted: Tuple[str, ...], scanout: bool):
+    toolset, agent = ctx.toolset, ctx.interactive
     modules_dir = str(toolset.tools["kernel"].extra["modules_dir"])
     modules = modules_mod.resolve_for_kernel(modules_dir, wanted)
-    init = console.render_init(modules, scanout=scenario.spec.scanout and not agent, agent=agent)
+    init = console.render_init(modules, scanout=scanout and not agent, agent=agent)
     files: Tuple[Tuple[str, str], ...] = ()
     if ctx.workload.probe is not None:
         files = tuple((path.name, str(path)) for path in probe_spec(ctx).files)
     return initramfs.build(initramfs.InitramfsSpec(toolset.path("busybox"), modules_dir, tuple(modules), init, files))
 
 
-def write_guest_workload(ctx: LaunchContext) -> None:
+def write_guest_workload(ctx: LaunchContext, scanout: bool) -> None:
     """The per-run part of the guest: its environment and the command init runs, on the share."""
     env, out = guest_env(ctx.scenario), ctx.workspace.probe_out
     (out / "environment.sh").write_text(render("guest-workload.sh.j2", env=env, argv=[]))
-    (out / "workload.sh").write_text(render("guest-workload.sh.j2", env=env, argv=guest_argv(ctx)))
+    (out / "workload.sh").write_text(render("guest-workload.sh.j2", env=env, argv=guest_argv(ctx, scanout)))
 
 
 class VmLaunch(Launch):
@@ -102,8 +101,8 @@ class VmLaunch(Launch):
         out = workspace.result_dir
         accel = acceleration(toolset, workspace.tmp_dir)
         kernel = kernel_mod.unpacked(toolset.path("kernel"))
-        initrd, built = build_initrd(ctx, self.guest_modules())
-        write_guest_workload(ctx)
+        initrd, built = build_initrd(ctx, self.guest_modules(), self.guest_scanout())
+        write_guest_workload(ctx, self.guest_scanout())
         self.result.phases["image_build_s"] = time.monotonic() - t0
         self.display, services, display_env = display_mod.display_for(scenario.spec.guest_gpu or "", toolset,
                                                                       workspace)
@@ -129,6 +128,11 @@ class VmLaunch(Launch):
     def kernel_args(self) -> Tuple[str, ...]:
         """The guest kernel's command line before the scenario's own arguments (which win)."""
         return KERNEL_ARGS
+
+    def guest_scanout(self) -> bool:
+        """Whether the guest's init shows the probe's image on its framebuffer for the host to
+        capture (the nested VFIO tier's L2 shows its own, so its L1 does not)."""
+        return self.ctx.scenario.spec.scanout
 
     def guest_modules(self) -> Tuple[str, ...]:
         """The kernel modules the guest's init loads (with their dependencies)."""

@@ -233,6 +233,111 @@ def l2_sees(qemu, bdf, library_path, out_dir):
     return passed[0] if passed else None, time.monotonic() - started, [d.get("id", {}) for d in devices]
 
 
+L2_PREFIX = "gpu-harness-l2:"  # the L2 init's lines on its console (templates/l2-init.sh.j2)
+# Said on L1's console (harness/vm/console.py Marker.PASSED_SCANOUT_READY): the host captures
+# L2's image from the outer QEMU, then writes the ack file into the result share.
+SCANOUT_READY_LINE = "gpu-harness: PASSED-DEVICE-SCANOUT-READY"
+
+
+def l2_boots(args, bdf, step, seen):
+    """An L2 QEMU that boots with the device: its virtio_gpu drives it, its init shows the
+    pattern on the framebuffer and reports the device's interrupts. The host captures the image
+    from the outer QEMU while L2 runs; then L2 is quit over QMP."""
+    sys.path.insert(0, args.library_path)
+    from qemu.qmp.legacy import QEMUMonitorProtocol
+
+    socket_path, console = "/tmp/gpu-harness-l2.qmp", os.path.join(args.out, "l2-console.log")
+    log = open(os.path.join(args.out, "l2-qemu.log"), "wb")
+    argv = [args.qemu, "-nodefaults", "-no-user-config", "-machine", "q35", "-accel", "tcg", "-m", "128",
+            "-display", "none", "-no-reboot", "-kernel", args.l2_kernel, "-initrd", args.l2_initrd,
+            "-append", args.l2_append, "-serial", "file:%s" % console,
+            "-qmp", "unix:%s,server=on,wait=off" % socket_path, "-device", "vfio-pci,host=%s,id=passed" % bdf]
+    started = time.monotonic()
+    booted = seen.setdefault("l2_boot", {})
+    l2 = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        for name, line in (("l2-init", L2_PREFIX + " init started"),
+                           ("l2-framebuffer", L2_PREFIX + " framebuffer written"),
+                           ("l2-interrupts", L2_PREFIX + " interrupts end")):
+            step(name)
+            wait_for_line(console, line, l2, log)
+            booted[name.replace("-", "_") + "_s"] = round(time.monotonic() - started, 3)
+        text = read(console)
+        booted["framebuffer"] = next((said.split(L2_PREFIX + " ", 1)[1] for said in text.splitlines()
+                                      if said.startswith(L2_PREFIX + " fb0 ")), "")
+        booted["interrupts"] = interrupts(text)
+        booted["interrupt_total"] = sum(booted["interrupts"].values())
+        if not booted["interrupt_total"]:
+            raise probelib.ProbeError("L2's virtio_gpu got no interrupts from the passed device (its DMA "
+                                      "bypasses the IOMMU? iommu_platform=on)")
+        monitor = QEMUMonitorProtocol(socket_path)
+        try:
+            monitor.connect()
+            reply = monitor.cmd("query-pci")
+        except Exception as exc:
+            raise probelib.ProbeError("L2 QMP query-pci: %s: %s" % (type(exc).__name__, log_tail(log))) from None
+        step("host-capture")
+        with open("/dev/ttyS0", "w") as l1_console:
+            l1_console.write(SCANOUT_READY_LINE + "\n")
+        deadline = time.monotonic() + 60
+        while not os.path.exists(args.ack_file):
+            if time.monotonic() > deadline:
+                raise probelib.ProbeError("the host did not capture L2's image within 60 s")
+            time.sleep(0.1)
+        booted["captured_s"] = round(time.monotonic() - started, 3)
+        try:
+            monitor.cmd("quit")
+            monitor.close()
+        except (EOFError, OSError):
+            pass
+        l2.wait(30)
+    finally:
+        if l2.poll() is None:
+            l2.kill()
+            l2.wait()
+        log.close()
+    buses = reply if isinstance(reply, list) else []
+    devices = [d for bus in buses for d in bus.get("devices", [])]
+    passed = [d for d in devices if d.get("qdev_id") == "passed"]
+    return passed[0] if passed else None, time.monotonic() - started, [d.get("id", {}) for d in devices]
+
+
+def read(path):
+    try:
+        with open(path, errors="replace") as handle:
+            return handle.read()
+    except OSError:
+        return ""
+
+
+def wait_for_line(console, line, l2, log):
+    while True:
+        text = read(console)
+        if line in text:
+            return
+        failed = [said for said in text.splitlines() if said.startswith(L2_PREFIX + " FAILED")]
+        if failed:
+            raise probelib.ProbeError("L2 init: %s" % failed[0].split("FAILED: ", 1)[-1])
+        if "Kernel panic" in text:
+            raise probelib.ProbeError("L2 kernel panic: %s" % text.split("Kernel panic", 1)[1].splitlines()[0])
+        if l2.poll() is not None:
+            raise probelib.ProbeError("L2 QEMU exited before %r: %s" % (line, log_tail(log)))
+        time.sleep(0.2)
+
+
+def interrupts(console_text):
+    """The passed device's interrupt counts as L2's /proc/interrupts has them, by handler name."""
+    counts = {}
+    for line in console_text.splitlines():
+        if not line.startswith(L2_PREFIX + " interrupts ") or line.endswith(" interrupts end"):
+            continue
+        fields = line[len(L2_PREFIX + " interrupts "):].split()
+        numbers = [int(f) for f in fields[1:] if f.isdigit()]
+        if fields and numbers:
+            counts[fields[-1]] = sum(numbers[:1])  # one CPU in L2
+    return counts
+
+
 def log_tail(log):
     log.flush()
     with open(log.name, errors="replace") as text:
@@ -274,7 +379,11 @@ def render(args, step, seen):
         returned, dma = timed("dma-round-trip", lambda: dma_round_trip(edu, rows))
         seen["dma"] = dma
         bound[gpu] = timed("bind-gpu", lambda: vfio.bind(gpu))
-        passed, l2_s, listed = timed("l2-query-pci", lambda: l2_sees(args.qemu, gpu, args.library_path, args.out))
+        if args.l2_kernel:
+            passed, l2_s, listed = timed("l2-boot", lambda: l2_boots(args, gpu, step, seen))
+        else:
+            passed, l2_s, listed = timed("l2-query-pci", lambda: l2_sees(args.qemu, gpu, args.library_path,
+                                                                         args.out))
         seen["l2"] = {"passed": passed, "devices": listed, "seconds": round(l2_s, 3)}
         if passed is None:
             raise probelib.ProbeError("L2 query-pci does not list the passed device: %s" % listed)
@@ -298,7 +407,7 @@ def describe(name, value):
         return "bound to vfio-pci (was %s)" % (value.original_driver or "none")
     if name == "dma-round-trip":
         return "%(bytes)d bytes in %(chunks)d chunks, exact: %(exact)s" % value[1]
-    if name == "l2-query-pci" and value[0]:
+    if name in ("l2-query-pci", "l2-boot") and value[0]:
         return "L2 lists %04x:%04x at %02x.%d" % (value[0]["id"]["vendor"], value[0]["id"]["device"],
                                                    value[0]["slot"], value[0]["function"])
     return "done"
@@ -312,6 +421,10 @@ def main(argv=None):
     parser = probelib.arguments(__doc__)
     parser.add_argument("--qemu", default="qemu-system-x86_64", help="the QEMU L2 runs in")
     parser.add_argument("--library-path", default="", help="a folder with qemu.qmp (the harness's site-packages)")
+    parser.add_argument("--l2-kernel", help="boot L2 with this kernel (the full tier); else L2 stays paused")
+    parser.add_argument("--l2-initrd")
+    parser.add_argument("--l2-append", default="console=ttyS0 acpi=off")
+    parser.add_argument("--ack-file", help="the host writes it once it has captured L2's image")
     args = parser.parse_args(argv)
     return probelib.run("vfio", "vfio", VERSION, args, render, diagnose)
 

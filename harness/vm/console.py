@@ -18,6 +18,9 @@ class Marker(str, enum.Enum):
     DONE = "powering off"  # init has synced the result share; nothing more to wait for
     INIT_FAILED = "INIT-FAILED"  # followed by ": what failed"
     AGENT_READY = "AGENT-READY"  # the command agent reads the second serial port
+    # The nested VFIO tier: L2 shows its image on the device L1 passed through; capture it from
+    # the outer QEMU and say so in the result share (harness/probe/vfio_nested.py waits for it).
+    PASSED_SCANOUT_READY = "PASSED-DEVICE-SCANOUT-READY"
 
     @property
     def line(self) -> str:
