@@ -52,6 +52,17 @@ def test_nested_tier_without_the_iommu_fails_with_checks_reason(run_scenarios):
     assert steps == [{"name": "bind-edu", "ok": False, "detail": steps[0]["detail"]}]
 
 
+def test_nested_tier_without_interrupt_remapping_fails_setting_up_the_container(run_scenarios):
+    """VFIO type1 refuses a group without interrupt remapping: EPERM from VFIO_SET_IOMMU, said
+    with the step, and both devices are still given back."""
+    (result,) = run_scenarios(scenarios("vm-vfio-nested", "vfio", kernel_args=["intremap=off"]))
+    outcome_or_skip(result)
+    assert result.verdict.outcome == verdict.FAIL, describe(result)
+    assert "vfio set-iommu: Operation not permitted (no interrupt remapping" in result.verdict.reason
+    steps = {s["name"]: s for s in report_of(result)["steps"]}
+    assert not steps["dma-round-trip"]["ok"] and steps["restore-edu"]["ok"]
+
+
 def test_vm_vfio_skips_with_the_reason_when_no_device_is_named(run_scenarios, monkeypatch):
     monkeypatch.delenv(vfio_family.DEVICE_ENV, raising=False)
     (result,) = run_scenarios(scenarios("vm-vfio", "gl"))
