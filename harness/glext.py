@@ -99,7 +99,7 @@ class Split:
     libraries: Dict[str, str]  # name in the extension's lib/ -> file: the driver's and what only it needs
     dri: Dict[str, str]  # DRI driver name -> file
     gbm: Dict[str, str]  # GBM backend name -> file
-    only_driver: List[str]  # libraries moved with the driver because nothing else needs them
+    only_driver: List[str]  # names of the libraries moved with the driver because nothing else needs them
     missing: List[str] = field(default_factory=list)  # names the driver needs that the root lacks
 
     @property

@@ -1,12 +1,17 @@
 """Flatpak for real: `flatpak run` with a private installation, over the built runtimes' /usr,
 seed 000's vtest command automated. Mesa 22.3 (bookworm) ignores VTEST_SOCKET_NAME: it renders
 only because the app links /tmp/.virgl_test to the socket it was given."""
+import json
 import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
-from harness import reaper, verdict
+from harness import hostdriver, matrix as matrix_mod, reaper, runner, verdict
+from harness.families import flatpak
+from harness.lifecycle import LaunchContext, Workload, Workspace
+from harness.outcomes import FailureKind
 from harness.retry import poll
 
 from .conftest import (describe, harness_in_subprocess, on_runtimes, outcome_or_skip,
@@ -78,3 +83,77 @@ def test_harness_sigkilled_during_flatpak_leaves_nothing(tmp_path, toolset):
     poll(lambda: not reaper.processes_in(str(scratch)) and not any(scratch.iterdir()), 20, 0.1)
     assert reaper.processes_in(str(scratch)) == []
     assert list(scratch.iterdir()) == []
+
+
+GL_GRID = Path(matrix_mod.__file__).parent / "data" / "flatpak-gl.toml"
+GL_LIB = "/usr/lib/x86_64-linux-gnu"
+
+
+def grid(*ids):
+    """Scenarios of the shipped runtime x GL-extension grid, by id."""
+    by_id = {s.id: s for s in matrix_mod.load(GL_GRID).scenarios}
+    return [by_id[i] for i in ids]
+
+
+def from_extension(result, name):
+    """The driver libraries the probe mapped, and whether every one came from extension `name`."""
+    mesa = [p for p in result.report.raw["libraries"] if hostdriver.MESA_FILES.search(p)]
+    return mesa, bool(mesa) and all(p.startswith(f"{GL_LIB}/GL/{name}/lib/") for p in mesa)
+
+
+def test_a_runtime_without_mesa_renders_with_its_own_mesa_as_a_gl_extension(run_scenarios, toolset):
+    need_flatpak(toolset)
+    results = run_scenarios(grid("flatpak-ext/trixie/gl", "flatpak-ext/trixie/vulkan", "flatpak-ext-vtest/bookworm/gl"))
+    for result in results:
+        assert outcome_or_skip(result) == verdict.PASS, describe(result)
+        name = result.scenario.runtime.name
+        mesa, all_from_extension = from_extension(result, name)
+        assert all_from_extension, f"the driver came from elsewhere: {mesa}"
+        facts = result.launch.facts
+        assert facts["flatpak_mode"] == "gl-extension" and facts["gl_extension_source"] == name
+        assert facts["gl_extension"]["id"] == f"org.gpuharness.Platform.GL.{name}"
+        assert "--nodevice=dri" in result.launch.argv
+        assert result.report.raw["isolation"]["dri_nodes"] == []
+    assert results[2].report.renderer.startswith("virgl")
+
+
+def test_an_older_runtime_with_a_newer_runtimes_extension_fails_for_its_glibc(run_scenarios, toolset):
+    need_flatpak(toolset)
+    for result in run_scenarios(grid("flatpak-ext/bookworm.gl-trixie/gl", "flatpak-ext/bookworm.gl-trixie/vulkan")):
+        assert outcome_or_skip(result) == verdict.EXPECTED_FAIL, describe(result)
+        assert result.verdict.failure_kind == FailureKind.GLIBC_TOO_OLD
+        assert "GLIBC_2.38 needed, runtime has 2.36" in result.verdict.reason
+        assert result.launch.facts["gl_extension_source"] == "trixie"
+
+
+def test_the_end_of_life_runtimes_extension_misses_its_platforms_libraries(run_scenarios, toolset):
+    need_flatpak(toolset)
+    (result,) = run_scenarios(grid("flatpak-ext-vtest/trixie.gl-bookworm/gl"))
+    assert outcome_or_skip(result) == verdict.EXPECTED_FAIL, describe(result)
+    assert result.verdict.failure_kind == FailureKind.MISSING_LIBRARY
+    assert "libicuuc.so.72" in result.verdict.reason
+
+
+def test_inside_the_app_only_the_extension_has_a_driver(toolset, tmp_path):
+    """What the app sees: the platform has no Mesa; the extension the host names active
+    (FLATPAK_GL_DRIVERS) is mounted under GL/ with its folders merged; its lib is on the path."""
+    need_flatpak(toolset)
+    (scenario,) = grid("flatpak-ext/bookworm.gl-trixie/gl")
+    ready = runner.prepare_runtimes([scenario], runner.RunOptions(out_dir=tmp_path))
+    scenario = runner.with_runtime(scenario, ready)
+    temp = runner.TempRoot()
+    ctx = LaunchContext(scenario, toolset, Workspace(tmp_path / "target", temp.scenario_dir()), Workload(probe="gl"))
+    try:
+        with scenario.spec.family.target(ctx) as app:
+            app.fail(f"ls {GL_LIB}/libEGL_mesa.so.0 {GL_LIB}/dri/*_dri.so /usr/share/vulkan/icd.d/lvp_icd.json")
+            assert app.succeed(f"ls {GL_LIB}/GL").split() == ["glvnd", "lib", "trixie", "vulkan"]
+            assert app.succeed("echo $LD_LIBRARY_PATH").strip().endswith(f"{GL_LIB}/GL/trixie/lib")
+            vendor = json.loads(app.succeed(f"cat {GL_LIB}/GL/glvnd/egl_vendor.d/50_mesa.json"))
+            assert vendor["ICD"]["library_path"] == f"{GL_LIB}/GL/trixie/lib/libEGL_mesa.so.0"
+            assert "libgallium" in app.succeed(f"ls {GL_LIB}/GL/trixie/lib")
+            assert app.succeed("echo $LIBGL_DRIVERS_PATH").strip() == f"{GL_LIB}/GL/lib/dri"
+    finally:
+        temp.remove()
+    assert not reaper.processes_in(str(temp.path)) and not temp.path.exists()
+    assert not [line for line in open("/proc/self/mountinfo") if str(temp.path) in line]
+    assert not list(flatpak.FLATPAK_CACHE.glob("*/build-*")), "a cache build folder was left behind"
