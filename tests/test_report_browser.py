@@ -77,3 +77,18 @@ def test_the_grid_in_a_real_browser(tmp_path):
     typical = np.median(list(per_cell.values()))
     assert 1500 < typical < 5000, per_cell  # a cell of about 60 x 55 px, less its text
     assert all(0.75 * typical < area < 1.25 * typical for area in per_cell.values()), per_cell
+
+
+def test_a_grid_link_opens_its_scenario_detail(tmp_path):
+    document = runs.document(count=12)
+    runs.write(tmp_path / "run", document)
+    report.render_from_json(tmp_path / "run")
+    page = (tmp_path / "run" / "report.html").as_uri()
+    chosen = document["scenarios"][3]
+    [target] = [cell.anchor for g in grid.build(document["scenarios"]) for row in g.cells.values()
+                for cell in row.values() if cell.scenario == chosen["id"]]
+    done = subprocess.run([browser(), "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path}/p",
+                           "--dump-dom", f"{page}#{target}"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    opened = [line for line in done.stdout.splitlines() if "<details open" in line]
+    assert len(opened) == 1 and chosen["id"] in opened[0]  # that one, and only that one
