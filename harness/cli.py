@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 from . import __version__, bench, matrix as matrix_mod, paths as path_registry, reaper, report, runner
-from . import outdir, pins as pins_mod, process, runtimes as runtimes_mod, toolset as toolset_mod
+from . import outdir, pins as pins_mod, process, runtimes as runtimes_mod, serverbench, toolset as toolset_mod
 from . import baseline as baseline_mod
 from .errors import InputError, shown
 from .lifecycle import LaunchContext, Workload, Workspace
@@ -158,6 +158,8 @@ def build_parser() -> Parser:
     bench_cmd.add_argument("--repeat", type=positive_int, default=5)
     bench_cmd.add_argument("--out", type=Path, default=Path("gpu-harness-bench"))
     bench_cmd.add_argument("-j", "--jobs", type=positive_int, default=1)
+    bench_cmd.add_argument("--servers", type=int, default=4, metavar="N",
+                           help="also N apps on one shared virgl_test_server vs one each (0: not measured)")
 
     vfio_cmd = sub.add_parser("vfio", add_help=False, help="check, bind and restore a PCI device for passthrough "
                               "(gpu-harness vfio --help)")
@@ -450,10 +452,14 @@ def cmd_bench(args) -> int:
     runtime_rows = bench.runtime_rows(sorted({s.runtime.recipe for s in scenarios if s.runtime.needs_build}))
     if runtime_rows:
         Console(width=200).print(bench.runtime_table(runtime_rows))
+    servers, servers_json = serverbench.section(toolset, args.servers, args.out / "servers", args.repeat) \
+        if args.servers > 0 else (None, None)
+    if servers is not None:
+        Console(width=200).print(servers)
     (args.out / "bench.json").write_text(json.dumps(
         {"rounds": len(rounds), "jobs": args.jobs, "matrix_wall_s": [w for _, w in rounds],
          "rows": [dataclasses.asdict(r) for r in rows],
-         "runtimes": [dataclasses.asdict(r) for r in runtime_rows]}, indent=2) + "\n")
+         "runtimes": [dataclasses.asdict(r) for r in runtime_rows], "servers": servers_json}, indent=2) + "\n")
     return EXIT_OK
 
 

@@ -18,10 +18,12 @@ SERVICE = "virgl_test_server"
 
 
 def server_argv(program: str, socket: str, render_node: Optional[str], use_gles: bool = False,
-                venus: bool = False) -> List[str]:
+                venus: bool = False, multi_clients: bool = False) -> List[str]:
     """Options take the `=` form: `--socket-path PATH` (with a space) reads PATH as a replay file
     and the server exits. EGL surfaceless lets it render without a display; with a render node it
-    renders on that GPU."""
+    renders on that GPU. The server forks a process for each client, --multi-clients or not
+    (that option only lets it take new clients while others are active): one process serves
+    them all only with --no-fork as well (virglrenderer's vtest_server.c; measured)."""
     argv = [program, "--use-egl-surfaceless"]
     if use_gles:
         argv.append("--use-gles")
@@ -29,6 +31,8 @@ def server_argv(program: str, socket: str, render_node: Optional[str], use_gles:
         argv.append(f"--rendernode={render_node}")
     if venus:
         argv.append("--venus")
+    if multi_clients:
+        argv += ["--no-fork", "--multi-clients"]
     return argv + [f"--socket-path={socket}"]
 
 
@@ -36,12 +40,12 @@ SUPERVISOR = Path(__file__).resolve().parent / "supervisor.py"
 
 
 def server_spec(toolset: Toolset, workspace: Workspace, venus: bool = False,
-                sync: Optional[SyncPipe] = None) -> ServiceSpec:
+                sync: Optional[SyncPipe] = None, multi_clients: bool = False) -> ServiceSpec:
     """The server for one scenario; with `sync`, run under the supervisor that ties its life to
     the sandbox's through that pipe (seed 000's lifecycle)."""
     socket = str(workspace.tmp_dir / "virgl.sock")
     argv = server_argv(toolset.path(SERVICE), socket, toolset.render_nodes[0] if toolset.render_nodes else None,
-                       venus=venus)
+                       venus=venus, multi_clients=multi_clients)
     if sync is not None:
         argv = [sys.executable, str(SUPERVISOR), str(sync.write_fd), socket, "--", *argv]
     # virgl_test_server refuses to start without XDG_RUNTIME_DIR.
