@@ -65,7 +65,7 @@ class SharingRow:
     peak_pss_kb: int
     largest_rss_kb: int
     wall_s: float
-    passed: str  # "4/4", or each round's count where they differ
+    passed: str  # "4/4", or "3-4/4" where rounds differ
     runs: List[SharingRun]
 
     @property
@@ -229,7 +229,7 @@ def measure(mode: str, toolset: Toolset, path_id: str, runtime: Runtime, count: 
 
 def row(runs: List[SharingRun]) -> SharingRow:
     first = runs[0]
-    passed = sorted({run.passed for run in runs})
+    least, most = min(run.passed for run in runs), max(run.passed for run in runs)
     return SharingRow(first.mode, first.path, first.instances, first.servers,
                       statistics.median(s for run in runs for s in run.start_s),
                       max(run.peak_processes for run in runs),
@@ -237,7 +237,7 @@ def row(runs: List[SharingRun]) -> SharingRow:
                       int(statistics.median(run.peak_pss_kb for run in runs)),
                       int(statistics.median(run.largest_rss_kb for run in runs)),
                       statistics.median(run.wall_s for run in runs),
-                      "/".join(str(p) for p in passed) + f"/{first.instances}", runs)
+                      f"{least}{f'-{most}' if most != least else ''}/{first.instances}", runs)
 
 
 def shared_server(toolset: Toolset, temp: runner.TempRoot, out: Path, multi_clients: bool) -> services.ServiceSpec:
