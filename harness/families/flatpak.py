@@ -1,11 +1,15 @@
-"""The Flatpak family (flatpak-vtest, flatpak-dri): the real `flatpak run`, as seed 000 runs it.
+"""The Flatpak family (flatpak-vtest, flatpak-dri, flatpak-ext*): the real `flatpak run`, as seed 000 runs it.
 
 Each scenario gets a private installation (FLATPAK_USER_DIR), a private HOME and XDG_RUNTIME_DIR
-and no session bus, and an app whose files are the probe. Two modes, and the report says which
+and no session bus, and an app whose files are the probe. Three modes, and the report says which
 ran: `export` (the harness runtime's /usr exported as a real Flatpak runtime with `build-export
---runtime`, once per runtime into a cached repo, 15 s for trixie; installed per scenario, 2 s)
-and `usr-path` (a stub runtime, with `flatpak run --usr-path=<runtime>/usr` putting the harness
-runtime's /usr under the app without any export: 0.3 s).
+--runtime`, once per runtime into a cached repo, 15 s for trixie; installed per scenario, 2 s),
+`usr-path` (a stub runtime, with `flatpak run --usr-path=<runtime>/usr` putting the harness
+runtime's /usr under the app without any export: 0.3 s), and `gl-extension` (the runtime
+exported without its Mesa, with a GL extension point, and a GL extension made from a runtime's
+Mesa installed beside it: harness/glext.py; both cached, installed per scenario). flatpak mounts
+runtime extensions only under the runtime's own /usr (with --usr-path they go to
+/run/parent/usr), so the extension mode exports.
 
 flatpak-vtest is seed 000's command: `--nodevice=dri`, the server's socket exposed with
 `--filesystem` and named in VTEST_SOCKET_NAME. Mesa 22.3 ignores that variable and connects to
@@ -313,11 +317,11 @@ class FlatpakFamily(Family):
     def unavailable_in(self, ctx: LaunchContext) -> Optional[str]:
         if ctx.scenario.spec.flatpak_mode in (EXPORT, GL_EXTENSION) and ctx.scenario.runtime.kind == HOST_KIND:
             return "the host's own /usr is not exported as a Flatpak runtime (all of it, other filesystems too): " \
-                   "the usr-path mode runs over it"
+                   "the usr-path mode (flatpak-vtest, flatpak-dri) runs over it"
         root = ctx.scenario.runtime.root
         if not os.path.islink(os.path.join(root, "lib")):
             return (f"runtime {ctx.scenario.runtime.name} keeps /bin and /lib outside /usr (not merged-/usr): "
-                    "flatpak run --usr-path mounts only /usr, so its libc and shell are not there")
+                    "a Flatpak runtime is only a /usr (--usr-path or exported), so its libc and shell are not there")
         return super().unavailable_in(ctx)
 
     def plan(self, ctx: LaunchContext) -> Plan:
