@@ -254,10 +254,20 @@ def host_runtime() -> Runtime:
     return Runtime(HOST_RUNTIME, HOST_KIND, "/", "the host's own root filesystem")
 
 
-def compare(toolset: Toolset, count: int, out: Path, path_id: str = "vtest-virgl", runtime: Optional[Runtime] = None,
+def plainest_vtest_path() -> str:
+    """The first path of the table whose GL goes to a virgl_test_server it starts itself (no
+    supervisor, no Venus): plain bwrap."""
+    from .paths import PATHS
+
+    return next(spec.id for spec in PATHS.values()
+                if vtest.SERVICE in spec.services and "gl" in spec.renderers and not spec.sync_fd and not spec.venus)
+
+
+def compare(toolset: Toolset, count: int, out: Path, path_id: Optional[str] = None, runtime: Optional[Runtime] = None,
             rounds: int = 3, goldens: Optional[Path] = None) -> List[SharingRow]:
     """The three ways, each `rounds` times, the rounds interleaved (a machine's load drifts)."""
     goldens = goldens or runner.GOLDENS_DIR
+    path_id = path_id or plainest_vtest_path()
     runs: Dict[str, List[SharingRun]] = {mode: [] for mode in MODES}
     for number in range(1, rounds + 1):
         for mode in MODES:
@@ -297,9 +307,10 @@ def summary(rows: List[SharingRow]) -> List[Dict[str, object]]:
     return [dataclasses.asdict(item) for item in rows]
 
 
-def section(toolset: Toolset, count: int, out: Path, rounds: int, path_id: str = "vtest-virgl"):
+def section(toolset: Toolset, count: int, out: Path, rounds: int, path_id: Optional[str] = None):
     """`gpu-harness bench`'s server table and its bench.json entry; a line saying why where the
     path cannot run here."""
+    path_id = path_id or plainest_vtest_path()
     reason = why_not(toolset, path_id)
     if reason:
         return f"vtest server: shared vs per-instance: not measured: {path_id}: {reason}", {"skipped": reason}

@@ -71,3 +71,7 @@ def test_a_mode_over_its_rounds_is_medians_and_says_why_apps_failed():
                            ).passed == "3-4/4"
     rendered = serverbench.table([row, failing])
     assert rendered.row_count == 2 and "median of 3 rounds" in str(rendered.title)
+
+
+def test_the_server_bench_defaults_to_plain_bwrap_apps():
+    assert serverbench.plainest_vtest_path() == "vtest-virgl"
