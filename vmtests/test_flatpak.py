@@ -33,6 +33,7 @@ def test_flatpak_vtest_is_seed_000s_command_and_renders_through_virgl(run_scenar
         assert outcome_or_skip(result) == verdict.PASS, describe(result)
         argv = result.launch.argv
         assert "--nodevice=dri" in argv and "--die-with-parent" in argv and "--no-session-bus" in argv
+        assert "--allow=multiarch" not in argv  # a 64-bit app needs no 32-bit syscalls
         assert any(arg.startswith("--env=VTEST_SOCKET_NAME=") for arg in argv)
         assert result.launch.facts["flatpak_mode"] == "usr-path"
         facts = result.report.raw["isolation"]
@@ -50,6 +51,16 @@ def test_the_runtime_exported_as_a_flatpak_runtime_renders_too(run_scenarios, to
     assert result.launch.facts["flatpak_mode"] == "export"
     assert not any(arg.startswith("--usr-path") for arg in result.launch.argv)
     assert result.report.raw["libc"] == "2.41", "the exported trixie runtime's own libc"
+
+
+def test_a_32_bit_runtime_runs_as_a_multiarch_app(run_scenarios, toolset):
+    """Flatpak's seccomp filter kills a 32-bit process's syscalls (SIGSYS) unless the app may
+    run multiarch binaries: the harness says so for an i386 runtime, as a 32-bit app's metadata does."""
+    need_flatpak(toolset)
+    (result,) = run_scenarios(flatpak_matrix(["flatpak-vtest"], ("bookworm-i386",)))
+    assert outcome_or_skip(result) == verdict.PASS, describe(result)
+    assert "--allow=multiarch" in result.launch.argv
+    assert result.report.raw["isolation"]["seccomp_mode"] == 2
 
 
 def test_exec_runs_a_command_inside_flatpak():

@@ -331,6 +331,10 @@ class FlatpakFamily(Family):
         socket = next((s.ready_socket for s in services if s.name == vtest.SERVICE and s.ready_socket), None)
         argv = [toolset.path("flatpak"), "run", "--user", "--die-with-parent", "--no-session-bus", "--no-a11y-bus",
                 "--no-documents-portal", "--device=dri" if scenario.spec.needs_render_node else "--nodevice=dri"]
+        if glext.multiarch(scenario.runtime.root) not in (None, FLATPAK_MULTIARCH):
+            # A 32-bit runtime: Flatpak's seccomp filter kills 32-bit syscalls (SIGSYS, measured)
+            # unless the app may run multiarch binaries, as a 32-bit app's own metadata says.
+            argv.append("--allow=multiarch")
         if scenario.spec.flatpak_mode == USR_PATH:
             argv += [f"--usr-path={scenario.runtime.root.rstrip('/')}/usr", f"--app-path={folder}/build/app/files"]
         if socket:
