@@ -182,10 +182,13 @@ def attempt(scenario: Scenario, toolset: Toolset, options: RunOptions, temp: Tem
 
 
 def driver_facts(scenario: Scenario, toolset: Toolset, report: Optional[ProbeReport],
-                 runtime_facts: Dict[str, object]) -> Dict[str, object]:
-    """Seed 003's driver matching for one scenario (hostdriver.driver_match)."""
+                 runtime_facts: Dict[str, object], driver_root: Optional[str] = None) -> Dict[str, object]:
+    """Seed 003's driver matching for one scenario (hostdriver.driver_match). driver_root: where
+    the workload's Mesa came from when not from its runtime (a Flatpak GL extension's source)."""
     runtime_mesa: object = toolset.version("mesa")
-    if scenario.runtime.kind != HOST_KIND:
+    if driver_root:
+        runtime_mesa = runtimes.component_versions(runtimes.installed(Path(driver_root))).get("mesa")
+    elif scenario.runtime.kind != HOST_KIND:
         runtime_mesa = runtime_facts.get("mesa") or runtimes.component_versions(
             runtimes.installed(Path(scenario.runtime.root))).get("mesa")
     libraries = report.raw.get("libraries") if report else None
@@ -242,7 +245,9 @@ def run_scenario(scenario: Scenario, toolset: Toolset, options: RunOptions, temp
     final.wall_s = sum(r.wall_s for r in results)
     final.runtime_facts = prepared.facts if prepared else {}
     if final.attempts:
-        final.driver_match = driver_facts(scenario, toolset, final.report, final.runtime_facts)
+        driver_root = final.launch.facts.get("driver_root")
+        final.driver_match = driver_facts(scenario, toolset, final.report, final.runtime_facts,
+                                          driver_root if isinstance(driver_root, str) else None)
     return final
 
 

@@ -306,6 +306,7 @@ class FlatpakLaunch(ProcessLaunch):
         except runtimes.RuntimeBuildError as exc:
             raise ExtensionUnavailable(f"the GL extension's runtime could not be built: {exc}") from None
         self.result.facts["gl_extension_source"] = source.name
+        self.result.facts["driver_root"] = source.root  # the Mesa that renders: driver matching reads it there
         return gl_extension(self.ctx.toolset.path("flatpak"), source)
 
 
