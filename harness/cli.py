@@ -286,13 +286,17 @@ def cmd_exec(args) -> int:
     if args.path not in path_registry.PATHS:
         raise InputError(f"exec: unknown path {shown(args.path)} (known: {', '.join(path_registry.PATHS)})")
     runtimes = {HOST: matrix_mod.Runtime(HOST, matrix_mod.HOST_KIND)}
-    if args.matrix:
-        runtimes.update({s.runtime.name: s.runtime for s in matrix_mod.load(args.matrix).scenarios})
+    declared = matrix_mod.load(args.matrix).scenarios if args.matrix else []
+    runtimes.update({s.runtime.name: s.runtime for s in declared})
     if args.runtime not in runtimes:
         raise InputError(f"exec: unknown runtime {shown(args.runtime)} (known: {', '.join(runtimes)})")
     runtime = runtimes[args.runtime]
     scenario = matrix_mod.Scenario(id=f"{args.path}/{runtime.name}/exec", path_id=args.path, runtime=runtime,
                                    probe="exec", timeout_s=args.timeout)
+    # The matrix's settings for this path and runtime (env, gl_extension, kernel_args) hold for the command too.
+    same = next((s for s in declared if s.path_id == args.path and s.runtime.name == runtime.name), None)
+    if same is not None:
+        scenario = dataclasses.replace(same, id=scenario.id, probe="exec", timeout_s=args.timeout)
     if not path_registry.get(args.path).family.accepts(runtime):
         raise InputError(f"exec: path {args.path} cannot run in runtime {runtime.name} ({runtime.kind})")
     # A runtime built from a recipe has no root until it is built (or found in the cache): without

@@ -133,6 +133,19 @@ def test_exec_passes_exit_code_and_output_through(toolset):
     assert "oops" in done.stderr
 
 
+def test_exec_takes_the_matrix_settings_of_its_path_and_runtime(toolset, tmp_path):
+    if not toolset.found("bwrap"):
+        pytest.skip("needs bwrap")
+    matrix_file = tmp_path / "m.toml"
+    matrix_file.write_text('[matrix]\npaths = ["vtest-virgl"]\n[[override]]\nmatch = "vtest-virgl/*"\n'
+                           'env = { GPU_HARNESS_SAID = "from the matrix" }\n')
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "exec", "--path", "vtest-virgl", "--matrix",
+                           str(matrix_file), "--", "sh", "-c", "echo $GPU_HARNESS_SAID"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "from the matrix"
+
+
 def test_exec_runs_a_users_gl_program_through_virgl(toolset):
     if toolset.missing(["bwrap", "virgl_test_server"]):
         pytest.skip("needs bwrap and virgl_test_server")
