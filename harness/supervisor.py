@@ -48,6 +48,8 @@ def main(argv):
     fd, path, command = int(argv[1]), argv[2], argv[argv.index("--") + 1:]
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # a closed read end is an event here, not a death
     server = subprocess.Popen(command)  # in the supervisor's process group: stopping that stops both
+    # A TERM to the supervisor alone (rerun.sh's cleanup) stops its server too.
+    signal.signal(signal.SIGTERM, lambda *_: (stop(server, path), sys.exit(143)))
     deadline = time.monotonic() + READY_TIMEOUT_S
     while not accepts(path):
         if server.poll() is not None or time.monotonic() > deadline:

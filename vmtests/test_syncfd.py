@@ -67,3 +67,26 @@ def test_killing_any_part_leaves_nothing(victim, tmp_path, toolset):
     if victim == "server":
         (scenario,) = json.loads((out / "results.json").read_text())["scenarios"]
         assert scenario["outcome"] == "Fail" and "virgl_test_server" in scenario["reason"], scenario["reason"]
+
+
+def test_rerun_sh_replays_the_sync_pipe_and_leaves_nothing(run_scenarios, toolset, tmp_path):
+    """By hand, the pipe is a FIFO: rerun.sh renders again, and the server stops because the
+    pipe closed (the supervisor says so), not because the script killed it."""
+    import subprocess
+
+    from harness import matrix as matrix_mod
+
+    (scenario,) = matrix_mod.expand({"matrix": {"paths": ["vtest-virgl-syncfd"]}}, "<test>").scenarios
+    (result,) = run_scenarios([scenario])
+    if result.verdict.outcome.value == "Skip":
+        skip_unless_required("vtest-virgl", "vtest-virgl-syncfd", result.verdict.reason)
+    assert result.verdict.outcome.value == "Pass", result.verdict.reason
+    script = result.result_dir / "rerun.sh"
+    scratch = next(line.split()[-1] for line in script.read_text().splitlines() if line.startswith("mkdir -p"))
+    for old in (result.result_dir / "probe").iterdir():
+        old.unlink()
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert (result.result_dir / "probe" / "probe.png").exists()
+    assert STOPPED_BY_THE_PIPE in done.stderr
+    assert ours(scratch, "virgl_test_server") == [] and not os.path.exists(scratch)

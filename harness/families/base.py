@@ -82,8 +82,12 @@ def write_config(workspace: Workspace, scenario_id: str, plan: Plan) -> None:
     for spec in plan.services:
         (out / f"service-{spec.name}.argv").write_text("\n".join(spec.argv) + "\n")
     script = out / "rerun.sh"
+    # A sync pipe (a supervised service, bwrap --sync-fd) is a FIFO by hand: the script opens the
+    # sandbox's end on the fd number the workload's argv names, the service's on its own.
+    sync = {"fifo": str(workspace.tmp_dir / "sync.fifo"), "read": plan.sync.read_fd,
+            "write": plan.sync.write_fd} if plan.sync else None
     script.write_text(render("rerun.sh.j2", scenario_id=scenario_id, services=plan.services, dirs=plan.dirs,
-                             argv=plan.argv, env=plan.env, env_mode=plan.env_mode,
+                             argv=plan.argv, env=plan.env, env_mode=plan.env_mode, sync=sync,
                              date=datetime.datetime.now().isoformat(timespec="seconds")))
     script.chmod(0o755)
 
