@@ -121,6 +121,10 @@ def build_parser() -> Parser:
         one.add_argument("names", nargs="+", help="runtime names (see `runtimes list`)")
         if name == "build":
             one.add_argument("--strict", action="store_true", help="a drifted lock is an error (exit 2)")
+    image = runtimes_sub.add_parser("image", help="write a runtime (built if need be) as a container image: a "
+                                                  "docker-archive, gzip-compressed if FILE ends in .gz")
+    image.add_argument("name", help="runtime name (see `runtimes list`)")
+    image.add_argument("--out", type=Path, required=True, metavar="FILE", help="e.g. trixie.tar.gz")
 
     pins_cmd = sub.add_parser("pins", help="the Nix layer's source pins (nix/pins/*.json)")
     pins_sub = pins_cmd.add_subparsers(dest="pins_command", required=True, parser_class=Parser)
@@ -474,6 +478,8 @@ def say(text: str) -> None:
 def cmd_runtimes(args) -> int:
     if args.runtimes_command == "list":
         return runtimes_list()
+    if args.runtimes_command == "image":
+        return runtimes_image(args.name, args.out)
     failed = 0
     for name in args.names:
         recipe = runtimes_mod.load_recipe(name)
@@ -492,6 +498,17 @@ def cmd_runtimes(args) -> int:
             print(f"gpu-harness: runtime {name}: {exc}", file=sys.stderr)
             failed += 1
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def runtimes_image(name: str, out: Path) -> int:
+    try:
+        image = runtimes_mod.write_image(name, out, say=say)
+    except runtimes_mod.RuntimeBuildError as exc:
+        print(f"gpu-harness: runtime {name}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"{out}: image sha256:{image.id} ({image.format}, {image.compression}, {out.stat().st_size >> 20} MB; "
+          f"Mesa {runtimes_mod.component_versions(image.packages)['mesa']})")
+    return EXIT_OK
 
 
 def runtimes_list() -> int:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from . import paths as path_registry, runtimes as runtime_recipes
+from . import imagearchive, paths as path_registry, runtimes as runtime_recipes
 from .errors import InputError, bad_character, cut, decoded, parse_json, parser_message, read_text, shown
 from .errors import shown_key as key_name
 from .outcomes import FailureKind
@@ -33,8 +33,9 @@ TOP_KEYS = {"matrix", "defaults", "runtimes", "override"}
 MATRIX_KEYS = {"paths", "runtimes", "probes", "exclude"}
 SETTING_KEYS = {"timeout_s", "tolerance", "env", "probe_args", "golden", "kernel_args", "gl_extension"}
 OVERRIDE_KEYS = SETTING_KEYS | {"match", "expect", "reason", "failure"}
-RUNTIME_KEYS = {"kind", "root", "description", "recipe"}
-RUNTIME_KINDS = (HOST_KIND, "rootfs", DEBOOTSTRAP_KIND)
+RUNTIME_KEYS = {"kind", "root", "description", "recipe", "archive"}
+IMAGE_KIND = runtime_recipes.IMAGE_KIND
+RUNTIME_KINDS = (HOST_KIND, "rootfs", DEBOOTSTRAP_KIND, IMAGE_KIND)
 TOLERANCE_KEYS = {"channel", "fraction"}
 EXCLUDE_KEYS = {"path", "runtime", "probe"}
 MAX_TIMEOUT_S = 7 * 24 * 3600.0
@@ -239,20 +240,56 @@ def parse_runtime(problems: Problems, key: str, name: str, spec: dict) -> Option
     if kind not in RUNTIME_KINDS:
         problems.add(f"{key}.kind", f"unknown runtime kind {shown(kind)} (known: {', '.join(RUNTIME_KINDS)})")
         return None
+    if kind == IMAGE_KIND:
+        return parse_image_runtime(problems, key, name, spec, description)
+    if "archive" in spec:
+        problems.add(f"{key}.archive", f"only an image runtime (kind = {IMAGE_KIND!r}) has an archive")
+        return None
     why = root_problem(root) if kind == "rootfs" else None
     if why:
         problems.add(f"{key}.root", why)
         return None
     if kind == DEBOOTSTRAP_KIND:
         recipe = spec.get("recipe", name)
-        if not expect_text(problems, f"{key}.recipe", recipe):
-            return None
-        if recipe not in runtime_recipes.recipe_names():
-            problems.add(f"{key}.recipe", f"no shipped recipe {shown(recipe)} "
-                                          f"(known: {', '.join(runtime_recipes.recipe_names())})")
+        if not known_recipe(problems, f"{key}.recipe", recipe):
             return None
         return Runtime(name, kind, "", description, recipe)
     return Runtime(name, kind, root, description)
+
+
+def known_recipe(problems: Problems, key: str, recipe) -> bool:
+    if not expect_text(problems, key, recipe):
+        return False
+    if recipe not in runtime_recipes.recipe_names():
+        problems.add(key, f"no shipped recipe {shown(recipe)} (known: {', '.join(runtime_recipes.recipe_names())})")
+        return False
+    return True
+
+
+def parse_image_runtime(problems: Problems, key: str, name: str, spec: dict, description: str) -> Optional[Runtime]:
+    """An image: its archive file (docker-archive or OCI archive, plain or gzip), or the runtime
+    it is made from (recipe; made and cached on first use). The runtime's root is the archive."""
+    if "root" in spec:
+        problems.add(f"{key}.root", "an image runtime has no root: name its archive (archive = FILE) or the "
+                                    "runtime it is made from (recipe = NAME)")
+        return None
+    if ("archive" in spec) == ("recipe" in spec):
+        problems.add(key, "an image runtime needs exactly one of archive (a docker-archive or OCI archive file) "
+                          "and recipe (a shipped runtime to make the image from)")
+        return None
+    if "recipe" in spec:
+        recipe = spec["recipe"]
+        if not known_recipe(problems, f"{key}.recipe", recipe):
+            return None
+        return Runtime(name, IMAGE_KIND, str(runtime_recipes.image_archive_path(recipe)), description, recipe)
+    archive = spec["archive"]
+    if not expect_text(problems, f"{key}.archive", archive):
+        return None
+    why = imagearchive.problem(archive)
+    if why:
+        problems.add(f"{key}.archive", why)
+        return None
+    return Runtime(name, IMAGE_KIND, archive, description)
 
 
 def root_problem(root: str) -> Optional[str]:
@@ -408,6 +445,9 @@ def expand(data, source: str) -> Matrix:
         if "gl_extension" in table and table["gl_extension"] not in runtimes:
             declared = ", ".join(key_name(name) for name in runtimes)
             problems.add(f"{where}.gl_extension", f"unknown runtime {shown(table['gl_extension'])} (declared: {cut(declared, 300)})")
+        elif "gl_extension" in table and runtimes[table["gl_extension"]].kind == IMAGE_KIND:
+            problems.add(f"{where}.gl_extension", f"{shown(table['gl_extension'])} is an image; a GL extension is made "
+                                                  "from a runtime's tree")
     problems.raise_if_any()
 
     scenarios: List[Scenario] = []

@@ -23,13 +23,14 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from . import reaper
+from . import imagearchive, reaper
 from .errors import InputError, parse_json, read_text, shown
 from .process import Child
 
@@ -53,7 +54,12 @@ EXCLUDED = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/locale/*", "/usr
 NOT_FOUND = re.compile(r"Version '([^']+)' for '([^']+)' was not found")
 UNKNOWN_PACKAGE = re.compile(r"Unable to locate package (\S+)")
 BUILD_TIMEOUT_S = 1200.0
-FACT_PACKAGES = {"mesa": ("libgl1-mesa-dri", "libegl-mesa0"), "libc": ("libc6",), "python": ("python3",)}
+# Debian's package names, then Nix's (an image from dockerTools has no dpkg, only store entries).
+FACT_PACKAGES = {"mesa": ("libgl1-mesa-dri", "libegl-mesa0", "mesa"), "libc": ("libc6", "glibc"),
+                 "python": ("python3",)}
+IMAGE_KIND = "image"  # a container image archive (matrix: archive = FILE, or recipe = NAME: made from that runtime)
+IMAGES_DIR = CACHE_DIR.parent / "images"
+IMAGE_FORMAT = "v1"  # bump when imagearchive.write's output changes: cached archives are keyed by it
 
 
 class RuntimeBuildError(Exception):
@@ -237,7 +243,13 @@ def run_mmdebstrap(argv: List[str], log: Path) -> Tuple[int, str]:
 
 
 def installed(root: Path) -> Dict[str, Tuple[str, str]]:
-    """package -> (version, architecture) of what dpkg installed in the root."""
+    """package -> (version, architecture) of what dpkg installed in the root; for an image
+    runtime, whose root is its archive file, what the image's own files say (imagearchive)."""
+    if root.is_file():
+        try:
+            return dict(imagearchive.read(str(root)).packages)
+        except imagearchive.ImageArchiveError:
+            return {}
     done = subprocess.run(["dpkg-query", f"--admindir={root}/var/lib/dpkg", "-W",
                            "-f", "${Package}\t${Version}\t${Architecture}\n"], capture_output=True, text=True)
     table = {}
@@ -459,3 +471,50 @@ def from_cache(name: str, target: Path) -> Optional[BuiltRuntime]:
     """A complete build in the cache (its facts are written last), or None."""
     facts = target / "facts.json"
     return BuiltRuntime(name, target / "root", json.loads(facts.read_text())) if facts.exists() else None
+
+
+def image_spec(recipe: Recipe, lock_digest: str) -> imagearchive.ImageSpec:
+    """What the image of a runtime says about itself: its name and lock, its python as Cmd."""
+    return imagearchive.ImageSpec(tag=f"localhost/gpu-harness/{recipe.name}:{lock_digest[:12]}",
+                                  architecture=recipe.architecture, cmd=("/usr/bin/python3",),
+                                  labels=(("org.gpu-harness.runtime", recipe.name),
+                                          ("org.gpu-harness.lock-digest", lock_digest)),
+                                  created_by=f"gpu-harness runtimes image {recipe.name}")
+
+
+def image_archive_path(name: str, folder: Path = RECIPES_DIR) -> Path:
+    """Where the image made from runtime `name` is cached: keyed by its recipe and lock."""
+    recipe = load_recipe(name, folder)
+    return IMAGES_DIR / f"{recipe.name}-{digest(recipe, load_lock(recipe, folder))}-{IMAGE_FORMAT}.tar.gz"
+
+
+def write_image(name: str, out: Path, say: Callable[[str], None] = lambda text: None,
+                folder: Path = RECIPES_DIR) -> imagearchive.ImageInfo:
+    """The image of runtime `name` (built if it is not yet) as a docker-archive at `out`."""
+    built = ensure(name, folder=folder, say=say)
+    recipe = load_recipe(name, folder)
+    started = time.monotonic()
+    try:
+        imagearchive.write(built.root, out, image_spec(recipe, str(built.facts.get("lock_digest", ""))))
+    except OSError as exc:
+        raise RuntimeBuildError(f"cannot write {out}: {exc.strerror or exc}") from None
+    except imagearchive.ImageArchiveError as exc:
+        raise RuntimeBuildError(str(exc)) from None
+    say(f"wrote the image of {name} to {out} in {time.monotonic() - started:.1f} s")
+    return imagearchive.read(str(out))
+
+
+_image_locks: Dict[str, threading.Lock] = {}
+_image_locks_lock = threading.Lock()
+
+
+def image_archive(name: str, say: Callable[[str], None] = lambda text: None) -> Path:
+    """The cached image of runtime `name`, made now if it is not there (once, however many
+    scenarios ask at the same time)."""
+    target = image_archive_path(name)
+    with _image_locks_lock:
+        lock = _image_locks.setdefault(str(target), threading.Lock())
+    with lock:
+        if not target.exists():
+            write_image(name, target, say)
+    return target

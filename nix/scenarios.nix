@@ -34,8 +34,9 @@ let
           needsGpu = builtins.elem "gpu" features;
         })
         (builtins.filter (probe: builtins.elem probe paths.${path}.probes) (m.probes or [ "gl" ])))
-      (builtins.filter (runtime: paths.${path}.runtime_kinds == null
-        || builtins.elem (kindOf runtime) paths.${path}.runtime_kinds)
+      # A family that names no kinds takes every root filesystem, not an image archive.
+      (builtins.filter (runtime: if paths.${path}.runtime_kinds == null then kindOf runtime != "image"
+        else builtins.elem (kindOf runtime) paths.${path}.runtime_kinds)
         (m.runtimes or [ "host" ])))
     m.paths;
 in

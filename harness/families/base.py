@@ -11,6 +11,7 @@ from ..interrupts import INTERRUPTS
 from ..lifecycle import Launch, LaunchContext, LaunchResult, Workspace
 from ..outcomes import FailureKind
 from ..process import Child, end_all, processes_naming
+from ..runtimes import IMAGE_KIND
 from ..services import ServiceSpec
 from ..syncfd import SyncPipe
 from ..templating import render
@@ -107,8 +108,11 @@ class Family:
     launch_class: ClassVar[Type[Launch]]
 
     def accepts(self, runtime: "Runtime") -> bool:
-        """Whether this family can run a workload in that runtime."""
-        return self.runtime_kinds is None or runtime.kind in self.runtime_kinds
+        """Whether this family can run a workload in that runtime: any root filesystem where it
+        names no kinds; an image archive (no tree to run in) only where it names that kind."""
+        if self.runtime_kinds is None:
+            return runtime.kind != IMAGE_KIND
+        return runtime.kind in self.runtime_kinds
 
     def available(self, spec: "PathSpec", toolset: "Toolset") -> Optional[str]:
         """Why `spec` cannot run on this machine with this toolset, or None."""

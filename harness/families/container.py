@@ -7,16 +7,34 @@ Everything podman keeps is private to the scenario: its storage (`--root`), run 
 nowhere, the container's cgroups hang under a per-scenario parent that is removed afterwards.
 podman's conmon leaves the harness's process group, so stopping a container is podman's own
 `rm --force` on that private state, and the reaper's deep clean of the state folder (kill what
-still names it, unmount what is mounted under it) covers a harness that dies."""
-import os
-import subprocess
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Dict, List, Optional
+still names it, unmount what is mounted under it) covers a harness that dies.
 
-from .. import reaper, vtest
-from ..lifecycle import LaunchContext, Workspace
-from ..model import DEBOOTSTRAP_KIND, Scenario
+An image runtime (an archive file: docker-archive or OCI archive, plain or gzip) is loaded into
+that private store first, each scenario anew: `gzip -dc ARCHIVE | podman load` (podman 4.3
+cannot read a compressed docker-archive), podman in a mount namespace of its own where /var/lib
+and /var/tmp are folders of the state (privatens.py: podman load writes its blob-info cache and
+its copies of the archive there, whatever --root says). The container then runs the image, with
+the image's own python and environment, everything else as over a tree."""
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Dict, List, Optional, Union
+
+from .. import imagearchive, reaper, runtimes, vtest
+from ..errors import InputError, one_line
+from ..imagearchive import ImageInfo
+from ..interrupts import INTERRUPTS
+from ..lifecycle import LaunchAborted, LaunchContext, Workspace
+from ..model import DEBOOTSTRAP_KIND, Runtime, Scenario
+from ..outcomes import FailureKind
 from ..probes import INSIDE
+from ..runtimes import IMAGE_KIND
 from ..services import ServiceSpec
 from ..toolset import Toolset
 from .base import Family, Plan, ProcessLaunch, probe_spec, workload_env
@@ -30,6 +48,10 @@ if TYPE_CHECKING:
 ULIMITS = ("nofile=1024:4096", "nproc=4096:4096")
 UNSAFE_IN_VOLUME = (":", ",")  # -v and --rootfs split on these: such a path could add an option
 STATE_PARENT, STATE_PREFIX = "/tmp", "gh-podman-"  # podman's per-scenario state (a runroot must be short)
+PRIVATENS = Path(__file__).resolve().parent.parent / "privatens.py"
+LOAD_TIMEOUT_S = 600.0  # a 400 MB image loads in 6-9 s here
+PYTHON = re.compile(r"^python3(\.\d+)?$")
+HARNESS_DEFAULTS = ("PATH", "HOME", "LANG", "XDG_RUNTIME_DIR")  # what workload_env gives every path
 
 
 class ContainerError(Exception):
@@ -87,8 +109,120 @@ def podman_state(podman: str, state: str) -> List[str]:
             "--events-backend", "none"]
 
 
-def container_env(scenario: Scenario) -> Dict[str, str]:
-    return workload_env(scenario, "/tmp", vtest.SOCKET_INSIDE if vtest.SERVICE in scenario.spec.services else None)
+def container_env(scenario: Scenario, image: Optional[ImageInfo] = None) -> Dict[str, str]:
+    """The workload's environment; in an image, the image's own Env stays where only the harness's
+    defaults would replace it (its PATH, say): what the path or the matrix sets still wins."""
+    env = workload_env(scenario, "/tmp", vtest.SOCKET_INSIDE if vtest.SERVICE in scenario.spec.services else None)
+    if image is None:
+        return env
+    chosen = set(dict(scenario.spec.env)) | set(dict(scenario.env))
+    return {key: value for key, value in env.items()
+            if not (key in HARNESS_DEFAULTS and key in image.env_names and key not in chosen)}
+
+
+def image_python(image: ImageInfo) -> str:
+    """The image's python: the first element of its Entrypoint, or else of its Cmd, where that
+    is a python (Nix's images name one in the store); else python3 on the image's PATH."""
+    for argv in (image.entrypoint, image.cmd):
+        if argv and PYTHON.match(os.path.basename(argv[0])):
+            return argv[0]
+    return "python3"
+
+
+def image_of(runtime: Runtime) -> Optional[ImageInfo]:
+    return imagearchive.read(runtime.root) if runtime.kind == IMAGE_KIND else None
+
+
+def container_root(runtime: Runtime, image: Optional[ImageInfo], command: List[str]) -> List[str]:
+    """What the container runs in, then its command: the runtime's tree as an overlay, or the
+    loaded image by id with the command's program as its entrypoint (the image's own
+    Entrypoint would otherwise run first). The entrypoint is a JSON list: one program, whatever
+    its name looks like."""
+    if image is None:
+        return ["--rootfs", overlay_root(runtime.root), *command]
+    return ["--entrypoint", json.dumps(command[:1]), image.id, *command[1:]]
+
+
+def load_argvs(podman: str, state: str, archive: str, compression: str) -> List[List[str]]:
+    """The processes that load an archive into the scenario's store, in pipe order: a gzip
+    archive is decompressed by gzip -dc (what zcat runs, without its shell wrapper) into
+    `podman load` on stdin; a plain one is read by podman itself."""
+    load = [sys.executable, str(PRIVATENS), state, "--", *podman_state(podman, state), "load"]
+    if compression == "gzip":
+        return [["gzip", "--decompress", "--stdout", "--", archive], load]
+    return [load + [f"--input={archive}"]]
+
+
+def pipeline(argvs: List[List[str]], log: IO[bytes], timeout_s: float) -> Optional[str]:
+    """Run the processes, each one's stdout into the next one's stdin, each in its own process
+    group known to the reaper; their stderr (and the last one's stdout) to `log`. None when the
+    last one succeeds, else why not (the log says the rest)."""
+    guardian, procs = reaper.get(), []
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"}
+    stdin: Union[int, IO[bytes]] = subprocess.DEVNULL
+    try:
+        for index, argv in enumerate(argvs):
+            last = index == len(argvs) - 1
+            proc = subprocess.Popen(argv, stdin=stdin, stdout=log if last else subprocess.PIPE, stderr=log, env=env,
+                                    start_new_session=True)
+            guardian.track_group(proc.pid)
+            procs.append(proc)
+            if not isinstance(stdin, int):
+                stdin.close()  # the next process holds the pipe now: the writer sees it close if it dies
+            stdin = proc.stdout if proc.stdout is not None else subprocess.DEVNULL
+    except OSError as exc:
+        why: Optional[str] = f"cannot start {argvs[len(procs)][0]}: {exc.strerror or exc}"
+    else:
+        why = wait_for(procs[-1], timeout_s)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, 9)
+            proc.wait()
+            guardian.untrack_group(proc.pid)
+    return why
+
+
+def wait_for(proc: "subprocess.Popen[bytes]", timeout_s: float) -> Optional[str]:
+    deadline = time.monotonic() + timeout_s
+    while proc.poll() is None:
+        if time.monotonic() >= deadline:
+            return f"did not finish within {timeout_s:g} s"
+        if INTERRUPTS.requested:
+            return INTERRUPTS.reason()
+        time.sleep(0.05)
+    return None if proc.returncode == 0 else f"exit code {proc.returncode}"
+
+
+def said(log_path: str, image_format: str) -> str:
+    """What gzip and podman said, in one line: podman's error with its reason for the archive's
+    own format (it lists one per format it tried), or else the last lines."""
+    try:
+        with open(log_path, "rb") as handle:
+            text = handle.read()[-8192:].decode("utf-8", "replace")
+    except OSError:
+        return ""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    error = next((line for line in lines if line.startswith("Error:")), None)
+    reason = next((line for line in lines if line.startswith(f"* {image_format}:")), None)
+    gzip_said = [line for line in lines if line.startswith("gzip:")]
+    picked = [*gzip_said, f"{error} {reason}"] if error and reason else lines[-4:]
+    return one_line(" | ".join(picked), 600)
+
+
+def load_script(argvs: List[List[str]], scenario_id: str) -> str:
+    """load-image.sh: the load a re-run needs before rerun.sh (the image lives in the scenario's
+    store, and that goes when the scenario does)."""
+    pipe = " | ".join(" ".join(shlex.quote(arg) for arg in argv) for argv in argvs)
+    return (f"#!/bin/sh\n# Loads the image of scenario {scenario_id} into its podman state, as gpu-harness did;"
+            f"\n# then run rerun.sh.\nset -e\n{pipe}\n")
+
+
+def image_facts(archive: str, image: ImageInfo, python: str) -> Dict[str, object]:
+    versions = runtimes.component_versions(image.packages)
+    return {"archive": archive, "id": image.id, "format": image.format, "compression": image.compression,
+            "tags": list(image.tags), "python_command": python, "mesa": versions["mesa"], "libc": versions["libc"],
+            "python": versions["python"]}
 
 
 @dataclass(frozen=True)
@@ -117,7 +251,43 @@ class ContainerLaunch(ProcessLaunch):
         for part in ("root", "runroot", "tmp", "net"):
             os.makedirs(f"{names.state}/{part}", exist_ok=True)
         self.result.facts.update(podman_state=names.state, cgroup=names.cgroup, container=names.container)
+        if self.ctx.scenario.runtime.kind == IMAGE_KIND:
+            self.load_image(names)
         return super().prepare()
+
+    def image_archive(self) -> str:
+        """The runtime's archive; one made from a runtime is made now if it is not cached yet."""
+        runtime = self.ctx.scenario.runtime
+        try:
+            if runtime.recipe:
+                return str(runtimes.image_archive(runtime.recipe))
+            imagearchive.read(runtime.root)
+            return runtime.root
+        except (imagearchive.ImageArchiveError, runtimes.RuntimeBuildError, InputError) as exc:
+            if "needs mmdebstrap" in str(exc):  # as the runner says of a runtime it cannot build here
+                self.result.skipped = f"runtime {runtime.name}: {exc}"
+            else:
+                self.result.fail(f"image {runtime.name}: {exc}", FailureKind.RUNTIME_BUILD)
+            raise LaunchAborted() from None
+
+    def load_image(self, names: Names) -> None:
+        """The image into the scenario's own store: load time is the image's cost per scenario."""
+        archive = self.image_archive()
+        image = imagearchive.read(archive)
+        out = self.ctx.workspace.result_dir
+        argvs = load_argvs(self.ctx.toolset.path("podman"), names.state, archive, image.compression)
+        (out / "load-image.sh").write_text(load_script(argvs, self.ctx.scenario.id))
+        log = out / "podman-load.log"
+        self.result.logs["podman-load"] = str(log)
+        self.result.facts["image"] = image_facts(archive, image, image_python(image))
+        started = time.monotonic()
+        with open(log, "wb") as handle:
+            why = pipeline(argvs, handle, LOAD_TIMEOUT_S)
+        self.result.phases["image_build_s"] = time.monotonic() - started
+        if why:
+            self.result.fail(f"podman load of {archive}: {why}: {said(str(log), image.format)}",
+                             FailureKind.RUNTIME_BUILD)
+            raise LaunchAborted()
 
     def stop_workload(self) -> None:
         names = Names.of(self.ctx.workspace)
@@ -139,7 +309,7 @@ class ContainerLaunch(ProcessLaunch):
 class ContainerFamily(Family):
     name = "container"
     launch_class = ContainerLaunch
-    runtime_kinds = (DEBOOTSTRAP_KIND, "rootfs")  # a root to lay the container's overlay on
+    runtime_kinds = (DEBOOTSTRAP_KIND, "rootfs", IMAGE_KIND)  # a root to lay the container's overlay on, or an image
     nix_systems = ()  # rootful podman does not run in a Nix build sandbox
 
     def available(self, spec: "PathSpec", toolset: Toolset) -> Optional[str]:
@@ -168,6 +338,7 @@ class ContainerFamily(Family):
         for service in services:
             if service.name == vtest.SERVICE and service.ready_socket:
                 argv += ["--volume", volume(service.ready_socket, vtest.SOCKET_INSIDE)]
+        image = image_of(scenario.runtime)
         if workload.command is not None:
             command = list(workload.command)
         else:
@@ -175,11 +346,12 @@ class ContainerFamily(Family):
             for path in spec.files:
                 argv += ["--volume", volume(str(path), f"{INSIDE}/{path.name}", "ro")]
             argv += ["--volume", volume(str(workspace.probe_out), f"{INSIDE}/out")]
-            command = spec.container_argv("/usr/bin/python3", workspace.host_only_paths(), workload.probe_args)
-        env = container_env(scenario)
+            python = image_python(image) if image else "/usr/bin/python3"
+            command = spec.container_argv(python, workspace.host_only_paths(), workload.probe_args)
+        env = container_env(scenario, image)
         for key, value in sorted(env.items()):
             argv += ["--env", f"{key}={value}"]
-        argv += ["--rootfs", overlay_root(scenario.runtime.root), *command]
+        argv += container_root(scenario.runtime, image, command)
         return Plan(argv=argv, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, env_mode="inherit",
                     services=services, dirs=[str(workspace.tmp_dir)])
 
