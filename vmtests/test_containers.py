@@ -1,20 +1,30 @@
 """Containers for real: rootful podman over the built runtimes, with all of podman's state in
 the scenario's temp folder. A run, a timeout and a SIGKILLed harness leave no podman state, no
-mount, no cgroup folder and no process behind."""
+mount, no cgroup folder and no process behind. Over an image archive too: made from the trixie
+runtime by `gpu-harness runtimes image`, loaded per scenario into its private store, rendering
+through vtest, its Mesa recorded and matched; refused archives fail with podman's words, and a
+harness killed mid-load leaves nothing either."""
 import dataclasses
+import hashlib
+import io
+import json
 import os
+import shutil
 import signal
+import subprocess
+import sys
+import tarfile
 import time
 from pathlib import Path
 
 import pytest
 
-from harness import reaper, runner, verdict
-from harness.families.container import STATE_PARENT, STATE_PREFIX
+from harness import imagearchive, reaper, runner, runtimes, verdict
+from harness.families.container import PRIVATENS, STATE_PARENT, STATE_PREFIX
 from harness.outcomes import FailureKind
 from harness.retry import poll
 
-from .conftest import (describe, harness_in_subprocess, on_runtimes, outcome_or_skip,
+from .conftest import (describe, harness_in_subprocess, on_runtimes, outcome_or_skip, scenarios_from,
                        skip_unless_required)
 
 GLOBAL_STATE = ("/var/lib/containers", "/run/containers")
@@ -127,3 +137,185 @@ def test_a_path_podman_would_split_is_refused(bad):
 
     with pytest.raises(ContainerError, match="podman splits"):
         volume(bad, "/x")
+
+
+# -- image runtimes ---------------------------------------------------------------------------
+
+def image_matrix(paths, archive=None, recipe=None, **settings):
+    spec = {"kind": "image", **({"archive": str(archive)} if archive else {"recipe": recipe})}
+    declaration = {"matrix": {"paths": list(paths), "runtimes": ["img"], "probes": ["gl"]}, "runtimes": {"img": spec}}
+    if settings:
+        declaration["defaults"] = settings
+    return scenarios_from(declaration)
+
+
+@pytest.fixture(scope="module")
+def trixie_image(tmp_path_factory):
+    """The trixie runtime as a gzip docker-archive, written by the CLI (as a user makes one)."""
+    if runtimes.cached("trixie") is None and not shutil.which("mmdebstrap"):
+        skip_unless_required("podman-vtest", "trixie image", "the trixie runtime is not built and mmdebstrap is missing")
+    out = tmp_path_factory.mktemp("image") / "trixie.tar.gz"
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "runtimes", "image", "trixie", "--out", str(out)],
+                          capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"{out}: image sha256:") and "(docker-archive, gzip," in done.stdout
+    assert imagearchive.compression(str(out)) == "gzip"
+    return out
+
+
+def trixie_mesa():
+    return runtimes.cached("trixie").facts["mesa"]
+
+
+def test_podman_vtest_over_an_image_renders_and_records_the_images_mesa(run_scenarios, toolset, trixie_image):
+    need_podman(toolset)
+    before = global_state()
+    results = {r.scenario.path_id: r for r in run_scenarios(image_matrix(["podman-vtest", "podman-vtest-capdrop"],
+                                                                         trixie_image))}
+    for result in results.values():
+        assert outcome_or_skip(result) == verdict.PASS, describe(result)
+        assert result.report.renderer.startswith("virgl (")
+        image = result.launch.facts["image"]
+        assert image["mesa"] == trixie_mesa() and image["compression"] == "gzip"
+        assert image["python_command"] == "/usr/bin/python3"  # the image's Cmd
+        assert result.driver_match["runtime_mesa"] == trixie_mesa() and result.driver_match["used"] == "runtime"
+        assert image["id"] in result.launch.argv and "--rootfs" not in result.launch.argv
+        assert result.launch.phases["image_build_s"] > 0  # the load, each scenario anew
+        assert "Loaded image" in Path(result.launch.logs["podman-load"]).read_text()
+        assert result.exposure.host_sockets == ["/tmp/.virgl_test"] and result.exposure.host_files == []
+    assert results["podman-vtest-capdrop"].report.raw["isolation"]["capabilities"] == 0
+    assert global_state() == before and all(left_of(r) == [] for r in results.values())
+
+
+def test_podman_dri_over_an_image_passes_the_node_and_flags_the_images_mesa(tmp_path, toolset, trixie_image):
+    """A stand-in render node: the image's own Mesa renders in software (the verdict says so),
+    and driver matching compares that Mesa with the host's."""
+    need_podman(toolset)
+    fake = dataclasses.replace(toolset, render_nodes=["/dev/null"])
+    (scenario,) = image_matrix(["podman-dri"], trixie_image)
+    (result,) = runner.run([scenario], fake, runner.RunOptions(out_dir=tmp_path / "out"))
+    assert "/dev/null:/dev/dri/renderD128" in result.launch.argv and "--entrypoint" in result.launch.argv
+    assert result.report is not None, describe(result)
+    assert result.report.raw["isolation"]["dri_nodes"] == ["/dev/dri/renderD128"]
+    assert result.verdict.failure_kind == FailureKind.SILENT_SOFTWARE_FALLBACK, describe(result)
+    match, host = result.driver_match, toolset.version("host-driver")
+    assert match["runtime_mesa"] == trixie_mesa() and match["used"] == "runtime"
+    if host and host.startswith("mesa "):
+        assert match["mismatch"] == (host != f"mesa {trixie_mesa()}")
+        assert match["note"] == ("" if not match["mismatch"] else f"runtime Mesa {trixie_mesa()}, host Mesa {host[5:]}")
+    assert left_of(result) == []
+
+
+def test_an_image_made_from_a_runtime_by_the_matrix(run_scenarios, toolset):
+    """recipe = "trixie": the archive is made once and cached by the runtime's lock."""
+    need_podman(toolset)
+    (result,) = run_scenarios(image_matrix(["podman-vtest"], recipe="trixie"))
+    assert outcome_or_skip(result) == verdict.PASS, describe(result)
+    assert result.launch.facts["image"]["archive"] == str(runtimes.image_archive_path("trixie"))
+    assert result.launch.facts["image"]["mesa"] == trixie_mesa()
+    assert left_of(result) == []
+
+
+def tiny_image(tmp_path, break_digest=False):
+    """A small docker-archive; with break_digest, its config names a layer digest it does not have."""
+    root = tmp_path / "tree"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/hostname").write_text("tiny\n")
+    out = tmp_path / "tiny.tar"
+    imagearchive.write(root, out, imagearchive.ImageSpec(tag="localhost/tiny:1", architecture="amd64"))
+    if not break_digest:
+        return out
+    with tarfile.open(out) as archive:
+        members = [(m, archive.extractfile(m).read()) for m in archive.getmembers() if m.isfile()]
+    manifest = json.loads(dict((m.name, d) for m, d in members)["manifest.json"])
+    config = json.loads(dict((m.name, d) for m, d in members)[manifest[0]["Config"]])
+    config["rootfs"]["diff_ids"] = ["sha256:" + "0" * 64]
+    data = json.dumps(config).encode()
+    manifest[0]["Config"] = f"{hashlib.sha256(data).hexdigest()}.json"
+    broken = tmp_path / "broken.tar"
+    with tarfile.open(broken, "w") as archive:
+        for name, content in [(manifest[0]["Layers"][0], dict((m.name, d) for m, d in members)[manifest[0]["Layers"][0]]),
+                              (manifest[0]["Config"], data), ("manifest.json", json.dumps(manifest).encode())]:
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            archive.addfile(info, io.BytesIO(content))
+    return broken
+
+
+def test_an_archive_podman_refuses_fails_with_podmans_words_and_leaves_nothing(run_scenarios, toolset, tmp_path):
+    need_podman(toolset)
+    before = global_state()
+    (result,) = run_scenarios(image_matrix(["podman-vtest"], tiny_image(tmp_path, break_digest=True)))
+    assert result.verdict.outcome == verdict.FAIL and result.verdict.failure_kind == FailureKind.RUNTIME_BUILD
+    assert "podman load of" in result.verdict.reason and "Digest did not match" in result.verdict.reason
+    assert "\n" not in result.verdict.reason
+    assert global_state() == before and left_of(result) == []  # its blob-info cache went with its state
+
+
+def test_a_tar_that_is_no_image_fails_before_podman_runs(run_scenarios, toolset, tmp_path):
+    need_podman(toolset)
+    plain = tmp_path / "files.tar"
+    with tarfile.open(plain, "w") as archive:
+        archive.add(__file__, "test.py")
+    (result,) = run_scenarios(image_matrix(["podman-vtest"], plain))
+    assert result.verdict.failure_kind == FailureKind.RUNTIME_BUILD
+    assert "is a tar archive but not an image" in result.verdict.reason
+    assert "podman-load" not in result.launch.logs and left_of(result) == []
+
+
+def processes_naming(text):
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if text.encode() in open(f"/proc/{pid}/cmdline", "rb").read():
+                found.append(int(pid))
+        except OSError:
+            continue
+    return found
+
+
+def test_harness_sigkilled_during_a_load_leaves_nothing(tmp_path, toolset, trixie_image):
+    need_podman(toolset)
+    before = global_state()
+    harness, scratch = harness_in_subprocess(tmp_path, f"""
+        [matrix]
+        paths = ["podman-vtest"]
+        runtimes = ["img"]
+        probes = ["gl"]
+        [runtimes.img]
+        kind = "image"
+        archive = "{trixie_image}"
+    """)
+
+    def loading():
+        runs = [entry.name for entry in scratch.iterdir()]
+        return runs and [pid for pid in processes_naming(f"{STATE_PREFIX}{runs[0]}-")
+                         if b"load" in open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")]
+
+    poll(loading, 60, 0.05)
+    (run,) = [entry.name for entry in scratch.iterdir()]
+    assert loading(), "the load never started"
+    time.sleep(1)  # well into it: the archive is being copied and unpacked
+    harness.send_signal(signal.SIGKILL)
+    harness.wait()
+
+    def left():
+        return (processes_naming(f"{STATE_PREFIX}{run}-") + processes_naming(str(trixie_image)) + podman_states(run)
+                + list(scratch.iterdir()) + cgroups(f"gpu-harness-{run}-")
+                + [line for line in open("/proc/self/mountinfo") if f"{STATE_PREFIX}{run}-" in line])
+
+    poll(lambda: not left(), 30, 0.1)
+    assert left() == [] and global_state() == before
+
+
+def test_privatens_keeps_what_a_command_writes_in_var_lib_and_var_tmp_in_its_folder(tmp_path):
+    before = global_state()
+    marker = f"gh-privatens-{os.getpid()}"
+    done = subprocess.run([sys.executable, str(PRIVATENS), str(tmp_path), "--", "sh", "-c",
+                           f"mkdir -p /var/lib/containers/cache && touch /var/lib/containers/cache/{marker} "
+                           f"/var/tmp/{marker} && ls /var/lib"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["containers"]  # the folder, not the host's /var/lib
+    assert (tmp_path / f"var-lib/containers/cache/{marker}").exists() and (tmp_path / f"var-tmp/{marker}").exists()
+    assert not os.path.exists(f"/var/tmp/{marker}") and global_state() == before
+    assert str(tmp_path) not in open("/proc/self/mountinfo").read()  # the binds ended with the namespace
