@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import imagearchive, matrix, runtimes
+from harness import cli, imagearchive, matrix, runtimes
 from harness.errors import InputError
 from harness.imagearchive import ImageArchiveError
 
@@ -221,3 +221,8 @@ def test_an_image_from_a_recipe_is_cached_by_its_lock():
 
 def test_the_packages_of_an_image_runtime_are_read_from_its_archive(tmp_path):
     assert runtimes.component_versions(runtimes.installed(written(tmp_path)))["mesa"] == "25.0.7"
+
+
+def test_runtimes_image_of_an_unknown_runtime_is_one_line(tmp_path, capsys):
+    assert cli.main(["runtimes", "image", "nope", "--out", str(tmp_path / "x.tar.gz")]) == 2
+    assert "no recipe nope.toml" in capsys.readouterr().err and not (tmp_path / "x.tar.gz").exists()

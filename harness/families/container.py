@@ -189,7 +189,7 @@ def wait_for(proc: "subprocess.Popen[bytes]", timeout_s: float) -> Optional[str]
         if time.monotonic() >= deadline:
             return f"did not finish within {timeout_s:g} s"
         if INTERRUPTS.requested:
-            return INTERRUPTS.reason()
+            return INTERRUPTS.reason() or "interrupted"
         time.sleep(0.05)
     return None if proc.returncode == 0 else f"exit code {proc.returncode}"
 
@@ -284,6 +284,9 @@ class ContainerLaunch(ProcessLaunch):
         with open(log, "wb") as handle:
             why = pipeline(argvs, handle, LOAD_TIMEOUT_S)
         self.result.phases["image_build_s"] = time.monotonic() - started
+        if why and INTERRUPTS.requested:
+            self.result.fail(INTERRUPTS.reason() or why, FailureKind.INTERRUPTED)
+            raise LaunchAborted()
         if why:
             self.result.fail(f"podman load of {archive}: {why}: {said(str(log), image.format)}",
                              FailureKind.RUNTIME_BUILD)
