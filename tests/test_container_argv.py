@@ -165,6 +165,8 @@ def test_the_pipeline_passes_data_and_says_why_it_failed(tmp_path):
                                   handle, 10) == "exit code 3"
     assert log.read_text() == "no\n"
     with open(log, "wb") as handle:
+        assert container.pipeline([["sh", "-c", "printf x; exit 1"], ["cat"]], handle, 10) == "sh exit code 1"
+    with open(log, "wb") as handle:
         assert container.pipeline([["sleep", "30"]], handle, 0.3) == "did not finish within 0.3 s"
     with open(log, "wb") as handle:
         assert container.pipeline([["printf", "x"], ["/nonexistent/podman"]], handle, 10).startswith(

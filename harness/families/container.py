@@ -19,6 +19,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -177,9 +178,15 @@ def pipeline(argvs: List[List[str]], log: IO[bytes], timeout_s: float) -> Option
     finally:
         for proc in procs:
             if proc.poll() is None:
-                os.killpg(proc.pid, 9)
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             proc.wait()
             guardian.untrack_group(proc.pid)
+    failed = [(argv[0], proc.returncode) for argv, proc in zip(argvs, procs[:-1], strict=False) if proc.returncode]
+    if why is None and failed:  # the reader took a short input for a whole one
+        why = f"{failed[0][0]} exit code {failed[0][1]}"
     return why
 
 
