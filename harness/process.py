@@ -277,11 +277,17 @@ def run_tracked(argv: List[str], timeout_s: float, cwd: Optional[str] = None) ->
         try:
             stdout, stderr = process.communicate(timeout=timeout_s)
         finally:
-            if process.poll() is None:
-                try:
-                    os.killpg(process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                process.wait()
-            guardian.untrack_group(process.pid)
+            end_group(process)
     return subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
+
+
+def end_group(process: "subprocess.Popen") -> None:
+    """A helper started in its own session (start_new_session=True, tracked by the reaper): its
+    whole process group killed if it still runs, waited for, and forgotten by the reaper."""
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    process.wait()
+    reaper.get().untrack_group(process.pid)

@@ -19,7 +19,6 @@ import json
 import os
 import re
 import shlex
-import signal
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Dict, List, Optional, Union
 
-from .. import imagearchive, reaper, runtimes, vtest
+from .. import imagearchive, process, reaper, runtimes, vtest
 from ..errors import InputError, one_line
 from ..imagearchive import ImageInfo
 from ..interrupts import INTERRUPTS
@@ -177,13 +176,7 @@ def pipeline(argvs: List[List[str]], log: IO[bytes], timeout_s: float) -> Option
         why = wait_for(procs[-1], timeout_s)
     finally:
         for proc in procs:
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            proc.wait()
-            guardian.untrack_group(proc.pid)
+            process.end_group(proc)
     failed = [(argv[0], proc.returncode) for argv, proc in zip(argvs, procs[:-1], strict=False) if proc.returncode]
     if why is None and failed:  # the reader took a short input for a whole one
         why = f"{failed[0][0]} exit code {failed[0][1]}"

@@ -193,44 +193,71 @@ def dma_round_trip(bdf, rows):
         container.close()
 
 
-def l2_sees(qemu, bdf, library_path, out_dir):
-    """An L2 QEMU, paused, with the device; what its QMP query-pci lists."""
-    sys.path.insert(0, library_path)
-    from qemu.qmp.legacy import QEMUMonitorProtocol
+class L2:
+    """An L2 QEMU given the device with vfio-pci, spoken to over QMP with qemu.qmp."""
 
-    socket_path = "/tmp/gpu-harness-l2.qmp"
-    log = open(os.path.join(out_dir, "l2-qemu.log"), "wb")
-    argv = [qemu, "-nodefaults", "-no-user-config", "-machine", "q35", "-accel", "tcg", "-m", "64", "-S",
-            "-display", "none", "-qmp", "unix:%s,server=on,wait=off" % socket_path,
-            "-device", "vfio-pci,host=%s,id=passed" % bdf]
-    started = time.monotonic()
-    l2 = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
-        while not os.path.exists(socket_path):
-            if l2.poll() is not None or time.monotonic() - started > 60:
-                raise probelib.ProbeError("L2 QEMU with vfio-pci,host=%s did not start: %s" % (bdf, log_tail(log)))
+    SOCKET = "/tmp/gpu-harness-l2.qmp"
+
+    def __init__(self, args, bdf, machine_args):
+        sys.path.insert(0, args.library_path)
+        self.bdf, self.started, self.monitor = bdf, time.monotonic(), None
+        self.log = open(os.path.join(args.out, "l2-qemu.log"), "wb")
+        argv = [args.qemu, "-nodefaults", "-no-user-config", "-machine", "q35", "-accel", "tcg", "-display", "none",
+                "-qmp", "unix:%s,server=on,wait=off" % self.SOCKET, "-device", "vfio-pci,host=%s,id=passed" % bdf,
+                *machine_args]
+        self.process = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+    @property
+    def seconds(self):
+        return time.monotonic() - self.started
+
+    def query_pci(self):
+        """The passed device as L2 lists it (None if it does not), and every device's ids."""
+        from qemu.qmp.legacy import QEMUMonitorProtocol
+
+        while not os.path.exists(self.SOCKET):
+            if self.process.poll() is not None or self.seconds > 60:
+                raise probelib.ProbeError("L2 QEMU with vfio-pci,host=%s did not start: %s"
+                                          % (self.bdf, log_tail(self.log)))
             time.sleep(0.05)
-        monitor = QEMUMonitorProtocol(socket_path)
+        self.monitor = QEMUMonitorProtocol(self.SOCKET)
         try:
-            monitor.connect()
-            reply = monitor.cmd("query-pci")
+            self.monitor.connect()
+            reply = self.monitor.cmd("query-pci")
         except Exception as exc:  # whatever qemu.qmp raised: the L2's own words are in its log
-            raise probelib.ProbeError("L2 QMP query-pci: %s: %s" % (type(exc).__name__, log_tail(log))) from None
-        buses = reply if isinstance(reply, list) else []
+            raise probelib.ProbeError("L2 QMP query-pci: %s: %s" % (type(exc).__name__, log_tail(self.log))) \
+                from None
+        devices = [d for bus in (reply if isinstance(reply, list) else []) for d in bus.get("devices", [])]
+        passed = [d for d in devices if d.get("qdev_id") == "passed"]
+        return passed[0] if passed else None, [d.get("id", {}) for d in devices]
+
+    def quit(self):
+        """Over the QMP connection query_pci made."""
+        monitor = self.monitor
+        assert monitor is not None
         try:
             monitor.cmd("quit")
             monitor.close()
         except (EOFError, OSError):
             pass  # QEMU may close the socket before qemu.qmp has read the answer to quit
-        l2.wait(30)
-    finally:
-        if l2.poll() is None:
-            l2.kill()
-            l2.wait()
-        log.close()
-    devices = [d for bus in buses for d in bus.get("devices", [])]
-    passed = [d for d in devices if d.get("qdev_id") == "passed"]
-    return passed[0] if passed else None, time.monotonic() - started, [d.get("id", {}) for d in devices]
+        self.process.wait(30)
+
+
+def l2_sees(args, bdf):
+    """An L2 QEMU, paused, with the device; what its QMP query-pci lists."""
+    with L2(args, bdf, ["-m", "64", "-S"]) as l2:
+        passed, listed = l2.query_pci()
+        l2.quit()
+        return passed, l2.seconds, listed
 
 
 L2_PREFIX = "gpu-harness-l2:"  # the L2 init's lines on its console (templates/l2-init.sh.j2)
@@ -243,25 +270,17 @@ def l2_boots(args, bdf, step, seen):
     """An L2 QEMU that boots with the device: its virtio_gpu drives it, its init shows the
     pattern on the framebuffer and reports the device's interrupts. The host captures the image
     from the outer QEMU while L2 runs; then L2 is quit over QMP."""
-    sys.path.insert(0, args.library_path)
-    from qemu.qmp.legacy import QEMUMonitorProtocol
-
-    socket_path, console = "/tmp/gpu-harness-l2.qmp", os.path.join(args.out, "l2-console.log")
-    log = open(os.path.join(args.out, "l2-qemu.log"), "wb")
-    argv = [args.qemu, "-nodefaults", "-no-user-config", "-machine", "q35", "-accel", "tcg", "-m", "128",
-            "-display", "none", "-no-reboot", "-kernel", args.l2_kernel, "-initrd", args.l2_initrd,
-            "-append", args.l2_append, "-serial", "file:%s" % console,
-            "-qmp", "unix:%s,server=on,wait=off" % socket_path, "-device", "vfio-pci,host=%s,id=passed" % bdf]
-    started = time.monotonic()
+    console = os.path.join(args.out, "l2-console.log")
     booted = seen.setdefault("l2_boot", {})
-    l2 = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
+    machine = ["-m", "128", "-no-reboot", "-kernel", args.l2_kernel, "-initrd", args.l2_initrd,
+               "-append", args.l2_append, "-serial", "file:%s" % console]
+    with L2(args, bdf, machine) as l2:
         for name, line in (("l2-init", L2_PREFIX + " init started"),
                            ("l2-framebuffer", L2_PREFIX + " framebuffer written"),
                            ("l2-interrupts", L2_PREFIX + " interrupts end")):
             step(name)
-            wait_for_line(console, line, l2, log)
-            booted[name.replace("-", "_") + "_s"] = round(time.monotonic() - started, 3)
+            wait_for_line(console, line, l2.process, l2.log)
+            booted[name.replace("-", "_") + "_s"] = round(l2.seconds, 3)
         text = read(console)
         booted["framebuffer"] = next((said.split(L2_PREFIX + " ", 1)[1] for said in text.splitlines()
                                       if said.startswith(L2_PREFIX + " fb0 ")), "")
@@ -270,12 +289,7 @@ def l2_boots(args, bdf, step, seen):
         if not booted["interrupt_total"]:
             raise probelib.ProbeError("L2's virtio_gpu got no interrupts from the passed device (its DMA "
                                       "bypasses the IOMMU? iommu_platform=on)")
-        monitor = QEMUMonitorProtocol(socket_path)
-        try:
-            monitor.connect()
-            reply = monitor.cmd("query-pci")
-        except Exception as exc:
-            raise probelib.ProbeError("L2 QMP query-pci: %s: %s" % (type(exc).__name__, log_tail(log))) from None
+        passed, listed = l2.query_pci()
         step("host-capture")
         with open("/dev/ttyS0", "w") as l1_console:
             l1_console.write(SCANOUT_READY_LINE + "\n")
@@ -284,22 +298,9 @@ def l2_boots(args, bdf, step, seen):
             if time.monotonic() > deadline:
                 raise probelib.ProbeError("the host did not capture L2's image within 60 s")
             time.sleep(0.1)
-        booted["captured_s"] = round(time.monotonic() - started, 3)
-        try:
-            monitor.cmd("quit")
-            monitor.close()
-        except (EOFError, OSError):
-            pass
-        l2.wait(30)
-    finally:
-        if l2.poll() is None:
-            l2.kill()
-            l2.wait()
-        log.close()
-    buses = reply if isinstance(reply, list) else []
-    devices = [d for bus in buses for d in bus.get("devices", [])]
-    passed = [d for d in devices if d.get("qdev_id") == "passed"]
-    return passed[0] if passed else None, time.monotonic() - started, [d.get("id", {}) for d in devices]
+        booted["captured_s"] = round(l2.seconds, 3)
+        l2.quit()
+        return passed, l2.seconds, listed
 
 
 def read(path):
@@ -382,8 +383,7 @@ def render(args, step, seen):
         if args.l2_kernel:
             passed, l2_s, listed = timed("l2-boot", lambda: l2_boots(args, gpu, step, seen))
         else:
-            passed, l2_s, listed = timed("l2-query-pci", lambda: l2_sees(args.qemu, gpu, args.library_path,
-                                                                         args.out))
+            passed, l2_s, listed = timed("l2-query-pci", lambda: l2_sees(args, gpu))
         seen["l2"] = {"passed": passed, "devices": listed, "seconds": round(l2_s, 3)}
         if passed is None:
             raise probelib.ProbeError("L2 query-pci does not list the passed device: %s" % listed)
