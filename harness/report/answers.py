@@ -34,6 +34,16 @@ class Answer:
     records: List[dict] = field(default_factory=list)  # the same facts, typed, for results.json
     note: str = ""
 
+    def add(self, record: dict, row: List[Cell]) -> None:
+        self.records.append(record)
+        self.rows.append(row)
+
+    def or_say(self, note: str) -> "Answer":
+        """The answer, with `note` where the run gave it no row."""
+        if not self.rows:
+            self.note = note
+        return self
+
     def to_json(self) -> dict:
         return {"key": self.key, "title": self.title, "question": self.question, "columns": self.columns,
                 "rows": [[cell.text for cell in row] for row in self.rows], "records": self.records,
@@ -156,11 +166,8 @@ def exposure(scenarios: List[dict]) -> Answer:
         if not audits:
             continue
         record = exposure_record(path, audits)
-        answer.records.append(record)
-        answer.rows.append(exposure_row(record))
-    if not answer.rows:
-        answer.note = "No scenario in this run was audited."
-    return answer
+        answer.add(record, exposure_row(record))
+    return answer.or_say("No scenario in this run was audited.")
 
 
 def exposure_record(path: str, audits: List[tuple]) -> dict:
@@ -208,11 +215,8 @@ def isolation(scenarios: List[dict]) -> Answer:
         if not measured:
             continue
         record = isolation_record(path, measured)
-        answer.records.append(record)
-        answer.rows.append(isolation_row(record))
-    if not answer.rows:
-        answer.note = "No probe in this run reported its isolation facts."
-    return answer
+        answer.add(record, isolation_row(record))
+    return answer.or_say("No probe in this run reported its isolation facts.")
 
 
 def own_namespaces(scenario: dict) -> List[str]:
@@ -284,11 +288,8 @@ def cost(scenarios: List[dict]) -> Answer:
                      "fps % of baseline"])
     for path, group in by_path(ran(scenarios)).items():
         record = cost_record(path, group)
-        answer.records.append(record)
-        answer.rows.append(cost_row(record))
-    if not answer.rows:
-        answer.note = "No scenario ran."
-    return answer
+        answer.add(record, cost_row(record))
+    return answer.or_say("No scenario ran.")
 
 
 def phase_sum(scenario: dict, names: Sequence[str]) -> Optional[float]:
@@ -346,11 +347,8 @@ def driver_matching(scenarios: List[dict]) -> Answer:
             runtimes.setdefault(entries.runtime(scenario), []).append(scenario)
     for runtime, group in runtimes.items():
         record = driver_record(runtime, group)
-        answer.records.append(record)
-        answer.rows.append(driver_row(record))
-    if not answer.rows:
-        answer.note = "No scenario in this run recorded driver facts."
-    return answer
+        answer.add(record, driver_row(record))
+    return answer.or_say("No scenario in this run recorded driver facts.")
 
 
 def driver_record(runtime: str, group: List[dict]) -> dict:
