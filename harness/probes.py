@@ -107,7 +107,8 @@ PROBES: Dict[str, ProbeSpec] = {
         # and the IOMMU rather than rendered (harness/probe/vfio_nested.py).
         ProbeSpec(name="vfio", api="vfio", file=PROBE_DIR / "vfio_nested.py",
                   renderer_meaning="the passed-through device as the L2 guest's QEMU lists it (query-pci)",
-                  schema=VFIO_SCHEMA, support=(PROBE_DIR / "probelib.py", PROBE_DIR.parent / "vfio.py"),
+                  schema=VFIO_SCHEMA,
+                  support=(PROBE_DIR / "probelib.py", PROBE_DIR.parent / "vfio.py", PROBE_DIR.parent / "reaper.py"),
                   args=("--size", "64")),
     )
 }

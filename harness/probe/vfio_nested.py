@@ -11,7 +11,9 @@ is probe.png, compared with a golden like any rendered image. One JSON report on
 Standard library + ctypes only; the L2's QMP is spoken by qemu.qmp, from the harness's own
 environment (--library-path), which the guest sees because its root is the host's.
 """
+import contextlib
 import ctypes
+import io
 import mmap
 import os
 import struct
@@ -345,6 +347,27 @@ def log_tail(log):
         return " | ".join(line for line in text.read().splitlines()[-3:] if line.strip()) or "no output"
 
 
+def reaper_gives_back(bdf):
+    """`gpu-harness vfio bind` (the CLI, its record on disk), then the reaper's own code given
+    that bind as a harness that died would have left it (its pipe closed): the device must be
+    back on its original driver. Both are the host's files, beside this probe."""
+    import reaper
+
+    state = "/tmp/gpu-harness-vfio-state"
+    said = io.StringIO()
+    with contextlib.redirect_stdout(sys.stderr), contextlib.redirect_stderr(said):  # stdout is the report's
+        if vfio.main(["bind", bdf, "--state-dir", state]) != 0:
+            raise probelib.ProbeError(said.getvalue().strip() or "gpu-harness vfio bind %s failed" % bdf)
+    record = vfio.load(bdf, state)
+    if record is None or vfio.Sysfs().driver(bdf) != vfio.VFIO_DRIVER:
+        raise probelib.ProbeError("gpu-harness vfio bind %s left no record or no vfio-pci binding" % bdf)
+    reaper.serve(io.StringIO("vfio %s\n" % record.to_line()))
+    back = vfio.Sysfs().driver(bdf)
+    if back != record.original_driver:
+        raise probelib.ProbeError("the reaper left %s on %s, not %s" % (bdf, back, record.original_driver))
+    return record
+
+
 def find(ids):
     found = vfio.devices_by_ids(ids)
     if not found:
@@ -376,6 +399,7 @@ def render(args, step, seen):
     seen["devices"] = {EDU: vfio.check(edu).to_json(), VIRTIO_GPU: vfio.check(gpu).to_json()}
     rows = pattern(args.size)
     try:
+        timed("reaper-restores", lambda: reaper_gives_back(edu))
         bound[edu] = timed("bind-edu", lambda: vfio.bind(edu))
         returned, dma = timed("dma-round-trip", lambda: dma_round_trip(edu, rows))
         seen["dma"] = dma
@@ -403,6 +427,8 @@ def render(args, step, seen):
 
 
 def describe(name, value):
+    if name == "reaper-restores":
+        return "vfio bind, then the reaper gave it back to %s" % (value.original_driver or "no driver")
     if isinstance(value, vfio.BindRecord):
         return "bound to vfio-pci (was %s)" % (value.original_driver or "none")
     if name == "dma-round-trip":
