@@ -2,6 +2,7 @@
 the pixels back and print one JSON report. A ProbeSpec says where a probe's file is, how it is
 called in a sandbox, a guest and a container, its golden, what "renderer" means for it, and
 the schema of a successful report."""
+import importlib.util
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +23,25 @@ class ProbeSpec:
     guest_frames: int = 10  # software rendering under TCG is slow: a guest renders fewer frames
     support: Tuple[Path, ...] = (PROBE_DIR / "probelib.py",)  # modules it imports, put beside it inside
     args: Tuple[str, ...] = ()  # its own arguments, before the run's
+    # Pure-python packages of the harness's environment it imports (a guest gets their files beside it).
+    packages: Tuple[str, ...] = ()
 
     @property
     def files(self) -> Tuple[Path, ...]:
         """The probe and what it imports: all of it goes, side by side, to INSIDE."""
         return (self.file, *self.support)
+
+    def package_files(self) -> List[Tuple[str, Path]]:
+        """(name beside the probe, file) for each module of its packages: `qemu/qmp/legacy.py`."""
+        found: List[Tuple[str, Path]] = []
+        for package in self.packages:
+            spec = importlib.util.find_spec(package)
+            assert spec is not None and spec.submodule_search_locations, f"{package} is not a package"
+            top = Path(list(spec.submodule_search_locations)[0]).parents[package.count(".")]
+            for location in spec.submodule_search_locations:
+                for module in sorted(Path(location).rglob("*.py")):
+                    found.append((str(module.relative_to(top)), module))
+        return found
 
     @property
     def golden(self) -> str:
@@ -109,7 +124,7 @@ PROBES: Dict[str, ProbeSpec] = {
                   renderer_meaning="the passed-through device as the L2 guest's QEMU lists it (query-pci)",
                   schema=VFIO_SCHEMA,
                   support=(PROBE_DIR / "probelib.py", PROBE_DIR.parent / "vfio.py", PROBE_DIR.parent / "reaper.py"),
-                  args=("--size", "64")),
+                  args=("--size", "64"), packages=("qemu.qmp",)),
     )
 }
 

@@ -338,3 +338,13 @@ def test_the_test_pattern_tells_every_chunk_apart():
     chunks = [data[i:i + probe.EDU_CHUNK] for i in range(0, len(data), probe.EDU_CHUNK)]
     assert len(set(chunks)) == len(chunks) > 1
     assert probe.EDU_CHUNK < 4096
+
+
+def test_the_vfio_probe_takes_qemu_qmp_with_it():
+    """The L1 guest may not see the harness's environment (a checkout under /tmp, which the guest
+    mounts over): qemu.qmp's modules travel beside the probe, as importable names."""
+    from harness import probes
+
+    names = dict(probes.get("vfio").package_files())
+    assert "qemu/qmp/legacy.py" in names and "qemu/qmp/__init__.py" in names
+    assert all(path.is_file() and str(path).endswith(name) for name, path in names.items())

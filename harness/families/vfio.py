@@ -12,7 +12,6 @@ a VM that needs the GPU natively).
 """
 import dataclasses
 import hashlib
-import importlib.util
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, List, Optional, Tuple
@@ -55,12 +54,13 @@ def requested_device() -> Optional[str]:
     return value or None
 
 
-def qemu_library_path() -> str:
-    """Where the harness's own qemu.qmp is: the L1 guest's root is the host's, so the probe
-    there imports it from the same folder."""
-    spec = importlib.util.find_spec("qemu.qmp")
-    assert spec is not None and spec.origin is not None
-    return str(Path(spec.origin).parents[2])
+# Where the L1 guest's init mounts its own file systems over the host's root: what lies there on
+# the host is not seen in the guest.
+GUEST_MOUNTS = ("/tmp", "/run", "/proc", "/sys", "/dev")
+
+
+def hidden_in_guest(path: str) -> bool:
+    return any(path == top or path.startswith(top + "/") for top in GUEST_MOUNTS)
 
 
 def pattern_file(golden: Path) -> Path:
@@ -183,9 +183,13 @@ class VfioFamily(VmFamily):
     launch_class = VfioLaunch
 
     def unavailable_in(self, ctx: LaunchContext) -> Optional[str]:
-        if ctx.scenario.spec.passthrough in (NESTED, NESTED_BOOT) and ctx.scenario.runtime.root != "/":
-            return ("the nested tier's L1 guest runs the host's QEMU and the harness's qemu.qmp from its root: "
-                    "host runtime only")
+        passthrough = ctx.scenario.spec.passthrough
+        if passthrough in (NESTED, NESTED_BOOT) and ctx.scenario.runtime.root != "/":
+            return "the nested tier's L1 guest runs the host's QEMU from its root: host runtime only"
+        cache = str(initramfs.CACHE_DIR)
+        if passthrough == NESTED_BOOT and hidden_in_guest(cache):
+            return (f"the L2 kernel and initramfs are cached under {cache}, which the L1 guest does not see "
+                    f"(it mounts its own {', '.join(GUEST_MOUNTS)}): set XDG_CACHE_HOME elsewhere")
         return super().unavailable_in(ctx)
 
     def available(self, spec: "PathSpec", toolset: Toolset) -> Optional[str]:
@@ -209,7 +213,7 @@ class VfioFamily(VmFamily):
         passthrough = ctx.scenario.spec.passthrough
         if passthrough not in (NESTED, NESTED_BOOT):
             return []
-        args = ["--qemu", ctx.toolset.path("qemu-system-x86_64"), "--library-path", qemu_library_path()]
+        args = ["--qemu", ctx.toolset.path("qemu-system-x86_64")]
         if passthrough == NESTED_BOOT:
             # The L1 guest's root is the host's: the cached kernel and initramfs are at the same paths there.
             golden = SHIPPED_GOLDENS / f"{ctx.scenario.golden}.png"  # the probe's own pattern, as shipped

@@ -78,7 +78,9 @@ def build_initrd(ctx: LaunchContext, wanted: Tuple[str, ...], scanout: bool):
     init = console.render_init(modules, scanout=scanout and not agent, agent=agent)
     files: Tuple[Tuple[str, str], ...] = ()
     if ctx.workload.probe is not None:
-        files = tuple((path.name, str(path)) for path in probe_spec(ctx).files)
+        spec = probe_spec(ctx)
+        files = tuple((path.name, str(path)) for path in spec.files) + \
+            tuple((name, str(path)) for name, path in spec.package_files())
     return initramfs.build(initramfs.InitramfsSpec(toolset.path("busybox"), modules_dir, tuple(modules), init, files))
 
 

@@ -8,8 +8,8 @@ L2 QEMU paused with `-device vfio-pci,host=...`, whose QMP `query-pci` must list
 then restores both devices and checks their original drivers are back. The image that came back
 is probe.png, compared with a golden like any rendered image. One JSON report on stdout.
 
-Standard library + ctypes only; the L2's QMP is spoken by qemu.qmp, from the harness's own
-environment (--library-path), which the guest sees because its root is the host's.
+Standard library + ctypes only; the L2's QMP is spoken by qemu.qmp, whose files the guest gets
+beside this probe (its ProbeSpec's packages).
 """
 import contextlib
 import ctypes
@@ -201,7 +201,6 @@ class L2:
     SOCKET = "/tmp/gpu-harness-l2.qmp"
 
     def __init__(self, args, bdf, machine_args):
-        sys.path.insert(0, args.library_path)
         self.bdf, self.started, self.monitor = bdf, time.monotonic(), None
         self.log = open(os.path.join(args.out, "l2-qemu.log"), "wb")
         argv = [args.qemu, "-nodefaults", "-no-user-config", "-machine", "q35", "-accel", "tcg", "-display", "none",
@@ -446,7 +445,6 @@ def diagnose():
 def main(argv=None):
     parser = probelib.arguments(__doc__)
     parser.add_argument("--qemu", default="qemu-system-x86_64", help="the QEMU L2 runs in")
-    parser.add_argument("--library-path", default="", help="a folder with qemu.qmp (the harness's site-packages)")
     parser.add_argument("--l2-kernel", help="boot L2 with this kernel (the full tier); else L2 stays paused")
     parser.add_argument("--l2-initrd")
     parser.add_argument("--l2-append", default="console=ttyS0 acpi=off")

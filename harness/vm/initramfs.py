@@ -53,6 +53,7 @@ def build(spec: InitramfsSpec, cache_dir: Path = CACHE_DIR) -> Tuple[Path, bool]
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(os.path.join(spec.modules_dir, module), dest)
         for name, path in spec.files:
+            (root / "probe" / name).parent.mkdir(parents=True, exist_ok=True)  # a package's module: qemu/qmp/x.py
             shutil.copy2(path, root / "probe" / name)
         init = root / "init"
         init.write_text(spec.init_script)
