@@ -22,7 +22,6 @@ class ProbeSpec:
     schema: Mapping[str, FieldType]  # fields a successful report must carry, and their types
     guest_frames: int = 10  # software rendering under TCG is slow: a guest renders fewer frames
     support: Tuple[Path, ...] = (PROBE_DIR / "probelib.py",)  # modules it imports, put beside it inside
-    args: Tuple[str, ...] = ()  # its own arguments, before the run's
     # Pure-python packages of the harness's environment it imports (a guest gets their files beside it).
     packages: Tuple[str, ...] = ()
 
@@ -56,7 +55,7 @@ class ProbeSpec:
         argv = [*python, probe_file, "--out", out_dir]
         for host_path in host_paths:
             argv += ["--host-path", host_path]
-        return argv + list(self.args) + list(args)
+        return argv + list(args)
 
     def host_argv(self, python: str, out_dir: str, host_paths: Sequence[str], args: Sequence[str]) -> List[str]:
         return self.argv([python], str(self.file), out_dir, host_paths, args)
@@ -124,7 +123,7 @@ PROBES: Dict[str, ProbeSpec] = {
                   renderer_meaning="the passed-through device as the L2 guest's QEMU lists it (query-pci)",
                   schema=VFIO_SCHEMA,
                   support=(PROBE_DIR / "probelib.py", PROBE_DIR.parent / "vfio.py", PROBE_DIR.parent / "reaper.py"),
-                  args=("--size", "64"), packages=("qemu.qmp",)),
+                  packages=("qemu.qmp",)),
     )
 }
 

@@ -24,6 +24,7 @@ CAP_IPC_LOCK = 14
 # own list of "safe" drivers for a viable group: vfio-pci itself and the stub).
 VIABLE_DRIVERS = (VFIO_DRIVER, "pci-stub")
 STATE_DIR = "/run/gpu-harness/vfio"
+NO_OVERRIDE = "(null)"  # what sysfs reads back for a device with no driver_override
 
 
 class VfioError(Exception):
@@ -256,15 +257,21 @@ class BindRecord:
 
     bdf: str
     original_driver: Optional[str]
-    original_override: Optional[str] = None
+    original_override: Optional[str] = None  # as sysfs reads it; None or "(null)": none was set
+
+    @property
+    def override_to_restore(self) -> str:
+        """What restore writes to driver_override: the one set before bind, or nothing (clears it)."""
+        return "\n" if self.original_override in (None, "", NO_OVERRIDE) else str(self.original_override)
 
     def to_line(self) -> str:
-        return f"{self.bdf} {self.original_driver or '-'}"
+        return f"{self.bdf} {self.original_driver or '-'} {self.original_override or '-'}"
 
     @classmethod
     def from_line(cls, line: str) -> "BindRecord":
-        bdf, driver = line.split()
-        return cls(parse_bdf(bdf), None if driver == "-" else driver)
+        bdf, driver, *override = line.split()
+        chosen = override[0] if override and override[0] != "-" else None
+        return cls(parse_bdf(bdf), None if driver == "-" else driver, chosen)
 
 
 def why(exc: OSError, sysfs: Sysfs, bdf: str) -> str:
@@ -323,7 +330,7 @@ def restore(record: BindRecord, sysfs: Optional[Sysfs] = None) -> None:
     current = sysfs.driver(bdf)
     if current is not None and current != record.original_driver:
         step("unbind", sysfs, bdf, sysfs.device(bdf, "driver/unbind"), bdf)
-    step("clear-override", sysfs, bdf, sysfs.device(bdf, "driver_override"), "\n")
+    step("clear-override", sysfs, bdf, sysfs.device(bdf, "driver_override"), record.override_to_restore)
     if record.original_driver and sysfs.driver(bdf) != record.original_driver:
         step("reprobe", sysfs, bdf, "sys/bus/pci/drivers_probe", bdf)
     back = sysfs.driver(bdf)

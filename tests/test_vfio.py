@@ -262,9 +262,21 @@ def test_cli_check_on_a_fixture_tree_and_bad_input(tmp_path):
     assert "is not a PCI address" in err.getvalue() and "no record of binding" in err.getvalue()
 
 
+def test_a_driver_override_set_before_bind_is_put_back(tmp_path):
+    tree = Tree(tmp_path)
+    folder = tree.device(GPU, driver="nvidia")
+    (folder / "driver_override").write_text("nvidia\n")
+    kernel = FakeKernel(tmp_path)
+    record = vfio.bind(GPU, kernel)
+    assert record.original_override == "nvidia"
+    vfio.restore(vfio.BindRecord.from_line(record.to_line()), kernel)  # as the reaper gets it
+    assert kernel.read(kernel.device(GPU, "driver_override")) == "nvidia" and kernel.driver(GPU) == "nvidia"
+
+
 def test_bind_records_survive_as_lines_and_files(tmp_path):
     record = vfio.BindRecord(GPU, "nvidia")
     assert vfio.BindRecord.from_line(record.to_line()) == record
+    assert vfio.BindRecord.from_line(f"{GPU} nvidia") == record  # a line without the override
     assert vfio.BindRecord.from_line(vfio.BindRecord(OTHER, None).to_line()).original_driver is None
     vfio.save(record, str(tmp_path))
     assert vfio.load(GPU, str(tmp_path)) == record

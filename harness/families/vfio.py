@@ -37,7 +37,7 @@ L2_MODULES = ("virtio_pci", "virtio_gpu")
 # No ACPI in L2 (faster; QMP quit stops it); no console cursor on the image.
 L2_KERNEL_ARGS = ("console=ttyS0", "panic=-1", "loglevel=4", "acpi=off", "mitigations=off", "tsc=reliable",
                   "no_timer_check", "vt.global_cursor_default=0")
-PATTERN_SIZE = 64  # the vfio probe's image (its ProbeSpec args)
+PATTERN_SIZE = 64  # the vfio probe's image: small, as edu moves it 4 KiB at a time
 VFIO_MODULES = ("vfio", "vfio_iommu_type1", "vfio_pci")  # type1 is only a softdep of vfio: named here
 L2_PREFIX = "gpu-harness-l2:"  # the L2 init's console lines (the probe reads them)
 CACHE_DIR = initramfs.CACHE_DIR.parent / "vfio"
@@ -213,7 +213,7 @@ class VfioFamily(VmFamily):
         passthrough = ctx.scenario.spec.passthrough
         if passthrough not in (NESTED, NESTED_BOOT):
             return []
-        args = ["--qemu", ctx.toolset.path("qemu-system-x86_64")]
+        args = ["--size", str(PATTERN_SIZE), "--qemu", ctx.toolset.path("qemu-system-x86_64")]
         if passthrough == NESTED_BOOT:
             # The L1 guest's root is the host's: the cached kernel and initramfs are at the same paths there.
             golden = SHIPPED_GOLDENS / f"{ctx.scenario.golden}.png"  # the probe's own pattern, as shipped

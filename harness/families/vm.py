@@ -122,9 +122,9 @@ class VmLaunch(Launch):
         self.result.argv = list(self.plan.argv)
         self.result.logs.update({"probe": str(workspace.probe_out / "probe.log"),
                                  "serial console": str(self.serial_log), "qemu": str(out / "qemu.log")})
-        self.result.facts = {"accel": accel.name, "accel_reason": accel.reason, "initramfs": str(initrd),
-                             "initramfs_built": built, "kernel": kernel, "memory_mb": qemu.memory_mb,
-                             "display": self.display}
+        self.result.facts.update({"accel": accel.name, "accel_reason": accel.reason, "initramfs": str(initrd),
+                                  "initramfs_built": built, "kernel": kernel, "memory_mb": qemu.memory_mb,
+                                  "display": self.display})
         return services
 
     def kernel_args(self) -> Tuple[str, ...]:

@@ -91,7 +91,14 @@ class Container:
     """A VFIO type1 container with one group and one device in it: what a VMM sets up."""
 
     def __init__(self, bdf):
-        self.fds = []
+        self.fds, self.mapped = [], []
+        try:
+            self.set_up(bdf)
+        except BaseException:
+            self.close()  # the group must not stay attached while the device is given back
+            raise
+
+    def set_up(self, bdf):
         self.container = self.open("/dev/vfio/vfio")
         version = ioctl("api-version", self.container, GET_API_VERSION)
         if version != VFIO_API_VERSION:
@@ -108,7 +115,6 @@ class Container:
         ioctl("set-iommu", self.container, SET_IOMMU, VFIO_TYPE1_IOMMU)
         self.device = ioctl("device-fd", self.group, GROUP_GET_DEVICE_FD, ctypes.c_char_p(bdf.encode()))
         self.fds.append(self.device)
-        self.mapped = []
 
     def open(self, path):
         try:
@@ -135,6 +141,7 @@ class Container:
             libc.ioctl(self.container, ctypes.c_ulong(IOMMU_UNMAP_DMA), ctypes.byref(request))
         for fd in reversed(self.fds):
             os.close(fd)
+        self.fds, self.mapped = [], []
 
 
 class Edu:
@@ -206,7 +213,11 @@ class L2:
         argv = [args.qemu, "-nodefaults", "-no-user-config", "-machine", "q35", "-accel", "tcg", "-display", "none",
                 "-qmp", "unix:%s,server=on,wait=off" % self.SOCKET, "-device", "vfio-pci,host=%s,id=passed" % bdf,
                 *machine_args]
-        self.process = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            self.process = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        except OSError as exc:
+            self.log.close()
+            raise probelib.ProbeError("L2 QEMU %s cannot start: %s" % (args.qemu, exc.strerror or exc)) from None
 
     def __enter__(self):
         return self
@@ -411,8 +422,7 @@ def render(args, step, seen):
         if passed is None:
             raise probelib.ProbeError("L2 query-pci does not list the passed device: %s" % listed)
     finally:
-        for bdf, record in reversed(list(bound.items())):
-            timed("restore-" + ("edu" if bdf == edu else "gpu"), lambda record=record: vfio.restore(record))
+        give_back(bound, edu, timed)
     for ids, bdf in ((EDU, edu), (VIRTIO_GPU, gpu)):
         if vfio.Sysfs().driver(bdf) != ORIGINAL_DRIVERS[ids]:
             raise probelib.ProbeError("%s has driver %s after restore" % (bdf, vfio.Sysfs().driver(bdf)))
@@ -423,6 +433,19 @@ def render(args, step, seen):
     info = {"renderer": renderer, "vendor": "%04x" % device["vendor"], "version": "vfio type1",
             "restored": {edu: ORIGINAL_DRIVERS[EDU], gpu: ORIGINAL_DRIVERS[VIRTIO_GPU]}}
     return info, rows_back, timings
+
+
+def give_back(bound, edu, timed):
+    """Every bound device restored, each whatever became of the others; the first failure is
+    raised after all were tried (a failure already on its way out keeps precedence)."""
+    failures = []
+    for bdf, record in reversed(list(bound.items())):
+        try:
+            timed("restore-" + ("edu" if bdf == edu else "gpu"), lambda record=record: vfio.restore(record))
+        except probelib.ProbeError as exc:
+            failures.append(exc)
+    if failures and sys.exc_info()[0] is None:
+        raise failures[0]
 
 
 def describe(name, value):
