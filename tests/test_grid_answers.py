@@ -319,3 +319,17 @@ def test_vtest_versions_sort_as_versions_not_as_text():
     assert found.columns[1:] == ["virglrenderer 0.9.1 · gl", "virglrenderer 0.10.4 · gl"]
     assert [[cell.text for cell in row] for row in found.rows] == [
         ["9.0.1 (9.0.1)", "fails: failed", "-"], ["20.3.5 (20.3.5)", "-", "renders (1)"]]
+
+
+def test_a_grid_that_cannot_be_made_costs_the_report_nothing_but_the_grid(monkeypatch):
+    from harness.report import grid as grid_mod, html
+
+    document = runs.document(20)
+
+    def broken(entries):
+        raise KeyError("no such field")
+
+    monkeypatch.setattr(grid_mod, "build", broken)
+    page = html.render(document)
+    assert "The grid and the answers could not be made from this run: KeyError" in page
+    assert all(s["id"] in page for s in document["scenarios"])  # every scenario's detail is still there

@@ -12,6 +12,10 @@ def render(document: dict) -> str:
     # of an older version has none, and `report DIR` must still open on the grid.
     scenario_entries = document["scenarios"]
     baselines = sorted({b for s in entries.scenarios(document) if (b := entries.text(s, "fps_baseline"))})
+    try:
+        grids, found, problem = grid.build(scenario_entries), answers.build(scenario_entries), ""
+    except Exception as exc:  # as in results.derived: the summary must not cost the run its report
+        grids, found, problem = [], [], f"{type(exc).__name__}: {exc}"
     return render_template("report.html.j2", strict=False, doc=document, classes=OUTCOME_CLASSES,
-                           grids=grid.build(scenario_entries), answers=answers.build(scenario_entries),
-                           baselines=baselines, grid_colours=grid.COLOURS)
+                           grids=grids, answers=found, derived_error=problem, baselines=baselines,
+                           grid_colours=grid.COLOURS)
