@@ -67,10 +67,6 @@ def inside(root: str, path: str) -> str:
     return "/" + "/".join(resolved)
 
 
-def on_host(root: str, path_inside: str) -> str:
-    return os.path.join(root, path_inside.lstrip("/"))
-
-
 @dataclass(frozen=True)
 class LoaderFile:
     """A glvnd EGL vendor file or Vulkan ICD file of the driver, and the library it names."""
@@ -144,7 +140,7 @@ class Resolver:
         return self.names[name]
 
     def needed(self, path_inside: str) -> Tuple[str, ...]:
-        found = elfdeps.dynamic(on_host(self.root, path_inside))
+        found = elfdeps.dynamic(hostdriver.under(self.root, path_inside))
         return found.needed if found else ()
 
 
@@ -278,7 +274,7 @@ def write_extension(parts: Split, name: str, files: str) -> int:
     seen: Set[Tuple[int, int]] = set()
     size = 0
     for relative, path in sorted(links.items()):
-        source = on_host(parts.root, path)
+        source = hostdriver.under(parts.root, path)
         place(source, os.path.join(files, relative))
         info = os.stat(source)
         if (info.st_dev, info.st_ino) not in seen:
@@ -302,7 +298,7 @@ def strip(parts: Split, usr: str) -> List[str]:
         for entry in names:
             path = os.path.join(folder, entry)
             path_inside = "/usr/" + os.path.relpath(path, usr)
-            if path_inside in gone or (os.path.islink(path) and inside(parts.root, on_host(parts.root, path_inside))
+            if path_inside in gone or (os.path.islink(path) and inside(parts.root, hostdriver.under(parts.root, path_inside))
                                        in gone):
                 os.unlink(path)
     os.makedirs(os.path.join(usr, os.path.relpath(gl_folder(parts.multiarch), "/usr")), exist_ok=True)

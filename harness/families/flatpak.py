@@ -124,7 +124,7 @@ def cached_export(flatpak: str, key: str, ref_id: str, fill: Callable[[str], Dic
                 shutil.rmtree(repo, ignore_errors=True)
                 raise
             facts = {**facts, "id": ref_id, "build_s": round(time.monotonic() - started, 2),
-                     "repo_mb": round(tree_bytes(repo) / 2**20, 1)}
+                     "repo_mb": round(runtimes.tree_size(repo) / 2**20, 1)}
             (repo / "done").write_text(json.dumps(facts, sort_keys=True) + "\n")
     return Exported(str(repo), ref_id, recorded(repo / "done"))
 
@@ -136,10 +136,6 @@ def recorded(done: Path) -> Dict[str, object]:
     except ValueError:
         return {}
     return facts if isinstance(facts, dict) else {}
-
-
-def tree_bytes(top: Path) -> int:
-    return sum(entry.stat().st_size for entry in top.rglob("*") if entry.is_file() and not entry.is_symlink())
 
 
 def hard_linked_usr(root: str, build: str) -> None:

@@ -123,9 +123,7 @@ def vtest_compat(scenarios: List[dict]) -> Answer:
                 answer.records.append(record)
             row.append(vtest_cell(record))
         answer.rows.append(row)
-    if not groups:
-        answer.note = "No scenario in this run went through a vtest server."
-    return answer
+    return answer.or_say("No scenario in this run went through a vtest server.")
 
 
 def vtest_record(client: str, server: str, probe: str, group: List[dict]) -> dict:

@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Tuple
 from ..errors import PATH_LIMIT, InputError, cut
 from ..model import Tolerance
 from ..outcomes import Outcome
-from . import entries, results
+from . import answers, entries, results
 
 # fps changes count beyond a factor, either way (x10: a tenth or ten times the old fps). The
 # probe renders 60 frames of a small scene, so its fps measures scheduling as much as the driver:
@@ -264,17 +264,12 @@ def compare(old: Run, new: Run, fps_factor: float = FPS_FACTOR) -> RunDiff:
 
 # --- output -------------------------------------------------------------------------------------
 
-def listed_ids(ids: Tuple[str, ...], limit: int = 4) -> str:
-    more = len(ids) - limit
-    return ", ".join(ids[:limit]) + (f" and {more} more" if more > 0 else "")
-
-
 def text(diff: RunDiff) -> str:
     lines = [f"gpu-harness diff {diff.old} -> {diff.new}: {diff.compared} scenarios in both, "
              f"{len(diff.regressions)} regression{'' if len(diff.regressions) == 1 else 's'}"]
     sections: List[Tuple[str, List[str]]] = [
         ("outcomes", [f"{c.kind.value:<10} {c.id:<32} {c.describe()}: {c.reason}" for c in diff.outcomes]),
-        ("renderers", [f"{listed_ids(c.scenarios)}: {c.old} -> {c.new}" for c in diff.renderers]),
+        ("renderers", [f"{answers.listed(c.scenarios, 4)}: {c.old} -> {c.new}" for c in diff.renderers]),
         ("versions", [f"{c.name}: {c.old} -> {c.new} ({len(c.scenarios)} scenarios)"
                       if c.scenarios != ("toolset",) else f"{c.name}: {c.old} -> {c.new}" for c in diff.versions]),
         ("images", [f"{c.id}: {c.detail}" for c in diff.images]),
