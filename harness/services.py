@@ -1,12 +1,11 @@
 """Sidecars a workload needs (virgl_test_server, Xvfb): started per scenario, ready before the
 workload starts, stopped when it ends, however it ends."""
 import os
-import socket
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
-from . import reaper
+from . import reaper, supervisor
 from .process import Child, exit_of, tail
 from .retry import poll
 from .syncfd import SyncPipe
@@ -35,16 +34,7 @@ class ServiceSpec:
 
 
 def unix_socket_accepts(path: str) -> bool:
-    if not os.path.exists(path):
-        return False
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(path)
-        return True
-    except OSError:
-        return False
-    finally:
-        probe.close()
+    return os.path.exists(path) and supervisor.accepts(path)
 
 
 @dataclass

@@ -20,6 +20,7 @@ READY_TIMEOUT_S = 10.0
 
 
 def accepts(path):
+    """Whether a client can connect to the unix socket at `path` (the services module asks it too)."""
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.connect(path)
