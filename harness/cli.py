@@ -192,6 +192,7 @@ def console():
 
 
 def run_matrix(scenarios, toolset, options, title: str):
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     out = console()
@@ -201,8 +202,8 @@ def run_matrix(scenarios, toolset, options, title: str):
 
         def on_result(result):
             outcome = result.verdict.outcome
-            out.print(f"[{outcome.style}]{outcome.value:<14}[/] {result.scenario.id:<28} "
-                      f"{result.wall_s:6.2f}s  {result.verdict.reason}", soft_wrap=True)
+            out.print(f"[{outcome.style}]{outcome.value:<14}[/] {escape(result.scenario.id):<28} "
+                      f"{result.wall_s:6.2f}s  {escape(result.verdict.reason)}", soft_wrap=True)
             progress.advance(task)
 
         return runner.run(scenarios, toolset, options, on_result=on_result)
@@ -254,6 +255,7 @@ def cmd_list(args) -> int:
 
 
 def cmd_doctor(args) -> int:
+    from rich.markup import escape
     from rich.table import Table
 
     toolset = toolset_mod.load(args.toolset)
@@ -266,17 +268,17 @@ def cmd_doctor(args) -> int:
     for name, tool in sorted(toolset.tools.items()):
         spec = toolset_mod.TOOL_SPECS.get(name)
         needed = ", ".join(path_registry.needing(name)) or "-"
-        tools.add_row(name, "yes" if tool.found else "[red]no[/]", tool.version or "-", tool.path or "-", needed,
-                      "-" if tool.found else (spec.debian if spec else "-"))
+        tools.add_row(name, "yes" if tool.found else "[red]no[/]", escape(tool.version or "-"),
+                      escape(tool.path or "-"), needed, "-" if tool.found else (spec.debian if spec else "-"))
     path_table = Table(title="paths on this machine")
     for column in ("path", "family", "runs here", "why not"):
         path_table.add_column(column)
     for path in path_registry.PATHS.values():
         reason = path.family.available(path, toolset)
-        path_table.add_row(path.id, path.family.name, "[red]no[/]" if reason else "yes", reason or "")
+        path_table.add_row(path.id, path.family.name, "[red]no[/]" if reason else "yes", escape(reason or ""))
     out = console()
     out.print(tools)
-    out.print(f"render nodes: {', '.join(toolset.render_nodes) or 'none'}")
+    out.print(f"render nodes: {escape(', '.join(toolset.render_nodes) or 'none')}")
     out.print(path_table)
     return EXIT_OK
 
@@ -472,7 +474,9 @@ def cmd_bench(args) -> int:
 
 
 def say(text: str) -> None:
-    console().print(f"[dim]{text}[/]", soft_wrap=True)
+    from rich.markup import escape
+
+    console().print(f"[dim]{escape(text)}[/]", soft_wrap=True)
 
 
 def cmd_runtimes(args) -> int:
@@ -512,6 +516,7 @@ def runtimes_image(name: str, out: Path) -> int:
 
 
 def runtimes_list() -> int:
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="runtimes")
@@ -524,7 +529,7 @@ def runtimes_list() -> int:
         facts = built.facts if built else {}
         table.add_row(name, f"{recipe.suite}/{recipe.architecture}",
                       f"{len(lock.packages)} packages, {lock.archive_date}" if lock else "[red]none[/]",
-                      *(str(facts.get(k) or "-") for k in ("mesa", "libc", "python", "size_mb")),
+                      *(escape(str(facts.get(k) or "-")) for k in ("mesa", "libc", "python", "size_mb")),
                       "yes" if built else "no", str(len(built.drift)) if built else "-")
     from rich.console import Console
 

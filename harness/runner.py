@@ -64,6 +64,12 @@ class RunOptions:
     say: Callable[[str], None] = lambda text: None  # progress of slow steps (runtime builds)
     baseline: Optional[baseline_mod.Baseline] = None  # known failures and flakes (run --baseline)
 
+    def __post_init__(self) -> None:
+        # Launchers hand these paths to other programs (podman reads a relative bind source as a
+        # volume name) and to processes with another working directory: always absolute.
+        self.out_dir = Path(self.out_dir).absolute()
+        self.goldens_dir = Path(self.goldens_dir).absolute()
+
 
 @dataclass
 class RuntimeReady:

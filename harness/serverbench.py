@@ -284,6 +284,7 @@ def why_not(toolset: Toolset, path_id: str) -> Optional[str]:
 
 
 def table(rows: List[SharingRow]):
+    from rich.markup import escape
     from rich.table import Table
 
     first = rows[0] if rows else None
@@ -298,7 +299,7 @@ def table(rows: List[SharingRow]):
     for item in rows:
         out.add_row(item.mode, str(item.servers), item.passed, f"{item.start_s:.3f}", str(item.peak_processes),
                     f"{item.peak_rss_kb / 1024:.0f}", f"{item.peak_pss_kb / 1024:.0f}",
-                    f"{item.largest_rss_kb / 1024:.0f}", f"{item.wall_s:.2f}", item.reason or "-")
+                    f"{item.largest_rss_kb / 1024:.0f}", f"{item.wall_s:.2f}", escape(item.reason or "-"))
     return out
 
 

@@ -75,6 +75,12 @@ def test_values_podman_would_split_are_refused(bad):
         overlay_root(bad)
 
 
+def test_a_relative_bind_source_is_made_absolute(tmp_path, monkeypatch):
+    # podman reads a source without a leading '/' as the name of a volume to create.
+    monkeypatch.chdir(tmp_path)
+    assert volume("out/probe", "/x", "ro") == f"{tmp_path}/out/probe:/x:ro"
+
+
 def image(tmp_path: Path, name="image.tar.gz", **fields) -> str:
     """A real (tiny) docker-archive, as `gpu-harness runtimes image` writes one."""
     root = tmp_path / "tree"

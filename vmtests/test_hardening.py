@@ -147,3 +147,33 @@ def test_a_temp_folder_without_room_fails_the_scenario_with_the_reason(tmp_path,
     assert scenario["outcome"] == "Fail" and scenario["failure_kind"] == "harness-error", scenario
     assert scenario["reason"].startswith("harness error during launch: OSError: [Errno 28] No space left on device")
     assert "Traceback" not in err
+
+
+def test_the_main_job_with_a_relative_out_folder_and_markup_in_a_reason(tmp_path):
+    """The CLI as the main job calls it: `--out` relative to the working folder (podman once read
+    such a bind source as a volume name), one scenario of each family that hands the output
+    folder to another program, and a reason with rich's markup characters printed as text."""
+    matrix_file = tmp_path / "m.toml"
+    matrix_file.write_text(
+        '[matrix]\npaths = ["software", "sandbox-hostlibs", "vtest-virgl", "podman-vtest", "flatpak-vtest", '
+        '"vm-headless"]\nruntimes = ["host", "trixie"]\nprobes = ["gl"]\n'
+        'exclude = [{ path = "sandbox-hostlibs", runtime = "trixie" }, { path = "vm-headless", runtime = "trixie" }, '
+        '{ path = "software", runtime = "trixie" }]\n'
+        '[runtimes.trixie]\nkind = "debootstrap"\n'
+        '[[override]]\nmatch = "software/*"\nexpect = "fail"\nreason = "[/] not closed [bold"\n'
+        '[[override]]\nmatch = "vm-*"\ntimeout_s = 120\n')
+    harness = cli("run", "--matrix", str(matrix_file), "--out", "out", cwd=tmp_path)
+    _, err = harness.communicate(timeout=600)
+    assert "Traceback" not in err, err
+    document = json.loads((tmp_path / "out" / "results.json").read_text())
+    outcomes = {s["id"]: (s["outcome"], s["reason"]) for s in document["scenarios"]}
+    software = outcomes.pop("software/host/gl")
+    # A matrix's expected failure that passes is a Fail (the run exits 1), its reason quoting the matrix's.
+    assert software[0] == "Fail" and "[/] not closed [bold" in software[1], software
+    assert "[/] not closed [bold" in err, err
+    for scenario, (outcome, reason) in outcomes.items():
+        assert outcome in ("Pass", "Skip"), (scenario, reason)
+        if outcome == "Skip":
+            assert os.environ.get("GPU_HARNESS_REQUIRE") is None or scenario.split("/")[0] not in \
+                os.environ["GPU_HARNESS_REQUIRE"].split(","), (scenario, reason)
+    assert harness.returncode == 1, err

@@ -62,7 +62,8 @@ def volume(source: str, target: str, *options: str) -> str:
     for path in (source, target):
         if any(char in path for char in UNSAFE_IN_VOLUME):
             raise ContainerError(f"cannot bind {path!r} into a container: podman splits volumes on ':' and ','")
-    return ":".join((source, target, *options))
+    # A relative source is a named volume to podman, never a folder.
+    return ":".join((os.path.abspath(source), target, *options))
 
 
 def overlay_root(root: str) -> str:
