@@ -1,5 +1,6 @@
 """`gpu-harness bench`: the matrix run several times, phase times per scenario (median), probe
-fps as a fraction of the native path's, peak RSS of the probe and of each service."""
+fps as a fraction of the baseline path's for the same probe (native; software where native did
+not render, as in the report), peak RSS of the probe and of each service."""
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -18,9 +19,10 @@ class BenchRow:
     phases_s: Dict[str, Optional[float]]
     wall_s: float
     fps: Optional[float]
-    fps_vs_native: Optional[float]
+    fps_vs_baseline: Optional[float]
     probe_rss_kb: Optional[int]
     service_rss_kb: Dict[str, int] = field(default_factory=dict)
+    baseline_path: Optional[str] = None  # whose fps fps_vs_baseline divides by
 
 
 def median(values) -> Optional[float]:
@@ -34,18 +36,14 @@ def summarize(rounds: List[List]) -> List[BenchRow]:
     for results in rounds:
         for result in results:
             by_id.setdefault(result.scenario.id, []).append(result)
-    native_fps = {}
-    for results in by_id.values():
-        first = results[0].scenario
-        if first.spec.baseline:
-            native_fps[(first.runtime.name, first.probe)] = median(fps_of(r) for r in results)
+    baselines = baseline_fps(by_id)
     rows = []
     for scenario_id, results in by_id.items():
         scenario = results[0].scenario
         wall = median(r.wall_s for r in results)
         probe_rss = [value for value in (rss_of(r) for r in results) if value]
         fps = median(fps_of(r) for r in results)
-        native = next((fps for (_, probe), fps in native_fps.items() if probe == scenario.probe), None)
+        base_path, base_fps = baselines.get(scenario.probe, (None, None))
         services: Dict[str, int] = {}
         for result in results:
             for name, rss in result.launch.rss_kb.items():
@@ -58,11 +56,25 @@ def summarize(rounds: List[List]) -> List[BenchRow]:
             phases_s={p: median(r.phases.get(p) for r in results) for p in PHASES},
             wall_s=wall or 0.0,
             fps=fps,
-            fps_vs_native=(fps / native) if fps and native else None,
+            fps_vs_baseline=(fps / base_fps) if fps and base_fps else None,
             probe_rss_kb=max(probe_rss) if probe_rss else None,
             service_rss_kb=services,
+            baseline_path=base_path if fps and base_fps else None,
         ))
     return rows
+
+
+def baseline_fps(by_id: Dict[str, List]) -> Dict[str, tuple]:
+    """probe -> (path, median fps) of the baseline path (native), or of the reference path
+    (software) where native has no number for that probe: the report's rule."""
+    found: Dict[str, tuple] = {}
+    for flag in ("reference", "baseline"):  # the baseline wins where it has a number
+        for results in by_id.values():
+            scenario = results[0].scenario
+            fps = median(fps_of(r) for r in results)
+            if getattr(scenario.spec, flag) and fps:
+                found[scenario.probe] = (scenario.path_id, fps)
+    return found
 
 
 def fps_of(result) -> Optional[float]:
@@ -82,12 +94,14 @@ def table(rows: List[BenchRow], title: str):
 
     out = Table(title=title)
     for column in ("scenario", "outcome", "runs", "image build s", "setup s", "service ready s", "qemu start s",
-                   "boot s", "probe s", "shutdown s", "verdict s", "wall s", "fps", "% native", "probe RSS MiB", "service RSS MiB"):
+                   "boot s", "probe s", "shutdown s", "verdict s", "wall s", "fps", "% of baseline", "probe RSS MiB",
+                   "service RSS MiB"):
         out.add_column(column, justify="left" if column in ("scenario", "outcome") else "right")
     for row in rows:
         out.add_row(row.scenario, row.outcome, str(row.runs),
                     *(fmt(row.phases_s.get(p)) for p in PHASES),
-                    fmt(row.wall_s), fmt(row.fps, "{:.0f}"), fmt(row.fps_vs_native and row.fps_vs_native * 100, "{:.0f}%"),
+                    fmt(row.wall_s), fmt(row.fps, "{:.0f}"), fmt(row.fps_vs_baseline and row.fps_vs_baseline * 100, "{:.0f}%" + (
+                        f" {row.baseline_path}" if row.baseline_path else "")),
                     fmt(row.probe_rss_kb and row.probe_rss_kb / 1024, "{:.0f}"),
                     ", ".join(f"{k} {v / 1024:.0f}" for k, v in row.service_rss_kb.items()) or "-")
     return out

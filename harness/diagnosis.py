@@ -142,7 +142,10 @@ def service_evidence(service_lines: List[str]) -> str:
     return ""
 
 
-def driver_hang(lines: List[str], service_lines: List[str]) -> Optional[Diagnosis]:
+def driver_hang(report: Optional[dict], lines: List[str], service_lines: List[str]) -> Optional[Diagnosis]:
+    if isinstance(report, dict) and report.get("hung") and isinstance(report.get("failed_step"), str):
+        return Diagnosis(FailureKind.DRIVER_HANG, report["failed_step"], str(report.get("error", "")),
+                         service_evidence(service_lines))
     for line in lines:
         match = HANG.search(line)
         if match:
@@ -150,7 +153,11 @@ def driver_hang(lines: List[str], service_lines: List[str]) -> Optional[Diagnosi
     return None
 
 
-def vulkan_error(lines: List[str], service_lines: List[str]) -> Optional[Diagnosis]:
+def vulkan_error(report: Optional[dict], lines: List[str], service_lines: List[str]) -> Optional[Diagnosis]:
+    if isinstance(report, dict) and isinstance(report.get("failed_step"), str) and \
+            isinstance(report.get("result_code"), str):
+        return Diagnosis(FailureKind.VULKAN_ERROR, f"{report['failed_step']} {report['result_code']}",
+                         str(report.get("error", "")), service_evidence(service_lines))
     for line in lines:
         match = VULKAN_FAILED.search(line)
         if match:
@@ -162,10 +169,11 @@ def vulkan_error(lines: List[str], service_lines: List[str]) -> Optional[Diagnos
 def classify(report: Optional[dict], log_lines: Iterable[str], signal_number: Optional[int],
              libc: Dict[str, Optional[str]], service_lines: Iterable[str] = ()) -> Optional[Diagnosis]:
     """The most specific reason found, or None. A loader error is the cause when there is one;
-    a crash, a hang, a Vulkan or EGL error is what remains when the loader said nothing. A
-    service's log (virgl_test_server's) is the evidence for what the server side refused."""
+    a crash, a hang, a Vulkan or EGL error is what remains when the loader said nothing (the
+    probe's failed_step/result_code fields where it has them, else its words). A service's log
+    (virgl_test_server's) is the evidence for what the server side refused."""
     log, services = list(log_lines), list(service_lines)
     lines = report_lines(report) + log
     return (glibc_too_old(lines, libc) or wrong_architecture(lines) or missing_libraries(lines)
-            or symbol_lookup(lines) or crash(signal_number, log) or driver_hang(lines, services)
-            or vulkan_error(lines, services) or egl_init(lines))
+            or symbol_lookup(lines) or crash(signal_number, log) or driver_hang(report, lines, services)
+            or vulkan_error(report, lines, services) or egl_init(lines))

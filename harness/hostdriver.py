@@ -70,12 +70,14 @@ class HostDriver:
     dri_dirs: List[str]
     glvnd: Dict[str, str]  # libEGL.so.1 / libGLESv2.so.2 -> the host file
     problems: List[str] = field(default_factory=list)
+    private: List[str] = field(default_factory=list)  # libraries a vendor library opens by name (private_libraries)
 
     @property
     def libraries(self) -> List[str]:
-        """The driver's own files: what the vendor files name, and the DRI drivers (one per file)."""
+        """The driver's own files: what the vendor files name, their private libraries, and the
+        DRI drivers (one per file)."""
         named = [v.library for v in self.vendors if v.library]
-        return unique_files(named + dri_driver_files(self.dri_dirs))
+        return unique_files(named + self.private + dri_driver_files(self.dri_dirs))
 
     @property
     def found(self) -> bool:
@@ -84,7 +86,8 @@ class HostDriver:
     def to_dict(self) -> dict:
         return {"root": self.root, "vendors": [{"api": v.api, "file": v.source, "library_path": v.library_path,
                                                 "library": v.library} for v in self.vendors],
-                "dri_dirs": self.dri_dirs, "glvnd": self.glvnd, "problems": self.problems}
+                "dri_dirs": self.dri_dirs, "glvnd": self.glvnd, "problems": self.problems,
+                "private": self.private}
 
 
 def unique_files(paths: Iterable[str]) -> List[str]:
@@ -166,6 +169,23 @@ def read_vendor_files(api: str, dirs: Sequence[str], root: str, cache: Dict[str,
                 problems.append(f"{source}: {library_path} is not installed")
             vendors.append(VendorFile(api, source, library_path, library, data))
     return vendors
+
+
+VENDOR_LIBRARY = re.compile(r"^lib(?:EGL|GLX)_(?P<vendor>[A-Za-z0-9]+)\.so\.(?P<version>\d+(?:\.\d+)+)$")
+
+
+def private_libraries(vendor_library: str) -> List[str]:
+    """The libraries a glvnd vendor library opens at run time by name, not as a link-time
+    dependency (ldd does not see them): by glvnd's naming, the vendor `V` of libEGL_V/libGLX_V
+    ships them as lib`V`-*.so.VERSION beside it, VERSION being the vendor library's own (NVIDIA's
+    libnvidia-eglcore, -glcore, -glsi, -tls, -gpucomp of the same driver release). Mesa's vendor
+    library (libEGL_mesa.so.0.0.0) has none."""
+    real = os.path.realpath(vendor_library)
+    named = VENDOR_LIBRARY.match(os.path.basename(real))
+    if not named:
+        return []
+    pattern = os.path.join(os.path.dirname(real), f"lib{glob.escape(named['vendor'])}-*.so.{glob.escape(named['version'])}")
+    return sorted(path for path in glob.glob(pattern) if elf_class(path) in (None, 64))
 
 
 def standard_dirs(root: str, dirs: Sequence[str]) -> List[str]:
@@ -257,7 +277,8 @@ def discover(root: str = "/", egl_dirs: Optional[Sequence[str]] = None, icd_dirs
     # An ICD for another architecture (intel_icd.i686.json names a 32-bit file) is not this host's.
     vendors = [v for v in vendors if v.library is None or elf_class(v.library) in (None, 64)]
     glvnd = {name: path for name in GLVND_ENTRY for path in [resolve_library(root, name, cache)] if path}
-    return HostDriver(root, vendors, [d for d in dri_dirs if dri_driver_files([d])], glvnd, problems)
+    private = unique_files(p for v in vendors if v.library for p in private_libraries(v.library))
+    return HostDriver(root, vendors, [d for d in dri_dirs if dri_driver_files([d])], glvnd, problems, private)
 
 
 def elf_class(path: str) -> Optional[int]:
@@ -378,6 +399,8 @@ def layout(driver: HostDriver, mode: str, bwrap: Optional[str] = None) -> Driver
         inside = f"{LIB_DIR}/{os.path.basename(vendor.library_path)}"
         binds[inside] = vendor.library
         files[vendor.inside_json] = vendor.rewritten(inside)
+    for library in driver.private:
+        binds.setdefault(f"{LIB_DIR}/{os.path.basename(library)}", library)
     egl = sorted(v.inside_json for v in driver.vendors if v.api == "egl" and v.library)
     vulkan = sorted(v.inside_json for v in driver.vendors if v.api == "vulkan" and v.library)
     if egl:
@@ -403,6 +426,10 @@ def layout(driver: HostDriver, mode: str, bwrap: Optional[str] = None) -> Driver
             env[CAPSULE_ENV] = CAPSULE_MANIFEST
         else:
             env["LD_LIBRARY_PATH"] = LIB_DIR
+    elif driver.private:
+        # The vendor library opens its private libraries by name: the folder of the driver's own
+        # files (nothing of the host beyond them) goes on the path, as #1 needs it to load at all.
+        env["LD_LIBRARY_PATH"] = LIB_DIR
     libraries = sorted((os.path.basename(inside), host) for inside, host in binds.items() if inside.startswith(LIB_DIR))
     return DriverLayout(sorted((host, inside) for inside, host in binds.items()), files, env, device_nodes(),
                         libraries)

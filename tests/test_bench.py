@@ -6,14 +6,16 @@ from harness.lifecycle import LaunchResult
 from harness.probes import ProbeReport
 from harness.runner import ScenarioResult
 
-SCENARIOS = {s.path_id: s for s in matrix.expand({"matrix": {"paths": ["native", "vtest-virgl"], "probes": ["gl"]}},
-                                                "t").scenarios}
+SCENARIOS = {(s.path_id, s.probe): s for s in matrix.expand(
+    {"matrix": {"paths": ["native", "software", "vtest-virgl", "vm-headless"], "probes": ["gl", "vulkan"]}},
+    "t").scenarios}
 
 
-def result(path, fps, rss, server_rss, wall):
+def result(path, fps, rss, server_rss, wall, probe="gl"):
     launch = LaunchResult(phases={"setup_s": 0.01, "probe_s": wall}, rss_kb={"virgl_test_server": server_rss})
-    report = ProbeReport(ok=True, timings={"fps": fps}, peak_rss_kb=rss)
-    return ScenarioResult(SCENARIOS[path], verdict.Verdict(verdict.PASS, "ok"), launch, report, Path("/x"), wall)
+    report = ProbeReport(ok=fps is not None, timings={"fps": fps} if fps is not None else {}, peak_rss_kb=rss)
+    return ScenarioResult(SCENARIOS[(path, probe)], verdict.Verdict(verdict.PASS, "ok"), launch, report, Path("/x"),
+                          wall)
 
 
 def test_summary_gives_medians_fps_against_the_baseline_and_peak_memory():
@@ -22,10 +24,23 @@ def test_summary_gives_medians_fps_against_the_baseline_and_peak_memory():
               [result("native", 1100, 81_000, 0, 0.3), result("vtest-virgl", 700, 91_000, 110_000, 0.4)]]
     rows = {row.scenario: row for row in bench.summarize(rounds)}
     vtest = rows["vtest-virgl/host/gl"]
-    assert vtest.fps == 700 and abs(vtest.fps_vs_native - 700 / 1100) < 1e-9
+    assert vtest.fps == 700 and abs(vtest.fps_vs_baseline - 700 / 1100) < 1e-9 and vtest.baseline_path == "native"
     assert vtest.wall_s == 0.4 and vtest.phases_s["probe_s"] == 0.4
     assert vtest.probe_rss_kb == 95_000 and vtest.service_rss_kb == {"virgl_test_server": 120_000}
-    assert rows["native/host/gl"].fps_vs_native == 1.0 and vtest.outcome == "Pass" and vtest.runs == 3
+    assert rows["native/host/gl"].fps_vs_baseline == 1.0 and vtest.outcome == "Pass" and vtest.runs == 3
+
+
+def test_each_api_is_measured_against_its_own_baseline_and_software_stands_in_for_native():
+    """Vulkan fps is divided by Vulkan's baseline, never GL's; where native rendered no frame of
+    a probe, the reference path (software) is the baseline, as in the report."""
+    rounds = [[result("native", 1000, 1, 0, 0.1), result("native", None, 1, 0, 0.1, probe="vulkan"),
+               result("software", 400, 1, 0, 0.1, probe="vulkan"), result("software", 900, 1, 0, 0.1),
+               result("vm-headless", 100, 1, 0, 0.1, probe="vulkan"), result("vm-headless", 50, 1, 0, 0.1)]]
+    rows = {row.scenario: row for row in bench.summarize(rounds)}
+    assert rows["vm-headless/host/vulkan"].fps_vs_baseline == 0.25
+    assert rows["vm-headless/host/vulkan"].baseline_path == "software"
+    assert rows["vm-headless/host/gl"].fps_vs_baseline == 0.05 and rows["vm-headless/host/gl"].baseline_path == "native"
+    assert rows["native/host/vulkan"].fps_vs_baseline is None
 
 
 def test_a_server_serves_every_client_in_one_process_only_with_no_fork_as_well():

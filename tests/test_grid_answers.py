@@ -6,6 +6,7 @@ import json
 import re
 import statistics
 import xml.etree.ElementTree as ET
+from html import escape as html_escape
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -88,6 +89,9 @@ def test_a_cell_says_renderer_fps_and_failure_class():
             assert cell.fps_pct == (round(100 * share) if share is not None else None)
         if outcome is Outcome.SKIP:
             assert cell.label == "skip" and cell.fps_pct is None
+        match = scenario.get("driver_match") or {}
+        assert cell.driver_mismatch == (match.get("note") if match.get("mismatch") else None)
+    assert any(c.driver_mismatch for c in cells.values()) and not all(c.driver_mismatch for c in cells.values())
 
 
 @pytest.mark.parametrize("renderer, short", [
@@ -198,10 +202,12 @@ def test_cost_per_path_is_the_median_of_its_scenarios_that_ran():
         assert record["start_s"] == pytest.approx(statistics.median(start), abs=1e-4)
         memory = [sum(s["peak_rss_kb"].values()) / 1024 for s in group]
         assert record["memory_mb"] == pytest.approx(statistics.median(memory), abs=1e-3)
-        shares = [s["fps_vs_baseline"] for s in group if s.get("fps_vs_baseline") is not None]
-        assert record["fps_vs_baseline"] == (pytest.approx(statistics.median(shares), abs=1e-4) if shares else None)
+        for probe in ("gl", "vulkan"):
+            shares = [s["fps_vs_baseline"] for s in group if s.get("fps_vs_baseline") is not None and s["probe"] == probe]
+            assert record["fps_vs_baseline"].get(probe) == (
+                pytest.approx(statistics.median(shares), abs=1e-4) if shares else None)
     rows = {row[0].text: row for row in cost.rows}
-    assert rows["native"][7].text == "100%"
+    assert rows["native"][7].text.startswith("gl 100%")
     assert float(rows["vm-headless"][3].text) > 1.5 > float(rows["vtest-virgl"][3].text)  # a VM boots
 
 
@@ -292,6 +298,17 @@ def test_report_html_opens_on_the_grids_and_answers_and_collapses_the_details(tm
         assert f"{scenario['result_dir']}/rerun.sh" in html
         if scenario.get("image"):
             assert f'src="{scenario["image"]}"' in html
+    # Driver matching is next to the outcome: in each scenario's summary line, and flagged in the grid.
+    summaries = re.findall(r"<summary><b>(\w+)</b> <code>([^<]+)</code>(.*?)</summary>", html)
+    by_id = {scenario_id: rest for _, scenario_id, rest in summaries}
+    for scenario in SCENARIOS:
+        match = scenario.get("driver_match") or {}
+        rest = by_id[html_escape(scenario["id"])]
+        if match.get("used"):
+            assert ("mismatch" in rest) == bool(match.get("mismatch")), rest
+            assert (match["runtime_mesa"] if match["used"] == "runtime" else match["host_driver"]) in rest
+    flagged = sum(bool((s.get("driver_match") or {}).get("mismatch")) for s in SCENARIOS)
+    assert html.count('class="mismatch">&ne;drv') == flagged > 0
 
 
 def test_junit_properties_per_test_case():

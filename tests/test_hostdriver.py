@@ -61,6 +61,11 @@ def nvidia_tree(tmp_path):
     write(root, "etc/vulkan/icd.d/nvidia_icd.json",
           {"file_format_version": "1.0.1", "ICD": {"library_path": "libGLX_nvidia.so.0", "api_version": "1.4.312"}})
     library(root, "libGLX_nvidia.so.0", "libGLX_nvidia.so.580.95.05")
+    # What NVIDIA's vendor libraries open by name at run time (no DT_NEEDED: ldd never sees them).
+    for private in ("eglcore", "glcore", "glsi", "tls"):
+        write(root, f"{LIB}/libnvidia-{private}.so.580.95.05", ELF64)
+    write(root, f"{LIB}/libnvidia-ml.so.570.86.10", ELF64)  # another release's file: not this driver's
+    write(root, "usr/lib/i386-linux-gnu/libnvidia-glcore.so.580.95.05", ELF32)
     return root
 
 
@@ -76,6 +81,7 @@ def test_mesa_layout_is_found_from_its_vendor_and_icd_files(mesa_tree):
     assert [os.path.basename(p) for p in hostdriver.dri_driver_files(driver.dri_dirs)] == ["kms_swrast_dri.so"]
     assert hostdriver.driver_version(driver, "22.3.6") == "mesa 22.3.6"
     assert set(driver.glvnd) == {"libEGL.so.1", "libGLESv2.so.2"}
+    assert driver.private == []  # libEGL_mesa.so.0.0.0: no libmesa-*.so.0.0.0 beside it
 
 
 def test_nvidia_layout_is_found_without_naming_nvidia(nvidia_tree):
@@ -84,20 +90,27 @@ def test_nvidia_layout_is_found_without_naming_nvidia(nvidia_tree):
         ("egl", "libEGL_nvidia.so.0"), ("vulkan", "libGLX_nvidia.so.0")]
     assert driver.dri_dirs == []
     assert hostdriver.driver_version(driver, None) == "nvidia 580.95.05"
+    assert [os.path.basename(p) for p in driver.private] == [
+        f"libnvidia-{name}.so.580.95.05" for name in ("eglcore", "glcore", "glsi", "tls")]
 
 
 def test_libs_mode_binds_the_driver_beside_the_runtime_and_points_the_loaders_at_it(nvidia_tree):
     layout = hostdriver.layout(hostdriver.discover(str(nvidia_tree)), Mode.LIBS)
     inside = {dst: src for src, dst in layout.binds}
+    private = {f"/run/host-driver/lib/libnvidia-{name}.so.580.95.05": str(nvidia_tree / LIB / f"libnvidia-{name}.so.580.95.05")
+               for name in ("eglcore", "glcore", "glsi", "tls")}
     assert inside == {"/run/host-driver/lib/libEGL_nvidia.so.0": str(nvidia_tree / LIB / "libEGL_nvidia.so.0"),
-                      "/run/host-driver/lib/libGLX_nvidia.so.0": str(nvidia_tree / LIB / "libGLX_nvidia.so.0")}
+                      "/run/host-driver/lib/libGLX_nvidia.so.0": str(nvidia_tree / LIB / "libGLX_nvidia.so.0"),
+                      **private}
     egl = json.loads(layout.files["/run/host-driver/egl/10_nvidia.json"])
     assert egl["ICD"]["library_path"] == "/run/host-driver/lib/libEGL_nvidia.so.0"
     vulkan = json.loads(layout.files["/run/host-driver/vulkan/nvidia_icd.json"])
     assert vulkan["ICD"] == {"library_path": "/run/host-driver/lib/libGLX_nvidia.so.0", "api_version": "1.4.312"}
+    # The private libraries are opened by name: the driver's own folder is on the path.
     assert layout.env == {"__EGL_VENDOR_LIBRARY_FILENAMES": "/run/host-driver/egl/10_nvidia.json",
                           "VK_DRIVER_FILES": "/run/host-driver/vulkan/nvidia_icd.json",
-                          "VK_ICD_FILENAMES": "/run/host-driver/vulkan/nvidia_icd.json"}
+                          "VK_ICD_FILENAMES": "/run/host-driver/vulkan/nvidia_icd.json",
+                          "LD_LIBRARY_PATH": "/run/host-driver/lib"}
 
 
 def test_mesa_libs_mode_sets_the_dri_folder(mesa_tree):
@@ -251,6 +264,40 @@ def test_the_leak_audit_counts_host_files_devices_and_sockets_not_the_runtime_or
     whole = exposure.audit([["/", "/", "ext4", "254:0", "/dev/vda", "dir"]], {"mnt": "mnt:[1]"},
                            {"mnt": "mnt:[1]"}, "/", [], host_table=HOST_TABLE)
     assert whole.whole_host and whole.host_file_count is None and whole.shared_namespaces == ["mnt"]
+
+
+def test_a_workload_that_never_started_is_audited_from_its_bwrap_command_line(tmp_path):
+    import socket
+
+    runtime, own, host = tmp_path / "runtime", tmp_path / "own", tmp_path / "host"
+    for folder in (runtime / "usr", own, host / "dri"):
+        folder.mkdir(parents=True)
+    (host / "libEGL_x.so.1.0").write_bytes(ELF64)
+    (host / "libEGL_x.so.1").symlink_to("libEGL_x.so.1.0")
+    for name in ("a_dri.so", "b_dri.so"):
+        (host / "dri" / name).write_bytes(ELF64)
+    (own / "probe.py").write_text("")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(own / "vtest.sock"))
+    try:
+        argv = ["/usr/bin/bwrap", "--unshare-all", "--ro-bind", str(runtime / "usr"), "/usr",
+                "--setenv", "--ro-bind", "/x",  # a value that looks like a flag is a value
+                "--ro-bind", str(host / "libEGL_x.so.1"), "/run/host-driver/lib/libEGL_x.so.1",
+                "--ro-bind", str(host / "dri"), "/run/host-driver/dri",
+                "--dev-bind", "/dev/dri/renderD128", "/dev/dri/renderD128",
+                "--ro-bind", str(own / "probe.py"), "/run/gpu-harness/probe.py",
+                "--bind", str(own / "vtest.sock"), "/tmp/.virgl_test",
+                "--", "python3", "--ro-bind", "/", "/"]  # after --: the workload's own arguments
+        found = exposure.from_bwrap_argv(argv, str(runtime), [str(own)])
+    finally:
+        listener.close()
+    assert found is not None and not found.whole_host and found.source.startswith("bwrap argv")
+    assert found.host_files == sorted([str(host / "libEGL_x.so.1.0"), str(host / "dri")])
+    assert found.host_file_count == 3  # the library (its real file) and the two drivers in the folder
+    assert found.host_devices == ["/dev/dri/renderD128"] and found.host_sockets == ["/tmp/.virgl_test"]
+    assert exposure.from_bwrap_argv(["podman", "run"], str(runtime), []) is None
+    whole = exposure.from_bwrap_argv(["bwrap", "--ro-bind", "/", "/", "--", "sh"], str(runtime), [])
+    assert whole is not None and whole.whole_host and whole.host_file_count is None
 
 
 def test_a_guest_exposes_only_its_9p_exports():

@@ -2,6 +2,7 @@
 the C compiler), its SPIR-V against a fresh compile of its GLSL, VkResult decoding, the watchdog
 that turns a driver call that never returns into a report, and the renderer rules per API."""
 import ctypes
+import json
 import os
 import shutil
 import subprocess
@@ -83,20 +84,48 @@ def test_a_failing_call_names_its_step_and_result():
     steps = []
     loader = object.__new__(vk.Vulkan)
     loader.step = steps.append
-    with pytest.raises(probelib.ProbeError, match="^vkAllocateMemory failed: VK_ERROR_OUT_OF_DEVICE_MEMORY$"):
+    with pytest.raises(probelib.ProbeError, match="^vkAllocateMemory failed: VK_ERROR_OUT_OF_DEVICE_MEMORY$") as info:
         loader.check("vkAllocateMemory", lambda: -2)
+    assert (info.value.step, info.value.code) == ("vkAllocateMemory", "VK_ERROR_OUT_OF_DEVICE_MEMORY")
     assert steps == ["vkAllocateMemory"]
+    # A command that returns nothing is a step of its own as well: a hang in it is named.
+    loader.fn = {"vkCmdDraw": lambda *args: None}
+    loader.CmdDraw(1, 2)
+    assert steps[-1] == "vkCmdDraw"
     assert vk.version_text((1 << 22) | (3 << 12) | 230) == "1.3.230"
 
 
-def test_a_step_that_never_returns_is_reported_by_name():
-    program = ("import sys, time; sys.path.insert(0, sys.argv[1]); import probelib\n"
-               "w = probelib.Watchdog(0.3, lambda message: print(message, flush=True))\n"
-               "w.step('vkAllocateMemory'); time.sleep(30)\n")
+FRAME = ("import sys, time; sys.path.insert(0, sys.argv[1]); import probelib\n"
+         "def render(args, step, seen):\n"
+         "    seen['renderer'] = 'Virtio-GPU Venus (test)'\n"
+         "    step('vkCreateDevice')\n"
+         "{body}\n"
+         "sys.exit(probelib.run('vulkan', 'vulkan', 1, probelib.arguments('t').parse_args(sys.argv[2:]), render,"
+         " lambda: {{}}))\n")
+
+
+def probe_frame(tmp_path, body):
+    """probelib.run around a render function of the test's own: exit code, the report line."""
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-c", program, str(PROBE_DIR)], capture_output=True, text=True, timeout=20)
-    assert done.returncode == 3 and time.monotonic() - started < 10
-    assert done.stdout.strip() == "step vkAllocateMemory: no answer from the driver after 0.3 s"
+    done = subprocess.run([sys.executable, "-c", FRAME.format(body=body), str(PROBE_DIR), "--out", str(tmp_path),
+                           "--step-timeout", "0.3"], capture_output=True, text=True, timeout=20)
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    return done.returncode, report, time.monotonic() - started
+
+
+def test_a_step_that_never_returns_is_reported_by_name(tmp_path):
+    code, report, took = probe_frame(tmp_path, "    step('vkQueueSubmit'); time.sleep(30)")
+    assert code == 3 and took < 10
+    assert report["error"] == "step vkQueueSubmit: no answer from the driver after 0.3 s"
+    assert report["failed_step"] == "vkQueueSubmit" and report["hung"] is True and report["ok"] is False
+    assert report["renderer"] == "Virtio-GPU Venus (test)"  # what was seen before the hang is kept
+
+
+def test_a_failed_step_and_its_result_are_fields_of_the_report(tmp_path):
+    code, report, _ = probe_frame(tmp_path, "    raise probelib.ProbeError('vkMapMemory failed: VK_ERROR_MEMORY_MAP_FAILED',"
+                                            " step='vkMapMemory', code='VK_ERROR_MEMORY_MAP_FAILED')")
+    assert code == 1 and report["ok"] is False and "hung" not in report
+    assert (report["failed_step"], report["result_code"]) == ("vkMapMemory", "VK_ERROR_MEMORY_MAP_FAILED")
 
 
 def test_renderer_rules_per_api():
@@ -105,3 +134,9 @@ def test_renderer_rules_per_api():
     assert paths.expected_renderer(native, "vulkan", host_has_gpu=True) == paths.NOT_SOFTWARE
     assert paths.expected_renderer(paths.get("vtest-virgl"), "vulkan", host_has_gpu=False) is None
     assert "vulkan" not in paths.get("vtest-virgl").probes and "vulkan" in software.probes
+    # Venus is promised whatever the host has: lavapipe there is a silent fallback, not a pass.
+    for path in ("vtest-venus", "vm-venus"):
+        for gpu in (True, False):
+            assert paths.expected_renderer(paths.get(path), "vulkan", host_has_gpu=gpu) == paths.VENUS
+    assert paths.expected_renderer(paths.get("vm-venus"), "gl", host_has_gpu=False) == paths.VIRGL
+    assert paths.expected_renderer(paths.get("vm-headless"), "vulkan", host_has_gpu=True) == paths.LLVMPIPE

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import matrix as matrix_mod, runner, toolset as toolset_mod, verdict
+from harness import matrix as matrix_mod, reaper, runner, toolset as toolset_mod, verdict
 from harness.lifecycle import LaunchContext, Workload, Workspace
 
 REQUIRED = {p.strip() for p in os.environ.get("GPU_HARNESS_REQUIRE", "").split(",") if p.strip()}
@@ -34,13 +34,46 @@ def on_runtimes(paths, runtimes, **settings):
     return scenarios_from(declaration)
 
 
+def descendants() -> dict:
+    """pid -> command line of every living process below this one (zombies not counted: the
+    kernel holds only their exit status)."""
+    parents, commands = {}, {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                commands[int(pid)] = handle.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z":
+            parents[int(pid)] = int(fields[1])
+    found, frontier = {}, {os.getpid()}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier and pid not in found}
+        found.update({pid: commands.get(pid, "?") for pid in frontier})
+    return found
+
+
+def run_leaving_nothing(scenarios, toolset, options, hooks=None):
+    """runner.run, then no process it started may still live (QEMU, Xvfb, servers, bwrap, podman).
+    The reaper is the harness process's own companion, started once and kept: not a leftover."""
+    reaper.get()
+    before = descendants()
+    results = runner.run(scenarios, toolset, options, hooks=hooks)
+    left = {pid: command for pid, command in descendants().items() if pid not in before}
+    assert not left, f"processes left behind by {[s.id for s in scenarios]}: {left}"
+    return results
+
+
 @pytest.fixture
 def run_scenarios(toolset, tmp_path):
-    """Run scenarios for real; returns their ScenarioResults."""
+    """Run scenarios for real; returns their ScenarioResults. Every run is checked to leave no
+    process behind."""
 
     def run(scenarios, hooks=None, retries=0, **options):
         opts = runner.RunOptions(out_dir=tmp_path / "out", retries=retries, **options)
-        return runner.run(scenarios, toolset, opts, hooks=hooks)
+        return run_leaving_nothing(scenarios, toolset, opts, hooks=hooks)
 
     return run
 

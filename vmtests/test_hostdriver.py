@@ -175,3 +175,20 @@ def test_the_leak_audit_per_path(bookworm_scenario, run_scenarios, toolset):
     assert set(libs.host_files) <= driver_files and libs.host_file_count > 0
     assert deps.host_file_count > libs.host_file_count
     assert native.whole_host and "mnt" in native.shared_namespaces
+
+
+def test_a_guests_exposure_is_its_9p_exports_under_its_own_kernel(run_scenarios):
+    """A VM shares no namespace with the host; what it sees of the host is what QEMU exports:
+    the runtime's tree (nothing of the host) or, on the host runtime, the host's root."""
+    built("bookworm")
+    scenarios = scenarios_from({"matrix": {"paths": ["vm-headless"], "runtimes": ["host", "bookworm"], "probes": ["gl"]},
+                                "runtimes": {"bookworm": {"kind": "debootstrap"}},
+                                "override": [{"match": "*", "timeout_s": 120}]})
+    results = {r.scenario.runtime.name: r for r in run_scenarios(scenarios)}
+    for result in results.values():
+        assert outcome_or_skip(result) == verdict.PASS, describe(result)
+        assert result.exposure is not None and result.exposure.separate_kernel, describe(result)
+        assert result.exposure.shared_namespaces == [] and result.exposure.host_devices == []
+    own, host = results["bookworm"].exposure, results["host"].exposure
+    assert not own.whole_host and (own.host_files, own.host_file_count) == ([], 0)
+    assert host.whole_host and host.host_file_count is None

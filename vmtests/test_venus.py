@@ -11,7 +11,7 @@ import pytest
 from harness import matrix as matrix_mod, runner, runtime_toolset, verdict
 from harness.outcomes import FailureKind
 
-from .conftest import describe, outcome_or_skip, skip_unless_required
+from .conftest import describe, outcome_or_skip, run_leaving_nothing, skip_unless_required
 
 VENUS = matrix_mod.load(matrix_mod.DEFAULT_MATRIX.parent / "venus.toml")
 COMPAT = matrix_mod.load(matrix_mod.DEFAULT_MATRIX.parent / "compat.toml")
@@ -26,7 +26,7 @@ def toolset_from(runtime: str):
 def run(scenario_ids, toolset, tmp_path, matrix=VENUS, retries=0):
     chosen = [s for s in matrix.scenarios if s.id in scenario_ids]
     assert len(chosen) == len(scenario_ids)
-    return runner.run(chosen, toolset, runner.RunOptions(out_dir=tmp_path / "out", retries=retries))
+    return run_leaving_nothing(chosen, toolset, runner.RunOptions(out_dir=tmp_path / "out", retries=retries))
 
 
 def our_processes(marker: str):
@@ -58,16 +58,20 @@ def test_vm_venus_renders_vulkan_and_gl_in_the_guest(runtime, tmp_path):
     assert vulkan["isolation"]["dri_nodes"], "the guest's own virtio-gpu render node"
 
 
+@pytest.mark.parametrize("client", ["trixie", "sid"])
 @pytest.mark.parametrize("server", ["trixie-host", "sid-host"])
-def test_vtest_venus_names_the_step_that_never_returns_and_leaves_nothing(server, tmp_path):
+def test_vtest_venus_names_the_step_that_never_returns_and_leaves_nothing(server, client, tmp_path):
+    """The outcome grid's vtest column: each server (virglrenderer 1.1, 1.3) with each client
+    (Mesa 25.0, 26.x)."""
     toolset = toolset_from(server)
-    (result,) = run(["vtest-venus/trixie/vulkan"], toolset, tmp_path)
+    (result,) = run([f"vtest-venus/{client}/vulkan"], toolset, tmp_path)
     assert outcome_or_skip(result) == verdict.EXPECTED_FAIL, describe(result)
     assert result.verdict.failure_kind == FailureKind.DRIVER_HANG and result.verdict.subject.startswith("vk")
     assert "virgl_renderer_resource_export_blob" in result.verdict.reason, "the server's own words"
     # The device was found before the hang: the report says which, and that it is Venus.
     assert result.report.raw["renderer"].startswith("Virtio-GPU Venus (")
     assert result.wall_s < result.scenario.timeout_s, "the probe's deadline, not the harness's kill"
+    assert result.report.raw["failed_step"] == result.verdict.subject and result.report.raw["hung"] is True
     assert our_processes(str(tmp_path)) == []
 
 

@@ -19,7 +19,12 @@ import time
 import zlib
 
 class ProbeError(Exception):
-    """A step of the probe failed; the message says which."""
+    """A step of the probe failed; the message says which. `step` and `code` (a VkResult's
+    name) go into the report as fields of their own where the step knows them."""
+
+    def __init__(self, message, step=None, code=None):
+        super().__init__(message)
+        self.step, self.code = step, code
 
 
 def load_library(names):
@@ -424,7 +429,7 @@ class Watchdog:
                 expired = self.deadline is not None and time.monotonic() > self.deadline
                 name = self.step_name
             if expired:
-                self.on_expiry("step %s: no answer from the driver after %g s" % (name, self.seconds))
+                self.on_expiry(name, "step %s: no answer from the driver after %g s" % (name, self.seconds))
                 os._exit(3)
 
 
@@ -466,9 +471,9 @@ def run(probe, api, version, args, render, diagnose):
         result["python"] = sys.version.split()[0]
         print(json.dumps(result, sort_keys=True, default=str), flush=True)
 
-    def expired(message):
+    def expired(step_name, message):
         if printed.acquire(blocking=False):
-            result["error"] = message
+            result.update(error=message, failed_step=step_name, hung=True)
             report()
 
     watchdog = Watchdog(args.step_timeout, expired)
@@ -487,6 +492,10 @@ def run(probe, api, version, args, render, diagnose):
     except ProbeError as exc:
         watchdog.step(None)
         result["error"] = str(exc)
+        if exc.step:
+            result["failed_step"] = exc.step
+        if exc.code:
+            result["result_code"] = exc.code
         result["diagnosis"] = diagnose()
     if not printed.acquire(blocking=False):
         return 3

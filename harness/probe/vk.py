@@ -354,14 +354,20 @@ class Vulkan:
     def __getattr__(self, name):
         fn = self.fn.get("vk" + name)
         if fn is None:
-            raise ProbeError("the Vulkan loader has no vk%s" % name)
-        return fn
+            raise ProbeError("the Vulkan loader has no vk%s" % name, step="vk" + name)
+
+        def call(*args):
+            # Every command is a step of its own: a void one that never returns is named too.
+            self.step("vk" + name)
+            return fn(*args)
+
+        return call
 
     def check(self, step, call, *args):
         self.step(step)
         result = call(*args)
         if result != 0:
-            raise ProbeError("%s failed: %s" % (step, result_name(result)))
+            raise ProbeError("%s failed: %s" % (step, result_name(result)), step=step, code=result_name(result))
 
     def has(self, name):
         return "vk" + name in self.fn
@@ -598,7 +604,7 @@ class Renderer:
         return rows
 
     def close(self):
-        self.vk.DeviceWaitIdle(self.device)
+        self.vk.check("vkDeviceWaitIdle", self.vk.DeviceWaitIdle, self.device)
         self.vk.DestroyDevice(self.device, None)
 
 

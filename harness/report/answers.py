@@ -283,7 +283,7 @@ def cost(scenarios: List[dict]) -> Answer:
                     "What does the path cost: setup, service and machine start, memory, fps against "
                     f"{' / '.join(baselines) or 'the baseline path'}? (medians over the path's scenarios that ran)",
                     ["path", "ran", "setup s", "start s", "probe s", "wall s", "memory MB (probe + services)",
-                     "fps % of baseline"])
+                     "fps % of baseline, per API"])
     for path, group in by_path(ran(scenarios)).items():
         record = cost_record(path, group)
         answer.add(record, cost_row(record))
@@ -314,8 +314,18 @@ def cost_record(path: str, group: List[dict]) -> dict:
         "wall_s": med(entries.number(s, "wall_s") for s in group),
         "memory_mb": med(sum(m.values()) / 1024 if m else None for m in memory),
         "probe_memory_mb": med(m["probe"] / 1024 if "probe" in m else None for m in memory),
-        "fps_vs_baseline": med(entries.number(s, "fps_vs_baseline") for s in group),
+        # Per probe: GL and Vulkan have baselines of their own, a median over both means nothing.
+        "fps_vs_baseline": {probe: med(entries.number(s, "fps_vs_baseline") for s in same)
+                            for probe, same in by_probe(group).items()
+                            if any(entries.number(s, "fps_vs_baseline") is not None for s in same)},
     }
+
+
+def by_probe(group: List[dict]) -> Dict[str, List[dict]]:
+    found: Dict[str, List[dict]] = {}
+    for scenario in group:
+        found.setdefault(entries.text(scenario, "probe") or "?", []).append(scenario)
+    return dict(sorted(found.items()))
 
 
 def cost_row(record: dict) -> List[Cell]:
@@ -325,10 +335,10 @@ def cost_row(record: dict) -> List[Cell]:
     memory = fmt(record["memory_mb"], "{:.0f}")
     if record["probe_memory_mb"] is not None and record["memory_mb"] is not None:
         memory += f" ({record['probe_memory_mb']:.0f} + {record['memory_mb'] - record['probe_memory_mb']:.0f})"
-    share = record["fps_vs_baseline"]
+    shares = " · ".join(f"{probe} {share * 100:.0f}%" for probe, share in record["fps_vs_baseline"].items())
     return [Cell(record["path"]), Cell(str(record["scenarios"])), Cell(fmt(record["setup_s"])),
             Cell(fmt(record["start_s"])), Cell(fmt(record["probe_s"])), Cell(fmt(record["wall_s"])), Cell(memory),
-            Cell(fmt(share * 100 if share is not None else None, "{:.0f}%"))]
+            Cell(shares or "-")]
 
 
 # --- driver matching ----------------------------------------------------------------------------

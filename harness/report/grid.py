@@ -29,6 +29,7 @@ class Cell:
     failure: Optional[str]  # the failure class, for Fail and ExpectedFail
     subject: Optional[str]  # what the class is about (a soname, a glibc version)
     reason: str
+    driver_mismatch: Optional[str] = None  # seed 003's driver matching: why the driver that rendered is not the host's
 
     @property
     def label(self) -> str:
@@ -117,7 +118,15 @@ def cell_of(entry: dict, index: int) -> Cell:
     return Cell(scenario=entry["id"], anchor=anchor(index), outcome=outcome.value, css=outcome.css_class,
                 renderer=short_renderer(entries.text(entry, "renderer")), fps_pct=fps_pct(entry),
                 failure=(entries.failure_class(entry) or "failed") if failed else None,
-                subject=entries.subject(entry) if failed else None, reason=str(entry.get("reason", "")))
+                subject=entries.subject(entry) if failed else None, reason=str(entry.get("reason", "")),
+                driver_mismatch=mismatch_of(entry))
+
+
+def mismatch_of(entry: dict) -> Optional[str]:
+    match = entries.mapping(entry, "driver_match")
+    if match.get("mismatch") is not True:
+        return None
+    return str(match.get("note") or "driver mismatch")
 
 
 def build(scenario_entries: List[dict]) -> List[Grid]:
