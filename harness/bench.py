@@ -96,7 +96,10 @@ def table(rows: List[BenchRow], title: str):
     for column in ("scenario", "outcome", "runs", "image build s", "setup s", "service ready s", "qemu start s",
                    "boot s", "probe s", "shutdown s", "verdict s", "wall s", "fps", "% of baseline", "probe RSS MiB",
                    "service RSS MiB"):
-        out.add_column(column, justify="left" if column in ("scenario", "outcome") else "right")
+        # A scenario id is the row's name: never cut short, whatever the width.
+        out.add_column(column, justify="left" if column in ("scenario", "outcome") else "right",
+                       no_wrap=column == "scenario",
+                       min_width=max((len(row.scenario) for row in rows), default=8) if column == "scenario" else None)
     for row in rows:
         out.add_row(row.scenario, row.outcome, str(row.runs),
                     *(fmt(row.phases_s.get(p)) for p in PHASES),
