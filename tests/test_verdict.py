@@ -55,6 +55,25 @@ def test_native_with_render_node_must_not_be_llvmpipe():
     assert verdict.judge(scenario("native"), data, GOOD_IMAGE, HOST).outcome == verdict.PASS
 
 
+@pytest.mark.parametrize("path", ["sandbox-hostlibs", "sandbox-hostdeps", "sandbox-hostdeps-glibc", "sandbox-capsule"])
+def test_the_host_driver_falling_back_to_llvmpipe_on_a_gpu_host_is_a_silent_fallback(path):
+    """On a host with a GPU, the host's driver in the sandbox must drive it: glvnd dropping the
+    vendor and Mesa's software rasterizer answering instead is a classified Fail, not a Pass."""
+    from harness.outcomes import FailureKind
+
+    with_gpu = verdict.HostFacts(HOST.namespaces, has_gpu=True)
+    data = probe(renderer="llvmpipe (LLVM 15.0.6, 256 bits)", dri=["/dev/dri/renderD128"])
+    judged = verdict.judge(scenario(path), data, GOOD_IMAGE, with_gpu)
+    assert judged.outcome == verdict.FAIL and judged.failure_kind == FailureKind.SILENT_SOFTWARE_FALLBACK
+    hardware = probe(renderer="AMD Radeon RX 6600 (radeonsi, navi23)", dri=["/dev/dri/renderD128"])
+    hardware.report.raw["libraries"] = ["/run/host-driver/lib/libEGL_mesa.so.0", "/run/host-driver/dri/radeonsi_dri.so"]
+    assert verdict.judge(scenario(path), hardware, GOOD_IMAGE, with_gpu).outcome == verdict.PASS
+    # Without a GPU llvmpipe is the host's driver, and what the path must render with.
+    software = probe(renderer="llvmpipe (LLVM 15.0.6, 256 bits)")
+    software.report.raw["libraries"] = ["/run/host-driver/lib/libEGL_mesa.so.0", "/run/host-driver/dri/swrast_dri.so"]
+    assert verdict.judge(scenario(path), software, GOOD_IMAGE, HOST).outcome == verdict.PASS
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"dri": ["/dev/dri/renderD128"]}, "1 /dev/dri nodes visible: /dev/dri/renderD128"),
     ({"visible": ["/home"]}, "1 of 10 host paths visible: /home"),

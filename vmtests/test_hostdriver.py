@@ -142,6 +142,13 @@ def test_the_capsule_renders_with_the_hosts_driver_kept_out_of_the_apps_namespac
     assert any(str(call).endswith("_dri.so") for call in capsule["dlopen_calls"]) and None in capsule["dlopen_calls"]
     # The host's libraries are mapped, but only the capsule loaded them: the app never named one.
     assert [p for p in result.report.raw["libraries"] if p.startswith(hostdriver.PREFIX + "/")]
+    # The dynamic linker's own lists: every host library is in the capsule's namespace, none in
+    # the app's; the capsule has a libc of its own (the runtime's, loaded anew), the app its own.
+    app, inside = capsule["namespaces"]["app"], capsule["namespaces"]["capsule"]
+    host = [p for p in inside if p.startswith(hostdriver.PREFIX + "/")]
+    assert len(host) >= capsule["libraries"] > 10, inside  # and the DRI driver Mesa opened in it
+    assert not [p for p in app if p.startswith(hostdriver.PREFIX + "/")], app
+    assert any(p.endswith("/libc.so.6") for p in app) and any(p.endswith("/libc.so.6") for p in inside)
 
 
 def test_binding_over_a_path_the_read_only_runtime_lacks_fails_in_bwrap(toolset):

@@ -384,7 +384,8 @@ def render(args, step, seen):
     gl.check("frame loop")
     if capsule:
         info["capsule"] = {"namespace": capsule.lmid, "libraries": capsule.loaded,
-                           "dlopen_redirected_in": capsule.redirected, "dlopen_calls": capsule.calls[:20]}
+                           "dlopen_redirected_in": capsule.redirected, "dlopen_calls": capsule.calls[:20],
+                           "namespaces": capsule.namespaces()}
     egl.Terminate(dpy)
     return info, rows, timings
 

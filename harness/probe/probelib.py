@@ -145,6 +145,27 @@ class Capsule:
             return self.program_dlopen(None, flags) or None
         return self.dlmopen(self.lmid, name, flags & ~RTLD_GLOBAL) or None
 
+    def namespaces(self):
+        """The libraries of each link-map namespace, from the dynamic linker's own lists: the
+        program's (LM_ID_BASE) and the capsule's. The program's must hold none of the host's."""
+        return {"app": self.chain(self.program_dlopen(None, RTLD_NOW)),
+                "capsule": self.chain(next(iter(self.entry.values()))._handle)}
+
+    def chain(self, handle):
+        link = ctypes.POINTER(LinkMap)()
+        if not handle or self.dlinfo(handle, RTLD_DI_LINKMAP, ctypes.byref(link)) != 0 or not link:
+            return []
+        node = link.contents
+        while node.l_prev:  # to the head of this namespace's list
+            node = LinkMap.from_address(node.l_prev)
+        names = []
+        while True:
+            if node.l_name:
+                names.append(node.l_name.decode("utf-8", "replace"))
+            if not node.l_next:
+                return names
+            node = LinkMap.from_address(node.l_next)
+
     @staticmethod
     def libdl():
         program = ctypes.CDLL(None)
