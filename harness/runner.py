@@ -229,11 +229,13 @@ def run_scenario(scenario: Scenario, toolset: Toolset, options: RunOptions, temp
     if INTERRUPTS.requested:
         return not_run(scenario, base)
     prepared = ready.get(scenario.runtime.name)
+    known = options.baseline.known(scenario.id) if options.baseline else None
     if prepared is not None and not prepared.root:
-        return unbuilt(scenario, prepared, base)
+        result = unbuilt(scenario, prepared, base)
+        result.verdict, result.known = baseline_mod.apply(result.verdict, known, 0), known
+        return result
     scenario = with_runtime(scenario, ready)
     shutil.rmtree(base, ignore_errors=True)
-    known = options.baseline.known(scenario.id) if options.baseline else None
     results: List[ScenarioResult] = []
     for number in range(1, baseline_mod.retries(known, options.retries) + 2):
         if number > 1 and INTERRUPTS.requested:

@@ -210,6 +210,30 @@ def test_a_failure_the_baseline_does_not_know_is_a_fail(monkeypatch, tmp_path):
     assert done["native/host/gl"].verdict.outcome is Outcome.FAIL and done["native/host/gl"].known is None
 
 
+def test_a_runtime_that_failed_to_build_is_judged_by_the_baseline_too(monkeypatch, tmp_path):
+    """A runtime build failure known to the baseline (an archive that is gone, say) is an
+    ExpectedFail with the baseline's reason; one it does not know stays a Fail."""
+    (scenario,) = matrix.expand({"matrix": {"paths": ["vtest-virgl"], "runtimes": ["old"], "probes": ["gl"]},
+                                 "runtimes": {"old": {"kind": "debootstrap", "recipe": "bullseye"}}}, "<t>").scenarios
+    ready = {"old": runner.RuntimeReady(failure="mmdebstrap failed: snapshot archive unreachable")}
+    known = Known("vtest-virgl/old/*", Kind.FAILURE, "the snapshot archive dropped bullseye", "runtime-build")
+
+    monkeypatch.setattr(runner, "prepare_runtimes", lambda scenarios, options: ready)
+
+    def judged(*entries):
+        options = runner.RunOptions(out_dir=tmp_path, baseline=Baseline("b", entries))
+        (result,) = runner.run([scenario], toolset.Toolset("discovery", {}, []), options)
+        return result
+
+    expected = judged(known)
+    assert expected.verdict.outcome is Outcome.EXPECTED_FAIL and expected.known == known
+    assert "the snapshot archive dropped bullseye" in expected.verdict.reason
+    assert "snapshot archive unreachable" in expected.verdict.reason
+    other = judged(Known("vtest-virgl/old/*", Kind.FAILURE, "old Mesa", "missing-library"))
+    assert other.verdict.outcome is Outcome.FAIL and "a new failure" in other.verdict.reason
+    assert judged().verdict.outcome is Outcome.FAIL
+
+
 MATRIX = '[matrix]\npaths = ["native", "software"]\nruntimes = ["host"]\nprobes = ["gl", "vulkan"]\n'
 
 
