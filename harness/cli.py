@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import List, Optional, Tuple
 
@@ -54,6 +55,16 @@ def seconds(text: str) -> float:
     if not 0 < value <= matrix_mod.MAX_TIMEOUT_S:  # also false for nan
         raise argparse.ArgumentTypeError(f"must be more than 0 and at most {matrix_mod.MAX_TIMEOUT_S:g} "
                                          f"seconds (a week), not {shown(text)}")
+    return value
+
+
+def days(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {shown(text)}") from None
+    if not 0 <= value <= 36500:  # also false for nan
+        raise argparse.ArgumentTypeError(f"must be a number of days from 0 to 36500, not {shown(text)}")
     return value
 
 
@@ -164,6 +175,18 @@ def build_parser() -> Parser:
     bench_cmd.add_argument("-j", "--jobs", type=positive_int, default=1)
     bench_cmd.add_argument("--servers", type=int, default=4, metavar="N",
                            help="also N apps on one shared virgl_test_server vs one each (0: not measured)")
+
+    cache_cmd = sub.add_parser("cache", help="what runs keep in ~/.cache/gpu-harness: list it, prune what no run uses")
+    cache_sub = cache_cmd.add_subparsers(dest="cache_command", required=True, parser_class=Parser)
+    cache_list = cache_sub.add_parser("list", help="each entry: kind, what it holds, size, days since a run used it")
+    cache_list.add_argument("--json", action="store_true")
+    cache_prune = cache_sub.add_parser("prune", help="remove the entries no run has used for DAYS days, or that "
+                                       "no run of this checkout can use (--stale)")
+    cache_prune.add_argument("--older-than", type=days, metavar="DAYS",
+                             help="days since a run last used an entry (0: everything)")
+    cache_prune.add_argument("--stale", action="store_true",
+                             help="entries of recipes, locks or a GL split that are not the shipped ones any more")
+    cache_prune.add_argument("--dry-run", action="store_true", help="say what would go, remove nothing")
 
     vfio_cmd = sub.add_parser("vfio", add_help=False, help="check, bind and restore a PCI device for passthrough "
                               "(gpu-harness vfio --help)")
@@ -537,6 +560,43 @@ def runtimes_list() -> int:
     return EXIT_OK
 
 
+def cmd_cache(args) -> int:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from . import cache
+
+    now = time.time()
+    current = cache.shipped()
+    if args.cache_command == "list":
+        found = sorted(cache.entries(current=current), key=lambda e: (e.kind, -e.last_used))
+        if args.json:
+            print(json.dumps({"root": str(cache.ROOT), "entries": [e.to_dict(now) for e in found]}, indent=2))
+            return EXIT_OK
+        table = Table(title=f"{cache.ROOT}: {len(found)} entries, {sum(e.size for e in found) / 2**30:.2f} GiB")
+        for column in ("kind", "holds", "size MiB", "days unused", "current", "entry"):
+            table.add_column(column, justify="right" if column in ("size MiB", "days unused") else "left",
+                             no_wrap=column != "holds")
+        for entry in found:
+            table.add_row(str(entry.kind), escape(entry.name), f"{entry.size / 2**20:.0f}", f"{entry.age_days(now):.1f}",
+                          {True: "yes", False: "[yellow]stale[/]", None: "-"}[entry.current], escape(entry.path.name[:16]))
+        Console(width=max(120, shutil.get_terminal_size().columns)).print(table)
+        return EXIT_OK
+    if args.older_than is None and not args.stale:
+        raise InputError("cache prune: say what to remove: --older-than DAYS, --stale, or both")
+    done = cache.prune(args.older_than, stale=args.stale, dry_run=args.dry_run, now=now, current=current)
+    verb = "would remove" if args.dry_run else "removed"
+    for entry in done.removed:
+        why = "stale" if entry.current is False else f"unused {entry.age_days(now):.1f} days"
+        print(f"{verb} {entry.kind} {entry.name} ({entry.size / 2**20:.0f} MiB, {why}): {entry.path}")
+    for why in done.busy + done.failed:
+        print(f"gpu-harness: kept {why}", file=sys.stderr)
+    print(f"{verb} {len(done.removed)} entries, {sum(e.size for e in done.removed) / 2**20:.0f} MiB; "
+          f"kept {len(done.kept)}, {sum(e.size for e in done.kept) / 2**20:.0f} MiB")
+    return EXIT_FAILED if done.failed else EXIT_OK
+
+
 def cmd_vfio(args) -> int:
     from . import vfio
 
@@ -545,7 +605,7 @@ def cmd_vfio(args) -> int:
 
 COMMANDS = {"vfio": cmd_vfio, "run": cmd_run, "list": cmd_list, "doctor": cmd_doctor, "exec": cmd_exec,
             "report": cmd_report, "bench": cmd_bench, "pins": cmd_pins, "runtimes": cmd_runtimes,
-            "diff": cmd_diff, "baseline": cmd_baseline}
+            "diff": cmd_diff, "baseline": cmd_baseline, "cache": cmd_cache}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

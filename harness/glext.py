@@ -16,7 +16,9 @@ The driver becomes the extension's files (libraries in `lib/`, DRI drivers in `l
 vendor and ICD files rewritten to name the libraries where the extension is mounted); the
 platform becomes a runtime whose metadata declares the extension point. Nothing here runs
 flatpak: the flatpak family exports and installs what this module lays out."""
+import functools
 import glob
+import hashlib
 import json
 import os
 import shutil
@@ -30,6 +32,14 @@ EXTENSION_POINT = "org.gpuharness.Platform.GL"
 MERGE_DIRS = ("vulkan/icd.d", "glvnd/egl_vendor.d", "lib/dri", "lib/gbm")
 EGL_DIR, ICD_DIR, DRI_DIR, GBM_DIR, LIB_DIR = "glvnd/egl_vendor.d", "vulkan/icd.d", "lib/dri", "lib/gbm", "lib"
 MAX_LINKS = 40
+
+
+@functools.lru_cache(maxsize=1)
+def layout_digest() -> str:
+    """This module's code, hashed: what is built from a runtime by it (the GL split) is cached
+    under this, so a change to the split builds anew."""
+    with open(__file__, "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()[:16]
 
 
 class ExtensionError(Exception):

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from . import imagearchive, reaper
+from . import cache, imagearchive, reaper
 from .errors import InputError, parse_json, read_text, shown
 from .process import Child
 
@@ -40,7 +40,7 @@ except ImportError:  # Python < 3.11
     import tomli as tomllib
 
 RECIPES_DIR = Path(__file__).parent / "data" / "runtimes"
-CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gpu-harness" / "runtimes"
+CACHE_DIR = cache.ROOT / "runtimes"
 MIRROR = "http://deb.debian.org/debian"
 SUITES = ("bullseye", "bookworm", "trixie", "forky", "sid", "fixture")
 ARCHITECTURES = ("amd64", "i386", "arm64")
@@ -290,7 +290,7 @@ def facts_of(recipe: Recipe, root: Path, packages: Dict[str, Tuple[str, str]], d
              lock_digest: str, built_s: float) -> Dict[str, object]:
     facts: Dict[str, object] = {"runtime": recipe.name, "suite": recipe.suite, "arch": recipe.architecture,
                                 "lock_digest": lock_digest, "drift": drift, "build_s": round(built_s, 1),
-                                "packages": len(packages), "size_mb": round(tree_size(root) / 2**20)}
+                                "packages": len(packages), "size_mb": round(cache.size_of(root) / 2**20)}
     return {**facts, **component_versions(packages)}
 
 
@@ -301,21 +301,6 @@ def component_versions(packages: Dict[str, Tuple[str, str]]) -> Dict[str, Option
         version = next((packages[n][0] for n in names if n in packages), None)
         found[fact] = upstream_version(version) if version else None
     return found
-
-
-def tree_size(root: Path) -> int:
-    """Bytes on disk of the files under root, each hard-linked file once (as du counts)."""
-    seen, total = set(), 0
-    for folder, _, files in os.walk(root):
-        for name in files:
-            try:
-                stat = os.lstat(os.path.join(folder, name))
-            except OSError:
-                continue
-            if (stat.st_dev, stat.st_ino) not in seen:
-                seen.add((stat.st_dev, stat.st_ino))
-                total += stat.st_blocks * 512
-    return total
 
 
 def archive_date(recipe: Recipe) -> str:
@@ -470,7 +455,10 @@ def cached(name: str, folder: Path = RECIPES_DIR) -> Optional[BuiltRuntime]:
 def from_cache(name: str, target: Path) -> Optional[BuiltRuntime]:
     """A complete build in the cache (its facts are written last), or None."""
     facts = target / "facts.json"
-    return BuiltRuntime(name, target / "root", json.loads(facts.read_text())) if facts.exists() else None
+    if not facts.exists():
+        return None
+    cache.mark_used(target)
+    return BuiltRuntime(name, target / "root", json.loads(facts.read_text()))
 
 
 def image_spec(recipe: Recipe, lock_digest: str) -> imagearchive.ImageSpec:
@@ -517,4 +505,5 @@ def image_archive(name: str, say: Callable[[str], None] = lambda text: None) -> 
     with lock:
         if not target.exists():
             write_image(name, target, say)
+    cache.mark_used(target)
     return target

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
-from .. import glext, reaper, runtimes, vtest
+from .. import cache, glext, reaper, runtimes, vtest
 from ..lifecycle import LaunchAborted, LaunchContext
 from ..model import HOST_KIND, Runtime, Scenario
 from ..services import ServiceSpec
@@ -42,9 +42,7 @@ USR_PATH = "usr-path"  # flatpak run --usr-path over a stub runtime (no export o
 EXPORT = "export"  # the harness runtime exported as a Flatpak runtime (cached per runtime) and installed
 # The runtime exported without its Mesa, which comes from a GL extension built from a runtime (its own or another)
 GL_EXTENSION = "gl-extension"
-# The layout of what is built from a runtime (the GL split) is part of its cache key: a change to it builds anew.
-LAYOUT_DIGEST = hashlib.sha256(Path(glext.__file__).read_bytes()).hexdigest()[:16]
-FLATPAK_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gpu-harness" / "flatpak"
+FLATPAK_CACHE = cache.ROOT / "flatpak"
 APP_INSIDE = "/app"
 UNSAFE_IN_FILESYSTEM = (":",)  # --filesystem=PATH:ro splits on ':'
 # The app's command: link Mesa's fixed vtest socket name to the one it was given, then run.
@@ -103,20 +101,25 @@ class Exported:
     facts: Dict[str, object]
 
 
-def cached_export(flatpak: str, key: str, ref_id: str, fill: Callable[[str], Dict[str, object]]) -> Exported:
+def cached_export(flatpak: str, key: str, ref_id: str, fill: Callable[[str], Dict[str, object]],
+                  source_root: str, layout: Optional[str] = None) -> Exported:
     """A repo in FLATPAK_CACHE holding one runtime exported from `build/files` and `build/metadata`,
     which `fill(build)` writes (returning facts to keep); built once per key and id, under a lock
-    while one run builds it, a half-written repo never taken for a built one."""
-    cache = FLATPAK_CACHE / hashlib.sha256(f"{key}\0{ref_id}".encode()).hexdigest()[:24]
-    cache.mkdir(parents=True, exist_ok=True)
-    repo = cache / "repo"
-    with open(cache / "lock", "a+") as lock:
+    while one run builds it, a half-written repo never taken for a built one. What it was built
+    from (the runtime's root, the GL split's layout) is written beside it for `gpu-harness cache`."""
+    cache_dir = FLATPAK_CACHE / hashlib.sha256(f"{key}\0{ref_id}".encode()).hexdigest()[:24]
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    repo = cache_dir / "repo"
+    source = cache_dir / cache.SOURCE_FILE
+    if not source.exists():
+        source.write_text(json.dumps({"root": source_root, "layout": layout}) + "\n")
+    with open(cache_dir / "lock", "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (repo / "done").exists():
             shutil.rmtree(repo, ignore_errors=True)
             started = time.monotonic()
             try:
-                with reaper.temp_dir("build-", str(cache)) as build:
+                with reaper.temp_dir("build-", str(cache_dir)) as build:
                     facts = fill(build)
                     flatpak_step(flatpak, private_env(build), "build-export", "--runtime", "--files=files",
                                  str(repo), build, BRANCH)
@@ -124,8 +127,9 @@ def cached_export(flatpak: str, key: str, ref_id: str, fill: Callable[[str], Dic
                 shutil.rmtree(repo, ignore_errors=True)
                 raise
             facts = {**facts, "id": ref_id, "build_s": round(time.monotonic() - started, 2),
-                     "repo_mb": round(runtimes.tree_size(repo) / 2**20, 1)}
+                     "repo_mb": round(cache.size_of(repo) / 2**20, 1)}
             (repo / "done").write_text(json.dumps(facts, sort_keys=True) + "\n")
+        cache.mark_used(cache_dir)
     return Exported(str(repo), ref_id, recorded(repo / "done"))
 
 
@@ -154,7 +158,8 @@ def exported_runtime(flatpak: str, runtime: Runtime) -> Tuple[str, str]:
         runtime_metadata(build, runtime_id)
         return {}
 
-    exported = cached_export(flatpak, os.path.realpath(runtime.root), runtime_id, fill)
+    root = os.path.realpath(runtime.root)
+    exported = cached_export(flatpak, root, runtime_id, fill, root)
     return exported.repo, exported.ref_id
 
 
@@ -188,8 +193,9 @@ def platform_runtime(flatpak: str, runtime: Runtime) -> Exported:
             metadata.write(glext.platform_metadata(runtime_id, parts.multiarch, BRANCH))
         return {"multiarch": parts.multiarch, "removed": len(removed)}
 
-    key = "\0".join(("platform", LAYOUT_DIGEST, os.path.realpath(runtime.root)))
-    return cached_export(flatpak, key, runtime_id, fill)
+    root = os.path.realpath(runtime.root)
+    key = "\0".join(("platform", glext.layout_digest(), root))
+    return cached_export(flatpak, key, runtime_id, fill, root, glext.layout_digest())
 
 
 def extension_name(source: Runtime) -> str:
@@ -212,8 +218,9 @@ def gl_extension(flatpak: str, source: Runtime) -> Exported:
                 "loader_files": sorted(f"{f.folder}/{f.name}" for f in parts.loader_files),
                 "files_mb": round(size / 2**20, 1), "missing": parts.missing}
 
-    key = "\0".join(("gl-extension", LAYOUT_DIGEST, os.path.realpath(source.root)))
-    return cached_export(flatpak, key, extension_id, fill)
+    root = os.path.realpath(source.root)
+    key = "\0".join(("gl-extension", glext.layout_digest(), root))
+    return cached_export(flatpak, key, extension_id, fill, root, glext.layout_digest())
 
 
 def install_app(flatpak: str, folder: str, probe_files: List[str], runtime: Optional[Tuple[str, str]],

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Tuple
 
-from .. import reaper
+from .. import cache, reaper
 
-CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gpu-harness" / "initramfs"
+CACHE_DIR = cache.ROOT / "initramfs"
 CACHE_KEEP = 16  # images kept, most recently used first: a few kernels x paths x probe versions
 
 
@@ -40,7 +40,7 @@ def build(spec: InitramfsSpec, cache_dir: Path = CACHE_DIR) -> Tuple[Path, bool]
     """Return (path of the cpio archive, whether it was built now)."""
     target = cache_dir / f"{spec.digest()}.cpio"
     if target.exists():
-        os.utime(target)  # mark as recently used for prune()
+        cache.mark_used(target)  # for prune() and `gpu-harness cache`
         return target, False
     cache_dir.mkdir(parents=True, exist_ok=True)
     with reaper.temp_dir("gh-initramfs-") as staging:

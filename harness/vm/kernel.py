@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 from typing import Optional
 
-from .. import reaper
+from .. import cache, reaper
 from .initramfs import CACHE_DIR
 
 XZ_MAGIC = b"\xfd7zXZ\x00"
@@ -24,6 +24,7 @@ def unpacked(vmlinuz: str, cache_dir: Path = CACHE_DIR.parent / "kernel") -> str
     key = hashlib.sha256(f"{os.path.realpath(vmlinuz)}\0{stat.st_size}\0{stat.st_mtime_ns}".encode()).hexdigest()[:24]
     target = cache_dir / f"vmlinux-{key}"
     if target.exists():
+        cache.mark_used(target)
         return str(target)
     elf = decompressed(Path(vmlinuz).read_bytes())
     if elf is None or not elf.startswith(b"\x7fELF") or b"Xen\x00" not in elf:  # PVH entry: an ELF note "Xen"
