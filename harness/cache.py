@@ -2,29 +2,45 @@
 Flatpak repos exported from them, initramfs images and unpacked kernels. Each is keyed by
 content, so an edit to a recipe, a lock or the GL split makes a new entry and the old one is
 never used again. `gpu-harness cache` lists the entries with their size and when a run last
-used them; `gpu-harness cache prune --older-than DAYS` removes what no run has used since.
-
-A use is marked when a run finds an entry (mark_used): a folder gets a `.used` stamp, a file its
-own mtime. An entry a run is using was marked when it was found, so pruning by age never pulls
-one out from under a run; a Flatpak repo is also skipped while a run holds its lock.
-
-An entry is also *stale* where this checkout can tell that no run of it can use it again: a
+used them (mark_used: a folder gets a `.used` stamp, a file its own mtime) and removes what no
+run has used for some days, or what this checkout can tell no run of it can use (stale: a
 runtime or image of a recipe and lock that are no longer the shipped ones, a Flatpak repo made
-from a runtime root that is gone or by another layout of the GL split (`prune --stale`)."""
+from a runtime root that is gone or by another layout of the GL split).
+
+Every harness process holds the cache's lock shared while it runs (hold_shared); pruning takes
+it exclusively and refuses while a run holds it, so nothing is removed from under a run, and
+what a killed build left (a `.partial` folder or file) is known to be dead. An entry is renamed
+out of the way before it is removed: a removal that fails halfway leaves no entry that looks
+complete."""
 import enum
 import fcntl
 import json
 import os
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from typing import IO, Callable, Dict, Iterator, List, Optional
 
-ROOT = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gpu-harness"
+
+def cache_root() -> Path:
+    configured = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(configured) if os.path.isabs(configured) else Path.home() / ".cache"  # as the XDG spec says
+    return base / "gpu-harness"
+
+
+ROOT = cache_root()
 STAMP = ".used"
+LOCK = ".lock"
 SOURCE_FILE = "source.json"  # beside a Flatpak repo: the runtime root and layout it was made from
+TRASH = ".partial-trash-"
 DAY_S = 86400.0
+_held: Dict[Path, IO[str]] = {}  # root -> the lock this process holds on it, once
+
+
+class CacheBusy(Exception):
+    """A run holds the cache: pruning now could remove what it uses."""
 
 
 class Kind(str, enum.Enum):
@@ -33,7 +49,7 @@ class Kind(str, enum.Enum):
     REPO = "flatpak-repo"  # a runtime, its Mesa-less platform or its GL extension, exported
     INITRAMFS = "initramfs"
     KERNEL = "kernel"  # an unpacked vmlinux
-    PARTIAL = "partial"  # what a killed build left
+    PARTIAL = "partial"  # what a killed build (or a failed removal) left
 
     def __str__(self) -> str:
         return self.value
@@ -56,8 +72,38 @@ class Entry:
                 "last_used": self.last_used, "age_days": round(self.age_days(now), 2), "current": self.current}
 
 
+def hold_shared(root: Optional[Path] = None) -> None:
+    """Hold the cache's lock shared until this process ends: a prune waits for no one and
+    removes nothing while we run. A cache that cannot be locked (read-only) is used as it is."""
+    folder = ROOT if root is None else root
+    if folder in _held:
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / LOCK, "a+")
+    except OSError:
+        return
+    fcntl.flock(handle, fcntl.LOCK_SH)
+    _held[folder] = handle
+
+
+@contextmanager
+def exclusive(root: Path) -> Iterator[None]:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        handle = open(root / LOCK, "a+")
+    except OSError as exc:
+        raise CacheBusy(f"cannot lock {root / LOCK}: {exc.strerror or exc}") from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise CacheBusy(f"a gpu-harness run is using {root}; prune when it has ended") from None
+        yield
+
+
 def mark_used(entry: Path) -> None:
-    """Record that a run found `entry` now (a folder: its stamp; a file: its mtime)."""
+    """Record that a run uses `entry` now (a folder: its stamp; a file: its mtime)."""
     try:
         if entry.is_dir():
             (entry / STAMP).touch()
@@ -119,14 +165,26 @@ def is_partial(path: Path) -> bool:
     return ".partial" in path.name
 
 
-# kind -> (folder under ROOT, which of its children are entries, what an entry holds)
-KINDS: Dict[Kind, Tuple[str, Callable[[Path], bool], Callable[[Path], str]]] = {
-    Kind.RUNTIME: ("runtimes", lambda p: p.is_dir(), runtime_name),
-    Kind.IMAGE: ("images", lambda p: p.name.endswith(".tar.gz"), lambda p: p.name.split("-", 1)[0]),
-    Kind.REPO: ("flatpak", lambda p: p.is_dir(), flatpak_name),
-    Kind.INITRAMFS: ("initramfs", lambda p: p.suffix == ".cpio", lambda p: p.stem),
-    Kind.KERNEL: ("kernel", lambda p: p.name.startswith("vmlinux-"), lambda p: p.name),
-}
+def image_name(path: Path) -> str:
+    """trixie-host-<digest>-v1.tar.gz -> trixie-host"""
+    return path.name[:-len(".tar.gz")].rsplit("-", 2)[0]
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    kind: Kind
+    folder: str  # under the cache root
+    is_entry: Callable[[Path], bool]
+    holds: Callable[[Path], str]  # what an entry holds, in words
+
+
+KINDS = (
+    KindSpec(Kind.RUNTIME, "runtimes", lambda p: p.is_dir(), runtime_name),
+    KindSpec(Kind.IMAGE, "images", lambda p: p.name.endswith(".tar.gz"), image_name),
+    KindSpec(Kind.REPO, "flatpak", lambda p: p.is_dir(), flatpak_name),
+    KindSpec(Kind.INITRAMFS, "initramfs", lambda p: p.suffix == ".cpio", lambda p: p.stem),
+    KindSpec(Kind.KERNEL, "kernel", lambda p: p.name.startswith("vmlinux-"), lambda p: p.name),
+)
 
 
 def children(folder: Path) -> List[Path]:
@@ -164,80 +222,72 @@ class Current:
 def shipped() -> Current:
     """What the shipped recipes, locks and GL split make now."""
     from . import glext, runtimes
+    from .errors import InputError
 
     digests = set()
     for name in runtimes.recipe_names():
         try:
             recipe = runtimes.load_recipe(name)
             digests.add(runtimes.digest(recipe, runtimes.load_lock(recipe)))
-        except Exception:  # an unreadable recipe makes nothing current; never a reason to remove
+        except (InputError, OSError, ValueError):  # a recipe unread makes nothing current: never a reason to remove
             return Current()
     return Current(frozenset(digests), runtimes.IMAGE_FORMAT, glext.layout_digest())
 
 
 def entries(root: Path = ROOT, current: Current = Current()) -> Iterator[Entry]:
-    for kind, (folder, is_entry, describe) in KINDS.items():
-        for path in children(root / folder):
-            if is_partial(path):  # left by a build that was killed
-                yield Entry(Kind.PARTIAL, path, f"unfinished {kind}", size_of(path), last_used(path))
-            elif is_entry(path):
-                yield Entry(kind, path, describe(path), size_of(path), last_used(path), current.judge(kind, path))
-
-
-def busy(entry: Entry) -> bool:
-    """A Flatpak repo a run is exporting or installing from holds its lock."""
-    lock_file = entry.path / "lock"
-    if entry.kind is not Kind.REPO or not lock_file.exists():
-        return False
-    with open(lock_file, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-    return False
+    for spec in KINDS:
+        for path in children(root / spec.folder):
+            if is_partial(path):  # a killed build's, or a removal's that failed
+                yield Entry(Kind.PARTIAL, path, f"unfinished {spec.kind}", size_of(path), last_used(path), False)
+            elif spec.is_entry(path):
+                yield Entry(spec.kind, path, spec.holds(path), size_of(path), last_used(path),
+                            current.judge(spec.kind, path))
 
 
 def remove(entry: Entry) -> None:
-    if entry.path.is_dir() and not entry.path.is_symlink():
-        shutil.rmtree(entry.path)
+    """Rename it out of the way (atomic: a run never finds half an entry), then delete it."""
+    trash = entry.path.with_name(f"{entry.path.name}{TRASH}{os.getpid()}")
+    path = entry.path if entry.kind is Kind.PARTIAL else entry.path.rename(trash)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
     else:
-        entry.path.unlink()
+        path.unlink()
 
 
 @dataclass(frozen=True)
 class Pruned:
     removed: List[Entry]
     kept: List[Entry]
-    busy: List[str]  # old entries a run holds now
-    failed: List[str]  # old entries that could not be removed, and why
+    failed: List[str]  # entries that could not be removed, and why
+
+
+def chosen(entry: Entry, older_than_days: Optional[float], stale: bool, now: float) -> bool:
+    old = older_than_days is not None and entry.age_days(now) >= older_than_days
+    return old or (stale and entry.current is False)
 
 
 def prune(older_than_days: Optional[float] = None, stale: bool = False, dry_run: bool = False, root: Path = ROOT,
           now: Optional[float] = None, current: Current = Current(),
           remover: Callable[[Entry], None] = remove) -> Pruned:
     """Remove the entries no run has used for `older_than_days` days, and with `stale` those
-    `current` says no run can use again."""
+    `current` says no run can use again (and what killed builds left). Refuses (CacheBusy) while
+    a run holds the cache. Every entry is judged before any is removed: a dry run says the same."""
     now = time.time() if now is None else now
-    removed: List[Entry] = []
-    kept: List[Entry] = []
-    held: List[str] = []
-    failed: List[str] = []
-    for entry in entries(root, current):
-        old = older_than_days is not None and entry.age_days(now) >= older_than_days
-        if not (old or (stale and entry.current is False)):
-            kept.append(entry)
-            continue
-        if busy(entry):
-            held.append(f"{entry.path}: in use by a run (its lock is held)")
-            kept.append(entry)
-            continue
-        try:
-            if not dry_run:
-                remover(entry)
-        except OSError as exc:
-            failed.append(f"{entry.path}: cannot remove: {exc.strerror or exc}")
-            kept.append(entry)
-            continue
-        removed.append(entry)
-    return Pruned(removed, kept, held, failed)
+    with exclusive(root):
+        judged = list(entries(root, current))
+        removed: List[Entry] = []
+        kept: List[Entry] = []
+        failed: List[str] = []
+        for entry in judged:
+            if not chosen(entry, older_than_days, stale, now):
+                kept.append(entry)
+                continue
+            try:
+                if not dry_run:
+                    remover(entry)
+            except OSError as exc:
+                failed.append(f"{entry.path}: cannot remove: {exc.strerror or exc}")
+                kept.append(entry)
+                continue
+            removed.append(entry)
+    return Pruned(removed, kept, failed)

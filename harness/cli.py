@@ -561,40 +561,48 @@ def runtimes_list() -> int:
 
 
 def cmd_cache(args) -> int:
+    from . import cache
+
+    now, current = time.time(), cache.shipped()
+    if args.cache_command == "list":
+        return cache_list(sorted(cache.entries(current=current), key=lambda e: (e.kind, -e.last_used)), now, args.json)
+    if args.older_than is None and not args.stale:
+        raise InputError("cache prune: say what to remove: --older-than DAYS, --stale, or both")
+    try:
+        done = cache.prune(args.older_than, stale=args.stale, dry_run=args.dry_run, now=now, current=current)
+    except cache.CacheBusy as exc:
+        print(f"gpu-harness: cache prune: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    verb = "would remove" if args.dry_run else "removed"
+    for entry in done.removed:
+        why = "stale" if entry.current is False else f"unused {entry.age_days(now):.1f} days"
+        print(f"{verb} {entry.kind} {entry.name} ({entry.size / 2**20:.0f} MiB, {why}): {entry.path}")
+    for why in done.failed:
+        print(f"gpu-harness: kept {why}", file=sys.stderr)
+    print(f"{verb} {len(done.removed)} entries, {sum(e.size for e in done.removed) / 2**20:.0f} MiB; "
+          f"kept {len(done.kept)}, {sum(e.size for e in done.kept) / 2**20:.0f} MiB")
+    return EXIT_FAILED if done.failed else EXIT_OK
+
+
+def cache_list(found, now: float, as_json: bool) -> int:
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
     from . import cache
 
-    now = time.time()
-    current = cache.shipped()
-    if args.cache_command == "list":
-        found = sorted(cache.entries(current=current), key=lambda e: (e.kind, -e.last_used))
-        if args.json:
-            print(json.dumps({"root": str(cache.ROOT), "entries": [e.to_dict(now) for e in found]}, indent=2))
-            return EXIT_OK
-        table = Table(title=f"{cache.ROOT}: {len(found)} entries, {sum(e.size for e in found) / 2**30:.2f} GiB")
-        for column in ("kind", "holds", "size MiB", "days unused", "current", "entry"):
-            table.add_column(column, justify="right" if column in ("size MiB", "days unused") else "left",
-                             no_wrap=column != "holds")
-        for entry in found:
-            table.add_row(str(entry.kind), escape(entry.name), f"{entry.size / 2**20:.0f}", f"{entry.age_days(now):.1f}",
-                          {True: "yes", False: "[yellow]stale[/]", None: "-"}[entry.current], escape(entry.path.name[:16]))
-        Console(width=max(120, shutil.get_terminal_size().columns)).print(table)
+    if as_json:
+        print(json.dumps({"root": str(cache.ROOT), "entries": [e.to_dict(now) for e in found]}, indent=2))
         return EXIT_OK
-    if args.older_than is None and not args.stale:
-        raise InputError("cache prune: say what to remove: --older-than DAYS, --stale, or both")
-    done = cache.prune(args.older_than, stale=args.stale, dry_run=args.dry_run, now=now, current=current)
-    verb = "would remove" if args.dry_run else "removed"
-    for entry in done.removed:
-        why = "stale" if entry.current is False else f"unused {entry.age_days(now):.1f} days"
-        print(f"{verb} {entry.kind} {entry.name} ({entry.size / 2**20:.0f} MiB, {why}): {entry.path}")
-    for why in done.busy + done.failed:
-        print(f"gpu-harness: kept {why}", file=sys.stderr)
-    print(f"{verb} {len(done.removed)} entries, {sum(e.size for e in done.removed) / 2**20:.0f} MiB; "
-          f"kept {len(done.kept)}, {sum(e.size for e in done.kept) / 2**20:.0f} MiB")
-    return EXIT_FAILED if done.failed else EXIT_OK
+    table = Table(title=f"{cache.ROOT}: {len(found)} entries, {sum(e.size for e in found) / 2**30:.2f} GiB")
+    for column in ("kind", "holds", "size MiB", "days unused", "current", "entry"):
+        table.add_column(column, justify="right" if column in ("size MiB", "days unused") else "left",
+                         no_wrap=column != "holds")
+    for entry in found:
+        table.add_row(str(entry.kind), escape(entry.name), f"{entry.size / 2**20:.0f}", f"{entry.age_days(now):.1f}",
+                      {True: "yes", False: "[yellow]stale[/]", None: "-"}[entry.current], escape(entry.path.name[:16]))
+    Console(width=max(120, shutil.get_terminal_size().columns)).print(table)
+    return EXIT_OK
 
 
 def cmd_vfio(args) -> int:
@@ -616,6 +624,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     process.become_subreaper()
     try:
         args = build_parser().parse_args(argv)
+        if args.command != "cache":
+            from . import cache
+
+            cache.hold_shared()  # nothing this process uses is pruned while it runs
         handler = cmd_goldens_update if args.command == "goldens" else COMMANDS[args.command]
         return handler(args)
     except InputError as exc:

@@ -20,6 +20,7 @@ EGL_INIT = re.compile(r"eglInitialize error (?P<code>0x[0-9a-fA-F]+)")
 VULKAN_FAILED = re.compile(r"(?P<command>vk\w+) failed: (?P<result>VK_\w+|VkResult -?\d+)")
 HANG = re.compile(r"step (?P<step>\S+): no answer from the driver after (?P<seconds>[\d.]+) s")
 FAILED = re.compile(r"failed", re.I)
+SERVICE_CAUSE = re.compile(r"called .* failed|too low", re.I)
 SERVICE_ERROR = re.compile(r"fail|error", re.I)
 PROBE_FRAME = re.compile(r'File "[^"]*/(?P<file>[\w.]+\.py)", line (?P<line>\d+) in (?P<function>\w+)')
 EGL_ERRORS = {0x3001: "EGL_NOT_INITIALIZED", 0x3002: "EGL_BAD_ACCESS", 0x3003: "EGL_BAD_ALLOC",
@@ -133,9 +134,10 @@ def egl_init(lines: List[str]) -> Optional[Diagnosis]:
 
 
 def service_evidence(service_lines: List[str]) -> str:
-    """The last line a service (virgl_test_server) logged about what failed, if any: a line that
-    says "failed" first (the cause), else one that says "error" (often only the consequence)."""
-    for pattern in (FAILED, SERVICE_ERROR):
+    """The last line a service (virgl_test_server) logged about what failed, if any: the call that
+    failed (the cause: "X called Y which failed (-22)"), else a line that says "failed", else
+    one that says "error" (often only the consequence: "client failed: ..._DISPATCH")."""
+    for pattern in (SERVICE_CAUSE, FAILED, SERVICE_ERROR):
         said = next((line.strip() for line in reversed(service_lines) if pattern.search(line)), "")
         if said:
             return said

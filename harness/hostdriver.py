@@ -176,16 +176,37 @@ VENDOR_LIBRARY = re.compile(r"^lib(?:EGL|GLX)_(?P<vendor>[A-Za-z0-9]+)\.so\.(?P<
 
 def private_libraries(vendor_library: str) -> List[str]:
     """The libraries a glvnd vendor library opens at run time by name, not as a link-time
-    dependency (ldd does not see them): by glvnd's naming, the vendor `V` of libEGL_V/libGLX_V
-    ships them as lib`V`-*.so.VERSION beside it, VERSION being the vendor library's own (NVIDIA's
-    libnvidia-eglcore, -glcore, -glsi, -tls, -gpucomp of the same driver release). Mesa's vendor
-    library (libEGL_mesa.so.0.0.0) has none."""
+    dependency (ldd does not see them). By glvnd's naming, the vendor `V` of libEGL_V/libGLX_V
+    ships them as lib`V`-*.so.VERSION beside it, VERSION being its own (NVIDIA's
+    libnvidia-eglcore, -glcore, -glsi, -tls of the same driver release). Of those, only the ones
+    the vendor library names in its own bytes, and what they name in turn: the same release also
+    ships libraries no GL driver opens (NVIDIA's nvidia-settings GTK plugins, OpenCL, NVML).
+    Mesa's vendor library (libEGL_mesa.so.0.0.0) has none."""
     real = os.path.realpath(vendor_library)
     named = VENDOR_LIBRARY.match(os.path.basename(real))
     if not named:
         return []
-    pattern = os.path.join(os.path.dirname(real), f"lib{glob.escape(named['vendor'])}-*.so.{glob.escape(named['version'])}")
-    return sorted(path for path in glob.glob(pattern) if elf_class(path) in (None, 64))
+    folder, vendor, version = os.path.dirname(real), named["vendor"], named["version"]
+    beside = {os.path.basename(path)[:-len(f".so.{version}")]: path
+              for path in glob.glob(os.path.join(folder, f"lib{glob.escape(vendor)}-*.so.{glob.escape(version)}"))
+              if elf_class(path) in (None, 64)}
+    chosen: Dict[str, str] = {}
+    readers = [real]
+    while readers:
+        content = read_bytes(readers.pop())
+        for stem, path in sorted(beside.items()):
+            if stem not in chosen and stem.encode() + b".so" in content:
+                chosen[stem] = path
+                readers.append(path)
+    return sorted(chosen.values())
+
+
+def read_bytes(path: str) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError:
+        return b""
 
 
 def standard_dirs(root: str, dirs: Sequence[str]) -> List[str]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Union
 
-from . import baseline as baseline_mod, probes, reaper, runtimes, verdict as verdict_mod
+from . import baseline as baseline_mod, cache, probes, reaper, runtimes, verdict as verdict_mod
 from .errors import InputError
 from .interrupts import INTERRUPTS
 from .lifecycle import Hooks, LaunchContext, LaunchResult, Phase, Workload, Workspace
@@ -263,6 +263,7 @@ def run(scenarios: List[Scenario], toolset: Toolset, options: RunOptions,
         on_result: Callable[[ScenarioResult], None] = lambda r: None,
         hooks: HooksLike = None) -> List[ScenarioResult]:
     options.out_dir.mkdir(parents=True, exist_ok=True)
+    cache.hold_shared()  # what the run builds or finds in the cache is not pruned under it
     host = host_facts(toolset)
     ready = prepare_runtimes(scenarios, options)
     temp = TempRoot()

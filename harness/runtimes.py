@@ -378,6 +378,7 @@ def build(recipe: Recipe, lock: Optional[Lock], strict: bool = False, cache_dir:
     target = cache_dir / key
     found = from_cache(recipe.name, target)
     if found is not None:
+        cache.mark_used(target)  # a run uses it (listing the runtimes does not)
         return found
     cache_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -457,7 +458,6 @@ def from_cache(name: str, target: Path) -> Optional[BuiltRuntime]:
     facts = target / "facts.json"
     if not facts.exists():
         return None
-    cache.mark_used(target)
     return BuiltRuntime(name, target / "root", json.loads(facts.read_text()))
 
 

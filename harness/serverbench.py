@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from . import probes, runner, services, verdict, vtest
+from . import diagnosis, probes, runner, services, verdict, vtest
 from .lifecycle import Launch, LaunchContext, Workload, Workspace
 from .matrix import DEFAULT_TIMEOUT_S, HOST_KIND, HOST_RUNTIME, Runtime, Scenario
 from .process import Child
@@ -174,16 +174,12 @@ def judged(launches: Sequence[Launch], goldens: Path, host: verdict.HostFacts) -
 
 
 def complaint(log_path: str) -> str:
-    """The last line of a server's log that says something failed."""
+    """The last line of a server's log that says something failed, the cause before the consequence."""
     try:
         lines = Path(log_path).read_text(errors="replace").splitlines()
     except OSError:
         return ""
-    for pattern in (r"called .* failed|too low", r"fail|error"):  # the cause before the consequence
-        found = [line.strip() for line in lines if re.search(pattern, line, re.I)]
-        if found:
-            return found[-1]
-    return ""
+    return diagnosis.service_evidence(lines)
 
 
 def measure(mode: str, toolset: Toolset, path_id: str, runtime: Runtime, count: int, out: Path,

@@ -1,6 +1,5 @@
 """The cache's entries, their last use, which are stale, and pruning them: over a cache tree
 made by the test (the real layout, small files), and the CLI over it in a subprocess."""
-import fcntl
 import json
 import os
 import subprocess
@@ -87,36 +86,73 @@ def test_stale_is_what_this_checkout_can_no_longer_use(tree):
     assert current["f2"] is False  # another GL split
     assert current["f3"] is False  # its runtime root is gone
     assert current["f4"] is None and current["d1.cpio"] is None  # cannot tell
+    assert current["c" * 24 + ".partial-x1"] is False  # what a killed build left
     # Knowing nothing of the checkout, nothing is called stale.
     assert {e.current for e in cache.entries(tree) if e.kind is cache.Kind.RUNTIME} == {None}
 
 
+def names(entries):
+    return sorted(e.path.name for e in entries)
+
+
 def test_prune_by_age_by_staleness_or_both(tree):
     by_age = cache.prune(30, now=NOW, root=tree, current=CURRENT, dry_run=True)
-    assert sorted(e.path.name for e in by_age.removed) == ["b" * 24, "f3", "f4", f"trixie-{'b' * 24}-v1.tar.gz"]
+    assert names(by_age.removed) == ["b" * 24, "f3", "f4", f"trixie-{'b' * 24}-v1.tar.gz"]
     stale = cache.prune(stale=True, now=NOW, root=tree, current=CURRENT, dry_run=True)
-    assert sorted(e.path.name for e in stale.removed) == ["b" * 24, "f2", "f3", f"trixie-{'b' * 24}-v1.tar.gz"]
+    assert names(stale.removed) == ["b" * 24, "c" * 24 + ".partial-x1", "f2", "f3", f"trixie-{'b' * 24}-v1.tar.gz"]
     assert all(e.path.exists() for e in stale.removed)  # a dry run
     done = cache.prune(10, stale=True, now=NOW, root=tree, current=CURRENT)
-    assert sorted(e.path.name for e in done.removed) == sorted(
-        ["b" * 24, "f2", "f3", "f4", f"trixie-{'b' * 24}-v1.tar.gz", "d1.cpio"])
+    assert names(done.removed) == sorted(["b" * 24, "c" * 24 + ".partial-x1", "f2", "f3", "f4",
+                                          f"trixie-{'b' * 24}-v1.tar.gz", "d1.cpio"])
     assert not any(e.path.exists() for e in done.removed) and all(e.path.exists() for e in done.kept)
     assert (tree / "runtimes" / ("a" * 24) / "root" / "usr" / "file").exists()
+    assert not list(tree.rglob(f"*{cache.TRASH}*"))
 
 
-def test_a_repo_a_run_holds_is_kept_and_a_removal_that_fails_is_said(tree):
-    with open(tree / "flatpak" / "f3" / "lock", "a+") as held:
-        fcntl.flock(held, fcntl.LOCK_EX)
+def test_a_dry_run_says_what_the_run_does(tree):
+    """Every entry is judged before any is removed: removing a runtime does not make its repos
+    stale halfway through (they are judged on the next prune)."""
+    dry = cache.prune(stale=True, now=NOW, root=tree, current=CURRENT, dry_run=True)
+    real = cache.prune(stale=True, now=NOW, root=tree, current=CURRENT)
+    assert names(dry.removed) == names(real.removed)
 
-        def refuse(entry):
-            if entry.kind is cache.Kind.IMAGE:
-                raise PermissionError(13, "Permission denied")
-            cache.remove(entry)
 
-        done = cache.prune(30, now=NOW, root=tree, current=CURRENT, remover=refuse)
-    assert done.busy == [f"{tree / 'flatpak' / 'f3'}: in use by a run (its lock is held)"]
-    assert done.failed == [f"{tree / 'images' / ('trixie-' + 'b' * 24 + '-v1.tar.gz')}: cannot remove: Permission denied"]
-    assert (tree / "flatpak" / "f3").exists() and not (tree / "flatpak" / "f4").exists()
+def test_nothing_is_pruned_while_a_run_holds_the_cache(tree):
+    held = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                             "from harness import cache; cache.hold_shared(Path(sys.argv[1])); print('held', flush=True); "
+                             "time.sleep(60)", str(tree)], stdout=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).parent.parent)
+    try:
+        assert held.stdout.readline().strip() == "held"
+        with pytest.raises(cache.CacheBusy, match="a gpu-harness run is using"):
+            cache.prune(0, root=tree, current=CURRENT)
+    finally:
+        held.kill()
+        held.wait()
+    assert (tree / "runtimes" / ("a" * 24)).exists()
+    assert names(cache.prune(0, root=tree, current=CURRENT, now=NOW).kept) == []  # the run has ended
+
+
+def test_a_removal_that_fails_keeps_no_entry_that_looks_whole(tree):
+    """The entry is renamed first: what a failed removal leaves is a partial, never a runtime a
+    run would take for a built one; the failure is said."""
+    def half(entry):
+        if entry.kind is cache.Kind.RUNTIME:
+            trash = entry.path.rename(entry.path.with_name(entry.path.name + cache.TRASH + "1"))
+            (trash / "facts.json").unlink()
+            raise PermissionError(13, "Permission denied")
+        cache.remove(entry)
+
+    done = cache.prune(30, now=NOW, root=tree, current=CURRENT, remover=half)
+    assert done.failed == [f"{tree / 'runtimes' / ('b' * 24)}: cannot remove: Permission denied"]
+    assert not (tree / "runtimes" / ("b" * 24)).exists()
+    left = {e.path.name: e for e in cache.entries(tree, CURRENT)}
+    assert left["b" * 24 + cache.TRASH + "1"].kind is cache.Kind.PARTIAL
+
+
+def test_an_image_entry_names_its_runtime(tmp_path):
+    for name in ("trixie-host", "bookworm-i386", "sid"):
+        assert cache.image_name(tmp_path / f"{name}-{'a' * 24}-v1.tar.gz") == name
 
 
 def test_a_use_is_marked(tmp_path):
@@ -152,11 +188,19 @@ def test_the_cache_command(tree, tmp_path):
     assert document["root"] == str(tree) and len(document["entries"]) == 10
     pruned = cli(tmp_path, "prune", "--stale", "--dry-run")
     assert pruned.returncode == 0, pruned.stderr
-    # The fixture's runtime digests are not the shipped ones: both runtimes, both images, and the
-    # repos of another layout or of a root that is gone.
-    assert "would remove 6 entries" in pruned.stdout
+    # The fixture's runtime digests are not the shipped ones: both runtimes, both images, the
+    # repos of another layout or of a root that is gone, and the killed build's partial.
+    assert "would remove 7 entries" in pruned.stdout
     assert (tree / "runtimes" / ("b" * 24)).exists()
     for args, message in ((["prune"], "say what to remove"), (["prune", "--older-than", "-1"], "from 0 to 36500"),
                           (["prune", "--older-than", "nan"], "from 0 to 36500")):
         bad = cli(tmp_path, *args)
         assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and message in bad.stderr, bad.stderr
+
+
+@pytest.mark.parametrize("configured", ["", "relative/cache", "."])
+def test_a_cache_home_that_is_not_an_absolute_path_is_ignored(monkeypatch, configured):
+    monkeypatch.setenv("XDG_CACHE_HOME", configured)
+    assert cache.cache_root() == Path.home() / ".cache" / "gpu-harness"
+    monkeypatch.setenv("XDG_CACHE_HOME", "/srv/cache")
+    assert cache.cache_root() == Path("/srv/cache/gpu-harness")

@@ -57,13 +57,19 @@ def nvidia_tree(tmp_path):
     root = tmp_path / "nvidia"
     write(root, "usr/share/glvnd/egl_vendor.d/10_nvidia.json",
           {"file_format_version": "1.0.0", "ICD": {"library_path": "libEGL_nvidia.so.0"}})
-    library(root, "libEGL_nvidia.so.0", "libEGL_nvidia.so.580.95.05")
+    # What NVIDIA's vendor libraries open by name at run time (no DT_NEEDED: ldd never sees them):
+    # the names are in their bytes, as dlopen() arguments are.
+    library(root, "libEGL_nvidia.so.0", "libEGL_nvidia.so.580.95.05", ELF64 + b"\0libnvidia-eglcore.so.%s\0")
     write(root, "etc/vulkan/icd.d/nvidia_icd.json",
           {"file_format_version": "1.0.1", "ICD": {"library_path": "libGLX_nvidia.so.0", "api_version": "1.4.312"}})
-    library(root, "libGLX_nvidia.so.0", "libGLX_nvidia.so.580.95.05")
-    # What NVIDIA's vendor libraries open by name at run time (no DT_NEEDED: ldd never sees them).
-    for private in ("eglcore", "glcore", "glsi", "tls"):
+    library(root, "libGLX_nvidia.so.0", "libGLX_nvidia.so.580.95.05",
+            ELF64 + b"\0libnvidia-glcore.so.580.95.05\0libnvidia-tls.so.580.95.05\0")
+    write(root, f"{LIB}/libnvidia-eglcore.so.580.95.05", ELF64 + b"\0libnvidia-glsi.so.%s\0")  # named in turn
+    for private in ("glcore", "glsi", "tls"):
         write(root, f"{LIB}/libnvidia-{private}.so.580.95.05", ELF64)
+    # The same release ships libraries no GL driver opens (nvidia-settings' GTK plugin, NVML).
+    for unrelated in ("gtk3", "ml"):
+        write(root, f"{LIB}/libnvidia-{unrelated}.so.580.95.05", ELF64)
     write(root, f"{LIB}/libnvidia-ml.so.570.86.10", ELF64)  # another release's file: not this driver's
     write(root, "usr/lib/i386-linux-gnu/libnvidia-glcore.so.580.95.05", ELF32)
     return root
@@ -90,7 +96,8 @@ def test_nvidia_layout_is_found_without_naming_nvidia(nvidia_tree):
         ("egl", "libEGL_nvidia.so.0"), ("vulkan", "libGLX_nvidia.so.0")]
     assert driver.dri_dirs == []
     assert hostdriver.driver_version(driver, None) == "nvidia 580.95.05"
-    assert [os.path.basename(p) for p in driver.private] == [
+    # What the vendor libraries name, and what those name in turn; not the release's other libraries.
+    assert sorted(os.path.basename(p) for p in driver.private) == [
         f"libnvidia-{name}.so.580.95.05" for name in ("eglcore", "glcore", "glsi", "tls")]
 
 

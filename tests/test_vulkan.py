@@ -89,7 +89,7 @@ def test_a_failing_call_names_its_step_and_result():
     assert (info.value.step, info.value.code) == ("vkAllocateMemory", "VK_ERROR_OUT_OF_DEVICE_MEMORY")
     assert steps == ["vkAllocateMemory"]
     # A command that returns nothing is a step of its own as well: a hang in it is named.
-    loader.fn = {"vkCmdDraw": lambda *args: None}
+    loader.fn = {"vkCmdDraw": loader.stepped("vkCmdDraw", lambda *args: None)}
     loader.CmdDraw(1, 2)
     assert steps[-1] == "vkCmdDraw"
     assert vk.version_text((1 << 22) | (3 << 12) | 230) == "1.3.230"
@@ -140,3 +140,28 @@ def test_renderer_rules_per_api():
             assert paths.expected_renderer(paths.get(path), "vulkan", host_has_gpu=gpu) == paths.VENUS
     assert paths.expected_renderer(paths.get("vm-venus"), "gl", host_has_gpu=False) == paths.VIRGL
     assert paths.expected_renderer(paths.get("vm-headless"), "vulkan", host_has_gpu=True) == paths.LLVMPIPE
+
+
+SERVER_SAID = ["vtest_resource_create_blob called virgl_renderer_resource_export_blob which failed (-22)",
+               "client failed: VTEST_CLIENT_ERROR_COMMAND_DISPATCH"]
+
+
+def test_the_classifier_takes_the_probes_step_fields_and_the_servers_words():
+    from harness import diagnosis
+    from harness.outcomes import FailureKind
+
+    # The fields win over the words: the step the watchdog saw is the one that hung.
+    hung = {"ok": False, "error": "step vkQueueSubmit: no answer from the driver after 10 s",
+            "failed_step": "vkMapMemory", "hung": True}
+    found = diagnosis.classify(hung, [], None, {}, SERVER_SAID)
+    assert (found.kind, found.subject) == (FailureKind.DRIVER_HANG, "vkMapMemory")
+    assert found.evidence == SERVER_SAID[0]  # the cause the server logged, not its consequence
+    failed = {"ok": False, "error": "probe failed", "failed_step": "vkEnumeratePhysicalDevices",
+              "result_code": "VK_ERROR_INITIALIZATION_FAILED"}
+    found = diagnosis.classify(failed, [], None, {}, [])
+    assert (found.kind, found.subject) == (FailureKind.VULKAN_ERROR,
+                                           "vkEnumeratePhysicalDevices VK_ERROR_INITIALIZATION_FAILED")
+    # A report from before the fields (or a probe that cannot set them): its words.
+    words = {"ok": False, "error": "vkAllocateMemory failed: VK_ERROR_OUT_OF_DEVICE_MEMORY"}
+    found = diagnosis.classify(words, [], None, {}, [])
+    assert (found.kind, found.subject) == (FailureKind.VULKAN_ERROR, "vkAllocateMemory VK_ERROR_OUT_OF_DEVICE_MEMORY")

@@ -110,11 +110,11 @@ def cached_export(flatpak: str, key: str, ref_id: str, fill: Callable[[str], Dic
     cache_dir = FLATPAK_CACHE / hashlib.sha256(f"{key}\0{ref_id}".encode()).hexdigest()[:24]
     cache_dir.mkdir(parents=True, exist_ok=True)
     repo = cache_dir / "repo"
-    source = cache_dir / cache.SOURCE_FILE
-    if not source.exists():
-        source.write_text(json.dumps({"root": source_root, "layout": layout}) + "\n")
     with open(cache_dir / "lock", "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        source = cache_dir / cache.SOURCE_FILE
+        if not source.exists():
+            source.write_text(json.dumps({"root": source_root, "layout": layout}) + "\n")
         if not (repo / "done").exists():
             shutil.rmtree(repo, ignore_errors=True)
             started = time.monotonic()

@@ -349,19 +349,21 @@ class Vulkan:
         self.fn = {}
         for name, restype, argtypes in COMMANDS:
             if hasattr(lib, name):
-                self.fn[name] = declare(lib, name, restype, *argtypes)
+                self.fn[name] = self.stepped(name, declare(lib, name, restype, *argtypes))
+
+    def stepped(self, name, fn):
+        def call(*args):
+            # Every command is a step of its own: a void one that never returns is named too.
+            self.step(name)
+            return fn(*args)
+
+        return call
 
     def __getattr__(self, name):
         fn = self.fn.get("vk" + name)
         if fn is None:
             raise ProbeError("the Vulkan loader has no vk%s" % name, step="vk" + name)
-
-        def call(*args):
-            # Every command is a step of its own: a void one that never returns is named too.
-            self.step("vk" + name)
-            return fn(*args)
-
-        return call
+        return fn
 
     def check(self, step, call, *args):
         self.step(step)
@@ -632,16 +634,15 @@ def render(args, step, seen):
     renderer.draw()
     rows = renderer.rows()
     timings["first_frame_ms"] = round((time.perf_counter() - t2) * 1000, 3)
-    step("frames")
     t3 = time.perf_counter()
     for _ in range(args.frames):
         renderer.draw()
     elapsed = time.perf_counter() - t3
     timings["frames"] = args.frames
     timings["fps"] = round(args.frames / elapsed, 2) if elapsed > 0 and args.frames else None
+    step(None)  # no driver call until the teardown's
     # What is mapped now is what rendered: destroying the instance unloads the ICD.
     info["libraries"] = mapped_libraries()
-    step("teardown")
     renderer.close()
     vk.DestroyInstance(instance, None)
     return info, rows, timings
