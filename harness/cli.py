@@ -243,15 +243,14 @@ def runtime_roots(values: List[str]) -> dict:
 
 
 def cmd_run(args) -> int:
-    outdir.prepare(args.out, "--out")
-    outdir.lock(args.out, "--out")
-    loaded, scenarios = select(args)
-    known = baseline_mod.load(args.baseline) if args.baseline else None
-    toolset = toolset_mod.load(args.toolset)
+    with outdir.claimed(args.out, "--out"):
+        loaded, scenarios = select(args)
+        known = baseline_mod.load(args.baseline) if args.baseline else None
+        toolset = toolset_mod.load(args.toolset)
+        options = runner.RunOptions(out_dir=args.out, jobs=args.jobs, retries=args.retries, goldens_dir=args.goldens,
+                                    strict_runtimes=args.strict_runtimes, say=say,
+                                    runtime_roots=runtime_roots(args.runtime_root), baseline=known)
     started = datetime.datetime.now(datetime.timezone.utc)
-    options = runner.RunOptions(out_dir=args.out, jobs=args.jobs, retries=args.retries, goldens_dir=args.goldens,
-                                strict_runtimes=args.strict_runtimes, say=say,
-                                runtime_roots=runtime_roots(args.runtime_root), baseline=known)
     results = run_matrix(scenarios, toolset, options, "running")
     document = report.results.document(results, args.out, toolset, started, loaded.source,
                                        str(args.baseline) if args.baseline else None)
@@ -466,10 +465,9 @@ def cmd_report(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    outdir.prepare(args.out, "--out")
-    outdir.lock(args.out, "--out")
-    loaded, scenarios = select(args)
-    toolset = toolset_mod.load(args.toolset)
+    with outdir.claimed(args.out, "--out"):
+        loaded, scenarios = select(args)
+        toolset = toolset_mod.load(args.toolset)
     rounds = []
     for number in range(1, args.repeat + 1):
         options = runner.RunOptions(out_dir=args.out / f"round-{number}", jobs=args.jobs)

@@ -3,8 +3,9 @@ file, lies under a file or on a file system that takes no files is a one-line er
 import fcntl
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 from .errors import PATH_LIMIT, InputError, cut
 
@@ -83,3 +84,26 @@ def write_atomically(target: Path, text: str) -> None:
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     partial.write_text(text)
     os.replace(partial, target)
+
+
+@contextmanager
+def claimed(path: Path, option: str) -> Iterator[Path]:
+    """prepare() and lock() the folder for a run; if the run is refused for its input before it
+    starts (an InputError inside), a folder made here is removed again: bad input leaves nothing."""
+    path = Path(path)
+    made = [p for p in (path, *path.parents) if not p.exists()]
+    prepare(path, option)
+    lock(path, option)
+    try:
+        yield path
+    except InputError:
+        for handle in [h for h in _held if Path(h.name).parent == path]:
+            _held.remove(handle)
+            handle.close()
+        try:
+            (path / LOCK_FILE).unlink()
+            for folder in made:  # deepest first; only what is still empty
+                folder.rmdir()
+        except OSError:
+            pass
+        raise

@@ -53,3 +53,16 @@ def test_parser_knows_every_command():
     for command in (["run"], ["list"], ["doctor"], ["exec", "--path", "software", "--", "true"],
                     ["goldens", "update"], ["report", "x"], ["bench"]):
         assert parser.parse_args(command).command == command[0]
+
+
+@pytest.mark.parametrize("command", ["run", "bench"])
+def test_bad_input_leaves_no_output_folder_behind(tmp_path, command):
+    out = tmp_path / "new" / "out"
+    done = run_cli(command, "--paths", "nope", "--out", str(out))
+    assert done.returncode == 2 and "unknown path 'nope'" in done.stderr
+    assert list(tmp_path.iterdir()) == []
+    # A folder that was there is left as it was, the run's lock file gone with the refusal.
+    out.mkdir(parents=True)
+    (out / "mine.txt").write_text("kept")
+    done = run_cli(command, "--paths", "nope", "--out", str(out))
+    assert done.returncode == 2 and sorted(p.name for p in out.iterdir()) == ["mine.txt"]
