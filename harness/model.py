@@ -9,6 +9,7 @@ if TYPE_CHECKING:
 HOST_RUNTIME = "host"  # the runtime named host: the machine's own root filesystem
 HOST_KIND = "host"  # its kind
 DEBOOTSTRAP_KIND = "debootstrap"  # built from a shipped recipe and lock (harness.runtimes)
+IMAGE_KIND = "image"  # a container image archive (matrix: archive = FILE, or recipe = NAME: made from that runtime)
 DEFAULT_TIMEOUT_S = 60.0
 
 
@@ -32,6 +33,11 @@ class Runtime:
     @property
     def needs_build(self) -> bool:
         return self.kind == DEBOOTSTRAP_KIND
+
+    @property
+    def image_from_recipe(self) -> bool:
+        """An image made from a shipped runtime (matrix: kind = "image", recipe = NAME)."""
+        return self.kind == IMAGE_KIND and bool(self.recipe)
 
 
 @dataclass(frozen=True)

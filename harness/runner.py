@@ -15,7 +15,7 @@ from . import baseline as baseline_mod, cache, probes, reaper, runtimes, verdict
 from .errors import InputError
 from .interrupts import INTERRUPTS
 from .lifecycle import Hooks, LaunchContext, LaunchResult, Phase, Workload, Workspace
-from .model import HOST_KIND, Scenario
+from .model import HOST_KIND, Runtime, Scenario
 from .outcomes import FailureKind, Outcome
 from .probes import ProbeReport
 from . import exposure as exposure_mod, hostdriver, toolset as toolset_mod
@@ -85,14 +85,13 @@ def prepare_runtimes(scenarios: List[Scenario], options: RunOptions) -> Dict[str
     """Build (or find in the cache) each runtime the scenarios need, once. A bad recipe or, with
     strict_runtimes, a drifted lock is an InputError; a build that fails is its scenarios' Fail."""
     ready: Dict[str, RuntimeReady] = {}
-    for runtime in {s.runtime.name: s.runtime for s in scenarios if s.runtime.needs_build}.values():
-        if runtime.name in options.runtime_roots:
+    for runtime in runtimes_to_prepare(scenarios).values():
+        if runtime.name in options.runtime_roots and runtime.needs_build:
             root = options.runtime_roots[runtime.name]
             ready[runtime.name] = RuntimeReady(facts=runtimes.facts_from_lock(runtime.recipe, root), root=root)
             continue
         try:
-            built = runtimes.ensure(runtime.recipe, strict=options.strict_runtimes, say=options.say)
-            ready[runtime.name] = RuntimeReady(facts=built.facts, root=str(built.root))
+            ready[runtime.name] = prepared_runtime(runtime, options)
         except runtimes.RuntimeBuildError as exc:
             missing_tool = "needs mmdebstrap" in str(exc)
             ready[runtime.name] = RuntimeReady(skip=str(exc) if missing_tool else "",
@@ -100,16 +99,42 @@ def prepare_runtimes(scenarios: List[Scenario], options: RunOptions) -> Dict[str
     return ready
 
 
+def runtimes_to_prepare(scenarios: List[Scenario]) -> Dict[str, Runtime]:
+    """Every runtime a scenario needs built: its own, and the one its GL extension comes from;
+    an image made from a runtime too. Built here, once, before any scenario runs."""
+    wanted: Dict[str, Runtime] = {}
+    for scenario in scenarios:
+        for runtime in (scenario.runtime, scenario.gl_extension):
+            if runtime is not None and (runtime.needs_build or runtime.image_from_recipe):
+                wanted.setdefault(runtime.name, runtime)
+    return wanted
+
+
+def prepared_runtime(runtime: Runtime, options: RunOptions) -> RuntimeReady:
+    if runtime.image_from_recipe:
+        archive = runtimes.image_archive(runtime.recipe, say=options.say)
+        made_from = runtimes.cached(runtime.recipe)
+        return RuntimeReady(facts={**(made_from.facts if made_from else {}), "image": str(archive)}, root=str(archive))
+    built = runtimes.ensure(runtime.recipe, strict=options.strict_runtimes, say=options.say)
+    return RuntimeReady(facts=built.facts, root=str(built.root))
+
+
 def with_runtime(scenario: Scenario, ready: Dict[str, RuntimeReady]) -> Scenario:
-    prepared = ready.get(scenario.runtime.name)
-    if prepared is None or not prepared.root:
-        return scenario
-    return dataclasses.replace(scenario, runtime=dataclasses.replace(scenario.runtime, root=prepared.root))
+    """The scenario with the roots of its runtime and of its GL extension's runtime, as built."""
+    def built(runtime: Optional[Runtime]) -> Optional[Runtime]:
+        prepared = ready.get(runtime.name) if runtime is not None else None
+        if runtime is None or prepared is None or not prepared.root:
+            return runtime
+        return dataclasses.replace(runtime, root=prepared.root)
+
+    return dataclasses.replace(scenario, runtime=built(scenario.runtime) or scenario.runtime,
+                               gl_extension=built(scenario.gl_extension))
 
 
-def unbuilt(scenario: Scenario, prepared: RuntimeReady, result_dir: Path) -> ScenarioResult:
+def unbuilt(scenario: Scenario, name: str, prepared: RuntimeReady, result_dir: Path) -> ScenarioResult:
+    """The scenario's verdict when runtime `name` (its own, or its GL extension's) is not built."""
     if prepared.skip:
-        verdict = verdict_mod.Verdict(Outcome.SKIP, f"runtime {scenario.runtime.name}: {prepared.skip}")
+        verdict = verdict_mod.Verdict(Outcome.SKIP, f"runtime {name}: {prepared.skip}")
     else:
         verdict = verdict_mod.Verdict(Outcome.FAIL, prepared.failure, [], FailureKind.RUNTIME_BUILD)
     return ScenarioResult(scenario, verdict, LaunchResult(skipped=prepared.skip), None, result_dir, 0.0, attempts=0)
@@ -230,10 +255,12 @@ def run_scenario(scenario: Scenario, toolset: Toolset, options: RunOptions, temp
         return not_run(scenario, base)
     prepared = ready.get(scenario.runtime.name)
     known = options.baseline.known(scenario.id) if options.baseline else None
-    if prepared is not None and not prepared.root:
-        result = unbuilt(scenario, prepared, base)
-        result.verdict, result.known = baseline_mod.apply(result.verdict, known, 0), known
-        return result
+    for runtime in (scenario.runtime, scenario.gl_extension):
+        needed = ready.get(runtime.name) if runtime is not None else None
+        if runtime is not None and needed is not None and not needed.root:
+            result = unbuilt(scenario, runtime.name, needed, base)
+            result.verdict, result.known = baseline_mod.apply(result.verdict, known, 0), known
+            return result
     scenario = with_runtime(scenario, ready)
     shutil.rmtree(base, ignore_errors=True)
     results: List[ScenarioResult] = []

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from . import cache, imagearchive, reaper
+from . import cache, imagearchive, model, reaper
 from .errors import InputError, parse_json, read_text, shown
 from .process import Child
 
@@ -57,7 +57,7 @@ BUILD_TIMEOUT_S = 1200.0
 # Debian's package names, then Nix's (an image from dockerTools has no dpkg, only store entries).
 FACT_PACKAGES = {"mesa": ("libgl1-mesa-dri", "libegl-mesa0", "mesa"), "libc": ("libc6", "glibc"),
                  "python": ("python3",)}
-IMAGE_KIND = "image"  # a container image archive (matrix: archive = FILE, or recipe = NAME: made from that runtime)
+IMAGE_KIND = model.IMAGE_KIND
 IMAGES_DIR = CACHE_DIR.parent / "images"
 IMAGE_FORMAT = "v1"  # bump when imagearchive.write's output changes: cached archives are keyed by it
 

@@ -244,3 +244,56 @@ def test_a_program_from_a_runtime_sees_its_usr_and_the_hosts_files(tmp_path):
     assert "--symlink usr/bin /bin" in script and f"--bind / {runtime_toolset.HOST_ROOT}" in script
     assert "--bind /tmp /tmp" in script and "--bind /usr /usr" not in script and "--bind /etc /etc" not in script
     assert argv[-3:] == ["--", "/usr/bin/qemu-system-x86_64", '"$@"']
+
+
+def test_every_runtime_a_scenario_needs_is_prepared_before_it_runs(monkeypatch, tmp_path):
+    """A scenario's own runtime, the runtime its GL extension comes from and an image made from a
+    runtime are all built up front, once; a GL extension whose runtime cannot be built fails its
+    scenarios with that runtime named, and --runtime-root stands in for a build."""
+    from harness import matrix, runner, toolset
+    from harness.outcomes import FailureKind, Outcome
+
+    declared = matrix.expand({
+        "matrix": {"paths": ["flatpak-ext", "podman-vtest"], "runtimes": ["bookworm", "trixie-image"],
+                   "probes": ["gl"], "exclude": [{"path": "flatpak-ext", "runtime": "trixie-image"}]},
+        "runtimes": {"bookworm": {"kind": "debootstrap"}, "sid": {"kind": "debootstrap"},
+                     "trixie-image": {"kind": "image", "recipe": "trixie"}},
+        "override": [{"match": "flatpak-ext/*", "gl_extension": "sid"}]}, "<t>").scenarios
+    assert sorted(runner.runtimes_to_prepare(declared)) == ["bookworm", "sid", "trixie-image"]
+    built: list = []
+
+    def ensure(name, strict=False, say=None):
+        built.append(name)
+        if name == "sid":
+            raise runtimes.RuntimeBuildError("snapshot archive unreachable")
+        return runtimes.BuiltRuntime(name, tmp_path / name, {"mesa": "22.3.6"})
+
+    monkeypatch.setattr(runtimes, "ensure", ensure)
+    monkeypatch.setattr(runtimes, "image_archive", lambda name, say=None: tmp_path / f"{name}.tar.gz")
+    monkeypatch.setattr(runtimes, "cached", lambda name: None)
+    ready = runner.prepare_runtimes(declared, runner.RunOptions(out_dir=tmp_path / "out"))
+    assert sorted(built) == ["bookworm", "sid"]
+    assert ready["trixie-image"].root == str(tmp_path / "trixie.tar.gz")
+    assert ready["sid"].failure == "runtime sid: snapshot archive unreachable" and not ready["sid"].root
+    (extension,) = [s for s in declared if s.path_id == "flatpak-ext"]
+    placed = runner.with_runtime(extension, ready)
+    assert placed.runtime.root == str(tmp_path / "bookworm") and placed.gl_extension.root == ""
+    monkeypatch.setattr(runner, "prepare_runtimes", lambda scenarios, options: ready)
+    (result,) = runner.run([extension], toolset.Toolset("discovery", {}, []),
+                           runner.RunOptions(out_dir=tmp_path / "out"))
+    assert (result.verdict.outcome, result.verdict.failure_kind) == (Outcome.FAIL, FailureKind.RUNTIME_BUILD)
+    assert result.verdict.reason == "runtime sid: snapshot archive unreachable"
+
+
+def test_a_runtime_root_given_stands_in_for_the_extensions_build(monkeypatch, tmp_path):
+    from harness import matrix, runner
+
+    (scenario,) = matrix.expand({
+        "matrix": {"paths": ["flatpak-ext"], "runtimes": ["bookworm"], "probes": ["gl"]},
+        "runtimes": {"bookworm": {"kind": "debootstrap"}, "sid": {"kind": "debootstrap"}},
+        "override": [{"match": "*", "gl_extension": "sid"}]}, "<t>").scenarios
+    monkeypatch.setattr(runtimes, "ensure", lambda name, strict=False, say=None: runtimes.BuiltRuntime(
+        name, tmp_path / name, {}))
+    ready = runner.prepare_runtimes([scenario], runner.RunOptions(out_dir=tmp_path, runtime_roots={
+        "sid": str(tmp_path / "nix-sid")}))
+    assert runner.with_runtime(scenario, ready).gl_extension.root == str(tmp_path / "nix-sid")
