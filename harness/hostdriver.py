@@ -31,7 +31,8 @@ LIB_DIR = f"{PREFIX}/lib"
 DRI_DIR = f"{PREFIX}/dri"
 CAPSULE_MANIFEST = f"{PREFIX}/capsule.json"
 CAPSULE_ENV = "GPU_HARNESS_CAPSULE"
-GLVND_ENTRY = ("libEGL.so.1", "libGLESv2.so.2")  # what an app links; the capsule's entry points
+# What an app links: the capsule's entry points (glvnd's GL, the Vulkan loader), the host's.
+GLVND_ENTRY = ("libEGL.so.1", "libGLESv2.so.2", "libvulkan.so.1")
 NVIDIA_NODES = "/dev/nvidia*"
 
 

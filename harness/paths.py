@@ -110,8 +110,7 @@ PATHS: Dict[str, PathSpec] = {
             id=path_id,
             family=SANDBOX,
             description=description,
-            # The capsule holds the host's GL stack (glvnd's libEGL/libGLESv2) only.
-            renderers={"gl": None} if mode == Mode.CAPSULE else {"gl": None, "vulkan": None},
+            renderers={"gl": None, "vulkan": None},
             requires=("bwrap", "python3", "host-driver"),
             hides_host=True,
             own_namespaces=SANDBOX_NAMESPACES,

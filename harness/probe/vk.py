@@ -16,8 +16,8 @@ import struct
 import sys
 import time
 
-from probelib import (ProbeError, arguments, declare, inject_fault, loader_diagnosis, mapped_libraries, run,
-                      vendor_libraries)
+from probelib import (CAPSULE_ENV, Capsule, ProbeError, arguments, declare, inject_fault, loader_diagnosis,
+                      mapped_libraries, run, vendor_libraries)
 
 PROBE_VERSION = 1
 ICD_DIRS = ("/etc/vulkan/icd.d", "/usr/share/vulkan/icd.d")
@@ -340,10 +340,10 @@ def spirv_words(name):
 class Vulkan:
     """The loader's commands, each call checked: a failure raises with its step and VkResult."""
 
-    def __init__(self, step):
+    def __init__(self, step, capsule=None):
         self.step = step
         try:
-            lib = ctypes.CDLL("libvulkan.so.1")
+            lib = capsule.library("libvulkan.so.1") if capsule else ctypes.CDLL("libvulkan.so.1")
         except OSError as exc:
             raise ProbeError("cannot load the Vulkan loader libvulkan.so.1: %s" % exc) from None
         self.fn = {}
@@ -357,6 +357,8 @@ class Vulkan:
             self.step(name)
             return fn(*args)
 
+        # Named after the command: a crash's traceback (faulthandler) then says which one.
+        call.__code__ = call.__code__.replace(co_name=name)
         return call
 
     def __getattr__(self, name):
@@ -613,7 +615,9 @@ class Renderer:
 def render(args, step, seen):
     timings: dict = {}
     t0 = time.perf_counter()
-    vk = Vulkan(step)
+    # sandbox-capsule: the host's Vulkan loader and ICD in a link-map namespace of their own.
+    capsule = Capsule(os.environ[CAPSULE_ENV]) if os.environ.get(CAPSULE_ENV) else None
+    vk = Vulkan(step, capsule)
     instance, instance_version = create_instance(vk)
     timings["instance_ms"] = round((time.perf_counter() - t0) * 1000, 3)
     t1 = time.perf_counter()
@@ -643,6 +647,10 @@ def render(args, step, seen):
     step(None)  # no driver call until the teardown's
     # What is mapped now is what rendered: destroying the instance unloads the ICD.
     info["libraries"] = mapped_libraries()
+    if capsule:
+        info["capsule"] = {"namespace": capsule.lmid, "libraries": capsule.loaded,
+                           "dlopen_redirected_in": capsule.redirected, "dlopen_calls": capsule.calls[:20],
+                           "namespaces": capsule.namespaces()}
     renderer.close()
     vk.DestroyInstance(instance, None)
     return info, rows, timings
