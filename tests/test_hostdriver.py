@@ -158,7 +158,7 @@ def test_each_mode_lays_out_the_host_driver(mode):
     assert (len(bound) > len([v for v in driver.vendors if v.library])) == (mode != Mode.LIBS)
     if mode == Mode.CAPSULE:
         manifest = json.loads(layout.files[hostdriver.CAPSULE_MANIFEST])
-        assert set(manifest["entry"]) == {"libEGL.so.1", "libGLESv2.so.2"}
+        assert set(manifest["entry"]) == {"libEGL.so.1", "libGLESv2.so.2", "libvulkan.so.1"}
         assert set(manifest["entry"].values()) <= set(manifest["load"])
 
 
