@@ -219,21 +219,6 @@ class Current:
         return None
 
 
-def shipped() -> Current:
-    """What the shipped recipes, locks and GL split make now."""
-    from . import glext, runtimes
-    from .errors import InputError
-
-    digests = set()
-    for name in runtimes.recipe_names():
-        try:
-            recipe = runtimes.load_recipe(name)
-            digests.add(runtimes.digest(recipe, runtimes.load_lock(recipe)))
-        except (InputError, OSError, ValueError):  # a recipe unread makes nothing current: never a reason to remove
-            return Current()
-    return Current(frozenset(digests), runtimes.IMAGE_FORMAT, glext.layout_digest())
-
-
 def entries(root: Path = ROOT, current: Current = Current()) -> Iterator[Entry]:
     for spec in KINDS:
         for path in children(root / spec.folder):

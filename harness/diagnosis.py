@@ -26,7 +26,7 @@ PROBE_FRAME = re.compile(r'File "[^"]*/(?P<file>[\w.]+\.py)", line (?P<line>\d+)
 EGL_ERRORS = {0x3001: "EGL_NOT_INITIALIZED", 0x3002: "EGL_BAD_ACCESS", 0x3003: "EGL_BAD_ALLOC",
               0x3004: "EGL_BAD_ATTRIBUTE", 0x3005: "EGL_BAD_CONFIG", 0x3008: "EGL_BAD_DISPLAY",
               0x300C: "EGL_BAD_PARAMETER", 0x300D: "EGL_BAD_SURFACE"}
-DRIVER_PREFIX = "/run/host-driver/"  # hostdriver.PREFIX: a file there is the host's
+DRIVER_PREFIX = "/run/host-driver/"  # driverlayout.PREFIX: a file there is the host's
 
 
 @dataclass(frozen=True)

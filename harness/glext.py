@@ -25,7 +25,7 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
-from . import elfdeps, hostdriver
+from . import driverlayout, elfdeps, hostdriver
 
 EXTENSION_POINT = "org.gpuharness.Platform.GL"
 # freedesktop-sdk's GL extension point merges these folders of every GL extension into one.
@@ -166,7 +166,7 @@ def closure(resolver: Resolver, files: Sequence[str]) -> Tuple[Dict[str, str], L
             continue
         seen.add(path)
         for name in resolver.needed(path):
-            if hostdriver.is_glibc(name):
+            if driverlayout.is_glibc(name):
                 continue
             target = resolver.find(name)
             if target is None:

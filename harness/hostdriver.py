@@ -3,11 +3,9 @@ glvnd and the Vulkan ICD files name the driver libraries, Mesa's DRI folder hold
 drivers. Nothing here knows a vendor by name: Mesa's libEGL_mesa and NVIDIA's libEGL_nvidia are
 both just what a vendor file names.
 
-This module also resolves the driver's dependency closure (with the driver root's own ldd),
-orders it for a capsule (dependencies before their users), and lays the driver out for a
-sandbox (seed 000, attempts #1-#3): what is bound where, the loader environment, the device
-nodes. The "host" is the toolset's `host-driver` root: "/" when discovered, a runtime's tree
-with `--toolset runtime:NAME` (a newer host, simulated).
+The "host" is the toolset's `host-driver` root: "/" when discovered, a runtime's tree with
+`--toolset runtime:NAME` (a newer host, simulated). harness.driverlayout puts the driver into
+a sandbox; harness.drivermatch says whose driver rendered and whether it matches.
 """
 import functools
 import glob
@@ -18,6 +16,7 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+
 EGL_VENDOR_DIRS = ("etc/glvnd/egl_vendor.d", "usr/share/glvnd/egl_vendor.d")
 VULKAN_ICD_DIRS = ("etc/vulkan/icd.d", "usr/share/vulkan/icd.d", "usr/local/share/vulkan/icd.d")
 DRI_DIRS = ("usr/lib/x86_64-linux-gnu/dri", "usr/lib64/dri", "usr/lib/dri")
@@ -26,25 +25,9 @@ DRI_DIRS = ("usr/lib/x86_64-linux-gnu/dri", "usr/lib64/dri", "usr/lib/dri")
 GLIBC_NAMES = re.compile(r"^(ld-linux[^/]*|linux-vdso\.so\.\d+|linux-gate\.so\.\d+|"
                          r"lib(c|m|mvec|pthread|dl|rt|resolv|util|anl|BrokenLocale|thread_db|nsl|"
                          r"c_malloc_debug|memusage|pcprofile)\.so(\.\d+)*|libnss_[a-z]+\.so\.\d+)$")
-PREFIX = "/run/host-driver"  # where the driver appears inside: /run is the sandbox's own tmpfs
-LIB_DIR = f"{PREFIX}/lib"
-DRI_DIR = f"{PREFIX}/dri"
-CAPSULE_MANIFEST = f"{PREFIX}/capsule.json"
-CAPSULE_ENV = "GPU_HARNESS_CAPSULE"
+
 # What an app links: the capsule's entry points (glvnd's GL, the Vulkan loader), the host's.
 GLVND_ENTRY = ("libEGL.so.1", "libGLESv2.so.2", "libvulkan.so.1")
-NVIDIA_NODES = "/dev/nvidia*"
-
-
-class Mode:
-    """How the host driver is given to the sandbox (seed 000's attempts)."""
-
-    LIBS = "libs"  # #1: the driver files only; dependencies from the runtime
-    DEPS = "deps"  # #2: and its dependency closure first on the library path (glibc excluded)
-    DEPS_GLIBC = "deps+glibc"  # #2, with the host's glibc too: what the seed predicts breaks the app
-    CAPSULE = "capsule"  # #3: everything in its own link-map namespace (dlmopen), nothing on the path
-    ALL = (LIBS, DEPS, DEPS_GLIBC, CAPSULE)
-
 
 @dataclass(frozen=True)
 class VendorFile:
@@ -53,10 +36,6 @@ class VendorFile:
     library_path: str  # as the file says (a soname or an absolute path)
     library: Optional[str]  # the file it resolves to on the host, None if it does not
     data: dict = field(default_factory=dict, compare=False, hash=False)
-
-    @property
-    def inside_json(self) -> str:
-        return f"{PREFIX}/{self.api}/{os.path.basename(self.source)}"
 
     def rewritten(self, library_inside: str) -> str:
         data = json.loads(json.dumps(self.data))
@@ -243,32 +222,6 @@ def glibc_version(root: str) -> Optional[str]:
     return None
 
 
-def kernel_driver() -> Dict[str, Optional[str]]:
-    """The kernel driver behind the host's GPU nodes and its version, where there is one."""
-    for node in sorted(glob.glob("/sys/class/drm/renderD*")):
-        link = os.path.join(node, "device", "driver")
-        if os.path.islink(link):
-            name = os.path.basename(os.readlink(link))
-            return {"name": name, "version": module_version(name), "node": "/dev/dri/" + os.path.basename(node)}
-    if glob.glob("/dev/nvidia[0-9]*"):
-        return {"name": "nvidia", "version": module_version("nvidia"), "node": sorted(glob.glob("/dev/nvidia[0-9]*"))[0]}
-    return {"name": None, "version": None, "node": None}
-
-
-def module_version(name: str) -> Optional[str]:
-    try:
-        return open(f"/sys/module/{name.replace('-', '_')}/version").read().strip() or None
-    except OSError:
-        pass
-    if name == "nvidia":
-        try:
-            match = re.search(r"Kernel Module\s+(?:for \S+\s+)?(\d+(?:\.\d+)+)", open("/proc/driver/nvidia/version").read())
-            return match.group(1) if match else None
-        except OSError:
-            return None
-    return None
-
-
 def from_tool(root: str, extra: Dict[str, object]) -> HostDriver:
     """The driver a toolset's `host-driver` entry describes."""
     def dirs(key: str) -> Optional[List[str]]:
@@ -314,175 +267,3 @@ def elf_class(path: str) -> Optional[int]:
     return {1: 32, 2: 64}.get(head[4])
 
 
-LDD_LINE = re.compile(r"^\s*(\S+)\s+=>\s+(\S+)(?:\s+\(0x[0-9a-f]+\))?\s*$")
-
-
-@dataclass(frozen=True)
-class Resolved:
-    """One file's dependency closure, as the root's ldd resolves it."""
-
-    found: Tuple[Tuple[str, str], ...]  # (name, host file)
-    missing: Tuple[str, ...]
-
-
-def ldd_argv(root: str, path_inside: str, bwrap: Optional[str]) -> List[str]:
-    if root == "/":
-        return ["ldd", path_inside]
-    assert bwrap, "resolving a foreign root's libraries needs bwrap"
-    argv = [bwrap, "--die-with-parent", "--ro-bind", under(root, "/usr"), "/usr", "--ro-bind", under(root, "/etc"),
-            "/etc", "--proc", "/proc", "--dev", "/dev"]
-    for name in ("bin", "sbin", "lib", "lib64", "lib32"):
-        entry = under(root, "/" + name)
-        if os.path.islink(entry):
-            argv += ["--symlink", os.readlink(entry), f"/{name}"]
-        elif os.path.isdir(entry):
-            argv += ["--ro-bind", entry, f"/{name}"]
-    return argv + ["--", "/usr/bin/ldd", path_inside]
-
-
-@functools.lru_cache(maxsize=512)
-def resolve(root: str, path: str, bwrap: Optional[str] = None) -> Resolved:
-    inside = "/" + os.path.relpath(path, root) if root != "/" else path
-    try:
-        done = subprocess.run(ldd_argv(root, inside, bwrap), capture_output=True, text=True, timeout=60,
-                              env={"PATH": "/usr/bin:/bin", "LANG": "C"})
-    except (OSError, subprocess.TimeoutExpired):
-        return Resolved((), ())
-    found, missing = [], []
-    for line in done.stdout.splitlines():
-        match = LDD_LINE.match(line)
-        if not match:
-            continue
-        name, target = match.groups()
-        if target == "not":
-            missing.append(name)
-        elif target.startswith("/"):
-            found.append((name, under(root, target)))
-    return Resolved(tuple(found), tuple(missing))
-
-
-def is_glibc(name: str) -> bool:
-    return GLIBC_NAMES.match(os.path.basename(name)) is not None
-
-
-@dataclass(frozen=True)
-class Closure:
-    libraries: Tuple[Tuple[str, str], ...]  # (name it is loaded by, host file), dependencies first
-    glibc: Tuple[Tuple[str, str], ...]  # glibc's libraries the driver uses (not the loader)
-    missing: Tuple[str, ...]  # names the root itself cannot resolve
-
-
-def closure(files: Sequence[str], root: str = "/", bwrap: Optional[str] = None) -> Closure:
-    """The dependency closure of `files`, each file once, ordered so that a library comes after
-    everything it needs (its own closure is smaller than any user's): the order a capsule loads
-    them in, since dlmopen finds a DT_NEEDED name among what the namespace already holds."""
-    names: Dict[str, str] = {}
-    missing: List[str] = []
-    for path in files:
-        resolved = resolve(root, path, bwrap)
-        names.setdefault(os.path.basename(path), path)
-        for name, target in resolved.found:
-            names.setdefault(name, target)
-        missing += [m for m in resolved.missing if m not in missing]
-    glibc = tuple(sorted((n, p) for n, p in names.items() if is_glibc(n) and not n.startswith(("ld-", "linux-"))))
-    kept = [(n, p) for n, p in names.items() if not is_glibc(n)]
-    size = {p: len(resolve(root, p, bwrap).found) for _, p in kept}
-    ordered = sorted(kept, key=lambda item: (size[item[1]], item[0]))
-    return Closure(tuple(ordered), glibc, tuple(missing))
-
-
-@dataclass
-class DriverLayout:
-    """The host driver laid out in a sandbox for one mode."""
-
-    binds: List[Tuple[str, str]]  # (host file or folder, path inside), read-only
-    files: Dict[str, str]  # path inside -> content: generated vendor files and the capsule manifest
-    env: Dict[str, str]
-    devices: List[str]  # host device nodes to bind
-    libraries: List[Tuple[str, str]]  # (name, host file) of everything bound in (for the report)
-
-
-def device_nodes() -> List[str]:
-    """What a host driver opens: the DRM nodes, or NVIDIA's own nodes where there are no DRM ones."""
-    nodes = sorted(glob.glob("/dev/dri/*")) if os.path.isdir("/dev/dri") else []
-    return ["/dev/dri"] * bool(nodes) + sorted(p for p in glob.glob(NVIDIA_NODES) if not os.path.isdir(p))
-
-
-def layout(driver: HostDriver, mode: str, bwrap: Optional[str] = None) -> DriverLayout:
-    if mode not in Mode.ALL:
-        raise ValueError(f"unknown host-driver mode {mode!r}")
-    binds: Dict[str, str] = {}  # inside -> host
-    files: Dict[str, str] = {}
-    env: Dict[str, str] = {}
-    entry = [driver.glvnd[name] for name in GLVND_ENTRY if name in driver.glvnd] if mode == Mode.CAPSULE else []
-    for vendor in driver.vendors:
-        if vendor.library is None:
-            continue
-        inside = f"{LIB_DIR}/{os.path.basename(vendor.library_path)}"
-        binds[inside] = vendor.library
-        files[vendor.inside_json] = vendor.rewritten(inside)
-    for library in driver.private:
-        binds.setdefault(f"{LIB_DIR}/{os.path.basename(library)}", library)
-    egl = sorted(v.inside_json for v in driver.vendors if v.api == "egl" and v.library)
-    vulkan = sorted(v.inside_json for v in driver.vendors if v.api == "vulkan" and v.library)
-    if egl:
-        env["__EGL_VENDOR_LIBRARY_FILENAMES"] = ":".join(egl)
-    if vulkan:
-        env["VK_DRIVER_FILES"] = env["VK_ICD_FILENAMES"] = ":".join(vulkan)
-    dri_inside = [DRI_DIR + (str(index) if index else "") for index in range(len(driver.dri_dirs))]
-    binds.update(zip(dri_inside, driver.dri_dirs, strict=True))
-    if dri_inside:
-        env["LIBGL_DRIVERS_PATH"] = ":".join(dri_inside)
-    if mode != Mode.LIBS:
-        deps = closure(entry + driver.libraries, driver.root, bwrap)
-        dri = set(dri_driver_files(driver.dri_dirs))  # reached through DRI_DIR
-        chosen = [(n, p) for n, p in deps.libraries if p not in dri] + (list(deps.glibc) if mode == Mode.DEPS_GLIBC
-                                                                       else [])
-        for name, path in chosen:
-            binds.setdefault(f"{LIB_DIR}/{name}", path)
-        if mode == Mode.CAPSULE:
-            files[CAPSULE_MANIFEST] = json.dumps({
-                "load": [f"{LIB_DIR}/{name}" for name, path in deps.libraries if path not in dri],
-                "entry": {name: f"{LIB_DIR}/{name}" for name in GLVND_ENTRY if name in driver.glvnd},
-            }, indent=1) + "\n"
-            env[CAPSULE_ENV] = CAPSULE_MANIFEST
-        else:
-            env["LD_LIBRARY_PATH"] = LIB_DIR
-    elif driver.private:
-        # The vendor library opens its private libraries by name: the folder of the driver's own
-        # files (nothing of the host beyond them) goes on the path, as #1 needs it to load at all.
-        env["LD_LIBRARY_PATH"] = LIB_DIR
-    libraries = sorted((os.path.basename(inside), host) for inside, host in binds.items() if inside.startswith(LIB_DIR))
-    return DriverLayout(sorted((host, inside) for inside, host in binds.items()), files, env, device_nodes(),
-                        libraries)
-
-
-MESA_FILES = re.compile(r"(libEGL_mesa|libgallium|_dri\.so|libvulkan_(lvp|radeon|intel|virtio))")
-
-
-def driver_match(runtime_mesa: Optional[str], host_driver: Optional[str], kernel: Dict[str, Optional[str]],
-                 libraries: Sequence[str], direct: bool = True) -> Dict[str, object]:
-    """Seed 003's driver matching: whose userspace driver rendered (the host's, bound in, or the
-    runtime's own), and whether it matches the host's driver and kernel driver. `direct`: the
-    runtime's driver drives the host's GPU itself (not through virgl or a VM), where a version
-    apart from the host's matters."""
-    host_loaded = [p for p in libraries if p.startswith(PREFIX + "/")]
-    runtime_loaded = [p for p in libraries if not p.startswith(PREFIX + "/") and MESA_FILES.search(p)]
-    used = "host-driver" if host_loaded else "runtime" if runtime_loaded else None
-    host_mesa = host_driver[len("mesa "):] if host_driver and host_driver.startswith("mesa ") else None
-    notes: List[str] = []
-    mismatch = False
-    if used == "runtime" and direct and host_driver and runtime_mesa:
-        if host_mesa is None:
-            mismatch = True
-            notes.append(f"the runtime's Mesa {runtime_mesa} rendered; the host's GPU needs {host_driver}")
-        elif host_mesa != runtime_mesa:
-            mismatch = True
-            notes.append(f"runtime Mesa {runtime_mesa}, host Mesa {host_mesa}")
-    nvidia = re.match(r"nvidia (\S+)", host_driver or "")
-    if used == "host-driver" and nvidia and kernel.get("version") and kernel["version"] != nvidia.group(1):
-        mismatch = True
-        notes.append(f"NVIDIA userspace {nvidia.group(1)} with kernel module {kernel['version']}")
-    return {"runtime_mesa": runtime_mesa, "host_driver": host_driver, "kernel_driver": kernel.get("name"),
-            "kernel_driver_version": kernel.get("version"), "used": used, "mismatch": mismatch,
-            "note": "; ".join(notes)}

@@ -5,6 +5,7 @@ A family subclasses Launch and fills in the hooks; `run()` is the batch form (a 
 `start()`/`stop()` the interactive one (a test's target). Whatever a hook raises is caught here
 and recorded as the launch's fault, with the phase it happened in; services and the workload are
 stopped however the launch ends."""
+import abc
 import enum
 import time
 from contextlib import contextmanager
@@ -81,11 +82,15 @@ class Workload:
 
 @dataclass
 class Hooks:
-    """Callbacks into a launch, for tests: services up, and before each phase of a scenario
-    (fault injection: `before_phase(phase, scenario_id)`)."""
+    """Callbacks into a launch: services up, before each phase of a scenario (fault injection:
+    `before_phase(phase, scenario_id)`), and how a launch's services are started (the server
+    benchmark hands several launches one server that it started itself: `start_services` then
+    returns what the launch must stop, none of the shared one)."""
 
     services_ready: Callable[[List[service_mod.RunningService]], None] = lambda services: None
     before_phase: Callable[[Phase, str], None] = lambda phase, scenario_id: None
+    start_services: Callable[[List[service_mod.ServiceSpec]], List[service_mod.RunningService]] = \
+        service_mod.start_all
 
 
 @dataclass
@@ -161,7 +166,7 @@ class LaunchAborted(Exception):
     """A hook recorded why the launch cannot go on (result.problem); not a harness fault."""
 
 
-class Launch:
+class Launch(abc.ABC):
     """One launch of one workload through one path. Subclasses fill in the hooks."""
 
     def __init__(self, ctx: LaunchContext):
@@ -173,22 +178,25 @@ class Launch:
         self._stopped = False
 
     # -- hooks --------------------------------------------------------------------------------
+    @abc.abstractmethod
     def prepare(self) -> List[service_mod.ServiceSpec]:
         """Render and save the configuration; return the services the workload needs."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def start_workload(self) -> None:
-        raise NotImplementedError
+        """Start the workload (the services are up)."""
 
+    @abc.abstractmethod
     def watch(self) -> None:
         """Wait until the workload is done (or a service died, or the timeout); record its exit."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def stop_workload(self) -> None:
-        raise NotImplementedError
+        """Stop the workload however far it got; safe after a failed start."""
 
     def collect(self) -> None:
         """Gather what the workload left (report, images, logs) into the result."""
+        return None  # a launch that leaves nothing to gather
 
     # -- the template ---------------------------------------------------------------------------
     @contextmanager
@@ -212,7 +220,7 @@ class Launch:
         with self.in_phase(Phase.SERVICES):
             self.result.logs.update({spec.name: spec.log_path for spec in specs})
             try:
-                self.services = service_mod.start_all(specs)
+                self.services = self.ctx.hooks.start_services(specs)
             except service_mod.ServiceError as exc:
                 self.timed("services_ready_s", t1)
                 self.result.fail(str(exc), FailureKind.SERVICE_FAILED)

@@ -1,16 +1,33 @@
 """The nouns a run is made of: a scenario (path x runtime x probe, with its settings and
 expectation), its runtime, its image tolerance."""
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Optional, Tuple
+from typing import Optional, Tuple
 
-if TYPE_CHECKING:
-    from .paths import PathSpec
+from .pathspec import PathSpec
+from .paths import get as path_spec
+from .textenum import TextEnum
 
 HOST_RUNTIME = "host"  # the runtime named host: the machine's own root filesystem
-HOST_KIND = "host"  # its kind
-DEBOOTSTRAP_KIND = "debootstrap"  # built from a shipped recipe and lock (harness.runtimes)
-IMAGE_KIND = "image"  # a container image archive (matrix: archive = FILE, or recipe = NAME: made from that runtime)
 DEFAULT_TIMEOUT_S = 60.0
+
+
+class RuntimeKind(TextEnum):
+    HOST = "host"  # the machine's own root filesystem
+    ROOTFS = "rootfs"  # a root filesystem tree the user names
+    DEBOOTSTRAP = "debootstrap"  # built from a shipped recipe and lock (harness.runtimes)
+    IMAGE = "image"  # a container image archive (matrix: archive = FILE, or recipe = NAME: made from that runtime)
+
+
+# The kinds by their old names: the same values.
+HOST_KIND, ROOTFS_KIND, DEBOOTSTRAP_KIND, IMAGE_KIND = (RuntimeKind.HOST, RuntimeKind.ROOTFS, RuntimeKind.DEBOOTSTRAP,
+                                                        RuntimeKind.IMAGE)
+
+
+class Expected(TextEnum):
+    """What the matrix expects of a scenario."""
+
+    PASS = "pass"
+    FAIL = "fail"
 
 
 @dataclass(frozen=True)
@@ -25,30 +42,39 @@ class Tolerance:
 @dataclass(frozen=True)
 class Runtime:
     name: str
-    kind: str  # host | rootfs | debootstrap
-    root: str = "/"  # debootstrap: set once the runtime is built (runtimes.ensure)
+    kind: RuntimeKind
+    root: str = "/"  # debootstrap: set once the runtime is built (runtimes.ensure); image: the archive
     description: str = ""
-    recipe: str = ""  # debootstrap: the recipe's name
+    recipe: str = ""  # debootstrap, and an image made from a runtime: the recipe's name
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", RuntimeKind(self.kind))
 
     @property
     def needs_build(self) -> bool:
-        return self.kind == DEBOOTSTRAP_KIND
+        return self.kind is RuntimeKind.DEBOOTSTRAP
 
     @property
     def image_from_recipe(self) -> bool:
         """An image made from a shipped runtime (matrix: kind = "image", recipe = NAME)."""
-        return self.kind == IMAGE_KIND and bool(self.recipe)
+        return self.kind is RuntimeKind.IMAGE and bool(self.recipe)
+
+
+HOST = Runtime(HOST_RUNTIME, RuntimeKind.HOST, "/", "the host's own root filesystem")
 
 
 @dataclass(frozen=True)
 class Expectation:
-    outcome: str = "pass"  # pass | fail
+    outcome: Expected = Expected.PASS
     reason: str = ""
     failure: str = ""  # with fail: the failure class it must fail with (outcomes.FailureKind), or any
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "outcome", Expected(self.outcome))
+
     @property
     def fails(self) -> bool:
-        return self.outcome == "fail"
+        return self.outcome is Expected.FAIL
 
 
 @dataclass(frozen=True)
@@ -71,10 +97,8 @@ class Scenario:
         return self.id.replace("/", "__")
 
     @property
-    def spec(self) -> "PathSpec":
-        from .paths import get  # the path table imports the families, which use this module
-
-        return get(self.path_id)
+    def spec(self) -> PathSpec:
+        return path_spec(self.path_id)
 
     def to_dict(self) -> dict:
         data = asdict(self)

@@ -1,75 +1,16 @@
-"""The path table: every rendering path the harness knows, the family that launches it, and
-what the workload must see. This module and harness/families/ are the only places that name a
-concrete path or family; nix/paths.json is written from here (`python -m harness.paths`)."""
-import json
-import sys
-from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Tuple
+"""The path table: every rendering path the harness knows, as data (harness.pathspec): the family
+that launches it (by name) and what the workload must see. This module and harness/families/ are
+the only places that name a concrete path or family."""
+from typing import Dict, List, Optional
 
-from .families.base import Family
-from .families.container import FAMILY as CONTAINER
-from .families.flatpak import FAMILY as FLATPAK
-from .families.host import FAMILY as HOST
-from .families.sandbox import FAMILY as SANDBOX
-from .families.vfio import FAMILY as VFIO, HOST as VFIO_HOST, NESTED as VFIO_NESTED, NESTED_BOOT as VFIO_NESTED_BOOT
-from .families.vm import FAMILY as VM, VM_TOOLS
-from .hostdriver import Mode
-from .probes import PROBES
+from .pathspec import DriDevices, DriverMode, FlatpakMode, Passthrough, PathSpec
 
 LLVMPIPE = r"llvmpipe"
 VENUS = r"^Virtio-GPU Venus"
 NOT_SOFTWARE = r"^(?!.*llvmpipe)(?!.*softpipe).+"
-FAMILIES: Dict[str, Family] = {family.name: family for family in (HOST, SANDBOX, CONTAINER, FLATPAK, VM, VFIO)}
+VM_TOOLS = ("qemu-system-x86_64", "kernel", "busybox", "python3", "mesa")  # what a QEMU guest needs
 # Flatpak as root keeps the host's user and uts namespaces (measured).
 FLATPAK_NAMESPACES = ("mnt", "pid", "net", "ipc")
-
-
-@dataclass(frozen=True)
-class PathSpec:
-    id: str
-    family: Family
-    description: str
-    # Renderer each probe API must report (a regex). None: decided from the host (see expected_renderer).
-    renderers: Mapping[str, Optional[str]]
-    requires: Tuple[str, ...] = ()  # toolset entries without which the path cannot run
-    needs_render_node: bool = False
-    gpu: bool = False  # meaningful only on a machine with a GPU: a Nix check that needs the "gpu" feature
-    no_dri_nodes: bool = False  # the workload must see no /dev/dri node at all
-    hides_host: bool = False  # the workload must not see the host sentinel paths
-    own_namespaces: Tuple[str, ...] = ()  # namespaces that must differ from the host's
-    services: Tuple[str, ...] = ()
-    env: Tuple[Tuple[str, str], ...] = field(default=())
-    guest_gpu: Optional[str] = None  # vm family: the QEMU display device, if any (its whole -device value)
-    venus: bool = False  # Vulkan through virglrenderer's Venus (virgl_test_server --venus, or QEMU venus=on)
-    vulkan_icd: Optional[str] = None  # the runtime's Vulkan ICD the workload must use (its file name's start)
-    scanout: bool = False  # vm family: the guest shows the image and the host captures it
-    host_driver: Optional[str] = None  # sandbox family: how the host's driver is given (hostdriver.Mode)
-    cap_drop_all: bool = False  # container family: --cap-drop=ALL (seed 003's mitigation)
-    dri_devices: str = "render"  # container family: render (the render node) | kms (card too) | all (/dev/dri)
-    sync_fd: bool = False  # sandbox family: the server supervised and tied to bwrap by --sync-fd (seed 000)
-    passthrough: Optional[str] = None  # vfio family: "host" (a device of this host) | "nested" (in an L1 guest)
-    flatpak_mode: str = "usr-path"  # flatpak family: usr-path (a stub runtime) | export (the runtime exported)
-    #   | gl-extension (the runtime exported without its Mesa, which a GL extension brings)
-    baseline: bool = False  # the path others' fps is compared with (% of native)
-    reference: bool = False  # the path that renders the goldens
-
-    @property
-    def features(self) -> List[str]:
-        """Nix system features a builder needs to run this path's checks."""
-        return [*self.family.system_features, *(["gpu"] if self.gpu else [])]
-
-    @property
-    def probes(self) -> List[str]:
-        """The probes this path runs: those whose API it promises a renderer for."""
-        return [name for name, probe in PROBES.items() if probe.api in self.renderers]
-
-    def to_json(self) -> dict:
-        family = self.family
-        return {"family": family.name, "features": self.features, "probes": self.probes,
-                "runtime_kinds": list(family.runtime_kinds) if family.runtime_kinds is not None else None,
-                "systems": list(family.nix_systems) if family.nix_systems is not None else None}
-
-
 SANDBOX_NAMESPACES = ("mnt", "pid", "net", "ipc", "uts")
 # Mesa names the host's renderer in parentheses since 21.x; Mesa 20.3 (bullseye) says "virgl" alone.
 VIRGL = r"^virgl( \(.+\))?$"
@@ -79,7 +20,7 @@ PATHS: Dict[str, PathSpec] = {
     for spec in (
         PathSpec(
             id="native",
-            family=HOST,
+            family="host",
             description="host process, host driver: the baseline for % of native",
             renderers={"gl": None, "vulkan": None},
             requires=("python3", "egl"),
@@ -88,7 +29,7 @@ PATHS: Dict[str, PathSpec] = {
         ),
         PathSpec(
             id="software",
-            family=HOST,
+            family="host",
             description="host process, llvmpipe (GL) and lavapipe (Vulkan) forced: renders anywhere",
             renderers={"gl": LLVMPIPE, "vulkan": LLVMPIPE},
             requires=("python3", "mesa"),
@@ -97,7 +38,7 @@ PATHS: Dict[str, PathSpec] = {
         ),
         PathSpec(
             id="sandbox-dri",
-            family=SANDBOX,
+            family="sandbox",
             description="bwrap, runtime's own Mesa + host /dev/dri (flatpak --device=dri)",
             renderers={"gl": NOT_SOFTWARE, "vulkan": NOT_SOFTWARE},
             requires=("bwrap", "python3", "mesa"),
@@ -108,7 +49,7 @@ PATHS: Dict[str, PathSpec] = {
         ),
         *(PathSpec(
             id=path_id,
-            family=SANDBOX,
+            family="sandbox",
             description=description,
             renderers={"gl": None, "vulkan": None},
             requires=("bwrap", "python3", "host-driver"),
@@ -116,18 +57,18 @@ PATHS: Dict[str, PathSpec] = {
             own_namespaces=SANDBOX_NAMESPACES,
             host_driver=mode,
         ) for path_id, mode, description in (
-            ("sandbox-hostlibs", Mode.LIBS,
+            ("sandbox-hostlibs", DriverMode.LIBS,
              "bwrap over the runtime, the host's driver files bound in beside the runtime's (seed 000 #1)"),
-            ("sandbox-hostdeps", Mode.DEPS,
+            ("sandbox-hostdeps", DriverMode.DEPS,
              "as sandbox-hostlibs, plus the driver's dependencies first on the library path (seed 000 #2)"),
-            ("sandbox-hostdeps-glibc", Mode.DEPS_GLIBC,
+            ("sandbox-hostdeps-glibc", DriverMode.DEPS_GLIBC,
              "as sandbox-hostdeps, with the host's glibc too: what the seed predicts breaks the app"),
-            ("sandbox-capsule", Mode.CAPSULE,
+            ("sandbox-capsule", DriverMode.CAPSULE,
              "the host's GL stack dlmopen()ed into its own link-map namespace in the runtime's process (seed 000 #3)"),
         )),
         *(PathSpec(
             id="vtest-virgl" + suffix,
-            family=SANDBOX,
+            family="sandbox",
             description=description,
             renderers={"gl": VIRGL},
             requires=("bwrap", "virgl_test_server", "python3", "mesa"),
@@ -144,7 +85,7 @@ PATHS: Dict[str, PathSpec] = {
         )),
         PathSpec(
             id="vtest-venus",
-            family=SANDBOX,
+            family="sandbox",
             description="bwrap with no /dev/dri; host virgl_test_server --venus over a unix socket; Mesa's Venus ICD "
                         "(seed 000 #4)",
             renderers={"vulkan": VENUS},
@@ -159,7 +100,7 @@ PATHS: Dict[str, PathSpec] = {
         ),
         *(PathSpec(
             id="podman-vtest" + suffix,
-            family=CONTAINER,
+            family="container",
             description="rootful podman over the runtime, no device; host virgl_test_server's socket bound at "
                         "/tmp/.virgl_test" + note,
             renderers={"gl": VIRGL},
@@ -173,7 +114,7 @@ PATHS: Dict[str, PathSpec] = {
         ) for suffix, note in (("", ""), ("-capdrop", ", --cap-drop=ALL"))),
         *(PathSpec(
             id="podman-dri" + suffix,
-            family=CONTAINER,
+            family="container",
             description="rootful podman over the runtime, the host's " + what + " passed with --device (seed 003)",
             renderers={"gl": NOT_SOFTWARE, "vulkan": NOT_SOFTWARE},
             requires=("podman", "runc"),
@@ -183,13 +124,13 @@ PATHS: Dict[str, PathSpec] = {
             own_namespaces=SANDBOX_NAMESPACES,
             cap_drop_all=suffix == "-capdrop",
             dri_devices=scope,
-        ) for suffix, scope, what in (("", "render", "render node"),
-                                      ("-capdrop", "render", "render node, --cap-drop=ALL,"),
-                                      ("-kms", "kms", "card and render nodes (KMS)"),
-                                      ("-all", "all", "whole /dev/dri"))),
+        ) for suffix, scope, what in (("", DriDevices.RENDER, "render node"),
+                                      ("-capdrop", DriDevices.RENDER, "render node, --cap-drop=ALL,"),
+                                      ("-kms", DriDevices.KMS, "card and render nodes (KMS)"),
+                                      ("-all", DriDevices.ALL, "whole /dev/dri"))),
         *(PathSpec(
             id="flatpak-vtest" + suffix,
-            family=FLATPAK,
+            family="flatpak",
             description="flatpak run --nodevice=dri over the runtime's /usr" + how + "; host virgl_test_server's "
                         "socket exposed with --filesystem (seed 000's command)",
             renderers={"gl": VIRGL},
@@ -200,11 +141,11 @@ PATHS: Dict[str, PathSpec] = {
             services=("virgl_test_server",),
             env=(("GALLIUM_DRIVER", "virpipe"),),
             flatpak_mode=mode,
-        ) for suffix, mode, how in (("", "usr-path", " (--usr-path)"),
-                                    ("-exported", "export", ", exported as a Flatpak runtime"))),
+        ) for suffix, mode, how in (("", FlatpakMode.USR_PATH, " (--usr-path)"),
+                                    ("-exported", FlatpakMode.EXPORT, ", exported as a Flatpak runtime"))),
         PathSpec(
             id="flatpak-dri",
-            family=FLATPAK,
+            family="flatpak",
             description="flatpak run --device=dri over the runtime's /usr: the runtime's Mesa on the host's GPU",
             renderers={"gl": NOT_SOFTWARE, "vulkan": NOT_SOFTWARE},
             requires=("flatpak",),
@@ -215,7 +156,7 @@ PATHS: Dict[str, PathSpec] = {
         ),
         *(PathSpec(
             id="flatpak-ext" + suffix,
-            family=FLATPAK,
+            family="flatpak",
             description="flatpak run over the runtime exported without its Mesa, the driver from a GL extension "
                         "built from a runtime (matrix: gl_extension; else its own)" + how,
             renderers=renderers,
@@ -227,7 +168,7 @@ PATHS: Dict[str, PathSpec] = {
             own_namespaces=FLATPAK_NAMESPACES,
             services=services,
             env=env,
-            flatpak_mode="gl-extension",
+            flatpak_mode=FlatpakMode.GL_EXTENSION,
         ) for suffix, how, renderers, services, env in (
             ("", ", no device: llvmpipe and lavapipe", {"gl": LLVMPIPE, "vulkan": LLVMPIPE}, (),
              (("LIBGL_ALWAYS_SOFTWARE", "1"), ("GALLIUM_DRIVER", "llvmpipe"), ("GPU_HARNESS_VK_DEVICE_TYPE", "cpu"))),
@@ -238,7 +179,7 @@ PATHS: Dict[str, PathSpec] = {
         )),
         PathSpec(
             id="vm-headless",
-            family=VM,
+            family="vm",
             description="QEMU guest with no GPU device; llvmpipe and lavapipe in the guest",
             renderers={"gl": LLVMPIPE, "vulkan": LLVMPIPE},
             requires=VM_TOOLS,
@@ -246,7 +187,7 @@ PATHS: Dict[str, PathSpec] = {
         ),
         PathSpec(
             id="vm-virtio-2d",
-            family=VM,
+            family="vm",
             description="QEMU virtio-gpu without 3D: llvmpipe in the guest, scanout checked from outside",
             renderers={"gl": LLVMPIPE, "vulkan": LLVMPIPE},
             requires=VM_TOOLS,
@@ -255,7 +196,7 @@ PATHS: Dict[str, PathSpec] = {
         ),
         PathSpec(
             id="vm-virgl",
-            family=VM,
+            family="vm",
             description="QEMU virtio-gpu-gl (virgl): guest GL runs on the host's GL",
             renderers={"gl": VIRGL},
             requires=VM_TOOLS,
@@ -265,7 +206,7 @@ PATHS: Dict[str, PathSpec] = {
         ),
         PathSpec(
             id="vm-venus",
-            family=VM,
+            family="vm",
             description="QEMU virtio-gpu-gl with Venus and blob resources: guest Vulkan (and GL) on the host's",
             renderers={"gl": VIRGL, "vulkan": VENUS},
             requires=VM_TOOLS,
@@ -276,30 +217,30 @@ PATHS: Dict[str, PathSpec] = {
         ),
         PathSpec(
             id="vm-vfio",
-            family=VFIO,
+            family="vfio",
             description="QEMU q35 with a whole host device (vfio-pci): the guest runs the device's own driver",
             renderers={"gl": NOT_SOFTWARE, "vulkan": NOT_SOFTWARE},
             requires=VM_TOOLS,
             gpu=True,
-            passthrough=VFIO_HOST,
+            passthrough=Passthrough.HOST,
         ),
         PathSpec(
             id="vm-vfio-nested",
-            family=VFIO,
+            family="vfio",
             description="the vfio flow with no hardware: an L1 guest with an emulated IOMMU binds edu and a "
                         "virtio-gpu, moves the image by DMA and passes the GPU to an L2 QEMU",
             renderers={"vfio": r"^1af4:1050 vfio-pci host="},
             requires=VM_TOOLS,
-            passthrough=VFIO_NESTED,
+            passthrough=Passthrough.NESTED,
         ),
         PathSpec(
             id="vm-vfio-nested-boot",
-            family=VFIO,
+            family="vfio",
             description="vm-vfio-nested's full tier: L2 boots, its virtio_gpu drives the passed device (interrupts "
                         "counted) and shows the image, captured from the outer QEMU",
             renderers={"vfio": r"^1af4:1050 vfio-pci host="},
             requires=VM_TOOLS,
-            passthrough=VFIO_NESTED_BOOT,
+            passthrough=Passthrough.NESTED_BOOT,
             scanout=True,
         ),
     )
@@ -337,12 +278,3 @@ def get(path_id: str) -> PathSpec:
 def needing(tool: str) -> List[str]:
     """The paths that cannot run without `tool`."""
     return [spec.id for spec in PATHS.values() if tool in spec.requires]
-
-
-def table_json() -> str:
-    """nix/paths.json: what the flake needs of each path (family, system features)."""
-    return json.dumps({spec.id: spec.to_json() for spec in PATHS.values()}, indent=2, sort_keys=True) + "\n"
-
-
-if __name__ == "__main__":
-    sys.stdout.write(table_json())

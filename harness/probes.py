@@ -1,7 +1,9 @@
-"""The probes: small stdlib+ctypes programs that run inside a path, render a fixed scene, read
-the pixels back and print one JSON report. A ProbeSpec says where a probe's file is, how it is
-called in a sandbox, a guest and a container, its golden, what "renderer" means for it, and
-the schema of a successful report."""
+"""The probe registry: what each probe is, what goes beside it, how it is called, how its report is read.
+
+The probes are small stdlib+ctypes programs that run inside a path, render a fixed scene, read
+the pixels back and print one JSON report. A ProbeSpec says where a probe's file is, which
+support modules go beside it, how it is called in a sandbox, a guest and a container, its
+golden, what "renderer" means for it, and the schema of a successful report."""
 import importlib.util
 import json
 from dataclasses import dataclass, field
@@ -9,8 +11,14 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Type, Union
 
 PROBE_DIR = Path(__file__).resolve().parent / "probe"
+GOLDENS_DIR = Path(__file__).resolve().parent / "goldens"  # each probe's golden image, as shipped
 INSIDE = "/run/gpu-harness"  # where a probe and its output folder appear inside a sandbox/guest/container
 FieldType = Union[Type, Tuple[Type, ...]]
+# The modules every probe imports, put beside it inside: the frame (probelib) and what it reports
+# of the runtime (facts).
+FRAME = (PROBE_DIR / "probelib.py", PROBE_DIR / "facts.py")
+# What a rendering probe imports besides: the capsule, its host GL/Vulkan stack in a namespace of its own.
+RENDERING = (*FRAME, PROBE_DIR / "capsule.py")
 
 
 @dataclass(frozen=True)
@@ -21,7 +29,8 @@ class ProbeSpec:
     renderer_meaning: str
     schema: Mapping[str, FieldType]  # fields a successful report must carry, and their types
     guest_frames: int = 10  # software rendering under TCG is slow: a guest renders fewer frames
-    support: Tuple[Path, ...] = (PROBE_DIR / "probelib.py",)  # modules it imports, put beside it inside
+    # Modules it imports, directly or through another: put beside it inside (Python finds them there).
+    support: Tuple[Path, ...] = RENDERING
     # Pure-python packages of the harness's environment it imports (a guest gets their files beside it).
     packages: Tuple[str, ...] = ()
 
@@ -116,13 +125,15 @@ PROBES: Dict[str, ProbeSpec] = {
                   renderer_meaning="GL_RENDERER of an EGL/GLES2 context", schema=GL_SCHEMA),
         ProbeSpec(name="vulkan", api="vulkan", file=PROBE_DIR / "vk.py",
                   renderer_meaning="VkPhysicalDeviceProperties.deviceName of the device that rendered",
-                  schema=VULKAN_SCHEMA),
+                  schema=VULKAN_SCHEMA,
+                  support=(*RENDERING, PROBE_DIR / "vkapi.py", PROBE_DIR / "vkshaders.py")),
         # The nested VFIO tier's probe: the image is moved through a passed-through device's DMA
         # and the IOMMU rather than rendered (harness/probe/vfio_nested.py).
         ProbeSpec(name="vfio", api="vfio", file=PROBE_DIR / "vfio_nested.py",
                   renderer_meaning="the passed-through device as the L2 guest's QEMU lists it (query-pci)",
                   schema=VFIO_SCHEMA,
-                  support=(PROBE_DIR / "probelib.py", PROBE_DIR.parent / "vfio.py", PROBE_DIR.parent / "reaper.py"),
+                  support=(*FRAME, PROBE_DIR / "vfiodma.py", PROBE_DIR / "l2guest.py", PROBE_DIR.parent / "vfio.py",
+                           PROBE_DIR.parent / "reaper.py"),
                   packages=("qemu.qmp",)),
     )
 }

@@ -11,17 +11,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Union
 
-from . import baseline as baseline_mod, cache, probes, reaper, runtimes, verdict as verdict_mod
+from . import baseline as baseline_mod, cache, probes, reaper, recipes, runtimes, verdict as verdict_mod
 from .errors import InputError
+from .families import registry
 from .interrupts import INTERRUPTS
 from .lifecycle import Hooks, LaunchContext, LaunchResult, Phase, Workload, Workspace
 from .model import HOST_KIND, Runtime, Scenario
 from .outcomes import FailureKind, Outcome
-from .probes import ProbeReport
-from . import exposure as exposure_mod, hostdriver, toolset as toolset_mod
+from .probes import GOLDENS_DIR, ProbeReport
+from . import drivermatch, exposure as exposure_mod, hostdriver, toolset as toolset_mod
 from .toolset import Toolset
 
-GOLDENS_DIR = Path(__file__).parent / "goldens"
+
 HooksLike = Union[Hooks, Dict[str, Callable], None]
 
 
@@ -88,7 +89,7 @@ def prepare_runtimes(scenarios: List[Scenario], options: RunOptions) -> Dict[str
     for runtime in runtimes_to_prepare(scenarios).values():
         if runtime.name in options.runtime_roots and runtime.needs_build:
             root = options.runtime_roots[runtime.name]
-            ready[runtime.name] = RuntimeReady(facts=runtimes.facts_from_lock(runtime.recipe, root), root=root)
+            ready[runtime.name] = RuntimeReady(facts=recipes.facts_from_lock(runtime.recipe, root), root=root)
             continue
         try:
             ready[runtime.name] = prepared_runtime(runtime, options)
@@ -180,7 +181,7 @@ def as_hooks(hooks: HooksLike) -> Hooks:
 
 def launch(ctx: LaunchContext) -> LaunchResult:
     """Run one workload through the context's path; never raises for a failed component."""
-    return ctx.scenario.spec.family.run(ctx)
+    return registry.of(ctx.scenario.spec).run(ctx)
 
 
 def attempt(scenario: Scenario, toolset: Toolset, options: RunOptions, temp: TempRoot, result_dir: Path,
@@ -201,7 +202,7 @@ def attempt(scenario: Scenario, toolset: Toolset, options: RunOptions, temp: Tem
         phase = "audit"
         seen = report.raw if report and "mounts" in report.raw else probes.started_facts(launched.artifacts.get("stdout"))
         own = [str(workspace.tmp_dir), str(result_dir), str(probes.PROBE_DIR),
-               *scenario.spec.family.own_dirs(workspace)]
+               *registry.of(scenario.spec).own_dirs(workspace)]
         exposure = (exposure_mod.of_run(seen, launched.argv, host.namespaces, scenario.runtime.root, own)
                     or exposure_mod.from_bwrap_argv(launched.argv, scenario.runtime.root, own))
     except Exception as exc:  # the failure boundary: this scenario fails, the others run on
@@ -214,17 +215,17 @@ def attempt(scenario: Scenario, toolset: Toolset, options: RunOptions, temp: Tem
 
 def driver_facts(scenario: Scenario, toolset: Toolset, report: Optional[ProbeReport],
                  runtime_facts: Dict[str, object], driver_root: Optional[str] = None) -> Dict[str, object]:
-    """Seed 003's driver matching for one scenario (hostdriver.driver_match). driver_root: where
+    """Seed 003's driver matching for one scenario (drivermatch.driver_match). driver_root: where
     the workload's Mesa came from when not from its runtime (a Flatpak GL extension's source)."""
     runtime_mesa: object = toolset.version("mesa")
     if driver_root:
-        runtime_mesa = runtimes.component_versions(runtimes.installed(Path(driver_root))).get("mesa")
+        runtime_mesa = recipes.component_versions(runtimes.installed(Path(driver_root))).get("mesa")
     elif scenario.runtime.kind != HOST_KIND:
-        runtime_mesa = runtime_facts.get("mesa") or runtimes.component_versions(
+        runtime_mesa = runtime_facts.get("mesa") or recipes.component_versions(
             runtimes.installed(Path(scenario.runtime.root))).get("mesa")
     libraries = report.raw.get("libraries") if report else None
-    return hostdriver.driver_match(str(runtime_mesa) if runtime_mesa else None, toolset.version("host-driver"),
-                                   hostdriver.kernel_driver(),
+    return drivermatch.driver_match(str(runtime_mesa) if runtime_mesa else None, toolset.version("host-driver"),
+                                   drivermatch.kernel_driver(),
                                    [str(p) for p in libraries] if isinstance(libraries, list) else [],
                                    direct=scenario.spec.needs_render_node)
 

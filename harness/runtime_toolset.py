@@ -7,7 +7,7 @@ import shlex
 from pathlib import Path
 from typing import Dict
 
-from . import hostdriver, runtimes, toolset as toolset_mod
+from . import hostdriver, recipes, runtimes, toolset as toolset_mod
 from .errors import InputError
 from .toolset import Tool, Toolset
 
@@ -59,7 +59,7 @@ def load(spec: str) -> Toolset:
         script = folder / tool
         script.write_text(wrapper(host.path("bwrap"), name, built.root, program))
         script.chmod(0o755)
-        version = runtimes.upstream_version(versions[package][0]) if package in versions else None
+        version = recipes.upstream_version(versions[package][0]) if package in versions else None
         host.tools[tool] = Tool(tool, str(script), version, {"runtime": name, "program": program,
                                                             "runtime_root": str(built.root), "host_root": HOST_ROOT})
     host.tools["host-driver"] = runtime_driver(name, built.root, versions)
@@ -73,7 +73,7 @@ def runtime_driver(name: str, root: Path, versions: Dict[str, tuple]) -> Tool:
     if not driver.found:
         return Tool("host-driver", problem=f"runtime {name} has no EGL/Vulkan driver (add libegl-mesa0 to its recipe)")
     mesa = versions.get("libegl-mesa0") or versions.get("libgl1-mesa-dri")
-    version = hostdriver.driver_version(driver, runtimes.upstream_version(mesa[0]) if mesa else None)
+    version = hostdriver.driver_version(driver, recipes.upstream_version(mesa[0]) if mesa else None)
     return Tool("host-driver", str(root), version,
                 {"runtime": name, "vendor_dirs": hostdriver.standard_dirs(str(root), hostdriver.EGL_VENDOR_DIRS),
                  "icd_dirs": hostdriver.standard_dirs(str(root), hostdriver.VULKAN_ICD_DIRS),

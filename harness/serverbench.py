@@ -18,11 +18,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
-from . import diagnosis, probes, runner, services, verdict, vtest
-from .lifecycle import Launch, LaunchContext, Workload, Workspace
-from .matrix import DEFAULT_TIMEOUT_S, HOST_KIND, HOST_RUNTIME, Runtime, Scenario
+from . import diagnosis, paths, reaper, runner, services, vtest
+from .families import registry
+from .lifecycle import Hooks, Workspace
+from .model import DEFAULT_TIMEOUT_S, HOST, Runtime, Scenario
+from .outcomes import Outcome
+from .probes import GOLDENS_DIR
 from .process import Child
 from .toolset import Toolset
 
@@ -126,53 +129,6 @@ def scenario(path_id: str, index: int, runtime: Runtime, timeout_s: float) -> Sc
                     golden="gl", timeout_s=timeout_s)
 
 
-class Instances:
-    """N apps of one vtest path, prepared (configs written, Flatpak apps installed), their own
-    servers not started."""
-
-    def __init__(self, toolset: Toolset, path_id: str, runtime: Runtime, count: int, out: Path,
-                 temp: runner.TempRoot, timeout_s: float):
-        self.launches: List[Launch] = []
-        self.sockets: List[str] = []
-        self.own_servers: List[services.ServiceSpec] = []
-        for index in range(count):
-            item = scenario(path_id, index, runtime, timeout_s)
-            workspace = Workspace(out / f"app-{index}", temp.scenario_dir())
-            workload = Workload(probe="gl", probe_args=runner.probe_args(item))
-            ctx = LaunchContext(item, toolset, workspace, workload)
-            workspace.create()
-            launch = item.spec.family.launch(ctx)
-            (server,) = [spec for spec in launch.prepare() if spec.name == vtest.SERVICE]
-            assert server.ready_socket
-            self.launches.append(launch)
-            self.own_servers.append(server)
-            self.sockets.append(server.ready_socket)
-
-    def start_app(self, index: int) -> None:
-        self.launches[index].start_workload()
-
-    def finish(self) -> None:
-        for launch in self.launches:
-            launch.watch()
-
-    def stop(self) -> None:
-        for launch in self.launches:
-            launch.stop()
-            launch.collect()
-
-
-def judged(launches: Sequence[Launch], goldens: Path, host: verdict.HostFacts) -> List[verdict.Verdict]:
-    """Each app's verdict, as a run would give it."""
-    found = []
-    for launch in launches:
-        ctx = launch.ctx
-        report, problem = probes.read_report(probes.get("gl"), launch.result.artifacts.get("stdout"))
-        observed = verdict.Observed(launch.result, report, problem)
-        found.append(verdict.evaluate(ctx.scenario, observed, host,
-                                      verdict.Goldens(goldens, ctx.workspace.result_dir)))
-    return found
-
-
 def complaint(log_path: str) -> str:
     """The last line of a server's log that says something failed, the cause before the consequence."""
     try:
@@ -182,43 +138,58 @@ def complaint(log_path: str) -> str:
     return diagnosis.service_evidence(lines)
 
 
+class Servers:
+    """The servers of one round, as the apps' launches start them (per instance) or as the round
+    hands them one it started itself (shared); each watched by the memory sampler."""
+
+    def __init__(self, sampler: MemorySampler, shared: Optional[services.RunningService] = None):
+        self.sampler, self.shared = sampler, shared
+        self.started: List[services.RunningService] = [shared] if shared else []
+        self._lock = threading.Lock()
+        if shared is not None:
+            sampler.watch(shared.child)
+
+    def start(self, specs: List[services.ServiceSpec]) -> List[services.RunningService]:
+        """A launch's services: its own, or (shared) its socket linked to the shared server's,
+        which the launch does not stop."""
+        if self.shared is None:
+            return services.start_all(specs)
+        for spec in specs:
+            if spec.name == vtest.SERVICE and spec.ready_socket:
+                os.link(self.shared.spec.ready_socket or "", spec.ready_socket)  # the same socket
+        return services.start_all([spec for spec in specs if spec.name != vtest.SERVICE])
+
+    def ready(self, running: List[services.RunningService]) -> None:
+        with self._lock:
+            for service in running:
+                if service.spec.name == vtest.SERVICE and service not in self.started:
+                    self.started.append(service)
+                    self.sampler.watch(service.child)
+
+
 def measure(mode: str, toolset: Toolset, path_id: str, runtime: Runtime, count: int, out: Path,
             goldens: Path, timeout_s: float = DEFAULT_TIMEOUT_S) -> SharingRun:
-    """N apps of `path_id` rendering at once, their servers started the `mode` way."""
-    temp = runner.TempRoot()
-    started: List[services.RunningService] = []
-    apps: Optional[Instances] = None
-    try:
-        apps = Instances(toolset, path_id, runtime, count, out / mode.replace(" ", ""), temp, timeout_s)
-        with MemorySampler() as sampler:
-            t0 = time.monotonic()
-            if mode == PER_INSTANCE:
-                for index, spec in enumerate(apps.own_servers):
-                    server = services.start(spec)
-                    apps.launches[index].services = [server]  # the launch stops it with its app
-                    started.append(server)
-                    sampler.watch(server.child)
-                    apps.start_app(index)
-            else:
-                server = services.start(shared_server(toolset, temp, out, multi_clients=mode == MULTI_CLIENTS))
-                started.append(server)
-                sampler.watch(server.child)
-                for index, socket in enumerate(apps.sockets):
-                    # The app's path names its own socket; a hard link to the shared one is the same socket.
-                    os.link(server.spec.ready_socket or "", socket)
-                    apps.start_app(index)
-            apps.finish()
+    """N apps of `path_id` rendering at once, their servers started the `mode` way. Each app is a
+    scenario of a run (runner.run, all N at once): its launch, failure boundary and verdict."""
+    apps = [scenario(path_id, index, runtime, timeout_s) for index in range(count)]
+    folder = out / mode.replace(" ", "")
+    shared: Optional[services.RunningService] = None
+    with reaper.temp_dir("gh-servers-") as scratch, MemorySampler() as sampler:
+        t0 = time.monotonic()
+        try:
+            if mode != PER_INSTANCE:
+                shared = services.start(shared_server(toolset, Path(scratch), folder, mode == MULTI_CLIENTS))
+            servers = Servers(sampler, shared)
+            results = runner.run(apps, toolset, runner.RunOptions(out_dir=folder, jobs=count, goldens_dir=goldens),
+                                 hooks=Hooks(services_ready=servers.ready, start_services=servers.start))
             wall = time.monotonic() - t0
             sampler.sample()
-    finally:
-        if apps is not None:
-            apps.stop()
-        services.stop_all(started)
-        temp.remove()
-    verdicts = judged(apps.launches, goldens, runner.host_facts(toolset))
-    failed = [f"app {i}: {v.outcome.value}: {v.reason}" for i, v in enumerate(verdicts) if v.outcome != verdict.PASS]
-    said = complaint(started[0].spec.log_path) if failed and mode != PER_INSTANCE else ""
-    return SharingRun(mode, path_id, count, len(started), [round(s.ready_s, 4) for s in started],
+        finally:
+            services.stop_all([shared] if shared else [])
+    failed = [f"app {i}: {r.verdict.outcome.value}: {r.verdict.reason}" for i, r in enumerate(results)
+              if r.verdict.outcome is not Outcome.PASS]
+    said = complaint(servers.started[0].spec.log_path) if failed and shared is not None else ""
+    return SharingRun(mode, path_id, count, len(servers.started), [round(s.ready_s, 4) for s in servers.started],
                       sampler.peak_processes, sampler.peak_rss_kb, sampler.peak_pss_kb, sampler.largest_rss_kb,
                       round(wall, 3), count - len(failed), failed, said)
 
@@ -236,47 +207,36 @@ def row(runs: List[SharingRun]) -> SharingRow:
                       f"{least}{f'-{most}' if most != least else ''}/{first.instances}", runs)
 
 
-def shared_server(toolset: Toolset, temp: runner.TempRoot, out: Path, multi_clients: bool) -> services.ServiceSpec:
-    folder = temp.scenario_dir()
-    folder.mkdir(parents=True, exist_ok=True)
+def shared_server(toolset: Toolset, scratch: Path, out: Path, multi_clients: bool) -> services.ServiceSpec:
     out.mkdir(parents=True, exist_ok=True)
-    workspace = Workspace(out, folder)
-    spec = vtest.server_spec(toolset, workspace, multi_clients=multi_clients)
+    spec = vtest.server_spec(toolset, Workspace(out, scratch), multi_clients=multi_clients)
     spec.log_path = str(out / f"shared-server{'-multi-clients' if multi_clients else ''}.log")
     return spec
-
-
-def host_runtime() -> Runtime:
-    return Runtime(HOST_RUNTIME, HOST_KIND, "/", "the host's own root filesystem")
 
 
 def plainest_vtest_path() -> str:
     """The first path of the table whose GL goes to a virgl_test_server it starts itself (no
     supervisor, no Venus): plain bwrap."""
-    from .paths import PATHS
-
-    return next(spec.id for spec in PATHS.values()
+    return next(spec.id for spec in paths.PATHS.values()
                 if vtest.SERVICE in spec.services and "gl" in spec.renderers and not spec.sync_fd and not spec.venus)
 
 
 def compare(toolset: Toolset, count: int, out: Path, path_id: Optional[str] = None, runtime: Optional[Runtime] = None,
             rounds: int = 3, goldens: Optional[Path] = None) -> List[SharingRow]:
     """The three ways, each `rounds` times, the rounds interleaved (a machine's load drifts)."""
-    goldens = goldens or runner.GOLDENS_DIR
+    goldens = goldens or GOLDENS_DIR
     path_id = path_id or plainest_vtest_path()
     runs: Dict[str, List[SharingRun]] = {mode: [] for mode in MODES}
     for number in range(1, rounds + 1):
         for mode in MODES:
-            runs[mode].append(measure(mode, toolset, path_id, runtime or host_runtime(), count,
+            runs[mode].append(measure(mode, toolset, path_id, runtime or HOST, count,
                                       out / f"round-{number}", goldens))
     return [row(runs[mode]) for mode in MODES]
 
 
 def why_not(toolset: Toolset, path_id: str) -> Optional[str]:
-    from .paths import get
-
-    spec = get(path_id)
-    return spec.family.available(spec, toolset)
+    spec = paths.get(path_id)
+    return registry.of(spec).available(spec, toolset)
 
 
 def table(rows: List[SharingRow]):

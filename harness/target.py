@@ -1,13 +1,13 @@
-"""A running instance of a path that a test sends commands to (the `machine` fixture): the
-shape of QEMU's QEMUMachine and the NixOS test driver's BaseMachine, for every family.
-`run()/succeed()/fail()` everywhere; `screenshot()` where the family has a display."""
+"""The interface of a running path a test sends commands to (the `machine` fixture): the shape of
+QEMU's QEMUMachine and the NixOS test driver's BaseMachine, for every family. `run()/succeed()/
+fail()` everywhere; `screenshot()` where the family has a display. Each family makes its own."""
+import abc
 import dataclasses
 import itertools
 from pathlib import Path
 from typing import Optional, Type
 
-from .lifecycle import Launch, LaunchContext, Workload
-from .process import Child
+from .lifecycle import LaunchContext
 
 
 class TargetError(Exception):
@@ -24,7 +24,7 @@ class CommandResult:
         return self.exit_code == 0
 
 
-class Target:
+class Target(abc.ABC):
     """Start it (or use it as a context manager), send commands, close it."""
 
     error: Type[TargetError] = TargetError  # what this family's targets raise
@@ -34,14 +34,17 @@ class Target:
         self.path_id = ctx.scenario.path_id
         self._screenshots = itertools.count(1)
 
+    @abc.abstractmethod
     def start(self) -> "Target":
-        raise NotImplementedError
+        """Bring the path up (services, machine); raises this target's error if it cannot."""
 
+    @abc.abstractmethod
     def run(self, command: str, timeout_s: float = 60.0) -> CommandResult:
-        raise NotImplementedError
+        """Run one shell command through the path; its exit code and output."""
 
+    @abc.abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Stop everything start() started; safe to call twice."""
 
     def screenshot(self, name: Optional[str] = None) -> Path:
         raise self.error(f"{self.path_id} has no display to capture")
@@ -66,49 +69,3 @@ class Target:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
-
-
-class ProcessTarget(Target):
-    """A host or sandbox path: its services stay up; each command runs as a fresh workload
-    (`/bin/sh -c COMMAND`) launched exactly as the path launches a probe."""
-
-    launch: Optional[Launch] = None
-
-    def start(self) -> "ProcessTarget":
-        spec = self.ctx.scenario.spec
-        reason = spec.family.available(spec, self.ctx.toolset)
-        if reason:
-            raise TargetError(f"{self.path_id} cannot run here: {reason}")
-        self.ctx.workspace.create()
-        self.launch = spec.family.launch(self.ctx)
-        try:
-            self.launch.start()
-        except Exception as exc:
-            self.close()
-            raise TargetError(f"{self.path_id} did not start: {exc}") from None
-        if self.launch.result.problem:
-            problem = self.launch.result.problem
-            self.close()
-            raise TargetError(f"{self.path_id} did not start: {problem}")
-        self._commands = itertools.count(1)
-        return self
-
-    def run(self, command: str, timeout_s: float = 60.0) -> CommandResult:
-        if self.launch is None:
-            raise TargetError(f"the {self.path_id} target is not running")
-        ctx = dataclasses.replace(self.ctx, workload=Workload(command=["/bin/sh", "-c", command]))
-        plan = self.ctx.scenario.spec.family.plan(ctx)
-        log = self.ctx.workspace.result_dir / f"command-{next(self._commands)}.log"
-        child = Child(plan.argv, plan.process_env(), str(log))
-        end = child.wait(timeout_s, watch=self.launch.service_failure)
-        output = log.read_text(errors="replace")
-        if end.timed_out:
-            raise TargetError(f"command did not finish in {timeout_s:g} s: {command!r}")
-        if end.stopped_because:
-            raise TargetError(f"{end.stopped_because} during {command!r}")
-        return CommandResult(command, end.code if end.code is not None else 128 + (end.signal or 0), output)
-
-    def close(self) -> None:
-        if self.launch is not None:
-            self.launch.stop()
-            self.launch = None

@@ -352,12 +352,3 @@ def path_problem(name: str, path: str) -> Optional[str]:
         if not os.access(path, os.X_OK):
             return f"{where} is not executable"
     return None
-
-
-def load(manifest: Optional[Path] = None) -> Toolset:
-    chosen = manifest or os.environ.get("GPU_HARNESS_TOOLSET")
-    if chosen and str(chosen).startswith("runtime:"):
-        from . import runtime_toolset  # builds on runtimes, which is needed only here
-
-        return runtime_toolset.load(str(chosen))
-    return load_manifest(Path(chosen)) if chosen else discover()

@@ -13,7 +13,7 @@ from PIL import Image
 
 from harness import paths
 from harness.outcomes import FailureKind, Outcome
-from harness.report import results
+from harness.report import document as report_document, results
 
 RUNTIMES = {"host": "22.3.6", "bullseye": "20.3.5", "bookworm": "22.3.6", "trixie": "25.0.7", "sid": "26.2.6",
             "bookworm-i386": "22.3.6"}
@@ -41,7 +41,7 @@ def combos() -> List[Combo]:
     """Every (path, runtime, probe) the path table allows, in the matrix's order (paths major)."""
     found = []
     for spec in paths.PATHS.values():
-        runtimes = ["host"] if spec.family.name == "host" else list(RUNTIMES)
+        runtimes = ["host"] if spec.family == "host" else list(RUNTIMES)
         for runtime in runtimes:
             found += [Combo(spec.id, runtime, probe) for probe in PROBES if probe in spec.renderers]
     return found
@@ -62,7 +62,7 @@ def renderer_for(spec: "paths.PathSpec", probe: str) -> str:
 
 
 def isolation(spec: "paths.PathSpec", rng: random.Random) -> dict:
-    family = spec.family.name
+    family = spec.family
     own = {"host": 0, "sandbox": 7, "container": 5, "flatpak": 4}.get(family, 7)
     return {"namespaces": {ns: f"{ns}:[{4026531000 + (i if i >= own else 500 + i)}]" for i, ns in enumerate(NAMESPACES)},
             "seccomp_mode": 2 if family in ("container", "flatpak") else 0,
@@ -73,7 +73,7 @@ def isolation(spec: "paths.PathSpec", rng: random.Random) -> dict:
 
 
 def exposure(spec: "paths.PathSpec", runtime: str, rng: random.Random) -> dict:
-    family = spec.family.name
+    family = spec.family
     whole = family == "host"
     files = ["/etc/hosts", "/usr/share/fonts"] + (["/usr"] if runtime == "host" else [])
     return {"whole_host": whole, "host_files": [] if whole else files,
@@ -105,7 +105,7 @@ def scenario(combo: Combo, index: int, rng: random.Random) -> dict:
     phases = {"setup_s": round(rng.uniform(0.001, 0.4), 4), "services_ready_s": round(rng.uniform(0, 0.02), 4),
               "probe_s": round(rng.uniform(0.1, 0.6), 4)}
     rss = {"probe": rng.randint(80000, 120000)}
-    if spec.family.name in ("vm", "vfio"):
+    if spec.family in ("vm", "vfio"):
         phases.update(qemu_start_s=round(rng.uniform(0.05, 0.3), 4), boot_s=round(rng.uniform(1.8, 2.4), 4))
         rss["qemu"] = rng.randint(500000, 650000)
     if "virgl_test_server" in spec.services:
@@ -144,7 +144,7 @@ def scenario(combo: Combo, index: int, rng: random.Random) -> dict:
 def document(count: int = 150, seed: int = 16) -> dict:
     """A results.json document of `count` scenarios, as `gpu-harness run` writes it."""
     rng = random.Random(seed)
-    entries = results.with_fps_share([scenario(c, i, rng) for i, c in enumerate(spread(combos(), count))])
+    entries = report_document.with_fps_share([scenario(c, i, rng) for i, c in enumerate(spread(combos(), count))])
     summary: Dict[str, int] = {}
     for entry in entries:
         summary[entry["outcome"]] = summary.get(entry["outcome"], 0) + 1

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import cache, runtimes
+from harness import cache, recipes, runtimes
 
 NOW = 1_800_000_000.0
 DAY = cache.DAY_S
@@ -168,10 +168,10 @@ def test_a_use_is_marked(tmp_path):
 
 
 def test_the_shipped_recipes_are_current():
-    shipped = cache.shipped()
-    for name in runtimes.recipe_names():
-        recipe = runtimes.load_recipe(name)
-        assert runtimes.digest(recipe, runtimes.load_lock(recipe)) in shipped.runtime_digests
+    shipped = runtimes.current()
+    for name in recipes.recipe_names():
+        recipe = recipes.load_recipe(name)
+        assert recipes.digest(recipe, recipes.load_lock(recipe)) in shipped.runtime_digests
     assert shipped.image_format == runtimes.IMAGE_FORMAT and shipped.layout
 
 

@@ -12,7 +12,8 @@ from typing import Callable, List, Tuple
 
 import pytest
 
-from harness import cli, matrix, toolset
+from harness import cli, toolset
+from harness.matrix import files as matrix_files
 
 from .files import write
 
@@ -293,7 +294,7 @@ def evaluators_of(path: Path) -> List[str]:
 @pytest.mark.skipif(not shutil.which("nix-instantiate"), reason="needs nix-instantiate (apt-get install nix-bin)")
 def test_an_endless_nix_evaluation_is_killed_and_one_line(tmp_path, monkeypatch, capsys):
     path = write(tmp_path, "endless.nix", ENDLESS)
-    monkeypatch.setattr(matrix, "NIX_TIMEOUT_S", 1.5)
+    monkeypatch.setattr(matrix_files, "NIX_TIMEOUT_S", 1.5)
     started = time.monotonic()
     assert cli.main(["list", "--matrix", str(path)]) == 2
     assert time.monotonic() - started < 30

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.families import registry
 from harness import imagearchive, matrix
 from harness.families import container
 from harness.families.container import ContainerError, Names, dri_devices, overlay_root, volume
@@ -31,7 +32,7 @@ def plan_for(path: str, tmp_path: Path, nodes=("/dev/dri/renderD128",), runtime=
     toolset = Toolset("test", TOOLS, list(nodes))
     workspace = Workspace(tmp_path / "result", tmp_path / "gh-run" / "1")
     ctx = LaunchContext(scenario, toolset, workspace, Workload(probe="gl"))
-    return scenario.spec.family.plan(ctx), Names.of(workspace)
+    return registry.of(scenario.spec).plan(ctx), Names.of(workspace)
 
 
 def test_all_state_is_private_and_the_container_has_no_network(tmp_path):
@@ -144,7 +145,7 @@ def test_a_command_is_its_own_entrypoint_whatever_it_looks_like(tmp_path):
     toolset = Toolset("test", TOOLS, [])
     ctx = LaunchContext(scenario, toolset, Workspace(tmp_path / "result", tmp_path / "gh-run" / "1"),
                         Workload(command=["--privileged", "-c", "x"]))
-    argv = scenario.spec.family.plan(ctx).argv
+    argv = registry.of(scenario.spec).plan(ctx).argv
     assert argv[argv.index("--entrypoint") + 1] == json.dumps(["--privileged"])
     assert argv[-3:] == [imagearchive.read(archive).id, "-c", "x"]
     assert "--privileged" not in argv

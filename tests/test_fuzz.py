@@ -11,6 +11,8 @@ import stat
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from harness import model
+from harness.matrix.checks import ENV_NAME
 from harness import matrix, paths as path_registry, pins, toolset
 from harness.errors import InputError, bad_character
 from harness.report import html, junit, results
@@ -110,13 +112,13 @@ def declarations(draw, workdir):
         "override": lists(maybe(override))})))
 
 
-def assert_sane(scenario: matrix.Scenario):
+def assert_sane(scenario: model.Scenario):
     assert math.isfinite(scenario.timeout_s) and 0 < scenario.timeout_s <= matrix.MAX_TIMEOUT_S
     assert 0 <= scenario.tolerance.channel <= 255 and 0 <= scenario.tolerance.fraction <= 1
     texts = [scenario.golden, scenario.runtime.root, *scenario.probe_args, *scenario.kernel_args,
              *(value for _, value in scenario.env)]
     assert all(isinstance(text, str) and bad_character(text) is None for text in texts)
-    assert all(matrix.ENV_NAME.match(name) for name, _ in scenario.env)
+    assert all(ENV_NAME.match(name) for name, _ in scenario.env)
     assert all(re.fullmatch(r'(?:[^\s"]|"[^"]*")+', arg) for arg in scenario.kernel_args)  # one word on the cmdline
     assert "/" not in scenario.golden and scenario.golden != ".."
     if scenario.runtime.kind == "rootfs":

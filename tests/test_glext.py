@@ -207,7 +207,7 @@ def test_an_extension_from_an_undeclared_runtime_is_an_input_error(value, messag
 
 
 def test_the_shipped_extension_grid_expands_with_its_expectations():
-    grid = matrix.load(Path(matrix.__file__).parent / "data" / "flatpak-gl.toml")
+    grid = matrix.load(matrix.DEFAULT_MATRIX.parent / "flatpak-gl.toml")
     by_id = {s.id: s for s in grid.scenarios}
     cross = by_id["flatpak-ext/bookworm.gl-trixie/gl"]
     assert cross.runtime.recipe == "bookworm" and cross.gl_extension and cross.gl_extension.name == "trixie"

@@ -15,7 +15,7 @@ import pytest
 from harness import matrix, report
 from harness.lifecycle import LaunchResult
 from harness.outcomes import FailureKind, Outcome
-from harness.report import answers, grid, junit, results
+from harness.report import answers, document as report_document, grid, junit
 from harness.runner import ScenarioResult
 from harness.toolset import Toolset
 from harness.verdict import Verdict
@@ -246,7 +246,7 @@ def test_results_json_carries_the_grid_and_the_answers(tmp_path):
                                           "probes": ["gl"]}}, "<test>").scenarios
     produced = [scenario_result(tmp_path, scenarios[0], Outcome.PASS),
                 scenario_result(tmp_path, scenarios[1], Outcome.FAIL, FailureKind.CRASH)]
-    document = results.document(produced, tmp_path, Toolset("discovery", {}, []),
+    document = report_document.document(produced, tmp_path, Toolset("discovery", {}, []),
                                 datetime.datetime.now(datetime.timezone.utc), "<test>", "known.toml")
     assert document["baseline"] == "known.toml"
     assert document["grid"] == [g.to_json() for g in grid.build(document["scenarios"])]

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from harness.guest import Agent, GuestError
+from harness.families.vm_guest import Agent, GuestError
 
 
 def serve_once(replies):

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import diagnosis, exposure, hostdriver, matrix, verdict
-from harness.hostdriver import Mode
+from harness import diagnosis, driverlayout, drivermatch, exposure, hostdriver, matrix, verdict
+from harness.pathspec import DriverMode as Mode
 from harness.lifecycle import LaunchResult
 from harness.outcomes import FailureKind, Outcome
 from harness.probes import PROBE_DIR, ProbeReport
@@ -102,7 +102,7 @@ def test_nvidia_layout_is_found_without_naming_nvidia(nvidia_tree):
 
 
 def test_libs_mode_binds_the_driver_beside_the_runtime_and_points_the_loaders_at_it(nvidia_tree):
-    layout = hostdriver.layout(hostdriver.discover(str(nvidia_tree)), Mode.LIBS)
+    layout = driverlayout.layout(hostdriver.discover(str(nvidia_tree)), Mode.LIBS)
     inside = {dst: src for src, dst in layout.binds}
     private = {f"/run/host-driver/lib/libnvidia-{name}.so.580.95.05": str(nvidia_tree / LIB / f"libnvidia-{name}.so.580.95.05")
                for name in ("eglcore", "glcore", "glsi", "tls")}
@@ -121,10 +121,10 @@ def test_libs_mode_binds_the_driver_beside_the_runtime_and_points_the_loaders_at
 
 
 def test_mesa_libs_mode_sets_the_dri_folder(mesa_tree):
-    layout = hostdriver.layout(hostdriver.discover(str(mesa_tree)), Mode.LIBS)
+    layout = driverlayout.layout(hostdriver.discover(str(mesa_tree)), Mode.LIBS)
     assert ("/run/host-driver/dri" in [dst for _, dst in layout.binds]
             and layout.env["LIBGL_DRIVERS_PATH"] == "/run/host-driver/dri")
-    assert "LD_LIBRARY_PATH" not in layout.env and hostdriver.CAPSULE_ENV not in layout.env
+    assert "LD_LIBRARY_PATH" not in layout.env and driverlayout.CAPSULE_ENV not in layout.env
 
 
 def host_driver():
@@ -136,28 +136,28 @@ def host_driver():
 
 def test_the_closure_puts_every_library_after_what_it_needs():
     driver = host_driver()
-    closure = hostdriver.closure(list(driver.glvnd.values()) + driver.libraries)
+    closure = driverlayout.closure(list(driver.glvnd.values()) + driver.libraries)
     position = {path: index for index, (_, path) in enumerate(closure.libraries)}
     assert closure.libraries and not closure.missing
     for _, path in closure.libraries:
-        for name, dependency in hostdriver.resolve("/", path).found:
-            if not hostdriver.is_glibc(name):
+        for name, dependency in driverlayout.resolve("/", path).found:
+            if not driverlayout.is_glibc(name):
                 assert position[dependency] < position[path], f"{name} must come before {path}"
     names = [name for name, _ in closure.libraries]
-    assert not [n for n in names if hostdriver.is_glibc(n)]
+    assert not [n for n in names if driverlayout.is_glibc(n)]
     assert "libc.so.6" in [name for name, _ in closure.glibc]
 
 
-@pytest.mark.parametrize("mode", Mode.ALL)
+@pytest.mark.parametrize("mode", list(Mode))
 def test_each_mode_lays_out_the_host_driver(mode):
     driver = host_driver()
-    layout = hostdriver.layout(driver, mode)
-    bound = [os.path.basename(dst) for _, dst in layout.binds if dst.startswith(hostdriver.LIB_DIR)]
+    layout = driverlayout.layout(driver, mode)
+    bound = [os.path.basename(dst) for _, dst in layout.binds if dst.startswith(driverlayout.LIB_DIR)]
     assert ("LD_LIBRARY_PATH" in layout.env) == (mode in (Mode.DEPS, Mode.DEPS_GLIBC))
     assert ("libc.so.6" in bound) == (mode == Mode.DEPS_GLIBC)
     assert (len(bound) > len([v for v in driver.vendors if v.library])) == (mode != Mode.LIBS)
     if mode == Mode.CAPSULE:
-        manifest = json.loads(layout.files[hostdriver.CAPSULE_MANIFEST])
+        manifest = json.loads(layout.files[driverlayout.CAPSULE_MANIFEST])
         assert set(manifest["entry"]) == {"libEGL.so.1", "libGLESv2.so.2", "libvulkan.so.1"}
         assert set(manifest["entry"].values()) <= set(manifest["load"])
 
@@ -317,31 +317,33 @@ def test_a_guest_exposes_only_its_9p_exports():
 
 
 def test_driver_matching_flags_what_differs():
-    runtime = hostdriver.driver_match("25.0.7", "mesa 22.3.6", {"name": None, "version": None},
+    runtime = drivermatch.driver_match("25.0.7", "mesa 22.3.6", {"name": None, "version": None},
                                       ["/usr/lib/x86_64-linux-gnu/libgallium-25.0.7.so"])
     assert runtime["used"] == "runtime" and runtime["mismatch"] and "host Mesa 22.3.6" in str(runtime["note"])
-    virtual = hostdriver.driver_match("25.0.7", "mesa 22.3.6", {"name": None, "version": None},
+    virtual = drivermatch.driver_match("25.0.7", "mesa 22.3.6", {"name": None, "version": None},
                                       ["/usr/lib/x86_64-linux-gnu/libgallium-25.0.7.so"], direct=False)
     assert virtual["used"] == "runtime" and not virtual["mismatch"]  # virgl: the host's Mesa does the work
-    host = hostdriver.driver_match("25.0.7", "nvidia 580.95.05", {"name": "nvidia", "version": "580.95.05"},
+    host = drivermatch.driver_match("25.0.7", "nvidia 580.95.05", {"name": "nvidia", "version": "580.95.05"},
                                    ["/run/host-driver/lib/libEGL_nvidia.so.0"])
     assert host["used"] == "host-driver" and not host["mismatch"]
-    old = hostdriver.driver_match(None, "nvidia 580.95.05", {"name": "nvidia", "version": "575.57.08"},
+    old = drivermatch.driver_match(None, "nvidia 580.95.05", {"name": "nvidia", "version": "575.57.08"},
                                   ["/run/host-driver/lib/libEGL_nvidia.so.0"])
     assert old["mismatch"] and "kernel module 575.57.08" in str(old["note"])
 
 
-def load_probe():
-    spec = importlib.util.spec_from_file_location("probelib", PROBE_DIR / "probelib.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def load_capsule():
+    """The probes' capsule module, as a probe imports it: its siblings (probelib) beside it."""
+    import sys
+
+    if str(PROBE_DIR) not in sys.path:
+        sys.path.append(str(PROBE_DIR))
+    return importlib.import_module("capsule")
 
 
 def test_the_capsule_finds_the_dlopen_calls_it_redirects():
     driver = host_driver()
     egl_vendor = next(v.library for v in driver.vendors if v.api == "egl" and v.library)
-    imports = load_probe().elf_imports(os.path.realpath(egl_vendor), ("dlopen",))
+    imports = load_capsule().elf_imports(os.path.realpath(egl_vendor), ("dlopen",))
     assert imports and all(name == "dlopen" and offset > 0 for offset, name in imports)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import cli, imagearchive, matrix, runtimes
+from harness import cli, imagearchive, matrix, recipes, runtimes
 from harness.errors import InputError
 from harness.imagearchive import ImageArchiveError
 
@@ -88,7 +88,7 @@ def test_the_written_archive_says_what_it_is(tmp_path):
     assert dict(info.env)["PATH"].endswith("/usr/bin:/sbin:/bin")
     assert info.tags == ("localhost/gpu-harness/t:1",)
     # only installed packages; versions as runtimes read them
-    assert runtimes.component_versions(info.packages) == {"mesa": "25.0.7", "libc": "2.41", "python": None}
+    assert recipes.component_versions(info.packages) == {"mesa": "25.0.7", "libc": "2.41", "python": None}
 
 
 def test_the_id_is_the_config_digest_and_the_same_tree_gives_the_same_file(tmp_path):
@@ -148,7 +148,7 @@ def test_an_oci_archive_of_a_nix_image(tmp_path):
     path = oci_archive(tmp_path, layers, {"Cmd": [NIX_PYTHON, "/probe/gles.py"], "Env": ["LIBGL_DRIVERS_PATH=/x"]})
     info = imagearchive.read(str(path))
     assert info.format == "oci-archive" and info.cmd[0] == NIX_PYTHON
-    assert runtimes.component_versions(info.packages) == {"mesa": "25.1.4", "libc": "2.40", "python": "3.12.8"}
+    assert recipes.component_versions(info.packages) == {"mesa": "25.1.4", "libc": "2.40", "python": "3.12.8"}
     assert info.env == (("LIBGL_DRIVERS_PATH", "/x"),)
 
 
@@ -159,7 +159,7 @@ def test_a_later_layer_deletes_or_replaces_dpkgs_status(tmp_path):
     newer = STATUS.replace("25.0.7-2", "26.0.1-1").encode()
     (tmp_path / "two").mkdir()
     replaced = oci_archive(tmp_path / "two", [first, layer({"./var/lib/dpkg/status": newer})], {})
-    assert runtimes.component_versions(imagearchive.read(str(replaced)).packages)["mesa"] == "26.0.1"
+    assert recipes.component_versions(imagearchive.read(str(replaced)).packages)["mesa"] == "26.0.1"
 
 
 @pytest.mark.parametrize("members, message", [
@@ -220,7 +220,7 @@ def test_an_image_from_a_recipe_is_cached_by_its_lock():
 
 
 def test_the_packages_of_an_image_runtime_are_read_from_its_archive(tmp_path):
-    assert runtimes.component_versions(runtimes.installed(written(tmp_path)))["mesa"] == "25.0.7"
+    assert recipes.component_versions(runtimes.installed(written(tmp_path)))["mesa"] == "25.0.7"
 
 
 def test_runtimes_image_of_an_unknown_runtime_is_one_line(tmp_path, capsys):

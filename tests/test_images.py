@@ -2,7 +2,7 @@ import numpy as np
 from PIL import Image
 
 from harness.images import compare
-from harness.matrix import Tolerance
+from harness.model import Tolerance
 
 
 def save(path, array):

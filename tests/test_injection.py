@@ -6,7 +6,7 @@ import dataclasses
 import subprocess
 
 from harness import matrix
-from harness.families import sandbox, vm
+from harness.families import sandbox, vm_launch as vm
 from harness.families.base import write_config
 from harness.lifecycle import LaunchContext, Workload, Workspace
 from harness.toolset import Tool, Toolset
@@ -93,7 +93,7 @@ def test_the_guest_workload_script_keeps_values_whole(tmp_path):
     ws.create()
     ctx = LaunchContext(scenario("vm-headless", env=(("ZZ", HOSTILE + "'; touch /pwned; '"),)), toolset(), ws,
                         Workload(probe="gl", probe_args=[HOSTILE]))
-    vm.write_guest_workload(ctx, scanout=False)
+    vm.write_guest_workload(ctx, scanout=False, family_args=[])
     script = ws.probe_out / "environment.sh"
     value = subprocess.run(["sh", "-c", f'. "{script}" && printf %s "$ZZ"'], capture_output=True, text=True).stdout
     assert value == HOSTILE + "'; touch /pwned; '"

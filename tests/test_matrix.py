@@ -1,5 +1,6 @@
 import pytest
 
+from harness import model
 from harness import matrix
 from harness.errors import InputError
 
@@ -38,8 +39,8 @@ def test_cross_product_excludes_and_overrides():
     # host-family paths pair with the host runtime only; the exclude drops sandbox-dri/deb.
     assert sorted(by_id) == ["sandbox-dri/host/gl", "software/host/gl", "vtest-virgl/deb/gl", "vtest-virgl/host/gl"]
     vtest = by_id["vtest-virgl/deb/gl"]
-    assert vtest.expect == matrix.Expectation("fail", "old Mesa")
-    assert vtest.tolerance == matrix.Tolerance(channel=4, fraction=0.5)
+    assert vtest.expect == model.Expectation("fail", "old Mesa")
+    assert vtest.tolerance == model.Tolerance(channel=4, fraction=0.5)
     assert vtest.timeout_s == 5 and vtest.runtime.root == "/usr"
     assert by_id["software/host/gl"].expect.outcome == "pass"
 

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import cli, matrix as matrix_mod, paths as path_registry, pins, toolset as toolset_mod
+from harness.families import registry
+from harness import model
+from harness import cli, matrix as matrix_mod, paths as path_registry, pins, recipes, toolset as toolset_mod
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUIRED = {p.strip() for p in os.environ.get("GPU_HARNESS_REQUIRE", "").split(",") if p.strip()}
@@ -56,8 +58,8 @@ def test_nix_matrix_expands_to_exactly_the_toml_matrix():
     assert [s.to_dict() for s in from_nix] == [s.to_dict() for s in from_toml]
     declared = matrix_mod.read_declaration(matrix_mod.DEFAULT_MATRIX)["matrix"]
     pairs = [(path, probe) for path in declared["paths"] for probe in declared["probes"]
-             if probe in path_registry.get(path).probes and path_registry.get(path).family.accepts(
-                 matrix_mod.Runtime("host", matrix_mod.HOST_KIND))]
+             if probe in path_registry.get(path).probes and registry.of(path_registry.get(path)).accepts(
+                 model.HOST)]
     assert len([s for s in from_nix if s.runtime.name == "host"]) == len(pairs)
     assert {s.runtime.name for s in from_nix} == {"host", "trixie"}
 
@@ -85,15 +87,16 @@ def test_nix_scenario_list_matches_the_python_expansion(declaration):
 
 def test_nix_paths_json_is_written_from_the_path_table():
     written = (ROOT / "nix" / "paths.json").read_text()
-    assert written == path_registry.table_json(), "nix/paths.json is stale: python -m harness.paths > nix/paths.json"
+    assert written == registry.table_json(), \
+        "nix/paths.json is stale: python -m harness.families.registry > nix/paths.json"
 
 
 def test_nix_paths_table_agrees_with_the_path_registry():
     table = nix_eval(ROOT / "nix" / "paths.nix")
     assert set(table) == set(path_registry.PATHS)
     for name, spec in path_registry.PATHS.items():
-        assert table[name]["family"] == spec.family.name, name
-        assert ("kvm" in table[name]["features"]) == (spec.family.name in ("vm", "vfio")), name
+        assert table[name]["family"] == spec.family, name
+        assert ("kvm" in table[name]["features"]) == (spec.family in ("vm", "vfio")), name
         # A path that needs a GPU must not be a default check, where there is none.
         assert ("gpu" in table[name]["features"]) == (spec.needs_render_node or name in ("native", "vm-vfio")), name
 
@@ -214,12 +217,12 @@ def test_flake_outputs_evaluate_against_a_stand_in_nixpkgs(tmp_path):
     default_scenarios = matrix_mod.load(matrix_mod.DEFAULT_MATRIX).scenarios
     # Rootful podman does not run in a Nix build sandbox: the container family has no checks.
     no_gpu = [s for s in default_scenarios if s.path_id not in ("native", "sandbox-dri")
-              and s.spec.family.nix_systems != ()]
+              and registry.of(s.spec).nix_systems != ()]
     assert set(x86) == {s.slug for s in no_gpu} | {"unit-tests"}
     for scenario in no_gpu:
         check = x86[scenario.slug]
         assert f"--filter '{scenario.id}'" in check["script"] and "--fail-on-skip" in check["script"]
-        assert check["features"] == (["kvm"] if scenario.spec.family.name in ("vm", "vfio") else [])
+        assert check["features"] == (["kvm"] if scenario.spec.family in ("vm", "vfio") else [])
     assert not any(name.startswith("vm-") for name in outputs["checks"]["aarch64-linux"])
     assert sorted(outputs["gpuChecks"]["x86_64-linux"]) == [
         "native__host__gl", "native__host__vulkan", "sandbox-dri__host__gl", "sandbox-dri__host__vulkan",
@@ -345,9 +348,8 @@ def test_the_stand_in_rejects_what_nixpkgs_rejects():
 def test_runtime_checks_get_the_runtime_built_from_its_lock():
     """The Nix twin of `runtimes build`: every .deb of the lock from the snapshot archive at the
     lock's timestamp, with the lock's SHA256; the check hands the harness that root."""
-    from harness import runtimes
     outputs = flake_outputs()
-    lock = runtimes.load_lock(runtimes.load_recipe("trixie"))
+    lock = recipes.load_lock(recipes.load_recipe("trixie"))
     debs = outputs["runtimeDebs"]["x86_64-linux"]
     assert len(debs) == len(lock.packages) and lock.snapshot
     for deb, package in zip(debs, lock.packages, strict=True):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import cli, runtimes
+from harness import cli, recipes, runtimes
 from harness.errors import InputError
 
 SHA_A, SHA_B = "a" * 64, "b" * 64
@@ -23,11 +23,11 @@ def recipe(tmp_path, name="fixture", **fields):
     body = {"suite": "trixie", "architecture": "amd64", "packages": ["fixture-b"], **fields}
     lines = [f"{key} = {json.dumps(value)}" for key, value in body.items()]
     (tmp_path / f"{name}.toml").write_text("\n".join(lines) + "\n")
-    return runtimes.load_recipe(name, tmp_path)
+    return recipes.load_recipe(name, tmp_path)
 
 
 def write_lock(tmp_path, found, entries, **fields):
-    data = {"schema": runtimes.LOCK_SCHEMA, "recipe": found.name, "suite": found.suite,
+    data = {"schema": recipes.LOCK_SCHEMA, "recipe": found.name, "suite": found.suite,
             "architecture": found.architecture, "archive_date": "Sun, 22 Nov 2026 00:00:00 UTC",
             "packages": entries, **fields}
     (tmp_path / f"{found.name}.lock.json").write_text(json.dumps(data))
@@ -55,7 +55,7 @@ def test_a_bad_recipe_is_one_line_per_problem(tmp_path, fields, message):
 def test_an_unknown_runtime_names_the_shipped_ones(tmp_path):
     with pytest.raises(InputError, match=r"no recipe nope.toml \(known: bookworm, bookworm-i386, bullseye, sid, sid-host, trixie, "
                                          r"trixie-host\)"):
-        runtimes.load_recipe("nope")
+        recipes.load_recipe("nope")
 
 
 @pytest.mark.parametrize("change, message", [
@@ -69,13 +69,13 @@ def test_a_bad_lock_is_one_line(tmp_path, change, message):
     found = recipe(tmp_path)
     write_lock(tmp_path, found, [package("fixture-b", "1.0", SHA_B)], **change)
     with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        runtimes.load_lock(found, tmp_path)
+        recipes.load_lock(found, tmp_path)
 
 
 def test_the_shipped_recipes_and_locks_are_valid_and_small():
-    for name in runtimes.recipe_names():
-        found = runtimes.load_recipe(name)
-        lock = runtimes.load_lock(found)
+    for name in recipes.recipe_names():
+        found = recipes.load_recipe(name)
+        lock = recipes.load_lock(found)
         assert lock is not None, f"{name} has no lock: gpu-harness runtimes lock {name}"
         names = {p.name for p in lock.packages}
         assert {"libegl-mesa0", "libgl1-mesa-dri", "libvulkan1", "libc6"} <= names, name
@@ -87,14 +87,14 @@ def test_the_shipped_recipes_and_locks_are_valid_and_small():
 
 
 def test_drift_names_each_package_locked_and_now():
-    lock = runtimes.Lock("trixie", "amd64", "", (runtimes.LockedPackage("a", "1.0", "amd64", SHA_A),
-                                                 runtimes.LockedPackage("b", "2.0", "amd64", SHA_B)))
+    lock = recipes.Lock("trixie", "amd64", "", (recipes.LockedPackage("a", "1.0", "amd64", SHA_A),
+                                                 recipes.LockedPackage("b", "2.0", "amd64", SHA_B)))
     assert runtimes.drift_of(lock, {"a": ("1.0", "amd64"), "b": ("2.1", "amd64"), "c": ("3", "all")}) == [
         "b: locked 2.0, now 2.1", "c: not locked, now 3"]
 
 
 def test_a_deb_that_is_not_the_locked_file_stops_the_build():
-    lock = runtimes.Lock("trixie", "amd64", "", (runtimes.LockedPackage("a", "1:1.0", "amd64", SHA_A),))
+    lock = recipes.Lock("trixie", "amd64", "", (recipes.LockedPackage("a", "1:1.0", "amd64", SHA_A),))
     runtimes.check_hashes(lock, {("a", "1:1.0", "amd64"): SHA_A, ("z", "9", "amd64"): SHA_B})
     with pytest.raises(runtimes.RuntimeBuildError, match=r"a_1:1.0_amd64.deb has SHA256 bbbbbbbbbbbbbbbb"):
         runtimes.check_hashes(lock, {("a", "1:1.0", "amd64"): SHA_B})
@@ -149,14 +149,14 @@ def test_a_drifted_lock_builds_with_the_archives_version_and_says_so(tmp_path, f
     found = recipe(tmp_path)
     write_lock(tmp_path, found, [package("fixture-a", "1.0", "c" * 64), package("fixture-b", "1.0", SHA_B)])
     said = []
-    built = runtimes.build(found, runtimes.load_lock(found, tmp_path), cache_dir=tmp_path / "cache", say=said.append)
+    built = runtimes.build(found, recipes.load_lock(found, tmp_path), cache_dir=tmp_path / "cache", say=said.append)
     assert built.drift == ["fixture-a: locked 1.0, now 1.1"]
     assert any("1 locked versions are gone from the archive" in line for line in said)
     assert (built.root / "var/lib/dpkg/status").exists() and built.facts["lock_digest"] == built.root.parent.name
-    again = runtimes.build(found, runtimes.load_lock(found, tmp_path), cache_dir=tmp_path / "cache")
+    again = runtimes.build(found, recipes.load_lock(found, tmp_path), cache_dir=tmp_path / "cache")
     assert again.root == built.root  # the cache: nothing built the second time
     with pytest.raises(InputError, match="the lock has drifted .1 packages, first: fixture-a: locked 1.0, now not in the"):
-        runtimes.build(found, runtimes.load_lock(found, tmp_path), strict=True, cache_dir=tmp_path / "strict")
+        runtimes.build(found, recipes.load_lock(found, tmp_path), strict=True, cache_dir=tmp_path / "strict")
     assert not (tmp_path / "strict").exists() or not any((tmp_path / "strict").iterdir())
 
 
@@ -164,7 +164,7 @@ def test_a_fetched_deb_that_differs_from_the_lock_fails_the_build(tmp_path, fake
     found = recipe(tmp_path)
     write_lock(tmp_path, found, [package("fixture-a", "1.1", SHA_A), package("fixture-b", "1.0", "d" * 64)])
     with pytest.raises(runtimes.RuntimeBuildError, match="fixture-b_1.0_amd64.deb has SHA256"):
-        runtimes.build(found, runtimes.load_lock(found, tmp_path), cache_dir=tmp_path / "cache")
+        runtimes.build(found, recipes.load_lock(found, tmp_path), cache_dir=tmp_path / "cache")
     assert list((tmp_path / "cache").iterdir()) == []
 
 
@@ -180,8 +180,8 @@ def test_a_killed_build_leaves_no_runtime_a_later_run_would_use(tmp_path, fake_m
     cache = tmp_path / "cache"
     script = textwrap.dedent(f"""
         from pathlib import Path
-        from harness import runtimes
-        runtimes.build(runtimes.load_recipe("fixture", Path({str(tmp_path)!r})), None, cache_dir=Path({str(cache)!r}))
+        from harness import recipes, runtimes
+        runtimes.build(recipes.load_recipe("fixture", Path({str(tmp_path)!r})), None, cache_dir=Path({str(cache)!r}))
     """)
     build = subprocess.Popen([sys.executable, "-c", script], env=dict(os.environ, FAKE_SLEEP="30"))
     def builders():
@@ -228,7 +228,7 @@ def test_runtimes_cli_lists_the_shipped_runtimes(capsys):
 
 
 def test_the_shipped_recipes_live_in_the_package():
-    assert Path(runtimes.RECIPES_DIR).is_dir() and (runtimes.RECIPES_DIR / "trixie.toml").exists()
+    assert Path(recipes.RECIPES_DIR).is_dir() and (recipes.RECIPES_DIR / "trixie.toml").exists()
 
 
 def test_a_program_from_a_runtime_sees_its_usr_and_the_hosts_files(tmp_path):

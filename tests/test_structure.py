@@ -1,14 +1,26 @@
-"""The house's shape: only the path table and the family modules name a concrete path or
-family, so a new path is one table entry and a new family one module."""
+"""The house's shape: imports go one way (no cycle, lazy and type-only imports counted), each
+module does one job in under 450 lines and says which in its docstring's first line, only the
+path table and the family modules name a concrete path or family, and the interfaces are
+abstract so that a family that forgets a method fails when it is made, not mid-run."""
 import ast
 from pathlib import Path
+from typing import Dict, List, Set
+
+import pytest
 
 from harness import paths
+from harness.families import registry
+from harness.families.base import Family, ProcessFamily
+from harness.lifecycle import Launch, LaunchContext, Workload, Workspace
+from harness.model import HOST, Scenario
+from harness.target import Target
+from harness.toolset import Tool, Toolset
 
 HARNESS = Path(paths.__file__).parent
 ALLOWED = {HARNESS / "paths.py", *(HARNESS / "families").glob("*.py")}
 PATH_IDS = set(paths.PATHS)
-FAMILY_NAMES = set(paths.FAMILIES)
+FAMILY_NAMES = set(registry.FAMILIES)
+MAX_LINES = 450
 
 
 def docstrings(tree: ast.AST) -> set:
@@ -52,7 +64,167 @@ def test_the_scan_finds_what_it_looks_for():
     assert literals_naming_paths_or_families(source) == [(3, "vm"), (3, "native")]
 
 
-def test_every_path_names_a_registered_family_object():
+def test_every_path_names_a_registered_family():
     for spec in paths.PATHS.values():
-        assert paths.FAMILIES[spec.family.name] is spec.family
-        assert spec.family.launch_class is not None
+        family = registry.of(spec)
+        assert isinstance(family, Family) and family.name == spec.family, spec.id
+
+
+# --- imports one way ------------------------------------------------------------------------------
+
+def module_name(path: Path, root: Path = HARNESS) -> str:
+    parts = list(path.relative_to(root.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported(path: Path, modules: Set[str], root: Path = HARNESS) -> Set[str]:
+    """Every module of the package that `path` imports: at the top, in a function, under
+    TYPE_CHECKING alike (a name imported from a module is that module; the package a module is
+    in is not counted)."""
+    me = module_name(path, root)
+    package = me if path.name == "__init__.py" else me.rpartition(".")[0]
+    found: Set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
+            names = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        for name in names:
+            while name and name not in modules:
+                name = name.rpartition(".")[0]
+            if name and name != me and not me.startswith(name + "."):
+                found.add(name)
+    return found
+
+
+def import_graph(root: Path = HARNESS) -> Dict[str, Set[str]]:
+    files = {module_name(path, root): path for path in root.rglob("*.py")}
+    return {name: imported(path, set(files), root) for name, path in files.items()}
+
+
+def cycles(graph: Dict[str, Set[str]]) -> List[List[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm)."""
+    index: Dict[str, int] = {}
+    low: Dict[str, int] = {}
+    stack: List[str] = []
+    on_stack: Set[str] = set()
+    found: List[List[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(graph.get(node, ())):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_harness_has_no_import_cycle():
+    graph = import_graph()
+    assert len(graph) > 50 and sum(len(edges) for edges in graph.values()) > 200  # the whole package was read
+    assert cycles(graph) == []
+
+
+def test_the_cycle_finder_counts_lazy_and_type_only_imports(tmp_path):
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .b import B\n")
+    (package / "b.py").write_text("def f():\n    from . import c\n")
+    (package / "c.py").write_text("from .a import x\n")
+    (package / "d.py").write_text("from . import a\n")
+    graph = import_graph(package)
+    assert graph["pkg.a"] == {"pkg.b"} and graph["pkg.b"] == {"pkg.c"} and graph["pkg.d"] == {"pkg.a"}
+    assert cycles(graph) == [["pkg.a", "pkg.b", "pkg.c"]]
+
+
+# --- one room, one job ------------------------------------------------------------------------------
+
+def test_every_module_is_small_and_says_its_job():
+    too_big, undocumented = [], []
+    for module in sorted(HARNESS.rglob("*.py")):
+        lines = len(module.read_text().splitlines())
+        if lines > MAX_LINES:
+            too_big.append(f"{module.relative_to(HARNESS.parent)}: {lines} lines")
+        doc = ast.get_docstring(ast.parse(module.read_text()))
+        if not doc or not doc.splitlines()[0].strip():
+            undocumented.append(str(module.relative_to(HARNESS.parent)))
+    assert too_big == [] and undocumented == []
+
+
+# --- interfaces as abstract classes -----------------------------------------------------------------
+
+def test_a_family_that_forgets_a_method_cannot_be_made():
+    class Forgetful(Family):  # no launch(), no target()
+        name = "forgetful"
+
+    class PlanLess(ProcessFamily):  # a process family with no plan()
+        name = "plan-less"
+
+    class Nameless(ProcessFamily):
+        def plan(self, ctx):
+            raise AssertionError("never called")
+
+    for forgetful in (Forgetful, PlanLess):
+        with pytest.raises(TypeError, match="abstract"):
+            forgetful()
+    with pytest.raises(TypeError, match="names no family"):
+        Nameless()
+
+
+def test_a_launch_or_target_that_forgets_a_method_cannot_be_made(tmp_path):
+    class HalfLaunch(Launch):
+        def prepare(self):
+            return []
+
+    class HalfTarget(Target):
+        def start(self):
+            return self
+
+    scenario = Scenario(id="software/host/gl", path_id="software", runtime=HOST, probe="gl")
+    ctx = LaunchContext(scenario, Toolset("test", {}), Workspace(tmp_path / "r", tmp_path / "t"), Workload(probe="gl"))
+    for half in (HalfLaunch, HalfTarget):
+        with pytest.raises(TypeError, match="abstract"):
+            half(ctx)
+
+
+def test_a_vfio_guest_target_launches_the_vfio_way(tmp_path):
+    """A test's guest of a vfio path boots as the matrix boots it: with the vfio family's launch
+    (its IOMMU, devices and kernel arguments), not a plain VM launch."""
+    from harness.families.vfio import VfioLaunch
+    from harness.families.vm_launch import VmLaunch
+
+    qemu = Tool("qemu-system-x86_64", "/usr/bin/qemu-system-x86_64")
+    for path_id, launch_class in (("vm-vfio-nested", VfioLaunch), ("vm-virgl", VmLaunch)):
+        scenario = Scenario(id=f"{path_id}/host/gl", path_id=path_id, runtime=HOST, probe="gl")
+        ctx = LaunchContext(scenario, Toolset("test", {qemu.name: qemu}), Workspace(tmp_path / path_id, tmp_path / "t"),
+                            Workload(probe="gl"))
+        guest = registry.of(scenario.spec).target(ctx)
+        assert type(guest.launch) is launch_class, path_id
+        assert guest.launch.ctx.interactive  # booted with the command agent
+        # the vfio family's probe arguments go to its guest's probe; a plain VM path adds none
+        assert guest.launch.family_args[:1] == (["--size"] if launch_class is VfioLaunch else []), path_id

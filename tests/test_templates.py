@@ -1,5 +1,7 @@
 import subprocess
 
+from harness.families import registry
+from harness import model
 from harness import matrix, vtest
 from harness.families import host, sandbox
 from harness.families.base import write_config
@@ -64,7 +66,7 @@ def test_runtime_layout_of_a_rootfs(tmp_path):
     (root / "etc").mkdir()
     (root / "lib").symlink_to("usr/lib")
     (root / "lib64").mkdir()
-    layout = sandbox.runtime_layout(matrix.Runtime("r", "rootfs", str(root)))
+    layout = sandbox.runtime_layout(model.Runtime("r", model.RuntimeKind.ROOTFS, str(root)))
     assert (str(root / "usr"), "/usr") in layout.binds and (str(root / "lib64"), "/lib64") in layout.binds
     assert ("usr/lib", "/lib") in layout.symlinks
 
@@ -113,7 +115,7 @@ def test_a_bwrap_that_cannot_make_a_sandbox_is_a_skip_saying_what_is_missing(tmp
     toolset.tools["bwrap"] = Tool("bwrap", str(fake), "0.8.0")
     toolset.tools["mesa"] = Tool("mesa", "/usr/lib/dri", "22.3.6")
     spec = scenario("vtest-virgl").spec
-    reason = spec.family.available(spec, toolset)
+    reason = registry.of(spec).available(spec, toolset)
     assert reason.startswith("bwrap cannot create a sandbox here (bwrap: No permissions to create new namespace)")
     assert "unprivileged user namespaces" in reason and "Nix build" in reason
 

@@ -3,6 +3,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from harness.families import registry
 from harness import report, toolset
 from harness.errors import InputError
 
@@ -34,7 +35,7 @@ def test_missing_tool_gives_install_hint():
     from harness import paths
     empty = toolset.Toolset("discovery", {name: toolset.Tool(name) for name in toolset.TOOL_SPECS}, [])
     spec = paths.get("vtest-virgl")
-    reason = spec.family.available(spec, empty)
+    reason = registry.of(spec).available(spec, empty)
     assert "bwrap (install bubblewrap)" in reason and "virgl_test_server (install virgl-server)" in reason
 
 

@@ -311,8 +311,9 @@ def test_the_iommu_comes_before_every_other_device():
     assert argv[argv.index("-machine") + 1] == "q35"
 
 
-def nested_probe():
-    """The vfio probe as the L1 guest imports it: probelib and vfio beside it."""
+def nested_probe(module="vfio_nested"):
+    """The vfio probe (or one of its modules: l2guest, vfiodma) as the L1 guest imports it:
+    probelib and vfio beside it."""
     import importlib
     import sys
 
@@ -321,35 +322,35 @@ def nested_probe():
     for folder in (str(PROBE_DIR), str(PROBE_DIR.parent)):
         if folder not in sys.path:
             sys.path.append(folder)
-    return importlib.import_module("vfio_nested")
+    return importlib.import_module(module)
 
 
 def test_the_probe_and_the_host_agree_on_the_console_protocol():
     from harness.families import vfio as vfio_family
     from harness.vm import console
 
-    probe = nested_probe()
-    assert probe.SCANOUT_READY_LINE == console.Marker.PASSED_SCANOUT_READY.line
-    assert probe.L2_PREFIX == vfio_family.L2_PREFIX
-    assert len(probe.pattern(vfio_family.PATTERN_SIZE)) == vfio_family.PATTERN_SIZE
+    l2 = nested_probe("l2guest")
+    assert l2.SCANOUT_READY_LINE == console.Marker.PASSED_SCANOUT_READY.line
+    assert l2.L2_PREFIX == vfio_family.L2_PREFIX
+    assert len(nested_probe().pattern(vfio_family.PATTERN_SIZE)) == vfio_family.PATTERN_SIZE
 
 
 def test_l2_interrupt_counts_from_its_console():
-    probe = nested_probe()
+    l2 = nested_probe("l2guest")
     text = "\n".join(["gpu-harness-l2: interrupts 24:          0   PCI-MSI 16384-edge      virtio0-config",
                       "gpu-harness-l2: interrupts 25:        171   PCI-MSI 16385-edge      virtio0-control",
                       "some kernel line 26: 99 virtio0-cursor",
                       "gpu-harness-l2: interrupts end"])
-    assert probe.interrupts(text) == {"virtio0-config": 0, "virtio0-control": 171}
+    assert l2.interrupts(text) == {"virtio0-config": 0, "virtio0-control": 171}
 
 
 def test_the_test_pattern_tells_every_chunk_apart():
     """A lost, doubled or shifted 4032-byte DMA chunk must change the image."""
-    probe = nested_probe()
-    data = b"".join(probe.pattern(64))
-    chunks = [data[i:i + probe.EDU_CHUNK] for i in range(0, len(data), probe.EDU_CHUNK)]
+    chunk = nested_probe("vfiodma").EDU_CHUNK
+    data = b"".join(nested_probe().pattern(64))
+    chunks = [data[i:i + chunk] for i in range(0, len(data), chunk)]
     assert len(set(chunks)) == len(chunks) > 1
-    assert probe.EDU_CHUNK < 4096
+    assert chunk < 4096
 
 
 def test_the_vfio_probe_takes_qemu_qmp_with_it():

@@ -16,12 +16,12 @@ from harness.probes import PROBE_DIR
 
 sys.path.insert(0, str(PROBE_DIR))
 import probelib  # noqa: E402
-import vk  # noqa: E402
+import vkapi  # noqa: E402
 
 REQUIRED = {p.strip() for p in os.environ.get("GPU_HARNESS_REQUIRE", "").split(",") if p.strip()}
-STRUCTS = [name for name, value in vars(vk).items()
+STRUCTS = [name for name, value in vars(vkapi).items()
            if isinstance(value, type) and issubclass(value, (ctypes.Structure, ctypes.Union))
-           and value.__module__ == vk.__name__]
+           and value.__module__ == vkapi.__name__]
 OPAQUE = {"PhysicalDeviceLimits", "PhysicalDeviceSparseProperties"}  # carried as raw words: size only
 
 
@@ -44,7 +44,7 @@ def c_layouts(tmp_path):
         lines.append(f'printf("{name} @sizeof %zu\\n", sizeof(Vk{name}));')
         if name in OPAQUE:
             continue
-        for field_name, *_ in getattr(vk, name)._fields_:
+        for field_name, *_ in getattr(vkapi, name)._fields_:
             lines.append(f'printf("{name} {field_name} %zu\\n", offsetof(Vk{name}, {field_name}));')
     lines += ["return 0;", "}"]
     source, program = tmp_path / "layout.c", tmp_path / "layout"
@@ -61,7 +61,7 @@ def test_every_struct_matches_the_vulkan_headers(tmp_path):
     layouts = c_layouts(tmp_path)
     assert len(STRUCTS) > 40
     for name in STRUCTS:
-        struct = getattr(vk, name)
+        struct = getattr(vkapi, name)
         assert ctypes.sizeof(struct) == layouts[(name, "@sizeof")], f"sizeof(Vk{name})"
         if name in OPAQUE:
             continue
@@ -79,10 +79,10 @@ def test_the_embedded_spirv_is_the_compiled_glsl():
 
 
 def test_a_failing_call_names_its_step_and_result():
-    assert vk.result_name(-4) == "VK_ERROR_DEVICE_LOST" and vk.result_name(-1000069000) == \
-        "VK_ERROR_OUT_OF_POOL_MEMORY" and vk.result_name(-77) == "VkResult -77"
+    assert vkapi.result_name(-4) == "VK_ERROR_DEVICE_LOST" and vkapi.result_name(-1000069000) == \
+        "VK_ERROR_OUT_OF_POOL_MEMORY" and vkapi.result_name(-77) == "VkResult -77"
     steps = []
-    loader = object.__new__(vk.Vulkan)
+    loader = object.__new__(vkapi.Vulkan)
     loader.step = steps.append
     with pytest.raises(probelib.ProbeError, match="^vkAllocateMemory failed: VK_ERROR_OUT_OF_DEVICE_MEMORY$") as info:
         loader.check("vkAllocateMemory", lambda: -2)
@@ -92,7 +92,7 @@ def test_a_failing_call_names_its_step_and_result():
     loader.fn = {"vkCmdDraw": loader.stepped("vkCmdDraw", lambda *args: None)}
     loader.CmdDraw(1, 2)
     assert steps[-1] == "vkCmdDraw"
-    assert vk.version_text((1 << 22) | (3 << 12) | 230) == "1.3.230"
+    assert vkapi.version_text((1 << 22) | (3 << 12) | 230) == "1.3.230"
 
 
 FRAME = ("import sys, time; sys.path.insert(0, sys.argv[1]); import probelib\n"

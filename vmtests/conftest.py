@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import matrix as matrix_mod, reaper, runner, toolset as toolset_mod, verdict
+from harness.families import registry
+from harness import matrix as matrix_mod, reaper, runner, toolsets, verdict
 from harness.lifecycle import LaunchContext, Workload, Workspace
 
 REQUIRED = {p.strip() for p in os.environ.get("GPU_HARNESS_REQUIRE", "").split(",") if p.strip()}
@@ -18,7 +19,7 @@ REQUIRED = {p.strip() for p in os.environ.get("GPU_HARNESS_REQUIRE", "").split("
 
 @pytest.fixture(scope="session")
 def toolset():
-    return toolset_mod.load()
+    return toolsets.load()
 
 
 def scenarios_from(declaration: dict):
@@ -110,13 +111,13 @@ def machine(request, toolset, tmp_path):
     path = getattr(request, "param", None) or (marker.args[0] if marker and marker.args else "vm-headless")
     settings = dict(marker.kwargs) if marker else {}
     (scenario,) = matrix_mod.expand({"matrix": {"paths": [path]}, "defaults": settings}, "<machine fixture>").scenarios
-    reason = scenario.spec.family.available(scenario.spec, toolset)
+    reason = registry.of(scenario.spec).available(scenario.spec, toolset)
     if reason:
         skip_unless_required(path, f"{path} machine", reason)
     temp = runner.TempRoot()
     ctx = LaunchContext(scenario, toolset, Workspace(tmp_path / "machine", temp.scenario_dir()),
                         Workload(probe=scenario.probe))
-    target = scenario.spec.family.target(ctx)
+    target = registry.of(scenario.spec).target(ctx)
     try:
         yield target.start()
     finally:

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from harness import matrix as matrix_mod, report, verdict
+from harness.report import document as report_document
 from harness.lifecycle import Hooks, Phase
 from harness.outcomes import FailureKind
 
@@ -52,7 +53,7 @@ def test_one_broken_scenario_does_not_stop_the_others(run_scenarios, toolset, tm
                             jobs=2)
     out = tmp_path / "report"
     out.mkdir()
-    document = report.results.document(results, out, toolset, datetime.datetime.now(datetime.timezone.utc), "<test>")
+    document = report_document.document(results, out, toolset, datetime.datetime.now(datetime.timezone.utc), "<test>")
     report.write_all(out, document)
     written = json.loads((out / "results.json").read_text())
     outcomes = {s["id"]: (s["outcome"], s["failure_kind"]) for s in written["scenarios"]}

@@ -6,9 +6,9 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
-from harness import hostdriver, matrix as matrix_mod, reaper, runner, verdict
+from harness.families import registry
+from harness import drivermatch, matrix as matrix_mod, reaper, runner, verdict
 from harness.families import flatpak
 from harness.lifecycle import LaunchContext, Workload, Workspace
 from harness.outcomes import FailureKind
@@ -96,7 +96,7 @@ def test_harness_sigkilled_during_flatpak_leaves_nothing(tmp_path, toolset):
     assert list(scratch.iterdir()) == []
 
 
-GL_GRID = Path(matrix_mod.__file__).parent / "data" / "flatpak-gl.toml"
+GL_GRID = matrix_mod.DEFAULT_MATRIX.parent / "flatpak-gl.toml"
 GL_LIB = "/usr/lib/x86_64-linux-gnu"
 
 
@@ -108,7 +108,7 @@ def grid(*ids):
 
 def from_extension(result, name):
     """The driver libraries the probe mapped, and whether every one came from extension `name`."""
-    mesa = [p for p in result.report.raw["libraries"] if hostdriver.MESA_FILES.search(p)]
+    mesa = [p for p in result.report.raw["libraries"] if drivermatch.MESA_FILES.search(p)]
     return mesa, bool(mesa) and all(p.startswith(f"{GL_LIB}/GL/{name}/lib/") for p in mesa)
 
 
@@ -157,7 +157,7 @@ def test_inside_the_app_only_the_extension_has_a_driver(toolset, tmp_path):
     temp = runner.TempRoot()
     ctx = LaunchContext(scenario, toolset, Workspace(tmp_path / "target", temp.scenario_dir()), Workload(probe="gl"))
     try:
-        with scenario.spec.family.target(ctx) as app:
+        with registry.of(scenario.spec).target(ctx) as app:
             app.fail(f"ls {GL_LIB}/libEGL_mesa.so.0 {GL_LIB}/dri/*_dri.so /usr/share/vulkan/icd.d/lvp_icd.json")
             assert app.succeed(f"ls {GL_LIB}/GL").split() == ["glvnd", "lib", "trixie", "vulkan"]
             assert app.succeed("echo $LD_LIBRARY_PATH").strip().endswith(f"{GL_LIB}/GL/trixie/lib")

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from harness import matrix as matrix_mod, runner, toolset as toolset_mod, verdict
+from harness import matrix as matrix_mod, probes, runner, toolset as toolset_mod, verdict
 
 from .conftest import describe
 from .test_faults import processes_mentioning
@@ -51,7 +51,7 @@ def test_two_runs_on_one_out_folder(tmp_path):
 def test_a_corrupt_golden_fails_that_scenario_naming_the_golden(tmp_path, toolset):
     goldens = tmp_path / "goldens"
     goldens.mkdir()
-    good = (runner.GOLDENS_DIR / "gl.png").read_bytes()
+    good = (probes.GOLDENS_DIR / "gl.png").read_bytes()
     (goldens / "gl.png").write_bytes(good[: len(good) // 2])
     scenarios = matrix_mod.expand({"matrix": {"paths": ["software", "native"]}}, "<t>").scenarios
     results = runner.run(scenarios, toolset, runner.RunOptions(out_dir=tmp_path / "out", goldens_dir=goldens))

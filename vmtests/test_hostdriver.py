@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import hostdriver, matrix as matrix_mod, paths, runner, runtime_toolset, runtimes, verdict
+from harness import driverlayout, hostdriver, matrix as matrix_mod, paths, runner, runtime_toolset, runtimes, verdict
 from harness.families.sandbox import BwrapSpec, runtime_layout
 from harness.model import Runtime
 from harness.outcomes import FailureKind
@@ -62,7 +62,7 @@ def test_the_host_driver_paths_on_older_same_and_newer_runtimes(runtime, run_sce
         outcome = outcome_or_skip(result)
         assert outcome in (verdict.PASS, verdict.EXPECTED_FAIL), describe(result)
         if outcome == verdict.PASS:
-            loaded = [p for p in result.report.raw["libraries"] if p.startswith(hostdriver.PREFIX + "/")]
+            loaded = [p for p in result.report.raw["libraries"] if p.startswith(driverlayout.PREFIX + "/")]
             assert loaded, "rendered without the host's driver"
             assert result.driver_match["used"] == "host-driver"
         else:
@@ -85,9 +85,9 @@ def test_a_dependency_removed_from_the_runtime_is_named(tmp_path, run_scenarios)
     subprocess.run(["cp", "-al", str(source), str(copy)], check=True)
     cache = hostdriver.ld_cache(str(copy))
     removed = None
-    for name, _ in hostdriver.resolve("/", vendor).found:
+    for name, _ in driverlayout.resolve("/", vendor).found:
         found = hostdriver.resolve_library(str(copy), name, cache)
-        if not hostdriver.is_glibc(name) and found:
+        if not driverlayout.is_glibc(name) and found:
             removed = name
             for path in {found, os.path.realpath(found)}:
                 os.unlink(path)
@@ -147,13 +147,13 @@ def test_the_capsule_renders_with_the_hosts_driver_kept_out_of_the_apps_namespac
     # Mesa opened its DRI driver through the redirect; LLVM asked for the program itself (NULL).
     assert any(str(call).endswith("_dri.so") for call in capsule["dlopen_calls"]) and None in capsule["dlopen_calls"]
     # The host's libraries are mapped, but only the capsule loaded them: the app never named one.
-    assert [p for p in result.report.raw["libraries"] if p.startswith(hostdriver.PREFIX + "/")]
+    assert [p for p in result.report.raw["libraries"] if p.startswith(driverlayout.PREFIX + "/")]
     # The dynamic linker's own lists: every host library is in the capsule's namespace, none in
     # the app's; the capsule has a libc of its own (the runtime's, loaded anew), the app its own.
     app, inside = capsule["namespaces"]["app"], capsule["namespaces"]["capsule"]
-    host = [p for p in inside if p.startswith(hostdriver.PREFIX + "/")]
+    host = [p for p in inside if p.startswith(driverlayout.PREFIX + "/")]
     assert len(host) >= capsule["libraries"] > 10, inside  # and the DRI driver Mesa opened in it
-    assert not [p for p in app if p.startswith(hostdriver.PREFIX + "/")], app
+    assert not [p for p in app if p.startswith(driverlayout.PREFIX + "/")], app
     assert any(p.endswith("/libc.so.6") for p in app) and any(p.endswith("/libc.so.6") for p in inside)
 
 
@@ -167,10 +167,10 @@ def test_the_capsule_runs_the_hosts_vulkan_loader_and_icd_in_its_namespace(run_s
     (result,) = run_scenarios([scenario])
     assert outcome_or_skip(result) == verdict.PASS, describe(result)
     capsule = result.report.raw["capsule"]
-    assert any(str(call).startswith(hostdriver.LIB_DIR + "/libvulkan_") for call in capsule["dlopen_calls"]), capsule
+    assert any(str(call).startswith(driverlayout.LIB_DIR + "/libvulkan_") for call in capsule["dlopen_calls"]), capsule
     app, inside = capsule["namespaces"]["app"], capsule["namespaces"]["capsule"]
-    assert hostdriver.LIB_DIR + "/libvulkan.so.1" in inside
-    assert not [p for p in app if p.startswith(hostdriver.PREFIX + "/")], app
+    assert driverlayout.LIB_DIR + "/libvulkan.so.1" in inside
+    assert not [p for p in app if p.startswith(driverlayout.PREFIX + "/")], app
 
 
 def test_binding_over_a_path_the_read_only_runtime_lacks_fails_in_bwrap(toolset):

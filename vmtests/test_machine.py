@@ -7,7 +7,7 @@ import numpy
 import pytest
 from PIL import Image
 
-from harness.guest import GuestError
+from harness.families.vm_guest import GuestError
 from harness.target import TargetError
 
 pytestmark = pytest.mark.vm

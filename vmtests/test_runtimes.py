@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from harness import matrix as matrix_mod, runtimes, verdict
+from harness import matrix as matrix_mod, recipes, runtimes, verdict
 from harness.errors import InputError
 
 from .conftest import describe, outcome_or_skip, skip_unless_required
@@ -44,21 +44,21 @@ def test_paths_on_runtimes_give_the_answer_the_compat_matrix_expects(scenario_id
 
 def test_a_drifted_lock_is_reported_and_fails_only_when_strict(tmp_path):
     need_builder()
-    shutil.copy(runtimes.RECIPES_DIR / "trixie.toml", tmp_path / "trixie.toml")
-    lock = json.loads((runtimes.RECIPES_DIR / "trixie.lock.json").read_text())
+    shutil.copy(recipes.RECIPES_DIR / "trixie.toml", tmp_path / "trixie.toml")
+    lock = json.loads((recipes.RECIPES_DIR / "trixie.lock.json").read_text())
     (base_files,) = [p for p in lock["packages"] if p["name"] == "base-files"]
     now = base_files["version"]
     base_files["version"] = "13.0"  # a version the archive no longer has
     (tmp_path / "trixie.lock.json").write_text(json.dumps(lock))
-    recipe = runtimes.load_recipe("trixie", tmp_path)
-    built = runtimes.build(recipe, runtimes.load_lock(recipe, tmp_path), cache_dir=tmp_path / "cache")
+    recipe = recipes.load_recipe("trixie", tmp_path)
+    built = runtimes.build(recipe, recipes.load_lock(recipe, tmp_path), cache_dir=tmp_path / "cache")
     # The archive moves on (a point release drifts more packages than the one changed here).
     assert f"base-files: locked 13.0, now {now}" in built.drift or any(
         d.startswith("base-files: locked 13.0, now ") for d in built.drift), built.drift
     assert all(re.match(r"^\S+: locked \S+, now \S+$", d) for d in built.drift), built.drift
     assert (built.root / "usr/bin/python3").exists()
     with pytest.raises(InputError, match=r"the lock has drifted \(\d+ packages, first: "):
-        runtimes.build(recipe, runtimes.load_lock(recipe, tmp_path), strict=True, cache_dir=tmp_path / "strict")
+        runtimes.build(recipe, recipes.load_lock(recipe, tmp_path), strict=True, cache_dir=tmp_path / "strict")
 
 
 def test_runtimes_build_cli_reports_the_built_runtime():

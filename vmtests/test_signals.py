@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from harness.families import registry
 from harness import matrix as matrix_mod, paths
 
 from .conftest import skip_unless_required
@@ -42,7 +43,7 @@ def wait_until_probe_holds(path, out, scratch):
     slug = f"{path}__host__gl"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
-        if paths.get(path).family.name == "vm":
+        if paths.get(path).family == "vm":
             console = out / "scenarios" / slug / "console.log"
             if console.exists() and "probe starting" in console.read_text():
                 time.sleep(1.0)  # the probe is past its GL context and holding
@@ -64,7 +65,7 @@ def assert_nothing_left(scratch):
 
 def available_or_skip(toolset, path):
     (scenario,) = matrix_mod.expand({"matrix": {"paths": [path]}}, "<t>").scenarios
-    reason = scenario.spec.family.available(scenario.spec, toolset)
+    reason = registry.of(scenario.spec).available(scenario.spec, toolset)
     if reason:
         skip_unless_required(path, path, reason)
 

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from harness import matrix as matrix_mod, verdict
-from harness.runner import GOLDENS_DIR
+from harness.probes import GOLDENS_DIR
 from harness.families import vfio as vfio_family
 
 from .conftest import describe, outcome_or_skip

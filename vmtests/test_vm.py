@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from harness.families import registry
 from harness import matrix as matrix_mod, verdict
 
 from .conftest import describe, outcome_or_skip, skip_unless_required
@@ -55,7 +56,7 @@ def test_harness_sigkilled_during_a_vm_scenario_leaves_nothing(tmp_path, toolset
     """QEMU and the Xvfb it draws on are reaped, and Xvfb's display lock and socket removed,
     when the harness dies without running any cleanup of its own."""
     scenario = vm_scenario("vm-virgl")[0]
-    reason = scenario.spec.family.available(scenario.spec, toolset)
+    reason = registry.of(scenario.spec).available(scenario.spec, toolset)
     if reason:
         skip_unless_required("vm-virgl", "vm-virgl", reason)
     scratch = tmp_path / "scratch"

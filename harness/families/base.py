@@ -1,33 +1,33 @@
 """What every path family shares: the Family interface, the plan a family renders, saving it
 (argv, environment, rerun.sh), and the launch of a plain process (host, sandbox)."""
+import abc
+import dataclasses
 import datetime
 import glob
+import itertools
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Dict, List, Optional, Tuple, Type
+from typing import ClassVar, Dict, List, Optional, Tuple, Type
 
 from .. import probes
 from ..interrupts import INTERRUPTS
-from ..lifecycle import Launch, LaunchContext, LaunchResult, Workspace
+from ..lifecycle import Launch, LaunchContext, LaunchResult, Workload, Workspace
+from ..model import IMAGE_KIND, Runtime, Scenario
 from ..outcomes import FailureKind
+from ..pathspec import PathSpec
 from ..process import Child, end_all, processes_naming
-from ..runtimes import IMAGE_KIND
 from ..services import ServiceSpec
 from ..syncfd import SyncPipe
+from ..target import CommandResult, Target, TargetError
 from ..templating import render
-
-if TYPE_CHECKING:
-    from ..matrix import Runtime
-    from ..model import Scenario
-    from ..paths import PathSpec
-    from ..target import Target
-    from ..toolset import Toolset
+from ..textenum import TextEnum
+from ..toolset import Toolset
 
 NO_RENDER_NODE = "no DRM render node on this host (/dev/dri/renderD* absent)"
 ICD_DIRS = ("usr/share/vulkan/icd.d", "etc/vulkan/icd.d")
 
 
-def runtime_icds(runtime: "Runtime", name: str) -> List[str]:
+def runtime_icds(runtime: Runtime, name: str) -> List[str]:
     """The runtime's Vulkan ICD files for driver `name` (virtio: Mesa's Venus), as paths inside it.
     All architectures' files: the loader skips an ICD it cannot load."""
     found = []
@@ -37,7 +37,7 @@ def runtime_icds(runtime: "Runtime", name: str) -> List[str]:
     return found
 
 
-def workload_env(scenario: "Scenario", home: str, socket: Optional[str] = None) -> Dict[str, str]:
+def workload_env(scenario: Scenario, home: str, socket: Optional[str] = None) -> Dict[str, str]:
     """What a workload inside a runtime runs with: a plain base, the path's own variables, its
     Vulkan ICD, the vtest socket's name where it has one, and the scenario's variables last (a
     matrix may override any of them)."""
@@ -50,12 +50,17 @@ def workload_env(scenario: "Scenario", home: str, socket: Optional[str] = None) 
     return env
 
 
-def icd_env(spec: "PathSpec", runtime: "Runtime") -> Dict[str, str]:
+def icd_env(spec: PathSpec, runtime: Runtime) -> Dict[str, str]:
     """The loader pointed at the path's ICD only, so another device cannot answer instead."""
     if not spec.vulkan_icd:
         return {}
     files = ":".join(runtime_icds(runtime, spec.vulkan_icd))
     return {"VK_DRIVER_FILES": files, "VK_ICD_FILENAMES": files} if files else {}
+
+
+class EnvMode(TextEnum):
+    CLEAR = "clear"  # argv sets the whole environment (bwrap --clearenv)
+    INHERIT = "inherit"  # the launched process gets env as it is
 
 
 @dataclass
@@ -64,7 +69,7 @@ class Plan:
 
     argv: List[str]
     env: Dict[str, str]
-    env_mode: str  # "clear": argv sets the whole environment (bwrap --clearenv); "inherit": env is it
+    env_mode: EnvMode
     services: List[ServiceSpec] = field(default_factory=list)
     dirs: List[str] = field(default_factory=list)  # dirs the services need (for rerun.sh)
     sync: Optional[SyncPipe] = None  # the sandbox's end of a supervised service's pipe goes to the workload
@@ -72,7 +77,7 @@ class Plan:
     def process_env(self) -> Dict[str, str]:
         """The environment the launched process gets: the plan's, or (when argv sets the whole
         environment itself, as bwrap --clearenv does) only the PATH to find the launcher."""
-        return self.env if self.env_mode == "inherit" else {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        return self.env if self.env_mode is EnvMode.INHERIT else {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 
 
 def write_config(workspace: Workspace, scenario_id: str, plan: Plan) -> None:
@@ -88,7 +93,7 @@ def write_config(workspace: Workspace, scenario_id: str, plan: Plan) -> None:
     sync = {"fifo": str(workspace.tmp_dir / "sync.fifo"), "read": plan.sync.read_fd,
             "write": plan.sync.write_fd} if plan.sync else None
     script.write_text(render("rerun.sh.j2", scenario_id=scenario_id, services=plan.services, dirs=plan.dirs,
-                             argv=plan.argv, env=plan.env, env_mode=plan.env_mode, sync=sync,
+                             argv=plan.argv, env=plan.env, env_mode=plan.env_mode.value, sync=sync,
                              date=datetime.datetime.now().isoformat(timespec="seconds")))
     script.chmod(0o755)
 
@@ -98,23 +103,27 @@ def probe_spec(ctx: LaunchContext) -> probes.ProbeSpec:
     return probes.get(ctx.workload.probe)
 
 
-class Family:
-    """One way of launching a workload. A path (paths.PathSpec) names its family object."""
+class Family(abc.ABC):
+    """One way of launching a workload. A path (pathspec.PathSpec) names its family by name;
+    harness.families.registry maps the name to the object."""
 
     name: ClassVar[str]
     system_features: ClassVar[Tuple[str, ...]] = ()  # Nix build-machine features its checks need
     runtime_kinds: ClassVar[Optional[Tuple[str, ...]]] = None  # the runtime kinds it takes; None: any
     nix_systems: ClassVar[Optional[Tuple[str, ...]]] = None  # Nix systems its checks exist on; None: all
-    launch_class: ClassVar[Type[Launch]]
 
-    def accepts(self, runtime: "Runtime") -> bool:
+    def __init__(self) -> None:
+        if not getattr(self, "name", ""):
+            raise TypeError(f"{type(self).__name__} names no family (class attribute name)")
+
+    def accepts(self, runtime: Runtime) -> bool:
         """Whether this family can run a workload in that runtime: any root filesystem where it
         names no kinds; an image archive (no tree to run in) only where it names that kind."""
         if self.runtime_kinds is None:
             return runtime.kind != IMAGE_KIND
         return runtime.kind in self.runtime_kinds
 
-    def available(self, spec: "PathSpec", toolset: "Toolset") -> Optional[str]:
+    def available(self, spec: PathSpec, toolset: Toolset) -> Optional[str]:
         """Why `spec` cannot run on this machine with this toolset, or None."""
         missing = toolset.missing(spec.requires)
         if missing:
@@ -123,8 +132,13 @@ class Family:
             return NO_RENDER_NODE
         return None
 
-    def plan(self, ctx: LaunchContext) -> Plan:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def launch(self, ctx: LaunchContext) -> Launch:
+        """The launch of the context's workload through this family (not started)."""
+
+    @abc.abstractmethod
+    def target(self, ctx: LaunchContext) -> Target:
+        """A running instance of the path that a test sends commands to (not started)."""
 
     def probe_args(self, ctx: LaunchContext) -> List[str]:
         """Arguments this family adds to the probe's (none but the vfio family's)."""
@@ -134,9 +148,6 @@ class Family:
         """Folders of the harness's own, outside the workspace, that the workload sees (the leak
         audit does not count them as the host's)."""
         return []
-
-    def launch(self, ctx: LaunchContext) -> Launch:
-        return self.launch_class(ctx)
 
     def unavailable_in(self, ctx: LaunchContext) -> Optional[str]:
         """Why this workload cannot run in the scenario's runtime, or None: a Vulkan probe on a
@@ -156,14 +167,25 @@ class Family:
         ctx.workspace.create()
         return self.launch(ctx).run()
 
-    def target(self, ctx: LaunchContext) -> "Target":
-        """A running instance of the path that a test sends commands to."""
-        from ..target import ProcessTarget
-
-        return ProcessTarget(ctx)
-
     def __repr__(self) -> str:
         return f"<family {self.name}>"
+
+
+class ProcessFamily(Family):
+    """A family whose workload is one process tree on the host (a plain process, a sandbox, a
+    container, a Flatpak app): it renders a Plan, which its launch class (a ProcessLaunch) runs."""
+
+    launch_class: ClassVar[Type["ProcessLaunch"]]
+
+    @abc.abstractmethod
+    def plan(self, ctx: LaunchContext) -> Plan:
+        """Everything the launch runs, rendered: argv, environment, services."""
+
+    def launch(self, ctx: LaunchContext) -> "ProcessLaunch":
+        return self.launch_class(ctx, self)
+
+    def target(self, ctx: LaunchContext) -> Target:
+        return ProcessTarget(ctx, self)
 
 
 class ProcessLaunch(Launch):
@@ -171,9 +193,9 @@ class ProcessLaunch(Launch):
 
     child: Optional[Child] = None
 
-    @property
-    def family(self) -> Family:
-        return self.ctx.scenario.spec.family
+    def __init__(self, ctx: LaunchContext, family: ProcessFamily):
+        super().__init__(ctx)
+        self.family = family
 
     def prepare(self) -> List[ServiceSpec]:
         self.plan = self.family.plan(self.ctx)
@@ -231,3 +253,56 @@ class ProcessLaunch(Launch):
         if image.exists():
             self.result.artifacts["image"] = str(image)
 
+
+
+class ProcessTarget(Target):
+    """A process family's path: its services stay up; each command runs as a fresh workload
+    (`/bin/sh -c COMMAND`) launched exactly as the path launches a probe."""
+
+    launch: Optional[ProcessLaunch] = None
+
+    def __init__(self, ctx: LaunchContext, family: ProcessFamily):
+        super().__init__(ctx)
+        self.family = family
+
+    def start(self) -> "ProcessTarget":
+        spec = self.ctx.scenario.spec
+        reason = self.family.available(spec, self.ctx.toolset)
+        if reason:
+            raise TargetError(f"{self.path_id} cannot run here: {reason}")
+        self.ctx.workspace.create()
+        self.launch = self.family.launch(self.ctx)
+        try:
+            self.launch.start()
+        except Exception as exc:
+            self.close()
+            raise TargetError(f"{self.path_id} did not start: {exc}") from None
+        if self.launch.result.problem:
+            problem = self.launch.result.problem
+            self.close()
+            raise TargetError(f"{self.path_id} did not start: {problem}")
+        self._commands = itertools.count(1)
+        return self
+
+    def run(self, command: str, timeout_s: float = 60.0) -> CommandResult:
+        if self.launch is None:
+            raise TargetError(f"the {self.path_id} target is not running")
+        ctx = dataclasses.replace(self.ctx, workload=Workload(command=["/bin/sh", "-c", command]))
+        plan = self.family.plan(ctx)
+        log = self.ctx.workspace.result_dir / f"command-{next(self._commands)}.log"
+        child = Child(plan.argv, plan.process_env(), str(log))
+        end = child.wait(timeout_s, watch=self.launch.service_failure)
+        output = log.read_text(errors="replace")
+        if end.timed_out:
+            raise TargetError(f"command did not finish in {timeout_s:g} s: {command!r}")
+        if end.stopped_because:
+            raise TargetError(f"{end.stopped_because} during {command!r}")
+        return CommandResult(command, end.code if end.code is not None else 128 + (end.signal or 0), output)
+
+    def close(self) -> None:
+        if self.launch is not None:
+            self.launch.stop()
+            self.launch = None
+
+
+ProcessFamily.launch_class = ProcessLaunch

@@ -24,24 +24,21 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Dict, List, Optional, Union
+from typing import IO, Dict, List, Optional, Union
 
-from .. import imagearchive, process, reaper, runtimes, vtest
+from .. import imagearchive, process, reaper, recipes, runtimes, vtest
 from ..errors import InputError, one_line
 from ..imagearchive import ImageInfo
 from ..interrupts import INTERRUPTS
 from ..lifecycle import LaunchAborted, LaunchContext, Workspace
-from ..model import DEBOOTSTRAP_KIND, Runtime, Scenario
+from ..model import DEBOOTSTRAP_KIND, IMAGE_KIND, ROOTFS_KIND, Runtime, Scenario
+from ..pathspec import DriDevices, PathSpec
 from ..outcomes import FailureKind
 from ..probes import INSIDE
-from ..runtimes import IMAGE_KIND
 from ..services import ServiceSpec
 from ..toolset import Toolset
-from .base import Family, Plan, ProcessLaunch, probe_spec, workload_env
+from .base import EnvMode, Plan, ProcessFamily, ProcessLaunch, probe_spec, workload_env
 from .sandbox import services_for
-
-if TYPE_CHECKING:
-    from ..paths import PathSpec
 
 # podman's default open-file limit (1048576) is above a caller's usual hard limit, and any
 # --ulimit replaces the whole default list: both limits, explicitly (measured).
@@ -91,13 +88,13 @@ def card_for(render_node: str) -> Optional[str]:
     return f"/dev/dri/{cards[0]}" if cards else None
 
 
-def dri_devices(scope: str, render_node: str) -> List[str]:
+def dri_devices(scope: DriDevices, render_node: str) -> List[str]:
     """seed 003's three ways to give a container the GPU: the render node only (rendering, the
     least), the card node too (KMS, a display), or the whole /dev/dri."""
-    if scope == "all":
+    if scope == DriDevices.ALL:
         return ["/dev/dri"]
     devices = [render_device(render_node)]
-    if scope == "kms":
+    if scope == DriDevices.KMS:
         card = card_for(render_node)
         devices += [volume(card, card)] if card else []
     return devices
@@ -220,7 +217,7 @@ def load_script(argvs: List[List[str]], scenario_id: str) -> str:
 
 
 def image_facts(archive: str, image: ImageInfo, python: str) -> Dict[str, object]:
-    versions = runtimes.component_versions(image.packages)
+    versions = recipes.component_versions(image.packages)
     return {"archive": archive, "id": image.id, "format": image.format, "compression": image.compression,
             "tags": list(image.tags), "python_command": python, "mesa": versions["mesa"], "libc": versions["libc"],
             "python": versions["python"]}
@@ -310,13 +307,13 @@ class ContainerLaunch(ProcessLaunch):
         guardian.untrack_cgroup(names.cgroup)
 
 
-class ContainerFamily(Family):
+class ContainerFamily(ProcessFamily):
     name = "container"
     launch_class = ContainerLaunch
-    runtime_kinds = (DEBOOTSTRAP_KIND, "rootfs", IMAGE_KIND)  # a root to lay the container's overlay on, or an image
+    runtime_kinds = (DEBOOTSTRAP_KIND, ROOTFS_KIND, IMAGE_KIND)  # a root to lay the container's overlay on, or an image
     nix_systems = ()  # rootful podman does not run in a Nix build sandbox
 
-    def available(self, spec: "PathSpec", toolset: Toolset) -> Optional[str]:
+    def available(self, spec: PathSpec, toolset: Toolset) -> Optional[str]:
         reason = super().available(spec, toolset)
         if reason is None and os.geteuid() != 0:
             reason = "the container paths run rootful podman: run as root"
@@ -356,7 +353,7 @@ class ContainerFamily(Family):
         for key, value in sorted(env.items()):
             argv += ["--env", f"{key}={value}"]
         argv += container_root(scenario.runtime, image, command)
-        return Plan(argv=argv, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, env_mode="inherit",
+        return Plan(argv=argv, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, env_mode=EnvMode.INHERIT,
                     services=services, dirs=[str(workspace.tmp_dir)])
 
 

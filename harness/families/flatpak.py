@@ -31,17 +31,14 @@ from typing import Callable, Dict, List, Optional, Tuple
 from .. import cache, glext, reaper, runtimes, vtest
 from ..lifecycle import LaunchAborted, LaunchContext
 from ..model import HOST_KIND, Runtime, Scenario
+from ..pathspec import FlatpakMode
 from ..services import ServiceSpec
-from .base import Family, Plan, ProcessLaunch, icd_env, probe_spec
+from .base import EnvMode, Plan, ProcessFamily, ProcessLaunch, icd_env, probe_spec
 from .sandbox import services_for
 
 APP_ID = "org.gpuharness.Probe"
 RUNTIME_ID = "org.gpuharness.Stub"
 BRANCH = "1"
-USR_PATH = "usr-path"  # flatpak run --usr-path over a stub runtime (no export of the harness runtime)
-EXPORT = "export"  # the harness runtime exported as a Flatpak runtime (cached per runtime) and installed
-# The runtime exported without its Mesa, which comes from a GL extension built from a runtime (its own or another)
-GL_EXTENSION = "gl-extension"
 FLATPAK_CACHE = cache.ROOT / "flatpak"
 APP_INSIDE = "/app"
 UNSAFE_IN_FILESYSTEM = (":",)  # --filesystem=PATH:ro splits on ':'
@@ -286,9 +283,9 @@ class FlatpakLaunch(ProcessLaunch):
         t0 = time.monotonic()
         runtime: Optional[Tuple[str, str]] = None
         extensions: Tuple[Tuple[str, str], ...] = ()
-        if mode == EXPORT:
+        if mode is FlatpakMode.EXPORT:
             runtime = exported_runtime(flatpak, scenario.runtime)
-        elif mode == GL_EXTENSION:
+        elif mode is FlatpakMode.GL_EXTENSION:
             try:
                 platform, extension = platform_runtime(flatpak, scenario.runtime), self.extension()
             except ExtensionUnavailable as exc:
@@ -299,7 +296,7 @@ class FlatpakLaunch(ProcessLaunch):
         t1 = time.monotonic()
         install_app(flatpak, folder, files, runtime, extensions)
         self.result.phases["image_build_s"] = time.monotonic() - t0
-        self.result.facts["flatpak_mode"] = mode
+        self.result.facts["flatpak_mode"] = mode.value
         self.result.facts["flatpak_install_s"] = round(time.monotonic() - t1, 2)
         return super().prepare()
 
@@ -313,13 +310,13 @@ class FlatpakLaunch(ProcessLaunch):
         return gl_extension(self.ctx.toolset.path("flatpak"), source)
 
 
-class FlatpakFamily(Family):
+class FlatpakFamily(ProcessFamily):
     name = "flatpak"
     launch_class = FlatpakLaunch
     nix_systems = ()  # flatpak's system helper and bwrap setup do not run in a Nix build sandbox
 
     def unavailable_in(self, ctx: LaunchContext) -> Optional[str]:
-        if ctx.scenario.spec.flatpak_mode in (EXPORT, GL_EXTENSION) and ctx.scenario.runtime.kind == HOST_KIND:
+        if ctx.scenario.spec.flatpak_mode is not FlatpakMode.USR_PATH and ctx.scenario.runtime.kind == HOST_KIND:
             return "the host's own /usr is not exported as a Flatpak runtime (all of it, other filesystems too): " \
                    "the usr-path mode (flatpak-vtest, flatpak-dri) runs over it"
         root = ctx.scenario.runtime.root
@@ -339,7 +336,7 @@ class FlatpakFamily(Family):
             # A 32-bit runtime: Flatpak's seccomp filter kills 32-bit syscalls (SIGSYS, measured)
             # unless the app may run multiarch binaries, as a 32-bit app's own metadata says.
             argv.append("--allow=multiarch")
-        if scenario.spec.flatpak_mode == USR_PATH:
+        if scenario.spec.flatpak_mode is FlatpakMode.USR_PATH:
             argv += [f"--usr-path={scenario.runtime.root.rstrip('/')}/usr", f"--app-path={folder}/build/app/files"]
         if socket:
             argv.append(filesystem(socket))
@@ -354,10 +351,10 @@ class FlatpakFamily(Family):
             argv.append(f"--env={key}={value}")
         argv += ["--command=/bin/sh", APP_ID, "-c", LINK_AND_RUN, "sh", *command]
         env = private_env(folder)
-        if scenario.spec.flatpak_mode == GL_EXTENSION:
+        if scenario.spec.flatpak_mode is FlatpakMode.GL_EXTENSION:
             # The extension point is enable-if=active-gl-driver: flatpak mounts the extension this names.
             env["FLATPAK_GL_DRIVERS"] = extension_name(scenario.gl_extension or scenario.runtime)
-        return Plan(argv=argv, env=env, env_mode="inherit", services=services, dirs=[str(workspace.tmp_dir)])
+        return Plan(argv=argv, env=env, env_mode=EnvMode.INHERIT, services=services, dirs=[str(workspace.tmp_dir)])
 
 
 FAMILY = FlatpakFamily()

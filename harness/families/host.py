@@ -4,7 +4,7 @@ from typing import Dict
 
 from ..lifecycle import LaunchContext
 from ..model import HOST_KIND, Scenario
-from .base import Family, Plan, ProcessLaunch, probe_spec
+from .base import EnvMode, Plan, ProcessFamily, probe_spec
 
 # Variables that pick a GL driver: the native path must see the host's defaults, not the caller's.
 DRIVER_SELECTION = ("LIBGL_ALWAYS_SOFTWARE", "GALLIUM_DRIVER", "MESA_LOADER_DRIVER_OVERRIDE", "VTEST_SOCKET_NAME")
@@ -17,9 +17,8 @@ def environment(scenario: Scenario) -> Dict[str, str]:
     return env
 
 
-class HostFamily(Family):
+class HostFamily(ProcessFamily):
     name = "host"
-    launch_class = ProcessLaunch
     runtime_kinds = (HOST_KIND,)  # a host process runs in the host's own root
 
     def plan(self, ctx: LaunchContext) -> Plan:
@@ -29,7 +28,7 @@ class HostFamily(Family):
         else:
             argv = probe_spec(ctx).host_argv(ctx.toolset.path("python3"), str(ctx.workspace.probe_out),
                                              ctx.workspace.host_paths(), workload.probe_args)
-        return Plan(argv=argv, env=environment(ctx.scenario), env_mode="inherit")
+        return Plan(argv=argv, env=environment(ctx.scenario), env_mode=EnvMode.INHERIT)
 
 
 FAMILY = HostFamily()

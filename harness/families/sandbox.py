@@ -7,25 +7,23 @@ import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
-from .. import hostdriver, vtest
+from .. import driverlayout, hostdriver, vtest
 from ..lifecycle import LaunchContext
 from ..model import HOST_KIND, Runtime, Scenario
+from ..pathspec import PathSpec
 from ..probes import INSIDE
 from ..services import ServiceSpec
 from ..syncfd import SyncPipe
 from ..toolset import Toolset
-from .base import Family, Plan, ProcessLaunch, probe_spec, workload_env
+from .base import EnvMode, Plan, ProcessFamily, probe_spec, workload_env
 
 HOME = f"{INSIDE}/home"
 SYS_DIRS = ("/sys/dev", "/sys/devices", "/sys/bus", "/sys/class")
 MERGED_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 NIX_STORE = "/nix/store"
 Pairs = Sequence[Tuple[str, str]]
-
-if TYPE_CHECKING:
-    from ..paths import PathSpec
 
 
 @dataclass(frozen=True)
@@ -127,17 +125,17 @@ def bwrap_works(bwrap: str) -> Optional[str]:
             "in a Nix build, a builder that allows them in its sandbox)")
 
 
-def host_driver_layout(ctx: LaunchContext) -> hostdriver.DriverLayout:
+def host_driver_layout(ctx: LaunchContext) -> driverlayout.DriverLayout:
     """The host's driver for this path's mode (seed 000's attempts), its generated vendor files
     and capsule manifest written into the scenario's folder and bound from there."""
     tool = ctx.toolset.tools["host-driver"]
     assert tool.path is not None and ctx.scenario.spec.host_driver is not None
     driver = hostdriver.from_tool(tool.path, tool.extra)
-    driver_layout = hostdriver.layout(driver, ctx.scenario.spec.host_driver, ctx.toolset.path("bwrap"))
+    driver_layout = driverlayout.layout(driver, ctx.scenario.spec.host_driver, ctx.toolset.path("bwrap"))
     folder = ctx.workspace.tmp_dir / "host-driver"
     binds = list(driver_layout.binds)
     for inside, content in sorted(driver_layout.files.items()):
-        written = folder / inside[len(hostdriver.PREFIX) + 1:]
+        written = folder / inside[len(driverlayout.PREFIX) + 1:]
         written.parent.mkdir(parents=True, exist_ok=True)
         written.write_text(content)
         binds.append((str(written), inside))
@@ -145,15 +143,14 @@ def host_driver_layout(ctx: LaunchContext) -> hostdriver.DriverLayout:
         "mode": ctx.scenario.spec.host_driver, "driver": driver.to_dict(),
         "libraries": [{"name": n, "file": f} for n, f in driver_layout.libraries],
         "env": driver_layout.env, "devices": driver_layout.devices}, indent=1) + "\n")
-    return hostdriver.DriverLayout(binds, driver_layout.files, driver_layout.env, driver_layout.devices,
+    return driverlayout.DriverLayout(binds, driver_layout.files, driver_layout.env, driver_layout.devices,
                                    driver_layout.libraries)
 
 
-class SandboxFamily(Family):
+class SandboxFamily(ProcessFamily):
     name = "sandbox"
-    launch_class = ProcessLaunch
 
-    def available(self, spec: "PathSpec", toolset: Toolset) -> Optional[str]:
+    def available(self, spec: PathSpec, toolset: Toolset) -> Optional[str]:
         reason = super().available(spec, toolset) or bwrap_works(toolset.path("bwrap"))
         if reason is None and spec.venus and not vtest.has_venus(toolset.path(vtest.SERVICE)):
             version = toolset.version(vtest.SERVICE) or "?"
@@ -189,7 +186,7 @@ class SandboxFamily(Family):
                             sys_dirs=[d for d in SYS_DIRS if os.path.isdir(d)], devices=devices, sockets=sockets,
                             ro_files=ro_files, rw_dirs=rw_dirs, env=env,
                             extra=["--sync-fd", str(sync.read_fd)] if sync is not None else [])
-        return Plan(argv=sandbox.argv(), env=dict(env), env_mode="clear", services=services,
+        return Plan(argv=sandbox.argv(), env=dict(env), env_mode=EnvMode.CLEAR, services=services,
                     dirs=[str(workspace.tmp_dir)], sync=sync)
 
 

@@ -14,7 +14,7 @@ import dataclasses
 import hashlib
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 from .. import probes, reaper, vfio
 from ..lifecycle import LaunchAborted, LaunchContext
@@ -23,15 +23,11 @@ from ..templating import render
 from ..toolset import Toolset
 from ..vm import console, initramfs, kernel as kernel_mod, modules as modules_mod
 from ..vm.qemu import QemuSpec, opt
-from .vm import VmFamily, VmLaunch
-
-if TYPE_CHECKING:
-    from ..paths import PathSpec
+from ..pathspec import Passthrough, PathSpec
+from .vm import VmFamily
+from .vm_launch import VmLaunch
 
 DEVICE_ENV = "GPU_HARNESS_VFIO_DEVICE"
-# host: a device of this host; nested: the flow in an L1 guest, L2 paused (fast tier); nested-boot:
-# the same, and L2 boots and shows an image through the passed device (full tier).
-HOST, NESTED, NESTED_BOOT = "host", "nested", "nested-boot"
 ACK_FILE = "scanout-captured"  # in the result share: the host has captured L2's image
 L2_MODULES = ("virtio_pci", "virtio_gpu")
 # No ACPI in L2 (faster; QMP quit stops it); no console cursor on the image.
@@ -41,7 +37,6 @@ PATTERN_SIZE = 64  # the vfio probe's image: small, as edu moves it 4 KiB at a t
 VFIO_MODULES = ("vfio", "vfio_iommu_type1", "vfio_pci")  # type1 is only a softdep of vfio: named here
 L2_PREFIX = "gpu-harness-l2:"  # the L2 init's console lines (the probe reads them)
 CACHE_DIR = initramfs.CACHE_DIR.parent / "vfio"
-SHIPPED_GOLDENS = probes.PROBE_DIR.parent / "goldens"
 L1_MEMORY_MB = 1024  # the L1 guest, its python, and the L2 QEMU with all of its 64 MiB pinned
 GUEST_MEMORY_MB = 2048  # a guest with a real GPU and its driver
 # An IOMMU with interrupt remapping, before every other device; the devices L1 passes on.
@@ -93,16 +88,21 @@ def l2_initrd(toolset: Toolset, golden: Path) -> Path:
                                                    ((pattern.name, str(pattern)),)))[0]
 
 
+def nested_tier(spec: PathSpec) -> bool:
+    """The flow in an L1 guest with emulated devices, not with a device of this host."""
+    return spec.passthrough is not None and spec.passthrough.nested
+
+
 class VfioLaunch(VmLaunch):
     record: Optional[vfio.BindRecord] = None
 
     @property
     def nested(self) -> bool:
-        return self.ctx.scenario.spec.passthrough in (NESTED, NESTED_BOOT)
+        return nested_tier(self.ctx.scenario.spec)
 
     @property
     def boots_l2(self) -> bool:
-        return self.ctx.scenario.spec.passthrough == NESTED_BOOT
+        return self.ctx.scenario.spec.passthrough is Passthrough.NESTED_BOOT
 
     def guest_scanout(self) -> bool:
         return False  # L2 shows the image, through the passed device; L1's init shows nothing
@@ -184,17 +184,17 @@ class VfioFamily(VmFamily):
 
     def unavailable_in(self, ctx: LaunchContext) -> Optional[str]:
         passthrough = ctx.scenario.spec.passthrough
-        if passthrough in (NESTED, NESTED_BOOT) and ctx.scenario.runtime.root != "/":
+        if nested_tier(ctx.scenario.spec) and ctx.scenario.runtime.root != "/":
             return "the nested tier's L1 guest runs the host's QEMU from its root: host runtime only"
         cache = str(initramfs.CACHE_DIR)
-        if passthrough == NESTED_BOOT and hidden_in_guest(cache):
+        if passthrough is Passthrough.NESTED_BOOT and hidden_in_guest(cache):
             return (f"the L2 kernel and initramfs are cached under {cache}, which the L1 guest does not see "
                     f"(it mounts its own {', '.join(GUEST_MOUNTS)}): set XDG_CACHE_HOME elsewhere")
         return super().unavailable_in(ctx)
 
-    def available(self, spec: "PathSpec", toolset: Toolset) -> Optional[str]:
+    def available(self, spec: PathSpec, toolset: Toolset) -> Optional[str]:
         reason = super().available(spec, toolset)
-        if reason or spec.passthrough in (NESTED, NESTED_BOOT):
+        if reason or nested_tier(spec):
             return reason
         device = requested_device()
         if device is None:
@@ -210,13 +210,12 @@ class VfioFamily(VmFamily):
         return None if report.usable else f"{bdf} cannot be passed through: {report.reason}"
 
     def probe_args(self, ctx: LaunchContext) -> List[str]:
-        passthrough = ctx.scenario.spec.passthrough
-        if passthrough not in (NESTED, NESTED_BOOT):
+        if not nested_tier(ctx.scenario.spec):
             return []
         args = ["--size", str(PATTERN_SIZE), "--qemu", ctx.toolset.path("qemu-system-x86_64")]
-        if passthrough == NESTED_BOOT:
+        if ctx.scenario.spec.passthrough is Passthrough.NESTED_BOOT:
             # The L1 guest's root is the host's: the cached kernel and initramfs are at the same paths there.
-            golden = SHIPPED_GOLDENS / f"{ctx.scenario.golden}.png"  # the probe's own pattern, as shipped
+            golden = probes.GOLDENS_DIR / f"{ctx.scenario.golden}.png"  # the probe's own pattern, as shipped
             args += ["--l2-kernel", kernel_mod.unpacked(ctx.toolset.path("kernel")),
                      "--l2-initrd", str(l2_initrd(ctx.toolset, golden)),
                      "--l2-append", " ".join(L2_KERNEL_ARGS), "--ack-file", f"{probes.INSIDE}/out/{ACK_FILE}"]

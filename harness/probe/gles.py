@@ -12,8 +12,9 @@ import struct
 import sys
 import time
 
-from probelib import (CAPSULE_ENV, Capsule, ProbeError, arguments, declare, dri_drivers, inject_fault,
-                      load_library, loader_diagnosis, run, vendor_libraries)
+from capsule import CAPSULE_ENV, Capsule
+from facts import dri_drivers, loader_diagnosis, vendor_libraries
+from probelib import ProbeError, arguments, declare, inject_fault, load_library, run
 
 PROBE_VERSION = 1
 

@@ -1,9 +1,9 @@
-"""What every probe shares: runs *inside* the sandbox/guest/container with the standard library
-and ctypes only, next to the probe that imports it (the harness puts both in one folder).
+"""The frame every probe runs in: its started and report lines, step watchdog, PNG and scanout.
 
-The probe's frame (started line, report line, timings, isolation, mounts, libraries, a watchdog
-for a driver call that never returns), PNG writing, the framebuffer scanout, the capsule
-(dlmopen) and the loader's own diagnosis of a driver that did not load."""
+Runs *inside* the sandbox/guest/container with the standard library and ctypes only, next to the
+probe that imports it (the harness puts both in one folder, with facts.py, what the frame
+reports of the runtime: isolation, mounts, libraries). A watchdog reports a driver call that
+never returns; the image is written as a PNG and, in a guest, for the framebuffer scanout."""
 import argparse
 import ctypes
 import faulthandler
@@ -11,12 +11,14 @@ import hashlib
 import json
 import os
 import resource
-import stat
 import struct
 import sys
 import threading
 import time
 import zlib
+
+from facts import isolation_facts, libc_version, mapped_libraries, mounts
+
 
 class ProbeError(Exception):
     """A step of the probe failed; the message says which. `step` and `code` (a VkResult's
@@ -35,148 +37,6 @@ def load_library(names):
         except OSError as exc:
             errors.append(str(exc))
     raise ProbeError("cannot load any of " + ", ".join(names) + ": " + "; ".join(errors))
-
-
-RTLD_NOW, RTLD_GLOBAL = 2, 0x100
-LM_ID_NEWLM = -1
-RTLD_DI_LMID, RTLD_DI_LINKMAP = 1, 2
-CAPSULE_ENV = "GPU_HARNESS_CAPSULE"
-CAPSULE_NO_REDIRECT_ENV = "GPU_HARNESS_CAPSULE_NO_REDIRECT"  # test hook: leave the capsule's dlopen alone
-PROT_READ, PROT_WRITE = 1, 2
-SHT_RELA = 4
-R_X86_64_GLOB_DAT, R_X86_64_JUMP_SLOT = 6, 7
-
-
-class LinkMap(ctypes.Structure):
-    _fields_ = [("l_addr", ctypes.c_void_p), ("l_name", ctypes.c_char_p), ("l_ld", ctypes.c_void_p),
-                ("l_next", ctypes.c_void_p), ("l_prev", ctypes.c_void_p)]
-
-
-def elf_imports(path, wanted):
-    """(GOT offset, symbol) of each x86-64 relocation in `path` that binds a symbol in `wanted`."""
-    with open(path, "rb") as handle:
-        data = handle.read()
-    if data[:4] != b"\x7fELF" or data[4] != 2 or struct.unpack_from("<H", data, 18)[0] != 62:
-        return []
-    shoff, = struct.unpack_from("<Q", data, 0x28)
-    shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
-    sections = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize) for i in range(shnum)]
-    found = []
-    for section in sections:
-        if section[1] != SHT_RELA or section[6] >= len(sections):
-            continue
-        symtab = sections[section[6]]
-        strtab = sections[symtab[6]] if symtab[6] < len(sections) else None
-        if strtab is None:
-            continue
-        for offset in range(section[4], section[4] + section[5], 24):
-            r_offset, r_info, _ = struct.unpack_from("<QQq", data, offset)
-            if r_info & 0xFFFFFFFF not in (R_X86_64_GLOB_DAT, R_X86_64_JUMP_SLOT):
-                continue
-            st_name, = struct.unpack_from("<I", data, symtab[4] + (r_info >> 32) * 24)
-            end = data.index(b"\0", strtab[4] + st_name)
-            name = data[strtab[4] + st_name:end].decode("ascii", "replace")
-            if name in wanted:
-                found.append((r_offset, name))
-    return found
-
-
-class Capsule:
-    """The host's GL stack in a link-map namespace of its own (dlmopen(LM_ID_NEWLM)), as
-    libcapsule does: the manifest lists the host's libraries, dependencies first, so each
-    DT_NEEDED name is found among what the namespace already holds; libc is the runtime's,
-    loaded anew into the namespace. The app's own namespace never sees a host library."""
-
-    def __init__(self, manifest_path):
-        with open(manifest_path) as handle:
-            manifest = json.load(handle)
-        libdl = self.libdl()
-        dlmopen = declare(libdl, "dlmopen", ctypes.c_void_p, ctypes.c_long, ctypes.c_char_p, ctypes.c_int)
-        dlerror = declare(libdl, "dlerror", ctypes.c_char_p)
-        dlinfo = declare(libdl, "dlinfo", ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p)
-        self.lmid = None
-        handles = {}
-        for path in manifest["load"]:
-            handle = dlmopen(LM_ID_NEWLM if self.lmid is None else self.lmid, path.encode(), RTLD_NOW)
-            if not handle:
-                said = dlerror()
-                raise ProbeError("capsule: dlmopen %s: %s" % (path, said.decode("utf-8", "replace") if said else "?"))
-            if self.lmid is None:
-                lmid = ctypes.c_long()
-                dlinfo(handle, RTLD_DI_LMID, ctypes.byref(lmid))
-                self.lmid = lmid.value
-            handles[path] = handle
-        self.entry = {name: ctypes.CDLL(path, handle=handles[path]) for name, path in manifest["entry"].items()}
-        self.loaded = len(handles)
-        self.dlmopen, self.dlerror, self.dlinfo = dlmopen, dlerror, dlinfo
-        self.program_dlopen = declare(libdl, "dlopen", ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int)
-        self.calls = []
-        self.redirected = [] if os.environ.get(CAPSULE_NO_REDIRECT_ENV) else self.redirect_dlopen(handles)
-
-    def redirect_dlopen(self, handles):
-        """Point the capsule's calls of dlopen() at dlmopen() into the capsule, without
-        RTLD_GLOBAL. Mesa opens its DRI driver with RTLD_GLOBAL, and glibc has no global scope in
-        a dlmopen() namespace: unpatched, that dlopen crashes in add_to_global_resize. This is
-        what libcapsule does too (it rewrites the capsule's relocations for dlopen). dlopen(NULL)
-        still means the program: LLVM's JIT asks for it, and crashes on anything else."""
-        libc = ctypes.CDLL(None)
-        mprotect = declare(libc, "mprotect", ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-        page = os.sysconf("SC_PAGE_SIZE")
-        self.callback = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int)(self.capsule_dlopen)
-        address = ctypes.cast(self.callback, ctypes.c_void_p).value
-        patched = []
-        for path, handle in handles.items():
-            link = ctypes.POINTER(LinkMap)()
-            if self.dlinfo(handle, RTLD_DI_LINKMAP, ctypes.byref(link)) != 0:
-                continue
-            base = link.contents.l_addr or 0
-            for offset, _ in elf_imports(path, ("dlopen",)):
-                slot = base + offset
-                start = slot - slot % page
-                if mprotect(start, page * 2 if slot % page > page - 8 else page, PROT_READ | PROT_WRITE) != 0:
-                    raise ProbeError("capsule: cannot make the GOT of %s writable" % path)
-                ctypes.c_void_p.from_address(slot).value = address
-                patched.append(os.path.basename(path))
-        return sorted(set(patched))
-
-    def capsule_dlopen(self, name, flags):
-        self.calls.append(name.decode("utf-8", "replace") if name else None)
-        if name is None:  # "the program itself" (LLVM asks, to look up symbols): the real answer
-            return self.program_dlopen(None, flags) or None
-        return self.dlmopen(self.lmid, name, flags & ~RTLD_GLOBAL) or None
-
-    def namespaces(self):
-        """The libraries of each link-map namespace, from the dynamic linker's own lists: the
-        program's (LM_ID_BASE) and the capsule's. The program's must hold none of the host's."""
-        return {"app": self.chain(self.program_dlopen(None, RTLD_NOW)),
-                "capsule": self.chain(next(iter(self.entry.values()))._handle)}
-
-    def chain(self, handle):
-        link = ctypes.POINTER(LinkMap)()
-        if not handle or self.dlinfo(handle, RTLD_DI_LINKMAP, ctypes.byref(link)) != 0 or not link:
-            return []
-        node = link.contents
-        while node.l_prev:  # to the head of this namespace's list
-            node = LinkMap.from_address(node.l_prev)
-        names = []
-        while True:
-            if node.l_name:
-                names.append(node.l_name.decode("utf-8", "replace"))
-            if not node.l_next:
-                return names
-            node = LinkMap.from_address(node.l_next)
-
-    @staticmethod
-    def libdl():
-        program = ctypes.CDLL(None)
-        if hasattr(program, "dlmopen"):
-            return program
-        return ctypes.CDLL("libdl.so.2")  # glibc < 2.34 keeps dlmopen there
-
-    def library(self, name):
-        if name not in self.entry:
-            raise ProbeError("capsule: no %s in the manifest" % name)
-        return self.entry[name]
 
 
 def declare(lib, name, restype, *argtypes):
@@ -225,191 +85,6 @@ def framebuffer_image(device, rows, size):
             line[0:shown * 4:4], line[1:shown * 4:4], line[2:shown * 4:4] = rgb[2::3], rgb[1::3], rgb[0::3]
             fb.write(bytes(line))
     return {"device": device, "width": width, "height": height, "file": SCANOUT_FILE}
-
-
-def read_status_field(name):
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith(name + ":"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
-
-
-def isolation_facts(host_paths):
-    try:
-        dri = sorted(os.listdir("/dev/dri"))
-    except OSError:
-        dri = []
-    namespaces: dict = {}
-    for ns in ("mnt", "pid", "net", "ipc", "uts", "user", "cgroup"):
-        try:
-            namespaces[ns] = os.readlink("/proc/self/ns/" + ns)
-        except OSError:
-            namespaces[ns] = None
-    seccomp = read_status_field("Seccomp")
-    nnp = read_status_field("NoNewPrivs")
-    cap_eff = read_status_field("CapEff")
-    visible = [p for p in host_paths if os.path.exists(p)]
-    return {
-        "dri_nodes": ["/dev/dri/" + name for name in dri],
-        "namespaces": namespaces,
-        "seccomp_mode": int(seccomp) if seccomp and seccomp.isdigit() else None,
-        "no_new_privs": nnp == "1" if nnp is not None else None,
-        "capabilities": bin(int(cap_eff, 16)).count("1") if cap_eff else None,
-        "host_paths_checked": len(host_paths),
-        "host_paths_visible": len(visible),
-        "host_paths_visible_list": visible,
-        "uid": os.getuid(),
-    }
-
-
-def mapped_libraries():
-    """Every shared object this process has mapped: which driver really rendered."""
-    found = set()
-    try:
-        with open("/proc/self/maps") as maps:
-            for line in maps:
-                parts = line.split(None, 5)
-                if len(parts) == 6 and parts[5].startswith("/") and ".so" in parts[5]:
-                    found.add(parts[5].strip())
-    except OSError:
-        pass
-    return sorted(found)
-
-
-def libc_version():
-    try:
-        fn = declare(ctypes.CDLL(None), "gnu_get_libc_version", ctypes.c_char_p)
-        return fn().decode()
-    except (OSError, AttributeError):
-        return None
-
-
-def mount_kind(path):
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return "?"
-    for kind, test in (("socket", stat.S_ISSOCK), ("char", stat.S_ISCHR), ("dir", stat.S_ISDIR)):
-        if test(mode):
-            return kind
-    return "file"
-
-
-def mounts():
-    """The process's mounts as (mount point, root within its filesystem, fs type, device,
-    source, what the mount point is): the harness maps them back to host paths for the leak
-    audit."""
-    entries = []
-    try:
-        with open("/proc/self/mountinfo") as info:
-            for line in info:
-                fields = line.split()
-                dash = fields.index("-")
-                point = fields[4].replace("\\040", " ")
-                entries.append([point, fields[3].replace("\\040", " "), fields[dash + 1], fields[2],
-                                fields[dash + 2], mount_kind(point)])
-    except (OSError, ValueError, IndexError):
-        pass
-    return entries
-
-
-DRI_DIRS = ("/usr/lib/x86_64-linux-gnu/dri", "/usr/lib/i386-linux-gnu/dri", "/usr/lib64/dri", "/usr/lib/dri")
-MAX_DRI_CHECKED = 4
-
-
-def vendor_libraries(files_env, dirs_env, default_dirs):
-    """The libraries a loader's vendor/ICD files name (glvnd's EGL vendors, Vulkan ICDs): from the
-    files an environment variable lists, else from the folders one lists, else the defaults."""
-    listed = [f for name in files_env for f in os.environ.get(name, "").split(":") if f]
-    files = []
-    for entry in listed:  # the Vulkan loader takes folders of ICD files in VK_DRIVER_FILES too
-        try:
-            files += [os.path.join(entry, n) for n in sorted(os.listdir(entry)) if n.endswith(".json")]
-        except OSError:
-            files.append(entry)
-    if not files:
-        dirs = os.environ.get(dirs_env)
-        for folder in dirs.split(":") if dirs else default_dirs:
-            try:
-                files += [os.path.join(folder, n) for n in sorted(os.listdir(folder)) if n.endswith(".json")]
-            except OSError:
-                continue
-    libraries = []
-    for name in dict.fromkeys(files):
-        try:
-            with open(name) as handle:
-                libraries.append(json.load(handle)["ICD"]["library_path"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            libraries.append("%s (unreadable vendor file: %s)" % (name, exc))
-    return libraries
-
-
-def dri_drivers():
-    """The DRI drivers Mesa would load (one per file; software first)."""
-    dirs = [d for d in os.environ.get("LIBGL_DRIVERS_PATH", "").split(":") if d] or DRI_DIRS
-    seen, drivers = set(), []
-    for folder in dirs:
-        try:
-            names = sorted(n for n in os.listdir(folder) if n.endswith("_dri.so"))
-        except OSError:
-            continue
-        names.sort(key=lambda n: (not n.startswith("swrast"), n))
-        for name in names:
-            path = os.path.join(folder, name)
-            try:
-                info = os.stat(path)
-            except OSError:
-                continue
-            if (info.st_dev, info.st_ino) not in seen:
-                seen.add((info.st_dev, info.st_ino))
-                drivers.append(path)
-    return drivers[:MAX_DRI_CHECKED]
-
-
-def dynamic_loader():
-    for path in mapped_libraries():
-        name = os.path.basename(path)
-        if name.startswith("ld-linux") or (name.startswith("ld-") and name[3:4].isdigit()):  # ld-2.31.so
-            return path
-    return None
-
-
-def loader_listing(loader, library):
-    """What the runtime's own loader says of a library, as ldd -r has it say: every missing
-    name, version and symbol, where dlerror gives only the first."""
-    import subprocess  # only on the failure path
-
-    env = dict(os.environ, LD_TRACE_LOADED_OBJECTS="1", LD_WARN="yes", LD_BIND_NOW="yes")  # what ldd -r sets
-    try:
-        done = subprocess.run([loader, library], capture_output=True, text=True, timeout=30, env=env)
-    except (OSError, subprocess.SubprocessError) as exc:
-        return {"error": str(exc)}
-    lines = (done.stdout + done.stderr).splitlines()
-    return {"missing": sorted({line.split()[0] for line in lines if "=> not found" in line}),
-            "errors": [line.strip() for line in lines
-                       if ("not found" in line and "=>" not in line) or "undefined symbol" in line][:20]}
-
-
-def loader_diagnosis(candidates):
-    """Why the driver did not load, in the loader's own words: each (role, library) opened the
-    way the loaders open them (dlerror), and listed by the runtime's ld.so."""
-    loader = dynamic_loader()
-    checked = []
-    for role, library in candidates:
-        entry = {"role": role, "library": library}
-        try:
-            ctypes.CDLL(library)
-            entry["dlopen"] = "ok"
-        except OSError as exc:
-            entry["dlopen"] = str(exc)
-            if loader and library.startswith("/") and os.path.exists(library):
-                entry.update(loader_listing(loader, library))
-        checked.append(entry)
-    return checked
 
 
 def inject_fault(kind):

@@ -1,5 +1,5 @@
-"""An interactive guest: a VM path's machine, booted with a command agent instead of the probe,
-for tests that drive a guest themselves (vmtests' `machine` fixture).
+"""A VM path's guest booted with a command agent instead of the probe, for tests that drive a
+guest themselves (vmtests' `machine` fixture).
 
 The guest is the one the matrix boots for that path -- same kernel, initramfs recipe, QEMU argv,
 display service and runtime root -- except that init, once the runtime root is mounted, reads
@@ -15,12 +15,13 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
-from .families.vm import VmLaunch
-from .lifecycle import LaunchContext
-from .retry import poll
-from .target import CommandResult, Target, TargetError
-from .vm import console, display
-from .vm.machine import Machine
+from ..lifecycle import LaunchContext
+from ..retry import poll
+from ..target import CommandResult, Target, TargetError
+from ..vm import console, display
+from ..vm.machine import Machine
+from .base import Family
+from .vm_launch import VmLaunch
 
 BOOT_TIMEOUT_S = 120.0  # TCG on a 2-core machine boots in about 3 s; this bounds a broken guest
 __all__ = ["Agent", "CommandResult", "Guest", "GuestError"]
@@ -95,13 +96,16 @@ class Agent:
 
 
 class Guest(Target):
-    """A running guest of one VM path: the VM family's launch, started with the command agent."""
+    """A running guest of one VM path: its family's launch, started with the command agent."""
 
     error = GuestError
 
-    def __init__(self, ctx: LaunchContext):
+    def __init__(self, ctx: LaunchContext, family: Family):
         super().__init__(ctx)
-        self.launch = VmLaunch(self.ctx)
+        self.family = family
+        launch = family.launch(self.ctx)
+        assert isinstance(launch, VmLaunch), f"{family} does not launch a QEMU guest"
+        self.launch = launch
         self._agent: Optional[Agent] = None
 
     @property
@@ -112,7 +116,7 @@ class Guest(Target):
 
     def start(self, boot_timeout_s: float = BOOT_TIMEOUT_S) -> "Guest":
         spec = self.ctx.scenario.spec
-        reason = spec.family.available(spec, self.ctx.toolset)
+        reason = self.family.available(spec, self.ctx.toolset)
         if reason:
             raise GuestError(f"{self.path_id} cannot run here: {reason}")
         self.ctx.workspace.create()

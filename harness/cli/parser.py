@@ -1,0 +1,192 @@
+"""The command line's grammar: every command, its options and their help, and the argument
+types that turn a bad value into one line (exit 2)."""
+import argparse
+from pathlib import Path
+
+from .. import __version__, pins as pins_mod
+from ..errors import InputError, shown
+from ..matrix import MAX_TIMEOUT_S
+from ..probes import GOLDENS_DIR
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        command = self.prog.replace("gpu-harness", "", 1).strip()
+        raise InputError(f"{command}: {message}" if command else message)
+
+
+def whole_number(text: str, minimum: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {shown(text)}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    return whole_number(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    return whole_number(text, 0)
+
+
+def seconds(text: str) -> float:
+    """A timeout: a finite number of seconds, more than 0 and at most a week."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {shown(text)}") from None
+    if not 0 < value <= MAX_TIMEOUT_S:  # also false for nan
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most {MAX_TIMEOUT_S:g} "
+                                         f"seconds (a week), not {shown(text)}")
+    return value
+
+
+def days(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {shown(text)}") from None
+    if not 0 <= value <= 36500:  # also false for nan
+        raise argparse.ArgumentTypeError(f"must be a number of days from 0 to 36500, not {shown(text)}")
+    return value
+
+
+def factor(text: str) -> float:
+    """A factor of change: more than 1, at most 1000."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {shown(text)}") from None
+    if not 1 < value <= 1000:  # also false for nan
+        raise argparse.ArgumentTypeError(f"must be more than 1 and at most 1000, not {shown(text)}")
+    return value
+
+
+def add_selection(parser) -> None:
+    parser.add_argument("--matrix", type=Path, help="matrix file (.toml, .json, .nix); default: the shipped one")
+    parser.add_argument("--paths", help="only these paths (comma-separated)")
+    parser.add_argument("--filter", help="only scenario ids matching this glob, e.g. 'vtest-*'")
+    parser.add_argument("--toolset", type=Path,
+                        help="toolset.json manifest, or runtime:NAME (host-side programs from a built runtime); "
+                             "default: discover on this host")
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="gpu-harness", description="Does GPU rendering really work through this path?")
+    parser.add_argument("--version", action="version", version=f"gpu-harness {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    run = sub.add_parser("run", help="run the matrix and write reports")
+    add_selection(run)
+    run.add_argument("--out", type=Path, default=Path("gpu-harness-out"), help="output folder")
+    run.add_argument("-j", "--jobs", type=positive_int, default=2, help="scenarios run in parallel")
+    run.add_argument("--retries", type=non_negative_int, default=0,
+                     help="re-run a failed scenario up to N times (Flake)")
+    run.add_argument("--goldens", type=Path, default=GOLDENS_DIR)
+    run.add_argument("--runtime-root", action="append", default=[], metavar="NAME=PATH",
+                     help="use this already built root for runtime NAME (the Nix checks pass their store paths)")
+    run.add_argument("--strict-runtimes", action="store_true",
+                     help="a runtime whose lock has drifted from the archive is an error (exit 2)")
+    run.add_argument("--fail-on-skip", action="store_true",
+                     help="a Skip fails the run too (for CI and Nix checks, where every chosen path must run)")
+    run.add_argument("--baseline", type=Path, help="known failures and flakes (TOML; `baseline update` writes one)")
+    run.add_argument("--fail-on-unexpected-pass", action="store_true",
+                     help="a baseline's known failure that passes fails the run too")
+
+    listing = sub.add_parser("list", help="print the expanded scenarios")
+    add_selection(listing)
+    listing.add_argument("--json", action="store_true")
+
+    doctor = sub.add_parser("doctor", help="what was found, its version, and which paths can run")
+    doctor.add_argument("--toolset", type=Path)
+    doctor.add_argument("--json", action="store_true")
+
+    execute = sub.add_parser("exec", help="run your own command through a path")
+    execute.add_argument("--path", required=True, help="path id, e.g. vtest-virgl")
+    execute.add_argument("--runtime", default="host", help="runtime name from --matrix (default: host)")
+    execute.add_argument("--matrix", type=Path)
+    execute.add_argument("--toolset", type=Path)
+    execute.add_argument("--timeout", type=seconds, default=3600.0)
+    execute.add_argument("--keep", type=Path, help="keep the rendered configs and logs in this folder")
+    execute.add_argument("cmd", nargs=argparse.REMAINDER, help="-- COMMAND ARGS...")
+
+    goldens = sub.add_parser("goldens", help="manage golden images")
+    goldens_sub = goldens.add_subparsers(dest="goldens_command", required=True, parser_class=Parser)
+    update = goldens_sub.add_parser("update", help="render goldens with a real run of the software path")
+    update.add_argument("--matrix", type=Path)
+    update.add_argument("--toolset", type=Path)
+    update.add_argument("--goldens", type=Path, default=GOLDENS_DIR)
+
+    runtimes_cmd = sub.add_parser("runtimes", help="the shipped runtimes: pinned Debian root filesystems")
+    runtimes_sub = runtimes_cmd.add_subparsers(dest="runtimes_command", required=True, parser_class=Parser)
+    runtimes_sub.add_parser("list", help="each runtime: lock, Mesa/libc/python, size, built or not")
+    for name, text in (("build", "build (or find in the cache) runtimes from their locks"),
+                       ("lock", "build from the archive as it is now and rewrite the lock")):
+        one = runtimes_sub.add_parser(name, help=text)
+        one.add_argument("names", nargs="+", help="runtime names (see `runtimes list`)")
+        if name == "build":
+            one.add_argument("--strict", action="store_true", help="a drifted lock is an error (exit 2)")
+    image = runtimes_sub.add_parser("image", help="write a runtime (built if need be) as a container image: a "
+                                                  "docker-archive, gzip-compressed if FILE ends in .gz")
+    image.add_argument("name", help="runtime name (see `runtimes list`)")
+    image.add_argument("--out", type=Path, required=True, metavar="FILE", help="e.g. trixie.tar.gz")
+
+    pins_cmd = sub.add_parser("pins", help="the Nix layer's source pins (nix/pins/*.json)")
+    pins_sub = pins_cmd.add_subparsers(dest="pins_command", required=True, parser_class=Parser)
+    for name, text in (("list", "print the pins"), ("check", "validate every pin file (exit 2 on a bad one)")):
+        one = pins_sub.add_parser(name, help=text)
+        one.add_argument("--dir", type=Path, default=pins_mod.PINS_DIR, help="pins folder (default: nix/pins)")
+    pin_update = pins_sub.add_parser("update", help="re-fetch pins and rewrite their hashes; prints what changed")
+    pin_update.add_argument("names", nargs="*", help="pins to update (default: all)")
+    pin_update.add_argument("--rev", help="git pins: move to this tag/commit (default: newest tag_prefix tag)")
+    pin_update.add_argument("--version", dest="pin_version", help="url pins: move to this version")
+    pin_update.add_argument("--dir", type=Path, default=pins_mod.PINS_DIR, help="pins folder (default: nix/pins)")
+
+    rebuild = sub.add_parser("report", help="rebuild junit.xml and report.html from DIR/results.json")
+    rebuild.add_argument("dir", type=Path)
+
+    diff = sub.add_parser("diff", help="what changed between two runs; exit 1 on a regression")
+    diff.add_argument("old", type=Path, help="result folder or results.json")
+    diff.add_argument("new", type=Path, help="result folder or results.json")
+    diff.add_argument("--json", action="store_true", help="print the changes as JSON")
+    diff.add_argument("--html", type=Path, metavar="FILE", help="also write the changes as an HTML page")
+    diff.add_argument("--fps-factor", type=factor, metavar="X",
+                      help="an fps change counts when fps moved by more than this factor, either way "
+                           "(default: 10, beyond the noise of a busy machine)")
+
+    baseline = sub.add_parser("baseline", help="known failures and flakes for run --baseline")
+    baseline_sub = baseline.add_subparsers(dest="baseline_command", required=True, parser_class=Parser)
+    baseline_update = baseline_sub.add_parser("update", help="write a baseline from a run's failures and flakes")
+    baseline_update.add_argument("--from", dest="source", type=Path, required=True,
+                                 help="result folder or results.json")
+    baseline_update.add_argument("--out", type=Path, required=True,
+                                 help="baseline file: rewritten; its entries still needed keep their reasons")
+
+    bench_cmd = sub.add_parser("bench", help="time every phase of the matrix, several runs, as a table")
+    add_selection(bench_cmd)
+    bench_cmd.add_argument("--repeat", type=positive_int, default=5)
+    bench_cmd.add_argument("--out", type=Path, default=Path("gpu-harness-bench"))
+    bench_cmd.add_argument("-j", "--jobs", type=positive_int, default=1)
+    bench_cmd.add_argument("--servers", type=int, default=4, metavar="N",
+                           help="also N apps on one shared virgl_test_server vs one each (0: not measured)")
+
+    cache_cmd = sub.add_parser("cache", help="what runs keep in ~/.cache/gpu-harness: list it, prune what no run uses")
+    cache_sub = cache_cmd.add_subparsers(dest="cache_command", required=True, parser_class=Parser)
+    cache_list = cache_sub.add_parser("list", help="each entry: kind, what it holds, size, days since a run used it")
+    cache_list.add_argument("--json", action="store_true")
+    cache_prune = cache_sub.add_parser("prune", help="remove the entries no run has used for DAYS days, or that "
+                                       "no run of this checkout can use (--stale)")
+    cache_prune.add_argument("--older-than", type=days, metavar="DAYS",
+                             help="days since a run last used an entry (0: everything)")
+    cache_prune.add_argument("--stale", action="store_true",
+                             help="entries of recipes, locks or a GL split that are not the shipped ones any more")
+    cache_prune.add_argument("--dry-run", action="store_true", help="say what would go, remove nothing")
+
+    vfio_cmd = sub.add_parser("vfio", add_help=False, help="check, bind and restore a PCI device for passthrough "
+                              "(gpu-harness vfio --help)")
+    vfio_cmd.add_argument("vfio_args", nargs=argparse.REMAINDER)
+    return parser

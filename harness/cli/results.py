@@ -1,0 +1,44 @@
+"""The commands over a run's results: report, diff, baseline update."""
+import json
+from pathlib import Path
+
+from .. import baseline as baseline_mod, outdir, report
+from ..errors import InputError, shown
+from .codes import EXIT_FAILED, EXIT_OK
+
+
+def write_output(path: Path, text: str, option: str) -> None:
+    try:
+        outdir.write_atomically(path, text)
+    except OSError as exc:
+        raise InputError(f"{option} {shown(str(path))}: cannot write it: {exc.strerror or exc}") from None
+
+
+def cmd_report(args) -> int:
+    document = report.render_from_json(args.dir)
+    print(f"{args.dir / 'report.html'}: {len(document['scenarios'])} scenarios")
+    return EXIT_OK
+
+
+def cmd_diff(args) -> int:
+    from ..report import diff as diff_mod
+
+    old, new = diff_mod.load(args.old), diff_mod.load(args.new)
+    found = diff_mod.compare(old, new, args.fps_factor or diff_mod.FPS_FACTOR)
+    if args.html:
+        write_output(args.html, diff_mod.html(found, args.html), "--html")
+    print(json.dumps(found.to_json(), indent=2) if args.json else diff_mod.text(found), end="\n" if args.json else "")
+    return EXIT_FAILED if found.regressions else EXIT_OK
+
+
+def cmd_baseline(args) -> int:
+    document = report.results.read(report.results.locate(args.source))
+    current = baseline_mod.load(args.out) if args.out.exists() else None
+    done = baseline_mod.update(document["scenarios"], current, str(args.out))
+    write_output(args.out, baseline_mod.dumps(done.baseline, f"written from {args.source} "
+                                              f"(matrix {document.get('matrix')}, {document.get('started')})"), "--out")
+    print(f"{args.out}: {len(done.baseline.entries)} entries: {len(done.added)} added, {len(done.kept)} kept, "
+          f"{len(done.dropped)} dropped (now pass)")
+    for scenario_id in done.not_known:
+        print(f"  not known: {scenario_id} (interrupted, or a matrix expectation that passed: fix the matrix)")
+    return EXIT_OK

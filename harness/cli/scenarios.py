@@ -1,0 +1,190 @@
+"""The commands that run scenarios: run, list, exec, goldens update, bench."""
+import dataclasses
+import datetime
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import List, Tuple
+
+from .. import bench, matrix as matrix_mod, outdir, paths as path_registry, reaper, report, runner, serverbench
+from .. import baseline as baseline_mod, toolsets
+from ..errors import InputError, shown
+from ..families import registry
+from ..interrupts import INTERRUPTS
+from ..report import document as report_document
+from ..lifecycle import LaunchContext, Workload, Workspace
+from ..model import HOST, HOST_RUNTIME, Scenario
+from ..outcomes import Outcome
+from .codes import EXIT_FAILED, EXIT_NOT_STARTED, EXIT_OK, EXIT_TIMED_OUT, EXIT_USAGE
+from .output import run_matrix, say
+
+
+def select(args) -> Tuple[matrix_mod.Matrix, List[Scenario]]:
+    loaded = matrix_mod.load(args.matrix)
+    wanted = None
+    if getattr(args, "paths", None):
+        wanted = [p.strip() for p in args.paths.split(",") if p.strip()]
+        unknown = [p for p in wanted if p not in path_registry.PATHS]
+        if unknown:
+            raise InputError(f"--paths: unknown path {shown(unknown[0])} (known: {', '.join(path_registry.PATHS)})")
+    chosen = loaded.select(wanted, getattr(args, "filter", None))
+    if not chosen:
+        raise InputError(f"{loaded.source}: no scenario matches --paths/--filter")
+    return loaded, chosen
+
+
+def runtime_roots(values: List[str]) -> dict:
+    roots = {}
+    for value in values:
+        name, _, root = value.partition("=")
+        if not name or not os.path.isabs(root) or not os.path.isdir(root):
+            raise InputError(f"--runtime-root: {shown(value)} must be NAME=/path/of/a/built/root")
+        roots[name] = root
+    return roots
+
+
+def cmd_run(args) -> int:
+    with outdir.claimed(args.out, "--out"):
+        loaded, scenarios = select(args)
+        known = baseline_mod.load(args.baseline) if args.baseline else None
+        toolset = toolsets.load(args.toolset)
+        options = runner.RunOptions(out_dir=args.out, jobs=args.jobs, retries=args.retries, goldens_dir=args.goldens,
+                                    strict_runtimes=args.strict_runtimes, say=say,
+                                    runtime_roots=runtime_roots(args.runtime_root), baseline=known)
+    started = datetime.datetime.now(datetime.timezone.utc)
+    results = run_matrix(scenarios, toolset, options, "running")
+    document = report_document.document(results, args.out, toolset, started, loaded.source,
+                                       str(args.baseline) if args.baseline else None)
+    report.write_all(args.out, document)
+    summary = ", ".join(f"{k} {v}" for k, v in sorted(document["summary"].items()))
+    print(f"{len(results)} scenarios: {summary}. Report: {args.out / 'report.html'}")
+    if INTERRUPTS.requested:
+        print(f"gpu-harness: {INTERRUPTS.reason()}: reports written for what finished", file=sys.stderr)
+        return INTERRUPTS.exit_code
+    failing = (Outcome.FAIL, *([Outcome.SKIP] if args.fail_on_skip else []),
+               *([Outcome.UNEXPECTED_PASS] if args.fail_on_unexpected_pass else []))
+    return EXIT_FAILED if any(r.verdict.outcome in failing for r in results) else EXIT_OK
+
+
+def cmd_list(args) -> int:
+    _, scenarios = select(args)
+    if args.json:
+        print(json.dumps([s.to_dict() for s in scenarios], indent=2))
+        return EXIT_OK
+    for scenario in scenarios:
+        expect = "pass" if scenario.expect.outcome == "pass" else f"fail ({scenario.expect.reason})"
+        print(f"{scenario.id:<32} family={scenario.spec.family:<8} timeout={scenario.timeout_s:g}s expect={expect}")
+    return EXIT_OK
+
+
+def cmd_exec(args) -> int:
+    if args.keep:
+        outdir.prepare(args.keep, "--keep")
+    command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if not command:
+        raise InputError("exec: no command given (usage: gpu-harness exec --path P -- CMD ARGS)")
+    if args.path not in path_registry.PATHS:
+        raise InputError(f"exec: unknown path {shown(args.path)} (known: {', '.join(path_registry.PATHS)})")
+    runtimes = {HOST_RUNTIME: HOST}
+    declared = matrix_mod.load(args.matrix).scenarios if args.matrix else []
+    runtimes.update({s.runtime.name: s.runtime for s in declared})
+    if args.runtime not in runtimes:
+        raise InputError(f"exec: unknown runtime {shown(args.runtime)} (known: {', '.join(runtimes)})")
+    runtime = runtimes[args.runtime]
+    scenario = Scenario(id=f"{args.path}/{runtime.name}/exec", path_id=args.path, runtime=runtime,
+                                   probe="exec", timeout_s=args.timeout)
+    # The matrix's settings for this path and runtime (env, gl_extension, kernel_args) hold for the command too.
+    same = next((s for s in declared if s.path_id == args.path and s.runtime.name == runtime.name), None)
+    if same is not None:
+        scenario = dataclasses.replace(same, id=scenario.id, probe="exec", timeout_s=args.timeout)
+    if not registry.of_path(args.path).accepts(runtime):
+        raise InputError(f"exec: path {args.path} cannot run in runtime {runtime.name} ({runtime.kind})")
+    # A runtime built from a recipe has no root until it is built (or found in the cache): without
+    # this the command would run over the host's root under the runtime's name.
+    ready = runner.prepare_runtimes([scenario], runner.RunOptions(out_dir=Path("."), say=say))
+    prepared = ready.get(runtime.name)
+    if prepared is not None and not prepared.root:
+        print(f"gpu-harness: runtime {runtime.name} cannot be built: {prepared.skip or prepared.failure}",
+              file=sys.stderr)
+        return EXIT_USAGE if prepared.skip else EXIT_FAILED
+    scenario = runner.with_runtime(scenario, ready)
+    toolset = toolsets.load(args.toolset)
+    temp = runner.TempRoot()
+    result_dir = args.keep or (temp.path / "result")
+    try:
+        workspace = Workspace(Path(result_dir), temp.scenario_dir())
+        result = runner.launch(LaunchContext(scenario, toolset, workspace, Workload(command=command),
+                                             inherit_stdio=True))
+    finally:
+        temp.remove()
+    if result.skipped:
+        print(f"gpu-harness: path {args.path} cannot run here: {result.skipped}", file=sys.stderr)
+        return EXIT_USAGE
+    if result.fault:
+        print(f"gpu-harness: {result.fault.describe()}", file=sys.stderr)
+        return EXIT_FAILED
+    if result.problem:
+        print(f"gpu-harness: {result.problem}", file=sys.stderr)
+    if result.exit is None:
+        return EXIT_NOT_STARTED
+    if result.exit.timed_out:
+        print(f"gpu-harness: command timed out after {args.timeout:g} s", file=sys.stderr)
+        return EXIT_TIMED_OUT
+    return result.exit.code if result.exit.code is not None else 128 + (result.exit.signal or 0)
+
+
+def cmd_goldens_update(args) -> int:
+    """Render each probe's golden with a real run of its reference path (llvmpipe where it renders)."""
+    outdir.prepare(args.goldens, "--goldens")
+    loaded = matrix_mod.load(args.matrix)
+    probes = sorted({s.probe for s in loaded.scenarios})
+    toolset = toolsets.load(args.toolset)
+    reference = [Scenario(id=f"{path_id}/{HOST_RUNTIME}/{probe}", path_id=path_id, runtime=HOST, probe=probe)
+                 for probe in probes for path_id in (path_registry.reference_for(probe).id,)]
+    with reaper.temp_dir("gh-goldens-") as out:
+        options = runner.RunOptions(out_dir=Path(out), compare_images=False)
+        results = run_matrix(reference, toolset, options, "rendering goldens")
+        bad = [r for r in results if r.verdict.outcome is not Outcome.PASS]
+        for result in bad:
+            print(f"gpu-harness: golden {result.scenario.probe} not updated: {result.verdict.reason}", file=sys.stderr)
+        for result in results:
+            if result in bad:
+                continue
+            target = args.goldens / f"{result.scenario.probe}.png"
+            assert result.launch.image_path and result.report
+            shutil.copyfile(result.launch.image_path, target)
+            data = result.report.raw
+            print(f"{target}: {data['size'][0]}x{data['size'][1]} md5 {data['pixels_md5']} ({data['renderer']})")
+    return EXIT_FAILED if bad else EXIT_OK
+
+
+def cmd_bench(args) -> int:
+    with outdir.claimed(args.out, "--out"):
+        loaded, scenarios = select(args)
+        toolset = toolsets.load(args.toolset)
+    rounds = []
+    for number in range(1, args.repeat + 1):
+        options = runner.RunOptions(out_dir=args.out / f"round-{number}", jobs=args.jobs)
+        started = datetime.datetime.now(datetime.timezone.utc)
+        rounds.append(run_matrix(scenarios, toolset, options, f"round {number}/{args.repeat}"))
+        rounds[-1] = (rounds[-1], (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds())
+    rows = bench.summarize([results for results, _ in rounds])
+    matrix_wall = bench.median(wall for _, wall in rounds)
+    from rich.console import Console
+
+    Console(width=200).print(bench.table(rows, f"gpu-harness bench: {len(scenarios)} scenarios x {len(rounds)} runs, "
+                                               f"median; matrix wall {matrix_wall:.2f} s (-j {args.jobs})"))
+    runtime_rows = bench.runtime_rows(sorted({s.runtime.recipe for s in scenarios if s.runtime.needs_build}))
+    if runtime_rows:
+        Console(width=200).print(bench.runtime_table(runtime_rows))
+    servers, servers_json = serverbench.section(toolset, args.servers, args.out / "servers", args.repeat) \
+        if args.servers > 0 else (None, None)
+    if servers is not None:
+        Console(width=200).print(servers)
+    (args.out / "bench.json").write_text(json.dumps(
+        {"rounds": len(rounds), "jobs": args.jobs, "matrix_wall_s": [w for _, w in rounds],
+         "rows": [dataclasses.asdict(r) for r in rows],
+         "runtimes": [dataclasses.asdict(r) for r in runtime_rows], "servers": servers_json}, indent=2) + "\n")
+    return EXIT_OK

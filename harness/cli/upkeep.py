@@ -1,0 +1,176 @@
+"""The commands that look after this machine and the project: doctor, runtimes, pins, cache, vfio."""
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from .. import paths as path_registry, pins as pins_mod, recipes, runtimes as runtimes_mod, toolset as toolset_mod, toolsets
+from ..errors import InputError, shown
+from ..families import registry
+from .codes import EXIT_FAILED, EXIT_OK
+from .output import console, say
+
+
+def cmd_doctor(args) -> int:
+    from rich.markup import escape
+    from rich.table import Table
+
+    toolset = toolsets.load(args.toolset)
+    if args.json:
+        print(json.dumps(toolset.to_dict(), indent=2))
+        return EXIT_OK
+    tools = Table(title=f"toolset ({toolset.source})")
+    for column in ("tool", "found", "version", "path", "needed by", "install"):
+        tools.add_column(column)
+    for name, tool in sorted(toolset.tools.items()):
+        spec = toolset_mod.TOOL_SPECS.get(name)
+        needed = ", ".join(path_registry.needing(name)) or "-"
+        tools.add_row(name, "yes" if tool.found else "[red]no[/]", escape(tool.version or "-"),
+                      escape(tool.path or "-"), needed, "-" if tool.found else (spec.debian if spec else "-"))
+    path_table = Table(title="paths on this machine")
+    for column in ("path", "family", "runs here", "why not"):
+        path_table.add_column(column)
+    for path in path_registry.PATHS.values():
+        reason = registry.of(path).available(path, toolset)
+        path_table.add_row(path.id, path.family, "[red]no[/]" if reason else "yes", escape(reason or ""))
+    out = console()
+    out.print(tools)
+    out.print(f"render nodes: {escape(', '.join(toolset.render_nodes) or 'none')}")
+    out.print(path_table)
+    return EXIT_OK
+
+
+def cmd_runtimes(args) -> int:
+    if args.runtimes_command == "list":
+        return runtimes_list()
+    if args.runtimes_command == "image":
+        return runtimes_image(args.name, args.out)
+    failed = 0
+    for name in args.names:
+        recipe = recipes.load_recipe(name)
+        try:
+            if args.runtimes_command == "lock":
+                locked = runtimes_mod.lock(recipe, say=say)
+                print(f"{name}: locked {len(locked.packages)} packages ({locked.archive_date}) "
+                      f"in {recipes.lock_file(recipe)}")
+            else:
+                built = runtimes_mod.build(recipe, recipes.load_lock(recipe), strict=args.strict, say=say)
+                print(f"{name}: {built.root} (Mesa {built.facts.get('mesa')}, {built.facts.get('size_mb')} MB"
+                      f"{f', {len(built.drift)} packages drifted from the lock' if built.drift else ''})")
+                for line in built.drift:
+                    print(f"  drift: {line}")
+        except runtimes_mod.RuntimeBuildError as exc:
+            print(f"gpu-harness: runtime {name}: {exc}", file=sys.stderr)
+            failed += 1
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def runtimes_image(name: str, out: Path) -> int:
+    try:
+        image = runtimes_mod.write_image(name, out, say=say)
+    except runtimes_mod.RuntimeBuildError as exc:
+        print(f"gpu-harness: runtime {name}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"{out}: image sha256:{image.id} ({image.format}, {image.compression}, {out.stat().st_size >> 20} MB; "
+          f"Mesa {recipes.component_versions(image.packages)['mesa']})")
+    return EXIT_OK
+
+
+def runtimes_list() -> int:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="runtimes")
+    for column in ("runtime", "suite/arch", "lock", "Mesa", "libc", "python", "size MB", "built", "drift"):
+        table.add_column(column)
+    for name in recipes.recipe_names():
+        recipe = recipes.load_recipe(name)
+        lock = recipes.load_lock(recipe)
+        built = runtimes_mod.cached(name)
+        facts = built.facts if built else {}
+        table.add_row(name, f"{recipe.suite}/{recipe.architecture}",
+                      f"{len(lock.packages)} packages, {lock.archive_date}" if lock else "[red]none[/]",
+                      *(escape(str(facts.get(k) or "-")) for k in ("mesa", "libc", "python", "size_mb")),
+                      "yes" if built else "no", str(len(built.drift)) if built else "-")
+    from rich.console import Console
+
+    Console(stderr=True, width=160).print(table)
+    return EXIT_OK
+
+
+def cmd_pins(args) -> int:
+    pins = pins_mod.load_all(args.dir)
+    if not pins:
+        raise InputError(f"{args.dir}: no pin files (*.json)")
+    if args.pins_command in ("list", "check"):
+        for pin in pins.values():
+            if pin.follows:
+                print(f"{pin.name:<16} follows the flake input {pin.follows} (its own package, unmodified)")
+            else:
+                print(f"{pin.name:<16} {pin.version:<10} {pin.fetcher:<4} {pin.rev or '-':<22} {pin.hash}")
+        return EXIT_OK
+    unknown = [n for n in args.names if n not in pins]
+    if unknown:
+        raise InputError(f"pins update: no pin {shown(unknown[0])} in {args.dir} (known: {', '.join(pins)})")
+    if (args.rev or args.pin_version) and len(args.names) != 1:
+        raise InputError("pins update: --rev/--version need exactly one pin name")
+    failed = 0
+    for name in args.names or list(pins):
+        try:
+            print(pins_mod.update(args.dir / f"{name}.json", args.rev, args.pin_version).describe())
+        except pins_mod.PinError as exc:
+            print(f"{name}: not updated: {exc}", file=sys.stderr)
+            failed += 1
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_cache(args) -> int:
+    from .. import cache
+
+    now, current = time.time(), runtimes_mod.current()
+    if args.cache_command == "list":
+        return cache_list(sorted(cache.entries(current=current), key=lambda e: (e.kind, -e.last_used)), now, args.json)
+    if args.older_than is None and not args.stale:
+        raise InputError("cache prune: say what to remove: --older-than DAYS, --stale, or both")
+    try:
+        done = cache.prune(args.older_than, stale=args.stale, dry_run=args.dry_run, now=now, current=current)
+    except cache.CacheBusy as exc:
+        print(f"gpu-harness: cache prune: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    verb = "would remove" if args.dry_run else "removed"
+    for entry in done.removed:
+        why = "stale" if entry.current is False else f"unused {entry.age_days(now):.1f} days"
+        print(f"{verb} {entry.kind} {entry.name} ({entry.size / 2**20:.0f} MiB, {why}): {entry.path}")
+    for why in done.failed:
+        print(f"gpu-harness: kept {why}", file=sys.stderr)
+    print(f"{verb} {len(done.removed)} entries, {sum(e.size for e in done.removed) / 2**20:.0f} MiB; "
+          f"kept {len(done.kept)}, {sum(e.size for e in done.kept) / 2**20:.0f} MiB")
+    return EXIT_FAILED if done.failed else EXIT_OK
+
+
+def cache_list(found, now: float, as_json: bool) -> int:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from .. import cache
+
+    if as_json:
+        print(json.dumps({"root": str(cache.ROOT), "entries": [e.to_dict(now) for e in found]}, indent=2))
+        return EXIT_OK
+    table = Table(title=f"{cache.ROOT}: {len(found)} entries, {sum(e.size for e in found) / 2**30:.2f} GiB")
+    for column in ("kind", "holds", "size MiB", "days unused", "current", "entry"):
+        table.add_column(column, justify="right" if column in ("size MiB", "days unused") else "left",
+                         no_wrap=column != "holds")
+    for entry in found:
+        table.add_row(str(entry.kind), escape(entry.name), f"{entry.size / 2**20:.0f}", f"{entry.age_days(now):.1f}",
+                      {True: "yes", False: "[yellow]stale[/]", None: "-"}[entry.current], escape(entry.path.name[:16]))
+    Console(width=max(120, shutil.get_terminal_size().columns)).print(table)
+    return EXIT_OK
+
+
+def cmd_vfio(args) -> int:
+    from .. import vfio
+
+    return vfio.main(args.vfio_args)

@@ -1,0 +1,65 @@
+"""Driver matching: whose userspace driver rendered (the host's, bound in, or the runtime's own),
+and whether it fits the host's driver and kernel driver."""
+import glob
+import os
+import re
+from typing import Dict, List, Optional, Sequence
+
+from .driverlayout import PREFIX
+
+
+def kernel_driver() -> Dict[str, Optional[str]]:
+    """The kernel driver behind the host's GPU nodes and its version, where there is one."""
+    for node in sorted(glob.glob("/sys/class/drm/renderD*")):
+        link = os.path.join(node, "device", "driver")
+        if os.path.islink(link):
+            name = os.path.basename(os.readlink(link))
+            return {"name": name, "version": module_version(name), "node": "/dev/dri/" + os.path.basename(node)}
+    if glob.glob("/dev/nvidia[0-9]*"):
+        return {"name": "nvidia", "version": module_version("nvidia"), "node": sorted(glob.glob("/dev/nvidia[0-9]*"))[0]}
+    return {"name": None, "version": None, "node": None}
+
+
+def module_version(name: str) -> Optional[str]:
+    try:
+        return open(f"/sys/module/{name.replace('-', '_')}/version").read().strip() or None
+    except OSError:
+        pass
+    if name == "nvidia":
+        try:
+            match = re.search(r"Kernel Module\s+(?:for \S+\s+)?(\d+(?:\.\d+)+)", open("/proc/driver/nvidia/version").read())
+            return match.group(1) if match else None
+        except OSError:
+            return None
+    return None
+
+
+MESA_FILES = re.compile(r"(libEGL_mesa|libgallium|_dri\.so|libvulkan_(lvp|radeon|intel|virtio))")
+
+
+def driver_match(runtime_mesa: Optional[str], host_driver: Optional[str], kernel: Dict[str, Optional[str]],
+                 libraries: Sequence[str], direct: bool = True) -> Dict[str, object]:
+    """Seed 003's driver matching: whose userspace driver rendered (the host's, bound in, or the
+    runtime's own), and whether it matches the host's driver and kernel driver. `direct`: the
+    runtime's driver drives the host's GPU itself (not through virgl or a VM), where a version
+    apart from the host's matters."""
+    host_loaded = [p for p in libraries if p.startswith(PREFIX + "/")]
+    runtime_loaded = [p for p in libraries if not p.startswith(PREFIX + "/") and MESA_FILES.search(p)]
+    used = "host-driver" if host_loaded else "runtime" if runtime_loaded else None
+    host_mesa = host_driver[len("mesa "):] if host_driver and host_driver.startswith("mesa ") else None
+    notes: List[str] = []
+    mismatch = False
+    if used == "runtime" and direct and host_driver and runtime_mesa:
+        if host_mesa is None:
+            mismatch = True
+            notes.append(f"the runtime's Mesa {runtime_mesa} rendered; the host's GPU needs {host_driver}")
+        elif host_mesa != runtime_mesa:
+            mismatch = True
+            notes.append(f"runtime Mesa {runtime_mesa}, host Mesa {host_mesa}")
+    nvidia = re.match(r"nvidia (\S+)", host_driver or "")
+    if used == "host-driver" and nvidia and kernel.get("version") and kernel["version"] != nvidia.group(1):
+        mismatch = True
+        notes.append(f"NVIDIA userspace {nvidia.group(1)} with kernel module {kernel['version']}")
+    return {"runtime_mesa": runtime_mesa, "host_driver": host_driver, "kernel_driver": kernel.get("name"),
+            "kernel_driver_version": kernel.get("version"), "used": used, "mismatch": mismatch,
+            "note": "; ".join(notes)}

@@ -1,0 +1,197 @@
+"""A matrix declaration expanded to Scenarios: paths x runtimes x probes, less the excludes and
+what a family cannot run, with the defaults and overrides applied."""
+import fnmatch
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from .. import paths as path_registry
+from ..errors import cut, shown
+from ..errors import shown_key as key_name
+from ..families import registry
+from ..model import DEFAULT_TIMEOUT_S, HOST_RUNTIME, Expectation, Runtime, RuntimeKind, Scenario, Tolerance
+from ..probes import DEFAULT_PROBES, PROBES
+from .checks import (SETTING_KEYS, Problems, check_keys, expect_type, parse_expectation, parse_settings, string_list,
+                     type_name)
+from .declared_runtimes import parse_runtimes
+from .files import read_declaration
+
+DEFAULT_MATRIX = Path(__file__).parent.parent / "data" / "default.toml"
+TOP_KEYS = {"matrix", "defaults", "runtimes", "override"}
+MATRIX_KEYS = {"paths", "runtimes", "probes", "exclude"}
+OVERRIDE_KEYS = SETTING_KEYS | {"match", "expect", "reason", "failure"}
+EXCLUDE_KEYS = {"path", "runtime", "probe"}
+
+
+@dataclass
+class Matrix:
+    source: str
+    scenarios: List[Scenario] = field(default_factory=list)
+
+    def select(self, paths: Optional[List[str]] = None, pattern: Optional[str] = None) -> List[Scenario]:
+        chosen = self.scenarios
+        if paths:
+            chosen = [s for s in chosen if s.path_id in paths]
+        if pattern:
+            chosen = [s for s in chosen if fnmatch.fnmatchcase(s.id, pattern)]
+        return chosen
+
+
+def parse_excludes(problems: Problems, value) -> List[dict]:
+    if not expect_type(problems, "matrix.exclude", value, (list,), "a list of tables"):
+        return []
+    excludes = []
+    for index, entry in enumerate(value):
+        key = f"matrix.exclude[{index}]"
+        if not expect_type(problems, key, entry, (dict,), "a table"):
+            continue
+        check_keys(problems, key, entry, EXCLUDE_KEYS)
+        if not entry:
+            problems.add(key, "is empty and would exclude everything")
+        for field_name, pattern in entry.items():
+            expect_type(problems, f"{key}.{key_name(field_name)}", pattern, (str,), "a string (glob)")
+        excludes.append(entry)
+    return excludes
+
+
+def parse_overrides(problems: Problems, value) -> List[Tuple[str, dict, Optional[Expectation]]]:
+    if not expect_type(problems, "override", value, (list,), "a list of tables ([[override]])"):
+        return []
+    overrides = []
+    for index, entry in enumerate(value):
+        key = f"override[{index}]"
+        if not expect_type(problems, key, entry, (dict,), "a table"):
+            continue
+        check_keys(problems, key, entry, OVERRIDE_KEYS)
+        match = entry.get("match")
+        if match is None:
+            problems.add(f"{key}.match", "is required (a glob over scenario ids)")
+            continue
+        if not expect_type(problems, f"{key}.match", match, (str,), "a string"):
+            continue
+        overrides.append((match, parse_settings(problems, key, entry), parse_expectation(problems, key, entry)))
+    return overrides
+
+
+def excluded(excludes: List[dict], path: str, runtime: str, probe: str) -> bool:
+    values = {"path": path, "runtime": runtime, "probe": probe}
+    return any(
+        all(isinstance(pattern, str) and fnmatch.fnmatchcase(values[name], pattern)
+            for name, pattern in entry.items() if name in values)
+        for entry in excludes if entry
+    )
+
+
+def compatible(path_id: str, runtime: Runtime, probe: str) -> bool:
+    """Whether the path's family can run in that runtime (a host process: the host runtime only)
+    and the path speaks the probe's API (vtest-virgl has no Vulkan)."""
+    spec = path_registry.get(path_id)
+    return registry.of(spec).accepts(runtime) and probe in spec.probes
+
+
+def build_scenario(path: str, runtime: Runtime, probe: str, settings: dict, expectation: Expectation,
+                   runtimes: Optional[Dict[str, Runtime]] = None) -> Scenario:
+    tolerance = Tolerance(**settings.get("tolerance", {}))
+    gl_extension = (runtimes or {}).get(settings.get("gl_extension", ""))
+    return Scenario(
+        id=f"{path}/{runtime.name}/{probe}",
+        path_id=path,
+        runtime=runtime,
+        probe=probe,
+        expect=expectation,
+        timeout_s=settings.get("timeout_s", DEFAULT_TIMEOUT_S),
+        tolerance=tolerance,
+        golden=settings.get("golden", probe),
+        env=tuple(sorted(settings.get("env", {}).items())),
+        probe_args=tuple(settings.get("probe_args", ())),
+        kernel_args=tuple(settings.get("kernel_args", ())),
+        gl_extension=gl_extension,
+    )
+
+
+def merge_settings(base: dict, extra: dict) -> dict:
+    merged = dict(base)
+    for key, value in extra.items():
+        if key in ("tolerance", "env") and key in merged:
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def expand(data, source: str) -> Matrix:
+    """Validate a parsed matrix declaration and expand it to scenarios."""
+    problems = Problems(source)
+    if not isinstance(data, dict):
+        problems.add("(top)", f"must be a table, not {type_name(data)}")
+        problems.raise_if_any()
+    check_keys(problems, "", data, TOP_KEYS)
+    matrix = data.get("matrix")
+    if matrix is None:
+        problems.add("matrix", "is required ([matrix] with paths, runtimes, probes)")
+        problems.raise_if_any()
+    if not expect_type(problems, "matrix", matrix, (dict,), "a table"):
+        problems.raise_if_any()
+    check_keys(problems, "matrix", matrix, MATRIX_KEYS)
+
+    runtimes = parse_runtimes(problems, data.get("runtimes", {}))
+    path_ids = string_list(problems, "matrix.paths", matrix.get("paths", []))
+    runtime_ids = string_list(problems, "matrix.runtimes", matrix.get("runtimes", [HOST_RUNTIME]))
+    probe_ids = string_list(problems, "matrix.probes", matrix.get("probes", list(DEFAULT_PROBES)))
+    for index, path in enumerate(path_ids):
+        if path not in path_registry.PATHS:
+            known = ", ".join(path_registry.PATHS)
+            problems.add(f"matrix.paths[{index}]", f"unknown path {shown(path)} (known: {known})")
+    for index, name in enumerate(runtime_ids):
+        if name not in runtimes:
+            declared = ", ".join(key_name(declared_name) for declared_name in runtimes)
+            problems.add(f"matrix.runtimes[{index}]", f"unknown runtime {shown(name)} (declared: {cut(declared, 300)})")
+    for index, probe in enumerate(probe_ids):
+        if probe not in PROBES:
+            problems.add(f"matrix.probes[{index}]", f"unknown probe {shown(probe)} (known: {', '.join(PROBES)})")
+    excludes = parse_excludes(problems, matrix.get("exclude", []))
+    defaults = {}
+    if "defaults" in data and expect_type(problems, "defaults", data["defaults"], (dict,), "a table"):
+        check_keys(problems, "defaults", data["defaults"], SETTING_KEYS)
+        defaults = parse_settings(problems, "defaults", data["defaults"])
+    overrides = parse_overrides(problems, data.get("override", []))
+    for where, table in [("defaults", defaults)] + [(f"override[{i}]", o[1]) for i, o in enumerate(overrides)]:
+        if "gl_extension" in table and table["gl_extension"] not in runtimes:
+            declared = ", ".join(key_name(name) for name in runtimes)
+            problems.add(f"{where}.gl_extension", f"unknown runtime {shown(table['gl_extension'])} (declared: {cut(declared, 300)})")
+        elif "gl_extension" in table and runtimes[table["gl_extension"]].kind is RuntimeKind.IMAGE:
+            problems.add(f"{where}.gl_extension", f"{shown(table['gl_extension'])} is an image; a GL extension is made "
+                                                  "from a runtime's tree")
+    problems.raise_if_any()
+
+    scenarios: List[Scenario] = []
+    seen = set()
+    for path in path_ids:
+        for runtime_name in runtime_ids:
+            runtime = runtimes[runtime_name]
+            for probe in probe_ids:
+                if excluded(excludes, path, runtime_name, probe) or not compatible(path, runtime, probe):
+                    continue
+                scenario_id = f"{path}/{runtime_name}/{probe}"
+                if scenario_id in seen:
+                    problems.add("matrix", f"duplicate scenario id {shown(scenario_id)}")
+                    continue
+                seen.add(scenario_id)
+                settings, expectation = dict(defaults), Expectation()
+                for pattern, extra, override_expectation in overrides:
+                    if fnmatch.fnmatchcase(scenario_id, pattern):
+                        settings = merge_settings(settings, extra)
+                        expectation = override_expectation or expectation
+                scenarios.append(build_scenario(path, runtime, probe, settings, expectation, runtimes))
+    if not scenarios and not problems.lines:
+        problems.add("matrix", "expands to no scenarios (empty lists, or everything excluded)")
+    for index, (pattern, _, _) in enumerate(overrides):
+        if not any(fnmatch.fnmatchcase(s.id, pattern) for s in scenarios):
+            problems.add(f"override[{index}].match", f"{shown(pattern)} matches no scenario")
+    problems.raise_if_any()
+    return Matrix(source=source, scenarios=scenarios)
+
+
+def load(path: Optional[Path] = None) -> Matrix:
+    path = Path(path) if path else DEFAULT_MATRIX
+    return expand(read_declaration(path), str(path))

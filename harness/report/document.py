@@ -1,0 +1,162 @@
+"""Writing results.json: an object with the run's facts, the toolset used, the grid and answers
+derived from the scenarios, and a `scenarios` list with one entry per scenario.
+
+The field names here are a contract: add fields, never rename or remove them."""
+import datetime
+import os
+import platform
+from pathlib import Path
+from typing import TYPE_CHECKING, Dict, List, Optional
+
+from .. import __version__
+from ..paths import BASELINE, REFERENCE
+from ..process import tail
+from ..outcomes import Outcome
+from ..toolset import Toolset
+from ..verdict import harness_error
+from . import answers, grid
+from .results import SCHEMA, is_number
+
+if TYPE_CHECKING:
+    from ..runner import ScenarioResult
+
+
+def relative(path: Optional[str], out_dir: Path) -> Optional[str]:
+    if not path:
+        return None
+    try:
+        return os.path.relpath(path, out_dir)
+    except ValueError:
+        return path
+
+
+def failure_logs(result: "ScenarioResult") -> str:
+    """The last lines of every log of the scenario: what a person reads first when it fails."""
+    parts = []
+    for name, path in sorted(result.launch.logs.items(), key=lambda item: item[0] != "probe"):
+        text = tail(path, 15) if path else ""
+        if text:
+            parts.append(f"--- {name} ---\n{text}")
+    return "\n".join(parts)
+
+
+def scenario_entry(result: "ScenarioResult", out_dir: Path, toolset: Toolset) -> dict:
+    scenario, launch, data = result.scenario, result.launch, (result.report.raw if result.report else {})
+    timings = data.get("timings", {}) if isinstance(data.get("timings"), dict) else {}
+    log_files = {("probe" if name == "probe" else f"service:{name}"): path for name, path in launch.logs.items()}
+    failed = not result.verdict.outcome.is_success or result.verdict.outcome is Outcome.EXPECTED_FAIL
+    return {
+        "id": scenario.id,
+        "path": scenario.path_id,
+        "runtime": scenario.runtime.name,
+        "probe": scenario.probe,
+        "outcome": result.verdict.outcome.value,
+        "reason": result.verdict.reason,
+        "failure_kind": result.verdict.failure_kind.value if result.verdict.failure_kind else None,
+        "expect": {"outcome": scenario.expect.outcome, "reason": scenario.expect.reason},
+        "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail,
+                    "artifacts": {k: relative(v, out_dir) for k, v in c.artifacts.items()}}
+                   for c in result.verdict.checks],
+        "renderer": data.get("renderer"),
+        "gl_version": data.get("version"),
+        "vendor": data.get("vendor"),
+        "wall_s": round(result.wall_s, 4),
+        "attempts": result.attempts,
+        "phases_s": {k: round(v, 4) for k, v in launch.phases.items()},
+        "fps": timings.get("fps"),
+        "timings": timings,
+        "peak_rss_kb": {"probe": data.get("peak_rss_kb"), **launch.rss_kb},
+        "isolation": data.get("isolation"),
+        "image": relative(launch.image_path, out_dir),
+        "golden": relative(result.artifact("golden"), out_dir),
+        "diff": relative(result.artifact("diff"), out_dir),
+        "result_dir": relative(str(result.result_dir), out_dir),
+        "logs": {k: relative(v, out_dir) for k, v in log_files.items() if v and os.path.exists(v)},
+        "scanout": relative(launch.scanout_path, out_dir),
+        "scanout_diff": relative(result.artifact("scanout_diff"), out_dir),
+        "launcher": dict(launch.facts),
+        "qmp_events": launch.events,
+        "exit": launch.exit.describe() if launch.exit else None,
+        "command": launch.argv or None,
+        "harness_error": launch.fault.describe() if launch.fault else None,
+        "log_tail": failure_logs(result) if failed else None,
+        "versions": {**{name: toolset.version(name) for name in scenario.spec.requires if toolset.found(name)},
+                     "runtime_gl": data.get("version")},
+        "probe_result": data or None,
+        "runtime_facts": result.runtime_facts or None,
+        "diagnosis": diagnosis_of(result),
+        "exposure": result.exposure.to_dict() if result.exposure else None,
+        "driver_match": result.driver_match or None,
+        "baseline": result.known.to_dict() if result.known else None,
+    }
+
+
+def diagnosis_of(result: "ScenarioResult") -> Optional[dict]:
+    """The failure class and what it is about (harness.diagnosis), for a failed scenario."""
+    kind = result.verdict.failure_kind
+    return {"class": str(kind), "subject": result.verdict.subject} if kind is not None else None
+
+
+def broken_entry(result: "ScenarioResult", exc: Exception) -> dict:
+    """The failure boundary of the report: a scenario whose entry cannot be written still appears."""
+    scenario = result.scenario
+    verdict = harness_error("report", exc)
+    return {"id": scenario.id, "path": scenario.path_id, "runtime": scenario.runtime.name, "probe": scenario.probe,
+            "outcome": verdict.outcome.value, "reason": verdict.reason, "failure_kind": verdict.failure_kind.value
+            if verdict.failure_kind else None, "checks": [], "wall_s": round(result.wall_s, 4)}
+
+
+def entry(result: "ScenarioResult", out_dir: Path, toolset: Toolset) -> dict:
+    try:
+        return scenario_entry(result, out_dir, toolset)
+    except Exception as exc:  # one scenario's broken facts must not lose the others' results
+        return broken_entry(result, exc)
+
+
+def document(results: List["ScenarioResult"], out_dir: Path, toolset: Toolset, started: datetime.datetime,
+             matrix_source: str, baseline: Optional[str] = None) -> dict:
+    finished = datetime.datetime.now(datetime.timezone.utc)
+    entries = with_fps_share([entry(r, out_dir, toolset) for r in results])
+    summary: Dict[str, int] = {}
+    for scenario in entries:
+        summary[scenario["outcome"]] = summary.get(scenario["outcome"], 0) + 1
+    return {
+        "schema": SCHEMA,
+        "harness_version": __version__,
+        "matrix": matrix_source,
+        "started": started.isoformat(timespec="seconds"),
+        "finished": finished.isoformat(timespec="seconds"),
+        "wall_s": round((finished - started).total_seconds(), 3),
+        "host": {"kernel": platform.release(), "machine": platform.machine(),
+                 "render_nodes": toolset.render_nodes},
+        "toolset": toolset.to_dict(),
+        "summary": summary,
+        "baseline": baseline,
+        **derived(entries),
+        "scenarios": entries,
+    }
+
+
+def derived(entries: List[dict]) -> dict:
+    """The grid and the answers, computed from the entries (report.html computes them the same way)."""
+    try:
+        return {"grid": [g.to_json() for g in grid.build(entries)],
+                "answers": {a.key: a.to_json() for a in answers.build(entries)}}
+    except Exception as exc:  # a summary that cannot be made must not cost the run its results
+        return {"grid": None, "answers": None, "derived_error": f"{type(exc).__name__}: {exc}"}
+
+
+def with_fps_share(entries: List[dict]) -> List[dict]:
+    """Each scenario's fps as a fraction of the baseline path's (native; where native did not
+    render, the reference path: software) for the same probe in this run."""
+    baselines: Dict[str, tuple] = {}
+    for spec in (REFERENCE, BASELINE):  # the baseline wins where it has a number
+        for scenario in entries:
+            if scenario.get("path") == spec.id and is_number(scenario.get("fps")) and scenario["fps"] > 0:
+                baselines[scenario["probe"]] = (spec.id, scenario["fps"])
+    for scenario in entries:
+        base = baselines.get(str(scenario.get("probe")))
+        fps = scenario.get("fps")
+        scenario["fps_vs_baseline"] = round(fps / base[1], 4) if base and is_number(fps) else None
+        scenario["fps_baseline"] = base[0] if base else None
+    return entries
