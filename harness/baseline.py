@@ -27,7 +27,7 @@ from .verdict import Verdict
 KNOWN_FLAKE_RETRIES = 2  # attempts after the first for a known flake, whatever --retries says
 REASON_LIMIT = 300  # characters of a scenario's reason that `baseline update` keeps
 # Not a property of the scenario: never known, never excused.
-NOT_KNOWABLE = (FailureKind.INTERRUPTED, FailureKind.UNEXPECTED_PASS)
+NOT_KNOWABLE = (FailureKind.INTERRUPTED,)
 KEYS = ("match", "kind", "failure", "reason")
 
 
@@ -148,8 +148,7 @@ def apply(verdict: Verdict, known: Optional[Known], attempts: int = 1) -> Verdic
     if known is None or outcome in (Outcome.SKIP, Outcome.EXPECTED_FAIL, Outcome.UNEXPECTED_PASS):
         return verdict
     said = f"({known.reason})"
-    passed = outcome is Outcome.PASS or (outcome is Outcome.FAIL and kind is FailureKind.UNEXPECTED_PASS)
-    if known.kind is Kind.FAILURE and passed:
+    if known.kind is Kind.FAILURE and outcome is Outcome.PASS:
         return replace(verdict, outcome=Outcome.UNEXPECTED_PASS, failure_kind=None, subject="",
                        reason=f"passed, but the baseline knows it as a failure {said}")
     if outcome is Outcome.PASS or kind in NOT_KNOWABLE:
@@ -176,6 +175,10 @@ class Update:
     not_known: List[str]  # failures a baseline cannot hold (interrupted, a matrix expectation that passed)
 
 
+def matrix_expected_failure(scenario: dict) -> bool:
+    return isinstance(scenario.get("expect"), dict) and scenario["expect"].get("outcome") == "fail"
+
+
 def needed(scenario: dict) -> Optional[Tuple[Kind, Optional[FailureKind]]]:
     """What a baseline must know of a scenario of a run for that run to have no new failure."""
     outcome = scenario.get("outcome")
@@ -183,7 +186,7 @@ def needed(scenario: dict) -> Optional[Tuple[Kind, Optional[FailureKind]]]:
         kind = FailureKind(scenario["failure_kind"]) if scenario.get("failure_kind") else None
     except ValueError:
         kind = None
-    expected_by_matrix = isinstance(scenario.get("expect"), dict) and scenario["expect"].get("outcome") == "fail"
+    expected_by_matrix = matrix_expected_failure(scenario)
     if outcome == Outcome.FLAKE.value:
         return Kind.FLAKE, None
     if outcome == Outcome.FAIL.value or (outcome == Outcome.EXPECTED_FAIL.value and not expected_by_matrix):
@@ -215,6 +218,9 @@ def update(scenarios: List[dict], current: Optional[Baseline], source: str) -> U
     partial = Baseline(source, tuple(kept))
     added, not_known = [], []
     for scenario in sorted(scenarios, key=lambda s: s["id"]):
+        if matrix_expected_failure(scenario) and scenario.get("outcome") == Outcome.UNEXPECTED_PASS.value:
+            not_known.append(scenario["id"])  # the matrix is wrong, not the run: a baseline cannot say so
+            continue
         need = needed(scenario)
         if need is None:
             continue

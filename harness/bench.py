@@ -6,8 +6,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-PHASES = ("image_build_s", "setup_s", "services_ready_s", "qemu_start_s", "boot_s", "probe_s", "shutdown_s",
-          "verdict_s")
+from .lifecycle import PHASE_NAMES
+
+PHASES = PHASE_NAMES
 
 
 @dataclass

@@ -5,7 +5,6 @@ host; the harness's own files (the probe, its output folder, generated vendor fi
 counted; a socket bound in is a host socket; a device bound in beyond the six that every
 sandbox gets (null, zero, full, random, urandom, tty) is a host device. Seed 000's "it leaks an
 awful lot of the host system into the sandbox" becomes numbers per path."""
-import functools
 import os
 import re
 import stat
@@ -83,19 +82,28 @@ def host_path(device: str, root: str, mounts: Sequence[HostMount]) -> Optional[s
 
 
 _count_lock = threading.Lock()
+_counted: Dict[str, int] = {}
+# The folders of the host's own root a workload on the host runtime sees (counted once per run).
+HOST_ROOT_FOLDERS = ("/usr", "/etc")
 
 
-@functools.lru_cache(maxsize=256)
 def file_count(path: str) -> int:
-    """Regular files under `path` (1 for a file), not crossing into other filesystems."""
+    """Regular files under `path` (1 for a file), not crossing into other filesystems; counted
+    once per process (parallel scenarios wait for the first count, never count again)."""
     with _count_lock:
-        if not os.path.isdir(path) or os.path.islink(path):
-            return 1 if os.path.isfile(path) else 0
-        device, total = os.stat(path).st_dev, 0
-        for folder, dirs, files in os.walk(path):
-            dirs[:] = [d for d in dirs if os.lstat(os.path.join(folder, d)).st_dev == device]
-            total += sum(1 for f in files if os.path.isfile(os.path.join(folder, f)))
-        return total
+        if path not in _counted:
+            _counted[path] = count_files(path)
+        return _counted[path]
+
+
+def count_files(path: str) -> int:
+    if not os.path.isdir(path) or os.path.islink(path):
+        return 1 if os.path.isfile(path) else 0
+    device, total = os.stat(path).st_dev, 0
+    for folder, dirs, files in os.walk(path):
+        dirs[:] = [d for d in dirs if os.lstat(os.path.join(folder, d)).st_dev == device]
+        total += sum(1 for f in files if os.path.isfile(os.path.join(folder, f)))
+    return total
 
 
 def within(path: str, folders: Sequence[str]) -> bool:

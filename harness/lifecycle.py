@@ -14,13 +14,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, Optional
 
 from . import services as service_mod
-from .outcomes import FailureKind
+from .outcomes import Failure, FailureKind
 from .process import Exit, tail
 
 if TYPE_CHECKING:
     from .model import Scenario
     from .toolset import Toolset
 
+# Where a scenario's wall goes, in the order it happens: every second of an attempt is in one of
+# these (check_s: can the path run here; *_s of a launch's steps; then the verdict, the audit of
+# what the workload saw, and removing its scratch folder).
+PHASE_NAMES = ("check_s", "image_build_s", "setup_s", "services_ready_s", "workload_start_s", "qemu_start_s", "boot_s",
+               "probe_s", "finish_s", "shutdown_s", "stop_s", "collect_s", "verdict_s", "audit_s", "cleanup_s",
+               "retried_s")
 # Paths a sandbox should hide. The sentinel is a per-scenario file that only the host has.
 HOST_PATHS = ("/home", "/root", "/srv", "/var/lib", "/boot", "/opt", "/mnt", "/media")
 
@@ -65,6 +71,19 @@ class Workspace:
         """Paths only the host has, never a runtime's tree (a container's root is a whole tree,
         with its own /home and /root): the scenario's sentinel file and result folder."""
         return [str(self.sentinel), str(self.result_dir.resolve())]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A step a run does once before any scenario (a runtime built or found, the guest kernel
+    unpacked, KVM tried, the host's driver discovered): its cost is the run's, not a scenario's."""
+
+    step: str
+    seconds: float
+    detail: str = ""
+
+    def to_dict(self) -> dict:
+        return {"step": self.step, "seconds": round(self.seconds, 3), "detail": self.detail}
 
 
 @dataclass
@@ -126,8 +145,7 @@ class LaunchResult:
     """What the launch saw, apart from what the probe reported."""
 
     exit: Optional[Exit] = None
-    problem: str = ""  # why the launch itself went wrong ("" when it did not)
-    problem_kind: Optional[FailureKind] = None
+    failure: Optional[Failure] = None  # why the launch itself went wrong (None when it did not)
     skipped: str = ""  # why the path cannot run here ("" when it ran)
     fault: Optional[HarnessFault] = None
     argv: List[str] = field(default_factory=list)  # the workload's command (sandbox, QEMU, ...)
@@ -138,9 +156,20 @@ class LaunchResult:
     artifacts: Dict[str, str] = field(default_factory=dict)  # "stdout", "image", "scanout"
     facts: Dict[str, object] = field(default_factory=dict)  # launcher facts for the report (accel, ...)
 
+    def timed(self, name: str, since: float) -> float:
+        """Add the time since `since` to phase `name`; the time now."""
+        now = time.monotonic()
+        self.phases[name] = self.phases.get(name, 0.0) + now - since
+        return now
+
     def fail(self, problem: str, kind: FailureKind) -> None:
-        if not self.problem:
-            self.problem, self.problem_kind = problem, kind
+        """Record why the launch went wrong; the first reason stands."""
+        if self.failure is None:
+            self.failure = Failure(kind, problem)
+
+    @property
+    def problem(self) -> str:
+        return self.failure.message if self.failure else ""
 
     @property
     def log_path(self) -> str:
@@ -206,45 +235,50 @@ class Launch(abc.ABC):
         yield
 
     def timed(self, name: str, since: float) -> float:
-        now = time.monotonic()
-        self.result.phases[name] = self.result.phases.get(name, 0.0) + now - since
-        return now
+        return self.result.timed(name, since)
+
+    @contextmanager
+    def accounted(self, name: str) -> Iterator[None]:
+        """Every second of the block belongs to a phase: what the hooks inside did not time
+        themselves goes to `name` (a phase that raised is timed too)."""
+        start, before = time.monotonic(), sum(self.result.phases.values())
+        try:
+            yield
+        finally:
+            rest = time.monotonic() - start - (sum(self.result.phases.values()) - before)
+            self.result.phases[name] = self.result.phases.get(name, 0.0) + max(rest, 0.0)
 
     def start(self) -> None:
         """Prepare, bring the services up, start the workload. Raises on a fault; stop() undoes."""
-        t0 = time.monotonic()
-        with self.in_phase(Phase.PREPARE):
+        with self.in_phase(Phase.PREPARE), self.accounted("setup_s"):
             specs = self.prepare()
-        self.result.phases["setup_s"] = time.monotonic() - t0 - sum(self.result.phases.values())
-        t1 = time.monotonic()
-        with self.in_phase(Phase.SERVICES):
+        with self.in_phase(Phase.SERVICES), self.accounted("services_ready_s"):
             self.result.logs.update({spec.name: spec.log_path for spec in specs})
             try:
                 self.services = self.ctx.hooks.start_services(specs)
             except service_mod.ServiceError as exc:
-                self.timed("services_ready_s", t1)
                 self.result.fail(str(exc), FailureKind.SERVICE_FAILED)
                 raise LaunchAborted() from None
-            self.timed("services_ready_s", t1)
             self.ctx.hooks.services_ready(self.services)
-        with self.in_phase(Phase.WORKLOAD):
-            self._started_at = time.monotonic()
+        with self.in_phase(Phase.WORKLOAD), self.accounted("workload_start_s"):
             self.start_workload()
+        self._started_at = time.monotonic()  # the workload runs from here (probe_s)
 
     def stop(self) -> None:
         """Stop the workload and the services; safe to call twice, and after a failed start."""
         if self._stopped:
             return
         self._stopped = True
-        try:
-            with self.in_phase(Phase.STOP):
-                pass
-        finally:  # whatever raised, the workload and the services go
+        with self.accounted("stop_s"):
             try:
-                self.stop_workload()
-            finally:
-                service_mod.stop_all(self.services)
-                self.result.rss_kb.update({s.spec.name: s.peak_rss_kb for s in self.services})
+                with self.in_phase(Phase.STOP):
+                    pass
+            finally:  # whatever raised, the workload and the services go
+                try:
+                    self.stop_workload()
+                finally:
+                    service_mod.stop_all(self.services)
+                    self.result.rss_kb.update({s.spec.name: s.peak_rss_kb for s in self.services})
 
     def service_failure(self) -> Optional[str]:
         for service in self.services:
@@ -258,7 +292,7 @@ class Launch(abc.ABC):
     def run(self) -> LaunchResult:
         try:
             self.start()
-            with self.in_phase(Phase.WATCH):
+            with self.in_phase(Phase.WATCH), self.accounted("finish_s"):
                 self.watch()
         except LaunchAborted:
             pass
@@ -270,7 +304,7 @@ class Launch(abc.ABC):
             except Exception as exc:
                 self.record_fault(exc)
         try:
-            with self.in_phase(Phase.COLLECT):
+            with self.in_phase(Phase.COLLECT), self.accounted("collect_s"):
                 self.collect()
         except Exception as exc:
             self.record_fault(exc)

@@ -1,6 +1,7 @@
 """What a scenario can end as, and why it failed: the words the verdict, the reports, JUnit,
 the HTML and the CLI's exit code all share."""
 import enum
+from dataclasses import dataclass
 from typing import Optional
 
 
@@ -10,8 +11,9 @@ class Outcome(str, enum.Enum):
     EXPECTED_FAIL = "ExpectedFail"
     FLAKE = "Flake"
     SKIP = "Skip"
-    # A baseline's known failure that passed (deqp-runner's word): reported, and a failure of the
-    # run only where asked (run --fail-on-unexpected-pass).
+    # Passed where a failure was expected (deqp-runner's word). Expected by the matrix (expect =
+    # "fail"): a failure of the run; known to the baseline as a failure: reported, and a failure
+    # of the run only where asked (run --fail-on-unexpected-pass).
     UNEXPECTED_PASS = "UnexpectedPass"
 
     def __str__(self) -> str:
@@ -19,8 +21,15 @@ class Outcome(str, enum.Enum):
 
     @property
     def is_success(self) -> bool:
-        """Counts as a good result for a run (a Skip is an answer, not a defect)."""
+        """Counts as a good result for a run (a Skip is an answer, not a defect); an UnexpectedPass
+        the matrix declared is not one either (fails_run)."""
         return self is not Outcome.FAIL
+
+    def fails_run(self, expected_by_matrix: bool, strict_unexpected: bool = False, strict_skip: bool = False) -> bool:
+        """Whether this outcome fails the run: a Fail; an UnexpectedPass where the matrix expected
+        the failure (or with strict_unexpected); a Skip with strict_skip."""
+        return self is Outcome.FAIL or (self is Outcome.SKIP and strict_skip) or \
+            (self is Outcome.UNEXPECTED_PASS and (expected_by_matrix or strict_unexpected))
 
     @property
     def junit_kind(self) -> Optional[str]:
@@ -74,10 +83,19 @@ class FailureKind(str, enum.Enum):
     IMAGE_MISMATCH = "image-mismatch"
     SCANOUT_MISMATCH = "scanout-mismatch"
     ISOLATION = "isolation"  # the workload sees what the path promises to hide
-    UNEXPECTED_PASS = "unexpected-pass"
     INTERRUPTED = "interrupted"
     RUNTIME_BUILD = "runtime-build"  # the scenario's runtime could not be built
     VFIO = "vfio"  # a vfio step (bind, restore) failed on the host: which one and why follows
 
     def __str__(self) -> str:
         return self.value
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why something failed: its class, the one-line message, and what the class is about (the
+    soname, the glibc version, the signal, the step) where a diagnosis named it."""
+
+    kind: FailureKind
+    message: str
+    subject: str = ""

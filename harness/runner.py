@@ -15,8 +15,8 @@ from . import baseline as baseline_mod, cache, probes, reaper, recipes, runtimes
 from .errors import InputError
 from .families import registry
 from .interrupts import INTERRUPTS
-from .lifecycle import Hooks, LaunchContext, LaunchResult, Phase, Workload, Workspace
-from .model import HOST_KIND, Runtime, Scenario
+from .lifecycle import Hooks, LaunchContext, LaunchResult, Phase, Prepared, Workload, Workspace
+from .model import HOST_KIND, Runtime, RuntimeKind, Scenario
 from .outcomes import FailureKind, Outcome
 from .probes import GOLDENS_DIR, ProbeReport
 from . import drivermatch, exposure as exposure_mod, hostdriver, toolset as toolset_mod
@@ -64,6 +64,7 @@ class RunOptions:
     runtime_roots: Dict[str, str] = field(default_factory=dict)  # runtimes built elsewhere (Nix): name -> root
     say: Callable[[str], None] = lambda text: None  # progress of slow steps (runtime builds)
     baseline: Optional[baseline_mod.Baseline] = None  # known failures and flakes (run --baseline)
+    prepared: List[Prepared] = field(default_factory=list)  # what the run did before any scenario (run fills it)
 
     def __post_init__(self) -> None:
         # Launchers hand these paths to other programs (podman reads a relative bind source as a
@@ -87,17 +88,57 @@ def prepare_runtimes(scenarios: List[Scenario], options: RunOptions) -> Dict[str
     strict_runtimes, a drifted lock is an InputError; a build that fails is its scenarios' Fail."""
     ready: Dict[str, RuntimeReady] = {}
     for runtime in runtimes_to_prepare(scenarios).values():
+        started = time.monotonic()
         if runtime.name in options.runtime_roots and runtime.needs_build:
             root = options.runtime_roots[runtime.name]
             ready[runtime.name] = RuntimeReady(facts=recipes.facts_from_lock(runtime.recipe, root), root=root)
+            record(options, Prepared(f"runtime {runtime.name}", time.monotonic() - started, f"given: {root}"))
             continue
+        cached = runtimes.is_cached(runtime)
         try:
             ready[runtime.name] = prepared_runtime(runtime, options)
+            detail = f"{'from the cache' if cached else 'built'}: {ready[runtime.name].root}"
+        except runtimes.BuilderMissing as exc:
+            ready[runtime.name] = RuntimeReady(skip=str(exc))
+            detail = f"not built: {exc}"
         except runtimes.RuntimeBuildError as exc:
-            missing_tool = "needs mmdebstrap" in str(exc)
-            ready[runtime.name] = RuntimeReady(skip=str(exc) if missing_tool else "",
-                                               failure="" if missing_tool else f"runtime {runtime.name}: {exc}")
+            ready[runtime.name] = RuntimeReady(failure=f"runtime {runtime.name}: {exc}")
+            detail = f"failed: {exc}"
+        record(options, Prepared(f"runtime {runtime.name}", time.monotonic() - started, detail))
     return ready
+
+
+def record(options: RunOptions, step: Prepared) -> None:
+    options.prepared.append(step)
+    options.say(f"prepared {step.step} in {step.seconds:.1f} s ({step.detail})")
+
+
+def prepare_audit(scenarios: List[Scenario], options: RunOptions) -> None:
+    """A sandbox over the host's own root sees its /usr and /etc: the audit of what it sees counts
+    their files, once, here (else the first such scenario would)."""
+    if not any(s.runtime.kind is RuntimeKind.HOST and s.spec.hides_host for s in scenarios):
+        return
+    started = time.monotonic()
+    counts = [f"{folder} {exposure_mod.file_count(folder)}" for folder in exposure_mod.HOST_ROOT_FOLDERS]
+    record(options, Prepared("host files counted", time.monotonic() - started, ", ".join(counts)))
+
+
+def prepare_families(scenarios: List[Scenario], toolset: Toolset, options: RunOptions, scratch: Path) -> None:
+    """Each family's run-level steps, for its scenarios that can run here; a step that fails is
+    said, and its scenarios then do it (and fail in it) themselves."""
+    chosen: Dict[str, List[Scenario]] = {}
+    for scenario in scenarios:
+        family = registry.of(scenario.spec)
+        if family.available(scenario.spec, toolset) is None:
+            chosen.setdefault(family.name, []).append(scenario)
+    for name, own in chosen.items():
+        started = time.monotonic()
+        try:
+            steps = registry.FAMILIES[name].prepare_run(own, toolset, scratch)
+        except Exception as exc:  # the failure boundary: a scenario meets it again and fails with it
+            steps = [Prepared(f"{name} family", time.monotonic() - started, f"failed: {type(exc).__name__}: {exc}")]
+        for step in steps:
+            record(options, step)
 
 
 def runtimes_to_prepare(scenarios: List[Scenario]) -> Dict[str, Runtime]:
@@ -130,6 +171,15 @@ def with_runtime(scenario: Scenario, ready: Dict[str, RuntimeReady]) -> Scenario
 
     return dataclasses.replace(scenario, runtime=built(scenario.runtime) or scenario.runtime,
                                gl_extension=built(scenario.gl_extension))
+
+
+def unbuilt_runtime(scenario: Scenario, ready: Dict[str, RuntimeReady]) -> Optional[str]:
+    """The name of a runtime the scenario needs (its own, its GL extension's) that is not built."""
+    for runtime in (scenario.runtime, scenario.gl_extension):
+        needed = ready.get(runtime.name) if runtime is not None else None
+        if runtime is not None and needed is not None and not needed.root:
+            return runtime.name
+    return None
 
 
 def unbuilt(scenario: Scenario, name: str, prepared: RuntimeReady, result_dir: Path) -> ScenarioResult:
@@ -193,22 +243,25 @@ def attempt(scenario: Scenario, toolset: Toolset, options: RunOptions, temp: Tem
     try:
         workload = Workload(probe=scenario.probe, probe_args=probe_args(scenario))
         launched = launch(LaunchContext(scenario, toolset, workspace, workload, hooks))
-        phase, t_verdict = str(Phase.VERDICT), time.monotonic()
+        phase, since = str(Phase.VERDICT), time.monotonic()
         hooks.before_phase(Phase.VERDICT, scenario.id)
         report, problem = probes.read_report(probes.get(scenario.probe), launched.artifacts.get("stdout"))
         goldens = verdict_mod.Goldens(options.goldens_dir, result_dir) if options.compare_images else None
         verdict = verdict_mod.evaluate(scenario, verdict_mod.Observed(launched, report, problem), host, goldens)
-        launched.phases["verdict_s"] = time.monotonic() - t_verdict
-        phase = "audit"
+        since = launched.timed("verdict_s", since)
+        phase = "audit"  # what the workload could see of the host (the first count of a host folder is slow)
         seen = report.raw if report and "mounts" in report.raw else probes.started_facts(launched.artifacts.get("stdout"))
         own = [str(workspace.tmp_dir), str(result_dir), str(probes.PROBE_DIR),
                *registry.of(scenario.spec).own_dirs(workspace)]
         exposure = (exposure_mod.of_run(seen, launched.argv, host.namespaces, scenario.runtime.root, own)
                     or exposure_mod.from_bwrap_argv(launched.argv, scenario.runtime.root, own))
+        launched.timed("audit_s", since)
     except Exception as exc:  # the failure boundary: this scenario fails, the others run on
         verdict, exposure = verdict_mod.harness_error(phase, exc), None
     finally:
+        since = time.monotonic()
         shutil.rmtree(workspace.tmp_dir, ignore_errors=True)
+        launched.timed("cleanup_s", since)
     return ScenarioResult(scenario, verdict, launched, report, result_dir, time.monotonic() - started,
                           exposure=exposure)
 
@@ -256,12 +309,11 @@ def run_scenario(scenario: Scenario, toolset: Toolset, options: RunOptions, temp
         return not_run(scenario, base)
     prepared = ready.get(scenario.runtime.name)
     known = options.baseline.known(scenario.id) if options.baseline else None
-    for runtime in (scenario.runtime, scenario.gl_extension):
-        needed = ready.get(runtime.name) if runtime is not None else None
-        if runtime is not None and needed is not None and not needed.root:
-            result = unbuilt(scenario, runtime.name, needed, base)
-            result.verdict, result.known = baseline_mod.apply(result.verdict, known, 0), known
-            return result
+    missing = unbuilt_runtime(scenario, ready)
+    if missing is not None:
+        result = unbuilt(scenario, missing, ready[missing], base)
+        result.verdict, result.known = baseline_mod.apply(result.verdict, known, 0), known
+        return result
     scenario = with_runtime(scenario, ready)
     shutil.rmtree(base, ignore_errors=True)
     results: List[ScenarioResult] = []
@@ -279,6 +331,8 @@ def run_scenario(scenario: Scenario, toolset: Toolset, options: RunOptions, temp
     final.known = known
     final.attempts = len(results)
     final.wall_s = sum(r.wall_s for r in results)
+    if len(results) > 1:  # the earlier attempts' whole walls, as one phase of the scenario's
+        final.launch.phases["retried_s"] = sum(r.wall_s for r in results[:-1])
     final.runtime_facts = prepared.facts if prepared else {}
     if final.attempts:
         driver_root = final.launch.facts.get("driver_root")
@@ -297,6 +351,10 @@ def run(scenarios: List[Scenario], toolset: Toolset, options: RunOptions,
     temp = TempRoot()
     results: Dict[str, ScenarioResult] = {}
     try:
+        scratch = temp.scenario_dir()
+        scratch.mkdir(parents=True)
+        prepare_families([s for s in scenarios if not unbuilt_runtime(s, ready)], toolset, options, scratch)
+        prepare_audit(scenarios, options)
         with INTERRUPTS.graceful(), ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
             futures = {pool.submit(run_scenario, s, toolset, options, temp, host, as_hooks(hooks), ready): s
                        for s in scenarios}

@@ -27,6 +27,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import cache, glext, imagearchive, reaper
 from .errors import InputError
+from .model import Runtime
 from .process import Child
 from .recipes import (RECIPES_DIR, Lock, LockedPackage, Recipe, component_versions, digest, load_lock, load_recipe,
                       lock_file, mirror_line, recipe_names)
@@ -44,6 +45,15 @@ IMAGE_FORMAT = "v1"  # bump when imagearchive.write's output changes: cached arc
 
 class RuntimeBuildError(Exception):
     """A runtime could not be built (archive unreachable, a .deb that does not match its lock)."""
+
+
+class BuilderMissing(RuntimeBuildError):
+    """This machine lacks the program that builds runtimes: whatever needs one cannot run here
+    (a Skip), which is not a failure of the runtime."""
+
+    def __init__(self, tool: str, package: str):
+        super().__init__(f"building a runtime needs {tool} (apt-get install {package})")
+        self.tool = tool
 
 
 @dataclass
@@ -170,7 +180,7 @@ def bootstrap(recipe: Recipe, lock: Optional[Lock], work: Path, say: Callable[[s
               strict: bool = False) -> Tuple[Path, Dict[Tuple[str, str, str], str]]:
     """mmdebstrap the root, pinned to the lock's versions where the archive still has them."""
     if not shutil.which("mmdebstrap"):
-        raise RuntimeBuildError("building a runtime needs mmdebstrap (apt-get install mmdebstrap)")
+        raise BuilderMissing("mmdebstrap", "mmdebstrap")
     pins = {p.name: p.version for p in lock.packages} if lock else {}
     wanted = sorted(set(recipe.packages) | set(pins))
     for _ in range(3):
@@ -260,6 +270,13 @@ def ensure(name: str, strict: bool = False, folder: Path = RECIPES_DIR,
            say: Callable[[str], None] = lambda text: None) -> BuiltRuntime:
     recipe = load_recipe(name, folder)
     return build(recipe, load_lock(recipe, folder), strict=strict, say=say)
+
+
+def is_cached(runtime: Runtime) -> bool:
+    """Whether a run would find this runtime (or the image made from it) made already."""
+    if runtime.image_from_recipe:
+        return image_archive_path(runtime.recipe).exists()
+    return bool(runtime.recipe) and cached(runtime.recipe) is not None
 
 
 def cached(name: str, folder: Path = RECIPES_DIR) -> Optional[BuiltRuntime]:

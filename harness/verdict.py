@@ -12,7 +12,7 @@ from . import diagnosis, hostdriver, images, paths as path_registry, probes
 from .images import Comparison
 from .lifecycle import HarnessFault, LaunchResult
 from .model import Scenario
-from .outcomes import FailureKind, Outcome
+from .outcomes import Failure, FailureKind, Outcome
 from .probes import ProbeReport
 from .process import tail
 
@@ -78,10 +78,10 @@ def with_log(text: str, launch: LaunchResult) -> str:
 
 
 def classified(scenario: Scenario, observed: Observed, host: HostFacts,
-               failure: Optional[Tuple[str, FailureKind]]) -> Optional[Tuple[str, FailureKind]]:
+               failure: Optional[Failure]) -> Optional[Failure]:
     """A crash, a missing result or a probe error, said more precisely where the loader's own
     words (in the probe's report or its log) say why: `missing-library libglapi.so.0: ...`."""
-    if failure is None or failure[1] not in (FailureKind.CRASH, FailureKind.NO_RESULT, FailureKind.PROBE_ERROR):
+    if failure is None or failure.kind not in (FailureKind.CRASH, FailureKind.NO_RESULT, FailureKind.PROBE_ERROR):
         return failure
     launch, report = observed.launch, observed.report
     code = launch.exit.code if launch.exit else None
@@ -96,32 +96,32 @@ def classified(scenario: Scenario, observed: Observed, host: HostFacts,
     if found is None:
         return failure
     said = f" (the service said: {found.evidence})" if found.evidence else ""
-    return f"{found.describe()}: {failure[0]}{said}", found.kind
+    return Failure(found.kind, f"{found.describe()}: {failure.message}{said}", found.subject)
 
 
-def launch_failure(observed: Observed, timeout_s: float) -> Optional[Tuple[str, FailureKind]]:
+def launch_failure(observed: Observed, timeout_s: float) -> Optional[Failure]:
     """Why the probe produced no usable result, and its class; None if it did."""
     launch, report = observed.launch, observed.report
     if launch.fault is not None:
-        return launch.fault.describe(), FailureKind.HARNESS_ERROR
+        return Failure(FailureKind.HARNESS_ERROR, launch.fault.describe())
     if launch.exit is None:
-        return launch.problem or "probe never started", launch.problem_kind or FailureKind.LAUNCH_FAILED
+        return launch.failure or Failure(FailureKind.LAUNCH_FAILED, "probe never started")
     described = launch.exit.describe()
     if launch.exit.timed_out:
-        return with_log(f"probe timed out after {timeout_s:g} s and was killed", launch), FailureKind.TIMEOUT
-    if launch.problem:
-        return with_log(f"{launch.problem}; probe {described}", launch), \
-            launch.problem_kind or FailureKind.LAUNCH_FAILED
+        return Failure(FailureKind.TIMEOUT, with_log(f"probe timed out after {timeout_s:g} s and was killed", launch))
+    if launch.failure is not None:
+        return Failure(launch.failure.kind, with_log(f"{launch.failure.message}; probe {described}", launch))
     crashed = launch.exit.signal is not None or (launch.exit.code or 0) > 128
     if report is None:
         if observed.report_problem:
-            return f"probe printed a bad report: {observed.report_problem}", FailureKind.NO_RESULT
-        return with_log(f"probe {described} without a result", launch), \
-            FailureKind.CRASH if crashed else FailureKind.NO_RESULT
+            return Failure(FailureKind.NO_RESULT, f"probe printed a bad report: {observed.report_problem}")
+        return Failure(FailureKind.CRASH if crashed else FailureKind.NO_RESULT,
+                       with_log(f"probe {described} without a result", launch))
     if not report.ok:
-        return f"probe failed: {report.error or 'no error given'}", FailureKind.PROBE_ERROR
+        return Failure(FailureKind.PROBE_ERROR, f"probe failed: {report.error or 'no error given'}")
     if launch.exit.code != 0:
-        return f"probe reported success but {described}", FailureKind.CRASH if crashed else FailureKind.PROBE_ERROR
+        return Failure(FailureKind.CRASH if crashed else FailureKind.PROBE_ERROR,
+                       f"probe reported success but {described}")
     return None
 
 
@@ -210,23 +210,22 @@ def judge(scenario: Scenario, observed: Observed, comparison: Optional[Compariso
         checks.extend(isolation_checks(scenario, observed.report, host))
         bad = [c for c in checks if not c.ok]
         if bad:
-            failure = "; ".join(c.detail for c in bad), bad[0].kind or FailureKind.PROBE_ERROR
+            failure = Failure(bad[0].kind or FailureKind.PROBE_ERROR, "; ".join(c.detail for c in bad))
     verdict = apply_expectation(scenario, failure, checks)
-    if failure is not None and failure[0].startswith(f"{failure[1]} "):  # a diagnosis: "<class> <subject>: ..."
-        verdict.subject = failure[0][len(str(failure[1])) + 1:].split(": ", 1)[0]
+    if failure is not None:
+        verdict.subject = failure.subject
     return verdict
 
 
-def apply_expectation(scenario: Scenario, failure: Optional[Tuple[str, FailureKind]],
+def apply_expectation(scenario: Scenario, failure: Optional[Failure],
                       checks: List[Check]) -> Verdict:
     expected_fail = scenario.expect.fails
     if failure is None and not expected_fail:
         renderer = next((c.detail for c in checks if c.name == "renderer"), "")
         return Verdict(PASS, "all checks passed" + (f": {renderer}" if renderer else ""), checks)
     if failure is None:
-        return Verdict(FAIL, f"passed, but expected to fail ({scenario.expect.reason})", checks,
-                       FailureKind.UNEXPECTED_PASS)
-    reason, kind = failure
+        return Verdict(Outcome.UNEXPECTED_PASS, f"passed, but expected to fail ({scenario.expect.reason})", checks)
+    reason, kind = failure.message, failure.kind
     wanted = scenario.expect.failure
     if expected_fail and wanted and str(kind) != wanted:
         return Verdict(FAIL, f"expected to fail with {wanted}, failed with {kind} instead: {reason}", checks, kind)

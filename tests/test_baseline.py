@@ -123,7 +123,6 @@ TABLE = {
     (P, None): (P, UP, UP, P, P),
     (F, MISSING): (F, XF, XF, FL, F),
     (F, CRASH): (F, XF, F, FL, FL),
-    (F, FailureKind.UNEXPECTED_PASS): (F, UP, UP, F, F),  # the matrix expected a failure; it passed
     (F, FailureKind.INTERRUPTED): (F, F, F, F, F),  # not the scenario's doing: never excused
     (XF, MISSING): (XF, XF, XF, XF, XF),  # the matrix's own expectation stands
     (FL, CRASH): (FL, FL, FL, FL, FL),
@@ -159,8 +158,7 @@ def test_a_baseline_never_makes_a_failure_and_excuses_only_what_it_knows(outcome
     judged = baseline.apply(verdict, known, attempts)
     if judged.outcome is Outcome.FAIL:
         assert outcome is Outcome.FAIL  # never a new Fail
-        assert known is None or kind is FailureKind.INTERRUPTED or not known.accepts(kind) or (
-            known.kind is Kind.FLAKE and kind is FailureKind.UNEXPECTED_PASS)
+        assert known is None or kind is FailureKind.INTERRUPTED or not known.accepts(kind)
     if known is None or outcome in (S, XF, UP):
         assert judged == verdict
     if judged.outcome is Outcome.UNEXPECTED_PASS and outcome is not UP:
@@ -286,6 +284,27 @@ def test_an_unexpected_pass_fails_the_run_only_when_asked(tmp_path):
     assert "UnexpectedPass 1" in done.stdout
     asked = fake_cli(tmp_path, {}, *args, "--fail-on-unexpected-pass")
     assert asked.returncode == 1, asked.stderr
+
+
+def test_a_pass_the_matrix_expected_to_fail_is_an_unexpected_pass_that_fails_the_run(tmp_path):
+    """One spelling: the matrix's expected failure that passes is an UnexpectedPass too (the
+    verdict says so: test_verdict), and, since the matrix declared it, it fails the run and is a
+    JUnit failure without any option; the same outcome the baseline made does not."""
+    (tmp_path / "xfail.toml").write_text(MATRIX + '\n[[override]]\nmatch = "software/host/gl"\nexpect = "fail"\n'
+                                                  'reason = "llvmpipe was broken"\n')
+    script = {"software/host/gl": [["UnexpectedPass", None]], "native/host/gl": [["UnexpectedPass", None]]}
+    done = fake_cli(tmp_path, script, "run", "--matrix", "{tmp}/xfail.toml", "--out", "{tmp}/out")
+    assert done.returncode == 1, done.stderr
+    assert outcomes(tmp_path / "out")["software/host/gl"] == "UnexpectedPass"
+    junit = ET.parse(tmp_path / "out" / "junit.xml")
+    assert junit.find("testcase[@name='software/host/gl']/failure") is not None
+    assert junit.find("testcase[@name='native/host/gl']/failure") is None  # no expectation of the matrix's
+    assert junit.getroot().get("failures") == "1"
+    alone = fake_cli(tmp_path, {"native/host/gl": [["UnexpectedPass", None]]}, "run", "--matrix", "{tmp}/m.toml",
+                     "--out", "{tmp}/alone")
+    assert alone.returncode == 0, alone.stderr
+    update = fake_cli(tmp_path, script, "baseline", "update", "--from", "{tmp}/out", "--out", "{tmp}/known.toml")
+    assert "not known: software/host/gl (interrupted, or a matrix expectation that passed" in update.stdout
 
 
 def test_a_bad_baseline_stops_the_run_before_it_starts(tmp_path):

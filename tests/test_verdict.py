@@ -3,6 +3,7 @@ import pytest
 from harness import matrix, verdict
 from harness.images import Comparison
 from harness.lifecycle import LaunchResult
+from harness.outcomes import FailureKind
 from harness.probes import ProbeReport
 from harness.process import Exit
 
@@ -14,8 +15,10 @@ GOOD_IMAGE = Comparison(True, "image matches golden")
 
 def ProbeResult(data, exit, log_path, image_path, *_, problem="", skipped=""):
     """An attempt as the verdict sees it: what the launch saw and what the probe reported."""
-    launch = LaunchResult(exit=exit, problem=problem, skipped=skipped, logs={"probe": log_path},
+    launch = LaunchResult(exit=exit, skipped=skipped, logs={"probe": log_path},
                           artifacts={"image": image_path} if image_path else {})
+    if problem:
+        launch.fail(problem, FailureKind.LAUNCH_FAILED)
     report = None if data is None else ProbeReport(ok=data.get("ok") is True, error=data.get("error", ""),
                                                    renderer=data.get("renderer", ""),
                                                    isolation=data.get("isolation", {}), raw=data)
@@ -115,7 +118,9 @@ def test_expected_fail_and_unexpected_pass():
     failed = verdict.judge(xfail, probe(renderer="llvmpipe"), GOOD_IMAGE, HOST)
     assert failed.outcome == verdict.EXPECTED_FAIL and "old Mesa" in failed.reason
     passed = verdict.judge(xfail, probe(), GOOD_IMAGE, HOST)
-    assert passed.outcome == verdict.FAIL and passed.reason == "passed, but expected to fail (old Mesa)"
+    # An unexpected pass (one spelling), which the matrix's own expectation makes a failure of the run
+    assert passed.outcome == verdict.Outcome.UNEXPECTED_PASS and passed.reason == "passed, but expected to fail (old Mesa)"
+    assert passed.outcome.fails_run(xfail.expect.fails) and passed.failure_kind is None
 
 
 def test_retries_make_flakes():

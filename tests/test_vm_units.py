@@ -1,4 +1,5 @@
 from harness import matrix
+from harness.outcomes import Failure, FailureKind
 from harness.templating import render
 from harness.vm import accel, console, modules
 from harness.vm.console import guest_exit
@@ -110,10 +111,11 @@ def test_window_region_finds_the_window_on_a_white_root():
 
 def test_a_console_reason_is_read_from_a_whole_line_only():
     line = f"{console.Marker.INIT_FAILED.line}: fault injected"
-    assert console.problem("boot\n" + line[:-4]) == ""  # polled while the guest was still writing
-    assert console.problem("boot\n" + line + "\n") == "guest init failed: fault injected"
-    assert console.problem("Kernel panic - not syncing: Attempted to kill init\n") == \
-        "guest kernel panic: Attempted to kill init"
+    assert console.failure("boot\n" + line[:-4]) is None  # polled while the guest was still writing
+    assert console.failure("boot\n" + line + "\n") == Failure(FailureKind.LAUNCH_FAILED,
+                                                              "guest init failed: fault injected")
+    assert console.failure("Kernel panic - not syncing: Attempted to kill init\n") == \
+        Failure(FailureKind.GUEST_PANIC, "guest kernel panic: Attempted to kill init")
 
 
 def test_a_display_number_claimed_by_another_harness_process_is_not_handed_out():

@@ -58,13 +58,23 @@ def descendants() -> dict:
 
 def run_leaving_nothing(scenarios, toolset, options, hooks=None):
     """runner.run, then no process it started may still live (QEMU, Xvfb, servers, bwrap, podman).
-    The reaper is the harness process's own companion, started once and kept: not a leftover."""
+    The reaper is the harness process's own companion, started once and kept: not a leftover.
+    And every second of each scenario's wall is in one of its named phases."""
     reaper.get()
     before = descendants()
     results = runner.run(scenarios, toolset, options, hooks=hooks)
     left = {pid: command for pid, command in descendants().items() if pid not in before}
     assert not left, f"processes left behind by {[s.id for s in scenarios]}: {left}"
+    for result in results:
+        assert_accounted(result)
     return results
+
+
+def assert_accounted(result) -> None:
+    """The phases of a scenario add up to its wall within 5% (20 ms for one that barely ran)."""
+    phases = sum(result.phases.values())
+    assert abs(result.wall_s - phases) <= max(0.05 * result.wall_s, 0.02), \
+        f"{result.scenario.id}: wall {result.wall_s:.3f} s, phases {phases:.3f} s: {result.phases}"
 
 
 @pytest.fixture

@@ -100,8 +100,16 @@ def podman_states(run):
 
 
 def conmons(run):
-    return [pid for pid in reaper.processes_in(f"{STATE_PARENT}/{STATE_PREFIX}{run}-")
-            if open(f"/proc/{pid}/comm").read().strip() == "conmon"]
+    return [pid for pid in reaper.processes_in(f"{STATE_PARENT}/{STATE_PREFIX}{run}-") if command_name(pid) == "conmon"]
+
+
+def command_name(pid) -> str:
+    """A process's name; "" for one that has just ended (found, then gone before it was read)."""
+    try:
+        with open(f"/proc/{pid}/comm") as comm:
+            return comm.read().strip()
+    except OSError:
+        return ""
 
 
 def test_harness_sigkilled_during_a_container_leaves_nothing(tmp_path, toolset):

@@ -168,8 +168,9 @@ def test_the_main_job_with_a_relative_out_folder_and_markup_in_a_reason(tmp_path
     document = json.loads((tmp_path / "out" / "results.json").read_text())
     outcomes = {s["id"]: (s["outcome"], s["reason"]) for s in document["scenarios"]}
     software = outcomes.pop("software/host/gl")
-    # A matrix's expected failure that passes is a Fail (the run exits 1), its reason quoting the matrix's.
-    assert software[0] == "Fail" and "[/] not closed [bold" in software[1], software
+    # A matrix's expected failure that passes is an UnexpectedPass that fails the run (exit 1), its
+    # reason quoting the matrix's.
+    assert software[0] == "UnexpectedPass" and "[/] not closed [bold" in software[1], software
     assert "[/] not closed [bold" in err, err
     for scenario, (outcome, reason) in outcomes.items():
         assert outcome in ("Pass", "Skip"), (scenario, reason)
@@ -177,3 +178,14 @@ def test_the_main_job_with_a_relative_out_folder_and_markup_in_a_reason(tmp_path
             assert os.environ.get("GPU_HARNESS_REQUIRE") is None or scenario.split("/")[0] not in \
                 os.environ["GPU_HARNESS_REQUIRE"].split(","), (scenario, reason)
     assert harness.returncode == 1, err
+    # What the run did once before any scenario is said once, on the CLI and in results.json, and
+    # every second of each scenario's wall is in one of its phases.
+    steps = {step["step"]: step for step in document["preparation"]}
+    assert {"runtime trixie", "host driver", "guest kernel", "guest acceleration"} <= set(steps), steps
+    assert steps["guest acceleration"]["detail"].startswith(("kvm: ", "tcg: "))
+    assert document["preparation_s"] == pytest.approx(sum(s["seconds"] for s in steps.values()), abs=0.01)
+    for step in steps:
+        assert f"prepared {step} in " in err, err
+    for scenario in document["scenarios"]:
+        phases = sum(scenario["phases_s"].values())
+        assert abs(scenario["wall_s"] - phases) <= max(0.05 * scenario["wall_s"], 0.02), scenario

@@ -56,16 +56,16 @@ def cmd_run(args) -> int:
     started = datetime.datetime.now(datetime.timezone.utc)
     results = run_matrix(scenarios, toolset, options, "running")
     document = report_document.document(results, args.out, toolset, started, loaded.source,
-                                       str(args.baseline) if args.baseline else None)
+                                        str(args.baseline) if args.baseline else None, options.prepared)
     report.write_all(args.out, document)
     summary = ", ".join(f"{k} {v}" for k, v in sorted(document["summary"].items()))
     print(f"{len(results)} scenarios: {summary}. Report: {args.out / 'report.html'}")
     if INTERRUPTS.requested:
         print(f"gpu-harness: {INTERRUPTS.reason()}: reports written for what finished", file=sys.stderr)
         return INTERRUPTS.exit_code
-    failing = (Outcome.FAIL, *([Outcome.SKIP] if args.fail_on_skip else []),
-               *([Outcome.UNEXPECTED_PASS] if args.fail_on_unexpected_pass else []))
-    return EXIT_FAILED if any(r.verdict.outcome in failing for r in results) else EXIT_OK
+    failed = [r for r in results if r.verdict.outcome.fails_run(r.scenario.expect.fails, args.fail_on_unexpected_pass,
+                                                                 args.fail_on_skip)]
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def cmd_list(args) -> int:

@@ -6,12 +6,14 @@ import datetime
 import glob
 import itertools
 import os
+import time
 from dataclasses import dataclass, field
-from typing import ClassVar, Dict, List, Optional, Tuple, Type
+from pathlib import Path
+from typing import ClassVar, Dict, List, Optional, Sequence, Tuple, Type
 
 from .. import probes
 from ..interrupts import INTERRUPTS
-from ..lifecycle import Launch, LaunchContext, LaunchResult, Workload, Workspace
+from ..lifecycle import Launch, LaunchContext, LaunchResult, Prepared, Workload, Workspace
 from ..model import IMAGE_KIND, Runtime, Scenario
 from ..outcomes import FailureKind
 from ..pathspec import PathSpec
@@ -144,6 +146,11 @@ class Family(abc.ABC):
         """Arguments this family adds to the probe's (none but the vfio family's)."""
         return []
 
+    def prepare_run(self, scenarios: Sequence[Scenario], toolset: Toolset, scratch: Path) -> List[Prepared]:
+        """What this family does once per run before its scenarios (they would each do it the
+        first time otherwise), each step timed: `scenarios` are this family's that can run here."""
+        return []
+
     def own_dirs(self, workspace: Workspace) -> List[str]:
         """Folders of the harness's own, outside the workspace, that the workload sees (the leak
         audit does not count them as the host's)."""
@@ -161,11 +168,17 @@ class Family(abc.ABC):
 
     def run(self, ctx: LaunchContext) -> LaunchResult:
         """Launch the context's workload through its path; a path that cannot run here is a Skip."""
+        started = time.monotonic()
         reason = self.available(ctx.scenario.spec, ctx.toolset) or self.unavailable_in(ctx)
         if reason:
-            return LaunchResult(skipped=reason)
+            skipped = LaunchResult(skipped=reason)
+            skipped.timed("check_s", started)
+            return skipped
         ctx.workspace.create()
-        return self.launch(ctx).run()
+        checked = time.monotonic()
+        launched = self.launch(ctx).run()
+        launched.phases["check_s"] = checked - started
+        return launched
 
     def __repr__(self) -> str:
         return f"<family {self.name}>"

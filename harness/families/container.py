@@ -261,11 +261,11 @@ class ContainerLaunch(ProcessLaunch):
                 return str(runtimes.image_archive(runtime.recipe))
             imagearchive.read(runtime.root)
             return runtime.root
+        except runtimes.BuilderMissing as exc:  # as the runner says of a runtime it cannot build here
+            self.result.skipped = f"runtime {runtime.name}: {exc}"
+            raise LaunchAborted() from None
         except (imagearchive.ImageArchiveError, runtimes.RuntimeBuildError, InputError) as exc:
-            if "needs mmdebstrap" in str(exc):  # as the runner says of a runtime it cannot build here
-                self.result.skipped = f"runtime {runtime.name}: {exc}"
-            else:
-                self.result.fail(f"image {runtime.name}: {exc}", FailureKind.RUNTIME_BUILD)
+            self.result.fail(f"image {runtime.name}: {exc}", FailureKind.RUNTIME_BUILD)
             raise LaunchAborted() from None
 
     def load_image(self, names: Names) -> None:

@@ -5,12 +5,13 @@ import functools
 import json
 import os
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 from .. import driverlayout, hostdriver, vtest
-from ..lifecycle import LaunchContext
+from ..lifecycle import LaunchContext, Prepared
 from ..model import HOST_KIND, Runtime, Scenario
 from ..pathspec import PathSpec
 from ..probes import INSIDE
@@ -149,6 +150,20 @@ def host_driver_layout(ctx: LaunchContext) -> driverlayout.DriverLayout:
 
 class SandboxFamily(ProcessFamily):
     name = "sandbox"
+
+    def prepare_run(self, scenarios: Sequence[Scenario], toolset: Toolset, scratch: Path) -> List[Prepared]:
+        """The host's driver, discovered and its dependency closure resolved, once for the run."""
+        modes = sorted({s.spec.host_driver for s in scenarios if s.spec.host_driver})
+        tool = toolset.tools.get("host-driver")
+        if not modes or tool is None or not tool.path:
+            return []
+        started = time.monotonic()
+        driver = hostdriver.from_tool(tool.path, tool.extra)
+        for mode in modes:
+            driverlayout.layout(driver, mode, toolset.path("bwrap"))
+        return [Prepared("host driver", time.monotonic() - started,
+                         f"{len(driver.libraries)} driver files under {driver.root}, laid out for "
+                         f"{', '.join(str(mode) for mode in modes)}")]
 
     def available(self, spec: PathSpec, toolset: Toolset) -> Optional[str]:
         reason = super().available(spec, toolset) or bwrap_works(toolset.path("bwrap"))

@@ -3,16 +3,20 @@
 (harness.families.vm_guest)."""
 import functools
 import subprocess
-from typing import ClassVar, Optional, Type
+import time
+from pathlib import Path
+from typing import ClassVar, List, Optional, Sequence, Type
 
-from ..lifecycle import LaunchContext
+from ..lifecycle import LaunchContext, Prepared
+from ..model import Scenario
 from ..pathspec import PathSpec
 from ..target import Target
 from ..toolset import Toolset
 from ..vm import display as display_mod
 from .base import Family
 from .vm_guest import Guest
-from .vm_launch import VmLaunch
+from ..vm import kernel as kernel_mod
+from .vm_launch import VmLaunch, acceleration
 
 
 @functools.lru_cache(maxsize=8)
@@ -34,6 +38,17 @@ class VmFamily(Family):
 
     def launch(self, ctx: LaunchContext) -> VmLaunch:
         return self.launch_class(ctx, self.probe_args(ctx))
+
+    def prepare_run(self, scenarios: Sequence[Scenario], toolset: Toolset, scratch: Path) -> List[Prepared]:
+        """The guest kernel unpacked and KVM tried (a tiny guest under a short bound), once."""
+        if not scenarios:
+            return []
+        started = time.monotonic()
+        kernel = kernel_mod.unpacked(toolset.path("kernel"))
+        unpacked = time.monotonic()
+        accel = acceleration(toolset, scratch)
+        return [Prepared("guest kernel", unpacked - started, kernel),
+                Prepared("guest acceleration", time.monotonic() - unpacked, f"{accel.name}: {accel.reason}")]
 
     def available(self, spec: PathSpec, toolset: Toolset) -> Optional[str]:
         reason = super().available(spec, toolset)

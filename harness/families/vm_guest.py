@@ -130,8 +130,8 @@ class Guest(Target):
             raise GuestError(str(exc)) from None
         if not self.machine.wait_for_console(console.Marker.AGENT_READY.line, boot_timeout_s):
             text = self.console()
-            problem = console.problem(text, self.machine.event("GUEST_PANICKED") is not None) \
-                or f"no {console.Marker.AGENT_READY.value} on the console"
+            failed = console.failure(text, self.machine.event("GUEST_PANICKED") is not None)
+            problem = failed.message if failed else f"no {console.Marker.AGENT_READY.value} on the console"
             tail = "\n".join(text.splitlines()[-15:])
             self.close()
             raise GuestError(f"{self.path_id} guest did not come up: {problem}\n{tail}")

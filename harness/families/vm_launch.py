@@ -97,11 +97,12 @@ class VmLaunch(Launch):
         self.family_args = list(family_args or [])
 
     def prepare(self) -> List[ServiceSpec]:
-        ctx, t0 = self.ctx, time.monotonic()
+        ctx = self.ctx
         scenario, toolset, workspace = ctx.scenario, ctx.toolset, ctx.workspace
         out = workspace.result_dir
-        accel = acceleration(toolset, workspace.tmp_dir)
+        accel = acceleration(toolset, workspace.tmp_dir)  # the run tried it before any scenario
         kernel = kernel_mod.unpacked(toolset.path("kernel"))
+        t0 = time.monotonic()
         initrd, built = build_initrd(ctx, self.guest_modules(), self.guest_scanout())
         write_guest_workload(ctx, self.guest_scanout(), self.family_args)
         self.result.phases["image_build_s"] = time.monotonic() - t0
@@ -194,9 +195,9 @@ class VmLaunch(Launch):
             phases["boot_s"] = now - self._booted_at
         if "probe_s" not in phases and console.PROBE_EXIT.search(text):
             phases["probe_s"] = now - self._booted_at - phases.get("boot_s", 0.0)
-        problem = console.problem(text, machine.event("GUEST_PANICKED") is not None)
-        if problem:
-            self.result.fail(problem, FailureKind.GUEST_PANIC if "panic" in problem else FailureKind.LAUNCH_FAILED)
+        failed = console.failure(text, machine.event("GUEST_PANICKED") is not None)
+        if failed is not None:
+            self.result.fail(failed.message, failed.kind)
             return True
         if spec.scanout and "scanout" not in self.result.artifacts and console.seen(text, console.Marker.SCANOUT_READY):
             self.capture_scanout()

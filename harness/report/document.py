@@ -6,9 +6,10 @@ import datetime
 import os
 import platform
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
 
 from .. import __version__
+from ..lifecycle import Prepared
 from ..paths import BASELINE, REFERENCE
 from ..process import tail
 from ..outcomes import Outcome
@@ -114,7 +115,7 @@ def entry(result: "ScenarioResult", out_dir: Path, toolset: Toolset) -> dict:
 
 
 def document(results: List["ScenarioResult"], out_dir: Path, toolset: Toolset, started: datetime.datetime,
-             matrix_source: str, baseline: Optional[str] = None) -> dict:
+             matrix_source: str, baseline: Optional[str] = None, preparation: Sequence[Prepared] = ()) -> dict:
     finished = datetime.datetime.now(datetime.timezone.utc)
     entries = with_fps_share([entry(r, out_dir, toolset) for r in results])
     summary: Dict[str, int] = {}
@@ -132,6 +133,8 @@ def document(results: List["ScenarioResult"], out_dir: Path, toolset: Toolset, s
         "toolset": toolset.to_dict(),
         "summary": summary,
         "baseline": baseline,
+        "preparation": [step.to_dict() for step in preparation],  # run-level steps, before any scenario
+        "preparation_s": round(sum(step.seconds for step in preparation), 3),
         **derived(entries),
         "scenarios": entries,
     }

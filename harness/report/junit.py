@@ -1,7 +1,7 @@
 """junit.xml for CI systems: one testcase per scenario."""
 import re
 import xml.etree.ElementTree as ET
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 from ..outcomes import Outcome
 from . import entries
@@ -32,21 +32,29 @@ def add_properties(case: ET.Element, scenario: dict) -> None:
         ET.SubElement(element, "property", name=xml_text(name), value=xml_text(value))
 
 
+def junit_kind(scenario: dict) -> Optional[str]:
+    """The JUnit element a testcase carries, if any: an UnexpectedPass the matrix declared fails."""
+    outcome = Outcome.parse(scenario["outcome"])
+    expect = scenario.get("expect")
+    if outcome.fails_run(isinstance(expect, dict) and expect.get("outcome") == "fail"):
+        return "failure"
+    return outcome.junit_kind
+
+
 def render(document: dict) -> str:
     scenarios = document["scenarios"]
-    outcomes = [Outcome.parse(s["outcome"]) for s in scenarios]
-    failures = sum(1 for o in outcomes if o.junit_kind == "failure")
-    skipped = sum(1 for o in outcomes if o.junit_kind == "skipped")
+    kinds = [junit_kind(s) for s in scenarios]
+    failures, skipped = kinds.count("failure"), kinds.count("skipped")
     suite = ET.Element("testsuite", name="gpu-harness", tests=str(len(scenarios)), failures=str(failures),
                        skipped=str(skipped), errors="0", time=f"{document.get('wall_s', 0):.3f}")
-    for scenario, outcome in zip(scenarios, outcomes, strict=True):
+    for scenario, kind in zip(scenarios, kinds, strict=True):
         reason = xml_text(scenario["reason"])
         case = ET.SubElement(suite, "testcase", classname=xml_text(f"gpu-harness.{scenario['path']}"),
                              name=xml_text(scenario["id"]), time=f"{scenario.get('wall_s') or 0:.3f}")
         add_properties(case, scenario)
-        if outcome.junit_kind is not None:
-            element = ET.SubElement(case, outcome.junit_kind, message=reason)
-            if outcome.junit_kind == "failure":
+        if kind is not None:
+            element = ET.SubElement(case, kind, message=reason)
+            if kind == "failure":
                 element.text = reason
         ET.SubElement(case, "system-out").text = xml_text(
             f"outcome: {scenario['outcome']}\nreason: {scenario['reason']}\nrenderer: {scenario.get('renderer')}\n")

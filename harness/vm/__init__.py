@@ -1,1 +1,2 @@
-"""The QEMU library the VM families use: QEMU argv, QMP machine, console protocol, display, guest kernel, modules and initramfs, acceleration."""
+"""The QEMU library the VM families use: QEMU argv, the QMP machine, the console protocol, the
+display, the guest kernel, its modules and initramfs, acceleration."""

@@ -4,6 +4,7 @@ import enum
 import re
 from typing import Iterable, Optional
 
+from ..outcomes import Failure, FailureKind
 from ..process import Exit
 from ..templating import render
 
@@ -50,13 +51,15 @@ def guest_exit(console: str) -> Optional[Exit]:
     return Exit(None, code - 128) if code > 128 else Exit(code, None)
 
 
-def problem(console: str, panicked: bool = False) -> str:
-    """Why the guest failed, from its console: an init failure first (when init exits, the kernel
-    panics with "Attempted to kill init" as a consequence, and the cause is what a person needs)."""
+def failure(console: str, panicked: bool = False) -> Optional[Failure]:
+    """Why the guest failed, from its console, or None: an init failure first (when init exits,
+    the kernel panics with "Attempted to kill init" as a consequence, and the cause is what a
+    person needs)."""
     failed = INIT_FAILURE.search(console)
     if failed:
-        return f"guest init failed: {failed.group(1).strip()}"
+        return Failure(FailureKind.LAUNCH_FAILED, f"guest init failed: {failed.group(1).strip()}")
     panic = PANIC.search(console)
     if panic or panicked:
-        return f"guest kernel panic: {panic.group(1).strip() if panic else 'GUEST_PANICKED event'}"
-    return ""
+        return Failure(FailureKind.GUEST_PANIC,
+                       f"guest kernel panic: {panic.group(1).strip() if panic else 'GUEST_PANICKED event'}")
+    return None
