@@ -93,6 +93,9 @@ class Workload:
     probe: Optional[str] = None
     probe_args: List[str] = field(default_factory=list)
     command: Optional[List[str]] = None
+    # What the command reads on its stdin where the path cannot hand it the harness's own (a
+    # guest: the family says so with inherits_stdin); None: nothing.
+    stdin: Optional[bytes] = None
 
     @property
     def is_probe(self) -> bool:

@@ -13,8 +13,9 @@ import time
 import pytest
 
 from harness import matrix as matrix_mod, verdict
+from harness.families import registry
 
-from .conftest import describe, outcome_or_skip
+from .conftest import describe, outcome_or_skip, skip_unless_required
 
 
 def one(path, timeout_s=30, **settings):
@@ -155,6 +156,29 @@ def test_exec_runs_a_users_gl_program_through_virgl(toolset):
                                "python3", "-"], stdin=program, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1].startswith("virgl (")
+
+
+# One path of each family that exec can run a command through: stdin must reach the command on
+# every one of them (the vfio paths boot the VM family's guest, whose stdin is the vm family's).
+EXEC_STDIN_PATHS = [("software", "host"), ("vtest-virgl", "trixie"), ("podman-vtest", "trixie"),
+                    ("flatpak-vtest", "trixie"), ("vm-headless", "trixie")]
+
+
+@pytest.mark.parametrize("path, runtime", EXEC_STDIN_PATHS, ids=[path for path, _ in EXEC_STDIN_PATHS])
+def test_exec_gives_stdin_to_the_command_on_every_family(toolset, path, runtime):
+    """The README's idiom, `exec ... -- python3 - < program.py`: the program must arrive whole
+    through each family (podman once dropped stdin and exited 0 having run nothing)."""
+    scenario = matrix_mod.expand({"matrix": {"paths": [path], "runtimes": [runtime], "probes": ["gl"]}},
+                                 "<test>").scenarios[0]
+    reason = registry.of(scenario.spec).available(scenario.spec, toolset)
+    if reason:
+        skip_unless_required(path, f"exec through {path}", reason)
+    program = "import sys\nlines = sys.stdin.read().splitlines()\nprint('read', len(lines), 'lines from stdin')\n"
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "exec", "--path", path, "--runtime", runtime,
+                           "--timeout", "240", "--", "python3", "-c", program],
+                          input="one\ntwo\nthree\n", capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "read 3 lines from stdin", (done.stdout, done.stderr)
 
 
 SUBREAPER_PARENT = """

@@ -66,13 +66,17 @@ def factor(text: str) -> float:
     return value
 
 
+MATRIX_HELP = "matrix file (.toml, .json, .nix); default: the shipped one"
+TOOLSET_HELP = ("toolset.json manifest, or runtime:NAME (host-side programs from a built runtime); "
+                "default: discover on this host")
+GOLDENS_HELP = "golden images folder (default: %(default)s)"
+
+
 def add_selection(parser) -> None:
-    parser.add_argument("--matrix", type=Path, help="matrix file (.toml, .json, .nix); default: the shipped one")
-    parser.add_argument("--paths", help="only these paths (comma-separated)")
+    parser.add_argument("--matrix", type=Path, help=MATRIX_HELP)
+    parser.add_argument("--paths", help="only these paths (comma-separated ids, see `doctor`)")
     parser.add_argument("--filter", help="only scenario ids matching this glob, e.g. 'vtest-*'")
-    parser.add_argument("--toolset", type=Path,
-                        help="toolset.json manifest, or runtime:NAME (host-side programs from a built runtime); "
-                             "default: discover on this host")
+    parser.add_argument("--toolset", type=Path, help=TOOLSET_HELP)
 
 
 def build_parser() -> Parser:
@@ -82,11 +86,14 @@ def build_parser() -> Parser:
 
     run = sub.add_parser("run", help="run the matrix and write reports")
     add_selection(run)
-    run.add_argument("--out", type=Path, default=Path("gpu-harness-out"), help="output folder")
-    run.add_argument("-j", "--jobs", type=positive_int, default=2, help="scenarios run in parallel")
+    run.add_argument("--out", type=Path, default=Path("gpu-harness-out"),
+                     help="output folder for results.json, junit.xml, report.html (default: %(default)s)")
+    run.add_argument("-j", "--jobs", type=positive_int, default=2,
+                     help="scenarios run in parallel (default: %(default)s)")
     run.add_argument("--retries", type=non_negative_int, default=0,
-                     help="re-run a failed scenario up to N times (Flake)")
-    run.add_argument("--goldens", type=Path, default=GOLDENS_DIR)
+                     help="re-run a failed scenario up to N times; one that then passes is a Flake (default: %(default)s)")
+    run.add_argument("--goldens", type=Path, default=GOLDENS_DIR,
+                     help="folder of golden images the probes' images are compared with (default: %(default)s)")
     run.add_argument("--runtime-root", action="append", default=[], metavar="NAME=PATH",
                      help="use this already built root for runtime NAME (the Nix checks pass their store paths)")
     run.add_argument("--strict-runtimes", action="store_true",
@@ -99,31 +106,36 @@ def build_parser() -> Parser:
 
     listing = sub.add_parser("list", help="print the expanded scenarios")
     add_selection(listing)
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--json", action="store_true", help="print the scenarios as JSON")
 
     doctor = sub.add_parser("doctor", help="what was found, its version, and which paths can run")
-    doctor.add_argument("--toolset", type=Path)
-    doctor.add_argument("--json", action="store_true")
+    doctor.add_argument("--toolset", type=Path, help=TOOLSET_HELP)
+    doctor.add_argument("--json", action="store_true",
+                        help="print it as JSON: the toolset (its manifest's keys), paths, vm_acceleration")
 
     execute = sub.add_parser("exec", help="run your own command through a path")
     execute.add_argument("--path", required=True, help="path id, e.g. vtest-virgl")
     execute.add_argument("--runtime", default="host", help="runtime name from --matrix (default: host)")
-    execute.add_argument("--matrix", type=Path)
-    execute.add_argument("--toolset", type=Path)
-    execute.add_argument("--timeout", type=seconds, default=3600.0)
+    execute.add_argument("--matrix", type=Path, help="matrix file that declares --runtime (.toml, .json, .nix); "
+                                                     "default: the shipped one")
+    execute.add_argument("--toolset", type=Path, help=TOOLSET_HELP)
+    execute.add_argument("--timeout", type=seconds, default=3600.0, metavar="SECONDS",
+                         help="stop the command after this many seconds (default: %(default)g, at most a week)")
     execute.add_argument("--keep", type=Path, help="keep the rendered configs and logs in this folder")
-    execute.add_argument("cmd", nargs=argparse.REMAINDER, help="-- COMMAND ARGS...")
+    execute.add_argument("cmd", nargs=argparse.REMAINDER, help="-- COMMAND ARGS...: the command to run through the path")
 
     goldens = sub.add_parser("goldens", help="manage golden images")
     goldens_sub = goldens.add_subparsers(dest="goldens_command", required=True, parser_class=Parser)
     update = goldens_sub.add_parser("update", help="render goldens with a real run of the software path")
-    update.add_argument("--matrix", type=Path)
-    update.add_argument("--toolset", type=Path)
-    update.add_argument("--goldens", type=Path, default=GOLDENS_DIR)
+    update.add_argument("--matrix", type=Path, help=MATRIX_HELP)
+    update.add_argument("--toolset", type=Path, help=TOOLSET_HELP)
+    update.add_argument("--goldens", type=Path, default=GOLDENS_DIR,
+                        help="folder of golden images to write (default: %(default)s)")
 
     runtimes_cmd = sub.add_parser("runtimes", help="the shipped runtimes: pinned Debian root filesystems")
     runtimes_sub = runtimes_cmd.add_subparsers(dest="runtimes_command", required=True, parser_class=Parser)
-    runtimes_sub.add_parser("list", help="each runtime: lock, Mesa/libc/python, size, built or not")
+    runtimes_list = runtimes_sub.add_parser("list", help="each runtime: lock, Mesa/libc/python, size, built or not")
+    runtimes_list.add_argument("--json", action="store_true", help="print the runtimes as JSON")
     for name, text in (("build", "build (or find in the cache) runtimes from their locks"),
                        ("lock", "build from the archive as it is now and rewrite the lock")):
         one = runtimes_sub.add_parser(name, help=text)
@@ -133,7 +145,7 @@ def build_parser() -> Parser:
     image = runtimes_sub.add_parser("image", help="write a runtime (built if need be) as a container image: a "
                                                   "docker-archive, gzip-compressed if FILE ends in .gz")
     image.add_argument("name", help="runtime name (see `runtimes list`)")
-    image.add_argument("--out", type=Path, required=True, metavar="FILE", help="e.g. trixie.tar.gz")
+    image.add_argument("--out", type=Path, required=True, metavar="FILE", help="image file to write, e.g. trixie.tar.gz")
 
     pins_cmd = sub.add_parser("pins", help="the Nix layer's source pins (nix/pins/*.json)")
     pins_sub = pins_cmd.add_subparsers(dest="pins_command", required=True, parser_class=Parser)
@@ -147,7 +159,7 @@ def build_parser() -> Parser:
     pin_update.add_argument("--dir", type=Path, default=pins_mod.PINS_DIR, help="pins folder (default: nix/pins)")
 
     rebuild = sub.add_parser("report", help="rebuild junit.xml and report.html from DIR/results.json")
-    rebuild.add_argument("dir", type=Path)
+    rebuild.add_argument("dir", type=Path, help="result folder holding results.json (written by `run`)")
 
     diff = sub.add_parser("diff", help="what changed between two runs; exit 1 on a regression")
     diff.add_argument("old", type=Path, help="result folder or results.json")
@@ -168,16 +180,20 @@ def build_parser() -> Parser:
 
     bench_cmd = sub.add_parser("bench", help="time every phase of the matrix, several runs, as a table")
     add_selection(bench_cmd)
-    bench_cmd.add_argument("--repeat", type=positive_int, default=5)
-    bench_cmd.add_argument("--out", type=Path, default=Path("gpu-harness-bench"))
-    bench_cmd.add_argument("-j", "--jobs", type=positive_int, default=1)
-    bench_cmd.add_argument("--servers", type=int, default=4, metavar="N",
-                           help="also N apps on one shared virgl_test_server vs one each (0: not measured)")
+    bench_cmd.add_argument("--repeat", type=positive_int, default=5, metavar="N",
+                           help="runs of the matrix to time (default: %(default)s)")
+    bench_cmd.add_argument("--out", type=Path, default=Path("gpu-harness-bench"),
+                           help="output folder: each run's results (round-N/), bench.json (default: %(default)s)")
+    bench_cmd.add_argument("-j", "--jobs", type=positive_int, default=1,
+                           help="scenarios run in parallel (default: %(default)s)")
+    bench_cmd.add_argument("--servers", type=non_negative_int, default=4, metavar="N",
+                           help="also N apps on one shared virgl_test_server vs one each (0: not measured; "
+                                "default: %(default)s)")
 
     cache_cmd = sub.add_parser("cache", help="what runs keep in ~/.cache/gpu-harness: list it, prune what no run uses")
     cache_sub = cache_cmd.add_subparsers(dest="cache_command", required=True, parser_class=Parser)
     cache_list = cache_sub.add_parser("list", help="each entry: kind, what it holds, size, days since a run used it")
-    cache_list.add_argument("--json", action="store_true")
+    cache_list.add_argument("--json", action="store_true", help="print the cache's root and entries as JSON")
     cache_prune = cache_sub.add_parser("prune", help="remove the entries no run has used for DAYS days, or that "
                                        "no run of this checkout can use (--stale)")
     cache_prune.add_argument("--older-than", type=days, metavar="DAYS",
@@ -188,5 +204,5 @@ def build_parser() -> Parser:
 
     vfio_cmd = sub.add_parser("vfio", add_help=False, help="check, bind and restore a PCI device for passthrough "
                               "(gpu-harness vfio --help)")
-    vfio_cmd.add_argument("vfio_args", nargs=argparse.REMAINDER)
+    vfio_cmd.add_argument("vfio_args", nargs=argparse.REMAINDER, help="the vfio command and its arguments")
     return parser

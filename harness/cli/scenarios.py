@@ -6,16 +6,16 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 from .. import bench, matrix as matrix_mod, outdir, paths as path_registry, reaper, report, runner, serverbench
-from .. import baseline as baseline_mod, toolsets
+from .. import baseline as baseline_mod, recipes, toolsets
 from ..errors import InputError, shown
 from ..families import registry
 from ..interrupts import INTERRUPTS
 from ..report import document as report_document
 from ..lifecycle import LaunchContext, Workload, Workspace
-from ..model import HOST, HOST_RUNTIME, Scenario
+from ..model import HOST, HOST_RUNTIME, Runtime, Scenario
 from ..outcomes import Outcome
 from .codes import EXIT_FAILED, EXIT_NOT_STARTED, EXIT_OK, EXIT_TIMED_OUT, EXIT_USAGE
 from .output import run_matrix, say
@@ -31,8 +31,26 @@ def select(args) -> Tuple[matrix_mod.Matrix, List[Scenario]]:
             raise InputError(f"--paths: unknown path {shown(unknown[0])} (known: {', '.join(path_registry.PATHS)})")
     chosen = loaded.select(wanted, getattr(args, "filter", None))
     if not chosen:
-        raise InputError(f"{loaded.source}: no scenario matches --paths/--filter")
+        raise InputError(f"{loaded.source}: no scenario matches --paths/--filter{elsewhere(loaded, wanted)}")
     return loaded, chosen
+
+
+def elsewhere(loaded: matrix_mod.Matrix, wanted: Optional[List[str]]) -> str:
+    """Where the paths asked for are, when this matrix has none of them: the shipped matrices that do."""
+    absent = [path for path in wanted or [] if not any(s.path_id == path for s in loaded.scenarios)]
+    if not absent:
+        return ""
+    found = [(shown_path(Path(m.source)), len(m.scenarios)) for m in matrix_mod.shipped_with(absent)]
+    if not found:
+        return f"; no shipped matrix has {', '.join(absent)}: write one ([matrix] paths = [...]) and pass --matrix"
+    listed = ", ".join(f"{source} ({count} scenarios)" for source, count in found)
+    return f"; it has no {' or '.join(absent)} scenario, the shipped {listed} {'has' if len(found) == 1 else 'have'}: " \
+           f"--matrix {found[0][0]}"
+
+
+def shown_path(path: Path) -> str:
+    """A path as a person would type it here: relative to the working folder where it is below it."""
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
 
 
 def runtime_roots(values: List[str]) -> dict:
@@ -79,6 +97,26 @@ def cmd_list(args) -> int:
     return EXIT_OK
 
 
+def exec_runtime(name: str, declared: List[Scenario], matrix: Optional[Path]) -> Runtime:
+    """The runtime `exec --runtime` names: host, one the --matrix declares, or a shipped one."""
+    runtimes = {HOST_RUNTIME: HOST, **{s.runtime.name: s.runtime for s in declared}}
+    found = runtimes.get(name) or matrix_mod.shipped_runtime(name)
+    if found is None:
+        where = f"declared in {matrix}: {', '.join(runtimes)}" if matrix else HOST_RUNTIME
+        raise InputError(f"exec: unknown runtime {shown(name)} (known: {where}; shipped: "
+                         f"{', '.join(recipes.recipe_names())}; a tree of your own: declare it in a matrix as "
+                         f"[runtimes.NAME] kind = \"rootfs\", root = \"/path\" and pass --matrix)")
+    return found
+
+
+def piped_stdin() -> Optional[bytes]:
+    """What exec's caller pipes in, for a path whose workload cannot read the harness's stdin
+    itself (a guest); None from a terminal."""
+    if sys.stdin is None or sys.stdin.closed or sys.stdin.isatty():
+        return None
+    return sys.stdin.buffer.read()
+
+
 def cmd_exec(args) -> int:
     if args.keep:
         outdir.prepare(args.keep, "--keep")
@@ -87,20 +125,18 @@ def cmd_exec(args) -> int:
         raise InputError("exec: no command given (usage: gpu-harness exec --path P -- CMD ARGS)")
     if args.path not in path_registry.PATHS:
         raise InputError(f"exec: unknown path {shown(args.path)} (known: {', '.join(path_registry.PATHS)})")
-    runtimes = {HOST_RUNTIME: HOST}
     declared = matrix_mod.load(args.matrix).scenarios if args.matrix else []
-    runtimes.update({s.runtime.name: s.runtime for s in declared})
-    if args.runtime not in runtimes:
-        raise InputError(f"exec: unknown runtime {shown(args.runtime)} (known: {', '.join(runtimes)})")
-    runtime = runtimes[args.runtime]
+    runtime = exec_runtime(args.runtime, declared, args.matrix)
     scenario = Scenario(id=f"{args.path}/{runtime.name}/exec", path_id=args.path, runtime=runtime,
-                                   probe="exec", timeout_s=args.timeout)
+                        probe="exec", timeout_s=args.timeout)
     # The matrix's settings for this path and runtime (env, gl_extension, kernel_args) hold for the command too.
     same = next((s for s in declared if s.path_id == args.path and s.runtime.name == runtime.name), None)
     if same is not None:
         scenario = dataclasses.replace(same, id=scenario.id, probe="exec", timeout_s=args.timeout)
-    if not registry.of_path(args.path).accepts(runtime):
-        raise InputError(f"exec: path {args.path} cannot run in runtime {runtime.name} ({runtime.kind})")
+    family = registry.of_path(args.path)
+    if not family.accepts(runtime):
+        raise InputError(f"exec: path {args.path} cannot run in runtime {runtime.name} ({runtime.kind}): "
+                         f"{matrix_mod.pairing_rule(args.path)}")
     # A runtime built from a recipe has no root until it is built (or found in the cache): without
     # this the command would run over the host's root under the runtime's name.
     ready = runner.prepare_runtimes([scenario], runner.RunOptions(out_dir=Path("."), say=say))
@@ -115,7 +151,8 @@ def cmd_exec(args) -> int:
     result_dir = args.keep or (temp.path / "result")
     try:
         workspace = Workspace(Path(result_dir), temp.scenario_dir())
-        result = runner.launch(LaunchContext(scenario, toolset, workspace, Workload(command=command),
+        stdin = None if family.inherits_stdin else piped_stdin()
+        result = runner.launch(LaunchContext(scenario, toolset, workspace, Workload(command=command, stdin=stdin),
                                              inherit_stdio=True))
     finally:
         temp.remove()

@@ -1,15 +1,18 @@
 """The commands that look after this machine and the project: doctor, runtimes, pins, cache, vfio."""
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Optional, Tuple
 
 from .. import paths as path_registry, pins as pins_mod, recipes, runtimes as runtimes_mod, toolset as toolset_mod, toolsets
 from ..errors import InputError, shown
 from ..families import registry
 from .codes import EXIT_FAILED, EXIT_OK
-from .output import console, say
+from .output import print_table, say
+
+
+ACCEL_TOOLS = ("qemu-system-x86_64", "kernel", "busybox")  # what trying a KVM guest takes
 
 
 def cmd_doctor(args) -> int:
@@ -17,33 +20,55 @@ def cmd_doctor(args) -> int:
     from rich.table import Table
 
     toolset = toolsets.load(args.toolset)
+    found = [(path, registry.of(path).available(path, toolset)) for path in path_registry.PATHS.values()]
+    accel, accel_reason = vm_acceleration(toolset)
     if args.json:
-        print(json.dumps(toolset.to_dict(), indent=2))
+        data = toolset.to_dict()
+        data["paths"] = [{"id": path.id, "family": path.family, "runs_here": reason is None, "why_not": reason}
+                         for path, reason in found]
+        data["vm_acceleration"] = {"name": accel, "reason": accel_reason}
+        print(json.dumps(data, indent=2))
         return EXIT_OK
-    tools = Table(title=f"toolset ({toolset.source})")
+    tools = Table(title=f"toolset ({escape(toolset.source)})")
     for column in ("tool", "found", "version", "path", "needed by", "install"):
         tools.add_column(column)
     for name, tool in sorted(toolset.tools.items()):
         spec = toolset_mod.TOOL_SPECS.get(name)
         needed = ", ".join(path_registry.needing(name)) or "-"
-        tools.add_row(name, "yes" if tool.found else "[red]no[/]", escape(tool.version or "-"),
-                      escape(tool.path or "-"), needed, "-" if tool.found else (spec.debian if spec else "-"))
+        tools.add_row(escape(name), "yes" if tool.found else "[red]no[/]", escape(tool.version or "-"),
+                      escape(tool.path or "-"), needed, "-" if tool.found else escape(spec.debian if spec else "-"))
     path_table = Table(title="paths on this machine")
     for column in ("path", "family", "runs here", "why not"):
         path_table.add_column(column)
-    for path in path_registry.PATHS.values():
-        reason = registry.of(path).available(path, toolset)
+    for path, reason in found:
         path_table.add_row(path.id, path.family, "[red]no[/]" if reason else "yes", escape(reason or ""))
-    out = console()
-    out.print(tools)
-    out.print(f"render nodes: {escape(', '.join(toolset.render_nodes) or 'none')}")
-    out.print(path_table)
+    print_table(tools)
+    print(f"render nodes: {', '.join(toolset.render_nodes) or 'none'}")
+    print(f"VM acceleration: {accel or 'not tried'} ({accel_reason})")
+    print_table(path_table)
     return EXIT_OK
+
+
+def vm_acceleration(toolset) -> Tuple[Optional[str], str]:
+    """The acceleration a VM would get here (kvm or tcg, a tiny KVM guest tried once per host
+    boot) and why; no name when the tools to try it are missing."""
+    missing = toolset.missing(ACCEL_TOOLS)
+    if missing:
+        return None, f"missing {', '.join(missing)}"
+    from .. import reaper
+    from ..families.vm_launch import acceleration
+
+    try:
+        with reaper.temp_dir("gpu-harness-doctor-") as workdir:
+            accel = acceleration(toolset, Path(workdir))
+    except OSError as exc:
+        return None, f"cannot try a KVM guest: {exc}"
+    return accel.name, accel.reason
 
 
 def cmd_runtimes(args) -> int:
     if args.runtimes_command == "list":
-        return runtimes_list()
+        return runtimes_list(args.json)
     if args.runtimes_command == "image":
         return runtimes_image(args.name, args.out)
     failed = 0
@@ -77,26 +102,40 @@ def runtimes_image(name: str, out: Path) -> int:
     return EXIT_OK
 
 
-def runtimes_list() -> int:
+def runtimes_list(as_json: bool) -> int:
     from rich.markup import escape
     from rich.table import Table
 
+    found = [runtime_facts(name) for name in recipes.recipe_names()]
+    if as_json:
+        print(json.dumps(found, indent=2))
+        return EXIT_OK
     table = Table(title="runtimes")
     for column in ("runtime", "suite/arch", "lock", "Mesa", "libc", "python", "size MB", "built", "drift"):
         table.add_column(column)
-    for name in recipes.recipe_names():
-        recipe = recipes.load_recipe(name)
-        lock = recipes.load_lock(recipe)
-        built = runtimes_mod.cached(name)
-        facts = built.facts if built else {}
-        table.add_row(name, f"{recipe.suite}/{recipe.architecture}",
-                      f"{len(lock.packages)} packages, {lock.archive_date}" if lock else "[red]none[/]",
-                      *(escape(str(facts.get(k) or "-")) for k in ("mesa", "libc", "python", "size_mb")),
-                      "yes" if built else "no", str(len(built.drift)) if built else "-")
-    from rich.console import Console
-
-    Console(stderr=True, width=160).print(table)
+    for one in found:
+        lock = one["lock"]
+        table.add_row(escape(one["name"]), escape(f"{one['suite']}/{one['architecture']}"),
+                      escape(f"{lock['packages']} packages, {lock['archive_date']}") if lock else "[red]none[/]",
+                      *(escape(str(one[k] or "-")) for k in ("mesa", "libc", "python", "size_mb")),
+                      "yes" if one["built"] else "no", str(len(one["drift"])) if one["built"] else "-")
+    print_table(table)
     return EXIT_OK
+
+
+def runtime_facts(name: str) -> dict:
+    """One runtime as `runtimes list --json` gives it: its recipe, lock and build (null when not built)."""
+    recipe = recipes.load_recipe(name)
+    lock = recipes.load_lock(recipe)
+    built = runtimes_mod.cached(name)
+    facts = built.facts if built else {}
+    return {"name": name, "description": recipe.description, "suite": recipe.suite, "architecture": recipe.architecture,
+            "recipe": recipe.source,
+            "lock": {"file": str(recipes.lock_file(recipe)), "packages": len(lock.packages),
+                     "archive_date": lock.archive_date} if lock else None,
+            "built": built is not None, "root": str(built.root) if built else None,
+            **{key: facts.get(key) for key in ("mesa", "libc", "python", "size_mb")},
+            "drift": built.drift if built else None}
 
 
 def cmd_pins(args) -> int:
@@ -150,7 +189,6 @@ def cmd_cache(args) -> int:
 
 
 def cache_list(found, now: float, as_json: bool) -> int:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
@@ -165,8 +203,8 @@ def cache_list(found, now: float, as_json: bool) -> int:
                          no_wrap=column != "holds")
     for entry in found:
         table.add_row(str(entry.kind), escape(entry.name), f"{entry.size / 2**20:.0f}", f"{entry.age_days(now):.1f}",
-                      {True: "yes", False: "[yellow]stale[/]", None: "-"}[entry.current], escape(entry.path.name[:16]))
-    Console(width=max(120, shutil.get_terminal_size().columns)).print(table)
+                      {True: "yes", False: "[yellow]stale[/]", None: "-"}[entry.current], escape(entry.path.name))
+    print_table(table)
     return EXIT_OK
 
 

@@ -331,6 +331,8 @@ class ContainerFamily(ProcessFamily):
             "--pull", "never"]
         for limit in ULIMITS:
             argv += ["--ulimit", limit]
+        if ctx.inherit_stdio:
+            argv.append("--interactive")  # exec: the command reads the harness's stdin (podman closes it else)
         if scenario.spec.cap_drop_all:
             argv += ["--cap-drop", "ALL"]
         if scenario.spec.needs_render_node:

@@ -35,6 +35,7 @@ class VmFamily(Family):
     system_features = ("kvm",)
     nix_systems = ("x86_64-linux",)  # the guest is an x86_64 QEMU machine
     launch_class: ClassVar[Type[VmLaunch]] = VmLaunch
+    inherits_stdin = False  # the guest's init runs the workload: exec's stdin goes to it as a file on the share
 
     def launch(self, ctx: LaunchContext) -> VmLaunch:
         return self.launch_class(ctx, self.probe_args(ctx))

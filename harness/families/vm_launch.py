@@ -11,6 +11,7 @@ from ..interrupts import INTERRUPTS
 from ..lifecycle import Launch, LaunchContext
 from ..model import Scenario
 from ..outcomes import FailureKind
+from ..probes import INSIDE
 from ..process import Exit
 from ..retry import poll
 from ..services import ServiceSpec
@@ -31,6 +32,7 @@ SCANOUT_WAIT_S = 5.0
 KERNEL_ARGS = ("console=ttyS0", "panic=-1", "loglevel=4", "mitigations=off", "vt.global_cursor_default=0",
                "acpi=off", "tsc=reliable", "no_timer_check")
 
+STDIN_FILE = "stdin"  # on the result share: what exec's command reads on its stdin in the guest
 _accel_lock = threading.Lock()
 _accel: Optional[accel_mod.Accel] = None
 
@@ -80,9 +82,13 @@ def build_initrd(ctx: LaunchContext, wanted: Tuple[str, ...], scanout: bool):
 def write_guest_workload(ctx: LaunchContext, scanout: bool, family_args: List[str]) -> None:
     """The per-run part of the guest: its environment and the command init runs, on the share."""
     env, out = guest_env(ctx.scenario), ctx.workspace.probe_out
-    (out / "environment.sh").write_text(render("guest-workload.sh.j2", env=env, argv=[]))
+    stdin = None
+    if ctx.workload.stdin is not None:
+        (out / STDIN_FILE).write_bytes(ctx.workload.stdin)
+        stdin = f"{INSIDE}/out/{STDIN_FILE}"
+    (out / "environment.sh").write_text(render("guest-workload.sh.j2", env=env, argv=[], stdin=None))
     (out / "workload.sh").write_text(render("guest-workload.sh.j2", env=env,
-                                            argv=guest_argv(ctx, scanout, family_args)))
+                                            argv=guest_argv(ctx, scanout, family_args), stdin=stdin))
 
 
 class VmLaunch(Launch):

@@ -15,6 +15,21 @@ KIND_NAMES = [kind.value for kind in RuntimeKind]
 RUNTIME_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")  # it becomes part of ids and folder names
 
 
+def shipped_runtime(name: str) -> Optional[Runtime]:
+    """A shipped runtime used by name without a declaration (as `kind = "debootstrap"`), or None."""
+    if name not in recipes.recipe_names():
+        return None
+    return Runtime(name, RuntimeKind.DEBOOTSTRAP, "", f"shipped runtime {name}", name)
+
+
+def unknown_runtime(name: object, runtimes: Dict[str, Runtime]) -> str:
+    """The problem of a runtime name that is neither declared nor shipped, and how to get one."""
+    declared = ", ".join(key_name(declared_name) for declared_name in runtimes)
+    return (f"unknown runtime {shown(name)} (declared: {cut(declared, 200)}; shipped: "
+            f"{', '.join(recipes.recipe_names())}; a tree of your own: [runtimes.NAME] kind = \"rootfs\", "
+            f"root = \"/path\")")
+
+
 def parse_runtimes(problems: Problems, table) -> Dict[str, Runtime]:
     runtimes = {HOST_RUNTIME: HOST}
     if not expect_type(problems, "runtimes", table, (dict,), "a table"):

@@ -6,14 +6,14 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from .. import paths as path_registry
-from ..errors import cut, shown
+from ..errors import shown
 from ..errors import shown_key as key_name
 from ..families import registry
 from ..model import DEFAULT_TIMEOUT_S, HOST_RUNTIME, Expectation, Runtime, RuntimeKind, Scenario, Tolerance
 from ..probes import DEFAULT_PROBES, PROBES
 from .checks import (SETTING_KEYS, Problems, check_keys, expect_type, parse_expectation, parse_settings, string_list,
                      type_name)
-from .declared_runtimes import parse_runtimes
+from .declared_runtimes import parse_runtimes, shipped_runtime, unknown_runtime
 from .files import read_declaration
 
 DEFAULT_MATRIX = Path(__file__).parent.parent / "data" / "default.toml"
@@ -82,6 +82,35 @@ def excluded(excludes: List[dict], path: str, runtime: str, probe: str) -> bool:
     )
 
 
+def pairing_rule(path_id: str) -> str:
+    """Which runtimes a path's family runs in, in words."""
+    family = registry.of_path(path_id)
+    if family.runtime_kinds is None:
+        return f"{path_id} ({family.name} family) runs in any runtime but an image"
+    kinds = " or ".join(str(kind) for kind in family.runtime_kinds)
+    return f"{path_id} ({family.name} family) runs in {kinds} runtimes only"
+
+
+def why_empty(path_ids: List[str], runtimes: List[Runtime], probe_ids: List[str], excludes: List[dict]) -> str:
+    """Why no path, runtime and probe paired: what is empty, else each rule that left nothing."""
+    empty = [name for name, items in (("matrix.paths", path_ids), ("matrix.runtimes", runtimes),
+                                      ("matrix.probes", probe_ids)) if not items]
+    if empty:
+        return f"{' and '.join(empty)} {'is' if len(empty) == 1 else 'are'} empty"
+    reasons: List[str] = []
+    for path in path_ids:
+        spec = path_registry.get(path)
+        if not any(registry.of(spec).accepts(runtime) for runtime in runtimes):
+            names = ", ".join(f"{r.name} ({r.kind})" for r in runtimes)
+            reasons.append(f"{pairing_rule(path)}, not {names}")
+        elif not set(probe_ids) & set(spec.probes):
+            runs = f"the {' and '.join(spec.probes)} probe{'s' if len(spec.probes) > 1 else ''}"
+            reasons.append(f"{path} runs {runs}, not {', '.join(probe_ids)}")
+    if not reasons and excludes:
+        reasons.append("matrix.exclude leaves nothing")
+    return "; ".join(reasons) or "no path pairs with a runtime and a probe"
+
+
 def compatible(path_id: str, runtime: Runtime, probe: str) -> bool:
     """Whether the path's family can run in that runtime (a host process: the host runtime only)
     and the path speaks the probe's API (vtest-virgl has no Vulkan)."""
@@ -144,8 +173,11 @@ def expand(data, source: str) -> Matrix:
             problems.add(f"matrix.paths[{index}]", f"unknown path {shown(path)} (known: {known})")
     for index, name in enumerate(runtime_ids):
         if name not in runtimes:
-            declared = ", ".join(key_name(declared_name) for declared_name in runtimes)
-            problems.add(f"matrix.runtimes[{index}]", f"unknown runtime {shown(name)} (declared: {cut(declared, 300)})")
+            shipped = shipped_runtime(name)
+            if shipped is None:
+                problems.add(f"matrix.runtimes[{index}]", unknown_runtime(name, runtimes))
+            else:
+                runtimes[name] = shipped
     for index, probe in enumerate(probe_ids):
         if probe not in PROBES:
             problems.add(f"matrix.probes[{index}]", f"unknown probe {shown(probe)} (known: {', '.join(PROBES)})")
@@ -157,9 +189,12 @@ def expand(data, source: str) -> Matrix:
     overrides = parse_overrides(problems, data.get("override", []))
     for where, table in [("defaults", defaults)] + [(f"override[{i}]", o[1]) for i, o in enumerate(overrides)]:
         if "gl_extension" in table and table["gl_extension"] not in runtimes:
-            declared = ", ".join(key_name(name) for name in runtimes)
-            problems.add(f"{where}.gl_extension", f"unknown runtime {shown(table['gl_extension'])} (declared: {cut(declared, 300)})")
-        elif "gl_extension" in table and runtimes[table["gl_extension"]].kind is RuntimeKind.IMAGE:
+            shipped = shipped_runtime(table["gl_extension"])
+            if shipped is None:
+                problems.add(f"{where}.gl_extension", unknown_runtime(table["gl_extension"], runtimes))
+                continue
+            runtimes[shipped.name] = shipped
+        if "gl_extension" in table and runtimes[table["gl_extension"]].kind is RuntimeKind.IMAGE:
             problems.add(f"{where}.gl_extension", f"{shown(table['gl_extension'])} is an image; a GL extension is made "
                                                   "from a runtime's tree")
     problems.raise_if_any()
@@ -184,12 +219,23 @@ def expand(data, source: str) -> Matrix:
                         expectation = override_expectation or expectation
                 scenarios.append(build_scenario(path, runtime, probe, settings, expectation, runtimes))
     if not scenarios and not problems.lines:
-        problems.add("matrix", "expands to no scenarios (empty lists, or everything excluded)")
+        why = why_empty(path_ids, [runtimes[name] for name in runtime_ids], probe_ids, excludes)
+        problems.add("matrix", f"expands to no scenarios: {why}")
     for index, (pattern, _, _) in enumerate(overrides):
         if not any(fnmatch.fnmatchcase(s.id, pattern) for s in scenarios):
             problems.add(f"override[{index}].match", f"{shown(pattern)} matches no scenario")
     problems.raise_if_any()
     return Matrix(source=source, scenarios=scenarios)
+
+
+def shipped_matrices() -> List[Path]:
+    return sorted(DEFAULT_MATRIX.parent.glob("*.toml"))
+
+
+def shipped_with(path_ids: List[str]) -> List[Matrix]:
+    """The shipped matrices that have a scenario of one of these paths, the smallest first."""
+    found = [matrix for matrix in map(load, shipped_matrices()) if any(s.path_id in path_ids for s in matrix.scenarios)]
+    return sorted(found, key=lambda matrix: len(matrix.scenarios))
 
 
 def load(path: Optional[Path] = None) -> Matrix:
