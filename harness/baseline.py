@@ -16,7 +16,7 @@ and are not the baseline's business."""
 import enum
 import fnmatch
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -25,7 +25,9 @@ from .outcomes import FailureKind, Outcome
 from .verdict import Verdict
 
 KNOWN_FLAKE_RETRIES = 2  # attempts after the first for a known flake, whatever --retries says
-REASON_LIMIT = 300  # characters of a scenario's reason that `baseline update` keeps
+REASON_LIMIT = 300  # characters of a scenario's reason that `baseline update` keeps (in a comment)
+# What `baseline update` writes where a person's why belongs; the run's own words go in a comment.
+UNEXPLAINED = "why is not written yet"
 # Not a property of the scenario: never known, never excused.
 NOT_KNOWABLE = (FailureKind.INTERRUPTED,)
 KEYS = ("match", "kind", "failure", "reason")
@@ -43,8 +45,9 @@ class Kind(str, enum.Enum):
 class Known:
     match: str
     kind: Kind
-    reason: str
+    reason: str  # a person's why (`baseline update` leaves a place for it: UNEXPLAINED)
     failure: Optional[FailureKind] = None  # the class a known failure must fail with; None: any
+    said: str = field(default="", compare=False)  # what the run said (a comment in the file; not read back)
 
     @property
     def exact(self) -> bool:
@@ -132,6 +135,16 @@ def load(path: Path) -> Baseline:
     return parse(parse_toml(read_text(path, "baseline"), source), source)
 
 
+def check_matches(baseline: Baseline, scenario_ids: List[str], matrix_source: str) -> None:
+    """An entry that matches no scenario of the matrix is a typo or a stale entry: an InputError,
+    as a matrix override that matches nothing is."""
+    problems = [f"{baseline.source}: known[{index}].match: {shown(entry.match)} matches no scenario of {matrix_source}"
+                for index, entry in enumerate(baseline.entries)
+                if not any(entry.covers(scenario_id) for scenario_id in scenario_ids)]
+    if problems:
+        raise InputError(problems)
+
+
 # --- applying -----------------------------------------------------------------------------------
 
 def retries(known: Optional[Known], asked: int) -> int:
@@ -147,21 +160,22 @@ def apply(verdict: Verdict, known: Optional[Known], attempts: int = 1) -> Verdic
     outcome, kind = verdict.outcome, verdict.failure_kind
     if known is None or outcome in (Outcome.SKIP, Outcome.EXPECTED_FAIL, Outcome.UNEXPECTED_PASS):
         return verdict
-    said = f"({known.reason})"
+    # The entry's why, unless it only repeats what the run says (or none was written yet).
+    said = "" if known.reason == UNEXPLAINED or known.reason in verdict.reason else f" ({known.reason})"
     if known.kind is Kind.FAILURE and outcome is Outcome.PASS:
         return replace(verdict, outcome=Outcome.UNEXPECTED_PASS, failure_kind=None, subject="",
-                       reason=f"passed, but the baseline knows it as a failure {said}")
+                       reason=f"passed, but the baseline knows it as a failure{said}")
     if outcome is Outcome.PASS or kind in NOT_KNOWABLE:
         return verdict
     if outcome is Outcome.FAIL and not known.accepts(kind):
         return replace(verdict, reason=f"a new failure: known {known.kind} with {known.failure}, failed with "
                                        f"{kind} instead: {verdict.reason}")
     if outcome is Outcome.FLAKE:
-        return replace(verdict, reason=f"known {known.kind} {said}: {verdict.reason}")
+        return replace(verdict, reason=f"known {known.kind}{said}: {verdict.reason}")
     if known.kind is Kind.FAILURE:
-        return replace(verdict, outcome=Outcome.EXPECTED_FAIL, reason=f"known failure {said}: {verdict.reason}")
+        return replace(verdict, outcome=Outcome.EXPECTED_FAIL, reason=f"known failure{said}: {verdict.reason}")
     return replace(verdict, outcome=Outcome.FLAKE,
-                   reason=f"known flake {said}, failed all {attempts} attempts: {verdict.reason}")
+                   reason=f"known flake{said}, failed all {attempts} attempts: {verdict.reason}")
 
 
 # --- writing from a run -------------------------------------------------------------------------
@@ -211,7 +225,7 @@ def one_line_reason(scenario: dict) -> str:
 def update(scenarios: List[dict], current: Optional[Baseline], source: str) -> Update:
     """The baseline under which this run has no new failure: the current one's still-needed
     entries (their reasons are a person's words), plus an exact entry for each other failure or
-    flake, with its class and the run's reason."""
+    flake, with its class, a place for a person's why (UNEXPLAINED) and the run's own words."""
     current = current or Baseline(source)
     kept = [e for e in current.entries if keeps(e, scenarios, current)]
     dropped = [e for e in current.entries if e not in kept]
@@ -231,7 +245,8 @@ def update(scenarios: List[dict], current: Optional[Baseline], source: str) -> U
         old = partial.known(scenario["id"])
         if old is not None and old.kind is kind and old.accepts(failure):
             continue
-        added.append(Known(scenario["id"], kind, one_line_reason(scenario), failure if kind is Kind.FAILURE else None))
+        added.append(Known(scenario["id"], kind, UNEXPLAINED, failure if kind is Kind.FAILURE else None,
+                           one_line_reason(scenario)))
     return Update(Baseline(source, tuple(kept + added)), added, kept, dropped, not_known)
 
 
@@ -244,7 +259,8 @@ def dumps(baseline: Baseline, header: str = "") -> str:
     lines = ["# gpu-harness baseline: known failures and flakes (gpu-harness run --baseline FILE)"]
     lines += [f"# {line}" for line in header.splitlines()]
     for entry in baseline.entries:
-        lines += ["", "[[known]]", f"match = {toml_string(entry.match)}", f"kind = {toml_string(entry.kind.value)}"]
+        lines += ["", *(f"# the run said: {line}" for line in [entry.said] if line), "[[known]]",
+                  f"match = {toml_string(entry.match)}", f"kind = {toml_string(entry.kind.value)}"]
         if entry.failure is not None:
             lines.append(f"failure = {toml_string(entry.failure.value)}")
         lines.append(f"reason = {toml_string(entry.reason)}")

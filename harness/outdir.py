@@ -2,10 +2,11 @@
 file, lies under a file or on a file system that takes no files is a one-line error up front."""
 import fcntl
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 from .errors import PATH_LIMIT, InputError, cut
 
@@ -79,6 +80,28 @@ def lock(path: Path, option: str) -> None:
     _held.append(handle)
 
 
+def release(path: Path) -> None:
+    """The run is over: its claim on the folder goes, lock file and all."""
+    for handle in [h for h in _held if Path(h.name).parent == Path(path)]:
+        _held.remove(handle)
+        try:
+            (Path(path) / LOCK_FILE).unlink()
+        except OSError:
+            pass
+        handle.close()
+
+
+def clear(path: Path, products: Sequence[str]) -> None:
+    """What an earlier run left in the folder under these names or globs (its scenario folders, reports):
+    a new run's folder holds only what its own results.json lists."""
+    for pattern in products:
+        for target in Path(path).glob(pattern):
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target, ignore_errors=True)
+            else:
+                target.unlink()
+
+
 def write_atomically(target: Path, text: str) -> None:
     """Readers see the old file or the new one, never half of one."""
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
@@ -87,9 +110,10 @@ def write_atomically(target: Path, text: str) -> None:
 
 
 @contextmanager
-def claimed(path: Path, option: str) -> Iterator[Path]:
-    """prepare() and lock() the folder for a run; if the run is refused for its input before it
-    starts (an InputError inside), a folder made here is removed again: bad input leaves nothing."""
+def claimed(path: Path, option: str, products: Sequence[str] = ()) -> Iterator[Path]:
+    """prepare() and lock() the folder for a run, and clear what an earlier run left under the
+    names of this run's `products`; if the run is refused for its input before it starts (an
+    InputError inside), a folder made here is removed again: bad input leaves nothing."""
     path = Path(path)
     made = [p for p in (path, *path.parents) if not p.exists()]
     prepare(path, option)
@@ -97,13 +121,11 @@ def claimed(path: Path, option: str) -> Iterator[Path]:
     try:
         yield path
     except InputError:
-        for handle in [h for h in _held if Path(h.name).parent == path]:
-            _held.remove(handle)
-            handle.close()
+        release(path)
         try:
-            (path / LOCK_FILE).unlink()
             for folder in made:  # deepest first; only what is still empty
                 folder.rmdir()
         except OSError:
             pass
         raise
+    clear(path, products)

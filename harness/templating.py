@@ -19,7 +19,16 @@ def environment(strict: bool = True) -> jinja2.Environment:
         autoescape=jinja2.select_autoescape(["html.j2"]),
     )
     env.filters["shquote"] = shlex.quote
+    env.filters["shquote_in"] = shquote_in
     return env
+
+
+def shquote_in(arg: str, folder: str, variable: str = "OUT") -> str:
+    """One shell word for `arg`, where `folder` (wherever it appears in it) is "$variable"
+    instead: rerun.sh sends the probe's output to a folder of its own that way."""
+    if not folder or folder not in arg:
+        return shlex.quote(arg)
+    return f'"${variable}"'.join(shlex.quote(part) if part else "" for part in arg.split(folder))
 
 
 def render(name: str, strict: bool = True, **context) -> str:

@@ -150,6 +150,15 @@ def test_the_reasons_say_what_the_baseline_knew():
     assert passed.reason == "passed, but the baseline knows it as a failure (why)" and passed.failure_kind is None
 
 
+def test_a_baseline_reason_that_repeats_the_run_is_said_once():
+    failed = Verdict(F, "missing-library libglapi.so.0: probe failed", [], MISSING)
+    repeated = Known("s", Kind.FAILURE, "missing-library libglapi.so.0", None)
+    assert baseline.apply(failed, repeated).reason == "known failure: missing-library libglapi.so.0: probe failed"
+    unexplained = Known("s", Kind.FAILURE, baseline.UNEXPLAINED, None)
+    assert baseline.apply(failed, unexplained).reason == "known failure: missing-library libglapi.so.0: probe failed"
+    assert baseline.apply(Verdict(P, "ok"), unexplained).reason == "passed, but the baseline knows it as a failure"
+
+
 @settings(max_examples=300, deadline=None)
 @given(outcome=st.sampled_from(list(Outcome)), kind=st.none() | st.sampled_from(list(FailureKind)),
        known=st.none() | ENTRY, attempts=st.integers(1, 5))
@@ -267,8 +276,12 @@ def test_run_baseline_and_baseline_update_end_to_end(tmp_path):
     document = json.loads((tmp_path / "two" / "results.json").read_text())
     assert document["baseline"] == str(tmp_path / "known.toml")
     entry = next(s for s in document["scenarios"] if s["id"] == "software/host/gl")
+    # a place for a person's why; the run's words (the first run's last attempt) in a comment above it
     assert entry["baseline"] == {"match": "software/host/gl", "kind": "failure", "failure": "missing-library",
-                                 "reason": "Fail on attempt 2"}  # the first run's last attempt
+                                 "reason": baseline.UNEXPLAINED}
+    assert '# the run said: Fail on attempt 2\n[[known]]\nmatch = "software/host/gl"' in \
+        (tmp_path / "known.toml").read_text()
+    assert entry["reason"] == "known failure: Fail on attempt 1"  # nothing said twice, no empty why
     case = ET.parse(tmp_path / "two" / "junit.xml").find("testcase[@name='software/host/gl']")
     assert case.find("properties/property[@name='baseline']").get("value") == "failure"
     assert case.find("failure") is None
@@ -307,6 +320,22 @@ def test_a_pass_the_matrix_expected_to_fail_is_an_unexpected_pass_that_fails_the
     assert "not known: software/host/gl (interrupted, or a matrix expectation that passed" in update.stdout
 
 
+def test_a_baseline_entry_that_matches_nothing_is_refused_like_an_override(tmp_path):
+    (tmp_path / "known.toml").write_text('[[known]]\nmatch = "vtest-venus/trixy/*"\nkind = "failure"\nreason = "r"\n'
+                                         '[[known]]\nmatch = "software/host/gl"\nkind = "failure"\nreason = "r"\n')
+    done = fake_cli(tmp_path, {}, "run", "--matrix", "{tmp}/m.toml", "--out", "{tmp}/out",
+                    "--baseline", "{tmp}/known.toml")
+    assert done.returncode == 2, done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert line == (f"gpu-harness: error: {tmp_path}/known.toml: known[0].match: 'vtest-venus/trixy/*' matches no "
+                    f"scenario of {tmp_path}/m.toml")
+    assert not (tmp_path / "out").exists()
+    # a matrix entry of the same kind says it the same way
+    (tmp_path / "over.toml").write_text(MATRIX + '[[override]]\nmatch = "vtest-venus/trixy/*"\ntimeout_s = 5\n')
+    over = fake_cli(tmp_path, {}, "list", "--matrix", "{tmp}/over.toml")
+    assert over.returncode == 2 and "'vtest-venus/trixy/*' matches no scenario" in over.stderr
+
+
 def test_a_bad_baseline_stops_the_run_before_it_starts(tmp_path):
     (tmp_path / "known.toml").write_text('[[known]]\nmatch = "x"\nkind = "sometimes"\nreason = "r"\n')
     done = fake_cli(tmp_path, {}, "run", "--matrix", "{tmp}/m.toml", "--out", "{tmp}/out",
@@ -339,7 +368,8 @@ def test_update_knows_every_failure_and_flake_of_a_run():
         if scenario["outcome"] in ("Pass", "Skip", "UnexpectedPass") or matrix_expected:
             assert known is None
         else:
-            assert known.reason == scenario["reason"][:baseline.REASON_LIMIT]
+            assert known.reason == baseline.UNEXPLAINED
+            assert known.said == baseline.one_line_reason(scenario)
 
 
 def test_update_keeps_a_persons_reasons_and_drops_what_passes_now():

@@ -1,3 +1,4 @@
+from pathlib import Path
 import subprocess
 import sys
 
@@ -66,3 +67,29 @@ def test_bad_input_leaves_no_output_folder_behind(tmp_path, command):
     (out / "mine.txt").write_text("kept")
     done = run_cli(command, "--paths", "nope", "--out", str(out))
     assert done.returncode == 2 and sorted(p.name for p in out.iterdir()) == ["mine.txt"]
+
+
+def test_a_run_into_an_earlier_runs_folder_keeps_only_its_own_and_lets_go_of_it(tmp_path):
+    """Re-running into the same --out: the folder holds what the new results.json lists (the old
+    run's scenario folders go), and no lock file stays once the run is over."""
+    import json
+
+    root = Path(__file__).parent.parent
+    (tmp_path / "script.json").write_text("{}")
+
+    def run(paths: str):
+        matrix = tmp_path / f"{paths}.toml"
+        matrix.write_text(f'[matrix]\npaths = ["{paths}"]\nruntimes = ["host"]\nprobes = ["gl"]\n')
+        done = subprocess.run([sys.executable, "-m", "tests.fakerun", str(tmp_path / "script.json"), "run",
+                               "--matrix", str(matrix), "--out", str(tmp_path / "out")],
+                              capture_output=True, text=True, timeout=120, cwd=root)
+        assert done.returncode == 0, done.stderr
+        listed = [s["result_dir"] for s in json.loads((tmp_path / "out" / "results.json").read_text())["scenarios"]]
+        return listed, sorted(p.name for p in (tmp_path / "out" / "scenarios").iterdir())
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "notes.txt").write_text("mine")  # not the harness's: stays
+    assert run("native") == (["scenarios/native__host__gl"], ["native__host__gl"])
+    assert run("software") == (["scenarios/software__host__gl"], ["software__host__gl"])
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["junit.xml", "notes.txt", "report.html",
+                                                                     "results.json", "scenarios"]

@@ -114,3 +114,36 @@ def test_select_by_path_and_glob():
         "sandbox-dri/host/gl", "sandbox-hostlibs/host/gl", "sandbox-hostdeps/host/gl", "sandbox-hostdeps-glibc/host/gl",
         "sandbox-capsule/host/gl", "vtest-virgl/host/gl", "flatpak-vtest/host/gl", "flatpak-dri/host/gl",
         "vm-headless/host/gl", "vm-virtio-2d/host/gl", "vm-virgl/host/gl"]
+
+
+def test_a_shipped_runtime_is_usable_by_name_without_a_declaration():
+    (scenario,) = matrix.expand({"matrix": {"paths": ["vtest-virgl"], "runtimes": ["trixie"], "probes": ["gl"]}},
+                                "m").scenarios
+    assert scenario.runtime == model.Runtime("trixie", model.RuntimeKind.DEBOOTSTRAP, "", "shipped runtime trixie",
+                                             "trixie")
+
+
+def test_errors_name_the_fix():
+    """Each error says how to get there: the runtimes there are and how to declare one, the
+    pairing rule that left nothing, the probes a path runs."""
+    [unknown] = problems({"matrix": {"paths": ["vtest-virgl"], "runtimes": ["trixy"]}})
+    assert unknown.startswith("m.toml: matrix.runtimes[0]: unknown runtime 'trixy' (declared: host; shipped: ")
+    assert "trixie" in unknown and '[runtimes.NAME] kind = "rootfs", root = "/path"' in unknown
+    [pairing] = problems({"matrix": {"paths": ["software"], "runtimes": ["trixie"]}})
+    assert pairing == ("m.toml: matrix: expands to no scenarios: software (host family) runs in host runtimes only, "
+                       "not trixie (debootstrap)")
+    [probes] = problems({"matrix": {"paths": ["vtest-virgl"], "probes": ["vulkan"]}})
+    assert probes == "m.toml: matrix: expands to no scenarios: vtest-virgl runs the gl probe, not vulkan"
+    [empty] = problems({"matrix": {"paths": []}})
+    assert empty == "m.toml: matrix: expands to no scenarios: matrix.paths is empty"
+    [excluded] = problems({"matrix": {"paths": ["software"], "exclude": [{"path": "software"}]}})
+    assert excluded == "m.toml: matrix: expands to no scenarios: matrix.exclude leaves nothing"
+
+
+def test_a_path_the_matrix_lacks_points_to_the_shipped_matrix_that_has_it(capsys):
+    from harness import cli
+
+    assert cli.main(["list", "--paths", "vtest-venus"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert "it has no vtest-venus scenario, the shipped " in line
+    assert line.endswith("--matrix harness/data/venus.toml") or line.endswith("/harness/data/venus.toml")

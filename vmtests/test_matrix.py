@@ -1,7 +1,10 @@
 """The shipped default matrix, each scenario a test that launches it for real."""
+import re
+from pathlib import Path
+
 import pytest
 
-from harness import matrix as matrix_mod, verdict
+from harness import diagnosis, matrix as matrix_mod, verdict
 
 from .conftest import describe, outcome_or_skip
 
@@ -29,6 +32,12 @@ def test_vtest_virgl_renders_through_virgl_with_no_dri(run_scenarios):
     assert data["isolation"]["dri_nodes"] == []
     assert data["isolation"]["host_paths_visible"] == 0
     assert result.launch.rss_kb["virgl_test_server"] > 0
+    # What the server logs in a passing run is no evidence of a failure: each such line is known
+    # (diagnosis.PASSING_SERVICE_LINES), and the evidence found in this log is none.
+    lines = Path(result.launch.logs["virgl_test_server"]).read_text().splitlines()
+    failing_words = [line.strip() for line in lines if re.search(r"fail|error", line, re.I)]
+    assert failing_words and set(failing_words) <= diagnosis.PASSING_SERVICE_LINES, failing_words
+    assert diagnosis.service_evidence(lines) == ""
 
 
 def test_silent_llvmpipe_fallback_is_a_fail(run_scenarios):

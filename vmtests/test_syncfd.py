@@ -82,11 +82,15 @@ def test_rerun_sh_replays_the_sync_pipe_and_leaves_nothing(run_scenarios, toolse
         skip_unless_required("vtest-virgl", "vtest-virgl-syncfd", result.verdict.reason)
     assert result.verdict.outcome.value == "Pass", result.verdict.reason
     script = result.result_dir / "rerun.sh"
-    scratch = next(line.split()[-1] for line in script.read_text().splitlines() if line.startswith("mkdir -p"))
-    for old in (result.result_dir / "probe").iterdir():
-        old.unlink()
+    scratch = next(line.split()[-1] for line in script.read_text().splitlines()
+                   if line.startswith("mkdir -p") and "$OUT" not in line)
+    archived = {path.name: path.read_bytes() for path in (result.result_dir / "probe").iterdir()}
     done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert (result.result_dir / "probe" / "probe.png").exists()
+    # The rerun writes into a folder of its own; the run's archived output stays as it was.
+    (rerun,) = result.result_dir.glob("probe-rerun-*")
+    assert f"rerun: the workload writes into {rerun}" in done.stderr
+    assert (rerun / "probe.png").exists()
+    assert {path.name: path.read_bytes() for path in (result.result_dir / "probe").iterdir()} == archived
     assert STOPPED_BY_THE_PIPE in done.stderr
     assert ours(scratch, "virgl_test_server") == [] and not os.path.exists(scratch)

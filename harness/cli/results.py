@@ -4,6 +4,7 @@ from pathlib import Path
 
 from .. import baseline as baseline_mod, outdir, report
 from ..errors import InputError, shown
+from ..words import counted
 from .codes import EXIT_FAILED, EXIT_OK
 
 
@@ -16,7 +17,7 @@ def write_output(path: Path, text: str, option: str) -> None:
 
 def cmd_report(args) -> int:
     document = report.render_from_json(args.dir)
-    print(f"{args.dir / 'report.html'}: {len(document['scenarios'])} scenarios")
+    print(f"{args.dir / 'report.html'}: {counted(len(document['scenarios']), 'scenario')}")
     return EXIT_OK
 
 
@@ -37,7 +38,7 @@ def cmd_baseline(args) -> int:
     done = baseline_mod.update(document["scenarios"], current, str(args.out))
     write_output(args.out, baseline_mod.dumps(done.baseline, f"written from {args.source} "
                                               f"(matrix {document.get('matrix')}, {document.get('started')})"), "--out")
-    print(f"{args.out}: {len(done.baseline.entries)} entries: {len(done.added)} added, {len(done.kept)} kept, "
+    print(f"{args.out}: {counted(len(done.baseline.entries), 'entry')}: {len(done.added)} added, {len(done.kept)} kept, "
           f"{len(done.dropped)} dropped (now pass)")
     for scenario_id in done.not_known:
         print(f"  not known: {scenario_id} (interrupted, or a matrix expectation that passed: fix the matrix)")

@@ -17,6 +17,7 @@ from ..report import document as report_document
 from ..lifecycle import LaunchContext, Workload, Workspace
 from ..model import HOST, HOST_RUNTIME, Runtime, Scenario
 from ..outcomes import Outcome
+from ..words import counted
 from .codes import EXIT_FAILED, EXIT_NOT_STARTED, EXIT_OK, EXIT_TIMED_OUT, EXIT_USAGE
 from .output import run_matrix, say
 
@@ -43,7 +44,7 @@ def elsewhere(loaded: matrix_mod.Matrix, wanted: Optional[List[str]]) -> str:
     found = [(shown_path(Path(m.source)), len(m.scenarios)) for m in matrix_mod.shipped_with(absent)]
     if not found:
         return f"; no shipped matrix has {', '.join(absent)}: write one ([matrix] paths = [...]) and pass --matrix"
-    listed = ", ".join(f"{source} ({count} scenarios)" for source, count in found)
+    listed = ", ".join(f"{source} ({counted(count, 'scenario')})" for source, count in found)
     return f"; it has no {' or '.join(absent)} scenario, the shipped {listed} {'has' if len(found) == 1 else 'have'}: " \
            f"--matrix {found[0][0]}"
 
@@ -63,21 +64,30 @@ def runtime_roots(values: List[str]) -> dict:
     return roots
 
 
+RUN_PRODUCTS = ("scenarios", "results.json", "junit.xml", "report.html")  # what a run writes in its --out
+BENCH_PRODUCTS = ("round-*", "servers", "bench.json")
+
+
 def cmd_run(args) -> int:
-    with outdir.claimed(args.out, "--out"):
+    with outdir.claimed(args.out, "--out", RUN_PRODUCTS):
         loaded, scenarios = select(args)
         known = baseline_mod.load(args.baseline) if args.baseline else None
+        if known is not None:
+            baseline_mod.check_matches(known, [s.id for s in loaded.scenarios], loaded.source)
         toolset = toolsets.load(args.toolset)
         options = runner.RunOptions(out_dir=args.out, jobs=args.jobs, retries=args.retries, goldens_dir=args.goldens,
                                     strict_runtimes=args.strict_runtimes, say=say,
                                     runtime_roots=runtime_roots(args.runtime_root), baseline=known)
     started = datetime.datetime.now(datetime.timezone.utc)
-    results = run_matrix(scenarios, toolset, options, "running")
-    document = report_document.document(results, args.out, toolset, started, loaded.source,
-                                        str(args.baseline) if args.baseline else None, options.prepared)
-    report.write_all(args.out, document)
+    try:
+        results = run_matrix(scenarios, toolset, options, "running")
+        document = report_document.document(results, args.out, toolset, started, loaded.source,
+                                            str(args.baseline) if args.baseline else None, options.prepared)
+        report.write_all(args.out, document)
+    finally:
+        outdir.release(args.out)
     summary = ", ".join(f"{k} {v}" for k, v in sorted(document["summary"].items()))
-    print(f"{len(results)} scenarios: {summary}. Report: {args.out / 'report.html'}")
+    print(f"{counted(len(results), 'scenario')}: {summary}. Report: {args.out / 'report.html'}")
     if INTERRUPTS.requested:
         print(f"gpu-harness: {INTERRUPTS.reason()}: reports written for what finished", file=sys.stderr)
         return INTERRUPTS.exit_code
@@ -198,9 +208,16 @@ def cmd_goldens_update(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    with outdir.claimed(args.out, "--out"):
+    with outdir.claimed(args.out, "--out", BENCH_PRODUCTS):
         loaded, scenarios = select(args)
         toolset = toolsets.load(args.toolset)
+    try:
+        return bench_rounds(args, scenarios, toolset)
+    finally:
+        outdir.release(args.out)
+
+
+def bench_rounds(args, scenarios: List[Scenario], toolset) -> int:
     rounds = []
     for number in range(1, args.repeat + 1):
         options = runner.RunOptions(out_dir=args.out / f"round-{number}", jobs=args.jobs)
@@ -211,8 +228,9 @@ def cmd_bench(args) -> int:
     matrix_wall = bench.median(wall for _, wall in rounds)
     from rich.console import Console
 
-    Console(width=200).print(bench.table(rows, f"gpu-harness bench: {len(scenarios)} scenarios x {len(rounds)} runs, "
-                                               f"median; matrix wall {matrix_wall:.2f} s (-j {args.jobs})"))
+    title = (f"gpu-harness bench: {counted(len(scenarios), 'scenario')} x {counted(len(rounds), 'run')}, median; "
+             f"matrix wall {matrix_wall:.2f} s (-j {args.jobs})")
+    Console(width=200).print(bench.table(rows, title))
     runtime_rows = bench.runtime_rows(sorted({s.runtime.recipe for s in scenarios if s.runtime.needs_build}))
     if runtime_rows:
         Console(width=200).print(bench.runtime_table(runtime_rows))

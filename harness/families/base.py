@@ -96,6 +96,7 @@ def write_config(workspace: Workspace, scenario_id: str, plan: Plan) -> None:
             "write": plan.sync.write_fd} if plan.sync else None
     script.write_text(render("rerun.sh.j2", scenario_id=scenario_id, services=plan.services, dirs=plan.dirs,
                              argv=plan.argv, env=plan.env, env_mode=plan.env_mode.value, sync=sync,
+                             out=str(workspace.probe_out),
                              date=datetime.datetime.now().isoformat(timespec="seconds")))
     script.chmod(0o755)
 

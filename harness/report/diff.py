@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Tuple
 from ..errors import PATH_LIMIT, InputError, cut
 from ..model import Tolerance
 from ..outcomes import Outcome
+from ..words import counted
 from . import answers, entries, results
 
 # fps changes count beyond a factor, either way (x10: a tenth or ten times the old fps). The
@@ -265,12 +266,12 @@ def compare(old: Run, new: Run, fps_factor: float = FPS_FACTOR) -> RunDiff:
 # --- output -------------------------------------------------------------------------------------
 
 def text(diff: RunDiff) -> str:
-    lines = [f"gpu-harness diff {diff.old} -> {diff.new}: {diff.compared} scenarios in both, "
+    lines = [f"gpu-harness diff {diff.old} -> {diff.new}: {counted(diff.compared, 'scenario')} in both, "
              f"{len(diff.regressions)} regression{'' if len(diff.regressions) == 1 else 's'}"]
     sections: List[Tuple[str, List[str]]] = [
         ("outcomes", [f"{c.kind.value:<10} {c.id:<32} {c.describe()}: {c.reason}" for c in diff.outcomes]),
         ("renderers", [f"{answers.listed(c.scenarios, 4)}: {c.old} -> {c.new}" for c in diff.renderers]),
-        ("versions", [f"{c.name}: {c.old} -> {c.new} ({len(c.scenarios)} scenarios)"
+        ("versions", [f"{c.name}: {c.old} -> {c.new} ({counted(len(c.scenarios), 'scenario')})"
                       if c.scenarios != ("toolset",) else f"{c.name}: {c.old} -> {c.new}" for c in diff.versions]),
         ("images", [f"{c.id}: {c.detail}" for c in diff.images]),
         (f"fps (changed by more than x{diff.fps_factor:g})",
