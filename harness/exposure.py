@@ -4,13 +4,20 @@ paths through the harness's mount table. A bind of a runtime's tree is the runti
 host; the harness's own files (the probe, its output folder, generated vendor files) are not
 counted; a socket bound in is a host socket; a device bound in beyond the six that every
 sandbox gets (null, zero, full, random, urandom, tty) is a host device. Seed 000's "it leaks an
-awful lot of the host system into the sandbox" becomes numbers per path."""
+awful lot of the host system into the sandbox" becomes numbers per path.
+
+An overlay (a container's root: podman's `--rootfs ROOT:O`, or an image's layers) is made for the
+workload and gone when the audit runs: its device number may by then belong to another mount
+(another scenario's overlay), so an overlay is never looked up by device: it shows its lower
+layers, which the probe reports (the runtime's tree, or the harness's image store)."""
 import os
 import re
 import stat
 import threading
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
+
+from .lifecycle import HOST_PATHS
 
 STANDARD_DEVICES = {"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty"}
 PSEUDO_FS = {"proc", "tmpfs", "devpts", "mqueue", "cgroup", "cgroup2", "securityfs", "debugfs", "tracefs",
@@ -28,6 +35,10 @@ class Exposure:
     shared_namespaces: List[str] = field(default_factory=list)  # the same as the host's
     separate_kernel: bool = False  # a VM: namespaces are another kernel's
     source: str = "mountinfo"
+    # The same host folders checked for every path (lifecycle.HOST_PATHS), from the mount table:
+    # which of them (or of what is under them) the workload sees of the host.
+    host_folders_checked: List[str] = field(default_factory=lambda: list(HOST_PATHS))
+    host_folders_visible: List[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -46,6 +57,7 @@ class HostMount:
     device: str
     root: str
     point: str
+    fstype: str = ""  # "" where not known
 
 
 def host_mounts(text: Optional[str] = None) -> List[HostMount]:
@@ -58,7 +70,8 @@ def host_mounts(text: Optional[str] = None) -> List[HostMount]:
     for line in text.splitlines():
         fields = line.split()
         if len(fields) > 5:
-            mounts.append(HostMount(fields[2], unescape(fields[3]), unescape(fields[4])))
+            fstype = fields[fields.index("-", 6) + 1] if "-" in fields[6:-1] else ""
+            mounts.append(HostMount(fields[2], unescape(fields[3]), unescape(fields[4]), fstype))
     return mounts
 
 
@@ -66,11 +79,12 @@ def unescape(text: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
 
 
-def host_path(device: str, root: str, mounts: Sequence[HostMount]) -> Optional[str]:
-    """Where the host sees a file that a workload's mount shows as (device, root in that fs)."""
+def host_path(device: str, root: str, mounts: Sequence[HostMount], fstype: str = "") -> Optional[str]:
+    """Where the host sees a file that a workload's mount shows as (device, root in that fs); a
+    mount of another filesystem type on the same device number (a number reused since) is not it."""
     best: Optional[Tuple[int, str]] = None
     for mount in mounts:
-        if mount.device != device:
+        if mount.device != device or (fstype and mount.fstype and mount.fstype != fstype):
             continue
         prefix = mount.root.rstrip("/")
         if root == mount.root or root.startswith(prefix + "/") or mount.root == "/":
@@ -110,6 +124,17 @@ def within(path: str, folders: Sequence[str]) -> bool:
     return any(path == f or path.startswith(f.rstrip("/") + "/") for f in folders if f)
 
 
+def overlay_layers(options: str) -> List[str]:
+    """An overlay's lower layers (host paths), from its `lowerdir=` option as the probe reports it."""
+    return [unescape(layer).replace("\\:", ":") for layer in re.split(r"(?<!\\):", options) if layer]
+
+
+def folders_seen(folders: Sequence[str], seen: Sequence[str], whole_host: bool) -> List[str]:
+    """The folders of which the workload sees something: all on the whole host, else each that a
+    host path it sees is in, or has something of."""
+    return [f for f in folders if whole_host or any(within(f, [h]) or within(h, [f]) for h in seen)]
+
+
 def audit(mounts: List[list], namespaces: Dict[str, str], host_namespaces: Dict[str, str],
           runtime_root: str, own: Sequence[str], exports: Optional[Dict[str, str]] = None,
           host_table: Optional[Sequence[HostMount]] = None) -> Exposure:
@@ -134,29 +159,36 @@ def audit(mounts: List[list], namespaces: Dict[str, str], host_namespaces: Dict[
             if point != "/sys":
                 exposure.host_files.append(point)
             continue
-        if fstype == "9p":
+        if fstype == "overlay":
+            # Its lower layers, never its device number (see above); without them (a probe of
+            # an older harness) it is the container's own root: the runtime's, not the host's.
+            layers = overlay_layers(str(entry[6]) if len(entry) > 6 else "")
+            hosts = [os.path.normpath(layer.rstrip("/") + "/" + root.lstrip("/")) for layer in layers]
+        elif fstype == "9p":
             if exports is None or source not in exports:
                 continue
-            host = os.path.normpath(exports[source].rstrip("/") + "/" + root.lstrip("/"))
+            hosts = [os.path.normpath(exports[source].rstrip("/") + "/" + root.lstrip("/"))]
         else:
-            found = host_path(device, root, table)
+            found = host_path(device, root, table, fstype)
             if found is None:
                 continue
-            host = found
-        if within(host, own):
+            hosts = [found]
+        for host in hosts:
+            if within(host, own):
+                if kind == "socket":
+                    exposure.host_sockets.append(point)
+                continue
+            if runtime_root != "/" and within(host, [runtime_root]):
+                continue
+            if host == "/":
+                exposure.whole_host = True
+                continue
             if kind == "socket":
                 exposure.host_sockets.append(point)
-            continue
-        if runtime_root != "/" and within(host, [runtime_root]):
-            continue
-        if host == "/":
-            exposure.whole_host = True
-            continue
-        if kind == "socket":
-            exposure.host_sockets.append(point)
-        elif host not in seen:
-            seen.append(host)
+            elif host not in seen:
+                seen.append(host)
     exposure.host_files = sorted(set(exposure.host_files + seen))
+    exposure.host_folders_visible = folders_seen(exposure.host_folders_checked, seen, exposure.whole_host)
     exposure.host_file_count = None if exposure.whole_host else sum(
         file_count(p) for p in seen)
     if exports is not None:
@@ -226,4 +258,5 @@ def from_bwrap_argv(argv: Sequence[str], runtime_root: str, own: Sequence[str]) 
         index += 3 if flag in TWO_ARGUMENTS else 2 if flag in ONE_ARGUMENT else 1
     exposure.host_files = sorted(set(files))
     exposure.host_file_count = None if exposure.whole_host else sum(file_count(p) for p in exposure.host_files)
+    exposure.host_folders_visible = folders_seen(exposure.host_folders_checked, files, exposure.whole_host)
     return exposure

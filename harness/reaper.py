@@ -83,9 +83,18 @@ def alive(pid):
         return False
 
 
-def deep_clean(folder):
+def deep_clean(folder, rounds=4):
     """Remove a folder a container runtime used: kill what still runs from it, lazily unmount
-    what is mounted under it (deepest first), then remove it."""
+    what is mounted under it (deepest first), then remove it; again while something (a cleanup
+    process conmon started as its container died) brings it back, a few rounds at most."""
+    for _ in range(rounds):
+        clean_once(folder)
+        time.sleep(0.5)
+        if not os.path.exists(folder) and not processes_in(folder):
+            return
+
+
+def clean_once(folder):
     import ctypes
 
     killed = processes_in(folder)

@@ -17,7 +17,8 @@ from typing import Dict, List, Optional
 from .errors import InputError, cut, parse_json, read_text, shown, shown_key
 
 SCHEMA = "gpu-harness/toolset/v1"
-MANIFEST_KEYS = {"schema", "source", "tools", "render_nodes", "system"}
+MANIFEST_KEYS = {"schema", "source", "tools", "render_nodes", "system",
+                 "paths", "vm_acceleration"}  # the last two: `doctor --json` says them too; a manifest ignores them
 TOOL_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
 EXTRA_KINDS = {  # the extra fields the harness reads: (types, as said in a problem)
     "modules_dir": ((str, type(None)), "a string or null"),

@@ -132,11 +132,11 @@ def renderer_check(scenario: Scenario, report: ProbeReport, host: HostFacts) -> 
         return None
     renderer = report.renderer
     if re.search(pattern, renderer) is not None:
-        return Check("renderer", True, f"renderer {renderer!r} matches {pattern!r}")
+        return Check("renderer", True, f"renderer {renderer!r} matches '{pattern}'")
     if any(name in renderer.lower() for name in ("llvmpipe", "softpipe")):  # software where the path promised otherwise
-        return Check("renderer", False, f"silent fallback to software: renderer {renderer!r}, expected {pattern!r}",
+        return Check("renderer", False, f"silent fallback to software: renderer {renderer!r}, expected '{pattern}'",
                      FailureKind.SILENT_SOFTWARE_FALLBACK)
-    return Check("renderer", False, f"renderer {renderer!r} does not match {pattern!r}", FailureKind.WRONG_RENDERER)
+    return Check("renderer", False, f"renderer {renderer!r} does not match '{pattern}'", FailureKind.WRONG_RENDERER)
 
 
 def host_driver_check(scenario: Scenario, report: ProbeReport) -> Optional[Check]:

@@ -61,27 +61,74 @@ def renderer_for(spec: "paths.PathSpec", probe: str) -> str:
     return "llvmpipe (LLVM 15.0.6, 256 bits)"
 
 
-def isolation(spec: "paths.PathSpec", rng: random.Random) -> dict:
+HOST_FOLDERS = ["/home", "/root", "/srv", "/var/lib", "/boot", "/opt", "/mnt", "/media"]  # lifecycle.HOST_PATHS
+# A folder of the run, and as the families pass them: every one its probe the scenario's sentinel;
+# a container and a Flatpak app (a root of their own, with a /home of its own) no host folder.
+TMP = "/tmp/gh-5eed"
+
+
+def checked_paths(spec: "paths.PathSpec", sentinel: str, result_dir: str) -> List[str]:
+    if spec.family == "flatpak":
+        return [sentinel]
+    if spec.family == "container":
+        return [sentinel, result_dir]
+    return [sentinel, result_dir, *HOST_FOLDERS]
+
+
+def isolation(spec: "paths.PathSpec", runtime: str, index: int, rng: random.Random) -> dict:
     family = spec.family
     own = {"host": 0, "sandbox": 7, "container": 5, "flatpak": 4}.get(family, 7)
+    checked = checked_paths(spec, f"{TMP}/{index}/host-sentinel", f"/out/scenarios/{index}")
+    # What exists: everything for a host process; in a guest, its root's folders (the host's on the
+    # host runtime, the runtime's own else: the probe cannot tell them apart).
+    visible = checked if family == "host" else HOST_FOLDERS if family in ("vm", "vfio") else []
     return {"namespaces": {ns: f"{ns}:[{4026531000 + (i if i >= own else 500 + i)}]" for i, ns in enumerate(NAMESPACES)},
             "seccomp_mode": 2 if family in ("container", "flatpak") else 0,
             "no_new_privs": family in ("sandbox", "flatpak"),
             "capabilities": 0 if spec.cap_drop_all else rng.choice([11, 40]) if family == "container" else 40,
             "uid": 0, "dri_nodes": ["/dev/dri/renderD128"] if spec.needs_render_node else [],
-            "host_paths_visible": 10 if family == "host" else 0, "host_paths_checked": 10}
+            "host_paths_visible": len(visible), "host_paths_checked": len(checked),
+            "host_paths_checked_list": checked, "host_paths_visible_list": list(visible)}
 
 
 def exposure(spec: "paths.PathSpec", runtime: str, rng: random.Random) -> dict:
-    family = spec.family
-    whole = family == "host"
-    files = ["/etc/hosts", "/usr/share/fonts"] + (["/usr"] if runtime == "host" else [])
-    return {"whole_host": whole, "host_files": [] if whole else files,
-            "host_file_count": None if whole else rng.randint(10, 140000),
+    """The leak audit as harness.exposure writes it: a host process sees the whole host, a guest
+    on the host runtime too (its 9p root is the host's /); on the host runtime a sandbox's root is
+    the host's /usr and /etc (~130,000 files); elsewhere the host libraries a path binds in, the
+    files Flatpak exposes, or nothing."""
+    family, drawn = spec.family, rng.randint(10, 140000)
+    whole = family == "host" or (family in ("vm", "vfio") and runtime == "host")
+    if family in ("vm", "vfio") or whole:
+        files, count = [], 0
+    elif family == "flatpak":
+        files, count = ["/etc/hosts", "/usr/share/fonts", "/usr/share/zoneinfo"], 6924 + drawn % 50
+    elif spec.host_driver:
+        files, count = ["/usr/lib/x86_64-linux-gnu/dri", "/usr/lib/x86_64-linux-gnu/libEGL_mesa.so.0.0.0"], 18 + drawn % 44
+    else:
+        files, count = [], 0
+    if runtime == "host" and not whole and family != "container":
+        files, count = ["/etc", "/usr", *files], 130100 + drawn % 200
+    return {"whole_host": whole, "host_files": files, "host_file_count": None if whole else count,
             "host_devices": ["/dev/dri/renderD128"] if spec.needs_render_node else [],
             "host_sockets": ["/tmp/.virgl_test"] if "virgl_test_server" in spec.services else [],
-            "shared_namespaces": list(NAMESPACES) if whole else ["user", "cgroup"] if family == "container" else [],
-            "separate_kernel": family in ("vm", "vfio"), "source": "mountinfo"}
+            "shared_namespaces": list(NAMESPACES) if family == "host" else ["user", "cgroup"] if family == "container"
+            else [], "separate_kernel": family in ("vm", "vfio"), "source": "mountinfo",
+            "host_folders_checked": HOST_FOLDERS, "host_folders_visible": HOST_FOLDERS if whole else []}
+
+
+SKIPS = {"venus": "QEMU 7.2.22 has no venus on virtio-gpu-gl-pci (QEMU >= 9.2: --toolset runtime:trixie-host)",
+         "render node": "no DRM render node on this host (/dev/dri/renderD* absent)",
+         "builder": "runtime {runtime}: building a runtime needs mmdebstrap (apt-get install mmdebstrap)"}
+# What a failure class is about (diagnosis.subject), as the classifier writes it.
+SUBJECTS = {FailureKind.MISSING_LIBRARY: "libglapi.so.0", FailureKind.GLIBC_TOO_OLD: "version GLIBC_2.34",
+            FailureKind.CRASH: "SIGSEGV", FailureKind.DRIVER_HANG: "vkEnumeratePhysicalDevices",
+            FailureKind.WRONG_ARCHITECTURE: "libvulkan_lvp.so", FailureKind.SILENT_SOFTWARE_FALLBACK: "llvmpipe"}
+
+
+def skip_reason(spec: "paths.PathSpec", runtime: str) -> str:
+    key = ("venus" if spec.venus and spec.family == "vm" else "render node" if spec.needs_render_node
+           else "builder" if runtime != "host" else "render node")
+    return SKIPS[key].format(runtime=runtime)
 
 
 def outcome_at(index: int, rng: random.Random) -> Outcome:
@@ -110,16 +157,17 @@ def scenario(combo: Combo, index: int, rng: random.Random) -> dict:
         rss["qemu"] = rng.randint(500000, 650000)
     if "virgl_test_server" in spec.services:
         rss["virgl_test_server"] = rng.randint(90000, 110000)
-    reason = {Outcome.PASS: "all checks passed", Outcome.SKIP: "no DRM render node on this host",
+    subject = SUBJECTS[kind] if kind else None
+    reason = {Outcome.PASS: "all checks passed", Outcome.SKIP: skip_reason(spec, combo.runtime),
               Outcome.UNEXPECTED_PASS: "passed, but the baseline knows it as a failure (old Mesa)",
               Outcome.FLAKE: f"passed on attempt 2 after: {kind} in vkMapMemory"}.get(
-        outcome, f"{kind} libglapi.so.0: the runtime lacks it")
+        outcome, f"{kind} {subject}: the runtime lacks it")
     fps = (NATIVE_FPS if spec.baseline else round(NATIVE_FPS * rng.uniform(0.01, 1.3), 2)) if rendered else None
     entry = {
         "id": scenario_id, "path": combo.path, "runtime": combo.runtime, "probe": combo.probe,
         "outcome": outcome.value, "reason": reason,
         "failure_kind": kind.value if kind else None,
-        "diagnosis": {"class": kind.value, "subject": "libglapi.so.0"} if kind else None,
+        "diagnosis": {"class": kind.value, "subject": subject} if kind else None,
         "expect": {"outcome": "fail" if outcome is Outcome.EXPECTED_FAIL else "pass", "reason": ""},
         "checks": [{"name": "renderer", "ok": rendered, "detail": "renderer checked", "artifacts": {}}],
         "renderer": renderer_for(spec, combo.probe) if rendered else None,
@@ -134,7 +182,7 @@ def scenario(combo: Combo, index: int, rng: random.Random) -> dict:
         used = "host-driver" if spec.host_driver else "runtime"
         mismatch = spec.needs_render_node and mesa != HOST_MESA
         entry.update(
-            isolation=isolation(spec, rng), exposure=exposure(spec, combo.runtime, rng),
+            isolation=isolation(spec, combo.runtime, index, rng), exposure=exposure(spec, combo.runtime, rng),
             driver_match={"runtime_mesa": mesa, "host_driver": f"mesa {HOST_MESA}", "kernel_driver": "i915",
                           "kernel_driver_version": None, "used": used, "mismatch": mismatch,
                           "note": f"runtime Mesa {mesa}, host Mesa {HOST_MESA}" if mismatch else ""})

@@ -334,5 +334,5 @@ def test_doctor_shows_a_broken_manifest_binary_as_not_found(tmp_path):
     table = run_cli("doctor", "--toolset", str(manifest), env={"COLUMNS": "400"})
     assert table.returncode == 0, table.stderr
     why = f"missing bwrap (manifest path {tmp_path}/bin/bwrap is not executable)"
-    assert any(line.lstrip("│ ").startswith("vtest-virgl") and why in line for line in table.stderr.splitlines()), \
-        table.stderr
+    assert any(line.lstrip("│ ").startswith("vtest-virgl") and why in line for line in table.stdout.splitlines()), \
+        table.stdout

@@ -15,7 +15,7 @@ import pytest
 from harness import matrix, report
 from harness.lifecycle import LaunchResult
 from harness.outcomes import FailureKind, Outcome
-from harness.report import answers, document as report_document, grid, junit
+from harness.report import answers, document as report_document, grid, junit, text
 from harness.runner import ScenarioResult
 from harness.toolset import Toolset
 from harness.verdict import Verdict
@@ -87,8 +87,9 @@ def test_a_cell_says_renderer_fps_and_failure_class():
             assert cell.renderer == grid.short_renderer(scenario["renderer"]) and cell.label == cell.renderer
             share = scenario["fps_vs_baseline"]  # None where the probe's baseline path did not render
             assert cell.fps_pct == (round(100 * share) if share is not None else None)
-        if outcome is Outcome.SKIP:
-            assert cell.label == "skip" and cell.fps_pct is None
+        if outcome is Outcome.SKIP:  # the cause in a few words; the whole reason on hover
+            assert cell.label == cell.cause == text.short_cause(scenario["reason"]) != "skip"
+            assert cell.fps_pct is None and cell.reason == scenario["reason"]
         match = scenario.get("driver_match") or {}
         assert cell.driver_mismatch == (match.get("note") if match.get("mismatch") else None)
     assert any(c.driver_mismatch for c in cells.values()) and not all(c.driver_mismatch for c in cells.values())
@@ -100,8 +101,8 @@ def test_a_cell_says_renderer_fps_and_failure_class():
     ("Virtio-GPU Venus (llvmpipe (LLVM 15.0.6, 256 bits))", "Venus/llvmpipe"),
     ("virgl", "virgl"),
     ("AMD Radeon RX 6600 (radeonsi, navi23, LLVM 15.0.6, DRM 3.49, 6.1.0)", "Radeon RX 6600"),
-    ("Mesa Intel(R) UHD Graphics 620 (KBL GT2)", "Intel(R) UHD Gr…"),
-    ("zink (Intel(R) UHD Graphics)", "zink/Intel(R) U…"),
+    ("Mesa Intel(R) UHD Graphics 620 (KBL GT2)", "Intel(R) UHD…"),  # cut between words, never in one
+    ("zink (Intel(R) UHD Graphics)", "zink/Intel(R)…"),
     ("", None), ("((", "(("),
 ])
 def test_short_renderer(renderer, short):

@@ -92,3 +92,43 @@ def test_a_grid_link_opens_its_scenario_detail(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     opened = [line for line in done.stdout.splitlines() if "<details open" in line]
     assert len(opened) == 1 and chosen["id"] in opened[0]  # that one, and only that one
+
+
+# Measures, in the page, each grid line against its cell: wider than the cell (a word the browser
+# would cut at the edge), or more lines than the cell is high.
+MEASURE = """<script>
+var over = [];
+document.querySelectorAll("table.grid td a").forEach(function (cell) {
+  if (cell.scrollHeight > cell.clientHeight + 1) { over.push("tall: " + cell.textContent); }
+  cell.querySelectorAll("span").forEach(function (line) {
+    if (line.scrollWidth > cell.clientWidth + 0.5) { over.push("wide: " + line.textContent); }
+  });
+});
+document.body.setAttribute("data-over", JSON.stringify(over));
+document.body.setAttribute("data-lines", String(document.querySelectorAll("table.grid td a span").length));
+</script></body>"""
+
+
+def test_every_grid_line_fits_its_cell_in_a_real_browser(tmp_path):
+    """The lines of a cell are cut between words (grid.Cell.lines) to fit its width: in the
+    browser no line is wider than its cell and no cell has more lines than it shows."""
+    import json
+    from html import unescape
+
+    from harness.outcomes import FailureKind
+    document = runs.document()
+    failed = [s for s in document["scenarios"] if s["outcome"] == Outcome.FAIL.value]
+    for scenario, kind in zip(failed, list(FailureKind), strict=False):  # every class, with long subjects
+        document = runs.changed(document, scenario["id"], failure_kind=kind.value, diagnosis={
+            "class": kind.value, "subject": "vkEnumeratePhysicalDevices VK_ERROR_INITIALIZATION_FAILED"})
+    runs.write(tmp_path / "run", document)
+    report.render_from_json(tmp_path / "run")
+    page = tmp_path / "run" / "report.html"
+    page.write_text(page.read_text().replace("</body>", MEASURE))
+    done = subprocess.run([browser(), "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path}/p",
+                           f"--window-size={WINDOW[0]},{WINDOW[1]}", "--dump-dom", page.as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    over = json.loads(unescape(done.stdout.split('data-over="', 1)[1].split('"', 1)[0]))
+    lines = int(done.stdout.split('data-lines="', 1)[1].split('"', 1)[0])
+    assert lines > 250 and over == []

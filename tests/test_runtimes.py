@@ -222,7 +222,7 @@ def wait_for(condition, timeout_s=10.0):
 
 def test_runtimes_cli_lists_the_shipped_runtimes(capsys):
     assert cli.main(["runtimes", "list"]) == 0
-    listed = capsys.readouterr().err
+    listed = capsys.readouterr().out
     for name in ("bullseye", "bookworm", "trixie", "sid", "bookworm-i386"):
         assert name in listed
 

@@ -135,7 +135,7 @@ def test_harness_sigkilled_during_a_container_leaves_nothing(tmp_path, toolset):
         return (conmons(run) + podman_states(run) + list(scratch.iterdir()) + cgroups(f"gpu-harness-{run}-")
                 + [line for line in open("/proc/self/mountinfo") if f"{STATE_PREFIX}{run}-" in line])
 
-    poll(lambda: not left(), 20, 0.1)
+    poll(lambda: not left(), 60, 0.1)  # the reaper's rounds on a loaded 2-core machine
     assert left() == []
 
 

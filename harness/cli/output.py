@@ -5,9 +5,11 @@ from typing import TYPE_CHECKING
 from .. import runner
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.table import Table
 
 UNBOUNDED = 1 << 20  # columns: wider than any table
+MIN_FOLDED = 4  # a folded column is no narrower than this; where even that does not fit, rich narrows them all
 
 
 def console():
@@ -23,24 +25,41 @@ def say(text: str) -> None:
 
 
 def print_table(table: "Table") -> None:
-    """A rich table on stdout with no cell cut or squeezed. Off a terminal (a pipe, a file) it is
-    as wide as it needs, whatever COLUMNS says: one line per row, for grep. On a terminal too
-    narrow for it, a long cell folds within its column instead of ending in an ellipsis."""
+    """A rich table on stdout with no cell cut. Off a terminal (a pipe, a file) it is as wide as
+    it needs, whatever COLUMNS says: one line per row, for grep. On a terminal it wraps at words;
+    too narrow for that, its widest columns fold their long words (see fit)."""
     from rich.console import Console
 
     out = Console(highlight=False)
-    unbounded = out.options.update(max_width=UNBOUNDED)
-    measured = out.measure(table, options=unbounded)
-    if not out.is_terminal:
-        title = out.measure(table.title, options=unbounded).maximum if table.title else 0
-        out = Console(highlight=False, width=max(measured.maximum, title, 1))
+    if out.is_terminal:
+        fit(table, out)
     else:
-        # Unwrapped columns stay unwrapped only while the table fits: squeezed, rich would crop them.
-        fits = measured.minimum <= out.width
-        for column in table.columns:
-            column.overflow = "fold"
-            column.no_wrap = column.no_wrap and fits
+        unbounded = out.options.update(max_width=UNBOUNDED)
+        needed = [out.measure(part, options=unbounded).maximum for part in (table, table.title) if part]
+        out = Console(highlight=False, width=max(needed))
     out.print(table)
+
+
+def fit(table: "Table", out: "Console") -> None:
+    """Columns for a terminal narrower than the table's longest words (or unwrapped cells): the
+    widest columns are capped at one width that fits and fold there, so the narrow ones stay
+    whole; rich alone would narrow every column alike, cropping an unwrapped one."""
+    from rich.measure import Measurement
+
+    unbounded = out.options.update(max_width=UNBOUNDED)
+    words, least = [], []  # each column's longest word; its width folding no word or unwrapped cell
+    for column in table.columns:
+        sizes = [Measurement.get(out, unbounded, cell) for cell in (column.header, *column.cells)]
+        words.append(max(size.minimum for size in sizes))
+        least.append(max(size.maximum for size in sizes) if column.no_wrap else words[-1])
+        column.overflow = "fold"
+    room = out.width - (out.measure(table, options=unbounded).minimum - sum(words))  # less borders, padding
+    cap = max(least, default=0)
+    while cap > MIN_FOLDED and sum(min(width, cap) for width in least) > room:
+        cap -= 1
+    for column, width in zip(table.columns, least, strict=True):
+        if width > cap:
+            column.max_width, column.no_wrap = cap, False
 
 
 def run_matrix(scenarios, toolset, options, title: str):

@@ -90,7 +90,7 @@ def build_parser() -> Parser:
                      help="output folder for results.json, junit.xml, report.html (default: %(default)s)")
     run.add_argument("-j", "--jobs", type=positive_int, default=2,
                      help="scenarios run in parallel (default: %(default)s)")
-    run.add_argument("--retries", type=non_negative_int, default=0,
+    run.add_argument("--retries", type=non_negative_int, default=0, metavar="N",
                      help="re-run a failed scenario up to N times; one that then passes is a Flake (default: %(default)s)")
     run.add_argument("--goldens", type=Path, default=GOLDENS_DIR,
                      help="folder of golden images the probes' images are compared with (default: %(default)s)")

@@ -19,7 +19,7 @@ from ..model import HOST, HOST_RUNTIME, Runtime, Scenario
 from ..outcomes import Outcome
 from ..words import counted
 from .codes import EXIT_FAILED, EXIT_NOT_STARTED, EXIT_OK, EXIT_TIMED_OUT, EXIT_USAGE
-from .output import run_matrix, say
+from .output import print_table, run_matrix, say
 
 
 def select(args) -> Tuple[matrix_mod.Matrix, List[Scenario]]:
@@ -226,18 +226,18 @@ def bench_rounds(args, scenarios: List[Scenario], toolset) -> int:
         rounds[-1] = (rounds[-1], (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds())
     rows = bench.summarize([results for results, _ in rounds])
     matrix_wall = bench.median(wall for _, wall in rounds)
-    from rich.console import Console
-
     title = (f"gpu-harness bench: {counted(len(scenarios), 'scenario')} x {counted(len(rounds), 'run')}, median; "
              f"matrix wall {matrix_wall:.2f} s (-j {args.jobs})")
-    Console(width=200).print(bench.table(rows, title))
+    print_table(bench.table(rows, title))
     runtime_rows = bench.runtime_rows(sorted({s.runtime.recipe for s in scenarios if s.runtime.needs_build}))
     if runtime_rows:
-        Console(width=200).print(bench.runtime_table(runtime_rows))
+        print_table(bench.runtime_table(runtime_rows))
     servers, servers_json = serverbench.section(toolset, args.servers, args.out / "servers", args.repeat) \
         if args.servers > 0 else (None, None)
-    if servers is not None:
-        Console(width=200).print(servers)
+    if isinstance(servers, str):
+        print(servers)
+    elif servers is not None:
+        print_table(servers)
     (args.out / "bench.json").write_text(json.dumps(
         {"rounds": len(rounds), "jobs": args.jobs, "matrix_wall_s": [w for _, w in rounds],
          "rows": [dataclasses.asdict(r) for r in rows],

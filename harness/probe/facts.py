@@ -43,6 +43,7 @@ def isolation_facts(host_paths):
         "no_new_privs": nnp == "1" if nnp is not None else None,
         "capabilities": bin(int(cap_eff, 16)).count("1") if cap_eff else None,
         "host_paths_checked": len(host_paths),
+        "host_paths_checked_list": list(host_paths),
         "host_paths_visible": len(visible),
         "host_paths_visible_list": visible,
         "uid": os.getuid(),
@@ -83,10 +84,19 @@ def mount_kind(path):
     return "file"
 
 
+def overlay_lower(options):
+    """An overlay's lower layers, as its super options name them (`lowerdir=A:B`), or ""."""
+    for option in options.split(","):
+        if option.startswith("lowerdir="):
+            return option[len("lowerdir="):]
+    return ""
+
+
 def mounts():
     """The process's mounts as (mount point, root within its filesystem, fs type, device,
-    source, what the mount point is): the harness maps them back to host paths for the leak
-    audit."""
+    source, what the mount point is, an overlay's lower layers or ""): the harness maps them
+    back to host paths for the leak audit (an overlay by its layers: its device number is gone
+    with it)."""
     entries = []
     try:
         with open("/proc/self/mountinfo") as info:
@@ -94,8 +104,10 @@ def mounts():
                 fields = line.split()
                 dash = fields.index("-")
                 point = fields[4].replace("\\040", " ")
-                entries.append([point, fields[3].replace("\\040", " "), fields[dash + 1], fields[2],
-                                fields[dash + 2], mount_kind(point)])
+                fstype = fields[dash + 1]
+                layers = overlay_lower(fields[dash + 3]) if fstype == "overlay" and len(fields) > dash + 3 else ""
+                entries.append([point, fields[3].replace("\\040", " "), fstype, fields[2],
+                                fields[dash + 2], mount_kind(point), layers])
     except (OSError, ValueError, IndexError):
         pass
     return entries

@@ -1,89 +1,22 @@
 """The seeds' questions, answered from one run: each a short table computed from results.json's
 scenario entries (never declared): vtest compatibility, what each path exposes of the host,
-isolation per path, cost per path, driver matching. Each answer carries its records (for
-results.json) and the table a person reads (report.html)."""
+isolation per path (those two in audits.py), cost per path, driver matching. Each answer carries
+its records (for results.json) and the table a person reads (report.html)."""
 import re
 import statistics
-from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, TypeVar
+from typing import Dict, Iterable, List, Optional, Sequence
 
 from ..outcomes import Outcome
 from . import entries
+from .audits import exposure, isolation, own_namespaces
+from .table import Answer, Cell, by_path, distinct, listed, on_host_runtime, ran, span, unique, whole
+
+__all__ = ["Answer", "Cell", "build", "by_path", "distinct", "exposure", "isolation", "listed", "own_namespaces",
+           "ran", "span", "unique", "whole"]
 
 SERVER_TOOL = "virgl_test_server"  # the toolset entry a vtest scenario's server version is under
 SETUP_PHASES = ("setup_s", "image_build_s")  # rendering configs, building images
 START_PHASES = ("services_ready_s", "qemu_start_s", "boot_s")  # until the workload can start
-EXAMPLES = 3  # paths, sockets, ... named in a cell before "and N more"
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Cell:
-    text: str
-    css: str = ""  # an outcome's colour class, where the cell is a verdict
-    title: str = ""  # shown on hover: what the cell stands for
-
-
-@dataclass
-class Answer:
-    key: str
-    title: str
-    question: str
-    columns: List[str]
-    rows: List[List[Cell]] = field(default_factory=list)
-    records: List[dict] = field(default_factory=list)  # the same facts, typed, for results.json
-    note: str = ""
-
-    def add(self, record: dict, row: List[Cell]) -> None:
-        self.records.append(record)
-        self.rows.append(row)
-
-    def or_say(self, note: str) -> "Answer":
-        """The answer, with `note` where the run gave it no row."""
-        if not self.rows:
-            self.note = note
-        return self
-
-    def to_json(self) -> dict:
-        return {"key": self.key, "title": self.title, "question": self.question, "columns": self.columns,
-                "rows": [[cell.text for cell in row] for row in self.rows], "records": self.records,
-                "note": self.note}
-
-
-def ran(scenarios: Iterable[dict]) -> List[dict]:
-    """The scenarios that were attempted (not Skips)."""
-    return [s for s in scenarios if entries.outcome(s) is not Outcome.SKIP]
-
-
-def by_path(scenarios: Iterable[dict]) -> Dict[str, List[dict]]:
-    grouped: Dict[str, List[dict]] = {}
-    for scenario in scenarios:
-        grouped.setdefault(str(scenario.get("path", "?")), []).append(scenario)
-    return grouped
-
-
-def listed(items: Sequence[str], limit: int = EXAMPLES) -> str:
-    if not items:
-        return "none"
-    more = len(items) - limit
-    return ", ".join(items[:limit]) + (f" and {more} more" if more > 0 else "")
-
-
-def distinct(values: Iterable[object]) -> List[str]:
-    """The values as text, each once, in first-seen order (None left out)."""
-    seen: List[str] = []
-    for value in values:
-        if value is not None and str(value) not in seen:
-            seen.append(str(value))
-    return seen
-
-
-def span(values: Sequence[float], fmt: Callable[[float], str]) -> str:
-    """'5' or '5 – 9': the range a path's scenarios cover."""
-    if not values:
-        return "-"
-    low, high = min(values), max(values)
-    return fmt(low) if fmt(low) == fmt(high) else f"{fmt(low)} – {fmt(high)}"
 
 
 def version_key(version: str) -> tuple:
@@ -149,130 +82,6 @@ def vtest_cell(record: dict) -> Cell:
         return Cell(f"{len(record['rendered'])} of {len(ids)} render; fails: {listed(classes)}",
                     Outcome.FLAKE.css_class, title)
     return Cell("not run" if record["skipped"] else "-", Outcome.SKIP.css_class if record["skipped"] else "", title)
-
-
-# --- exposure -----------------------------------------------------------------------------------
-
-def exposure(scenarios: List[dict]) -> Answer:
-    answer = Answer("exposure", "What each path exposes of the host",
-                    "What of the host does a workload see through this path (the leak audit, measured "
-                    "from its own mount table)?",
-                    ["path", "host paths", "host files", "host devices", "host sockets", "shared namespaces",
-                     "for example"])
-    for path, group in by_path(scenarios).items():
-        audits = [(s, entries.mapping(s, "exposure")) for s in group if entries.mapping(s, "exposure")]
-        if not audits:
-            continue
-        record = exposure_record(path, audits)
-        answer.add(record, exposure_row(record))
-    return answer.or_say("No scenario in this run was audited.")
-
-
-def exposure_record(path: str, audits: List[tuple]) -> dict:
-    counts = [entries.number(a, "host_file_count") for _, a in audits]
-    per_runtime = {entries.runtime(s): entries.number(a, "host_file_count") for s, a in audits}
-    return {
-        "path": path, "scenarios": len(audits),
-        "whole_host": any(a.get("whole_host") is True for _, a in audits),
-        "separate_kernel": all(a.get("separate_kernel") is True for _, a in audits),
-        "host_paths": max(len(entries.texts(a, "host_files")) for _, a in audits),
-        "host_files": [int(c) for c in counts if c is not None],
-        "host_files_by_runtime": {k: int(v) for k, v in per_runtime.items() if v is not None},
-        "host_devices": distinct(d for _, a in audits for d in entries.texts(a, "host_devices")),
-        "host_sockets": max(len(entries.texts(a, "host_sockets")) for _, a in audits),
-        "shared_namespaces": distinct(n for _, a in audits for n in entries.texts(a, "shared_namespaces")),
-        "examples": distinct(f for _, a in audits for f in entries.texts(a, "host_files")),
-    }
-
-
-def exposure_row(record: dict) -> List[Cell]:
-    files = record["host_files"]
-    by_runtime = ", ".join(f"{k}: {v:,}" for k, v in record["host_files_by_runtime"].items())
-    paths = Cell("whole host", Outcome.FAIL.css_class) if record["whole_host"] else Cell(str(record["host_paths"]))
-    if record["separate_kernel"]:
-        namespaces = Cell("none: a guest kernel")
-    elif record["whole_host"] and not record["shared_namespaces"]:
-        namespaces = Cell("all: runs on the host", Outcome.FAIL.css_class)
-    else:
-        namespaces = Cell(", ".join(record["shared_namespaces"]) or "none")
-    return [Cell(record["path"]), paths, Cell(span(files, lambda v: f"{int(v):,}"), title=by_runtime),
-            Cell(listed(record["host_devices"])), Cell(str(record["host_sockets"])), namespaces,
-            Cell(listed(record["examples"]), title="\n".join(record["examples"]))]
-
-
-# --- isolation ----------------------------------------------------------------------------------
-
-def isolation(scenarios: List[dict]) -> Answer:
-    answer = Answer("isolation", "Isolation per path",
-                    "What does the workload get: its own namespaces, seccomp, capabilities, device nodes "
-                    "(measured inside, by the probe)?",
-                    ["path", "own namespaces", "seccomp", "NoNewPrivs", "capabilities", "uid", "/dev/dri nodes",
-                     "host devices", "host paths visible"])
-    for path, group in by_path(scenarios).items():
-        measured = [s for s in group if entries.mapping(s, "isolation")]
-        if not measured:
-            continue
-        record = isolation_record(path, measured)
-        answer.add(record, isolation_row(record))
-    return answer.or_say("No probe in this run reported its isolation facts.")
-
-
-def own_namespaces(scenario: dict) -> List[str]:
-    facts = entries.mapping(scenario, "isolation")
-    audit = entries.mapping(scenario, "exposure")
-    seen = [str(name) for name in entries.mapping(facts, "namespaces")]
-    if audit.get("separate_kernel") is True:
-        return ["guest kernel"]
-    shared = set(entries.texts(audit, "shared_namespaces"))
-    return [name for name in seen if name not in shared] if audit else []
-
-
-def whole(value: Optional[float]) -> Optional[int]:
-    """A count or mode read from JSON (where 2 may come as 2.0), as the whole number it is."""
-    return int(value) if value is not None and value.is_integer() else None
-
-
-def unique(values: Iterable[T]) -> List[T]:
-    """Each value once, in first-seen order, None left out."""
-    seen: List[T] = []
-    for value in values:
-        if value is not None and value not in seen:
-            seen.append(value)
-    return seen
-
-
-def isolation_record(path: str, measured: List[dict]) -> dict:
-    facts = [entries.mapping(s, "isolation") for s in measured]
-    visible = [(whole(entries.number(f, "host_paths_visible")), whole(entries.number(f, "host_paths_checked")))
-               for f in facts]
-    return {
-        "path": path, "scenarios": len(measured),
-        "own_namespaces": unique(", ".join(own_namespaces(s)) or "none" for s in measured),
-        "seccomp_mode": unique(whole(entries.number(f, "seccomp_mode")) for f in facts),
-        "no_new_privs": unique(f["no_new_privs"] for f in facts if isinstance(f.get("no_new_privs"), bool)),
-        "capabilities": unique(whole(entries.number(f, "capabilities")) for f in facts),
-        "uid": unique(whole(entries.number(f, "uid")) for f in facts),
-        "dri_nodes": distinct(n for f in facts for n in entries.texts(f, "dri_nodes")),
-        "host_devices": distinct(d for s in measured for d in entries.texts(entries.mapping(s, "exposure"),
-                                                                            "host_devices")),
-        "host_paths_visible": unique(f"{v} of {c}" for v, c in visible if v is not None and c is not None),
-    }
-
-
-SECCOMP_MODES = {0: "off", 1: "strict", 2: "filter"}  # /proc/self/status Seccomp:
-
-
-def joined(values: Iterable[object]) -> str:
-    return " / ".join(str(v) for v in values) or "-"
-
-
-def isolation_row(record: dict) -> List[Cell]:
-    return [Cell(record["path"]), Cell(joined(record["own_namespaces"])),
-            Cell(joined(SECCOMP_MODES.get(mode, mode) for mode in record["seccomp_mode"])),
-            Cell(joined("yes" if value else "no" for value in record["no_new_privs"])),
-            Cell(joined(record["capabilities"])), Cell(joined(record["uid"])),
-            Cell(f"{len(record['dri_nodes'])}: {listed(record['dri_nodes'])}" if record["dri_nodes"] else "0"),
-            Cell(listed(record["host_devices"])), Cell(joined(record["host_paths_visible"]))]
 
 
 # --- cost ---------------------------------------------------------------------------------------
@@ -375,6 +184,10 @@ def driver_record(runtime: str, group: List[dict]) -> dict:
         "runtime_driver_rendered": paths_using("runtime"),
         "mismatches": [{"id": s["id"], "note": entries.text(f, "note") or "mismatch"}
                        for s, f in facts if f.get("mismatch") is True],
+        # On the host runtime the runtime's driver is the host's: every path that rendered, once.
+        "runtime_is_host": all(on_host_runtime(s) for s in group),
+        "rendered_with_host_driver": distinct(s.get("path") for s, f in facts if f.get("used") == "host-driver"
+                                              or (f.get("used") == "runtime" and on_host_runtime(s))),
     }
 
 
@@ -382,14 +195,27 @@ def present_text(facts: dict, *keys: str) -> List[str]:
     return [value for value in (entries.text(facts, key) for key in keys) if value]
 
 
+def paths_said(paths: List[str]) -> str:
+    return f"{len(paths)} path{'' if len(paths) == 1 else 's'}"
+
+
+def rendered_cells(record: dict) -> List[Cell]:
+    """Whose driver rendered: the host's (bound in) and the runtime's own; on the host runtime
+    those are one driver, said once."""
+    if record.get("runtime_is_host"):
+        every = record["rendered_with_host_driver"]
+        return [Cell(f"all {paths_said(every)}: the runtime is the host", title="\n".join(every)),
+                Cell("none of its own: the host's", title="the host runtime's driver is the host's")]
+    return [Cell(", ".join(record["host_driver_rendered"]) or "none"),
+            Cell(paths_said(record["runtime_driver_rendered"]), title="\n".join(record["runtime_driver_rendered"]))]
+
+
 def driver_row(record: dict) -> List[Cell]:
     kernel = f" ({', '.join(record['kernel_driver'])})" if record["kernel_driver"] else " (no kernel driver)"
     mismatches = record["mismatches"]
     notes = distinct(m["note"] for m in mismatches)
     return [Cell(record["runtime"]), Cell(", ".join(record["runtime_mesa"]) or "-"),
-            Cell((", ".join(record["host_driver"]) or "-") + kernel),
-            Cell(", ".join(record["host_driver_rendered"]) or "none"),
-            Cell(f"{len(record['runtime_driver_rendered'])} paths", title="\n".join(record["runtime_driver_rendered"])),
+            Cell((", ".join(record["host_driver"]) or "-") + kernel), *rendered_cells(record),
             Cell(f"{len(mismatches)}: {listed(notes, 2)}", Outcome.FAIL.css_class,
                  "\n".join(m["id"] for m in mismatches)) if mismatches else Cell("none", Outcome.PASS.css_class)]
 

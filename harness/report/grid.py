@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 from ..outcomes import Outcome
-from . import entries
+from . import entries, text
 
 # The cells' colours (by Outcome.css_class): saturated, unlike the page's light row colours, so
 # that the grid reads at a glance (and a screenshot test can find it).
@@ -14,6 +14,9 @@ COLOURS = {Outcome.PASS.css_class: "#5cb85c", Outcome.FAIL.css_class: "#e05a4f",
            Outcome.EXPECTED_FAIL.css_class: "#e8c547", Outcome.FLAKE.css_class: "#f0964a",
            Outcome.SKIP.css_class: "#b9b9b9", Outcome.UNEXPECTED_PASS.css_class: "#5b9bd5"}
 RENDERER_WIDTH = 16  # characters of a renderer's short name shown in a cell
+# A cell: CELL_LINES lines, each at most LINE_EM wide (in the cell's font, which report.html.j2
+# sets at CELL_FONT_EM of the page's): its text, cut between words, then fps where it has one.
+CELL_LINES, LINE_EM, CELL_FONT_EM = 4, 6.6, 0.6
 VENDOR_WORDS = re.compile(r"^(Mesa|AMD|NVIDIA|Virtio-GPU)\s+")
 FORWARDERS = ("virgl", "venus", "zink")  # drivers that name what they forward to in parentheses
 
@@ -30,15 +33,32 @@ class Cell:
     subject: Optional[str]  # what the class is about (a soname, a glibc version)
     reason: str
     driver_mismatch: Optional[str] = None  # seed 003's driver matching: why the driver that rendered is not the host's
+    cause: Optional[str] = None  # a Skip's reason in a few words (text.short_cause); the whole on hover
 
     @property
     def label(self) -> str:
-        """The cell's main line: the failure class for a failure, else the renderer."""
+        """What the cell says first: the failure class for a failure, a Skip's short cause, else
+        the renderer."""
         if self.failure:
             return self.failure
         if self.outcome == Outcome.SKIP.value:
-            return "skip"
+            return self.cause or "skip"
         return self.renderer or self.outcome
+
+    @property
+    def has_fps_line(self) -> bool:
+        return self.fps_pct is not None or self.driver_mismatch is not None
+
+    @property
+    def lines(self) -> List[str]:
+        """The cell's text, in lines that fit it, each cut between words (never inside one): the
+        label, then for a failure the renderer it got or what its class is about."""
+        room = CELL_LINES - self.has_fps_line
+        shown = text.wrap(self.label, room, LINE_EM)
+        detail = (self.renderer or self.subject) if self.failure else None
+        if detail and len(shown) < room:
+            shown += text.wrap(detail, room - len(shown), LINE_EM)
+        return shown
 
 
 @dataclass
@@ -67,7 +87,7 @@ class Grid:
 
 
 def cut(name: str, width: int = RENDERER_WIDTH) -> str:
-    return name if len(name) <= width else name[:width - 1].rstrip() + "…"
+    return text.cut(name, width)
 
 
 def split_trailing(name: str) -> Tuple[str, Optional[str]]:
@@ -115,11 +135,13 @@ def anchor(index: int) -> str:
 def cell_of(entry: dict, index: int) -> Cell:
     outcome = entries.outcome(entry)
     failed = outcome in (Outcome.FAIL, Outcome.EXPECTED_FAIL)
+    reason = str(entry.get("reason", ""))
     return Cell(scenario=entry["id"], anchor=anchor(index), outcome=outcome.value, css=outcome.css_class,
                 renderer=short_renderer(entries.text(entry, "renderer")), fps_pct=fps_pct(entry),
                 failure=(entries.failure_class(entry) or "failed") if failed else None,
-                subject=entries.subject(entry) if failed else None, reason=str(entry.get("reason", "")),
-                driver_mismatch=mismatch_of(entry))
+                subject=entries.subject(entry) if failed else None, reason=reason,
+                driver_mismatch=mismatch_of(entry),
+                cause=text.short_cause(reason) if outcome is Outcome.SKIP else None)
 
 
 def mismatch_of(entry: dict) -> Optional[str]:

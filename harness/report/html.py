@@ -2,7 +2,7 @@
 computed from the run, then every scenario's detail (images, checks, logs, rerun.sh), collapsed."""
 from ..outcomes import Outcome
 from ..templating import render as render_template
-from . import answers, entries, grid
+from . import answers, entries, grid, text
 
 OUTCOME_CLASSES = {outcome.value: outcome.css_class for outcome in Outcome}
 
@@ -18,4 +18,5 @@ def render(document: dict) -> str:
         grids, found, problem = [], [], f"{type(exc).__name__}: {exc}"
     return render_template("report.html.j2", strict=False, doc=document, classes=OUTCOME_CLASSES,
                            grids=grids, answers=found, derived_error=problem, baselines=baselines,
-                           grid_colours=grid.COLOURS)
+                           grid_colours=grid.COLOURS, cell_em=grid.LINE_EM, cell_font_em=grid.CELL_FONT_EM,
+                           as_written=text.as_written)

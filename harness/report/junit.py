@@ -4,7 +4,7 @@ import xml.etree.ElementTree as ET
 from typing import List, Optional, Tuple
 
 from ..outcomes import Outcome
-from . import entries
+from . import entries, text
 
 # Characters XML 1.0 cannot carry at all (ANSI escapes from a log, NUL): written as \xNN instead.
 NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -48,7 +48,7 @@ def render(document: dict) -> str:
     suite = ET.Element("testsuite", name="gpu-harness", tests=str(len(scenarios)), failures=str(failures),
                        skipped=str(skipped), errors="0", time=f"{document.get('wall_s', 0):.3f}")
     for scenario, kind in zip(scenarios, kinds, strict=True):
-        reason = xml_text(scenario["reason"])
+        reason = xml_text(text.as_written(scenario["reason"]))
         case = ET.SubElement(suite, "testcase", classname=xml_text(f"gpu-harness.{scenario['path']}"),
                              name=xml_text(scenario["id"]), time=f"{scenario.get('wall_s') or 0:.3f}")
         add_properties(case, scenario)
@@ -57,5 +57,5 @@ def render(document: dict) -> str:
             if kind == "failure":
                 element.text = reason
         ET.SubElement(case, "system-out").text = xml_text(
-            f"outcome: {scenario['outcome']}\nreason: {scenario['reason']}\nrenderer: {scenario.get('renderer')}\n")
+            f"outcome: {scenario['outcome']}\nreason: {reason}\nrenderer: {scenario.get('renderer')}\n")
     return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
