@@ -11,8 +11,12 @@ from .driverlayout import PREFIX
 def kernel_driver() -> Dict[str, Optional[str]]:
     """The kernel driver behind the host's GPU nodes and its version, where there is one."""
     for node in sorted(glob.glob("/sys/class/drm/renderD*")):
-        link = os.path.join(node, "device", "driver")
-        if os.path.islink(link):
+        # A virtio GPU's DRM device is its PCI function (driver virtio-pci); the GPU driver
+        # (virtio_gpu) is bound to the virtio device below it.
+        links = sorted(glob.glob(os.path.join(node, "device", "virtio*", "driver"))) + \
+            [os.path.join(node, "device", "driver")]
+        link = next((candidate for candidate in links if os.path.islink(candidate)), "")
+        if link:
             name = os.path.basename(os.readlink(link))
             return {"name": name, "version": module_version(name), "node": "/dev/dri/" + os.path.basename(node)}
     if glob.glob("/dev/nvidia[0-9]*"):

@@ -101,6 +101,12 @@ _counted: Dict[str, int] = {}
 HOST_ROOT_FOLDERS = ("/usr", "/etc")
 
 
+def seed(counts: Dict[str, int]) -> None:
+    """Counts made elsewhere of the same folders (a machine's guest sees the host's own root)."""
+    with _count_lock:
+        _counted.update({str(path): int(count) for path, count in counts.items()})
+
+
 def file_count(path: str) -> int:
     """Regular files under `path` (1 for a file), not crossing into other filesystems; counted
     once per process (parallel scenarios wait for the first count, never count again)."""

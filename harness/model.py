@@ -8,6 +8,7 @@ from .paths import get as path_spec
 from .textenum import TextEnum
 
 HOST_RUNTIME = "host"  # the runtime named host: the machine's own root filesystem
+LOCAL = "local"  # the machine a scenario runs on unless it names one: this host
 DEFAULT_TIMEOUT_S = 60.0
 
 
@@ -91,6 +92,7 @@ class Scenario:
     probe_args: Tuple[str, ...] = ()
     kernel_args: Tuple[str, ...] = ()  # vm family: appended to the guest kernel's command line
     gl_extension: Optional[Runtime] = None  # flatpak GL-extension paths: the runtime the driver comes from
+    machine: str = LOCAL  # where the path runs: this host, or a virtual GPU machine (harness.machines)
 
     @property
     def slug(self) -> str:
@@ -107,3 +109,14 @@ class Scenario:
         data["probe_args"] = list(self.probe_args)
         data["kernel_args"] = list(self.kernel_args)
         return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Scenario":
+        """The scenario to_dict() wrote (a machine's guest gets its scenarios this way)."""
+        extension = data.get("gl_extension")
+        return cls(id=data["id"], path_id=data["path"], runtime=Runtime(**data["runtime"]), probe=data["probe"],
+                   expect=Expectation(**data["expect"]), timeout_s=float(data["timeout_s"]),
+                   tolerance=Tolerance(**data["tolerance"]), golden=data["golden"],
+                   env=tuple(sorted(data["env"].items())), probe_args=tuple(data["probe_args"]),
+                   kernel_args=tuple(data["kernel_args"]),
+                   gl_extension=Runtime(**extension) if extension else None, machine=data.get("machine", LOCAL))

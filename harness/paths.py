@@ -1,6 +1,6 @@
 """The path table: every rendering path the harness knows, as data (harness.pathspec): the family
-that launches it (by name) and what the workload must see. This module and harness/families/ are
-the only places that name a concrete path or family."""
+that launches it (by name) and what the workload must see. This module, the machine table
+(harness.machines) and harness/families/ are the only places that name a concrete path or family."""
 from typing import Dict, List, Optional
 
 from .pathspec import DriDevices, DriverMode, FlatpakMode, Passthrough, PathSpec
@@ -58,13 +58,14 @@ PATHS: Dict[str, PathSpec] = {
             host_driver=mode,
         ) for path_id, mode, description in (
             ("sandbox-hostlibs", DriverMode.LIBS,
-             "bwrap over the runtime, the host's driver files bound in beside the runtime's (seed 000 #1)"),
+             "bwrap over the runtime, the host's driver files bound in beside the runtime's own libraries"),
             ("sandbox-hostdeps", DriverMode.DEPS,
-             "as sandbox-hostlibs, plus the driver's dependencies first on the library path (seed 000 #2)"),
+             "as sandbox-hostlibs, plus the driver's dependency closure first on the library path"),
             ("sandbox-hostdeps-glibc", DriverMode.DEPS_GLIBC,
-             "as sandbox-hostdeps, with the host's glibc too: what the seed predicts breaks the app"),
+             "as sandbox-hostdeps, with the host's glibc too: the variant expected to break the app itself"),
             ("sandbox-capsule", DriverMode.CAPSULE,
-             "the host's GL stack dlmopen()ed into its own link-map namespace in the runtime's process (seed 000 #3)"),
+             "the host's GL stack and Vulkan loader dlmopen()ed into their own link-map namespace (a capsule) in the "
+             "runtime's process"),
         )),
         *(PathSpec(
             id="vtest-virgl" + suffix,
@@ -80,14 +81,14 @@ PATHS: Dict[str, PathSpec] = {
             sync_fd=bool(suffix),
         ) for suffix, description in (
             ("", "bwrap with no /dev/dri; host virgl_test_server over a unix socket; Mesa virpipe"),
-            ("-syncfd", "vtest-virgl with seed 000's lifecycle: a supervised server ready and stopped through one "
-                        "pipe that bwrap holds as --sync-fd"),
+            ("-syncfd", "vtest-virgl with the server's life tied to the sandbox's: a supervised server ready and "
+                        "stopped through one pipe that bwrap holds as --sync-fd"),
         )),
         PathSpec(
             id="vtest-venus",
             family="sandbox",
-            description="bwrap with no /dev/dri; host virgl_test_server --venus over a unix socket; Mesa's Venus ICD "
-                        "(seed 000 #4)",
+            description="bwrap with no /dev/dri; host virgl_test_server --venus over a unix socket; Mesa's Venus ICD: "
+                        "Vulkan over vtest",
             renderers={"vulkan": VENUS},
             requires=("bwrap", "virgl_test_server", "python3"),
             no_dri_nodes=True,
@@ -115,7 +116,7 @@ PATHS: Dict[str, PathSpec] = {
         *(PathSpec(
             id="podman-dri" + suffix,
             family="container",
-            description="rootful podman over the runtime, the host's " + what + " passed with --device (seed 003)",
+            description="rootful podman over the runtime, the host's " + what + " passed with --device",
             renderers={"gl": NOT_SOFTWARE, "vulkan": NOT_SOFTWARE},
             requires=("podman", "runc"),
             needs_render_node=True,
@@ -132,7 +133,7 @@ PATHS: Dict[str, PathSpec] = {
             id="flatpak-vtest" + suffix,
             family="flatpak",
             description="flatpak run --nodevice=dri over the runtime's /usr" + how + "; host virgl_test_server's "
-                        "socket exposed with --filesystem (seed 000's command)",
+                        "socket exposed with --filesystem",
             renderers={"gl": VIRGL},
             requires=("flatpak", "virgl_test_server"),
             no_dri_nodes=True,
@@ -257,15 +258,19 @@ def reference_for(probe: str) -> PathSpec:
     return next(spec for spec in PATHS.values() if probe in spec.probes)
 
 
-def expected_renderer(spec: PathSpec, api: str, host_has_gpu: bool) -> Optional[str]:
+def expected_renderer(spec: PathSpec, api: str, host_has_gpu: bool, machine_gpu: Optional[str] = None) -> Optional[str]:
     """Regex the reported renderer must match, or None when the path makes no promise for `api`.
 
     A path with no fixed renderer (native) is decided by the host: with a GPU device node,
     falling back to llvmpipe is a silent failure; without one llvmpipe is the honest answer.
+    On a virtual GPU machine, a path that promises the GPU's own renderer (native, the -dri
+    paths) must show that machine's (`machine_gpu`: virgl, Venus).
     """
     if api not in spec.renderers:
         return None
     pattern = spec.renderers[api]
+    if machine_gpu is not None and pattern in (None, NOT_SOFTWARE):
+        return machine_gpu
     if pattern is not None:
         return pattern
     return NOT_SOFTWARE if host_has_gpu else LLVMPIPE

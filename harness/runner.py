@@ -4,12 +4,13 @@ and the others run on. Owns the run-level temp folder."""
 import os
 import shutil
 import tempfile
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Union
 
 from . import baseline as baseline_mod, cache, probes, reaper, recipes, runtimes, verdict as verdict_mod
 from .errors import InputError
@@ -19,38 +20,12 @@ from .lifecycle import Hooks, LaunchContext, LaunchResult, Phase, Prepared, Work
 from .model import HOST_KIND, Runtime, RuntimeKind, Scenario
 from .outcomes import FailureKind, Outcome
 from .probes import GOLDENS_DIR, ProbeReport
-from . import drivermatch, exposure as exposure_mod, hostdriver, toolset as toolset_mod
+from .scenario_result import ScenarioResult
+from . import drivermatch, exposure as exposure_mod, hostdriver, machinerun, toolset as toolset_mod
 from .toolset import Toolset
 
 
 HooksLike = Union[Hooks, Dict[str, Callable], None]
-
-
-@dataclass
-class ScenarioResult:
-    scenario: Scenario
-    verdict: verdict_mod.Verdict
-    launch: LaunchResult
-    report: Optional[ProbeReport]
-    result_dir: Path
-    wall_s: float
-    attempts: int = 1
-    runtime_facts: Dict[str, object] = field(default_factory=dict)
-    exposure: Optional[exposure_mod.Exposure] = None  # the leak audit (None: the probe reported nothing)
-    driver_match: Dict[str, object] = field(default_factory=dict)
-    known: Optional[baseline_mod.Known] = None  # the baseline's entry that judged it
-
-    @property
-    def phases(self) -> Dict[str, float]:
-        return self.launch.phases
-
-    def artifact(self, name: str) -> Optional[str]:
-        """A file behind one of the verdict's checks: image, golden, diff, scanout, scanout_diff."""
-        return next((c.artifacts[name] for c in self.verdict.checks if name in c.artifacts), None)
-
-    @property
-    def diff_path(self) -> Optional[str]:
-        return self.artifact("diff")
 
 
 @dataclass
@@ -128,8 +103,10 @@ def prepare_families(scenarios: List[Scenario], toolset: Toolset, options: RunOp
     said, and its scenarios then do it (and fail in it) themselves."""
     chosen: Dict[str, List[Scenario]] = {}
     for scenario in scenarios:
-        family = registry.of(scenario.spec)
-        if family.available(scenario.spec, toolset) is None:
+        # a machine's scenarios run in its guest: here, the guest's boot is what is prepared
+        spec = scenario.spec if machinerun.runs_here(scenario) else machinerun.boot_spec(scenario.machine)
+        family = registry.of(spec)
+        if family.available(spec, toolset) is None:
             chosen.setdefault(family.name, []).append(scenario)
     for name, own in chosen.items():
         started = time.monotonic()
@@ -137,8 +114,9 @@ def prepare_families(scenarios: List[Scenario], toolset: Toolset, options: RunOp
             steps = registry.FAMILIES[name].prepare_run(own, toolset, scratch)
         except Exception as exc:  # the failure boundary: a scenario meets it again and fails with it
             steps = [Prepared(f"{name} family", time.monotonic() - started, f"failed: {type(exc).__name__}: {exc}")]
-        for step in steps:
-            record(options, step)
+        for step in steps:  # a step two families share (a guest's kernel) is said once
+            if not any(done.step == step.step for done in options.prepared):
+                record(options, step)
 
 
 def runtimes_to_prepare(scenarios: List[Scenario]) -> Dict[str, Runtime]:
@@ -341,6 +319,24 @@ def run_scenario(scenario: Scenario, toolset: Toolset, options: RunOptions, temp
     return final
 
 
+def run_machine(name: str, scenarios: List[Scenario], toolset: Toolset, options: RunOptions, temp: TempRoot,
+                ready: Dict[str, RuntimeReady], finished: Callable[[ScenarioResult], None]) -> None:
+    """A machine's scenarios in its guest, one boot; those whose runtime is not built end here."""
+    base = options.out_dir / "scenarios"
+    runnable = []
+    for scenario in scenarios:
+        missing = unbuilt_runtime(scenario, ready)
+        if missing is not None:
+            finished(unbuilt(scenario, missing, ready[missing], base / scenario.slug))
+        elif INTERRUPTS.requested:
+            finished(not_run(scenario, base / scenario.slug))
+        else:
+            runnable.append(with_runtime(scenario, ready))
+    if runnable:
+        machinerun.run_machine(name, runnable, toolset, options, temp.scenario_dir(), finished,
+                               options.baseline.source if options.baseline else None)
+
+
 def run(scenarios: List[Scenario], toolset: Toolset, options: RunOptions,
         on_result: Callable[[ScenarioResult], None] = lambda r: None,
         hooks: HooksLike = None) -> List[ScenarioResult]:
@@ -355,13 +351,27 @@ def run(scenarios: List[Scenario], toolset: Toolset, options: RunOptions,
         scratch.mkdir(parents=True)
         prepare_families([s for s in scenarios if not unbuilt_runtime(s, ready)], toolset, options, scratch)
         prepare_audit(scenarios, options)
-        with INTERRUPTS.graceful(), ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
-            futures = {pool.submit(run_scenario, s, toolset, options, temp, host, as_hooks(hooks), ready): s
-                       for s in scenarios}
-            for future in as_completed(futures):
-                result = future.result()
+        here = [s for s in scenarios if machinerun.runs_here(s)]
+        elsewhere: Dict[str, List[Scenario]] = {}
+        for scenario in scenarios:
+            if not machinerun.runs_here(scenario):
+                elsewhere.setdefault(scenario.machine, []).append(scenario)
+        lock = threading.Lock()
+
+        def finished(result: ScenarioResult) -> None:
+            with lock:
                 results[result.scenario.id] = result
                 on_result(result)
+
+        with INTERRUPTS.graceful(), ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
+            futures: List["Future[Any]"] = [pool.submit(run_scenario, s, toolset, options, temp, host, as_hooks(hooks),
+                                                        ready) for s in here]
+            futures += [pool.submit(run_machine, name, group, toolset, options, temp, ready, finished)
+                        for name, group in elsewhere.items()]
+            for future in as_completed(futures):
+                result = future.result()
+                if isinstance(result, ScenarioResult):
+                    finished(result)
     finally:
         temp.remove()
     return [results[s.id] for s in scenarios]

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from . import diagnosis, hostdriver, images, paths as path_registry, probes
+from . import diagnosis, hostdriver, images, machines, paths as path_registry, probes
 from .images import Comparison
 from .lifecycle import HarnessFault, LaunchResult
 from .model import Scenario
@@ -127,7 +127,8 @@ def launch_failure(observed: Observed, timeout_s: float) -> Optional[Failure]:
 
 def renderer_check(scenario: Scenario, report: ProbeReport, host: HostFacts) -> Optional[Check]:
     api = probes.get(scenario.probe).api
-    pattern = path_registry.expected_renderer(scenario.spec, api, host.has_gpu)
+    machine_gpu = machines.get(scenario.machine).renderer(api) if scenario.machine != machines.LOCAL else None
+    pattern = path_registry.expected_renderer(scenario.spec, api, host.has_gpu, machine_gpu)
     if pattern is None:
         return None
     renderer = report.renderer

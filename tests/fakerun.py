@@ -10,6 +10,7 @@ from pathlib import Path
 
 from harness import cli, runner
 from harness.lifecycle import LaunchResult
+from harness.scenario_result import ScenarioResult
 from harness.outcomes import FailureKind, Outcome
 from harness.verdict import Verdict
 
@@ -23,7 +24,7 @@ def scripted(script: dict):
         outcome, kind = steps[min(number, len(steps)) - 1]
         result_dir.mkdir(parents=True, exist_ok=True)
         verdict = Verdict(Outcome(outcome), f"{outcome} on attempt {number}", [], FailureKind(kind) if kind else None)
-        return runner.ScenarioResult(scenario, verdict, LaunchResult(), None, result_dir, 0.01)
+        return ScenarioResult(scenario, verdict, LaunchResult(), None, result_dir, 0.01)
 
     return attempt
 

@@ -4,7 +4,7 @@ from pathlib import Path
 from harness import bench, matrix, serverbench, verdict, vtest
 from harness.lifecycle import LaunchResult
 from harness.probes import ProbeReport
-from harness.runner import ScenarioResult
+from harness.scenario_result import ScenarioResult
 
 SCENARIOS = {(s.path_id, s.probe): s for s in matrix.expand(
     {"matrix": {"paths": ["native", "software", "vtest-virgl", "vm-headless"], "probes": ["gl", "vulkan"]}},

@@ -16,7 +16,7 @@ from harness import matrix, report
 from harness.lifecycle import LaunchResult
 from harness.outcomes import FailureKind, Outcome
 from harness.report import answers, document as report_document, grid, junit, text
-from harness.runner import ScenarioResult
+from harness.scenario_result import ScenarioResult
 from harness.toolset import Toolset
 from harness.verdict import Verdict
 from tests import runs

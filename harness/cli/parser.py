@@ -72,11 +72,17 @@ TOOLSET_HELP = ("toolset.json manifest, or runtime:NAME (host-side programs from
 GOLDENS_HELP = "golden images folder (default: %(default)s)"
 
 
+MACHINE_HELP = ("run the chosen scenarios on this machine instead of where the matrix puts them: local, or a "
+                "virtual GPU machine (virgl-guest, venus-guest: a QEMU guest whose virtio-gpu is the GPU the "
+                "paths inside use; one boot runs all of its scenarios)")
+
+
 def add_selection(parser) -> None:
     parser.add_argument("--matrix", type=Path, help=MATRIX_HELP)
     parser.add_argument("--paths", help="only these paths (comma-separated ids, see `doctor`)")
     parser.add_argument("--filter", help="only scenario ids matching this glob, e.g. 'vtest-*'")
     parser.add_argument("--toolset", type=Path, help=TOOLSET_HELP)
+    parser.add_argument("--machine", help=MACHINE_HELP)
 
 
 def build_parser() -> Parser:

@@ -30,6 +30,8 @@ def select(args) -> Tuple[matrix_mod.Matrix, List[Scenario]]:
         unknown = [p for p in wanted if p not in path_registry.PATHS]
         if unknown:
             raise InputError(f"--paths: unknown path {shown(unknown[0])} (known: {', '.join(path_registry.PATHS)})")
+    if getattr(args, "machine", None):
+        loaded = matrix_mod.on_machine(loaded, args.machine)
     chosen = loaded.select(wanted, getattr(args, "filter", None))
     if not chosen:
         raise InputError(f"{loaded.source}: no scenario matches --paths/--filter{elsewhere(loaded, wanted)}")

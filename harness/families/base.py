@@ -116,6 +116,8 @@ class Family(abc.ABC):
     nix_systems: ClassVar[Optional[Tuple[str, ...]]] = None  # Nix systems its checks exist on; None: all
     # exec: the workload reads the harness's own stdin (else exec hands it over as Workload.stdin)
     inherits_stdin: ClassVar[bool] = True
+    # Its paths run in a machine's guest as on a host (a VM in the guest would need nested virtualization)
+    runs_in_guest: ClassVar[bool] = True
 
     def __init__(self) -> None:
         if not getattr(self, "name", ""):

@@ -36,6 +36,7 @@ class VmFamily(Family):
     nix_systems = ("x86_64-linux",)  # the guest is an x86_64 QEMU machine
     launch_class: ClassVar[Type[VmLaunch]] = VmLaunch
     inherits_stdin = False  # the guest's init runs the workload: exec's stdin goes to it as a file on the share
+    runs_in_guest = False  # a guest in a TCG guest: nested emulation, minutes per boot
 
     def launch(self, ctx: LaunchContext) -> VmLaunch:
         return self.launch_class(ctx, self.probe_args(ctx))

@@ -5,6 +5,7 @@ argv, QMP machine, initramfs) is harness.vm; the family around it is harness.fam
 import os
 import threading
 import time
+from pathlib import Path
 from typing import List, Optional, Tuple
 
 from ..interrupts import INTERRUPTS
@@ -109,8 +110,7 @@ class VmLaunch(Launch):
         accel = acceleration(toolset, workspace.tmp_dir)  # the run tried it before any scenario
         kernel = kernel_mod.unpacked(toolset.path("kernel"))
         t0 = time.monotonic()
-        initrd, built = build_initrd(ctx, self.guest_modules(), self.guest_scanout())
-        write_guest_workload(ctx, self.guest_scanout(), self.family_args)
+        initrd, built = self.guest_image()
         self.result.phases["image_build_s"] = time.monotonic() - t0
         self.display, services, display_env = display_mod.display_for(scenario.spec.guest_gpu or "", toolset,
                                                                       workspace)
@@ -119,7 +119,7 @@ class VmLaunch(Launch):
         qemu = self.machine_spec(QemuSpec(
             qemu=toolset.path("qemu-system-x86_64"), accel=accel.name, memory_mb=MEMORY_MB, kernel=kernel,
             initrd=str(initrd), cmdline=" ".join(self.kernel_args() + scenario.kernel_args), serial_log=str(self.serial_log),
-            qmp_socket=str(self.qmp_socket), runtime_root=self.guest_root(), out_dir=str(workspace.probe_out),
+            qmp_socket=str(self.qmp_socket), runtime_root=self.guest_root(), out_dir=str(self.share_dir()),
             display=self.display, gpu=scenario.spec.guest_gpu,
             agent_socket=str(self.agent_socket) if self.agent_socket else None))
         self.plan = Plan(argv=qemu.argv(), env=display_env, env_mode=EnvMode.INHERIT, services=services,
@@ -132,6 +132,17 @@ class VmLaunch(Launch):
                                   "initramfs_built": built, "kernel": kernel, "memory_mb": qemu.memory_mb,
                                   "display": self.display})
         return services
+
+    def guest_image(self) -> Tuple[Path, bool]:
+        """The initramfs (cached by content; whether it was built now) and, on the result share,
+        what init runs this time."""
+        initrd, built = build_initrd(self.ctx, self.guest_modules(), self.guest_scanout())
+        write_guest_workload(self.ctx, self.guest_scanout(), self.family_args)
+        return initrd, built
+
+    def share_dir(self) -> Path:
+        """The host folder the guest writes its results to (mount tag `out`)."""
+        return self.ctx.workspace.probe_out
 
     def kernel_args(self) -> Tuple[str, ...]:
         """The guest kernel's command line before the scenario's own arguments (which win)."""

@@ -4,8 +4,8 @@ Validation reports every problem as one line `SOURCE: KEY: what is wrong`; any p
 InputError (exit code 2). Unknown keys are errors so that typos never pass silently."""
 from .checks import MAX_TIMEOUT_S
 from .declared_runtimes import shipped_runtime
-from .expansion import DEFAULT_MATRIX, Matrix, expand, load, pairing_rule, shipped_with
+from .expansion import DEFAULT_MATRIX, Matrix, expand, load, on_machine, pairing_rule, shipped_with
 from .files import parse_toml, read_declaration
 
-__all__ = ["DEFAULT_MATRIX", "MAX_TIMEOUT_S", "Matrix", "expand", "load", "pairing_rule", "parse_toml",
+__all__ = ["DEFAULT_MATRIX", "MAX_TIMEOUT_S", "Matrix", "expand", "load", "on_machine", "pairing_rule", "parse_toml",
            "read_declaration", "shipped_runtime", "shipped_with"]

@@ -1,15 +1,18 @@
 """A matrix declaration expanded to Scenarios: paths x runtimes x probes, less the excludes and
 what a family cannot run, with the defaults and overrides applied."""
+import dataclasses
 import fnmatch
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from .. import paths as path_registry
-from ..errors import shown
+from ..errors import InputError, shown
 from ..errors import shown_key as key_name
 from ..families import registry
-from ..model import DEFAULT_TIMEOUT_S, HOST_RUNTIME, Expectation, Runtime, RuntimeKind, Scenario, Tolerance
+from .. import machines
+from ..model import DEFAULT_TIMEOUT_S, HOST_RUNTIME, LOCAL, Expectation, Runtime, RuntimeKind, Scenario, Tolerance
 from ..probes import DEFAULT_PROBES, PROBES
 from .checks import (SETTING_KEYS, Problems, check_keys, expect_type, parse_expectation, parse_settings, string_list,
                      type_name)
@@ -18,9 +21,9 @@ from .files import read_declaration
 
 DEFAULT_MATRIX = Path(__file__).parent.parent / "data" / "default.toml"
 TOP_KEYS = {"matrix", "defaults", "runtimes", "override"}
-MATRIX_KEYS = {"paths", "runtimes", "probes", "exclude"}
+MATRIX_KEYS = {"paths", "runtimes", "probes", "machines", "exclude"}
 OVERRIDE_KEYS = SETTING_KEYS | {"match", "expect", "reason", "failure"}
-EXCLUDE_KEYS = {"path", "runtime", "probe"}
+EXCLUDE_KEYS = {"path", "runtime", "probe", "machine"}
 
 
 @dataclass
@@ -73,8 +76,8 @@ def parse_overrides(problems: Problems, value) -> List[Tuple[str, dict, Optional
     return overrides
 
 
-def excluded(excludes: List[dict], path: str, runtime: str, probe: str) -> bool:
-    values = {"path": path, "runtime": runtime, "probe": probe}
+def excluded(excludes: List[dict], path: str, runtime: str, probe: str, machine: str = LOCAL) -> bool:
+    values = {"path": path, "runtime": runtime, "probe": probe, "machine": machine}
     return any(
         all(isinstance(pattern, str) and fnmatch.fnmatchcase(values[name], pattern)
             for name, pattern in entry.items() if name in values)
@@ -91,7 +94,8 @@ def pairing_rule(path_id: str) -> str:
     return f"{path_id} ({family.name} family) runs in {kinds} runtimes only"
 
 
-def why_empty(path_ids: List[str], runtimes: List[Runtime], probe_ids: List[str], excludes: List[dict]) -> str:
+def why_empty(path_ids: List[str], runtimes: List[Runtime], probe_ids: List[str], excludes: List[dict],
+              machine_ids: Sequence[str] = (LOCAL,)) -> str:
     """Why no path, runtime and probe paired: what is empty, else each rule that left nothing."""
     empty = [name for name, items in (("matrix.paths", path_ids), ("matrix.runtimes", runtimes),
                                       ("matrix.probes", probe_ids)) if not items]
@@ -106,24 +110,33 @@ def why_empty(path_ids: List[str], runtimes: List[Runtime], probe_ids: List[str]
         elif not set(probe_ids) & set(spec.probes):
             runs = f"the {' and '.join(spec.probes)} probe{'s' if len(spec.probes) > 1 else ''}"
             reasons.append(f"{path} runs {runs}, not {', '.join(probe_ids)}")
+        elif LOCAL not in machine_ids and not registry.of(spec).runs_in_guest:
+            reasons.append(f"{path} ({spec.family} family) runs on this host only, not in a machine's guest")
     if not reasons and excludes:
         reasons.append("matrix.exclude leaves nothing")
     return "; ".join(reasons) or "no path pairs with a runtime and a probe"
 
 
-def compatible(path_id: str, runtime: Runtime, probe: str) -> bool:
+def compatible(path_id: str, runtime: Runtime, probe: str, machine: str = LOCAL) -> bool:
     """Whether the path's family can run in that runtime (a host process: the host runtime only)
-    and the path speaks the probe's API (vtest-virgl has no Vulkan)."""
+    and on that machine (a VM path runs on this host only), and the path speaks the probe's API
+    (vtest-virgl has no Vulkan)."""
     spec = path_registry.get(path_id)
-    return registry.of(spec).accepts(runtime) and probe in spec.probes
+    family = registry.of(spec)
+    return family.accepts(runtime) and probe in spec.probes and (machine == LOCAL or family.runs_in_guest)
+
+
+def scenario_id(path: str, runtime: str, probe: str, machine: str = LOCAL) -> str:
+    """`path/runtime/probe`, and `@machine` where it is not this host."""
+    return f"{path}/{runtime}/{probe}" + ("" if machine == LOCAL else f"@{machine}")
 
 
 def build_scenario(path: str, runtime: Runtime, probe: str, settings: dict, expectation: Expectation,
-                   runtimes: Optional[Dict[str, Runtime]] = None) -> Scenario:
+                   runtimes: Optional[Dict[str, Runtime]] = None, machine: str = LOCAL) -> Scenario:
     tolerance = Tolerance(**settings.get("tolerance", {}))
     gl_extension = (runtimes or {}).get(settings.get("gl_extension", ""))
     return Scenario(
-        id=f"{path}/{runtime.name}/{probe}",
+        id=scenario_id(path, runtime.name, probe, machine),
         path_id=path,
         runtime=runtime,
         probe=probe,
@@ -135,6 +148,7 @@ def build_scenario(path: str, runtime: Runtime, probe: str, settings: dict, expe
         probe_args=tuple(settings.get("probe_args", ())),
         kernel_args=tuple(settings.get("kernel_args", ())),
         gl_extension=gl_extension,
+        machine=machine,
     )
 
 
@@ -167,6 +181,11 @@ def expand(data, source: str) -> Matrix:
     path_ids = string_list(problems, "matrix.paths", matrix.get("paths", []))
     runtime_ids = string_list(problems, "matrix.runtimes", matrix.get("runtimes", [HOST_RUNTIME]))
     probe_ids = string_list(problems, "matrix.probes", matrix.get("probes", list(DEFAULT_PROBES)))
+    machine_ids = string_list(problems, "matrix.machines", matrix.get("machines", [LOCAL]))
+    for index, machine in enumerate(machine_ids):
+        if not machines.known(machine):
+            problems.add(f"matrix.machines[{index}]", f"unknown machine {shown(machine)} (known: {LOCAL}, "
+                                                      f"{', '.join(machines.MACHINES)})")
     for index, path in enumerate(path_ids):
         if path not in path_registry.PATHS:
             known = ", ".join(path_registry.PATHS)
@@ -201,31 +220,46 @@ def expand(data, source: str) -> Matrix:
 
     scenarios: List[Scenario] = []
     seen = set()
-    for path in path_ids:
-        for runtime_name in runtime_ids:
-            runtime = runtimes[runtime_name]
-            for probe in probe_ids:
-                if excluded(excludes, path, runtime_name, probe) or not compatible(path, runtime, probe):
-                    continue
-                scenario_id = f"{path}/{runtime_name}/{probe}"
-                if scenario_id in seen:
-                    problems.add("matrix", f"duplicate scenario id {shown(scenario_id)}")
-                    continue
-                seen.add(scenario_id)
-                settings, expectation = dict(defaults), Expectation()
-                for pattern, extra, override_expectation in overrides:
-                    if fnmatch.fnmatchcase(scenario_id, pattern):
-                        settings = merge_settings(settings, extra)
-                        expectation = override_expectation or expectation
-                scenarios.append(build_scenario(path, runtime, probe, settings, expectation, runtimes))
+    for path, runtime_name, probe, machine in itertools.product(path_ids, runtime_ids, probe_ids, machine_ids):
+        runtime = runtimes[runtime_name]
+        if excluded(excludes, path, runtime_name, probe, machine) or not compatible(path, runtime, probe, machine):
+            continue
+        this_id = scenario_id(path, runtime_name, probe, machine)
+        if this_id in seen:
+            problems.add("matrix", f"duplicate scenario id {shown(this_id)}")
+            continue
+        seen.add(this_id)
+        settings, expectation = dict(defaults), Expectation()
+        for pattern, extra, override_expectation in overrides:
+            if fnmatch.fnmatchcase(this_id, pattern):
+                settings = merge_settings(settings, extra)
+                expectation = override_expectation or expectation
+        scenarios.append(build_scenario(path, runtime, probe, settings, expectation, runtimes, machine))
     if not scenarios and not problems.lines:
-        why = why_empty(path_ids, [runtimes[name] for name in runtime_ids], probe_ids, excludes)
+        why = why_empty(path_ids, [runtimes[name] for name in runtime_ids], probe_ids, excludes, machine_ids)
         problems.add("matrix", f"expands to no scenarios: {why}")
     for index, (pattern, _, _) in enumerate(overrides):
         if not any(fnmatch.fnmatchcase(s.id, pattern) for s in scenarios):
             problems.add(f"override[{index}].match", f"{shown(pattern)} matches no scenario")
     problems.raise_if_any()
     return Matrix(source=source, scenarios=scenarios)
+
+
+def on_machine(matrix: Matrix, machine: str) -> Matrix:
+    """The matrix's scenarios moved to `machine` (run --machine): each one's id says where it runs;
+    those whose family runs on this host only stay out. One line, exit 2, for an unknown machine
+    or a matrix with nothing that can run there."""
+    if not machines.known(machine):
+        raise InputError(f"--machine: unknown machine {shown(machine)} (known: {LOCAL}, {', '.join(machines.MACHINES)})")
+    moved: Dict[str, Scenario] = {}
+    for scenario in matrix.scenarios:
+        if compatible(scenario.path_id, scenario.runtime, scenario.probe, machine):
+            this_id = scenario_id(scenario.path_id, scenario.runtime.name, scenario.probe, machine)
+            moved.setdefault(this_id, dataclasses.replace(scenario, id=this_id, machine=machine))
+    if not moved:
+        raise InputError(f"{matrix.source}: --machine {machine}: none of its scenarios can run there "
+                         "(the VM paths run on this host only)")
+    return Matrix(matrix.source, list(moved.values()))
 
 
 def shipped_matrices() -> List[Path]:

@@ -19,7 +19,7 @@ from . import answers, grid
 from .results import SCHEMA, is_number
 
 if TYPE_CHECKING:
-    from ..runner import ScenarioResult
+    from ..scenario_result import ScenarioResult
 
 
 def relative(path: Optional[str], out_dir: Path) -> Optional[str]:
@@ -108,6 +108,8 @@ def broken_entry(result: "ScenarioResult", exc: Exception) -> dict:
 
 
 def entry(result: "ScenarioResult", out_dir: Path, toolset: Toolset) -> dict:
+    if result.entry is not None:  # written where it ran (a machine's guest), its paths relative to out_dir
+        return result.entry
     try:
         return scenario_entry(result, out_dir, toolset)
     except Exception as exc:  # one scenario's broken facts must not lose the others' results

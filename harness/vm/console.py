@@ -34,9 +34,15 @@ PROBE_EXIT = re.compile(re.escape(Marker.PROBE_EXITED.line) + r" (\d+)")
 INIT_FAILURE = re.compile(re.escape(Marker.INIT_FAILED.line) + r": ([^\r\n]*)\r?\n")
 
 
-def render_init(modules: Iterable[str], scanout: bool, agent: bool) -> str:
-    return render("init.sh.j2", modules=list(modules), scanout=scanout, agent=agent, prefix=PREFIX,
-                  m={marker.name: marker.value for marker in Marker})
+def render_init(modules: Iterable[str], scanout: bool, agent: bool, machine: bool = False) -> str:
+    """The guest's init; `machine`: it makes the host's root the guest's own and runs stage 2."""
+    return render("init.sh.j2", modules=list(modules), scanout=scanout, agent=agent, machine=machine, prefix=PREFIX,
+                  m={marker.name: marker.value for marker in Marker}, stage2=render_stage2() if machine else "")
+
+
+def render_stage2() -> str:
+    """A machine's second stage: PID 1 on its own root, it runs the workload and powers off."""
+    return render("machine-stage2.sh.j2", prefix=PREFIX, m={marker.name: marker.value for marker in Marker})
 
 
 def seen(console: str, marker: Marker) -> bool:

@@ -28,10 +28,12 @@ class QemuSpec:
     machine: str = "pc"
     first_devices: Tuple[str, ...] = ()  # before every other device (an IOMMU must be)
     devices: Tuple[str, ...] = ()  # more -device values, after the GPU
+    shares: Tuple[Tuple[str, str], ...] = ()  # more read-write 9p shares: (mount tag, host folder)
+    cpu: Optional[str] = None  # the -cpu model; None: the host's under KVM, else qemu64
 
     def argv(self) -> List[str]:
         argv = [self.qemu, "-nodefaults", "-no-user-config", "-machine", self.machine, "-accel", self.accel,
-                "-cpu", "host" if self.accel == "kvm" else "qemu64", "-smp", "1", "-m", str(self.memory_mb),
+                "-cpu", self.cpu or ("host" if self.accel == "kvm" else "qemu64"), "-smp", "1", "-m", str(self.memory_mb),
                 "-kernel", self.kernel, "-initrd", self.initrd, "-append", self.cmdline, "-no-reboot",
                 "-chardev", f"file,id=serial0,path={opt(self.serial_log)}", "-serial", "chardev:serial0"]
         for device in self.first_devices:
@@ -43,6 +45,8 @@ class QemuSpec:
                  "-virtfs", f"local,path={opt(self.runtime_root)},mount_tag=root,security_model=none,readonly=on,"
                             "multidevs=remap",
                  "-virtfs", f"local,path={opt(self.out_dir)},mount_tag=out,security_model=none"]
+        for tag, folder in self.shares:
+            argv += ["-virtfs", f"local,path={opt(folder)},mount_tag={opt(tag)},security_model=none"]
         if self.gpu:
             argv += ["-device", self.gpu]
         for device in self.devices:

@@ -1,0 +1,44 @@
+"""Inside a machine's guest: the scenarios the host handed over (a machine.json on the shared output
+folder) run here as local ones, through the runner as on any host; each one's results.json entry
+is appended to a results file on the share as it finishes, for the host to take as it is.
+
+    python -m harness.guestrun /run/gpu-harness/out/machines/NAME/probe/machine.json
+"""
+import json
+import sys
+from pathlib import Path
+from typing import List
+
+from . import baseline as baseline_mod, exposure, runner, toolsets
+from .machinerun import DONE, RESULTS
+from .model import Scenario
+from .report import document
+from .scenario_result import ScenarioResult
+
+def main(argv: List[str]) -> int:
+    spec_file = Path(argv[0])
+    spec = json.loads(spec_file.read_text())
+    exposure.seed(spec.get("file_counts") or {})  # the host counted its own root, which is this one's
+    out_dir = Path(spec["out_dir"])
+    known = baseline_mod.load(Path(spec["baseline"])) if spec.get("baseline") else None
+    options = runner.RunOptions(out_dir=out_dir, jobs=spec["jobs"], retries=spec["retries"],
+                                goldens_dir=Path(spec["goldens_dir"]), compare_images=spec["compare_images"],
+                                baseline=known, say=lambda text: print(text, file=sys.stderr, flush=True))
+    toolset = toolsets.load()
+    results = spec_file.parent / RESULTS
+    results.write_text("")
+
+    def finished(result: ScenarioResult) -> None:
+        with results.open("a") as lines:
+            lines.write(json.dumps(document.entry(result, out_dir, toolset), default=str) + "\n")
+        print(f"{result.verdict.outcome.value} {result.scenario.id}: {result.verdict.reason}", file=sys.stderr,
+              flush=True)
+
+    runner.run([Scenario.from_dict(data) for data in spec["scenarios"]], toolset, options, on_result=finished)
+    (spec_file.parent / DONE).write_text(json.dumps({"toolset": toolset.to_dict(),
+                                                     "preparation": [p.to_dict() for p in options.prepared]}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

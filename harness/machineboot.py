@@ -1,0 +1,77 @@
+"""A machine's guest booted: QEMU with the machine's virtio-gpu, the host's root made the guest's
+own (overlaid, switch_root: user namespaces work in it), the run's output folder and the cache
+shared, and the harness itself as the workload, which runs the machine's scenarios inside."""
+from pathlib import Path
+from typing import List, Tuple
+
+from . import cache
+from .families.vm_launch import VmLaunch
+from .lifecycle import LaunchContext
+from .machines import MACHINE_ENV, MachineSpec
+from .templating import render
+from .vm import console, initramfs, modules as modules_mod
+from .vm.qemu import QemuSpec
+
+SHARE_INSIDE = "/run/gpu-harness/out"  # the run's output folder, inside the guest
+CACHE_INSIDE = "/run/gpu-harness/cache"  # XDG_CACHE_HOME inside: the host's cache is its gpu-harness
+MACHINE_MODULES = ("overlay",)  # the writable root
+
+
+class MachineLaunch(VmLaunch):
+    """The guest of a machine. The workload is the context's command (the harness inside), run by
+    the guest's second stage from the run's output folder, which is shared whole."""
+
+    def __init__(self, ctx: LaunchContext, machine: MachineSpec, share: Path):
+        super().__init__(ctx)
+        self.spec, self.share = machine, share
+
+    def share_dir(self) -> Path:
+        return self.share
+
+    def workload_dir(self) -> str:
+        """Where the workload script is, relative to the share (the kernel command line names it)."""
+        return str(self.ctx.workspace.probe_out.relative_to(self.share))
+
+    def guest_image(self) -> Tuple[Path, bool]:
+        ctx = self.ctx
+        modules_dir = str(ctx.toolset.tools["kernel"].extra["modules_dir"])
+        modules = modules_mod.resolve_for_kernel(modules_dir, self.guest_modules())
+        init = console.render_init(modules, scanout=False, agent=False, machine=True)
+        built = initramfs.build(initramfs.InitramfsSpec(ctx.toolset.path("busybox"), modules_dir, tuple(modules), init,
+                                                        ()))
+        out = ctx.workspace.probe_out
+        argv = list(ctx.workload.command or [])
+        (out / "workload.sh").write_text(render("guest-workload.sh.j2", env=self.environment(), argv=argv, stdin=None))
+        return built
+
+    def environment(self) -> List[Tuple[str, str]]:
+        """What the harness inside runs with: the machine's name (its scenarios run locally there),
+        the shared cache, a writable temp folder."""
+        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
+               "LANG": "C.UTF-8", "TMPDIR": "/tmp", "XDG_CACHE_HOME": CACHE_INSIDE, MACHINE_ENV: self.spec.name,
+               "PYTHONDONTWRITEBYTECODE": "1", **dict(self.ctx.scenario.env)}
+        return sorted(env.items())
+
+    def guest_modules(self) -> Tuple[str, ...]:
+        return modules_mod.BASE_MODULES + modules_mod.GPU_MODULES + MACHINE_MODULES
+
+    def guest_scanout(self) -> bool:
+        return False
+
+    def kernel_args(self) -> Tuple[str, ...]:
+        return (*super().kernel_args(), f"gpu_harness.workload={self.workload_dir()}")
+
+    def machine_spec(self, qemu: QemuSpec) -> QemuSpec:
+        import dataclasses
+
+        # The harness inside imports numpy, whose builds need x86-64-v2 (SSE4.2): qemu64 lacks it,
+        # TCG's max model has it (and AVX2).
+        cpu = None if qemu.accel == "kvm" else "max"
+        return dataclasses.replace(qemu, memory_mb=self.spec.memory_mb, shares=(("cache", str(cache.ROOT)),), cpu=cpu)
+
+    def guest_root(self) -> str:
+        qemu = self.ctx.toolset.tools["qemu-system-x86_64"]
+        return str(qemu.extra.get("host_root", "/"))
+
+    def own_dirs(self) -> List[str]:
+        return [str(self.share), str(cache.ROOT)]
