@@ -5,6 +5,7 @@ is appended to a results file on the share as it finishes, for the host to take 
     python -m harness.guestrun /run/gpu-harness/out/machines/NAME/probe/machine.json
 """
 import json
+import os
 import sys
 from pathlib import Path
 from typing import List
@@ -28,11 +29,18 @@ def main(argv: List[str]) -> int:
     results = spec_file.parent / RESULTS
     results.write_text("")
 
+    count = 0
+
     def finished(result: ScenarioResult) -> None:
+        nonlocal count
         with results.open("a") as lines:
             lines.write(json.dumps(document.entry(result, out_dir, toolset), default=str) + "\n")
         print(f"{result.verdict.outcome.value} {result.scenario.id}: {result.verdict.reason}", file=sys.stderr,
               flush=True)
+        count += 1
+        if spec.get("panic_after") == count:  # fault injection (lifecycle.Hooks.machine_panic_after)
+            os.sync()
+            Path("/proc/sysrq-trigger").write_text("c")
 
     runner.run([Scenario.from_dict(data) for data in spec["scenarios"]], toolset, options, on_result=finished)
     (spec_file.parent / DONE).write_text(json.dumps({"toolset": toolset.to_dict(),

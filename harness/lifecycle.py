@@ -113,6 +113,8 @@ class Hooks:
     before_phase: Callable[[Phase, str], None] = lambda phase, scenario_id: None
     start_services: Callable[[List[service_mod.ServiceSpec]], List[service_mod.RunningService]] = \
         service_mod.start_all
+    # Fault injection in a machine's guest: its kernel panics once this many scenarios finished there.
+    machine_panic_after: Optional[int] = None
 
 
 @dataclass

@@ -3,6 +3,7 @@ harness inside as its workload, each scenario's result taken back as it finishes
 the reason for each one a guest that panicked, hung or stopped did not finish."""
 import dataclasses
 import json
+import shlex
 import sys
 import threading
 import time
@@ -13,6 +14,7 @@ from . import exposure, machines, paths, verdict as verdict_mod
 from .families import registry
 from .families.vm_launch import acceleration
 from .lifecycle import LaunchContext, LaunchResult, Prepared, Workload, Workspace
+from .matrix.writing import declaration_of
 from .machineboot import SHARE_INSIDE, MachineLaunch
 from .model import HOST, Scenario
 from .outcomes import FailureKind, Outcome
@@ -25,11 +27,12 @@ DONE = "done.json"  # beside it: what the harness inside found (toolset) and did
 
 
 def spec_of(scenarios: List[Scenario], out_dir: str, options, file_counts: dict,
-            baseline: Optional[str]) -> dict:
+            baseline: Optional[str], panic_after: Optional[int] = None) -> dict:
     """What the host writes for the guest: the scenarios and how to run them."""
     return {"scenarios": [s.to_dict() for s in scenarios], "out_dir": out_dir, "jobs": 1,  # the guest has one CPU
             "retries": options.retries, "goldens_dir": str(options.goldens_dir),
-            "compare_images": options.compare_images, "file_counts": file_counts, "baseline": baseline}
+            "compare_images": options.compare_images, "file_counts": file_counts, "baseline": baseline,
+            "panic_after": panic_after}
 
 
 TCG_SLOWDOWN = 4.0  # measured: a probe's EGL context took 5-20 s in the guest, 0.3 s on the host
@@ -99,6 +102,28 @@ def not_finished(scenario: Scenario, launched: LaunchResult, console: Path, out_
                           out_dir / "scenarios" / scenario.slug, 0.0)
 
 
+RERUN = """#!/bin/sh
+# Re-runs scenario {id} by hand: boots machine {machine} again and runs just this scenario in it
+# (scenario.json is its matrix; rerun-in-guest.sh is the command the harness in the guest ran).
+set -u
+exec {python} -m harness.cli run --matrix {matrix} --out {folder}/rerun-$(date +%Y%m%d-%H%M%S) "$@"
+"""
+
+
+def write_rerun(scenario: Scenario, folder: Path) -> None:
+    """A machine scenario's rerun.sh boots the machine: what the guest wrote under that name is
+    the command inside it, kept beside as rerun-in-guest.sh."""
+    if not folder.is_dir():
+        return
+    inside = folder / "rerun.sh"
+    if inside.exists():
+        inside.rename(folder / "rerun-in-guest.sh")
+    (folder / "scenario.json").write_text(json.dumps(declaration_of(scenario), indent=1) + "\n")
+    inside.write_text(RERUN.format(id=scenario.id, machine=scenario.machine, python=shlex.quote(sys.executable),
+                                   matrix=shlex.quote(str(folder / "scenario.json")), folder=shlex.quote(str(folder))))
+    inside.chmod(0o755)
+
+
 class Tail:
     """Reads the results file the guest appends to, a whole line at a time."""
 
@@ -118,7 +143,8 @@ class Tail:
 
 
 def run_machine(name: str, scenarios: List[Scenario], toolset: Toolset, options, scratch: Path,
-                on_result: Callable[[ScenarioResult], None], baseline: Optional[str] = None) -> List[ScenarioResult]:
+                on_result: Callable[[ScenarioResult], None], baseline: Optional[str] = None,
+                panic_after: Optional[int] = None) -> List[ScenarioResult]:
     """Boot machine `name` once, run `scenarios` in it, give each result to on_result as it comes."""
     out_dir = options.out_dir
     reason = why_not(name, toolset)
@@ -136,7 +162,8 @@ def run_machine(name: str, scenarios: List[Scenario], toolset: Toolset, options,
     share = workspace.probe_out
     counts = {folder: exposure.file_count(folder) for folder in exposure.HOST_ROOT_FOLDERS}
     spec_file = share / "machine.json"
-    spec_file.write_text(json.dumps(spec_of(scenarios_inside, SHARE_INSIDE, options, counts, baseline), indent=1))
+    spec_file.write_text(json.dumps(spec_of(scenarios_inside, SHARE_INSIDE, options, counts, baseline, panic_after),
+                                    indent=1))
     inside = f"{SHARE_INSIDE}/{spec_file.relative_to(out_dir)}"
     budget = BOOT_BUDGET_S + sum(s.timeout_s for s in scenarios_inside) * (options.retries + 1)
     machine = Scenario(id=f"@{name}", path_id=machines.get(name).boots_like, runtime=HOST, probe="gl",
@@ -154,6 +181,7 @@ def run_machine(name: str, scenarios: List[Scenario], toolset: Toolset, options,
             scenario = by_id.get(entry.get("id", ""))
             if scenario is not None and scenario.id not in done:
                 done[scenario.id] = from_entry(scenario, entry, out_dir)
+                write_rerun(scenario, done[scenario.id].result_dir)
                 on_result(done[scenario.id])
 
     def follow() -> None:

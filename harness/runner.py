@@ -25,7 +25,7 @@ from . import drivermatch, exposure as exposure_mod, hostdriver, machinerun, too
 from .toolset import Toolset
 
 
-HooksLike = Union[Hooks, Dict[str, Callable], None]
+HooksLike = Union[Hooks, Dict[str, Any], None]
 
 
 @dataclass
@@ -320,7 +320,7 @@ def run_scenario(scenario: Scenario, toolset: Toolset, options: RunOptions, temp
 
 
 def run_machine(name: str, scenarios: List[Scenario], toolset: Toolset, options: RunOptions, temp: TempRoot,
-                ready: Dict[str, RuntimeReady], finished: Callable[[ScenarioResult], None]) -> None:
+                ready: Dict[str, RuntimeReady], finished: Callable[[ScenarioResult], None], hooks: Hooks) -> None:
     """A machine's scenarios in its guest, one boot; those whose runtime is not built end here."""
     base = options.out_dir / "scenarios"
     runnable = []
@@ -334,7 +334,7 @@ def run_machine(name: str, scenarios: List[Scenario], toolset: Toolset, options:
             runnable.append(with_runtime(scenario, ready))
     if runnable:
         machinerun.run_machine(name, runnable, toolset, options, temp.scenario_dir(), finished,
-                               options.baseline.source if options.baseline else None)
+                               options.baseline.source if options.baseline else None, hooks.machine_panic_after)
 
 
 def run(scenarios: List[Scenario], toolset: Toolset, options: RunOptions,
@@ -366,7 +366,7 @@ def run(scenarios: List[Scenario], toolset: Toolset, options: RunOptions,
         with INTERRUPTS.graceful(), ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
             futures: List["Future[Any]"] = [pool.submit(run_scenario, s, toolset, options, temp, host, as_hooks(hooks),
                                                         ready) for s in here]
-            futures += [pool.submit(run_machine, name, group, toolset, options, temp, ready, finished)
+            futures += [pool.submit(run_machine, name, group, toolset, options, temp, ready, finished, as_hooks(hooks))
                         for name, group in elsewhere.items()]
             for future in as_completed(futures):
                 result = future.result()

@@ -6,6 +6,7 @@ from .checks import MAX_TIMEOUT_S
 from .declared_runtimes import shipped_runtime
 from .expansion import DEFAULT_MATRIX, Matrix, expand, load, on_machine, pairing_rule, shipped_with
 from .files import parse_toml, read_declaration
+from .writing import declaration_of
 
-__all__ = ["DEFAULT_MATRIX", "MAX_TIMEOUT_S", "Matrix", "expand", "load", "on_machine", "pairing_rule", "parse_toml",
+__all__ = ["DEFAULT_MATRIX", "MAX_TIMEOUT_S", "Matrix", "declaration_of", "expand", "load", "on_machine", "pairing_rule", "parse_toml",
            "read_declaration", "shipped_runtime", "shipped_with"]

@@ -161,7 +161,7 @@ def driver_matching(scenarios: List[dict]) -> Answer:
     runtimes: Dict[str, List[dict]] = {}
     for scenario in scenarios:
         if entries.mapping(scenario, "driver_match"):
-            runtimes.setdefault(entries.runtime(scenario), []).append(scenario)
+            runtimes.setdefault(entries.row(scenario), []).append(scenario)
     for runtime, group in runtimes.items():
         record = driver_record(runtime, group)
         answer.add(record, driver_row(record))

@@ -51,6 +51,7 @@ def scenario_entry(result: "ScenarioResult", out_dir: Path, toolset: Toolset) ->
         "path": scenario.path_id,
         "runtime": scenario.runtime.name,
         "probe": scenario.probe,
+        "machine": scenario.machine,
         "outcome": result.verdict.outcome.value,
         "reason": result.verdict.reason,
         "failure_kind": result.verdict.failure_kind.value if result.verdict.failure_kind else None,
@@ -103,8 +104,9 @@ def broken_entry(result: "ScenarioResult", exc: Exception) -> dict:
     scenario = result.scenario
     verdict = harness_error("report", exc)
     return {"id": scenario.id, "path": scenario.path_id, "runtime": scenario.runtime.name, "probe": scenario.probe,
-            "outcome": verdict.outcome.value, "reason": verdict.reason, "failure_kind": verdict.failure_kind.value
-            if verdict.failure_kind else None, "checks": [], "wall_s": round(result.wall_s, 4)}
+            "machine": scenario.machine, "outcome": verdict.outcome.value, "reason": verdict.reason,
+            "failure_kind": verdict.failure_kind.value if verdict.failure_kind else None, "checks": [],
+            "wall_s": round(result.wall_s, 4)}
 
 
 def entry(result: "ScenarioResult", out_dir: Path, toolset: Toolset) -> dict:

@@ -6,6 +6,7 @@ or by hand, so each is read here as the type the caller wants, or None/empty."""
 import math
 from typing import Dict, List, Optional
 
+from ..model import LOCAL
 from ..outcomes import Outcome
 from .results import is_number
 
@@ -54,7 +55,19 @@ def runtime(entry: dict) -> str:
 
 
 def probe(entry: dict) -> str:
-    return text(entry, "probe") or id_part(entry, 2)
+    return text(entry, "probe") or id_part(entry, 2).split("@")[0]
+
+
+def machine(entry: dict) -> str:
+    """Where the scenario ran: local, or a virtual GPU machine (the id's @machine)."""
+    return text(entry, "machine") or (str(entry.get("id", "")).rpartition("@")[2] if "@" in str(entry.get("id", ""))
+                                      else LOCAL)
+
+
+def row(entry: dict) -> str:
+    """The grid's row: the runtime, and @machine where it ran in one."""
+    where = machine(entry)
+    return runtime(entry) if where == LOCAL else f"{runtime(entry)}@{where}"
 
 
 def failure_class(entry: dict) -> Optional[str]:

@@ -159,7 +159,7 @@ def build(scenario_entries: List[dict]) -> List[Grid]:
     for index, entry in enumerate(scenario_entries):
         if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
             continue
-        probe, runtime, path = entries.probe(entry), entries.runtime(entry), str(entry.get("path", "?"))
+        probe, runtime, path = entries.probe(entry), entries.row(entry), str(entry.get("path", "?"))
         grid = grids.setdefault(probe, Grid(probe))
         if runtime not in grid.runtimes:
             grid.runtimes.append(runtime)

@@ -19,6 +19,7 @@ def properties(scenario: dict) -> List[Tuple[str, str]]:
     every component version it ran with (version.<name>)."""
     known = entries.mapping(scenario, "baseline")
     found = [("path", scenario["path"]), ("runtime", entries.runtime(scenario)), ("probe", entries.probe(scenario)),
+             ("machine", entries.machine(scenario)),
              ("outcome", scenario["outcome"]), ("failure_kind", entries.failure_class(scenario)),
              ("renderer", entries.text(scenario, "renderer")), ("runtime_mesa", entries.runtime_mesa(scenario)),
              ("baseline", entries.text(known, "kind"))]
