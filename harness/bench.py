@@ -94,20 +94,70 @@ def table(rows: List[BenchRow], title: str):
     from rich.table import Table
 
     out = Table(title=title)
-    for column in ("scenario", "outcome", "runs", "image build s", "setup s", "service ready s", "qemu start s",
-                   "boot s", "probe s", "shutdown s", "verdict s", "wall s", "fps", "% of baseline", "probe RSS MiB",
-                   "service RSS MiB"):
+    phases = [p for p in PHASES if any(row.phases_s.get(p) for row in rows)]  # the phases these scenarios have
+    for column in ("scenario", "outcome", "runs", *(phase_header(p) for p in phases), "wall s", "fps",
+                   "% of baseline", "probe RSS MiB", "service RSS MiB"):
         # A scenario id is the row's name: never cut short, whatever the width.
         out.add_column(column, justify="left" if column in ("scenario", "outcome") else "right",
                        no_wrap=column == "scenario",
                        min_width=max((len(row.scenario) for row in rows), default=8) if column == "scenario" else None)
     for row in rows:
         out.add_row(row.scenario, row.outcome, str(row.runs),
-                    *(fmt(row.phases_s.get(p)) for p in PHASES),
+                    *(fmt(row.phases_s.get(p)) for p in phases),
                     fmt(row.wall_s), fmt(row.fps, "{:.0f}"), fmt(row.fps_vs_baseline and row.fps_vs_baseline * 100, "{:.0f}%" + (
                         f" {row.baseline_path}" if row.baseline_path else "")),
                     fmt(row.probe_rss_kb and row.probe_rss_kb / 1024, "{:.0f}"),
                     ", ".join(f"{k} {v / 1024:.0f}" for k, v in row.service_rss_kb.items()) or "-")
+    return out
+
+
+def phase_header(phase: str) -> str:
+    """services_ready_s -> services ready s"""
+    return phase.removesuffix("_s").replace("_", " ") + " s"
+
+
+@dataclass
+class MachineRow:
+    """A machine over the rounds: its boot, the harness's start inside, and a scenario's wall in it
+    against the same scenario's here (where it ran here: a device path Skips without a GPU)."""
+
+    machine: str
+    rounds: int
+    boot_s: Optional[float]
+    harness_s: Optional[float]  # in the guest, outside its scenarios: python's start, run-level preparation
+    scenarios: int
+    in_guest_s: Optional[float]  # median wall of one scenario in the guest
+    here_s: Optional[float]  # median wall of the same scenarios here, where they passed
+
+
+def machine_rows(rounds: List[dict], rows: List[BenchRow]) -> List[MachineRow]:
+    """rounds: each round's RunOptions.machines (name -> boot_s, inside_s, scenarios_s, ids)."""
+    names = sorted({name for machines in rounds for name in machines})
+    by_id = {row.scenario: row for row in rows}
+    found = []
+    for name in names:
+        runs = [machines[name] for machines in rounds if name in machines]
+        ids = runs[0]["ids"]
+        local = [by_id[i.rsplit("@", 1)[0]] for i in ids if i.rsplit("@", 1)[0] in by_id]
+        found.append(MachineRow(
+            name, len(runs), median(r["boot_s"] for r in runs),
+            median(r["inside_s"] - r["scenarios_s"] for r in runs), len(ids),
+            median(by_id[i].wall_s for i in ids if i in by_id),
+            median(row.wall_s for row in local if row.outcome == "Pass")))
+    return found
+
+
+def machine_table(rows: List[MachineRow]):
+    from rich.table import Table
+
+    out = Table(title="virtual GPU machines: one boot per run, median over the rounds")
+    for column in ("machine", "rounds", "boot s", "harness in guest s", "scenarios", "scenario in guest s",
+                   "same scenario here s"):
+        out.add_column(column, justify="left" if column == "machine" else "right")
+    for row in rows:
+        out.add_row(row.machine, str(row.rounds), fmt(row.boot_s, "{:.1f}"), fmt(row.harness_s, "{:.1f}"),
+                    str(row.scenarios), fmt(row.in_guest_s, "{:.1f}"),
+                    fmt(row.here_s, "{:.2f}") if row.here_s is not None else "- (did not pass here)")
     return out
 
 

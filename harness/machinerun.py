@@ -197,6 +197,9 @@ def run_machine(name: str, scenarios: List[Scenario], toolset: Toolset, options,
         stop.set()
         follower.join()
     take()
+    options.machines[name] = {"boot_s": launched.phases.get("boot_s"), "inside_s": launched.phases.get("probe_s"),
+                              "scenarios_s": sum(r.wall_s for r in done.values()), "wall_s": time.monotonic() - started,
+                              "ids": [s.id for s in scenarios], "accel": launched.facts.get("accel")}
     options.prepared.append(Prepared(f"machine {name}", time.monotonic() - started,
                                      f"{len(done)} of {len(scenarios)} scenarios in one boot; "
                                      f"boot {launched.phases.get('boot_s', 0):.1f} s; timeouts x{slowdown:g}"))

@@ -40,6 +40,7 @@ class RunOptions:
     say: Callable[[str], None] = lambda text: None  # progress of slow steps (runtime builds)
     baseline: Optional[baseline_mod.Baseline] = None  # known failures and flakes (run --baseline)
     prepared: List[Prepared] = field(default_factory=list)  # what the run did before any scenario (run fills it)
+    machines: Dict[str, dict] = field(default_factory=dict)  # each machine's boot and time inside (run fills it)
 
     def __post_init__(self) -> None:
         # Launchers hand these paths to other programs (podman reads a relative bind source as a

@@ -96,9 +96,12 @@ def skip_unless_required(path: str, what: str, reason: str):
 
 
 def outcome_or_skip(result):
-    """Turn a harness Skip into a pytest skip (or a failure where the path is required)."""
+    """Turn a harness Skip into a pytest skip (or a failure where the path is required: by its id,
+    or as path@machine for a machine's scenario)."""
     if result.verdict.outcome == verdict.SKIP:
-        skip_unless_required(result.scenario.path_id, result.scenario.id, result.verdict.reason)
+        scenario = result.scenario
+        key = scenario.path_id if scenario.machine == "local" else f"{scenario.path_id}@{scenario.machine}"
+        skip_unless_required(key, scenario.id, result.verdict.reason)
     return result.verdict.outcome
 
 

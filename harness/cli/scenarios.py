@@ -84,7 +84,8 @@ def cmd_run(args) -> int:
     try:
         results = run_matrix(scenarios, toolset, options, "running")
         document = report_document.document(results, args.out, toolset, started, loaded.source,
-                                            str(args.baseline) if args.baseline else None, options.prepared)
+                                            str(args.baseline) if args.baseline else None, options.prepared,
+                                            options.machines)
         report.write_all(args.out, document)
     finally:
         outdir.release(args.out)
@@ -221,16 +222,21 @@ def cmd_bench(args) -> int:
 
 def bench_rounds(args, scenarios: List[Scenario], toolset) -> int:
     rounds = []
+    machines = []
     for number in range(1, args.repeat + 1):
         options = runner.RunOptions(out_dir=args.out / f"round-{number}", jobs=args.jobs)
         started = datetime.datetime.now(datetime.timezone.utc)
         rounds.append(run_matrix(scenarios, toolset, options, f"round {number}/{args.repeat}"))
         rounds[-1] = (rounds[-1], (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds())
+        machines.append(options.machines)
     rows = bench.summarize([results for results, _ in rounds])
     matrix_wall = bench.median(wall for _, wall in rounds)
     title = (f"gpu-harness bench: {counted(len(scenarios), 'scenario')} x {counted(len(rounds), 'run')}, median; "
              f"matrix wall {matrix_wall:.2f} s (-j {args.jobs})")
     print_table(bench.table(rows, title))
+    machine_rows = bench.machine_rows(machines, rows)
+    if machine_rows:
+        print_table(bench.machine_table(machine_rows))
     runtime_rows = bench.runtime_rows(sorted({s.runtime.recipe for s in scenarios if s.runtime.needs_build}))
     if runtime_rows:
         print_table(bench.runtime_table(runtime_rows))
@@ -243,5 +249,6 @@ def bench_rounds(args, scenarios: List[Scenario], toolset) -> int:
     (args.out / "bench.json").write_text(json.dumps(
         {"rounds": len(rounds), "jobs": args.jobs, "matrix_wall_s": [w for _, w in rounds],
          "rows": [dataclasses.asdict(r) for r in rows],
-         "runtimes": [dataclasses.asdict(r) for r in runtime_rows], "servers": servers_json}, indent=2) + "\n")
+         "runtimes": [dataclasses.asdict(r) for r in runtime_rows], "servers": servers_json,
+         "machines": [dataclasses.asdict(r) for r in machine_rows]}, indent=2) + "\n")
     return EXIT_OK

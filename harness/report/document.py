@@ -119,7 +119,8 @@ def entry(result: "ScenarioResult", out_dir: Path, toolset: Toolset) -> dict:
 
 
 def document(results: List["ScenarioResult"], out_dir: Path, toolset: Toolset, started: datetime.datetime,
-             matrix_source: str, baseline: Optional[str] = None, preparation: Sequence[Prepared] = ()) -> dict:
+             matrix_source: str, baseline: Optional[str] = None, preparation: Sequence[Prepared] = (),
+             machines: Optional[Dict[str, dict]] = None) -> dict:
     finished = datetime.datetime.now(datetime.timezone.utc)
     entries = with_fps_share([entry(r, out_dir, toolset) for r in results])
     summary: Dict[str, int] = {}
@@ -139,6 +140,7 @@ def document(results: List["ScenarioResult"], out_dir: Path, toolset: Toolset, s
         "baseline": baseline,
         "preparation": [step.to_dict() for step in preparation],  # run-level steps, before any scenario
         "preparation_s": round(sum(step.seconds for step in preparation), 3),
+        "machines": machines or {},  # each virtual GPU machine booted: boot_s, inside_s, scenarios_s, ids
         **derived(entries),
         "scenarios": entries,
     }
