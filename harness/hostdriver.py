@@ -21,7 +21,7 @@ EGL_VENDOR_DIRS = ("etc/glvnd/egl_vendor.d", "usr/share/glvnd/egl_vendor.d")
 VULKAN_ICD_DIRS = ("etc/vulkan/icd.d", "usr/share/vulkan/icd.d", "usr/local/share/vulkan/icd.d")
 DRI_DIRS = ("usr/lib/x86_64-linux-gnu/dri", "usr/lib64/dri", "usr/lib/dri")
 # glibc's own libraries and the dynamic loader: never part of "the driver's dependencies"
-# (attempt #2 leaves them to the runtime; its glibc variant binds them on purpose).
+# (the dependencies mode leaves them to the runtime; its glibc variant binds them on purpose).
 GLIBC_NAMES = re.compile(r"^(ld-linux[^/]*|linux-vdso\.so\.\d+|linux-gate\.so\.\d+|"
                          r"lib(c|m|mvec|pthread|dl|rt|resolv|util|anl|BrokenLocale|thread_db|nsl|"
                          r"c_malloc_debug|memusage|pcprofile)\.so(\.\d+)*|libnss_[a-z]+\.so\.\d+)$")

@@ -1,4 +1,4 @@
-"""One virgl_test_server for N app instances, or one per instance (seed 000: "not optimal to start
+"""One virgl_test_server for N app instances, or one per instance (is it "not optimal to start
 virgl_test_server for every Flatpak app instance"), measured with real servers and real probes.
 
 Three ways, each with N apps of a vtest path (vtest-virgl: bwrap; flatpak-vtest: flatpak run)

@@ -42,7 +42,7 @@ SUPERVISOR = Path(__file__).resolve().parent / "supervisor.py"
 def server_spec(toolset: Toolset, workspace: Workspace, venus: bool = False,
                 sync: Optional[SyncPipe] = None, multi_clients: bool = False) -> ServiceSpec:
     """The server for one scenario; with `sync`, run under the supervisor that ties its life to
-    the sandbox's through that pipe (seed 000's lifecycle)."""
+    the sandbox's through that pipe (one pipe for readiness and shutdown)."""
     socket = str(workspace.tmp_dir / "virgl.sock")
     argv = server_argv(toolset.path(SERVICE), socket, toolset.render_nodes[0] if toolset.render_nodes else None,
                        venus=venus, multi_clients=multi_clients)

@@ -1,6 +1,6 @@
 """The container family (podman-vtest, podman-dri and their --cap-drop=ALL variants): the
 workload runs in a rootful podman container over the runtime's root (`--rootfs ROOT:O`, an
-overlay: nothing is written into the runtime), as seed 003 runs GPU containers.
+overlay: nothing is written into the runtime), as GPU containers are run.
 
 Everything podman keeps is private to the scenario: its storage (`--root`), run state
 (`--runroot`), temp files and network config live in the scenario's temp folder, events go
@@ -89,7 +89,7 @@ def card_for(render_node: str) -> Optional[str]:
 
 
 def dri_devices(scope: DriDevices, render_node: str) -> List[str]:
-    """seed 003's three ways to give a container the GPU: the render node only (rendering, the
+    """The three ways to give a container the GPU: the render node only (rendering, the
     least), the card node too (KMS, a display), or the whole /dev/dri."""
     if scope == DriDevices.ALL:
         return ["/dev/dri"]

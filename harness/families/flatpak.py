@@ -1,4 +1,4 @@
-"""The Flatpak family (flatpak-vtest, flatpak-dri, flatpak-ext*): the real `flatpak run`, as seed 000 runs it.
+"""The Flatpak family (flatpak-vtest, flatpak-dri, flatpak-ext*): the real `flatpak run`.
 
 Each scenario gets a private installation (FLATPAK_USER_DIR), a private HOME and XDG_RUNTIME_DIR
 and no session bus, and an app whose files are the probe. Three modes, and the report says which
@@ -11,7 +11,7 @@ Mesa installed beside it: harness/glext.py; both cached, installed per scenario)
 runtime extensions only under the runtime's own /usr (with --usr-path they go to
 /run/parent/usr), so the extension mode exports.
 
-flatpak-vtest is seed 000's command: `--nodevice=dri`, the server's socket exposed with
+flatpak-vtest is the documented vtest command: `--nodevice=dri`, the server's socket exposed with
 `--filesystem` and named in VTEST_SOCKET_NAME. Mesa 22.3 ignores that variable and connects to
 /tmp/.virgl_test, which inside Flatpak is the app's own persistent tmp folder: the app's
 command links /tmp/.virgl_test to the socket it was given before it starts, from inside, so

@@ -127,7 +127,7 @@ def bwrap_works(bwrap: str) -> Optional[str]:
 
 
 def host_driver_layout(ctx: LaunchContext) -> driverlayout.DriverLayout:
-    """The host's driver for this path's mode (seed 000's attempts), its generated vendor files
+    """The host's driver for this path's mode (files, dependencies, capsule), its generated vendor files
     and capsule manifest written into the scenario's folder and bound from there."""
     tool = ctx.toolset.tools["host-driver"]
     assert tool.path is not None and ctx.scenario.spec.host_driver is not None

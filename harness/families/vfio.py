@@ -1,4 +1,4 @@
-"""The vfio family: a whole PCI device given to a QEMU guest with vfio-pci (seed 003's answer for
+"""The vfio family: a whole PCI device given to a QEMU guest with vfio-pci (the answer for
 a VM that needs the GPU natively).
 
 - vm-vfio: a device of this host, named by GPU_HARNESS_VFIO_DEVICE (never one the harness picks),

@@ -1,5 +1,5 @@
-"""The seeds' questions, answered from one run: each a short table computed from results.json's
-scenario entries (never declared): vtest compatibility, what each path exposes of the host,
+"""The questions a run answers, each a short table computed from results.json's scenario entries
+(never declared): vtest compatibility, what each path exposes of the host,
 isolation per path (those two in audits.py), cost per path, driver matching. Each answer carries
 its records (for results.json) and the table a person reads (report.html)."""
 import re

@@ -32,7 +32,7 @@ class Cell:
     failure: Optional[str]  # the failure class, for Fail and ExpectedFail
     subject: Optional[str]  # what the class is about (a soname, a glibc version)
     reason: str
-    driver_mismatch: Optional[str] = None  # seed 003's driver matching: why the driver that rendered is not the host's
+    driver_mismatch: Optional[str] = None  # driver matching: why the driver that rendered is not the host's
     cause: Optional[str] = None  # a Skip's reason in a few words (text.short_cause); the whole on hover
 
     @property
