@@ -30,7 +30,7 @@ REASON_LIMIT = 300  # characters of a scenario's reason that `baseline update` k
 UNEXPLAINED = "why is not written yet"
 # Not a property of the scenario: never known, never excused.
 NOT_KNOWABLE = (FailureKind.INTERRUPTED,)
-KEYS = ("match", "kind", "failure", "reason")
+KEYS = ("match", "kind", "failure", "reason", "host")
 
 
 class Kind(str, enum.Enum):
@@ -48,12 +48,15 @@ class Known:
     reason: str  # a person's why (`baseline update` leaves a place for it: UNEXPLAINED)
     failure: Optional[FailureKind] = None  # the class a known failure must fail with; None: any
     said: str = field(default="", compare=False)  # what the run said (a comment in the file; not read back)
+    host: Optional[str] = None  # a glob over the host class it holds on (run --host-class); None: every host
 
     @property
     def exact(self) -> bool:
         return not any(char in self.match for char in "*?[")
 
-    def covers(self, scenario_id: str) -> bool:
+    def covers(self, scenario_id: str, host_class: str = "") -> bool:
+        if self.host is not None and not fnmatch.fnmatchcase(host_class, self.host):
+            return False
         return self.match == scenario_id if self.exact else fnmatch.fnmatchcase(scenario_id, self.match)
 
     def accepts(self, kind: Optional[FailureKind]) -> bool:
@@ -62,7 +65,7 @@ class Known:
 
     def to_dict(self) -> dict:
         return {"match": self.match, "kind": self.kind.value, "reason": self.reason,
-                "failure": self.failure.value if self.failure else None}
+                "failure": self.failure.value if self.failure else None, **({"host": self.host} if self.host else {})}
 
 
 @dataclass(frozen=True)
@@ -70,9 +73,9 @@ class Baseline:
     source: str
     entries: Tuple[Known, ...] = ()
 
-    def known(self, scenario_id: str) -> Optional[Known]:
-        exact = next((e for e in self.entries if e.exact and e.covers(scenario_id)), None)
-        return exact or next((e for e in self.entries if e.covers(scenario_id)), None)
+    def known(self, scenario_id: str, host_class: str = "") -> Optional[Known]:
+        exact = next((e for e in self.entries if e.exact and e.covers(scenario_id, host_class)), None)
+        return exact or next((e for e in self.entries if e.covers(scenario_id, host_class)), None)
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -100,6 +103,9 @@ def entry_problems(key: str, entry: object) -> List[str]:
     if "failure" in entry and entry["failure"] not in KNOWABLE_CLASSES:
         problems.append(f"{key}.failure: {shown(entry['failure'])} is not a failure class "
                         f"(one of {', '.join(KNOWABLE_CLASSES)})")
+    if "host" in entry:
+        problem = string_problem(f"{key}.host", entry["host"])
+        problems += [problem] if problem else []
     return problems
 
 
@@ -112,18 +118,20 @@ def parse(data: object, source: str) -> Baseline:
     if not isinstance(listed, list):
         problems.append(f"known: must be an array of tables ([[known]]), not {shown(listed)}")
         listed = []
-    first: Dict[str, int] = {}
+    first: Dict[tuple, int] = {}
     for index, entry in enumerate(listed):
         found = entry_problems(f"known[{index}]", entry)
         problems += found
-        if not found and entry["match"] in first:
-            problems.append(f"known[{index}].match: {shown(entry['match'])} is already known[{first[entry['match']]}]")
-        elif not found:
-            first[entry["match"]] = index
+        where = (entry.get("match"), entry.get("host")) if isinstance(entry, dict) else None
+        if not found and where in first:
+            problems.append(f"known[{index}].match: {shown(entry['match'])} is already known[{first[where]}]")
+        elif not found and where is not None:
+            first[where] = index
     if problems:
         raise InputError([f"{source}: {problem}" for problem in problems])
     return Baseline(source, tuple(Known(e["match"], Kind(e["kind"]), e["reason"],
-                                        FailureKind(e["failure"]) if "failure" in e else None) for e in listed))
+                                        FailureKind(e["failure"]) if "failure" in e else None,
+                                        host=e.get("host")) for e in listed))
 
 
 def load(path: Path) -> Baseline:
@@ -211,7 +219,7 @@ def needed(scenario: dict) -> Optional[Tuple[Kind, Optional[FailureKind]]]:
 def keeps(entry: Known, scenarios: List[dict], current: Baseline) -> bool:
     """An old entry stays where the run cannot say it is obsolete (it covers nothing run here,
     or only Skips) or where a scenario still needs it."""
-    covered = [s for s in scenarios if current.known(s["id"]) is entry]
+    covered = [s for s in scenarios if current.known(s["id"], str(s.get("host_class") or "")) is entry]
     if not covered or any(s.get("outcome") == Outcome.SKIP.value for s in covered):
         return True
     return any((need := needed(s)) is not None and need[0] is entry.kind and entry.accepts(need[1])
@@ -242,11 +250,12 @@ def update(scenarios: List[dict], current: Optional[Baseline], source: str) -> U
         if failure in NOT_KNOWABLE:
             not_known.append(scenario["id"])
             continue
-        old = partial.known(scenario["id"])
+        host_class = str(scenario.get("host_class") or "")
+        old = partial.known(scenario["id"], host_class)
         if old is not None and old.kind is kind and old.accepts(failure):
             continue
         added.append(Known(scenario["id"], kind, UNEXPLAINED, failure if kind is Kind.FAILURE else None,
-                           one_line_reason(scenario)))
+                           one_line_reason(scenario), host_class or None))
     return Update(Baseline(source, tuple(kept + added)), added, kept, dropped, not_known)
 
 
@@ -264,4 +273,6 @@ def dumps(baseline: Baseline, header: str = "") -> str:
         if entry.failure is not None:
             lines.append(f"failure = {toml_string(entry.failure.value)}")
         lines.append(f"reason = {toml_string(entry.reason)}")
+        if entry.host is not None:
+            lines.append(f"host = {toml_string(entry.host)}")
     return "\n".join(lines) + "\n"

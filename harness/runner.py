@@ -41,6 +41,7 @@ class RunOptions:
     baseline: Optional[baseline_mod.Baseline] = None  # known failures and flakes (run --baseline)
     prepared: List[Prepared] = field(default_factory=list)  # what the run did before any scenario (run fills it)
     machines: Dict[str, dict] = field(default_factory=dict)  # each machine's boot and time inside (run fills it)
+    host_class: str = ""  # run --host-class: a baseline entry may hold on some classes of host only
 
     def __post_init__(self) -> None:
         # Launchers hand these paths to other programs (podman reads a relative bind source as a
@@ -287,7 +288,7 @@ def run_scenario(scenario: Scenario, toolset: Toolset, options: RunOptions, temp
     if INTERRUPTS.requested:
         return not_run(scenario, base)
     prepared = ready.get(scenario.runtime.name)
-    known = options.baseline.known(scenario.id) if options.baseline else None
+    known = options.baseline.known(scenario.id, options.host_class) if options.baseline else None
     missing = unbuilt_runtime(scenario, ready)
     if missing is not None:
         result = unbuilt(scenario, missing, ready[missing], base)

@@ -83,6 +83,11 @@ def add_selection(parser) -> None:
     parser.add_argument("--filter", help="only scenario ids matching this glob, e.g. 'vtest-*'")
     parser.add_argument("--toolset", type=Path, help=TOOLSET_HELP)
     parser.add_argument("--machine", help=MACHINE_HELP)
+    parser.add_argument("--shard", metavar="K/N", help="only the K-th of N parts of the chosen scenarios, balanced by "
+                        "cost (every scenario is in exactly one part; a machine's scenarios stay together)")
+    parser.add_argument("--durations", type=Path, metavar="RESULTS",
+                        help="balance --shard by the walls of this earlier run (a results.json or its folder); "
+                             "default: each family's typical cost")
 
 
 def build_parser() -> Parser:
@@ -109,6 +114,11 @@ def build_parser() -> Parser:
     run.add_argument("--baseline", type=Path, help="known failures and flakes (TOML; `baseline update` writes one)")
     run.add_argument("--fail-on-unexpected-pass", action="store_true",
                      help="a baseline's known failure that passes fails the run too")
+    run.add_argument("--host-name", metavar="NAME", help="this host's name in results.json (default: its hostname): "
+                     "runs of hosts of other names merge as rows of a host axis")
+    run.add_argument("--host-class", default="", metavar="NAME",
+                     help="the class of host this is (a CI runner's tag: nvidia, amd, no-gpu): results.json records "
+                          "it, merged runs and baselines name it")
 
     listing = sub.add_parser("list", help="print the expanded scenarios")
     add_selection(listing)
@@ -166,6 +176,11 @@ def build_parser() -> Parser:
 
     rebuild = sub.add_parser("report", help="rebuild junit.xml and report.html from DIR/results.json")
     rebuild.add_argument("dir", type=Path, help="result folder holding results.json (written by `run`)")
+
+    merge = sub.add_parser("merge", help="one report of several runs: the shards of a matrix, runs of several hosts")
+    merge.add_argument("runs", nargs="+", type=Path, metavar="RUN", help="result folders or results.json files")
+    merge.add_argument("--out", type=Path, required=True, help="the merged run's folder: results.json, junit.xml, "
+                       "report.html (the scenarios' folders stay where their runs are)")
 
     diff = sub.add_parser("diff", help="what changed between two runs; exit 1 on a regression")
     diff.add_argument("old", type=Path, help="result folder or results.json")

@@ -2,7 +2,7 @@
 import json
 from pathlib import Path
 
-from .. import baseline as baseline_mod, outdir, report
+from .. import baseline as baseline_mod, merge as merge_mod, outdir, report
 from ..errors import InputError, shown
 from ..words import counted
 from .codes import EXIT_FAILED, EXIT_OK
@@ -13,6 +13,16 @@ def write_output(path: Path, text: str, option: str) -> None:
         outdir.write_atomically(path, text)
     except OSError as exc:
         raise InputError(f"{option} {shown(str(path))}: cannot write it: {exc.strerror or exc}") from None
+
+
+def cmd_merge(args) -> int:
+    out = outdir.prepare(args.out, "--out")
+    document = merge_mod.merge(args.runs, out.absolute())
+    report.write_all(out, document)
+    hosts = len(document["hosts"])
+    print(f"{out / 'report.html'}: {counted(len(document['scenarios']), 'scenario')} from "
+          f"{counted(len(args.runs), 'run')} on {counted(hosts, 'host')}")
+    return EXIT_OK
 
 
 def cmd_report(args) -> int:

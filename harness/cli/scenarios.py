@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 from .. import bench, matrix as matrix_mod, outdir, paths as path_registry, reaper, report, runner, serverbench
-from .. import baseline as baseline_mod, recipes, toolsets
+from .. import baseline as baseline_mod, recipes, shards, toolsets
 from ..errors import InputError, shown
 from ..families import registry
 from ..interrupts import INTERRUPTS
@@ -30,11 +30,15 @@ def select(args) -> Tuple[matrix_mod.Matrix, List[Scenario]]:
         unknown = [p for p in wanted if p not in path_registry.PATHS]
         if unknown:
             raise InputError(f"--paths: unknown path {shown(unknown[0])} (known: {', '.join(path_registry.PATHS)})")
-    if getattr(args, "machine", None):
+    if getattr(args, "machine", None) is not None:
         loaded = matrix_mod.on_machine(loaded, args.machine)
     chosen = loaded.select(wanted, getattr(args, "filter", None))
     if not chosen:
         raise InputError(f"{loaded.source}: no scenario matches --paths/--filter{elsewhere(loaded, wanted)}")
+    if getattr(args, "durations", None) is not None and getattr(args, "shard", None) is None:
+        raise InputError("--durations: only with --shard K/N (it balances the parts)")
+    if getattr(args, "shard", None) is not None:
+        chosen = shards.select(chosen, shards.parse(args.shard), shards.durations(args.durations))
     return loaded, chosen
 
 
@@ -79,13 +83,14 @@ def cmd_run(args) -> int:
         toolset = toolsets.load(args.toolset)
         options = runner.RunOptions(out_dir=args.out, jobs=args.jobs, retries=args.retries, goldens_dir=args.goldens,
                                     strict_runtimes=args.strict_runtimes, say=say,
-                                    runtime_roots=runtime_roots(args.runtime_root), baseline=known)
+                                    runtime_roots=runtime_roots(args.runtime_root), baseline=known,
+                                    host_class=args.host_class)
     started = datetime.datetime.now(datetime.timezone.utc)
     try:
         results = run_matrix(scenarios, toolset, options, "running")
         document = report_document.document(results, args.out, toolset, started, loaded.source,
                                             str(args.baseline) if args.baseline else None, options.prepared,
-                                            options.machines)
+                                            options.machines, args.host_class, args.shard, args.host_name)
         report.write_all(args.out, document)
     finally:
         outdir.release(args.out)

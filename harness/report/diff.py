@@ -124,7 +124,7 @@ class Run:
     def by_id(self) -> Dict[str, dict]:
         found: Dict[str, dict] = {}
         for scenario in entries.scenarios(self.document):
-            found.setdefault(scenario["id"], scenario)
+            found.setdefault(entries.key(scenario), scenario)
         return found
 
 

@@ -4,11 +4,10 @@ derived from the scenarios, and a `scenarios` list with one entry per scenario.
 The field names here are a contract: add fields, never rename or remove them."""
 import datetime
 import os
-import platform
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
 
-from .. import __version__
+from .. import __version__, hostinfo
 from ..lifecycle import Prepared
 from ..paths import BASELINE, REFERENCE
 from ..process import tail
@@ -120,7 +119,8 @@ def entry(result: "ScenarioResult", out_dir: Path, toolset: Toolset) -> dict:
 
 def document(results: List["ScenarioResult"], out_dir: Path, toolset: Toolset, started: datetime.datetime,
              matrix_source: str, baseline: Optional[str] = None, preparation: Sequence[Prepared] = (),
-             machines: Optional[Dict[str, dict]] = None) -> dict:
+             machines: Optional[Dict[str, dict]] = None, host_class: str = "", shard: Optional[str] = None,
+             host_name: Optional[str] = None) -> dict:
     finished = datetime.datetime.now(datetime.timezone.utc)
     entries = with_fps_share([entry(r, out_dir, toolset) for r in results])
     summary: Dict[str, int] = {}
@@ -133,14 +133,14 @@ def document(results: List["ScenarioResult"], out_dir: Path, toolset: Toolset, s
         "started": started.isoformat(timespec="seconds"),
         "finished": finished.isoformat(timespec="seconds"),
         "wall_s": round((finished - started).total_seconds(), 3),
-        "host": {"kernel": platform.release(), "machine": platform.machine(),
-                 "render_nodes": toolset.render_nodes},
+        "host": hostinfo.record(toolset, host_class, host_name),
         "toolset": toolset.to_dict(),
         "summary": summary,
         "baseline": baseline,
         "preparation": [step.to_dict() for step in preparation],  # run-level steps, before any scenario
         "preparation_s": round(sum(step.seconds for step in preparation), 3),
         "machines": machines or {},  # each virtual GPU machine booted: boot_s, inside_s, scenarios_s, ids
+        "shard": shard,  # "K/N" for a part of the matrix (run --shard), else None
         **derived(entries),
         "scenarios": entries,
     }

@@ -65,9 +65,17 @@ def machine(entry: dict) -> str:
 
 
 def row(entry: dict) -> str:
-    """The grid's row: the runtime, and @machine where it ran in one."""
+    """The grid's row: the runtime, @machine where it ran in one, and its host in merged runs."""
     where = machine(entry)
-    return runtime(entry) if where == LOCAL else f"{runtime(entry)}@{where}"
+    name = runtime(entry) if where == LOCAL else f"{runtime(entry)}@{where}"
+    host = text(entry, "host")
+    return f"{name} on {host}" if host else name
+
+
+def key(entry: dict) -> str:
+    """What a scenario is within a run: its id, and its host in runs merged from several."""
+    host = text(entry, "host")
+    return f"{entry.get('id')} on {host}" if host else str(entry.get("id"))
 
 
 def failure_class(entry: dict) -> Optional[str]:
