@@ -103,7 +103,7 @@ def entry_problems(key: str, entry: object) -> List[str]:
     if "failure" in entry and entry["failure"] not in KNOWABLE_CLASSES:
         problems.append(f"{key}.failure: {shown(entry['failure'])} is not a failure class "
                         f"(one of {', '.join(KNOWABLE_CLASSES)})")
-    if "host" in entry:
+    if entry.get("host") is not None:
         problem = string_problem(f"{key}.host", entry["host"])
         problems += [problem] if problem else []
     return problems

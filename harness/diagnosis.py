@@ -173,6 +173,18 @@ def vulkan_error(report: Optional[dict], lines: List[str], service_lines: List[s
     return None
 
 
+DISPLAY_STEPS = ("compositor", "show")  # the kms probe's steps that set up the display and show the image
+
+
+def no_display(report: Optional[dict]) -> Optional[Diagnosis]:
+    """A compositor that found no display device (a render node alone) or showed nothing."""
+    if isinstance(report, dict) and report.get("failed_step") in DISPLAY_STEPS and not report.get("hung"):
+        error = str(report.get("error", ""))
+        subject = "no card node" if "no DRM card node" in error else str(report["failed_step"])
+        return Diagnosis(FailureKind.NO_DISPLAY, subject, error)
+    return None
+
+
 def classify(report: Optional[dict], log_lines: Iterable[str], signal_number: Optional[int],
              libc: Dict[str, Optional[str]], service_lines: Iterable[str] = ()) -> Optional[Diagnosis]:
     """The most specific reason found, or None. A loader error is the cause when there is one;
@@ -183,4 +195,4 @@ def classify(report: Optional[dict], log_lines: Iterable[str], signal_number: Op
     lines = report_lines(report) + log
     return (glibc_too_old(lines, libc) or wrong_architecture(lines) or missing_libraries(lines)
             or symbol_lookup(lines) or crash(signal_number, log) or driver_hang(report, lines, services)
-            or vulkan_error(report, lines, services) or egl_init(lines))
+            or vulkan_error(report, lines, services) or no_display(report) or egl_init(lines))

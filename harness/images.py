@@ -79,6 +79,37 @@ def compare(actual_path: PathLike, golden_path: PathLike, tolerance: Tolerance,
                       fraction, max_diff, saved, artifacts)
 
 
+# A compositor scales the image to its output (weston-image in a kiosk shell: 256 px to 800 and
+# filtered); scaled back, its edges differ from the golden by more than a pixel-exact copy's.
+SHOWN_TOLERANCE = Tolerance(channel=48, fraction=0.02)  # measured: 0.93% beyond 48 on the real capture
+
+
+def compare_shown(captured_path: PathLike, golden_path: PathLike, tolerance: Tolerance, result_dir: Path) -> Comparison:
+    """A display captured from outside, where a compositor showed the image scaled on a plain
+    border: the part that is not the border, scaled to the golden's size, against it.
+    Files: scanout-crop.png and scanout-diff.png in result_dir."""
+    golden_path = Path(golden_path)
+    artifacts = {"scanout": str(captured_path)}
+    if not golden_path.exists():
+        return Comparison(False, f"no golden image {golden_path.name}", artifacts=artifacts)
+    try:
+        reference, captured = open_rgb(golden_path), open_rgb(captured_path)
+    except UnreadableImage as exc:
+        return Comparison(False, str(exc), artifacts=artifacts)
+    screen = np.asarray(captured, dtype=np.int16)
+    border = screen[0, 0]
+    shown = np.argwhere(np.abs(screen - border).max(axis=2) > 8)
+    if not len(shown):
+        return Comparison(False, "the display shows nothing but its border", artifacts=artifacts)
+    (top, left), (bottom, right) = shown.min(axis=0), shown.max(axis=0)
+    crop = result_dir / "scanout-crop.png"
+    captured.crop((int(left), int(top), int(right) + 1, int(bottom) + 1)).resize(reference.size, Image.Resampling.BOX).save(crop)
+    comparison = compare(crop, golden_path, tolerance, result_dir / "scanout-diff.png")
+    comparison.artifacts = {"scanout": str(captured_path), "scanout_crop": str(crop),
+                            **({"scanout_diff": comparison.diff_path} if comparison.diff_path else {})}
+    return comparison
+
+
 def compare_region(captured_path: PathLike, golden_path: PathLike, tolerance: Tolerance,
                    result_dir: Path) -> Comparison:
     """A display captured from outside, whose top-left shows the image: crop that and compare.

@@ -9,12 +9,14 @@ from .families.vm_launch import VmLaunch
 from .lifecycle import LaunchContext
 from .machines import MACHINE_ENV, MachineSpec
 from .templating import render
-from .vm import console, initramfs, modules as modules_mod
+from .families.base import SCANOUT
+from .vm import console, display, initramfs, modules as modules_mod
 from .vm.qemu import QemuSpec
 
 SHARE_INSIDE = "/run/gpu-harness/out"  # the run's output folder, inside the guest
 CACHE_INSIDE = "/run/gpu-harness/cache"  # XDG_CACHE_HOME inside: the host's cache is its gpu-harness
 MACHINE_MODULES = ("overlay",)  # the writable root
+CAPTURE_ASKED, CAPTURE_DONE = "kms-ready", "kms-captured"  # probe/kms.py's READY and CAPTURED
 
 
 class MachineLaunch(VmLaunch):
@@ -51,6 +53,17 @@ class MachineLaunch(VmLaunch):
                "LANG": "C.UTF-8", "TMPDIR": "/tmp", "XDG_CACHE_HOME": CACHE_INSIDE, MACHINE_ENV: self.spec.name,
                "PYTHONDONTWRITEBYTECODE": "1", **dict(self.ctx.scenario.env)}
         return sorted(env.items())
+
+    def watch_step(self) -> bool:
+        """A scenario inside whose probe shows its image on the guest's display (the kms probe)
+        asks for it to be captured from here: its kms-ready in its output folder on the share."""
+        if self.machine is not None:
+            for ready in self.share.glob(f"scenarios/*/probe/{CAPTURE_ASKED}"):
+                done = ready.with_name(CAPTURE_DONE)
+                if not done.exists():
+                    display.capture(self.machine, self.display, self.ctx.workspace, ready.parent.parent / SCANOUT)
+                    done.write_text("captured\n")
+        return super().watch_step()
 
     def guest_modules(self) -> Tuple[str, ...]:
         return modules_mod.BASE_MODULES + modules_mod.GPU_MODULES + MACHINE_MODULES

@@ -25,9 +25,9 @@ MACHINES: Dict[str, MachineSpec] = {
     spec.name: spec
     for spec in (
         MachineSpec("virgl-guest", "a QEMU guest with virtio-gpu-gl (virgl): /dev/dri/card0 and renderD128 of its "
-                                   "own, rendering on the host's GL", "vm-virgl", {"gl": VIRGL}),
+                                   "own, rendering on the host's GL", "vm-virgl", {"gl": VIRGL, "kms": VIRGL}),
         MachineSpec("venus-guest", "a QEMU guest with virtio-gpu-gl, Venus and blob resources (QEMU >= 9.2): "
-                                   "Vulkan on the host's, GL through virgl", "vm-venus", {"gl": VIRGL, "vulkan": VENUS}),
+                                   "Vulkan on the host's, GL through virgl", "vm-venus", {"gl": VIRGL, "vulkan": VENUS, "kms": VIRGL}),
     )
 }
 

@@ -96,7 +96,8 @@ class Scenario:
 
     @property
     def slug(self) -> str:
-        return self.id.replace("/", "__")
+        """The id as a file and Nix store name (neither takes '/'; a store name takes no '@')."""
+        return self.id.replace("/", "__").replace("@", "__on__")
 
     @property
     def spec(self) -> PathSpec:

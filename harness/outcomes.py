@@ -76,6 +76,7 @@ class FailureKind(str, enum.Enum):
     WRONG_ARCHITECTURE = "wrong-architecture"  # a 64-bit driver in a 32-bit process, or the reverse
     EGL_INIT = "egl-init"  # EGL did not initialise, and the loader said nothing more
     VULKAN_ERROR = "vulkan-error"  # a Vulkan call failed: its command and VkResult
+    NO_DISPLAY = "no-display"  # a compositor found no display device (a render node alone), or showed nothing
     DRIVER_HANG = "driver-hang"  # a driver call never returned (the probe's watchdog names the step)
     HOST_DRIVER_UNUSED = "host-driver-unused"  # a host-driver path rendered with the runtime's own driver
     SILENT_SOFTWARE_FALLBACK = "silent-software-fallback"

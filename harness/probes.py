@@ -33,6 +33,14 @@ class ProbeSpec:
     support: Tuple[Path, ...] = RENDERING
     # Pure-python packages of the harness's environment it imports (a guest gets their files beside it).
     packages: Tuple[str, ...] = ()
+    golden: str = ""  # the golden its image is compared with (goldens/NAME.png); "": its own name's
+    # It shows its image on a display, which a virtual GPU machine's host captures (kms-ready in
+    # its output folder) and the verdict compares with the golden, scaled as shown.
+    shown: bool = False
+
+    @property
+    def golden_name(self) -> str:
+        return self.golden or self.name
 
     @property
     def files(self) -> Tuple[Path, ...]:
@@ -50,10 +58,6 @@ class ProbeSpec:
                 for module in sorted(Path(location).rglob("*.py")):
                     found.append((str(module.relative_to(top)), module))
         return found
-
-    @property
-    def golden(self) -> str:
-        return self.name
 
     @property
     def file_inside(self) -> str:
@@ -127,6 +131,11 @@ PROBES: Dict[str, ProbeSpec] = {
                   renderer_meaning="VkPhysicalDeviceProperties.deviceName of the device that rendered",
                   schema=VULKAN_SCHEMA,
                   support=(*RENDERING, PROBE_DIR / "vkapi.py", PROBE_DIR / "vkshaders.py")),
+        # The gl probe's scene shown on the card by the runtime's compositor (weston, DRM backend).
+        ProbeSpec(name="kms", api="kms", file=PROBE_DIR / "kms.py",
+                  renderer_meaning="GL_RENDERER of the EGL/GLES2 context that rendered what the compositor shows",
+                  schema={**GL_SCHEMA, "kms": dict}, support=(*RENDERING, PROBE_DIR / "gles.py"), golden="gl",
+                  shown=True),
         # The nested VFIO tier's probe: the image is moved through a passed-through device's DMA
         # and the IOMMU rather than rendered (harness/probe/vfio_nested.py).
         ProbeSpec(name="vfio", api="vfio", file=PROBE_DIR / "vfio_nested.py",

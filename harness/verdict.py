@@ -206,7 +206,7 @@ def judge(scenario: Scenario, observed: Observed, comparison: Optional[Compariso
         checks += [driver] if driver else []
         if comparison is not None:
             checks.append(image_check(comparison))
-        if scenario.spec.scanout:
+        if scenario.spec.scanout or probes.get(scenario.probe).shown:
             checks.append(scanout_check(launch, scanout))
         checks.extend(isolation_checks(scenario, observed.report, host))
         bad = [c for c in checks if not c.ok]
@@ -252,7 +252,10 @@ def compare_images(scenario: Scenario, observed: Observed,
         comparison = Comparison(False, "probe reported success but wrote no image")
     scanout = None
     if launch.scanout_path and launch.image_path:
-        scanout = images.compare_region(launch.scanout_path, golden, scenario.tolerance, goldens.result_dir)
+        if probes.get(scenario.probe).shown:  # a compositor showed it, scaled to its output
+            scanout = images.compare_shown(launch.scanout_path, golden, images.SHOWN_TOLERANCE, goldens.result_dir)
+        else:
+            scanout = images.compare_region(launch.scanout_path, golden, scenario.tolerance, goldens.result_dir)
     return comparison, scanout
 
 

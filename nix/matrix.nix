@@ -15,10 +15,18 @@ in
     runtimes = [ "host" "trixie" ];
     # vfio: the nested VFIO tier's probe (an image moved by a passed-through device's DMA).
     probes = [ "gl" "vulkan" "vfio" ];
+    # virgl-guest: a QEMU guest whose virtio-gpu (virgl) is a real GPU for the device paths inside it,
+    # so sandbox-dri, podman-dri and flatpak-dri run on a machine without a GPU too (one boot for all).
+    machines = [ "local" "virgl-guest" ];
     # The host's driver in another runtime: compat.toml has those answers, for its host. The
     # nested VFIO tier's L1 guest runs the host's QEMU from its root: the host runtime only.
     exclude = [ { path = "sandbox-host*"; runtime = "trixie"; } { path = "sandbox-capsule"; runtime = "trixie"; }
-      { path = "vm-vfio-nested"; runtime = "trixie"; } ];
+      { path = "vm-vfio-nested"; runtime = "trixie"; }
+      # In the guest: the device paths, GL (virgl has no Vulkan), over trixie (compat.toml has the rest).
+      { machine = "virgl-guest"; path = "native"; } { machine = "virgl-guest"; path = "software"; }
+      { machine = "virgl-guest"; path = "sandbox-host*"; } { machine = "virgl-guest"; path = "sandbox-capsule"; }
+      { machine = "virgl-guest"; path = "*vtest*"; } { machine = "virgl-guest"; runtime = "host"; }
+      { machine = "virgl-guest"; probe = "vulkan"; } ];
   };
 
   runtimes.trixie = {

@@ -1,5 +1,5 @@
 # The scenario list of a matrix declaration, as the flake's checks see it: paths x runtimes x
-# probes, minus excludes, each path on the runtime kinds its family takes -- the same ids and order
+# probes x machines, minus excludes, each path on the runtime kinds its family takes -- the same ids and order
 # as harness/matrix.py (tests/test_nix.py compares them). Overrides change settings, not ids,
 # so they are not needed here. Builtins only:
 #   nix-instantiate --eval --strict --json -E "import ./nix/scenarios.nix { }"
@@ -18,21 +18,27 @@ let
   globMatches = glob: value: builtins.match (globToRegex glob) value != null;
   excluded = scenario: builtins.any
     (entry: entry != { } && builtins.all
-      (key: !(builtins.elem key [ "path" "runtime" "probe" ]) || globMatches entry.${key} scenario.${key})
+      (key: !(builtins.elem key [ "path" "runtime" "probe" "machine" ]) || globMatches entry.${key} scenario.${key})
       (builtins.attrNames entry))
     (m.exclude or [ ]);
 
-  slug = builtins.replaceStrings [ "/" ] [ "__" ];
+  slug = builtins.replaceStrings [ "/" "@" ] [ "__" "__on__" ];
+  # A machine other than this host is a QEMU guest with a virtual GPU: its scenarios need no GPU
+  # here, only what a guest needs (kvm, like the vm paths). Only families that run in a guest go there.
+  onMachine = path: machine: machine == "local" || paths.${path}.runs_in_guest;
   all = builtins.concatMap
     (path: builtins.concatMap
-      (runtime: map
-        (probe: rec {
-          inherit path runtime probe;
-          id = "${path}/${runtime}/${probe}";
-          name = slug id;
-          inherit (paths.${path}) family features systems;
-          needsGpu = builtins.elem "gpu" features;
-        })
+      (runtime: builtins.concatMap
+        (probe: map
+          (machine: rec {
+            inherit path runtime probe machine;
+            id = "${path}/${runtime}/${probe}" + (if machine == "local" then "" else "@${machine}");
+            name = slug id;
+            inherit (paths.${path}) family systems;
+            features = if machine == "local" then paths.${path}.features else [ "kvm" ];
+            needsGpu = builtins.elem "gpu" features;
+          })
+          (builtins.filter (onMachine path) (m.machines or [ "local" ])))
         (builtins.filter (probe: builtins.elem probe paths.${path}.probes) (m.probes or [ "gl" ])))
       # A family that names no kinds takes every root filesystem, not an image archive.
       (builtins.filter (runtime: if paths.${path}.runtime_kinds == null then kindOf runtime != "image"

@@ -1,7 +1,10 @@
+from pathlib import Path
+
 import numpy as np
 from PIL import Image
 
-from harness.images import compare
+from harness.images import SHOWN_TOLERANCE, compare, compare_shown
+from harness.probes import GOLDENS_DIR
 from harness.model import Tolerance
 
 
@@ -55,3 +58,23 @@ def test_size_mismatch_and_missing_golden(tmp_path):
     assert "golden is 64x32" in compare(actual, small, Tolerance()).reason
     missing = compare(actual, tmp_path / "none.png", Tolerance())
     assert not missing.matched and "goldens update" in missing.reason
+
+
+# --- a display captured from a virtual GPU machine ------------------------------------------------
+
+SCANOUT = Path(__file__).parent / "files" / "kms-scanout.png"  # QMP screendump of weston showing the gl probe
+
+
+def test_a_real_capture_of_the_shown_image_matches_its_golden_and_not_another(tmp_path):
+    shown = compare_shown(SCANOUT, GOLDENS_DIR / "gl.png", SHOWN_TOLERANCE, tmp_path)
+    assert shown.matched, shown.reason
+    assert (tmp_path / "scanout-crop.png").exists() and Image.open(tmp_path / "scanout-crop.png").size == \
+        Image.open(GOLDENS_DIR / "gl.png").size
+    for other in ("vulkan", "vfio"):
+        assert not compare_shown(SCANOUT, GOLDENS_DIR / f"{other}.png", SHOWN_TOLERANCE, tmp_path).matched, other
+
+
+def test_a_display_of_its_border_alone_shows_nothing(tmp_path):
+    blank = save(tmp_path / "blank.png", np.full((48, 64, 3), 40))
+    shown = compare_shown(blank, GOLDENS_DIR / "gl.png", SHOWN_TOLERANCE, tmp_path)
+    assert not shown.matched and "nothing but its border" in shown.reason

@@ -15,13 +15,15 @@ def test_default_matrix_expands():
     ids = [s.id for s in matrix.load().scenarios]
     assert ids == [
         "native/host/gl", "native/host/vulkan", "software/host/gl", "software/host/vulkan", "sandbox-dri/host/gl",
-        "sandbox-dri/host/vulkan", "sandbox-dri/trixie/gl", "sandbox-dri/trixie/vulkan",
+        "sandbox-dri/host/vulkan", "sandbox-dri/trixie/gl", "sandbox-dri/trixie/gl@virgl-guest", "sandbox-dri/trixie/vulkan",
         "sandbox-hostlibs/host/gl", "sandbox-hostlibs/host/vulkan", "sandbox-hostdeps/host/gl",
         "sandbox-hostdeps/host/vulkan", "sandbox-hostdeps-glibc/host/gl", "sandbox-hostdeps-glibc/host/vulkan",
         "sandbox-capsule/host/gl", "sandbox-capsule/host/vulkan", "vtest-virgl/host/gl", "vtest-virgl/trixie/gl",
         "podman-vtest/trixie/gl",
-        "podman-dri/trixie/gl", "podman-dri/trixie/vulkan", "flatpak-vtest/host/gl", "flatpak-vtest/trixie/gl",
-        "flatpak-dri/host/gl", "flatpak-dri/host/vulkan", "flatpak-dri/trixie/gl", "flatpak-dri/trixie/vulkan",
+        "podman-dri/trixie/gl", "podman-dri/trixie/gl@virgl-guest", "podman-dri/trixie/vulkan",
+        "flatpak-vtest/host/gl", "flatpak-vtest/trixie/gl",
+        "flatpak-dri/host/gl", "flatpak-dri/host/vulkan", "flatpak-dri/trixie/gl", "flatpak-dri/trixie/gl@virgl-guest",
+        "flatpak-dri/trixie/vulkan",
         "vm-headless/host/gl", "vm-headless/host/vulkan", "vm-headless/trixie/gl", "vm-headless/trixie/vulkan",
         "vm-virtio-2d/host/gl", "vm-virtio-2d/host/vulkan", "vm-virtio-2d/trixie/gl", "vm-virtio-2d/trixie/vulkan",
         "vm-virgl/host/gl", "vm-virgl/trixie/gl", "vm-vfio-nested/host/vfio"]

@@ -216,13 +216,16 @@ def test_flake_outputs_evaluate_against_a_stand_in_nixpkgs(tmp_path):
     x86 = outputs["checks"]["x86_64-linux"]
     default_scenarios = matrix_mod.load(matrix_mod.DEFAULT_MATRIX).scenarios
     # Rootful podman does not run in a Nix build sandbox: the container family has no checks.
-    no_gpu = [s for s in default_scenarios if s.path_id not in ("native", "sandbox-dri")
+    # A device path in a virtual GPU machine needs no GPU here: it is a check like a vm path.
+    no_gpu = [s for s in default_scenarios if (s.path_id not in ("native", "sandbox-dri") or s.machine != model.LOCAL)
               and registry.of(s.spec).nix_systems != ()]
+    assert any(s.machine != model.LOCAL for s in no_gpu)
     assert set(x86) == {s.slug for s in no_gpu} | {"unit-tests"}
     for scenario in no_gpu:
         check = x86[scenario.slug]
         assert f"--filter '{scenario.id}'" in check["script"] and "--fail-on-skip" in check["script"]
-        assert check["features"] == (["kvm"] if scenario.spec.family in ("vm", "vfio") else [])
+        assert check["features"] == (["kvm"] if scenario.spec.family in ("vm", "vfio") or scenario.machine != model.LOCAL
+                                     else [])
     assert not any(name.startswith("vm-") for name in outputs["checks"]["aarch64-linux"])
     assert sorted(outputs["gpuChecks"]["x86_64-linux"]) == [
         "native__host__gl", "native__host__vulkan", "sandbox-dri__host__gl", "sandbox-dri__host__vulkan",
@@ -328,7 +331,7 @@ def test_checks_declare_the_builder_features_their_paths_need():
     for name, check in outputs["checks"]["x86_64-linux"].items():
         if name == "unit-tests":
             continue
-        expected = ["kvm"] if name.startswith("vm-") else []
+        expected = ["kvm"] if name.startswith("vm-") or "__on__" in name else []  # a guest
         assert check["features"] == expected and {"cpio", "zstd"} <= set(check["inputs"]), name
 
 

@@ -89,3 +89,25 @@ def outcome_or_skip_entry(entry):
     from .conftest import skip_unless_required
 
     skip_unless_required(entry["path"], entry["id"], entry["reason"])
+
+
+def test_a_compositor_on_the_guest_card_shows_the_image_the_host_captures(toolset, tmp_path):
+    """The kms probe in a virgl guest (compat.toml's rows): weston from the runtime on card0 shows
+    the scene and the host's screendump of the guest's display equals the golden; with the render
+    node alone (podman-dri) the compositor has nothing to modeset, an answer the matrix expects."""
+    compat = matrix_mod.load(matrix_mod.DEFAULT_MATRIX.parent / "compat.toml")
+    scenarios = [s for s in compat.scenarios if s.runtime.name == "trixie-kms"]
+    assert [s.id for s in scenarios] == ["podman-dri/trixie-kms/kms@virgl-guest", "podman-dri-kms/trixie-kms/kms@virgl-guest"]
+    results = {r.scenario.path_id: r for r in run_leaving_nothing(scenarios, toolset,
+                                                                  runner.RunOptions(out_dir=tmp_path / "out"))}
+    shown = results["podman-dri-kms"]
+    if outcome_or_skip(shown) == verdict.SKIP:
+        return
+    assert shown.verdict.outcome is verdict.PASS, describe(shown)
+    assert shown.report is not None and shown.report.renderer.startswith("virgl ("), describe(shown)
+    checks = {c.name: c for c in shown.verdict.checks}
+    assert checks["image"].ok and checks["scanout"].ok, describe(shown)
+    assert (shown.result_dir / "scanout.png").exists() and (shown.result_dir / "scanout-crop.png").exists()
+    blind = results["podman-dri"]
+    assert blind.verdict.outcome is verdict.EXPECTED_FAIL, describe(blind)
+    assert blind.verdict.failure_kind is FailureKind.NO_DISPLAY and blind.verdict.subject == "no card node"

@@ -17,6 +17,7 @@ from ..report import document as report_document
 from ..lifecycle import LaunchContext, Workload, Workspace
 from ..model import HOST, HOST_RUNTIME, Runtime, Scenario
 from ..outcomes import Outcome
+from ..probes import PROBES
 from ..words import counted
 from .codes import EXIT_FAILED, EXIT_NOT_STARTED, EXIT_OK, EXIT_TIMED_OUT, EXIT_USAGE
 from .output import print_table, run_matrix, say
@@ -191,10 +192,11 @@ def cmd_exec(args) -> int:
 
 
 def cmd_goldens_update(args) -> int:
-    """Render each probe's golden with a real run of its reference path (llvmpipe where it renders)."""
+    """Render each golden the matrix uses with a real run of its probe's reference path (llvmpipe
+    where it renders); a probe checked against another's golden (kms: gl's) renders none of its own."""
     outdir.prepare(args.goldens, "--goldens")
     loaded = matrix_mod.load(args.matrix)
-    probes = sorted({s.probe for s in loaded.scenarios})
+    probes = sorted({PROBES[s.probe].golden_name for s in loaded.scenarios})
     toolset = toolsets.load(args.toolset)
     reference = [Scenario(id=f"{path_id}/{HOST_RUNTIME}/{probe}", path_id=path_id, runtime=HOST, probe=probe)
                  for probe in probes for path_id in (path_registry.reference_for(probe).id,)]

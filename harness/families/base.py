@@ -14,7 +14,7 @@ from typing import ClassVar, Dict, List, Optional, Sequence, Tuple, Type
 from .. import probes
 from ..interrupts import INTERRUPTS
 from ..lifecycle import Launch, LaunchContext, LaunchResult, Prepared, Workload, Workspace
-from ..model import IMAGE_KIND, Runtime, Scenario
+from ..model import IMAGE_KIND, LOCAL, Runtime, Scenario
 from ..outcomes import FailureKind
 from ..pathspec import PathSpec
 from ..process import Child, end_all, processes_naming
@@ -26,6 +26,7 @@ from ..textenum import TextEnum
 from ..toolset import Toolset
 
 NO_RENDER_NODE = "no DRM render node on this host (/dev/dri/renderD* absent)"
+SCANOUT = "scanout.png"  # in a scenario's folder: its display, as captured from outside
 ICD_DIRS = ("usr/share/vulkan/icd.d", "etc/vulkan/icd.d")
 
 
@@ -165,6 +166,9 @@ class Family(abc.ABC):
         """Why this workload cannot run in the scenario's runtime, or None: a Vulkan probe on a
         path that needs a particular ICD the runtime does not have."""
         spec, runtime, probe = ctx.scenario.spec, ctx.scenario.runtime, ctx.workload.probe
+        if probe and probes.get(probe).shown and ctx.scenario.machine == LOCAL:
+            return (f"the {probe} probe shows its image on a display that only a virtual GPU machine's host "
+                    "captures: run it on one (--machine virgl-guest)")
         if spec.vulkan_icd and probe and probes.get(probe).api == "vulkan" and not runtime_icds(runtime,
                                                                                                  spec.vulkan_icd):
             return (f"runtime {runtime.name} has no {spec.vulkan_icd} Vulkan ICD ({spec.vulkan_icd}_icd*.json; "
@@ -266,10 +270,13 @@ class ProcessLaunch(Launch):
             return
         out = self.ctx.workspace
         stdout, image = out.result_dir / "probe.stdout", out.probe_out / "probe.png"
+        scanout = out.result_dir / SCANOUT  # what a machine's host captured of the display (the kms probe)
         if stdout.exists():
             self.result.artifacts["stdout"] = str(stdout)
         if image.exists():
             self.result.artifacts["image"] = str(image)
+        if scanout.exists():
+            self.result.artifacts["scanout"] = str(scanout)
 
 
 

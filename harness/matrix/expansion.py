@@ -143,7 +143,7 @@ def build_scenario(path: str, runtime: Runtime, probe: str, settings: dict, expe
         expect=expectation,
         timeout_s=settings.get("timeout_s", DEFAULT_TIMEOUT_S),
         tolerance=tolerance,
-        golden=settings.get("golden", probe),
+        golden=settings.get("golden", PROBES[probe].golden_name),
         env=tuple(sorted(settings.get("env", {}).items())),
         probe_args=tuple(settings.get("probe_args", ())),
         kernel_args=tuple(settings.get("kernel_args", ())),

@@ -2,6 +2,7 @@
 scenario's rerun.sh runs again (`gpu-harness run --matrix scenario.json`)."""
 from typing import Any, Dict, Optional
 
+from ..probes import PROBES
 from ..model import DEFAULT_TIMEOUT_S, HOST_RUNTIME, Runtime, RuntimeKind, Scenario, Tolerance
 
 
@@ -25,7 +26,7 @@ def declaration_of(scenario: Scenario) -> Dict[str, Any]:
                        ("kernel_args", list(scenario.kernel_args))):
         if value:
             defaults[key] = value
-    if scenario.golden != scenario.probe:
+    if scenario.golden != PROBES[scenario.probe].golden_name:
         defaults["golden"] = scenario.golden
     extension: Optional[Runtime] = scenario.gl_extension
     if extension is not None:
