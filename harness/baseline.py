@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from .errors import InputError, bad_character, cut, read_text, shown
-from .outcomes import FailureKind, Outcome
+from .outcomes import FailureKind, Outcome, Subtest, SubtestOutcome
 from .verdict import Verdict
 
 KNOWN_FLAKE_RETRIES = 2  # attempts after the first for a known flake, whatever --retries says
@@ -30,7 +30,7 @@ REASON_LIMIT = 300  # characters of a scenario's reason that `baseline update` k
 UNEXPLAINED = "why is not written yet"
 # Not a property of the scenario: never known, never excused.
 NOT_KNOWABLE = (FailureKind.INTERRUPTED,)
-KEYS = ("match", "kind", "failure", "reason", "host")
+KEYS = ("match", "kind", "failure", "reason", "host", "subtest")
 
 
 class Kind(str, enum.Enum):
@@ -49,6 +49,7 @@ class Known:
     failure: Optional[FailureKind] = None  # the class a known failure must fail with; None: any
     said: str = field(default="", compare=False)  # what the run said (a comment in the file; not read back)
     host: Optional[str] = None  # a glob over the host class it holds on (run --host-class); None: every host
+    subtest: Optional[str] = None  # a glob over a workload's subtest names: it knows those, not the scenario
 
     @property
     def exact(self) -> bool:
@@ -65,7 +66,8 @@ class Known:
 
     def to_dict(self) -> dict:
         return {"match": self.match, "kind": self.kind.value, "reason": self.reason,
-                "failure": self.failure.value if self.failure else None, **({"host": self.host} if self.host else {})}
+                "failure": self.failure.value if self.failure else None, **({"host": self.host} if self.host else {}),
+                **({"subtest": self.subtest} if self.subtest else {})}
 
 
 @dataclass(frozen=True)
@@ -74,8 +76,14 @@ class Baseline:
     entries: Tuple[Known, ...] = ()
 
     def known(self, scenario_id: str, host_class: str = "") -> Optional[Known]:
-        exact = next((e for e in self.entries if e.exact and e.covers(scenario_id, host_class)), None)
-        return exact or next((e for e in self.entries if e.covers(scenario_id, host_class)), None)
+        whole = [e for e in self.entries if e.subtest is None]
+        exact = next((e for e in whole if e.exact and e.covers(scenario_id, host_class)), None)
+        return exact or next((e for e in whole if e.covers(scenario_id, host_class)), None)
+
+    def subtests_known(self, scenario_id: str, host_class: str = "") -> List[Known]:
+        """The entries that know subtests of this scenario, exact matches first."""
+        found = [e for e in self.entries if e.subtest is not None and e.covers(scenario_id, host_class)]
+        return sorted(found, key=lambda e: not e.exact)
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -103,9 +111,10 @@ def entry_problems(key: str, entry: object) -> List[str]:
     if "failure" in entry and entry["failure"] not in KNOWABLE_CLASSES:
         problems.append(f"{key}.failure: {shown(entry['failure'])} is not a failure class "
                         f"(one of {', '.join(KNOWABLE_CLASSES)})")
-    if entry.get("host") is not None:
-        problem = string_problem(f"{key}.host", entry["host"])
-        problems += [problem] if problem else []
+    for name in ("host", "subtest"):
+        if entry.get(name) is not None:
+            problem = string_problem(f"{key}.{name}", entry[name])
+            problems += [problem] if problem else []
     return problems
 
 
@@ -122,7 +131,7 @@ def parse(data: object, source: str) -> Baseline:
     for index, entry in enumerate(listed):
         found = entry_problems(f"known[{index}]", entry)
         problems += found
-        where = (entry.get("match"), entry.get("host")) if isinstance(entry, dict) else None
+        where = (entry.get("match"), entry.get("host"), entry.get("subtest")) if isinstance(entry, dict) else None
         if not found and where in first:
             problems.append(f"known[{index}].match: {shown(entry['match'])} is already known[{first[where]}]")
         elif not found and where is not None:
@@ -131,7 +140,7 @@ def parse(data: object, source: str) -> Baseline:
         raise InputError([f"{source}: {problem}" for problem in problems])
     return Baseline(source, tuple(Known(e["match"], Kind(e["kind"]), e["reason"],
                                         FailureKind(e["failure"]) if "failure" in e else None,
-                                        host=e.get("host")) for e in listed))
+                                        host=e.get("host"), subtest=e.get("subtest")) for e in listed))
 
 
 def load(path: Path) -> Baseline:
@@ -186,6 +195,34 @@ def apply(verdict: Verdict, known: Optional[Known], attempts: int = 1) -> Verdic
                    reason=f"known flake{said}, failed all {attempts} attempts: {verdict.reason}")
 
 
+def subtest_entry(entries: List[Known], subtest: Subtest) -> Optional[Known]:
+    return next((e for e in entries if e.subtest is not None and fnmatch.fnmatchcase(subtest.name, e.subtest)), None)
+
+
+def apply_subtests(verdict: Verdict, entries: List[Known]) -> Verdict:
+    """The verdict of a workload judged against the entries that know its subtests."""
+    if not entries or not verdict.subtests or verdict.outcome in (Outcome.SKIP, Outcome.EXPECTED_FAIL):
+        return verdict
+    failed = [(s, subtest_entry(entries, s)) for s in verdict.subtests if s.outcome.failed]
+    new = [s.name for s, entry in failed if entry is None]
+    fixed = [s.name for s in verdict.subtests if s.outcome in (SubtestOutcome.PASS, SubtestOutcome.WARN)
+             and (entry := subtest_entry(entries, s)) is not None and entry.kind is Kind.FAILURE]
+    only_subtests = all(c.ok or c.name == "subtests" for c in verdict.checks)
+    if new or not only_subtests:
+        return replace(verdict, reason=f"new failing subtests {', '.join(new[:8])}: {verdict.reason}") if new \
+            else verdict
+    if failed:
+        flaky = all(entry is not None and entry.kind is Kind.FLAKE for _, entry in failed)
+        why = "; ".join(sorted({entry.reason for _, entry in failed if entry and entry.reason != UNEXPLAINED}))
+        return replace(verdict, outcome=Outcome.FLAKE if flaky else Outcome.EXPECTED_FAIL,
+                       reason=f"known {'flaky' if flaky else 'failing'} subtests only"
+                              f"{f' ({why})' if why else ''}: {verdict.reason}")
+    if fixed:
+        return replace(verdict, outcome=Outcome.UNEXPECTED_PASS,
+                       reason=f"subtests the baseline knows as failures passed: {', '.join(fixed[:8])}")
+    return verdict
+
+
 # --- writing from a run -------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -216,9 +253,19 @@ def needed(scenario: dict) -> Optional[Tuple[Kind, Optional[FailureKind]]]:
     return None
 
 
+def failing_subtests(scenario: dict) -> List[Subtest]:
+    subtests = [Subtest.from_dict(s) for s in scenario.get("subtests") or [] if isinstance(s, dict)]
+    return [s for s in subtests if s.outcome.failed]
+
+
 def keeps(entry: Known, scenarios: List[dict], current: Baseline) -> bool:
     """An old entry stays where the run cannot say it is obsolete (it covers nothing run here,
-    or only Skips) or where a scenario still needs it."""
+    or only Skips) or where a scenario still needs it (a subtest's: still fails that subtest)."""
+    if entry.subtest is not None:
+        covered = [s for s in scenarios if entry.covers(s["id"], str(s.get("host_class") or ""))]
+        if not covered or any(s.get("outcome") == Outcome.SKIP.value for s in covered):
+            return True
+        return any(subtest_entry([entry], failed) is not None for s in covered for failed in failing_subtests(s))
     covered = [s for s in scenarios if current.known(s["id"], str(s.get("host_class") or "")) is entry]
     if not covered or any(s.get("outcome") == Outcome.SKIP.value for s in covered):
         return True
@@ -251,6 +298,12 @@ def update(scenarios: List[dict], current: Optional[Baseline], source: str) -> U
             not_known.append(scenario["id"])
             continue
         host_class = str(scenario.get("host_class") or "")
+        if failure is FailureKind.SUBTEST_FAILED and failing_subtests(scenario):
+            known_here = partial.subtests_known(scenario["id"], host_class)
+            added += [Known(scenario["id"], kind, UNEXPLAINED, None, cut(f"{s.outcome}: {s.detail}", REASON_LIMIT),
+                            host_class or None, s.name)
+                      for s in failing_subtests(scenario) if subtest_entry(known_here, s) is None]
+            continue
         old = partial.known(scenario["id"], host_class)
         if old is not None and old.kind is kind and old.accepts(failure):
             continue
@@ -275,4 +328,6 @@ def dumps(baseline: Baseline, header: str = "") -> str:
         lines.append(f"reason = {toml_string(entry.reason)}")
         if entry.host is not None:
             lines.append(f"host = {toml_string(entry.host)}")
+        if entry.subtest is not None:
+            lines.append(f"subtest = {toml_string(entry.subtest)}")
     return "\n".join(lines) + "\n"

@@ -11,7 +11,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional
 
 from . import services as service_mod
 from .outcomes import Failure, FailureKind
@@ -96,6 +96,9 @@ class Workload:
     # What the command reads on its stdin where the path cannot hand it the harness's own (a
     # guest: the family says so with inherits_stdin); None: nothing.
     stdin: Optional[bytes] = None
+    # The workload probe's plan (harness.workloads: its steps), written as workload.json into the
+    # probe's output folder before the launch; None for any other probe.
+    plan: Optional[Dict[str, Any]] = None
 
     @property
     def is_probe(self) -> bool:

@@ -17,7 +17,7 @@ from .lifecycle import LaunchContext, LaunchResult, Prepared, Workload, Workspac
 from .matrix.writing import declaration_of
 from .machineboot import SHARE_INSIDE, MachineLaunch
 from .model import HOST, Scenario
-from .outcomes import FailureKind, Outcome
+from .outcomes import FailureKind, Outcome, Subtest
 from .probes import ProbeReport
 from .scenario_result import ScenarioResult
 from .toolset import Toolset
@@ -73,7 +73,8 @@ def from_entry(scenario: Scenario, entry: dict, out_dir: Path) -> ScenarioResult
     diagnosis = entry.get("diagnosis") or {}
     verdict = verdict_mod.Verdict(Outcome(entry["outcome"]), entry["reason"],
                                   [verdict_mod.Check(c["name"], c["ok"], c["detail"]) for c in entry.get("checks") or []],
-                                  FailureKind(kind) if kind else None, str(diagnosis.get("subject") or ""))
+                                  FailureKind(kind) if kind else None, str(diagnosis.get("subject") or ""),
+                                  [Subtest.from_dict(s) for s in entry.get("subtests") or []])
     logs = {name.removeprefix("service:"): str(out_dir / path) for name, path in (entry.get("logs") or {}).items()}
     launch = LaunchResult(phases=dict(entry.get("phases_s") or {}), logs=logs,
                           artifacts={"image": str(out_dir / entry["image"])} if entry.get("image") else {})

@@ -1,7 +1,8 @@
 """The nouns a run is made of: a scenario (path x runtime x probe, with its settings and
-expectation), its runtime, its image tolerance."""
+expectation), its runtime, its image tolerance, a workload a matrix declares as a probe."""
+import json
 from dataclasses import asdict, dataclass
-from typing import Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from .pathspec import PathSpec
 from .paths import get as path_spec
@@ -78,12 +79,41 @@ class Expectation:
         return self.outcome is Expected.FAIL
 
 
+WORKLOAD_PROBE = "workload"  # the probe (probes.PROBES) that runs a declared workload inside a path
+
+
+@dataclass(frozen=True)
+class DeclaredProbe:
+    """A probe a matrix declares ([probes.NAME]): a workload of a kind (harness.workloads: piglit,
+    command, ...) with its settings as the kind checked them, and the packages it needs."""
+
+    name: str
+    kind: str
+    settings_json: str = "{}"  # JSON text: the settings stay hashable with the scenario
+    packages: Tuple[str, ...] = ()
+
+    @property
+    def settings(self) -> Dict[str, Any]:
+        return dict(json.loads(self.settings_json))
+
+    @classmethod
+    def of(cls, name: str, kind: str, settings: Dict[str, Any], packages: Tuple[str, ...] = ()) -> "DeclaredProbe":
+        return cls(name, kind, json.dumps(settings, sort_keys=True), tuple(packages))
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "settings": self.settings, "packages": list(self.packages)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "DeclaredProbe":
+        return cls.of(data["name"], data["kind"], data.get("settings") or {}, tuple(data.get("packages") or ()))
+
+
 @dataclass(frozen=True)
 class Scenario:
     id: str
     path_id: str  # the rendering path (paths.PATHS key)
     runtime: Runtime
-    probe: str  # the probe's name (probes.PROBES key)
+    probe: str  # the probe's name (probes.PROBES key, or a declared probe's name)
     expect: Expectation = Expectation()
     timeout_s: float = DEFAULT_TIMEOUT_S
     tolerance: Tolerance = Tolerance()
@@ -93,6 +123,12 @@ class Scenario:
     kernel_args: Tuple[str, ...] = ()  # vm family: appended to the guest kernel's command line
     gl_extension: Optional[Runtime] = None  # flatpak GL-extension paths: the runtime the driver comes from
     machine: str = LOCAL  # where the path runs: this host, or a virtual GPU machine (harness.machines)
+    declared: Optional[DeclaredProbe] = None  # a workload the matrix declares, run by the workload probe
+
+    @property
+    def probe_program(self) -> str:
+        """The probe that runs inside the path (probes.PROBES key): the workload probe for a declared one."""
+        return WORKLOAD_PROBE if self.declared else self.probe
 
     @property
     def slug(self) -> str:
@@ -109,6 +145,7 @@ class Scenario:
         data["env"] = dict(self.env)
         data["probe_args"] = list(self.probe_args)
         data["kernel_args"] = list(self.kernel_args)
+        data["declared"] = self.declared.to_dict() if self.declared else None
         return data
 
     @classmethod
@@ -120,4 +157,5 @@ class Scenario:
                    tolerance=Tolerance(**data["tolerance"]), golden=data["golden"],
                    env=tuple(sorted(data["env"].items())), probe_args=tuple(data["probe_args"]),
                    kernel_args=tuple(data["kernel_args"]),
-                   gl_extension=Runtime(**extension) if extension else None, machine=data.get("machine", LOCAL))
+                   gl_extension=Runtime(**extension) if extension else None, machine=data.get("machine", LOCAL),
+                   declared=DeclaredProbe.from_dict(data["declared"]) if data.get("declared") else None)

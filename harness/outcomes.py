@@ -1,8 +1,8 @@
 """What a scenario can end as, and why it failed: the words the verdict, the reports, JUnit,
 the HTML and the CLI's exit code all share."""
 import enum
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Dict, Optional
 
 
 class Outcome(str, enum.Enum):
@@ -87,6 +87,7 @@ class FailureKind(str, enum.Enum):
     INTERRUPTED = "interrupted"
     RUNTIME_BUILD = "runtime-build"  # the scenario's runtime could not be built
     VFIO = "vfio"  # a vfio step (bind, restore) failed on the host: which one and why follows
+    SUBTEST_FAILED = "subtest-failed"  # a workload's subtests failed (piglit tests, a command's rule)
 
     def __str__(self) -> str:
         return self.value
@@ -100,3 +101,43 @@ class Failure:
     kind: FailureKind
     message: str
     subject: str = ""
+
+
+class SubtestOutcome(str, enum.Enum):
+    """How one subtest of a workload ended (piglit's words, which deqp-runner shares)."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    SKIP = "skip"
+    WARN = "warn"  # passed with a warning: not a failure
+    CRASH = "crash"  # died by a signal
+    TIMEOUT = "timeout"  # ran past its deadline and was killed
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def failed(self) -> bool:
+        return self in (SubtestOutcome.FAIL, SubtestOutcome.CRASH, SubtestOutcome.TIMEOUT)
+
+
+@dataclass(frozen=True)
+class Subtest:
+    """One subtest of a workload scenario: a piglit test, a benchmark scene, a command."""
+
+    name: str
+    outcome: SubtestOutcome
+    detail: str = ""
+    seconds: Optional[float] = None
+    figures: Dict[str, float] = field(default_factory=dict)  # a score, fps: by name
+
+    def to_dict(self) -> dict:
+        data: dict = {"name": self.name, "outcome": str(self.outcome)}
+        data.update({key: value for key, value in (("detail", self.detail), ("seconds", self.seconds),
+                                                   ("figures", dict(self.figures))) if value})
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Subtest":
+        return cls(str(data["name"]), SubtestOutcome(data["outcome"]), str(data.get("detail", "")),
+                   data.get("seconds"), dict(data.get("figures") or {}))

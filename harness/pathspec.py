@@ -75,4 +75,8 @@ class PathSpec:
     @property
     def probes(self) -> List[str]:
         """The probes this path runs: those whose API it promises a renderer for."""
-        return [name for name, probe in PROBES.items() if probe.api in self.renderers]
+        return [name for name, probe in PROBES.items() if probe.api in self.renderers and not probe.declared_only]
+
+    def runs(self, probe_program: str) -> bool:
+        """Whether it speaks that probe program's API (probes.PROBES key; a declared probe's is the workload probe)."""
+        return PROBES[probe_program].api in self.renderers

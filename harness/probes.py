@@ -37,6 +37,8 @@ class ProbeSpec:
     # It shows its image on a display, which a virtual GPU machine's host captures (kms-ready in
     # its output folder) and the verdict compares with the golden, scaled as shown.
     shown: bool = False
+    # It runs what a matrix declares ([probes.NAME]), never by its own name in matrix.probes.
+    declared_only: bool = False
 
     @property
     def golden_name(self) -> str:
@@ -136,6 +138,11 @@ PROBES: Dict[str, ProbeSpec] = {
                   renderer_meaning="GL_RENDERER of the EGL/GLES2 context that rendered what the compositor shows",
                   schema={**GL_SCHEMA, "kms": dict}, support=(*RENDERING, PROBE_DIR / "gles.py"), golden="gl",
                   shown=True),
+        # A workload a matrix declares ([probes.NAME]: piglit, the user's command), after the gl scene.
+        ProbeSpec(name="workload", api="gl", file=PROBE_DIR / "workload.py",
+                  renderer_meaning="GL_RENDERER of the EGL/GLES2 context the workload's environment gives",
+                  schema={**GL_SCHEMA, "steps": list}, support=(*RENDERING, PROBE_DIR / "gles.py"), golden="gl",
+                  declared_only=True),
         # The nested VFIO tier's probe: the image is moved through a passed-through device's DMA
         # and the IOMMU rather than rendered (harness/probe/vfio_nested.py).
         ProbeSpec(name="vfio", api="vfio", file=PROBE_DIR / "vfio_nested.py",

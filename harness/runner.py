@@ -23,6 +23,7 @@ from .probes import GOLDENS_DIR, ProbeReport
 from .scenario_result import ScenarioResult
 from . import drivermatch, exposure as exposure_mod, hostdriver, machinerun, toolset as toolset_mod
 from .toolset import Toolset
+from .workloads import registry as workloads
 
 
 HooksLike = Union[Hooks, Dict[str, Any], None]
@@ -221,11 +222,12 @@ def attempt(scenario: Scenario, toolset: Toolset, options: RunOptions, temp: Tem
     workspace = Workspace(result_dir, temp.scenario_dir())
     phase = "launch"
     try:
-        workload = Workload(probe=scenario.probe, probe_args=probe_args(scenario))
+        workload = Workload(probe=scenario.probe_program, probe_args=probe_args(scenario),
+                            plan=workloads.plan(scenario.declared) if scenario.declared else None)
         launched = launch(LaunchContext(scenario, toolset, workspace, workload, hooks))
         phase, since = str(Phase.VERDICT), time.monotonic()
         hooks.before_phase(Phase.VERDICT, scenario.id)
-        report, problem = probes.read_report(probes.get(scenario.probe), launched.artifacts.get("stdout"))
+        report, problem = probes.read_report(probes.get(scenario.probe_program), launched.artifacts.get("stdout"))
         goldens = verdict_mod.Goldens(options.goldens_dir, result_dir) if options.compare_images else None
         verdict = verdict_mod.evaluate(scenario, verdict_mod.Observed(launched, report, problem), host, goldens)
         since = launched.timed("verdict_s", since)
@@ -308,6 +310,9 @@ def run_scenario(scenario: Scenario, toolset: Toolset, options: RunOptions, temp
     final = results[-1]
     final.verdict = baseline_mod.apply(verdict_mod.combine_attempts([r.verdict for r in results]), known,
                                        len(results))
+    if options.baseline:
+        final.verdict = baseline_mod.apply_subtests(final.verdict, options.baseline.subtests_known(
+            scenario.id, options.host_class))
     final.known = known
     final.attempts = len(results)
     final.wall_s = sum(r.wall_s for r in results)

@@ -12,9 +12,10 @@ from . import diagnosis, hostdriver, images, machines, paths as path_registry, p
 from .images import Comparison
 from .lifecycle import HarnessFault, LaunchResult
 from .model import Scenario
-from .outcomes import Failure, FailureKind, Outcome
+from .outcomes import Failure, FailureKind, Outcome, Subtest, SubtestOutcome
 from .probes import ProbeReport
 from .process import tail
+from .workloads import registry as workloads
 
 PASS, FAIL, EXPECTED_FAIL, FLAKE, SKIP = (Outcome.PASS, Outcome.FAIL, Outcome.EXPECTED_FAIL, Outcome.FLAKE,
                                           Outcome.SKIP)
@@ -36,6 +37,7 @@ class Verdict:
     checks: List[Check] = field(default_factory=list)
     failure_kind: Optional[FailureKind] = None
     subject: str = ""  # what the failure class is about: the soname, the glibc version, the signal
+    subtests: List[Subtest] = field(default_factory=list)  # a declared workload's, each judged by its kind
 
     @property
     def failed(self) -> bool:
@@ -126,7 +128,7 @@ def launch_failure(observed: Observed, timeout_s: float) -> Optional[Failure]:
 
 
 def renderer_check(scenario: Scenario, report: ProbeReport, host: HostFacts) -> Optional[Check]:
-    api = probes.get(scenario.probe).api
+    api = probes.get(scenario.probe_program).api
     machine_gpu = machines.get(scenario.machine).renderer(api) if scenario.machine != machines.LOCAL else None
     pattern = path_registry.expected_renderer(scenario.spec, api, host.has_gpu, machine_gpu)
     if pattern is None:
@@ -198,24 +200,46 @@ def judge(scenario: Scenario, observed: Observed, comparison: Optional[Compariso
         return Verdict(SKIP, launch.skipped)
     failure = classified(scenario, observed, host, launch_failure(observed, scenario.timeout_s))
     checks: List[Check] = []
+    subtests = workloads.judge(scenario.declared, observed.report.raw.get("steps")) \
+        if scenario.declared and observed.report else []
     if failure is None:
         assert observed.report is not None
+        if subtests and all(s.outcome is SubtestOutcome.SKIP for s in subtests):
+            return Verdict(SKIP, "every subtest skipped: " + "; ".join(f"{s.name}: {s.detail}" for s in subtests[:3]),
+                           subtests=subtests)
         renderer = renderer_check(scenario, observed.report, host)
         checks += [renderer] if renderer else []
         driver = host_driver_check(scenario, observed.report)
         checks += [driver] if driver else []
         if comparison is not None:
             checks.append(image_check(comparison))
-        if scenario.spec.scanout or probes.get(scenario.probe).shown:
+        if scenario.spec.scanout or probes.get(scenario.probe_program).shown:
             checks.append(scanout_check(launch, scanout))
         checks.extend(isolation_checks(scenario, observed.report, host))
+        checks += [subtest_check(subtests)] if scenario.declared else []
         bad = [c for c in checks if not c.ok]
         if bad:
             failure = Failure(bad[0].kind or FailureKind.PROBE_ERROR, "; ".join(c.detail for c in bad))
     verdict = apply_expectation(scenario, failure, checks)
+    verdict.subtests = subtests
     if failure is not None:
         verdict.subject = failure.subject
     return verdict
+
+
+def subtest_check(subtests: List[Subtest]) -> Check:
+    """A workload passes when none of its subtests failed: counts, and the failing ones named."""
+    failed = [s for s in subtests if s.outcome.failed]
+    counts: Dict[str, int] = {}
+    for subtest in subtests:
+        counts[str(subtest.outcome)] = counts.get(str(subtest.outcome), 0) + 1
+    summary = f"{counts.get('pass', 0) + counts.get('warn', 0)}/{len(subtests)} subtests pass" + "".join(
+        f", {count} {word}" for word, count in sorted(counts.items()) if word not in ("pass", "warn"))
+    if failed:
+        named = "; ".join(f"{s.name} ({s.outcome}: {s.detail})" for s in failed[:5])
+        return Check("subtests", False, f"{summary}: {named}{'; ...' if len(failed) > 5 else ''}",
+                     FailureKind.SUBTEST_FAILED)
+    return Check("subtests", True, summary)
 
 
 def apply_expectation(scenario: Scenario, failure: Optional[Failure],
@@ -252,7 +276,7 @@ def compare_images(scenario: Scenario, observed: Observed,
         comparison = Comparison(False, "probe reported success but wrote no image")
     scanout = None
     if launch.scanout_path and launch.image_path:
-        if probes.get(scenario.probe).shown:  # a compositor showed it, scaled to its output
+        if probes.get(scenario.probe_program).shown:  # a compositor showed it, scaled to its output
             scanout = images.compare_shown(launch.scanout_path, golden, images.SHOWN_TOLERANCE, goldens.result_dir)
         else:
             scanout = images.compare_region(launch.scanout_path, golden, scenario.tolerance, goldens.result_dir)
@@ -271,7 +295,7 @@ def combine_attempts(verdicts: List[Verdict]) -> Verdict:
     if last.outcome is PASS and any(v.outcome is FAIL for v in verdicts[:-1]):
         first_fail = next(v for v in verdicts if v.outcome is FAIL)
         return Verdict(FLAKE, f"passed on attempt {len(verdicts)} after: {first_fail.reason}", last.checks,
-                       first_fail.failure_kind)
+                       first_fail.failure_kind, subtests=last.subtests)
     return last
 
 

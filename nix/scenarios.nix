@@ -22,6 +22,8 @@ let
       (builtins.attrNames entry))
     (m.exclude or [ ]);
 
+  # A probe the declaration declares ([probes.NAME]: a workload) runs where the gl probe runs.
+  program = probe: if (declaration.probes or { }) ? ${probe} then "gl" else probe;
   slug = builtins.replaceStrings [ "/" "@" ] [ "__" "__on__" ];
   # A machine other than this host is a QEMU guest with a virtual GPU: its scenarios need no GPU
   # here, only what a guest needs (kvm, like the vm paths). Only families that run in a guest go there.
@@ -39,7 +41,7 @@ let
             needsGpu = builtins.elem "gpu" features;
           })
           (builtins.filter (onMachine path) (m.machines or [ "local" ])))
-        (builtins.filter (probe: builtins.elem probe paths.${path}.probes) (m.probes or [ "gl" ])))
+        (builtins.filter (probe: builtins.elem (program probe) paths.${path}.probes) (m.probes or [ "gl" ])))
       # A family that names no kinds takes every root filesystem, not an image archive.
       (builtins.filter (runtime: if paths.${path}.runtime_kinds == null then kindOf runtime != "image"
         else builtins.elem (kindOf runtime) paths.${path}.runtime_kinds)

@@ -69,10 +69,12 @@ DECLARATIONS = [
     {"matrix": {"paths": ["software", "vtest-virgl", "sandbox-dri", "vm-virgl"], "runtimes": ["host", "trixie"],
                 "probes": ["gl"], "exclude": [{"path": "sandbox-*", "runtime": "trix?e"}, {"path": "vm-virgl"}]},
      "runtimes": {"trixie": {"kind": "rootfs", "root": "/"}}},
+    {"matrix": {"paths": ["software", "vtest-virgl", "sandbox-dri", "vm-vfio-nested"], "probes": ["gl", "basic", "vfio"]},
+     "probes": {"basic": {"kind": "piglit", "tests": ["fbo-alpha"]}}},
 ]
 
 
-@pytest.mark.parametrize("declaration", DECLARATIONS, ids=["default", "excludes-and-rootfs"])
+@pytest.mark.parametrize("declaration", DECLARATIONS, ids=["default", "excludes-and-rootfs", "declared-probes"])
 def test_nix_scenario_list_matches_the_python_expansion(declaration):
     if declaration is None:
         expected = matrix_mod.load(matrix_mod.DEFAULT_MATRIX).scenarios

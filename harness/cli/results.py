@@ -39,7 +39,7 @@ def cmd_diff(args) -> int:
     if args.html:
         write_output(args.html, diff_mod.html(found, args.html), "--html")
     print(json.dumps(found.to_json(), indent=2) if args.json else diff_mod.text(found), end="\n" if args.json else "")
-    return EXIT_FAILED if found.regressions else EXIT_OK
+    return EXIT_FAILED if found.regressions or found.subtest_regressions else EXIT_OK
 
 
 def cmd_baseline(args) -> int:

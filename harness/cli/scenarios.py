@@ -196,7 +196,7 @@ def cmd_goldens_update(args) -> int:
     where it renders); a probe checked against another's golden (kms: gl's) renders none of its own."""
     outdir.prepare(args.goldens, "--goldens")
     loaded = matrix_mod.load(args.matrix)
-    probes = sorted({PROBES[s.probe].golden_name for s in loaded.scenarios})
+    probes = sorted({PROBES[s.probe_program].golden_name for s in loaded.scenarios})
     toolset = toolsets.load(args.toolset)
     reference = [Scenario(id=f"{path_id}/{HOST_RUNTIME}/{probe}", path_id=path_id, runtime=HOST, probe=probe)
                  for probe in probes for path_id in (path_registry.reference_for(probe).id,)]

@@ -5,6 +5,7 @@ import dataclasses
 import datetime
 import glob
 import itertools
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -24,8 +25,10 @@ from ..target import CommandResult, Target, TargetError
 from ..templating import render
 from ..textenum import TextEnum
 from ..toolset import Toolset
+from ..workloads import registry as workloads
 
 NO_RENDER_NODE = "no DRM render node on this host (/dev/dri/renderD* absent)"
+WORKLOAD_PLAN = "workload.json"  # in the probe's output folder: what the workload probe runs
 SCANOUT = "scanout.png"  # in a scenario's folder: its display, as captured from outside
 ICD_DIRS = ("usr/share/vulkan/icd.d", "etc/vulkan/icd.d")
 
@@ -173,6 +176,11 @@ class Family(abc.ABC):
                                                                                                  spec.vulkan_icd):
             return (f"runtime {runtime.name} has no {spec.vulkan_icd} Vulkan ICD ({spec.vulkan_icd}_icd*.json; "
                     "Mesa's Venus driver is in Debian 13 and later)")
+        declared = ctx.scenario.declared
+        if declared and runtime.kind is not IMAGE_KIND:
+            missing = workloads.missing_in(declared, Path(runtime.root))
+            if missing:
+                return f"{declared.name}: runtime {runtime.name}: {missing}"
         return None
 
     def run(self, ctx: LaunchContext) -> LaunchResult:
@@ -184,6 +192,8 @@ class Family(abc.ABC):
             skipped.timed("check_s", started)
             return skipped
         ctx.workspace.create()
+        if ctx.workload.plan is not None:
+            (ctx.workspace.probe_out / WORKLOAD_PLAN).write_text(json.dumps(ctx.workload.plan, indent=1))
         checked = time.monotonic()
         launched = self.launch(ctx).run()
         launched.phases["check_s"] = checked - started

@@ -12,15 +12,18 @@ from ..errors import InputError, shown
 from ..errors import shown_key as key_name
 from ..families import registry
 from .. import machines
-from ..model import DEFAULT_TIMEOUT_S, HOST_RUNTIME, LOCAL, Expectation, Runtime, RuntimeKind, Scenario, Tolerance
+from ..model import (DEFAULT_TIMEOUT_S, HOST_RUNTIME, LOCAL, WORKLOAD_PROBE, DeclaredProbe, Expectation, Runtime,
+                     RuntimeKind, Scenario, Tolerance)
 from ..probes import DEFAULT_PROBES, PROBES
+from ..workloads import registry as workloads
 from .checks import (SETTING_KEYS, Problems, check_keys, expect_type, parse_expectation, parse_settings, string_list,
                      type_name)
+from .declared_probes import parse_probes
 from .declared_runtimes import parse_runtimes, shipped_runtime, unknown_runtime
 from .files import read_declaration
 
 DEFAULT_MATRIX = Path(__file__).parent.parent / "data" / "default.toml"
-TOP_KEYS = {"matrix", "defaults", "runtimes", "override"}
+TOP_KEYS = {"matrix", "defaults", "runtimes", "override", "probes"}
 MATRIX_KEYS = {"paths", "runtimes", "probes", "machines", "exclude"}
 OVERRIDE_KEYS = SETTING_KEYS | {"match", "expect", "reason", "failure"}
 EXCLUDE_KEYS = {"path", "runtime", "probe", "machine"}
@@ -95,7 +98,7 @@ def pairing_rule(path_id: str) -> str:
 
 
 def why_empty(path_ids: List[str], runtimes: List[Runtime], probe_ids: List[str], excludes: List[dict],
-              machine_ids: Sequence[str] = (LOCAL,)) -> str:
+              machine_ids: Sequence[str] = (LOCAL,), declared: Sequence[str] = ()) -> str:
     """Why no path, runtime and probe paired: what is empty, else each rule that left nothing."""
     empty = [name for name, items in (("matrix.paths", path_ids), ("matrix.runtimes", runtimes),
                                       ("matrix.probes", probe_ids)) if not items]
@@ -107,7 +110,7 @@ def why_empty(path_ids: List[str], runtimes: List[Runtime], probe_ids: List[str]
         if not any(registry.of(spec).accepts(runtime) for runtime in runtimes):
             names = ", ".join(f"{r.name} ({r.kind})" for r in runtimes)
             reasons.append(f"{pairing_rule(path)}, not {names}")
-        elif not set(probe_ids) & set(spec.probes):
+        elif not any(spec.runs(WORKLOAD_PROBE if probe in declared else probe) for probe in probe_ids):
             runs = f"the {' and '.join(spec.probes)} probe{'s' if len(spec.probes) > 1 else ''}"
             reasons.append(f"{path} runs {runs}, not {', '.join(probe_ids)}")
         elif LOCAL not in machine_ids and not registry.of(spec).runs_in_guest:
@@ -117,13 +120,13 @@ def why_empty(path_ids: List[str], runtimes: List[Runtime], probe_ids: List[str]
     return "; ".join(reasons) or "no path pairs with a runtime and a probe"
 
 
-def compatible(path_id: str, runtime: Runtime, probe: str, machine: str = LOCAL) -> bool:
+def compatible(path_id: str, runtime: Runtime, program: str, machine: str = LOCAL) -> bool:
     """Whether the path's family can run in that runtime (a host process: the host runtime only)
-    and on that machine (a VM path runs on this host only), and the path speaks the probe's API
-    (vtest-virgl has no Vulkan)."""
+    and on that machine (a VM path runs on this host only), and the path speaks the API of the
+    probe program (probes.PROBES key: vtest-virgl has no Vulkan)."""
     spec = path_registry.get(path_id)
     family = registry.of(spec)
-    return family.accepts(runtime) and probe in spec.probes and (machine == LOCAL or family.runs_in_guest)
+    return family.accepts(runtime) and spec.runs(program) and (machine == LOCAL or family.runs_in_guest)
 
 
 def scenario_id(path: str, runtime: str, probe: str, machine: str = LOCAL) -> str:
@@ -132,23 +135,27 @@ def scenario_id(path: str, runtime: str, probe: str, machine: str = LOCAL) -> st
 
 
 def build_scenario(path: str, runtime: Runtime, probe: str, settings: dict, expectation: Expectation,
-                   runtimes: Optional[Dict[str, Runtime]] = None, machine: str = LOCAL) -> Scenario:
+                   runtimes: Optional[Dict[str, Runtime]] = None, machine: str = LOCAL,
+                   declared: Optional[DeclaredProbe] = None) -> Scenario:
     tolerance = Tolerance(**settings.get("tolerance", {}))
     gl_extension = (runtimes or {}).get(settings.get("gl_extension", ""))
+    program = WORKLOAD_PROBE if declared else probe
+    timeout_s = workloads.of(declared).timeout_s(declared.settings) if declared else DEFAULT_TIMEOUT_S
     return Scenario(
         id=scenario_id(path, runtime.name, probe, machine),
         path_id=path,
         runtime=runtime,
         probe=probe,
         expect=expectation,
-        timeout_s=settings.get("timeout_s", DEFAULT_TIMEOUT_S),
+        timeout_s=settings.get("timeout_s", timeout_s),
         tolerance=tolerance,
-        golden=settings.get("golden", PROBES[probe].golden_name),
+        golden=settings.get("golden", PROBES[program].golden_name),
         env=tuple(sorted(settings.get("env", {}).items())),
         probe_args=tuple(settings.get("probe_args", ())),
         kernel_args=tuple(settings.get("kernel_args", ())),
         gl_extension=gl_extension,
         machine=machine,
+        declared=declared,
     )
 
 
@@ -197,9 +204,13 @@ def expand(data, source: str) -> Matrix:
                 problems.add(f"matrix.runtimes[{index}]", unknown_runtime(name, runtimes))
             else:
                 runtimes[name] = shipped
+    declared = parse_probes(problems, data.get("probes", {}))
+    tables = data["probes"] if isinstance(data.get("probes"), dict) else {}  # a bad one has its own line
     for index, probe in enumerate(probe_ids):
-        if probe not in PROBES:
-            problems.add(f"matrix.probes[{index}]", f"unknown probe {shown(probe)} (known: {', '.join(PROBES)})")
+        if probe not in tables and (probe not in PROBES or PROBES[probe].declared_only):
+            usable = [name for name, spec in PROBES.items() if not spec.declared_only] + list(declared)
+            problems.add(f"matrix.probes[{index}]", f"unknown probe {shown(probe)} (known: {', '.join(usable)}; "
+                                                    "a workload is declared as [probes.NAME] with its kind)")
     excludes = parse_excludes(problems, matrix.get("exclude", []))
     defaults = {}
     if "defaults" in data and expect_type(problems, "defaults", data["defaults"], (dict,), "a table"):
@@ -222,7 +233,8 @@ def expand(data, source: str) -> Matrix:
     seen = set()
     for path, runtime_name, probe, machine in itertools.product(path_ids, runtime_ids, probe_ids, machine_ids):
         runtime = runtimes[runtime_name]
-        if excluded(excludes, path, runtime_name, probe, machine) or not compatible(path, runtime, probe, machine):
+        program = WORKLOAD_PROBE if probe in declared else probe
+        if excluded(excludes, path, runtime_name, probe, machine) or not compatible(path, runtime, program, machine):
             continue
         this_id = scenario_id(path, runtime_name, probe, machine)
         if this_id in seen:
@@ -234,9 +246,11 @@ def expand(data, source: str) -> Matrix:
             if fnmatch.fnmatchcase(this_id, pattern):
                 settings = merge_settings(settings, extra)
                 expectation = override_expectation or expectation
-        scenarios.append(build_scenario(path, runtime, probe, settings, expectation, runtimes, machine))
+        scenarios.append(build_scenario(path, runtime, probe, settings, expectation, runtimes, machine,
+                                        declared.get(probe)))
     if not scenarios and not problems.lines:
-        why = why_empty(path_ids, [runtimes[name] for name in runtime_ids], probe_ids, excludes, machine_ids)
+        why = why_empty(path_ids, [runtimes[name] for name in runtime_ids], probe_ids, excludes, machine_ids,
+                        list(declared))
         problems.add("matrix", f"expands to no scenarios: {why}")
     for index, (pattern, _, _) in enumerate(overrides):
         if not any(fnmatch.fnmatchcase(s.id, pattern) for s in scenarios):
@@ -253,7 +267,7 @@ def on_machine(matrix: Matrix, machine: str) -> Matrix:
         raise InputError(f"--machine: unknown machine {shown(machine)} (known: {LOCAL}, {', '.join(machines.MACHINES)})")
     moved: Dict[str, Scenario] = {}
     for scenario in matrix.scenarios:
-        if compatible(scenario.path_id, scenario.runtime, scenario.probe, machine):
+        if compatible(scenario.path_id, scenario.runtime, scenario.probe_program, machine):
             this_id = scenario_id(scenario.path_id, scenario.runtime.name, scenario.probe, machine)
             moved.setdefault(this_id, dataclasses.replace(scenario, id=this_id, machine=machine))
     if not moved:

@@ -26,7 +26,7 @@ def declaration_of(scenario: Scenario) -> Dict[str, Any]:
                        ("kernel_args", list(scenario.kernel_args))):
         if value:
             defaults[key] = value
-    if scenario.golden != PROBES[scenario.probe].golden_name:
+    if scenario.golden != PROBES[scenario.probe_program].golden_name:
         defaults["golden"] = scenario.golden
     extension: Optional[Runtime] = scenario.gl_extension
     if extension is not None:
@@ -35,6 +35,10 @@ def declaration_of(scenario: Scenario) -> Dict[str, Any]:
                                               "probes": [scenario.probe], "machines": [scenario.machine]}}
     if runtimes:
         declaration["runtimes"] = runtimes
+    if scenario.declared:
+        declared = scenario.declared
+        declaration["probes"] = {declared.name: {"kind": declared.kind, **declared.settings,
+                                                 "packages": list(declared.packages)}}
     if defaults:
         declaration["defaults"] = defaults
     if scenario.expect.fails:

@@ -88,6 +88,18 @@ class FpsChange:
         return self.new / self.old - 1
 
 
+@dataclass(frozen=True)
+class SubtestChange:
+    """A workload's subtest whose outcome changed between the runs (a regression: it fails now)."""
+
+    id: str
+    subtest: str
+    kind: Kind
+    old: Optional[str]  # its outcome; None: not in that run
+    new: Optional[str]
+    detail: str = ""  # the new run's words for it
+
+
 @dataclass
 class RunDiff:
     old: str
@@ -99,14 +111,20 @@ class RunDiff:
     images: List[ImageChange] = field(default_factory=list)
     fps: List[FpsChange] = field(default_factory=list)
     compared: int = 0  # scenarios in both runs
+    subtests: List[SubtestChange] = field(default_factory=list)
 
     @property
     def regressions(self) -> List[OutcomeChange]:
         return [c for c in self.outcomes if c.kind is Kind.REGRESSION]
 
+    @property
+    def subtest_regressions(self) -> List[SubtestChange]:
+        return [c for c in self.subtests if c.kind is Kind.REGRESSION]
+
     def to_json(self) -> dict:
         data = asdict(self)
         data["regressions"] = len(self.regressions)
+        data["subtest_regressions"] = len(self.subtest_regressions)
         for item, change in zip(data["fps"], self.fps, strict=True):
             item["change"] = round(change.change, 4)
         return data
@@ -255,21 +273,51 @@ def fps_changes(common: List[Tuple[dict, dict]], factor: float) -> List[FpsChang
     return sorted(found, key=lambda c: c.change)
 
 
+FAILING = ("fail", "crash", "timeout")
+
+
+def subtest_outcomes(scenario: dict) -> Dict[str, Tuple[str, str]]:
+    return {str(s["name"]): (str(s.get("outcome")), str(s.get("detail", ""))) for s in scenario.get("subtests") or []
+            if isinstance(s, dict) and "name" in s}
+
+
+def subtest_changes(common: List[Tuple[dict, dict]]) -> List[SubtestChange]:
+    """Per subtest, in the scenarios of both runs: failing now and not before is a regression."""
+    found = []
+    for before, after in common:
+        was, now = subtest_outcomes(before), subtest_outcomes(after)
+        for name in [*now, *(n for n in was if n not in now)]:
+            old, new = (was.get(name) or (None, ""))[0], (now.get(name) or (None, ""))[0]
+            if old == new:
+                continue
+            if new in FAILING:
+                kind = Kind.REGRESSION
+            elif old in FAILING and new is not None:
+                kind = Kind.FIXED
+            else:
+                kind = Kind.ADDED if old is None else Kind.REMOVED if new is None else Kind.CHANGED
+            found.append(SubtestChange(after["id"], name, kind, old, new, (now.get(name) or ("", ""))[1]))
+    return sorted(found, key=lambda c: ORDER.index(c.kind))
+
+
 def compare(old: Run, new: Run, fps_factor: float = FPS_FACTOR) -> RunDiff:
     before, after = old.by_id, new.by_id
     common = [(before[i], after[i]) for i in after if i in before]
     return RunDiff(old.source, new.source, fps_factor, outcome_changes(before, after), renderer_changes(common),
                    version_changes(old, new, common), image_changes(old, new, common),
-                   fps_changes(common, fps_factor), len(common))
+                   fps_changes(common, fps_factor), len(common), subtest_changes(common))
 
 
 # --- output -------------------------------------------------------------------------------------
 
 def text(diff: RunDiff) -> str:
     lines = [f"gpu-harness diff {diff.old} -> {diff.new}: {counted(diff.compared, 'scenario')} in both, "
-             f"{len(diff.regressions)} regression{'' if len(diff.regressions) == 1 else 's'}"]
+             f"{len(diff.regressions)} regression{'' if len(diff.regressions) == 1 else 's'}"
+             + (f", {counted(len(diff.subtest_regressions), 'subtest')} regressed" if diff.subtest_regressions else "")]
     sections: List[Tuple[str, List[str]]] = [
         ("outcomes", [f"{c.kind.value:<10} {c.id:<32} {c.describe()}: {c.reason}" for c in diff.outcomes]),
+        ("subtests", [f"{c.kind.value:<10} {c.id} {c.subtest}: {c.old or 'absent'} -> {c.new or 'absent'}"
+                      + (f" ({c.detail})" if c.detail and c.kind is Kind.REGRESSION else "") for c in diff.subtests]),
         ("renderers", [f"{answers.listed(c.scenarios, 4)}: {c.old} -> {c.new}" for c in diff.renderers]),
         ("versions", [f"{c.name}: {c.old} -> {c.new} ({counted(len(c.scenarios), 'scenario')})"
                       if c.scenarios != ("toolset",) else f"{c.name}: {c.old} -> {c.new}" for c in diff.versions]),

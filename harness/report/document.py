@@ -58,6 +58,7 @@ def scenario_entry(result: "ScenarioResult", out_dir: Path, toolset: Toolset) ->
         "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail,
                     "artifacts": {k: relative(v, out_dir) for k, v in c.artifacts.items()}}
                    for c in result.verdict.checks],
+        "subtests": [subtest.to_dict() for subtest in result.verdict.subtests] or None,
         "renderer": data.get("renderer"),
         "gl_version": data.get("version"),
         "vendor": data.get("vendor"),

@@ -34,6 +34,7 @@ class Cell:
     reason: str
     driver_mismatch: Optional[str] = None  # driver matching: why the driver that rendered is not the host's
     cause: Optional[str] = None  # a Skip's reason in a few words (text.short_cause); the whole on hover
+    subtests: Optional[str] = None  # a workload's subtests that passed, of all: "9/10 pass"
 
     @property
     def label(self) -> str:
@@ -53,12 +54,12 @@ class Cell:
     def lines(self) -> List[str]:
         """The cell's text, in lines that fit it, each cut between words (never inside one): the
         label, then for a failure the renderer it got or what its class is about."""
-        room = CELL_LINES - self.has_fps_line
+        room = CELL_LINES - self.has_fps_line - (self.subtests is not None)
         shown = text.wrap(self.label, room, LINE_EM)
         detail = (self.renderer or self.subject) if self.failure else None
         if detail and len(shown) < room:
             shown += text.wrap(detail, room - len(shown), LINE_EM)
-        return shown
+        return shown + ([self.subtests] if self.subtests is not None else [])
 
 
 @dataclass
@@ -141,7 +142,16 @@ def cell_of(entry: dict, index: int) -> Cell:
                 failure=(entries.failure_class(entry) or "failed") if failed else None,
                 subject=entries.subject(entry) if failed else None, reason=reason,
                 driver_mismatch=mismatch_of(entry),
-                cause=text.short_cause(reason) if outcome is Outcome.SKIP else None)
+                cause=text.short_cause(reason) if outcome is Outcome.SKIP else None, subtests=subtest_count(entry))
+
+
+def subtest_count(entry: dict) -> Optional[str]:
+    """'9/10 pass' for a workload's entry (a warning passes, a skip does not count), else None."""
+    subtests = [s for s in entry.get("subtests") or [] if isinstance(s, dict)]
+    if not subtests:
+        return None
+    ran = [s for s in subtests if s.get("outcome") != "skip"]
+    return f"{sum(s.get('outcome') in ('pass', 'warn') for s in ran)}/{len(ran)} pass"
 
 
 def mismatch_of(entry: dict) -> Optional[str]:

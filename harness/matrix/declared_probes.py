@@ -1,0 +1,31 @@
+"""The probes a matrix declares ([probes.NAME] kind = "piglit" | "command" ...), checked by their
+kind (harness.workloads) into DeclaredProbes the expansion pairs with paths like any probe."""
+import re
+from typing import Dict
+
+from ..errors import shown
+from ..model import DeclaredProbe
+from ..probes import PROBES
+from ..workloads import registry as workloads
+from .checks import Problems, expect_type
+
+NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+
+
+def parse_probes(problems: Problems, value) -> Dict[str, DeclaredProbe]:
+    if not expect_type(problems, "probes", value, (dict,), "a table of [probes.NAME] tables"):
+        return {}
+    declared: Dict[str, DeclaredProbe] = {}
+    for name, table in value.items():
+        if name in PROBES:
+            problems.add(f"probes.{name}", f"{shown(name)} is a shipped probe's name; declare yours by another")
+            continue
+        if not NAME.match(name):
+            problems.add(f"probes.{name}", "a probe's name is lower-case letters, digits, '.', '_' and '-'")
+            continue
+        probe, found = workloads.parse(name, table)
+        for key, message in found:
+            problems.add(key, message)
+        if not found:
+            declared[name] = probe
+    return declared

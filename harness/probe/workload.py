@@ -1,0 +1,98 @@
+"""Workload probe: a declared workload (piglit tests, the user's command) run through the path.
+
+Runs *inside* the sandbox/container/guest with the standard library only, beside gles.py and the
+frame (probelib). It renders the gl probe's scene first (the renderer the path gives, and an image
+for the golden: the path works before the workload is judged), then runs each step of the plan
+the harness wrote into its output folder (workload.json) in the same environment, one after the
+other, each with its own deadline; the report adds each step's exit, signal, time and the tail of
+its output (the whole output is steps/NAME.log)."""
+import glob
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import gles
+from probelib import arguments, run
+
+PROBE_VERSION = "1"
+PLAN = "workload.json"
+OUTPUT_TAIL = 16384
+
+
+def find(program, search):
+    """argv[0] as the runtime has it: a path as given, else the first of the search folders that
+    has it, else PATH; None where none has it."""
+    if "/" in program:
+        return program if os.access(program, os.X_OK) else None
+    for pattern in search:
+        for folder in sorted(glob.glob(pattern)):
+            candidate = os.path.join(folder, program)
+            if os.access(candidate, os.X_OK):
+                return candidate
+    for folder in os.environ.get("PATH", "/usr/bin:/bin").split(":"):
+        candidate = os.path.join(folder, program)
+        if folder and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def tail(path):
+    with open(path, "rb") as handle:
+        handle.seek(max(0, os.path.getsize(path) - OUTPUT_TAIL))
+        return handle.read().decode(errors="replace")
+
+
+def run_step(step, out):
+    name = step["name"]
+    found = {"name": name, "argv": step["argv"]}
+    program = find(step["argv"][0], step.get("search", []))
+    if program is None:
+        return {**found, "not_found": step["argv"][0]}
+    log = os.path.join(out, "steps", re.sub(r"[^A-Za-z0-9._-]", "_", name) + ".log")
+    work = os.path.join(out, "steps", "work")
+    os.makedirs(work, exist_ok=True)
+    started = time.perf_counter()
+    with open(log, "wb") as handle:
+        process = subprocess.Popen([program, *step["argv"][1:]], stdout=handle, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, cwd=work, start_new_session=True,
+                                   env={**os.environ, **step.get("env", {})})
+        try:
+            process.wait(timeout=step["timeout_s"])
+            found["timed_out"] = False
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            found["timed_out"] = True
+    found["seconds"] = round(time.perf_counter() - started, 3)
+    code = process.returncode
+    found.update(exit_code=code if code >= 0 else None, signal=-code if code < 0 else None,
+                 output=tail(log), log=os.path.relpath(log, out))
+    return found
+
+
+def render(args, step, seen):
+    with open(os.path.join(args.out, PLAN)) as handle:
+        plan = json.load(handle)
+    info, rows, timings = gles.render(args, step, seen)
+    step(None)  # each step has its own deadline
+    os.makedirs(os.path.join(args.out, "steps"), exist_ok=True)
+    started = time.perf_counter()
+    info["steps"] = [run_step(s, args.out) for s in plan["steps"]]
+    info["workload"] = {"probe": plan.get("probe"), "kind": plan.get("kind")}
+    timings["workload_ms"] = round((time.perf_counter() - started) * 1000, 3)
+    return info, rows, timings
+
+
+def main(argv=None):
+    args = arguments(__doc__).parse_args(argv)
+    if not os.path.exists(os.path.join(args.out, PLAN)):
+        raise SystemExit(f"workload: no {PLAN} in {args.out}: the harness writes it before the probe runs")
+    return run("workload", "gles2", PROBE_VERSION, args, render, gles.diagnose)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Workload kinds: probes a matrix declares ([probes.NAME] kind = ...), each kind one module."""

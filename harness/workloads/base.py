@@ -1,0 +1,175 @@
+"""What a workload kind is: how its [probes.NAME] table is checked, the steps that run inside the
+path, and how each step's exit and output become a subtest."""
+import abc
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Dict, List, Optional, Tuple
+
+from ..outcomes import Subtest, SubtestOutcome
+
+OUTPUT_TAIL = 16384  # bytes of a step's output the probe reports (the whole output is its log file)
+STEP_TIMEOUT_S = 60.0
+WORKLOAD_SLACK_S = 60.0  # the gl scene before the steps, and the start of the path
+
+
+@dataclass(frozen=True)
+class Step:
+    """One program the workload probe runs inside the path: a subtest."""
+
+    name: str
+    argv: Tuple[str, ...]
+    timeout_s: float = STEP_TIMEOUT_S
+    env: Tuple[Tuple[str, str], ...] = ()
+    search: Tuple[str, ...] = ()  # folder globs inside the runtime where argv[0] is looked up
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "argv": list(self.argv), "timeout_s": self.timeout_s, "env": dict(self.env),
+                "search": list(self.search)}
+
+
+@dataclass(frozen=True)
+class StepRun:
+    """What the workload probe reported of one step."""
+
+    name: str
+    exit_code: Optional[int] = None
+    signal: Optional[int] = None
+    timed_out: bool = False
+    seconds: float = 0.0
+    output: str = ""  # the tail of its stdout and stderr
+    not_found: str = ""  # the program it could not find in the runtime
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "StepRun":
+        return cls(str(data.get("name", "?")), data.get("exit_code"), data.get("signal"), bool(data.get("timed_out")),
+                   float(data.get("seconds") or 0.0), str(data.get("output", "")), str(data.get("not_found", "")))
+
+
+class Problems:
+    """A kind's complaints about its table: (`probes.NAME.key`, what is wrong)."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.found: List[Tuple[str, str]] = []
+
+    def add(self, key: str, message: str) -> None:
+        self.found.append((f"{self.where}.{key}", message))
+
+
+Checker = Callable[[Problems, str, Any], Any]
+
+
+def string_list(problems: Problems, key: str, value: Any) -> Any:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        problems.add(key, "must be a non-empty list of non-empty strings")
+        return None
+    return value
+
+
+def optional_strings(problems: Problems, key: str, value: Any) -> Any:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        problems.add(key, "must be a list of non-empty strings")
+        return None
+    return value
+
+
+def positive_number(problems: Problems, key: str, value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        problems.add(key, "must be a positive number (seconds)")
+        return None
+    return float(value)
+
+
+def integer(problems: Problems, key: str, value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int):
+        problems.add(key, "must be an integer")
+        return None
+    return value
+
+
+def text(problems: Problems, key: str, value: Any) -> Any:
+    if not isinstance(value, str) or not value:
+        problems.add(key, "must be a non-empty string")
+        return None
+    return value
+
+
+def pattern(problems: Problems, key: str, value: Any) -> Any:
+    if text(problems, key, value) is None:
+        return None
+    try:
+        re.compile(value, re.MULTILINE)
+    except re.error as exc:
+        problems.add(key, f"is not a regular expression: {exc}")
+        return None
+    return value
+
+
+def string_table(problems: Problems, key: str, value: Any) -> Any:
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        problems.add(key, "must be a table of strings")
+        return None
+    return value
+
+
+@dataclass(frozen=True)
+class Key:
+    check: Checker
+    meaning: str
+    required: bool = False
+    default: Any = None
+
+
+@dataclass
+class Declared:
+    """A kind's settings as checked, and the packages its programs come from."""
+
+    settings: Dict[str, Any] = field(default_factory=dict)
+    packages: Tuple[str, ...] = ()
+
+
+class WorkloadKind(abc.ABC):
+    """One kind of workload. A kind checks its table's keys, says what runs (steps) and judges
+    each step's exit and output into a subtest; the probe inside stays the same for all kinds."""
+
+    name: ClassVar[str]
+    keys: ClassVar[Dict[str, Key]]
+    packages: ClassVar[Tuple[str, ...]] = ()  # Debian packages its programs come from, by default
+
+    def settings(self, table: Dict[str, Any], problems: Problems) -> Dict[str, Any]:
+        found: Dict[str, Any] = {}
+        for key, spec in self.keys.items():
+            if key in table:
+                value = spec.check(problems, key, table[key])
+                if value is not None:
+                    found[key] = value
+            elif spec.required:
+                problems.add(key, f"is required ({spec.meaning})")
+            elif spec.default is not None:
+                found[key] = spec.default
+        return found
+
+    @abc.abstractmethod
+    def steps(self, settings: Dict[str, Any]) -> List[Step]:
+        """What runs inside the path, in order: one step per subtest."""
+
+    @abc.abstractmethod
+    def judge_output(self, settings: Dict[str, Any], run: StepRun) -> Subtest:
+        """The subtest a step that ran to its end (no signal, no timeout) made of its output."""
+
+    def judge(self, settings: Dict[str, Any], run: StepRun) -> Subtest:
+        if run.not_found:
+            return Subtest(run.name, SubtestOutcome.SKIP, f"{run.not_found} is not in the runtime", run.seconds)
+        if run.timed_out:
+            return Subtest(run.name, SubtestOutcome.TIMEOUT, f"killed after {run.seconds:.1f} s", run.seconds)
+        if run.signal:
+            return Subtest(run.name, SubtestOutcome.CRASH, f"died by signal {run.signal}", run.seconds)
+        return self.judge_output(settings, run)
+
+    def judge_missing(self, step: Step) -> Subtest:
+        """A step the probe never reported: it stopped before it (a crash, the scenario's timeout)."""
+        return Subtest(step.name, SubtestOutcome.FAIL, "not run: the workload stopped before it")
+
+    def timeout_s(self, settings: Dict[str, Any]) -> float:
+        """The scenario's timeout where the matrix sets none: every step's, and the start."""
+        return WORKLOAD_SLACK_S + sum(step.timeout_s for step in self.steps(settings))

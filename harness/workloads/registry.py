@@ -1,0 +1,74 @@
+"""The workload kinds by name, and a declared probe's table checked into a DeclaredProbe; its
+steps and its subtests judged from the workload probe's report."""
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from ..model import DeclaredProbe
+from ..outcomes import Subtest
+from .base import Declared, Problems, Step, StepRun, WorkloadKind, optional_strings
+from .command import KIND as COMMAND
+from .piglit import KIND as PIGLIT
+
+KINDS: Dict[str, WorkloadKind] = {kind.name: kind for kind in (PIGLIT, COMMAND)}
+COMMON_KEYS = {"kind", "packages"}
+
+
+def of(declared: DeclaredProbe) -> WorkloadKind:
+    return KINDS[declared.kind]
+
+
+def parse(name: str, table: Any) -> Tuple[DeclaredProbe, List[Tuple[str, str]]]:
+    """[probes.NAME] checked: the probe, and its problems ((key, message); none: it is good)."""
+    problems = Problems(f"probes.{name}")
+    if not isinstance(table, dict):
+        problems.found.append((f"probes.{name}", "must be a table with kind = one of " + ", ".join(KINDS)))
+        return DeclaredProbe(name, ""), problems.found
+    kind = KINDS.get(table.get("kind"))  # type: ignore[arg-type]
+    if kind is None:
+        problems.add("kind", f"must be one of {', '.join(KINDS)}, not {table.get('kind')!r}")
+        return DeclaredProbe(name, ""), problems.found
+    for key in sorted(set(table) - set(kind.keys) - COMMON_KEYS):
+        problems.add(key, f"unknown key for kind {kind.name} (allowed: {', '.join([*COMMON_KEYS, *kind.keys])})")
+    declared = Declared(kind.settings(table, problems), kind.packages)
+    if "packages" in table:
+        declared.packages = tuple(optional_strings(problems, "packages", table["packages"]) or ())
+    return DeclaredProbe.of(name, kind.name, declared.settings, declared.packages), problems.found
+
+
+def steps(declared: DeclaredProbe) -> List[Step]:
+    return of(declared).steps(declared.settings)
+
+
+def plan(declared: DeclaredProbe) -> Dict[str, Any]:
+    """workload.json: what the workload probe runs inside the path."""
+    return {"probe": declared.name, "kind": declared.kind, "steps": [step.to_dict() for step in steps(declared)]}
+
+
+def judge(declared: DeclaredProbe, reported: Any) -> List[Subtest]:
+    """Each step the probe reported, judged by its kind; a step it never reached is not run (a fail)."""
+    kind, settings = of(declared), declared.settings
+    runs = {run.name: run for run in (StepRun.from_dict(d) for d in reported if isinstance(d, dict))} \
+        if isinstance(reported, list) else {}
+    return [kind.judge(settings, runs[step.name]) if step.name in runs else kind.judge_missing(step)
+            for step in steps(declared)]
+
+
+def missing_in(declared: DeclaredProbe, root: Path) -> Optional[str]:
+    """Why the runtime at `root` cannot run this workload (a program of its steps is not there,
+    and where it would come from), or None."""
+    absent = sorted({step.argv[0] for step in steps(declared) if not step_program(step, root)})
+    if not absent:
+        return None
+    packages = f" (Debian packages: {', '.join(declared.packages)})" if declared.packages else ""
+    return f"the runtime has no {', '.join(absent[:5])}{', ...' if len(absent) > 5 else ''}{packages}"
+
+
+def step_program(step: Step, root: Path) -> Optional[Path]:
+    """argv[0] of a step as the probe will find it in the runtime at `root`: a path as given, the
+    search folders, then the usual bin folders."""
+    program = step.argv[0]
+    if program.startswith("/"):
+        return root / program.lstrip("/") if (root / program.lstrip("/")).exists() else None
+    folders = [folder for pattern in step.search for folder in sorted(root.glob(pattern.lstrip("/")))]
+    folders += [root / folder for folder in ("usr/local/bin", "usr/bin", "bin", "usr/sbin", "sbin")]
+    return next((folder / program for folder in folders if (folder / program).exists()), None)
