@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Sequence
@@ -102,7 +103,7 @@ def unpack(folder: Path, prefix: Path) -> Dict[str, str]:
             "__EGL_VENDOR_LIBRARY_DIRS": ":".join([*vendors, str(root / "usr/share/glvnd/egl_vendor.d")]),
             "LIBGL_DRIVERS_PATH": str(libs / "dri"),
             "PYTHONPATH": ":".join([str(site), os.environ.get("PYTHONPATH", "")]).rstrip(":"),
-            "XDG_CACHE_HOME": str(prefix / "cache"), "TMPDIR": str(prefix / "tmp"), "PYTHONUNBUFFERED": "1"}
+            "XDG_CACHE_HOME": str(prefix / "cache"), "PYTHONUNBUFFERED": "1"}
 
 
 def toolset_for(prefix: Path, env: Dict[str, str]) -> Path:
@@ -145,6 +146,9 @@ def bring_back(out: Path) -> List[Path]:
     return kept
 
 
+SHORT_TMP = 32  # characters of a temp folder under which the harness's socket paths fit
+
+
 def run(out: Path, prefix: Path, folder: Path = PACK_DIR, jobs: int = 4, timeout_s: float = 480.0) -> int:
     """Unpack into `prefix`, run the GPU matrix into `out`, leave the files to bring back there."""
     if not (folder / "pack.json").exists():
@@ -152,7 +156,19 @@ def run(out: Path, prefix: Path, folder: Path = PACK_DIR, jobs: int = 4, timeout
     for made in (prefix, out):
         made.mkdir(parents=True, exist_ok=True)
     env = unpack(folder, prefix)
-    (prefix / "tmp").mkdir(exist_ok=True)
+    # Sockets live in the temp folder (108 bytes at most): the prefix's when its path is short.
+    short = len(str(prefix / "tmp")) <= SHORT_TMP
+    temp = prefix / "tmp" if short else Path(tempfile.mkdtemp(prefix="gh-tier-"))
+    temp.mkdir(exist_ok=True)
+    env["TMPDIR"] = str(temp)
+    try:
+        return run_in(out, prefix, env, jobs, timeout_s)
+    finally:
+        if not short:
+            shutil.rmtree(temp, ignore_errors=True)
+
+
+def run_in(out: Path, prefix: Path, env: Dict[str, str], jobs: int, timeout_s: float) -> int:
     manifest = toolset_for(prefix, env)
     shutil.copyfile(manifest, out / "toolset.json")
     argv = [sys.executable, "-m", "harness.cli", "run", "--matrix", str(MATRIX), "--toolset", str(manifest),

@@ -48,9 +48,18 @@ class Runtime:
     root: str = "/"  # debootstrap: set once the runtime is built (runtimes.ensure); image: the archive
     description: str = ""
     recipe: str = ""  # debootstrap, and an image made from a runtime: the recipe's name
+    # debootstrap (and an image made from one): packages a workload needs beyond the recipe's,
+    # built into a derived runtime (the recipe's lock pins the rest; cached by the whole list)
+    extra_packages: Tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", RuntimeKind(self.kind))
+        object.__setattr__(self, "extra_packages", tuple(self.extra_packages))
+
+    @property
+    def build_name(self) -> str:
+        """What a run builds it as: its name, and its extra packages where it has them (trixie+piglit)."""
+        return "+".join((self.name, *self.extra_packages))
 
     @property
     def needs_build(self) -> bool:

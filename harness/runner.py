@@ -67,22 +67,23 @@ def prepare_runtimes(scenarios: List[Scenario], options: RunOptions) -> Dict[str
     ready: Dict[str, RuntimeReady] = {}
     for runtime in runtimes_to_prepare(scenarios).values():
         started = time.monotonic()
-        if runtime.name in options.runtime_roots and runtime.needs_build:
-            root = options.runtime_roots[runtime.name]
-            ready[runtime.name] = RuntimeReady(facts=recipes.facts_from_lock(runtime.recipe, root), root=root)
-            record(options, Prepared(f"runtime {runtime.name}", time.monotonic() - started, f"given: {root}"))
+        name = runtime.build_name
+        if name in options.runtime_roots and runtime.needs_build:
+            root = options.runtime_roots[name]
+            ready[name] = RuntimeReady(facts=recipes.facts_from_lock(runtime.recipe, root), root=root)
+            record(options, Prepared(f"runtime {name}", time.monotonic() - started, f"given: {root}"))
             continue
         cached = runtimes.is_cached(runtime)
         try:
-            ready[runtime.name] = prepared_runtime(runtime, options)
-            detail = f"{'from the cache' if cached else 'built'}: {ready[runtime.name].root}"
+            ready[name] = prepared_runtime(runtime, options)
+            detail = f"{'from the cache' if cached else 'built'}: {ready[name].root}"
         except runtimes.BuilderMissing as exc:
-            ready[runtime.name] = RuntimeReady(skip=str(exc))
+            ready[name] = RuntimeReady(skip=str(exc))
             detail = f"not built: {exc}"
         except runtimes.RuntimeBuildError as exc:
-            ready[runtime.name] = RuntimeReady(failure=f"runtime {runtime.name}: {exc}")
+            ready[name] = RuntimeReady(failure=f"runtime {name}: {exc}")
             detail = f"failed: {exc}"
-        record(options, Prepared(f"runtime {runtime.name}", time.monotonic() - started, detail))
+        record(options, Prepared(f"runtime {name}", time.monotonic() - started, detail))
     return ready
 
 
@@ -129,23 +130,24 @@ def runtimes_to_prepare(scenarios: List[Scenario]) -> Dict[str, Runtime]:
     for scenario in scenarios:
         for runtime in (scenario.runtime, scenario.gl_extension):
             if runtime is not None and (runtime.needs_build or runtime.image_from_recipe):
-                wanted.setdefault(runtime.name, runtime)
+                wanted.setdefault(runtime.build_name, runtime)
     return wanted
 
 
 def prepared_runtime(runtime: Runtime, options: RunOptions) -> RuntimeReady:
     if runtime.image_from_recipe:
-        archive = runtimes.image_archive(runtime.recipe, say=options.say)
-        made_from = runtimes.cached(runtime.recipe)
+        archive = runtimes.image_archive(runtime.recipe, say=options.say, extra_packages=runtime.extra_packages)
+        made_from = runtimes.cached(runtime.recipe, extra_packages=runtime.extra_packages)
         return RuntimeReady(facts={**(made_from.facts if made_from else {}), "image": str(archive)}, root=str(archive))
-    built = runtimes.ensure(runtime.recipe, strict=options.strict_runtimes, say=options.say)
+    built = runtimes.ensure(runtime.recipe, strict=options.strict_runtimes, say=options.say,
+                            extra_packages=runtime.extra_packages)
     return RuntimeReady(facts=built.facts, root=str(built.root))
 
 
 def with_runtime(scenario: Scenario, ready: Dict[str, RuntimeReady]) -> Scenario:
     """The scenario with the roots of its runtime and of its GL extension's runtime, as built."""
     def built(runtime: Optional[Runtime]) -> Optional[Runtime]:
-        prepared = ready.get(runtime.name) if runtime is not None else None
+        prepared = ready.get(runtime.build_name) if runtime is not None else None
         if runtime is None or prepared is None or not prepared.root:
             return runtime
         return dataclasses.replace(runtime, root=prepared.root)
@@ -157,9 +159,9 @@ def with_runtime(scenario: Scenario, ready: Dict[str, RuntimeReady]) -> Scenario
 def unbuilt_runtime(scenario: Scenario, ready: Dict[str, RuntimeReady]) -> Optional[str]:
     """The name of a runtime the scenario needs (its own, its GL extension's) that is not built."""
     for runtime in (scenario.runtime, scenario.gl_extension):
-        needed = ready.get(runtime.name) if runtime is not None else None
+        needed = ready.get(runtime.build_name) if runtime is not None else None
         if runtime is not None and needed is not None and not needed.root:
-            return runtime.name
+            return runtime.build_name
     return None
 
 
@@ -289,7 +291,7 @@ def run_scenario(scenario: Scenario, toolset: Toolset, options: RunOptions, temp
     base = options.out_dir / "scenarios" / scenario.slug
     if INTERRUPTS.requested:
         return not_run(scenario, base)
-    prepared = ready.get(scenario.runtime.name)
+    prepared = ready.get(scenario.runtime.build_name)
     known = options.baseline.known(scenario.id, options.host_class) if options.baseline else None
     missing = unbuilt_runtime(scenario, ready)
     if missing is not None:

@@ -12,6 +12,7 @@ takes no versions and is slower). Built roots live in ~/.cache/gpu-harness/runti
 the digest covers the recipe and the lock, a second run builds nothing, and a build becomes
 visible only by one rename when it is complete. A runtime's image (a container image archive)
 is cached beside them."""
+import dataclasses
 import datetime
 import json
 import os
@@ -23,7 +24,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import cache, glext, imagearchive, reaper
 from .errors import InputError
@@ -266,23 +267,33 @@ def lock(recipe: Recipe, folder: Path = RECIPES_DIR, cache_dir: Path = CACHE_DIR
     return new
 
 
+def derived(recipe: Recipe, extra_packages: Sequence[str]) -> Recipe:
+    """The recipe with a workload's packages besides its own: the base lock still pins what both
+    have, the extras come from the archive at build time (their versions are in the facts)."""
+    if not extra_packages:
+        return recipe
+    return dataclasses.replace(recipe, name="+".join((recipe.name, *extra_packages)),
+                               packages=tuple(dict.fromkeys((*recipe.packages, *extra_packages))))
+
+
 def ensure(name: str, strict: bool = False, folder: Path = RECIPES_DIR,
-           say: Callable[[str], None] = lambda text: None) -> BuiltRuntime:
+           say: Callable[[str], None] = lambda text: None, extra_packages: Sequence[str] = ()) -> BuiltRuntime:
     recipe = load_recipe(name, folder)
-    return build(recipe, load_lock(recipe, folder), strict=strict, say=say)
+    return build(derived(recipe, extra_packages), load_lock(recipe, folder), strict=strict and not extra_packages,
+                 say=say)
 
 
 def is_cached(runtime: Runtime) -> bool:
     """Whether a run would find this runtime (or the image made from it) made already."""
     if runtime.image_from_recipe:
-        return image_archive_path(runtime.recipe).exists()
-    return bool(runtime.recipe) and cached(runtime.recipe) is not None
+        return image_archive_path(runtime.recipe, extra_packages=runtime.extra_packages).exists()
+    return bool(runtime.recipe) and cached(runtime.recipe, extra_packages=runtime.extra_packages) is not None
 
 
-def cached(name: str, folder: Path = RECIPES_DIR) -> Optional[BuiltRuntime]:
+def cached(name: str, folder: Path = RECIPES_DIR, extra_packages: Sequence[str] = ()) -> Optional[BuiltRuntime]:
     """The built runtime if it is in the cache (nothing is built)."""
     recipe = load_recipe(name, folder)
-    return from_cache(name, CACHE_DIR / digest(recipe, load_lock(recipe, folder)))
+    return from_cache(name, CACHE_DIR / digest(derived(recipe, extra_packages), load_lock(recipe, folder)))
 
 
 def from_cache(name: str, target: Path) -> Optional[BuiltRuntime]:
@@ -302,17 +313,18 @@ def image_spec(recipe: Recipe, lock_digest: str) -> imagearchive.ImageSpec:
                                   created_by=f"gpu-harness runtimes image {recipe.name}")
 
 
-def image_archive_path(name: str, folder: Path = RECIPES_DIR) -> Path:
+def image_archive_path(name: str, folder: Path = RECIPES_DIR, extra_packages: Sequence[str] = ()) -> Path:
     """Where the image made from runtime `name` is cached: keyed by its recipe and lock."""
-    recipe = load_recipe(name, folder)
-    return IMAGES_DIR / f"{recipe.name}-{digest(recipe, load_lock(recipe, folder))}-{IMAGE_FORMAT}.tar.gz"
+    base = load_recipe(name, folder)
+    recipe = derived(base, extra_packages)
+    return IMAGES_DIR / f"{recipe.name}-{digest(recipe, load_lock(base, folder))}-{IMAGE_FORMAT}.tar.gz"
 
 
 def write_image(name: str, out: Path, say: Callable[[str], None] = lambda text: None,
-                folder: Path = RECIPES_DIR) -> imagearchive.ImageInfo:
+                folder: Path = RECIPES_DIR, extra_packages: Sequence[str] = ()) -> imagearchive.ImageInfo:
     """The image of runtime `name` (built if it is not yet) as a docker-archive at `out`."""
-    built = ensure(name, folder=folder, say=say)
-    recipe = load_recipe(name, folder)
+    built = ensure(name, folder=folder, say=say, extra_packages=extra_packages)
+    recipe = derived(load_recipe(name, folder), extra_packages)
     started = time.monotonic()
     try:
         imagearchive.write(built.root, out, image_spec(recipe, str(built.facts.get("lock_digest", ""))))
@@ -328,15 +340,16 @@ _image_locks: Dict[str, threading.Lock] = {}
 _image_locks_lock = threading.Lock()
 
 
-def image_archive(name: str, say: Callable[[str], None] = lambda text: None) -> Path:
-    """The cached image of runtime `name`, made now if it is not there (once, however many
-    scenarios ask at the same time)."""
-    target = image_archive_path(name)
+def image_archive(name: str, say: Callable[[str], None] = lambda text: None,
+                  extra_packages: Sequence[str] = ()) -> Path:
+    """The cached image of runtime `name` (with a workload's extra packages), made now if it is
+    not there (once, however many scenarios ask at the same time)."""
+    target = image_archive_path(name, extra_packages=extra_packages)
     with _image_locks_lock:
         lock = _image_locks.setdefault(str(target), threading.Lock())
     with lock:
         if not target.exists():
-            write_image(name, target, say)
+            write_image(name, target, say, extra_packages=extra_packages)
     cache.mark_used(target)
     return target
 

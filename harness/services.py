@@ -12,6 +12,7 @@ from .syncfd import SyncPipe
 
 
 SUPERVISED_EXIT_S = 3.0
+SOCKET_PATH_MAX = 107  # sun_path is 108 bytes with its terminating NUL
 
 
 class ServiceError(Exception):
@@ -96,6 +97,9 @@ def is_ready(spec: ServiceSpec) -> bool:
 
 def start(spec: ServiceSpec) -> RunningService:
     started = time.monotonic()
+    if spec.ready_socket and len(os.fsencode(spec.ready_socket)) > SOCKET_PATH_MAX:
+        raise ServiceError(f"service {spec.name}: its socket path is {len(os.fsencode(spec.ready_socket))} bytes, "
+                           f"longer than a unix socket takes ({SOCKET_PATH_MAX}): {spec.ready_socket}")
     for path in spec.leaves:
         reaper.get().track_path(path)
     try:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import baseline as baseline_mod, cli, matrix as matrix_mod
+from harness import baseline as baseline_mod, cli, matrix as matrix_mod, recipes, runtimes
 from harness.errors import InputError
 from harness.matrix.writing import declaration_of
 from harness.report import diff as diff_mod
@@ -235,3 +235,22 @@ def test_diff_names_the_subtest_that_regressed_and_fails_on_it(tmp_path, capsys)
         ("a", "regression", "pass", "fail"), ("b", "fixed", "fail", "pass"), ("d", "added", None, "skip")]
     assert cli.main(["diff", str(old), str(new)]) == 1
     assert "regression software/host/mine a: pass -> fail (d)" in capsys.readouterr().out
+
+
+# --- the workload's packages in a derived runtime ----------------------------------------------------
+
+def test_a_built_runtime_gets_the_workload_s_packages_in_a_derived_runtime_and_the_host_never_does():
+    loaded = matrix_mod.expand({"matrix": {"paths": ["software", "sandbox-dri"], "runtimes": ["host", "trixie"],
+                                           "probes": ["gl", "mine"]},
+                                "probes": {"mine": {"kind": "piglit", "tests": ["fbo-alpha"]}}}, "m")
+    runtimes_of = {s.id: s.runtime for s in loaded.scenarios}
+    assert runtimes_of["sandbox-dri/trixie/mine"].extra_packages == ("piglit",)
+    assert runtimes_of["sandbox-dri/trixie/mine"].build_name == "trixie+piglit"
+    assert runtimes_of["sandbox-dri/trixie/gl"].build_name == "trixie"
+    assert runtimes_of["software/host/mine"].extra_packages == ()  # never installed into the host
+    base = recipes.load_recipe("trixie")
+    derived = runtimes.derived(base, ("piglit", "python3"))
+    assert derived.name == "trixie+piglit+python3" and derived.packages == (*base.packages, "piglit")
+    lock = recipes.load_lock(base)
+    assert recipes.digest(derived, lock) != recipes.digest(base, lock)  # its own place in the cache
+    assert runtimes.derived(base, ()) is base

@@ -258,7 +258,7 @@ class ContainerLaunch(ProcessLaunch):
         runtime = self.ctx.scenario.runtime
         try:
             if runtime.recipe:
-                return str(runtimes.image_archive(runtime.recipe))
+                return str(runtimes.image_archive(runtime.recipe, extra_packages=runtime.extra_packages))
             imagearchive.read(runtime.root)
             return runtime.root
         except runtimes.BuilderMissing as exc:  # as the runner says of a runtime it cannot build here

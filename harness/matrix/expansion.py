@@ -141,6 +141,8 @@ def build_scenario(path: str, runtime: Runtime, probe: str, settings: dict, expe
     gl_extension = (runtimes or {}).get(settings.get("gl_extension", ""))
     program = WORKLOAD_PROBE if declared else probe
     timeout_s = workloads.of(declared).timeout_s(declared.settings) if declared else DEFAULT_TIMEOUT_S
+    if declared and declared.packages and (runtime.kind is RuntimeKind.DEBOOTSTRAP or runtime.image_from_recipe):
+        runtime = dataclasses.replace(runtime, extra_packages=declared.packages)  # a derived runtime
     return Scenario(
         id=scenario_id(path, runtime.name, probe, machine),
         path_id=path,
