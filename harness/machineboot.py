@@ -1,6 +1,8 @@
 """A machine's guest booted: QEMU with the machine's virtio-gpu, the host's root made the guest's
 own (overlaid, switch_root: user namespaces work in it), the run's output folder and the cache
 shared, and the harness itself as the workload, which runs the machine's scenarios inside."""
+import re
+import sys
 from pathlib import Path
 from typing import List, Tuple
 
@@ -17,6 +19,20 @@ SHARE_INSIDE = "/run/gpu-harness/out"  # the run's output folder, inside the gue
 CACHE_INSIDE = "/run/gpu-harness/cache"  # XDG_CACHE_HOME inside: the host's cache is its gpu-harness
 MACHINE_MODULES = ("overlay",)  # the writable root
 CAPTURE_ASKED, CAPTURE_DONE = "kms-ready", "kms-captured"  # probe/kms.py's READY and CAPTURED
+
+
+FRESH_IN_GUEST = ("/tmp", "/run", "/var/tmp")  # the guest mounts a tmpfs of its own on each
+KERNEL_ARG_SAFE = re.compile(r"^[A-Za-z0-9_./-]+$")
+
+
+def hidden_harness_dirs() -> List[str]:
+    """The harness's own folders (its checkout, its Python's prefixes) that lie under a folder the
+    guest mounts afresh: the guest binds them from the host's root (a clone under /tmp runs too)."""
+    found = sorted({str(path) for path in (Path(__file__).resolve().parent.parent, Path(sys.prefix).resolve(),
+                                           Path(sys.base_prefix).resolve())
+                    if any(path.is_relative_to(fresh) for fresh in FRESH_IN_GUEST)})
+    outermost = [d for d in found if not any(d != other and Path(d).is_relative_to(other) for other in found)]
+    return [d for d in outermost if KERNEL_ARG_SAFE.match(d)]
 
 
 class MachineLaunch(VmLaunch):
@@ -72,7 +88,9 @@ class MachineLaunch(VmLaunch):
         return False
 
     def kernel_args(self) -> Tuple[str, ...]:
-        return (*super().kernel_args(), f"gpu_harness.workload={self.workload_dir()}")
+        kept = hidden_harness_dirs()
+        return (*super().kernel_args(), f"gpu_harness.workload={self.workload_dir()}",
+                *([f"gpu_harness.keep={':'.join(kept)}"] if kept else []))
 
     def machine_spec(self, qemu: QemuSpec) -> QemuSpec:
         import dataclasses
