@@ -262,15 +262,15 @@ def test_every_runtime_a_scenario_needs_is_prepared_before_it_runs(monkeypatch, 
     assert sorted(runner.runtimes_to_prepare(declared)) == ["bookworm", "sid", "trixie-image"]
     built: list = []
 
-    def ensure(name, strict=False, say=None):
+    def ensure(name, strict=False, say=None, extra_packages=()):
         built.append(name)
         if name == "sid":
             raise runtimes.RuntimeBuildError("snapshot archive unreachable")
         return runtimes.BuiltRuntime(name, tmp_path / name, {"mesa": "22.3.6"})
 
     monkeypatch.setattr(runtimes, "ensure", ensure)
-    monkeypatch.setattr(runtimes, "image_archive", lambda name, say=None: tmp_path / f"{name}.tar.gz")
-    monkeypatch.setattr(runtimes, "cached", lambda name: None)
+    monkeypatch.setattr(runtimes, "image_archive", lambda name, say=None, extra_packages=(): tmp_path / f"{name}.tar.gz")
+    monkeypatch.setattr(runtimes, "cached", lambda name, extra_packages=(): None)
     ready = runner.prepare_runtimes(declared, runner.RunOptions(out_dir=tmp_path / "out"))
     assert sorted(built) == ["bookworm", "sid"]
     assert ready["trixie-image"].root == str(tmp_path / "trixie.tar.gz")
@@ -292,7 +292,7 @@ def test_a_runtime_root_given_stands_in_for_the_extensions_build(monkeypatch, tm
         "matrix": {"paths": ["flatpak-ext"], "runtimes": ["bookworm"], "probes": ["gl"]},
         "runtimes": {"bookworm": {"kind": "debootstrap"}, "sid": {"kind": "debootstrap"}},
         "override": [{"match": "*", "gl_extension": "sid"}]}, "<t>").scenarios
-    monkeypatch.setattr(runtimes, "ensure", lambda name, strict=False, say=None: runtimes.BuiltRuntime(
+    monkeypatch.setattr(runtimes, "ensure", lambda name, strict=False, say=None, extra_packages=(): runtimes.BuiltRuntime(
         name, tmp_path / name, {}))
     ready = runner.prepare_runtimes([scenario], runner.RunOptions(out_dir=tmp_path, runtime_roots={
         "sid": str(tmp_path / "nix-sid")}))

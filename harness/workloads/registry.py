@@ -10,7 +10,7 @@ from .command import KIND as COMMAND
 from .piglit import KIND as PIGLIT
 
 KINDS: Dict[str, WorkloadKind] = {kind.name: kind for kind in (PIGLIT, COMMAND)}
-COMMON_KEYS = {"kind", "packages"}
+COMMON_KEYS = ("kind", "packages")
 
 
 def of(declared: DeclaredProbe) -> WorkloadKind:
@@ -27,7 +27,7 @@ def parse(name: str, table: Any) -> Tuple[DeclaredProbe, List[Tuple[str, str]]]:
     if kind is None:
         problems.add("kind", f"must be one of {', '.join(KINDS)}, not {table.get('kind')!r}")
         return DeclaredProbe(name, ""), problems.found
-    for key in sorted(set(table) - set(kind.keys) - COMMON_KEYS):
+    for key in sorted(set(table) - set(kind.keys) - set(COMMON_KEYS)):
         problems.add(key, f"unknown key for kind {kind.name} (allowed: {', '.join([*COMMON_KEYS, *kind.keys])})")
     declared = Declared(kind.settings(table, problems), kind.packages)
     if "packages" in table:
