@@ -200,8 +200,9 @@ def judge(scenario: Scenario, observed: Observed, comparison: Optional[Compariso
         return Verdict(SKIP, launch.skipped)
     failure = classified(scenario, observed, host, launch_failure(observed, scenario.timeout_s))
     checks: List[Check] = []
-    subtests = workloads.judge(scenario.declared, observed.report.raw.get("steps")) \
-        if scenario.declared and observed.report else []
+    probe_out = launch.artifacts.get("probe_out")
+    subtests = workloads.judge(scenario.declared, observed.report.raw.get("steps"),
+                               Path(probe_out) if probe_out else None) if scenario.declared and observed.report else []
     if failure is None:
         assert observed.report is not None
         if subtests and all(s.outcome is SubtestOutcome.SKIP for s in subtests):

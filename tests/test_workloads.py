@@ -108,7 +108,7 @@ def test_the_command_kind_judges_exit_patterns_and_fps():
 
 
 @pytest.mark.parametrize("probes,expected", [
-    ({"mine": {"kind": "deqp"}}, "m.toml: probes.mine.kind: must be one of piglit, command, not 'deqp'"),
+    ({"mine": {"kind": "deqp"}}, "m.toml: probes.mine.kind: must be one of piglit, trace, benchmark, command, not 'deqp'"),
     ({"mine": {"kind": "piglit"}}, "m.toml: probes.mine.tests: is required (piglit test binaries by name, e.g. fbo-alpha)"),
     ({"mine": {"kind": "piglit", "tests": []}}, "m.toml: probes.mine.tests: must be a non-empty list of non-empty strings"),
     ({"mine": {"kind": "piglit", "tests": ["a"], "argv": ["x"]}},
@@ -117,7 +117,7 @@ def test_the_command_kind_judges_exit_patterns_and_fps():
      "m.toml: probes.mine.pass_pattern: is not a regular expression: missing ), unterminated subpattern at position 0"),
     ({"mine": {"kind": "command", "argv": ["x"], "timeout_s": -1}},
      "m.toml: probes.mine.timeout_s: must be a positive number (seconds)"),
-    ({"mine": "piglit"}, "m.toml: probes.mine: must be a table with kind = one of piglit, command"),
+    ({"mine": "piglit"}, "m.toml: probes.mine: must be a table with kind = one of piglit, trace, benchmark, command"),
     ({"gl": {"kind": "command", "argv": ["x"]}}, "m.toml: probes.gl: 'gl' is a shipped probe's name; declare yours by another"),
 ])
 def test_bad_declarations_are_one_line_each(probes, expected):

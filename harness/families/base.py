@@ -7,6 +7,7 @@ import glob
 import itertools
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from ..workloads import registry as workloads
 
 NO_RENDER_NODE = "no DRM render node on this host (/dev/dri/renderD* absent)"
 WORKLOAD_PLAN = "workload.json"  # in the probe's output folder: what the workload probe runs
+WORKLOAD_INPUTS = "inputs"  # beside it: the workload's own files (harness.workloads.base.INPUTS)
 SCANOUT = "scanout.png"  # in a scenario's folder: its display, as captured from outside
 ICD_DIRS = ("usr/share/vulkan/icd.d", "etc/vulkan/icd.d")
 
@@ -193,7 +195,7 @@ class Family(abc.ABC):
             return skipped
         ctx.workspace.create()
         if ctx.workload.plan is not None:
-            (ctx.workspace.probe_out / WORKLOAD_PLAN).write_text(json.dumps(ctx.workload.plan, indent=1))
+            write_plan(ctx.workspace.probe_out, ctx.workload.plan)
         checked = time.monotonic()
         launched = self.launch(ctx).run()
         launched.phases["check_s"] = checked - started
@@ -287,7 +289,17 @@ class ProcessLaunch(Launch):
             self.result.artifacts["image"] = str(image)
         if scanout.exists():
             self.result.artifacts["scanout"] = str(scanout)
+        if (out.probe_out / WORKLOAD_PLAN).exists():  # a workload's logs and pictures are judged from there
+            self.result.artifacts["probe_out"] = str(out.probe_out)
 
+
+
+def write_plan(probe_out: Path, plan: dict) -> None:
+    """workload.json, and the workload's own files (a trace) beside it in inputs/ where the path sees them."""
+    (probe_out / WORKLOAD_PLAN).write_text(json.dumps(plan, indent=1))
+    for name, source in (plan.get("inputs") or {}).items():
+        (probe_out / WORKLOAD_INPUTS).mkdir(exist_ok=True)
+        shutil.copyfile(source, probe_out / WORKLOAD_INPUTS / name)
 
 
 class ProcessTarget(Target):

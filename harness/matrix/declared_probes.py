@@ -1,6 +1,7 @@
 """The probes a matrix declares ([probes.NAME] kind = "piglit" | "command" ...), checked by their
 kind (harness.workloads) into DeclaredProbes the expansion pairs with paths like any probe."""
 import re
+from pathlib import Path
 from typing import Dict
 
 from ..errors import shown
@@ -12,7 +13,8 @@ from .checks import Problems, expect_type
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 
-def parse_probes(problems: Problems, value) -> Dict[str, DeclaredProbe]:
+def parse_probes(problems: Problems, value, base: Path = Path(".")) -> Dict[str, DeclaredProbe]:
+    """The declared probes; a file one names is read relative to `base` (the matrix file's folder)."""
     if not expect_type(problems, "probes", value, (dict,), "a table of [probes.NAME] tables"):
         return {}
     declared: Dict[str, DeclaredProbe] = {}
@@ -23,7 +25,7 @@ def parse_probes(problems: Problems, value) -> Dict[str, DeclaredProbe]:
         if not NAME.match(name):
             problems.add(f"probes.{name}", "a probe's name is lower-case letters, digits, '.', '_' and '-'")
             continue
-        probe, found = workloads.parse(name, table)
+        probe, found = workloads.parse(name, table, base)
         for key, message in found:
             problems.add(key, message)
         if not found:

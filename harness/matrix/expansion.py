@@ -206,7 +206,7 @@ def expand(data, source: str) -> Matrix:
                 problems.add(f"matrix.runtimes[{index}]", unknown_runtime(name, runtimes))
             else:
                 runtimes[name] = shipped
-    declared = parse_probes(problems, data.get("probes", {}))
+    declared = parse_probes(problems, data.get("probes", {}), source_folder(source))
     tables = data["probes"] if isinstance(data.get("probes"), dict) else {}  # a bad one has its own line
     for index, probe in enumerate(probe_ids):
         if probe not in tables and (probe not in PROBES or PROBES[probe].declared_only):
@@ -276,6 +276,12 @@ def on_machine(matrix: Matrix, machine: str) -> Matrix:
         raise InputError(f"{matrix.source}: --machine {machine}: none of its scenarios can run there "
                          "(the VM paths run on this host only)")
     return Matrix(matrix.source, list(moved.values()))
+
+
+def source_folder(source: str) -> Path:
+    """The folder a matrix's relative file names are read from: its file's, else the current one."""
+    path = Path(source)
+    return path.parent if path.is_file() else Path(".")
 
 
 def shipped_matrices() -> List[Path]:

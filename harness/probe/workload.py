@@ -5,7 +5,8 @@ frame (probelib). It renders the gl probe's scene first (the renderer the path g
 for the golden: the path works before the workload is judged), then runs each step of the plan
 the harness wrote into its output folder (workload.json) in the same environment, one after the
 other, each with its own deadline; the report adds each step's exit, signal, time and the tail of
-its output (the whole output is steps/NAME.log)."""
+its output (the whole output is steps/NAME.log). "{out}" in a step's argv or environment is the
+output folder as the path sees it (the harness puts the workload's own files in {out}/inputs)."""
 import glob
 import json
 import os
@@ -18,7 +19,7 @@ import time
 import gles
 from probelib import arguments, run
 
-PROBE_VERSION = "1"
+PROBE_VERSION = "2"
 PLAN = "workload.json"
 OUTPUT_TAIL = 16384
 
@@ -46,20 +47,26 @@ def tail(path):
         return handle.read().decode(errors="replace")
 
 
+def placed(value, out):
+    return value.replace("{out}", out)
+
+
 def run_step(step, out):
     name = step["name"]
-    found = {"name": name, "argv": step["argv"]}
-    program = find(step["argv"][0], step.get("search", []))
+    argv = [placed(arg, out) for arg in step["argv"]]
+    env = {key: placed(value, out) for key, value in step.get("env", {}).items()}
+    found = {"name": name, "argv": argv}
+    program = find(argv[0], step.get("search", []))
     if program is None:
-        return {**found, "not_found": step["argv"][0]}
+        return {**found, "not_found": argv[0]}
     log = os.path.join(out, "steps", re.sub(r"[^A-Za-z0-9._-]", "_", name) + ".log")
     work = os.path.join(out, "steps", "work")
     os.makedirs(work, exist_ok=True)
     started = time.perf_counter()
     with open(log, "wb") as handle:
-        process = subprocess.Popen([program, *step["argv"][1:]], stdout=handle, stderr=subprocess.STDOUT,
+        process = subprocess.Popen([program, *argv[1:]], stdout=handle, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, cwd=work, start_new_session=True,
-                                   env={**os.environ, **step.get("env", {})})
+                                   env={**os.environ, **env})
         try:
             process.wait(timeout=step["timeout_s"])
             found["timed_out"] = False
@@ -81,7 +88,8 @@ def render(args, step, seen):
     step(None)  # each step has its own deadline
     os.makedirs(os.path.join(args.out, "steps"), exist_ok=True)
     started = time.perf_counter()
-    info["steps"] = [run_step(s, args.out) for s in plan["steps"]]
+    out = os.path.abspath(args.out)
+    info["steps"] = [run_step(s, out) for s in plan["steps"]]
     info["workload"] = {"probe": plan.get("probe"), "kind": plan.get("kind")}
     timings["workload_ms"] = round((time.perf_counter() - started) * 1000, 3)
     return info, rows, timings

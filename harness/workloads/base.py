@@ -3,13 +3,19 @@ path, and how each step's exit and output become a subtest."""
 import abc
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, ClassVar, Dict, List, Optional, Tuple
 
+from ..images import compare
+from ..model import Tolerance
 from ..outcomes import Subtest, SubtestOutcome
 
 OUTPUT_TAIL = 16384  # bytes of a step's output the probe reports (the whole output is its log file)
 STEP_TIMEOUT_S = 60.0
 WORKLOAD_SLACK_S = 60.0  # the gl scene before the steps, and the start of the path
+OUT = "{out}"  # in a step's argv and env: the probe's output folder as the path sees it
+INPUTS = "inputs"  # the folder in the probe's output where a workload's own files are put
+PICTURE_TOLERANCE = Tolerance()  # as the gl probe's image: software renderers differ in rounding
 
 
 @dataclass(frozen=True)
@@ -21,6 +27,11 @@ class Step:
     timeout_s: float = STEP_TIMEOUT_S
     env: Tuple[Tuple[str, str], ...] = ()
     search: Tuple[str, ...] = ()  # folder globs inside the runtime where argv[0] is looked up
+    also: Tuple[str, ...] = ()  # other programs it starts, which the runtime must have too (a display's)
+
+    @property
+    def programs(self) -> Tuple[str, ...]:
+        return (self.argv[0], *self.also)
 
     def to_dict(self) -> dict:
         return {"name": self.name, "argv": list(self.argv), "timeout_s": self.timeout_s, "env": dict(self.env),
@@ -38,18 +49,27 @@ class StepRun:
     seconds: float = 0.0
     output: str = ""  # the tail of its stdout and stderr
     not_found: str = ""  # the program it could not find in the runtime
+    out_dir: Optional[Path] = None  # the probe's output folder on the host (pictures a step made)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "StepRun":
+    def from_dict(cls, data: dict, out_dir: Optional[Path] = None) -> "StepRun":
         return cls(str(data.get("name", "?")), data.get("exit_code"), data.get("signal"), bool(data.get("timed_out")),
-                   float(data.get("seconds") or 0.0), str(data.get("output", "")), str(data.get("not_found", "")))
+                   float(data.get("seconds") or 0.0), str(data.get("output", "")), str(data.get("not_found", "")),
+                   out_dir)
+
+    @property
+    def ended(self) -> bool:
+        """It ran to its end: found, neither killed nor timed out."""
+        return not (self.not_found or self.timed_out or self.signal)
 
 
 class Problems:
-    """A kind's complaints about its table: (`probes.NAME.key`, what is wrong)."""
+    """A kind's complaints about its table: (`probes.NAME.key`, what is wrong); `base` is the folder
+    a relative file name is read from (the matrix file's)."""
 
-    def __init__(self, where: str) -> None:
+    def __init__(self, where: str, base: Path = Path(".")) -> None:
         self.where = where
+        self.base = base
         self.found: List[Tuple[str, str]] = []
 
     def add(self, key: str, message: str) -> None:
@@ -112,6 +132,55 @@ def string_table(problems: Problems, key: str, value: Any) -> Any:
     return value
 
 
+def host_file(problems: Problems, key: str, value: Any) -> Any:
+    """A file on the host the workload reads (a trace): it must be there; relative to the matrix."""
+    if text(problems, key, value) is None:
+        return None
+    path = (problems.base / value).resolve()
+    if not path.is_file():
+        problems.add(key, f"{path} is not a file")
+        return None
+    return str(path)
+
+
+def host_files(problems: Problems, key: str, value: Any) -> Any:
+    """Host files the workload reads, each put in {out}/inputs under its own name."""
+    if optional_strings(problems, key, value) is None:
+        return None
+    found = [host_file(problems, key, item) for item in value]
+    names = [Path(item).name for item in found if item]
+    if len(set(names)) < len(names):
+        problems.add(key, "two files have the same name (each is put in {out}/inputs by its name)")
+        return None
+    return found if all(found) else None
+
+
+def golden_file(problems: Problems, key: str, value: Any) -> Any:
+    """Where a golden picture is (or will be, once reviewed): relative to the matrix."""
+    if text(problems, key, value) is None:
+        return None
+    return str((problems.base / value).resolve())
+
+
+def flag(problems: Problems, key: str, value: Any) -> Any:
+    if not isinstance(value, bool):
+        problems.add(key, "must be true or false")
+        return None
+    return value
+
+
+def picture_subtest(name: str, picture: Path, golden: Path, seconds: Optional[float] = None) -> Subtest:
+    """A picture a step made against its golden (a missing golden is a fail that says how to make it)."""
+    if not picture.is_file():
+        return Subtest(name, SubtestOutcome.FAIL, f"no picture {picture.name} was made", seconds)
+    if not golden.is_file():
+        return Subtest(name, SubtestOutcome.FAIL, f"no golden {golden}: review {picture} and copy it there", seconds)
+    diff = picture.with_name(picture.stem + "-diff.png")
+    comparison = compare(picture, golden, PICTURE_TOLERANCE, diff)
+    outcome = SubtestOutcome.PASS if comparison.matched else SubtestOutcome.FAIL
+    return Subtest(name, outcome, comparison.reason, seconds)
+
+
 @dataclass(frozen=True)
 class Key:
     check: Checker
@@ -165,6 +234,15 @@ class WorkloadKind(abc.ABC):
         if run.signal:
             return Subtest(run.name, SubtestOutcome.CRASH, f"died by signal {run.signal}", run.seconds)
         return self.judge_output(settings, run)
+
+    def inputs(self, settings: Dict[str, Any]) -> Dict[str, str]:
+        """Host files the steps read, by the name they get in {out}/inputs (none by default)."""
+        return {}
+
+    def judge_all(self, settings: Dict[str, Any], runs: Dict[str, StepRun]) -> List[Subtest]:
+        """Every subtest from the steps the probe reported: one per step unless a kind says otherwise."""
+        return [self.judge(settings, runs[step.name]) if step.name in runs else self.judge_missing(step)
+                for step in self.steps(settings)]
 
     def judge_missing(self, step: Step) -> Subtest:
         """A step the probe never reported: it stopped before it (a crash, the scenario's timeout)."""

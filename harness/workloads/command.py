@@ -1,11 +1,33 @@
 """The command kind: the user's own program through the path, judged by its exit code and,
-where given, patterns in its output (a pass line, a fail line, an fps figure)."""
+where given, patterns in its output (a pass line, a fail line, an fps figure) and a picture it
+wrote against its golden."""
 import re
-from typing import Any, Dict, List
+from pathlib import Path, PurePosixPath
+from typing import Any, Dict, List, Optional
 
 from ..outcomes import Subtest, SubtestOutcome
-from .base import STEP_TIMEOUT_S, Key, Step, StepRun, WorkloadKind, integer, pattern, positive_number, string_list, \
-    string_table
+from .base import OUT, STEP_TIMEOUT_S, Key, Problems, Step, StepRun, WorkloadKind, golden_file, host_files, integer, pattern, \
+    picture_subtest, positive_number, string_list, string_table, text
+
+WORK = "steps/work"  # the command's working folder, in the probe's output folder
+PICTURE_SUFFIX = "-picture"
+
+
+def picture_path(problems: Problems, key: str, value: Any) -> Any:
+    """Where the program writes its picture: relative to its working folder, or under {out}/."""
+    if text(problems, key, value) is None:
+        return None
+    inside = PurePosixPath(value[len(OUT) + 1:] if value.startswith(OUT + "/") else value)
+    if inside.is_absolute() or ".." in inside.parts:
+        problems.add(key, "must be relative to the command's working folder (or start with {out}/)")
+        return None
+    return value
+
+
+def picture_on_host(picture: str, out_dir: Path) -> Path:
+    if picture.startswith(OUT + "/"):
+        return out_dir / picture[len(OUT) + 1:]
+    return out_dir / WORK / picture
 
 
 class Command(WorkloadKind):
@@ -18,7 +40,31 @@ class Command(WorkloadKind):
         "fps_pattern": Key(pattern, "a regular expression whose first group is its frames per second"),
         "env": Key(string_table, "environment it gets besides the path's"),
         "timeout_s": Key(positive_number, "seconds it may take", default=STEP_TIMEOUT_S),
+        "picture": Key(picture_path, "a PNG it writes (relative to its working folder), compared with golden"),
+        "golden": Key(golden_file, "the golden of its picture, relative to the matrix"),
+        "files": Key(host_files, "host files it reads (its script, its data), relative to the matrix: "
+                                 "each is {out}/inputs/NAME inside the path"),
     }
+
+    def inputs(self, settings: Dict[str, Any]) -> Dict[str, str]:
+        return {Path(file).name: file for file in settings.get("files", [])}
+
+    def settings(self, table: Dict[str, Any], problems: Problems) -> Dict[str, Any]:
+        found = super().settings(table, problems)
+        if ("picture" in table) != ("golden" in table):
+            problems.add("golden" if "picture" in table else "picture", "picture and golden go together")
+        return found
+
+    def judge_all(self, settings: Dict[str, Any], runs: Dict[str, StepRun]) -> List[Subtest]:
+        judged = super().judge_all(settings, runs)
+        if "picture" not in settings or "golden" not in settings:
+            return judged
+        name = judged[0].name + PICTURE_SUFFIX
+        run: Optional[StepRun] = next(iter(runs.values()), None)
+        if judged[0].outcome is not SubtestOutcome.PASS or run is None or run.out_dir is None:
+            return [*judged, Subtest(name, SubtestOutcome.FAIL, "not compared: the command did not pass")]
+        return [*judged, picture_subtest(name, picture_on_host(settings["picture"], run.out_dir),
+                                         Path(settings["golden"]))]
 
     def steps(self, settings: Dict[str, Any]) -> List[Step]:
         argv = settings["argv"]

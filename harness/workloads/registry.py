@@ -6,10 +6,12 @@ from typing import Any, Dict, List, Optional, Tuple
 from ..model import DeclaredProbe
 from ..outcomes import Subtest
 from .base import Declared, Problems, Step, StepRun, WorkloadKind, optional_strings
+from .benchmark import KIND as BENCHMARK
 from .command import KIND as COMMAND
 from .piglit import KIND as PIGLIT
+from .trace import KIND as TRACE
 
-KINDS: Dict[str, WorkloadKind] = {kind.name: kind for kind in (PIGLIT, COMMAND)}
+KINDS: Dict[str, WorkloadKind] = {kind.name: kind for kind in (PIGLIT, TRACE, BENCHMARK, COMMAND)}
 COMMON_KEYS = ("kind", "packages")
 
 
@@ -17,9 +19,10 @@ def of(declared: DeclaredProbe) -> WorkloadKind:
     return KINDS[declared.kind]
 
 
-def parse(name: str, table: Any) -> Tuple[DeclaredProbe, List[Tuple[str, str]]]:
-    """[probes.NAME] checked: the probe, and its problems ((key, message); none: it is good)."""
-    problems = Problems(f"probes.{name}")
+def parse(name: str, table: Any, base: Path = Path(".")) -> Tuple[DeclaredProbe, List[Tuple[str, str]]]:
+    """[probes.NAME] checked: the probe, and its problems ((key, message); none: it is good); a
+    file it names is read relative to `base` (the matrix file's folder)."""
+    problems = Problems(f"probes.{name}", base)
     if not isinstance(table, dict):
         problems.found.append((f"probes.{name}", "must be a table with kind = one of " + ", ".join(KINDS)))
         return DeclaredProbe(name, ""), problems.found
@@ -41,32 +44,33 @@ def steps(declared: DeclaredProbe) -> List[Step]:
 
 def plan(declared: DeclaredProbe) -> Dict[str, Any]:
     """workload.json: what the workload probe runs inside the path."""
-    return {"probe": declared.name, "kind": declared.kind, "steps": [step.to_dict() for step in steps(declared)]}
+    return {"probe": declared.name, "kind": declared.kind, "steps": [step.to_dict() for step in steps(declared)],
+            "inputs": of(declared).inputs(declared.settings)}
 
 
-def judge(declared: DeclaredProbe, reported: Any) -> List[Subtest]:
-    """Each step the probe reported, judged by its kind; a step it never reached is not run (a fail)."""
-    kind, settings = of(declared), declared.settings
-    runs = {run.name: run for run in (StepRun.from_dict(d) for d in reported if isinstance(d, dict))} \
+def judge(declared: DeclaredProbe, reported: Any, out_dir: Optional[Path] = None) -> List[Subtest]:
+    """Each step the probe reported, judged by its kind (pictures read from `out_dir`, the probe's
+    output folder); a step it never reached is not run (a fail)."""
+    runs = {run.name: run for run in (StepRun.from_dict(d, out_dir) for d in reported if isinstance(d, dict))} \
         if isinstance(reported, list) else {}
-    return [kind.judge(settings, runs[step.name]) if step.name in runs else kind.judge_missing(step)
-            for step in steps(declared)]
+    return of(declared).judge_all(declared.settings, runs)
 
 
 def missing_in(declared: DeclaredProbe, root: Path) -> Optional[str]:
     """Why the runtime at `root` cannot run this workload (a program of its steps is not there,
     and where it would come from), or None."""
-    absent = sorted({step.argv[0] for step in steps(declared) if not step_program(step, root)})
+    absent = sorted({program for step in steps(declared) for program in step.programs
+                     if not step_program(step, root, program)})
     if not absent:
         return None
     packages = f" (Debian packages: {', '.join(declared.packages)})" if declared.packages else ""
     return f"the runtime has no {', '.join(absent[:5])}{', ...' if len(absent) > 5 else ''}{packages}"
 
 
-def step_program(step: Step, root: Path) -> Optional[Path]:
-    """argv[0] of a step as the probe will find it in the runtime at `root`: a path as given, the
-    search folders, then the usual bin folders."""
-    program = step.argv[0]
+def step_program(step: Step, root: Path, program: str = "") -> Optional[Path]:
+    """A program of a step (argv[0] unless named) as the probe will find it in the runtime at
+    `root`: a path as given, the search folders, then the usual bin folders."""
+    program = program or step.argv[0]
     if program.startswith("/"):
         return root / program.lstrip("/") if (root / program.lstrip("/")).exists() else None
     folders = [folder for pattern in step.search for folder in sorted(root.glob(pattern.lstrip("/")))]
