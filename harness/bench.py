@@ -1,10 +1,11 @@
 """`gpu-harness bench`: the matrix run several times, phase times per scenario (median), probe
-fps as a fraction of the baseline path's for the same probe (native; software where native did
-not render, as in the report), peak RSS of the probe and of each service."""
+fps (the median of its timed rounds, with the slowest and fastest round of all runs) as a
+fraction of the baseline path's for the same probe (native; software where native did not render,
+as in the report) or "same" where the spreads overlap, peak RSS of the probe and of each service."""
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from .lifecycle import PHASE_NAMES
 
@@ -24,6 +25,8 @@ class BenchRow:
     probe_rss_kb: Optional[int]
     service_rss_kb: Dict[str, int] = field(default_factory=dict)
     baseline_path: Optional[str] = None  # whose fps fps_vs_baseline divides by
+    fps_spread: Optional[Tuple[float, float]] = None  # the slowest and fastest timed round of all runs
+    same_as_baseline: bool = False  # its spread overlaps the baseline's: the share is noise
 
 
 def median(values) -> Optional[float]:
@@ -44,7 +47,8 @@ def summarize(rounds: List[List]) -> List[BenchRow]:
         wall = median(r.wall_s for r in results)
         probe_rss = [value for value in (rss_of(r) for r in results) if value]
         fps = median(fps_of(r) for r in results)
-        base_path, base_fps = baselines.get(scenario.probe, (None, None))
+        base_path, base_fps, base_spread = baselines.get(scenario.probe, (None, None, None))
+        spread = spread_of(results)
         services: Dict[str, int] = {}
         for result in results:
             for name, rss in result.launch.rss_kb.items():
@@ -61,12 +65,15 @@ def summarize(rounds: List[List]) -> List[BenchRow]:
             probe_rss_kb=max(probe_rss) if probe_rss else None,
             service_rss_kb=services,
             baseline_path=base_path if fps and base_fps else None,
+            fps_spread=spread,
+            same_as_baseline=bool(fps and base_fps and spread and base_spread and scenario.path_id != base_path
+                                  and spread[0] <= base_spread[1] and base_spread[0] <= spread[1]),
         ))
     return rows
 
 
 def baseline_fps(by_id: Dict[str, List]) -> Dict[str, tuple]:
-    """probe -> (path, median fps) of the baseline path (native), or of the reference path
+    """probe -> (path, median fps, spread) of the baseline path (native), or of the reference path
     (software) where native has no number for that probe: the report's rule."""
     found: Dict[str, tuple] = {}
     for flag in ("reference", "baseline"):  # the baseline wins where it has a number
@@ -74,8 +81,13 @@ def baseline_fps(by_id: Dict[str, List]) -> Dict[str, tuple]:
             scenario = results[0].scenario
             fps = median(fps_of(r) for r in results)
             if getattr(scenario.spec, flag) and fps:
-                found[scenario.probe] = (scenario.path_id, fps)
+                found[scenario.probe] = (scenario.path_id, fps, spread_of(results))
     return found
+
+
+def spread_of(results: List) -> Optional[Tuple[float, float]]:
+    spreads = [r.report.fps_spread for r in results if r.report and r.report.fps_spread]
+    return (min(s[0] for s in spreads), max(s[1] for s in spreads)) if spreads else None
 
 
 def fps_of(result) -> Optional[float]:
@@ -95,7 +107,7 @@ def table(rows: List[BenchRow], title: str):
 
     out = Table(title=title)
     phases = [p for p in PHASES if any(row.phases_s.get(p) for row in rows)]  # the phases these scenarios have
-    for column in ("scenario", "outcome", "runs", *(phase_header(p) for p in phases), "wall s", "fps",
+    for column in ("scenario", "outcome", "runs", *(phase_header(p) for p in phases), "wall s", "fps (rounds)",
                    "% of baseline", "probe RSS MiB", "service RSS MiB"):
         # A scenario id is the row's name: never cut short, whatever the width.
         out.add_column(column, justify="left" if column in ("scenario", "outcome") else "right",
@@ -104,11 +116,24 @@ def table(rows: List[BenchRow], title: str):
     for row in rows:
         out.add_row(row.scenario, row.outcome, str(row.runs),
                     *(fmt(row.phases_s.get(p)) for p in phases),
-                    fmt(row.wall_s), fmt(row.fps, "{:.0f}"), fmt(row.fps_vs_baseline and row.fps_vs_baseline * 100, "{:.0f}%" + (
-                        f" {row.baseline_path}" if row.baseline_path else "")),
+                    fmt(row.wall_s), fps_text(row), share_text(row),
                     fmt(row.probe_rss_kb and row.probe_rss_kb / 1024, "{:.0f}"),
                     ", ".join(f"{k} {v / 1024:.0f}" for k, v in row.service_rss_kb.items()) or "-")
     return out
+
+
+def fps_text(row: BenchRow) -> str:
+    if row.fps is None:
+        return "-"
+    return f"{row.fps:.0f}" + (f" ({row.fps_spread[0]:.0f}-{row.fps_spread[1]:.0f})" if row.fps_spread else "")
+
+
+def share_text(row: BenchRow) -> str:
+    if row.fps_vs_baseline is None:
+        return "-"
+    if row.same_as_baseline:
+        return f"same as {row.baseline_path}"
+    return f"{row.fps_vs_baseline * 100:.0f}%" + (f" {row.baseline_path}" if row.baseline_path else "")
 
 
 def phase_header(phase: str) -> str:

@@ -105,10 +105,20 @@ class ProbeReport:
     peak_rss_kb: Optional[int] = None
     raw: Dict[str, Any] = field(default_factory=dict)
 
+    def timing(self, name: str) -> Optional[float]:
+        value = self.timings.get(name)
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
     @property
     def fps(self) -> Optional[float]:
-        value = self.timings.get("fps")
-        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        """The median of the probe's timed rounds."""
+        return self.timing("fps")
+
+    @property
+    def fps_spread(self) -> Optional[Tuple[float, float]]:
+        """The slowest and the fastest of its timed rounds."""
+        low, high = self.timing("fps_min"), self.timing("fps_max")
+        return (low, high) if low is not None and high is not None else None
 
 
 class ReportError(Exception):

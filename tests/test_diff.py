@@ -15,8 +15,8 @@ from tests import runs
 BASE = runs.document(seed=1)
 
 
-def pair(tmp_path: Path, new: dict, shades=None):
-    old_dir = runs.write(tmp_path / "old", BASE)
+def pair(tmp_path: Path, new: dict, shades=None, old=None):
+    old_dir = runs.write(tmp_path / "old", old or BASE)
     new_dir = runs.write(tmp_path / "new", new, shades)
     return old_dir, new_dir
 
@@ -186,3 +186,21 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("gpu-harness: error: ") and message in lines[0], done.stderr
+
+
+def test_fps_changes_by_the_spread_of_timed_rounds(tmp_path):
+    """Both runs timed their rounds: a change counts only where the ranges stay apart when each is
+    widened by its own width; --fps-factor still decides for every scenario when given."""
+    rendered = [s for s in BASE["scenarios"] if s.get("fps")]
+    apart_one, near_one = rendered[0], rendered[1]
+    old = runs.changed(BASE, apart_one["id"], fps=100.0, fps_spread=[95.0, 105.0])
+    old = runs.changed(old, near_one["id"], fps=100.0, fps_spread=[80.0, 120.0])
+    new = runs.changed(old, apart_one["id"], fps=60.0, fps_spread=[58.0, 62.0])  # 58..62 vs 95..105: apart
+    new = runs.changed(new, near_one["id"], fps=60.0, fps_spread=[50.0, 70.0])  # widened, 30..90 meets 40..160
+    old_dir, new_dir = pair(tmp_path, new, old=old)
+    found = diff.compare(diff.load(old_dir), diff.load(new_dir))
+    by_spread = {c.id: c.rule for c in found.fps}
+    assert by_spread.get(apart_one["id"]) == "spread" and near_one["id"] not in by_spread
+    by_factor = diff.compare(diff.load(old_dir), diff.load(new_dir), fps_factor=1.5)
+    assert {apart_one["id"], near_one["id"]} <= {c.id for c in by_factor.fps}
+    assert "beyond both runs' spread" in diff.text(found)

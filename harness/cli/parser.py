@@ -189,7 +189,8 @@ def build_parser() -> Parser:
     diff.add_argument("--html", type=Path, metavar="FILE", help="also write the changes as an HTML page")
     diff.add_argument("--fps-factor", type=factor, metavar="X",
                       help="an fps change counts when fps moved by more than this factor, either way "
-                           "(default: 10, beyond the noise of a busy machine)")
+                           "(default: when the two runs' timed rounds stay apart beyond their spread; "
+                           "x10 for a run without one)")
 
     baseline = sub.add_parser("baseline", help="known failures and flakes for run --baseline")
     baseline_sub = baseline.add_subparsers(dest="baseline_command", required=True, parser_class=Parser)

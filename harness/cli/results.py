@@ -35,7 +35,7 @@ def cmd_diff(args) -> int:
     from ..report import diff as diff_mod
 
     old, new = diff_mod.load(args.old), diff_mod.load(args.new)
-    found = diff_mod.compare(old, new, args.fps_factor or diff_mod.FPS_FACTOR)
+    found = diff_mod.compare(old, new, args.fps_factor)
     if args.html:
         write_output(args.html, diff_mod.html(found, args.html), "--html")
     print(json.dumps(found.to_json(), indent=2) if args.json else diff_mod.text(found), end="\n" if args.json else "")

@@ -14,7 +14,7 @@ import time
 
 from capsule import CAPSULE_ENV, Capsule
 from facts import dri_drivers, loader_diagnosis, vendor_libraries
-from probelib import ProbeError, arguments, declare, inject_fault, load_library, run
+from probelib import ProbeError, arguments, declare, inject_fault, load_library, run, timed_rounds
 
 PROBE_VERSION = 1
 
@@ -375,13 +375,12 @@ def render(args, step, seen):
     rows = read_rgb(gl, args.size)
     timings["first_frame_ms"] = round((time.perf_counter() - t1) * 1000, 3)
     step("frames")
-    t2 = time.perf_counter()
-    for _ in range(args.frames):
+
+    def frame():
         scene.draw()
         gl.Finish()
-    elapsed = time.perf_counter() - t2
-    timings["frames"] = args.frames
-    timings["fps"] = round(args.frames / elapsed, 2) if elapsed > 0 and args.frames else None
+
+    timings.update(timed_rounds(frame, args))
     gl.check("frame loop")
     if capsule:
         info["capsule"] = {"namespace": capsule.lmid, "libraries": capsule.loaded,

@@ -133,7 +133,9 @@ def arguments(description):
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--out", required=True, help="directory for probe.png")
     parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--frames", type=int, default=60)
+    parser.add_argument("--frames", type=int, default=0, help="at most this many frames a round (0: no limit)")
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds of frames; fps is their median")
+    parser.add_argument("--round-seconds", type=float, default=0.2, help="how long one round draws")
     parser.add_argument("--host-path", action="append", default=[], help="a host path that should be hidden")
     parser.add_argument("--hold", type=float, default=0.0, help="seconds to wait after context creation")
     parser.add_argument("--scanout", help="framebuffer device to show the image on, e.g. /dev/fb0")
@@ -141,6 +143,28 @@ def arguments(description):
                         help="seconds one driver step may take before the probe reports it and exits (0: none)")
     parser.add_argument("--fault", choices=["segv", "abort", "hang", "exit"], help=argparse.SUPPRESS)
     return parser
+
+
+def timed_rounds(draw, args):
+    """fps as the median of timed rounds (each draws frames for round-seconds, at least one, at
+    most --frames where set), with the slowest and fastest round: one short burst measures the
+    machine's scheduling as much as the driver."""
+    rates, frames = [], 0
+    for _ in range(max(1, args.rounds)):
+        count, started = 0, time.perf_counter()
+        while True:
+            draw()
+            count += 1
+            elapsed = time.perf_counter() - started
+            if elapsed >= args.round_seconds or (args.frames and count >= args.frames):
+                break
+        rates.append(count / elapsed if elapsed > 0 else 0.0)
+        frames += count
+    ordered = sorted(rates)
+    middle = len(ordered) // 2
+    median = ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+    return {"frames": frames, "fps": round(median, 2), "fps_min": round(ordered[0], 2),
+            "fps_max": round(ordered[-1], 2), "fps_rounds": len(rates)}
 
 
 def run(probe, api, version, args, render, diagnose):

@@ -18,7 +18,7 @@ import time
 
 from capsule import CAPSULE_ENV, Capsule
 from facts import loader_diagnosis, mapped_libraries, vendor_libraries
-from probelib import ProbeError, arguments, inject_fault, run
+from probelib import ProbeError, arguments, inject_fault, run, timed_rounds
 from vkapi import (ACCESS_COLOR_WRITE, ACCESS_DEPTH_WRITE, ACCESS_TRANSFER_READ, APPLICATION_INFO, ApplicationInfo,
                    ASPECT_COLOR, ASPECT_DEPTH, AttachmentDescription, AttachmentReference, BUFFER_CREATE_INFO,
                    BUFFER_TRANSFER_DST, BUFFER_VERTEX, BufferCreateInfo, BufferImageCopy, ClearDepthStencilValue,
@@ -338,12 +338,7 @@ def render(args, step, seen):
     renderer.draw()
     rows = renderer.rows()
     timings["first_frame_ms"] = round((time.perf_counter() - t2) * 1000, 3)
-    t3 = time.perf_counter()
-    for _ in range(args.frames):
-        renderer.draw()
-    elapsed = time.perf_counter() - t3
-    timings["frames"] = args.frames
-    timings["fps"] = round(args.frames / elapsed, 2) if elapsed > 0 and args.frames else None
+    timings.update(timed_rounds(renderer.draw, args))
     step(None)  # no driver call until the teardown's
     # What is mapped now is what rendered: destroying the instance unloads the ICD.
     info["libraries"] = mapped_libraries()

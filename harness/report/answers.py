@@ -92,7 +92,7 @@ def cost(scenarios: List[dict]) -> Answer:
                     "What does the path cost: setup, service and machine start, memory, fps against "
                     f"{' / '.join(baselines) or 'the baseline path'}? (medians over the path's scenarios that ran)",
                     ["path", "ran", "setup s", "start s", "probe s", "wall s", "memory MB (probe + services)",
-                     "fps % of baseline, per API"])
+                     "fps % of baseline, per API (same: within the spread)"])
     for path, group in by_path(ran(scenarios)).items():
         record = cost_record(path, group)
         answer.add(record, cost_row(record))
@@ -127,6 +127,10 @@ def cost_record(path: str, group: List[dict]) -> dict:
         "fps_vs_baseline": {probe: med(entries.number(s, "fps_vs_baseline") for s in same)
                             for probe, same in by_probe(group).items()
                             if any(entries.number(s, "fps_vs_baseline") is not None for s in same)},
+        # Per probe: every scenario's timed rounds overlap the baseline's (a share would be noise).
+        "fps_same_as_baseline": {probe: all(s.get("fps_same_as_baseline") is True for s in same)
+                                 for probe, same in by_probe(group).items()
+                                 if any(entries.number(s, "fps_vs_baseline") is not None for s in same)},
     }
 
 
@@ -144,7 +148,9 @@ def cost_row(record: dict) -> List[Cell]:
     memory = fmt(record["memory_mb"], "{:.0f}")
     if record["probe_memory_mb"] is not None and record["memory_mb"] is not None:
         memory += f" ({record['probe_memory_mb']:.0f} + {record['memory_mb'] - record['probe_memory_mb']:.0f})"
-    shares = " · ".join(f"{probe} {share * 100:.0f}%" for probe, share in record["fps_vs_baseline"].items())
+    same = record.get("fps_same_as_baseline") or {}
+    shares = " · ".join(f"{probe} same as baseline" if same.get(probe) else f"{probe} {share * 100:.0f}%"
+                        for probe, share in record["fps_vs_baseline"].items())
     return [Cell(record["path"]), Cell(str(record["scenarios"])), Cell(fmt(record["setup_s"])),
             Cell(fmt(record["start_s"])), Cell(fmt(record["probe_s"])), Cell(fmt(record["wall_s"])), Cell(memory),
             Cell(shares or "-")]

@@ -18,11 +18,12 @@ from ..outcomes import Outcome
 from ..words import counted
 from . import answers, entries, results
 
-# fps changes count beyond a factor, either way (x10: a tenth or ten times the old fps). The
-# probe renders 60 frames of a small scene, so its fps measures scheduling as much as the driver:
-# three runs of the default matrix on one busy 2-core machine differed by up to x7.7
-# (sandbox-hostlibs, Vulkan), x3.5 (vm-virgl), median x1.26. What stands out beyond that is a
-# path that fell to software or gained a device; `diff --fps-factor` sets another.
+# An fps change counts where both runs timed their rounds and the ranges of their rounds (slowest
+# to fastest) stay apart even when each is widened by its own width: a change must be larger than
+# twice the noise each run showed. Where a run has no spread (a results.json of an older version)
+# the rule is a factor, either way (x10: three runs of the default matrix on one busy 2-core
+# machine, 60 frames each, differed by up to x7.7, median x1.26). `diff --fps-factor` sets the
+# factor and uses it for every scenario.
 FPS_FACTOR = 10.0
 EXACT = Tolerance(channel=0, fraction=0.0)  # any pixel that differs at all
 
@@ -82,6 +83,7 @@ class FpsChange:
     id: str
     old: float
     new: float
+    rule: str = "spread"  # what made it count: "spread" (the rounds' ranges apart) or the factor, "x10"
 
     @property
     def change(self) -> float:
@@ -104,7 +106,7 @@ class SubtestChange:
 class RunDiff:
     old: str
     new: str
-    fps_factor: float = FPS_FACTOR
+    fps_factor: Optional[float] = None  # None: by the spread of both runs' rounds
     outcomes: List[OutcomeChange] = field(default_factory=list)
     renderers: List[ValueChange] = field(default_factory=list)
     versions: List[ValueChange] = field(default_factory=list)
@@ -262,14 +264,28 @@ def image_changes(old: Run, new: Run, common: List[Tuple[dict, dict]]) -> List[I
     return found
 
 
-def fps_changes(common: List[Tuple[dict, dict]], factor: float) -> List[FpsChange]:
+def apart(one: Tuple[float, float], other: Tuple[float, float]) -> bool:
+    """The two ranges do not meet even when each is widened by its own width on both sides."""
+    widened = [(low - (high - low), high + (high - low)) for low, high in (one, other)]
+    return not entries.overlap(widened[0], widened[1])
+
+
+def fps_changes(common: List[Tuple[dict, dict]], factor: Optional[float] = None) -> List[FpsChange]:
+    """fps that moved beyond the noise: by the spread of both runs' rounds, or by `factor` where
+    one is given or a run has no spread."""
     found = []
     for before, after in common:
         was, now = entries.number(before, "fps"), entries.number(after, "fps")
         if was is None or now is None or was <= 0 or now <= 0:
             continue
-        if abs(math.log(now / was)) > math.log(factor):
-            found.append(FpsChange(after["id"], was, now))
+        old_spread, new_spread = entries.spread(before), entries.spread(after)
+        if factor is None and old_spread and new_spread:
+            changed = apart(old_spread, new_spread)
+        else:
+            changed = abs(math.log(now / was)) > math.log(factor or FPS_FACTOR)
+        if changed:
+            found.append(FpsChange(after["id"], was, now, "spread" if factor is None and old_spread and new_spread
+                                   else f"x{factor or FPS_FACTOR:g}"))
     return sorted(found, key=lambda c: c.change)
 
 
@@ -300,7 +316,7 @@ def subtest_changes(common: List[Tuple[dict, dict]]) -> List[SubtestChange]:
     return sorted(found, key=lambda c: ORDER.index(c.kind))
 
 
-def compare(old: Run, new: Run, fps_factor: float = FPS_FACTOR) -> RunDiff:
+def compare(old: Run, new: Run, fps_factor: Optional[float] = None) -> RunDiff:
     before, after = old.by_id, new.by_id
     common = [(before[i], after[i]) for i in after if i in before]
     return RunDiff(old.source, new.source, fps_factor, outcome_changes(before, after), renderer_changes(common),
@@ -322,8 +338,9 @@ def text(diff: RunDiff) -> str:
         ("versions", [f"{c.name}: {c.old} -> {c.new} ({counted(len(c.scenarios), 'scenario')})"
                       if c.scenarios != ("toolset",) else f"{c.name}: {c.old} -> {c.new}" for c in diff.versions]),
         ("images", [f"{c.id}: {c.detail}" for c in diff.images]),
-        (f"fps (changed by more than x{diff.fps_factor:g})",
-         [f"{c.id}: {c.old:g} -> {c.new:g} ({c.change:+.0%})" for c in diff.fps]),
+        ("fps (" + (f"changed by more than x{diff.fps_factor:g}" if diff.fps_factor else
+                    "changed beyond both runs' spread, or x10 where a run has none") + ")",
+         [f"{c.id}: {c.old:g} -> {c.new:g} ({c.change:+.0%}, {c.rule})" for c in diff.fps]),
     ]
     for title, body in sections:
         lines += [f"{title}:", *(f"  {line}" for line in body)] if body else [f"{title}: no change"]

@@ -15,6 +15,7 @@ from ..outcomes import Outcome
 from ..toolset import Toolset
 from ..verdict import harness_error
 from . import answers, grid
+from . import entries as entries_mod
 from .results import SCHEMA, is_number
 
 if TYPE_CHECKING:
@@ -66,6 +67,9 @@ def scenario_entry(result: "ScenarioResult", out_dir: Path, toolset: Toolset) ->
         "attempts": result.attempts,
         "phases_s": {k: round(v, 4) for k, v in launch.phases.items()},
         "fps": timings.get("fps"),
+        # the slowest and fastest of the probe's timed rounds (fps is their median)
+        "fps_spread": [timings["fps_min"], timings["fps_max"]] if "fps_min" in timings and "fps_max" in timings
+        else None,
         "timings": timings,
         "peak_rss_kb": {"probe": data.get("peak_rss_kb"), **launch.rss_kb},
         "isolation": data.get("isolation"),
@@ -158,15 +162,19 @@ def derived(entries: List[dict]) -> dict:
 
 def with_fps_share(entries: List[dict]) -> List[dict]:
     """Each scenario's fps as a fraction of the baseline path's (native; where native did not
-    render, the reference path: software) for the same probe in this run."""
+    render, the reference path: software) for the same probe in this run, and whether the two
+    are the same within their spread (the slowest to fastest of their timed rounds overlap)."""
     baselines: Dict[str, tuple] = {}
     for spec in (REFERENCE, BASELINE):  # the baseline wins where it has a number
         for scenario in entries:
             if scenario.get("path") == spec.id and is_number(scenario.get("fps")) and scenario["fps"] > 0:
-                baselines[scenario["probe"]] = (spec.id, scenario["fps"])
+                baselines[scenario["probe"]] = (spec.id, scenario["fps"], entries_mod.spread(scenario))
     for scenario in entries:
         base = baselines.get(str(scenario.get("probe")))
-        fps = scenario.get("fps")
+        fps, spread = scenario.get("fps"), entries_mod.spread(scenario)
         scenario["fps_vs_baseline"] = round(fps / base[1], 4) if base and is_number(fps) else None
         scenario["fps_baseline"] = base[0] if base else None
+        scenario["fps_same_as_baseline"] = entries_mod.overlap(spread, base[2]) \
+            if base and base[2] and spread and scenario["fps_vs_baseline"] is not None \
+            and scenario.get("path") != base[0] else None
     return entries

@@ -4,7 +4,7 @@ results.read checks only what every report needs (id, path, outcome, reason, a f
 any other field may be missing, null or of another type in a file written by an older version
 or by hand, so each is read here as the type the caller wants, or None/empty."""
 import math
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from ..model import LOCAL
 from ..outcomes import Outcome
@@ -20,6 +20,19 @@ def number(entry: dict, key: str) -> Optional[float]:
     """A finite number (not a boolean), or None."""
     value = entry.get(key)
     return float(value) if is_number(value) and math.isfinite(float(value)) else None
+
+
+def spread(entry: dict, key: str = "fps_spread") -> Optional[Tuple[float, float]]:
+    """A [low, high] pair of numbers (the slowest and fastest of a scenario's timed rounds), or None."""
+    value = entry.get(key)
+    if isinstance(value, list) and len(value) == 2 and all(is_number(v) and math.isfinite(float(v)) for v in value):
+        low, high = float(value[0]), float(value[1])
+        return (low, high) if low <= high else None
+    return None
+
+
+def overlap(one: Tuple[float, float], other: Tuple[float, float]) -> bool:
+    return one[0] <= other[1] and other[0] <= one[1]
 
 
 def mapping(entry: dict, key: str) -> dict:

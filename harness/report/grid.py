@@ -35,6 +35,8 @@ class Cell:
     driver_mismatch: Optional[str] = None  # driver matching: why the driver that rendered is not the host's
     cause: Optional[str] = None  # a Skip's reason in a few words (text.short_cause); the whole on hover
     subtests: Optional[str] = None  # a workload's subtests that passed, of all: "9/10 pass"
+    fps_same: bool = False  # its timed rounds overlap the baseline's: "same as native", not a percentage
+    fps_baseline: str = ""
 
     @property
     def label(self) -> str:
@@ -45,6 +47,12 @@ class Cell:
         if self.outcome == Outcome.SKIP.value:
             return self.cause or "skip"
         return self.renderer or self.outcome
+
+    @property
+    def fps_text(self) -> str:
+        if self.fps_pct is None:
+            return ""
+        return f"same as {self.fps_baseline or 'baseline'}" if self.fps_same else f"{self.fps_pct}%"
 
     @property
     def has_fps_line(self) -> bool:
@@ -139,6 +147,7 @@ def cell_of(entry: dict, index: int) -> Cell:
     reason = str(entry.get("reason", ""))
     return Cell(scenario=entry["id"], anchor=anchor(index), outcome=outcome.value, css=outcome.css_class,
                 renderer=short_renderer(entries.text(entry, "renderer")), fps_pct=fps_pct(entry),
+                fps_same=entry.get("fps_same_as_baseline") is True, fps_baseline=entries.text(entry, "fps_baseline") or "",
                 failure=(entries.failure_class(entry) or "failed") if failed else None,
                 subject=entries.subject(entry) if failed else None, reason=reason,
                 driver_mismatch=mismatch_of(entry),
