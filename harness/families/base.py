@@ -179,11 +179,21 @@ class Family(abc.ABC):
             return (f"runtime {runtime.name} has no {spec.vulkan_icd} Vulkan ICD ({spec.vulkan_icd}_icd*.json; "
                     "Mesa's Venus driver is in Debian 13 and later)")
         declared = ctx.scenario.declared
+        shipped = workloads.shipped_in(declared) if declared else None
+        if declared and shipped:
+            refused = self.refuses_shipped(ctx, shipped[0])
+            return f"{declared.name}: {refused}" if refused else None
         if declared and runtime.kind is not IMAGE_KIND:
             missing = workloads.missing_in(declared, Path(runtime.root))
             if missing:
                 return f"{declared.name}: runtime {runtime.name}: {missing}"
         return None
+
+    def refuses_shipped(self, ctx: LaunchContext, kind: str) -> Optional[str]:
+        """Why this path cannot run a program that ships in a `kind` ("bundle": a Flatpak bundle),
+        or None where it runs it."""
+        return (f"its program ships in a Flatpak {kind}: it runs on the flatpak paths that run over the "
+                "runtime's /usr (flatpak-vtest, flatpak-dri)")
 
     def run(self, ctx: LaunchContext) -> LaunchResult:
         """Launch the context's workload through its path; a path that cannot run here is a Skip."""

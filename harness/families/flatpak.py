@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 from .. import cache, glext, reaper, runtimes, vtest
+from ..workloads import registry as workloads
 from ..lifecycle import LaunchAborted, LaunchContext
 from ..model import HOST_KIND, Runtime, Scenario
 from ..pathspec import FlatpakMode
@@ -41,6 +42,8 @@ RUNTIME_ID = "org.gpuharness.Stub"
 BRANCH = "1"
 FLATPAK_CACHE = cache.ROOT / "flatpak"
 APP_INSIDE = "/app"
+BUNDLE_APP = "bundle-app"  # in the scenario's flatpak folder: the app id of the user's bundle it installed
+CODE = "code"  # in the probe's output folder: the probe's files, where a bundle's app (whose /app is its own) runs them
 UNSAFE_IN_FILESYSTEM = (":",)  # --filesystem=PATH:ro splits on ':'
 # The app's command: link Mesa's fixed vtest socket name to the one it was given, then run.
 LINK_AND_RUN = 'if [ -n "$VTEST_SOCKET_NAME" ]; then ln -sfn "$VTEST_SOCKET_NAME" /tmp/.virgl_test; fi; exec "$@"'
@@ -63,18 +66,19 @@ def private_env(folder: str) -> Dict[str, str]:
             "XDG_DATA_HOME": f"{folder}/home/.local/share", "LANG": "C.UTF-8"}
 
 
-def flatpak_step(flatpak: str, env: Dict[str, str], *args: str) -> None:
+def flatpak_step(flatpak: str, env: Dict[str, str], *args: str) -> str:
     done = subprocess.run([flatpak, *args], env=env, capture_output=True, text=True, timeout=120,
                           stdin=subprocess.DEVNULL)
     if done.returncode != 0:
         said = " | ".join(line for line in (done.stdout + done.stderr).splitlines() if line.strip())
         raise FlatpakError(f"flatpak {' '.join(args[:2])} failed: {said}")
+    return done.stdout
 
 
-def runtime_metadata(folder: str, runtime_id: str) -> None:
+def runtime_metadata(folder: str, runtime_id: str, branch: str = BRANCH) -> None:
     with open(f"{folder}/metadata", "w") as metadata:
-        metadata.write(f"[Runtime]\nname={runtime_id}\nruntime={runtime_id}/x86_64/{BRANCH}\n"
-                       f"sdk={runtime_id}/x86_64/{BRANCH}\n")
+        metadata.write(f"[Runtime]\nname={runtime_id}\nruntime={runtime_id}/x86_64/{branch}\n"
+                       f"sdk={runtime_id}/x86_64/{branch}\n")
 
 
 def runtime_label(runtime: Runtime) -> str:
@@ -252,6 +256,34 @@ def install_app(flatpak: str, folder: str, probe_files: List[str], runtime: Opti
     flatpak_step(flatpak, env, "--user", "install", "-y", "--noninteractive", "apps", APP_ID)
 
 
+def install_bundle(flatpak: str, folder: str, bundle: str) -> Tuple[str, str]:
+    """A user's Flatpak bundle installed privately in `folder` over a stub of the runtime it names
+    (the scenario's runtime's /usr stands in for it with --usr-path): its app id and that runtime."""
+    env = private_env(folder)
+    for part in ("home", "installation", "xdg", "build/stub/files"):
+        os.makedirs(f"{folder}/{part}", exist_ok=True)
+    os.chmod(f"{folder}/xdg", 0o700)
+    flatpak_step(flatpak, env, "--user", "install", "-y", "--noninteractive", "--no-deps", "--bundle", bundle)
+    listed = flatpak_step(flatpak, env, "--user", "list", "--app", "--columns=application,runtime").split()
+    if len(listed) != 2 or listed[1].count("/") != 2:
+        raise FlatpakError(f"the bundle {bundle} installed as {' '.join(listed) or 'nothing'}, not one app")
+    app_id, runtime_ref = listed
+    runtime_id, _, branch = runtime_ref.split("/")
+    runtime_metadata(f"{folder}/build/stub", runtime_id, branch)
+    repo = f"{folder}/build/stub-repo"
+    flatpak_step(flatpak, env, "build-export", "--runtime", "--files=files", repo, f"{folder}/build/stub", branch)
+    flatpak_step(flatpak, env, "--user", "remote-add", "--no-gpg-verify", "stubs", repo)
+    flatpak_step(flatpak, env, "--user", "install", "-y", "--noninteractive", "stubs", f"{runtime_id}//{branch}")
+    Path(folder, BUNDLE_APP).write_text(app_id)
+    return app_id, runtime_ref
+
+
+def bundled_app(folder: str) -> Optional[str]:
+    """The app id of the bundle installed in `folder`, or None where the scenario runs no bundle."""
+    path = Path(folder, BUNDLE_APP)
+    return path.read_text() if path.exists() else None
+
+
 def extension_source(scenario: Scenario) -> Runtime:
     """The runtime the scenario's GL extension is made from (matrix: gl_extension; else its own),
     built if it is not yet."""
@@ -294,7 +326,14 @@ class FlatpakLaunch(ProcessLaunch):
             runtime, extensions = (platform.repo, platform.ref_id), ((extension.repo, extension.ref_id),)
             self.result.facts["gl_extension"] = {**extension.facts, "platform": platform.facts}
         t1 = time.monotonic()
-        install_app(flatpak, folder, files, runtime, extensions)
+        shipped = workloads.shipped_in(scenario.declared) if scenario.declared else None
+        if shipped and shipped[0] == "bundle":
+            self.result.facts["bundle"], self.result.facts["bundle_runtime"] = install_bundle(flatpak, folder, shipped[1])
+            (workspace.probe_out / CODE).mkdir(exist_ok=True)
+            for path in files:
+                shutil.copy2(path, workspace.probe_out / CODE)
+        else:
+            install_app(flatpak, folder, files, runtime, extensions)
         self.result.phases["image_build_s"] = time.monotonic() - t0
         self.result.facts["flatpak_mode"] = mode.value
         self.result.facts["flatpak_install_s"] = round(time.monotonic() - t1, 2)
@@ -314,6 +353,11 @@ class FlatpakFamily(ProcessFamily):
     name = "flatpak"
     launch_class = FlatpakLaunch
     nix_systems = ()  # flatpak's system helper and bwrap setup do not run in a Nix build sandbox
+
+    def refuses_shipped(self, ctx: LaunchContext, kind: str) -> Optional[str]:
+        if kind == "bundle" and ctx.scenario.spec.flatpak_mode is FlatpakMode.USR_PATH:
+            return None
+        return super().refuses_shipped(ctx, kind)
 
     def unavailable_in(self, ctx: LaunchContext) -> Optional[str]:
         if ctx.scenario.spec.flatpak_mode is not FlatpakMode.USR_PATH and ctx.scenario.runtime.kind == HOST_KIND:
@@ -336,8 +380,10 @@ class FlatpakFamily(ProcessFamily):
             # A 32-bit runtime: Flatpak's seccomp filter kills 32-bit syscalls (SIGSYS, measured)
             # unless the app may run multiarch binaries, as a 32-bit app's own metadata says.
             argv.append("--allow=multiarch")
+        app_id = bundled_app(folder)
         if scenario.spec.flatpak_mode is FlatpakMode.USR_PATH:
-            argv += [f"--usr-path={scenario.runtime.root.rstrip('/')}/usr", f"--app-path={folder}/build/app/files"]
+            argv.append(f"--usr-path={scenario.runtime.root.rstrip('/')}/usr")
+            argv += [] if app_id else [f"--app-path={folder}/build/app/files"]
         if socket:
             argv.append(filesystem(socket))
         if workload.command is not None:
@@ -345,11 +391,12 @@ class FlatpakFamily(ProcessFamily):
         else:
             argv.append(filesystem(str(workspace.probe_out)))
             spec = probe_spec(ctx)
-            command = spec.argv(["/usr/bin/python3"], f"{APP_INSIDE}/{spec.file.name}", str(workspace.probe_out),
+            code = f"{workspace.probe_out}/{CODE}" if app_id else APP_INSIDE
+            command = spec.argv(["/usr/bin/python3"], f"{code}/{spec.file.name}", str(workspace.probe_out),
                                 [str(workspace.sentinel)], workload.probe_args)
         for key, value in sorted(app_env(scenario, socket).items()):
             argv.append(f"--env={key}={value}")
-        argv += ["--command=/bin/sh", APP_ID, "-c", LINK_AND_RUN, "sh", *command]
+        argv += ["--command=/bin/sh", app_id or APP_ID, "-c", LINK_AND_RUN, "sh", *command]
         env = private_env(folder)
         if scenario.spec.flatpak_mode is FlatpakMode.GL_EXTENSION:
             # The extension point is enable-if=active-gl-driver: flatpak mounts the extension this names.

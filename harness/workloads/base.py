@@ -235,6 +235,11 @@ class WorkloadKind(abc.ABC):
             return Subtest(run.name, SubtestOutcome.CRASH, f"died by signal {run.signal}", run.seconds)
         return self.judge_output(settings, run)
 
+    def shipped_in(self, settings: Dict[str, Any]) -> Optional[Tuple[str, str]]:
+        """Where its programs come from when not from the runtime: ("bundle", a .flatpak);
+        None: the runtime has them."""
+        return None
+
     def inputs(self, settings: Dict[str, Any]) -> Dict[str, str]:
         """Host files the steps read, by the name they get in {out}/inputs (none by default)."""
         return {}

@@ -3,11 +3,11 @@ where given, patterns in its output (a pass line, a fail line, an fps figure) an
 wrote against its golden."""
 import re
 from pathlib import Path, PurePosixPath
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from ..outcomes import Subtest, SubtestOutcome
-from .base import OUT, STEP_TIMEOUT_S, Key, Problems, Step, StepRun, WorkloadKind, golden_file, host_files, integer, pattern, \
-    picture_subtest, positive_number, string_list, string_table, text
+from .base import OUT, STEP_TIMEOUT_S, Key, Problems, Step, StepRun, WorkloadKind, golden_file, host_file, \
+    host_files, integer, pattern, picture_subtest, positive_number, string_list, string_table, text
 
 WORK = "steps/work"  # the command's working folder, in the probe's output folder
 PICTURE_SUFFIX = "-picture"
@@ -42,6 +42,8 @@ class Command(WorkloadKind):
         "timeout_s": Key(positive_number, "seconds it may take", default=STEP_TIMEOUT_S),
         "picture": Key(picture_path, "a PNG it writes (relative to its working folder), compared with golden"),
         "golden": Key(golden_file, "the golden of its picture, relative to the matrix"),
+        "bundle": Key(host_file, "a Flatpak bundle (.flatpak) whose app it runs in (the flatpak paths, over "
+                                 "the scenario's runtime), relative to the matrix"),
         "files": Key(host_files, "host files it reads (its script, its data), relative to the matrix: "
                                  "each is {out}/inputs/NAME inside the path"),
     }
@@ -54,6 +56,10 @@ class Command(WorkloadKind):
         if ("picture" in table) != ("golden" in table):
             problems.add("golden" if "picture" in table else "picture", "picture and golden go together")
         return found
+
+    def shipped_in(self, settings: Dict[str, Any]) -> Optional[Tuple[str, str]]:
+        # An app that ships as an image is a runtime of its own ([runtimes.NAME] kind = "image").
+        return ("bundle", settings["bundle"]) if "bundle" in settings else None
 
     def judge_all(self, settings: Dict[str, Any], runs: Dict[str, StepRun]) -> List[Subtest]:
         judged = super().judge_all(settings, runs)

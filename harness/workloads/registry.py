@@ -38,6 +38,11 @@ def parse(name: str, table: Any, base: Path = Path(".")) -> Tuple[DeclaredProbe,
     return DeclaredProbe.of(name, kind.name, declared.settings, declared.packages), problems.found
 
 
+def shipped_in(declared: DeclaredProbe) -> Optional[Tuple[str, str]]:
+    """("bundle", file) where the workload's program ships in a Flatpak bundle; else None."""
+    return of(declared).shipped_in(declared.settings)
+
+
 def steps(declared: DeclaredProbe) -> List[Step]:
     return of(declared).steps(declared.settings)
 
