@@ -24,8 +24,8 @@ from harness.outcomes import Outcome, Subtest, SubtestOutcome
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "docs" / "examples" / "pytest-project"
-PICTURE = ROOT / "docs" / "examples" / "gl-picture.py"
-PICTURE_GOLDEN = ROOT / "docs" / "examples" / "gl-picture.golden.png"
+PICTURE = ROOT / "harness" / "data" / "workloads" / "gl-picture.py"
+PICTURE_GOLDEN = ROOT / "harness" / "data" / "workloads" / "gl-picture.golden.png"
 REQUIRED = plugin.required_paths(None)
 
 

@@ -136,13 +136,16 @@ def scenario_id(path: str, runtime: str, probe: str, machine: str = LOCAL) -> st
 
 def build_scenario(path: str, runtime: Runtime, probe: str, settings: dict, expectation: Expectation,
                    runtimes: Optional[Dict[str, Runtime]] = None, machine: str = LOCAL,
-                   declared: Optional[DeclaredProbe] = None) -> Scenario:
+                   declared: Optional[DeclaredProbe] = None, workload_packages: Tuple[str, ...] = ()) -> Scenario:
+    """One scenario; a workload's runtime built from a recipe gains `workload_packages` (those of
+    every workload the matrix runs: one derived runtime per runtime, not one per workload)."""
     tolerance = Tolerance(**settings.get("tolerance", {}))
     gl_extension = (runtimes or {}).get(settings.get("gl_extension", ""))
     program = WORKLOAD_PROBE if declared else probe
     timeout_s = workloads.of(declared).timeout_s(declared.settings) if declared else DEFAULT_TIMEOUT_S
-    if declared and declared.packages and (runtime.kind is RuntimeKind.DEBOOTSTRAP or runtime.image_from_recipe):
-        runtime = dataclasses.replace(runtime, extra_packages=declared.packages)  # a derived runtime
+    packages = workload_packages or (declared.packages if declared else ())
+    if declared and packages and (runtime.kind is RuntimeKind.DEBOOTSTRAP or runtime.image_from_recipe):
+        runtime = dataclasses.replace(runtime, extra_packages=packages)  # a derived runtime
     return Scenario(
         id=scenario_id(path, runtime.name, probe, machine),
         path_id=path,
@@ -233,6 +236,8 @@ def expand(data, source: str) -> Matrix:
 
     scenarios: List[Scenario] = []
     seen = set()
+    workload_packages = tuple(sorted({package for name in probe_ids if name in declared
+                                      for package in declared[name].packages}))
     for path, runtime_name, probe, machine in itertools.product(path_ids, runtime_ids, probe_ids, machine_ids):
         runtime = runtimes[runtime_name]
         program = WORKLOAD_PROBE if probe in declared else probe
@@ -249,7 +254,7 @@ def expand(data, source: str) -> Matrix:
                 settings = merge_settings(settings, extra)
                 expectation = override_expectation or expectation
         scenarios.append(build_scenario(path, runtime, probe, settings, expectation, runtimes, machine,
-                                        declared.get(probe)))
+                                        declared.get(probe), workload_packages))
     if not scenarios and not problems.lines:
         why = why_empty(path_ids, [runtimes[name] for name in runtime_ids], probe_ids, excludes, machine_ids,
                         list(declared))

@@ -6,9 +6,9 @@ writes picture.png (standard library and ctypes only, surfaceless EGL: no window
     [probes.picture]
     kind = "command"
     argv = ["python3", "{out}/inputs/gl-picture.py"]
-    files = ["docs/examples/gl-picture.py"]
+    files = ["harness/data/workloads/gl-picture.py"]
     picture = "picture.png"
-    golden = "docs/examples/gl-picture.golden.png"
+    golden = "harness/data/workloads/gl-picture.golden.png"
 """
 import ctypes
 import struct
