@@ -201,8 +201,8 @@ def judge(scenario: Scenario, observed: Observed, comparison: Optional[Compariso
     failure = classified(scenario, observed, host, launch_failure(observed, scenario.timeout_s))
     checks: List[Check] = []
     probe_out = launch.artifacts.get("probe_out")
-    subtests = workloads.judge(scenario.declared, observed.report.raw.get("steps"),
-                               Path(probe_out) if probe_out else None) if scenario.declared and observed.report else []
+    subtests = workloads.judge(scenario.declared, observed.report.raw.get("steps"), Path(probe_out) if probe_out else None,
+                               observed.report.renderer) if scenario.declared and observed.report else []
     if failure is None:
         assert observed.report is not None
         if subtests and all(s.outcome is SubtestOutcome.SKIP for s in subtests):

@@ -209,6 +209,8 @@ class Family(abc.ABC):
         checked = time.monotonic()
         launched = self.launch(ctx).run()
         launched.phases["check_s"] = checked - started
+        if ctx.workload.plan is not None:  # a workload's logs and pictures are judged from there
+            launched.artifacts["probe_out"] = str(ctx.workspace.probe_out)
         return launched
 
     def __repr__(self) -> str:
@@ -299,8 +301,6 @@ class ProcessLaunch(Launch):
             self.result.artifacts["image"] = str(image)
         if scanout.exists():
             self.result.artifacts["scanout"] = str(scanout)
-        if (out.probe_out / WORKLOAD_PLAN).exists():  # a workload's logs and pictures are judged from there
-            self.result.artifacts["probe_out"] = str(out.probe_out)
 
 
 

@@ -50,12 +50,13 @@ class StepRun:
     output: str = ""  # the tail of its stdout and stderr
     not_found: str = ""  # the program it could not find in the runtime
     out_dir: Optional[Path] = None  # the probe's output folder on the host (pictures a step made)
+    path_renderer: str = ""  # the renderer the path gave the workload probe's gl scene
 
     @classmethod
-    def from_dict(cls, data: dict, out_dir: Optional[Path] = None) -> "StepRun":
+    def from_dict(cls, data: dict, out_dir: Optional[Path] = None, path_renderer: str = "") -> "StepRun":
         return cls(str(data.get("name", "?")), data.get("exit_code"), data.get("signal"), bool(data.get("timed_out")),
                    float(data.get("seconds") or 0.0), str(data.get("output", "")), str(data.get("not_found", "")),
-                   out_dir)
+                   out_dir, path_renderer)
 
     @property
     def ended(self) -> bool:
@@ -234,6 +235,10 @@ class WorkloadKind(abc.ABC):
         if run.signal:
             return Subtest(run.name, SubtestOutcome.CRASH, f"died by signal {run.signal}", run.seconds)
         return self.judge_output(settings, run)
+
+    def default_packages(self, settings: Dict[str, Any]) -> Tuple[str, ...]:
+        """The Debian packages its programs come from, where the table names none."""
+        return self.packages
 
     def shipped_in(self, settings: Dict[str, Any]) -> Optional[Tuple[str, str]]:
         """Where its programs come from when not from the runtime: ("bundle", a .flatpak);

@@ -1,9 +1,10 @@
-"""The benchmark kind: glmark2's scenes through the path on a headless X server (Xvfb), its own
-validation first, then timed rounds; each scene a subtest with its fps as the median of the
-rounds and their spread."""
+"""The benchmark kind: glmark2's scenes through the path on a headless display (an X server,
+Xvfb; or the path's own DRM card, where a guest has one), its own validation first, then timed
+rounds; each scene a subtest with its fps as the median of the rounds and their spread, on the
+renderer the path gives (else a silent software fallback, named)."""
 import re
 import statistics
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from ..outcomes import Subtest, SubtestOutcome
 from .base import Key, Problems, Step, StepRun, WorkloadKind, flag, integer, positive_number, string_list, text
@@ -12,8 +13,12 @@ FPS_LINE = re.compile(r"^\[(?P<scene>[^\]]+)\] (?P<options>.*?): FPS: (?P<fps>\d
 VALIDATION_LINE = re.compile(r"^\[(?P<scene>[^\]]+)\] .*?: Validation: (?P<word>\w+)", re.MULTILINE)
 SIZE = re.compile(r"^[1-9][0-9]*x[1-9][0-9]*$")
 VALIDATE = "validate"
-DISPLAY = ("xvfb-run", "--auto-servernum", "--server-args=-screen 0 1024x768x24")
-DISPLAY_PROGRAMS = ("Xvfb", "xauth")  # what xvfb-run starts
+RENDERER_LINE = re.compile(r"^\s*GL_RENDERER:\s*(?P<renderer>.+?)\s*$", re.MULTILINE)
+XVFB = ("xvfb-run", "--auto-servernum", "--server-args=-screen 0 1024x768x24")
+XVFB_PROGRAMS = ("Xvfb", "xauth")  # what xvfb-run starts
+# display -> (what runs glmark2, the programs that must be there besides, glmark2's flavour)
+DISPLAYS = {"xvfb": (XVFB, XVFB_PROGRAMS, "glmark2-es2"), "drm": ((), (), "glmark2-es2-drm")}
+DISPLAY_PACKAGES = {"xvfb": ("glmark2-es2-x11", "xvfb", "xauth"), "drm": ("glmark2-es2-drm",)}
 STARTUP_S = 20.0  # Xvfb and glmark2's start, per step, beyond the scenes' own durations
 
 
@@ -22,6 +27,15 @@ def size(problems: Problems, key: str, value: Any) -> Any:
         return None
     if not SIZE.match(value):
         problems.add(key, "must be WIDTHxHEIGHT, e.g. 320x240")
+        return None
+    return value
+
+
+def display_name(problems: Problems, key: str, value: Any) -> Any:
+    if text(problems, key, value) is None:
+        return None
+    if value not in DISPLAYS:
+        problems.add(key, f"must be one of {', '.join(DISPLAYS)}")
         return None
     return value
 
@@ -51,33 +65,44 @@ def round_name(number: int) -> str:
 
 class Benchmark(WorkloadKind):
     name = "benchmark"
-    packages = ("glmark2-es2-x11", "xvfb", "xauth")
+    packages = DISPLAY_PACKAGES["xvfb"]
     keys = {
         "scenes": Key(string_list, "glmark2 scenes by name", default=["build", "texture", "shading"]),
-        "program": Key(text, "the glmark2 flavour (an X11 one: the display is Xvfb)", default="glmark2-es2"),
+        "display": Key(display_name, "xvfb (an X server inside the path) or drm (the path's own card: a guest's)",
+                       default="xvfb"),
+        "program": Key(text, "the glmark2 flavour (default: the display's, glmark2-es2 or glmark2-es2-drm)"),
         "duration_s": Key(positive_number, "seconds each scene runs in a round", default=1.0),
         "rounds": Key(rounds_count, "timed rounds; a scene's fps is their median", default=3),
         "size": Key(size, "the surface, WIDTHxHEIGHT", default="320x240"),
         "validate": Key(flag, "run glmark2 --validate first (a scene that fails it fails)", default=True),
     }
 
+    def default_packages(self, settings: Dict[str, Any]) -> Tuple[str, ...]:
+        return DISPLAY_PACKAGES[settings.get("display", "xvfb")]
+
     def steps(self, settings: Dict[str, Any]) -> List[Step]:
-        program, scenes = settings["program"], settings["scenes"]
-        common = (*DISPLAY, program, "--size", settings["size"])
+        runner, display_programs, flavour = DISPLAYS[settings["display"]]
+        program, scenes = settings.get("program") or flavour, settings["scenes"]
+        common = (*runner, program, "--size", settings["size"])
         timed = [arg for scene in scenes for arg in ("-b", f"{scene}:duration={settings['duration_s']:g}")]
         round_s = STARTUP_S + settings["duration_s"] * len(scenes) * 2
-        also = (program, *DISPLAY_PROGRAMS)
+        also = (program, *display_programs) if runner else display_programs
         steps = [Step(round_name(n), (*common, "--off-screen", *timed), round_s, also=also)
                  for n in range(1, settings["rounds"] + 1)]
         if settings["validate"]:
             checked = [arg for scene in scenes for arg in ("-b", scene)]
-            steps.insert(0, Step(VALIDATE, (*common, "--validate", *checked), STARTUP_S + 5.0 * len(scenes), also=also))
+            # off-screen: glmark2's references are of its own surface, not of a guest's whole screen
+            steps.insert(0, Step(VALIDATE, (*common, "--off-screen", "--validate", *checked), STARTUP_S + 5.0 * len(scenes), also=also))
         return steps
 
     def judge_output(self, settings: Dict[str, Any], run: StepRun) -> Subtest:
         if run.exit_code != 0:
-            return Subtest(run.name, SubtestOutcome.FAIL, f"{settings['program']} exited {run.exit_code}: "
+            return Subtest(run.name, SubtestOutcome.FAIL, f"{run.name} exited {run.exit_code}: "
                            + last_line(run.output), run.seconds)
+        found = RENDERER_LINE.search(run.output)
+        if run.path_renderer and found and found["renderer"] != run.path_renderer:
+            return Subtest(run.name, SubtestOutcome.FAIL, f"silent software fallback: glmark2 rendered on "
+                           f"{found['renderer']}, the path gives {run.path_renderer}", run.seconds)
         return Subtest(run.name, SubtestOutcome.PASS, "", run.seconds)
 
     def judge_all(self, settings: Dict[str, Any], runs: Dict[str, StepRun]) -> List[Subtest]:
@@ -96,7 +121,8 @@ class Benchmark(WorkloadKind):
     def scene(self, settings: Dict[str, Any], scene: str, broken: Optional[Subtest], word: Optional[str],
               fps: List[float], seconds: float) -> Subtest:
         if broken is not None:
-            return Subtest(scene, broken.outcome, f"{broken.name}: {broken.detail}", seconds)
+            return Subtest(scene, broken.outcome, broken.detail if broken.detail.startswith(broken.name) else
+                           f"{broken.name}: {broken.detail}", seconds)
         if settings["validate"] and word is None:
             return Subtest(scene, SubtestOutcome.FAIL, "glmark2 --validate said nothing of it (no such scene?)", seconds)
         if word == "Failure":

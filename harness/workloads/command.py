@@ -67,8 +67,10 @@ class Command(WorkloadKind):
             return judged
         name = judged[0].name + PICTURE_SUFFIX
         run: Optional[StepRun] = next(iter(runs.values()), None)
-        if judged[0].outcome is not SubtestOutcome.PASS or run is None or run.out_dir is None:
+        if judged[0].outcome is not SubtestOutcome.PASS or run is None:
             return [*judged, Subtest(name, SubtestOutcome.FAIL, "not compared: the command did not pass")]
+        if run.out_dir is None:
+            return [*judged, Subtest(name, SubtestOutcome.FAIL, "not compared: the probe's output is not on the host")]
         return [*judged, picture_subtest(name, picture_on_host(settings["picture"], run.out_dir),
                                          Path(settings["golden"]))]
 

@@ -32,7 +32,8 @@ def parse(name: str, table: Any, base: Path = Path(".")) -> Tuple[DeclaredProbe,
         return DeclaredProbe(name, ""), problems.found
     for key in sorted(set(table) - set(kind.keys) - set(COMMON_KEYS)):
         problems.add(key, f"unknown key for kind {kind.name} (allowed: {', '.join([*COMMON_KEYS, *kind.keys])})")
-    declared = Declared(kind.settings(table, problems), kind.packages)
+    settings = kind.settings(table, problems)
+    declared = Declared(settings, kind.default_packages(settings) if not problems.found else kind.packages)
     if "packages" in table:
         declared.packages = tuple(optional_strings(problems, "packages", table["packages"]) or ())
     return DeclaredProbe.of(name, kind.name, declared.settings, declared.packages), problems.found
@@ -53,11 +54,13 @@ def plan(declared: DeclaredProbe) -> Dict[str, Any]:
             "inputs": of(declared).inputs(declared.settings)}
 
 
-def judge(declared: DeclaredProbe, reported: Any, out_dir: Optional[Path] = None) -> List[Subtest]:
+def judge(declared: DeclaredProbe, reported: Any, out_dir: Optional[Path] = None,
+          path_renderer: str = "") -> List[Subtest]:
     """Each step the probe reported, judged by its kind (pictures read from `out_dir`, the probe's
-    output folder); a step it never reached is not run (a fail)."""
-    runs = {run.name: run for run in (StepRun.from_dict(d, out_dir) for d in reported if isinstance(d, dict))} \
-        if isinstance(reported, list) else {}
+    output folder; a program's renderer against `path_renderer`, the gl scene's); a step it never
+    reached is not run (a fail)."""
+    runs = {run.name: run for run in (StepRun.from_dict(d, out_dir, path_renderer) for d in reported
+                                      if isinstance(d, dict))} if isinstance(reported, list) else {}
     return of(declared).judge_all(declared.settings, runs)
 
 
