@@ -135,7 +135,7 @@ def arguments(description):
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--frames", type=int, default=0, help="at most this many frames a round (0: no limit)")
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds of frames; fps is their median")
-    parser.add_argument("--round-seconds", type=float, default=0.2, help="how long one round draws")
+    parser.add_argument("--round-seconds", type=float, default=0.1, help="how long one round draws")
     parser.add_argument("--host-path", action="append", default=[], help="a host path that should be hidden")
     parser.add_argument("--hold", type=float, default=0.0, help="seconds to wait after context creation")
     parser.add_argument("--scanout", help="framebuffer device to show the image on, e.g. /dev/fb0")
