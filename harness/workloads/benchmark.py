@@ -92,7 +92,8 @@ class Benchmark(WorkloadKind):
         if settings["validate"]:
             checked = [arg for scene in scenes for arg in ("-b", scene)]
             # off-screen: glmark2's references are of its own surface, not of a guest's whole screen
-            steps.insert(0, Step(VALIDATE, (*common, "--off-screen", "--validate", *checked), STARTUP_S + 5.0 * len(scenes), also=also))
+            steps.insert(0, Step(VALIDATE, (*common, "--off-screen", "--validate", *checked),
+                                 STARTUP_S + 5.0 * len(scenes), also=also))
         return steps
 
     def judge_output(self, settings: Dict[str, Any], run: StepRun) -> Subtest:

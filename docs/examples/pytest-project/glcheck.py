@@ -53,7 +53,7 @@ def main() -> int:
     pixel = (ctypes.c_uint8 * 4)()
     gles.glReadPixels(3, 3, 1, 1, 0x1908, 0x1401, pixel)
     print("pixel: " + " ".join(str(value) for value in pixel))
-    if any(abs(got - wanted) > 1 for got, wanted in zip(pixel, WANTED)):
+    if any(abs(got - wanted) > 1 for got, wanted in zip(pixel, WANTED, strict=True)):
         print(f"wrong pixel: wanted {' '.join(map(str, WANTED))}")
         return 1
     print("ok")
