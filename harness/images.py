@@ -84,6 +84,20 @@ def compare(actual_path: PathLike, golden_path: PathLike, tolerance: Tolerance,
 SHOWN_TOLERANCE = Tolerance(channel=48, fraction=0.02)  # measured: 0.93% beyond 48 on the real capture
 
 
+def shown_pixels(captured: Image.Image) -> np.ndarray:
+    """The coordinates of what differs from the display's border (its top-left pixel's colour)."""
+    screen = np.asarray(captured, dtype=np.int16)
+    return np.argwhere(np.abs(screen - screen[0, 0]).max(axis=2) > 8)
+
+
+def shows_nothing(captured_path: PathLike) -> bool:
+    """A capture of a display with nothing on it but its border (or no readable capture)."""
+    try:
+        return not len(shown_pixels(open_rgb(captured_path)))
+    except UnreadableImage:
+        return True
+
+
 def compare_shown(captured_path: PathLike, golden_path: PathLike, tolerance: Tolerance, result_dir: Path) -> Comparison:
     """A display captured from outside, where a compositor showed the image scaled on a plain
     border: the part that is not the border, scaled to the golden's size, against it.
@@ -96,9 +110,7 @@ def compare_shown(captured_path: PathLike, golden_path: PathLike, tolerance: Tol
         reference, captured = open_rgb(golden_path), open_rgb(captured_path)
     except UnreadableImage as exc:
         return Comparison(False, str(exc), artifacts=artifacts)
-    screen = np.asarray(captured, dtype=np.int16)
-    border = screen[0, 0]
-    shown = np.argwhere(np.abs(screen - border).max(axis=2) > 8)
+    shown = shown_pixels(captured)
     if not len(shown):
         return Comparison(False, "the display shows nothing but its border", artifacts=artifacts)
     (top, left), (bottom, right) = shown.min(axis=0), shown.max(axis=0)

@@ -2,11 +2,12 @@
 own (overlaid, switch_root: user namespaces work in it), the run's output folder and the cache
 shared, and the harness itself as the workload, which runs the machine's scenarios inside."""
 import re
+import time
 import sys
 from pathlib import Path
 from typing import List, Tuple
 
-from . import cache
+from . import cache, images
 from .families.vm_launch import VmLaunch
 from .lifecycle import LaunchContext
 from .machines import MACHINE_ENV, MachineSpec
@@ -19,6 +20,7 @@ SHARE_INSIDE = "/run/gpu-harness/out"  # the run's output folder, inside the gue
 CACHE_INSIDE = "/run/gpu-harness/cache"  # XDG_CACHE_HOME inside: the host's cache is its gpu-harness
 MACHINE_MODULES = ("overlay",)  # the writable root
 CAPTURE_ASKED, CAPTURE_DONE = "kms-ready", "kms-captured"  # probe/kms.py's READY and CAPTURED
+CAPTURE_PATIENCE_S, CAPTURE_RETRY_S = 10.0, 0.5  # a display still blank is captured again until then
 
 
 FRESH_IN_GUEST = ("/tmp", "/run", "/var/tmp")  # the guest mounts a tmpfs of its own on each
@@ -77,9 +79,20 @@ class MachineLaunch(VmLaunch):
             for ready in self.share.glob(f"scenarios/*/probe/{CAPTURE_ASKED}"):
                 done = ready.with_name(CAPTURE_DONE)
                 if not done.exists():
-                    display.capture(self.machine, self.display, self.ctx.workspace, ready.parent.parent / SCANOUT)
+                    self.capture_shown(ready.parent.parent / SCANOUT)
                     done.write_text("captured\n")
         return super().watch_step()
+
+    def capture_shown(self, target: Path) -> None:
+        """The guest's display, captured again while it shows nothing yet: a compositor's page
+        flip under TCG can come after the probe said it showed the image (measured: a black
+        capture 3 s after weston-image started)."""
+        assert self.machine is not None
+        deadline = time.monotonic() + CAPTURE_PATIENCE_S
+        display.capture(self.machine, self.display, self.ctx.workspace, target)
+        while images.shows_nothing(target) and time.monotonic() < deadline:
+            time.sleep(CAPTURE_RETRY_S)
+            display.capture(self.machine, self.display, self.ctx.workspace, target)
 
     def guest_modules(self) -> Tuple[str, ...]:
         return modules_mod.BASE_MODULES + modules_mod.GPU_MODULES + MACHINE_MODULES

@@ -40,7 +40,7 @@ def run_pytest(project: Path, tmp_path: Path, *args: str) -> Tuple[subprocess.Co
     """pytest on `project` in a process of its own, the plugin loaded by its entry point; each
     test's outcome from the JUnit file: name -> (passed | failed | skipped | xfailed, message)."""
     junit = tmp_path / f"junit-{len(list(tmp_path.glob('junit-*')))}.xml"
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_ADDOPTS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD")}
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_ADDOPTS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD", "GPU_HARNESS_REQUIRE")}
     done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rA",
                            f"--basetemp={tmp_path / 'basetemp'}", f"--junitxml={junit}", *args],
                           cwd=project, env=env, capture_output=True, text=True, timeout=400)
