@@ -21,7 +21,7 @@ from .model import HOST_KIND, Runtime, RuntimeKind, Scenario
 from .outcomes import FailureKind, Outcome
 from .probes import GOLDENS_DIR, ProbeReport
 from .scenario_result import ScenarioResult
-from . import drivermatch, exposure as exposure_mod, hostdriver, machinerun, toolset as toolset_mod
+from . import drivermatch, emulation, exposure as exposure_mod, hostdriver, machinerun, toolset as toolset_mod
 from .toolset import Toolset
 from .workloads import registry as workloads
 
@@ -84,7 +84,17 @@ def prepare_runtimes(scenarios: List[Scenario], options: RunOptions) -> Dict[str
             ready[name] = RuntimeReady(failure=f"runtime {name}: {exc}")
             detail = f"failed: {exc}"
         record(options, Prepared(f"runtime {name}", time.monotonic() - started, detail))
+        with_execution(ready[name])
     return ready
+
+
+def with_execution(ready: RuntimeReady) -> None:
+    """The runtime's facts gain how this host runs it: natively, or emulated (by which qemu-user)."""
+    architecture = emulation.tree_architecture(ready.root) if ready.root and os.path.isdir(ready.root) else None
+    if architecture:
+        execution = emulation.how_runs(architecture)
+        ready.facts = {**ready.facts, "execution": execution.to_dict() if execution else
+                       {"architecture": architecture, "runs": "no", "why": emulation.why_not(architecture)}}
 
 
 def record(options: RunOptions, step: Prepared) -> None:

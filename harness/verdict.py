@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from . import diagnosis, hostdriver, images, machines, paths as path_registry, probes
+from . import diagnosis, emulation, hostdriver, images, machines, paths as path_registry, probes
 from .images import Comparison
 from .lifecycle import HarnessFault, LaunchResult
 from .model import Scenario
@@ -85,6 +85,9 @@ def classified(scenario: Scenario, observed: Observed, host: HostFacts,
     words (in the probe's report or its log) say why: `missing-library libglapi.so.0: ...`."""
     if failure is None or failure.kind not in (FailureKind.CRASH, FailureKind.NO_RESULT, FailureKind.PROBE_ERROR):
         return failure
+    theirs = foreign_driver(scenario)
+    if theirs:
+        return Failure(FailureKind.WRONG_ARCHITECTURE, f"{theirs}: {failure.message}", theirs)
     launch, report = observed.launch, observed.report
     code = launch.exit.code if launch.exit else None
     signal_number = launch.exit.signal if launch.exit and launch.exit.signal else (
@@ -99,6 +102,16 @@ def classified(scenario: Scenario, observed: Observed, host: HostFacts,
         return failure
     said = f" (the service said: {found.evidence})" if found.evidence else ""
     return Failure(found.kind, f"{found.describe()}: {failure.message}{said}", found.subject)
+
+
+def foreign_driver(scenario: Scenario) -> Optional[str]:
+    """Where a host-driver path put the host's driver into a runtime of another architecture: the
+    two architectures, read from ELF headers (the runtime's shell, the host's), not from the
+    loader's words (which, for arm64, only say that the library is missing)."""
+    if scenario.spec.host_driver is None or not scenario.runtime.root:
+        return None
+    runtime, host = emulation.tree_architecture(scenario.runtime.root), emulation.tree_architecture("/")
+    return f"the host's {host} driver in a runtime for {runtime}" if runtime and host and runtime != host else None
 
 
 def launch_failure(observed: Observed, timeout_s: float) -> Optional[Failure]:

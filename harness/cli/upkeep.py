@@ -3,7 +3,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 from .. import paths as path_registry, pins as pins_mod, recipes, runtimes as runtimes_mod, toolset as toolset_mod, toolsets
 from ..errors import InputError, shown
@@ -27,6 +27,7 @@ def cmd_doctor(args) -> int:
         data["paths"] = [{"id": path.id, "family": path.family, "runs_here": reason is None, "why_not": reason}
                          for path, reason in found]
         data["vm_acceleration"] = {"name": accel, "reason": accel_reason}
+        data["architectures"] = architectures()
         print(json.dumps(data, indent=2))
         return EXIT_OK
     tools = Table(title=f"toolset ({escape(toolset.source)})")
@@ -45,8 +46,17 @@ def cmd_doctor(args) -> int:
     print_table(tools)
     print(f"render nodes: {', '.join(toolset.render_nodes) or 'none'}")
     print(f"VM acceleration: {accel or 'not tried'} ({accel_reason})")
+    print("architectures: " + "; ".join(f"{a['architecture']} {a['runs']}" + (f" ({a['version']})" if a.get("version")
+                                                                              else "") for a in architectures()))
     print_table(path_table)
     return EXIT_OK
+
+
+def architectures() -> List[dict]:
+    """The architectures this host runs a runtime of: natively, or emulated by which qemu-user."""
+    from .. import emulation
+
+    return [execution.to_dict() for execution in emulation.runnable().values()]
 
 
 def vm_acceleration(toolset) -> Tuple[Optional[str], str]:

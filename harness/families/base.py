@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Dict, List, Optional, Sequence, Tuple, Type
 
-from .. import probes
+from .. import emulation, probes
 from ..interrupts import INTERRUPTS
 from ..lifecycle import Launch, LaunchContext, LaunchResult, Prepared, Workload, Workspace
 from ..model import IMAGE_KIND, LOCAL, Runtime, Scenario
@@ -178,6 +178,9 @@ class Family(abc.ABC):
                                                                                                  spec.vulkan_icd):
             return (f"runtime {runtime.name} has no {spec.vulkan_icd} Vulkan ICD ({spec.vulkan_icd}_icd*.json; "
                     "Mesa's Venus driver is in Debian 13 and later)")
+        architecture = emulation.tree_architecture(runtime.root) if runtime.kind is not IMAGE_KIND else None
+        if architecture and emulation.how_runs(architecture) is None:
+            return f"runtime {runtime.name}: {emulation.why_not(architecture)}"
         declared = ctx.scenario.declared
         shipped = workloads.shipped_in(declared) if declared else None
         if declared and shipped:

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import ClassVar, List, Optional, Sequence, Type
 
+from .. import emulation
 from ..lifecycle import LaunchContext, Prepared
 from ..model import Scenario
 from ..pathspec import PathSpec
@@ -64,6 +65,14 @@ class VmFamily(Family):
             return (f"QEMU {toolset.version('qemu-system-x86_64') or '?'} has no venus on virtio-gpu-gl-pci "
                     "(QEMU >= 9.2: --toolset runtime:trixie-host)")
         return None
+
+    def unavailable_in(self, ctx: LaunchContext) -> Optional[str]:
+        runtime = ctx.scenario.runtime
+        architecture = emulation.tree_architecture(runtime.root) if runtime.root else None
+        if architecture and architecture not in emulation.NATIVE["amd64"]:
+            return (f"runtime {runtime.name} is {architecture}: the VM paths boot an x86-64 guest "
+                    f"(qemu-system-x86_64), and the toolset has no qemu-system-aarch64 or {architecture} kernel")
+        return super().unavailable_in(ctx)
 
     def target(self, ctx: LaunchContext) -> Target:
         """The guest booted with the command agent; this family's own launch (a vfio guest is a
