@@ -50,3 +50,15 @@ def test_the_host_s_driver_in_an_arm64_runtime_is_wrong_architecture_by_its_elf_
 def test_the_vm_paths_say_why_an_arm64_runtime_does_not_boot(run_scenarios):
     (result,) = run_scenarios([compat("vm-virgl/bookworm-arm64/gl")])
     assert result.verdict.outcome is verdict.SKIP and "qemu-system-aarch64" in result.verdict.reason
+
+
+def test_the_elf_classifier_on_each_runtime_s_own_files():
+    """The shells and C libraries of the built amd64, i386 and arm64 runtimes, read by their headers."""
+    from harness import runtimes
+
+    require_arm64()
+    for name, architecture in (("bookworm", "amd64"), ("bookworm-i386", "i386"), ("bookworm-arm64", "arm64")):
+        root = runtimes.ensure(name).root
+        assert emulation.tree_architecture(root) == architecture, name
+        libc = sorted(root.glob("usr/lib/*-linux-gnu*/libc.so.6"))
+        assert libc and emulation.elf_architecture(libc[0]) == architecture, (name, libc)
