@@ -125,7 +125,7 @@ def test_harness_sigkilled_during_a_container_leaves_nothing(tmp_path, toolset):
         timeout_s = 60
         probe_args = ["--hold", "30"]
     """)
-    poll(lambda: list(scratch.iterdir()) and conmons(next(scratch.iterdir()).name), 120, 0.1)  # a loaded 2-core machine
+    poll(lambda: list(scratch.iterdir()) and conmons(next(scratch.iterdir()).name), 300, 0.1)  # a loaded 2-core machine
     (run,) = [entry.name for entry in scratch.iterdir()]  # the run's temp root: gh-<token>
     assert conmons(run), "the container never started"
     harness.send_signal(signal.SIGKILL)
