@@ -6,7 +6,7 @@ library was missing, which glibc version was wanted, which symbol, or which sign
 import re
 import signal
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional, Sequence
 
 from .outcomes import FailureKind
 
@@ -29,6 +29,15 @@ EGL_ERRORS = {0x3001: "EGL_NOT_INITIALIZED", 0x3002: "EGL_BAD_ACCESS", 0x3003: "
 # Lines that look like failures but that virgl_test_server logs in every passing run (each client's
 # end: its socket closed, the read returns nothing); checked against real passing runs by the vmtests.
 PASSING_SERVICE_LINES = frozenset({"client failed: VTEST_CLIENT_ERROR_INPUT_READ"})
+# What Mesa's virgl and Venus vtest clients print before abort() when a read of the server's socket fails.
+LOST_SERVER = "lost connection to rendering server"
+# What Mesa's virgl vtest client prints when a write to the server's socket fails; it goes on
+# drawing nothing (Mesa 22.3 did: "Failed with Connection reset by peer", then "failed to get fd").
+VTEST_WRITE_FAILED = re.compile(r"^Failed with (Connection reset by peer|Broken pipe)$")
+# ... and, once every resource it creates has no shared memory, over and over:
+NO_RESOURCE_FD = "Unable to get a valid fd"
+# What virgl_test_server's SIGSEGV handler prints (to stdout) before the process exits.
+SERVER_SEGV = "SIGSEGV!"
 DRIVER_PREFIX = "/run/host-driver/"  # driverlayout.PREFIX: a file there is the host's
 
 
@@ -115,7 +124,10 @@ def crashed_thread(log_lines: List[str]) -> List[str]:
     return log_lines
 
 
-def crash(signal_number: Optional[int], log_lines: List[str]) -> Optional[Diagnosis]:
+def crash(signal_number: Optional[int], log_lines: List[str], service_lines: Sequence[str] = ()) -> Optional[Diagnosis]:
+    """The signal and the probe's frame it hit. Where Mesa's vtest client aborted because its read
+    of the server's socket failed, the server's side died first: that is the class (service-died),
+    with what the server logged about it."""
     if not signal_number:
         return None
     try:
@@ -124,7 +136,18 @@ def crash(signal_number: Optional[int], log_lines: List[str]) -> Optional[Diagno
         name = f"signal {signal_number}"
     frames = [m for m in (PROBE_FRAME.search(line) for line in crashed_thread(log_lines)) if m]
     where = f" in {frames[0]['function']} ({frames[0]['file']}:{frames[0]['line']})" if frames else ""
+    lost = next((line.strip() for line in log_lines if LOST_SERVER in line), "")
+    if lost:
+        return Diagnosis(FailureKind.SERVICE_DIED, f"the vtest server's side of the socket went away: {name}{where}",
+                         lost, service_evidence(list(service_lines)) or "nothing about this client")
     return Diagnosis(FailureKind.CRASH, name + where, next((line.strip() for line in log_lines if "Fatal" in line), ""))
+
+
+def lost_vtest_server(log_lines: Iterable[str]) -> str:
+    """The line of a vtest client (Mesa's virgl winsys) that says the server's side of its socket
+    went away, or "": a client that carries on after it may still exit 0 with pixels it read before."""
+    return next((line.strip() for line in log_lines
+                 if LOST_SERVER in line or NO_RESOURCE_FD in line or VTEST_WRITE_FAILED.match(line.strip())), "")
 
 
 def egl_init(lines: List[str]) -> Optional[Diagnosis]:
@@ -142,6 +165,8 @@ def service_evidence(service_lines: List[str]) -> str:
     one that says "error" (often only the consequence: "client failed: ..._DISPATCH"). A line
     the service logs in every passing run too (PASSING_SERVICE_LINES) is no evidence."""
     telling = [line for line in service_lines if line.strip() not in PASSING_SERVICE_LINES]
+    if any(line.strip() == SERVER_SEGV for line in telling):
+        return f"its process for a client crashed ({SERVER_SEGV})"
     for pattern in (SERVICE_CAUSE, FAILED, SERVICE_ERROR):
         said = next((line.strip() for line in reversed(telling) if pattern.search(line)), "")
         if said:
@@ -194,5 +219,5 @@ def classify(report: Optional[dict], log_lines: Iterable[str], signal_number: Op
     log, services = list(log_lines), list(service_lines)
     lines = report_lines(report) + log
     return (glibc_too_old(lines, libc) or wrong_architecture(lines) or missing_libraries(lines)
-            or symbol_lookup(lines) or crash(signal_number, log) or driver_hang(report, lines, services)
+            or symbol_lookup(lines) or crash(signal_number, log, services) or driver_hang(report, lines, services)
             or vulkan_error(report, lines, services) or no_display(report) or egl_init(lines))

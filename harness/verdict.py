@@ -15,6 +15,7 @@ from .model import Scenario
 from .outcomes import Failure, FailureKind, Outcome, Subtest, SubtestOutcome
 from .probes import ProbeReport
 from .process import tail
+from .vtest import SERVICE as VTEST_SERVICE
 from .workloads import registry as workloads
 
 PASS, FAIL, EXPECTED_FAIL, FLAKE, SKIP = (Outcome.PASS, Outcome.FAIL, Outcome.EXPECTED_FAIL, Outcome.FLAKE,
@@ -99,7 +100,9 @@ def classified(scenario: Scenario, observed: Observed, host: HostFacts,
     found = diagnosis.classify(raw, launch.log_tail(200).splitlines(), signal_number,
                                {"runtime": runtime_libc, "host": host.driver_libc}, service_lines)
     if found is None:
-        return failure
+        evidence = diagnosis.service_evidence(service_lines)
+        return Failure(failure.kind, f"{failure.message} (the service said: {evidence})", failure.subject) \
+            if evidence else failure
     said = f" (the service said: {found.evidence})" if found.evidence else ""
     return Failure(found.kind, f"{found.describe()}: {failure.message}{said}", found.subject)
 
@@ -193,6 +196,21 @@ def isolation_checks(scenario: Scenario, report: ProbeReport, host: HostFacts) -
     return checks
 
 
+def server_connection_check(launch: LaunchResult) -> Optional[Check]:
+    """On a path with a vtest server: the client's socket held to the end (a client whose server
+    process died mid-run can still exit 0 with the pixels it read before)."""
+    if VTEST_SERVICE not in launch.service_logs:
+        return None
+    lost = diagnosis.lost_vtest_server(launch.log_tail(400).splitlines())
+    if lost:
+        evidence = diagnosis.service_evidence([line for path in launch.service_logs.values() if path
+                                               for line in tail(path, 50).splitlines()])
+        said = f" (the service said: {evidence})" if evidence else ""
+        return Check("server-connection", False, f"the vtest server's side of the socket went away mid-run: {lost}{said}",
+                     FailureKind.SERVICE_DIED)
+    return Check("server-connection", True, "the vtest socket held to the end")
+
+
 def image_check(comparison: Comparison) -> Check:
     return Check("image", comparison.matched, comparison.reason, FailureKind.IMAGE_MISMATCH, comparison.artifacts)
 
@@ -230,6 +248,8 @@ def judge(scenario: Scenario, observed: Observed, comparison: Optional[Compariso
         if scenario.spec.scanout or probes.get(scenario.probe_program).shown:
             checks.append(scanout_check(launch, scanout))
         checks.extend(isolation_checks(scenario, observed.report, host))
+        connection = server_connection_check(launch)
+        checks += [connection] if connection else []
         checks += [subtest_check(subtests)] if scenario.declared else []
         bad = [c for c in checks if not c.ok]
         if bad:

@@ -1,6 +1,8 @@
+from pathlib import Path
+
 import pytest
 
-from harness import matrix, verdict
+from harness import diagnosis, matrix, verdict
 from harness.images import Comparison
 from harness.lifecycle import LaunchResult
 from harness.outcomes import FailureKind
@@ -11,6 +13,9 @@ HOST = verdict.HostFacts({"mnt": "mnt:[1]", "pid": "pid:[2]", "net": "net:[3]", 
                          has_gpu=False)
 SANDBOXED_NS = {"mnt": "mnt:[11]", "pid": "pid:[12]", "net": "net:[13]", "ipc": "ipc:[14]", "uts": "uts:[15]"}
 GOOD_IMAGE = Comparison(True, "image matches golden")
+# Logs captured from real runs (vmtests/test_faults.py) where virgl_test_server's process for the
+# probe's client died mid-frames: SIGSEGV (the client aborted) and SIGKILL (the client drew on).
+VTEST_LOGS = Path(__file__).parent / "files" / "vtest"
 
 
 def ProbeResult(data, exit, log_path, image_path, *_, problem="", skipped=""):
@@ -129,3 +134,35 @@ def test_retries_make_flakes():
     assert "after: boom" in verdict.combine_attempts([fail, ok]).reason
     assert verdict.combine_attempts([fail, fail]).outcome == verdict.FAIL
     assert verdict.combine_attempts([ok]).outcome == verdict.PASS
+
+
+def with_logs(result, probe_log, server_log):
+    result.launch.logs.update({"probe": str(VTEST_LOGS / probe_log), "virgl_test_server": str(VTEST_LOGS / server_log)})
+    return result
+
+
+def test_a_client_aborted_by_its_servers_crash_is_the_servers_death():
+    log = (VTEST_LOGS / "client-aborted-on-lost-read.log").read_text().splitlines()
+    server = (VTEST_LOGS / "server-child-segv.log").read_text().splitlines()
+    found = diagnosis.classify(None, log, 6, {}, server)
+    assert found is not None and found.kind is FailureKind.SERVICE_DIED
+    assert found.subject == "the vtest server's side of the socket went away: SIGABRT in frame (gles.py:381)"
+    assert found.detail == "lost connection to rendering server on 8 read 0 0"
+    assert found.evidence == "its process for a client crashed (SIGSEGV!)"
+
+
+def test_a_client_that_drew_on_after_its_server_went_away_fails():
+    """Mesa 22.3's client exited 0 with an image and an fps figure after its socket was reset."""
+    result = with_logs(probe(), "client-drew-on-after-reset.log", "server-child-killed.log")
+    v = verdict.judge(scenario("vtest-virgl"), result, GOOD_IMAGE, HOST)
+    assert v.outcome == verdict.FAIL and v.failure_kind is FailureKind.SERVICE_DIED
+    assert v.reason.endswith("the vtest server's side of the socket went away mid-run: "
+                             "Failed with Connection reset by peer"), v.reason
+
+
+def test_the_server_connection_holds_in_a_passing_run():
+    result = with_logs(probe(), "client-drew-on-after-reset.log", "server-child-killed.log")
+    result.launch.logs["probe"] = "/nonexistent.log"
+    v = verdict.judge(scenario("vtest-virgl"), result, GOOD_IMAGE, HOST)
+    assert v.outcome == verdict.PASS and "server-connection" in [c.name for c in v.checks]
+    assert diagnosis.service_evidence((VTEST_LOGS / "server-child-killed.log").read_text().splitlines()) == ""

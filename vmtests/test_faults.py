@@ -14,6 +14,9 @@ import pytest
 
 from harness import matrix as matrix_mod, verdict
 from harness.families import registry
+from harness.outcomes import FailureKind
+from harness.process import process_stats
+from harness.retry import poll
 
 from .conftest import describe, outcome_or_skip, skip_unless_required
 
@@ -42,6 +45,55 @@ def test_virgl_server_killed_mid_run_fails_fast(run_scenarios):
     assert result.verdict.outcome == verdict.FAIL, describe(result)
     assert "virgl_test_server died during the run (killed by SIGKILL)" in result.verdict.reason
     assert result.wall_s < 10, f"took {result.wall_s:.1f} s for a 30 s timeout"
+
+
+def server_children(server):
+    """The processes virgl_test_server forked for its clients (their parent is a server too)."""
+    members = dict(process_stats())
+    servers = {pid for pid in members if comm(pid) == "virgl_test_serv"}
+    return [pid for pid in servers if pid in members and members[pid].ppid in servers and members[pid].pgid == server.pgid]
+
+
+def comm(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as handle:
+            return handle.read().strip()
+    except OSError:
+        return ""
+
+
+@pytest.mark.parametrize("fault", [signal.SIGKILL, signal.SIGSEGV], ids=["SIGKILL", "SIGSEGV"])
+def test_the_servers_process_for_this_client_dying_is_named(run_scenarios, fault):
+    """The forking server's process for this one client dies mid-frames while the server lives on.
+    Mesa's vtest client need not abort: Mesa 22.3's says "Failed with Connection reset by peer" and
+    draws on with no resources, exiting 0 with the pixels it read before. That is no Pass: the
+    reason says the server's side went away and, where its SIGSEGV handler spoke, that it crashed."""
+    killed = {}
+
+    def kill_the_clients_server_soon(services):
+        server = services[0].child
+
+        def kill():
+            if poll(lambda: server_children(server), 10):
+                time.sleep(3)  # well into the probe's ten one-second rounds of frames
+                killed["pids"] = server_children(server)
+                for pid in killed["pids"]:
+                    try:
+                        os.kill(pid, fault)
+                    except ProcessLookupError:
+                        pass
+
+        threading.Thread(target=kill, daemon=True).start()
+
+    (result,) = run_scenarios(one("vtest-virgl", timeout_s=60, probe_args=["--rounds", "10", "--round-seconds", "1"]),
+                              hooks={"services_ready": kill_the_clients_server_soon})
+    outcome_or_skip(result)
+    assert killed.get("pids"), "the server never forked a process for the client"
+    assert result.verdict.outcome == verdict.FAIL, describe(result)
+    assert result.verdict.failure_kind is FailureKind.SERVICE_DIED, describe(result)
+    assert "the vtest server's side of the socket went away" in result.verdict.reason, result.verdict.reason
+    if fault == signal.SIGSEGV:
+        assert "its process for a client crashed (SIGSEGV!)" in result.verdict.reason, result.verdict.reason
 
 
 def test_probe_crash_fails_with_its_log(run_scenarios):
