@@ -38,6 +38,11 @@ VTEST_WRITE_FAILED = re.compile(r"^Failed with (Connection reset by peer|Broken 
 NO_RESOURCE_FD = "Unable to get a valid fd"
 # What virgl_test_server's SIGSEGV handler prints (to stdout) before the process exits.
 SERVER_SEGV = "SIGSEGV!"
+# What runc (through podman) says of a CDI spec's mount whose host file is gone, and podman of a
+# device no spec provides (measured with podman 4.3.1 and runc 1.1).
+CDI_MOUNT_GONE = re.compile(r'error mounting "(?P<host>[^"]+)" to rootfs at "(?P<inside>[^"]+)": stat [^:]+: '
+                            r'no such file or directory')
+CDI_UNRESOLVED = re.compile(r"unresolvable CDI devices (?P<devices>\S+)")
 DRIVER_PREFIX = "/run/host-driver/"  # driverlayout.PREFIX: a file there is the host's
 
 
@@ -150,6 +155,19 @@ def lost_vtest_server(log_lines: Iterable[str]) -> str:
                  if LOST_SERVER in line or NO_RESOURCE_FD in line or VTEST_WRITE_FAILED.match(line.strip())), "")
 
 
+def stale_spec(lines: List[str]) -> Optional[Diagnosis]:
+    """A container that did not start because its CDI spec names what the host no longer has."""
+    for line in lines:
+        gone = CDI_MOUNT_GONE.search(line)
+        if gone:
+            return Diagnosis(FailureKind.STALE_SPEC, f"{gone['host']} (mounted at {gone['inside']}) does not exist",
+                             line.strip())
+        unresolved = CDI_UNRESOLVED.search(line)
+        if unresolved:
+            return Diagnosis(FailureKind.STALE_SPEC, f"no CDI spec provides {unresolved['devices']}", line.strip())
+    return None
+
+
 def egl_init(lines: List[str]) -> Optional[Diagnosis]:
     for line in lines:
         match = EGL_INIT.search(line)
@@ -218,6 +236,6 @@ def classify(report: Optional[dict], log_lines: Iterable[str], signal_number: Op
     (virgl_test_server's) is the evidence for what the server side refused."""
     log, services = list(log_lines), list(service_lines)
     lines = report_lines(report) + log
-    return (glibc_too_old(lines, libc) or wrong_architecture(lines) or missing_libraries(lines)
+    return (stale_spec(lines) or glibc_too_old(lines, libc) or wrong_architecture(lines) or missing_libraries(lines)
             or symbol_lookup(lines) or crash(signal_number, log, services) or driver_hang(report, lines, services)
             or vulkan_error(report, lines, services) or no_display(report) or egl_init(lines))

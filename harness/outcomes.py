@@ -74,6 +74,7 @@ class FailureKind(str, enum.Enum):
     GLIBC_TOO_OLD = "glibc-too-old"
     SYMBOL_LOOKUP = "symbol-lookup"
     WRONG_ARCHITECTURE = "wrong-architecture"  # a 64-bit driver in a 32-bit process, or the reverse
+    STALE_SPEC = "stale-spec"  # a CDI spec names files or devices the host no longer has
     EGL_INIT = "egl-init"  # EGL did not initialise, and the loader said nothing more
     VULKAN_ERROR = "vulkan-error"  # a Vulkan call failed: its command and VkResult
     NO_DISPLAY = "no-display"  # a compositor found no display device (a render node alone), or showed nothing

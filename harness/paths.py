@@ -3,7 +3,7 @@ that launches it (by name) and what the workload must see. This module, the mach
 (harness.machines) and harness/families/ are the only places that name a concrete path or family."""
 from typing import Dict, List, Optional
 
-from .pathspec import DriDevices, DriverMode, FlatpakMode, Passthrough, PathSpec
+from .pathspec import CdiSource, DriDevices, DriverMode, FlatpakMode, Passthrough, PathSpec
 
 LLVMPIPE = r"llvmpipe"
 VENUS = r"^Virtio-GPU Venus"
@@ -113,6 +113,27 @@ PATHS: Dict[str, PathSpec] = {
             env=(("GALLIUM_DRIVER", "virpipe"),),
             cap_drop_all=bool(suffix),
         ) for suffix, note in (("", ""), ("-capdrop", ", --cap-drop=ALL"))),
+        *(PathSpec(
+            id=path_id,
+            family="container",
+            description=description,
+            renderers={"gl": None, "vulkan": None},
+            requires=("podman", "runc", "host-driver"),
+            hides_host=True,
+            own_namespaces=SANDBOX_NAMESPACES,
+            host_driver=None if source == CdiSource.SYSTEM else DriverMode.DEPS,
+            cdi=source,
+        ) for path_id, source, description in (
+            ("podman-cdi", CdiSource.HARNESS,
+             "rootful podman over the runtime, the host's driver and its dependencies from the harness's CDI spec "
+             "(--device gpu-harness.dev/gpu=all; the spec in the scenario's own /var/run/cdi)"),
+            ("podman-cdi-system", CdiSource.SYSTEM,
+             "rootful podman over the runtime, the host's driver from the CDI specs the host has (/etc/cdi, "
+             "/var/run/cdi: nvidia-ctk's, say)"),
+            ("podman-cdi-stale", CdiSource.STALE,
+             "podman-cdi after a driver upgrade: the spec made, then the driver's files it names replaced "
+             "(cdi check names them before the run)"),
+        )),
         *(PathSpec(
             id="podman-dri" + suffix,
             family="container",
@@ -278,6 +299,16 @@ def expected_renderer(spec: PathSpec, api: str, host_has_gpu: bool, machine_gpu:
 
 def get(path_id: str) -> PathSpec:
     return PATHS[path_id]
+
+
+def known_ids() -> str:
+    """Every path id for a message, grouped by its first word: "native, sandbox-{dri, capsule}, ..."."""
+    groups: Dict[str, List[str]] = {}
+    for path_id in PATHS:
+        head, _, rest = path_id.partition("-")
+        groups.setdefault(head, []).append(rest)
+    return ", ".join(head if rests == [""] else f"{head}-{{{', '.join(r or '(none)' for r in rests)}}}"
+                     if len(rests) > 1 else f"{head}-{rests[0]}" for head, rests in groups.items())
 
 
 def needing(tool: str) -> List[str]:

@@ -32,6 +32,14 @@ class FlatpakMode(TextEnum):
     GL_EXTENSION = "gl-extension"  # exported without its Mesa, which a GL extension brings
 
 
+class CdiSource(TextEnum):
+    """Which CDI spec a container path's podman applies (`--device KIND=all`)."""
+
+    HARNESS = "harness"  # the harness's own, for the host's driver, in the scenario's private spec folder
+    SYSTEM = "system"  # the specs the host already has (/etc/cdi, /var/run/cdi), as they are
+    STALE = "stale"  # the harness's, then the driver's files it names replaced, as an upgrade does
+
+
 class Passthrough(TextEnum):
     """Which device a vfio path passes to its guest."""
 
@@ -66,6 +74,7 @@ class PathSpec:
     host_driver: Optional[DriverMode] = None  # sandbox family: how the host's driver is given
     cap_drop_all: bool = False  # container family: --cap-drop=ALL
     dri_devices: DriDevices = DriDevices.RENDER  # container family
+    cdi: Optional[CdiSource] = None  # container family: the host's driver from a CDI spec
     sync_fd: bool = False  # sandbox family: the server supervised and tied to bwrap by --sync-fd
     passthrough: Optional[Passthrough] = None  # vfio family
     flatpak_mode: FlatpakMode = FlatpakMode.USR_PATH  # flatpak family

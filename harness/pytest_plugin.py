@@ -217,7 +217,7 @@ def load_matrix(request: MatrixRequest) -> Tuple[List["Scenario"], Optional["Bas
     unknown = [p for p in request.paths if p not in path_registry.PATHS]
     if unknown:
         raise InputError(f"{source}: {MARKER}(paths=...): unknown path {unknown[0]!r} "
-                         f"(known: {', '.join(path_registry.PATHS)})")
+                         f"(known: {path_registry.known_ids()})")
     chosen = loaded.select(list(request.paths) or None, request.pattern)
     if not chosen:
         raise InputError(f"{source}: no scenario matches {MARKER}(paths={list(request.paths)}, filter={request.pattern!r})")

@@ -104,6 +104,10 @@ def classified(scenario: Scenario, observed: Observed, host: HostFacts,
         return Failure(failure.kind, f"{failure.message} (the service said: {evidence})", failure.subject) \
             if evidence else failure
     said = f" (the service said: {found.evidence})" if found.evidence else ""
+    stale = launch.facts.get("cdi_stale")
+    checked = [line for line in stale if isinstance(line, str)] if isinstance(stale, list) else []
+    if found.kind is FailureKind.STALE_SPEC and checked:
+        said += f" (cdi check said before the run: {checked[0]}{f', and {len(checked) - 1} more' if len(checked) > 1 else ''})"
     return Failure(found.kind, f"{found.describe()}: {failure.message}{said}", found.subject)
 
 

@@ -66,7 +66,7 @@ let
     pyproject = true;
     inherit src;
     build-system = [ python.pkgs.setuptools ];
-    dependencies = with python.pkgs; [ jinja2 pillow numpy rich qemu-qmp ];
+    dependencies = with python.pkgs; [ jinja2 pillow numpy rich qemu-qmp jsonschema pyyaml ];
     # The unit tests and every program they call: cpio (the initramfs cache), git and Nix itself
     # (tests/test_nix.py evaluates the pure files and updates a pin from a local repository).
     nativeCheckInputs = [ python.pkgs.pytestCheckHook python.pkgs.hypothesis pkgs.cpio pkgs.git pkgs.nix ];
@@ -165,7 +165,7 @@ in
 
   devShell = pkgs.mkShell {
     packages = [
-      (python.withPackages (ps: with ps; [ jinja2 pillow numpy rich qemu-qmp pytest pytest-xdist pytest-benchmark
+      (python.withPackages (ps: with ps; [ jinja2 pillow numpy rich qemu-qmp jsonschema pyyaml pytest pytest-xdist pytest-benchmark
                                            hypothesis mypy ]))
       pkgs.ruff
       bubblewrap virglrenderer qemu xvfb pkgs.pkgsStatic.busybox pkgs.cpio pkgs.kmod pkgs.zstd pkgs.git

@@ -48,8 +48,15 @@ def combos() -> List[Combo]:
 
 
 def spread(items: List[Combo], count: int) -> List[Combo]:
-    """`count` of the items, evenly spaced, so that every path keeps some scenarios."""
-    return [items[i * len(items) // count] for i in range(count)] if count < len(items) else items
+    """`count` of the items, evenly spaced, so that every path keeps some scenarios; a path that
+    runs on the host runtime keeps one there (its first chosen scenario becomes that one)."""
+    chosen = [items[i * len(items) // count] for i in range(count)] if count < len(items) else list(items)
+    for path in dict.fromkeys(c.path for c in items):
+        mine = [index for index, c in enumerate(chosen) if c.path == path]
+        host = next((c for c in items if c.path == path and c.runtime == "host"), None)
+        if mine and host and not any(chosen[index].runtime == "host" for index in mine):
+            chosen[mine[0]] = host
+    return chosen
 
 
 def renderer_for(spec: "paths.PathSpec", probe: str) -> str:

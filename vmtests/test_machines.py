@@ -24,9 +24,10 @@ def on_machine(paths, runtimes, machine="virgl-guest"):
 def test_the_device_paths_render_in_a_virgl_guest(toolset, tmp_path):
     """Each family's -dri path on two runtimes: the runtime's own Mesa on the guest's render node,
     renderer virgl (not llvmpipe), the image equal to the golden, the kernel driver virtio_gpu,
-    bwrap with a user namespace of its own; one boot for all of them."""
-    scenarios = on_machine(DEVICE_PATHS, ["trixie", "bookworm"])
-    assert len(scenarios) == 6 and all(s.id.endswith("@virgl-guest") for s in scenarios)
+    bwrap with a user namespace of its own; and podman applying the harness's CDI spec, whose
+    devices carry the guest's real card and render nodes; one boot for all of them."""
+    scenarios = on_machine(DEVICE_PATHS, ["trixie", "bookworm"]) + on_machine(["podman-cdi"], ["trixie"])
+    assert len(scenarios) == 7 and all(s.id.endswith("@virgl-guest") for s in scenarios)
     options = runner.RunOptions(out_dir=tmp_path / "out")
     results = run_leaving_nothing(scenarios, toolset, options)
     for result in results:
@@ -41,8 +42,14 @@ def test_the_device_paths_render_in_a_virgl_guest(toolset, tmp_path):
     sandbox = next(r for r in results if r.scenario.path_id == "sandbox-dri")
     namespaces = sandbox.report.isolation["namespaces"]
     assert namespaces["user"] and "user" in sandbox.scenario.spec.own_namespaces or namespaces["user"]
+    cdi = next(r for r in results if r.scenario.path_id == "podman-cdi")
+    spec = json.loads((cdi.result_dir / "cdi" / "gpu-harness.json").read_text())
+    assert [d["name"] for d in spec["devices"]] == ["all", "renderD128"]
+    assert [(n["path"], n["major"], n["minor"]) for n in spec["devices"][0]["containerEdits"]["deviceNodes"]] == [
+        ("/dev/dri/card0", 226, 0), ("/dev/dri/renderD128", 226, 128)]
+    assert cdi.driver_match["used"] == "host-driver" and cdi.report.isolation["dri_nodes"], describe(cdi)
     boots = [step for step in options.prepared if step.step == "machine virgl-guest"]
-    assert len(boots) == 1 and boots[0].detail.startswith("6 of 6 scenarios in one boot"), options.prepared
+    assert len(boots) == 1 and boots[0].detail.startswith("7 of 7 scenarios in one boot"), options.prepared
 
 
 def test_a_guest_that_panics_fails_the_scenarios_it_had_not_finished(toolset, tmp_path):

@@ -6,6 +6,7 @@ from typing import List, Optional
 from .. import cache, process, reaper
 from ..errors import InputError
 from ..interrupts import INTERRUPTS
+from .cdi import cmd_cdi
 from .codes import EXIT_INTERRUPTED, EXIT_USAGE
 from .parser import build_parser
 from .results import cmd_baseline, cmd_diff, cmd_merge, cmd_report
@@ -16,7 +17,8 @@ __all__ = ["build_parser", "main"]
 
 COMMANDS = {"vfio": cmd_vfio, "run": cmd_run, "list": cmd_list, "doctor": cmd_doctor, "exec": cmd_exec,
             "report": cmd_report, "bench": cmd_bench, "pins": cmd_pins, "runtimes": cmd_runtimes,
-            "diff": cmd_diff, "baseline": cmd_baseline, "cache": cmd_cache, "merge": cmd_merge}
+            "diff": cmd_diff, "baseline": cmd_baseline, "cache": cmd_cache, "merge": cmd_merge,
+            "cdi": cmd_cdi}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

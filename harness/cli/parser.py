@@ -224,6 +224,23 @@ def build_parser() -> Parser:
                              help="entries of recipes, locks or a GL split that are not the shipped ones any more")
     cache_prune.add_argument("--dry-run", action="store_true", help="say what would go, remove nothing")
 
+    cdi_cmd = sub.add_parser("cdi", help="a CDI spec for this host's driver (podman --device gpu-harness.dev/gpu=all); "
+                             "judge specs against the live driver")
+    cdi_sub = cdi_cmd.add_subparsers(dest="cdi_command", required=True, parser_class=Parser)
+    cdi_generate = cdi_sub.add_parser("generate", help="write a spec (JSON) for the host's driver: a device 'all' and "
+                                      "one per render node; generated vendor files go in FILE's .files folder")
+    cdi_generate.add_argument("--out", type=Path, default=Path("gpu-harness.json"),
+                              help="the spec file, a .json (default: %(default)s)")
+    cdi_generate.add_argument("--mode", choices=["libs", "deps"], default="deps",
+                              help="libs: the driver's own files, the container's libraries for the rest; deps: "
+                                   "with their dependency closure, which a foreign runtime needs (default: %(default)s)")
+    cdi_generate.add_argument("--toolset", type=Path, help=TOOLSET_HELP)
+    cdi_check = cdi_sub.add_parser("check", help="judge specs against the live driver: a line per problem, exit 1 "
+                                   "when one is stale")
+    cdi_check.add_argument("specs", nargs="*", type=Path, metavar="SPEC",
+                           help="spec files, .json or .yaml (default: those in /etc/cdi and /var/run/cdi)")
+    cdi_check.add_argument("--toolset", type=Path, help=TOOLSET_HELP)
+
     vfio_cmd = sub.add_parser("vfio", add_help=False, help="check, bind and restore a PCI device for passthrough "
                               "(gpu-harness vfio --help)")
     vfio_cmd.add_argument("vfio_args", nargs=argparse.REMAINDER, help="the vfio command and its arguments")

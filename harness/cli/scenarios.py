@@ -30,7 +30,7 @@ def select(args) -> Tuple[matrix_mod.Matrix, List[Scenario]]:
         wanted = [p.strip() for p in args.paths.split(",") if p.strip()]
         unknown = [p for p in wanted if p not in path_registry.PATHS]
         if unknown:
-            raise InputError(f"--paths: unknown path {shown(unknown[0])} (known: {', '.join(path_registry.PATHS)})")
+            raise InputError(f"--paths: unknown path {shown(unknown[0])} (known: {path_registry.known_ids()})")
     if getattr(args, "machine", None) is not None:
         loaded = matrix_mod.on_machine(loaded, args.machine)
     chosen = loaded.select(wanted, getattr(args, "filter", None))
@@ -143,7 +143,7 @@ def cmd_exec(args) -> int:
     if not command:
         raise InputError("exec: no command given (usage: gpu-harness exec --path P -- CMD ARGS)")
     if args.path not in path_registry.PATHS:
-        raise InputError(f"exec: unknown path {shown(args.path)} (known: {', '.join(path_registry.PATHS)})")
+        raise InputError(f"exec: unknown path {shown(args.path)} (known: {path_registry.known_ids()})")
     declared = matrix_mod.load(args.matrix).scenarios if args.matrix else []
     runtime = exec_runtime(args.runtime, declared, args.matrix)
     scenario = Scenario(id=f"{args.path}/{runtime.name}/exec", path_id=args.path, runtime=runtime,

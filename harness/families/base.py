@@ -81,6 +81,7 @@ class Plan:
     services: List[ServiceSpec] = field(default_factory=list)
     dirs: List[str] = field(default_factory=list)  # dirs the services need (for rerun.sh)
     sync: Optional[SyncPipe] = None  # the sandbox's end of a supervised service's pipe goes to the workload
+    facts: Dict[str, object] = field(default_factory=dict)  # what making the plan found, for the report
 
     def process_env(self) -> Dict[str, str]:
         """The environment the launched process gets: the plan's, or (when argv sets the whole
@@ -250,6 +251,7 @@ class ProcessLaunch(Launch):
         self.plan = self.family.plan(self.ctx)
         write_config(self.ctx.workspace, self.ctx.scenario.id, self.plan)
         self.result.argv = list(self.plan.argv)
+        self.result.facts.update(self.plan.facts)
         self.result.logs["probe"] = str(self.ctx.workspace.result_dir / "probe.log")
         return self.plan.services
 

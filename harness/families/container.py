@@ -32,12 +32,13 @@ from ..imagearchive import ImageInfo
 from ..interrupts import INTERRUPTS
 from ..lifecycle import LaunchAborted, LaunchContext, Workspace
 from ..model import DEBOOTSTRAP_KIND, IMAGE_KIND, ROOTFS_KIND, Runtime, Scenario
-from ..pathspec import DriDevices, PathSpec
+from ..pathspec import CdiSource, DriDevices, PathSpec
 from ..outcomes import FailureKind
 from ..probes import INSIDE
 from ..services import ServiceSpec
 from ..toolset import Toolset
 from .base import EnvMode, Plan, ProcessFamily, ProcessLaunch, probe_spec, workload_env
+from . import container_cdi
 from .sandbox import services_for
 
 # podman's default open-file limit (1048576) is above a caller's usual hard limit, and any
@@ -317,6 +318,8 @@ class ContainerFamily(ProcessFamily):
         reason = super().available(spec, toolset)
         if reason is None and os.geteuid() != 0:
             reason = "the container paths run rootful podman: run as root"
+        if reason is None and spec.cdi == CdiSource.SYSTEM:
+            reason = container_cdi.system_unavailable()
         return reason
 
     def own_dirs(self, workspace: Workspace) -> List[str]:
@@ -338,6 +341,11 @@ class ContainerFamily(ProcessFamily):
         if scenario.spec.needs_render_node:
             for device in dri_devices(scenario.spec.dri_devices, toolset.render_nodes[0]):
                 argv += ["--device", device]
+        cdi = container_cdi.prepare(ctx) if scenario.spec.cdi else None
+        facts: Dict[str, object] = {}
+        if cdi:
+            argv += ["--device", cdi.device]
+            facts = {"cdi_device": cdi.device, "cdi_stale": [f.text for f in cdi.findings if f.stale]}
         for service in services:
             if service.name == vtest.SERVICE and service.ready_socket:
                 argv += ["--volume", volume(service.ready_socket, vtest.SOCKET_INSIDE)]
@@ -355,8 +363,9 @@ class ContainerFamily(ProcessFamily):
         for key, value in sorted(env.items()):
             argv += ["--env", f"{key}={value}"]
         argv += container_root(scenario.runtime, image, command)
+        argv = container_cdi.wrapped(cdi, names.state, argv, PRIVATENS) if cdi else argv
         return Plan(argv=argv, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, env_mode=EnvMode.INHERIT,
-                    services=services, dirs=[str(workspace.tmp_dir)])
+                    services=services, dirs=[str(workspace.tmp_dir)], facts=facts)
 
 
 FAMILY = ContainerFamily()

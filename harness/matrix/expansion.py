@@ -200,8 +200,7 @@ def expand(data, source: str) -> Matrix:
                                                       f"{', '.join(machines.MACHINES)})")
     for index, path in enumerate(path_ids):
         if path not in path_registry.PATHS:
-            known = ", ".join(path_registry.PATHS)
-            problems.add(f"matrix.paths[{index}]", f"unknown path {shown(path)} (known: {known})")
+            problems.add(f"matrix.paths[{index}]", f"unknown path {shown(path)} (known: {path_registry.known_ids()})")
     for index, name in enumerate(runtime_ids):
         if name not in runtimes:
             shipped = shipped_runtime(name)
