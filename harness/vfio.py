@@ -195,16 +195,11 @@ def check(bdf: str, sysfs: Optional[Sysfs] = None, guest_ram_mb: int = 0,
     report.reset_method = sysfs.read(sysfs.device(bdf, "reset_method"))
     found(Finding("device", True, f"{bdf} [{report.ids}] class {sysfs.pci_class(bdf):04x}, "
                   f"driver {report.driver or 'none'}"))
-    if not sysfs.listdir("sys/kernel/iommu_groups"):
-        found(Finding("iommu", False, "no IOMMU groups: the IOMMU is off (intel_iommu=on or amd_iommu=on on the "
-                      "kernel command line, VT-d/AMD-Vi in the firmware)"))
-    else:
-        found(Finding("iommu", True, f"{len(sysfs.listdir('sys/kernel/iommu_groups'))} IOMMU groups"))
+    iommu, *host = host_findings(sysfs)
+    found(iommu)
+    if iommu.ok:
         group_findings(sysfs, bdf, report)
-    available = module_available(sysfs, VFIO_DRIVER)
-    found(Finding("vfio-pci", available, "vfio-pci available" if available
-                  else "no vfio-pci module for this kernel (CONFIG_VFIO_PCI)"))
-    found(dev_vfio_finding(sysfs))
+    report.findings.extend(host)
     found(memlock_finding(guest_ram_mb, memlock_bytes() if memlock == -1 else memlock))
     found(Finding("reset", bool(report.reset_method),
                   f"reset methods: {report.reset_method}" if report.reset_method
@@ -212,6 +207,18 @@ def check(bdf: str, sysfs: Optional[Sysfs] = None, guest_ram_mb: int = 0,
     if sysfs.read(sysfs.device(bdf, "boot_vga")) == "1":
         found(Finding("boot-vga", False, "the host's boot display: binding it takes the console away", blocking=False))
     return report
+
+
+def host_findings(sysfs: Sysfs) -> List[Finding]:
+    """What this host gives any device: the IOMMU (first), vfio-pci, /dev/vfio."""
+    groups = len(sysfs.listdir("sys/kernel/iommu_groups"))
+    available = module_available(sysfs, VFIO_DRIVER)
+    return [Finding("iommu", True, f"{groups} IOMMU groups") if groups else
+            Finding("iommu", False, "no IOMMU groups: the IOMMU is off (intel_iommu=on or amd_iommu=on on the "
+                    "kernel command line, VT-d/AMD-Vi in the firmware)"),
+            Finding("vfio-pci", available, "vfio-pci available" if available
+                    else "no vfio-pci module for this kernel (CONFIG_VFIO_PCI)"),
+            dev_vfio_finding(sysfs)]
 
 
 def group_findings(sysfs: Sysfs, bdf: str, report: CheckReport) -> None:
@@ -369,13 +376,14 @@ def forget(bdf: str, state_dir: str = STATE_DIR) -> None:
         pass
 
 
+def finding_line(finding: Finding) -> str:
+    return f"  {'ok' if finding.ok else ('FAIL' if finding.blocking else 'warn'):4} {finding.name:15} {finding.detail}"
+
+
 def print_check(report: CheckReport, out=None) -> None:
     out = out or sys.stdout
-    print(f"{report.bdf} [{report.ids or '?'}]: " + ("usable" if report.usable else f"NOT usable: {report.reason}"),
-          file=out)
-    for finding in report.findings:
-        mark = "ok" if finding.ok else ("FAIL" if finding.blocking else "warn")
-        print(f"  {mark:4} {finding.name:15} {finding.detail}", file=out)
+    print(f"{report.bdf} [{report.ids or '?'}]: " + ("usable" if report.usable else f"NOT usable: {report.reason}"), file=out)
+    print(*map(finding_line, report.findings), sep="\n", file=out)
     for member in report.group:
         print(f"       group member {member.bdf} [{member.ids}] driver {member.driver or 'none'}"
               + (" (bridge)" if member.bridge else ""), file=out)
@@ -394,8 +402,7 @@ def main(argv: Optional[List[str]] = None, root: str = "/") -> int:
         one.add_argument("bdf")
         one.add_argument("--state-dir", default=STATE_DIR)
         if name == "restore":
-            one.add_argument("--driver", help="the driver to give it back to, if bind's record is gone "
-                             "('-': none)")
+            one.add_argument("--driver", help="the driver to give it back to, if bind's record is gone ('-': none)")
     args = parser.parse_args(argv)
     sysfs = Sysfs(root)
     try:
@@ -408,7 +415,8 @@ def main(argv: Optional[List[str]] = None, root: str = "/") -> int:
         if args.json:
             print(json.dumps([r.to_json() for r in reports], indent=2))
         elif not reports:
-            print("no display controllers (PCI class 03) on this machine")
+            print("no display controllers (PCI class 03) on this machine; for any other device this host has:",
+                  *map(finding_line, host_findings(sysfs)), sep="\n")
         for report in reports if not args.json else ():
             print_check(report)
         return 0 if reports and all(r.usable for r in reports) else 1
@@ -433,12 +441,6 @@ def main(argv: Optional[List[str]] = None, root: str = "/") -> int:
     except VfioError as exc:
         print(f"gpu-harness vfio {args.command} {bdf}: {exc}", file=sys.stderr)
         return 1
-
-
-def devices_by_ids(ids: str, sysfs: Optional[Sysfs] = None) -> List[str]:
-    """PCI addresses of the devices with these vendor:device ids."""
-    sysfs = sysfs or Sysfs()
-    return [bdf for bdf in sysfs.listdir("sys/bus/pci/devices") if sysfs.ids(bdf) == ids]
 
 
 if __name__ == "__main__":

@@ -361,3 +361,16 @@ def test_the_vfio_probe_takes_qemu_qmp_with_it():
     names = dict(probes.get("vfio").package_files())
     assert "qemu/qmp/legacy.py" in names and "qemu/qmp/__init__.py" in names
     assert all(path.is_file() and str(path).endswith(name) for name, path in names.items())
+
+
+@pytest.mark.parametrize("iommu, vfio_pci", [(False, False), (True, True)])
+def test_check_with_no_display_controller_says_what_the_host_gives_any_device(tmp_path, iommu, vfio_pci):
+    Tree(tmp_path, iommu=iommu, vfio_pci=vfio_pci).device("0000:00:1f.0", ids="8086:7a06", pci_class="0x060100",
+                                                          driver="lpc_ich")  # an ISA bridge: no display
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert vfio.main(["check"], root=str(tmp_path)) == 1  # nothing to pass: not usable
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "no display controllers (PCI class 03) on this machine; for any other device this host has:"
+    assert [line.split()[:2] for line in lines[1:3]] == [["ok" if iommu else "FAIL", "iommu"],
+                                                         ["ok" if vfio_pci else "FAIL", "vfio-pci"]]

@@ -56,7 +56,8 @@ def reaper_gives_back(bdf):
 
 
 def find(ids):
-    found = vfio.devices_by_ids(ids)
+    sysfs = vfio.Sysfs()
+    found = [bdf for bdf in sysfs.listdir("sys/bus/pci/devices") if sysfs.ids(bdf) == ids]
     if not found:
         raise probelib.ProbeError("no %s device in this guest" % ids)
     return found[0]
