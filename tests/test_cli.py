@@ -38,7 +38,7 @@ def test_bad_matrix_lists_every_problem(tmp_path):
     assert done.stderr.splitlines() == [
         f"gpu-harness: error: {bad}: matrix.colour: unknown key (allowed: exclude, machines, paths, probes, runtimes)",
         f"gpu-harness: error: {bad}: matrix.paths[0]: unknown path 'warp' "
-        f"(known: {', '.join(paths.PATHS)})",
+        f"(known: {paths.known_ids()})",
     ]
 
 

@@ -10,6 +10,7 @@ from .cdi import cmd_cdi
 from .codes import EXIT_INTERRUPTED, EXIT_USAGE
 from .parser import build_parser
 from .results import cmd_baseline, cmd_diff, cmd_merge, cmd_report
+from .security import cmd_security
 from .scenarios import cmd_bench, cmd_exec, cmd_goldens_update, cmd_list, cmd_run
 from .upkeep import cmd_cache, cmd_doctor, cmd_pins, cmd_runtimes, cmd_vfio
 
@@ -18,7 +19,7 @@ __all__ = ["build_parser", "main"]
 COMMANDS = {"vfio": cmd_vfio, "run": cmd_run, "list": cmd_list, "doctor": cmd_doctor, "exec": cmd_exec,
             "report": cmd_report, "bench": cmd_bench, "pins": cmd_pins, "runtimes": cmd_runtimes,
             "diff": cmd_diff, "baseline": cmd_baseline, "cache": cmd_cache, "merge": cmd_merge,
-            "cdi": cmd_cdi}
+            "cdi": cmd_cdi, "security": cmd_security}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

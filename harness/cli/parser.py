@@ -241,6 +241,23 @@ def build_parser() -> Parser:
                            help="spec files, .json or .yaml (default: those in /etc/cdi and /var/run/cdi)")
     cdi_check.add_argument("--toolset", type=Path, help=TOOLSET_HELP)
 
+    security = sub.add_parser("security", help="is vtest a boundary? a hostile client's mutated sessions against a "
+                              "real virgl_test_server while an honest app renders through it")
+    security_sub = security.add_subparsers(dest="security_command", required=True, parser_class=Parser)
+    fuzz = security_sub.add_parser("fuzz", help="record the gl probe's session, fuzz the server with it, print a table")
+    fuzz.add_argument("--count", type=positive_int, default=1000, help="inputs to try at most (default: %(default)s)")
+    fuzz.add_argument("--seconds", type=seconds, default=60.0,
+                      help="time for the inputs at most, in seconds (default: %(default)s)")
+    fuzz.add_argument("--seed", type=non_negative_int, default=0, help="the mutator's seed (default: %(default)s)")
+    replay = security_sub.add_parser("replay", help="one input a fuzz run saved, against a fresh server")
+    replay.add_argument("input", type=Path, help="a file under OUT/fuzz/inputs/")
+    for one in (fuzz, replay):
+        one.add_argument("--deadline", type=seconds, default=5.0,
+                         help="seconds a server has to answer after an input (default: %(default)s)")
+        one.add_argument("--out", type=Path, default=Path("gpu-harness-security"),
+                         help="output folder: the session, the saved inputs, security.json (default: %(default)s)")
+        one.add_argument("--toolset", type=Path, help=TOOLSET_HELP)
+
     vfio_cmd = sub.add_parser("vfio", add_help=False, help="check, bind and restore a PCI device for passthrough "
                               "(gpu-harness vfio --help)")
     vfio_cmd.add_argument("vfio_args", nargs=argparse.REMAINDER, help="the vfio command and its arguments")
