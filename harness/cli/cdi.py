@@ -9,17 +9,13 @@ from ..pathspec import DriverMode
 from .codes import EXIT_FAILED, EXIT_OK
 
 
-def live_driver(args) -> cdicheck.LiveDriver:
-    return cdicheck.live_driver(toolsets.load(args.toolset))
-
-
 def cmd_cdi(args) -> int:
     return cdi_generate(args) if args.cdi_command == "generate" else cdi_check(args)
 
 
 def cdi_generate(args) -> int:
-    live = live_driver(args)
     toolset = toolsets.load(args.toolset)
+    live = cdicheck.live_driver(toolset)
     out = Path(args.out)
     if out.suffix != ".json":
         raise InputError(f"--out {out}: a CDI spec file's name ends in .json (CDI readers skip other files)")
@@ -44,7 +40,7 @@ def cdi_check(args) -> int:
     if not specs:
         raise InputError(f"no CDI spec to check: none in {' or '.join(cdi.SPEC_DIRS)}; name one (cdi check SPEC)")
     loaded = [(path, cdicheck.load(path)) for path in specs]  # every input judged good before any is checked
-    live = live_driver(args)
+    live = cdicheck.live_driver(toolsets.load(args.toolset))
     stale = 0
     for path, spec in loaded:
         findings = cdicheck.check(spec, live)
