@@ -2,6 +2,7 @@
 host path is there, every library is the live driver's version, device nodes have the host's
 numbers, the vendor and ICD files are there and name libraries the spec mounts; and says
 whether it carries 32-bit libraries. A spec that fails any of these is stale."""
+import functools
 import glob
 import json
 import os
@@ -53,6 +54,7 @@ def live_driver(toolset: Toolset) -> LiveDriver:
     return LiveDriver(from_tool(tool.path, tool.extra), version)
 
 
+@functools.lru_cache(maxsize=1)
 def validator():
     from jsonschema import Draft7Validator
     from referencing import Registry, Resource

@@ -95,8 +95,7 @@ def classified(scenario: Scenario, observed: Observed, host: HostFacts,
         code - 128 if code is not None and code > 128 else None)
     raw = report.raw if report else None
     runtime_libc = (raw or {}).get("libc") or hostdriver.glibc_version(scenario.runtime.root)
-    service_lines = [line for path in launch.service_logs.values() if path
-                     for line in tail(path, 50).splitlines()]
+    service_lines = last_service_lines(launch)
     found = diagnosis.classify(raw, launch.log_tail(200).splitlines(), signal_number,
                                {"runtime": runtime_libc, "host": host.driver_libc}, service_lines)
     if found is None:
@@ -200,6 +199,11 @@ def isolation_checks(scenario: Scenario, report: ProbeReport, host: HostFacts) -
     return checks
 
 
+def last_service_lines(launch: LaunchResult) -> List[str]:
+    """The last lines each service logged: where a failure's evidence is."""
+    return [line for path in launch.service_logs.values() if path for line in tail(path, 50).splitlines()]
+
+
 def server_connection_check(launch: LaunchResult) -> Optional[Check]:
     """On a path with a vtest server: the client's socket held to the end (a client whose server
     process died mid-run can still exit 0 with the pixels it read before)."""
@@ -207,8 +211,7 @@ def server_connection_check(launch: LaunchResult) -> Optional[Check]:
         return None
     lost = diagnosis.lost_vtest_server(launch.log_tail(400).splitlines())
     if lost:
-        evidence = diagnosis.service_evidence([line for path in launch.service_logs.values() if path
-                                               for line in tail(path, 50).splitlines()])
+        evidence = diagnosis.service_evidence(last_service_lines(launch))
         said = f" (the service said: {evidence})" if evidence else ""
         return Check("server-connection", False, f"the vtest server's side of the socket went away mid-run: {lost}{said}",
                      FailureKind.SERVICE_DIED)
