@@ -56,6 +56,7 @@ TOOL_SPECS = {
         ToolSpec("egl", None, "libegl1 libgles2 and a vendor library (libegl-mesa0, or the GPU vendor's driver)"),
         ToolSpec("host-driver", None, "libegl-mesa0 libgl1-mesa-dri (or the GPU vendor's EGL/Vulkan driver)"),
         ToolSpec("qemu-system-x86_64", "qemu-system-x86_64", "qemu-system-x86", ["--version"]),
+        ToolSpec("qemu-system-aarch64", "qemu-system-aarch64", "qemu-system-arm", ["--version"]),  # arm64 guests
         ToolSpec("Xvfb", "Xvfb", "xvfb"),
         ToolSpec("busybox", "busybox", "busybox-static", ["--help"], r"BusyBox v(\d+(?:\.\d+)+)"),
         ToolSpec("kernel", None, "linux-image-amd64"),

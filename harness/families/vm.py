@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 from typing import ClassVar, List, Optional, Sequence, Type
 
-from .. import emulation
 from ..lifecycle import LaunchContext, Prepared
 from ..model import Scenario
 from ..pathspec import PathSpec
@@ -15,6 +14,7 @@ from ..target import Target
 from ..toolset import Toolset
 from ..vm import display as display_mod
 from .base import Family
+from . import vm_boot
 from .vm_guest import Guest
 from ..vm import kernel as kernel_mod
 from .vm_launch import VmLaunch, acceleration
@@ -67,11 +67,13 @@ class VmFamily(Family):
         return None
 
     def unavailable_in(self, ctx: LaunchContext) -> Optional[str]:
-        runtime = ctx.scenario.runtime
-        architecture = emulation.tree_architecture(runtime.root) if runtime.root else None
-        if architecture and architecture not in emulation.NATIVE["amd64"]:
-            return (f"runtime {runtime.name} is {architecture}: the VM paths boot an x86-64 guest "
-                    f"(qemu-system-x86_64), and the toolset has no qemu-system-aarch64 or {architecture} kernel")
+        try:
+            boot = vm_boot.guest_boot(ctx.toolset, ctx.scenario.runtime)
+        except vm_boot.BootUnavailable as exc:
+            return str(exc)
+        if ctx.interactive and not boot.arch.second_serial:
+            return (f"an {boot.arch.name} guest ({boot.arch.machine} machine) has one serial port: "
+                    "no second one for the command agent")
         return super().unavailable_in(ctx)
 
     def target(self, ctx: LaunchContext) -> Target:

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import List, Optional, Tuple
 
+from .. import emulation
 from ..interrupts import INTERRUPTS
 from ..lifecycle import Launch, LaunchContext
 from ..model import Scenario
@@ -19,19 +20,19 @@ from ..services import ServiceSpec
 from ..templating import render
 from ..toolset import Toolset
 from ..vm import accel as accel_mod, console, display as display_mod, initramfs, kernel as kernel_mod
-from ..vm import modules as modules_mod
+from ..vm import arches, modules as modules_mod
 from ..vm.machine import Machine
 from ..vm.qemu import QemuSpec
 from .base import EnvMode, Plan, probe_spec, runtime_icds, workload_env, write_config
 from .sandbox import probe_python
+from . import vm_boot
+from .vm_boot import GuestBoot
 
-MEMORY_MB = 256  # the least that boots and renders every VM path here (measured); two fit side by side
+MEMORY_MB = arches.AMD64.memory_mb  # the least that boots and renders every VM path here (measured); two fit
 SCANOUT_SETTLE_S = 0.5
 SCANOUT_WAIT_S = 5.0
-# acpi=off and the TSC flags save 0.35 s of a 2.9 s TCG boot (measured); without ACPI the guest
-# cannot power QEMU off, so the harness quits QEMU when init says it is done (see watch()).
-KERNEL_ARGS = ("console=ttyS0", "panic=-1", "loglevel=4", "mitigations=off", "vt.global_cursor_default=0",
-               "acpi=off", "tsc=reliable", "no_timer_check")
+SHARED_KERNEL_ARGS = ("panic=-1", "loglevel=4", "mitigations=off", "vt.global_cursor_default=0")
+KERNEL_ARGS = (f"console={arches.AMD64.console}", *SHARED_KERNEL_ARGS, *arches.AMD64.kernel_args)
 
 STDIN_FILE = "stdin"  # on the result share: what exec's command reads on its stdin in the guest
 _accel_lock = threading.Lock()
@@ -39,6 +40,7 @@ _accel: Optional[accel_mod.Accel] = None
 
 
 def acceleration(toolset: Toolset, workdir) -> accel_mod.Accel:
+    """The acceleration of an amd64 guest here: KVM once a tiny guest has booted under it, else TCG."""
     global _accel
     with _accel_lock:
         if _accel is None:
@@ -67,17 +69,22 @@ def guest_argv(ctx: LaunchContext, scanout: bool, family_args: List[str]) -> Lis
                                       [*ctx.workload.probe_args, *family_args], scanout)
 
 
-def build_initrd(ctx: LaunchContext, wanted: Tuple[str, ...], scanout: bool):
-    toolset, agent = ctx.toolset, ctx.interactive
-    modules_dir = str(toolset.tools["kernel"].extra["modules_dir"])
-    modules = modules_mod.resolve_for_kernel(modules_dir, wanted)
+def guest_acceleration(boot: GuestBoot, toolset: Toolset, workdir) -> accel_mod.Accel:
+    if boot.foreign:
+        return accel_mod.Accel("tcg", f"an {boot.arch.name} guest on an {emulation.host_architecture()} host")
+    return acceleration(toolset, workdir)
+
+
+def build_initrd(ctx: LaunchContext, boot: GuestBoot, wanted: Tuple[str, ...], scanout: bool):
+    agent = ctx.interactive
+    modules = modules_mod.resolve_for_kernel(boot.modules_dir, wanted)
     init = console.render_init(modules, scanout=scanout and not agent, agent=agent)
     files: Tuple[Tuple[str, str], ...] = ()
     if ctx.workload.probe is not None:
         spec = probe_spec(ctx)
         files = tuple((path.name, str(path)) for path in spec.files) + \
             tuple((name, str(path)) for name, path in spec.package_files())
-    return initramfs.build(initramfs.InitramfsSpec(toolset.path("busybox"), modules_dir, tuple(modules), init, files))
+    return initramfs.build(initramfs.InitramfsSpec(boot.busybox, boot.modules_dir, tuple(modules), init, files))
 
 
 def write_guest_workload(ctx: LaunchContext, scanout: bool, family_args: List[str]) -> None:
@@ -107,8 +114,10 @@ class VmLaunch(Launch):
         ctx = self.ctx
         scenario, toolset, workspace = ctx.scenario, ctx.toolset, ctx.workspace
         out = workspace.result_dir
-        accel = acceleration(toolset, workspace.tmp_dir)  # the run tried it before any scenario
-        kernel = kernel_mod.unpacked(toolset.path("kernel"))
+        self.boot = vm_boot.guest_boot(toolset, scenario.runtime)  # the family said Skip where it cannot
+        accel = guest_acceleration(self.boot, toolset, workspace.tmp_dir)  # the run tried KVM before any scenario
+        kernel = self.boot.kernel if self.boot.foreign else kernel_mod.unpacked(self.boot.kernel)
+        arch = self.boot.arch
         t0 = time.monotonic()
         initrd, built = self.guest_image()
         self.result.phases["image_build_s"] = time.monotonic() - t0
@@ -117,7 +126,8 @@ class VmLaunch(Launch):
         self.serial_log, self.qmp_socket = out / "console.log", workspace.tmp_dir / "qmp.sock"
         self.agent_socket = workspace.tmp_dir / "agent.sock" if ctx.interactive else None
         qemu = self.machine_spec(QemuSpec(
-            qemu=toolset.path("qemu-system-x86_64"), accel=accel.name, memory_mb=MEMORY_MB, kernel=kernel,
+            qemu=self.boot.qemu, accel=accel.name, memory_mb=arch.memory_mb, kernel=kernel, machine=arch.machine,
+            cpu=None if accel.name == "kvm" else arch.tcg_cpu,
             initrd=str(initrd), cmdline=" ".join(self.kernel_args() + scenario.kernel_args), serial_log=str(self.serial_log),
             qmp_socket=str(self.qmp_socket), runtime_root=self.guest_root(), out_dir=str(self.share_dir()),
             display=self.display, gpu=scenario.spec.guest_gpu,
@@ -130,13 +140,14 @@ class VmLaunch(Launch):
                                  "serial console": str(self.serial_log), "qemu": str(out / "qemu.log")})
         self.result.facts.update({"accel": accel.name, "accel_reason": accel.reason, "initramfs": str(initrd),
                                   "initramfs_built": built, "kernel": kernel, "memory_mb": qemu.memory_mb,
-                                  "display": self.display})
+                                  "display": self.display, "guest_architecture": arch.name,
+                                  "guest_kernel_from": self.boot.kernel_source})
         return services
 
     def guest_image(self) -> Tuple[Path, bool]:
         """The initramfs (cached by content; whether it was built now) and, on the result share,
         what init runs this time."""
-        initrd, built = build_initrd(self.ctx, self.guest_modules(), self.guest_scanout())
+        initrd, built = build_initrd(self.ctx, self.boot, self.guest_modules(), self.guest_scanout())
         write_guest_workload(self.ctx, self.guest_scanout(), self.family_args)
         return initrd, built
 
@@ -146,7 +157,8 @@ class VmLaunch(Launch):
 
     def kernel_args(self) -> Tuple[str, ...]:
         """The guest kernel's command line before the scenario's own arguments (which win)."""
-        return KERNEL_ARGS
+        arch = self.boot.arch
+        return (f"console={arch.console}", *SHARED_KERNEL_ARGS, *arch.kernel_args)
 
     def guest_scanout(self) -> bool:
         """Whether the guest's init shows the probe's image on its framebuffer for the host to

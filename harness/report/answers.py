@@ -6,6 +6,7 @@ import re
 import statistics
 from typing import Dict, Iterable, List, Optional, Sequence
 
+from .. import emulationcost
 from ..outcomes import Outcome
 from . import entries
 from .audits import exposure, isolation, own_namespaces
@@ -92,7 +93,8 @@ def cost(scenarios: List[dict]) -> Answer:
                     "What does the path cost: setup, service and machine start, memory, fps against "
                     f"{' / '.join(baselines) or 'the baseline path'}? (medians over the path's scenarios that ran)",
                     ["path", "ran", "setup s", "start s", "probe s", "wall s", "memory MB (probe + services)",
-                     "fps % of baseline, per API (same: within the spread)"])
+                     "fps % of baseline, per API (same: within the spread)",
+                     "emulated against native (same suite)"])
     for path, group in by_path(ran(scenarios)).items():
         record = cost_record(path, group)
         answer.add(record, cost_row(record))
@@ -131,7 +133,18 @@ def cost_record(path: str, group: List[dict]) -> dict:
         "fps_same_as_baseline": {probe: all(s.get("fps_same_as_baseline") is True for s in same)
                                  for probe, same in by_probe(group).items()
                                  if any(entries.number(s, "fps_vs_baseline") is not None for s in same)},
+        "emulation": [cost.to_dict() for cost in emulation_costs(group)],
     }
+
+
+def emulation_costs(group: List[dict]) -> List[emulationcost.EmulationCost]:
+    """A path's scenarios on emulated runtimes against the same probe on the native runtime of
+    their suite (only rendered ones: a failure's time is not the path's cost)."""
+    measured = (emulationcost.Measured.from_facts(
+        str(s.get("path")), entries.probe(s), entries.runtime(s), entries.mapping(s, "runtime_facts"),
+        entries.numbers(s, "phases_s").get("probe_s"), entries.number(s, "fps"), entries.spread(s))
+        for s in group if entries.outcome(s) is Outcome.PASS)
+    return emulationcost.pairs(found for found in measured if found is not None)
 
 
 def by_probe(group: List[dict]) -> Dict[str, List[dict]]:
@@ -153,7 +166,7 @@ def cost_row(record: dict) -> List[Cell]:
                         for probe, share in record["fps_vs_baseline"].items())
     return [Cell(record["path"]), Cell(str(record["scenarios"])), Cell(fmt(record["setup_s"])),
             Cell(fmt(record["start_s"])), Cell(fmt(record["probe_s"])), Cell(fmt(record["wall_s"])), Cell(memory),
-            Cell(shares or "-")]
+            Cell(shares or "-"), Cell(" · ".join(emulationcost.describe(item) for item in record.get("emulation") or []) or "-")]
 
 
 # --- driver matching ----------------------------------------------------------------------------
