@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
+from . import emulationcost
 from .lifecycle import PHASE_NAMES
 
 PHASES = PHASE_NAMES
@@ -123,9 +124,7 @@ def table(rows: List[BenchRow], title: str):
 
 
 def fps_text(row: BenchRow) -> str:
-    if row.fps is None:
-        return "-"
-    return f"{row.fps:.0f}" + (f" ({row.fps_spread[0]:.0f}-{row.fps_spread[1]:.0f})" if row.fps_spread else "")
+    return spread_text(row.fps, row.fps_spread)
 
 
 def share_text(row: BenchRow) -> str:
@@ -139,6 +138,47 @@ def share_text(row: BenchRow) -> str:
 def phase_header(phase: str) -> str:
     """services_ready_s -> services ready s"""
     return phase.removesuffix("_s").replace("_", " ") + " s"
+
+
+def emulation_costs(rounds: List[List], rows: List[BenchRow]) -> List[emulationcost.EmulationCost]:
+    """Each scenario that passed on an emulated runtime against the same path and probe on the
+    native runtime of its suite, both over all rounds (medians, the rounds' spread)."""
+    first = {result.scenario.id: result for results in rounds for result in results}
+    measured = []
+    for row in rows:
+        result = first[row.scenario]
+        if row.outcome != "Pass":
+            continue
+        found = emulationcost.Measured.from_facts(row.path, result.scenario.probe, result.scenario.runtime.name,
+                                                  result.runtime_facts or {}, row.phases_s.get("probe_s"), row.fps,
+                                                  row.fps_spread)
+        if found is not None:
+            measured.append(found)
+    return emulationcost.pairs(measured)
+
+
+def emulation_table(costs: List[emulationcost.EmulationCost]):
+    from rich.table import Table
+
+    out = Table(title="what emulation costs: an emulated runtime against the native one of its suite, same path")
+    for column in ("path", "probe", "emulated", "native", "probe s", "x native", "fps (rounds)", "native fps (rounds)",
+                   "% of native"):
+        out.add_column(column, justify="left" if column in ("path", "probe", "emulated", "native") else "right")
+    for cost in costs:
+        emulated, native = cost.emulated, cost.native
+        share = "-" if cost.fps_share is None else (
+            "same (within the spread)" if cost.fps_same else f"{cost.fps_share * 100:.0f}%")
+        out.add_row(emulated.path, emulated.probe, f"{emulated.runtime} ({emulated.architecture})", native.runtime,
+                    f"{fmt(emulated.probe_s, '{:.2f}')} / {fmt(native.probe_s, '{:.2f}')}",
+                    fmt(cost.probe_factor, "{:.1f}"), spread_text(emulated.fps, emulated.fps_spread),
+                    spread_text(native.fps, native.fps_spread), share)
+    return out
+
+
+def spread_text(fps: Optional[float], spread: Optional[Tuple[float, float]]) -> str:
+    if fps is None:
+        return "-"
+    return f"{fps:.0f}" + (f" ({spread[0]:.0f}-{spread[1]:.0f})" if spread else "")
 
 
 @dataclass

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO, BinaryIO, Dict, List, Optional, Set, Tuple, Union
 
 from .errors import cut, shown
+from .model import GUEST_KERNEL_PARTS
 
 GZIP_MAGIC = b"\x1f\x8b"
 TAR_MAGIC_AT = 257  # "ustar" in a tar header
@@ -291,10 +292,11 @@ class ImageSpec:
 
 def layer_argv(root: Path) -> List[str]:
     """GNU tar of the tree, one member per path, sorted and with numeric owners (so the same tree
-    is the same layer); names without './' as image layers have them."""
+    is the same layer); names without './' as image layers have them. A runtime's own kernel is
+    its guest's, not a container's: left out."""
     entries = sorted(os.listdir(root))
-    return ["tar", "--create", "--file=-", "--format=gnu", "--numeric-owner", "--sort=name",
-            f"--directory={root}", "--", *entries]
+    return ["tar", "--create", "--file=-", "--format=gnu", "--numeric-owner", "--sort=name", "--anchored",
+            *(f"--exclude={part}/*" for part in GUEST_KERNEL_PARTS), f"--directory={root}", "--", *entries]
 
 
 def config_bytes(spec: ImageSpec, diff_id: str) -> bytes:

@@ -11,6 +11,9 @@ from .textenum import TextEnum
 HOST_RUNTIME = "host"  # the runtime named host: the machine's own root filesystem
 LOCAL = "local"  # the machine a scenario runs on unless it names one: this host
 DEFAULT_TIMEOUT_S = 60.0
+# A runtime's own kernel (an arm64 runtime's, which its VM paths boot): for its guest only, so a
+# container image or Flatpak runtime made from it leaves these out (300 MB for Debian's arm64).
+GUEST_KERNEL_PARTS = ("boot", "usr/lib/modules")
 
 
 class RuntimeKind(TextEnum):

@@ -241,6 +241,9 @@ def bench_rounds(args, scenarios: List[Scenario], toolset) -> int:
     title = (f"gpu-harness bench: {counted(len(scenarios), 'scenario')} x {counted(len(rounds), 'run')}, median; "
              f"matrix wall {matrix_wall:.2f} s (-j {args.jobs})")
     print_table(bench.table(rows, title))
+    emulation_costs = bench.emulation_costs([results for results, _ in rounds], rows)
+    if emulation_costs:
+        print_table(bench.emulation_table(emulation_costs))
     machine_rows = bench.machine_rows(machines, rows)
     if machine_rows:
         print_table(bench.machine_table(machine_rows))

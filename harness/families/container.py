@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Dict, List, Optional, Union
 
-from .. import imagearchive, process, reaper, recipes, runtimes, vtest
+from .. import emulation, imagearchive, process, reaper, recipes, runtimes, vtest
 from ..errors import InputError, one_line
 from ..imagearchive import ImageInfo
 from ..interrupts import INTERRUPTS
@@ -126,6 +126,11 @@ def image_python(image: ImageInfo) -> str:
         if argv and PYTHON.match(os.path.basename(argv[0])):
             return argv[0]
     return "python3"
+
+
+def host_oci_architecture() -> str:
+    host = emulation.host_architecture()
+    return imagearchive.OCI_ARCHITECTURES.get(host, host)
 
 
 def image_of(runtime: Runtime) -> Optional[ImageInfo]:
@@ -350,6 +355,10 @@ class ContainerFamily(ProcessFamily):
             if service.name == vtest.SERVICE and service.ready_socket:
                 argv += ["--volume", volume(service.ready_socket, vtest.SOCKET_INSIDE)]
         image = image_of(scenario.runtime)
+        if image and image.architecture and image.architecture != host_oci_architecture():
+            # An arm64 image on this host: said, so podman takes it for the platform it is (and
+            # binfmt_misc's qemu-user runs it), rather than warning that it does not match.
+            argv += ["--arch", image.architecture]
         if workload.command is not None:
             command = list(workload.command)
         else:

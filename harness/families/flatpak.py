@@ -31,54 +31,19 @@ from typing import Callable, Dict, List, Optional, Tuple
 from .. import cache, glext, reaper, runtimes, vtest
 from ..workloads import registry as workloads
 from ..lifecycle import LaunchAborted, LaunchContext
-from ..model import HOST_KIND, Runtime, Scenario
+from ..model import GUEST_KERNEL_PARTS, HOST_KIND, Runtime, Scenario
 from ..pathspec import FlatpakMode
 from ..services import ServiceSpec
 from .base import EnvMode, Plan, ProcessFamily, ProcessLaunch, icd_env, probe_spec
+from .flatpak_install import (APP_ID, BRANCH, HOST_ARCH, filesystem, flatpak_arch, flatpak_step,
+                              install_app, install_bundle, bundled_app, private_env, runtime_metadata)
 from .sandbox import services_for
 
-APP_ID = "org.gpuharness.Probe"
-RUNTIME_ID = "org.gpuharness.Stub"
-BRANCH = "1"
 FLATPAK_CACHE = cache.ROOT / "flatpak"
 APP_INSIDE = "/app"
-BUNDLE_APP = "bundle-app"  # in the scenario's flatpak folder: the app id of the user's bundle it installed
 CODE = "code"  # in the probe's output folder: the probe's files, where a bundle's app (whose /app is its own) runs them
-UNSAFE_IN_FILESYSTEM = (":",)  # --filesystem=PATH:ro splits on ':'
 # The app's command: link Mesa's fixed vtest socket name to the one it was given, then run.
 LINK_AND_RUN = 'if [ -n "$VTEST_SOCKET_NAME" ]; then ln -sfn "$VTEST_SOCKET_NAME" /tmp/.virgl_test; fi; exec "$@"'
-
-
-class FlatpakError(Exception):
-    """Setting up the private installation failed; the message has flatpak's own words."""
-
-
-def filesystem(path: str, *options: str) -> str:
-    if any(char in path for char in UNSAFE_IN_FILESYSTEM):
-        raise FlatpakError(f"cannot expose {path!r} to a Flatpak app: --filesystem splits on ':'")
-    return "--filesystem=" + ":".join((path, *options))
-
-
-def private_env(folder: str) -> Dict[str, str]:
-    """flatpak's environment: its installation, HOME and runtime folder all in `folder`."""
-    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": f"{folder}/home",
-            "FLATPAK_USER_DIR": f"{folder}/installation", "XDG_RUNTIME_DIR": f"{folder}/xdg",
-            "XDG_DATA_HOME": f"{folder}/home/.local/share", "LANG": "C.UTF-8"}
-
-
-def flatpak_step(flatpak: str, env: Dict[str, str], *args: str) -> str:
-    done = subprocess.run([flatpak, *args], env=env, capture_output=True, text=True, timeout=120,
-                          stdin=subprocess.DEVNULL)
-    if done.returncode != 0:
-        said = " | ".join(line for line in (done.stdout + done.stderr).splitlines() if line.strip())
-        raise FlatpakError(f"flatpak {' '.join(args[:2])} failed: {said}")
-    return done.stdout
-
-
-def runtime_metadata(folder: str, runtime_id: str, branch: str = BRANCH) -> None:
-    with open(f"{folder}/metadata", "w") as metadata:
-        metadata.write(f"[Runtime]\nname={runtime_id}\nruntime={runtime_id}/x86_64/{branch}\n"
-                       f"sdk={runtime_id}/x86_64/{branch}\n")
 
 
 def runtime_label(runtime: Runtime) -> str:
@@ -103,7 +68,7 @@ class Exported:
 
 
 def cached_export(flatpak: str, key: str, ref_id: str, fill: Callable[[str], Dict[str, object]],
-                  source_root: str, layout: Optional[str] = None) -> Exported:
+                  source_root: str, layout: Optional[str] = None, arch: str = HOST_ARCH) -> Exported:
     """A repo in FLATPAK_CACHE holding one runtime exported from `build/files` and `build/metadata`,
     which `fill(build)` writes (returning facts to keep); built once per key and id, under a lock
     while one run builds it, a half-written repo never taken for a built one. What it was built
@@ -122,8 +87,8 @@ def cached_export(flatpak: str, key: str, ref_id: str, fill: Callable[[str], Dic
             try:
                 with reaper.temp_dir("build-", str(cache_dir)) as build:
                     facts = fill(build)
-                    flatpak_step(flatpak, private_env(build), "build-export", "--runtime", "--files=files",
-                                 str(repo), build, BRANCH)
+                    flatpak_step(flatpak, private_env(build), "build-export", f"--arch={arch}", "--runtime",
+                                 "--files=files", str(repo), build, BRANCH)
             except BaseException:
                 shutil.rmtree(repo, ignore_errors=True)
                 raise
@@ -144,9 +109,13 @@ def recorded(done: Path) -> Dict[str, object]:
 
 
 def hard_linked_usr(root: str, build: str) -> None:
-    # build-export reads a real folder, and hard links cost no space.
+    # build-export reads a real folder, and hard links cost no space. A runtime's own kernel's
+    # modules are its guest's: not an app's.
     subprocess.run(["cp", "-al", os.path.join(root, "usr"), f"{build}/files"], check=True, capture_output=True,
                    timeout=600)
+    for part in GUEST_KERNEL_PARTS:
+        if part.startswith("usr/"):
+            shutil.rmtree(os.path.join(build, "files", part[len("usr/"):]), ignore_errors=True)
 
 
 def exported_runtime(flatpak: str, runtime: Runtime) -> Tuple[str, str]:
@@ -154,13 +123,15 @@ def exported_runtime(flatpak: str, runtime: Runtime) -> Tuple[str, str]:
     FLATPAK_CACHE keyed by the runtime's root (itself keyed by content)."""
     runtime_id = flatpak_id("org.gpuharness.Runtime", runtime_label(runtime))
 
+    arch = flatpak_arch(runtime.root)
+
     def fill(build: str) -> Dict[str, object]:
         hard_linked_usr(runtime.root, build)
-        runtime_metadata(build, runtime_id)
-        return {}
+        runtime_metadata(build, runtime_id, arch=arch)
+        return {"arch": arch}
 
     root = os.path.realpath(runtime.root)
-    exported = cached_export(flatpak, root, runtime_id, fill, root)
+    exported = cached_export(flatpak, root, runtime_id, fill, root, arch=arch)
     return exported.repo, exported.ref_id
 
 
@@ -224,66 +195,6 @@ def gl_extension(flatpak: str, source: Runtime) -> Exported:
     return cached_export(flatpak, key, extension_id, fill, root, glext.layout_digest())
 
 
-def install_app(flatpak: str, folder: str, probe_files: List[str], runtime: Optional[Tuple[str, str]],
-                extensions: Tuple[Tuple[str, str], ...] = ()) -> None:
-    """An app whose files are the probe, and its runtime, installed privately in `folder`: a
-    runtime exported in a cached repo (`runtime` = (repo, id)), or a stub runtime for --usr-path;
-    and any extensions ((repo, id) each) besides."""
-    env = private_env(folder)
-    for part in ("home", "installation", "xdg", "build/runtime/files"):
-        os.makedirs(f"{folder}/{part}", exist_ok=True)
-    os.chmod(f"{folder}/xdg", 0o700)
-    build, repo = f"{folder}/build", f"{folder}/build/repo"
-    if runtime is not None:
-        runtime_repo, runtime_id = runtime
-    else:
-        runtime_repo, runtime_id = repo, RUNTIME_ID
-        runtime_metadata(f"{build}/runtime", runtime_id)
-        flatpak_step(flatpak, env, "build-export", "--runtime", "--files=files", repo, f"{build}/runtime", BRANCH)
-    flatpak_step(flatpak, env, "--user", "remote-add", "--no-gpg-verify", "runtimes", runtime_repo)
-    flatpak_step(flatpak, env, "--user", "install", "-y", "--noninteractive", "runtimes", f"{runtime_id}//{BRANCH}")
-    for index, (extension_repo, extension_id) in enumerate(extensions):
-        flatpak_step(flatpak, env, "--user", "remote-add", "--no-gpg-verify", f"extension{index}", extension_repo)
-        flatpak_step(flatpak, env, "--user", "install", "-y", "--noninteractive", f"extension{index}",
-                     f"{extension_id}//{BRANCH}")
-    app = f"{build}/app"
-    flatpak_step(flatpak, env, "build-init", app, APP_ID, runtime_id, runtime_id, BRANCH)
-    for path in probe_files:
-        shutil.copy2(path, f"{app}/files/{os.path.basename(path)}")
-    flatpak_step(flatpak, env, "build-finish", app, "--command=/bin/sh")
-    flatpak_step(flatpak, env, "build-export", repo, app)
-    flatpak_step(flatpak, env, "--user", "remote-add", "--no-gpg-verify", "--if-not-exists", "apps", repo)
-    flatpak_step(flatpak, env, "--user", "install", "-y", "--noninteractive", "apps", APP_ID)
-
-
-def install_bundle(flatpak: str, folder: str, bundle: str) -> Tuple[str, str]:
-    """A user's Flatpak bundle installed privately in `folder` over a stub of the runtime it names
-    (the scenario's runtime's /usr stands in for it with --usr-path): its app id and that runtime."""
-    env = private_env(folder)
-    for part in ("home", "installation", "xdg", "build/stub/files"):
-        os.makedirs(f"{folder}/{part}", exist_ok=True)
-    os.chmod(f"{folder}/xdg", 0o700)
-    flatpak_step(flatpak, env, "--user", "install", "-y", "--noninteractive", "--no-deps", "--bundle", bundle)
-    listed = flatpak_step(flatpak, env, "--user", "list", "--app", "--columns=application,runtime").split()
-    if len(listed) != 2 or listed[1].count("/") != 2:
-        raise FlatpakError(f"the bundle {bundle} installed as {' '.join(listed) or 'nothing'}, not one app")
-    app_id, runtime_ref = listed
-    runtime_id, _, branch = runtime_ref.split("/")
-    runtime_metadata(f"{folder}/build/stub", runtime_id, branch)
-    repo = f"{folder}/build/stub-repo"
-    flatpak_step(flatpak, env, "build-export", "--runtime", "--files=files", repo, f"{folder}/build/stub", branch)
-    flatpak_step(flatpak, env, "--user", "remote-add", "--no-gpg-verify", "stubs", repo)
-    flatpak_step(flatpak, env, "--user", "install", "-y", "--noninteractive", "stubs", f"{runtime_id}//{branch}")
-    Path(folder, BUNDLE_APP).write_text(app_id)
-    return app_id, runtime_ref
-
-
-def bundled_app(folder: str) -> Optional[str]:
-    """The app id of the bundle installed in `folder`, or None where the scenario runs no bundle."""
-    path = Path(folder, BUNDLE_APP)
-    return path.read_text() if path.exists() else None
-
-
 def extension_source(scenario: Scenario) -> Runtime:
     """The runtime the scenario's GL extension is made from (matrix: gl_extension; else its own),
     built if it is not yet."""
@@ -333,9 +244,10 @@ class FlatpakLaunch(ProcessLaunch):
             for path in files:
                 shutil.copy2(path, workspace.probe_out / CODE)
         else:
-            install_app(flatpak, folder, files, runtime, extensions)
+            install_app(flatpak, folder, files, runtime, extensions, arch=flatpak_arch(scenario.runtime.root))
         self.result.phases["image_build_s"] = time.monotonic() - t0
         self.result.facts["flatpak_mode"] = mode.value
+        self.result.facts["flatpak_arch"] = flatpak_arch(scenario.runtime.root)
         self.result.facts["flatpak_install_s"] = round(time.monotonic() - t1, 2)
         return super().prepare()
 
@@ -376,7 +288,10 @@ class FlatpakFamily(ProcessFamily):
         socket = next((s.ready_socket for s in services if s.name == vtest.SERVICE and s.ready_socket), None)
         argv = [toolset.path("flatpak"), "run", "--user", "--die-with-parent", "--no-session-bus", "--no-a11y-bus",
                 "--no-documents-portal", "--device=dri" if scenario.spec.needs_render_node else "--nodevice=dri"]
-        if glext.multiarch(scenario.runtime.root) not in (None, FLATPAK_MULTIARCH):
+        arch = flatpak_arch(scenario.runtime.root)
+        if arch != HOST_ARCH:
+            argv.append(f"--arch={arch}")  # an emulated runtime's own arch: qemu-user runs it (binfmt_misc)
+        elif glext.multiarch(scenario.runtime.root) not in (None, FLATPAK_MULTIARCH):
             # A 32-bit runtime: Flatpak's seccomp filter kills 32-bit syscalls (SIGSYS, measured)
             # unless the app may run multiarch binaries, as a 32-bit app's own metadata says.
             argv.append("--allow=multiarch")
