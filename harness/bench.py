@@ -161,9 +161,9 @@ def emulation_table(costs: List[emulationcost.EmulationCost]):
     from rich.table import Table
 
     out = Table(title="what emulation costs: an emulated runtime against the native one of its suite, same path")
-    for column in ("path", "probe", "emulated", "native", "probe s", "x native", "fps (rounds)", "native fps (rounds)",
-                   "% of native"):
-        out.add_column(column, justify="left" if column in ("path", "probe", "emulated", "native") else "right")
+    names = ("path", "probe", "emulated", "against")
+    for column in (*names, "probe s", "x its probe s", "fps (rounds)", "its fps (rounds)", "% of its fps"):
+        out.add_column(column, justify="left" if column in names else "right")
     for cost in costs:
         emulated, native = cost.emulated, cost.native
         share = "-" if cost.fps_share is None else (

@@ -41,7 +41,7 @@ NOT_FOUND = re.compile(r"Version '([^']+)' for '([^']+)' was not found")
 UNKNOWN_PACKAGE = re.compile(r"Unable to locate package (\S+)")
 BUILD_TIMEOUT_S = 1200.0
 IMAGES_DIR = CACHE_DIR.parent / "images"
-IMAGE_FORMAT = "v1"  # bump when imagearchive.write's output changes: cached archives are keyed by it
+IMAGE_FORMAT = "v2"  # bump when imagearchive.write's output changes: cached archives are keyed by it
 
 
 class RuntimeBuildError(Exception):

@@ -18,8 +18,9 @@ let
   driverFirst = suffix: mesaPath:
     (if driverLink == null then "" else "${driverLink}/${suffix}:") + mesaPath;
   vendorDirs = driverFirst "share/glvnd/egl_vendor.d" "${mesa}/share/glvnd/egl_vendor.d";
+  # nixpkgs' qemu builds every target: the amd64 guest's QEMU, and an arm64 runtime's guest's.
   qemuSystem = {
-    "x86_64-linux" = "qemu-system-x86_64";
+    "x86_64-linux" = [ "qemu-system-x86_64" "qemu-system-aarch64" ];
   };
 in
 {
@@ -67,6 +68,7 @@ in
   }
   # The harness boots x86_64 guests only so far: elsewhere the VM paths say Skip, with the reason.
   // (if qemuSystem ? ${system}
-      then { ${qemuSystem.${system}} = tool "${qemu}/bin/${qemuSystem.${system}}" qemu (pinned "qemu"); }
+      then builtins.listToAttrs (map (name: { inherit name; value = tool "${qemu}/bin/${name}" qemu (pinned "qemu"); })
+        qemuSystem.${system})
       else { });
 }

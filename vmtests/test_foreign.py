@@ -1,10 +1,12 @@
 """Other architectures for real: arm64 runtimes (bookworm-arm64, trixie-arm64) built with
 mmdebstrap under qemu-user, an emulated arm64 app rendering through the host's x86-64
-virglrenderer, the host-driver paths refused as wrong-architecture by the ELF header, the VM
-paths' Skip, and the ELF classifier on the runtimes' own files."""
+virglrenderer (alone, in a Flatpak as aarch64 refs, in an arm64 container image), the host-driver
+paths refused as wrong-architecture by the ELF header, an arm64 guest booting the runtime's own
+kernel under qemu-system-aarch64, what emulation costs, and the ELF classifier on the runtimes'
+own files."""
 import pytest
 
-from harness import emulation, matrix as matrix_mod, verdict
+from harness import emulation, emulationcost, matrix as matrix_mod, verdict
 from harness.outcomes import FailureKind
 
 from .conftest import describe, outcome_or_skip
@@ -47,9 +49,72 @@ def test_the_host_s_driver_in_an_arm64_runtime_is_wrong_architecture_by_its_elf_
     assert "the host's amd64 driver in a runtime for arm64" in result.verdict.reason
 
 
-def test_the_vm_paths_say_why_an_arm64_runtime_does_not_boot(run_scenarios):
-    (result,) = run_scenarios([compat("vm-virgl/bookworm-arm64/gl")])
-    assert result.verdict.outcome is verdict.SKIP and "qemu-system-aarch64" in result.verdict.reason
+@pytest.mark.parametrize("runtime", FOREIGN)
+def test_an_arm64_guest_boots_the_runtime_s_own_kernel_and_renders_with_virgl(runtime, run_scenarios):
+    """qemu-system-aarch64 (virt, virtio-gpu-gl) under TCG: the arm64 kernel, busybox and Mesa are
+    the runtime's; the host's virglrenderer renders what the guest's virgl driver sends."""
+    (result,) = run_scenarios([compat(f"vm-virgl/{runtime}/gl")])
+    assert outcome_or_skip(result) == verdict.PASS, describe(result)
+    facts, argv = result.launch.facts, result.launch.argv
+    assert facts["guest_architecture"] == "arm64" and facts["accel"] == "tcg"
+    assert facts["kernel"].startswith(f"{result.scenario.runtime.root}/boot/vmlinuz-")
+    assert argv[0].endswith("qemu-system-aarch64") and argv[argv.index("-machine") + 1] == "virt"
+    assert emulation.elf_architecture(result.scenario.runtime.root + "/bin/busybox") == "arm64"
+    assert result.report.renderer.startswith("virgl")
+    assert any("aarch64-linux-gnu" in library for library in result.report.raw["libraries"])
+    assert "scanout" in result.launch.artifacts  # the guest's framebuffer, captured from the display
+
+
+def test_flatpak_runs_an_arm64_runtime_s_app_as_aarch64(run_scenarios):
+    require_arm64()
+    (result,) = run_scenarios([compat("flatpak-vtest/bookworm-arm64/gl")])
+    assert outcome_or_skip(result) == verdict.PASS, describe(result)
+    assert "--arch=aarch64" in result.launch.argv and result.launch.facts["flatpak_arch"] == "aarch64"
+    assert any("aarch64-linux-gnu" in library for library in result.report.raw["libraries"])
+
+
+def test_podman_runs_an_arm64_image_for_its_platform(run_scenarios):
+    """The runtime as an image whose config says arm64, run with --arch arm64; the kernel the
+    runtime carries for its guest is not in the image."""
+    from harness import imagearchive, runtimes
+
+    require_arm64()
+    (result,) = run_scenarios([compat("podman-vtest/bookworm-arm64-image/gl")])
+    assert outcome_or_skip(result) == verdict.PASS, describe(result)
+    argv = result.launch.argv
+    assert argv[argv.index("--arch") + 1] == "arm64"
+    archive = runtimes.image_archive_path("bookworm-arm64")
+    assert imagearchive.read(str(archive)).architecture == "arm64"
+    assert not [name for name in layer_names(archive) if name.startswith(("boot/", "usr/lib/modules/")) and
+                not name.endswith("/")]
+    assert result.report.renderer.startswith("virgl")
+
+
+def layer_names(archive) -> list:
+    import gzip
+    import tarfile
+
+    with gzip.open(archive) as raw, tarfile.open(fileobj=raw) as outer:
+        layer = next(member for member in outer.getmembers() if member.name.endswith("layer.tar"))
+        with tarfile.open(fileobj=outer.extractfile(layer)) as inner:
+            return inner.getnames()
+
+
+def test_what_emulation_costs_is_the_emulated_run_against_the_native_one(run_scenarios):
+    """The same path and probe on bookworm and bookworm-arm64, paired by their suite, each side's
+    probe time and fps from the run (what bench and the cost answer show)."""
+    require_arm64()
+    results = run_scenarios([compat("vtest-virgl/bookworm/gl"), compat("vtest-virgl/bookworm-arm64/gl")])
+    for result in results:
+        assert outcome_or_skip(result) == verdict.PASS, describe(result)
+    measured = [emulationcost.Measured.from_facts(r.scenario.path_id, r.scenario.probe, r.scenario.runtime.name,
+                                                  r.runtime_facts, r.launch.phases.get("probe_s"), r.report.fps,
+                                                  r.report.fps_spread) for r in results]
+    (cost,) = emulationcost.pairs(m for m in measured if m is not None)
+    assert (cost.emulated.runtime, cost.native.runtime) == ("bookworm-arm64", "bookworm")
+    assert cost.emulated.emulator.startswith("qemu-aarch64 version")
+    assert cost.probe_factor is not None and cost.fps_share is not None  # both sides measured
+    assert emulationcost.describe(cost.to_dict()).startswith("bookworm-arm64/gl: probe x")
 
 
 def test_the_elf_classifier_on_each_runtime_s_own_files():
