@@ -273,7 +273,7 @@ def read(path: str) -> ImageInfo:
 
 # -- writing -------------------------------------------------------------------------------------
 
-OCI_ARCHITECTURES = {"amd64": "amd64", "i386": "386", "arm64": "arm64"}
+OCI_ARCHITECTURES = {"amd64": "amd64", "i386": "386", "arm64": "arm64", "riscv64": "riscv64"}
 EPOCH = "1970-01-01T00:00:01Z"  # as dockerTools: the archive is the same for the same tree
 CHUNK = 1 << 20
 

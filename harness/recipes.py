@@ -24,7 +24,7 @@ except ImportError:  # Python < 3.11
 RECIPES_DIR = Path(__file__).parent / "data" / "runtimes"
 MIRROR = "http://deb.debian.org/debian"
 SUITES = ("bullseye", "bookworm", "trixie", "forky", "sid", "fixture")
-ARCHITECTURES = ("amd64", "i386", "arm64")
+ARCHITECTURES = ("amd64", "i386", "arm64", "riscv64")
 VARIANTS = ("minbase", "custom")
 RECIPE_KEYS = {"suite", "architecture", "packages", "variant", "mirror", "trusted", "allow_expired", "description"}
 LOCK_SCHEMA = "gpu-harness/runtime-lock/v1"

@@ -57,6 +57,7 @@ TOOL_SPECS = {
         ToolSpec("host-driver", None, "libegl-mesa0 libgl1-mesa-dri (or the GPU vendor's EGL/Vulkan driver)"),
         ToolSpec("qemu-system-x86_64", "qemu-system-x86_64", "qemu-system-x86", ["--version"]),
         ToolSpec("qemu-system-aarch64", "qemu-system-aarch64", "qemu-system-arm", ["--version"]),  # arm64 guests
+        ToolSpec("qemu-system-riscv64", "qemu-system-riscv64", "qemu-system-misc", ["--version"]),  # riscv64 guests
         ToolSpec("Xvfb", "Xvfb", "xvfb"),
         ToolSpec("busybox", "busybox", "busybox-static", ["--help"], r"BusyBox v(\d+(?:\.\d+)+)"),
         ToolSpec("kernel", None, "linux-image-amd64"),

@@ -11,9 +11,9 @@ import sys
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional, Tuple
 
-from . import reaper, runner, services, vtest
+from . import reaper, runner, serverconfine, services, vtest
 from .diagnosis import SERVER_SEGV
 from .lifecycle import Hooks, Workspace
 from .model import HOST, Scenario
@@ -24,6 +24,11 @@ from .toolset import Toolset
 
 RELAY = Path(__file__).resolve().parent / "vtestrelay.py"
 FUZZER = PROBE_DIR / "vtestfuzz.py"
+# How the server serves the hostile client and the honest app: a process per client (the
+# default), one process for all (--no-fork --multi-clients), a server each, or a process per
+# client under bwrap (harness/serverconfine.py).
+FORKING, SHARED, PER_APP, CONFINED = "forking", "shared", "per-app", "confined"
+MODES = (FORKING, SHARED, PER_APP, CONFINED)
 
 
 @dataclass
@@ -31,7 +36,7 @@ class FuzzRun:
     """One fuzz run against one server, as measured."""
 
     server: str  # "virgl_test_server 0.10.4"
-    mode: str  # how the server serves clients: "forking" (a process per client)
+    mode: str  # how the server serves clients: MODES
     seed: int
     session_bytes: int
     tried: int
@@ -41,10 +46,13 @@ class FuzzRun:
     waiting: int  # the server waits for data no client would send (not a hang)
     crashes: int  # "SIGSEGV!" lines: processes for a client that crashed
     server_alive: bool  # the listening server outlived it all
+    server_end: str  # how it ended where it did not: "service ... died during the run (killed by SIGPIPE)"
     peak_rss_kb: int
     honest: str  # the honest app's outcome and reason
     seconds: float
     inputs: List[dict] = field(default_factory=list)  # the saved inputs: outcome, change, file
+    targeted: List[dict] = field(default_factory=list)  # each targeted case: its outcome and how
+    reach: Dict[str, object] = field(default_factory=dict)  # what the server's process sees and may write
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -61,14 +69,29 @@ def app(index: int, probe_args=(), timeout_s: float = 60.0) -> Scenario:
                     timeout_s=timeout_s, probe_args=tuple(probe_args))
 
 
-def server(toolset: Toolset, scratch: Path, out: Path, name: str) -> services.ServiceSpec:
+def server(toolset: Toolset, scratch: Path, out: Path, name: str, mode: str = FORKING,
+           extra_env: Optional[Dict[str, str]] = None) -> services.ServiceSpec:
+    """The server a hostile client meets, run as `mode` says; `extra_env` for its process (a test
+    plants a crash with LD_PRELOAD)."""
     out.mkdir(parents=True, exist_ok=True)
     spec = vtest.server_spec(toolset, Workspace(out, scratch))
     spec.ready_socket = str(scratch / f"{name}.sock")
-    spec.argv = vtest.server_argv(toolset.path(vtest.SERVICE), spec.ready_socket,
-                                  toolset.render_nodes[0] if toolset.render_nodes else None)
+    render_node = toolset.render_nodes[0] if toolset.render_nodes else None
+    spec.argv = vtest.server_argv(toolset.path(vtest.SERVICE), spec.ready_socket, render_node,
+                                  multi_clients=mode == SHARED)
+    if mode == CONFINED:
+        spec.argv = serverconfine.confined(toolset.path("bwrap"), spec.argv, str(scratch), render_node)
+    spec.env.update(extra_env or {})
     spec.log_path = str(out / f"{name}.log")
     return spec
+
+
+def reach_of(toolset: Toolset, mode: str, scratch: Path) -> dict:
+    """What a crashed server's process reaches, run as the server runs in `mode`."""
+    render_node = toolset.render_nodes[0] if toolset.render_nodes else None
+    wrap = (lambda argv: serverconfine.confined(toolset.path("bwrap"), argv, str(scratch), render_node)) \
+        if mode == CONFINED else (lambda argv: argv)
+    return serverconfine.reach(toolset.path("python3"), str(scratch), wrap)
 
 
 def through(socket: str):
@@ -104,19 +127,24 @@ def record(toolset: Toolset, out: Path) -> Path:
 
 
 def fuzz(toolset: Toolset, session: Path, out: Path, seed: int = 0, count: int = 1000, seconds: float = 60.0,
-         deadline_s: float = 5.0, honest_done: Optional[threading.Event] = None) -> FuzzRun:
-    """The hostile client's inputs against a fresh forking server while an honest app renders
-    through it; `honest_done` is set once the honest app has its verdict."""
+         deadline_s: float = 5.0, honest_done: Optional[threading.Event] = None, mode: str = FORKING,
+         server_env: Optional[Dict[str, str]] = None) -> FuzzRun:
+    """The hostile client's inputs against a fresh server run as `mode` says, while an honest app
+    renders through it (per-app: through a server of its own); `honest_done` is set once the
+    honest app has its verdict."""
     honest_done = honest_done or threading.Event()
     out.mkdir(parents=True, exist_ok=True)
     with reaper.temp_dir("gh-fuzz-") as scratch, MemorySampler() as sampler:
-        running = services.start(server(toolset, Path(scratch), out, "server"))
+        reach = reach_of(toolset, mode, Path(scratch))
+        running = services.start(server(toolset, Path(scratch), out, "server", mode, server_env))
         sampler.watch(running.child)
+        own = services.start(server(toolset, Path(scratch), out, "honest-server")) if mode == PER_APP else None
         honest: List[str] = []
 
         def honest_app() -> None:
+            socket = (own or running).spec.ready_socket or ""
             (result,) = runner.run([app(1)], toolset, runner.RunOptions(out_dir=out / "honest", goldens_dir=GOLDENS_DIR),
-                                   hooks=Hooks(start_services=through(running.spec.ready_socket or "")))
+                                   hooks=Hooks(start_services=through(socket)))
             honest.append(f"{result.verdict.outcome.value}: {result.verdict.reason}")
             honest_done.set()
 
@@ -128,27 +156,34 @@ def fuzz(toolset: Toolset, session: Path, out: Path, seed: int = 0, count: int =
                                    "--deadline", str(deadline_s), "--out", str(out)],
                                   capture_output=True, text=True, timeout=seconds + 10 * deadline_s + 60)
             thread.join()
-            alive = running.child.poll() is None
+            alive, end = running.child.poll() is None, running.failure() or ""
         finally:
-            services.stop_all([running])
+            services.stop_all([running, *([own] if own else [])])
     if done.returncode != 0:
         raise RuntimeError(f"the fuzzer failed: {done.stderr.strip()[-400:]}")
     report = json.loads((out / "fuzz.json").read_text())
     log = Path(running.spec.log_path).read_text(errors="replace").splitlines()
     version = toolset.version(vtest.SERVICE) or "?"
-    return FuzzRun(f"{vtest.SERVICE} {version}", "forking", seed, report["session_bytes"], report["tried"],
-                   report["answered"], report["dropped"], report["hung"], report["waiting"],
-                   sum(line.strip() == SERVER_SEGV for line in log), alive, sampler.peak_rss_kb,
-                   honest[0] if honest else "did not finish", report["seconds"], report["inputs"])
+    return FuzzRun(f"{vtest.SERVICE} {version}", mode, seed, report["session_bytes"], report["tried"],
+                   report["answered"], report["dropped"], report["hung"], report["waiting"], crashes_in(log), alive,
+                   end, sampler.peak_rss_kb, honest[0] if honest else "did not finish", report["seconds"], report["inputs"],
+                   report.get("targeted", []), reach)
 
 
-def replay(toolset: Toolset, saved: Path, out: Path, deadline_s: float = 5.0) -> Optional[str]:
-    """One saved input against a fresh server: what the fuzzer saw, and what the server logged."""
+def crashes_in(log: List[str]) -> int:
+    """The server's processes for a client that crashed: its SIGSEGV handler's lines."""
+    return sum(line.strip() == SERVER_SEGV for line in log)
+
+
+def replay(toolset: Toolset, saved: Path, out: Path, deadline_s: float = 5.0, mode: str = FORKING,
+           server_env: Optional[Dict[str, str]] = None) -> Tuple[Optional[str], int]:
+    """One saved input against a fresh server: what the fuzzer saw, and the crashes the server logged."""
     with reaper.temp_dir("gh-replay-") as scratch:
-        running = services.start(server(toolset, Path(scratch), out, "replay-server"))
+        running = services.start(server(toolset, Path(scratch), out, "replay-server", mode, server_env))
         try:
             done = subprocess.run([sys.executable, str(FUZZER), "replay", running.spec.ready_socket or "", str(saved),
                                    "--deadline", str(deadline_s)], capture_output=True, text=True, timeout=60)
         finally:
             services.stop_all([running])
-    return done.stdout.strip() or None
+    log = Path(running.spec.log_path).read_text(errors="replace").splitlines()
+    return done.stdout.strip() or None, crashes_in(log)

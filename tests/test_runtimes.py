@@ -40,7 +40,7 @@ def package(name, version, sha, arch="amd64"):
 
 @pytest.mark.parametrize("fields, message", [
     ({"suite": "buster"}, "suite: 'buster' is not a known Debian suite"),
-    ({"architecture": "sparc"}, "architecture: 'sparc' is not one of amd64, i386, arm64"),
+    ({"architecture": "sparc"}, "architecture: 'sparc' is not one of amd64, i386, arm64, riscv64"),
     ({"packages": []}, "packages: must be a non-empty list of package names"),
     ({"packages": ["Bad Name"]}, "packages: 'Bad Name' is not a Debian package name"),
     ({"mirror": "ftp://x"}, "mirror: 'ftp://x' is not an http(s) or file URL"),

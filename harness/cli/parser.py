@@ -45,6 +45,17 @@ def seconds(text: str) -> float:
     return value
 
 
+def security_modes(text: str) -> list:
+    """`forking,confined`: server modes (harness.vtestsecurity.MODES), each once."""
+    from ..vtestsecurity import MODES
+
+    chosen = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [part for part in chosen if part not in MODES]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"{shown(text)}: modes are {', '.join(MODES)} (comma-separated)")
+    return list(dict.fromkeys(chosen))
+
+
 def days(text: str) -> float:
     try:
         value = float(text)
@@ -249,8 +260,14 @@ def build_parser() -> Parser:
     fuzz.add_argument("--seconds", type=seconds, default=60.0,
                       help="time for the inputs at most, in seconds (default: %(default)s)")
     fuzz.add_argument("--seed", type=non_negative_int, default=0, help="the mutator's seed (default: %(default)s)")
+    fuzz.add_argument("--modes", type=security_modes, default=["forking", "confined"],
+                      help="how the server runs, each in turn (--seconds each): forking (a process per client), "
+                           "shared (one process for all: --no-fork --multi-clients), per-app (the honest app has a "
+                           "server of its own), confined (forking, under bwrap) (default: forking,confined)")
     replay = security_sub.add_parser("replay", help="one input a fuzz run saved, against a fresh server")
-    replay.add_argument("input", type=Path, help="a file under OUT/fuzz/inputs/")
+    replay.add_argument("input", type=Path, help="a file under OUT/fuzz-MODE/inputs/")
+    replay.add_argument("--mode", type=security_modes, default=["forking"],
+                        help="how the server runs (one of the fuzz modes; default: forking)")
     for one in (fuzz, replay):
         one.add_argument("--deadline", type=seconds, default=5.0,
                          help="seconds a server has to answer after an input (default: %(default)s)")

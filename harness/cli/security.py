@@ -1,6 +1,7 @@
 """The `security` commands: a hostile vtest client against a real server, measured; a saved input replayed."""
 import json
 import sys
+from typing import List
 
 from .. import toolsets, vtest, vtestsecurity
 from ..errors import InputError
@@ -14,25 +15,50 @@ def cmd_security(args) -> int:
         raise InputError(f"security: needs {', '.join(toolset.missing([vtest.SERVICE, 'bwrap', 'python3', 'mesa']))}")
     if args.security_command == "replay":
         if not args.input.is_file():
-            raise InputError(f"security replay: {args.input}: no such file (a fuzz run saves its inputs in OUT/fuzz/inputs/)")
-        said = vtestsecurity.replay(toolset, args.input, args.out, args.deadline)
-        print(f"{args.input}: {said or 'no answer from the fuzzer'} (server log: {args.out / 'replay-server.log'})")
-        return EXIT_OK if said and said.startswith("answered") else EXIT_FAILED
+            raise InputError(f"security replay: {args.input}: no such file (a fuzz run saves its inputs in "
+                             "OUT/fuzz-MODE/inputs/)")
+        said, crashes = vtestsecurity.replay(toolset, args.input, args.out, args.deadline, args.mode[0])
+        crashed = f"; the server's process for it crashed ({crashes} SIGSEGV)" if crashes else ""
+        print(f"{args.input}: {said or 'no answer from the fuzzer'}{crashed} "
+              f"(server log: {args.out / 'replay-server.log'})")
+        return EXIT_OK if said and said.startswith("answered") and not crashes else EXIT_FAILED
     print("recording the gl probe's vtest session ...", file=sys.stderr)
     session = vtestsecurity.record(toolset, args.out / "record")
-    print(f"fuzzing from {session} ({session.stat().st_size} bytes), seed {args.seed} ...", file=sys.stderr)
-    run = vtestsecurity.fuzz(toolset, session, args.out / "fuzz", args.seed, args.count, args.seconds, args.deadline)
-    (args.out / "security.json").write_text(json.dumps({"runs": [run.to_json()]}, indent=1) + "\n")
+    runs = []
+    for mode in args.modes:
+        print(f"fuzzing a {mode} server from {session} ({session.stat().st_size} bytes), seed {args.seed} ...",
+              file=sys.stderr)
+        runs.append(vtestsecurity.fuzz(toolset, session, args.out / f"fuzz-{mode}", args.seed, args.count,
+                                       args.seconds, args.deadline, mode=mode))
+        (args.out / "security.json").write_text(json.dumps({"runs": [run.to_json() for run in runs]}, indent=1) + "\n")
+    print_table(runs_table(runs))
+    print(f"inputs that dropped or hung: {args.out}/fuzz-MODE/inputs; replay one: gpu-harness security replay FILE "
+          "--mode MODE", file=sys.stderr)
+    return EXIT_OK if all(r.server_alive and r.honest.startswith("Pass") and not r.crashes for r in runs) \
+        else EXIT_FAILED
+
+
+def runs_table(runs: List[vtestsecurity.FuzzRun]):
     from rich.table import Table
 
     table = Table(title="a hostile vtest client, an honest app beside it")
     for column in ("server", "mode", "inputs", "answered", "dropped", "waiting", "hung", "crashes", "server alive",
-                   "peak RSS MB", "honest app"):
+                   "peak RSS MB", "honest app", "a crash there reaches"):
         table.add_column(column)
-    table.add_row(run.server, run.mode, f"{run.tried} in {run.seconds:g} s", str(run.answered), str(run.dropped),
-                  str(run.waiting), str(run.hung), str(run.crashes), "yes" if run.server_alive else "NO",
-                  f"{run.peak_rss_kb / 1024:.0f}", run.honest.split(":")[0])
-    print_table(table)
-    print(f"inputs that dropped or hung: {args.out / 'fuzz' / 'inputs'}; replay one: gpu-harness security replay FILE",
-          file=sys.stderr)
-    return EXIT_OK if run.server_alive and run.honest.startswith("Pass") and not run.crashes else EXIT_FAILED
+    for run in runs:
+        table.add_row(run.server, run.mode, f"{run.tried} in {run.seconds:g} s", str(run.answered), str(run.dropped),
+                      str(run.waiting), str(run.hung), str(run.crashes),
+                      "yes" if run.server_alive else f"NO: {run.server_end.partition('(')[2].rstrip(')') or 'ended'}",
+                      f"{run.peak_rss_kb / 1024:.0f}", run.honest.split(":")[0], reach_text(run.reach))
+    return table
+
+
+def reach_text(reach: dict) -> str:
+    """`home: yes; writes /, /tmp, ...; network eth0; 212 processes`, from serverconfine.reach."""
+    if "error" in reach or not reach:
+        return f"not measured ({reach.get('error', 'no probe')})"
+    network = ", ".join(reach.get("network") or []) or "none"
+    private = f" (private: {', '.join(reach['writable_private'])})" if reach.get("writable_private") else ""
+    return (f"home {'readable' if reach.get('home_readable') else 'not there'}; writes the host's "
+            f"{', '.join(reach.get('writable_host') or []) or 'nothing'}{private}; network {network}; "
+            f"{reach.get('processes')} processes")

@@ -11,7 +11,9 @@ from ..model import Runtime
 from ..toolset import Toolset
 from ..vm import arches
 
-FOREIGN_KERNEL_PACKAGES = {"arm64": "linux-image-arm64 busybox-static"}  # what a runtime's recipe adds to boot
+# What a runtime's recipe adds to boot its guest.
+FOREIGN_KERNEL_PACKAGES = {"arm64": "linux-image-arm64 busybox-static", "riscv64": "linux-image-riscv64 busybox-static"}
+KERNEL_IMAGES = ("vmlinuz-", "vmlinux-")  # Debian's names: compressed (amd64, arm64) or not (riscv64)
 
 
 class BootUnavailable(Exception):
@@ -41,8 +43,9 @@ def runtime_architecture(runtime: Runtime) -> str:
 
 def runtime_kernel(root: str) -> Optional[Tuple[str, str]]:
     """(vmlinuz, modules folder) of the newest kernel a runtime has installed, or None."""
-    for image in sorted(glob.glob(os.path.join(root, "boot", "vmlinuz-*")), reverse=True):
-        version = os.path.basename(image)[len("vmlinuz-"):]
+    images = [image for prefix in KERNEL_IMAGES for image in glob.glob(os.path.join(root, "boot", f"{prefix}*"))]
+    for image in sorted(images, key=os.path.basename, reverse=True):
+        version = os.path.basename(image).split("-", 1)[1]
         for modules in (os.path.join(root, "usr/lib/modules", version), os.path.join(root, "lib/modules", version)):
             if os.path.isfile(os.path.join(modules, "modules.dep")):
                 return image, modules
@@ -55,7 +58,8 @@ def guest_boot(toolset: Toolset, runtime: Runtime) -> GuestBoot:
     native = name in emulation.NATIVE.get(emulation.host_architecture(), ())
     arch = arches.AMD64 if native else arches.get(name)
     if arch is None:
-        raise BootUnavailable(f"runtime {runtime.name} is {name}: the VM paths boot amd64 and arm64 guests only")
+        raise BootUnavailable(f"runtime {runtime.name} is {name}: the VM paths boot "
+                              f"{', '.join(sorted(arches.ARCHES))} guests only")
     if not toolset.found(arch.qemu):
         raise BootUnavailable(f"runtime {runtime.name} is {name}: its guest needs {toolset.why_missing(arch.qemu)}")
     if native:

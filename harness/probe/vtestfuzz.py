@@ -26,6 +26,8 @@ import sys
 import time
 from typing import Dict, List, Optional, Tuple
 
+import vtestcases  # beside this file, inside as outside
+
 HEADER = struct.Struct("<II")
 PING_PROTOCOL_VERSION = 10
 COMMANDS = range(1, 25)  # VCMD_GET_CAPS .. VCMD_SUBMIT_CMD2
@@ -142,6 +144,41 @@ def replay(path: str, payload: bytes, deadline_s: float) -> Tuple[str, str]:
         conn.close()
 
 
+def flood(path: str, payload: bytes, deadline_s: float, requests: int = 100_000) -> Tuple[str, str]:
+    """A client that never reads: the session, then capability requests (each answered with the
+    whole capability set) without reading, until the server stops reading them too (its answers
+    fill the socket) or `requests` are sent; then it reads at last and asks for the version."""
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.settimeout(deadline_s)
+    try:
+        conn.connect(path)
+        conn.sendall(payload)
+        conn.settimeout(min(1.0, deadline_s))
+        sent = 0
+        try:
+            while sent < requests:
+                conn.sendall(HEADER.pack(0, vtestcases.GET_CAPS2))
+                sent += 1
+        except socket.timeout:
+            pass
+        blocked = f"the server stopped reading after {sent} unread requests" if sent < requests else \
+            f"{sent} requests sent unread without the server blocking"
+        conn.settimeout(deadline_s)
+        started = time.monotonic()
+        while time.monotonic() - started < deadline_s and drain(conn):
+            try:  # the answers owed, read now; then the ping's
+                conn.sendall(HEADER.pack(0, PING_PROTOCOL_VERSION))
+                outcome, how = answer(conn, deadline_s)
+                return outcome, f"{blocked}; {how}" if how else blocked
+            except socket.timeout:
+                continue
+        return DROPPED, f"{blocked}; the server hung up"
+    except OSError as exc:
+        return DROPPED, exc.strerror or str(exc)
+    finally:
+        conn.close()
+
+
 def answer(conn: socket.socket, deadline_s: float) -> Tuple[str, str]:
     """Wait for the answer to the ping: answered, dropped (the server hung up) or hung."""
     received, started = b"", time.monotonic()
@@ -173,20 +210,29 @@ def fuzz(path: str, session: bytes, seed: int, count: int, seconds: float, out: 
     saved: List[dict] = []
     os.makedirs(os.path.join(out, "inputs"), exist_ok=True)
     baseline = replay(path, encode(commands), deadline_s)
-    started, tried = time.monotonic(), 0
-    while tried < count and time.monotonic() - started < seconds:
-        payload, change = mutate(commands, rng)
-        outcome, how = replay(path, payload, deadline_s)
+    started, tried, targeted = time.monotonic(), 0, []
+
+    def tally_one(payload: bytes, change: str, outcome: str, how: str, mode: str = "") -> None:
         tally[outcome] += 1
-        if outcome in (DROPPED, HUNG):
-            name = os.path.join("inputs", f"{tried:05d}-{outcome}.bin")
+        if outcome in (DROPPED, HUNG):  # a never-reads input is named so: it replays as one
+            name = os.path.join("inputs", f"{tried:05d}-{outcome}{'-' + mode if mode else ''}.bin")
             with open(os.path.join(out, name), "wb") as handle:
                 handle.write(payload)
             saved.append({"input": tried, "outcome": outcome, "how": how, "change": change, "file": name})
+
+    for case in vtestcases.targeted(commands):  # first, and whatever the bounds: they are few
+        payload = encode(case.commands)
+        outcome, how = (flood if case.mode == vtestcases.NEVER_READS else replay)(path, payload, deadline_s)
+        tally_one(payload, case.name, outcome, how, case.mode)
+        targeted.append({"case": case.name, "outcome": outcome, "how": how})
+        tried += 1
+    while tried < count and time.monotonic() - started < seconds:
+        payload, change = mutate(commands, rng)
+        tally_one(payload, change, *replay(path, payload, deadline_s))
         tried += 1
     return {"seed": seed, "session_commands": len(commands), "session_bytes": len(session),
             "unmutated": baseline[0], "tried": tried, "seconds": round(time.monotonic() - started, 2),
-            **tally, "inputs": saved}
+            **tally, "targeted": targeted, "inputs": saved}
 
 
 def main(argv: List[str]) -> int:
@@ -206,8 +252,9 @@ def main(argv: List[str]) -> int:
     again.add_argument("--deadline", type=float, default=5.0)
     args = parser.parse_args(argv)
     if args.command == "replay":
+        send = flood if args.input.endswith(f"-{vtestcases.NEVER_READS}.bin") else replay
         with open(args.input, "rb") as handle:
-            outcome, how = replay(args.socket, handle.read(), args.deadline)
+            outcome, how = send(args.socket, handle.read(), args.deadline)
         print(f"{outcome}{': ' + how if how else ''}")
         return 0 if outcome == ANSWERED else 1
     with open(args.session, "rb") as handle:

@@ -1,0 +1,77 @@
+"""A host-side server confined by bwrap, and what a process reaches from where it runs.
+
+Confined: no network or other namespace shared (--unshare-all), the host's /usr and /etc read
+only (the program, its libraries, the driver's files), a private /tmp, /proc of its own, a
+minimal /dev with only the render node added, and read-write only the folder of its socket. No
+seccomp filter: bwrap takes one as a compiled BPF program, which the toolset has no compiler for.
+What a crash there reaches is measured, not assumed: a probe run the same way (confined or not)
+says what it can see and write (the host's folders, told from private ones by device and inode),
+the network it has and the processes it sees."""
+import json
+import os
+import subprocess
+from typing import Dict, List, Optional, Sequence
+
+READ_ONLY = ("/usr", "/etc")
+MERGED_USR_LINKS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+# What the reach probe looks at: the user's home, the places a server could write, the network.
+REACH_SCRIPT = r"""
+import json, os, sys
+home, socket_dir = sys.argv[1], sys.argv[2]
+places = ["/", "/usr", "/etc", "/var/tmp", "/tmp", home, socket_dir]
+def lines(path):
+    try:
+        with open(path) as f:
+            return f.read().splitlines()
+    except OSError:
+        return []
+interfaces = [l.split(":")[0].strip() for l in lines("/proc/net/dev")[2:]]
+print(json.dumps({
+    "home_readable": os.access(home, os.R_OK) and os.path.isdir(home),
+    "writable": [[p, os.stat(p).st_dev, os.stat(p).st_ino] for p in places if os.path.isdir(p) and os.access(p, os.W_OK)],
+    "network": [i for i in interfaces if i != "lo"],
+    "processes": sum(1 for p in os.listdir("/proc") if p.isdigit()),
+    "devices": sorted(os.listdir("/dev")) if os.path.isdir("/dev") else [],
+}))
+"""
+
+
+def confined(bwrap: str, argv: Sequence[str], socket_dir: str, render_node: Optional[str]) -> List[str]:
+    """`argv` run under bwrap with only what a vtest server needs (see the module's docstring)."""
+    # No --new-session: the server stays in the harness's process group for it (its memory is
+    # sampled by group); it has no terminal for TIOCSTI (stdin is /dev/null).
+    prefix = [bwrap, "--unshare-all", "--die-with-parent"]
+    for folder in READ_ONLY:
+        prefix += ["--ro-bind", folder, folder]
+    for link in MERGED_USR_LINKS:
+        if os.path.islink(f"/{link}"):
+            prefix += ["--symlink", os.readlink(f"/{link}"), f"/{link}"]
+    prefix += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--bind", socket_dir, socket_dir]
+    if render_node:
+        prefix += ["--dev-bind", render_node, render_node]
+    return [*prefix, "--", *argv]
+
+
+def reach(python: str, socket_dir: str, wrap=lambda argv: argv, env: Optional[Dict[str, str]] = None) -> dict:
+    """What a process started as `wrap` starts it sees and may write (the server's view, measured)."""
+    home = os.path.expanduser("~")
+    argv = wrap([python, "-c", REACH_SCRIPT, home, socket_dir])
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env, stdin=subprocess.DEVNULL)
+    if done.returncode != 0:
+        return {"error": (done.stderr.strip().splitlines() or ["no output"])[-1]}
+    found = json.loads(done.stdout)
+    # A writable place is the host's where it is the host's folder (the same device and inode:
+    # a bind mount), else a private one (a tmpfs of the sandbox's).
+    found["writable_host"] = [place for place, dev, ino in found["writable"] if same_folder(place, dev, ino)]
+    found["writable_private"] = [place for place, dev, ino in found["writable"] if not same_folder(place, dev, ino)]
+    del found["writable"]
+    found["home"] = home
+    return found
+
+
+def same_folder(place: str, dev: int, ino: int) -> bool:
+    try:
+        seen = os.stat(place)
+    except OSError:
+        return False
+    return (seen.st_dev, seen.st_ino) == (dev, ino)
