@@ -13,6 +13,7 @@ from .conftest import describe, outcome_or_skip
 
 COMPAT = matrix_mod.load(matrix_mod.DEFAULT_MATRIX.parent / "compat.toml")
 FOREIGN = ("bookworm-arm64", "trixie-arm64")
+RISCV = "sid-riscv64"
 
 
 def compat(scenario_id):
@@ -20,14 +21,14 @@ def compat(scenario_id):
     return found
 
 
-def require_arm64():
-    if emulation.how_runs("arm64") is None:
-        raise AssertionError(emulation.why_not("arm64"))
+def require_emulated(architecture: str = "arm64"):
+    if emulation.how_runs(architecture) is None:
+        raise AssertionError(emulation.why_not(architecture))
 
 
 @pytest.mark.parametrize("runtime", FOREIGN)
 def test_an_emulated_arm64_app_renders_through_the_host_s_virglrenderer(runtime, run_scenarios):
-    require_arm64()
+    require_emulated()
     (result,) = run_scenarios([compat(f"vtest-virgl/{runtime}/gl")])
     assert outcome_or_skip(result) == verdict.PASS, describe(result)
     execution = result.runtime_facts["execution"]
@@ -42,7 +43,7 @@ def test_an_emulated_arm64_app_renders_through_the_host_s_virglrenderer(runtime,
 
 @pytest.mark.parametrize("path", ["sandbox-hostlibs", "sandbox-hostdeps", "sandbox-capsule"])
 def test_the_host_s_driver_in_an_arm64_runtime_is_wrong_architecture_by_its_elf_header(path, run_scenarios):
-    require_arm64()
+    require_emulated()
     (result,) = run_scenarios([compat(f"{path}/bookworm-arm64/gl")])
     assert result.verdict.outcome is verdict.EXPECTED_FAIL, describe(result)
     assert result.verdict.failure_kind is FailureKind.WRONG_ARCHITECTURE
@@ -66,7 +67,7 @@ def test_an_arm64_guest_boots_the_runtime_s_own_kernel_and_renders_with_virgl(ru
 
 
 def test_flatpak_runs_an_arm64_runtime_s_app_as_aarch64(run_scenarios):
-    require_arm64()
+    require_emulated()
     (result,) = run_scenarios([compat("flatpak-vtest/bookworm-arm64/gl")])
     assert outcome_or_skip(result) == verdict.PASS, describe(result)
     assert "--arch=aarch64" in result.launch.argv and result.launch.facts["flatpak_arch"] == "aarch64"
@@ -78,7 +79,7 @@ def test_podman_runs_an_arm64_image_for_its_platform(run_scenarios):
     runtime carries for its guest is not in the image."""
     from harness import imagearchive, runtimes
 
-    require_arm64()
+    require_emulated()
     (result,) = run_scenarios([compat("podman-vtest/bookworm-arm64-image/gl")])
     assert outcome_or_skip(result) == verdict.PASS, describe(result)
     argv = result.launch.argv
@@ -103,7 +104,7 @@ def layer_names(archive) -> list:
 def test_what_emulation_costs_is_the_emulated_run_against_the_native_one(run_scenarios):
     """The same path and probe on bookworm and bookworm-arm64, paired by their suite, each side's
     probe time and fps from the run (what bench and the cost answer show)."""
-    require_arm64()
+    require_emulated()
     results = run_scenarios([compat("vtest-virgl/bookworm/gl"), compat("vtest-virgl/bookworm-arm64/gl")])
     for result in results:
         assert outcome_or_skip(result) == verdict.PASS, describe(result)
@@ -117,12 +118,36 @@ def test_what_emulation_costs_is_the_emulated_run_against_the_native_one(run_sce
     assert emulationcost.describe(cost.to_dict()).startswith("bookworm-arm64/gl: probe x")
 
 
+def test_a_riscv64_runtime_renders_alone_in_flatpak_in_podman_and_in_its_own_guest(run_scenarios):
+    """The second foreign architecture: sid's riscv64 Mesa under qemu-riscv64 (vtest, Flatpak as
+    riscv64 refs, the image with --arch riscv64), and a riscv64 guest (qemu-system-riscv64, its
+    OpenSBI, the runtime's kernel) whose virgl driver the host's virglrenderer serves; the host's
+    driver is wrong-architecture."""
+    require_emulated("riscv64")
+    ids = [f"vtest-virgl/{RISCV}/gl", f"flatpak-vtest/{RISCV}/gl", f"podman-vtest/{RISCV}-image/gl",
+           f"vm-virgl/{RISCV}/gl", f"sandbox-hostlibs/{RISCV}/gl"]
+    results = {r.scenario.id: r for r in run_scenarios([compat(i) for i in ids])}
+    for scenario_id in ids[:4]:
+        assert outcome_or_skip(results[scenario_id]) == verdict.PASS, describe(results[scenario_id])
+        assert any("riscv64-linux-gnu" in lib for lib in results[scenario_id].report.raw["libraries"]), scenario_id
+    assert results[ids[0]].runtime_facts["execution"]["version"].startswith("qemu-riscv64 version")
+    assert "--arch=riscv64" in results[ids[1]].launch.argv
+    podman = results[ids[2]].launch.argv
+    assert podman[podman.index("--arch") + 1] == "riscv64"
+    guest = results[ids[3]]
+    assert guest.launch.facts["guest_architecture"] == "riscv64" and guest.launch.argv[0].endswith("qemu-system-riscv64")
+    driver = results[ids[4]]
+    assert driver.verdict.outcome is verdict.EXPECTED_FAIL and driver.verdict.failure_kind is FailureKind.WRONG_ARCHITECTURE
+    assert "the host's amd64 driver in a runtime for riscv64" in driver.verdict.reason
+
+
 def test_the_elf_classifier_on_each_runtime_s_own_files():
     """The shells and C libraries of the built amd64, i386 and arm64 runtimes, read by their headers."""
     from harness import runtimes
 
-    require_arm64()
-    for name, architecture in (("bookworm", "amd64"), ("bookworm-i386", "i386"), ("bookworm-arm64", "arm64")):
+    require_emulated()
+    for name, architecture in (("bookworm", "amd64"), ("bookworm-i386", "i386"), ("bookworm-arm64", "arm64"),
+                               (RISCV, "riscv64")):
         root = runtimes.ensure(name).root
         assert emulation.tree_architecture(root) == architecture, name
         libc = sorted(root.glob("usr/lib/*-linux-gnu*/libc.so.6"))
