@@ -16,7 +16,8 @@ from typing import Dict, List, Optional, Tuple
 from . import reaper, runner, serverconfine, services, vtest
 from .diagnosis import SERVER_SEGV
 from .lifecycle import Hooks, Workspace
-from .model import HOST, Scenario
+from .model import HOST, Runtime, Scenario
+from .workloads import registry as workloads
 from .outcomes import Outcome
 from .probes import GOLDENS_DIR, PROBE_DIR
 from .serverbench import MemorySampler, plainest_vtest_path
@@ -24,6 +25,8 @@ from .toolset import Toolset
 
 RELAY = Path(__file__).resolve().parent / "vtestrelay.py"
 FUZZER = PROBE_DIR / "vtestfuzz.py"
+CASES = PROBE_DIR / "vtestcases.py"  # the fuzzer's targeted cases, beside it wherever it runs
+HOSTILE = "hostile"  # the declared probe that runs the fuzzer inside a path
 # How the server serves the hostile client and the honest app: a process per client (the
 # default), one process for all (--no-fork --multi-clients), a server each, or a process per
 # client under bwrap (harness/serverconfine.py).
@@ -53,6 +56,7 @@ class FuzzRun:
     inputs: List[dict] = field(default_factory=list)  # the saved inputs: outcome, change, file
     targeted: List[dict] = field(default_factory=list)  # each targeted case: its outcome and how
     reach: Dict[str, object] = field(default_factory=dict)  # what the server's process sees and may write
+    client_in: str = "a process on the host"  # where the hostile client ran: "flatpak-vtest over trixie"
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -67,6 +71,20 @@ def app(index: int, probe_args=(), timeout_s: float = 60.0) -> Scenario:
     path = plainest_vtest_path()
     return Scenario(id=f"{path}/host/gl#{index}", path_id=path, runtime=HOST, probe="gl", golden="gl",
                     timeout_s=timeout_s, probe_args=tuple(probe_args))
+
+
+def hostile(path: str, runtime: Runtime, session: Path, seed: int, count: int, seconds: float,
+            deadline_s: float) -> Scenario:
+    """The fuzzer as a probe inside `path` over `runtime`: a declared command workload (after
+    the workload probe's own gl scene), the socket the path gives its apps as its target."""
+    argv = ["python3", "{out}/inputs/vtestfuzz.py", "fuzz", "-", f"{{out}}/inputs/{session.name}", "--seed", str(seed),
+            "--count", str(count), "--seconds", str(seconds), "--deadline", str(deadline_s), "--out", "{out}/fuzz"]
+    step_s = seconds + 30 * deadline_s + 60  # its inputs, the targeted cases' deadlines, its start
+    declared, problems = workloads.parse(HOSTILE, {"kind": "command", "argv": argv, "timeout_s": step_s,
+                                                   "files": [str(FUZZER), str(CASES), str(session)]})
+    assert not problems, problems  # built here, not read from a user's file
+    return Scenario(id=f"{path}/{runtime.name}/{HOSTILE}", path_id=path, runtime=runtime, probe=HOSTILE,
+                    timeout_s=step_s + 120, declared=declared)
 
 
 def server(toolset: Toolset, scratch: Path, out: Path, name: str, mode: str = FORKING,
@@ -128,10 +146,12 @@ def record(toolset: Toolset, out: Path) -> Path:
 
 def fuzz(toolset: Toolset, session: Path, out: Path, seed: int = 0, count: int = 1000, seconds: float = 60.0,
          deadline_s: float = 5.0, honest_done: Optional[threading.Event] = None, mode: str = FORKING,
-         server_env: Optional[Dict[str, str]] = None) -> FuzzRun:
+         server_env: Optional[Dict[str, str]] = None, path: Optional[str] = None,
+         runtime: Runtime = HOST) -> FuzzRun:
     """The hostile client's inputs against a fresh server run as `mode` says, while an honest app
     renders through it (per-app: through a server of its own); `honest_done` is set once the
-    honest app has its verdict."""
+    honest app has its verdict. `path`: the hostile client runs inside that path over `runtime`
+    (its sandbox, container or Flatpak), else as a plain process here."""
     honest_done = honest_done or threading.Event()
     out.mkdir(parents=True, exist_ok=True)
     with reaper.temp_dir("gh-fuzz-") as scratch, MemorySampler() as sampler:
@@ -151,23 +171,51 @@ def fuzz(toolset: Toolset, session: Path, out: Path, seed: int = 0, count: int =
         try:
             thread = threading.Thread(target=honest_app)
             thread.start()
-            done = subprocess.run([sys.executable, str(FUZZER), "fuzz", running.spec.ready_socket or "", str(session),
-                                   "--seed", str(seed), "--count", str(count), "--seconds", str(seconds),
-                                   "--deadline", str(deadline_s), "--out", str(out)],
-                                  capture_output=True, text=True, timeout=seconds + 10 * deadline_s + 60)
+            if path is None:
+                report = run_here(running.spec.ready_socket or "", session, out, seed, count, seconds, deadline_s)
+            else:
+                report = run_inside(toolset, hostile(path, runtime, session, seed, count, seconds, deadline_s),
+                                    running.spec.ready_socket or "", out)
             thread.join()
             alive, end = running.child.poll() is None, running.failure() or ""
         finally:
             services.stop_all([running, *([own] if own else [])])
-    if done.returncode != 0:
-        raise RuntimeError(f"the fuzzer failed: {done.stderr.strip()[-400:]}")
-    report = json.loads((out / "fuzz.json").read_text())
     log = Path(running.spec.log_path).read_text(errors="replace").splitlines()
     version = toolset.version(vtest.SERVICE) or "?"
     return FuzzRun(f"{vtest.SERVICE} {version}", mode, seed, report["session_bytes"], report["tried"],
                    report["answered"], report["dropped"], report["hung"], report["waiting"], crashes_in(log), alive,
                    end, sampler.peak_rss_kb, honest[0] if honest else "did not finish", report["seconds"], report["inputs"],
-                   report.get("targeted", []), reach)
+                   report.get("targeted", []), reach,
+                   f"{report['path']} over {report['runtime']}" if "path" in report else "a process on the host")
+
+
+def run_here(socket: str, session: Path, out: Path, seed: int, count: int, seconds: float, deadline_s: float) -> dict:
+    """The fuzzer as a plain process on this host; its fuzz.json."""
+    done = subprocess.run([sys.executable, str(FUZZER), "fuzz", socket, str(session), "--seed", str(seed),
+                           "--count", str(count), "--seconds", str(seconds), "--deadline", str(deadline_s),
+                           "--out", str(out)], capture_output=True, text=True, timeout=seconds + 30 * deadline_s + 60)
+    if done.returncode != 0:
+        raise RuntimeError(f"the fuzzer failed: {done.stderr.strip()[-400:]}")
+    report = dict(json.loads((out / "fuzz.json").read_text()))
+    for saved in report["inputs"]:
+        saved["file"] = str(out / saved["file"])
+    return report
+
+
+def run_inside(toolset: Toolset, scenario: Scenario, socket: str, out: Path) -> dict:
+    """The fuzzer as a probe inside its scenario's path, through `socket`; its fuzz.json, with the
+    path and the scenario's verdict (its inputs saved where the scenario's probe wrote them)."""
+    (result,) = runner.run([scenario], toolset, runner.RunOptions(out_dir=out / "hostile", goldens_dir=GOLDENS_DIR),
+                           hooks=Hooks(start_services=through(socket)))
+    written = result.result_dir / "probe" / "fuzz" / "fuzz.json"
+    if not written.is_file():
+        raise RuntimeError(f"the hostile client in {scenario.path_id} wrote no report: "
+                           f"{result.verdict.outcome.value}: {result.verdict.reason}")
+    report = dict(json.loads(written.read_text()))
+    for saved in report["inputs"]:
+        saved["file"] = str(written.parent / saved["file"])
+    return {**report, "path": scenario.path_id, "runtime": scenario.runtime.name,
+            "verdict": f"{result.verdict.outcome.value}: {result.verdict.reason}"}
 
 
 def crashes_in(log: List[str]) -> int:

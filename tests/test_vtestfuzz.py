@@ -4,14 +4,25 @@ framing, a mutator that is the same for the same seed, and what the server's fra
 import importlib.util
 import random
 import struct
+import sys
 from pathlib import Path
 
 from harness.probes import PROBE_DIR
 
 SESSION = (Path(__file__).parent / "files" / "vtest" / "gl-session.bin").read_bytes()
-spec = importlib.util.spec_from_file_location("vtestfuzz", PROBE_DIR / "vtestfuzz.py")
-vtestfuzz = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(vtestfuzz)
+
+
+def probe_module(name: str):
+    """A module of the probe folder, loaded as the fuzzer finds it: by its name, beside it."""
+    spec = importlib.util.spec_from_file_location(name, PROBE_DIR / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+vtestcases = probe_module("vtestcases")
+vtestfuzz = probe_module("vtestfuzz")
 
 
 def test_the_recorded_session_is_whole_commands_of_the_protocol():
@@ -42,3 +53,32 @@ def test_what_the_servers_framing_still_expects():
     assert vtestfuzz.owed(header.pack(0x3FFFFFFF, 6)) == 4 * 0x3FFFFFFF
     payload, change = vtestfuzz.mutate([(6, bytes(8))], random.Random(3))
     assert isinstance(payload, bytes) and change
+
+
+def test_the_targeted_cases_aim_at_the_fields_the_protocol_names():
+    commands = vtestfuzz.parse(SESSION)
+    cases = vtestcases.targeted(commands)
+    assert cases == vtestcases.targeted(commands)  # no randomness: the same cases every run
+    # The recorded client (Mesa 22.3, protocol 2+) creates with RESOURCE_CREATE2 and reads back
+    # with TRANSFER_GET2: every case but the first protocol's transfers applies.
+    assert [case.name.split(":")[0] for case in cases] == ["oversized resource"] * 5 + [
+        "out-of-range transfer box past the resource", "out-of-range transfer box 0xffff wide and high",
+        "out-of-range transfer offset 0xfffffff0", "out-of-range transfer data size 0x7fffffff"] + [
+        "another client's resources"] * 3 + ["a client that never reads"]
+    first_create = next(i for i, (c, _) in enumerate(commands) if c in (2, 12))
+    huge = next(case for case in cases if case.name == "oversized resource: width and height 0xffffffff")
+    words = struct.unpack(f"<{len(huge.commands[first_create][1]) // 4}I", huge.commands[first_create][1])
+    assert words[4] == words[5] == 0xFFFFFFFF  # VCMD_RES_CREATE2_WIDTH, _HEIGHT
+    assert huge.commands[:first_create] == commands[:first_create] and len(huge.commands) == len(commands)
+    foreign = next(case for case in cases if case.name.startswith("another client's resources: release"))
+    tail = foreign.commands[len(commands):]
+    assert [struct.unpack("<I", data)[0] for command, data in tail] == list(range(1, 33))
+    assert {command for command, _ in tail} == {3}  # VCMD_RESOURCE_UNREF
+    (reader,) = [case for case in cases if case.mode == vtestcases.NEVER_READS]
+    assert reader.commands == commands
+
+
+def test_a_session_without_resources_or_transfers_gets_only_the_cases_it_can_carry():
+    only_caps = [(8, bytes(8)), (1, b"")]
+    names = [case.name.split(":")[0] for case in vtestcases.targeted(only_caps)]
+    assert names == ["another client's resources"] * 3 + ["a client that never reads"]

@@ -4,6 +4,8 @@ trixie-host runtime) while an honest app renders through the same server; the se
 per-client crash (a SIGSEGV its handler reports) is counted; saved inputs replay the same way."""
 import os
 import signal
+import struct
+import subprocess
 import threading
 import time
 
@@ -38,7 +40,7 @@ def test_a_hostile_client_beside_an_honest_app(server, toolset, tmp_path):
     # A saved input replays against a fresh server and ends in one of the four ways again. Not
     # always the same way: with 1.1.0 an input the server dropped in the run (a resource created
     # twice) was answered alone (measured), so the saved outcome is what the run saw.
-    said = [vtestsecurity.replay(chosen, tmp_path / "fuzz" / saved["file"], tmp_path / "replay", deadline_s=3)
+    said = [vtestsecurity.replay(chosen, tmp_path / "fuzz" / saved["file"], tmp_path / "replay", deadline_s=3)[0]
             for saved in run.inputs[:3]]
     assert all(s and s.split(":")[0] in ("answered", "dropped", "waiting", "hung") for s in said), said
     assert any(s and s.split(":")[0] == saved["outcome"] for s, saved in zip(said, run.inputs[:3], strict=True)), said
@@ -72,3 +74,71 @@ def test_a_crash_of_a_servers_process_for_a_client_is_counted(toolset, tmp_path)
     assert killed, "no process for a client to plant the crash in"
     assert run.crashes >= 1 and run.dropped >= 1, run
     assert run.server_alive and run.honest.startswith("Pass"), run.honest
+
+
+MARKER = b"GPU-HARNESS-PLANTED-CRASH!!!"  # 28 bytes: whole dwords
+# A server stubbed to crash on a marker input: its read() raises SIGSEGV when the bytes it read
+# hold the marker, so the real server's own handler reports it as any crash of its.
+SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+ssize_t read(int fd, void *buf, size_t count) {
+    static ssize_t (*real)(int, void *, size_t);
+    if (!real) real = (ssize_t (*)(int, void *, size_t))dlsym(RTLD_NEXT, "read");
+    ssize_t got = real(fd, buf, count);
+    if (got > 0 && memmem(buf, (size_t)got, "%s", %d)) raise(SIGSEGV);
+    return got;
+}
+""" % (MARKER.decode(), len(MARKER))
+
+
+def planted_crash_library(folder) -> str:
+    source, library = folder / "plant.c", folder / "plant.so"
+    source.write_text(SHIM)
+    subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-o", str(library), str(source), "-ldl"], check=True,
+                   capture_output=True, timeout=120)
+    return str(library)
+
+
+def test_a_planted_crash_is_found_saved_and_replayed(toolset, tmp_path):
+    """The session with one more command whose data is the marker: the stubbed server's process
+    for the fuzzing client crashes on it; the run counts the crash and saves the input, which
+    replays to the same crash on a fresh stubbed server and to none on the real one."""
+    if toolset.missing(["virgl_test_server", "bwrap"]):
+        skip_unless_required("vtest-virgl", "the vtest fuzz run", "needs virgl_test_server and bwrap")
+    planted = {"LD_PRELOAD": planted_crash_library(tmp_path)}
+    recorded = vtestsecurity.record(toolset, tmp_path / "record")
+    session = tmp_path / "marked-session.bin"
+    session.write_bytes(recorded.read_bytes() + struct.pack("<II", len(MARKER) // 4, 6) + MARKER)  # VCMD_SUBMIT_CMD
+    run = vtestsecurity.fuzz(toolset, session, tmp_path / "fuzz", seed=1, count=40, seconds=30, deadline_s=3,
+                             server_env=planted)
+    assert run.crashes >= 1 and run.server_alive and run.honest.startswith("Pass"), run
+    marked = [saved for saved in run.inputs if MARKER in (tmp_path / "fuzz" / saved["file"]).read_bytes()]
+    assert marked, run.inputs
+    saved = tmp_path / "fuzz" / marked[0]["file"]
+    said, crashes = vtestsecurity.replay(toolset, saved, tmp_path / "replay", 3, server_env=planted)
+    assert crashes == 1 and said.startswith("dropped"), said
+    said, crashes = vtestsecurity.replay(toolset, saved, tmp_path / "replay-real", 3)
+    assert crashes == 0, said  # the marker means nothing to the real server
+
+
+def test_the_confined_server_renders_and_a_crash_there_reaches_only_its_socket_folder(toolset, tmp_path):
+    """The same fuzz run against the server under bwrap: the honest app still renders through it,
+    and what its process reaches is measured: no home, no network, of the host's folders only
+    the socket's writable (a private /tmp and root besides)."""
+    if toolset.missing(["virgl_test_server", "bwrap"]):
+        skip_unless_required("vtest-virgl", "the vtest fuzz run", "needs virgl_test_server and bwrap")
+    session = vtestsecurity.record(toolset, tmp_path / "record")
+    runs = {mode: vtestsecurity.fuzz(toolset, session, tmp_path / mode, seed=2, count=40, seconds=15, deadline_s=3,
+                                     mode=mode) for mode in (vtestsecurity.FORKING, vtestsecurity.CONFINED)}
+    confined, forking = runs[vtestsecurity.CONFINED], runs[vtestsecurity.FORKING]
+    assert confined.server_alive and confined.honest.startswith("Pass"), confined.honest
+    assert confined.targeted and {t["case"].split(":")[0] for t in confined.targeted} >= {
+        "oversized resource", "another client's resources", "a client that never reads"}
+    reach = confined.reach
+    assert not reach["home_readable"] and reach["network"] == [] and len(reach["writable_host"]) == 1, reach
+    assert "/tmp" in reach["writable_private"], reach
+    assert forking.reach["home_readable"] and len(forking.reach["writable_host"]) > 1, forking.reach  # as the seed runs it

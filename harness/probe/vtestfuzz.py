@@ -15,6 +15,7 @@ still serves the client answers.
 Usage:
   python3 vtestfuzz.py fuzz SOCKET SESSION --seed N --count N --seconds S --out DIR
   python3 vtestfuzz.py replay SOCKET INPUT      (an input a fuzz run saved)
+SOCKET "-": the one the path gives its apps ($VTEST_SOCKET_NAME, else Mesa's /tmp/.virgl_test).
 Standard library only: it runs inside a runtime's python, as the probes do."""
 import argparse
 import json
@@ -251,6 +252,8 @@ def main(argv: List[str]) -> int:
     again.add_argument("input")
     again.add_argument("--deadline", type=float, default=5.0)
     args = parser.parse_args(argv)
+    if args.socket == "-":
+        args.socket = os.environ.get("VTEST_SOCKET_NAME") or "/tmp/.virgl_test"
     if args.command == "replay":
         send = flood if args.input.endswith(f"-{vtestcases.NEVER_READS}.bin") else replay
         with open(args.input, "rb") as handle:
