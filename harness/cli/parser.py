@@ -264,6 +264,11 @@ def build_parser() -> Parser:
                       help="how the server runs, each in turn (--seconds each): forking (a process per client), "
                            "shared (one process for all: --no-fork --multi-clients), per-app (the honest app has a "
                            "server of its own), confined (forking, under bwrap) (default: forking,confined)")
+    fuzz.add_argument("--path", help="run the hostile client inside this vtest path (vtest-virgl, podman-vtest, "
+                                     "flatpak-vtest, ...) over --runtime, as an app there would; default: a plain "
+                                     "process on the host")
+    fuzz.add_argument("--runtime", default="host", help="the runtime the hostile client's path runs over "
+                                                         "(a shipped recipe's name, or host; default: host)")
     replay = security_sub.add_parser("replay", help="one input a fuzz run saved, against a fresh server")
     replay.add_argument("input", type=Path, help="a file under OUT/fuzz-MODE/inputs/")
     replay.add_argument("--mode", type=security_modes, default=["forking"],

@@ -1,9 +1,11 @@
 """The `security` commands: a hostile vtest client against a real server, measured; a saved input replayed."""
 import json
 import sys
+from pathlib import Path
 from typing import List
 
-from .. import toolsets, vtest, vtestsecurity
+from .. import paths, recipes, runtimes, toolsets, vtest, vtestsecurity
+from ..model import HOST, Runtime, RuntimeKind
 from ..errors import InputError
 from .codes import EXIT_FAILED, EXIT_OK
 from .output import print_table
@@ -22,6 +24,7 @@ def cmd_security(args) -> int:
         print(f"{args.input}: {said or 'no answer from the fuzzer'}{crashed} "
               f"(server log: {args.out / 'replay-server.log'})")
         return EXIT_OK if said and said.startswith("answered") and not crashes else EXIT_FAILED
+    runtime = hostile_runtime(args)
     print("recording the gl probe's vtest session ...", file=sys.stderr)
     session = vtestsecurity.record(toolset, args.out / "record")
     runs = []
@@ -29,24 +32,42 @@ def cmd_security(args) -> int:
         print(f"fuzzing a {mode} server from {session} ({session.stat().st_size} bytes), seed {args.seed} ...",
               file=sys.stderr)
         runs.append(vtestsecurity.fuzz(toolset, session, args.out / f"fuzz-{mode}", args.seed, args.count,
-                                       args.seconds, args.deadline, mode=mode))
+                                       args.seconds, args.deadline, mode=mode, path=args.path, runtime=runtime))
         (args.out / "security.json").write_text(json.dumps({"runs": [run.to_json() for run in runs]}, indent=1) + "\n")
     print_table(runs_table(runs))
-    print(f"inputs that dropped or hung: {args.out}/fuzz-MODE/inputs; replay one: gpu-harness security replay FILE "
-          "--mode MODE", file=sys.stderr)
+    folders = sorted({str(Path(saved["file"]).parent) for run in runs for saved in run.inputs})
+    print(f"inputs that dropped or hung: {', '.join(folders) or 'none'}; replay one: gpu-harness security replay "
+          "FILE --mode MODE", file=sys.stderr)
     return EXIT_OK if all(r.server_alive and r.honest.startswith("Pass") and not r.crashes for r in runs) \
         else EXIT_FAILED
+
+
+def hostile_runtime(args) -> Runtime:
+    """The runtime the hostile client's path runs over (built if need be); checked before anything runs."""
+    if args.path is None:
+        if args.runtime != HOST.name:
+            raise InputError("security fuzz: --runtime goes with --path (the path the hostile client runs in)")
+        return HOST
+    with_socket = [path for path, spec in paths.PATHS.items() if vtest.SERVICE in spec.services and not spec.venus]
+    if args.path not in with_socket:
+        raise InputError(f"security fuzz: {args.path!r} is not a path that gives its apps a virgl vtest socket "
+                         f"({', '.join(with_socket)})")
+    if args.runtime == HOST.name:
+        return HOST
+    recipes.load_recipe(args.runtime)  # an unknown name is an InputError naming the shipped ones
+    built = runtimes.ensure(args.runtime)
+    return Runtime(args.runtime, RuntimeKind.DEBOOTSTRAP, str(built.root), f"runtime {args.runtime}", args.runtime)
 
 
 def runs_table(runs: List[vtestsecurity.FuzzRun]):
     from rich.table import Table
 
     table = Table(title="a hostile vtest client, an honest app beside it")
-    for column in ("server", "mode", "inputs", "answered", "dropped", "waiting", "hung", "crashes", "server alive",
-                   "peak RSS MB", "honest app", "a crash there reaches"):
+    for column in ("server", "mode", "hostile client in", "inputs", "answered", "dropped", "waiting", "hung",
+                   "crashes", "server alive", "peak RSS MB", "honest app", "a crash there reaches"):
         table.add_column(column)
     for run in runs:
-        table.add_row(run.server, run.mode, f"{run.tried} in {run.seconds:g} s", str(run.answered), str(run.dropped),
+        table.add_row(run.server, run.mode, run.client_in, f"{run.tried} in {run.seconds:g} s", str(run.answered), str(run.dropped),
                       str(run.waiting), str(run.hung), str(run.crashes),
                       "yes" if run.server_alive else f"NO: {run.server_end.partition('(')[2].rstrip(')') or 'ended'}",
                       f"{run.peak_rss_kb / 1024:.0f}", run.honest.split(":")[0], reach_text(run.reach))
