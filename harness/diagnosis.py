@@ -177,6 +177,18 @@ def egl_init(lines: List[str]) -> Optional[Diagnosis]:
     return None
 
 
+def server_crashes(log_path: Optional[str]) -> int:
+    """How many of a vtest server's processes for a client crashed: its SIGSEGV handler's lines in
+    its whole log (a forking server lives on; only the log says)."""
+    if not log_path:
+        return 0
+    try:
+        with open(log_path, errors="replace") as log:
+            return sum(line.strip() == SERVER_SEGV for line in log)
+    except OSError:
+        return 0
+
+
 def service_evidence(service_lines: List[str]) -> str:
     """The last line a service (virgl_test_server) logged about what failed, if any: the call that
     failed (the cause: "X called Y which failed (-22)"), else a line that says "failed", else

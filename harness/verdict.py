@@ -205,10 +205,15 @@ def last_service_lines(launch: LaunchResult) -> List[str]:
 
 
 def server_connection_check(launch: LaunchResult) -> Optional[Check]:
-    """On a path with a vtest server: the client's socket held to the end (a client whose server
-    process died mid-run can still exit 0 with the pixels it read before)."""
+    """On a path with a vtest server: none of its processes for a client crashed, and the client's
+    socket held to the end (a client whose server process died mid-run can still exit 0 with the
+    pixels it read before)."""
     if VTEST_SERVICE not in launch.service_logs:
         return None
+    crashes = diagnosis.server_crashes(launch.service_logs[VTEST_SERVICE])
+    if crashes:
+        return Check("server-connection", False, f"the vtest server's process for a client crashed {crashes} "
+                     f"time{'s' if crashes > 1 else ''} ({diagnosis.SERVER_SEGV})", FailureKind.CRASH)
     lost = diagnosis.lost_vtest_server(launch.log_tail(400).splitlines())
     if lost:
         evidence = diagnosis.service_evidence(last_service_lines(launch))

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from . import reaper, runner, serverconfine, services, vtest
-from .diagnosis import SERVER_SEGV
+from .diagnosis import server_crashes
 from .lifecycle import Hooks, Workspace
 from .model import HOST, Runtime, Scenario
 from .workloads import registry as workloads
@@ -180,11 +180,11 @@ def fuzz(toolset: Toolset, session: Path, out: Path, seed: int = 0, count: int =
             alive, end = running.child.poll() is None, running.failure() or ""
         finally:
             services.stop_all([running, *([own] if own else [])])
-    log = Path(running.spec.log_path).read_text(errors="replace").splitlines()
     version = toolset.version(vtest.SERVICE) or "?"
+    crashes = server_crashes(running.spec.log_path)
     return FuzzRun(f"{vtest.SERVICE} {version}", mode, seed, report["session_bytes"], report["tried"],
-                   report["answered"], report["dropped"], report["hung"], report["waiting"], crashes_in(log), alive,
-                   end, sampler.peak_rss_kb, honest[0] if honest else "did not finish", report["seconds"], report["inputs"],
+                   report["answered"], report["dropped"], report["hung"], report["waiting"], crashes, alive, end,
+                   sampler.peak_rss_kb, honest[0] if honest else "did not finish", report["seconds"], report["inputs"],
                    report.get("targeted", []), reach,
                    f"{report['path']} over {report['runtime']}" if "path" in report else "a process on the host")
 
@@ -218,11 +218,6 @@ def run_inside(toolset: Toolset, scenario: Scenario, socket: str, out: Path) -> 
             "verdict": f"{result.verdict.outcome.value}: {result.verdict.reason}"}
 
 
-def crashes_in(log: List[str]) -> int:
-    """The server's processes for a client that crashed: its SIGSEGV handler's lines."""
-    return sum(line.strip() == SERVER_SEGV for line in log)
-
-
 def replay(toolset: Toolset, saved: Path, out: Path, deadline_s: float = 5.0, mode: str = FORKING,
            server_env: Optional[Dict[str, str]] = None) -> Tuple[Optional[str], int]:
     """One saved input against a fresh server: what the fuzzer saw, and the crashes the server logged."""
@@ -233,5 +228,4 @@ def replay(toolset: Toolset, saved: Path, out: Path, deadline_s: float = 5.0, mo
                                    "--deadline", str(deadline_s)], capture_output=True, text=True, timeout=60)
         finally:
             services.stop_all([running])
-    log = Path(running.spec.log_path).read_text(errors="replace").splitlines()
-    return done.stdout.strip() or None, crashes_in(log)
+    return done.stdout.strip() or None, server_crashes(running.spec.log_path)

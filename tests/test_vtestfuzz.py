@@ -5,11 +5,10 @@ import importlib.util
 import random
 import struct
 import sys
-from pathlib import Path
 
 from harness.probes import PROBE_DIR
 
-SESSION = (Path(__file__).parent / "files" / "vtest" / "gl-session.bin").read_bytes()
+SESSION = (PROBE_DIR.parent / "data" / "vtest" / "gl-session.bin").read_bytes()  # shipped: security.toml fuzzes from it
 
 
 def probe_module(name: str):

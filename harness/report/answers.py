@@ -1,7 +1,8 @@
 """The questions a run answers, each a short table computed from results.json's scenario entries
 (never declared): vtest compatibility, what each path exposes of the host,
-isolation per path (those two in audits.py), cost per path, driver matching. Each answer carries
-its records (for results.json) and the table a person reads (report.html)."""
+isolation per path (those two in audits.py), cost per path, driver matching, and what a hostile
+client did (security.py). Each answer carries its records (for results.json) and the table a
+person reads (report.html)."""
 import re
 import statistics
 from typing import Dict, Iterable, List, Optional, Sequence
@@ -10,6 +11,7 @@ from .. import emulationcost
 from ..outcomes import Outcome
 from . import entries
 from .audits import exposure, isolation, own_namespaces
+from .security import security
 from .table import Answer, Cell, by_path, distinct, listed, on_host_runtime, ran, span, unique, whole
 
 __all__ = ["Answer", "Cell", "build", "by_path", "distinct", "exposure", "isolation", "listed", "own_namespaces",
@@ -239,7 +241,7 @@ def driver_row(record: dict) -> List[Cell]:
                  "\n".join(m["id"] for m in mismatches)) if mismatches else Cell("none", Outcome.PASS.css_class)]
 
 
-BUILDERS = (vtest_compat, exposure, isolation, cost, driver_matching)
+BUILDERS = (vtest_compat, exposure, isolation, cost, driver_matching, security)
 
 
 def build(scenario_entries: List[dict]) -> List[Answer]:

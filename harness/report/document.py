@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
 
-from .. import __version__, hostinfo
+from .. import __version__, diagnosis, hostinfo
+from ..vtest import SERVICE as VTEST_SERVICE
 from ..lifecycle import Prepared
 from ..paths import BASELINE, REFERENCE
 from ..process import tail
@@ -90,6 +91,9 @@ def scenario_entry(result: "ScenarioResult", out_dir: Path, toolset: Toolset) ->
                      "runtime_gl": data.get("version")},
         "probe_result": data or None,
         "runtime_facts": result.runtime_facts or None,
+        # its vtest server's processes for a client that crashed (its log's SIGSEGV handler lines)
+        "vtest_server_crashes": diagnosis.server_crashes(launch.service_logs.get(VTEST_SERVICE))
+        if VTEST_SERVICE in launch.service_logs else None,
         "diagnosis": diagnosis_of(result),
         "exposure": result.exposure.to_dict() if result.exposure else None,
         "driver_match": result.driver_match or None,

@@ -1,0 +1,88 @@
+"""The security answer: per path and server, what a hostile client inside the path (the fuzzer a
+matrix declares, harness/data/security.toml) did to the vtest server the path gave it, beside
+what that path exposes of the host as measured. Read from results.json's scenario entries: the
+fuzzer's summary (the last line of its step's output), the server's crashed processes, the
+scenario's verdict and its exposure audit. Findings as measured, never a proof of safety."""
+import json
+from typing import List, Optional
+
+from ..outcomes import Outcome
+from . import entries
+from .table import Answer, Cell, listed
+
+SERVER_TOOL = "virgl_test_server"
+SUMMARY_KEYS = {"tried", "answered", "dropped", "hung", "waiting", "session_bytes"}
+INPUTS = "probe/fuzz/inputs"  # where the fuzzer saved the inputs that dropped or hung, in the scenario's folder
+
+
+def fuzz_summary(entry: dict) -> Optional[dict]:
+    """The fuzzer's summary in one of the scenario's workload steps (its output's last line), or None."""
+    steps = entries.mapping(entry, "probe_result").get("steps")
+    for step in steps if isinstance(steps, list) else []:
+        output = step.get("output") if isinstance(step, dict) else None
+        lines = [line for line in output.splitlines() if line.strip()] if isinstance(output, str) else []
+        try:
+            found = json.loads(lines[-1]) if lines else None
+        except ValueError:
+            continue
+        if isinstance(found, dict) and SUMMARY_KEYS <= set(found):
+            return found
+    return None
+
+
+def count(summary: dict, key: str) -> int:
+    value = summary.get(key)
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def record(entry: dict, summary: dict) -> dict:
+    exposure = entries.mapping(entry, "exposure")
+    listed_cases = summary.get("targeted")
+    targeted: list = listed_cases if isinstance(listed_cases, list) else []
+    result_dir = entries.text(entry, "result_dir")
+    return {
+        "path": str(entry.get("path", "?")), "runtime": entries.runtime(entry),
+        "server": f"{SERVER_TOOL} {entries.versions(entry).get(SERVER_TOOL, '?')}",
+        **{key: count(summary, key) for key in ("tried", "answered", "dropped", "waiting", "hung")},
+        "seed": summary.get("seed"), "seconds": summary.get("seconds"),
+        "crashes": int(entries.number(entry, "vtest_server_crashes") or 0),
+        "outcome": entries.outcome(entry).value, "reason": entries.text(entry, "reason") or "",
+        "targeted_refused": [t.get("case") for t in targeted if isinstance(t, dict) and t.get("outcome") != "answered"],
+        "targeted": len(targeted),
+        "inputs": f"{result_dir}/{INPUTS}" if result_dir else None,
+        "exposes": {"host_files": int(entries.number(exposure, "host_file_count") or 0),
+                    "host_sockets": entries.texts(exposure, "host_sockets"),
+                    "shared_namespaces": entries.texts(exposure, "shared_namespaces")} if exposure else None,
+    }
+
+
+def security(scenarios: List[dict]) -> Answer:
+    answer = Answer("security", "A hostile client through each path",
+                    "What did a hostile client inside the path (targeted cases, then a real session mutated) do "
+                    "to the vtest server the path gave it: inputs answered, refused (its process for the client "
+                    "ended), left waiting, hung; the server's processes that crashed; and what the path exposes "
+                    "of the host, as measured. No crash here is no proof of safety.",
+                    ["path", "runtime", "server", "inputs", "answered", "refused", "waiting", "hung",
+                     "crashed processes", "verdict", "the path exposes", "saved inputs"])
+    for entry in scenarios:
+        summary = fuzz_summary(entry)
+        if summary is None:
+            continue
+        found = record(entry, summary)
+        answer.add(found, row(found))
+    return answer.or_say("No hostile client ran (harness/data/security.toml runs one through each vtest path).")
+
+
+def row(found: dict) -> List[Cell]:
+    outcome = Outcome.parse(found["outcome"])
+    exposes = found["exposes"]
+    exposed = "-" if exposes is None else (
+        f"{exposes['host_files']} host files; sockets {listed(exposes['host_sockets']) or 'none'}"
+        + (f"; shares {listed(exposes['shared_namespaces'])}" if exposes["shared_namespaces"] else ""))
+    refused = found["targeted_refused"]
+    return [Cell(found["path"]), Cell(found["runtime"]), Cell(found["server"]),
+            Cell(f"{found['tried']} ({found['targeted']} targeted)"), Cell(str(found["answered"])),
+            Cell(str(found["dropped"]), title="targeted cases refused: " + (listed(refused) or "none")),
+            Cell(str(found["waiting"])), Cell(str(found["hung"])), Cell(str(found["crashes"])),
+            Cell(outcome.value, outcome.css_class, found["reason"]), Cell(exposed),
+            Cell(found["inputs"] if found["dropped"] or found["hung"] else "-")]

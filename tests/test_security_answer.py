@@ -1,0 +1,60 @@
+"""The security answer from results.json entries: the fuzzer's summary read from its step's output
+(captured from a real run of harness/data/security.toml's vtest-virgl scenario), the server's
+crashed processes and the path's exposure beside it; and the shipped matrix that runs it."""
+import json
+from pathlib import Path
+
+from harness import matrix
+from harness.report import answers, security
+
+OUTPUT = (Path(__file__).parent / "files" / "vtest" / "fuzz-step-output.txt").read_text()
+SUMMARY = json.loads(OUTPUT.splitlines()[-1])
+
+
+def entry(outcome="Pass", crashes=0, output=OUTPUT, path="vtest-virgl"):
+    return {"id": f"{path}/trixie/hostile", "path": path, "runtime": "trixie", "probe": "hostile", "outcome": outcome,
+            "reason": "the reason", "wall_s": 31.0, "result_dir": f"scenarios/{path}__trixie__hostile",
+            "versions": {"virgl_test_server": "0.10.4"}, "vtest_server_crashes": crashes,
+            "probe_result": {"steps": [{"name": "python3", "exit_code": 0, "output": output}]},
+            "exposure": {"host_file_count": 0, "host_sockets": ["/tmp/.virgl_test"], "shared_namespaces": []}}
+
+
+def security_answer(scenarios):
+    return next(a for a in answers.build(scenarios) if a.key == "security")
+
+
+def test_the_fuzzer_s_summary_is_read_from_its_real_output():
+    assert security.fuzz_summary(entry()) == SUMMARY
+    assert SUMMARY["tried"] == SUMMARY["answered"] + SUMMARY["dropped"] + SUMMARY["waiting"] + SUMMARY["hung"]
+    (record,) = security_answer([entry()]).records
+    assert {k: record[k] for k in ("tried", "answered", "dropped", "waiting", "hung")} == {
+        k: SUMMARY[k] for k in ("tried", "answered", "dropped", "waiting", "hung")}
+    assert record["server"] == "virgl_test_server 0.10.4" and record["targeted"] == len(SUMMARY["targeted"])
+    assert record["inputs"] == "scenarios/vtest-virgl__trixie__hostile/probe/fuzz/inputs"
+    assert record["exposes"] == {"host_files": 0, "host_sockets": ["/tmp/.virgl_test"], "shared_namespaces": []}
+
+
+def test_a_crash_fails_the_row_and_is_counted():
+    answer = security_answer([entry(), entry("Fail", crashes=2, path="podman-vtest")])
+    rows = {row[0].text: [cell.text for cell in row] for row in answer.rows}
+    assert rows["podman-vtest"][8] == "2" and rows["podman-vtest"][9] == "Fail"
+    assert rows["vtest-virgl"][8] == "0" and rows["vtest-virgl"][9] == "Pass"
+
+
+def test_scenarios_without_a_hostile_client_make_no_row():
+    plain = {**entry(), "probe_result": {"renderer": "llvmpipe"}}
+    not_json = entry(output="rendered 3 frames\n")
+    answer = security_answer([plain, not_json])
+    assert answer.rows == [] and "harness/data/security.toml" in answer.note
+
+
+def test_the_shipped_security_matrix_runs_the_fuzzer_inside_each_vtest_path():
+    loaded = matrix.load(matrix.DEFAULT_MATRIX.parent / "security.toml")
+    assert sorted(s.path_id for s in loaded.scenarios) == ["flatpak-vtest", "podman-vtest", "podman-vtest-capdrop",
+                                                           "vtest-virgl"]
+    for scenario in loaded.scenarios:
+        settings = scenario.declared.settings
+        assert scenario.declared.kind == "command" and settings["argv"][:4] == [
+            "python3", "{out}/inputs/vtestfuzz.py", "fuzz", "-"]
+        assert sorted(Path(f).name for f in settings["files"]) == ["gl-session.bin", "vtestcases.py", "vtestfuzz.py"]
+        assert all(Path(f).is_file() for f in settings["files"])
