@@ -36,6 +36,16 @@ print(json.dumps({
 """
 
 
+def why_not(program: str) -> Optional[str]:
+    """Why `program` cannot run confined here (None: it can): the confinement gives it the host's
+    /usr and /etc only, so a program elsewhere (a runtime toolset's wrapper) is not there."""
+    real = os.path.realpath(program)
+    if any(real.startswith(folder + "/") for folder in READ_ONLY):
+        return None
+    return (f"{program} is outside the host's {' and '.join(READ_ONLY)} (a runtime toolset's wrapper runs it "
+            "under bwrap already): the confined mode runs a server from the host's own /usr only")
+
+
 def confined(bwrap: str, argv: Sequence[str], socket_dir: str, render_node: Optional[str]) -> List[str]:
     """`argv` run under bwrap with only what a vtest server needs (see the module's docstring)."""
     # No --new-session: the server stays in the harness's process group for it (its memory is

@@ -34,6 +34,10 @@ FORKING, SHARED, PER_APP, CONFINED = "forking", "shared", "per-app", "confined"
 MODES = (FORKING, SHARED, PER_APP, CONFINED)
 
 
+class ModeUnavailable(Exception):
+    """This server cannot run in the mode asked for here; the message says why."""
+
+
 @dataclass
 class FuzzRun:
     """One fuzz run against one server, as measured."""
@@ -98,6 +102,9 @@ def server(toolset: Toolset, scratch: Path, out: Path, name: str, mode: str = FO
     spec.argv = vtest.server_argv(toolset.path(vtest.SERVICE), spec.ready_socket, render_node,
                                   multi_clients=mode == SHARED)
     if mode == CONFINED:
+        why = serverconfine.why_not(toolset.path(vtest.SERVICE))
+        if why:
+            raise ModeUnavailable(why)
         spec.argv = serverconfine.confined(toolset.path("bwrap"), spec.argv, str(scratch), render_node)
     spec.env.update(extra_env or {})
     spec.log_path = str(out / f"{name}.log")

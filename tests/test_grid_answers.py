@@ -255,7 +255,7 @@ def test_results_json_carries_the_grid_and_the_answers(tmp_path):
     [cells] = [g["cells"] for g in document["grid"]]
     assert [(c["path"], c["outcome"], c["failure"]) for c in cells] == [
         ("software", "Pass", None), ("vtest-virgl", "Fail", "crash")]
-    assert sorted(document["answers"]) == ["cost", "driver", "exposure", "isolation", "vtest"]
+    assert sorted(document["answers"]) == ["cost", "driver", "exposure", "isolation", "security", "vtest"]
     assert all(set(a) >= {"title", "columns", "rows", "records"} for a in document["answers"].values())
     report.write_all(tmp_path, document)
     assert json.loads((tmp_path / "results.json").read_text())["grid"] == document["grid"]

@@ -28,7 +28,8 @@ def test_the_recorded_session_is_whole_commands_of_the_protocol():
     commands = vtestfuzz.parse(SESSION)
     assert vtestfuzz.encode(commands) == SESSION  # nothing left over, nothing changed
     ids = [command for command, _ in commands]
-    assert ids[0] == 8  # VCMD_CREATE_RENDERER: a client's first words
+    assert ids[0] == 8 and commands[0][1] == b"python3\0"  # VCMD_CREATE_RENDERER: its name, length in bytes
+    assert ids[1] == 10  # then it asks for the protocol version (VCMD_PING_PROTOCOL_VERSION)
     assert {6, 12} <= set(ids) and set(ids) <= set(vtestfuzz.COMMANDS)  # submits, resources (protocol 2+)
     assert vtestfuzz.owed(SESSION) == 0
 
@@ -63,7 +64,7 @@ def test_the_targeted_cases_aim_at_the_fields_the_protocol_names():
     assert [case.name.split(":")[0] for case in cases] == ["oversized resource"] * 5 + [
         "out-of-range transfer box past the resource", "out-of-range transfer box 0xffff wide and high",
         "out-of-range transfer offset 0xfffffff0", "out-of-range transfer data size 0x7fffffff"] + [
-        "another client's resources"] * 3 + ["a client that never reads"]
+        "another client's resources"] * 3 + ["a client that never reads", "a client that leaves before its answer"]
     first_create = next(i for i, (c, _) in enumerate(commands) if c in (2, 12))
     huge = next(case for case in cases if case.name == "oversized resource: width and height 0xffffffff")
     words = struct.unpack(f"<{len(huge.commands[first_create][1]) // 4}I", huge.commands[first_create][1])
@@ -75,9 +76,12 @@ def test_the_targeted_cases_aim_at_the_fields_the_protocol_names():
     assert {command for command, _ in tail} == {3}  # VCMD_RESOURCE_UNREF
     (reader,) = [case for case in cases if case.mode == vtestcases.NEVER_READS]
     assert reader.commands == commands
+    (leaver,) = [case for case in cases if case.mode == vtestcases.LEAVES_EARLY]
+    assert leaver.commands == [commands[0], (9, b"")]  # its renderer, then VCMD_GET_CAPS2
 
 
 def test_a_session_without_resources_or_transfers_gets_only_the_cases_it_can_carry():
     only_caps = [(8, bytes(8)), (1, b"")]
     names = [case.name.split(":")[0] for case in vtestcases.targeted(only_caps)]
-    assert names == ["another client's resources"] * 3 + ["a client that never reads"]
+    assert names == ["another client's resources"] * 3 + ["a client that never reads",
+                                                          "a client that leaves before its answer"]

@@ -6,6 +6,7 @@ from typing import List
 
 from .. import paths, recipes, runtimes, toolsets, vtest, vtestsecurity
 from ..model import HOST, Runtime, RuntimeKind
+from ..services import ServiceError
 from ..errors import InputError
 from .codes import EXIT_FAILED, EXIT_OK
 from .output import print_table
@@ -27,19 +28,26 @@ def cmd_security(args) -> int:
     runtime = hostile_runtime(args)
     print("recording the gl probe's vtest session ...", file=sys.stderr)
     session = vtestsecurity.record(toolset, args.out / "record")
-    runs = []
+    runs: List[vtestsecurity.FuzzRun] = []
+    unmeasured: List[dict] = []
     for mode in args.modes:
         print(f"fuzzing a {mode} server from {session} ({session.stat().st_size} bytes), seed {args.seed} ...",
               file=sys.stderr)
-        runs.append(vtestsecurity.fuzz(toolset, session, args.out / f"fuzz-{mode}", args.seed, args.count,
-                                       args.seconds, args.deadline, mode=mode, path=args.path, runtime=runtime))
-        (args.out / "security.json").write_text(json.dumps({"runs": [run.to_json() for run in runs]}, indent=1) + "\n")
+        try:
+            runs.append(vtestsecurity.fuzz(toolset, session, args.out / f"fuzz-{mode}", args.seed, args.count,
+                                           args.seconds, args.deadline, mode=mode, path=args.path, runtime=runtime))
+        except (vtestsecurity.ModeUnavailable, ServiceError, RuntimeError) as exc:
+            said = " ".join(str(exc).split())
+            print(f"security fuzz: {mode}: not measured: {said}", file=sys.stderr)
+            unmeasured.append({"mode": mode, "not_measured": said})
+        (args.out / "security.json").write_text(json.dumps({"runs": [run.to_json() for run in runs],
+                                                            "not_measured": unmeasured}, indent=1) + "\n")
     print_table(runs_table(runs))
     folders = sorted({str(Path(saved["file"]).parent) for run in runs for saved in run.inputs})
     print(f"inputs that dropped or hung: {', '.join(folders) or 'none'}; replay one: gpu-harness security replay "
           "FILE --mode MODE", file=sys.stderr)
-    return EXIT_OK if all(r.server_alive and r.honest.startswith("Pass") and not r.crashes for r in runs) \
-        else EXIT_FAILED
+    return EXIT_OK if not unmeasured and all(r.server_alive and r.honest.startswith("Pass") and not r.crashes
+                                             for r in runs) else EXIT_FAILED
 
 
 def hostile_runtime(args) -> Runtime:

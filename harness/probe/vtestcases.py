@@ -2,8 +2,8 @@
 known weak spot (virglrenderer's vtest_protocol.h names every field), tried before the seeded
 mutations. Oversized resources (width, height, depth, layers and data size at their limits),
 transfers out of range (boxes, offsets and strides past the resource), commands on resources
-this client never made (another client's handles, in a server that shared them), and a client
-that never reads its answers. Standard library only, as vtestfuzz.py beside it."""
+this client never made (another client's handles, in a server that shared them), a client
+that never reads its answers, and one that hangs up before them. Standard library only, as vtestfuzz.py beside it."""
 import struct
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
@@ -19,12 +19,13 @@ TRANSFER_FIELDS = {"stride": 2, "layer_stride": 3, "x": 4, "y": 5, "z": 6, "widt
 TRANSFER2_FIELDS = {"x": 2, "y": 3, "z": 4, "width": 5, "height": 6, "depth": 7, "data_size": 8, "offset": 9}
 FOREIGN_HANDLES = range(1, 33)  # resource handles this client never made: another client's, where shared
 NEVER_READS = "never-reads"
+LEAVES_EARLY = "leaves-early"
 
 
 class Case(NamedTuple):
     name: str
     commands: List[Command]
-    mode: str = ""  # NEVER_READS: the client sends requests and does not read their answers
+    mode: str = ""  # NEVER_READS: it does not read its answers; LEAVES_EARLY: it hangs up before them
 
 
 def with_fields(data: bytes, fields: Sequence[Tuple[int, int]]) -> bytes:
@@ -91,6 +92,14 @@ def never_reads(commands: List[Command]) -> List[Case]:
     return [Case("a client that never reads: capability requests until the server blocks", commands, NEVER_READS)]
 
 
+def leaves_early(commands: List[Command]) -> List[Case]:
+    """The client's first command (its renderer) and a capability request, then gone before the
+    answer: a server that writes to it then must not take other clients down with it."""
+    return [Case("a client that leaves before its answer: a capability request, then gone", commands[:1] +
+                 [(GET_CAPS2, b"")], LEAVES_EARLY)] if commands else []
+
+
 def targeted(commands: List[Command]) -> List[Case]:
     """Every targeted case this session has the commands for, in a fixed order."""
-    return [*oversized(commands), *out_of_range(commands), *foreign_resources(commands), *never_reads(commands)]
+    return [*oversized(commands), *out_of_range(commands), *foreign_resources(commands), *never_reads(commands),
+            *leaves_early(commands)]

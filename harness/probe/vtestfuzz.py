@@ -3,7 +3,8 @@ vtest server, and says per input whether the server answered, dropped the connec
 process for this client ended: a crash or a refusal) or went silent (a hang).
 
 The protocol (virglrenderer's vtest_protocol.h): each command is a header of two little-endian
-uint32 (the length of its data in dwords, the command id) and its data. A mutation changes one
+uint32 (the length of its data in dwords, in bytes for the first, VCMD_CREATE_RENDERER, whose
+data is the client's name: vtest_create_context reads that many bytes; the command id) and its data. A mutation changes one
 thing of one command, chosen by a seeded generator (the same seed, the same inputs): the length,
 the command id, one dword of the data set to a boundary value (resource handles, offsets,
 strides and sizes are all dwords), or a command dropped, repeated or cut short. After the
@@ -39,6 +40,16 @@ SECOND_CHANCE = 1 << 16  # zeros sent to a server that did not answer, before ca
 PAD_LIMIT = 1 << 20  # a command the input left short is completed with zeros up to this many bytes
 
 Command = Tuple[int, bytes]  # (command id, its data)
+CREATE_RENDERER = 8  # a client's first command: its length counts bytes (the client's name), every other's dwords
+
+
+def data_size(command: int, length: int) -> int:
+    """The bytes of data a header's length field stands for."""
+    return length if command == CREATE_RENDERER else 4 * length
+
+
+def length_field(command: int, data: bytes) -> int:
+    return len(data) if command == CREATE_RENDERER else len(data) // 4
 
 
 def parse(stream: bytes) -> List[Command]:
@@ -46,7 +57,7 @@ def parse(stream: bytes) -> List[Command]:
     commands, at = [], 0
     while at + HEADER.size <= len(stream):
         length, command = HEADER.unpack_from(stream, at)
-        end = at + HEADER.size + 4 * length
+        end = at + HEADER.size + data_size(command, length)
         if end > len(stream):
             break
         commands.append((command, stream[at + HEADER.size:end]))
@@ -57,7 +68,7 @@ def parse(stream: bytes) -> List[Command]:
 def encode(commands: List[Command], lengths: Optional[Dict[int, int]] = None) -> bytes:
     """The bytes of `commands`; `lengths` replaces the length a header says (index -> dwords)."""
     lengths = lengths or {}
-    return b"".join(HEADER.pack(lengths.get(i, len(data) // 4), command) + data
+    return b"".join(HEADER.pack(lengths.get(i, length_field(command, data)), command) + data
                     for i, (command, data) in enumerate(commands))
 
 
@@ -67,8 +78,9 @@ def mutate(commands: List[Command], rng: random.Random) -> Tuple[bytes, str]:
     command, data = commands[index]
     kind = rng.choice(KINDS)
     if kind == "length":
-        said = rng.choice((0, 1, len(data) // 4 + 1, len(data) // 4 * 2 + 1, 0xFFFF, 0x3FFFFFFF))
-        return encode(commands, {index: said}), f"command {index} (id {command}): length {said} dwords, not {len(data) // 4}"
+        own = length_field(command, data)
+        said = rng.choice((0, 1, own + 1, own * 2 + 1, 0xFFFF, 0x3FFFFFFF))
+        return encode(commands, {index: said}), f"command {index} (id {command}): length {said}, not {own}"
     if kind == "command":
         other = rng.choice([c for c in COMMANDS if c != command] + [0, 25, 0xFFFFFFFF])
         changed = commands[:index] + [(other, data)] + commands[index + 1:]
@@ -91,7 +103,8 @@ def owed(payload: bytes) -> int:
     """How many more bytes the server's framing expects after `payload` (its headers as it reads them)."""
     at = 0
     while at + HEADER.size <= len(payload):
-        at += HEADER.size + 4 * HEADER.unpack_from(payload, at)[0]
+        length, command = HEADER.unpack_from(payload, at)
+        at += HEADER.size + data_size(command, length)
     return at - len(payload) if at > len(payload) else (HEADER.size - (len(payload) - at)) % HEADER.size
 
 
@@ -180,6 +193,23 @@ def flood(path: str, payload: bytes, deadline_s: float, requests: int = 100_000)
         conn.close()
 
 
+def leave(path: str, payload: bytes, deadline_s: float) -> Tuple[str, str]:
+    """A client that hangs up before its answer; then whether the server still serves a new
+    client (its first command again, and a ping): answered, or dropped when the server is gone."""
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.settimeout(deadline_s)
+    try:
+        conn.connect(path)
+        conn.sendall(payload)
+    except OSError as exc:
+        return DROPPED, exc.strerror or str(exc)
+    finally:
+        conn.close()
+    time.sleep(0.2)  # the server's answer meets a closed socket
+    outcome, how = replay(path, encode(parse(payload)[:1]), deadline_s)
+    return outcome, ("a new client is served after it" if outcome == ANSWERED else f"a new client: {how}")
+
+
 def answer(conn: socket.socket, deadline_s: float) -> Tuple[str, str]:
     """Wait for the answer to the ping: answered, dropped (the server hung up) or hung."""
     received, started = b"", time.monotonic()
@@ -223,7 +253,8 @@ def fuzz(path: str, session: bytes, seed: int, count: int, seconds: float, out: 
 
     for case in vtestcases.targeted(commands):  # first, and whatever the bounds: they are few
         payload = encode(case.commands)
-        outcome, how = (flood if case.mode == vtestcases.NEVER_READS else replay)(path, payload, deadline_s)
+        send = {vtestcases.NEVER_READS: flood, vtestcases.LEAVES_EARLY: leave}.get(case.mode, replay)
+        outcome, how = send(path, payload, deadline_s)
         tally_one(payload, case.name, outcome, how, case.mode)
         targeted.append({"case": case.name, "outcome": outcome, "how": how})
         tried += 1
@@ -255,7 +286,8 @@ def main(argv: List[str]) -> int:
     if args.socket == "-":
         args.socket = os.environ.get("VTEST_SOCKET_NAME") or "/tmp/.virgl_test"
     if args.command == "replay":
-        send = flood if args.input.endswith(f"-{vtestcases.NEVER_READS}.bin") else replay
+        send = flood if args.input.endswith(f"-{vtestcases.NEVER_READS}.bin") else \
+            leave if args.input.endswith(f"-{vtestcases.LEAVES_EARLY}.bin") else replay
         with open(args.input, "rb") as handle:
             outcome, how = send(args.socket, handle.read(), args.deadline)
         print(f"{outcome}{': ' + how if how else ''}")
