@@ -42,7 +42,8 @@ def cmd_security(args) -> int:
             unmeasured.append({"mode": mode, "not_measured": said})
         (args.out / "security.json").write_text(json.dumps({"runs": [run.to_json() for run in runs],
                                                             "not_measured": unmeasured}, indent=1) + "\n")
-    print_table(runs_table(runs))
+    if runs:
+        print_table(runs_table(runs))
     folders = sorted({str(Path(saved["file"]).parent) for run in runs for saved in run.inputs})
     print(f"inputs that dropped or hung: {', '.join(folders) or 'none'}; replay one: gpu-harness security replay "
           "FILE --mode MODE", file=sys.stderr)
