@@ -116,7 +116,7 @@ class Guest(Target):
 
     def start(self, boot_timeout_s: float = BOOT_TIMEOUT_S) -> "Guest":
         spec = self.ctx.scenario.spec
-        reason = self.family.available(spec, self.ctx.toolset)
+        reason = self.family.available(spec, self.ctx.toolset) or self.family.unavailable_in(self.ctx)
         if reason:
             raise GuestError(f"{self.path_id} cannot run here: {reason}")
         self.ctx.workspace.create()

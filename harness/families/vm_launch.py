@@ -28,11 +28,18 @@ from .sandbox import probe_python
 from . import vm_boot
 from .vm_boot import GuestBoot
 
-MEMORY_MB = arches.AMD64.memory_mb  # the least that boots and renders every VM path here (measured); two fit
 SCANOUT_SETTLE_S = 0.5
 SCANOUT_WAIT_S = 5.0
 SHARED_KERNEL_ARGS = ("panic=-1", "loglevel=4", "mitigations=off", "vt.global_cursor_default=0")
-KERNEL_ARGS = (f"console={arches.AMD64.console}", *SHARED_KERNEL_ARGS, *arches.AMD64.kernel_args)
+
+
+def kernel_args_for(arch: arches.GuestArch) -> Tuple[str, ...]:
+    """A guest kernel's command line before the scenario's own arguments: its console, the shared
+    arguments, its machine's own."""
+    return (f"console={arch.console}", *SHARED_KERNEL_ARGS, *arch.kernel_args)
+
+
+KERNEL_ARGS = kernel_args_for(arches.AMD64)  # an amd64 guest's
 
 STDIN_FILE = "stdin"  # on the result share: what exec's command reads on its stdin in the guest
 _accel_lock = threading.Lock()
@@ -157,8 +164,7 @@ class VmLaunch(Launch):
 
     def kernel_args(self) -> Tuple[str, ...]:
         """The guest kernel's command line before the scenario's own arguments (which win)."""
-        arch = self.boot.arch
-        return (f"console={arch.console}", *SHARED_KERNEL_ARGS, *arch.kernel_args)
+        return kernel_args_for(self.boot.arch)
 
     def guest_scanout(self) -> bool:
         """Whether the guest's init shows the probe's image on its framebuffer for the host to
