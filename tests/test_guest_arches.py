@@ -138,3 +138,26 @@ def test_a_failed_emulated_scenario_costs_nothing():
                                           entry("bookworm-arm64", "emulated", 3.90, None, (0, 0), outcome="Fail")])
                 if a.key == "cost")
     assert cost.records[0]["emulation"] == [] and cost.rows[0][-1].text == "-"
+
+
+def test_the_grid_says_each_row_s_architecture_where_the_run_mixes_them():
+    from harness.report import grid
+
+    native, emulated = (entry("bookworm", "natively", 0.79, 1109.0, (448.0, 1427.0)),
+                        entry("bookworm-arm64", "emulated", 3.90, 300.0, (282.0, 320.0)))
+    (mixed,) = grid.build([native, emulated])
+    assert mixed.architectures == {"bookworm": "amd64", "bookworm-arm64": "arm64, emulated"}
+    assert mixed.to_json()["architectures"] == mixed.architectures
+    (alone,) = grid.build([native])
+    assert alone.architectures == {}  # one architecture: the rows need no telling apart
+    from harness.report import html
+
+    from .runs import document
+
+    made = document(20)
+    for index, scenario in enumerate(made["scenarios"]):
+        scenario["runtime_facts"] = {"execution": {"architecture": "arm64", "runs": "emulated"} if index == 0
+                                     else {"architecture": "amd64", "runs": "natively"}}
+    made["scenarios"][0]["runtime"] = "bookworm-arm64"  # a row of its own
+    page = html.render(made)
+    assert page.count("<small>arm64, emulated</small>") >= 1 and "<small>amd64</small>" in page

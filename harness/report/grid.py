@@ -76,6 +76,8 @@ class Grid:
     runtimes: List[str] = field(default_factory=list)
     paths: List[str] = field(default_factory=list)
     cells: Dict[str, Dict[str, Cell]] = field(default_factory=dict)  # runtime -> path -> cell
+    # runtime -> "arm64, emulated": each row's architecture, where the run's rows have more than one
+    architectures: Dict[str, str] = field(default_factory=dict)
 
     def cell(self, runtime: str, path: str) -> Optional[Cell]:
         return self.cells.get(runtime, {}).get(path)
@@ -89,7 +91,7 @@ class Grid:
         return found
 
     def to_json(self) -> dict:
-        return {"probe": self.probe, "runtimes": self.runtimes, "paths": self.paths,
+        return {"probe": self.probe, "runtimes": self.runtimes, "paths": self.paths, "architectures": self.architectures,
                 "cells": [{"runtime": runtime, "path": path, **asdict(cell)}
                           for runtime in self.runtimes for path in self.paths
                           if (cell := self.cell(runtime, path)) is not None]}
@@ -185,4 +187,18 @@ def build(scenario_entries: List[dict]) -> List[Grid]:
         if path not in grid.paths:
             grid.paths.append(path)
         grid.cells.setdefault(runtime, {}).setdefault(path, cell_of(entry, index))
+        if architecture_of(entry):
+            grid.architectures.setdefault(runtime, architecture_of(entry))
+    for found in grids.values():
+        if len({said.split(",")[0] for said in found.architectures.values()}) < 2:
+            found.architectures = {}  # one architecture: nothing to tell the rows apart by
     return list(grids.values())
+
+
+def architecture_of(entry: dict) -> str:
+    """`arm64, emulated` (or `i386`) from the runtime's execution facts; "" where they say none."""
+    execution = entries.mapping(entries.mapping(entry, "runtime_facts"), "execution")
+    architecture = entries.text(execution, "architecture")
+    if not architecture:
+        return ""
+    return f"{architecture}, emulated" if execution.get("runs") == "emulated" else architecture
