@@ -18,9 +18,9 @@ let
   driverFirst = suffix: mesaPath:
     (if driverLink == null then "" else "${driverLink}/${suffix}:") + mesaPath;
   vendorDirs = driverFirst "share/glvnd/egl_vendor.d" "${mesa}/share/glvnd/egl_vendor.d";
-  # nixpkgs' qemu builds every target: the amd64 guest's QEMU, and an arm64 runtime's guest's.
+  # nixpkgs' qemu builds every target: the amd64 guest's QEMU, and an arm64 or riscv64 runtime's guest's.
   qemuSystem = {
-    "x86_64-linux" = [ "qemu-system-x86_64" "qemu-system-aarch64" ];
+    "x86_64-linux" = [ "qemu-system-x86_64" "qemu-system-aarch64" "qemu-system-riscv64" ];
   };
 in
 {

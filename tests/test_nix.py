@@ -246,7 +246,8 @@ def test_flake_outputs_evaluate_against_a_stand_in_nixpkgs(tmp_path):
         assert toolset.tools["kernel"].extra["modules_dir"].endswith("/lib/modules/6.12.60")
         # The stand-in store paths do not exist here, so the tools load as declared but not found.
         assert (toolset.tools["qemu-system-x86_64"].path is not None) == (system == "x86_64-linux")
-        assert (toolset.tools["qemu-system-aarch64"].path is not None) == (system == "x86_64-linux")  # arm64 guests
+        for foreign in ("qemu-system-aarch64", "qemu-system-riscv64"):  # arm64 and riscv64 guests
+            assert (toolset.tools[foreign].path is not None) == (system == "x86_64-linux"), foreign
         assert "does not exist" in toolset.why_missing("bwrap")
 
 
