@@ -164,8 +164,7 @@ def fuzz(toolset: Toolset, session: Path, out: Path, seed: int = 0, count: int =
     with reaper.temp_dir("gh-fuzz-") as scratch, MemorySampler() as sampler:
         reach = reach_of(toolset, mode, Path(scratch))
         running = services.start(server(toolset, Path(scratch), out, "server", mode, server_env))
-        sampler.watch(running.child)
-        own = services.start(server(toolset, Path(scratch), out, "honest-server")) if mode == PER_APP else None
+        started, own = [running], None
         honest: List[str] = []
 
         def honest_app() -> None:
@@ -175,8 +174,12 @@ def fuzz(toolset: Toolset, session: Path, out: Path, seed: int = 0, count: int =
             honest.append(f"{result.verdict.outcome.value}: {result.verdict.reason}")
             honest_done.set()
 
+        thread = threading.Thread(target=honest_app)
         try:
-            thread = threading.Thread(target=honest_app)
+            sampler.watch(running.child)
+            if mode == PER_APP:
+                own = services.start(server(toolset, Path(scratch), out, "honest-server"))
+                started.append(own)
             thread.start()
             if path is None:
                 report = run_here(running.spec.ready_socket or "", session, out, seed, count, seconds, deadline_s)
@@ -186,7 +189,9 @@ def fuzz(toolset: Toolset, session: Path, out: Path, seed: int = 0, count: int =
             thread.join()
             alive, end = running.child.poll() is None, running.failure() or ""
         finally:
-            services.stop_all([running, *([own] if own else [])])
+            if thread.is_alive():  # the fuzzer failed: the honest app ends on its own timeout
+                thread.join()
+            services.stop_all(started)
     version = toolset.version(vtest.SERVICE) or "?"
     crashes = server_crashes(running.spec.log_path)
     return FuzzRun(f"{vtest.SERVICE} {version}", mode, seed, report["session_bytes"], report["tried"],
