@@ -187,8 +187,9 @@ def build(scenario_entries: List[dict]) -> List[Grid]:
         if path not in grid.paths:
             grid.paths.append(path)
         grid.cells.setdefault(runtime, {}).setdefault(path, cell_of(entry, index))
-        if architecture_of(entry):
-            grid.architectures.setdefault(runtime, architecture_of(entry))
+        architecture = architecture_of(entry)
+        if architecture:
+            grid.architectures.setdefault(runtime, architecture)
     for found in grids.values():
         if len({said.split(",")[0] for said in found.architectures.values()}) < 2:
             found.architectures = {}  # one architecture: nothing to tell the rows apart by
