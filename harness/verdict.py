@@ -211,15 +211,21 @@ def server_connection_check(launch: LaunchResult) -> Optional[Check]:
     if VTEST_SERVICE not in launch.service_logs:
         return None
     crashes = diagnosis.server_crashes(launch.service_logs[VTEST_SERVICE])
-    if crashes:
-        return Check("server-connection", False, f"the vtest server's process for a client crashed {crashes} "
-                     f"time{'s' if crashes > 1 else ''} ({diagnosis.SERVER_SEGV})", FailureKind.CRASH)
     lost = diagnosis.lost_vtest_server(launch.log_tail(400).splitlines())
+    said = []
+    if crashes:
+        said.append(f"the vtest server's process for a client crashed {crashes} time{'s' if crashes > 1 else ''} "
+                    f"({diagnosis.SERVER_SEGV})")
     if lost:
         evidence = diagnosis.service_evidence(last_service_lines(launch))
-        said = f" (the service said: {evidence})" if evidence else ""
-        return Check("server-connection", False, f"the vtest server's side of the socket went away mid-run: {lost}{said}",
-                     FailureKind.SERVICE_DIED)
+        said.append(f"the vtest server's side of the socket went away mid-run: {lost}"
+                    + (f" (the service said: {evidence})" if evidence else ""))
+    if said:
+        # The client's own server going away is a death under it (crashed or killed: as the
+        # classifier says of a client that aborted on it); a crash the client did not feel, of
+        # another client's process, is a crash.
+        return Check("server-connection", False, "; ".join(said),
+                     FailureKind.SERVICE_DIED if lost else FailureKind.CRASH)
     return Check("server-connection", True, "the vtest socket held to the end")
 
 

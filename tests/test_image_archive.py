@@ -6,8 +6,11 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import shutil
+import subprocess
 import tarfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -226,3 +229,53 @@ def test_the_packages_of_an_image_runtime_are_read_from_its_archive(tmp_path):
 def test_runtimes_image_of_an_unknown_runtime_is_one_line(tmp_path, capsys):
     assert cli.main(["runtimes", "image", "nope", "--out", str(tmp_path / "x.tar.gz")]) == 2
     assert "no recipe nope.toml" in capsys.readouterr().err and not (tmp_path / "x.tar.gz").exists()
+
+
+class LinkChurn:
+    """Another worker hard-linking a runtime's file (as a Flatpak export does) while tar reads it:
+    the file's ctime changes, its bytes do not."""
+
+    def __init__(self, target: Path, link: Path):
+        self.target, self.link, self.stop = target, link, threading.Event()
+        self.thread = threading.Thread(target=self.churn)
+
+    def churn(self) -> None:
+        while not self.stop.is_set():
+            os.link(self.target, self.link)
+            os.unlink(self.link)
+
+    def __enter__(self) -> "LinkChurn":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def test_a_file_hard_linked_while_tar_reads_it_still_makes_the_image(tmp_path):
+    root = tree(tmp_path)
+    big = root / "usr/lib/big.so"
+    big.parent.mkdir(parents=True)
+    big.write_bytes(os.urandom(1 << 20) * 48)
+    calm = imagearchive.write(root, tmp_path / "calm.tar", spec())
+    said = tmp_path / "tar.log"
+    for _ in range(20):  # the real tar, raced until it says so (it does in 9 of 10 tries here)
+        with LinkChurn(big, tmp_path / "export-link"), open(said, "w") as log:
+            code = subprocess.run(imagearchive.layer_argv(root), stdout=subprocess.DEVNULL, stderr=log).returncode
+        if code == 1:
+            break
+    assert code == 1 and said.read_text().endswith(": file changed as we read it\n"), said.read_text()
+    assert imagearchive.only_inodes_changed(said)
+    with LinkChurn(big, tmp_path / "export-link"):
+        assert imagearchive.write(root, tmp_path / "raced.tar", spec()) == calm
+
+
+def test_tar_failing_for_another_reason_is_no_changed_inode(tmp_path):
+    root = tree(tmp_path)
+    said = tmp_path / "tar.log"
+    with open(said, "w") as log:
+        code = subprocess.run(["tar", "--create", "--file=-", f"--directory={root}", "--", "gone"],
+                              stdout=subprocess.DEVNULL, stderr=log).returncode
+    assert code == 2 and "gone: Cannot stat" in said.read_text()
+    assert not imagearchive.only_inodes_changed(said)

@@ -166,3 +166,22 @@ def test_the_server_connection_holds_in_a_passing_run():
     v = verdict.judge(scenario("vtest-virgl"), result, GOOD_IMAGE, HOST)
     assert v.outcome == verdict.PASS and "server-connection" in [c.name for c in v.checks]
     assert diagnosis.service_evidence((VTEST_LOGS / "server-child-killed.log").read_text().splitlines()) == ""
+
+
+def test_a_crash_of_the_servers_process_for_the_client_is_a_death_under_it():
+    """The server's SIGSEGV handler spoke and the client's socket was reset: both said, and the
+    class is the one the classifier gives a client that aborted on the same crash."""
+    result = with_logs(probe(), "client-drew-on-after-reset.log", "server-child-segv.log")
+    v = verdict.judge(scenario("vtest-virgl"), result, GOOD_IMAGE, HOST)
+    assert v.outcome == verdict.FAIL and v.failure_kind is FailureKind.SERVICE_DIED
+    assert "the vtest server's process for a client crashed 1 time (SIGSEGV!)" in v.reason, v.reason
+    assert "the vtest server's side of the socket went away mid-run" in v.reason, v.reason
+
+
+def test_a_crash_the_client_did_not_feel_is_still_a_crash():
+    """Another client's server process crashed (a hostile one's) while this client's socket held."""
+    result = with_logs(probe(), "client-drew-on-after-reset.log", "server-child-segv.log")
+    result.launch.logs["probe"] = "/nonexistent.log"
+    v = verdict.judge(scenario("vtest-virgl"), result, GOOD_IMAGE, HOST)
+    assert v.outcome == verdict.FAIL and v.failure_kind is FailureKind.CRASH
+    assert v.reason.endswith("the vtest server's process for a client crashed 1 time (SIGSEGV!)"), v.reason
