@@ -2,21 +2,37 @@
 
 Confined: no network or other namespace shared (--unshare-all), the host's /usr and /etc read
 only (the program, its libraries, the driver's files), a private /tmp, /proc of its own, a
-minimal /dev with only the render node added, and read-write only the folder of its socket. No
-seccomp filter: bwrap takes one as a compiled BPF program, which the toolset has no compiler for.
+minimal /dev with only the render node added, read-write only the folder of its socket, and a
+seccomp filter where the toolset's python can compile one (harness/seccompfilter.py).
 What a crash there reaches is measured, not assumed: a probe run the same way (confined or not)
 says what it can see and write (the host's folders, told from private ones by device and inode),
-the network it has and the processes it sees."""
+the network it has, the processes it sees and the syscalls it is refused."""
 import json
 import os
 import subprocess
-from typing import Dict, List, Optional, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+from .seccompfilter import SeccompUnavailable, compile_filter
 
 READ_ONLY = ("/usr", "/etc")
 MERGED_USR_LINKS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 # What the reach probe looks at: the user's home, the places a server could write, the network.
 REACH_SCRIPT = r"""
-import json, os, sys
+import ctypes, errno, json, os, socket, sys
+def attempt(call):
+    try:
+        call()
+        return "allowed"
+    except OSError as exc:
+        return errno.errorcode.get(exc.errno, str(exc.errno))
+def inet_socket():
+    socket.socket(socket.AF_INET, socket.SOCK_STREAM).close()
+def new_user_namespace():  # harmless where it is allowed: this process alone moves, and ends
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(0x10000000) != 0:
+        raise OSError(ctypes.get_errno(), "unshare")
 home, socket_dir = sys.argv[1], sys.argv[2]
 places = ["/", "/usr", "/etc", "/var/tmp", "/tmp", home, socket_dir]
 def lines(path):
@@ -32,6 +48,7 @@ print(json.dumps({
     "network": [i for i in interfaces if i != "lo"],
     "processes": sum(1 for p in os.listdir("/proc") if p.isdigit()),
     "devices": sorted(os.listdir("/dev")) if os.path.isdir("/dev") else [],
+    "syscalls": {"socket(AF_INET)": attempt(inet_socket), "unshare(CLONE_NEWUSER)": attempt(new_user_namespace)},
 }))
 """
 
@@ -46,7 +63,28 @@ def why_not(program: str) -> Optional[str]:
             "under bwrap already): the confined mode runs a server from the host's own /usr only")
 
 
-def confined(bwrap: str, argv: Sequence[str], socket_dir: str, render_node: Optional[str]) -> List[str]:
+@dataclass(frozen=True)
+class Confined:
+    """A program's argv under the confinement, and what it needs handed over."""
+
+    argv: List[str]
+    fds: Tuple[int, ...]  # the seccomp filter's file, open: hand it to the child, then close it here
+    seccomp: str  # the filter the program runs under, or why there is none
+
+
+def confine(bwrap: str, python: str, argv: Sequence[str], socket_dir: str, render_node: Optional[str],
+            scratch: Path, name: str) -> Confined:
+    """`argv` confined, its seccomp filter compiled by `python` into `scratch` (as `name`.bpf)."""
+    try:
+        made = compile_filter(python, scratch / f"{name}.bpf")
+    except SeccompUnavailable as exc:
+        return Confined(confined(bwrap, argv, socket_dir, render_node), (), str(exc))
+    fd = os.open(made.bpf, os.O_RDONLY | os.O_CLOEXEC)  # Popen's pass_fds clears CLOEXEC in the child
+    return Confined(confined(bwrap, argv, socket_dir, render_node, fd), (fd,), made.describe())
+
+
+def confined(bwrap: str, argv: Sequence[str], socket_dir: str, render_node: Optional[str],
+             seccomp_fd: Optional[int] = None) -> List[str]:
     """`argv` run under bwrap with only what a vtest server needs (see the module's docstring)."""
     # No --new-session: the server stays in the harness's process group for it (its memory is
     # sampled by group); it has no terminal for TIOCSTI (stdin is /dev/null).
@@ -59,14 +97,24 @@ def confined(bwrap: str, argv: Sequence[str], socket_dir: str, render_node: Opti
     prefix += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--bind", socket_dir, socket_dir]
     if render_node:
         prefix += ["--dev-bind", render_node, render_node]
+    if seccomp_fd is not None:
+        prefix += ["--seccomp", str(seccomp_fd)]
     return [*prefix, "--", *argv]
 
 
-def reach(python: str, socket_dir: str, wrap=lambda argv: argv, env: Optional[Dict[str, str]] = None) -> dict:
-    """What a process started as `wrap` starts it sees and may write (the server's view, measured)."""
+def reach(python: str, socket_dir: str, wrap: Optional[Callable[[List[str]], Confined]] = None,
+          env: Optional[Dict[str, str]] = None) -> dict:
+    """What a process started as `wrap` starts it (else plainly) sees and may write, and the
+    syscalls it is refused (the server's view, measured)."""
     home = os.path.expanduser("~")
-    argv = wrap([python, "-c", REACH_SCRIPT, home, socket_dir])
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env, stdin=subprocess.DEVNULL)
+    argv = [python, "-c", REACH_SCRIPT, home, socket_dir]
+    started = wrap(argv) if wrap else Confined(argv, (), "")
+    try:
+        done = subprocess.run(started.argv, capture_output=True, text=True, timeout=60, env=env,
+                              stdin=subprocess.DEVNULL, pass_fds=started.fds)
+    finally:
+        for fd in started.fds:
+            os.close(fd)
     if done.returncode != 0:
         return {"error": (done.stderr.strip().splitlines() or ["no output"])[-1]}
     found = json.loads(done.stdout)
@@ -76,6 +124,8 @@ def reach(python: str, socket_dir: str, wrap=lambda argv: argv, env: Optional[Di
     found["writable_private"] = [place for place, dev, ino in found["writable"] if not same_folder(place, dev, ino)]
     del found["writable"]
     found["home"] = home
+    if wrap:
+        found["seccomp"] = started.seccomp
     return found
 
 

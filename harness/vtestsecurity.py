@@ -105,7 +105,9 @@ def server(toolset: Toolset, scratch: Path, out: Path, name: str, mode: str = FO
         why = serverconfine.why_not(toolset.path(vtest.SERVICE))
         if why:
             raise ModeUnavailable(why)
-        spec.argv = serverconfine.confined(toolset.path("bwrap"), spec.argv, str(scratch), render_node)
+        confined = serverconfine.confine(toolset.path("bwrap"), toolset.path("python3"), spec.argv, str(scratch),
+                                         render_node, scratch, name)
+        spec.argv, spec.handed_fds = confined.argv, confined.fds
     spec.env.update(extra_env or {})
     spec.log_path = str(out / f"{name}.log")
     return spec
@@ -114,9 +116,11 @@ def server(toolset: Toolset, scratch: Path, out: Path, name: str, mode: str = FO
 def reach_of(toolset: Toolset, mode: str, scratch: Path) -> dict:
     """What a crashed server's process reaches, run as the server runs in `mode`."""
     render_node = toolset.render_nodes[0] if toolset.render_nodes else None
-    wrap = (lambda argv: serverconfine.confined(toolset.path("bwrap"), argv, str(scratch), render_node)) \
-        if mode == CONFINED else (lambda argv: argv)
-    return serverconfine.reach(toolset.path("python3"), str(scratch), wrap)
+
+    def confine(argv: List[str]) -> serverconfine.Confined:
+        return serverconfine.confine(toolset.path("bwrap"), toolset.path("python3"), argv, str(scratch), render_node,
+                                     scratch, "reach")
+    return serverconfine.reach(toolset.path("python3"), str(scratch), confine if mode == CONFINED else None)
 
 
 def through(socket: str):

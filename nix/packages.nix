@@ -45,6 +45,9 @@ let
   driverLink = pkgs.addDriverRunpath.driverLink;
 
   python = pkgs.python3;
+  # The probes' python, with libseccomp's binding: the confined vtest server's seccomp filter is
+  # compiled by the toolset's python3 (harness/seccompfilter.py); the probes use the standard library only.
+  pythonWithSeccomp = python.withPackages (ps: [ ps.seccomp ]);
 
   # A runtime: python3 for the probe with EGL pointed at one Mesa build through glvnd; for the
   # GPU checks, the host's driver (driverLink) first, then that Mesa.
@@ -54,7 +57,7 @@ let
     export LIBGL_DRIVERS_PATH=${lib.optionalString hostDriver "${driverLink}/lib/dri:"}${mesa}/lib/dri
     # The Vulkan probe: the loader finds no ICD in a build sandbox either (VK_DRIVER_FILES takes folders).
     export VK_DRIVER_FILES=${lib.optionalString hostDriver "${driverLink}/share/vulkan/icd.d:"}${mesa}/share/vulkan/icd.d
-    exec ${python}/bin/python3 "$@"
+    exec ${pythonWithSeccomp}/bin/python3 "$@"
   '').overrideAttrs { inherit (python) version; };
   runtime = probePythonFor { inherit mesa; };
   runtime-gpu = probePythonFor { inherit mesa; hostDriver = true; };

@@ -135,9 +135,10 @@ def test_a_planted_crash_is_found_saved_and_replayed(toolset, tmp_path):
 
 
 def test_the_confined_server_renders_and_a_crash_there_reaches_only_its_socket_folder(toolset, tmp_path):
-    """The same fuzz run against the server under bwrap: the honest app still renders through it,
-    and what its process reaches is measured: no home, no network, of the host's folders only
-    the socket's writable (a private /tmp and root besides)."""
+    """The same fuzz run against the server under bwrap and its seccomp filter: the honest app still
+    renders through it, and what its process reaches is measured: no home, no network, of the
+    host's folders only the socket's writable (a private /tmp and root besides), the syscalls the
+    filter refuses refused."""
     if toolset.missing(["virgl_test_server", "bwrap"]):
         skip_unless_required("vtest-virgl", "the vtest fuzz run", "needs virgl_test_server and bwrap")
     session = vtestsecurity.record(toolset, tmp_path / "record")
@@ -150,7 +151,12 @@ def test_the_confined_server_renders_and_a_crash_there_reaches_only_its_socket_f
     reach = confined.reach
     assert not reach["home_readable"] and reach["network"] == [] and len(reach["writable_host"]) == 1, reach
     assert "/tmp" in reach["writable_private"], reach
+    # Under the seccomp filter (setup installs the binding that compiles it): no inet socket, no
+    # user namespace of its own; as the seed runs it, both.
+    assert reach["seccomp"].startswith("seccomp: "), reach
+    assert reach["syscalls"] == {"socket(AF_INET)": "EAFNOSUPPORT", "unshare(CLONE_NEWUSER)": "EPERM"}, reach
     assert forking.reach["home_readable"] and len(forking.reach["writable_host"]) > 1, forking.reach  # as the seed runs it
+    assert set(forking.reach["syscalls"].values()) == {"allowed"} and "seccomp" not in forking.reach, forking.reach
 
 
 def test_the_shipped_security_matrix_s_hostile_client_inside_vtest_virgl(run_scenarios, toolset):

@@ -89,6 +89,8 @@ def reach_text(reach: dict) -> str:
         return f"not measured ({reach.get('error', 'no probe')})"
     network = ", ".join(reach.get("network") or []) or "none"
     private = f" (private: {', '.join(reach['writable_private'])})" if reach.get("writable_private") else ""
+    syscalls = reach.get("syscalls") or {}
+    refused = "; ".join(f"{call} {said}" for call, said in syscalls.items()) if syscalls else "not tried"
     return (f"home {'readable' if reach.get('home_readable') else 'not there'}; writes the host's "
             f"{', '.join(reach.get('writable_host') or []) or 'nothing'}{private}; network {network}; "
-            f"{reach.get('processes')} processes")
+            f"{reach.get('processes')} processes; {refused}" + (f"; {reach['seccomp']}" if reach.get("seccomp") else ""))
