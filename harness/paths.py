@@ -78,11 +78,15 @@ PATHS: Dict[str, PathSpec] = {
             own_namespaces=SANDBOX_NAMESPACES,
             services=("virgl_test_server",),
             env=(("GALLIUM_DRIVER", "virpipe"),),
-            sync_fd=bool(suffix),
+            sync_fd=suffix == "-syncfd",
+            confined_server=suffix == "-confined",
         ) for suffix, description in (
             ("", "bwrap with no /dev/dri; host virgl_test_server over a unix socket; Mesa virpipe"),
             ("-syncfd", "vtest-virgl with the server's life tied to the sandbox's: a supervised server ready and "
                         "stopped through one pipe that bwrap holds as --sync-fd"),
+            ("-confined", "vtest-virgl with the host's server confined too: under bwrap (no network, /usr and /etc "
+                          "read only, a private /tmp, only its socket's folder and the render node) and a seccomp "
+                          "filter (Flatpak's blocklist, AF_UNIX sockets only)"),
         )),
         PathSpec(
             id="vtest-venus",

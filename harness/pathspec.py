@@ -76,6 +76,7 @@ class PathSpec:
     dri_devices: DriDevices = DriDevices.RENDER  # container family
     cdi: Optional[CdiSource] = None  # container family: the host's driver from a CDI spec
     sync_fd: bool = False  # sandbox family: the server supervised and tied to bwrap by --sync-fd
+    confined_server: bool = False  # sandbox family: the host's server under bwrap and seccomp (harness/serverconfine.py)
     passthrough: Optional[Passthrough] = None  # vfio family
     flatpak_mode: FlatpakMode = FlatpakMode.USR_PATH  # flatpak family
     baseline: bool = False  # the path others' fps is compared with (% of native)

@@ -68,8 +68,12 @@ class Confined:
     """A program's argv under the confinement, and what it needs handed over."""
 
     argv: List[str]
-    fds: Tuple[int, ...]  # the seccomp filter's file, open: hand it to the child, then close it here
+    handed: Tuple[Tuple[int, str], ...]  # the seccomp filter's file, open, and its path: hand it over, then close it
     seccomp: str  # the filter the program runs under, or why there is none
+
+    @property
+    def fds(self) -> Tuple[int, ...]:
+        return tuple(fd for fd, _ in self.handed)
 
 
 def confine(bwrap: str, python: str, argv: Sequence[str], socket_dir: str, render_node: Optional[str],
@@ -80,7 +84,7 @@ def confine(bwrap: str, python: str, argv: Sequence[str], socket_dir: str, rende
     except SeccompUnavailable as exc:
         return Confined(confined(bwrap, argv, socket_dir, render_node), (), str(exc))
     fd = os.open(made.bpf, os.O_RDONLY | os.O_CLOEXEC)  # Popen's pass_fds clears CLOEXEC in the child
-    return Confined(confined(bwrap, argv, socket_dir, render_node, fd), (fd,), made.describe())
+    return Confined(confined(bwrap, argv, socket_dir, render_node, fd), ((fd, str(made.bpf)),), made.describe())
 
 
 def confined(bwrap: str, argv: Sequence[str], socket_dir: str, render_node: Optional[str],

@@ -32,7 +32,9 @@ class ServiceSpec:
     # (Xvfb's /tmp/.X<n>-lock and socket): removed here or by the reaper if it cannot.
     leaves: Tuple[str, ...] = ()
     sync: Optional[SyncPipe] = None  # supervised (harness/supervisor.py): ready and stopped through this pipe
-    handed_fds: Tuple[int, ...] = ()  # open files its argv names by number (bwrap's --seccomp): closed here once handed
+    # Open files its argv names by number (bwrap's --seccomp FD), with the file each reads (rerun.sh
+    # opens it so): handed to its process and closed here once it started.
+    handed: Tuple[Tuple[int, str], ...] = ()
 
 
 def unix_socket_accepts(path: str) -> bool:
@@ -105,15 +107,15 @@ def start(spec: ServiceSpec) -> RunningService:
         reaper.get().track_path(path)
     try:
         child = Child(spec.argv, spec.env, spec.log_path,
-                      pass_fds=((spec.sync.write_fd,) if spec.sync is not None else ()) + spec.handed_fds)
+                      pass_fds=((spec.sync.write_fd,) if spec.sync is not None else ()) + tuple(fd for fd, _ in spec.handed))
     except OSError as exc:
         raise ServiceError(f"service {spec.name} could not start {spec.argv[0]}: {exc.strerror or exc}") from None
     finally:
         if spec.sync is not None:
             spec.sync.close(spec.sync.write_fd)  # the supervisor holds the only write end now
-        for fd in spec.handed_fds:
+        for fd, _ in spec.handed:
             os.close(fd)
-        spec.handed_fds = ()
+        spec.handed = ()
     service = RunningService(spec, child)
     ready = poll(lambda: is_ready(spec), spec.ready_timeout_s, interval_s=0.005,
                  give_up=lambda: child.poll() is not None)

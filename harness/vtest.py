@@ -4,8 +4,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
+from . import serverconfine
 from .lifecycle import Workspace
 from .services import ServiceSpec
 from .syncfd import SyncPipe
@@ -40,18 +41,25 @@ SUPERVISOR = Path(__file__).resolve().parent / "supervisor.py"
 
 
 def server_spec(toolset: Toolset, workspace: Workspace, venus: bool = False,
-                sync: Optional[SyncPipe] = None, multi_clients: bool = False) -> ServiceSpec:
+                sync: Optional[SyncPipe] = None, multi_clients: bool = False, confined: bool = False) -> ServiceSpec:
     """The server for one scenario; with `sync`, run under the supervisor that ties its life to
-    the sandbox's through that pipe (one pipe for readiness and shutdown)."""
+    the sandbox's through that pipe (one pipe for readiness and shutdown); `confined`: under bwrap
+    and its seccomp filter, the socket's folder its only writable host folder."""
     socket = str(workspace.tmp_dir / "virgl.sock")
-    argv = server_argv(toolset.path(SERVICE), socket, toolset.render_nodes[0] if toolset.render_nodes else None,
-                       venus=venus, multi_clients=multi_clients)
+    render_node = toolset.render_nodes[0] if toolset.render_nodes else None
+    argv = server_argv(toolset.path(SERVICE), socket, render_node, venus=venus, multi_clients=multi_clients)
+    handed: Tuple[Tuple[int, str], ...] = ()
+    if confined:  # its filter kept with the scenario's results: rerun.sh hands it over again
+        made = serverconfine.confine(toolset.path("bwrap"), toolset.path("python3"), argv, str(workspace.tmp_dir),
+                                     render_node, workspace.result_dir, SERVICE)
+        argv, handed = made.argv, made.handed
     if sync is not None:
         argv = [sys.executable, str(SUPERVISOR), str(sync.write_fd), socket, "--", *argv]
     # virgl_test_server refuses to start without XDG_RUNTIME_DIR.
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "XDG_RUNTIME_DIR": str(workspace.tmp_dir),
            **toolset.host_gl_env()}
-    return ServiceSpec(SERVICE, argv, env, str(workspace.result_dir / f"{SERVICE}.log"), ready_socket=socket, sync=sync)
+    return ServiceSpec(SERVICE, argv, env, str(workspace.result_dir / f"{SERVICE}.log"), ready_socket=socket, sync=sync,
+                       handed=handed)
 
 
 @functools.lru_cache(maxsize=8)

@@ -107,7 +107,7 @@ def server(toolset: Toolset, scratch: Path, out: Path, name: str, mode: str = FO
             raise ModeUnavailable(why)
         confined = serverconfine.confine(toolset.path("bwrap"), toolset.path("python3"), spec.argv, str(scratch),
                                          render_node, scratch, name)
-        spec.argv, spec.handed_fds = confined.argv, confined.fds
+        spec.argv, spec.handed = confined.argv, confined.handed
     spec.env.update(extra_env or {})
     spec.log_path = str(out / f"{name}.log")
     return spec

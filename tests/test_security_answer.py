@@ -37,8 +37,14 @@ def test_the_fuzzer_s_summary_is_read_from_its_real_output():
 def test_a_crash_fails_the_row_and_is_counted():
     answer = security_answer([entry(), entry("Fail", crashes=2, path="podman-vtest")])
     rows = {row[0].text: [cell.text for cell in row] for row in answer.rows}
-    assert rows["podman-vtest"][8] == "2" and rows["podman-vtest"][9] == "Fail"
-    assert rows["vtest-virgl"][8] == "0" and rows["vtest-virgl"][9] == "Pass"
+    assert rows["podman-vtest"][9] == "2" and rows["podman-vtest"][10] == "Fail"
+    assert rows["vtest-virgl"][9] == "0" and rows["vtest-virgl"][10] == "Pass"
+
+
+def test_the_confined_server_s_path_says_how_its_server_runs():
+    answer = security_answer([entry(), entry(path="vtest-virgl-confined")])
+    modes = {record["path"]: record["mode"] for record in answer.records}
+    assert modes == {"vtest-virgl": "forking", "vtest-virgl-confined": "forking, confined (bwrap, seccomp)"}
 
 
 def test_scenarios_without_a_hostile_client_make_no_row():
@@ -51,7 +57,7 @@ def test_scenarios_without_a_hostile_client_make_no_row():
 def test_the_shipped_security_matrix_runs_the_fuzzer_inside_each_vtest_path():
     loaded = matrix.load(matrix.DEFAULT_MATRIX.parent / "security.toml")
     assert sorted(s.path_id for s in loaded.scenarios) == ["flatpak-vtest", "podman-vtest", "podman-vtest-capdrop",
-                                                           "vtest-virgl"]
+                                                           "vtest-virgl", "vtest-virgl-confined"]
     for scenario in loaded.scenarios:
         settings = scenario.declared.settings
         assert scenario.declared.kind == "command" and settings["argv"][:4] == [

@@ -1,4 +1,6 @@
+import os
 import subprocess
+import sys
 
 from harness.families import registry
 from harness import model
@@ -133,3 +135,36 @@ def test_a_toolset_that_points_host_gl_at_its_mesa_reaches_every_host_gl_program
     qemu_display, (xvfb,), qemu_env = display.display_for("virtio-gpu-gl-pci", toolset, ws)
     assert qemu_display == "sdl,gl=on" and gl_env.items() <= xvfb.env.items() and gl_env.items() <= qemu_env.items()
     assert fake_toolset().host_gl_env() == {}
+
+
+def test_the_confined_server_s_path_runs_it_under_bwrap_and_its_seccomp_filter_and_rerun_hands_it_over(tmp_path):
+    """vtest-virgl-confined's server: the host's program under bwrap, its seccomp filter compiled
+    by the toolset's python3 (setup installs python3-seccomp for /usr/bin/python3) into the
+    scenario's results, handed as an open file, and opened again by rerun.sh."""
+    ws = workspace(tmp_path)
+    plan = plan_of(sandbox, scenario("vtest-virgl-confined"), fake_toolset(), ws, Workload(probe="gl"))
+    (service,) = plan.services
+    try:
+        ((fd, bpf),) = service.handed
+        assert bpf == str(ws.result_dir / "virgl_test_server.bpf") and os.fstat(fd).st_size > 0
+        argv = service.argv
+        assert argv[0] == "/usr/bin/bwrap" and argv[argv.index("--seccomp") + 1] == str(fd)
+        assert argv[argv.index("--") + 1:] == ["/usr/bin/virgl_test_server", "--use-egl-surfaceless",
+                                              f"--socket-path={ws.tmp_dir / 'virgl.sock'}"]
+        assert argv[argv.index(str(ws.tmp_dir)) - 1] == "--bind"  # its socket's folder: the one it writes
+        write_config(ws, "vtest-virgl-confined/host/gl", plan)
+    finally:
+        os.close(fd)
+    script = (ws.result_dir / "rerun.sh").read_text()
+    assert script.startswith("#!/bin/bash") and f" {fd}<{bpf} &" in script
+    assert subprocess.run(["bash", "-n", str(ws.result_dir / "rerun.sh")]).returncode == 0
+
+
+def test_the_confined_server_s_path_is_a_skip_where_no_filter_or_no_host_program_can_be_had(tmp_path):
+    spec = scenario("vtest-virgl-confined").spec
+    no_binding = fake_toolset()
+    no_binding.tools["python3"] = Tool("python3", sys.executable, "3")  # the harness's venv: no libseccomp binding
+    assert "no libseccomp binding" in (sandbox.FAMILY.available(spec, no_binding) or "")
+    elsewhere = fake_toolset()
+    elsewhere.tools["virgl_test_server"] = Tool("virgl_test_server", str(tmp_path / "wrapper"), "1.1.0")
+    assert "outside the host's /usr and /etc" in (sandbox.FAMILY.available(spec, elsewhere) or "")

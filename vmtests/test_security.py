@@ -159,16 +159,18 @@ def test_the_confined_server_renders_and_a_crash_there_reaches_only_its_socket_f
     assert set(forking.reach["syscalls"].values()) == {"allowed"} and "seccomp" not in forking.reach, forking.reach
 
 
-def test_the_shipped_security_matrix_s_hostile_client_inside_vtest_virgl(run_scenarios, toolset):
+@pytest.mark.parametrize("path", ["vtest-virgl", "vtest-virgl-confined"])
+def test_the_shipped_security_matrix_s_hostile_client_inside_vtest_virgl(path, run_scenarios, toolset):
     """security.toml's scenario for real: the fuzzer inside the sandbox, against the scenario's own
-    server; the verdict and the security answer from its entry."""
+    server (confined too: under bwrap and its seccomp filter); the verdict and the security answer
+    from its entry."""
     from harness import matrix, verdict
     from harness.report import answers, document
 
     from .conftest import describe, outcome_or_skip
 
     loaded = matrix.load(matrix.DEFAULT_MATRIX.parent / "security.toml")
-    (scenario,) = [s for s in loaded.scenarios if s.path_id == "vtest-virgl"]
+    (scenario,) = [s for s in loaded.scenarios if s.path_id == path]
     (result,) = run_scenarios([scenario])
     assert outcome_or_skip(result) == verdict.PASS, describe(result)
     entry = document.scenario_entry(result, result.result_dir.parent.parent, toolset)
@@ -176,3 +178,4 @@ def test_the_shipped_security_matrix_s_hostile_client_inside_vtest_virgl(run_sce
     assert record["tried"] > record["targeted"] > 0 and record["crashes"] == 0 and record["hung"] == 0, record
     assert record["answered"] > 0 and record["dropped"] > 0, record  # it serves what it can, refuses the rest
     assert record["exposes"]["host_sockets"], record
+    assert record["mode"].startswith("forking, confined") == (path == "vtest-virgl-confined"), record

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-from .. import driverlayout, hostdriver, vtest
+from .. import driverlayout, hostdriver, reaper, seccompfilter, serverconfine, vtest
 from ..lifecycle import LaunchContext, Prepared
 from ..model import HOST_KIND, Runtime, Scenario
 from ..pathspec import PathSpec
@@ -104,8 +104,20 @@ class BwrapSpec:
 
 def services_for(ctx: LaunchContext, sync: Optional[SyncPipe] = None) -> List[ServiceSpec]:
     if vtest.SERVICE in ctx.scenario.spec.services:
-        return [vtest.server_spec(ctx.toolset, ctx.workspace, venus=ctx.scenario.spec.venus, sync=sync)]
+        return [vtest.server_spec(ctx.toolset, ctx.workspace, venus=ctx.scenario.spec.venus, sync=sync,
+                                  confined=ctx.scenario.spec.confined_server)]
     return []
+
+
+@functools.lru_cache(maxsize=8)
+def seccomp_missing(python: str) -> Optional[str]:
+    """Why the confined server would run with no seccomp filter here (`python` cannot compile one), or None."""
+    with reaper.temp_dir("gh-seccomp-") as scratch:
+        try:
+            seccompfilter.compile_filter(python, Path(scratch) / "check.bpf")
+        except seccompfilter.SeccompUnavailable as exc:
+            return str(exc)
+    return None
 
 
 @functools.lru_cache(maxsize=8)
@@ -171,6 +183,8 @@ class SandboxFamily(ProcessFamily):
             version = toolset.version(vtest.SERVICE) or "?"
             reason = (f"virgl_test_server {version} has no Venus (--venus): use --toolset runtime:trixie-host, "
                       "runtime:sid-host or the Nix toolset")
+        if reason is None and spec.confined_server:
+            reason = serverconfine.why_not(toolset.path(vtest.SERVICE)) or seccomp_missing(toolset.path("python3"))
         return reason
 
     def plan(self, ctx: LaunchContext) -> Plan:

@@ -7,12 +7,19 @@ import json
 from typing import List, Optional
 
 from ..outcomes import Outcome
+from ..paths import PATHS
 from . import entries
 from .table import Answer, Cell, listed
 
 SERVER_TOOL = "virgl_test_server"
 SUMMARY_KEYS = {"tried", "answered", "dropped", "hung", "waiting", "session_bytes"}
 INPUTS = "probe/fuzz/inputs"  # where the fuzzer saved the inputs that dropped or hung, in the scenario's folder
+FORKING, CONFINED = "forking", "forking, confined (bwrap, seccomp)"  # how a scenario's own server runs
+
+
+def server_mode(path: str) -> str:
+    spec = PATHS.get(path)
+    return CONFINED if spec is not None and spec.confined_server else FORKING
 
 
 def fuzz_summary(entry: dict) -> Optional[dict]:
@@ -43,6 +50,7 @@ def record(entry: dict, summary: dict) -> dict:
     return {
         "path": str(entry.get("path", "?")), "runtime": entries.runtime(entry),
         "server": f"{SERVER_TOOL} {entries.versions(entry).get(SERVER_TOOL, '?')}",
+        "mode": server_mode(str(entry.get("path", "?"))),
         **{key: count(summary, key) for key in ("tried", "answered", "dropped", "waiting", "hung")},
         "seed": summary.get("seed"), "seconds": summary.get("seconds"),
         "crashes": int(entries.number(entry, "vtest_server_crashes") or 0),
@@ -62,7 +70,7 @@ def security(scenarios: List[dict]) -> Answer:
                     "to the vtest server the path gave it: inputs answered, refused (its process for the client "
                     "ended), left waiting, hung; the server's processes that crashed; and what the path exposes "
                     "of the host, as measured. No crash here is no proof of safety.",
-                    ["path", "runtime", "server", "inputs", "answered", "refused", "waiting", "hung",
+                    ["path", "runtime", "server", "server runs", "inputs", "answered", "refused", "waiting", "hung",
                      "crashed processes", "verdict", "the path exposes", "saved inputs"])
     for entry in scenarios:
         summary = fuzz_summary(entry)
@@ -80,7 +88,7 @@ def row(found: dict) -> List[Cell]:
         f"{exposes['host_files']} host files; sockets {listed(exposes['host_sockets']) or 'none'}"
         + (f"; shares {listed(exposes['shared_namespaces'])}" if exposes["shared_namespaces"] else ""))
     refused = found["targeted_refused"]
-    return [Cell(found["path"]), Cell(found["runtime"]), Cell(found["server"]),
+    return [Cell(found["path"]), Cell(found["runtime"]), Cell(found["server"]), Cell(found["mode"]),
             Cell(f"{found['tried']} ({found['targeted']} targeted)"), Cell(str(found["answered"])),
             Cell(str(found["dropped"]), title="targeted cases refused: " + (listed(refused) or "none")),
             Cell(str(found["waiting"])), Cell(str(found["hung"])), Cell(str(found["crashes"])),
