@@ -110,6 +110,11 @@ class Child:
     def group_members(self) -> List[int]:
         return [pid for pid, stat in process_stats() if stat.pgid == self.pgid]
 
+    def group_processes(self) -> List[Process]:
+        """The group's members now, each with its start time."""
+        members = ((pid, stat_fields(pid)) for pid in self.group_members())
+        return [(pid, fields[19]) for pid, fields in members if fields and len(fields) > 19]
+
     def peak_rss_kb(self) -> int:
         """Largest VmHWM among the group's live processes (the server forks one per client)."""
         peak = 0
@@ -143,6 +148,9 @@ class Child:
                 self.proc.wait(timeout=grace_s)
             except subprocess.TimeoutExpired:
                 pass
+        # And what joined the group since (a server's process for a client it accepted late, such
+        # as the readiness check's): killed with the group, waited for like the rest.
+        family += self.group_processes()
         self.kill_group(signal.SIGKILL)
         self.proc.wait()
         end_all(family)
