@@ -23,11 +23,15 @@ def pump(source: socket.socket, target: socket.socket) -> bool:
             os.close(fd)
         return False
     try:
-        if fds:
-            socket.send_fds(target, [data[:1]], fds)
-            data = data[1:]
-        if data:
-            target.sendall(data)
+        # The kernel ends a read after the segment that carried fds, and may glue plain bytes
+        # before it: the fds came with the chunk's last bytes. vtest sends each fd with one dummy
+        # byte, which its reader takes with recvmsg after a plain read of the bytes before; fds
+        # on the chunk's first byte would go to that plain read, which drops them.
+        plain, carrier = (data[:-1], data[-1:]) if fds else (data, b"")
+        if plain:
+            target.sendall(plain)
+        if carrier:
+            socket.send_fds(target, [carrier], fds)
     finally:
         for fd in fds:
             os.close(fd)

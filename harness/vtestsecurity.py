@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from . import reaper, runner, serverconfine, services, vtest
+from . import kernelfaults, reaper, runner, serverconfine, services, vtest
 from .diagnosis import server_crashes
 from .lifecycle import Hooks, Workspace
 from .model import HOST, Runtime, Scenario
@@ -61,6 +61,10 @@ class FuzzRun:
     targeted: List[dict] = field(default_factory=list)  # each targeted case: its outcome and how
     reach: Dict[str, object] = field(default_factory=dict)  # what the server's process sees and may write
     client_in: str = "a process on the host"  # where the hostile client ran: "flatpak-vtest over trixie"
+    # Faults the kernel logged for the server's programs during the run (virgl_render_server has no
+    # handler that would say so), and why none could be read where the kernel's log is not readable.
+    kernel_faults: List[str] = field(default_factory=list)
+    kernel_log: str = ""
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -71,10 +75,20 @@ class FuzzRun:
 SHORT = ("--rounds", "1", "--frames", "1")
 
 
+RENDER_SERVER = "virgl_render_server"  # Venus's decoder: a process the server starts for a Venus client
+VENUS_PATH = "vtest-venus"
+
+
 def app(index: int, probe_args=(), timeout_s: float = 60.0) -> Scenario:
     path = plainest_vtest_path()
     return Scenario(id=f"{path}/host/gl#{index}", path_id=path, runtime=HOST, probe="gl", golden="gl",
                     timeout_s=timeout_s, probe_args=tuple(probe_args))
+
+
+def venus_app(runtime: Runtime) -> Scenario:
+    """The Vulkan probe through vtest-venus over `runtime` (one with Mesa's Venus driver)."""
+    return Scenario(id=f"{VENUS_PATH}/{runtime.name}/vulkan", path_id=VENUS_PATH, runtime=runtime, probe="vulkan",
+                    golden="vulkan", timeout_s=30)
 
 
 def hostile(path: str, runtime: Runtime, session: Path, seed: int, count: int, seconds: float,
@@ -92,15 +106,15 @@ def hostile(path: str, runtime: Runtime, session: Path, seed: int, count: int, s
 
 
 def server(toolset: Toolset, scratch: Path, out: Path, name: str, mode: str = FORKING,
-           extra_env: Optional[Dict[str, str]] = None) -> services.ServiceSpec:
-    """The server a hostile client meets, run as `mode` says; `extra_env` for its process (a test
-    plants a crash with LD_PRELOAD)."""
+           extra_env: Optional[Dict[str, str]] = None, venus: bool = False) -> services.ServiceSpec:
+    """The server a hostile client meets, run as `mode` says (`venus`: with --venus); `extra_env`
+    for its process (a test plants a crash with LD_PRELOAD)."""
     out.mkdir(parents=True, exist_ok=True)
     spec = vtest.server_spec(toolset, Workspace(out, scratch))
     spec.ready_socket = str(scratch / f"{name}.sock")
     render_node = toolset.render_nodes[0] if toolset.render_nodes else None
     spec.argv = vtest.server_argv(toolset.path(vtest.SERVICE), spec.ready_socket, render_node,
-                                  multi_clients=mode == SHARED)
+                                  venus=venus, multi_clients=mode == SHARED)
     if mode == CONFINED:
         why = serverconfine.why_not(toolset.path(vtest.SERVICE))
         if why:
@@ -133,11 +147,15 @@ def through(socket: str):
     return start
 
 
-def record(toolset: Toolset, out: Path) -> Path:
-    """The gl probe's own vtest session through a relay: what it sent, as bytes."""
+def record(toolset: Toolset, out: Path, venus_runtime: Optional[Runtime] = None) -> Path:
+    """The gl probe's own vtest session through a relay: what it sent, as bytes. With
+    `venus_runtime`: the Vulkan probe's through vtest-venus over that runtime, against a --venus
+    server (whatever its verdict: on a host that cannot map the server's memory the probe hangs
+    there, and what it sent until then is the session)."""
     out.mkdir(parents=True, exist_ok=True)
+    recorded = venus_app(venus_runtime) if venus_runtime else app(0, SHORT)
     with reaper.temp_dir("gh-rec-") as scratch:
-        real = services.start(server(toolset, Path(scratch), out, "recording-server"))
+        real = services.start(server(toolset, Path(scratch), out, "recording-server", venus=bool(venus_runtime)))
         relay_socket = str(Path(scratch) / "relay.sock")
         relay = services.ServiceSpec("vtest-relay", [sys.executable, str(RELAY), relay_socket, real.spec.ready_socket or "",
                                                      str(out / "session")], {"PATH": os.environ.get("PATH", "")},
@@ -145,64 +163,73 @@ def record(toolset: Toolset, out: Path) -> Path:
         running = [real]
         try:
             running.append(services.start(relay))
-            (result,) = runner.run([app(0, SHORT)], toolset, runner.RunOptions(out_dir=out / "recording", goldens_dir=GOLDENS_DIR),
+            (result,) = runner.run([recorded], toolset, runner.RunOptions(out_dir=out / "recording", goldens_dir=GOLDENS_DIR),
                                    hooks=Hooks(start_services=through(relay_socket)))
         finally:
             services.stop_all(running)
-    if result.verdict.outcome is not Outcome.PASS:
-        raise RuntimeError(f"the recorded app did not pass: {result.verdict.reason}")
     sessions = sorted(out.glob("session.*"), key=lambda p: p.stat().st_size)
+    if not sessions or not sessions[-1].stat().st_size or (result.verdict.outcome is not Outcome.PASS
+                                                           and not venus_runtime):
+        raise RuntimeError(f"the recorded app sent nothing or did not pass: {result.verdict.outcome.value}: "
+                           f"{result.verdict.reason}")
     return sessions[-1]  # the client's rendering connection (the largest)
 
 
 def fuzz(toolset: Toolset, session: Path, out: Path, seed: int = 0, count: int = 1000, seconds: float = 60.0,
          deadline_s: float = 5.0, honest_done: Optional[threading.Event] = None, mode: str = FORKING,
          server_env: Optional[Dict[str, str]] = None, path: Optional[str] = None,
-         runtime: Runtime = HOST) -> FuzzRun:
+         runtime: Runtime = HOST, venus: bool = False) -> FuzzRun:
     """The hostile client's inputs against a fresh server run as `mode` says, while an honest app
     renders through it (per-app: through a server of its own); `honest_done` is set once the
     honest app has its verdict. `path`: the hostile client runs inside that path over `runtime`
-    (its sandbox, container or Flatpak), else as a plain process here."""
+    (its sandbox, container or Flatpak), else as a plain process here. `venus`: the server runs
+    with --venus (a Venus session's target; the honest app is a GL one beside it all the same)."""
     honest_done = honest_done or threading.Event()
     out.mkdir(parents=True, exist_ok=True)
-    with reaper.temp_dir("gh-fuzz-") as scratch, MemorySampler() as sampler:
-        reach = reach_of(toolset, mode, Path(scratch))
-        running = services.start(server(toolset, Path(scratch), out, "server", mode, server_env))
-        started, own = [running], None
-        honest: List[str] = []
+    kernel = kernelfaults.Watch()
+    try:
+        with reaper.temp_dir("gh-fuzz-") as scratch, MemorySampler() as sampler:
+            reach = reach_of(toolset, mode, Path(scratch))
+            running = services.start(server(toolset, Path(scratch), out, "server", mode, server_env, venus))
+            started, own = [running], None
+            honest: List[str] = []
 
-        def honest_app() -> None:
-            socket = (own or running).spec.ready_socket or ""
-            (result,) = runner.run([app(1)], toolset, runner.RunOptions(out_dir=out / "honest", goldens_dir=GOLDENS_DIR),
-                                   hooks=Hooks(start_services=through(socket)))
-            honest.append(f"{result.verdict.outcome.value}: {result.verdict.reason}")
-            honest_done.set()
+            def honest_app() -> None:
+                socket = (own or running).spec.ready_socket or ""
+                (result,) = runner.run([app(1)], toolset, runner.RunOptions(out_dir=out / "honest", goldens_dir=GOLDENS_DIR),
+                                       hooks=Hooks(start_services=through(socket)))
+                honest.append(f"{result.verdict.outcome.value}: {result.verdict.reason}")
+                honest_done.set()
 
-        thread = threading.Thread(target=honest_app)
-        try:
-            sampler.watch(running.child)
-            if mode == PER_APP:
-                own = services.start(server(toolset, Path(scratch), out, "honest-server"))
-                started.append(own)
-            thread.start()
-            if path is None:
-                report = run_here(running.spec.ready_socket or "", session, out, seed, count, seconds, deadline_s)
-            else:
-                report = run_inside(toolset, hostile(path, runtime, session, seed, count, seconds, deadline_s),
-                                    running.spec.ready_socket or "", out)
-            thread.join()
-            alive, end = running.child.poll() is None, running.failure() or ""
-        finally:
-            if thread.is_alive():  # the fuzzer failed: the honest app ends on its own timeout
+            thread = threading.Thread(target=honest_app)
+            try:
+                sampler.watch(running.child)
+                if mode == PER_APP:
+                    own = services.start(server(toolset, Path(scratch), out, "honest-server"))
+                    started.append(own)
+                thread.start()
+                if path is None:
+                    report = run_here(running.spec.ready_socket or "", session, out, seed, count, seconds, deadline_s)
+                else:
+                    report = run_inside(toolset, hostile(path, runtime, session, seed, count, seconds, deadline_s),
+                                        running.spec.ready_socket or "", out)
                 thread.join()
-            services.stop_all(started)
+                alive, end = running.child.poll() is None, running.failure() or ""
+            finally:
+                if thread.is_alive():  # the fuzzer failed: the honest app ends on its own timeout
+                    thread.join()
+                services.stop_all(started)
+    finally:
+        kernel.stop()  # what the kernel logged during the run, read now
     version = toolset.version(vtest.SERVICE) or "?"
     crashes = server_crashes(running.spec.log_path)
-    return FuzzRun(f"{vtest.SERVICE} {version}", mode, seed, report["session_bytes"], report["tried"],
+    faults = [fault.line for fault in kernel.faults([vtest.SERVICE, RENDER_SERVER])]
+    return FuzzRun(f"{vtest.SERVICE} {version}" + (" --venus" if venus else ""), mode, seed, report["session_bytes"], report["tried"],
                    report["answered"], report["dropped"], report["hung"], report["waiting"], crashes, alive, end,
                    sampler.peak_rss_kb, honest[0] if honest else "did not finish", report["seconds"], report["inputs"],
                    report.get("targeted", []), reach,
-                   f"{report['path']} over {report['runtime']}" if "path" in report else "a process on the host")
+                   f"{report['path']} over {report['runtime']}" if "path" in report else "a process on the host",
+                   faults, kernel.unreadable or "")
 
 
 def run_here(socket: str, session: Path, out: Path, seed: int, count: int, seconds: float, deadline_s: float) -> dict:
@@ -235,10 +262,10 @@ def run_inside(toolset: Toolset, scenario: Scenario, socket: str, out: Path) -> 
 
 
 def replay(toolset: Toolset, saved: Path, out: Path, deadline_s: float = 5.0, mode: str = FORKING,
-           server_env: Optional[Dict[str, str]] = None) -> Tuple[Optional[str], int]:
+           server_env: Optional[Dict[str, str]] = None, venus: bool = False) -> Tuple[Optional[str], int]:
     """One saved input against a fresh server: what the fuzzer saw, and the crashes the server logged."""
     with reaper.temp_dir("gh-replay-") as scratch:
-        running = services.start(server(toolset, Path(scratch), out, "replay-server", mode, server_env))
+        running = services.start(server(toolset, Path(scratch), out, "replay-server", mode, server_env, venus))
         try:
             done = subprocess.run([sys.executable, str(FUZZER), "replay", running.spec.ready_socket or "", str(saved),
                                    "--deadline", str(deadline_s)], capture_output=True, text=True, timeout=60)

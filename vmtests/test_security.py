@@ -179,3 +179,36 @@ def test_the_shipped_security_matrix_s_hostile_client_inside_vtest_virgl(path, r
     assert record["answered"] > 0 and record["dropped"] > 0, record  # it serves what it can, refuses the rest
     assert record["exposes"]["host_sockets"], record
     assert record["mode"].startswith("forking, confined") == (path == "vtest-virgl-confined"), record
+
+
+
+def session_commands(session) -> list:
+    """The command ids of a recorded session (each: length in dwords, id, then its data)."""
+    data, ids, at = session.read_bytes(), [], 0
+    while at + 8 <= len(data):
+        length, command = struct.unpack_from("<II", data, at)
+        ids.append(command)
+        at += 8 + 4 * length
+    return ids
+
+
+def test_a_hostile_venus_client_beside_an_honest_gl_app(tmp_path):
+    """The Vulkan probe's session through vtest-venus (trixie's Venus driver against trixie-host's
+    virglrenderer 1.1), recorded through the relay (the blobs' fds reach the driver's recvmsg),
+    mutated against a --venus server: the inputs reach Venus's decoder in virgl_render_server (its
+    "vkr:" lines), an honest GL app beside it still gets its golden, and the kernel's log is read
+    for faults of the server's programs."""
+    from harness import matrix
+
+    chosen = toolset_from("trixie-host")
+    venus = matrix.load(matrix.DEFAULT_MATRIX.parent / "venus.toml")
+    trixie = next(s.runtime for s in venus.scenarios if s.runtime.name == "trixie")
+    session = vtestsecurity.record(chosen, tmp_path / "record", trixie)
+    commands = session_commands(session)
+    assert 17 in commands and 24 in commands, commands  # VCMD_CONTEXT_INIT, VCMD_SUBMIT_CMD2: Venus's own
+    run = vtestsecurity.fuzz(chosen, session, tmp_path / "fuzz", seed=1, count=60, seconds=15, deadline_s=10,
+                             venus=True)
+    assert run.server.endswith("--venus") and run.tried > 10 and run.answered > 0 and run.dropped > 0, run
+    assert run.server_alive and run.honest.startswith("Pass"), run.honest
+    assert run.crashes == 0 and run.kernel_faults == [] and run.kernel_log == "", run
+    assert "vkr:" in (tmp_path / "fuzz" / "server.log").read_text(errors="replace")

@@ -267,12 +267,18 @@ def build_parser() -> Parser:
     fuzz.add_argument("--path", help="run the hostile client inside this vtest path (vtest-virgl, podman-vtest, "
                                      "flatpak-vtest, ...) over --runtime, as an app there would; default: a plain "
                                      "process on the host")
+    fuzz.add_argument("--venus", metavar="RUNTIME",
+                      help="fuzz Venus instead: the session the Vulkan probe sends through vtest-venus over RUNTIME "
+                           "(one with Mesa's Venus driver: trixie, sid), against a --venus server (its "
+                           "virgl_render_server's faults from the kernel's log); needs --toolset runtime:trixie-host "
+                           "or runtime:sid-host")
     fuzz.add_argument("--runtime", default="host", help="the runtime the hostile client's path runs over "
                                                          "(a shipped recipe's name, or host; default: host)")
     replay = security_sub.add_parser("replay", help="one input a fuzz run saved, against a fresh server")
     replay.add_argument("input", type=Path, help="a file under OUT/fuzz-MODE/inputs/")
     replay.add_argument("--mode", type=security_modes, default=["forking"],
                         help="how the server runs (one of the fuzz modes; default: forking)")
+    replay.add_argument("--venus", action="store_true", help="against a --venus server (an input of a --venus run)")
     for one in (fuzz, replay):
         one.add_argument("--deadline", type=seconds, default=5.0,
                          help="seconds a server has to answer after an input (default: %(default)s)")

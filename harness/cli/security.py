@@ -2,7 +2,7 @@
 import json
 import sys
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 from .. import paths, recipes, runtimes, toolsets, vtest, vtestsecurity
 from ..model import HOST, Runtime, RuntimeKind
@@ -20,14 +20,17 @@ def cmd_security(args) -> int:
         if not args.input.is_file():
             raise InputError(f"security replay: {args.input}: no such file (a fuzz run saves its inputs in "
                              "OUT/fuzz-MODE/inputs/)")
-        said, crashes = vtestsecurity.replay(toolset, args.input, args.out, args.deadline, args.mode[0])
+        said, crashes = vtestsecurity.replay(toolset, args.input, args.out, args.deadline, args.mode[0],
+                                             venus=args.venus)
         crashed = f"; the server's process for it crashed ({crashes} SIGSEGV)" if crashes else ""
         print(f"{args.input}: {said or 'no answer from the fuzzer'}{crashed} "
               f"(server log: {args.out / 'replay-server.log'})")
         return EXIT_OK if said and said.startswith("answered") and not crashes else EXIT_FAILED
     runtime = hostile_runtime(args)
-    print("recording the gl probe's vtest session ...", file=sys.stderr)
-    session = vtestsecurity.record(toolset, args.out / "record")
+    venus_runtime = venus_client_runtime(args, toolset)
+    print(f"recording the {'Vulkan probe through Venus' if venus_runtime else 'gl probe'}'s vtest session ...",
+          file=sys.stderr)
+    session = vtestsecurity.record(toolset, args.out / "record", venus_runtime)
     runs: List[vtestsecurity.FuzzRun] = []
     unmeasured: List[dict] = []
     for mode in args.modes:
@@ -35,7 +38,8 @@ def cmd_security(args) -> int:
               file=sys.stderr)
         try:
             runs.append(vtestsecurity.fuzz(toolset, session, args.out / f"fuzz-{mode}", args.seed, args.count,
-                                           args.seconds, args.deadline, mode=mode, path=args.path, runtime=runtime))
+                                           args.seconds, args.deadline, mode=mode, path=args.path, runtime=runtime,
+                                           venus=venus_runtime is not None))
         except (vtestsecurity.ModeUnavailable, ServiceError, RuntimeError) as exc:
             said = " ".join(str(exc).split())
             print(f"security fuzz: {mode}: not measured: {said}", file=sys.stderr)
@@ -48,7 +52,26 @@ def cmd_security(args) -> int:
     print(f"inputs that dropped or hung: {', '.join(folders) or 'none'}; replay one: gpu-harness security replay "
           "FILE --mode MODE", file=sys.stderr)
     return EXIT_OK if not unmeasured and all(r.server_alive and r.honest.startswith("Pass") and not r.crashes
-                                             for r in runs) else EXIT_FAILED
+                                             and not r.kernel_faults for r in runs) else EXIT_FAILED
+
+
+def built_runtime(name: str) -> Runtime:
+    recipes.load_recipe(name)  # an unknown name is an InputError naming the shipped ones
+    built = runtimes.ensure(name)
+    return Runtime(name, RuntimeKind.DEBOOTSTRAP, str(built.root), f"runtime {name}", name)
+
+
+def venus_client_runtime(args, toolset) -> Optional[Runtime]:
+    """With --venus RUNTIME: that runtime (its Mesa's Venus driver records the session), once the
+    server is known to take --venus and no --path is asked for."""
+    if args.venus is None:
+        return None
+    if args.path is not None:
+        raise InputError("security fuzz: --venus runs the hostile client on the host (--path is for the GL paths)")
+    if not vtest.has_venus(toolset.path(vtest.SERVICE)):
+        raise InputError(f"security fuzz --venus: virgl_test_server {toolset.version(vtest.SERVICE) or '?'} has no "
+                         "Venus (--venus): use --toolset runtime:trixie-host or runtime:sid-host")
+    return built_runtime(args.venus)
 
 
 def hostile_runtime(args) -> Runtime:
@@ -63,9 +86,7 @@ def hostile_runtime(args) -> Runtime:
                          f"({', '.join(with_socket)})")
     if args.runtime == HOST.name:
         return HOST
-    recipes.load_recipe(args.runtime)  # an unknown name is an InputError naming the shipped ones
-    built = runtimes.ensure(args.runtime)
-    return Runtime(args.runtime, RuntimeKind.DEBOOTSTRAP, str(built.root), f"runtime {args.runtime}", args.runtime)
+    return built_runtime(args.runtime)
 
 
 def runs_table(runs: List[vtestsecurity.FuzzRun]):
@@ -77,10 +98,17 @@ def runs_table(runs: List[vtestsecurity.FuzzRun]):
         table.add_column(column)
     for run in runs:
         table.add_row(run.server, run.mode, run.client_in, f"{run.tried} in {run.seconds:g} s", str(run.answered), str(run.dropped),
-                      str(run.waiting), str(run.hung), str(run.crashes),
+                      str(run.waiting), str(run.hung), crashes_text(run),
                       "yes" if run.server_alive else f"NO: {run.server_end.partition('(')[2].rstrip(')') or 'ended'}",
                       f"{run.peak_rss_kb / 1024:.0f}", run.honest.split(":")[0], reach_text(run.reach))
     return table
+
+
+def crashes_text(run: vtestsecurity.FuzzRun) -> str:
+    """The server's own count, and the faults the kernel logged for its programs (or why unread)."""
+    kernel = (f" + {len(run.kernel_faults)} in the kernel's log" if run.kernel_faults
+              else "" if not run.kernel_log else " (kernel's log not read)")
+    return f"{run.crashes}{kernel}"
 
 
 def reach_text(reach: dict) -> str:
