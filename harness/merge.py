@@ -1,12 +1,14 @@
 """`gpu-harness merge RUN... --out DIR`: the results of shards of one matrix and of runs on several
 hosts as one run: one results.json, junit.xml and report.html. The same scenario twice from one
 host (overlapping shards, a run given twice) is refused; from two hosts it is two rows, each
-scenario then naming its host, and the grid and answers gain a host axis. Scenario folders stay
-where the runs left them: the merged report points to them."""
+scenario then naming its host, and the grid and answers gain a host axis. Runs of one host with
+different toolsets (`--toolset runtime:trixie-host`: another virglrenderer and QEMU) are told
+apart the same way: the host axis names the toolset too. Scenario folders stay where the runs
+left them: the merged report points to them."""
 import datetime
 import os
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Set, Tuple
 
 from .errors import InputError, cut
 from .report import document as report_document, results
@@ -19,6 +21,12 @@ def host_of(document: dict, index: int) -> Tuple[str, str]:
     found = document.get("host")
     host: dict = found if isinstance(found, dict) else {}
     return str(host.get("name") or f"host-{index + 1}"), str(host.get("class") or "")
+
+
+def toolset_of(document: dict) -> str:
+    """Where a run's toolset came from (discovery, a manifest, runtime:NAME)."""
+    found = document.get("toolset")
+    return str(found.get("source") or "?") if isinstance(found, dict) else "?"
 
 
 def moved(path: object, folder: Path, out: Path) -> object:
@@ -57,22 +65,29 @@ def merge(sources: List[Path], out: Path) -> dict:
     """The merged document, its paths relative to `out`."""
     runs = load(sources)
     hosts = {host_of(document, index) for index, (_, document) in enumerate(runs)}
-    several = len({name for name, _ in hosts}) > 1
-    seen: Dict[Tuple[str, str], str] = {}
+    toolsets = toolsets_of([document for _, document in runs])
+    several = len({name for name, _ in hosts}) > 1 or len(toolsets) > 1
+    seen: Dict[Tuple[str, str, str], str] = {}
     scenarios: List[dict] = []
     for index, ((folder, document), source) in enumerate(zip(runs, sources, strict=True)):
         name, host_class = host_of(document, index)
+        toolset = toolset_of(document)
         for entry in document["scenarios"]:
-            key = (name, str(entry["id"]))
+            key = (name, toolset, str(entry["id"]))
             if key in seen:
                 raise InputError(f"merge: {cut(source)}: scenario {entry['id']} is also in {cut(seen[key])}, from "
-                                 f"the same host {name} (shards that overlap, or a run given twice)")
+                                 f"the same host {name} and toolset {toolset} (shards that overlap, or a run given "
+                                 "twice)")
             seen[key] = str(source)
             entry = rebased(entry, folder, out)
             if several:
-                entry.update(host=name, host_class=host_class)
+                entry.update(host=name if len(toolsets) == 1 else f"{name} with {toolset}", host_class=host_class)
             scenarios.append(entry)
     return merged_document(runs, sources, scenarios)
+
+
+def toolsets_of(documents: List[dict]) -> Set[str]:
+    return {toolset_of(document) for document in documents}
 
 
 def merged_document(runs: List[Tuple[Path, dict]], sources: List[Path], scenarios: List[dict]) -> dict:
@@ -94,6 +109,7 @@ def merged_document(runs: List[Tuple[Path, dict]], sources: List[Path], scenario
         "runs_wall_s": [d["wall_s"] for d in documents],
         "host": documents[0].get("host"), "hosts": hosts,
         "toolset": documents[0]["toolset"],
+        "toolsets": sorted(toolsets_of(documents)),
         "summary": summary,
         "baseline": next((d.get("baseline") for d in documents if d.get("baseline")), None),
         "preparation": [step for d in documents for step in d.get("preparation") or []],

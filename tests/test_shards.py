@@ -98,7 +98,7 @@ def test_shards_of_one_host_merge_into_one_run(tmp_path):
 def test_the_same_scenario_from_one_host_twice_is_refused(tmp_path):
     document = with_host(runs.document(seed=12, count=6), "ci-1")
     a, b = run_folder(tmp_path, "a", document), run_folder(tmp_path, "b", document)
-    with pytest.raises(InputError, match="is also in .*from the same host ci-1"):
+    with pytest.raises(InputError, match="is also in .*from the same host ci-1 and toolset"):
         merge.merge([a, b], tmp_path / "m")
     done = subprocess.run([sys.executable, "-m", "harness.cli", "merge", str(a), str(b), "--out", str(tmp_path / "m")],
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
@@ -115,6 +115,17 @@ def test_runs_of_two_hosts_are_two_rows_of_a_host_axis(tmp_path):
     assert len(keys) == 40 and {s["host_class"] for s in merged["scenarios"]} == {"amd", "nvidia"}
     rows = {row for grid in merged["grid"] for row in grid["runtimes"]}
     assert rows and all(row.endswith((" on amd-box", " on nv-box")) for row in rows)
+
+
+def test_runs_of_one_host_with_two_toolsets_are_two_rows_naming_the_toolset(tmp_path):
+    """security.toml once with the host's virglrenderer and once with a runtime toolset's: one report."""
+    document = with_host(runs.document(seed=15, count=10), "vm")
+    a = run_folder(tmp_path, "a", {**document, "toolset": {**document["toolset"], "source": "discovery"}})
+    b = run_folder(tmp_path, "b", {**document, "toolset": {**document["toolset"], "source": "runtime:trixie-host"}})
+    merged = merge.merge([a, b], tmp_path / "m")
+    assert len(merged["scenarios"]) == 20 and merged["toolsets"] == ["discovery", "runtime:trixie-host"]
+    assert {s["host"] for s in merged["scenarios"]} == {"vm with discovery", "vm with runtime:trixie-host"}
+    assert len({entries.key(s) for s in merged["scenarios"]}) == 20
 
 
 def test_bad_merge_inputs_are_one_line_and_exit_2(tmp_path):
