@@ -241,6 +241,9 @@ class VmLaunch(Launch):
             self._quitting = True
             machine.quit()
         if not machine.running():
+            # Read again: the guest may have said its probe's end and powered off since the read
+            # above (QEMU's serial file is whole once it has exited; measured once in CI).
+            text = machine.console()
             if console.PROBE_EXIT.search(text) is None:
                 last = machine.events[-1] if machine.events else {}
                 reason = f"{last.get('event', 'QEMU exited')} {last.get('data', {}).get('reason', '')}".strip()
