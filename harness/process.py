@@ -134,6 +134,13 @@ class Child:
         except (ProcessLookupError, PermissionError):
             pass
 
+    def end_group(self) -> None:
+        """SIGKILL the group and wait until none of its members runs (one killed is not gone at
+        once: a caller that looks at once would find it exiting)."""
+        members = self.group_processes()
+        self.kill_group(signal.SIGKILL)
+        end_all(members)
+
     def stop(self, grace_s: float = 1.0) -> Exit:
         """SIGTERM the group, SIGKILL what is left after the grace period, reap, forget. The
         child's descendants that left its group (a sandbox's own session and pid namespace) are
@@ -177,14 +184,14 @@ class Child:
             if stop_now:
                 problem, problem_at = stop_now, now - watch_grace_s
             if now >= deadline or (problem_at and now - problem_at >= watch_grace_s):
-                self.kill_group(signal.SIGKILL)
+                self.end_group()
                 self.proc.wait()
                 result = exit_of(self.proc.returncode)
                 result.timed_out = now >= deadline and not problem
                 result.stopped_because = problem
                 return self._finish(result)
-        # The leader is gone; anything it left in its group goes too.
-        self.kill_group(signal.SIGKILL)
+        # The leader is gone; anything it left in its group goes too, and is gone on return.
+        self.end_group()
         result = exit_of(self.proc.returncode)
         result.stopped_because = problem
         return self._finish(result)

@@ -221,6 +221,12 @@ def plainest_vtest_path() -> str:
                 if vtest.SERVICE in spec.services and "gl" in spec.renderers and not spec.sync_fd and not spec.venus)
 
 
+def plainest_venus_path() -> str:
+    """The first path of the table whose Vulkan goes to a --venus virgl_test_server it starts
+    itself (the table puts plain bwrap first)."""
+    return next(spec.id for spec in paths.PATHS.values() if vtest.SERVICE in spec.services and spec.venus)
+
+
 def compare(toolset: Toolset, count: int, out: Path, path_id: Optional[str] = None, runtime: Optional[Runtime] = None,
             rounds: int = 3, goldens: Optional[Path] = None) -> List[SharingRow]:
     """The three ways, each `rounds` times, the rounds interleaved (a machine's load drifts)."""

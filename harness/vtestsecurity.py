@@ -20,7 +20,7 @@ from .model import HOST, Runtime, Scenario
 from .workloads import registry as workloads
 from .outcomes import Outcome
 from .probes import GOLDENS_DIR, PROBE_DIR
-from .serverbench import MemorySampler, plainest_vtest_path
+from .serverbench import MemorySampler, plainest_venus_path, plainest_vtest_path
 from .toolset import Toolset
 
 RELAY = Path(__file__).resolve().parent / "vtestrelay.py"
@@ -76,7 +76,6 @@ SHORT = ("--rounds", "1", "--frames", "1")
 
 
 RENDER_SERVER = "virgl_render_server"  # Venus's decoder: a process the server starts for a Venus client
-VENUS_PATH = "vtest-venus"
 
 
 def app(index: int, probe_args=(), timeout_s: float = 60.0) -> Scenario:
@@ -87,7 +86,8 @@ def app(index: int, probe_args=(), timeout_s: float = 60.0) -> Scenario:
 
 def venus_app(runtime: Runtime) -> Scenario:
     """The Vulkan probe through vtest-venus over `runtime` (one with Mesa's Venus driver)."""
-    return Scenario(id=f"{VENUS_PATH}/{runtime.name}/vulkan", path_id=VENUS_PATH, runtime=runtime, probe="vulkan",
+    path = plainest_venus_path()
+    return Scenario(id=f"{path}/{runtime.name}/vulkan", path_id=path, runtime=runtime, probe="vulkan",
                     golden="vulkan", timeout_s=30)
 
 

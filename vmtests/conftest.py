@@ -42,9 +42,12 @@ def descendants() -> dict:
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{pid}/stat") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
+                head, tail = handle.read().rsplit(")", 1)
+                name, fields = head.partition("(")[2], tail.split()
             with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                commands[int(pid)] = handle.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+                command = handle.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+            # A process in its exit has no command line left: its name, state and parent say who it was.
+            commands[int(pid)] = command or f"[{name} state {fields[0]} parent {fields[1]} group {fields[2]}]"
         except (OSError, IndexError):
             continue
         if fields[0] != "Z":
