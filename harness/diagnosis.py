@@ -189,6 +189,23 @@ def server_crashes(log_path: Optional[str]) -> int:
         return 0
 
 
+# What virglrenderer logs when it refuses a guest's command (a context put in error, a resource
+# it would not create): the refusals QEMU's process made, which the guest never hears of.
+RENDERER_REFUSALS = ("context error reported", "Illegal resource parameters")
+QEMU_LOG = "qemu"  # a VM scenario's QEMU log, by its name among the launch's logs
+
+
+def renderer_refusals(log_path: Optional[str]) -> int:
+    """How many commands the virglrenderer in a VM's QEMU refused: its lines in QEMU's whole log."""
+    if not log_path:
+        return 0
+    try:
+        with open(log_path, errors="replace") as log:
+            return sum(any(marker in line for marker in RENDERER_REFUSALS) for line in log)
+    except OSError:
+        return 0
+
+
 def service_evidence(service_lines: List[str]) -> str:
     """The last line a service (virgl_test_server) logged about what failed, if any: the call that
     failed (the cause: "X called Y which failed (-22)"), else a line that says "failed", else

@@ -26,6 +26,7 @@ from .toolset import Toolset
 RELAY = Path(__file__).resolve().parent / "vtestrelay.py"
 FUZZER = PROBE_DIR / "vtestfuzz.py"
 CASES = PROBE_DIR / "vtestcases.py"  # the fuzzer's targeted cases, beside it wherever it runs
+DEVICE_FUZZER = PROBE_DIR / "virtgpufuzz.py"  # and its way through a guest's virtio-gpu device
 HOSTILE = "hostile"  # the declared probe that runs the fuzzer inside a path
 # How the server serves the hostile client and the honest app: a process per client (the
 # default), one process for all (--no-fork --multi-clients), a server each, or a process per
@@ -99,7 +100,8 @@ def hostile(path: str, runtime: Runtime, session: Path, seed: int, count: int, s
             "--count", str(count), "--seconds", str(seconds), "--deadline", str(deadline_s), "--out", "{out}/fuzz"]
     step_s = seconds + 30 * deadline_s + 60  # its inputs, the targeted cases' deadlines, its start
     declared, problems = workloads.parse(HOSTILE, {"kind": "command", "argv": argv, "timeout_s": step_s,
-                                                   "files": [str(FUZZER), str(CASES), str(session)]})
+                                                   "files": [str(FUZZER), str(CASES), str(DEVICE_FUZZER),
+                                                             str(session)]})
     assert not problems, problems  # built here, not read from a user's file
     return Scenario(id=f"{path}/{runtime.name}/{HOSTILE}", path_id=path, runtime=runtime, probe=HOSTILE,
                     timeout_s=step_s + 120, declared=declared)

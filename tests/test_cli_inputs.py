@@ -242,6 +242,11 @@ CASES = [
          ("thing.json: url:", "control character (\\n)")),
     Case("pin-template-field", pins_dir({**PIN, "url_template": "https://x/{version}/{arch}"}),
          ("url_template:", "{version} as its only field")),
+    # The hostile client's path: a vtest path; a VM's hostile guest program is the matrix's.
+    Case("security-path-no-socket", fixed("security", "fuzz", "--path", "software"),
+         ("'software' is not a path that gives its apps a virgl vtest socket",)),
+    Case("security-path-vm", fixed("security", "fuzz", "--path", "vm-virgl"),
+         ("'vm-virgl' is not a path", "--matrix harness/data/security.toml --paths vm-virgl")),
 ]
 NIX_CASES = [
     Case("nix-undefined", nix_matrix("x"), ("m.nix: nix-instantiate failed: undefined variable 'x'",)),

@@ -4,10 +4,14 @@ crashed processes and the path's exposure beside it; and the shipped matrix that
 import json
 from pathlib import Path
 
-from harness import matrix
+from harness import diagnosis, matrix
 from harness.report import answers, security
 
-OUTPUT = (Path(__file__).parent / "files" / "vtest" / "fuzz-step-output.txt").read_text()
+FILES = Path(__file__).parent / "files" / "vtest"
+OUTPUT = (FILES / "fuzz-step-output.txt").read_text()
+# Captured from a real run of security.toml's vm-virgl scenario: the guest program's output, QEMU's log.
+VM_OUTPUT = (FILES / "vm-fuzz-step-output.txt").read_text()
+VM_QEMU_LOG = FILES / "vm-fuzz-qemu.log"
 SUMMARY = json.loads(OUTPUT.splitlines()[-1])
 
 
@@ -54,13 +58,37 @@ def test_scenarios_without_a_hostile_client_make_no_row():
     assert answer.rows == [] and "harness/data/security.toml" in answer.note
 
 
-def test_the_shipped_security_matrix_runs_the_fuzzer_inside_each_vtest_path():
+def test_the_shipped_security_matrix_runs_the_fuzzer_inside_each_vtest_path_and_a_vm():
     loaded = matrix.load(matrix.DEFAULT_MATRIX.parent / "security.toml")
     assert sorted(s.path_id for s in loaded.scenarios) == ["flatpak-vtest", "podman-vtest", "podman-vtest-capdrop",
-                                                           "vtest-virgl", "vtest-virgl-confined"]
+                                                           "vm-virgl", "vtest-virgl", "vtest-virgl-confined"]
     for scenario in loaded.scenarios:
         settings = scenario.declared.settings
         assert scenario.declared.kind == "command" and settings["argv"][:4] == [
             "python3", "{out}/inputs/vtestfuzz.py", "fuzz", "-"]
-        assert sorted(Path(f).name for f in settings["files"]) == ["gl-session.bin", "vtestcases.py", "vtestfuzz.py"]
+        assert sorted(Path(f).name for f in settings["files"]) == ["gl-session.bin", "virtgpufuzz.py", "vtestcases.py", "vtestfuzz.py"]
         assert all(Path(f).is_file() for f in settings["files"])
+
+
+def test_a_vm_s_row_names_qemu_and_the_refusals_its_virglrenderer_logged():
+    vm = {**entry(output=VM_OUTPUT, path="vm-virgl"), "versions": {"qemu-system-x86_64": "7.2.19"},
+          "vtest_server_crashes": None, "renderer_refusals": diagnosis.renderer_refusals(str(VM_QEMU_LOG))}
+    summary = security.fuzz_summary(vm)
+    assert summary is not None and summary["target"] == "/dev/dri/renderD128"
+    answer = security_answer([entry(), vm])
+    record = next(r for r in answer.records if r["path"] == "vm-virgl")
+    assert record["server"] == "qemu-system-x86_64 7.2.19" and record["mode"].startswith("in QEMU's process")
+    assert record["host_refused"] == vm["renderer_refusals"] > 0  # the guest never hears of these
+    assert record["others"] == "fresh clients' pixels wrong after 0 inputs; another client's texture: answered"
+    cells = next([cell.text for cell in row] for row in answer.rows if row[0].text == "vm-virgl")
+    assert cells[6] == f"{summary['dropped']} by the guest kernel; {record['host_refused']} commands by virglrenderer " \
+                       "(QEMU's log)"
+    vtest = next(r for r in answer.records if r["path"] == "vtest-virgl")
+    assert vtest["host_refused"] is None and vtest["others"] == ""
+
+
+def test_a_vm_s_virglrenderer_refusals_are_its_error_lines_in_qemu_s_log():
+    lines = VM_QEMU_LOG.read_text().splitlines()
+    refusals = [line for line in lines if "context error reported" in line or "Illegal resource parameters" in line]
+    assert diagnosis.renderer_refusals(str(VM_QEMU_LOG)) == len(refusals) > 100
+    assert diagnosis.renderer_refusals(None) == 0 and diagnosis.renderer_refusals("/nonexistent") == 0

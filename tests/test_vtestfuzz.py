@@ -21,6 +21,7 @@ def probe_module(name: str):
 
 
 vtestcases = probe_module("vtestcases")
+virtgpufuzz = probe_module("virtgpufuzz")
 vtestfuzz = probe_module("vtestfuzz")
 
 
@@ -85,3 +86,58 @@ def test_a_session_without_resources_or_transfers_gets_only_the_cases_it_can_car
     names = [case.name.split(":")[0] for case in vtestcases.targeted(only_caps)]
     assert names == ["another client's resources"] * 3 + ["a client that never reads",
                                                           "a client that leaves before its answer"]
+
+
+def virgl_commands(stream: bytes) -> list:
+    """(start dword, command id, object type, length) of each virgl command in a stream."""
+    found, words, at = [], struct.unpack(f"<{len(stream) // 4}I", stream), 0
+    while at < len(words):
+        found.append((at, words[at] & 0xFF, (words[at] >> 8) & 0xFF, words[at] >> 16))
+        at += 1 + (words[at] >> 16)
+    return found
+
+
+def test_a_guest_s_stream_names_the_resources_the_guest_kernel_gave():
+    """The recorded client's command streams, with its resource handles (1..6) mapped: exactly
+    the dwords virgl_protocol.h says name a resource change (uploads, surfaces, the sampler
+    view, vertex buffers), and no other."""
+    handles = {handle: 1000 + handle for handle in range(1, 7)}
+    changed = []
+    for command, data in vtestfuzz.parse(SESSION):
+        if command != 6:
+            continue
+        before = struct.unpack(f"<{len(data) // 4}I", data)
+        after = struct.unpack(f"<{len(data) // 4}I", virtgpufuzz.remap(data, handles))
+        starts = virgl_commands(data)
+        for word in (w for w in range(len(before)) if before[w] != after[w]):
+            start, virgl_id, kind, _ = max(entry for entry in starts if entry[0] <= word)
+            assert after[word] == handles[before[word]]
+            changed.append((virgl_id, kind, word - start))
+    assert sorted(set(changed)) == [(1, 6, 2), (1, 8, 2), (6, 0, 3), (43, 0, 1)]  # sampler view, surface, VB, TRANSFER3D
+    assert len(changed) == 2 + 1 + 4 + 3  # two surfaces, one view, two vertex buffers set twice, three uploads
+
+
+def test_the_guest_mutator_is_the_same_for_a_seed_and_changes_what_reaches_the_host():
+    commands = vtestfuzz.parse(SESSION)
+    first = [virtgpufuzz.mutate(commands, rng) for rng in [random.Random(5)] for _ in range(60)]
+    again = [virtgpufuzz.mutate(commands, rng) for rng in [random.Random(5)] for _ in range(60)]
+    other = [virtgpufuzz.mutate(commands, rng) for rng in [random.Random(6)] for _ in range(60)]
+    assert first == again and first != other
+    for mutated, change in first:
+        assert mutated != commands, change
+        index = int(change.split()[1])
+        assert commands[index][0] in virtgpufuzz.MUTABLE  # a create, transfer, submit or wait: what an ioctl carries
+    assert {"dropped", "twice", "dword"} <= {word for _, change in first for word in change.split()}
+
+
+def test_the_guest_s_targeted_cases_aim_at_another_client_s_texture():
+    commands = vtestfuzz.parse(SESSION)
+    cases = dict(virtgpufuzz.targeted(commands, victim=4242))
+    assert len(cases) == 5
+    for name in ("another client's texture as a copy's target", "another client's texture as an upload's target"):
+        command, stream = cases[name][-1]
+        assert command == 6 and struct.unpack_from("<I", stream, 4)[0] == 4242  # the victim, the virgl command's first dword
+    copy = struct.unpack("<14I", virtgpufuzz.remap(cases["another client's texture as a copy's target"][-1][1],
+                                                   {1: 1001}))
+    assert (copy[1], copy[6]) == (4242, 1001)  # into the victim's, from this client's own render target
+    assert len(virtgpufuzz.targeted(commands, victim=1)) == 3  # a victim id the session uses itself: no such case

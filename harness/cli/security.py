@@ -83,10 +83,19 @@ def hostile_runtime(args) -> Runtime:
     with_socket = [path for path, spec in paths.PATHS.items() if vtest.SERVICE in spec.services and not spec.venus]
     if args.path not in with_socket:
         raise InputError(f"security fuzz: {args.path!r} is not a path that gives its apps a virgl vtest socket "
-                         f"({', '.join(with_socket)})")
+                         f"({', '.join(with_socket)}){vm_hint(args.path)}")
     if args.runtime == HOST.name:
         return HOST
     return built_runtime(args.runtime)
+
+
+def vm_hint(path: str) -> str:
+    """Where a VM path's hostile guest program is run instead (it fuzzes QEMU, not a vtest server)."""
+    spec = paths.PATHS.get(path)
+    if spec is None or not spec.guest_gpu:
+        return ""
+    return ("; a VM's hostile guest program fuzzes QEMU's virglrenderer through the guest's device: "
+            f"gpu-harness run --matrix harness/data/security.toml --paths {path}")
 
 
 def runs_table(runs: List[vtestsecurity.FuzzRun]):

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 from .. import emulation
+from ..diagnosis import QEMU_LOG
 from ..interrupts import INTERRUPTS
 from ..lifecycle import Launch, LaunchContext
 from ..model import Scenario
@@ -144,7 +145,7 @@ class VmLaunch(Launch):
         write_config(workspace, scenario.id, self.plan)
         self.result.argv = list(self.plan.argv)
         self.result.logs.update({"probe": str(workspace.probe_out / "probe.log"),
-                                 "serial console": str(self.serial_log), "qemu": str(out / "qemu.log")})
+                                 "serial console": str(self.serial_log), QEMU_LOG: str(out / "qemu.log")})
         self.result.facts.update({"accel": accel.name, "accel_reason": accel.reason, "initramfs": str(initrd),
                                   "initramfs_built": built, "kernel": kernel, "memory_mb": qemu.memory_mb,
                                   "display": self.display, "guest_architecture": arch.name,

@@ -16,7 +16,9 @@ still serves the client answers.
 Usage:
   python3 vtestfuzz.py fuzz SOCKET SESSION --seed N --count N --seconds S --out DIR
   python3 vtestfuzz.py replay SOCKET INPUT      (an input a fuzz run saved)
-SOCKET "-": the one the path gives its apps ($VTEST_SOCKET_NAME, else Mesa's /tmp/.virgl_test).
+SOCKET "-": the one the path gives its apps ($VTEST_SOCKET_NAME, else Mesa's /tmp/.virgl_test), or
+in a guest with no vtest socket, its virtio-gpu render node: a SOCKET under /dev/ is a device, and
+the session goes through the guest kernel's driver to the host's virglrenderer (virtgpufuzz.py).
 Standard library only: it runs inside a runtime's python, as the probes do."""
 import argparse
 import json
@@ -28,7 +30,8 @@ import sys
 import time
 from typing import Dict, List, Optional, Tuple
 
-import vtestcases  # beside this file, inside as outside
+import virtgpufuzz  # beside this file, inside as outside
+import vtestcases
 
 HEADER = struct.Struct("<II")
 PING_PROTOCOL_VERSION = 10
@@ -40,6 +43,7 @@ SECOND_CHANCE = 1 << 16  # zeros sent to a server that did not answer, before ca
 PAD_LIMIT = 1 << 20  # a command the input left short is completed with zeros up to this many bytes
 
 Command = Tuple[int, bytes]  # (command id, its data)
+MESA_SOCKET = "/tmp/.virgl_test"  # where Mesa's vtest winsys connects without $VTEST_SOCKET_NAME
 CREATE_RENDERER = 8  # a client's first command: its length counts bytes (the client's name), every other's dwords
 
 
@@ -267,6 +271,27 @@ def fuzz(path: str, session: bytes, seed: int, count: int, seconds: float, out: 
             **tally, "targeted": targeted, "inputs": saved}
 
 
+def through_the_device(args: argparse.Namespace) -> int:
+    """A guest's hostile program: the session through the virtio-gpu render node (virtgpufuzz)."""
+    if args.command == "replay":
+        with open(args.input, "rb") as handle:
+            outcome, how = virtgpufuzz.replay(args.socket, parse(handle.read()), args.deadline)
+        print(f"{outcome}{': ' + how if how else ''}")
+        return 0 if outcome == ANSWERED else 1
+    with open(args.session, "rb") as handle:
+        report = virtgpufuzz.fuzz(args.socket, parse(handle.read()), encode, args.seed, args.count, args.seconds,
+                                  args.out, args.deadline)
+    return written(report, args.out)
+
+
+def written(report: dict, out: str) -> int:
+    """fuzz.json in `out`, and the summary as the last line of the output."""
+    with open(os.path.join(out, "fuzz.json"), "w") as handle:
+        json.dump(report, handle, indent=1)
+    print(json.dumps({k: v for k, v in report.items() if k != "inputs"}))
+    return 0
+
+
 def main(argv: List[str]) -> int:
     parser = argparse.ArgumentParser(prog="vtestfuzz.py", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -284,7 +309,14 @@ def main(argv: List[str]) -> int:
     again.add_argument("--deadline", type=float, default=5.0)
     args = parser.parse_args(argv)
     if args.socket == "-":
-        args.socket = os.environ.get("VTEST_SOCKET_NAME") or "/tmp/.virgl_test"
+        args.socket = os.environ.get("VTEST_SOCKET_NAME") or (
+            MESA_SOCKET if os.path.exists(MESA_SOCKET) else virtgpufuzz.render_node() or MESA_SOCKET)
+    if args.socket.startswith("/dev/"):
+        return through_the_device(args)
+    if not os.path.exists(args.socket):  # a run against nothing would count every input refused
+        print(f"vtestfuzz: no vtest socket at {args.socket} and no virtio-gpu render node: nothing to fuzz",
+              file=sys.stderr)
+        return 2
     if args.command == "replay":
         send = flood if args.input.endswith(f"-{vtestcases.NEVER_READS}.bin") else \
             leave if args.input.endswith(f"-{vtestcases.LEAVES_EARLY}.bin") else replay
@@ -294,10 +326,7 @@ def main(argv: List[str]) -> int:
         return 0 if outcome == ANSWERED else 1
     with open(args.session, "rb") as handle:
         report = fuzz(args.socket, handle.read(), args.seed, args.count, args.seconds, args.out, args.deadline)
-    with open(os.path.join(args.out, "fuzz.json"), "w") as handle:
-        json.dump(report, handle, indent=1)
-    print(json.dumps({k: v for k, v in report.items() if k != "inputs"}))
-    return 0
+    return written(report, args.out)
 
 
 if __name__ == "__main__":

@@ -94,6 +94,9 @@ def scenario_entry(result: "ScenarioResult", out_dir: Path, toolset: Toolset) ->
         # its vtest server's processes for a client that crashed (its log's SIGSEGV handler lines)
         "vtest_server_crashes": diagnosis.server_crashes(launch.service_logs.get(VTEST_SERVICE))
         if VTEST_SERVICE in launch.service_logs else None,
+        # the commands a VM's virglrenderer refused (its lines in QEMU's log: the guest never hears)
+        "renderer_refusals": diagnosis.renderer_refusals(launch.logs.get(diagnosis.QEMU_LOG))
+        if diagnosis.QEMU_LOG in launch.logs else None,
         "diagnosis": diagnosis_of(result),
         "exposure": result.exposure.to_dict() if result.exposure else None,
         "driver_match": result.driver_match or None,

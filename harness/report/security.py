@@ -15,11 +15,33 @@ SERVER_TOOL = "virgl_test_server"
 SUMMARY_KEYS = {"tried", "answered", "dropped", "hung", "waiting", "session_bytes"}
 INPUTS = "probe/fuzz/inputs"  # where the fuzzer saved the inputs that dropped or hung, in the scenario's folder
 FORKING, CONFINED = "forking", "forking, confined (bwrap, seccomp)"  # how a scenario's own server runs
+IN_QEMU = "in QEMU's process (the client is a guest program)"  # a VM path: virglrenderer is QEMU's library
+QEMU_PREFIX = "qemu-system-"
 
 
 def server_mode(path: str) -> str:
     spec = PATHS.get(path)
+    if spec is not None and spec.guest_gpu:
+        return IN_QEMU
     return CONFINED if spec is not None and spec.confined_server else FORKING
+
+
+def server(entry: dict) -> str:
+    """What the hostile client's bytes reached: the path's vtest server, or the VM's QEMU."""
+    versions = entries.versions(entry)
+    qemu = sorted(name for name in versions if name.startswith(QEMU_PREFIX))
+    if SERVER_TOOL not in versions and qemu:
+        return f"{qemu[0]} {versions[qemu[0]]}"
+    return f"{SERVER_TOOL} {versions.get(SERVER_TOOL, '?')}"
+
+
+def others(summary: dict) -> str:
+    """What a guest's hostile program left of other clients (a fresh one after each input, and a
+    victim's texture through the run), where it says."""
+    if "victim" not in summary:
+        return ""
+    return (f"fresh clients' pixels wrong after {count(summary, 'disturbed')} inputs; "
+            f"another client's texture: {summary.get('victim')}")
 
 
 def fuzz_summary(entry: dict) -> Optional[dict]:
@@ -42,6 +64,12 @@ def count(summary: dict, key: str) -> int:
     return int(value) if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
+def host_refusals(entry: dict) -> Optional[int]:
+    """The commands a VM's virglrenderer refused, from QEMU's log (None: no VM)."""
+    found = entries.number(entry, "renderer_refusals")
+    return None if found is None else int(found)
+
+
 def record(entry: dict, summary: dict) -> dict:
     exposure = entries.mapping(entry, "exposure")
     listed_cases = summary.get("targeted")
@@ -49,11 +77,12 @@ def record(entry: dict, summary: dict) -> dict:
     result_dir = entries.text(entry, "result_dir")
     return {
         "path": str(entry.get("path", "?")), "runtime": entries.runtime(entry),
-        "server": f"{SERVER_TOOL} {entries.versions(entry).get(SERVER_TOOL, '?')}",
+        "server": server(entry), "others": others(summary),
         "mode": server_mode(str(entry.get("path", "?"))),
         **{key: count(summary, key) for key in ("tried", "answered", "dropped", "waiting", "hung")},
         "seed": summary.get("seed"), "seconds": summary.get("seconds"),
         "crashes": int(entries.number(entry, "vtest_server_crashes") or 0),
+        "host_refused": host_refusals(entry),
         "outcome": entries.outcome(entry).value, "reason": entries.text(entry, "reason") or "",
         "targeted_refused": [t.get("case") for t in targeted if isinstance(t, dict) and t.get("outcome") != "answered"],
         "targeted": len(targeted),
@@ -67,7 +96,8 @@ def record(entry: dict, summary: dict) -> dict:
 def security(scenarios: List[dict]) -> Answer:
     answer = Answer("security", "A hostile client through each path",
                     "What did a hostile client inside the path (targeted cases, then a real session mutated) do "
-                    "to the vtest server the path gave it: inputs answered, refused (its process for the client "
+                    "to the vtest server the path gave it (in a VM: through the guest's virtio-gpu device to "
+                    "QEMU's virglrenderer): inputs answered, refused (its process for the client "
                     "ended), left waiting, hung; the server's processes that crashed; and what the path exposes "
                     "of the host, as measured. No crash here is no proof of safety.",
                     ["path", "runtime", "server", "server runs", "inputs", "answered", "refused", "waiting", "hung",
@@ -81,6 +111,14 @@ def security(scenarios: List[dict]) -> Answer:
     return answer.or_say("No hostile client ran (harness/data/security.toml runs one through each vtest path).")
 
 
+def refusals(found: dict) -> str:
+    """The inputs refused; in a VM, the guest kernel's and, apart, the commands QEMU's
+    virglrenderer refused (the guest is not told: its log is)."""
+    if found["host_refused"] is None:
+        return str(found["dropped"])
+    return f"{found['dropped']} by the guest kernel; {found['host_refused']} commands by virglrenderer (QEMU's log)"
+
+
 def row(found: dict) -> List[Cell]:
     outcome = Outcome.parse(found["outcome"])
     exposes = found["exposes"]
@@ -90,7 +128,8 @@ def row(found: dict) -> List[Cell]:
     refused = found["targeted_refused"]
     return [Cell(found["path"]), Cell(found["runtime"]), Cell(found["server"]), Cell(found["mode"]),
             Cell(f"{found['tried']} ({found['targeted']} targeted)"), Cell(str(found["answered"])),
-            Cell(str(found["dropped"]), title="targeted cases refused: " + (listed(refused) or "none")),
+            Cell(refusals(found), title="targeted cases refused: " + (listed(refused) or "none")),
             Cell(str(found["waiting"])), Cell(str(found["hung"])), Cell(str(found["crashes"])),
-            Cell(outcome.value, outcome.css_class, found["reason"]), Cell(exposed),
+            Cell(outcome.value, outcome.css_class, "; ".join(filter(None, (found["reason"], found["others"])))),
+            Cell(exposed),
             Cell(found["inputs"] if found["dropped"] or found["hung"] else "-")]
