@@ -17,8 +17,10 @@ from typing import Dict, List, Optional
 from .errors import InputError, cut, parse_json, read_text, shown, shown_key
 
 SCHEMA = "gpu-harness/toolset/v1"
-MANIFEST_KEYS = {"schema", "source", "tools", "render_nodes", "system",
-                 "paths", "vm_acceleration"}  # the last two: `doctor --json` says them too; a manifest ignores them
+MANIFEST_KEYS = ("schema", "source", "system", "render_nodes", "tools")  # the schema's own keys
+# What `doctor --json` says about the machine besides the toolset: a manifest ignores these, so
+# that doctor's output loads as one; any other key is refused (a misspelt schema key).
+DOCTOR_KEYS = ("paths", "vm_acceleration", "architectures")
 TOOL_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
 EXTRA_KINDS = {  # the extra fields the harness reads: (types, as said in a problem)
     "modules_dir": ((str, type(None)), "a string or null"),
@@ -301,8 +303,9 @@ def load_manifest(path: Path) -> Toolset:
     if not isinstance(tools_data, dict):
         problems.append(f"{source}: tools: must be an object of name -> {{path, version}}")
         tools_data = {}
-    unknown = set(data) - MANIFEST_KEYS
-    problems += [f"{source}: {shown_key(key)}: unknown key" for key in sorted(unknown)]
+    unknown = [key for key in data if key not in MANIFEST_KEYS and key not in DOCTOR_KEYS]
+    problems += [f"{source}: {shown_key(key)}: unknown key (allowed: {', '.join(MANIFEST_KEYS)}; "
+                 f"ignored: {', '.join(DOCTOR_KEYS)})" for key in sorted(unknown, key=str)]
     tools = {name: Tool(name) for name in TOOL_SPECS}
     for name, entry in tools_data.items():
         why = entry_problem(entry) if TOOL_NAME.match(name) else "a tool name is letters, digits, '.', '_', '+' and '-'"

@@ -23,7 +23,8 @@ def cmd_doctor(args) -> int:
     found = [(path, registry.of(path).available(path, toolset)) for path in path_registry.PATHS.values()]
     accel, accel_reason = vm_acceleration(toolset)
     if args.json:
-        data = toolset.to_dict()
+        data = toolset.to_dict()  # and what it says of the machine: each key in toolset.DOCTOR_KEYS, which a
+        # manifest ignores, so that this output loads as --toolset (a test loads every key this prints)
         data["paths"] = [{"id": path.id, "family": path.family, "runs_here": reason is None, "why_not": reason}
                          for path, reason in found]
         data["vm_acceleration"] = {"name": accel, "reason": accel_reason}

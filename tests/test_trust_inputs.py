@@ -1,0 +1,71 @@
+"""Inputs the harness is trusted with, through the real command line: a toolset written by
+`doctor --json` loads as `--toolset`, and bad input (a report folder in the way, JSON nested too
+deeply, a misspelt piglit test) ends in one line and exit 2 or a classified failure."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness import toolset
+
+from .files import write
+
+
+def run_cli(*args, env=None, timeout=120):
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def one_error_line(done) -> str:
+    """The one stderr line of a command refused as bad input (exit 2), no traceback."""
+    assert done.returncode == 2, (done.returncode, done.stdout[-2000:], done.stderr[-2000:])
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gpu-harness: error: "), done.stderr[-2000:]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def doctor_json(tmp_path_factory) -> Path:
+    """What `gpu-harness doctor --json` prints on this machine, as a file."""
+    done = run_cli("doctor", "--json")
+    assert done.returncode == 0, done.stderr
+    return write(tmp_path_factory.mktemp("doctor"), "t.json", done.stdout)
+
+
+def test_every_key_doctor_prints_loads_as_a_toolset(doctor_json, tmp_path):
+    data = json.loads(doctor_json.read_text())
+    assert {"schema", "tools", "paths", "architectures"} <= set(data)
+    for key in data:  # each key on its own: a key doctor gains later is covered as it appears
+        alone = write(tmp_path, f"{key}.json", {"schema": data["schema"], "tools": data["tools"], key: data[key]})
+        loaded = toolset.load_manifest(alone)
+        assert loaded.source == f"manifest:{alone}"
+
+
+def test_a_toolset_doctor_wrote_runs_with_the_same_tools(doctor_json, tmp_path):
+    again = run_cli("doctor", "--json", "--toolset", str(doctor_json))
+    assert again.returncode == 0, again.stderr
+    first, second = json.loads(doctor_json.read_text()), json.loads(again.stdout)
+    assert second["source"] == f"manifest:{doctor_json}"
+    assert second["tools"] == first["tools"]
+    assert [p["runs_here"] for p in second["paths"]] == [p["runs_here"] for p in first["paths"]]
+    out = tmp_path / "out"
+    done = run_cli("run", "--toolset", str(doctor_json), "--paths", "software", "--filter", "software/host/gl",
+                   "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert results["toolset"]["source"] == f"manifest:{doctor_json}"
+    assert {name: tool["path"] for name, tool in results["toolset"]["tools"].items()} == \
+        {name: tool["path"] for name, tool in first["tools"].items()}
+    assert [s["outcome"] for s in results["scenarios"]] == ["Pass"]
+
+
+@pytest.mark.parametrize("key", ["sytem", "tool", "renders_nodes"])
+def test_a_misspelt_manifest_key_is_still_refused(doctor_json, tmp_path, key):
+    data = json.loads(doctor_json.read_text())
+    data[key] = data.get(key[:-1], [])
+    line = one_error_line(run_cli("doctor", "--toolset", str(write(tmp_path, "t.json", data))))
+    assert f"t.json: {key}: unknown key (allowed: schema, source, system, render_nodes, tools" in line
