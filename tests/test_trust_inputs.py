@@ -3,6 +3,7 @@
 deeply, a misspelt piglit test) ends in one line and exit 2 or a classified failure."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -69,3 +70,26 @@ def test_a_misspelt_manifest_key_is_still_refused(doctor_json, tmp_path, key):
     data[key] = data.get(key[:-1], [])
     line = one_error_line(run_cli("doctor", "--toolset", str(write(tmp_path, "t.json", data))))
     assert f"t.json: {key}: unknown key (allowed: schema, source, system, render_nodes, tools" in line
+
+
+@pytest.fixture(scope="module")
+def a_run(tmp_path_factory) -> Path:
+    """A real run's folder: results.json, junit.xml, report.html."""
+    out = tmp_path_factory.mktemp("run") / "out"
+    done = run_cli("run", "--paths", "software", "--filter", "software/host/gl", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def test_report_into_a_folder_where_report_html_is_a_folder_is_one_line(a_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(a_run, run)
+    (run / "report.html").unlink()
+    (run / "report.html").mkdir()
+    line = one_error_line(run_cli("report", str(run)))
+    assert line == f"gpu-harness: error: {run / 'report.html'}: is a folder, cannot write the report file there " \
+        "(remove it, or choose another folder)"
+    assert sorted(p.name for p in run.iterdir()) == ["junit.xml", "report.html", "results.json", "scenarios"]
+    (run / "report.html").rmdir()
+    done = run_cli("report", str(run))
+    assert done.returncode == 0 and (run / "report.html").is_file(), done.stderr
