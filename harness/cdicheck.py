@@ -73,7 +73,10 @@ def load(path: str) -> dict:
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read it: {getattr(exc, 'strerror', None) or exc}") from None
     spec = parse(path, text)
-    errors = sorted(validator().iter_errors(spec), key=lambda e: list(e.absolute_path))
+    try:
+        errors = sorted(validator().iter_errors(spec), key=lambda e: list(e.absolute_path))
+    except RecursionError:
+        raise InputError(f"{path}: not a CDI spec: nested too deeply") from None
     if errors:
         where = "/".join(str(part) for part in errors[0].absolute_path) or "the top"
         raise InputError(f"{path}: not a CDI spec: {one_line(errors[0].message, 200)} (at {where})")
@@ -89,10 +92,14 @@ def parse(path: str, text: str) -> object:
             return yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise InputError(f"{path}: not YAML: {one_line(str(exc), 200)}") from None
+        except RecursionError:
+            raise InputError(f"{path}: not YAML: nested too deeply") from None
     try:
         return json.loads(text)
     except ValueError as exc:
         raise InputError(f"{path}: not JSON: {one_line(str(exc), 200)}") from None
+    except RecursionError:
+        raise InputError(f"{path}: not JSON: nested too deeply") from None
 
 
 def all_edits(spec: dict) -> Iterator[dict]:

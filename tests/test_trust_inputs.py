@@ -93,3 +93,19 @@ def test_report_into_a_folder_where_report_html_is_a_folder_is_one_line(a_run, t
     (run / "report.html").rmdir()
     done = run_cli("report", str(run))
     assert done.returncode == 0 and (run / "report.html").is_file(), done.stderr
+
+
+DEPTH = 100_000
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("deep.json", "[" * DEPTH + "]" * DEPTH, "deep.json: not JSON: nested too deeply"),
+    ("deep-object.json", '{"a": ' * DEPTH + "1" + "}" * DEPTH, "deep-object.json: not JSON: nested too deeply"),
+    ("deep.yaml", "[" * DEPTH + "]" * DEPTH, "deep.yaml: not YAML: nested too deeply"),
+    ("deep-block.yaml", "a:\n" + "".join(" " * (i + 1) + "b:\n" for i in range(3000)),
+     "deep-block.yaml: not YAML: nested too deeply"),
+])
+def test_cdi_check_of_a_spec_nested_too_deeply_is_one_line(tmp_path, name, text, message):
+    spec = write(tmp_path, name, text)
+    line = one_error_line(run_cli("cdi", "check", str(spec)))
+    assert line == f"gpu-harness: error: {tmp_path}/{message}"
