@@ -1,26 +1,36 @@
-"""The VM launch's watch of a guest: one that printed its probe's end and powered off between the
-watch's read of its console and its look at QEMU is done, not "stopped before the probe
-finished" (CI saw exactly that once: the console said "probe exited 0" and then power down)."""
+"""The VM launch's watch of a guest that stops between two of the watch's looks: judged by all its
+console says once QEMU is gone. One that printed its probe's end and powered off is done, not
+"stopped before the probe finished" (CI saw exactly that once); one that panicked is a kernel
+panic with its reason, not "stopped before the probe finished (SHUTDOWN guest-reset)" (CI saw that
+too: panic=-1 resets the guest at once, and -no-reboot makes the reset QEMU's exit)."""
 from harness import matrix
 from harness.families.vm_launch import VmLaunch
 from harness.lifecycle import LaunchContext, Workload, Workspace
+from harness.outcomes import FailureKind
 from harness.toolset import Tool, Toolset
 
 BEFORE = "gpu-harness: init started\ngpu-harness: probe starting\n"
 AFTER = BEFORE + "gpu-harness: probe exited 0\ngpu-harness: powering off\n[    8.156731] reboot: Power down\n"
+PANICKED = BEFORE + ("[    3.208016] sysrq: Trigger a crash\n"
+                     "[    3.208451] Kernel panic - not syncing: sysrq triggered crash\n"
+                     "[    3.212207] Rebooting in 1 seconds..\n")
 
 
-class GuestThatJustPoweredOff:
-    """The console file as QEMU leaves it, read twice: first before its last lines, then whole."""
+class GuestThatStopsBetweenTwoLooks:
+    """QEMU as the watch finds it when the guest's last lines and QEMU's exit both land between
+    two of its looks: the console file says `final` only once QEMU has been seen gone (a read
+    before that look gets `before`)."""
 
-    def __init__(self):
-        self.reads = [BEFORE, AFTER]
-        self.events = [{"event": "SHUTDOWN", "data": {"reason": "guest-shutdown"}}]
+    def __init__(self, final: str, reason: str, before: str = BEFORE):
+        self.before, self.final = before, final
+        self.seen_gone = False
+        self.events = [{"event": "SHUTDOWN", "data": {"reason": reason}}]
 
     def console(self) -> str:
-        return self.reads.pop(0) if len(self.reads) > 1 else self.reads[0]
+        return self.final if self.seen_gone else self.before
 
     def running(self) -> bool:
+        self.seen_gone = True
         return False
 
     def event(self, name):
@@ -45,14 +55,19 @@ def launch(tmp_path, machine) -> VmLaunch:
 
 
 def test_a_guest_that_finished_between_two_looks_is_done_not_failed(tmp_path):
-    watched = launch(tmp_path, GuestThatJustPoweredOff())
+    watched = launch(tmp_path, GuestThatStopsBetweenTwoLooks(AFTER, "guest-shutdown"))
     assert watched.watch_step() is True
     assert not watched.result.problem, watched.result.problem
 
 
+def test_a_guest_that_panicked_between_two_looks_is_a_kernel_panic_with_its_reason(tmp_path):
+    watched = launch(tmp_path, GuestThatStopsBetweenTwoLooks(PANICKED, "guest-reset"))
+    assert watched.watch_step() is True
+    assert watched.result.problem == "guest kernel panic: sysrq triggered crash"
+    assert watched.result.failure is not None and watched.result.failure.kind is FailureKind.GUEST_PANIC
+
+
 def test_a_guest_that_stopped_before_its_probe_ended_is_still_a_failure(tmp_path):
-    machine = GuestThatJustPoweredOff()
-    machine.reads = [BEFORE]
-    watched = launch(tmp_path, machine)
+    watched = launch(tmp_path, GuestThatStopsBetweenTwoLooks(BEFORE, "guest-shutdown"))
     assert watched.watch_step() is True
     assert "guest stopped before the probe finished (SHUTDOWN guest-shutdown)" in watched.result.problem
