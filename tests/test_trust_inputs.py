@@ -109,3 +109,73 @@ def test_cdi_check_of_a_spec_nested_too_deeply_is_one_line(tmp_path, name, text,
     spec = write(tmp_path, name, text)
     line = one_error_line(run_cli("cdi", "check", str(spec)))
     assert line == f"gpu-harness: error: {tmp_path}/{message}"
+
+
+PIGLIT_BIN = Path("/usr/lib/x86_64-linux-gnu/piglit/bin")
+needs_piglit = pytest.mark.skipif(not (PIGLIT_BIN / "fbo-blit").exists(), reason="the host has no piglit (scripts/setup)")
+
+
+def piglit_matrix(folder: Path, tests, runtime: str = "host", table: str = "") -> Path:
+    return write(folder, "m.toml", f'[matrix]\npaths = ["vtest-virgl"]\nruntimes = ["{runtime}"]\nprobes = ["mine"]\n'
+                                   f'{table}[probes.mine]\nkind = "piglit"\ntests = {json.dumps(tests)}\n')
+
+
+def scenarios_of(out: Path) -> list:
+    return json.loads((out / "results.json").read_text())["scenarios"]
+
+
+@needs_piglit
+@pytest.mark.parametrize("command", ["list", "run"])
+def test_a_misspelt_piglit_test_on_the_host_is_exit_2_naming_the_nearest(tmp_path, command):
+    matrix = piglit_matrix(tmp_path, ["fbo-blitt", "fbo-alpha"])
+    line = one_error_line(run_cli(command, "--matrix", str(matrix), "--out", str(tmp_path / "out"))
+                          if command == "run" else run_cli(command, "--matrix", str(matrix)))
+    assert line == (f"gpu-harness: error: {matrix}: probes.mine: runtime host: piglit has no 'fbo-blitt' in {PIGLIT_BIN} "
+                    "(nearest: fbo-blit, fbo-sys-blit, fbo-blit-stretch)")
+    assert not (tmp_path / "out").exists()  # refused before anything ran
+
+
+def test_a_misspelt_piglit_test_in_a_root_filesystem_with_piglit_is_exit_2(tmp_path):
+    root = tmp_path / "root"
+    folder = root / "usr/lib/aarch64-linux-gnu/piglit/bin"
+    folder.mkdir(parents=True)
+    for name in ("fbo-blit", "fbo-alpha", "glinfo"):
+        (folder / name).write_text("")
+    matrix = piglit_matrix(tmp_path, ["fbo-alpha", "glinf", "fbo-blitt"], "arm",
+                           f'[runtimes.arm]\nkind = "rootfs"\nroot = "{root}"\n')
+    done = run_cli("list", "--matrix", str(matrix))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.splitlines() == [
+        f"gpu-harness: error: {matrix}: probes.mine: runtime arm: piglit has no 'glinf' in "
+        "/usr/lib/aarch64-linux-gnu/piglit/bin (nearest: glinfo)",
+        f"gpu-harness: error: {matrix}: probes.mine: runtime arm: piglit has no 'fbo-blitt' in "
+        "/usr/lib/aarch64-linux-gnu/piglit/bin (nearest: fbo-blit)"]
+
+
+def test_a_runtime_without_piglit_stays_a_skip_naming_the_package(tmp_path):
+    root = tmp_path / "bare"
+    root.mkdir()
+    matrix = piglit_matrix(tmp_path, ["fbo-blitt"], "bare", f'[runtimes.bare]\nkind = "rootfs"\nroot = "{root}"\n')
+    done = run_cli("run", "--matrix", str(matrix), "--out", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    (scenario,) = scenarios_of(tmp_path / "out")
+    assert (scenario["outcome"], scenario["reason"]) == \
+        ("Skip", "mine: runtime bare: the runtime has no fbo-blitt (Debian packages: piglit)")
+
+
+@needs_piglit
+def test_a_misspelt_piglit_test_only_the_runtime_knows_is_a_classified_fail(tmp_path):
+    """A runtime built in the run (here given its root at run time: the host's, with piglit) is
+    seen by the probe inside it: the step fails, naming the nearest tests; the others run."""
+    matrix = piglit_matrix(tmp_path, ["fbo-blitt", "fbo-alpha"], "bookworm")
+    done = run_cli("run", "--matrix", str(matrix), "--runtime-root", "bookworm+piglit=/", "--out",
+                   str(tmp_path / "out"), timeout=300)
+    (scenario,) = scenarios_of(tmp_path / "out")
+    if scenario["outcome"] == "Skip" and "virgl_test_server" in scenario["reason"]:
+        pytest.skip(scenario["reason"])  # vtest-virgl cannot run here
+    assert done.returncode == 1, done.stderr
+    typo = f"piglit has no 'fbo-blitt' in {PIGLIT_BIN} (nearest: fbo-blit, fbo-sys-blit, fbo-blit-stretch)"
+    assert (scenario["outcome"], scenario["failure_kind"]) == ("Fail", "subtest-failed")
+    assert scenario["reason"] == f"1/2 subtests pass, 1 fail: fbo-blitt (fail: {typo})"
+    assert [(s["name"], s["outcome"], s["detail"]) for s in scenario["subtests"]] == \
+        [("fbo-blitt", "fail", typo), ("fbo-alpha", "pass", "pass")]

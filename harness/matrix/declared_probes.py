@@ -2,10 +2,10 @@
 kind (harness.workloads) into DeclaredProbes the expansion pairs with paths like any probe."""
 import re
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Iterable, Set, Tuple
 
 from ..errors import shown
-from ..model import DeclaredProbe
+from ..model import DeclaredProbe, RuntimeKind, Scenario
 from ..probes import PROBES
 from ..workloads import registry as workloads
 from .checks import Problems, expect_type
@@ -31,3 +31,21 @@ def parse_probes(problems: Problems, value, base: Path = Path(".")) -> Dict[str,
         if not found:
             declared[name] = probe
     return declared
+
+
+def check_programs(problems: Problems, scenarios: Iterable[Scenario]) -> None:
+    """A declared probe's program misnamed for a runtime whose tree is here before the run (the
+    host's, a root filesystem): piglit is installed there, the test name is not one of its tests.
+    A runtime without the package at all stays a Skip that names it; one built in the run, or an
+    image, is judged when it runs (a failure naming the nearest names)."""
+    seen: Set[Tuple[str, str]] = set()
+    for scenario in scenarios:
+        declared, runtime = scenario.declared, scenario.runtime
+        if declared is None or (declared.name, runtime.name) in seen:
+            continue
+        seen.add((declared.name, runtime.name))
+        root = Path(runtime.root)
+        if runtime.kind not in (RuntimeKind.HOST, RuntimeKind.ROOTFS) or not root.is_dir():
+            continue
+        for _, why in workloads.misnamed_in(declared, root):
+            problems.add(f"probes.{declared.name}", f"runtime {runtime.name}: {why}")

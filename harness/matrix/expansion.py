@@ -18,7 +18,7 @@ from ..probes import DEFAULT_PROBES, PROBES
 from ..workloads import registry as workloads
 from .checks import (SETTING_KEYS, Problems, check_keys, expect_type, parse_expectation, parse_settings, string_list,
                      type_name)
-from .declared_probes import parse_probes
+from .declared_probes import check_programs, parse_probes
 from .declared_runtimes import parse_runtimes, shipped_runtime, unknown_runtime
 from .files import read_declaration
 
@@ -261,6 +261,7 @@ def expand(data, source: str) -> Matrix:
     for index, (pattern, _, _) in enumerate(overrides):
         if not any(fnmatch.fnmatchcase(s.id, pattern) for s in scenarios):
             problems.add(f"override[{index}].match", f"{shown(pattern)} matches no scenario")
+    check_programs(problems, scenarios)
     problems.raise_if_any()
     return Matrix(source=source, scenarios=scenarios)
 

@@ -7,6 +7,7 @@ the harness wrote into its output folder (workload.json) in the same environment
 other, each with its own deadline; the report adds each step's exit, signal, time and the tail of
 its output (the whole output is steps/NAME.log). "{out}" in a step's argv or environment is the
 output folder as the path sees it (the harness puts the workload's own files in {out}/inputs)."""
+import difflib
 import glob
 import json
 import os
@@ -41,6 +42,16 @@ def find(program, search):
     return None
 
 
+def near(program, search):
+    """Where argv[0] was not found: the search folders the runtime has (its package is installed:
+    the name is misspelt) and the names in them closest to it."""
+    if "/" in program:
+        return [], []
+    folders = [folder for pattern in search for folder in sorted(glob.glob(pattern)) if os.path.isdir(folder)]
+    names = sorted({name for folder in folders for name in os.listdir(folder)})
+    return folders, difflib.get_close_matches(program, names, n=3)
+
+
 def tail(path):
     with open(path, "rb") as handle:
         handle.seek(max(0, os.path.getsize(path) - OUTPUT_TAIL))
@@ -58,7 +69,8 @@ def run_step(step, out):
     found = {"name": name, "argv": argv}
     program = find(argv[0], step.get("search", []))
     if program is None:
-        return {**found, "not_found": argv[0]}
+        folders, close = near(argv[0], step.get("search", []))
+        return {**found, "not_found": argv[0], "searched": folders, "near": close}
     log = os.path.join(out, "steps", re.sub(r"[^A-Za-z0-9._-]", "_", name) + ".log")
     work = os.path.join(out, "steps", "work")
     os.makedirs(work, exist_ok=True)

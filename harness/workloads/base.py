@@ -4,8 +4,9 @@ import abc
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Dict, List, Optional, Tuple
+from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence, Tuple
 
+from ..errors import cut, shown
 from ..images import compare
 from ..model import Tolerance
 from ..outcomes import Subtest, SubtestOutcome
@@ -26,7 +27,9 @@ class Step:
     argv: Tuple[str, ...]
     timeout_s: float = STEP_TIMEOUT_S
     env: Tuple[Tuple[str, str], ...] = ()
-    search: Tuple[str, ...] = ()  # folder globs inside the runtime where argv[0] is looked up
+    # folder globs inside the runtime where argv[0] is looked up: where one is there, the program's
+    # package is installed, and a name it lacks is misspelt (a failure), not a package to install (a skip)
+    search: Tuple[str, ...] = ()
     also: Tuple[str, ...] = ()  # other programs it starts, which the runtime must have too (a display's)
 
     @property
@@ -51,17 +54,32 @@ class StepRun:
     not_found: str = ""  # the program it could not find in the runtime
     out_dir: Optional[Path] = None  # the probe's output folder on the host (pictures a step made)
     path_renderer: str = ""  # the renderer the path gave the workload probe's gl scene
+    searched: Tuple[str, ...] = ()  # not found: the step's search folders the runtime has
+    near: Tuple[str, ...] = ()  # not found: the names in them closest to the program's
 
     @classmethod
     def from_dict(cls, data: dict, out_dir: Optional[Path] = None, path_renderer: str = "") -> "StepRun":
         return cls(str(data.get("name", "?")), data.get("exit_code"), data.get("signal"), bool(data.get("timed_out")),
                    float(data.get("seconds") or 0.0), str(data.get("output", "")), str(data.get("not_found", "")),
-                   out_dir, path_renderer)
+                   out_dir, path_renderer, strings(data.get("searched")), strings(data.get("near")))
 
     @property
     def ended(self) -> bool:
         """It ran to its end: found, neither killed nor timed out."""
         return not (self.not_found or self.timed_out or self.signal)
+
+
+def strings(value: Any) -> Tuple[str, ...]:
+    """A list of strings from the probe's report, as a tuple (anything else: none)."""
+    return tuple(str(item) for item in value) if isinstance(value, list) else ()
+
+
+def misnamed(kind: str, program: str, folders: Sequence[str], near: Sequence[str]) -> str:
+    """A program the runtime's installed `kind` (its search folders are there) does not have, and
+    the names there closest to it: a misspelt name."""
+    where = ", ".join(cut(folder, 120) for folder in folders[:2])
+    closest = f"nearest: {', '.join(cut(name) for name in near)}" if near else "no name there is close"
+    return f"{kind} has no {shown(program)} in {where} ({closest})"
 
 
 class Problems:
@@ -228,6 +246,9 @@ class WorkloadKind(abc.ABC):
         """The subtest a step that ran to its end (no signal, no timeout) made of its output."""
 
     def judge(self, settings: Dict[str, Any], run: StepRun) -> Subtest:
+        if run.not_found and run.searched:  # installed, but not under this name: a typo must not pass
+            return Subtest(run.name, SubtestOutcome.FAIL, misnamed(self.name, run.not_found, run.searched, run.near),
+                           run.seconds)
         if run.not_found:
             return Subtest(run.name, SubtestOutcome.SKIP, f"{run.not_found} is not in the runtime", run.seconds)
         if run.timed_out:

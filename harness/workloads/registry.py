@@ -1,11 +1,12 @@
 """The workload kinds by name, and a declared probe's table checked into a DeclaredProbe; its
 steps and its subtests judged from the workload probe's report."""
+import difflib
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..model import DeclaredProbe
 from ..outcomes import Subtest
-from .base import Declared, Problems, Step, StepRun, WorkloadKind, optional_strings
+from .base import Declared, Problems, Step, StepRun, WorkloadKind, misnamed, optional_strings
 from .benchmark import KIND as BENCHMARK
 from .command import KIND as COMMAND
 from .piglit import KIND as PIGLIT
@@ -66,13 +67,36 @@ def judge(declared: DeclaredProbe, reported: Any, out_dir: Optional[Path] = None
 
 def missing_in(declared: DeclaredProbe, root: Path) -> Optional[str]:
     """Why the runtime at `root` cannot run this workload (a program of its steps is not there,
-    and where it would come from), or None."""
+    and where it would come from), or None. A step's program whose search folders are there (its
+    package is installed) is not missing but misnamed: the probe then reports it, a failure."""
     absent = sorted({program for step in steps(declared) for program in step.programs
-                     if not step_program(step, root, program)})
+                     if not step_program(step, root, program)
+                     and not (program == step.argv[0] and search_folders(step, root))})
     if not absent:
         return None
     packages = f" (Debian packages: {', '.join(declared.packages)})" if declared.packages else ""
     return f"the runtime has no {', '.join(absent[:5])}{', ...' if len(absent) > 5 else ''}{packages}"
+
+
+def misnamed_in(declared: DeclaredProbe, root: Path) -> List[Tuple[str, str]]:
+    """(step, why) for each step whose program the runtime at `root` lacks although its search
+    folders are there (piglit is installed, the test name is misspelt), the nearest names said."""
+    found = []
+    for step in steps(declared):
+        folders = search_folders(step, root)
+        if folders and not step_program(step, root):
+            names = sorted({entry.name for folder in folders for entry in folder.iterdir()})
+            near = difflib.get_close_matches(step.argv[0], names, n=3)
+            shown_folders = ["/" + str(folder.relative_to(root)) for folder in folders]
+            found.append((step.name, misnamed(of(declared).name, step.argv[0], shown_folders, near)))
+    return found
+
+
+def search_folders(step: Step, root: Path) -> List[Path]:
+    """The step's search folders the runtime at `root` has (none for a program named by its path)."""
+    if "/" in step.argv[0]:
+        return []
+    return [folder for pattern in step.search for folder in sorted(root.glob(pattern.lstrip("/"))) if folder.is_dir()]
 
 
 def step_program(step: Step, root: Path, program: str = "") -> Optional[Path]:
