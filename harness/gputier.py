@@ -2,27 +2,33 @@
 matrix run there in one command (`run`), into a prefix and an output folder only.
 
 A lent machine starts bare, with no package registry, and takes at most 64 MiB of files; each run
-must end well inside 10 minutes. The working tree travels, and the harness runs from it. `pack`
-gathers into one ignored folder qemu.qmp as a wheel (the machine's Python has jinja2, Pillow,
-numpy and rich) and the Debian packages of
+must end well inside 10 minutes. The working tree travels, and the harness runs from it with the
+machine's Python. `pack` gathers into one ignored folder the harness's Python dependencies and
+what they need, as wheels for each CPython it packs for (x86-64 manylinux), but numpy and Pillow
+(theirs do not fit: the machine's Python has them, and `run` checks), and the Debian packages of
 the host-side pieces (bubblewrap, virglrenderer's server, glvnd's loaders, Mesa's drivers for the
-software path), with what they need beyond a base system. `run` unpacks them into a prefix (never
-over the machine's root), writes a toolset for it, runs harness/data/gpu.toml with the cache, the
-temp folders and everything written inside the prefix and the output folder, and leaves there
-results.json, report.html, junit.xml and the scenarios' logs in one archive."""
+software path) with what they need beyond a base system. `run` checks that the wheels are for the
+Python running it, unzips them into the prefix with the standard library only (nothing else is
+imported before they are on the path), the debs too (never over the machine's root), writes a
+toolset for it, runs harness/data/gpu.toml with the cache, the temp folders and everything written
+inside the prefix and the output folder, and leaves there results.json, report.html, junit.xml
+and the scenarios' logs in one archive."""
 import json
 import os
+import platform
+import re
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from . import toolset as toolset_mod
-from .errors import InputError
+from .errors import InputError, cut, parse_json, read_text, shown
 
 ROOT = Path(__file__).resolve().parent.parent
 PACK_DIR = ROOT / ".gpu-tier"
@@ -40,19 +46,39 @@ PACKAGES = ("bubblewrap", "virgl-server", "libvirglrenderer1", "libepoxy0", "lib
             "libxau6", "libxdmcp6", "libxcb1", "libxcb-dri2-0", "libxcb-dri3-0", "libxcb-glx0", "libxcb-present0",
             "libxcb-randr0", "libxcb-shm0", "libxcb-sync1", "libxcb-xfixes0", "libxext6", "libxfixes3",
             "libxshmfence1", "libxxf86vm1", "libbsd0", "libmd0")
-WHEELS = ("qemu.qmp",)  # what the GPU machine's Python does not have
 LIB_DIR = "usr/lib/x86_64-linux-gnu"
+PYTHONS = ("3.12", "3.11")  # the lent machine's Python, and the one that tests the tier here
+HERE = "%d.%d" % sys.version_info[:2]
+# Left to the machine's Python, which has them (`run` checks): their wheels, numpy's about 16 MiB and
+# Pillow's 7 per Python, do not fit beside the Debian packages (50 MiB) in what may travel.
+FROM_TARGET = ("numpy", "pillow")
+MACHINE = "x86_64"
+PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_24_x86_64", "manylinux_2_17_x86_64",
+             "manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64")
+LEGACY_GLIBC = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
+REQUIREMENT = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*([^;]*?)\s*(;.*)?")
 
 
 @dataclass(frozen=True)
 class Packed:
     folder: Path
-    wheels: List[str]
+    pythons: Dict[str, List[str]]  # a Python version -> the wheels installed for it
+    from_target: Dict[str, str]  # left to the machine's Python: name -> the least version ('' for any)
+    glibc: str
     debs: List[str]
     size: int
 
+    @property
+    def wheels(self) -> List[str]:
+        return sorted({name for names in self.pythons.values() for name in names})
+
+    def python_bytes(self, python: str) -> int:
+        return sum((self.folder / "wheels" / name).stat().st_size for name in self.pythons[python])
+
     def to_dict(self) -> dict:
-        return {"wheels": self.wheels, "debs": self.debs, "size_bytes": self.size}
+        return {"implementation": "cpython", "machine": MACHINE, "glibc": self.glibc, "pythons": self.pythons,
+                "python_bytes": {python: self.python_bytes(python) for python in self.pythons},
+                "from_target": self.from_target, "wheels": self.wheels, "debs": self.debs, "size_bytes": self.size}
 
 
 def size_of(folder: Path) -> int:
@@ -66,18 +92,94 @@ def checked(argv: Sequence[str], what: str, cwd: Path = ROOT) -> None:
         raise InputError(f"gpu-tier pack: {what} failed: {said}")
 
 
-def pack(folder: Path = PACK_DIR) -> Packed:
-    """The harness's Python packages the machine lacks and the host-side Debian packages, in `folder`."""
+def normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def release(version: str) -> Tuple[int, ...]:
+    """A version's release numbers, for a least-version check: '2.4.6rc1' -> (2, 4, 6)."""
+    found = re.match(r"\d+(?:\.\d+)*", version.strip())
+    return tuple(int(part) for part in found.group(0).split(".")) if found else ()
+
+
+def dependencies(pyproject: Path = ROOT / "pyproject.toml") -> List[str]:
+    """The harness's Python dependencies, as pyproject.toml's [project] says them."""
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11
+        import tomli as tomllib
+    try:
+        declared = tomllib.loads(read_text(pyproject, "pyproject.toml"))["project"]["dependencies"]
+    except (tomllib.TOMLDecodeError, KeyError, TypeError) as exc:
+        raise InputError(f"gpu-tier pack: {cut(pyproject)}: no [project] dependencies: {exc}") from None
+    return [str(requirement) for requirement in declared]
+
+
+def split_requirements(requirements: Sequence[str]) -> Tuple[List[str], Dict[str, str]]:
+    """The requirements to pack, and those left to the machine's Python (name -> least version)."""
+    packed: List[str] = []
+    left: Dict[str, str] = {}
+    for requirement in requirements:
+        found = REQUIREMENT.fullmatch(requirement.strip())
+        if found is None:
+            raise InputError(f"gpu-tier pack: cannot read the dependency {shown(requirement)}")
+        name, spec = found.group(1), found.group(2)
+        if normalized(name) not in FROM_TARGET:
+            packed.append(requirement)
+            continue
+        least = re.fullmatch(r">=\s*(\d+(?:\.\d+)*)", spec)
+        if (spec and least is None) or found.group(3):
+            raise InputError(f"gpu-tier pack: {shown(requirement)} is left to the machine's Python, where "
+                             "`run` checks a least version (>=) only")
+        left[name] = least.group(1) if least else ""
+    return packed, left
+
+
+def glibc_of(wheel: str) -> Tuple[int, int]:
+    """The oldest glibc a wheel runs on, by its platform tags ((0, 0): a pure wheel)."""
+    needs = []
+    for tag in wheel[:-len(".whl")].split("-")[-1].split("."):
+        versioned = re.fullmatch(r"manylinux_(\d+)_(\d+)_\w+", tag)
+        if versioned:
+            needs.append((int(versioned.group(1)), int(versioned.group(2))))
+        elif tag.split("_")[0] in LEGACY_GLIBC:
+            needs.append(LEGACY_GLIBC[tag.split("_")[0]])
+    return min(needs) if needs else (0, 0)
+
+
+def fetch_wheels(requirements: Sequence[str], python: str, wheels: Path) -> List[str]:
+    """The wheels of `requirements` and what they need, for CPython `python` on x86-64 Linux, into
+    `wheels` (one file for what several Pythons share); their names."""
+    staging = Path(tempfile.mkdtemp(prefix=f"python{python}-", dir=wheels.parent))
+    try:
+        checked([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "--implementation", "cp",
+                 "--python-version", python, *(f"--platform={tag}" for tag in PLATFORMS), "-d", str(staging),
+                 *requirements], f"fetching the wheels for Python {python}")
+        names = sorted(path.name for path in staging.glob("*.whl"))
+        for name in names:
+            if not (wheels / name).exists():
+                (staging / name).rename(wheels / name)
+        return names
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def pack(folder: Path = PACK_DIR, pythons: Sequence[str] = PYTHONS) -> Packed:
+    """The harness's Python dependencies as wheels for each of `pythons` (but what is left to the
+    machine's Python) and the host-side Debian packages, in `folder`."""
+    for python in pythons:
+        if not re.fullmatch(r"3\.\d{1,2}", python):
+            raise InputError(f"gpu-tier pack: --python {shown(python)}: not a Python version like 3.12")
+    requirements, left = split_requirements(dependencies())
     if folder.exists():
         shutil.rmtree(folder)
     wheels, debs = folder / "wheels", folder / "debs"
     wheels.mkdir(parents=True)
     debs.mkdir()
-    checked([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "-d", str(wheels),
-             *WHEELS], "fetching qemu.qmp")
+    by_python = {python: fetch_wheels(requirements, python, wheels) for python in dict.fromkeys(pythons)}
     checked(["apt-get", "download", *PACKAGES], "apt-get download (the Debian packages)", cwd=debs)
-    packed = Packed(folder, sorted(p.name for p in wheels.iterdir()), sorted(p.name for p in debs.iterdir()),
-                    size_of(folder))
+    glibc = max((glibc_of(name) for names in by_python.values() for name in names), default=(0, 0))
+    packed = Packed(folder, by_python, left, "%d.%d" % glibc, sorted(p.name for p in debs.iterdir()), size_of(folder))
     (folder / "pack.json").write_text(json.dumps(packed.to_dict(), indent=1) + "\n")
     if packed.size > LIMIT_BYTES:
         raise InputError(f"gpu-tier pack: {packed.size / 2**20:.1f} MiB packed, more than the "
@@ -85,16 +187,114 @@ def pack(folder: Path = PACK_DIR) -> Packed:
     return packed
 
 
-def unpack(folder: Path, prefix: Path) -> Dict[str, str]:
-    """The packed debs into the prefix and the wheels into its site folder; the environment that
-    finds them (programs, libraries, glvnd vendors and Vulkan ICDs the machine's and the prefix's)."""
-    root, site = prefix / "root", prefix / "site"
+def described(packed: Packed) -> str:
+    """What `pack` says it packed: per Python, the Debian packages, what is left to the machine."""
+    pythons = ", ".join(f"{python} ({len(names)} wheels, {packed.python_bytes(python) / 2**20:.1f} MiB)"
+                        for python, names in packed.pythons.items())
+    left = ", ".join(f"{name}>={least}" if least else name for name, least in packed.from_target.items())
+    return (f"{packed.folder}: wheels for CPython {pythons}; {len(packed.debs)} Debian packages "
+            f"({size_of(packed.folder / 'debs') / 2**20:.1f} MiB); {packed.size / 2**20:.1f} MiB in all; "
+            f"left to the machine's Python: {left or 'nothing'}")
+
+
+def manifest_of(folder: Path) -> dict:
+    """The pack's pack.json, its shape checked: every failure one InputError line."""
+    where = folder / "pack.json"
+    if not where.exists():
+        raise InputError(f"gpu-tier run: {cut(folder)} holds no pack (run `scripts/gpu-tier pack` first)")
+    manifest = parse_json(read_text(where, "the pack's manifest"), cut(where))
+    pythons = manifest.get("pythons") if isinstance(manifest, dict) else None
+    if not isinstance(pythons, dict) or not pythons:
+        raise InputError(f"gpu-tier run: {cut(where)} names no Python the wheels are for (an older pack?): "
+                         "run `scripts/gpu-tier pack` again")
+    lists = all(isinstance(names, list) and all(isinstance(n, str) and "/" not in n for n in names)
+                for names in pythons.values())
+    left = manifest.get("from_target", {})
+    if not lists or not isinstance(left, dict) or not all(isinstance(v, str) for v in left.values()):
+        raise InputError(f"gpu-tier run: {cut(where)}: 'pythons' or 'from_target' is not what `pack` writes")
+    return manifest
+
+
+def glibc_here() -> Tuple[int, ...]:
+    lib, version = platform.libc_ver()
+    return release(version)[:2] if lib == "glibc" else ()
+
+
+def wheels_for(manifest: dict) -> List[str]:
+    """The pack's wheels for the Python running this, or an InputError naming what was packed for
+    and what was found."""
+    pythons, machine, glibc = manifest["pythons"], str(manifest.get("machine", MACHINE)), glibc_here()
+    needed = release(str(manifest.get("glibc", "0.0")))[:2]
+    if sys.implementation.name != "cpython" or HERE not in pythons or platform.machine() != machine \
+            or (needed > (0, 0) and glibc < needed):
+        found = (f"{sys.implementation.name} {platform.python_version()} on {platform.machine()} with "
+                 f"{'glibc %d.%d' % glibc if glibc else 'no glibc'} ({cut(sys.executable)})")
+        hint = f": pack for it with `scripts/gpu-tier pack --python {HERE}`" if HERE not in pythons else ""
+        raise InputError(f"gpu-tier run: the pack holds wheels for CPython {', '.join(pythons)} on {machine} with "
+                         f"glibc >= {manifest.get('glibc', '?')}; this is {found}{hint}")
+    return list(pythons[HERE])
+
+
+def install_wheels(wheels: Sequence[Path], site: Path) -> None:
+    """Pure and manylinux wheels unzipped into `site`, as pip install --target puts them, with the
+    standard library only (the machine's Python may have no pip): a wheel's purelib and platlib
+    data go with its modules, its scripts, headers and data files nowhere."""
+    site.mkdir(parents=True, exist_ok=True)
+    for wheel in wheels:
+        try:
+            with zipfile.ZipFile(wheel) as archive:
+                for member in archive.infolist():
+                    parts = member.filename.split("/")
+                    if parts[0].endswith(".data"):
+                        if len(parts) < 3 or parts[1] not in ("purelib", "platlib"):
+                            continue
+                        parts = parts[2:]
+                    if member.is_dir() or not parts[-1]:
+                        continue
+                    if parts[0] == "" or ".." in parts:
+                        raise InputError(f"gpu-tier run: {wheel.name}: {shown(member.filename)} leaves the site folder")
+                    target = site.joinpath(*parts)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with archive.open(member) as source, open(target, "wb") as sink:
+                        shutil.copyfileobj(source, sink)
+                    mode = (member.external_attr >> 16) & 0o777
+                    if mode:
+                        target.chmod(mode | 0o600)
+        except (OSError, zipfile.BadZipFile) as exc:
+            raise InputError(f"gpu-tier run: cannot install the wheel {cut(wheel.name)}: {exc}") from None
+
+
+def versions_on(names: Sequence[str], paths: Sequence[str]) -> Dict[str, Optional[str]]:
+    """The version of each distribution in `names` that an import would find on `paths` (None: none)."""
+    from importlib import metadata
+
+    found: Dict[str, str] = {}
+    for dist in metadata.distributions(path=list(paths)):
+        name = dist.metadata["Name"] if dist.metadata else None
+        if name:
+            found.setdefault(normalized(name), dist.version)  # the first on the path, as an import takes
+    return {name: found.get(normalized(name)) for name in names}
+
+
+def lacking(least: Dict[str, str], versions: Dict[str, Optional[str]]) -> List[str]:
+    """What of `least` (name -> least version) `versions` lacks, each with what was found."""
+    said = []
+    for name, version in least.items():
+        have = versions.get(name)
+        if have is None:
+            said.append(f"{name}{'>=' + version if version else ''} (none found)")
+        elif version and release(have) < release(version):
+            said.append(f"{name}>={version} (found {have})")
+    return said
+
+
+def unpack(folder: Path, prefix: Path, site: Path) -> Dict[str, str]:
+    """The packed debs into the prefix; the environment that finds them (programs, libraries, glvnd
+    vendors and Vulkan ICDs the machine's and the prefix's) and the wheels installed in `site`."""
+    root = prefix / "root"
     root.mkdir(parents=True, exist_ok=True)
     for deb in sorted((folder / "debs").glob("*.deb")):
         checked(["dpkg-deb", "-x", str(deb), str(root)], f"unpacking {deb.name}")
-    wheels = sorted(str(p) for p in (folder / "wheels").glob("*.whl"))
-    checked([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile", "--target",
-             str(site), *wheels], "installing the wheels")
     libs = root / LIB_DIR
     vendors = [d for d in ("/usr/share/glvnd/egl_vendor.d", "/etc/glvnd/egl_vendor.d",
                            "/usr/local/nvidia/share/glvnd/egl_vendor.d") if os.path.isdir(d)]
@@ -149,13 +349,32 @@ def bring_back(out: Path) -> List[Path]:
 SHORT_TMP = 32  # characters of a temp folder under which the harness's socket paths fit
 
 
+def prepare(folder: Path, prefix: Path) -> Tuple[Path, str]:
+    """The pack's wheels for this Python in the prefix's site folder, once this Python is one they
+    are for and has what the pack leaves to it: the site folder, and a line saying so."""
+    manifest = manifest_of(folder)
+    names = wheels_for(manifest)
+    site = prefix / "site"
+    shutil.rmtree(site, ignore_errors=True)  # another Python's wheels from an earlier run
+    install_wheels([folder / "wheels" / name for name in names], site)
+    left: Dict[str, str] = manifest.get("from_target", {})
+    versions = versions_on(list(left), [str(site), *sys.path])
+    missing = lacking(left, versions)
+    python = f"Python {platform.python_version()} ({cut(sys.executable)})"
+    if missing:
+        raise InputError(f"gpu-tier run: {python} lacks {', '.join(missing)}: the pack leaves "
+                         f"{' and '.join(left)} to the machine's Python (it packs wheels for {', '.join(manifest['pythons'])})")
+    own = " and ".join(f"{name} {version}" for name, version in versions.items())
+    return site, (f"gpu-tier run: {python}: {len(names)} of the pack's wheels for it (packed for Python "
+                  f"{', '.join(manifest['pythons'])}) in {site}{'; found ' + own if own else ''}")
+
+
 def run(out: Path, prefix: Path, folder: Path = PACK_DIR, jobs: int = 4, timeout_s: float = 480.0) -> int:
     """Unpack into `prefix`, run the GPU matrix into `out`, leave the files to bring back there."""
-    if not (folder / "pack.json").exists():
-        raise InputError(f"gpu-tier run: {folder} holds no pack (run `scripts/gpu-tier pack` first)")
-    for made in (prefix, out):
-        made.mkdir(parents=True, exist_ok=True)
-    env = unpack(folder, prefix)
+    site, said = prepare(folder, prefix)
+    print(said, flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    env = unpack(folder, prefix, site)
     # Sockets live in the temp folder (108 bytes at most): the prefix's when its path is short.
     short = len(str(prefix / "tmp")) <= SHORT_TMP
     temp = prefix / "tmp" if short else Path(tempfile.mkdtemp(prefix="gh-tier-"))
@@ -196,20 +415,22 @@ def main(argv: List[str]) -> int:
 
     parser = argparse.ArgumentParser(prog="gpu-tier", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="verb", required=True)
-    sub.add_parser("pack", help="gather what a GPU machine lacks into .gpu-tier/ (run it here)")
+    packing = sub.add_parser("pack", help="gather what a GPU machine lacks into --pack (run it here)")
+    packing.add_argument("--python", action="append", metavar="X.Y", help="a CPython version to pack wheels "
+                         f"for, once for each (default: {', '.join(PYTHONS)})")
     running = sub.add_parser("run", help="unpack into --prefix and run the GPU matrix into --out (run it there)")
     running.add_argument("--out", type=Path, required=True, help="the folder of what to bring back")
     running.add_argument("--prefix", type=Path, default=Path("/tmp/gpu-tier"), help="where the pack is unpacked "
                          "and everything else of the run is written (default: %(default)s)")
     running.add_argument("-j", "--jobs", type=int, default=4, help="scenarios at a time (default: %(default)s)")
+    for verb in (packing, running):
+        verb.add_argument("--pack", type=Path, default=PACK_DIR, help="the pack's folder (default: .gpu-tier)")
     args = parser.parse_args(argv)
     try:
         if args.verb == "pack":
-            packed = pack()
-            print(f"{packed.folder}: {len(packed.wheels)} wheels, {len(packed.debs)} Debian packages, "
-                  f"{packed.size / 2**20:.1f} MiB")
+            print(described(pack(args.pack.absolute(), args.python or PYTHONS)))
             return 0
-        code = run(args.out.absolute(), args.prefix.absolute(), jobs=args.jobs)
+        code = run(args.out.absolute(), args.prefix.absolute(), args.pack.absolute(), jobs=args.jobs)
         print(f"{args.out}: " + ", ".join(sorted(p.name for p in args.out.iterdir())) + f" (the run's exit code {code})")
         return code
     except InputError as exc:
