@@ -1,7 +1,9 @@
 """What the harness keeps between runs, under ~/.cache/gpu-harness: built runtimes, their images,
 Flatpak repos exported from them, initramfs images and unpacked kernels. Each is keyed by
 content, so an edit to a recipe, a lock or the GL split makes a new entry and the old one is
-never used again. `gpu-harness cache` lists the entries with their size and when a run last
+never used again. Every entry a run makes is recorded in the cache's ledger with its identity, and
+only a recorded entry is ever removed: a file named like one is somebody else's.
+`gpu-harness cache` lists the entries with their size and when a run last
 used them (mark_used: a folder gets a `.used` stamp, a file its own mtime) and removes what no
 run has used for some days, or what this checkout can tell no run of it can use (stale: a
 runtime or image of a recipe and lock that are no longer the shipped ones, a Flatpak repo made
@@ -17,6 +19,7 @@ import fcntl
 import json
 import os
 import shutil
+import stat
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -63,13 +66,63 @@ class Entry:
     size: int  # bytes on disk, each hard-linked file once within the entry
     last_used: float  # epoch seconds
     current: Optional[bool] = None  # False: no run of this checkout can use it (stale); None: cannot tell
+    made: bool = True  # a run recorded making it (the ledger); False: somebody else's, never removed
 
     def age_days(self, now: float) -> float:
         return max(0.0, (now - self.last_used) / DAY_S)
 
     def to_dict(self, now: float) -> dict:
         return {"kind": self.kind.value, "path": str(self.path), "name": self.name, "size_bytes": self.size,
-                "last_used": self.last_used, "age_days": round(self.age_days(now), 2), "current": self.current}
+                "last_used": self.last_used, "age_days": round(self.age_days(now), 2), "current": self.current,
+                "made_by_gpu_harness": self.made}
+
+
+LEDGER = ".made"  # at the cache's root: a line per entry a run made, with its identity
+
+
+def identity(path: Path) -> Optional[str]:
+    """What tells an entry from another of the same name: its device, inode and type."""
+    try:
+        found = os.lstat(path)
+    except OSError:
+        return None
+    return f"{found.st_dev}:{found.st_ino}:{stat.S_IFMT(found.st_mode):o}"
+
+
+def record(path: Path, root: Optional[Path] = None) -> None:
+    """Write into the ledger that a run made `path` (a cache entry, or a partial one being
+    built): only what is recorded there is ever removed. A path outside the cache is not its."""
+    folder = ROOT if root is None else root
+    made = identity(path)
+    try:
+        name = Path(path).resolve().relative_to(folder.resolve())
+    except ValueError:
+        return
+    if made is None:
+        return
+    try:  # one short line in append mode: parallel runs' lines do not interleave
+        with open(folder / LEDGER, "a") as ledger:
+            ledger.write(f"{name}\t{made}\n")
+    except OSError:  # a read-only cache: nothing is made in it either
+        pass
+
+
+def recorded(root: Path) -> Dict[str, str]:
+    """name under the root -> the identity a run recorded for it (the last line for a name wins)."""
+    try:
+        lines = (root / LEDGER).read_text().splitlines()
+    except OSError:
+        return {}
+    return dict(line.split("\t", 1) for line in lines if line.count("\t") == 1)
+
+
+def made_by_a_run(path: Path, root: Path, ledger: Dict[str, str]) -> bool:
+    """Whether this entry is one a run recorded making (the same entry: its identity too)."""
+    try:
+        name = str(path.relative_to(root))
+    except ValueError:
+        return False
+    return name in ledger and ledger[name] == identity(path)
 
 
 def hold_shared(root: Optional[Path] = None) -> None:
@@ -220,19 +273,23 @@ class Current:
 
 
 def entries(root: Path = ROOT, current: Current = Current()) -> Iterator[Entry]:
+    ledger = recorded(root)
     for spec in KINDS:
         for path in children(root / spec.folder):
+            made = made_by_a_run(path, root, ledger)
             if is_partial(path):  # a killed build's, or a removal's that failed
-                yield Entry(Kind.PARTIAL, path, f"unfinished {spec.kind}", size_of(path), last_used(path), False)
+                yield Entry(Kind.PARTIAL, path, f"unfinished {spec.kind}", size_of(path), last_used(path), False,
+                            made)
             elif spec.is_entry(path):
                 yield Entry(spec.kind, path, spec.holds(path), size_of(path), last_used(path),
-                            current.judge(spec.kind, path))
+                            current.judge(spec.kind, path), made)
 
 
 def remove(entry: Entry) -> None:
     """Rename it out of the way (atomic: a run never finds half an entry), then delete it."""
     trash = entry.path.with_name(f"{entry.path.name}{TRASH}{os.getpid()}")
     path = entry.path if entry.kind is Kind.PARTIAL else entry.path.rename(trash)
+    record(path, entry.path.parent.parent)  # the trash, should this removal fail halfway
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
     else:
@@ -247,6 +304,8 @@ class Pruned:
 
 
 def chosen(entry: Entry, older_than_days: Optional[float], stale: bool, now: float) -> bool:
+    if not entry.made:  # named like an entry, but no run recorded making it: not ours to remove
+        return False
     old = older_than_days is not None and entry.age_days(now) >= older_than_days
     return old or (stale and entry.current is False)
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, BinaryIO, Dict, List, Optional, Set, Tuple, Union
 
+from . import cache
 from .errors import cut, shown
 from .model import GUEST_KERNEL_PARTS
 
@@ -369,4 +370,5 @@ def write(root: Path, out: Path, spec: ImageSpec, timeout_s: float = 1200.0) -> 
         partial = Path(folder) / "image.partial"
         pack(partial, layer, diff_id, config, spec.tag, out.name.endswith(".gz"))
         os.replace(partial, out)
+    cache.record(out)  # where the archive is a cache entry (runtimes' images)
     return hashlib.sha256(config).hexdigest()

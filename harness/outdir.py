@@ -1,14 +1,19 @@
 """Output folders: made and checked writable before anything runs, so that an --out that is a
-file, lies under a file or on a file system that takes no files is a one-line error up front."""
+file, lies under a file or on a file system that takes no files is a one-line error up front;
+claimed by one run at a time, with a manifest of what the runs there made, so that a rerun
+removes only that."""
 import fcntl
+import fnmatch
+import json
 import os
 import shutil
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, List, Optional, Sequence, Tuple
 
-from .errors import PATH_LIMIT, InputError, cut
+from .errors import PATH_LIMIT, InputError, cut, shown
 
 
 def prepare(path: Path, option: str) -> Path:
@@ -80,8 +85,13 @@ def lock(path: Path, option: str) -> None:
     _held.append(handle)
 
 
-def release(path: Path) -> None:
-    """The run is over: its claim on the folder goes, lock file and all."""
+def release(path: Path, finish: bool = True) -> None:
+    """The run is over: its manifest lists what it made (all that is there but what it found),
+    and its claim on the folder goes, lock file and all."""
+    manifest = read_manifest(path) if finish else None
+    if manifest is not None and manifest.get("made") is None:
+        found = manifest["found"]
+        write_manifest(path, found, [name for name in entries(path) if name not in found])
     for handle in [h for h in _held if Path(h.name).parent == Path(path)]:
         _held.remove(handle)
         try:
@@ -91,15 +101,87 @@ def release(path: Path) -> None:
         handle.close()
 
 
-def clear(path: Path, products: Sequence[str]) -> None:
-    """What an earlier run left in the folder under these names or globs (its scenario folders, reports):
-    a new run's folder holds only what its own results.json lists."""
-    for pattern in products:
-        for target in Path(path).glob(pattern):
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target, ignore_errors=True)
-            else:
+MANIFEST = ".gpu-harness-made"  # in a claimed folder: what the runs there made, and what they found
+
+
+def entries(path: Path) -> List[str]:
+    """The folder's top-level names, but the claim's own files."""
+    try:
+        return sorted(name for name in os.listdir(path) if name not in (LOCK_FILE, MANIFEST))
+    except OSError:
+        return []
+
+
+def identity(path: Path) -> Optional[str]:
+    """What tells an entry from another of the same name: its device, inode and type."""
+    try:
+        found = os.lstat(path)
+    except OSError:
+        return None
+    return f"{found.st_dev}:{found.st_ino}:{stat.S_IFMT(found.st_mode):o}"
+
+
+def read_manifest(path: Path) -> Optional[dict]:
+    """The folder's manifest: {"found": [names a run found there and left], "made": {name: its
+    identity} of what the last run made, or null while a run works there or after one was
+    killed}; None without one."""
+    try:
+        data = json.loads((Path(path) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("found"), list):
+        return None
+    return data
+
+
+def write_manifest(path: Path, found: Sequence[str], made: Optional[Sequence[str]]) -> None:
+    identities = None if made is None else {name: identity(Path(path) / name) for name in sorted(made)}
+    write_atomically(Path(path) / MANIFEST, json.dumps({"tool": "gpu-harness", "found": sorted(found),
+                                                        "made": identities}, indent=1) + "\n")
+
+
+def matches(name: str, products: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in products)
+
+
+def earlier_runs(path: Path, option: str, products: Sequence[str]) -> Tuple[List[str], List[str]]:
+    """(what earlier runs made there, to be removed; what is somebody else's, to be left alone).
+    A folder that holds anything without a manifest, or a name this run writes that no run
+    made, is refused: nothing is removed or written over by its name's look alone."""
+    where = f"{option} {cut(path, PATH_LIMIT)}"
+    present = entries(path)
+    manifest = read_manifest(path)
+    if manifest is None:
+        if present:
+            more = f" and {len(present) - 1} more" if len(present) > 1 else ""
+            raise InputError(f"{where}: holds {shown(present[0])}{more}, which no gpu-harness run made (it has "
+                             f"no {MANIFEST}): choose an empty or a new folder")
+        return [], []
+    made = manifest.get("made")
+    if isinstance(made, dict):  # the same entry, not another one that took its name since
+        ours = [name for name in present if name in made and made[name] == identity(Path(path) / name)]
+    else:  # a run that was killed there: what it began to write under its products' names
+        found = set(manifest["found"])
+        ours = [name for name in present if name not in found and matches(name, products)]
+    theirs = [name for name in present if name not in ours]
+    clash = next((name for name in theirs if matches(name, products)), None)
+    if clash:
+        raise InputError(f"{option} {cut(Path(path) / clash, PATH_LIMIT)}: no gpu-harness run made it (its "
+                         f"{MANIFEST} does not list it), and this run writes that name: move it or choose another folder")
+    return ours, theirs
+
+
+def clear(path: Path, names: Sequence[str]) -> None:
+    """Remove what earlier runs made in the folder (earlier_runs: by their manifest, never by name)."""
+    for name in names:
+        target = Path(path) / name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target, ignore_errors=True)
+        else:
+            try:
                 target.unlink()
+            except FileNotFoundError:
+                pass
 
 
 def write_atomically(target: Path, text: str) -> None:
@@ -111,21 +193,24 @@ def write_atomically(target: Path, text: str) -> None:
 
 @contextmanager
 def claimed(path: Path, option: str, products: Sequence[str] = ()) -> Iterator[Path]:
-    """prepare() and lock() the folder for a run, and clear what an earlier run left under the
-    names of this run's `products`; if the run is refused for its input before it starts (an
-    InputError inside), a folder made here is removed again: bad input leaves nothing."""
+    """prepare() and lock() the folder for a run; remove what earlier runs made there (by the
+    folder's manifest) and record what is somebody else's, so that release() can list what this
+    run made. If the run is refused for its input before it starts (an InputError inside), a
+    folder made here is removed again and nothing in an old one is touched: bad input leaves nothing."""
     path = Path(path)
     made = [p for p in (path, *path.parents) if not p.exists()]
     prepare(path, option)
     lock(path, option)
     try:
+        ours, theirs = earlier_runs(path, option, products)
         yield path
     except InputError:
-        release(path)
-        try:
-            for folder in made:  # deepest first; only what is still empty
+        release(path, finish=False)
+        for folder in made:  # deepest first; only what is still empty
+            try:
                 folder.rmdir()
-        except OSError:
-            pass
+            except OSError:
+                break
         raise
-    clear(path, products)
+    clear(path, ours)
+    write_manifest(path, theirs, None)

@@ -6,9 +6,10 @@ import signal
 import subprocess
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from typing import IO, Callable, Dict, Iterator, List, Optional, Tuple, Union, cast
 
 from . import reaper
+from .cappedlog import CappedLog
 from .retry import poll
 
 
@@ -72,29 +73,42 @@ def end_all(processes: List[Process], timeout_s: float = 5.0) -> None:
     poll(lambda: not any(running(process) for process in processes), timeout_s, 0.02)
 
 
-def processes_naming(folders: List[str]) -> List[Process]:
-    """Processes that name one of `folders` on their command line or run inside one of them."""
-    found: List[Process] = []
-    for folder in folders:
-        for pid in reaper.processes_in(folder):
-            fields = stat_fields(pid)
-            if fields and len(fields) > 19 and (pid, fields[19]) not in found:
-                found.append((pid, fields[19]))
-    return found
+def marked_processes(mark: str) -> List[Process]:
+    """Processes that carry `mark` in their environment (reaper.carries): what a process we
+    started left behind, also outside its group and tree (a sandbox's own session, a fork
+    orphaned as its parent was killed)."""
+    found = ((pid, stat_fields(pid)) for pid in reaper.marked([mark]))
+    return [(pid, fields[19]) for pid, fields in found if fields and len(fields) > 19]
 
 
 class Child:
+    """A process we start, in its own group, with a mark of its own in its environment
+    (reaper.MARK_VAR; `mark`, else a new one): stopping it ends its group, its tree and every
+    process that carries its mark, and nothing else."""
+
     def __init__(self, argv: List[str], env: Dict[str, str], log_path: str,
                  stdout_path: Optional[str] = None, inherit_stdio: bool = False, cwd: Optional[str] = None,
-                 pass_fds: Tuple[int, ...] = ()):
+                 pass_fds: Tuple[int, ...] = (), mark: Optional[str] = None, capped: bool = False):
+        """`capped`: its log is a CappedLog (head and tail kept), for a process that may write without end."""
         self.argv = argv
+        self.mark = mark or reaper.new_mark()
+        env = {**env, reaper.MARK_VAR: reaper.mark_value(self.mark)}
         self.log_path = log_path
-        self._log = open(log_path, "wb")
+        self._capped = CappedLog(log_path) if capped and not inherit_stdio else None
+        self._log: Optional[IO[bytes]] = None if self._capped else open(log_path, "wb")
         self._out = open(stdout_path, "wb") if stdout_path else None
-        stdout = None if inherit_stdio else (self._out or self._log)
-        stderr = None if inherit_stdio else self._log
-        self.proc = subprocess.Popen(argv, env=env, stdin=None if inherit_stdio else subprocess.DEVNULL, stdout=stdout, stderr=stderr,
-                                     start_new_session=True, cwd=cwd, pass_fds=pass_fds)
+        log: Union[int, IO[bytes]] = self._capped.write_fd if self._capped else cast(IO[bytes], self._log)
+        stdout = None if inherit_stdio else (self._out or log)
+        stderr = None if inherit_stdio else log
+        try:
+            self.proc = subprocess.Popen(argv, env=env, stdin=None if inherit_stdio else subprocess.DEVNULL,
+                                         stdout=stdout, stderr=stderr, start_new_session=True, cwd=cwd,
+                                         pass_fds=pass_fds)
+        except BaseException:
+            self._close_logs()
+            raise
+        if self._capped:
+            self._capped.started()
         self.pgid = self.proc.pid
         reaper.get().track_group(self.pgid)
         self.started = time.monotonic()
@@ -137,7 +151,7 @@ class Child:
     def end_group(self) -> None:
         """SIGKILL the group and wait until none of its members runs (one killed is not gone at
         once: a caller that looks at once would find it exiting)."""
-        members = self.group_processes()
+        members = self.group_processes() + marked_processes(self.mark)
         self.kill_group(signal.SIGKILL)
         end_all(members)
 
@@ -157,10 +171,10 @@ class Child:
                 pass
         # And what joined the group since (a server's process for a client it accepted late, such
         # as the readiness check's): killed with the group, waited for like the rest.
-        family += self.group_processes()
+        family += self.group_processes() + marked_processes(self.mark)
         self.kill_group(signal.SIGKILL)
         self.proc.wait()
-        end_all(family)
+        end_all(family + marked_processes(self.mark))
         return self._finish(exit_of(self.proc.returncode))
 
     def wait(self, timeout_s: float, watch: Callable[[], Optional[str]] = lambda: None,
@@ -199,10 +213,15 @@ class Child:
     def _finish(self, result: Exit) -> Exit:
         self.result = result
         reaper.get().untrack_group(self.pgid)
-        self._log.close()
-        if self._out:
-            self._out.close()
+        self._close_logs()
         return result
+
+    def _close_logs(self) -> None:
+        for handle in (self._log, self._out):
+            if handle:
+                handle.close()
+        if self._capped:
+            self._capped.close()
 
 
 def exit_of(returncode: int) -> Exit:

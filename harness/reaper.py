@@ -2,14 +2,20 @@
 
 The harness starts one reaper per run (in its own session, so a signal to the harness's
 process group does not reach it) and keeps the write end of a pipe to its stdin. It tells the
-reaper which process groups and temp paths (folders, lock files) it owns. When that pipe closes -- normal exit,
-exception, or SIGKILL, where no cleanup code of the harness can run -- the kernel closes the
-pipe, the reaper reads EOF, kills what is still registered and removes the folders. This is the
-sync-fd lifecycle: the kernel's own cleanup is the signal.
+reaper which process groups, cgroups and temp paths (folders, lock files) it owns, and the mark
+it puts into the environment of every process it starts (GPU_HARNESS_MARK: one value per run,
+and below it one per process, `RUN/N`). When that pipe closes -- normal exit, exception, or
+SIGKILL, where no cleanup code of the harness can run -- the kernel closes the pipe, the reaper
+reads EOF, kills what is still registered or carries the run's mark and removes the folders:
+the kernel's own cleanup of a dead process's files is the signal.
+
+A process is ours only by its pid, its process group, a cgroup we made or our mark in its
+environment: never by what its command line says (a user's program may name any folder).
 
 Runs as a script (stdlib only) so it works from any checkout or install.
 """
 import contextlib
+import itertools
 import os
 import secrets
 import shutil
@@ -19,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+from typing import List, Sequence
 
 
 def remove(path):
@@ -39,25 +46,52 @@ def inside(path, folder):
     return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
-def processes_in(folder):
-    """Processes that name `folder` on their command line or have their root or working folder
-    in it: what a container runtime (conmon, the container's own processes) leaves running."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        if int(pid) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                if folder.encode() in handle.read():
-                    found.append(int(pid))
-                    continue
-            for link in ("root", "cwd"):
-                if inside(os.readlink(f"/proc/{pid}/{link}"), folder):
-                    found.append(int(pid))
-                    break
-        except OSError:
-            continue
-    return found
+MARK_VAR = "GPU_HARNESS_MARK"  # in the environment of every process the harness starts
+
+
+def carries(pid: int, marks: Sequence[str]) -> bool:
+    """Whether the process's environment (as it was at its exec, or its parent's at its fork)
+    holds one of `marks`, or a mark below one (MARK/...); the variable may hold several, joined
+    by ':' (mark_value)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as handle:
+            entries = handle.read().split(b"\0")
+    except OSError:
+        return False
+    prefix = f"{MARK_VAR}=".encode()
+    held = [value for entry in entries if entry.startswith(prefix) for value in entry[len(prefix):].split(b":")]
+    wanted = [mark.encode() for mark in marks]
+    return any(value == want or value.startswith(want + b"/") for value in held for want in wanted)
+
+
+def mark_value(mark: str) -> str:
+    """The value of MARK_VAR for a process we start: its own mark after the ones this process
+    carries (a harness run by another harness's scenario stays that scenario's too)."""
+    return ":".join(filter(None, (os.environ.get(MARK_VAR, ""), mark)))
+
+
+def marked(marks: Sequence[str]) -> List[int]:
+    """Processes that carry one of `marks` (see carries), this one left out."""
+    if not marks:
+        return []
+    return [int(pid) for pid in filter(str.isdigit, os.listdir("/proc"))
+            if int(pid) != os.getpid() and carries(int(pid), marks)]
+
+
+def kill_marked(marks: Sequence[str], timeout_s: float = 10.0) -> None:
+    """SIGKILL every process that carries one of `marks`, again while new ones appear (a child
+    forked as its parent died), until none runs or the time is up."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        running = [pid for pid in marked(marks) if alive(pid)]
+        if not running:
+            return
+        for pid in running:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        time.sleep(0.02)
 
 
 def mounts_in(folder):
@@ -84,29 +118,19 @@ def alive(pid):
 
 
 def deep_clean(folder, rounds=4):
-    """Remove a folder a container runtime used: kill what still runs from it, lazily unmount
-    what is mounted under it (deepest first), then remove it; again while something (a cleanup
-    process conmon started as its container died) brings it back, a few rounds at most."""
+    """Remove a folder a container runtime used: lazily unmount what is mounted under it
+    (deepest first), then remove it; again while something brings it back, a few rounds at
+    most. What ran from it is killed first by its caller (by cgroup and mark)."""
     for _ in range(rounds):
         clean_once(folder)
-        time.sleep(0.5)
-        if not os.path.exists(folder) and not processes_in(folder):
+        if not os.path.exists(folder):
             return
+        time.sleep(0.5)
 
 
 def clean_once(folder):
     import ctypes
 
-    killed = processes_in(folder)
-    for pid in killed:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-    deadline = time.monotonic() + 10  # gone, not only signalled: their mounts and cgroups are busy until then
-    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{pid}/cmdline") and alive(pid)
-                                              for pid in killed):
-        time.sleep(0.05)
     libc = ctypes.CDLL(None, use_errno=True)
     for point in mounts_in(folder):
         libc.umount2(point.encode(), MNT_DETACH)
@@ -168,12 +192,15 @@ def give_back(records):
             print(f"reaper: vfio restore {line}: {exc}", file=sys.stderr)
 
 
-def reap(pgids, paths, trees=(), cgroups=(), devices=()):
+def reap(pgids, paths, trees=(), cgroups=(), devices=(), marks=()):
     for pgid in pgids:
         try:
             os.killpg(pgid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+    kill_marked(marks)
+    for name in cgroups:  # a container's processes (conmon, runc init) are found by their cgroup
+        remove_cgroup(name)
     if devices:
         time.sleep(0.2)  # the killed QEMU's vfio file descriptors are closed by its exit
         give_back(devices)
@@ -181,7 +208,7 @@ def reap(pgids, paths, trees=(), cgroups=(), devices=()):
         deep_clean(tree)
     for path in paths:
         remove(path)
-    for name in cgroups:
+    for name in cgroups:  # again, now that nothing in the trees holds them
         remove_cgroup(name)
 
 
@@ -191,7 +218,8 @@ def serve(stream):
     trees: set = set()
     cgroups: set = set()
     devices: set = set()
-    tracked = {"path": paths, "tree": trees, "cgroup": cgroups, "vfio": devices}
+    marks: set = set()
+    tracked = {"path": paths, "tree": trees, "cgroup": cgroups, "vfio": devices, "mark": marks}
     for line in stream:
         verb, _, arg = line.strip().partition(" ")
         if verb == "pgid":
@@ -202,7 +230,7 @@ def serve(stream):
             tracked[verb].add(arg)
         elif verb.startswith("un") and verb[2:] in tracked:
             tracked[verb[2:]].discard(arg)
-    reap(pgids, paths, trees, cgroups, devices)
+    reap(pgids, paths, trees, cgroups, devices, marks)
 
 
 class Reaper:
@@ -215,6 +243,15 @@ class Reaper:
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True, text=True, bufsize=1,
         )
+        # This run's mark: every process it starts carries it, or one below it (new_mark).
+        self.mark = f"{os.getpid()}-{secrets.token_hex(6)}"
+        self._numbers = itertools.count(1)
+        self._send(f"mark {self.mark}")
+
+    def new_mark(self) -> str:
+        """A mark of its own for one process the harness starts (its descendants inherit it)."""
+        with self._lock:
+            return f"{self.mark}/{next(self._numbers)}"
 
     def _send(self, line: str) -> None:
         with self._lock:
@@ -274,6 +311,11 @@ def get() -> Reaper:
         if _reaper is None:
             _reaper = Reaper()
         return _reaper
+
+
+def new_mark() -> str:
+    """A mark for a process about to start (see Reaper.new_mark)."""
+    return get().new_mark()
 
 
 def make_temp_dir(prefix: str, parent=None) -> str:

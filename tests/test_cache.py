@@ -59,7 +59,29 @@ def tree(tmp_path):
     (root / "initramfs").mkdir()
     (root / "initramfs" / "d1.cpio").write_bytes(b"c")
     aged(root / "initramfs" / "d1.cpio", 20)
+    for kind in cache.KINDS:  # every entry so far as a run records what it makes
+        for entry in cache.children(root / kind.folder):
+            cache.record(entry, root)
     return root
+
+
+DECOY = f"trixie-{'d' * 24}-v1.tar.gz"
+
+
+def test_a_file_named_like_an_entry_that_no_run_made_is_never_removed(tree):
+    """A user's file in the cache folder, named like an old and stale image, and one that took
+    the name of an entry a run made: listed, never pruned."""
+    (tree / "images" / DECOY).write_bytes(b"mine")
+    aged(tree / "images" / DECOY, 400)
+    old = tree / "images" / f"trixie-{'b' * 24}-v1.tar.gz"
+    (tree / "mine").write_bytes(b"mine too")
+    os.replace(tree / "mine", old)  # the name a run recorded, another file in it
+    aged(old, 400)
+    listed = {e.path.name: e for e in cache.entries(tree, CURRENT)}
+    assert listed[DECOY].made is False and listed[old.name].made is False and listed["d1.cpio"].made is True
+    done = cache.prune(1, stale=True, now=NOW, root=tree, current=CURRENT)
+    assert (tree / "images" / DECOY).read_bytes() == b"mine" and old.read_bytes() == b"mine too"
+    assert DECOY not in names(done.removed) and "d1.cpio" in names(done.removed)
 
 
 CURRENT = cache.Current(frozenset({"a" * 24}), "v1", "newlayout")

@@ -23,6 +23,7 @@ from harness import imagearchive, reaper, runner, runtimes, verdict
 from harness.families.container import PRIVATENS, STATE_PARENT, STATE_PREFIX
 from harness.outcomes import FailureKind
 from harness.retry import poll
+from tests.leftovers import processes_in
 
 from .conftest import (describe, harness_in_subprocess, on_runtimes, outcome_or_skip, scenarios_from,
                        skip_unless_required)
@@ -100,7 +101,7 @@ def podman_states(run):
 
 
 def conmons(run):
-    return [pid for pid in reaper.processes_in(f"{STATE_PARENT}/{STATE_PREFIX}{run}-") if command_name(pid) == "conmon"]
+    return [pid for pid in processes_in(f"{STATE_PARENT}/{STATE_PREFIX}{run}-") if command_name(pid) == "conmon"]
 
 
 def command_name(pid) -> str:

@@ -8,11 +8,12 @@ import subprocess
 import sys
 
 from harness.families import registry
-from harness import drivermatch, matrix as matrix_mod, reaper, runner, verdict
+from harness import drivermatch, matrix as matrix_mod, runner, verdict
 from harness.families import flatpak
 from harness.lifecycle import LaunchContext, Workload, Workspace
 from harness.outcomes import FailureKind
 from harness.retry import poll
+from tests.leftovers import processes_in
 
 from .conftest import (describe, harness_in_subprocess, on_runtimes, outcome_or_skip,
                        skip_unless_required)
@@ -85,14 +86,14 @@ def test_harness_sigkilled_during_flatpak_leaves_nothing(tmp_path, toolset):
     """)
 
     def app_running():
-        return any("python3" in open(f"/proc/{pid}/comm").read() for pid in reaper.processes_in(str(scratch))
+        return any("python3" in open(f"/proc/{pid}/comm").read() for pid in processes_in(str(scratch))
                    if os.path.exists(f"/proc/{pid}/comm"))
 
     assert poll(app_running, 60, 0.1), "the app never started"
     harness.send_signal(signal.SIGKILL)
     harness.wait()
-    poll(lambda: not reaper.processes_in(str(scratch)) and not any(scratch.iterdir()), 20, 0.1)
-    assert reaper.processes_in(str(scratch)) == []
+    poll(lambda: not processes_in(str(scratch)) and not any(scratch.iterdir()), 20, 0.1)
+    assert processes_in(str(scratch)) == []
     assert list(scratch.iterdir()) == []
 
 
@@ -167,6 +168,6 @@ def test_inside_the_app_only_the_extension_has_a_driver(toolset, tmp_path):
             assert app.succeed("echo $LIBGL_DRIVERS_PATH").strip() == f"{GL_LIB}/GL/lib/dri"
     finally:
         temp.remove()
-    assert not reaper.processes_in(str(temp.path)) and not temp.path.exists()
+    assert not processes_in(str(temp.path)) and not temp.path.exists()
     assert not [line for line in open("/proc/self/mountinfo") if str(temp.path) in line]
     assert not list(flatpak.FLATPAK_CACHE.glob("*/build-*")), "a cache build folder was left behind"

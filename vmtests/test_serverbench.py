@@ -5,7 +5,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from harness import reaper, serverbench
+from harness import serverbench
+from tests.leftovers import processes_in
 
 from .conftest import skip_unless_required
 
@@ -41,7 +42,7 @@ def test_apps_render_with_their_own_servers_and_with_one_shared_server(toolset, 
     assert single.peak_processes == 1 and single.passed == f"0/{APPS}"
     assert "protocol version too low" in single.reason
     assert not [path for path in glob.glob(str(tmp_path / "**" / "*.sock"), recursive=True)]
-    assert not reaper.processes_in(str(tmp_path))
+    assert not processes_in(str(tmp_path))
 
 
 def test_flatpak_apps_share_one_server_too(toolset, tmp_path):

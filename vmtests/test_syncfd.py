@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from harness import reaper
 from harness.retry import poll
+from tests.leftovers import processes_in
 
 from .conftest import harness_in_subprocess, skip_unless_required
 
@@ -20,7 +20,7 @@ STOPPED_BY_THE_PIPE = "the app's end of the sync pipe closed: server stopped"
 def ours(scratch, marker, not_comm=None):
     """Our processes whose command line holds `marker` or whose name is `marker` (not `not_comm`)."""
     found = []
-    for pid in reaper.processes_in(str(scratch)):
+    for pid in processes_in(str(scratch)):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as handle:
                 cmdline = handle.read().decode("utf-8", "replace")
@@ -56,8 +56,8 @@ def test_killing_any_part_leaves_nothing(victim, tmp_path, toolset):
         for pid in ours(scratch, markers[victim], not_comm="bwrap" if victim == "app" else None):
             os.kill(pid, signal.SIGKILL)
     harness.wait(timeout=60)
-    assert poll(lambda: not reaper.processes_in(str(scratch)) and not list(scratch.iterdir()), 20), \
-        f"left behind: {reaper.processes_in(str(scratch))} {list(scratch.iterdir())}"
+    assert poll(lambda: not processes_in(str(scratch)) and not list(scratch.iterdir()), 20), \
+        f"left behind: {processes_in(str(scratch))} {list(scratch.iterdir())}"
     if victim in ("app", "bwrap"):
         # The server went because the sandbox's end of the pipe closed, before the harness's own stop.
         (scenario,) = json.loads((out / "results.json").read_text())["scenarios"]

@@ -15,10 +15,16 @@ def write_output(path: Path, text: str, option: str) -> None:
         raise InputError(f"{option} {shown(str(path))}: cannot write it: {exc.strerror or exc}") from None
 
 
+MERGE_PRODUCTS = ("results.json", "junit.xml", "report.html")  # what merge writes in its --out
+
+
 def cmd_merge(args) -> int:
-    out = outdir.prepare(args.out, "--out")
-    document = merge_mod.merge(args.runs, out.absolute())
-    report.write_all(out, document)
+    with outdir.claimed(args.out, "--out", MERGE_PRODUCTS) as out:  # refused input: nothing left there
+        document = merge_mod.merge(args.runs, out.absolute())
+    try:
+        report.write_all(out, document)
+    finally:
+        outdir.release(out)
     hosts = len(document["hosts"])
     print(f"{out / 'report.html'}: {counted(len(document['scenarios']), 'scenario')} from "
           f"{counted(len(args.runs), 'run')} on {counted(hosts, 'host')}")

@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from .. import paths, recipes, runtimes, toolsets, vtest, vtestsecurity
+from .. import outdir, paths, recipes, runtimes, toolsets, vtest, vtestsecurity
 from ..model import HOST, Runtime, RuntimeKind
 from ..services import ServiceError
 from ..errors import InputError
@@ -12,22 +12,38 @@ from .codes import EXIT_FAILED, EXIT_OK
 from .output import print_table
 
 
+SECURITY_PRODUCTS = ("record", "fuzz-*", "security.json", "replay*")  # what security writes in its --out
+
+
 def cmd_security(args) -> int:
-    toolset = toolsets.load(args.toolset)
-    if toolset.missing([vtest.SERVICE, "bwrap", "python3", "mesa"]):
-        raise InputError(f"security: needs {', '.join(toolset.missing([vtest.SERVICE, 'bwrap', 'python3', 'mesa']))}")
-    if args.security_command == "replay":
-        if not args.input.is_file():
+    with outdir.claimed(args.out, "--out", SECURITY_PRODUCTS):  # refused input: nothing left there
+        toolset = toolsets.load(args.toolset)
+        needed = [vtest.SERVICE, "bwrap", "python3", "mesa"]
+        if toolset.missing(needed):
+            raise InputError(f"security: needs {', '.join(toolset.missing(needed))}")
+        if args.security_command == "replay" and not args.input.is_file():
             raise InputError(f"security replay: {args.input}: no such file (a fuzz run saves its inputs in "
                              "OUT/fuzz-MODE/inputs/)")
-        said, crashes = vtestsecurity.replay(toolset, args.input, args.out, args.deadline, args.mode[0],
-                                             venus=args.venus)
-        crashed = f"; the server's process for it crashed ({crashes} SIGSEGV)" if crashes else ""
-        print(f"{args.input}: {said or 'no answer from the fuzzer'}{crashed} "
-              f"(server log: {args.out / 'replay-server.log'})")
-        return EXIT_OK if said and said.startswith("answered") and not crashes else EXIT_FAILED
-    runtime = hostile_runtime(args)
-    venus_runtime = venus_client_runtime(args, toolset)
+        fuzzed = None if args.security_command == "replay" else \
+            (hostile_runtime(args), venus_client_runtime(args, toolset))
+    try:
+        if fuzzed is None:
+            return replay(args, toolset)
+        return fuzz(args, toolset, *fuzzed)
+    finally:
+        outdir.release(args.out)
+
+
+def replay(args, toolset) -> int:
+    said, crashes = vtestsecurity.replay(toolset, args.input, args.out, args.deadline, args.mode[0],
+                                         venus=args.venus)
+    crashed = f"; the server's process for it crashed ({crashes} SIGSEGV)" if crashes else ""
+    print(f"{args.input}: {said or 'no answer from the fuzzer'}{crashed} "
+          f"(server log: {args.out / 'replay-server.log'})")
+    return EXIT_OK if said and said.startswith("answered") and not crashes else EXIT_FAILED
+
+
+def fuzz(args, toolset, runtime: Runtime, venus_runtime: Optional[Runtime]) -> int:
     print(f"recording the {'Vulkan probe through Venus' if venus_runtime else 'gl probe'}'s vtest session ...",
           file=sys.stderr)
     session = vtestsecurity.record(toolset, args.out / "record", venus_runtime)

@@ -214,7 +214,8 @@ def cache_list(found, now: float, as_json: bool) -> int:
                          no_wrap=column != "holds")
     for entry in found:
         table.add_row(str(entry.kind), escape(entry.name), f"{entry.size / 2**20:.0f}", f"{entry.age_days(now):.1f}",
-                      {True: "yes", False: "[yellow]stale[/]", None: "-"}[entry.current], escape(entry.path.name))
+                      {True: "yes", False: "[yellow]stale[/]", None: "-"}[entry.current] if entry.made
+                      else "not a run's: kept", escape(entry.path.name))
     print_table(table)
     return EXIT_OK
 

@@ -19,7 +19,7 @@ from ..lifecycle import Launch, LaunchContext, LaunchResult, Prepared, Workload,
 from ..model import IMAGE_KIND, LOCAL, Runtime, Scenario
 from ..outcomes import FailureKind
 from ..pathspec import PathSpec
-from ..process import Child, end_all, processes_naming
+from ..process import Child
 from ..services import ServiceSpec
 from ..syncfd import SyncPipe
 from ..target import CommandResult, Target, TargetError
@@ -82,6 +82,9 @@ class Plan:
     dirs: List[str] = field(default_factory=list)  # dirs the services need (for rerun.sh)
     sync: Optional[SyncPipe] = None  # the sandbox's end of a supervised service's pipe goes to the workload
     facts: Dict[str, object] = field(default_factory=dict)  # what making the plan found, for the report
+    # The workload process's mark (reaper.MARK_VAR) where argv must name it (a container's
+    # processes get it through podman's --env); None: the launch gives it a new one.
+    mark: Optional[str] = None
 
     def process_env(self) -> Dict[str, str]:
         """The environment the launched process gets: the plan's, or (when argv sets the whole
@@ -264,7 +267,8 @@ class ProcessLaunch(Launch):
         try:
             self.child = Child(self.plan.argv, self.plan.process_env(), str(out / "probe.log"), stdout,
                                inherit_stdio=self.ctx.inherit_stdio,
-                               pass_fds=(sync.read_fd,) if sync is not None else ())
+                               pass_fds=(sync.read_fd,) if sync is not None else (), mark=self.plan.mark,
+                               capped=True)
         except OSError as exc:
             self.result.fail(f"cannot start {self.plan.argv[0]}: {exc.strerror or exc}", FailureKind.LAUNCH_FAILED)
         finally:
@@ -285,11 +289,10 @@ class ProcessLaunch(Launch):
 
     def stop_workload(self) -> None:
         if self.child is not None:
-            self.child.stop()
             # A sandbox's processes leave the child's group and, when it is stopped while bwrap
-            # is still setting up, its tree too: what still names the scenario's result folder
-            # goes (the workload does; the services, stopped next, do not).
-            end_all(processes_naming([str(self.ctx.workspace.result_dir)]))
+            # is still setting up, its tree too: they carry the child's mark, and go with it
+            # (the services, stopped next, have marks of their own).
+            self.child.stop()
         plan = getattr(self, "plan", None)
         if plan is not None and plan.sync is not None:
             plan.sync.close_all()  # a launch that failed before handing them over

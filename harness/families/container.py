@@ -6,8 +6,10 @@ Everything podman keeps is private to the scenario: its storage (`--root`), run 
 (`--runroot`), temp files and network config live in the scenario's temp folder, events go
 nowhere, the container's cgroups hang under a per-scenario parent that is removed afterwards.
 podman's conmon leaves the harness's process group, so stopping a container is podman's own
-`rm --force` on that private state, and the reaper's deep clean of the state folder (kill what
-still names it, unmount what is mounted under it) covers a harness that dies.
+`rm --force` on that private state; then what is left in the container's cgroup (conmon, runc,
+the container's processes: podman puts them all under the per-scenario parent) and whatever
+carries the launch's mark is killed, and what is mounted under the state folder unmounted. The
+reaper does the same for a harness that dies.
 
 An image runtime (an archive file: docker-archive or OCI archive, plain or gzip) is loaded into
 that private store first, each scenario anew: `gzip -dc ARCHIVE | podman load` (podman 4.3
@@ -162,7 +164,8 @@ def pipeline(argvs: List[List[str]], log: IO[bytes], timeout_s: float) -> Option
     group known to the reaper; their stderr (and the last one's stdout) to `log`. None when the
     last one succeeds, else why not (the log says the rest)."""
     guardian, procs = reaper.get(), []
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"}
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C",
+           reaper.MARK_VAR: reaper.mark_value(reaper.new_mark())}
     stdin: Union[int, IO[bytes]] = subprocess.DEVNULL
     try:
         for index, argv in enumerate(argvs):
@@ -306,6 +309,9 @@ class ContainerLaunch(ProcessLaunch):
             except (OSError, subprocess.TimeoutExpired):
                 pass
         super().stop_workload()
+        # conmon, runc and the container's processes are in the cgroup made for it: killed with
+        # it, before what they held mounted under the state folder goes.
+        reaper.remove_cgroup(names.cgroup)
         reaper.deep_clean(names.state)
         reaper.remove_cgroup(names.cgroup)
         guardian = reaper.get()
@@ -371,10 +377,12 @@ class ContainerFamily(ProcessFamily):
         env = container_env(scenario, image)
         for key, value in sorted(env.items()):
             argv += ["--env", f"{key}={value}"]
+        mark = reaper.new_mark()  # the container's processes carry podman's mark too
+        argv += ["--env", f"{reaper.MARK_VAR}={reaper.mark_value(mark)}"]
         argv += container_root(scenario.runtime, image, command)
         argv = container_cdi.wrapped(cdi, names.state, argv, PRIVATENS) if cdi else argv
         return Plan(argv=argv, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, env_mode=EnvMode.INHERIT,
-                    services=services, dirs=[str(workspace.tmp_dir)], facts=facts)
+                    services=services, dirs=[str(workspace.tmp_dir)], facts=facts, mark=mark)
 
 
 FAMILY = ContainerFamily()

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from .. import probes, reaper, vfio
+from .. import cache, probes, reaper, vfio
 from ..lifecycle import LaunchAborted, LaunchContext
 from ..outcomes import FailureKind
 from ..templating import render
@@ -74,6 +74,7 @@ def pattern_file(golden: Path) -> Path:
         with reaper.temp_file(partial):
             partial.write_bytes(data)
             os.replace(partial, target)
+        cache.record(target)
     return target
 
 

@@ -66,13 +66,16 @@ def build(spec: InitramfsSpec, cache_dir: Path = CACHE_DIR) -> Tuple[Path, bool]
             subprocess.run(["cpio", "--quiet", "-o", "-H", "newc", "-R", "0:0"], cwd=root, check=True,
                            input="\n".join(listing).encode(), stdout=out)
             os.replace(partial, target)  # atomic: parallel builders of the same digest agree
+        cache.record(target, cache_dir.parent)
     prune(cache_dir)
     return target, True
 
 
 def prune(cache_dir: Path, keep: int = CACHE_KEEP) -> None:
-    """Drop all but the `keep` most recently used images."""
-    images = sorted(cache_dir.glob("*.cpio"), key=lambda p: p.stat().st_mtime, reverse=True)
+    """Drop all but the `keep` most recently used images (of those a run recorded making)."""
+    ledger = cache.recorded(cache_dir.parent)
+    made = [path for path in cache_dir.glob("*.cpio") if cache.made_by_a_run(path, cache_dir.parent, ledger)]
+    images = sorted(made, key=lambda p: p.stat().st_mtime, reverse=True)
     for stale in images[keep:]:
         try:
             stale.unlink()
