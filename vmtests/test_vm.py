@@ -1,8 +1,10 @@
 """VM paths: guest faults end in the right verdict within seconds, and nothing survives."""
 import os
+import pty
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -91,3 +93,76 @@ def lock_owner(lock_path):
         return int(open(lock_path).read().strip())
     except (FileNotFoundError, ValueError):
         return None
+
+
+# A program in the guest that polls its stdin and says what it got, on stdout (the result share:
+# the host reads it as it is written).
+POLLS_ITS_STDIN = """
+import os, select, sys
+print("ready", flush=True)
+lines = 0
+while True:
+    if not select.select([0], [], [], 120)[0]:
+        print("no input for 120 s", flush=True)
+        sys.exit(1)
+    chunk = os.read(0, 4096)
+    if not chunk:
+        print("eof after", lines, "lines", flush=True)
+        break
+    lines += chunk.count(b"\\n")
+    print("got", chunk.decode().strip(), flush=True)
+"""
+
+
+def said(output: Path, line: str, process: subprocess.Popen, timeout_s: float = 120.0) -> float:
+    """Seconds until the guest's program has written `line` to its stdout; fails at the deadline
+    or if exec ended first."""
+    started = time.monotonic()
+    deadline = started + timeout_s
+    while time.monotonic() < deadline and process.poll() is None:
+        if output.exists() and line in output.read_text().splitlines():
+            return time.monotonic() - started
+        time.sleep(0.05)
+    pytest.fail(f"the guest's program did not say {line!r} in {timeout_s:g} s (exec exit {process.poll()}): "
+                f"{output.read_text() if output.exists() else 'no output'}")
+
+
+@pytest.mark.parametrize("stdin_kind", ["pipe", "terminal"])
+def test_exec_streams_stdin_into_the_guest_as_it_comes(toolset, tmp_path, stdin_kind):
+    """The guest starts while the host's stdin is still open; a line the host writes only after
+    the program in the guest is running reaches it while it runs, a second one too (no end after
+    the first), and the end of the host's stdin is the end (EOF) of the program's."""
+    scenario = vm_scenario()[0]
+    reason = registry.of(scenario.spec).available(scenario.spec, toolset)
+    if reason:
+        skip_unless_required("vm-headless", "exec through vm-headless", reason)
+    keep = tmp_path / "keep"
+    if stdin_kind == "pipe":
+        read_end, writer = os.pipe()
+    else:
+        writer, read_end = pty.openpty()  # the terminal's line discipline: lines on newline, EOF on ^D
+    harness = subprocess.Popen([sys.executable, "-m", "harness.cli", "exec", "--path", "vm-headless", "--keep", str(keep),
+                                "--timeout", "300", "--", "python3", "-c", POLLS_ITS_STDIN],
+                               stdin=read_end, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    os.close(read_end)
+    output = keep / "probe" / "probe.stdout"
+    try:
+        said(output, "ready", harness)  # the host's stdin is still open: nothing waited for its end
+        os.write(writer, b"late-line\n")
+        took = said(output, "got late-line", harness, 30)
+        os.write(writer, b"second\n")
+        said(output, "got second", harness, 30)
+        if stdin_kind == "terminal":
+            os.write(writer, b"\x04")  # ^D: the terminal's end of input
+        os.close(writer)
+        writer = -1
+        out, err = harness.communicate(timeout=60)
+    finally:
+        if writer >= 0:
+            os.close(writer)
+        if harness.poll() is None:
+            harness.kill()
+            harness.communicate()
+    assert harness.returncode == 0, err.decode()
+    assert out.decode().splitlines() == ["ready", "got late-line", "got second", "eof after 2 lines"]
+    assert took < 10, f"the line took {took:.1f} s to reach the guest's program"

@@ -128,14 +128,6 @@ def exec_runtime(name: str, declared: List[Scenario], matrix: Optional[Path]) ->
     return found
 
 
-def piped_stdin() -> Optional[bytes]:
-    """What exec's caller pipes in, for a path whose workload cannot read the harness's stdin
-    itself (a guest); None from a terminal."""
-    if sys.stdin is None or sys.stdin.closed or sys.stdin.isatty():
-        return None
-    return sys.stdin.buffer.read()
-
-
 def cmd_exec(args) -> int:
     if args.keep:
         outdir.prepare(args.keep, "--keep")
@@ -170,8 +162,8 @@ def cmd_exec(args) -> int:
     result_dir = args.keep or (temp.path / "result")
     try:
         workspace = Workspace(Path(result_dir), temp.scenario_dir())
-        stdin = None if family.inherits_stdin else piped_stdin()
-        result = runner.launch(LaunchContext(scenario, toolset, workspace, Workload(command=command, stdin=stdin),
+        # Every family's workload reads the harness's own stdin as it comes (a guest's through a stream).
+        result = runner.launch(LaunchContext(scenario, toolset, workspace, Workload(command=command),
                                              inherit_stdio=True))
     finally:
         temp.remove()

@@ -16,7 +16,7 @@ from ..vm import display as display_mod
 from .base import Family
 from . import vm_boot
 from .vm_guest import Guest
-from ..vm import kernel as kernel_mod
+from ..vm import kernel as kernel_mod, stdin as stdin_mod
 from .vm_launch import VmLaunch, acceleration
 
 
@@ -36,7 +36,7 @@ class VmFamily(Family):
     system_features = ("kvm",)
     nix_systems = ("x86_64-linux",)  # the guest is an x86_64 QEMU machine
     launch_class: ClassVar[Type[VmLaunch]] = VmLaunch
-    inherits_stdin = False  # the guest's init runs the workload: exec's stdin goes to it as a file on the share
+    inherits_stdin = True  # exec's stdin streams into the guest as it comes (harness.vm.stdin)
     runs_in_guest = False  # a guest in a TCG guest: nested emulation, minutes per boot
 
     def launch(self, ctx: LaunchContext) -> VmLaunch:
@@ -74,6 +74,10 @@ class VmFamily(Family):
         if ctx.interactive and not boot.arch.second_serial:
             return (f"an {boot.arch.name} guest ({boot.arch.machine} machine) has one serial port: "
                     "no second one for the command agent")
+        if ctx.inherit_stdio and not ctx.interactive:
+            reason = stdin_mod.unavailable(boot.modules_dir)
+            if reason:
+                return reason
         return super().unavailable_in(ctx)
 
     def target(self, ctx: LaunchContext) -> Target:

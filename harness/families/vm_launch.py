@@ -14,14 +14,13 @@ from ..interrupts import INTERRUPTS
 from ..lifecycle import Launch, LaunchContext
 from ..model import Scenario
 from ..outcomes import FailureKind
-from ..probes import INSIDE
 from ..process import Exit
 from ..retry import poll
 from ..services import ServiceSpec
 from ..templating import render
 from ..toolset import Toolset
 from ..vm import accel as accel_mod, console, display as display_mod, initramfs, kernel as kernel_mod
-from ..vm import arches, modules as modules_mod
+from ..vm import arches, modules as modules_mod, stdin as stdin_mod
 from ..vm.machine import Machine
 from ..vm.qemu import QemuSpec
 from .base import EnvMode, Plan, probe_spec, runtime_icds, workload_env, write_config
@@ -42,7 +41,6 @@ def kernel_args_for(arch: arches.GuestArch) -> Tuple[str, ...]:
 
 KERNEL_ARGS = kernel_args_for(arches.AMD64)  # an amd64 guest's
 
-STDIN_FILE = "stdin"  # on the result share: what exec's command reads on its stdin in the guest
 _accel_lock = threading.Lock()
 _accel: Optional[accel_mod.Accel] = None
 
@@ -98,13 +96,8 @@ def build_initrd(ctx: LaunchContext, boot: GuestBoot, wanted: Tuple[str, ...], s
 def write_guest_workload(ctx: LaunchContext, scanout: bool, family_args: List[str]) -> None:
     """The per-run part of the guest: its environment and the command init runs, on the share."""
     env, out = guest_env(ctx.scenario), ctx.workspace.probe_out
-    stdin = None
-    if ctx.workload.stdin is not None:
-        (out / STDIN_FILE).write_bytes(ctx.workload.stdin)
-        stdin = f"{INSIDE}/out/{STDIN_FILE}"
-    (out / "environment.sh").write_text(render("guest-workload.sh.j2", env=env, argv=[], stdin=None))
-    (out / "workload.sh").write_text(render("guest-workload.sh.j2", env=env,
-                                            argv=guest_argv(ctx, scanout, family_args), stdin=stdin))
+    (out / "environment.sh").write_text(render("guest-workload.sh.j2", env=env, argv=[]))
+    (out / "workload.sh").write_text(render("guest-workload.sh.j2", env=env, argv=guest_argv(ctx, scanout, family_args)))
 
 
 class VmLaunch(Launch):
@@ -112,6 +105,8 @@ class VmLaunch(Launch):
     family_args: what the family adds to the probe's arguments."""
 
     machine: Optional[Machine] = None
+    stdin_socket: Optional[Path] = None  # exec: where QEMU connects for the command's stdin
+    stdin_stream: Optional[stdin_mod.StdinStream] = None
     display = "none"
 
     def __init__(self, ctx: LaunchContext, family_args: Optional[List[str]] = None):
@@ -133,13 +128,17 @@ class VmLaunch(Launch):
                                                                       workspace)
         self.serial_log, self.qmp_socket = out / "console.log", workspace.tmp_dir / "qmp.sock"
         self.agent_socket = workspace.tmp_dir / "agent.sock" if ctx.interactive else None
+        self.stdin_socket = workspace.tmp_dir / "stdin.sock" if self.streams_stdin else None
+        stdin_args = (stdin_mod.KERNEL_ARG,) if self.stdin_socket else ()
         qemu = self.machine_spec(QemuSpec(
             qemu=self.boot.qemu, accel=accel.name, memory_mb=arch.memory_mb, kernel=kernel, machine=arch.machine,
             cpu=None if accel.name == "kvm" else arch.tcg_cpu,
-            initrd=str(initrd), cmdline=" ".join(self.kernel_args() + scenario.kernel_args), serial_log=str(self.serial_log),
+            initrd=str(initrd), cmdline=" ".join(self.kernel_args() + stdin_args + scenario.kernel_args),
+            serial_log=str(self.serial_log),
             qmp_socket=str(self.qmp_socket), runtime_root=self.guest_root(), out_dir=str(self.share_dir()),
             display=self.display, gpu=scenario.spec.guest_gpu,
-            agent_socket=str(self.agent_socket) if self.agent_socket else None))
+            agent_socket=str(self.agent_socket) if self.agent_socket else None,
+            stdin_socket=str(self.stdin_socket) if self.stdin_socket else None))
         self.plan = Plan(argv=qemu.argv(), env=display_env, env_mode=EnvMode.INHERIT, services=services,
                          dirs=[str(workspace.tmp_dir)])
         write_config(workspace, scenario.id, self.plan)
@@ -155,9 +154,15 @@ class VmLaunch(Launch):
     def guest_image(self) -> Tuple[Path, bool]:
         """The initramfs (cached by content; whether it was built now) and, on the result share,
         what init runs this time."""
-        initrd, built = build_initrd(self.ctx, self.boot, self.guest_modules(), self.guest_scanout())
+        wanted = self.guest_modules() + (stdin_mod.MODULES if self.streams_stdin else ())
+        initrd, built = build_initrd(self.ctx, self.boot, wanted, self.guest_scanout())
         write_guest_workload(self.ctx, self.guest_scanout(), self.family_args)
         return initrd, built
+
+    @property
+    def streams_stdin(self) -> bool:
+        """exec: the command in the guest reads the harness's stdin as it comes (harness.vm.stdin)."""
+        return self.ctx.inherit_stdio and not self.ctx.interactive
 
     def share_dir(self) -> Path:
         """The host folder the guest writes its results to (mount tag `out`)."""
@@ -188,6 +193,9 @@ class VmLaunch(Launch):
         return str(qemu.extra.get("host_root", "/")) if root == "/" else root
 
     def start_workload(self) -> None:
+        if self.stdin_socket is not None:
+            # Listening before QEMU starts: QEMU connects as it starts.
+            self.stdin_stream = stdin_mod.StdinStream(str(self.stdin_socket), stdin_mod.harness_stdin())
         self.machine = Machine(self.plan.argv, {**os.environ, **self.plan.env}, str(self.qmp_socket),
                                str(self.ctx.workspace.result_dir / "qemu.log"), str(self.serial_log))
         self.result.phases["qemu_start_s"] = self.machine.start()
@@ -258,10 +266,14 @@ class VmLaunch(Launch):
 
     def stop_workload(self) -> None:
         t_stop = time.monotonic()
-        if self.machine is not None:
-            self.machine.stop()
-            self.result.rss_kb["qemu"] = self.machine.peak_rss_kb
-            self.result.events = list(self.machine.events)
+        try:
+            if self.machine is not None:
+                self.machine.stop()
+                self.result.rss_kb["qemu"] = self.machine.peak_rss_kb
+                self.result.events = list(self.machine.events)
+        finally:
+            if self.stdin_stream is not None:
+                self.stdin_stream.stop()
         for service in self.services:
             service.sample_rss()
         self.timed("shutdown_s", t_stop)

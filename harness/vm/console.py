@@ -7,6 +7,7 @@ from typing import Iterable, Optional
 from ..outcomes import Failure, FailureKind
 from ..process import Exit
 from ..templating import render
+from . import stdin as stdin_mod
 
 PREFIX = "gpu-harness:"
 
@@ -37,7 +38,8 @@ INIT_FAILURE = re.compile(re.escape(Marker.INIT_FAILED.line) + r": ([^\r\n]*)\r?
 def render_init(modules: Iterable[str], scanout: bool, agent: bool, machine: bool = False) -> str:
     """The guest's init; `machine`: it makes the host's root the guest's own and runs stage 2."""
     return render("init.sh.j2", modules=list(modules), scanout=scanout, agent=agent, machine=machine, prefix=PREFIX,
-                  m={marker.name: marker.value for marker in Marker}, stage2=render_stage2() if machine else "")
+                  m={marker.name: marker.value for marker in Marker}, stage2=render_stage2() if machine else "",
+                  stdin={"arg": stdin_mod.KERNEL_ARG.split("=")[0], "hello": stdin_mod.HELLO.decode()})
 
 
 def render_stage2() -> str:

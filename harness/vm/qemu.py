@@ -4,6 +4,8 @@ option."""
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
+from .stdin import PORT_NAME as STDIN_PORT
+
 
 def opt(value: object) -> str:
     """A value for QEMU's comma-separated option syntax."""
@@ -30,6 +32,7 @@ class QemuSpec:
     devices: Tuple[str, ...] = ()  # more -device values, after the GPU
     shares: Tuple[Tuple[str, str], ...] = ()  # more read-write 9p shares: (mount tag, host folder)
     cpu: Optional[str] = None  # the -cpu model; None: the host's under KVM, else qemu64
+    stdin_socket: Optional[str] = None  # exec's stdin (harness.vm.stdin): QEMU connects to it as it starts
 
     def argv(self) -> List[str]:
         argv = [self.qemu, "-nodefaults", "-no-user-config", "-machine", self.machine, "-accel", self.accel,
@@ -51,4 +54,8 @@ class QemuSpec:
             argv += ["-device", self.gpu]
         for device in self.devices:
             argv += ["-device", device]
+        if self.stdin_socket:  # last, so that the other devices keep their PCI slots
+            argv += ["-device", "virtio-serial-pci,id=stdin-serial",
+                     "-chardev", f"socket,id=stdin,path={opt(self.stdin_socket)}",
+                     "-device", f"virtserialport,bus=stdin-serial.0,chardev=stdin,name={STDIN_PORT}"]
         return argv + ["-display", self.display]
