@@ -134,3 +134,43 @@ def test_rerun_sh_interrupted_stops_its_server_and_removes_its_temp_folder(priva
     assert rerun.returncode != 0, stderr
     assert poll(lambda: not processes_naming(str(private_tmp)), 5), processes_naming(str(private_tmp))
     assert list(private_tmp.iterdir()) == []
+
+
+def install_marker(checkout: Path) -> tuple:
+    """What pip rewrites when it installs the package: its dist-info folder (inode, mtime)."""
+    (dist_info,) = checkout.glob(".venv/lib/python3*/site-packages/gpu_harness-*.dist-info")
+    info = dist_info.stat()
+    return info.st_ino, info.st_mtime_ns
+
+
+def setup(checkout: Path) -> subprocess.CompletedProcess:
+    done = subprocess.run([str(checkout / "scripts/setup")], capture_output=True, text=True, timeout=600, cwd="/")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_setup_installs_the_package_only_when_the_venv_is_new_or_pyproject_changed(tmp_path):
+    """A checkout of its own (what an editable install needs) with a new venv: setup installs,
+    again it does not (the apt check still runs), after a pyproject.toml change it installs again."""
+    root = Path(__file__).resolve().parent.parent
+    checkout = tmp_path / "checkout"
+    shutil.copytree(root / "harness", checkout / "harness", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md", "scripts/setup"):
+        (checkout / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(root / name, checkout / name)
+    setup(checkout)
+    stamp = checkout / ".venv/.gpu-harness-install"
+    first, said = install_marker(checkout), stamp.read_text()
+    assert said.split() == [subprocess.run(["sha256sum", str(checkout / "pyproject.toml")], capture_output=True,
+                                           text=True).stdout.split()[0], str(checkout)]
+    origin = subprocess.run([str(checkout / ".venv/bin/python"), "-I", "-c", "import harness; print(harness.__file__)"],
+                            capture_output=True, text=True, cwd="/").stdout.strip()
+    assert origin == str(checkout / "harness/__init__.py")
+    started = time.monotonic()
+    setup(checkout)
+    assert install_marker(checkout) == first and stamp.read_text() == said, "pip ran with nothing changed"
+    print(f"setup with the package installed: {time.monotonic() - started:.1f} s")
+    with open(checkout / "pyproject.toml", "a") as handle:
+        handle.write("# changed\n")
+    setup(checkout)
+    assert install_marker(checkout) != first and stamp.read_text() != said, "pip did not run for a new pyproject.toml"
