@@ -2,12 +2,14 @@
 console says once QEMU is gone. One that printed its probe's end and powered off is done, not
 "stopped before the probe finished" (CI saw exactly that once); one that panicked is a kernel
 panic with its reason, not "stopped before the probe finished (SHUTDOWN guest-reset)" (CI saw that
-too: panic=-1 resets the guest at once, and -no-reboot makes the reset QEMU's exit)."""
+too: panic=-1 resets the guest at once, and -no-reboot makes the reset QEMU's exit). The KVM probe's
+tiny guest is judged by its console once QEMU is gone too."""
 from harness import matrix
 from harness.families.vm_launch import VmLaunch
 from harness.lifecycle import LaunchContext, Workload, Workspace
 from harness.outcomes import FailureKind
 from harness.toolset import Tool, Toolset
+from harness.vm import accel
 
 BEFORE = "gpu-harness: init started\ngpu-harness: probe starting\n"
 AFTER = BEFORE + "gpu-harness: probe exited 0\ngpu-harness: powering off\n[    8.156731] reboot: Power down\n"
@@ -71,3 +73,15 @@ def test_a_guest_that_stopped_before_its_probe_ended_is_still_a_failure(tmp_path
     watched = launch(tmp_path, GuestThatStopsBetweenTwoLooks(BEFORE, "guest-shutdown"))
     assert watched.watch_step() is True
     assert "guest stopped before the probe finished (SHUTDOWN guest-shutdown)" in watched.result.problem
+
+
+def test_a_kvm_guest_that_booted_as_its_bound_ran_out_booted(tmp_path, monkeypatch):
+    """The KVM probe's guest said it booted, then its power-off outlived the bound: that is KVM
+    working, read from the console once QEMU is gone, not 'hangs'."""
+    qemu = tmp_path / "qemu"
+    qemu.write_text('#!/bin/sh\nwhile [ "$1" != -serial ]; do shift; done\n'
+                    f'echo "{accel.KVM_OK}" > "${{2#file:}}"\nexec sleep 60\n')
+    qemu.chmod(0o755)
+    monkeypatch.setattr(accel, "build", lambda spec: (tmp_path / "tiny.cpio", False))
+    probe = accel.try_kvm(str(qemu), "vmlinux", "/bin/busybox", tmp_path, bound_s=1.0)
+    assert probe.booted, probe.detail
