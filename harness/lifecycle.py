@@ -93,9 +93,6 @@ class Workload:
     probe: Optional[str] = None
     probe_args: List[str] = field(default_factory=list)
     command: Optional[List[str]] = None
-    # What the command reads on its stdin where the path cannot hand it the harness's own (a
-    # guest: the family says so with inherits_stdin); None: nothing.
-    stdin: Optional[bytes] = None
     # The workload probe's plan (harness.workloads: its steps), written as workload.json into the
     # probe's output folder before the launch; None for any other probe.
     plan: Optional[Dict[str, Any]] = None

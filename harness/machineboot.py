@@ -75,7 +75,7 @@ class MachineLaunch(VmLaunch):
     def watch_step(self) -> bool:
         """A scenario inside whose probe shows its image on the guest's display (the kms probe)
         asks for it to be captured from here: its kms-ready in its output folder on the share."""
-        if self.machine is not None:
+        if self.machine is not None and self.machine.running():  # an exited QEMU has no display
             for ready in self.share.glob(f"scenarios/*/probe/{CAPTURE_ASKED}"):
                 done = ready.with_name(CAPTURE_DONE)
                 if not done.exists():

@@ -187,8 +187,15 @@ def clear(path: Path, names: Sequence[str]) -> None:
 def write_atomically(target: Path, text: str) -> None:
     """Readers see the old file or the new one, never half of one."""
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    partial.write_text(text)
-    os.replace(partial, target)
+    try:
+        partial.write_text(text)
+        os.replace(partial, target)
+    except BaseException:
+        try:
+            partial.unlink()
+        except FileNotFoundError:
+            pass
+        raise
 
 
 @contextmanager

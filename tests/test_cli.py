@@ -56,40 +56,90 @@ def test_parser_knows_every_command():
         assert parser.parse_args(command).command == command[0]
 
 
-@pytest.mark.parametrize("command", ["run", "bench"])
+BAD_INPUT = {  # each command with its output folder (OUT), given input it refuses before it starts
+    "run": (["run", "--paths", "nope", "--out", "OUT"], "unknown path 'nope'"),
+    "bench": (["bench", "--paths", "nope", "--out", "OUT"], "unknown path 'nope'"),
+    "merge": (["merge", "no-such-run", "no-such-run-2", "--out", "OUT"], "no-such-run"),
+    "security": (["security", "fuzz", "--path", "nope", "--out", "OUT"], "'nope' is not a path"),
+    "exec": (["exec", "--path", "nope", "--keep", "OUT", "--", "true"], "unknown path 'nope'"),
+}
+
+
+@pytest.mark.parametrize("command", sorted(BAD_INPUT))
 def test_bad_input_leaves_no_output_folder_behind(tmp_path, command):
+    template, said = BAD_INPUT[command]
     out = tmp_path / "new" / "out"
-    done = run_cli(command, "--paths", "nope", "--out", str(out))
-    assert done.returncode == 2 and "unknown path 'nope'" in done.stderr
+    argv = [str(out) if arg == "OUT" else arg for arg in template]
+    done = run_cli(*argv)
+    assert done.returncode == 2 and said in done.stderr, done.stderr
     assert list(tmp_path.iterdir()) == []
-    # A folder that was there is left as it was, the run's lock file gone with the refusal.
+    # A folder an earlier run made is left as it was, the new run's lock file gone with the refusal.
     out.mkdir(parents=True)
+    (out / ".gpu-harness-made").write_text('{"found": ["mine.txt"], "made": {}}')
     (out / "mine.txt").write_text("kept")
-    done = run_cli(command, "--paths", "nope", "--out", str(out))
-    assert done.returncode == 2 and sorted(p.name for p in out.iterdir()) == ["mine.txt"]
+    done = run_cli(*argv)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert sorted(p.name for p in out.iterdir()) == [".gpu-harness-made", "mine.txt"]
+
+
+def fake_run(tmp_path: Path, paths: str, out: Path) -> subprocess.CompletedProcess:
+    root = Path(__file__).parent.parent
+    (tmp_path / "script.json").write_text("{}")
+    matrix = tmp_path / f"{paths}.toml"
+    matrix.write_text(f'[matrix]\npaths = ["{paths}"]\nruntimes = ["host"]\nprobes = ["gl"]\n')
+    return subprocess.run([sys.executable, "-m", "tests.fakerun", str(tmp_path / "script.json"), "run",
+                           "--matrix", str(matrix), "--out", str(out)], capture_output=True, text=True, timeout=120,
+                          cwd=root)
+
+
+def listing(folder: Path) -> list:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
 
 
 def test_a_run_into_an_earlier_runs_folder_keeps_only_its_own_and_lets_go_of_it(tmp_path):
-    """Re-running into the same --out: the folder holds what the new results.json lists (the old
-    run's scenario folders go), and no lock file stays once the run is over."""
+    """Re-running into the same --out: the old run's products go (by the folder's manifest),
+    what somebody else put there since stays, and no lock file stays once the run is over."""
     import json
 
-    root = Path(__file__).parent.parent
-    (tmp_path / "script.json").write_text("{}")
+    out = tmp_path / "out"
 
     def run(paths: str):
-        matrix = tmp_path / f"{paths}.toml"
-        matrix.write_text(f'[matrix]\npaths = ["{paths}"]\nruntimes = ["host"]\nprobes = ["gl"]\n')
-        done = subprocess.run([sys.executable, "-m", "tests.fakerun", str(tmp_path / "script.json"), "run",
-                               "--matrix", str(matrix), "--out", str(tmp_path / "out")],
-                              capture_output=True, text=True, timeout=120, cwd=root)
+        done = fake_run(tmp_path, paths, out)
         assert done.returncode == 0, done.stderr
-        listed = [s["result_dir"] for s in json.loads((tmp_path / "out" / "results.json").read_text())["scenarios"]]
-        return listed, sorted(p.name for p in (tmp_path / "out" / "scenarios").iterdir())
+        listed = [s["result_dir"] for s in json.loads((out / "results.json").read_text())["scenarios"]]
+        return listed, sorted(p.name for p in (out / "scenarios").iterdir())
 
-    (tmp_path / "out").mkdir()
-    (tmp_path / "out" / "notes.txt").write_text("mine")  # not the harness's: stays
     assert run("native") == (["scenarios/native__host__gl"], ["native__host__gl"])
+    (out / "notes.txt").write_text("mine")  # not the harness's: stays
     assert run("software") == (["scenarios/software__host__gl"], ["software__host__gl"])
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["junit.xml", "notes.txt", "report.html",
-                                                                     "results.json", "scenarios"]
+    assert sorted(p.name for p in out.iterdir()) == [".gpu-harness-made", "junit.xml", "notes.txt", "report.html",
+                                                     "results.json", "scenarios"]
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("decoy", ["scenarios/mine/data.txt", "results.json/data.txt", "notes.txt"])
+def test_a_folder_no_run_made_is_refused_and_left_as_it_was(tmp_path, decoy):
+    """An --out that holds anything and has no manifest: one line naming what is there, exit 2,
+    every file as it was (files named like the run's own are somebody else's until a manifest says not)."""
+    out = tmp_path / "out"
+    (out / decoy).parent.mkdir(parents=True)
+    (out / decoy).write_text("mine")
+    before = listing(out)
+    done = fake_run(tmp_path, "native", out)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and decoy.split("/")[0] in done.stderr and "no gpu-harness run made" in done.stderr
+    assert listing(out) == before and (out / decoy).read_text() == "mine"
+
+
+def test_an_entry_that_took_a_runs_name_since_is_not_the_runs(tmp_path):
+    """The manifest names each entry by its identity: a folder put where the run's results.json
+    was is not removed by the next run, which refuses the name instead."""
+    out = tmp_path / "out"
+    assert fake_run(tmp_path, "native", out).returncode == 0
+    (out / "results.json").unlink()
+    (out / "results.json").mkdir()
+    (out / "results.json" / "data.txt").write_text("mine")
+    done = fake_run(tmp_path, "native", out)
+    assert done.returncode == 2 and "results.json: no gpu-harness run made it" in done.stderr, done.stderr
+    assert (out / "results.json" / "data.txt").read_text() == "mine"
+    assert (out / "scenarios" / "native__host__gl").is_dir(), "the refused run removed the earlier run's folders"

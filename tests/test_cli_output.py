@@ -83,9 +83,11 @@ def test_doctor_prints_its_tables_whole_on_stdout_as_its_json_says(tmp_path, man
         assert (accel["name"] in ("kvm", "tcg")) if found else accel["name"] is None, accel
 
 
-def test_runtimes_list_prints_each_runtime_whole_on_stdout_as_its_json_says():
-    text = run_cli("runtimes", "list")
-    runtimes = json.loads(run_cli("runtimes", "list", "--json").stdout)
+def test_runtimes_list_prints_each_runtime_whole_on_stdout_as_its_json_says(tmp_path):
+    # A cache of the test's own: a runtime another test builds meanwhile cannot change it between the two listings.
+    env = {"XDG_CACHE_HOME": str(tmp_path)}
+    text = run_cli("runtimes", "list", env=env)
+    runtimes = json.loads(run_cli("runtimes", "list", "--json", env=env).stdout)
     assert text.stderr == "" and "…" not in text.stdout
     assert {"bookworm", "trixie", "sid"} <= {one["name"] for one in runtimes}
     for one in runtimes:

@@ -26,11 +26,18 @@ def test_second_build_with_the_same_inputs_is_a_cache_hit(tmp_path):
     assert built_other and other != first
 
 
-def test_prune_keeps_the_most_recently_used(tmp_path):
+def test_prune_keeps_the_most_recently_used_of_those_a_run_made(tmp_path):
+    from harness import cache
+
+    folder = tmp_path / "initramfs"
+    folder.mkdir()
     for number in range(5):
-        image = tmp_path / f"{number}.cpio"
+        image = folder / f"{number}.cpio"
         image.write_bytes(b"x")
+        cache.record(image, tmp_path)
         os.utime(image, (time.time() - 100 + number, time.time() - 100 + number))
-    os.utime(tmp_path / "0.cpio")  # just used
-    initramfs.prune(tmp_path, keep=2)
-    assert sorted(p.name for p in tmp_path.glob("*.cpio")) == ["0.cpio", "4.cpio"]
+    (folder / "mine.cpio").write_bytes(b"a file no run made")
+    os.utime(folder / "mine.cpio", (time.time() - 1000, time.time() - 1000))
+    os.utime(folder / "0.cpio")  # just used
+    initramfs.prune(folder, keep=2)
+    assert sorted(p.name for p in folder.glob("*.cpio")) == ["0.cpio", "4.cpio", "mine.cpio"]

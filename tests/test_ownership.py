@@ -39,8 +39,10 @@ def decoy(folder: Path) -> subprocess.Popen:
 
 
 def sleeper(env: dict) -> subprocess.Popen:
-    """A process with `env`, returned once it runs with it (it has said so after its exec)."""
-    process = subprocess.Popen(["sh", "-c", "echo ready; exec sleep 300"], env=env, stdout=subprocess.PIPE, text=True)
+    """A process with `env`, returned once it runs with it (it says so from its final program: no
+    exec is under way while the test reads its environment)."""
+    process = subprocess.Popen([sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(300)"],
+                               env=env, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None and process.stdout.readline() == "ready\n"
     return process
 

@@ -128,9 +128,22 @@ def exec_runtime(name: str, declared: List[Scenario], matrix: Optional[Path]) ->
     return found
 
 
+KEEP_PRODUCTS = ("*",)  # exec --keep's folder is the command's scenario folder, all of it
+
+
 def cmd_exec(args) -> int:
-    if args.keep:
-        outdir.prepare(args.keep, "--keep")
+    if not args.keep:
+        return exec_command(args, *exec_scenario(args))
+    with outdir.claimed(args.keep, "--keep", KEEP_PRODUCTS):  # refused input: nothing left there
+        scenario, command = exec_scenario(args)
+    try:
+        return exec_command(args, scenario, command)
+    finally:
+        outdir.release(args.keep)
+
+
+def exec_scenario(args) -> Tuple[Scenario, List[str]]:
+    """The scenario `exec` runs its command as, and the command; bad input raises InputError."""
     command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not command:
         raise InputError("exec: no command given (usage: gpu-harness exec --path P -- CMD ARGS)")
@@ -148,6 +161,11 @@ def cmd_exec(args) -> int:
     if not family.accepts(runtime):
         raise InputError(f"exec: path {args.path} cannot run in runtime {runtime.name} ({runtime.kind}): "
                          f"{matrix_mod.pairing_rule(args.path)}")
+    return scenario, command
+
+
+def exec_command(args, scenario: Scenario, command: List[str]) -> int:
+    runtime = scenario.runtime
     # A runtime built from a recipe has no root until it is built (or found in the cache): without
     # this the command would run over the host's root under the runtime's name.
     ready = runner.prepare_runtimes([scenario], runner.RunOptions(out_dir=Path("."), say=say))

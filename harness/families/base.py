@@ -124,8 +124,6 @@ class Family(abc.ABC):
     system_features: ClassVar[Tuple[str, ...]] = ()  # Nix build-machine features its checks need
     runtime_kinds: ClassVar[Optional[Tuple[str, ...]]] = None  # the runtime kinds it takes; None: any
     nix_systems: ClassVar[Optional[Tuple[str, ...]]] = None  # Nix systems its checks exist on; None: all
-    # exec: the workload reads the harness's own stdin (else exec hands it over as Workload.stdin)
-    inherits_stdin: ClassVar[bool] = True
     # Its paths run in a machine's guest as on a host (a VM in the guest would need nested virtualization)
     runs_in_guest: ClassVar[bool] = True
 

@@ -382,7 +382,7 @@ class ContainerFamily(ProcessFamily):
         argv += container_root(scenario.runtime, image, command)
         argv = container_cdi.wrapped(cdi, names.state, argv, PRIVATENS) if cdi else argv
         return Plan(argv=argv, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, env_mode=EnvMode.INHERIT,
-                    services=services, dirs=[str(workspace.tmp_dir)], facts=facts, mark=mark)
+                    services=services, dirs=[str(workspace.tmp_dir), names.state], facts=facts, mark=mark)
 
 
 FAMILY = ContainerFamily()

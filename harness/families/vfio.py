@@ -110,8 +110,10 @@ class VfioLaunch(VmLaunch):
 
     def watch_step(self) -> bool:
         machine = self.machine
+        # Only while QEMU runs: once it has exited there is no display to capture, and the base
+        # watch judges the console it left.
         if self.boots_l2 and machine is not None and "scanout" not in self.result.artifacts and \
-                console.seen(machine.console(), console.Marker.PASSED_SCANOUT_READY):
+                machine.running() and console.seen(machine.console(), console.Marker.PASSED_SCANOUT_READY):
             self.capture_scanout()
             (self.ctx.workspace.probe_out / ACK_FILE).write_text("captured\n")
         return super().watch_step()

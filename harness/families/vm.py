@@ -36,7 +36,6 @@ class VmFamily(Family):
     system_features = ("kvm",)
     nix_systems = ("x86_64-linux",)  # the guest is an x86_64 QEMU machine
     launch_class: ClassVar[Type[VmLaunch]] = VmLaunch
-    inherits_stdin = True  # exec's stdin streams into the guest as it comes (harness.vm.stdin)
     runs_in_guest = False  # a guest in a TCG guest: nested emulation, minutes per boot
 
     def launch(self, ctx: LaunchContext) -> VmLaunch:
