@@ -7,6 +7,8 @@ import os
 
 import pytest
 
+pytest_plugins = ["tests.suiteplugin"]  # the tiers, the shared runtimes built in the background, where the time went
+
 
 @pytest.fixture(autouse=True)
 def machine_share(request, tmp_path_factory):

@@ -16,6 +16,7 @@ out of the way before it is removed: a removal that fails halfway leaves no entr
 complete."""
 import enum
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -78,6 +79,7 @@ class Entry:
 
 
 LEDGER = ".made"  # at the cache's root: a line per entry a run made, with its identity
+LOCKS = ROOT / ".locks"  # one lock file per entry being made (building)
 
 
 def identity(path: Path) -> Optional[str]:
@@ -123,6 +125,20 @@ def made_by_a_run(path: Path, root: Path, ledger: Dict[str, str]) -> bool:
     except ValueError:
         return False
     return name in ledger and ledger[name] == identity(path)
+
+
+@contextmanager
+def building(target: Path) -> Iterator[float]:
+    """Held while this process makes the entry `target`: another process making the same one
+    waits here, then finds it made. Yields the seconds it waited. The lock files live apart, in
+    the cache's own LOCKS folder, named by the entry's path: never among the entries."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    LOCKS.mkdir(parents=True, exist_ok=True)
+    name = hashlib.sha256(str(target.absolute()).encode()).hexdigest()[:24]
+    started = time.monotonic()
+    with open(LOCKS / f"{name}.lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield time.monotonic() - started
 
 
 def hold_shared(root: Optional[Path] = None) -> None:

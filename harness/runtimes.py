@@ -19,14 +19,13 @@ import os
 import re
 import shutil
 import subprocess
-import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from . import cache, glext, imagearchive, reaper
+from . import cache, glext, imagearchive, prepjournal, reaper
 from .errors import InputError
 from .model import Runtime
 from .process import Child
@@ -213,10 +212,22 @@ def build(recipe: Recipe, lock: Optional[Lock], strict: bool = False, cache_dir:
     key = digest(recipe, lock)
     target = cache_dir / key
     found = from_cache(recipe.name, target)
-    if found is not None:
-        cache.mark_used(target)  # a run uses it (listing the runtimes does not)
-        return found
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    if found is None:
+        with cache.building(target) as waited:  # another process building it: wait, then take its build
+            found = from_cache(recipe.name, target)
+            if found is not None:
+                prepjournal.note("runtime", recipe.name, waited, "waited")
+            else:
+                with prepjournal.timed("runtime", recipe.name):
+                    return build_now(recipe, lock, strict, cache_dir, target, say)
+    cache.mark_used(target)  # a run uses it (listing the runtimes does not)
+    return found
+
+
+def build_now(recipe: Recipe, lock: Optional[Lock], strict: bool, cache_dir: Path, target: Path,
+              say: Callable[[str], None]) -> BuiltRuntime:
+    """Build it into a partial folder of the cache, renamed to `target` once whole."""
+    key = target.name
     started = time.monotonic()
     say(f"building runtime {recipe.name} ({recipe.suite}/{recipe.architecture}) with mmdebstrap")
     with reaper.temp_dir(f"{key}.partial-", parent=str(cache_dir)) as folder:
@@ -339,20 +350,18 @@ def write_image(name: str, out: Path, say: Callable[[str], None] = lambda text: 
     return imagearchive.read(str(out))
 
 
-_image_locks: Dict[str, threading.Lock] = {}
-_image_locks_lock = threading.Lock()
-
-
 def image_archive(name: str, say: Callable[[str], None] = lambda text: None,
                   extra_packages: Sequence[str] = ()) -> Path:
     """The cached image of runtime `name` (with a workload's extra packages), made now if it is
     not there (once, however many scenarios ask at the same time)."""
     target = image_archive_path(name, extra_packages=extra_packages)
-    with _image_locks_lock:
-        lock = _image_locks.setdefault(str(target), threading.Lock())
-    with lock:
-        if not target.exists():
-            write_image(name, target, say, extra_packages=extra_packages)
+    if not target.exists():
+        with cache.building(target) as waited:  # once, however many threads and processes ask
+            if target.exists():
+                prepjournal.note("image", target.name, waited, "waited")
+            else:
+                with prepjournal.timed("image", target.name):
+                    write_image(name, target, say, extra_packages=extra_packages)
     cache.mark_used(target)
     return target
 

@@ -17,6 +17,37 @@ from harness.lifecycle import LaunchContext, Workload, Workspace
 REQUIRED = {p.strip() for p in os.environ.get("GPU_HARNESS_REQUIRE", "").split(",") if p.strip()}
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"report_{report.when}", report)
+
+
+@pytest.fixture(autouse=True)
+def launched_families(request, monkeypatch):
+    """A test marked launches(FAMILY) must really launch that family in its process (not a Skip
+    before the launch): the quick tier's coverage of the family table rests on these marks."""
+    marker = request.node.get_closest_marker("launches")
+    if marker is None:
+        yield
+        return
+    seen = set()
+    launch = runner.launch
+
+    def recorded(ctx):
+        result = launch(ctx)
+        if not result.skipped:
+            seen.add(ctx.scenario.spec.family)
+        return result
+
+    monkeypatch.setattr(runner, "launch", recorded)
+    yield
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.passed:
+        assert marker.args[0] in seen, f"marked launches({marker.args[0]!r}) but launched {sorted(seen) or 'nothing'}"
+
+
 @pytest.fixture(scope="session")
 def toolset():
     return toolsets.load()

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from harness import verdict
 from harness.families.container import PRIVATENS
 from harness.outcomes import FailureKind
@@ -18,6 +20,7 @@ from .test_containers import global_state, left_of, need_podman
 HOST_SPEC_DIRS = ("/etc/cdi", "/var/run/cdi")
 
 
+@pytest.mark.full("every-runtime")
 def test_podman_applies_the_harness_spec_and_a_stale_one_is_named(run_scenarios, toolset):
     need_podman(toolset)
     before = global_state(), {d: os.path.exists(d) for d in HOST_SPEC_DIRS}
@@ -50,6 +53,7 @@ def test_podman_applies_the_harness_spec_and_a_stale_one_is_named(run_scenarios,
     assert all(not Path(r.launch.facts["podman_state"]).exists() for r in results.values())
 
 
+@pytest.mark.full("every-runtime")
 def test_the_hosts_own_spec_is_applied_and_checked(tmp_path, toolset):
     """podman-cdi-system over a spec the host has: the harness run in a mount namespace of its own
     whose /var/run/cdi holds one (gpu-harness cdi generate's), so nothing is written on the host."""

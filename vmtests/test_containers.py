@@ -31,7 +31,7 @@ from .conftest import (describe, harness_in_subprocess, on_runtimes, outcome_or_
 GLOBAL_STATE = ("/var/lib/containers", "/run/containers")
 
 
-def podman_matrix(paths, runtimes=("bookworm",), **settings):
+def podman_matrix(paths, runtimes=("trixie",), **settings):
     return on_runtimes(paths, runtimes, **settings)
 
 
@@ -59,8 +59,7 @@ def need_podman(toolset):
 def test_podman_vtest_renders_and_capdrop_shows_what_still_works(run_scenarios, toolset):
     need_podman(toolset)
     before = global_state()
-    results = {r.scenario.path_id: r for r in run_scenarios(podman_matrix(["podman-vtest", "podman-vtest-capdrop"],
-                                                                          ("bookworm", "trixie")))}
+    results = {r.scenario.path_id: r for r in run_scenarios(podman_matrix(["podman-vtest", "podman-vtest-capdrop"]))}
     for result in results.values():
         assert outcome_or_skip(result) == verdict.PASS, describe(result)
         facts = result.report.raw["isolation"]
@@ -118,9 +117,9 @@ def test_harness_sigkilled_during_a_container_leaves_nothing(tmp_path, toolset):
     harness, scratch = harness_in_subprocess(tmp_path, """
         [matrix]
         paths = ["podman-vtest"]
-        runtimes = ["bookworm"]
+        runtimes = ["trixie"]
         probes = ["gl"]
-        [runtimes.bookworm]
+        [runtimes.trixie]
         kind = "debootstrap"
         [defaults]
         timeout_s = 60
@@ -176,6 +175,7 @@ def trixie_mesa():
     return runtimes.cached("trixie").facts["mesa"]
 
 
+@pytest.mark.full("image-runtime")
 def test_podman_vtest_over_an_image_renders_and_records_the_images_mesa(run_scenarios, toolset, trixie_image):
     need_podman(toolset)
     before = global_state()
@@ -196,6 +196,7 @@ def test_podman_vtest_over_an_image_renders_and_records_the_images_mesa(run_scen
     assert global_state() == before and all(left_of(r) == [] for r in results.values())
 
 
+@pytest.mark.full("image-runtime")
 def test_podman_dri_over_an_image_passes_the_node_and_flags_the_images_mesa(tmp_path, toolset, trixie_image):
     """A stand-in render node: the image's own Mesa renders in software (the verdict says so),
     and driver matching compares that Mesa with the host's."""
@@ -215,6 +216,7 @@ def test_podman_dri_over_an_image_passes_the_node_and_flags_the_images_mesa(tmp_
     assert left_of(result) == []
 
 
+@pytest.mark.full("image-runtime")
 def test_an_image_made_from_a_runtime_by_the_matrix(run_scenarios, toolset):
     """recipe = "trixie": the archive is made once and cached by the runtime's lock."""
     need_podman(toolset)
@@ -283,6 +285,7 @@ def processes_naming(text):
     return found
 
 
+@pytest.mark.full("image-runtime")
 def test_harness_sigkilled_during_a_load_leaves_nothing(tmp_path, toolset, trixie_image):
     need_podman(toolset)
     before = global_state()

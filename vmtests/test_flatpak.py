@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 from harness.families import registry
 from harness import drivermatch, matrix as matrix_mod, runner, verdict
 from harness.families import flatpak
@@ -19,7 +21,7 @@ from .conftest import (describe, harness_in_subprocess, on_runtimes, outcome_or_
                        skip_unless_required)
 
 
-def flatpak_matrix(paths, runtimes=("bookworm", "trixie"), **settings):
+def flatpak_matrix(paths, runtimes=("trixie",), **settings):
     return on_runtimes(paths, runtimes, **settings)
 
 
@@ -45,6 +47,7 @@ def test_flatpak_vtest_is_seed_000s_command_and_renders_through_virgl(run_scenar
         assert result.exposure.host_files, "Flatpak exposes host fonts, zoneinfo and /etc files: counted"
 
 
+@pytest.mark.full("flatpak-export")
 def test_the_runtime_exported_as_a_flatpak_runtime_renders_too(run_scenarios, toolset):
     need_flatpak(toolset)
     (result,) = run_scenarios(flatpak_matrix(["flatpak-vtest-exported"], ("trixie",)))
@@ -54,6 +57,7 @@ def test_the_runtime_exported_as_a_flatpak_runtime_renders_too(run_scenarios, to
     assert result.report.raw["libc"] == "2.41", "the exported trixie runtime's own libc"
 
 
+@pytest.mark.full("other-architectures")
 def test_a_32_bit_runtime_runs_as_a_multiarch_app(run_scenarios, toolset):
     """Flatpak's seccomp filter kills a 32-bit process's syscalls (SIGSYS) unless the app may
     run multiarch binaries: the harness says so for an i386 runtime, as a 32-bit app's metadata does."""
@@ -113,6 +117,7 @@ def from_extension(result, name):
     return mesa, bool(mesa) and all(p.startswith(f"{GL_LIB}/GL/{name}/lib/") for p in mesa)
 
 
+@pytest.mark.full("every-runtime")
 def test_a_runtime_without_mesa_renders_with_its_own_mesa_as_a_gl_extension(run_scenarios, toolset):
     need_flatpak(toolset)
     results = run_scenarios(grid("flatpak-ext/trixie/gl", "flatpak-ext/trixie/vulkan", "flatpak-ext-vtest/bookworm/gl"))
@@ -129,6 +134,7 @@ def test_a_runtime_without_mesa_renders_with_its_own_mesa_as_a_gl_extension(run_
     assert results[2].report.renderer.startswith("virgl")
 
 
+@pytest.mark.full("every-runtime")
 def test_an_older_runtime_with_a_newer_runtimes_extension_fails_for_its_glibc(run_scenarios, toolset):
     need_flatpak(toolset)
     for result in run_scenarios(grid("flatpak-ext/bookworm.gl-trixie/gl", "flatpak-ext/bookworm.gl-trixie/vulkan")):
@@ -140,6 +146,7 @@ def test_an_older_runtime_with_a_newer_runtimes_extension_fails_for_its_glibc(ru
         assert str(result.driver_match["runtime_mesa"]).startswith("25."), result.driver_match
 
 
+@pytest.mark.full("every-runtime")
 def test_the_end_of_life_runtimes_extension_misses_its_platforms_libraries(run_scenarios, toolset):
     need_flatpak(toolset)
     (result,) = run_scenarios(grid("flatpak-ext-vtest/trixie.gl-bookworm/gl"))
@@ -148,6 +155,7 @@ def test_the_end_of_life_runtimes_extension_misses_its_platforms_libraries(run_s
     assert "libicuuc.so.72" in result.verdict.reason
 
 
+@pytest.mark.full("every-runtime")
 def test_inside_the_app_only_the_extension_has_a_driver(toolset, tmp_path):
     """What the app sees: the platform has no Mesa; the extension the host names active
     (FLATPAK_GL_DRIVERS) is mounted under GL/ with its folders merged; its lib is on the path."""

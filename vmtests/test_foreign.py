@@ -11,6 +11,8 @@ from harness.outcomes import FailureKind
 
 from .conftest import describe, outcome_or_skip
 
+pytestmark = pytest.mark.full("other-architectures")
+
 COMPAT = matrix_mod.load(matrix_mod.DEFAULT_MATRIX.parent / "compat.toml")
 FOREIGN = ("bookworm-arm64", "trixie-arm64")
 RISCV = "sid-riscv64"

@@ -57,6 +57,7 @@ def without_network(argv):
     return ["unshare", "-n", "sh", "-c", 'ip link set lo up 2>/dev/null; exec "$@"', "sh", *argv]
 
 
+@pytest.mark.full("gpu-tier")
 @pytest.mark.skipif(not SYSTEM_PYTHON.exists(), reason="no system Python at /usr/bin/python3")
 def test_pack_then_run_from_a_bare_checkout_with_the_machines_python(tmp_path):
     tree, prefix, out, home = tmp_path / "tree", tmp_path / "prefix", tmp_path / "out", tmp_path / "home"

@@ -53,7 +53,9 @@ def check_the_class_against_the_runtime(result) -> None:
         assert version(needed) > version(has)
 
 
-@pytest.mark.parametrize("runtime", ["bullseye", "bookworm", "trixie", "sid"])
+@pytest.mark.parametrize("runtime", [pytest.param(name, marks=pytest.mark.full("every-runtime"))
+                                     for name in ("bullseye", "bookworm")] + ["trixie", pytest.param(
+                                         "sid", marks=pytest.mark.full("every-runtime"))])
 def test_the_host_driver_paths_on_older_same_and_newer_runtimes(runtime, run_scenarios):
     need_builder()
     chosen = [s for s in COMPAT.scenarios if s.runtime.name == runtime and s.path_id in HOST_DRIVER_PATHS
@@ -77,6 +79,7 @@ def test_the_host_driver_paths_on_older_same_and_newer_runtimes(runtime, run_sce
         assert result.exposure is not None and result.exposure.host_files, "the host's driver files are exposed"
 
 
+@pytest.mark.full("every-runtime")
 def test_a_dependency_removed_from_the_runtime_is_named(tmp_path, run_scenarios):
     """A runtime with one of the host driver's dependencies taken out: attempt #1 says which."""
     source = built("bookworm")
@@ -102,6 +105,7 @@ def test_a_dependency_removed_from_the_runtime_is_named(tmp_path, run_scenarios)
     assert removed in result.verdict.subject.split(", "), describe(result)
 
 
+@pytest.mark.full("every-runtime")
 def test_a_newer_hosts_driver_needs_a_newer_glibc_than_an_older_runtime_has(tmp_path):
     """The driver of a newer host (trixie's Mesa, through --toolset runtime:trixie-host) in the
     bookworm runtime: glibc-too-old, naming a version the runtime lacks and the driver's has."""
@@ -130,6 +134,7 @@ def bookworm_scenario():
     return make
 
 
+@pytest.mark.full("every-runtime")
 def test_the_capsule_without_its_dlopen_redirect_crashes_in_mesas_global_dlopen(bookworm_scenario, run_scenarios):
     """Mesa opens its DRI driver with RTLD_GLOBAL; a dlmopen() namespace has no global scope and
     glibc crashes. That is why the capsule redirects dlopen (as libcapsule does)."""
@@ -139,6 +144,7 @@ def test_the_capsule_without_its_dlopen_redirect_crashes_in_mesas_global_dlopen(
     assert re.match(r"SIGSEGV in (open_display|create_context)", result.verdict.subject), describe(result)
 
 
+@pytest.mark.full("every-runtime")
 def test_the_capsule_renders_with_the_hosts_driver_kept_out_of_the_apps_namespace(bookworm_scenario,
                                                                                   run_scenarios):
     (result,) = run_scenarios([bookworm_scenario("sandbox-capsule")])
@@ -158,6 +164,7 @@ def test_the_capsule_renders_with_the_hosts_driver_kept_out_of_the_apps_namespac
     assert any(p.endswith("/libc.so.6") for p in app) and any(p.endswith("/libc.so.6") for p in inside)
 
 
+@pytest.mark.full("every-runtime")
 def test_the_capsule_runs_the_hosts_vulkan_loader_and_icd_in_its_namespace(run_scenarios):
     """Vulkan through the capsule: the host's loader (libvulkan.so.1) is the entry point, its ICD
     is opened through the redirect, and the app's namespace holds neither."""
@@ -177,18 +184,19 @@ def test_the_capsule_runs_the_hosts_vulkan_loader_and_icd_in_its_namespace(run_s
 def test_binding_over_a_path_the_read_only_runtime_lacks_fails_in_bwrap(toolset):
     """Why the host driver goes under /run/host-driver: binding it where the host has it needs a
     mount point the runtime's read-only /usr does not have."""
-    root = built("bookworm")
+    root = built("trixie")
     if not toolset.found("bwrap"):
         skip_unless_required("sandbox-hostlibs", "bwrap", "not installed")
     missing = "/usr/lib/x86_64-linux-gnu/libgpu-harness-absent.so.0"
     assert not (root / missing.lstrip("/")).exists()
-    spec = BwrapSpec(bwrap=toolset.path("bwrap"), layout=runtime_layout(Runtime("bookworm", "debootstrap", str(root))),
+    spec = BwrapSpec(bwrap=toolset.path("bwrap"), layout=runtime_layout(Runtime("trixie", "debootstrap", str(root))),
                      command=["/usr/bin/true"], ro_files=[("/etc/hostname", missing)])
     done = subprocess.run(spec.argv(), capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert f"Can't create file at {missing}" in done.stderr
 
 
+@pytest.mark.full("every-runtime")
 def test_the_leak_audit_per_path(bookworm_scenario, run_scenarios, toolset):
     scenarios = [bookworm_scenario(path) for path in ("vtest-virgl", "sandbox-hostlibs", "sandbox-hostdeps")]
     scenarios += scenarios_from({"matrix": {"paths": ["native"]}})
@@ -210,15 +218,15 @@ def test_the_leak_audit_per_path(bookworm_scenario, run_scenarios, toolset):
 def test_a_guests_exposure_is_its_9p_exports_under_its_own_kernel(run_scenarios):
     """A VM shares no namespace with the host; what it sees of the host is what QEMU exports:
     the runtime's tree (nothing of the host) or, on the host runtime, the host's root."""
-    built("bookworm")
-    scenarios = scenarios_from({"matrix": {"paths": ["vm-headless"], "runtimes": ["host", "bookworm"], "probes": ["gl"]},
-                                "runtimes": {"bookworm": {"kind": "debootstrap"}},
+    built("trixie")
+    scenarios = scenarios_from({"matrix": {"paths": ["vm-headless"], "runtimes": ["host", "trixie"], "probes": ["gl"]},
+                                "runtimes": {"trixie": {"kind": "debootstrap"}},
                                 "override": [{"match": "*", "timeout_s": 120}]})
     results = {r.scenario.runtime.name: r for r in run_scenarios(scenarios)}
     for result in results.values():
         assert outcome_or_skip(result) == verdict.PASS, describe(result)
         assert result.exposure is not None and result.exposure.separate_kernel, describe(result)
         assert result.exposure.shared_namespaces == [] and result.exposure.host_devices == []
-    own, host = results["bookworm"].exposure, results["host"].exposure
+    own, host = results["trixie"].exposure, results["host"].exposure
     assert not own.whole_host and (own.host_files, own.host_file_count) == ([], 0)
     assert host.whole_host and host.host_file_count is None

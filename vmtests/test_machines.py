@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from harness import matrix as matrix_mod, runner, verdict
 from harness.lifecycle import Hooks
 from harness.outcomes import FailureKind
@@ -21,6 +23,7 @@ def on_machine(paths, runtimes, machine="virgl-guest"):
                                          "machines": [machine]}}, "<test>").scenarios
 
 
+@pytest.mark.full("machine-grid")
 def test_the_device_paths_render_in_a_virgl_guest(toolset, tmp_path):
     """Each family's -dri path on two runtimes: the runtime's own Mesa on the guest's render node,
     renderer virgl (not llvmpipe), the image equal to the golden, the kernel driver virtio_gpu,
@@ -52,6 +55,7 @@ def test_the_device_paths_render_in_a_virgl_guest(toolset, tmp_path):
     assert len(boots) == 1 and boots[0].detail.startswith("7 of 7 scenarios in one boot"), options.prepared
 
 
+@pytest.mark.full("machine-grid")
 def test_a_guest_that_panics_fails_the_scenarios_it_had_not_finished(toolset, tmp_path):
     scenarios = on_machine(["native", "sandbox-dri"], ["host", "trixie"])
     assert [s.id for s in scenarios] == ["native/host/gl@virgl-guest", "sandbox-dri/host/gl@virgl-guest",
@@ -73,6 +77,7 @@ def test_a_guest_that_panics_fails_the_scenarios_it_had_not_finished(toolset, tm
         assert result.launch.logs["machine console"].endswith("console.log")
 
 
+@pytest.mark.full("machine-grid")
 def test_run_machine_from_the_command_line_and_rerun_one_scenario(tmp_path):
     """`gpu-harness run --machine`: ids with @machine in results.json and the grid; a scenario's
     rerun.sh boots the machine again for that scenario alone."""
@@ -98,6 +103,7 @@ def outcome_or_skip_entry(entry):
     skip_unless_required(entry["path"], entry["id"], entry["reason"])
 
 
+@pytest.mark.full("machine-grid")
 def test_a_compositor_on_the_guest_card_shows_the_image_the_host_captures(toolset, tmp_path):
     """The kms probe in a virgl guest (compat.toml's rows): weston from the runtime on card0 shows
     the scene and the host's screendump of the guest's display equals the golden; with the render

@@ -5,13 +5,26 @@ from pathlib import Path
 import pytest
 
 from harness import diagnosis, matrix as matrix_mod, verdict
+from harness.model import LOCAL
 
 from .conftest import describe, outcome_or_skip
 
 DEFAULT = matrix_mod.load()
 
 
-@pytest.mark.parametrize("scenario", DEFAULT.scenarios, ids=[s.id for s in DEFAULT.scenarios])
+def default_param(scenario, first_on_machine: bool):
+    """A default scenario as a test: it launches its family (on a machine, the guest does), and a
+    machine's scenarios beyond its first are in the whole tier."""
+    if scenario.machine != LOCAL:
+        return pytest.param(scenario, marks=() if first_on_machine else pytest.mark.full("machine-grid"), id=scenario.id)
+    return pytest.param(scenario, marks=pytest.mark.launches(scenario.spec.family), id=scenario.id)
+
+
+MACHINES = [s for s in DEFAULT.scenarios if s.machine != LOCAL]
+PARAMS = [default_param(s, bool(MACHINES) and s is MACHINES[0]) for s in DEFAULT.scenarios]
+
+
+@pytest.mark.parametrize("scenario", PARAMS)
 def test_default_matrix_scenario(scenario, run_scenarios):
     (result,) = run_scenarios([scenario])
     outcome = outcome_or_skip(result)

@@ -26,9 +26,13 @@ def scenario(scenario_id):
     return found
 
 
-@pytest.mark.parametrize("scenario_id", ["vtest-virgl/trixie/gl", "vtest-virgl/bookworm-i386/gl",
-                                         "vtest-virgl/bullseye/gl", "vm-headless/trixie/gl",
-                                         "vm-virgl/bookworm-i386/gl"])
+ARCHES = pytest.mark.full("other-architectures")
+
+
+@pytest.mark.parametrize("scenario_id", [
+    "vtest-virgl/trixie/gl", pytest.param("vtest-virgl/bookworm-i386/gl", marks=ARCHES),
+    pytest.param("vtest-virgl/bullseye/gl", marks=pytest.mark.full("every-runtime")), "vm-headless/trixie/gl",
+    pytest.param("vm-virgl/bookworm-i386/gl", marks=ARCHES)])
 def test_paths_on_runtimes_give_the_answer_the_compat_matrix_expects(scenario_id, run_scenarios):
     need_builder()
     (result,) = run_scenarios([scenario(scenario_id)])
@@ -42,6 +46,7 @@ def test_paths_on_runtimes_give_the_answer_the_compat_matrix_expects(scenario_id
         assert result.scenario.runtime.root.endswith("/root") and "runtimes" in result.scenario.runtime.root
 
 
+@pytest.mark.full("every-runtime")
 def test_a_drifted_lock_is_reported_and_fails_only_when_strict(tmp_path):
     need_builder()
     shutil.copy(recipes.RECIPES_DIR / "trixie.toml", tmp_path / "trixie.toml")
@@ -69,6 +74,7 @@ def test_runtimes_build_cli_reports_the_built_runtime():
     assert done.stdout.startswith("trixie: ") and "(Mesa 25.0" in done.stdout
 
 
+@pytest.mark.full("every-runtime")
 def test_a_toolset_from_a_runtime_runs_the_newer_host_side(tmp_path):
     """`--toolset runtime:trixie-host` on a Debian 12 host: virglrenderer 1.1 and QEMU 10.0 from
     Debian 13 serve the workloads (the server renders with that runtime's Mesa: LLVM 19)."""

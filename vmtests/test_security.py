@@ -19,6 +19,8 @@ from .conftest import skip_unless_required
 from .test_faults import comm
 from .test_venus import toolset_from
 
+pytestmark = pytest.mark.full("security")
+
 
 def server_children():
     members = dict(process_stats())

@@ -149,6 +149,7 @@ def setup(checkout: Path) -> subprocess.CompletedProcess:
     return done
 
 
+@pytest.mark.full("installs")
 def test_setup_installs_the_package_only_when_the_venv_is_new_or_pyproject_changed(tmp_path):
     """A checkout of its own (what an editable install needs) with a new venv: setup installs,
     again it does not (the apt check still runs), after a pyproject.toml change it installs again."""

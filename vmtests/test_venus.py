@@ -13,6 +13,8 @@ from harness.outcomes import FailureKind
 
 from .conftest import describe, outcome_or_skip, run_leaving_nothing, skip_unless_required
 
+pytestmark = pytest.mark.full("venus")
+
 VENUS = matrix_mod.load(matrix_mod.DEFAULT_MATRIX.parent / "venus.toml")
 COMPAT = matrix_mod.load(matrix_mod.DEFAULT_MATRIX.parent / "compat.toml")
 

@@ -80,6 +80,7 @@ def test_vm_vfio_skips_with_checks_reason_for_a_device_that_cannot_go(run_scenar
     assert result.verdict.reason == "0000:7f:1f.7 cannot be passed through: no PCI device 0000:7f:1f.7"
 
 
+@pytest.mark.full("nested-vfio")
 def test_nested_full_tier_l2_drives_the_passed_gpu_and_shows_the_image(run_scenarios):
     """L2 boots with the device L1 gave to vfio-pci: its virtio_gpu initialises it, interrupts
     arrive, and the image L2 writes to its framebuffer comes out of the outer QEMU exact."""

@@ -8,6 +8,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from harness import matrix as matrix_mod, runner, verdict
 from harness.outcomes import SubtestOutcome
 from harness.probes import PROBE_DIR
@@ -24,6 +26,7 @@ PICTURE = matrix_mod.DEFAULT_MATRIX.parent / "workloads" / "gl-picture.py"
 PICTURE_GOLDEN = matrix_mod.DEFAULT_MATRIX.parent / "workloads" / "gl-picture.golden.png"
 
 
+@pytest.mark.full("workload-grid")
 def test_the_conformance_matrix_through_every_family(toolset, tmp_path):
     """piglit's quick subset, the gl probe's trace, glmark2 and the user's commands (glinfo; a
     program that draws a picture) through a sandbox, vtest, a container (trixie derived with the

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
-from .. import cache, glext, reaper, runtimes, vtest
+from .. import cache, glext, prepjournal, reaper, runtimes, vtest
 from ..workloads import registry as workloads
 from ..lifecycle import LaunchAborted, LaunchContext
 from ..model import GUEST_KERNEL_PARTS, HOST_KIND, Runtime, Scenario
@@ -77,7 +77,10 @@ def cached_export(flatpak: str, key: str, ref_id: str, fill: Callable[[str], Dic
     cache_dir.mkdir(parents=True, exist_ok=True)
     repo = cache_dir / "repo"
     with open(cache_dir / "lock", "a+") as lock:
+        waiting = time.monotonic()
         fcntl.flock(lock, fcntl.LOCK_EX)
+        if (repo / "done").exists() and time.monotonic() - waiting > 1.0:  # another process exported it
+            prepjournal.note("flatpak export", ref_id, time.monotonic() - waiting, "waited")
         source = cache_dir / cache.SOURCE_FILE
         if not source.exists():
             source.write_text(json.dumps({"root": source_root, "layout": layout}) + "\n")
@@ -92,6 +95,7 @@ def cached_export(flatpak: str, key: str, ref_id: str, fill: Callable[[str], Dic
             except BaseException:
                 shutil.rmtree(repo, ignore_errors=True)
                 raise
+            prepjournal.note("flatpak export", ref_id, time.monotonic() - started)
             facts = {**facts, "id": ref_id, "build_s": round(time.monotonic() - started, 2),
                      "repo_mb": round(cache.size_of(repo) / 2**20, 1)}
             (repo / "done").write_text(json.dumps(facts, sort_keys=True) + "\n")

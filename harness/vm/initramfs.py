@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Tuple
 
-from .. import cache, reaper
+from .. import cache, prepjournal, reaper
 
 CACHE_DIR = cache.ROOT / "initramfs"
 CACHE_KEEP = 16  # images kept, most recently used first: a few kernels x paths x probe versions
@@ -43,7 +43,7 @@ def build(spec: InitramfsSpec, cache_dir: Path = CACHE_DIR) -> Tuple[Path, bool]
         cache.mark_used(target)  # for prune() and `gpu-harness cache`
         return target, False
     cache_dir.mkdir(parents=True, exist_ok=True)
-    with reaper.temp_dir("gh-initramfs-") as staging:
+    with prepjournal.timed("initramfs", target.name), reaper.temp_dir("gh-initramfs-") as staging:
         root = Path(staging)
         for name in ("bin", "dev", "proc", "sys", "mnt", "modules", "probe", "tmp"):
             (root / name).mkdir()

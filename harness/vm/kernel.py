@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 from typing import Optional
 
-from .. import cache, reaper
+from .. import cache, prepjournal, reaper
 from .initramfs import CACHE_DIR
 
 XZ_MAGIC = b"\xfd7zXZ\x00"
@@ -26,7 +26,8 @@ def unpacked(vmlinuz: str, cache_dir: Path = CACHE_DIR.parent / "kernel") -> str
     if target.exists():
         cache.mark_used(target)
         return str(target)
-    elf = decompressed(Path(vmlinuz).read_bytes())
+    with prepjournal.timed("kernel unpacked", os.path.basename(vmlinuz)):
+        elf = decompressed(Path(vmlinuz).read_bytes())
     if elf is None or not elf.startswith(b"\x7fELF") or b"Xen\x00" not in elf:  # PVH entry: an ELF note "Xen"
         return vmlinuz
     cache_dir.mkdir(parents=True, exist_ok=True)
