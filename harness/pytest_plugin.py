@@ -18,17 +18,17 @@ from typing import TYPE_CHECKING, Any, Dict, FrozenSet, List, Mapping, Optional,
 
 import pytest
 
-from .errors import InputError
-from .model import HOST_RUNTIME, LOCAL
-from .outcomes import Outcome, Subtest
+from .core.errors import InputError
+from .scenario.model import HOST_RUNTIME, LOCAL
+from .scenario.outcomes import Outcome, Subtest
 
 if TYPE_CHECKING:
-    from .baseline import Baseline
-    from .lifecycle import Prepared
-    from .model import Scenario
-    from .runner import RunOptions
-    from .scenario_result import ScenarioResult
-    from .toolset import Toolset
+    from .judging.baseline import Baseline
+    from .launch.lifecycle import Prepared
+    from .scenario.model import Scenario
+    from .run.runner import RunOptions
+    from .judging.scenario_result import ScenarioResult
+    from .host.toolset import Toolset
 
 MARKER = "gpu_harness_matrix"
 SCENARIO_FIXTURE = "gpu_harness_scenario"
@@ -97,7 +97,7 @@ class HarnessResult:
 
 def probe_out(result: "ScenarioResult") -> Path:
     """The probe's output folder on the host: the steps' logs, the pictures they made."""
-    from .lifecycle import Workspace
+    from .launch.lifecycle import Workspace
 
     given = result.launch.artifacts.get("probe_out")
     return Path(given) if given else Workspace(result.result_dir, Path()).probe_out
@@ -147,7 +147,7 @@ def required_paths(value: Optional[str]) -> FrozenSet[str]:
 
 def probe_name(argv: object) -> str:
     """A declared probe's name for a command: its program's file name in the matrix's alphabet."""
-    from .probes import PROBES
+    from .scenario.probes import PROBES
 
     program = argv[0] if isinstance(argv, (list, tuple)) and argv and isinstance(argv[0], str) else ""
     name = re.sub(r"[^a-z0-9._-]+", "-", program.rsplit("/", 1)[-1].lower()).strip("-._") or "command"
@@ -209,7 +209,8 @@ def matrix_request(args: Sequence[Any], kwargs: Mapping[str, Any], module_dir: P
 def load_matrix(request: MatrixRequest) -> Tuple[List["Scenario"], Optional["Baseline"]]:
     """The matrix read and checked by the harness's own parser, its scenarios selected, and its
     baseline; every problem an InputError with the harness's lines."""
-    from . import baseline as baseline_mod, paths as path_registry
+    from .judging import baseline as baseline_mod
+    from .scenario import paths as path_registry
     from .matrix import load
 
     source = str(request.file)
@@ -266,10 +267,10 @@ class Plugin:
 
     @property
     def toolset(self) -> "Toolset":
-        from . import toolsets
+        from .runtimes import chosen_toolset
 
         if self._toolset is None:
-            self._toolset = toolsets.load()
+            self._toolset = chosen_toolset.load()
         return self._toolset
 
     def matrix(self, request: MatrixRequest) -> Tuple[List["Scenario"], Optional["Baseline"]]:
@@ -285,7 +286,7 @@ class Plugin:
 
     def run(self, scenario: "Scenario", folder: Path, source: str, baseline: Optional["Baseline"] = None) -> HarnessResult:
         """The scenario through the runner into the run folder; its results.json and report.html anew."""
-        from . import runner
+        from .run import runner
 
         run = self.runs.setdefault(folder, Run(folder, source, datetime.datetime.now(datetime.timezone.utc), baseline))
         options = runner.RunOptions(out_dir=folder, retries=self.retries, say=LOG.info, baseline=baseline)
@@ -355,11 +356,11 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError("--gpu-harness-retries: must be 0 or more")
     try:  # a bad option is a usage error now, not each test's failure later
         if plugin.out_option:
-            from . import outdir
+            from .report import outdir
             outdir.prepare(Path(plugin.out_option), "--gpu-harness-out")
         if plugin.toolset_option:
-            from . import toolsets
-            plugin._toolset = toolsets.load(Path(plugin.toolset_option))
+            from .runtimes import chosen_toolset
+            plugin._toolset = chosen_toolset.load(Path(plugin.toolset_option))
     except InputError as exc:
         raise pytest.UsageError(*exc.problems) from None
 

@@ -46,7 +46,7 @@ let
 
   python = pkgs.python3;
   # The probes' python, with libseccomp's binding: the confined vtest server's seccomp filter is
-  # compiled by the toolset's python3 (harness/seccompfilter.py); the probes use the standard library only.
+  # compiled by the toolset's python3 (harness/system/seccompfilter.py); the probes use the standard library only.
   pythonWithSeccomp = python.withPackages (ps: [ ps.seccomp ]);
 
   # A runtime: python3 for the probe with EGL pointed at one Mesa build through glvnd; for the

@@ -52,7 +52,7 @@ in
       vendors = (if driverLink == null then [ ] else [ "(the host driver's, found at run time)" ])
         ++ [ "libEGL_mesa.so.0" ];
     };
-    # The "host's driver" the host-driver paths bind into a runtime (harness.hostdriver): here
+    # The "host's driver" the host-driver paths bind into a runtime (harness.host.hostdriver): here
     # the pinned Mesa, found through its vendor and ICD files like any host driver.
     host-driver = (tool "/" mesa {
       vendor_dirs = builtins.filter (part: builtins.isString part && part != "") (builtins.split ":" vendorDirs);

@@ -8,11 +8,12 @@ import json
 import sys
 from pathlib import Path
 
-from harness import cli, runner
-from harness.lifecycle import LaunchResult
-from harness.scenario_result import ScenarioResult
-from harness.outcomes import FailureKind, Outcome
-from harness.verdict import Verdict
+from harness import cli
+from harness.run import runner
+from harness.launch.lifecycle import LaunchResult
+from harness.judging.scenario_result import ScenarioResult
+from harness.scenario.outcomes import FailureKind, Outcome
+from harness.judging.verdict import Verdict
 
 
 def scripted(script: dict):

@@ -11,8 +11,8 @@ from typing import Dict, List, Optional
 
 from PIL import Image
 
-from harness import paths
-from harness.outcomes import FailureKind, Outcome
+from harness.scenario import paths
+from harness.scenario.outcomes import FailureKind, Outcome
 from harness.report import document as report_document, results
 
 RUNTIMES = {"host": "22.3.6", "bullseye": "20.3.5", "bookworm": "22.3.6", "trixie": "25.0.7", "sid": "26.2.6",
@@ -99,7 +99,7 @@ def isolation(spec: "paths.PathSpec", runtime: str, index: int, rng: random.Rand
 
 
 def exposure(spec: "paths.PathSpec", runtime: str, rng: random.Random) -> dict:
-    """The leak audit as harness.exposure writes it: a host process sees the whole host, a guest
+    """The leak audit as harness.judging.exposure writes it: a host process sees the whole host, a guest
     on the host runtime too (its 9p root is the host's /); on the host runtime a sandbox's root is
     the host's /usr and /etc (~130,000 files); elsewhere the host libraries a path binds in, the
     files Flatpak exposes, or nothing."""

@@ -14,7 +14,7 @@ from typing import Dict, List, Optional
 
 import pytest
 
-from harness import prepjournal
+from harness.runtimes import prepjournal
 
 # Why a test is only in the whole tier (`./scripts/test --all`): each a kind of cost the quick tier leaves out.
 FULL_REASONS: Dict[str, str] = {

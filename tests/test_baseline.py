@@ -9,12 +9,15 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from harness import baseline, matrix, runner, toolset
-from harness.baseline import Baseline, Kind, Known
-from harness.errors import InputError, bad_character
+from harness.judging import baseline
+from harness import matrix
+from harness.run import runner
+from harness.host import toolset
+from harness.judging.baseline import Baseline, Kind, Known
+from harness.core.errors import InputError, bad_character
 from harness.matrix import parse_toml
-from harness.outcomes import FailureKind, Outcome
-from harness.verdict import Verdict
+from harness.scenario.outcomes import FailureKind, Outcome
+from harness.judging.verdict import Verdict
 from tests import fakerun, runs
 
 MISSING, CRASH = FailureKind.MISSING_LIBRARY, FailureKind.CRASH

@@ -1,10 +1,13 @@
 import os
 from pathlib import Path
 
-from harness import bench, matrix, serverbench, verdict, vtest
-from harness.lifecycle import LaunchResult
-from harness.probes import ProbeReport
-from harness.scenario_result import ScenarioResult
+from harness.studies import bench, serverbench
+from harness import matrix
+from harness.judging import verdict
+from harness.launch import vtest
+from harness.launch.lifecycle import LaunchResult
+from harness.scenario.probes import ProbeReport
+from harness.judging.scenario_result import ScenarioResult
 
 SCENARIOS = {(s.path_id, s.probe): s for s in matrix.expand(
     {"matrix": {"paths": ["native", "software", "vtest-virgl", "vm-headless"], "probes": ["gl", "vulkan"]}},

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import cache, recipes, runtimes
+from harness.runtimes import cache, recipes, builds
 
 NOW = 1_800_000_000.0
 DAY = cache.DAY_S
@@ -141,7 +141,7 @@ def test_a_dry_run_says_what_the_run_does(tree):
 
 def test_nothing_is_pruned_while_a_run_holds_the_cache(tree):
     held = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
-                             "from harness import cache; cache.hold_shared(Path(sys.argv[1])); print('held', flush=True); "
+                             "from harness.runtimes import cache; cache.hold_shared(Path(sys.argv[1])); print('held', flush=True); "
                              "time.sleep(60)", str(tree)], stdout=subprocess.PIPE, text=True,
                             cwd=Path(__file__).parent.parent)
     try:
@@ -190,11 +190,11 @@ def test_a_use_is_marked(tmp_path):
 
 
 def test_the_shipped_recipes_are_current():
-    shipped = runtimes.current()
+    shipped = builds.current()
     for name in recipes.recipe_names():
         recipe = recipes.load_recipe(name)
         assert recipes.digest(recipe, recipes.load_lock(recipe)) in shipped.runtime_digests
-    assert shipped.image_format == runtimes.IMAGE_FORMAT and shipped.layout
+    assert shipped.image_format == builds.IMAGE_FORMAT and shipped.layout
 
 
 def cli(tmp_path, *args):

@@ -3,8 +3,8 @@ with the cut said, one that writes little leaves its log whole. Real processes."
 import os
 import sys
 
-from harness.cappedlog import HEAD_BYTES, TAIL_BYTES
-from harness.process import Child
+from harness.system.cappedlog import HEAD_BYTES, TAIL_BYTES
+from harness.system.process import Child
 
 # Writes numbered lines to stderr, `count` of them, then a last line: as a client looping on an error does.
 LOOPER = r"""

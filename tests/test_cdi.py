@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import cdi, cdicheck, diagnosis, hostdriver
-from harness.errors import InputError
-from harness.outcomes import FailureKind
-from harness.pathspec import DriverMode
+from harness.host import cdi, cdicheck, diagnosis, hostdriver
+from harness.core.errors import InputError
+from harness.scenario.outcomes import FailureKind
+from harness.scenario.pathspec import DriverMode
 
 from .files import write
 from .driver_trees import LIB

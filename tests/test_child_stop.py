@@ -5,7 +5,7 @@ import signal
 import sys
 import time
 
-from harness.process import Child, stat_fields
+from harness.system.process import Child, stat_fields
 
 # The child forks one that forks the member and exits: the member is in the child's group but
 # no descendant of it. The member ignores SIGTERM (as a process busy with a client may be late to).

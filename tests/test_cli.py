@@ -4,7 +4,8 @@ import sys
 
 import pytest
 
-from harness import cli, matrix, paths
+from harness import cli, matrix
+from harness.scenario import paths
 
 
 def run_cli(*args):

@@ -12,7 +12,8 @@ from typing import Callable, List, Tuple
 
 import pytest
 
-from harness import cli, toolset
+from harness import cli
+from harness.host import toolset
 from harness.matrix import files as matrix_files
 
 from .files import write

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import toolset
+from harness.host import toolset
 from harness.cli import build_parser
 
 from .files import write

@@ -9,13 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from harness.families import registry
-from harness import imagearchive, matrix
-from harness.families import container
-from harness.families.container import ContainerError, Names, dri_devices, overlay_root, volume
-from harness.imagearchive import ImageInfo
-from harness.lifecycle import LaunchContext, Workload, Workspace
-from harness.toolset import Tool, Toolset
+from harness.launch.families import registry
+from harness.runtimes import imagearchive
+from harness import matrix
+from harness.launch.families import container
+from harness.launch.families.container import (ContainerError, Names, dri_devices, overlay_root,
+                                               volume)
+from harness.runtimes.imagearchive import ImageInfo
+from harness.launch.lifecycle import LaunchContext, Workload, Workspace
+from harness.host.toolset import Tool, Toolset
 
 
 TOOLS = {"podman": Tool("podman", "/usr/bin/podman"), "runc": Tool("runc", "/usr/sbin/runc"),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.outcomes import Outcome
+from harness.scenario.outcomes import Outcome
 from harness.report import diff
 from tests import runs
 

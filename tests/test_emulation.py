@@ -5,7 +5,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from harness import emulation
+from harness.host import emulation
 
 BINFMT = Path(__file__).parent / "files" / "binfmt"
 

@@ -11,10 +11,13 @@ import stat
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from harness import model
+from harness.scenario import model
 from harness.matrix.checks import ENV_NAME
-from harness import matrix, paths as path_registry, pins, toolset
-from harness.errors import InputError, bad_character
+from harness import matrix
+from harness.scenario import paths as path_registry
+from harness.runtimes import pins
+from harness.host import toolset
+from harness.core.errors import InputError, bad_character
 from harness.report import html, junit, results
 
 LINE_BOUND = 600  # a problem line: source path + key + message with every value cut to ~80 chars

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import elfdeps, glext, matrix
-from harness.errors import InputError
-from harness.families import flatpak
+from harness.host import elfdeps
+from harness.runtimes import glext
+from harness import matrix
+from harness.core.errors import InputError
+from harness.launch.families import flatpak
 
 from .files import write
 

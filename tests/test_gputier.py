@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import gputier
+from harness.cli import gputier
 
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from harness import matrix, report
-from harness.lifecycle import LaunchResult
-from harness.outcomes import FailureKind, Outcome
+from harness.launch.lifecycle import LaunchResult
+from harness.scenario.outcomes import FailureKind, Outcome
 from harness.report import answers, document as report_document, grid, junit, text
-from harness.scenario_result import ScenarioResult
-from harness.toolset import Toolset
-from harness.verdict import Verdict
+from harness.judging.scenario_result import ScenarioResult
+from harness.host.toolset import Toolset
+from harness.judging.verdict import Verdict
 from tests import runs
 
 DOC = runs.document()

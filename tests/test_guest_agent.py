@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from harness.families.vm_guest import Agent, GuestError
+from harness.launch.families.vm_guest import Agent, GuestError
 
 
 def serve_once(replies):

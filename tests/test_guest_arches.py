@@ -8,13 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from harness import emulation, emulationcost, imagearchive
-from harness.families import vm_boot
-from harness.families.flatpak_install import HOST_ARCH, flatpak_arch
-from harness.model import Runtime, RuntimeKind
+from harness.host import emulation
+from harness.report import emulationcost
+from harness.runtimes import imagearchive
+from harness.launch.families import vm_boot
+from harness.launch.families.flatpak_install import HOST_ARCH, flatpak_arch
+from harness.scenario.model import Runtime, RuntimeKind
 from harness.report import answers
-from harness.toolset import Tool, Toolset
-from harness.vm import arches
+from harness.host.toolset import Tool, Toolset
+from harness.launch.vm import arches
 
 
 def toolset(*missing: str) -> Toolset:

@@ -1,4 +1,4 @@
-"""The host end of exec's stdin stream into a guest (harness.vm.stdin), against a peer in QEMU's place:
+"""The host end of exec's stdin stream into a guest (harness.launch.vm.stdin), against a peer in QEMU's place:
 each chunk goes as it comes, the end only when the source ends, and as a half close."""
 import dataclasses
 import os
@@ -8,13 +8,14 @@ import time
 
 import pytest
 
-from harness import emulation, matrix
-from harness.families.vm import VmFamily
-from harness.lifecycle import LaunchContext, Workload, Workspace
-from harness.model import Runtime, RuntimeKind
-from harness.toolset import Tool, Toolset
-from harness.vm import stdin as stdin_mod
-from harness.vm.qemu import QemuSpec
+from harness.host import emulation
+from harness import matrix
+from harness.launch.families.vm import VmFamily
+from harness.launch.lifecycle import LaunchContext, Workload, Workspace
+from harness.scenario.model import Runtime, RuntimeKind
+from harness.host.toolset import Tool, Toolset
+from harness.launch.vm import stdin as stdin_mod
+from harness.launch.vm.qemu import QemuSpec
 
 DEADLINE_S = 10.0
 

@@ -9,12 +9,14 @@ import shutil
 
 import pytest
 
-from harness import diagnosis, driverlayout, drivermatch, exposure, hostdriver, matrix, verdict
-from harness.pathspec import DriverMode as Mode
-from harness.lifecycle import LaunchResult
-from harness.outcomes import FailureKind, Outcome
-from harness.probes import PROBE_DIR, ProbeReport
-from harness.process import Exit
+from harness.host import diagnosis, driverlayout, drivermatch, hostdriver
+from harness.judging import exposure, verdict
+from harness import matrix
+from harness.scenario.pathspec import DriverMode as Mode
+from harness.launch.lifecycle import LaunchResult
+from harness.scenario.outcomes import FailureKind, Outcome
+from harness.scenario.probes import PROBE_DIR, ProbeReport
+from harness.system.process import Exit
 
 from .driver_trees import ELF64, LIB
 
@@ -177,7 +179,7 @@ def test_a_classified_failure_becomes_the_verdict_and_an_expectation_can_name_it
 
 
 def test_an_expected_failure_class_must_be_known():
-    from harness.errors import InputError
+    from harness.core.errors import InputError
 
     with pytest.raises(InputError, match="failure: must be one of"):
         matrix.expand({"matrix": {"paths": ["native"]},

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import cli, imagearchive, matrix, recipes, runtimes
-from harness.errors import InputError
-from harness.imagearchive import ImageArchiveError
+from harness import cli, matrix
+from harness.runtimes import imagearchive, recipes, builds
+from harness.core.errors import InputError
+from harness.runtimes.imagearchive import ImageArchiveError
 
 STATUS = """Package: libegl-mesa0
 Status: install ok installed
@@ -218,12 +219,12 @@ def test_an_image_runs_only_where_a_family_takes_images(tmp_path):
 def test_an_image_from_a_recipe_is_cached_by_its_lock():
     (scenario,) = matrix.expand(image_matrix({"kind": "image", "recipe": "trixie"}), "m.toml").scenarios
     assert scenario.runtime.recipe == "trixie"
-    assert scenario.runtime.root == str(runtimes.image_archive_path("trixie"))
-    assert Path(scenario.runtime.root).parent == runtimes.IMAGES_DIR
+    assert scenario.runtime.root == str(builds.image_archive_path("trixie"))
+    assert Path(scenario.runtime.root).parent == builds.IMAGES_DIR
 
 
 def test_the_packages_of_an_image_runtime_are_read_from_its_archive(tmp_path):
-    assert recipes.component_versions(runtimes.installed(written(tmp_path)))["mesa"] == "25.0.7"
+    assert recipes.component_versions(builds.installed(written(tmp_path)))["mesa"] == "25.0.7"
 
 
 def test_runtimes_image_of_an_unknown_runtime_is_one_line(tmp_path, capsys):

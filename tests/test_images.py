@@ -3,9 +3,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from harness.images import SHOWN_TOLERANCE, compare, compare_shown
-from harness.probes import GOLDENS_DIR
-from harness.model import Tolerance
+from harness.scenario.imagecompare import SHOWN_TOLERANCE, compare, compare_shown
+from harness.scenario.probes import GOLDENS_DIR
+from harness.scenario.model import Tolerance
 
 
 def save(path, array):

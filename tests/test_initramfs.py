@@ -3,7 +3,7 @@ import os
 import subprocess
 import time
 
-from harness.vm import initramfs
+from harness.launch.vm import initramfs
 
 
 def spec(tmp_path, init="#!/bin/sh\necho hi\n"):
@@ -27,7 +27,7 @@ def test_second_build_with_the_same_inputs_is_a_cache_hit(tmp_path):
 
 
 def test_prune_keeps_the_most_recently_used_of_those_a_run_made(tmp_path):
-    from harness import cache
+    from harness.runtimes import cache
 
     folder = tmp_path / "initramfs"
     folder.mkdir()

@@ -6,11 +6,11 @@ import dataclasses
 import subprocess
 
 from harness import matrix
-from harness.families import sandbox, vm_launch as vm
-from harness.families.base import write_config
-from harness.lifecycle import LaunchContext, Workload, Workspace
-from harness.toolset import Tool, Toolset
-from harness.vm.qemu import QemuSpec
+from harness.launch.families import sandbox, vm_launch as vm
+from harness.launch.families.base import write_config
+from harness.launch.lifecycle import LaunchContext, Workload, Workspace
+from harness.host.toolset import Tool, Toolset
+from harness.launch.vm.qemu import QemuSpec
 
 HOSTILE = "x\n--ro-bind\n/\n/run/hostroot"
 

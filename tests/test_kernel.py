@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from harness.vm import kernel
+from harness.launch.vm import kernel
 
 ELF = b"\x7fELF" + b"\0" * 60 + b"Xen\x00" + bytes(range(256)) * 40
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import kernelfaults
+from harness.system import kernelfaults
 
 RECORDS = json.loads((Path(__file__).parent / "files" / "kmsg" / "records.json").read_text())
 

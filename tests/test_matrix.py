@@ -1,8 +1,8 @@
 import pytest
 
-from harness import model
+from harness.scenario import model
 from harness import matrix
-from harness.errors import InputError
+from harness.core.errors import InputError
 
 
 def problems(declaration):

@@ -12,9 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.families import registry
-from harness import model
-from harness import cli, matrix as matrix_mod, paths as path_registry, pins, recipes, toolset as toolset_mod
+from harness.launch.families import registry
+from harness.scenario import model
+from harness import cli, matrix as matrix_mod
+from harness.scenario import paths as path_registry
+from harness.runtimes import pins, recipes
+from harness.host import toolset as toolset_mod
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUIRED = {p.strip() for p in os.environ.get("GPU_HARNESS_REQUIRE", "").split(",") if p.strip()}
@@ -90,7 +93,7 @@ def test_nix_scenario_list_matches_the_python_expansion(declaration):
 def test_nix_paths_json_is_written_from_the_path_table():
     written = (ROOT / "nix" / "paths.json").read_text()
     assert written == registry.table_json(), \
-        "nix/paths.json is stale: python -m harness.families.registry > nix/paths.json"
+        "nix/paths.json is stale: python -m harness.launch.families.registry > nix/paths.json"
 
 
 def test_nix_paths_table_agrees_with_the_path_registry():

@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness import reaper
-from harness.process import Child, stat_fields
-from harness.retry import poll
+from harness.system import reaper
+from harness.system.process import Child, stat_fields
+from harness.system.retry import poll
 
 # The child's grandchild leaves its session and group (setsid) and its tree (its parent exits),
 # as a sandbox's inner process does when bwrap is stopped mid-setup; it says its pid.
@@ -92,8 +92,8 @@ def test_a_harness_inside_another_keeps_the_outer_mark_on_what_it_starts(tmp_pat
 # A harness that starts the escaping child and is then killed (SIGKILL: none of its own cleanup runs).
 HARNESS = r"""
 import os, sys
-from harness import reaper
-from harness.process import Child
+from harness.system import reaper
+from harness.system.process import Child
 Child([sys.executable, "-c", sys.argv[1], sys.argv[2]], dict(os.environ), sys.argv[3])
 print(reaper.get()._proc.pid, flush=True)
 import time; time.sleep(300)
@@ -124,7 +124,7 @@ def test_after_a_killed_run_the_next_removes_only_what_that_run_began_to_write(t
     """A run killed in a folder leaves its manifest unfinished (what it found, nothing about what
     it made): the next run removes the names a run writes that were not there before, and keeps
     the rest, named like a product or not."""
-    from harness import outdir
+    from harness.report import outdir
 
     out = tmp_path / "out"
     with outdir.claimed(out, "--out", ("scenarios", "results.json")):

@@ -16,11 +16,13 @@ from typing import Dict, Tuple
 
 import pytest
 
-from harness import paths as path_registry, pytest_plugin as plugin, toolsets
-from harness.errors import InputError
-from harness.families import registry
+from harness.scenario import paths as path_registry
+from harness import pytest_plugin as plugin
+from harness.runtimes import chosen_toolset
+from harness.core.errors import InputError
+from harness.launch.families import registry
 from harness.matrix import expand, read_declaration
-from harness.outcomes import Outcome, Subtest, SubtestOutcome
+from harness.scenario.outcomes import Outcome, Subtest, SubtestOutcome
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "docs" / "examples" / "pytest-project"
@@ -32,7 +34,7 @@ REQUIRED = plugin.required_paths(None)
 @pytest.fixture(scope="module")
 def unavailable():
     """Why each path cannot run here (None: it can), as the harness itself decides before a launch."""
-    toolset = toolsets.load()
+    toolset = chosen_toolset.load()
     return lambda path: registry.of_path(path).available(path_registry.get(path), toolset)
 
 

@@ -1,14 +1,15 @@
 """The README's lists that the code defines stay true: its failure classes are exactly
-harness.outcomes.FailureKind's, its path table has exactly the paths of harness/paths.py, its
+harness.scenario.outcomes.FailureKind's, its path table has exactly the paths of harness/scenario/paths.py, its
 commands table every command of the parser, and its quick start the default matrix's size."""
 import argparse
 import re
 from pathlib import Path
 from typing import List
 
-from harness import matrix, paths
+from harness import matrix
+from harness.scenario import paths
 from harness.cli import parser as cli_parser
-from harness.outcomes import FailureKind
+from harness.scenario.outcomes import FailureKind
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from harness import report
-from harness.outcomes import Outcome
+from harness.scenario.outcomes import Outcome
 from harness.report import grid
 from tests import runs
 
@@ -115,7 +115,7 @@ def test_every_grid_line_fits_its_cell_in_a_real_browser(tmp_path):
     import json
     from html import unescape
 
-    from harness.outcomes import FailureKind
+    from harness.scenario.outcomes import FailureKind
     document = runs.document()
     failed = [s for s in document["scenarios"] if s["outcome"] == Outcome.FAIL.value]
     for scenario, kind in zip(failed, list(FailureKind), strict=False):  # every class, with long subjects

@@ -10,11 +10,13 @@ from html import unescape
 
 import pytest
 
-from harness import exposure, matrix, paths, verdict
-from harness.lifecycle import HOST_PATHS
-from harness.outcomes import FailureKind, Outcome
+from harness.judging import exposure, verdict
+from harness import matrix
+from harness.scenario import paths
+from harness.launch.lifecycle import HOST_PATHS
+from harness.scenario.outcomes import FailureKind, Outcome
 from harness.probe import facts
-from harness.probes import ProbeReport
+from harness.scenario.probes import ProbeReport
 from harness.report import answers, grid, html, junit, text
 from tests import runs
 

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import cli, recipes, runtimes
-from harness.errors import InputError
+from harness import cli
+from harness.runtimes import recipes, builds
+from harness.core.errors import InputError
 
 SHA_A, SHA_B = "a" * 64, "b" * 64
 
@@ -89,26 +90,26 @@ def test_the_shipped_recipes_and_locks_are_valid_and_small():
 def test_drift_names_each_package_locked_and_now():
     lock = recipes.Lock("trixie", "amd64", "", (recipes.LockedPackage("a", "1.0", "amd64", SHA_A),
                                                  recipes.LockedPackage("b", "2.0", "amd64", SHA_B)))
-    assert runtimes.drift_of(lock, {"a": ("1.0", "amd64"), "b": ("2.1", "amd64"), "c": ("3", "all")}) == [
+    assert builds.drift_of(lock, {"a": ("1.0", "amd64"), "b": ("2.1", "amd64"), "c": ("3", "all")}) == [
         "b: locked 2.0, now 2.1", "c: not locked, now 3"]
 
 
 def test_a_deb_that_is_not_the_locked_file_stops_the_build():
     lock = recipes.Lock("trixie", "amd64", "", (recipes.LockedPackage("a", "1:1.0", "amd64", SHA_A),))
-    runtimes.check_hashes(lock, {("a", "1:1.0", "amd64"): SHA_A, ("z", "9", "amd64"): SHA_B})
-    with pytest.raises(runtimes.RuntimeBuildError, match=r"a_1:1.0_amd64.deb has SHA256 bbbbbbbbbbbbbbbb"):
-        runtimes.check_hashes(lock, {("a", "1:1.0", "amd64"): SHA_B})
+    builds.check_hashes(lock, {("a", "1:1.0", "amd64"): SHA_A, ("z", "9", "amd64"): SHA_B})
+    with pytest.raises(builds.RuntimeBuildError, match=r"a_1:1.0_amd64.deb has SHA256 bbbbbbbbbbbbbbbb"):
+        builds.check_hashes(lock, {("a", "1:1.0", "amd64"): SHA_B})
 
 
 def test_apt_file_names_with_an_epoch_are_read_back(tmp_path):
     hashes = tmp_path / "debs.sha256"
     hashes.write_text(f"{SHA_A}  libx_1%3a2.0-1_amd64.deb\n{SHA_B}  tzdata_2025b-4_all.deb\n")
-    assert runtimes.deb_hashes(hashes) == {("libx", "1:2.0-1", "amd64"): SHA_A, ("tzdata", "2025b-4", "all"): SHA_B}
+    assert builds.deb_hashes(hashes) == {("libx", "1:2.0-1", "amd64"): SHA_A, ("tzdata", "2025b-4", "all"): SHA_B}
 
 
 def test_the_builder_command_pins_the_lock_and_keeps_values_whole(tmp_path):
     found = recipe(tmp_path, allow_expired=True)
-    argv = runtimes.mmdebstrap_argv(found, tmp_path / "root", ["fixture-b=1.0", "fixture-a"], tmp_path / "h")
+    argv = builds.mmdebstrap_argv(found, tmp_path / "root", ["fixture-b=1.0", "fixture-a"], tmp_path / "h")
     assert argv[0] == "mmdebstrap" and "--include=fixture-b=1.0,fixture-a" in argv
     assert argv[-3:] == ["trixie", str(tmp_path / "root"), "deb http://deb.debian.org/debian trixie main"]
     assert '--aptopt=Acquire::Check-Valid-Until "false"' in argv
@@ -149,29 +150,29 @@ def test_a_drifted_lock_builds_with_the_archives_version_and_says_so(tmp_path, f
     found = recipe(tmp_path)
     write_lock(tmp_path, found, [package("fixture-a", "1.0", "c" * 64), package("fixture-b", "1.0", SHA_B)])
     said = []
-    built = runtimes.build(found, recipes.load_lock(found, tmp_path), cache_dir=tmp_path / "cache", say=said.append)
+    built = builds.build(found, recipes.load_lock(found, tmp_path), cache_dir=tmp_path / "cache", say=said.append)
     assert built.drift == ["fixture-a: locked 1.0, now 1.1"]
     assert any("1 locked versions are gone from the archive" in line for line in said)
     assert (built.root / "var/lib/dpkg/status").exists() and built.facts["lock_digest"] == built.root.parent.name
-    again = runtimes.build(found, recipes.load_lock(found, tmp_path), cache_dir=tmp_path / "cache")
+    again = builds.build(found, recipes.load_lock(found, tmp_path), cache_dir=tmp_path / "cache")
     assert again.root == built.root  # the cache: nothing built the second time
     with pytest.raises(InputError, match="the lock has drifted .1 packages, first: fixture-a: locked 1.0, now not in the"):
-        runtimes.build(found, recipes.load_lock(found, tmp_path), strict=True, cache_dir=tmp_path / "strict")
+        builds.build(found, recipes.load_lock(found, tmp_path), strict=True, cache_dir=tmp_path / "strict")
     assert not (tmp_path / "strict").exists() or not any((tmp_path / "strict").iterdir())
 
 
 def test_a_fetched_deb_that_differs_from_the_lock_fails_the_build(tmp_path, fake_mmdebstrap):
     found = recipe(tmp_path)
     write_lock(tmp_path, found, [package("fixture-a", "1.1", SHA_A), package("fixture-b", "1.0", "d" * 64)])
-    with pytest.raises(runtimes.RuntimeBuildError, match="fixture-b_1.0_amd64.deb has SHA256"):
-        runtimes.build(found, recipes.load_lock(found, tmp_path), cache_dir=tmp_path / "cache")
+    with pytest.raises(builds.RuntimeBuildError, match="fixture-b_1.0_amd64.deb has SHA256"):
+        builds.build(found, recipes.load_lock(found, tmp_path), cache_dir=tmp_path / "cache")
     assert list((tmp_path / "cache").iterdir()) == []
 
 
 def test_a_package_the_archive_does_not_have_is_an_input_error(tmp_path, fake_mmdebstrap):
     found = recipe(tmp_path, packages=["nosuchpkg"])
     with pytest.raises(InputError, match=r"packages: nosuchpkg not in trixie/amd64"):
-        runtimes.build(found, None, cache_dir=tmp_path / "cache")
+        builds.build(found, None, cache_dir=tmp_path / "cache")
 
 
 def test_a_killed_build_leaves_no_runtime_a_later_run_would_use(tmp_path, fake_mmdebstrap):
@@ -180,7 +181,7 @@ def test_a_killed_build_leaves_no_runtime_a_later_run_would_use(tmp_path, fake_m
     cache = tmp_path / "cache"
     script = textwrap.dedent(f"""
         from pathlib import Path
-        from harness import recipes, runtimes
+        from harness.runtimes import recipes, builds as runtimes
         runtimes.build(recipes.load_recipe("fixture", Path({str(tmp_path)!r})), None, cache_dir=Path({str(cache)!r}))
     """)
     build = subprocess.Popen([sys.executable, "-c", script], env=dict(os.environ, FAKE_SLEEP="30"))
@@ -200,7 +201,7 @@ def test_a_killed_build_leaves_no_runtime_a_later_run_would_use(tmp_path, fake_m
         time.sleep(0.05)
     assert list(cache.iterdir()) == []
     assert wait_for(lambda: builders() == []), "the builder outlived the harness"
-    assert runtimes.build(found, None, cache_dir=cache).facts["packages"] == 2  # builds anew, whole
+    assert builds.build(found, None, cache_dir=cache).facts["packages"] == 2  # builds anew, whole
 
 
 def read_cmdline(pid):
@@ -232,16 +233,16 @@ def test_the_shipped_recipes_live_in_the_package():
 
 
 def test_a_program_from_a_runtime_sees_its_usr_and_the_hosts_files(tmp_path):
-    from harness import runtime_toolset
+    from harness.runtimes import pinned_toolset
     root = tmp_path / "root"
     (root / "usr" / "bin").mkdir(parents=True)
     (root / "etc").mkdir()
     (root / "bin").symlink_to("usr/bin")
-    script = runtime_toolset.wrapper("/usr/bin/bwrap", "trixie-host", root, "/usr/bin/qemu-system-x86_64")
+    script = pinned_toolset.wrapper("/usr/bin/bwrap", "trixie-host", root, "/usr/bin/qemu-system-x86_64")
     argv = script.splitlines()[-1].split()
     assert argv[:4] == ["exec", "/usr/bin/bwrap", "--tmpfs", "/"]
     assert ["--ro-bind", str(root / "usr"), "/usr"] == argv[argv.index(str(root / "usr")) - 1:][:3]
-    assert "--symlink usr/bin /bin" in script and f"--bind / {runtime_toolset.HOST_ROOT}" in script
+    assert "--symlink usr/bin /bin" in script and f"--bind / {pinned_toolset.HOST_ROOT}" in script
     assert "--bind /tmp /tmp" in script and "--bind /usr /usr" not in script and "--bind /etc /etc" not in script
     assert argv[-3:] == ["--", "/usr/bin/qemu-system-x86_64", '"$@"']
 
@@ -250,8 +251,10 @@ def test_every_runtime_a_scenario_needs_is_prepared_before_it_runs(monkeypatch, 
     """A scenario's own runtime, the runtime its GL extension comes from and an image made from a
     runtime are all built up front, once; a GL extension whose runtime cannot be built fails its
     scenarios with that runtime named, and --runtime-root stands in for a build."""
-    from harness import matrix, runner, toolset
-    from harness.outcomes import FailureKind, Outcome
+    from harness import matrix
+    from harness.run import runner
+    from harness.host import toolset
+    from harness.scenario.outcomes import FailureKind, Outcome
 
     declared = matrix.expand({
         "matrix": {"paths": ["flatpak-ext", "podman-vtest"], "runtimes": ["bookworm", "trixie-image"],
@@ -265,12 +268,12 @@ def test_every_runtime_a_scenario_needs_is_prepared_before_it_runs(monkeypatch, 
     def ensure(name, strict=False, say=None, extra_packages=()):
         built.append(name)
         if name == "sid":
-            raise runtimes.RuntimeBuildError("snapshot archive unreachable")
-        return runtimes.BuiltRuntime(name, tmp_path / name, {"mesa": "22.3.6"})
+            raise builds.RuntimeBuildError("snapshot archive unreachable")
+        return builds.BuiltRuntime(name, tmp_path / name, {"mesa": "22.3.6"})
 
-    monkeypatch.setattr(runtimes, "ensure", ensure)
-    monkeypatch.setattr(runtimes, "image_archive", lambda name, say=None, extra_packages=(): tmp_path / f"{name}.tar.gz")
-    monkeypatch.setattr(runtimes, "cached", lambda name, extra_packages=(): None)
+    monkeypatch.setattr(builds, "ensure", ensure)
+    monkeypatch.setattr(builds, "image_archive", lambda name, say=None, extra_packages=(): tmp_path / f"{name}.tar.gz")
+    monkeypatch.setattr(builds, "cached", lambda name, extra_packages=(): None)
     ready = runner.prepare_runtimes(declared, runner.RunOptions(out_dir=tmp_path / "out"))
     assert sorted(built) == ["bookworm", "sid"]
     assert ready["trixie-image"].root == str(tmp_path / "trixie.tar.gz")
@@ -286,13 +289,14 @@ def test_every_runtime_a_scenario_needs_is_prepared_before_it_runs(monkeypatch, 
 
 
 def test_a_runtime_root_given_stands_in_for_the_extensions_build(monkeypatch, tmp_path):
-    from harness import matrix, runner
+    from harness import matrix
+    from harness.run import runner
 
     (scenario,) = matrix.expand({
         "matrix": {"paths": ["flatpak-ext"], "runtimes": ["bookworm"], "probes": ["gl"]},
         "runtimes": {"bookworm": {"kind": "debootstrap"}, "sid": {"kind": "debootstrap"}},
         "override": [{"match": "*", "gl_extension": "sid"}]}, "<t>").scenarios
-    monkeypatch.setattr(runtimes, "ensure", lambda name, strict=False, say=None, extra_packages=(): runtimes.BuiltRuntime(
+    monkeypatch.setattr(builds, "ensure", lambda name, strict=False, say=None, extra_packages=(): builds.BuiltRuntime(
         name, tmp_path / name, {}))
     ready = runner.prepare_runtimes([scenario], runner.RunOptions(out_dir=tmp_path, runtime_roots={
         "sid": str(tmp_path / "nix-sid")}))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import seccompfilter, serverconfine
+from harness.system import seccompfilter, serverconfine
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # scripts/setup installs python3-seccomp for it
 

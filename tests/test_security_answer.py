@@ -4,7 +4,8 @@ crashed processes and the path's exposure beside it; and the shipped matrix that
 import json
 from pathlib import Path
 
-from harness import diagnosis, matrix
+from harness.host import diagnosis
+from harness import matrix
 from harness.report import answers, security
 
 FILES = Path(__file__).parent / "files" / "vtest"

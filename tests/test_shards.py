@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from harness import matrix, merge, shards
-from harness.errors import InputError
+from harness import matrix
+from harness.report import merge
+from harness.run import shards
+from harness.core.errors import InputError
 from harness.matrix.expansion import shipped_matrices
-from harness.model import LOCAL
+from harness.scenario.model import LOCAL
 from harness.report import entries
 
 from . import runs

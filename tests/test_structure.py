@@ -1,23 +1,32 @@
-"""The house's shape: imports go one way (no cycle, lazy and type-only imports counted), each
-module does one job in under 450 lines and says which in its docstring's first line, only the
-path and machine tables and the family modules name a concrete path or family, and the interfaces are
-abstract so that a family that forgets a method fails when it is made, not mid-run."""
+"""The house's shape: the modules live in domain packages layered one way (no import between
+packages points up a layer, none between modules makes a cycle; lazy, type-only and by-path
+links counted), each module does one job in under 450 lines and says which in its docstring's
+first line, only the path and machine tables and the family modules name a concrete path or
+family, and the interfaces are abstract so that a family that forgets a method fails when it is
+made, not mid-run."""
 import ast
 from pathlib import Path
 from typing import Dict, List, Set
 
 import pytest
 
-from harness import paths
-from harness.families import registry
-from harness.families.base import Family, ProcessFamily
-from harness.lifecycle import Launch, LaunchContext, Workload, Workspace
-from harness.model import HOST, Scenario
-from harness.target import Target
-from harness.toolset import Tool, Toolset
+import harness
+from harness.host.toolset import Tool, Toolset
+from harness.launch.families import registry
+from harness.launch.families.base import Family, ProcessFamily
+from harness.launch.lifecycle import Launch, LaunchContext, Workload, Workspace
+from harness.launch.target import Target
+from harness.scenario import paths
+from harness.scenario.model import HOST, Scenario
 
-HARNESS = Path(paths.__file__).parent
-ALLOWED = {HARNESS / "paths.py", HARNESS / "machines.py", *(HARNESS / "families").glob("*.py")}  # the tables
+HARNESS = Path(harness.__file__).parent
+ALLOWED = {HARNESS / "scenario" / "paths.py", HARNESS / "scenario" / "machine_specs.py",
+           *(HARNESS / "launch" / "families").glob("*.py")}  # the tables
+# The packages from the bottom up: each imports only those before it. The probes (stdlib programs
+# that run inside a path) take the system's stdlib-only modules beside them (vfio, reaper).
+LAYERS = ("core", "system", "probe", "scenario", "workloads", "host", "runtimes", "launch", "matrix", "judging",
+          "report", "run", "studies", "cli")
+FACE = {"harness", "harness.pytest_plugin"}  # the package's face: imports anything, imported by nothing
 PATH_IDS = set(paths.PATHS)
 FAMILY_NAMES = set(registry.FAMILIES)
 MAX_LINES = 450
@@ -104,7 +113,8 @@ def imported(path: Path, modules: Set[str], root: Path = HARNESS) -> Set[str]:
 
 
 def import_graph(root: Path = HARNESS) -> Dict[str, Set[str]]:
-    files = {module_name(path, root): path for path in root.rglob("*.py")}
+    """Module -> the modules it imports; the package's data (a workload's program) is no module of it."""
+    files = {module_name(path, root): path for path in root.rglob("*.py") if "data" not in path.relative_to(root).parts}
     return {name: imported(path, set(files), root) for name, path in files.items()}
 
 
@@ -147,6 +157,50 @@ def test_harness_has_no_import_cycle():
     graph = import_graph()
     assert len(graph) > 50 and sum(len(edges) for edges in graph.values()) > 200  # the whole package was read
     assert cycles(graph) == []
+
+
+def package_of(module: str) -> str:
+    return module if module in FACE else module.split(".")[1]
+
+
+def flat_imports(path: Path) -> Set[str]:
+    """What a probe file imports by a bare name that is a module of the system package (copied
+    beside the probe where it runs): a by-path link."""
+    system = {p.stem for p in (HARNESS / "system").glob("*.py")}
+    found: Set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {f"harness.system.{alias.name}" for alias in node.names if alias.name in system}
+    return found
+
+
+def package_graph() -> Dict[str, Set[str]]:
+    """Package -> the packages its modules import (each import counted, lazy ones too)."""
+    graph: Dict[str, Set[str]] = {}
+    modules = import_graph()
+    for path in (HARNESS / "probe").glob("*.py"):
+        modules[module_name(path)] = modules.get(module_name(path), set()) | flat_imports(path)
+    for module, imports in modules.items():
+        source = package_of(module)
+        graph.setdefault(source, set()).update(package_of(target) for target in imports if package_of(target) != source)
+    return graph
+
+
+def test_packages_import_only_the_layers_below_them():
+    graph = package_graph()
+    assert set(graph) == set(LAYERS) | FACE, "a package outside the layers, or a layer that is gone"
+    upward = sorted(f"{source} -> {target}" for source, targets in graph.items() for target in targets
+                    if source not in FACE and (target in FACE or LAYERS.index(target) > LAYERS.index(source)))
+    assert upward == []
+    assert cycles(graph) == []
+    assert graph["probe"] <= {"system"} and "core" not in graph["core"]
+
+
+def test_only_the_face_is_at_the_top_and_every_package_says_what_it_owns_and_imports():
+    assert sorted(p.name for p in HARNESS.glob("*.py")) == ["__init__.py", "pytest_plugin.py"]
+    for layer in LAYERS:
+        doc = ast.get_docstring(ast.parse((HARNESS / layer / "__init__.py").read_text())) or ""
+        assert doc and ("Imports" in doc or "imports" in doc or layer == "probe"), layer
 
 
 def test_the_cycle_finder_counts_lazy_and_type_only_imports(tmp_path):
@@ -215,8 +269,8 @@ def test_a_launch_or_target_that_forgets_a_method_cannot_be_made(tmp_path):
 def test_a_vfio_guest_target_launches_the_vfio_way(tmp_path):
     """A test's guest of a vfio path boots as the matrix boots it: with the vfio family's launch
     (its IOMMU, devices and kernel arguments), not a plain VM launch."""
-    from harness.families.vfio import VfioLaunch
-    from harness.families.vm_launch import VmLaunch
+    from harness.launch.families.vfio import VfioLaunch
+    from harness.launch.families.vm_launch import VmLaunch
 
     qemu = Tool("qemu-system-x86_64", "/usr/bin/qemu-system-x86_64")
     for path_id, launch_class in (("vm-vfio-nested", VfioLaunch), ("vm-virgl", VmLaunch)):

@@ -2,13 +2,14 @@ import os
 import subprocess
 import sys
 
-from harness.families import registry
-from harness import model
-from harness import matrix, vtest
-from harness.families import host, sandbox
-from harness.families.base import write_config
-from harness.lifecycle import LaunchContext, Workload, Workspace
-from harness.toolset import Tool, Toolset
+from harness.launch.families import registry
+from harness.scenario import model
+from harness import matrix
+from harness.launch import vtest
+from harness.launch.families import host, sandbox
+from harness.launch.families.base import write_config
+from harness.launch.lifecycle import LaunchContext, Workload, Workspace
+from harness.host.toolset import Tool, Toolset
 
 
 def fake_toolset(render_nodes=()):
@@ -123,7 +124,7 @@ def test_a_bwrap_that_cannot_make_a_sandbox_is_a_skip_saying_what_is_missing(tmp
 
 
 def test_a_toolset_that_points_host_gl_at_its_mesa_reaches_every_host_gl_program(tmp_path):
-    from harness.vm import display
+    from harness.launch.vm import display
     toolset = fake_toolset()
     gl_env = {"__EGL_VENDOR_LIBRARY_DIRS": "/nix/store/x-mesa/share/glvnd/egl_vendor.d",
               "LIBGL_DRIVERS_PATH": "/nix/store/x-mesa/lib/dri"}

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.families import registry
+from harness.launch.families import registry
 
 from .suiteplugin import FULL_REASONS
 

@@ -3,9 +3,10 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from harness.families import registry
-from harness import report, toolset
-from harness.errors import InputError
+from harness.launch.families import registry
+from harness import report
+from harness.host import toolset
+from harness.core.errors import InputError
 
 
 def manifest(tmp_path, data):
@@ -32,7 +33,7 @@ def test_manifest_errors(tmp_path):
 
 
 def test_missing_tool_gives_install_hint():
-    from harness import paths
+    from harness.scenario import paths
     empty = toolset.Toolset("discovery", {name: toolset.Tool(name) for name in toolset.TOOL_SPECS}, [])
     spec = paths.get("vtest-virgl")
     reason = registry.of(spec).available(spec, empty)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import toolset
+from harness.host import toolset
 
 from . import runs
 from .files import write

@@ -2,12 +2,14 @@ from pathlib import Path
 
 import pytest
 
-from harness import diagnosis, matrix, verdict
-from harness.images import Comparison
-from harness.lifecycle import LaunchResult
-from harness.outcomes import FailureKind
-from harness.probes import ProbeReport
-from harness.process import Exit
+from harness.host import diagnosis
+from harness import matrix
+from harness.judging import verdict
+from harness.scenario.imagecompare import Comparison
+from harness.launch.lifecycle import LaunchResult
+from harness.scenario.outcomes import FailureKind
+from harness.scenario.probes import ProbeReport
+from harness.system.process import Exit
 
 HOST = verdict.HostFacts({"mnt": "mnt:[1]", "pid": "pid:[2]", "net": "net:[3]", "ipc": "ipc:[4]", "uts": "uts:[5]"},
                          has_gpu=False)
@@ -67,7 +69,7 @@ def test_native_with_render_node_must_not_be_llvmpipe():
 def test_the_host_driver_falling_back_to_llvmpipe_on_a_gpu_host_is_a_silent_fallback(path):
     """On a host with a GPU, the host's driver in the sandbox must drive it: glvnd dropping the
     vendor and Mesa's software rasterizer answering instead is a classified Fail, not a Pass."""
-    from harness.outcomes import FailureKind
+    from harness.scenario.outcomes import FailureKind
 
     with_gpu = verdict.HostFacts(HOST.namespaces, has_gpu=True)
     data = probe(renderer="llvmpipe (LLVM 15.0.6, 256 bits)", dri=["/dev/dri/renderD128"])

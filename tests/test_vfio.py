@@ -1,4 +1,4 @@
-"""harness.vfio on fixture sysfs trees: what `check` finds, and the bind/restore state machine
+"""harness.system.vfio on fixture sysfs trees: what `check` finds, and the bind/restore state machine
 with each step failing in turn (a fake kernel answers the writes). The real kernel's answers
 are in vmtests/test_vfio.py (the nested tier)."""
 import errno
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import reaper, vfio
-from harness.vm import modules as modules_mod
-from harness.vm.qemu import QemuSpec
+from harness.system import reaper, vfio
+from harness.launch.vm import modules as modules_mod
+from harness.launch.vm.qemu import QemuSpec
 
 GPU, AUDIO, BRIDGE, OTHER = "0000:01:00.0", "0000:01:00.1", "0000:00:01.0", "0000:02:00.0"
 
@@ -317,17 +317,18 @@ def nested_probe(module="vfio_nested"):
     import importlib
     import sys
 
-    from harness.probes import PROBE_DIR
+    from harness.scenario.probes import PROBE_DIR
 
-    for folder in (str(PROBE_DIR), str(PROBE_DIR.parent)):
+    # In the guest the probe's support modules lie beside it; here: the probe folder, and vfio's.
+    for folder in (str(PROBE_DIR), str(Path(vfio.__file__).parent)):
         if folder not in sys.path:
             sys.path.append(folder)
     return importlib.import_module(module)
 
 
 def test_the_probe_and_the_host_agree_on_the_console_protocol():
-    from harness.families import vfio as vfio_family
-    from harness.vm import console
+    from harness.launch.families import vfio as vfio_family
+    from harness.launch.vm import console
 
     l2 = nested_probe("l2guest")
     assert l2.SCANOUT_READY_LINE == console.Marker.PASSED_SCANOUT_READY.line
@@ -356,7 +357,7 @@ def test_the_test_pattern_tells_every_chunk_apart():
 def test_the_vfio_probe_takes_qemu_qmp_with_it():
     """The L1 guest may not see the harness's environment (a checkout under /tmp, which the guest
     mounts over): qemu.qmp's modules travel beside the probe, as importable names."""
-    from harness import probes
+    from harness.scenario import probes
 
     names = dict(probes.get("vfio").package_files())
     assert "qemu/qmp/legacy.py" in names and "qemu/qmp/__init__.py" in names

@@ -1,10 +1,10 @@
 from harness import matrix
-from harness.outcomes import Failure, FailureKind
-from harness.templating import render
-from harness.vm import accel, console, modules
-from harness.vm.console import guest_exit
-from harness.vm.qemu import QemuSpec
-from harness.vm.xcapture import window_region
+from harness.scenario.outcomes import Failure, FailureKind
+from harness.core.templating import render
+from harness.launch.vm import accel, console, modules
+from harness.launch.vm.console import guest_exit
+from harness.launch.vm.qemu import QemuSpec
+from harness.launch.vm.xcapture import window_region
 
 DEP = """kernel/fs/9p/9p.ko: kernel/net/9p/9pnet.ko kernel/fs/fscache/fscache.ko kernel/fs/netfs/netfs.ko
 kernel/net/9p/9pnet.ko:
@@ -123,9 +123,9 @@ def test_a_display_number_claimed_by_another_harness_process_is_not_handed_out()
     import subprocess
     import sys
 
-    from harness.vm import display
+    from harness.launch.vm import display
 
-    other = subprocess.Popen([sys.executable, "-c", "from harness.vm import display; import sys;"
+    other = subprocess.Popen([sys.executable, "-c", "from harness.launch.vm import display; import sys;"
                               " n = display.free_display(); print(n, flush=True); sys.stdin.read()"],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:

@@ -5,11 +5,11 @@ panic with its reason, not "stopped before the probe finished (SHUTDOWN guest-re
 too: panic=-1 resets the guest at once, and -no-reboot makes the reset QEMU's exit). The KVM probe's
 tiny guest is judged by its console once QEMU is gone too."""
 from harness import matrix
-from harness.families.vm_launch import VmLaunch
-from harness.lifecycle import LaunchContext, Workload, Workspace
-from harness.outcomes import FailureKind
-from harness.toolset import Tool, Toolset
-from harness.vm import accel
+from harness.launch.families.vm_launch import VmLaunch
+from harness.launch.lifecycle import LaunchContext, Workload, Workspace
+from harness.scenario.outcomes import FailureKind
+from harness.host.toolset import Tool, Toolset
+from harness.launch.vm import accel
 
 BEFORE = "gpu-harness: init started\ngpu-harness: probe starting\n"
 AFTER = BEFORE + "gpu-harness: probe exited 0\ngpu-harness: powering off\n[    8.156731] reboot: Power down\n"

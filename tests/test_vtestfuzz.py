@@ -1,12 +1,12 @@
 """The hostile vtest client's pure parts on a session recorded from a real run (the gl probe's,
-through vtest-virgl to virgl_test_server 0.10.4, by harness/vtestrelay.py): the protocol's
+through vtest-virgl to virgl_test_server 0.10.4, by harness/studies/vtestrelay.py): the protocol's
 framing, a mutator that is the same for the same seed, and what the server's framing still owes."""
 import importlib.util
 import random
 import struct
 import sys
 
-from harness.probes import PROBE_DIR
+from harness.scenario.probes import PROBE_DIR
 
 SESSION = (PROBE_DIR.parent / "data" / "vtest" / "gl-session.bin").read_bytes()  # shipped: security.toml fuzzes from it
 

@@ -5,7 +5,7 @@ sockets; the kernel glues the two sends into one read on the relay's side."""
 import os
 import socket
 
-from harness import vtestrelay
+from harness.studies import vtestrelay
 
 
 def test_an_fd_sent_after_plain_bytes_reaches_the_reader_s_recvmsg_not_its_plain_read(tmp_path):

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from harness import paths, spirv
-from harness.probes import PROBE_DIR
+from harness.scenario import paths, spirv
+from harness.scenario.probes import PROBE_DIR
 
 sys.path.insert(0, str(PROBE_DIR))
 import probelib  # noqa: E402
@@ -147,8 +147,8 @@ SERVER_SAID = ["vtest_resource_create_blob called virgl_renderer_resource_export
 
 
 def test_the_classifier_takes_the_probes_step_fields_and_the_servers_words():
-    from harness import diagnosis
-    from harness.outcomes import FailureKind
+    from harness.host import diagnosis
+    from harness.scenario.outcomes import FailureKind
 
     # The fields win over the words: the step the watchdog saw is the one that hung.
     hung = {"ok": False, "error": "step vkQueueSubmit: no answer from the driver after 10 s",

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.outcomes import SubtestOutcome
-from harness.probes import PROBE_DIR
+from harness.scenario.outcomes import SubtestOutcome
+from harness.scenario.probes import PROBE_DIR
 from harness.workloads import benchmark, registry, trace
 from harness.workloads.base import Problems, StepRun
 from harness.workloads.command import KIND as COMMAND

@@ -7,13 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from harness import baseline as baseline_mod, cli, matrix as matrix_mod, recipes, runtimes
-from harness.errors import InputError
+from harness.judging import baseline as baseline_mod
+from harness import cli, matrix as matrix_mod
+from harness.runtimes import recipes, builds
+from harness.core.errors import InputError
 from harness.matrix.writing import declaration_of
 from harness.report import diff as diff_mod
-from harness.model import Scenario
-from harness.outcomes import FailureKind, Outcome, Subtest, SubtestOutcome
-from harness.verdict import Check, Verdict, subtest_check
+from harness.scenario.model import Scenario
+from harness.scenario.outcomes import FailureKind, Outcome, Subtest, SubtestOutcome
+from harness.judging.verdict import Check, Verdict, subtest_check
 from harness.workloads import piglit, registry
 from harness.workloads.base import StepRun
 
@@ -249,8 +251,8 @@ def test_a_built_runtime_gets_the_workload_s_packages_in_a_derived_runtime_and_t
     assert runtimes_of["sandbox-dri/trixie/gl"].build_name == "trixie"
     assert runtimes_of["software/host/mine"].extra_packages == ()  # never installed into the host
     base = recipes.load_recipe("trixie")
-    derived = runtimes.derived(base, ("piglit", "python3"))
+    derived = builds.derived(base, ("piglit", "python3"))
     assert derived.name == "trixie+piglit+python3" and derived.packages == (*base.packages, "piglit")
     lock = recipes.load_lock(base)
     assert recipes.digest(derived, lock) != recipes.digest(base, lock)  # its own place in the cache
-    assert runtimes.derived(base, ()) is base
+    assert builds.derived(base, ()) is base

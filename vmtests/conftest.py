@@ -10,9 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from harness.families import registry
-from harness import matrix as matrix_mod, reaper, runner, toolsets, verdict
-from harness.lifecycle import LaunchContext, Workload, Workspace
+from harness.launch.families import registry
+from harness import matrix as matrix_mod
+from harness.system import reaper
+from harness.run import runner
+from harness.runtimes import chosen_toolset
+from harness.judging import verdict
+from harness.launch.lifecycle import LaunchContext, Workload, Workspace
 
 REQUIRED = {p.strip() for p in os.environ.get("GPU_HARNESS_REQUIRE", "").split(",") if p.strip()}
 
@@ -50,7 +54,7 @@ def launched_families(request, monkeypatch):
 
 @pytest.fixture(scope="session")
 def toolset():
-    return toolsets.load()
+    return chosen_toolset.load()
 
 
 def scenarios_from(declaration: dict):
@@ -147,7 +151,7 @@ def machine(request, toolset, tmp_path):
     display service, runtime root) with a command agent in place of the probe: a
     harness.guest.Guest, which also has ``screenshot()``, ``wait_for_event("SHUTDOWN")``,
     ``wait_for_console(text)`` and ``qmp(...)``. For a host or sandbox path it is a
-    harness.target.ProcessTarget: the path's services stay up, and each command runs as that
+    harness.launch.target.ProcessTarget: the path's services stay up, and each command runs as that
     path runs a probe (in a fresh sandbox for sandbox paths). Pick the path with
     ``@pytest.mark.guest("vm-virgl")`` (default vm-headless) or by indirect parametrization;
     matrix settings go in the marker's keywords, e.g.

@@ -6,10 +6,11 @@ import json
 
 import pytest
 
-from harness import matrix as matrix_mod, report, verdict
+from harness import matrix as matrix_mod, report
+from harness.judging import verdict
 from harness.report import document as report_document
-from harness.lifecycle import Hooks, Phase
-from harness.outcomes import FailureKind
+from harness.launch.lifecycle import Hooks, Phase
+from harness.scenario.outcomes import FailureKind
 
 from .conftest import describe, outcome_or_skip
 from .test_faults import processes_mentioning

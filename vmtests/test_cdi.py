@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import verdict
-from harness.families.container import PRIVATENS
-from harness.outcomes import FailureKind
+from harness.judging import verdict
+from harness.launch.families.container import PRIVATENS
+from harness.scenario.outcomes import FailureKind
 
 from .conftest import describe, on_runtimes, outcome_or_skip
 from .test_containers import global_state, left_of, need_podman

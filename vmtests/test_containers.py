@@ -19,10 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from harness import imagearchive, reaper, runner, runtimes, verdict
-from harness.families.container import PRIVATENS, STATE_PARENT, STATE_PREFIX
-from harness.outcomes import FailureKind
-from harness.retry import poll
+from harness.runtimes import imagearchive, builds as runtimes
+from harness.system import reaper
+from harness.run import runner
+from harness.judging import verdict
+from harness.launch.families.container import PRIVATENS, STATE_PARENT, STATE_PREFIX
+from harness.scenario.outcomes import FailureKind
+from harness.system.retry import poll
 from tests.leftovers import processes_in
 
 from .conftest import (describe, harness_in_subprocess, on_runtimes, outcome_or_skip, scenarios_from,
@@ -141,7 +144,7 @@ def test_harness_sigkilled_during_a_container_leaves_nothing(tmp_path, toolset):
 
 @pytest.mark.parametrize("bad", ["/tmp/a:b", "/tmp/a,b"])
 def test_a_path_podman_would_split_is_refused(bad):
-    from harness.families.container import ContainerError, volume
+    from harness.launch.families.container import ContainerError, volume
 
     with pytest.raises(ContainerError, match="podman splits"):
         volume(bad, "/x")

@@ -12,11 +12,12 @@ import time
 
 import pytest
 
-from harness import matrix as matrix_mod, verdict
-from harness.families import registry
-from harness.outcomes import FailureKind
-from harness.process import process_stats
-from harness.retry import poll
+from harness import matrix as matrix_mod
+from harness.judging import verdict
+from harness.launch.families import registry
+from harness.scenario.outcomes import FailureKind
+from harness.system.process import process_stats
+from harness.system.retry import poll
 
 from .conftest import describe, outcome_or_skip, skip_unless_required
 

@@ -9,12 +9,15 @@ import sys
 
 import pytest
 
-from harness.families import registry
-from harness import drivermatch, matrix as matrix_mod, runner, verdict
-from harness.families import flatpak
-from harness.lifecycle import LaunchContext, Workload, Workspace
-from harness.outcomes import FailureKind
-from harness.retry import poll
+from harness.launch.families import registry
+from harness.host import drivermatch
+from harness import matrix as matrix_mod
+from harness.run import runner
+from harness.judging import verdict
+from harness.launch.families import flatpak
+from harness.launch.lifecycle import LaunchContext, Workload, Workspace
+from harness.scenario.outcomes import FailureKind
+from harness.system.retry import poll
 from tests.leftovers import processes_in
 
 from .conftest import (describe, harness_in_subprocess, on_runtimes, outcome_or_skip,

@@ -6,8 +6,11 @@ kernel under qemu-system-aarch64, what emulation costs, and the ELF classifier o
 own files."""
 import pytest
 
-from harness import emulation, emulationcost, matrix as matrix_mod, verdict
-from harness.outcomes import FailureKind
+from harness.host import emulation
+from harness.report import emulationcost
+from harness import matrix as matrix_mod
+from harness.judging import verdict
+from harness.scenario.outcomes import FailureKind
 
 from .conftest import describe, outcome_or_skip
 
@@ -79,14 +82,14 @@ def test_flatpak_runs_an_arm64_runtime_s_app_as_aarch64(run_scenarios):
 def test_podman_runs_an_arm64_image_for_its_platform(run_scenarios):
     """The runtime as an image whose config says arm64, run with --arch arm64; the kernel the
     runtime carries for its guest is not in the image."""
-    from harness import imagearchive, runtimes
+    from harness.runtimes import imagearchive, builds
 
     require_emulated()
     (result,) = run_scenarios([compat("podman-vtest/bookworm-arm64-image/gl")])
     assert outcome_or_skip(result) == verdict.PASS, describe(result)
     argv = result.launch.argv
     assert argv[argv.index("--arch") + 1] == "arm64"
-    archive = runtimes.image_archive_path("bookworm-arm64")
+    archive = builds.image_archive_path("bookworm-arm64")
     assert imagearchive.read(str(archive)).architecture == "arm64"
     assert not [name for name in layer_names(archive) if name.startswith(("boot/", "usr/lib/modules/")) and
                 not name.endswith("/")]
@@ -145,12 +148,12 @@ def test_a_riscv64_runtime_renders_alone_in_flatpak_in_podman_and_in_its_own_gue
 
 def test_the_elf_classifier_on_each_runtime_s_own_files():
     """The shells and C libraries of the built amd64, i386 and arm64 runtimes, read by their headers."""
-    from harness import runtimes
+    from harness.runtimes import builds
 
     require_emulated()
     for name, architecture in (("bookworm", "amd64"), ("bookworm-i386", "i386"), ("bookworm-arm64", "arm64"),
                                (RISCV, "riscv64")):
-        root = runtimes.ensure(name).root
+        root = builds.ensure(name).root
         assert emulation.tree_architecture(root) == architecture, name
         libc = sorted(root.glob("usr/lib/*-linux-gnu*/libc.so.6"))
         assert libc and emulation.elf_architecture(libc[0]) == architecture, (name, libc)

@@ -15,7 +15,8 @@ from typing import Tuple
 
 import pytest
 
-from harness import gputier, matrix as matrix_mod
+from harness.cli import gputier
+from harness import matrix as matrix_mod
 
 from .conftest import descendants
 

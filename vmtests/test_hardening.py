@@ -11,7 +11,11 @@ import time
 
 import pytest
 
-from harness import matrix as matrix_mod, probes, runner, toolset as toolset_mod, verdict
+from harness import matrix as matrix_mod
+from harness.scenario import probes
+from harness.run import runner
+from harness.host import toolset as toolset_mod
+from harness.judging import verdict
 
 from .conftest import describe
 from .test_faults import processes_mentioning

@@ -12,10 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from harness import driverlayout, hostdriver, matrix as matrix_mod, paths, runner, runtime_toolset, runtimes, verdict
-from harness.families.sandbox import BwrapSpec, runtime_layout
-from harness.model import LOCAL, Runtime
-from harness.outcomes import FailureKind
+from harness.host import driverlayout, hostdriver
+from harness import matrix as matrix_mod
+from harness.scenario import paths
+from harness.run import runner
+from harness.runtimes import pinned_toolset, builds
+from harness.judging import verdict
+from harness.launch.families.sandbox import BwrapSpec, runtime_layout
+from harness.scenario.model import LOCAL, Runtime
+from harness.scenario.outcomes import FailureKind
 
 from .conftest import describe, outcome_or_skip, scenarios_from, skip_unless_required
 
@@ -32,7 +37,7 @@ def need_builder():
 
 def built(name: str) -> Path:
     need_builder()
-    return runtimes.ensure(name).root
+    return builds.ensure(name).root
 
 
 def version(text: str):
@@ -110,7 +115,7 @@ def test_a_newer_hosts_driver_needs_a_newer_glibc_than_an_older_runtime_has(tmp_
     """The driver of a newer host (trixie's Mesa, through --toolset runtime:trixie-host) in the
     bookworm runtime: glibc-too-old, naming a version the runtime lacks and the driver's has."""
     bookworm = built("bookworm")
-    toolset = runtime_toolset.load("runtime:trixie-host")
+    toolset = pinned_toolset.load("runtime:trixie-host")
     driver_root = toolset.path("host-driver")
     (scenario,) = [s for s in COMPAT.scenarios if s.id == "sandbox-hostlibs/bookworm/gl"]
     (result,) = runner.run([scenario], toolset, runner.RunOptions(out_dir=tmp_path / "out"))

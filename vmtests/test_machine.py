@@ -7,8 +7,8 @@ import numpy
 import pytest
 from PIL import Image
 
-from harness.families.vm_guest import GuestError
-from harness.target import TargetError
+from harness.launch.families.vm_guest import GuestError
+from harness.launch.target import TargetError
 
 pytestmark = pytest.mark.vm
 

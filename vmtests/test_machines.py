@@ -9,9 +9,11 @@ import sys
 
 import pytest
 
-from harness import matrix as matrix_mod, runner, verdict
-from harness.lifecycle import Hooks
-from harness.outcomes import FailureKind
+from harness import matrix as matrix_mod
+from harness.run import runner
+from harness.judging import verdict
+from harness.launch.lifecycle import Hooks
+from harness.scenario.outcomes import FailureKind
 
 from .conftest import describe, outcome_or_skip, run_leaving_nothing
 

@@ -4,8 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import diagnosis, matrix as matrix_mod, verdict
-from harness.model import LOCAL
+from harness.host import diagnosis
+from harness import matrix as matrix_mod
+from harness.judging import verdict
+from harness.scenario.model import LOCAL
 
 from .conftest import describe, outcome_or_skip
 

@@ -8,8 +8,10 @@ import sys
 
 import pytest
 
-from harness import matrix as matrix_mod, recipes, runtimes, verdict
-from harness.errors import InputError
+from harness import matrix as matrix_mod
+from harness.runtimes import recipes, builds
+from harness.judging import verdict
+from harness.core.errors import InputError
 
 from .conftest import describe, outcome_or_skip, skip_unless_required
 
@@ -56,14 +58,14 @@ def test_a_drifted_lock_is_reported_and_fails_only_when_strict(tmp_path):
     base_files["version"] = "13.0"  # a version the archive no longer has
     (tmp_path / "trixie.lock.json").write_text(json.dumps(lock))
     recipe = recipes.load_recipe("trixie", tmp_path)
-    built = runtimes.build(recipe, recipes.load_lock(recipe, tmp_path), cache_dir=tmp_path / "cache")
+    built = builds.build(recipe, recipes.load_lock(recipe, tmp_path), cache_dir=tmp_path / "cache")
     # The archive moves on (a point release drifts more packages than the one changed here).
     assert f"base-files: locked 13.0, now {now}" in built.drift or any(
         d.startswith("base-files: locked 13.0, now ") for d in built.drift), built.drift
     assert all(re.match(r"^\S+: locked \S+, now \S+$", d) for d in built.drift), built.drift
     assert (built.root / "usr/bin/python3").exists()
     with pytest.raises(InputError, match=r"the lock has drifted \(\d+ packages, first: "):
-        runtimes.build(recipe, recipes.load_lock(recipe, tmp_path), strict=True, cache_dir=tmp_path / "strict")
+        builds.build(recipe, recipes.load_lock(recipe, tmp_path), strict=True, cache_dir=tmp_path / "strict")
 
 
 def test_runtimes_build_cli_reports_the_built_runtime():
@@ -106,4 +108,4 @@ def test_exec_runs_in_the_built_runtime_not_the_host(tmp_path):
     if "missing" in done.stderr and "cannot run here" in done.stderr:
         skip_unless_required("vtest-virgl", "vtest-virgl", done.stderr.strip())
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().endswith(" " + runtimes.cached("trixie").facts["libc"])
+    assert done.stdout.strip().endswith(" " + builds.cached("trixie").facts["libc"])

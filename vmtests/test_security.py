@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from harness import vtestsecurity
+from harness.studies import vtestsecurity
 from harness.report import security as security_answer
-from harness.process import process_stats
+from harness.system.process import process_stats
 
 from .conftest import skip_unless_required
 from .test_faults import comm
@@ -175,7 +175,8 @@ def test_the_shipped_security_matrix_s_hostile_client_inside_vtest_virgl(path, r
     """security.toml's scenario for real: the fuzzer inside the sandbox, against the scenario's own
     server (confined too: under bwrap and its seccomp filter); the verdict and the security answer
     from its entry."""
-    from harness import matrix, verdict
+    from harness import matrix
+    from harness.judging import verdict
     from harness.report import answers, document
 
     from .conftest import describe, outcome_or_skip
@@ -199,7 +200,8 @@ def test_the_shipped_security_matrix_s_hostile_guest_program_inside_vm_virgl(run
     guest kernel's driver to QEMU's virglrenderer; a fresh client's texture round trip after
     each input and a victim client's texture through the run say whether other clients were
     disturbed; QEMU outlives it all."""
-    from harness import matrix, verdict
+    from harness import matrix
+    from harness.judging import verdict
     from harness.report import answers, document
 
     from .conftest import describe, outcome_or_skip

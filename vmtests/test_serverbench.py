@@ -5,7 +5,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from harness import serverbench
+from harness.studies import serverbench
 from tests.leftovers import processes_in
 
 from .conftest import skip_unless_required

@@ -10,8 +10,9 @@ import time
 
 import pytest
 
-from harness.families import registry
-from harness import matrix as matrix_mod, paths
+from harness.launch.families import registry
+from harness import matrix as matrix_mod
+from harness.scenario import paths
 
 from .conftest import skip_unless_required
 from .test_faults import processes_mentioning

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from harness.retry import poll
+from harness.system.retry import poll
 from tests.leftovers import processes_in
 
 from .conftest import harness_in_subprocess, skip_unless_required

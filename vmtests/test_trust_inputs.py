@@ -15,7 +15,7 @@ from typing import Iterator, List
 
 import pytest
 
-from harness.retry import poll
+from harness.system.retry import poll
 
 from .conftest import skip_unless_required
 

@@ -8,8 +8,11 @@ import shutil
 
 import pytest
 
-from harness import matrix as matrix_mod, runner, runtime_toolset, verdict
-from harness.outcomes import FailureKind
+from harness import matrix as matrix_mod
+from harness.run import runner
+from harness.runtimes import pinned_toolset
+from harness.judging import verdict
+from harness.scenario.outcomes import FailureKind
 
 from .conftest import describe, outcome_or_skip, run_leaving_nothing, skip_unless_required
 
@@ -22,7 +25,7 @@ COMPAT = matrix_mod.load(matrix_mod.DEFAULT_MATRIX.parent / "compat.toml")
 def toolset_from(runtime: str):
     if not shutil.which("mmdebstrap"):
         skip_unless_required("runtimes", "runtime builds", "needs mmdebstrap (apt-get install mmdebstrap arch-test)")
-    return runtime_toolset.load(f"runtime:{runtime}")
+    return pinned_toolset.load(f"runtime:{runtime}")
 
 
 def run(scenario_ids, toolset, tmp_path, matrix=VENUS, retries=0):

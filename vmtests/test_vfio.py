@@ -5,9 +5,10 @@ import json
 import pytest
 from PIL import Image
 
-from harness import matrix as matrix_mod, verdict
-from harness.probes import GOLDENS_DIR
-from harness.families import vfio as vfio_family
+from harness import matrix as matrix_mod
+from harness.judging import verdict
+from harness.scenario.probes import GOLDENS_DIR
+from harness.launch.families import vfio as vfio_family
 
 from .conftest import describe, outcome_or_skip
 

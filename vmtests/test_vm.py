@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.families import registry
-from harness import matrix as matrix_mod, verdict
+from harness.launch.families import registry
+from harness import matrix as matrix_mod
+from harness.judging import verdict
 
 from .conftest import describe, outcome_or_skip, skip_unless_required
 from .test_faults import processes_mentioning

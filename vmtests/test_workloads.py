@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import matrix as matrix_mod, runner, verdict
-from harness.outcomes import SubtestOutcome
-from harness.probes import PROBE_DIR
+from harness import matrix as matrix_mod
+from harness.run import runner
+from harness.judging import verdict
+from harness.scenario.outcomes import SubtestOutcome
+from harness.scenario.probes import PROBE_DIR
 from harness.workloads import registry
 
 from .conftest import describe, outcome_or_skip, run_leaving_nothing
@@ -32,7 +34,7 @@ def test_the_conformance_matrix_through_every_family(toolset, tmp_path):
     program that draws a picture) through a sandbox, vtest, a container (trixie derived with the
     workloads' packages), a Flatpak and a VM: each subtest judged, the baseline's known subtest
     failures the only failures, the commands seeing the renderer the path gives."""
-    from harness import baseline as baseline_mod
+    from harness.judging import baseline as baseline_mod
 
     scenarios = matrix_mod.load(CONFORMANCE).scenarios
     assert {s.spec.family for s in scenarios} == FAMILIES
@@ -188,7 +190,7 @@ def test_a_failing_test_fails_the_scenario_naming_it_and_a_baseline_knows_it(too
         return
     assert result.verdict.outcome is verdict.FAIL and result.verdict.failure_kind.value == "subtest-failed"
     assert result.verdict.reason.startswith("1/2 subtests pass, 1 fail: ext_transform_feedback-structs (fail: ")
-    from harness import baseline as baseline_mod
+    from harness.judging import baseline as baseline_mod
 
     known = baseline_mod.parse({"known": [{"match": scenario.id, "kind": "failure", "subtest": "ext_transform_*",
                                            "reason": "it wants arguments"}]}, "b.toml")

@@ -1,46 +1,16 @@
-"""The `gpu-harness` command line: parse the arguments, run the command, turn bad input into one
-line and exit code 2."""
-import sys
+"""The `gpu-harness` command line: a module per group of commands (cli.commands dispatches),
+and the GPU tier's pack and run (gputier: the standard library only until its wheels are on the
+path, so this package imports nothing at its import). Imports every layer below it."""
 from typing import List, Optional
-
-from .. import cache, process, reaper
-from ..errors import InputError
-from ..interrupts import INTERRUPTS
-from .cdi import cmd_cdi
-from .codes import EXIT_INTERRUPTED, EXIT_USAGE
-from .parser import build_parser
-from .results import cmd_baseline, cmd_diff, cmd_merge, cmd_report
-from .security import cmd_security
-from .scenarios import cmd_bench, cmd_exec, cmd_goldens_update, cmd_list, cmd_run
-from .upkeep import cmd_cache, cmd_doctor, cmd_pins, cmd_runtimes, cmd_vfio
-
-__all__ = ["build_parser", "main"]
-
-COMMANDS = {"vfio": cmd_vfio, "run": cmd_run, "list": cmd_list, "doctor": cmd_doctor, "exec": cmd_exec,
-            "report": cmd_report, "bench": cmd_bench, "pins": cmd_pins, "runtimes": cmd_runtimes,
-            "diff": cmd_diff, "baseline": cmd_baseline, "cache": cmd_cache, "merge": cmd_merge,
-            "cdi": cmd_cdi, "security": cmd_security}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    # SIGINT/SIGTERM: a run stops its scenarios and writes what finished; otherwise unwind so
-    # services stop. The reaper covers what unwinding cannot; orphans of launched programs are
-    # reparented to us (a child subreaper) and reaped before we exit.
-    INTERRUPTS.install()
-    process.become_subreaper()
-    try:
-        args = build_parser().parse_args(argv)
-        if args.command != "cache":
-            cache.hold_shared()  # nothing this process uses is pruned while it runs
-        handler = cmd_goldens_update if args.command == "goldens" else COMMANDS[args.command]
-        return handler(args)
-    except InputError as exc:
-        for problem in exc.problems:
-            print(f"gpu-harness: error: {problem}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
-    finally:
-        reaper.shutdown()
-        process.reap_children()
+    from .commands import main as run
 
+    return run(argv)
+
+
+def build_parser():
+    from .parser import build_parser as parser
+
+    return parser()

@@ -1,6 +1,6 @@
 """`python -m harness.cli`: the command line."""
 import sys
 
-from . import main
+from .commands import main
 
 sys.exit(main())

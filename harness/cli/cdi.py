@@ -3,9 +3,10 @@ import sys
 from pathlib import Path
 from typing import List
 
-from .. import cdi, cdicheck, toolsets
-from ..errors import InputError
-from ..pathspec import DriverMode
+from ..host import cdi, cdicheck
+from ..runtimes import chosen_toolset
+from ..core.errors import InputError
+from ..scenario.pathspec import DriverMode
 from .codes import EXIT_FAILED, EXIT_OK
 
 
@@ -14,7 +15,7 @@ def cmd_cdi(args) -> int:
 
 
 def cdi_generate(args) -> int:
-    toolset = toolsets.load(args.toolset)
+    toolset = chosen_toolset.load(args.toolset)
     live = cdicheck.live_driver(toolset)
     out = Path(args.out)
     if out.suffix != ".json":
@@ -40,7 +41,7 @@ def cdi_check(args) -> int:
     if not specs:
         raise InputError(f"no CDI spec to check: none in {' or '.join(cdi.SPEC_DIRS)}; name one (cdi check SPEC)")
     loaded = [(path, cdicheck.load(path)) for path in specs]  # every input judged good before any is checked
-    live = cdicheck.live_driver(toolsets.load(args.toolset))
+    live = cdicheck.live_driver(chosen_toolset.load(args.toolset))
     stale = 0
     for path, spec in loaded:
         findings = cdicheck.check(spec, live)

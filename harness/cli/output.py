@@ -2,7 +2,7 @@
 scenario's verdict, and the tables a command is asked for on stdout, every cell whole."""
 from typing import TYPE_CHECKING
 
-from .. import runner
+from ..run import runner
 
 if TYPE_CHECKING:
     from rich.console import Console

@@ -3,10 +3,11 @@ types that turn a bad value into one line (exit 2)."""
 import argparse
 from pathlib import Path
 
-from .. import __version__, pins as pins_mod
-from ..errors import InputError, shown
+from .. import __version__
+from ..runtimes import pins as pins_mod
+from ..core.errors import InputError, shown
 from ..matrix import MAX_TIMEOUT_S
-from ..probes import GOLDENS_DIR
+from ..scenario.probes import GOLDENS_DIR
 
 
 class Parser(argparse.ArgumentParser):
@@ -46,8 +47,8 @@ def seconds(text: str) -> float:
 
 
 def security_modes(text: str) -> list:
-    """`forking,confined`: server modes (harness.vtestsecurity.MODES), each once."""
-    from ..vtestsecurity import MODES
+    """`forking,confined`: server modes (harness.studies.vtestsecurity.MODES), each once."""
+    from ..studies.vtestsecurity import MODES
 
     chosen = [part.strip() for part in text.split(",") if part.strip()]
     unknown = [part for part in chosen if part not in MODES]

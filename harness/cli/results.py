@@ -2,9 +2,11 @@
 import json
 from pathlib import Path
 
-from .. import baseline as baseline_mod, merge as merge_mod, outdir, report
-from ..errors import InputError, shown
-from ..words import counted
+from ..judging import baseline as baseline_mod
+from ..report import merge as merge_mod, outdir
+from .. import report
+from ..core.errors import InputError, shown
+from ..core.words import counted
 from .codes import EXIT_FAILED, EXIT_OK
 
 

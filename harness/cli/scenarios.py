@@ -8,17 +8,24 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from .. import bench, matrix as matrix_mod, outdir, paths as path_registry, reaper, report, runner, serverbench
-from .. import baseline as baseline_mod, recipes, shards, toolsets
-from ..errors import InputError, shown
-from ..families import registry
-from ..interrupts import INTERRUPTS
+from ..studies import bench, serverbench
+from .. import matrix as matrix_mod, report
+from ..report import outdir
+from ..scenario import paths as path_registry
+from ..system import reaper
+from ..run import runner
+from ..judging import baseline as baseline_mod
+from ..runtimes import recipes, chosen_toolset
+from ..run import shards
+from ..core.errors import InputError, shown
+from ..launch.families import registry
+from ..system.interrupts import INTERRUPTS
 from ..report import document as report_document
-from ..lifecycle import LaunchContext, Workload, Workspace
-from ..model import HOST, HOST_RUNTIME, Runtime, Scenario
-from ..outcomes import Outcome
-from ..probes import PROBES
-from ..words import counted
+from ..launch.lifecycle import LaunchContext, Workload, Workspace
+from ..scenario.model import HOST, HOST_RUNTIME, Runtime, Scenario
+from ..scenario.outcomes import Outcome
+from ..scenario.probes import PROBES
+from ..core.words import counted
 from .codes import EXIT_FAILED, EXIT_NOT_STARTED, EXIT_OK, EXIT_TIMED_OUT, EXIT_USAGE
 from .output import print_table, run_matrix, say
 
@@ -81,7 +88,7 @@ def cmd_run(args) -> int:
         known = baseline_mod.load(args.baseline) if args.baseline else None
         if known is not None:
             baseline_mod.check_matches(known, [s.id for s in loaded.scenarios], loaded.source)
-        toolset = toolsets.load(args.toolset)
+        toolset = chosen_toolset.load(args.toolset)
         options = runner.RunOptions(out_dir=args.out, jobs=args.jobs, retries=args.retries, goldens_dir=args.goldens,
                                     strict_runtimes=args.strict_runtimes, say=say,
                                     runtime_roots=runtime_roots(args.runtime_root), baseline=known,
@@ -175,7 +182,7 @@ def exec_command(args, scenario: Scenario, command: List[str]) -> int:
               file=sys.stderr)
         return EXIT_USAGE if prepared.skip else EXIT_FAILED
     scenario = runner.with_runtime(scenario, ready)
-    toolset = toolsets.load(args.toolset)
+    toolset = chosen_toolset.load(args.toolset)
     temp = runner.TempRoot()
     result_dir = args.keep or (temp.path / "result")
     try:
@@ -207,7 +214,7 @@ def cmd_goldens_update(args) -> int:
     outdir.prepare(args.goldens, "--goldens")
     loaded = matrix_mod.load(args.matrix)
     probes = sorted({PROBES[s.probe_program].golden_name for s in loaded.scenarios})
-    toolset = toolsets.load(args.toolset)
+    toolset = chosen_toolset.load(args.toolset)
     reference = [Scenario(id=f"{path_id}/{HOST_RUNTIME}/{probe}", path_id=path_id, runtime=HOST, probe=probe)
                  for probe in probes for path_id in (path_registry.reference_for(probe).id,)]
     with reaper.temp_dir("gh-goldens-") as out:
@@ -230,7 +237,7 @@ def cmd_goldens_update(args) -> int:
 def cmd_bench(args) -> int:
     with outdir.claimed(args.out, "--out", BENCH_PRODUCTS):
         loaded, scenarios = select(args)
-        toolset = toolsets.load(args.toolset)
+        toolset = chosen_toolset.load(args.toolset)
     try:
         return bench_rounds(args, scenarios, toolset)
     finally:

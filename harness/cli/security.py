@@ -4,10 +4,14 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from .. import outdir, paths, recipes, runtimes, toolsets, vtest, vtestsecurity
-from ..model import HOST, Runtime, RuntimeKind
-from ..services import ServiceError
-from ..errors import InputError
+from ..report import outdir
+from ..scenario import paths
+from ..runtimes import recipes, builds, chosen_toolset
+from ..launch import vtest
+from ..studies import vtestsecurity
+from ..scenario.model import HOST, Runtime, RuntimeKind
+from ..system.services import ServiceError
+from ..core.errors import InputError
 from .codes import EXIT_FAILED, EXIT_OK
 from .output import print_table
 
@@ -17,7 +21,7 @@ SECURITY_PRODUCTS = ("record", "fuzz-*", "security.json", "replay*")  # what sec
 
 def cmd_security(args) -> int:
     with outdir.claimed(args.out, "--out", SECURITY_PRODUCTS):  # refused input: nothing left there
-        toolset = toolsets.load(args.toolset)
+        toolset = chosen_toolset.load(args.toolset)
         needed = [vtest.SERVICE, "bwrap", "python3", "mesa"]
         if toolset.missing(needed):
             raise InputError(f"security: needs {', '.join(toolset.missing(needed))}")
@@ -73,7 +77,7 @@ def fuzz(args, toolset, runtime: Runtime, venus_runtime: Optional[Runtime]) -> i
 
 def built_runtime(name: str) -> Runtime:
     recipes.load_recipe(name)  # an unknown name is an InputError naming the shipped ones
-    built = runtimes.ensure(name)
+    built = builds.ensure(name)
     return Runtime(name, RuntimeKind.DEBOOTSTRAP, str(built.root), f"runtime {name}", name)
 
 

@@ -5,9 +5,11 @@ import time
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from .. import paths as path_registry, pins as pins_mod, recipes, runtimes as runtimes_mod, toolset as toolset_mod, toolsets
-from ..errors import InputError, shown
-from ..families import registry
+from ..scenario import paths as path_registry
+from ..runtimes import pins as pins_mod, recipes, builds as runtimes_mod, chosen_toolset
+from ..host import toolset as toolset_mod
+from ..core.errors import InputError, shown
+from ..launch.families import registry
 from .codes import EXIT_FAILED, EXIT_OK
 from .output import print_table, say
 
@@ -19,7 +21,7 @@ def cmd_doctor(args) -> int:
     from rich.markup import escape
     from rich.table import Table
 
-    toolset = toolsets.load(args.toolset)
+    toolset = chosen_toolset.load(args.toolset)
     found = [(path, registry.of(path).available(path, toolset)) for path in path_registry.PATHS.values()]
     accel, accel_reason = vm_acceleration(toolset)
     if args.json:
@@ -55,7 +57,7 @@ def cmd_doctor(args) -> int:
 
 def architectures() -> List[dict]:
     """The architectures this host runs a runtime of: natively, or emulated by which qemu-user."""
-    from .. import emulation
+    from ..host import emulation
 
     return [execution.to_dict() for execution in emulation.runnable().values()]
 
@@ -66,8 +68,8 @@ def vm_acceleration(toolset) -> Tuple[Optional[str], str]:
     missing = toolset.missing(ACCEL_TOOLS)
     if missing:
         return None, f"missing {', '.join(missing)}"
-    from .. import reaper
-    from ..families.vm_launch import acceleration
+    from ..system import reaper
+    from ..launch.families.vm_launch import acceleration
 
     try:
         with reaper.temp_dir("gpu-harness-doctor-") as workdir:
@@ -176,7 +178,7 @@ def cmd_pins(args) -> int:
 
 
 def cmd_cache(args) -> int:
-    from .. import cache
+    from ..runtimes import cache
 
     now, current = time.time(), runtimes_mod.current()
     if args.cache_command == "list":
@@ -203,7 +205,7 @@ def cache_list(found, now: float, as_json: bool) -> int:
     from rich.markup import escape
     from rich.table import Table
 
-    from .. import cache
+    from ..runtimes import cache
 
     if as_json:
         print(json.dumps({"root": str(cache.ROOT), "entries": [e.to_dict(now) for e in found]}, indent=2))
@@ -221,6 +223,6 @@ def cache_list(found, now: float, as_json: bool) -> int:
 
 
 def cmd_vfio(args) -> int:
-    from .. import vfio
+    from ..system import vfio
 
     return vfio.main(args.vfio_args)

@@ -4,10 +4,10 @@ import math
 import re
 from typing import Any, Dict, List, Optional
 
-from ..errors import InputError, bad_character, shown
-from ..errors import shown_key as key_name
-from ..model import Expectation
-from ..outcomes import FailureKind
+from ..core.errors import InputError, bad_character, shown
+from ..core.errors import shown_key as key_name
+from ..scenario.model import Expectation
+from ..scenario.outcomes import FailureKind
 
 SETTING_KEYS = {"timeout_s", "tolerance", "env", "probe_args", "golden", "kernel_args", "gl_extension"}
 TOLERANCE_KEYS = {"channel", "fraction"}

@@ -4,9 +4,9 @@ import re
 from pathlib import Path
 from typing import Dict, Iterable, Set, Tuple
 
-from ..errors import shown
-from ..model import DeclaredProbe, RuntimeKind, Scenario
-from ..probes import PROBES
+from ..core.errors import shown
+from ..scenario.model import DeclaredProbe, RuntimeKind, Scenario
+from ..scenario.probes import PROBES
 from ..workloads import registry as workloads
 from .checks import Problems, expect_type
 

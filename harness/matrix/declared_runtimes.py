@@ -4,10 +4,10 @@ import os
 import re
 from typing import Dict, Optional
 
-from .. import imagearchive, recipes, runtimes as built_runtimes
-from ..errors import cut, shown
-from ..errors import shown_key as key_name
-from ..model import HOST, HOST_RUNTIME, Runtime, RuntimeKind
+from ..runtimes import imagearchive, recipes, builds as built_runtimes
+from ..core.errors import cut, shown
+from ..core.errors import shown_key as key_name
+from ..scenario.model import HOST, HOST_RUNTIME, Runtime, RuntimeKind
 from .checks import Problems, check_keys, expect_text, expect_type
 
 RUNTIME_KEYS = {"kind", "root", "description", "recipe", "archive"}

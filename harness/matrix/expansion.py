@@ -7,22 +7,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .. import paths as path_registry
-from ..errors import InputError, shown
-from ..errors import shown_key as key_name
-from ..families import registry
-from .. import machines
-from ..model import (DEFAULT_TIMEOUT_S, HOST_RUNTIME, LOCAL, WORKLOAD_PROBE, DeclaredProbe, Expectation, Runtime,
-                     RuntimeKind, Scenario, Tolerance)
-from ..probes import DEFAULT_PROBES, PROBES
+from ..core import places
+from ..scenario import paths as path_registry
+from ..core.errors import InputError, shown
+from ..core.errors import shown_key as key_name
+from ..launch.families import registry
+from ..scenario import machine_specs
+from ..scenario.model import (DEFAULT_TIMEOUT_S, HOST_RUNTIME, LOCAL, WORKLOAD_PROBE, DeclaredProbe,
+                              Expectation, Runtime, RuntimeKind, Scenario, Tolerance)
+from ..scenario.probes import DEFAULT_PROBES, PROBES
 from ..workloads import registry as workloads
-from .checks import (SETTING_KEYS, Problems, check_keys, expect_type, parse_expectation, parse_settings, string_list,
-                     type_name)
+from .checks import (SETTING_KEYS, Problems, check_keys, expect_type, parse_expectation,
+                     parse_settings, string_list, type_name)
 from .declared_probes import check_programs, parse_probes
 from .declared_runtimes import parse_runtimes, shipped_runtime, unknown_runtime
 from .files import read_declaration
 
-DEFAULT_MATRIX = Path(__file__).parent.parent / "data" / "default.toml"
+DEFAULT_MATRIX = places.DATA / "default.toml"
 TOP_KEYS = {"matrix", "defaults", "runtimes", "override", "probes"}
 MATRIX_KEYS = {"paths", "runtimes", "probes", "machines", "exclude"}
 OVERRIDE_KEYS = SETTING_KEYS | {"match", "expect", "reason", "failure"}
@@ -195,9 +196,9 @@ def expand(data, source: str) -> Matrix:
     probe_ids = string_list(problems, "matrix.probes", matrix.get("probes", list(DEFAULT_PROBES)))
     machine_ids = string_list(problems, "matrix.machines", matrix.get("machines", [LOCAL]))
     for index, machine in enumerate(machine_ids):
-        if not machines.known(machine):
+        if not machine_specs.known(machine):
             problems.add(f"matrix.machines[{index}]", f"unknown machine {shown(machine)} (known: {LOCAL}, "
-                                                      f"{', '.join(machines.MACHINES)})")
+                                                      f"{', '.join(machine_specs.MACHINES)})")
     for index, path in enumerate(path_ids):
         if path not in path_registry.PATHS:
             problems.add(f"matrix.paths[{index}]", f"unknown path {shown(path)} (known: {path_registry.known_ids()})")
@@ -270,8 +271,8 @@ def on_machine(matrix: Matrix, machine: str) -> Matrix:
     """The matrix's scenarios moved to `machine` (run --machine): each one's id says where it runs;
     those whose family runs on this host only stay out. One line, exit 2, for an unknown machine
     or a matrix with nothing that can run there."""
-    if not machines.known(machine):
-        raise InputError(f"--machine: unknown machine {shown(machine)} (known: {LOCAL}, {', '.join(machines.MACHINES)})")
+    if not machine_specs.known(machine):
+        raise InputError(f"--machine: unknown machine {shown(machine)} (known: {LOCAL}, {', '.join(machine_specs.MACHINES)})")
     moved: Dict[str, Scenario] = {}
     for scenario in matrix.scenarios:
         if compatible(scenario.path_id, scenario.runtime, scenario.probe_program, machine):

@@ -4,8 +4,8 @@ import re
 import subprocess
 from pathlib import Path
 
-from ..errors import InputError, cut, decoded, parse_json, parser_message, read_text, shown
-from ..process import run_tracked
+from ..core.errors import InputError, cut, decoded, parse_json, parser_message, read_text, shown
+from ..system.process import run_tracked
 
 try:
     import tomllib

@@ -2,8 +2,9 @@
 scenario's rerun.sh runs again (`gpu-harness run --matrix scenario.json`)."""
 from typing import Any, Dict, Optional
 
-from ..probes import PROBES
-from ..model import DEFAULT_TIMEOUT_S, HOST_RUNTIME, Runtime, RuntimeKind, Scenario, Tolerance
+from ..scenario.probes import PROBES
+from ..scenario.model import (DEFAULT_TIMEOUT_S, HOST_RUNTIME, Runtime, RuntimeKind, Scenario,
+                              Tolerance)
 
 
 def runtime_declaration(runtime: Runtime) -> Dict[str, str]:

@@ -83,7 +83,7 @@ def l2_sees(args, bdf):
 
 
 L2_PREFIX = "gpu-harness-l2:"  # the L2 init's lines on its console (templates/l2-init.sh.j2)
-# Said on L1's console (harness/vm/console.py Marker.PASSED_SCANOUT_READY): the host captures
+# Said on L1's console (harness/launch/vm/console.py Marker.PASSED_SCANOUT_READY): the host captures
 # L2's image from the outer QEMU, then writes the ack file into the result share.
 SCANOUT_READY_LINE = "gpu-harness: PASSED-DEVICE-SCANOUT-READY"
 

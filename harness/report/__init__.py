@@ -1,13 +1,15 @@
 """Reports of a run: results.json (the contract other tools read), junit.xml, report.html.
 
 results.json is written first, from the run's results; junit.xml and report.html are rendered
-from that JSON alone, so `gpu-harness report DIR` can rebuild them later.
+from that JSON alone, so `gpu-harness report DIR` can rebuild them later; merge and diff work on
+those files too, and the output folders are claimed here. Imports the layers below it (core to
+judging).
 """
 import json
 from pathlib import Path
 
-from ..errors import PATH_LIMIT, InputError, cut
-from ..outdir import write_atomically
+from ..core.errors import PATH_LIMIT, InputError, cut
+from .outdir import write_atomically
 from . import html, junit, results
 
 RESULTS_FILE = results.RESULTS_FILE

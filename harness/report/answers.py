@@ -7,12 +7,13 @@ import re
 import statistics
 from typing import Dict, Iterable, List, Optional, Sequence
 
-from .. import emulationcost
-from ..outcomes import Outcome
+from . import emulationcost
+from ..scenario.outcomes import Outcome
 from . import entries
 from .audits import exposure, isolation, own_namespaces
 from .security import security
-from .table import Answer, Cell, by_path, distinct, listed, on_host_runtime, ran, span, unique, whole
+from .table import (Answer, Cell, by_path, distinct, listed, on_host_runtime, ran, span, unique,
+                    whole)
 
 __all__ = ["Answer", "Cell", "build", "by_path", "distinct", "exposure", "isolation", "listed", "own_namespaces",
            "ran", "span", "unique", "whole"]

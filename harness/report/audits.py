@@ -1,5 +1,5 @@
 """The answers about what a path lets its workload see: what it exposes of the host (the leak
-audit, harness.exposure) and the isolation the probe measured inside.
+audit, harness.judging.exposure) and the isolation the probe measured inside.
 
 Like is compared with like. The host runtime's root is the host's own (its /usr, its /etc), so
 what a workload sees of the host there is no measure of the path: its numbers are said apart
@@ -10,9 +10,10 @@ passed its probe."""
 import os
 from typing import List, Optional, Tuple
 
-from ..outcomes import Outcome
+from ..scenario.outcomes import Outcome
 from . import entries
-from .table import Answer, Cell, by_path, distinct, joined, listed, on_host_runtime, span, unique, whole
+from .table import (Answer, Cell, by_path, distinct, joined, listed, on_host_runtime, span, unique,
+                    whole)
 
 Audit = Tuple[dict, dict]  # a scenario entry and its exposure
 SENTINEL = "host-sentinel"  # lifecycle.Workspace.sentinel: a file only the host has; every family's probe checks it
@@ -149,7 +150,7 @@ def own_namespaces(scenario: dict) -> List[str]:
 def compared(scenario: dict) -> Optional[Tuple[List[str], List[str]]]:
     """(checked, visible) over the same host paths for every path: the scenario's sentinel file
     (every family's probe looks for it) and the host folders (/home, /root, ...: what the
-    workload's mount table shows of them, harness.exposure). Not what the family passed its
+    workload's mount table shows of them, harness.judging.exposure). Not what the family passed its
     probe: a container or Flatpak app has a root of its own, with a /home of its own, so the
     families pass them only the sentinel (and the result folder). None: not measured so."""
     facts, audit = entries.mapping(scenario, "isolation"), entries.mapping(scenario, "exposure")

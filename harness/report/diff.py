@@ -12,10 +12,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from ..errors import PATH_LIMIT, InputError, cut
-from ..model import Tolerance
-from ..outcomes import Outcome
-from ..words import counted
+from ..core.errors import PATH_LIMIT, InputError, cut
+from ..scenario.model import Tolerance
+from ..scenario.outcomes import Outcome
+from ..core.words import counted
 from . import answers, entries, results
 
 # An fps change counts where both runs timed their rounds and the ranges of their rounds (slowest
@@ -245,7 +245,7 @@ def image_file(run: Run, scenario: dict) -> Optional[Path]:
 
 
 def image_changes(old: Run, new: Run, common: List[Tuple[dict, dict]]) -> List[ImageChange]:
-    from .. import images  # numpy and Pillow: only for a diff that has images to compare
+    from ..scenario import imagecompare as images  # numpy and Pillow: only for a diff that has images to compare
 
     found = []
     for before, after in common:
@@ -349,7 +349,7 @@ def text(diff: RunDiff) -> str:
 
 def html(diff: RunDiff, page: Path) -> str:
     """The diff as an HTML page to be written at `page` (images linked relative to it)."""
-    from ..templating import render as render_template
+    from ..core.templating import render as render_template
 
     def link(path: str) -> str:
         try:

@@ -7,20 +7,21 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
 
-from .. import __version__, diagnosis, hostinfo
-from ..vtest import SERVICE as VTEST_SERVICE
-from ..lifecycle import Prepared
-from ..paths import BASELINE, REFERENCE
-from ..process import tail
-from ..outcomes import Outcome
-from ..toolset import Toolset
-from ..verdict import harness_error
+from .. import __version__
+from ..host import diagnosis, hostinfo
+from ..launch.vtest import SERVICE as VTEST_SERVICE
+from ..launch.lifecycle import Prepared
+from ..scenario.paths import BASELINE, REFERENCE
+from ..system.process import tail
+from ..scenario.outcomes import Outcome
+from ..host.toolset import Toolset
+from ..judging.verdict import harness_error
 from . import answers, grid
 from . import entries as entries_mod
 from .results import SCHEMA, is_number
 
 if TYPE_CHECKING:
-    from ..scenario_result import ScenarioResult
+    from ..judging.scenario_result import ScenarioResult
 
 
 def relative(path: Optional[str], out_dir: Path) -> Optional[str]:
@@ -105,7 +106,7 @@ def scenario_entry(result: "ScenarioResult", out_dir: Path, toolset: Toolset) ->
 
 
 def diagnosis_of(result: "ScenarioResult") -> Optional[dict]:
-    """The failure class and what it is about (harness.diagnosis), for a failed scenario."""
+    """The failure class and what it is about (harness.host.diagnosis), for a failed scenario."""
     kind = result.verdict.failure_kind
     return {"class": str(kind), "subject": result.verdict.subject} if kind is not None else None
 

@@ -6,8 +6,8 @@ or by hand, so each is read here as the type the caller wants, or None/empty."""
 import math
 from typing import Dict, List, Optional, Tuple
 
-from ..model import LOCAL
-from ..outcomes import Outcome
+from ..scenario.model import LOCAL
+from ..scenario.outcomes import Outcome
 from .results import is_number
 
 

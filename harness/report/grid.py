@@ -5,7 +5,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-from ..outcomes import Outcome
+from ..scenario.outcomes import Outcome
 from . import entries, text
 
 # The cells' colours (by Outcome.css_class): saturated, unlike the page's light row colours, so

@@ -1,7 +1,7 @@
 """report.html: one page a person reads: the grids (runtimes x paths, one per probe), the answers
 computed from the run, then every scenario's detail (images, checks, logs, rerun.sh), collapsed."""
-from ..outcomes import Outcome
-from ..templating import render as render_template
+from ..scenario.outcomes import Outcome
+from ..core.templating import render as render_template
 from . import answers, entries, grid, text
 
 OUTCOME_CLASSES = {outcome.value: outcome.css_class for outcome in Outcome}

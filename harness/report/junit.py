@@ -3,7 +3,7 @@ import re
 import xml.etree.ElementTree as ET
 from typing import List, Optional, Tuple
 
-from ..outcomes import Outcome
+from ..scenario.outcomes import Outcome
 from . import entries, text
 
 # Characters XML 1.0 cannot carry at all (ANSI escapes from a log, NUL): written as \xNN instead.

@@ -4,8 +4,8 @@ add fields, never rename or remove them."""
 from pathlib import Path
 from typing import List, TypeGuard, Union
 
-from ..errors import InputError, parse_json, read_text, shown, shown_key, unencodable
-from ..outcomes import Outcome
+from ..core.errors import InputError, parse_json, read_text, shown, shown_key, unencodable
+from ..scenario.outcomes import Outcome
 
 SCHEMA = "gpu-harness/results/v1"
 RESULTS_FILE = "results.json"

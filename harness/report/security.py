@@ -6,8 +6,8 @@ scenario's verdict and its exposure audit. Findings as measured, never a proof o
 import json
 from typing import List, Optional
 
-from ..outcomes import Outcome
-from ..paths import PATHS
+from ..scenario.outcomes import Outcome
+from ..scenario.paths import PATHS
 from . import entries
 from .table import Answer, Cell, listed
 

@@ -3,8 +3,8 @@ group a run's scenario entries and say a cell's values."""
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, TypeVar
 
-from ..model import HOST_RUNTIME
-from ..outcomes import Outcome
+from ..scenario.model import HOST_RUNTIME
+from ..scenario.outcomes import Outcome
 from . import entries
 
 EXAMPLES = 3  # paths, sockets, ... named in a cell before "and N more"

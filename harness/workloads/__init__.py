@@ -1,1 +1,2 @@
-"""Workload kinds: probes a matrix declares ([probes.NAME] kind = ...), each kind one module."""
+"""Workload kinds: probes a matrix declares ([probes.NAME] kind = ...), each kind one module.
+Imports harness.core and harness.scenario."""

@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence, Tuple
 
-from ..errors import cut, shown
-from ..images import compare
-from ..model import Tolerance
-from ..outcomes import Subtest, SubtestOutcome
+from ..core.errors import cut, shown
+from ..scenario.imagecompare import compare
+from ..scenario.model import Tolerance
+from ..scenario.outcomes import Subtest, SubtestOutcome
 
 OUTPUT_TAIL = 16384  # bytes of a step's output the probe reports (the whole output is its log file)
 STEP_TIMEOUT_S = 60.0

@@ -6,8 +6,9 @@ import re
 import statistics
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..outcomes import Subtest, SubtestOutcome
-from .base import Key, Problems, Step, StepRun, WorkloadKind, flag, integer, positive_number, string_list, text
+from ..scenario.outcomes import Subtest, SubtestOutcome
+from .base import (Key, Problems, Step, StepRun, WorkloadKind, flag, integer, positive_number,
+                   string_list, text)
 
 FPS_LINE = re.compile(r"^\[(?P<scene>[^\]]+)\] (?P<options>.*?): FPS: (?P<fps>\d+(?:\.\d+)?) FrameTime:", re.MULTILINE)
 VALIDATION_LINE = re.compile(r"^\[(?P<scene>[^\]]+)\] .*?: Validation: (?P<word>\w+)", re.MULTILINE)

@@ -5,9 +5,10 @@ import re
 from pathlib import Path, PurePosixPath
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..outcomes import Subtest, SubtestOutcome
-from .base import OUT, STEP_TIMEOUT_S, Key, Problems, Step, StepRun, WorkloadKind, golden_file, host_file, \
-    host_files, integer, pattern, picture_subtest, positive_number, string_list, string_table, text
+from ..scenario.outcomes import Subtest, SubtestOutcome
+from .base import (OUT, STEP_TIMEOUT_S, Key, Problems, Step, StepRun, WorkloadKind, golden_file,
+                   host_file, host_files, integer, pattern, picture_subtest, positive_number,
+                   string_list, string_table, text)
 
 WORK = "steps/work"  # the command's working folder, in the probe's output folder
 PICTURE_SUFFIX = "-picture"

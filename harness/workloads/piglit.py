@@ -4,8 +4,9 @@ import json
 import re
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..outcomes import Subtest, SubtestOutcome
-from .base import STEP_TIMEOUT_S, Key, Step, StepRun, WorkloadKind, optional_strings, positive_number, string_list, text
+from ..scenario.outcomes import Subtest, SubtestOutcome
+from .base import (STEP_TIMEOUT_S, Key, Step, StepRun, WorkloadKind, optional_strings,
+                   positive_number, string_list, text)
 
 RESULT_LINE = re.compile(r"^PIGLIT: (\{.*\})\s*$", re.MULTILINE)
 BIN_DIRS = ("/usr/lib/*/piglit/bin", "/usr/lib/piglit/bin", "/usr/local/lib/piglit/bin")

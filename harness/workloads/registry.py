@@ -4,8 +4,8 @@ import difflib
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..model import DeclaredProbe
-from ..outcomes import Subtest
+from ..scenario.model import DeclaredProbe
+from ..scenario.outcomes import Subtest
 from .base import Declared, Problems, Step, StepRun, WorkloadKind, misnamed, optional_strings
 from .benchmark import KIND as BENCHMARK
 from .command import KIND as COMMAND

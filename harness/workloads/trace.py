@@ -3,9 +3,9 @@ compared with their goldens (as Mesa CI's trace jobs compare frames)."""
 from pathlib import Path
 from typing import Any, Dict, List
 
-from ..outcomes import Subtest, SubtestOutcome
-from .base import INPUTS, OUT, STEP_TIMEOUT_S, Key, Problems, Step, StepRun, WorkloadKind, golden_file, host_file, \
-    picture_subtest, positive_number, text
+from ..scenario.outcomes import Subtest, SubtestOutcome
+from .base import (INPUTS, OUT, STEP_TIMEOUT_S, Key, Problems, Step, StepRun, WorkloadKind,
+                   golden_file, host_file, picture_subtest, positive_number, text)
 
 REPLAY = "replay"
 SNAPSHOTS = "snapshots"  # in the probe's output folder

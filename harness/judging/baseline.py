@@ -1,0 +1,333 @@
+"""Baselines (deqp-runner's idea): a file of known failures and known flakes, each with a reason,
+that `run --baseline FILE` applies to the run's verdicts, and `baseline update` writes from a run.
+
+    [[known]]
+    match = "sandbox-hostlibs/trixie/*"   # a scenario id, or a glob over ids
+    kind = "failure"                      # failure | flake
+    failure = "missing-library"           # optional: the class the failure must have
+    reason = "trixie's runtime lacks the host driver's libglapi"
+
+A known failure that fails is an ExpectedFail; one that passes is an UnexpectedPass (reported; a
+failure of the run only with --fail-on-unexpected-pass); one that fails with another class than
+its entry names is a Fail (a new failure). A known flake is retried and never fails the run: a
+Fail on every attempt becomes a Flake. An entry that names a scenario exactly wins over a glob;
+among globs the first wins. The matrix's own expectations (`expect = "fail"`) are applied first
+and are not the baseline's business."""
+import enum
+import fnmatch
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from ..core.errors import InputError, bad_character, cut, read_text, shown
+from ..scenario.outcomes import FailureKind, Outcome, Subtest, SubtestOutcome
+from .verdict import Verdict
+
+KNOWN_FLAKE_RETRIES = 2  # attempts after the first for a known flake, whatever --retries says
+REASON_LIMIT = 300  # characters of a scenario's reason that `baseline update` keeps (in a comment)
+# What `baseline update` writes where a person's why belongs; the run's own words go in a comment.
+UNEXPLAINED = "why is not written yet"
+# Not a property of the scenario: never known, never excused.
+NOT_KNOWABLE = (FailureKind.INTERRUPTED,)
+KEYS = ("match", "kind", "failure", "reason", "host", "subtest")
+
+
+class Kind(str, enum.Enum):
+    FAILURE = "failure"
+    FLAKE = "flake"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Known:
+    match: str
+    kind: Kind
+    reason: str  # a person's why (`baseline update` leaves a place for it: UNEXPLAINED)
+    failure: Optional[FailureKind] = None  # the class a known failure must fail with; None: any
+    said: str = field(default="", compare=False)  # what the run said (a comment in the file; not read back)
+    host: Optional[str] = None  # a glob over the host class it holds on (run --host-class); None: every host
+    subtest: Optional[str] = None  # a glob over a workload's subtest names: it knows those, not the scenario
+
+    @property
+    def exact(self) -> bool:
+        return not any(char in self.match for char in "*?[")
+
+    def covers(self, scenario_id: str, host_class: str = "") -> bool:
+        if self.host is not None and not fnmatch.fnmatchcase(host_class, self.host):
+            return False
+        return self.match == scenario_id if self.exact else fnmatch.fnmatchcase(scenario_id, self.match)
+
+    def accepts(self, kind: Optional[FailureKind]) -> bool:
+        """Whether a failure of this class is the one the entry knows."""
+        return self.failure is None or kind == self.failure
+
+    def to_dict(self) -> dict:
+        return {"match": self.match, "kind": self.kind.value, "reason": self.reason,
+                "failure": self.failure.value if self.failure else None, **({"host": self.host} if self.host else {}),
+                **({"subtest": self.subtest} if self.subtest else {})}
+
+
+@dataclass(frozen=True)
+class Baseline:
+    source: str
+    entries: Tuple[Known, ...] = ()
+
+    def known(self, scenario_id: str, host_class: str = "") -> Optional[Known]:
+        whole = [e for e in self.entries if e.subtest is None]
+        exact = next((e for e in whole if e.exact and e.covers(scenario_id, host_class)), None)
+        return exact or next((e for e in whole if e.covers(scenario_id, host_class)), None)
+
+    def subtests_known(self, scenario_id: str, host_class: str = "") -> List[Known]:
+        """The entries that know subtests of this scenario, exact matches first."""
+        found = [e for e in self.entries if e.subtest is not None and e.covers(scenario_id, host_class)]
+        return sorted(found, key=lambda e: not e.exact)
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+KNOWABLE_CLASSES = [kind.value for kind in FailureKind if kind not in NOT_KNOWABLE]
+
+
+def string_problem(key: str, value: object) -> Optional[str]:
+    if not isinstance(value, str) or not value.strip():
+        return f"{key}: must be a non-empty string, not {shown(value)}"
+    why = bad_character(value)
+    return f"{key}: {why}" if why else None
+
+
+def entry_problems(key: str, entry: object) -> List[str]:
+    if not isinstance(entry, dict):
+        return [f"{key}: must be a table ([[known]]), not {shown(entry)}"]
+    problems = [f"{key}.{cut(name, 40)}: unknown key (allowed: {', '.join(KEYS)})" for name in entry
+                if name not in KEYS]
+    for name in ("match", "reason"):
+        problem = string_problem(f"{key}.{name}", entry.get(name))
+        problems += [problem] if problem else []
+    if entry.get("kind") not in [kind.value for kind in Kind]:
+        problems.append(f"{key}.kind: must be one of {', '.join(k.value for k in Kind)}, not {shown(entry.get('kind'))}")
+    if "failure" in entry and entry["failure"] not in KNOWABLE_CLASSES:
+        problems.append(f"{key}.failure: {shown(entry['failure'])} is not a failure class "
+                        f"(one of {', '.join(KNOWABLE_CLASSES)})")
+    for name in ("host", "subtest"):
+        if entry.get(name) is not None:
+            problem = string_problem(f"{key}.{name}", entry[name])
+            problems += [problem] if problem else []
+    return problems
+
+
+def parse(data: object, source: str) -> Baseline:
+    """A baseline from its parsed TOML; every problem is one line of the InputError."""
+    if not isinstance(data, dict):
+        raise InputError(f"{source}: not a baseline (a TOML document with [[known]] entries)")
+    problems = [f"{cut(name, 40)}: unknown key (allowed: known)" for name in data if name != "known"]
+    listed = data.get("known", [])
+    if not isinstance(listed, list):
+        problems.append(f"known: must be an array of tables ([[known]]), not {shown(listed)}")
+        listed = []
+    first: Dict[tuple, int] = {}
+    for index, entry in enumerate(listed):
+        found = entry_problems(f"known[{index}]", entry)
+        problems += found
+        where = (entry.get("match"), entry.get("host"), entry.get("subtest")) if isinstance(entry, dict) else None
+        if not found and where in first:
+            problems.append(f"known[{index}].match: {shown(entry['match'])} is already known[{first[where]}]")
+        elif not found and where is not None:
+            first[where] = index
+    if problems:
+        raise InputError([f"{source}: {problem}" for problem in problems])
+    return Baseline(source, tuple(Known(e["match"], Kind(e["kind"]), e["reason"],
+                                        FailureKind(e["failure"]) if "failure" in e else None,
+                                        host=e.get("host"), subtest=e.get("subtest")) for e in listed))
+
+
+def load(path: Path) -> Baseline:
+    from ..matrix import parse_toml  # TOML errors said the matrix's way
+
+    source = str(path)
+    if not Path(path).is_file():
+        raise InputError(f"{source}: cannot read baseline: {'is a directory' if Path(path).is_dir() else 'no such file'}")
+    return parse(parse_toml(read_text(path, "baseline"), source), source)
+
+
+def check_matches(baseline: Baseline, scenario_ids: List[str], matrix_source: str) -> None:
+    """An entry that matches no scenario of the matrix is a typo or a stale entry: an InputError,
+    as a matrix override that matches nothing is."""
+    problems = [f"{baseline.source}: known[{index}].match: {shown(entry.match)} matches no scenario of {matrix_source}"
+                for index, entry in enumerate(baseline.entries)
+                if not any(entry.covers(scenario_id) for scenario_id in scenario_ids)]
+    if problems:
+        raise InputError(problems)
+
+
+# --- applying -----------------------------------------------------------------------------------
+
+def retries(known: Optional[Known], asked: int) -> int:
+    """Attempts after the first: a known flake gets at least KNOWN_FLAKE_RETRIES; a known failure
+    none (it is expected to fail; retrying it would only cost time)."""
+    if known is None:
+        return asked
+    return max(asked, KNOWN_FLAKE_RETRIES) if known.kind is Kind.FLAKE else 0
+
+
+def apply(verdict: Verdict, known: Optional[Known], attempts: int = 1) -> Verdict:
+    """The run's verdict (after retries) judged against the baseline's entry for the scenario."""
+    outcome, kind = verdict.outcome, verdict.failure_kind
+    if known is None or outcome in (Outcome.SKIP, Outcome.EXPECTED_FAIL, Outcome.UNEXPECTED_PASS):
+        return verdict
+    # The entry's why, unless it only repeats what the run says (or none was written yet).
+    said = "" if known.reason == UNEXPLAINED or known.reason in verdict.reason else f" ({known.reason})"
+    if known.kind is Kind.FAILURE and outcome is Outcome.PASS:
+        return replace(verdict, outcome=Outcome.UNEXPECTED_PASS, failure_kind=None, subject="",
+                       reason=f"passed, but the baseline knows it as a failure{said}")
+    if outcome is Outcome.PASS or kind in NOT_KNOWABLE:
+        return verdict
+    if outcome is Outcome.FAIL and not known.accepts(kind):
+        return replace(verdict, reason=f"a new failure: known {known.kind} with {known.failure}, failed with "
+                                       f"{kind} instead: {verdict.reason}")
+    if outcome is Outcome.FLAKE:
+        return replace(verdict, reason=f"known {known.kind}{said}: {verdict.reason}")
+    if known.kind is Kind.FAILURE:
+        return replace(verdict, outcome=Outcome.EXPECTED_FAIL, reason=f"known failure{said}: {verdict.reason}")
+    return replace(verdict, outcome=Outcome.FLAKE,
+                   reason=f"known flake{said}, failed all {attempts} attempts: {verdict.reason}")
+
+
+def subtest_entry(entries: List[Known], subtest: Subtest) -> Optional[Known]:
+    return next((e for e in entries if e.subtest is not None and fnmatch.fnmatchcase(subtest.name, e.subtest)), None)
+
+
+def apply_subtests(verdict: Verdict, entries: List[Known]) -> Verdict:
+    """The verdict of a workload judged against the entries that know its subtests."""
+    if not entries or not verdict.subtests or verdict.outcome in (Outcome.SKIP, Outcome.EXPECTED_FAIL):
+        return verdict
+    failed = [(s, subtest_entry(entries, s)) for s in verdict.subtests if s.outcome.failed]
+    new = [s.name for s, entry in failed if entry is None]
+    fixed = [s.name for s in verdict.subtests if s.outcome in (SubtestOutcome.PASS, SubtestOutcome.WARN)
+             and (entry := subtest_entry(entries, s)) is not None and entry.kind is Kind.FAILURE]
+    only_subtests = all(c.ok or c.name == "subtests" for c in verdict.checks)
+    if new or not only_subtests:
+        return replace(verdict, reason=f"new failing subtests {', '.join(new[:8])}: {verdict.reason}") if new \
+            else verdict
+    if failed:
+        flaky = all(entry is not None and entry.kind is Kind.FLAKE for _, entry in failed)
+        why = "; ".join(sorted({entry.reason for _, entry in failed if entry and entry.reason != UNEXPLAINED}))
+        return replace(verdict, outcome=Outcome.FLAKE if flaky else Outcome.EXPECTED_FAIL,
+                       reason=f"known {'flaky' if flaky else 'failing'} subtests only"
+                              f"{f' ({why})' if why else ''}: {verdict.reason}")
+    if fixed:
+        return replace(verdict, outcome=Outcome.UNEXPECTED_PASS,
+                       reason=f"subtests the baseline knows as failures passed: {', '.join(fixed[:8])}")
+    return verdict
+
+
+# --- writing from a run -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Update:
+    baseline: Baseline
+    added: List[Known]
+    kept: List[Known]
+    dropped: List[Known]
+    not_known: List[str]  # failures a baseline cannot hold (interrupted, a matrix expectation that passed)
+
+
+def matrix_expected_failure(scenario: dict) -> bool:
+    return isinstance(scenario.get("expect"), dict) and scenario["expect"].get("outcome") == "fail"
+
+
+def needed(scenario: dict) -> Optional[Tuple[Kind, Optional[FailureKind]]]:
+    """What a baseline must know of a scenario of a run for that run to have no new failure."""
+    outcome = scenario.get("outcome")
+    try:
+        kind = FailureKind(scenario["failure_kind"]) if scenario.get("failure_kind") else None
+    except ValueError:
+        kind = None
+    expected_by_matrix = matrix_expected_failure(scenario)
+    if outcome == Outcome.FLAKE.value:
+        return Kind.FLAKE, None
+    if outcome == Outcome.FAIL.value or (outcome == Outcome.EXPECTED_FAIL.value and not expected_by_matrix):
+        return Kind.FAILURE, kind
+    return None
+
+
+def failing_subtests(scenario: dict) -> List[Subtest]:
+    subtests = [Subtest.from_dict(s) for s in scenario.get("subtests") or [] if isinstance(s, dict)]
+    return [s for s in subtests if s.outcome.failed]
+
+
+def keeps(entry: Known, scenarios: List[dict], current: Baseline) -> bool:
+    """An old entry stays where the run cannot say it is obsolete (it covers nothing run here,
+    or only Skips) or where a scenario still needs it (a subtest's: still fails that subtest)."""
+    if entry.subtest is not None:
+        covered = [s for s in scenarios if entry.covers(s["id"], str(s.get("host_class") or ""))]
+        if not covered or any(s.get("outcome") == Outcome.SKIP.value for s in covered):
+            return True
+        return any(subtest_entry([entry], failed) is not None for s in covered for failed in failing_subtests(s))
+    covered = [s for s in scenarios if current.known(s["id"], str(s.get("host_class") or "")) is entry]
+    if not covered or any(s.get("outcome") == Outcome.SKIP.value for s in covered):
+        return True
+    return any((need := needed(s)) is not None and need[0] is entry.kind and entry.accepts(need[1])
+               for s in covered)
+
+
+def one_line_reason(scenario: dict) -> str:
+    return cut(" ".join(str(scenario.get("reason") or "").split()), REASON_LIMIT) or "no reason given"
+
+
+def update(scenarios: List[dict], current: Optional[Baseline], source: str) -> Update:
+    """The baseline under which this run has no new failure: the current one's still-needed
+    entries (their reasons are a person's words), plus an exact entry for each other failure or
+    flake, with its class, a place for a person's why (UNEXPLAINED) and the run's own words."""
+    current = current or Baseline(source)
+    kept = [e for e in current.entries if keeps(e, scenarios, current)]
+    dropped = [e for e in current.entries if e not in kept]
+    partial = Baseline(source, tuple(kept))
+    added, not_known = [], []
+    for scenario in sorted(scenarios, key=lambda s: s["id"]):
+        if matrix_expected_failure(scenario) and scenario.get("outcome") == Outcome.UNEXPECTED_PASS.value:
+            not_known.append(scenario["id"])  # the matrix is wrong, not the run: a baseline cannot say so
+            continue
+        need = needed(scenario)
+        if need is None:
+            continue
+        kind, failure = need
+        if failure in NOT_KNOWABLE:
+            not_known.append(scenario["id"])
+            continue
+        host_class = str(scenario.get("host_class") or "")
+        if failure is FailureKind.SUBTEST_FAILED and failing_subtests(scenario):
+            known_here = partial.subtests_known(scenario["id"], host_class)
+            added += [Known(scenario["id"], kind, UNEXPLAINED, None, cut(f"{s.outcome}: {s.detail}", REASON_LIMIT),
+                            host_class or None, s.name)
+                      for s in failing_subtests(scenario) if subtest_entry(known_here, s) is None]
+            continue
+        old = partial.known(scenario["id"], host_class)
+        if old is not None and old.kind is kind and old.accepts(failure):
+            continue
+        added.append(Known(scenario["id"], kind, UNEXPLAINED, failure if kind is Kind.FAILURE else None,
+                           one_line_reason(scenario), host_class or None))
+    return Update(Baseline(source, tuple(kept + added)), added, kept, dropped, not_known)
+
+
+def toml_string(text: str) -> str:
+    """A TOML basic string: JSON's escapes are TOML's, except that TOML also forbids DEL."""
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+def dumps(baseline: Baseline, header: str = "") -> str:
+    lines = ["# gpu-harness baseline: known failures and flakes (gpu-harness run --baseline FILE)"]
+    lines += [f"# {line}" for line in header.splitlines()]
+    for entry in baseline.entries:
+        lines += ["", *(f"# the run said: {line}" for line in [entry.said] if line), "[[known]]",
+                  f"match = {toml_string(entry.match)}", f"kind = {toml_string(entry.kind.value)}"]
+        if entry.failure is not None:
+            lines.append(f"failure = {toml_string(entry.failure.value)}")
+        lines.append(f"reason = {toml_string(entry.reason)}")
+        if entry.host is not None:
+            lines.append(f"host = {toml_string(entry.host)}")
+        if entry.subtest is not None:
+            lines.append(f"subtest = {toml_string(entry.subtest)}")
+    return "\n".join(lines) + "\n"
