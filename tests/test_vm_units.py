@@ -5,6 +5,7 @@ from harness.launch.vm import accel, console, modules
 from harness.launch.vm.console import guest_exit
 from harness.launch.vm.qemu import QemuSpec
 from harness.launch.vm.xcapture import window_region
+from harness.core.errors import ToolMissing
 
 DEP = """kernel/fs/9p/9p.ko: kernel/net/9p/9pnet.ko kernel/fs/fscache/fscache.ko kernel/fs/netfs/netfs.ko
 kernel/net/9p/9pnet.ko:
@@ -32,7 +33,7 @@ def test_builtin_modules_need_nothing():
 
 def test_unknown_module_is_an_error():
     import pytest
-    with pytest.raises(KeyError, match="neither built in nor in modules.dep"):
+    with pytest.raises(ToolMissing, match="neither built in nor in modules.dep"):
         modules.resolve(["nope"], modules.parse_modules_dep(DEP))
 
 

@@ -5,7 +5,7 @@ from typing import List
 
 from ..host import cdi, cdicheck
 from ..runtimes import chosen_toolset
-from ..core.errors import InputError
+from ..core.errors import InputError, ToolMissing
 from ..scenario.pathspec import DriverMode
 from .codes import EXIT_FAILED, EXIT_OK
 
@@ -22,7 +22,7 @@ def cdi_generate(args) -> int:
         raise InputError(f"--out {out}: a CDI spec file's name ends in .json (CDI readers skip other files)")
     try:
         generated = cdi.generate(live.driver, DriverMode(args.mode), out, toolset.path("bwrap"))
-    except ValueError as exc:
+    except (InputError, ToolMissing) as exc:
         raise InputError(f"cdi generate: {exc}") from None
     try:
         generated.write(out)

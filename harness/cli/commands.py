@@ -5,10 +5,10 @@ from typing import List, Optional
 
 from ..runtimes import cache
 from ..system import process, reaper
-from ..core.errors import InputError
+from ..core.errors import HarnessError, InternalError
 from ..system.interrupts import INTERRUPTS
 from .cdi import cmd_cdi
-from .codes import EXIT_INTERRUPTED, EXIT_USAGE
+from .codes import EXIT_INTERRUPTED
 from .parser import build_parser
 from .results import cmd_baseline, cmd_diff, cmd_merge, cmd_report
 from .security import cmd_security
@@ -33,10 +33,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             cache.hold_shared()  # nothing this process uses is pruned while it runs
         handler = cmd_goldens_update if args.command == "goldens" else COMMANDS[args.command]
         return handler(args)
-    except InputError as exc:
+    except HarnessError as exc:  # the one boundary: input, a missing tool, a component, a fault of ours
+        kind = "internal error" if isinstance(exc, InternalError) else "error"
         for problem in exc.problems:
-            print(f"gpu-harness: error: {problem}", file=sys.stderr)
-        return EXIT_USAGE
+            print(f"gpu-harness: {kind}: {problem}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     finally:

@@ -11,7 +11,7 @@ from ..launch import vtest
 from ..studies import vtestsecurity
 from ..scenario.model import HOST, Runtime, RuntimeKind
 from ..system.services import ServiceError
-from ..core.errors import InputError
+from ..core.errors import ComponentError, InputError
 from .codes import EXIT_FAILED, EXIT_OK
 from .output import print_table
 
@@ -60,7 +60,7 @@ def fuzz(args, toolset, runtime: Runtime, venus_runtime: Optional[Runtime]) -> i
             runs.append(vtestsecurity.fuzz(toolset, session, args.out / f"fuzz-{mode}", args.seed, args.count,
                                            args.seconds, args.deadline, mode=mode, path=args.path, runtime=runtime,
                                            venus=venus_runtime is not None))
-        except (vtestsecurity.ModeUnavailable, ServiceError, RuntimeError) as exc:
+        except (vtestsecurity.ModeUnavailable, ServiceError, ComponentError) as exc:
             said = " ".join(str(exc).split())
             print(f"security fuzz: {mode}: not measured: {said}", file=sys.stderr)
             unmeasured.append({"mode": mode, "not_measured": said})

@@ -1,6 +1,12 @@
-"""Errors that end the program with a one-line message instead of a traceback, and the helpers
-that keep every such message one bounded line: values are shown cut, files are read and parsed
-so that any failure (unreadable, not UTF-8, not JSON, nested too deeply) is an InputError."""
+"""The harness's one error tree, and the helpers that keep every message of it one bounded line.
+
+Everything the harness raises is a HarnessError, in one of four branches that say whose the fault
+is and how the command line ends: InputError (bad input from the user: exit 2), ToolMissing (a
+program, library or feature this machine lacks: exit 2, the message says what to install),
+ComponentError (a launched component failed: a server, QEMU, podman, flatpak, a builder: exit 1)
+and InternalError (a fault of the harness itself: exit 70). Values are shown cut, files are read
+and parsed so that any failure (unreadable, not UTF-8, not JSON, nested too deeply) is an
+InputError."""
 import json
 import re
 import reprlib
@@ -13,17 +19,57 @@ PATH_LIMIT = 240
 LINE_LIMIT = 1000
 
 
-class InputError(Exception):
+class HarnessError(Exception):
+    """Everything the harness raises: a caller that must not stop catches this one base. Its
+    message is one line per problem (`problems`); its branch sets the command line's exit code."""
+
+    exit_code = 1
+
+    @property
+    def problems(self) -> List[str]:
+        return [one_line(line) for line in str(self).splitlines() if line.strip()] or [type(self).__name__]
+
+
+class InputError(HarnessError):
     """Bad input from the user (matrix file, CLI arguments, manifest). Exit code 2.
 
     Holds one line per problem so that every problem is reported at once.
     """
 
+    exit_code = 2
+
     def __init__(self, problems):
         if isinstance(problems, str):
             problems = [problems]
-        self.problems = [one_line(str(problem)) for problem in problems]
-        super().__init__("\n".join(self.problems))
+        self._problems = [one_line(str(problem)) for problem in problems]
+        super().__init__("\n".join(self._problems))
+
+    @property
+    def problems(self) -> List[str]:
+        return self._problems
+
+
+class ToolMissing(HarnessError):
+    """A program, library or kernel feature this machine lacks; the message says what to install.
+    Exit code 2: nothing ran that could have failed."""
+
+    exit_code = 2
+
+
+class ComponentError(HarnessError):
+    """A component the harness launched or drove failed (a server, QEMU, podman, flatpak, a
+    builder, tar); the message has its own words. Exit code 1."""
+
+
+class InternalError(HarnessError):
+    """A fault of the harness itself (a bug); the message says where. Exit code 70 (EX_SOFTWARE)."""
+
+    exit_code = 70
+
+
+class DefinitionError(InternalError, TypeError):
+    """A class of the harness defined wrongly (a family that names no family): a TypeError, as
+    Python's own for an abstract method left out."""
 
 
 def escaped(char: str) -> str:

@@ -22,6 +22,7 @@ from typing import Dict, List, Optional, Tuple
 
 from .driverlayout import NVIDIA_NODES, PREFIX, DriverLayout, layout
 from .hostdriver import HostDriver
+from ..core.errors import InputError, ToolMissing
 from ..scenario.pathspec import DriverMode
 
 CDI_VERSION = "0.5.0"
@@ -91,9 +92,9 @@ def generate(driver: HostDriver, mode: DriverMode, out: Path, bwrap: Optional[st
     """The spec for `driver` in `mode` (libs: the driver's files; deps: and their dependency
     closure), to be written at `out`: a device `all` with every node, and one per render node."""
     if mode not in (DriverMode.LIBS, DriverMode.DEPS):
-        raise ValueError(f"a CDI spec carries the driver as files on the library path: {mode} is not one")
+        raise InputError(f"a CDI spec carries the driver as files on the library path: {mode} is not one")
     if not driver.found:
-        raise ValueError(f"no EGL vendor or Vulkan ICD file under {driver.root} names an installed library")
+        raise ToolMissing(f"no EGL vendor or Vulkan ICD file under {driver.root} names an installed library")
     driver_layout = layout(driver, mode, bwrap)
     mounts, env, written = edits(driver_layout, files_folder(out))
     node_list = host_nodes() if nodes is None else nodes

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from ..core.errors import InputError, cut, parse_json, read_text, shown, shown_key
+from ..core.errors import InputError, ToolMissing, cut, parse_json, read_text, shown, shown_key
 
 SCHEMA = "gpu-harness/toolset/v1"
 MANIFEST_KEYS = ("schema", "source", "system", "render_nodes", "tools")  # the schema's own keys
@@ -104,7 +104,7 @@ class Toolset:
         """The tool's path; only for a tool that is found (the paths that need it check first)."""
         path = self.tools[name].path
         if path is None:
-            raise KeyError(f"tool {name} is not found")
+            raise ToolMissing(f"tool {name} is not found")
         return path
 
     def version(self, name: str) -> Optional[str]:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional
 from ..system import services as service_mod
 from ..scenario.outcomes import Failure, FailureKind
 from ..system.process import Exit, tail
+from ..core.errors import ComponentError
 
 if TYPE_CHECKING:
     from ..scenario.model import Scenario
@@ -196,7 +197,7 @@ class LaunchResult:
         return tail(self.log_path, lines) if self.log_path else ""
 
 
-class LaunchAborted(Exception):
+class LaunchAborted(ComponentError):
     """A hook recorded why the launch cannot go on (result.problem); not a harness fault."""
 
 

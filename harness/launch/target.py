@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Optional, Type
 
 from .lifecycle import LaunchContext
+from ..core.errors import ComponentError
 
 
-class TargetError(Exception):
+class TargetError(ComponentError):
     """The target could not be started or a command could not be run; the message says why."""
 
 

@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import cache, glext, imagearchive, prepjournal
 from ..system import reaper
-from ..core.errors import InputError
+from ..core.errors import ComponentError, InputError, ToolMissing
 from ..scenario.model import Runtime
 from ..system.process import Child
 from .recipes import (RECIPES_DIR, Lock, LockedPackage, Recipe, component_versions, digest,
@@ -44,11 +44,11 @@ IMAGES_DIR = CACHE_DIR.parent / "images"
 IMAGE_FORMAT = "v2"  # bump when imagearchive.write's output changes: cached archives are keyed by it
 
 
-class RuntimeBuildError(Exception):
+class RuntimeBuildError(ComponentError):
     """A runtime could not be built (archive unreachable, a .deb that does not match its lock)."""
 
 
-class BuilderMissing(RuntimeBuildError):
+class BuilderMissing(RuntimeBuildError, ToolMissing):
     """This machine lacks the program that builds runtimes: whatever needs one cannot run here
     (a Skip), which is not a failure of the runtime."""
 

@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Callable, Dict, Iterator, List, Optional
+from ..core.errors import ComponentError
 
 
 def cache_root() -> Path:
@@ -43,7 +44,7 @@ DAY_S = 86400.0
 _held: Dict[Path, IO[str]] = {}  # root -> the lock this process holds on it, once
 
 
-class CacheBusy(Exception):
+class CacheBusy(ComponentError):
     """A run holds the cache: pruning now could remove what it uses."""
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from ..host import driverlayout, elfdeps, hostdriver
+from ..core.errors import ComponentError
 
 EXTENSION_POINT = "org.gpuharness.Platform.GL"
 # freedesktop-sdk's GL extension point merges these folders of every GL extension into one.
@@ -42,7 +43,7 @@ def layout_digest() -> str:
         return hashlib.sha256(handle.read()).hexdigest()[:16]
 
 
-class ExtensionError(Exception):
+class ExtensionError(ComponentError):
     """A runtime cannot be split into a platform and a GL extension; the message says why."""
 
 

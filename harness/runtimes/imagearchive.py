@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO, BinaryIO, Dict, List, Optional, Set, Tuple, Union
 
 from . import cache
-from ..core.errors import cut, shown
+from ..core.errors import ComponentError, cut, shown
 from ..scenario.model import GUEST_KERNEL_PARTS
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -35,7 +35,7 @@ NIX_NAME = re.compile(r"^(.+?)-(\d[^/]*)$")  # pname-version: the version begins
 Packages = Dict[str, Tuple[str, str]]  # name -> (version, architecture, or "nix" for a store entry)
 
 
-class ImageArchiveError(Exception):
+class ImageArchiveError(ComponentError):
     """The file is not an image archive this harness can read; the message says why, in one line."""
 
 

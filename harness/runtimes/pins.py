@@ -27,7 +27,7 @@ from typing import Dict, List, Optional, Tuple
 
 from ..core import places
 from ..system import reaper
-from ..core.errors import InputError, bad_character, parse_json, read_text, shown, shown_key
+from ..core.errors import ComponentError, InputError, bad_character, parse_json, read_text, shown, shown_key
 from ..system.process import run_tracked
 
 PINS_DIR = places.CHECKOUT / "nix" / "pins"
@@ -43,7 +43,7 @@ SRI_SHA256 = re.compile(r"^sha256-[A-Za-z0-9+/]{43}=$")
 VERSION_TAG = re.compile(r"^\d+(\.\d+)*$")
 
 
-class PinError(Exception):
+class PinError(ComponentError):
     """A pin could not be updated (fetch failed, no such rev); the message says why."""
 
 

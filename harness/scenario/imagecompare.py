@@ -7,6 +7,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .model import Tolerance
+from ..core.errors import InputError
 
 PathLike = Union[str, Path]
 
@@ -21,7 +22,7 @@ class Comparison:
     artifacts: Dict[str, str] = field(default_factory=dict)  # the images behind it: image, golden, diff
 
 
-class UnreadableImage(Exception):
+class UnreadableImage(InputError):
     """An image file that is missing, truncated or not an image; the message names it."""
 
 

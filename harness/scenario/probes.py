@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Type, Un
 
 from ..core import places
 from ..system import reaper, vfio
+from ..core.errors import ComponentError
 
 PROBE_DIR = places.PROBES
 GOLDENS_DIR = places.GOLDENS  # each probe's golden image, as shipped
@@ -124,7 +125,7 @@ class ProbeReport:
         return (low, high) if low is not None and high is not None else None
 
 
-class ReportError(Exception):
+class ReportError(ComponentError):
     """A report that does not match its probe's schema; the message says which field."""
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Dict
 
 from .probes import PROBE_DIR
+from ..core.errors import ComponentError
 
 SHADERS = PROBE_DIR / "shaders"
 MODULE = PROBE_DIR / "vkshaders.py"  # the probe's SPIR-V, imported by vk.py
@@ -27,7 +28,7 @@ def compile_shader(source: Path) -> bytes:
         out = Path(folder) / "out.spv"
         done = subprocess.run([COMPILER, "-V", str(source), "-o", str(out)], capture_output=True, text=True)
         if done.returncode != 0:
-            raise RuntimeError(f"{COMPILER} failed on {source.name}: {(done.stdout + done.stderr).strip()}")
+            raise ComponentError(f"{COMPILER} failed on {source.name}: {(done.stdout + done.stderr).strip()}")
         return out.read_bytes()
 
 
@@ -52,7 +53,7 @@ def block(words: Dict[str, bytes]) -> str:
 def embedded(module: Path = MODULE) -> Dict[str, bytes]:
     match = BLOCK.search(module.read_text())
     if match is None:
-        raise RuntimeError(f"{module}: no SPIR-V block")
+        raise ComponentError(f"{module}: no SPIR-V block")
     table = ast.literal_eval(match.group(2).split("=", 1)[1])
     return {name: base64.b64decode(value) for name, value in table.items()}
 

@@ -25,6 +25,7 @@ from ..scenario.outcomes import Outcome
 from ..scenario.probes import GOLDENS_DIR, PROBE_DIR
 from .serverbench import MemorySampler, plainest_venus_path, plainest_vtest_path
 from ..host.toolset import Toolset
+from ..core.errors import ComponentError, ToolMissing
 
 RELAY = Path(vtestrelay.__file__)  # run by path: a program of its own
 FUZZER = PROBE_DIR / "vtestfuzz.py"
@@ -38,7 +39,7 @@ FORKING, SHARED, PER_APP, CONFINED = "forking", "shared", "per-app", "confined"
 MODES = (FORKING, SHARED, PER_APP, CONFINED)
 
 
-class ModeUnavailable(Exception):
+class ModeUnavailable(ToolMissing):
     """This server cannot run in the mode asked for here; the message says why."""
 
 
@@ -175,7 +176,7 @@ def record(toolset: Toolset, out: Path, venus_runtime: Optional[Runtime] = None)
     sessions = sorted(out.glob("session.*"), key=lambda p: p.stat().st_size)
     if not sessions or not sessions[-1].stat().st_size or (result.verdict.outcome is not Outcome.PASS
                                                            and not venus_runtime):
-        raise RuntimeError(f"the recorded app sent nothing or did not pass: {result.verdict.outcome.value}: "
+        raise ComponentError(f"the recorded app sent nothing or did not pass: {result.verdict.outcome.value}: "
                            f"{result.verdict.reason}")
     return sessions[-1]  # the client's rendering connection (the largest)
 
@@ -243,7 +244,7 @@ def run_here(socket: str, session: Path, out: Path, seed: int, count: int, secon
                            "--count", str(count), "--seconds", str(seconds), "--deadline", str(deadline_s),
                            "--out", str(out)], capture_output=True, text=True, timeout=seconds + 30 * deadline_s + 60)
     if done.returncode != 0:
-        raise RuntimeError(f"the fuzzer failed: {done.stderr.strip()[-400:]}")
+        raise ComponentError(f"the fuzzer failed: {done.stderr.strip()[-400:]}")
     report = dict(json.loads((out / "fuzz.json").read_text()))
     for saved in report["inputs"]:
         saved["file"] = str(out / saved["file"])
@@ -257,7 +258,7 @@ def run_inside(toolset: Toolset, scenario: Scenario, socket: str, out: Path) -> 
                            hooks=Hooks(start_services=through(socket)))
     written = result.result_dir / "probe" / "fuzz" / "fuzz.json"
     if not written.is_file():
-        raise RuntimeError(f"the hostile client in {scenario.path_id} wrote no report: "
+        raise ComponentError(f"the hostile client in {scenario.path_id} wrote no report: "
                            f"{result.verdict.outcome.value}: {result.verdict.reason}")
     report = dict(json.loads(written.read_text()))
     for saved in report["inputs"]:

@@ -10,6 +10,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Tuple
+from ..core.errors import ToolMissing
 
 CLONE_NEWUSER = 0x10000000
 TIOCSTI = 0x5412
@@ -62,7 +63,7 @@ print(json.dumps({"added": added, "absent": absent}))
 """
 
 
-class SeccompUnavailable(Exception):
+class SeccompUnavailable(ToolMissing):
     """No filter could be made here; the message says why and what to install."""
 
 

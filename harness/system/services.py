@@ -9,13 +9,14 @@ from . import reaper, supervisor
 from .process import Child, exit_of, tail
 from .retry import poll
 from .syncfd import SyncPipe
+from ..core.errors import ComponentError
 
 
 SUPERVISED_EXIT_S = 3.0
 SOCKET_PATH_MAX = 107  # sun_path is 108 bytes with its terminating NUL
 
 
-class ServiceError(Exception):
+class ServiceError(ComponentError):
     """A service did not come up; the message says why and carries its log tail."""
 
 

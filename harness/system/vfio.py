@@ -1,7 +1,7 @@
 """VFIO on a host: can this PCI device be given whole to a guest (check), give it to vfio-pci
 (bind) and give it back (restore), each step checked and a failure naming its step.
 
-Standard library only, with no imports from the harness: the same file runs on the host
+Standard library only (the harness's error tree where it is there): the same file runs on the host
 (`gpu-harness vfio`, the vfio family), inside the nested tier's L1 guest beside the probe, and
 in the reaper, which restores a bound device after a harness that died. `check` never writes;
 nothing is bound unless a caller names the device.
@@ -16,6 +16,15 @@ import sys
 from dataclasses import asdict, dataclass, field
 from typing import List, Optional
 
+try:  # in the package: the harness's error tree; run by path (a guest, the reaper): on its own
+    from ..core.errors import ComponentError, InputError
+except ImportError:
+    class ComponentError(Exception):  # type: ignore[no-redef]
+        """A step failed (standalone: no harness beside this file)."""
+
+    class InputError(Exception):  # type: ignore[no-redef]
+        """Bad input (standalone: no harness beside this file)."""
+
 VFIO_DRIVER = "vfio-pci"
 BDF = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
 PCI_BRIDGE_CLASS = 0x0604
@@ -27,7 +36,7 @@ STATE_DIR = "/run/gpu-harness/vfio"
 NO_OVERRIDE = "(null)"  # what sysfs reads back for a device with no driver_override
 
 
-class VfioError(Exception):
+class VfioError(ComponentError):
     """A step failed; str() is 'STEP: why'."""
 
     def __init__(self, step: str, reason: str):
@@ -35,7 +44,7 @@ class VfioError(Exception):
         self.step, self.reason = step, reason
 
 
-class BadDevice(ValueError):
+class BadDevice(InputError, ValueError):
     """Not a PCI address in the domain:bus:slot.function form."""
 
 

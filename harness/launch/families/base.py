@@ -28,6 +28,7 @@ from ...core.templating import render
 from ...core.textenum import TextEnum
 from ...host.toolset import Toolset
 from ...workloads import registry as workloads
+from ...core.errors import DefinitionError
 
 NO_RENDER_NODE = "no DRM render node on this host (/dev/dri/renderD* absent)"
 WORKLOAD_PLAN = "workload.json"  # in the probe's output folder: what the workload probe runs
@@ -130,7 +131,7 @@ class Family(abc.ABC):
 
     def __init__(self) -> None:
         if not getattr(self, "name", ""):
-            raise TypeError(f"{type(self).__name__} names no family (class attribute name)")
+            raise DefinitionError(f"{type(self).__name__} names no family (class attribute name)")
 
     def accepts(self, runtime: Runtime) -> bool:
         """Whether this family can run a workload in that runtime: any root filesystem where it

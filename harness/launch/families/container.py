@@ -58,7 +58,7 @@ PYTHON = re.compile(r"^python3(\.\d+)?$")
 HARNESS_DEFAULTS = ("PATH", "HOME", "LANG", "XDG_RUNTIME_DIR")  # what workload_env gives every path
 
 
-class ContainerError(Exception):
+class ContainerError(InputError):
     """A value that cannot be passed to podman safely; the message says which."""
 
 

@@ -41,6 +41,7 @@ from .flatpak_install import (APP_ID, BRANCH, HOST_ARCH, filesystem, flatpak_arc
                               install_app, install_bundle, bundled_app, private_env,
                               runtime_metadata)
 from .sandbox import services_for
+from ...core.errors import ToolMissing
 
 FLATPAK_CACHE = cache.ROOT / "flatpak"
 APP_INSIDE = "/app"
@@ -157,7 +158,7 @@ def split_of(runtime: Runtime) -> glext.Split:
         raise ExtensionUnavailable(f"runtime {runtime.name}: {exc}") from None
 
 
-class ExtensionUnavailable(Exception):
+class ExtensionUnavailable(ToolMissing):
     """This runtime cannot be split into a platform and a GL extension (no Mesa, not Debian's layout)."""
 
 

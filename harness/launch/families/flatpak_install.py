@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from ...host import emulation
+from ...core.errors import ComponentError
 
 APP_ID = "org.gpuharness.Probe"
 RUNTIME_ID = "org.gpuharness.Stub"
@@ -18,7 +19,7 @@ HOST_ARCH = "x86_64"  # the Flatpak arch of this host's (and of a multiarch 32-b
 FLATPAK_ARCHES = {"amd64": "x86_64", "i386": "i386", "arm64": "aarch64", "armhf": "arm", "riscv64": "riscv64"}
 
 
-class FlatpakError(Exception):
+class FlatpakError(ComponentError):
     """Setting up the private installation failed; the message has flatpak's own words."""
 
 

@@ -10,13 +10,14 @@ from ...host import emulation
 from ...scenario.model import Runtime
 from ...host.toolset import Toolset
 from ..vm import arches
+from ...core.errors import ToolMissing
 
 # What a runtime's recipe adds to boot its guest.
 FOREIGN_KERNEL_PACKAGES = {"arm64": "linux-image-arm64 busybox-static", "riscv64": "linux-image-riscv64 busybox-static"}
 KERNEL_IMAGES = ("vmlinuz-", "vmlinux-")  # Debian's names: compressed (amd64, arm64) or not (riscv64)
 
 
-class BootUnavailable(Exception):
+class BootUnavailable(ToolMissing):
     """No guest of this runtime can boot here; the message says what is missing."""
 
 

@@ -10,6 +10,7 @@ from ..lifecycle import Workspace
 from ...system.services import ServiceSpec
 from ...host.toolset import Toolset
 from .qemu import opt
+from ...core.errors import ComponentError
 
 if TYPE_CHECKING:
     from .machine import Machine
@@ -22,7 +23,7 @@ _next_display = DISPLAYS.start
 _claims: Dict[int, socket.socket] = {}
 
 
-class DisplayError(Exception):
+class DisplayError(ComponentError):
     """No display could be set up; the message says why."""
 
 

@@ -15,6 +15,7 @@ from qemu.qmp import EventListener, QMPClient
 
 from ...system.process import Child, Exit
 from ...system.retry import poll
+from ...core.errors import ComponentError
 
 logging.getLogger("qemu.qmp").setLevel(logging.CRITICAL)
 WATCHED_EVENTS = ("SHUTDOWN", "GUEST_PANICKED", "STOP", "RESET", "POWERDOWN")
@@ -25,7 +26,7 @@ def event_record(event: Any) -> dict:
     return {"event": event["event"], "data": dict(data) if isinstance(data, dict) else {}}
 
 
-class MachineError(Exception):
+class MachineError(ComponentError):
     """QEMU could not be started or controlled; the message says why."""
 
 

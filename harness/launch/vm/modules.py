@@ -2,6 +2,7 @@
 import fnmatch
 from pathlib import Path
 from typing import AbstractSet, Dict, Iterable, List
+from ...core.errors import ToolMissing
 
 # What each guest feature needs; names as modprobe takes them ('-' and '_' are the same).
 BASE_MODULES = ("virtio_pci", "9pnet_virtio", "9p")
@@ -46,7 +47,7 @@ def resolve(wanted: Iterable[str], dep_table: Dict[str, List[str]], builtin: Abs
         if name in builtin:
             return
         if name not in dep_table:
-            raise KeyError(f"module {name} is neither built in nor in modules.dep")
+            raise ToolMissing(f"module {name} is neither built in nor in modules.dep")
         path, *deps = dep_table[name]
         if path in order or name in visiting:
             return

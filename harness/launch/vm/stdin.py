@@ -18,6 +18,7 @@ import threading
 from typing import Optional
 
 from . import modules as modules_mod
+from ...core.errors import ToolMissing
 
 PORT_NAME = "gpu-harness.stdin"
 KERNEL_ARG = f"gpu_harness.stdin={PORT_NAME}"  # init streams the command's stdin from the port named so
@@ -37,7 +38,7 @@ def unavailable(modules_dir: str) -> Optional[str]:
     """Why a guest of this kernel cannot read a streamed stdin, or None."""
     try:
         modules_mod.resolve_for_kernel(modules_dir, MODULES)
-    except (KeyError, OSError) as exc:
+    except (ToolMissing, OSError) as exc:
         return (f"the guest kernel ({modules_dir}) has no virtio_console, so the command's stdin cannot be "
                 f"streamed into the guest ({exc})")
     return None

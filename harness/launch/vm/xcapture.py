@@ -3,6 +3,7 @@ QMP screendump has no surface to read: QEMU's GL display on Xvfb."""
 import struct
 
 import numpy as np
+from ...core.errors import ComponentError
 
 HEADER_FIELDS = 25
 
@@ -16,7 +17,7 @@ def read_xwd(path) -> np.ndarray:
     byte_order, bits_per_pixel, bytes_per_line = fields[7], fields[11], fields[12]
     ncolors = fields[19]
     if version != 7 or bits_per_pixel != 32:
-        raise ValueError(f"unsupported XWD (version {version}, {bits_per_pixel} bpp)")
+        raise ComponentError(f"unsupported XWD (version {version}, {bits_per_pixel} bpp)")
     start = header_size + ncolors * 12
     pixels = np.frombuffer(data, dtype=np.uint8, count=bytes_per_line * height, offset=start)
     pixels = pixels.reshape(height, bytes_per_line)[:, :width * 4].reshape(height, width, 4)
