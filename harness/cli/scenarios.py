@@ -10,6 +10,8 @@ from typing import List, Optional, Tuple
 
 from ..studies import bench, serverbench
 from .. import matrix as matrix_mod, report
+from ..matrix import expansion
+from ..matrix.checks import nearest
 from ..report import outdir
 from ..scenario import paths as path_registry
 from ..system import reaper
@@ -37,7 +39,7 @@ def select(args) -> Tuple[matrix_mod.Matrix, List[Scenario]]:
         wanted = [p.strip() for p in args.paths.split(",") if p.strip()]
         unknown = [p for p in wanted if p not in path_registry.PATHS]
         if unknown:
-            raise InputError(f"--paths: unknown path {shown(unknown[0])} (known: {path_registry.known_ids()})")
+            raise InputError(f"--paths: {expansion.unknown_path(unknown[0])}")
     if getattr(args, "machine", None) is not None:
         loaded = matrix_mod.on_machine(loaded, args.machine)
     chosen = loaded.select(wanted, getattr(args, "filter", None))
@@ -129,7 +131,8 @@ def exec_runtime(name: str, declared: List[Scenario], matrix: Optional[Path]) ->
     found = runtimes.get(name) or matrix_mod.shipped_runtime(name)
     if found is None:
         where = f"declared in {matrix}: {', '.join(runtimes)}" if matrix else HOST_RUNTIME
-        raise InputError(f"exec: unknown runtime {shown(name)} (known: {where}; shipped: "
+        near = nearest(name, [*runtimes, *recipes.recipe_names()])
+        raise InputError(f"exec: unknown runtime {shown(name)} ({near}known: {where}; shipped: "
                          f"{', '.join(recipes.recipe_names())}; a tree of your own: declare it in a matrix as "
                          f"[runtimes.NAME] kind = \"rootfs\", root = \"/path\" and pass --matrix)")
     return found
@@ -155,7 +158,7 @@ def exec_scenario(args) -> Tuple[Scenario, List[str]]:
     if not command:
         raise InputError("exec: no command given (usage: gpu-harness exec --path P -- CMD ARGS)")
     if args.path not in path_registry.PATHS:
-        raise InputError(f"exec: unknown path {shown(args.path)} (known: {path_registry.known_ids()})")
+        raise InputError(f"exec: {expansion.unknown_path(args.path)}")
     declared = matrix_mod.load(args.matrix).scenarios if args.matrix else []
     runtime = exec_runtime(args.runtime, declared, args.matrix)
     scenario = Scenario(id=f"{args.path}/{runtime.name}/exec", path_id=args.path, runtime=runtime,

@@ -1,8 +1,9 @@
 """Validation of a matrix declaration's values: every problem one line `SOURCE: KEY: what is
 wrong`, collected (Problems) so that all of them are reported at once; the per-scenario settings."""
+import difflib
 import math
 import re
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterable, List, Optional
 
 from ..core.errors import InputError, bad_character, shown
 from ..core.errors import shown_key as key_name
@@ -28,6 +29,16 @@ class Problems:
     def raise_if_any(self) -> None:
         if self.lines:
             raise InputError(self.lines)
+
+
+def nearest(name: object, names: Iterable[str]) -> str:
+    """`did you mean A or B? ` for a misspelt name: the known names closest to it (difflib), or ""
+    where none is close. It goes first in the parentheses of an `unknown ...` message."""
+    near = difflib.get_close_matches(name, list(names), n=3) if isinstance(name, str) else []
+    if not near:
+        return ""
+    listed = near[0] if len(near) == 1 else f"{', '.join(near[:-1])} or {near[-1]}"
+    return f"did you mean {listed}? "
 
 
 def type_name(value) -> str:

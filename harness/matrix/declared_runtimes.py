@@ -8,7 +8,7 @@ from ..runtimes import imagearchive, recipes, builds as built_runtimes
 from ..core.errors import cut, shown
 from ..core.errors import shown_key as key_name
 from ..scenario.model import HOST, HOST_RUNTIME, Runtime, RuntimeKind
-from .checks import Problems, check_keys, expect_text, expect_type
+from .checks import Problems, check_keys, expect_text, expect_type, nearest
 
 RUNTIME_KEYS = {"kind", "root", "description", "recipe", "archive"}
 KIND_NAMES = [kind.value for kind in RuntimeKind]
@@ -25,7 +25,8 @@ def shipped_runtime(name: str) -> Optional[Runtime]:
 def unknown_runtime(name: object, runtimes: Dict[str, Runtime]) -> str:
     """The problem of a runtime name that is neither declared nor shipped, and how to get one."""
     declared = ", ".join(key_name(declared_name) for declared_name in runtimes)
-    return (f"unknown runtime {shown(name)} (declared: {cut(declared, 200)}; shipped: "
+    return (f"unknown runtime {shown(name)} ({nearest(name, [*runtimes, *recipes.recipe_names()])}"
+            f"declared: {cut(declared, 200)}; shipped: "
             f"{', '.join(recipes.recipe_names())}; a tree of your own: [runtimes.NAME] kind = \"rootfs\", "
             f"root = \"/path\")")
 

@@ -17,7 +17,7 @@ from ..scenario.model import (DEFAULT_TIMEOUT_S, HOST_RUNTIME, LOCAL, WORKLOAD_P
                               Expectation, Runtime, RuntimeKind, Scenario, Tolerance)
 from ..scenario.probes import DEFAULT_PROBES, PROBES
 from ..workloads import registry as workloads
-from .checks import (SETTING_KEYS, Problems, check_keys, expect_type, parse_expectation,
+from .checks import (SETTING_KEYS, Problems, check_keys, expect_type, nearest, parse_expectation,
                      parse_settings, string_list, type_name)
 from .declared_probes import check_programs, parse_probes
 from .declared_runtimes import parse_runtimes, shipped_runtime, unknown_runtime
@@ -87,6 +87,16 @@ def excluded(excludes: List[dict], path: str, runtime: str, probe: str, machine:
             for name, pattern in entry.items() if name in values)
         for entry in excludes if entry
     )
+
+
+def unknown_path(path: object) -> str:
+    """The problem of a path id that is not one, with the nearest ids and all of them."""
+    return f"unknown path {shown(path)} ({nearest(path, path_registry.PATHS)}known: {path_registry.known_ids()})"
+
+
+def unknown_machine(machine: object) -> str:
+    names = [LOCAL, *machine_specs.MACHINES]
+    return f"unknown machine {shown(machine)} ({nearest(machine, names)}known: {', '.join(names)})"
 
 
 def pairing_rule(path_id: str) -> str:
@@ -197,11 +207,10 @@ def expand(data, source: str) -> Matrix:
     machine_ids = string_list(problems, "matrix.machines", matrix.get("machines", [LOCAL]))
     for index, machine in enumerate(machine_ids):
         if not machine_specs.known(machine):
-            problems.add(f"matrix.machines[{index}]", f"unknown machine {shown(machine)} (known: {LOCAL}, "
-                                                      f"{', '.join(machine_specs.MACHINES)})")
+            problems.add(f"matrix.machines[{index}]", unknown_machine(machine))
     for index, path in enumerate(path_ids):
         if path not in path_registry.PATHS:
-            problems.add(f"matrix.paths[{index}]", f"unknown path {shown(path)} (known: {path_registry.known_ids()})")
+            problems.add(f"matrix.paths[{index}]", unknown_path(path))
     for index, name in enumerate(runtime_ids):
         if name not in runtimes:
             shipped = shipped_runtime(name)
@@ -214,8 +223,9 @@ def expand(data, source: str) -> Matrix:
     for index, probe in enumerate(probe_ids):
         if probe not in tables and (probe not in PROBES or PROBES[probe].declared_only):
             usable = [name for name, spec in PROBES.items() if not spec.declared_only] + list(declared)
-            problems.add(f"matrix.probes[{index}]", f"unknown probe {shown(probe)} (known: {', '.join(usable)}; "
-                                                    "a workload is declared as [probes.NAME] with its kind)")
+            problems.add(f"matrix.probes[{index}]", f"unknown probe {shown(probe)} ({nearest(probe, usable)}known: "
+                                                    f"{', '.join(usable)}; a workload is declared as [probes.NAME] "
+                                                    "with its kind)")
     excludes = parse_excludes(problems, matrix.get("exclude", []))
     defaults = {}
     if "defaults" in data and expect_type(problems, "defaults", data["defaults"], (dict,), "a table"):
@@ -272,7 +282,7 @@ def on_machine(matrix: Matrix, machine: str) -> Matrix:
     those whose family runs on this host only stay out. One line, exit 2, for an unknown machine
     or a matrix with nothing that can run there."""
     if not machine_specs.known(machine):
-        raise InputError(f"--machine: unknown machine {shown(machine)} (known: {LOCAL}, {', '.join(machine_specs.MACHINES)})")
+        raise InputError(f"--machine: {unknown_machine(machine)}")
     moved: Dict[str, Scenario] = {}
     for scenario in matrix.scenarios:
         if compatible(scenario.path_id, scenario.runtime, scenario.probe_program, machine):
