@@ -92,7 +92,11 @@ MACHINE_HELP = ("run the chosen scenarios on this machine instead of where the m
 def add_selection(parser) -> None:
     parser.add_argument("--matrix", type=Path, help=MATRIX_HELP)
     parser.add_argument("--paths", help="only these paths (comma-separated ids, see `doctor`)")
-    parser.add_argument("--filter", help="only scenario ids matching this glob, e.g. 'vtest-*'")
+    parser.add_argument("--runtimes", help="only these runtimes of the matrix (comma-separated names: host, trixie, ...)")
+    parser.add_argument("--probes", help="only these probes of the matrix (comma-separated names: gl, vulkan, or a "
+                                         "workload the matrix declares)")
+    parser.add_argument("--filter", help="only scenario ids matching this glob, e.g. 'vtest-*' (PATH/RUNTIME/PROBE, "
+                                         "and @MACHINE on a virtual GPU machine)")
     parser.add_argument("--toolset", type=Path, help=TOOLSET_HELP)
     parser.add_argument("--machine", help=MACHINE_HELP)
     parser.add_argument("--shard", metavar="K/N", help="only the K-th of N parts of the chosen scenarios, balanced by "

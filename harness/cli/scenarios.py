@@ -32,19 +32,38 @@ from .codes import EXIT_FAILED, EXIT_NOT_STARTED, EXIT_OK, EXIT_TIMED_OUT, EXIT_
 from .output import print_table, run_matrix, say
 
 
+def listed(args, option: str) -> Optional[List[str]]:
+    """A comma-separated option's names (None where it was not given)."""
+    value = getattr(args, option, None)
+    return [name.strip() for name in value.split(",") if name.strip()] if value else None
+
+
+def in_matrix(loaded: matrix_mod.Matrix, option: str, names: Optional[List[str]], has: List[str]) -> None:
+    """--runtimes/--probes name what the matrix has: one that it lacks is an error naming the nearest."""
+    for name in names or []:
+        if name not in has:
+            noun = option.rstrip("s")
+            raise InputError(f"--{option}: {loaded.source} has no {noun} {shown(name)} ({nearest(name, has)}its "
+                             f"{option}: {', '.join(has)}; --matrix FILE for another)")
+
+
 def select(args) -> Tuple[matrix_mod.Matrix, List[Scenario]]:
     loaded = matrix_mod.load(args.matrix)
-    wanted = None
-    if getattr(args, "paths", None):
-        wanted = [p.strip() for p in args.paths.split(",") if p.strip()]
-        unknown = [p for p in wanted if p not in path_registry.PATHS]
-        if unknown:
-            raise InputError(f"--paths: {expansion.unknown_path(unknown[0])}")
+    wanted = listed(args, "paths")
+    unknown = [p for p in wanted or [] if p not in path_registry.PATHS]
+    if unknown:
+        raise InputError(f"--paths: {expansion.unknown_path(unknown[0])}")
+    runtimes, probes = listed(args, "runtimes"), listed(args, "probes")
+    in_matrix(loaded, "runtimes", runtimes, list(dict.fromkeys(s.runtime.name for s in loaded.scenarios)))
+    in_matrix(loaded, "probes", probes, list(dict.fromkeys(s.probe for s in loaded.scenarios)))
     if getattr(args, "machine", None) is not None:
         loaded = matrix_mod.on_machine(loaded, args.machine)
-    chosen = loaded.select(wanted, getattr(args, "filter", None))
+    chosen = loaded.select(wanted, getattr(args, "filter", None), runtimes, probes)
     if not chosen:
-        raise InputError(f"{loaded.source}: no scenario matches --paths/--filter{elsewhere(loaded, wanted)}")
+        asked = " ".join(f"--{option} {shown(getattr(args, option))}" for option in
+                         ("paths", "runtimes", "probes", "filter", "machine") if getattr(args, option, None))
+        raise InputError(f"{loaded.source}: no scenario matches {asked}"
+                         f"{elsewhere(loaded, wanted)}")
     if getattr(args, "durations", None) is not None and getattr(args, "shard", None) is None:
         raise InputError("--durations: only with --shard K/N (it balances the parts)")
     if getattr(args, "shard", None) is not None:

@@ -35,10 +35,15 @@ class Matrix:
     source: str
     scenarios: List[Scenario] = field(default_factory=list)
 
-    def select(self, paths: Optional[List[str]] = None, pattern: Optional[str] = None) -> List[Scenario]:
+    def select(self, paths: Optional[List[str]] = None, pattern: Optional[str] = None,
+               runtimes: Optional[List[str]] = None, probes: Optional[List[str]] = None) -> List[Scenario]:
         chosen = self.scenarios
         if paths:
             chosen = [s for s in chosen if s.path_id in paths]
+        if runtimes:
+            chosen = [s for s in chosen if s.runtime.name in runtimes]
+        if probes:
+            chosen = [s for s in chosen if s.probe in probes]
         if pattern:
             chosen = [s for s in chosen if fnmatch.fnmatchcase(s.id, pattern)]
         return chosen
