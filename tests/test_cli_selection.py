@@ -1,6 +1,7 @@
 """Choosing scenarios through the real command line: --runtimes and --probes narrow the matrix
 for run, list and bench as --paths does, a name the matrix lacks is one line with the nearest
-names."""
+names, and a --filter on a virtual GPU machine that lacks the ids' @MACHINE is told the id that
+matches."""
 import json
 import os
 import subprocess
@@ -86,3 +87,15 @@ def test_a_runtime_or_probe_the_matrix_lacks_is_one_line_with_the_nearest(matrix
     line = one_error(harness(*argv, "--matrix", matrix, "--probes", "vulkn"))
     assert "--probes: " in line and "has no probe 'vulkn' (did you mean vulkan? its probes: gl, vulkan;" in line
     assert not (tmp_path / "out").exists()
+
+
+def test_a_filter_without_the_machine_suffix_is_told_the_id_that_matches():
+    """On --machine virgl-guest the ids end in @virgl-guest: a filter that names the id as it is on
+    this host matches nothing, and the line says the one that would."""
+    line = one_error(harness("list", "--filter", "sandbox-dri/trixie/gl", "--machine", "virgl-guest"))
+    assert line.endswith("no scenario matches --filter 'sandbox-dri/trixie/gl' --machine 'virgl-guest'; on "
+                         "--machine virgl-guest the ids end in @virgl-guest: --filter 'sandbox-dri/trixie/gl@virgl-guest'")
+    assert listed_ids("--filter", "sandbox-dri/trixie/gl@virgl-guest", "--machine", "virgl-guest") == \
+        ["sandbox-dri/trixie/gl@virgl-guest"]
+    plain = one_error(harness("list", "--filter", "sandbox-dri/nothing/gl", "--machine", "virgl-guest"))
+    assert "@virgl-guest" not in plain.split("--machine 'virgl-guest'", 1)[1]  # no suffix where none would match

@@ -24,7 +24,7 @@ from ..launch.families import registry
 from ..system.interrupts import INTERRUPTS
 from ..report import document as report_document
 from ..launch.lifecycle import LaunchContext, Workload, Workspace
-from ..scenario.model import HOST, HOST_RUNTIME, Runtime, Scenario
+from ..scenario.model import HOST, HOST_RUNTIME, LOCAL, Runtime, Scenario
 from ..scenario.outcomes import Outcome
 from ..scenario.probes import PROBES
 from ..core.words import counted
@@ -63,12 +63,23 @@ def select(args) -> Tuple[matrix_mod.Matrix, List[Scenario]]:
         asked = " ".join(f"--{option} {shown(getattr(args, option))}" for option in
                          ("paths", "runtimes", "probes", "filter", "machine") if getattr(args, option, None))
         raise InputError(f"{loaded.source}: no scenario matches {asked}"
-                         f"{elsewhere(loaded, wanted)}")
+                         f"{on_machine_ids(loaded, args, wanted, runtimes, probes)}{elsewhere(loaded, wanted)}")
     if getattr(args, "durations", None) is not None and getattr(args, "shard", None) is None:
         raise InputError("--durations: only with --shard K/N (it balances the parts)")
     if getattr(args, "shard", None) is not None:
         chosen = shards.select(chosen, shards.parse(args.shard), shards.durations(args.durations))
     return loaded, chosen
+
+
+def on_machine_ids(loaded: matrix_mod.Matrix, args, paths, runtimes, probes) -> str:
+    """A --filter without the @MACHINE that ids on a virtual GPU machine end in: the one that matches."""
+    pattern, machine = getattr(args, "filter", None), getattr(args, "machine", None)
+    if not pattern or not machine or machine == LOCAL or "@" in pattern:
+        return ""
+    suffixed = f"{pattern}@{machine}"
+    if not loaded.select(paths, suffixed, runtimes, probes):
+        return ""
+    return f"; on --machine {machine} the ids end in @{machine}: --filter {shown(suffixed)}"
 
 
 def elsewhere(loaded: matrix_mod.Matrix, wanted: Optional[List[str]]) -> str:
