@@ -289,7 +289,7 @@ class Plugin:
         from .run import runner
 
         run = self.runs.setdefault(folder, Run(folder, source, datetime.datetime.now(datetime.timezone.utc), baseline))
-        options = runner.RunOptions(out_dir=folder, retries=self.retries, say=LOG.info, baseline=baseline)
+        options = runner.RunOptions(out_dir=folder, retries=self.retries, baseline=baseline)
         result = runner.run([scenario], self.toolset, options)[0]
         run.results[scenario.id] = result
         self.write(run, options)
@@ -352,6 +352,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", f"{MARKER}(file, paths=None, filter=None, baseline=None): "
                                        f"run the test once per scenario of the matrix file (fixture {SCENARIO_FIXTURE})")
     plugin = config.stash[PLUGIN] = Plugin(config)
+    from .core import log
+
+    log.quiet_third_parties()  # qemu.qmp's records go to a run's log, not between a session's lines
     if plugin.retries < 0:
         raise pytest.UsageError("--gpu-harness-retries: must be 0 or more")
     try:  # a bad option is a usage error now, not each test's failure later

@@ -113,8 +113,8 @@ def test_a_run_into_an_earlier_runs_folder_keeps_only_its_own_and_lets_go_of_it(
     assert run("native") == (["scenarios/native__host__gl"], ["native__host__gl"])
     (out / "notes.txt").write_text("mine")  # not the harness's: stays
     assert run("software") == (["scenarios/software__host__gl"], ["software__host__gl"])
-    assert sorted(p.name for p in out.iterdir()) == [".gpu-harness-made", "junit.xml", "notes.txt", "report.html",
-                                                     "results.json", "scenarios"]
+    assert sorted(p.name for p in out.iterdir()) == [".gpu-harness-made", "harness.log", "junit.xml", "notes.txt",
+                                                     "report.html", "results.json", "scenarios"]
     assert (out / "notes.txt").read_text() == "mine"
 
 

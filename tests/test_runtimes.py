@@ -146,11 +146,12 @@ def fake_mmdebstrap(tmp_path, monkeypatch):
     return bin_dir
 
 
-def test_a_drifted_lock_builds_with_the_archives_version_and_says_so(tmp_path, fake_mmdebstrap):
+def test_a_drifted_lock_builds_with_the_archives_version_and_says_so(tmp_path, fake_mmdebstrap, caplog):
     found = recipe(tmp_path)
     write_lock(tmp_path, found, [package("fixture-a", "1.0", "c" * 64), package("fixture-b", "1.0", SHA_B)])
-    said = []
-    built = builds.build(found, recipes.load_lock(found, tmp_path), cache_dir=tmp_path / "cache", say=said.append)
+    caplog.set_level("INFO", logger="gpu_harness")
+    built = builds.build(found, recipes.load_lock(found, tmp_path), cache_dir=tmp_path / "cache")
+    said = [record.getMessage() for record in caplog.records]
     assert built.drift == ["fixture-a: locked 1.0, now 1.1"]
     assert any("1 locked versions are gone from the archive" in line for line in said)
     assert (built.root / "var/lib/dpkg/status").exists() and built.facts["lock_digest"] == built.root.parent.name
@@ -265,14 +266,14 @@ def test_every_runtime_a_scenario_needs_is_prepared_before_it_runs(monkeypatch, 
     assert sorted(runner.runtimes_to_prepare(declared)) == ["bookworm", "sid", "trixie-image"]
     built: list = []
 
-    def ensure(name, strict=False, say=None, extra_packages=()):
+    def ensure(name, strict=False, extra_packages=()):
         built.append(name)
         if name == "sid":
             raise builds.RuntimeBuildError("snapshot archive unreachable")
         return builds.BuiltRuntime(name, tmp_path / name, {"mesa": "22.3.6"})
 
     monkeypatch.setattr(builds, "ensure", ensure)
-    monkeypatch.setattr(builds, "image_archive", lambda name, say=None, extra_packages=(): tmp_path / f"{name}.tar.gz")
+    monkeypatch.setattr(builds, "image_archive", lambda name, extra_packages=(): tmp_path / f"{name}.tar.gz")
     monkeypatch.setattr(builds, "cached", lambda name, extra_packages=(): None)
     ready = runner.prepare_runtimes(declared, runner.RunOptions(out_dir=tmp_path / "out"))
     assert sorted(built) == ["bookworm", "sid"]
@@ -296,7 +297,7 @@ def test_a_runtime_root_given_stands_in_for_the_extensions_build(monkeypatch, tm
         "matrix": {"paths": ["flatpak-ext"], "runtimes": ["bookworm"], "probes": ["gl"]},
         "runtimes": {"bookworm": {"kind": "debootstrap"}, "sid": {"kind": "debootstrap"}},
         "override": [{"match": "*", "gl_extension": "sid"}]}, "<t>").scenarios
-    monkeypatch.setattr(builds, "ensure", lambda name, strict=False, say=None, extra_packages=(): builds.BuiltRuntime(
+    monkeypatch.setattr(builds, "ensure", lambda name, strict=False, extra_packages=(): builds.BuiltRuntime(
         name, tmp_path / name, {}))
     ready = runner.prepare_runtimes([scenario], runner.RunOptions(out_dir=tmp_path, runtime_roots={
         "sid": str(tmp_path / "nix-sid")}))

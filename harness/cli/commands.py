@@ -3,12 +3,14 @@ into one line and exit code 2."""
 import sys
 from typing import List, Optional
 
+from ..core import log
 from ..runtimes import cache
 from ..system import process, reaper
 from ..core.errors import HarnessError, InternalError
 from ..system.interrupts import INTERRUPTS
 from .cdi import cmd_cdi
 from .codes import EXIT_INTERRUPTED
+from .output import TerminalLines
 from .parser import build_parser
 from .results import cmd_baseline, cmd_diff, cmd_merge, cmd_report
 from .security import cmd_security
@@ -27,6 +29,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     # reparented to us (a child subreaper) and reaped before we exit.
     INTERRUPTS.install()
     process.become_subreaper()
+    terminal = TerminalLines()
+    log.logger().addHandler(terminal)
+    log.quiet_third_parties()
     try:
         args = build_parser().parse_args(argv)
         if args.command != "cache":
@@ -43,4 +48,5 @@ def main(argv: Optional[List[str]] = None) -> int:
     finally:
         reaper.shutdown()
         process.reap_children()
+        log.logger().removeHandler(terminal)
 

@@ -1,5 +1,6 @@
-"""What the command line prints: progress and diagnostics on stderr (rich), the live line of each
-scenario's verdict, and the tables a command is asked for on stdout, every cell whole."""
+"""What the command line prints: the log's progress and diagnostics on stderr (rich), the live
+line of each scenario's verdict, and the tables a command is asked for on stdout, every cell whole."""
+import logging
 from typing import TYPE_CHECKING
 
 from ..run import runner
@@ -18,10 +19,20 @@ def console():
     return Console(stderr=True, highlight=False)
 
 
-def say(text: str) -> None:
-    from rich.markup import escape
+class TerminalLines(logging.Handler):
+    """The log's progress (INFO and above) as dim lines on stderr, where a person watches a run."""
 
-    console().print(f"[dim]{escape(text)}[/]", soft_wrap=True)
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from rich.markup import escape
+
+        try:
+            style = "yellow" if record.levelno >= logging.WARNING else "dim"
+            console().print(f"[{style}]{escape(record.getMessage())}[/]", soft_wrap=True)
+        except Exception:  # a handler must not raise into the code that logged
+            self.handleError(record)
 
 
 def print_table(table: "Table") -> None:

@@ -19,6 +19,7 @@ from ..run import runner
 from ..judging import baseline as baseline_mod
 from ..runtimes import recipes, chosen_toolset
 from ..run import shards
+from ..core import log
 from ..core.errors import InputError, shown
 from ..launch.families import registry
 from ..system.interrupts import INTERRUPTS
@@ -29,7 +30,7 @@ from ..scenario.outcomes import Outcome
 from ..scenario.probes import PROBES
 from ..core.words import counted
 from .codes import EXIT_FAILED, EXIT_NOT_STARTED, EXIT_OK, EXIT_TIMED_OUT, EXIT_USAGE
-from .output import print_table, run_matrix, say
+from .output import print_table, run_matrix
 
 
 def listed(args, option: str) -> Optional[List[str]]:
@@ -110,7 +111,7 @@ def runtime_roots(values: List[str]) -> dict:
     return roots
 
 
-RUN_PRODUCTS = ("scenarios", "results.json", "junit.xml", "report.html")  # what a run writes in its --out
+RUN_PRODUCTS = ("scenarios", "results.json", "junit.xml", "report.html", "harness.log")  # what a run writes in its --out
 BENCH_PRODUCTS = ("round-*", "servers", "bench.json")
 
 
@@ -122,16 +123,17 @@ def cmd_run(args) -> int:
             baseline_mod.check_matches(known, [s.id for s in loaded.scenarios], loaded.source)
         toolset = chosen_toolset.load(args.toolset)
         options = runner.RunOptions(out_dir=args.out, jobs=args.jobs, retries=args.retries, goldens_dir=args.goldens,
-                                    strict_runtimes=args.strict_runtimes, say=say,
+                                    strict_runtimes=args.strict_runtimes,
                                     runtime_roots=runtime_roots(args.runtime_root), baseline=known,
                                     host_class=args.host_class)
     started = datetime.datetime.now(datetime.timezone.utc)
     try:
-        results = run_matrix(scenarios, toolset, options, "running")
-        document = report_document.document(results, args.out, toolset, started, loaded.source,
-                                            str(args.baseline) if args.baseline else None, options.prepared,
-                                            options.machines, args.host_class, args.shard, args.host_name)
-        report.write_all(args.out, document)
+        with log.to_file(Path(args.out) / runner.LOG_FILE, also=log.THIRD_PARTIES):
+            results = run_matrix(scenarios, toolset, options, "running")
+            document = report_document.document(results, args.out, toolset, started, loaded.source,
+                                                str(args.baseline) if args.baseline else None, options.prepared,
+                                                options.machines, args.host_class, args.shard, args.host_name)
+            report.write_all(args.out, document)
     finally:
         outdir.release(args.out)
     summary = ", ".join(f"{k} {v}" for k, v in sorted(document["summary"].items()))
@@ -208,7 +210,7 @@ def exec_command(args, scenario: Scenario, command: List[str]) -> int:
     runtime = scenario.runtime
     # A runtime built from a recipe has no root until it is built (or found in the cache): without
     # this the command would run over the host's root under the runtime's name.
-    ready = runner.prepare_runtimes([scenario], runner.RunOptions(out_dir=Path("."), say=say))
+    ready = runner.prepare_runtimes([scenario], runner.RunOptions(out_dir=Path(".")))
     prepared = ready.get(runtime.name)
     if prepared is not None and not prepared.root:
         print(f"gpu-harness: runtime {runtime.name} cannot be built: {prepared.skip or prepared.failure}",

@@ -11,7 +11,7 @@ from ..host import toolset as toolset_mod
 from ..core.errors import InputError, shown
 from ..launch.families import registry
 from .codes import EXIT_FAILED, EXIT_OK
-from .output import print_table, say
+from .output import print_table
 
 
 ACCEL_TOOLS = ("qemu-system-x86_64", "kernel", "busybox")  # what trying a KVM guest takes
@@ -89,11 +89,11 @@ def cmd_runtimes(args) -> int:
         recipe = recipes.load_recipe(name)
         try:
             if args.runtimes_command == "lock":
-                locked = runtimes_mod.lock(recipe, say=say)
+                locked = runtimes_mod.lock(recipe)
                 print(f"{name}: locked {len(locked.packages)} packages ({locked.archive_date}) "
                       f"in {recipes.lock_file(recipe)}")
             else:
-                built = runtimes_mod.build(recipe, recipes.load_lock(recipe), strict=args.strict, say=say)
+                built = runtimes_mod.build(recipe, recipes.load_lock(recipe), strict=args.strict)
                 print(f"{name}: {built.root} (Mesa {built.facts.get('mesa')}, {built.facts.get('size_mb')} MB"
                       f"{f', {len(built.drift)} packages drifted from the lock' if built.drift else ''})")
                 for line in built.drift:
@@ -106,7 +106,7 @@ def cmd_runtimes(args) -> int:
 
 def runtimes_image(name: str, out: Path) -> int:
     try:
-        image = runtimes_mod.write_image(name, out, say=say)
+        image = runtimes_mod.write_image(name, out)
     except runtimes_mod.RuntimeBuildError as exc:
         print(f"gpu-harness: runtime {name}: {exc}", file=sys.stderr)
         return EXIT_FAILED

@@ -12,6 +12,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from .hostdriver import GLIBC_NAMES, GLVND_ENTRY, HostDriver, VendorFile, dri_driver_files, under
 from ..scenario.pathspec import DriverMode
+from ..system import process
 
 PREFIX = "/run/host-driver"  # where the driver appears inside: /run is the sandbox's own tmpfs
 LIB_DIR = f"{PREFIX}/lib"
@@ -56,7 +57,7 @@ def ldd_argv(root: str, path_inside: str, bwrap: Optional[str]) -> List[str]:
 def resolve(root: str, path: str, bwrap: Optional[str] = None) -> Resolved:
     inside = "/" + os.path.relpath(path, root) if root != "/" else path
     try:
-        done = subprocess.run(ldd_argv(root, inside, bwrap), capture_output=True, text=True, timeout=60,
+        done = process.run_program(ldd_argv(root, inside, bwrap), capture_output=True, text=True, timeout=60,
                               env={"PATH": "/usr/bin:/bin", "LANG": "C"})
     except (OSError, subprocess.TimeoutExpired):
         return Resolved((), ())

@@ -7,6 +7,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Union
+from ..system import process
 
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 # Debian's architecture names, by the ELF header's e_machine (32 or 64 bits: EI_CLASS).
@@ -75,7 +76,7 @@ def read_binfmt(name: str, root: Path = BINFMT) -> Optional[Binfmt]:
 def interpreter_version(interpreter: str) -> str:
     """Its version line; Debian's binfmt wrappers refuse to run by hand, the program they link to does."""
     try:
-        done = subprocess.run([os.path.realpath(interpreter), "--version"], capture_output=True, text=True, timeout=10,
+        done = process.run_program([os.path.realpath(interpreter), "--version"], capture_output=True, text=True, timeout=10,
                               stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired):
         return ""

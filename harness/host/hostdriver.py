@@ -15,6 +15,7 @@ import re
 import subprocess
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from ..system import process
 
 
 EGL_VENDOR_DIRS = ("etc/glvnd/egl_vendor.d", "usr/share/glvnd/egl_vendor.d")
@@ -96,7 +97,7 @@ def ld_cache(root: str) -> Dict[str, str]:
     """soname -> file, from the root's own loader cache (64-bit entries first)."""
     cache = under(root, "/etc/ld.so.cache")
     try:
-        text = subprocess.run(["ldconfig", "-p", "-C", cache], capture_output=True, text=True, timeout=20).stdout
+        text = process.run_program(["ldconfig", "-p", "-C", cache], capture_output=True, text=True, timeout=20).stdout
     except (OSError, subprocess.TimeoutExpired):
         return {}
     found: Dict[str, str] = {}

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from ..core.errors import InputError, ToolMissing, cut, parse_json, read_text, shown, shown_key
+from ..system import process
 
 SCHEMA = "gpu-harness/toolset/v1"
 MANIFEST_KEYS = ("schema", "source", "system", "render_nodes", "tools")  # the schema's own keys
@@ -145,7 +146,7 @@ class Toolset:
 
 def run_text(argv: List[str], timeout: float = 10) -> str:
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        done = process.run_program(argv, capture_output=True, text=True, timeout=timeout)
     except (OSError, subprocess.TimeoutExpired):
         return ""
     return (done.stdout + done.stderr).strip()

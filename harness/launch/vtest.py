@@ -12,6 +12,7 @@ from .lifecycle import Workspace
 from ..system.services import ServiceSpec
 from ..system.syncfd import SyncPipe
 from ..host.toolset import Toolset
+from ..system import process
 
 # Mesa virpipe in Mesa <= 23 ignores VTEST_SOCKET_NAME and always connects here; newer Mesa
 # reads the variable. Binding the per-scenario socket here serves both.
@@ -67,7 +68,7 @@ def server_spec(toolset: Toolset, workspace: Workspace, venus: bool = False,
 def has_venus(program: str) -> bool:
     """Whether this virgl_test_server takes --venus (it prints its usage for an unknown option)."""
     try:
-        done = subprocess.run([program, "--gpu-harness-usage"], capture_output=True, text=True, timeout=30,
+        done = process.run_program([program, "--gpu-harness-usage"], capture_output=True, text=True, timeout=30,
                               stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired):
         return False

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import List
 
+from ..core import log
 from ..judging import baseline as baseline_mod, exposure
 from . import runner
 from ..runtimes import chosen_toolset
@@ -26,7 +27,8 @@ def main(argv: List[str]) -> int:
     known = baseline_mod.load(Path(spec["baseline"])) if spec.get("baseline") else None
     options = runner.RunOptions(out_dir=out_dir, jobs=spec["jobs"], retries=spec["retries"],
                                 goldens_dir=Path(spec["goldens_dir"]), compare_images=spec["compare_images"],
-                                baseline=known, say=lambda text: print(text, file=sys.stderr, flush=True))
+                                baseline=known)
+    log.to_stderr()  # the guest's stderr is the machine's console log on the host
     toolset = chosen_toolset.load()
     results = spec_file.parent / RESULTS
     results.write_text("")

@@ -30,9 +30,12 @@ from ..judging import exposure as exposure_mod
 from . import machine_run
 from ..host.toolset import Toolset
 from ..workloads import registry as workloads
+from ..core import log
 
 
 HooksLike = Union[Hooks, Dict[str, Any], None]
+LOG = log.get(__name__)
+LOG_FILE = "harness.log"  # a run's log beside its results.json, and each scenario's part in its folder
 
 
 @dataclass
@@ -44,7 +47,6 @@ class RunOptions:
     compare_images: bool = True
     strict_runtimes: bool = False  # a runtime whose lock has drifted is an error (exit 2)
     runtime_roots: Dict[str, str] = field(default_factory=dict)  # runtimes built elsewhere (Nix): name -> root
-    say: Callable[[str], None] = lambda text: None  # progress of slow steps (runtime builds)
     baseline: Optional[baseline_mod.Baseline] = None  # known failures and flakes (run --baseline)
     prepared: List[Prepared] = field(default_factory=list)  # what the run did before any scenario (run fills it)
     machines: Dict[str, dict] = field(default_factory=dict)  # each machine's boot and time inside (run fills it)
@@ -105,7 +107,7 @@ def with_execution(ready: RuntimeReady) -> None:
 
 def record(options: RunOptions, step: Prepared) -> None:
     options.prepared.append(step)
-    options.say(f"prepared {step.step} in {step.seconds:.1f} s ({step.detail})")
+    LOG.info("prepared %s in %.1f s (%s)", step.step, step.seconds, step.detail)
 
 
 def prepare_audit(scenarios: List[Scenario], options: RunOptions) -> None:
@@ -152,10 +154,10 @@ def runtimes_to_prepare(scenarios: List[Scenario]) -> Dict[str, Runtime]:
 
 def prepared_runtime(runtime: Runtime, options: RunOptions) -> RuntimeReady:
     if runtime.image_from_recipe:
-        archive = builds.image_archive(runtime.recipe, say=options.say, extra_packages=runtime.extra_packages)
+        archive = builds.image_archive(runtime.recipe, extra_packages=runtime.extra_packages)
         made_from = builds.cached(runtime.recipe, extra_packages=runtime.extra_packages)
         return RuntimeReady(facts={**(made_from.facts if made_from else {}), "image": str(archive)}, root=str(archive))
-    built = builds.ensure(runtime.recipe, strict=options.strict_runtimes, say=options.say,
+    built = builds.ensure(runtime.recipe, strict=options.strict_runtimes,
                             extra_packages=runtime.extra_packages)
     return RuntimeReady(facts=built.facts, root=str(built.root))
 
@@ -316,13 +318,24 @@ def run_scenario(scenario: Scenario, toolset: Toolset, options: RunOptions, temp
         return result
     scenario = with_runtime(scenario, ready)
     shutil.rmtree(base, ignore_errors=True)
+    with log.scenario_part(scenario.id, base / LOG_FILE):  # the scenario's own part of the run's log
+        return attempts(scenario, toolset, options, temp, host, hooks, base, known, prepared)
+
+
+def attempts(scenario: Scenario, toolset: Toolset, options: RunOptions, temp: TempRoot, host: verdict_mod.HostFacts,
+             hooks: Hooks, base: Path, known, prepared: Optional[RuntimeReady]) -> ScenarioResult:
+    """The scenario's attempts (a failing one retried as the run and its baseline allow), judged as one."""
     results: List[ScenarioResult] = []
     for number in range(1, baseline_mod.retries(known, options.retries) + 2):
         if number > 1 and INTERRUPTS.requested:
             break
         result_dir = base if number == 1 else base / f"retry-{number - 1}"
+        LOG.debug("attempt %d: family %s, runtime %s (%s), probe %s, timeout %g s", number, scenario.spec.family,
+                  scenario.runtime.name, scenario.runtime.root or "no root", scenario.probe, scenario.timeout_s)
         result = attempt(scenario, toolset, options, temp, result_dir, host, hooks)
         results.append(result)
+        LOG.debug("attempt %d: %s: %s (%.2f s)", number, result.verdict.outcome.value, result.verdict.reason,
+                  result.wall_s)
         if result.verdict.outcome is not Outcome.FAIL or scenario.expect.fails:
             break
     final = results[-1]
@@ -341,6 +354,8 @@ def run_scenario(scenario: Scenario, toolset: Toolset, options: RunOptions, temp
         driver_root = final.launch.facts.get("driver_root")
         final.driver_match = driver_facts(scenario, toolset, final.report, final.runtime_facts,
                                           driver_root if isinstance(driver_root, str) else None)
+    LOG.debug("verdict: %s: %s%s", final.verdict.outcome.value, final.verdict.reason,
+              f" (baseline: {known})" if known else "")
     return final
 
 
@@ -367,6 +382,8 @@ def run(scenarios: List[Scenario], toolset: Toolset, options: RunOptions,
         hooks: HooksLike = None) -> List[ScenarioResult]:
     options.out_dir.mkdir(parents=True, exist_ok=True)
     cache.hold_shared()  # what the run builds or finds in the cache is not pruned under it
+    LOG.debug("run: %d scenarios, %d at a time, into %s; toolset %s", len(scenarios), max(1, options.jobs),
+              options.out_dir, toolset.source)
     host = host_facts(toolset)
     ready = prepare_runtimes(scenarios, options)
     temp = TempRoot()

@@ -18,12 +18,11 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import cache, glext, imagearchive, prepjournal
 from ..system import reaper
@@ -32,6 +31,10 @@ from ..scenario.model import Runtime
 from ..system.process import Child
 from .recipes import (RECIPES_DIR, Lock, LockedPackage, Recipe, component_versions, digest,
                       load_lock, load_recipe, lock_file, mirror_line, recipe_names)
+from ..system import process
+from ..core import log
+
+LOG = log.get(__name__)
 
 CACHE_DIR = cache.ROOT / "runtimes"
 # Not needed to render: docs, manuals, translations (the runtimes stay small).
@@ -99,7 +102,7 @@ def installed(root: Path) -> Dict[str, Tuple[str, str]]:
             return dict(imagearchive.read(str(root)).packages)
         except imagearchive.ImageArchiveError:
             return {}
-    done = subprocess.run(["dpkg-query", f"--admindir={root}/var/lib/dpkg", "-W",
+    done = process.run_program(["dpkg-query", f"--admindir={root}/var/lib/dpkg", "-W",
                            "-f", "${Package}\t${Version}\t${Architecture}\n"], capture_output=True, text=True)
     table = {}
     for line in done.stdout.splitlines():
@@ -177,7 +180,7 @@ def drift_error(recipe: Recipe, drift: List[str]) -> InputError:
                       f"run `gpu-harness runtimes lock {recipe.name}`")
 
 
-def bootstrap(recipe: Recipe, lock: Optional[Lock], work: Path, say: Callable[[str], None],
+def bootstrap(recipe: Recipe, lock: Optional[Lock], work: Path,
               strict: bool = False) -> Tuple[Path, Dict[Tuple[str, str, str], str]]:
     """mmdebstrap the root, pinned to the lock's versions where the archive still has them."""
     if not shutil.which("mmdebstrap"):
@@ -201,14 +204,13 @@ def bootstrap(recipe: Recipe, lock: Optional[Lock], work: Path, say: Callable[[s
             raise RuntimeBuildError(f"mmdebstrap failed (exit {code}): {tail}")
         if strict:  # no need to build what would be refused
             raise drift_error(recipe, [f"{name}: locked {pins[name]}, now not in the archive" for name in gone])
-        say(f"{recipe.name}: {len(gone)} locked versions are gone from the archive; taking the archive's")
+        LOG.info(f"{recipe.name}: {len(gone)} locked versions are gone from the archive; taking the archive's")
         for name in gone:
             pins.pop(name, None)
     raise RuntimeBuildError("mmdebstrap kept failing on versions the archive no longer has")
 
 
-def build(recipe: Recipe, lock: Optional[Lock], strict: bool = False, cache_dir: Path = CACHE_DIR,
-          say: Callable[[str], None] = lambda text: None) -> BuiltRuntime:
+def build(recipe: Recipe, lock: Optional[Lock], strict: bool = False, cache_dir: Path = CACHE_DIR) -> BuiltRuntime:
     """The built root for this recipe and lock: from the cache, or built now (atomically)."""
     key = digest(recipe, lock)
     target = cache_dir / key
@@ -220,21 +222,20 @@ def build(recipe: Recipe, lock: Optional[Lock], strict: bool = False, cache_dir:
                 prepjournal.note("runtime", recipe.name, waited, "waited")
             else:
                 with prepjournal.timed("runtime", recipe.name):
-                    return build_now(recipe, lock, strict, cache_dir, target, say)
+                    return build_now(recipe, lock, strict, cache_dir, target)
     cache.mark_used(target)  # a run uses it (listing the runtimes does not)
     return found
 
 
-def build_now(recipe: Recipe, lock: Optional[Lock], strict: bool, cache_dir: Path, target: Path,
-              say: Callable[[str], None]) -> BuiltRuntime:
+def build_now(recipe: Recipe, lock: Optional[Lock], strict: bool, cache_dir: Path, target: Path) -> BuiltRuntime:
     """Build it into a partial folder of the cache, renamed to `target` once whole."""
     key = target.name
     started = time.monotonic()
-    say(f"building runtime {recipe.name} ({recipe.suite}/{recipe.architecture}) with mmdebstrap")
+    LOG.info(f"building runtime {recipe.name} ({recipe.suite}/{recipe.architecture}) with mmdebstrap")
     with reaper.temp_dir(f"{key}.partial-", parent=str(cache_dir)) as folder:
         work = Path(folder)
         cache.record(work, cache_dir.parent)  # a killed build's partial is known to be a run's
-        root, hashes = bootstrap(recipe, lock, work, say, strict)
+        root, hashes = bootstrap(recipe, lock, work, strict)
         packages = installed(root)
         if lock:
             check_hashes(lock, hashes)
@@ -253,14 +254,13 @@ def build_now(recipe: Recipe, lock: Optional[Lock], strict: bool, cache_dir: Pat
         except OSError:
             if not (target / "facts.json").exists():  # a parallel build of the same digest won
                 raise
-    say(f"built runtime {recipe.name} in {time.monotonic() - started:.0f} s, {facts['size_mb']} MB")
+    LOG.info(f"built runtime {recipe.name} in {time.monotonic() - started:.0f} s, {facts['size_mb']} MB")
     return BuiltRuntime(recipe.name, target / "root", facts)
 
 
-def lock(recipe: Recipe, folder: Path = RECIPES_DIR, cache_dir: Path = CACHE_DIR,
-         say: Callable[[str], None] = lambda text: None) -> Lock:
+def lock(recipe: Recipe, folder: Path = RECIPES_DIR, cache_dir: Path = CACHE_DIR) -> Lock:
     """Build from the recipe alone (the archive as it is now) and write what it installed."""
-    built = build(recipe, None, cache_dir=cache_dir, say=say)
+    built = build(recipe, None, cache_dir=cache_dir)
     hashes = json.loads((built.root.parent / "hashes.json").read_text())
     filenames = json.loads((built.root.parent / "filenames.json").read_text())
     packages = []
@@ -292,10 +292,9 @@ def derived(recipe: Recipe, extra_packages: Sequence[str]) -> Recipe:
 
 
 def ensure(name: str, strict: bool = False, folder: Path = RECIPES_DIR,
-           say: Callable[[str], None] = lambda text: None, extra_packages: Sequence[str] = ()) -> BuiltRuntime:
+           extra_packages: Sequence[str] = ()) -> BuiltRuntime:
     recipe = load_recipe(name, folder)
-    return build(derived(recipe, extra_packages), load_lock(recipe, folder), strict=strict and not extra_packages,
-                 say=say)
+    return build(derived(recipe, extra_packages), load_lock(recipe, folder), strict=strict and not extra_packages)
 
 
 def is_cached(runtime: Runtime) -> bool:
@@ -335,10 +334,9 @@ def image_archive_path(name: str, folder: Path = RECIPES_DIR, extra_packages: Se
     return IMAGES_DIR / f"{recipe.name}-{digest(recipe, load_lock(base, folder))}-{IMAGE_FORMAT}.tar.gz"
 
 
-def write_image(name: str, out: Path, say: Callable[[str], None] = lambda text: None,
-                folder: Path = RECIPES_DIR, extra_packages: Sequence[str] = ()) -> imagearchive.ImageInfo:
+def write_image(name: str, out: Path, folder: Path = RECIPES_DIR, extra_packages: Sequence[str] = ()) -> imagearchive.ImageInfo:
     """The image of runtime `name` (built if it is not yet) as a docker-archive at `out`."""
-    built = ensure(name, folder=folder, say=say, extra_packages=extra_packages)
+    built = ensure(name, folder=folder, extra_packages=extra_packages)
     recipe = derived(load_recipe(name, folder), extra_packages)
     started = time.monotonic()
     try:
@@ -347,12 +345,11 @@ def write_image(name: str, out: Path, say: Callable[[str], None] = lambda text: 
         raise RuntimeBuildError(f"cannot write {out}: {exc.strerror or exc}") from None
     except imagearchive.ImageArchiveError as exc:
         raise RuntimeBuildError(str(exc)) from None
-    say(f"wrote the image of {name} to {out} in {time.monotonic() - started:.1f} s")
+    LOG.info(f"wrote the image of {name} to {out} in {time.monotonic() - started:.1f} s")
     return imagearchive.read(str(out))
 
 
-def image_archive(name: str, say: Callable[[str], None] = lambda text: None,
-                  extra_packages: Sequence[str] = ()) -> Path:
+def image_archive(name: str, extra_packages: Sequence[str] = ()) -> Path:
     """The cached image of runtime `name` (with a workload's extra packages), made now if it is
     not there (once, however many scenarios ask at the same time)."""
     target = image_archive_path(name, extra_packages=extra_packages)
@@ -362,7 +359,7 @@ def image_archive(name: str, say: Callable[[str], None] = lambda text: None,
                 prepjournal.note("image", target.name, waited, "waited")
             else:
                 with prepjournal.timed("image", target.name):
-                    write_image(name, target, say, extra_packages=extra_packages)
+                    write_image(name, target, extra_packages=extra_packages)
     cache.mark_used(target)
     return target
 

@@ -8,7 +8,6 @@ import ast
 import base64
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Dict
 
 from .probes import PROBE_DIR
 from ..core.errors import ComponentError
+from ..system import process
 
 SHADERS = PROBE_DIR / "shaders"
 MODULE = PROBE_DIR / "vkshaders.py"  # the probe's SPIR-V, imported by vk.py
@@ -26,7 +26,7 @@ COMPILER = "glslangValidator"
 def compile_shader(source: Path) -> bytes:
     with tempfile.TemporaryDirectory(prefix="gpu-harness-spirv-") as folder:
         out = Path(folder) / "out.spv"
-        done = subprocess.run([COMPILER, "-V", str(source), "-o", str(out)], capture_output=True, text=True)
+        done = process.run_program([COMPILER, "-V", str(source), "-o", str(out)], capture_output=True, text=True)
         if done.returncode != 0:
             raise ComponentError(f"{COMPILER} failed on {source.name}: {(done.stdout + done.stderr).strip()}")
         return out.read_bytes()

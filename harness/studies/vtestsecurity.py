@@ -6,7 +6,6 @@ through the same server; then what the server did: its processes for clients tha
 honest app still passed (its exact golden image)."""
 import json
 import os
-import subprocess
 import sys
 import threading
 from dataclasses import asdict, dataclass, field
@@ -26,6 +25,7 @@ from ..scenario.probes import GOLDENS_DIR, PROBE_DIR
 from .serverbench import MemorySampler, plainest_venus_path, plainest_vtest_path
 from ..host.toolset import Toolset
 from ..core.errors import ComponentError, ToolMissing
+from ..system import process
 
 RELAY = Path(vtestrelay.__file__)  # run by path: a program of its own
 FUZZER = PROBE_DIR / "vtestfuzz.py"
@@ -240,7 +240,7 @@ def fuzz(toolset: Toolset, session: Path, out: Path, seed: int = 0, count: int =
 
 def run_here(socket: str, session: Path, out: Path, seed: int, count: int, seconds: float, deadline_s: float) -> dict:
     """The fuzzer as a plain process on this host; its fuzz.json."""
-    done = subprocess.run([sys.executable, str(FUZZER), "fuzz", socket, str(session), "--seed", str(seed),
+    done = process.run_program([sys.executable, str(FUZZER), "fuzz", socket, str(session), "--seed", str(seed),
                            "--count", str(count), "--seconds", str(seconds), "--deadline", str(deadline_s),
                            "--out", str(out)], capture_output=True, text=True, timeout=seconds + 30 * deadline_s + 60)
     if done.returncode != 0:
@@ -273,7 +273,7 @@ def replay(toolset: Toolset, saved: Path, out: Path, deadline_s: float = 5.0, mo
     with reaper.temp_dir("gh-replay-") as scratch:
         running = services.start(server(toolset, Path(scratch), out, "replay-server", mode, server_env, venus))
         try:
-            done = subprocess.run([sys.executable, str(FUZZER), "replay", running.spec.ready_socket or "", str(saved),
+            done = process.run_program([sys.executable, str(FUZZER), "replay", running.spec.ready_socket or "", str(saved),
                                    "--deadline", str(deadline_s)], capture_output=True, text=True, timeout=60)
         finally:
             services.stop_all([running])

@@ -8,9 +8,12 @@ import time
 from dataclasses import dataclass
 from typing import IO, Callable, Dict, Iterator, List, Optional, Tuple, Union, cast
 
+from ..core import log
 from . import reaper
 from .cappedlog import CappedLog
 from .retry import poll
+
+LOG = log.get(__name__)
 
 
 @dataclass
@@ -109,6 +112,7 @@ class Child:
             raise
         if self._capped:
             self._capped.started()
+        LOG.debug("started pid %d (group, mark %s): %s; log %s", self.proc.pid, self.mark, shown_argv(argv), log_path)
         self.pgid = self.proc.pid
         reaper.get().track_group(self.pgid)
         self.started = time.monotonic()
@@ -212,6 +216,9 @@ class Child:
 
     def _finish(self, result: Exit) -> Exit:
         self.result = result
+        LOG.debug("pid %d (%s) ended after %.2f s: %s%s", self.proc.pid, os.path.basename(self.argv[0]),
+                  time.monotonic() - self.started, result.describe(),
+                  f" (stopped: {result.stopped_because})" if result.stopped_because else "")
         reaper.get().untrack_group(self.pgid)
         self._close_logs()
         return result
@@ -299,13 +306,41 @@ def reaped_all() -> bool:
             return False
 
 
+def shown_argv(argv) -> str:
+    """A command line as the log shows it: each argument quoted as a shell would take it."""
+    import shlex
+
+    return " ".join(shlex.quote(str(arg)) for arg in argv)
+
+
+def run_program(argv, **kwargs) -> "subprocess.CompletedProcess":
+    """subprocess.run of a short-lived helper (a version query, ldconfig, podman rm, cpio), with
+    its argv, exit and seconds in the log."""
+    started = time.monotonic()
+    LOG.debug("running %s", shown_argv(argv))
+    try:
+        done = subprocess.run(argv, **kwargs)
+    except (OSError, subprocess.SubprocessError) as exc:
+        LOG.debug("%s: %s after %.2f s", os.path.basename(str(argv[0])), type(exc).__name__, time.monotonic() - started)
+        raise
+    LOG.debug("%s exited %s after %.2f s", os.path.basename(str(argv[0])), done.returncode, time.monotonic() - started)
+    return done
+
+
+def start_program(argv, **kwargs) -> "subprocess.Popen":
+    """subprocess.Popen of a helper the caller waits for itself, with its argv in the log."""
+    process = subprocess.Popen(argv, **kwargs)
+    LOG.debug("started pid %d: %s", process.pid, shown_argv(argv))
+    return process
+
+
 def run_tracked(argv: List[str], timeout_s: float, cwd: Optional[str] = None) -> "subprocess.CompletedProcess[bytes]":
     """subprocess.run for a short-lived helper (nix-instantiate, git): its own process group,
     known to the reaper from the moment it exists, killed with SIGKILL on timeout (nix-instantiate
     ignores SIGTERM while it evaluates). Raises OSError if it cannot start, TimeoutExpired."""
     guardian = reaper.get()  # up before the helper starts, so it is registered at once
-    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               start_new_session=True, cwd=cwd)
+    process = start_program(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True, cwd=cwd)
     guardian.track_group(process.pid)
     with process:
         try:

@@ -245,6 +245,11 @@ class Reaper:
         )
         # This run's mark: every process it starts carries it, or one below it (new_mark).
         self.mark = f"{os.getpid()}-{secrets.token_hex(6)}"
+        import logging  # the harness's log where there is one (harness.core.log); this file stands alone too
+
+        logging.getLogger("gpu_harness.system.reaper").debug(
+            "started the reaper, pid %d: %s %s; the run's mark is %s", self._proc.pid, sys.executable,
+            os.path.abspath(__file__), self.mark)
         self._numbers = itertools.count(1)
         self._send(f"mark {self.mark}")
 

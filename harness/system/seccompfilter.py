@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Tuple
 from ..core.errors import ToolMissing
+from . import process
 
 CLONE_NEWUSER = 0x10000000
 TIOCSTI = 0x5412
@@ -84,7 +85,7 @@ def compile_filter(python: str, out: Path, rules: Tuple[Rule, ...] = RULES) -> F
     """`rules` compiled to BPF at `out` by `python`'s libseccomp binding."""
     encoded = json.dumps([[rule.syscall, rule.error, list(rule.arg) if rule.arg else None] for rule in rules])
     try:
-        done = subprocess.run([python, "-c", COMPILER, encoded, str(out)], capture_output=True, text=True,
+        done = process.run_program([python, "-c", COMPILER, encoded, str(out)], capture_output=True, text=True,
                               timeout=60, stdin=subprocess.DEVNULL)
     except OSError as exc:
         raise SeccompUnavailable(f"no seccomp filter: {python} could not run ({exc.strerror or exc})") from None

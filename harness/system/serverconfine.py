@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from .seccompfilter import SeccompUnavailable, compile_filter
+from . import process
 
 READ_ONLY = ("/usr", "/etc")
 MERGED_USR_LINKS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
@@ -114,7 +115,7 @@ def reach(python: str, socket_dir: str, wrap: Optional[Callable[[List[str]], Con
     argv = [python, "-c", REACH_SCRIPT, home, socket_dir]
     started = wrap(argv) if wrap else Confined(argv, (), "")
     try:
-        done = subprocess.run(started.argv, capture_output=True, text=True, timeout=60, env=env,
+        done = process.run_program(started.argv, capture_output=True, text=True, timeout=60, env=env,
                               stdin=subprocess.DEVNULL, pass_fds=started.fds)
     finally:
         for fd in started.fds:

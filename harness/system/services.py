@@ -6,12 +6,14 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
 from . import reaper, supervisor
+from ..core import log
 from .process import Child, exit_of, tail
 from .retry import poll
 from .syncfd import SyncPipe
 from ..core.errors import ComponentError
 
 
+LOG = log.get(__name__)
 SUPERVISED_EXIT_S = 3.0
 SOCKET_PATH_MAX = 107  # sun_path is 108 bytes with its terminating NUL
 
@@ -72,6 +74,7 @@ class RunningService:
             poll(lambda: self.child.poll() is not None, SUPERVISED_EXIT_S, interval_s=0.01)
         self.exit_description = self.child.stop().describe()
         self.stopped = True
+        LOG.debug("service %s stopped: %s", self.spec.name, self.exit_description)
         for path in self.spec.leaves:
             if self.made(path):
                 reaper.remove(path)
@@ -125,8 +128,10 @@ def start(spec: ServiceSpec) -> RunningService:
         service.stop()
         why = f"exited before it was ready ({service.exit_description})" if exited \
             else f"not ready after {spec.ready_timeout_s:.0f} s"
+        LOG.debug("service %s %s", spec.name, why)
         raise ServiceError(f"service {spec.name} {why}: {one_line(tail(spec.log_path, 3))}")
     service.ready_s = time.monotonic() - started
+    LOG.debug("service %s ready after %.2f s", spec.name, service.ready_s)
     return service
 
 

@@ -1,11 +1,8 @@
 """VFIO on a host: can this PCI device be given whole to a guest (check), give it to vfio-pci
-(bind) and give it back (restore), each step checked and a failure naming its step.
-
-Standard library only (the harness's error tree where it is there): the same file runs on the host
-(`gpu-harness vfio`, the vfio family), inside the nested tier's L1 guest beside the probe, and
-in the reaper, which restores a bound device after a harness that died. `check` never writes;
-nothing is bound unless a caller names the device.
-"""
+(bind) and give it back (restore), each step checked and a failure naming its step. Standard
+library only (the harness's error tree where it is there): the same file runs on the host, in
+the nested tier's L1 guest beside the probe, and in the reaper (it gives back a device bound by a
+harness that died). `check` never writes; nothing is bound unless a caller names the device."""
 import argparse
 import errno
 import json
@@ -19,11 +16,8 @@ from typing import List, Optional
 try:  # in the package: the harness's error tree; run by path (a guest, the reaper): on its own
     from ..core.errors import ComponentError, InputError
 except ImportError:
-    class ComponentError(Exception):  # type: ignore[no-redef]
-        """A step failed (standalone: no harness beside this file)."""
-
-    class InputError(Exception):  # type: ignore[no-redef]
-        """Bad input (standalone: no harness beside this file)."""
+    ComponentError = type("ComponentError", (Exception,), {})  # type: ignore[misc,assignment]
+    InputError = type("InputError", (Exception,), {})  # type: ignore[misc,assignment]
 
 VFIO_DRIVER = "vfio-pci"
 BDF = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")

@@ -174,7 +174,7 @@ def pipeline(argvs: List[List[str]], log: IO[bytes], timeout_s: float) -> Option
     try:
         for index, argv in enumerate(argvs):
             last = index == len(argvs) - 1
-            proc = subprocess.Popen(argv, stdin=stdin, stdout=log if last else subprocess.PIPE, stderr=log, env=env,
+            proc = process.start_program(argv, stdin=stdin, stdout=log if last else subprocess.PIPE, stderr=log, env=env,
                                     start_new_session=True)
             guardian.track_group(proc.pid)
             procs.append(proc)
@@ -307,7 +307,7 @@ class ContainerLaunch(ProcessLaunch):
         names = Names.of(self.ctx.workspace)
         if os.path.isdir(names.state):
             try:  # conmon is not in our process group: podman itself stops the container
-                subprocess.run(podman_state(self.ctx.toolset.path("podman"), names.state)
+                process.run_program(podman_state(self.ctx.toolset.path("podman"), names.state)
                                + ["rm", "--force", "--time", "0", names.container],
                                capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
             except (OSError, subprocess.TimeoutExpired):

@@ -22,7 +22,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +41,7 @@ from .flatpak_install import (APP_ID, BRANCH, HOST_ARCH, filesystem, flatpak_arc
                               runtime_metadata)
 from .sandbox import services_for
 from ...core.errors import ToolMissing
+from ...system import process
 
 FLATPAK_CACHE = cache.ROOT / "flatpak"
 APP_INSIDE = "/app"
@@ -120,7 +120,7 @@ def recorded(done: Path) -> Dict[str, object]:
 def hard_linked_usr(root: str, build: str) -> None:
     # build-export reads a real folder, and hard links cost no space. A runtime's own kernel's
     # modules are its guest's: not an app's.
-    subprocess.run(["cp", "-al", os.path.join(root, "usr"), f"{build}/files"], check=True, capture_output=True,
+    process.run_program(["cp", "-al", os.path.join(root, "usr"), f"{build}/files"], check=True, capture_output=True,
                    timeout=600)
     for part in GUEST_KERNEL_PARTS:
         if part.startswith("usr/"):

@@ -9,6 +9,7 @@ from typing import Dict, List, Optional, Tuple
 
 from ...host import emulation
 from ...core.errors import ComponentError
+from ...system import process
 
 APP_ID = "org.gpuharness.Probe"
 RUNTIME_ID = "org.gpuharness.Stub"
@@ -37,7 +38,7 @@ def private_env(folder: str) -> Dict[str, str]:
 
 
 def flatpak_step(flatpak: str, env: Dict[str, str], *args: str) -> str:
-    done = subprocess.run([flatpak, *args], env=env, capture_output=True, text=True, timeout=120,
+    done = process.run_program([flatpak, *args], env=env, capture_output=True, text=True, timeout=120,
                           stdin=subprocess.DEVNULL)
     if done.returncode != 0:
         said = " | ".join(line for line in (done.stdout + done.stderr).splitlines() if line.strip())

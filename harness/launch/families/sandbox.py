@@ -21,6 +21,7 @@ from ...system.services import ServiceSpec
 from ...system.syncfd import SyncPipe
 from ...host.toolset import Toolset
 from .base import EnvMode, Plan, ProcessFamily, probe_spec, workload_env
+from ...system import process
 
 HOME = f"{INSIDE}/home"
 SYS_DIRS = ("/sys/dev", "/sys/devices", "/sys/bus", "/sys/class")
@@ -128,7 +129,7 @@ def bwrap_works(bwrap: str) -> Optional[str]:
     host that restricts them, unprivileged user namespaces may be unavailable; the sandbox paths
     then cannot run at all, and the reason must say so rather than show a raw bwrap error."""
     try:
-        done = subprocess.run([bwrap, "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "true"],
+        done = process.run_program([bwrap, "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "true"],
                               stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"bwrap could not be run ({exc})"

@@ -18,13 +18,14 @@ from . import vm_boot
 from .vm_guest import Guest
 from ..vm import kernel as kernel_mod, stdin as stdin_mod
 from .vm_launch import VmLaunch, acceleration
+from ...system import process
 
 
 @functools.lru_cache(maxsize=8)
 def qemu_has_venus(qemu: str) -> bool:
     """Whether this QEMU's virtio-gpu-gl-pci takes venus=on (QEMU 9.2 and later, built with it)."""
     try:
-        done = subprocess.run([qemu, "-device", "virtio-gpu-gl-pci,help"], capture_output=True, text=True,
+        done = process.run_program([qemu, "-device", "virtio-gpu-gl-pci,help"], capture_output=True, text=True,
                               timeout=60, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired):
         return False

@@ -3,7 +3,6 @@ Cached by content hash, so a second run with the same inputs builds nothing."""
 import hashlib
 import os
 import shutil
-import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Tuple
 
 from ...runtimes import cache, prepjournal
 from ...system import reaper
+from ...system import process
 
 CACHE_DIR = cache.ROOT / "initramfs"
 CACHE_KEEP = 16  # images kept, most recently used first: a few kernels x paths x probe versions
@@ -64,7 +64,7 @@ def build(spec: InitramfsSpec, cache_dir: Path = CACHE_DIR) -> Tuple[Path, bool]
         # probes of one path on two runtimes).
         partial = target.with_suffix(f".{os.getpid()}.{threading.get_ident()}.partial")
         with reaper.temp_file(partial), open(partial, "wb") as out:
-            subprocess.run(["cpio", "--quiet", "-o", "-H", "newc", "-R", "0:0"], cwd=root, check=True,
+            process.run_program(["cpio", "--quiet", "-o", "-H", "newc", "-R", "0:0"], cwd=root, check=True,
                            input="\n".join(listing).encode(), stdout=out)
             os.replace(partial, target)  # atomic: parallel builders of the same digest agree
         cache.record(target, cache_dir.parent)

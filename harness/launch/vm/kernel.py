@@ -7,13 +7,13 @@ import hashlib
 import lzma
 import os
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Optional
 
 from ...runtimes import cache, prepjournal
 from ...system import reaper
 from .initramfs import CACHE_DIR
+from ...system import process
 
 XZ_MAGIC = b"\xfd7zXZ\x00"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -54,5 +54,5 @@ def decompressed(image: bytes) -> Optional[bytes]:
         return None
     # The compressed kernel is followed by the bzImage's trailer: zstd decodes the frame, then
     # reports the trailer as an unknown format; the frame's output is complete all the same.
-    done = subprocess.run(["zstd", "-dcq"], input=image[start:], capture_output=True, timeout=120)
+    done = process.run_program(["zstd", "-dcq"], input=image[start:], capture_output=True, timeout=120)
     return done.stdout or None

@@ -5,7 +5,6 @@ is missed. A private event loop runs in a thread; the methods here are synchrono
 VM family and for tests (see vmtests' `machine` fixture). Events are read through qemu.qmp's
 own listeners: one records the events of interest, and each wait registers its own."""
 import asyncio
-import logging
 import threading
 import time
 from pathlib import Path
@@ -15,9 +14,10 @@ from qemu.qmp import EventListener, QMPClient
 
 from ...system.process import Child, Exit
 from ...system.retry import poll
+from ...core import log
 from ...core.errors import ComponentError
 
-logging.getLogger("qemu.qmp").setLevel(logging.CRITICAL)
+LOG = log.get(__name__)
 WATCHED_EVENTS = ("SHUTDOWN", "GUEST_PANICKED", "STOP", "RESET", "POWERDOWN")
 
 
@@ -66,6 +66,7 @@ class Machine:
             raise MachineError(f"QEMU did not connect to QMP within {self.connect_timeout_s:g} s")
         accept.result()
         self._record_task = self._call(self._spawn(self._record_events()))
+        LOG.debug("QEMU pid %d connected to QMP %s after %.2f s", child.pid, self.qmp_socket, time.monotonic() - started)
         return time.monotonic() - started
 
     @staticmethod
@@ -75,6 +76,7 @@ class Machine:
     async def _record_events(self) -> None:
         async for event in self._recorder:
             self.events.append(event_record(event))
+            LOG.debug("QMP event %s %s", self.events[-1]["event"], self.events[-1]["data"] or "")
 
     def qmp(self, command: str, **arguments):
         if self._qmp is None:
@@ -103,6 +105,7 @@ class Machine:
             try:
                 event = self._call(asyncio.wait_for(listener.get(), timeout_s), timeout=timeout_s + 5)
             except (asyncio.TimeoutError, TimeoutError):
+                LOG.debug("waited %g s for QMP event %s: none came", timeout_s, name)
                 return None
             return event_record(event)
         finally:
@@ -122,10 +125,13 @@ class Machine:
             self.peak_rss_kb = max(self.peak_rss_kb, self.child.peak_rss_kb())
 
     def wait_for_console(self, text: str, timeout_s: float) -> bool:
-        return bool(poll(lambda: text in self.console(), timeout_s, give_up=lambda: not self.running()))
+        seen = bool(poll(lambda: text in self.console(), timeout_s, give_up=lambda: not self.running()))
+        LOG.debug("waited for %r on the console (%g s at most): %s", text, timeout_s, "seen" if seen else "not seen")
+        return seen
 
     def quit(self) -> None:
         if self.running() and self._qmp is not None:
+            LOG.debug("QMP quit")
             try:
                 self.qmp("quit")
             except Exception:  # QEMU may already be going away; stop() below kills it anyway
