@@ -29,7 +29,7 @@ def parsed(table):
 
 
 def judged(kind, settings, runs):
-    return kind.judge_all(settings, {run.name: run for run in runs})
+    return kind.judge_all(settings, {run.name: run for run in runs}, "mine")
 
 
 @pytest.mark.parametrize("table,key,message", [
@@ -151,10 +151,10 @@ def test_a_command_s_picture_is_its_own_subtest(tmp_path):
                        "golden": "workloads/gl-picture.golden.png"})[0].settings
     (tmp_path / "steps" / "work").mkdir(parents=True)
     shutil.copyfile(PICTURE_GOLDEN, tmp_path / "steps" / "work" / "picture.png")
-    ran = StepRun("python3", exit_code=0, out_dir=tmp_path)
+    ran = StepRun("mine", exit_code=0, out_dir=tmp_path)
     assert [(s.name, s.outcome) for s in judged(COMMAND, settings, [ran])] == [
-        ("python3", SubtestOutcome.PASS), ("python3-picture", SubtestOutcome.PASS)]
-    failed = StepRun("python3", exit_code=1, out_dir=tmp_path)
+        ("mine", SubtestOutcome.PASS), ("mine-picture", SubtestOutcome.PASS)]
+    failed = StepRun("mine", exit_code=1, out_dir=tmp_path)
     assert judged(COMMAND, settings, [failed])[1].detail == "not compared: the command did not pass"
 
 

@@ -101,8 +101,8 @@ def test_the_command_kind_judges_exit_patterns_and_fps():
     probe = declared(kind="command", argv=["/usr/bin/app", "--bench"], pass_pattern="^done$", fail_pattern="ERROR",
                      fps_pattern=r"fps: ([\d.]+)")
     kind, settings = registry.of(probe), probe.settings
-    assert [s.name for s in registry.steps(probe)] == ["app"]
-    good = kind.judge(settings, run_of("app", exit_code=0, output="fps: 59.5\ndone\n"))
+    assert [s.name for s in registry.steps(probe)] == ["mine"]  # the probe's name, not its program's (app)
+    good = kind.judge(settings, run_of("mine", exit_code=0, output="fps: 59.5\ndone\n"))
     assert good.outcome is SubtestOutcome.PASS and good.figures == {"fps": 59.5}
     assert kind.judge(settings, run_of("app", exit_code=3, output="done\n")).detail == "exit 3, not 0"
     assert "fail pattern" in kind.judge(settings, run_of("app", exit_code=0, output="ERROR x\ndone\n")).detail

@@ -85,8 +85,8 @@ def glinfo_checked(result, subtests, steps):
 
 
 def picture_checked(result, subtests, steps):
-    assert [(s.name, s.outcome) for s in subtests] == [("python3", SubtestOutcome.PASS),
-                                                       ("python3-picture", SubtestOutcome.PASS)], subtests
+    assert [(s.name, s.outcome) for s in subtests] == [("picture", SubtestOutcome.PASS),
+                                                       ("picture-picture", SubtestOutcome.PASS)], subtests
     assert f"renderer: {result.report.renderer}\n" in steps[0]["output"]
 
 

@@ -158,7 +158,7 @@ def build_scenario(path: str, runtime: Runtime, probe: str, settings: dict, expe
     tolerance = Tolerance(**settings.get("tolerance", {}))
     gl_extension = (runtimes or {}).get(settings.get("gl_extension", ""))
     program = WORKLOAD_PROBE if declared else probe
-    timeout_s = workloads.of(declared).timeout_s(declared.settings) if declared else DEFAULT_TIMEOUT_S
+    timeout_s = workloads.of(declared).timeout_s(declared.settings, declared.name) if declared else DEFAULT_TIMEOUT_S
     packages = workload_packages or (declared.packages if declared else ())
     if declared and packages and (runtime.kind is RuntimeKind.DEBOOTSTRAP or runtime.image_from_recipe):
         runtime = dataclasses.replace(runtime, extra_packages=packages)  # a derived runtime

@@ -238,8 +238,8 @@ class WorkloadKind(abc.ABC):
         return found
 
     @abc.abstractmethod
-    def steps(self, settings: Dict[str, Any]) -> List[Step]:
-        """What runs inside the path, in order: one step per subtest."""
+    def steps(self, settings: Dict[str, Any], probe: str) -> List[Step]:
+        """What runs inside the path, in order: one step per subtest (`probe`: the declared probe's name)."""
 
     @abc.abstractmethod
     def judge_output(self, settings: Dict[str, Any], run: StepRun) -> Subtest:
@@ -270,15 +270,15 @@ class WorkloadKind(abc.ABC):
         """Host files the steps read, by the name they get in {out}/inputs (none by default)."""
         return {}
 
-    def judge_all(self, settings: Dict[str, Any], runs: Dict[str, StepRun]) -> List[Subtest]:
+    def judge_all(self, settings: Dict[str, Any], runs: Dict[str, StepRun], probe: str) -> List[Subtest]:
         """Every subtest from the steps the probe reported: one per step unless a kind says otherwise."""
         return [self.judge(settings, runs[step.name]) if step.name in runs else self.judge_missing(step)
-                for step in self.steps(settings)]
+                for step in self.steps(settings, probe)]
 
     def judge_missing(self, step: Step) -> Subtest:
         """A step the probe never reported: it stopped before it (a crash, the scenario's timeout)."""
         return Subtest(step.name, SubtestOutcome.FAIL, "not run: the workload stopped before it")
 
-    def timeout_s(self, settings: Dict[str, Any]) -> float:
+    def timeout_s(self, settings: Dict[str, Any], probe: str) -> float:
         """The scenario's timeout where the matrix sets none: every step's, and the start."""
-        return WORKLOAD_SLACK_S + sum(step.timeout_s for step in self.steps(settings))
+        return WORKLOAD_SLACK_S + sum(step.timeout_s for step in self.steps(settings, probe))

@@ -81,7 +81,7 @@ class Benchmark(WorkloadKind):
     def default_packages(self, settings: Dict[str, Any]) -> Tuple[str, ...]:
         return DISPLAY_PACKAGES[settings.get("display", "xvfb")]
 
-    def steps(self, settings: Dict[str, Any]) -> List[Step]:
+    def steps(self, settings: Dict[str, Any], probe: str) -> List[Step]:
         runner, display_programs, flavour = DISPLAYS[settings["display"]]
         program, scenes = settings.get("program") or flavour, settings["scenes"]
         common = (*runner, program, "--size", settings["size"])
@@ -107,11 +107,11 @@ class Benchmark(WorkloadKind):
                            f"{found['renderer']}, the path gives {run.path_renderer}", run.seconds)
         return Subtest(run.name, SubtestOutcome.PASS, "", run.seconds)
 
-    def judge_all(self, settings: Dict[str, Any], runs: Dict[str, StepRun]) -> List[Subtest]:
+    def judge_all(self, settings: Dict[str, Any], runs: Dict[str, StepRun], probe: str) -> List[Subtest]:
         """One subtest per scene: failed where a step failed, its validation failed or it reported
         no fps; else its median fps over the rounds, with their spread."""
         judged = {step.name: (self.judge(settings, runs[step.name]) if step.name in runs else self.judge_missing(step))
-                  for step in self.steps(settings)}
+                  for step in self.steps(settings, probe)}
         broken = next((s for s in judged.values() if s.outcome is not SubtestOutcome.PASS), None)
         rounds = [scene_fps(runs[name].output) for name in judged if name != VALIDATE and name in runs]
         words = validations(runs[VALIDATE].output) if VALIDATE in runs else {}

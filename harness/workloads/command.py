@@ -62,8 +62,8 @@ class Command(WorkloadKind):
         # An app that ships as an image is a runtime of its own ([runtimes.NAME] kind = "image").
         return ("bundle", settings["bundle"]) if "bundle" in settings else None
 
-    def judge_all(self, settings: Dict[str, Any], runs: Dict[str, StepRun]) -> List[Subtest]:
-        judged = super().judge_all(settings, runs)
+    def judge_all(self, settings: Dict[str, Any], runs: Dict[str, StepRun], probe: str) -> List[Subtest]:
+        judged = super().judge_all(settings, runs, probe)
         if "picture" not in settings or "golden" not in settings:
             return judged
         name = judged[0].name + PICTURE_SUFFIX
@@ -75,10 +75,11 @@ class Command(WorkloadKind):
         return [*judged, picture_subtest(name, picture_on_host(settings["picture"], run.out_dir),
                                          Path(settings["golden"]))]
 
-    def steps(self, settings: Dict[str, Any]) -> List[Step]:
-        argv = settings["argv"]
-        name = argv[0].rsplit("/", 1)[-1]
-        return [Step(name, tuple(argv), settings["timeout_s"], tuple(sorted(settings.get("env", {}).items())))]
+    def steps(self, settings: Dict[str, Any], probe: str) -> List[Step]:
+        """The program, as one step named after the probe ([probes.NAME]): the subtest is NAME, its
+        picture NAME-picture, whatever the program is called (sh, python3)."""
+        return [Step(probe, tuple(settings["argv"]), settings["timeout_s"],
+                     tuple(sorted(settings.get("env", {}).items())))]
 
     def judge_output(self, settings: Dict[str, Any], run: StepRun) -> Subtest:
         figures: Dict[str, float] = {}

@@ -40,7 +40,7 @@ class Piglit(WorkloadKind):
         "timeout_s": Key(positive_number, "seconds each test may take", default=STEP_TIMEOUT_S),
     }
 
-    def steps(self, settings: Dict[str, Any]) -> List[Step]:
+    def steps(self, settings: Dict[str, Any], probe: str) -> List[Step]:
         env = (("PIGLIT_PLATFORM", settings["platform"]),)
         return [Step(test, (test, *settings["args"]), settings["timeout_s"], env, BIN_DIRS)
                 for test in settings["tests"]]

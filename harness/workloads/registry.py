@@ -46,7 +46,7 @@ def shipped_in(declared: DeclaredProbe) -> Optional[Tuple[str, str]]:
 
 
 def steps(declared: DeclaredProbe) -> List[Step]:
-    return of(declared).steps(declared.settings)
+    return of(declared).steps(declared.settings, declared.name)
 
 
 def plan(declared: DeclaredProbe) -> Dict[str, Any]:
@@ -62,7 +62,7 @@ def judge(declared: DeclaredProbe, reported: Any, out_dir: Optional[Path] = None
     reached is not run (a fail)."""
     runs = {run.name: run for run in (StepRun.from_dict(d, out_dir, path_renderer) for d in reported
                                       if isinstance(d, dict))} if isinstance(reported, list) else {}
-    return of(declared).judge_all(declared.settings, runs)
+    return of(declared).judge_all(declared.settings, runs, declared.name)
 
 
 def missing_in(declared: DeclaredProbe, root: Path) -> Optional[str]:

@@ -50,7 +50,7 @@ class Trace(WorkloadKind):
     def inputs(self, settings: Dict[str, Any]) -> Dict[str, str]:
         return {Path(settings["file"]).name: settings["file"]}
 
-    def steps(self, settings: Dict[str, Any]) -> List[Step]:
+    def steps(self, settings: Dict[str, Any], probe: str) -> List[Step]:
         calls = ",".join(str(call) for call in settings["calls"])
         argv = (settings["retrace"], "--snapshot", calls, "--snapshot-prefix", f"{OUT}/{SNAPSHOTS}/",
                 f"{OUT}/{INPUTS}/{Path(settings['file']).name}")
@@ -65,12 +65,12 @@ class Trace(WorkloadKind):
             return Subtest(run.name, SubtestOutcome.FAIL, f"the replay exited {run.exit_code}", run.seconds)
         return Subtest(run.name, SubtestOutcome.PASS, f"replayed in {run.seconds:.1f} s", run.seconds)
 
-    def judge_all(self, settings: Dict[str, Any], runs: Dict[str, StepRun]) -> List[Subtest]:
+    def judge_all(self, settings: Dict[str, Any], runs: Dict[str, StepRun], probe: str) -> List[Subtest]:
         """One subtest per chosen call: its snapshot against its golden; a replay that did not end
         well fails every call with its reason."""
         names = [f"call-{call}" for call in settings["calls"]]
         run = runs.get(REPLAY)
-        replay = self.judge(settings, run) if run else self.judge_missing(self.steps(settings)[0])
+        replay = self.judge(settings, run) if run else self.judge_missing(self.steps(settings, probe)[0])
         if replay.outcome is not SubtestOutcome.PASS or run is None or run.out_dir is None:
             return [Subtest(name, replay.outcome, replay.detail, replay.seconds) for name in names]
         folder = run.out_dir / SNAPSHOTS
