@@ -18,6 +18,7 @@ from harness.core.errors import InputError, bad_character
 from harness.matrix import parse_toml
 from harness.scenario.outcomes import FailureKind, Outcome
 from harness.judging.verdict import Verdict
+from harness.report import records
 from tests import fakerun, runs
 
 MISSING, CRASH = FailureKind.MISSING_LIBRARY, FailureKind.CRASH
@@ -361,7 +362,7 @@ def verdict_of(scenario: dict) -> Verdict:
 
 def test_update_knows_every_failure_and_flake_of_a_run():
     scenarios = runs.document(seed=3)["scenarios"]
-    done = baseline.update(scenarios, None, "known.toml")
+    done = baseline.update(records.entries(scenarios), None, "known.toml")
     assert done.kept == [] and done.dropped == [] and done.added
     for scenario in scenarios:
         known = done.baseline.known(scenario["id"])
@@ -372,7 +373,7 @@ def test_update_knows_every_failure_and_flake_of_a_run():
             assert known is None
         else:
             assert known.reason == baseline.UNEXPLAINED
-            assert known.said == baseline.one_line_reason(scenario)
+            assert known.said == baseline.one_line_reason(records.entry(scenario))
 
 
 def test_update_keeps_a_persons_reasons_and_drops_what_passes_now():
@@ -386,7 +387,7 @@ def test_update_keeps_a_persons_reasons_and_drops_what_passes_now():
         Known(skipped["id"], Kind.FLAKE, "cannot tell here"),
         Known("not-in-this-run/*", Kind.FLAKE, "another machine's"),
     ))
-    done = baseline.update(scenarios, current, "known.toml")
+    done = baseline.update(records.entries(scenarios), current, "known.toml")
     assert [e.reason for e in done.kept] == ["a person's words", "cannot tell here", "another machine's"]
     assert [e.match for e in done.dropped] == [passing["id"]]
     assert failing["id"] not in [e.match for e in done.added]

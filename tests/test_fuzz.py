@@ -18,7 +18,7 @@ from harness.scenario import paths as path_registry
 from harness.runtimes import pins
 from harness.host import toolset
 from harness.core.errors import InputError, bad_character
-from harness.report import html, junit, results
+from harness.report import html, junit, records, results
 
 LINE_BOUND = 600  # a problem line: source path + key + message with every value cut to ~80 chars
 FUZZ = settings(max_examples=int(os.environ.get("GPU_HARNESS_FUZZ_EXAMPLES", "150")), deadline=None,
@@ -234,8 +234,8 @@ def test_results_that_read_accepts_render(workdir, document):
     path.write_text(json.dumps(document))
     accepted = loads_or_fails_cleanly(lambda: results.read(path))
     if accepted is not None:
-        xml = junit.render(accepted)
-        page = html.render(accepted)
+        xml = junit.render(records.parse(accepted))
+        page = html.render(records.parse(accepted))
         xml.encode("utf-8"), page.encode("utf-8")  # what write_text does with them
         assert len(accepted["scenarios"]) == xml.count("<testcase ") == page.count('<tr class="')
 
@@ -248,8 +248,8 @@ def test_results_of_any_bytes(workdir, raw):
     path.write_bytes(raw)
     accepted = loads_or_fails_cleanly(lambda: results.read(path))
     if accepted is not None:
-        junit.render(accepted).encode("utf-8")
-        html.render(accepted).encode("utf-8")
+        junit.render(records.parse(accepted)).encode("utf-8")
+        html.render(records.parse(accepted)).encode("utf-8")
 
 
 SRI = "sha256-" + "A" * 43 + "="
@@ -407,7 +407,7 @@ def test_results_with_one_change_read_and_render(workdir, data):
     path.write_text(json.dumps(data.draw(one_change(VALID_RESULTS))))
     accepted = loads_or_fails_cleanly(lambda: results.read(path))
     if accepted is not None:
-        xml, page = junit.render(accepted), html.render(accepted)
+        xml, page = junit.render(records.parse(accepted)), html.render(records.parse(accepted))
         xml.encode("utf-8"), page.encode("utf-8")
         assert xml.count("<testcase ") == len(accepted["scenarios"])
 
@@ -477,7 +477,7 @@ def test_sweep_results(workdir):
         path.write_text(json.dumps(document))
         accepted = loads_or_fails_cleanly(lambda: results.read(path))
         if accepted is not None:
-            junit.render(accepted).encode("utf-8"), html.render(accepted).encode("utf-8")
+            junit.render(records.parse(accepted)).encode("utf-8"), html.render(records.parse(accepted)).encode("utf-8")
 
 
 def test_sweep_pin(workdir):

@@ -15,7 +15,7 @@ import pytest
 from harness import matrix, report
 from harness.launch.lifecycle import LaunchResult
 from harness.scenario.outcomes import FailureKind, Outcome
-from harness.report import answers, document as report_document, grid, junit, text
+from harness.report import answers, display, document as report_document, grid, junit, records, text
 from harness.judging.scenario_result import ScenarioResult
 from harness.host.toolset import Toolset
 from harness.judging.verdict import Verdict
@@ -23,11 +23,12 @@ from tests import runs
 
 DOC = runs.document()
 SCENARIOS = DOC["scenarios"]
+ENTRIES = records.entries(SCENARIOS)  # as the reports read them
 BY_ID = {s["id"]: s for s in SCENARIOS}
 
 
 def answer(key: str) -> answers.Answer:
-    return next(a for a in answers.build(SCENARIOS) if a.key == key)
+    return next(a for a in answers.build(ENTRIES) if a.key == key)
 
 
 def by_path(scenarios):
@@ -47,7 +48,7 @@ def test_the_fixture_is_150_scenarios_of_every_outcome_over_the_path_table():
 # --- the grid -----------------------------------------------------------------------------------
 
 def test_one_grid_per_probe_with_every_scenario_in_its_cell():
-    grids = grid.build(SCENARIOS)
+    grids = grid.build(ENTRIES)
     assert [g.probe for g in grids] == ["gl", "vulkan"]
     placed = []
     for g in grids:
@@ -59,13 +60,13 @@ def test_one_grid_per_probe_with_every_scenario_in_its_cell():
                     continue
                 scenario = BY_ID[cell.scenario]
                 assert (scenario["path"], scenario["runtime"], scenario["probe"]) == (path, runtime, g.probe)
-                assert cell.outcome == scenario["outcome"] and cell.css == Outcome(scenario["outcome"]).css_class
+                assert cell.outcome == scenario["outcome"] and cell.css == display.css_class(Outcome(scenario["outcome"]))
                 placed.append(cell.scenario)
     assert sorted(placed) == sorted(BY_ID)
 
 
 def test_grid_rows_and_columns_follow_the_run_order():
-    gl = grid.build(SCENARIOS)[0]
+    gl = grid.build(ENTRIES)[0]
     first_seen = list(dict.fromkeys(s["runtime"] for s in SCENARIOS if s["probe"] == "gl"))
     assert gl.runtimes == first_seen
     assert gl.paths == list(dict.fromkeys(s["path"] for s in SCENARIOS if s["probe"] == "gl"))
@@ -73,7 +74,7 @@ def test_grid_rows_and_columns_follow_the_run_order():
 
 
 def test_a_cell_says_renderer_fps_and_failure_class():
-    cells = {c.scenario: c for g in grid.build(SCENARIOS) for row in g.cells.values() for c in row.values()}
+    cells = {c.scenario: c for g in grid.build(ENTRIES) for row in g.cells.values() for c in row.values()}
     assert sum(c.fps_pct is not None for c in cells.values()) > 30
     for scenario_id, cell in cells.items():
         scenario = BY_ID[scenario_id]
@@ -112,7 +113,7 @@ def test_short_renderer(renderer, short):
 def test_grid_of_an_old_results_file_without_runtime_and_probe_fields():
     old = [{"id": "vtest-virgl/trixie/gl", "path": "vtest-virgl", "outcome": "Pass", "reason": "ok"},
            {"id": "odd", "path": "x", "outcome": "Fail", "reason": "r", "renderer": 5, "fps_vs_baseline": "1"}]
-    grids = grid.build(old)
+    grids = grid.build(records.entries(old))
     assert grids[0].cell("trixie", "vtest-virgl").outcome == "Pass"
     assert grids[1].probe == "?" and grids[1].cell("?", "x").label == "failed"
 
@@ -149,7 +150,7 @@ def test_vtest_cells_say_renders_or_why_not():
     for row in vtest.rows:
         for cell in row[1:]:
             if cell.text.startswith("fails"):
-                assert cell.css == Outcome.FAIL.css_class and cell.text.split(": ", 1)[1].split()[0] in \
+                assert cell.css == display.css_class(Outcome.FAIL) and cell.text.split(": ", 1)[1].split()[0] in \
                     {str(kind) for kind in FailureKind}, cell.text
 
 
@@ -183,7 +184,7 @@ def test_isolation_per_path_is_what_the_probe_measured():
         assert record["no_new_privs"] == [facts[0]["no_new_privs"]]
         assert set(record["dri_nodes"]) == {n for f in facts for n in f["dri_nodes"]}
         for scenario in group:
-            own = answers.own_namespaces(scenario)
+            own = answers.own_namespaces(records.entry(scenario))
             if scenario["exposure"]["separate_kernel"]:
                 assert own == ["guest kernel"]
             else:
@@ -227,12 +228,12 @@ def test_driver_matching_per_runtime():
         assert set(record["host_driver_rendered"]) == {
             s["path"] for s in group if s["driver_match"]["used"] == "host-driver"}
     rows = {row[0].text: row for row in driver.rows}
-    assert rows["host"][5].text == "none" and rows["trixie"][5].css == Outcome.FAIL.css_class
+    assert rows["host"][5].text == "none" and rows["trixie"][5].css == display.css_class(Outcome.FAIL)
     assert "runtime Mesa 25.0.7, host Mesa 22.3.6" in rows["trixie"][5].text
 
 
 def test_answers_say_why_they_are_empty():
-    empty = answers.build([{"id": "a/b/gl", "path": "a", "outcome": "Skip", "reason": "r"}])
+    empty = answers.build(records.entries([{"id": "a/b/gl", "path": "a", "outcome": "Skip", "reason": "r"}]))
     assert all(a.note and not a.rows for a in empty)
 
 
@@ -251,7 +252,7 @@ def test_results_json_carries_the_grid_and_the_answers(tmp_path):
     document = report_document.document(produced, tmp_path, Toolset("discovery", {}, []),
                                 datetime.datetime.now(datetime.timezone.utc), "<test>", "known.toml")
     assert document["baseline"] == "known.toml"
-    assert document["grid"] == [g.to_json() for g in grid.build(document["scenarios"])]
+    assert document["grid"] == [g.to_json() for g in grid.build(records.entries(document["scenarios"]))]
     [cells] = [g["cells"] for g in document["grid"]]
     assert [(c["path"], c["outcome"], c["failure"]) for c in cells] == [
         ("software", "Pass", None), ("vtest-virgl", "Fail", "crash")]
@@ -316,7 +317,7 @@ def test_report_html_opens_on_the_grids_and_answers_and_collapses_the_details(tm
 
 
 def test_junit_properties_per_test_case():
-    suite = ET.fromstring(junit.render(DOC))
+    suite = ET.fromstring(junit.render(records.parse(DOC)))
     cases = suite.findall("testcase")
     assert len(cases) == 150
     for case in cases:
@@ -336,7 +337,7 @@ def test_vtest_versions_sort_as_versions_not_as_text():
                 "outcome": outcome, "reason": "r", "versions": {"virgl_test_server": server},
                 "driver_match": {"runtime_mesa": mesa}}
 
-    found = answers.vtest_compat([vtest("0.10.4", "20.3.5"), vtest("0.9.1", "9.0.1", "Fail")])
+    found = answers.vtest_compat(records.entries([vtest("0.10.4", "20.3.5"), vtest("0.9.1", "9.0.1", "Fail")]))
     assert found.columns[1:] == ["virglrenderer 0.9.1 · gl", "virglrenderer 0.10.4 · gl"]
     assert [[cell.text for cell in row] for row in found.rows] == [
         ["9.0.1 (9.0.1)", "fails: failed", "-"], ["20.3.5 (20.3.5)", "-", "renders (1)"]]
@@ -351,6 +352,6 @@ def test_a_grid_that_cannot_be_made_costs_the_report_nothing_but_the_grid(monkey
         raise KeyError("no such field")
 
     monkeypatch.setattr(grid_mod, "build", broken)
-    page = html.render(document)
+    page = html.render(records.parse(document))
     assert "The grid and the answers could not be made from this run: KeyError" in page
     assert all(s["id"] in page for s in document["scenarios"])  # every scenario's detail is still there

@@ -14,7 +14,7 @@ from harness.runtimes import imagearchive
 from harness.launch.families import vm_boot
 from harness.launch.families.flatpak_install import HOST_ARCH, flatpak_arch
 from harness.scenario.model import Runtime, RuntimeKind
-from harness.report import answers
+from harness.report import answers, records
 from harness.host.toolset import Tool, Toolset
 from harness.launch.vm import arches
 
@@ -125,9 +125,9 @@ def entry(runtime, runs, probe_s, fps, spread, outcome="Pass"):
 
 
 def test_the_cost_answer_says_emulated_against_native_for_the_path():
-    cost = next(a for a in answers.build([entry("bookworm", "natively", 0.79, 1109.0, (448.0, 1427.0)),
-                                          entry("bookworm-arm64", "emulated", 3.90, 300.0, (282.0, 320.0))])
-                if a.key == "cost")
+    cost = next(a for a in answers.build(records.entries([
+        entry("bookworm", "natively", 0.79, 1109.0, (448.0, 1427.0)),
+        entry("bookworm-arm64", "emulated", 3.90, 300.0, (282.0, 320.0))])) if a.key == "cost")
     (record,) = cost.records
     (emulated,) = record["emulation"]
     assert emulated["runtime"] == "bookworm-arm64" and emulated["native_runtime"] == "bookworm"
@@ -136,9 +136,9 @@ def test_the_cost_answer_says_emulated_against_native_for_the_path():
 
 
 def test_a_failed_emulated_scenario_costs_nothing():
-    cost = next(a for a in answers.build([entry("bookworm", "natively", 0.79, 1109.0, (448.0, 1427.0)),
-                                          entry("bookworm-arm64", "emulated", 3.90, None, (0, 0), outcome="Fail")])
-                if a.key == "cost")
+    cost = next(a for a in answers.build(records.entries([
+        entry("bookworm", "natively", 0.79, 1109.0, (448.0, 1427.0)),
+        entry("bookworm-arm64", "emulated", 3.90, None, (0, 0), outcome="Fail")])) if a.key == "cost")
     assert cost.records[0]["emulation"] == [] and cost.rows[0][-1].text == "-"
 
 
@@ -147,10 +147,10 @@ def test_the_grid_says_each_row_s_architecture_where_the_run_mixes_them():
 
     native, emulated = (entry("bookworm", "natively", 0.79, 1109.0, (448.0, 1427.0)),
                         entry("bookworm-arm64", "emulated", 3.90, 300.0, (282.0, 320.0)))
-    (mixed,) = grid.build([native, emulated])
+    (mixed,) = grid.build(records.entries([native, emulated]))
     assert mixed.architectures == {"bookworm": "amd64", "bookworm-arm64": "arm64, emulated"}
     assert mixed.to_json()["architectures"] == mixed.architectures
-    (alone,) = grid.build([native])
+    (alone,) = grid.build(records.entries([native]))
     assert alone.architectures == {}  # one architecture: the rows need no telling apart
     from harness.report import html
 
@@ -161,5 +161,5 @@ def test_the_grid_says_each_row_s_architecture_where_the_run_mixes_them():
         scenario["runtime_facts"] = {"execution": {"architecture": "arm64", "runs": "emulated"} if index == 0
                                      else {"architecture": "amd64", "runs": "natively"}}
     made["scenarios"][0]["runtime"] = "bookworm-arm64"  # a row of its own
-    page = html.render(made)
+    page = html.render(records.parse(made))
     assert page.count("<small>arm64, emulated</small>") >= 1 and "<small>amd64</small>" in page

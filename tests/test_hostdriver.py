@@ -265,16 +265,16 @@ def test_a_guest_exposes_only_its_9p_exports():
 def test_driver_matching_flags_what_differs():
     runtime = drivermatch.driver_match("25.0.7", "mesa 22.3.6", {"name": None, "version": None},
                                       ["/usr/lib/x86_64-linux-gnu/libgallium-25.0.7.so"])
-    assert runtime["used"] == "runtime" and runtime["mismatch"] and "host Mesa 22.3.6" in str(runtime["note"])
+    assert runtime.used == "runtime" and runtime.mismatch and "host Mesa 22.3.6" in str(runtime.note)
     virtual = drivermatch.driver_match("25.0.7", "mesa 22.3.6", {"name": None, "version": None},
                                       ["/usr/lib/x86_64-linux-gnu/libgallium-25.0.7.so"], direct=False)
-    assert virtual["used"] == "runtime" and not virtual["mismatch"]  # virgl: the host's Mesa does the work
+    assert virtual.used == "runtime" and not virtual.mismatch  # virgl: the host's Mesa does the work
     host = drivermatch.driver_match("25.0.7", "nvidia 580.95.05", {"name": "nvidia", "version": "580.95.05"},
                                    ["/run/host-driver/lib/libEGL_nvidia.so.0"])
-    assert host["used"] == "host-driver" and not host["mismatch"]
+    assert host.used == "host-driver" and not host.mismatch
     old = drivermatch.driver_match(None, "nvidia 580.95.05", {"name": "nvidia", "version": "575.57.08"},
                                   ["/run/host-driver/lib/libEGL_nvidia.so.0"])
-    assert old["mismatch"] and "kernel module 575.57.08" in str(old["note"])
+    assert old.mismatch and "kernel module 575.57.08" in str(old.note)
 
 
 def load_capsule():

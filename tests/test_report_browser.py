@@ -14,7 +14,7 @@ from PIL import Image
 
 from harness import report
 from harness.scenario.outcomes import Outcome
-from harness.report import grid
+from harness.report import display, grid, records
 from tests import runs
 
 REQUIRED = {p.strip() for p in os.environ.get("GPU_HARNESS_REQUIRE", "").split(",") if p.strip()}
@@ -71,7 +71,7 @@ def test_the_grid_in_a_real_browser(tmp_path):
     # One cell per scenario, all the same size: the area each outcome's colour covers, divided
     # by its number of scenarios, is about the same for every outcome (text covers some of it).
     inside = {css: mask[top:bottom + 1, left:right + 1].sum() for css, mask in masks.items()}
-    counts = {Outcome(o).css_class: n for o, n in document["summary"].items()}
+    counts = {display.css_class(Outcome(o)): n for o, n in document["summary"].items()}
     per_cell = {css: inside[css] / counts[css] for css in counts}
     assert set(per_cell) == set(grid.COLOURS)  # every outcome's colour is in the grid
     typical = np.median(list(per_cell.values()))
@@ -85,7 +85,7 @@ def test_a_grid_link_opens_its_scenario_detail(tmp_path):
     report.render_from_json(tmp_path / "run")
     page = (tmp_path / "run" / "report.html").as_uri()
     chosen = document["scenarios"][3]
-    [target] = [cell.anchor for g in grid.build(document["scenarios"]) for row in g.cells.values()
+    [target] = [cell.anchor for g in grid.build(records.entries(document["scenarios"])) for row in g.cells.values()
                 for cell in row.values() if cell.scenario == chosen["id"]]
     done = subprocess.run([browser(), "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path}/p",
                            "--dump-dom", f"{page}#{target}"], capture_output=True, text=True, timeout=120)

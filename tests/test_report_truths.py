@@ -17,7 +17,7 @@ from harness.launch.lifecycle import HOST_PATHS
 from harness.scenario.outcomes import FailureKind, Outcome
 from harness.probe import facts
 from harness.scenario.probes import ProbeReport
-from harness.report import answers, grid, html, junit, text
+from harness.report import answers, grid, html, junit, records, text
 from tests import runs
 
 DOC = runs.document()
@@ -25,7 +25,7 @@ SCENARIOS = DOC["scenarios"]
 
 
 def answer(key: str, scenarios=SCENARIOS) -> answers.Answer:
-    return next(a for a in answers.build(scenarios) if a.key == key)
+    return next(a for a in answers.build(records.entries(scenarios)) if a.key == key)
 
 
 def rows(key: str, scenarios=SCENARIOS) -> dict:
@@ -33,7 +33,7 @@ def rows(key: str, scenarios=SCENARIOS) -> dict:
 
 
 def cells(scenarios) -> list:
-    return [c for g in grid.build(scenarios) for row in g.cells.values() for c in row.values()]
+    return [c for g in grid.build(records.entries(scenarios)) for row in g.cells.values() for c in row.values()]
 
 
 def part_ends(source: str) -> set:
@@ -95,7 +95,7 @@ def test_wrap_never_cuts_inside_a_word(source, lines):
 
 def test_report_html_sets_each_line_as_made():
     scenario = runs.first(DOC, Outcome.FAIL)
-    page = html.render(runs.changed(DOC, scenario["id"], **LONG))
+    page = html.render(records.parse(runs.changed(DOC, scenario["id"], **LONG)))
     assert "<span>vulkan-error</span><span>vk</span><span>Enumerate</span><span>Physical…</span>" in page
     assert "break-word" not in page and "<wbr>" not in page  # the browser breaks no word of a cell
 
@@ -122,7 +122,7 @@ def test_the_short_cause_of_a_skip(reason, cause):
 def test_a_skip_cell_says_its_cause_and_keeps_the_reason_on_hover():
     skipped = [c for c in cells(SCENARIOS) if c.outcome == Outcome.SKIP.value]
     assert {c.cause for c in skipped} == {"no render node", "needs mmdebstrap"}
-    page = html.render(DOC)
+    page = html.render(records.parse(DOC))
     for cell in skipped:
         assert cell.lines == text.wrap(cell.cause, grid.CELL_LINES, grid.LINE_EM) and "skip" not in cell.lines
         found = re.search(rf'<td class="skip" title="{re.escape(cell.scenario)}: Skip&#10;([^"]*)"><a href="#'
@@ -261,12 +261,14 @@ def test_a_renderer_rule_is_shown_as_written():
     # the verdict writes the rule as written (it used repr: doubled backslashes); the report shows it so either way
     assert check is not None and "\\\\(" not in check.detail and "'^virgl( \\(.+\\))?$'" in check.detail
     entry = runs.first(DOC, Outcome.PASS)
-    page = unescape(html.render(runs.changed(DOC, entry["id"], reason=f"all checks passed: {check.detail}",
-                                             checks=[{"name": check.name, "ok": True, "detail": check.detail}])))
+    page = unescape(html.render(records.parse(runs.changed(
+        DOC, entry["id"], reason=f"all checks passed: {check.detail}",
+        checks=[{"name": check.name, "ok": True, "detail": check.detail}]))))
     assert "ok renderer: renderer 'virgl (LLVMPIPE (LLVM 15.0.6))' matches '^virgl( \\(.+\\))?$'" in page
     assert "\\\\(" not in page
     unexpected = runs.changed(DOC, entry["id"], outcome="Fail", reason=f"renderer: {check.detail}")
-    case = next(c for c in ET.fromstring(junit.render(unexpected)).findall("testcase") if c.get("name") == entry["id"])
+    case = next(c for c in ET.fromstring(junit.render(records.parse(unexpected))).findall("testcase")
+                if c.get("name") == entry["id"])
     assert case.find("failure").get("message").endswith("matches '^virgl( \\(.+\\))?$'")
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from harness.host import diagnosis
 from harness import matrix
-from harness.report import answers, security
+from harness.report import answers, records, security
 
 FILES = Path(__file__).parent / "files" / "vtest"
 OUTPUT = (FILES / "fuzz-step-output.txt").read_text()
@@ -25,11 +25,11 @@ def entry(outcome="Pass", crashes=0, output=OUTPUT, path="vtest-virgl"):
 
 
 def security_answer(scenarios):
-    return next(a for a in answers.build(scenarios) if a.key == "security")
+    return next(a for a in answers.build(records.entries(scenarios)) if a.key == "security")
 
 
 def test_the_fuzzer_s_summary_is_read_from_its_real_output():
-    assert security.fuzz_summary(entry()) == SUMMARY
+    assert security.fuzz_summary(records.entry(entry())) == SUMMARY
     assert SUMMARY["tried"] == SUMMARY["answered"] + SUMMARY["dropped"] + SUMMARY["waiting"] + SUMMARY["hung"]
     (record,) = security_answer([entry()]).records
     assert {k: record[k] for k in ("tried", "answered", "dropped", "waiting", "hung")} == {
@@ -74,7 +74,7 @@ def test_the_shipped_security_matrix_runs_the_fuzzer_inside_each_vtest_path_and_
 def test_a_vm_s_row_names_qemu_and_the_refusals_its_virglrenderer_logged():
     vm = {**entry(output=VM_OUTPUT, path="vm-virgl"), "versions": {"qemu-system-x86_64": "7.2.19"},
           "vtest_server_crashes": None, "renderer_refusals": diagnosis.renderer_refusals(str(VM_QEMU_LOG))}
-    summary = security.fuzz_summary(vm)
+    summary = security.fuzz_summary(records.entry(vm))
     assert summary is not None and summary["target"] == "/dev/dri/renderD128"
     answer = security_answer([entry(), vm])
     record = next(r for r in answer.records if r["path"] == "vm-virgl")

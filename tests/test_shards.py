@@ -15,7 +15,7 @@ from harness.run import shards
 from harness.core.errors import InputError
 from harness.matrix.expansion import shipped_matrices
 from harness.scenario.model import LOCAL
-from harness.report import entries
+from harness.report import records
 
 from . import runs
 
@@ -113,7 +113,7 @@ def test_runs_of_two_hosts_are_two_rows_of_a_host_axis(tmp_path):
     b = run_folder(tmp_path, "b", with_host(document, "nv-box", "nvidia"))
     merged = merge.merge([a, b], tmp_path / "m")
     assert len(merged["scenarios"]) == 40 and set(merged["hosts"]) == {"amd-box", "nv-box"}
-    keys = {entries.key(s) for s in merged["scenarios"]}
+    keys = {s.key for s in records.entries(merged["scenarios"])}
     assert len(keys) == 40 and {s["host_class"] for s in merged["scenarios"]} == {"amd", "nvidia"}
     rows = {row for grid in merged["grid"] for row in grid["runtimes"]}
     assert rows and all(row.endswith((" on amd-box", " on nv-box")) for row in rows)
@@ -127,7 +127,7 @@ def test_runs_of_one_host_with_two_toolsets_are_two_rows_naming_the_toolset(tmp_
     merged = merge.merge([a, b], tmp_path / "m")
     assert len(merged["scenarios"]) == 20 and merged["toolsets"] == ["discovery", "runtime:trixie-host"]
     assert {s["host"] for s in merged["scenarios"]} == {"vm with discovery", "vm with runtime:trixie-host"}
-    assert len({entries.key(s) for s in merged["scenarios"]}) == 20
+    assert len({s.key for s in records.entries(merged["scenarios"])}) == 20
 
 
 def test_bad_merge_inputs_are_one_line_and_exit_2(tmp_path):

@@ -76,9 +76,9 @@ def test_report_rejects_non_results(tmp_path):
 
 
 def test_junit_stays_valid_xml_with_control_characters_in_a_reason():
-    from harness.report import junit
+    from harness.report import junit, records
     document = json.loads(json.dumps(DOC))
     document["scenarios"][1]["reason"] = "probe said \x1b[31mred\x1b[0m and \x00"
-    suite = ET.fromstring(junit.render(document))
+    suite = ET.fromstring(junit.render(records.parse(document)))
     failure = suite.find("testcase[@name='vtest-virgl/host/gl']/failure")
     assert failure.get("message") == "probe said \\x1b[31mred\\x1b[0m and \\x00"

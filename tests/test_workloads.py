@@ -12,7 +12,7 @@ from harness import cli, matrix as matrix_mod
 from harness.runtimes import recipes, builds
 from harness.core.errors import InputError
 from harness.matrix.writing import declaration_of
-from harness.report import diff as diff_mod
+from harness.report import diff as diff_mod, records
 from harness.scenario.model import Scenario
 from harness.scenario.outcomes import FailureKind, Outcome, Subtest, SubtestOutcome
 from harness.judging.verdict import Check, Verdict, subtest_check
@@ -207,13 +207,13 @@ def test_baseline_update_writes_one_entry_per_failing_subtest_and_reads_it_back(
     scenario = {"id": "software/host/mine", "outcome": "Fail", "failure_kind": "subtest-failed", "reason": "r",
                 "subtests": [Subtest("fbo-alpha", SubtestOutcome.PASS).to_dict(),
                              Subtest("fbo-3d", SubtestOutcome.FAIL, "fail; bad").to_dict()]}
-    done = baseline_mod.update([scenario], None, "b.toml")
+    done = baseline_mod.update(records.entries([scenario]), None, "b.toml")
     assert [(e.match, e.subtest, e.said) for e in done.added] == [("software/host/mine", "fbo-3d", "fail: fail; bad")]
     text = baseline_mod.dumps(done.baseline)
     assert 'subtest = "fbo-3d"' in text
     again = baseline_mod.parse(tomllib.loads(text), "b.toml")
     assert again.entries == done.baseline.entries
-    assert baseline_mod.update([scenario], again, "b.toml").added == []  # nothing new to know
+    assert baseline_mod.update(records.entries([scenario]), again, "b.toml").added == []  # nothing new to know
 
 
 # --- diff per subtest -------------------------------------------------------------------------------

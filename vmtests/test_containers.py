@@ -190,7 +190,7 @@ def test_podman_vtest_over_an_image_renders_and_records_the_images_mesa(run_scen
         image = result.launch.facts["image"]
         assert image["mesa"] == trixie_mesa() and image["compression"] == "gzip"
         assert image["python_command"] == "/usr/bin/python3"  # the image's Cmd
-        assert result.driver_match["runtime_mesa"] == trixie_mesa() and result.driver_match["used"] == "runtime"
+        assert result.driver_match.runtime_mesa == trixie_mesa() and result.driver_match.used == "runtime"
         assert image["id"] in result.launch.argv and "--rootfs" not in result.launch.argv
         assert result.launch.phases["image_build_s"] > 0  # the load, each scenario anew
         assert "Loaded image" in Path(result.launch.logs["podman-load"]).read_text()
@@ -212,10 +212,10 @@ def test_podman_dri_over_an_image_passes_the_node_and_flags_the_images_mesa(tmp_
     assert result.report.raw["isolation"]["dri_nodes"] == ["/dev/dri/renderD128"]
     assert result.verdict.failure_kind == FailureKind.SILENT_SOFTWARE_FALLBACK, describe(result)
     match, host = result.driver_match, toolset.version("host-driver")
-    assert match["runtime_mesa"] == trixie_mesa() and match["used"] == "runtime"
+    assert match.runtime_mesa == trixie_mesa() and match.used == "runtime"
     if host and host.startswith("mesa "):
-        assert match["mismatch"] == (host != f"mesa {trixie_mesa()}")
-        assert match["note"] == ("" if not match["mismatch"] else f"runtime Mesa {trixie_mesa()}, host Mesa {host[5:]}")
+        assert match.mismatch == (host != f"mesa {trixie_mesa()}")
+        assert match.note == ("" if not match.mismatch else f"runtime Mesa {trixie_mesa()}, host Mesa {host[5:]}")
     assert left_of(result) == []
 
 

@@ -146,7 +146,7 @@ def test_an_older_runtime_with_a_newer_runtimes_extension_fails_for_its_glibc(ru
         assert "GLIBC_2.38 needed, runtime has 2.36" in result.verdict.reason
         assert result.launch.facts["gl_extension_source"] == "trixie"
         # Driver matching names the extension's Mesa (trixie's 25.x), not the runtime's 22.3.
-        assert str(result.driver_match["runtime_mesa"]).startswith("25."), result.driver_match
+        assert str(result.driver_match.runtime_mesa).startswith("25."), result.driver_match
 
 
 @pytest.mark.full("every-runtime")

@@ -72,7 +72,7 @@ def test_the_host_driver_paths_on_older_same_and_newer_runtimes(runtime, run_sce
         if outcome == verdict.PASS:
             loaded = [p for p in result.report.raw["libraries"] if p.startswith(driverlayout.PREFIX + "/")]
             assert loaded, "rendered without the host's driver"
-            assert result.driver_match["used"] == "host-driver"
+            assert result.driver_match.used == "host-driver"
         else:
             check_the_class_against_the_runtime(result)
         if result.verdict.failure_kind == FailureKind.CRASH:

@@ -38,7 +38,7 @@ def test_the_device_paths_render_in_a_virgl_guest(toolset, tmp_path):
     for result in results:
         assert outcome_or_skip(result) == verdict.PASS, describe(result)
         assert result.report is not None and result.report.renderer.startswith("virgl ("), describe(result)
-        assert result.driver_match["kernel_driver"] == "virtio_gpu", result.driver_match
+        assert result.driver_match.kernel_driver == "virtio_gpu", result.driver_match
         folder = result.result_dir
         assert (folder / "rerun.sh").exists() and (folder / "rerun-in-guest.sh").exists()
         rerun = json.loads((folder / "scenario.json").read_text())
@@ -52,7 +52,7 @@ def test_the_device_paths_render_in_a_virgl_guest(toolset, tmp_path):
     assert [d["name"] for d in spec["devices"]] == ["all", "renderD128"]
     assert [(n["path"], n["major"], n["minor"]) for n in spec["devices"][0]["containerEdits"]["deviceNodes"]] == [
         ("/dev/dri/card0", 226, 0), ("/dev/dri/renderD128", 226, 128)]
-    assert cdi.driver_match["used"] == "host-driver" and cdi.report.isolation["dri_nodes"], describe(cdi)
+    assert cdi.driver_match.used == "host-driver" and cdi.report.isolation["dri_nodes"], describe(cdi)
     boots = [step for step in options.prepared if step.step == "machine virgl-guest"]
     assert len(boots) == 1 and boots[0].detail.startswith("7 of 7 scenarios in one boot"), options.prepared
 

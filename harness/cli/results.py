@@ -3,7 +3,7 @@ import json
 from pathlib import Path
 
 from ..judging import baseline as baseline_mod
-from ..report import merge as merge_mod, outdir
+from ..report import merge as merge_mod, outdir, records
 from .. import report
 from ..core.errors import InputError, shown
 from ..core.words import counted
@@ -34,8 +34,8 @@ def cmd_merge(args) -> int:
 
 
 def cmd_report(args) -> int:
-    document = report.render_from_json(args.dir)
-    print(f"{args.dir / 'report.html'}: {counted(len(document['scenarios']), 'scenario')}")
+    run = report.render_from_json(args.dir)
+    print(f"{args.dir / 'report.html'}: {counted(len(run.scenarios), 'scenario')}")
     return EXIT_OK
 
 
@@ -51,11 +51,11 @@ def cmd_diff(args) -> int:
 
 
 def cmd_baseline(args) -> int:
-    document = report.results.read(report.results.locate(args.source))
+    run = records.read_file(args.source)
     current = baseline_mod.load(args.out) if args.out.exists() else None
-    done = baseline_mod.update(document["scenarios"], current, str(args.out))
+    done = baseline_mod.update(run.scenarios, current, str(args.out))
     write_output(args.out, baseline_mod.dumps(done.baseline, f"written from {args.source} "
-                                              f"(matrix {document.get('matrix')}, {document.get('started')})"), "--out")
+                                              f"(matrix {run.matrix}, {run.started})"), "--out")
     print(f"{args.out}: {counted(len(done.baseline.entries), 'entry')}: {len(done.added)} added, {len(done.kept)} kept, "
           f"{len(done.dropped)} dropped (now pass)")
     for scenario_id in done.not_known:

@@ -12,13 +12,14 @@ failure of the run only with --fail-on-unexpected-pass); one that fails with ano
 its entry names is a Fail (a new failure). A known flake is retried and never fails the run: a
 Fail on every attempt becomes a Flake. An entry that names a scenario exactly wins over a glob;
 among globs the first wins. The matrix's own expectations (`expect = "fail"`) are applied first
-and are not the baseline's business."""
+and are not the baseline's business. (The path other paths' fps is compared with is the fps
+reference path, harness.report.fpsshare: not a baseline.)"""
 import enum
 import fnmatch
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Protocol, Sequence, Tuple
 
 from ..core.errors import InputError, bad_character, cut, read_text, shown
 from ..scenario.outcomes import FailureKind, Outcome, Subtest, SubtestOutcome
@@ -225,6 +226,32 @@ def apply_subtests(verdict: Verdict, entries: List[Known]) -> Verdict:
 
 # --- writing from a run -------------------------------------------------------------------------
 
+class RunScenario(Protocol):
+    """A scenario of a run as `baseline update` reads it (harness.report.records.ScenarioEntry,
+    read from the run's results.json)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def outcome(self) -> Outcome: ...
+
+    @property
+    def failure(self) -> Optional[FailureKind]: ...
+
+    @property
+    def matrix_expects_failure(self) -> bool: ...
+
+    @property
+    def subtests(self) -> Sequence[Subtest]: ...
+
+    @property
+    def host_class(self) -> str: ...
+
+    @property
+    def reason(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class Update:
     baseline: Baseline
@@ -234,50 +261,40 @@ class Update:
     not_known: List[str]  # failures a baseline cannot hold (interrupted, a matrix expectation that passed)
 
 
-def matrix_expected_failure(scenario: dict) -> bool:
-    return isinstance(scenario.get("expect"), dict) and scenario["expect"].get("outcome") == "fail"
-
-
-def needed(scenario: dict) -> Optional[Tuple[Kind, Optional[FailureKind]]]:
+def needed(scenario: RunScenario) -> Optional[Tuple[Kind, Optional[FailureKind]]]:
     """What a baseline must know of a scenario of a run for that run to have no new failure."""
-    outcome = scenario.get("outcome")
-    try:
-        kind = FailureKind(scenario["failure_kind"]) if scenario.get("failure_kind") else None
-    except ValueError:
-        kind = None
-    expected_by_matrix = matrix_expected_failure(scenario)
-    if outcome == Outcome.FLAKE.value:
+    outcome = scenario.outcome
+    if outcome is Outcome.FLAKE:
         return Kind.FLAKE, None
-    if outcome == Outcome.FAIL.value or (outcome == Outcome.EXPECTED_FAIL.value and not expected_by_matrix):
-        return Kind.FAILURE, kind
+    if outcome is Outcome.FAIL or (outcome is Outcome.EXPECTED_FAIL and not scenario.matrix_expects_failure):
+        return Kind.FAILURE, scenario.failure
     return None
 
 
-def failing_subtests(scenario: dict) -> List[Subtest]:
-    subtests = [Subtest.from_dict(s) for s in scenario.get("subtests") or [] if isinstance(s, dict)]
-    return [s for s in subtests if s.outcome.failed]
+def failing_subtests(scenario: RunScenario) -> List[Subtest]:
+    return [s for s in scenario.subtests if s.outcome.failed]
 
 
-def keeps(entry: Known, scenarios: List[dict], current: Baseline) -> bool:
+def keeps(entry: Known, scenarios: Sequence[RunScenario], current: Baseline) -> bool:
     """An old entry stays where the run cannot say it is obsolete (it covers nothing run here,
     or only Skips) or where a scenario still needs it (a subtest's: still fails that subtest)."""
     if entry.subtest is not None:
-        covered = [s for s in scenarios if entry.covers(s["id"], str(s.get("host_class") or ""))]
-        if not covered or any(s.get("outcome") == Outcome.SKIP.value for s in covered):
+        covered = [s for s in scenarios if entry.covers(s.id, s.host_class)]
+        if not covered or any(s.outcome is Outcome.SKIP for s in covered):
             return True
         return any(subtest_entry([entry], failed) is not None for s in covered for failed in failing_subtests(s))
-    covered = [s for s in scenarios if current.known(s["id"], str(s.get("host_class") or "")) is entry]
-    if not covered or any(s.get("outcome") == Outcome.SKIP.value for s in covered):
+    covered = [s for s in scenarios if current.known(s.id, s.host_class) is entry]
+    if not covered or any(s.outcome is Outcome.SKIP for s in covered):
         return True
     return any((need := needed(s)) is not None and need[0] is entry.kind and entry.accepts(need[1])
                for s in covered)
 
 
-def one_line_reason(scenario: dict) -> str:
-    return cut(" ".join(str(scenario.get("reason") or "").split()), REASON_LIMIT) or "no reason given"
+def one_line_reason(scenario: RunScenario) -> str:
+    return cut(" ".join(scenario.reason.split()), REASON_LIMIT) or "no reason given"
 
 
-def update(scenarios: List[dict], current: Optional[Baseline], source: str) -> Update:
+def update(scenarios: Sequence[RunScenario], current: Optional[Baseline], source: str) -> Update:
     """The baseline under which this run has no new failure: the current one's still-needed
     entries (their reasons are a person's words), plus an exact entry for each other failure or
     flake, with its class, a place for a person's why (UNEXPLAINED) and the run's own words."""
@@ -286,28 +303,28 @@ def update(scenarios: List[dict], current: Optional[Baseline], source: str) -> U
     dropped = [e for e in current.entries if e not in kept]
     partial = Baseline(source, tuple(kept))
     added, not_known = [], []
-    for scenario in sorted(scenarios, key=lambda s: s["id"]):
-        if matrix_expected_failure(scenario) and scenario.get("outcome") == Outcome.UNEXPECTED_PASS.value:
-            not_known.append(scenario["id"])  # the matrix is wrong, not the run: a baseline cannot say so
+    for scenario in sorted(scenarios, key=lambda s: s.id):
+        if scenario.matrix_expects_failure and scenario.outcome is Outcome.UNEXPECTED_PASS:
+            not_known.append(scenario.id)  # the matrix is wrong, not the run: a baseline cannot say so
             continue
         need = needed(scenario)
         if need is None:
             continue
         kind, failure = need
         if failure in NOT_KNOWABLE:
-            not_known.append(scenario["id"])
+            not_known.append(scenario.id)
             continue
-        host_class = str(scenario.get("host_class") or "")
+        host_class = scenario.host_class
         if failure is FailureKind.SUBTEST_FAILED and failing_subtests(scenario):
-            known_here = partial.subtests_known(scenario["id"], host_class)
-            added += [Known(scenario["id"], kind, UNEXPLAINED, None, cut(f"{s.outcome}: {s.detail}", REASON_LIMIT),
+            known_here = partial.subtests_known(scenario.id, host_class)
+            added += [Known(scenario.id, kind, UNEXPLAINED, None, cut(f"{s.outcome}: {s.detail}", REASON_LIMIT),
                             host_class or None, s.name)
                       for s in failing_subtests(scenario) if subtest_entry(known_here, s) is None]
             continue
-        old = partial.known(scenario["id"], host_class)
+        old = partial.known(scenario.id, host_class)
         if old is not None and old.kind is kind and old.accepts(failure):
             continue
-        added.append(Known(scenario["id"], kind, UNEXPLAINED, failure if kind is Kind.FAILURE else None,
+        added.append(Known(scenario.id, kind, UNEXPLAINED, failure if kind is Kind.FAILURE else None,
                            one_line_reason(scenario), host_class or None))
     return Update(Baseline(source, tuple(kept + added)), added, kept, dropped, not_known)
 

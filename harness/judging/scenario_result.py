@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Dict, Optional
 
 from . import baseline as baseline_mod, exposure as exposure_mod, verdict as verdict_mod
+from ..host.drivermatch import DriverMatch
 from ..launch.lifecycle import LaunchResult
 from ..scenario.model import Scenario
 from ..scenario.probes import ProbeReport
@@ -21,7 +22,7 @@ class ScenarioResult:
     attempts: int = 1
     runtime_facts: Dict[str, object] = field(default_factory=dict)
     exposure: Optional[exposure_mod.Exposure] = None  # the leak audit (None: the probe reported nothing)
-    driver_match: Dict[str, object] = field(default_factory=dict)
+    driver_match: Optional[DriverMatch] = None  # None: it did not run (its attempts never started)
     known: Optional[baseline_mod.Known] = None  # the baseline's entry that judged it
     # Its results.json entry where it was written elsewhere (in a machine's guest): taken as it is.
     entry: Optional[dict] = None

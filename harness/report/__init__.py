@@ -1,16 +1,17 @@
 """Reports of a run: results.json (the contract other tools read), junit.xml, report.html.
 
 results.json is written first, from the run's results; junit.xml and report.html are rendered
-from that JSON alone, so `gpu-harness report DIR` can rebuild them later; merge and diff work on
-those files too, and the output folders are claimed here. Imports the layers below it (core to
-judging).
+from that JSON alone, read into typed records once (records.py), so `gpu-harness report DIR` can
+rebuild them later; merge, diff and `baseline update` work on those records too, and the output
+folders are claimed here. How outcomes look (CSS classes, colours, terminal styles) is display.py's.
+Imports the layers below it (core to judging).
 """
 import json
 from pathlib import Path
 
 from ..core.errors import PATH_LIMIT, InputError, cut
 from .outdir import write_atomically
-from . import html, junit, results
+from . import html, junit, records, results
 
 RESULTS_FILE = results.RESULTS_FILE
 
@@ -21,11 +22,12 @@ def write_all(out_dir: Path, document: dict) -> None:
     render_from_json(out_dir)
 
 
-def render_from_json(out_dir: Path) -> dict:
-    document = results.read(out_dir / RESULTS_FILE)
-    write_file(out_dir / "junit.xml", junit.render(document))
-    write_file(out_dir / "report.html", html.render(document))
-    return document
+def render_from_json(out_dir: Path) -> records.Run:
+    """junit.xml and report.html from the folder's results.json, read once into records."""
+    run = records.read_file(out_dir / RESULTS_FILE)
+    write_file(out_dir / "junit.xml", junit.render(run))
+    write_file(out_dir / "report.html", html.render(run))
+    return run
 
 
 def write_file(target: Path, text: str) -> None:

@@ -5,12 +5,14 @@ client did (security.py). Each answer carries its records (for results.json) and
 person reads (report.html)."""
 import re
 import statistics
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from . import emulationcost
+from ..host.drivermatch import DriverMatch, DriverUsed
 from ..scenario.outcomes import Outcome
-from . import entries
+from . import emulationcost
 from .audits import exposure, isolation, own_namespaces
+from .display import css_class
+from .records import FpsShare, ScenarioEntry
 from .security import security
 from .table import (Answer, Cell, by_path, distinct, listed, on_host_runtime, ran, span, unique,
                     whole)
@@ -34,16 +36,16 @@ def median(values: Sequence[float]) -> Optional[float]:
 
 # --- vtest compatibility ------------------------------------------------------------------------
 
-def vtest_compat(scenarios: List[dict]) -> Answer:
+def vtest_compat(scenarios: List[ScenarioEntry]) -> Answer:
     """Client Mesa (the runtime's) against server virglrenderer (virgl_test_server's version),
     per probe: does it render?"""
-    groups: Dict[tuple, List[dict]] = {}
+    groups: Dict[tuple, List[ScenarioEntry]] = {}
     for scenario in scenarios:
-        server = entries.versions(scenario).get(SERVER_TOOL)
+        server = scenario.versions.get(SERVER_TOOL)
         if server is None:
             continue
-        client = entries.runtime_mesa(scenario) or "unknown"
-        groups.setdefault((client, server, entries.probe(scenario)), []).append(scenario)
+        client = scenario.runtime_mesa or "unknown"
+        groups.setdefault((client, server, scenario.probe), []).append(scenario)
     columns_keys = sorted({(server, probe) for _, server, probe in groups},
                           key=lambda pair: (version_key(pair[0]), pair[1]))
     clients = sorted({client for client, _, _ in groups}, key=version_key)
@@ -51,7 +53,7 @@ def vtest_compat(scenarios: List[dict]) -> Answer:
                     "Which client Mesa renders through which virglrenderer over vtest?",
                     ["client Mesa (runtimes)"] + [f"virglrenderer {server} · {probe}" for server, probe in columns_keys])
     for client in clients:
-        runtimes = distinct(entries.runtime(s) for (c, _, _), group in groups.items() if c == client for s in group)
+        runtimes = distinct(s.runtime for (c, _, _), group in groups.items() if c == client for s in group)
         row = [Cell(f"{client} ({', '.join(runtimes)})")]
         for server, probe in columns_keys:
             group = groups.get((client, server, probe), [])
@@ -63,11 +65,10 @@ def vtest_compat(scenarios: List[dict]) -> Answer:
     return answer.or_say("No scenario in this run went through a vtest server.")
 
 
-def vtest_record(client: str, server: str, probe: str, group: List[dict]) -> dict:
+def vtest_record(client: str, server: str, probe: str, group: List[ScenarioEntry]) -> dict:
     attempted = ran(group)
-    rendered = [s["id"] for s in attempted if entries.outcome(s).renders]
-    failed = [{"id": s["id"], "failure": entries.failure_class(s) or "failed"}
-              for s in attempted if not entries.outcome(s).renders]
+    rendered = [s.id for s in attempted if s.outcome.renders]
+    failed = [{"id": s.id, "failure": s.failure_kind or "failed"} for s in attempted if not s.outcome.renders]
     verdict = ("not run" if not attempted else "renders" if not failed else "fails" if not rendered else "partly")
     return {"client_mesa": client, "server_virglrenderer": server, "probe": probe, "renders": verdict,
             "rendered": rendered, "failed": failed, "skipped": len(group) - len(attempted)}
@@ -79,24 +80,26 @@ def vtest_cell(record: dict) -> Cell:
     ids = record["rendered"] + [f["id"] for f in failed]
     title = "; ".join(ids) or "no scenario"
     if verdict == "renders":
-        return Cell(f"renders ({len(ids)})", Outcome.PASS.css_class, title)
+        return Cell(f"renders ({len(ids)})", css_class(Outcome.PASS), title)
     if verdict == "fails":
-        return Cell(f"fails: {listed(classes)}", Outcome.FAIL.css_class, title)
+        return Cell(f"fails: {listed(classes)}", css_class(Outcome.FAIL), title)
     if verdict == "partly":
         return Cell(f"{len(record['rendered'])} of {len(ids)} render; fails: {listed(classes)}",
-                    Outcome.FLAKE.css_class, title)
-    return Cell("not run" if record["skipped"] else "-", Outcome.SKIP.css_class if record["skipped"] else "", title)
+                    css_class(Outcome.FLAKE), title)
+    return Cell("not run" if record["skipped"] else "-", css_class(Outcome.SKIP) if record["skipped"] else "", title)
 
 
 # --- cost ---------------------------------------------------------------------------------------
 
-def cost(scenarios: List[dict]) -> Answer:
-    baselines = distinct(entries.text(s, "fps_baseline") for s in scenarios)
+def cost(scenarios: List[ScenarioEntry]) -> Answer:
+    references = distinct(found for s in scenarios for found in (s.fps_share.reference,
+                                                                 s.workload_fps_share.reference))
     answer = Answer("cost", "Cost per path",
                     "What does the path cost: setup, service and machine start, memory, fps against "
-                    f"{' / '.join(baselines) or 'the baseline path'}? (medians over the path's scenarios that ran)",
+                    f"{' / '.join(references) or 'the reference path'}? (medians over the path's scenarios that "
+                    "ran; a workload's own fps where it reports one)",
                     ["path", "ran", "setup s", "start s", "probe s", "wall s", "memory MB (probe + services)",
-                     "fps % of baseline, per API (same: within the spread)",
+                     "fps % of reference, per API (same: within the spread)",
                      "emulated against native (same suite)"])
     for path, group in by_path(ran(scenarios)).items():
         record = cost_record(path, group)
@@ -104,8 +107,8 @@ def cost(scenarios: List[dict]) -> Answer:
     return answer.or_say("No scenario ran.")
 
 
-def phase_sum(scenario: dict, names: Sequence[str]) -> Optional[float]:
-    phases = entries.numbers(scenario, "phases_s")
+def phase_sum(scenario: ScenarioEntry, names: Sequence[str]) -> Optional[float]:
+    phases = scenario.phases
     present = [phases[name] for name in names if name in phases]
     return sum(present) if present else None
 
@@ -114,47 +117,61 @@ def present(values: Iterable[Optional[float]]) -> List[float]:
     return [v for v in values if v is not None]
 
 
-def cost_record(path: str, group: List[dict]) -> dict:
+def cost_record(path: str, group: List[ScenarioEntry]) -> dict:
     def med(values: Iterable[Optional[float]]) -> Optional[float]:
         found = median(present(values))
         return round(found, 4) if found is not None else None
 
-    memory = [entries.numbers(s, "peak_rss_kb") for s in group]
+    def per_probe(share: Callable[[ScenarioEntry], FpsShare]) -> Tuple[Dict[str, Optional[float]], Dict[str, bool]]:
+        """Per probe (GL and Vulkan have references of their own, a median over both means nothing):
+        the median share, and whether every scenario's timed rounds overlap the reference's (a
+        share would be noise)."""
+        probes = {probe: [share(s) for s in same] for probe, same in by_probe(group).items()}
+        shares = {probe: med(f.share for f in found) for probe, found in probes.items()
+                  if any(f.share is not None for f in found)}
+        return shares, {probe: all(f.same for f in probes[probe]) for probe in shares}
+
+    memory = [s.peak_rss_kb for s in group]
+    shares, same = per_probe(lambda s: s.fps_share)
+    workload_shares, workload_same = per_probe(lambda s: s.workload_fps_share)
     return {
         "path": path, "scenarios": len(group),
         "setup_s": med(phase_sum(s, SETUP_PHASES) for s in group),
         "start_s": med(phase_sum(s, START_PHASES) for s in group),
-        "probe_s": med(entries.numbers(s, "phases_s").get("probe_s") for s in group),
-        "wall_s": med(entries.number(s, "wall_s") for s in group),
+        "probe_s": med(s.phases.get("probe_s") for s in group),
+        "wall_s": med(s.wall_s for s in group),
         "memory_mb": med(sum(m.values()) / 1024 if m else None for m in memory),
         "probe_memory_mb": med(m["probe"] / 1024 if "probe" in m else None for m in memory),
-        # Per probe: GL and Vulkan have baselines of their own, a median over both means nothing.
-        "fps_vs_baseline": {probe: med(entries.number(s, "fps_vs_baseline") for s in same)
-                            for probe, same in by_probe(group).items()
-                            if any(entries.number(s, "fps_vs_baseline") is not None for s in same)},
-        # Per probe: every scenario's timed rounds overlap the baseline's (a share would be noise).
-        "fps_same_as_baseline": {probe: all(s.get("fps_same_as_baseline") is True for s in same)
-                                 for probe, same in by_probe(group).items()
-                                 if any(entries.number(s, "fps_vs_baseline") is not None for s in same)},
+        "fps_vs_reference": shares, "fps_same_as_reference": same,
+        "fps_vs_baseline": dict(shares), "fps_same_as_baseline": dict(same),  # their names in older files
+        # a declared workload's own fps (a command's fps_pattern) against the reference path's workload
+        "workload_fps_vs_reference": workload_shares, "workload_fps_same_as_reference": workload_same,
         "emulation": [cost.to_dict() for cost in emulation_costs(group)],
     }
 
 
-def emulation_costs(group: List[dict]) -> List[emulationcost.EmulationCost]:
+def emulation_costs(group: List[ScenarioEntry]) -> List[emulationcost.EmulationCost]:
     """A path's scenarios on emulated runtimes against the same probe on the native runtime of
     their suite (only rendered ones: a failure's time is not the path's cost)."""
-    measured = (emulationcost.Measured.from_facts(
-        str(s.get("path")), entries.probe(s), entries.runtime(s), entries.mapping(s, "runtime_facts"),
-        entries.numbers(s, "phases_s").get("probe_s"), entries.number(s, "fps"), entries.spread(s))
-        for s in group if entries.outcome(s) is Outcome.PASS)
+    measured = (emulationcost.Measured.from_runtime(s.path, s.probe, s.runtime, s.runtime_facts,
+                                                    s.phases.get("probe_s"), s.fps, s.fps_spread)
+                for s in group if s.outcome is Outcome.PASS)
     return emulationcost.pairs(found for found in measured if found is not None)
 
 
-def by_probe(group: List[dict]) -> Dict[str, List[dict]]:
-    found: Dict[str, List[dict]] = {}
+def by_probe(group: List[ScenarioEntry]) -> Dict[str, List[ScenarioEntry]]:
+    found: Dict[str, List[ScenarioEntry]] = {}
     for scenario in group:
-        found.setdefault(entries.text(scenario, "probe") or "?", []).append(scenario)
+        found.setdefault(scenario.probe, []).append(scenario)
     return dict(sorted(found.items()))
+
+
+def fps_said(record: dict, probe: str) -> str:
+    """A probe's fps share in a cost row: its workload's own where it has one, else the probe's."""
+    workload = probe in record["workload_fps_vs_reference"]
+    prefix = "workload_fps" if workload else "fps"
+    share, same = record[f"{prefix}_vs_reference"][probe], record[f"{prefix}_same_as_reference"][probe]
+    return f"{probe}{' workload' if workload else ''} " + ("same as reference" if same else f"{share * 100:.0f}%")
 
 
 def cost_row(record: dict) -> List[Cell]:
@@ -164,9 +181,8 @@ def cost_row(record: dict) -> List[Cell]:
     memory = fmt(record["memory_mb"], "{:.0f}")
     if record["probe_memory_mb"] is not None and record["memory_mb"] is not None:
         memory += f" ({record['probe_memory_mb']:.0f} + {record['memory_mb'] - record['probe_memory_mb']:.0f})"
-    same = record.get("fps_same_as_baseline") or {}
-    shares = " · ".join(f"{probe} same as baseline" if same.get(probe) else f"{probe} {share * 100:.0f}%"
-                        for probe, share in record["fps_vs_baseline"].items())
+    probes = sorted({*record["fps_vs_reference"], *record["workload_fps_vs_reference"]})
+    shares = " · ".join(fps_said(record, probe) for probe in probes)
     return [Cell(record["path"]), Cell(str(record["scenarios"])), Cell(fmt(record["setup_s"])),
             Cell(fmt(record["start_s"])), Cell(fmt(record["probe_s"])), Cell(fmt(record["wall_s"])), Cell(memory),
             Cell(shares or "-"), Cell(" · ".join(emulationcost.describe(item) for item in record.get("emulation") or []) or "-")]
@@ -174,47 +190,42 @@ def cost_row(record: dict) -> List[Cell]:
 
 # --- driver matching ----------------------------------------------------------------------------
 
-def driver_matching(scenarios: List[dict]) -> Answer:
+def driver_matching(scenarios: List[ScenarioEntry]) -> Answer:
     answer = Answer("driver", "Driver matching",
                     "Whose userspace driver rendered (the host's, bound in, or the runtime's own), and does "
                     "it match the host's driver?",
                     ["runtime", "runtime Mesa", "host driver (kernel)", "host's driver rendered",
                      "runtime's driver rendered", "mismatch"])
-    runtimes: Dict[str, List[dict]] = {}
+    runtimes: Dict[str, List[ScenarioEntry]] = {}
     for scenario in scenarios:
-        if entries.mapping(scenario, "driver_match"):
-            runtimes.setdefault(entries.row(scenario), []).append(scenario)
+        if scenario.driver_match:
+            runtimes.setdefault(scenario.row, []).append(scenario)
     for runtime, group in runtimes.items():
         record = driver_record(runtime, group)
         answer.add(record, driver_row(record))
     return answer.or_say("No scenario in this run recorded driver facts.")
 
 
-def driver_record(runtime: str, group: List[dict]) -> dict:
-    facts = [(s, entries.mapping(s, "driver_match")) for s in group]
+def driver_record(runtime: str, group: List[ScenarioEntry]) -> dict:
+    facts: List[Tuple[ScenarioEntry, DriverMatch]] = [(s, s.driver_match) for s in group if s.driver_match]
 
-    def paths_using(used: str) -> List[str]:
-        return distinct(s.get("path") for s, f in facts if f.get("used") == used)
+    def paths_using(used: DriverUsed) -> List[str]:
+        return distinct(s.path for s, f in facts if f.used is used)
 
     return {
         "runtime": runtime,
-        "runtime_mesa": distinct(entries.text(f, "runtime_mesa") for _, f in facts),
-        "host_driver": distinct(entries.text(f, "host_driver") for _, f in facts),
-        "kernel_driver": distinct(" ".join(present_text(f, "kernel_driver", "kernel_driver_version"))
-                                  or None for _, f in facts),
-        "host_driver_rendered": paths_using("host-driver"),
-        "runtime_driver_rendered": paths_using("runtime"),
-        "mismatches": [{"id": s["id"], "note": entries.text(f, "note") or "mismatch"}
-                       for s, f in facts if f.get("mismatch") is True],
+        "runtime_mesa": distinct(f.runtime_mesa for _, f in facts),
+        "host_driver": distinct(f.host_driver for _, f in facts),
+        "kernel_driver": distinct(" ".join(v for v in (f.kernel_driver, f.kernel_driver_version) if v) or None
+                                  for _, f in facts),
+        "host_driver_rendered": paths_using(DriverUsed.HOST_DRIVER),
+        "runtime_driver_rendered": paths_using(DriverUsed.RUNTIME),
+        "mismatches": [{"id": s.id, "note": f.note or "mismatch"} for s, f in facts if f.mismatch],
         # On the host runtime the runtime's driver is the host's: every path that rendered, once.
         "runtime_is_host": all(on_host_runtime(s) for s in group),
-        "rendered_with_host_driver": distinct(s.get("path") for s, f in facts if f.get("used") == "host-driver"
-                                              or (f.get("used") == "runtime" and on_host_runtime(s))),
+        "rendered_with_host_driver": distinct(s.path for s, f in facts if f.used is DriverUsed.HOST_DRIVER
+                                              or (f.used is DriverUsed.RUNTIME and on_host_runtime(s))),
     }
-
-
-def present_text(facts: dict, *keys: str) -> List[str]:
-    return [value for value in (entries.text(facts, key) for key in keys) if value]
 
 
 def paths_said(paths: List[str]) -> str:
@@ -238,13 +249,12 @@ def driver_row(record: dict) -> List[Cell]:
     notes = distinct(m["note"] for m in mismatches)
     return [Cell(record["runtime"]), Cell(", ".join(record["runtime_mesa"]) or "-"),
             Cell((", ".join(record["host_driver"]) or "-") + kernel), *rendered_cells(record),
-            Cell(f"{len(mismatches)}: {listed(notes, 2)}", Outcome.FAIL.css_class,
-                 "\n".join(m["id"] for m in mismatches)) if mismatches else Cell("none", Outcome.PASS.css_class)]
+            Cell(f"{len(mismatches)}: {listed(notes, 2)}", css_class(Outcome.FAIL),
+                 "\n".join(m["id"] for m in mismatches)) if mismatches else Cell("none", css_class(Outcome.PASS))]
 
 
 BUILDERS = (vtest_compat, exposure, isolation, cost, driver_matching, security)
 
 
-def build(scenario_entries: List[dict]) -> List[Answer]:
-    scenarios = [s for s in scenario_entries if isinstance(s, dict) and isinstance(s.get("id"), str)]
-    return [builder(scenarios) for builder in BUILDERS]
+def build(scenarios: Sequence[ScenarioEntry]) -> List[Answer]:
+    return [builder(list(scenarios)) for builder in BUILDERS]

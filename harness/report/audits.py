@@ -10,19 +10,22 @@ passed its probe."""
 import os
 from typing import List, Optional, Tuple
 
+from ..judging.exposure import Exposure
 from ..scenario.outcomes import Outcome
-from . import entries
+from .display import css_class
+from .entryparts import Isolation
+from .records import ScenarioEntry
 from .table import (Answer, Cell, by_path, distinct, joined, listed, on_host_runtime, span, unique,
                     whole)
 
-Audit = Tuple[dict, dict]  # a scenario entry and its exposure
+Audit = Tuple[ScenarioEntry, Exposure]  # a scenario entry and its exposure
 SENTINEL = "host-sentinel"  # lifecycle.Workspace.sentinel: a file only the host has; every family's probe checks it
 SENTINEL_SAID = "the scenario's host-only sentinel file"
 
 # --- exposure -----------------------------------------------------------------------------------
 
 
-def exposure(scenarios: List[dict]) -> Answer:
+def exposure(scenarios: List[ScenarioEntry]) -> Answer:
     answer = Answer("exposure", "What each path exposes of the host",
                     "What of the host does a workload see through this path (the leak audit, measured "
                     "from its own mount table)? On the host runtime the workload's own root is the host's "
@@ -30,7 +33,7 @@ def exposure(scenarios: List[dict]) -> Answer:
                     ["path", "host paths", "host files", "host devices", "host sockets", "shared namespaces",
                      "for example"])
     for path, group in by_path(scenarios).items():
-        audits = [(s, entries.mapping(s, "exposure")) for s in group if entries.mapping(s, "exposure")]
+        audits = [(s, s.exposure) for s in group if s.exposure]
         if not audits:
             continue
         record = exposure_record(path, audits)
@@ -38,39 +41,37 @@ def exposure(scenarios: List[dict]) -> Answer:
     return answer.or_say("No scenario in this run was audited.")
 
 
-def host_process(audit: dict) -> bool:
+def host_process(audit: Exposure) -> bool:
     """The workload sees the host's whole filesystem in the host's kernel (a host process): every
     file, and every socket in it."""
-    return audit.get("whole_host") is True and audit.get("separate_kernel") is not True
+    return audit.whole_host and not audit.separate_kernel
 
 
 def audit_part(audits: List[Audit]) -> Optional[dict]:
     """What one part of a path's scenarios (the host runtime's, or the built runtimes') exposes."""
     if not audits:
         return None
-    counts = [entries.number(a, "host_file_count") for _, a in audits]
-    return {"scenarios": len(audits), "runtimes": distinct(entries.runtime(s) for s, _ in audits),
-            "whole_host": any(a.get("whole_host") is True for _, a in audits),
+    return {"scenarios": len(audits), "runtimes": distinct(s.runtime for s, _ in audits),
+            "whole_host": any(a.whole_host for _, a in audits),
             "host_process": any(host_process(a) for _, a in audits),
-            "host_paths": max(len(entries.texts(a, "host_files")) for _, a in audits),
-            "host_files": [int(c) for c in counts if c is not None],
-            "host_sockets": max(len(entries.texts(a, "host_sockets")) for _, a in audits)}
+            "host_paths": max(len(a.host_files) for _, a in audits),
+            "host_files": [a.host_file_count for _, a in audits if a.host_file_count is not None],
+            "host_sockets": max(len(a.host_sockets) for _, a in audits)}
 
 
 def exposure_record(path: str, audits: List[Audit]) -> dict:
-    counts = [entries.number(a, "host_file_count") for _, a in audits]
-    per_runtime = {entries.runtime(s): entries.number(a, "host_file_count") for s, a in audits}
+    per_runtime = {s.runtime: a.host_file_count for s, a in audits}
     return {
         "path": path, "scenarios": len(audits),
-        "whole_host": any(a.get("whole_host") is True for _, a in audits),
-        "separate_kernel": all(a.get("separate_kernel") is True for _, a in audits),
-        "host_paths": max(len(entries.texts(a, "host_files")) for _, a in audits),
-        "host_files": [int(c) for c in counts if c is not None],
-        "host_files_by_runtime": {k: int(v) for k, v in per_runtime.items() if v is not None},
-        "host_devices": distinct(d for _, a in audits for d in entries.texts(a, "host_devices")),
-        "host_sockets": max(len(entries.texts(a, "host_sockets")) for _, a in audits),
-        "shared_namespaces": distinct(n for _, a in audits for n in entries.texts(a, "shared_namespaces")),
-        "examples": distinct(f for _, a in audits for f in entries.texts(a, "host_files")),
+        "whole_host": any(a.whole_host for _, a in audits),
+        "separate_kernel": all(a.separate_kernel for _, a in audits),
+        "host_paths": max(len(a.host_files) for _, a in audits),
+        "host_files": [a.host_file_count for _, a in audits if a.host_file_count is not None],
+        "host_files_by_runtime": {k: v for k, v in per_runtime.items() if v is not None},
+        "host_devices": distinct(d for _, a in audits for d in a.host_devices),
+        "host_sockets": max(len(a.host_sockets) for _, a in audits),
+        "shared_namespaces": distinct(n for _, a in audits for n in a.shared_namespaces),
+        "examples": distinct(f for _, a in audits for f in a.host_files),
         # The same, apart: the built runtimes (comparable between paths) and the host runtime.
         "host_process": any(host_process(a) for _, a in audits),
         "built_runtimes": audit_part([(s, a) for s, a in audits if not on_host_runtime(s)]),
@@ -108,11 +109,11 @@ def sockets_text(record: dict) -> str:
 
 def exposure_row(record: dict) -> List[Cell]:
     by_runtime = ", ".join(f"{k}: {v:,}" for k, v in record["host_files_by_runtime"].items())
-    paths = Cell(split_text(record, "host_paths"), Outcome.FAIL.css_class if record["whole_host"] else "")
+    paths = Cell(split_text(record, "host_paths"), css_class(Outcome.FAIL) if record["whole_host"] else "")
     if record["separate_kernel"]:
         namespaces = Cell("none: a guest kernel")
     elif record["whole_host"] and not record["shared_namespaces"]:
-        namespaces = Cell("all: runs on the host", Outcome.FAIL.css_class)
+        namespaces = Cell("all: runs on the host", css_class(Outcome.FAIL))
     else:
         namespaces = Cell(", ".join(record["shared_namespaces"]) or "none")
     return [Cell(record["path"]), paths, Cell(split_text(record, "host_files"), title=by_runtime),
@@ -122,14 +123,14 @@ def exposure_row(record: dict) -> List[Cell]:
 
 # --- isolation ----------------------------------------------------------------------------------
 
-def isolation(scenarios: List[dict]) -> Answer:
+def isolation(scenarios: List[ScenarioEntry]) -> Answer:
     answer = Answer("isolation", "Isolation per path",
                     "What does the workload get: its own namespaces, seccomp, capabilities, device nodes "
                     "(measured inside, by the probe)? Host paths visible: of the same paths for every path.",
                     ["path", "own namespaces", "seccomp", "NoNewPrivs", "capabilities", "uid", "/dev/dri nodes",
                      "host devices", "host paths visible"])
     for path, group in by_path(scenarios).items():
-        measured = [s for s in group if entries.mapping(s, "isolation")]
+        measured = [s for s in group if s.isolation]
         if not measured:
             continue
         record = isolation_record(path, measured)
@@ -137,37 +138,36 @@ def isolation(scenarios: List[dict]) -> Answer:
     return answer.or_say("No probe in this run reported its isolation facts.")
 
 
-def own_namespaces(scenario: dict) -> List[str]:
-    facts = entries.mapping(scenario, "isolation")
-    audit = entries.mapping(scenario, "exposure")
-    seen = [str(name) for name in entries.mapping(facts, "namespaces")]
-    if audit.get("separate_kernel") is True:
+def own_namespaces(scenario: ScenarioEntry) -> List[str]:
+    facts, audit = scenario.isolation, scenario.exposure
+    seen = list(facts.namespaces) if facts else []
+    if audit is None:
+        return []
+    if audit.separate_kernel:
         return ["guest kernel"]
-    shared = set(entries.texts(audit, "shared_namespaces"))
-    return [name for name in seen if name not in shared] if audit else []
+    return [name for name in seen if name not in set(audit.shared_namespaces)]
 
 
-def compared(scenario: dict) -> Optional[Tuple[List[str], List[str]]]:
+def compared(scenario: ScenarioEntry) -> Optional[Tuple[List[str], List[str]]]:
     """(checked, visible) over the same host paths for every path: the scenario's sentinel file
     (every family's probe looks for it) and the host folders (/home, /root, ...: what the
     workload's mount table shows of them, harness.judging.exposure). Not what the family passed its
     probe: a container or Flatpak app has a root of its own, with a /home of its own, so the
     families pass them only the sentinel (and the result folder). None: not measured so."""
-    facts, audit = entries.mapping(scenario, "isolation"), entries.mapping(scenario, "exposure")
-    folders = entries.texts(audit, "host_folders_checked")
-    listed_checked = entries.texts(facts, "host_paths_checked_list")
-    if not folders or "host_paths_visible_list" not in facts or (
-            "host_paths_checked_list" in facts and not any(os.path.basename(p) == SENTINEL for p in listed_checked)):
+    facts, audit = scenario.isolation, scenario.exposure
+    folders = audit.host_folders_checked if audit else []
+    if not folders or facts is None or facts.host_paths_visible_list is None or (
+            facts.host_paths_checked_list is not None
+            and not any(os.path.basename(p) == SENTINEL for p in facts.host_paths_checked_list)):
         return None
-    sentinel = any(os.path.basename(p) == SENTINEL for p in entries.texts(facts, "host_paths_visible_list"))
-    return [SENTINEL_SAID, *folders], ([SENTINEL_SAID] if sentinel else []) + entries.texts(audit,
-                                                                                           "host_folders_visible")
+    sentinel = any(os.path.basename(p) == SENTINEL for p in facts.host_paths_visible_list)
+    return [SENTINEL_SAID, *folders], ([SENTINEL_SAID] if sentinel else []) + list(audit.host_folders_visible
+                                                                                     if audit else [])
 
 
-def isolation_record(path: str, measured: List[dict]) -> dict:
-    facts = [entries.mapping(s, "isolation") for s in measured]
-    visible = [(whole(entries.number(f, "host_paths_visible")), whole(entries.number(f, "host_paths_checked")))
-               for f in facts]
+def isolation_record(path: str, measured: List[ScenarioEntry]) -> dict:
+    facts: List[Isolation] = [s.isolation for s in measured if s.isolation]
+    visible = [(whole(f.host_paths_visible), whole(f.host_paths_checked)) for f in facts]
     same = [found for found in (compared(s) for s in measured) if found is not None]
 
     def counted(host: bool) -> List[str]:
@@ -176,13 +176,12 @@ def isolation_record(path: str, measured: List[dict]) -> dict:
     return {
         "path": path, "scenarios": len(measured),
         "own_namespaces": unique(", ".join(own_namespaces(s)) or "none" for s in measured),
-        "seccomp_mode": unique(whole(entries.number(f, "seccomp_mode")) for f in facts),
-        "no_new_privs": unique(f["no_new_privs"] for f in facts if isinstance(f.get("no_new_privs"), bool)),
-        "capabilities": unique(whole(entries.number(f, "capabilities")) for f in facts),
-        "uid": unique(whole(entries.number(f, "uid")) for f in facts),
-        "dri_nodes": distinct(n for f in facts for n in entries.texts(f, "dri_nodes")),
-        "host_devices": distinct(d for s in measured for d in entries.texts(entries.mapping(s, "exposure"),
-                                                                            "host_devices")),
+        "seccomp_mode": unique(whole(f.seccomp_mode) for f in facts),
+        "no_new_privs": unique(f.no_new_privs for f in facts),
+        "capabilities": unique(whole(f.capabilities) for f in facts),
+        "uid": unique(whole(f.uid) for f in facts),
+        "dri_nodes": distinct(n for f in facts for n in f.dri_nodes),
+        "host_devices": distinct(d for s in measured for d in (s.exposure.host_devices if s.exposure else [])),
         "host_paths_visible": unique(f"{v} of {c}" for v, c in visible if v is not None and c is not None),
         # Over the same paths for every path (compared): comparable between rows.
         "host_paths_compared": unique(f"{len(seen)} of {len(checked)}" for checked, seen in same)

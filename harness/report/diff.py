@@ -14,9 +14,11 @@ from typing import Dict, List, Optional, Tuple
 
 from ..core.errors import PATH_LIMIT, InputError, cut
 from ..scenario.model import Tolerance
-from ..scenario.outcomes import Outcome
+from ..scenario.outcomes import Outcome, SubtestOutcome
 from ..core.words import counted
-from . import answers, entries, results
+from . import answers, display, records, results
+from .jsonvalues import Spread, overlap
+from .records import ScenarioEntry
 
 # An fps change counts where both runs timed their rounds and the ranges of their rounds (slowest
 # to fastest) stay apart even when each is widened by its own width: a change must be larger than
@@ -133,41 +135,44 @@ class RunDiff:
 
 
 @dataclass(frozen=True)
-class Run:
-    """One side of a diff: its results and the folder its relative paths start from."""
+class Side:
+    """One side of a diff: its run and the folder its relative paths start from."""
 
     source: str
     folder: Path
-    document: dict
+    run: records.Run
 
     @property
-    def by_id(self) -> Dict[str, dict]:
-        found: Dict[str, dict] = {}
-        for scenario in entries.scenarios(self.document):
-            found.setdefault(entries.key(scenario), scenario)
+    def by_id(self) -> Dict[str, ScenarioEntry]:
+        found: Dict[str, ScenarioEntry] = {}
+        for scenario in self.run.scenarios:
+            found.setdefault(scenario.key, scenario)
         return found
 
 
-def load(path: Path) -> Run:
+Common = List[Tuple[ScenarioEntry, ScenarioEntry]]  # the scenarios in both runs: (old, new)
+
+
+def load(path: Path) -> Side:
     """A run from its result folder or its results.json (InputError when it is neither)."""
     file = results.locate(path)
     if not Path(path).exists():
         raise InputError(f"{cut(path, PATH_LIMIT)}: no such result folder or results.json")
     if not file.is_file():
         raise InputError(f"{cut(path, PATH_LIMIT)}: not a result folder (no {file.name} in it)")
-    return Run(str(path), file.parent, results.read(file))
+    return Side(str(path), file.parent, records.parse(results.read(file)))
 
 
-def classify(old: Optional[dict], new: Optional[dict]) -> Optional[Kind]:
+def classify(old: Optional[ScenarioEntry], new: Optional[ScenarioEntry]) -> Optional[Kind]:
     """What kind of outcome change old -> new is; None when there is none."""
     if new is None:
         return Kind.REMOVED
-    now = entries.outcome(new)
+    now = new.outcome
     if old is None:
         return Kind.REGRESSION if now is Outcome.FAIL else Kind.ADDED
-    before = entries.outcome(old)
+    before = old.outcome
     if before is now:
-        same_class = entries.failure_class(old) == entries.failure_class(new)
+        same_class = old.failure_kind == new.failure_kind
         return None if now is not Outcome.FAIL or same_class else Kind.CHANGED
     if now is Outcome.FAIL or (before.renders and now is Outcome.EXPECTED_FAIL):
         return Kind.REGRESSION
@@ -176,24 +181,24 @@ def classify(old: Optional[dict], new: Optional[dict]) -> Optional[Kind]:
     return Kind.CHANGED
 
 
-def failure_of(scenario: Optional[dict]) -> Optional[str]:
+def failure_of(scenario: Optional[ScenarioEntry]) -> Optional[str]:
     """The failure class, where the outcome has one (a Flake's is its failed attempt's)."""
-    if scenario is None or entries.outcome(scenario) not in (Outcome.FAIL, Outcome.EXPECTED_FAIL, Outcome.FLAKE):
+    if scenario is None or scenario.outcome not in (Outcome.FAIL, Outcome.EXPECTED_FAIL, Outcome.FLAKE):
         return None
-    return entries.failure_class(scenario)
+    return scenario.failure_kind
 
 
-def outcome_changes(old: Dict[str, dict], new: Dict[str, dict]) -> List[OutcomeChange]:
+def outcome_changes(old: Dict[str, ScenarioEntry], new: Dict[str, ScenarioEntry]) -> List[OutcomeChange]:
     found = []
     for scenario_id in [*new, *(i for i in old if i not in new)]:
         before, after = old.get(scenario_id), new.get(scenario_id)
         kind = classify(before, after)
         if kind is None:
             continue
+        said = after or before
         found.append(OutcomeChange(
-            scenario_id, kind, before["outcome"] if before else None, after["outcome"] if after else None,
-            failure_of(before), failure_of(after),
-            str((after or before or {}).get("reason", ""))))
+            scenario_id, kind, before.outcome.value if before else None, after.outcome.value if after else None,
+            failure_of(before), failure_of(after), said.reason if said else ""))
     return sorted(found, key=lambda c: ORDER.index(c.kind))
 
 
@@ -205,46 +210,36 @@ def grouped(pairs: List[Tuple[str, Optional[str], Optional[str], str]]) -> List[
     return [ValueChange(name, before, after, tuple(ids)) for (name, before, after), ids in groups.items()]
 
 
-def renderer_changes(common: List[Tuple[dict, dict]]) -> List[ValueChange]:
-    return grouped([("renderer", entries.text(o, "renderer"), entries.text(n, "renderer"), n["id"])
-                    for o, n in common
-                    if entries.text(o, "renderer") and entries.text(n, "renderer")
-                    and entries.text(o, "renderer") != entries.text(n, "renderer")])
+def renderer_changes(common: Common) -> List[ValueChange]:
+    return grouped([("renderer", o.renderer, n.renderer, n.id) for o, n in common
+                    if o.renderer and n.renderer and o.renderer != n.renderer])
 
 
-def scenario_versions(scenario: dict) -> Dict[str, str]:
-    found = entries.versions(scenario)
-    mesa = entries.runtime_mesa(scenario)
-    return {**found, **({"runtime Mesa": mesa} if mesa else {})}
+def scenario_versions(scenario: ScenarioEntry) -> Dict[str, str]:
+    mesa = scenario.runtime_mesa
+    return {**scenario.versions, **({"runtime Mesa": mesa} if mesa else {})}
 
 
-def version_changes(old: Run, new: Run, common: List[Tuple[dict, dict]]) -> List[ValueChange]:
+def version_changes(old: Side, new: Side, common: Common) -> List[ValueChange]:
     pairs = []
     for before, after in common:
         was, now = scenario_versions(before), scenario_versions(after)
-        pairs += [(name, was.get(name), now.get(name), after["id"]) for name in sorted({*was, *now})
+        pairs += [(name, was.get(name), now.get(name), after.id) for name in sorted({*was, *now})
                   if was.get(name) and now.get(name) and was[name] != now[name]]
-    was, now = toolset_versions(old.document), toolset_versions(new.document)
+    was, now = old.run.toolset.versions(), new.run.toolset.versions()
     pairs += [(f"toolset:{name}", was.get(name), now.get(name), "toolset") for name in sorted({*was, *now})
               if was.get(name) != now.get(name)]
     return grouped(pairs)
 
 
-def toolset_versions(document: dict) -> Dict[str, str]:
-    tools = entries.mapping(entries.mapping(document, "toolset"), "tools")
-    return {str(name): str(tool["version"]) for name, tool in tools.items()
-            if isinstance(tool, dict) and isinstance(tool.get("version"), str)}
-
-
-def image_file(run: Run, scenario: dict) -> Optional[Path]:
-    relative = entries.text(scenario, "image")
-    if relative is None:
+def image_file(side: Side, scenario: ScenarioEntry) -> Optional[Path]:
+    if scenario.image is None:
         return None
-    path = run.folder / relative
+    path = side.folder / scenario.image
     return path if path.is_file() else None
 
 
-def image_changes(old: Run, new: Run, common: List[Tuple[dict, dict]]) -> List[ImageChange]:
+def image_changes(old: Side, new: Side, common: Common) -> List[ImageChange]:
     from ..scenario import imagecompare as images  # numpy and Pillow: only for a diff that has images to compare
 
     found = []
@@ -260,44 +255,43 @@ def image_changes(old: Run, new: Run, common: List[Tuple[dict, dict]]) -> List[I
                       f"(largest channel difference {comparison.max_channel_diff})")
         else:  # another size, or a file that is no image
             detail = comparison.reason.replace("golden", "the old image")
-        found.append(ImageChange(after["id"], str(was), str(now), detail, comparison.differing_fraction))
+        found.append(ImageChange(after.id, str(was), str(now), detail, comparison.differing_fraction))
     return found
 
 
-def apart(one: Tuple[float, float], other: Tuple[float, float]) -> bool:
+def apart(one: Spread, other: Spread) -> bool:
     """The two ranges do not meet even when each is widened by its own width on both sides."""
     widened = [(low - (high - low), high + (high - low)) for low, high in (one, other)]
-    return not entries.overlap(widened[0], widened[1])
+    return not overlap(widened[0], widened[1])
 
 
-def fps_changes(common: List[Tuple[dict, dict]], factor: Optional[float] = None) -> List[FpsChange]:
+def fps_changes(common: Common, factor: Optional[float] = None) -> List[FpsChange]:
     """fps that moved beyond the noise: by the spread of both runs' rounds, or by `factor` where
     one is given or a run has no spread."""
     found = []
     for before, after in common:
-        was, now = entries.number(before, "fps"), entries.number(after, "fps")
+        was, now = before.fps, after.fps
         if was is None or now is None or was <= 0 or now <= 0:
             continue
-        old_spread, new_spread = entries.spread(before), entries.spread(after)
+        old_spread, new_spread = before.fps_spread, after.fps_spread
         if factor is None and old_spread and new_spread:
             changed = apart(old_spread, new_spread)
         else:
             changed = abs(math.log(now / was)) > math.log(factor or FPS_FACTOR)
         if changed:
-            found.append(FpsChange(after["id"], was, now, "spread" if factor is None and old_spread and new_spread
+            found.append(FpsChange(after.id, was, now, "spread" if factor is None and old_spread and new_spread
                                    else f"x{factor or FPS_FACTOR:g}"))
     return sorted(found, key=lambda c: c.change)
 
 
-FAILING = ("fail", "crash", "timeout")
+FAILING = tuple(str(outcome) for outcome in SubtestOutcome if outcome.failed)
 
 
-def subtest_outcomes(scenario: dict) -> Dict[str, Tuple[str, str]]:
-    return {str(s["name"]): (str(s.get("outcome")), str(s.get("detail", ""))) for s in scenario.get("subtests") or []
-            if isinstance(s, dict) and "name" in s}
+def subtest_outcomes(scenario: ScenarioEntry) -> Dict[str, Tuple[str, str]]:
+    return {s.name: (str(s.outcome), s.detail) for s in scenario.subtests}
 
 
-def subtest_changes(common: List[Tuple[dict, dict]]) -> List[SubtestChange]:
+def subtest_changes(common: Common) -> List[SubtestChange]:
     """Per subtest, in the scenarios of both runs: failing now and not before is a regression."""
     found = []
     for before, after in common:
@@ -312,11 +306,11 @@ def subtest_changes(common: List[Tuple[dict, dict]]) -> List[SubtestChange]:
                 kind = Kind.FIXED
             else:
                 kind = Kind.ADDED if old is None else Kind.REMOVED if new is None else Kind.CHANGED
-            found.append(SubtestChange(after["id"], name, kind, old, new, (now.get(name) or ("", ""))[1]))
+            found.append(SubtestChange(after.id, name, kind, old, new, (now.get(name) or ("", ""))[1]))
     return sorted(found, key=lambda c: ORDER.index(c.kind))
 
 
-def compare(old: Run, new: Run, fps_factor: Optional[float] = None) -> RunDiff:
+def compare(old: Side, new: Side, fps_factor: Optional[float] = None) -> RunDiff:
     before, after = old.by_id, new.by_id
     common = [(before[i], after[i]) for i in after if i in before]
     return RunDiff(old.source, new.source, fps_factor, outcome_changes(before, after), renderer_changes(common),
@@ -358,4 +352,4 @@ def html(diff: RunDiff, page: Path) -> str:
             return os.path.abspath(path)
 
     return render_template("diff.html.j2", strict=False, diff=diff, link=link,
-                           classes={o.value: o.css_class for o in Outcome})
+                           classes=display.classes_by_word())

@@ -11,14 +11,13 @@ from .. import __version__
 from ..host import diagnosis, hostinfo
 from ..launch.vtest import SERVICE as VTEST_SERVICE
 from ..launch.lifecycle import Prepared
-from ..scenario.paths import BASELINE, REFERENCE
 from ..system.process import tail
 from ..scenario.outcomes import Outcome
 from ..host.toolset import Toolset
 from ..judging.verdict import harness_error
-from . import answers, grid
-from . import entries as entries_mod
-from .results import SCHEMA, is_number
+from . import answers, grid, records
+from .fpsshare import with_fps_share, workload_fps
+from .results import SCHEMA
 
 if TYPE_CHECKING:
     from ..judging.scenario_result import ScenarioResult
@@ -48,6 +47,7 @@ def scenario_entry(result: "ScenarioResult", out_dir: Path, toolset: Toolset) ->
     timings = data.get("timings", {}) if isinstance(data.get("timings"), dict) else {}
     log_files = {("probe" if name == "probe" else f"service:{name}"): path for name, path in launch.logs.items()}
     failed = not result.verdict.outcome.is_success or result.verdict.outcome is Outcome.EXPECTED_FAIL
+    workload, workload_rounds = workload_fps(result.verdict.subtests)
     return {
         "id": scenario.id,
         "path": scenario.path_id,
@@ -73,6 +73,9 @@ def scenario_entry(result: "ScenarioResult", out_dir: Path, toolset: Toolset) ->
         "fps_spread": [timings["fps_min"], timings["fps_max"]] if "fps_min" in timings and "fps_max" in timings
         else None,
         "timings": timings,
+        # the fps the declared workload itself reported (a command's fps_pattern), and its rounds'
+        "workload_fps": workload,
+        "workload_fps_spread": workload_rounds,
         "peak_rss_kb": {"probe": data.get("peak_rss_kb"), **launch.rss_kb},
         "isolation": data.get("isolation"),
         "image": relative(launch.image_path, out_dir),
@@ -100,7 +103,7 @@ def scenario_entry(result: "ScenarioResult", out_dir: Path, toolset: Toolset) ->
         if diagnosis.QEMU_LOG in launch.logs else None,
         "diagnosis": diagnosis_of(result),
         "exposure": result.exposure.to_dict() if result.exposure else None,
-        "driver_match": result.driver_match or None,
+        "driver_match": result.driver_match.to_dict() if result.driver_match else None,
         "baseline": result.known.to_dict() if result.known else None,
     }
 
@@ -149,7 +152,7 @@ def document(results: List["ScenarioResult"], out_dir: Path, toolset: Toolset, s
         "host": hostinfo.record(toolset, host_class, host_name),
         "toolset": toolset.to_dict(),
         "summary": summary,
-        "baseline": baseline,
+        "baseline": baseline,  # the known-failures file it ran with (run --baseline)
         "preparation": [step.to_dict() for step in preparation],  # run-level steps, before any scenario
         "preparation_s": round(sum(step.seconds for step in preparation), 3),
         "machines": machines or {},  # each virtual GPU machine booted: boot_s, inside_s, scenarios_s, ids
@@ -162,27 +165,8 @@ def document(results: List["ScenarioResult"], out_dir: Path, toolset: Toolset, s
 def derived(entries: List[dict]) -> dict:
     """The grid and the answers, computed from the entries (report.html computes them the same way)."""
     try:
-        return {"grid": [g.to_json() for g in grid.build(entries)],
-                "answers": {a.key: a.to_json() for a in answers.build(entries)}}
+        scenarios = records.entries(entries)
+        return {"grid": [g.to_json() for g in grid.build(scenarios)],
+                "answers": {a.key: a.to_json() for a in answers.build(scenarios)}}
     except Exception as exc:  # a summary that cannot be made must not cost the run its results
         return {"grid": None, "answers": None, "derived_error": f"{type(exc).__name__}: {exc}"}
-
-
-def with_fps_share(entries: List[dict]) -> List[dict]:
-    """Each scenario's fps as a fraction of the baseline path's (native; where native did not
-    render, the reference path: software) for the same probe in this run, and whether the two
-    are the same within their spread (the slowest to fastest of their timed rounds overlap)."""
-    baselines: Dict[str, tuple] = {}
-    for spec in (REFERENCE, BASELINE):  # the baseline wins where it has a number
-        for scenario in entries:
-            if scenario.get("path") == spec.id and is_number(scenario.get("fps")) and scenario["fps"] > 0:
-                baselines[scenario["probe"]] = (spec.id, scenario["fps"], entries_mod.spread(scenario))
-    for scenario in entries:
-        base = baselines.get(str(scenario.get("probe")))
-        fps, spread = scenario.get("fps"), entries_mod.spread(scenario)
-        scenario["fps_vs_baseline"] = round(fps / base[1], 4) if base and is_number(fps) else None
-        scenario["fps_baseline"] = base[0] if base else None
-        scenario["fps_same_as_baseline"] = entries_mod.overlap(spread, base[2]) \
-            if base and base[2] and spread and scenario["fps_vs_baseline"] is not None \
-            and scenario.get("path") != base[0] else None
-    return entries

@@ -4,6 +4,8 @@ and its fps as a share of native's, or "the same" where the rounds' spreads over
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Tuple
 
+from .entryparts import RuntimeFacts, runtime_facts
+
 Spread = Tuple[float, float]
 
 
@@ -25,13 +27,19 @@ class Measured:
     @classmethod
     def from_facts(cls, path: str, probe: str, runtime: str, facts: dict, probe_s: Optional[float],
                    fps: Optional[float], fps_spread: Optional[Spread]) -> Optional["Measured"]:
-        """From a runtime's facts (suite, execution); None where they do not say how it ran."""
-        execution = facts.get("execution") if isinstance(facts.get("execution"), dict) else None
-        suite = facts.get("suite")
-        if not execution or not isinstance(suite, str) or execution.get("runs") not in ("natively", "emulated"):
+        """From a runtime's facts as its build wrote them (suite, execution); None where they do not
+        say how it ran."""
+        return cls.from_runtime(path, probe, runtime, runtime_facts(facts), probe_s, fps, fps_spread)
+
+    @classmethod
+    def from_runtime(cls, path: str, probe: str, runtime: str, facts: RuntimeFacts, probe_s: Optional[float],
+                     fps: Optional[float], fps_spread: Optional[Spread]) -> Optional["Measured"]:
+        """From a runtime's facts as results.json holds them; None where they do not say how it ran."""
+        execution = facts.execution
+        if execution is None or facts.suite is None or execution.runs not in ("natively", "emulated"):
             return None
-        return cls(path, probe, runtime, suite, str(execution["runs"]), str(execution.get("architecture", "")),
-                   str(execution.get("version") or execution.get("interpreter") or ""), probe_s, fps, fps_spread)
+        return cls(path, probe, runtime, facts.suite, execution.runs, execution.architecture, execution.emulator,
+                   probe_s, fps, fps_spread)
 
 
 @dataclass(frozen=True)

@@ -1,18 +1,16 @@
 """The grid at the top of the report: one per probe API, runtimes down, paths across; each cell
-one scenario's outcome, its renderer in short, its fps as a share of the run's baseline and, for
-a failure, its class. Built from results.json's scenario entries alone."""
+one scenario's outcome, its renderer in short, its fps as a share of the run's reference path's
+(the workload's own fps where it reported one) and, for a failure, its class. Built from
+results.json's scenario entries (harness.report.records) alone."""
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-from ..scenario.outcomes import Outcome
-from . import entries, text
+from ..scenario.outcomes import Outcome, SubtestOutcome
+from . import display, text
+from .records import ScenarioEntry
 
-# The cells' colours (by Outcome.css_class): saturated, unlike the page's light row colours, so
-# that the grid reads at a glance (and a screenshot test can find it).
-COLOURS = {Outcome.PASS.css_class: "#5cb85c", Outcome.FAIL.css_class: "#e05a4f",
-           Outcome.EXPECTED_FAIL.css_class: "#e8c547", Outcome.FLAKE.css_class: "#f0964a",
-           Outcome.SKIP.css_class: "#b9b9b9", Outcome.UNEXPECTED_PASS.css_class: "#5b9bd5"}
+COLOURS = display.GRID_COLOURS  # the cells' colours, by their CSS class
 RENDERER_WIDTH = 16  # characters of a renderer's short name shown in a cell
 # A cell: CELL_LINES lines, each at most LINE_EM wide (in the cell's font, which report.html.j2
 # sets at CELL_FONT_EM of the page's): its text, cut between words, then fps where it has one.
@@ -28,15 +26,16 @@ class Cell:
     outcome: str
     css: str
     renderer: Optional[str]  # short
-    fps_pct: Optional[int]  # fps as % of the run's baseline path (fps_baseline)
+    fps_pct: Optional[int]  # fps as % of the run's reference path's (fps_reference)
     failure: Optional[str]  # the failure class, for Fail and ExpectedFail
     subject: Optional[str]  # what the class is about (a soname, a glibc version)
     reason: str
     driver_mismatch: Optional[str] = None  # driver matching: why the driver that rendered is not the host's
     cause: Optional[str] = None  # a Skip's reason in a few words (text.short_cause); the whole on hover
     subtests: Optional[str] = None  # a workload's subtests that passed, of all: "9/10 pass"
-    fps_same: bool = False  # its timed rounds overlap the baseline's: "same as native", not a percentage
-    fps_baseline: str = ""
+    fps_same: bool = False  # its timed rounds overlap the reference's: "same as native", not a percentage
+    fps_reference: str = ""  # the reference path's id
+    fps_workload: bool = False  # the fps is the workload's own (its fps_pattern), not the probe's
 
     @property
     def label(self) -> str:
@@ -52,7 +51,7 @@ class Cell:
     def fps_text(self) -> str:
         if self.fps_pct is None:
             return ""
-        return f"same as {self.fps_baseline or 'baseline'}" if self.fps_same else f"{self.fps_pct}%"
+        return f"same as {self.fps_reference or 'reference'}" if self.fps_same else f"{self.fps_pct}%"
 
     @property
     def has_fps_line(self) -> bool:
@@ -92,7 +91,8 @@ class Grid:
 
     def to_json(self) -> dict:
         return {"probe": self.probe, "runtimes": self.runtimes, "paths": self.paths, "architectures": self.architectures,
-                "cells": [{"runtime": runtime, "path": path, **asdict(cell)}
+                "cells": [{"runtime": runtime, "path": path, **asdict(cell),
+                           "fps_baseline": cell.fps_reference}  # its name in files before it was named reference
                           for runtime in self.runtimes for path in self.paths
                           if (cell := self.cell(runtime, path)) is not None]}
 
@@ -134,8 +134,7 @@ def short_renderer(renderer: Optional[str]) -> Optional[str]:
     return cut(f"{outer}/{own_name(inner)}" if forwarded and inner else outer)
 
 
-def fps_pct(entry: dict) -> Optional[int]:
-    share = entries.number(entry, "fps_vs_baseline")
+def fps_pct(share: Optional[float]) -> Optional[int]:
     return round(100 * share) if share is not None and share < 1e6 else None
 
 
@@ -143,44 +142,42 @@ def anchor(index: int) -> str:
     return f"scenario-{index}"
 
 
-def cell_of(entry: dict, index: int) -> Cell:
-    outcome = entries.outcome(entry)
+def cell_of(entry: ScenarioEntry, index: int) -> Cell:
+    outcome = entry.outcome
     failed = outcome in (Outcome.FAIL, Outcome.EXPECTED_FAIL)
-    reason = str(entry.get("reason", ""))
-    return Cell(scenario=entry["id"], anchor=anchor(index), outcome=outcome.value, css=outcome.css_class,
-                renderer=short_renderer(entries.text(entry, "renderer")), fps_pct=fps_pct(entry),
-                fps_same=entry.get("fps_same_as_baseline") is True, fps_baseline=entries.text(entry, "fps_baseline") or "",
-                failure=(entries.failure_class(entry) or "failed") if failed else None,
-                subject=entries.subject(entry) if failed else None, reason=reason,
+    fps = entry.shown_fps_share
+    return Cell(scenario=entry.id, anchor=anchor(index), outcome=outcome.value, css=display.css_class(outcome),
+                renderer=short_renderer(entry.renderer), fps_pct=fps_pct(fps.share),
+                fps_same=fps.same, fps_reference=fps.reference or "", fps_workload=fps.workload,
+                failure=(entry.failure_kind or "failed") if failed else None,
+                subject=entry.subject if failed else None, reason=entry.reason,
                 driver_mismatch=mismatch_of(entry),
-                cause=text.short_cause(reason) if outcome is Outcome.SKIP else None, subtests=subtest_count(entry))
+                cause=text.short_cause(entry.reason) if outcome is Outcome.SKIP else None,
+                subtests=subtest_count(entry))
 
 
-def subtest_count(entry: dict) -> Optional[str]:
+def subtest_count(entry: ScenarioEntry) -> Optional[str]:
     """'9/10 pass' for a workload's entry (a warning passes, a skip does not count), else None."""
-    subtests = [s for s in entry.get("subtests") or [] if isinstance(s, dict)]
-    if not subtests:
+    if not entry.subtests:
         return None
-    ran = [s for s in subtests if s.get("outcome") != "skip"]
-    return f"{sum(s.get('outcome') in ('pass', 'warn') for s in ran)}/{len(ran)} pass"
+    ran = [s for s in entry.subtests if s.outcome is not SubtestOutcome.SKIP]
+    return f"{sum(s.outcome in (SubtestOutcome.PASS, SubtestOutcome.WARN) for s in ran)}/{len(ran)} pass"
 
 
-def mismatch_of(entry: dict) -> Optional[str]:
-    match = entries.mapping(entry, "driver_match")
-    if match.get("mismatch") is not True:
+def mismatch_of(entry: ScenarioEntry) -> Optional[str]:
+    match = entry.driver_match
+    if match is None or not match.mismatch:
         return None
-    return str(match.get("note") or "driver mismatch")
+    return match.note or "driver mismatch"
 
 
-def build(scenario_entries: List[dict]) -> List[Grid]:
+def build(scenario_entries: List[ScenarioEntry]) -> List[Grid]:
     """One grid per probe, in the order the probes, runtimes and paths first appear in the run
     (the matrix's order). A second scenario for the same cell (a hand-made file) is left out
     of the grid; the scenario list still has it."""
     grids: Dict[str, Grid] = {}
     for index, entry in enumerate(scenario_entries):
-        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
-            continue
-        probe, runtime, path = entries.probe(entry), entries.row(entry), str(entry.get("path", "?"))
+        probe, runtime, path = entry.probe, entry.row, entry.path
         grid = grids.setdefault(probe, Grid(probe))
         if runtime not in grid.runtimes:
             grid.runtimes.append(runtime)
@@ -196,10 +193,9 @@ def build(scenario_entries: List[dict]) -> List[Grid]:
     return list(grids.values())
 
 
-def architecture_of(entry: dict) -> str:
+def architecture_of(entry: ScenarioEntry) -> str:
     """`arm64, emulated` (or `i386`) from the runtime's execution facts; "" where they say none."""
-    execution = entries.mapping(entries.mapping(entry, "runtime_facts"), "execution")
-    architecture = entries.text(execution, "architecture")
-    if not architecture:
+    execution = entry.runtime_facts.execution
+    if execution is None or not execution.architecture:
         return ""
-    return f"{architecture}, emulated" if execution.get("runs") == "emulated" else architecture
+    return f"{execution.architecture}, emulated" if execution.runs == "emulated" else execution.architecture

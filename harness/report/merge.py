@@ -8,25 +8,23 @@ left them: the merged report points to them."""
 import datetime
 import os
 from pathlib import Path
-from typing import Dict, List, Set, Tuple
+from typing import Dict, List, Mapping, Set, Tuple
 
 from ..core.errors import InputError, cut
-from . import document as report_document, results
+from . import document as report_document, records, results
+from .records import Run
 
 PATH_KEYS = ("image", "golden", "diff", "result_dir", "scanout", "scanout_diff")
 
 
-def host_of(document: dict, index: int) -> Tuple[str, str]:
+def host_of(run: Run, index: int) -> Tuple[str, str]:
     """A run's host name and class (an older run without them: its position)."""
-    found = document.get("host")
-    host: dict = found if isinstance(found, dict) else {}
-    return str(host.get("name") or f"host-{index + 1}"), str(host.get("class") or "")
+    return run.host.name or f"host-{index + 1}", run.host.host_class or ""
 
 
-def toolset_of(document: dict) -> str:
+def toolset_of(run: Run) -> str:
     """Where a run's toolset came from (discovery, a manifest, runtime:NAME)."""
-    found = document.get("toolset")
-    return str(found.get("source") or "?") if isinstance(found, dict) else "?"
+    return run.toolset.source or "?"
 
 
 def moved(path: object, folder: Path, out: Path) -> object:
@@ -36,7 +34,8 @@ def moved(path: object, folder: Path, out: Path) -> object:
     return os.path.relpath(folder / path, out)
 
 
-def rebased(entry: dict, folder: Path, out: Path) -> dict:
+def rebased(entry: Mapping, folder: Path, out: Path) -> dict:
+    """A scenario's entry as its run wrote it, its paths relative to the merged folder."""
     entry = dict(entry)
     for key in PATH_KEYS:
         entry[key] = moved(entry.get(key), folder, out)
@@ -49,7 +48,7 @@ def rebased(entry: dict, folder: Path, out: Path) -> dict:
     return entry
 
 
-def load(sources: List[Path]) -> List[Tuple[Path, dict]]:
+def load(sources: List[Path]) -> List[Tuple[Path, Run]]:
     if len(sources) < 2:
         raise InputError("merge: give two or more runs (result folders or results.json files)")
     loaded = []
@@ -57,63 +56,62 @@ def load(sources: List[Path]) -> List[Tuple[Path, dict]]:
         file = results.locate(source)
         if not file.is_file():
             raise InputError(f"merge: {cut(source)}: no results.json there")
-        loaded.append((file.parent, results.read(file)))
+        loaded.append((file.parent, records.parse(results.read(file))))
     return loaded
 
 
 def merge(sources: List[Path], out: Path) -> dict:
     """The merged document, its paths relative to `out`."""
     runs = load(sources)
-    hosts = {host_of(document, index) for index, (_, document) in enumerate(runs)}
-    toolsets = toolsets_of([document for _, document in runs])
+    hosts = {host_of(run, index) for index, (_, run) in enumerate(runs)}
+    toolsets = toolsets_of([run for _, run in runs])
     several = len({name for name, _ in hosts}) > 1 or len(toolsets) > 1
     seen: Dict[Tuple[str, str, str], str] = {}
     scenarios: List[dict] = []
-    for index, ((folder, document), source) in enumerate(zip(runs, sources, strict=True)):
-        name, host_class = host_of(document, index)
-        toolset = toolset_of(document)
-        for entry in document["scenarios"]:
-            key = (name, toolset, str(entry["id"]))
+    for index, ((folder, run), source) in enumerate(zip(runs, sources, strict=True)):
+        name, host_class = host_of(run, index)
+        toolset = toolset_of(run)
+        for scenario in run.scenarios:
+            key = (name, toolset, scenario.id)
             if key in seen:
-                raise InputError(f"merge: {cut(source)}: scenario {entry['id']} is also in {cut(seen[key])}, from "
+                raise InputError(f"merge: {cut(source)}: scenario {scenario.id} is also in {cut(seen[key])}, from "
                                  f"the same host {name} and toolset {toolset} (shards that overlap, or a run given "
                                  "twice)")
             seen[key] = str(source)
-            entry = rebased(entry, folder, out)
+            entry = rebased(scenario.raw, folder, out)
             if several:
                 entry.update(host=name if len(toolsets) == 1 else f"{name} with {toolset}", host_class=host_class)
             scenarios.append(entry)
-    return merged_document(runs, sources, scenarios)
+    return merged_document([run for _, run in runs], sources, scenarios)
 
 
-def toolsets_of(documents: List[dict]) -> Set[str]:
-    return {toolset_of(document) for document in documents}
+def toolsets_of(runs: List[Run]) -> Set[str]:
+    return {toolset_of(run) for run in runs}
 
 
-def merged_document(runs: List[Tuple[Path, dict]], sources: List[Path], scenarios: List[dict]) -> dict:
-    documents = [document for _, document in runs]
+def merged_document(runs: List[Run], sources: List[Path], scenarios: List[dict]) -> dict:
+    """The merged results.json: the runs' facts side by side, the first run's where one is kept,
+    and the grid and answers of all their scenarios."""
     summary: Dict[str, int] = {}
     for scenario in scenarios:
         summary[scenario["outcome"]] = summary.get(scenario["outcome"], 0) + 1
-    started = min(str(d.get("started") or "") for d in documents)
-    finished = max(str(d.get("finished") or "") for d in documents)
-    hosts = {host_of(d, i)[0]: d.get("host") for i, d in enumerate(documents)}
+    hosts = {host_of(run, i)[0]: run.raw.get("host") for i, run in enumerate(runs)}
     return {
         "schema": results.SCHEMA,
-        "harness_version": documents[0].get("harness_version"),
-        "matrix": sorted({str(d.get("matrix")) for d in documents}),
+        "harness_version": runs[0].raw.get("harness_version"),
+        "matrix": sorted({str(run.raw.get("matrix")) for run in runs}),
         "merged_from": [str(source) for source in sources],
         "merged": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "started": started, "finished": finished,
-        "wall_s": max(float(d["wall_s"]) for d in documents),  # the makespan, had the runs run side by side
-        "runs_wall_s": [d["wall_s"] for d in documents],
-        "host": documents[0].get("host"), "hosts": hosts,
-        "toolset": documents[0]["toolset"],
-        "toolsets": sorted(toolsets_of(documents)),
+        "started": min(run.started for run in runs), "finished": max(run.finished for run in runs),
+        "wall_s": max(run.wall_s for run in runs),  # the makespan, had the runs run side by side
+        "runs_wall_s": [run.raw["wall_s"] for run in runs],
+        "host": runs[0].raw.get("host"), "hosts": hosts,
+        "toolset": runs[0].raw["toolset"],
+        "toolsets": sorted(toolsets_of(runs)),
         "summary": summary,
-        "baseline": next((d.get("baseline") for d in documents if d.get("baseline")), None),
-        "preparation": [step for d in documents for step in d.get("preparation") or []],
-        "shards": [d.get("shard") for d in documents],
+        "baseline": next((run.baseline for run in runs if run.baseline), None),
+        "preparation": [step for run in runs for step in run.raw.get("preparation") or []],
+        "shards": [run.raw.get("shard") for run in runs],
         **report_document.derived(scenarios),
         "scenarios": scenarios,
     }

@@ -8,7 +8,8 @@ from typing import List, Optional
 
 from ..scenario.outcomes import Outcome
 from ..scenario.paths import PATHS
-from . import entries
+from .display import css_class
+from .records import ScenarioEntry
 from .table import Answer, Cell, listed
 
 SERVER_TOOL = "virgl_test_server"
@@ -26,9 +27,9 @@ def server_mode(path: str) -> str:
     return CONFINED if spec is not None and spec.confined_server else FORKING
 
 
-def server(entry: dict) -> str:
+def server(entry: ScenarioEntry) -> str:
     """What the hostile client's bytes reached: the path's vtest server, or the VM's QEMU."""
-    versions = entries.versions(entry)
+    versions = entry.versions
     qemu = sorted(name for name in versions if name.startswith(QEMU_PREFIX))
     if SERVER_TOOL not in versions and qemu:
         return f"{qemu[0]} {versions[qemu[0]]}"
@@ -44,12 +45,10 @@ def others(summary: dict) -> str:
             f"another client's texture: {summary.get('victim')}")
 
 
-def fuzz_summary(entry: dict) -> Optional[dict]:
+def fuzz_summary(entry: ScenarioEntry) -> Optional[dict]:
     """The fuzzer's summary in one of the scenario's workload steps (its output's last line), or None."""
-    steps = entries.mapping(entry, "probe_result").get("steps")
-    for step in steps if isinstance(steps, list) else []:
-        output = step.get("output") if isinstance(step, dict) else None
-        lines = [line for line in output.splitlines() if line.strip()] if isinstance(output, str) else []
+    for output in entry.step_outputs:
+        lines = [line for line in output.splitlines() if line.strip()]
         try:
             found = json.loads(lines[-1]) if lines else None
         except ValueError:
@@ -64,36 +63,35 @@ def count(summary: dict, key: str) -> int:
     return int(value) if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def host_refusals(entry: dict) -> Optional[int]:
+def host_refusals(entry: ScenarioEntry) -> Optional[int]:
     """The commands a VM's virglrenderer refused, from QEMU's log (None: no VM)."""
-    found = entries.number(entry, "renderer_refusals")
+    found = entry.renderer_refusals
     return None if found is None else int(found)
 
 
-def record(entry: dict, summary: dict) -> dict:
-    exposure = entries.mapping(entry, "exposure")
+def record(entry: ScenarioEntry, summary: dict) -> dict:
+    exposure = entry.exposure
     listed_cases = summary.get("targeted")
     targeted: list = listed_cases if isinstance(listed_cases, list) else []
-    result_dir = entries.text(entry, "result_dir")
+    result_dir = entry.result_dir
     return {
-        "path": str(entry.get("path", "?")), "runtime": entries.runtime(entry),
+        "path": entry.path, "runtime": entry.runtime,
         "server": server(entry), "others": others(summary),
-        "mode": server_mode(str(entry.get("path", "?"))),
+        "mode": server_mode(entry.path),
         **{key: count(summary, key) for key in ("tried", "answered", "dropped", "waiting", "hung")},
         "seed": summary.get("seed"), "seconds": summary.get("seconds"),
-        "crashes": int(entries.number(entry, "vtest_server_crashes") or 0),
+        "crashes": int(entry.vtest_server_crashes or 0),
         "host_refused": host_refusals(entry),
-        "outcome": entries.outcome(entry).value, "reason": entries.text(entry, "reason") or "",
+        "outcome": entry.outcome.value, "reason": entry.reason,
         "targeted_refused": [t.get("case") for t in targeted if isinstance(t, dict) and t.get("outcome") != "answered"],
         "targeted": len(targeted),
         "inputs": f"{result_dir}/{INPUTS}" if result_dir else None,
-        "exposes": {"host_files": int(entries.number(exposure, "host_file_count") or 0),
-                    "host_sockets": entries.texts(exposure, "host_sockets"),
-                    "shared_namespaces": entries.texts(exposure, "shared_namespaces")} if exposure else None,
+        "exposes": {"host_files": exposure.host_file_count or 0, "host_sockets": list(exposure.host_sockets),
+                    "shared_namespaces": list(exposure.shared_namespaces)} if exposure else None,
     }
 
 
-def security(scenarios: List[dict]) -> Answer:
+def security(scenarios: List[ScenarioEntry]) -> Answer:
     answer = Answer("security", "A hostile client through each path",
                     "What did a hostile client inside the path (targeted cases, then a real session mutated) do "
                     "to the vtest server the path gave it (in a VM: through the guest's virtio-gpu device to "
@@ -120,7 +118,7 @@ def refusals(found: dict) -> str:
 
 
 def row(found: dict) -> List[Cell]:
-    outcome = Outcome.parse(found["outcome"])
+    outcome = Outcome.parse(found["outcome"])  # the entry's, as the record says it
     exposes = found["exposes"]
     exposed = "-" if exposes is None else (
         f"{exposes['host_files']} host files; sockets {listed(exposes['host_sockets']) or 'none'}"
@@ -130,6 +128,6 @@ def row(found: dict) -> List[Cell]:
             Cell(f"{found['tried']} ({found['targeted']} targeted)"), Cell(str(found["answered"])),
             Cell(refusals(found), title="targeted cases refused: " + (listed(refused) or "none")),
             Cell(str(found["waiting"])), Cell(str(found["hung"])), Cell(str(found["crashes"])),
-            Cell(outcome.value, outcome.css_class, "; ".join(filter(None, (found["reason"], found["others"])))),
+            Cell(outcome.value, css_class(outcome), "; ".join(filter(None, (found["reason"], found["others"])))),
             Cell(exposed),
             Cell(found["inputs"] if found["dropped"] or found["hung"] else "-")]

@@ -1,11 +1,11 @@
 """An answer's table (report.html) and records (results.json), and the helpers every answer uses to
-group a run's scenario entries and say a cell's values."""
+group a run's scenario entries (harness.report.records) and say a cell's values."""
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, TypeVar
 
 from ..scenario.model import HOST_RUNTIME
 from ..scenario.outcomes import Outcome
-from . import entries
+from .records import ScenarioEntry
 
 EXAMPLES = 3  # paths, sockets, ... named in a cell before "and N more"
 T = TypeVar("T")
@@ -44,22 +44,22 @@ class Answer:
                 "note": self.note}
 
 
-def ran(scenarios: Iterable[dict]) -> List[dict]:
+def ran(scenarios: Iterable[ScenarioEntry]) -> List[ScenarioEntry]:
     """The scenarios that were attempted (not Skips)."""
-    return [s for s in scenarios if entries.outcome(s) is not Outcome.SKIP]
+    return [s for s in scenarios if s.outcome is not Outcome.SKIP]
 
 
-def by_path(scenarios: Iterable[dict]) -> Dict[str, List[dict]]:
-    grouped: Dict[str, List[dict]] = {}
+def by_path(scenarios: Iterable[ScenarioEntry]) -> Dict[str, List[ScenarioEntry]]:
+    grouped: Dict[str, List[ScenarioEntry]] = {}
     for scenario in scenarios:
-        grouped.setdefault(str(scenario.get("path", "?")), []).append(scenario)
+        grouped.setdefault(scenario.path, []).append(scenario)
     return grouped
 
 
-def on_host_runtime(scenario: dict) -> bool:
+def on_host_runtime(scenario: ScenarioEntry) -> bool:
     """Whether the scenario ran on the host runtime: its userspace is the host's own root (its
     /usr, its Mesa), where any other runtime is a tree of its own."""
-    return entries.runtime(scenario) == HOST_RUNTIME
+    return scenario.runtime == HOST_RUNTIME
 
 
 def listed(items: Sequence[str], limit: int = EXAMPLES) -> str:

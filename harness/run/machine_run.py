@@ -21,6 +21,7 @@ from ..scenario.model import HOST, Scenario
 from ..scenario.outcomes import FailureKind, Outcome, Subtest
 from ..scenario.probes import ProbeReport
 from ..judging.scenario_result import ScenarioResult
+from ..host.drivermatch import DriverMatch
 from ..host.toolset import Toolset
 
 RESULTS = "results.jsonl"  # beside machine.json: one entry per line, in the order they finished
@@ -86,7 +87,7 @@ def from_entry(scenario: Scenario, entry: dict, out_dir: Path) -> ScenarioResult
                          isolation=raw.get("isolation") or {}, raw=raw) if isinstance(raw, dict) else None
     return ScenarioResult(scenario, verdict, launch, report, out_dir / entry["result_dir"], float(entry["wall_s"]),
                           attempts=int(entry.get("attempts") or 1), runtime_facts=entry.get("runtime_facts") or {},
-                          driver_match=entry.get("driver_match") or {}, entry=entry)
+                          driver_match=DriverMatch.from_dict(entry.get("driver_match")), entry=entry)
 
 
 def not_finished(scenario: Scenario, launched: LaunchResult, console: Path, out_dir: Path) -> ScenarioResult:

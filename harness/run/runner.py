@@ -269,7 +269,7 @@ def attempt(scenario: Scenario, toolset: Toolset, options: RunOptions, temp: Tem
 
 
 def driver_facts(scenario: Scenario, toolset: Toolset, report: Optional[ProbeReport],
-                 runtime_facts: Dict[str, object], driver_root: Optional[str] = None) -> Dict[str, object]:
+                 runtime_facts: Dict[str, object], driver_root: Optional[str] = None) -> drivermatch.DriverMatch:
     """Seed 003's driver matching for one scenario (drivermatch.driver_match). driver_root: where
     the workload's Mesa came from when not from its runtime (a Flatpak GL extension's source)."""
     runtime_mesa: object = toolset.version("mesa")

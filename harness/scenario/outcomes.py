@@ -37,13 +37,9 @@ class Outcome(str, enum.Enum):
         return {Outcome.FAIL: "failure", Outcome.SKIP: "skipped"}.get(self)
 
     @property
-    def css_class(self) -> str:
-        return {Outcome.PASS: "pass", Outcome.FAIL: "fail", Outcome.EXPECTED_FAIL: "xfail",
-                Outcome.FLAKE: "flake", Outcome.SKIP: "skip", Outcome.UNEXPECTED_PASS: "upass"}[self]
-
-    @property
     def style(self) -> str:
-        """rich style for the terminal."""
+        """rich style for the terminal. harness.report.display.STYLES has the same, with the
+        report's other display details: the terminal's lines are to read it there."""
         return {Outcome.PASS: "green", Outcome.FAIL: "bold red", Outcome.EXPECTED_FAIL: "yellow",
                 Outcome.FLAKE: "magenta", Outcome.SKIP: "dim", Outcome.UNEXPECTED_PASS: "cyan"}[self]
 
