@@ -154,6 +154,13 @@ def build_parser() -> Parser:
     execute.add_argument("--timeout", type=seconds, default=3600.0, metavar="SECONDS",
                          help="stop the command after this many seconds (default: %(default)g, at most a week)")
     execute.add_argument("--keep", type=Path, help="keep the rendered configs and logs in this folder")
+    execute.add_argument("--file", action="append", default=[], metavar="HOST_PATH[:INSIDE_PATH]",
+                         help="put this host file where the command sees it: at INSIDE_PATH, else at "
+                              "/run/gpu-harness/files/NAME (read-only; a path hides the host's /home, /tmp, ...); "
+                              "repeatable")
+    execute.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                         help="set this variable in the command's environment, over the path's and the matrix's; "
+                              "repeatable")
     execute.add_argument("cmd", nargs=argparse.REMAINDER, help="-- COMMAND ARGS...: the command to run through the path")
 
     goldens = sub.add_parser("goldens", help="manage golden images")

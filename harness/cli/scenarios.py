@@ -24,13 +24,15 @@ from ..core.errors import InputError, shown
 from ..launch.families import registry
 from ..system.interrupts import INTERRUPTS
 from ..report import document as report_document
-from ..launch.lifecycle import LaunchContext, Workload, Workspace
+from ..launch.families.exec_files import CommandWorkload
+from ..launch.lifecycle import LaunchContext, Workspace
 from ..scenario.model import HOST, HOST_RUNTIME, LOCAL, Runtime, Scenario
 from ..scenario.outcomes import Outcome
 from ..scenario.probes import PROBES
 from ..core.words import counted
 from .codes import EXIT_FAILED, EXIT_NOT_STARTED, EXIT_OK, EXIT_TIMED_OUT, EXIT_USAGE
 from .output import print_table, run_matrix
+from . import exec_inputs
 
 
 def listed(args, option: str) -> Optional[List[str]]:
@@ -177,15 +179,16 @@ def cmd_exec(args) -> int:
     if not args.keep:
         return exec_command(args, *exec_scenario(args))
     with outdir.claimed(args.keep, "--keep", KEEP_PRODUCTS):  # refused input: nothing left there
-        scenario, command = exec_scenario(args)
+        scenario, workload = exec_scenario(args)
     try:
-        return exec_command(args, scenario, command)
+        return exec_command(args, scenario, workload)
     finally:
         outdir.release(args.keep)
 
 
-def exec_scenario(args) -> Tuple[Scenario, List[str]]:
-    """The scenario `exec` runs its command as, and the command; bad input raises InputError."""
+def exec_scenario(args) -> Tuple[Scenario, CommandWorkload]:
+    """The scenario `exec` runs its command as, and the command with its files; bad input raises
+    InputError."""
     command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not command:
         raise InputError("exec: no command given (usage: gpu-harness exec --path P -- CMD ARGS)")
@@ -203,10 +206,12 @@ def exec_scenario(args) -> Tuple[Scenario, List[str]]:
     if not family.accepts(runtime):
         raise InputError(f"exec: path {args.path} cannot run in runtime {runtime.name} ({runtime.kind}): "
                          f"{matrix_mod.pairing_rule(args.path)}")
-    return scenario, command
+    env = exec_inputs.environment(args.env)  # over the path's and the matrix's
+    scenario = dataclasses.replace(scenario, env=tuple(sorted({**dict(scenario.env), **env}.items())))
+    return scenario, CommandWorkload(command=command, files=exec_inputs.inside_files(args.file, args.path))
 
 
-def exec_command(args, scenario: Scenario, command: List[str]) -> int:
+def exec_command(args, scenario: Scenario, workload: CommandWorkload) -> int:
     runtime = scenario.runtime
     # A runtime built from a recipe has no root until it is built (or found in the cache): without
     # this the command would run over the host's root under the runtime's name.
@@ -223,8 +228,7 @@ def exec_command(args, scenario: Scenario, command: List[str]) -> int:
     try:
         workspace = Workspace(Path(result_dir), temp.scenario_dir())
         # Every family's workload reads the harness's own stdin as it comes (a guest's through a stream).
-        result = runner.launch(LaunchContext(scenario, toolset, workspace, Workload(command=command),
-                                             inherit_stdio=True))
+        result = runner.launch(LaunchContext(scenario, toolset, workspace, workload, inherit_stdio=True))
     finally:
         temp.remove()
     if result.skipped:
@@ -240,7 +244,11 @@ def exec_command(args, scenario: Scenario, command: List[str]) -> int:
     if result.exit.timed_out:
         print(f"gpu-harness: command timed out after {args.timeout:g} s", file=sys.stderr)
         return EXIT_TIMED_OUT
-    return result.exit.code if result.exit.code is not None else 128 + (result.exit.signal or 0)
+    code = result.exit.code if result.exit.code is not None else 128 + (result.exit.signal or 0)
+    if code != 0:
+        for hint in exec_inputs.failure_hints(scenario, workload.command or [], workload.files):
+            print(f"gpu-harness: {hint}", file=sys.stderr)
+    return code
 
 
 def cmd_goldens_update(args) -> int:

@@ -44,6 +44,7 @@ from ...scenario.probes import INSIDE
 from ...system.services import ServiceSpec
 from ...host.toolset import Toolset
 from .base import EnvMode, Plan, ProcessFamily, ProcessLaunch, probe_spec, workload_env
+from .exec_files import files_of
 from . import container_cdi
 from .sandbox import services_for
 
@@ -371,6 +372,8 @@ class ContainerFamily(ProcessFamily):
             argv += ["--arch", image.architecture]
         if workload.command is not None:
             command = list(workload.command)
+            for placed in files_of(ctx):  # exec --file
+                argv += ["--volume", volume(placed.host, placed.inside, "ro")]
         else:
             spec = probe_spec(ctx)
             for path in spec.files:

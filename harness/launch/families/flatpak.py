@@ -36,6 +36,7 @@ from ...scenario.model import GUEST_KERNEL_PARTS, HOST_KIND, Runtime, Scenario
 from ...scenario.pathspec import FlatpakMode
 from ...system.services import ServiceSpec
 from .base import EnvMode, Plan, ProcessFamily, ProcessLaunch, icd_env, probe_spec
+from . import exec_files
 from .flatpak_install import (APP_ID, BRANCH, HOST_ARCH, filesystem, flatpak_arch, flatpak_step,
                               install_app, install_bundle, bundled_app, private_env,
                               runtime_metadata)
@@ -311,7 +312,12 @@ class FlatpakFamily(ProcessFamily):
         if socket:
             argv.append(filesystem(socket))
         if workload.command is not None:
-            command = list(workload.command)
+            # exec --file: copies beside the app, read-only, linked into place from inside (flatpak
+            # shows a host path at that path only)
+            copies = exec_files.staged(ctx)
+            if copies:
+                argv.append(filesystem(str(workspace.probe_out / exec_files.STAGED), "ro"))
+            command = exec_files.linked_first(copies, workload.command)
         else:
             argv.append(filesystem(str(workspace.probe_out)))
             spec = probe_spec(ctx)

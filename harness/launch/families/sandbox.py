@@ -21,6 +21,7 @@ from ...system.services import ServiceSpec
 from ...system.syncfd import SyncPipe
 from ...host.toolset import Toolset
 from .base import EnvMode, Plan, ProcessFamily, probe_spec, workload_env
+from .exec_files import files_of
 from ...system import process
 
 HOME = f"{INSIDE}/home"
@@ -201,6 +202,7 @@ class SandboxFamily(ProcessFamily):
         rw_dirs: List[Tuple[str, str]] = []
         if workload.command is not None:
             command = list(workload.command)
+            ro_files += [(placed.host, placed.inside) for placed in files_of(ctx)]  # exec --file
         else:
             spec = probe_spec(ctx)
             ro_files += [(str(path), f"{INSIDE}/{path.name}") for path in spec.files]

@@ -25,6 +25,7 @@ from ..vm import arches, modules as modules_mod, stdin as stdin_mod
 from ..vm.machine import Machine
 from ..vm.qemu import QemuSpec
 from .base import EnvMode, Plan, probe_spec, runtime_icds, workload_env, write_config
+from . import exec_files
 from .sandbox import probe_python
 from . import vm_boot
 from .vm_boot import GuestBoot
@@ -70,7 +71,11 @@ def guest_env(scenario: Scenario) -> List[Tuple[str, str]]:
 
 def guest_argv(ctx: LaunchContext, scanout: bool, family_args: List[str]) -> List[str]:
     if ctx.workload.command is not None:
-        return list(ctx.workload.command)
+        # exec --file: copies on the share (the probe's output folder), linked into place in the guest
+        out = ctx.workspace.probe_out
+        copies = [(f"{exec_files.OUT_INSIDE}/{Path(copy).relative_to(out)}", inside)
+                  for copy, inside in exec_files.staged(ctx)]
+        return exec_files.linked_first(copies, ctx.workload.command)
     # The runtime root is the guest's root, so a Nix toolset's python3 (a store path) is there too.
     return probe_spec(ctx).guest_argv(probe_python(ctx.toolset, ctx.scenario.runtime)[0], ctx.workspace.host_paths(),
                                       [*ctx.workload.probe_args, *family_args], scanout)
