@@ -1,4 +1,5 @@
 from pathlib import Path
+import os
 import subprocess
 import sys
 
@@ -144,3 +145,15 @@ def test_an_entry_that_took_a_runs_name_since_is_not_the_runs(tmp_path):
     assert done.returncode == 2 and "results.json: no gpu-harness run made it" in done.stderr, done.stderr
     assert (out / "results.json" / "data.txt").read_text() == "mine"
     assert (out / "scenarios" / "native__host__gl").is_dir(), "the refused run removed the earlier run's folders"
+
+
+def test_exec_help_says_what_a_path_hides_and_how_to_give_it():
+    """Near exec, the two things a path's command lacks: a display (piglit's programs need
+    PIGLIT_PLATFORM) and the host's files (--file)."""
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "exec", "--help"], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "COLUMNS": "200"})
+    assert done.returncode == 0, done.stderr
+    text = " ".join(done.stdout.split())
+    assert "give piglit's programs --env PIGLIT_PLATFORM=surfaceless_egl" in text
+    assert "--file HOST_PATH puts one at /run/gpu-harness/files/NAME" in text
+    assert "--env PIGLIT_PLATFORM=surfaceless_egl \\ -- /usr/lib/x86_64-linux-gnu/piglit/bin/glinfo" in text

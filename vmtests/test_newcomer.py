@@ -1,6 +1,8 @@
 """What a new user tries first, through the real command line and real launches: a workload of
 their own named as they named it; a file of theirs and a variable given to exec's command on every
-family that hides the host, and the hint where a command names a host file it cannot see."""
+family that hides the host, and the hints where a command names a host file it cannot see or is a
+piglit program that wants a display."""
+import glob
 import json
 import subprocess
 import sys
@@ -97,3 +99,20 @@ def test_a_file_asked_for_in_a_read_only_folder_stops_the_command_saying_so(tool
     assert done.returncode == 126 and "ran" not in done.stdout, (done.stdout, done.stderr)
     assert done.stderr.splitlines()[-1] == ("gpu-harness: --file: cannot put a file at /usr/share/data.txt in this "
                                             "path (its runtime's tree is read-only; /run and /tmp are writable)")
+
+
+def test_a_piglit_program_without_its_platform_is_told_the_one_a_path_has(toolset):
+    """piglit's glinfo opens X11's display unless PIGLIT_PLATFORM says otherwise, and no path gives
+    one: exec says which to set; set, glinfo renders through the path."""
+    found = sorted(glob.glob("/usr/lib/*/piglit/bin/glinfo"))
+    if not found:
+        pytest.skip("needs the host's piglit (apt-get install piglit)")
+    need("vtest-virgl", "host", toolset)
+    done = harness("exec", "--path", "vtest-virgl", "--", found[0])
+    assert done.returncode != 0, done.stdout
+    assert done.stderr.splitlines()[-1] == ("gpu-harness: hint: piglit's programs open the display PIGLIT_PLATFORM "
+                                            "names (unset: X11's, which no path gives): "
+                                            "--env PIGLIT_PLATFORM=surfaceless_egl")
+    done = harness("exec", "--path", "vtest-virgl", "--env", "PIGLIT_PLATFORM=surfaceless_egl", "--", found[0])
+    assert done.returncode == 0, done.stderr
+    assert "GL_RENDERER = virgl" in done.stdout and "hint" not in done.stderr

@@ -1,6 +1,7 @@
 """exec's inputs beside its command: --file HOST_PATH[:INSIDE_PATH] and --env NAME=VALUE read and
-checked (bad input is one line, exit 2), and the hint said after a command that failed naming a
-host file the path hides."""
+checked (bad input is one line, exit 2), and the hints said after a command that failed: a host
+file the path hides, a piglit program with no PIGLIT_PLATFORM."""
+import fnmatch
 import os
 import posixpath
 from pathlib import PurePosixPath
@@ -13,6 +14,7 @@ from ..launch.families.host import HostFamily
 from ..launch.lifecycle import HOST_PATHS
 from ..matrix.checks import ENV_NAME
 from ..scenario.model import Scenario
+from ..workloads.piglit import BIN_DIRS as PIGLIT_BIN_DIRS
 
 HIDDEN = (*HOST_PATHS, "/tmp")  # host folders a path's command does not see (its /tmp is its own)
 SPLIT_ON = ",:"  # podman splits a volume on these, flatpak a filesystem on ':'
@@ -81,10 +83,24 @@ def hidden_arguments(command: Sequence[str], files: Sequence[InsideFile]) -> Lis
     return named
 
 
+def piglit_platform_unset(scenario: Scenario, command: Sequence[str]) -> bool:
+    """The command is a piglit program (in piglit's bin folder) and its environment has no
+    PIGLIT_PLATFORM: it opens an X11 display, which no path gives (the host's only where DISPLAY is set)."""
+    folder = posixpath.dirname(command[0]) if command else ""
+    if not any(fnmatch.fnmatchcase(folder, pattern) for pattern in PIGLIT_BIN_DIRS):
+        return False
+    given = {**(os.environ if on_host(scenario.path_id) else {}), **dict(scenario.spec.env), **dict(scenario.env)}
+    return "PIGLIT_PLATFORM" not in given and "DISPLAY" not in given
+
+
 def failure_hints(scenario: Scenario, command: Sequence[str], files: Sequence[InsideFile]) -> List[str]:
     """What to try, where the command failed, from what exec knows without its output."""
+    hints = []
+    if piglit_platform_unset(scenario, command):
+        hints.append("hint: piglit's programs open the display PIGLIT_PLATFORM names (unset: X11's, which no "
+                     "path gives): --env PIGLIT_PLATFORM=surfaceless_egl")
     if on_host(scenario.path_id):
-        return []
-    return [f"hint: {value} is on this host, whose {', '.join(HIDDEN[:2])}, /tmp, ... {scenario.path_id} hides: "
+        return hints
+    return hints + [f"hint: {value} is on this host, whose {', '.join(HIDDEN[:2])}, /tmp, ... {scenario.path_id} hides: "
             f"--file {value} puts it at {InsideFile.default_inside(value)} (--file HOST_PATH:INSIDE_PATH elsewhere)"
             for value in hidden_arguments(command, files)[:2]]

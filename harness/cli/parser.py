@@ -89,6 +89,22 @@ MACHINE_HELP = ("run the chosen scenarios on this machine instead of where the m
                 "paths inside use; one boot runs all of its scenarios)")
 
 
+EXEC_EPILOG = """\
+what the command finds inside a path (native and software run it on this host, as it is):
+  no display: no X11 or Wayland socket and no DISPLAY; render with surfaceless EGL
+    (EGL_PLATFORM=surfaceless), and give piglit's programs --env PIGLIT_PLATFORM=surfaceless_egl
+  not the host's files: /home, /root, /tmp, ... are hidden; --file HOST_PATH puts one at
+    /run/gpu-harness/files/NAME (--file HOST_PATH:INSIDE_PATH elsewhere)
+  a plain environment: the path's, the matrix's (--matrix) and --env NAME=VALUE
+
+examples:
+  gpu-harness exec --path vtest-virgl --runtime trixie -- python3 - < docs/examples/gl-renderer.py
+  gpu-harness exec --path vtest-virgl --env PIGLIT_PLATFORM=surfaceless_egl \\
+      -- /usr/lib/x86_64-linux-gnu/piglit/bin/glinfo
+  gpu-harness exec --path podman-vtest --runtime trixie --file ~/scene.py -- python3 /run/gpu-harness/files/scene.py
+"""
+
+
 def add_selection(parser) -> None:
     parser.add_argument("--matrix", type=Path, help=MATRIX_HELP)
     parser.add_argument("--paths", help="only these paths (comma-separated ids, see `doctor`)")
@@ -145,7 +161,8 @@ def build_parser() -> Parser:
     doctor.add_argument("--json", action="store_true",
                         help="print it as JSON: the toolset (its manifest's keys), paths, vm_acceleration")
 
-    execute = sub.add_parser("exec", help="run your own command through a path")
+    execute = sub.add_parser("exec", help="run your own command through a path", epilog=EXEC_EPILOG,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
     execute.add_argument("--path", required=True, help="path id, e.g. vtest-virgl")
     execute.add_argument("--runtime", default="host", help="runtime name from --matrix (default: host)")
     execute.add_argument("--matrix", type=Path, help="matrix file that declares --runtime (.toml, .json, .nix); "
