@@ -1,6 +1,8 @@
 """What the command line prints, through the real command line with stdout a pipe: the tables a
-command is asked for on stdout with every cell whole and each row on one line (whatever COLUMNS
-says), their --json forms saying the same, and a help text for every option of every command."""
+command is asked for on stdout with every cell whole (whatever COLUMNS says; doctor's and cache
+list's long cells folded within their columns, so that those tables stay narrow), their --json forms
+saying the same, and a help text for every option of every command."""
+import re
 import argparse
 import json
 import os
@@ -38,6 +40,28 @@ def cells(line: str) -> list:
     return [cell.strip() for cell in line.strip().strip("│").split("│")]
 
 
+def folded_row(text: str, first: str) -> list:
+    """The cells of the row whose first cell is `first`, each with its folded lines (the next lines
+    whose first cell is empty) joined by a newline."""
+    lines = text.splitlines()
+    start = lines.index(row(text, first))
+    parts = [cells(lines[start])]
+    for line in lines[start + 1:]:
+        if not line.startswith("│") or cells(line)[0]:
+            break
+        parts.append(cells(line))
+    return ["\n".join(part for part in column if part) for column in zip(*parts, strict=True)]
+
+
+def unfolded(cell: str) -> str:
+    """A folded cell as it was, but for where it was folded (at a space, or inside a word)."""
+    return re.sub(r"\s+", "", cell)
+
+
+def widest_table_line(text: str) -> int:
+    return max(len(line) for line in text.splitlines() if line[:1] in "┏┃┡│└")
+
+
 def test_a_long_cell_is_printed_whole_on_one_line_into_a_pipe():
     long_cell = "/a/very/long/path/" + "x" * 150 + "/end"
     program = ("from rich.table import Table\nfrom harness.cli.output import print_table\n"
@@ -66,17 +90,18 @@ def test_doctor_prints_its_tables_whole_on_stdout_as_its_json_says(tmp_path, man
     assert text.stderr == ""  # nothing asked for goes to stderr
     assert "…" not in text.stdout
     for path in data["paths"]:
-        assert cells(row(text.stdout, path["id"])) == [path["id"], path["family"], "yes" if path["runs_here"] else "no",
-                                                       path["why_not"] or ""]
+        assert list(map(unfolded, folded_row(text.stdout, path["id"]))) == list(map(unfolded, [
+            path["id"], path["family"], "yes" if path["runs_here"] else "no", path["why_not"] or ""]))
     for name, tool in data["tools"].items():
-        assert cells(row(text.stdout, name))[3] == (tool["path"] or "-")
+        assert unfolded(folded_row(text.stdout, name)[3]) == (tool["path"] or "-")
+    assert widest_table_line(text.stdout) <= 140  # its long cells folded: not a line of every path's id
     assert f"render nodes: {', '.join(data['render_nodes']) or 'none'}" in text.stdout.splitlines()
     accel = data["vm_acceleration"]
     assert f"VM acceleration: {accel['name'] or 'not tried'} ({accel['reason']})" in text.stdout.splitlines()
     if manifest:
         assert data["tools"]["bwrap"]["problem"].endswith("does not exist")
-        why = row(text.stdout, "vtest-virgl")
-        assert f"missing bwrap (manifest path {LONG_PATH} does not exist)" in why
+        why = unfolded(folded_row(text.stdout, "vtest-virgl")[3])
+        assert unfolded(f"missing bwrap (manifest path {LONG_PATH} does not exist)") in why
         assert accel == {"name": None, "reason": "missing qemu-system-x86_64"}
     else:
         found = all(data["tools"].get(name, {}).get("path") for name in ("qemu-system-x86_64", "kernel", "busybox"))
@@ -107,8 +132,9 @@ def test_cache_list_prints_each_entry_whole_on_stdout(tmp_path):
     entries = json.loads(run_cli("cache", "list", "--json", env=env).stdout)["entries"]
     assert [(e["kind"], e["name"]) for e in entries] == [("kernel", kernel)]
     assert "…" not in text.stdout and text.stderr == ""
-    line = cells(row(text.stdout, "kernel"))
-    assert (line[1], line[-1]) == (kernel, kernel)  # what it holds, and the entry's whole name
+    line = folded_row(text.stdout, "kernel")
+    assert (unfolded(line[1]), unfolded(line[-1])) == (kernel, kernel)  # what it holds, and the entry's whole name
+    assert widest_table_line(text.stdout) <= 140
 
 
 def test_pins_and_list_print_whole_lines_on_stdout():

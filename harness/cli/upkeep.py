@@ -3,7 +3,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from ..scenario import paths as path_registry
 from ..runtimes import pins as pins_mod, recipes, builds as runtimes_mod, chosen_toolset
@@ -15,6 +15,23 @@ from .output import print_table
 
 
 ACCEL_TOOLS = ("qemu-system-x86_64", "kernel", "busybox")  # what trying a KVM guest takes
+# Columns of long cells: at most this wide, each cell folded there (at words, a long word or path
+# split where it must), so that a table fits a hundred-odd columns whatever it holds.
+FOLDED = {"version": 14, "path": 28, "needed by": 24, "install": 24, "why not": 60, "holds": 36, "entry": 30}
+
+
+def add_columns(table, names, right=()) -> None:
+    for name in names:
+        table.add_column(name, justify="right" if name in right else "left", max_width=FOLDED.get(name),
+                         overflow="fold", no_wrap=name not in FOLDED)
+
+
+def needed_by(tool: str) -> str:
+    """The paths that need a tool, by family: `sandbox 9, vm 4`; a family's only path by its id."""
+    families: Dict[str, List[str]] = {}
+    for path_id in path_registry.needing(tool):
+        families.setdefault(path_registry.get(path_id).family, []).append(path_id)
+    return ", ".join(ids[0] if len(ids) == 1 else f"{family} {len(ids)}" for family, ids in families.items()) or "-"
 
 
 def cmd_doctor(args) -> int:
@@ -34,23 +51,22 @@ def cmd_doctor(args) -> int:
         print(json.dumps(data, indent=2))
         return EXIT_OK
     tools = Table(title=f"toolset ({escape(toolset.source)})")
-    for column in ("tool", "found", "version", "path", "needed by", "install"):
-        tools.add_column(column)
+    add_columns(tools, ("tool", "found", "version", "path", "needed by", "install"))
     for name, tool in sorted(toolset.tools.items()):
         spec = toolset_mod.TOOL_SPECS.get(name)
-        needed = ", ".join(path_registry.needing(name)) or "-"
         tools.add_row(escape(name), "yes" if tool.found else "[red]no[/]", escape(tool.version or "-"),
-                      escape(tool.path or "-"), needed, "-" if tool.found else escape(spec.debian if spec else "-"))
+                      escape(tool.path or "-"), needed_by(name),
+                      "-" if tool.found else escape(spec.debian if spec else "-"))
     path_table = Table(title="paths on this machine")
-    for column in ("path", "family", "runs here", "why not"):
-        path_table.add_column(column)
+    add_columns(path_table, ("path", "family", "runs here", "why not"))
     for path, reason in found:
         path_table.add_row(path.id, path.family, "[red]no[/]" if reason else "yes", escape(reason or ""))
     print_table(tools)
     print(f"render nodes: {', '.join(toolset.render_nodes) or 'none'}")
     print(f"VM acceleration: {accel or 'not tried'} ({accel_reason})")
-    print("architectures: " + "; ".join(f"{a['architecture']} {a['runs']}" + (f" ({a['version']})" if a.get("version")
-                                                                              else "") for a in architectures()))
+    print("architectures:")  # one a line: an emulator's version is long
+    for one in architectures():
+        print(f"  {one['architecture']} {one['runs']}" + (f" ({one['version']})" if one.get("version") else ""))
     print_table(path_table)
     return EXIT_OK
 
@@ -211,9 +227,7 @@ def cache_list(found, now: float, as_json: bool) -> int:
         print(json.dumps({"root": str(cache.ROOT), "entries": [e.to_dict(now) for e in found]}, indent=2))
         return EXIT_OK
     table = Table(title=f"{cache.ROOT}: {len(found)} entries, {sum(e.size for e in found) / 2**30:.2f} GiB")
-    for column in ("kind", "holds", "size MiB", "days unused", "current", "entry"):
-        table.add_column(column, justify="right" if column in ("size MiB", "days unused") else "left",
-                         no_wrap=column != "holds")
+    add_columns(table, ("kind", "holds", "size MiB", "days unused", "current", "entry"), right=("size MiB", "days unused"))
     for entry in found:
         table.add_row(str(entry.kind), escape(entry.name), f"{entry.size / 2**20:.0f}", f"{entry.age_days(now):.1f}",
                       {True: "yes", False: "[yellow]stale[/]", None: "-"}[entry.current] if entry.made
