@@ -169,7 +169,7 @@ def scenario(combo: Combo, index: int, rng: random.Random) -> dict:
               Outcome.UNEXPECTED_PASS: "passed, but the baseline knows it as a failure (old Mesa)",
               Outcome.FLAKE: f"passed on attempt 2 after: {kind} in vkMapMemory"}.get(
         outcome, f"{kind} {subject}: the runtime lacks it")
-    fps = (NATIVE_FPS if spec.baseline else round(NATIVE_FPS * rng.uniform(0.01, 1.3), 2)) if rendered else None
+    fps = (NATIVE_FPS if spec.fps_reference else round(NATIVE_FPS * rng.uniform(0.01, 1.3), 2)) if rendered else None
     entry = {
         "id": scenario_id, "path": combo.path, "runtime": combo.runtime, "probe": combo.probe,
         "outcome": outcome.value, "reason": reason,

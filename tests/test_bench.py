@@ -27,10 +27,10 @@ def test_summary_gives_medians_fps_against_the_baseline_and_peak_memory():
               [result("native", 1100, 81_000, 0, 0.3), result("vtest-virgl", 700, 91_000, 110_000, 0.4)]]
     rows = {row.scenario: row for row in bench.summarize(rounds)}
     vtest = rows["vtest-virgl/host/gl"]
-    assert vtest.fps == 700 and abs(vtest.fps_vs_baseline - 700 / 1100) < 1e-9 and vtest.baseline_path == "native"
+    assert vtest.fps == 700 and abs(vtest.fps_vs_reference - 700 / 1100) < 1e-9 and vtest.reference_path == "native"
     assert vtest.wall_s == 0.4 and vtest.phases_s["probe_s"] == 0.4
     assert vtest.probe_rss_kb == 95_000 and vtest.service_rss_kb == {"virgl_test_server": 120_000}
-    assert rows["native/host/gl"].fps_vs_baseline == 1.0 and vtest.outcome == "Pass" and vtest.runs == 3
+    assert rows["native/host/gl"].fps_vs_reference == 1.0 and vtest.outcome == "Pass" and vtest.runs == 3
 
 
 def test_each_api_is_measured_against_its_own_baseline_and_software_stands_in_for_native():
@@ -40,10 +40,10 @@ def test_each_api_is_measured_against_its_own_baseline_and_software_stands_in_fo
                result("software", 400, 1, 0, 0.1, probe="vulkan"), result("software", 900, 1, 0, 0.1),
                result("vm-headless", 100, 1, 0, 0.1, probe="vulkan"), result("vm-headless", 50, 1, 0, 0.1)]]
     rows = {row.scenario: row for row in bench.summarize(rounds)}
-    assert rows["vm-headless/host/vulkan"].fps_vs_baseline == 0.25
-    assert rows["vm-headless/host/vulkan"].baseline_path == "software"
-    assert rows["vm-headless/host/gl"].fps_vs_baseline == 0.05 and rows["vm-headless/host/gl"].baseline_path == "native"
-    assert rows["native/host/vulkan"].fps_vs_baseline is None
+    assert rows["vm-headless/host/vulkan"].fps_vs_reference == 0.25
+    assert rows["vm-headless/host/vulkan"].reference_path == "software"
+    assert rows["vm-headless/host/gl"].fps_vs_reference == 0.05 and rows["vm-headless/host/gl"].reference_path == "native"
+    assert rows["native/host/vulkan"].fps_vs_reference is None
 
 
 def test_a_server_serves_every_client_in_one_process_only_with_no_fork_as_well():

@@ -61,7 +61,7 @@ def tree(tmp_path):
     aged(root / "initramfs" / "d1.cpio", 20)
     for kind in cache.KINDS:  # every entry so far as a run records what it makes
         for entry in cache.children(root / kind.folder):
-            cache.record(entry, root)
+            cache.record_made(entry, root)
     return root
 
 

@@ -157,3 +157,10 @@ def test_exec_help_says_what_a_path_hides_and_how_to_give_it():
     assert "give piglit's programs --env PIGLIT_PLATFORM=surfaceless_egl" in text
     assert "--file HOST_PATH puts one at /run/gpu-harness/files/NAME" in text
     assert "--env PIGLIT_PLATFORM=surfaceless_egl \\ -- /usr/lib/x86_64-linux-gnu/piglit/bin/glinfo" in text
+
+
+def test_vfio_help_is_its_own_parsers_whole_help():
+    """`gpu-harness vfio --help`, as the command list says to ask: vfio's own usage, exit 0."""
+    done = run_cli("vfio", "--help")
+    assert done.returncode == 0 and done.stdout.startswith("usage: gpu-harness vfio"), done.stderr
+    assert "check" in done.stdout and "restore" in done.stdout

@@ -34,7 +34,7 @@ def test_prune_keeps_the_most_recently_used_of_those_a_run_made(tmp_path):
     for number in range(5):
         image = folder / f"{number}.cpio"
         image.write_bytes(b"x")
-        cache.record(image, tmp_path)
+        cache.record_made(image, tmp_path)
         os.utime(image, (time.time() - 100 + number, time.time() - 100 + number))
     (folder / "mine.cpio").write_bytes(b"a file no run made")
     os.utime(folder / "mine.cpio", (time.time() - 1000, time.time() - 1000))

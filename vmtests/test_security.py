@@ -33,7 +33,7 @@ def test_a_hostile_client_beside_an_honest_app(server, toolset, tmp_path):
     chosen = toolset if server == "host" else toolset_from(server)
     if chosen.missing(["virgl_test_server", "bwrap"]):
         skip_unless_required("vtest-virgl", "the vtest fuzz run", "needs virgl_test_server and bwrap")
-    session = vtestsecurity.record(chosen, tmp_path / "record")
+    session = vtestsecurity.record_session(chosen, tmp_path / "record")
     assert 1000 < session.stat().st_size < 1 << 20, session  # the short session: setup, one frame, read-back
     run = vtestsecurity.fuzz(chosen, session, tmp_path / "fuzz", seed=3, count=150, seconds=15, deadline_s=3)
     assert run.tried > 20 and run.answered + run.dropped + run.waiting + run.hung == run.tried
@@ -58,7 +58,7 @@ def test_a_crash_of_a_servers_process_for_a_client_is_counted(toolset, tmp_path)
     honest app's pass are what the run says."""
     if toolset.missing(["virgl_test_server", "bwrap"]):
         skip_unless_required("vtest-virgl", "the vtest fuzz run", "needs virgl_test_server and bwrap")
-    session = vtestsecurity.record(toolset, tmp_path / "record")
+    session = vtestsecurity.record_session(toolset, tmp_path / "record")
     killed, honest_done = [], threading.Event()
 
     def plant():
@@ -121,7 +121,7 @@ def test_a_planted_crash_is_found_saved_and_replayed(toolset, tmp_path):
     if toolset.missing(["virgl_test_server", "bwrap"]):
         skip_unless_required("vtest-virgl", "the vtest fuzz run", "needs virgl_test_server and bwrap")
     planted = {"LD_PRELOAD": planted_crash_library(tmp_path)}
-    recorded = vtestsecurity.record(toolset, tmp_path / "record")
+    recorded = vtestsecurity.record_session(toolset, tmp_path / "record")
     session = tmp_path / "marked-session.bin"
     session.write_bytes(recorded.read_bytes() + struct.pack("<II", len(MARKER) // 4, 6) + MARKER)  # VCMD_SUBMIT_CMD
     run = vtestsecurity.fuzz(toolset, session, tmp_path / "fuzz", seed=1, count=40, seconds=30, deadline_s=3,
@@ -152,7 +152,7 @@ def test_the_confined_server_renders_and_a_crash_there_reaches_only_its_socket_f
     filter refuses refused."""
     if toolset.missing(["virgl_test_server", "bwrap"]):
         skip_unless_required("vtest-virgl", "the vtest fuzz run", "needs virgl_test_server and bwrap")
-    session = vtestsecurity.record(toolset, tmp_path / "record")
+    session = vtestsecurity.record_session(toolset, tmp_path / "record")
     runs = {mode: vtestsecurity.fuzz(toolset, session, tmp_path / mode, seed=2, count=40, seconds=15, deadline_s=3,
                                      mode=mode) for mode in (vtestsecurity.FORKING, vtestsecurity.CONFINED)}
     confined, forking = runs[vtestsecurity.CONFINED], runs[vtestsecurity.FORKING]
@@ -245,7 +245,7 @@ def test_a_hostile_venus_client_beside_an_honest_gl_app(tmp_path):
     chosen = toolset_from("trixie-host")
     venus = matrix.load(matrix.DEFAULT_MATRIX.parent / "venus.toml")
     trixie = next(s.runtime for s in venus.scenarios if s.runtime.name == "trixie")
-    session = vtestsecurity.record(chosen, tmp_path / "record", trixie)
+    session = vtestsecurity.record_session(chosen, tmp_path / "record", trixie)
     commands = session_commands(session)
     assert 17 in commands and 24 in commands, commands  # VCMD_CONTEXT_INIT, VCMD_SUBMIT_CMD2: Venus's own
     run = vtestsecurity.fuzz(chosen, session, tmp_path / "fuzz", seed=1, count=60, seconds=15, deadline_s=10,

@@ -33,7 +33,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     log.logger().addHandler(terminal)
     log.quiet_third_parties()
     try:
-        args = build_parser().parse_args(argv)
+        given = sys.argv[1:] if argv is None else list(argv)
+        if given[:1] == ["vfio"]:  # its own parser takes all that follows, --help too
+            from ..system import vfio
+
+            return vfio.main(given[1:])
+        args = build_parser().parse_args(given)
         if args.command != "cache":
             cache.hold_shared()  # nothing this process uses is pruned while it runs
         handler = cmd_goldens_update if args.command == "goldens" else COMMANDS[args.command]

@@ -3,6 +3,7 @@ line of each scenario's verdict, and the tables a command is asked for on stdout
 import logging
 from typing import TYPE_CHECKING
 
+from ..report import display
 from ..run import runner
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ def run_matrix(scenarios, toolset, options, title: str):
 
         def on_result(result):
             outcome = result.verdict.outcome
-            out.print(f"[{outcome.style}]{outcome.value:<14}[/] {escape(result.scenario.id):<28} "
+            out.print(f"[{display.style(outcome)}]{outcome.value:<14}[/] {escape(result.scenario.id):<28} "
                       f"{result.wall_s:6.2f}s  {escape(result.verdict.reason)}", soft_wrap=True)
             progress.advance(task)
 

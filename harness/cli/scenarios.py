@@ -259,7 +259,7 @@ def cmd_goldens_update(args) -> int:
     probes = sorted({PROBES[s.probe_program].golden_name for s in loaded.scenarios})
     toolset = chosen_toolset.load(args.toolset)
     reference = [Scenario(id=f"{path_id}/{HOST_RUNTIME}/{probe}", path_id=path_id, runtime=HOST, probe=probe)
-                 for probe in probes for path_id in (path_registry.reference_for(probe).id,)]
+                 for probe in probes for path_id in (path_registry.golden_renderer_for(probe).id,)]
     with reaper.temp_dir("gh-goldens-") as out:
         options = runner.RunOptions(out_dir=Path(out), compare_images=False)
         results = run_matrix(reference, toolset, options, "rendering goldens")

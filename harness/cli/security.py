@@ -50,7 +50,7 @@ def replay(args, toolset) -> int:
 def fuzz(args, toolset, runtime: Runtime, venus_runtime: Optional[Runtime]) -> int:
     print(f"recording the {'Vulkan probe through Venus' if venus_runtime else 'gl probe'}'s vtest session ...",
           file=sys.stderr)
-    session = vtestsecurity.record(toolset, args.out / "record", venus_runtime)
+    session = vtestsecurity.record_session(toolset, args.out / "record", venus_runtime)
     runs: List[vtestsecurity.FuzzRun] = []
     unmeasured: List[dict] = []
     for mode in args.modes:

@@ -87,6 +87,12 @@ def one_line(text: str, limit: int = LINE_LIMIT) -> str:
     return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} chars)"
 
 
+def joined_lines(text: str, empty: str = "") -> str:
+    """A tool's few last lines as one: its non-blank lines, stripped, joined by ' | ' (`empty`
+    where it said nothing)."""
+    return " | ".join(line.strip() for line in text.splitlines() if line.strip()) or empty
+
+
 def cut(text: object, limit: int = SHOWN_LIMIT) -> str:
     """A path or name as it goes into a message: one line, at most about `limit` characters."""
     return one_line(str(text), limit)

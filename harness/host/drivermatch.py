@@ -90,7 +90,7 @@ MESA_FILES = re.compile(r"(libEGL_mesa|libgallium|_dri\.so|libvulkan_(lvp|radeon
 
 def driver_match(runtime_mesa: Optional[str], host_driver: Optional[str], kernel: Dict[str, Optional[str]],
                  libraries: Sequence[str], direct: bool = True) -> DriverMatch:
-    """Seed 003's driver matching: whose userspace driver rendered (the host's, bound in, or the
+    """Driver matching: whose userspace driver rendered (the host's, bound in, or the
     runtime's own), and whether it matches the host's driver and kernel driver. `direct`: the
     runtime's driver drives the host's GPU itself (not through virgl or a VM), where a version
     apart from the host's matters."""

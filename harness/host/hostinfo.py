@@ -35,7 +35,7 @@ def distro() -> Optional[str]:
     return None
 
 
-def record(toolset: Toolset, host_class: str = "", name: Optional[str] = None) -> Dict[str, object]:
+def describe_host(toolset: Toolset, host_class: str = "", name: Optional[str] = None) -> Dict[str, object]:
     kernel = drivermatch.kernel_driver()
     return {"name": name or socket.gethostname(), "class": host_class, "kernel": platform.release(),
             "machine": platform.machine(), "distro": distro(), "render_nodes": toolset.render_nodes,

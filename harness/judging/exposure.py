@@ -3,8 +3,8 @@ workload's own mount table (the probe reports /proc/self/mountinfo) and mapped b
 paths through the harness's mount table. A bind of a runtime's tree is the runtime, not the
 host; the harness's own files (the probe, its output folder, generated vendor files) are not
 counted; a socket bound in is a host socket; a device bound in beyond the six that every
-sandbox gets (null, zero, full, random, urandom, tty) is a host device. Seed 000's "it leaks an
-awful lot of the host system into the sandbox" becomes numbers per path.
+sandbox gets (null, zero, full, random, urandom, tty) is a host device. How much of the host a
+path lets in becomes numbers per path.
 
 An overlay (a container's root: podman's `--rootfs ROOT:O`, or an image's layers) is made for the
 workload and gone when the audit runs: its device number may by then belong to another mount

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from ..core.errors import joined_lines
 from ..host import diagnosis, emulation, hostdriver
 from ..scenario import imagecompare, machine_specs, paths as path_registry, probes
 from ..scenario.imagecompare import Comparison
@@ -72,12 +73,8 @@ class Goldens:
     result_dir: Path
 
 
-def one_line(text: str) -> str:
-    return " | ".join(line.strip() for line in text.splitlines() if line.strip())
-
-
 def with_log(text: str, launch: LaunchResult) -> str:
-    log = one_line(launch.log_tail(3))
+    log = joined_lines(launch.log_tail(3))
     return text + (f": {log}" if log else "")
 
 

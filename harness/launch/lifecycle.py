@@ -1,5 +1,5 @@
-"""The one launch lifecycle every path family uses, as a template (QEMU's machine.py launch and
-shutdown methods): prepare -> start services -> start workload -> watch -> stop -> collect.
+"""The one launch lifecycle every path family uses, as a template method: prepare -> start
+services -> start workload -> watch -> stop -> collect.
 
 A family subclasses Launch and fills in the hooks; `run()` is the batch form (a scenario),
 `start()`/`stop()` the interactive one (a test's target). Whatever a hook raises is caught here

@@ -149,7 +149,7 @@ def document(results: List["ScenarioResult"], out_dir: Path, toolset: Toolset, s
         "started": started.isoformat(timespec="seconds"),
         "finished": finished.isoformat(timespec="seconds"),
         "wall_s": round((finished - started).total_seconds(), 3),
-        "host": hostinfo.record(toolset, host_class, host_name),
+        "host": hostinfo.describe_host(toolset, host_class, host_name),
         "toolset": toolset.to_dict(),
         "summary": summary,
         "baseline": baseline,  # the known-failures file it ran with (run --baseline)

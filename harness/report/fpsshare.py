@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..scenario.outcomes import Subtest
-from ..scenario.paths import BASELINE as NATIVE, REFERENCE as SOFTWARE
+from ..scenario.paths import FPS_REFERENCE as NATIVE, GOLDEN_RENDERER as SOFTWARE
 from .jsonvalues import Spread, overlap, spread
 from .results import is_number
 

@@ -69,7 +69,7 @@ def host_refusals(entry: ScenarioEntry) -> Optional[int]:
     return None if found is None else int(found)
 
 
-def record(entry: ScenarioEntry, summary: dict) -> dict:
+def security_record(entry: ScenarioEntry, summary: dict) -> dict:
     exposure = entry.exposure
     listed_cases = summary.get("targeted")
     targeted: list = listed_cases if isinstance(listed_cases, list) else []
@@ -104,7 +104,7 @@ def security(scenarios: List[ScenarioEntry]) -> Answer:
         summary = fuzz_summary(entry)
         if summary is None:
             continue
-        found = record(entry, summary)
+        found = security_record(entry, summary)
         answer.add(found, row(found))
     return answer.or_say("No hostile client ran (harness/data/security.toml runs one through each vtest path).")
 

@@ -147,7 +147,7 @@ class Tail:
         return [json.loads(line) for line in complete.splitlines() if line.strip()]
 
 
-def run_machine(name: str, scenarios: List[Scenario], toolset: Toolset, options, scratch: Path,
+def boot_and_run(name: str, scenarios: List[Scenario], toolset: Toolset, options, scratch: Path,
                 on_result: Callable[[ScenarioResult], None], baseline: Optional[str] = None,
                 panic_after: Optional[int] = None) -> List[ScenarioResult]:
     """Boot machine `name` once, run `scenarios` in it, give each result to on_result as it comes."""

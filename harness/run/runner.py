@@ -79,7 +79,7 @@ def prepare_runtimes(scenarios: List[Scenario], options: RunOptions) -> Dict[str
         if name in options.runtime_roots and runtime.needs_build:
             root = options.runtime_roots[name]
             ready[name] = RuntimeReady(facts=recipes.facts_from_lock(runtime.recipe, root), root=root)
-            record(options, Prepared(f"runtime {name}", time.monotonic() - started, f"given: {root}"))
+            note_prepared(options, Prepared(f"runtime {name}", time.monotonic() - started, f"given: {root}"))
             continue
         cached = builds.is_cached(runtime)
         try:
@@ -91,7 +91,7 @@ def prepare_runtimes(scenarios: List[Scenario], options: RunOptions) -> Dict[str
         except builds.RuntimeBuildError as exc:
             ready[name] = RuntimeReady(failure=f"runtime {name}: {exc}")
             detail = f"failed: {exc}"
-        record(options, Prepared(f"runtime {name}", time.monotonic() - started, detail))
+        note_prepared(options, Prepared(f"runtime {name}", time.monotonic() - started, detail))
         with_execution(ready[name])
     return ready
 
@@ -105,7 +105,7 @@ def with_execution(ready: RuntimeReady) -> None:
                        {"architecture": architecture, "runs": "no", "why": emulation.why_not(architecture)}}
 
 
-def record(options: RunOptions, step: Prepared) -> None:
+def note_prepared(options: RunOptions, step: Prepared) -> None:
     options.prepared.append(step)
     LOG.info("prepared %s in %.1f s (%s)", step.step, step.seconds, step.detail)
 
@@ -117,7 +117,7 @@ def prepare_audit(scenarios: List[Scenario], options: RunOptions) -> None:
         return
     started = time.monotonic()
     counts = [f"{folder} {exposure_mod.file_count(folder)}" for folder in exposure_mod.HOST_ROOT_FOLDERS]
-    record(options, Prepared("host files counted", time.monotonic() - started, ", ".join(counts)))
+    note_prepared(options, Prepared("host files counted", time.monotonic() - started, ", ".join(counts)))
 
 
 def prepare_families(scenarios: List[Scenario], toolset: Toolset, options: RunOptions, scratch: Path) -> None:
@@ -138,7 +138,7 @@ def prepare_families(scenarios: List[Scenario], toolset: Toolset, options: RunOp
             steps = [Prepared(f"{name} family", time.monotonic() - started, f"failed: {type(exc).__name__}: {exc}")]
         for step in steps:  # a step two families share (a guest's kernel) is said once
             if not any(done.step == step.step for done in options.prepared):
-                record(options, step)
+                note_prepared(options, step)
 
 
 def runtimes_to_prepare(scenarios: List[Scenario]) -> Dict[str, Runtime]:
@@ -270,7 +270,7 @@ def attempt(scenario: Scenario, toolset: Toolset, options: RunOptions, temp: Tem
 
 def driver_facts(scenario: Scenario, toolset: Toolset, report: Optional[ProbeReport],
                  runtime_facts: Dict[str, object], driver_root: Optional[str] = None) -> drivermatch.DriverMatch:
-    """Seed 003's driver matching for one scenario (drivermatch.driver_match). driver_root: where
+    """Driver matching for one scenario (drivermatch.driver_match). driver_root: where
     the workload's Mesa came from when not from its runtime (a Flatpak GL extension's source)."""
     runtime_mesa: object = toolset.version("mesa")
     if driver_root:
@@ -359,7 +359,7 @@ def attempts(scenario: Scenario, toolset: Toolset, options: RunOptions, temp: Te
     return final
 
 
-def run_machine(name: str, scenarios: List[Scenario], toolset: Toolset, options: RunOptions, temp: TempRoot,
+def run_on_machine(name: str, scenarios: List[Scenario], toolset: Toolset, options: RunOptions, temp: TempRoot,
                 ready: Dict[str, RuntimeReady], finished: Callable[[ScenarioResult], None], hooks: Hooks) -> None:
     """A machine's scenarios in its guest, one boot; those whose runtime is not built end here."""
     base = options.out_dir / "scenarios"
@@ -373,7 +373,7 @@ def run_machine(name: str, scenarios: List[Scenario], toolset: Toolset, options:
         else:
             runnable.append(with_runtime(scenario, ready))
     if runnable:
-        machine_run.run_machine(name, runnable, toolset, options, temp.scenario_dir(), finished,
+        machine_run.boot_and_run(name, runnable, toolset, options, temp.scenario_dir(), finished,
                                options.baseline.source if options.baseline else None, hooks.machine_panic_after)
 
 
@@ -408,7 +408,7 @@ def run(scenarios: List[Scenario], toolset: Toolset, options: RunOptions,
         with INTERRUPTS.graceful(), ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
             futures: List["Future[Any]"] = [pool.submit(run_scenario, s, toolset, options, temp, host, as_hooks(hooks),
                                                         ready) for s in here]
-            futures += [pool.submit(run_machine, name, group, toolset, options, temp, ready, finished, as_hooks(hooks))
+            futures += [pool.submit(run_on_machine, name, group, toolset, options, temp, ready, finished, as_hooks(hooks))
                         for name, group in elsewhere.items()]
             for future in as_completed(futures):
                 result = future.result()

@@ -234,7 +234,7 @@ def build_now(recipe: Recipe, lock: Optional[Lock], strict: bool, cache_dir: Pat
     LOG.info(f"building runtime {recipe.name} ({recipe.suite}/{recipe.architecture}) with mmdebstrap")
     with reaper.temp_dir(f"{key}.partial-", parent=str(cache_dir)) as folder:
         work = Path(folder)
-        cache.record(work, cache_dir.parent)  # a killed build's partial is known to be a run's
+        cache.record_made(work, cache_dir.parent)  # a killed build's partial is known to be a run's
         root, hashes = bootstrap(recipe, lock, work, strict)
         packages = installed(root)
         if lock:
@@ -250,7 +250,7 @@ def build_now(recipe: Recipe, lock: Optional[Lock], strict: bool, cache_dir: Pat
         (work / "facts.json").write_text(json.dumps(facts, indent=1, sort_keys=True) + "\n")
         try:
             os.rename(work, target)  # the one step that makes the runtime visible
-            cache.record(target, cache_dir.parent)
+            cache.record_made(target, cache_dir.parent)
         except OSError:
             if not (target / "facts.json").exists():  # a parallel build of the same digest won
                 raise
@@ -278,7 +278,7 @@ def lock(recipe: Recipe, folder: Path = RECIPES_DIR, cache_dir: Path = CACHE_DIR
         facts = dict(built.facts, lock_digest=locked_target.name)
         (built.root.parent / "facts.json").write_text(json.dumps(facts, indent=1, sort_keys=True) + "\n")
         os.rename(built.root.parent, locked_target)
-        cache.record(locked_target, cache_dir.parent)
+        cache.record_made(locked_target, cache_dir.parent)
     return new
 
 

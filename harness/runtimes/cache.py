@@ -92,7 +92,7 @@ def identity(path: Path) -> Optional[str]:
     return f"{found.st_dev}:{found.st_ino}:{stat.S_IFMT(found.st_mode):o}"
 
 
-def record(path: Path, root: Optional[Path] = None) -> None:
+def record_made(path: Path, root: Optional[Path] = None) -> None:
     """Write into the ledger that a run made `path` (a cache entry, or a partial one being
     built): only what is recorded there is ever removed. A path outside the cache is not its."""
     folder = ROOT if root is None else root
@@ -306,7 +306,7 @@ def remove(entry: Entry) -> None:
     """Rename it out of the way (atomic: a run never finds half an entry), then delete it."""
     trash = entry.path.with_name(f"{entry.path.name}{TRASH}{os.getpid()}")
     path = entry.path if entry.kind is Kind.PARTIAL else entry.path.rename(trash)
-    record(path, entry.path.parent.parent)  # the trash, should this removal fail halfway
+    record_made(path, entry.path.parent.parent)  # the trash, should this removal fail halfway
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
     else:

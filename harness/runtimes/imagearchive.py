@@ -370,5 +370,5 @@ def write(root: Path, out: Path, spec: ImageSpec, timeout_s: float = 1200.0) -> 
         partial = Path(folder) / "image.partial"
         pack(partial, layer, diff_id, config, spec.tag, out.name.endswith(".gz"))
         os.replace(partial, out)
-    cache.record(out)  # where the archive is a cache entry (runtimes' images)
+    cache.record_made(out)  # where the archive is a cache entry (runtimes' images)
     return hashlib.sha256(config).hexdigest()

@@ -37,13 +37,6 @@ class Outcome(str, enum.Enum):
         return {Outcome.FAIL: "failure", Outcome.SKIP: "skipped"}.get(self)
 
     @property
-    def style(self) -> str:
-        """rich style for the terminal. harness.report.display.STYLES has the same, with the
-        report's other display details: the terminal's lines are to read it there."""
-        return {Outcome.PASS: "green", Outcome.FAIL: "bold red", Outcome.EXPECTED_FAIL: "yellow",
-                Outcome.FLAKE: "magenta", Outcome.SKIP: "dim", Outcome.UNEXPECTED_PASS: "cyan"}[self]
-
-    @property
     def renders(self) -> bool:
         """The scenario rendered in the end (a Flake after a retry, an UnexpectedPass too)."""
         return self in (Outcome.PASS, Outcome.FLAKE, Outcome.UNEXPECTED_PASS)

@@ -25,7 +25,7 @@ PATHS: Dict[str, PathSpec] = {
             renderers={"gl": None, "vulkan": None},
             requires=("python3", "egl"),
             gpu=True,
-            baseline=True,
+            fps_reference=True,
         ),
         PathSpec(
             id="software",
@@ -34,7 +34,7 @@ PATHS: Dict[str, PathSpec] = {
             renderers={"gl": LLVMPIPE, "vulkan": LLVMPIPE},
             requires=("python3", "mesa"),
             env=(("LIBGL_ALWAYS_SOFTWARE", "1"), ("GALLIUM_DRIVER", "llvmpipe"), ("GPU_HARNESS_VK_DEVICE_TYPE", "cpu")),
-            reference=True,
+            golden_renderer=True,
         ),
         PathSpec(
             id="sandbox-dri",
@@ -271,15 +271,15 @@ PATHS: Dict[str, PathSpec] = {
         ),
     )
 }
-BASELINE = next(spec for spec in PATHS.values() if spec.baseline)
-REFERENCE = next(spec for spec in PATHS.values() if spec.reference)
+FPS_REFERENCE = next(spec for spec in PATHS.values() if spec.fps_reference)  # native
+GOLDEN_RENDERER = next(spec for spec in PATHS.values() if spec.golden_renderer)  # software
 
 
-def reference_for(probe: str) -> PathSpec:
+def golden_renderer_for(probe: str) -> PathSpec:
     """The path a probe's golden is rendered on: llvmpipe where the probe renders, else the one
     path that speaks its API (the vfio probe's image comes through the nested tier's DMA)."""
-    if probe in REFERENCE.probes:
-        return REFERENCE
+    if probe in GOLDEN_RENDERER.probes:
+        return GOLDEN_RENDERER
     return next(spec for spec in PATHS.values() if probe in spec.probes)
 
 

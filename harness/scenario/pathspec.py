@@ -79,8 +79,8 @@ class PathSpec:
     confined_server: bool = False  # sandbox family: the host's server under bwrap and seccomp (harness/system/serverconfine.py)
     passthrough: Optional[Passthrough] = None  # vfio family
     flatpak_mode: FlatpakMode = FlatpakMode.USR_PATH  # flatpak family
-    baseline: bool = False  # the path others' fps is compared with (% of native)
-    reference: bool = False  # the path that renders the goldens
+    fps_reference: bool = False  # the path others' fps is compared with (% of native)
+    golden_renderer: bool = False  # the path that renders the goldens (llvmpipe: the same pixels anywhere)
 
     @property
     def probes(self) -> List[str]:

@@ -1,6 +1,6 @@
 """`gpu-harness bench`: the matrix run several times, phase times per scenario (median), probe
 fps (the median of its timed rounds, with the slowest and fastest round of all runs) as a
-fraction of the baseline path's for the same probe (native; software where native did not render,
+fraction of the fps reference path's for the same probe (native; software where native did not render,
 as in the report) or "same" where the spreads overlap, peak RSS of the probe and of each service."""
 import statistics
 import time
@@ -22,12 +22,12 @@ class BenchRow:
     phases_s: Dict[str, Optional[float]]
     wall_s: float
     fps: Optional[float]
-    fps_vs_baseline: Optional[float]
+    fps_vs_reference: Optional[float]
     probe_rss_kb: Optional[int]
     service_rss_kb: Dict[str, int] = field(default_factory=dict)
-    baseline_path: Optional[str] = None  # whose fps fps_vs_baseline divides by
+    reference_path: Optional[str] = None  # whose fps fps_vs_reference divides by
     fps_spread: Optional[Tuple[float, float]] = None  # the slowest and fastest timed round of all runs
-    same_as_baseline: bool = False  # its spread overlaps the baseline's: the share is noise
+    same_as_reference: bool = False  # its spread overlaps the reference's: the share is noise
 
 
 def median(values) -> Optional[float]:
@@ -41,14 +41,14 @@ def summarize(rounds: List[List]) -> List[BenchRow]:
     for results in rounds:
         for result in results:
             by_id.setdefault(result.scenario.id, []).append(result)
-    baselines = baseline_fps(by_id)
+    references = reference_fps(by_id)
     rows = []
     for scenario_id, results in by_id.items():
         scenario = results[0].scenario
         wall = median(r.wall_s for r in results)
         probe_rss = [value for value in (rss_of(r) for r in results) if value]
         fps = median(fps_of(r) for r in results)
-        base_path, base_fps, base_spread = baselines.get(scenario.probe, (None, None, None))
+        base_path, base_fps, base_spread = references.get(scenario.probe, (None, None, None))
         spread = spread_of(results)
         services: Dict[str, int] = {}
         for result in results:
@@ -62,22 +62,22 @@ def summarize(rounds: List[List]) -> List[BenchRow]:
             phases_s={p: median(r.phases.get(p) for r in results) for p in PHASES},
             wall_s=wall or 0.0,
             fps=fps,
-            fps_vs_baseline=(fps / base_fps) if fps and base_fps else None,
+            fps_vs_reference=(fps / base_fps) if fps and base_fps else None,
             probe_rss_kb=max(probe_rss) if probe_rss else None,
             service_rss_kb=services,
-            baseline_path=base_path if fps and base_fps else None,
+            reference_path=base_path if fps and base_fps else None,
             fps_spread=spread,
-            same_as_baseline=bool(fps and base_fps and spread and base_spread and scenario.path_id != base_path
+            same_as_reference=bool(fps and base_fps and spread and base_spread and scenario.path_id != base_path
                                   and spread[0] <= base_spread[1] and base_spread[0] <= spread[1]),
         ))
     return rows
 
 
-def baseline_fps(by_id: Dict[str, List]) -> Dict[str, tuple]:
-    """probe -> (path, median fps, spread) of the baseline path (native), or of the reference path
-    (software) where native has no number for that probe: the report's rule."""
+def reference_fps(by_id: Dict[str, List]) -> Dict[str, tuple]:
+    """probe -> (path, median fps, spread) of the fps reference path (native), or of the path that
+    renders the goldens (software) where native has no number for that probe: the report's rule."""
     found: Dict[str, tuple] = {}
-    for flag in ("reference", "baseline"):  # the baseline wins where it has a number
+    for flag in ("golden_renderer", "fps_reference"):  # native wins where it has a number
         for results in by_id.values():
             scenario = results[0].scenario
             fps = median(fps_of(r) for r in results)
@@ -109,7 +109,7 @@ def table(rows: List[BenchRow], title: str):
     out = Table(title=title)
     phases = [p for p in PHASES if any(row.phases_s.get(p) for row in rows)]  # the phases these scenarios have
     for column in ("scenario", "outcome", "runs", *(phase_header(p) for p in phases), "wall s", "fps (rounds)",
-                   "% of baseline", "probe RSS MiB", "service RSS MiB"):
+                   "% of reference", "probe RSS MiB", "service RSS MiB"):
         # A scenario id is the row's name: never cut short, whatever the width.
         out.add_column(column, justify="left" if column in ("scenario", "outcome") else "right",
                        no_wrap=column == "scenario",
@@ -128,11 +128,11 @@ def fps_text(row: BenchRow) -> str:
 
 
 def share_text(row: BenchRow) -> str:
-    if row.fps_vs_baseline is None:
+    if row.fps_vs_reference is None:
         return "-"
-    if row.same_as_baseline:
-        return f"same as {row.baseline_path}"
-    return f"{row.fps_vs_baseline * 100:.0f}%" + (f" {row.baseline_path}" if row.baseline_path else "")
+    if row.same_as_reference:
+        return f"same as {row.reference_path}"
+    return f"{row.fps_vs_reference * 100:.0f}%" + (f" {row.reference_path}" if row.reference_path else "")
 
 
 def phase_header(phase: str) -> str:

@@ -153,7 +153,7 @@ def through(socket: str):
     return start
 
 
-def record(toolset: Toolset, out: Path, venus_runtime: Optional[Runtime] = None) -> Path:
+def record_session(toolset: Toolset, out: Path, venus_runtime: Optional[Runtime] = None) -> Path:
     """The gl probe's own vtest session through a relay: what it sent, as bytes. With
     `venus_runtime`: the Vulkan probe's through vtest-venus over that runtime, against a --venus
     server (whatever its verdict: on a host that cannot map the server's memory the probe hangs

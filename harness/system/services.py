@@ -10,7 +10,7 @@ from ..core import log
 from .process import Child, exit_of, tail
 from .retry import poll
 from .syncfd import SyncPipe
-from ..core.errors import ComponentError
+from ..core.errors import ComponentError, joined_lines
 
 
 LOG = log.get(__name__)
@@ -129,14 +129,10 @@ def start(spec: ServiceSpec) -> RunningService:
         why = f"exited before it was ready ({service.exit_description})" if exited \
             else f"not ready after {spec.ready_timeout_s:.0f} s"
         LOG.debug("service %s %s", spec.name, why)
-        raise ServiceError(f"service {spec.name} {why}: {one_line(tail(spec.log_path, 3))}")
+        raise ServiceError(f"service {spec.name} {why}: {joined_lines(tail(spec.log_path, 3), 'no output')}")
     service.ready_s = time.monotonic() - started
     LOG.debug("service %s ready after %.2f s", spec.name, service.ready_s)
     return service
-
-
-def one_line(text: str) -> str:
-    return " | ".join(line.strip() for line in text.splitlines() if line.strip()) or "no output"
 
 
 def start_all(specs: List[ServiceSpec]) -> List[RunningService]:

@@ -1,5 +1,5 @@
-"""Seed 000's service lifecycle for virgl_test_server, which has no sync-fd of its own: one pipe
-for readiness and shutdown. This supervisor holds the pipe's write end (FD). It starts the
+"""The sync-fd lifecycle for virgl_test_server, which has none of its own: one pipe for
+readiness and shutdown. This supervisor holds the pipe's write end (FD). It starts the
 server, and once the server's socket accepts a connection it writes one byte: the harness,
 waiting for its read end to become readable, then starts bwrap with that read end as
 `--sync-fd`. bwrap keeps it open for as long as the sandbox lives, so when the app exits (or

@@ -104,7 +104,7 @@ def cached_export(flatpak: str, key: str, ref_id: str, fill: Callable[[str], Dic
             facts = {**facts, "id": ref_id, "build_s": round(time.monotonic() - started, 2),
                      "repo_mb": round(cache.size_of(repo) / 2**20, 1)}
             (repo / "done").write_text(json.dumps(facts, sort_keys=True) + "\n")
-            cache.record(cache_dir)
+            cache.record_made(cache_dir)
         cache.mark_used(cache_dir)
     return Exported(str(repo), ref_id, recorded(repo / "done"))
 

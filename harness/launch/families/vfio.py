@@ -76,7 +76,7 @@ def pattern_file(golden: Path) -> Path:
         with reaper.temp_file(partial):
             partial.write_bytes(data)
             os.replace(partial, target)
-        cache.record(target)
+        cache.record_made(target)
     return target
 
 

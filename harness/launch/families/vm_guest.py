@@ -19,7 +19,7 @@ from ..lifecycle import LaunchContext
 from ...system.retry import poll
 from ..target import CommandResult, Target, TargetError
 from ..vm import console, display
-from ..vm.machine import Machine
+from ..vm.qemu_process import QemuProcess
 from .base import Family
 from .vm_launch import VmLaunch
 
@@ -109,7 +109,7 @@ class Guest(Target):
         self._agent: Optional[Agent] = None
 
     @property
-    def machine(self) -> Machine:
+    def machine(self) -> QemuProcess:
         if self.launch.machine is None:
             raise GuestError(f"the {self.path_id} guest is not running")
         return self.launch.machine

@@ -22,7 +22,7 @@ from ...host.toolset import Toolset
 from ..vm import (accel as accel_mod, console, display as display_mod, initramfs,
                   kernel as kernel_mod)
 from ..vm import arches, modules as modules_mod, stdin as stdin_mod
-from ..vm.machine import Machine
+from ..vm.qemu_process import QemuProcess
 from ..vm.qemu import QemuSpec
 from .base import EnvMode, Plan, probe_spec, runtime_icds, workload_env, write_config
 from . import exec_files
@@ -110,7 +110,7 @@ class VmLaunch(Launch):
     """QEMU as the workload: booted with the probe (batch) or with the command agent (interactive).
     family_args: what the family adds to the probe's arguments."""
 
-    machine: Optional[Machine] = None
+    machine: Optional[QemuProcess] = None
     stdin_socket: Optional[Path] = None  # exec: where QEMU connects for the command's stdin
     stdin_stream: Optional[stdin_mod.StdinStream] = None
     display = "none"
@@ -202,7 +202,7 @@ class VmLaunch(Launch):
         if self.stdin_socket is not None:
             # Listening before QEMU starts: QEMU connects as it starts.
             self.stdin_stream = stdin_mod.StdinStream(str(self.stdin_socket), stdin_mod.harness_stdin())
-        self.machine = Machine(self.plan.argv, {**os.environ, **self.plan.env}, str(self.qmp_socket),
+        self.machine = QemuProcess(self.plan.argv, {**os.environ, **self.plan.env}, str(self.qmp_socket),
                                str(self.ctx.workspace.result_dir / "qemu.log"), str(self.serial_log))
         self.result.phases["qemu_start_s"] = self.machine.start()
 

@@ -13,7 +13,7 @@ from .qemu import opt
 from ...core.errors import ComponentError
 
 if TYPE_CHECKING:
-    from .machine import Machine
+    from .qemu_process import QemuProcess
 
 XVFB_SCREEN = "1920x1200x24"
 GL_DEVICES = ("virtio-gpu-gl-pci",)  # guest GPUs whose rendering QEMU does on the host's GL
@@ -92,7 +92,7 @@ def needs_xvfb(gpu: str, toolset: Toolset) -> bool:
     return is_gl(gpu) and not toolset.render_nodes
 
 
-def capture(machine: "Machine", display: str, workspace: Workspace, target: Path) -> str:
+def capture(machine: "QemuProcess", display: str, workspace: Workspace, target: Path) -> str:
     """The guest's display as seen from outside, as a PNG: QMP screendump where QEMU's display
     reads back, the Xvfb framebuffer (the SDL window's part of it) where it does not."""
     from PIL import Image  # imaging is needed only here: the CLI's other commands start faster

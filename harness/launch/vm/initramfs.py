@@ -67,7 +67,7 @@ def build(spec: InitramfsSpec, cache_dir: Path = CACHE_DIR) -> Tuple[Path, bool]
             process.run_program(["cpio", "--quiet", "-o", "-H", "newc", "-R", "0:0"], cwd=root, check=True,
                            input="\n".join(listing).encode(), stdout=out)
             os.replace(partial, target)  # atomic: parallel builders of the same digest agree
-        cache.record(target, cache_dir.parent)
+        cache.record_made(target, cache_dir.parent)
     prune(cache_dir)
     return target, True
 

@@ -36,7 +36,7 @@ def unpacked(vmlinuz: str, cache_dir: Path = CACHE_DIR.parent / "kernel") -> str
     with reaper.temp_file(partial):
         partial.write_bytes(elf)
         os.replace(partial, target)
-    cache.record(target, cache_dir.parent)
+    cache.record_made(target, cache_dir.parent)
     return str(target)
 
 

@@ -1,4 +1,4 @@
-"""A running QEMU machine driven over QMP with the qemu.qmp library.
+"""A running QEMU process driven over QMP with the qemu.qmp library.
 
 The harness listens on the QMP socket before QEMU starts and QEMU connects to it, so no event
 is missed. A private event loop runs in a thread; the methods here are synchronous, for the
@@ -26,11 +26,11 @@ def event_record(event: Any) -> dict:
     return {"event": event["event"], "data": dict(data) if isinstance(data, dict) else {}}
 
 
-class MachineError(ComponentError):
+class QemuError(ComponentError):
     """QEMU could not be started or controlled; the message says why."""
 
 
-class Machine:
+class QemuProcess:
     def __init__(self, argv: List[str], env: Dict[str, str], qmp_socket: str, log_path: str, serial_log: str,
                  connect_timeout_s: float = 20.0):
         self.argv, self.env = argv, env
@@ -62,8 +62,8 @@ class Machine:
         if not accept.done():
             accept.cancel()
             if child.poll() is not None:
-                raise MachineError(f"QEMU exited before QMP connected ({child.stop().describe()})")
-            raise MachineError(f"QEMU did not connect to QMP within {self.connect_timeout_s:g} s")
+                raise QemuError(f"QEMU exited before QMP connected ({child.stop().describe()})")
+            raise QemuError(f"QEMU did not connect to QMP within {self.connect_timeout_s:g} s")
         accept.result()
         self._record_task = self._call(self._spawn(self._record_events()))
         LOG.debug("QEMU pid %d connected to QMP %s after %.2f s", child.pid, self.qmp_socket, time.monotonic() - started)
@@ -80,7 +80,7 @@ class Machine:
 
     def qmp(self, command: str, **arguments):
         if self._qmp is None:
-            raise MachineError("QMP is not connected")
+            raise QemuError("QMP is not connected")
         return self._call(self._qmp.execute(command, arguments or None), timeout=30)
 
     def status(self) -> str:
