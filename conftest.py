@@ -7,7 +7,8 @@ import os
 
 import pytest
 
-pytest_plugins = ["tests.suiteplugin"]  # the tiers, the shared runtimes built in the background, where the time went
+# the tiers, the shared runtimes built in the background, where the time went
+pytest_plugins = ["tests.suiteplugin"]
 
 
 @pytest.fixture(autouse=True)
@@ -16,5 +17,6 @@ def machine_share(request, tmp_path_factory):
     if os.environ.get("PYTEST_XDIST_WORKER"):
         run_root = run_root.parent  # each worker's base is a folder of the run's
     with open(run_root / "machine-share.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX if request.node.get_closest_marker("exclusive") else fcntl.LOCK_SH)
+        fcntl.flock(handle, fcntl.LOCK_EX if request.node.get_closest_marker("exclusive")
+                    else fcntl.LOCK_SH)
         yield

@@ -1,4 +1,5 @@
-"""The pytest plugin: a project's own tests run its program through the harness's paths as real scenarios.
+"""The pytest plugin: a project's own tests run its program through the harness's paths as real
+scenarios.
 
 Installed with the package (entry point pytest11: gpu_harness). The fixture ``gpu_harness`` runs a
 command (``gpu_harness.run(argv, path=P, runtime="host", **command_keys)``: a declared ``command``
@@ -48,9 +49,11 @@ class HarnessResult:
     outcome: Outcome
     reason: str
     failure_kind: Optional[str] = None
-    renderer: str = ""  # what the gl scene before the command rendered with ("" where nothing reported)
+    # what the gl scene before the command rendered with ("" where nothing reported)
+    renderer: str = ""
     subtests: Tuple[Subtest, ...] = ()
-    outputs: Mapping[str, str] = field(default_factory=dict)  # each step's output tail, by step (subtest) name
+    # each step's output tail, by step (subtest) name
+    outputs: Mapping[str, str] = field(default_factory=dict)
     logs: Mapping[str, Path] = field(default_factory=dict)  # each step's whole output, by step name
     probe_log: Optional[Path] = None  # the probe's own log (what ran before and around the steps)
     picture: Optional[Path] = None  # the picture the command declared, where it wrote one
@@ -78,7 +81,8 @@ class HarnessResult:
         """A Skip skips the test (fails it where the path is required); else the result."""
         if self.outcome is Outcome.SKIP:
             if self.required:
-                pytest.fail(f"{self.scenario_id} is required here but skipped: {self.reason}", pytrace=False)
+                pytest.fail(f"{self.scenario_id} is required here but skipped: {self.reason}",
+                            pytrace=False)
             pytest.skip(f"{self.scenario_id}: {self.reason}")
         return self
 
@@ -90,7 +94,8 @@ class HarnessResult:
             pytest.xfail(f"{self.scenario_id}: {self.reason}")
         if not self.passed:
             kind = f" [{self.failure_kind}]" if self.failure_kind else ""
-            pytest.fail(f"{self.scenario_id}: {self.outcome}{kind}: {self.reason}\n  files: {self.result_dir}",
+            pytest.fail(f"{self.scenario_id}: {self.outcome}{kind}: {self.reason}\n  files: "
+                        f"{self.result_dir}",
                         pytrace=False)
         return self
 
@@ -106,7 +111,8 @@ def probe_out(result: "ScenarioResult") -> Path:
 def step_files(result: "ScenarioResult") -> Tuple[Dict[str, str], Dict[str, Path]]:
     """Each step's output tail and log file, from the workload probe's report."""
     folder, reported = probe_out(result), result.report.raw.get("steps") if result.report else None
-    steps = [step for step in reported if isinstance(step, dict)] if isinstance(reported, list) else []
+    steps = [step for step in reported if isinstance(step, dict)] if isinstance(reported,
+                                                                                list) else []
     outputs = {str(step.get("name", "?")): str(step.get("output", "")) for step in steps}
     logs = {str(step.get("name", "?")): folder / step["log"] for step in steps
             if isinstance(step.get("log"), str) and (folder / step["log"]).is_file()}
@@ -123,22 +129,27 @@ def picture_of(result: "ScenarioResult") -> Optional[Path]:
     return picture if picture is not None and picture.is_file() else None
 
 
-def harness_result(result: "ScenarioResult", run_dir: Path, required: FrozenSet[str]) -> HarnessResult:
+def harness_result(result: "ScenarioResult", run_dir: Path,
+                   required: FrozenSet[str]) -> HarnessResult:
     scenario, verdict = result.scenario, result.verdict
     outputs, logs = step_files(result)
     probe_log = result.launch.logs.get("probe")
     return HarnessResult(
-        scenario_id=scenario.id, path=scenario.path_id, runtime=scenario.runtime.name, outcome=verdict.outcome,
-        reason=verdict.reason, failure_kind=str(verdict.failure_kind) if verdict.failure_kind else None,
+        scenario_id=scenario.id, path=scenario.path_id, runtime=scenario.runtime.name,
+                         outcome=verdict.outcome,
+        reason=verdict.reason, failure_kind=str(verdict.failure_kind) if verdict.failure_kind
+                         else None,
         renderer=result.report.renderer if result.report else "", subtests=tuple(verdict.subtests),
-        outputs=outputs, logs=logs, probe_log=Path(probe_log) if probe_log and os.path.isfile(probe_log) else None,
+        outputs=outputs, logs=logs, probe_log=Path(probe_log) if probe_log
+                         and os.path.isfile(probe_log) else None,
         picture=picture_of(result), result_dir=result.result_dir, run_dir=run_dir,
         required=scenario.path_id in required or (scenario.machine != LOCAL and
                                                   f"{scenario.path_id}@{scenario.machine}" in required))
 
 
 def required_paths(value: Optional[str]) -> FrozenSet[str]:
-    """--gpu-harness-require (else $GPU_HARNESS_REQUIRE): comma-separated paths (path@machine too)."""
+    """--gpu-harness-require (else $GPU_HARNESS_REQUIRE): comma-separated paths (path@machine
+    too)."""
     text = os.environ.get("GPU_HARNESS_REQUIRE", "") if value is None else value
     return frozenset(part.strip() for part in text.split(",") if part.strip())
 
@@ -149,19 +160,24 @@ def probe_name(argv: object) -> str:
     """A declared probe's name for a command: its program's file name in the matrix's alphabet."""
     from .scenario.probes import PROBES
 
-    program = argv[0] if isinstance(argv, (list, tuple)) and argv and isinstance(argv[0], str) else ""
-    name = re.sub(r"[^a-z0-9._-]+", "-", program.rsplit("/", 1)[-1].lower()).strip("-._") or "command"
+    program = argv[0] if isinstance(argv, (list, tuple)) and argv and isinstance(argv[0],
+                                                                                 str) else ""
+    name = re.sub(r"[^a-z0-9._-]+", "-", program.rsplit("/",
+                                                        1)[-1].lower()).strip("-._") or "command"
     return f"{name}-command" if name in PROBES else name
 
 
-def command_declaration(argv: object, path: str, runtime: str, name: str, command_keys: Mapping[str, Any],
+def command_declaration(argv: object, path: str, runtime: str, name: str,
+                        command_keys: Mapping[str, Any],
                         settings: Optional[Mapping[str, Any]] = None,
                         runtimes: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     """A one-scenario matrix: the command as a declared probe through `path` in `runtime`.
     argv, command_keys, settings ([defaults]) and runtimes go to the matrix parser as given (a
     Path as its string, a tuple as a list: what a matrix file would hold)."""
-    probe: Dict[str, Any] = {"kind": "command", "argv": plain(argv), **{k: plain(v) for k, v in command_keys.items()}}
-    declaration: Dict[str, Any] = {"matrix": {"paths": [path], "runtimes": [runtime], "probes": [name]},
+    probe: Dict[str, Any] = {"kind": "command", "argv": plain(argv), **{k: plain(v) for k,
+                                                                        v in command_keys.items()}}
+    declaration: Dict[str, Any] = {"matrix": {"paths": [path], "runtimes": [runtime],
+                                              "probes": [name]},
                                    "probes": {name: probe}}
     if settings:
         declaration["defaults"] = dict(settings)
@@ -188,10 +204,11 @@ class MatrixRequest:
 
     @property
     def slug(self) -> str:
-        return f"{re.sub(r'[^A-Za-z0-9._-]+', '_', self.file.stem)}-{hashlib.sha1(repr(self).encode()).hexdigest()[:8]}"
+        return (f"{re.sub(r'[^A-Za-z0-9._-]+', '_', self.file.stem)}-{hashlib.sha1(repr(self).encode()).hexdigest()[:8]}")
 
 
-def matrix_request(args: Sequence[Any], kwargs: Mapping[str, Any], module_dir: Path) -> MatrixRequest:
+def matrix_request(args: Sequence[Any], kwargs: Mapping[str, Any],
+                   module_dir: Path) -> MatrixRequest:
     """The marker's arguments checked: one matrix file (relative to the test's module), and keys."""
     where = f"@pytest.mark.{MARKER}"
     unknown = sorted(set(kwargs) - set(MARKER_KEYS))
@@ -199,7 +216,8 @@ def matrix_request(args: Sequence[Any], kwargs: Mapping[str, Any], module_dir: P
     if len(args) != 1 or not isinstance(args[0], (str, os.PathLike)):
         raise InputError(f"{where}: takes one matrix file (a path), not {list(args)!r}")
     if unknown:
-        raise InputError(f"{where}: unknown keyword {unknown[0]!r} (allowed: {', '.join(MARKER_KEYS)})")
+        raise InputError(f"{where}: unknown keyword {unknown[0]!r} (allowed: "
+                         f"{', '.join(MARKER_KEYS)})")
     if isinstance(paths, str) or not all(isinstance(p, str) for p in paths):
         raise InputError(f"{where}: paths= must be a list of path names")
     return MatrixRequest(module_dir / Path(args[0]), tuple(paths), kwargs.get("filter"),
@@ -221,14 +239,16 @@ def load_matrix(request: MatrixRequest) -> Tuple[List["Scenario"], Optional["Bas
                          f"(known: {path_registry.known_ids()})")
     chosen = loaded.select(list(request.paths) or None, request.pattern)
     if not chosen:
-        raise InputError(f"{source}: no scenario matches {MARKER}(paths={list(request.paths)}, filter={request.pattern!r})")
+        raise InputError(f"{source}: no scenario matches {MARKER}(paths={list(request.paths)}, "
+                         f"filter={request.pattern!r})")
     known = baseline_mod.load(request.baseline) if request.baseline else None
     if known is not None:
         baseline_mod.check_matches(known, [s.id for s in loaded.scenarios], source)
     return chosen, known
 
 
-# --- running ---------------------------------------------------------------------------------------
+# --- running
+# ---------------------------------------------------------------------------------------
 
 @dataclass
 class Run:
@@ -239,7 +259,8 @@ class Run:
     started: datetime.datetime
     baseline: Optional["Baseline"] = None
     results: Dict[str, "ScenarioResult"] = field(default_factory=dict)
-    prepared: List["Prepared"] = field(default_factory=list)  # what its runs did before their scenarios
+    # what its runs did before their scenarios
+    prepared: List["Prepared"] = field(default_factory=list)
 
 
 class Plugin:
@@ -250,9 +271,11 @@ class Plugin:
         self.toolset_option: Optional[str] = config.getoption("gpu_harness_toolset")
         self.retries: int = config.getoption("gpu_harness_retries")
         self.required = required_paths(config.getoption("gpu_harness_require"))
-        worker = getattr(config, "workerinput", {}).get("workerid")  # pytest-xdist: a folder per worker
+        # pytest-xdist: a folder per worker
+        worker = getattr(config, "workerinput", {}).get("workerid")
         self.worker: Optional[str] = str(worker) if worker else None
-        self.problems: List[str] = []  # usage problems found while collecting: one pytest usage error
+        # usage problems found while collecting: one pytest usage error
+        self.problems: List[str] = []
         self.matrices: Dict[MatrixRequest, Tuple[List["Scenario"], Optional["Baseline"]]] = {}
         self.runs: Dict[Path, Run] = {}
         self.out: Optional[Path] = None
@@ -261,7 +284,8 @@ class Plugin:
 
     def out_dir(self, factory: pytest.TempPathFactory) -> Path:
         if self.out is None:
-            base = Path(self.out_option).absolute() if self.out_option else factory.mktemp("gpu-harness")
+            base = (Path(self.out_option).absolute() if self.out_option
+                    else factory.mktemp("gpu-harness"))
             self.out = base / self.worker if self.worker and self.out_option else base
         return self.out
 
@@ -284,11 +308,15 @@ class Plugin:
         self._counts[slug] = self._counts.get(slug, 0) + 1
         return base / slug / str(self._counts[slug])
 
-    def run(self, scenario: "Scenario", folder: Path, source: str, baseline: Optional["Baseline"] = None) -> HarnessResult:
-        """The scenario through the runner into the run folder; its results.json and report.html anew."""
+    def run(self, scenario: "Scenario", folder: Path, source: str,
+            baseline: Optional["Baseline"] = None) -> HarnessResult:
+        """The scenario through the runner into the run folder; its results.json and report.html
+        anew."""
         from .run import runner
 
-        run = self.runs.setdefault(folder, Run(folder, source, datetime.datetime.now(datetime.timezone.utc), baseline))
+        run = self.runs.setdefault(folder, Run(folder, source,
+                                               datetime.datetime.now(datetime.timezone.utc),
+                                               baseline))
         options = runner.RunOptions(out_dir=folder, retries=self.retries, baseline=baseline)
         result = runner.run([scenario], self.toolset, options)[0]
         run.results[scenario.id] = result
@@ -299,8 +327,10 @@ class Plugin:
         from . import report
         from .report import document as report_document
 
-        run.prepared += [step for step in options.prepared if step.step not in {s.step for s in run.prepared}]
-        doc = report_document.document(list(run.results.values()), run.folder, self.toolset, run.started, run.source,
+        run.prepared += [step for step in options.prepared if step.step not in {s.step
+                                                                                for s in run.prepared}]
+        doc = report_document.document(list(run.results.values()), run.folder, self.toolset,
+                                       run.started, run.source,
                                        run.baseline.source if run.baseline else None, run.prepared)
         report.write_all(run.folder, doc)
 
@@ -311,27 +341,34 @@ class GpuHarness:
     def __init__(self, plugin: Plugin, out: Path, test: str, module: Path) -> None:
         self._plugin, self._out, self._test, self._module = plugin, out, test, module
 
-    def run(self, argv: Sequence[str], *, path: str, runtime: str = HOST_RUNTIME, name: Optional[str] = None,
-            settings: Optional[Mapping[str, Any]] = None, runtimes: Optional[Mapping[str, Any]] = None,
+    def run(self, argv: Sequence[str], *, path: str, runtime: str = HOST_RUNTIME,
+            name: Optional[str] = None,
+            settings: Optional[Mapping[str, Any]] = None,
+            runtimes: Optional[Mapping[str, Any]] = None,
             **command_keys: Any) -> HarnessResult:
-        """`argv` through `path` in `runtime` (host, a shipped one, or one of `runtimes`: [runtimes.NAME]
+        """`argv` through `path` in `runtime` (host, a shipped one, or one of `runtimes`:
+        [runtimes.NAME]
         tables) as a command probe named `name` (default: the program's) with `command_keys`
         (pass_pattern, env, timeout_s, packages, files, picture, golden, ...; a relative file name
         is read beside the test's module, as a matrix's beside the matrix); `settings` are the
         matrix's [defaults]. A declaration the harness rejects fails the test with its lines."""
         from .matrix import expand
 
-        declaration = command_declaration(argv, path, runtime, name or probe_name(argv), command_keys, settings, runtimes)
+        declaration = command_declaration(argv, path, runtime, name or probe_name(argv),
+                                          command_keys, settings, runtimes)
         try:
             scenarios, problem = expand(declaration, str(self._module)).scenarios, ""
         except InputError as exc:
             scenarios, problem = [], str(exc)
-        if problem:  # outside the except: the test's failure is the harness's lines, with nothing chained
+        # outside the except: the test's failure is the harness's lines, with nothing chained
+        if problem:
             pytest.fail(f"gpu_harness.run: {problem}", pytrace=False)
-        return self._plugin.run(scenarios[0], self._plugin.folder_for(self._out, self._test), str(self._module))
+        return self._plugin.run(scenarios[0], self._plugin.folder_for(self._out, self._test),
+                                str(self._module))
 
 
-# --- pytest's hooks and fixtures -------------------------------------------------------------------
+# --- pytest's hooks and fixtures
+# -------------------------------------------------------------------
 
 PLUGIN = pytest.StashKey[Plugin]()
 
@@ -339,18 +376,22 @@ PLUGIN = pytest.StashKey[Plugin]()
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("gpu_harness", "gpu-harness: programs through GPU paths as scenarios")
     group.addoption("--gpu-harness-out", metavar="DIR", default=None,
-                    help="where runs go (scenarios/, results.json, report.html); default: a pytest temp folder")
+                    help="where runs go (scenarios/, results.json, report.html); default: a pytest "
+                         "temp folder")
     group.addoption("--gpu-harness-toolset", metavar="FILE", default=None,
-                    help="the toolset manifest (default: $GPU_HARNESS_TOOLSET, else what is installed)")
+                    help="the toolset manifest (default: $GPU_HARNESS_TOOLSET, else what is "
+                         "installed)")
     group.addoption("--gpu-harness-retries", metavar="N", type=int, default=0,
                     help="attempts after a failed one; a Fail then a Pass is a Flake (default 0)")
     group.addoption("--gpu-harness-require", metavar="PATHS", default=None,
-                    help="comma-separated paths whose Skip is a failure (default: $GPU_HARNESS_REQUIRE)")
+                    help="comma-separated paths whose Skip is a failure (default: "
+                         "$GPU_HARNESS_REQUIRE)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", f"{MARKER}(file, paths=None, filter=None, baseline=None): "
-                                       f"run the test once per scenario of the matrix file (fixture {SCENARIO_FIXTURE})")
+                                       "run the test once per scenario of the matrix file "
+                                       f"(fixture {SCENARIO_FIXTURE})")
     plugin = config.stash[PLUGIN] = Plugin(config)
     from .core import log
 
@@ -383,7 +424,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         plugin.problems += [line for line in exc.problems if line not in plugin.problems]
         metafunc.parametrize(SCENARIO_FIXTURE, [], indirect=True)
         return
-    metafunc.parametrize(SCENARIO_FIXTURE, [(request, s.id) for s in chosen], ids=[s.id for s in chosen],
+    metafunc.parametrize(SCENARIO_FIXTURE, [(request, s.id) for s in chosen], ids=[s.id
+                                                                                   for s in chosen],
                          indirect=True)
 
 
@@ -405,33 +447,41 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     plugin = config.stash.get(PLUGIN, None)
     if plugin is not None and plugin.runs:
         count = sum(len(run.results) for run in plugin.runs.values())
-        terminalreporter.write_line(f"gpu-harness: {count} scenario(s) in {len(plugin.runs)} run(s) under {plugin.out} "
+        terminalreporter.write_line(f"gpu-harness: {count} scenario(s) in {len(plugin.runs)} "
+                                    f"run(s) under {plugin.out} "
                                     "(each run: results.json, report.html)")
 
 
 @pytest.fixture(scope="session")
-def gpu_harness_out(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def gpu_harness_out(request: pytest.FixtureRequest,
+                    tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The folder the session's runs go to (--gpu-harness-out, else a pytest temp folder)."""
     return request.config.stash[PLUGIN].out_dir(tmp_path_factory)
 
 
 @pytest.fixture
 def gpu_harness(request: pytest.FixtureRequest, gpu_harness_out: Path) -> GpuHarness:
-    """Runs the test's program through a path: gpu_harness.run(argv, path=P, ...) -> HarnessResult."""
-    return GpuHarness(request.config.stash[PLUGIN], gpu_harness_out, request.node.nodeid, request.node.path)
+    """Runs the test's program through a path: gpu_harness.run(argv, path=P, ...) ->
+    HarnessResult."""
+    return GpuHarness(request.config.stash[PLUGIN], gpu_harness_out, request.node.nodeid,
+                      request.node.path)
 
 
 @pytest.fixture
 def gpu_harness_scenario(request: pytest.FixtureRequest, gpu_harness_out: Path) -> HarnessResult:
     """The scenario of @pytest.mark.gpu_harness_matrix this test instance stands for, run (once a
-    session, however many tests ask): a Skip skips the test; its verdict is checked before the body."""
+    session, however many tests ask): a Skip skips the test; its verdict is checked before the
+    body."""
     plugin, param = request.config.stash[PLUGIN], getattr(request, "param", None)
     if param is None:
-        pytest.fail(f"{SCENARIO_FIXTURE} is given by @pytest.mark.{MARKER}(FILE) through test parametrization",
+        pytest.fail(f"{SCENARIO_FIXTURE} is given by @pytest.mark.{MARKER}(FILE) through test "
+                    "parametrization",
                     pytrace=False)
     matrix_req, scenario_id = param
-    (chosen, known), folder = plugin.matrix(matrix_req), gpu_harness_out / f"matrix-{matrix_req.slug}"
+    (chosen,
+     known), folder = plugin.matrix(matrix_req), gpu_harness_out / f"matrix-{matrix_req.slug}"
     done = plugin.runs[folder].results.get(scenario_id) if folder in plugin.runs else None
     result = harness_result(done, folder, plugin.required) if done is not None else \
-        plugin.run(next(s for s in chosen if s.id == scenario_id), folder, str(matrix_req.file), known)
+        plugin.run(next(s for s in chosen if s.id == scenario_id), folder, str(matrix_req.file),
+                   known)
     return result.skip_if_skipped()

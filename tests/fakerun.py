@@ -24,7 +24,8 @@ def scripted(script: dict):
         steps = script.get(scenario.id, [["Pass", None]])
         outcome, kind = steps[min(number, len(steps)) - 1]
         result_dir.mkdir(parents=True, exist_ok=True)
-        verdict = Verdict(Outcome(outcome), f"{outcome} on attempt {number}", [], FailureKind(kind) if kind else None)
+        verdict = Verdict(Outcome(outcome), f"{outcome} on attempt {number}", [],
+                          FailureKind(kind) if kind else None)
         return ScenarioResult(scenario, verdict, LaunchResult(), None, result_dir, 0.01)
 
     return attempt

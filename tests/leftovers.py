@@ -1,5 +1,6 @@
 """What a test looks for after a run: processes that name a folder on their command line or run
-in it (an observation only; the harness itself finds its processes by pid, group, cgroup or mark)."""
+in it (an observation only; the harness itself finds its processes by pid, group, cgroup or
+mark)."""
 import os
 from typing import List
 
@@ -9,7 +10,8 @@ def inside(path: str, folder: str) -> bool:
 
 
 def processes_in(folder: str) -> List[int]:
-    """Processes that name `folder` on their command line or have their root or working folder in it."""
+    """Processes that name `folder` on their command line or have their root or working folder in
+    it."""
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         if int(pid) == os.getpid():

@@ -15,16 +15,19 @@ from harness.scenario import paths
 from harness.scenario.outcomes import FailureKind, Outcome
 from harness.report import document as report_document, results
 
-RUNTIMES = {"host": "22.3.6", "bullseye": "20.3.5", "bookworm": "22.3.6", "trixie": "25.0.7", "sid": "26.2.6",
+RUNTIMES = {"host": "22.3.6", "bullseye": "20.3.5", "bookworm": "22.3.6", "trixie": "25.0.7",
+            "sid": "26.2.6",
             "bookworm-i386": "22.3.6"}
 HOST_MESA = "22.3.6"
 PROBES = ("gl", "vulkan")
 SERVERS = ("0.10.4", "1.1.0")  # virglrenderer versions the vtest scenarios are spread over
 NAMESPACES = ("mnt", "pid", "net", "ipc", "uts", "user", "cgroup")
-FAILURES = [FailureKind.MISSING_LIBRARY, FailureKind.GLIBC_TOO_OLD, FailureKind.CRASH, FailureKind.DRIVER_HANG,
+FAILURES = [FailureKind.MISSING_LIBRARY, FailureKind.GLIBC_TOO_OLD, FailureKind.CRASH,
+            FailureKind.DRIVER_HANG,
             FailureKind.WRONG_ARCHITECTURE, FailureKind.SILENT_SOFTWARE_FALLBACK]
 # Outcomes by weight; every one also appears at least once (the first scenarios take them in turn).
-WEIGHTS = {Outcome.PASS: 50, Outcome.FAIL: 12, Outcome.EXPECTED_FAIL: 12, Outcome.FLAKE: 6, Outcome.SKIP: 14,
+WEIGHTS = {Outcome.PASS: 50, Outcome.FAIL: 12, Outcome.EXPECTED_FAIL: 12, Outcome.FLAKE: 6,
+           Outcome.SKIP: 14,
            Outcome.UNEXPECTED_PASS: 6}
 IMAGE_SIZE = (16, 16)
 NATIVE_FPS = 2500.0
@@ -50,7 +53,8 @@ def combos() -> List[Combo]:
 def spread(items: List[Combo], count: int) -> List[Combo]:
     """`count` of the items, evenly spaced, so that every path keeps some scenarios; a path that
     runs on the host runtime keeps one there (its first chosen scenario becomes that one)."""
-    chosen = [items[i * len(items) // count] for i in range(count)] if count < len(items) else list(items)
+    chosen = [items[i * len(items) // count]
+              for i in range(count)] if count < len(items) else list(items)
     for path in dict.fromkeys(c.path for c in items):
         mine = [index for index, c in enumerate(chosen) if c.path == path]
         host = next((c for c in items if c.path == path and c.runtime == "host"), None)
@@ -68,7 +72,8 @@ def renderer_for(spec: "paths.PathSpec", probe: str) -> str:
     return "llvmpipe (LLVM 15.0.6, 256 bits)"
 
 
-HOST_FOLDERS = ["/home", "/root", "/srv", "/var/lib", "/boot", "/opt", "/mnt", "/media"]  # lifecycle.HOST_PATHS
+# lifecycle.HOST_PATHS
+HOST_FOLDERS = ["/home", "/root", "/srv", "/var/lib", "/boot", "/opt", "/mnt", "/media"]
 # A folder of the run, and as the families pass them: every one its probe the scenario's sentinel;
 # a container and a Flatpak app (a root of their own, with a /home of its own) no host folder.
 TMP = "/tmp/gh-5eed"
@@ -89,17 +94,20 @@ def isolation(spec: "paths.PathSpec", runtime: str, index: int, rng: random.Rand
     # What exists: everything for a host process; in a guest, its root's folders (the host's on the
     # host runtime, the runtime's own else: the probe cannot tell them apart).
     visible = checked if family == "host" else HOST_FOLDERS if family in ("vm", "vfio") else []
-    return {"namespaces": {ns: f"{ns}:[{4026531000 + (i if i >= own else 500 + i)}]" for i, ns in enumerate(NAMESPACES)},
+    return {"namespaces": {ns: f"{ns}:[{4026531000 + (i if i >= own else 500 + i)}]" for i,
+                           ns in enumerate(NAMESPACES)},
             "seccomp_mode": 2 if family in ("container", "flatpak") else 0,
             "no_new_privs": family in ("sandbox", "flatpak"),
-            "capabilities": 0 if spec.cap_drop_all else rng.choice([11, 40]) if family == "container" else 40,
+            "capabilities": 0 if spec.cap_drop_all else rng.choice([11, 40])
+            if family == "container" else 40,
             "uid": 0, "dri_nodes": ["/dev/dri/renderD128"] if spec.needs_render_node else [],
             "host_paths_visible": len(visible), "host_paths_checked": len(checked),
             "host_paths_checked_list": checked, "host_paths_visible_list": list(visible)}
 
 
 def exposure(spec: "paths.PathSpec", runtime: str, rng: random.Random) -> dict:
-    """The leak audit as harness.judging.exposure writes it: a host process sees the whole host, a guest
+    """The leak audit as harness.judging.exposure writes it: a host process sees the whole host, a
+    guest
     on the host runtime too (its 9p root is the host's /); on the host runtime a sandbox's root is
     the host's /usr and /etc (~130,000 files); elsewhere the host libraries a path binds in, the
     files Flatpak exposes, or nothing."""
@@ -110,7 +118,8 @@ def exposure(spec: "paths.PathSpec", runtime: str, rng: random.Random) -> dict:
     elif family == "flatpak":
         files, count = ["/etc/hosts", "/usr/share/fonts", "/usr/share/zoneinfo"], 6924 + drawn % 50
     elif spec.host_driver:
-        files, count = ["/usr/lib/x86_64-linux-gnu/dri", "/usr/lib/x86_64-linux-gnu/libEGL_mesa.so.0.0.0"], 18 + drawn % 44
+        files, count = ["/usr/lib/x86_64-linux-gnu/dri",
+                        "/usr/lib/x86_64-linux-gnu/libEGL_mesa.so.0.0.0"], 18 + drawn % 44
     else:
         files, count = [], 0
     if runtime == "host" and not whole and family != "container":
@@ -118,22 +127,29 @@ def exposure(spec: "paths.PathSpec", runtime: str, rng: random.Random) -> dict:
     return {"whole_host": whole, "host_files": files, "host_file_count": None if whole else count,
             "host_devices": ["/dev/dri/renderD128"] if spec.needs_render_node else [],
             "host_sockets": ["/tmp/.virgl_test"] if "virgl_test_server" in spec.services else [],
-            "shared_namespaces": list(NAMESPACES) if family == "host" else ["user", "cgroup"] if family == "container"
+            "shared_namespaces": list(NAMESPACES) if family == "host" else ["user", "cgroup"]
+            if family == "container"
             else [], "separate_kernel": family in ("vm", "vfio"), "source": "mountinfo",
-            "host_folders_checked": HOST_FOLDERS, "host_folders_visible": HOST_FOLDERS if whole else []}
+            "host_folders_checked": HOST_FOLDERS, "host_folders_visible": HOST_FOLDERS if whole
+            else []}
 
 
-SKIPS = {"venus": "QEMU 7.2.22 has no venus on virtio-gpu-gl-pci (QEMU >= 9.2: --toolset runtime:trixie-host)",
+SKIPS = {"venus": "QEMU 7.2.22 has no venus on virtio-gpu-gl-pci (QEMU >= 9.2: --toolset "
+                  "runtime:trixie-host)",
          "render node": "no DRM render node on this host (/dev/dri/renderD* absent)",
-         "builder": "runtime {runtime}: building a runtime needs mmdebstrap (apt-get install mmdebstrap)"}
+         "builder": "runtime {runtime}: building a runtime needs mmdebstrap (apt-get install "
+                    "mmdebstrap)"}
 # What a failure class is about (diagnosis.subject), as the classifier writes it.
-SUBJECTS = {FailureKind.MISSING_LIBRARY: "libglapi.so.0", FailureKind.GLIBC_TOO_OLD: "version GLIBC_2.34",
+SUBJECTS = {FailureKind.MISSING_LIBRARY: "libglapi.so.0",
+            FailureKind.GLIBC_TOO_OLD: "version GLIBC_2.34",
             FailureKind.CRASH: "SIGSEGV", FailureKind.DRIVER_HANG: "vkEnumeratePhysicalDevices",
-            FailureKind.WRONG_ARCHITECTURE: "libvulkan_lvp.so", FailureKind.SILENT_SOFTWARE_FALLBACK: "llvmpipe"}
+            FailureKind.WRONG_ARCHITECTURE: "libvulkan_lvp.so",
+            FailureKind.SILENT_SOFTWARE_FALLBACK: "llvmpipe"}
 
 
 def skip_reason(spec: "paths.PathSpec", runtime: str) -> str:
-    key = ("venus" if spec.venus and spec.family == "vm" else "render node" if spec.needs_render_node
+    key = ("venus" if spec.venus and spec.family == "vm" else "render node"
+           if spec.needs_render_node
            else "builder" if runtime != "host" else "render node")
     return SKIPS[key].format(runtime=runtime)
 
@@ -153,14 +169,18 @@ def scenario(combo: Combo, index: int, rng: random.Random) -> dict:
     mesa = RUNTIMES[combo.runtime]
     scenario_id = f"{combo.path}/{combo.runtime}/{combo.probe}"
     folder = f"scenarios/{scenario_id.replace('/', '__')}"
-    versions: Dict[str, Optional[str]] = {"mesa": HOST_MESA, "runtime_gl": f"OpenGL ES 3.2 Mesa {mesa}"}
+    versions: Dict[str, Optional[str]] = {"mesa": HOST_MESA,
+                                          "runtime_gl": f"OpenGL ES 3.2 Mesa {mesa}"}
     if "virgl_test_server" in spec.services:
         versions["virgl_test_server"] = SERVERS[index % len(SERVERS)]
-    phases = {"setup_s": round(rng.uniform(0.001, 0.4), 4), "services_ready_s": round(rng.uniform(0, 0.02), 4),
+    phases = {"setup_s": round(rng.uniform(0.001, 0.4), 4), "services_ready_s": round(rng.uniform(0,
+                                                                                                  0.02), 4),
               "probe_s": round(rng.uniform(0.1, 0.6), 4)}
     rss = {"probe": rng.randint(80000, 120000)}
     if spec.family in ("vm", "vfio"):
-        phases.update(qemu_start_s=round(rng.uniform(0.05, 0.3), 4), boot_s=round(rng.uniform(1.8, 2.4), 4))
+        phases.update(qemu_start_s=round(rng.uniform(0.05, 0.3), 4), boot_s=round(rng.uniform(1.8,
+                                                                                              2.4),
+                                                                                  4))
         rss["qemu"] = rng.randint(500000, 650000)
     if "virgl_test_server" in spec.services:
         rss["virgl_test_server"] = rng.randint(90000, 110000)
@@ -169,14 +189,16 @@ def scenario(combo: Combo, index: int, rng: random.Random) -> dict:
               Outcome.UNEXPECTED_PASS: "passed, but the baseline knows it as a failure (old Mesa)",
               Outcome.FLAKE: f"passed on attempt 2 after: {kind} in vkMapMemory"}.get(
         outcome, f"{kind} {subject}: the runtime lacks it")
-    fps = (NATIVE_FPS if spec.fps_reference else round(NATIVE_FPS * rng.uniform(0.01, 1.3), 2)) if rendered else None
+    fps = (NATIVE_FPS if spec.fps_reference else round(NATIVE_FPS * rng.uniform(0.01, 1.3),
+                                                       2)) if rendered else None
     entry = {
         "id": scenario_id, "path": combo.path, "runtime": combo.runtime, "probe": combo.probe,
         "outcome": outcome.value, "reason": reason,
         "failure_kind": kind.value if kind else None,
         "diagnosis": {"class": kind.value, "subject": subject} if kind else None,
         "expect": {"outcome": "fail" if outcome is Outcome.EXPECTED_FAIL else "pass", "reason": ""},
-        "checks": [{"name": "renderer", "ok": rendered, "detail": "renderer checked", "artifacts": {}}],
+        "checks": [{"name": "renderer", "ok": rendered, "detail": "renderer checked",
+                    "artifacts": {}}],
         "renderer": renderer_for(spec, combo.probe) if rendered else None,
         "wall_s": round(sum(phases.values()), 4), "attempts": 2 if outcome is Outcome.FLAKE else 1,
         "phases_s": phases, "fps": fps,
@@ -189,26 +211,35 @@ def scenario(combo: Combo, index: int, rng: random.Random) -> dict:
         used = "host-driver" if spec.host_driver else "runtime"
         mismatch = spec.needs_render_node and mesa != HOST_MESA
         entry.update(
-            isolation=isolation(spec, combo.runtime, index, rng), exposure=exposure(spec, combo.runtime, rng),
-            driver_match={"runtime_mesa": mesa, "host_driver": f"mesa {HOST_MESA}", "kernel_driver": "i915",
+            isolation=isolation(spec, combo.runtime, index, rng), exposure=exposure(spec,
+                                                                                    combo.runtime,
+                                                                                    rng),
+            driver_match={"runtime_mesa": mesa, "host_driver": f"mesa {HOST_MESA}",
+                          "kernel_driver": "i915",
                           "kernel_driver_version": None, "used": used, "mismatch": mismatch,
-                          "note": f"runtime Mesa {mesa}, host Mesa {HOST_MESA}" if mismatch else ""})
+                          "note": f"runtime Mesa {mesa}, host Mesa {HOST_MESA}" if mismatch
+                          else ""})
     return entry
 
 
 def document(count: int = 150, seed: int = 16) -> dict:
     """A results.json document of `count` scenarios, as `gpu-harness run` writes it."""
     rng = random.Random(seed)
-    entries = report_document.with_fps_share([scenario(c, i, rng) for i, c in enumerate(spread(combos(), count))])
+    entries = report_document.with_fps_share([scenario(c, i, rng) for i,
+                                              c in enumerate(spread(combos(), count))])
     summary: Dict[str, int] = {}
     for entry in entries:
         summary[entry["outcome"]] = summary.get(entry["outcome"], 0) + 1
-    return {"schema": results.SCHEMA, "harness_version": "test", "matrix": f"generated (seed {seed})",
-            "started": "2026-11-23T00:00:00+00:00", "finished": "2026-11-23T00:01:00+00:00", "wall_s": 60.0,
-            "host": {"kernel": "6.1.0", "machine": "x86_64", "render_nodes": ["/dev/dri/renderD128"]},
+    return {"schema": results.SCHEMA, "harness_version": "test",
+            "matrix": f"generated (seed {seed})",
+            "started": "2026-11-23T00:00:00+00:00", "finished": "2026-11-23T00:01:00+00:00",
+            "wall_s": 60.0,
+            "host": {"kernel": "6.1.0", "machine": "x86_64",
+                     "render_nodes": ["/dev/dri/renderD128"]},
             "toolset": {"source": "discovery", "tools": {
                 "virgl_test_server": {"path": "/usr/bin/virgl_test_server", "version": "0.10.4"},
-                "qemu-system-x86_64": {"path": "/usr/bin/qemu-system-x86_64", "version": "7.2.22"}}},
+                "qemu-system-x86_64": {"path": "/usr/bin/qemu-system-x86_64",
+                                       "version": "7.2.22"}}},
             "summary": summary, "scenarios": entries}
 
 

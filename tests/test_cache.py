@@ -23,7 +23,8 @@ def runtime(root: Path, digest: str, name: str, days: float) -> Path:
     entry = root / "runtimes" / digest
     (entry / "root" / "usr").mkdir(parents=True)
     (entry / "root" / "usr" / "file").write_bytes(b"x" * 10000)
-    (entry / "facts.json").write_text(json.dumps({"runtime": name, "mesa": "25.0.7", "packages": 128}))
+    (entry / "facts.json").write_text(json.dumps({"runtime": name, "mesa": "25.0.7",
+                                                  "packages": 128}))
     (entry / cache.STAMP).touch()
     aged(entry / cache.STAMP, days)
     return entry
@@ -35,7 +36,8 @@ def flatpak(root: Path, key: str, ref_id: str, days: float, source_root=None, la
     (entry / "repo" / "done").write_text(json.dumps({"id": ref_id}))
     (entry / "lock").touch()
     if source_root is not None:
-        (entry / cache.SOURCE_FILE).write_text(json.dumps({"root": str(source_root), "layout": layout}))
+        (entry / cache.SOURCE_FILE).write_text(json.dumps({"root": str(source_root),
+                                                           "layout": layout}))
     (entry / cache.STAMP).touch()
     aged(entry / cache.STAMP, days)
     return entry
@@ -78,7 +80,8 @@ def test_a_file_named_like_an_entry_that_no_run_made_is_never_removed(tree):
     os.replace(tree / "mine", old)  # the name a run recorded, another file in it
     aged(old, 400)
     listed = {e.path.name: e for e in cache.entries(tree, CURRENT)}
-    assert listed[DECOY].made is False and listed[old.name].made is False and listed["d1.cpio"].made is True
+    assert (listed[DECOY].made is False and listed[old.name].made is False
+            and listed["d1.cpio"].made is True)
     done = cache.prune(1, stale=True, now=NOW, root=tree, current=CURRENT)
     assert (tree / "images" / DECOY).read_bytes() == b"mine" and old.read_bytes() == b"mine too"
     assert DECOY not in names(done.removed) and "d1.cpio" in names(done.removed)
@@ -92,18 +95,21 @@ def test_every_entry_is_listed_with_what_it_holds_its_size_and_last_use(tree):
     assert {(str(e.kind), e.path.name) for e in found.values()} == {
         ("runtime", "a" * 24), ("runtime", "b" * 24), ("partial", "c" * 24 + ".partial-x1"),
         ("image", f"trixie-{'a' * 24}-v1.tar.gz"), ("image", f"trixie-{'b' * 24}-v1.tar.gz"),
-        ("flatpak-repo", "f1"), ("flatpak-repo", "f2"), ("flatpak-repo", "f3"), ("flatpak-repo", "f4"),
+        ("flatpak-repo", "f1"), ("flatpak-repo", "f2"), ("flatpak-repo", "f3"), ("flatpak-repo",
+                                                                                 "f4"),
         ("initramfs", "d1.cpio")}
     live = found["a" * 24]
     assert live.name == "trixie (Mesa 25.0.7, 128 packages)" and live.size >= 10000
-    assert live.age_days(NOW) == pytest.approx(1) and found["d1.cpio"].age_days(NOW) == pytest.approx(20)
+    assert (live.age_days(NOW) == pytest.approx(1)
+            and found["d1.cpio"].age_days(NOW) == pytest.approx(20))
     assert found["f2"].name == "org.gpuharness.Platform.GL.trixie"
 
 
 def test_stale_is_what_this_checkout_can_no_longer_use(tree):
     current = {e.path.name: e.current for e in cache.entries(tree, CURRENT)}
     assert current["a" * 24] is True and current["b" * 24] is False
-    assert current[f"trixie-{'a' * 24}-v1.tar.gz"] is True and current[f"trixie-{'b' * 24}-v1.tar.gz"] is False
+    assert (current[f"trixie-{'a' * 24}-v1.tar.gz"] is True
+            and current[f"trixie-{'b' * 24}-v1.tar.gz"] is False)
     assert current["f1"] is True  # a plain export: no layout in its key
     assert current["f2"] is False  # another GL split
     assert current["f3"] is False  # its runtime root is gone
@@ -121,12 +127,14 @@ def test_prune_by_age_by_staleness_or_both(tree):
     by_age = cache.prune(30, now=NOW, root=tree, current=CURRENT, dry_run=True)
     assert names(by_age.removed) == ["b" * 24, "f3", "f4", f"trixie-{'b' * 24}-v1.tar.gz"]
     stale = cache.prune(stale=True, now=NOW, root=tree, current=CURRENT, dry_run=True)
-    assert names(stale.removed) == ["b" * 24, "c" * 24 + ".partial-x1", "f2", "f3", f"trixie-{'b' * 24}-v1.tar.gz"]
+    assert names(stale.removed) == ["b" * 24, "c" * 24 + ".partial-x1", "f2", "f3",
+                                    f"trixie-{'b' * 24}-v1.tar.gz"]
     assert all(e.path.exists() for e in stale.removed)  # a dry run
     done = cache.prune(10, stale=True, now=NOW, root=tree, current=CURRENT)
     assert names(done.removed) == sorted(["b" * 24, "c" * 24 + ".partial-x1", "f2", "f3", "f4",
                                           f"trixie-{'b' * 24}-v1.tar.gz", "d1.cpio"])
-    assert not any(e.path.exists() for e in done.removed) and all(e.path.exists() for e in done.kept)
+    assert not any(e.path.exists() for e in done.removed) and all(e.path.exists()
+                                                                  for e in done.kept)
     assert (tree / "runtimes" / ("a" * 24) / "root" / "usr" / "file").exists()
     assert not list(tree.rglob(f"*{cache.TRASH}*"))
 
@@ -141,7 +149,8 @@ def test_a_dry_run_says_what_the_run_does(tree):
 
 def test_nothing_is_pruned_while_a_run_holds_the_cache(tree):
     held = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
-                             "from harness.runtimes import cache; cache.hold_shared(Path(sys.argv[1])); print('held', flush=True); "
+                             "from harness.runtimes import cache; "
+                             "cache.hold_shared(Path(sys.argv[1])); print('held', flush=True); "
                              "time.sleep(60)", str(tree)], stdout=subprocess.PIPE, text=True,
                             cwd=Path(__file__).parent.parent)
     try:
@@ -152,7 +161,8 @@ def test_nothing_is_pruned_while_a_run_holds_the_cache(tree):
         held.kill()
         held.wait()
     assert (tree / "runtimes" / ("a" * 24)).exists()
-    assert names(cache.prune(0, root=tree, current=CURRENT, now=NOW).kept) == []  # the run has ended
+    # the run has ended
+    assert names(cache.prune(0, root=tree, current=CURRENT, now=NOW).kept) == []
 
 
 def test_a_removal_that_fails_keeps_no_entry_that_looks_whole(tree):
@@ -198,7 +208,8 @@ def test_the_shipped_recipes_are_current():
 
 
 def cli(tmp_path, *args):
-    return subprocess.run([sys.executable, "-m", "harness.cli", "cache", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "harness.cli", "cache", *args],
+                          capture_output=True, text=True,
                           timeout=60, env=dict(os.environ, XDG_CACHE_HOME=str(tmp_path)),
                           cwd=Path(__file__).parent.parent)
 
@@ -214,7 +225,8 @@ def test_the_cache_command(tree, tmp_path):
     # repos of another layout or of a root that is gone, and the killed build's partial.
     assert "would remove 7 entries" in pruned.stdout
     assert (tree / "runtimes" / ("b" * 24)).exists()
-    for args, message in ((["prune"], "say what to remove"), (["prune", "--older-than", "-1"], "from 0 to 36500"),
+    for args, message in ((["prune"], "say what to remove"), (["prune", "--older-than", "-1"],
+                                                              "from 0 to 36500"),
                           (["prune", "--older-than", "nan"], "from 0 to 36500")):
         bad = cli(tmp_path, *args)
         assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and message in bad.stderr, bad.stderr

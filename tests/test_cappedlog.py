@@ -6,7 +6,8 @@ import sys
 from harness.system.cappedlog import HEAD_BYTES, TAIL_BYTES
 from harness.system.process import Child
 
-# Writes numbered lines to stderr, `count` of them, then a last line: as a client looping on an error does.
+# Writes numbered lines to stderr, `count` of them, then a last line: as a client looping on an
+# error does.
 LOOPER = r"""
 import sys
 for n in range(int(sys.argv[1])):
@@ -18,7 +19,8 @@ sys.stderr.write("the last words\n")
 def test_a_log_past_its_cap_keeps_its_head_and_its_tail_and_says_the_cut(tmp_path):
     log = tmp_path / "probe.log"
     lines = 400_000  # about 21 MB
-    child = Child([sys.executable, "-c", LOOPER, str(lines)], dict(os.environ), str(log), capped=True)
+    child = Child([sys.executable, "-c", LOOPER, str(lines)], dict(os.environ), str(log),
+                  capped=True)
     assert child.wait(60).code == 0
     data = log.read_bytes()
     assert len(data) <= HEAD_BYTES + TAIL_BYTES + 200
@@ -26,7 +28,8 @@ def test_a_log_past_its_cap_keeps_its_head_and_its_tail_and_says_the_cut(tmp_pat
     assert data.endswith(b"the last words\n")
     assert b"bytes of this log cut here" in data
     said = data.split(b"[gpu-harness: ", 1)[1].split(b" bytes", 1)[0]
-    written = sum(len(f"line {n:09d}: lost connection to rendering server\n") for n in range(lines)) + 15
+    written = sum(len(f"line {n:09d}: lost connection to rendering server\n")
+                  for n in range(lines)) + 15
     assert int(said) == written - HEAD_BYTES - TAIL_BYTES
 
 
@@ -34,7 +37,8 @@ def test_a_log_under_its_cap_is_whole(tmp_path):
     log = tmp_path / "probe.log"
     child = Child([sys.executable, "-c", LOOPER, "1000"], dict(os.environ), str(log), capped=True)
     assert child.wait(60).code == 0
-    expected = "".join(f"line {n:09d}: lost connection to rendering server\n" for n in range(1000)) + "the last words\n"
+    expected = "".join(f"line {n:09d}: lost connection to rendering server\n"
+                       for n in range(1000)) + "the last words\n"
     assert log.read_text() == expected
 
 

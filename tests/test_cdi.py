@@ -44,9 +44,11 @@ def test_the_generated_spec_is_a_cdi_spec_and_current_for_its_driver(tree, tmp_p
     assert spec["cdiVersion"] == "0.5.0" and spec["kind"] == "gpu-harness.dev/gpu"
     assert [d["name"] for d in spec["devices"]] == ["all"]  # /dev/null is no render node
     edits = spec["devices"][0]["containerEdits"]
-    assert edits["deviceNodes"] == [{"path": "/dev/null", "type": "c", "major": 1, "minor": 3, "permissions": "rw"}]
+    assert edits["deviceNodes"] == [{"path": "/dev/null", "type": "c", "major": 1, "minor": 3,
+                                     "permissions": "rw"}]
     mounted = {m["containerPath"]: m["hostPath"] for m in edits["mounts"]}
-    for vendor in driver.vendors:  # each vendor file rewritten beside the spec, naming the library where it is
+    # each vendor file rewritten beside the spec, naming the library where it is
+    for vendor in driver.vendors:
         if vendor.library:
             inside = f"/run/host-driver/{vendor.api}/{os.path.basename(vendor.source)}"
             rewritten = json.loads(Path(mounted[inside]).read_text())
@@ -65,14 +67,18 @@ def test_the_nvidia_driver_upgraded_under_the_spec_is_named(nvidia_tree, tmp_pat
         (nvidia_tree / LIB / link).symlink_to(link.replace(".so.0", ".so.590.44.01"))
     found = stale(cdicheck.check(spec, live(nvidia_tree, "nvidia 590.44.01")))
     eglcore = nvidia_tree / LIB / "libnvidia-eglcore.so.580.95.05"
-    assert f"{eglcore} (mounted at /run/host-driver/lib/libnvidia-eglcore.so.580.95.05) does not exist" in found
-    assert len([line for line in found if line.endswith("does not exist")]) == 4  # eglcore, glcore, glsi, tls
+    assert (f"{eglcore} (mounted at /run/host-driver/lib/libnvidia-eglcore.so.580.95.05) does not "
+            "exist") in found
+    # eglcore, glcore, glsi, tls
+    assert len([line for line in found if line.endswith("does not exist")]) == 4
 
 
 def test_a_library_of_another_release_than_the_live_driver_is_stale(nvidia_tree, tmp_path):
     spec = json.loads(written(hostdriver.discover(str(nvidia_tree)), tmp_path).read_text())
-    found = stale(cdicheck.check(spec, live(nvidia_tree, "nvidia 590.44.01")))  # the kernel module moved on
-    assert f"{nvidia_tree / LIB / 'libEGL_nvidia.so.0'} is driver 580.95.05; the live driver is 590.44.01" in found
+    # the kernel module moved on
+    found = stale(cdicheck.check(spec, live(nvidia_tree, "nvidia 590.44.01")))
+    assert (f"{nvidia_tree / LIB / 'libEGL_nvidia.so.0'} is driver 580.95.05; the live driver is "
+            "590.44.01") in found
 
 
 def test_mesa_is_judged_by_the_banner_in_its_drivers(mesa_tree, tmp_path):
@@ -80,38 +86,47 @@ def test_mesa_is_judged_by_the_banner_in_its_drivers(mesa_tree, tmp_path):
     spec = json.loads(written(hostdriver.discover(str(mesa_tree)), tmp_path).read_text())
     assert stale(cdicheck.check(spec, live(mesa_tree, "mesa 22.3.6"))) == []
     found = stale(cdicheck.check(spec, live(mesa_tree, "mesa 25.0.7")))
-    assert found == [f"{mesa_tree / LIB / 'libvulkan_lvp.so'} is Mesa 22.3.6; the live driver is Mesa 25.0.7"]
+    assert found == [f"{mesa_tree / LIB / 'libvulkan_lvp.so'} is Mesa 22.3.6; the live driver is "
+                     "Mesa 25.0.7"]
 
 
 def test_thirty_two_bit_libraries_are_said_either_way(mesa_tree, nvidia_tree, tmp_path):
-    notes = [f.text for f in cdicheck.check(json.loads(written(hostdriver.discover(str(mesa_tree)), tmp_path)
-                                                       .read_text()), live(mesa_tree, None)) if not f.stale]
-    assert notes == ["no 32-bit libraries: a 32-bit app (Steam, Wine) gets no driver, while the host has 1 "
+    notes = [f.text for f in cdicheck.check(json.loads(written(hostdriver.discover(str(mesa_tree)),
+                                                               tmp_path)
+                                                       .read_text()), live(mesa_tree, None))
+             if not f.stale]
+    assert notes == ["no 32-bit libraries: a 32-bit app (Steam, Wine) gets no driver, while the "
+                     "host has 1 "
                      "(libvulkan_lvp.so, ...)"]
 
 
 def spec_with(**edits):
-    return {"cdiVersion": "0.5.0", "kind": "example.com/gpu", "devices": [{"name": "all", "containerEdits": edits}]}
+    return {"cdiVersion": "0.5.0", "kind": "example.com/gpu", "devices": [{"name": "all",
+                                                                           "containerEdits": edits}]}
 
 
 def test_device_nodes_hooks_and_unmounted_libraries(tmp_path, mesa_tree):
     icd = write(tmp_path, "icd.json", {"ICD": {"library_path": "/usr/lib/libvulkan_gone.so"}})
-    spec = spec_with(deviceNodes=[{"path": "/dev/null", "major": 1, "minor": 4}, {"path": "/dev/gpu-harness-none"},
+    spec = spec_with(deviceNodes=[{"path": "/dev/null", "major": 1, "minor": 4},
+                                  {"path": "/dev/gpu-harness-none"},
                                   {"path": "/dev/dri/renderD128", "hostPath": str(icd)}],
-                     hooks=[{"hookName": "createContainer", "path": "/usr/bin/nvidia-cdi-hook-gone"}],
+                     hooks=[{"hookName": "createContainer",
+                             "path": "/usr/bin/nvidia-cdi-hook-gone"}],
                      mounts=[{"hostPath": str(icd), "containerPath": "/etc/vulkan/icd.d/x.json"}])
     assert stale(cdicheck.check(spec, live(mesa_tree, None)))[:5] == [
         "device node /dev/null is 1:3 here; the spec says 1:4",
         "device node /dev/gpu-harness-none does not exist",
         f"device node {icd} is not a device",
         "/etc/vulkan/icd.d/x.json names /usr/lib/libvulkan_gone.so, which the spec does not mount",
-        f"the live driver's egl file {mesa_tree}/usr/share/glvnd/egl_vendor.d/50_mesa.json is not in the spec",
+        f"the live driver's egl file {mesa_tree}/usr/share/glvnd/egl_vendor.d/50_mesa.json is not "
+        "in the spec",
     ]
 
 
 def test_the_spec_nvidia_ctk_writes_is_read_and_judged(tmp_path):
     root = tmp_path / "driver"
-    for name in ("lib/x86_64-linux-gnu/libcuda.so.999.88.77", "lib/x86_64-linux-gnu/vdpau/libvdpau_nvidia.so.999.88.77"):
+    for name in ("lib/x86_64-linux-gnu/libcuda.so.999.88.77",
+                 "lib/x86_64-linux-gnu/vdpau/libvdpau_nvidia.so.999.88.77"):
         write(root, name, b"\x7fELF\x02")
     spec_file = tmp_path / "nvidia.yaml"
     spec_file.write_text(NVIDIA_CTK.read_text().replace("{{ .driverRoot }}", str(root)))
@@ -119,10 +134,14 @@ def test_the_spec_nvidia_ctk_writes_is_read_and_judged(tmp_path):
     assert [d["name"] for d in spec["devices"]] == ["0", "all"]
     empty = cdicheck.LiveDriver(hostdriver.HostDriver(str(root), [], [], {}), "nvidia 999.88.77")
     assert stale(cdicheck.check(spec, empty)) == [
-        f"device node {root}/dev/nvidiactl does not exist", f"device node {root}/dev/nvidia0 does not exist",
+        f"device node {root}/dev/nvidiactl does not exist",
+                                                  f"device node {root}/dev/nvidia0 does not exist",
         "hook createContainer: /usr/bin/nvidia-cdi-hook does not exist"]
-    moved = cdicheck.LiveDriver(empty.driver, "nvidia 1000.1.2")  # the driver upgraded, the spec not regenerated
-    assert f"{root}/lib/x86_64-linux-gnu/libcuda.so.999.88.77 is driver 999.88.77; the live driver is 1000.1.2" \
+    # the driver upgraded, the spec not regenerated
+    moved = cdicheck.LiveDriver(empty.driver, "nvidia 1000.1.2")
+    assert (f"{root}/lib/x86_64-linux-gnu/libcuda.so.999.88.77 is driver 999.88.77; the live "
+            "driver "
+            "is 1000.1.2") \
         in stale(cdicheck.check(spec, moved))
 
 
@@ -130,7 +149,8 @@ def test_the_spec_nvidia_ctk_writes_is_read_and_judged(tmp_path):
     ("a.json", "{", "a.json: not JSON: Expecting property name"),
     ("a.yaml", "kind: [", "a.yaml: not YAML: while parsing"),
     ("a.json", "[]", "a.json: not a CDI spec: [] is not of type 'object' (at the top)"),
-    ("a.json", '{"cdiVersion": "0.5.0", "kind": "x.com/y"}', "a.json: not a CDI spec: 'devices' is a required property"),
+    ("a.json", '{"cdiVersion": "0.5.0", "kind": "x.com/y"}',
+     "a.json: not a CDI spec: 'devices' is a required property"),
     ("a.json", '{"cdiVersion": "0.5.0", "kind": "x.com/y", "devices": [{"name": "all"}]}',
      "a.json: not a CDI spec: 'containerEdits' is a required property (at devices/0)"),
     ("a.json", b"\xff\xfe", "a.json: cannot read it"),
@@ -143,11 +163,14 @@ def test_bad_specs_are_one_line_input_errors(tmp_path, name, content, message):
 
 
 def gpu_harness(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}, timeout=300)
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True,
+                          text=True, cwd=cwd,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+                          timeout=300)
 
 
-@pytest.mark.skipif(not hostdriver.discover("/").found, reason="this host has no EGL or Vulkan driver to make a spec for")
+@pytest.mark.skipif(not hostdriver.discover("/").found,
+                    reason="this host has no EGL or Vulkan driver to make a spec for")
 def test_cdi_generate_then_check_on_this_host(tmp_path):
     done = gpu_harness("cdi", "generate", "--out", "specs/gpu-harness.json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
@@ -155,25 +178,33 @@ def test_cdi_generate_then_check_on_this_host(tmp_path):
     checked = gpu_harness("cdi", "check", "specs/gpu-harness.json", cwd=tmp_path)
     assert checked.returncode == 0 and checked.stdout.splitlines()[-1].startswith(
         "specs/gpu-harness.json: current for the live driver (mesa "), checked.stdout + checked.stderr
-    shutil.rmtree(tmp_path / "specs" / "gpu-harness.files")  # the rewritten vendor files gone: stale
+    # the rewritten vendor files gone: stale
+    shutil.rmtree(tmp_path / "specs" / "gpu-harness.files")
     again = gpu_harness("cdi", "check", "specs/gpu-harness.json", cwd=tmp_path)
     assert again.returncode == 1 and "stale: " in again.stdout and again.stdout.splitlines()[-1].startswith(
         "specs/gpu-harness.json: stale ("), again.stdout
-    for args in (["cdi", "check", "nonexistent.json"], ["cdi", "generate", "--out", "x.yaml"], ["cdi", "check", "."]):
+    for args in (["cdi", "check", "nonexistent.json"], ["cdi", "generate", "--out", "x.yaml"],
+                 ["cdi", "check", "."]):
         bad = gpu_harness(*args, cwd=tmp_path)
         assert bad.returncode == 2 and len(bad.stderr.splitlines()) == 1 and "Traceback" not in bad.stderr, bad.stderr
 
 
 def test_podmans_words_for_a_stale_spec_are_classified():
-    """The lines podman 4.3.1 and runc wrote for a spec whose mount source was gone, and for a device no spec has."""
-    gone = ('Error: runc: runc create failed: unable to start container process: error during container init: error '
-            'mounting "/nonexistent/libEGL_nvidia.so.580.1" to rootfs at "/run/host-driver/lib/libEGL_nvidia.so.580.1": '
-            'stat /nonexistent/libEGL_nvidia.so.580.1: no such file or directory: OCI runtime attempted to invoke a '
+    """The lines podman 4.3.1 and runc wrote for a spec whose mount source was gone, and for a
+    device no spec has."""
+    gone = ('Error: runc: runc create failed: unable to start container process: error during '
+            'container init: error '
+            'mounting "/nonexistent/libEGL_nvidia.so.580.1" to rootfs at '
+            '"/run/host-driver/lib/libEGL_nvidia.so.580.1": '
+            'stat /nonexistent/libEGL_nvidia.so.580.1: no such file or directory: OCI runtime '
+            'attempted to invoke a '
             'command that was not found')
     found = diagnosis.classify(None, [gone], None, {})
     assert found is not None and found.kind is FailureKind.STALE_SPEC
     assert found.subject == ("/nonexistent/libEGL_nvidia.so.580.1 (mounted at /run/host-driver/lib/"
                              "libEGL_nvidia.so.580.1) does not exist")
-    unresolved = diagnosis.classify(None, ["Error: setting up CDI devices: unresolvable CDI devices "
+    unresolved = diagnosis.classify(None,
+                                    ["Error: setting up CDI devices: unresolvable CDI devices "
                                            "gpu-harness.dev/gpu=all"], None, {})
-    assert unresolved is not None and unresolved.subject == "no CDI spec provides gpu-harness.dev/gpu=all"
+    assert unresolved is not None and unresolved.subject == ("no CDI spec provides "
+                                                             "gpu-harness.dev/gpu=all")

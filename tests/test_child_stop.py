@@ -29,7 +29,8 @@ def alive(pid: int) -> bool:
 
 def test_a_group_member_that_left_the_tree_and_ignores_sigterm_is_gone_when_stop_returns(tmp_path):
     said = tmp_path / "member.pid"
-    child = Child([sys.executable, "-c", SCRIPT, str(said)], dict(os.environ), str(tmp_path / "log"))
+    child = Child([sys.executable, "-c", SCRIPT, str(said)], dict(os.environ),
+                  str(tmp_path / "log"))
     deadline = time.monotonic() + 10
     while not (said.exists() and said.read_text()) and time.monotonic() < deadline:
         time.sleep(0.01)

@@ -10,7 +10,8 @@ from harness.scenario import paths
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True,
+                          text=True, timeout=60)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -38,7 +39,8 @@ def test_bad_matrix_lists_every_problem(tmp_path):
     done = run_cli("list", "--matrix", str(bad))
     assert done.returncode == 2
     assert done.stderr.splitlines() == [
-        f"gpu-harness: error: {bad}: matrix.colour: unknown key (allowed: exclude, machines, paths, probes, runtimes)",
+        f"gpu-harness: error: {bad}: matrix.colour: unknown key (allowed: exclude, machines, "
+        "paths, probes, runtimes)",
         f"gpu-harness: error: {bad}: matrix.paths[0]: unknown path 'warp' "
         f"(known: {paths.known_ids()})",
     ]
@@ -48,7 +50,8 @@ def test_list_prints_expanded_scenarios():
     done = run_cli("list")
     assert done.returncode == 0
     # The default matrix's scenarios, in its order (test_matrix.py spells the order out).
-    assert [line.split()[0] for line in done.stdout.splitlines()] == [s.id for s in matrix.load().scenarios]
+    assert [line.split()[0] for line in done.stdout.splitlines()] == [s.id
+                                                                      for s in matrix.load().scenarios]
 
 
 def test_parser_knows_every_command():
@@ -89,8 +92,10 @@ def fake_run(tmp_path: Path, paths: str, out: Path) -> subprocess.CompletedProce
     (tmp_path / "script.json").write_text("{}")
     matrix = tmp_path / f"{paths}.toml"
     matrix.write_text(f'[matrix]\npaths = ["{paths}"]\nruntimes = ["host"]\nprobes = ["gl"]\n')
-    return subprocess.run([sys.executable, "-m", "tests.fakerun", str(tmp_path / "script.json"), "run",
-                           "--matrix", str(matrix), "--out", str(out)], capture_output=True, text=True, timeout=120,
+    return subprocess.run([sys.executable, "-m", "tests.fakerun", str(tmp_path / "script.json"),
+                           "run",
+                           "--matrix", str(matrix), "--out", str(out)], capture_output=True,
+                          text=True, timeout=120,
                           cwd=root)
 
 
@@ -108,13 +113,15 @@ def test_a_run_into_an_earlier_runs_folder_keeps_only_its_own_and_lets_go_of_it(
     def run(paths: str):
         done = fake_run(tmp_path, paths, out)
         assert done.returncode == 0, done.stderr
-        listed = [s["result_dir"] for s in json.loads((out / "results.json").read_text())["scenarios"]]
+        listed = [s["result_dir"]
+                  for s in json.loads((out / "results.json").read_text())["scenarios"]]
         return listed, sorted(p.name for p in (out / "scenarios").iterdir())
 
     assert run("native") == (["scenarios/native__host__gl"], ["native__host__gl"])
     (out / "notes.txt").write_text("mine")  # not the harness's: stays
     assert run("software") == (["scenarios/software__host__gl"], ["software__host__gl"])
-    assert sorted(p.name for p in out.iterdir()) == [".gpu-harness-made", "harness.log", "junit.xml", "notes.txt",
+    assert sorted(p.name for p in out.iterdir()) == [".gpu-harness-made", "harness.log",
+                                                     "junit.xml", "notes.txt",
                                                      "report.html", "results.json", "scenarios"]
     assert (out / "notes.txt").read_text() == "mine"
 
@@ -122,14 +129,16 @@ def test_a_run_into_an_earlier_runs_folder_keeps_only_its_own_and_lets_go_of_it(
 @pytest.mark.parametrize("decoy", ["scenarios/mine/data.txt", "results.json/data.txt", "notes.txt"])
 def test_a_folder_no_run_made_is_refused_and_left_as_it_was(tmp_path, decoy):
     """An --out that holds anything and has no manifest: one line naming what is there, exit 2,
-    every file as it was (files named like the run's own are somebody else's until a manifest says not)."""
+    every file as it was (files named like the run's own are somebody else's until a manifest says
+    not)."""
     out = tmp_path / "out"
     (out / decoy).parent.mkdir(parents=True)
     (out / decoy).write_text("mine")
     before = listing(out)
     done = fake_run(tmp_path, "native", out)
     assert done.returncode == 2
-    assert done.stderr.count("\n") == 1 and decoy.split("/")[0] in done.stderr and "no gpu-harness run made" in done.stderr
+    assert (done.stderr.count("\n") == 1 and decoy.split("/")[0] in done.stderr
+            and "no gpu-harness run made" in done.stderr)
     assert listing(out) == before and (out / decoy).read_text() == "mine"
 
 
@@ -144,19 +153,23 @@ def test_an_entry_that_took_a_runs_name_since_is_not_the_runs(tmp_path):
     done = fake_run(tmp_path, "native", out)
     assert done.returncode == 2 and "results.json: no gpu-harness run made it" in done.stderr, done.stderr
     assert (out / "results.json" / "data.txt").read_text() == "mine"
-    assert (out / "scenarios" / "native__host__gl").is_dir(), "the refused run removed the earlier run's folders"
+    assert (out / "scenarios" / "native__host__gl").is_dir(), ("the refused run removed the "
+                                                               "earlier "
+                                                               "run's folders")
 
 
 def test_exec_help_says_what_a_path_hides_and_how_to_give_it():
     """Near exec, the two things a path's command lacks: a display (piglit's programs need
     PIGLIT_PLATFORM) and the host's files (--file)."""
-    done = subprocess.run([sys.executable, "-m", "harness.cli", "exec", "--help"], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "exec", "--help"],
+                          capture_output=True, text=True,
                           timeout=60, env={**os.environ, "COLUMNS": "200"})
     assert done.returncode == 0, done.stderr
     text = " ".join(done.stdout.split())
     assert "give piglit's programs --env PIGLIT_PLATFORM=surfaceless_egl" in text
     assert "--file HOST_PATH puts one at /run/gpu-harness/files/NAME" in text
-    assert "--env PIGLIT_PLATFORM=surfaceless_egl \\ -- /usr/lib/x86_64-linux-gnu/piglit/bin/glinfo" in text
+    assert ("--env PIGLIT_PLATFORM=surfaceless_egl \\ -- "
+            "/usr/lib/x86_64-linux-gnu/piglit/bin/glinfo" in text)
 
 
 def test_vfio_help_is_its_own_parsers_whole_help():

@@ -22,7 +22,8 @@ LONG_PATH = "/nonexistent/" + "d" * 40 + "/bwrap"  # wider than COLUMNS, shorter
 
 
 def run_cli(*args, env=None):
-    done = subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True, timeout=120,
+    done = subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True,
+                          text=True, timeout=120,
                           env={**os.environ, **NARROW, **(env or {})})
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
@@ -65,12 +66,16 @@ def widest_table_line(text: str) -> int:
 def test_a_long_cell_is_printed_whole_on_one_line_into_a_pipe():
     long_cell = "/a/very/long/path/" + "x" * 150 + "/end"
     program = ("from rich.table import Table\nfrom harness.cli.output import print_table\n"
-               "t = Table(title='t')\nt.add_column('name')\nt.add_column('why', no_wrap=True)\nt.add_column('where')\n"
-               f"t.add_row('one', 'a reason of several words that would wrap', {long_cell!r})\nprint_table(t)\n")
-    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60,
+               "t = Table(title='t')\nt.add_column('name')\nt.add_column('why', "
+               "no_wrap=True)\nt.add_column('where')\n"
+               "t.add_row('one', 'a reason of several words that would wrap', "
+               f"{long_cell!r})\nprint_table(t)\n")
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          timeout=60,
                           env={**os.environ, **NARROW})
     assert done.returncode == 0, done.stderr
-    assert cells(row(done.stdout, "one")) == ["one", "a reason of several words that would wrap", long_cell]
+    assert cells(row(done.stdout, "one")) == ["one", "a reason of several words that would wrap",
+                                              long_cell]
     assert "…" not in done.stdout and done.stderr == ""
 
 
@@ -94,22 +99,25 @@ def test_doctor_prints_its_tables_whole_on_stdout_as_its_json_says(tmp_path, man
             path["id"], path["family"], "yes" if path["runs_here"] else "no", path["why_not"] or ""]))
     for name, tool in data["tools"].items():
         assert unfolded(folded_row(text.stdout, name)[3]) == (tool["path"] or "-")
-    assert widest_table_line(text.stdout) <= 140  # its long cells folded: not a line of every path's id
+    # its long cells folded: not a line of every path's id
+    assert widest_table_line(text.stdout) <= 140
     assert f"render nodes: {', '.join(data['render_nodes']) or 'none'}" in text.stdout.splitlines()
     accel = data["vm_acceleration"]
-    assert f"VM acceleration: {accel['name'] or 'not tried'} ({accel['reason']})" in text.stdout.splitlines()
+    assert (f"VM acceleration: {accel['name'] or 'not tried'} ({accel['reason']})" in text.stdout.splitlines())
     if manifest:
         assert data["tools"]["bwrap"]["problem"].endswith("does not exist")
         why = unfolded(folded_row(text.stdout, "vtest-virgl")[3])
         assert unfolded(f"missing bwrap (manifest path {LONG_PATH} does not exist)") in why
         assert accel == {"name": None, "reason": "missing qemu-system-x86_64"}
     else:
-        found = all(data["tools"].get(name, {}).get("path") for name in ("qemu-system-x86_64", "kernel", "busybox"))
+        found = all(data["tools"].get(name, {}).get("path") for name in ("qemu-system-x86_64",
+                                                                         "kernel", "busybox"))
         assert (accel["name"] in ("kvm", "tcg")) if found else accel["name"] is None, accel
 
 
 def test_runtimes_list_prints_each_runtime_whole_on_stdout_as_its_json_says(tmp_path):
-    # A cache of the test's own: a runtime another test builds meanwhile cannot change it between the two listings.
+    # A cache of the test's own: a runtime another test builds meanwhile cannot change it between
+    # the two listings.
     env = {"XDG_CACHE_HOME": str(tmp_path)}
     text = run_cli("runtimes", "list", env=env)
     runtimes = json.loads(run_cli("runtimes", "list", "--json", env=env).stdout)
@@ -118,7 +126,8 @@ def test_runtimes_list_prints_each_runtime_whole_on_stdout_as_its_json_says(tmp_
     for one in runtimes:
         line = cells(row(text.stdout, one["name"]))
         assert line[1] == f"{one['suite']}/{one['architecture']}"
-        assert line[2] == (f"{one['lock']['packages']} packages, {one['lock']['archive_date']}" if one["lock"] else "none")
+        assert line[2] == (f"{one['lock']['packages']} packages, {one['lock']['archive_date']}"
+                           if one["lock"] else "none")
         assert line[3:7] == [str(one[key] or "-") for key in ("mesa", "libc", "python", "size_mb")]
         assert line[7:] == (["yes", str(len(one["drift"]))] if one["built"] else ["no", "-"])
         assert Path(one["recipe"]).is_file() and (one["root"] is not None) == one["built"]
@@ -133,7 +142,8 @@ def test_cache_list_prints_each_entry_whole_on_stdout(tmp_path):
     assert [(e["kind"], e["name"]) for e in entries] == [("kernel", kernel)]
     assert "…" not in text.stdout and text.stderr == ""
     line = folded_row(text.stdout, "kernel")
-    assert (unfolded(line[1]), unfolded(line[-1])) == (kernel, kernel)  # what it holds, and the entry's whole name
+    # what it holds, and the entry's whole name
+    assert (unfolded(line[1]), unfolded(line[-1])) == (kernel, kernel)
     assert widest_table_line(text.stdout) <= 140
 
 

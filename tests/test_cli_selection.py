@@ -57,21 +57,26 @@ def matrix(tmp_path) -> str:
 
 def test_list_narrows_by_runtimes_and_probes(matrix):
     assert listed_ids("--matrix", matrix, "--runtimes", "mine") == ["vtest-virgl/mine/gl"]
-    assert listed_ids("--matrix", matrix, "--probes", "vulkan") == ["software/host/vulkan", "native/host/vulkan"]
-    assert listed_ids("--matrix", matrix, "--runtimes", "host,mine", "--probes", "gl", "--paths", "vtest-virgl") == \
+    assert listed_ids("--matrix", matrix, "--probes", "vulkan") == ["software/host/vulkan",
+                                                                    "native/host/vulkan"]
+    assert listed_ids("--matrix", matrix, "--runtimes", "host,mine", "--probes", "gl", "--paths",
+                      "vtest-virgl") == \
         ["vtest-virgl/host/gl", "vtest-virgl/mine/gl"]
 
 
 def test_run_takes_only_the_runtimes_asked_for(matrix, tmp_path):
     out = tmp_path / "out"
-    done = harness("run", "--matrix", matrix, "--runtimes", "mine", "--out", str(out), fake=tmp_path)
+    done = harness("run", "--matrix", matrix, "--runtimes", "mine", "--out", str(out),
+                   fake=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert [s["id"] for s in json.loads((out / "results.json").read_text())["scenarios"]] == ["vtest-virgl/mine/gl"]
+    assert ([s["id"]
+             for s in json.loads((out / "results.json").read_text())["scenarios"]] == ["vtest-virgl/mine/gl"])
 
 
 def test_bench_takes_only_the_probes_asked_for(matrix, tmp_path):
     out = tmp_path / "bench"
-    done = harness("bench", "--matrix", matrix, "--probes", "vulkan", "--repeat", "1", "--servers", "0",
+    done = harness("bench", "--matrix", matrix, "--probes", "vulkan", "--repeat", "1", "--servers",
+                   "0",
                    "--out", str(out), fake=tmp_path)
     assert done.returncode == 0, done.stderr
     rows = json.loads((out / "bench.json").read_text())["rows"]
@@ -79,23 +84,32 @@ def test_bench_takes_only_the_probes_asked_for(matrix, tmp_path):
 
 
 @pytest.mark.parametrize("command", [["list"], ["run", "--out", "OUT"], ["bench", "--out", "OUT"]])
-def test_a_runtime_or_probe_the_matrix_lacks_is_one_line_with_the_nearest(matrix, tmp_path, command):
+def test_a_runtime_or_probe_the_matrix_lacks_is_one_line_with_the_nearest(matrix, tmp_path,
+                                                                          command):
     argv = [str(tmp_path / "out") if arg == "OUT" else arg for arg in command]
     line = one_error(harness(*argv, "--matrix", matrix, "--runtimes", "mien"))
-    assert line.endswith(f"--runtimes: {matrix} has no runtime 'mien' (did you mean mine? its runtimes: host, mine; "
+    assert line.endswith(f"--runtimes: {matrix} has no runtime 'mien' (did you mean mine? its "
+                         "runtimes: host, mine; "
                          "--matrix FILE for another)")
     line = one_error(harness(*argv, "--matrix", matrix, "--probes", "vulkn"))
-    assert "--probes: " in line and "has no probe 'vulkn' (did you mean vulkan? its probes: gl, vulkan;" in line
+    assert "--probes: " in line and ("has no probe 'vulkn' (did you mean vulkan? its probes: gl, "
+                                     "vulkan;") in line
     assert not (tmp_path / "out").exists()
 
 
 def test_a_filter_without_the_machine_suffix_is_told_the_id_that_matches():
     """On --machine virgl-guest the ids end in @virgl-guest: a filter that names the id as it is on
     this host matches nothing, and the line says the one that would."""
-    line = one_error(harness("list", "--filter", "sandbox-dri/trixie/gl", "--machine", "virgl-guest"))
-    assert line.endswith("no scenario matches --filter 'sandbox-dri/trixie/gl' --machine 'virgl-guest'; on "
-                         "--machine virgl-guest the ids end in @virgl-guest: --filter 'sandbox-dri/trixie/gl@virgl-guest'")
-    assert listed_ids("--filter", "sandbox-dri/trixie/gl@virgl-guest", "--machine", "virgl-guest") == \
+    line = one_error(harness("list", "--filter", "sandbox-dri/trixie/gl", "--machine",
+                             "virgl-guest"))
+    assert line.endswith("no scenario matches --filter 'sandbox-dri/trixie/gl' --machine "
+                         "'virgl-guest'; on "
+                         "--machine virgl-guest the ids end in @virgl-guest: --filter "
+                         "'sandbox-dri/trixie/gl@virgl-guest'")
+    assert listed_ids("--filter", "sandbox-dri/trixie/gl@virgl-guest", "--machine",
+                      "virgl-guest") == \
         ["sandbox-dri/trixie/gl@virgl-guest"]
-    plain = one_error(harness("list", "--filter", "sandbox-dri/nothing/gl", "--machine", "virgl-guest"))
-    assert "@virgl-guest" not in plain.split("--machine 'virgl-guest'", 1)[1]  # no suffix where none would match
+    plain = one_error(harness("list", "--filter", "sandbox-dri/nothing/gl", "--machine",
+                              "virgl-guest"))
+    # no suffix where none would match
+    assert "@virgl-guest" not in plain.split("--machine 'virgl-guest'", 1)[1]

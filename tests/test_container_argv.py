@@ -44,9 +44,11 @@ def test_all_state_is_private_and_the_container_has_no_network(tmp_path):
                        ("--network-config-dir", "net")):
         assert argv[argv.index(flag) + 1] == f"{names.state}/{part}"
     assert len(f"{names.state}/runroot") <= 50, "podman refuses a longer runroot"
-    assert argv[argv.index("--runtime") + 1] == "runc" and argv[argv.index("--events-backend") + 1] == "none"
+    assert (argv[argv.index("--runtime") + 1] == "runc"
+            and argv[argv.index("--events-backend") + 1] == "none")
     assert argv[argv.index("--network") + 1] == "none"
-    assert [argv[i + 1] for i, a in enumerate(argv) if a == "--ulimit"] == ["nofile=1024:4096", "nproc=4096:4096"]
+    assert [argv[i + 1] for i, a in enumerate(argv) if a == "--ulimit"] == ["nofile=1024:4096",
+                                                                            "nproc=4096:4096"]
     assert argv[argv.index("--cgroup-parent") + 1] == f"/{names.cgroup}"
     assert argv[argv.index("--rootfs") + 1] == f"{tmp_path}/root:O"
 
@@ -67,7 +69,8 @@ def test_a_stand_in_node_appears_as_a_render_node_and_capdrop_drops_all(tmp_path
 
 
 def test_kms_adds_the_card_of_the_same_gpu_only_where_there_is_one():
-    assert dri_devices("kms", "/dev/null") == ["/dev/null:/dev/dri/renderD128"]  # no sysfs device: no card
+    # no sysfs device: no card
+    assert dri_devices("kms", "/dev/null") == ["/dev/null:/dev/dri/renderD128"]
 
 
 @pytest.mark.parametrize("bad", ["/a:b", "/a,b"])
@@ -90,7 +93,8 @@ def image(tmp_path: Path, name="image.tar.gz", **fields) -> str:
     (root / "usr/bin").mkdir(parents=True, exist_ok=True)
     (root / "usr/bin/python3").write_text("")
     out = tmp_path / name
-    imagearchive.write(root, out, imagearchive.ImageSpec(tag="localhost/t:1", architecture="amd64", **fields))
+    imagearchive.write(root, out, imagearchive.ImageSpec(tag="localhost/t:1", architecture="amd64",
+                                                         **fields))
     return str(out)
 
 
@@ -102,27 +106,33 @@ def test_an_image_runs_by_id_with_its_python_as_the_entrypoint(tmp_path):
     at = argv.index(image_id)
     assert argv[at - 2:at] == ["--entrypoint", '["/usr/bin/python3.13"]']
     assert argv[at + 1:at + 4] == ["/run/gpu-harness/gles.py", "--out", "/run/gpu-harness/out"]
-    assert argv[argv.index("--root") + 1] == f"{names.state}/root" and argv[argv.index("--pull") + 1] == "never"
-    assert "/run/gpu-harness/gles.py" not in argv[:at]  # the probe is the image's command, after the id
+    assert (argv[argv.index("--root") + 1] == f"{names.state}/root"
+            and argv[argv.index("--pull") + 1] == "never")
+    # the probe is the image's command, after the id
+    assert "/run/gpu-harness/gles.py" not in argv[:at]
 
 
 @pytest.mark.parametrize("entrypoint, cmd, python", [
-    ((), ("/nix/store/x-python3-3.12.8/bin/python3", "/probe/gles.py"), "/nix/store/x-python3-3.12.8/bin/python3"),
+    ((), ("/nix/store/x-python3-3.12.8/bin/python3", "/probe/gles.py"),
+     "/nix/store/x-python3-3.12.8/bin/python3"),
     (("/usr/bin/python3",), ("/app.py",), "/usr/bin/python3"),
     (("/bin/sh", "-c"), ("/usr/bin/python3",), "/usr/bin/python3"),
     (("/docker-entrypoint.sh",), ("nginx",), "python3"),
     ((), (), "python3"),
 ])
 def test_the_images_python(entrypoint, cmd, python):
-    assert container.image_python(ImageInfo("0" * 64, "docker-archive", "none", entrypoint, cmd)) == python
+    assert container.image_python(ImageInfo("0" * 64, "docker-archive", "none", entrypoint,
+                                            cmd)) == python
 
 
 def test_the_images_env_stays_unless_the_path_or_the_matrix_sets_it(tmp_path):
-    archive = image(tmp_path, env=("PATH=/opt/bin:/usr/bin", "HOME=/home/app", "LIBGL_DRIVERS_PATH=/x"))
+    archive = image(tmp_path, env=("PATH=/opt/bin:/usr/bin", "HOME=/home/app",
+                                   "LIBGL_DRIVERS_PATH=/x"))
     plan, _ = plan_for("podman-vtest", tmp_path, runtime={"kind": "image", "archive": archive},
                        env={"HOME": "/scratch"})
     env = [plan.argv[i + 1] for i, a in enumerate(plan.argv) if a == "--env"]
-    assert not any(item.startswith(("PATH=", "LIBGL_DRIVERS_PATH=")) for item in env)  # the image's own
+    # the image's own
+    assert not any(item.startswith(("PATH=", "LIBGL_DRIVERS_PATH=")) for item in env)
     assert "HOME=/scratch" in env and "GALLIUM_DRIVER=virpipe" in env  # the matrix's, the path's
     assert "VTEST_SOCKET_NAME=/tmp/.virgl_test" in env
 
@@ -135,17 +145,21 @@ def test_a_tree_keeps_the_harness_defaults(tmp_path):
 def test_podman_dri_over_an_image_passes_the_node(tmp_path):
     plan, _ = plan_for("podman-dri", tmp_path, nodes=("/dev/null",),
                        runtime={"kind": "image", "archive": image(tmp_path)})
-    assert [plan.argv[i + 1] for i, a in enumerate(plan.argv) if a == "--device"] == ["/dev/null:/dev/dri/renderD128"]
-    assert plan.argv[plan.argv.index("--entrypoint") + 1] == '["python3"]'  # no Cmd: python3 on its PATH
+    assert ([plan.argv[i + 1] for i, a in enumerate(plan.argv)
+             if a == "--device"] == ["/dev/null:/dev/dri/renderD128"])
+    # no Cmd: python3 on its PATH
+    assert plan.argv[plan.argv.index("--entrypoint") + 1] == '["python3"]'
 
 
 def test_a_command_is_its_own_entrypoint_whatever_it_looks_like(tmp_path):
     archive = image(tmp_path)
     (tmp_path / "root").mkdir(exist_ok=True)
     (scenario,) = matrix.expand({"matrix": {"paths": ["podman-vtest"], "runtimes": ["r"]},
-                                 "runtimes": {"r": {"kind": "image", "archive": archive}}}, "t").scenarios
+                                 "runtimes": {"r": {"kind": "image", "archive": archive}}},
+                                "t").scenarios
     toolset = Toolset("test", TOOLS, [])
-    ctx = LaunchContext(scenario, toolset, Workspace(tmp_path / "result", tmp_path / "gh-run" / "1"),
+    ctx = LaunchContext(scenario, toolset, Workspace(tmp_path / "result",
+                                                     tmp_path / "gh-run" / "1"),
                         Workload(command=["--privileged", "-c", "x"]))
     argv = registry.of(scenario.spec).plan(ctx).argv
     assert argv[argv.index("--entrypoint") + 1] == json.dumps(["--privileged"])
@@ -160,8 +174,10 @@ def test_the_load_is_argv_lists_with_no_shell():
     assert gz[1][:4] == [sys.executable, str(container.PRIVATENS), "/tmp/gh-podman-s", "--"]
     assert gz[1][4:] == container.podman_state("/usr/bin/podman", "/tmp/gh-podman-s") + ["load"]
     (plain,) = container.load_argvs("/usr/bin/podman", "/tmp/gh-podman-s", archive, "none")
-    assert plain[-1] == f"--input={archive}" and plain.count("--root") == 1  # the value is one argument
-    assert not any(arg in ("sh", "/bin/sh", "bash", "-c", "|") for argv in gz + [plain] for arg in argv)
+    # the value is one argument
+    assert plain[-1] == f"--input={archive}" and plain.count("--root") == 1
+    assert not any(arg in ("sh", "/bin/sh", "bash", "-c", "|") for argv in gz + [plain]
+                   for arg in argv)
 
 
 def test_the_pipeline_passes_data_and_says_why_it_failed(tmp_path):
@@ -170,15 +186,18 @@ def test_the_pipeline_passes_data_and_says_why_it_failed(tmp_path):
         assert container.pipeline([["printf", "abc"], ["tr", "a-c", "x-z"]], handle, 10) is None
     assert log.read_bytes() == b"xyz"
     with open(log, "wb") as handle:
-        assert container.pipeline([["printf", "abc"], ["sh", "-c", "cat >/dev/null; echo no >&2; exit 3"]],
+        assert container.pipeline([["printf", "abc"], ["sh", "-c",
+                                                       "cat >/dev/null; echo no >&2; exit 3"]],
                                   handle, 10) == "exit code 3"
     assert log.read_text() == "no\n"
     with open(log, "wb") as handle:
-        assert container.pipeline([["sh", "-c", "printf x; exit 1"], ["cat"]], handle, 10) == "sh exit code 1"
+        assert container.pipeline([["sh", "-c", "printf x; exit 1"], ["cat"]], handle,
+                                  10) == "sh exit code 1"
     with open(log, "wb") as handle:
         assert container.pipeline([["sleep", "30"]], handle, 0.3) == "did not finish within 0.3 s"
     with open(log, "wb") as handle:
-        assert container.pipeline([["printf", "x"], ["/nonexistent/podman"]], handle, 10).startswith(
+        assert container.pipeline([["printf", "x"], ["/nonexistent/podman"]], handle,
+                                  10).startswith(
             "cannot start /nonexistent/podman")
 
 
@@ -186,7 +205,8 @@ def test_podmans_words_for_the_archives_format(tmp_path):
     log = tmp_path / "podman-load.log"
     log.write_text("Getting image source signatures\n"
                    "Error: payload does not match any of the supported image formats:\n"
-                   " * oci-archive: loading index: open /var/tmp/oci1/index.json: no such file or directory\n"
+                   " * oci-archive: loading index: open /var/tmp/oci1/index.json: no such file or "
+                   "directory\n"
                    " * docker-archive: writing blob: Digest did not match\n"
                    " * dir: open /x/manifest.json: not a directory\n")
     assert container.said(str(log), "docker-archive") == \

@@ -27,14 +27,17 @@ def compared(tmp_path: Path, new: dict, shades=None, **options) -> diff.RunDiff:
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "harness.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "harness.cli", *map(str, args)],
+                          capture_output=True, text=True,
                           timeout=120)
 
 
 def test_the_same_run_twice_has_no_change(tmp_path):
     found = compared(tmp_path, BASE)
     assert found.compared == 150
-    assert (found.outcomes, found.renderers, found.versions, found.images, found.fps) == ([], [], [], [], [])
+    assert (found.outcomes, found.renderers, found.versions, found.images, found.fps) == ([], [],
+                                                                                          [], [],
+                                                                                          [])
 
 
 @pytest.mark.parametrize("before, after, kind", [
@@ -50,7 +53,8 @@ def test_the_same_run_twice_has_no_change(tmp_path):
 ])
 def test_outcome_changes_are_classified(tmp_path, before, after, kind):
     scenario = runs.first(BASE, before)
-    found = compared(tmp_path, runs.changed(BASE, scenario["id"], outcome=after.value, reason="now so"))
+    found = compared(tmp_path, runs.changed(BASE, scenario["id"], outcome=after.value,
+                                            reason="now so"))
     [change] = found.outcomes
     assert (change.id, change.kind, change.old, change.new, change.reason) == (
         scenario["id"], kind, before.value, after.value, "now so")
@@ -61,11 +65,13 @@ def test_a_new_failure_class_is_a_change_not_a_regression(tmp_path):
     scenario = runs.first(BASE, Outcome.FAIL)
     other = "crash" if scenario["failure_kind"] != "crash" else "timeout"
     [change] = compared(tmp_path, runs.changed(BASE, scenario["id"], failure_kind=other)).outcomes
-    assert change.kind is diff.Kind.CHANGED and change.describe() == f"Fail ({scenario['failure_kind']}) -> Fail ({other})"
+    assert (change.kind is diff.Kind.CHANGED
+            and change.describe() == f"Fail ({scenario['failure_kind']}) -> Fail ({other})")
 
 
 def test_added_and_removed_scenarios(tmp_path):
-    gone, failing, passing = BASE["scenarios"][0], dict(BASE["scenarios"][1]), dict(BASE["scenarios"][2])
+    gone, failing, passing = (BASE["scenarios"][0], dict(BASE["scenarios"][1]),
+                              dict(BASE["scenarios"][2]))
     new = runs.changed(BASE, gone["id"], remove=True)
     failing.update(id="brand-new/host/gl", outcome="Fail", failure_kind="crash")
     passing.update(id="another/host/gl", outcome="Pass", failure_kind=None)
@@ -79,7 +85,8 @@ def test_added_and_removed_scenarios(tmp_path):
 
 def test_regressions_come_first(tmp_path):
     fixed, broken = runs.first(BASE, Outcome.FAIL), runs.first(BASE, Outcome.PASS)
-    new = runs.changed(runs.changed(BASE, fixed["id"], outcome="Pass"), broken["id"], outcome="Fail")
+    new = runs.changed(runs.changed(BASE, fixed["id"], outcome="Pass"), broken["id"],
+                       outcome="Fail")
     found = compared(tmp_path, new)
     assert [c.kind for c in found.outcomes] == [diff.Kind.REGRESSION, diff.Kind.FIXED]
 
@@ -88,7 +95,8 @@ def test_renderer_changes(tmp_path):
     scenario = runs.first(BASE, Outcome.PASS)
     found = compared(tmp_path, runs.changed(BASE, scenario["id"], renderer="zink (Radeon RX 6600)"))
     [change] = found.renderers
-    assert (change.old, change.new, change.scenarios) == (scenario["renderer"], "zink (Radeon RX 6600)",
+    assert (change.old, change.new, change.scenarios) == (scenario["renderer"],
+                                                          "zink (Radeon RX 6600)",
                                                           (scenario["id"],))
     assert found.outcomes == []
 
@@ -101,7 +109,8 @@ def test_version_changes_are_grouped(tmp_path):
             scenario["versions"]["virgl_test_server"] = "1.3.0"
             bumped.append(scenario["id"])
     new["toolset"]["tools"]["virgl_test_server"]["version"] = "1.3.0"
-    new["scenarios"][0]["driver_match"] = {**(new["scenarios"][0].get("driver_match") or {}), "runtime_mesa": "99.0"}
+    new["scenarios"][0]["driver_match"] = {**(new["scenarios"][0].get("driver_match") or {}),
+                                           "runtime_mesa": "99.0"}
     found = compared(tmp_path, new)
     changes = {(c.name, c.old, c.new): c.scenarios for c in found.versions}
     assert changes[("virgl_test_server", "0.10.4", "1.3.0")] == tuple(bumped) and len(bumped) > 5
@@ -125,14 +134,16 @@ def test_fps_changes_beyond_the_factor_only(tmp_path):
     new = runs.changed(new, noisy["id"], fps=noisy["fps"] * 7)  # within x10: the noise measured
     new = runs.changed(new, faster["id"], fps=faster["fps"] * 12)
     found = compared(tmp_path, new)
-    assert [(c.id, round(c.change, 2)) for c in found.fps] == [(slower["id"], -0.95), (faster["id"], 11.0)]
+    assert [(c.id, round(c.change, 2)) for c in found.fps] == [(slower["id"], -0.95), (faster["id"],
+                                                                                       11.0)]
     tighter = diff.compare(diff.load(tmp_path / "old"), diff.load(tmp_path / "new"), fps_factor=2)
     assert noisy["id"] in [c.id for c in tighter.fps]
 
 
 def test_text_json_and_html(tmp_path):
     scenario, image_changed = runs.first(BASE, Outcome.PASS), runs.first(BASE, Outcome.FLAKE)
-    new = runs.changed(BASE, scenario["id"], outcome="Fail", failure_kind="crash", reason="probe crashed")
+    new = runs.changed(BASE, scenario["id"], outcome="Fail", failure_kind="crash",
+                       reason="probe crashed")
     old_dir, new_dir = pair(tmp_path, new, shades={image_changed["id"]: 90})
     found = diff.compare(diff.load(old_dir), diff.load(new_dir))
     text = diff.text(found)
@@ -145,7 +156,8 @@ def test_text_json_and_html(tmp_path):
     page = diff.html(found, page_file)
     sources = ImageSources()
     sources.feed(page)
-    assert len(sources.found) == 2 and all((page_file.parent / src).resolve().is_file() for src in sources.found)
+    assert len(sources.found) == 2 and all((page_file.parent / src).resolve().is_file()
+                                           for src in sources.found)
     assert 'class="regression"' in page and "probe crashed" in page
 
 
@@ -195,8 +207,10 @@ def test_fps_changes_by_the_spread_of_timed_rounds(tmp_path):
     apart_one, near_one = rendered[0], rendered[1]
     old = runs.changed(BASE, apart_one["id"], fps=100.0, fps_spread=[95.0, 105.0])
     old = runs.changed(old, near_one["id"], fps=100.0, fps_spread=[80.0, 120.0])
-    new = runs.changed(old, apart_one["id"], fps=60.0, fps_spread=[58.0, 62.0])  # 58..62 vs 95..105: apart
-    new = runs.changed(new, near_one["id"], fps=60.0, fps_spread=[50.0, 70.0])  # widened, 30..90 meets 40..160
+    # 58..62 vs 95..105: apart
+    new = runs.changed(old, apart_one["id"], fps=60.0, fps_spread=[58.0, 62.0])
+    # widened, 30..90 meets 40..160
+    new = runs.changed(new, near_one["id"], fps=60.0, fps_spread=[50.0, 70.0])
     old_dir, new_dir = pair(tmp_path, new, old=old)
     found = diff.compare(diff.load(old_dir), diff.load(new_dir))
     by_spread = {c.id: c.rule for c in found.fps}

@@ -1,4 +1,5 @@
-"""Every command line the README and the pages docs/*.md show goes through the CLI's own parser, so a renamed
+"""Every command line the README and the pages docs/*.md show goes through the CLI's own parser, so
+a renamed
 flag breaks a test, not a reader; the cheap ones (an explicit list: they launch nothing and end in
 a second or two) also run for real.
 
@@ -32,7 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # Upper-case placeholders of options that take a number or a fixed word; any other placeholder
 # is a string the parser takes as it is.
-PLACEHOLDERS = {"N": "2", "K/N": "1/2", "X": "2", "S": "5", "SECONDS": "60", "DAYS": "7", "MODE": "forking",
+PLACEHOLDERS = {"N": "2", "K/N": "1/2", "X": "2", "S": "5", "SECONDS": "60", "DAYS": "7",
+                "MODE": "forking",
                 "COMMAND": "run"}
 OPERATORS = {";", "&&", "||", "|", "&"}
 REDIRECTS = {"<", ">", ">>", "<<"}
@@ -44,7 +46,8 @@ RUN_FOR_REAL = {
     "gpu-harness doctor --json": (0,),
     "gpu-harness runtimes list": (0,),
     "gpu-harness pins list": (0,),
-    "gpu-harness vfio check": (0, 1),  # reads sysfs only; 1 where no display controller can go to a guest
+    # reads sysfs only; 1 where no display controller can go to a guest
+    "gpu-harness vfio check": (0, 1),
 }
 
 
@@ -89,7 +92,8 @@ def shown_lines() -> List[Shown]:
 
 
 def commands(line: str) -> List[List[str]]:
-    """The commands of a shell line: its words, comments and redirects dropped, split at operators."""
+    """The commands of a shell line: its words, comments and redirects dropped, split at
+    operators."""
     lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
     lexer.whitespace_split = True
     found: List[List[str]] = [[]]
@@ -122,7 +126,8 @@ class Parsed(Exception):
 
 
 def parse_only(main: Callable[[List[str]], object], argv: List[str]) -> None:
-    """Parse argv with the parser `main` builds for itself (vfio's, the GPU tier's), running nothing:
+    """Parse argv with the parser `main` builds for itself (vfio's, the GPU tier's), running
+    nothing:
     the parser is stopped right after parse_args."""
     real = argparse.ArgumentParser.parse_args
 
@@ -189,7 +194,8 @@ def test_a_shown_command_line_parses(shown):
     found = commands(shown.text)
     assert found, f"{shown}: no command in it"
     misread = [words for words in found if words[0].endswith("]")]
-    assert not misread, f"{shown}: a synopsis's `a|b` reads as a shell pipe; show one value (`--mode deps`)"
+    assert not misread, (f"{shown}: a synopsis's `a|b` reads as a shell pipe; show one value "
+                         "(`--mode deps`)")
     for words in found:
         argv, problem = synopsis_argv(words), ""
         try:
@@ -206,8 +212,10 @@ def test_a_shown_command_line_parses(shown):
 def test_the_docs_show_every_command():
     top = build_parser()
     [sub] = [action for action in top._actions if isinstance(action, argparse._SubParsersAction)]
-    used = {words[1] for shown in SHOWN for words in commands(shown.text) if words[0] == "gpu-harness" and len(words) > 1}
-    assert not set(sub.choices) - used, f"commands no page shows a line of: {sorted(set(sub.choices) - used)}"
+    used = {words[1] for shown in SHOWN for words in commands(shown.text)
+            if words[0] == "gpu-harness" and len(words) > 1}
+    assert not set(sub.choices) - used, ("commands no page shows a line of: "
+                                         f"{sorted(set(sub.choices) - used)}")
 
 
 def as_shown(shown: Shown) -> List[str]:
@@ -218,14 +226,17 @@ REAL = sorted({line for shown in SHOWN for line in as_shown(shown) if line in RU
 
 
 def test_every_command_run_for_real_is_shown():
-    assert sorted(RUN_FOR_REAL) == REAL, f"in RUN_FOR_REAL but no page shows it: {sorted(set(RUN_FOR_REAL) - set(REAL))}"
+    assert sorted(RUN_FOR_REAL) == REAL, ("in RUN_FOR_REAL but no page shows it: "
+                                          f"{sorted(set(RUN_FOR_REAL) - set(REAL))}")
 
 
 @pytest.mark.parametrize("line", REAL)
 def test_a_cheap_shown_command_runs(line):
-    done = subprocess.run([sys.executable, "-m", "harness.cli", *shlex.split(line)[1:]], cwd=ROOT, capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "harness.cli", *shlex.split(line)[1:]], cwd=ROOT,
+                          capture_output=True,
                           text=True, timeout=180, stdin=subprocess.DEVNULL)
-    assert done.returncode in RUN_FOR_REAL[line], f"{line}: exit {done.returncode}\n{done.stderr[-2000:]}"
+    assert done.returncode in RUN_FOR_REAL[line], (f"{line}: exit "
+                                                   f"{done.returncode}\n{done.stderr[-2000:]}")
     assert done.stdout.strip(), f"{line}: printed nothing"
     if line.endswith("--json"):
         data = json.loads(done.stdout)
@@ -251,7 +262,8 @@ def test_every_command_has_its_help(words):
 
 @pytest.mark.parametrize("command", ["check", "bind", "restore"])
 def test_every_vfio_command_has_its_help(command):
-    """vfio's commands are parsed by vfio's own parser (harness/system/vfio.py runs standalone too)."""
+    """vfio's commands are parsed by vfio's own parser (harness/system/vfio.py runs standalone
+    too)."""
     from harness.system import vfio
 
     out = io.StringIO()
@@ -261,12 +273,14 @@ def test_every_vfio_command_has_its_help(command):
 
 
 def test_the_entry_point_answers_help():
-    done = subprocess.run([sys.executable, "-m", "harness.cli", "--help"], cwd=ROOT, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "--help"], cwd=ROOT,
+                          capture_output=True, text=True,
                           timeout=60, stdin=subprocess.DEVNULL)
     assert done.returncode == 0 and "usage: gpu-harness" in done.stdout, done.stderr
 
 
-# --- the picking itself -------------------------------------------------------------------------------
+# --- the picking itself
+# -------------------------------------------------------------------------------
 
 SAMPLE = """Run `gpu-harness list` first; `gpu-harness-out/report.html` and `gpu-harness: error: x` are no commands.
 A wrapped one: `gpu-harness run --matrix
@@ -300,11 +314,13 @@ def test_only_commands_are_picked():
 
 
 def test_shell_and_synopsis_are_understood():
-    assert commands("gpu-harness doctor --json > t.json; gpu-harness run --toolset t.json  # same tools") == [
+    assert commands("gpu-harness doctor --json > t.json; gpu-harness run --toolset t.json  # same "
+                    "tools") == [
         ["gpu-harness", "doctor", "--json"], ["gpu-harness", "run", "--toolset", "t.json"]]
     assert commands("gpu-harness exec --path vtest-virgl -- python3 - < prog.py") == [
         ["gpu-harness", "exec", "--path", "vtest-virgl", "--", "python3", "-"]]
-    assert synopsis_argv(["gpu-harness", "merge", "RUN...", "[--shard", "K/N]", "[-j", "N]", "[SPEC...]"]) == [
+    assert synopsis_argv(["gpu-harness", "merge", "RUN...", "[--shard", "K/N]", "[-j", "N]",
+                          "[SPEC...]"]) == [
         "gpu-harness", "merge", "RUN", "--shard", "1/2", "-j", "2", "SPEC"]
 
 

@@ -21,25 +21,33 @@ def binfmt_tree(folder: Path, entry_text=None, mounted=True) -> Path:
 
 def test_a_registered_interpreter_is_read_as_the_kernel_writes_it():
     entry = emulation.read_binfmt("qemu-aarch64", BINFMT)
-    assert entry == emulation.Binfmt("qemu-aarch64", True, "/usr/libexec/qemu-binfmt/aarch64-binfmt-P", "PF")
+    assert entry == emulation.Binfmt("qemu-aarch64", True,
+                                     "/usr/libexec/qemu-binfmt/aarch64-binfmt-P", "PF")
     assert entry.fixed
 
 
 def test_arm64_runs_emulated_where_its_interpreter_is_registered_enabled_and_fixed(tmp_path):
     execution = emulation.how_runs("arm64", BINFMT, host="amd64")
     assert execution is not None and execution.emulated
-    assert execution.to_dict()["runs"] == "emulated" and execution.interpreter.endswith("aarch64-binfmt-P")
-    assert emulation.how_runs("i386", tmp_path, host="amd64") == emulation.Execution("i386")  # the CPU's own
-    assert emulation.how_runs("amd64", tmp_path, host="amd64").to_dict() == {"architecture": "amd64", "runs": "natively"}
+    assert (execution.to_dict()["runs"] == "emulated"
+            and execution.interpreter.endswith("aarch64-binfmt-P"))
+    # the CPU's own
+    assert emulation.how_runs("i386", tmp_path, host="amd64") == emulation.Execution("i386")
+    assert emulation.how_runs("amd64", tmp_path,
+                              host="amd64").to_dict() == {"architecture": "amd64",
+                                                          "runs": "natively"}
 
 
 def test_each_way_an_architecture_does_not_run_says_what_to_do(tmp_path):
     real = (BINFMT / "qemu-aarch64").read_text()
     cases = [
         (binfmt_tree(tmp_path / "unmounted", mounted=False), "binfmt_misc is not mounted"),
-        (binfmt_tree(tmp_path / "absent"), "install qemu-user-static and binfmt-support; update-binfmts --enable"),
-        (binfmt_tree(tmp_path / "disabled", real.replace("enabled", "disabled")), "registered but disabled"),
-        (binfmt_tree(tmp_path / "unfixed", real.replace("flags: PF", "flags: P")), "without the F flag"),
+        (binfmt_tree(tmp_path / "absent"),
+         "install qemu-user-static and binfmt-support; update-binfmts --enable"),
+        (binfmt_tree(tmp_path / "disabled", real.replace("enabled", "disabled")),
+         "registered but disabled"),
+        (binfmt_tree(tmp_path / "unfixed", real.replace("flags: PF", "flags: P")),
+         "without the F flag"),
     ]
     for root, said in cases:
         assert emulation.how_runs("arm64", root, host="amd64") is None, root.name

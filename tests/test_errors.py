@@ -17,7 +17,9 @@ from harness.core.errors import (ComponentError, HarnessError, InputError, Inter
 HARNESS = Path(harness.__file__).parent
 BRANCHES = (InputError, ToolMissing, ComponentError, InternalError)
 BUILTIN_EXCEPTIONS = {name for name in dir(builtins)
-                      if isinstance(getattr(builtins, name), type) and issubclass(getattr(builtins, name), BaseException)}
+                      if isinstance(getattr(builtins, name), type) and issubclass(getattr(builtins,
+                                                                                          name),
+                                                                                  BaseException)}
 
 
 def harness_modules():
@@ -28,7 +30,8 @@ def harness_modules():
 
 
 def test_every_exception_class_of_the_harness_is_in_the_tree_on_a_branch():
-    defined = {cls for module in harness_modules() for _, cls in inspect.getmembers(module, inspect.isclass)
+    defined = {cls for module in harness_modules() for _, cls in inspect.getmembers(module,
+                                                                                    inspect.isclass)
                if issubclass(cls, BaseException) and cls.__module__.startswith("harness.")}
     assert len(defined) > 20  # the whole package was read
     outside = sorted(cls.__qualname__ for cls in defined if not issubclass(cls, HarnessError))
@@ -46,7 +49,8 @@ def test_no_module_raises_a_bare_builtin_exception():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Raise) and node.exc is not None:
                 target = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
-                if isinstance(target, ast.Name) and target.id in BUILTIN_EXCEPTIONS - {"SystemExit"}:
+                if isinstance(target,
+                              ast.Name) and target.id in BUILTIN_EXCEPTIONS - {"SystemExit"}:
                     raised.append(f"{path.relative_to(HARNESS.parent)}:{node.lineno}: {target.id}")
     assert raised == []
 
@@ -57,9 +61,11 @@ def test_each_branch_has_its_exit_code_and_the_message_is_one_line_per_problem()
     assert ComponentError("server died\n  last words").problems == ["server died", "  last words"]
 
 
-@pytest.mark.parametrize("error", [InputError("bad --out"), ToolMissing("no bwrap: apt-get install bubblewrap"),
+@pytest.mark.parametrize("error", [InputError("bad --out"),
+                                   ToolMissing("no bwrap: apt-get install bubblewrap"),
                                    ComponentError("podman: exit 125\nError: no such image"),
-                                   InternalError("a bug in the grid")], ids=lambda e: type(e).__name__)
+                                   InternalError("a bug in the grid")],
+                         ids=lambda e: type(e).__name__)
 def test_the_command_line_ends_each_branch_with_its_code_and_its_lines(error, monkeypatch, capsys):
     """The one boundary (cli.commands.main): whatever a command raises of the tree is its lines on
     stderr, 'internal error' for a fault of ours, and the branch's exit code; never a traceback."""

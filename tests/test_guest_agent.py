@@ -42,13 +42,15 @@ def serve_once(replies):
 
 
 def framed(number, code, output, noise=b""):
-    encoded = base64.encodebytes(output.encode())  # wrapped at 76 columns, as busybox base64 writes it
+    # wrapped at 76 columns, as busybox base64 writes it
+    encoded = base64.encodebytes(output.encode())
     return noise + f"BEGIN {number}\n".encode() + encoded + f"END {number} {code}\n".encode()
 
 
 def test_command_is_sent_encoded_and_the_reply_decoded():
     long_output = "".join(f"line {n}\n" for n in range(500))
-    path, received = serve_once([framed(1, 3, "hello\nerr\n", noise=b"stray\n"), framed(2, 0, long_output)])
+    path, received = serve_once([framed(1, 3, "hello\nerr\n", noise=b"stray\n"), framed(2, 0,
+                                                                                        long_output)])
     agent = Agent(path)
     first = agent.run("echo 'a b'; exit 3", timeout_s=5)
     assert (first.exit_code, first.output, bool(first)) == (3, "hello\nerr\n", False)

@@ -1,4 +1,5 @@
-"""The host end of exec's stdin stream into a guest (harness.launch.vm.stdin), against a peer in QEMU's place:
+"""The host end of exec's stdin stream into a guest (harness.launch.vm.stdin), against a peer in
+QEMU's place:
 each chunk goes as it comes, the end only when the source ends, and as a half close."""
 import dataclasses
 import os
@@ -98,7 +99,8 @@ def test_no_stdin_at_all_is_an_end_at_once(tmp_path):
         peer.close()
 
 
-@pytest.mark.parametrize("qemu_connects", [False, True], ids=["before-qemu-connects", "while-waiting-for-stdin"])
+@pytest.mark.parametrize("qemu_connects", [False, True], ids=["before-qemu-connects",
+                                                              "while-waiting-for-stdin"])
 def test_stop_ends_a_stream_whose_source_never_ends(source, tmp_path, qemu_connects):
     read, _ = source
     stream = stdin_mod.StdinStream(str(tmp_path / "stdin.sock"), read)
@@ -128,7 +130,8 @@ def test_stop_ends_a_stream_that_qemu_does_not_read(tmp_path):
         try:
             assert receive(peer, 1) == stdin_mod.HELLO
             deadline = time.monotonic() + DEADLINE_S
-            while stream.sent == 0 and time.monotonic() < deadline:  # its first chunks fill the socket
+            # its first chunks fill the socket
+            while stream.sent == 0 and time.monotonic() < deadline:
                 time.sleep(0.01)
             assert 0 < stream.sent < 16 << 20 and not stream.ended
             started = time.monotonic()
@@ -139,8 +142,10 @@ def test_stop_ends_a_stream_that_qemu_does_not_read(tmp_path):
 
 
 def test_the_guest_gets_a_named_virtio_serial_port_on_the_socket():
-    spec = QemuSpec(qemu="qemu-system-aarch64", accel="tcg", memory_mb=512, kernel="k", initrd="i", cmdline="c",
-                    serial_log="s", qmp_socket="q", runtime_root="/", out_dir="/o", display="none", machine="virt",
+    spec = QemuSpec(qemu="qemu-system-aarch64", accel="tcg", memory_mb=512, kernel="k", initrd="i",
+                    cmdline="c",
+                    serial_log="s", qmp_socket="q", runtime_root="/", out_dir="/o", display="none",
+                    machine="virt",
                     stdin_socket="/tmp/a,b/stdin.sock")
     argv = spec.argv()
     assert "socket,id=stdin,path=/tmp/a,,b/stdin.sock" in argv  # QEMU's own syntax, escaped
@@ -153,7 +158,8 @@ def test_the_guest_gets_a_named_virtio_serial_port_on_the_socket():
 def test_a_kernel_without_virtio_console_cannot_take_a_stream(tmp_path):
     (tmp_path / "modules.dep").write_text("kernel/fs/9p/9p.ko:\n")
     reason = stdin_mod.unavailable(str(tmp_path))
-    assert reason is not None and "has no virtio_console" in reason and "cannot be streamed" in reason
+    assert (reason is not None and "has no virtio_console" in reason
+            and "cannot be streamed" in reason)
     (tmp_path / "modules.builtin").write_text("kernel/drivers/char/virtio_console.ko\n")
     assert stdin_mod.unavailable(str(tmp_path)) is None
 
@@ -178,14 +184,19 @@ def test_exec_into_an_arm64_guest_streams_over_the_same_port_or_says_why_not(tmp
     the reason, not given a stdin that never comes."""
     monkeypatch.setattr(emulation, "tree_architecture", lambda root: "arm64")
     dep = "kernel/drivers/char/virtio_console.ko:\n" if has_port_driver else "kernel/fs/9p/9p.ko:\n"
-    scenario = dataclasses.replace(matrix.expand({"matrix": {"paths": ["vm-headless"]}}, "t").scenarios[0],
+    scenario = dataclasses.replace(matrix.expand({"matrix": {"paths": ["vm-headless"]}},
+                                                 "t").scenarios[0],
                                    runtime=arm64_runtime(tmp_path / "root", dep))
-    tools = {name: Tool(name, f"/usr/bin/{name}") for name in ("qemu-system-x86_64", "qemu-system-aarch64")}
+    tools = {name: Tool(name, f"/usr/bin/{name}") for name in ("qemu-system-x86_64",
+                                                               "qemu-system-aarch64")}
     workspace = Workspace(tmp_path / "result", tmp_path / "t")
-    ctx = LaunchContext(scenario, Toolset("test", tools), workspace, Workload(command=["cat"]), inherit_stdio=True)
+    ctx = LaunchContext(scenario, Toolset("test", tools), workspace, Workload(command=["cat"]),
+                        inherit_stdio=True)
     reason = VmFamily().unavailable_in(ctx)
     if has_port_driver:
         assert reason is None
     else:
-        assert reason is not None and "has no virtio_console" in reason and "cannot be streamed" in reason
-    assert VmFamily().unavailable_in(dataclasses.replace(ctx, inherit_stdio=False)) is None  # a probe reads no stdin
+        assert (reason is not None and "has no virtio_console" in reason
+                and "cannot be streamed" in reason)
+    # a probe reads no stdin
+    assert VmFamily().unavailable_in(dataclasses.replace(ctx, inherit_stdio=False)) is None

@@ -26,11 +26,13 @@ def test_mesa_layout_is_found_from_its_vendor_and_icd_files(mesa_tree):
     found = {(v.api, os.path.basename(v.source)): v.library for v in driver.vendors}
     assert found == {("egl", "50_mesa.json"): str(mesa_tree / LIB / "libEGL_mesa.so.0"),
                      ("vulkan", "lvp_icd.x86_64.json"): str(mesa_tree / LIB / "libvulkan_lvp.so"),
-                     ("vulkan", "radeon_icd.x86_64.json"): None}  # the 32-bit ICD is not this host's
+                     # the 32-bit ICD is not this host's
+                     ("vulkan", "radeon_icd.x86_64.json"): None}
     assert driver.problems == [f"{mesa_tree}/usr/share/vulkan/icd.d/radeon_icd.x86_64.json: "
                                "libvulkan_radeon.so is not installed"]
     assert driver.dri_dirs == [str(mesa_tree / LIB / "dri")]
-    assert [os.path.basename(p) for p in hostdriver.dri_driver_files(driver.dri_dirs)] == ["kms_swrast_dri.so"]
+    assert ([os.path.basename(p)
+             for p in hostdriver.dri_driver_files(driver.dri_dirs)] == ["kms_swrast_dri.so"])
     assert hostdriver.driver_version(driver, "22.3.6") == "mesa 22.3.6"
     assert set(driver.glvnd) == {"libEGL.so.1", "libGLESv2.so.2"}
     assert driver.private == []  # libEGL_mesa.so.0.0.0: no libmesa-*.so.0.0.0 beside it
@@ -42,7 +44,8 @@ def test_nvidia_layout_is_found_without_naming_nvidia(nvidia_tree):
         ("egl", "libEGL_nvidia.so.0"), ("vulkan", "libGLX_nvidia.so.0")]
     assert driver.dri_dirs == []
     assert hostdriver.driver_version(driver, None) == "nvidia 580.95.05"
-    # What the vendor libraries name, and what those name in turn; not the release's other libraries.
+    # What the vendor libraries name, and what those name in turn; not the release's other
+    # libraries.
     assert sorted(os.path.basename(p) for p in driver.private) == [
         f"libnvidia-{name}.so.580.95.05" for name in ("eglcore", "glcore", "glsi", "tls")]
 
@@ -58,7 +61,8 @@ def test_libs_mode_binds_the_driver_beside_the_runtime_and_points_the_loaders_at
     egl = json.loads(layout.files["/run/host-driver/egl/10_nvidia.json"])
     assert egl["ICD"]["library_path"] == "/run/host-driver/lib/libEGL_nvidia.so.0"
     vulkan = json.loads(layout.files["/run/host-driver/vulkan/nvidia_icd.json"])
-    assert vulkan["ICD"] == {"library_path": "/run/host-driver/lib/libGLX_nvidia.so.0", "api_version": "1.4.312"}
+    assert vulkan["ICD"] == {"library_path": "/run/host-driver/lib/libGLX_nvidia.so.0",
+                             "api_version": "1.4.312"}
     # The private libraries are opened by name: the driver's own folder is on the path.
     assert layout.env == {"__EGL_VENDOR_LIBRARY_FILENAMES": "/run/host-driver/egl/10_nvidia.json",
                           "VK_DRIVER_FILES": "/run/host-driver/vulkan/nvidia_icd.json",
@@ -98,7 +102,8 @@ def test_the_closure_puts_every_library_after_what_it_needs():
 def test_each_mode_lays_out_the_host_driver(mode):
     driver = host_driver()
     layout = driverlayout.layout(driver, mode)
-    bound = [os.path.basename(dst) for _, dst in layout.binds if dst.startswith(driverlayout.LIB_DIR)]
+    bound = [os.path.basename(dst) for _, dst in layout.binds
+             if dst.startswith(driverlayout.LIB_DIR)]
     assert ("LD_LIBRARY_PATH" in layout.env) == (mode in (Mode.DEPS, Mode.DEPS_GLIBC))
     assert ("libc.so.6" in bound) == (mode == Mode.DEPS_GLIBC)
     assert (len(bound) > len([v for v in driver.vendors if v.library])) == (mode != Mode.LIBS)
@@ -118,7 +123,8 @@ CAPTURED = [
         {"role": "egl-vendor", "library": "/run/host-driver/lib/libEGL_mesa.so.0",
          "dlopen": "libglapi.so.0: cannot open shared object file: No such file or directory",
          "missing": ["libglapi.so.0", "libxcb-dri2.so.0"],
-         "errors": ["undefined symbol: _glapi_get_proc_address\t(/run/host-driver/lib/libEGL_mesa.so.0)"]},
+         "errors": ["undefined symbol: "
+                    "_glapi_get_proc_address\t(/run/host-driver/lib/libEGL_mesa.so.0)"]},
         {"role": "dri", "library": "/run/host-driver/dri/swrast_dri.so",
          "dlopen": "libglapi.so.0: cannot open shared object file: No such file or directory",
          "missing": ["libLLVM-15.so.1", "libglapi.so.0"], "errors": []}]}, [], None,
@@ -129,14 +135,17 @@ CAPTURED = [
     (None, ["/usr/bin/python3: /run/host-driver/lib/libm.so.6: version `GLIBC_2.38' not found "
             "(required by /usr/bin/python3)"], None,
      FailureKind.GLIBC_TOO_OLD, "GLIBC_2.38 needed, host has 2.36"),
-    (None, ["/usr/bin/python3: symbol lookup error: /run/host-driver/lib/libc.so.6: undefined symbol: "
+    (None,
+     ["/usr/bin/python3: symbol lookup error: /run/host-driver/lib/libc.so.6: undefined symbol: "
             "__tunable_is_initialized, version GLIBC_PRIVATE"], None,
      FailureKind.SYMBOL_LOOKUP, "__tunable_is_initialized"),
     ({"error": "no EGL display: default: eglInitialize error 0x300c", "diagnosis": [
         {"role": "egl-vendor", "library": "/run/host-driver/lib/libEGL_mesa.so.0",
-         "dlopen": "/run/host-driver/lib/libEGL_mesa.so.0: wrong ELF class: ELFCLASS64"}]}, [], None,
+         "dlopen": "/run/host-driver/lib/libEGL_mesa.so.0: wrong ELF class: ELFCLASS64"}]}, [],
+     None,
      FailureKind.WRONG_ARCHITECTURE, "ELFCLASS64 library in this process"),
-    (None, ["Fatal Python error: Segmentation fault", "", "Current thread 0x00007f0e2c794040 (most recent call first):",
+    (None, ["Fatal Python error: Segmentation fault", "",
+            "Current thread 0x00007f0e2c794040 (most recent call first):",
             '  File "/run/gpu-harness/gles.py", line 462 in draw',
             '  File "/run/gpu-harness/gles.py", line 726 in render'], 11,
      FailureKind.CRASH, "SIGSEGV in draw (gles.py:462)"),
@@ -147,14 +156,16 @@ CAPTURED = [
 
 
 @pytest.mark.parametrize("report, log, signal_number, kind, subject", CAPTURED,
-                         ids=["missing", "glibc-runtime", "glibc-host", "symbol", "wrong-arch", "crash", "egl"])
+                         ids=["missing", "glibc-runtime", "glibc-host", "symbol", "wrong-arch",
+                              "crash", "egl"])
 def test_the_classifier_reads_the_loaders_words(report, log, signal_number, kind, subject):
     found = diagnosis.classify(report, log, signal_number, {"runtime": "2.31", "host": "2.36"})
     assert found is not None and (found.kind, found.subject) == (kind, subject)
 
 
 def test_nothing_to_classify_gives_none():
-    assert diagnosis.classify({"error": "shader compile failed: 0:1(1): error"}, ["hello"], None, {}) is None
+    assert diagnosis.classify({"error": "shader compile failed: 0:1(1): error"}, ["hello"], None,
+                              {}) is None
 
 
 def test_a_classified_failure_becomes_the_verdict_and_an_expectation_can_name_it():
@@ -167,7 +178,8 @@ def test_a_classified_failure_becomes_the_verdict_and_an_expectation_can_name_it
     def judged(**expect):
         declaration = {"matrix": {"paths": ["sandbox-hostlibs"]}}
         if expect:
-            declaration["override"] = [{"match": "*", "expect": "fail", "reason": "measured", **expect}]
+            declaration["override"] = [{"match": "*", "expect": "fail", "reason": "measured",
+                                        **expect}]
         return verdict.judge(matrix.expand(declaration, "t").scenarios[0], observed, None, host)
 
     plain = judged()
@@ -183,7 +195,8 @@ def test_an_expected_failure_class_must_be_known():
 
     with pytest.raises(InputError, match="failure: must be one of"):
         matrix.expand({"matrix": {"paths": ["native"]},
-                       "override": [{"match": "*", "expect": "fail", "reason": "r", "failure": "sad"}]}, "t")
+                       "override": [{"match": "*", "expect": "fail", "reason": "r",
+                                     "failure": "sad"}]}, "t")
 
 
 # A bwrap sandbox's mount table (sandbox-hostlibs over the trixie runtime), captured.
@@ -199,9 +212,11 @@ MOUNTS = [
     ["/dev", "/", "tmpfs", "0:42", "tmpfs", "dir"],
     ["/dev/null", "/null", "devtmpfs", "0:6", "devtmpfs", "char"],
     ["/dev/dri", "/dri", "devtmpfs", "0:6", "devtmpfs", "dir"],
-    ["/run/host-driver/lib/libEGL_mesa.so.0", "/usr/lib/x86_64-linux-gnu/libEGL_mesa.so.0.0.0", "ext4", "254:0",
+    ["/run/host-driver/lib/libEGL_mesa.so.0", "/usr/lib/x86_64-linux-gnu/libEGL_mesa.so.0.0.0",
+     "ext4", "254:0",
      "/dev/vda", "file"],
-    ["/run/host-driver/egl/50_mesa.json", "/tmp/gh-1/3/host-driver/egl/50_mesa.json", "ext4", "254:0", "/dev/vda",
+    ["/run/host-driver/egl/50_mesa.json", "/tmp/gh-1/3/host-driver/egl/50_mesa.json", "ext4",
+     "254:0", "/dev/vda",
      "file"],
     ["/tmp/.virgl_test", "/tmp/gh-1/3/vtest.sock", "ext4", "254:0", "/dev/vda", "socket"],
     ["/run/gpu-harness/out", "/out/scenarios/x/probe", "ext4", "254:0", "/dev/vda", "dir"],
@@ -209,7 +224,8 @@ MOUNTS = [
 
 
 def test_the_leak_audit_counts_host_files_devices_and_sockets_not_the_runtime_or_the_harness():
-    found = exposure.audit(MOUNTS, {"mnt": "mnt:[9]"}, {"mnt": "mnt:[1]"}, RUNTIME, ["/tmp/gh-1/3", "/out"],
+    found = exposure.audit(MOUNTS, {"mnt": "mnt:[9]"}, {"mnt": "mnt:[1]"}, RUNTIME, ["/tmp/gh-1/3",
+                                                                                     "/out"],
                            host_table=HOST_TABLE)
     assert found.host_files == ["/usr/lib/x86_64-linux-gnu/libEGL_mesa.so.0.0.0"]
     assert found.host_devices == ["/dev/dri"] and found.host_sockets == ["/tmp/.virgl_test"]
@@ -246,8 +262,10 @@ def test_a_workload_that_never_started_is_audited_from_its_bwrap_command_line(tm
         listener.close()
     assert found is not None and not found.whole_host and found.source.startswith("bwrap argv")
     assert found.host_files == sorted([str(host / "libEGL_x.so.1.0"), str(host / "dri")])
-    assert found.host_file_count == 3  # the library (its real file) and the two drivers in the folder
-    assert found.host_devices == ["/dev/dri/renderD128"] and found.host_sockets == ["/tmp/.virgl_test"]
+    # the library (its real file) and the two drivers in the folder
+    assert found.host_file_count == 3
+    assert (found.host_devices == ["/dev/dri/renderD128"]
+            and found.host_sockets == ["/tmp/.virgl_test"])
     assert exposure.from_bwrap_argv(["podman", "run"], str(runtime), []) is None
     whole = exposure.from_bwrap_argv(["bwrap", "--ro-bind", "/", "/", "--", "sh"], str(runtime), [])
     assert whole is not None and whole.whole_host and whole.host_file_count is None
@@ -258,21 +276,27 @@ def test_a_guest_exposes_only_its_9p_exports():
             "-virtfs", "local,path=/tmp/gh/out,mount_tag=out,security_model=none"]
     guest = [["/", "/", "9p", "0:20", "root", "dir"], ["/out", "/", "9p", "0:21", "out", "dir"],
              ["/dev", "/", "devtmpfs", "0:5", "devtmpfs", "dir"]]
-    found = exposure.audit(guest, {}, {}, "/", ["/tmp/gh"], exposure.virtfs_exports(argv), HOST_TABLE)
+    found = exposure.audit(guest, {}, {}, "/", ["/tmp/gh"], exposure.virtfs_exports(argv),
+                           HOST_TABLE)
     assert found.whole_host and found.separate_kernel and found.host_devices == []
 
 
 def test_driver_matching_flags_what_differs():
     runtime = drivermatch.driver_match("25.0.7", "mesa 22.3.6", {"name": None, "version": None},
                                       ["/usr/lib/x86_64-linux-gnu/libgallium-25.0.7.so"])
-    assert runtime.used == "runtime" and runtime.mismatch and "host Mesa 22.3.6" in str(runtime.note)
+    assert (runtime.used == "runtime" and runtime.mismatch
+            and "host Mesa 22.3.6" in str(runtime.note))
     virtual = drivermatch.driver_match("25.0.7", "mesa 22.3.6", {"name": None, "version": None},
-                                      ["/usr/lib/x86_64-linux-gnu/libgallium-25.0.7.so"], direct=False)
-    assert virtual.used == "runtime" and not virtual.mismatch  # virgl: the host's Mesa does the work
-    host = drivermatch.driver_match("25.0.7", "nvidia 580.95.05", {"name": "nvidia", "version": "580.95.05"},
+                                      ["/usr/lib/x86_64-linux-gnu/libgallium-25.0.7.so"],
+                                       direct=False)
+    # virgl: the host's Mesa does the work
+    assert virtual.used == "runtime" and not virtual.mismatch
+    host = drivermatch.driver_match("25.0.7", "nvidia 580.95.05", {"name": "nvidia",
+                                                                   "version": "580.95.05"},
                                    ["/run/host-driver/lib/libEGL_nvidia.so.0"])
     assert host.used == "host-driver" and not host.mismatch
-    old = drivermatch.driver_match(None, "nvidia 580.95.05", {"name": "nvidia", "version": "575.57.08"},
+    old = drivermatch.driver_match(None, "nvidia 580.95.05", {"name": "nvidia",
+                                                              "version": "575.57.08"},
                                   ["/run/host-driver/lib/libEGL_nvidia.so.0"])
     assert old.mismatch and "kernel module 575.57.08" in str(old.note)
 
@@ -294,7 +318,8 @@ def test_the_capsule_finds_the_dlopen_calls_it_redirects():
 
 
 def test_a_crash_is_placed_in_the_thread_that_crashed():
-    log = ["Fatal Python error: Segmentation fault", "", "Thread 0x00007fc606bff6c0 (most recent call first):",
+    log = ["Fatal Python error: Segmentation fault", "",
+           "Thread 0x00007fc606bff6c0 (most recent call first):",
            '  File "/run/gpu-harness/probelib.py", line 414 in watch', "",
            "Current thread 0x00007fc60a1b2040 (most recent call first):",
            '  File "/run/gpu-harness/gles.py", line 131 in open_display',

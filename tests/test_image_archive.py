@@ -54,7 +54,8 @@ def spec(**fields) -> imagearchive.ImageSpec:
 
 def written(tmp_path: Path, name: str = "image.tar.gz") -> Path:
     out = tmp_path / "out" / name
-    imagearchive.write(tree(tmp_path) if not (tmp_path / "tree").exists() else tmp_path / "tree", out, spec())
+    imagearchive.write(tree(tmp_path) if not (tmp_path / "tree").exists() else tmp_path / "tree",
+                       out, spec())
     return out
 
 
@@ -92,7 +93,8 @@ def test_the_written_archive_says_what_it_is(tmp_path):
     assert dict(info.env)["PATH"].endswith("/usr/bin:/sbin:/bin")
     assert info.tags == ("localhost/gpu-harness/t:1",)
     # only installed packages; versions as runtimes read them
-    assert recipes.component_versions(info.packages) == {"mesa": "25.0.7", "libc": "2.41", "python": None}
+    assert recipes.component_versions(info.packages) == {"mesa": "25.0.7", "libc": "2.41",
+                                                         "python": None}
 
 
 def test_the_id_is_the_config_digest_and_the_same_tree_gives_the_same_file(tmp_path):
@@ -103,7 +105,7 @@ def test_the_id_is_the_config_digest_and_the_same_tree_gives_the_same_file(tmp_p
         config = archive.extractfile(manifest[0]["Config"]).read()
         layer = archive.extractfile(manifest[0]["Layers"][0]).read()
     assert imagearchive.read(str(first)).id == hashlib.sha256(config).hexdigest()
-    assert json.loads(config)["rootfs"]["diff_ids"] == [f"sha256:{hashlib.sha256(layer).hexdigest()}"]
+    assert (json.loads(config)["rootfs"]["diff_ids"] == [f"sha256:{hashlib.sha256(layer).hexdigest()}"])
     with tarfile.open(fileobj=io.BytesIO(layer)) as inner:
         assert sorted(inner.getnames())[:3] == ["bin", "usr", "usr/bin"]  # no ./ prefix, sorted
 
@@ -136,10 +138,13 @@ def oci_archive(tmp_path: Path, layers, config_settings) -> Path:
     path = tmp_path / "oci.tar"
     with tarfile.open(path, "w") as archive:
         layer_digests = [blob(archive, data) for data in layers]
-        config = blob(archive, json.dumps({"architecture": "amd64", "os": "linux", "config": config_settings}).encode())
+        config = blob(archive, json.dumps({"architecture": "amd64", "os": "linux",
+                                           "config": config_settings}).encode())
         manifest = blob(archive, json.dumps({"schemaVersion": 2, "config": {"digest": config},
-                                             "layers": [{"digest": d} for d in layer_digests]}).encode())
-        add(archive, "index.json", json.dumps({"schemaVersion": 2, "manifests": [{"digest": manifest}]}).encode())
+                                             "layers": [{"digest": d}
+                                                        for d in layer_digests]}).encode())
+        add(archive, "index.json", json.dumps({"schemaVersion": 2,
+                                               "manifests": [{"digest": manifest}]}).encode())
         add(archive, "oci-layout", b'{"imageLayoutVersion": "1.0.0"}')
     return path
 
@@ -149,10 +154,12 @@ def test_an_oci_archive_of_a_nix_image(tmp_path):
     mesa = "nix/store/" + "a" * 32 + "-mesa-25.1.4-drivers/lib/dri/swrast_dri.so"
     glibc = "nix/store/" + "c" * 32 + "-glibc-2.40-66/lib/libc.so.6"
     layers = [layer({mesa: b"", glibc: b""}, compressed=True), layer({NIX_PYTHON.lstrip("/"): b""})]
-    path = oci_archive(tmp_path, layers, {"Cmd": [NIX_PYTHON, "/probe/gles.py"], "Env": ["LIBGL_DRIVERS_PATH=/x"]})
+    path = oci_archive(tmp_path, layers, {"Cmd": [NIX_PYTHON, "/probe/gles.py"],
+                                          "Env": ["LIBGL_DRIVERS_PATH=/x"]})
     info = imagearchive.read(str(path))
     assert info.format == "oci-archive" and info.cmd[0] == NIX_PYTHON
-    assert recipes.component_versions(info.packages) == {"mesa": "25.1.4", "libc": "2.40", "python": "3.12.8"}
+    assert recipes.component_versions(info.packages) == {"mesa": "25.1.4", "libc": "2.40",
+                                                         "python": "3.12.8"}
     assert info.env == (("LIBGL_DRIVERS_PATH", "/x"),)
 
 
@@ -170,8 +177,10 @@ def test_a_later_layer_deletes_or_replaces_dpkgs_status(tmp_path):
     ({"a.txt": b"x"}, "is a tar archive but not an image: no manifest.json"),
     ({"manifest.json": b"[]"}, "manifest.json lists no image"),
     ({"manifest.json": b"{"}, "manifest.json is not JSON"),
-    ({"manifest.json": json.dumps([{"Config": "c.json", "Layers": []}]).encode()}, "names c.json, which it does not hold"),
-    ({"index.json": json.dumps({"manifests": [{"digest": "md5:1"}]}).encode()}, "bad digest 'md5:1'"),
+    ({"manifest.json": json.dumps([{"Config": "c.json", "Layers": []}]).encode()},
+     "names c.json, which it does not hold"),
+    ({"index.json": json.dumps({"manifests": [{"digest": "md5:1"}]}).encode()},
+     "bad digest 'md5:1'"),
 ])
 def test_a_tar_that_is_no_image_is_one_line(tmp_path, members, message):
     path = tmp_path / "x.tar"
@@ -190,17 +199,20 @@ def test_a_truncated_archive_is_unreadable(tmp_path):
 
 
 def image_matrix(runtime: dict, paths=("podman-vtest",)) -> dict:
-    return {"matrix": {"paths": list(paths), "runtimes": ["img"], "probes": ["gl"]}, "runtimes": {"img": runtime}}
+    return {"matrix": {"paths": list(paths), "runtimes": ["img"], "probes": ["gl"]},
+            "runtimes": {"img": runtime}}
 
 
 @pytest.mark.parametrize("runtime, message", [
     ({"kind": "image"}, "runtimes.img: an image runtime needs exactly one of archive"),
     ({"kind": "image", "archive": "/x.tar", "recipe": "trixie"}, "needs exactly one of archive"),
     ({"kind": "image", "root": "/"}, "runtimes.img.root: an image runtime has no root"),
-    ({"kind": "image", "archive": "/nonexistent/x.tar"}, "runtimes.img.archive: /nonexistent/x.tar does not exist"),
+    ({"kind": "image", "archive": "/nonexistent/x.tar"},
+     "runtimes.img.archive: /nonexistent/x.tar does not exist"),
     ({"kind": "image", "archive": 3}, "runtimes.img.archive: must be a string"),
     ({"kind": "image", "recipe": "nope"}, "runtimes.img.recipe: no shipped recipe 'nope'"),
-    ({"kind": "rootfs", "root": "/", "archive": "/x.tar"}, "runtimes.img.archive: only an image runtime"),
+    ({"kind": "rootfs", "root": "/", "archive": "/x.tar"},
+     "runtimes.img.archive: only an image runtime"),
 ])
 def test_a_bad_image_runtime_is_one_matrix_line(runtime, message):
     with pytest.raises(InputError) as err:
@@ -210,14 +222,16 @@ def test_a_bad_image_runtime_is_one_matrix_line(runtime, message):
 
 def test_an_image_runs_only_where_a_family_takes_images(tmp_path):
     declared = image_matrix({"kind": "image", "archive": str(written(tmp_path))},
-                            ("podman-vtest", "vtest-virgl", "sandbox-dri", "flatpak-vtest", "vm-headless"))
+                            ("podman-vtest", "vtest-virgl", "sandbox-dri", "flatpak-vtest",
+                             "vm-headless"))
     scenarios = matrix.expand(declared, "m.toml").scenarios
     assert [s.id for s in scenarios] == ["podman-vtest/img/gl"]
     assert scenarios[0].runtime.root == str(tmp_path / "out/image.tar.gz")
 
 
 def test_an_image_from_a_recipe_is_cached_by_its_lock():
-    (scenario,) = matrix.expand(image_matrix({"kind": "image", "recipe": "trixie"}), "m.toml").scenarios
+    (scenario,) = matrix.expand(image_matrix({"kind": "image", "recipe": "trixie"}),
+                                "m.toml").scenarios
     assert scenario.runtime.recipe == "trixie"
     assert scenario.runtime.root == str(builds.image_archive_path("trixie"))
     assert Path(scenario.runtime.root).parent == builds.IMAGES_DIR
@@ -277,12 +291,14 @@ def test_a_file_hard_linked_while_tar_reads_it_still_makes_the_image(tmp_path, m
     calm = imagearchive.write(root, tmp_path / "calm.tar", spec())
     said = tmp_path / "tar.log"
     with open(said, "w") as log:
-        code = subprocess.run(raced_tar(big, imagearchive.layer_argv(root)), stdout=subprocess.DEVNULL,
+        code = subprocess.run(raced_tar(big, imagearchive.layer_argv(root)),
+                              stdout=subprocess.DEVNULL,
                               stderr=log).returncode
     assert code == 1 and said.read_text().endswith(": file changed as we read it\n"), said.read_text()
     assert imagearchive.only_inodes_changed(said)
     layer_argv = imagearchive.layer_argv
-    monkeypatch.setattr(imagearchive, "layer_argv", lambda tree_root: raced_tar(big, layer_argv(tree_root)))
+    monkeypatch.setattr(imagearchive, "layer_argv", lambda tree_root: raced_tar(big,
+                                                                                layer_argv(tree_root)))
     assert imagearchive.write(root, tmp_path / "raced.tar", spec()) == calm
 
 

@@ -21,7 +21,8 @@ def scene():
 
 def test_identical_images_match(tmp_path):
     golden = save(tmp_path / "g.png", scene())
-    result = compare(save(tmp_path / "a.png", scene()), golden, Tolerance(0, 0.0), tmp_path / "d.png")
+    result = compare(save(tmp_path / "a.png", scene()), golden, Tolerance(0, 0.0),
+                     tmp_path / "d.png")
     assert result.matched and result.differing_fraction == 0 and result.max_channel_diff == 0
     assert (tmp_path / "d.png").exists()
 
@@ -29,13 +30,15 @@ def test_identical_images_match(tmp_path):
 def test_small_channel_noise_within_tolerance(tmp_path):
     noisy = scene().astype(int)
     noisy[::2, ::2] += 3
-    result = compare(save(tmp_path / "a.png", noisy.clip(0, 255)), save(tmp_path / "g.png", scene()), Tolerance(4, 0.0))
+    result = compare(save(tmp_path / "a.png", noisy.clip(0, 255)), save(tmp_path / "g.png",
+                                                                        scene()), Tolerance(4, 0.0))
     assert result.matched and result.max_channel_diff == 3
 
 
 def test_moved_geometry_fails_and_marks_diff(tmp_path):
     moved = np.roll(scene(), 8, axis=1)
-    result = compare(save(tmp_path / "a.png", moved), save(tmp_path / "g.png", scene()), Tolerance(16, 0.01),
+    result = compare(save(tmp_path / "a.png", moved), save(tmp_path / "g.png", scene()),
+                     Tolerance(16, 0.01),
                      tmp_path / "d.png")
     assert not result.matched
     assert abs(result.differing_fraction - 2 * 8 * 32 / 64 / 64) < 1e-9
@@ -62,7 +65,8 @@ def test_size_mismatch_and_missing_golden(tmp_path):
 
 # --- a display captured from a virtual GPU machine ------------------------------------------------
 
-SCANOUT = Path(__file__).parent / "files" / "kms-scanout.png"  # QMP screendump of weston showing the gl probe
+# QMP screendump of weston showing the gl probe
+SCANOUT = Path(__file__).parent / "files" / "kms-scanout.png"
 
 
 def test_a_real_capture_of_the_shown_image_matches_its_golden_and_not_another(tmp_path):
@@ -71,7 +75,8 @@ def test_a_real_capture_of_the_shown_image_matches_its_golden_and_not_another(tm
     assert (tmp_path / "scanout-crop.png").exists() and Image.open(tmp_path / "scanout-crop.png").size == \
         Image.open(GOLDENS_DIR / "gl.png").size
     for other in ("vulkan", "vfio"):
-        assert not compare_shown(SCANOUT, GOLDENS_DIR / f"{other}.png", SHOWN_TOLERANCE, tmp_path).matched, other
+        assert not compare_shown(SCANOUT, GOLDENS_DIR / f"{other}.png", SHOWN_TOLERANCE,
+                                 tmp_path).matched, other
 
 
 def test_a_display_of_its_border_alone_shows_nothing(tmp_path):

@@ -11,7 +11,8 @@ def spec(tmp_path, init="#!/bin/sh\necho hi\n"):
     if not busybox.exists():
         busybox.write_bytes(b"\x7fELF not really busybox")
         probe.write_text("print('probe')\n")
-    return initramfs.InitramfsSpec(str(busybox), str(tmp_path), (), init, (("gles.py", str(probe)),))
+    return initramfs.InitramfsSpec(str(busybox), str(tmp_path), (), init, (("gles.py", str(probe)),
+                                                                           ))
 
 
 def test_second_build_with_the_same_inputs_is_a_cache_hit(tmp_path):
@@ -19,7 +20,8 @@ def test_second_build_with_the_same_inputs_is_a_cache_hit(tmp_path):
     first, built = initramfs.build(spec(tmp_path), cache)
     again, built_again = initramfs.build(spec(tmp_path), cache)
     assert (built, built_again, again) == (True, False, first)
-    listing = subprocess.run(["cpio", "-it", "--quiet"], stdin=open(first, "rb"), capture_output=True,
+    listing = subprocess.run(["cpio", "-it", "--quiet"], stdin=open(first, "rb"),
+                             capture_output=True,
                              text=True, check=True).stdout.split()
     assert {"init", "bin/busybox", "probe/gles.py", "modules", "dev", "proc"} <= set(listing)
     other, built_other = initramfs.build(spec(tmp_path, init="#!/bin/sh\necho other\n"), cache)

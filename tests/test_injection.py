@@ -16,7 +16,8 @@ HOSTILE = "x\n--ro-bind\n/\n/run/hostroot"
 
 
 def toolset():
-    tools = {name: Tool(name, f"/usr/bin/{name}", "1.0") for name in ("bwrap", "virgl_test_server", "python3")}
+    tools = {name: Tool(name, f"/usr/bin/{name}", "1.0") for name in ("bwrap", "virgl_test_server",
+                                                                      "python3")}
     return Toolset("discovery", tools, [])
 
 
@@ -46,12 +47,14 @@ def test_probe_args_stay_probe_arguments(tmp_path):
     plan, _ = sandbox_argv(tmp_path, probe_args=(HOSTILE, "--", "--bind"))
     assert plan.argv[-3:] == [HOSTILE, "--", "--bind"]
     separator = plan.argv.index("--")
-    assert plan.argv[separator + 1] == "/usr/bin/python3" and "--bind" not in plan.argv[separator - 3:separator]
+    assert (plan.argv[separator + 1] == "/usr/bin/python3"
+            and "--bind" not in plan.argv[separator - 3:separator])
 
 
 def qemu(cmdline="console=ttyS0", out_dir="/r/probe", root="/"):
     return QemuSpec(qemu="q", accel="tcg", memory_mb=256, kernel="/k", initrd="/i", cmdline=cmdline,
-                    serial_log="/r/console.log", qmp_socket="/t/qmp.sock", runtime_root=root, out_dir=out_dir,
+                    serial_log="/r/console.log", qmp_socket="/t/qmp.sock", runtime_root=root,
+                    out_dir=out_dir,
                     display="none").argv()
 
 
@@ -91,11 +94,13 @@ def test_a_comma_in_a_folder_cannot_add_a_qemu_option():
 def test_the_guest_workload_script_keeps_values_whole(tmp_path):
     ws = Workspace(tmp_path / "r", tmp_path / "t")
     ws.create()
-    ctx = LaunchContext(scenario("vm-headless", env=(("ZZ", HOSTILE + "'; touch /pwned; '"),)), toolset(), ws,
+    ctx = LaunchContext(scenario("vm-headless", env=(("ZZ", HOSTILE + "'; touch /pwned; '"),)),
+                        toolset(), ws,
                         Workload(probe="gl", probe_args=[HOSTILE]))
     vm.write_guest_workload(ctx, scanout=False, family_args=[])
     script = ws.probe_out / "environment.sh"
-    value = subprocess.run(["sh", "-c", f'. "{script}" && printf %s "$ZZ"'], capture_output=True, text=True).stdout
+    value = subprocess.run(["sh", "-c", f'. "{script}" && printf %s "$ZZ"'], capture_output=True,
+                           text=True).stdout
     assert value == HOSTILE + "'; touch /pwned; '"
     workload = (ws.probe_out / "workload.sh").read_text()
     assert subprocess.run(["sh", "-n", str(ws.probe_out / "workload.sh")]).returncode == 0

@@ -26,7 +26,8 @@ def test_an_xz_kernel_is_unpacked_once(tmp_path):
 
 @pytest.mark.skipif(not shutil.which("zstd"), reason="needs zstd (apt-get install zstd)")
 def test_a_zstd_kernel_as_nixpkgs_builds_it_is_unpacked(tmp_path):
-    compressed = subprocess.run(["zstd", "-q", "-c"], input=ELF, capture_output=True, check=True).stdout
+    compressed = subprocess.run(["zstd", "-q", "-c"], input=ELF, capture_output=True,
+                                check=True).stdout
     unpacked = kernel.unpacked(str(bzimage(tmp_path, compressed)), tmp_path / "cache")
     assert open(unpacked, "rb").read() == ELF
 

@@ -16,7 +16,8 @@ RECORDS = json.loads((Path(__file__).parent / "files" / "kmsg" / "records.json")
 
 def test_the_fault_lines_of_the_named_program_are_found_with_their_pids():
     found = kernelfaults.faults(RECORDS, ["/usr/libexec/virgl_render_server"])
-    assert [(f.program, f.pid) for f in found] == [("virgl_render_se", 14001), ("virgl_render_se", 26734)]
+    assert [(f.program, f.pid) for f in found] == [("virgl_render_se", 14001), ("virgl_render_se",
+                                                                                26734)]
     assert found[0].line.startswith("virgl_render_se[14001]: segfault at 0 ip ")
 
 

@@ -34,14 +34,16 @@ def need(*programs):
 
 def nix_eval(path=None, expr=None):
     need("nix-instantiate")
-    argv = ["nix-instantiate", "--eval", "--strict", "--json"] + (["-E", expr] if expr else [str(path)])
+    argv = ["nix-instantiate", "--eval", "--strict", "--json"] + (["-E", expr] if expr
+                                                                  else [str(path)])
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
 
 def nix_files():
-    return sorted(p for p in ROOT.rglob("*.nix") if ".venv" not in p.parts and ".git" not in p.parts)
+    return sorted(p for p in ROOT.rglob("*.nix") if ".venv" not in p.parts
+                  and ".git" not in p.parts)
 
 
 def test_every_nix_file_parses():
@@ -50,7 +52,8 @@ def test_every_nix_file_parses():
     assert {"flake.nix", "nix/matrix.nix", "nix/packages.nix", "nix/pins.nix"} <= \
         {str(p.relative_to(ROOT)) for p in files}
     for path in files:
-        done = subprocess.run(["nix-instantiate", "--parse", str(path)], capture_output=True, text=True)
+        done = subprocess.run(["nix-instantiate", "--parse", str(path)], capture_output=True,
+                              text=True)
         assert done.returncode == 0, f"{path}: {done.stderr}"
 
 
@@ -61,7 +64,8 @@ def test_nix_matrix_expands_to_exactly_the_toml_matrix():
     assert [s.to_dict() for s in from_nix] == [s.to_dict() for s in from_toml]
     declared = matrix_mod.read_declaration(matrix_mod.DEFAULT_MATRIX)["matrix"]
     pairs = [(path, probe) for path in declared["paths"] for probe in declared["probes"]
-             if probe in path_registry.get(path).probes and registry.of(path_registry.get(path)).accepts(
+             if probe in path_registry.get(path).probes
+             and registry.of(path_registry.get(path)).accepts(
                  model.HOST)]
     assert len([s for s in from_nix if s.runtime.name == "host"]) == len(pairs)
     assert {s.runtime.name for s in from_nix} == {"host", "trixie"}
@@ -69,15 +73,19 @@ def test_nix_matrix_expands_to_exactly_the_toml_matrix():
 
 DECLARATIONS = [
     None,  # the default matrix
-    {"matrix": {"paths": ["software", "vtest-virgl", "sandbox-dri", "vm-virgl"], "runtimes": ["host", "trixie"],
-                "probes": ["gl"], "exclude": [{"path": "sandbox-*", "runtime": "trix?e"}, {"path": "vm-virgl"}]},
+    {"matrix": {"paths": ["software", "vtest-virgl", "sandbox-dri", "vm-virgl"],
+                "runtimes": ["host", "trixie"],
+                "probes": ["gl"], "exclude": [{"path": "sandbox-*", "runtime": "trix?e"},
+                                              {"path": "vm-virgl"}]},
      "runtimes": {"trixie": {"kind": "rootfs", "root": "/"}}},
-    {"matrix": {"paths": ["software", "vtest-virgl", "sandbox-dri", "vm-vfio-nested"], "probes": ["gl", "basic", "vfio"]},
+    {"matrix": {"paths": ["software", "vtest-virgl", "sandbox-dri", "vm-vfio-nested"],
+                "probes": ["gl", "basic", "vfio"]},
      "probes": {"basic": {"kind": "piglit", "tests": ["fbo-alpha"]}}},
 ]
 
 
-@pytest.mark.parametrize("declaration", DECLARATIONS, ids=["default", "excludes-and-rootfs", "declared-probes"])
+@pytest.mark.parametrize("declaration", DECLARATIONS, ids=["default", "excludes-and-rootfs",
+                                                           "declared-probes"])
 def test_nix_scenario_list_matches_the_python_expansion(declaration):
     if declaration is None:
         expected = matrix_mod.load(matrix_mod.DEFAULT_MATRIX).scenarios
@@ -85,7 +93,8 @@ def test_nix_scenario_list_matches_the_python_expansion(declaration):
     else:
         expected = matrix_mod.expand(declaration, "<test>").scenarios
         literal = json.dumps(json.dumps(declaration))
-        listed = nix_eval(expr=f"import ./nix/scenarios.nix {{ declaration = builtins.fromJSON {literal}; }}")
+        listed = nix_eval(expr=f"import ./nix/scenarios.nix {{ declaration = builtins.fromJSON "
+                               f"{literal}; }}")
     assert [s["id"] for s in listed] == [s.id for s in expected]
     assert [s["name"] for s in listed] == [s.slug for s in expected]
 
@@ -103,7 +112,8 @@ def test_nix_paths_table_agrees_with_the_path_registry():
         assert table[name]["family"] == spec.family, name
         assert ("kvm" in table[name]["features"]) == (spec.family in ("vm", "vfio")), name
         # A path that needs a GPU must not be a default check, where there is none.
-        assert ("gpu" in table[name]["features"]) == (spec.needs_render_node or name in ("native", "vm-vfio")), name
+        assert ("gpu" in table[name]["features"]) == (spec.needs_render_node or name in ("native",
+                                                                                         "vm-vfio")), name
 
 
 def test_pin_files_are_valid_and_nix_reads_the_same_values():
@@ -116,13 +126,15 @@ def test_pin_files_are_valid_and_nix_reads_the_same_values():
 
 
 def test_a_bad_pin_file_is_a_one_line_error_with_exit_2(tmp_path, capsys):
-    (tmp_path / "broken.json").write_text(json.dumps({"fetcher": "svn", "url": "x", "hash": "md5-abc",
+    (tmp_path / "broken.json").write_text(json.dumps({"fetcher": "svn", "url": "x",
+                                                      "hash": "md5-abc",
                                                       "version": "1", "colour": "red"}))
     assert cli.main(["pins", "check", "--dir", str(tmp_path)]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines and all(line.startswith("gpu-harness: error: ") for line in lines)
     assert any("colour: unknown key" in line for line in lines)
-    (tmp_path / "broken.json").write_text(json.dumps({"fetcher": "svn", "url": "x", "hash": "md5-abc",
+    (tmp_path / "broken.json").write_text(json.dumps({"fetcher": "svn", "url": "x",
+                                                      "hash": "md5-abc",
                                                       "version": "1"}))
     assert cli.main(["pins", "check", "--dir", str(tmp_path)]) == 2
     assert "fetcher: 'svn' is not one of git, url" in capsys.readouterr().err
@@ -154,9 +166,11 @@ def upstream(tmp_path):
 
 def clean_checkout_hash(repo: Path, rev: str, where: Path) -> str:
     subprocess.run(["git", "clone", "-q", str(repo), str(where)], check=True)
-    subprocess.run(["git", "-C", str(where), "-c", "advice.detachedHead=false", "checkout", "-q", rev], check=True)
+    subprocess.run(["git", "-C", str(where), "-c", "advice.detachedHead=false", "checkout", "-q",
+                    rev], check=True)
     shutil.rmtree(where / ".git")
-    digest = subprocess.run(["nix-hash", "--type", "sha256", str(where)], capture_output=True, text=True,
+    digest = subprocess.run(["nix-hash", "--type", "sha256", str(where)], capture_output=True,
+                            text=True,
                             check=True).stdout.strip()
     return "sha256-" + base64.b64encode(bytes.fromhex(digest)).decode()
 
@@ -165,26 +179,31 @@ def test_pins_update_moves_a_git_pin_to_the_newest_release_tag(upstream, tmp_pat
     pins_dir = tmp_path / "pins"
     pins_dir.mkdir()
     old_hash = "sha256-" + base64.b64encode(b"\0" * 32).decode()
-    (pins_dir / "thing.json").write_text(json.dumps({"fetcher": "git", "url": f"file://{upstream}", "rev": "v1.0",
-                                                     "hash": old_hash, "version": "1.0", "tag_prefix": "v"}))
+    (pins_dir / "thing.json").write_text(json.dumps({"fetcher": "git", "url": f"file://{upstream}",
+                                                     "rev": "v1.0",
+                                                     "hash": old_hash, "version": "1.0",
+                                                     "tag_prefix": "v"}))
     assert cli.main(["pins", "update", "thing", "--dir", str(pins_dir)]) == 0
     pin = pins.load(pins_dir / "thing.json")
     expected = clean_checkout_hash(upstream, "v1.10", tmp_path / "check")
-    assert (pin.rev, pin.version, pin.hash) == ("v1.10", "1.10", expected)  # 1.10 > 1.2; the rc is skipped
+    # 1.10 > 1.2; the rc is skipped
+    assert (pin.rev, pin.version, pin.hash) == ("v1.10", "1.10", expected)
     printed = capsys.readouterr().out
     assert f"thing: hash {old_hash} -> {expected}" in printed and "rev v1.0 -> v1.10" in printed
     assert cli.main(["pins", "update", "thing", "--dir", str(pins_dir)]) == 0
     assert capsys.readouterr().out.strip() == "thing: unchanged"
     assert cli.main(["pins", "update", "thing", "--rev", "v1.2", "--dir", str(pins_dir)]) == 0
     pin = pins.load(pins_dir / "thing.json")
-    assert (pin.rev, pin.version, pin.hash) == ("v1.2", "1.2", clean_checkout_hash(upstream, "v1.2", tmp_path / "c2"))
+    assert (pin.rev, pin.version, pin.hash) == ("v1.2", "1.2", clean_checkout_hash(upstream, "v1.2",
+                                                                                   tmp_path / "c2"))
 
 
 def test_pins_update_of_a_missing_rev_fails_and_keeps_the_file(upstream, tmp_path, capsys):
     pins_dir = tmp_path / "pins"
     pins_dir.mkdir()
     original = json.dumps({"fetcher": "git", "url": f"file://{upstream}", "rev": "v1.0",
-                           "hash": "sha256-" + base64.b64encode(b"\1" * 32).decode(), "version": "1.0"})
+                           "hash": "sha256-" + base64.b64encode(b"\1" * 32).decode(),
+                           "version": "1.0"})
     (pins_dir / "thing.json").write_text(original)
     assert cli.main(["pins", "update", "thing", "--rev", "v9.9", "--dir", str(pins_dir)]) == 1
     assert "thing: not updated:" in capsys.readouterr().err
@@ -222,22 +241,27 @@ def test_flake_outputs_evaluate_against_a_stand_in_nixpkgs(tmp_path):
     default_scenarios = matrix_mod.load(matrix_mod.DEFAULT_MATRIX).scenarios
     # Rootful podman does not run in a Nix build sandbox: the container family has no checks.
     # A device path in a virtual GPU machine needs no GPU here: it is a check like a vm path.
-    no_gpu = [s for s in default_scenarios if (s.path_id not in ("native", "sandbox-dri") or s.machine != model.LOCAL)
+    no_gpu = [s for s in default_scenarios if (s.path_id not in ("native", "sandbox-dri")
+                                               or s.machine != model.LOCAL)
               and registry.of(s.spec).nix_systems != ()]
     assert any(s.machine != model.LOCAL for s in no_gpu)
     assert set(x86) == {s.slug for s in no_gpu} | {"unit-tests"}
     for scenario in no_gpu:
         check = x86[scenario.slug]
-        assert f"--filter '{scenario.id}'" in check["script"] and "--fail-on-skip" in check["script"]
-        assert check["features"] == (["kvm"] if scenario.spec.family in ("vm", "vfio") or scenario.machine != model.LOCAL
+        assert (f"--filter '{scenario.id}'" in check["script"]
+                and "--fail-on-skip" in check["script"])
+        assert check["features"] == (["kvm"] if scenario.spec.family in ("vm", "vfio")
+                                     or scenario.machine != model.LOCAL
                                      else [])
     assert not any(name.startswith("vm-") for name in outputs["checks"]["aarch64-linux"])
     assert sorted(outputs["gpuChecks"]["x86_64-linux"]) == [
-        "native__host__gl", "native__host__vulkan", "sandbox-dri__host__gl", "sandbox-dri__host__vulkan",
+        "native__host__gl", "native__host__vulkan", "sandbox-dri__host__gl",
+                                                            "sandbox-dri__host__vulkan",
         "sandbox-dri__trixie__gl", "sandbox-dri__trixie__vulkan"]
     assert outputs["apps"]["x86_64-linux"]["default"]["type"] == "app"
     assert outputs["devShells"] == {"aarch64-linux": ["default"], "x86_64-linux": ["default"]}
-    assert {"harness", "mesa", "mesa-old", "virglrenderer", "bubblewrap", "qemu", "toolset", "probe-image",
+    assert {"harness", "mesa", "mesa-old", "virglrenderer", "bubblewrap", "qemu", "toolset",
+            "probe-image",
             "runtime", "kernel"} <= set(outputs["packages"]["x86_64-linux"])
     # The toolset manifest the flake writes loads in the Python toolset loader.
     for system, text in outputs["toolset"].items():
@@ -256,27 +280,31 @@ def test_flake_outputs_evaluate_against_a_stand_in_nixpkgs(tmp_path):
 
 def test_flake_lock_pins_the_nixpkgs_the_flake_asks_for():
     lock = json.loads((ROOT / "flake.lock").read_text())
-    assert set(lock["nodes"]["root"]["inputs"]) == {"nixpkgs", "nixpkgs-old"} == set(pins.FLAKE_INPUTS)
+    assert set(lock["nodes"]["root"]["inputs"]) == {"nixpkgs",
+                                                    "nixpkgs-old"} == set(pins.FLAKE_INPUTS)
     for name in pins.FLAKE_INPUTS:
         node = lock["nodes"][lock["nodes"]["root"]["inputs"][name]]
         assert len(node["locked"]["rev"]) == 40 and pins.SRI_SHA256.match(node["locked"]["narHash"])
         original = node["original"]
-        assert f"github:{original['owner']}/{original['repo']}/{original['ref']}" in (ROOT / "flake.nix").read_text()
+        assert (f"github:{original['owner']}/{original['repo']}/{original['ref']}" in (ROOT / "flake.nix").read_text())
 
 
 # Issue 10's items, each against the strict stand-in (tests/nix/stub-pkgs.nix): each of these
 # failed on the flake as it was before (see the issue note).
 
 def test_the_toolset_evaluates_with_a_nix_prefetch_git_that_has_no_version():
-    """nixpkgs' nix-prefetch-git has a name and no version: the manifest says null, it does not throw."""
+    """nixpkgs' nix-prefetch-git has a name and no version: the manifest says null, it does not
+    throw."""
     for layout in ("25.11", "26.05"):
         for text in flake_outputs(layout)["toolset"].values():
             tools = json.loads(text)["tools"]
-            assert tools["nix-prefetch-git"]["version"] is None and tools["bwrap"]["version"] == "0.11.0"
+            assert (tools["nix-prefetch-git"]["version"] is None
+                    and tools["bwrap"]["version"] == "0.11.0")
 
 
 def test_the_harness_check_phase_has_every_program_the_unit_tests_call():
-    called = {"cpio", "git", "nix"}  # test_initramfs (cpio), test_nix (git, nix-instantiate, nix-hash)
+    # test_initramfs (cpio), test_nix (git, nix-instantiate, nix-hash)
+    called = {"cpio", "git", "nix"}
     for inputs in flake_outputs()["harnessCheckInputs"].values():
         assert called <= set(inputs) and "hypothesis" in inputs
 
@@ -286,9 +314,11 @@ def test_pins_equal_to_the_lock_are_no_override_and_mesa_is_nixpkgs_own():
     for system, packages in outputs["pinned"].items():
         for name in ("mesa", "virglrenderer", "bubblewrap", "qemu"):
             assert packages[name]["overridden"] is None and packages[name]["overriddenAttrs"] == [], (system, name)
-        assert packages["mesa"]["version"] == "25.2.6" and packages["mesa-old"]["version"] == "24.2.8"
+        assert (packages["mesa"]["version"] == "25.2.6"
+                and packages["mesa-old"]["version"] == "24.2.8")
         tools = json.loads(outputs["toolset"][system])["tools"]
-        assert tools["mesa"]["extra"]["nixpkgs"] == {"input": "nixpkgs", "nixpkgs_version": "25.2.6", "override": False}
+        assert tools["mesa"]["extra"]["nixpkgs"] == {"input": "nixpkgs",
+                                                     "nixpkgs_version": "25.2.6", "override": False}
         assert tools["bwrap"]["extra"]["nixpkgs"]["override"] is False
 
 
@@ -306,7 +336,8 @@ def test_a_pin_that_differs_from_the_lock_is_an_override_the_toolset_marks(tmp_p
     """)
     assert bumped["version"] == "0.11.1" and sorted(bumped["overriddenAttrs"]) == ["src", "version"]
     marked = json.loads(bumped["toolset"])["tools"]["bwrap"]["extra"]["nixpkgs"]
-    assert marked == {"input": "nixpkgs", "nixpkgs_version": "0.11.0", "override": True, "pin_version": "0.11.1"}
+    assert marked == {"input": "nixpkgs", "nixpkgs_version": "0.11.0", "override": True,
+                      "pin_version": "0.11.1"}
 
 
 def test_gpu_checks_use_the_host_driver_and_nixpkgs_mesa():
@@ -314,10 +345,10 @@ def test_gpu_checks_use_the_host_driver_and_nixpkgs_mesa():
     for system, checks in outputs["gpuChecks"].items():
         for check in checks.values():
             assert "toolset-gpu.json" in check["script"] and check["features"] == ["gpu"]
-        assert outputs["runtimeGpu"][system].startswith("export LD_LIBRARY_PATH=/run/opengl-driver/lib:")
-        assert "__EGL_VENDOR_LIBRARY_DIRS=/run/opengl-driver/share/glvnd/egl_vendor.d:" in outputs["runtimeGpu"][system]
+        assert (outputs["runtimeGpu"][system].startswith("export LD_LIBRARY_PATH=/run/opengl-driver/lib:"))
+        assert ("__EGL_VENDOR_LIBRARY_DIRS=/run/opengl-driver/share/glvnd/egl_vendor.d:" in outputs["runtimeGpu"][system])
         env = json.loads(outputs["toolsetGpu"][system])["tools"]["mesa"]["extra"]["env"]
-        assert env["__EGL_VENDOR_LIBRARY_DIRS"].startswith("/run/opengl-driver/share/glvnd/egl_vendor.d:")
+        assert (env["__EGL_VENDOR_LIBRARY_DIRS"].startswith("/run/opengl-driver/share/glvnd/egl_vendor.d:"))
     for checks in outputs["checks"].values():
         assert all("toolset-gpu" not in check["script"] for check in checks.values())
 
@@ -328,9 +359,11 @@ def test_xvfb_comes_from_where_the_locked_nixpkgs_has_it():
         assert "xvfb" in outputs["devShell"]["x86_64-linux"]
         tools = json.loads(outputs["toolset"]["x86_64-linux"])["tools"]
         assert tools["Xvfb"]["path"].endswith("-xvfb-21.1.18/bin/Xvfb")
-        # Xvfb's GLX and QEMU's GL display are pointed at the toolset's Mesa (no /run/opengl-driver in a build).
+        # Xvfb's GLX and QEMU's GL display are pointed at the toolset's Mesa (no /run/opengl-driver
+        # in a build).
         env = tools["mesa"]["extra"]["env"]
-        assert env["LIBGL_DRIVERS_PATH"] == tools["mesa"]["path"] and env["__GLX_VENDOR_LIBRARY_NAME"] == "mesa"
+        assert (env["LIBGL_DRIVERS_PATH"] == tools["mesa"]["path"]
+                and env["__GLX_VENDOR_LIBRARY_NAME"] == "mesa")
 
 
 def test_checks_declare_the_builder_features_their_paths_need():
@@ -344,14 +377,17 @@ def test_checks_declare_the_builder_features_their_paths_need():
 
 def test_the_stand_in_rejects_what_nixpkgs_rejects():
     done = subprocess.run(["nix-instantiate", "--eval", "--strict", "-E",
-                           "(import ./tests/nix/stub-pkgs.nix { }).mesa.override { bogusDrivers = [ ]; }"],
+                           "(import ./tests/nix/stub-pkgs.nix { }).mesa.override { bogusDrivers = "
+                           "[ ]; }"],
                           cwd=ROOT, capture_output=True, text=True)
-    assert done.returncode != 0 and "mesa-25.2.6.override: unexpected argument(s) bogusDrivers" in done.stderr
+    assert (done.returncode != 0
+            and "mesa-25.2.6.override: unexpected argument(s) bogusDrivers" in done.stderr)
     missing = subprocess.run(["nix-instantiate", "--eval", "--strict", "-E",
                               "(import ./tests/nix/stub-pkgs.nix { }).nix-prefetch-git.version"],
                              cwd=ROOT, capture_output=True, text=True)
     assert missing.returncode != 0 and "attribute 'version' missing" in missing.stderr
-    accepted = nix_eval(expr="(import ./tests/nix/stub-pkgs.nix { }).mesa.override { galliumDrivers = [ ]; } ? overridden")
+    accepted = nix_eval(expr="(import ./tests/nix/stub-pkgs.nix { }).mesa.override { "
+                             "galliumDrivers = [ ]; } ? overridden")
     assert accepted is True
 
 
@@ -366,5 +402,6 @@ def test_runtime_checks_get_the_runtime_built_from_its_lock():
         assert deb == {"url": f"https://snapshot.debian.org/archive/debian/{lock.snapshot}/{package.filename}",
                        "sha256": package.sha256}
     check = outputs["checks"]["x86_64-linux"]["vtest-virgl__trixie__gl"]
-    assert "--runtime-root trixie=/nix/store/00000000000000000000000000000000-gpu-harness-runtime-trixie " in check["script"]
-    assert "--runtime-root" not in outputs["checks"]["x86_64-linux"]["vtest-virgl__host__gl"]["script"]
+    assert ("--runtime-root "
+            "trixie=/nix/store/00000000000000000000000000000000-gpu-harness-runtime-trixie ") in check["script"]
+    assert ("--runtime-root" not in outputs["checks"]["x86_64-linux"]["vtest-virgl__host__gl"]["script"])

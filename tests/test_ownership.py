@@ -34,14 +34,16 @@ def alive(pid: int) -> bool:
 
 def decoy(folder: Path) -> subprocess.Popen:
     """A process of somebody else's whose command line names `folder` (and runs in it)."""
-    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", str(folder)], cwd=folder,
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", str(folder)],
+                            cwd=folder,
                             start_new_session=True)
 
 
 def sleeper(env: dict) -> subprocess.Popen:
     """A process with `env`, returned once it runs with it (it says so from its final program: no
     exec is under way while the test reads its environment)."""
-    process = subprocess.Popen([sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(300)"],
+    process = subprocess.Popen([sys.executable, "-c",
+                                "import time; print('ready', flush=True); time.sleep(300)"],
                                env=env, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None and process.stdout.readline() == "ready\n"
     return process
@@ -55,7 +57,8 @@ def said_pid(path: Path) -> int:
 def test_stop_ends_a_process_that_left_the_childs_group_and_tree_and_spares_a_decoy(tmp_path):
     other = decoy(tmp_path)
     try:
-        child = Child([sys.executable, "-c", ESCAPES, str(tmp_path / "escaped.pid")], dict(os.environ),
+        child = Child([sys.executable, "-c", ESCAPES, str(tmp_path / "escaped.pid")],
+                      dict(os.environ),
                       str(tmp_path / "child.log"))
         escaped = said_pid(tmp_path / "escaped.pid")
         assert os.getpgid(escaped) != child.pgid and escaped not in child.group_members()
@@ -72,7 +75,8 @@ def test_a_mark_is_found_exactly_never_by_a_prefix_of_another_mark(tmp_path):
     process = sleeper({**os.environ, reaper.MARK_VAR: "run-1/12"})
     try:
         assert reaper.carries(process.pid, ["run-1/12"]) and reaper.carries(process.pid, ["run-1"])
-        assert not reaper.carries(process.pid, ["run-1/1"]) and not reaper.carries(process.pid, ["run-"])
+        assert not reaper.carries(process.pid, ["run-1/1"]) and not reaper.carries(process.pid,
+                                                                                   ["run-"])
     finally:
         process.kill()
         process.wait()
@@ -83,13 +87,15 @@ def test_a_harness_inside_another_keeps_the_outer_mark_on_what_it_starts(tmp_pat
     assert reaper.mark_value("inner-2/1") == "outer-1/3:inner-2/1"
     process = sleeper({**os.environ, reaper.MARK_VAR: reaper.mark_value("inner-2/1")})
     try:
-        assert reaper.carries(process.pid, ["outer-1/3"]) and reaper.carries(process.pid, ["inner-2"])
+        assert reaper.carries(process.pid, ["outer-1/3"]) and reaper.carries(process.pid,
+                                                                             ["inner-2"])
     finally:
         process.kill()
         process.wait()
 
 
-# A harness that starts the escaping child and is then killed (SIGKILL: none of its own cleanup runs).
+# A harness that starts the escaping child and is then killed (SIGKILL: none of its own cleanup
+# runs).
 HARNESS = r"""
 import os, sys
 from harness.system import reaper
@@ -102,7 +108,8 @@ import time; time.sleep(300)
 
 def test_the_reaper_of_a_killed_harness_ends_what_carries_its_mark_and_spares_a_decoy(tmp_path):
     other = decoy(tmp_path)
-    harness = subprocess.Popen([sys.executable, "-c", HARNESS, ESCAPES, str(tmp_path / "escaped.pid"),
+    harness = subprocess.Popen([sys.executable, "-c", HARNESS, ESCAPES,
+                                str(tmp_path / "escaped.pid"),
                                 str(tmp_path / "child.log")], stdout=subprocess.PIPE, text=True)
     try:
         assert harness.stdout is not None
@@ -138,6 +145,7 @@ def test_after_a_killed_run_the_next_removes_only_what_that_run_began_to_write(t
     outdir._held.clear()  # the killed run's lock went with its process
     with outdir.claimed(out, "--out", ("scenarios", "results.json")):
         pass
-    assert sorted(p.name for p in out.iterdir()) == [".gpu-harness-made", ".gpu-harness.lock", "notes.txt"]
+    assert sorted(p.name for p in out.iterdir()) == [".gpu-harness-made", ".gpu-harness.lock",
+                                                     "notes.txt"]
     outdir.release(out)
     assert (out / "notes.txt").read_text() == "mine"

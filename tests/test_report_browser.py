@@ -34,8 +34,10 @@ def browser() -> str:
 
 def screenshot(page: Path, out: Path, profile: Path) -> np.ndarray:
     done = subprocess.run(
-        [browser(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
-         f"--user-data-dir={profile}", f"--window-size={WINDOW[0]},{WINDOW[1]}", f"--screenshot={out}",
+        [browser(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+         "--no-first-run",
+         f"--user-data-dir={profile}", f"--window-size={WINDOW[0]},{WINDOW[1]}",
+         f"--screenshot={out}",
          page.as_uri()], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and out.is_file(), done.stderr[-2000:]
     return np.asarray(Image.open(out).convert("RGB"), dtype=np.int16)
@@ -53,7 +55,8 @@ def test_the_grid_in_a_real_browser(tmp_path):
     document = runs.document()
     runs.write(tmp_path / "run", document)
     report.render_from_json(tmp_path / "run")
-    pixels = screenshot(tmp_path / "run" / "report.html", tmp_path / "report.png", tmp_path / "profile")
+    pixels = screenshot(tmp_path / "run" / "report.html", tmp_path / "report.png",
+                        tmp_path / "profile")
     assert pixels.shape[:2] == (WINDOW[1], WINDOW[0])
 
     masks = {css: painted(pixels, colour) for css, colour in grid.COLOURS.items()}
@@ -85,10 +88,13 @@ def test_a_grid_link_opens_its_scenario_detail(tmp_path):
     report.render_from_json(tmp_path / "run")
     page = (tmp_path / "run" / "report.html").as_uri()
     chosen = document["scenarios"][3]
-    [target] = [cell.anchor for g in grid.build(records.entries(document["scenarios"])) for row in g.cells.values()
+    [target] = [cell.anchor for g in grid.build(records.entries(document["scenarios"]))
+                for row in g.cells.values()
                 for cell in row.values() if cell.scenario == chosen["id"]]
-    done = subprocess.run([browser(), "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path}/p",
-                           "--dump-dom", f"{page}#{target}"], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([browser(), "--headless", "--no-sandbox", "--disable-gpu",
+                           f"--user-data-dir={tmp_path}/p",
+                           "--dump-dom", f"{page}#{target}"], capture_output=True, text=True,
+                          timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     opened = [line for line in done.stdout.splitlines() if "<details open" in line]
     assert len(opened) == 1 and chosen["id"] in opened[0]  # that one, and only that one
@@ -118,14 +124,16 @@ def test_every_grid_line_fits_its_cell_in_a_real_browser(tmp_path):
     from harness.scenario.outcomes import FailureKind
     document = runs.document()
     failed = [s for s in document["scenarios"] if s["outcome"] == Outcome.FAIL.value]
-    for scenario, kind in zip(failed, list(FailureKind), strict=False):  # every class, with long subjects
+    # every class, with long subjects
+    for scenario, kind in zip(failed, list(FailureKind), strict=False):
         document = runs.changed(document, scenario["id"], failure_kind=kind.value, diagnosis={
             "class": kind.value, "subject": "vkEnumeratePhysicalDevices VK_ERROR_INITIALIZATION_FAILED"})
     runs.write(tmp_path / "run", document)
     report.render_from_json(tmp_path / "run")
     page = tmp_path / "run" / "report.html"
     page.write_text(page.read_text().replace("</body>", MEASURE))
-    done = subprocess.run([browser(), "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path}/p",
+    done = subprocess.run([browser(), "--headless", "--no-sandbox", "--disable-gpu",
+                           f"--user-data-dir={tmp_path}/p",
                            f"--window-size={WINDOW[0]},{WINDOW[1]}", "--dump-dom", page.as_uri()],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]

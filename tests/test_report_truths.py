@@ -33,7 +33,8 @@ def rows(key: str, scenarios=SCENARIOS) -> dict:
 
 
 def cells(scenarios) -> list:
-    return [c for g in grid.build(records.entries(scenarios)) for row in g.cells.values() for c in row.values()]
+    return [c for g in grid.build(records.entries(scenarios)) for row in g.cells.values()
+            for c in row.values()]
 
 
 def part_ends(source: str) -> set:
@@ -48,7 +49,8 @@ def part_ends(source: str) -> set:
 def assert_cut_between_words(lines, source: str, most: int) -> None:
     """The lines are the source from its start, each fits a cell's line, and what is left out
     (an ellipsis says so) begins where a word part begins."""
-    assert 0 < len(lines) <= most and all(text.text_width(line) <= grid.LINE_EM for line in lines), lines
+    assert 0 < len(lines) <= most and all(text.text_width(line) <= grid.LINE_EM
+                                          for line in lines), lines
     shown = "".join(lines).replace(" ", "")
     whole = source.replace(" ", "")
     if shown.endswith(text.ELLIPSIS):
@@ -60,19 +62,23 @@ def assert_cut_between_words(lines, source: str, most: int) -> None:
 
 # --- 1. a grid cell: cut between words, never inside one ------------------------------------------
 
-LONG = {"failure_kind": FailureKind.VULKAN_ERROR.value, "outcome": "Fail", "renderer": None, "fps": None,
-        "diagnosis": {"class": "vulkan-error", "subject": "vkEnumeratePhysicalDevices VK_ERROR_INITIALIZATION_FAILED"}}
+LONG = {"failure_kind": FailureKind.VULKAN_ERROR.value, "outcome": "Fail", "renderer": None,
+        "fps": None,
+        "diagnosis": {"class": "vulkan-error",
+                      "subject": "vkEnumeratePhysicalDevices VK_ERROR_INITIALIZATION_FAILED"}}
 
 
 def test_a_failure_cell_shows_its_class_and_subject_cut_between_words():
     scenario = runs.first(DOC, Outcome.FAIL)
-    [cell] = [c for c in cells(runs.changed(DOC, scenario["id"], **LONG)["scenarios"]) if c.scenario == scenario["id"]]
+    [cell] = [c for c in cells(runs.changed(DOC, scenario["id"], **LONG)["scenarios"])
+              if c.scenario == scenario["id"]]
     # Not "vkEnumer / atePhysica": the subject's camelCase words each whole, the rest on hover.
     assert cell.lines == ["vulkan-error", "vk", "Enumerate", "Physical…"]
     assert_cut_between_words(cell.lines[1:], LONG["diagnosis"]["subject"], grid.CELL_LINES)
     for cell in cells(SCENARIOS):
         label_lines = text.wrap(cell.label, grid.CELL_LINES - cell.has_fps_line, grid.LINE_EM)
-        assert cell.lines[:len(label_lines)] == label_lines and len(cell.lines) + cell.has_fps_line <= grid.CELL_LINES
+        assert (cell.lines[:len(label_lines)] == label_lines
+                and len(cell.lines) + cell.has_fps_line <= grid.CELL_LINES)
         assert_cut_between_words(label_lines, cell.label, grid.CELL_LINES)
         detail = cell.lines[len(label_lines):]
         if detail:
@@ -86,8 +92,10 @@ def test_every_failure_class_fits_a_cell_whole(kind):
 
 
 @pytest.mark.parametrize("source", [
-    "vkEnumeratePhysicalDevices VK_ERROR_INITIALIZATION_FAILED", "Intel(R) UHD Graphics 620 (KBL GT2)",
-    "libvulkan_radeon.so version GLIBC_2.34", "Supercalifragilisticexpialidocious and more", "a b c d e f g h i j k"])
+    "vkEnumeratePhysicalDevices VK_ERROR_INITIALIZATION_FAILED",
+                                    "Intel(R) UHD Graphics 620 (KBL GT2)",
+    "libvulkan_radeon.so version GLIBC_2.34", "Supercalifragilisticexpialidocious and more",
+                                    "a b c d e f g h i j k"])
 @pytest.mark.parametrize("lines", [1, 2, 4])
 def test_wrap_never_cuts_inside_a_word(source, lines):
     assert_cut_between_words(text.wrap(source, lines, grid.LINE_EM), source, lines)
@@ -96,7 +104,7 @@ def test_wrap_never_cuts_inside_a_word(source, lines):
 def test_report_html_sets_each_line_as_made():
     scenario = runs.first(DOC, Outcome.FAIL)
     page = html.render(records.parse(runs.changed(DOC, scenario["id"], **LONG)))
-    assert "<span>vulkan-error</span><span>vk</span><span>Enumerate</span><span>Physical…</span>" in page
+    assert ("<span>vulkan-error</span><span>vk</span><span>Enumerate</span><span>Physical…</span>" in page)
     assert "break-word" not in page and "<wbr>" not in page  # the browser breaks no word of a cell
 
 
@@ -106,9 +114,12 @@ def test_report_html_sets_each_line_as_made():
     ("no DRM render node on this host (/dev/dri/renderD* absent)", "no render node"),
     ("QEMU 7.2.22 has no venus on virtio-gpu-gl-pci (QEMU >= 9.2: --toolset runtime:trixie-host)",
      "no venus in QEMU 7.2"),
-    ("runtime trixie: building a runtime needs mmdebstrap (apt-get install mmdebstrap)", "needs mmdebstrap"),
-    ("missing virgl_test_server (install virgl-server); Xvfb (install xvfb)", "missing virgl_test_server"),
-    ("runtime bookworm has no virtio Vulkan ICD (virtio_icd*.json; Mesa's Venus driver is in Debian 13 and later)",
+    ("runtime trixie: building a runtime needs mmdebstrap (apt-get install mmdebstrap)",
+     "needs mmdebstrap"),
+    ("missing virgl_test_server (install virgl-server); Xvfb (install xvfb)",
+     "missing virgl_test_server"),
+    ("runtime bookworm has no virtio Vulkan ICD (virtio_icd*.json; Mesa's Venus driver is in "
+     "Debian 13 and later)",
      "no virtio Vulkan ICD"),
     ("kernel /boot/vmlinuz has no modules directory (the guest needs virtio and 9p modules)",
      "no modules directory in kernel"),
@@ -124,8 +135,10 @@ def test_a_skip_cell_says_its_cause_and_keeps_the_reason_on_hover():
     assert {c.cause for c in skipped} == {"no render node", "needs mmdebstrap"}
     page = html.render(records.parse(DOC))
     for cell in skipped:
-        assert cell.lines == text.wrap(cell.cause, grid.CELL_LINES, grid.LINE_EM) and "skip" not in cell.lines
-        found = re.search(rf'<td class="skip" title="{re.escape(cell.scenario)}: Skip&#10;([^"]*)"><a href="#'
+        assert cell.lines == text.wrap(cell.cause, grid.CELL_LINES,
+                                       grid.LINE_EM) and "skip" not in cell.lines
+        found = re.search(rf'<td class="skip" title="{re.escape(cell.scenario)}: '
+                          r'Skip&#10;([^"]*)"><a href="#'
                           rf'{cell.anchor}">(.*?)</a></td>', page)
         assert found, cell.scenario
         assert unescape(found.group(1)) == cell.reason  # the whole reason on hover
@@ -137,39 +150,50 @@ def test_a_skip_cell_says_its_cause_and_keeps_the_reason_on_hover():
 def test_on_the_host_runtime_the_runtimes_driver_is_the_hosts():
     driver = answer("driver")
     record = next(r for r in driver.records if r["runtime"] == "host")
-    host = [s for s in SCENARIOS if s["runtime"] == "host" and (s.get("driver_match") or {}).get("used")]
+    host = [s for s in SCENARIOS if s["runtime"] == "host" and (s.get("driver_match")
+                                                                or {}).get("used")]
     paths = list(dict.fromkeys(s["path"] for s in host))
-    assert record["runtime_is_host"] and record["rendered_with_host_driver"] == paths  # each path once
+    # each path once
+    assert record["runtime_is_host"] and record["rendered_with_host_driver"] == paths
     row = rows("driver")["host"]
-    assert row[3].text == f"all {len(paths)} paths: the runtime is the host" and row[3].title == "\n".join(paths)
+    assert (row[3].text == f"all {len(paths)} paths: the runtime is the host"
+            and row[3].title == "\n".join(paths))
     assert row[4].text == "none of its own: the host's"  # not counted a second time
     for runtime, row in rows("driver").items():
         if runtime != "host":
             other = next(r for r in driver.records if r["runtime"] == runtime)
-            assert not other["runtime_is_host"] and row[4].text == f"{len(other['runtime_driver_rendered'])} paths"
+            assert (not other["runtime_is_host"]
+                    and row[4].text == f"{len(other['runtime_driver_rendered'])} paths")
 
 
 # --- 4. exposure: like with like ------------------------------------------------------------------
 
 def guest_on_the_host_runtime() -> str:
-    """A QEMU guest path the generated run audited on the host runtime (the guest's root is the host's)."""
-    return next(s["path"] for s in SCENARIOS if paths.get(s["path"]).family == "vm" and s["runtime"] == "host"
+    """A QEMU guest path the generated run audited on the host runtime (the guest's root is the
+    host's)."""
+    return next(s["path"] for s in SCENARIOS if paths.get(s["path"]).family == "vm"
+                and s["runtime"] == "host"
                 and s.get("exposure"))
 
 
 def test_exposure_says_the_host_runtime_apart_and_all_for_a_host_process():
     found = rows("exposure")
     for name in ("native", "software"):  # host processes: every file and socket of the host
-        assert [cell.text for cell in found[name][1:3]] + [found[name][4].text] == ["whole host", "all", "all"]
+        assert [cell.text for cell in found[name][1:3]] + [found[name][4].text] == ["whole host",
+                                                                                    "all", "all"]
     assert found["podman-vtest"][2].text == "0" and found["podman-vtest"][4].text == "1"
-    for path in ("vtest-virgl", "vtest-venus"):  # the host runtime's count apart, where the run has one
+    # the host runtime's count apart, where the run has one
+    for path in ("vtest-virgl", "vtest-venus"):
         record = next(r for r in answer("exposure").records if r["path"] == path)
         on_host = record["host_runtime"]
-        said = f"0 · host runtime: {on_host['host_files'][0]:,} (host's own root)" if on_host else "0"
+        said = (f"0 · host runtime: {on_host['host_files'][0]:,} (host's own root)" if on_host
+                else "0")
         assert found[path][2].text == said, (path, record)
-    assert any(r["host_runtime"] for r in answer("exposure").records if r["path"].startswith("vtest-"))
+    assert any(r["host_runtime"] for r in answer("exposure").records
+               if r["path"].startswith("vtest-"))
     assert found[guest_on_the_host_runtime()][1].text == "0 · host runtime: whole host"
-    for record in answer("exposure").records:  # the built runtimes' numbers never take the host's root in
+    # the built runtimes' numbers never take the host's root in
+    for record in answer("exposure").records:
         built = record["built_runtimes"]
         assert built is None or all(count < 100000 for count in built["host_files"]), record
         if not record["host_process"]:  # the host runtime's count only where it is said to be one
@@ -186,14 +210,16 @@ ID = "43e39941561cfdad56a6edef9be798a2006a6958fc617554b1a01c65fae8c061"
 CONTAINER = [
     ["/", "/", "overlay", "0:41", "overlay", "dir", RUNTIME_ROOT],
     ["/proc", "/", "proc", "0:44", "proc", "dir", ""],
-    ["/etc/hosts", f"{STATE}/runroot/overlay-containers/{ID}/userdata/hosts", "ext4", "254:0", "/dev/vda", "file", ""],
+    ["/etc/hosts", f"{STATE}/runroot/overlay-containers/{ID}/userdata/hosts", "ext4", "254:0",
+     "/dev/vda", "file", ""],
     ["/tmp/.virgl_test", "/tmp/gh-a1/3/vtest.sock", "ext4", "254:0", "/dev/vda", "socket", ""],
 ]
 # The harness's mount table when the audit runs: this container's overlay is gone, and 0:41 is now
 # another scenario's container root (a parallel run's), outside this scenario's folders.
 LATER = exposure.host_mounts(
     "27 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n"
-    f"50 27 0:41 / /tmp/gh-podman-gh-a1-4/runroot/overlay-containers/{ID[::-1]}/rootfs/merge rw,nodev - overlay "
+    f"50 27 0:41 / /tmp/gh-podman-gh-a1-4/runroot/overlay-containers/{ID[::-1]}/rootfs/merge "
+    "rw,nodev - overlay "
     "overlay rw,lowerdir=/root/.cache/gpu-harness/runtimes/77aa/root,upperdir=/x/upper,workdir=/x/work\n")
 OWN = ["/tmp/gh-a1/3", "/out", STATE]
 
@@ -205,12 +231,14 @@ def test_a_containers_overlay_root_is_the_runtime_not_the_host(tmp_path):
     assert found.host_sockets == ["/tmp/.virgl_test"] and found.host_folders_visible == []
     older = [entry[:6] for entry in CONTAINER]  # a probe that did not report an overlay's layers
     assert exposure.audit(older, {}, {}, RUNTIME_ROOT, OWN, host_table=LATER).host_files == []
-    # An overlay is what its layers are: the host's / is the whole host, a host folder is host files.
+    # An overlay is what its layers are: the host's / is the whole host, a host folder is host
+    # files.
     whole = [["/", "/", "overlay", "0:41", "overlay", "dir", "/"]]
     assert exposure.audit(whole, {}, {}, RUNTIME_ROOT, OWN, host_table=LATER).whole_host
     (tmp_path / "a").write_text("x")
     layered = [["/", "/", "overlay", "0:41", "overlay", "dir", f"{RUNTIME_ROOT}:{tmp_path}"]]
-    assert exposure.audit(layered, {}, {}, RUNTIME_ROOT, OWN, host_table=LATER).host_files == [str(tmp_path)]
+    assert exposure.audit(layered, {}, {}, RUNTIME_ROOT, OWN,
+                          host_table=LATER).host_files == [str(tmp_path)]
     # A device number the host table has for another filesystem type is not the workload's mount.
     assert exposure.host_path("0:41", "/", LATER, "tmpfs") is None
 
@@ -218,9 +246,11 @@ def test_a_containers_overlay_root_is_the_runtime_not_the_host(tmp_path):
 def test_the_probe_reports_an_overlays_layers():
     line = ("rw,lowerdir=/tmp/ghx-rootfs,upperdir=/tmp/gh-podman-x-1/runroot/overlay-containers/1/rootfs/upper,"
             "workdir=/tmp/gh-podman-x-1/runroot/overlay-containers/1/rootfs/work,uuid=on")
-    assert facts.overlay_lower(line) == "/tmp/ghx-rootfs" and facts.overlay_lower("rw,size=64000k") == ""
+    assert (facts.overlay_lower(line) == "/tmp/ghx-rootfs"
+            and facts.overlay_lower("rw,size=64000k") == "")
     assert exposure.overlay_layers("/a:/b\\054c") == ["/a", "/b,c"]
-    assert all(len(entry) == 7 for entry in facts.mounts())  # this process's own mounts, as a probe reports them
+    # this process's own mounts, as a probe reports them
+    assert all(len(entry) == 7 for entry in facts.mounts())
 
 
 # --- 6. host paths visible: of the same paths everywhere ------------------------------------------
@@ -229,7 +259,8 @@ def test_host_paths_visible_are_counted_over_the_same_paths_for_every_path():
     found = rows("isolation")
     probe_said = {r["path"]: r["host_paths_visible"] for r in answer("isolation").records}
     assert probe_said["podman-vtest"] == ["0 of 2"] and probe_said["flatpak-vtest"] == ["0 of 1"]
-    assert probe_said["sandbox-hostlibs"] == ["0 of 10"]  # what each family passed its probe: not comparable
+    # what each family passed its probe: not comparable
+    assert probe_said["sandbox-hostlibs"] == ["0 of 10"]
     checked = 1 + len(HOST_PATHS)  # the scenario's sentinel and the host folders
     for path, row in found.items():
         assert set(re.findall(r"of (\d+)", row[-1].text)) == {str(checked)}, (path, row[-1].text)
@@ -237,7 +268,8 @@ def test_host_paths_visible_are_counted_over_the_same_paths_for_every_path():
         == f"0 of {checked}"
     assert found["native"][-1].text == f"{checked} of {checked}"
     # A guest's runtime has a /home of its own (the probe saw 8 of 10): not the host's.
-    assert found[guest_on_the_host_runtime()][-1].text == f"0 of {checked} · host runtime: {checked - 1} of {checked}"
+    assert found[guest_on_the_host_runtime()][-1].text == (f"0 of {checked} · host runtime: "
+                                                           f"{checked - 1} of {checked}")
     assert "the probe's own check" in found["podman-vtest"][-1].title
 
 
@@ -245,8 +277,10 @@ def test_the_leak_audit_names_the_host_folders_a_workload_sees(tmp_path):
     table = exposure.host_mounts("27 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n")
     bound = [["/var/lib/flatpak", "/var/lib/flatpak", "ext4", "254:0", "/dev/vda", "dir", ""]]
     found = exposure.audit(bound, {}, {}, "/runtime", [], host_table=table)
-    assert found.host_folders_checked == list(HOST_PATHS) and found.host_folders_visible == ["/var/lib"]
-    whole = exposure.audit([["/", "/", "ext4", "254:0", "/dev/vda", "dir", ""]], {}, {}, "/runtime", [],
+    assert (found.host_folders_checked == list(HOST_PATHS)
+            and found.host_folders_visible == ["/var/lib"])
+    whole = exposure.audit([["/", "/", "ext4", "254:0", "/dev/vda", "dir", ""]], {}, {}, "/runtime",
+                           [],
                            host_table=table)
     assert whole.host_folders_visible == list(HOST_PATHS)
 
@@ -254,20 +288,24 @@ def test_the_leak_audit_names_the_host_folders_a_workload_sees(tmp_path):
 # --- 7. a renderer rule as written ----------------------------------------------------------------
 
 def test_a_renderer_rule_is_shown_as_written():
-    [scenario] = matrix.expand({"matrix": {"paths": ["vtest-virgl"], "runtimes": ["host"], "probes": ["gl"]}},
+    [scenario] = matrix.expand({"matrix": {"paths": ["vtest-virgl"], "runtimes": ["host"],
+                                           "probes": ["gl"]}},
                                "<test>").scenarios
-    check = verdict.renderer_check(scenario, ProbeReport(ok=True, renderer="virgl (LLVMPIPE (LLVM 15.0.6))"),
+    check = verdict.renderer_check(scenario, ProbeReport(ok=True,
+                                                         renderer="virgl (LLVMPIPE (LLVM 15.0.6))"),
                                    verdict.HostFacts({}, False))
-    # the verdict writes the rule as written (it used repr: doubled backslashes); the report shows it so either way
+    # the verdict writes the rule as written (it used repr: doubled backslashes); the report shows
+    # it so either way
     assert check is not None and "\\\\(" not in check.detail and "'^virgl( \\(.+\\))?$'" in check.detail
     entry = runs.first(DOC, Outcome.PASS)
     page = unescape(html.render(records.parse(runs.changed(
         DOC, entry["id"], reason=f"all checks passed: {check.detail}",
         checks=[{"name": check.name, "ok": True, "detail": check.detail}]))))
-    assert "ok renderer: renderer 'virgl (LLVMPIPE (LLVM 15.0.6))' matches '^virgl( \\(.+\\))?$'" in page
+    assert ("ok renderer: renderer 'virgl (LLVMPIPE (LLVM 15.0.6))' matches '^virgl( \\(.+\\))?$'" in page)
     assert "\\\\(" not in page
     unexpected = runs.changed(DOC, entry["id"], outcome="Fail", reason=f"renderer: {check.detail}")
-    case = next(c for c in ET.fromstring(junit.render(records.parse(unexpected))).findall("testcase")
+    case = next(c
+                for c in ET.fromstring(junit.render(records.parse(unexpected))).findall("testcase")
                 if c.get("name") == entry["id"])
     assert case.find("failure").get("message").endswith("matches '^virgl( \\(.+\\))?$'")
 

@@ -54,15 +54,20 @@ def test_a_bad_recipe_is_one_line_per_problem(tmp_path, fields, message):
 
 
 def test_an_unknown_runtime_names_the_shipped_ones(tmp_path):
-    with pytest.raises(InputError, match=r"no recipe nope.toml \(known: bookworm, bookworm-arm64, bookworm-i386, bullseye, sid, "
-                                         r"sid-host, sid-riscv64, trixie, trixie-arm64, trixie-host, trixie-kms\)"):
+    with pytest.raises(InputError,
+                       match=r"no recipe nope.toml \(known: bookworm, bookworm-arm64, "
+                             r"bookworm-i386, bullseye, sid, "
+                                         r"sid-host, sid-riscv64, trixie, trixie-arm64, "
+                                         r"trixie-host, trixie-kms\)"):
         recipes.load_recipe("nope")
 
 
 @pytest.mark.parametrize("change, message", [
     ({"architecture": "i386"}, "locks 'trixie'/'i386', but the recipe is trixie/amd64"),
-    ({"packages": [package("fixture-b", "1.0", "nothex")]}, "needs name, version, architecture and a sha256"),
-    ({"packages": [package("fixture-b", "1.0", SHA_B, arch="arm64")]}, "fixture-b is for 'arm64', not amd64"),
+    ({"packages": [package("fixture-b", "1.0", "nothex")]},
+     "needs name, version, architecture and a sha256"),
+    ({"packages": [package("fixture-b", "1.0", SHA_B, arch="arm64")]},
+     "fixture-b is for 'arm64', not amd64"),
     ({"packages": []}, "the lock lists no package"),
     ({"schema": "other"}, "not a runtime lock"),
 ])
@@ -83,35 +88,42 @@ def test_the_shipped_recipes_and_locks_are_valid_and_small():
         # A workload runtime carries what the probes run on; a host-side one what it serves with.
         assert "python3" in names or "virgl-server" in names, name
         assert all(p.filename.startswith("pool/") for p in lock.packages), name
-        if "python3" in names:  # workload runtimes stay small (the host side pulls in what QEMU needs)
+        # workload runtimes stay small (the host side pulls in what QEMU needs)
+        if "python3" in names:
             assert not names & {"man-db", "apt-utils", "systemd"}, name
 
 
 def test_drift_names_each_package_locked_and_now():
     lock = recipes.Lock("trixie", "amd64", "", (recipes.LockedPackage("a", "1.0", "amd64", SHA_A),
                                                  recipes.LockedPackage("b", "2.0", "amd64", SHA_B)))
-    assert builds.drift_of(lock, {"a": ("1.0", "amd64"), "b": ("2.1", "amd64"), "c": ("3", "all")}) == [
+    assert builds.drift_of(lock, {"a": ("1.0", "amd64"), "b": ("2.1", "amd64"), "c": ("3",
+                                                                                      "all")}) == [
         "b: locked 2.0, now 2.1", "c: not locked, now 3"]
 
 
 def test_a_deb_that_is_not_the_locked_file_stops_the_build():
-    lock = recipes.Lock("trixie", "amd64", "", (recipes.LockedPackage("a", "1:1.0", "amd64", SHA_A),))
+    lock = recipes.Lock("trixie", "amd64", "", (recipes.LockedPackage("a", "1:1.0", "amd64", SHA_A),
+                                                ))
     builds.check_hashes(lock, {("a", "1:1.0", "amd64"): SHA_A, ("z", "9", "amd64"): SHA_B})
-    with pytest.raises(builds.RuntimeBuildError, match=r"a_1:1.0_amd64.deb has SHA256 bbbbbbbbbbbbbbbb"):
+    with pytest.raises(builds.RuntimeBuildError,
+                       match=r"a_1:1.0_amd64.deb has SHA256 bbbbbbbbbbbbbbbb"):
         builds.check_hashes(lock, {("a", "1:1.0", "amd64"): SHA_B})
 
 
 def test_apt_file_names_with_an_epoch_are_read_back(tmp_path):
     hashes = tmp_path / "debs.sha256"
     hashes.write_text(f"{SHA_A}  libx_1%3a2.0-1_amd64.deb\n{SHA_B}  tzdata_2025b-4_all.deb\n")
-    assert builds.deb_hashes(hashes) == {("libx", "1:2.0-1", "amd64"): SHA_A, ("tzdata", "2025b-4", "all"): SHA_B}
+    assert builds.deb_hashes(hashes) == {("libx", "1:2.0-1", "amd64"): SHA_A, ("tzdata", "2025b-4",
+                                                                               "all"): SHA_B}
 
 
 def test_the_builder_command_pins_the_lock_and_keeps_values_whole(tmp_path):
     found = recipe(tmp_path, allow_expired=True)
-    argv = builds.mmdebstrap_argv(found, tmp_path / "root", ["fixture-b=1.0", "fixture-a"], tmp_path / "h")
+    argv = builds.mmdebstrap_argv(found, tmp_path / "root", ["fixture-b=1.0", "fixture-a"],
+                                  tmp_path / "h")
     assert argv[0] == "mmdebstrap" and "--include=fixture-b=1.0,fixture-a" in argv
-    assert argv[-3:] == ["trixie", str(tmp_path / "root"), "deb http://deb.debian.org/debian trixie main"]
+    assert argv[-3:] == ["trixie", str(tmp_path / "root"),
+                         "deb http://deb.debian.org/debian trixie main"]
     assert '--aptopt=Acquire::Check-Valid-Until "false"' in argv
     assert "--dpkgopt=path-exclude=/usr/share/doc/*" in argv
 
@@ -146,9 +158,11 @@ def fake_mmdebstrap(tmp_path, monkeypatch):
     return bin_dir
 
 
-def test_a_drifted_lock_builds_with_the_archives_version_and_says_so(tmp_path, fake_mmdebstrap, caplog):
+def test_a_drifted_lock_builds_with_the_archives_version_and_says_so(tmp_path, fake_mmdebstrap,
+                                                                     caplog):
     found = recipe(tmp_path)
-    write_lock(tmp_path, found, [package("fixture-a", "1.0", "c" * 64), package("fixture-b", "1.0", SHA_B)])
+    write_lock(tmp_path, found, [package("fixture-a", "1.0", "c" * 64), package("fixture-b", "1.0",
+                                                                                SHA_B)])
     caplog.set_level("INFO", logger="gpu_harness")
     built = builds.build(found, recipes.load_lock(found, tmp_path), cache_dir=tmp_path / "cache")
     said = [record.getMessage() for record in caplog.records]
@@ -157,14 +171,18 @@ def test_a_drifted_lock_builds_with_the_archives_version_and_says_so(tmp_path, f
     assert (built.root / "var/lib/dpkg/status").exists() and built.facts["lock_digest"] == built.root.parent.name
     again = builds.build(found, recipes.load_lock(found, tmp_path), cache_dir=tmp_path / "cache")
     assert again.root == built.root  # the cache: nothing built the second time
-    with pytest.raises(InputError, match="the lock has drifted .1 packages, first: fixture-a: locked 1.0, now not in the"):
-        builds.build(found, recipes.load_lock(found, tmp_path), strict=True, cache_dir=tmp_path / "strict")
+    with pytest.raises(InputError,
+                       match="the lock has drifted .1 packages, first: fixture-a: locked 1.0, now "
+                             "not in the"):
+        builds.build(found, recipes.load_lock(found, tmp_path), strict=True,
+                     cache_dir=tmp_path / "strict")
     assert not (tmp_path / "strict").exists() or not any((tmp_path / "strict").iterdir())
 
 
 def test_a_fetched_deb_that_differs_from_the_lock_fails_the_build(tmp_path, fake_mmdebstrap):
     found = recipe(tmp_path)
-    write_lock(tmp_path, found, [package("fixture-a", "1.1", SHA_A), package("fixture-b", "1.0", "d" * 64)])
+    write_lock(tmp_path, found, [package("fixture-a", "1.1", SHA_A), package("fixture-b", "1.0",
+                                                                             "d" * 64)])
     with pytest.raises(builds.RuntimeBuildError, match="fixture-b_1.0_amd64.deb has SHA256"):
         builds.build(found, recipes.load_lock(found, tmp_path), cache_dir=tmp_path / "cache")
     assert list((tmp_path / "cache").iterdir()) == []
@@ -239,12 +257,14 @@ def test_a_program_from_a_runtime_sees_its_usr_and_the_hosts_files(tmp_path):
     (root / "usr" / "bin").mkdir(parents=True)
     (root / "etc").mkdir()
     (root / "bin").symlink_to("usr/bin")
-    script = pinned_toolset.wrapper("/usr/bin/bwrap", "trixie-host", root, "/usr/bin/qemu-system-x86_64")
+    script = pinned_toolset.wrapper("/usr/bin/bwrap", "trixie-host", root,
+                                    "/usr/bin/qemu-system-x86_64")
     argv = script.splitlines()[-1].split()
     assert argv[:4] == ["exec", "/usr/bin/bwrap", "--tmpfs", "/"]
     assert ["--ro-bind", str(root / "usr"), "/usr"] == argv[argv.index(str(root / "usr")) - 1:][:3]
     assert "--symlink usr/bin /bin" in script and f"--bind / {pinned_toolset.HOST_ROOT}" in script
-    assert "--bind /tmp /tmp" in script and "--bind /usr /usr" not in script and "--bind /etc /etc" not in script
+    assert ("--bind /tmp /tmp" in script and "--bind /usr /usr" not in script
+            and "--bind /etc /etc" not in script)
     assert argv[-3:] == ["--", "/usr/bin/qemu-system-x86_64", '"$@"']
 
 
@@ -258,8 +278,10 @@ def test_every_runtime_a_scenario_needs_is_prepared_before_it_runs(monkeypatch, 
     from harness.scenario.outcomes import FailureKind, Outcome
 
     declared = matrix.expand({
-        "matrix": {"paths": ["flatpak-ext", "podman-vtest"], "runtimes": ["bookworm", "trixie-image"],
-                   "probes": ["gl"], "exclude": [{"path": "flatpak-ext", "runtime": "trixie-image"}]},
+        "matrix": {"paths": ["flatpak-ext", "podman-vtest"], "runtimes": ["bookworm",
+                                                                          "trixie-image"],
+                   "probes": ["gl"], "exclude": [{"path": "flatpak-ext",
+                                                  "runtime": "trixie-image"}]},
         "runtimes": {"bookworm": {"kind": "debootstrap"}, "sid": {"kind": "debootstrap"},
                      "trixie-image": {"kind": "image", "recipe": "trixie"}},
         "override": [{"match": "flatpak-ext/*", "gl_extension": "sid"}]}, "<t>").scenarios
@@ -273,19 +295,22 @@ def test_every_runtime_a_scenario_needs_is_prepared_before_it_runs(monkeypatch, 
         return builds.BuiltRuntime(name, tmp_path / name, {"mesa": "22.3.6"})
 
     monkeypatch.setattr(builds, "ensure", ensure)
-    monkeypatch.setattr(builds, "image_archive", lambda name, extra_packages=(): tmp_path / f"{name}.tar.gz")
+    monkeypatch.setattr(builds, "image_archive", lambda name,
+                        extra_packages=(): tmp_path / f"{name}.tar.gz")
     monkeypatch.setattr(builds, "cached", lambda name, extra_packages=(): None)
     ready = runner.prepare_runtimes(declared, runner.RunOptions(out_dir=tmp_path / "out"))
     assert sorted(built) == ["bookworm", "sid"]
     assert ready["trixie-image"].root == str(tmp_path / "trixie.tar.gz")
-    assert ready["sid"].failure == "runtime sid: snapshot archive unreachable" and not ready["sid"].root
+    assert (ready["sid"].failure == "runtime sid: snapshot archive unreachable"
+            and not ready["sid"].root)
     (extension,) = [s for s in declared if s.path_id == "flatpak-ext"]
     placed = runner.with_runtime(extension, ready)
     assert placed.runtime.root == str(tmp_path / "bookworm") and placed.gl_extension.root == ""
     monkeypatch.setattr(runner, "prepare_runtimes", lambda scenarios, options: ready)
     (result,) = runner.run([extension], toolset.Toolset("discovery", {}, []),
                            runner.RunOptions(out_dir=tmp_path / "out"))
-    assert (result.verdict.outcome, result.verdict.failure_kind) == (Outcome.FAIL, FailureKind.RUNTIME_BUILD)
+    assert (result.verdict.outcome, result.verdict.failure_kind) == (Outcome.FAIL,
+                                                                     FailureKind.RUNTIME_BUILD)
     assert result.verdict.reason == "runtime sid: snapshot archive unreachable"
 
 
@@ -297,7 +322,8 @@ def test_a_runtime_root_given_stands_in_for_the_extensions_build(monkeypatch, tm
         "matrix": {"paths": ["flatpak-ext"], "runtimes": ["bookworm"], "probes": ["gl"]},
         "runtimes": {"bookworm": {"kind": "debootstrap"}, "sid": {"kind": "debootstrap"}},
         "override": [{"match": "*", "gl_extension": "sid"}]}, "<t>").scenarios
-    monkeypatch.setattr(builds, "ensure", lambda name, strict=False, extra_packages=(): builds.BuiltRuntime(
+    monkeypatch.setattr(builds, "ensure", lambda name, strict=False,
+                        extra_packages=(): builds.BuiltRuntime(
         name, tmp_path / name, {}))
     ready = runner.prepare_runtimes([scenario], runner.RunOptions(out_dir=tmp_path, runtime_roots={
         "sid": str(tmp_path / "nix-sid")}))

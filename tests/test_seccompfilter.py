@@ -19,8 +19,10 @@ def has_binding(python: str) -> bool:
 
 
 needs_binding = pytest.mark.skipif(not has_binding(SYSTEM_PYTHON),
-                                   reason=f"{SYSTEM_PYTHON} has no libseccomp binding (scripts/setup installs python3-seccomp)")
-needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bwrap is not installed (scripts/setup)")
+                                   reason=f"{SYSTEM_PYTHON} has no libseccomp binding "
+                                          "(scripts/setup installs python3-seccomp)")
+needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None,
+                                 reason="bwrap is not installed (scripts/setup)")
 
 TRY = r"""
 import ctypes, errno, socket, sys
@@ -50,7 +52,8 @@ def test_every_rule_compiles_on_this_architecture(tmp_path):
 
 @needs_binding
 def test_a_syscall_the_architecture_has_not_is_said_not_a_failure(tmp_path):
-    rules = (seccompfilter.Rule("no_such_call_anywhere", errno.EPERM), seccompfilter.Rule("keyctl", errno.EPERM))
+    rules = (seccompfilter.Rule("no_such_call_anywhere", errno.EPERM), seccompfilter.Rule("keyctl",
+                                                                                          errno.EPERM))
     made = seccompfilter.compile_filter(SYSTEM_PYTHON, tmp_path / "f.bpf", rules)
     assert made.added == ("keyctl",) and made.absent == ("no_such_call_anywhere",)
     assert "not on this architecture: no_such_call_anywhere" in made.describe()
@@ -58,7 +61,8 @@ def test_a_syscall_the_architecture_has_not_is_said_not_a_failure(tmp_path):
 
 def test_a_python_without_the_binding_says_what_to_install(tmp_path):
     assert not has_binding(sys.executable)  # the harness's own environment has none, by design
-    with pytest.raises(seccompfilter.SeccompUnavailable, match="has no libseccomp binding .*python3-seccomp"):
+    with pytest.raises(seccompfilter.SeccompUnavailable,
+                       match="has no libseccomp binding .*python3-seccomp"):
         seccompfilter.compile_filter(sys.executable, tmp_path / "f.bpf")
     with pytest.raises(seccompfilter.SeccompUnavailable, match="could not run"):
         seccompfilter.compile_filter(str(tmp_path / "nothing"), tmp_path / "f.bpf")
@@ -66,22 +70,28 @@ def test_a_python_without_the_binding_says_what_to_install(tmp_path):
 
 @needs_bwrap
 def test_confined_without_a_filter_runs_and_says_why(tmp_path):
-    confined = serverconfine.confine(shutil.which("bwrap") or "", sys.executable, [SYSTEM_PYTHON, "-c", TRY],
+    confined = serverconfine.confine(shutil.which("bwrap") or "", sys.executable, [SYSTEM_PYTHON,
+                                                                                   "-c", TRY],
                                      str(tmp_path), None, tmp_path, "t")
-    assert confined.fds == () and "--seccomp" not in confined.argv and "no libseccomp binding" in confined.seccomp
+    assert (confined.fds == () and "--seccomp" not in confined.argv
+            and "no libseccomp binding" in confined.seccomp)
     done = subprocess.run(confined.argv, capture_output=True, text=True, timeout=60)
-    # No filter: an inet socket in the sandbox's own network; a user namespace in it where bwrap made one.
+    # No filter: an inet socket in the sandbox's own network; a user namespace in it where bwrap
+    # made one.
     assert done.stdout.split()[0] == "allowed", done
 
 
 @needs_binding
 @needs_bwrap
 def test_under_bwrap_the_filter_refuses_what_it_says_and_allows_the_rest(tmp_path):
-    confined = serverconfine.confine(shutil.which("bwrap") or "", SYSTEM_PYTHON, [SYSTEM_PYTHON, "-c", TRY],
+    confined = serverconfine.confine(shutil.which("bwrap") or "", SYSTEM_PYTHON, [SYSTEM_PYTHON,
+                                                                                  "-c", TRY],
                                      str(tmp_path), None, tmp_path, "t")
     try:
-        assert len(confined.fds) == 1 and confined.argv[confined.argv.index("--seccomp") + 1] == str(confined.fds[0])
-        done = subprocess.run(confined.argv, capture_output=True, text=True, timeout=60, pass_fds=confined.fds)
+        assert (len(confined.fds) == 1
+                and confined.argv[confined.argv.index("--seccomp") + 1] == str(confined.fds[0]))
+        done = subprocess.run(confined.argv, capture_output=True, text=True, timeout=60,
+                              pass_fds=confined.fds)
     finally:
         for fd in confined.fds:
             os.close(fd)

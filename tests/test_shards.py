@@ -28,7 +28,8 @@ SHIPPED = {source.stem: matrix.load(source).scenarios for source in shipped_matr
 @given(name=st.sampled_from(sorted(SHIPPED)), count=st.integers(1, 9), data=st.data())
 def test_the_shards_are_a_partition_the_same_every_time(name, count, data):
     scenarios = SHIPPED[name]
-    chosen = data.draw(st.lists(st.sampled_from(scenarios), unique_by=lambda s: s.id)) if data.draw(st.booleans()) \
+    chosen = data.draw(st.lists(st.sampled_from(scenarios),
+                                unique_by=lambda s: s.id)) if data.draw(st.booleans()) \
         else scenarios
     parts = shards.assign(chosen, count)
     ids = [s.id for part in parts for s in part]
@@ -51,23 +52,31 @@ def test_shards_are_balanced_on_a_recorded_run():
     for count in (2, 3, 4):
         loads, factor = shards.balance(shards.assign(scenarios, count, known), known)
         biggest = max(weight for weight, _ in shards.pieces(scenarios, known))
-        assert factor <= 1.5 or max(loads) <= biggest * 1.01, (count, loads)  # one piece can outweigh the rest
+        # one piece can outweigh the rest
+        assert factor <= 1.5 or max(loads) <= biggest * 1.01, (count, loads)
         naive = [scenarios[i::count] for i in range(count)]
-        assert max(loads) <= shards.balance(naive, known)[0][0] * 2 or factor < shards.balance(naive, known)[1]
+        assert max(loads) <= shards.balance(naive,
+                                            known)[0][0] * 2 or factor < shards.balance(naive,
+                                                                                        known)[1]
 
 
-@pytest.mark.parametrize("text, message", [("0/3", "K must be from 1 to N"), ("4/3", "K must be from 1 to N"),
-                                           ("x", "is not K/N"), ("1/0", "K must be from 1 to N"), ("", "is not K/N")])
+@pytest.mark.parametrize("text, message", [("0/3", "K must be from 1 to N"), ("4/3",
+                                                                              "K must be from 1 to "
+                                                                              "N"),
+                                           ("x", "is not K/N"), ("1/0", "K must be from 1 to N"),
+                                           ("", "is not K/N")])
 def test_a_bad_shard_is_one_line_and_exit_2(text, message):
     with pytest.raises(InputError, match=message):
         shards.parse(text)
-    done = subprocess.run([sys.executable, "-m", "harness.cli", "list", "--shard", text], capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "list", "--shard", text],
+                          capture_output=True,
                           text=True, timeout=60, cwd=ROOT)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and message in done.stderr
 
 
 def test_durations_need_a_shard():
-    done = subprocess.run([sys.executable, "-m", "harness.cli", "list", "--durations", str(DURATIONS)],
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "list", "--durations",
+                           str(DURATIONS)],
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert done.returncode == 2 and "--durations: only with --shard" in done.stderr
 
@@ -89,12 +98,14 @@ def test_shards_of_one_host_merge_into_one_run(tmp_path):
     document = with_host(runs.document(seed=11, count=30), "ci-1")
     first, second = dict(document), dict(document)
     first["scenarios"], second["scenarios"] = document["scenarios"][:12], document["scenarios"][12:]
-    merged = merge.merge([run_folder(tmp_path, "a", first), run_folder(tmp_path, "b", second)], tmp_path / "m")
+    merged = merge.merge([run_folder(tmp_path, "a", first), run_folder(tmp_path, "b", second)],
+                         tmp_path / "m")
     assert [s["id"] for s in merged["scenarios"]] == [s["id"] for s in document["scenarios"]]
     assert all("host" not in s for s in merged["scenarios"]) and list(merged["hosts"]) == ["ci-1"]
     assert merged["summary"] == {k: v for k, v in document["summary"].items() if v}
     folder = merged["scenarios"][0]["result_dir"]
-    assert folder.startswith("../a/") or folder is None  # its run's folder, seen from the merged one
+    # its run's folder, seen from the merged one
+    assert folder.startswith("../a/") or folder is None
 
 
 def test_the_same_scenario_from_one_host_twice_is_refused(tmp_path):
@@ -102,7 +113,8 @@ def test_the_same_scenario_from_one_host_twice_is_refused(tmp_path):
     a, b = run_folder(tmp_path, "a", document), run_folder(tmp_path, "b", document)
     with pytest.raises(InputError, match="is also in .*from the same host ci-1 and toolset"):
         merge.merge([a, b], tmp_path / "m")
-    done = subprocess.run([sys.executable, "-m", "harness.cli", "merge", str(a), str(b), "--out", str(tmp_path / "m")],
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "merge", str(a), str(b), "--out",
+                           str(tmp_path / "m")],
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert done.returncode == 2 and done.stderr.count("\n") == 1
 
@@ -120,20 +132,27 @@ def test_runs_of_two_hosts_are_two_rows_of_a_host_axis(tmp_path):
 
 
 def test_runs_of_one_host_with_two_toolsets_are_two_rows_naming_the_toolset(tmp_path):
-    """security.toml once with the host's virglrenderer and once with a runtime toolset's: one report."""
+    """security.toml once with the host's virglrenderer and once with a runtime toolset's: one
+    report."""
     document = with_host(runs.document(seed=15, count=10), "vm")
-    a = run_folder(tmp_path, "a", {**document, "toolset": {**document["toolset"], "source": "discovery"}})
-    b = run_folder(tmp_path, "b", {**document, "toolset": {**document["toolset"], "source": "runtime:trixie-host"}})
+    a = run_folder(tmp_path, "a", {**document, "toolset": {**document["toolset"],
+                                                           "source": "discovery"}})
+    b = run_folder(tmp_path, "b", {**document, "toolset": {**document["toolset"],
+                                                           "source": "runtime:trixie-host"}})
     merged = merge.merge([a, b], tmp_path / "m")
-    assert len(merged["scenarios"]) == 20 and merged["toolsets"] == ["discovery", "runtime:trixie-host"]
-    assert {s["host"] for s in merged["scenarios"]} == {"vm with discovery", "vm with runtime:trixie-host"}
+    assert len(merged["scenarios"]) == 20 and merged["toolsets"] == ["discovery",
+                                                                     "runtime:trixie-host"]
+    assert {s["host"] for s in merged["scenarios"]} == {"vm with discovery",
+                                                        "vm with runtime:trixie-host"}
     assert len({s.key for s in records.entries(merged["scenarios"])}) == 20
 
 
 def test_bad_merge_inputs_are_one_line_and_exit_2(tmp_path):
     one = run_folder(tmp_path, "a", runs.document(seed=14, count=3))
     for args, said in ((["merge", str(one), "--out", str(tmp_path / "m")], "give two or more runs"),
-                       (["merge", str(one), str(tmp_path / "nothing"), "--out", str(tmp_path / "m")], "no results.json")):
-        done = subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True, timeout=60,
+                       (["merge", str(one), str(tmp_path / "nothing"), "--out",
+                         str(tmp_path / "m")], "no results.json")):
+        done = subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True,
+                              text=True, timeout=60,
                               cwd=ROOT)
         assert done.returncode == 2 and done.stderr.count("\n") == 1 and said in done.stderr, done.stderr

@@ -24,9 +24,11 @@ ALLOWED = {HARNESS / "scenario" / "paths.py", HARNESS / "scenario" / "machine_sp
            *(HARNESS / "launch" / "families").glob("*.py")}  # the tables
 # The packages from the bottom up: each imports only those before it. The probes (stdlib programs
 # that run inside a path) take the system's stdlib-only modules beside them (vfio, reaper).
-LAYERS = ("core", "system", "probe", "scenario", "workloads", "host", "runtimes", "launch", "matrix", "judging",
+LAYERS = ("core", "system", "probe", "scenario", "workloads", "host", "runtimes", "launch",
+          "matrix", "judging",
           "report", "run", "studies", "cli")
-FACE = {"harness", "harness.pytest_plugin"}  # the package's face: imports anything, imported by nothing
+# the package's face: imports anything, imported by nothing
+FACE = {"harness", "harness.pytest_plugin"}
 PATH_IDS = set(paths.PATHS)
 FAMILY_NAMES = set(registry.FAMILIES)
 MAX_LINES = 450
@@ -35,7 +37,8 @@ MAX_LINES = 450
 def docstrings(tree: ast.AST) -> set:
     found = set()
     for node in ast.walk(tree):
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef,
+                             ast.AsyncFunctionDef)) and node.body:
             first = node.body[0]
             if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
                 found.add(id(first.value))
@@ -69,7 +72,8 @@ def test_only_the_path_table_and_families_name_paths_and_families():
 
 
 def test_the_scan_finds_what_it_looks_for():
-    source = 'def f(spec):\n    """native is the baseline"""\n    return spec.family == "vm" or spec.id == "native"\n'
+    source = ('def f(spec):\n    """native is the baseline"""\n    return spec.family == "vm" or '
+              'spec.id == "native"\n')
     assert literals_naming_paths_or_families(source) == [(3, "vm"), (3, "native")]
 
 
@@ -113,8 +117,10 @@ def imported(path: Path, modules: Set[str], root: Path = HARNESS) -> Set[str]:
 
 
 def import_graph(root: Path = HARNESS) -> Dict[str, Set[str]]:
-    """Module -> the modules it imports; the package's data (a workload's program) is no module of it."""
-    files = {module_name(path, root): path for path in root.rglob("*.py") if "data" not in path.relative_to(root).parts}
+    """Module -> the modules it imports; the package's data (a workload's program) is no module of
+    it."""
+    files = {module_name(path, root): path for path in root.rglob("*.py")
+             if "data" not in path.relative_to(root).parts}
     return {name: imported(path, set(files), root) for name, path in files.items()}
 
 
@@ -155,7 +161,8 @@ def cycles(graph: Dict[str, Set[str]]) -> List[List[str]]:
 
 def test_harness_has_no_import_cycle():
     graph = import_graph()
-    assert len(graph) > 50 and sum(len(edges) for edges in graph.values()) > 200  # the whole package was read
+    # the whole package was read
+    assert len(graph) > 50 and sum(len(edges) for edges in graph.values()) > 200
     assert cycles(graph) == []
 
 
@@ -170,7 +177,8 @@ def flat_imports(path: Path) -> Set[str]:
     found: Set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
-            found |= {f"harness.system.{alias.name}" for alias in node.names if alias.name in system}
+            found |= {f"harness.system.{alias.name}" for alias in node.names
+                      if alias.name in system}
     return found
 
 
@@ -182,15 +190,18 @@ def package_graph() -> Dict[str, Set[str]]:
         modules[module_name(path)] = modules.get(module_name(path), set()) | flat_imports(path)
     for module, imports in modules.items():
         source = package_of(module)
-        graph.setdefault(source, set()).update(package_of(target) for target in imports if package_of(target) != source)
+        graph.setdefault(source, set()).update(package_of(target) for target in imports
+                                               if package_of(target) != source)
     return graph
 
 
 def test_packages_import_only_the_layers_below_them():
     graph = package_graph()
     assert set(graph) == set(LAYERS) | FACE, "a package outside the layers, or a layer that is gone"
-    upward = sorted(f"{source} -> {target}" for source, targets in graph.items() for target in targets
-                    if source not in FACE and (target in FACE or LAYERS.index(target) > LAYERS.index(source)))
+    upward = sorted(f"{source} -> {target}" for source, targets in graph.items()
+                    for target in targets
+                    if source not in FACE and (target in FACE
+                                               or LAYERS.index(target) > LAYERS.index(source)))
     assert upward == []
     assert cycles(graph) == []
     assert graph["probe"] <= {"system"} and "core" not in graph["core"]
@@ -207,16 +218,19 @@ def test_the_cycle_finder_counts_lazy_and_type_only_imports(tmp_path):
     package = tmp_path / "pkg"
     package.mkdir()
     (package / "__init__.py").write_text("")
-    (package / "a.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .b import B\n")
+    (package / "a.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from "
+                                  ".b import B\n")
     (package / "b.py").write_text("def f():\n    from . import c\n")
     (package / "c.py").write_text("from .a import x\n")
     (package / "d.py").write_text("from . import a\n")
     graph = import_graph(package)
-    assert graph["pkg.a"] == {"pkg.b"} and graph["pkg.b"] == {"pkg.c"} and graph["pkg.d"] == {"pkg.a"}
+    assert (graph["pkg.a"] == {"pkg.b"} and graph["pkg.b"] == {"pkg.c"}
+            and graph["pkg.d"] == {"pkg.a"})
     assert cycles(graph) == [["pkg.a", "pkg.b", "pkg.c"]]
 
 
-# --- one room, one job ------------------------------------------------------------------------------
+# --- one room, one job
+# ------------------------------------------------------------------------------
 
 def test_every_module_is_small_and_says_its_job():
     too_big, undocumented = [], []
@@ -230,7 +244,8 @@ def test_every_module_is_small_and_says_its_job():
     assert too_big == [] and undocumented == []
 
 
-# --- interfaces as abstract classes -----------------------------------------------------------------
+# --- interfaces as abstract classes
+# -----------------------------------------------------------------
 
 def test_a_family_that_forgets_a_method_cannot_be_made():
     class Forgetful(Family):  # no launch(), no target()
@@ -260,7 +275,8 @@ def test_a_launch_or_target_that_forgets_a_method_cannot_be_made(tmp_path):
             return self
 
     scenario = Scenario(id="software/host/gl", path_id="software", runtime=HOST, probe="gl")
-    ctx = LaunchContext(scenario, Toolset("test", {}), Workspace(tmp_path / "r", tmp_path / "t"), Workload(probe="gl"))
+    ctx = LaunchContext(scenario, Toolset("test", {}), Workspace(tmp_path / "r", tmp_path / "t"),
+                        Workload(probe="gl"))
     for half in (HalfLaunch, HalfTarget):
         with pytest.raises(TypeError, match="abstract"):
             half(ctx)
@@ -275,10 +291,12 @@ def test_a_vfio_guest_target_launches_the_vfio_way(tmp_path):
     qemu = Tool("qemu-system-x86_64", "/usr/bin/qemu-system-x86_64")
     for path_id, launch_class in (("vm-vfio-nested", VfioLaunch), ("vm-virgl", VmLaunch)):
         scenario = Scenario(id=f"{path_id}/host/gl", path_id=path_id, runtime=HOST, probe="gl")
-        ctx = LaunchContext(scenario, Toolset("test", {qemu.name: qemu}), Workspace(tmp_path / path_id, tmp_path / "t"),
+        ctx = LaunchContext(scenario, Toolset("test", {qemu.name: qemu}),
+                            Workspace(tmp_path / path_id, tmp_path / "t"),
                             Workload(probe="gl"))
         guest = registry.of(scenario.spec).target(ctx)
         assert type(guest.launch) is launch_class, path_id
         assert guest.launch.ctx.interactive  # booted with the command agent
         # the vfio family's probe arguments go to its guest's probe; a plain VM path adds none
-        assert guest.launch.family_args[:1] == (["--size"] if launch_class is VfioLaunch else []), path_id
+        assert guest.launch.family_args[:1] == (["--size"] if launch_class is VfioLaunch
+                                                else []), path_id

@@ -13,7 +13,8 @@ from harness.host.toolset import Tool, Toolset
 
 
 def fake_toolset(render_nodes=()):
-    tools = {name: Tool(name, f"/usr/bin/{name}", "1.0") for name in ("bwrap", "virgl_test_server", "python3")}
+    tools = {name: Tool(name, f"/usr/bin/{name}", "1.0") for name in ("bwrap", "virgl_test_server",
+                                                                      "python3")}
     tools["mesa"] = Tool("mesa", "/usr/lib/dri", "22.3.6")
     return Toolset("discovery", tools, list(render_nodes))
 
@@ -41,22 +42,26 @@ def test_vtest_bwrap_argv_has_no_dri_and_binds_the_socket(tmp_path):
     socket = str(ws.tmp_dir / "virgl.sock")
     i = argv.index(socket)
     assert argv[i - 1] == "--bind" and argv[i + 1] == "/tmp/.virgl_test"
-    env = dict(zip(argv[argv.index("--setenv") + 1::3], argv[argv.index("--setenv") + 2::3], strict=False))
+    env = dict(zip(argv[argv.index("--setenv") + 1::3], argv[argv.index("--setenv") + 2::3],
+                   strict=False))
     assert env["GALLIUM_DRIVER"] == "virpipe" and env["VTEST_SOCKET_NAME"] == "/tmp/.virgl_test"
     assert argv[argv.index("--") + 1:][:2] == ["/usr/bin/python3", "/run/gpu-harness/gles.py"]
 
 
 def test_virgl_server_argv_uses_equals_form(tmp_path):
     ws = workspace(tmp_path)
-    (service,) = plan_of(sandbox, scenario("vtest-virgl"), fake_toolset(["/dev/dri/renderD128"]), ws,
+    (service,) = plan_of(sandbox, scenario("vtest-virgl"), fake_toolset(["/dev/dri/renderD128"]),
+                         ws,
                               Workload(probe="gl")).services
     assert service.argv == ["/usr/bin/virgl_test_server", "--use-egl-surfaceless",
-                            "--rendernode=/dev/dri/renderD128", f"--socket-path={ws.tmp_dir / 'virgl.sock'}"]
+                            "--rendernode=/dev/dri/renderD128",
+                            f"--socket-path={ws.tmp_dir / 'virgl.sock'}"]
     assert service.env["XDG_RUNTIME_DIR"] == str(ws.tmp_dir)
 
 
 def test_sandbox_dri_binds_dev_dri(tmp_path):
-    plan = plan_of(sandbox, scenario("sandbox-dri"), fake_toolset(["/dev/dri/renderD128"]), workspace(tmp_path),
+    plan = plan_of(sandbox, scenario("sandbox-dri"), fake_toolset(["/dev/dri/renderD128"]),
+                   workspace(tmp_path),
                         Workload(probe="gl"))
     i = plan.argv.index("--dev-bind")
     assert plan.argv[i:i + 3] == ["--dev-bind", "/dev/dri", "/dev/dri"]
@@ -70,20 +75,24 @@ def test_runtime_layout_of_a_rootfs(tmp_path):
     (root / "lib").symlink_to("usr/lib")
     (root / "lib64").mkdir()
     layout = sandbox.runtime_layout(model.Runtime("r", model.RuntimeKind.ROOTFS, str(root)))
-    assert (str(root / "usr"), "/usr") in layout.binds and (str(root / "lib64"), "/lib64") in layout.binds
+    assert (str(root / "usr"), "/usr") in layout.binds and (str(root / "lib64"),
+                                                            "/lib64") in layout.binds
     assert ("usr/lib", "/lib") in layout.symlinks
 
 
 def test_software_env_forces_llvmpipe_and_native_drops_driver_overrides(tmp_path, monkeypatch):
     monkeypatch.setenv("GALLIUM_DRIVER", "zink")
     ws = workspace(tmp_path)
-    assert plan_of(host, scenario("software"), fake_toolset(), ws, Workload(probe="gl")).env["GALLIUM_DRIVER"] == "llvmpipe"
-    assert "GALLIUM_DRIVER" not in plan_of(host, scenario("native"), fake_toolset(), ws, Workload(probe="gl")).env
+    assert plan_of(host, scenario("software"), fake_toolset(), ws,
+                   Workload(probe="gl")).env["GALLIUM_DRIVER"] == "llvmpipe"
+    assert "GALLIUM_DRIVER" not in plan_of(host, scenario("native"), fake_toolset(), ws,
+                                           Workload(probe="gl")).env
 
 
 def test_saved_config_rerun_script_is_valid_shell(tmp_path):
     ws = workspace(tmp_path)
-    plan = plan_of(sandbox, scenario("vtest-virgl", env={"WEIRD": "a b'c"}), fake_toolset(), ws, Workload(probe="gl"))
+    plan = plan_of(sandbox, scenario("vtest-virgl", env={"WEIRD": "a b'c"}), fake_toolset(), ws,
+                   Workload(probe="gl"))
     write_config(ws, "vtest-virgl/host/gl", plan)
     script = ws.result_dir / "rerun.sh"
     assert subprocess.run(["sh", "-n", str(script)]).returncode == 0
@@ -102,11 +111,13 @@ def test_a_nix_toolset_python_runs_from_the_store_inside_the_sandbox(tmp_path):
     toolset = fake_toolset()
     store_python = "/nix/store/0000000000000000000000000000000-probe-python/bin/python3"
     toolset.tools["python3"] = Tool("python3", store_python, "3.13.0")
-    argv = plan_of(sandbox, scenario("vtest-virgl"), toolset, workspace(tmp_path), Workload(probe="gl")).argv
+    argv = plan_of(sandbox, scenario("vtest-virgl"), toolset, workspace(tmp_path),
+                   Workload(probe="gl")).argv
     i = argv.index("/nix/store")
     assert argv[i - 1] == "--ro-bind" and argv[i + 1] == "/nix/store"
     assert argv[argv.index("--") + 1] == store_python
-    assert "/nix/store" not in plan_of(sandbox, scenario("vtest-virgl"), fake_toolset(), workspace(tmp_path / "b"),
+    assert "/nix/store" not in plan_of(sandbox, scenario("vtest-virgl"), fake_toolset(),
+                                       workspace(tmp_path / "b"),
                                             Workload(probe="gl")).argv
 
 
@@ -119,7 +130,8 @@ def test_a_bwrap_that_cannot_make_a_sandbox_is_a_skip_saying_what_is_missing(tmp
     toolset.tools["mesa"] = Tool("mesa", "/usr/lib/dri", "22.3.6")
     spec = scenario("vtest-virgl").spec
     reason = registry.of(spec).available(spec, toolset)
-    assert reason.startswith("bwrap cannot create a sandbox here (bwrap: No permissions to create new namespace)")
+    assert reason.startswith("bwrap cannot create a sandbox here (bwrap: No permissions to create "
+                             "new namespace)")
     assert "unprivileged user namespaces" in reason and "Nix build" in reason
 
 
@@ -131,10 +143,12 @@ def test_a_toolset_that_points_host_gl_at_its_mesa_reaches_every_host_gl_program
     toolset.tools["mesa"] = Tool("mesa", "/nix/store/x-mesa/lib/dri", "25.2.6", {"env": gl_env})
     toolset.tools["Xvfb"] = Tool("Xvfb", "/usr/bin/Xvfb", "21.1")
     ws = workspace(tmp_path)
-    (server,) = plan_of(sandbox, scenario("vtest-virgl"), toolset, ws, Workload(probe="gl")).services
+    (server,) = plan_of(sandbox, scenario("vtest-virgl"), toolset, ws,
+                        Workload(probe="gl")).services
     assert gl_env.items() <= server.env.items()
     qemu_display, (xvfb,), qemu_env = display.display_for("virtio-gpu-gl-pci", toolset, ws)
-    assert qemu_display == "sdl,gl=on" and gl_env.items() <= xvfb.env.items() and gl_env.items() <= qemu_env.items()
+    assert (qemu_display == "sdl,gl=on" and gl_env.items() <= xvfb.env.items()
+            and gl_env.items() <= qemu_env.items())
     assert fake_toolset().host_gl_env() == {}
 
 
@@ -143,16 +157,19 @@ def test_the_confined_server_s_path_runs_it_under_bwrap_and_its_seccomp_filter_a
     by the toolset's python3 (setup installs python3-seccomp for /usr/bin/python3) into the
     scenario's results, handed as an open file, and opened again by rerun.sh."""
     ws = workspace(tmp_path)
-    plan = plan_of(sandbox, scenario("vtest-virgl-confined"), fake_toolset(), ws, Workload(probe="gl"))
+    plan = plan_of(sandbox, scenario("vtest-virgl-confined"), fake_toolset(), ws,
+                   Workload(probe="gl"))
     (service,) = plan.services
     try:
         ((fd, bpf),) = service.handed
         assert bpf == str(ws.result_dir / "virgl_test_server.bpf") and os.fstat(fd).st_size > 0
         argv = service.argv
         assert argv[0] == "/usr/bin/bwrap" and argv[argv.index("--seccomp") + 1] == str(fd)
-        assert argv[argv.index("--") + 1:] == ["/usr/bin/virgl_test_server", "--use-egl-surfaceless",
+        assert argv[argv.index("--") + 1:] == ["/usr/bin/virgl_test_server",
+                                               "--use-egl-surfaceless",
                                               f"--socket-path={ws.tmp_dir / 'virgl.sock'}"]
-        assert argv[argv.index(str(ws.tmp_dir)) - 1] == "--bind"  # its socket's folder: the one it writes
+        # its socket's folder: the one it writes
+        assert argv[argv.index(str(ws.tmp_dir)) - 1] == "--bind"
         write_config(ws, "vtest-virgl-confined/host/gl", plan)
     finally:
         os.close(fd)
@@ -164,8 +181,10 @@ def test_the_confined_server_s_path_runs_it_under_bwrap_and_its_seccomp_filter_a
 def test_the_confined_server_s_path_is_a_skip_where_no_filter_or_no_host_program_can_be_had(tmp_path):
     spec = scenario("vtest-virgl-confined").spec
     no_binding = fake_toolset()
-    no_binding.tools["python3"] = Tool("python3", sys.executable, "3")  # the harness's venv: no libseccomp binding
+    # the harness's venv: no libseccomp binding
+    no_binding.tools["python3"] = Tool("python3", sys.executable, "3")
     assert "no libseccomp binding" in (sandbox.FAMILY.available(spec, no_binding) or "")
     elsewhere = fake_toolset()
-    elsewhere.tools["virgl_test_server"] = Tool("virgl_test_server", str(tmp_path / "wrapper"), "1.1.0")
+    elsewhere.tools["virgl_test_server"] = Tool("virgl_test_server", str(tmp_path / "wrapper"),
+                                                "1.1.0")
     assert "outside the host's /usr and /etc" in (sandbox.FAMILY.available(spec, elsewhere) or "")

@@ -26,7 +26,8 @@ sys.exit(pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", "-p", "n
 
 
 def collected(*args: str) -> dict:
-    done = subprocess.run([sys.executable, "-c", COLLECT, *args], capture_output=True, text=True, cwd=ROOT,
+    done = subprocess.run([sys.executable, "-c", COLLECT, *args], capture_output=True, text=True,
+                          cwd=ROOT,
                           timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     line = next(line for line in done.stdout.splitlines() if line.startswith("{"))
@@ -35,14 +36,17 @@ def collected(*args: str) -> dict:
 
 def test_the_quick_tier_launches_every_family_of_the_table():
     quick = collected("-m", "not full", "vmtests")
-    launched = {args[0] for marks in quick.values() for name, *args in marks if name == "launches" and args}
-    assert set(registry.FAMILIES) <= launched, f"no quick test launches {sorted(set(registry.FAMILIES) - launched)}"
+    launched = {args[0] for marks in quick.values() for name, *args in marks
+                if name == "launches" and args}
+    assert set(registry.FAMILIES) <= launched, ("no quick test launches "
+                                                f"{sorted(set(registry.FAMILIES) - launched)}")
 
 
 def test_every_test_outside_the_quick_tier_says_why_and_the_whole_tier_has_them_all():
     everything = collected("vmtests")
     quick = collected("-m", "not full", "vmtests")
-    full = {node: [args[0] for name, *args in marks if name == "full"] for node, marks in everything.items()}
+    full = {node: [args[0] for name, *args in marks if name == "full"] for node,
+            marks in everything.items()}
     outside = {node for node in everything if node not in quick}
     assert outside and all(full[node] and set(full[node]) <= set(FULL_REASONS) for node in outside)
     assert set(quick) < set(everything)

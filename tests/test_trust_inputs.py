@@ -17,7 +17,8 @@ from .files import write
 
 
 def run_cli(*args, env=None, timeout=120):
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True,
+                          text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
 
 
@@ -42,7 +43,8 @@ def test_every_key_doctor_prints_loads_as_a_toolset(doctor_json, tmp_path):
     data = json.loads(doctor_json.read_text())
     assert {"schema", "tools", "paths", "architectures"} <= set(data)
     for key in data:  # each key on its own: a key doctor gains later is covered as it appears
-        alone = write(tmp_path, f"{key}.json", {"schema": data["schema"], "tools": data["tools"], key: data[key]})
+        alone = write(tmp_path, f"{key}.json", {"schema": data["schema"], "tools": data["tools"],
+                                                key: data[key]})
         loaded = toolset.load_manifest(alone)
         assert loaded.source == f"manifest:{alone}"
 
@@ -61,12 +63,13 @@ def test_a_misspelt_manifest_key_is_still_refused(doctor_json, tmp_path, key):
     data = json.loads(doctor_json.read_text())
     data[key] = data.get(key[:-1], [])
     line = one_error_line(run_cli("doctor", "--toolset", str(write(tmp_path, "t.json", data))))
-    assert f"t.json: {key}: unknown key (allowed: schema, source, system, render_nodes, tools" in line
+    assert (f"t.json: {key}: unknown key (allowed: schema, source, system, render_nodes, tools" in line)
 
 
 @pytest.fixture(scope="module")
 def a_run(tmp_path_factory) -> Path:
-    """A run's folder as `gpu-harness run` leaves it: results.json (generated), junit.xml, report.html."""
+    """A run's folder as `gpu-harness run` leaves it: results.json (generated), junit.xml,
+    report.html."""
     out = runs.write(tmp_path_factory.mktemp("run") / "out", runs.document(count=6))
     done = run_cli("report", str(out))
     assert done.returncode == 0, done.stderr
@@ -81,7 +84,8 @@ def test_report_into_a_folder_where_report_html_is_a_folder_is_one_line(a_run, t
     line = one_error_line(run_cli("report", str(run)))
     assert line == f"gpu-harness: error: {run / 'report.html'}: is a folder, cannot write the report file there " \
         "(remove it, or choose another folder)"
-    assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in a_run.iterdir())  # no partial file
+    # no partial file
+    assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in a_run.iterdir())
     (run / "report.html").rmdir()
     done = run_cli("report", str(run))
     assert done.returncode == 0 and (run / "report.html").is_file(), done.stderr
@@ -92,7 +96,8 @@ DEPTH = 100_000
 
 @pytest.mark.parametrize("name, text, message", [
     ("deep.json", "[" * DEPTH + "]" * DEPTH, "deep.json: not JSON: nested too deeply"),
-    ("deep-object.json", '{"a": ' * DEPTH + "1" + "}" * DEPTH, "deep-object.json: not JSON: nested too deeply"),
+    ("deep-object.json", '{"a": ' * DEPTH + "1" + "}" * DEPTH,
+     "deep-object.json: not JSON: nested too deeply"),
     ("deep.yaml", "[" * DEPTH + "]" * DEPTH, "deep.yaml: not YAML: nested too deeply"),
     ("deep-block.yaml", "a:\n" + "".join(" " * (i + 1) + "b:\n" for i in range(3000)),
      "deep-block.yaml: not YAML: nested too deeply"),
@@ -104,12 +109,15 @@ def test_cdi_check_of_a_spec_nested_too_deeply_is_one_line(tmp_path, name, text,
 
 
 PIGLIT_BIN = Path("/usr/lib/x86_64-linux-gnu/piglit/bin")
-needs_piglit = pytest.mark.skipif(not (PIGLIT_BIN / "fbo-blit").exists(), reason="the host has no piglit (scripts/setup)")
+needs_piglit = pytest.mark.skipif(not (PIGLIT_BIN / "fbo-blit").exists(),
+                                  reason="the host has no piglit (scripts/setup)")
 
 
 def piglit_matrix(folder: Path, tests, runtime: str = "host", table: str = "") -> Path:
-    return write(folder, "m.toml", f'[matrix]\npaths = ["vtest-virgl"]\nruntimes = ["{runtime}"]\nprobes = ["mine"]\n'
-                                   f'{table}[probes.mine]\nkind = "piglit"\ntests = {json.dumps(tests)}\n')
+    return write(folder, "m.toml",
+                 f'[matrix]\npaths = ["vtest-virgl"]\nruntimes = ["{runtime}"]\nprobes = ["mine"]\n'
+                                   f'{table}[probes.mine]\nkind = "piglit"\ntests = '
+                                   f'{json.dumps(tests)}\n')
 
 
 def scenarios_of(out: Path) -> list:
@@ -122,7 +130,8 @@ def test_a_misspelt_piglit_test_on_the_host_is_exit_2_naming_the_nearest(tmp_pat
     matrix = piglit_matrix(tmp_path, ["fbo-blitt", "fbo-alpha"])
     line = one_error_line(run_cli(command, "--matrix", str(matrix), "--out", str(tmp_path / "out"))
                           if command == "run" else run_cli(command, "--matrix", str(matrix)))
-    assert line == (f"gpu-harness: error: {matrix}: probes.mine: runtime host: piglit has no 'fbo-blitt' in {PIGLIT_BIN} "
+    assert line == (f"gpu-harness: error: {matrix}: probes.mine: runtime host: piglit has no "
+                    f"'fbo-blitt' in {PIGLIT_BIN} "
                     "(nearest: fbo-blit, fbo-sys-blit, fbo-blit-stretch)")
     assert not (tmp_path / "out").exists()  # refused before anything ran
 
@@ -147,7 +156,8 @@ def test_a_misspelt_piglit_test_in_a_root_filesystem_with_piglit_is_exit_2(tmp_p
 def test_a_runtime_without_piglit_stays_a_skip_naming_the_package(tmp_path):
     root = tmp_path / "bare"
     root.mkdir()
-    matrix = piglit_matrix(tmp_path, ["fbo-blitt"], "bare", f'[runtimes.bare]\nkind = "rootfs"\nroot = "{root}"\n')
+    matrix = piglit_matrix(tmp_path, ["fbo-blitt"], "bare",
+                           f'[runtimes.bare]\nkind = "rootfs"\nroot = "{root}"\n')
     done = run_cli("run", "--matrix", str(matrix), "--out", str(tmp_path / "out"))
     assert done.returncode == 0, done.stderr
     (scenario,) = scenarios_of(tmp_path / "out")

@@ -1,4 +1,5 @@
-"""harness.system.vfio on fixture sysfs trees: what `check` finds, and the bind/restore state machine
+"""harness.system.vfio on fixture sysfs trees: what `check` finds, and the bind/restore state
+machine
 with each step failing in turn (a fake kernel answers the writes). The real kernel's answers
 are in vmtests/test_vfio.py (the nested tier)."""
 import errno
@@ -36,12 +37,14 @@ class Tree:
             (folder / control).write_text("")
         return folder
 
-    def device(self, bdf, ids="10de:2684", pci_class="0x030000", driver=None, group="7", boot_vga=None,
+    def device(self, bdf, ids="10de:2684", pci_class="0x030000", driver=None, group="7",
+               boot_vga=None,
                reset="flr bus"):
         folder = self.root / "sys/bus/pci/devices" / bdf
         folder.mkdir()
         vendor, device = ids.split(":")
-        for name, value in (("vendor", "0x" + vendor), ("device", "0x" + device), ("class", pci_class),
+        for name, value in (("vendor", "0x" + vendor), ("device", "0x" + device), ("class",
+                                                                                   pci_class),
                             ("driver_override", "(null)"), ("reset_method", reset)):
             if value is not None:
                 (folder / name).write_text(value + "\n")
@@ -115,7 +118,8 @@ def test_check_a_group_shared_with_a_bound_device_is_not_viable(tmp_path):
     tree = Tree(tmp_path)
     tree.device(GPU, driver="nvidia")
     tree.device(AUDIO, ids="10de:22ba", pci_class="0x040300", driver="snd_hda_intel")
-    tree.device(OTHER, ids="10de:0000", pci_class="0x0c0330", driver="vfio-pci")  # already free: harmless
+    # already free: harmless
+    tree.device(OTHER, ids="10de:0000", pci_class="0x0c0330", driver="vfio-pci")
     os.unlink(tmp_path / "sys/bus/pci/devices" / OTHER / "iommu_group")
     report = vfio.check(GPU, vfio.Sysfs(str(tmp_path)), memlock=None)
     assert not report.usable
@@ -139,7 +143,8 @@ def test_check_memlock_below_guest_ram_blocks_and_warnings_do_not(tmp_path):
     assert "memlock limit 64 MiB < guest RAM 2048 MiB" in report.reason
     warnings = {f.name for f in report.findings if not f.ok and not f.blocking}
     assert warnings == {"reset", "boot-vga"}
-    assert vfio.check(GPU, vfio.Sysfs(str(tmp_path)), guest_ram_mb=32, memlock=64 * 1024 * 1024).usable
+    assert vfio.check(GPU, vfio.Sysfs(str(tmp_path)), guest_ram_mb=32,
+                      memlock=64 * 1024 * 1024).usable
 
 
 def test_check_of_a_missing_device(tmp_path):
@@ -201,10 +206,12 @@ def test_each_bind_step_failing_names_it_and_gives_the_device_back(tmp_path, fai
 def test_bind_verifies_the_driver_that_took_the_device(tmp_path):
     tree = Tree(tmp_path)
     tree.device(GPU, driver="nvidia")
-    kernel = FakeKernel(tmp_path, probe_ignores_override=True)  # vfio-pci not loaded: the old driver comes back
+    # vfio-pci not loaded: the old driver comes back
+    kernel = FakeKernel(tmp_path, probe_ignores_override=True)
     with pytest.raises(vfio.VfioError) as raised:
         vfio.bind(GPU, kernel)
-    assert raised.value.step == "verify" and "driver is nvidia after the probe" in raised.value.reason
+    assert (raised.value.step == "verify"
+            and "driver is nvidia after the probe" in raised.value.reason)
 
 
 def test_bind_refuses_a_device_check_rejects(tmp_path):
@@ -257,8 +264,10 @@ def test_cli_check_on_a_fixture_tree_and_bad_input(tmp_path):
     with redirect_stdout(out), redirect_stderr(err):
         assert vfio.main(["check", "--guest-ram-mb", "0"], root=str(tmp_path)) in (0, 1)
         assert vfio.main(["bind", "not-a-device"], root=str(tmp_path)) == 2
-        assert vfio.main(["restore", GPU, "--state-dir", str(tmp_path / "state")], root=str(tmp_path)) == 2
-    assert f"{GPU} [10de:2684]" in out.getvalue()  # the display controller is listed without asking for it
+        assert vfio.main(["restore", GPU, "--state-dir", str(tmp_path / "state")],
+                         root=str(tmp_path)) == 2
+    # the display controller is listed without asking for it
+    assert f"{GPU} [10de:2684]" in out.getvalue()
     assert "is not a PCI address" in err.getvalue() and "no record of binding" in err.getvalue()
 
 
@@ -270,7 +279,8 @@ def test_a_driver_override_set_before_bind_is_put_back(tmp_path):
     record = vfio.bind(GPU, kernel)
     assert record.original_override == "nvidia"
     vfio.restore(vfio.BindRecord.from_line(record.to_line()), kernel)  # as the reaper gets it
-    assert kernel.read(kernel.device(GPU, "driver_override")) == "nvidia" and kernel.driver(GPU) == "nvidia"
+    assert kernel.read(kernel.device(GPU,
+                                     "driver_override")) == "nvidia" and kernel.driver(GPU) == "nvidia"
 
 
 def test_bind_records_survive_as_lines_and_files(tmp_path):
@@ -287,7 +297,8 @@ def test_bind_records_survive_as_lines_and_files(tmp_path):
 def test_reaper_gives_back_tracked_devices_and_not_untracked_ones(monkeypatch):
     restored = []
     monkeypatch.setattr(vfio, "restore", lambda record: restored.append(record))
-    monkeypatch.setitem(__import__("sys").modules, "vfio", vfio)  # the reaper imports it as a script would
+    # the reaper imports it as a script would
+    monkeypatch.setitem(__import__("sys").modules, "vfio", vfio)
     reaper.serve(io.StringIO(f"vfio {GPU} nvidia\nvfio {OTHER} -\nunvfio {OTHER} -\n"))
     assert restored == [vfio.BindRecord(GPU, "nvidia")]
 
@@ -302,7 +313,8 @@ def test_modalias_finds_the_driver_module():
 
 
 def test_the_iommu_comes_before_every_other_device():
-    spec = QemuSpec(qemu="qemu", accel="tcg", memory_mb=1024, kernel="k", initrd="i", cmdline="c", serial_log="s",
+    spec = QemuSpec(qemu="qemu", accel="tcg", memory_mb=1024, kernel="k", initrd="i", cmdline="c",
+                    serial_log="s",
                     qmp_socket="q", runtime_root="/", out_dir="/o", display="none", machine="q35",
                     first_devices=("intel-iommu,intremap=on,caching-mode=on",), devices=("edu",))
     argv = spec.argv()
@@ -338,8 +350,10 @@ def test_the_probe_and_the_host_agree_on_the_console_protocol():
 
 def test_l2_interrupt_counts_from_its_console():
     l2 = nested_probe("l2guest")
-    text = "\n".join(["gpu-harness-l2: interrupts 24:          0   PCI-MSI 16384-edge      virtio0-config",
-                      "gpu-harness-l2: interrupts 25:        171   PCI-MSI 16385-edge      virtio0-control",
+    text = "\n".join(["gpu-harness-l2: interrupts 24:          0   PCI-MSI 16384-edge      "
+                      "virtio0-config",
+                      "gpu-harness-l2: interrupts 25:        171   PCI-MSI 16385-edge      "
+                      "virtio0-control",
                       "some kernel line 26: 99 virtio0-cursor",
                       "gpu-harness-l2: interrupts end"])
     assert l2.interrupts(text) == {"virtio0-config": 0, "virtio0-control": 171}
@@ -365,13 +379,17 @@ def test_the_vfio_probe_takes_qemu_qmp_with_it():
 
 
 @pytest.mark.parametrize("iommu, vfio_pci", [(False, False), (True, True)])
-def test_check_with_no_display_controller_says_what_the_host_gives_any_device(tmp_path, iommu, vfio_pci):
-    Tree(tmp_path, iommu=iommu, vfio_pci=vfio_pci).device("0000:00:1f.0", ids="8086:7a06", pci_class="0x060100",
-                                                          driver="lpc_ich")  # an ISA bridge: no display
+def test_check_with_no_display_controller_says_what_the_host_gives_any_device(tmp_path, iommu,
+                                                                              vfio_pci):
+    Tree(tmp_path, iommu=iommu, vfio_pci=vfio_pci).device("0000:00:1f.0", ids="8086:7a06",
+                                                          pci_class="0x060100",
+                                                          # an ISA bridge: no display
+                                                          driver="lpc_ich")
     out = io.StringIO()
     with redirect_stdout(out):
         assert vfio.main(["check"], root=str(tmp_path)) == 1  # nothing to pass: not usable
     lines = out.getvalue().splitlines()
-    assert lines[0] == "no display controllers (PCI class 03) on this machine; for any other device this host has:"
+    assert lines[0] == ("no display controllers (PCI class 03) on this machine; for any other "
+                        "device this host has:")
     assert [line.split()[:2] for line in lines[1:3]] == [["ok" if iommu else "FAIL", "iommu"],
                                                          ["ok" if vfio_pci else "FAIL", "vfio-pci"]]

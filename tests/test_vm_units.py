@@ -21,7 +21,8 @@ def test_module_resolution_orders_dependencies_first():
     order = modules.resolve(["9p", "virtio_gpu"], table)
     assert order.index("kernel/fs/netfs/netfs.ko") < order.index("kernel/fs/fscache/fscache.ko") \
         < order.index("kernel/fs/9p/9p.ko")
-    assert order[-2:] == ["kernel/drivers/gpu/drm/drm.ko", "kernel/drivers/gpu/drm/virtio/virtio-gpu.ko.xz"]
+    assert order[-2:] == ["kernel/drivers/gpu/drm/drm.ko",
+                          "kernel/drivers/gpu/drm/virtio/virtio-gpu.ko.xz"]
     assert len(order) == len(set(order)) == 6
 
 
@@ -40,14 +41,16 @@ def test_unknown_module_is_an_error():
 def test_kvm_decision():
     assert accel.decide(False, None) == accel.Accel("tcg", "no usable /dev/kvm")
     assert accel.decide(True, accel.KvmProbe(True, 0.8, "booted")).name == "kvm"
-    hung = accel.decide(True, accel.KvmProbe(False, 8.0, "a KVM guest did not boot within 8 s (hangs)"))
+    hung = accel.decide(True, accel.KvmProbe(False, 8.0,
+                                             "a KVM guest did not boot within 8 s (hangs)"))
     assert hung.name == "tcg" and "did not boot within 8 s" in hung.reason
 
 
 def qemu_argv(gpu, display, agent_socket=None):
     return QemuSpec(qemu="qemu-system-x86_64", accel="tcg", memory_mb=256, kernel="/k",
                     initrd="/i", cmdline="console=ttyS0 panic=-1", serial_log="/r/console.log",
-                    qmp_socket="/t/qmp.sock", agent_socket=agent_socket, runtime_root="/", out_dir="/r/probe",
+                    qmp_socket="/t/qmp.sock", agent_socket=agent_socket, runtime_root="/",
+                    out_dir="/r/probe",
                     gpu=gpu, display=display).argv()
 
 
@@ -78,13 +81,15 @@ def test_init_runs_the_probe_or_the_command_agent():
     batch, interactive = init_script(False), init_script(True)
     assert "AGENT-READY" not in batch and "probe starting" in batch and "SCANOUT-READY" in batch
     agent_part = interactive[interactive.index("AGENT-READY"):interactive.index("probe starting")]
-    assert "/dev/ttyS1" in interactive and "base64 -d" in agent_part and "END $id $code" in agent_part
-    assert ". /run/gpu-harness/out/environment.sh && exec /bin/sh /run/gpu-harness/command.sh" in agent_part
+    assert ("/dev/ttyS1" in interactive and "base64 -d" in agent_part
+            and "END $id $code" in agent_part)
+    assert (". /run/gpu-harness/out/environment.sh && exec /bin/sh /run/gpu-harness/command.sh" in agent_part)
     assert "env -i /bin/chroot $R /bin/sh /run/gpu-harness/out/workload.sh" in batch
 
 
 def test_guest_workload_script_quotes_env_and_argv():
-    script = render("guest-workload.sh.j2", env=[("A", "x y"), ("B", "it's")], argv=["/usr/bin/python3", "a b"])
+    script = render("guest-workload.sh.j2", env=[("A", "x y"), ("B", "it's")],
+                    argv=["/usr/bin/python3", "a b"])
     lines = [line for line in script.splitlines() if line and not line.startswith("#")]
     assert lines == ["export A='x y'", "export B='it'\"'\"'s'", "exec /usr/bin/python3 'a b'"]
     assert "exec" not in render("guest-workload.sh.j2", env=[("A", "1")], argv=[])
@@ -97,7 +102,8 @@ def test_guest_exit_from_console():
 
 
 def test_kernel_args_setting():
-    (s,) = matrix.expand({"matrix": {"paths": ["vm-headless"]}, "defaults": {"kernel_args": ["a=1"]}}, "t").scenarios
+    (s,) = matrix.expand({"matrix": {"paths": ["vm-headless"]},
+                          "defaults": {"kernel_args": ["a=1"]}}, "t").scenarios
     assert s.kernel_args == ("a=1",)
 
 
@@ -126,7 +132,8 @@ def test_a_display_number_claimed_by_another_harness_process_is_not_handed_out()
 
     from harness.launch.vm import display
 
-    other = subprocess.Popen([sys.executable, "-c", "from harness.launch.vm import display; import sys;"
+    other = subprocess.Popen([sys.executable, "-c",
+                              "from harness.launch.vm import display; import sys;"
                               " n = display.free_display(); print(n, flush=True); sys.stdin.read()"],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:

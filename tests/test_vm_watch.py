@@ -12,7 +12,8 @@ from harness.host.toolset import Tool, Toolset
 from harness.launch.vm import accel
 
 BEFORE = "gpu-harness: init started\ngpu-harness: probe starting\n"
-AFTER = BEFORE + "gpu-harness: probe exited 0\ngpu-harness: powering off\n[    8.156731] reboot: Power down\n"
+AFTER = BEFORE + ("gpu-harness: probe exited 0\ngpu-harness: powering off\n[    8.156731] reboot: "
+                  "Power down\n")
 PANICKED = BEFORE + ("[    3.208016] sysrq: Trigger a crash\n"
                      "[    3.208451] Kernel panic - not syncing: sysrq triggered crash\n"
                      "[    3.212207] Rebooting in 1 seconds..\n")
@@ -47,7 +48,8 @@ class GuestThatStopsBetweenTwoLooks:
 
 def launch(tmp_path, machine) -> VmLaunch:
     scenario = matrix.expand({"matrix": {"paths": ["vm-headless"]}}, "t").scenarios[0]
-    toolset = Toolset("discovery", {name: Tool(name, f"/usr/bin/{name}", "1") for name in ("qemu-system-x86_64",)})
+    toolset = Toolset("discovery", {name: Tool(name, f"/usr/bin/{name}", "1")
+                                    for name in ("qemu-system-x86_64",)})
     workspace = Workspace(tmp_path / "result", tmp_path / "t")
     workspace.create()
     found = VmLaunch(LaunchContext(scenario, toolset, workspace, Workload(probe="gl")))
@@ -66,13 +68,14 @@ def test_a_guest_that_panicked_between_two_looks_is_a_kernel_panic_with_its_reas
     watched = launch(tmp_path, GuestThatStopsBetweenTwoLooks(PANICKED, "guest-reset"))
     assert watched.watch_step() is True
     assert watched.result.problem == "guest kernel panic: sysrq triggered crash"
-    assert watched.result.failure is not None and watched.result.failure.kind is FailureKind.GUEST_PANIC
+    assert (watched.result.failure is not None
+            and watched.result.failure.kind is FailureKind.GUEST_PANIC)
 
 
 def test_a_guest_that_stopped_before_its_probe_ended_is_still_a_failure(tmp_path):
     watched = launch(tmp_path, GuestThatStopsBetweenTwoLooks(BEFORE, "guest-shutdown"))
     assert watched.watch_step() is True
-    assert "guest stopped before the probe finished (SHUTDOWN guest-shutdown)" in watched.result.problem
+    assert ("guest stopped before the probe finished (SHUTDOWN guest-shutdown)" in watched.result.problem)
 
 
 def test_a_kvm_guest_that_booted_as_its_bound_ran_out_booted(tmp_path, monkeypatch):

@@ -8,7 +8,8 @@ import sys
 
 from harness.scenario.probes import PROBE_DIR
 
-SESSION = (PROBE_DIR.parent / "data" / "vtest" / "gl-session.bin").read_bytes()  # shipped: security.toml fuzzes from it
+# shipped: security.toml fuzzes from it
+SESSION = (PROBE_DIR.parent / "data" / "vtest" / "gl-session.bin").read_bytes()
 
 
 def probe_module(name: str):
@@ -29,9 +30,11 @@ def test_the_recorded_session_is_whole_commands_of_the_protocol():
     commands = vtestfuzz.parse(SESSION)
     assert vtestfuzz.encode(commands) == SESSION  # nothing left over, nothing changed
     ids = [command for command, _ in commands]
-    assert ids[0] == 8 and commands[0][1] == b"python3\0"  # VCMD_CREATE_RENDERER: its name, length in bytes
+    # VCMD_CREATE_RENDERER: its name, length in bytes
+    assert ids[0] == 8 and commands[0][1] == b"python3\0"
     assert ids[1] == 10  # then it asks for the protocol version (VCMD_PING_PROTOCOL_VERSION)
-    assert {6, 12} <= set(ids) and set(ids) <= set(vtestfuzz.COMMANDS)  # submits, resources (protocol 2+)
+    # submits, resources (protocol 2+)
+    assert {6, 12} <= set(ids) and set(ids) <= set(vtestfuzz.COMMANDS)
     assert vtestfuzz.owed(SESSION) == 0
 
 
@@ -41,7 +44,8 @@ def test_the_same_seed_makes_the_same_inputs_and_another_seed_others():
     again = [vtestfuzz.mutate(commands, rng) for rng in [random.Random(7)] for _ in range(50)]
     other = [vtestfuzz.mutate(commands, rng) for rng in [random.Random(8)] for _ in range(50)]
     assert first == again and first != other
-    words = {"length": "length", "command": ": id ", "dword": "dword", "drop": "dropped", "repeat": "twice", "cut": "cut after"}
+    words = {"length": "length", "command": ": id ", "dword": "dword", "drop": "dropped",
+             "repeat": "twice", "cut": "cut after"}
     kinds = {kind for _, change in first for kind, word in words.items() if word in change}
     assert kinds == set(vtestfuzz.KINDS), kinds  # every kind of change in 50 inputs
     assert all(payload != SESSION for payload, _ in first)
@@ -65,13 +69,18 @@ def test_the_targeted_cases_aim_at_the_fields_the_protocol_names():
     assert [case.name.split(":")[0] for case in cases] == ["oversized resource"] * 5 + [
         "out-of-range transfer box past the resource", "out-of-range transfer box 0xffff wide and high",
         "out-of-range transfer offset 0xfffffff0", "out-of-range transfer data size 0x7fffffff"] + [
-        "another client's resources"] * 3 + ["a client that never reads", "a client that leaves before its answer"]
+        "another client's resources"] * 3 + ["a client that never reads",
+                                             "a client that leaves before its answer"]
     first_create = next(i for i, (c, _) in enumerate(commands) if c in (2, 12))
-    huge = next(case for case in cases if case.name == "oversized resource: width and height 0xffffffff")
-    words = struct.unpack(f"<{len(huge.commands[first_create][1]) // 4}I", huge.commands[first_create][1])
+    huge = next(case for case in cases
+                if case.name == "oversized resource: width and height 0xffffffff")
+    words = struct.unpack(f"<{len(huge.commands[first_create][1]) // 4}I",
+                          huge.commands[first_create][1])
     assert words[4] == words[5] == 0xFFFFFFFF  # VCMD_RES_CREATE2_WIDTH, _HEIGHT
-    assert huge.commands[:first_create] == commands[:first_create] and len(huge.commands) == len(commands)
-    foreign = next(case for case in cases if case.name.startswith("another client's resources: release"))
+    assert (huge.commands[:first_create] == commands[:first_create]
+            and len(huge.commands) == len(commands))
+    foreign = next(case for case in cases
+                   if case.name.startswith("another client's resources: release"))
     tail = foreign.commands[len(commands):]
     assert [struct.unpack("<I", data)[0] for command, data in tail] == list(range(1, 33))
     assert {command for command, _ in tail} == {3}  # VCMD_RESOURCE_UNREF
@@ -113,8 +122,10 @@ def test_a_guest_s_stream_names_the_resources_the_guest_kernel_gave():
             start, virgl_id, kind, _ = max(entry for entry in starts if entry[0] <= word)
             assert after[word] == handles[before[word]]
             changed.append((virgl_id, kind, word - start))
-    assert sorted(set(changed)) == [(1, 6, 2), (1, 8, 2), (6, 0, 3), (43, 0, 1)]  # sampler view, surface, VB, TRANSFER3D
-    assert len(changed) == 2 + 1 + 4 + 3  # two surfaces, one view, two vertex buffers set twice, three uploads
+    # sampler view, surface, VB, TRANSFER3D
+    assert sorted(set(changed)) == [(1, 6, 2), (1, 8, 2), (6, 0, 3), (43, 0, 1)]
+    # two surfaces, one view, two vertex buffers set twice, three uploads
+    assert len(changed) == 2 + 1 + 4 + 3
 
 
 def test_the_guest_mutator_is_the_same_for_a_seed_and_changes_what_reaches_the_host():
@@ -126,7 +137,8 @@ def test_the_guest_mutator_is_the_same_for_a_seed_and_changes_what_reaches_the_h
     for mutated, change in first:
         assert mutated != commands, change
         index = int(change.split()[1])
-        assert commands[index][0] in virtgpufuzz.MUTABLE  # a create, transfer, submit or wait: what an ioctl carries
+        # a create, transfer, submit or wait: what an ioctl carries
+        assert commands[index][0] in virtgpufuzz.MUTABLE
     assert {"dropped", "twice", "dword"} <= {word for _, change in first for word in change.split()}
 
 
@@ -134,10 +146,15 @@ def test_the_guest_s_targeted_cases_aim_at_another_client_s_texture():
     commands = vtestfuzz.parse(SESSION)
     cases = dict(virtgpufuzz.targeted(commands, victim=4242))
     assert len(cases) == 5
-    for name in ("another client's texture as a copy's target", "another client's texture as an upload's target"):
+    for name in ("another client's texture as a copy's target",
+                 "another client's texture as an upload's target"):
         command, stream = cases[name][-1]
-        assert command == 6 and struct.unpack_from("<I", stream, 4)[0] == 4242  # the victim, the virgl command's first dword
-    copy = struct.unpack("<14I", virtgpufuzz.remap(cases["another client's texture as a copy's target"][-1][1],
+        # the victim, the virgl command's first dword
+        assert command == 6 and struct.unpack_from("<I", stream, 4)[0] == 4242
+    copy = struct.unpack("<14I",
+                         virtgpufuzz.remap(cases["another client's texture as a copy's target"][-1][1],
                                                    {1: 1001}))
-    assert (copy[1], copy[6]) == (4242, 1001)  # into the victim's, from this client's own render target
-    assert len(virtgpufuzz.targeted(commands, victim=1)) == 3  # a victim id the session uses itself: no such case
+    # into the victim's, from this client's own render target
+    assert (copy[1], copy[6]) == (4242, 1001)
+    # a victim id the session uses itself: no such case
+    assert len(virtgpufuzz.targeted(commands, victim=1)) == 3

@@ -22,7 +22,8 @@ REQUIRED = {p.strip() for p in os.environ.get("GPU_HARNESS_REQUIRE", "").split("
 STRUCTS = [name for name, value in vars(vkapi).items()
            if isinstance(value, type) and issubclass(value, (ctypes.Structure, ctypes.Union))
            and value.__module__ == vkapi.__name__]
-OPAQUE = {"PhysicalDeviceLimits", "PhysicalDeviceSparseProperties"}  # carried as raw words: size only
+# carried as raw words: size only
+OPAQUE = {"PhysicalDeviceLimits", "PhysicalDeviceSparseProperties"}
 
 
 def need(tool: str, package: str):
@@ -39,7 +40,8 @@ def c_layouts(tmp_path):
         if "vulkan" in REQUIRED:
             pytest.fail("vulkan/vulkan.h is required here (libvulkan-dev)")
         pytest.skip("needs vulkan/vulkan.h (libvulkan-dev)")
-    lines = ["#include <stdio.h>", "#include <stddef.h>", "#include <vulkan/vulkan.h>", "int main(void) {"]
+    lines = ["#include <stdio.h>", "#include <stddef.h>", "#include <vulkan/vulkan.h>",
+             "int main(void) {"]
     for name in STRUCTS:
         lines.append(f'printf("{name} @sizeof %zu\\n", sizeof(Vk{name}));')
         if name in OPAQUE:
@@ -49,9 +51,11 @@ def c_layouts(tmp_path):
     lines += ["return 0;", "}"]
     source, program = tmp_path / "layout.c", tmp_path / "layout"
     source.write_text("\n".join(lines) + "\n")
-    subprocess.run(["gcc", "-o", str(program), str(source)], check=True, capture_output=True, text=True)
+    subprocess.run(["gcc", "-o", str(program), str(source)], check=True, capture_output=True,
+                   text=True)
     found = {}
-    for line in subprocess.run([str(program)], check=True, capture_output=True, text=True).stdout.splitlines():
+    for line in subprocess.run([str(program)], check=True, capture_output=True,
+                               text=True).stdout.splitlines():
         struct, field_name, value = line.split()
         found[(struct, field_name)] = int(value)
     return found
@@ -66,7 +70,8 @@ def test_every_struct_matches_the_vulkan_headers(tmp_path):
         if name in OPAQUE:
             continue
         for field_name, *_ in struct._fields_:
-            assert getattr(struct, field_name).offset == layouts[(name, field_name)], f"Vk{name}.{field_name}"
+            assert getattr(struct, field_name).offset == layouts[(name,
+                                                                  field_name)], f"Vk{name}.{field_name}"
 
 
 def test_the_embedded_spirv_is_the_compiled_glsl():
@@ -84,9 +89,11 @@ def test_a_failing_call_names_its_step_and_result():
     steps = []
     loader = object.__new__(vkapi.Vulkan)
     loader.step = steps.append
-    with pytest.raises(probelib.ProbeError, match="^vkAllocateMemory failed: VK_ERROR_OUT_OF_DEVICE_MEMORY$") as info:
+    with pytest.raises(probelib.ProbeError,
+                       match="^vkAllocateMemory failed: VK_ERROR_OUT_OF_DEVICE_MEMORY$") as info:
         loader.check("vkAllocateMemory", lambda: -2)
-    assert (info.value.step, info.value.code) == ("vkAllocateMemory", "VK_ERROR_OUT_OF_DEVICE_MEMORY")
+    assert (info.value.step, info.value.code) == ("vkAllocateMemory",
+                                                  "VK_ERROR_OUT_OF_DEVICE_MEMORY")
     assert steps == ["vkAllocateMemory"]
     # A command that returns nothing is a step of its own as well: a hang in it is named.
     loader.fn = {"vkCmdDraw": loader.stepped("vkCmdDraw", lambda *args: None)}
@@ -100,14 +107,16 @@ FRAME = ("import sys, time; sys.path.insert(0, sys.argv[1]); import probelib\n"
          "    seen['renderer'] = 'Virtio-GPU Venus (test)'\n"
          "    step('vkCreateDevice')\n"
          "{body}\n"
-         "sys.exit(probelib.run('vulkan', 'vulkan', 1, probelib.arguments('t').parse_args(sys.argv[2:]), render,"
+         "sys.exit(probelib.run('vulkan', 'vulkan', 1, "
+         "probelib.arguments('t').parse_args(sys.argv[2:]), render,"
          " lambda: {{}}))\n")
 
 
 def probe_frame(tmp_path, body):
     """probelib.run around a render function of the test's own: exit code, the report line."""
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-c", FRAME.format(body=body), str(PROBE_DIR), "--out", str(tmp_path),
+    done = subprocess.run([sys.executable, "-c", FRAME.format(body=body), str(PROBE_DIR), "--out",
+                           str(tmp_path),
                            "--step-timeout", "0.3"], capture_output=True, text=True, timeout=20)
     report = json.loads(done.stdout.strip().splitlines()[-1])
     return done.returncode, report, time.monotonic() - started
@@ -117,15 +126,20 @@ def test_a_step_that_never_returns_is_reported_by_name(tmp_path):
     code, report, took = probe_frame(tmp_path, "    step('vkQueueSubmit'); time.sleep(30)")
     assert code == 3 and took < 10
     assert report["error"] == "step vkQueueSubmit: no answer from the driver after 0.3 s"
-    assert report["failed_step"] == "vkQueueSubmit" and report["hung"] is True and report["ok"] is False
+    assert (report["failed_step"] == "vkQueueSubmit" and report["hung"] is True
+            and report["ok"] is False)
     assert report["renderer"] == "Virtio-GPU Venus (test)"  # what was seen before the hang is kept
 
 
 def test_a_failed_step_and_its_result_are_fields_of_the_report(tmp_path):
-    code, report, _ = probe_frame(tmp_path, "    raise probelib.ProbeError('vkMapMemory failed: VK_ERROR_MEMORY_MAP_FAILED',"
-                                            " step='vkMapMemory', code='VK_ERROR_MEMORY_MAP_FAILED')")
+    code, report, _ = probe_frame(tmp_path,
+                                  "    raise probelib.ProbeError('vkMapMemory failed: "
+                                  "VK_ERROR_MEMORY_MAP_FAILED',"
+                                            " step='vkMapMemory', "
+                                            "code='VK_ERROR_MEMORY_MAP_FAILED')")
     assert code == 1 and report["ok"] is False and "hung" not in report
-    assert (report["failed_step"], report["result_code"]) == ("vkMapMemory", "VK_ERROR_MEMORY_MAP_FAILED")
+    assert (report["failed_step"], report["result_code"]) == ("vkMapMemory",
+                                                              "VK_ERROR_MEMORY_MAP_FAILED")
 
 
 def test_renderer_rules_per_api():
@@ -137,12 +151,15 @@ def test_renderer_rules_per_api():
     # Venus is promised whatever the host has: lavapipe there is a silent fallback, not a pass.
     for path in ("vtest-venus", "vm-venus"):
         for gpu in (True, False):
-            assert paths.expected_renderer(paths.get(path), "vulkan", host_has_gpu=gpu) == paths.VENUS
+            assert paths.expected_renderer(paths.get(path), "vulkan",
+                                           host_has_gpu=gpu) == paths.VENUS
     assert paths.expected_renderer(paths.get("vm-venus"), "gl", host_has_gpu=False) == paths.VIRGL
-    assert paths.expected_renderer(paths.get("vm-headless"), "vulkan", host_has_gpu=True) == paths.LLVMPIPE
+    assert paths.expected_renderer(paths.get("vm-headless"), "vulkan",
+                                   host_has_gpu=True) == paths.LLVMPIPE
 
 
-SERVER_SAID = ["vtest_resource_create_blob called virgl_renderer_resource_export_blob which failed (-22)",
+SERVER_SAID = ["vtest_resource_create_blob called virgl_renderer_resource_export_blob which failed "
+               "(-22)",
                "client failed: VTEST_CLIENT_ERROR_COMMAND_DISPATCH"]
 
 
@@ -160,8 +177,10 @@ def test_the_classifier_takes_the_probes_step_fields_and_the_servers_words():
               "result_code": "VK_ERROR_INITIALIZATION_FAILED"}
     found = diagnosis.classify(failed, [], None, {}, [])
     assert (found.kind, found.subject) == (FailureKind.VULKAN_ERROR,
-                                           "vkEnumeratePhysicalDevices VK_ERROR_INITIALIZATION_FAILED")
+                                           "vkEnumeratePhysicalDevices "
+                                           "VK_ERROR_INITIALIZATION_FAILED")
     # A report from before the fields (or a probe that cannot set them): its words.
     words = {"ok": False, "error": "vkAllocateMemory failed: VK_ERROR_OUT_OF_DEVICE_MEMORY"}
     found = diagnosis.classify(words, [], None, {}, [])
-    assert (found.kind, found.subject) == (FailureKind.VULKAN_ERROR, "vkAllocateMemory VK_ERROR_OUT_OF_DEVICE_MEMORY")
+    assert (found.kind, found.subject) == (FailureKind.VULKAN_ERROR,
+                                           "vkAllocateMemory VK_ERROR_OUT_OF_DEVICE_MEMORY")

@@ -49,7 +49,8 @@ def launched_families(request, monkeypatch):
     yield
     report = getattr(request.node, "report_call", None)
     if report is not None and report.passed:
-        assert marker.args[0] in seen, f"marked launches({marker.args[0]!r}) but launched {sorted(seen) or 'nothing'}"
+        assert marker.args[0] in seen, (f"marked launches({marker.args[0]!r}) but launched "
+                                        f"{sorted(seen) or 'nothing'}")
 
 
 @pytest.fixture(scope="session")
@@ -81,15 +82,18 @@ def descendants() -> dict:
                 name, fields = head.partition("(")[2], tail.split()
             with open(f"/proc/{pid}/cmdline", "rb") as handle:
                 command = handle.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
-            # A process in its exit has no command line left: its name, state and parent say who it was.
-            commands[int(pid)] = command or f"[{name} state {fields[0]} parent {fields[1]} group {fields[2]}]"
+            # A process in its exit has no command line left: its name, state and parent say who it
+            # was.
+            commands[int(pid)] = command or (f"[{name} state {fields[0]} parent {fields[1]} group "
+                                             f"{fields[2]}]")
         except (OSError, IndexError):
             continue
         if fields[0] != "Z":
             parents[int(pid)] = int(fields[1])
     found, frontier = {}, {os.getpid()}
     while frontier:
-        frontier = {pid for pid, parent in parents.items() if parent in frontier and pid not in found}
+        frontier = {pid for pid, parent in parents.items() if parent in frontier
+                    and pid not in found}
         found.update({pid: commands.get(pid, "?") for pid in frontier})
     return found
 
@@ -138,7 +142,8 @@ def outcome_or_skip(result):
     or as path@machine for a machine's scenario)."""
     if result.verdict.outcome == verdict.SKIP:
         scenario = result.scenario
-        key = scenario.path_id if scenario.machine == "local" else f"{scenario.path_id}@{scenario.machine}"
+        key = (scenario.path_id if scenario.machine == "local"
+               else f"{scenario.path_id}@{scenario.machine}")
         skip_unless_required(key, scenario.id, result.verdict.reason)
     return result.verdict.outcome
 
@@ -159,9 +164,11 @@ def machine(request, toolset, tmp_path):
     a shell command. Everything is stopped when the test ends, however it ends.
     """
     marker = request.node.get_closest_marker("guest")
-    path = getattr(request, "param", None) or (marker.args[0] if marker and marker.args else "vm-headless")
+    path = getattr(request, "param", None) or (marker.args[0] if marker and marker.args
+                                               else "vm-headless")
     settings = dict(marker.kwargs) if marker else {}
-    (scenario,) = matrix_mod.expand({"matrix": {"paths": [path]}, "defaults": settings}, "<machine fixture>").scenarios
+    (scenario,) = matrix_mod.expand({"matrix": {"paths": [path]}, "defaults": settings},
+                                    "<machine fixture>").scenarios
     reason = registry.of(scenario.spec).available(scenario.spec, toolset)
     if reason:
         skip_unless_required(path, f"{path} machine", reason)
@@ -195,7 +202,9 @@ def harness_in_subprocess(tmp_path: Path, matrix_toml: str):
     scratch.mkdir()
     matrix_file = tmp_path / "m.toml"
     matrix_file.write_text(textwrap.dedent(matrix_toml))
-    harness = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "--matrix", str(matrix_file),
-                                "--out", str(tmp_path / "out")], env=dict(os.environ, TMPDIR=str(scratch)),
+    harness = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "--matrix",
+                                str(matrix_file),
+                                "--out", str(tmp_path / "out")], env=dict(os.environ,
+                                                                          TMPDIR=str(scratch)),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return harness, scratch

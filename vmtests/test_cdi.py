@@ -30,7 +30,8 @@ def test_podman_applies_the_harness_spec_and_a_stale_one_is_named(run_scenarios,
     for scenario_id in ("podman-cdi/bookworm/gl", "podman-cdi/trixie/gl"):
         result = results[scenario_id]
         assert outcome_or_skip(result) == verdict.PASS, describe(result)
-        assert any(c.name == "host-driver" and c.ok for c in result.verdict.checks), describe(result)
+        assert any(c.name == "host-driver" and c.ok
+                   for c in result.verdict.checks), describe(result)
         assert result.launch.facts["cdi_device"] == "gpu-harness.dev/gpu=all"
         assert result.launch.facts["cdi_stale"] == []
         spec = json.loads((result.result_dir / "cdi" / "gpu-harness.json").read_text())
@@ -44,9 +45,11 @@ def test_podman_applies_the_harness_spec_and_a_stale_one_is_named(run_scenarios,
     stale = results["podman-cdi-stale/bookworm/gl"]
     assert outcome_or_skip(stale) == verdict.FAIL, describe(stale)
     assert stale.verdict.failure_kind is FailureKind.STALE_SPEC, describe(stale)
-    assert "does not exist" in stale.verdict.reason and "cdi check said before the run: " in stale.verdict.reason
+    assert ("does not exist" in stale.verdict.reason
+            and "cdi check said before the run: " in stale.verdict.reason)
     checked = (stale.result_dir / "cdi-check.txt").read_text()
-    assert stale.launch.facts["cdi_stale"] and all(line in checked for line in stale.launch.facts["cdi_stale"])
+    assert stale.launch.facts["cdi_stale"] and all(line in checked
+                                                   for line in stale.launch.facts["cdi_stale"])
     # Nothing of it outside the scenario: no spec folder made on the host, no podman state anywhere.
     assert (global_state(), {d: os.path.exists(d) for d in HOST_SPEC_DIRS}) == before
     assert all(left_of(r) == [] for r in results.values())
@@ -60,17 +63,22 @@ def test_the_hosts_own_spec_is_applied_and_checked(tmp_path, toolset):
     need_podman(toolset)
     specs = tmp_path / "specs"
     generate = subprocess.run([sys.executable, "-m", "harness.cli", "cdi", "generate", "--out",
-                               str(specs / "gpu-harness.json")], capture_output=True, text=True, timeout=300)
+                               str(specs / "gpu-harness.json")], capture_output=True, text=True,
+                              timeout=300)
     assert generate.returncode == 0, generate.stderr
     out = tmp_path / "out"
-    run = subprocess.run([sys.executable, str(PRIVATENS), str(tmp_path / "ns"), "--cdi", str(specs), "--",
-                          sys.executable, "-m", "harness.cli", "run", "--matrix", "harness/data/compat.toml",
-                          "--paths", "podman-cdi-system", "--filter", "podman-cdi-system/bookworm/gl", "--out", str(out)],
+    run = subprocess.run([sys.executable, str(PRIVATENS), str(tmp_path / "ns"), "--cdi", str(specs),
+                          "--",
+                          sys.executable, "-m", "harness.cli", "run", "--matrix",
+                          "harness/data/compat.toml",
+                          "--paths", "podman-cdi-system", "--filter",
+                          "podman-cdi-system/bookworm/gl", "--out", str(out)],
                          capture_output=True, text=True, timeout=600)
     (scenario,) = json.loads((out / "results.json").read_text())["scenarios"]
     assert scenario["outcome"] == "Pass", run.stdout + run.stderr
     folder = out / "scenarios" / "podman-cdi-system__bookworm__gl"
     assert "--device\ngpu-harness.dev/gpu=all\n" in (folder / "workload.argv").read_text()
-    assert (folder / "cdi-check.txt").read_text() == "no 32-bit libraries (nor has the host's driver any)\n"
+    assert (folder / "cdi-check.txt").read_text() == ("no 32-bit libraries (nor has the host's "
+                                                      "driver any)\n")
     assert scenario["exposure"]["host_file_count"] > 0  # what the spec put in is counted
     assert not os.path.exists("/var/run/cdi") or os.listdir("/var/run/cdi") == []

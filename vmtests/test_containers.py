@@ -28,7 +28,8 @@ from harness.scenario.outcomes import FailureKind
 from harness.system.retry import poll
 from tests.leftovers import processes_in
 
-from .conftest import (describe, harness_in_subprocess, on_runtimes, outcome_or_skip, scenarios_from,
+from .conftest import (describe, harness_in_subprocess, on_runtimes, outcome_or_skip,
+                       scenarios_from,
                        skip_unless_required)
 
 GLOBAL_STATE = ("/var/lib/containers", "/run/containers")
@@ -39,7 +40,8 @@ def podman_matrix(paths, runtimes=("trixie",), **settings):
 
 
 def cgroups(prefix):
-    """Cgroup folders whose name starts with `prefix` (tests run side by side: each checks its own)."""
+    """Cgroup folders whose name starts with `prefix` (tests run side by side: each checks its
+    own)."""
     return sorted(str(p) for p in Path(reaper.CGROUP_ROOT).glob(f"*/{prefix}*"))
 
 
@@ -51,23 +53,27 @@ def left_of(result):
 
 
 def global_state():
-    return {path: sorted(os.listdir(path)) if os.path.isdir(path) else None for path in GLOBAL_STATE}
+    return {path: sorted(os.listdir(path)) if os.path.isdir(path) else None
+            for path in GLOBAL_STATE}
 
 
 def need_podman(toolset):
     if toolset.missing(["podman", "runc"]):
-        skip_unless_required("podman-vtest", "podman", "needs podman and runc (apt-get install podman runc)")
+        skip_unless_required("podman-vtest", "podman",
+                             "needs podman and runc (apt-get install podman runc)")
 
 
 def test_podman_vtest_renders_and_capdrop_shows_what_still_works(run_scenarios, toolset):
     need_podman(toolset)
     before = global_state()
-    results = {r.scenario.path_id: r for r in run_scenarios(podman_matrix(["podman-vtest", "podman-vtest-capdrop"]))}
+    results = {r.scenario.path_id: r for r in run_scenarios(podman_matrix(["podman-vtest",
+                                                                           "podman-vtest-capdrop"]))}
     for result in results.values():
         assert outcome_or_skip(result) == verdict.PASS, describe(result)
         facts = result.report.raw["isolation"]
         assert facts["dri_nodes"] == [] and facts["seccomp_mode"] == 2
-        assert result.exposure.host_sockets == ["/tmp/.virgl_test"] and result.exposure.host_files == []
+        assert (result.exposure.host_sockets == ["/tmp/.virgl_test"]
+                and result.exposure.host_files == [])
     assert results["podman-vtest"].report.raw["isolation"]["capabilities"] > 0
     assert results["podman-vtest-capdrop"].report.raw["isolation"]["capabilities"] == 0
     assert global_state() == before and all(left_of(r) == [] for r in results.values())
@@ -75,7 +81,8 @@ def test_podman_vtest_renders_and_capdrop_shows_what_still_works(run_scenarios, 
 
 def test_podman_dri_passes_the_render_node_with_device(tmp_path, toolset):
     """With a stand-in node (/dev/null, as podman accepts): the container sees one render node at
-    /dev/dri/renderD128 and nothing else of /dev/dri; Mesa cannot use it, and the verdict says so."""
+    /dev/dri/renderD128 and nothing else of /dev/dri; Mesa cannot use it, and the verdict says
+    so."""
     need_podman(toolset)
     fake = dataclasses.replace(toolset, render_nodes=["/dev/null"])
     (scenario,) = podman_matrix(["podman-dri"])
@@ -88,7 +95,8 @@ def test_podman_dri_passes_the_render_node_with_device(tmp_path, toolset):
     assert left_of(result) == []
 
 
-def test_a_container_that_outlives_its_timeout_is_stopped_and_leaves_nothing(run_scenarios, toolset):
+def test_a_container_that_outlives_its_timeout_is_stopped_and_leaves_nothing(run_scenarios,
+                                                                             toolset):
     need_podman(toolset)
     (scenario,) = podman_matrix(["podman-vtest"], timeout_s=3, probe_args=["--hold", "60"])
     started = time.monotonic()
@@ -103,7 +111,8 @@ def podman_states(run):
 
 
 def conmons(run):
-    return [pid for pid in processes_in(f"{STATE_PARENT}/{STATE_PREFIX}{run}-") if command_name(pid) == "conmon"]
+    return [pid for pid in processes_in(f"{STATE_PARENT}/{STATE_PREFIX}{run}-")
+            if command_name(pid) == "conmon"]
 
 
 def command_name(pid) -> str:
@@ -128,7 +137,8 @@ def test_harness_sigkilled_during_a_container_leaves_nothing(tmp_path, toolset):
         timeout_s = 60
         probe_args = ["--hold", "30"]
     """)
-    poll(lambda: list(scratch.iterdir()) and conmons(next(scratch.iterdir()).name), 300, 0.1)  # a loaded 2-core machine
+    # a loaded 2-core machine
+    poll(lambda: list(scratch.iterdir()) and conmons(next(scratch.iterdir()).name), 300, 0.1)
     (run,) = [entry.name for entry in scratch.iterdir()]  # the run's temp root: gh-<token>
     assert conmons(run), "the container never started"
     harness.send_signal(signal.SIGKILL)
@@ -136,7 +146,8 @@ def test_harness_sigkilled_during_a_container_leaves_nothing(tmp_path, toolset):
 
     def left():
         return (conmons(run) + podman_states(run) + list(scratch.iterdir()) + cgroups(f"gpu-harness-{run}-")
-                + [line for line in open("/proc/self/mountinfo") if f"{STATE_PREFIX}{run}-" in line])
+                + [line for line in open("/proc/self/mountinfo")
+                   if f"{STATE_PREFIX}{run}-" in line])
 
     poll(lambda: not left(), 60, 0.1)  # the reaper's rounds on a loaded 2-core machine
     assert left() == []
@@ -154,7 +165,8 @@ def test_a_path_podman_would_split_is_refused(bad):
 
 def image_matrix(paths, archive=None, recipe=None, **settings):
     spec = {"kind": "image", **({"archive": str(archive)} if archive else {"recipe": recipe})}
-    declaration = {"matrix": {"paths": list(paths), "runtimes": ["img"], "probes": ["gl"]}, "runtimes": {"img": spec}}
+    declaration = {"matrix": {"paths": list(paths), "runtimes": ["img"], "probes": ["gl"]},
+                   "runtimes": {"img": spec}}
     if settings:
         declaration["defaults"] = settings
     return scenarios_from(declaration)
@@ -164,12 +176,15 @@ def image_matrix(paths, archive=None, recipe=None, **settings):
 def trixie_image(tmp_path_factory):
     """The trixie runtime as a gzip docker-archive, written by the CLI (as a user makes one)."""
     if runtimes.cached("trixie") is None and not shutil.which("mmdebstrap"):
-        skip_unless_required("podman-vtest", "trixie image", "the trixie runtime is not built and mmdebstrap is missing")
+        skip_unless_required("podman-vtest", "trixie image",
+                             "the trixie runtime is not built and mmdebstrap is missing")
     out = tmp_path_factory.mktemp("image") / "trixie.tar.gz"
-    done = subprocess.run([sys.executable, "-m", "harness.cli", "runtimes", "image", "trixie", "--out", str(out)],
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "runtimes", "image", "trixie",
+                           "--out", str(out)],
                           capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith(f"{out}: image sha256:") and "(docker-archive, gzip," in done.stdout
+    assert (done.stdout.startswith(f"{out}: image sha256:")
+            and "(docker-archive, gzip," in done.stdout)
     assert imagearchive.compression(str(out)) == "gzip"
     return out
 
@@ -179,10 +194,12 @@ def trixie_mesa():
 
 
 @pytest.mark.full("image-runtime")
-def test_podman_vtest_over_an_image_renders_and_records_the_images_mesa(run_scenarios, toolset, trixie_image):
+def test_podman_vtest_over_an_image_renders_and_records_the_images_mesa(run_scenarios, toolset,
+                                                                        trixie_image):
     need_podman(toolset)
     before = global_state()
-    results = {r.scenario.path_id: r for r in run_scenarios(image_matrix(["podman-vtest", "podman-vtest-capdrop"],
+    results = {r.scenario.path_id: r for r in run_scenarios(image_matrix(["podman-vtest",
+                                                                          "podman-vtest-capdrop"],
                                                                          trixie_image))}
     for result in results.values():
         assert outcome_or_skip(result) == verdict.PASS, describe(result)
@@ -190,24 +207,28 @@ def test_podman_vtest_over_an_image_renders_and_records_the_images_mesa(run_scen
         image = result.launch.facts["image"]
         assert image["mesa"] == trixie_mesa() and image["compression"] == "gzip"
         assert image["python_command"] == "/usr/bin/python3"  # the image's Cmd
-        assert result.driver_match.runtime_mesa == trixie_mesa() and result.driver_match.used == "runtime"
+        assert (result.driver_match.runtime_mesa == trixie_mesa()
+                and result.driver_match.used == "runtime")
         assert image["id"] in result.launch.argv and "--rootfs" not in result.launch.argv
         assert result.launch.phases["image_build_s"] > 0  # the load, each scenario anew
         assert "Loaded image" in Path(result.launch.logs["podman-load"]).read_text()
-        assert result.exposure.host_sockets == ["/tmp/.virgl_test"] and result.exposure.host_files == []
+        assert (result.exposure.host_sockets == ["/tmp/.virgl_test"]
+                and result.exposure.host_files == [])
     assert results["podman-vtest-capdrop"].report.raw["isolation"]["capabilities"] == 0
     assert global_state() == before and all(left_of(r) == [] for r in results.values())
 
 
 @pytest.mark.full("image-runtime")
-def test_podman_dri_over_an_image_passes_the_node_and_flags_the_images_mesa(tmp_path, toolset, trixie_image):
+def test_podman_dri_over_an_image_passes_the_node_and_flags_the_images_mesa(tmp_path, toolset,
+                                                                            trixie_image):
     """A stand-in render node: the image's own Mesa renders in software (the verdict says so),
     and driver matching compares that Mesa with the host's."""
     need_podman(toolset)
     fake = dataclasses.replace(toolset, render_nodes=["/dev/null"])
     (scenario,) = image_matrix(["podman-dri"], trixie_image)
     (result,) = runner.run([scenario], fake, runner.RunOptions(out_dir=tmp_path / "out"))
-    assert "/dev/null:/dev/dri/renderD128" in result.launch.argv and "--entrypoint" in result.launch.argv
+    assert ("/dev/null:/dev/dri/renderD128" in result.launch.argv
+            and "--entrypoint" in result.launch.argv)
     assert result.report is not None, describe(result)
     assert result.report.raw["isolation"]["dri_nodes"] == ["/dev/dri/renderD128"]
     assert result.verdict.failure_kind == FailureKind.SILENT_SOFTWARE_FALLBACK, describe(result)
@@ -215,7 +236,8 @@ def test_podman_dri_over_an_image_passes_the_node_and_flags_the_images_mesa(tmp_
     assert match.runtime_mesa == trixie_mesa() and match.used == "runtime"
     if host and host.startswith("mesa "):
         assert match.mismatch == (host != f"mesa {trixie_mesa()}")
-        assert match.note == ("" if not match.mismatch else f"runtime Mesa {trixie_mesa()}, host Mesa {host[5:]}")
+        assert match.note == ("" if not match.mismatch
+                              else f"runtime Mesa {trixie_mesa()}, host Mesa {host[5:]}")
     assert left_of(result) == []
 
 
@@ -231,12 +253,14 @@ def test_an_image_made_from_a_runtime_by_the_matrix(run_scenarios, toolset):
 
 
 def tiny_image(tmp_path, break_digest=False):
-    """A small docker-archive; with break_digest, its config names a layer digest it does not have."""
+    """A small docker-archive; with break_digest, its config names a layer digest it does not
+    have."""
     root = tmp_path / "tree"
     (root / "etc").mkdir(parents=True)
     (root / "etc/hostname").write_text("tiny\n")
     out = tmp_path / "tiny.tar"
-    imagearchive.write(root, out, imagearchive.ImageSpec(tag="localhost/tiny:1", architecture="amd64"))
+    imagearchive.write(root, out, imagearchive.ImageSpec(tag="localhost/tiny:1",
+                                                         architecture="amd64"))
     if not break_digest:
         return out
     with tarfile.open(out) as archive:
@@ -248,22 +272,29 @@ def tiny_image(tmp_path, break_digest=False):
     manifest[0]["Config"] = f"{hashlib.sha256(data).hexdigest()}.json"
     broken = tmp_path / "broken.tar"
     with tarfile.open(broken, "w") as archive:
-        for name, content in [(manifest[0]["Layers"][0], dict((m.name, d) for m, d in members)[manifest[0]["Layers"][0]]),
-                              (manifest[0]["Config"], data), ("manifest.json", json.dumps(manifest).encode())]:
+        for name, content in [(manifest[0]["Layers"][0], dict((m.name, d) for m,
+                                                              d in members)[manifest[0]["Layers"][0]]),
+                              (manifest[0]["Config"], data), ("manifest.json",
+                                                              json.dumps(manifest).encode())]:
             info = tarfile.TarInfo(name)
             info.size = len(content)
             archive.addfile(info, io.BytesIO(content))
     return broken
 
 
-def test_an_archive_podman_refuses_fails_with_podmans_words_and_leaves_nothing(run_scenarios, toolset, tmp_path):
+def test_an_archive_podman_refuses_fails_with_podmans_words_and_leaves_nothing(run_scenarios,
+                                                                               toolset, tmp_path):
     need_podman(toolset)
     before = global_state()
-    (result,) = run_scenarios(image_matrix(["podman-vtest"], tiny_image(tmp_path, break_digest=True)))
-    assert result.verdict.outcome == verdict.FAIL and result.verdict.failure_kind == FailureKind.RUNTIME_BUILD
-    assert "podman load of" in result.verdict.reason and "Digest did not match" in result.verdict.reason
+    (result,) = run_scenarios(image_matrix(["podman-vtest"], tiny_image(tmp_path,
+                                                                        break_digest=True)))
+    assert (result.verdict.outcome == verdict.FAIL
+            and result.verdict.failure_kind == FailureKind.RUNTIME_BUILD)
+    assert ("podman load of" in result.verdict.reason
+            and "Digest did not match" in result.verdict.reason)
     assert "\n" not in result.verdict.reason
-    assert global_state() == before and left_of(result) == []  # its blob-info cache went with its state
+    # its blob-info cache went with its state
+    assert global_state() == before and left_of(result) == []
 
 
 def test_a_tar_that_is_no_image_fails_before_podman_runs(run_scenarios, toolset, tmp_path):
@@ -317,7 +348,8 @@ def test_harness_sigkilled_during_a_load_leaves_nothing(tmp_path, toolset, trixi
     def left():
         return (processes_naming(f"{STATE_PREFIX}{run}-") + processes_naming(str(trixie_image)) + podman_states(run)
                 + list(scratch.iterdir()) + cgroups(f"gpu-harness-{run}-")
-                + [line for line in open("/proc/self/mountinfo") if f"{STATE_PREFIX}{run}-" in line])
+                + [line for line in open("/proc/self/mountinfo")
+                   if f"{STATE_PREFIX}{run}-" in line])
 
     poll(lambda: not left(), 30, 0.1)
     assert left() == [] and global_state() == before
@@ -327,10 +359,13 @@ def test_privatens_keeps_what_a_command_writes_in_var_lib_and_var_tmp_in_its_fol
     before = global_state()
     marker = f"gh-privatens-{os.getpid()}"
     done = subprocess.run([sys.executable, str(PRIVATENS), str(tmp_path), "--", "sh", "-c",
-                           f"mkdir -p /var/lib/containers/cache && touch /var/lib/containers/cache/{marker} "
-                           f"/var/tmp/{marker} && ls /var/lib"], capture_output=True, text=True, timeout=30)
+                           "mkdir -p /var/lib/containers/cache && touch "
+                           f"/var/lib/containers/cache/{marker} "
+                           f"/var/tmp/{marker} && ls /var/lib"], capture_output=True, text=True,
+                          timeout=30)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["containers"]  # the folder, not the host's /var/lib
     assert (tmp_path / f"var-lib/containers/cache/{marker}").exists() and (tmp_path / f"var-tmp/{marker}").exists()
     assert not os.path.exists(f"/var/tmp/{marker}") and global_state() == before
-    assert str(tmp_path) not in open("/proc/self/mountinfo").read()  # the binds ended with the namespace
+    # the binds ended with the namespace
+    assert str(tmp_path) not in open("/proc/self/mountinfo").read()

@@ -23,7 +23,8 @@ from .conftest import describe, outcome_or_skip, skip_unless_required
 
 
 def one(path, timeout_s=30, **settings):
-    return matrix_mod.expand({"matrix": {"paths": [path]}, "defaults": {"timeout_s": timeout_s, **settings}},
+    return matrix_mod.expand({"matrix": {"paths": [path]}, "defaults": {"timeout_s": timeout_s,
+                                                                        **settings}},
                              "<test>").scenarios
 
 
@@ -52,7 +53,8 @@ def server_children(server):
     """The processes virgl_test_server forked for its clients (their parent is a server too)."""
     members = dict(process_stats())
     servers = {pid for pid in members if comm(pid) == "virgl_test_serv"}
-    return [pid for pid in servers if pid in members and members[pid].ppid in servers and members[pid].pgid == server.pgid]
+    return [pid for pid in servers if pid in members and members[pid].ppid in servers
+            and members[pid].pgid == server.pgid]
 
 
 def comm(pid):
@@ -68,7 +70,8 @@ def test_the_servers_process_for_this_client_dying_is_named(run_scenarios, fault
     """The forking server's process for this one client dies mid-frames while the server lives on.
     Mesa's vtest client need not abort: Mesa 22.3's says "Failed with Connection reset by peer" and
     draws on with no resources, exiting 0 with the pixels it read before. That is no Pass: the
-    reason says the server's side went away and, where its SIGSEGV handler spoke, that it crashed."""
+    reason says the server's side went away and, where its SIGSEGV handler spoke, that it
+    crashed."""
     killed = {}
 
     def kill_the_clients_server_soon(services):
@@ -86,7 +89,8 @@ def test_the_servers_process_for_this_client_dying_is_named(run_scenarios, fault
 
         threading.Thread(target=kill, daemon=True).start()
 
-    (result,) = run_scenarios(one("vtest-virgl", timeout_s=60, probe_args=["--rounds", "10", "--round-seconds", "1"]),
+    (result,) = run_scenarios(one("vtest-virgl", timeout_s=60, probe_args=["--rounds", "10",
+                                                                           "--round-seconds", "1"]),
                               hooks={"services_ready": kill_the_clients_server_soon})
     outcome_or_skip(result)
     assert killed.get("pids"), "the server never forked a process for the client"
@@ -124,7 +128,8 @@ def test_hung_probe_times_out(run_scenarios):
 def test_expected_failure_and_flake(run_scenarios):
     scenarios = matrix_mod.expand({
         "matrix": {"paths": ["software"]},
-        "override": [{"match": "*", "expect": "fail", "reason": "probe told to exit 3", "probe_args": ["--fault", "exit"]}],
+        "override": [{"match": "*", "expect": "fail", "reason": "probe told to exit 3",
+                      "probe_args": ["--fault", "exit"]}],
     }, "<test>").scenarios
     (result,) = run_scenarios(scenarios)
     assert result.verdict.outcome == verdict.EXPECTED_FAIL
@@ -159,7 +164,8 @@ def test_harness_sigkilled_during_vtest_leaves_nothing(tmp_path, toolset):
         probe_args = ["--hold", "30"]
     """))
     env = dict(os.environ, TMPDIR=str(scratch))
-    harness = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "--matrix", str(matrix_file),
+    harness = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "--matrix",
+                                str(matrix_file),
                                 "--out", str(tmp_path / "out")], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 20
@@ -170,7 +176,8 @@ def test_harness_sigkilled_during_vtest_leaves_nothing(tmp_path, toolset):
     harness.kill()
     harness.wait()
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and (processes_mentioning(str(scratch)) or any(scratch.iterdir())):
+    while time.monotonic() < deadline and (processes_mentioning(str(scratch))
+                                           or any(scratch.iterdir())):
         time.sleep(0.05)
     assert processes_mentioning(str(scratch)) == []
     assert list(scratch.iterdir()) == []
@@ -179,8 +186,10 @@ def test_harness_sigkilled_during_vtest_leaves_nothing(tmp_path, toolset):
 def test_exec_passes_exit_code_and_output_through(toolset):
     if not toolset.found("bwrap"):
         pytest.skip("needs bwrap")
-    done = subprocess.run([sys.executable, "-m", "harness.cli", "exec", "--path", "vtest-virgl", "--",
-                           "sh", "-c", "echo dri=$(ls /dev/dri 2>/dev/null | wc -l); echo oops >&2; exit 7"],
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "exec", "--path", "vtest-virgl",
+                           "--",
+                           "sh", "-c",
+                           "echo dri=$(ls /dev/dri 2>/dev/null | wc -l); echo oops >&2; exit 7"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 7, done.stderr
     assert done.stdout.strip() == "dri=0"
@@ -191,9 +200,11 @@ def test_exec_takes_the_matrix_settings_of_its_path_and_runtime(toolset, tmp_pat
     if not toolset.found("bwrap"):
         pytest.skip("needs bwrap")
     matrix_file = tmp_path / "m.toml"
-    matrix_file.write_text('[matrix]\npaths = ["vtest-virgl"]\n[[override]]\nmatch = "vtest-virgl/*"\n'
+    matrix_file.write_text('[matrix]\npaths = ["vtest-virgl"]\n[[override]]\nmatch = '
+                           '"vtest-virgl/*"\n'
                            'env = { GPU_HARNESS_SAID = "from the matrix" }\n')
-    done = subprocess.run([sys.executable, "-m", "harness.cli", "exec", "--path", "vtest-virgl", "--matrix",
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "exec", "--path", "vtest-virgl",
+                           "--matrix",
                            str(matrix_file), "--", "sh", "-c", "echo $GPU_HARNESS_SAID"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
@@ -205,8 +216,10 @@ def test_exec_runs_a_users_gl_program_through_virgl(toolset):
         pytest.skip("needs bwrap and virgl_test_server")
     example = Path(__file__).resolve().parent.parent / "docs" / "examples" / "gl-renderer.py"
     with open(example) as program:
-        done = subprocess.run([sys.executable, "-m", "harness.cli", "exec", "--path", "vtest-virgl", "--",
-                               "python3", "-"], stdin=program, capture_output=True, text=True, timeout=60)
+        done = subprocess.run([sys.executable, "-m", "harness.cli", "exec", "--path", "vtest-virgl",
+                               "--",
+                               "python3", "-"], stdin=program, capture_output=True, text=True,
+                              timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1].startswith("virgl (")
 
@@ -217,21 +230,27 @@ EXEC_STDIN_PATHS = [("software", "host"), ("vtest-virgl", "trixie"), ("podman-vt
                     ("flatpak-vtest", "trixie"), ("vm-headless", "trixie")]
 
 
-@pytest.mark.parametrize("path, runtime", EXEC_STDIN_PATHS, ids=[path for path, _ in EXEC_STDIN_PATHS])
+@pytest.mark.parametrize("path, runtime", EXEC_STDIN_PATHS, ids=[path for path,
+                                                                 _ in EXEC_STDIN_PATHS])
 def test_exec_gives_stdin_to_the_command_on_every_family(toolset, path, runtime):
     """The README's idiom, `exec ... -- python3 - < program.py`: the program must arrive whole
     through each family (podman once dropped stdin and exited 0 having run nothing)."""
-    scenario = matrix_mod.expand({"matrix": {"paths": [path], "runtimes": [runtime], "probes": ["gl"]}},
+    scenario = matrix_mod.expand({"matrix": {"paths": [path], "runtimes": [runtime],
+                                             "probes": ["gl"]}},
                                  "<test>").scenarios[0]
     reason = registry.of(scenario.spec).available(scenario.spec, toolset)
     if reason:
         skip_unless_required(path, f"exec through {path}", reason)
-    program = "import sys\nlines = sys.stdin.read().splitlines()\nprint('read', len(lines), 'lines from stdin')\n"
-    done = subprocess.run([sys.executable, "-m", "harness.cli", "exec", "--path", path, "--runtime", runtime,
+    program = ("import sys\nlines = sys.stdin.read().splitlines()\nprint('read', len(lines), "
+               "'lines "
+               "from stdin')\n")
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "exec", "--path", path, "--runtime",
+                           runtime,
                            "--timeout", "240", "--", "python3", "-c", program],
                           input="one\ntwo\nthree\n", capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines()[-1] == "read 3 lines from stdin", (done.stdout, done.stderr)
+    assert done.stdout.strip().splitlines()[-1] == "read 3 lines from stdin", (done.stdout,
+                                                                               done.stderr)
 
 
 SUBREAPER_PARENT = """
@@ -256,7 +275,8 @@ def test_orphans_of_launched_programs_are_reaped_before_the_harness_exits(tmp_pa
     adopts them (a child subreaper) and reaps them, so none is left to PID 1 as a zombie."""
     if toolset.missing(["bwrap", "virgl_test_server"]):
         pytest.skip("needs bwrap and virgl_test_server")
-    done = subprocess.run([sys.executable, "-c", SUBREAPER_PARENT, sys.executable, "-m", "harness.cli", "run",
+    done = subprocess.run([sys.executable, "-c", SUBREAPER_PARENT, sys.executable, "-m",
+                           "harness.cli", "run",
                            "--paths", "vtest-virgl", "--out", str(tmp_path / "out")],
                           capture_output=True, text=True, timeout=120)
     assert json.loads(done.stdout) == [], done.stderr

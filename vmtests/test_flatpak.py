@@ -38,7 +38,8 @@ def test_flatpak_vtest_is_seed_000s_command_and_renders_through_virgl(run_scenar
     for result in run_scenarios(flatpak_matrix(["flatpak-vtest"])):
         assert outcome_or_skip(result) == verdict.PASS, describe(result)
         argv = result.launch.argv
-        assert "--nodevice=dri" in argv and "--die-with-parent" in argv and "--no-session-bus" in argv
+        assert ("--nodevice=dri" in argv and "--die-with-parent" in argv
+                and "--no-session-bus" in argv)
         assert "--allow=multiarch" not in argv  # a 64-bit app needs no 32-bit syscalls
         assert any(arg.startswith("--env=VTEST_SOCKET_NAME=") for arg in argv)
         assert result.launch.facts["flatpak_mode"] == "usr-path"
@@ -47,7 +48,8 @@ def test_flatpak_vtest_is_seed_000s_command_and_renders_through_virgl(run_scenar
         # keeps the host's user namespace and every capability.
         assert facts["seccomp_mode"] == 2 and facts["no_new_privs"] is True and facts["dri_nodes"] == []
         assert "user" in result.exposure.shared_namespaces and facts["capabilities"] > 30
-        assert result.exposure.host_files, "Flatpak exposes host fonts, zoneinfo and /etc files: counted"
+        assert result.exposure.host_files, ("Flatpak exposes host fonts, zoneinfo and /etc files: "
+                                            "counted")
 
 
 @pytest.mark.full("flatpak-export")
@@ -63,7 +65,8 @@ def test_the_runtime_exported_as_a_flatpak_runtime_renders_too(run_scenarios, to
 @pytest.mark.full("other-architectures")
 def test_a_32_bit_runtime_runs_as_a_multiarch_app(run_scenarios, toolset):
     """Flatpak's seccomp filter kills a 32-bit process's syscalls (SIGSYS) unless the app may
-    run multiarch binaries: the harness says so for an i386 runtime, as a 32-bit app's metadata does."""
+    run multiarch binaries: the harness says so for an i386 runtime, as a 32-bit app's metadata
+    does."""
     need_flatpak(toolset)
     (result,) = run_scenarios(flatpak_matrix(["flatpak-vtest"], ("bookworm-i386",)))
     assert outcome_or_skip(result) == verdict.PASS, describe(result)
@@ -72,8 +75,10 @@ def test_a_32_bit_runtime_runs_as_a_multiarch_app(run_scenarios, toolset):
 
 
 def test_exec_runs_a_command_inside_flatpak():
-    done = subprocess.run([sys.executable, "-m", "harness.cli", "exec", "--path", "flatpak-vtest", "--",
-                           "sh", "-c", "echo dri=$(ls /dev/dri 2>/dev/null | wc -l) app=$FLATPAK_ID"],
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "exec", "--path", "flatpak-vtest",
+                           "--",
+                           "sh", "-c",
+                           "echo dri=$(ls /dev/dri 2>/dev/null | wc -l) app=$FLATPAK_ID"],
                           capture_output=True, text=True, timeout=120)
     if "missing flatpak" in done.stderr:
         skip_unless_required("flatpak-vtest", "flatpak", done.stderr.strip())
@@ -93,7 +98,8 @@ def test_harness_sigkilled_during_flatpak_leaves_nothing(tmp_path, toolset):
     """)
 
     def app_running():
-        return any("python3" in open(f"/proc/{pid}/comm").read() for pid in processes_in(str(scratch))
+        return any("python3" in open(f"/proc/{pid}/comm").read()
+                   for pid in processes_in(str(scratch))
                    if os.path.exists(f"/proc/{pid}/comm"))
 
     assert poll(app_running, 60, 0.1), "the app never started"
@@ -123,7 +129,8 @@ def from_extension(result, name):
 @pytest.mark.full("every-runtime")
 def test_a_runtime_without_mesa_renders_with_its_own_mesa_as_a_gl_extension(run_scenarios, toolset):
     need_flatpak(toolset)
-    results = run_scenarios(grid("flatpak-ext/trixie/gl", "flatpak-ext/trixie/vulkan", "flatpak-ext-vtest/bookworm/gl"))
+    results = run_scenarios(grid("flatpak-ext/trixie/gl", "flatpak-ext/trixie/vulkan",
+                                 "flatpak-ext-vtest/bookworm/gl"))
     for result in results:
         assert outcome_or_skip(result) == verdict.PASS, describe(result)
         name = result.scenario.runtime.name
@@ -138,9 +145,11 @@ def test_a_runtime_without_mesa_renders_with_its_own_mesa_as_a_gl_extension(run_
 
 
 @pytest.mark.full("every-runtime")
-def test_an_older_runtime_with_a_newer_runtimes_extension_fails_for_its_glibc(run_scenarios, toolset):
+def test_an_older_runtime_with_a_newer_runtimes_extension_fails_for_its_glibc(run_scenarios,
+                                                                              toolset):
     need_flatpak(toolset)
-    for result in run_scenarios(grid("flatpak-ext/bookworm.gl-trixie/gl", "flatpak-ext/bookworm.gl-trixie/vulkan")):
+    for result in run_scenarios(grid("flatpak-ext/bookworm.gl-trixie/gl",
+                                     "flatpak-ext/bookworm.gl-trixie/vulkan")):
         assert outcome_or_skip(result) == verdict.EXPECTED_FAIL, describe(result)
         assert result.verdict.failure_kind == FailureKind.GLIBC_TOO_OLD
         assert "GLIBC_2.38 needed, runtime has 2.36" in result.verdict.reason
@@ -167,10 +176,12 @@ def test_inside_the_app_only_the_extension_has_a_driver(toolset, tmp_path):
     ready = runner.prepare_runtimes([scenario], runner.RunOptions(out_dir=tmp_path))
     scenario = runner.with_runtime(scenario, ready)
     temp = runner.TempRoot()
-    ctx = LaunchContext(scenario, toolset, Workspace(tmp_path / "target", temp.scenario_dir()), Workload(probe="gl"))
+    ctx = LaunchContext(scenario, toolset, Workspace(tmp_path / "target", temp.scenario_dir()),
+                        Workload(probe="gl"))
     try:
         with registry.of(scenario.spec).target(ctx) as app:
-            app.fail(f"ls {GL_LIB}/libEGL_mesa.so.0 {GL_LIB}/dri/*_dri.so /usr/share/vulkan/icd.d/lvp_icd.json")
+            app.fail(f"ls {GL_LIB}/libEGL_mesa.so.0 {GL_LIB}/dri/*_dri.so "
+                     "/usr/share/vulkan/icd.d/lvp_icd.json")
             assert app.succeed(f"ls {GL_LIB}/GL").split() == ["glvnd", "lib", "trixie", "vulkan"]
             assert app.succeed("echo $LD_LIBRARY_PATH").strip().endswith(f"{GL_LIB}/GL/trixie/lib")
             vendor = json.loads(app.succeed(f"cat {GL_LIB}/GL/glvnd/egl_vendor.d/50_mesa.json"))

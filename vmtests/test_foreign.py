@@ -41,13 +41,15 @@ def test_an_emulated_arm64_app_renders_through_the_host_s_virglrenderer(runtime,
     assert execution["version"].startswith("qemu-aarch64 version")
     assert result.report.renderer.startswith("virgl")
     root = result.scenario.runtime.root
-    assert emulation.elf_architecture(f"{root}/usr/bin/dash") == "arm64"  # the classifier on the runtime's own files
+    # the classifier on the runtime's own files
+    assert emulation.elf_architecture(f"{root}/usr/bin/dash") == "arm64"
     assert emulation.tree_architecture(root) == "arm64"
     assert any("aarch64-linux-gnu" in library for library in result.report.raw["libraries"])
 
 
 @pytest.mark.parametrize("path", ["sandbox-hostlibs", "sandbox-hostdeps", "sandbox-capsule"])
-def test_the_host_s_driver_in_an_arm64_runtime_is_wrong_architecture_by_its_elf_header(path, run_scenarios):
+def test_the_host_s_driver_in_an_arm64_runtime_is_wrong_architecture_by_its_elf_header(path,
+                                                                                       run_scenarios):
     require_emulated()
     (result,) = run_scenarios([compat(f"{path}/bookworm-arm64/gl")])
     assert result.verdict.outcome is verdict.EXPECTED_FAIL, describe(result)
@@ -56,7 +58,8 @@ def test_the_host_s_driver_in_an_arm64_runtime_is_wrong_architecture_by_its_elf_
 
 
 @pytest.mark.parametrize("runtime", FOREIGN)
-def test_an_arm64_guest_boots_the_runtime_s_own_kernel_and_renders_with_virgl(runtime, run_scenarios):
+def test_an_arm64_guest_boots_the_runtime_s_own_kernel_and_renders_with_virgl(runtime,
+                                                                              run_scenarios):
     """qemu-system-aarch64 (virt, virtio-gpu-gl) under TCG: the arm64 kernel, busybox and Mesa are
     the runtime's; the host's virglrenderer renders what the guest's virgl driver sends."""
     (result,) = run_scenarios([compat(f"vm-virgl/{runtime}/gl")])
@@ -68,14 +71,16 @@ def test_an_arm64_guest_boots_the_runtime_s_own_kernel_and_renders_with_virgl(ru
     assert emulation.elf_architecture(result.scenario.runtime.root + "/bin/busybox") == "arm64"
     assert result.report.renderer.startswith("virgl")
     assert any("aarch64-linux-gnu" in library for library in result.report.raw["libraries"])
-    assert "scanout" in result.launch.artifacts  # the guest's framebuffer, captured from the display
+    # the guest's framebuffer, captured from the display
+    assert "scanout" in result.launch.artifacts
 
 
 def test_flatpak_runs_an_arm64_runtime_s_app_as_aarch64(run_scenarios):
     require_emulated()
     (result,) = run_scenarios([compat("flatpak-vtest/bookworm-arm64/gl")])
     assert outcome_or_skip(result) == verdict.PASS, describe(result)
-    assert "--arch=aarch64" in result.launch.argv and result.launch.facts["flatpak_arch"] == "aarch64"
+    assert ("--arch=aarch64" in result.launch.argv
+            and result.launch.facts["flatpak_arch"] == "aarch64")
     assert any("aarch64-linux-gnu" in library for library in result.report.raw["libraries"])
 
 
@@ -91,7 +96,8 @@ def test_podman_runs_an_arm64_image_for_its_platform(run_scenarios):
     assert argv[argv.index("--arch") + 1] == "arm64"
     archive = builds.image_archive_path("bookworm-arm64")
     assert imagearchive.read(str(archive)).architecture == "arm64"
-    assert not [name for name in layer_names(archive) if name.startswith(("boot/", "usr/lib/modules/")) and
+    assert not [name for name in layer_names(archive) if name.startswith(("boot/",
+                                                                          "usr/lib/modules/")) and
                 not name.endswith("/")]
     assert result.report.renderer.startswith("virgl")
 
@@ -110,11 +116,14 @@ def test_what_emulation_costs_is_the_emulated_run_against_the_native_one(run_sce
     """The same path and probe on bookworm and bookworm-arm64, paired by their suite, each side's
     probe time and fps from the run (what bench and the cost answer show)."""
     require_emulated()
-    results = run_scenarios([compat("vtest-virgl/bookworm/gl"), compat("vtest-virgl/bookworm-arm64/gl")])
+    results = run_scenarios([compat("vtest-virgl/bookworm/gl"),
+                             compat("vtest-virgl/bookworm-arm64/gl")])
     for result in results:
         assert outcome_or_skip(result) == verdict.PASS, describe(result)
-    measured = [emulationcost.Measured.from_facts(r.scenario.path_id, r.scenario.probe, r.scenario.runtime.name,
-                                                  r.runtime_facts, r.launch.phases.get("probe_s"), r.report.fps,
+    measured = [emulationcost.Measured.from_facts(r.scenario.path_id, r.scenario.probe,
+                                                  r.scenario.runtime.name,
+                                                  r.runtime_facts, r.launch.phases.get("probe_s"),
+                                                  r.report.fps,
                                                   r.report.fps_spread) for r in results]
     (cost,) = emulationcost.pairs(m for m in measured if m is not None)
     assert (cost.emulated.runtime, cost.native.runtime) == ("bookworm-arm64", "bookworm")
@@ -134,24 +143,29 @@ def test_a_riscv64_runtime_renders_alone_in_flatpak_in_podman_and_in_its_own_gue
     results = {r.scenario.id: r for r in run_scenarios([compat(i) for i in ids])}
     for scenario_id in ids[:4]:
         assert outcome_or_skip(results[scenario_id]) == verdict.PASS, describe(results[scenario_id])
-        assert any("riscv64-linux-gnu" in lib for lib in results[scenario_id].report.raw["libraries"]), scenario_id
+        assert any("riscv64-linux-gnu" in lib
+                   for lib in results[scenario_id].report.raw["libraries"]), scenario_id
     assert results[ids[0]].runtime_facts["execution"]["version"].startswith("qemu-riscv64 version")
     assert "--arch=riscv64" in results[ids[1]].launch.argv
     podman = results[ids[2]].launch.argv
     assert podman[podman.index("--arch") + 1] == "riscv64"
     guest = results[ids[3]]
-    assert guest.launch.facts["guest_architecture"] == "riscv64" and guest.launch.argv[0].endswith("qemu-system-riscv64")
+    assert (guest.launch.facts["guest_architecture"] == "riscv64"
+            and guest.launch.argv[0].endswith("qemu-system-riscv64"))
     driver = results[ids[4]]
-    assert driver.verdict.outcome is verdict.EXPECTED_FAIL and driver.verdict.failure_kind is FailureKind.WRONG_ARCHITECTURE
+    assert (driver.verdict.outcome is verdict.EXPECTED_FAIL
+            and driver.verdict.failure_kind is FailureKind.WRONG_ARCHITECTURE)
     assert "the host's amd64 driver in a runtime for riscv64" in driver.verdict.reason
 
 
 def test_the_elf_classifier_on_each_runtime_s_own_files():
-    """The shells and C libraries of the built amd64, i386 and arm64 runtimes, read by their headers."""
+    """The shells and C libraries of the built amd64, i386 and arm64 runtimes, read by their
+    headers."""
     from harness.runtimes import builds
 
     require_emulated()
-    for name, architecture in (("bookworm", "amd64"), ("bookworm-i386", "i386"), ("bookworm-arm64", "arm64"),
+    for name, architecture in (("bookworm", "amd64"), ("bookworm-i386", "i386"), ("bookworm-arm64",
+                                                                                  "arm64"),
                                (RISCV, "riscv64")):
         root = builds.ensure(name).root
         assert emulation.tree_architecture(root) == architecture, name

@@ -37,14 +37,16 @@ def wait_for(condition, timeout_s=30.0):
 
 def test_two_runs_on_one_out_folder(tmp_path):
     matrix_file = tmp_path / "m.toml"
-    matrix_file.write_text('[matrix]\npaths = ["software"]\n[defaults]\nprobe_args = ["--hold", "3"]\n')
+    matrix_file.write_text('[matrix]\npaths = ["software"]\n[defaults]\nprobe_args = ["--hold", '
+                           '"3"]\n')
     out = tmp_path / "out"
     first = cli("run", "--matrix", str(matrix_file), "--out", str(out))
     assert wait_for(lambda: (out / "scenarios").exists())
     second = cli("run", "--matrix", str(matrix_file), "--out", str(out))
     _, err = second.communicate(timeout=60)
     assert second.returncode == 2
-    assert err.strip().splitlines() == [f"gpu-harness: error: --out {out}: another gpu-harness run (pid {first.pid}) "
+    assert err.strip().splitlines() == [f"gpu-harness: error: --out {out}: another gpu-harness run "
+                                        f"(pid {first.pid}) "
                                         "is writing there; wait for it or choose another folder"]
     first.communicate(timeout=60)
     assert first.returncode == 0
@@ -58,10 +60,11 @@ def test_a_corrupt_golden_fails_that_scenario_naming_the_golden(tmp_path, toolse
     good = (probes.GOLDENS_DIR / "gl.png").read_bytes()
     (goldens / "gl.png").write_bytes(good[: len(good) // 2])
     scenarios = matrix_mod.expand({"matrix": {"paths": ["software", "native"]}}, "<t>").scenarios
-    results = runner.run(scenarios, toolset, runner.RunOptions(out_dir=tmp_path / "out", goldens_dir=goldens))
+    results = runner.run(scenarios, toolset, runner.RunOptions(out_dir=tmp_path / "out",
+                                                               goldens_dir=goldens))
     for result in results:
         assert result.verdict.outcome == verdict.FAIL, describe(result)
-        assert f"golden {goldens / 'gl.png'}: gl.png cannot be read as an image" in result.verdict.reason
+        assert (f"golden {goldens / 'gl.png'}: gl.png cannot be read as an image" in result.verdict.reason)
         assert result.verdict.failure_kind.value == "image-mismatch"
 
 
@@ -74,7 +77,8 @@ def test_a_manifest_naming_a_missing_tool_skips_naming_it(tmp_path, toolset):
     (scenario,) = matrix_mod.expand({"matrix": {"paths": ["vtest-virgl"]}}, "<t>").scenarios
     (result,) = runner.run([scenario], loaded, runner.RunOptions(out_dir=tmp_path / "out"))
     assert result.verdict.outcome == verdict.SKIP
-    assert "virgl_test_server" in result.verdict.reason and str(tmp_path / "nowhere") in result.verdict.reason
+    assert ("virgl_test_server" in result.verdict.reason
+            and str(tmp_path / "nowhere") in result.verdict.reason)
 
 
 def test_harness_killed_during_nix_evaluation_leaves_no_evaluator(tmp_path):
@@ -97,17 +101,20 @@ def test_harness_killed_during_nix_evaluation_leaves_no_evaluator(tmp_path):
     time.sleep(0.2)
     harness.send_signal(signal.SIGKILL)
     harness.communicate()
-    assert wait_for(lambda: evaluators() == [], 10), f"nix-instantiate outlived the harness: {evaluators()}"
+    assert wait_for(lambda: evaluators() == [],
+                    10), f"nix-instantiate outlived the harness: {evaluators()}"
 
 
 def test_harness_killed_during_goldens_update_leaves_no_temp_folder(tmp_path):
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    harness = cli("goldens", "update", "--goldens", str(tmp_path / "goldens"), env=dict(os.environ, TMPDIR=str(scratch)))
+    harness = cli("goldens", "update", "--goldens", str(tmp_path / "goldens"), env=dict(os.environ,
+                                                                                        TMPDIR=str(scratch)))
     assert wait_for(lambda: any(p.name.startswith("gh-goldens-") for p in scratch.iterdir()))
     harness.send_signal(signal.SIGKILL)
     harness.communicate()
-    assert wait_for(lambda: not any(scratch.iterdir()), 10), f"left behind: {list(scratch.iterdir())}"
+    assert wait_for(lambda: not any(scratch.iterdir()),
+                    10), f"left behind: {list(scratch.iterdir())}"
     assert processes_mentioning(str(scratch)) == []
 
 
@@ -116,7 +123,8 @@ def tiny_tmpfs(tmp_path):
     """A file system that is full: TMPDIR for a run that cannot write its scratch files."""
     mount = tmp_path / "full"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,nr_inodes=64", "tmpfs", str(mount)],
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,nr_inodes=64", "tmpfs",
+                           str(mount)],
                           capture_output=True, text=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.strip()}")
@@ -149,7 +157,8 @@ def test_a_temp_folder_without_room_fails_the_scenario_with_the_reason(tmp_path,
     assert harness.returncode == 1, err
     (scenario,) = json.loads((tmp_path / "out" / "results.json").read_text())["scenarios"]
     assert scenario["outcome"] == "Fail" and scenario["failure_kind"] == "harness-error", scenario
-    assert scenario["reason"].startswith("harness error during launch: OSError: [Errno 28] No space left on device")
+    assert scenario["reason"].startswith("harness error during launch: OSError: [Errno 28] No "
+                                         "space left on device")
     assert "Traceback" not in err
 
 
@@ -159,9 +168,11 @@ def test_the_main_job_with_a_relative_out_folder_and_markup_in_a_reason(tmp_path
     folder to another program, and a reason with rich's markup characters printed as text."""
     matrix_file = tmp_path / "m.toml"
     matrix_file.write_text(
-        '[matrix]\npaths = ["software", "sandbox-hostlibs", "vtest-virgl", "podman-vtest", "flatpak-vtest", '
+        '[matrix]\npaths = ["software", "sandbox-hostlibs", "vtest-virgl", "podman-vtest", '
+        '"flatpak-vtest", '
         '"vm-headless"]\nruntimes = ["host", "trixie"]\nprobes = ["gl"]\n'
-        'exclude = [{ path = "sandbox-hostlibs", runtime = "trixie" }, { path = "vm-headless", runtime = "trixie" }, '
+        'exclude = [{ path = "sandbox-hostlibs", runtime = "trixie" }, { path = "vm-headless", '
+        'runtime = "trixie" }, '
         '{ path = "software", runtime = "trixie" }]\n'
         '[runtimes.trixie]\nkind = "debootstrap"\n'
         '[[override]]\nmatch = "software/*"\nexpect = "fail"\nreason = "[/] not closed [bold"\n'
@@ -185,9 +196,11 @@ def test_the_main_job_with_a_relative_out_folder_and_markup_in_a_reason(tmp_path
     # What the run did once before any scenario is said once, on the CLI and in results.json, and
     # every second of each scenario's wall is in one of its phases.
     steps = {step["step"]: step for step in document["preparation"]}
-    assert {"runtime trixie", "host driver", "guest kernel", "guest acceleration"} <= set(steps), steps
+    assert {"runtime trixie", "host driver", "guest kernel",
+            "guest acceleration"} <= set(steps), steps
     assert steps["guest acceleration"]["detail"].startswith(("kvm: ", "tcg: "))
-    assert document["preparation_s"] == pytest.approx(sum(s["seconds"] for s in steps.values()), abs=0.01)
+    assert document["preparation_s"] == pytest.approx(sum(s["seconds"] for s in steps.values()),
+                                                      abs=0.01)
     for step in steps:
         assert f"prepared {step} in " in err, err
     for scenario in document["scenarios"]:

@@ -24,7 +24,8 @@ sys.addaudithook(_audit)
 
 def test_a_runs_log_holds_every_program_it_started_and_each_scenario_its_part(tmp_path, toolset):
     global _started
-    scenarios = (scenarios_from({"matrix": {"paths": ["native", "vtest-virgl", "vm-headless"], "runtimes": ["host"],
+    scenarios = (scenarios_from({"matrix": {"paths": ["native", "vtest-virgl", "vm-headless"],
+                                            "runtimes": ["host"],
                                             "probes": ["gl"]}})
                  + on_runtimes(["podman-vtest"], ("trixie",)))
     out = tmp_path / "out"
@@ -40,7 +41,8 @@ def test_a_runs_log_holds_every_program_it_started_and_each_scenario_its_part(tm
     assert started, "the run started no program"
     missing = [argv for argv in started if shown_argv(argv) not in text]
     assert missing == [], f"started but not in the log: {missing[:3]}"
-    assert all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} (DEBUG|INFO)", line) for line in text.splitlines())
+    assert all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} (DEBUG|INFO)", line)
+               for line in text.splitlines())
     for result in results:
         part = (result.result_dir / runner.LOG_FILE).read_text()
         tagged = re.findall(r"\[([^\]]+)\]: ", part)

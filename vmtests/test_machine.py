@@ -49,14 +49,18 @@ def test_screenshot_shows_what_the_guest_put_on_its_display(machine):
         if tuple(pixels[10, 10]) == (255, 0, 0):
             break
     assert pixels.shape[:2] == (height, width)
-    assert tuple(pixels[10, 10]) == (255, 0, 0) and tuple(pixels[height // 2 - 1, width - 1]) == (255, 0, 0)
-    assert tuple(pixels[height // 2, 0]) == (0, 0, 255) and tuple(pixels[height - 1, width - 1]) == (0, 0, 255)
+    assert tuple(pixels[10, 10]) == (255, 0,
+                                     0) and tuple(pixels[height // 2 - 1, width - 1]) == (255, 0, 0)
+    assert tuple(pixels[height // 2, 0]) == (0, 0,
+                                             255) and tuple(pixels[height - 1, width - 1]) == (0, 0,
+                                                                                               255)
 
 
 @pytest.mark.guest("vm-virgl")
 def test_a_users_gl_program_renders_through_virgl_in_the_guest(machine):
     # The probe is in the guest at /run/gpu-harness/gles.py; any GL program would do the same.
-    output = machine.succeed("python3 -S /run/gpu-harness/gles.py --out /tmp --frames 2", timeout_s=120)
+    output = machine.succeed("python3 -S /run/gpu-harness/gles.py --out /tmp --frames 2",
+                             timeout_s=120)
     result = json.loads(output.strip().splitlines()[-1])
     assert result["ok"] and result["renderer"].startswith("virgl ("), result
 
@@ -79,7 +83,7 @@ def test_a_sandbox_target_runs_commands_through_the_path(machine):
     machine.fail("ls /dev/dri")
     machine.fail("touch /usr/x")
     assert machine.succeed("cat /proc/self/uid_map; echo $GALLIUM_DRIVER").split()[-1] == "virpipe"
-    assert machine.succeed("python3 -S -c 'import os; print(os.path.exists(\"/home\"))'") == "False\n"
+    assert (machine.succeed("python3 -S -c 'import os; print(os.path.exists(\"/home\"))'") == "False\n")
     with pytest.raises(TargetError, match="has no display"):
         machine.screenshot()
 
@@ -87,5 +91,6 @@ def test_a_sandbox_target_runs_commands_through_the_path(machine):
 @pytest.mark.guest("vtest-virgl")
 def test_a_sandbox_target_renders_a_users_gl_program(machine, tmp_path):
     example = Path(__file__).resolve().parent.parent / "docs" / "examples" / "gl-renderer.py"
-    out = machine.succeed(f"cat > /tmp/p.py <<'EOF_PROBE'\n{example.read_text()}\nEOF_PROBE\npython3 -S /tmp/p.py")
+    out = machine.succeed("cat > /tmp/p.py "
+                          f"<<'EOF_PROBE'\n{example.read_text()}\nEOF_PROBE\npython3 -S /tmp/p.py")
     assert out.strip().splitlines()[-1].startswith("virgl (")

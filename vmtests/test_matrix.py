@@ -18,7 +18,8 @@ def default_param(scenario, first_on_machine: bool):
     """A default scenario as a test: it launches its family (on a machine, the guest does), and a
     machine's scenarios beyond its first are in the whole tier."""
     if scenario.machine != LOCAL:
-        return pytest.param(scenario, marks=() if first_on_machine else pytest.mark.full("machine-grid"), id=scenario.id)
+        return pytest.param(scenario, marks=() if first_on_machine
+                            else pytest.mark.full("machine-grid"), id=scenario.id)
     return pytest.param(scenario, marks=pytest.mark.launches(scenario.spec.family), id=scenario.id)
 
 
@@ -56,7 +57,8 @@ def test_vtest_virgl_renders_through_virgl_with_no_dri(run_scenarios):
 
 
 def test_silent_llvmpipe_fallback_is_a_fail(run_scenarios):
-    """vtest-virgl whose client is pointed at llvmpipe must not pass: the renderer check catches it."""
+    """vtest-virgl whose client is pointed at llvmpipe must not pass: the renderer check catches
+    it."""
     scenarios = matrix_mod.expand({
         "matrix": {"paths": ["vtest-virgl"]},
         "override": [{"match": "*", "env": {"GALLIUM_DRIVER": "llvmpipe"}}],

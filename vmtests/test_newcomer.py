@@ -19,19 +19,23 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def harness(*args: str, timeout: float = 300, **options) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True,
+                          text=True,
                           timeout=timeout, cwd=ROOT, **options)
 
 
 def test_a_command_workload_s_subtest_is_named_after_its_probe(tmp_path):
     """[probes.hello] runs `sh -c ...`: its subtest is hello (the matrix's name), not sh."""
     matrix = tmp_path / "m.toml"
-    matrix.write_text('[matrix]\npaths = ["software"]\nprobes = ["hello"]\n\n[probes.hello]\nkind = "command"\n'
-                      'argv = ["sh", "-c", "echo hello from the path"]\npass_pattern = "^hello from the path$"\n')
+    matrix.write_text('[matrix]\npaths = ["software"]\nprobes = ["hello"]\n\n[probes.hello]\nkind '
+                      '= "command"\n'
+                      'argv = ["sh", "-c", "echo hello from the path"]\npass_pattern = "^hello '
+                      'from the path$"\n')
     done = harness("run", "--matrix", str(matrix), "--out", str(tmp_path / "out"))
     assert done.returncode == 0, done.stderr
     [scenario] = json.loads((tmp_path / "out" / "results.json").read_text())["scenarios"]
-    assert [(s["name"], s["outcome"]) for s in scenario["subtests"]] == [("hello", "pass")], scenario
+    assert [(s["name"], s["outcome"]) for s in scenario["subtests"]] == [("hello",
+                                                                          "pass")], scenario
     assert (tmp_path / "out" / scenario["result_dir"] / "probe" / "steps" / "hello.log").is_file()
 
 
@@ -44,7 +48,8 @@ READ_BOTH = ('cat /run/gpu-harness/files/data.txt; /tmp/tools/hello.sh; echo "gr
 
 
 def need(path: str, runtime: str, toolset) -> None:
-    scenario = matrix_mod.expand({"matrix": {"paths": [path], "runtimes": [runtime], "probes": ["gl"]}},
+    scenario = matrix_mod.expand({"matrix": {"paths": [path], "runtimes": [runtime],
+                                             "probes": ["gl"]}},
                                  "<test>").scenarios[0]
     reason = registry.of(scenario.spec).available(scenario.spec, toolset)
     if reason:
@@ -60,13 +65,15 @@ def users_files(folder: Path):
 
 
 @pytest.mark.parametrize("path, runtime", HIDING_PATHS, ids=[path for path, _ in HIDING_PATHS])
-def test_exec_gives_the_command_files_and_variables_on_every_family(toolset, tmp_path, path, runtime):
+def test_exec_gives_the_command_files_and_variables_on_every_family(toolset, tmp_path, path,
+                                                                    runtime):
     """--file puts a host file at /run/gpu-harness/files/NAME (or where asked), read-only (a guest
     gets a copy: what it writes stays there), and --env sets a variable, on each family whose
     command cannot see the host's /tmp."""
     need(path, runtime, toolset)
     data, script = users_files(tmp_path)
-    done = harness("exec", "--path", path, "--runtime", runtime, "--timeout", "240", "--file", str(data),
+    done = harness("exec", "--path", path, "--runtime", runtime, "--timeout", "240", "--file",
+                   str(data),
                    "--file", f"{script}:/tmp/tools/hello.sh", "--env", "GREETING=hi there", "--",
                    "sh", "-c", READ_BOTH)
     assert done.returncode == 0, done.stderr
@@ -83,9 +90,12 @@ def test_a_command_that_names_a_hidden_host_file_is_pointed_to_file(toolset, tmp
     done = harness("exec", "--path", "vtest-virgl", "--", "cat", str(data))
     assert done.returncode == 1, done.stderr
     assert done.stderr.splitlines()[-1] == (
-        f"gpu-harness: hint: {data} is on this host, whose /home, /root, /tmp, ... vtest-virgl hides: "
-        f"--file {data} puts it at /run/gpu-harness/files/data.txt (--file HOST_PATH:INSIDE_PATH elsewhere)")
-    given = harness("exec", "--path", "vtest-virgl", "--file", str(data), "--", "cat", "/run/gpu-harness/files/data.txt")
+        f"gpu-harness: hint: {data} is on this host, whose /home, /root, /tmp, ... vtest-virgl "
+        "hides: "
+        f"--file {data} puts it at /run/gpu-harness/files/data.txt (--file HOST_PATH:INSIDE_PATH "
+        "elsewhere)")
+    given = harness("exec", "--path", "vtest-virgl", "--file", str(data), "--", "cat",
+                    "/run/gpu-harness/files/data.txt")
     assert (given.returncode, given.stdout) == (0, "from the host\n"), given.stderr
 
 
@@ -94,11 +104,14 @@ def test_a_file_asked_for_in_a_read_only_folder_stops_the_command_saying_so(tool
     from inside, and where it cannot be the command does not run (exit 126, one line)."""
     need("flatpak-vtest", "trixie", toolset)
     data, _ = users_files(tmp_path)
-    done = harness("exec", "--path", "flatpak-vtest", "--runtime", "trixie", "--file", f"{data}:/usr/share/data.txt",
+    done = harness("exec", "--path", "flatpak-vtest", "--runtime", "trixie", "--file",
+                   f"{data}:/usr/share/data.txt",
                    "--", "echo", "ran")
     assert done.returncode == 126 and "ran" not in done.stdout, (done.stdout, done.stderr)
-    assert done.stderr.splitlines()[-1] == ("gpu-harness: --file: cannot put a file at /usr/share/data.txt in this "
-                                            "path (its runtime's tree is read-only; /run and /tmp are writable)")
+    assert done.stderr.splitlines()[-1] == ("gpu-harness: --file: cannot put a file at "
+                                            "/usr/share/data.txt in this "
+                                            "path (its runtime's tree is read-only; /run and /tmp "
+                                            "are writable)")
 
 
 def test_a_piglit_program_without_its_platform_is_told_the_one_a_path_has(toolset):
@@ -110,9 +123,11 @@ def test_a_piglit_program_without_its_platform_is_told_the_one_a_path_has(toolse
     need("vtest-virgl", "host", toolset)
     done = harness("exec", "--path", "vtest-virgl", "--", found[0])
     assert done.returncode != 0, done.stdout
-    assert done.stderr.splitlines()[-1] == ("gpu-harness: hint: piglit's programs open the display PIGLIT_PLATFORM "
+    assert done.stderr.splitlines()[-1] == ("gpu-harness: hint: piglit's programs open the display "
+                                            "PIGLIT_PLATFORM "
                                             "names (unset: X11's, which no path gives): "
                                             "--env PIGLIT_PLATFORM=surfaceless_egl")
-    done = harness("exec", "--path", "vtest-virgl", "--env", "PIGLIT_PLATFORM=surfaceless_egl", "--", found[0])
+    done = harness("exec", "--path", "vtest-virgl", "--env", "PIGLIT_PLATFORM=surfaceless_egl",
+                   "--", found[0])
     assert done.returncode == 0, done.stderr
     assert "GL_RENDERER = virgl" in done.stdout and "hint" not in done.stderr

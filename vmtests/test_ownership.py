@@ -13,13 +13,16 @@ from .conftest import skip_unless_required
 
 def decoys(*words: str) -> list:
     """A user's processes, one per word, each naming it on its command line."""
-    return [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", f"sleeper-{word}-x"],
+    return [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)",
+                              f"sleeper-{word}-x"],
                              start_new_session=True) for word in words]
 
 
 def harness(*args: str, timeout: str = "240") -> subprocess.CompletedProcess:
-    # timeout(1) is the parent whose command line names the --keep folder, as a user's wrapper would.
-    return subprocess.run(["timeout", timeout, sys.executable, "-m", "harness.cli", *args], capture_output=True,
+    # timeout(1) is the parent whose command line names the --keep folder, as a user's wrapper
+    # would.
+    return subprocess.run(["timeout", timeout, sys.executable, "-m", "harness.cli", *args],
+                          capture_output=True,
                           text=True, timeout=300)
 
 
@@ -35,7 +38,8 @@ def test_exec_keep_kills_nothing_that_only_names_its_folder(tmp_path, path):
             if done.returncode == 2 and "cannot run here" in done.stderr:
                 skip_unless_required(path, f"exec --path {path}", done.stderr.strip())
             assert done.returncode == 0, f"{keep}: rc {done.returncode}: {done.stderr[-2000:]}"
-            assert all(other.poll() is None for other in others), f"a decoy naming {keep} was killed"
+            assert all(other.poll() is None
+                       for other in others), f"a decoy naming {keep} was killed"
             assert (Path(keep) / "probe.log").exists()
     finally:
         for other in others:
@@ -47,12 +51,15 @@ def test_a_run_kills_nothing_that_only_names_its_folders(tmp_path):
     """A run of a sandbox path (bwrap, a vtest server) with decoys naming its --out and its
     scenario folder: they live on; the run passes."""
     os.chdir(tmp_path)
-    others = decoys("gpu-harness-out", str(tmp_path / "out" / "scenarios" / "vtest-virgl__host__gl"))
+    others = decoys("gpu-harness-out",
+                    str(tmp_path / "out" / "scenarios" / "vtest-virgl__host__gl"))
     try:
-        done = harness("run", "--paths", "vtest-virgl", "--filter", "vtest-virgl/host/gl", "--out", "out")
+        done = harness("run", "--paths", "vtest-virgl", "--filter", "vtest-virgl/host/gl", "--out",
+                       "out")
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
         assert "Pass" in done.stdout
-        assert all(other.poll() is None for other in others), "a decoy naming the run's folders was killed"
+        assert all(other.poll() is None
+                   for other in others), "a decoy naming the run's folders was killed"
     finally:
         for other in others:
             other.kill()

@@ -32,12 +32,16 @@ def server_children():
 def test_a_hostile_client_beside_an_honest_app(server, toolset, tmp_path):
     chosen = toolset if server == "host" else toolset_from(server)
     if chosen.missing(["virgl_test_server", "bwrap"]):
-        skip_unless_required("vtest-virgl", "the vtest fuzz run", "needs virgl_test_server and bwrap")
+        skip_unless_required("vtest-virgl", "the vtest fuzz run",
+                             "needs virgl_test_server and bwrap")
     session = vtestsecurity.record_session(chosen, tmp_path / "record")
-    assert 1000 < session.stat().st_size < 1 << 20, session  # the short session: setup, one frame, read-back
-    run = vtestsecurity.fuzz(chosen, session, tmp_path / "fuzz", seed=3, count=150, seconds=15, deadline_s=3)
+    # the short session: setup, one frame, read-back
+    assert 1000 < session.stat().st_size < 1 << 20, session
+    run = vtestsecurity.fuzz(chosen, session, tmp_path / "fuzz", seed=3, count=150, seconds=15,
+                             deadline_s=3)
     assert run.tried > 20 and run.answered + run.dropped + run.waiting + run.hung == run.tried
-    assert run.answered > 0 and run.dropped > 0  # the server serves what it can and refuses the rest
+    # the server serves what it can and refuses the rest
+    assert run.answered > 0 and run.dropped > 0
     assert run.server_alive and run.honest.startswith("Pass"), run.honest
     assert run.peak_rss_kb > 0
     # A saved input replays against a fresh server and ends in one of the four ways again. Not
@@ -45,19 +49,24 @@ def test_a_hostile_client_beside_an_honest_app(server, toolset, tmp_path):
     # twice) was answered alone (measured), so the saved outcome is what the run saw.
     # The targeted cases come first, and some of them end one way or another by timing (a resource
     # of width 0x80000000 was answered, refused or left silent past 3 s, measured): six inputs.
-    said = [vtestsecurity.replay(chosen, tmp_path / "fuzz" / saved["file"], tmp_path / "replay", deadline_s=3)[0]
+    said = [vtestsecurity.replay(chosen, tmp_path / "fuzz" / saved["file"], tmp_path / "replay",
+                                 deadline_s=3)[0]
             for saved in run.inputs[:6]]
-    assert all(s and s.split(":")[0] in ("answered", "dropped", "waiting", "hung") for s in said), said
-    assert any(s and s.split(":")[0] == saved["outcome"] for s, saved in zip(said, run.inputs[:6], strict=True)), said
+    assert all(s and s.split(":")[0] in ("answered", "dropped", "waiting", "hung")
+               for s in said), said
+    assert any(s and s.split(":")[0] == saved["outcome"] for s, saved in zip(said, run.inputs[:6],
+                                                                             strict=True)), said
 
 
-@pytest.mark.exclusive  # it signals every virgl_test_server's child it finds: another test's too, beside it
+# it signals every virgl_test_server's child it finds: another test's too, beside it
+@pytest.mark.exclusive
 def test_a_crash_of_a_servers_process_for_a_client_is_counted(toolset, tmp_path):
     """A crash planted from outside: one of the server's processes for a fuzzing client gets SIGSEGV
     (its handler says "SIGSEGV!") once the honest app is done; the count, the server's life and the
     honest app's pass are what the run says."""
     if toolset.missing(["virgl_test_server", "bwrap"]):
-        skip_unless_required("vtest-virgl", "the vtest fuzz run", "needs virgl_test_server and bwrap")
+        skip_unless_required("vtest-virgl", "the vtest fuzz run",
+                             "needs virgl_test_server and bwrap")
     session = vtestsecurity.record_session(toolset, tmp_path / "record")
     killed, honest_done = [], threading.Event()
 
@@ -80,9 +89,12 @@ def test_a_crash_of_a_servers_process_for_a_client_is_counted(toolset, tmp_path)
     threading.Thread(target=plant, daemon=True).start()
     # The fuzzer's run outlasts the honest app by far (it renders in seconds, longer under load),
     # so a process for a fuzzing client is there to plant the crash in.
-    run = vtestsecurity.fuzz(toolset, session, tmp_path / "fuzz", seed=5, count=2000, seconds=30, deadline_s=3,
+    run = vtestsecurity.fuzz(toolset, session, tmp_path / "fuzz", seed=5, count=2000, seconds=30,
+                             deadline_s=3,
                              honest_done=honest_done)
-    assert killed, f"no process for a client to plant the crash in: fuzzed {run.seconds} s, honest {run.honest}"
+    assert killed, (f"no process for a client to plant the crash in: fuzzed {run.seconds} s, "
+                    "honest "
+                    f"{run.honest}")
     assert run.crashes >= 1 and run.dropped >= 1, (killed, run.crashes, run.dropped, run.tried)
     assert run.server_alive and run.honest.startswith("Pass"), run.honest
 
@@ -109,7 +121,8 @@ ssize_t read(int fd, void *buf, size_t count) {
 def planted_crash_library(folder) -> str:
     source, library = folder / "plant.c", folder / "plant.so"
     source.write_text(SHIM)
-    subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-o", str(library), str(source), "-ldl"], check=True,
+    subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-o", str(library), str(source), "-ldl"],
+                   check=True,
                    capture_output=True, timeout=120)
     return str(library)
 
@@ -119,12 +132,15 @@ def test_a_planted_crash_is_found_saved_and_replayed(toolset, tmp_path):
     for the fuzzing client crashes on it; the run counts the crash and saves the input, which
     replays to the same crash on a fresh stubbed server and to none on the real one."""
     if toolset.missing(["virgl_test_server", "bwrap"]):
-        skip_unless_required("vtest-virgl", "the vtest fuzz run", "needs virgl_test_server and bwrap")
+        skip_unless_required("vtest-virgl", "the vtest fuzz run",
+                             "needs virgl_test_server and bwrap")
     planted = {"LD_PRELOAD": planted_crash_library(tmp_path)}
     recorded = vtestsecurity.record_session(toolset, tmp_path / "record")
     session = tmp_path / "marked-session.bin"
-    session.write_bytes(recorded.read_bytes() + struct.pack("<II", len(MARKER) // 4, 6) + MARKER)  # VCMD_SUBMIT_CMD
-    run = vtestsecurity.fuzz(toolset, session, tmp_path / "fuzz", seed=1, count=40, seconds=30, deadline_s=3,
+    # VCMD_SUBMIT_CMD
+    session.write_bytes(recorded.read_bytes() + struct.pack("<II", len(MARKER) // 4, 6) + MARKER)
+    run = vtestsecurity.fuzz(toolset, session, tmp_path / "fuzz", seed=1, count=40, seconds=30,
+                             deadline_s=3,
                              server_env=planted)
     assert run.crashes >= 1 and run.server_alive and run.honest.startswith("Pass"), run
     # A saved input that carries the marker whole in one read of the server crashes it again (a
@@ -136,7 +152,8 @@ def test_a_planted_crash_is_found_saved_and_replayed(toolset, tmp_path):
     # in the session): replayed in turn until one crashes.
     replayed, crashing = [], []
     for n, saved in enumerate(marked):
-        replayed.append((saved, *vtestsecurity.replay(toolset, saved, tmp_path / f"replay-{n}", 3, server_env=planted)))
+        replayed.append((saved, *vtestsecurity.replay(toolset, saved, tmp_path / f"replay-{n}", 3,
+                                                      server_env=planted)))
         crashing = [(saved, said) for saved, said, crashes in replayed if crashes == 1]
         if crashing:
             break
@@ -145,16 +162,20 @@ def test_a_planted_crash_is_found_saved_and_replayed(toolset, tmp_path):
     assert crashes == 0, said  # the marker means nothing to the real server
 
 
-def test_the_confined_server_renders_and_a_crash_there_reaches_only_its_socket_folder(toolset, tmp_path):
+def test_the_confined_server_renders_and_a_crash_there_reaches_only_its_socket_folder(toolset,
+                                                                                      tmp_path):
     """The same fuzz run against the server under bwrap and its seccomp filter: the honest app still
     renders through it, and what its process reaches is measured: no home, no network, of the
     host's folders only the socket's writable (a private /tmp and root besides), the syscalls the
     filter refuses refused."""
     if toolset.missing(["virgl_test_server", "bwrap"]):
-        skip_unless_required("vtest-virgl", "the vtest fuzz run", "needs virgl_test_server and bwrap")
+        skip_unless_required("vtest-virgl", "the vtest fuzz run",
+                             "needs virgl_test_server and bwrap")
     session = vtestsecurity.record_session(toolset, tmp_path / "record")
-    runs = {mode: vtestsecurity.fuzz(toolset, session, tmp_path / mode, seed=2, count=40, seconds=15, deadline_s=3,
-                                     mode=mode) for mode in (vtestsecurity.FORKING, vtestsecurity.CONFINED)}
+    runs = {mode: vtestsecurity.fuzz(toolset, session, tmp_path / mode, seed=2, count=40,
+                                     seconds=15, deadline_s=3,
+                                     mode=mode) for mode in (vtestsecurity.FORKING,
+                                                             vtestsecurity.CONFINED)}
     confined, forking = runs[vtestsecurity.CONFINED], runs[vtestsecurity.FORKING]
     assert confined.server_alive and confined.honest.startswith("Pass"), confined.honest
     assert confined.targeted and {t["case"].split(":")[0] for t in confined.targeted} >= {
@@ -165,13 +186,16 @@ def test_the_confined_server_renders_and_a_crash_there_reaches_only_its_socket_f
     # Under the seccomp filter (setup installs the binding that compiles it): no inet socket, no
     # user namespace of its own; as the seed runs it, both.
     assert reach["seccomp"].startswith("seccomp: "), reach
-    assert reach["syscalls"] == {"socket(AF_INET)": "EAFNOSUPPORT", "unshare(CLONE_NEWUSER)": "EPERM"}, reach
-    assert forking.reach["home_readable"] and len(forking.reach["writable_host"]) > 1, forking.reach  # as the seed runs it
+    assert reach["syscalls"] == {"socket(AF_INET)": "EAFNOSUPPORT",
+                                 "unshare(CLONE_NEWUSER)": "EPERM"}, reach
+    # as the seed runs it
+    assert forking.reach["home_readable"] and len(forking.reach["writable_host"]) > 1, forking.reach
     assert set(forking.reach["syscalls"].values()) == {"allowed"} and "seccomp" not in forking.reach, forking.reach
 
 
 @pytest.mark.parametrize("path", ["vtest-virgl", "vtest-virgl-confined"])
-def test_the_shipped_security_matrix_s_hostile_client_inside_vtest_virgl(path, run_scenarios, toolset):
+def test_the_shipped_security_matrix_s_hostile_client_inside_vtest_virgl(path, run_scenarios,
+                                                                         toolset):
     """security.toml's scenario for real: the fuzzer inside the sandbox, against the scenario's own
     server (confined too: under bwrap and its seccomp filter); the verdict and the security answer
     from its entry."""
@@ -188,13 +212,15 @@ def test_the_shipped_security_matrix_s_hostile_client_inside_vtest_virgl(path, r
     entry = document.scenario_entry(result, result.result_dir.parent.parent, toolset)
     (record,) = next(a for a in answers.build([entry]) if a.key == "security").records
     assert record["tried"] > record["targeted"] > 0 and record["crashes"] == 0 and record["hung"] == 0, record
-    assert record["answered"] > 0 and record["dropped"] > 0, record  # it serves what it can, refuses the rest
+    # it serves what it can, refuses the rest
+    assert record["answered"] > 0 and record["dropped"] > 0, record
     assert record["exposes"]["host_sockets"], record
     assert record["mode"].startswith("forking, confined") == (path == "vtest-virgl-confined"), record
 
 
 
-def test_the_shipped_security_matrix_s_hostile_guest_program_inside_vm_virgl(run_scenarios, toolset):
+def test_the_shipped_security_matrix_s_hostile_guest_program_inside_vm_virgl(run_scenarios,
+                                                                             toolset):
     """security.toml's vm-virgl scenario for real: in the guest there is no vtest socket, so the
     fuzzer takes the virtio-gpu render node and sends the recorded session, mutated, through the
     guest kernel's driver to QEMU's virglrenderer; a fresh client's texture round trip after
@@ -221,7 +247,8 @@ def test_the_shipped_security_matrix_s_hostile_guest_program_inside_vm_virgl(run
     assert record["server"].startswith("qemu-system-") and record["mode"].startswith("in QEMU"), record
     assert record["tried"] > record["targeted"] > 0 and record["answered"] > 0 and record["dropped"] > 0, record
     assert "another client's texture: answered" in record["others"], record
-    assert record["host_refused"] > 0, record  # the mutated commands reached QEMU's virglrenderer, which refused some
+    # the mutated commands reached QEMU's virglrenderer, which refused some
+    assert record["host_refused"] > 0, record
 
 
 def session_commands(session) -> list:
@@ -247,8 +274,10 @@ def test_a_hostile_venus_client_beside_an_honest_gl_app(tmp_path):
     trixie = next(s.runtime for s in venus.scenarios if s.runtime.name == "trixie")
     session = vtestsecurity.record_session(chosen, tmp_path / "record", trixie)
     commands = session_commands(session)
-    assert 17 in commands and 24 in commands, commands  # VCMD_CONTEXT_INIT, VCMD_SUBMIT_CMD2: Venus's own
-    run = vtestsecurity.fuzz(chosen, session, tmp_path / "fuzz", seed=1, count=60, seconds=15, deadline_s=10,
+    # VCMD_CONTEXT_INIT, VCMD_SUBMIT_CMD2: Venus's own
+    assert 17 in commands and 24 in commands, commands
+    run = vtestsecurity.fuzz(chosen, session, tmp_path / "fuzz", seed=1, count=60, seconds=15,
+                             deadline_s=10,
                              venus=True)
     assert run.server.endswith("--venus") and run.tried > 10 and run.answered > 0 and run.dropped > 0, run
     assert run.server_alive and run.honest.startswith("Pass"), run.honest

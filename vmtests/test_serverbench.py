@@ -19,18 +19,21 @@ def need(toolset, path_id):
         skip_unless_required(path_id, f"{path_id} apps sharing a server", reason)
 
 
-def test_apps_render_with_their_own_servers_and_with_one_shared_server(toolset, tmp_path, monkeypatch):
+def test_apps_render_with_their_own_servers_and_with_one_shared_server(toolset, tmp_path,
+                                                                       monkeypatch):
     need(toolset, "vtest-virgl")
     # The runs' scratch folders (sockets, sentinels) go here: short, as a run's temp folder is (a
     # socket's path takes 107 bytes at most, and a worker's tmp_path is long).
     scratch = Path(tempfile.mkdtemp(prefix="gh-sb-"))
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     try:
-        rows = {row.mode: row for row in serverbench.compare(toolset, APPS, tmp_path, "vtest-virgl", rounds=1)}
+        rows = {row.mode: row for row in serverbench.compare(toolset, APPS, tmp_path, "vtest-virgl",
+                                                             rounds=1)}
         assert list(scratch.iterdir()) == []
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    own, shared, single = rows[serverbench.PER_INSTANCE], rows[serverbench.SHARED], rows[serverbench.MULTI_CLIENTS]
+    own, shared, single = (rows[serverbench.PER_INSTANCE], rows[serverbench.SHARED],
+                           rows[serverbench.MULTI_CLIENTS])
     assert own.passed == f"{APPS}/{APPS}", own.reason
     assert shared.passed == f"{APPS}/{APPS}", shared.reason
     assert own.servers == APPS and shared.servers == 1 and len(own.runs[0].start_s) == APPS

@@ -20,7 +20,8 @@ probes = ["gl", "vulkan"]
 
 
 def harness(*args, cwd=None, env=None):
-    done = subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True, timeout=600,
+    done = subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True,
+                          text=True, timeout=600,
                           cwd=cwd or ROOT, env={**os.environ, **(env or {})})
     return done
 
@@ -43,10 +44,12 @@ def test_three_shards_merged_are_the_whole_run(tmp_path):
     whole = harness("run", "--matrix", str(tmp_path / "m.toml"), "--out", str(tmp_path / "whole"))
     assert whole.returncode == 0, whole.stderr
     for k in (1, 2, 3):
-        shard = harness("run", "--matrix", str(tmp_path / "m.toml"), "--shard", f"{k}/3", "--out", str(tmp_path / f"s{k}"))
+        shard = harness("run", "--matrix", str(tmp_path / "m.toml"), "--shard", f"{k}/3", "--out",
+                        str(tmp_path / f"s{k}"))
         assert shard.returncode == 0, shard.stderr
         assert results(tmp_path / f"s{k}")["shard"] == f"{k}/3"
-    merged = harness("merge", *(str(tmp_path / f"s{k}") for k in (1, 2, 3)), "--out", str(tmp_path / "merged"))
+    merged = harness("merge", *(str(tmp_path / f"s{k}") for k in (1, 2, 3)), "--out",
+                     str(tmp_path / "merged"))
     assert merged.returncode == 0, merged.stderr
     one, parts = results(tmp_path / "whole"), results(tmp_path / "merged")
     assert sorted(outcomes(parts).items()) == sorted(outcomes(one).items())
@@ -57,11 +60,13 @@ def test_three_shards_merged_are_the_whole_run(tmp_path):
 def test_runs_of_two_hosts_merge_into_a_host_axis(tmp_path):
     (tmp_path / "m.toml").write_text(MATRIX)
     for name, host_class in (("alpha", "no-gpu"), ("beta", "no-gpu-either")):
-        done = harness("run", "--matrix", str(tmp_path / "m.toml"), "--filter", "*/gl", "--host-name", name,
+        done = harness("run", "--matrix", str(tmp_path / "m.toml"), "--filter", "*/gl",
+                       "--host-name", name,
                        "--host-class", host_class, "--out", str(tmp_path / name))
         assert done.returncode == 0, done.stderr
         assert results(tmp_path / name)["host"]["name"] == name
-    merged = harness("merge", str(tmp_path / "alpha"), str(tmp_path / "beta"), "--out", str(tmp_path / "merged"))
+    merged = harness("merge", str(tmp_path / "alpha"), str(tmp_path / "beta"), "--out",
+                     str(tmp_path / "merged"))
     assert merged.returncode == 0, merged.stderr
     document = results(tmp_path / "merged")
     assert len(document["scenarios"]) == 6 and set(document["hosts"]) == {"alpha", "beta"}
@@ -72,12 +77,15 @@ def test_runs_of_two_hosts_merge_into_a_host_axis(tmp_path):
 
 def shard_commands(text: str, index: int, total: int, matrix: Path, out: Path) -> list:
     """The CI definition's gpu-harness command lines, its variables set as its engine would."""
-    values = {"CI_NODE_INDEX": str(index), "CI_NODE_TOTAL": str(total), "GPU_HARNESS_MATRIX": str(matrix),
-              "GPU_HARNESS_HOST_CLASS": "no-gpu", "{{ matrix.shard }}": str(index), "{{ matrix.total }}": str(total)}
+    values = {"CI_NODE_INDEX": str(index), "CI_NODE_TOTAL": str(total),
+              "GPU_HARNESS_MATRIX": str(matrix),
+              "GPU_HARNESS_HOST_CLASS": "no-gpu", "{{ matrix.shard }}": str(index),
+              "{{ matrix.total }}": str(total)}
     lines = []
     for line in text:
         for name, value in values.items():
-            line = line.replace(f"${name}", value).replace("$" + name, value).replace("${" + name + "}", value)
+            line = line.replace(f"${name}", value).replace("$" + name,
+                                                           value).replace("${" + name + "}", value)
         lines.append(line.replace(".venv/bin/gpu-harness", "").replace('"', "").split())
     return lines
 
@@ -111,4 +119,5 @@ def test_the_shipped_ci_definitions_run_here(tmp_path, name):
         done = harness(*argv, cwd=tmp_path)
         assert done.returncode == 0, (argv, done.stderr)
     merged = results(tmp_path / "merged")
-    assert len(merged["scenarios"]) == 5 and merged["shards"] == [f"{k}/{total}" for k in range(1, total + 1)]
+    assert len(merged["scenarios"]) == 5 and merged["shards"] == [f"{k}/{total}" for k in range(1,
+                                                                                                total + 1)]

@@ -34,7 +34,8 @@ def start_run(tmp_path, path):
     matrix_file = tmp_path / "m.toml"
     matrix_file.write_text(MATRIX.format(path=path))
     out = tmp_path / "out"
-    harness = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "--matrix", str(matrix_file), "--out",
+    harness = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "--matrix",
+                                str(matrix_file), "--out",
                                 str(out), "-j", "1"], env=dict(os.environ, TMPDIR=str(scratch)),
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     return harness, scratch, out
@@ -58,7 +59,8 @@ def wait_until_probe_holds(path, out, scratch):
 
 def assert_nothing_left(scratch):
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and (processes_mentioning(str(scratch)) or any(scratch.iterdir())):
+    while time.monotonic() < deadline and (processes_mentioning(str(scratch))
+                                           or any(scratch.iterdir())):
         time.sleep(0.05)
     assert processes_mentioning(str(scratch)) == []
     assert list(scratch.iterdir()) == []
@@ -86,10 +88,12 @@ def test_a_signal_stops_the_run_promptly_and_writes_what_finished(tmp_path, tool
     name = signal.Signals(signum).name
     assert f"interrupted by {name}: reports written for what finished" in stderr
     document = json.loads((out / "results.json").read_text())
-    outcomes = {s["id"]: (s["outcome"], s["failure_kind"], s["reason"]) for s in document["scenarios"]}
+    outcomes = {s["id"]: (s["outcome"], s["failure_kind"], s["reason"])
+                for s in document["scenarios"]}
     assert outcomes[f"{path}/host/gl"][:2] == ("Fail", "interrupted")
     assert outcomes[f"{path}/host/gl"][2].startswith(f"interrupted by {name}")
-    assert outcomes["software/host/gl"] == ("Skip", None, f"not run: the run was interrupted by {name}")
+    assert outcomes["software/host/gl"] == ("Skip", None,
+                                            f"not run: the run was interrupted by {name}")
     assert (out / "junit.xml").exists() and (out / "report.html").exists()
     assert_nothing_left(scratch)
 

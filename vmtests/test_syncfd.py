@@ -18,7 +18,8 @@ STOPPED_BY_THE_PIPE = "the app's end of the sync pipe closed: server stopped"
 
 
 def ours(scratch, marker, not_comm=None):
-    """Our processes whose command line holds `marker` or whose name is `marker` (not `not_comm`)."""
+    """Our processes whose command line holds `marker` or whose name is `marker` (not
+    `not_comm`)."""
     found = []
     for pid in processes_in(str(scratch)):
         try:
@@ -47,7 +48,8 @@ def test_killing_any_part_leaves_nothing(victim, tmp_path, toolset):
     """)
     out = tmp_path / "out"
     markers = {"app": "gles.py", "bwrap": "bwrap", "server": "virgl_test_serv"}
-    assert poll(lambda: ours(scratch, "gles.py") and ours(scratch, "bwrap") and ours(scratch, "virgl_test_serv"), 30), \
+    assert poll(lambda: ours(scratch, "gles.py") and ours(scratch, "bwrap") and ours(scratch,
+                                                                                     "virgl_test_serv"), 30), \
         "the scenario never got going"
     time.sleep(2)  # the app has its context and holds it (--hold): a kill now is one mid-run
     if victim == "harness":
@@ -59,7 +61,8 @@ def test_killing_any_part_leaves_nothing(victim, tmp_path, toolset):
     assert poll(lambda: not processes_in(str(scratch)) and not list(scratch.iterdir()), 20), \
         f"left behind: {processes_in(str(scratch))} {list(scratch.iterdir())}"
     if victim in ("app", "bwrap"):
-        # The server went because the sandbox's end of the pipe closed, before the harness's own stop.
+        # The server went because the sandbox's end of the pipe closed, before the harness's own
+        # stop.
         (scenario,) = json.loads((out / "results.json").read_text())["scenarios"]
         log = (out / scenario["result_dir"] / "virgl_test_server.log").read_text()
         assert STOPPED_BY_THE_PIPE in log
@@ -76,7 +79,8 @@ def test_rerun_sh_replays_the_sync_pipe_and_leaves_nothing(run_scenarios, toolse
 
     from harness import matrix as matrix_mod
 
-    (scenario,) = matrix_mod.expand({"matrix": {"paths": ["vtest-virgl-syncfd"]}}, "<test>").scenarios
+    (scenario,) = matrix_mod.expand({"matrix": {"paths": ["vtest-virgl-syncfd"]}},
+                                    "<test>").scenarios
     (result,) = run_scenarios([scenario])
     if result.verdict.outcome.value == "Skip":
         skip_unless_required("vtest-virgl", "vtest-virgl-syncfd", result.verdict.reason)
@@ -91,6 +95,7 @@ def test_rerun_sh_replays_the_sync_pipe_and_leaves_nothing(run_scenarios, toolse
     (rerun,) = result.result_dir.glob("probe-rerun-*")
     assert f"rerun: the workload writes into {rerun}" in done.stderr
     assert (rerun / "probe.png").exists()
-    assert {path.name: path.read_bytes() for path in (result.result_dir / "probe").iterdir()} == archived
+    assert {path.name: path.read_bytes()
+            for path in (result.result_dir / "probe").iterdir()} == archived
     assert STOPPED_BY_THE_PIPE in done.stderr
     assert ours(scratch, "virgl_test_server") == [] and not os.path.exists(scratch)

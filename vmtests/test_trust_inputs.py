@@ -23,7 +23,8 @@ PIGLIT_BIN = Path("/usr/lib/x86_64-linux-gnu/piglit/bin")
 
 
 def run_cli(*args, env=None, timeout=300):
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True,
+                          text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
 
 
@@ -40,7 +41,8 @@ def test_a_run_on_the_toolset_doctor_wrote_uses_its_tools(tmp_path):
     manifest = tmp_path / "t.json"
     manifest.write_text(doctor.stdout)
     out = tmp_path / "out"
-    done = run_cli("run", "--toolset", str(manifest), "--paths", "vtest-virgl", "--filter", "vtest-virgl/host/gl",
+    done = run_cli("run", "--toolset", str(manifest), "--paths", "vtest-virgl", "--filter",
+                   "vtest-virgl/host/gl",
                    "--out", str(out))
     scenario = the_scenario(out)
     assert done.returncode == 0 and scenario["outcome"] == "Pass", done.stderr
@@ -50,18 +52,22 @@ def test_a_run_on_the_toolset_doctor_wrote_uses_its_tools(tmp_path):
         {name: tool["path"] for name, tool in json.loads(doctor.stdout)["tools"].items()}
 
 
-@pytest.mark.skipif(not (PIGLIT_BIN / "fbo-blit").exists(), reason="the host has no piglit (scripts/setup)")
+@pytest.mark.skipif(not (PIGLIT_BIN / "fbo-blit").exists(),
+                    reason="the host has no piglit (scripts/setup)")
 def test_a_misspelt_piglit_test_only_the_runtime_knows_is_a_classified_fail(tmp_path):
     """A runtime built in the run (here given its root at run time: the host's, with piglit) is
     seen by the probe inside it: the step fails naming the nearest tests; the others run."""
     matrix = tmp_path / "m.toml"
-    matrix.write_text('[matrix]\npaths = ["vtest-virgl"]\nruntimes = ["bookworm"]\nprobes = ["mine"]\n'
+    matrix.write_text('[matrix]\npaths = ["vtest-virgl"]\nruntimes = ["bookworm"]\nprobes = '
+                      '["mine"]\n'
                       '[probes.mine]\nkind = "piglit"\ntests = ["fbo-blitt", "fbo-alpha"]\n')
     out = tmp_path / "out"
-    done = run_cli("run", "--matrix", str(matrix), "--runtime-root", "bookworm+piglit=/", "--out", str(out))
+    done = run_cli("run", "--matrix", str(matrix), "--runtime-root", "bookworm+piglit=/", "--out",
+                   str(out))
     scenario = the_scenario(out)
     assert done.returncode == 1, done.stderr
-    typo = f"piglit has no 'fbo-blitt' in {PIGLIT_BIN} (nearest: fbo-blit, fbo-sys-blit, fbo-blit-stretch)"
+    typo = (f"piglit has no 'fbo-blitt' in {PIGLIT_BIN} (nearest: fbo-blit, fbo-sys-blit, "
+            "fbo-blit-stretch)")
     assert (scenario["outcome"], scenario["failure_kind"]) == ("Fail", "subtest-failed")
     assert scenario["reason"] == f"1/2 subtests pass, 1 fail: fbo-blitt (fail: {typo})"
     assert [(s["name"], s["outcome"], s["detail"]) for s in scenario["subtests"]] == \
@@ -71,7 +77,8 @@ def test_a_misspelt_piglit_test_only_the_runtime_knows_is_a_classified_fail(tmp_
 @pytest.fixture
 def private_tmp() -> Iterator[Path]:
     """A temp folder of the test's own (TMPDIR for the harness): what is left in it is the run's
-    or the rerun's, whatever else runs on the machine. Short: a unix socket's path is at most 108 bytes."""
+    or the rerun's, whatever else runs on the machine. Short: a unix socket's path is at most 108
+    bytes."""
     folder = Path(tempfile.mkdtemp(prefix="gh-trust-", dir="/tmp"))
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
@@ -84,7 +91,8 @@ def processes_naming(text: str) -> List[str]:
         if not entry.name.isdigit():
             continue
         try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8",
+                                                                                   "replace")
             state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
@@ -94,9 +102,11 @@ def processes_naming(text: str) -> List[str]:
 
 
 def vtest_rerun(private_tmp: Path, tmp_path: Path) -> Path:
-    """A vtest-virgl scenario's rerun.sh, from a real run whose temp folders are in `private_tmp`."""
+    """A vtest-virgl scenario's rerun.sh, from a real run whose temp folders are in
+    `private_tmp`."""
     out = tmp_path / "out"
-    done = run_cli("run", "--paths", "vtest-virgl", "--filter", "vtest-virgl/host/gl", "--out", str(out),
+    done = run_cli("run", "--paths", "vtest-virgl", "--filter", "vtest-virgl/host/gl", "--out",
+                   str(out),
                    env={"TMPDIR": str(private_tmp)})
     scenario = the_scenario(out)
     assert done.returncode == 0 and scenario["outcome"] == "Pass", done.stderr
@@ -120,7 +130,8 @@ def test_rerun_sh_interrupted_stops_its_server_and_removes_its_temp_folder(priva
     """Ctrl-C in a terminal: SIGINT to the script's process group while the workload runs."""
     script = vtest_rerun(private_tmp, tmp_path)
     socket = Path(re.search(r"--socket-path=(\S+)", script.read_text()).group(1))
-    rerun = subprocess.Popen(["bash", str(script)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    rerun = subprocess.Popen(["bash", str(script)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE,
                              start_new_session=True)
     try:
         assert poll(socket.exists, 30), "the server's socket never appeared"
@@ -132,7 +143,8 @@ def test_rerun_sh_interrupted_stops_its_server_and_removes_its_temp_folder(priva
             os.killpg(rerun.pid, signal.SIGKILL)
             rerun.wait()
     assert rerun.returncode != 0, stderr
-    assert poll(lambda: not processes_naming(str(private_tmp)), 5), processes_naming(str(private_tmp))
+    assert poll(lambda: not processes_naming(str(private_tmp)),
+                5), processes_naming(str(private_tmp))
     assert list(private_tmp.iterdir()) == []
 
 
@@ -144,7 +156,8 @@ def install_marker(checkout: Path) -> tuple:
 
 
 def setup(checkout: Path) -> subprocess.CompletedProcess:
-    done = subprocess.run([str(checkout / "scripts/setup")], capture_output=True, text=True, timeout=600, cwd="/")
+    done = subprocess.run([str(checkout / "scripts/setup")], capture_output=True, text=True,
+                          timeout=600, cwd="/")
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
@@ -152,26 +165,33 @@ def setup(checkout: Path) -> subprocess.CompletedProcess:
 @pytest.mark.full("installs")
 def test_setup_installs_the_package_only_when_the_venv_is_new_or_pyproject_changed(tmp_path):
     """A checkout of its own (what an editable install needs) with a new venv: setup installs,
-    again it does not (the apt check still runs), after a pyproject.toml change it installs again."""
+    again it does not (the apt check still runs), after a pyproject.toml change it installs
+    again."""
     root = Path(__file__).resolve().parent.parent
     checkout = tmp_path / "checkout"
-    shutil.copytree(root / "harness", checkout / "harness", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(root / "harness", checkout / "harness",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md", "scripts/setup"):
         (checkout / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(root / name, checkout / name)
     setup(checkout)
     stamp = checkout / ".venv/.gpu-harness-install"
     first, said = install_marker(checkout), stamp.read_text()
-    assert said.split() == [subprocess.run(["sha256sum", str(checkout / "pyproject.toml")], capture_output=True,
+    assert said.split() == [subprocess.run(["sha256sum", str(checkout / "pyproject.toml")],
+                                           capture_output=True,
                                            text=True).stdout.split()[0], str(checkout)]
-    origin = subprocess.run([str(checkout / ".venv/bin/python"), "-I", "-c", "import harness; print(harness.__file__)"],
+    origin = subprocess.run([str(checkout / ".venv/bin/python"), "-I", "-c",
+                             "import harness; print(harness.__file__)"],
                             capture_output=True, text=True, cwd="/").stdout.strip()
     assert origin == str(checkout / "harness/__init__.py")
     started = time.monotonic()
     setup(checkout)
-    assert install_marker(checkout) == first and stamp.read_text() == said, "pip ran with nothing changed"
+    assert install_marker(checkout) == first and stamp.read_text() == said, ("pip ran with nothing "
+                                                                             "changed")
     print(f"setup with the package installed: {time.monotonic() - started:.1f} s")
     with open(checkout / "pyproject.toml", "a") as handle:
         handle.write("# changed\n")
     setup(checkout)
-    assert install_marker(checkout) != first and stamp.read_text() != said, "pip did not run for a new pyproject.toml"
+    assert install_marker(checkout) != first and stamp.read_text() != said, ("pip did not run for "
+                                                                             "a "
+                                                                             "new pyproject.toml")

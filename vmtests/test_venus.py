@@ -24,14 +24,16 @@ COMPAT = matrix_mod.load(matrix_mod.DEFAULT_MATRIX.parent / "compat.toml")
 
 def toolset_from(runtime: str):
     if not shutil.which("mmdebstrap"):
-        skip_unless_required("runtimes", "runtime builds", "needs mmdebstrap (apt-get install mmdebstrap arch-test)")
+        skip_unless_required("runtimes", "runtime builds",
+                             "needs mmdebstrap (apt-get install mmdebstrap arch-test)")
     return pinned_toolset.load(f"runtime:{runtime}")
 
 
 def run(scenario_ids, toolset, tmp_path, matrix=VENUS, retries=0):
     chosen = [s for s in matrix.scenarios if s.id in scenario_ids]
     assert len(chosen) == len(scenario_ids)
-    return run_leaving_nothing(chosen, toolset, runner.RunOptions(out_dir=tmp_path / "out", retries=retries))
+    return run_leaving_nothing(chosen, toolset, runner.RunOptions(out_dir=tmp_path / "out",
+                                                                  retries=retries))
 
 
 def our_processes(marker: str):
@@ -55,14 +57,16 @@ def test_vm_venus_renders_vulkan_and_gl_in_the_guest(runtime, tmp_path):
     # Under load the guest's Venus ring stalls under TCG ("MESA-VIRTIO: stuck in ring seqno wait",
     # then driver-hang): three attempts in a row in a full parallel run here, none alone. So this
     # test has the machine to itself (exclusive), and a retry that passes is a Flake, not a Pass.
-    results = run([f"vm-venus/{runtime}/vulkan", f"vm-venus/{runtime}/gl"], toolset, tmp_path, retries=1)
+    results = run([f"vm-venus/{runtime}/vulkan", f"vm-venus/{runtime}/gl"], toolset, tmp_path,
+                  retries=1)
     for result in results:
         outcome = outcome_or_skip(result)
         # A Flake (failed, then passed on the retry) is reported as one; under a full parallel
         # suite a stalled ring has also ended in the probe's timeout rather than a named step.
         assert outcome in (verdict.PASS, verdict.FLAKE), describe(result)
     vulkan = next(r for r in results if r.scenario.probe == "vulkan").report.raw
-    assert vulkan["device"]["driver_id"] == "MESA_VENUS" and vulkan["renderer"].startswith("Virtio-GPU Venus (")
+    assert (vulkan["device"]["driver_id"] == "MESA_VENUS"
+            and vulkan["renderer"].startswith("Virtio-GPU Venus ("))
     assert vulkan["isolation"]["dri_nodes"], "the guest's own virtio-gpu render node"
 
 
@@ -74,12 +78,14 @@ def test_vtest_venus_names_the_step_that_never_returns_and_leaves_nothing(server
     toolset = toolset_from(server)
     (result,) = run([f"vtest-venus/{client}/vulkan"], toolset, tmp_path)
     assert outcome_or_skip(result) == verdict.EXPECTED_FAIL, describe(result)
-    assert result.verdict.failure_kind == FailureKind.DRIVER_HANG and result.verdict.subject.startswith("vk")
+    assert (result.verdict.failure_kind == FailureKind.DRIVER_HANG
+            and result.verdict.subject.startswith("vk"))
     assert "virgl_renderer_resource_export_blob" in result.verdict.reason, "the server's own words"
     # The device was found before the hang: the report says which, and that it is Venus.
     assert result.report.raw["renderer"].startswith("Virtio-GPU Venus (")
     assert result.wall_s < result.scenario.timeout_s, "the probe's deadline, not the harness's kill"
-    assert result.report.raw["failed_step"] == result.verdict.subject and result.report.raw["hung"] is True
+    assert (result.report.raw["failed_step"] == result.verdict.subject
+            and result.report.raw["hung"] is True)
     assert our_processes(str(tmp_path)) == []
 
 
@@ -97,7 +103,8 @@ def test_lavapipe_where_venus_was_promised_is_a_silent_fallback(run_scenarios):
     (scenario,) = matrix_mod.expand({
         "matrix": {"paths": ["vtest-venus"], "runtimes": ["trixie"], "probes": ["vulkan"]},
         "runtimes": {"trixie": {"kind": "debootstrap"}},
-        "override": [{"match": "*", "env": {"VK_DRIVER_FILES": "/usr/share/vulkan/icd.d/lvp_icd.json"}}],
+        "override": [{"match": "*",
+                      "env": {"VK_DRIVER_FILES": "/usr/share/vulkan/icd.d/lvp_icd.json"}}],
     }, "<test>").scenarios
     (result,) = run_scenarios([scenario])
     assert outcome_or_skip(result) == verdict.FAIL, describe(result)

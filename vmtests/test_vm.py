@@ -17,7 +17,8 @@ from .test_faults import processes_mentioning
 
 
 def vm_scenario(path="vm-headless", timeout_s=120, **settings):
-    return matrix_mod.expand({"matrix": {"paths": [path]}, "defaults": {"timeout_s": timeout_s, **settings}},
+    return matrix_mod.expand({"matrix": {"paths": [path]}, "defaults": {"timeout_s": timeout_s,
+                                                                        **settings}},
                              "<test>").scenarios
 
 
@@ -26,7 +27,8 @@ def test_guest_kernel_panic_fails_fast_with_the_reason(run_scenarios):
     outcome_or_skip(result)
     assert result.verdict.outcome == verdict.FAIL, describe(result)
     assert result.verdict.reason.startswith("guest kernel panic: sysrq triggered crash")
-    assert result.wall_s < 30, f"{result.wall_s:.1f} s: the panic should end the run, not the 120 s timeout"
+    assert result.wall_s < 30, (f"{result.wall_s:.1f} s: the panic should end the run, not the 120 "
+                                "s timeout")
 
 
 def test_guest_init_failure_fails_with_the_reason(run_scenarios):
@@ -65,28 +67,36 @@ def test_harness_sigkilled_during_a_vm_scenario_leaves_nothing(tmp_path, toolset
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     matrix_file = tmp_path / "m.toml"
-    matrix_file.write_text('[matrix]\npaths = ["vm-virgl"]\n[defaults]\ntimeout_s = 120\nprobe_args = ["--hold", "60"]\n')
-    harness = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "--matrix", str(matrix_file),
-                                "--out", str(tmp_path / "out")], env=dict(os.environ, TMPDIR=str(scratch)),
+    matrix_file.write_text('[matrix]\npaths = ["vm-virgl"]\n[defaults]\ntimeout_s = '
+                           '120\nprobe_args = ["--hold", "60"]\n')
+    harness = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "--matrix",
+                                str(matrix_file),
+                                "--out", str(tmp_path / "out")], env=dict(os.environ,
+                                                                          TMPDIR=str(scratch)),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     console = tmp_path / "out" / "scenarios" / scenario.slug / "console.log"
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (console.exists() and "probe starting" in console.read_text()):
+    while time.monotonic() < deadline and not (console.exists()
+                                               and "probe starting" in console.read_text()):
         time.sleep(0.1)
     launched = processes_mentioning(str(scratch))
     names = {open(f"/proc/{pid}/comm").read().strip() for pid in launched}
     assert {"qemu-system-x86", "Xvfb"} <= names, f"QEMU and Xvfb never both ran: {names}"
     xvfb = next(pid for pid in launched if open(f"/proc/{pid}/comm").read().strip() == "Xvfb")
-    display = next(arg for arg in open(f"/proc/{xvfb}/cmdline").read().split("\0") if arg.startswith(":"))
+    display = next(arg for arg in open(f"/proc/{xvfb}/cmdline").read().split("\0")
+                   if arg.startswith(":"))
     harness.kill()
     harness.wait()
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and (processes_mentioning(str(scratch)) or any(scratch.iterdir())):
+    while time.monotonic() < deadline and (processes_mentioning(str(scratch))
+                                           or any(scratch.iterdir())):
         time.sleep(0.05)
     assert processes_mentioning(str(scratch)) == []
     assert list(scratch.iterdir()) == []
     # Other workers may start their own Xvfb, even on the freed number: only this one's lock counts.
-    assert lock_owner(f"/tmp/.X{display[1:]}-lock") != xvfb, f"the killed Xvfb's lock on {display} survived"
+    assert lock_owner(f"/tmp/.X{display[1:]}-lock") != xvfb, ("the killed Xvfb's lock on "
+                                                              f"{display} "
+                                                              "survived")
 
 
 def lock_owner(lock_path):
@@ -115,7 +125,8 @@ while True:
 """
 
 
-def said(output: Path, line: str, process: subprocess.Popen, errors: Path, timeout_s: float) -> float:
+def said(output: Path, line: str, process: subprocess.Popen, errors: Path,
+         timeout_s: float) -> float:
     """Seconds until the guest's program has written `line` to its stdout; fails at the deadline
     or if exec ended first."""
     started = time.monotonic()
@@ -124,7 +135,8 @@ def said(output: Path, line: str, process: subprocess.Popen, errors: Path, timeo
         if output.exists() and line in output.read_text().splitlines():
             return time.monotonic() - started
         time.sleep(0.05)
-    pytest.fail(f"the guest's program did not say {line!r} in {timeout_s:g} s (exec exit {process.poll()}): "
+    pytest.fail(f"the guest's program did not say {line!r} in {timeout_s:g} s (exec exit "
+                f"{process.poll()}): "
                 f"{output.read_text() if output.exists() else 'no output'}\n{errors.read_text()}")
 
 
@@ -133,7 +145,8 @@ STREAMS = [("pipe", "host"), ("terminal", "host"),
            pytest.param("pipe", "bookworm-arm64", marks=pytest.mark.full("other-architectures"))]
 
 
-@pytest.mark.parametrize("stdin_kind, runtime", STREAMS, ids=["pipe-host", "terminal-host", "pipe-bookworm-arm64"])
+@pytest.mark.parametrize("stdin_kind, runtime", STREAMS, ids=["pipe-host", "terminal-host",
+                                                              "pipe-bookworm-arm64"])
 def test_exec_streams_stdin_into_the_guest_as_it_comes(toolset, tmp_path, stdin_kind, runtime):
     """The guest starts while the host's stdin is still open; a line the host writes only after
     the program in the guest is running reaches it while it runs, a second one too (no end after
@@ -148,12 +161,16 @@ def test_exec_streams_stdin_into_the_guest_as_it_comes(toolset, tmp_path, stdin_
     if stdin_kind == "pipe":
         read_end, writer = os.pipe()
     else:
-        writer, read_end = pty.openpty()  # the terminal's line discipline: lines on newline, EOF on ^D
+        # the terminal's line discipline: lines on newline, EOF on ^D
+        writer, read_end = pty.openpty()
     out, err = tmp_path / "stdout", tmp_path / "stderr"
     with open(out, "wb") as out_file, open(err, "wb") as err_file:
-        harness = subprocess.Popen([sys.executable, "-m", "harness.cli", "exec", "--path", "vm-headless", "--keep",
-                                    str(keep), "--runtime", runtime, "--timeout", "300", "--", "python3", "-c",
-                                    POLLS_ITS_STDIN], stdin=read_end, stdout=out_file, stderr=err_file)
+        harness = subprocess.Popen([sys.executable, "-m", "harness.cli", "exec", "--path",
+                                    "vm-headless", "--keep",
+                                    str(keep), "--runtime", runtime, "--timeout", "300", "--",
+                                    "python3", "-c",
+                                    POLLS_ITS_STDIN], stdin=read_end, stdout=out_file,
+                                   stderr=err_file)
     os.close(read_end)
     output = keep / "probe" / "probe.stdout"
     try:
@@ -176,5 +193,6 @@ def test_exec_streams_stdin_into_the_guest_as_it_comes(toolset, tmp_path, stdin_
             harness.kill()
             harness.wait()
     assert harness.returncode == 0, err.read_text()
-    assert out.read_text().splitlines() == ["ready", "got late-line", "got second", "eof after 2 lines"]
+    assert out.read_text().splitlines() == ["ready", "got late-line", "got second",
+                                            "eof after 2 lines"]
     assert took < 10, f"the line took {took:.1f} s to reach the guest's program"

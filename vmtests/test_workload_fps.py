@@ -19,33 +19,41 @@ SAYS_FPS = "if [ -n \"$LIBGL_ALWAYS_SOFTWARE\" ]; then echo 'fps: 30'; else echo
 
 
 @pytest.mark.launches("host")
-def test_a_command_s_fps_reaches_results_json_the_cost_answer_and_the_grid(run_scenarios, toolset, tmp_path):
-    loaded = matrix_mod.expand({"matrix": {"paths": ["native", "software"], "runtimes": ["host"], "probes": ["app"]},
-                                "probes": {"app": {"kind": "command", "argv": ["sh", "-c", SAYS_FPS],
+def test_a_command_s_fps_reaches_results_json_the_cost_answer_and_the_grid(run_scenarios, toolset,
+                                                                           tmp_path):
+    loaded = matrix_mod.expand({"matrix": {"paths": ["native", "software"], "runtimes": ["host"],
+                                           "probes": ["app"]},
+                                "probes": {"app": {"kind": "command", "argv": ["sh", "-c",
+                                                                               SAYS_FPS],
                                                    "fps_pattern": r"fps: ([\d.]+)"}}}, "<test>")
     results = run_scenarios(loaded.scenarios)
     for result in results:
         assert outcome_or_skip(result) == verdict.PASS, describe(result)
     out = tmp_path / "out"  # where run_scenarios ran them
-    report.write_all(out, report_document.document(results, out, toolset, datetime.datetime.now(datetime.timezone.utc),
+    report.write_all(out, report_document.document(results, out, toolset,
+                                                   datetime.datetime.now(datetime.timezone.utc),
                                                    "<test>"))
     written = {s["id"]: s for s in json.loads((out / "results.json").read_text())["scenarios"]}
     native, software = written["native/host/app"], written["software/host/app"]
     assert (native["workload_fps"], software["workload_fps"]) == (120.0, 30.0)
-    assert (software["workload_fps_vs_reference"], software["workload_fps_reference"]) == (0.25, "native")
-    assert native["workload_fps_vs_reference"] == 1.0 and software["workload_fps_same_as_reference"] is None
+    assert (software["workload_fps_vs_reference"], software["workload_fps_reference"]) == (0.25,
+                                                                                           "native")
+    assert (native["workload_fps_vs_reference"] == 1.0
+            and software["workload_fps_same_as_reference"] is None)
     for entry in (native, software):  # the probe's own fps as it was, under both names of its share
-        assert entry["fps"] == entry["timings"]["fps"] and entry["fps_reference"] == entry["fps_baseline"] == "native"
+        assert (entry["fps"] == entry["timings"]["fps"]
+                and entry["fps_reference"] == entry["fps_baseline"] == "native")
         assert entry["fps_vs_reference"] == entry["fps_vs_baseline"] is not None
     run = records.read_file(out)
     cost = next(a for a in answers.build(run.scenarios) if a.key == "cost")
     record = next(r for r in cost.records if r["path"] == "software")
     assert record["workload_fps_vs_reference"] == {"app": 0.25} and record["workload_fps_same_as_reference"] == {
         "app": False}
-    assert record["fps_vs_reference"] == record["fps_vs_baseline"] == {"app": software["fps_vs_reference"]}
+    assert (record["fps_vs_reference"] == record["fps_vs_baseline"] == {"app": software["fps_vs_reference"]})
     assert next(row for row in cost.rows if row[0].text == "software")[7].text == "app workload 25%"
     (app,) = grid.build(list(run.scenarios))
     cell = app.cell("host", "software")
     assert cell is not None and cell.fps_workload and cell.fps_pct == 25 and cell.fps_text == "25%"
-    assert json.loads((out / "results.json").read_text())["grid"] == [app.to_json()]  # as written, as read back
+    # as written, as read back
+    assert json.loads((out / "results.json").read_text())["grid"] == [app.to_json()]
     assert "workload's fps 30.0: 25% of native" in (out / "report.html").read_text()

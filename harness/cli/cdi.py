@@ -1,4 +1,5 @@
-"""The `cdi` commands: write a CDI spec for this host's driver, judge specs against the live driver."""
+"""The `cdi` commands: write a CDI spec for this host's driver, judge specs against the live
+driver."""
 import sys
 from pathlib import Path
 from typing import List
@@ -19,7 +20,8 @@ def cdi_generate(args) -> int:
     live = cdicheck.live_driver(toolset)
     out = Path(args.out)
     if out.suffix != ".json":
-        raise InputError(f"--out {out}: a CDI spec file's name ends in .json (CDI readers skip other files)")
+        raise InputError(f"--out {out}: a CDI spec file's name ends in .json (CDI readers skip "
+                         "other files)")
     try:
         generated = cdi.generate(live.driver, DriverMode(args.mode), out, toolset.path("bwrap"))
     except (InputError, ToolMissing) as exc:
@@ -30,8 +32,10 @@ def cdi_generate(args) -> int:
         raise InputError(f"--out {out}: cannot write it: {exc.strerror or exc}") from None
     devices = [d["name"] for d in generated.spec["devices"]]
     mounts = len(generated.spec["devices"][0]["containerEdits"].get("mounts", []))
-    print(f"wrote {out} ({cdi.KIND}: {', '.join(devices)}; {mounts} mounts, {len(generated.files)} files in "
-          f"{cdi.files_folder(out)}); use: podman run --device {cdi.KIND}={cdi.ALL} with the spec in "
+    print(f"wrote {out} ({cdi.KIND}: {', '.join(devices)}; {mounts} mounts, {len(generated.files)} "
+          "files in "
+          f"{cdi.files_folder(out)}); use: podman run --device {cdi.KIND}={cdi.ALL} with the spec "
+          "in "
           f"{' or '.join(cdi.SPEC_DIRS)}", file=sys.stderr)
     return EXIT_OK
 
@@ -39,8 +43,10 @@ def cdi_generate(args) -> int:
 def cdi_check(args) -> int:
     specs: List[str] = [str(p) for p in args.specs] or cdi.system_specs()
     if not specs:
-        raise InputError(f"no CDI spec to check: none in {' or '.join(cdi.SPEC_DIRS)}; name one (cdi check SPEC)")
-    loaded = [(path, cdicheck.load(path)) for path in specs]  # every input judged good before any is checked
+        raise InputError(f"no CDI spec to check: none in {' or '.join(cdi.SPEC_DIRS)}; name one "
+                         "(cdi check SPEC)")
+    # every input judged good before any is checked
+    loaded = [(path, cdicheck.load(path)) for path in specs]
     live = cdicheck.live_driver(chosen_toolset.load(args.toolset))
     stale = 0
     for path, spec in loaded:

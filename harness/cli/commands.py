@@ -17,7 +17,8 @@ from .security import cmd_security
 from .scenarios import cmd_bench, cmd_exec, cmd_goldens_update, cmd_list, cmd_run
 from .upkeep import cmd_cache, cmd_doctor, cmd_pins, cmd_runtimes, cmd_vfio
 
-COMMANDS = {"vfio": cmd_vfio, "run": cmd_run, "list": cmd_list, "doctor": cmd_doctor, "exec": cmd_exec,
+COMMANDS = {"vfio": cmd_vfio, "run": cmd_run, "list": cmd_list, "doctor": cmd_doctor,
+            "exec": cmd_exec,
             "report": cmd_report, "bench": cmd_bench, "pins": cmd_pins, "runtimes": cmd_runtimes,
             "diff": cmd_diff, "baseline": cmd_baseline, "cache": cmd_cache, "merge": cmd_merge,
             "cdi": cmd_cdi, "security": cmd_security}
@@ -43,7 +44,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             cache.hold_shared()  # nothing this process uses is pruned while it runs
         handler = cmd_goldens_update if args.command == "goldens" else COMMANDS[args.command]
         return handler(args)
-    except HarnessError as exc:  # the one boundary: input, a missing tool, a component, a fault of ours
+    # the one boundary: input, a missing tool, a component, a fault of ours
+    except HarnessError as exc:
         kind = "internal error" if isinstance(exc, InternalError) else "error"
         for problem in exc.problems:
             print(f"gpu-harness: {kind}: {problem}", file=sys.stderr)

@@ -27,7 +27,8 @@ def on_host(path_id: str) -> bool:
 
 def inside_files(values: Sequence[str], path_id: str) -> Tuple[InsideFile, ...]:
     """--file values: each an existing host file, and where the command sees it (INSIDE_PATH, else
-    /run/gpu-harness/files/NAME); two files at one place, or a file for the host's own paths, refused."""
+    /run/gpu-harness/files/NAME); two files at one place, or a file for the host's own paths,
+    refused."""
     found: Dict[str, InsideFile] = {}
     for value in values:
         host, colon, inside = value.rpartition(":")
@@ -35,22 +36,27 @@ def inside_files(values: Sequence[str], path_id: str) -> Tuple[InsideFile, ...]:
             host, inside = value, ""
         where = os.path.abspath(os.path.expanduser(host)) if host else ""
         if not where or not os.path.isfile(where):
-            state = "is a folder (--file takes files)" if where and os.path.isdir(where) else "is no file on this host"
+            state = ("is a folder (--file takes files)" if where and os.path.isdir(where)
+                     else "is no file on this host")
             raise InputError(f"exec --file: {shown(host or value)} {state}")
         inside = posixpath.normpath(inside or InsideFile.default_inside(where))
         why = bad_character(where + inside) or next((f"has a {char!r}, which a path cannot pass on"
-                                                     for char in SPLIT_ON if char in where + inside), None)
+                                                     for char in SPLIT_ON
+                                                     if char in where + inside), None)
         if why:
             raise InputError(f"exec --file: {shown(value)} {why}")
         if inside == "/" or ".." in PurePosixPath(inside).parts:
-            raise InputError(f"exec --file: {shown(value)}: INSIDE_PATH must name a file (an absolute path)")
+            raise InputError(f"exec --file: {shown(value)}: INSIDE_PATH must name a file (an "
+                             "absolute path)")
         if inside in found:
-            raise InputError(f"exec --file: {found[inside].host} and {where} would both be {inside} "
+            raise InputError(f"exec --file: {found[inside].host} and {where} would both be "
+                             f"{inside} "
                              "(give one another: --file HOST_PATH:INSIDE_PATH)")
         found[inside] = InsideFile(where, inside)
     if found and on_host(path_id):
         raise InputError(f"exec --file: {path_id} runs the command on this host, where it sees "
-                         f"{next(iter(found.values())).host} as it is (--file is for the paths that hide "
+                         f"{next(iter(found.values())).host} as it is (--file is for the paths "
+                         "that hide "
                          "the host's files)")
     return tuple(found.values())
 
@@ -61,7 +67,8 @@ def environment(values: Sequence[str]) -> Dict[str, str]:
     for value in values:
         name, equals, text = value.partition("=")
         if not equals or not ENV_NAME.match(name):
-            raise InputError(f"exec --env: {shown(value)} must be NAME=VALUE (NAME: letters, digits and '_', "
+            raise InputError(f"exec --env: {shown(value)} must be NAME=VALUE (NAME: letters, "
+                             "digits and '_', "
                              "not starting with a digit)")
         why = bad_character(text)
         if why:
@@ -85,22 +92,28 @@ def hidden_arguments(command: Sequence[str], files: Sequence[InsideFile]) -> Lis
 
 def piglit_platform_unset(scenario: Scenario, command: Sequence[str]) -> bool:
     """The command is a piglit program (in piglit's bin folder) and its environment has no
-    PIGLIT_PLATFORM: it opens an X11 display, which no path gives (the host's only where DISPLAY is set)."""
+    PIGLIT_PLATFORM: it opens an X11 display, which no path gives (the host's only where DISPLAY is
+    set)."""
     folder = posixpath.dirname(command[0]) if command else ""
     if not any(fnmatch.fnmatchcase(folder, pattern) for pattern in PIGLIT_BIN_DIRS):
         return False
-    given = {**(os.environ if on_host(scenario.path_id) else {}), **dict(scenario.spec.env), **dict(scenario.env)}
+    given = {**(os.environ if on_host(scenario.path_id) else {}), **dict(scenario.spec.env),
+             **dict(scenario.env)}
     return "PIGLIT_PLATFORM" not in given and "DISPLAY" not in given
 
 
-def failure_hints(scenario: Scenario, command: Sequence[str], files: Sequence[InsideFile]) -> List[str]:
+def failure_hints(scenario: Scenario, command: Sequence[str],
+                  files: Sequence[InsideFile]) -> List[str]:
     """What to try, where the command failed, from what exec knows without its output."""
     hints = []
     if piglit_platform_unset(scenario, command):
-        hints.append("hint: piglit's programs open the display PIGLIT_PLATFORM names (unset: X11's, which no "
+        hints.append("hint: piglit's programs open the display PIGLIT_PLATFORM names (unset: "
+                     "X11's, which no "
                      "path gives): --env PIGLIT_PLATFORM=surfaceless_egl")
     if on_host(scenario.path_id):
         return hints
-    return hints + [f"hint: {value} is on this host, whose {', '.join(HIDDEN[:2])}, /tmp, ... {scenario.path_id} hides: "
-            f"--file {value} puts it at {InsideFile.default_inside(value)} (--file HOST_PATH:INSIDE_PATH elsewhere)"
+    return hints + [f"hint: {value} is on this host, whose {', '.join(HIDDEN[:2])}, /tmp, ... "
+                    f"{scenario.path_id} hides: "
+            f"--file {value} puts it at {InsideFile.default_inside(value)} (--file "
+            "HOST_PATH:INSIDE_PATH elsewhere)"
             for value in hidden_arguments(command, files)[:2]]

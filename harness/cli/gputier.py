@@ -40,21 +40,28 @@ RETURN_LIMIT = 16 * 2**20  # one file brought back
 # runtimes, compression and PCRE are the machine's own, never shadowed by older ones).
 PACKAGES = ("bubblewrap", "virgl-server", "libvirglrenderer1", "libepoxy0", "libva2", "libva-drm2",
             "libglvnd0", "libegl1", "libgles2", "libgl1", "libglx0", "libopengl0", "libvulkan1",
-            "libegl-mesa0", "libgbm1", "libglx-mesa0", "libgl1-mesa-dri", "libglapi-mesa", "libllvm15", "libz3-4",
-            "libicu72", "libxml2", "libedit2", "libelf1", "libsensors5", "libsensors-config", "libdrm2",
+            "libegl-mesa0", "libgbm1", "libglx-mesa0", "libgl1-mesa-dri", "libglapi-mesa",
+            "libllvm15", "libz3-4",
+            "libicu72", "libxml2", "libedit2", "libelf1", "libsensors5", "libsensors-config",
+            "libdrm2",
             "libdrm-common", "libdrm-amdgpu1", "libdrm-intel1", "libdrm-nouveau2", "libdrm-radeon1",
-            "libpciaccess0", "libwayland-client0", "libwayland-server0", "libx11-6", "libx11-data", "libx11-xcb1",
-            "libxau6", "libxdmcp6", "libxcb1", "libxcb-dri2-0", "libxcb-dri3-0", "libxcb-glx0", "libxcb-present0",
-            "libxcb-randr0", "libxcb-shm0", "libxcb-sync1", "libxcb-xfixes0", "libxext6", "libxfixes3",
+            "libpciaccess0", "libwayland-client0", "libwayland-server0", "libx11-6", "libx11-data",
+            "libx11-xcb1",
+            "libxau6", "libxdmcp6", "libxcb1", "libxcb-dri2-0", "libxcb-dri3-0", "libxcb-glx0",
+            "libxcb-present0",
+            "libxcb-randr0", "libxcb-shm0", "libxcb-sync1", "libxcb-xfixes0", "libxext6",
+            "libxfixes3",
             "libxshmfence1", "libxxf86vm1", "libbsd0", "libmd0")
 LIB_DIR = "usr/lib/x86_64-linux-gnu"
 PYTHONS = ("3.12", "3.11")  # the lent machine's Python, and the one that tests the tier here
 HERE = "%d.%d" % sys.version_info[:2]
-# Left to the machine's Python, which has them (`run` checks): their wheels, numpy's about 16 MiB and
+# Left to the machine's Python, which has them (`run` checks): their wheels, numpy's about 16 MiB
+# and
 # Pillow's 7 per Python, do not fit beside the Debian packages (50 MiB) in what may travel.
 FROM_TARGET = ("numpy", "pillow")
 MACHINE = "x86_64"
-PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_24_x86_64", "manylinux_2_17_x86_64",
+PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_24_x86_64",
+             "manylinux_2_17_x86_64",
              "manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64")
 LEGACY_GLIBC = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
 REQUIREMENT = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*([^;]*?)\s*(;.*)?")
@@ -64,7 +71,8 @@ REQUIREMENT = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*([^;
 class Packed:
     folder: Path
     pythons: Dict[str, List[str]]  # a Python version -> the wheels installed for it
-    from_target: Dict[str, str]  # left to the machine's Python: name -> the least version ('' for any)
+    # left to the machine's Python: name -> the least version ('' for any)
+    from_target: Dict[str, str]
     glibc: str
     debs: List[str]
     size: int
@@ -77,9 +85,11 @@ class Packed:
         return sum((self.folder / "wheels" / name).stat().st_size for name in self.pythons[python])
 
     def to_dict(self) -> dict:
-        return {"implementation": "cpython", "machine": MACHINE, "glibc": self.glibc, "pythons": self.pythons,
+        return {"implementation": "cpython", "machine": MACHINE, "glibc": self.glibc,
+                "pythons": self.pythons,
                 "python_bytes": {python: self.python_bytes(python) for python in self.pythons},
-                "from_target": self.from_target, "wheels": self.wheels, "debs": self.debs, "size_bytes": self.size}
+                "from_target": self.from_target, "wheels": self.wheels, "debs": self.debs,
+                "size_bytes": self.size}
 
 
 def size_of(folder: Path) -> int:
@@ -87,7 +97,8 @@ def size_of(folder: Path) -> int:
 
 
 def checked(argv: Sequence[str], what: str, cwd: Path = ROOT) -> None:
-    done = subprocess.run(list(argv), cwd=cwd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    done = subprocess.run(list(argv), cwd=cwd, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL)
     if done.returncode != 0:
         said = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
         raise InputError(f"gpu-tier pack: {what} failed: {said}")
@@ -130,7 +141,8 @@ def split_requirements(requirements: Sequence[str]) -> Tuple[List[str], Dict[str
             continue
         least = re.fullmatch(r">=\s*(\d+(?:\.\d+)*)", spec)
         if (spec and least is None) or found.group(3):
-            raise InputError(f"gpu-tier pack: {shown(requirement)} is left to the machine's Python, where "
+            raise InputError(f"gpu-tier pack: {shown(requirement)} is left to the machine's "
+                             "Python, where "
                              "`run` checks a least version (>=) only")
         left[name] = least.group(1) if least else ""
     return packed, left
@@ -153,8 +165,10 @@ def fetch_wheels(requirements: Sequence[str], python: str, wheels: Path) -> List
     `wheels` (one file for what several Pythons share); their names."""
     staging = Path(tempfile.mkdtemp(prefix=f"python{python}-", dir=wheels.parent))
     try:
-        checked([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "--implementation", "cp",
-                 "--python-version", python, *(f"--platform={tag}" for tag in PLATFORMS), "-d", str(staging),
+        checked([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:",
+                 "--implementation", "cp",
+                 "--python-version", python, *(f"--platform={tag}" for tag in PLATFORMS), "-d",
+                 str(staging),
                  *requirements], f"fetching the wheels for Python {python}")
         names = sorted(path.name for path in staging.glob("*.whl"))
         for name in names:
@@ -170,17 +184,21 @@ def pack(folder: Path = PACK_DIR, pythons: Sequence[str] = PYTHONS) -> Packed:
     machine's Python) and the host-side Debian packages, in `folder`."""
     for python in pythons:
         if not re.fullmatch(r"3\.\d{1,2}", python):
-            raise InputError(f"gpu-tier pack: --python {shown(python)}: not a Python version like 3.12")
+            raise InputError(f"gpu-tier pack: --python {shown(python)}: not a Python version like "
+                             "3.12")
     requirements, left = split_requirements(dependencies())
     if folder.exists():
         shutil.rmtree(folder)
     wheels, debs = folder / "wheels", folder / "debs"
     wheels.mkdir(parents=True)
     debs.mkdir()
-    by_python = {python: fetch_wheels(requirements, python, wheels) for python in dict.fromkeys(pythons)}
+    by_python = {python: fetch_wheels(requirements, python, wheels)
+                 for python in dict.fromkeys(pythons)}
     checked(["apt-get", "download", *PACKAGES], "apt-get download (the Debian packages)", cwd=debs)
     glibc = max((glibc_of(name) for names in by_python.values() for name in names), default=(0, 0))
-    packed = Packed(folder, by_python, left, "%d.%d" % glibc, sorted(p.name for p in debs.iterdir()), size_of(folder))
+    packed = Packed(folder, by_python, left, "%d.%d" % glibc, sorted(p.name
+                                                                     for p in debs.iterdir()),
+                    size_of(folder))
     (folder / "pack.json").write_text(json.dumps(packed.to_dict(), indent=1) + "\n")
     if packed.size > LIMIT_BYTES:
         raise InputError(f"gpu-tier pack: {packed.size / 2**20:.1f} MiB packed, more than the "
@@ -190,11 +208,14 @@ def pack(folder: Path = PACK_DIR, pythons: Sequence[str] = PYTHONS) -> Packed:
 
 def described(packed: Packed) -> str:
     """What `pack` says it packed: per Python, the Debian packages, what is left to the machine."""
-    pythons = ", ".join(f"{python} ({len(names)} wheels, {packed.python_bytes(python) / 2**20:.1f} MiB)"
+    pythons = ", ".join(f"{python} ({len(names)} wheels, {packed.python_bytes(python) / 2**20:.1f} "
+                        "MiB)"
                         for python, names in packed.pythons.items())
-    left = ", ".join(f"{name}>={least}" if least else name for name, least in packed.from_target.items())
+    left = ", ".join(f"{name}>={least}" if least else name for name,
+                     least in packed.from_target.items())
     return (f"{packed.folder}: wheels for CPython {pythons}; {len(packed.debs)} Debian packages "
-            f"({size_of(packed.folder / 'debs') / 2**20:.1f} MiB); {packed.size / 2**20:.1f} MiB in all; "
+            f"({size_of(packed.folder / 'debs') / 2**20:.1f} MiB); {packed.size / 2**20:.1f} MiB "
+            "in all; "
             f"left to the machine's Python: {left or 'nothing'}")
 
 
@@ -202,17 +223,21 @@ def manifest_of(folder: Path) -> dict:
     """The pack's pack.json, its shape checked: every failure one InputError line."""
     where = folder / "pack.json"
     if not where.exists():
-        raise InputError(f"gpu-tier run: {cut(folder)} holds no pack (run `scripts/gpu-tier pack` first)")
+        raise InputError(f"gpu-tier run: {cut(folder)} holds no pack (run `scripts/gpu-tier pack` "
+                         "first)")
     manifest = parse_json(read_text(where, "the pack's manifest"), cut(where))
     pythons = manifest.get("pythons") if isinstance(manifest, dict) else None
     if not isinstance(pythons, dict) or not pythons:
-        raise InputError(f"gpu-tier run: {cut(where)} names no Python the wheels are for (an older pack?): "
+        raise InputError(f"gpu-tier run: {cut(where)} names no Python the wheels are for (an older "
+                         "pack?): "
                          "run `scripts/gpu-tier pack` again")
     lists = all(isinstance(names, list) and all(isinstance(n, str) and "/" not in n for n in names)
                 for names in pythons.values())
     left = manifest.get("from_target", {})
-    if not lists or not isinstance(left, dict) or not all(isinstance(v, str) for v in left.values()):
-        raise InputError(f"gpu-tier run: {cut(where)}: 'pythons' or 'from_target' is not what `pack` writes")
+    if not lists or not isinstance(left, dict) or not all(isinstance(v, str)
+                                                          for v in left.values()):
+        raise InputError(f"gpu-tier run: {cut(where)}: 'pythons' or 'from_target' is not what "
+                         "`pack` writes")
     return manifest
 
 
@@ -224,14 +249,18 @@ def glibc_here() -> Tuple[int, ...]:
 def wheels_for(manifest: dict) -> List[str]:
     """The pack's wheels for the Python running this, or an InputError naming what was packed for
     and what was found."""
-    pythons, machine, glibc = manifest["pythons"], str(manifest.get("machine", MACHINE)), glibc_here()
+    pythons, machine, glibc = manifest["pythons"], str(manifest.get("machine",
+                                                                    MACHINE)), glibc_here()
     needed = release(str(manifest.get("glibc", "0.0")))[:2]
     if sys.implementation.name != "cpython" or HERE not in pythons or platform.machine() != machine \
             or (needed > (0, 0) and glibc < needed):
-        found = (f"{sys.implementation.name} {platform.python_version()} on {platform.machine()} with "
+        found = (f"{sys.implementation.name} {platform.python_version()} on {platform.machine()} "
+                 "with "
                  f"{'glibc %d.%d' % glibc if glibc else 'no glibc'} ({cut(sys.executable)})")
-        hint = f": pack for it with `scripts/gpu-tier pack --python {HERE}`" if HERE not in pythons else ""
-        raise InputError(f"gpu-tier run: the pack holds wheels for CPython {', '.join(pythons)} on {machine} with "
+        hint = (f": pack for it with `scripts/gpu-tier pack --python {HERE}`"
+                if HERE not in pythons else "")
+        raise InputError(f"gpu-tier run: the pack holds wheels for CPython {', '.join(pythons)} on "
+                         f"{machine} with "
                          f"glibc >= {manifest.get('glibc', '?')}; this is {found}{hint}")
     return list(pythons[HERE])
 
@@ -253,7 +282,8 @@ def install_wheels(wheels: Sequence[Path], site: Path) -> None:
                     if member.is_dir() or not parts[-1]:
                         continue
                     if parts[0] == "" or ".." in parts:
-                        raise InputError(f"gpu-tier run: {wheel.name}: {shown(member.filename)} leaves the site folder")
+                        raise InputError(f"gpu-tier run: {wheel.name}: {shown(member.filename)} "
+                                         "leaves the site folder")
                     target = site.joinpath(*parts)
                     target.parent.mkdir(parents=True, exist_ok=True)
                     with archive.open(member) as source, open(target, "wb") as sink:
@@ -266,14 +296,16 @@ def install_wheels(wheels: Sequence[Path], site: Path) -> None:
 
 
 def versions_on(names: Sequence[str], paths: Sequence[str]) -> Dict[str, Optional[str]]:
-    """The version of each distribution in `names` that an import would find on `paths` (None: none)."""
+    """The version of each distribution in `names` that an import would find on `paths` (None:
+    none)."""
     from importlib import metadata
 
     found: Dict[str, str] = {}
     for dist in metadata.distributions(path=list(paths)):
         name = dist.metadata["Name"] if dist.metadata else None
         if name:
-            found.setdefault(normalized(name), dist.version)  # the first on the path, as an import takes
+            # the first on the path, as an import takes
+            found.setdefault(normalized(name), dist.version)
     return {name: found.get(normalized(name)) for name in names}
 
 
@@ -300,8 +332,10 @@ def unpack(folder: Path, prefix: Path, site: Path) -> Dict[str, str]:
     vendors = [d for d in ("/usr/share/glvnd/egl_vendor.d", "/etc/glvnd/egl_vendor.d",
                            "/usr/local/nvidia/share/glvnd/egl_vendor.d") if os.path.isdir(d)]
     return {"PATH": f"{root}/usr/bin:{os.environ.get('PATH', '/usr/bin:/bin')}",
-            "LD_LIBRARY_PATH": ":".join([str(libs), os.environ.get("LD_LIBRARY_PATH", "")]).rstrip(":"),
-            "__EGL_VENDOR_LIBRARY_DIRS": ":".join([*vendors, str(root / "usr/share/glvnd/egl_vendor.d")]),
+            "LD_LIBRARY_PATH": ":".join([str(libs), os.environ.get("LD_LIBRARY_PATH",
+                                                                   "")]).rstrip(":"),
+            "__EGL_VENDOR_LIBRARY_DIRS": ":".join([*vendors,
+                                                   str(root / "usr/share/glvnd/egl_vendor.d")]),
             "LIBGL_DRIVERS_PATH": str(libs / "dri"),
             "PYTHONPATH": ":".join([str(site), os.environ.get("PYTHONPATH", "")]).rstrip(":"),
             "XDG_CACHE_HOME": str(prefix / "cache"), "PYTHONUNBUFFERED": "1"}
@@ -321,7 +355,8 @@ def toolset_for(prefix: Path, env: Dict[str, str]) -> Path:
     mesa = found.tools.get("mesa")
     if (mesa is None or not mesa.found) and dri.is_dir():
         found.tools["mesa"] = toolset_mod.Tool("mesa", str(dri), "22.3 (gpu-tier prefix)",
-                                               {"dri_dirs": [str(dri)], "env": {"LIBGL_DRIVERS_PATH": str(dri)}})
+                                               {"dri_dirs": [str(dri)],
+                                                "env": {"LIBGL_DRIVERS_PATH": str(dri)}})
     manifest = prefix / "toolset.json"
     data = found.to_dict()
     data["source"] = f"gpu-tier prefix {prefix}"
@@ -337,8 +372,10 @@ def bring_back(out: Path) -> List[Path]:
             if (out / name).is_dir():
                 tar.add(out / name, arcname=name)
     for name in ("scenarios", "machines"):
-        shutil.rmtree(out / name, ignore_errors=True)  # in the archive: the folder holds files to fetch only
-    kept = [out / name for name in ("results.json", "report.html", "junit.xml", "run.log", "toolset.json")
+        # in the archive: the folder holds files to fetch only
+        shutil.rmtree(out / name, ignore_errors=True)
+    kept = [out / name for name in ("results.json", "report.html", "junit.xml", "run.log",
+                                    "toolset.json")
             if (out / name).exists()]
     if archive.stat().st_size <= RETURN_LIMIT:
         kept.append(archive)
@@ -364,13 +401,16 @@ def prepare(folder: Path, prefix: Path) -> Tuple[Path, str]:
     python = f"Python {platform.python_version()} ({cut(sys.executable)})"
     if missing:
         raise InputError(f"gpu-tier run: {python} lacks {', '.join(missing)}: the pack leaves "
-                         f"{' and '.join(left)} to the machine's Python (it packs wheels for {', '.join(manifest['pythons'])})")
+                         f"{' and '.join(left)} to the machine's Python (it packs wheels for "
+                         f"{', '.join(manifest['pythons'])})")
     own = " and ".join(f"{name} {version}" for name, version in versions.items())
-    return site, (f"gpu-tier run: {python}: {len(names)} of the pack's wheels for it (packed for Python "
+    return site, (f"gpu-tier run: {python}: {len(names)} of the pack's wheels for it (packed for "
+                  "Python "
                   f"{', '.join(manifest['pythons'])}) in {site}{'; found ' + own if own else ''}")
 
 
-def run(out: Path, prefix: Path, folder: Path = PACK_DIR, jobs: int = 4, timeout_s: float = 480.0) -> int:
+def run(out: Path, prefix: Path, folder: Path = PACK_DIR, jobs: int = 4,
+        timeout_s: float = 480.0) -> int:
     """Unpack into `prefix`, run the GPU matrix into `out`, leave the files to bring back there."""
     site, said = prepare(folder, prefix)
     print(said, flush=True)
@@ -391,11 +431,13 @@ def run(out: Path, prefix: Path, folder: Path = PACK_DIR, jobs: int = 4, timeout
 def run_in(out: Path, prefix: Path, env: Dict[str, str], jobs: int, timeout_s: float) -> int:
     manifest = toolset_for(prefix, env)
     shutil.copyfile(manifest, out / "toolset.json")
-    argv = [sys.executable, "-m", "harness.cli", "run", "--matrix", str(MATRIX), "--toolset", str(manifest),
+    argv = [sys.executable, "-m", "harness.cli", "run", "--matrix", str(MATRIX), "--toolset",
+            str(manifest),
             "--out", str(out / "run"), "-j", str(jobs)]
     with open(out / "run.log", "w") as log:
         try:
-            done = subprocess.run(argv, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+            done = subprocess.run(argv, env={**os.environ, **env}, stdout=log,
+                                  stderr=subprocess.STDOUT,
                                   stdin=subprocess.DEVNULL, timeout=timeout_s, cwd=prefix)
             code = done.returncode
         except subprocess.TimeoutExpired:
@@ -416,23 +458,32 @@ def main(argv: List[str]) -> int:
 
     parser = argparse.ArgumentParser(prog="gpu-tier", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="verb", required=True)
-    packing = sub.add_parser("pack", help="gather what a GPU machine lacks into --pack (run it here)")
-    packing.add_argument("--python", action="append", metavar="X.Y", help="a CPython version to pack wheels "
+    packing = sub.add_parser("pack",
+                             help="gather what a GPU machine lacks into --pack (run it here)")
+    packing.add_argument("--python", action="append", metavar="X.Y",
+                         help="a CPython version to pack wheels "
                          f"for, once for each (default: {', '.join(PYTHONS)})")
-    running = sub.add_parser("run", help="unpack into --prefix and run the GPU matrix into --out (run it there)")
+    running = sub.add_parser("run",
+                             help="unpack into --prefix and run the GPU matrix into --out (run it "
+                                  "there)")
     running.add_argument("--out", type=Path, required=True, help="the folder of what to bring back")
-    running.add_argument("--prefix", type=Path, default=Path("/tmp/gpu-tier"), help="where the pack is unpacked "
+    running.add_argument("--prefix", type=Path, default=Path("/tmp/gpu-tier"),
+                         help="where the pack is unpacked "
                          "and everything else of the run is written (default: %(default)s)")
-    running.add_argument("-j", "--jobs", type=int, default=4, help="scenarios at a time (default: %(default)s)")
+    running.add_argument("-j", "--jobs", type=int, default=4,
+                         help="scenarios at a time (default: %(default)s)")
     for verb in (packing, running):
-        verb.add_argument("--pack", type=Path, default=PACK_DIR, help="the pack's folder (default: .gpu-tier)")
+        verb.add_argument("--pack", type=Path, default=PACK_DIR,
+                          help="the pack's folder (default: .gpu-tier)")
     args = parser.parse_args(argv)
     try:
         if args.verb == "pack":
             print(described(pack(args.pack.absolute(), args.python or PYTHONS)))
             return 0
-        code = run(args.out.absolute(), args.prefix.absolute(), args.pack.absolute(), jobs=args.jobs)
-        print(f"{args.out}: " + ", ".join(sorted(p.name for p in args.out.iterdir())) + f" (the run's exit code {code})")
+        code = run(args.out.absolute(), args.prefix.absolute(), args.pack.absolute(),
+                   jobs=args.jobs)
+        print(f"{args.out}: " + ", ".join(sorted(p.name
+                                                 for p in args.out.iterdir())) + f" (the run's exit code {code})")
         return code
     except InputError as exc:
         print(f"gpu-tier: error: {exc}", file=sys.stderr)

@@ -1,5 +1,6 @@
 """What the command line prints: the log's progress and diagnostics on stderr (rich), the live
-line of each scenario's verdict, and the tables a command is asked for on stdout, every cell whole."""
+line of each scenario's verdict, and the tables a command is asked for on stdout, every cell
+whole."""
 import logging
 from typing import TYPE_CHECKING
 
@@ -11,7 +12,8 @@ if TYPE_CHECKING:
     from rich.table import Table
 
 UNBOUNDED = 1 << 20  # columns: wider than any table
-MIN_FOLDED = 4  # a folded column is no narrower than this; where even that does not fit, rich narrows them all
+# a folded column is no narrower than this; where even that does not fit, rich narrows them all
+MIN_FOLDED = 4
 
 
 def console():
@@ -47,7 +49,8 @@ def print_table(table: "Table") -> None:
         fit(table, out)
     else:
         unbounded = out.options.update(max_width=UNBOUNDED)
-        needed = [out.measure(part, options=unbounded).maximum for part in (table, table.title) if part]
+        needed = [out.measure(part, options=unbounded).maximum for part in (table, table.title)
+                  if part]
         out = Console(highlight=False, width=max(needed))
     out.print(table)
 
@@ -65,7 +68,8 @@ def fit(table: "Table", out: "Console") -> None:
         words.append(max(size.minimum for size in sizes))
         least.append(max(size.maximum for size in sizes) if column.no_wrap else words[-1])
         column.overflow = "fold"
-    room = out.width - (out.measure(table, options=unbounded).minimum - sum(words))  # less borders, padding
+    # less borders, padding
+    room = out.width - (out.measure(table, options=unbounded).minimum - sum(words))
     cap = max(least, default=0)
     while cap > MIN_FOLDED and sum(min(width, cap) for width in least) > room:
         cap -= 1
@@ -85,7 +89,8 @@ def run_matrix(scenarios, toolset, options, title: str):
 
         def on_result(result):
             outcome = result.verdict.outcome
-            out.print(f"[{display.style(outcome)}]{outcome.value:<14}[/] {escape(result.scenario.id):<28} "
+            out.print(f"[{display.style(outcome)}]{outcome.value:<14}[/] "
+                      f"{escape(result.scenario.id):<28} "
                       f"{result.wall_s:6.2f}s  {escape(result.verdict.reason)}", soft_wrap=True)
             progress.advance(task)
 

@@ -21,7 +21,8 @@ MERGE_PRODUCTS = ("results.json", "junit.xml", "report.html")  # what merge writ
 
 
 def cmd_merge(args) -> int:
-    with outdir.claimed(args.out, "--out", MERGE_PRODUCTS) as out:  # refused input: nothing left there
+    # refused input: nothing left there
+    with outdir.claimed(args.out, "--out", MERGE_PRODUCTS) as out:
         document = merge_mod.merge(args.runs, out.absolute())
     try:
         report.write_all(out, document)
@@ -46,7 +47,8 @@ def cmd_diff(args) -> int:
     found = diff_mod.compare(old, new, args.fps_factor)
     if args.html:
         write_output(args.html, diff_mod.html(found, args.html), "--html")
-    print(json.dumps(found.to_json(), indent=2) if args.json else diff_mod.text(found), end="\n" if args.json else "")
+    print(json.dumps(found.to_json(), indent=2) if args.json else diff_mod.text(found),
+          end="\n" if args.json else "")
     return EXIT_FAILED if found.regressions or found.subtest_regressions else EXIT_OK
 
 
@@ -56,8 +58,10 @@ def cmd_baseline(args) -> int:
     done = baseline_mod.update(run.scenarios, current, str(args.out))
     write_output(args.out, baseline_mod.dumps(done.baseline, f"written from {args.source} "
                                               f"(matrix {run.matrix}, {run.started})"), "--out")
-    print(f"{args.out}: {counted(len(done.baseline.entries), 'entry')}: {len(done.added)} added, {len(done.kept)} kept, "
+    print(f"{args.out}: {counted(len(done.baseline.entries), 'entry')}: {len(done.added)} added, "
+          f"{len(done.kept)} kept, "
           f"{len(done.dropped)} dropped (now pass)")
     for scenario_id in done.not_known:
-        print(f"  not known: {scenario_id} (interrupted, or a matrix expectation that passed: fix the matrix)")
+        print(f"  not known: {scenario_id} (interrupted, or a matrix expectation that passed: fix "
+              "the matrix)")
     return EXIT_OK

@@ -41,12 +41,15 @@ def listed(args, option: str) -> Optional[List[str]]:
     return [name.strip() for name in value.split(",") if name.strip()] if value else None
 
 
-def in_matrix(loaded: matrix_mod.Matrix, option: str, names: Optional[List[str]], has: List[str]) -> None:
-    """--runtimes/--probes name what the matrix has: one that it lacks is an error naming the nearest."""
+def in_matrix(loaded: matrix_mod.Matrix, option: str, names: Optional[List[str]],
+              has: List[str]) -> None:
+    """--runtimes/--probes name what the matrix has: one that it lacks is an error naming the
+    nearest."""
     for name in names or []:
         if name not in has:
             noun = option.rstrip("s")
-            raise InputError(f"--{option}: {loaded.source} has no {noun} {shown(name)} ({nearest(name, has)}its "
+            raise InputError(f"--{option}: {loaded.source} has no {noun} {shown(name)} "
+                             f"({nearest(name, has)}its "
                              f"{option}: {', '.join(has)}; --matrix FILE for another)")
 
 
@@ -57,14 +60,17 @@ def select(args) -> Tuple[matrix_mod.Matrix, List[Scenario]]:
     if unknown:
         raise InputError(f"--paths: {expansion.unknown_path(unknown[0])}")
     runtimes, probes = listed(args, "runtimes"), listed(args, "probes")
-    in_matrix(loaded, "runtimes", runtimes, list(dict.fromkeys(s.runtime.name for s in loaded.scenarios)))
+    in_matrix(loaded, "runtimes", runtimes, list(dict.fromkeys(s.runtime.name
+                                                               for s in loaded.scenarios)))
     in_matrix(loaded, "probes", probes, list(dict.fromkeys(s.probe for s in loaded.scenarios)))
     if getattr(args, "machine", None) is not None:
         loaded = matrix_mod.on_machine(loaded, args.machine)
     chosen = loaded.select(wanted, getattr(args, "filter", None), runtimes, probes)
     if not chosen:
         asked = " ".join(f"--{option} {shown(getattr(args, option))}" for option in
-                         ("paths", "runtimes", "probes", "filter", "machine") if getattr(args, option, None))
+                         ("paths", "runtimes", "probes", "filter", "machine") if getattr(args,
+                                                                                         option,
+                                                                                         None))
         raise InputError(f"{loaded.source}: no scenario matches {asked}"
                          f"{on_machine_ids(loaded, args, wanted, runtimes, probes)}{elsewhere(loaded, wanted)}")
     if getattr(args, "durations", None) is not None and getattr(args, "shard", None) is None:
@@ -75,7 +81,8 @@ def select(args) -> Tuple[matrix_mod.Matrix, List[Scenario]]:
 
 
 def on_machine_ids(loaded: matrix_mod.Matrix, args, paths, runtimes, probes) -> str:
-    """A --filter without the @MACHINE that ids on a virtual GPU machine end in: the one that matches."""
+    """A --filter without the @MACHINE that ids on a virtual GPU machine end in: the one that
+    matches."""
     pattern, machine = getattr(args, "filter", None), getattr(args, "machine", None)
     if not pattern or not machine or machine == LOCAL or "@" in pattern:
         return ""
@@ -86,20 +93,24 @@ def on_machine_ids(loaded: matrix_mod.Matrix, args, paths, runtimes, probes) -> 
 
 
 def elsewhere(loaded: matrix_mod.Matrix, wanted: Optional[List[str]]) -> str:
-    """Where the paths asked for are, when this matrix has none of them: the shipped matrices that do."""
+    """Where the paths asked for are, when this matrix has none of them: the shipped matrices that
+    do."""
     absent = [path for path in wanted or [] if not any(s.path_id == path for s in loaded.scenarios)]
     if not absent:
         return ""
-    found = [(shown_path(Path(m.source)), len(m.scenarios)) for m in matrix_mod.shipped_with(absent)]
+    found = [(shown_path(Path(m.source)), len(m.scenarios))
+             for m in matrix_mod.shipped_with(absent)]
     if not found:
-        return f"; no shipped matrix has {', '.join(absent)}: write one ([matrix] paths = [...]) and pass --matrix"
+        return (f"; no shipped matrix has {', '.join(absent)}: write one ([matrix] paths = [...]) "
+                "and pass --matrix")
     listed = ", ".join(f"{source} ({counted(count, 'scenario')})" for source, count in found)
     return f"; it has no {' or '.join(absent)} scenario, the shipped {listed} {'has' if len(found) == 1 else 'have'}: " \
            f"--matrix {found[0][0]}"
 
 
 def shown_path(path: Path) -> str:
-    """A path as a person would type it here: relative to the working folder where it is below it."""
+    """A path as a person would type it here: relative to the working folder where it is below
+    it."""
     return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
 
 
@@ -113,7 +124,8 @@ def runtime_roots(values: List[str]) -> dict:
     return roots
 
 
-RUN_PRODUCTS = ("scenarios", "results.json", "junit.xml", "report.html", "harness.log")  # what a run writes in its --out
+# what a run writes in its --out
+RUN_PRODUCTS = ("scenarios", "results.json", "junit.xml", "report.html", "harness.log")
 BENCH_PRODUCTS = ("round-*", "servers", "bench.json")
 
 
@@ -124,7 +136,8 @@ def cmd_run(args) -> int:
         if known is not None:
             baseline_mod.check_matches(known, [s.id for s in loaded.scenarios], loaded.source)
         toolset = chosen_toolset.load(args.toolset)
-        options = runner.RunOptions(out_dir=args.out, jobs=args.jobs, retries=args.retries, goldens_dir=args.goldens,
+        options = runner.RunOptions(out_dir=args.out, jobs=args.jobs, retries=args.retries,
+                                    goldens_dir=args.goldens,
                                     strict_runtimes=args.strict_runtimes,
                                     runtime_roots=runtime_roots(args.runtime_root), baseline=known,
                                     host_class=args.host_class)
@@ -133,17 +146,21 @@ def cmd_run(args) -> int:
         with log.to_file(Path(args.out) / runner.LOG_FILE, also=log.THIRD_PARTIES):
             results = run_matrix(scenarios, toolset, options, "running")
             document = report_document.document(results, args.out, toolset, started, loaded.source,
-                                                str(args.baseline) if args.baseline else None, options.prepared,
-                                                options.machines, args.host_class, args.shard, args.host_name)
+                                                str(args.baseline) if args.baseline else None,
+                                                options.prepared,
+                                                options.machines, args.host_class, args.shard,
+                                                args.host_name)
             report.write_all(args.out, document)
     finally:
         outdir.release(args.out)
     summary = ", ".join(f"{k} {v}" for k, v in sorted(document["summary"].items()))
     print(f"{counted(len(results), 'scenario')}: {summary}. Report: {args.out / 'report.html'}")
     if INTERRUPTS.requested:
-        print(f"gpu-harness: {INTERRUPTS.reason()}: reports written for what finished", file=sys.stderr)
+        print(f"gpu-harness: {INTERRUPTS.reason()}: reports written for what finished",
+              file=sys.stderr)
         return INTERRUPTS.exit_code
-    failed = [r for r in results if r.verdict.outcome.fails_run(r.scenario.expect.fails, args.fail_on_unexpected_pass,
+    failed = [r for r in results if r.verdict.outcome.fails_run(r.scenario.expect.fails,
+                                                                args.fail_on_unexpected_pass,
                                                                  args.fail_on_skip)]
     return EXIT_FAILED if failed else EXIT_OK
 
@@ -155,7 +172,8 @@ def cmd_list(args) -> int:
         return EXIT_OK
     for scenario in scenarios:
         expect = "pass" if scenario.expect.outcome == "pass" else f"fail ({scenario.expect.reason})"
-        print(f"{scenario.id:<32} family={scenario.spec.family:<8} timeout={scenario.timeout_s:g}s expect={expect}")
+        print(f"{scenario.id:<32} family={scenario.spec.family:<8} timeout={scenario.timeout_s:g}s "
+              f"expect={expect}")
     return EXIT_OK
 
 
@@ -167,7 +185,8 @@ def exec_runtime(name: str, declared: List[Scenario], matrix: Optional[Path]) ->
         where = f"declared in {matrix}: {', '.join(runtimes)}" if matrix else HOST_RUNTIME
         near = nearest(name, [*runtimes, *recipes.recipe_names()])
         raise InputError(f"exec: unknown runtime {shown(name)} ({near}known: {where}; shipped: "
-                         f"{', '.join(recipes.recipe_names())}; a tree of your own: declare it in a matrix as "
+                         f"{', '.join(recipes.recipe_names())}; a tree of your own: declare it in "
+                         "a matrix as "
                          f"[runtimes.NAME] kind = \"rootfs\", root = \"/path\" and pass --matrix)")
     return found
 
@@ -198,17 +217,22 @@ def exec_scenario(args) -> Tuple[Scenario, CommandWorkload]:
     runtime = exec_runtime(args.runtime, declared, args.matrix)
     scenario = Scenario(id=f"{args.path}/{runtime.name}/exec", path_id=args.path, runtime=runtime,
                         probe="exec", timeout_s=args.timeout)
-    # The matrix's settings for this path and runtime (env, gl_extension, kernel_args) hold for the command too.
-    same = next((s for s in declared if s.path_id == args.path and s.runtime.name == runtime.name), None)
+    # The matrix's settings for this path and runtime (env, gl_extension, kernel_args) hold for the
+    # command too.
+    same = next((s for s in declared if s.path_id == args.path and s.runtime.name == runtime.name),
+                None)
     if same is not None:
         scenario = dataclasses.replace(same, id=scenario.id, probe="exec", timeout_s=args.timeout)
     family = registry.of_path(args.path)
     if not family.accepts(runtime):
-        raise InputError(f"exec: path {args.path} cannot run in runtime {runtime.name} ({runtime.kind}): "
+        raise InputError(f"exec: path {args.path} cannot run in runtime {runtime.name} "
+                         f"({runtime.kind}): "
                          f"{matrix_mod.pairing_rule(args.path)}")
     env = exec_inputs.environment(args.env)  # over the path's and the matrix's
-    scenario = dataclasses.replace(scenario, env=tuple(sorted({**dict(scenario.env), **env}.items())))
-    return scenario, CommandWorkload(command=command, files=exec_inputs.inside_files(args.file, args.path))
+    scenario = dataclasses.replace(scenario, env=tuple(sorted({**dict(scenario.env),
+                                                               **env}.items())))
+    return scenario, CommandWorkload(command=command, files=exec_inputs.inside_files(args.file,
+                                                                                     args.path))
 
 
 def exec_command(args, scenario: Scenario, workload: CommandWorkload) -> int:
@@ -218,7 +242,8 @@ def exec_command(args, scenario: Scenario, workload: CommandWorkload) -> int:
     ready = runner.prepare_runtimes([scenario], runner.RunOptions(out_dir=Path(".")))
     prepared = ready.get(runtime.name)
     if prepared is not None and not prepared.root:
-        print(f"gpu-harness: runtime {runtime.name} cannot be built: {prepared.skip or prepared.failure}",
+        print(f"gpu-harness: runtime {runtime.name} cannot be built: "
+              f"{prepared.skip or prepared.failure}",
               file=sys.stderr)
         return EXIT_USAGE if prepared.skip else EXIT_FAILED
     scenario = runner.with_runtime(scenario, ready)
@@ -227,8 +252,10 @@ def exec_command(args, scenario: Scenario, workload: CommandWorkload) -> int:
     result_dir = args.keep or (temp.path / "result")
     try:
         workspace = Workspace(Path(result_dir), temp.scenario_dir())
-        # Every family's workload reads the harness's own stdin as it comes (a guest's through a stream).
-        result = runner.launch(LaunchContext(scenario, toolset, workspace, workload, inherit_stdio=True))
+        # Every family's workload reads the harness's own stdin as it comes (a guest's through a
+        # stream).
+        result = runner.launch(LaunchContext(scenario, toolset, workspace, workload,
+                                             inherit_stdio=True))
     finally:
         temp.remove()
     if result.skipped:
@@ -253,19 +280,22 @@ def exec_command(args, scenario: Scenario, workload: CommandWorkload) -> int:
 
 def cmd_goldens_update(args) -> int:
     """Render each golden the matrix uses with a real run of its probe's reference path (llvmpipe
-    where it renders); a probe checked against another's golden (kms: gl's) renders none of its own."""
+    where it renders); a probe checked against another's golden (kms: gl's) renders none of its
+    own."""
     outdir.prepare(args.goldens, "--goldens")
     loaded = matrix_mod.load(args.matrix)
     probes = sorted({PROBES[s.probe_program].golden_name for s in loaded.scenarios})
     toolset = chosen_toolset.load(args.toolset)
-    reference = [Scenario(id=f"{path_id}/{HOST_RUNTIME}/{probe}", path_id=path_id, runtime=HOST, probe=probe)
+    reference = [Scenario(id=f"{path_id}/{HOST_RUNTIME}/{probe}", path_id=path_id, runtime=HOST,
+                          probe=probe)
                  for probe in probes for path_id in (path_registry.golden_renderer_for(probe).id,)]
     with reaper.temp_dir("gh-goldens-") as out:
         options = runner.RunOptions(out_dir=Path(out), compare_images=False)
         results = run_matrix(reference, toolset, options, "rendering goldens")
         bad = [r for r in results if r.verdict.outcome is not Outcome.PASS]
         for result in bad:
-            print(f"gpu-harness: golden {result.scenario.probe} not updated: {result.verdict.reason}", file=sys.stderr)
+            print(f"gpu-harness: golden {result.scenario.probe} not updated: "
+                  f"{result.verdict.reason}", file=sys.stderr)
         for result in results:
             if result in bad:
                 continue
@@ -273,7 +303,8 @@ def cmd_goldens_update(args) -> int:
             assert result.launch.image_path and result.report
             shutil.copyfile(result.launch.image_path, target)
             data = result.report.raw
-            print(f"{target}: {data['size'][0]}x{data['size'][1]} md5 {data['pixels_md5']} ({data['renderer']})")
+            print(f"{target}: {data['size'][0]}x{data['size'][1]} md5 {data['pixels_md5']} "
+                  f"({data['renderer']})")
     return EXIT_FAILED if bad else EXIT_OK
 
 
@@ -294,11 +325,13 @@ def bench_rounds(args, scenarios: List[Scenario], toolset) -> int:
         options = runner.RunOptions(out_dir=args.out / f"round-{number}", jobs=args.jobs)
         started = datetime.datetime.now(datetime.timezone.utc)
         rounds.append(run_matrix(scenarios, toolset, options, f"round {number}/{args.repeat}"))
-        rounds[-1] = (rounds[-1], (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds())
+        rounds[-1] = (rounds[-1],
+                      (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds())
         machines.append(options.machines)
     rows = bench.summarize([results for results, _ in rounds])
     matrix_wall = bench.median(wall for _, wall in rounds)
-    title = (f"gpu-harness bench: {counted(len(scenarios), 'scenario')} x {counted(len(rounds), 'run')}, median; "
+    title = (f"gpu-harness bench: {counted(len(scenarios), 'scenario')} x "
+             f"{counted(len(rounds), 'run')}, median; "
              f"matrix wall {matrix_wall:.2f} s (-j {args.jobs})")
     print_table(bench.table(rows, title))
     emulation_costs = bench.emulation_costs([results for results, _ in rounds], rows)
@@ -307,10 +340,12 @@ def bench_rounds(args, scenarios: List[Scenario], toolset) -> int:
     machine_rows = bench.machine_rows(machines, rows)
     if machine_rows:
         print_table(bench.machine_table(machine_rows))
-    runtime_rows = bench.runtime_rows(sorted({s.runtime.recipe for s in scenarios if s.runtime.needs_build}))
+    runtime_rows = bench.runtime_rows(sorted({s.runtime.recipe for s in scenarios
+                                              if s.runtime.needs_build}))
     if runtime_rows:
         print_table(bench.runtime_table(runtime_rows))
-    servers, servers_json = serverbench.section(toolset, args.servers, args.out / "servers", args.repeat) \
+    servers, servers_json = serverbench.section(toolset, args.servers, args.out / "servers",
+                                                args.repeat) \
         if args.servers > 0 else (None, None)
     if isinstance(servers, str):
         print(servers)

@@ -1,4 +1,5 @@
-"""The commands that look after this machine and the project: doctor, runtimes, pins, cache, vfio."""
+"""The commands that look after this machine and the project: doctor, runtimes, pins, cache,
+vfio."""
 import json
 import sys
 import time
@@ -17,12 +18,14 @@ from .output import print_table
 ACCEL_TOOLS = ("qemu-system-x86_64", "kernel", "busybox")  # what trying a KVM guest takes
 # Columns of long cells: at most this wide, each cell folded there (at words, a long word or path
 # split where it must), so that a table fits a hundred-odd columns whatever it holds.
-FOLDED = {"version": 14, "path": 28, "needed by": 24, "install": 24, "why not": 60, "holds": 36, "entry": 30}
+FOLDED = {"version": 14, "path": 28, "needed by": 24, "install": 24, "why not": 60, "holds": 36,
+          "entry": 30}
 
 
 def add_columns(table, names, right=()) -> None:
     for name in names:
-        table.add_column(name, justify="right" if name in right else "left", max_width=FOLDED.get(name),
+        table.add_column(name, justify="right" if name in right else "left",
+                         max_width=FOLDED.get(name),
                          overflow="fold", no_wrap=name not in FOLDED)
 
 
@@ -31,7 +34,8 @@ def needed_by(tool: str) -> str:
     families: Dict[str, List[str]] = {}
     for path_id in path_registry.needing(tool):
         families.setdefault(path_registry.get(path_id).family, []).append(path_id)
-    return ", ".join(ids[0] if len(ids) == 1 else f"{family} {len(ids)}" for family, ids in families.items()) or "-"
+    return ", ".join(ids[0] if len(ids) == 1 else f"{family} {len(ids)}" for family,
+                     ids in families.items()) or "-"
 
 
 def cmd_doctor(args) -> int:
@@ -39,12 +43,16 @@ def cmd_doctor(args) -> int:
     from rich.table import Table
 
     toolset = chosen_toolset.load(args.toolset)
-    found = [(path, registry.of(path).available(path, toolset)) for path in path_registry.PATHS.values()]
+    found = [(path, registry.of(path).available(path, toolset))
+             for path in path_registry.PATHS.values()]
     accel, accel_reason = vm_acceleration(toolset)
     if args.json:
-        data = toolset.to_dict()  # and what it says of the machine: each key in toolset.DOCTOR_KEYS, which a
-        # manifest ignores, so that this output loads as --toolset (a test loads every key this prints)
-        data["paths"] = [{"id": path.id, "family": path.family, "runs_here": reason is None, "why_not": reason}
+        # and what it says of the machine: each key in toolset.DOCTOR_KEYS, which a
+        data = toolset.to_dict()
+        # manifest ignores, so that this output loads as --toolset (a test loads every key this
+        # prints)
+        data["paths"] = [{"id": path.id, "family": path.family, "runs_here": reason is None,
+                          "why_not": reason}
                          for path, reason in found]
         data["vm_acceleration"] = {"name": accel, "reason": accel_reason}
         data["architectures"] = architectures()
@@ -54,19 +62,22 @@ def cmd_doctor(args) -> int:
     add_columns(tools, ("tool", "found", "version", "path", "needed by", "install"))
     for name, tool in sorted(toolset.tools.items()):
         spec = toolset_mod.TOOL_SPECS.get(name)
-        tools.add_row(escape(name), "yes" if tool.found else "[red]no[/]", escape(tool.version or "-"),
+        tools.add_row(escape(name), "yes" if tool.found else "[red]no[/]", escape(tool.version
+                                                                                  or "-"),
                       escape(tool.path or "-"), needed_by(name),
                       "-" if tool.found else escape(spec.debian if spec else "-"))
     path_table = Table(title="paths on this machine")
     add_columns(path_table, ("path", "family", "runs here", "why not"))
     for path, reason in found:
-        path_table.add_row(path.id, path.family, "[red]no[/]" if reason else "yes", escape(reason or ""))
+        path_table.add_row(path.id, path.family, "[red]no[/]" if reason else "yes",
+                           escape(reason or ""))
     print_table(tools)
     print(f"render nodes: {', '.join(toolset.render_nodes) or 'none'}")
     print(f"VM acceleration: {accel or 'not tried'} ({accel_reason})")
     print("architectures:")  # one a line: an emulator's version is long
     for one in architectures():
-        print(f"  {one['architecture']} {one['runs']}" + (f" ({one['version']})" if one.get("version") else ""))
+        print(f"  {one['architecture']} {one['runs']}" + (f" ({one['version']})"
+                                                          if one.get("version") else ""))
     print_table(path_table)
     return EXIT_OK
 
@@ -110,7 +121,8 @@ def cmd_runtimes(args) -> int:
                       f"in {recipes.lock_file(recipe)}")
             else:
                 built = runtimes_mod.build(recipe, recipes.load_lock(recipe), strict=args.strict)
-                print(f"{name}: {built.root} (Mesa {built.facts.get('mesa')}, {built.facts.get('size_mb')} MB"
+                print(f"{name}: {built.root} (Mesa {built.facts.get('mesa')}, "
+                      f"{built.facts.get('size_mb')} MB"
                       f"{f', {len(built.drift)} packages drifted from the lock' if built.drift else ''})")
                 for line in built.drift:
                     print(f"  drift: {line}")
@@ -126,7 +138,8 @@ def runtimes_image(name: str, out: Path) -> int:
     except runtimes_mod.RuntimeBuildError as exc:
         print(f"gpu-harness: runtime {name}: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    print(f"{out}: image sha256:{image.id} ({image.format}, {image.compression}, {out.stat().st_size >> 20} MB; "
+    print(f"{out}: image sha256:{image.id} ({image.format}, {image.compression}, "
+          f"{out.stat().st_size >> 20} MB; "
           f"Mesa {recipes.component_versions(image.packages)['mesa']})")
     return EXIT_OK
 
@@ -140,25 +153,30 @@ def runtimes_list(as_json: bool) -> int:
         print(json.dumps(found, indent=2))
         return EXIT_OK
     table = Table(title="runtimes")
-    for column in ("runtime", "suite/arch", "lock", "Mesa", "libc", "python", "size MB", "built", "drift"):
+    for column in ("runtime", "suite/arch", "lock", "Mesa", "libc", "python", "size MB", "built",
+                   "drift"):
         table.add_column(column)
     for one in found:
         lock = one["lock"]
         table.add_row(escape(one["name"]), escape(f"{one['suite']}/{one['architecture']}"),
-                      escape(f"{lock['packages']} packages, {lock['archive_date']}") if lock else "[red]none[/]",
+                      escape(f"{lock['packages']} packages, {lock['archive_date']}") if lock
+                      else "[red]none[/]",
                       *(escape(str(one[k] or "-")) for k in ("mesa", "libc", "python", "size_mb")),
-                      "yes" if one["built"] else "no", str(len(one["drift"])) if one["built"] else "-")
+                      "yes" if one["built"] else "no", str(len(one["drift"])) if one["built"]
+                      else "-")
     print_table(table)
     return EXIT_OK
 
 
 def runtime_facts(name: str) -> dict:
-    """One runtime as `runtimes list --json` gives it: its recipe, lock and build (null when not built)."""
+    """One runtime as `runtimes list --json` gives it: its recipe, lock and build (null when not
+    built)."""
     recipe = recipes.load_recipe(name)
     lock = recipes.load_lock(recipe)
     built = runtimes_mod.cached(name)
     facts = built.facts if built else {}
-    return {"name": name, "description": recipe.description, "suite": recipe.suite, "architecture": recipe.architecture,
+    return {"name": name, "description": recipe.description, "suite": recipe.suite,
+            "architecture": recipe.architecture,
             "recipe": recipe.source,
             "lock": {"file": str(recipes.lock_file(recipe)), "packages": len(lock.packages),
                      "archive_date": lock.archive_date} if lock else None,
@@ -174,13 +192,16 @@ def cmd_pins(args) -> int:
     if args.pins_command in ("list", "check"):
         for pin in pins.values():
             if pin.follows:
-                print(f"{pin.name:<16} follows the flake input {pin.follows} (its own package, unmodified)")
+                print(f"{pin.name:<16} follows the flake input {pin.follows} (its own package, "
+                      "unmodified)")
             else:
-                print(f"{pin.name:<16} {pin.version:<10} {pin.fetcher:<4} {pin.rev or '-':<22} {pin.hash}")
+                print(f"{pin.name:<16} {pin.version:<10} {pin.fetcher:<4} {pin.rev or '-':<22} "
+                      f"{pin.hash}")
         return EXIT_OK
     unknown = [n for n in args.names if n not in pins]
     if unknown:
-        raise InputError(f"pins update: no pin {shown(unknown[0])} in {args.dir} (known: {', '.join(pins)})")
+        raise InputError(f"pins update: no pin {shown(unknown[0])} in {args.dir} (known: "
+                         f"{', '.join(pins)})")
     if (args.rev or args.pin_version) and len(args.names) != 1:
         raise InputError("pins update: --rev/--version need exactly one pin name")
     failed = 0
@@ -198,21 +219,26 @@ def cmd_cache(args) -> int:
 
     now, current = time.time(), runtimes_mod.current()
     if args.cache_command == "list":
-        return cache_list(sorted(cache.entries(current=current), key=lambda e: (e.kind, -e.last_used)), now, args.json)
+        return cache_list(sorted(cache.entries(current=current), key=lambda e: (e.kind,
+                                                                                -e.last_used)), now,
+                          args.json)
     if args.older_than is None and not args.stale:
         raise InputError("cache prune: say what to remove: --older-than DAYS, --stale, or both")
     try:
-        done = cache.prune(args.older_than, stale=args.stale, dry_run=args.dry_run, now=now, current=current)
+        done = cache.prune(args.older_than, stale=args.stale, dry_run=args.dry_run, now=now,
+                           current=current)
     except cache.CacheBusy as exc:
         print(f"gpu-harness: cache prune: {exc}", file=sys.stderr)
         return EXIT_FAILED
     verb = "would remove" if args.dry_run else "removed"
     for entry in done.removed:
         why = "stale" if entry.current is False else f"unused {entry.age_days(now):.1f} days"
-        print(f"{verb} {entry.kind} {entry.name} ({entry.size / 2**20:.0f} MiB, {why}): {entry.path}")
+        print(f"{verb} {entry.kind} {entry.name} ({entry.size / 2**20:.0f} MiB, {why}): "
+              f"{entry.path}")
     for why in done.failed:
         print(f"gpu-harness: kept {why}", file=sys.stderr)
-    print(f"{verb} {len(done.removed)} entries, {sum(e.size for e in done.removed) / 2**20:.0f} MiB; "
+    print(f"{verb} {len(done.removed)} entries, {sum(e.size for e in done.removed) / 2**20:.0f} "
+          "MiB; "
           f"kept {len(done.kept)}, {sum(e.size for e in done.kept) / 2**20:.0f} MiB")
     return EXIT_FAILED if done.failed else EXIT_OK
 
@@ -224,13 +250,18 @@ def cache_list(found, now: float, as_json: bool) -> int:
     from ..runtimes import cache
 
     if as_json:
-        print(json.dumps({"root": str(cache.ROOT), "entries": [e.to_dict(now) for e in found]}, indent=2))
+        print(json.dumps({"root": str(cache.ROOT), "entries": [e.to_dict(now) for e in found]},
+                         indent=2))
         return EXIT_OK
-    table = Table(title=f"{cache.ROOT}: {len(found)} entries, {sum(e.size for e in found) / 2**30:.2f} GiB")
-    add_columns(table, ("kind", "holds", "size MiB", "days unused", "current", "entry"), right=("size MiB", "days unused"))
+    table = Table(title=f"{cache.ROOT}: {len(found)} entries, "
+                        f"{sum(e.size for e in found) / 2**30:.2f} GiB")
+    add_columns(table, ("kind", "holds", "size MiB", "days unused", "current", "entry"),
+                right=("size MiB", "days unused"))
     for entry in found:
-        table.add_row(str(entry.kind), escape(entry.name), f"{entry.size / 2**20:.0f}", f"{entry.age_days(now):.1f}",
-                      {True: "yes", False: "[yellow]stale[/]", None: "-"}[entry.current] if entry.made
+        table.add_row(str(entry.kind), escape(entry.name), f"{entry.size / 2**20:.0f}",
+                      f"{entry.age_days(now):.1f}",
+                      {True: "yes", False: "[yellow]stale[/]", None: "-"}[entry.current]
+                      if entry.made
                       else "not a run's: kept", escape(entry.path.name))
     print_table(table)
     return EXIT_OK

@@ -27,7 +27,8 @@ class HarnessError(Exception):
 
     @property
     def problems(self) -> List[str]:
-        return [one_line(line) for line in str(self).splitlines() if line.strip()] or [type(self).__name__]
+        return [one_line(line) for line in str(self).splitlines()
+                if line.strip()] or [type(self).__name__]
 
 
 class InputError(HarnessError):
@@ -130,11 +131,13 @@ def decoded(data: bytes, source: str) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InputError(f"{source}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
+        raise InputError(f"{source}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
+                         f"{exc.start})") from None
 
 
 def read_text(path: Path, what: str) -> str:
-    """A file's text, or an InputError naming the file: `what` says what the file was meant to be."""
+    """A file's text, or an InputError naming the file: `what` says what the file was meant to
+    be."""
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
@@ -147,7 +150,8 @@ def parse_json(text: str, source: str):
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InputError(f"{source}: not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+        raise InputError(f"{source}: not valid JSON: {exc.msg} (line {exc.lineno}, column "
+                         f"{exc.colno})") from None
     except RecursionError:
         raise InputError(f"{source}: not valid JSON: nested too deeply") from None
     except ValueError as exc:  # e.g. an integer with more digits than Python converts
@@ -155,13 +159,15 @@ def parse_json(text: str, source: str):
 
 
 def parser_message(exc: ValueError) -> str:
-    """A parser's ValueError as one short line, without Python's advice on how to raise its limits."""
+    """A parser's ValueError as one short line, without Python's advice on how to raise its
+    limits."""
     return cut(str(exc).split(";")[0], 200)
 
 
 def bad_character(text: str) -> Optional[str]:
     """Why `text` cannot be one argument or value: a NUL, a line break or another control
-    character (tab allowed), or a lone surrogate (an escape in JSON that is no character); else None."""
+    character (tab allowed), or a lone surrogate (an escape in JSON that is no character); else
+    None."""
     for index, char in enumerate(text):
         if char == "\0":
             return f"contains a NUL character at offset {index}"
@@ -177,5 +183,6 @@ def unencodable(texts: List[str]) -> Optional[str]:
         try:
             text.encode("utf-8")
         except UnicodeEncodeError as exc:
-            return f"{shown(text)} cannot be written as UTF-8 (lone surrogate at offset {exc.start})"
+            return (f"{shown(text)} cannot be written as UTF-8 (lone surrogate at offset "
+                    f"{exc.start})")
     return None

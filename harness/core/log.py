@@ -63,7 +63,8 @@ def file_handler(path: Path, only: Optional[logging.Filter] = None) -> logging.H
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setLevel(logging.DEBUG)
     handler.setFormatter(logging.Formatter(FORMAT, DATE))
-    handler.addFilter(ScenarioTag())  # on the handler: a child logger's record skips the root's filters
+    # on the handler: a child logger's record skips the root's filters
+    handler.addFilter(ScenarioTag())
     if only is not None:
         handler.addFilter(only)
     return handler

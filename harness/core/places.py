@@ -6,4 +6,5 @@ PACKAGE = Path(__file__).resolve().parent.parent  # harness/
 DATA = PACKAGE / "data"
 GOLDENS = PACKAGE / "goldens"
 PROBES = PACKAGE / "probe"
-CHECKOUT = PACKAGE.parent  # a source checkout's root (nix/, scripts/), where the package runs from one
+# a source checkout's root (nix/, scripts/), where the package runs from one
+CHECKOUT = PACKAGE.parent

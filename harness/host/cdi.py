@@ -29,7 +29,8 @@ CDI_VERSION = "0.5.0"
 VENDOR, CLASS = "gpu-harness.dev", "gpu"
 KIND = f"{VENDOR}/{CLASS}"
 ALL = "all"
-SPEC_DIRS = ("/etc/cdi", "/var/run/cdi")  # where podman 4.3 (and the CDI library's default cache) reads specs
+# where podman 4.3 (and the CDI library's default cache) reads specs
+SPEC_DIRS = ("/etc/cdi", "/var/run/cdi")
 MOUNT_OPTIONS = ["ro", "nosuid", "nodev", "bind"]
 
 
@@ -49,7 +50,8 @@ class Generated:
 
 
 def files_folder(out: Path) -> Path:
-    """Where a spec written to `out` keeps its generated files (a folder: CDI readers skip folders)."""
+    """Where a spec written to `out` keeps its generated files (a folder: CDI readers skip
+    folders)."""
     return out.with_name(out.stem + ".files").absolute()
 
 
@@ -61,7 +63,8 @@ def device_node(path: str) -> Optional[dict]:
         return None
     if not stat.S_ISCHR(info.st_mode):
         return None
-    return {"path": path, "type": "c", "major": os.major(info.st_rdev), "minor": os.minor(info.st_rdev),
+    return {"path": path, "type": "c", "major": os.major(info.st_rdev),
+            "minor": os.minor(info.st_rdev),
             "permissions": "rw"}
 
 
@@ -70,9 +73,11 @@ def host_nodes() -> List[str]:
     return sorted(p for p in glob.glob("/dev/dri/*") + glob.glob(NVIDIA_NODES) if device_node(p))
 
 
-def edits(driver_layout: DriverLayout, files_dir: Path) -> Tuple[List[dict], List[str], Dict[str, str]]:
+def edits(driver_layout: DriverLayout,
+          files_dir: Path) -> Tuple[List[dict], List[str], Dict[str, str]]:
     """The container edits every device shares (mounts, environment) and the files they need."""
-    written = {str(files_dir / inside[len(PREFIX) + 1:]): content for inside, content in driver_layout.files.items()}
+    written = {str(files_dir / inside[len(PREFIX) + 1:]): content for inside,
+               content in driver_layout.files.items()}
     mounts = [{"hostPath": host, "containerPath": inside, "options": list(MOUNT_OPTIONS)}
               for host, inside in driver_layout.binds]
     mounts += [{"hostPath": str(files_dir / inside[len(PREFIX) + 1:]), "containerPath": inside,
@@ -84,7 +89,8 @@ def edits(driver_layout: DriverLayout, files_dir: Path) -> Tuple[List[dict], Lis
 def container_edits(env: List[str], mounts: List[dict], nodes: List[str]) -> dict:
     """One device's edits; an empty list is no edit and is left out."""
     found = [node for node in map(device_node, nodes) if node]
-    return {key: value for key, value in (("env", env), ("mounts", mounts), ("deviceNodes", found)) if value}
+    return {key: value for key, value in (("env", env), ("mounts", mounts), ("deviceNodes",
+                                                                             found)) if value}
 
 
 def generate(driver: HostDriver, mode: DriverMode, out: Path, bwrap: Optional[str] = None,
@@ -92,19 +98,23 @@ def generate(driver: HostDriver, mode: DriverMode, out: Path, bwrap: Optional[st
     """The spec for `driver` in `mode` (libs: the driver's files; deps: and their dependency
     closure), to be written at `out`: a device `all` with every node, and one per render node."""
     if mode not in (DriverMode.LIBS, DriverMode.DEPS):
-        raise InputError(f"a CDI spec carries the driver as files on the library path: {mode} is not one")
+        raise InputError(f"a CDI spec carries the driver as files on the library path: {mode} is "
+                         "not one")
     if not driver.found:
-        raise ToolMissing(f"no EGL vendor or Vulkan ICD file under {driver.root} names an installed library")
+        raise ToolMissing(f"no EGL vendor or Vulkan ICD file under {driver.root} names an "
+                          "installed library")
     driver_layout = layout(driver, mode, bwrap)
     mounts, env, written = edits(driver_layout, files_folder(out))
     node_list = host_nodes() if nodes is None else nodes
     render = [n for n in node_list if os.path.basename(n).startswith("renderD")]
     devices = [{"name": name, "containerEdits": container_edits(env, mounts, chosen)}
-               for name, chosen in [(ALL, node_list), *((os.path.basename(n), [n]) for n in render)]]
+               for name, chosen in [(ALL, node_list), *((os.path.basename(n), [n])
+                                                        for n in render)]]
     return Generated({"cdiVersion": CDI_VERSION, "kind": KIND, "devices": devices}, written)
 
 
 def system_specs(dirs=SPEC_DIRS) -> List[str]:
     """The spec files the host's container engines read (the CDI readers take *.json and *.yaml)."""
-    return sorted(p for d in dirs for p in glob.glob(os.path.join(d, "*")) if p.endswith((".json", ".yaml"))
+    return sorted(p for d in dirs for p in glob.glob(os.path.join(d, "*")) if p.endswith((".json",
+                                                                                          ".yaml"))
                   and os.path.isfile(p))

@@ -19,7 +19,8 @@ from .hostdriver import HostDriver, elf_class, from_tool, under
 from .toolset import Toolset
 
 SCHEMA_DIR = places.DATA / "cdi"  # the CDI project's schema (Apache-2.0, LICENSE there)
-# NVIDIA's libraries carry the driver's release in their names (libEGL_nvidia, libnvidia-*, libcuda, ...).
+# NVIDIA's libraries carry the driver's release in their names (libEGL_nvidia, libnvidia-*, libcuda,
+# ...).
 NVIDIA_VERSIONED = re.compile(r"(nvidia|libcuda|libnvcuvid|libnvoptix)[^/]*\.so\.(\d+\.\d+(?:\.\d+)?)$")
 MESA_FILE = re.compile(r"(libEGL_mesa|libGLX_mesa|libgallium|_dri\.so$|libvulkan_[a-z_]+\.so)")
 MESA_BANNER = re.compile(rb"Mesa (\d+\.\d+\.\d+(?:-devel)?)")
@@ -43,10 +44,12 @@ class LiveDriver:
 
 
 def live_driver(toolset: Toolset) -> LiveDriver:
-    """The driver of the toolset's `host-driver` entry; NVIDIA's version is its kernel module's where loaded."""
+    """The driver of the toolset's `host-driver` entry; NVIDIA's version is its kernel module's
+    where loaded."""
     tool = toolset.tools.get("host-driver")
     if tool is None or not tool.path:
-        why = tool.problem if tool is not None and tool.problem else "no EGL vendor or Vulkan ICD file names a library"
+        why = tool.problem if tool is not None and tool.problem else ("no EGL vendor or Vulkan ICD "
+                                                                      "file names a library")
         raise InputError(f"no host driver here: {why}")
     version = tool.version
     module = drivermatch.module_version("nvidia")
@@ -62,7 +65,8 @@ def validator():
     from referencing.jsonschema import DRAFT7
 
     schema = json.loads((SCHEMA_DIR / "schema.json").read_text())
-    defs = Resource.from_contents(json.loads((SCHEMA_DIR / "defs.json").read_text()), default_specification=DRAFT7)
+    defs = Resource.from_contents(json.loads((SCHEMA_DIR / "defs.json").read_text()),
+                                  default_specification=DRAFT7)
     return Draft7Validator(schema, registry=Registry().with_resource("defs.json", defs))
 
 
@@ -120,7 +124,9 @@ def node_findings(node: dict) -> List[Finding]:
     said = (node.get("major"), node.get("minor"))
     here = (os.major(info.st_rdev), os.minor(info.st_rdev))
     if None not in said and said != here:
-        return [Finding(True, f"device node {host} is {here[0]}:{here[1]} here; the spec says {said[0]}:{said[1]}")]
+        return [Finding(True,
+                        f"device node {host} is {here[0]}:{here[1]} here; the spec says "
+                        f"{said[0]}:{said[1]}")]
     return []
 
 
@@ -139,17 +145,21 @@ def version_finding(host_path: str, live: Optional[str]) -> Optional[Finding]:
     name = os.path.basename(os.path.realpath(host_path))
     nvidia = NVIDIA_VERSIONED.search(name)
     if nvidia and live and live.startswith("nvidia ") and nvidia.group(2) != live.split()[1]:
-        return Finding(True, f"{host_path} is driver {nvidia.group(2)}; the live driver is {live.split()[1]}")
+        return Finding(True,
+                       f"{host_path} is driver {nvidia.group(2)}; the live driver is "
+                       f"{live.split()[1]}")
     if MESA_FILE.search(name) and live and live.startswith("mesa "):
         found = embedded_mesa(host_path)
         if found and found != live.split()[1]:
-            return Finding(True, f"{host_path} is Mesa {found}; the live driver is Mesa {live.split()[1]}")
+            return Finding(True,
+                           f"{host_path} is Mesa {found}; the live driver is Mesa {live.split()[1]}")
     return None
 
 
 def hook_links(spec: dict) -> Set[str]:
     """Names a create-symlinks hook makes inside (nvidia-ctk's: `--link TARGET::LINK`)."""
-    return {os.path.basename(arg.split("::", 1)[1]) for edits in all_edits(spec) for hook in edits.get("hooks", [])
+    return {os.path.basename(arg.split("::", 1)[1]) for edits in all_edits(spec)
+            for hook in edits.get("hooks", [])
             for arg in hook.get("args", []) if "::" in arg}
 
 
@@ -189,11 +199,14 @@ def mount_findings(spec: dict, live: LiveDriver) -> List[Finding]:
             findings += [version] if version else []
             library = vendor_file(host)
             if library and not provided(library, mounted, links):
-                findings.append(Finding(True, f"{inside} names {library}, which the spec does not mount"))
+                findings.append(Finding(True,
+                                        f"{inside} names {library}, which the spec does not mount"))
     vendor_names = {os.path.basename(inside) for inside in mounted if inside.endswith(".json")}
     for vendor in live.driver.vendors:
         if vendor.library and os.path.basename(vendor.source) not in vendor_names:
-            findings.append(Finding(True, f"the live driver's {vendor.api} file {vendor.source} is not in the spec"))
+            findings.append(Finding(True,
+                                    f"the live driver's {vendor.api} file {vendor.source} is not "
+                                    "in the spec"))
     findings.append(thirty_two_bit(mounted, live.driver))
     return findings
 
@@ -203,21 +216,26 @@ def thirty_two_bit(mounted: Dict[str, str], driver: HostDriver) -> Finding:
     if ours:
         return Finding(False, f"{len(ours)} 32-bit libraries mounted")
     host = sorted({p for d in DRIVER_32 for pattern in DRIVER_32_NAMES
-                   for p in glob.glob(os.path.join(under(driver.root, d), pattern)) if elf_class(p) == 32})
+                   for p in glob.glob(os.path.join(under(driver.root, d), pattern))
+                   if elf_class(p) == 32})
     if host:
-        return Finding(False, f"no 32-bit libraries: a 32-bit app (Steam, Wine) gets no driver, while the host has "
+        return Finding(False,
+                       "no 32-bit libraries: a 32-bit app (Steam, Wine) gets no driver, while the "
+                       "host has "
                               f"{len(host)} ({os.path.basename(host[0])}, ...)")
     return Finding(False, "no 32-bit libraries (nor has the host's driver any)")
 
 
 def check(spec: dict, live: LiveDriver) -> List[Finding]:
     """What is wrong with `spec` for the live driver (stale), and what is worth saying (not)."""
-    findings = [f for edits in all_edits(spec) for node in edits.get("deviceNodes", []) for f in node_findings(node)]
+    findings = [f for edits in all_edits(spec) for node in edits.get("deviceNodes", [])
+                for f in node_findings(node)]
     findings += mount_findings(spec, live)
     for edits in all_edits(spec):
         for hook in edits.get("hooks", []):
             if not os.path.exists(hook["path"]):
-                findings.append(Finding(True, f"hook {hook['hookName']}: {hook['path']} does not exist"))
+                findings.append(Finding(True,
+                                        f"hook {hook['hookName']}: {hook['path']} does not exist"))
     unique: Dict[str, Finding] = {}
     for finding in findings:
         unique.setdefault(finding.text, finding)

@@ -12,7 +12,8 @@ from ..scenario.outcomes import FailureKind
 
 GLIBC_VERSION = re.compile(r"(?P<file>\S+): version `GLIBC_(?P<version>[\d.]+)' not found "
                            r"\(required by (?P<user>[^)]+)\)")
-OTHER_VERSION = re.compile(r"(?P<file>\S+): version `(?P<version>[^']+)' not found \(required by (?P<user>[^)]+)\)")
+OTHER_VERSION = re.compile(r"(?P<file>\S+): version `(?P<version>[^']+)' not found \(required by "
+                           r"(?P<user>[^)]+)\)")
 MISSING = re.compile(r"(?P<name>[^\s:]+): cannot open shared object file")
 UNDEFINED = re.compile(r"undefined symbol: (?P<symbol>[^\s,]+)")
 WRONG_CLASS = re.compile(r"(?P<file>\S+): wrong ELF class: (?P<cls>ELFCLASS\d+)")
@@ -22,14 +23,17 @@ HANG = re.compile(r"step (?P<step>\S+): no answer from the driver after (?P<seco
 FAILED = re.compile(r"failed", re.I)
 SERVICE_CAUSE = re.compile(r"called .* failed|too low", re.I)
 SERVICE_ERROR = re.compile(r"fail|error", re.I)
-PROBE_FRAME = re.compile(r'File "[^"]*/(?P<file>[\w.]+\.py)", line (?P<line>\d+) in (?P<function>\w+)')
+PROBE_FRAME = re.compile(r'File "[^"]*/(?P<file>[\w.]+\.py)", line (?P<line>\d+) in '
+                         r'(?P<function>\w+)')
 EGL_ERRORS = {0x3001: "EGL_NOT_INITIALIZED", 0x3002: "EGL_BAD_ACCESS", 0x3003: "EGL_BAD_ALLOC",
               0x3004: "EGL_BAD_ATTRIBUTE", 0x3005: "EGL_BAD_CONFIG", 0x3008: "EGL_BAD_DISPLAY",
               0x300C: "EGL_BAD_PARAMETER", 0x300D: "EGL_BAD_SURFACE"}
 # Lines that look like failures but that virgl_test_server logs in every passing run (each client's
-# end: its socket closed, the read returns nothing); checked against real passing runs by the vmtests.
+# end: its socket closed, the read returns nothing); checked against real passing runs by the
+# vmtests.
 PASSING_SERVICE_LINES = frozenset({"client failed: VTEST_CLIENT_ERROR_INPUT_READ"})
-# What Mesa's virgl and Venus vtest clients print before abort() when a read of the server's socket fails.
+# What Mesa's virgl and Venus vtest clients print before abort() when a read of the server's socket
+# fails.
 LOST_SERVER = "lost connection to rendering server"
 # What Mesa's virgl vtest client prints when a write to the server's socket fails; it goes on
 # drawing nothing (Mesa 22.3 did: "Failed with Connection reset by peer", then "failed to get fd").
@@ -40,7 +44,8 @@ NO_RESOURCE_FD = "Unable to get a valid fd"
 SERVER_SEGV = "SIGSEGV!"
 # What runc (through podman) says of a CDI spec's mount whose host file is gone, and podman of a
 # device no spec provides (measured with podman 4.3.1 and runc 1.1).
-CDI_MOUNT_GONE = re.compile(r'error mounting "(?P<host>[^"]+)" to rootfs at "(?P<inside>[^"]+)": stat [^:]+: '
+CDI_MOUNT_GONE = re.compile(r'error mounting "(?P<host>[^"]+)" to rootfs at "(?P<inside>[^"]+)": '
+                            r'stat [^:]+: '
                             r'no such file or directory')
 CDI_UNRESOLVED = re.compile(r"unresolvable CDI devices (?P<devices>\S+)")
 DRIVER_PREFIX = "/run/host-driver/"  # driverlayout.PREFIX: a file there is the host's
@@ -57,7 +62,8 @@ class Diagnosis:
         return f"{self.kind} {self.subject}"
 
     def to_dict(self) -> dict:
-        return {"class": str(self.kind), "subject": self.subject, "detail": self.detail, "evidence": self.evidence}
+        return {"class": str(self.kind), "subject": self.subject, "detail": self.detail,
+                "evidence": self.evidence}
 
 
 def report_lines(report: Optional[dict]) -> List[str]:
@@ -83,7 +89,8 @@ def glibc_too_old(lines: List[str], libc: Dict[str, Optional[str]]) -> Optional[
             side = "host" if match["file"].startswith(DRIVER_PREFIX) else "runtime"
             has = libc.get(side)
             return Diagnosis(FailureKind.GLIBC_TOO_OLD,
-                             f"GLIBC_{match['version']} needed, {side} has {has or 'an older one'}", line.strip())
+                             f"GLIBC_{match['version']} needed, {side} has {has or 'an older one'}",
+                             line.strip())
     return None
 
 
@@ -104,7 +111,8 @@ def symbol_lookup(lines: List[str]) -> Optional[Diagnosis]:
     for line in lines:
         match = UNDEFINED.search(line) or OTHER_VERSION.search(line)
         if match:
-            subject = match["symbol"] if "symbol" in match.groupdict() else f"version {match['version']}"
+            subject = (match["symbol"] if "symbol" in match.groupdict()
+                       else f"version {match['version']}")
             return Diagnosis(FailureKind.SYMBOL_LOOKUP, subject, line.strip())
     return None
 
@@ -113,7 +121,8 @@ def wrong_architecture(lines: List[str]) -> Optional[Diagnosis]:
     for line in lines:
         match = WRONG_CLASS.search(line)
         if match:
-            return Diagnosis(FailureKind.WRONG_ARCHITECTURE, f"{match['cls']} library in this process",
+            return Diagnosis(FailureKind.WRONG_ARCHITECTURE,
+                             f"{match['cls']} library in this process",
                              line.strip())
     return None
 
@@ -129,7 +138,8 @@ def crashed_thread(log_lines: List[str]) -> List[str]:
     return log_lines
 
 
-def crash(signal_number: Optional[int], log_lines: List[str], service_lines: Sequence[str] = ()) -> Optional[Diagnosis]:
+def crash(signal_number: Optional[int], log_lines: List[str],
+          service_lines: Sequence[str] = ()) -> Optional[Diagnosis]:
     """The signal and the probe's frame it hit. Where Mesa's vtest client aborted because its read
     of the server's socket failed, the server's side died first: that is the class (service-died),
     with what the server logged about it."""
@@ -140,19 +150,24 @@ def crash(signal_number: Optional[int], log_lines: List[str], service_lines: Seq
     except ValueError:
         name = f"signal {signal_number}"
     frames = [m for m in (PROBE_FRAME.search(line) for line in crashed_thread(log_lines)) if m]
-    where = f" in {frames[0]['function']} ({frames[0]['file']}:{frames[0]['line']})" if frames else ""
+    where = (f" in {frames[0]['function']} ({frames[0]['file']}:{frames[0]['line']})" if frames
+             else "")
     lost = next((line.strip() for line in log_lines if LOST_SERVER in line), "")
     if lost:
-        return Diagnosis(FailureKind.SERVICE_DIED, f"the vtest server's side of the socket went away: {name}{where}",
+        return Diagnosis(FailureKind.SERVICE_DIED,
+                         f"the vtest server's side of the socket went away: {name}{where}",
                          lost, service_evidence(list(service_lines)) or "nothing about this client")
-    return Diagnosis(FailureKind.CRASH, name + where, next((line.strip() for line in log_lines if "Fatal" in line), ""))
+    return Diagnosis(FailureKind.CRASH, name + where, next((line.strip() for line in log_lines
+                                                            if "Fatal" in line), ""))
 
 
 def lost_vtest_server(log_lines: Iterable[str]) -> str:
     """The line of a vtest client (Mesa's virgl winsys) that says the server's side of its socket
-    went away, or "": a client that carries on after it may still exit 0 with pixels it read before."""
+    went away, or "": a client that carries on after it may still exit 0 with pixels it read
+    before."""
     return next((line.strip() for line in log_lines
-                 if LOST_SERVER in line or NO_RESOURCE_FD in line or VTEST_WRITE_FAILED.match(line.strip())), "")
+                 if LOST_SERVER in line or NO_RESOURCE_FD in line
+                 or VTEST_WRITE_FAILED.match(line.strip())), "")
 
 
 def stale_spec(lines: List[str]) -> Optional[Diagnosis]:
@@ -160,11 +175,13 @@ def stale_spec(lines: List[str]) -> Optional[Diagnosis]:
     for line in lines:
         gone = CDI_MOUNT_GONE.search(line)
         if gone:
-            return Diagnosis(FailureKind.STALE_SPEC, f"{gone['host']} (mounted at {gone['inside']}) does not exist",
+            return Diagnosis(FailureKind.STALE_SPEC,
+                             f"{gone['host']} (mounted at {gone['inside']}) does not exist",
                              line.strip())
         unresolved = CDI_UNRESOLVED.search(line)
         if unresolved:
-            return Diagnosis(FailureKind.STALE_SPEC, f"no CDI spec provides {unresolved['devices']}", line.strip())
+            return Diagnosis(FailureKind.STALE_SPEC,
+                             f"no CDI spec provides {unresolved['devices']}", line.strip())
     return None
 
 
@@ -173,7 +190,8 @@ def egl_init(lines: List[str]) -> Optional[Diagnosis]:
         match = EGL_INIT.search(line)
         if match:
             code = int(match["code"], 16)
-            return Diagnosis(FailureKind.EGL_INIT, EGL_ERRORS.get(code, match["code"]), line.strip())
+            return Diagnosis(FailureKind.EGL_INIT, EGL_ERRORS.get(code, match["code"]),
+                             line.strip())
     return None
 
 
@@ -221,36 +239,45 @@ def service_evidence(service_lines: List[str]) -> str:
     return ""
 
 
-def driver_hang(report: Optional[dict], lines: List[str], service_lines: List[str]) -> Optional[Diagnosis]:
-    if isinstance(report, dict) and report.get("hung") and isinstance(report.get("failed_step"), str):
-        return Diagnosis(FailureKind.DRIVER_HANG, report["failed_step"], str(report.get("error", "")),
+def driver_hang(report: Optional[dict], lines: List[str],
+                service_lines: List[str]) -> Optional[Diagnosis]:
+    if isinstance(report, dict) and report.get("hung") and isinstance(report.get("failed_step"),
+                                                                      str):
+        return Diagnosis(FailureKind.DRIVER_HANG, report["failed_step"], str(report.get("error",
+                                                                                        "")),
                          service_evidence(service_lines))
     for line in lines:
         match = HANG.search(line)
         if match:
-            return Diagnosis(FailureKind.DRIVER_HANG, match["step"], line.strip(), service_evidence(service_lines))
-    return None
-
-
-def vulkan_error(report: Optional[dict], lines: List[str], service_lines: List[str]) -> Optional[Diagnosis]:
-    if isinstance(report, dict) and isinstance(report.get("failed_step"), str) and \
-            isinstance(report.get("result_code"), str):
-        return Diagnosis(FailureKind.VULKAN_ERROR, f"{report['failed_step']} {report['result_code']}",
-                         str(report.get("error", "")), service_evidence(service_lines))
-    for line in lines:
-        match = VULKAN_FAILED.search(line)
-        if match:
-            return Diagnosis(FailureKind.VULKAN_ERROR, f"{match['command']} {match['result']}", line.strip(),
+            return Diagnosis(FailureKind.DRIVER_HANG, match["step"], line.strip(),
                              service_evidence(service_lines))
     return None
 
 
-DISPLAY_STEPS = ("compositor", "show")  # the kms probe's steps that set up the display and show the image
+def vulkan_error(report: Optional[dict], lines: List[str],
+                 service_lines: List[str]) -> Optional[Diagnosis]:
+    if isinstance(report, dict) and isinstance(report.get("failed_step"), str) and \
+            isinstance(report.get("result_code"), str):
+        return Diagnosis(FailureKind.VULKAN_ERROR,
+                         f"{report['failed_step']} {report['result_code']}",
+                         str(report.get("error", "")), service_evidence(service_lines))
+    for line in lines:
+        match = VULKAN_FAILED.search(line)
+        if match:
+            return Diagnosis(FailureKind.VULKAN_ERROR, f"{match['command']} {match['result']}",
+                             line.strip(),
+                             service_evidence(service_lines))
+    return None
+
+
+# the kms probe's steps that set up the display and show the image
+DISPLAY_STEPS = ("compositor", "show")
 
 
 def no_display(report: Optional[dict]) -> Optional[Diagnosis]:
     """A compositor that found no display device (a render node alone) or showed nothing."""
-    if isinstance(report, dict) and report.get("failed_step") in DISPLAY_STEPS and not report.get("hung"):
+    if isinstance(report,
+                  dict) and report.get("failed_step") in DISPLAY_STEPS and not report.get("hung"):
         error = str(report.get("error", ""))
         subject = "no card node" if "no DRM card node" in error else str(report["failed_step"])
         return Diagnosis(FailureKind.NO_DISPLAY, subject, error)
@@ -258,13 +285,17 @@ def no_display(report: Optional[dict]) -> Optional[Diagnosis]:
 
 
 def classify(report: Optional[dict], log_lines: Iterable[str], signal_number: Optional[int],
-             libc: Dict[str, Optional[str]], service_lines: Iterable[str] = ()) -> Optional[Diagnosis]:
+             libc: Dict[str, Optional[str]],
+             service_lines: Iterable[str] = ()) -> Optional[Diagnosis]:
     """The most specific reason found, or None. A loader error is the cause when there is one;
     a crash, a hang, a Vulkan or EGL error is what remains when the loader said nothing (the
     probe's failed_step/result_code fields where it has them, else its words). A service's log
     (virgl_test_server's) is the evidence for what the server side refused."""
     log, services = list(log_lines), list(service_lines)
     lines = report_lines(report) + log
-    return (stale_spec(lines) or glibc_too_old(lines, libc) or wrong_architecture(lines) or missing_libraries(lines)
-            or symbol_lookup(lines) or crash(signal_number, log, services) or driver_hang(report, lines, services)
+    return (stale_spec(lines) or glibc_too_old(lines, libc) or wrong_architecture(lines)
+            or missing_libraries(lines)
+            or symbol_lookup(lines) or crash(signal_number, log, services) or driver_hang(report,
+                                                                                          lines,
+                                                                                          services)
             or vulkan_error(report, lines, services) or no_display(report) or egl_init(lines))

@@ -42,7 +42,8 @@ def ldd_argv(root: str, path_inside: str, bwrap: Optional[str]) -> List[str]:
     if root == "/":
         return ["ldd", path_inside]
     assert bwrap, "resolving a foreign root's libraries needs bwrap"
-    argv = [bwrap, "--die-with-parent", "--ro-bind", under(root, "/usr"), "/usr", "--ro-bind", under(root, "/etc"),
+    argv = [bwrap, "--die-with-parent", "--ro-bind", under(root, "/usr"), "/usr", "--ro-bind",
+            under(root, "/etc"),
             "/etc", "--proc", "/proc", "--dev", "/dev"]
     for name in ("bin", "sbin", "lib", "lib64", "lib32"):
         entry = under(root, "/" + name)
@@ -57,7 +58,8 @@ def ldd_argv(root: str, path_inside: str, bwrap: Optional[str]) -> List[str]:
 def resolve(root: str, path: str, bwrap: Optional[str] = None) -> Resolved:
     inside = "/" + os.path.relpath(path, root) if root != "/" else path
     try:
-        done = process.run_program(ldd_argv(root, inside, bwrap), capture_output=True, text=True, timeout=60,
+        done = process.run_program(ldd_argv(root, inside, bwrap), capture_output=True, text=True,
+                                   timeout=60,
                               env={"PATH": "/usr/bin:/bin", "LANG": "C"})
     except (OSError, subprocess.TimeoutExpired):
         return Resolved((), ())
@@ -97,7 +99,8 @@ def closure(files: Sequence[str], root: str = "/", bwrap: Optional[str] = None) 
         for name, target in resolved.found:
             names.setdefault(name, target)
         missing += [m for m in resolved.missing if m not in missing]
-    glibc = tuple(sorted((n, p) for n, p in names.items() if is_glibc(n) and not n.startswith(("ld-", "linux-"))))
+    glibc = tuple(sorted((n, p) for n, p in names.items() if is_glibc(n)
+                         and not n.startswith(("ld-", "linux-"))))
     kept = [(n, p) for n, p in names.items() if not is_glibc(n)]
     size = {p: len(resolve(root, p, bwrap).found) for _, p in kept}
     ordered = sorted(kept, key=lambda item: (size[item[1]], item[0]))
@@ -116,9 +119,11 @@ class DriverLayout:
 
 
 def device_nodes() -> List[str]:
-    """What a host driver opens: the DRM nodes, or NVIDIA's own nodes where there are no DRM ones."""
+    """What a host driver opens: the DRM nodes, or NVIDIA's own nodes where there are no DRM
+    ones."""
     nodes = sorted(glob.glob("/dev/dri/*")) if os.path.isdir("/dev/dri") else []
-    return ["/dev/dri"] * bool(nodes) + sorted(p for p in glob.glob(NVIDIA_NODES) if not os.path.isdir(p))
+    return ["/dev/dri"] * bool(nodes) + sorted(p for p in glob.glob(NVIDIA_NODES)
+                                               if not os.path.isdir(p))
 
 
 def layout(driver: HostDriver, mode: DriverMode, bwrap: Optional[str] = None) -> DriverLayout:
@@ -126,7 +131,8 @@ def layout(driver: HostDriver, mode: DriverMode, bwrap: Optional[str] = None) ->
     binds: Dict[str, str] = {}  # inside -> host
     files: Dict[str, str] = {}
     env: Dict[str, str] = {}
-    entry = [driver.glvnd[name] for name in GLVND_ENTRY if name in driver.glvnd] if mode == DriverMode.CAPSULE else []
+    entry = [driver.glvnd[name] for name in GLVND_ENTRY
+             if name in driver.glvnd] if mode == DriverMode.CAPSULE else []
     for vendor in driver.vendors:
         if vendor.library is None:
             continue
@@ -148,14 +154,16 @@ def layout(driver: HostDriver, mode: DriverMode, bwrap: Optional[str] = None) ->
     if mode != DriverMode.LIBS:
         deps = closure(entry + driver.libraries, driver.root, bwrap)
         dri = set(dri_driver_files(driver.dri_dirs))  # reached through DRI_DIR
-        chosen = [(n, p) for n, p in deps.libraries if p not in dri] + (list(deps.glibc) if mode == DriverMode.DEPS_GLIBC
+        chosen = [(n, p) for n, p in deps.libraries if p not in dri] + (list(deps.glibc)
+                                                                        if mode == DriverMode.DEPS_GLIBC
                                                                        else [])
         for name, path in chosen:
             binds.setdefault(f"{LIB_DIR}/{name}", path)
         if mode == DriverMode.CAPSULE:
             files[CAPSULE_MANIFEST] = json.dumps({
                 "load": [f"{LIB_DIR}/{name}" for name, path in deps.libraries if path not in dri],
-                "entry": {name: f"{LIB_DIR}/{name}" for name in GLVND_ENTRY if name in driver.glvnd},
+                "entry": {name: f"{LIB_DIR}/{name}" for name in GLVND_ENTRY
+                          if name in driver.glvnd},
             }, indent=1) + "\n"
             env[CAPSULE_ENV] = CAPSULE_MANIFEST
         else:
@@ -164,6 +172,8 @@ def layout(driver: HostDriver, mode: DriverMode, bwrap: Optional[str] = None) ->
         # The vendor library opens its private libraries by name: the folder of the driver's own
         # files (nothing of the host beyond them) goes on the path, as #1 needs it to load at all.
         env["LD_LIBRARY_PATH"] = LIB_DIR
-    libraries = sorted((os.path.basename(inside), host) for inside, host in binds.items() if inside.startswith(LIB_DIR))
-    return DriverLayout(sorted((host, inside) for inside, host in binds.items()), files, env, device_nodes(),
+    libraries = sorted((os.path.basename(inside), host) for inside, host in binds.items()
+                       if inside.startswith(LIB_DIR))
+    return DriverLayout(sorted((host, inside) for inside, host in binds.items()), files, env,
+                        device_nodes(),
                         libraries)

@@ -39,7 +39,8 @@ def read_at(handle: BinaryIO, offset: int, size: int) -> bytes:
     return handle.read(size)
 
 
-def program_headers(handle: BinaryIO, head: bytes, elf_class: int, order: str) -> Iterator[Tuple[int, int, int, int]]:
+def program_headers(handle: BinaryIO, head: bytes, elf_class: int,
+                    order: str) -> Iterator[Tuple[int, int, int, int]]:
     """(type, file offset, virtual address, file size) of each program header."""
     fields = layout(elf_class, order)
     phoff = struct.unpack_from(fields.header, head, fields.header_skip[0])[0]
@@ -49,7 +50,8 @@ def program_headers(handle: BinaryIO, head: bytes, elf_class: int, order: str) -
     for index in range(count):
         entry = table[index * entsize:(index + 1) * entsize]
         if elf_class == 64:
-            p_type, _flags, offset, vaddr, _paddr, filesz = struct.unpack_from(fields.phdr + "Q", entry)[:6]
+            p_type, _flags, offset, vaddr, _paddr, filesz = struct.unpack_from(fields.phdr + "Q",
+                                                                               entry)[:6]
         else:
             p_type, offset, vaddr, _paddr, filesz = struct.unpack_from(fields.phdr + "I", entry)[:5]
         yield p_type, offset, vaddr, filesz
@@ -68,11 +70,14 @@ def read_string(handle: BinaryIO, offset: int) -> str:
 
 
 def dynamic(path: str) -> Optional[Dynamic]:
-    """The file's dynamic section, or None for anything that is not a dynamically linked ELF file."""
+    """The file's dynamic section, or None for anything that is not a dynamically linked ELF
+    file."""
     try:
         with open(path, "rb") as handle:
             head = handle.read(64)
-            if len(head) < 52 or head[:4] != b"\x7fELF" or head[4] not in (1, 2) or head[5] not in (1, 2):
+            if len(head) < 52 or head[:4] != b"\x7fELF" or head[4] not in (1,
+                                                                           2) or head[5] not in (1,
+                                                                                                 2):
                 return None
             elf_class, order = (32, 64)[head[4] - 1], ("<", ">")[head[5] - 1]
             headers = list(program_headers(handle, head, elf_class, order))
@@ -83,13 +88,18 @@ def dynamic(path: str) -> Optional[Dynamic]:
             entry_format = layout(elf_class, order).dyn
             size = struct.calcsize(entry_format)
             raw = read_at(handle, dyn[1], min(dyn[3], MAX_DYNAMIC))
-            entries = [struct.unpack_from(entry_format, raw, at) for at in range(0, len(raw) - size + 1, size)]
-            entries = entries[:next((i for i, (tag, _) in enumerate(entries) if tag == DT_NULL), len(entries))]
-            strtab = next((file_offset(loads, value) for tag, value in entries if tag == DT_STRTAB), None)
+            entries = [struct.unpack_from(entry_format, raw, at) for at in range(0,
+                                                                                 len(raw) - size + 1, size)]
+            entries = entries[:next((i for i, (tag, _) in enumerate(entries) if tag == DT_NULL),
+                                    len(entries))]
+            strtab = next((file_offset(loads, value) for tag, value in entries if tag == DT_STRTAB),
+                          None)
             if strtab is None:
                 return None
-            needed = tuple(read_string(handle, strtab + value) for tag, value in entries if tag == DT_NEEDED)
-            soname = next((read_string(handle, strtab + value) for tag, value in entries if tag == DT_SONAME), None)
+            needed = tuple(read_string(handle, strtab + value) for tag, value in entries
+                           if tag == DT_NEEDED)
+            soname = next((read_string(handle, strtab + value) for tag, value in entries
+                           if tag == DT_SONAME), None)
             return Dynamic(elf_class, needed, soname)
     except (OSError, struct.error):
         return None

@@ -11,12 +11,16 @@ from ..system import process
 
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 # Debian's architecture names, by the ELF header's e_machine (32 or 64 bits: EI_CLASS).
-ELF_MACHINES = {(62, 64): "amd64", (3, 32): "i386", (183, 64): "arm64", (40, 32): "armhf", (243, 64): "riscv64"}
-MACHINE_NAMES = {"x86_64": "amd64", "aarch64": "arm64", "i686": "i386", "riscv64": "riscv64", "armv7l": "armhf"}
+ELF_MACHINES = {(62, 64): "amd64", (3, 32): "i386", (183, 64): "arm64", (40, 32): "armhf", (243,
+                                                                                            64): "riscv64"}
+MACHINE_NAMES = {"x86_64": "amd64", "aarch64": "arm64", "i686": "i386", "riscv64": "riscv64",
+                 "armv7l": "armhf"}
 # What a CPU of each architecture runs itself (an x86-64 kernel runs i386 binaries natively).
-NATIVE = {"amd64": ("amd64", "i386"), "arm64": ("arm64", "armhf"), "i386": ("i386",), "riscv64": ("riscv64",)}
+NATIVE = {"amd64": ("amd64", "i386"), "arm64": ("arm64", "armhf"), "i386": ("i386",),
+          "riscv64": ("riscv64",)}
 # binfmt_misc's entry for an architecture, as Debian's qemu-user-static names it.
-BINFMT_NAMES = {"arm64": "qemu-aarch64", "armhf": "qemu-arm", "riscv64": "qemu-riscv64", "i386": "qemu-i386",
+BINFMT_NAMES = {"arm64": "qemu-aarch64", "armhf": "qemu-arm", "riscv64": "qemu-riscv64",
+                "i386": "qemu-i386",
                 "amd64": "qemu-x86_64"}
 ELF_MAGIC = b"\x7fELF"
 
@@ -49,11 +53,13 @@ class Execution:
     def to_dict(self) -> dict:
         if not self.emulated:
             return {"architecture": self.architecture, "runs": "natively"}
-        return {"architecture": self.architecture, "runs": "emulated", "interpreter": self.interpreter,
+        return {"architecture": self.architecture, "runs": "emulated",
+                "interpreter": self.interpreter,
                 "version": self.version}
 
     def __str__(self) -> str:
-        return "natively" if not self.emulated else f"emulated by {self.version or self.interpreter}"
+        return "natively" if not self.emulated else ("emulated by "
+                                                     f"{self.version or self.interpreter}")
 
 
 def host_architecture() -> str:
@@ -62,7 +68,8 @@ def host_architecture() -> str:
 
 
 def read_binfmt(name: str, root: Path = BINFMT) -> Optional[Binfmt]:
-    """binfmt_misc's entry `name`, or None where it is not registered (or binfmt_misc not mounted)."""
+    """binfmt_misc's entry `name`, or None where it is not registered (or binfmt_misc not
+    mounted)."""
     try:
         text = (root / name).read_text()
     except OSError:
@@ -74,16 +81,19 @@ def read_binfmt(name: str, root: Path = BINFMT) -> Optional[Binfmt]:
 
 
 def interpreter_version(interpreter: str) -> str:
-    """Its version line; Debian's binfmt wrappers refuse to run by hand, the program they link to does."""
+    """Its version line; Debian's binfmt wrappers refuse to run by hand, the program they link to
+    does."""
     try:
-        done = process.run_program([os.path.realpath(interpreter), "--version"], capture_output=True, text=True, timeout=10,
+        done = process.run_program([os.path.realpath(interpreter), "--version"],
+                                   capture_output=True, text=True, timeout=10,
                               stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired):
         return ""
     return done.stdout.splitlines()[0].strip() if done.stdout.strip() else ""
 
 
-def how_runs(architecture: str, root: Path = BINFMT, host: Optional[str] = None) -> Optional[Execution]:
+def how_runs(architecture: str, root: Path = BINFMT,
+             host: Optional[str] = None) -> Optional[Execution]:
     """How this host runs `architecture`'s binaries, or None where it cannot (no registered,
     enabled, fixed interpreter)."""
     host = host or host_architecture()
@@ -96,18 +106,24 @@ def how_runs(architecture: str, root: Path = BINFMT, host: Optional[str] = None)
 
 
 def why_not(architecture: str, root: Path = BINFMT) -> str:
-    """What to do so that this host runs `architecture`'s binaries (where how_runs says it cannot)."""
+    """What to do so that this host runs `architecture`'s binaries (where how_runs says it
+    cannot)."""
     name = BINFMT_NAMES.get(architecture, f"qemu-{architecture}")
     entry = read_binfmt(name, root)
     if not (root / "status").exists():
-        said = "binfmt_misc is not mounted (mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc)"
+        said = ("binfmt_misc is not mounted (mount -t binfmt_misc binfmt_misc "
+                "/proc/sys/fs/binfmt_misc)")
     elif entry is None:
-        said = f"no {name} in binfmt_misc (install qemu-user-static and binfmt-support; update-binfmts --enable {name})"
+        said = (f"no {name} in binfmt_misc (install qemu-user-static and binfmt-support; "
+                f"update-binfmts --enable {name})")
     elif not entry.enabled:
         said = f"{name} is registered but disabled (update-binfmts --enable {name})"
     else:
-        said = f"{name} is registered without the F flag, so its interpreter is not found inside a sandbox"
-    return f"this {host_architecture()} host does not run {architecture} binaries: {said}; scripts/setup does it"
+        said = (f"{name} is registered without the F flag, so its interpreter is not found inside "
+                "a "
+                "sandbox")
+    return (f"this {host_architecture()} host does not run {architecture} binaries: {said}; "
+            "scripts/setup does it")
 
 
 def runnable(root: Path = BINFMT) -> Dict[str, Execution]:
@@ -128,7 +144,8 @@ def elf_architecture(path: Union[str, os.PathLike]) -> Optional[str]:
             header = handle.read(20)
     except OSError:
         return None
-    if len(header) < 20 or not header.startswith(ELF_MAGIC) or header[4] not in (1, 2) or header[5] not in (1, 2):
+    if len(header) < 20 or not header.startswith(ELF_MAGIC) or header[4] not in (1,
+                                                                                 2) or header[5] not in (1, 2):
         return None
     bits = 32 if header[4] == 1 else 64
     machine = int.from_bytes(header[18:20], "little" if header[5] == 1 else "big")
@@ -138,7 +155,8 @@ def elf_architecture(path: Union[str, os.PathLike]) -> Optional[str]:
 def tree_architecture(root: Union[str, os.PathLike]) -> Optional[str]:
     """A root filesystem's architecture: its shell's (every runtime has /bin/sh)."""
     for candidate in ("usr/bin/dash", "bin/dash", "usr/bin/sh", "bin/sh", "usr/bin/env"):
-        found = elf_architecture(Path(root, candidate).resolve()) if Path(root, candidate).exists() else None
+        found = elf_architecture(Path(root, candidate).resolve()) if Path(root,
+                                                                          candidate).exists() else None
         if found:
             return found
     return None

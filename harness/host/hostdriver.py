@@ -51,7 +51,8 @@ class HostDriver:
     dri_dirs: List[str]
     glvnd: Dict[str, str]  # libEGL.so.1 / libGLESv2.so.2 -> the host file
     problems: List[str] = field(default_factory=list)
-    private: List[str] = field(default_factory=list)  # libraries a vendor library opens by name (private_libraries)
+    # libraries a vendor library opens by name (private_libraries)
+    private: List[str] = field(default_factory=list)
 
     @property
     def libraries(self) -> List[str]:
@@ -65,7 +66,8 @@ class HostDriver:
         return any(v.library for v in self.vendors)
 
     def to_dict(self) -> dict:
-        return {"root": self.root, "vendors": [{"api": v.api, "file": v.source, "library_path": v.library_path,
+        return {"root": self.root, "vendors": [{"api": v.api, "file": v.source,
+                                                "library_path": v.library_path,
                                                 "library": v.library} for v in self.vendors],
                 "dri_dirs": self.dri_dirs, "glvnd": self.glvnd, "problems": self.problems,
                 "private": self.private}
@@ -97,7 +99,8 @@ def ld_cache(root: str) -> Dict[str, str]:
     """soname -> file, from the root's own loader cache (64-bit entries first)."""
     cache = under(root, "/etc/ld.so.cache")
     try:
-        text = process.run_program(["ldconfig", "-p", "-C", cache], capture_output=True, text=True, timeout=20).stdout
+        text = process.run_program(["ldconfig", "-p", "-C", cache], capture_output=True, text=True,
+                                   timeout=20).stdout
     except (OSError, subprocess.TimeoutExpired):
         return {}
     found: Dict[str, str] = {}
@@ -114,7 +117,8 @@ def ld_cache(root: str) -> Dict[str, str]:
     return found
 
 
-LIBRARY_DIRS = ("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib64", "usr/lib64", "lib", "usr/lib")
+LIBRARY_DIRS = ("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib64", "usr/lib64", "lib",
+                "usr/lib")
 
 
 def resolve_library(root: str, library_path: str, cache: Dict[str, str]) -> Optional[str]:
@@ -169,7 +173,8 @@ def private_libraries(vendor_library: str) -> List[str]:
         return []
     folder, vendor, version = os.path.dirname(real), named["vendor"], named["version"]
     beside = {os.path.basename(path)[:-len(f".so.{version}")]: path
-              for path in glob.glob(os.path.join(folder, f"lib{glob.escape(vendor)}-*.so.{glob.escape(version)}"))
+              for path in glob.glob(os.path.join(folder,
+                                                 f"lib{glob.escape(vendor)}-*.so.{glob.escape(version)}"))
               if elf_class(path) in (None, 64)}
     chosen: Dict[str, str] = {}
     readers = [real]
@@ -205,7 +210,8 @@ def driver_version(driver: HostDriver, mesa_version: Optional[str]) -> Optional[
     return f"mesa {mesa_version}" if mesa_version else None
 
 
-LIBC_FILES = ("lib/x86_64-linux-gnu/libc.so.6", "usr/lib/x86_64-linux-gnu/libc.so.6", "lib/i386-linux-gnu/libc.so.6",
+LIBC_FILES = ("lib/x86_64-linux-gnu/libc.so.6", "usr/lib/x86_64-linux-gnu/libc.so.6",
+              "lib/i386-linux-gnu/libc.so.6",
               "usr/lib/i386-linux-gnu/libc.so.6", "lib64/libc.so.6", "lib/libc.so.6")
 
 
@@ -239,7 +245,8 @@ def cached_discover(root: str, egl_dirs: Tuple[str, ...], icd_dirs: Tuple[str, .
     return discover(root, egl_dirs, icd_dirs, dri_dirs)
 
 
-def discover(root: str = "/", egl_dirs: Optional[Sequence[str]] = None, icd_dirs: Optional[Sequence[str]] = None,
+def discover(root: str = "/", egl_dirs: Optional[Sequence[str]] = None,
+             icd_dirs: Optional[Sequence[str]] = None,
              dri_dirs: Optional[Sequence[str]] = None) -> HostDriver:
     """The driver under `root`; the folders default to the standard ones there."""
     cache = ld_cache(root)
@@ -252,9 +259,11 @@ def discover(root: str = "/", egl_dirs: Optional[Sequence[str]] = None, icd_dirs
                + read_vendor_files("vulkan", icd_dirs, root, cache, problems))
     # An ICD for another architecture (intel_icd.i686.json names a 32-bit file) is not this host's.
     vendors = [v for v in vendors if v.library is None or elf_class(v.library) in (None, 64)]
-    glvnd = {name: path for name in GLVND_ENTRY for path in [resolve_library(root, name, cache)] if path}
+    glvnd = {name: path for name in GLVND_ENTRY for path in [resolve_library(root, name,
+                                                                             cache)] if path}
     private = unique_files(p for v in vendors if v.library for p in private_libraries(v.library))
-    return HostDriver(root, vendors, [d for d in dri_dirs if dri_driver_files([d])], glvnd, problems, private)
+    return HostDriver(root, vendors, [d for d in dri_dirs if dri_driver_files([d])], glvnd,
+                      problems, private)
 
 
 def elf_class(path: str) -> Optional[int]:

@@ -35,9 +35,11 @@ def distro() -> Optional[str]:
     return None
 
 
-def describe_host(toolset: Toolset, host_class: str = "", name: Optional[str] = None) -> Dict[str, object]:
+def describe_host(toolset: Toolset, host_class: str = "",
+                  name: Optional[str] = None) -> Dict[str, object]:
     kernel = drivermatch.kernel_driver()
     return {"name": name or socket.gethostname(), "class": host_class, "kernel": platform.release(),
             "machine": platform.machine(), "distro": distro(), "render_nodes": toolset.render_nodes,
-            "gpus": gpus(), "kernel_driver": kernel.get("name"), "kernel_driver_version": kernel.get("version"),
+            "gpus": gpus(), "kernel_driver": kernel.get("name"),
+            "kernel_driver_version": kernel.get("version"),
             "driver": toolset.version("host-driver"), "mesa": toolset.version("mesa")}

@@ -56,16 +56,21 @@ TOOL_SPECS = {
         ToolSpec("virgl_test_server", "virgl_test_server", "virgl-server"),
         ToolSpec("python3", "/usr/bin/python3", "python3", ["--version"]),
         ToolSpec("mesa", None, "libgl1-mesa-dri libegl1 libgles2"),
-        ToolSpec("egl", None, "libegl1 libgles2 and a vendor library (libegl-mesa0, or the GPU vendor's driver)"),
-        ToolSpec("host-driver", None, "libegl-mesa0 libgl1-mesa-dri (or the GPU vendor's EGL/Vulkan driver)"),
+        ToolSpec("egl", None,
+                 "libegl1 libgles2 and a vendor library (libegl-mesa0, or the GPU vendor's driver)"),
+        ToolSpec("host-driver", None,
+                 "libegl-mesa0 libgl1-mesa-dri (or the GPU vendor's EGL/Vulkan driver)"),
         ToolSpec("qemu-system-x86_64", "qemu-system-x86_64", "qemu-system-x86", ["--version"]),
-        ToolSpec("qemu-system-aarch64", "qemu-system-aarch64", "qemu-system-arm", ["--version"]),  # arm64 guests
-        ToolSpec("qemu-system-riscv64", "qemu-system-riscv64", "qemu-system-misc", ["--version"]),  # riscv64 guests
+        # arm64 guests
+        ToolSpec("qemu-system-aarch64", "qemu-system-aarch64", "qemu-system-arm", ["--version"]),
+        # riscv64 guests
+        ToolSpec("qemu-system-riscv64", "qemu-system-riscv64", "qemu-system-misc", ["--version"]),
         ToolSpec("Xvfb", "Xvfb", "xvfb"),
         ToolSpec("busybox", "busybox", "busybox-static", ["--help"], r"BusyBox v(\d+(?:\.\d+)+)"),
         ToolSpec("kernel", None, "linux-image-amd64"),
         ToolSpec("podman", "podman", "podman", ["--version"]),
-        ToolSpec("runc", "runc", "runc", ["--version"]),  # podman's default crun fails on hybrid cgroups
+        # podman's default crun fails on hybrid cgroups
+        ToolSpec("runc", "runc", "runc", ["--version"]),
         ToolSpec("flatpak", "flatpak", "flatpak", ["--version"]),
         ToolSpec("nix-instantiate", "nix-instantiate", "nix-bin", ["--version"]),
         ToolSpec("nix-prefetch-git", "nix-prefetch-git", "nix-bin (or devShells.default)"),
@@ -79,7 +84,8 @@ class Tool:
     path: Optional[str] = None
     version: Optional[str] = None
     extra: Dict[str, object] = field(default_factory=dict)
-    problem: Optional[str] = None  # why a manifest's path cannot be used: the tool then counts as not found
+    # why a manifest's path cannot be used: the tool then counts as not found
+    problem: Optional[str] = None
 
     @property
     def found(self) -> bool:
@@ -207,7 +213,8 @@ def newest_kernel() -> Tool:
     path = readable[-1]
     release = os.path.basename(path)[len("vmlinuz-"):]
     modules = f"/lib/modules/{release}"
-    return Tool("kernel", path, release, {"modules_dir": modules if os.path.isdir(modules) else None})
+    return Tool("kernel", path, release, {"modules_dir": modules if os.path.isdir(modules)
+                                          else None})
 
 
 def egl_vendor_dirs() -> List[str]:
@@ -246,7 +253,8 @@ def discover_egl() -> Tool:
     egl_file = library_file(egl) if egl else None
     if not (egl_file and gles and vendors):
         return Tool("egl")
-    return Tool("egl", egl_file, None, {"libGLESv2": library_file(gles) or gles, "vendor_files": sorted(vendors),
+    return Tool("egl", egl_file, None, {"libGLESv2": library_file(gles) or gles,
+                                        "vendor_files": sorted(vendors),
                                         "vendors": sorted(set(vendors.values()))})
 
 
@@ -259,10 +267,12 @@ def discover_host_driver(mesa: Tool) -> Tool:
     if not driver.found:
         return Tool("host-driver")
     return Tool("host-driver", "/", hostdriver.driver_version(driver, mesa.version),
-                {"vendor_dirs": [d for d in hostdriver.standard_dirs("/", hostdriver.EGL_VENDOR_DIRS)],
+                {"vendor_dirs": [d for d in hostdriver.standard_dirs("/",
+                                                                     hostdriver.EGL_VENDOR_DIRS)],
                  "icd_dirs": [d for d in hostdriver.standard_dirs("/", hostdriver.VULKAN_ICD_DIRS)],
                  "dri_dirs": driver.dri_dirs,
-                 "vendors": sorted({os.path.basename(v.library_path) for v in driver.vendors if v.library})})
+                 "vendors": sorted({os.path.basename(v.library_path) for v in driver.vendors
+                                    if v.library})})
 
 
 def gpu_device_nodes() -> List[str]:
@@ -309,7 +319,8 @@ def load_manifest(path: Path) -> Toolset:
                  f"ignored: {', '.join(DOCTOR_KEYS)})" for key in sorted(unknown, key=str)]
     tools = {name: Tool(name) for name in TOOL_SPECS}
     for name, entry in tools_data.items():
-        why = entry_problem(entry) if TOOL_NAME.match(name) else "a tool name is letters, digits, '.', '_', '+' and '-'"
+        why = entry_problem(entry) if TOOL_NAME.match(name) else ("a tool name is letters, digits, "
+                                                                  "'.', '_', '+' and '-'")
         if why:
             problems.append(f"{source}: tools.{shown_key(name)}: {why}")
             continue
@@ -341,12 +352,14 @@ def fits(value, kinds: tuple) -> bool:
     if isinstance(value, list):
         return list in kinds and all(isinstance(item, str) for item in value)
     if isinstance(value, dict):
-        return dict in kinds and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+        return dict in kinds and all(isinstance(k, str) and isinstance(v, str) for k,
+                                     v in value.items())
     return isinstance(value, kinds)
 
 
 def path_problem(name: str, path: str) -> Optional[str]:
-    """Why a manifest's path for a tool cannot be used (the tool then counts as not found), or None."""
+    """Why a manifest's path for a tool cannot be used (the tool then counts as not found), or
+    None."""
     where = f"manifest path {cut(path, 160)}"
     if not os.path.isabs(path):
         return f"{where} is not absolute"

@@ -48,9 +48,12 @@ class Known:
     kind: Kind
     reason: str  # a person's why (`baseline update` leaves a place for it: UNEXPLAINED)
     failure: Optional[FailureKind] = None  # the class a known failure must fail with; None: any
-    said: str = field(default="", compare=False)  # what the run said (a comment in the file; not read back)
-    host: Optional[str] = None  # a glob over the host class it holds on (run --host-class); None: every host
-    subtest: Optional[str] = None  # a glob over a workload's subtest names: it knows those, not the scenario
+    # what the run said (a comment in the file; not read back)
+    said: str = field(default="", compare=False)
+    # a glob over the host class it holds on (run --host-class); None: every host
+    host: Optional[str] = None
+    # a glob over a workload's subtest names: it knows those, not the scenario
+    subtest: Optional[str] = None
 
     @property
     def exact(self) -> bool:
@@ -59,7 +62,8 @@ class Known:
     def covers(self, scenario_id: str, host_class: str = "") -> bool:
         if self.host is not None and not fnmatch.fnmatchcase(host_class, self.host):
             return False
-        return self.match == scenario_id if self.exact else fnmatch.fnmatchcase(scenario_id, self.match)
+        return self.match == scenario_id if self.exact else fnmatch.fnmatchcase(scenario_id,
+                                                                                self.match)
 
     def accepts(self, kind: Optional[FailureKind]) -> bool:
         """Whether a failure of this class is the one the entry knows."""
@@ -67,7 +71,8 @@ class Known:
 
     def to_dict(self) -> dict:
         return {"match": self.match, "kind": self.kind.value, "reason": self.reason,
-                "failure": self.failure.value if self.failure else None, **({"host": self.host} if self.host else {}),
+                "failure": self.failure.value if self.failure else None, **({"host": self.host}
+                                                                            if self.host else {}),
                 **({"subtest": self.subtest} if self.subtest else {})}
 
 
@@ -83,7 +88,8 @@ class Baseline:
 
     def subtests_known(self, scenario_id: str, host_class: str = "") -> List[Known]:
         """The entries that know subtests of this scenario, exact matches first."""
-        found = [e for e in self.entries if e.subtest is not None and e.covers(scenario_id, host_class)]
+        found = [e for e in self.entries if e.subtest is not None and e.covers(scenario_id,
+                                                                               host_class)]
         return sorted(found, key=lambda e: not e.exact)
 
 
@@ -108,7 +114,8 @@ def entry_problems(key: str, entry: object) -> List[str]:
         problem = string_problem(f"{key}.{name}", entry.get(name))
         problems += [problem] if problem else []
     if entry.get("kind") not in [kind.value for kind in Kind]:
-        problems.append(f"{key}.kind: must be one of {', '.join(k.value for k in Kind)}, not {shown(entry.get('kind'))}")
+        problems.append(f"{key}.kind: must be one of {', '.join(k.value for k in Kind)}, not "
+                        f"{shown(entry.get('kind'))}")
     if "failure" in entry and entry["failure"] not in KNOWABLE_CLASSES:
         problems.append(f"{key}.failure: {shown(entry['failure'])} is not a failure class "
                         f"(one of {', '.join(KNOWABLE_CLASSES)})")
@@ -123,7 +130,8 @@ def parse(data: object, source: str) -> Baseline:
     """A baseline from its parsed TOML; every problem is one line of the InputError."""
     if not isinstance(data, dict):
         raise InputError(f"{source}: not a baseline (a TOML document with [[known]] entries)")
-    problems = [f"{cut(name, 40)}: unknown key (allowed: known)" for name in data if name != "known"]
+    problems = [f"{cut(name, 40)}: unknown key (allowed: known)" for name in data
+                if name != "known"]
     listed = data.get("known", [])
     if not isinstance(listed, list):
         problems.append(f"known: must be an array of tables ([[known]]), not {shown(listed)}")
@@ -132,16 +140,19 @@ def parse(data: object, source: str) -> Baseline:
     for index, entry in enumerate(listed):
         found = entry_problems(f"known[{index}]", entry)
         problems += found
-        where = (entry.get("match"), entry.get("host"), entry.get("subtest")) if isinstance(entry, dict) else None
+        where = (entry.get("match"), entry.get("host"), entry.get("subtest")) if isinstance(entry,
+                                                                                            dict) else None
         if not found and where in first:
-            problems.append(f"known[{index}].match: {shown(entry['match'])} is already known[{first[where]}]")
+            problems.append(f"known[{index}].match: {shown(entry['match'])} is already "
+                            f"known[{first[where]}]")
         elif not found and where is not None:
             first[where] = index
     if problems:
         raise InputError([f"{source}: {problem}" for problem in problems])
     return Baseline(source, tuple(Known(e["match"], Kind(e["kind"]), e["reason"],
                                         FailureKind(e["failure"]) if "failure" in e else None,
-                                        host=e.get("host"), subtest=e.get("subtest")) for e in listed))
+                                        host=e.get("host"), subtest=e.get("subtest"))
+                                  for e in listed))
 
 
 def load(path: Path) -> Baseline:
@@ -149,14 +160,16 @@ def load(path: Path) -> Baseline:
 
     source = str(path)
     if not Path(path).is_file():
-        raise InputError(f"{source}: cannot read baseline: {'is a directory' if Path(path).is_dir() else 'no such file'}")
+        raise InputError(f"{source}: cannot read baseline: "
+                         f"{'is a directory' if Path(path).is_dir() else 'no such file'}")
     return parse(parse_toml(read_text(path, "baseline"), source), source)
 
 
 def check_matches(baseline: Baseline, scenario_ids: List[str], matrix_source: str) -> None:
     """An entry that matches no scenario of the matrix is a typo or a stale entry: an InputError,
     as a matrix override that matches nothing is."""
-    problems = [f"{baseline.source}: known[{index}].match: {shown(entry.match)} matches no scenario of {matrix_source}"
+    problems = [f"{baseline.source}: known[{index}].match: {shown(entry.match)} matches no "
+                f"scenario of {matrix_source}"
                 for index, entry in enumerate(baseline.entries)
                 if not any(entry.covers(scenario_id) for scenario_id in scenario_ids)]
     if problems:
@@ -186,41 +199,51 @@ def apply(verdict: Verdict, known: Optional[Known], attempts: int = 1) -> Verdic
     if outcome is Outcome.PASS or kind in NOT_KNOWABLE:
         return verdict
     if outcome is Outcome.FAIL and not known.accepts(kind):
-        return replace(verdict, reason=f"a new failure: known {known.kind} with {known.failure}, failed with "
+        return replace(verdict,
+                       reason=f"a new failure: known {known.kind} with {known.failure}, failed "
+                              "with "
                                        f"{kind} instead: {verdict.reason}")
     if outcome is Outcome.FLAKE:
         return replace(verdict, reason=f"known {known.kind}{said}: {verdict.reason}")
     if known.kind is Kind.FAILURE:
-        return replace(verdict, outcome=Outcome.EXPECTED_FAIL, reason=f"known failure{said}: {verdict.reason}")
+        return replace(verdict, outcome=Outcome.EXPECTED_FAIL,
+                       reason=f"known failure{said}: {verdict.reason}")
     return replace(verdict, outcome=Outcome.FLAKE,
                    reason=f"known flake{said}, failed all {attempts} attempts: {verdict.reason}")
 
 
 def subtest_entry(entries: List[Known], subtest: Subtest) -> Optional[Known]:
-    return next((e for e in entries if e.subtest is not None and fnmatch.fnmatchcase(subtest.name, e.subtest)), None)
+    return next((e for e in entries if e.subtest is not None and fnmatch.fnmatchcase(subtest.name,
+                                                                                     e.subtest)),
+                None)
 
 
 def apply_subtests(verdict: Verdict, entries: List[Known]) -> Verdict:
     """The verdict of a workload judged against the entries that know its subtests."""
-    if not entries or not verdict.subtests or verdict.outcome in (Outcome.SKIP, Outcome.EXPECTED_FAIL):
+    if not entries or not verdict.subtests or verdict.outcome in (Outcome.SKIP,
+                                                                  Outcome.EXPECTED_FAIL):
         return verdict
     failed = [(s, subtest_entry(entries, s)) for s in verdict.subtests if s.outcome.failed]
     new = [s.name for s, entry in failed if entry is None]
-    fixed = [s.name for s in verdict.subtests if s.outcome in (SubtestOutcome.PASS, SubtestOutcome.WARN)
+    fixed = [s.name for s in verdict.subtests if s.outcome in (SubtestOutcome.PASS,
+                                                               SubtestOutcome.WARN)
              and (entry := subtest_entry(entries, s)) is not None and entry.kind is Kind.FAILURE]
     only_subtests = all(c.ok or c.name == "subtests" for c in verdict.checks)
     if new or not only_subtests:
-        return replace(verdict, reason=f"new failing subtests {', '.join(new[:8])}: {verdict.reason}") if new \
+        return replace(verdict,
+                       reason=f"new failing subtests {', '.join(new[:8])}: {verdict.reason}") if new \
             else verdict
     if failed:
         flaky = all(entry is not None and entry.kind is Kind.FLAKE for _, entry in failed)
-        why = "; ".join(sorted({entry.reason for _, entry in failed if entry and entry.reason != UNEXPLAINED}))
+        why = "; ".join(sorted({entry.reason for _, entry in failed if entry
+                                and entry.reason != UNEXPLAINED}))
         return replace(verdict, outcome=Outcome.FLAKE if flaky else Outcome.EXPECTED_FAIL,
                        reason=f"known {'flaky' if flaky else 'failing'} subtests only"
                               f"{f' ({why})' if why else ''}: {verdict.reason}")
     if fixed:
         return replace(verdict, outcome=Outcome.UNEXPECTED_PASS,
-                       reason=f"subtests the baseline knows as failures passed: {', '.join(fixed[:8])}")
+                       reason="subtests the baseline knows as failures passed: "
+                              f"{', '.join(fixed[:8])}")
     return verdict
 
 
@@ -258,7 +281,8 @@ class Update:
     added: List[Known]
     kept: List[Known]
     dropped: List[Known]
-    not_known: List[str]  # failures a baseline cannot hold (interrupted, a matrix expectation that passed)
+    # failures a baseline cannot hold (interrupted, a matrix expectation that passed)
+    not_known: List[str]
 
 
 def needed(scenario: RunScenario) -> Optional[Tuple[Kind, Optional[FailureKind]]]:
@@ -266,7 +290,8 @@ def needed(scenario: RunScenario) -> Optional[Tuple[Kind, Optional[FailureKind]]
     outcome = scenario.outcome
     if outcome is Outcome.FLAKE:
         return Kind.FLAKE, None
-    if outcome is Outcome.FAIL or (outcome is Outcome.EXPECTED_FAIL and not scenario.matrix_expects_failure):
+    if outcome is Outcome.FAIL or (outcome is Outcome.EXPECTED_FAIL
+                                   and not scenario.matrix_expects_failure):
         return Kind.FAILURE, scenario.failure
     return None
 
@@ -282,7 +307,8 @@ def keeps(entry: Known, scenarios: Sequence[RunScenario], current: Baseline) -> 
         covered = [s for s in scenarios if entry.covers(s.id, s.host_class)]
         if not covered or any(s.outcome is Outcome.SKIP for s in covered):
             return True
-        return any(subtest_entry([entry], failed) is not None for s in covered for failed in failing_subtests(s))
+        return any(subtest_entry([entry], failed) is not None for s in covered
+                   for failed in failing_subtests(s))
     covered = [s for s in scenarios if current.known(s.id, s.host_class) is entry]
     if not covered or any(s.outcome is Outcome.SKIP for s in covered):
         return True
@@ -305,7 +331,8 @@ def update(scenarios: Sequence[RunScenario], current: Optional[Baseline], source
     added, not_known = [], []
     for scenario in sorted(scenarios, key=lambda s: s.id):
         if scenario.matrix_expects_failure and scenario.outcome is Outcome.UNEXPECTED_PASS:
-            not_known.append(scenario.id)  # the matrix is wrong, not the run: a baseline cannot say so
+            # the matrix is wrong, not the run: a baseline cannot say so
+            not_known.append(scenario.id)
             continue
         need = needed(scenario)
         if need is None:
@@ -317,14 +344,16 @@ def update(scenarios: Sequence[RunScenario], current: Optional[Baseline], source
         host_class = scenario.host_class
         if failure is FailureKind.SUBTEST_FAILED and failing_subtests(scenario):
             known_here = partial.subtests_known(scenario.id, host_class)
-            added += [Known(scenario.id, kind, UNEXPLAINED, None, cut(f"{s.outcome}: {s.detail}", REASON_LIMIT),
+            added += [Known(scenario.id, kind, UNEXPLAINED, None, cut(f"{s.outcome}: {s.detail}",
+                                                                      REASON_LIMIT),
                             host_class or None, s.name)
                       for s in failing_subtests(scenario) if subtest_entry(known_here, s) is None]
             continue
         old = partial.known(scenario.id, host_class)
         if old is not None and old.kind is kind and old.accepts(failure):
             continue
-        added.append(Known(scenario.id, kind, UNEXPLAINED, failure if kind is Kind.FAILURE else None,
+        added.append(Known(scenario.id, kind, UNEXPLAINED, failure if kind is Kind.FAILURE
+                           else None,
                            one_line_reason(scenario), host_class or None))
     return Update(Baseline(source, tuple(kept + added)), added, kept, dropped, not_known)
 

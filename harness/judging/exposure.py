@@ -19,9 +19,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..launch.lifecycle import HOST_PATHS
 
-STANDARD_DEVICES = {"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty"}
-PSEUDO_FS = {"proc", "tmpfs", "devpts", "mqueue", "cgroup", "cgroup2", "securityfs", "debugfs", "tracefs",
-             "bpf", "pstore", "hugetlbfs", "fusectl", "configfs", "binfmt_misc", "autofs", "efivarfs", "ramfs"}
+STANDARD_DEVICES = {"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom",
+                    "/dev/tty"}
+PSEUDO_FS = {"proc", "tmpfs", "devpts", "mqueue", "cgroup", "cgroup2", "securityfs", "debugfs",
+             "tracefs",
+             "bpf", "pstore", "hugetlbfs", "fusectl", "configfs", "binfmt_misc", "autofs",
+             "efivarfs", "ramfs"}
 NAMESPACES = ("mnt", "pid", "net", "ipc", "uts", "user", "cgroup")
 
 
@@ -79,7 +82,8 @@ def unescape(text: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
 
 
-def host_path(device: str, root: str, mounts: Sequence[HostMount], fstype: str = "") -> Optional[str]:
+def host_path(device: str, root: str, mounts: Sequence[HostMount],
+              fstype: str = "") -> Optional[str]:
     """Where the host sees a file that a workload's mount shows as (device, root in that fs); a
     mount of another filesystem type on the same device number (a number reused since) is not it."""
     best: Optional[Tuple[int, str]] = None
@@ -131,8 +135,10 @@ def within(path: str, folders: Sequence[str]) -> bool:
 
 
 def overlay_layers(options: str) -> List[str]:
-    """An overlay's lower layers (host paths), from its `lowerdir=` option as the probe reports it."""
-    return [unescape(layer).replace("\\:", ":") for layer in re.split(r"(?<!\\):", options) if layer]
+    """An overlay's lower layers (host paths), from its `lowerdir=` option as the probe reports
+    it."""
+    return [unescape(layer).replace("\\:", ":") for layer in re.split(r"(?<!\\):", options)
+            if layer]
 
 
 def folders_seen(folders: Sequence[str], seen: Sequence[str], whole_host: bool) -> List[str]:
@@ -169,7 +175,8 @@ def audit(mounts: List[list], namespaces: Dict[str, str], host_namespaces: Dict[
             # Its lower layers, never its device number (see above); without them (a probe of
             # an older harness) it is the container's own root: the runtime's, not the host's.
             layers = overlay_layers(str(entry[6]) if len(entry) > 6 else "")
-            hosts = [os.path.normpath(layer.rstrip("/") + "/" + root.lstrip("/")) for layer in layers]
+            hosts = [os.path.normpath(layer.rstrip("/") + "/" + root.lstrip("/"))
+                     for layer in layers]
         elif fstype == "9p":
             if exports is None or source not in exports:
                 continue
@@ -194,7 +201,8 @@ def audit(mounts: List[list], namespaces: Dict[str, str], host_namespaces: Dict[
             elif host not in seen:
                 seen.append(host)
     exposure.host_files = sorted(set(exposure.host_files + seen))
-    exposure.host_folders_visible = folders_seen(exposure.host_folders_checked, seen, exposure.whole_host)
+    exposure.host_folders_visible = folders_seen(exposure.host_folders_checked, seen,
+                                                 exposure.whole_host)
     exposure.host_file_count = None if exposure.whole_host else sum(
         file_count(p) for p in seen)
     if exports is not None:
@@ -202,7 +210,8 @@ def audit(mounts: List[list], namespaces: Dict[str, str], host_namespaces: Dict[
         exposure.source = "guest mountinfo + 9p exports"
     else:
         exposure.shared_namespaces = [ns for ns in NAMESPACES
-                                      if namespaces.get(ns) and namespaces.get(ns) == host_namespaces.get(ns)]
+                                      if namespaces.get(ns)
+                                      and namespaces.get(ns) == host_namespaces.get(ns)]
     return exposure
 
 
@@ -212,13 +221,15 @@ def virtfs_exports(argv: Sequence[str]) -> Dict[str, str]:
     for flag, value in zip(argv, argv[1:], strict=False):
         if flag != "-virtfs":
             continue
-        options = dict(part.split("=", 1) for part in value.replace(",,", "\0").split(",") if "=" in part)
+        options = dict(part.split("=", 1) for part in value.replace(",,", "\0").split(",")
+                       if "=" in part)
         if "mount_tag" in options and "path" in options:
             exports[options["mount_tag"]] = options["path"].replace("\0", ",")
     return exports
 
 
-def of_run(report: Optional[dict], argv: Sequence[str], host_namespaces: Dict[str, str], runtime_root: str,
+def of_run(report: Optional[dict], argv: Sequence[str], host_namespaces: Dict[str, str],
+           runtime_root: str,
            own: Sequence[str]) -> Optional[Exposure]:
     """The exposure of a launch from its probe's report; None when the probe reported nothing."""
     if not report or not isinstance(report.get("mounts"), list):
@@ -226,21 +237,28 @@ def of_run(report: Optional[dict], argv: Sequence[str], host_namespaces: Dict[st
     isolation = report.get("isolation")
     isolation = isolation if isinstance(isolation, dict) else {}
     namespaces = isolation.get("namespaces")
-    namespaces = {str(k): str(v) for k, v in namespaces.items()} if isinstance(namespaces, dict) else {}
+    namespaces = {str(k): str(v) for k, v in namespaces.items()} if isinstance(namespaces,
+                                                                               dict) else {}
     exports = virtfs_exports(argv) if "-virtfs" in argv else None
     return audit(report["mounts"], namespaces, host_namespaces, runtime_root, own, exports)
 
 
 BIND_FLAGS = {"--ro-bind", "--bind", "--dev-bind", "--ro-bind-try", "--bind-try", "--dev-bind-try"}
-TWO_ARGUMENTS = BIND_FLAGS | {"--symlink", "--setenv", "--chmod", "--file", "--bind-data", "--ro-bind-data"}
-ONE_ARGUMENT = {"--proc", "--dev", "--tmpfs", "--dir", "--chdir", "--remount-ro", "--unsetenv", "--mqueue",
-                "--uid", "--gid", "--hostname", "--perms", "--size", "--sync-fd", "--info-fd", "--block-fd",
-                "--userns-block-fd", "--json-status-fd", "--seccomp", "--add-seccomp-fd", "--exec-label",
-                "--file-label", "--lock-file", "--args", "--userns", "--userns2", "--pidns", "--cap-add",
+TWO_ARGUMENTS = BIND_FLAGS | {"--symlink", "--setenv", "--chmod", "--file", "--bind-data",
+                              "--ro-bind-data"}
+ONE_ARGUMENT = {"--proc", "--dev", "--tmpfs", "--dir", "--chdir", "--remount-ro", "--unsetenv",
+                "--mqueue",
+                "--uid", "--gid", "--hostname", "--perms", "--size", "--sync-fd", "--info-fd",
+                "--block-fd",
+                "--userns-block-fd", "--json-status-fd", "--seccomp", "--add-seccomp-fd",
+                "--exec-label",
+                "--file-label", "--lock-file", "--args", "--userns", "--userns2", "--pidns",
+                "--cap-add",
                 "--cap-drop", "--argv0"}
 
 
-def from_bwrap_argv(argv: Sequence[str], runtime_root: str, own: Sequence[str]) -> Optional[Exposure]:
+def from_bwrap_argv(argv: Sequence[str], runtime_root: str,
+                    own: Sequence[str]) -> Optional[Exposure]:
     """The exposure a bwrap command line declares, for a workload that never started (the
     loader refused it before any code of ours ran): its binds are exactly its mounts."""
     if not argv or os.path.basename(argv[0]) != "bwrap":
@@ -263,6 +281,8 @@ def from_bwrap_argv(argv: Sequence[str], runtime_root: str, own: Sequence[str]) 
                 files.append(os.path.realpath(source) if os.path.isfile(source) else source)
         index += 3 if flag in TWO_ARGUMENTS else 2 if flag in ONE_ARGUMENT else 1
     exposure.host_files = sorted(set(files))
-    exposure.host_file_count = None if exposure.whole_host else sum(file_count(p) for p in exposure.host_files)
-    exposure.host_folders_visible = folders_seen(exposure.host_folders_checked, files, exposure.whole_host)
+    exposure.host_file_count = None if exposure.whole_host else sum(file_count(p)
+                                                                    for p in exposure.host_files)
+    exposure.host_folders_visible = folders_seen(exposure.host_folders_checked, files,
+                                                 exposure.whole_host)
     return exposure

@@ -21,7 +21,8 @@ class ScenarioResult:
     wall_s: float
     attempts: int = 1
     runtime_facts: Dict[str, object] = field(default_factory=dict)
-    exposure: Optional[exposure_mod.Exposure] = None  # the leak audit (None: the probe reported nothing)
+    # the leak audit (None: the probe reported nothing)
+    exposure: Optional[exposure_mod.Exposure] = None
     driver_match: Optional[DriverMatch] = None  # None: it did not run (its attempts never started)
     known: Optional[baseline_mod.Known] = None  # the baseline's entry that judged it
     # Its results.json entry where it was written elsewhere (in a machine's guest): taken as it is.

@@ -20,7 +20,8 @@ from ..system.process import tail
 from ..launch.vtest import SERVICE as VTEST_SERVICE
 from ..workloads import registry as workloads
 
-PASS, FAIL, EXPECTED_FAIL, FLAKE, SKIP = (Outcome.PASS, Outcome.FAIL, Outcome.EXPECTED_FAIL, Outcome.FLAKE,
+PASS, FAIL, EXPECTED_FAIL, FLAKE, SKIP = (Outcome.PASS, Outcome.FAIL, Outcome.EXPECTED_FAIL,
+                                          Outcome.FLAKE,
                                           Outcome.SKIP)
 
 
@@ -30,7 +31,8 @@ class Check:
     ok: bool
     detail: str
     kind: Optional[FailureKind] = None  # the failure class when the check fails
-    artifacts: Dict[str, str] = field(default_factory=dict)  # files behind it: image, golden, diff, ...
+    # files behind it: image, golden, diff, ...
+    artifacts: Dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -40,7 +42,8 @@ class Verdict:
     checks: List[Check] = field(default_factory=list)
     failure_kind: Optional[FailureKind] = None
     subject: str = ""  # what the failure class is about: the soname, the glibc version, the signal
-    subtests: List[Subtest] = field(default_factory=list)  # a declared workload's, each judged by its kind
+    # a declared workload's, each judged by its kind
+    subtests: List[Subtest] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
@@ -82,7 +85,8 @@ def classified(scenario: Scenario, observed: Observed, host: HostFacts,
                failure: Optional[Failure]) -> Optional[Failure]:
     """A crash, a missing result or a probe error, said more precisely where the loader's own
     words (in the probe's report or its log) say why: `missing-library libglapi.so.0: ...`."""
-    if failure is None or failure.kind not in (FailureKind.CRASH, FailureKind.NO_RESULT, FailureKind.PROBE_ERROR):
+    if failure is None or failure.kind not in (FailureKind.CRASH, FailureKind.NO_RESULT,
+                                               FailureKind.PROBE_ERROR):
         return failure
     theirs = foreign_driver(scenario)
     if theirs:
@@ -98,13 +102,15 @@ def classified(scenario: Scenario, observed: Observed, host: HostFacts,
                                {"runtime": runtime_libc, "host": host.driver_libc}, service_lines)
     if found is None:
         evidence = diagnosis.service_evidence(service_lines)
-        return Failure(failure.kind, f"{failure.message} (the service said: {evidence})", failure.subject) \
+        return Failure(failure.kind, f"{failure.message} (the service said: {evidence})",
+                       failure.subject) \
             if evidence else failure
     said = f" (the service said: {found.evidence})" if found.evidence else ""
     stale = launch.facts.get("cdi_stale")
     checked = [line for line in stale if isinstance(line, str)] if isinstance(stale, list) else []
     if found.kind is FailureKind.STALE_SPEC and checked:
-        said += f" (cdi check said before the run: {checked[0]}{f', and {len(checked) - 1} more' if len(checked) > 1 else ''})"
+        said += (" (cdi check said before the run: "
+                 f"{checked[0]}{f', and {len(checked) - 1} more' if len(checked) > 1 else ''})")
     return Failure(found.kind, f"{found.describe()}: {failure.message}{said}", found.subject)
 
 
@@ -114,8 +120,10 @@ def foreign_driver(scenario: Scenario) -> Optional[str]:
     loader's words (which, for arm64, only say that the library is missing)."""
     if scenario.spec.host_driver is None or not scenario.runtime.root:
         return None
-    runtime, host = emulation.tree_architecture(scenario.runtime.root), emulation.tree_architecture("/")
-    return f"the host's {host} driver in a runtime for {runtime}" if runtime and host and runtime != host else None
+    runtime, host = (emulation.tree_architecture(scenario.runtime.root),
+                     emulation.tree_architecture("/"))
+    return (f"the host's {host} driver in a runtime for {runtime}" if runtime and host
+            and runtime != host else None)
 
 
 def launch_failure(observed: Observed, timeout_s: float) -> Optional[Failure]:
@@ -127,13 +135,16 @@ def launch_failure(observed: Observed, timeout_s: float) -> Optional[Failure]:
         return launch.failure or Failure(FailureKind.LAUNCH_FAILED, "probe never started")
     described = launch.exit.describe()
     if launch.exit.timed_out:
-        return Failure(FailureKind.TIMEOUT, with_log(f"probe timed out after {timeout_s:g} s and was killed", launch))
+        return Failure(FailureKind.TIMEOUT,
+                       with_log(f"probe timed out after {timeout_s:g} s and was killed", launch))
     if launch.failure is not None:
-        return Failure(launch.failure.kind, with_log(f"{launch.failure.message}; probe {described}", launch))
+        return Failure(launch.failure.kind, with_log(f"{launch.failure.message}; probe {described}",
+                                                     launch))
     crashed = launch.exit.signal is not None or (launch.exit.code or 0) > 128
     if report is None:
         if observed.report_problem:
-            return Failure(FailureKind.NO_RESULT, f"probe printed a bad report: {observed.report_problem}")
+            return Failure(FailureKind.NO_RESULT,
+                           f"probe printed a bad report: {observed.report_problem}")
         return Failure(FailureKind.CRASH if crashed else FailureKind.NO_RESULT,
                        with_log(f"probe {described} without a result", launch))
     if not report.ok:
@@ -146,17 +157,21 @@ def launch_failure(observed: Observed, timeout_s: float) -> Optional[Failure]:
 
 def renderer_check(scenario: Scenario, report: ProbeReport, host: HostFacts) -> Optional[Check]:
     api = probes.get(scenario.probe_program).api
-    machine_gpu = machine_specs.get(scenario.machine).renderer(api) if scenario.machine != machine_specs.LOCAL else None
+    machine_gpu = (machine_specs.get(scenario.machine).renderer(api)
+                   if scenario.machine != machine_specs.LOCAL else None)
     pattern = path_registry.expected_renderer(scenario.spec, api, host.has_gpu, machine_gpu)
     if pattern is None:
         return None
     renderer = report.renderer
     if re.search(pattern, renderer) is not None:
         return Check("renderer", True, f"renderer {renderer!r} matches '{pattern}'")
-    if any(name in renderer.lower() for name in ("llvmpipe", "softpipe")):  # software where the path promised otherwise
-        return Check("renderer", False, f"silent fallback to software: renderer {renderer!r}, expected '{pattern}'",
+    # software where the path promised otherwise
+    if any(name in renderer.lower() for name in ("llvmpipe", "softpipe")):
+        return Check("renderer", False,
+                     f"silent fallback to software: renderer {renderer!r}, expected '{pattern}'",
                      FailureKind.SILENT_SOFTWARE_FALLBACK)
-    return Check("renderer", False, f"renderer {renderer!r} does not match '{pattern}'", FailureKind.WRONG_RENDERER)
+    return Check("renderer", False, f"renderer {renderer!r} does not match '{pattern}'",
+                 FailureKind.WRONG_RENDERER)
 
 
 def host_driver_check(scenario: Scenario, report: ProbeReport) -> Optional[Check]:
@@ -168,38 +183,45 @@ def host_driver_check(scenario: Scenario, report: ProbeReport) -> Optional[Check
         if isinstance(libraries, list) else []
     if loaded:
         return Check("host-driver", True, f"{len(loaded)} host driver libraries loaded")
-    return Check("host-driver", False, "rendered without loading any of the host driver's libraries "
+    return Check("host-driver", False,
+                 "rendered without loading any of the host driver's libraries "
                  "(the runtime's own driver answered)", FailureKind.HOST_DRIVER_UNUSED)
 
 
 def isolation_checks(scenario: Scenario, report: ProbeReport, host: HostFacts) -> List[Check]:
     spec, facts = scenario.spec, report.isolation
     checks = []
-    nodes = [str(n) for n in facts.get("dri_nodes") or []] if isinstance(facts.get("dri_nodes"), list) else []
+    nodes = [str(n) for n in facts.get("dri_nodes") or []] if isinstance(facts.get("dri_nodes"),
+                                                                         list) else []
     if spec.no_dri_nodes:
         checks.append(Check("no-dri", not nodes, f"{len(nodes)} /dev/dri nodes visible" +
                             (f": {', '.join(nodes)}" if nodes else ""), FailureKind.ISOLATION))
     if spec.needs_render_node:
         render = [n for n in nodes if "renderD" in n]
-        checks.append(Check("render-node", bool(render), f"{len(render)} render nodes visible", FailureKind.ISOLATION))
+        checks.append(Check("render-node", bool(render), f"{len(render)} render nodes visible",
+                            FailureKind.ISOLATION))
     if spec.hides_host:
         listed = facts.get("host_paths_visible_list")
         visible = [str(v) for v in listed] if isinstance(listed, list) else []
         checks.append(Check("host-hidden", not visible,
-                            f"{len(visible)} of {facts.get('host_paths_checked', 0)} host paths visible" +
+                            f"{len(visible)} of {facts.get('host_paths_checked', 0)} host paths "
+                            "visible" +
                             (f": {', '.join(visible)}" if visible else ""), FailureKind.ISOLATION))
     if spec.own_namespaces:
         seen = facts["namespaces"] if isinstance(facts.get("namespaces"), dict) else {}
-        shared = [ns for ns in spec.own_namespaces if seen.get(ns) and seen.get(ns) == host.namespaces.get(ns)]
+        shared = [ns for ns in spec.own_namespaces if seen.get(ns)
+                  and seen.get(ns) == host.namespaces.get(ns)]
         checks.append(Check("namespaces", not shared,
                             f"shares the host's {', '.join(shared)} namespace" if shared
-                            else f"own {', '.join(spec.own_namespaces)} namespaces", FailureKind.ISOLATION))
+                            else f"own {', '.join(spec.own_namespaces)} namespaces",
+                            FailureKind.ISOLATION))
     return checks
 
 
 def last_service_lines(launch: LaunchResult) -> List[str]:
     """The last lines each service logged: where a failure's evidence is."""
-    return [line for path in launch.service_logs.values() if path for line in tail(path, 50).splitlines()]
+    return [line for path in launch.service_logs.values() if path for line in tail(path,
+                                                                                   50).splitlines()]
 
 
 def server_connection_check(launch: LaunchResult) -> Optional[Check]:
@@ -212,7 +234,8 @@ def server_connection_check(launch: LaunchResult) -> Optional[Check]:
     lost = diagnosis.lost_vtest_server(launch.log_tail(400).splitlines())
     said = []
     if crashes:
-        said.append(f"the vtest server's process for a client crashed {crashes} time{'s' if crashes > 1 else ''} "
+        said.append(f"the vtest server's process for a client crashed {crashes} "
+                    f"time{'s' if crashes > 1 else ''} "
                     f"({diagnosis.SERVER_SEGV})")
     if lost:
         evidence = diagnosis.service_evidence(last_service_lines(launch))
@@ -228,15 +251,19 @@ def server_connection_check(launch: LaunchResult) -> Optional[Check]:
 
 
 def image_check(comparison: Comparison) -> Check:
-    return Check("image", comparison.matched, comparison.reason, FailureKind.IMAGE_MISMATCH, comparison.artifacts)
+    return Check("image", comparison.matched, comparison.reason, FailureKind.IMAGE_MISMATCH,
+                 comparison.artifacts)
 
 
 def scanout_check(launch: LaunchResult, scanout: Optional[Comparison]) -> Check:
     if not launch.scanout_path:
-        return Check("scanout", False, "no scanout captured from outside the machine", FailureKind.SCANOUT_MISMATCH)
+        return Check("scanout", False, "no scanout captured from outside the machine",
+                     FailureKind.SCANOUT_MISMATCH)
     if scanout is None:
-        return Check("scanout", True, "scanout captured (not compared)", artifacts={"scanout": launch.scanout_path})
-    return Check("scanout", scanout.matched, "scanout " + scanout.reason, FailureKind.SCANOUT_MISMATCH,
+        return Check("scanout", True, "scanout captured (not compared)",
+                     artifacts={"scanout": launch.scanout_path})
+    return Check("scanout", scanout.matched, "scanout " + scanout.reason,
+                 FailureKind.SCANOUT_MISMATCH,
                  scanout.artifacts)
 
 
@@ -248,12 +275,14 @@ def judge(scenario: Scenario, observed: Observed, comparison: Optional[Compariso
     failure = classified(scenario, observed, host, launch_failure(observed, scenario.timeout_s))
     checks: List[Check] = []
     probe_out = launch.artifacts.get("probe_out")
-    subtests = workloads.judge(scenario.declared, observed.report.raw.get("steps"), Path(probe_out) if probe_out else None,
+    subtests = workloads.judge(scenario.declared, observed.report.raw.get("steps"),
+                               Path(probe_out) if probe_out else None,
                                observed.report.renderer) if scenario.declared and observed.report else []
     if failure is None:
         assert observed.report is not None
         if subtests and all(s.outcome is SubtestOutcome.SKIP for s in subtests):
-            return Verdict(SKIP, "every subtest skipped: " + "; ".join(f"{s.name}: {s.detail}" for s in subtests[:3]),
+            return Verdict(SKIP, "every subtest skipped: " + "; ".join(f"{s.name}: {s.detail}"
+                                                                       for s in subtests[:3]),
                            subtests=subtests)
         renderer = renderer_check(scenario, observed.report, host)
         checks += [renderer] if renderer else []
@@ -269,7 +298,8 @@ def judge(scenario: Scenario, observed: Observed, comparison: Optional[Compariso
         checks += [subtest_check(subtests)] if scenario.declared else []
         bad = [c for c in checks if not c.ok]
         if bad:
-            failure = Failure(bad[0].kind or FailureKind.PROBE_ERROR, "; ".join(c.detail for c in bad))
+            failure = Failure(bad[0].kind or FailureKind.PROBE_ERROR, "; ".join(c.detail
+                                                                                for c in bad))
     verdict = apply_expectation(scenario, failure, checks)
     verdict.subtests = subtests
     if failure is not None:
@@ -284,7 +314,8 @@ def subtest_check(subtests: List[Subtest]) -> Check:
     for subtest in subtests:
         counts[str(subtest.outcome)] = counts.get(str(subtest.outcome), 0) + 1
     summary = f"{counts.get('pass', 0) + counts.get('warn', 0)}/{len(subtests)} subtests pass" + "".join(
-        f", {count} {word}" for word, count in sorted(counts.items()) if word not in ("pass", "warn"))
+        f", {count} {word}" for word, count in sorted(counts.items()) if word not in ("pass",
+                                                                                      "warn"))
     if failed:
         named = "; ".join(f"{s.name} ({s.outcome}: {s.detail})" for s in failed[:5])
         return Check("subtests", False, f"{summary}: {named}{'; ...' if len(failed) > 5 else ''}",
@@ -299,13 +330,17 @@ def apply_expectation(scenario: Scenario, failure: Optional[Failure],
         renderer = next((c.detail for c in checks if c.name == "renderer"), "")
         return Verdict(PASS, "all checks passed" + (f": {renderer}" if renderer else ""), checks)
     if failure is None:
-        return Verdict(Outcome.UNEXPECTED_PASS, f"passed, but expected to fail ({scenario.expect.reason})", checks)
+        return Verdict(Outcome.UNEXPECTED_PASS,
+                       f"passed, but expected to fail ({scenario.expect.reason})", checks)
     reason, kind = failure.message, failure.kind
     wanted = scenario.expect.failure
     if expected_fail and wanted and str(kind) != wanted:
-        return Verdict(FAIL, f"expected to fail with {wanted}, failed with {kind} instead: {reason}", checks, kind)
+        return Verdict(FAIL,
+                       f"expected to fail with {wanted}, failed with {kind} instead: {reason}",
+                       checks, kind)
     if expected_fail:
-        return Verdict(EXPECTED_FAIL, f"failed as expected ({scenario.expect.reason}): {reason}", checks, kind)
+        return Verdict(EXPECTED_FAIL, f"failed as expected ({scenario.expect.reason}): {reason}",
+                       checks, kind)
     return Verdict(FAIL, reason, checks, kind)
 
 
@@ -317,7 +352,8 @@ def compare_images(scenario: Scenario, observed: Observed,
     golden = goldens.folder / f"{scenario.golden}.png"
     comparison = None
     if launch.image_path:
-        comparison = imagecompare.compare(launch.image_path, golden, scenario.tolerance, goldens.result_dir / "diff.png")
+        comparison = imagecompare.compare(launch.image_path, golden, scenario.tolerance,
+                                          goldens.result_dir / "diff.png")
         if golden.exists():
             copy = goldens.result_dir / "golden.png"
             shutil.copyfile(golden, copy)
@@ -327,13 +363,16 @@ def compare_images(scenario: Scenario, observed: Observed,
     scanout = None
     if launch.scanout_path and launch.image_path:
         if probes.get(scenario.probe_program).shown:  # a compositor showed it, scaled to its output
-            scanout = imagecompare.compare_shown(launch.scanout_path, golden, imagecompare.SHOWN_TOLERANCE, goldens.result_dir)
+            scanout = imagecompare.compare_shown(launch.scanout_path, golden,
+                                                 imagecompare.SHOWN_TOLERANCE, goldens.result_dir)
         else:
-            scanout = imagecompare.compare_region(launch.scanout_path, golden, scenario.tolerance, goldens.result_dir)
+            scanout = imagecompare.compare_region(launch.scanout_path, golden, scenario.tolerance,
+                                                  goldens.result_dir)
     return comparison, scanout
 
 
-def evaluate(scenario: Scenario, observed: Observed, host: HostFacts, goldens: Optional[Goldens]) -> Verdict:
+def evaluate(scenario: Scenario, observed: Observed, host: HostFacts,
+             goldens: Optional[Goldens]) -> Verdict:
     """Compare the images (where goldens are given) and judge."""
     comparison, scanout = compare_images(scenario, observed, goldens) if goldens else (None, None)
     return judge(scenario, observed, comparison, host, scanout)
@@ -344,7 +383,8 @@ def combine_attempts(verdicts: List[Verdict]) -> Verdict:
     last = verdicts[-1]
     if last.outcome is PASS and any(v.outcome is FAIL for v in verdicts[:-1]):
         first_fail = next(v for v in verdicts if v.outcome is FAIL)
-        return Verdict(FLAKE, f"passed on attempt {len(verdicts)} after: {first_fail.reason}", last.checks,
+        return Verdict(FLAKE, f"passed on attempt {len(verdicts)} after: {first_fail.reason}",
+                       last.checks,
                        first_fail.failure_kind, subtests=last.subtests)
     return last
 

@@ -25,8 +25,10 @@ if TYPE_CHECKING:
 # Where a scenario's wall goes, in the order it happens: every second of an attempt is in one of
 # these (check_s: can the path run here; *_s of a launch's steps; then the verdict, the audit of
 # what the workload saw, and removing its scratch folder).
-PHASE_NAMES = ("check_s", "image_build_s", "setup_s", "services_ready_s", "workload_start_s", "qemu_start_s", "boot_s",
-               "probe_s", "finish_s", "shutdown_s", "stop_s", "collect_s", "verdict_s", "audit_s", "cleanup_s",
+PHASE_NAMES = ("check_s", "image_build_s", "setup_s", "services_ready_s", "workload_start_s",
+               "qemu_start_s", "boot_s",
+               "probe_s", "finish_s", "shutdown_s", "stop_s", "collect_s", "verdict_s", "audit_s",
+               "cleanup_s",
                "retried_s")
 # Paths a sandbox should hide. The sentinel is a per-scenario file that only the host has.
 HOST_PATHS = ("/home", "/root", "/srv", "/var/lib", "/boot", "/opt", "/mnt", "/media")
@@ -114,7 +116,8 @@ class Hooks:
     before_phase: Callable[[Phase, str], None] = lambda phase, scenario_id: None
     start_services: Callable[[List[service_mod.ServiceSpec]], List[service_mod.RunningService]] = \
         service_mod.start_all
-    # Fault injection in a machine's guest: its kernel panics once this many scenarios finished there.
+    # Fault injection in a machine's guest: its kernel panics once this many scenarios finished
+    # there.
     machine_panic_after: Optional[int] = None
 
 
@@ -160,7 +163,8 @@ class LaunchResult:
     events: List[dict] = field(default_factory=list)  # QMP events seen
     logs: Dict[str, str] = field(default_factory=dict)  # "probe" and one per service/machine
     artifacts: Dict[str, str] = field(default_factory=dict)  # "stdout", "image", "scanout"
-    facts: Dict[str, object] = field(default_factory=dict)  # launcher facts for the report (accel, ...)
+    # launcher facts for the report (accel, ...)
+    facts: Dict[str, object] = field(default_factory=dict)
 
     def timed(self, name: str, since: float) -> float:
         """Add the time since `since` to phase `name`; the time now."""

@@ -19,10 +19,12 @@ from .vm import console, display, initramfs, modules as modules_mod
 from .vm.qemu import QemuSpec
 
 SHARE_INSIDE = "/run/gpu-harness/out"  # the run's output folder, inside the guest
-CACHE_INSIDE = "/run/gpu-harness/cache"  # XDG_CACHE_HOME inside: the host's cache is its gpu-harness
+# XDG_CACHE_HOME inside: the host's cache is its gpu-harness
+CACHE_INSIDE = "/run/gpu-harness/cache"
 MACHINE_MODULES = ("overlay",)  # the writable root
 CAPTURE_ASKED, CAPTURE_DONE = "kms-ready", "kms-captured"  # probe/kms.py's READY and CAPTURED
-CAPTURE_PATIENCE_S, CAPTURE_RETRY_S = 10.0, 0.5  # a display still blank is captured again until then
+# a display still blank is captured again until then
+CAPTURE_PATIENCE_S, CAPTURE_RETRY_S = 10.0, 0.5
 
 
 FRESH_IN_GUEST = ("/tmp", "/run", "/var/tmp")  # the guest mounts a tmpfs of its own on each
@@ -35,7 +37,8 @@ def hidden_harness_dirs() -> List[str]:
     found = sorted({str(path) for path in (places.CHECKOUT, Path(sys.prefix).resolve(),
                                            Path(sys.base_prefix).resolve())
                     if any(path.is_relative_to(fresh) for fresh in FRESH_IN_GUEST)})
-    outermost = [d for d in found if not any(d != other and Path(d).is_relative_to(other) for other in found)]
+    outermost = [d for d in found if not any(d != other and Path(d).is_relative_to(other)
+                                             for other in found)]
     return [d for d in outermost if KERNEL_ARG_SAFE.match(d)]
 
 
@@ -51,7 +54,8 @@ class MachineLaunch(VmLaunch):
         return self.share
 
     def workload_dir(self) -> str:
-        """Where the workload script is, relative to the share (the kernel command line names it)."""
+        """Where the workload script is, relative to the share (the kernel command line names
+        it)."""
         return str(self.ctx.workspace.probe_out.relative_to(self.share))
 
     def guest_image(self) -> Tuple[Path, bool]:
@@ -59,18 +63,22 @@ class MachineLaunch(VmLaunch):
         modules_dir = str(ctx.toolset.tools["kernel"].extra["modules_dir"])
         modules = modules_mod.resolve_for_kernel(modules_dir, self.guest_modules())
         init = console.render_init(modules, scanout=False, agent=False, machine=True)
-        built = initramfs.build(initramfs.InitramfsSpec(ctx.toolset.path("busybox"), modules_dir, tuple(modules), init,
+        built = initramfs.build(initramfs.InitramfsSpec(ctx.toolset.path("busybox"), modules_dir,
+                                                        tuple(modules), init,
                                                         ()))
         out = ctx.workspace.probe_out
         argv = list(ctx.workload.command or [])
-        (out / "workload.sh").write_text(render("guest-workload.sh.j2", env=self.environment(), argv=argv, stdin=None))
+        (out / "workload.sh").write_text(render("guest-workload.sh.j2", env=self.environment(),
+                                                argv=argv, stdin=None))
         return built
 
     def environment(self) -> List[Tuple[str, str]]:
         """What the harness inside runs with: the machine's name (its scenarios run locally there),
         the shared cache, a writable temp folder."""
-        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
-               "LANG": "C.UTF-8", "TMPDIR": "/tmp", "XDG_CACHE_HOME": CACHE_INSIDE, MACHINE_ENV: self.spec.name,
+        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+               "HOME": "/root",
+               "LANG": "C.UTF-8", "TMPDIR": "/tmp", "XDG_CACHE_HOME": CACHE_INSIDE,
+               MACHINE_ENV: self.spec.name,
                "PYTHONDONTWRITEBYTECODE": "1", **dict(self.ctx.scenario.env)}
         return sorted(env.items())
 
@@ -113,7 +121,9 @@ class MachineLaunch(VmLaunch):
         # The harness inside imports numpy, whose builds need x86-64-v2 (SSE4.2): qemu64 lacks it,
         # TCG's max model has it (and AVX2).
         cpu = None if qemu.accel == "kvm" else "max"
-        return dataclasses.replace(qemu, memory_mb=self.spec.memory_mb, shares=(("cache", str(cache.ROOT)),), cpu=cpu)
+        return dataclasses.replace(qemu, memory_mb=self.spec.memory_mb, shares=(("cache",
+                                                                                 str(cache.ROOT)),),
+                                   cpu=cpu)
 
     def guest_root(self) -> str:
         qemu = self.ctx.toolset.tools["qemu-system-x86_64"]

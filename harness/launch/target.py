@@ -51,18 +51,20 @@ class Target(abc.ABC):
         raise self.error(f"{self.path_id} has no display to capture")
 
     def screenshot_path(self, name: Optional[str]) -> Path:
-        return self.ctx.workspace.result_dir / f"{name or f'screenshot-{next(self._screenshots)}'}.png"
+        return (self.ctx.workspace.result_dir / f"{name or f'screenshot-{next(self._screenshots)}'}.png")
 
     def succeed(self, command: str, timeout_s: float = 60.0) -> str:
         result = self.run(command, timeout_s)
         if result.exit_code != 0:
-            raise self.error(f"command failed with exit code {result.exit_code}: {command!r}\n{result.output}")
+            raise self.error(f"command failed with exit code {result.exit_code}: "
+                             f"{command!r}\n{result.output}")
         return result.output
 
     def fail(self, command: str, timeout_s: float = 60.0) -> str:
         result = self.run(command, timeout_s)
         if result.exit_code == 0:
-            raise self.error(f"command succeeded but was expected to fail: {command!r}\n{result.output}")
+            raise self.error("command succeeded but was expected to fail: "
+                             f"{command!r}\n{result.output}")
         return result.output
 
     def __enter__(self) -> "Target":

@@ -43,24 +43,29 @@ SUPERVISOR = Path(supervisor.__file__)  # run by path: a program of its own
 
 
 def server_spec(toolset: Toolset, workspace: Workspace, venus: bool = False,
-                sync: Optional[SyncPipe] = None, multi_clients: bool = False, confined: bool = False) -> ServiceSpec:
+                sync: Optional[SyncPipe] = None, multi_clients: bool = False,
+                confined: bool = False) -> ServiceSpec:
     """The server for one scenario; with `sync`, run under the supervisor that ties its life to
     the sandbox's through that pipe (one pipe for readiness and shutdown); `confined`: under bwrap
     and its seccomp filter, the socket's folder its only writable host folder."""
     socket = str(workspace.tmp_dir / "virgl.sock")
     render_node = toolset.render_nodes[0] if toolset.render_nodes else None
-    argv = server_argv(toolset.path(SERVICE), socket, render_node, venus=venus, multi_clients=multi_clients)
+    argv = server_argv(toolset.path(SERVICE), socket, render_node, venus=venus,
+                       multi_clients=multi_clients)
     handed: Tuple[Tuple[int, str], ...] = ()
     if confined:  # its filter kept with the scenario's results: rerun.sh hands it over again
-        made = serverconfine.confine(toolset.path("bwrap"), toolset.path("python3"), argv, str(workspace.tmp_dir),
+        made = serverconfine.confine(toolset.path("bwrap"), toolset.path("python3"), argv,
+                                     str(workspace.tmp_dir),
                                      render_node, workspace.result_dir, SERVICE)
         argv, handed = made.argv, made.handed
     if sync is not None:
         argv = [sys.executable, str(SUPERVISOR), str(sync.write_fd), socket, "--", *argv]
     # virgl_test_server refuses to start without XDG_RUNTIME_DIR.
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "XDG_RUNTIME_DIR": str(workspace.tmp_dir),
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+           "XDG_RUNTIME_DIR": str(workspace.tmp_dir),
            **toolset.host_gl_env()}
-    return ServiceSpec(SERVICE, argv, env, str(workspace.result_dir / f"{SERVICE}.log"), ready_socket=socket, sync=sync,
+    return ServiceSpec(SERVICE, argv, env, str(workspace.result_dir / f"{SERVICE}.log"),
+                       ready_socket=socket, sync=sync,
                        handed=handed)
 
 
@@ -68,7 +73,8 @@ def server_spec(toolset: Toolset, workspace: Workspace, venus: bool = False,
 def has_venus(program: str) -> bool:
     """Whether this virgl_test_server takes --venus (it prints its usage for an unknown option)."""
     try:
-        done = process.run_program([program, "--gpu-harness-usage"], capture_output=True, text=True, timeout=30,
+        done = process.run_program([program, "--gpu-harness-usage"], capture_output=True, text=True,
+                                   timeout=30,
                               stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired):
         return False

@@ -9,5 +9,6 @@ from .expansion import DEFAULT_MATRIX, Matrix, expand, load, on_machine, pairing
 from .files import parse_toml, read_declaration
 from .writing import declaration_of
 
-__all__ = ["DEFAULT_MATRIX", "MAX_TIMEOUT_S", "Matrix", "declaration_of", "expand", "load", "on_machine", "pairing_rule", "parse_toml",
+__all__ = ["DEFAULT_MATRIX", "MAX_TIMEOUT_S", "Matrix", "declaration_of", "expand", "load",
+           "on_machine", "pairing_rule", "parse_toml",
            "read_declaration", "shipped_runtime", "shipped_with"]

@@ -10,7 +10,8 @@ from ..core.errors import shown_key as key_name
 from ..scenario.model import Expectation
 from ..scenario.outcomes import FailureKind
 
-SETTING_KEYS = {"timeout_s", "tolerance", "env", "probe_args", "golden", "kernel_args", "gl_extension"}
+SETTING_KEYS = {"timeout_s", "tolerance", "env", "probe_args", "golden", "kernel_args",
+                "gl_extension"}
 TOLERANCE_KEYS = {"channel", "fraction"}
 MAX_TIMEOUT_S = 7 * 24 * 3600.0
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -76,7 +77,8 @@ def expect_text(problems: Problems, key: str, value) -> bool:
 def string_list(problems: Problems, key: str, value) -> List[str]:
     if not expect_type(problems, key, value, (list,), "a list of strings"):
         return []
-    return [item for index, item in enumerate(value) if expect_text(problems, f"{key}[{index}]", item)]
+    return [item for index, item in enumerate(value) if expect_text(problems, f"{key}[{index}]",
+                                                                    item)]
 
 
 def expect_number(problems: Problems, key: str, value, low: float, high: float) -> bool:
@@ -97,7 +99,8 @@ def parse_tolerance(problems: Problems, key: str, value) -> Optional[dict]:
         return None
     check_keys(problems, key, value, TOLERANCE_KEYS)
     out = {}
-    if "channel" in value and expect_type(problems, f"{key}.channel", value["channel"], (int,), "an integer"):
+    if "channel" in value and expect_type(problems, f"{key}.channel", value["channel"], (int,),
+                                          "an integer"):
         if expect_number(problems, f"{key}.channel", value["channel"], 0, 255):
             out["channel"] = value["channel"]
     if "fraction" in value and expect_number(problems, f"{key}.fraction", value["fraction"], 0, 1):
@@ -126,20 +129,24 @@ def parse_env(problems: Problems, key: str, table: dict) -> dict:
     for name, value in table.items():
         where = f"{key}.{key_name(name)}"
         if not (isinstance(name, str) and ENV_NAME.match(name)):
-            problems.add(where, "an environment variable name is letters, digits and '_', not starting with a digit")
+            problems.add(where,
+                         "an environment variable name is letters, digits and '_', not starting "
+                         "with a digit")
         elif expect_text(problems, where, value):
             env[name] = value
     return env
 
 
 def kernel_arg_problem(arg: str) -> Optional[str]:
-    """One list item is one kernel argument: whitespace would split it (unless inside double quotes)."""
+    """One list item is one kernel argument: whitespace would split it (unless inside double
+    quotes)."""
     if not arg:
         return "is empty (one item is one kernel argument)"
     if arg.count('"') % 2:
         return f"{shown(arg)} has an unbalanced double quote"
     if any(char.isspace() for part in arg.split('"')[::2] for char in part):
-        return f"{shown(arg)} contains whitespace outside double quotes (one item is one kernel argument)"
+        return (f"{shown(arg)} contains whitespace outside double quotes (one item is one kernel "
+                "argument)")
     return None
 
 
@@ -147,7 +154,8 @@ def parse_golden(problems: Problems, key: str, value) -> Optional[str]:
     if not expect_text(problems, key, value):
         return None
     if not value or "/" in value or value in (".", ".."):
-        problems.add(key, f"must be a plain name (of a file in the goldens folder), not {shown(value)}")
+        problems.add(key,
+                     f"must be a plain name (of a file in the goldens folder), not {shown(value)}")
         return None
     return value
 
@@ -163,7 +171,8 @@ def parse_settings(problems: Problems, where: str, table: dict) -> dict:
         tolerance = parse_tolerance(problems, f"{where}.tolerance", table["tolerance"])
         if tolerance is not None:
             settings["tolerance"] = tolerance
-    if "env" in table and expect_type(problems, f"{where}.env", table["env"], (dict,), "a table of strings"):
+    if "env" in table and expect_type(problems, f"{where}.env", table["env"], (dict,),
+                                      "a table of strings"):
         settings["env"] = parse_env(problems, f"{where}.env", table["env"])
     for key in ("probe_args", "kernel_args"):
         if key in table:
@@ -177,8 +186,10 @@ def parse_settings(problems: Problems, where: str, table: dict) -> dict:
         golden = parse_golden(problems, f"{where}.golden", table["golden"])
         if golden is not None:
             settings["golden"] = golden
-    if "gl_extension" in table and expect_text(problems, f"{where}.gl_extension", table["gl_extension"]):
-        settings["gl_extension"] = table["gl_extension"]  # a runtime's name, checked once runtimes are known
+    if "gl_extension" in table and expect_text(problems, f"{where}.gl_extension",
+                                               table["gl_extension"]):
+        # a runtime's name, checked once runtimes are known
+        settings["gl_extension"] = table["gl_extension"]
     return settings
 
 
@@ -197,7 +208,8 @@ def parse_expectation(problems: Problems, key: str, entry: dict) -> Optional[Exp
     elif outcome == "fail" and not reason.strip():
         problems.add(f"{key}.reason", "an expected failure needs a reason")
     elif failure and (outcome != "fail" or failure not in kinds):
-        problems.add(f"{key}.failure", f"must be one of {', '.join(kinds)} with expect = 'fail', not {shown(failure)}")
+        problems.add(f"{key}.failure",
+                     f"must be one of {', '.join(kinds)} with expect = 'fail', not {shown(failure)}")
     else:
         return Expectation(outcome, reason, failure)
     return None

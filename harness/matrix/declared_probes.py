@@ -14,16 +14,19 @@ NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 
 def parse_probes(problems: Problems, value, base: Path = Path(".")) -> Dict[str, DeclaredProbe]:
-    """The declared probes; a file one names is read relative to `base` (the matrix file's folder)."""
+    """The declared probes; a file one names is read relative to `base` (the matrix file's
+    folder)."""
     if not expect_type(problems, "probes", value, (dict,), "a table of [probes.NAME] tables"):
         return {}
     declared: Dict[str, DeclaredProbe] = {}
     for name, table in value.items():
         if name in PROBES:
-            problems.add(f"probes.{name}", f"{shown(name)} is a shipped probe's name; declare yours by another")
+            problems.add(f"probes.{name}",
+                         f"{shown(name)} is a shipped probe's name; declare yours by another")
             continue
         if not NAME.match(name):
-            problems.add(f"probes.{name}", "a probe's name is lower-case letters, digits, '.', '_' and '-'")
+            problems.add(f"probes.{name}",
+                         "a probe's name is lower-case letters, digits, '.', '_' and '-'")
             continue
         probe, found = workloads.parse(name, table, base)
         for key, message in found:

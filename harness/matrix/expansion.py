@@ -36,7 +36,8 @@ class Matrix:
     scenarios: List[Scenario] = field(default_factory=list)
 
     def select(self, paths: Optional[List[str]] = None, pattern: Optional[str] = None,
-               runtimes: Optional[List[str]] = None, probes: Optional[List[str]] = None) -> List[Scenario]:
+               runtimes: Optional[List[str]] = None,
+               probes: Optional[List[str]] = None) -> List[Scenario]:
         chosen = self.scenarios
         if paths:
             chosen = [s for s in chosen if s.path_id in paths]
@@ -61,7 +62,8 @@ def parse_excludes(problems: Problems, value) -> List[dict]:
         if not entry:
             problems.add(key, "is empty and would exclude everything")
         for field_name, pattern in entry.items():
-            expect_type(problems, f"{key}.{key_name(field_name)}", pattern, (str,), "a string (glob)")
+            expect_type(problems, f"{key}.{key_name(field_name)}", pattern, (str,),
+                        "a string (glob)")
         excludes.append(entry)
     return excludes
 
@@ -81,11 +83,14 @@ def parse_overrides(problems: Problems, value) -> List[Tuple[str, dict, Optional
             continue
         if not expect_type(problems, f"{key}.match", match, (str,), "a string"):
             continue
-        overrides.append((match, parse_settings(problems, key, entry), parse_expectation(problems, key, entry)))
+        overrides.append((match, parse_settings(problems, key, entry), parse_expectation(problems,
+                                                                                         key,
+                                                                                         entry)))
     return overrides
 
 
-def excluded(excludes: List[dict], path: str, runtime: str, probe: str, machine: str = LOCAL) -> bool:
+def excluded(excludes: List[dict], path: str, runtime: str, probe: str,
+             machine: str = LOCAL) -> bool:
     values = {"path": path, "runtime": runtime, "probe": probe, "machine": machine}
     return any(
         all(isinstance(pattern, str) and fnmatch.fnmatchcase(values[name], pattern)
@@ -96,7 +101,8 @@ def excluded(excludes: List[dict], path: str, runtime: str, probe: str, machine:
 
 def unknown_path(path: object) -> str:
     """The problem of a path id that is not one, with the nearest ids and all of them."""
-    return f"unknown path {shown(path)} ({nearest(path, path_registry.PATHS)}known: {path_registry.known_ids()})"
+    return (f"unknown path {shown(path)} ({nearest(path, path_registry.PATHS)}known: "
+            f"{path_registry.known_ids()})")
 
 
 def unknown_machine(machine: object) -> str:
@@ -113,7 +119,8 @@ def pairing_rule(path_id: str) -> str:
     return f"{path_id} ({family.name} family) runs in {kinds} runtimes only"
 
 
-def why_empty(path_ids: List[str], runtimes: List[Runtime], probe_ids: List[str], excludes: List[dict],
+def why_empty(path_ids: List[str], runtimes: List[Runtime], probe_ids: List[str],
+              excludes: List[dict],
               machine_ids: Sequence[str] = (LOCAL,), declared: Sequence[str] = ()) -> str:
     """Why no path, runtime and probe paired: what is empty, else each rule that left nothing."""
     empty = [name for name, items in (("matrix.paths", path_ids), ("matrix.runtimes", runtimes),
@@ -126,11 +133,13 @@ def why_empty(path_ids: List[str], runtimes: List[Runtime], probe_ids: List[str]
         if not any(registry.of(spec).accepts(runtime) for runtime in runtimes):
             names = ", ".join(f"{r.name} ({r.kind})" for r in runtimes)
             reasons.append(f"{pairing_rule(path)}, not {names}")
-        elif not any(spec.runs(WORKLOAD_PROBE if probe in declared else probe) for probe in probe_ids):
+        elif not any(spec.runs(WORKLOAD_PROBE if probe in declared else probe)
+                     for probe in probe_ids):
             runs = f"the {' and '.join(spec.probes)} probe{'s' if len(spec.probes) > 1 else ''}"
             reasons.append(f"{path} runs {runs}, not {', '.join(probe_ids)}")
         elif LOCAL not in machine_ids and not registry.of(spec).runs_in_guest:
-            reasons.append(f"{path} ({spec.family} family) runs on this host only, not in a machine's guest")
+            reasons.append(f"{path} ({spec.family} family) runs on this host only, not in a "
+                           "machine's guest")
     if not reasons and excludes:
         reasons.append("matrix.exclude leaves nothing")
     return "; ".join(reasons) or "no path pairs with a runtime and a probe"
@@ -142,7 +151,8 @@ def compatible(path_id: str, runtime: Runtime, program: str, machine: str = LOCA
     probe program (probes.PROBES key: vtest-virgl has no Vulkan)."""
     spec = path_registry.get(path_id)
     family = registry.of(spec)
-    return family.accepts(runtime) and spec.runs(program) and (machine == LOCAL or family.runs_in_guest)
+    return family.accepts(runtime) and spec.runs(program) and (machine == LOCAL
+                                                               or family.runs_in_guest)
 
 
 def scenario_id(path: str, runtime: str, probe: str, machine: str = LOCAL) -> str:
@@ -150,17 +160,21 @@ def scenario_id(path: str, runtime: str, probe: str, machine: str = LOCAL) -> st
     return f"{path}/{runtime}/{probe}" + ("" if machine == LOCAL else f"@{machine}")
 
 
-def build_scenario(path: str, runtime: Runtime, probe: str, settings: dict, expectation: Expectation,
+def build_scenario(path: str, runtime: Runtime, probe: str, settings: dict,
+                   expectation: Expectation,
                    runtimes: Optional[Dict[str, Runtime]] = None, machine: str = LOCAL,
-                   declared: Optional[DeclaredProbe] = None, workload_packages: Tuple[str, ...] = ()) -> Scenario:
+                   declared: Optional[DeclaredProbe] = None,
+                   workload_packages: Tuple[str, ...] = ()) -> Scenario:
     """One scenario; a workload's runtime built from a recipe gains `workload_packages` (those of
     every workload the matrix runs: one derived runtime per runtime, not one per workload)."""
     tolerance = Tolerance(**settings.get("tolerance", {}))
     gl_extension = (runtimes or {}).get(settings.get("gl_extension", ""))
     program = WORKLOAD_PROBE if declared else probe
-    timeout_s = workloads.of(declared).timeout_s(declared.settings, declared.name) if declared else DEFAULT_TIMEOUT_S
+    timeout_s = workloads.of(declared).timeout_s(declared.settings,
+                                                 declared.name) if declared else DEFAULT_TIMEOUT_S
     packages = workload_packages or (declared.packages if declared else ())
-    if declared and packages and (runtime.kind is RuntimeKind.DEBOOTSTRAP or runtime.image_from_recipe):
+    if declared and packages and (runtime.kind is RuntimeKind.DEBOOTSTRAP
+                                  or runtime.image_from_recipe):
         runtime = dataclasses.replace(runtime, extra_packages=packages)  # a derived runtime
     return Scenario(
         id=scenario_id(path, runtime.name, probe, machine),
@@ -224,28 +238,36 @@ def expand(data, source: str) -> Matrix:
             else:
                 runtimes[name] = shipped
     declared = parse_probes(problems, data.get("probes", {}), source_folder(source))
-    tables = data["probes"] if isinstance(data.get("probes"), dict) else {}  # a bad one has its own line
+    # a bad one has its own line
+    tables = data["probes"] if isinstance(data.get("probes"), dict) else {}
     for index, probe in enumerate(probe_ids):
         if probe not in tables and (probe not in PROBES or PROBES[probe].declared_only):
-            usable = [name for name, spec in PROBES.items() if not spec.declared_only] + list(declared)
-            problems.add(f"matrix.probes[{index}]", f"unknown probe {shown(probe)} ({nearest(probe, usable)}known: "
-                                                    f"{', '.join(usable)}; a workload is declared as [probes.NAME] "
+            usable = [name for name, spec in PROBES.items()
+                      if not spec.declared_only] + list(declared)
+            problems.add(f"matrix.probes[{index}]",
+                         f"unknown probe {shown(probe)} ({nearest(probe, usable)}known: "
+                                                    f"{', '.join(usable)}; a workload is declared "
+                                                    "as [probes.NAME] "
                                                     "with its kind)")
     excludes = parse_excludes(problems, matrix.get("exclude", []))
     defaults = {}
-    if "defaults" in data and expect_type(problems, "defaults", data["defaults"], (dict,), "a table"):
+    if "defaults" in data and expect_type(problems, "defaults", data["defaults"], (dict,),
+                                          "a table"):
         check_keys(problems, "defaults", data["defaults"], SETTING_KEYS)
         defaults = parse_settings(problems, "defaults", data["defaults"])
     overrides = parse_overrides(problems, data.get("override", []))
-    for where, table in [("defaults", defaults)] + [(f"override[{i}]", o[1]) for i, o in enumerate(overrides)]:
+    for where, table in [("defaults", defaults)] + [(f"override[{i}]", o[1]) for i,
+                                                    o in enumerate(overrides)]:
         if "gl_extension" in table and table["gl_extension"] not in runtimes:
             shipped = shipped_runtime(table["gl_extension"])
             if shipped is None:
-                problems.add(f"{where}.gl_extension", unknown_runtime(table["gl_extension"], runtimes))
+                problems.add(f"{where}.gl_extension", unknown_runtime(table["gl_extension"],
+                                                                      runtimes))
                 continue
             runtimes[shipped.name] = shipped
         if "gl_extension" in table and runtimes[table["gl_extension"]].kind is RuntimeKind.IMAGE:
-            problems.add(f"{where}.gl_extension", f"{shown(table['gl_extension'])} is an image; a GL extension is made "
+            problems.add(f"{where}.gl_extension",
+                         f"{shown(table['gl_extension'])} is an image; a GL extension is made "
                                                   "from a runtime's tree")
     problems.raise_if_any()
 
@@ -253,10 +275,13 @@ def expand(data, source: str) -> Matrix:
     seen = set()
     workload_packages = tuple(sorted({package for name in probe_ids if name in declared
                                       for package in declared[name].packages}))
-    for path, runtime_name, probe, machine in itertools.product(path_ids, runtime_ids, probe_ids, machine_ids):
+    for path, runtime_name, probe, machine in itertools.product(path_ids, runtime_ids, probe_ids,
+                                                                machine_ids):
         runtime = runtimes[runtime_name]
         program = WORKLOAD_PROBE if probe in declared else probe
-        if excluded(excludes, path, runtime_name, probe, machine) or not compatible(path, runtime, program, machine):
+        if excluded(excludes, path, runtime_name, probe, machine) or not compatible(path, runtime,
+                                                                                    program,
+                                                                                    machine):
             continue
         this_id = scenario_id(path, runtime_name, probe, machine)
         if this_id in seen:
@@ -268,10 +293,12 @@ def expand(data, source: str) -> Matrix:
             if fnmatch.fnmatchcase(this_id, pattern):
                 settings = merge_settings(settings, extra)
                 expectation = override_expectation or expectation
-        scenarios.append(build_scenario(path, runtime, probe, settings, expectation, runtimes, machine,
+        scenarios.append(build_scenario(path, runtime, probe, settings, expectation, runtimes,
+                                        machine,
                                         declared.get(probe), workload_packages))
     if not scenarios and not problems.lines:
-        why = why_empty(path_ids, [runtimes[name] for name in runtime_ids], probe_ids, excludes, machine_ids,
+        why = why_empty(path_ids, [runtimes[name] for name in runtime_ids], probe_ids, excludes,
+                        machine_ids,
                         list(declared))
         problems.add("matrix", f"expands to no scenarios: {why}")
     for index, (pattern, _, _) in enumerate(overrides):
@@ -294,7 +321,8 @@ def on_machine(matrix: Matrix, machine: str) -> Matrix:
             this_id = scenario_id(scenario.path_id, scenario.runtime.name, scenario.probe, machine)
             moved.setdefault(this_id, dataclasses.replace(scenario, id=this_id, machine=machine))
     if not moved:
-        raise InputError(f"{matrix.source}: --machine {machine}: none of its scenarios can run there "
+        raise InputError(f"{matrix.source}: --machine {machine}: none of its scenarios can run "
+                         "there "
                          "(the VM paths run on this host only)")
     return Matrix(matrix.source, list(moved.values()))
 
@@ -307,12 +335,14 @@ def source_folder(source: str) -> Path:
 
 def shipped_matrices() -> List[Path]:
     """The shipped matrices (a *.baseline.toml beside one is its baseline, not a matrix)."""
-    return sorted(p for p in DEFAULT_MATRIX.parent.glob("*.toml") if not p.name.endswith(".baseline.toml"))
+    return sorted(p for p in DEFAULT_MATRIX.parent.glob("*.toml")
+                  if not p.name.endswith(".baseline.toml"))
 
 
 def shipped_with(path_ids: List[str]) -> List[Matrix]:
     """The shipped matrices that have a scenario of one of these paths, the smallest first."""
-    found = [matrix for matrix in map(load, shipped_matrices()) if any(s.path_id in path_ids for s in matrix.scenarios)]
+    found = [matrix for matrix in map(load, shipped_matrices()) if any(s.path_id in path_ids
+                                                                       for s in matrix.scenarios)]
     return sorted(found, key=lambda matrix: len(matrix.scenarios))
 
 

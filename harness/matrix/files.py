@@ -43,17 +43,20 @@ def parse_toml(text: str, source: str) -> dict:
 
 
 def evaluate_nix(path: Path):
-    """`nix-instantiate --eval --strict --json`, killed (with anything it started) after NIX_TIMEOUT_S."""
+    """`nix-instantiate --eval --strict --json`, killed (with anything it started) after
+    NIX_TIMEOUT_S."""
     argv = ["nix-instantiate", "--eval", "--strict", "--json", str(path)]
     try:
         done = run_tracked(argv, NIX_TIMEOUT_S)
     except FileNotFoundError:
-        raise InputError(f"{path}: evaluating a .nix matrix needs nix-instantiate (apt-get install nix-bin)") from None
+        raise InputError(f"{path}: evaluating a .nix matrix needs nix-instantiate (apt-get install "
+                         "nix-bin)") from None
     except subprocess.TimeoutExpired:
         raise InputError(f"{path}: Nix evaluation did not finish within {NIX_TIMEOUT_S:g} s "
                          "(an endless loop?)") from None
     if done.returncode != 0:
-        raise InputError(f"{path}: nix-instantiate failed: {nix_error(done.stderr.decode('utf-8', 'replace'))}")
+        raise InputError(f"{path}: nix-instantiate failed: "
+                         f"{nix_error(done.stderr.decode('utf-8', 'replace'))}")
     output = f"{path} (nix-instantiate output)"
     return parse_json(decoded(done.stdout, output), output)
 

@@ -11,7 +11,8 @@ def runtime_declaration(runtime: Runtime) -> Dict[str, str]:
     if runtime.kind is RuntimeKind.DEBOOTSTRAP:
         return {"kind": runtime.kind.value, "recipe": runtime.recipe}
     if runtime.kind is RuntimeKind.IMAGE:
-        return {"kind": runtime.kind.value, **({"recipe": runtime.recipe} if runtime.recipe else {"archive": runtime.root})}
+        return {"kind": runtime.kind.value, **({"recipe": runtime.recipe} if runtime.recipe
+                                               else {"archive": runtime.root})}
     return {"kind": runtime.kind.value, "root": runtime.root}
 
 
@@ -22,7 +23,8 @@ def declaration_of(scenario: Scenario) -> Dict[str, Any]:
                 if r is not None and r.name != HOST_RUNTIME}
     defaults: Dict[str, Any] = {"timeout_s": scenario.timeout_s} if scenario.timeout_s != DEFAULT_TIMEOUT_S else {}
     if scenario.tolerance != Tolerance():
-        defaults["tolerance"] = {"channel": scenario.tolerance.channel, "fraction": scenario.tolerance.fraction}
+        defaults["tolerance"] = {"channel": scenario.tolerance.channel,
+                                 "fraction": scenario.tolerance.fraction}
     for key, value in (("env", dict(scenario.env)), ("probe_args", list(scenario.probe_args)),
                        ("kernel_args", list(scenario.kernel_args))):
         if value:
@@ -32,8 +34,10 @@ def declaration_of(scenario: Scenario) -> Dict[str, Any]:
     extension: Optional[Runtime] = scenario.gl_extension
     if extension is not None:
         defaults["gl_extension"] = extension.name
-    declaration: Dict[str, Any] = {"matrix": {"paths": [scenario.path_id], "runtimes": [scenario.runtime.name],
-                                              "probes": [scenario.probe], "machines": [scenario.machine]}}
+    declaration: Dict[str, Any] = {"matrix": {"paths": [scenario.path_id],
+                                              "runtimes": [scenario.runtime.name],
+                                              "probes": [scenario.probe],
+                                              "machines": [scenario.machine]}}
     if runtimes:
         declaration["runtimes"] = runtimes
     if scenario.declared:
@@ -44,6 +48,7 @@ def declaration_of(scenario: Scenario) -> Dict[str, Any]:
         declaration["defaults"] = defaults
     if scenario.expect.fails:
         override = {"match": scenario.id, "expect": "fail", "reason": scenario.expect.reason}
-        declaration["override"] = [{**override, **({"failure": scenario.expect.failure} if scenario.expect.failure
+        declaration["override"] = [{**override, **({"failure": scenario.expect.failure}
+                                                   if scenario.expect.failure
                                                      else {})}]
     return declaration

@@ -14,7 +14,8 @@ RTLD_NOW, RTLD_GLOBAL = 2, 0x100
 LM_ID_NEWLM = -1
 RTLD_DI_LMID, RTLD_DI_LINKMAP = 1, 2
 CAPSULE_ENV = "GPU_HARNESS_CAPSULE"
-CAPSULE_NO_REDIRECT_ENV = "GPU_HARNESS_CAPSULE_NO_REDIRECT"  # test hook: leave the capsule's dlopen alone
+# test hook: leave the capsule's dlopen alone
+CAPSULE_NO_REDIRECT_ENV = "GPU_HARNESS_CAPSULE_NO_REDIRECT"
 PROT_READ, PROT_WRITE = 1, 2
 SHT_RELA = 4
 R_X86_64_GLOB_DAT, R_X86_64_JUMP_SLOT = 6, 7
@@ -33,7 +34,8 @@ def elf_imports(path, wanted):
         return []
     shoff, = struct.unpack_from("<Q", data, 0x28)
     shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
-    sections = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize) for i in range(shnum)]
+    sections = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize)
+                for i in range(shnum)]
     found = []
     for section in sections:
         if section[1] != SHT_RELA or section[6] >= len(sections):
@@ -64,27 +66,35 @@ class Capsule:
         with open(manifest_path) as handle:
             manifest = json.load(handle)
         libdl = self.libdl()
-        dlmopen = declare(libdl, "dlmopen", ctypes.c_void_p, ctypes.c_long, ctypes.c_char_p, ctypes.c_int)
+        dlmopen = declare(libdl, "dlmopen", ctypes.c_void_p, ctypes.c_long, ctypes.c_char_p,
+                          ctypes.c_int)
         dlerror = declare(libdl, "dlerror", ctypes.c_char_p)
-        dlinfo = declare(libdl, "dlinfo", ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p)
+        dlinfo = declare(libdl, "dlinfo", ctypes.c_int, ctypes.c_void_p, ctypes.c_int,
+                         ctypes.c_void_p)
         self.lmid = None
         handles = {}
         for path in manifest["load"]:
-            handle = dlmopen(LM_ID_NEWLM if self.lmid is None else self.lmid, path.encode(), RTLD_NOW)
+            handle = dlmopen(LM_ID_NEWLM if self.lmid is None else self.lmid, path.encode(),
+                             RTLD_NOW)
             if not handle:
                 said = dlerror()
-                raise ProbeError("capsule: dlmopen %s: %s" % (path, said.decode("utf-8", "replace") if said else "?"))
+                raise ProbeError("capsule: dlmopen %s: %s" % (path, said.decode("utf-8",
+                                                                                "replace")
+                                                              if said else "?"))
             if self.lmid is None:
                 lmid = ctypes.c_long()
                 dlinfo(handle, RTLD_DI_LMID, ctypes.byref(lmid))
                 self.lmid = lmid.value
             handles[path] = handle
-        self.entry = {name: ctypes.CDLL(path, handle=handles[path]) for name, path in manifest["entry"].items()}
+        self.entry = {name: ctypes.CDLL(path, handle=handles[path]) for name,
+                      path in manifest["entry"].items()}
         self.loaded = len(handles)
         self.dlmopen, self.dlerror, self.dlinfo = dlmopen, dlerror, dlinfo
-        self.program_dlopen = declare(libdl, "dlopen", ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int)
+        self.program_dlopen = declare(libdl, "dlopen", ctypes.c_void_p, ctypes.c_char_p,
+                                      ctypes.c_int)
         self.calls = []
-        self.redirected = [] if os.environ.get(CAPSULE_NO_REDIRECT_ENV) else self.redirect_dlopen(handles)
+        self.redirected = ([] if os.environ.get(CAPSULE_NO_REDIRECT_ENV)
+                           else self.redirect_dlopen(handles))
 
     def redirect_dlopen(self, handles):
         """Point the capsule's calls of dlopen() at dlmopen() into the capsule, without
@@ -93,9 +103,11 @@ class Capsule:
         what libcapsule does too (it rewrites the capsule's relocations for dlopen). dlopen(NULL)
         still means the program: LLVM's JIT asks for it, and crashes on anything else."""
         libc = ctypes.CDLL(None)
-        mprotect = declare(libc, "mprotect", ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+        mprotect = declare(libc, "mprotect", ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t,
+                           ctypes.c_int)
         page = os.sysconf("SC_PAGE_SIZE")
-        self.callback = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int)(self.capsule_dlopen)
+        self.callback = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_char_p,
+                                         ctypes.c_int)(self.capsule_dlopen)
         address = ctypes.cast(self.callback, ctypes.c_void_p).value
         patched = []
         for path, handle in handles.items():
@@ -106,7 +118,8 @@ class Capsule:
             for offset, _ in elf_imports(path, ("dlopen",)):
                 slot = base + offset
                 start = slot - slot % page
-                if mprotect(start, page * 2 if slot % page > page - 8 else page, PROT_READ | PROT_WRITE) != 0:
+                if mprotect(start, page * 2 if slot % page > page - 8 else page,
+                            PROT_READ | PROT_WRITE) != 0:
                     raise ProbeError("capsule: cannot make the GOT of %s writable" % path)
                 ctypes.c_void_p.from_address(slot).value = address
                 patched.append(os.path.basename(path))

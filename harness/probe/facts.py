@@ -105,7 +105,8 @@ def mounts():
                 dash = fields.index("-")
                 point = fields[4].replace("\\040", " ")
                 fstype = fields[dash + 1]
-                layers = overlay_lower(fields[dash + 3]) if fstype == "overlay" and len(fields) > dash + 3 else ""
+                layers = (overlay_lower(fields[dash + 3]) if fstype == "overlay"
+                          and len(fields) > dash + 3 else "")
                 entries.append([point, fields[3].replace("\\040", " "), fstype, fields[2],
                                 fields[dash + 2], mount_kind(point), layers])
     except (OSError, ValueError, IndexError):
@@ -113,7 +114,8 @@ def mounts():
     return entries
 
 
-DRI_DIRS = ("/usr/lib/x86_64-linux-gnu/dri", "/usr/lib/i386-linux-gnu/dri", "/usr/lib64/dri", "/usr/lib/dri")
+DRI_DIRS = ("/usr/lib/x86_64-linux-gnu/dri", "/usr/lib/i386-linux-gnu/dri", "/usr/lib64/dri",
+            "/usr/lib/dri")
 MAX_DRI_CHECKED = 4
 
 
@@ -124,14 +126,16 @@ def vendor_libraries(files_env, dirs_env, default_dirs):
     files = []
     for entry in listed:  # the Vulkan loader takes folders of ICD files in VK_DRIVER_FILES too
         try:
-            files += [os.path.join(entry, n) for n in sorted(os.listdir(entry)) if n.endswith(".json")]
+            files += [os.path.join(entry, n) for n in sorted(os.listdir(entry))
+                      if n.endswith(".json")]
         except OSError:
             files.append(entry)
     if not files:
         dirs = os.environ.get(dirs_env)
         for folder in dirs.split(":") if dirs else default_dirs:
             try:
-                files += [os.path.join(folder, n) for n in sorted(os.listdir(folder)) if n.endswith(".json")]
+                files += [os.path.join(folder, n) for n in sorted(os.listdir(folder))
+                          if n.endswith(".json")]
             except OSError:
                 continue
     libraries = []
@@ -169,7 +173,8 @@ def dri_drivers():
 def dynamic_loader():
     for path in mapped_libraries():
         name = os.path.basename(path)
-        if name.startswith("ld-linux") or (name.startswith("ld-") and name[3:4].isdigit()):  # ld-2.31.so
+        # ld-2.31.so
+        if name.startswith("ld-linux") or (name.startswith("ld-") and name[3:4].isdigit()):
             return path
     return None
 
@@ -179,15 +184,18 @@ def loader_listing(loader, library):
     name, version and symbol, where dlerror gives only the first."""
     import subprocess  # only on the failure path
 
-    env = dict(os.environ, LD_TRACE_LOADED_OBJECTS="1", LD_WARN="yes", LD_BIND_NOW="yes")  # what ldd -r sets
+    # what ldd -r sets
+    env = dict(os.environ, LD_TRACE_LOADED_OBJECTS="1", LD_WARN="yes", LD_BIND_NOW="yes")
     try:
-        done = subprocess.run([loader, library], capture_output=True, text=True, timeout=30, env=env)
+        done = subprocess.run([loader, library], capture_output=True, text=True, timeout=30,
+                              env=env)
     except (OSError, subprocess.SubprocessError) as exc:
         return {"error": str(exc)}
     lines = (done.stdout + done.stderr).splitlines()
     return {"missing": sorted({line.split()[0] for line in lines if "=> not found" in line}),
             "errors": [line.strip() for line in lines
-                       if ("not found" in line and "=>" not in line) or "undefined symbol" in line][:20]}
+                       if ("not found" in line and "=>" not in line)
+                       or "undefined symbol" in line][:20]}
 
 
 def loader_diagnosis(candidates):

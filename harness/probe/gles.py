@@ -93,13 +93,15 @@ class EGL:
         lib = lib or load_library(["libEGL.so.1", ctypes.util.find_library("EGL") or "libEGL.so"])
         vp, i32, u32 = ctypes.c_void_p, ctypes.c_int32, ctypes.c_uint32
         self.GetDisplay = declare(lib, "eglGetDisplay", vp, vp)
-        self.Initialize = declare(lib, "eglInitialize", u32, vp, ctypes.POINTER(i32), ctypes.POINTER(i32))
+        self.Initialize = declare(lib, "eglInitialize", u32, vp, ctypes.POINTER(i32),
+                                  ctypes.POINTER(i32))
         self.QueryString = declare(lib, "eglQueryString", ctypes.c_char_p, vp, i32)
         self.ChooseConfig = declare(lib, "eglChooseConfig", u32, vp, ctypes.POINTER(i32),
                                     ctypes.POINTER(vp), i32, ctypes.POINTER(i32))
         self.BindAPI = declare(lib, "eglBindAPI", u32, u32)
         self.CreateContext = declare(lib, "eglCreateContext", vp, vp, vp, vp, ctypes.POINTER(i32))
-        self.CreatePbufferSurface = declare(lib, "eglCreatePbufferSurface", vp, vp, vp, ctypes.POINTER(i32))
+        self.CreatePbufferSurface = declare(lib, "eglCreatePbufferSurface", vp, vp, vp,
+                                            ctypes.POINTER(i32))
         self.MakeCurrent = declare(lib, "eglMakeCurrent", u32, vp, vp, vp, vp)
         self.GetError = declare(lib, "eglGetError", i32)
         self.Terminate = declare(lib, "eglTerminate", u32, vp)
@@ -109,7 +111,8 @@ class EGL:
         addr = self.GetProcAddress(b"eglGetPlatformDisplayEXT")
         if not addr:
             return None
-        proto = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int32))
+        proto = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p,
+                                 ctypes.POINTER(ctypes.c_int32))
         return proto(addr)(platform, None, None)
 
 
@@ -122,7 +125,8 @@ def open_display(egl):
     client_exts = (egl.QueryString(None, EGL_EXTENSIONS) or b"").decode()
     attempts = []
     if "EGL_MESA_platform_surfaceless" in client_exts:
-        attempts.append(("surfaceless", lambda: egl.platform_display(EGL_PLATFORM_SURFACELESS_MESA)))
+        attempts.append(("surfaceless",
+                         lambda: egl.platform_display(EGL_PLATFORM_SURFACELESS_MESA)))
     attempts.append(("default", lambda: egl.GetDisplay(EGL_DEFAULT_DISPLAY)))
     errors = []
     for name, get in attempts:
@@ -138,7 +142,8 @@ def create_context(egl, dpy):
     attribs = int_array([EGL_SURFACE_TYPE, EGL_PBUFFER_BIT, EGL_RENDERABLE_TYPE, EGL_OPENGL_ES2_BIT,
                          EGL_RED_SIZE, 8, EGL_GREEN_SIZE, 8, EGL_BLUE_SIZE, 8, EGL_NONE])
     config, count = ctypes.c_void_p(), ctypes.c_int32()
-    if not egl.ChooseConfig(dpy, attribs, ctypes.byref(config), 1, ctypes.byref(count)) or count.value < 1:
+    if not egl.ChooseConfig(dpy, attribs, ctypes.byref(config), 1,
+                            ctypes.byref(count)) or count.value < 1:
         raise ProbeError("eglChooseConfig found no GLES2 config (error 0x%x)" % egl.GetError())
     egl.BindAPI(EGL_OPENGL_ES_API)
     ctx = egl.CreateContext(dpy, config, None, int_array([EGL_CONTEXT_CLIENT_VERSION, 2, EGL_NONE]))
@@ -147,7 +152,8 @@ def create_context(egl, dpy):
     display_exts = (egl.QueryString(dpy, EGL_EXTENSIONS) or b"").decode()
     surface = None
     if "EGL_KHR_surfaceless_context" not in display_exts:
-        surface = egl.CreatePbufferSurface(dpy, config, int_array([EGL_WIDTH, 1, EGL_HEIGHT, 1, EGL_NONE]))
+        surface = egl.CreatePbufferSurface(dpy, config, int_array([EGL_WIDTH, 1, EGL_HEIGHT, 1,
+                                                                   EGL_NONE]))
         if not surface:
             raise ProbeError("eglCreatePbufferSurface failed (error 0x%x)" % egl.GetError())
     if not egl.MakeCurrent(dpy, surface, surface, ctx):
@@ -157,18 +163,22 @@ def create_context(egl, dpy):
 
 class GL:
     def __init__(self, lib=None):
-        lib = lib or load_library(["libGLESv2.so.2", ctypes.util.find_library("GLESv2") or "libGLESv2.so"])
+        lib = lib or load_library(["libGLESv2.so.2", ctypes.util.find_library("GLESv2")
+                                   or "libGLESv2.so"])
         vp, u32, i32, f32 = ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int32, ctypes.c_float
         self.GetString = declare(lib, "glGetString", ctypes.c_char_p, u32)
         self.GetError = declare(lib, "glGetError", u32)
         self.CreateShader = declare(lib, "glCreateShader", u32, u32)
-        self.ShaderSource = declare(lib, "glShaderSource", None, u32, i32, ctypes.POINTER(ctypes.c_char_p), vp)
+        self.ShaderSource = declare(lib, "glShaderSource", None, u32, i32,
+                                    ctypes.POINTER(ctypes.c_char_p), vp)
         self.CompileShader = declare(lib, "glCompileShader", None, u32)
         self.GetShaderiv = declare(lib, "glGetShaderiv", None, u32, u32, ctypes.POINTER(i32))
-        self.GetShaderInfoLog = declare(lib, "glGetShaderInfoLog", None, u32, i32, vp, ctypes.c_char_p)
+        self.GetShaderInfoLog = declare(lib, "glGetShaderInfoLog", None, u32, i32, vp,
+                                        ctypes.c_char_p)
         self.CreateProgram = declare(lib, "glCreateProgram", u32)
         self.AttachShader = declare(lib, "glAttachShader", None, u32, u32)
-        self.BindAttribLocation = declare(lib, "glBindAttribLocation", None, u32, u32, ctypes.c_char_p)
+        self.BindAttribLocation = declare(lib, "glBindAttribLocation", None, u32, u32,
+                                          ctypes.c_char_p)
         self.LinkProgram = declare(lib, "glLinkProgram", None, u32)
         self.GetProgramiv = declare(lib, "glGetProgramiv", None, u32, u32, ctypes.POINTER(i32))
         self.UseProgram = declare(lib, "glUseProgram", None, u32)
@@ -179,20 +189,24 @@ class GL:
         self.BindBuffer = declare(lib, "glBindBuffer", None, u32, u32)
         self.BufferData = declare(lib, "glBufferData", None, u32, ctypes.c_ssize_t, vp, u32)
         self.EnableVertexAttribArray = declare(lib, "glEnableVertexAttribArray", None, u32)
-        self.VertexAttribPointer = declare(lib, "glVertexAttribPointer", None, u32, i32, u32, ctypes.c_ubyte, i32, vp)
+        self.VertexAttribPointer = declare(lib, "glVertexAttribPointer", None, u32, i32, u32,
+                                           ctypes.c_ubyte, i32, vp)
         self.DrawArrays = declare(lib, "glDrawArrays", None, u32, i32, i32)
         self.GenTextures = declare(lib, "glGenTextures", None, i32, ctypes.POINTER(u32))
         self.BindTexture = declare(lib, "glBindTexture", None, u32, u32)
         self.ActiveTexture = declare(lib, "glActiveTexture", None, u32)
-        self.TexImage2D = declare(lib, "glTexImage2D", None, u32, i32, i32, i32, i32, i32, u32, u32, vp)
+        self.TexImage2D = declare(lib, "glTexImage2D", None, u32, i32, i32, i32, i32, i32, u32, u32,
+                                  vp)
         self.TexParameteri = declare(lib, "glTexParameteri", None, u32, u32, i32)
         self.GenFramebuffers = declare(lib, "glGenFramebuffers", None, i32, ctypes.POINTER(u32))
         self.BindFramebuffer = declare(lib, "glBindFramebuffer", None, u32, u32)
-        self.FramebufferTexture2D = declare(lib, "glFramebufferTexture2D", None, u32, u32, u32, u32, i32)
+        self.FramebufferTexture2D = declare(lib, "glFramebufferTexture2D", None, u32, u32, u32, u32,
+                                            i32)
         self.GenRenderbuffers = declare(lib, "glGenRenderbuffers", None, i32, ctypes.POINTER(u32))
         self.BindRenderbuffer = declare(lib, "glBindRenderbuffer", None, u32, u32)
         self.RenderbufferStorage = declare(lib, "glRenderbufferStorage", None, u32, u32, i32, i32)
-        self.FramebufferRenderbuffer = declare(lib, "glFramebufferRenderbuffer", None, u32, u32, u32, u32)
+        self.FramebufferRenderbuffer = declare(lib, "glFramebufferRenderbuffer", None, u32, u32,
+                                               u32, u32)
         self.CheckFramebufferStatus = declare(lib, "glCheckFramebufferStatus", u32, u32)
         self.Viewport = declare(lib, "glViewport", None, i32, i32, i32, i32)
         self.ClearColor = declare(lib, "glClearColor", None, f32, f32, f32, f32)
@@ -261,7 +275,8 @@ def upload_texture(gl):
     gl.ActiveTexture(GL_TEXTURE0)
     gl.BindTexture(GL_TEXTURE_2D, tex)
     data = checker_texels()
-    gl.TexImage2D(GL_TEXTURE_2D, 0, GL_RGBA, CHECKER_SIZE, CHECKER_SIZE, 0, GL_RGBA, GL_UNSIGNED_BYTE, data)
+    gl.TexImage2D(GL_TEXTURE_2D, 0, GL_RGBA, CHECKER_SIZE, CHECKER_SIZE, 0, GL_RGBA,
+                  GL_UNSIGNED_BYTE, data)
     for pname, value in ((GL_TEXTURE_MIN_FILTER, GL_NEAREST), (GL_TEXTURE_MAG_FILTER, GL_NEAREST),
                          (GL_TEXTURE_WRAP_S, GL_REPEAT), (GL_TEXTURE_WRAP_T, GL_REPEAT)):
         gl.TexParameteri(GL_TEXTURE_2D, pname, value)
@@ -384,7 +399,8 @@ def render(args, step, seen):
     gl.check("frame loop")
     if capsule:
         info["capsule"] = {"namespace": capsule.lmid, "libraries": capsule.loaded,
-                           "dlopen_redirected_in": capsule.redirected, "dlopen_calls": capsule.calls[:20],
+                           "dlopen_redirected_in": capsule.redirected,
+                           "dlopen_calls": capsule.calls[:20],
                            "namespaces": capsule.namespaces()}
     egl.Terminate(dpy)
     return info, rows, timings
@@ -394,8 +410,10 @@ EGL_VENDOR_DIRS = ("/etc/glvnd/egl_vendor.d", "/usr/share/glvnd/egl_vendor.d")
 
 
 def diagnose():
-    vendors = vendor_libraries(["__EGL_VENDOR_LIBRARY_FILENAMES"], "__EGL_VENDOR_LIBRARY_DIRS", EGL_VENDOR_DIRS)
-    return loader_diagnosis([("egl-vendor", lib) for lib in vendors] + [("dri", d) for d in dri_drivers()])
+    vendors = vendor_libraries(["__EGL_VENDOR_LIBRARY_FILENAMES"], "__EGL_VENDOR_LIBRARY_DIRS",
+                               EGL_VENDOR_DIRS)
+    return loader_diagnosis([("egl-vendor", lib) for lib in vendors] + [("dri", d)
+                                                                        for d in dri_drivers()])
 
 
 def main(argv=None):

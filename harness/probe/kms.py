@@ -26,7 +26,8 @@ CAPTURE_WAIT_S = 60.0
 
 def started(argv, log, env):
     with open(log, "wb") as handle:
-        return subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        return subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=env)
 
 
 def wait_for(condition, seconds, what):
@@ -42,14 +43,16 @@ def program(name):
     for folder in ("/usr/bin", "/usr/sbin", "/bin", "/sbin"):
         if os.path.exists(os.path.join(folder, name)):
             return os.path.join(folder, name)
-    raise ProbeError(f"the runtime has no {name} (a compositor from the runtime shows the image: install weston "
+    raise ProbeError(f"the runtime has no {name} (a compositor from the runtime shows the image: "
+                     "install weston "
                      "and seatd in it)", step="compositor")
 
 
 def tail(path, lines=5):
     try:
         with open(path, errors="replace") as handle:
-            return " | ".join(line.strip() for line in handle.read().splitlines()[-lines:] if line.strip())
+            return " | ".join(line.strip() for line in handle.read().splitlines()[-lines:]
+                              if line.strip())
     except OSError:
         return ""
 
@@ -61,25 +64,32 @@ class Compositor:
         self.out, self.children = out, []
         self.runtime = os.path.join("/tmp", "kms-runtime")
         os.makedirs(self.runtime, mode=0o700, exist_ok=True)
-        self.env = dict(os.environ, XDG_RUNTIME_DIR=self.runtime, SEATD_VTBOUND="0", LIBSEAT_BACKEND="seatd")
+        self.env = dict(os.environ, XDG_RUNTIME_DIR=self.runtime, SEATD_VTBOUND="0",
+                        LIBSEAT_BACKEND="seatd")
 
     def start(self, seconds):
         cards = sorted(glob.glob("/dev/dri/card*"))
         if not cards:
-            raise ProbeError("no DRM card node (/dev/dri/card* absent): a render node alone cannot modeset",
+            raise ProbeError("no DRM card node (/dev/dri/card* absent): a render node alone cannot "
+                             "modeset",
                              step="compositor")
-        self.children.append(started([program("seatd"), "-g", "root"], os.path.join(self.out, "seatd.log"), self.env))
+        self.children.append(started([program("seatd"), "-g", "root"], os.path.join(self.out,
+                                                                                    "seatd.log"),
+                                     self.env))
         socket = os.path.join(self.runtime, "seatd.sock")
-        wait_for(lambda: os.path.exists(socket) or os.path.exists("/run/seatd.sock"), seconds, "seatd did not start")
+        wait_for(lambda: os.path.exists(socket) or os.path.exists("/run/seatd.sock"), seconds,
+                 "seatd did not start")
         log = os.path.join(self.out, "weston.log")
-        self.children.append(started([program("weston"), "--backend=drm", "--shell=kiosk", "--continue-without-input",
+        self.children.append(started([program("weston"), "--backend=drm", "--shell=kiosk",
+                                      "--continue-without-input",
                                       "--idle-time=0", f"--log={log}", "--socket=wayland-gh"],
                                      os.path.join(self.out, "weston.out"), self.env))
         display = os.path.join(self.runtime, "wayland-gh")
 
         def up():
             if self.children[-1].poll() is not None:
-                raise ProbeError(f"weston exited ({self.children[-1].returncode}): {tail(log)}", step="compositor")
+                raise ProbeError(f"weston exited ({self.children[-1].returncode}): {tail(log)}",
+                                 step="compositor")
             return os.path.exists(display)
 
         wait_for(up, seconds, f"weston did not listen: {tail(log)}")
@@ -87,15 +97,18 @@ class Compositor:
 
     def show(self, image):
         env = dict(self.env, WAYLAND_DISPLAY="wayland-gh")
-        self.children.append(started([program("weston-image"), image], os.path.join(self.out, "weston-image.log"),
+        self.children.append(started([program("weston-image"), image], os.path.join(self.out,
+                                                                                    "weston-image.log"),
                                      env))
         time.sleep(SHOW_SETTLE_S)
         if self.children[-1].poll() is not None:
-            raise ProbeError(f"weston-image exited: {tail(os.path.join(self.out, 'weston-image.log'))}", step="show")
+            raise ProbeError("weston-image exited: "
+                             f"{tail(os.path.join(self.out, 'weston-image.log'))}", step="show")
 
     def version(self):
         try:
-            done = subprocess.run([program("weston"), "--version"], capture_output=True, text=True, timeout=30)
+            done = subprocess.run([program("weston"), "--version"], capture_output=True, text=True,
+                                  timeout=30)
         except (OSError, subprocess.TimeoutExpired):
             return None
         return (done.stdout or done.stderr).strip() or None

@@ -20,14 +20,18 @@ class L2:
     def __init__(self, args, bdf, machine_args):
         self.bdf, self.started, self.monitor = bdf, time.monotonic(), None
         self.log = open(os.path.join(args.out, "l2-qemu.log"), "wb")
-        argv = [args.qemu, "-nodefaults", "-no-user-config", "-machine", "q35", "-accel", "tcg", "-display", "none",
-                "-qmp", "unix:%s,server=on,wait=off" % self.SOCKET, "-device", "vfio-pci,host=%s,id=passed" % bdf,
+        argv = [args.qemu, "-nodefaults", "-no-user-config", "-machine", "q35", "-accel", "tcg",
+                "-display", "none",
+                "-qmp", "unix:%s,server=on,wait=off" % self.SOCKET, "-device",
+                "vfio-pci,host=%s,id=passed" % bdf,
                 *machine_args]
         try:
-            self.process = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self.process = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL)
         except OSError as exc:
             self.log.close()
-            raise probelib.ProbeError("L2 QEMU %s cannot start: %s" % (args.qemu, exc.strerror or exc)) from None
+            raise probelib.ProbeError("L2 QEMU %s cannot start: %s" % (args.qemu, exc.strerror
+                                                                       or exc)) from None
 
     def __enter__(self):
         return self
@@ -56,9 +60,11 @@ class L2:
             self.monitor.connect()
             reply = self.monitor.cmd("query-pci")
         except Exception as exc:  # whatever qemu.qmp raised: the L2's own words are in its log
-            raise probelib.ProbeError("L2 QMP query-pci: %s: %s" % (type(exc).__name__, log_tail(self.log))) \
+            raise probelib.ProbeError("L2 QMP query-pci: %s: %s" % (type(exc).__name__,
+                                                                    log_tail(self.log))) \
                 from None
-        devices = [d for bus in (reply if isinstance(reply, list) else []) for d in bus.get("devices", [])]
+        devices = [d for bus in (reply if isinstance(reply, list) else [])
+                   for d in bus.get("devices", [])]
         passed = [d for d in devices if d.get("qdev_id") == "passed"]
         return passed[0] if passed else None, [d.get("id", {}) for d in devices]
 
@@ -104,12 +110,14 @@ def l2_boots(args, bdf, step, seen):
             wait_for_line(console, line, l2.process, l2.log)
             booted[name.replace("-", "_") + "_s"] = round(l2.seconds, 3)
         text = read(console)
-        booted["framebuffer"] = next((said.split(L2_PREFIX + " ", 1)[1] for said in text.splitlines()
+        booted["framebuffer"] = next((said.split(L2_PREFIX + " ", 1)[1]
+                                      for said in text.splitlines()
                                       if said.startswith(L2_PREFIX + " fb0 ")), "")
         booted["interrupts"] = interrupts(text)
         booted["interrupt_total"] = sum(booted["interrupts"].values())
         if not booted["interrupt_total"]:
-            raise probelib.ProbeError("L2's virtio_gpu got no interrupts from the passed device (its DMA "
+            raise probelib.ProbeError("L2's virtio_gpu got no interrupts from the passed device "
+                                      "(its DMA "
                                       "bypasses the IOMMU? iommu_platform=on)")
         passed, listed = l2.query_pci()
         step("host-capture")
@@ -142,7 +150,8 @@ def wait_for_line(console, line, l2, log):
         if failed:
             raise probelib.ProbeError("L2 init: %s" % failed[0].split("FAILED: ", 1)[-1])
         if "Kernel panic" in text:
-            raise probelib.ProbeError("L2 kernel panic: %s" % text.split("Kernel panic", 1)[1].splitlines()[0])
+            raise probelib.ProbeError("L2 kernel panic: %s" % text.split("Kernel panic",
+                                                                         1)[1].splitlines()[0])
         if l2.poll() is not None:
             raise probelib.ProbeError("L2 QEMU exited before %r: %s" % (line, log_tail(log)))
         time.sleep(0.2)
@@ -164,4 +173,5 @@ def interrupts(console_text):
 def log_tail(log):
     log.flush()
     with open(log.name, errors="replace") as text:
-        return " | ".join(line for line in text.read().splitlines()[-3:] if line.strip()) or "no output"
+        return " | ".join(line for line in text.read().splitlines()[-3:]
+                          if line.strip()) or "no output"

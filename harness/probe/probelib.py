@@ -49,11 +49,13 @@ def declare(lib, name, restype, *argtypes):
 def png_bytes(rows, width, height):
     def chunk(tag, data):
         body = tag + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body) & 0xFFFFFFFF)
+        return struct.pack(">I", len(data)) + body + struct.pack(">I",
+                                                                 zlib.crc32(body) & 0xFFFFFFFF)
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     raw = b"".join(b"\x00" + row for row in rows)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw,
+                                                                                        6)) + chunk(b"IEND", b"")
 
 
 SCANOUT_FILE = "/tmp/gpu-harness-scanout.fb"
@@ -125,7 +127,8 @@ class Watchdog:
                 expired = self.deadline is not None and time.monotonic() > self.deadline
                 name = self.step_name
             if expired:
-                self.on_expiry(name, "step %s: no answer from the driver after %g s" % (name, self.seconds))
+                self.on_expiry(name, "step %s: no answer from the driver after %g s" % (name,
+                                                                                        self.seconds))
                 os._exit(3)
 
 
@@ -133,15 +136,21 @@ def arguments(description):
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--out", required=True, help="directory for probe.png")
     parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--frames", type=int, default=0, help="at most this many frames a round (0: no limit)")
-    parser.add_argument("--rounds", type=int, default=5, help="timed rounds of frames; fps is their median")
+    parser.add_argument("--frames", type=int, default=0,
+                        help="at most this many frames a round (0: no limit)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="timed rounds of frames; fps is their median")
     parser.add_argument("--round-seconds", type=float, default=0.1, help="how long one round draws")
-    parser.add_argument("--host-path", action="append", default=[], help="a host path that should be hidden")
-    parser.add_argument("--hold", type=float, default=0.0, help="seconds to wait after context creation")
+    parser.add_argument("--host-path", action="append", default=[],
+                        help="a host path that should be hidden")
+    parser.add_argument("--hold", type=float, default=0.0,
+                        help="seconds to wait after context creation")
     parser.add_argument("--scanout", help="framebuffer device to show the image on, e.g. /dev/fb0")
     parser.add_argument("--step-timeout", type=float, default=0.0,
-                        help="seconds one driver step may take before the probe reports it and exits (0: none)")
-    parser.add_argument("--fault", choices=["segv", "abort", "hang", "exit"], help=argparse.SUPPRESS)
+                        help="seconds one driver step may take before the probe reports it and "
+                             "exits (0: none)")
+    parser.add_argument("--fault", choices=["segv", "abort", "hang", "exit"],
+                        help=argparse.SUPPRESS)
     return parser
 
 
@@ -173,7 +182,8 @@ def run(probe, api, version, args, render, diagnose):
     render puts in `seen` on the way (the device it found) is reported even when a later step
     fails or never returns."""
     faulthandler.enable()  # a crash in the driver leaves a traceback in the probe's log
-    print(json.dumps({"probe": probe, "stage": "started", "mounts": mounts(), "libc": libc_version(),
+    print(json.dumps({"probe": probe, "stage": "started", "mounts": mounts(),
+                      "libc": libc_version(),
                       "isolation": isolation_facts(args.host_path)}, sort_keys=True), flush=True)
     result = {"probe": probe, "probe_version": version, "api": api, "ok": False}
     started = time.perf_counter()

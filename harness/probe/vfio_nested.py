@@ -1,4 +1,5 @@
-"""gpu-harness VFIO probe: a device moved through the IOMMU and passed to an L2 QEMU, in the L1 guest.
+"""gpu-harness VFIO probe: a device moved through the IOMMU and passed to an L2 QEMU, in the L1
+guest.
 
 The nested tier's L1 guest is a q35 machine with an emulated IOMMU and two devices to pass
 through: QEMU's `edu` and a virtio-gpu with iommu_platform=on. With the harness's own vfio
@@ -42,16 +43,19 @@ def reaper_gives_back(bdf):
 
     state = "/tmp/gpu-harness-vfio-state"
     said = io.StringIO()
-    with contextlib.redirect_stdout(sys.stderr), contextlib.redirect_stderr(said):  # stdout is the report's
+    # stdout is the report's
+    with contextlib.redirect_stdout(sys.stderr), contextlib.redirect_stderr(said):
         if vfio.main(["bind", bdf, "--state-dir", state]) != 0:
-            raise probelib.ProbeError(said.getvalue().strip() or "gpu-harness vfio bind %s failed" % bdf)
+            raise probelib.ProbeError(said.getvalue().strip()
+                                      or "gpu-harness vfio bind %s failed" % bdf)
     record = vfio.load(bdf, state)
     if record is None or vfio.Sysfs().driver(bdf) != vfio.VFIO_DRIVER:
-        raise probelib.ProbeError("gpu-harness vfio bind %s left no record or no vfio-pci binding" % bdf)
+        raise (probelib.ProbeError("gpu-harness vfio bind %s left no record or no vfio-pci binding" % bdf))
     reaper.serve(io.StringIO("vfio %s\n" % record.to_line()))
     back = vfio.Sysfs().driver(bdf)
     if back != record.original_driver:
-        raise probelib.ProbeError("the reaper left %s on %s, not %s" % (bdf, back, record.original_driver))
+        raise probelib.ProbeError("the reaper left %s on %s, not %s" % (bdf, back,
+                                                                        record.original_driver))
     return record
 
 
@@ -103,7 +107,8 @@ def render(args, step, seen):
         give_back(bound, edu, timed)
     for ids, bdf in ((EDU, edu), (VIRTIO_GPU, gpu)):
         if vfio.Sysfs().driver(bdf) != ORIGINAL_DRIVERS[ids]:
-            raise probelib.ProbeError("%s has driver %s after restore" % (bdf, vfio.Sysfs().driver(bdf)))
+            raise probelib.ProbeError("%s has driver %s after restore" % (bdf,
+                                                                          vfio.Sysfs().driver(bdf)))
     device = passed["id"]
     renderer = "%04x:%04x vfio-pci host=%s -> L2 %02x:%02x.%d" % (
         device["vendor"], device["device"], gpu, passed["bus"], passed["slot"], passed["function"])
@@ -119,7 +124,8 @@ def give_back(bound, edu, timed):
     failures = []
     for bdf, record in reversed(list(bound.items())):
         try:
-            timed("restore-" + ("edu" if bdf == edu else "gpu"), lambda record=record: vfio.restore(record))
+            timed("restore-" + ("edu" if bdf == edu else "gpu"),
+                  lambda record=record: vfio.restore(record))
         except probelib.ProbeError as exc:
             failures.append(exc)
     if failures and sys.exc_info()[0] is None:
@@ -128,13 +134,15 @@ def give_back(bound, edu, timed):
 
 def describe(name, value):
     if name == "reaper-restores":
-        return "vfio bind, then the reaper gave it back to %s" % (value.original_driver or "no driver")
+        return "vfio bind, then the reaper gave it back to %s" % (value.original_driver
+                                                                  or "no driver")
     if isinstance(value, vfio.BindRecord):
         return "bound to vfio-pci (was %s)" % (value.original_driver or "none")
     if name == "dma-round-trip":
         return "%(bytes)d bytes in %(chunks)d chunks, exact: %(exact)s" % value[1]
     if name in ("l2-query-pci", "l2-boot") and value[0]:
-        return "L2 lists %04x:%04x at %02x.%d" % (value[0]["id"]["vendor"], value[0]["id"]["device"],
+        return "L2 lists %04x:%04x at %02x.%d" % (value[0]["id"]["vendor"],
+                                                  value[0]["id"]["device"],
                                                    value[0]["slot"], value[0]["function"])
     return "done"
 
@@ -146,7 +154,8 @@ def diagnose():
 def main(argv=None):
     parser = probelib.arguments(__doc__)
     parser.add_argument("--qemu", default="qemu-system-x86_64", help="the QEMU L2 runs in")
-    parser.add_argument("--l2-kernel", help="boot L2 with this kernel (the full tier); else L2 stays paused")
+    parser.add_argument("--l2-kernel",
+                        help="boot L2 with this kernel (the full tier); else L2 stays paused")
     parser.add_argument("--l2-initrd")
     parser.add_argument("--l2-append", default="console=ttyS0 acpi=off")
     parser.add_argument("--ack-file", help="the host writes it once it has captured L2's image")

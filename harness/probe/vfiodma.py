@@ -40,7 +40,8 @@ libc = ctypes.CDLL(None, use_errno=True)
 
 class RegionInfo(ctypes.Structure):
     _fields_ = [("argsz", ctypes.c_uint32), ("flags", ctypes.c_uint32), ("index", ctypes.c_uint32),
-                ("cap_offset", ctypes.c_uint32), ("size", ctypes.c_uint64), ("offset", ctypes.c_uint64)]
+                ("cap_offset", ctypes.c_uint32), ("size", ctypes.c_uint64), ("offset",
+                                                                             ctypes.c_uint64)]
 
 
 class GroupStatus(ctypes.Structure):
@@ -61,7 +62,8 @@ def ioctl(step, fd, request, arg=None):
     result = libc.ioctl(fd, ctypes.c_ulong(request), arg)
     if result < 0:
         number = ctypes.get_errno()
-        hint = " (no interrupt remapping: intremap=on on the IOMMU)" if step == "set-iommu" and number == 1 else ""
+        hint = (" (no interrupt remapping: intremap=on on the IOMMU)" if step == "set-iommu"
+                and number == 1 else "")
         raise probelib.ProbeError("vfio %s: %s%s" % (step, os.strerror(number), hint))
     return result
 
@@ -81,7 +83,8 @@ class Container:
         self.container = self.open("/dev/vfio/vfio")
         version = ioctl("api-version", self.container, GET_API_VERSION)
         if version != VFIO_API_VERSION:
-            raise probelib.ProbeError("vfio api-version: %d, expected %d" % (version, VFIO_API_VERSION))
+            raise probelib.ProbeError("vfio api-version: %d, expected %d" % (version,
+                                                                             VFIO_API_VERSION))
         if not ioctl("check-extension", self.container, CHECK_EXTENSION, VFIO_TYPE1_IOMMU):
             raise probelib.ProbeError("vfio check-extension: no type1 IOMMU")
         group = vfio.Sysfs().group(bdf)
@@ -90,9 +93,11 @@ class Container:
         ioctl("group-status", self.group, GROUP_GET_STATUS, ctypes.byref(status))
         if not status.flags & GROUP_FLAGS_VIABLE:
             raise probelib.ProbeError("vfio group-status: group %s not viable" % group)
-        ioctl("set-container", self.group, GROUP_SET_CONTAINER, ctypes.byref(ctypes.c_int(self.container)))
+        ioctl("set-container", self.group, GROUP_SET_CONTAINER,
+              ctypes.byref(ctypes.c_int(self.container)))
         ioctl("set-iommu", self.container, SET_IOMMU, VFIO_TYPE1_IOMMU)
-        self.device = ioctl("device-fd", self.group, GROUP_GET_DEVICE_FD, ctypes.c_char_p(bdf.encode()))
+        self.device = ioctl("device-fd", self.group, GROUP_GET_DEVICE_FD,
+                            ctypes.c_char_p(bdf.encode()))
         self.fds.append(self.device)
 
     def open(self, path):
@@ -128,7 +133,8 @@ class Edu:
         self.fd, self.bar = container.device, container.region(BAR0)
         config = container.region(CONFIG_REGION)
         command = struct.unpack("<H", os.pread(self.fd, 2, config + PCI_COMMAND))[0]
-        os.pwrite(self.fd, struct.pack("<H", command | COMMAND_MEMORY | COMMAND_MASTER), config + PCI_COMMAND)
+        os.pwrite(self.fd, struct.pack("<H", command | COMMAND_MEMORY | COMMAND_MASTER),
+                  config + PCI_COMMAND)
 
     def read(self, register):
         return struct.unpack("<I", os.pread(self.fd, 4, self.bar + register))[0]
@@ -175,7 +181,8 @@ def dma_round_trip(bdf, rows):
             edu.dma(EDU_BUFFER, IOVA_BACK + start, count, to_ram=True)
             chunks += 1
         returned = bytes(back[:len(data)])
-        return returned, {"identification": "0x%08x" % identity, "bytes": len(data), "chunks": chunks,
+        return returned, {"identification": "0x%08x" % identity, "bytes": len(data),
+                          "chunks": chunks,
                           "iova": [hex(IOVA_OUT), hex(IOVA_BACK)], "exact": returned == data}
     finally:
         container.close()

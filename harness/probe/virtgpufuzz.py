@@ -34,7 +34,8 @@ ANSWERED, DROPPED, HUNG, DISTURBED = "answered", "dropped", "hung", "disturbed"
 GET_CAPS, RESOURCE_CREATE, RESOURCE_UNREF, TRANSFER_GET, TRANSFER_PUT, SUBMIT_CMD, BUSY_WAIT = range(1, 8)
 GET_CAPS2, RESOURCE_CREATE2, TRANSFER_GET2, TRANSFER_PUT2 = 9, 12, 13, 14
 MUTABLE = (RESOURCE_CREATE, RESOURCE_CREATE2, TRANSFER_GET2, TRANSFER_PUT2, SUBMIT_CMD, BUSY_WAIT)
-BOUNDARY = (0, 1, 0x7F, 0xFF, 0x7FFF, 0xFFFF, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, 0xFFFFFFFE, 0x10000)
+BOUNDARY = (0, 1, 0x7F, 0xFF, 0x7FFF, 0xFFFF, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, 0xFFFFFFFE,
+            0x10000)
 
 
 def ioc(direction: int, number: int, size: int) -> int:
@@ -55,7 +56,8 @@ WAIT_NOWAIT = 1
 
 # Where a virgl command names a resource (virglrenderer's virgl_protocol.h; dword 0 is the header):
 # by command id, the dwords (first, step) up to the command's end; CREATE_OBJECT by object type.
-RESOURCE_WORDS = {6: (3, 3), 9: (1, 0), 11: (1, 0), 16: (4, 9), 17: (1, 5), 27: (5, 0), 34: (5, 3), 35: (7, 5),
+RESOURCE_WORDS = {6: (3, 3), 9: (1, 0), 11: (1, 0), 16: (4, 9), 17: (1, 5), 27: (5, 0), 34: (5, 3),
+                  35: (7, 5),
                   40: (4, 3), 43: (1, 0), 45: (1, 11), 49: (1, 0)}
 OBJECT_RESOURCE_WORDS = {6: 2, 8: 2, 9: 4, 10: 2}  # sampler view, surface, query, streamout target
 CREATE_OBJECT = 1
@@ -65,14 +67,17 @@ CREATE_OBJECT = 1
 # the layout the host is asked for stays as mutated.
 GUEST_MEMORY_LIMIT = 16 << 20
 
-# The fresh client's check: a 16x16 BGRA texture (virgl format 1, PIPE_TEXTURE_2D, bound as a sampler view).
+# The fresh client's check: a 16x16 BGRA texture (virgl format 1, PIPE_TEXTURE_2D, bound as a
+# sampler view).
 CHECK_SIDE, CHECK_FORMAT, TEXTURE_2D, SAMPLER_VIEW = 16, 1, 2, 8
 
 
 class DrmVersion(ctypes.Structure):
-    """The kernel's struct drm_version (native sizes and alignment: the same on every 64-bit guest)."""
+    """The kernel's struct drm_version (native sizes and alignment: the same on every 64-bit
+    guest)."""
     _fields_ = [("major", ctypes.c_int), ("minor", ctypes.c_int), ("patchlevel", ctypes.c_int),
-                ("name_len", ctypes.c_size_t), ("name", ctypes.c_char_p), ("date_len", ctypes.c_size_t),
+                ("name_len", ctypes.c_size_t), ("name", ctypes.c_char_p), ("date_len",
+                                                                           ctypes.c_size_t),
                 ("date", ctypes.c_char_p), ("desc_len", ctypes.c_size_t), ("desc", ctypes.c_char_p)]
 
 
@@ -95,7 +100,8 @@ def driver_name(node: str) -> str:
 
 def render_node() -> str:
     """The first render node whose driver is virtio_gpu ('' when there is none)."""
-    return next((node for node in sorted(glob.glob("/dev/dri/renderD*")) if driver_name(node) == "virtio_gpu"), "")
+    return next((node for node in sorted(glob.glob("/dev/dri/renderD*"))
+                 if driver_name(node) == "virtio_gpu"), "")
 
 
 def words(data: bytes) -> List[int]:
@@ -104,7 +110,8 @@ def words(data: bytes) -> List[int]:
 
 def remap(stream: bytes, handles: Dict[int, int]) -> bytes:
     """`stream` with each resource handle a virgl command names replaced as `handles` says (the
-    session's handles by the ones the guest kernel gave); a handle it does not know is left as sent."""
+    session's handles by the ones the guest kernel gave); a handle it does not know is left as
+    sent."""
     out = words(stream)
     at = 0
     while at < len(out):
@@ -154,11 +161,13 @@ class Gpu:
 
     def submit(self, stream: bytes, buffers: List[int]) -> None:
         listed = struct.pack(f"<{len(buffers)}I", *buffers)
-        self.call(EXECBUFFER, "<IIQQII", 0, len(stream), self.pointer(stream), self.pointer(listed), len(buffers), 0)
+        self.call(EXECBUFFER, "<IIQQII", 0, len(stream), self.pointer(stream), self.pointer(listed),
+                  len(buffers), 0)
         self.kept.clear()
 
     def transfer(self, to_host: bool, buffer: int, box: List[int], level: int, offset: int) -> None:
-        self.call(TRANSFER_TO_HOST if to_host else TRANSFER_FROM_HOST, "<9I", buffer, *box, level, offset)
+        self.call(TRANSFER_TO_HOST if to_host else TRANSFER_FROM_HOST, "<9I", buffer, *box, level,
+                  offset)
 
     def idle(self, buffer: int, deadline_s: float) -> bool:
         """Wait until the host is done with `buffer`; False when it is not within the deadline."""
@@ -180,7 +189,8 @@ class Gpu:
 
     def mapped(self, buffer: int, size: int) -> mmap.mmap:
         offset = self.call(MAP, "<QII", 0, buffer, 0)[0]
-        return mmap.mmap(self.fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=offset)
+        return mmap.mmap(self.fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE,
+                         offset=offset)
 
 
 def pattern(seed: int) -> bytes:
@@ -192,7 +202,8 @@ class Texture:
 
     def __init__(self, gpu: Gpu, seed: int):
         self.gpu, self.expected = gpu, pattern(seed)
-        self.buffer, self.resource = gpu.create([TEXTURE_2D, CHECK_FORMAT, SAMPLER_VIEW, CHECK_SIDE, CHECK_SIDE, 1, 1,
+        self.buffer, self.resource = gpu.create([TEXTURE_2D, CHECK_FORMAT, SAMPLER_VIEW, CHECK_SIDE,
+                                                 CHECK_SIDE, 1, 1,
                                                  0, 0], len(self.expected))
         self.box = [0, 0, 0, CHECK_SIDE, CHECK_SIDE, 1]
 
@@ -212,7 +223,8 @@ class Texture:
         with self.gpu.mapped(self.buffer, len(self.expected)) as view:
             got = bytes(view[:])
         wrong = sum(1 for at in range(len(got)) if got[at] != self.expected[at])
-        return (ANSWERED, "") if not wrong else (DISTURBED, f"{wrong} of {len(got)} bytes read back wrong")
+        return (ANSWERED, "") if not wrong else (DISTURBED,
+                                                 f"{wrong} of {len(got)} bytes read back wrong")
 
 
 def fresh_client(node: str, seed: int, deadline_s: float) -> Tuple[str, str]:
@@ -261,7 +273,8 @@ def one(gpu: Gpu, command: int, dwords: List[int], data: bytes, handles: Dict[in
         gpu.submit(remap(data, {handle: resource for handle, (_, resource) in handles.items()}),
                    [buffer for buffer, _ in handles.values()])
     elif command in (TRANSFER_GET2, TRANSFER_PUT2):
-        buffer = handles.get(fields[0], (fields[0], 0))[0]  # a handle the session never made goes as sent
+        # a handle the session never made goes as sent
+        buffer = handles.get(fields[0], (fields[0], 0))[0]
         gpu.transfer(command == TRANSFER_PUT2, buffer, fields[2:8], fields[1], fields[9])
     elif command == BUSY_WAIT and fields[0] in handles and fields[1] & 1:
         if not gpu.idle(handles[fields[0]][0], deadline_s):
@@ -292,12 +305,14 @@ def mutate(commands: List[Command], rng: random.Random) -> Tuple[List[Command], 
         word, field = rng.choice(starts), rng.choice(((0, 0xFF), (8, 0xFF), (16, 0xFFFF)))
         shift, mask = field
         now = (dwords[word] >> shift) & mask
-        value = (dwords[word] & ~(mask << shift)) | (rng.choice([v & mask for v in BOUNDARY if v & mask != now]) << shift)
+        value = (dwords[word] & ~(mask << shift)) | (rng.choice([v & mask for v in BOUNDARY
+                                                                 if v & mask != now]) << shift)
     else:
         word = rng.randrange(len(dwords))
         value = rng.choice([v for v in BOUNDARY if v != dwords[word]])
     dwords[word] = value
-    changed = commands[:index] + [(command, struct.pack(f"<{len(dwords)}I", *dwords))] + commands[index + 1:]
+    changed = commands[:index] + [(command, struct.pack(f"<{len(dwords)}I",
+                                                        *dwords))] + commands[index + 1:]
     return changed, f"command {index} (id {command}): dword {word} = {value:#x}"
 
 
@@ -318,17 +333,23 @@ def targeted(commands: List[Command], victim: int) -> List[Tuple[str, List[Comma
     if creates:
         first = creates[0]
         handle = words(commands[first][1])[0]
-        huge = struct.pack("<11I", handle, TEXTURE_2D, CHECK_FORMAT, SAMPLER_VIEW, 0x4000, 0x4000, 1, 1, 0, 0, 4096)
+        huge = struct.pack("<11I", handle, TEXTURE_2D, CHECK_FORMAT, SAMPLER_VIEW, 0x4000, 0x4000,
+                           1, 1, 0, 0, 4096)
         cases.append(("oversized resource (16384x16384, 4 KiB of guest memory)",
                       commands[:first] + [(RESOURCE_CREATE2, huge)] + commands[first + 1:]))
-        outside = struct.pack("<10I", handle, 0, 0xFFFFFF00, 0xFFFFFF00, 0, 0x1000, 0x1000, 1, 0, 0x7FFFFFF0)
-        cases.append(("read-back outside the resource", commands[:first + 1] + [(TRANSFER_GET2, outside)]))
+        outside = struct.pack("<10I", handle, 0, 0xFFFFFF00, 0xFFFFFF00, 0, 0x1000, 0x1000, 1, 0,
+                              0x7FFFFFF0)
+        cases.append(("read-back outside the resource", commands[:first + 1] + [(TRANSFER_GET2,
+                                                                                 outside)]))
         level = struct.pack("<10I", handle, 31, 0, 0, 0, 1, 1, 1, 0, 0)
         cases.append(("read-back of mip level 31", commands[:first + 1] + [(TRANSFER_GET2, level)]))
         if victim not in {words(commands[i][1])[0] for i in creates}:
-            into = virgl(COPY_REGION, victim, 0, 0, 0, 0, handle, 0, 0, 0, 0, CHECK_SIDE, CHECK_SIDE, 1)
-            over = virgl(TRANSFER3D, victim, 0, 0, 0, 0, 0, 0, 0, CHECK_SIDE, CHECK_SIDE, 1, 0, TO_HOST)
-            cases.append(("another client's texture as a copy's target", commands[:first + 1] + [(SUBMIT_CMD, into)]))
+            into = virgl(COPY_REGION, victim, 0, 0, 0, 0, handle, 0, 0, 0, 0, CHECK_SIDE,
+                         CHECK_SIDE, 1)
+            over = virgl(TRANSFER3D, victim, 0, 0, 0, 0, 0, 0, 0, CHECK_SIDE, CHECK_SIDE, 1, 0,
+                         TO_HOST)
+            cases.append(("another client's texture as a copy's target",
+                          commands[:first + 1] + [(SUBMIT_CMD, into)]))
             cases.append(("another client's texture as an upload's target",
                           commands[:first + 1] + [(SUBMIT_CMD, over)]))
     return cases
@@ -341,10 +362,12 @@ def checked(node: str, commands: List[Command], deadline_s: float, number: int) 
     if outcome == HUNG:
         return outcome, how
     after, after_how = fresh_client(node, number, deadline_s)
-    return (outcome, how) if after == ANSWERED else (after, f"{how + '; ' if how else ''}then {after_how}")
+    return (outcome, how) if after == ANSWERED else (after,
+                                                     f"{how + '; ' if how else ''}then {after_how}")
 
 
-def fuzz(node: str, commands: List[Command], encode: Callable[[List[Command]], bytes], seed: int, count: int,
+def fuzz(node: str, commands: List[Command], encode: Callable[[List[Command]], bytes], seed: int,
+         count: int,
          seconds: float, out: str, deadline_s: float) -> dict:
     """Up to `count` inputs in `seconds` (the targeted cases first) against the device at `node`,
     beside a victim client's texture; every input not answered saved under out/inputs/. A hang
@@ -368,21 +391,25 @@ def fuzz(node: str, commands: List[Command], encode: Callable[[List[Command]], b
                 name = os.path.join("inputs", f"{tried:05d}-{outcome}.bin")
                 with open(os.path.join(out, name), "wb") as handle:
                     handle.write(encode(mutated))
-                saved.append({"input": tried, "outcome": outcome, "how": how, "change": change, "file": name})
+                saved.append({"input": tried, "outcome": outcome, "how": how, "change": change,
+                              "file": name})
             return outcome
 
         for name, case in targeted(commands, victim.resource):
             outcome = tally_one(case, name)
-            cases.append({"case": name, "outcome": outcome, "how": saved[-1]["how"] if outcome != ANSWERED else ""})
+            cases.append({"case": name, "outcome": outcome, "how": saved[-1]["how"]
+                          if outcome != ANSWERED else ""})
             tried += 1
         while tried < count and time.monotonic() - started < seconds and not tally[HUNG]:
             mutated, change = mutate(commands, rng)
             tally_one(mutated, change)
             tried += 1
-        kept = victim.holds(deadline_s) if victim_ready and not tally[HUNG] else (HUNG, "not read: the device hung")
+        kept = victim.holds(deadline_s) if victim_ready and not tally[HUNG] else (HUNG,
+                                                                                  "not read: the device hung")
     finally:
         victim_gpu.close()
-    return {"seed": seed, "target": node, "session_commands": len(commands), "session_bytes": len(encode(commands)),
+    return {"seed": seed, "target": node, "session_commands": len(commands),
+            "session_bytes": len(encode(commands)),
             "unmutated": baseline[0], "unmutated_how": baseline[1], "tried": tried,
             "seconds": round(time.monotonic() - started, 2), **tally, "waiting": 0,
             "victim": kept[0], "victim_how": kept[1], "targeted": cases, "inputs": saved}

@@ -4,7 +4,8 @@ process for this client ended: a crash or a refusal) or went silent (a hang).
 
 The protocol (virglrenderer's vtest_protocol.h): each command is a header of two little-endian
 uint32 (the length of its data in dwords, in bytes for the first, VCMD_CREATE_RENDERER, whose
-data is the client's name: vtest_create_context reads that many bytes; the command id) and its data. A mutation changes one
+data is the client's name: vtest_create_context reads that many bytes; the command id) and its data.
+A mutation changes one
 thing of one command, chosen by a seeded generator (the same seed, the same inputs): the length,
 the command id, one dword of the data set to a boundary value (resource handles, offsets,
 strides and sizes are all dwords), or a command dropped, repeated or cut short. After the
@@ -36,7 +37,8 @@ import vtestcases
 HEADER = struct.Struct("<II")
 PING_PROTOCOL_VERSION = 10
 COMMANDS = range(1, 25)  # VCMD_GET_CAPS .. VCMD_SUBMIT_CMD2
-BOUNDARY = (0, 1, 0x7F, 0xFF, 0x7FFF, 0xFFFF, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, 0xFFFFFFFE, 0x10000)
+BOUNDARY = (0, 1, 0x7F, 0xFF, 0x7FFF, 0xFFFF, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, 0xFFFFFFFE,
+            0x10000)
 KINDS = ("length", "command", "dword", "drop", "repeat", "cut")
 ANSWERED, DROPPED, HUNG, WAITING = "answered", "dropped", "hung", "waiting"
 SECOND_CHANCE = 1 << 16  # zeros sent to a server that did not answer, before calling it a hang
@@ -44,7 +46,8 @@ PAD_LIMIT = 1 << 20  # a command the input left short is completed with zeros up
 
 Command = Tuple[int, bytes]  # (command id, its data)
 MESA_SOCKET = "/tmp/.virgl_test"  # where Mesa's vtest winsys connects without $VTEST_SOCKET_NAME
-CREATE_RENDERER = 8  # a client's first command: its length counts bytes (the client's name), every other's dwords
+# a client's first command: its length counts bytes (the client's name), every other's dwords
+CREATE_RENDERER = 8
 
 
 def data_size(command: int, length: int) -> int:
@@ -84,7 +87,8 @@ def mutate(commands: List[Command], rng: random.Random) -> Tuple[bytes, str]:
     if kind == "length":
         own = length_field(command, data)
         said = rng.choice((0, 1, own + 1, own * 2 + 1, 0xFFFF, 0x3FFFFFFF))
-        return encode(commands, {index: said}), f"command {index} (id {command}): length {said}, not {own}"
+        return encode(commands,
+                      {index: said}), f"command {index} (id {command}): length {said}, not {own}"
     if kind == "command":
         other = rng.choice([c for c in COMMANDS if c != command] + [0, 25, 0xFFFFFFFF])
         changed = commands[:index] + [(other, data)] + commands[index + 1:]
@@ -95,21 +99,25 @@ def mutate(commands: List[Command], rng: random.Random) -> Tuple[bytes, str]:
         changed = commands[:index] + [(command, new)] + commands[index + 1:]
         return encode(changed), f"command {index} (id {command}): dword {word} = {value:#x}"
     if kind == "drop":
-        return encode(commands[:index] + commands[index + 1:]), f"command {index} (id {command}) dropped"
+        return encode(commands[:index] + commands[index + 1:]), (f"command {index} (id {command}) "
+                                                                 "dropped")
     if kind == "repeat":
-        return encode(commands[:index + 1] + commands[index:]), f"command {index} (id {command}) sent twice"
+        return encode(commands[:index + 1] + commands[index:]), (f"command {index} (id {command}) "
+                                                                 "sent twice")
     whole = encode(commands[:index + 1])
     cut = rng.randrange(len(whole) - len(data) - HEADER.size, len(whole))
     return whole[:cut], f"cut after {cut} bytes, in command {index} (id {command})"
 
 
 def owed(payload: bytes) -> int:
-    """How many more bytes the server's framing expects after `payload` (its headers as it reads them)."""
+    """How many more bytes the server's framing expects after `payload` (its headers as it reads
+    them)."""
     at = 0
     while at + HEADER.size <= len(payload):
         length, command = HEADER.unpack_from(payload, at)
         at += HEADER.size + data_size(command, length)
-    return at - len(payload) if at > len(payload) else (HEADER.size - (len(payload) - at)) % HEADER.size
+    return (at - len(payload) if at > len(payload)
+            else (HEADER.size - (len(payload) - at)) % HEADER.size)
 
 
 def drain(conn: socket.socket) -> bool:
@@ -154,7 +162,8 @@ def replay(path: str, payload: bytes, deadline_s: float) -> Tuple[str, str]:
             conn.sendall(bytes(SECOND_CHANCE) + HEADER.pack(0, PING_PROTOCOL_VERSION))
             again, _ = answer(conn, deadline_s)
             if again != HUNG:
-                return WAITING, f"the server waited for more data than the command's header said ({again} after it)"
+                return WAITING, ("the server waited for more data than the command's header said "
+                                 f"({again} after it)")
         return outcome, how
     except OSError as exc:
         return DROPPED, exc.strerror or str(exc)
@@ -211,7 +220,8 @@ def leave(path: str, payload: bytes, deadline_s: float) -> Tuple[str, str]:
         conn.close()
     time.sleep(0.2)  # the server's answer meets a closed socket
     outcome, how = replay(path, encode(parse(payload)[:1]), deadline_s)
-    return outcome, ("a new client is served after it" if outcome == ANSWERED else f"a new client: {how}")
+    return outcome, ("a new client is served after it" if outcome == ANSWERED
+                     else f"a new client: {how}")
 
 
 def answer(conn: socket.socket, deadline_s: float) -> Tuple[str, str]:
@@ -237,7 +247,8 @@ def answer(conn: socket.socket, deadline_s: float) -> Tuple[str, str]:
         return DROPPED, exc.strerror or str(exc)
 
 
-def fuzz(path: str, session: bytes, seed: int, count: int, seconds: float, out: str, deadline_s: float) -> dict:
+def fuzz(path: str, session: bytes, seed: int, count: int, seconds: float, out: str,
+         deadline_s: float) -> dict:
     """Up to `count` inputs in `seconds`; every dropped or hung one saved under out/inputs/."""
     commands = parse(session)
     rng = random.Random(seed)
@@ -253,11 +264,13 @@ def fuzz(path: str, session: bytes, seed: int, count: int, seconds: float, out: 
             name = os.path.join("inputs", f"{tried:05d}-{outcome}{'-' + mode if mode else ''}.bin")
             with open(os.path.join(out, name), "wb") as handle:
                 handle.write(payload)
-            saved.append({"input": tried, "outcome": outcome, "how": how, "change": change, "file": name})
+            saved.append({"input": tried, "outcome": outcome, "how": how, "change": change,
+                          "file": name})
 
     for case in vtestcases.targeted(commands):  # first, and whatever the bounds: they are few
         payload = encode(case.commands)
-        send = {vtestcases.NEVER_READS: flood, vtestcases.LEAVES_EARLY: leave}.get(case.mode, replay)
+        send = {vtestcases.NEVER_READS: flood, vtestcases.LEAVES_EARLY: leave}.get(case.mode,
+                                                                                   replay)
         outcome, how = send(path, payload, deadline_s)
         tally_one(payload, case.name, outcome, how, case.mode)
         targeted.append({"case": case.name, "outcome": outcome, "how": how})
@@ -267,7 +280,8 @@ def fuzz(path: str, session: bytes, seed: int, count: int, seconds: float, out: 
         tally_one(payload, change, *replay(path, payload, deadline_s))
         tried += 1
     return {"seed": seed, "session_commands": len(commands), "session_bytes": len(session),
-            "unmutated": baseline[0], "tried": tried, "seconds": round(time.monotonic() - started, 2),
+            "unmutated": baseline[0], "tried": tried, "seconds": round(time.monotonic() - started,
+                                                                       2),
             **tally, "targeted": targeted, "inputs": saved}
 
 
@@ -279,7 +293,8 @@ def through_the_device(args: argparse.Namespace) -> int:
         print(f"{outcome}{': ' + how if how else ''}")
         return 0 if outcome == ANSWERED else 1
     with open(args.session, "rb") as handle:
-        report = virtgpufuzz.fuzz(args.socket, parse(handle.read()), encode, args.seed, args.count, args.seconds,
+        report = virtgpufuzz.fuzz(args.socket, parse(handle.read()), encode, args.seed, args.count,
+                                  args.seconds,
                                   args.out, args.deadline)
     return written(report, args.out)
 
@@ -310,11 +325,13 @@ def main(argv: List[str]) -> int:
     args = parser.parse_args(argv)
     if args.socket == "-":
         args.socket = os.environ.get("VTEST_SOCKET_NAME") or (
-            MESA_SOCKET if os.path.exists(MESA_SOCKET) else virtgpufuzz.render_node() or MESA_SOCKET)
+            MESA_SOCKET if os.path.exists(MESA_SOCKET) else virtgpufuzz.render_node()
+                                                              or MESA_SOCKET)
     if args.socket.startswith("/dev/"):
         return through_the_device(args)
     if not os.path.exists(args.socket):  # a run against nothing would count every input refused
-        print(f"vtestfuzz: no vtest socket at {args.socket} and no virtio-gpu render node: nothing to fuzz",
+        print(f"vtestfuzz: no vtest socket at {args.socket} and no virtio-gpu render node: nothing "
+              "to fuzz",
               file=sys.stderr)
         return 2
     if args.command == "replay":
@@ -325,7 +342,8 @@ def main(argv: List[str]) -> int:
         print(f"{outcome}{': ' + how if how else ''}")
         return 0 if outcome == ANSWERED else 1
     with open(args.session, "rb") as handle:
-        report = fuzz(args.socket, handle.read(), args.seed, args.count, args.seconds, args.out, args.deadline)
+        report = fuzz(args.socket, handle.read(), args.seed, args.count, args.seconds, args.out,
+                      args.deadline)
     return written(report, args.out)
 
 

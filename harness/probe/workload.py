@@ -47,7 +47,8 @@ def near(program, search):
     the name is misspelt) and the names in them closest to it."""
     if "/" in program:
         return [], []
-    folders = [folder for pattern in search for folder in sorted(glob.glob(pattern)) if os.path.isdir(folder)]
+    folders = [folder for pattern in search for folder in sorted(glob.glob(pattern))
+               if os.path.isdir(folder)]
     names = sorted({name for folder in folders for name in os.listdir(folder)})
     return folders, difflib.get_close_matches(program, names, n=3)
 
@@ -110,7 +111,8 @@ def render(args, step, seen):
 def main(argv=None):
     args = arguments(__doc__).parse_args(argv)
     if not os.path.exists(os.path.join(args.out, PLAN)):
-        raise SystemExit(f"workload: no {PLAN} in {args.out}: the harness writes it before the probe runs")
+        raise SystemExit(f"workload: no {PLAN} in {args.out}: the harness writes it before the "
+                         "probe runs")
     return run("workload", "gles2", PROBE_VERSION, args, render, gles.diagnose)
 
 

@@ -18,7 +18,8 @@ RESULTS_FILE = results.RESULTS_FILE
 
 def write_all(out_dir: Path, document: dict) -> None:
     # default=str: a fact of an odd type (a path, an enum) must not cost the whole results file
-    write_file(out_dir / RESULTS_FILE, json.dumps(document, indent=2, sort_keys=True, default=str) + "\n")
+    write_file(out_dir / RESULTS_FILE, json.dumps(document, indent=2, sort_keys=True,
+                                                  default=str) + "\n")
     render_from_json(out_dir)
 
 
@@ -34,8 +35,10 @@ def write_file(target: Path, text: str) -> None:
     """One report file, written atomically; a target that cannot be written (a folder in its
     place, a read-only folder) is an InputError naming it."""
     where = cut(target, PATH_LIMIT)
-    if target.is_dir() and not target.is_symlink():  # checked first: the rename would leave its partial file
-        raise InputError(f"{where}: is a folder, cannot write the report file there (remove it, or choose another folder)")
+    # checked first: the rename would leave its partial file
+    if target.is_dir() and not target.is_symlink():
+        raise InputError(f"{where}: is a folder, cannot write the report file there (remove it, or "
+                         "choose another folder)")
     try:
         write_atomically(target, text)
     except OSError as exc:

@@ -17,7 +17,8 @@ from .security import security
 from .table import (Answer, Cell, by_path, distinct, listed, on_host_runtime, ran, span, unique,
                     whole)
 
-__all__ = ["Answer", "Cell", "build", "by_path", "distinct", "exposure", "isolation", "listed", "own_namespaces",
+__all__ = ["Answer", "Cell", "build", "by_path", "distinct", "exposure", "isolation", "listed",
+           "own_namespaces",
            "ran", "span", "unique", "whole"]
 
 SERVER_TOOL = "virgl_test_server"  # the toolset entry a vtest scenario's server version is under
@@ -27,7 +28,8 @@ START_PHASES = ("services_ready_s", "qemu_start_s", "boot_s")  # until the workl
 
 def version_key(version: str) -> tuple:
     """'0.10.4' after '0.9.1': numbers compared as numbers, other words as text."""
-    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"[.\-+~ ]", version))
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part)
+                 for part in re.split(r"[.\-+~ ]", version))
 
 
 def median(values: Sequence[float]) -> Optional[float]:
@@ -51,9 +53,11 @@ def vtest_compat(scenarios: List[ScenarioEntry]) -> Answer:
     clients = sorted({client for client, _, _ in groups}, key=version_key)
     answer = Answer("vtest", "vtest compatibility",
                     "Which client Mesa renders through which virglrenderer over vtest?",
-                    ["client Mesa (runtimes)"] + [f"virglrenderer {server} · {probe}" for server, probe in columns_keys])
+                    ["client Mesa (runtimes)"] + [f"virglrenderer {server} · {probe}" for server,
+                                                  probe in columns_keys])
     for client in clients:
-        runtimes = distinct(s.runtime for (c, _, _), group in groups.items() if c == client for s in group)
+        runtimes = distinct(s.runtime for (c, _, _), group in groups.items() if c == client
+                            for s in group)
         row = [Cell(f"{client} ({', '.join(runtimes)})")]
         for server, probe in columns_keys:
             group = groups.get((client, server, probe), [])
@@ -68,9 +72,12 @@ def vtest_compat(scenarios: List[ScenarioEntry]) -> Answer:
 def vtest_record(client: str, server: str, probe: str, group: List[ScenarioEntry]) -> dict:
     attempted = ran(group)
     rendered = [s.id for s in attempted if s.outcome.renders]
-    failed = [{"id": s.id, "failure": s.failure_kind or "failed"} for s in attempted if not s.outcome.renders]
-    verdict = ("not run" if not attempted else "renders" if not failed else "fails" if not rendered else "partly")
-    return {"client_mesa": client, "server_virglrenderer": server, "probe": probe, "renders": verdict,
+    failed = [{"id": s.id, "failure": s.failure_kind or "failed"} for s in attempted
+              if not s.outcome.renders]
+    verdict = ("not run" if not attempted else "renders" if not failed else "fails"
+               if not rendered else "partly")
+    return {"client_mesa": client, "server_virglrenderer": server, "probe": probe,
+            "renders": verdict,
             "rendered": rendered, "failed": failed, "skipped": len(group) - len(attempted)}
 
 
@@ -86,7 +93,8 @@ def vtest_cell(record: dict) -> Cell:
     if verdict == "partly":
         return Cell(f"{len(record['rendered'])} of {len(ids)} render; fails: {listed(classes)}",
                     css_class(Outcome.FLAKE), title)
-    return Cell("not run" if record["skipped"] else "-", css_class(Outcome.SKIP) if record["skipped"] else "", title)
+    return Cell("not run" if record["skipped"] else "-", css_class(Outcome.SKIP)
+                if record["skipped"] else "", title)
 
 
 # --- cost ---------------------------------------------------------------------------------------
@@ -95,10 +103,13 @@ def cost(scenarios: List[ScenarioEntry]) -> Answer:
     references = distinct(found for s in scenarios for found in (s.fps_share.reference,
                                                                  s.workload_fps_share.reference))
     answer = Answer("cost", "Cost per path",
-                    "What does the path cost: setup, service and machine start, memory, fps against "
-                    f"{' / '.join(references) or 'the reference path'}? (medians over the path's scenarios that "
+                    "What does the path cost: setup, service and machine start, memory, fps "
+                    "against "
+                    f"{' / '.join(references) or 'the reference path'}? (medians over the path's "
+                    "scenarios that "
                     "ran; a workload's own fps where it reports one)",
-                    ["path", "ran", "setup s", "start s", "probe s", "wall s", "memory MB (probe + services)",
+                    ["path", "ran", "setup s", "start s", "probe s", "wall s",
+                     "memory MB (probe + services)",
                      "fps % of reference, per API (same: within the spread)",
                      "emulated against native (same suite)"])
     for path, group in by_path(ran(scenarios)).items():
@@ -143,9 +154,12 @@ def cost_record(path: str, group: List[ScenarioEntry]) -> dict:
         "memory_mb": med(sum(m.values()) / 1024 if m else None for m in memory),
         "probe_memory_mb": med(m["probe"] / 1024 if "probe" in m else None for m in memory),
         "fps_vs_reference": shares, "fps_same_as_reference": same,
-        "fps_vs_baseline": dict(shares), "fps_same_as_baseline": dict(same),  # their names in older files
-        # a declared workload's own fps (a command's fps_pattern) against the reference path's workload
-        "workload_fps_vs_reference": workload_shares, "workload_fps_same_as_reference": workload_same,
+        # their names in older files
+        "fps_vs_baseline": dict(shares), "fps_same_as_baseline": dict(same),
+        # a declared workload's own fps (a command's fps_pattern) against the reference path's
+        # workload
+        "workload_fps_vs_reference": workload_shares,
+            "workload_fps_same_as_reference": workload_same,
         "emulation": [cost.to_dict() for cost in emulation_costs(group)],
     }
 
@@ -170,8 +184,10 @@ def fps_said(record: dict, probe: str) -> str:
     """A probe's fps share in a cost row: its workload's own where it has one, else the probe's."""
     workload = probe in record["workload_fps_vs_reference"]
     prefix = "workload_fps" if workload else "fps"
-    share, same = record[f"{prefix}_vs_reference"][probe], record[f"{prefix}_same_as_reference"][probe]
-    return f"{probe}{' workload' if workload else ''} " + ("same as reference" if same else f"{share * 100:.0f}%")
+    share, same = (record[f"{prefix}_vs_reference"][probe],
+                   record[f"{prefix}_same_as_reference"][probe])
+    return f"{probe}{' workload' if workload else ''} " + ("same as reference" if same
+                                                           else f"{share * 100:.0f}%")
 
 
 def cost_row(record: dict) -> List[Cell]:
@@ -180,19 +196,23 @@ def cost_row(record: dict) -> List[Cell]:
 
     memory = fmt(record["memory_mb"], "{:.0f}")
     if record["probe_memory_mb"] is not None and record["memory_mb"] is not None:
-        memory += f" ({record['probe_memory_mb']:.0f} + {record['memory_mb'] - record['probe_memory_mb']:.0f})"
+        memory += (f" ({record['probe_memory_mb']:.0f} + "
+                   f"{record['memory_mb'] - record['probe_memory_mb']:.0f})")
     probes = sorted({*record["fps_vs_reference"], *record["workload_fps_vs_reference"]})
     shares = " · ".join(fps_said(record, probe) for probe in probes)
     return [Cell(record["path"]), Cell(str(record["scenarios"])), Cell(fmt(record["setup_s"])),
-            Cell(fmt(record["start_s"])), Cell(fmt(record["probe_s"])), Cell(fmt(record["wall_s"])), Cell(memory),
-            Cell(shares or "-"), Cell(" · ".join(emulationcost.describe(item) for item in record.get("emulation") or []) or "-")]
+            Cell(fmt(record["start_s"])), Cell(fmt(record["probe_s"])), Cell(fmt(record["wall_s"])),
+            Cell(memory),
+            Cell(shares or "-"), Cell(" · ".join(emulationcost.describe(item)
+                                                 for item in record.get("emulation") or []) or "-")]
 
 
 # --- driver matching ----------------------------------------------------------------------------
 
 def driver_matching(scenarios: List[ScenarioEntry]) -> Answer:
     answer = Answer("driver", "Driver matching",
-                    "Whose userspace driver rendered (the host's, bound in, or the runtime's own), and does "
+                    "Whose userspace driver rendered (the host's, bound in, or the runtime's own), "
+                    "and does "
                     "it match the host's driver?",
                     ["runtime", "runtime Mesa", "host driver (kernel)", "host's driver rendered",
                      "runtime's driver rendered", "mismatch"])
@@ -207,7 +227,8 @@ def driver_matching(scenarios: List[ScenarioEntry]) -> Answer:
 
 
 def driver_record(runtime: str, group: List[ScenarioEntry]) -> dict:
-    facts: List[Tuple[ScenarioEntry, DriverMatch]] = [(s, s.driver_match) for s in group if s.driver_match]
+    facts: List[Tuple[ScenarioEntry, DriverMatch]] = [(s, s.driver_match) for s in group
+                                                      if s.driver_match]
 
     def paths_using(used: DriverUsed) -> List[str]:
         return distinct(s.path for s, f in facts if f.used is used)
@@ -216,15 +237,18 @@ def driver_record(runtime: str, group: List[ScenarioEntry]) -> dict:
         "runtime": runtime,
         "runtime_mesa": distinct(f.runtime_mesa for _, f in facts),
         "host_driver": distinct(f.host_driver for _, f in facts),
-        "kernel_driver": distinct(" ".join(v for v in (f.kernel_driver, f.kernel_driver_version) if v) or None
+        "kernel_driver": distinct(" ".join(v for v in (f.kernel_driver,
+                                                       f.kernel_driver_version) if v) or None
                                   for _, f in facts),
         "host_driver_rendered": paths_using(DriverUsed.HOST_DRIVER),
         "runtime_driver_rendered": paths_using(DriverUsed.RUNTIME),
         "mismatches": [{"id": s.id, "note": f.note or "mismatch"} for s, f in facts if f.mismatch],
         # On the host runtime the runtime's driver is the host's: every path that rendered, once.
         "runtime_is_host": all(on_host_runtime(s) for s in group),
-        "rendered_with_host_driver": distinct(s.path for s, f in facts if f.used is DriverUsed.HOST_DRIVER
-                                              or (f.used is DriverUsed.RUNTIME and on_host_runtime(s))),
+        "rendered_with_host_driver": distinct(s.path for s, f in facts
+                                              if f.used is DriverUsed.HOST_DRIVER
+                                              or (f.used is DriverUsed.RUNTIME
+                                                  and on_host_runtime(s))),
     }
 
 
@@ -238,19 +262,23 @@ def rendered_cells(record: dict) -> List[Cell]:
     if record.get("runtime_is_host"):
         every = record["rendered_with_host_driver"]
         return [Cell(f"all {paths_said(every)}: the runtime is the host", title="\n".join(every)),
-                Cell("none of its own: the host's", title="the host runtime's driver is the host's")]
+                Cell("none of its own: the host's",
+                     title="the host runtime's driver is the host's")]
     return [Cell(", ".join(record["host_driver_rendered"]) or "none"),
-            Cell(paths_said(record["runtime_driver_rendered"]), title="\n".join(record["runtime_driver_rendered"]))]
+            Cell(paths_said(record["runtime_driver_rendered"]),
+                 title="\n".join(record["runtime_driver_rendered"]))]
 
 
 def driver_row(record: dict) -> List[Cell]:
-    kernel = f" ({', '.join(record['kernel_driver'])})" if record["kernel_driver"] else " (no kernel driver)"
+    kernel = (f" ({', '.join(record['kernel_driver'])})" if record["kernel_driver"]
+              else " (no kernel driver)")
     mismatches = record["mismatches"]
     notes = distinct(m["note"] for m in mismatches)
     return [Cell(record["runtime"]), Cell(", ".join(record["runtime_mesa"]) or "-"),
             Cell((", ".join(record["host_driver"]) or "-") + kernel), *rendered_cells(record),
             Cell(f"{len(mismatches)}: {listed(notes, 2)}", css_class(Outcome.FAIL),
-                 "\n".join(m["id"] for m in mismatches)) if mismatches else Cell("none", css_class(Outcome.PASS))]
+                 "\n".join(m["id"] for m in mismatches)) if mismatches else Cell("none",
+                                                                                 css_class(Outcome.PASS))]
 
 
 BUILDERS = (vtest_compat, exposure, isolation, cost, driver_matching, security)

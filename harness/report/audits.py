@@ -19,7 +19,8 @@ from .table import (Answer, Cell, by_path, distinct, joined, listed, on_host_run
                     whole)
 
 Audit = Tuple[ScenarioEntry, Exposure]  # a scenario entry and its exposure
-SENTINEL = "host-sentinel"  # lifecycle.Workspace.sentinel: a file only the host has; every family's probe checks it
+# lifecycle.Workspace.sentinel: a file only the host has; every family's probe checks it
+SENTINEL = "host-sentinel"
 SENTINEL_SAID = "the scenario's host-only sentinel file"
 
 # --- exposure -----------------------------------------------------------------------------------
@@ -27,10 +28,13 @@ SENTINEL_SAID = "the scenario's host-only sentinel file"
 
 def exposure(scenarios: List[ScenarioEntry]) -> Answer:
     answer = Answer("exposure", "What each path exposes of the host",
-                    "What of the host does a workload see through this path (the leak audit, measured "
-                    "from its own mount table)? On the host runtime the workload's own root is the host's "
+                    "What of the host does a workload see through this path (the leak audit, "
+                    "measured "
+                    "from its own mount table)? On the host runtime the workload's own root is the "
+                    "host's "
                     "(its /usr, its /etc): that is said apart from the built runtimes' numbers.",
-                    ["path", "host paths", "host files", "host devices", "host sockets", "shared namespaces",
+                    ["path", "host paths", "host files", "host devices", "host sockets",
+                     "shared namespaces",
                      "for example"])
     for path, group in by_path(scenarios).items():
         audits = [(s, s.exposure) for s in group if s.exposure]
@@ -81,7 +85,8 @@ def exposure_record(path: str, audits: List[Audit]) -> dict:
 
 def part_text(part: dict, column: str) -> str:
     """One part's value in the column: host paths or host files."""
-    if part["whole_host"]:  # a guest whose 9p root is the host's / sees its files, if none of its sockets
+    # a guest whose 9p root is the host's / sees its files, if none of its sockets
+    if part["whole_host"]:
         return "whole host" if column == "host_paths" else "all"
     if column == "host_files":
         return span(part["host_files"], lambda v: f"{int(v):,}")
@@ -109,7 +114,8 @@ def sockets_text(record: dict) -> str:
 
 def exposure_row(record: dict) -> List[Cell]:
     by_runtime = ", ".join(f"{k}: {v:,}" for k, v in record["host_files_by_runtime"].items())
-    paths = Cell(split_text(record, "host_paths"), css_class(Outcome.FAIL) if record["whole_host"] else "")
+    paths = Cell(split_text(record, "host_paths"), css_class(Outcome.FAIL)
+                 if record["whole_host"] else "")
     if record["separate_kernel"]:
         namespaces = Cell("none: a guest kernel")
     elif record["whole_host"] and not record["shared_namespaces"]:
@@ -125,9 +131,12 @@ def exposure_row(record: dict) -> List[Cell]:
 
 def isolation(scenarios: List[ScenarioEntry]) -> Answer:
     answer = Answer("isolation", "Isolation per path",
-                    "What does the workload get: its own namespaces, seccomp, capabilities, device nodes "
-                    "(measured inside, by the probe)? Host paths visible: of the same paths for every path.",
-                    ["path", "own namespaces", "seccomp", "NoNewPrivs", "capabilities", "uid", "/dev/dri nodes",
+                    "What does the workload get: its own namespaces, seccomp, capabilities, device "
+                    "nodes "
+                    "(measured inside, by the probe)? Host paths visible: of the same paths for "
+                    "every path.",
+                    ["path", "own namespaces", "seccomp", "NoNewPrivs", "capabilities", "uid",
+                     "/dev/dri nodes",
                      "host devices", "host paths visible"])
     for path, group in by_path(scenarios).items():
         measured = [s for s in group if s.isolation]
@@ -161,8 +170,10 @@ def compared(scenario: ScenarioEntry) -> Optional[Tuple[List[str], List[str]]]:
             and not any(os.path.basename(p) == SENTINEL for p in facts.host_paths_checked_list)):
         return None
     sentinel = any(os.path.basename(p) == SENTINEL for p in facts.host_paths_visible_list)
-    return [SENTINEL_SAID, *folders], ([SENTINEL_SAID] if sentinel else []) + list(audit.host_folders_visible
-                                                                                     if audit else [])
+    return [SENTINEL_SAID, *folders], ([SENTINEL_SAID] if sentinel
+                                       else []) + list(audit.host_folders_visible
+                                                                                     if audit
+                                                                                   else [])
 
 
 def isolation_record(path: str, measured: List[ScenarioEntry]) -> dict:
@@ -172,7 +183,8 @@ def isolation_record(path: str, measured: List[ScenarioEntry]) -> dict:
 
     def counted(host: bool) -> List[str]:
         found = [compared(s) for s in measured if on_host_runtime(s) == host]
-        return unique(f"{len(seen)} of {len(checked)}" for checked, seen in (f for f in found if f is not None))
+        return unique(f"{len(seen)} of {len(checked)}" for checked, seen in (f for f in found
+                                                                             if f is not None))
     return {
         "path": path, "scenarios": len(measured),
         "own_namespaces": unique(", ".join(own_namespaces(s)) or "none" for s in measured),
@@ -181,8 +193,10 @@ def isolation_record(path: str, measured: List[ScenarioEntry]) -> dict:
         "capabilities": unique(whole(f.capabilities) for f in facts),
         "uid": unique(whole(f.uid) for f in facts),
         "dri_nodes": distinct(n for f in facts for n in f.dri_nodes),
-        "host_devices": distinct(d for s in measured for d in (s.exposure.host_devices if s.exposure else [])),
-        "host_paths_visible": unique(f"{v} of {c}" for v, c in visible if v is not None and c is not None),
+        "host_devices": distinct(d for s in measured for d in (s.exposure.host_devices
+                                                               if s.exposure else [])),
+        "host_paths_visible": unique(f"{v} of {c}" for v, c in visible if v is not None
+                                     and c is not None),
         # Over the same paths for every path (compared): comparable between rows.
         "host_paths_compared": unique(f"{len(seen)} of {len(checked)}" for checked, seen in same)
         if len(same) == len(measured) else [],
@@ -197,14 +211,18 @@ SECCOMP_MODES = {0: "off", 1: "strict", 2: "filter"}  # /proc/self/status Seccom
 
 
 def visible_cell(record: dict) -> Cell:
-    probe = f"the probe's own check (of the paths the family passed it): {joined(record['host_paths_visible'])}"
+    probe = ("the probe's own check (of the paths the family passed it): "
+             f"{joined(record['host_paths_visible'])}")
     if not record["host_paths_compared"]:
         return Cell(joined(record["host_paths_visible"]), title=probe)
     checked, seen = record["host_paths_compared_checked"], record["host_paths_compared_visible"]
-    built, host = record["host_paths_compared_built_runtimes"], record["host_paths_compared_host_runtime"]
-    said = joined(built) + (f" · host runtime: {joined(host)}" if host and built and host != built else "")
+    built, host = (record["host_paths_compared_built_runtimes"],
+                   record["host_paths_compared_host_runtime"])
+    said = joined(built) + (f" · host runtime: {joined(host)}" if host and built
+                            and host != built else "")
     return Cell(said if built else joined(host),
-                title=f"the same {len(checked)} for every path: {SENTINEL_SAID} (the probe looks for it) and "
+                title=f"the same {len(checked)} for every path: {SENTINEL_SAID} (the probe looks "
+                      "for it) and "
                       f"{', '.join(checked[1:])} (what the workload's mount table shows of them)\n"
                       f"visible: {', '.join(seen) or 'none'}\n{probe}")
 
@@ -214,5 +232,6 @@ def isolation_row(record: dict) -> List[Cell]:
             Cell(joined(SECCOMP_MODES.get(mode, mode) for mode in record["seccomp_mode"])),
             Cell(joined("yes" if value else "no" for value in record["no_new_privs"])),
             Cell(joined(record["capabilities"])), Cell(joined(record["uid"])),
-            Cell(f"{len(record['dri_nodes'])}: {listed(record['dri_nodes'])}" if record["dri_nodes"] else "0"),
+            Cell(f"{len(record['dri_nodes'])}: {listed(record['dri_nodes'])}"
+                 if record["dri_nodes"] else "0"),
             Cell(listed(record["host_devices"])), visible_cell(record)]

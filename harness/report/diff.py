@@ -65,7 +65,8 @@ class OutcomeChange:
 class ValueChange:
     """A renderer or a component version that changed, with the scenarios it changed for."""
 
-    name: str  # "renderer", or the component: mesa, virgl_test_server, runtime Mesa, toolset:qemu, ...
+    # "renderer", or the component: mesa, virgl_test_server, runtime Mesa, toolset:qemu, ...
+    name: str
     old: Optional[str]
     new: Optional[str]
     scenarios: Tuple[str, ...] = ()
@@ -85,7 +86,8 @@ class FpsChange:
     id: str
     old: float
     new: float
-    rule: str = "spread"  # what made it count: "spread" (the rounds' ranges apart) or the factor, "x10"
+    # what made it count: "spread" (the rounds' ranges apart) or the factor, "x10"
+    rule: str = "spread"
 
     @property
     def change(self) -> float:
@@ -183,12 +185,14 @@ def classify(old: Optional[ScenarioEntry], new: Optional[ScenarioEntry]) -> Opti
 
 def failure_of(scenario: Optional[ScenarioEntry]) -> Optional[str]:
     """The failure class, where the outcome has one (a Flake's is its failed attempt's)."""
-    if scenario is None or scenario.outcome not in (Outcome.FAIL, Outcome.EXPECTED_FAIL, Outcome.FLAKE):
+    if scenario is None or scenario.outcome not in (Outcome.FAIL, Outcome.EXPECTED_FAIL,
+                                                    Outcome.FLAKE):
         return None
     return scenario.failure_kind
 
 
-def outcome_changes(old: Dict[str, ScenarioEntry], new: Dict[str, ScenarioEntry]) -> List[OutcomeChange]:
+def outcome_changes(old: Dict[str, ScenarioEntry],
+                    new: Dict[str, ScenarioEntry]) -> List[OutcomeChange]:
     found = []
     for scenario_id in [*new, *(i for i in old if i not in new)]:
         before, after = old.get(scenario_id), new.get(scenario_id)
@@ -197,7 +201,8 @@ def outcome_changes(old: Dict[str, ScenarioEntry], new: Dict[str, ScenarioEntry]
             continue
         said = after or before
         found.append(OutcomeChange(
-            scenario_id, kind, before.outcome.value if before else None, after.outcome.value if after else None,
+            scenario_id, kind, before.outcome.value if before else None, after.outcome.value
+                                   if after else None,
             failure_of(before), failure_of(after), said.reason if said else ""))
     return sorted(found, key=lambda c: ORDER.index(c.kind))
 
@@ -207,7 +212,8 @@ def grouped(pairs: List[Tuple[str, Optional[str], Optional[str], str]]) -> List[
     groups: Dict[Tuple[str, Optional[str], Optional[str]], List[str]] = {}
     for name, before, after, scenario_id in pairs:
         groups.setdefault((name, before, after), []).append(scenario_id)
-    return [ValueChange(name, before, after, tuple(ids)) for (name, before, after), ids in groups.items()]
+    return [ValueChange(name, before, after, tuple(ids)) for (name, before, after),
+            ids in groups.items()]
 
 
 def renderer_changes(common: Common) -> List[ValueChange]:
@@ -227,7 +233,8 @@ def version_changes(old: Side, new: Side, common: Common) -> List[ValueChange]:
         pairs += [(name, was.get(name), now.get(name), after.id) for name in sorted({*was, *now})
                   if was.get(name) and now.get(name) and was[name] != now[name]]
     was, now = old.run.toolset.versions(), new.run.toolset.versions()
-    pairs += [(f"toolset:{name}", was.get(name), now.get(name), "toolset") for name in sorted({*was, *now})
+    pairs += [(f"toolset:{name}", was.get(name), now.get(name), "toolset") for name in sorted({*was,
+                                                                                               *now})
               if was.get(name) != now.get(name)]
     return grouped(pairs)
 
@@ -240,7 +247,8 @@ def image_file(side: Side, scenario: ScenarioEntry) -> Optional[Path]:
 
 
 def image_changes(old: Side, new: Side, common: Common) -> List[ImageChange]:
-    from ..scenario import imagecompare as images  # numpy and Pillow: only for a diff that has images to compare
+    # numpy and Pillow: only for a diff that has images to compare
+    from ..scenario import imagecompare as images
 
     found = []
     for before, after in common:
@@ -255,7 +263,8 @@ def image_changes(old: Side, new: Side, common: Common) -> List[ImageChange]:
                       f"(largest channel difference {comparison.max_channel_diff})")
         else:  # another size, or a file that is no image
             detail = comparison.reason.replace("golden", "the old image")
-        found.append(ImageChange(after.id, str(was), str(now), detail, comparison.differing_fraction))
+        found.append(ImageChange(after.id, str(was), str(now), detail,
+                                 comparison.differing_fraction))
     return found
 
 
@@ -279,7 +288,8 @@ def fps_changes(common: Common, factor: Optional[float] = None) -> List[FpsChang
         else:
             changed = abs(math.log(now / was)) > math.log(factor or FPS_FACTOR)
         if changed:
-            found.append(FpsChange(after.id, was, now, "spread" if factor is None and old_spread and new_spread
+            found.append(FpsChange(after.id, was, now, "spread" if factor is None
+                                   and old_spread and new_spread
                                    else f"x{factor or FPS_FACTOR:g}"))
     return sorted(found, key=lambda c: c.change)
 
@@ -306,14 +316,16 @@ def subtest_changes(common: Common) -> List[SubtestChange]:
                 kind = Kind.FIXED
             else:
                 kind = Kind.ADDED if old is None else Kind.REMOVED if new is None else Kind.CHANGED
-            found.append(SubtestChange(after.id, name, kind, old, new, (now.get(name) or ("", ""))[1]))
+            found.append(SubtestChange(after.id, name, kind, old, new, (now.get(name) or ("",
+                                                                                          ""))[1]))
     return sorted(found, key=lambda c: ORDER.index(c.kind))
 
 
 def compare(old: Side, new: Side, fps_factor: Optional[float] = None) -> RunDiff:
     before, after = old.by_id, new.by_id
     common = [(before[i], after[i]) for i in after if i in before]
-    return RunDiff(old.source, new.source, fps_factor, outcome_changes(before, after), renderer_changes(common),
+    return RunDiff(old.source, new.source, fps_factor, outcome_changes(before, after),
+                   renderer_changes(common),
                    version_changes(old, new, common), image_changes(old, new, common),
                    fps_changes(common, fps_factor), len(common), subtest_changes(common))
 
@@ -321,16 +333,23 @@ def compare(old: Side, new: Side, fps_factor: Optional[float] = None) -> RunDiff
 # --- output -------------------------------------------------------------------------------------
 
 def text(diff: RunDiff) -> str:
-    lines = [f"gpu-harness diff {diff.old} -> {diff.new}: {counted(diff.compared, 'scenario')} in both, "
+    lines = [f"gpu-harness diff {diff.old} -> {diff.new}: {counted(diff.compared, 'scenario')} in "
+             "both, "
              f"{len(diff.regressions)} regression{'' if len(diff.regressions) == 1 else 's'}"
-             + (f", {counted(len(diff.subtest_regressions), 'subtest')} regressed" if diff.subtest_regressions else "")]
+             + (f", {counted(len(diff.subtest_regressions), 'subtest')} regressed"
+                if diff.subtest_regressions else "")]
     sections: List[Tuple[str, List[str]]] = [
-        ("outcomes", [f"{c.kind.value:<10} {c.id:<32} {c.describe()}: {c.reason}" for c in diff.outcomes]),
-        ("subtests", [f"{c.kind.value:<10} {c.id} {c.subtest}: {c.old or 'absent'} -> {c.new or 'absent'}"
-                      + (f" ({c.detail})" if c.detail and c.kind is Kind.REGRESSION else "") for c in diff.subtests]),
-        ("renderers", [f"{answers.listed(c.scenarios, 4)}: {c.old} -> {c.new}" for c in diff.renderers]),
+        ("outcomes", [f"{c.kind.value:<10} {c.id:<32} {c.describe()}: {c.reason}"
+                      for c in diff.outcomes]),
+        ("subtests",
+         [f"{c.kind.value:<10} {c.id} {c.subtest}: {c.old or 'absent'} -> {c.new or 'absent'}"
+                      + (f" ({c.detail})" if c.detail and c.kind is Kind.REGRESSION else "")
+                      for c in diff.subtests]),
+        ("renderers", [f"{answers.listed(c.scenarios, 4)}: {c.old} -> {c.new}"
+                       for c in diff.renderers]),
         ("versions", [f"{c.name}: {c.old} -> {c.new} ({counted(len(c.scenarios), 'scenario')})"
-                      if c.scenarios != ("toolset",) else f"{c.name}: {c.old} -> {c.new}" for c in diff.versions]),
+                      if c.scenarios != ("toolset",) else f"{c.name}: {c.old} -> {c.new}"
+                      for c in diff.versions]),
         ("images", [f"{c.id}: {c.detail}" for c in diff.images]),
         ("fps (" + (f"changed by more than x{diff.fps_factor:g}" if diff.fps_factor else
                     "changed beyond both runs' spread, or x10 where a run has none") + ")",

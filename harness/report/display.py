@@ -5,7 +5,8 @@ from typing import Dict
 from ..scenario.outcomes import Outcome
 
 CSS_CLASSES: Dict[Outcome, str] = {
-    Outcome.PASS: "pass", Outcome.FAIL: "fail", Outcome.EXPECTED_FAIL: "xfail", Outcome.FLAKE: "flake",
+    Outcome.PASS: "pass", Outcome.FAIL: "fail", Outcome.EXPECTED_FAIL: "xfail",
+                                   Outcome.FLAKE: "flake",
     Outcome.SKIP: "skip", Outcome.UNEXPECTED_PASS: "upass"}
 # The grid's cells: saturated, unlike the page's light row colours, so that the grid reads at a
 # glance (and a screenshot test can find it).
@@ -15,7 +16,8 @@ GRID_COLOURS: Dict[str, str] = {
     CSS_CLASSES[Outcome.SKIP]: "#b9b9b9", CSS_CLASSES[Outcome.UNEXPECTED_PASS]: "#5b9bd5"}
 # rich's styles for the terminal's lines
 STYLES: Dict[Outcome, str] = {
-    Outcome.PASS: "green", Outcome.FAIL: "bold red", Outcome.EXPECTED_FAIL: "yellow", Outcome.FLAKE: "magenta",
+    Outcome.PASS: "green", Outcome.FAIL: "bold red", Outcome.EXPECTED_FAIL: "yellow",
+                              Outcome.FLAKE: "magenta",
     Outcome.SKIP: "dim", Outcome.UNEXPECTED_PASS: "cyan"}
 
 

@@ -43,10 +43,13 @@ def failure_logs(result: "ScenarioResult") -> str:
 
 
 def scenario_entry(result: "ScenarioResult", out_dir: Path, toolset: Toolset) -> dict:
-    scenario, launch, data = result.scenario, result.launch, (result.report.raw if result.report else {})
+    scenario, launch, data = result.scenario, result.launch, (result.report.raw
+                                                              if result.report else {})
     timings = data.get("timings", {}) if isinstance(data.get("timings"), dict) else {}
-    log_files = {("probe" if name == "probe" else f"service:{name}"): path for name, path in launch.logs.items()}
-    failed = not result.verdict.outcome.is_success or result.verdict.outcome is Outcome.EXPECTED_FAIL
+    log_files = {("probe" if name == "probe" else f"service:{name}"): path for name,
+                 path in launch.logs.items()}
+    failed = (not result.verdict.outcome.is_success
+              or result.verdict.outcome is Outcome.EXPECTED_FAIL)
     workload, workload_rounds = workload_fps(result.verdict.subtests)
     return {
         "id": scenario.id,
@@ -70,7 +73,8 @@ def scenario_entry(result: "ScenarioResult", out_dir: Path, toolset: Toolset) ->
         "phases_s": {k: round(v, 4) for k, v in launch.phases.items()},
         "fps": timings.get("fps"),
         # the slowest and fastest of the probe's timed rounds (fps is their median)
-        "fps_spread": [timings["fps_min"], timings["fps_max"]] if "fps_min" in timings and "fps_max" in timings
+        "fps_spread": [timings["fps_min"], timings["fps_max"]] if "fps_min" in timings
+            and "fps_max" in timings
         else None,
         "timings": timings,
         # the fps the declared workload itself reported (a command's fps_pattern), and its rounds'
@@ -91,7 +95,8 @@ def scenario_entry(result: "ScenarioResult", out_dir: Path, toolset: Toolset) ->
         "command": launch.argv or None,
         "harness_error": launch.fault.describe() if launch.fault else None,
         "log_tail": failure_logs(result) if failed else None,
-        "versions": {**{name: toolset.version(name) for name in scenario.spec.requires if toolset.found(name)},
+        "versions": {**{name: toolset.version(name) for name in scenario.spec.requires
+                        if toolset.found(name)},
                      "runtime_gl": data.get("version")},
         "probe_result": data or None,
         "runtime_facts": result.runtime_facts or None,
@@ -115,17 +120,21 @@ def diagnosis_of(result: "ScenarioResult") -> Optional[dict]:
 
 
 def broken_entry(result: "ScenarioResult", exc: Exception) -> dict:
-    """The failure boundary of the report: a scenario whose entry cannot be written still appears."""
+    """The failure boundary of the report: a scenario whose entry cannot be written still
+    appears."""
     scenario = result.scenario
     verdict = harness_error("report", exc)
-    return {"id": scenario.id, "path": scenario.path_id, "runtime": scenario.runtime.name, "probe": scenario.probe,
+    return {"id": scenario.id, "path": scenario.path_id, "runtime": scenario.runtime.name,
+            "probe": scenario.probe,
             "machine": scenario.machine, "outcome": verdict.outcome.value, "reason": verdict.reason,
-            "failure_kind": verdict.failure_kind.value if verdict.failure_kind else None, "checks": [],
+            "failure_kind": verdict.failure_kind.value if verdict.failure_kind else None,
+            "checks": [],
             "wall_s": round(result.wall_s, 4)}
 
 
 def entry(result: "ScenarioResult", out_dir: Path, toolset: Toolset) -> dict:
-    if result.entry is not None:  # written where it ran (a machine's guest), its paths relative to out_dir
+    # written where it ran (a machine's guest), its paths relative to out_dir
+    if result.entry is not None:
         return result.entry
     try:
         return scenario_entry(result, out_dir, toolset)
@@ -133,9 +142,12 @@ def entry(result: "ScenarioResult", out_dir: Path, toolset: Toolset) -> dict:
         return broken_entry(result, exc)
 
 
-def document(results: List["ScenarioResult"], out_dir: Path, toolset: Toolset, started: datetime.datetime,
-             matrix_source: str, baseline: Optional[str] = None, preparation: Sequence[Prepared] = (),
-             machines: Optional[Dict[str, dict]] = None, host_class: str = "", shard: Optional[str] = None,
+def document(results: List["ScenarioResult"], out_dir: Path, toolset: Toolset,
+             started: datetime.datetime,
+             matrix_source: str, baseline: Optional[str] = None,
+             preparation: Sequence[Prepared] = (),
+             machines: Optional[Dict[str, dict]] = None, host_class: str = "",
+             shard: Optional[str] = None,
              host_name: Optional[str] = None) -> dict:
     finished = datetime.datetime.now(datetime.timezone.utc)
     entries = with_fps_share([entry(r, out_dir, toolset) for r in results])
@@ -153,9 +165,11 @@ def document(results: List["ScenarioResult"], out_dir: Path, toolset: Toolset, s
         "toolset": toolset.to_dict(),
         "summary": summary,
         "baseline": baseline,  # the known-failures file it ran with (run --baseline)
-        "preparation": [step.to_dict() for step in preparation],  # run-level steps, before any scenario
+        # run-level steps, before any scenario
+        "preparation": [step.to_dict() for step in preparation],
         "preparation_s": round(sum(step.seconds for step in preparation), 3),
-        "machines": machines or {},  # each virtual GPU machine booted: boot_s, inside_s, scenarios_s, ids
+        # each virtual GPU machine booted: boot_s, inside_s, scenarios_s, ids
+        "machines": machines or {},
         "shard": shard,  # "K/N" for a part of the matrix (run --shard), else None
         **derived(entries),
         "scenarios": entries,
@@ -163,7 +177,8 @@ def document(results: List["ScenarioResult"], out_dir: Path, toolset: Toolset, s
 
 
 def derived(entries: List[dict]) -> dict:
-    """The grid and the answers, computed from the entries (report.html computes them the same way)."""
+    """The grid and the answers, computed from the entries (report.html computes them the same
+    way)."""
     try:
         scenarios = records.entries(entries)
         return {"grid": [g.to_json() for g in grid.build(scenarios)],

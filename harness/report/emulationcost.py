@@ -29,16 +29,21 @@ class Measured:
                    fps: Optional[float], fps_spread: Optional[Spread]) -> Optional["Measured"]:
         """From a runtime's facts as its build wrote them (suite, execution); None where they do not
         say how it ran."""
-        return cls.from_runtime(path, probe, runtime, runtime_facts(facts), probe_s, fps, fps_spread)
+        return cls.from_runtime(path, probe, runtime, runtime_facts(facts), probe_s, fps,
+                                fps_spread)
 
     @classmethod
-    def from_runtime(cls, path: str, probe: str, runtime: str, facts: RuntimeFacts, probe_s: Optional[float],
+    def from_runtime(cls, path: str, probe: str, runtime: str, facts: RuntimeFacts,
+                     probe_s: Optional[float],
                      fps: Optional[float], fps_spread: Optional[Spread]) -> Optional["Measured"]:
-        """From a runtime's facts as results.json holds them; None where they do not say how it ran."""
+        """From a runtime's facts as results.json holds them; None where they do not say how it
+        ran."""
         execution = facts.execution
-        if execution is None or facts.suite is None or execution.runs not in ("natively", "emulated"):
+        if execution is None or facts.suite is None or execution.runs not in ("natively",
+                                                                              "emulated"):
             return None
-        return cls(path, probe, runtime, facts.suite, execution.runs, execution.architecture, execution.emulator,
+        return cls(path, probe, runtime, facts.suite, execution.runs, execution.architecture,
+                   execution.emulator,
                    probe_s, fps, fps_spread)
 
 
@@ -66,11 +71,13 @@ class EmulationCost:
         return bool(one and other and one[0] <= other[1] and other[0] <= one[1])
 
     def to_dict(self) -> dict:
-        return {"path": self.emulated.path, "probe": self.emulated.probe, "runtime": self.emulated.runtime,
+        return {"path": self.emulated.path, "probe": self.emulated.probe,
+                "runtime": self.emulated.runtime,
                 "native_runtime": self.native.runtime, "architecture": self.emulated.architecture,
                 "emulator": self.emulated.emulator, "probe_s": self.emulated.probe_s,
                 "native_probe_s": self.native.probe_s, "probe_factor": rounded(self.probe_factor),
-                "fps": self.emulated.fps, "native_fps": self.native.fps, "fps_vs_native": rounded(self.fps_share),
+                "fps": self.emulated.fps, "native_fps": self.native.fps,
+                "fps_vs_native": rounded(self.fps_share),
                 "fps_same_as_native": self.fps_same}
 
 
@@ -79,9 +86,11 @@ def describe(item: dict) -> str:
     EmulationCost.to_dict() (what results.json keeps)."""
     parts = []
     if item.get("probe_factor") is not None:
-        parts.append(f"probe x{item['probe_factor']:.1f} ({item['probe_s']:.2f} s against {item['native_probe_s']:.2f} s)")
+        parts.append(f"probe x{item['probe_factor']:.1f} ({item['probe_s']:.2f} s against "
+                     f"{item['native_probe_s']:.2f} s)")
     if item.get("fps_vs_native") is not None:
-        parts.append(f"fps the same as {item['native_runtime']}'s (within the spread)" if item.get("fps_same_as_native")
+        parts.append(f"fps the same as {item['native_runtime']}'s (within the spread)"
+                     if item.get("fps_same_as_native")
                      else f"fps {item['fps_vs_native'] * 100:.0f}% of {item['native_runtime']}'s")
     return f"{item['runtime']}/{item['probe']}: {', '.join(parts) or 'no numbers'}"
 

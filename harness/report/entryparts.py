@@ -11,8 +11,10 @@ from ..judging.exposure import Exposure
 from ..scenario.outcomes import FailureKind, Subtest, SubtestOutcome
 from . import jsonvalues as read
 
-__all__ = ["Check", "DriverMatch", "Execution", "Exposure", "HostFacts", "Isolation", "Known", "RuntimeFacts",
-           "ToolEntry", "ToolsetFacts", "check", "driver_match", "exposure", "host", "isolation", "known",
+__all__ = ["Check", "DriverMatch", "Execution", "Exposure", "HostFacts", "Isolation", "Known",
+           "RuntimeFacts",
+           "ToolEntry", "ToolsetFacts", "check", "driver_match", "exposure", "host", "isolation",
+           "known",
            "runtime_facts", "subtest", "toolset"]
 
 
@@ -108,8 +110,10 @@ def isolation(data: Mapping) -> Optional[Isolation]:
     def listed(key: str) -> Optional[Tuple[str, ...]]:
         return tuple(read.texts(data, key)) if key in data else None
 
-    return Isolation(tuple(str(name) for name in read.mapping(data, "namespaces")), read.number(data, "seccomp_mode"),
-                     read.flag(data, "no_new_privs"), read.number(data, "capabilities"), read.number(data, "uid"),
+    return Isolation(tuple(str(name) for name in read.mapping(data, "namespaces")),
+                     read.number(data, "seccomp_mode"),
+                     read.flag(data, "no_new_privs"), read.number(data, "capabilities"),
+                     read.number(data, "uid"),
                      tuple(read.texts(data, "dri_nodes")), read.number(data, "host_paths_visible"),
                      read.number(data, "host_paths_checked"), listed("host_paths_checked_list"),
                      listed("host_paths_visible_list"))
@@ -124,7 +128,8 @@ def exposure(data: Mapping) -> Optional[Exposure]:
                     int(count) if count is not None else None, read.texts(data, "host_devices"),
                     read.texts(data, "host_sockets"), read.texts(data, "shared_namespaces"),
                     data.get("separate_kernel") is True, read.shown(data, "source"),
-                    read.texts(data, "host_folders_checked"), read.texts(data, "host_folders_visible"))
+                    read.texts(data, "host_folders_checked"), read.texts(data,
+                                                                         "host_folders_visible"))
 
 
 def driver_match(data: object) -> Optional[DriverMatch]:
@@ -146,17 +151,20 @@ def runtime_facts(data: Mapping) -> RuntimeFacts:
     execution = read.mapping(data, "execution")
     emulator = execution.get("version") or execution.get("interpreter") or ""
     return RuntimeFacts(read.text(data, "mesa"), suite if isinstance(suite, str) else None,
-                        Execution(read.text(execution, "architecture") or "", read.text(execution, "runs") or "",
+                        Execution(read.text(execution, "architecture") or "", read.text(execution,
+                                                                                        "runs") or "",
                                   str(emulator)) if execution else None)
 
 
 def host(data: Mapping) -> HostFacts:
-    return HostFacts(read.shown(data, "kernel"), read.shown(data, "machine"), tuple(read.texts(data, "render_nodes")),
+    return HostFacts(read.shown(data, "kernel"), read.shown(data, "machine"), tuple(read.texts(data,
+                                                                                               "render_nodes")),
                      read.shown(data, "name") or None, read.shown(data, "class") or None)
 
 
 def toolset(data: Mapping) -> ToolsetFacts:
-    tools = {str(name): ToolEntry(read.shown(tool, "path"), tool["version"] if isinstance(tool.get("version"), str)
+    tools = {str(name): ToolEntry(read.shown(tool, "path"), tool["version"]
+                                  if isinstance(tool.get("version"), str)
                                   else None)
              for name, tool in read.mapping(data, "tools").items() if isinstance(tool, dict)}
     return ToolsetFacts(read.shown(data, "source"), tools)

@@ -13,8 +13,10 @@ from ..scenario.paths import FPS_REFERENCE as NATIVE, GOLDEN_RENDERER as SOFTWAR
 from .jsonvalues import Spread, overlap, spread
 from .results import is_number
 
-REFERENCE_PATHS = (NATIVE, SOFTWARE)  # the first that rendered the probe with a figure is its reference
-FPS = "fps"  # a subtest's figure that is frames per second (and fps_min, fps_max: its rounds' spread)
+# the first that rendered the probe with a figure is its reference
+REFERENCE_PATHS = (NATIVE, SOFTWARE)
+# a subtest's figure that is frames per second (and fps_min, fps_max: its rounds' spread)
+FPS = "fps"
 
 
 @dataclass(frozen=True)
@@ -23,8 +25,10 @@ class Figure:
 
     value: str  # the entry's field: fps, workload_fps
     spread: str  # its rounds' spread: fps_spread, workload_fps_spread
-    prefix: str  # of the share's fields: PREFIX_vs_reference, PREFIX_reference, PREFIX_same_as_reference
-    old_names: bool = False  # also under the names of files before the reference path was named so (_baseline)
+    # of the share's fields: PREFIX_vs_reference, PREFIX_reference, PREFIX_same_as_reference
+    prefix: str
+    # also under the names of files before the reference path was named so (_baseline)
+    old_names: bool = False
 
 
 PROBE = Figure("fps", "fps_spread", "fps", old_names=True)
@@ -39,11 +43,13 @@ def workload_fps(subtests: Sequence[Subtest]) -> Tuple[Optional[float], Optional
     if len(with_fps) != 1:
         return None, None
     figures = with_fps[0].figures
-    rounds = [figures["fps_min"], figures["fps_max"]] if "fps_min" in figures and "fps_max" in figures else None
+    rounds = [figures["fps_min"],
+              figures["fps_max"]] if "fps_min" in figures and "fps_max" in figures else None
     return figures[FPS], rounds
 
 
-def references(entries: List[dict], figure: Figure) -> Dict[str, Tuple[str, float, Optional[Spread]]]:
+def references(entries: List[dict],
+               figure: Figure) -> Dict[str, Tuple[str, float, Optional[Spread]]]:
     """probe -> (reference path, its figure, its spread)."""
     found: Dict[str, Tuple[str, float, Optional[Spread]]] = {}
     for spec in reversed(REFERENCE_PATHS):  # the first wins where it has a number
@@ -60,11 +66,14 @@ def share(entries: List[dict], figure: Figure) -> None:
         reference = found.get(str(scenario.get("probe")))
         value, rounds = scenario.get(figure.value), spread(scenario, figure.spread)
         vs = round(value / reference[1], 4) if reference and is_number(value) else None
-        same = overlap(rounds, reference[2]) if reference and reference[2] and rounds and vs is not None \
+        same = overlap(rounds,
+                       reference[2]) if reference and reference[2] and rounds and vs is not None \
             and scenario.get("path") != reference[0] else None
-        names = [(f"{figure.prefix}_vs_reference", f"{figure.prefix}_reference", f"{figure.prefix}_same_as_reference")]
+        names = [(f"{figure.prefix}_vs_reference", f"{figure.prefix}_reference",
+                  f"{figure.prefix}_same_as_reference")]
         if figure.old_names:
-            names.append((f"{figure.prefix}_vs_baseline", f"{figure.prefix}_baseline", f"{figure.prefix}_same_as_baseline"))
+            names.append((f"{figure.prefix}_vs_baseline", f"{figure.prefix}_baseline",
+                          f"{figure.prefix}_same_as_baseline"))
         for vs_name, path_name, same_name in names:
             scenario[vs_name], scenario[path_name], scenario[same_name] = vs, reference[0] if reference else None, same
 

@@ -30,10 +30,13 @@ class Cell:
     failure: Optional[str]  # the failure class, for Fail and ExpectedFail
     subject: Optional[str]  # what the class is about (a soname, a glibc version)
     reason: str
-    driver_mismatch: Optional[str] = None  # driver matching: why the driver that rendered is not the host's
-    cause: Optional[str] = None  # a Skip's reason in a few words (text.short_cause); the whole on hover
+    # driver matching: why the driver that rendered is not the host's
+    driver_mismatch: Optional[str] = None
+    # a Skip's reason in a few words (text.short_cause); the whole on hover
+    cause: Optional[str] = None
     subtests: Optional[str] = None  # a workload's subtests that passed, of all: "9/10 pass"
-    fps_same: bool = False  # its timed rounds overlap the reference's: "same as native", not a percentage
+    # its timed rounds overlap the reference's: "same as native", not a percentage
+    fps_same: bool = False
     fps_reference: str = ""  # the reference path's id
     fps_workload: bool = False  # the fps is the workload's own (its fps_pattern), not the probe's
 
@@ -51,7 +54,8 @@ class Cell:
     def fps_text(self) -> str:
         if self.fps_pct is None:
             return ""
-        return f"same as {self.fps_reference or 'reference'}" if self.fps_same else f"{self.fps_pct}%"
+        return (f"same as {self.fps_reference or 'reference'}" if self.fps_same
+                else f"{self.fps_pct}%")
 
     @property
     def has_fps_line(self) -> bool:
@@ -90,9 +94,11 @@ class Grid:
         return found
 
     def to_json(self) -> dict:
-        return {"probe": self.probe, "runtimes": self.runtimes, "paths": self.paths, "architectures": self.architectures,
+        return {"probe": self.probe, "runtimes": self.runtimes, "paths": self.paths,
+                "architectures": self.architectures,
                 "cells": [{"runtime": runtime, "path": path, **asdict(cell),
-                           "fps_baseline": cell.fps_reference}  # its name in files before it was named reference
+                           # its name in files before it was named reference
+                           "fps_baseline": cell.fps_reference}
                           for runtime in self.runtimes for path in self.paths
                           if (cell := self.cell(runtime, path)) is not None]}
 
@@ -130,7 +136,8 @@ def short_renderer(renderer: Optional[str]) -> Optional[str]:
         return None
     base, inner = split_trailing(renderer)
     outer = own_name(renderer)
-    forwarded = inner is not None and (split_trailing(inner)[1] is not None or outer.lower() in FORWARDERS)
+    forwarded = inner is not None and (split_trailing(inner)[1] is not None
+                                       or outer.lower() in FORWARDERS)
     return cut(f"{outer}/{own_name(inner)}" if forwarded and inner else outer)
 
 
@@ -146,7 +153,8 @@ def cell_of(entry: ScenarioEntry, index: int) -> Cell:
     outcome = entry.outcome
     failed = outcome in (Outcome.FAIL, Outcome.EXPECTED_FAIL)
     fps = entry.shown_fps_share
-    return Cell(scenario=entry.id, anchor=anchor(index), outcome=outcome.value, css=display.css_class(outcome),
+    return Cell(scenario=entry.id, anchor=anchor(index), outcome=outcome.value,
+                css=display.css_class(outcome),
                 renderer=short_renderer(entry.renderer), fps_pct=fps_pct(fps.share),
                 fps_same=fps.same, fps_reference=fps.reference or "", fps_workload=fps.workload,
                 failure=(entry.failure_kind or "failed") if failed else None,
@@ -161,7 +169,7 @@ def subtest_count(entry: ScenarioEntry) -> Optional[str]:
     if not entry.subtests:
         return None
     ran = [s for s in entry.subtests if s.outcome is not SubtestOutcome.SKIP]
-    return f"{sum(s.outcome in (SubtestOutcome.PASS, SubtestOutcome.WARN) for s in ran)}/{len(ran)} pass"
+    return (f"{sum(s.outcome in (SubtestOutcome.PASS, SubtestOutcome.WARN) for s in ran)}/{len(ran)} pass")
 
 
 def mismatch_of(entry: ScenarioEntry) -> Optional[str]:
@@ -198,4 +206,5 @@ def architecture_of(entry: ScenarioEntry) -> str:
     execution = entry.runtime_facts.execution
     if execution is None or not execution.architecture:
         return ""
-    return f"{execution.architecture}, emulated" if execution.runs == "emulated" else execution.architecture
+    return (f"{execution.architecture}, emulated" if execution.runs == "emulated"
+            else execution.architecture)

@@ -13,7 +13,10 @@ def render(run: Run) -> str:
         grids, found, problem = grid.build(scenarios), answers.build(scenarios), ""
     except Exception as exc:  # as in document.derived: the summary must not cost the run its report
         grids, found, problem = [], [], f"{type(exc).__name__}: {exc}"
-    return render_template("report.html.j2", strict=False, run=run, classes=display.classes_by_word(),
-                           grids=grids, answers=found, derived_error=problem, references=run.references,
-                           grid_colours=display.GRID_COLOURS, cell_em=grid.LINE_EM, cell_font_em=grid.CELL_FONT_EM,
+    return render_template("report.html.j2", strict=False, run=run,
+                           classes=display.classes_by_word(),
+                           grids=grids, answers=found, derived_error=problem,
+                           references=run.references,
+                           grid_colours=display.GRID_COLOURS, cell_em=grid.LINE_EM,
+                           cell_font_em=grid.CELL_FONT_EM,
                            as_written=text.as_written)

@@ -52,7 +52,9 @@ def spread(data: Mapping, key: str) -> Optional[Spread]:
     """A [low, high] pair of finite numbers, low <= high (the slowest and fastest of a
     scenario's timed rounds), or None."""
     value = data.get(key)
-    if isinstance(value, list) and len(value) == 2 and all(is_number(v) and math.isfinite(float(v)) for v in value):
+    if isinstance(value, list) and len(value) == 2 and all(is_number(v)
+                                                           and math.isfinite(float(v))
+                                                           for v in value):
         low, high = float(value[0]), float(value[1])
         return (low, high) if low <= high else None
     return None
@@ -66,14 +68,17 @@ def mapping(data: Mapping, key: str) -> dict:
 def texts(data: Mapping, key: str) -> List[str]:
     """A list's scalars as text (anything else in it left out); [] for what is no list."""
     value = data.get(key)
-    return [str(item) for item in value if isinstance(item, (str, int, float))] if isinstance(value, list) else []
+    return [str(item) for item in value if isinstance(item, (str, int, float))] if isinstance(value,
+                                                                                              list) else []
 
 
 def numbers(data: Mapping, key: str) -> Dict[str, float]:
     """An object of numbers (phases_s, peak_rss_kb), without what is not one."""
-    return {str(k): float(v) for k, v in mapping(data, key).items() if is_number(v) and math.isfinite(float(v))}
+    return {str(k): float(v) for k, v in mapping(data, key).items() if is_number(v)
+            and math.isfinite(float(v))}
 
 
 def strings(data: Mapping, key: str) -> Dict[str, str]:
     """An object's scalar values as text (versions, logs), without what is not one."""
-    return {str(k): str(v) for k, v in mapping(data, key).items() if isinstance(v, (str, int, float))}
+    return {str(k): str(v) for k, v in mapping(data, key).items() if isinstance(v, (str, int,
+                                                                                    float))}

@@ -19,7 +19,8 @@ def properties(scenario: ScenarioEntry) -> List[Tuple[str, str]]:
     every component version it ran with (version.<name>)."""
     found: List[Tuple[str, Optional[str]]] = [
         ("path", scenario.path), ("runtime", scenario.runtime), ("probe", scenario.probe),
-        ("machine", scenario.machine), ("outcome", scenario.outcome.value), ("failure_kind", scenario.failure_kind),
+        ("machine", scenario.machine), ("outcome", scenario.outcome.value), ("failure_kind",
+                                                                             scenario.failure_kind),
         ("renderer", scenario.renderer), ("runtime_mesa", scenario.runtime_mesa),
         ("baseline", scenario.known.kind.value if scenario.known else None)]
     found += [(f"version.{name}", version) for name, version in sorted(scenario.versions.items())]
@@ -43,7 +44,8 @@ def render(run: Run) -> str:
     scenarios = run.scenarios
     kinds = [junit_kind(s) for s in scenarios]
     failures, skipped = kinds.count("failure"), kinds.count("skipped")
-    suite = ET.Element("testsuite", name="gpu-harness", tests=str(len(scenarios)), failures=str(failures),
+    suite = ET.Element("testsuite", name="gpu-harness", tests=str(len(scenarios)),
+                       failures=str(failures),
                        skipped=str(skipped), errors="0", time=f"{run.wall_s:.3f}")
     for scenario, kind in zip(scenarios, kinds, strict=True):
         reason = xml_text(text.as_written(scenario.reason))

@@ -42,8 +42,10 @@ def rebased(entry: Mapping, folder: Path, out: Path) -> dict:
     if isinstance(entry.get("logs"), dict):
         entry["logs"] = {name: moved(path, folder, out) for name, path in entry["logs"].items()}
     if isinstance(entry.get("checks"), list):
-        entry["checks"] = [{**check, "artifacts": {k: moved(v, folder, out) for k, v in check["artifacts"].items()}}
-                           if isinstance(check, dict) and isinstance(check.get("artifacts"), dict) else check
+        entry["checks"] = [{**check, "artifacts": {k: moved(v, folder, out) for k,
+                                                   v in check["artifacts"].items()}}
+                           if isinstance(check, dict) and isinstance(check.get("artifacts"),
+                                                                     dict) else check
                            for check in entry["checks"]]
     return entry
 
@@ -74,13 +76,16 @@ def merge(sources: List[Path], out: Path) -> dict:
         for scenario in run.scenarios:
             key = (name, toolset, scenario.id)
             if key in seen:
-                raise InputError(f"merge: {cut(source)}: scenario {scenario.id} is also in {cut(seen[key])}, from "
-                                 f"the same host {name} and toolset {toolset} (shards that overlap, or a run given "
+                raise InputError(f"merge: {cut(source)}: scenario {scenario.id} is also in "
+                                 f"{cut(seen[key])}, from "
+                                 f"the same host {name} and toolset {toolset} (shards that "
+                                 "overlap, or a run given "
                                  "twice)")
             seen[key] = str(source)
             entry = rebased(scenario.raw, folder, out)
             if several:
-                entry.update(host=name if len(toolsets) == 1 else f"{name} with {toolset}", host_class=host_class)
+                entry.update(host=name if len(toolsets) == 1 else f"{name} with {toolset}",
+                             host_class=host_class)
             scenarios.append(entry)
     return merged_document([run for _, run in runs], sources, scenarios)
 

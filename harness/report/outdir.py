@@ -69,14 +69,16 @@ def lock(path: Path, option: str) -> None:
     try:
         handle = open(lock_path, "a+")
     except OSError as exc:
-        raise InputError(f"{option} {cut(path, PATH_LIMIT)}: cannot create {LOCK_FILE}: {reason(exc)}") from None
+        raise InputError(f"{option} {cut(path, PATH_LIMIT)}: cannot create {LOCK_FILE}: "
+                         f"{reason(exc)}") from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         handle.seek(0)
         holder = handle.read().strip() or "unknown"
         handle.close()
-        raise InputError(f"{option} {cut(path, PATH_LIMIT)}: another gpu-harness run (pid {holder}) "
+        raise InputError(f"{option} {cut(path, PATH_LIMIT)}: another gpu-harness run (pid "
+                         f"{holder}) "
                          "is writing there; wait for it or choose another folder") from None
     handle.seek(0)
     handle.truncate()
@@ -135,8 +137,10 @@ def read_manifest(path: Path) -> Optional[dict]:
 
 
 def write_manifest(path: Path, found: Sequence[str], made: Optional[Sequence[str]]) -> None:
-    identities = None if made is None else {name: identity(Path(path) / name) for name in sorted(made)}
-    write_atomically(Path(path) / MANIFEST, json.dumps({"tool": "gpu-harness", "found": sorted(found),
+    identities = None if made is None else {name: identity(Path(path) / name)
+                                            for name in sorted(made)}
+    write_atomically(Path(path) / MANIFEST, json.dumps({"tool": "gpu-harness",
+                                                        "found": sorted(found),
                                                         "made": identities}, indent=1) + "\n")
 
 
@@ -154,25 +158,30 @@ def earlier_runs(path: Path, option: str, products: Sequence[str]) -> Tuple[List
     if manifest is None:
         if present:
             more = f" and {len(present) - 1} more" if len(present) > 1 else ""
-            raise InputError(f"{where}: holds {shown(present[0])}{more}, which no gpu-harness run made (it has "
+            raise InputError(f"{where}: holds {shown(present[0])}{more}, which no gpu-harness run "
+                             "made (it has "
                              f"no {MANIFEST}): choose an empty or a new folder")
         return [], []
     made = manifest.get("made")
     if isinstance(made, dict):  # the same entry, not another one that took its name since
-        ours = [name for name in present if name in made and made[name] == identity(Path(path) / name)]
+        ours = [name for name in present if name in made
+                and made[name] == identity(Path(path) / name)]
     else:  # a run that was killed there: what it began to write under its products' names
         found = set(manifest["found"])
         ours = [name for name in present if name not in found and matches(name, products)]
     theirs = [name for name in present if name not in ours]
     clash = next((name for name in theirs if matches(name, products)), None)
     if clash:
-        raise InputError(f"{option} {cut(Path(path) / clash, PATH_LIMIT)}: no gpu-harness run made it (its "
-                         f"{MANIFEST} does not list it), and this run writes that name: move it or choose another folder")
+        raise InputError(f"{option} {cut(Path(path) / clash, PATH_LIMIT)}: no gpu-harness run made "
+                         "it (its "
+                         f"{MANIFEST} does not list it), and this run writes that name: move it or "
+                         "choose another folder")
     return ours, theirs
 
 
 def clear(path: Path, names: Sequence[str]) -> None:
-    """Remove what earlier runs made in the folder (earlier_runs: by their manifest, never by name)."""
+    """Remove what earlier runs made in the folder (earlier_runs: by their manifest, never by
+    name)."""
     for name in names:
         target = Path(path) / name
         if target.is_dir() and not target.is_symlink():
@@ -203,7 +212,8 @@ def claimed(path: Path, option: str, products: Sequence[str] = ()) -> Iterator[P
     """prepare() and lock() the folder for a run; remove what earlier runs made there (by the
     folder's manifest) and record what is somebody else's, so that release() can list what this
     run made. If the run is refused for its input before it starts (an InputError inside), a
-    folder made here is removed again and nothing in an old one is touched: bad input leaves nothing."""
+    folder made here is removed again and nothing in an old one is touched: bad input leaves
+    nothing."""
     path = Path(path)
     made = [p for p in (path, *path.parents) if not p.exists()]
     prepare(path, option)

@@ -43,8 +43,10 @@ class ScenarioEntry:
     machine: str  # local, or the virtual GPU machine it ran in
     outcome: Outcome
     reason: str = ""
-    failure_kind: Optional[str] = None  # the failure class as written (a newer version may know more)
-    subject: Optional[str] = None  # what the class is about (a soname, a glibc version): the diagnosis's
+    # the failure class as written (a newer version may know more)
+    failure_kind: Optional[str] = None
+    # what the class is about (a soname, a glibc version): the diagnosis's
+    subject: Optional[str] = None
     host: Optional[str] = None  # the host it ran on, in runs merged from several
     host_class: str = ""
     matrix_expects_failure: bool = False  # the matrix's expect = "fail"
@@ -59,7 +61,8 @@ class ScenarioEntry:
     fps: Optional[float] = None
     fps_spread: Optional[Spread] = None
     fps_share: FpsShare = FpsShare()
-    workload_fps: Optional[float] = None  # what a declared workload reported itself (a command's fps_pattern)
+    # what a declared workload reported itself (a command's fps_pattern)
+    workload_fps: Optional[float] = None
     workload_fps_spread: Optional[Spread] = None
     workload_fps_share: FpsShare = FpsShare(workload=True)
     isolation: Optional[Isolation] = None
@@ -78,7 +81,8 @@ class ScenarioEntry:
     log_tail: Optional[str] = None
     accel: Optional[str] = None  # a VM's accelerator (kvm, tcg) and why
     accel_reason: str = ""
-    step_outputs: Tuple[str, ...] = ()  # the output of each of its workload's steps (probe_result.steps)
+    # the output of each of its workload's steps (probe_result.steps)
+    step_outputs: Tuple[str, ...] = ()
     vtest_server_crashes: Optional[float] = None
     renderer_refusals: Optional[float] = None
     raw: Mapping = field(default_factory=dict, compare=False, repr=False)
@@ -95,24 +99,29 @@ class ScenarioEntry:
 
     @property
     def row(self) -> str:
-        """The grid's row: the runtime, @machine where it ran in one, and its host in merged runs."""
+        """The grid's row: the runtime, @machine where it ran in one, and its host in merged
+        runs."""
         name = self.runtime if self.machine == LOCAL else f"{self.runtime}@{self.machine}"
         return f"{name} on {self.host}" if self.host else name
 
     @property
     def shown_fps_share(self) -> FpsShare:
-        """The share the grid shows: the workload's own fps where it has one (it reported an fps, and
+        """The share the grid shows: the workload's own fps where it has one (it reported an fps,
+        and
         so did the reference path's workload for the same probe), else the probe's."""
-        return self.workload_fps_share if self.workload_fps_share.share is not None else self.fps_share
+        return (self.workload_fps_share if self.workload_fps_share.share is not None
+                else self.fps_share)
 
     @property
     def runtime_mesa(self) -> Optional[str]:
         """The Mesa the workload's own userspace carries (the runtime's, or the host's for host)."""
-        return (self.driver_match.runtime_mesa if self.driver_match else None) or self.runtime_facts.mesa
+        return (self.driver_match.runtime_mesa if self.driver_match
+                else None) or self.runtime_facts.mesa
 
 
 def id_part(scenario_id: str, index: int) -> str:
-    """runtime (1) or probe (2) from the scenario id (path/runtime/probe) when the field is absent."""
+    """runtime (1) or probe (2) from the scenario id (path/runtime/probe) when the field is
+    absent."""
     found = scenario_id.split("/")
     return found[index] if len(found) == 3 else "?"
 
@@ -121,7 +130,8 @@ def outcome_of(data: Mapping) -> Outcome:
     try:
         return Outcome.parse(data.get("outcome"))  # type: ignore[arg-type]
     except ValueError:
-        return Outcome.FAIL  # results.read admits only known outcomes; hand-made entries may not have used it
+        # results.read admits only known outcomes; hand-made entries may not have used it
+        return Outcome.FAIL
 
 
 def fps_share(data: Mapping, prefix: str = "fps") -> FpsShare:
@@ -132,13 +142,15 @@ def fps_share(data: Mapping, prefix: str = "fps") -> FpsShare:
     if f"{prefix}_vs_reference" not in data:
         names = ("vs_baseline", "baseline", "same_as_baseline")
     vs, path, same = (f"{prefix}_{name}" for name in names)
-    return FpsShare(read.number(data, vs), read.text(data, path), data.get(same) is True, workload=prefix != "fps")
+    return FpsShare(read.number(data, vs), read.text(data, path), data.get(same) is True,
+                    workload=prefix != "fps")
 
 
 def entry(data: Mapping) -> ScenarioEntry:
     """One scenario entry (an object with a string id: results.read's, or any)."""
     scenario_id = str(data.get("id"))
-    machine = read.text(data, "machine") or (scenario_id.rpartition("@")[2] if "@" in scenario_id else LOCAL)
+    machine = read.text(data, "machine") or (scenario_id.rpartition("@")[2]
+                                             if "@" in scenario_id else LOCAL)
     expect, launcher = read.mapping(data, "expect"), read.mapping(data, "launcher")
     accel = launcher.get("accel")
     steps = read.mapping(data, "probe_result").get("steps")
@@ -147,27 +159,37 @@ def entry(data: Mapping) -> ScenarioEntry:
         id=scenario_id, path=read.text(data, "path") or "?",
         runtime=read.text(data, "runtime") or id_part(scenario_id, 1),
         probe=read.text(data, "probe") or id_part(scenario_id, 2).split("@")[0], machine=machine,
-        outcome=outcome_of(data), reason=read.shown(data, "reason"), failure_kind=read.text(data, "failure_kind"),
+        outcome=outcome_of(data), reason=read.shown(data, "reason"), failure_kind=read.text(data,
+                                                                                            "failure_kind"),
         subject=read.text(read.mapping(data, "diagnosis"), "subject"), host=read.text(data, "host"),
-        host_class=read.shown(data, "host_class"), matrix_expects_failure=expect.get("outcome") == "fail",
-        checks=tuple(parts.check(c) for c in data["checks"]) if isinstance(data.get("checks"), list) else (),
+        host_class=read.shown(data, "host_class"),
+                         matrix_expects_failure=expect.get("outcome") == "fail",
+        checks=tuple(parts.check(c) for c in data["checks"]) if isinstance(data.get("checks"),
+                                                                           list) else (),
         subtests=tuple(s for s in map(parts.subtest, data.get("subtests") or []) if s is not None)
         if isinstance(data.get("subtests"), list) else (),
         renderer=read.text(data, "renderer"), gl_version=read.text(data, "gl_version"),
-        wall_s=read.number(data, "wall_s"), attempts=int(attempts) if attempts is not None else None,
+        wall_s=read.number(data, "wall_s"), attempts=int(attempts) if attempts is not None
+                         else None,
         phases=read.numbers(data, "phases_s"), peak_rss_kb=read.numbers(data, "peak_rss_kb"),
-        fps=read.number(data, "fps"), fps_spread=read.spread(data, "fps_spread"), fps_share=fps_share(data),
-        workload_fps=read.number(data, "workload_fps"), workload_fps_spread=read.spread(data, "workload_fps_spread"),
+        fps=read.number(data, "fps"), fps_spread=read.spread(data, "fps_spread"),
+                         fps_share=fps_share(data),
+        workload_fps=read.number(data, "workload_fps"), workload_fps_spread=read.spread(data,
+                                                                                        "workload_fps_spread"),
         workload_fps_share=fps_share(data, "workload_fps"),
         isolation=parts.isolation(read.mapping(data, "isolation")),
-        exposure=parts.exposure(read.mapping(data, "exposure")), driver_match=parts.driver_match(data.get("driver_match")),
-        known=parts.known(data.get("baseline")), runtime_facts=parts.runtime_facts(read.mapping(data, "runtime_facts")),
+        exposure=parts.exposure(read.mapping(data, "exposure")),
+                         driver_match=parts.driver_match(data.get("driver_match")),
+        known=parts.known(data.get("baseline")),
+                         runtime_facts=parts.runtime_facts(read.mapping(data, "runtime_facts")),
         versions=read.strings(data, "versions"),
-        **{name: read.text(data, name) for name in ("image", "golden", "diff", "scanout", "scanout_diff", "result_dir",
+        **{name: read.text(data, name) for name in ("image", "golden", "diff", "scanout",
+                                                    "scanout_diff", "result_dir",
                                                      "log_tail")},
         logs=read.strings(data, "logs"), accel=str(accel) if accel else None,
         accel_reason=read.shown(launcher, "accel_reason"),
-        step_outputs=tuple(s["output"] for s in steps if isinstance(s, dict) and isinstance(s.get("output"), str))
+        step_outputs=tuple(s["output"] for s in steps if isinstance(s, dict)
+                           and isinstance(s.get("output"), str))
         if isinstance(steps, list) else (),
         vtest_server_crashes=read.number(data, "vtest_server_crashes"),
         renderer_refusals=read.number(data, "renderer_refusals"), raw=data)
@@ -207,7 +229,8 @@ def parse(document: Mapping) -> Run:
     return Run(tuple(entries(document.get("scenarios"))), read.number(document, "wall_s") or 0.0,
                "" if matrix is None else str(matrix), read.shown(document, "started"),
                read.shown(document, "finished"), read.text(document, "harness_version"),
-               parts.host(read.mapping(document, "host")), parts.toolset(read.mapping(document, "toolset")),
+               parts.host(read.mapping(document, "host")), parts.toolset(read.mapping(document,
+                                                                                      "toolset")),
                {str(k): int(v) for k, v in read.numbers(document, "summary").items()},
                read.text(document, "baseline"), document)
 

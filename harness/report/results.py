@@ -43,7 +43,8 @@ def is_number(value) -> TypeGuard[Union[int, float]]:
 
 
 def kind_problem(key: str, value, kind: str, optional: bool = False) -> List[str]:
-    """[] when value is of `kind` (number, string, object, list; or null when optional), else one problem."""
+    """[] when value is of `kind` (number, string, object, list; or null when optional), else one
+    problem."""
     checks = {"number": is_number, "string": lambda v: isinstance(v, str),
               "object": lambda v: isinstance(v, dict), "list": lambda v: isinstance(v, list)}
     if (optional and value is None) or checks[kind](value):
@@ -64,7 +65,8 @@ def document_problems(data: dict) -> List[str]:
     host = data.get("host")
     problems += kind_problem("host", host, "object", optional=True)
     if isinstance(host, dict):
-        problems += kind_problem("host.render_nodes", host.get("render_nodes"), "list", optional=True)
+        problems += kind_problem("host.render_nodes", host.get("render_nodes"), "list",
+                                 optional=True)
     for index, entry in enumerate(data["scenarios"]):
         problems += scenario_problems(f"scenarios[{index}]", entry)
     why = unencodable(strings(data))
@@ -74,7 +76,9 @@ def document_problems(data: dict) -> List[str]:
 def scenario_problems(key: str, entry) -> List[str]:
     if not isinstance(entry, dict):
         return [f"{key}: must be an object, not {shown(entry)}"]
-    problems = [line for name in SCENARIO_STRINGS for line in kind_problem(f"{key}.{name}", entry.get(name), "string")]
+    problems = [line for name in SCENARIO_STRINGS for line in kind_problem(f"{key}.{name}",
+                                                                           entry.get(name),
+                                                                           "string")]
     known = [outcome.value for outcome in Outcome]
     if isinstance(entry.get("outcome"), str) and entry["outcome"] not in known:
         problems.append(f"{key}.outcome: {shown(entry['outcome'])} is not one of {', '.join(known)}")

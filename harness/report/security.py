@@ -14,9 +14,12 @@ from .table import Answer, Cell, listed
 
 SERVER_TOOL = "virgl_test_server"
 SUMMARY_KEYS = {"tried", "answered", "dropped", "hung", "waiting", "session_bytes"}
-INPUTS = "probe/fuzz/inputs"  # where the fuzzer saved the inputs that dropped or hung, in the scenario's folder
-FORKING, CONFINED = "forking", "forking, confined (bwrap, seccomp)"  # how a scenario's own server runs
-IN_QEMU = "in QEMU's process (the client is a guest program)"  # a VM path: virglrenderer is QEMU's library
+# where the fuzzer saved the inputs that dropped or hung, in the scenario's folder
+INPUTS = "probe/fuzz/inputs"
+# how a scenario's own server runs
+FORKING, CONFINED = "forking", "forking, confined (bwrap, seccomp)"
+# a VM path: virglrenderer is QEMU's library
+IN_QEMU = "in QEMU's process (the client is a guest program)"
 QEMU_PREFIX = "qemu-system-"
 
 
@@ -46,7 +49,8 @@ def others(summary: dict) -> str:
 
 
 def fuzz_summary(entry: ScenarioEntry) -> Optional[dict]:
-    """The fuzzer's summary in one of the scenario's workload steps (its output's last line), or None."""
+    """The fuzzer's summary in one of the scenario's workload steps (its output's last line), or
+    None."""
     for output in entry.step_outputs:
         lines = [line for line in output.splitlines() if line.strip()]
         try:
@@ -83,22 +87,28 @@ def security_record(entry: ScenarioEntry, summary: dict) -> dict:
         "crashes": int(entry.vtest_server_crashes or 0),
         "host_refused": host_refusals(entry),
         "outcome": entry.outcome.value, "reason": entry.reason,
-        "targeted_refused": [t.get("case") for t in targeted if isinstance(t, dict) and t.get("outcome") != "answered"],
+        "targeted_refused": [t.get("case") for t in targeted if isinstance(t, dict)
+                             and t.get("outcome") != "answered"],
         "targeted": len(targeted),
         "inputs": f"{result_dir}/{INPUTS}" if result_dir else None,
-        "exposes": {"host_files": exposure.host_file_count or 0, "host_sockets": list(exposure.host_sockets),
+        "exposes": {"host_files": exposure.host_file_count or 0,
+                    "host_sockets": list(exposure.host_sockets),
                     "shared_namespaces": list(exposure.shared_namespaces)} if exposure else None,
     }
 
 
 def security(scenarios: List[ScenarioEntry]) -> Answer:
     answer = Answer("security", "A hostile client through each path",
-                    "What did a hostile client inside the path (targeted cases, then a real session mutated) do "
-                    "to the vtest server the path gave it (in a VM: through the guest's virtio-gpu device to "
+                    "What did a hostile client inside the path (targeted cases, then a real "
+                    "session mutated) do "
+                    "to the vtest server the path gave it (in a VM: through the guest's virtio-gpu "
+                    "device to "
                     "QEMU's virglrenderer): inputs answered, refused (its process for the client "
-                    "ended), left waiting, hung; the server's processes that crashed; and what the path exposes "
+                    "ended), left waiting, hung; the server's processes that crashed; and what the "
+                    "path exposes "
                     "of the host, as measured. No crash here is no proof of safety.",
-                    ["path", "runtime", "server", "server runs", "inputs", "answered", "refused", "waiting", "hung",
+                    ["path", "runtime", "server", "server runs", "inputs", "answered", "refused",
+                     "waiting", "hung",
                      "crashed processes", "verdict", "the path exposes", "saved inputs"])
     for entry in scenarios:
         summary = fuzz_summary(entry)
@@ -106,7 +116,8 @@ def security(scenarios: List[ScenarioEntry]) -> Answer:
             continue
         found = security_record(entry, summary)
         answer.add(found, row(found))
-    return answer.or_say("No hostile client ran (harness/data/security.toml runs one through each vtest path).")
+    return answer.or_say("No hostile client ran (harness/data/security.toml runs one through each "
+                         "vtest path).")
 
 
 def refusals(found: dict) -> str:
@@ -114,7 +125,8 @@ def refusals(found: dict) -> str:
     virglrenderer refused (the guest is not told: its log is)."""
     if found["host_refused"] is None:
         return str(found["dropped"])
-    return f"{found['dropped']} by the guest kernel; {found['host_refused']} commands by virglrenderer (QEMU's log)"
+    return (f"{found['dropped']} by the guest kernel; {found['host_refused']} commands by "
+            "virglrenderer (QEMU's log)")
 
 
 def row(found: dict) -> List[Cell]:
@@ -122,12 +134,14 @@ def row(found: dict) -> List[Cell]:
     exposes = found["exposes"]
     exposed = "-" if exposes is None else (
         f"{exposes['host_files']} host files; sockets {listed(exposes['host_sockets']) or 'none'}"
-        + (f"; shares {listed(exposes['shared_namespaces'])}" if exposes["shared_namespaces"] else ""))
+        + (f"; shares {listed(exposes['shared_namespaces'])}" if exposes["shared_namespaces"]
+           else ""))
     refused = found["targeted_refused"]
     return [Cell(found["path"]), Cell(found["runtime"]), Cell(found["server"]), Cell(found["mode"]),
             Cell(f"{found['tried']} ({found['targeted']} targeted)"), Cell(str(found["answered"])),
             Cell(refusals(found), title="targeted cases refused: " + (listed(refused) or "none")),
             Cell(str(found["waiting"])), Cell(str(found["hung"])), Cell(str(found["crashes"])),
-            Cell(outcome.value, css_class(outcome), "; ".join(filter(None, (found["reason"], found["others"])))),
+            Cell(outcome.value, css_class(outcome), "; ".join(filter(None, (found["reason"],
+                                                                            found["others"])))),
             Cell(exposed),
             Cell(found["inputs"] if found["dropped"] or found["hung"] else "-")]

@@ -39,7 +39,8 @@ class Answer:
         return self
 
     def to_json(self) -> dict:
-        return {"key": self.key, "title": self.title, "question": self.question, "columns": self.columns,
+        return {"key": self.key, "title": self.title, "question": self.question,
+                "columns": self.columns,
                 "rows": [[cell.text for cell in row] for row in self.rows], "records": self.records,
                 "note": self.note}
 

@@ -2,23 +2,27 @@
 the short cause of a Skip, and a Python-quoted value shown as written.
 
 A cell's width is known in em, not in characters: a text's width is estimated from the widths of
-DejaVu Sans (the widest of the common sans fonts, Debian's default), so that it fits in the others."""
+DejaVu Sans (the widest of the common sans fonts, Debian's default), so that it fits in the
+others."""
 import ast
 import re
 import warnings
 from typing import Dict, List
 
 # em per character, the largest of each group in DejaVu Sans; anything else (wide or not Latin): 1.
-WIDTH_GROUPS = {0.28: "ijlIJ'", 0.32: " .,:;|", 0.34: "/", 0.37: "f-", 0.39: "()[]t", 0.41: "r!", 0.5: "_",
+WIDTH_GROUPS = {0.28: "ijlIJ'", 0.32: " .,:;|", 0.34: "/", 0.37: "f-", 0.39: "()[]t", 0.41: "r!",
+                0.5: "_",
                 0.55: "szc", 0.61: "kvxyLFPTY", 0.64: "abdeghnopquES0123456789", 0.7: "KAVXZBRC",
                 0.79: "UNHDGOQ", 0.84: "w+=#≠<>~", 0.87: "M", 0.98: "m", 0.99: "W"}
 WIDTHS: Dict[str, float] = {char: width for width, chars in WIDTH_GROUPS.items() for char in chars}
 ELLIPSIS = "…"
-BREAK_AFTER = " -/_,"  # a line may end after these; after a dot too where a letter follows (libglapi.so)
+# a line may end after these; after a dot too where a letter follows (libglapi.so)
+BREAK_AFTER = " -/_,"
 
 
 def text_width(text: str) -> float:
-    """The text's width in em (of the font it is set in), as DejaVu Sans sets it, or a little more."""
+    """The text's width in em (of the font it is set in), as DejaVu Sans sets it, or a little
+    more."""
     return sum(WIDTHS.get(char, 1.0) for char in text)
 
 
@@ -69,7 +73,8 @@ def ellipsized(found: List[List[str]], width: float) -> List[str]:
 
 
 def cut(text: str, limit: int) -> str:
-    """At most `limit` characters, cut between word parts (then an ellipsis), never inside a word."""
+    """At most `limit` characters, cut between word parts (then an ellipsis), never inside a
+    word."""
     if len(text) <= limit:
         return text
     parts, kept = word_parts(text), ""
@@ -86,7 +91,8 @@ def cut(text: str, limit: int) -> str:
 CONTEXT = re.compile(r"^(?:runtime \S+|not run): ")
 HAS_NO = re.compile(r"^(?P<who>.+?) (?:has|have) no (?P<what>.+?)(?: (?:on|for|at) .+)?$")
 NEEDS = re.compile(r"^.*? needs? (?P<what>.+)$")
-SHORTER = ((re.compile(r"\bDRM render node"), "render node"), (re.compile(r" on this (?:host|machine)\b"), ""),
+SHORTER = ((re.compile(r"\bDRM render node"), "render node"),
+           (re.compile(r" on this (?:host|machine)\b"), ""),
            (re.compile(r"^the "), ""), (re.compile(r"\b(\d+\.\d+)\.\d+\b"), r"\1"),
            (re.compile(r"(?:^| )/\S+"), ""))
 
@@ -133,7 +139,8 @@ def as_written(text: object) -> str:
     path table writes it."""
     def plain(match: "re.Match[str]") -> str:
         literal = match.group(0)
-        if "\\\\" not in literal:  # only repr's doubled backslashes are undone; a rule as written stays
+        # only repr's doubled backslashes are undone; a rule as written stays
+        if "\\\\" not in literal:
             return literal
         try:
             with warnings.catch_warnings():
@@ -141,6 +148,7 @@ def as_written(text: object) -> str:
                 value = ast.literal_eval(literal)
         except (ValueError, SyntaxError):
             return literal
-        return f"{literal[0]}{value}{literal[0]}" if isinstance(value, str) and "\n" not in value else literal
+        return f"{literal[0]}{value}{literal[0]}" if isinstance(value,
+                                                                str) and "\n" not in value else literal
 
     return QUOTED.sub(plain, str(text)) if text is not None else ""

@@ -22,11 +22,13 @@ from ..judging.scenario_result import ScenarioResult
 def main(argv: List[str]) -> int:
     spec_file = Path(argv[0])
     spec = json.loads(spec_file.read_text())
-    exposure.seed(spec.get("file_counts") or {})  # the host counted its own root, which is this one's
+    # the host counted its own root, which is this one's
+    exposure.seed(spec.get("file_counts") or {})
     out_dir = Path(spec["out_dir"])
     known = baseline_mod.load(Path(spec["baseline"])) if spec.get("baseline") else None
     options = runner.RunOptions(out_dir=out_dir, jobs=spec["jobs"], retries=spec["retries"],
-                                goldens_dir=Path(spec["goldens_dir"]), compare_images=spec["compare_images"],
+                                goldens_dir=Path(spec["goldens_dir"]),
+                                compare_images=spec["compare_images"],
                                 baseline=known)
     log.to_stderr()  # the guest's stderr is the machine's console log on the host
     toolset = chosen_toolset.load()
@@ -39,16 +41,20 @@ def main(argv: List[str]) -> int:
         nonlocal count
         with results.open("a") as lines:
             lines.write(json.dumps(document.entry(result, out_dir, toolset), default=str) + "\n")
-        print(f"{result.verdict.outcome.value} {result.scenario.id}: {result.verdict.reason}", file=sys.stderr,
+        print(f"{result.verdict.outcome.value} {result.scenario.id}: {result.verdict.reason}",
+              file=sys.stderr,
               flush=True)
         count += 1
-        if spec.get("panic_after") == count:  # fault injection (lifecycle.Hooks.machine_panic_after)
+        # fault injection (lifecycle.Hooks.machine_panic_after)
+        if spec.get("panic_after") == count:
             os.sync()
             Path("/proc/sysrq-trigger").write_text("c")
 
-    runner.run([Scenario.from_dict(data) for data in spec["scenarios"]], toolset, options, on_result=finished)
+    runner.run([Scenario.from_dict(data) for data in spec["scenarios"]], toolset, options,
+               on_result=finished)
     (spec_file.parent / DONE).write_text(json.dumps({"toolset": toolset.to_dict(),
-                                                     "preparation": [p.to_dict() for p in options.prepared]}))
+                                                     "preparation": [p.to_dict()
+                                                                     for p in options.prepared]}))
     return 0
 
 

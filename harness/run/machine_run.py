@@ -1,4 +1,5 @@
-"""A machine's scenarios, run in its guest: the guest booted once (harness.launch.machine_boot) with the
+"""A machine's scenarios, run in its guest: the guest booted once (harness.launch.machine_boot) with
+the
 harness inside as its workload, each scenario's result taken back as it finishes, and a Fail with
 the reason for each one a guest that panicked, hung or stopped did not finish."""
 import dataclasses
@@ -25,20 +26,24 @@ from ..host.drivermatch import DriverMatch
 from ..host.toolset import Toolset
 
 RESULTS = "results.jsonl"  # beside machine.json: one entry per line, in the order they finished
-DONE = "done.json"  # beside it: what the harness inside found (toolset) and did before the scenarios
+# beside it: what the harness inside found (toolset) and did before the scenarios
+DONE = "done.json"
 
 
 def spec_of(scenarios: List[Scenario], out_dir: str, options, file_counts: dict,
             baseline: Optional[str], panic_after: Optional[int] = None) -> dict:
     """What the host writes for the guest: the scenarios and how to run them."""
-    return {"scenarios": [s.to_dict() for s in scenarios], "out_dir": out_dir, "jobs": 1,  # the guest has one CPU
+    # the guest has one CPU
+    return {"scenarios": [s.to_dict() for s in scenarios], "out_dir": out_dir, "jobs": 1,
             "retries": options.retries, "goldens_dir": str(options.goldens_dir),
-            "compare_images": options.compare_images, "file_counts": file_counts, "baseline": baseline,
+            "compare_images": options.compare_images, "file_counts": file_counts,
+            "baseline": baseline,
             "panic_after": panic_after}
 
 
 TCG_SLOWDOWN = 4.0  # measured: a probe's EGL context took 5-20 s in the guest, 0.3 s on the host
-BOOT_BUDGET_S = 300.0  # boot, the harness's start and its run-level preparation, on a loaded TCG host
+# boot, the harness's start and its run-level preparation, on a loaded TCG host
+BOOT_BUDGET_S = 300.0
 POLL_S = 0.5
 
 
@@ -65,7 +70,8 @@ def why_not(name: str, toolset: Toolset) -> Optional[str]:
 
 
 def skipped(scenario: Scenario, reason: str, out_dir: Path) -> ScenarioResult:
-    return ScenarioResult(scenario, verdict_mod.Verdict(Outcome.SKIP, reason), LaunchResult(skipped=reason), None,
+    return ScenarioResult(scenario, verdict_mod.Verdict(Outcome.SKIP, reason),
+                          LaunchResult(skipped=reason), None,
                           out_dir / "scenarios" / scenario.slug, 0.0, attempts=0)
 
 
@@ -77,33 +83,46 @@ def from_entry(scenario: Scenario, entry: dict, out_dir: Path) -> ScenarioResult
                                   [verdict_mod.Check(c["name"], c["ok"], c["detail"], artifacts={
                                       name: str(out_dir / path) for name, path in (c.get("artifacts") or {}).items()})
                                    for c in entry.get("checks") or []],
-                                  FailureKind(kind) if kind else None, str(diagnosis.get("subject") or ""),
+                                  FailureKind(kind) if kind else None,
+                                  str(diagnosis.get("subject") or ""),
                                   [Subtest.from_dict(s) for s in entry.get("subtests") or []])
-    logs = {name.removeprefix("service:"): str(out_dir / path) for name, path in (entry.get("logs") or {}).items()}
+    logs = {name.removeprefix("service:"): str(out_dir / path) for name,
+            path in (entry.get("logs") or {}).items()}
     launch = LaunchResult(phases=dict(entry.get("phases_s") or {}), logs=logs,
-                          artifacts={name: str(out_dir / entry[name]) for name in ("image", "scanout") if entry.get(name)})
+                          artifacts={name: str(out_dir / entry[name]) for name in ("image",
+                                                                                   "scanout")
+                                     if entry.get(name)})
     raw = entry.get("probe_result")
-    report = ProbeReport(ok=bool(raw.get("ok")), error=str(raw.get("error", "")), renderer=str(raw.get("renderer", "")),
-                         isolation=raw.get("isolation") or {}, raw=raw) if isinstance(raw, dict) else None
-    return ScenarioResult(scenario, verdict, launch, report, out_dir / entry["result_dir"], float(entry["wall_s"]),
-                          attempts=int(entry.get("attempts") or 1), runtime_facts=entry.get("runtime_facts") or {},
-                          driver_match=DriverMatch.from_dict(entry.get("driver_match")), entry=entry)
+    report = ProbeReport(ok=bool(raw.get("ok")), error=str(raw.get("error", "")),
+                         renderer=str(raw.get("renderer", "")),
+                         isolation=raw.get("isolation") or {}, raw=raw) if isinstance(raw,
+                                                                                      dict) else None
+    return ScenarioResult(scenario, verdict, launch, report, out_dir / entry["result_dir"],
+                          float(entry["wall_s"]),
+                          attempts=int(entry.get("attempts") or 1),
+                          runtime_facts=entry.get("runtime_facts") or {},
+                          driver_match=DriverMatch.from_dict(entry.get("driver_match")),
+                          entry=entry)
 
 
-def not_finished(scenario: Scenario, launched: LaunchResult, console: Path, out_dir: Path) -> ScenarioResult:
+def not_finished(scenario: Scenario, launched: LaunchResult, console: Path,
+                 out_dir: Path) -> ScenarioResult:
     """A scenario the guest never finished: the machine's failure is its Fail, with the console."""
     failure = launched.failure
     if launched.exit is not None and launched.exit.timed_out:
-        why, kind = "the machine's guest did not finish its scenarios in time and was stopped", FailureKind.TIMEOUT
+        why, kind = ("the machine's guest did not finish its scenarios in time and was stopped",
+                     FailureKind.TIMEOUT)
     elif failure is not None:
         why, kind = failure.message, failure.kind
     elif launched.fault is not None:
         why, kind = launched.fault.describe(), FailureKind.HARNESS_ERROR
     else:
         code = launched.exit.describe() if launched.exit else "never started"
-        why, kind = f"the harness in the machine's guest {code} before this scenario finished", FailureKind.LAUNCH_FAILED
+        why, kind = (f"the harness in the machine's guest {code} before this scenario finished",
+                     FailureKind.LAUNCH_FAILED)
     verdict = verdict_mod.Verdict(Outcome.FAIL, f"machine {scenario.machine}: {why}", [], kind)
-    return ScenarioResult(scenario, verdict, LaunchResult(logs={"machine console": str(console)}), None,
+    return ScenarioResult(scenario, verdict, LaunchResult(logs={"machine console": str(console)}),
+                          None,
                           out_dir / "scenarios" / scenario.slug, 0.0)
 
 
@@ -124,8 +143,10 @@ def write_rerun(scenario: Scenario, folder: Path) -> None:
     if inside.exists():
         inside.rename(folder / "rerun-in-guest.sh")
     (folder / "scenario.json").write_text(json.dumps(declaration_of(scenario), indent=1) + "\n")
-    inside.write_text(RERUN.format(id=scenario.id, machine=scenario.machine, python=shlex.quote(sys.executable),
-                                   matrix=shlex.quote(str(folder / "scenario.json")), folder=shlex.quote(str(folder))))
+    inside.write_text(RERUN.format(id=scenario.id, machine=scenario.machine,
+                                   python=shlex.quote(sys.executable),
+                                   matrix=shlex.quote(str(folder / "scenario.json")),
+                                   folder=shlex.quote(str(folder))))
     inside.chmod(0o755)
 
 
@@ -150,7 +171,8 @@ class Tail:
 def boot_and_run(name: str, scenarios: List[Scenario], toolset: Toolset, options, scratch: Path,
                 on_result: Callable[[ScenarioResult], None], baseline: Optional[str] = None,
                 panic_after: Optional[int] = None) -> List[ScenarioResult]:
-    """Boot machine `name` once, run `scenarios` in it, give each result to on_result as it comes."""
+    """Boot machine `name` once, run `scenarios` in it, give each result to on_result as it
+    comes."""
     out_dir = options.out_dir
     reason = why_not(name, toolset)
     if reason:
@@ -167,11 +189,13 @@ def boot_and_run(name: str, scenarios: List[Scenario], toolset: Toolset, options
     share = workspace.probe_out
     counts = {folder: exposure.file_count(folder) for folder in exposure.HOST_ROOT_FOLDERS}
     spec_file = share / "machine.json"
-    spec_file.write_text(json.dumps(spec_of(scenarios_inside, SHARE_INSIDE, options, counts, baseline, panic_after),
+    spec_file.write_text(json.dumps(spec_of(scenarios_inside, SHARE_INSIDE, options, counts,
+                                            baseline, panic_after),
                                     indent=1))
     inside = f"{SHARE_INSIDE}/{spec_file.relative_to(out_dir)}"
     budget = BOOT_BUDGET_S + sum(s.timeout_s for s in scenarios_inside) * (options.retries + 1)
-    machine = Scenario(id=f"@{name}", path_id=machine_specs.get(name).boots_like, runtime=HOST, probe="gl",
+    machine = Scenario(id=f"@{name}", path_id=machine_specs.get(name).boots_like, runtime=HOST,
+                       probe="gl",
                        timeout_s=budget)
     command = [sys.executable, "-m", "harness.run.guestrun", inside]
     launch = MachineLaunch(LaunchContext(machine, toolset, workspace, Workload(command=command)),
@@ -202,14 +226,19 @@ def boot_and_run(name: str, scenarios: List[Scenario], toolset: Toolset, options
         stop.set()
         follower.join()
     take()
-    options.machines[name] = {"boot_s": launched.phases.get("boot_s"), "inside_s": launched.phases.get("probe_s"),
-                              "scenarios_s": sum(r.wall_s for r in done.values()), "wall_s": time.monotonic() - started,
-                              "ids": [s.id for s in scenarios], "accel": launched.facts.get("accel")}
+    options.machines[name] = {"boot_s": launched.phases.get("boot_s"),
+                              "inside_s": launched.phases.get("probe_s"),
+                              "scenarios_s": sum(r.wall_s for r in done.values()),
+                              "wall_s": time.monotonic() - started,
+                              "ids": [s.id for s in scenarios],
+                              "accel": launched.facts.get("accel")}
     options.prepared.append(Prepared(f"machine {name}", time.monotonic() - started,
                                      f"{len(done)} of {len(scenarios)} scenarios in one boot; "
-                                     f"boot {launched.phases.get('boot_s', 0):.1f} s; timeouts x{slowdown:g}"))
+                                     f"boot {launched.phases.get('boot_s', 0):.1f} s; timeouts "
+                                     f"x{slowdown:g}"))
     for scenario in scenarios:
         if scenario.id not in done:
-            done[scenario.id] = not_finished(scenario, launched, workspace.result_dir / "console.log", out_dir)
+            done[scenario.id] = not_finished(scenario, launched,
+                                             workspace.result_dir / "console.log", out_dir)
             on_result(done[scenario.id])
     return [done[s.id] for s in scenarios]

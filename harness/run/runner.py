@@ -35,7 +35,8 @@ from ..core import log
 
 HooksLike = Union[Hooks, Dict[str, Any], None]
 LOG = log.get(__name__)
-LOG_FILE = "harness.log"  # a run's log beside its results.json, and each scenario's part in its folder
+# a run's log beside its results.json, and each scenario's part in its folder
+LOG_FILE = "harness.log"
 
 
 @dataclass
@@ -46,10 +47,13 @@ class RunOptions:
     goldens_dir: Path = GOLDENS_DIR
     compare_images: bool = True
     strict_runtimes: bool = False  # a runtime whose lock has drifted is an error (exit 2)
-    runtime_roots: Dict[str, str] = field(default_factory=dict)  # runtimes built elsewhere (Nix): name -> root
+    # runtimes built elsewhere (Nix): name -> root
+    runtime_roots: Dict[str, str] = field(default_factory=dict)
     baseline: Optional[baseline_mod.Baseline] = None  # known failures and flakes (run --baseline)
-    prepared: List[Prepared] = field(default_factory=list)  # what the run did before any scenario (run fills it)
-    machines: Dict[str, dict] = field(default_factory=dict)  # each machine's boot and time inside (run fills it)
+    # what the run did before any scenario (run fills it)
+    prepared: List[Prepared] = field(default_factory=list)
+    # each machine's boot and time inside (run fills it)
+    machines: Dict[str, dict] = field(default_factory=dict)
     host_class: str = ""  # run --host-class: a baseline entry may hold on some classes of host only
 
     def __post_init__(self) -> None:
@@ -78,8 +82,10 @@ def prepare_runtimes(scenarios: List[Scenario], options: RunOptions) -> Dict[str
         name = runtime.build_name
         if name in options.runtime_roots and runtime.needs_build:
             root = options.runtime_roots[name]
-            ready[name] = RuntimeReady(facts=recipes.facts_from_lock(runtime.recipe, root), root=root)
-            note_prepared(options, Prepared(f"runtime {name}", time.monotonic() - started, f"given: {root}"))
+            ready[name] = RuntimeReady(facts=recipes.facts_from_lock(runtime.recipe, root),
+                                       root=root)
+            note_prepared(options, Prepared(f"runtime {name}", time.monotonic() - started,
+                                            f"given: {root}"))
             continue
         cached = builds.is_cached(runtime)
         try:
@@ -97,12 +103,15 @@ def prepare_runtimes(scenarios: List[Scenario], options: RunOptions) -> Dict[str
 
 
 def with_execution(ready: RuntimeReady) -> None:
-    """The runtime's facts gain how this host runs it: natively, or emulated (by which qemu-user)."""
-    architecture = emulation.tree_architecture(ready.root) if ready.root and os.path.isdir(ready.root) else None
+    """The runtime's facts gain how this host runs it: natively, or emulated (by which
+    qemu-user)."""
+    architecture = (emulation.tree_architecture(ready.root) if ready.root
+                    and os.path.isdir(ready.root) else None)
     if architecture:
         execution = emulation.how_runs(architecture)
         ready.facts = {**ready.facts, "execution": execution.to_dict() if execution else
-                       {"architecture": architecture, "runs": "no", "why": emulation.why_not(architecture)}}
+                       {"architecture": architecture, "runs": "no",
+                        "why": emulation.why_not(architecture)}}
 
 
 def note_prepared(options: RunOptions, step: Prepared) -> None:
@@ -116,11 +125,14 @@ def prepare_audit(scenarios: List[Scenario], options: RunOptions) -> None:
     if not any(s.runtime.kind is RuntimeKind.HOST and s.spec.hides_host for s in scenarios):
         return
     started = time.monotonic()
-    counts = [f"{folder} {exposure_mod.file_count(folder)}" for folder in exposure_mod.HOST_ROOT_FOLDERS]
-    note_prepared(options, Prepared("host files counted", time.monotonic() - started, ", ".join(counts)))
+    counts = [f"{folder} {exposure_mod.file_count(folder)}"
+              for folder in exposure_mod.HOST_ROOT_FOLDERS]
+    note_prepared(options, Prepared("host files counted", time.monotonic() - started,
+                                    ", ".join(counts)))
 
 
-def prepare_families(scenarios: List[Scenario], toolset: Toolset, options: RunOptions, scratch: Path) -> None:
+def prepare_families(scenarios: List[Scenario], toolset: Toolset, options: RunOptions,
+                     scratch: Path) -> None:
     """Each family's run-level steps, for its scenarios that can run here; a step that fails is
     said, and its scenarios then do it (and fail in it) themselves."""
     chosen: Dict[str, List[Scenario]] = {}
@@ -134,8 +146,10 @@ def prepare_families(scenarios: List[Scenario], toolset: Toolset, options: RunOp
         started = time.monotonic()
         try:
             steps = registry.FAMILIES[name].prepare_run(own, toolset, scratch)
-        except Exception as exc:  # the failure boundary: a scenario meets it again and fails with it
-            steps = [Prepared(f"{name} family", time.monotonic() - started, f"failed: {type(exc).__name__}: {exc}")]
+        # the failure boundary: a scenario meets it again and fails with it
+        except Exception as exc:
+            steps = [Prepared(f"{name} family", time.monotonic() - started,
+                              f"failed: {type(exc).__name__}: {exc}")]
         for step in steps:  # a step two families share (a guest's kernel) is said once
             if not any(done.step == step.step for done in options.prepared):
                 note_prepared(options, step)
@@ -156,7 +170,8 @@ def prepared_runtime(runtime: Runtime, options: RunOptions) -> RuntimeReady:
     if runtime.image_from_recipe:
         archive = builds.image_archive(runtime.recipe, extra_packages=runtime.extra_packages)
         made_from = builds.cached(runtime.recipe, extra_packages=runtime.extra_packages)
-        return RuntimeReady(facts={**(made_from.facts if made_from else {}), "image": str(archive)}, root=str(archive))
+        return RuntimeReady(facts={**(made_from.facts if made_from else {}), "image": str(archive)},
+                            root=str(archive))
     built = builds.ensure(runtime.recipe, strict=options.strict_runtimes,
                             extra_packages=runtime.extra_packages)
     return RuntimeReady(facts=built.facts, root=str(built.root))
@@ -183,13 +198,15 @@ def unbuilt_runtime(scenario: Scenario, ready: Dict[str, RuntimeReady]) -> Optio
     return None
 
 
-def unbuilt(scenario: Scenario, name: str, prepared: RuntimeReady, result_dir: Path) -> ScenarioResult:
+def unbuilt(scenario: Scenario, name: str, prepared: RuntimeReady,
+            result_dir: Path) -> ScenarioResult:
     """The scenario's verdict when runtime `name` (its own, or its GL extension's) is not built."""
     if prepared.skip:
         verdict = verdict_mod.Verdict(Outcome.SKIP, f"runtime {name}: {prepared.skip}")
     else:
         verdict = verdict_mod.Verdict(Outcome.FAIL, prepared.failure, [], FailureKind.RUNTIME_BUILD)
-    return ScenarioResult(scenario, verdict, LaunchResult(skipped=prepared.skip), None, result_dir, 0.0, attempts=0)
+    return ScenarioResult(scenario, verdict, LaunchResult(skipped=prepared.skip), None, result_dir,
+                          0.0, attempts=0)
 
 
 def host_facts(toolset: Toolset) -> verdict_mod.HostFacts:
@@ -200,8 +217,10 @@ def host_facts(toolset: Toolset) -> verdict_mod.HostFacts:
         except OSError:
             pass
     driver = toolset.tools.get("host-driver")
-    driver_libc = hostdriver.glibc_version(driver.path) if driver and driver.found and driver.path else None
-    return verdict_mod.HostFacts(namespaces, bool(toolset.render_nodes or toolset_mod.gpu_device_nodes()), driver_libc)
+    driver_libc = (hostdriver.glibc_version(driver.path) if driver and driver.found
+                   and driver.path else None)
+    return verdict_mod.HostFacts(namespaces, bool(toolset.render_nodes
+                                                  or toolset_mod.gpu_device_nodes()), driver_libc)
 
 
 class TempRoot:
@@ -235,7 +254,8 @@ def launch(ctx: LaunchContext) -> LaunchResult:
     return registry.of(ctx.scenario.spec).run(ctx)
 
 
-def attempt(scenario: Scenario, toolset: Toolset, options: RunOptions, temp: TempRoot, result_dir: Path,
+def attempt(scenario: Scenario, toolset: Toolset, options: RunOptions, temp: TempRoot,
+            result_dir: Path,
             host: verdict_mod.HostFacts, hooks: Hooks) -> ScenarioResult:
     started = time.monotonic()
     launched, report = LaunchResult(), None
@@ -247,15 +267,21 @@ def attempt(scenario: Scenario, toolset: Toolset, options: RunOptions, temp: Tem
         launched = launch(LaunchContext(scenario, toolset, workspace, workload, hooks))
         phase, since = str(Phase.VERDICT), time.monotonic()
         hooks.before_phase(Phase.VERDICT, scenario.id)
-        report, problem = probes.read_report(probes.get(scenario.probe_program), launched.artifacts.get("stdout"))
-        goldens = verdict_mod.Goldens(options.goldens_dir, result_dir) if options.compare_images else None
-        verdict = verdict_mod.evaluate(scenario, verdict_mod.Observed(launched, report, problem), host, goldens)
+        report, problem = probes.read_report(probes.get(scenario.probe_program),
+                                             launched.artifacts.get("stdout"))
+        goldens = verdict_mod.Goldens(options.goldens_dir,
+                                      result_dir) if options.compare_images else None
+        verdict = verdict_mod.evaluate(scenario, verdict_mod.Observed(launched, report, problem),
+                                       host, goldens)
         since = launched.timed("verdict_s", since)
-        phase = "audit"  # what the workload could see of the host (the first count of a host folder is slow)
-        seen = report.raw if report and "mounts" in report.raw else probes.started_facts(launched.artifacts.get("stdout"))
+        # what the workload could see of the host (the first count of a host folder is slow)
+        phase = "audit"
+        seen = (report.raw if report and "mounts" in report.raw
+                else probes.started_facts(launched.artifacts.get("stdout")))
         own = [str(workspace.tmp_dir), str(result_dir), str(probes.PROBE_DIR),
                *registry.of(scenario.spec).own_dirs(workspace)]
-        exposure = (exposure_mod.of_run(seen, launched.argv, host.namespaces, scenario.runtime.root, own)
+        exposure = (exposure_mod.of_run(seen, launched.argv, host.namespaces, scenario.runtime.root,
+                                        own)
                     or exposure_mod.from_bwrap_argv(launched.argv, scenario.runtime.root, own))
         launched.timed("audit_s", since)
     except Exception as exc:  # the failure boundary: this scenario fails, the others run on
@@ -264,12 +290,14 @@ def attempt(scenario: Scenario, toolset: Toolset, options: RunOptions, temp: Tem
         since = time.monotonic()
         shutil.rmtree(workspace.tmp_dir, ignore_errors=True)
         launched.timed("cleanup_s", since)
-    return ScenarioResult(scenario, verdict, launched, report, result_dir, time.monotonic() - started,
+    return ScenarioResult(scenario, verdict, launched, report, result_dir,
+                          time.monotonic() - started,
                           exposure=exposure)
 
 
 def driver_facts(scenario: Scenario, toolset: Toolset, report: Optional[ProbeReport],
-                 runtime_facts: Dict[str, object], driver_root: Optional[str] = None) -> drivermatch.DriverMatch:
+                 runtime_facts: Dict[str, object],
+                 driver_root: Optional[str] = None) -> drivermatch.DriverMatch:
     """Driver matching for one scenario (drivermatch.driver_match). driver_root: where
     the workload's Mesa came from when not from its runtime (a Flatpak GL extension's source)."""
     runtime_mesa: object = toolset.version("mesa")
@@ -279,9 +307,11 @@ def driver_facts(scenario: Scenario, toolset: Toolset, report: Optional[ProbeRep
         runtime_mesa = runtime_facts.get("mesa") or recipes.component_versions(
             builds.installed(Path(scenario.runtime.root))).get("mesa")
     libraries = report.raw.get("libraries") if report else None
-    return drivermatch.driver_match(str(runtime_mesa) if runtime_mesa else None, toolset.version("host-driver"),
+    return drivermatch.driver_match(str(runtime_mesa) if runtime_mesa else None,
+                                    toolset.version("host-driver"),
                                    drivermatch.kernel_driver(),
-                                   [str(p) for p in libraries] if isinstance(libraries, list) else [],
+                                   [str(p) for p in libraries] if isinstance(libraries, list)
+                                    else [],
                                    direct=scenario.spec.needs_render_node)
 
 
@@ -300,12 +330,14 @@ def probe_args(scenario: Scenario) -> List[str]:
 
 def not_run(scenario: Scenario, result_dir: Path) -> ScenarioResult:
     reason = f"not run: the run was {INTERRUPTS.reason()}"
-    return ScenarioResult(scenario, verdict_mod.Verdict(Outcome.SKIP, reason), LaunchResult(skipped=reason),
+    return ScenarioResult(scenario, verdict_mod.Verdict(Outcome.SKIP, reason),
+                          LaunchResult(skipped=reason),
                           None, result_dir, 0.0, attempts=0)
 
 
 def run_scenario(scenario: Scenario, toolset: Toolset, options: RunOptions, temp: TempRoot,
-                 host: verdict_mod.HostFacts, hooks: Hooks, ready: Dict[str, RuntimeReady]) -> ScenarioResult:
+                 host: verdict_mod.HostFacts, hooks: Hooks,
+                 ready: Dict[str, RuntimeReady]) -> ScenarioResult:
     base = options.out_dir / "scenarios" / scenario.slug
     if INTERRUPTS.requested:
         return not_run(scenario, base)
@@ -318,28 +350,35 @@ def run_scenario(scenario: Scenario, toolset: Toolset, options: RunOptions, temp
         return result
     scenario = with_runtime(scenario, ready)
     shutil.rmtree(base, ignore_errors=True)
-    with log.scenario_part(scenario.id, base / LOG_FILE):  # the scenario's own part of the run's log
+    # the scenario's own part of the run's log
+    with log.scenario_part(scenario.id, base / LOG_FILE):
         return attempts(scenario, toolset, options, temp, host, hooks, base, known, prepared)
 
 
-def attempts(scenario: Scenario, toolset: Toolset, options: RunOptions, temp: TempRoot, host: verdict_mod.HostFacts,
+def attempts(scenario: Scenario, toolset: Toolset, options: RunOptions, temp: TempRoot,
+             host: verdict_mod.HostFacts,
              hooks: Hooks, base: Path, known, prepared: Optional[RuntimeReady]) -> ScenarioResult:
-    """The scenario's attempts (a failing one retried as the run and its baseline allow), judged as one."""
+    """The scenario's attempts (a failing one retried as the run and its baseline allow), judged as
+    one."""
     results: List[ScenarioResult] = []
     for number in range(1, baseline_mod.retries(known, options.retries) + 2):
         if number > 1 and INTERRUPTS.requested:
             break
         result_dir = base if number == 1 else base / f"retry-{number - 1}"
-        LOG.debug("attempt %d: family %s, runtime %s (%s), probe %s, timeout %g s", number, scenario.spec.family,
-                  scenario.runtime.name, scenario.runtime.root or "no root", scenario.probe, scenario.timeout_s)
+        LOG.debug("attempt %d: family %s, runtime %s (%s), probe %s, timeout %g s", number,
+                  scenario.spec.family,
+                  scenario.runtime.name, scenario.runtime.root or "no root", scenario.probe,
+                  scenario.timeout_s)
         result = attempt(scenario, toolset, options, temp, result_dir, host, hooks)
         results.append(result)
-        LOG.debug("attempt %d: %s: %s (%.2f s)", number, result.verdict.outcome.value, result.verdict.reason,
+        LOG.debug("attempt %d: %s: %s (%.2f s)", number, result.verdict.outcome.value,
+                  result.verdict.reason,
                   result.wall_s)
         if result.verdict.outcome is not Outcome.FAIL or scenario.expect.fails:
             break
     final = results[-1]
-    final.verdict = baseline_mod.apply(verdict_mod.combine_attempts([r.verdict for r in results]), known,
+    final.verdict = baseline_mod.apply(verdict_mod.combine_attempts([r.verdict for r in results]),
+                                       known,
                                        len(results))
     if options.baseline:
         final.verdict = baseline_mod.apply_subtests(final.verdict, options.baseline.subtests_known(
@@ -359,8 +398,10 @@ def attempts(scenario: Scenario, toolset: Toolset, options: RunOptions, temp: Te
     return final
 
 
-def run_on_machine(name: str, scenarios: List[Scenario], toolset: Toolset, options: RunOptions, temp: TempRoot,
-                ready: Dict[str, RuntimeReady], finished: Callable[[ScenarioResult], None], hooks: Hooks) -> None:
+def run_on_machine(name: str, scenarios: List[Scenario], toolset: Toolset, options: RunOptions,
+                   temp: TempRoot,
+                ready: Dict[str, RuntimeReady], finished: Callable[[ScenarioResult], None],
+                   hooks: Hooks) -> None:
     """A machine's scenarios in its guest, one boot; those whose runtime is not built end here."""
     base = options.out_dir / "scenarios"
     runnable = []
@@ -374,7 +415,8 @@ def run_on_machine(name: str, scenarios: List[Scenario], toolset: Toolset, optio
             runnable.append(with_runtime(scenario, ready))
     if runnable:
         machine_run.boot_and_run(name, runnable, toolset, options, temp.scenario_dir(), finished,
-                               options.baseline.source if options.baseline else None, hooks.machine_panic_after)
+                               options.baseline.source if options.baseline else None,
+                                 hooks.machine_panic_after)
 
 
 def run(scenarios: List[Scenario], toolset: Toolset, options: RunOptions,
@@ -382,7 +424,8 @@ def run(scenarios: List[Scenario], toolset: Toolset, options: RunOptions,
         hooks: HooksLike = None) -> List[ScenarioResult]:
     options.out_dir.mkdir(parents=True, exist_ok=True)
     cache.hold_shared()  # what the run builds or finds in the cache is not pruned under it
-    LOG.debug("run: %d scenarios, %d at a time, into %s; toolset %s", len(scenarios), max(1, options.jobs),
+    LOG.debug("run: %d scenarios, %d at a time, into %s; toolset %s", len(scenarios), max(1,
+                                                                                          options.jobs),
               options.out_dir, toolset.source)
     host = host_facts(toolset)
     ready = prepare_runtimes(scenarios, options)
@@ -391,7 +434,8 @@ def run(scenarios: List[Scenario], toolset: Toolset, options: RunOptions,
     try:
         scratch = temp.scenario_dir()
         scratch.mkdir(parents=True)
-        prepare_families([s for s in scenarios if not unbuilt_runtime(s, ready)], toolset, options, scratch)
+        prepare_families([s for s in scenarios if not unbuilt_runtime(s, ready)], toolset, options,
+                         scratch)
         prepare_audit(scenarios, options)
         here = [s for s in scenarios if machine_run.runs_here(s)]
         elsewhere: Dict[str, List[Scenario]] = {}
@@ -406,9 +450,11 @@ def run(scenarios: List[Scenario], toolset: Toolset, options: RunOptions,
                 on_result(result)
 
         with INTERRUPTS.graceful(), ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
-            futures: List["Future[Any]"] = [pool.submit(run_scenario, s, toolset, options, temp, host, as_hooks(hooks),
+            futures: List["Future[Any]"] = [pool.submit(run_scenario, s, toolset, options, temp,
+                                                        host, as_hooks(hooks),
                                                         ready) for s in here]
-            futures += [pool.submit(run_on_machine, name, group, toolset, options, temp, ready, finished, as_hooks(hooks))
+            futures += [pool.submit(run_on_machine, name, group, toolset, options, temp, ready,
+                                    finished, as_hooks(hooks))
                         for name, group in elsewhere.items()]
             for future in as_completed(futures):
                 result = future.result()

@@ -17,7 +17,8 @@ from ..report import results as results_file
 SHARD = re.compile(r"^(\d+)/(\d+)$")
 # Typical wall of one scenario by family on a 2-core machine under TCG (measured here): a process
 # or sandbox under a second, a container or a Flatpak app a few, a guest 10-20 s.
-FAMILY_COST_S = {"host": 0.5, "sandbox": 1.0, "container": 3.0, "flatpak": 3.0, "vm": 15.0, "vfio": 20.0}
+FAMILY_COST_S = {"host": 0.5, "sandbox": 1.0, "container": 3.0, "flatpak": 3.0, "vm": 15.0,
+                 "vfio": 20.0}
 MACHINE_BOOT_S = 30.0  # a machine's boot and the harness's start inside it
 MACHINE_FACTOR = 40.0  # a scenario in a TCG guest against the same here
 
@@ -58,7 +59,8 @@ def cost(scenario: Scenario, known: Dict[str, float]) -> float:
     return typical * (MACHINE_FACTOR if scenario.machine != LOCAL else 1.0)
 
 
-def pieces(scenarios: List[Scenario], known: Dict[str, float]) -> List[Tuple[float, List[Scenario]]]:
+def pieces(scenarios: List[Scenario],
+           known: Dict[str, float]) -> List[Tuple[float, List[Scenario]]]:
     """What is placed whole: each local scenario, each machine's scenarios together (one boot)."""
     machines: Dict[str, List[Scenario]] = {}
     found: List[Tuple[float, List[Scenario]]] = []
@@ -72,12 +74,14 @@ def pieces(scenarios: List[Scenario], known: Dict[str, float]) -> List[Tuple[flo
     return found
 
 
-def assign(scenarios: List[Scenario], count: int, known: Optional[Dict[str, float]] = None) -> List[List[Scenario]]:
+def assign(scenarios: List[Scenario], count: int,
+           known: Optional[Dict[str, float]] = None) -> List[List[Scenario]]:
     """The `count` parts, each in the matrix's own order."""
     order = {s.id: index for index, s in enumerate(scenarios)}
     loads = [0.0] * count
     parts: List[List[Scenario]] = [[] for _ in range(count)]
-    ranked = sorted(pieces(scenarios, known or {}), key=lambda piece: (-piece[0], order[piece[1][0].id]))
+    ranked = sorted(pieces(scenarios, known or {}), key=lambda piece: (-piece[0],
+                                                                       order[piece[1][0].id]))
     for weight, group in ranked:
         lightest = min(range(count), key=lambda i: (loads[i], i))
         loads[lightest] += weight
@@ -85,7 +89,8 @@ def assign(scenarios: List[Scenario], count: int, known: Optional[Dict[str, floa
     return [sorted(part, key=lambda s: order[s.id]) for part in parts]
 
 
-def select(scenarios: List[Scenario], shard: Shard, known: Optional[Dict[str, float]] = None) -> List[Scenario]:
+def select(scenarios: List[Scenario], shard: Shard,
+           known: Optional[Dict[str, float]] = None) -> List[Scenario]:
     return assign(scenarios, shard.count, known)[shard.index - 1]
 
 

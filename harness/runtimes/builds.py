@@ -44,7 +44,8 @@ NOT_FOUND = re.compile(r"Version '([^']+)' for '([^']+)' was not found")
 UNKNOWN_PACKAGE = re.compile(r"Unable to locate package (\S+)")
 BUILD_TIMEOUT_S = 1200.0
 IMAGES_DIR = CACHE_DIR.parent / "images"
-IMAGE_FORMAT = "v2"  # bump when imagearchive.write's output changes: cached archives are keyed by it
+# bump when imagearchive.write's output changes: cached archives are keyed by it
+IMAGE_FORMAT = "v2"
 
 
 class RuntimeBuildError(ComponentError):
@@ -74,12 +75,14 @@ class BuiltRuntime:
 def mmdebstrap_argv(recipe: Recipe, root: Path, includes: List[str], hashes: Path) -> List[str]:
     # Not --quiet: apt's "Version ... was not found" (a drifted lock) is only printed without it.
     argv = ["mmdebstrap", f"--variant={recipe.variant}", f"--architectures={recipe.architecture}",
-            f"--include={','.join(includes)}", "--skip=essential/unlink", "--skip=cleanup/apt/cache",
+            f"--include={','.join(includes)}", "--skip=essential/unlink",
+            "--skip=cleanup/apt/cache",
             "--skip=cleanup/apt/lists"]
     argv += [f"--dpkgopt=path-exclude={pattern}" for pattern in EXCLUDED]
     if recipe.allow_expired:
         argv.append('--aptopt=Acquire::Check-Valid-Until "false"')
-    # Record the SHA256 of every .deb apt fetched, then drop them: the lock is checked against these.
+    # Record the SHA256 of every .deb apt fetched, then drop them: the lock is checked against
+    # these.
     argv.append(f'--customize-hook=cd "$1/var/cache/apt/archives" && sha256sum -- *.deb > {hashes} '
                 f'&& rm -f -- *.deb')
     return argv + [recipe.suite, str(root), mirror_line(recipe)]
@@ -91,7 +94,8 @@ def run_mmdebstrap(argv: List[str], log: Path) -> Tuple[int, str]:
     end = Child(argv, dict(os.environ), str(log)).wait(BUILD_TIMEOUT_S)
     if end.timed_out:
         raise RuntimeBuildError(f"mmdebstrap did not finish within {BUILD_TIMEOUT_S:g} s")
-    return (end.code if end.code is not None else 128 + (end.signal or 0)), log.read_text(errors="replace")
+    return (end.code if end.code is not None else 128 + (end.signal
+                                                         or 0)), log.read_text(errors="replace")
 
 
 def installed(root: Path) -> Dict[str, Tuple[str, str]]:
@@ -103,7 +107,8 @@ def installed(root: Path) -> Dict[str, Tuple[str, str]]:
         except imagearchive.ImageArchiveError:
             return {}
     done = process.run_program(["dpkg-query", f"--admindir={root}/var/lib/dpkg", "-W",
-                           "-f", "${Package}\t${Version}\t${Architecture}\n"], capture_output=True, text=True)
+                           "-f", "${Package}\t${Version}\t${Architecture}\n"], capture_output=True,
+                               text=True)
     table = {}
     for line in done.stdout.splitlines():
         name, version, arch = line.split("\t")
@@ -128,7 +133,8 @@ def archive_filenames(root: Path) -> Dict[str, str]:
     table: Dict[str, str] = {}
     for index in (root / "var/lib/apt/lists").glob("*_Packages"):
         for block in index.read_text(errors="replace").split("\n\n"):
-            fields = dict(re.findall(r"^(Package|Version|Architecture|Filename): (.+)$", block, re.MULTILINE))
+            fields = dict(re.findall(r"^(Package|Version|Architecture|Filename): (.+)$", block,
+                                     re.MULTILINE))
             if len(fields) == 4:
                 table[f"{fields['Package']}/{fields['Version']}/{fields['Architecture']}"] = fields["Filename"]
     return table
@@ -136,9 +142,12 @@ def archive_filenames(root: Path) -> Dict[str, str]:
 
 def facts_of(recipe: Recipe, root: Path, packages: Dict[str, Tuple[str, str]], drift: List[str],
              lock_digest: str, built_s: float) -> Dict[str, object]:
-    facts: Dict[str, object] = {"runtime": recipe.name, "suite": recipe.suite, "arch": recipe.architecture,
-                                "lock_digest": lock_digest, "drift": drift, "build_s": round(built_s, 1),
-                                "packages": len(packages), "size_mb": round(cache.size_of(root) / 2**20)}
+    facts: Dict[str, object] = {"runtime": recipe.name, "suite": recipe.suite,
+                                "arch": recipe.architecture,
+                                "lock_digest": lock_digest, "drift": drift,
+                                "build_s": round(built_s, 1),
+                                "packages": len(packages),
+                                "size_mb": round(cache.size_of(root) / 2**20)}
     return {**facts, **component_versions(packages)}
 
 
@@ -161,7 +170,8 @@ def drift_of(lock: Lock, packages: Dict[str, Tuple[str, str]]) -> List[str]:
         if now != locked.version:
             lines.append(f"{locked.name}: locked {locked.version}, now {now}")
     locked_names = {p.name for p in lock.packages}
-    lines += [f"{name}: not locked, now {version}" for name, (version, _) in sorted(packages.items())
+    lines += [f"{name}: not locked, now {version}" for name, (version,
+                                                              _) in sorted(packages.items())
               if name not in locked_names]
     return lines
 
@@ -171,12 +181,14 @@ def check_hashes(lock: Lock, hashes: Dict[Tuple[str, str, str], str]) -> None:
     for locked in lock.packages:
         sha = hashes.get((locked.name, locked.version, locked.architecture))
         if sha is not None and sha != locked.sha256:
-            raise RuntimeBuildError(f"{locked.name}_{locked.version}_{locked.architecture}.deb has SHA256 {sha[:16]}..., "
+            raise RuntimeBuildError(f"{locked.name}_{locked.version}_{locked.architecture}.deb has "
+                                    f"SHA256 {sha[:16]}..., "
                                     f"the lock says {locked.sha256[:16]}...")
 
 
 def drift_error(recipe: Recipe, drift: List[str]) -> InputError:
-    return InputError(f"runtime {recipe.name}: the lock has drifted ({len(drift)} packages, first: {drift[0]}); "
+    return InputError(f"runtime {recipe.name}: the lock has drifted ({len(drift)} packages, first: "
+                      f"{drift[0]}); "
                       f"run `gpu-harness runtimes lock {recipe.name}`")
 
 
@@ -203,20 +215,24 @@ def bootstrap(recipe: Recipe, lock: Optional[Lock], work: Path,
             tail = " | ".join(line.strip() for line in output.splitlines()[-3:] if line.strip())
             raise RuntimeBuildError(f"mmdebstrap failed (exit {code}): {tail}")
         if strict:  # no need to build what would be refused
-            raise drift_error(recipe, [f"{name}: locked {pins[name]}, now not in the archive" for name in gone])
-        LOG.info(f"{recipe.name}: {len(gone)} locked versions are gone from the archive; taking the archive's")
+            raise drift_error(recipe, [f"{name}: locked {pins[name]}, now not in the archive"
+                                       for name in gone])
+        LOG.info(f"{recipe.name}: {len(gone)} locked versions are gone from the archive; taking "
+                 "the archive's")
         for name in gone:
             pins.pop(name, None)
     raise RuntimeBuildError("mmdebstrap kept failing on versions the archive no longer has")
 
 
-def build(recipe: Recipe, lock: Optional[Lock], strict: bool = False, cache_dir: Path = CACHE_DIR) -> BuiltRuntime:
+def build(recipe: Recipe, lock: Optional[Lock], strict: bool = False,
+          cache_dir: Path = CACHE_DIR) -> BuiltRuntime:
     """The built root for this recipe and lock: from the cache, or built now (atomically)."""
     key = digest(recipe, lock)
     target = cache_dir / key
     found = from_cache(recipe.name, target)
     if found is None:
-        with cache.building(target) as waited:  # another process building it: wait, then take its build
+        # another process building it: wait, then take its build
+        with cache.building(target) as waited:
             found = from_cache(recipe.name, target)
             if found is not None:
                 prepjournal.note("runtime", recipe.name, waited, "waited")
@@ -227,11 +243,13 @@ def build(recipe: Recipe, lock: Optional[Lock], strict: bool = False, cache_dir:
     return found
 
 
-def build_now(recipe: Recipe, lock: Optional[Lock], strict: bool, cache_dir: Path, target: Path) -> BuiltRuntime:
+def build_now(recipe: Recipe, lock: Optional[Lock], strict: bool, cache_dir: Path,
+              target: Path) -> BuiltRuntime:
     """Build it into a partial folder of the cache, renamed to `target` once whole."""
     key = target.name
     started = time.monotonic()
-    LOG.info(f"building runtime {recipe.name} ({recipe.suite}/{recipe.architecture}) with mmdebstrap")
+    LOG.info(f"building runtime {recipe.name} ({recipe.suite}/{recipe.architecture}) with "
+             "mmdebstrap")
     with reaper.temp_dir(f"{key}.partial-", parent=str(cache_dir)) as folder:
         work = Path(folder)
         cache.record_made(work, cache_dir.parent)  # a killed build's partial is known to be a run's
@@ -254,7 +272,8 @@ def build_now(recipe: Recipe, lock: Optional[Lock], strict: bool, cache_dir: Pat
         except OSError:
             if not (target / "facts.json").exists():  # a parallel build of the same digest won
                 raise
-    LOG.info(f"built runtime {recipe.name} in {time.monotonic() - started:.0f} s, {facts['size_mb']} MB")
+    LOG.info(f"built runtime {recipe.name} in {time.monotonic() - started:.0f} s, "
+             f"{facts['size_mb']} MB")
     return BuiltRuntime(recipe.name, target / "root", facts)
 
 
@@ -268,15 +287,18 @@ def lock(recipe: Recipe, folder: Path = RECIPES_DIR, cache_dir: Path = CACHE_DIR
         sha = hashes.get(f"{name}/{version}/{arch}")
         if sha is None:
             raise RuntimeBuildError(f"no .deb hash recorded for {name} {version} {arch}")
-        packages.append(LockedPackage(name, version, arch, sha, filenames.get(f"{name}/{version}/{arch}", "")))
-    date = archive_date(recipe) or datetime.datetime.now(datetime.timezone.utc).strftime("%a, %d %b %Y %H:%M:%S UTC")
+        packages.append(LockedPackage(name, version, arch, sha,
+                                      filenames.get(f"{name}/{version}/{arch}", "")))
+    date = (archive_date(recipe)
+            or datetime.datetime.now(datetime.timezone.utc).strftime("%a, %d %b %Y %H:%M:%S UTC"))
     new = Lock(recipe.suite, recipe.architecture, date, tuple(packages))
     lock_file(recipe, folder).write_text(new.to_json(recipe))
     # That build is exactly what the lock describes: keep it under the lock's digest.
     locked_target = cache_dir / digest(recipe, new)
     if not locked_target.exists():
         facts = dict(built.facts, lock_digest=locked_target.name)
-        (built.root.parent / "facts.json").write_text(json.dumps(facts, indent=1, sort_keys=True) + "\n")
+        (built.root.parent / "facts.json").write_text(json.dumps(facts, indent=1,
+                                                                 sort_keys=True) + "\n")
         os.rename(built.root.parent, locked_target)
         cache.record_made(locked_target, cache_dir.parent)
     return new
@@ -294,20 +316,24 @@ def derived(recipe: Recipe, extra_packages: Sequence[str]) -> Recipe:
 def ensure(name: str, strict: bool = False, folder: Path = RECIPES_DIR,
            extra_packages: Sequence[str] = ()) -> BuiltRuntime:
     recipe = load_recipe(name, folder)
-    return build(derived(recipe, extra_packages), load_lock(recipe, folder), strict=strict and not extra_packages)
+    return build(derived(recipe, extra_packages), load_lock(recipe, folder), strict=strict
+                 and not extra_packages)
 
 
 def is_cached(runtime: Runtime) -> bool:
     """Whether a run would find this runtime (or the image made from it) made already."""
     if runtime.image_from_recipe:
         return image_archive_path(runtime.recipe, extra_packages=runtime.extra_packages).exists()
-    return bool(runtime.recipe) and cached(runtime.recipe, extra_packages=runtime.extra_packages) is not None
+    return bool(runtime.recipe) and cached(runtime.recipe,
+                                           extra_packages=runtime.extra_packages) is not None
 
 
-def cached(name: str, folder: Path = RECIPES_DIR, extra_packages: Sequence[str] = ()) -> Optional[BuiltRuntime]:
+def cached(name: str, folder: Path = RECIPES_DIR,
+           extra_packages: Sequence[str] = ()) -> Optional[BuiltRuntime]:
     """The built runtime if it is in the cache (nothing is built)."""
     recipe = load_recipe(name, folder)
-    return from_cache(name, CACHE_DIR / digest(derived(recipe, extra_packages), load_lock(recipe, folder)))
+    return from_cache(name, CACHE_DIR / digest(derived(recipe, extra_packages), load_lock(recipe,
+                                                                                          folder)))
 
 
 def from_cache(name: str, target: Path) -> Optional[BuiltRuntime]:
@@ -327,20 +353,23 @@ def image_spec(recipe: Recipe, lock_digest: str) -> imagearchive.ImageSpec:
                                   created_by=f"gpu-harness runtimes image {recipe.name}")
 
 
-def image_archive_path(name: str, folder: Path = RECIPES_DIR, extra_packages: Sequence[str] = ()) -> Path:
+def image_archive_path(name: str, folder: Path = RECIPES_DIR,
+                       extra_packages: Sequence[str] = ()) -> Path:
     """Where the image made from runtime `name` is cached: keyed by its recipe and lock."""
     base = load_recipe(name, folder)
     recipe = derived(base, extra_packages)
-    return IMAGES_DIR / f"{recipe.name}-{digest(recipe, load_lock(base, folder))}-{IMAGE_FORMAT}.tar.gz"
+    return (IMAGES_DIR / f"{recipe.name}-{digest(recipe, load_lock(base, folder))}-{IMAGE_FORMAT}.tar.gz")
 
 
-def write_image(name: str, out: Path, folder: Path = RECIPES_DIR, extra_packages: Sequence[str] = ()) -> imagearchive.ImageInfo:
+def write_image(name: str, out: Path, folder: Path = RECIPES_DIR,
+                extra_packages: Sequence[str] = ()) -> imagearchive.ImageInfo:
     """The image of runtime `name` (built if it is not yet) as a docker-archive at `out`."""
     built = ensure(name, folder=folder, extra_packages=extra_packages)
     recipe = derived(load_recipe(name, folder), extra_packages)
     started = time.monotonic()
     try:
-        imagearchive.write(built.root, out, image_spec(recipe, str(built.facts.get("lock_digest", ""))))
+        imagearchive.write(built.root, out, image_spec(recipe, str(built.facts.get("lock_digest",
+                                                                                   ""))))
     except OSError as exc:
         raise RuntimeBuildError(f"cannot write {out}: {exc.strerror or exc}") from None
     except imagearchive.ImageArchiveError as exc:
@@ -372,6 +401,7 @@ def current() -> cache.Current:
         try:
             recipe = load_recipe(name)
             digests.add(digest(recipe, load_lock(recipe)))
-        except (InputError, OSError, ValueError):  # a recipe unread makes nothing current: never a reason to remove
+        # a recipe unread makes nothing current: never a reason to remove
+        except (InputError, OSError, ValueError):
             return cache.Current()
     return cache.Current(frozenset(digests), IMAGE_FORMAT, glext.layout_digest())

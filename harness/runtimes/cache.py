@@ -31,7 +31,8 @@ from ..core.errors import ComponentError
 
 def cache_root() -> Path:
     configured = os.environ.get("XDG_CACHE_HOME", "")
-    base = Path(configured) if os.path.isabs(configured) else Path.home() / ".cache"  # as the XDG spec says
+    # as the XDG spec says
+    base = Path(configured) if os.path.isabs(configured) else Path.home() / ".cache"
     return base / "gpu-harness"
 
 
@@ -67,15 +68,19 @@ class Entry:
     name: str  # what it holds, as far as the entry says
     size: int  # bytes on disk, each hard-linked file once within the entry
     last_used: float  # epoch seconds
-    current: Optional[bool] = None  # False: no run of this checkout can use it (stale); None: cannot tell
-    made: bool = True  # a run recorded making it (the ledger); False: somebody else's, never removed
+    # False: no run of this checkout can use it (stale); None: cannot tell
+    current: Optional[bool] = None
+    # a run recorded making it (the ledger); False: somebody else's, never removed
+    made: bool = True
 
     def age_days(self, now: float) -> float:
         return max(0.0, (now - self.last_used) / DAY_S)
 
     def to_dict(self, now: float) -> dict:
-        return {"kind": self.kind.value, "path": str(self.path), "name": self.name, "size_bytes": self.size,
-                "last_used": self.last_used, "age_days": round(self.age_days(now), 2), "current": self.current,
+        return {"kind": self.kind.value, "path": str(self.path), "name": self.name,
+                "size_bytes": self.size,
+                "last_used": self.last_used, "age_days": round(self.age_days(now), 2),
+                "current": self.current,
                 "made_by_gpu_harness": self.made}
 
 
@@ -223,7 +228,8 @@ def runtime_name(entry: Path) -> str:
     facts = read_json(entry / "facts.json")
     if not facts:
         return "(incomplete build)"
-    return f"{facts.get('runtime', '?')} (Mesa {facts.get('mesa', '?')}, {facts.get('packages', '?')} packages)"
+    return (f"{facts.get('runtime', '?')} (Mesa {facts.get('mesa', '?')}, "
+            f"{facts.get('packages', '?')} packages)")
 
 
 def flatpak_name(entry: Path) -> str:
@@ -295,7 +301,8 @@ def entries(root: Path = ROOT, current: Current = Current()) -> Iterator[Entry]:
         for path in children(root / spec.folder):
             made = made_by_a_run(path, root, ledger)
             if is_partial(path):  # a killed build's, or a removal's that failed
-                yield Entry(Kind.PARTIAL, path, f"unfinished {spec.kind}", size_of(path), last_used(path), False,
+                yield Entry(Kind.PARTIAL, path, f"unfinished {spec.kind}", size_of(path),
+                            last_used(path), False,
                             made)
             elif spec.is_entry(path):
                 yield Entry(spec.kind, path, spec.holds(path), size_of(path), last_used(path),
@@ -327,7 +334,8 @@ def chosen(entry: Entry, older_than_days: Optional[float], stale: bool, now: flo
     return old or (stale and entry.current is False)
 
 
-def prune(older_than_days: Optional[float] = None, stale: bool = False, dry_run: bool = False, root: Path = ROOT,
+def prune(older_than_days: Optional[float] = None, stale: bool = False, dry_run: bool = False,
+          root: Path = ROOT,
           now: Optional[float] = None, current: Current = Current(),
           remover: Callable[[Entry], None] = remove) -> Pruned:
     """Remove the entries no run has used for `older_than_days` days, and with `stale` those

@@ -31,7 +31,8 @@ from ..core.errors import ComponentError
 EXTENSION_POINT = "org.gpuharness.Platform.GL"
 # freedesktop-sdk's GL extension point merges these folders of every GL extension into one.
 MERGE_DIRS = ("vulkan/icd.d", "glvnd/egl_vendor.d", "lib/dri", "lib/gbm")
-EGL_DIR, ICD_DIR, DRI_DIR, GBM_DIR, LIB_DIR = "glvnd/egl_vendor.d", "vulkan/icd.d", "lib/dri", "lib/gbm", "lib"
+EGL_DIR, ICD_DIR, DRI_DIR, GBM_DIR, LIB_DIR = ("glvnd/egl_vendor.d", "vulkan/icd.d", "lib/dri",
+                                               "lib/gbm", "lib")
 MAX_LINKS = 40
 
 
@@ -49,7 +50,8 @@ class ExtensionError(ComponentError):
 
 def multiarch(root: str) -> Optional[str]:
     """The root's Debian multiarch folder name (x86_64-linux-gnu), from where its libc lives."""
-    found = sorted(os.path.basename(os.path.dirname(p)) for p in glob.glob(os.path.join(root, "usr/lib/*/libc.so.6")))
+    found = sorted(os.path.basename(os.path.dirname(p)) for p in glob.glob(os.path.join(root,
+                                                                                        "usr/lib/*/libc.so.6")))
     return "x86_64-linux-gnu" if "x86_64-linux-gnu" in found else (found[0] if found else None)
 
 
@@ -103,20 +105,25 @@ class Split:
     multiarch: str
     loader_files: List[LoaderFile]
     loader_sources: List[str]  # the vendor/ICD files themselves
-    libraries: Dict[str, str]  # name in the extension's lib/ -> file: the driver's and what only it needs
+    # name in the extension's lib/ -> file: the driver's and what only it needs
+    libraries: Dict[str, str]
     dri: Dict[str, str]  # DRI driver name -> file
     gbm: Dict[str, str]  # GBM backend name -> file
-    only_driver: List[str]  # names of the libraries moved with the driver because nothing else needs them
+    # names of the libraries moved with the driver because nothing else needs them
+    only_driver: List[str]
     missing: List[str] = field(default_factory=list)  # names the driver needs that the root lacks
 
     @property
     def files(self) -> Set[str]:
         """Everything the platform loses."""
-        return {*self.libraries.values(), *self.dri.values(), *self.gbm.values(), *self.loader_sources}
+        return {*self.libraries.values(), *self.dri.values(), *self.gbm.values(),
+                *self.loader_sources}
 
 
-def loader_files(root: str, driver: hostdriver.HostDriver) -> Tuple[List[LoaderFile], Dict[str, str], List[str]]:
-    """The driver's vendor/ICD files, the libraries they name (name in lib/ -> file) and the files."""
+def loader_files(root: str,
+                 driver: hostdriver.HostDriver) -> Tuple[List[LoaderFile], Dict[str, str], List[str]]:
+    """The driver's vendor/ICD files, the libraries they name (name in lib/ -> file) and the
+    files."""
     found, libraries, sources = [], {}, []
     for vendor in driver.vendors:
         sources.append(inside(root, vendor.source))
@@ -124,14 +131,16 @@ def loader_files(root: str, driver: hostdriver.HostDriver) -> Tuple[List[LoaderF
             continue
         name = os.path.basename(vendor.library_path)
         libraries[name] = inside(root, vendor.library)
-        found.append(LoaderFile(EGL_DIR if vendor.api == "egl" else ICD_DIR, os.path.basename(vendor.source),
+        found.append(LoaderFile(EGL_DIR if vendor.api == "egl" else ICD_DIR,
+                                os.path.basename(vendor.source),
                                 vendor.data, name))
     return found, libraries, sources
 
 
 def named_files(root: str, pattern: str) -> Dict[str, str]:
     """name -> file inside the root, for each file (or link to one) the glob names."""
-    return {os.path.basename(p): inside(root, p) for p in sorted(glob.glob(os.path.join(root, pattern)))
+    return {os.path.basename(p): inside(root, p) for p in sorted(glob.glob(os.path.join(root,
+                                                                                        pattern)))
             if os.path.isfile(p)}
 
 
@@ -156,7 +165,8 @@ class Resolver:
 
 
 def closure(resolver: Resolver, files: Sequence[str]) -> Tuple[Dict[str, str], List[str]]:
-    """name -> file of everything `files` need, transitively, glibc excluded; and what is missing."""
+    """name -> file of everything `files` need, transitively, glibc excluded; and what is
+    missing."""
     names: Dict[str, str] = {}
     missing: List[str] = []
     todo = list(files)
@@ -185,7 +195,8 @@ def platform_needs(resolver: Resolver, candidates: Dict[str, str], driver: Set[s
     until nothing changes (a library kept for the platform brings its own needs)."""
     moving = set(candidates.values())
     kept: Set[str] = set()
-    outside = [inside(resolver.root, p) for p in elfdeps.elf_files(os.path.join(resolver.root, "usr"))]
+    outside = [inside(resolver.root, p) for p in elfdeps.elf_files(os.path.join(resolver.root,
+                                                                                "usr"))]
     todo = [p for p in outside if p not in driver and p not in moving]
     while todo:
         path = todo.pop()
@@ -202,13 +213,16 @@ def split(root: str) -> Split:
     """The runtime at `root` as a GL driver and a platform (see the module's description)."""
     arch = multiarch(root)
     if arch is None:
-        raise ExtensionError(f"{root} has no usr/lib/<multiarch>/libc.so.6: not a Debian-layout runtime")
+        raise ExtensionError(f"{root} has no usr/lib/<multiarch>/libc.so.6: not a Debian-layout "
+                             "runtime")
     driver = hostdriver.discover(root)
     found, libraries, sources = loader_files(root, driver)
     if not any(f.folder == EGL_DIR for f in found):
-        raise ExtensionError(f"{root} has no EGL vendor file naming an installed library: no Mesa to move")
+        raise ExtensionError(f"{root} has no EGL vendor file naming an installed library: no Mesa "
+                             "to move")
     libdir = f"usr/lib/{arch}"
-    libraries.update(named_files(root, f"{libdir}/libGLX_*.so.0"))  # glvnd's GLX vendors: opened by name
+    # glvnd's GLX vendors: opened by name
+    libraries.update(named_files(root, f"{libdir}/libGLX_*.so.0"))
     dri = {name: path for d in driver.dri_dirs for name, path in named_files(root, os.path.join(
         os.path.relpath(d, root), "*_dri.so")).items()}
     gbm = named_files(root, f"{libdir}/gbm/*.so")
@@ -224,7 +238,8 @@ def split(root: str) -> Split:
 
 
 def mount_point(arch: str, name: str) -> str:
-    """Where flatpak mounts extension `<EXTENSION_POINT>.<name>` of a runtime with our extension point."""
+    """Where flatpak mounts extension `<EXTENSION_POINT>.<name>` of a runtime with our extension
+    point."""
     return f"/usr/lib/{arch}/GL/{name}"
 
 
@@ -264,7 +279,8 @@ def platform_metadata(runtime_id: str, arch: str, branch: str, flatpak_arch: str
              f"sdk={runtime_id}/{flatpak_arch}/{branch}", "",
              f"[Extension {EXTENSION_POINT}]", f"directory=lib/{arch}/GL", f"version={branch}",
              "subdirectories=true", "no-autodownload=true", "autodelete=false", "add-ld-path=lib",
-             "merge-dirs=" + ";".join(MERGE_DIRS), "download-if=active-gl-driver", "enable-if=active-gl-driver",
+             "merge-dirs=" + ";".join(MERGE_DIRS), "download-if=active-gl-driver",
+             "enable-if=active-gl-driver",
              "", "[Environment]"]
     lines += [f"{key}={value}" for key, value in sorted(loader_env(arch).items())]
     return "\n".join(lines) + "\n"
@@ -309,8 +325,11 @@ def strip(parts: Split, usr: str) -> List[str]:
         for entry in names:
             path = os.path.join(folder, entry)
             path_inside = "/usr/" + os.path.relpath(path, usr)
-            if path_inside in gone or (os.path.islink(path) and inside(parts.root, hostdriver.under(parts.root, path_inside))
+            if path_inside in gone or (os.path.islink(path) and inside(parts.root,
+                                                                       hostdriver.under(parts.root,
+                                                                                        path_inside))
                                        in gone):
                 os.unlink(path)
-    os.makedirs(os.path.join(usr, os.path.relpath(gl_folder(parts.multiarch), "/usr")), exist_ok=True)
+    os.makedirs(os.path.join(usr, os.path.relpath(gl_folder(parts.multiarch), "/usr")),
+                exist_ok=True)
     return removed

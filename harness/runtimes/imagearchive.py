@@ -27,11 +27,13 @@ from ..scenario.model import GUEST_KERNEL_PARTS
 
 GZIP_MAGIC = b"\x1f\x8b"
 TAR_MAGIC_AT = 257  # "ustar" in a tar header
-SMALL = 4 << 20  # members up to this size are kept in memory: manifests, configs (a small layer is scanned later)
+# members up to this size are kept in memory: manifests, configs (a small layer is scanned later)
+SMALL = 4 << 20
 DPKG_STATUS = "var/lib/dpkg/status"
 DPKG_WHITEOUT = "var/lib/dpkg/.wh.status"
 NIX_ENTRY = re.compile(r"^nix/store/[0-9a-z]{32}-([^/]+)")
-NIX_NAME = re.compile(r"^(.+?)-(\d[^/]*)$")  # pname-version: the version begins at the first "-<digit>"
+# pname-version: the version begins at the first "-<digit>"
+NIX_NAME = re.compile(r"^(.+?)-(\d[^/]*)$")
 Packages = Dict[str, Tuple[str, str]]  # name -> (version, architecture, or "nix" for a store entry)
 
 
@@ -84,7 +86,8 @@ def problem(path: str) -> Optional[str]:
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         return f"{cut(path)}: cannot read it: {getattr(exc, 'strerror', None) or exc}"
     if head[TAR_MAGIC_AT:TAR_MAGIC_AT + 5] != b"ustar":
-        what = "a gzip file, but not of a tar archive" if compressed else "neither a tar archive nor gzip-compressed"
+        what = "a gzip file, but not of a tar archive" if compressed else ("neither a tar archive "
+                                                                           "nor gzip-compressed")
         return f"{cut(path)} is {what} (a docker-archive or OCI archive is a tar file)"
     return None
 
@@ -178,8 +181,10 @@ def docker_manifest(small: Dict[str, bytes]) -> Tuple[str, List[str]]:
 def dpkg_packages(status: bytes) -> Packages:
     packages: Packages = {}
     for block in status.decode("utf-8", "replace").split("\n\n"):
-        fields = dict(re.findall(r"^(Package|Version|Architecture|Status): (.+)$", block, re.MULTILINE))
-        if fields.get("Status", "").endswith(" installed") and "Package" in fields and "Version" in fields:
+        fields = dict(re.findall(r"^(Package|Version|Architecture|Status): (.+)$", block,
+                                 re.MULTILINE))
+        if fields.get("Status",
+                      "").endswith(" installed") and "Package" in fields and "Version" in fields:
             packages[fields["Package"]] = (fields["Version"], fields.get("Architecture", ""))
     return packages
 
@@ -211,15 +216,18 @@ def strings(value: object) -> Tuple[str, ...]:
     return tuple(item for item in value if isinstance(item, str)) if isinstance(value, list) else ()
 
 
-def image_info(small: Dict[str, bytes], layers: Dict[str, LayerFacts], kind: str, how: str) -> ImageInfo:
-    config_name, layer_names = oci_manifest(small) if kind == "oci-archive" else docker_manifest(small)
+def image_info(small: Dict[str, bytes], layers: Dict[str, LayerFacts], kind: str,
+               how: str) -> ImageInfo:
+    config_name, layer_names = (oci_manifest(small) if kind == "oci-archive"
+                                else docker_manifest(small))
     config = parsed(small, config_name)
     if not isinstance(config, dict):
         raise ImageArchiveError(f"{config_name} is not an image config")
     settings = config.get("config")
     if not isinstance(settings, dict):
         settings = {}
-    env = tuple((item.partition("=")[0], item.partition("=")[2]) for item in strings(settings.get("Env")))
+    env = tuple((item.partition("=")[0], item.partition("=")[2])
+                for item in strings(settings.get("Env")))
     found = []
     for name in layer_names:
         if name in layers:
@@ -231,8 +239,10 @@ def image_info(small: Dict[str, bytes], layers: Dict[str, LayerFacts], kind: str
     tags: Tuple[str, ...] = ()
     if kind == "docker-archive":
         tags = strings(first(parsed(small, "manifest.json"), "manifest.json").get("RepoTags"))
-    return ImageInfo(hashlib.sha256(small[config_name]).hexdigest(), kind, how, strings(settings.get("Entrypoint")),
-                     strings(settings.get("Cmd")), env, str(config.get("architecture", "")), tags, packages_of(found))
+    return ImageInfo(hashlib.sha256(small[config_name]).hexdigest(), kind, how,
+                     strings(settings.get("Entrypoint")),
+                     strings(settings.get("Cmd")), env, str(config.get("architecture", "")), tags,
+                     packages_of(found))
 
 
 def read_archive(path: str) -> ImageInfo:
@@ -244,9 +254,11 @@ def read_archive(path: str) -> ImageInfo:
         small, layers = scan(path)
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise ImageArchiveError(f"{cut(path)}: not a readable tar archive: {exc}") from None
-    kind = "oci-archive" if "index.json" in small else "docker-archive" if "manifest.json" in small else ""
+    kind = ("oci-archive" if "index.json" in small else "docker-archive"
+            if "manifest.json" in small else "")
     if not kind:
-        raise ImageArchiveError(f"{cut(path)} is a tar archive but not an image: no manifest.json (docker-archive) "
+        raise ImageArchiveError(f"{cut(path)} is a tar archive but not an image: no manifest.json "
+                                "(docker-archive) "
                                 "or index.json (OCI archive)")
     try:
         return image_info(small, layers, kind, how)
@@ -296,8 +308,10 @@ def layer_argv(root: Path) -> List[str]:
     is the same layer); names without './' as image layers have them. A runtime's own kernel is
     its guest's, not a container's: left out."""
     entries = sorted(os.listdir(root))
-    return ["tar", "--create", "--file=-", "--format=gnu", "--numeric-owner", "--sort=name", "--anchored",
-            *(f"--exclude={part}/*" for part in GUEST_KERNEL_PARTS), f"--directory={root}", "--", *entries]
+    return ["tar", "--create", "--file=-", "--format=gnu", "--numeric-owner", "--sort=name",
+            "--anchored",
+            *(f"--exclude={part}/*" for part in GUEST_KERNEL_PARTS), f"--directory={root}", "--",
+            *entries]
 
 
 def config_bytes(spec: ImageSpec, diff_id: str) -> bytes:
@@ -306,9 +320,12 @@ def config_bytes(spec: ImageSpec, diff_id: str) -> bytes:
         settings["Cmd"] = list(spec.cmd)
     if spec.labels:
         settings["Labels"] = dict(spec.labels)
-    config = {"architecture": OCI_ARCHITECTURES.get(spec.architecture, spec.architecture), "os": "linux",
-              "created": EPOCH, "config": settings, "rootfs": {"type": "layers", "diff_ids": [f"sha256:{diff_id}"]},
-              "history": [{"created": EPOCH, "created_by": spec.created_by, "comment": "one layer: the whole tree"}]}
+    config = {"architecture": OCI_ARCHITECTURES.get(spec.architecture, spec.architecture),
+              "os": "linux",
+              "created": EPOCH, "config": settings, "rootfs": {"type": "layers",
+                                                               "diff_ids": [f"sha256:{diff_id}"]},
+              "history": [{"created": EPOCH, "created_by": spec.created_by,
+                           "comment": "one layer: the whole tree"}]}
     return json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
 
 
@@ -330,7 +347,8 @@ def pack(out: Path, layer: Path, diff_id: str, config: bytes, tag: str, compress
     """The docker-archive: the layer, the config and manifest.json, gzip-compressed (level 1: a
     400 MB tree in about 5 s on one core; level 6 takes 3 times as long for 10% less) or plain."""
     image_id = hashlib.sha256(config).hexdigest()
-    manifest = json.dumps([{"Config": f"{image_id}.json", "RepoTags": [tag], "Layers": [f"{diff_id}/layer.tar"]}])
+    manifest = json.dumps([{"Config": f"{image_id}.json", "RepoTags": [tag],
+                            "Layers": [f"{diff_id}/layer.tar"]}])
     with open(out, "wb") as raw:
         stream: Union[gzip.GzipFile, BinaryIO] = \
             gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1, mtime=0) if compressed else raw
@@ -338,7 +356,8 @@ def pack(out: Path, layer: Path, diff_id: str, config: bytes, tag: str, compress
             with open(layer, "rb") as handle:
                 archive.addfile(member(f"{diff_id}/layer.tar", layer.stat().st_size), handle)
             archive.addfile(member(f"{image_id}.json", len(config)), io.BytesIO(config))
-            archive.addfile(member("manifest.json", len(manifest.encode())), io.BytesIO(manifest.encode()))
+            archive.addfile(member("manifest.json", len(manifest.encode())),
+                            io.BytesIO(manifest.encode()))
         if stream is not raw:
             stream.close()
 

@@ -69,7 +69,8 @@ def parse_follows(name: str, data: dict, where: str) -> Pin:
     problems = [f"{where}: {shown_key(key)}: not with follows (known: {', '.join(FOLLOWS_KEYS)})"
                 for key in sorted(set(data) - set(FOLLOWS_KEYS))]
     if data["follows"] not in FLAKE_INPUTS:
-        problems.append(f"{where}: follows: {shown(data['follows'])} is not a flake input ({', '.join(FLAKE_INPUTS)})")
+        problems.append(f"{where}: follows: {shown(data['follows'])} is not a flake input "
+                        f"({', '.join(FLAKE_INPUTS)})")
     if "source" in data and not isinstance(data["source"], str):
         problems.append(f"{where}: source: must be a string, not {shown(data['source'])}")
     if problems:
@@ -87,7 +88,8 @@ def parse(name: str, data: object, where: str) -> Pin:
         if not isinstance(data.get(key), str) or not data.get(key):
             problems.append(f"{where}: {key}: required, a non-empty string")
     for key in sorted(set(data) - set(REQUIRED) - set(OPTIONAL)):
-        problems.append(f"{where}: {shown_key(key)}: unknown key (known: {', '.join(REQUIRED + OPTIONAL)})")
+        problems.append(f"{where}: {shown_key(key)}: unknown key (known: "
+                        f"{', '.join(REQUIRED + OPTIONAL)})")
     for key in OPTIONAL:
         if key in data and not isinstance(data[key], str):
             problems.append(f"{where}: {key}: must be a string, not {shown(data[key])}")
@@ -97,9 +99,11 @@ def parse(name: str, data: object, where: str) -> Pin:
             problems.append(f"{where}: {key}: {shown(data[key])} {why}")
     if not problems:
         if data["fetcher"] not in FETCHERS:
-            problems.append(f"{where}: fetcher: {shown(data['fetcher'])} is not one of {', '.join(FETCHERS)}")
+            problems.append(f"{where}: fetcher: {shown(data['fetcher'])} is not one of "
+                            f"{', '.join(FETCHERS)}")
         if not SRI_SHA256.match(data["hash"]):
-            problems.append(f"{where}: hash: {shown(data['hash'])} is not an SRI sha256 hash (sha256-<base64>)")
+            problems.append(f"{where}: hash: {shown(data['hash'])} is not an SRI sha256 hash "
+                            "(sha256-<base64>)")
         if data["fetcher"] == "git" and not data.get("rev"):
             problems.append(f"{where}: rev: required for a git pin (a tag or a commit)")
         if data["fetcher"] == "url" and data.get("url_template"):
@@ -117,7 +121,8 @@ def template_problem(template: str) -> Optional[str]:
     try:
         template.format(version="1")
     except (KeyError, IndexError, ValueError, AttributeError):
-        return f"{shown(template)} must have {{version}} as its only field ({{{{ and }}}} for braces)"
+        return (f"{shown(template)} must have {{version}} as its only field ({{{{ and }}}} for "
+                "braces)")
     return None
 
 
@@ -152,7 +157,8 @@ def run(argv: List[str], cwd: Optional[str] = None) -> str:
 
 
 def newest_tag(url: str, prefix: str) -> str:
-    """The tag with the highest version among prefix<digits.dots> tags (release candidates skipped)."""
+    """The tag with the highest version among prefix<digits.dots> tags (release candidates
+    skipped)."""
     tags = []
     for line in run(["git", "ls-remote", "--tags", "--refs", url]).splitlines():
         tag = line.split("refs/tags/", 1)[-1]
@@ -186,7 +192,8 @@ def prefetch_url(url: str) -> str:
     """SRI hash of the file at url (flat sha256, what fetchurl checks)."""
     if shutil.which("nix-prefetch-url"):
         try:
-            return sri_from_nix32(run(["nix-prefetch-url", "--type", "sha256", url]).strip().splitlines()[-1])
+            return sri_from_nix32(run(["nix-prefetch-url", "--type", "sha256",
+                                       url]).strip().splitlines()[-1])
         except PinError:
             pass  # e.g. no writable Nix store: hash it here instead
     digest = hashlib.sha256()
@@ -210,7 +217,8 @@ class Change:
             return f"{self.name}: {self.note}"
         if not self.changed:
             return f"{self.name}: unchanged"
-        return f"{self.name}: " + ", ".join(f"{k} {old} -> {new}" for k, (old, new) in sorted(self.changed.items()))
+        return f"{self.name}: " + ", ".join(f"{k} {old} -> {new}" for k, (old,
+                                                                          new) in sorted(self.changed.items()))
 
 
 def updated(pin: Pin, rev: Optional[str] = None, version: Optional[str] = None) -> Pin:
@@ -233,7 +241,8 @@ def updated(pin: Pin, rev: Optional[str] = None, version: Optional[str] = None) 
         elif version:
             raise PinError(f"{pin.name}: no url_template, so --version cannot move it")
         new.hash = prefetch_url(new.url or pin.url)
-    new.source = f"gpu-harness pins update ({'nix-prefetch-git' if shutil.which('nix-prefetch-git') else 'git + nix-hash'})" \
+    new.source = ("gpu-harness pins update "
+                  f"({'nix-prefetch-git' if shutil.which('nix-prefetch-git') else 'git + nix-hash'})") \
         if pin.fetcher == "git" else "gpu-harness pins update"
     return new
 
@@ -243,7 +252,8 @@ def update(path: Path, rev: Optional[str] = None, version: Optional[str] = None)
     pin = load(path)
     if pin.follows:
         if rev or version:
-            raise PinError(f"{pin.name}: follows the flake input {pin.follows}; it has no rev or version of its own")
+            raise PinError(f"{pin.name}: follows the flake input {pin.follows}; it has no rev or "
+                           "version of its own")
         return Change(pin.name, note=f"follows the flake input {pin.follows}: move it with "
                                      f"`nix flake lock --update-input {pin.follows}`")
     new = updated(pin, rev, version)

@@ -17,7 +17,8 @@ def note(step: str, what: str, seconds: float, how: str = "built") -> None:
     path = os.environ.get(JOURNAL_VAR)
     if not path:
         return
-    line = json.dumps({"step": step, "what": what, "seconds": round(seconds, 2), "how": how, "pid": os.getpid()})
+    line = json.dumps({"step": step, "what": what, "seconds": round(seconds, 2), "how": how,
+                       "pid": os.getpid()})
     try:  # a short line in append mode: lines of parallel processes do not interleave
         with open(path, "a") as journal:
             journal.write(line + "\n")

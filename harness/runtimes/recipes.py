@@ -4,7 +4,8 @@
 - A lock (NAME.lock.json beside it) lists every package of the built root with its exact
   version, architecture and the .deb's SHA256, and the archive's date: the snapshot archive can
   serve exactly these files wherever it is reachable (the Nix layer fetches them from there).
-The digest of a recipe and its lock names the built root in the cache (harness.runtimes.builds builds it)."""
+The digest of a recipe and its lock names the built root in the cache (harness.runtimes.builds
+builds it)."""
 import datetime
 import email.utils
 import hashlib
@@ -27,7 +28,8 @@ MIRROR = "http://deb.debian.org/debian"
 SUITES = ("bullseye", "bookworm", "trixie", "forky", "sid", "fixture")
 ARCHITECTURES = ("amd64", "i386", "arm64", "riscv64")
 VARIANTS = ("minbase", "custom")
-RECIPE_KEYS = {"suite", "architecture", "packages", "variant", "mirror", "trusted", "allow_expired", "description"}
+RECIPE_KEYS = {"suite", "architecture", "packages", "variant", "mirror", "trusted", "allow_expired",
+               "description"}
 LOCK_SCHEMA = "gpu-harness/runtime-lock/v1"
 PACKAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 # Debian's package names, then Nix's (an image from dockerTools has no dpkg, only store entries).
@@ -60,7 +62,8 @@ class LockedPackage:
     version: str
     architecture: str
     sha256: str
-    filename: str = ""  # the .deb's path in the archive (pool/...), where the snapshot archive has it
+    # the .deb's path in the archive (pool/...), where the snapshot archive has it
+    filename: str = ""
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,8 @@ class Lock:
 
     @property
     def snapshot(self) -> str:
-        """The snapshot archive's timestamp for the archive date (snapshot.debian.org/archive/debian/<it>/)."""
+        """The snapshot archive's timestamp for the archive date
+        (snapshot.debian.org/archive/debian/<it>/)."""
         try:
             when = email.utils.parsedate_to_datetime(self.archive_date)
         except (TypeError, ValueError):
@@ -80,7 +84,8 @@ class Lock:
         return when.astimezone(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
     def to_json(self, recipe: Recipe) -> str:
-        data = {"schema": LOCK_SCHEMA, "recipe": recipe.name, "suite": self.suite, "architecture": self.architecture,
+        data = {"schema": LOCK_SCHEMA, "recipe": recipe.name, "suite": self.suite,
+                "architecture": self.architecture,
                 "archive_date": self.archive_date, "snapshot": self.snapshot,
                 "packages": [asdict(p) for p in self.packages]}
         return json.dumps(data, indent=1, sort_keys=True) + "\n"
@@ -92,7 +97,8 @@ def recipe_names(folder: Path = RECIPES_DIR) -> List[str]:
 def load_recipe(name: str, folder: Path = RECIPES_DIR) -> Recipe:
     path = folder / f"{name}.toml"
     if not path.is_file():
-        raise InputError(f"runtime {shown(name)}: no recipe {path.name} (known: {', '.join(recipe_names(folder))})")
+        raise InputError(f"runtime {shown(name)}: no recipe {path.name} (known: "
+                         f"{', '.join(recipe_names(folder))})")
     try:
         data = tomllib.loads(read_text(path, "runtime recipe"))
     except tomllib.TOMLDecodeError as exc:
@@ -105,11 +111,14 @@ def parse_recipe(name: str, data: dict, where: str) -> Recipe:
                 for key in sorted(set(data) - RECIPE_KEYS)]
     suite, arch = data.get("suite"), data.get("architecture", "amd64")
     if suite not in SUITES:
-        problems.append(f"{where}: suite: {shown(suite)} is not a known Debian suite ({', '.join(SUITES)})")
+        problems.append(f"{where}: suite: {shown(suite)} is not a known Debian suite "
+                        f"({', '.join(SUITES)})")
     if arch not in ARCHITECTURES:
-        problems.append(f"{where}: architecture: {shown(arch)} is not one of {', '.join(ARCHITECTURES)}")
+        problems.append(f"{where}: architecture: {shown(arch)} is not one of "
+                        f"{', '.join(ARCHITECTURES)}")
     packages = data.get("packages")
-    if not isinstance(packages, list) or not packages or not all(isinstance(p, str) for p in packages):
+    if not isinstance(packages, list) or not packages or not all(isinstance(p, str)
+                                                                 for p in packages):
         problems.append(f"{where}: packages: must be a non-empty list of package names")
         packages = []
     for package in packages:
@@ -122,11 +131,14 @@ def parse_recipe(name: str, data: dict, where: str) -> Recipe:
         problems.append(f"{where}: mirror: {shown(mirror)} is not an http(s) or file URL")
     trusted, allow_expired = data.get("trusted", False), data.get("allow_expired", False)
     description = data.get("description", "")
-    if not isinstance(trusted, bool) or not isinstance(allow_expired, bool) or not isinstance(description, str):
-        problems.append(f"{where}: trusted and allow_expired must be true or false, description a string")
+    if not isinstance(trusted, bool) or not isinstance(allow_expired,
+                                                       bool) or not isinstance(description, str):
+        problems.append(f"{where}: trusted and allow_expired must be true or false, description a "
+                        "string")
     if problems:
         raise InputError(problems)
-    return Recipe(name, str(suite), str(arch), tuple(packages), str(variant), str(mirror), bool(trusted),
+    return Recipe(name, str(suite), str(arch), tuple(packages), str(variant), str(mirror),
+                  bool(trusted),
                   str(description), bool(allow_expired))
 
 
@@ -146,24 +158,34 @@ def parse_lock(recipe: Recipe, data: object, where: str) -> Lock:
     if not isinstance(data, dict) or data.get("schema") != LOCK_SCHEMA:
         raise InputError(f"{where}: not a runtime lock (schema {LOCK_SCHEMA})")
     if data.get("architecture") != recipe.architecture or data.get("suite") != recipe.suite:
-        raise InputError(f"{where}: locks {shown(data.get('suite'))}/{shown(data.get('architecture'))}, but the "
-                         f"recipe is {recipe.suite}/{recipe.architecture}: run `gpu-harness runtimes lock {recipe.name}`")
+        raise InputError(f"{where}: locks "
+                         f"{shown(data.get('suite'))}/{shown(data.get('architecture'))}, but the "
+                         f"recipe is {recipe.suite}/{recipe.architecture}: run `gpu-harness "
+                         f"runtimes lock {recipe.name}`")
     packages = []
     for index, entry in enumerate(data.get("packages") or []):
-        ok = isinstance(entry, dict) and all(isinstance(entry.get(k), str) for k in ("name", "version", "sha256"))
-        if not ok or not re.match(r"^[0-9a-f]{64}$", entry["sha256"]) or not PACKAGE_NAME.match(entry["name"]):
-            raise InputError(f"{where}: packages[{index}]: needs name, version, architecture and a sha256 (64 hex)")
+        ok = isinstance(entry, dict) and all(isinstance(entry.get(k), str) for k in ("name",
+                                                                                     "version",
+                                                                                     "sha256"))
+        if not ok or not re.match(r"^[0-9a-f]{64}$",
+                                  entry["sha256"]) or not PACKAGE_NAME.match(entry["name"]):
+            raise InputError(f"{where}: packages[{index}]: needs name, version, architecture and a "
+                             "sha256 (64 hex)")
         if entry.get("architecture") not in (recipe.architecture, "all"):
-            raise InputError(f"{where}: packages[{index}]: {entry['name']} is for {shown(entry.get('architecture'))}, "
+            raise InputError(f"{where}: packages[{index}]: {entry['name']} is for "
+                             f"{shown(entry.get('architecture'))}, "
                              f"not {recipe.architecture}")
         filename = entry.get("filename", "")
-        if not isinstance(filename, str) or (filename and not re.match(r"^pool/[\w.+~%/-]+\.deb$", filename)):
+        if not isinstance(filename, str) or (filename and not re.match(r"^pool/[\w.+~%/-]+\.deb$",
+                                                                       filename)):
             raise InputError(f"{where}: packages[{index}]: filename must be a pool/... .deb path")
-        packages.append(LockedPackage(entry["name"], entry["version"], entry["architecture"], entry["sha256"],
+        packages.append(LockedPackage(entry["name"], entry["version"], entry["architecture"],
+                                      entry["sha256"],
                                       filename))
     if not packages:
         raise InputError(f"{where}: packages: the lock lists no package")
-    return Lock(recipe.suite, recipe.architecture, str(data.get("archive_date", "")), tuple(packages))
+    return Lock(recipe.suite, recipe.architecture, str(data.get("archive_date", "")),
+                tuple(packages))
 
 
 def digest(recipe: Recipe, lock: Optional[Lock]) -> str:
@@ -194,6 +216,8 @@ def facts_from_lock(name: str, root: str, folder: Path = RECIPES_DIR) -> Dict[st
     recipe = load_recipe(name, folder)
     lock = load_lock(recipe, folder)
     packages = {p.name: (p.version, p.architecture) for p in lock.packages} if lock else {}
-    facts: Dict[str, Any] = {"runtime": name, "suite": recipe.suite, "arch": recipe.architecture, "built_by": root,
-                             "lock_digest": digest(recipe, lock), "drift": [], "packages": len(packages)}
+    facts: Dict[str, Any] = {"runtime": name, "suite": recipe.suite, "arch": recipe.architecture,
+                             "built_by": root,
+                             "lock_digest": digest(recipe, lock), "drift": [],
+                             "packages": len(packages)}
     return {**facts, **component_versions(packages)}

@@ -19,7 +19,8 @@ class Comparison:
     differing_fraction: Optional[float] = None
     max_channel_diff: Optional[int] = None
     diff_path: Optional[str] = None
-    artifacts: Dict[str, str] = field(default_factory=dict)  # the images behind it: image, golden, diff
+    # the images behind it: image, golden, diff
+    artifacts: Dict[str, str] = field(default_factory=dict)
 
 
 class UnreadableImage(InputError):
@@ -31,7 +32,8 @@ def open_rgb(path: PathLike) -> Image.Image:
         with Image.open(path) as image:
             return image.convert("RGB")
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
-        raise UnreadableImage(f"{Path(path).name} cannot be read as an image ({type(exc).__name__}: {exc})") from None
+        raise UnreadableImage(f"{Path(path).name} cannot be read as an image "
+                              f"({type(exc).__name__}: {exc})") from None
 
 
 def load_rgb(path: PathLike) -> np.ndarray:
@@ -51,7 +53,9 @@ def compare(actual_path: PathLike, golden_path: PathLike, tolerance: Tolerance,
     golden_path = Path(golden_path)
     artifacts = {"image": str(actual_path)}
     if not golden_path.exists():
-        return Comparison(False, f"no golden image {golden_path.name} (make one: gpu-harness goldens update)",
+        return Comparison(False,
+                          f"no golden image {golden_path.name} (make one: gpu-harness goldens "
+                          "update)",
                           artifacts=artifacts)
     try:
         golden = load_rgb(golden_path)
@@ -63,7 +67,8 @@ def compare(actual_path: PathLike, golden_path: PathLike, tolerance: Tolerance,
         return Comparison(False, f"the probe's image {exc}", artifacts=artifacts)
     if actual.shape != golden.shape:
         return Comparison(False, f"image is {actual.shape[1]}x{actual.shape[0]}, "
-                                 f"golden is {golden.shape[1]}x{golden.shape[0]}", artifacts=artifacts)
+                                 f"golden is {golden.shape[1]}x{golden.shape[0]}",
+                          artifacts=artifacts)
     delta = np.abs(actual - golden).max(axis=2)
     differing = delta > tolerance.channel
     fraction = float(differing.mean())
@@ -76,13 +81,15 @@ def compare(actual_path: PathLike, golden_path: PathLike, tolerance: Tolerance,
     matched = fraction <= tolerance.fraction
     detail = (f"{fraction:.4%} of pixels differ by more than {tolerance.channel} "
               f"(allowed {tolerance.fraction:.2%}; largest difference {max_diff})")
-    return Comparison(matched, ("image matches golden: " if matched else "image differs from golden: ") + detail,
+    return Comparison(matched, ("image matches golden: " if matched
+                                else "image differs from golden: ") + detail,
                       fraction, max_diff, saved, artifacts)
 
 
 # A compositor scales the image to its output (weston-image in a kiosk shell: 256 px to 800 and
 # filtered); scaled back, its edges differ from the golden by more than a pixel-exact copy's.
-SHOWN_TOLERANCE = Tolerance(channel=48, fraction=0.02)  # measured: 0.93% beyond 48 on the real capture
+# measured: 0.93% beyond 48 on the real capture
+SHOWN_TOLERANCE = Tolerance(channel=48, fraction=0.02)
 
 
 def shown_pixels(captured: Image.Image) -> np.ndarray:
@@ -99,7 +106,8 @@ def shows_nothing(captured_path: PathLike) -> bool:
         return True
 
 
-def compare_shown(captured_path: PathLike, golden_path: PathLike, tolerance: Tolerance, result_dir: Path) -> Comparison:
+def compare_shown(captured_path: PathLike, golden_path: PathLike, tolerance: Tolerance,
+                  result_dir: Path) -> Comparison:
     """A display captured from outside, where a compositor showed the image scaled on a plain
     border: the part that is not the border, scaled to the golden's size, against it.
     Files: scanout-crop.png and scanout-diff.png in result_dir."""
@@ -116,10 +124,12 @@ def compare_shown(captured_path: PathLike, golden_path: PathLike, tolerance: Tol
         return Comparison(False, "the display shows nothing but its border", artifacts=artifacts)
     (top, left), (bottom, right) = shown.min(axis=0), shown.max(axis=0)
     crop = result_dir / "scanout-crop.png"
-    captured.crop((int(left), int(top), int(right) + 1, int(bottom) + 1)).resize(reference.size, Image.Resampling.BOX).save(crop)
+    captured.crop((int(left), int(top), int(right) + 1, int(bottom) + 1)).resize(reference.size,
+                                                                                 Image.Resampling.BOX).save(crop)
     comparison = compare(crop, golden_path, tolerance, result_dir / "scanout-diff.png")
     comparison.artifacts = {"scanout": str(captured_path), "scanout_crop": str(crop),
-                            **({"scanout_diff": comparison.diff_path} if comparison.diff_path else {})}
+                            **({"scanout_diff": comparison.diff_path} if comparison.diff_path
+                               else {})}
     return comparison
 
 
@@ -137,11 +147,13 @@ def compare_region(captured_path: PathLike, golden_path: PathLike, tolerance: To
         return Comparison(False, str(exc), artifacts=artifacts)
     width, height = reference.size
     if captured.size[0] < width or captured.size[1] < height:
-        return Comparison(False, f"captured display {captured.size[0]}x{captured.size[1]} is smaller "
+        return Comparison(False,
+                          f"captured display {captured.size[0]}x{captured.size[1]} is smaller "
                                  f"than the image {width}x{height}", artifacts=artifacts)
     crop = result_dir / "scanout-crop.png"
     captured.crop((0, 0, width, height)).save(crop)
     comparison = compare(crop, golden_path, tolerance, result_dir / "scanout-diff.png")
     comparison.artifacts = {"scanout": str(captured_path), "scanout_crop": str(crop),
-                            **({"scanout_diff": comparison.diff_path} if comparison.diff_path else {})}
+                            **({"scanout_diff": comparison.diff_path} if comparison.diff_path
+                               else {})}
     return comparison

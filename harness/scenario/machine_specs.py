@@ -5,14 +5,16 @@ from typing import Dict, Mapping, Optional
 
 from .model import LOCAL
 from .paths import VENUS, VIRGL
-MACHINE_ENV = "GPU_HARNESS_MACHINE"  # set inside a machine's guest: the machine the harness there runs as
+# set inside a machine's guest: the machine the harness there runs as
+MACHINE_ENV = "GPU_HARNESS_MACHINE"
 
 
 @dataclass(frozen=True)
 class MachineSpec:
     name: str
     description: str
-    boots_like: str  # the VM path whose guest it is (its QEMU display device, display and toolset needs)
+    # the VM path whose guest it is (its QEMU display device, display and toolset needs)
+    boots_like: str
     # What a path that promises a GPU's own renderer (sandbox-dri, native, ...) must see in it.
     renderers: Mapping[str, Optional[str]]
     memory_mb: int = 2048  # the harness, podman and Flatpak inside, and a runtime's Mesa
@@ -24,10 +26,14 @@ class MachineSpec:
 MACHINES: Dict[str, MachineSpec] = {
     spec.name: spec
     for spec in (
-        MachineSpec("virgl-guest", "a QEMU guest with virtio-gpu-gl (virgl): /dev/dri/card0 and renderD128 of its "
-                                   "own, rendering on the host's GL", "vm-virgl", {"gl": VIRGL, "kms": VIRGL}),
-        MachineSpec("venus-guest", "a QEMU guest with virtio-gpu-gl, Venus and blob resources (QEMU >= 9.2): "
-                                   "Vulkan on the host's, GL through virgl", "vm-venus", {"gl": VIRGL, "vulkan": VENUS, "kms": VIRGL}),
+        MachineSpec("virgl-guest",
+                    "a QEMU guest with virtio-gpu-gl (virgl): /dev/dri/card0 and renderD128 of its "
+                                   "own, rendering on the host's GL", "vm-virgl", {"gl": VIRGL,
+                                                                                   "kms": VIRGL}),
+        MachineSpec("venus-guest",
+                    "a QEMU guest with virtio-gpu-gl, Venus and blob resources (QEMU >= 9.2): "
+                                   "Vulkan on the host's, GL through virgl", "vm-venus",
+                    {"gl": VIRGL, "vulkan": VENUS, "kms": VIRGL}),
     )
 }
 

@@ -20,11 +20,13 @@ class RuntimeKind(TextEnum):
     HOST = "host"  # the machine's own root filesystem
     ROOTFS = "rootfs"  # a root filesystem tree the user names
     DEBOOTSTRAP = "debootstrap"  # built from a shipped recipe and lock (harness.runtimes.builds)
-    IMAGE = "image"  # a container image archive (matrix: archive = FILE, or recipe = NAME: made from that runtime)
+    # a container image archive (matrix: archive = FILE, or recipe = NAME: made from that runtime)
+    IMAGE = "image"
 
 
 # The kinds by their old names: the same values.
-HOST_KIND, ROOTFS_KIND, DEBOOTSTRAP_KIND, IMAGE_KIND = (RuntimeKind.HOST, RuntimeKind.ROOTFS, RuntimeKind.DEBOOTSTRAP,
+HOST_KIND, ROOTFS_KIND, DEBOOTSTRAP_KIND, IMAGE_KIND = (RuntimeKind.HOST, RuntimeKind.ROOTFS,
+                                                        RuntimeKind.DEBOOTSTRAP,
                                                         RuntimeKind.IMAGE)
 
 
@@ -48,7 +50,8 @@ class Tolerance:
 class Runtime:
     name: str
     kind: RuntimeKind
-    root: str = "/"  # debootstrap: set once the runtime is built (runtimes.ensure); image: the archive
+    # debootstrap: set once the runtime is built (runtimes.ensure); image: the archive
+    root: str = "/"
     description: str = ""
     recipe: str = ""  # debootstrap, and an image made from a runtime: the recipe's name
     # debootstrap (and an image made from one): packages a workload needs beyond the recipe's,
@@ -61,7 +64,8 @@ class Runtime:
 
     @property
     def build_name(self) -> str:
-        """What a run builds it as: its name, and its extra packages where it has them (trixie+piglit)."""
+        """What a run builds it as: its name, and its extra packages where it has them
+        (trixie+piglit)."""
         return "+".join((self.name, *self.extra_packages))
 
     @property
@@ -81,7 +85,8 @@ HOST = Runtime(HOST_RUNTIME, RuntimeKind.HOST, "/", "the host's own root filesys
 class Expectation:
     outcome: Expected = Expected.PASS
     reason: str = ""
-    failure: str = ""  # with fail: the failure class it must fail with (outcomes.FailureKind), or any
+    # with fail: the failure class it must fail with (outcomes.FailureKind), or any
+    failure: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "outcome", Expected(self.outcome))
@@ -109,15 +114,18 @@ class DeclaredProbe:
         return dict(json.loads(self.settings_json))
 
     @classmethod
-    def of(cls, name: str, kind: str, settings: Dict[str, Any], packages: Tuple[str, ...] = ()) -> "DeclaredProbe":
+    def of(cls, name: str, kind: str, settings: Dict[str, Any],
+           packages: Tuple[str, ...] = ()) -> "DeclaredProbe":
         return cls(name, kind, json.dumps(settings, sort_keys=True), tuple(packages))
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "kind": self.kind, "settings": self.settings, "packages": list(self.packages)}
+        return {"name": self.name, "kind": self.kind, "settings": self.settings,
+                "packages": list(self.packages)}
 
     @classmethod
     def from_dict(cls, data: dict) -> "DeclaredProbe":
-        return cls.of(data["name"], data["kind"], data.get("settings") or {}, tuple(data.get("packages") or ()))
+        return cls.of(data["name"], data["kind"], data.get("settings") or {},
+                      tuple(data.get("packages") or ()))
 
 
 @dataclass(frozen=True)
@@ -133,13 +141,17 @@ class Scenario:
     env: Tuple[Tuple[str, str], ...] = ()
     probe_args: Tuple[str, ...] = ()
     kernel_args: Tuple[str, ...] = ()  # vm family: appended to the guest kernel's command line
-    gl_extension: Optional[Runtime] = None  # flatpak GL-extension paths: the runtime the driver comes from
-    machine: str = LOCAL  # where the path runs: this host, or a virtual GPU machine (harness.scenario.machine_specs)
-    declared: Optional[DeclaredProbe] = None  # a workload the matrix declares, run by the workload probe
+    # flatpak GL-extension paths: the runtime the driver comes from
+    gl_extension: Optional[Runtime] = None
+    # where the path runs: this host, or a virtual GPU machine (harness.scenario.machine_specs)
+    machine: str = LOCAL
+    # a workload the matrix declares, run by the workload probe
+    declared: Optional[DeclaredProbe] = None
 
     @property
     def probe_program(self) -> str:
-        """The probe that runs inside the path (probes.PROBES key): the workload probe for a declared one."""
+        """The probe that runs inside the path (probes.PROBES key): the workload probe for a
+        declared one."""
         return WORKLOAD_PROBE if self.declared else self.probe
 
     @property
@@ -164,10 +176,13 @@ class Scenario:
     def from_dict(cls, data: dict) -> "Scenario":
         """The scenario to_dict() wrote (a machine's guest gets its scenarios this way)."""
         extension = data.get("gl_extension")
-        return cls(id=data["id"], path_id=data["path"], runtime=Runtime(**data["runtime"]), probe=data["probe"],
+        return cls(id=data["id"], path_id=data["path"], runtime=Runtime(**data["runtime"]),
+                   probe=data["probe"],
                    expect=Expectation(**data["expect"]), timeout_s=float(data["timeout_s"]),
                    tolerance=Tolerance(**data["tolerance"]), golden=data["golden"],
                    env=tuple(sorted(data["env"].items())), probe_args=tuple(data["probe_args"]),
                    kernel_args=tuple(data["kernel_args"]),
-                   gl_extension=Runtime(**extension) if extension else None, machine=data.get("machine", LOCAL),
-                   declared=DeclaredProbe.from_dict(data["declared"]) if data.get("declared") else None)
+                   gl_extension=Runtime(**extension) if extension else None,
+                   machine=data.get("machine", LOCAL),
+                   declared=DeclaredProbe.from_dict(data["declared"]) if data.get("declared")
+                   else None)

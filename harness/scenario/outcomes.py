@@ -25,7 +25,8 @@ class Outcome(str, enum.Enum):
         the matrix declared is not one either (fails_run)."""
         return self is not Outcome.FAIL
 
-    def fails_run(self, expected_by_matrix: bool, strict_unexpected: bool = False, strict_skip: bool = False) -> bool:
+    def fails_run(self, expected_by_matrix: bool, strict_unexpected: bool = False,
+                  strict_skip: bool = False) -> bool:
         """Whether this outcome fails the run: a Fail; an UnexpectedPass where the matrix expected
         the failure (or with strict_unexpected); a Skip with strict_skip."""
         return self is Outcome.FAIL or (self is Outcome.SKIP and strict_skip) or \
@@ -66,9 +67,12 @@ class FailureKind(str, enum.Enum):
     STALE_SPEC = "stale-spec"  # a CDI spec names files or devices the host no longer has
     EGL_INIT = "egl-init"  # EGL did not initialise, and the loader said nothing more
     VULKAN_ERROR = "vulkan-error"  # a Vulkan call failed: its command and VkResult
-    NO_DISPLAY = "no-display"  # a compositor found no display device (a render node alone), or showed nothing
-    DRIVER_HANG = "driver-hang"  # a driver call never returned (the probe's watchdog names the step)
-    HOST_DRIVER_UNUSED = "host-driver-unused"  # a host-driver path rendered with the runtime's own driver
+    # a compositor found no display device (a render node alone), or showed nothing
+    NO_DISPLAY = "no-display"
+    # a driver call never returned (the probe's watchdog names the step)
+    DRIVER_HANG = "driver-hang"
+    # a host-driver path rendered with the runtime's own driver
+    HOST_DRIVER_UNUSED = "host-driver-unused"
     SILENT_SOFTWARE_FALLBACK = "silent-software-fallback"
     WRONG_RENDERER = "wrong-renderer"
     IMAGE_MISMATCH = "image-mismatch"
@@ -77,7 +81,8 @@ class FailureKind(str, enum.Enum):
     INTERRUPTED = "interrupted"
     RUNTIME_BUILD = "runtime-build"  # the scenario's runtime could not be built
     VFIO = "vfio"  # a vfio step (bind, restore) failed on the host: which one and why follows
-    SUBTEST_FAILED = "subtest-failed"  # a workload's subtests failed (piglit tests, a command's rule)
+    # a workload's subtests failed (piglit tests, a command's rule)
+    SUBTEST_FAILED = "subtest-failed"
 
     def __str__(self) -> str:
         return self.value
@@ -123,7 +128,8 @@ class Subtest:
 
     def to_dict(self) -> dict:
         data: dict = {"name": self.name, "outcome": str(self.outcome)}
-        data.update({key: value for key, value in (("detail", self.detail), ("seconds", self.seconds),
+        data.update({key: value for key, value in (("detail", self.detail), ("seconds",
+                                                                             self.seconds),
                                                    ("figures", dict(self.figures))) if value})
         return data
 

@@ -1,6 +1,8 @@
-"""The path table: every rendering path the harness knows, as data (harness.scenario.pathspec): the family
+"""The path table: every rendering path the harness knows, as data (harness.scenario.pathspec): the
+family
 that launches it (by name) and what the workload must see. This module, the machine table
-(harness.scenario.machine_specs) and harness/families/ are the only places that name a concrete path or family."""
+(harness.scenario.machine_specs) and harness/families/ are the only places that name a concrete path
+or family."""
 from typing import Dict, List, Optional
 
 from .pathspec import CdiSource, DriDevices, DriverMode, FlatpakMode, Passthrough, PathSpec
@@ -33,7 +35,8 @@ PATHS: Dict[str, PathSpec] = {
             description="host process, llvmpipe (GL) and lavapipe (Vulkan) forced: renders anywhere",
             renderers={"gl": LLVMPIPE, "vulkan": LLVMPIPE},
             requires=("python3", "mesa"),
-            env=(("LIBGL_ALWAYS_SOFTWARE", "1"), ("GALLIUM_DRIVER", "llvmpipe"), ("GPU_HARNESS_VK_DEVICE_TYPE", "cpu")),
+            env=(("LIBGL_ALWAYS_SOFTWARE", "1"), ("GALLIUM_DRIVER", "llvmpipe"),
+                 ("GPU_HARNESS_VK_DEVICE_TYPE", "cpu")),
             golden_renderer=True,
         ),
         PathSpec(
@@ -58,13 +61,16 @@ PATHS: Dict[str, PathSpec] = {
             host_driver=mode,
         ) for path_id, mode, description in (
             ("sandbox-hostlibs", DriverMode.LIBS,
-             "bwrap over the runtime, the host's driver files bound in beside the runtime's own libraries"),
+             "bwrap over the runtime, the host's driver files bound in beside the runtime's own "
+             "libraries"),
             ("sandbox-hostdeps", DriverMode.DEPS,
              "as sandbox-hostlibs, plus the driver's dependency closure first on the library path"),
             ("sandbox-hostdeps-glibc", DriverMode.DEPS_GLIBC,
-             "as sandbox-hostdeps, with the host's glibc too: the variant expected to break the app itself"),
+             "as sandbox-hostdeps, with the host's glibc too: the variant expected to break the "
+             "app itself"),
             ("sandbox-capsule", DriverMode.CAPSULE,
-             "the host's GL stack and Vulkan loader dlmopen()ed into their own link-map namespace (a capsule) in the "
+             "the host's GL stack and Vulkan loader dlmopen()ed into their own link-map namespace "
+             "(a capsule) in the "
              "runtime's process"),
         )),
         *(PathSpec(
@@ -82,16 +88,22 @@ PATHS: Dict[str, PathSpec] = {
             confined_server=suffix == "-confined",
         ) for suffix, description in (
             ("", "bwrap with no /dev/dri; host virgl_test_server over a unix socket; Mesa virpipe"),
-            ("-syncfd", "vtest-virgl with the server's life tied to the sandbox's: a supervised server ready and "
+            ("-syncfd",
+             "vtest-virgl with the server's life tied to the sandbox's: a supervised server ready "
+             "and "
                         "stopped through one pipe that bwrap holds as --sync-fd"),
-            ("-confined", "vtest-virgl with the host's server confined too: under bwrap (no network, /usr and /etc "
-                          "read only, a private /tmp, only its socket's folder and the render node) and a seccomp "
+            ("-confined",
+             "vtest-virgl with the host's server confined too: under bwrap (no network, /usr and "
+             "/etc "
+                          "read only, a private /tmp, only its socket's folder and the render "
+                          "node) and a seccomp "
                           "filter (Flatpak's blocklist, AF_UNIX sockets only)"),
         )),
         PathSpec(
             id="vtest-venus",
             family="sandbox",
-            description="bwrap with no /dev/dri; host virgl_test_server --venus over a unix socket; Mesa's Venus ICD: "
+            description="bwrap with no /dev/dri; host virgl_test_server --venus over a unix "
+                        "socket; Mesa's Venus ICD: "
                         "Vulkan over vtest",
             renderers={"vulkan": VENUS},
             requires=("bwrap", "virgl_test_server", "python3"),
@@ -106,7 +118,8 @@ PATHS: Dict[str, PathSpec] = {
         *(PathSpec(
             id="podman-vtest" + suffix,
             family="container",
-            description="rootful podman over the runtime, no device; host virgl_test_server's socket bound at "
+            description="rootful podman over the runtime, no device; host virgl_test_server's "
+                        "socket bound at "
                         "/tmp/.virgl_test" + note,
             renderers={"gl": VIRGL},
             requires=("podman", "runc", "virgl_test_server"),
@@ -129,13 +142,16 @@ PATHS: Dict[str, PathSpec] = {
             cdi=source,
         ) for path_id, source, description in (
             ("podman-cdi", CdiSource.HARNESS,
-             "rootful podman over the runtime, the host's driver and its dependencies from the harness's CDI spec "
+             "rootful podman over the runtime, the host's driver and its dependencies from the "
+             "harness's CDI spec "
              "(--device gpu-harness.dev/gpu=all; the spec in the scenario's own /var/run/cdi)"),
             ("podman-cdi-system", CdiSource.SYSTEM,
-             "rootful podman over the runtime, the host's driver from the CDI specs the host has (/etc/cdi, "
+             "rootful podman over the runtime, the host's driver from the CDI specs the host has "
+             "(/etc/cdi, "
              "/var/run/cdi: nvidia-ctk's, say)"),
             ("podman-cdi-stale", CdiSource.STALE,
-             "podman-cdi after a driver upgrade: the spec made, then the driver's files it names replaced "
+             "podman-cdi after a driver upgrade: the spec made, then the driver's files it names "
+             "replaced "
              "(cdi check names them before the run)"),
         )),
         *(PathSpec(
@@ -151,7 +167,8 @@ PATHS: Dict[str, PathSpec] = {
             cap_drop_all=suffix == "-capdrop",
             dri_devices=scope,
         ) for suffix, scope, what in (("", DriDevices.RENDER, "render node"),
-                                      ("-capdrop", DriDevices.RENDER, "render node, --cap-drop=ALL,"),
+                                      ("-capdrop", DriDevices.RENDER,
+                                       "render node, --cap-drop=ALL,"),
                                       ("-kms", DriDevices.KMS, "card and render nodes (KMS)"),
                                       ("-all", DriDevices.ALL, "whole /dev/dri"))),
         *(PathSpec(
@@ -168,11 +185,13 @@ PATHS: Dict[str, PathSpec] = {
             env=(("GALLIUM_DRIVER", "virpipe"),),
             flatpak_mode=mode,
         ) for suffix, mode, how in (("", FlatpakMode.USR_PATH, " (--usr-path)"),
-                                    ("-exported", FlatpakMode.EXPORT, ", exported as a Flatpak runtime"))),
+                                    ("-exported", FlatpakMode.EXPORT,
+                                     ", exported as a Flatpak runtime"))),
         PathSpec(
             id="flatpak-dri",
             family="flatpak",
-            description="flatpak run --device=dri over the runtime's /usr: the runtime's Mesa on the host's GPU",
+            description="flatpak run --device=dri over the runtime's /usr: the runtime's Mesa on "
+                        "the host's GPU",
             renderers={"gl": NOT_SOFTWARE, "vulkan": NOT_SOFTWARE},
             requires=("flatpak",),
             needs_render_node=True,
@@ -183,7 +202,8 @@ PATHS: Dict[str, PathSpec] = {
         *(PathSpec(
             id="flatpak-ext" + suffix,
             family="flatpak",
-            description="flatpak run over the runtime exported without its Mesa, the driver from a GL extension "
+            description="flatpak run over the runtime exported without its Mesa, the driver from a "
+                        "GL extension "
                         "built from a runtime (matrix: gl_extension; else its own)" + how,
             renderers=renderers,
             requires=("flatpak", *services),
@@ -197,10 +217,12 @@ PATHS: Dict[str, PathSpec] = {
             flatpak_mode=FlatpakMode.GL_EXTENSION,
         ) for suffix, how, renderers, services, env in (
             ("", ", no device: llvmpipe and lavapipe", {"gl": LLVMPIPE, "vulkan": LLVMPIPE}, (),
-             (("LIBGL_ALWAYS_SOFTWARE", "1"), ("GALLIUM_DRIVER", "llvmpipe"), ("GPU_HARNESS_VK_DEVICE_TYPE", "cpu"))),
+             (("LIBGL_ALWAYS_SOFTWARE", "1"), ("GALLIUM_DRIVER", "llvmpipe"),
+              ("GPU_HARNESS_VK_DEVICE_TYPE", "cpu"))),
             ("-vtest", ", --nodevice=dri; host virgl_test_server's socket (virpipe)", {"gl": VIRGL},
              ("virgl_test_server",), (("GALLIUM_DRIVER", "virpipe"),)),
-            ("-dri", ", --device=dri: the extension's driver on the host's GPU", {"gl": NOT_SOFTWARE, "vulkan": NOT_SOFTWARE},
+            ("-dri", ", --device=dri: the extension's driver on the host's GPU",
+             {"gl": NOT_SOFTWARE, "vulkan": NOT_SOFTWARE},
              (), ()),
         )),
         PathSpec(
@@ -214,7 +236,8 @@ PATHS: Dict[str, PathSpec] = {
         PathSpec(
             id="vm-virtio-2d",
             family="vm",
-            description="QEMU virtio-gpu without 3D: llvmpipe in the guest, scanout checked from outside",
+            description="QEMU virtio-gpu without 3D: llvmpipe in the guest, scanout checked from "
+                        "outside",
             renderers={"gl": LLVMPIPE, "vulkan": LLVMPIPE},
             requires=VM_TOOLS,
             guest_gpu="virtio-gpu-pci",
@@ -233,7 +256,8 @@ PATHS: Dict[str, PathSpec] = {
         PathSpec(
             id="vm-venus",
             family="vm",
-            description="QEMU virtio-gpu-gl with Venus and blob resources: guest Vulkan (and GL) on the host's",
+            description="QEMU virtio-gpu-gl with Venus and blob resources: guest Vulkan (and GL) "
+                        "on the host's",
             renderers={"gl": VIRGL, "vulkan": VENUS},
             requires=VM_TOOLS,
             guest_gpu="virtio-gpu-gl-pci,venus=on,blob=on,hostmem=256M",
@@ -244,7 +268,8 @@ PATHS: Dict[str, PathSpec] = {
         PathSpec(
             id="vm-vfio",
             family="vfio",
-            description="QEMU q35 with a whole host device (vfio-pci): the guest runs the device's own driver",
+            description="QEMU q35 with a whole host device (vfio-pci): the guest runs the device's "
+                        "own driver",
             renderers={"gl": NOT_SOFTWARE, "vulkan": NOT_SOFTWARE},
             requires=VM_TOOLS,
             gpu=True,
@@ -253,7 +278,8 @@ PATHS: Dict[str, PathSpec] = {
         PathSpec(
             id="vm-vfio-nested",
             family="vfio",
-            description="the vfio flow with no hardware: an L1 guest with an emulated IOMMU binds edu and a "
+            description="the vfio flow with no hardware: an L1 guest with an emulated IOMMU binds "
+                        "edu and a "
                         "virtio-gpu, moves the image by DMA and passes the GPU to an L2 QEMU",
             renderers={"vfio": r"^1af4:1050 vfio-pci host="},
             requires=VM_TOOLS,
@@ -262,7 +288,8 @@ PATHS: Dict[str, PathSpec] = {
         PathSpec(
             id="vm-vfio-nested-boot",
             family="vfio",
-            description="vm-vfio-nested's full tier: L2 boots, its virtio_gpu drives the passed device (interrupts "
+            description="vm-vfio-nested's full tier: L2 boots, its virtio_gpu drives the passed "
+                        "device (interrupts "
                         "counted) and shows the image, captured from the outer QEMU",
             renderers={"vfio": r"^1af4:1050 vfio-pci host="},
             requires=VM_TOOLS,
@@ -283,7 +310,8 @@ def golden_renderer_for(probe: str) -> PathSpec:
     return next(spec for spec in PATHS.values() if probe in spec.probes)
 
 
-def expected_renderer(spec: PathSpec, api: str, host_has_gpu: bool, machine_gpu: Optional[str] = None) -> Optional[str]:
+def expected_renderer(spec: PathSpec, api: str, host_has_gpu: bool,
+                      machine_gpu: Optional[str] = None) -> Optional[str]:
     """Regex the reported renderer must match, or None when the path makes no promise for `api`.
 
     A path with no fixed renderer (native) is decided by the host: with a GPU device node,
@@ -306,12 +334,14 @@ def get(path_id: str) -> PathSpec:
 
 
 def known_ids() -> str:
-    """Every path id for a message, grouped by its first word: "native, sandbox-{dri, capsule}, ..."."""
+    """Every path id for a message, grouped by its first word: "native, sandbox-{dri, capsule},
+    ..."."""
     groups: Dict[str, List[str]] = {}
     for path_id in PATHS:
         head, _, rest = path_id.partition("-")
         groups.setdefault(head, []).append(rest)
-    return ", ".join(head if rests == [""] else f"{head}-{{{', '.join(r or '(none)' for r in rests)}}}"
+    return ", ".join(head if rests == [""]
+                     else f"{head}-{{{', '.join(r or '(none)' for r in rests)}}}"
                      if len(rests) > 1 else f"{head}-{rests[0]}" for head, rests in groups.items())
 
 

@@ -35,7 +35,8 @@ class FlatpakMode(TextEnum):
 class CdiSource(TextEnum):
     """Which CDI spec a container path's podman applies (`--device KIND=all`)."""
 
-    HARNESS = "harness"  # the harness's own, for the host's driver, in the scenario's private spec folder
+    # the harness's own, for the host's driver, in the scenario's private spec folder
+    HARNESS = "harness"
     SYSTEM = "system"  # the specs the host already has (/etc/cdi, /var/run/cdi), as they are
     STALE = "stale"  # the harness's, then the driver's files it names replaced, as an upgrade does
 
@@ -57,36 +58,45 @@ class PathSpec:
     id: str
     family: str  # the name of the family that launches it (harness.launch.families.registry)
     description: str
-    # Renderer each probe API must report (a regex). None: decided from the host (see paths.expected_renderer).
+    # Renderer each probe API must report (a regex). None: decided from the host (see
+    # paths.expected_renderer).
     renderers: Mapping[str, Optional[str]]
     requires: Tuple[str, ...] = ()  # toolset entries without which the path cannot run
     needs_render_node: bool = False
-    gpu: bool = False  # meaningful only on a machine with a GPU: a Nix check that needs the "gpu" feature
+    # meaningful only on a machine with a GPU: a Nix check that needs the "gpu" feature
+    gpu: bool = False
     no_dri_nodes: bool = False  # the workload must see no /dev/dri node at all
     hides_host: bool = False  # the workload must not see the host sentinel paths
     own_namespaces: Tuple[str, ...] = ()  # namespaces that must differ from the host's
     services: Tuple[str, ...] = ()
     env: Tuple[Tuple[str, str], ...] = field(default=())
-    guest_gpu: Optional[str] = None  # vm family: the QEMU display device, if any (its whole -device value)
-    venus: bool = False  # Vulkan through virglrenderer's Venus (virgl_test_server --venus, or QEMU venus=on)
-    vulkan_icd: Optional[str] = None  # the runtime's Vulkan ICD the workload must use (its file name's start)
+    # vm family: the QEMU display device, if any (its whole -device value)
+    guest_gpu: Optional[str] = None
+    # Vulkan through virglrenderer's Venus (virgl_test_server --venus, or QEMU venus=on)
+    venus: bool = False
+    # the runtime's Vulkan ICD the workload must use (its file name's start)
+    vulkan_icd: Optional[str] = None
     scanout: bool = False  # vm family: the guest shows the image and the host captures it
     host_driver: Optional[DriverMode] = None  # sandbox family: how the host's driver is given
     cap_drop_all: bool = False  # container family: --cap-drop=ALL
     dri_devices: DriDevices = DriDevices.RENDER  # container family
     cdi: Optional[CdiSource] = None  # container family: the host's driver from a CDI spec
     sync_fd: bool = False  # sandbox family: the server supervised and tied to bwrap by --sync-fd
-    confined_server: bool = False  # sandbox family: the host's server under bwrap and seccomp (harness/system/serverconfine.py)
+    # sandbox family: the host's server under bwrap and seccomp (harness/system/serverconfine.py)
+    confined_server: bool = False
     passthrough: Optional[Passthrough] = None  # vfio family
     flatpak_mode: FlatpakMode = FlatpakMode.USR_PATH  # flatpak family
     fps_reference: bool = False  # the path others' fps is compared with (% of native)
-    golden_renderer: bool = False  # the path that renders the goldens (llvmpipe: the same pixels anywhere)
+    # the path that renders the goldens (llvmpipe: the same pixels anywhere)
+    golden_renderer: bool = False
 
     @property
     def probes(self) -> List[str]:
         """The probes this path runs: those whose API it promises a renderer for."""
-        return [name for name, probe in PROBES.items() if probe.api in self.renderers and not probe.declared_only]
+        return [name for name, probe in PROBES.items() if probe.api in self.renderers
+                and not probe.declared_only]
 
     def runs(self, probe_program: str) -> bool:
-        """Whether it speaks that probe program's API (probes.PROBES key; a declared probe's is the workload probe)."""
+        """Whether it speaks that probe program's API (probes.PROBES key; a declared probe's is the
+        workload probe)."""
         return PROBES[probe_program].api in self.renderers

@@ -1,4 +1,5 @@
-"""The probe registry: what each probe is, what goes beside it, how it is called, how its report is read.
+"""The probe registry: what each probe is, what goes beside it, how it is called, how its report is
+read.
 
 The probes are small stdlib+ctypes programs that run inside a path, render a fixed scene, read
 the pixels back and print one JSON report. A ProbeSpec says where a probe's file is, which
@@ -16,12 +17,14 @@ from ..core.errors import ComponentError
 
 PROBE_DIR = places.PROBES
 GOLDENS_DIR = places.GOLDENS  # each probe's golden image, as shipped
-INSIDE = "/run/gpu-harness"  # where a probe and its output folder appear inside a sandbox/guest/container
+# where a probe and its output folder appear inside a sandbox/guest/container
+INSIDE = "/run/gpu-harness"
 FieldType = Union[Type, Tuple[Type, ...]]
 # The modules every probe imports, put beside it inside: the frame (probelib) and what it reports
 # of the runtime (facts).
 FRAME = (PROBE_DIR / "probelib.py", PROBE_DIR / "facts.py")
-# What a rendering probe imports besides: the capsule, its host GL/Vulkan stack in a namespace of its own.
+# What a rendering probe imports besides: the capsule, its host GL/Vulkan stack in a namespace of
+# its own.
 RENDERING = (*FRAME, PROBE_DIR / "capsule.py")
 
 
@@ -33,9 +36,11 @@ class ProbeSpec:
     renderer_meaning: str
     schema: Mapping[str, FieldType]  # fields a successful report must carry, and their types
     guest_frames: int = 10  # software rendering under TCG is slow: a guest renders fewer frames
-    # Modules it imports, directly or through another: put beside it inside (Python finds them there).
+    # Modules it imports, directly or through another: put beside it inside (Python finds them
+    # there).
     support: Tuple[Path, ...] = RENDERING
-    # Pure-python packages of the harness's environment it imports (a guest gets their files beside it).
+    # Pure-python packages of the harness's environment it imports (a guest gets their files beside
+    # it).
     packages: Tuple[str, ...] = ()
     golden: str = ""  # the golden its image is compared with (goldens/NAME.png); "": its own name's
     # It shows its image on a display, which a virtual GPU machine's host captures (kms-ready in
@@ -58,7 +63,8 @@ class ProbeSpec:
         found: List[Tuple[str, Path]] = []
         for package in self.packages:
             spec = importlib.util.find_spec(package)
-            assert spec is not None and spec.submodule_search_locations, f"{package} is not a package"
+            assert spec is not None and spec.submodule_search_locations, (f"{package} is not a "
+                                                                          "package")
             top = Path(list(spec.submodule_search_locations)[0]).parents[package.count(".")]
             for location in spec.submodule_search_locations:
                 for module in sorted(Path(location).rglob("*.py")):
@@ -76,16 +82,20 @@ class ProbeSpec:
             argv += ["--host-path", host_path]
         return argv + list(args)
 
-    def host_argv(self, python: str, out_dir: str, host_paths: Sequence[str], args: Sequence[str]) -> List[str]:
+    def host_argv(self, python: str, out_dir: str, host_paths: Sequence[str],
+                  args: Sequence[str]) -> List[str]:
         return self.argv([python], str(self.file), out_dir, host_paths, args)
 
-    def sandbox_argv(self, python: str, host_paths: Sequence[str], args: Sequence[str]) -> List[str]:
-        """Inside a sandbox or container: the probe file bound at file_inside, output at INSIDE/out."""
+    def sandbox_argv(self, python: str, host_paths: Sequence[str],
+                     args: Sequence[str]) -> List[str]:
+        """Inside a sandbox or container: the probe file bound at file_inside, output at
+        INSIDE/out."""
         return self.argv([python], self.file_inside, f"{INSIDE}/out", host_paths, args)
 
     container_argv = sandbox_argv
 
-    def guest_argv(self, python: str, host_paths: Sequence[str], args: Sequence[str], scanout: bool) -> List[str]:
+    def guest_argv(self, python: str, host_paths: Sequence[str], args: Sequence[str],
+                   scanout: bool) -> List[str]:
         args = list(args)
         if "--frames" not in args:
             args += ["--frames", str(self.guest_frames)]
@@ -111,7 +121,8 @@ class ProbeReport:
 
     def timing(self, name: str) -> Optional[float]:
         value = self.timings.get(name)
-        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value,
+                                                                                  bool) else None
 
     @property
     def fps(self) -> Optional[float]:
@@ -130,13 +141,15 @@ class ReportError(ComponentError):
 
 
 GL_SCHEMA: Mapping[str, FieldType] = {
-    "renderer": str, "version": str, "vendor": str, "pixels_md5": str, "size": list, "timings": dict,
+    "renderer": str, "version": str, "vendor": str, "pixels_md5": str, "size": list,
+                                      "timings": dict,
     "isolation": dict,
 }
 
 VULKAN_SCHEMA: Mapping[str, FieldType] = {**GL_SCHEMA, "device": dict, "devices": list}
 
-VFIO_SCHEMA: Mapping[str, FieldType] = {**GL_SCHEMA, "steps": list, "dma": dict, "l2": dict, "devices": dict}
+VFIO_SCHEMA: Mapping[str, FieldType] = {**GL_SCHEMA, "steps": list, "dma": dict, "l2": dict,
+                                        "devices": dict}
 
 PROBES: Dict[str, ProbeSpec] = {
     spec.name: spec
@@ -144,39 +157,49 @@ PROBES: Dict[str, ProbeSpec] = {
         ProbeSpec(name="gl", api="gl", file=PROBE_DIR / "gles.py",
                   renderer_meaning="GL_RENDERER of an EGL/GLES2 context", schema=GL_SCHEMA),
         ProbeSpec(name="vulkan", api="vulkan", file=PROBE_DIR / "vk.py",
-                  renderer_meaning="VkPhysicalDeviceProperties.deviceName of the device that rendered",
+                  renderer_meaning="VkPhysicalDeviceProperties.deviceName of the device that "
+                                   "rendered",
                   schema=VULKAN_SCHEMA,
                   support=(*RENDERING, PROBE_DIR / "vkapi.py", PROBE_DIR / "vkshaders.py")),
         # The gl probe's scene shown on the card by the runtime's compositor (weston, DRM backend).
         ProbeSpec(name="kms", api="kms", file=PROBE_DIR / "kms.py",
-                  renderer_meaning="GL_RENDERER of the EGL/GLES2 context that rendered what the compositor shows",
-                  schema={**GL_SCHEMA, "kms": dict}, support=(*RENDERING, PROBE_DIR / "gles.py"), golden="gl",
+                  renderer_meaning="GL_RENDERER of the EGL/GLES2 context that rendered what the "
+                                   "compositor shows",
+                  schema={**GL_SCHEMA, "kms": dict}, support=(*RENDERING, PROBE_DIR / "gles.py"),
+                  golden="gl",
                   shown=True),
-        # A workload a matrix declares ([probes.NAME]: piglit, the user's command), after the gl scene.
+        # A workload a matrix declares ([probes.NAME]: piglit, the user's command), after the gl
+        # scene.
         ProbeSpec(name="workload", api="gl", file=PROBE_DIR / "workload.py",
-                  renderer_meaning="GL_RENDERER of the EGL/GLES2 context the workload's environment gives",
-                  schema={**GL_SCHEMA, "steps": list}, support=(*RENDERING, PROBE_DIR / "gles.py"), golden="gl",
+                  renderer_meaning="GL_RENDERER of the EGL/GLES2 context the workload's "
+                                   "environment gives",
+                  schema={**GL_SCHEMA, "steps": list}, support=(*RENDERING, PROBE_DIR / "gles.py"),
+                  golden="gl",
                   declared_only=True),
         # The nested VFIO tier's probe: the image is moved through a passed-through device's DMA
         # and the IOMMU rather than rendered (harness/probe/vfio_nested.py).
         ProbeSpec(name="vfio", api="vfio", file=PROBE_DIR / "vfio_nested.py",
-                  renderer_meaning="the passed-through device as the L2 guest's QEMU lists it (query-pci)",
+                  renderer_meaning="the passed-through device as the L2 guest's QEMU lists it "
+                                   "(query-pci)",
                   schema=VFIO_SCHEMA,
-                  support=(*FRAME, PROBE_DIR / "vfiodma.py", PROBE_DIR / "l2guest.py", Path(vfio.__file__),
+                  support=(*FRAME, PROBE_DIR / "vfiodma.py", PROBE_DIR / "l2guest.py",
+                           Path(vfio.__file__),
                            Path(reaper.__file__)),
                   packages=("qemu.qmp",)),
     )
 }
 
 
-DEFAULT_PROBES = ("gl",)  # what a matrix that names no probes runs (nix/scenarios.nix says the same)
+# what a matrix that names no probes runs (nix/scenarios.nix says the same)
+DEFAULT_PROBES = ("gl",)
 
 
 def get(name: str) -> ProbeSpec:
     return PROBES[name]
 
 
-STAGE = "stage"  # a line a probe prints on the way (its facts before any driver code ran); not its report
+# a line a probe prints on the way (its facts before any driver code ran); not its report
+STAGE = "stage"
 
 
 def json_lines(stdout_path: Path) -> List[Optional[dict]]:

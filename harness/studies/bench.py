@@ -1,6 +1,7 @@
 """`gpu-harness bench`: the matrix run several times, phase times per scenario (median), probe
 fps (the median of its timed rounds, with the slowest and fastest round of all runs) as a
-fraction of the fps reference path's for the same probe (native; software where native did not render,
+fraction of the fps reference path's for the same probe (native; software where native did not
+render,
 as in the report) or "same" where the spreads overlap, peak RSS of the probe and of each service."""
 import statistics
 import time
@@ -26,7 +27,8 @@ class BenchRow:
     probe_rss_kb: Optional[int]
     service_rss_kb: Dict[str, int] = field(default_factory=dict)
     reference_path: Optional[str] = None  # whose fps fps_vs_reference divides by
-    fps_spread: Optional[Tuple[float, float]] = None  # the slowest and fastest timed round of all runs
+    # the slowest and fastest timed round of all runs
+    fps_spread: Optional[Tuple[float, float]] = None
     same_as_reference: bool = False  # its spread overlaps the reference's: the share is noise
 
 
@@ -67,7 +69,8 @@ def summarize(rounds: List[List]) -> List[BenchRow]:
             service_rss_kb=services,
             reference_path=base_path if fps and base_fps else None,
             fps_spread=spread,
-            same_as_reference=bool(fps and base_fps and spread and base_spread and scenario.path_id != base_path
+            same_as_reference=bool(fps and base_fps and spread and base_spread
+                                   and scenario.path_id != base_path
                                   and spread[0] <= base_spread[1] and base_spread[0] <= spread[1]),
         ))
     return rows
@@ -107,13 +110,16 @@ def table(rows: List[BenchRow], title: str):
     from rich.table import Table
 
     out = Table(title=title)
-    phases = [p for p in PHASES if any(row.phases_s.get(p) for row in rows)]  # the phases these scenarios have
-    for column in ("scenario", "outcome", "runs", *(phase_header(p) for p in phases), "wall s", "fps (rounds)",
+    # the phases these scenarios have
+    phases = [p for p in PHASES if any(row.phases_s.get(p) for row in rows)]
+    for column in ("scenario", "outcome", "runs", *(phase_header(p) for p in phases), "wall s",
+                   "fps (rounds)",
                    "% of reference", "probe RSS MiB", "service RSS MiB"):
         # A scenario id is the row's name: never cut short, whatever the width.
         out.add_column(column, justify="left" if column in ("scenario", "outcome") else "right",
                        no_wrap=column == "scenario",
-                       min_width=max((len(row.scenario) for row in rows), default=8) if column == "scenario" else None)
+                       min_width=max((len(row.scenario) for row in rows), default=8)
+                       if column == "scenario" else None)
     for row in rows:
         out.add_row(row.scenario, row.outcome, str(row.runs),
                     *(fmt(row.phases_s.get(p)) for p in phases),
@@ -132,7 +138,8 @@ def share_text(row: BenchRow) -> str:
         return "-"
     if row.same_as_reference:
         return f"same as {row.reference_path}"
-    return f"{row.fps_vs_reference * 100:.0f}%" + (f" {row.reference_path}" if row.reference_path else "")
+    return f"{row.fps_vs_reference * 100:.0f}%" + (f" {row.reference_path}"
+                                                   if row.reference_path else "")
 
 
 def phase_header(phase: str) -> str:
@@ -149,8 +156,10 @@ def emulation_costs(rounds: List[List], rows: List[BenchRow]) -> List[emulationc
         result = first[row.scenario]
         if row.outcome != "Pass":
             continue
-        found = emulationcost.Measured.from_facts(row.path, result.scenario.probe, result.scenario.runtime.name,
-                                                  result.runtime_facts or {}, row.phases_s.get("probe_s"), row.fps,
+        found = emulationcost.Measured.from_facts(row.path, result.scenario.probe,
+                                                  result.scenario.runtime.name,
+                                                  result.runtime_facts or {},
+                                                  row.phases_s.get("probe_s"), row.fps,
                                                   row.fps_spread)
         if found is not None:
             measured.append(found)
@@ -160,17 +169,21 @@ def emulation_costs(rounds: List[List], rows: List[BenchRow]) -> List[emulationc
 def emulation_table(costs: List[emulationcost.EmulationCost]):
     from rich.table import Table
 
-    out = Table(title="what emulation costs: an emulated runtime against the native one of its suite, same path")
+    out = Table(title="what emulation costs: an emulated runtime against the native one of its "
+                      "suite, same path")
     names = ("path", "probe", "emulated", "against")
-    for column in (*names, "probe s", "x its probe s", "fps (rounds)", "its fps (rounds)", "% of its fps"):
+    for column in (*names, "probe s", "x its probe s", "fps (rounds)", "its fps (rounds)",
+                   "% of its fps"):
         out.add_column(column, justify="left" if column in names else "right")
     for cost in costs:
         emulated, native = cost.emulated, cost.native
         share = "-" if cost.fps_share is None else (
             "same (within the spread)" if cost.fps_same else f"{cost.fps_share * 100:.0f}%")
-        out.add_row(emulated.path, emulated.probe, f"{emulated.runtime} ({emulated.architecture})", native.runtime,
+        out.add_row(emulated.path, emulated.probe, f"{emulated.runtime} ({emulated.architecture})",
+                    native.runtime,
                     f"{fmt(emulated.probe_s, '{:.2f}')} / {fmt(native.probe_s, '{:.2f}')}",
-                    fmt(cost.probe_factor, "{:.1f}"), spread_text(emulated.fps, emulated.fps_spread),
+                    fmt(cost.probe_factor, "{:.1f}"), spread_text(emulated.fps,
+                                                                  emulated.fps_spread),
                     spread_text(native.fps, native.fps_spread), share)
     return out
 
@@ -189,7 +202,8 @@ class MachineRow:
     machine: str
     rounds: int
     boot_s: Optional[float]
-    harness_s: Optional[float]  # in the guest, outside its scenarios: python's start, run-level preparation
+    # in the guest, outside its scenarios: python's start, run-level preparation
+    harness_s: Optional[float]
     scenarios: int
     in_guest_s: Optional[float]  # median wall of one scenario in the guest
     here_s: Optional[float]  # median wall of the same scenarios here, where they passed
@@ -216,13 +230,16 @@ def machine_table(rows: List[MachineRow]):
     from rich.table import Table
 
     out = Table(title="virtual GPU machines: one boot per run, median over the rounds")
-    for column in ("machine", "rounds", "boot s", "harness in guest s", "scenarios", "scenario in guest s",
+    for column in ("machine", "rounds", "boot s", "harness in guest s", "scenarios",
+                   "scenario in guest s",
                    "same scenario here s"):
         out.add_column(column, justify="left" if column == "machine" else "right")
     for row in rows:
-        out.add_row(row.machine, str(row.rounds), fmt(row.boot_s, "{:.1f}"), fmt(row.harness_s, "{:.1f}"),
+        out.add_row(row.machine, str(row.rounds), fmt(row.boot_s, "{:.1f}"), fmt(row.harness_s,
+                                                                                 "{:.1f}"),
                     str(row.scenarios), fmt(row.in_guest_s, "{:.1f}"),
-                    fmt(row.here_s, "{:.2f}") if row.here_s is not None else "- (did not pass here)")
+                    fmt(row.here_s, "{:.2f}") if row.here_s is not None
+                    else "- (did not pass here)")
     return out
 
 
@@ -257,6 +274,7 @@ def runtime_table(rows: List[RuntimeRow]):
     for column in ("runtime", "build s", "lookup s", "size MB", "packages", "drifted"):
         out.add_column(column, justify="left" if column == "runtime" else "right")
     for row in rows:
-        out.add_row(row.runtime, fmt(row.build_s, "{:.1f}"), fmt(row.lookup_s, "{:.4f}"), fmt(row.size_mb, "{:.0f}"),
+        out.add_row(row.runtime, fmt(row.build_s, "{:.1f}"), fmt(row.lookup_s, "{:.4f}"),
+                    fmt(row.size_mb, "{:.0f}"),
                     fmt(row.packages, "{}"), str(row.drift))
     return out

@@ -129,12 +129,14 @@ class MemorySampler:
 
 
 def scenario(path_id: str, index: int, runtime: Runtime, timeout_s: float) -> Scenario:
-    return Scenario(id=f"{path_id}/{runtime.name}/gl#{index}", path_id=path_id, runtime=runtime, probe="gl",
+    return Scenario(id=f"{path_id}/{runtime.name}/gl#{index}", path_id=path_id, runtime=runtime,
+                    probe="gl",
                     golden="gl", timeout_s=timeout_s)
 
 
 def complaint(log_path: str) -> str:
-    """The last line of a server's log that says something failed, the cause before the consequence."""
+    """The last line of a server's log that says something failed, the cause before the
+    consequence."""
     try:
         lines = Path(log_path).read_text(errors="replace").splitlines()
     except OSError:
@@ -182,19 +184,25 @@ def measure(mode: str, toolset: Toolset, path_id: str, runtime: Runtime, count: 
         t0 = time.monotonic()
         try:
             if mode != PER_INSTANCE:
-                shared = services.start(shared_server(toolset, Path(scratch), folder, mode == MULTI_CLIENTS))
+                shared = services.start(shared_server(toolset, Path(scratch), folder,
+                                                      mode == MULTI_CLIENTS))
             servers = Servers(sampler, shared)
-            results = runner.run(apps, toolset, runner.RunOptions(out_dir=folder, jobs=count, goldens_dir=goldens),
-                                 hooks=Hooks(services_ready=servers.ready, start_services=servers.start))
+            results = runner.run(apps, toolset, runner.RunOptions(out_dir=folder, jobs=count,
+                                                                  goldens_dir=goldens),
+                                 hooks=Hooks(services_ready=servers.ready,
+                                             start_services=servers.start))
             wall = time.monotonic() - t0
             sampler.sample()
         finally:
             services.stop_all([shared] if shared else [])
-    failed = [f"app {i}: {r.verdict.outcome.value}: {r.verdict.reason}" for i, r in enumerate(results)
+    failed = [f"app {i}: {r.verdict.outcome.value}: {r.verdict.reason}" for i,
+              r in enumerate(results)
               if r.verdict.outcome is not Outcome.PASS]
     said = complaint(servers.started[0].spec.log_path) if failed and shared is not None else ""
-    return SharingRun(mode, path_id, count, len(servers.started), [round(s.ready_s, 4) for s in servers.started],
-                      sampler.peak_processes, sampler.peak_rss_kb, sampler.peak_pss_kb, sampler.largest_rss_kb,
+    return SharingRun(mode, path_id, count, len(servers.started), [round(s.ready_s, 4)
+                                                                   for s in servers.started],
+                      sampler.peak_processes, sampler.peak_rss_kb, sampler.peak_pss_kb,
+                      sampler.largest_rss_kb,
                       round(wall, 3), count - len(failed), failed, said)
 
 
@@ -211,7 +219,8 @@ def row(runs: List[SharingRun]) -> SharingRow:
                       f"{least}{f'-{most}' if most != least else ''}/{first.instances}", runs)
 
 
-def shared_server(toolset: Toolset, scratch: Path, out: Path, multi_clients: bool) -> services.ServiceSpec:
+def shared_server(toolset: Toolset, scratch: Path, out: Path,
+                  multi_clients: bool) -> services.ServiceSpec:
     out.mkdir(parents=True, exist_ok=True)
     spec = vtest.server_spec(toolset, Workspace(out, scratch), multi_clients=multi_clients)
     spec.log_path = str(out / f"shared-server{'-multi-clients' if multi_clients else ''}.log")
@@ -222,16 +231,19 @@ def plainest_vtest_path() -> str:
     """The first path of the table whose GL goes to a virgl_test_server it starts itself (no
     supervisor, no Venus): plain bwrap."""
     return next(spec.id for spec in paths.PATHS.values()
-                if vtest.SERVICE in spec.services and "gl" in spec.renderers and not spec.sync_fd and not spec.venus)
+                if vtest.SERVICE in spec.services and "gl" in spec.renderers
+                and not spec.sync_fd and not spec.venus)
 
 
 def plainest_venus_path() -> str:
     """The first path of the table whose Vulkan goes to a --venus virgl_test_server it starts
     itself (the table puts plain bwrap first)."""
-    return next(spec.id for spec in paths.PATHS.values() if vtest.SERVICE in spec.services and spec.venus)
+    return next(spec.id for spec in paths.PATHS.values() if vtest.SERVICE in spec.services
+                and spec.venus)
 
 
-def compare(toolset: Toolset, count: int, out: Path, path_id: Optional[str] = None, runtime: Optional[Runtime] = None,
+def compare(toolset: Toolset, count: int, out: Path, path_id: Optional[str] = None,
+            runtime: Optional[Runtime] = None,
             rounds: int = 3, goldens: Optional[Path] = None) -> List[SharingRow]:
     """The three ways, each `rounds` times, the rounds interleaved (a machine's load drifts)."""
     goldens = goldens or GOLDENS_DIR
@@ -254,18 +266,23 @@ def table(rows: List[SharingRow]):
     from rich.table import Table
 
     first = rows[0] if rows else None
-    title = (f"vtest server: shared vs per-instance, {first.instances} apps of {first.path} rendering at once, "
-             f"median of {len(first.runs)} rounds" if first else "vtest server: shared vs per-instance")
+    title = (f"vtest server: shared vs per-instance, {first.instances} apps of {first.path} "
+             "rendering at once, "
+             f"median of {len(first.runs)} rounds" if first
+             else "vtest server: shared vs per-instance")
     out = Table(title=title)
     out.add_column("mode", justify="left")
-    for column in ("servers", "apps passed", "server start s", "server processes", "RSS MiB (sum)", "PSS MiB (sum)",
+    for column in ("servers", "apps passed", "server start s", "server processes", "RSS MiB (sum)",
+                   "PSS MiB (sum)",
                    "largest process RSS MiB", "wall s"):
         out.add_column(column, justify="right")
     out.add_column("why not", justify="left")
     for item in rows:
-        out.add_row(item.mode, str(item.servers), item.passed, f"{item.start_s:.3f}", str(item.peak_processes),
+        out.add_row(item.mode, str(item.servers), item.passed, f"{item.start_s:.3f}",
+                    str(item.peak_processes),
                     f"{item.peak_rss_kb / 1024:.0f}", f"{item.peak_pss_kb / 1024:.0f}",
-                    f"{item.largest_rss_kb / 1024:.0f}", f"{item.wall_s:.2f}", escape(item.reason or "-"))
+                    f"{item.largest_rss_kb / 1024:.0f}", f"{item.wall_s:.2f}",
+                    escape(item.reason or "-"))
     return out
 
 
@@ -280,6 +297,8 @@ def section(toolset: Toolset, count: int, out: Path, rounds: int, path_id: Optio
     path_id = path_id or plainest_vtest_path()
     reason = why_not(toolset, path_id)
     if reason:
-        return f"vtest server: shared vs per-instance: not measured: {path_id}: {reason}", {"skipped": reason}
+        return (f"vtest server: shared vs per-instance: not measured: {path_id}: {reason}",
+                {"skipped": reason})
     rows = compare(toolset, count, out, path_id, rounds=rounds)
-    return table(rows), {"path": path_id, "instances": count, "rounds": rounds, "modes": summary(rows)}
+    return table(rows), {"path": path_id, "instances": count, "rounds": rounds,
+                         "modes": summary(rows)}

@@ -75,7 +75,8 @@ def main(argv: List[str]) -> int:
     number = 0
     while True:
         client, _ = listener.accept()
-        threading.Thread(target=relay, args=(client, server_path, f"{prefix}.{number}"), daemon=True).start()
+        threading.Thread(target=relay, args=(client, server_path, f"{prefix}.{number}"),
+                         daemon=True).start()
         number += 1
 
 

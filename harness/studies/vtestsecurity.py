@@ -58,14 +58,17 @@ class FuzzRun:
     waiting: int  # the server waits for data no client would send (not a hang)
     crashes: int  # "SIGSEGV!" lines: processes for a client that crashed
     server_alive: bool  # the listening server outlived it all
-    server_end: str  # how it ended where it did not: "service ... died during the run (killed by SIGPIPE)"
+    # how it ended where it did not: "service ... died during the run (killed by SIGPIPE)"
+    server_end: str
     peak_rss_kb: int
     honest: str  # the honest app's outcome and reason
     seconds: float
     inputs: List[dict] = field(default_factory=list)  # the saved inputs: outcome, change, file
     targeted: List[dict] = field(default_factory=list)  # each targeted case: its outcome and how
-    reach: Dict[str, object] = field(default_factory=dict)  # what the server's process sees and may write
-    client_in: str = "a process on the host"  # where the hostile client ran: "flatpak-vtest over trixie"
+    # what the server's process sees and may write
+    reach: Dict[str, object] = field(default_factory=dict)
+    # where the hostile client ran: "flatpak-vtest over trixie"
+    client_in: str = "a process on the host"
     # Faults the kernel logged for the server's programs during the run (virgl_render_server has no
     # handler that would say so), and why none could be read where the kernel's log is not readable.
     kernel_faults: List[str] = field(default_factory=list)
@@ -80,19 +83,22 @@ class FuzzRun:
 SHORT = ("--rounds", "1", "--frames", "1")
 
 
-RENDER_SERVER = "virgl_render_server"  # Venus's decoder: a process the server starts for a Venus client
+# Venus's decoder: a process the server starts for a Venus client
+RENDER_SERVER = "virgl_render_server"
 
 
 def app(index: int, probe_args=(), timeout_s: float = 60.0) -> Scenario:
     path = plainest_vtest_path()
-    return Scenario(id=f"{path}/host/gl#{index}", path_id=path, runtime=HOST, probe="gl", golden="gl",
+    return Scenario(id=f"{path}/host/gl#{index}", path_id=path, runtime=HOST, probe="gl",
+                    golden="gl",
                     timeout_s=timeout_s, probe_args=tuple(probe_args))
 
 
 def venus_app(runtime: Runtime) -> Scenario:
     """The Vulkan probe through vtest-venus over `runtime` (one with Mesa's Venus driver)."""
     path = plainest_venus_path()
-    return Scenario(id=f"{path}/{runtime.name}/vulkan", path_id=path, runtime=runtime, probe="vulkan",
+    return Scenario(id=f"{path}/{runtime.name}/vulkan", path_id=path, runtime=runtime,
+                    probe="vulkan",
                     golden="vulkan", timeout_s=30)
 
 
@@ -100,14 +106,19 @@ def hostile(path: str, runtime: Runtime, session: Path, seed: int, count: int, s
             deadline_s: float) -> Scenario:
     """The fuzzer as a probe inside `path` over `runtime`: a declared command workload (after
     the workload probe's own gl scene), the socket the path gives its apps as its target."""
-    argv = ["python3", "{out}/inputs/vtestfuzz.py", "fuzz", "-", f"{{out}}/inputs/{session.name}", "--seed", str(seed),
-            "--count", str(count), "--seconds", str(seconds), "--deadline", str(deadline_s), "--out", "{out}/fuzz"]
+    argv = ["python3", "{out}/inputs/vtestfuzz.py", "fuzz", "-", f"{{out}}/inputs/{session.name}",
+            "--seed", str(seed),
+            "--count", str(count), "--seconds", str(seconds), "--deadline", str(deadline_s),
+            "--out", "{out}/fuzz"]
     step_s = seconds + 30 * deadline_s + 60  # its inputs, the targeted cases' deadlines, its start
-    declared, problems = workloads.parse(HOSTILE, {"kind": "command", "argv": argv, "timeout_s": step_s,
-                                                   "files": [str(FUZZER), str(CASES), str(DEVICE_FUZZER),
+    declared, problems = workloads.parse(HOSTILE, {"kind": "command", "argv": argv,
+                                                   "timeout_s": step_s,
+                                                   "files": [str(FUZZER), str(CASES),
+                                                             str(DEVICE_FUZZER),
                                                              str(session)]})
     assert not problems, problems  # built here, not read from a user's file
-    return Scenario(id=f"{path}/{runtime.name}/{HOSTILE}", path_id=path, runtime=runtime, probe=HOSTILE,
+    return Scenario(id=f"{path}/{runtime.name}/{HOSTILE}", path_id=path, runtime=runtime,
+                    probe=HOSTILE,
                     timeout_s=step_s + 120, declared=declared)
 
 
@@ -125,7 +136,8 @@ def server(toolset: Toolset, scratch: Path, out: Path, name: str, mode: str = FO
         why = serverconfine.why_not(toolset.path(vtest.SERVICE))
         if why:
             raise ModeUnavailable(why)
-        confined = serverconfine.confine(toolset.path("bwrap"), toolset.path("python3"), spec.argv, str(scratch),
+        confined = serverconfine.confine(toolset.path("bwrap"), toolset.path("python3"), spec.argv,
+                                         str(scratch),
                                          render_node, scratch, name)
         spec.argv, spec.handed = confined.argv, confined.handed
     spec.env.update(extra_env or {})
@@ -138,9 +150,11 @@ def reach_of(toolset: Toolset, mode: str, scratch: Path) -> dict:
     render_node = toolset.render_nodes[0] if toolset.render_nodes else None
 
     def confine(argv: List[str]) -> serverconfine.Confined:
-        return serverconfine.confine(toolset.path("bwrap"), toolset.path("python3"), argv, str(scratch), render_node,
+        return serverconfine.confine(toolset.path("bwrap"), toolset.path("python3"), argv,
+                                     str(scratch), render_node,
                                      scratch, "reach")
-    return serverconfine.reach(toolset.path("python3"), str(scratch), confine if mode == CONFINED else None)
+    return serverconfine.reach(toolset.path("python3"), str(scratch), confine
+                               if mode == CONFINED else None)
 
 
 def through(socket: str):
@@ -161,28 +175,35 @@ def record_session(toolset: Toolset, out: Path, venus_runtime: Optional[Runtime]
     out.mkdir(parents=True, exist_ok=True)
     recorded = venus_app(venus_runtime) if venus_runtime else app(0, SHORT)
     with reaper.temp_dir("gh-rec-") as scratch:
-        real = services.start(server(toolset, Path(scratch), out, "recording-server", venus=bool(venus_runtime)))
+        real = services.start(server(toolset, Path(scratch), out, "recording-server",
+                                     venus=bool(venus_runtime)))
         relay_socket = str(Path(scratch) / "relay.sock")
-        relay = services.ServiceSpec("vtest-relay", [sys.executable, str(RELAY), relay_socket, real.spec.ready_socket or "",
-                                                     str(out / "session")], {"PATH": os.environ.get("PATH", "")},
+        relay = services.ServiceSpec("vtest-relay", [sys.executable, str(RELAY), relay_socket,
+                                                     real.spec.ready_socket or "",
+                                                     str(out / "session")],
+                                     {"PATH": os.environ.get("PATH", "")},
                                      str(out / "relay.log"), ready_socket=relay_socket)
         running = [real]
         try:
             running.append(services.start(relay))
-            (result,) = runner.run([recorded], toolset, runner.RunOptions(out_dir=out / "recording", goldens_dir=GOLDENS_DIR),
+            (result,) = runner.run([recorded], toolset, runner.RunOptions(out_dir=out / "recording",
+                                                                          goldens_dir=GOLDENS_DIR),
                                    hooks=Hooks(start_services=through(relay_socket)))
         finally:
             services.stop_all(running)
     sessions = sorted(out.glob("session.*"), key=lambda p: p.stat().st_size)
     if not sessions or not sessions[-1].stat().st_size or (result.verdict.outcome is not Outcome.PASS
                                                            and not venus_runtime):
-        raise ComponentError(f"the recorded app sent nothing or did not pass: {result.verdict.outcome.value}: "
+        raise ComponentError("the recorded app sent nothing or did not pass: "
+                             f"{result.verdict.outcome.value}: "
                            f"{result.verdict.reason}")
     return sessions[-1]  # the client's rendering connection (the largest)
 
 
-def fuzz(toolset: Toolset, session: Path, out: Path, seed: int = 0, count: int = 1000, seconds: float = 60.0,
-         deadline_s: float = 5.0, honest_done: Optional[threading.Event] = None, mode: str = FORKING,
+def fuzz(toolset: Toolset, session: Path, out: Path, seed: int = 0, count: int = 1000,
+         seconds: float = 60.0,
+         deadline_s: float = 5.0, honest_done: Optional[threading.Event] = None,
+         mode: str = FORKING,
          server_env: Optional[Dict[str, str]] = None, path: Optional[str] = None,
          runtime: Runtime = HOST, venus: bool = False) -> FuzzRun:
     """The hostile client's inputs against a fresh server run as `mode` says, while an honest app
@@ -196,13 +217,15 @@ def fuzz(toolset: Toolset, session: Path, out: Path, seed: int = 0, count: int =
     try:
         with reaper.temp_dir("gh-fuzz-") as scratch, MemorySampler() as sampler:
             reach = reach_of(toolset, mode, Path(scratch))
-            running = services.start(server(toolset, Path(scratch), out, "server", mode, server_env, venus))
+            running = services.start(server(toolset, Path(scratch), out, "server", mode, server_env,
+                                            venus))
             started, own = [running], None
             honest: List[str] = []
 
             def honest_app() -> None:
                 socket = (own or running).spec.ready_socket or ""
-                (result,) = runner.run([app(1)], toolset, runner.RunOptions(out_dir=out / "honest", goldens_dir=GOLDENS_DIR),
+                (result,) = runner.run([app(1)], toolset, runner.RunOptions(out_dir=out / "honest",
+                                                                            goldens_dir=GOLDENS_DIR),
                                        hooks=Hooks(start_services=through(socket)))
                 honest.append(f"{result.verdict.outcome.value}: {result.verdict.reason}")
                 honest_done.set()
@@ -215,9 +238,11 @@ def fuzz(toolset: Toolset, session: Path, out: Path, seed: int = 0, count: int =
                     started.append(own)
                 thread.start()
                 if path is None:
-                    report = run_here(running.spec.ready_socket or "", session, out, seed, count, seconds, deadline_s)
+                    report = run_here(running.spec.ready_socket or "", session, out, seed, count,
+                                      seconds, deadline_s)
                 else:
-                    report = run_inside(toolset, hostile(path, runtime, session, seed, count, seconds, deadline_s),
+                    report = run_inside(toolset, hostile(path, runtime, session, seed, count,
+                                                         seconds, deadline_s),
                                         running.spec.ready_socket or "", out)
                 thread.join()
                 alive, end = running.child.poll() is None, running.failure() or ""
@@ -230,19 +255,27 @@ def fuzz(toolset: Toolset, session: Path, out: Path, seed: int = 0, count: int =
     version = toolset.version(vtest.SERVICE) or "?"
     crashes = server_crashes(running.spec.log_path)
     faults = [fault.line for fault in kernel.faults([vtest.SERVICE, RENDER_SERVER])]
-    return FuzzRun(f"{vtest.SERVICE} {version}" + (" --venus" if venus else ""), mode, seed, report["session_bytes"], report["tried"],
-                   report["answered"], report["dropped"], report["hung"], report["waiting"], crashes, alive, end,
-                   sampler.peak_rss_kb, honest[0] if honest else "did not finish", report["seconds"], report["inputs"],
+    return FuzzRun(f"{vtest.SERVICE} {version}" + (" --venus" if venus else ""), mode, seed,
+                   report["session_bytes"], report["tried"],
+                   report["answered"], report["dropped"], report["hung"], report["waiting"],
+                   crashes, alive, end,
+                   sampler.peak_rss_kb, honest[0] if honest else "did not finish",
+                   report["seconds"], report["inputs"],
                    report.get("targeted", []), reach,
-                   f"{report['path']} over {report['runtime']}" if "path" in report else "a process on the host",
+                   f"{report['path']} over {report['runtime']}" if "path" in report
+                   else "a process on the host",
                    faults, kernel.unreadable or "")
 
 
-def run_here(socket: str, session: Path, out: Path, seed: int, count: int, seconds: float, deadline_s: float) -> dict:
+def run_here(socket: str, session: Path, out: Path, seed: int, count: int, seconds: float,
+             deadline_s: float) -> dict:
     """The fuzzer as a plain process on this host; its fuzz.json."""
-    done = process.run_program([sys.executable, str(FUZZER), "fuzz", socket, str(session), "--seed", str(seed),
-                           "--count", str(count), "--seconds", str(seconds), "--deadline", str(deadline_s),
-                           "--out", str(out)], capture_output=True, text=True, timeout=seconds + 30 * deadline_s + 60)
+    done = process.run_program([sys.executable, str(FUZZER), "fuzz", socket, str(session), "--seed",
+                                str(seed),
+                           "--count", str(count), "--seconds", str(seconds), "--deadline",
+                                str(deadline_s),
+                           "--out", str(out)], capture_output=True, text=True,
+                               timeout=seconds + 30 * deadline_s + 60)
     if done.returncode != 0:
         raise ComponentError(f"the fuzzer failed: {done.stderr.strip()[-400:]}")
     report = dict(json.loads((out / "fuzz.json").read_text()))
@@ -254,7 +287,8 @@ def run_here(socket: str, session: Path, out: Path, seed: int, count: int, secon
 def run_inside(toolset: Toolset, scenario: Scenario, socket: str, out: Path) -> dict:
     """The fuzzer as a probe inside its scenario's path, through `socket`; its fuzz.json, with the
     path and the scenario's verdict (its inputs saved where the scenario's probe wrote them)."""
-    (result,) = runner.run([scenario], toolset, runner.RunOptions(out_dir=out / "hostile", goldens_dir=GOLDENS_DIR),
+    (result,) = runner.run([scenario], toolset, runner.RunOptions(out_dir=out / "hostile",
+                                                                  goldens_dir=GOLDENS_DIR),
                            hooks=Hooks(start_services=through(socket)))
     written = result.result_dir / "probe" / "fuzz" / "fuzz.json"
     if not written.is_file():
@@ -268,13 +302,18 @@ def run_inside(toolset: Toolset, scenario: Scenario, socket: str, out: Path) -> 
 
 
 def replay(toolset: Toolset, saved: Path, out: Path, deadline_s: float = 5.0, mode: str = FORKING,
-           server_env: Optional[Dict[str, str]] = None, venus: bool = False) -> Tuple[Optional[str], int]:
-    """One saved input against a fresh server: what the fuzzer saw, and the crashes the server logged."""
+           server_env: Optional[Dict[str, str]] = None,
+           venus: bool = False) -> Tuple[Optional[str], int]:
+    """One saved input against a fresh server: what the fuzzer saw, and the crashes the server
+    logged."""
     with reaper.temp_dir("gh-replay-") as scratch:
-        running = services.start(server(toolset, Path(scratch), out, "replay-server", mode, server_env, venus))
+        running = services.start(server(toolset, Path(scratch), out, "replay-server", mode,
+                                        server_env, venus))
         try:
-            done = process.run_program([sys.executable, str(FUZZER), "replay", running.spec.ready_socket or "", str(saved),
-                                   "--deadline", str(deadline_s)], capture_output=True, text=True, timeout=60)
+            done = process.run_program([sys.executable, str(FUZZER), "replay",
+                                        running.spec.ready_socket or "", str(saved),
+                                   "--deadline", str(deadline_s)], capture_output=True, text=True,
+                                       timeout=60)
         finally:
             services.stop_all([running])
     return done.stdout.strip() or None, server_crashes(running.spec.log_path)

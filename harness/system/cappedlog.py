@@ -7,10 +7,12 @@ import select
 import threading
 from typing import Deque, Optional
 
-HEAD_BYTES = 4 * 2**20  # written as it comes: a log under this is the whole log, readable while it grows
+# written as it comes: a log under this is the whole log, readable while it grows
+HEAD_BYTES = 4 * 2**20
 TAIL_BYTES = 1 * 2**20  # beyond the head, the last this many bytes are kept for the end
 CHUNK = 65536
-JOIN_S = 5.0  # after its writers ended: a descendant that kept the pipe open is not waited for longer
+# after its writers ended: a descendant that kept the pipe open is not waited for longer
+JOIN_S = 5.0
 
 
 class CappedLog:
@@ -26,7 +28,8 @@ class CappedLog:
         self._tail_size = 0
         self._file = open(path, "wb")
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._drain, name=f"log {os.path.basename(path)}", daemon=True)
+        self._thread = threading.Thread(target=self._drain, name=f"log {os.path.basename(path)}",
+                                        daemon=True)
         self._thread.start()
 
     def started(self) -> None:
@@ -70,7 +73,8 @@ class CappedLog:
         extra = max(0, len(tail) - self.tail_bytes)  # the oldest chunk held may reach past the tail
         self.cut += extra
         if self.cut:
-            self._file.write(f"\n[gpu-harness: {self.cut} bytes of this log cut here; its first {self.head_bytes} "
+            self._file.write(f"\n[gpu-harness: {self.cut} bytes of this log cut here; its first "
+                             f"{self.head_bytes} "
                              f"and last {self.tail_bytes} bytes are kept]\n".encode())
         self._file.write(tail[extra:])
         self._file.close()

@@ -15,7 +15,8 @@ KMSG = "/dev/kmsg"
 COMM_LEN = 15  # TASK_COMM_LEN less its NUL: the kernel names a process by that much of its name
 # The unhandled-fault lines: x86's page fault (show_signal_msg), general protection and traps,
 # arm64's and riscv64's unhandled signal lines.
-FAULT = re.compile(r"^(?P<comm>[^\[\]]{1,15})\[(?P<pid>\d+)\]: (?P<what>segfault at|general protection fault|"
+FAULT = re.compile(r"^(?P<comm>[^\[\]]{1,15})\[(?P<pid>\d+)\]: (?P<what>segfault at|general "
+                   r"protection fault|"
                    r"trap \w+|unhandled signal \d+|potentially unexpected fatal signal)")
 
 
@@ -56,7 +57,8 @@ class Watch:
             os.lseek(self.fd, 0, os.SEEK_END)
         except OSError as exc:
             self.close()
-            self.unreadable = f"the kernel's log is not readable here ({path}: {exc.strerror or exc})"
+            self.unreadable = (f"the kernel's log is not readable here ({path}: "
+                               f"{exc.strerror or exc})")
 
     def stop(self) -> List[str]:
         """Every record logged since the watch began (read once; later calls give the same)."""
@@ -66,7 +68,8 @@ class Watch:
             except BlockingIOError:
                 break
             except OSError as exc:
-                if exc.errno != errno.EPIPE:  # EPIPE: records overwritten before we read them; go on
+                # EPIPE: records overwritten before we read them; go on
+                if exc.errno != errno.EPIPE:
                     self.unreadable = f"reading the kernel's log failed: {exc.strerror or exc}"
                     break
         self.close()

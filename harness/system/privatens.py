@@ -87,7 +87,8 @@ def main(argv: List[str]) -> int:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.unshare(CLONE_NEWNS) != 0:
         return fail("unshare(CLONE_NEWNS)")
-    if libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:  # nothing propagates back to the host
+    # nothing propagates back to the host
+    if libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
         return fail("making / private")
     failed = private_cdi(libc, folder, cdi) if cdi else private_var(libc, folder)
     if failed:

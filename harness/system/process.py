@@ -31,7 +31,8 @@ class Exit:
         return f"exit code {self.code}"
 
 
-Process = Tuple[int, str]  # (pid, start time): a pid the kernel has given to another process is not it
+# (pid, start time): a pid the kernel has given to another process is not it
+Process = Tuple[int, str]
 
 
 def stat_fields(pid: int) -> Optional[List[str]]:
@@ -90,9 +91,11 @@ class Child:
     process that carries its mark, and nothing else."""
 
     def __init__(self, argv: List[str], env: Dict[str, str], log_path: str,
-                 stdout_path: Optional[str] = None, inherit_stdio: bool = False, cwd: Optional[str] = None,
+                 stdout_path: Optional[str] = None, inherit_stdio: bool = False,
+                 cwd: Optional[str] = None,
                  pass_fds: Tuple[int, ...] = (), mark: Optional[str] = None, capped: bool = False):
-        """`capped`: its log is a CappedLog (head and tail kept), for a process that may write without end."""
+        """`capped`: its log is a CappedLog (head and tail kept), for a process that may write
+        without end."""
         self.argv = argv
         self.mark = mark or reaper.new_mark()
         env = {**env, reaper.MARK_VAR: reaper.mark_value(self.mark)}
@@ -100,19 +103,23 @@ class Child:
         self._capped = CappedLog(log_path) if capped and not inherit_stdio else None
         self._log: Optional[IO[bytes]] = None if self._capped else open(log_path, "wb")
         self._out = open(stdout_path, "wb") if stdout_path else None
-        log: Union[int, IO[bytes]] = self._capped.write_fd if self._capped else cast(IO[bytes], self._log)
+        log: Union[int, IO[bytes]] = self._capped.write_fd if self._capped else cast(IO[bytes],
+                                                                                     self._log)
         stdout = None if inherit_stdio else (self._out or log)
         stderr = None if inherit_stdio else log
         try:
-            self.proc = subprocess.Popen(argv, env=env, stdin=None if inherit_stdio else subprocess.DEVNULL,
-                                         stdout=stdout, stderr=stderr, start_new_session=True, cwd=cwd,
+            self.proc = subprocess.Popen(argv, env=env, stdin=None if inherit_stdio
+                                         else subprocess.DEVNULL,
+                                         stdout=stdout, stderr=stderr, start_new_session=True,
+                                         cwd=cwd,
                                          pass_fds=pass_fds)
         except BaseException:
             self._close_logs()
             raise
         if self._capped:
             self._capped.started()
-        LOG.debug("started pid %d (group, mark %s): %s; log %s", self.proc.pid, self.mark, shown_argv(argv), log_path)
+        LOG.debug("started pid %d (group, mark %s): %s; log %s", self.proc.pid, self.mark,
+                  shown_argv(argv), log_path)
         self.pgid = self.proc.pid
         reaper.get().track_group(self.pgid)
         self.started = time.monotonic()
@@ -216,7 +223,8 @@ class Child:
 
     def _finish(self, result: Exit) -> Exit:
         self.result = result
-        LOG.debug("pid %d (%s) ended after %.2f s: %s%s", self.proc.pid, os.path.basename(self.argv[0]),
+        LOG.debug("pid %d (%s) ended after %.2f s: %s%s", self.proc.pid,
+                  os.path.basename(self.argv[0]),
                   time.monotonic() - self.started, result.describe(),
                   f" (stopped: {result.stopped_because})" if result.stopped_because else "")
         reaper.get().untrack_group(self.pgid)
@@ -321,9 +329,11 @@ def run_program(argv, **kwargs) -> "subprocess.CompletedProcess":
     try:
         done = subprocess.run(argv, **kwargs)
     except (OSError, subprocess.SubprocessError) as exc:
-        LOG.debug("%s: %s after %.2f s", os.path.basename(str(argv[0])), type(exc).__name__, time.monotonic() - started)
+        LOG.debug("%s: %s after %.2f s", os.path.basename(str(argv[0])), type(exc).__name__,
+                  time.monotonic() - started)
         raise
-    LOG.debug("%s exited %s after %.2f s", os.path.basename(str(argv[0])), done.returncode, time.monotonic() - started)
+    LOG.debug("%s exited %s after %.2f s", os.path.basename(str(argv[0])), done.returncode,
+              time.monotonic() - started)
     return done
 
 
@@ -334,12 +344,14 @@ def start_program(argv, **kwargs) -> "subprocess.Popen":
     return process
 
 
-def run_tracked(argv: List[str], timeout_s: float, cwd: Optional[str] = None) -> "subprocess.CompletedProcess[bytes]":
+def run_tracked(argv: List[str], timeout_s: float,
+                cwd: Optional[str] = None) -> "subprocess.CompletedProcess[bytes]":
     """subprocess.run for a short-lived helper (nix-instantiate, git): its own process group,
     known to the reaper from the moment it exists, killed with SIGKILL on timeout (nix-instantiate
     ignores SIGTERM while it evaluates). Raises OSError if it cannot start, TimeoutExpired."""
     guardian = reaper.get()  # up before the helper starts, so it is registered at once
-    process = start_program(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    process = start_program(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE,
                             start_new_session=True, cwd=cwd)
     guardian.track_group(process.pid)
     with process:

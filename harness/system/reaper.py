@@ -59,7 +59,8 @@ def carries(pid: int, marks: Sequence[str]) -> bool:
     except OSError:
         return False
     prefix = f"{MARK_VAR}=".encode()
-    held = [value for entry in entries if entry.startswith(prefix) for value in entry[len(prefix):].split(b":")]
+    held = [value for entry in entries if entry.startswith(prefix)
+            for value in entry[len(prefix):].split(b":")]
     wanted = [mark.encode() for mark in marks]
     return any(value == want or value.startswith(want + b"/") for value in held for want in wanted)
 
@@ -245,10 +246,12 @@ class Reaper:
         )
         # This run's mark: every process it starts carries it, or one below it (new_mark).
         self.mark = f"{os.getpid()}-{secrets.token_hex(6)}"
-        import logging  # the harness's log where there is one (harness.core.log); this file stands alone too
+        # the harness's log where there is one (harness.core.log); this file stands alone too
+        import logging
 
         logging.getLogger("gpu_harness.system.reaper").debug(
-            "started the reaper, pid %d: %s %s; the run's mark is %s", self._proc.pid, sys.executable,
+            "started the reaper, pid %d: %s %s; the run's mark is %s", self._proc.pid,
+                                                             sys.executable,
             os.path.abspath(__file__), self.mark)
         self._numbers = itertools.count(1)
         self._send(f"mark {self.mark}")

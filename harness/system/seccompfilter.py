@@ -25,7 +25,8 @@ class Rule:
 
     syscall: str
     error: int
-    arg: Optional[Tuple[int, str, int, int]] = None  # (index, libseccomp operator name, datum a, datum b)
+    # (index, libseccomp operator name, datum a, datum b)
+    arg: Optional[Tuple[int, str, int, int]] = None
 
 
 # Flatpak's blocklist (common/flatpak-run.c, setup_seccomp: its base list and the one it drops in
@@ -34,13 +35,15 @@ class Rule:
 RULES: Tuple[Rule, ...] = (
     *(Rule(name, errno.EPERM) for name in (
         "syslog", "uselib", "acct", "modify_ldt", "quotactl", "add_key", "keyctl", "request_key",
-        "move_pages", "mbind", "get_mempolicy", "set_mempolicy", "migrate_pages", "unshare", "setns",
+        "move_pages", "mbind", "get_mempolicy", "set_mempolicy", "migrate_pages", "unshare",
+                                           "setns",
         "mount", "umount", "umount2", "pivot_root", "chroot", "perf_event_open", "ptrace")),
     Rule("clone", errno.EPERM, (0, "MASKED_EQ", CLONE_NEWUSER, CLONE_NEWUSER)),
     Rule("ioctl", errno.EPERM, (1, "MASKED_EQ", 0xFFFFFFFF, TIOCSTI)),
     # clone3 passes its flags in memory a filter cannot read: ENOSYS makes glibc fall back to clone.
     *(Rule(name, errno.ENOSYS) for name in (
-        "clone3", "open_tree", "move_mount", "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr")),
+        "clone3", "open_tree", "move_mount", "fsopen", "fsconfig", "fsmount", "fspick",
+                                            "mount_setattr")),
     Rule("socket", errno.EAFNOSUPPORT, (0, "NE", AF_UNIX, 0)),
 )
 
@@ -83,16 +86,20 @@ class Filter:
 
 def compile_filter(python: str, out: Path, rules: Tuple[Rule, ...] = RULES) -> Filter:
     """`rules` compiled to BPF at `out` by `python`'s libseccomp binding."""
-    encoded = json.dumps([[rule.syscall, rule.error, list(rule.arg) if rule.arg else None] for rule in rules])
+    encoded = json.dumps([[rule.syscall, rule.error, list(rule.arg) if rule.arg else None]
+                          for rule in rules])
     try:
-        done = process.run_program([python, "-c", COMPILER, encoded, str(out)], capture_output=True, text=True,
+        done = process.run_program([python, "-c", COMPILER, encoded, str(out)], capture_output=True,
+                                   text=True,
                               timeout=60, stdin=subprocess.DEVNULL)
     except OSError as exc:
-        raise SeccompUnavailable(f"no seccomp filter: {python} could not run ({exc.strerror or exc})") from None
+        raise SeccompUnavailable(f"no seccomp filter: {python} could not run "
+                                 f"({exc.strerror or exc})") from None
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         if "No module named 'seccomp'" in last:
-            raise SeccompUnavailable(f"no seccomp filter: {python} has no libseccomp binding ({INSTALL})")
+            raise SeccompUnavailable(f"no seccomp filter: {python} has no libseccomp binding "
+                                     f"({INSTALL})")
         raise SeccompUnavailable(f"no seccomp filter: compiling it failed: {last}")
     said = json.loads(done.stdout.strip().splitlines()[-1])
     return Filter(out, tuple(said["added"]), tuple(said["absent"]))

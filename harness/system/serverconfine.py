@@ -60,7 +60,8 @@ def why_not(program: str) -> Optional[str]:
     real = os.path.realpath(program)
     if any(real.startswith(folder + "/") for folder in READ_ONLY):
         return None
-    return (f"{program} is outside the host's {' and '.join(READ_ONLY)} (a runtime toolset's wrapper runs it "
+    return (f"{program} is outside the host's {' and '.join(READ_ONLY)} (a runtime toolset's "
+            "wrapper runs it "
             "under bwrap already): the confined mode runs a server from the host's own /usr only")
 
 
@@ -69,7 +70,8 @@ class Confined:
     """A program's argv under the confinement, and what it needs handed over."""
 
     argv: List[str]
-    handed: Tuple[Tuple[int, str], ...]  # the seccomp filter's file, open, and its path: hand it over, then close it
+    # the seccomp filter's file, open, and its path: hand it over, then close it
+    handed: Tuple[Tuple[int, str], ...]
     seccomp: str  # the filter the program runs under, or why there is none
 
     @property
@@ -77,15 +79,18 @@ class Confined:
         return tuple(fd for fd, _ in self.handed)
 
 
-def confine(bwrap: str, python: str, argv: Sequence[str], socket_dir: str, render_node: Optional[str],
+def confine(bwrap: str, python: str, argv: Sequence[str], socket_dir: str,
+            render_node: Optional[str],
             scratch: Path, name: str) -> Confined:
     """`argv` confined, its seccomp filter compiled by `python` into `scratch` (as `name`.bpf)."""
     try:
         made = compile_filter(python, scratch / f"{name}.bpf")
     except SeccompUnavailable as exc:
         return Confined(confined(bwrap, argv, socket_dir, render_node), (), str(exc))
-    fd = os.open(made.bpf, os.O_RDONLY | os.O_CLOEXEC)  # Popen's pass_fds clears CLOEXEC in the child
-    return Confined(confined(bwrap, argv, socket_dir, render_node, fd), ((fd, str(made.bpf)),), made.describe())
+    # Popen's pass_fds clears CLOEXEC in the child
+    fd = os.open(made.bpf, os.O_RDONLY | os.O_CLOEXEC)
+    return Confined(confined(bwrap, argv, socket_dir, render_node, fd), ((fd, str(made.bpf)),),
+                    made.describe())
 
 
 def confined(bwrap: str, argv: Sequence[str], socket_dir: str, render_node: Optional[str],
@@ -99,7 +104,8 @@ def confined(bwrap: str, argv: Sequence[str], socket_dir: str, render_node: Opti
     for link in MERGED_USR_LINKS:
         if os.path.islink(f"/{link}"):
             prefix += ["--symlink", os.readlink(f"/{link}"), f"/{link}"]
-    prefix += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--bind", socket_dir, socket_dir]
+    prefix += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--bind", socket_dir,
+               socket_dir]
     if render_node:
         prefix += ["--dev-bind", render_node, render_node]
     if seccomp_fd is not None:
@@ -115,7 +121,8 @@ def reach(python: str, socket_dir: str, wrap: Optional[Callable[[List[str]], Con
     argv = [python, "-c", REACH_SCRIPT, home, socket_dir]
     started = wrap(argv) if wrap else Confined(argv, (), "")
     try:
-        done = process.run_program(started.argv, capture_output=True, text=True, timeout=60, env=env,
+        done = process.run_program(started.argv, capture_output=True, text=True, timeout=60,
+                                   env=env,
                               stdin=subprocess.DEVNULL, pass_fds=started.fds)
     finally:
         for fd in started.fds:
@@ -125,8 +132,11 @@ def reach(python: str, socket_dir: str, wrap: Optional[Callable[[List[str]], Con
     found = json.loads(done.stdout)
     # A writable place is the host's where it is the host's folder (the same device and inode:
     # a bind mount), else a private one (a tmpfs of the sandbox's).
-    found["writable_host"] = [place for place, dev, ino in found["writable"] if same_folder(place, dev, ino)]
-    found["writable_private"] = [place for place, dev, ino in found["writable"] if not same_folder(place, dev, ino)]
+    found["writable_host"] = [place for place, dev, ino in found["writable"] if same_folder(place,
+                                                                                            dev,
+                                                                                            ino)]
+    found["writable_private"] = [place for place, dev, ino in found["writable"]
+                                 if not same_folder(place, dev, ino)]
     del found["writable"]
     found["home"] = home
     if wrap:

@@ -34,7 +34,8 @@ class ServiceSpec:
     # Files the service makes outside the workspace and removes itself when it stops cleanly
     # (Xvfb's /tmp/.X<n>-lock and socket): removed here or by the reaper if it cannot.
     leaves: Tuple[str, ...] = ()
-    sync: Optional[SyncPipe] = None  # supervised (harness/system/supervisor.py): ready and stopped through this pipe
+    # supervised (harness/system/supervisor.py): ready and stopped through this pipe
+    sync: Optional[SyncPipe] = None
     # Open files its argv names by number (bwrap's --seccomp FD), with the file each reads (rerun.sh
     # opens it so): handed to its process and closed here once it started.
     handed: Tuple[Tuple[int, str], ...] = ()
@@ -105,15 +106,19 @@ def is_ready(spec: ServiceSpec) -> bool:
 def start(spec: ServiceSpec) -> RunningService:
     started = time.monotonic()
     if spec.ready_socket and len(os.fsencode(spec.ready_socket)) > SOCKET_PATH_MAX:
-        raise ServiceError(f"service {spec.name}: its socket path is {len(os.fsencode(spec.ready_socket))} bytes, "
-                           f"longer than a unix socket takes ({SOCKET_PATH_MAX}): {spec.ready_socket}")
+        raise ServiceError(f"service {spec.name}: its socket path is "
+                           f"{len(os.fsencode(spec.ready_socket))} bytes, "
+                           f"longer than a unix socket takes ({SOCKET_PATH_MAX}): "
+                           f"{spec.ready_socket}")
     for path in spec.leaves:
         reaper.get().track_path(path)
     try:
         child = Child(spec.argv, spec.env, spec.log_path,
-                      pass_fds=((spec.sync.write_fd,) if spec.sync is not None else ()) + tuple(fd for fd, _ in spec.handed))
+                      pass_fds=((spec.sync.write_fd,) if spec.sync is not None
+                                else ()) + tuple(fd for fd, _ in spec.handed))
     except OSError as exc:
-        raise ServiceError(f"service {spec.name} could not start {spec.argv[0]}: {exc.strerror or exc}") from None
+        raise ServiceError(f"service {spec.name} could not start {spec.argv[0]}: "
+                           f"{exc.strerror or exc}") from None
     finally:
         if spec.sync is not None:
             spec.sync.close(spec.sync.write_fd)  # the supervisor holds the only write end now
@@ -129,7 +134,8 @@ def start(spec: ServiceSpec) -> RunningService:
         why = f"exited before it was ready ({service.exit_description})" if exited \
             else f"not ready after {spec.ready_timeout_s:.0f} s"
         LOG.debug("service %s %s", spec.name, why)
-        raise ServiceError(f"service {spec.name} {why}: {joined_lines(tail(spec.log_path, 3), 'no output')}")
+        raise ServiceError(f"service {spec.name} {why}: "
+                           f"{joined_lines(tail(spec.log_path, 3), 'no output')}")
     service.ready_s = time.monotonic() - started
     LOG.debug("service %s ready after %.2f s", spec.name, service.ready_s)
     return service

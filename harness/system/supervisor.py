@@ -20,7 +20,8 @@ READY_TIMEOUT_S = 10.0
 
 
 def accepts(path):
-    """Whether a client can connect to the unix socket at `path` (the services module asks it too)."""
+    """Whether a client can connect to the unix socket at `path` (the services module asks it
+    too)."""
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.connect(path)
@@ -48,7 +49,8 @@ def stop(server, path):
 def main(argv):
     fd, path, command = int(argv[1]), argv[2], argv[argv.index("--") + 1:]
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # a closed read end is an event here, not a death
-    server = subprocess.Popen(command)  # in the supervisor's process group: stopping that stops both
+    # in the supervisor's process group: stopping that stops both
+    server = subprocess.Popen(command)
     # A TERM to the supervisor alone (rerun.sh's cleanup) stops its server too.
     signal.signal(signal.SIGTERM, lambda *_: (stop(server, path), sys.exit(143)))
     deadline = time.monotonic() + READY_TIMEOUT_S
@@ -64,7 +66,8 @@ def main(argv):
     while True:
         if watcher.poll(50):  # the last read end closed: the app is gone
             stop(server, path)
-            print("supervisor: the app's end of the sync pipe closed: server stopped", file=sys.stderr)
+            print("supervisor: the app's end of the sync pipe closed: server stopped",
+                  file=sys.stderr)
             return 0
         if server.poll() is not None:
             print(f"supervisor: the server exited ({server.returncode})", file=sys.stderr)

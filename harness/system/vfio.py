@@ -47,7 +47,8 @@ def parse_bdf(text: str) -> str:
     if len(bdf) == 7 and BDF.match("0000:" + bdf):  # bus:slot.function, domain 0
         bdf = "0000:" + bdf
     if not BDF.match(bdf):
-        raise BadDevice(f"{text!r} is not a PCI address (domain:bus:slot.function, e.g. 0000:01:00.0)")
+        raise BadDevice(f"{text!r} is not a PCI address (domain:bus:slot.function, e.g. "
+                        "0000:01:00.0)")
     return bdf
 
 
@@ -105,7 +106,8 @@ class Sysfs:
         return int(text, 16) >> 8
 
     def ids(self, bdf: str) -> str:
-        vendor, device = (self.read(self.device(bdf, name)) or "0x????" for name in ("vendor", "device"))
+        vendor, device = (self.read(self.device(bdf, name)) or "0x????" for name in ("vendor",
+                                                                                     "device"))
         return f"{vendor[2:]}:{device[2:]}"
 
 
@@ -206,9 +208,11 @@ def check(bdf: str, sysfs: Optional[Sysfs] = None, guest_ram_mb: int = 0,
     found(memlock_finding(guest_ram_mb, memlock_bytes() if memlock == -1 else memlock))
     found(Finding("reset", bool(report.reset_method),
                   f"reset methods: {report.reset_method}" if report.reset_method
-                  else "no reset method: the device may not come back clean from a guest", blocking=False))
+                  else "no reset method: the device may not come back clean from a guest",
+                  blocking=False))
     if sysfs.read(sysfs.device(bdf, "boot_vga")) == "1":
-        found(Finding("boot-vga", False, "the host's boot display: binding it takes the console away", blocking=False))
+        found(Finding("boot-vga", False,
+                      "the host's boot display: binding it takes the console away", blocking=False))
     return report
 
 
@@ -217,7 +221,8 @@ def host_findings(sysfs: Sysfs) -> List[Finding]:
     groups = len(sysfs.listdir("sys/kernel/iommu_groups"))
     available = module_available(sysfs, VFIO_DRIVER)
     return [Finding("iommu", True, f"{groups} IOMMU groups") if groups else
-            Finding("iommu", False, "no IOMMU groups: the IOMMU is off (intel_iommu=on or amd_iommu=on on the "
+            Finding("iommu", False,
+                    "no IOMMU groups: the IOMMU is off (intel_iommu=on or amd_iommu=on on the "
                     "kernel command line, VT-d/AMD-Vi in the firmware)"),
             Finding("vfio-pci", available, "vfio-pci available" if available
                     else "no vfio-pci module for this kernel (CONFIG_VFIO_PCI)"),
@@ -236,18 +241,22 @@ def group_findings(sysfs: Sysfs, bdf: str, report: CheckReport) -> None:
     others = [m for m in report.group if m.bdf != bdf and not m.harmless]
     if others:
         named = ", ".join(f"{m.bdf} ({m.driver})" for m in others)
-        report.findings.append(Finding("group", False, f"group {group} not viable: {named} share it and are bound "
+        report.findings.append(Finding("group", False,
+                                       f"group {group} not viable: {named} share it and are bound "
                                        "to host drivers (pass them too, or unbind them)"))
     else:
-        report.findings.append(Finding("group", True, f"group {group}: {len(report.group)} devices, all free"))
+        report.findings.append(Finding("group", True,
+                                       f"group {group}: {len(report.group)} devices, all free"))
 
 
 def dev_vfio_finding(sysfs: Sysfs) -> Finding:
     container = sysfs.path("dev/vfio/vfio")
     if not os.path.exists(container):
-        return Finding("dev-vfio", True, "/dev/vfio/vfio appears when vfio is loaded", blocking=False)
+        return Finding("dev-vfio", True, "/dev/vfio/vfio appears when vfio is loaded",
+                       blocking=False)
     if not os.access(container, os.R_OK | os.W_OK):
-        return Finding("dev-vfio", False, "/dev/vfio/vfio is not readable and writable by this user")
+        return Finding("dev-vfio", False,
+                       "/dev/vfio/vfio is not readable and writable by this user")
     return Finding("dev-vfio", True, "/dev/vfio/vfio usable")
 
 
@@ -256,9 +265,11 @@ def memlock_finding(guest_ram_mb: int, limit: Optional[int]) -> Finding:
     if limit is None:
         return Finding("memlock", True, "memlock unlimited (or CAP_IPC_LOCK)")
     if needed > limit:
-        return Finding("memlock", False, f"memlock limit {limit // 1048576} MiB < guest RAM {guest_ram_mb} MiB "
+        return Finding("memlock", False,
+                       f"memlock limit {limit // 1048576} MiB < guest RAM {guest_ram_mb} MiB "
                        "(all of it is pinned): raise `ulimit -l`")
-    return Finding("memlock", True, f"memlock limit {limit // 1048576} MiB covers {guest_ram_mb} MiB")
+    return Finding("memlock", True,
+                   f"memlock limit {limit // 1048576} MiB covers {guest_ram_mb} MiB")
 
 
 @dataclass
@@ -271,8 +282,10 @@ class BindRecord:
 
     @property
     def override_to_restore(self) -> str:
-        """What restore writes to driver_override: the one set before bind, or nothing (clears it)."""
-        return "\n" if self.original_override in (None, "", NO_OVERRIDE) else str(self.original_override)
+        """What restore writes to driver_override: the one set before bind, or nothing (clears
+        it)."""
+        return "\n" if self.original_override in (None, "",
+                                                  NO_OVERRIDE) else str(self.original_override)
 
     def to_line(self) -> str:
         return f"{self.bdf} {self.original_driver or '-'} {self.original_override or '-'}"
@@ -298,7 +311,9 @@ def step(name: str, sysfs: Sysfs, bdf: str, relative: str, value: str) -> None:
     try:
         sysfs.write(relative, value)
     except OSError as exc:
-        raise VfioError(name, f"writing {value.strip() or 'nothing'!r} to /{relative}: {why(exc, sysfs, bdf)}") \
+        raise VfioError(name,
+                        f"writing {value.strip() or 'nothing'!r} to /{relative}: "
+                        f"{why(exc, sysfs, bdf)}") \
             from None
 
 
@@ -319,7 +334,8 @@ def bind(bdf: str, sysfs: Optional[Sysfs] = None) -> BindRecord:
         step("bind", sysfs, bdf, "sys/bus/pci/drivers_probe", bdf)
         bound = sysfs.driver(bdf)
         if bound != VFIO_DRIVER:
-            raise VfioError("verify", f"driver is {bound or 'none'} after the probe, not {VFIO_DRIVER} "
+            raise VfioError("verify",
+                            f"driver is {bound or 'none'} after the probe, not {VFIO_DRIVER} "
                             "(is vfio-pci loaded? modprobe vfio-pci)")
     except VfioError:
         try:
@@ -340,18 +356,22 @@ def restore(record: BindRecord, sysfs: Optional[Sysfs] = None) -> None:
     current = sysfs.driver(bdf)
     if current is not None and current != record.original_driver:
         step("unbind", sysfs, bdf, sysfs.device(bdf, "driver/unbind"), bdf)
-    step("clear-override", sysfs, bdf, sysfs.device(bdf, "driver_override"), record.override_to_restore)
+    step("clear-override", sysfs, bdf, sysfs.device(bdf, "driver_override"),
+         record.override_to_restore)
     if record.original_driver and sysfs.driver(bdf) != record.original_driver:
         step("reprobe", sysfs, bdf, "sys/bus/pci/drivers_probe", bdf)
     back = sysfs.driver(bdf)
     if back != record.original_driver:
-        raise VfioError("verify", f"driver is {back or 'none'}, expected {record.original_driver or 'none'} back")
+        raise VfioError("verify",
+                        f"driver is {back or 'none'}, expected {record.original_driver or 'none'} "
+                        "back")
 
 
 def candidates(sysfs: Optional[Sysfs] = None) -> List[str]:
     """Display controllers (PCI class 03): what one would pass to a guest to render."""
     sysfs = sysfs or Sysfs()
-    return [bdf for bdf in sysfs.listdir("sys/bus/pci/devices") if sysfs.pci_class(bdf) >> 8 == 0x03]
+    return [bdf for bdf in sysfs.listdir("sys/bus/pci/devices")
+            if sysfs.pci_class(bdf) >> 8 == 0x03]
 
 
 def state_file(bdf: str, state_dir: str = STATE_DIR) -> str:
@@ -380,12 +400,14 @@ def forget(bdf: str, state_dir: str = STATE_DIR) -> None:
 
 
 def finding_line(finding: Finding) -> str:
-    return f"  {'ok' if finding.ok else ('FAIL' if finding.blocking else 'warn'):4} {finding.name:15} {finding.detail}"
+    return (f"  {'ok' if finding.ok else ('FAIL' if finding.blocking else 'warn'):4} "
+            f"{finding.name:15} {finding.detail}")
 
 
 def print_check(report: CheckReport, out=None) -> None:
     out = out or sys.stdout
-    print(f"{report.bdf} [{report.ids or '?'}]: " + ("usable" if report.usable else f"NOT usable: {report.reason}"), file=out)
+    print(f"{report.bdf} [{report.ids or '?'}]: " + ("usable" if report.usable
+                                                     else f"NOT usable: {report.reason}"), file=out)
     print(*map(finding_line, report.findings), sep="\n", file=out)
     for member in report.group:
         print(f"       group member {member.bdf} [{member.ids}] driver {member.driver or 'none'}"
@@ -395,7 +417,9 @@ def print_check(report: CheckReport, out=None) -> None:
 def main(argv: Optional[List[str]] = None, root: str = "/") -> int:
     parser = argparse.ArgumentParser(prog="gpu-harness vfio", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    checking = sub.add_parser("check", help="can the device go to a guest? (changes nothing); no BDF: every GPU")
+    checking = sub.add_parser("check",
+                              help="can the device go to a guest? (changes nothing); no BDF: every "
+                                   "GPU")
     checking.add_argument("bdf", nargs="?")
     checking.add_argument("--guest-ram-mb", type=int, default=1024)
     checking.add_argument("--json", action="store_true")
@@ -405,7 +429,9 @@ def main(argv: Optional[List[str]] = None, root: str = "/") -> int:
         one.add_argument("bdf")
         one.add_argument("--state-dir", default=STATE_DIR)
         if name == "restore":
-            one.add_argument("--driver", help="the driver to give it back to, if bind's record is gone ('-': none)")
+            one.add_argument("--driver",
+                             help="the driver to give it back to, if bind's record is gone ('-': "
+                                  "none)")
     args = parser.parse_args(argv)
     sysfs = Sysfs(root)
     try:
@@ -418,7 +444,8 @@ def main(argv: Optional[List[str]] = None, root: str = "/") -> int:
         if args.json:
             print(json.dumps([r.to_json() for r in reports], indent=2))
         elif not reports:
-            print("no display controllers (PCI class 03) on this machine; for any other device this host has:",
+            print("no display controllers (PCI class 03) on this machine; for any other device "
+                  "this host has:",
                   *map(finding_line, host_findings(sysfs)), sep="\n")
         for report in reports if not args.json else ():
             print_check(report)
@@ -434,7 +461,8 @@ def main(argv: Optional[List[str]] = None, root: str = "/") -> int:
         record = load(bdf, args.state_dir) or (
             BindRecord(bdf, None if args.driver == "-" else args.driver) if args.driver else None)
         if record is None:
-            print(f"gpu-harness vfio: no record of binding {bdf} in {args.state_dir}: say which driver it "
+            print(f"gpu-harness vfio: no record of binding {bdf} in {args.state_dir}: say which "
+                  "driver it "
                   "goes back to with --driver NAME ('-' for none)", file=sys.stderr)
             return 2
         restore(record, sysfs)

@@ -28,16 +28,19 @@ class Step:
     timeout_s: float = STEP_TIMEOUT_S
     env: Tuple[Tuple[str, str], ...] = ()
     # folder globs inside the runtime where argv[0] is looked up: where one is there, the program's
-    # package is installed, and a name it lacks is misspelt (a failure), not a package to install (a skip)
+    # package is installed, and a name it lacks is misspelt (a failure), not a package to install (a
+    # skip)
     search: Tuple[str, ...] = ()
-    also: Tuple[str, ...] = ()  # other programs it starts, which the runtime must have too (a display's)
+    # other programs it starts, which the runtime must have too (a display's)
+    also: Tuple[str, ...] = ()
 
     @property
     def programs(self) -> Tuple[str, ...]:
         return (self.argv[0], *self.also)
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "argv": list(self.argv), "timeout_s": self.timeout_s, "env": dict(self.env),
+        return {"name": self.name, "argv": list(self.argv), "timeout_s": self.timeout_s,
+                "env": dict(self.env),
                 "search": list(self.search)}
 
 
@@ -58,9 +61,12 @@ class StepRun:
     near: Tuple[str, ...] = ()  # not found: the names in them closest to the program's
 
     @classmethod
-    def from_dict(cls, data: dict, out_dir: Optional[Path] = None, path_renderer: str = "") -> "StepRun":
-        return cls(str(data.get("name", "?")), data.get("exit_code"), data.get("signal"), bool(data.get("timed_out")),
-                   float(data.get("seconds") or 0.0), str(data.get("output", "")), str(data.get("not_found", "")),
+    def from_dict(cls, data: dict, out_dir: Optional[Path] = None,
+                  path_renderer: str = "") -> "StepRun":
+        return cls(str(data.get("name", "?")), data.get("exit_code"), data.get("signal"),
+                   bool(data.get("timed_out")),
+                   float(data.get("seconds") or 0.0), str(data.get("output", "")),
+                   str(data.get("not_found", "")),
                    out_dir, path_renderer, strings(data.get("searched")), strings(data.get("near")))
 
     @property
@@ -78,7 +84,8 @@ def misnamed(kind: str, program: str, folders: Sequence[str], near: Sequence[str
     """A program the runtime's installed `kind` (its search folders are there) does not have, and
     the names there closest to it: a misspelt name."""
     where = ", ".join(cut(folder, 120) for folder in folders[:2])
-    closest = f"nearest: {', '.join(cut(name) for name in near)}" if near else "no name there is close"
+    closest = f"nearest: {', '.join(cut(name) for name in near)}" if near else ("no name there is "
+                                                                                "close")
     return f"{kind} has no {shown(program)} in {where} ({closest})"
 
 
@@ -145,7 +152,8 @@ def pattern(problems: Problems, key: str, value: Any) -> Any:
 
 
 def string_table(problems: Problems, key: str, value: Any) -> Any:
-    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k,
+                                              v in value.items()):
         problems.add(key, "must be a table of strings")
         return None
     return value
@@ -188,12 +196,15 @@ def flag(problems: Problems, key: str, value: Any) -> Any:
     return value
 
 
-def picture_subtest(name: str, picture: Path, golden: Path, seconds: Optional[float] = None) -> Subtest:
-    """A picture a step made against its golden (a missing golden is a fail that says how to make it)."""
+def picture_subtest(name: str, picture: Path, golden: Path,
+                    seconds: Optional[float] = None) -> Subtest:
+    """A picture a step made against its golden (a missing golden is a fail that says how to make
+    it)."""
     if not picture.is_file():
         return Subtest(name, SubtestOutcome.FAIL, f"no picture {picture.name} was made", seconds)
     if not golden.is_file():
-        return Subtest(name, SubtestOutcome.FAIL, f"no golden {golden}: review {picture} and copy it there", seconds)
+        return Subtest(name, SubtestOutcome.FAIL,
+                       f"no golden {golden}: review {picture} and copy it there", seconds)
     diff = picture.with_name(picture.stem + "-diff.png")
     comparison = compare(picture, golden, PICTURE_TOLERANCE, diff)
     outcome = SubtestOutcome.PASS if comparison.matched else SubtestOutcome.FAIL
@@ -239,22 +250,28 @@ class WorkloadKind(abc.ABC):
 
     @abc.abstractmethod
     def steps(self, settings: Dict[str, Any], probe: str) -> List[Step]:
-        """What runs inside the path, in order: one step per subtest (`probe`: the declared probe's name)."""
+        """What runs inside the path, in order: one step per subtest (`probe`: the declared probe's
+        name)."""
 
     @abc.abstractmethod
     def judge_output(self, settings: Dict[str, Any], run: StepRun) -> Subtest:
         """The subtest a step that ran to its end (no signal, no timeout) made of its output."""
 
     def judge(self, settings: Dict[str, Any], run: StepRun) -> Subtest:
-        if run.not_found and run.searched:  # installed, but not under this name: a typo must not pass
-            return Subtest(run.name, SubtestOutcome.FAIL, misnamed(self.name, run.not_found, run.searched, run.near),
+        # installed, but not under this name: a typo must not pass
+        if run.not_found and run.searched:
+            return Subtest(run.name, SubtestOutcome.FAIL, misnamed(self.name, run.not_found,
+                                                                   run.searched, run.near),
                            run.seconds)
         if run.not_found:
-            return Subtest(run.name, SubtestOutcome.SKIP, f"{run.not_found} is not in the runtime", run.seconds)
+            return Subtest(run.name, SubtestOutcome.SKIP, f"{run.not_found} is not in the runtime",
+                           run.seconds)
         if run.timed_out:
-            return Subtest(run.name, SubtestOutcome.TIMEOUT, f"killed after {run.seconds:.1f} s", run.seconds)
+            return Subtest(run.name, SubtestOutcome.TIMEOUT, f"killed after {run.seconds:.1f} s",
+                           run.seconds)
         if run.signal:
-            return Subtest(run.name, SubtestOutcome.CRASH, f"died by signal {run.signal}", run.seconds)
+            return Subtest(run.name, SubtestOutcome.CRASH, f"died by signal {run.signal}",
+                           run.seconds)
         return self.judge_output(settings, run)
 
     def default_packages(self, settings: Dict[str, Any]) -> Tuple[str, ...]:
@@ -270,13 +287,17 @@ class WorkloadKind(abc.ABC):
         """Host files the steps read, by the name they get in {out}/inputs (none by default)."""
         return {}
 
-    def judge_all(self, settings: Dict[str, Any], runs: Dict[str, StepRun], probe: str) -> List[Subtest]:
-        """Every subtest from the steps the probe reported: one per step unless a kind says otherwise."""
-        return [self.judge(settings, runs[step.name]) if step.name in runs else self.judge_missing(step)
+    def judge_all(self, settings: Dict[str, Any], runs: Dict[str, StepRun],
+                  probe: str) -> List[Subtest]:
+        """Every subtest from the steps the probe reported: one per step unless a kind says
+        otherwise."""
+        return [self.judge(settings, runs[step.name]) if step.name in runs
+                else self.judge_missing(step)
                 for step in self.steps(settings, probe)]
 
     def judge_missing(self, step: Step) -> Subtest:
-        """A step the probe never reported: it stopped before it (a crash, the scenario's timeout)."""
+        """A step the probe never reported: it stopped before it (a crash, the scenario's
+        timeout)."""
         return Subtest(step.name, SubtestOutcome.FAIL, "not run: the workload stopped before it")
 
     def timeout_s(self, settings: Dict[str, Any], probe: str) -> float:

@@ -10,7 +10,8 @@ from ..scenario.outcomes import Subtest, SubtestOutcome
 from .base import (Key, Problems, Step, StepRun, WorkloadKind, flag, integer, positive_number,
                    string_list, text)
 
-FPS_LINE = re.compile(r"^\[(?P<scene>[^\]]+)\] (?P<options>.*?): FPS: (?P<fps>\d+(?:\.\d+)?) FrameTime:", re.MULTILINE)
+FPS_LINE = re.compile(r"^\[(?P<scene>[^\]]+)\] (?P<options>.*?): FPS: (?P<fps>\d+(?:\.\d+)?) "
+                      r"FrameTime:", re.MULTILINE)
 VALIDATION_LINE = re.compile(r"^\[(?P<scene>[^\]]+)\] .*?: Validation: (?P<word>\w+)", re.MULTILINE)
 SIZE = re.compile(r"^[1-9][0-9]*x[1-9][0-9]*$")
 VALIDATE = "validate"
@@ -56,7 +57,8 @@ def scene_fps(output: str) -> Dict[str, float]:
 
 
 def validations(output: str) -> Dict[str, str]:
-    """Each scene's validation word in a `glmark2 --validate` run's output (Success, Failure, Unknown)."""
+    """Each scene's validation word in a `glmark2 --validate` run's output (Success, Failure,
+    Unknown)."""
     return {match["scene"]: match["word"] for match in VALIDATION_LINE.finditer(output)}
 
 
@@ -68,14 +70,19 @@ class Benchmark(WorkloadKind):
     name = "benchmark"
     packages = DISPLAY_PACKAGES["xvfb"]
     keys = {
-        "scenes": Key(string_list, "glmark2 scenes by name", default=["build", "texture", "shading"]),
-        "display": Key(display_name, "xvfb (an X server inside the path) or drm (the path's own card: a guest's)",
+        "scenes": Key(string_list, "glmark2 scenes by name", default=["build", "texture",
+                                                                      "shading"]),
+        "display": Key(display_name,
+                       "xvfb (an X server inside the path) or drm (the path's own card: a guest's)",
                        default="xvfb"),
-        "program": Key(text, "the glmark2 flavour (default: the display's, glmark2-es2 or glmark2-es2-drm)"),
+        "program": Key(text,
+                       "the glmark2 flavour (default: the display's, glmark2-es2 or "
+                       "glmark2-es2-drm)"),
         "duration_s": Key(positive_number, "seconds each scene runs in a round", default=1.0),
         "rounds": Key(rounds_count, "timed rounds; a scene's fps is their median", default=3),
         "size": Key(size, "the surface, WIDTHxHEIGHT", default="320x240"),
-        "validate": Key(flag, "run glmark2 --validate first (a scene that fails it fails)", default=True),
+        "validate": Key(flag, "run glmark2 --validate first (a scene that fails it fails)",
+                        default=True),
     }
 
     def default_packages(self, settings: Dict[str, Any]) -> Tuple[str, ...]:
@@ -85,7 +92,8 @@ class Benchmark(WorkloadKind):
         runner, display_programs, flavour = DISPLAYS[settings["display"]]
         program, scenes = settings.get("program") or flavour, settings["scenes"]
         common = (*runner, program, "--size", settings["size"])
-        timed = [arg for scene in scenes for arg in ("-b", f"{scene}:duration={settings['duration_s']:g}")]
+        timed = [arg for scene in scenes for arg in ("-b",
+                                                     f"{scene}:duration={settings['duration_s']:g}")]
         round_s = STARTUP_S + settings["duration_s"] * len(scenes) * 2
         also = (program, *display_programs) if runner else display_programs
         steps = [Step(round_name(n), (*common, "--off-screen", *timed), round_s, also=also)
@@ -103,41 +111,54 @@ class Benchmark(WorkloadKind):
                            + last_line(run.output), run.seconds)
         found = RENDERER_LINE.search(run.output)
         if run.path_renderer and found and found["renderer"] != run.path_renderer:
-            return Subtest(run.name, SubtestOutcome.FAIL, f"silent software fallback: glmark2 rendered on "
+            return Subtest(run.name, SubtestOutcome.FAIL,
+                           f"silent software fallback: glmark2 rendered on "
                            f"{found['renderer']}, the path gives {run.path_renderer}", run.seconds)
         return Subtest(run.name, SubtestOutcome.PASS, "", run.seconds)
 
-    def judge_all(self, settings: Dict[str, Any], runs: Dict[str, StepRun], probe: str) -> List[Subtest]:
+    def judge_all(self, settings: Dict[str, Any], runs: Dict[str, StepRun],
+                  probe: str) -> List[Subtest]:
         """One subtest per scene: failed where a step failed, its validation failed or it reported
         no fps; else its median fps over the rounds, with their spread."""
-        judged = {step.name: (self.judge(settings, runs[step.name]) if step.name in runs else self.judge_missing(step))
+        judged = {step.name: (self.judge(settings, runs[step.name]) if step.name in runs
+                              else self.judge_missing(step))
                   for step in self.steps(settings, probe)}
         broken = next((s for s in judged.values() if s.outcome is not SubtestOutcome.PASS), None)
-        rounds = [scene_fps(runs[name].output) for name in judged if name != VALIDATE and name in runs]
+        rounds = [scene_fps(runs[name].output) for name in judged if name != VALIDATE
+                  and name in runs]
         words = validations(runs[VALIDATE].output) if VALIDATE in runs else {}
         seconds = sum(s.seconds or 0.0 for s in judged.values())
-        return [self.scene(settings, scene, broken, words.get(scene), [r[scene] for r in rounds if scene in r],
+        return [self.scene(settings, scene, broken, words.get(scene), [r[scene] for r in rounds
+                                                                       if scene in r],
                            seconds / len(settings["scenes"]))
                 for scene in settings["scenes"]]
 
-    def scene(self, settings: Dict[str, Any], scene: str, broken: Optional[Subtest], word: Optional[str],
+    def scene(self, settings: Dict[str, Any], scene: str, broken: Optional[Subtest],
+              word: Optional[str],
               fps: List[float], seconds: float) -> Subtest:
         if broken is not None:
-            return Subtest(scene, broken.outcome, broken.detail if broken.detail.startswith(broken.name) else
+            return Subtest(scene, broken.outcome, broken.detail
+                           if broken.detail.startswith(broken.name) else
                            f"{broken.name}: {broken.detail}", seconds)
         if settings["validate"] and word is None:
-            return Subtest(scene, SubtestOutcome.FAIL, "glmark2 --validate said nothing of it (no such scene?)", seconds)
+            return Subtest(scene, SubtestOutcome.FAIL,
+                           "glmark2 --validate said nothing of it (no such scene?)", seconds)
         if word == "Failure":
-            return Subtest(scene, SubtestOutcome.FAIL, "glmark2 --validate: Failure (the picture is wrong)", seconds)
+            return Subtest(scene, SubtestOutcome.FAIL,
+                           "glmark2 --validate: Failure (the picture is wrong)", seconds)
         if len(fps) < settings["rounds"]:
-            return Subtest(scene, SubtestOutcome.FAIL, f"an fps in {len(fps)} of {settings['rounds']} rounds "
+            return Subtest(scene, SubtestOutcome.FAIL,
+                           f"an fps in {len(fps)} of {settings['rounds']} rounds "
                            "(no such scene?)", seconds)
         median = statistics.median(fps)
-        figures = {"fps": median, "fps_min": min(fps), "fps_max": max(fps), "rounds": float(len(fps))}
+        figures = {"fps": median, "fps_min": min(fps), "fps_max": max(fps),
+                   "rounds": float(len(fps))}
         said = f"{median:g} fps (median of {len(fps)}, {min(fps):g}-{max(fps):g})"
         if word == "Unknown":  # glmark2 has no reference picture for this scene
-            return Subtest(scene, SubtestOutcome.WARN, said + "; validation unknown", seconds, figures)
-        return Subtest(scene, SubtestOutcome.PASS, said + ("; validated" if word else ""), seconds, figures)
+            return Subtest(scene, SubtestOutcome.WARN, said + "; validation unknown", seconds,
+                           figures)
+        return Subtest(scene, SubtestOutcome.PASS, said + ("; validated" if word else ""), seconds,
+                       figures)
 
 
 def last_line(output: str) -> str:

@@ -38,14 +38,18 @@ class Command(WorkloadKind):
         "expect_exit": Key(integer, "the exit code that passes", default=0),
         "pass_pattern": Key(pattern, "a regular expression its output must match to pass"),
         "fail_pattern": Key(pattern, "a regular expression that fails it where its output matches"),
-        "fps_pattern": Key(pattern, "a regular expression whose first group is its frames per second"),
+        "fps_pattern": Key(pattern,
+                           "a regular expression whose first group is its frames per second"),
         "env": Key(string_table, "environment it gets besides the path's"),
         "timeout_s": Key(positive_number, "seconds it may take", default=STEP_TIMEOUT_S),
-        "picture": Key(picture_path, "a PNG it writes (relative to its working folder), compared with golden"),
+        "picture": Key(picture_path,
+                       "a PNG it writes (relative to its working folder), compared with golden"),
         "golden": Key(golden_file, "the golden of its picture, relative to the matrix"),
-        "bundle": Key(host_file, "a Flatpak bundle (.flatpak) whose app it runs in (the flatpak paths, over "
+        "bundle": Key(host_file,
+                      "a Flatpak bundle (.flatpak) whose app it runs in (the flatpak paths, over "
                                  "the scenario's runtime), relative to the matrix"),
-        "files": Key(host_files, "host files it reads (its script, its data), relative to the matrix: "
+        "files": Key(host_files,
+                     "host files it reads (its script, its data), relative to the matrix: "
                                  "each is {out}/inputs/NAME inside the path"),
     }
 
@@ -55,23 +59,27 @@ class Command(WorkloadKind):
     def settings(self, table: Dict[str, Any], problems: Problems) -> Dict[str, Any]:
         found = super().settings(table, problems)
         if ("picture" in table) != ("golden" in table):
-            problems.add("golden" if "picture" in table else "picture", "picture and golden go together")
+            problems.add("golden" if "picture" in table else "picture",
+                         "picture and golden go together")
         return found
 
     def shipped_in(self, settings: Dict[str, Any]) -> Optional[Tuple[str, str]]:
         # An app that ships as an image is a runtime of its own ([runtimes.NAME] kind = "image").
         return ("bundle", settings["bundle"]) if "bundle" in settings else None
 
-    def judge_all(self, settings: Dict[str, Any], runs: Dict[str, StepRun], probe: str) -> List[Subtest]:
+    def judge_all(self, settings: Dict[str, Any], runs: Dict[str, StepRun],
+                  probe: str) -> List[Subtest]:
         judged = super().judge_all(settings, runs, probe)
         if "picture" not in settings or "golden" not in settings:
             return judged
         name = judged[0].name + PICTURE_SUFFIX
         run: Optional[StepRun] = next(iter(runs.values()), None)
         if judged[0].outcome is not SubtestOutcome.PASS or run is None:
-            return [*judged, Subtest(name, SubtestOutcome.FAIL, "not compared: the command did not pass")]
+            return [*judged, Subtest(name, SubtestOutcome.FAIL,
+                                     "not compared: the command did not pass")]
         if run.out_dir is None:
-            return [*judged, Subtest(name, SubtestOutcome.FAIL, "not compared: the probe's output is not on the host")]
+            return [*judged, Subtest(name, SubtestOutcome.FAIL,
+                                     "not compared: the probe's output is not on the host")]
         return [*judged, picture_subtest(name, picture_on_host(settings["picture"], run.out_dir),
                                          Path(settings["golden"]))]
 
@@ -92,14 +100,18 @@ class Command(WorkloadKind):
                     pass
         wanted = settings["expect_exit"]
         if run.exit_code != wanted:
-            return Subtest(run.name, SubtestOutcome.FAIL, f"exit {run.exit_code}, not {wanted}", run.seconds, figures)
+            return Subtest(run.name, SubtestOutcome.FAIL, f"exit {run.exit_code}, not {wanted}",
+                           run.seconds, figures)
         if "fail_pattern" in settings:
             found = re.search(settings["fail_pattern"], run.output, re.MULTILINE)
             if found:
-                return Subtest(run.name, SubtestOutcome.FAIL, f"output matches the fail pattern: {found.group(0)[:120]!r}",
+                return Subtest(run.name, SubtestOutcome.FAIL,
+                               f"output matches the fail pattern: {found.group(0)[:120]!r}",
                                run.seconds, figures)
-        if "pass_pattern" in settings and not re.search(settings["pass_pattern"], run.output, re.MULTILINE):
-            return Subtest(run.name, SubtestOutcome.FAIL, "output does not match the pass pattern", run.seconds, figures)
+        if "pass_pattern" in settings and not re.search(settings["pass_pattern"], run.output,
+                                                        re.MULTILINE):
+            return Subtest(run.name, SubtestOutcome.FAIL, "output does not match the pass pattern",
+                           run.seconds, figures)
         return Subtest(run.name, SubtestOutcome.PASS, f"exit {run.exit_code}", run.seconds, figures)
 
 

@@ -11,7 +11,8 @@ from .base import (STEP_TIMEOUT_S, Key, Step, StepRun, WorkloadKind, optional_st
 RESULT_LINE = re.compile(r"^PIGLIT: (\{.*\})\s*$", re.MULTILINE)
 BIN_DIRS = ("/usr/lib/*/piglit/bin", "/usr/lib/piglit/bin", "/usr/local/lib/piglit/bin")
 WORDS = {"pass": SubtestOutcome.PASS, "fail": SubtestOutcome.FAIL, "skip": SubtestOutcome.SKIP,
-         "warn": SubtestOutcome.WARN, "crash": SubtestOutcome.CRASH, "timeout": SubtestOutcome.TIMEOUT}
+         "warn": SubtestOutcome.WARN, "crash": SubtestOutcome.CRASH,
+         "timeout": SubtestOutcome.TIMEOUT}
 
 
 def results(output: str) -> Tuple[Optional[str], Dict[str, str]]:
@@ -47,23 +48,27 @@ class Piglit(WorkloadKind):
 
     def judge_output(self, settings: Dict[str, Any], run: StepRun) -> Subtest:
         word, subtests = results(run.output)
-        failing = sorted(name for name, result in subtests.items() if WORDS.get(result, SubtestOutcome.FAIL).failed)
+        failing = sorted(name for name, result in subtests.items() if WORDS.get(result,
+                                                                                SubtestOutcome.FAIL).failed)
         inner = f"{len(subtests) - len(failing)}/{len(subtests)} subtests pass" if subtests else ""
         if failing:
             inner += ": failing " + ", ".join(failing[:8]) + (", ..." if len(failing) > 8 else "")
         if word is None:
-            return Subtest(run.name, SubtestOutcome.FAIL, f"no PIGLIT result line (exit {run.exit_code})"
+            return Subtest(run.name, SubtestOutcome.FAIL,
+                           f"no PIGLIT result line (exit {run.exit_code})"
                            + (f"; {inner}" if inner else ""), run.seconds)
         outcome = WORDS.get(word)
         if outcome is None:
             return Subtest(run.name, SubtestOutcome.FAIL, f"unknown result {word!r}", run.seconds)
         said = last_words(run.output) if outcome.failed or outcome is SubtestOutcome.SKIP else ""
-        return Subtest(run.name, outcome, "; ".join(part for part in (inner or word, said) if part), run.seconds)
+        return Subtest(run.name, outcome, "; ".join(part for part in (inner or word, said) if part),
+                       run.seconds)
 
 
 def last_words(output: str) -> str:
     """The test's last line that is not a result line: why it failed or skipped, in its words."""
-    lines = [line.strip() for line in output.splitlines() if line.strip() and not RESULT_LINE.match(line.strip())]
+    lines = [line.strip() for line in output.splitlines() if line.strip()
+             and not RESULT_LINE.match(line.strip())]
     return lines[-1][:160] if lines else ""
 
 

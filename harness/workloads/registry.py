@@ -20,21 +20,26 @@ def of(declared: DeclaredProbe) -> WorkloadKind:
     return KINDS[declared.kind]
 
 
-def parse(name: str, table: Any, base: Path = Path(".")) -> Tuple[DeclaredProbe, List[Tuple[str, str]]]:
+def parse(name: str, table: Any,
+          base: Path = Path(".")) -> Tuple[DeclaredProbe, List[Tuple[str, str]]]:
     """[probes.NAME] checked: the probe, and its problems ((key, message); none: it is good); a
     file it names is read relative to `base` (the matrix file's folder)."""
     problems = Problems(f"probes.{name}", base)
     if not isinstance(table, dict):
-        problems.found.append((f"probes.{name}", "must be a table with kind = one of " + ", ".join(KINDS)))
+        problems.found.append((f"probes.{name}",
+                               "must be a table with kind = one of " + ", ".join(KINDS)))
         return DeclaredProbe(name, ""), problems.found
     kind = KINDS.get(table.get("kind"))  # type: ignore[arg-type]
     if kind is None:
         problems.add("kind", f"must be one of {', '.join(KINDS)}, not {table.get('kind')!r}")
         return DeclaredProbe(name, ""), problems.found
     for key in sorted(set(table) - set(kind.keys) - set(COMMON_KEYS)):
-        problems.add(key, f"unknown key for kind {kind.name} (allowed: {', '.join([*COMMON_KEYS, *kind.keys])})")
+        problems.add(key,
+                     f"unknown key for kind {kind.name} (allowed: "
+                     f"{', '.join([*COMMON_KEYS, *kind.keys])})")
     settings = kind.settings(table, problems)
-    declared = Declared(settings, kind.default_packages(settings) if not problems.found else kind.packages)
+    declared = Declared(settings, kind.default_packages(settings) if not problems.found
+                        else kind.packages)
     if "packages" in table:
         declared.packages = tuple(optional_strings(problems, "packages", table["packages"]) or ())
     return DeclaredProbe.of(name, kind.name, declared.settings, declared.packages), problems.found
@@ -51,7 +56,8 @@ def steps(declared: DeclaredProbe) -> List[Step]:
 
 def plan(declared: DeclaredProbe) -> Dict[str, Any]:
     """workload.json: what the workload probe runs inside the path."""
-    return {"probe": declared.name, "kind": declared.kind, "steps": [step.to_dict() for step in steps(declared)],
+    return {"probe": declared.name, "kind": declared.kind, "steps": [step.to_dict()
+                                                                     for step in steps(declared)],
             "inputs": of(declared).inputs(declared.settings)}
 
 
@@ -75,7 +81,8 @@ def missing_in(declared: DeclaredProbe, root: Path) -> Optional[str]:
     if not absent:
         return None
     packages = f" (Debian packages: {', '.join(declared.packages)})" if declared.packages else ""
-    return f"the runtime has no {', '.join(absent[:5])}{', ...' if len(absent) > 5 else ''}{packages}"
+    return ("the runtime has no "
+            f"{', '.join(absent[:5])}{', ...' if len(absent) > 5 else ''}{packages}")
 
 
 def misnamed_in(declared: DeclaredProbe, root: Path) -> List[Tuple[str, str]]:
@@ -88,15 +95,18 @@ def misnamed_in(declared: DeclaredProbe, root: Path) -> List[Tuple[str, str]]:
             names = sorted({entry.name for folder in folders for entry in folder.iterdir()})
             near = difflib.get_close_matches(step.argv[0], names, n=3)
             shown_folders = ["/" + str(folder.relative_to(root)) for folder in folders]
-            found.append((step.name, misnamed(of(declared).name, step.argv[0], shown_folders, near)))
+            found.append((step.name, misnamed(of(declared).name, step.argv[0], shown_folders,
+                                              near)))
     return found
 
 
 def search_folders(step: Step, root: Path) -> List[Path]:
-    """The step's search folders the runtime at `root` has (none for a program named by its path)."""
+    """The step's search folders the runtime at `root` has (none for a program named by its
+    path)."""
     if "/" in step.argv[0]:
         return []
-    return [folder for pattern in step.search for folder in sorted(root.glob(pattern.lstrip("/"))) if folder.is_dir()]
+    return [folder for pattern in step.search
+            for folder in sorted(root.glob(pattern.lstrip("/"))) if folder.is_dir()]
 
 
 def step_program(step: Step, root: Path, program: str = "") -> Optional[Path]:
@@ -105,6 +115,7 @@ def step_program(step: Step, root: Path, program: str = "") -> Optional[Path]:
     program = program or step.argv[0]
     if program.startswith("/"):
         return root / program.lstrip("/") if (root / program.lstrip("/")).exists() else None
-    folders = [folder for pattern in step.search for folder in sorted(root.glob(pattern.lstrip("/")))]
+    folders = [folder for pattern in step.search
+               for folder in sorted(root.glob(pattern.lstrip("/")))]
     folders += [root / folder for folder in ("usr/local/bin", "usr/bin", "bin", "usr/sbin", "sbin")]
     return next((folder / program for folder in folders if (folder / program).exists()), None)

@@ -30,7 +30,8 @@ def retracer(problems: Problems, key: str, value: Any) -> Any:
 
 
 def snapshot_name(call: int) -> str:
-    """apitrace's name for the snapshot taken after a call: the prefix, then the call in 10 digits."""
+    """apitrace's name for the snapshot taken after a call: the prefix, then the call in 10
+    digits."""
     return f"{call:010d}.png"
 
 
@@ -38,11 +39,15 @@ class Trace(WorkloadKind):
     name = "trace"
     packages = ("apitrace",)
     keys = {
-        "file": Key(host_file, "the apitrace capture (.trace), relative to the matrix", required=True),
-        "calls": Key(call_numbers, "the calls after which a snapshot is compared with its golden", required=True),
-        "goldens": Key(golden_file, "the folder of golden snapshots, CALL.png (default: beside the trace, "
+        "file": Key(host_file, "the apitrace capture (.trace), relative to the matrix",
+                    required=True),
+        "calls": Key(call_numbers, "the calls after which a snapshot is compared with its golden",
+                     required=True),
+        "goldens": Key(golden_file,
+                       "the folder of golden snapshots, CALL.png (default: beside the trace, "
                                     "NAME-goldens)"),
-        "retrace": Key(retracer, "the replayer: eglretrace (EGL captures) or glretrace", default="eglretrace"),
+        "retrace": Key(retracer, "the replayer: eglretrace (EGL captures) or glretrace",
+                       default="eglretrace"),
         "platform": Key(text, "waffle's platform for the replay", default="surfaceless_egl"),
         "timeout_s": Key(positive_number, "seconds the replay may take", default=STEP_TIMEOUT_S),
     }
@@ -52,9 +57,11 @@ class Trace(WorkloadKind):
 
     def steps(self, settings: Dict[str, Any], probe: str) -> List[Step]:
         calls = ",".join(str(call) for call in settings["calls"])
-        argv = (settings["retrace"], "--snapshot", calls, "--snapshot-prefix", f"{OUT}/{SNAPSHOTS}/",
+        argv = (settings["retrace"], "--snapshot", calls, "--snapshot-prefix",
+                f"{OUT}/{SNAPSHOTS}/",
                 f"{OUT}/{INPUTS}/{Path(settings['file']).name}")
-        return [Step(REPLAY, argv, settings["timeout_s"], (("WAFFLE_PLATFORM", settings["platform"]),))]
+        return [Step(REPLAY, argv, settings["timeout_s"], (("WAFFLE_PLATFORM",
+                                                            settings["platform"]),))]
 
     def goldens(self, settings: Dict[str, Any]) -> Path:
         trace = Path(settings["file"])
@@ -62,19 +69,24 @@ class Trace(WorkloadKind):
 
     def judge_output(self, settings: Dict[str, Any], run: StepRun) -> Subtest:
         if run.exit_code != 0:
-            return Subtest(run.name, SubtestOutcome.FAIL, f"the replay exited {run.exit_code}", run.seconds)
-        return Subtest(run.name, SubtestOutcome.PASS, f"replayed in {run.seconds:.1f} s", run.seconds)
+            return Subtest(run.name, SubtestOutcome.FAIL, f"the replay exited {run.exit_code}",
+                           run.seconds)
+        return Subtest(run.name, SubtestOutcome.PASS, f"replayed in {run.seconds:.1f} s",
+                       run.seconds)
 
-    def judge_all(self, settings: Dict[str, Any], runs: Dict[str, StepRun], probe: str) -> List[Subtest]:
+    def judge_all(self, settings: Dict[str, Any], runs: Dict[str, StepRun],
+                  probe: str) -> List[Subtest]:
         """One subtest per chosen call: its snapshot against its golden; a replay that did not end
         well fails every call with its reason."""
         names = [f"call-{call}" for call in settings["calls"]]
         run = runs.get(REPLAY)
-        replay = self.judge(settings, run) if run else self.judge_missing(self.steps(settings, probe)[0])
+        replay = self.judge(settings, run) if run else self.judge_missing(self.steps(settings,
+                                                                                     probe)[0])
         if replay.outcome is not SubtestOutcome.PASS or run is None or run.out_dir is None:
             return [Subtest(name, replay.outcome, replay.detail, replay.seconds) for name in names]
         folder = run.out_dir / SNAPSHOTS
-        return [picture_subtest(name, folder / snapshot_name(call), self.goldens(settings) / f"{call}.png")
+        return [picture_subtest(name, folder / snapshot_name(call),
+                                self.goldens(settings) / f"{call}.png")
                 for name, call in zip(names, settings["calls"], strict=True)]
 
 

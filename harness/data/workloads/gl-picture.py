@@ -20,14 +20,17 @@ egl, gles = ctypes.CDLL("libEGL.so.1"), ctypes.CDLL("libGLESv2.so.2")
 vp, i32, u32 = ctypes.c_void_p, ctypes.c_int32, ctypes.c_uint32
 egl.eglGetProcAddress.restype = vp
 egl.eglGetProcAddress.argtypes = [ctypes.c_char_p]
-get_display = ctypes.CFUNCTYPE(vp, ctypes.c_uint32, vp, vp)(egl.eglGetProcAddress(b"eglGetPlatformDisplayEXT"))
+get_display = ctypes.CFUNCTYPE(vp, ctypes.c_uint32, vp,
+                               vp)(egl.eglGetProcAddress(b"eglGetPlatformDisplayEXT"))
 dpy = get_display(0x31DD, None, None)  # EGL_PLATFORM_SURFACELESS_MESA
 egl.eglInitialize.argtypes = [vp, vp, vp]
 if not egl.eglInitialize(dpy, None, None):
     sys.exit("eglInitialize failed")
 config, count = vp(), i32()
-egl.eglChooseConfig.argtypes = [vp, ctypes.POINTER(i32), ctypes.POINTER(vp), i32, ctypes.POINTER(i32)]
-egl.eglChooseConfig(dpy, (i32 * 3)(0x3040, 0x0004, 0x3038), ctypes.byref(config), 1, ctypes.byref(count))
+egl.eglChooseConfig.argtypes = [vp, ctypes.POINTER(i32), ctypes.POINTER(vp), i32,
+                                ctypes.POINTER(i32)]
+egl.eglChooseConfig(dpy, (i32 * 3)(0x3040, 0x0004, 0x3038), ctypes.byref(config), 1,
+                    ctypes.byref(count))
 egl.eglBindAPI(0x30A0)  # EGL_OPENGL_ES_API
 egl.eglCreateContext.restype = vp
 egl.eglCreateContext.argtypes = [vp, vp, vp, ctypes.POINTER(i32)]
@@ -62,15 +65,18 @@ gles.glReadPixels(0, 0, SIZE, SIZE, 0x1908, 0x1401, pixels)  # GL_RGBA, GL_UNSIG
 if gles.glGetError() != 0:
     sys.exit("glReadPixels failed")
 
-rows = [pixels.raw[y * SIZE * 4:(y + 1) * SIZE * 4] for y in reversed(range(SIZE))]  # GL's rows go up
+# GL's rows go up
+rows = [pixels.raw[y * SIZE * 4:(y + 1) * SIZE * 4] for y in reversed(range(SIZE))]
 raw = b"".join(b"\0" + row for row in rows)
 
 
 def chunk(kind, data):
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I",
+                                                                    zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
 with open("picture.png", "wb") as png:
-    png.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", SIZE, SIZE, 8, 6, 0, 0, 0))
+    png.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", SIZE, SIZE, 8, 6, 0, 0,
+                                                                0))
               + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 print("wrote picture.png")

@@ -43,7 +43,8 @@ def runtime_icds(runtime: Runtime, name: str) -> List[str]:
     found = []
     for folder in ICD_DIRS:
         base = os.path.join(runtime.root, folder)
-        found += sorted(f"/{folder}/{os.path.basename(p)}" for p in glob.glob(os.path.join(base, f"{name}_icd*.json")))
+        found += sorted(f"/{folder}/{os.path.basename(p)}" for p in glob.glob(os.path.join(base,
+                                                                                           f"{name}_icd*.json")))
     return found
 
 
@@ -82,8 +83,10 @@ class Plan:
     env_mode: EnvMode
     services: List[ServiceSpec] = field(default_factory=list)
     dirs: List[str] = field(default_factory=list)  # dirs the services need (for rerun.sh)
-    sync: Optional[SyncPipe] = None  # the sandbox's end of a supervised service's pipe goes to the workload
-    facts: Dict[str, object] = field(default_factory=dict)  # what making the plan found, for the report
+    # the sandbox's end of a supervised service's pipe goes to the workload
+    sync: Optional[SyncPipe] = None
+    # what making the plan found, for the report
+    facts: Dict[str, object] = field(default_factory=dict)
     # The workload process's mark (reaper.MARK_VAR) where argv must name it (a container's
     # processes get it through podman's --env); None: the launch gives it a new one.
     mark: Optional[str] = None
@@ -91,7 +94,8 @@ class Plan:
     def process_env(self) -> Dict[str, str]:
         """The environment the launched process gets: the plan's, or (when argv sets the whole
         environment itself, as bwrap --clearenv does) only the PATH to find the launcher."""
-        return self.env if self.env_mode is EnvMode.INHERIT else {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        return self.env if self.env_mode is EnvMode.INHERIT else {"PATH": os.environ.get("PATH",
+                                                                                         "/usr/bin:/bin")}
 
 
 def write_config(workspace: Workspace, scenario_id: str, plan: Plan) -> None:
@@ -106,7 +110,8 @@ def write_config(workspace: Workspace, scenario_id: str, plan: Plan) -> None:
     # sandbox's end on the fd number the workload's argv names, the service's on its own.
     sync = {"fifo": str(workspace.tmp_dir / "sync.fifo"), "read": plan.sync.read_fd,
             "write": plan.sync.write_fd} if plan.sync else None
-    script.write_text(render("rerun.sh.j2", scenario_id=scenario_id, services=plan.services, dirs=plan.dirs,
+    script.write_text(render("rerun.sh.j2", scenario_id=scenario_id, services=plan.services,
+                             dirs=plan.dirs,
                              argv=plan.argv, env=plan.env, env_mode=plan.env_mode.value, sync=sync,
                              out=str(workspace.probe_out),
                              date=datetime.datetime.now().isoformat(timespec="seconds")))
@@ -124,9 +129,12 @@ class Family(abc.ABC):
 
     name: ClassVar[str]
     system_features: ClassVar[Tuple[str, ...]] = ()  # Nix build-machine features its checks need
-    runtime_kinds: ClassVar[Optional[Tuple[str, ...]]] = None  # the runtime kinds it takes; None: any
-    nix_systems: ClassVar[Optional[Tuple[str, ...]]] = None  # Nix systems its checks exist on; None: all
-    # Its paths run in a machine's guest as on a host (a VM in the guest would need nested virtualization)
+    # the runtime kinds it takes; None: any
+    runtime_kinds: ClassVar[Optional[Tuple[str, ...]]] = None
+    # Nix systems its checks exist on; None: all
+    nix_systems: ClassVar[Optional[Tuple[str, ...]]] = None
+    # Its paths run in a machine's guest as on a host (a VM in the guest would need nested
+    # virtualization)
     runs_in_guest: ClassVar[bool] = True
 
     def __init__(self) -> None:
@@ -161,7 +169,8 @@ class Family(abc.ABC):
         """Arguments this family adds to the probe's (none but the vfio family's)."""
         return []
 
-    def prepare_run(self, scenarios: Sequence[Scenario], toolset: Toolset, scratch: Path) -> List[Prepared]:
+    def prepare_run(self, scenarios: Sequence[Scenario], toolset: Toolset,
+                    scratch: Path) -> List[Prepared]:
         """What this family does once per run before its scenarios (they would each do it the
         first time otherwise), each step timed: `scenarios` are this family's that can run here."""
         return []
@@ -176,13 +185,16 @@ class Family(abc.ABC):
         path that needs a particular ICD the runtime does not have."""
         spec, runtime, probe = ctx.scenario.spec, ctx.scenario.runtime, ctx.workload.probe
         if probe and probes.get(probe).shown and ctx.scenario.machine == LOCAL:
-            return (f"the {probe} probe shows its image on a display that only a virtual GPU machine's host "
+            return (f"the {probe} probe shows its image on a display that only a virtual GPU "
+                    "machine's host "
                     "captures: run it on one (--machine virgl-guest)")
         if spec.vulkan_icd and probe and probes.get(probe).api == "vulkan" and not runtime_icds(runtime,
                                                                                                  spec.vulkan_icd):
-            return (f"runtime {runtime.name} has no {spec.vulkan_icd} Vulkan ICD ({spec.vulkan_icd}_icd*.json; "
+            return (f"runtime {runtime.name} has no {spec.vulkan_icd} Vulkan ICD "
+                    f"({spec.vulkan_icd}_icd*.json; "
                     "Mesa's Venus driver is in Debian 13 and later)")
-        architecture = emulation.tree_architecture(runtime.root) if runtime.kind is not IMAGE_KIND else None
+        architecture = (emulation.tree_architecture(runtime.root)
+                        if runtime.kind is not IMAGE_KIND else None)
         if architecture and emulation.how_runs(architecture) is None:
             return f"runtime {runtime.name}: {emulation.why_not(architecture)}"
         declared = ctx.scenario.declared
@@ -199,7 +211,8 @@ class Family(abc.ABC):
     def refuses_shipped(self, ctx: LaunchContext, kind: str) -> Optional[str]:
         """Why this path cannot run a program that ships in a `kind` ("bundle": a Flatpak bundle),
         or None where it runs it."""
-        return (f"its program ships in a Flatpak {kind}: it runs on the flatpak paths that run over the "
+        return (f"its program ships in a Flatpak {kind}: it runs on the flatpak paths that run "
+                "over the "
                 "runtime's /usr (flatpak-vtest, flatpak-dri)")
 
     def run(self, ctx: LaunchContext) -> LaunchResult:
@@ -265,12 +278,15 @@ class ProcessLaunch(Launch):
         stdout = None if self.ctx.inherit_stdio else str(out / "probe.stdout")
         sync = self.plan.sync
         try:
-            self.child = Child(self.plan.argv, self.plan.process_env(), str(out / "probe.log"), stdout,
+            self.child = Child(self.plan.argv, self.plan.process_env(), str(out / "probe.log"),
+                               stdout,
                                inherit_stdio=self.ctx.inherit_stdio,
-                               pass_fds=(sync.read_fd,) if sync is not None else (), mark=self.plan.mark,
+                               pass_fds=(sync.read_fd,) if sync is not None else (),
+                               mark=self.plan.mark,
                                capped=True)
         except OSError as exc:
-            self.result.fail(f"cannot start {self.plan.argv[0]}: {exc.strerror or exc}", FailureKind.LAUNCH_FAILED)
+            self.result.fail(f"cannot start {self.plan.argv[0]}: {exc.strerror or exc}",
+                             FailureKind.LAUNCH_FAILED)
         finally:
             if sync is not None:
                 sync.close(sync.read_fd)  # bwrap holds the only read end now: its end is the signal
@@ -302,7 +318,8 @@ class ProcessLaunch(Launch):
             return
         out = self.ctx.workspace
         stdout, image = out.result_dir / "probe.stdout", out.probe_out / "probe.png"
-        scanout = out.result_dir / SCANOUT  # what a machine's host captured of the display (the kms probe)
+        # what a machine's host captured of the display (the kms probe)
+        scanout = out.result_dir / SCANOUT
         if stdout.exists():
             self.result.artifacts["stdout"] = str(stdout)
         if image.exists():
@@ -313,7 +330,8 @@ class ProcessLaunch(Launch):
 
 
 def write_plan(probe_out: Path, plan: dict) -> None:
-    """workload.json, and the workload's own files (a trace) beside it in inputs/ where the path sees them."""
+    """workload.json, and the workload's own files (a trace) beside it in inputs/ where the path
+    sees them."""
     (probe_out / WORKLOAD_PLAN).write_text(json.dumps(plan, indent=1))
     for name, source in (plan.get("inputs") or {}).items():
         (probe_out / WORKLOAD_INPUTS).mkdir(exist_ok=True)
@@ -362,7 +380,8 @@ class ProcessTarget(Target):
             raise TargetError(f"command did not finish in {timeout_s:g} s: {command!r}")
         if end.stopped_because:
             raise TargetError(f"{end.stopped_because} during {command!r}")
-        return CommandResult(command, end.code if end.code is not None else 128 + (end.signal or 0), output)
+        return CommandResult(command, end.code if end.code is not None else 128 + (end.signal or 0),
+                             output)
 
     def close(self) -> None:
         if self.launch is not None:

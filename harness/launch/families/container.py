@@ -52,7 +52,8 @@ from .sandbox import services_for
 # --ulimit replaces the whole default list: both limits, explicitly (measured).
 ULIMITS = ("nofile=1024:4096", "nproc=4096:4096")
 UNSAFE_IN_VOLUME = (":", ",")  # -v and --rootfs split on these: such a path could add an option
-STATE_PARENT, STATE_PREFIX = "/tmp", "gh-podman-"  # podman's per-scenario state (a runroot must be short)
+# podman's per-scenario state (a runroot must be short)
+STATE_PARENT, STATE_PREFIX = "/tmp", "gh-podman-"
 PRIVATENS = Path(privatens.__file__)  # run by path: a program of its own
 LOAD_TIMEOUT_S = 600.0  # a 400 MB image loads in 6-9 s here
 PYTHON = re.compile(r"^python3(\.\d+)?$")
@@ -66,7 +67,8 @@ class ContainerError(InputError):
 def volume(source: str, target: str, *options: str) -> str:
     for path in (source, target):
         if any(char in path for char in UNSAFE_IN_VOLUME):
-            raise ContainerError(f"cannot bind {path!r} into a container: podman splits volumes on ':' and ','")
+            raise ContainerError(f"cannot bind {path!r} into a container: podman splits volumes on "
+                                 "':' and ','")
     # A relative source is a named volume to podman, never a folder.
     return ":".join((os.path.abspath(source), target, *options))
 
@@ -74,7 +76,8 @@ def volume(source: str, target: str, *options: str) -> str:
 def overlay_root(root: str) -> str:
     """--rootfs ROOT:O: an overlay on the runtime's tree (without :O podman writes into it)."""
     if any(char in root for char in UNSAFE_IN_VOLUME):
-        raise ContainerError(f"cannot use {root!r} as a container root: podman splits it on ':' and ','")
+        raise ContainerError(f"cannot use {root!r} as a container root: podman splits it on ':' "
+                             "and ','")
     return f"{root}:O"
 
 
@@ -110,15 +113,18 @@ def dri_devices(scope: DriDevices, render_node: str) -> List[str]:
 
 def podman_state(podman: str, state: str) -> List[str]:
     """podman with every piece of its state in `state` (the scenario's own short folder, Names)."""
-    return [podman, "--root", f"{state}/root", "--runroot", f"{state}/runroot", "--tmpdir", f"{state}/tmp",
-            "--network-config-dir", f"{state}/net", "--runtime", "runc", "--cgroup-manager", "cgroupfs",
+    return [podman, "--root", f"{state}/root", "--runroot", f"{state}/runroot", "--tmpdir",
+            f"{state}/tmp",
+            "--network-config-dir", f"{state}/net", "--runtime", "runc", "--cgroup-manager",
+            "cgroupfs",
             "--events-backend", "none"]
 
 
 def container_env(scenario: Scenario, image: Optional[ImageInfo] = None) -> Dict[str, str]:
     """The workload's environment; in an image, the image's own Env stays where only the harness's
     defaults would replace it (its PATH, say): what the path or the matrix sets still wins."""
-    env = workload_env(scenario, "/tmp", vtest.SOCKET_INSIDE if vtest.SERVICE in scenario.spec.services else None)
+    env = workload_env(scenario, "/tmp", vtest.SOCKET_INSIDE
+                       if vtest.SERVICE in scenario.spec.services else None)
     if image is None:
         return env
     chosen = set(dict(scenario.spec.env)) | set(dict(scenario.env))
@@ -175,12 +181,14 @@ def pipeline(argvs: List[List[str]], log: IO[bytes], timeout_s: float) -> Option
     try:
         for index, argv in enumerate(argvs):
             last = index == len(argvs) - 1
-            proc = process.start_program(argv, stdin=stdin, stdout=log if last else subprocess.PIPE, stderr=log, env=env,
+            proc = process.start_program(argv, stdin=stdin, stdout=log if last else subprocess.PIPE,
+                                         stderr=log, env=env,
                                     start_new_session=True)
             guardian.track_group(proc.pid)
             procs.append(proc)
             if not isinstance(stdin, int):
-                stdin.close()  # the next process holds the pipe now: the writer sees it close if it dies
+                # the next process holds the pipe now: the writer sees it close if it dies
+                stdin.close()
             stdin = proc.stdout if proc.stdout is not None else subprocess.DEVNULL
     except OSError as exc:
         why: Optional[str] = f"cannot start {argvs[len(procs)][0]}: {exc.strerror or exc}"
@@ -189,7 +197,8 @@ def pipeline(argvs: List[List[str]], log: IO[bytes], timeout_s: float) -> Option
     finally:
         for proc in procs:
             process.end_group(proc)
-    failed = [(argv[0], proc.returncode) for argv, proc in zip(argvs, procs[:-1], strict=False) if proc.returncode]
+    failed = [(argv[0], proc.returncode) for argv, proc in zip(argvs, procs[:-1], strict=False)
+              if proc.returncode]
     if why is None and failed:  # the reader took a short input for a whole one
         why = f"{failed[0][0]} exit code {failed[0][1]}"
     return why
@@ -226,14 +235,17 @@ def load_script(argvs: List[List[str]], scenario_id: str) -> str:
     """load-image.sh: the load a re-run needs before rerun.sh (the image lives in the scenario's
     store, and that goes when the scenario does)."""
     pipe = " | ".join(" ".join(shlex.quote(arg) for arg in argv) for argv in argvs)
-    return (f"#!/bin/sh\n# Loads the image of scenario {scenario_id} into its podman state, as gpu-harness did;"
+    return (f"#!/bin/sh\n# Loads the image of scenario {scenario_id} into its podman state, as "
+            "gpu-harness did;"
             f"\n# then run rerun.sh.\nset -e\n{pipe}\n")
 
 
 def image_facts(archive: str, image: ImageInfo, python: str) -> Dict[str, object]:
     versions = recipes.component_versions(image.packages)
-    return {"archive": archive, "id": image.id, "format": image.format, "compression": image.compression,
-            "tags": list(image.tags), "python_command": python, "mesa": versions["mesa"], "libc": versions["libc"],
+    return {"archive": archive, "id": image.id, "format": image.format,
+            "compression": image.compression,
+            "tags": list(image.tags), "python_command": python, "mesa": versions["mesa"],
+            "libc": versions["libc"],
             "python": versions["python"]}
 
 
@@ -262,7 +274,8 @@ class ContainerLaunch(ProcessLaunch):
         guardian.track_cgroup(names.cgroup)
         for part in ("root", "runroot", "tmp", "net"):
             os.makedirs(f"{names.state}/{part}", exist_ok=True)
-        self.result.facts.update(podman_state=names.state, cgroup=names.cgroup, container=names.container)
+        self.result.facts.update(podman_state=names.state, cgroup=names.cgroup,
+                                 container=names.container)
         if self.ctx.scenario.runtime.kind == IMAGE_KIND:
             self.load_image(names)
         return super().prepare()
@@ -272,7 +285,8 @@ class ContainerLaunch(ProcessLaunch):
         runtime = self.ctx.scenario.runtime
         try:
             if runtime.recipe:
-                return str(builds.image_archive(runtime.recipe, extra_packages=runtime.extra_packages))
+                return str(builds.image_archive(runtime.recipe,
+                                                extra_packages=runtime.extra_packages))
             imagearchive.read(runtime.root)
             return runtime.root
         except builds.BuilderMissing as exc:  # as the runner says of a runtime it cannot build here
@@ -327,7 +341,8 @@ class ContainerLaunch(ProcessLaunch):
 class ContainerFamily(ProcessFamily):
     name = "container"
     launch_class = ContainerLaunch
-    runtime_kinds = (DEBOOTSTRAP_KIND, ROOTFS_KIND, IMAGE_KIND)  # a root to lay the container's overlay on, or an image
+    # a root to lay the container's overlay on, or an image
+    runtime_kinds = (DEBOOTSTRAP_KIND, ROOTFS_KIND, IMAGE_KIND)
     nix_systems = ()  # rootful podman does not run in a Nix build sandbox
 
     def available(self, spec: PathSpec, toolset: Toolset) -> Optional[str]:
@@ -342,16 +357,19 @@ class ContainerFamily(ProcessFamily):
         return [Names.of(workspace).state]  # podman's /etc/hosts, /etc/hostname, .containerenv
 
     def plan(self, ctx: LaunchContext) -> Plan:
-        scenario, toolset, workspace, workload = ctx.scenario, ctx.toolset, ctx.workspace, ctx.workload
+        scenario, toolset, workspace, workload = (ctx.scenario, ctx.toolset, ctx.workspace,
+                                                  ctx.workload)
         names = Names.of(workspace)
         services = services_for(ctx)
         argv = podman_state(toolset.path("podman"), names.state) + [
-            "run", "--rm", "--name", names.container, "--network", "none", "--cgroup-parent", f"/{names.cgroup}",
+            "run", "--rm", "--name", names.container, "--network", "none", "--cgroup-parent",
+                                                                    f"/{names.cgroup}",
             "--pull", "never"]
         for limit in ULIMITS:
             argv += ["--ulimit", limit]
         if ctx.inherit_stdio:
-            argv.append("--interactive")  # exec: the command reads the harness's stdin (podman closes it else)
+            # exec: the command reads the harness's stdin (podman closes it else)
+            argv.append("--interactive")
         if scenario.spec.cap_drop_all:
             argv += ["--cap-drop", "ALL"]
         if scenario.spec.needs_render_node:
@@ -361,7 +379,8 @@ class ContainerFamily(ProcessFamily):
         facts: Dict[str, object] = {}
         if cdi:
             argv += ["--device", cdi.device]
-            facts = {"cdi_device": cdi.device, "cdi_stale": [f.text for f in cdi.findings if f.stale]}
+            facts = {"cdi_device": cdi.device, "cdi_stale": [f.text for f in cdi.findings
+                                                             if f.stale]}
         for service in services:
             if service.name == vtest.SERVICE and service.ready_socket:
                 argv += ["--volume", volume(service.ready_socket, vtest.SOCKET_INSIDE)]
@@ -388,8 +407,10 @@ class ContainerFamily(ProcessFamily):
         argv += ["--env", f"{reaper.MARK_VAR}={reaper.mark_value(mark)}"]
         argv += container_root(scenario.runtime, image, command)
         argv = container_cdi.wrapped(cdi, names.state, argv, PRIVATENS) if cdi else argv
-        return Plan(argv=argv, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, env_mode=EnvMode.INHERIT,
-                    services=services, dirs=[str(workspace.tmp_dir), names.state], facts=facts, mark=mark)
+        return Plan(argv=argv, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+                    env_mode=EnvMode.INHERIT,
+                    services=services, dirs=[str(workspace.tmp_dir), names.state], facts=facts,
+                    mark=mark)
 
 
 FAMILY = ContainerFamily()

@@ -20,12 +20,14 @@ SPEC_NAME = "gpu-harness.json"
 @dataclass(frozen=True)
 class CdiSetup:
     device: str  # what podman's --device names: KIND=all
-    spec_dir: Optional[str]  # the scenario's private spec folder (/var/run/cdi in podman's namespace), if any
+    # the scenario's private spec folder (/var/run/cdi in podman's namespace), if any
+    spec_dir: Optional[str]
     findings: List[cdicheck.Finding]
 
 
 def system_device() -> Optional[str]:
-    """The device to ask for from the host's own specs: the first spec's `all`, or its first device."""
+    """The device to ask for from the host's own specs: the first spec's `all`, or its first
+    device."""
     for path in cdi.system_specs():
         try:
             spec = cdicheck.load(path)
@@ -39,13 +41,15 @@ def system_device() -> Optional[str]:
 
 def system_unavailable() -> Optional[str]:
     if system_device() is None:
-        return (f"no CDI spec in {' or '.join(cdi.SPEC_DIRS)} (nvidia-ctk cdi generate writes one, or gpu-harness "
+        return (f"no CDI spec in {' or '.join(cdi.SPEC_DIRS)} (nvidia-ctk cdi generate writes one, "
+                "or gpu-harness "
                 "cdi generate --out /etc/cdi/gpu-harness.json)")
     return None
 
 
 def link_or_copy(source: str, target: str) -> None:
-    """A hard link where the file system allows (Mesa's DRI drivers are one file linked many times), else a copy."""
+    """A hard link where the file system allows (Mesa's DRI drivers are one file linked many times),
+    else a copy."""
     try:
         os.link(source, target)
     except OSError:
@@ -92,20 +96,24 @@ def prepare(ctx: LaunchContext) -> CdiSetup:
     else:
         spec_dir = str(out / "cdi")  # kept with the scenario: rerun.sh applies the same spec
         spec_file = Path(spec_dir) / SPEC_NAME
-        generated = cdi.generate(live.driver, ctx.scenario.spec.host_driver or DriverMode.DEPS, spec_file,
+        generated = cdi.generate(live.driver, ctx.scenario.spec.host_driver or DriverMode.DEPS,
+                                 spec_file,
                                  ctx.toolset.path("bwrap"))
         generated.write(spec_file)
         if source == CdiSource.STALE:
             tree = ctx.workspace.tmp_dir / "driver-before-upgrade"
-            spec_file.write_text(json.dumps(moved_aside(generated.spec, live.driver, tree), indent=1) + "\n")
+            spec_file.write_text(json.dumps(moved_aside(generated.spec, live.driver, tree),
+                                            indent=1) + "\n")
         findings = cdicheck.check(cdicheck.load(str(spec_file)), live)
         device = f"{cdi.KIND}={cdi.ALL}"
-    (out / "cdi-check.txt").write_text("".join(f"{'stale: ' if f.stale else ''}{f.text}\n" for f in findings))
+    (out / "cdi-check.txt").write_text("".join(f"{'stale: ' if f.stale else ''}{f.text}\n"
+                                               for f in findings))
     return CdiSetup(device, spec_dir, findings)
 
 
 def wrapped(setup: CdiSetup, state: str, argv: List[str], privatens: Path) -> List[str]:
-    """podman's command line where the spec folder is private: /var/run/cdi in podman's own mount namespace."""
+    """podman's command line where the spec folder is private: /var/run/cdi in podman's own mount
+    namespace."""
     if setup.spec_dir is None:
         return argv
     return [sys.executable, str(privatens), state, "--cdi", setup.spec_dir, "--", *argv]

@@ -12,7 +12,8 @@ from ..lifecycle import LaunchContext, Workload
 
 FOLDER_INSIDE = f"{INSIDE}/files"  # where a file is put without an INSIDE_PATH: FOLDER_INSIDE/NAME
 OUT_INSIDE = f"{INSIDE}/out"  # the probe's output folder inside a guest (its share)
-STAGED = "files"  # in the probe's output folder: the copies a guest or a Flatpak app reads, STAGED/N/NAME
+# in the probe's output folder: the copies a guest or a Flatpak app reads, STAGED/N/NAME
+STAGED = "files"
 CANNOT_PLACE = 126  # the command's exit where a file cannot be put where it was asked for
 
 

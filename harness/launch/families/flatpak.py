@@ -7,7 +7,8 @@ ran: `export` (the harness runtime's /usr exported as a real Flatpak runtime wit
 `usr-path` (a stub runtime, with `flatpak run --usr-path=<runtime>/usr` putting the harness
 runtime's /usr under the app without any export: 0.3 s), and `gl-extension` (the runtime
 exported without its Mesa, with a GL extension point, and a GL extension made from a runtime's
-Mesa installed beside it: harness/runtimes/glext.py; both cached, installed per scenario). flatpak mounts
+Mesa installed beside it: harness/runtimes/glext.py; both cached, installed per scenario). flatpak
+mounts
 runtime extensions only under the runtime's own /usr (with --usr-path they go to
 /run/parent/usr), so the extension mode exports.
 
@@ -46,9 +47,12 @@ from ...system import process
 
 FLATPAK_CACHE = cache.ROOT / "flatpak"
 APP_INSIDE = "/app"
-CODE = "code"  # in the probe's output folder: the probe's files, where a bundle's app (whose /app is its own) runs them
+# in the probe's output folder: the probe's files, where a bundle's app (whose /app is its own) runs
+# them
+CODE = "code"
 # The app's command: link Mesa's fixed vtest socket name to the one it was given, then run.
-LINK_AND_RUN = 'if [ -n "$VTEST_SOCKET_NAME" ]; then ln -sfn "$VTEST_SOCKET_NAME" /tmp/.virgl_test; fi; exec "$@"'
+LINK_AND_RUN = ('if [ -n "$VTEST_SOCKET_NAME" ]; then ln -sfn "$VTEST_SOCKET_NAME" '
+                '/tmp/.virgl_test; fi; exec "$@"')
 
 
 def runtime_label(runtime: Runtime) -> str:
@@ -58,7 +62,8 @@ def runtime_label(runtime: Runtime) -> str:
 
 
 def flatpak_id(prefix: str, name: str) -> str:
-    """A Flatpak id from a runtime's name: ids are letters, digits and '_' ('-' in the last part)."""
+    """A Flatpak id from a runtime's name: ids are letters, digits and '_' ('-' in the last
+    part)."""
     part = re.sub(r"[^A-Za-z0-9_-]", "_", name)
     return f"{prefix}.{'_' if part[:1].isdigit() else ''}{part}"
 
@@ -73,18 +78,21 @@ class Exported:
 
 
 def cached_export(flatpak: str, key: str, ref_id: str, fill: Callable[[str], Dict[str, object]],
-                  source_root: str, layout: Optional[str] = None, arch: str = HOST_ARCH) -> Exported:
+                  source_root: str, layout: Optional[str] = None,
+                  arch: str = HOST_ARCH) -> Exported:
     """A repo in FLATPAK_CACHE holding one runtime exported from `build/files` and `build/metadata`,
     which `fill(build)` writes (returning facts to keep); built once per key and id, under a lock
     while one run builds it, a half-written repo never taken for a built one. What it was built
-    from (the runtime's root, the GL split's layout) is written beside it for `gpu-harness cache`."""
+    from (the runtime's root, the GL split's layout) is written beside it for `gpu-harness
+    cache`."""
     cache_dir = FLATPAK_CACHE / hashlib.sha256(f"{key}\0{ref_id}".encode()).hexdigest()[:24]
     cache_dir.mkdir(parents=True, exist_ok=True)
     repo = cache_dir / "repo"
     with open(cache_dir / "lock", "a+") as lock:
         waiting = time.monotonic()
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if (repo / "done").exists() and time.monotonic() - waiting > 1.0:  # another process exported it
+        # another process exported it
+        if (repo / "done").exists() and time.monotonic() - waiting > 1.0:
             prepjournal.note("flatpak export", ref_id, time.monotonic() - waiting, "waited")
         source = cache_dir / cache.SOURCE_FILE
         if not source.exists():
@@ -95,7 +103,8 @@ def cached_export(flatpak: str, key: str, ref_id: str, fill: Callable[[str], Dic
             try:
                 with reaper.temp_dir("build-", str(cache_dir)) as build:
                     facts = fill(build)
-                    flatpak_step(flatpak, private_env(build), "build-export", f"--arch={arch}", "--runtime",
+                    flatpak_step(flatpak, private_env(build), "build-export", f"--arch={arch}",
+                                 "--runtime",
                                  "--files=files", str(repo), build, BRANCH)
             except BaseException:
                 shutil.rmtree(repo, ignore_errors=True)
@@ -121,7 +130,8 @@ def recorded(done: Path) -> Dict[str, object]:
 def hard_linked_usr(root: str, build: str) -> None:
     # build-export reads a real folder, and hard links cost no space. A runtime's own kernel's
     # modules are its guest's: not an app's.
-    process.run_program(["cp", "-al", os.path.join(root, "usr"), f"{build}/files"], check=True, capture_output=True,
+    process.run_program(["cp", "-al", os.path.join(root, "usr"), f"{build}/files"], check=True,
+                        capture_output=True,
                    timeout=600)
     for part in GUEST_KERNEL_PARTS:
         if part.startswith("usr/"):
@@ -151,8 +161,10 @@ FLATPAK_MULTIARCH = "x86_64-linux-gnu"  # the runtimes and extensions here are e
 def split_of(runtime: Runtime) -> glext.Split:
     arch = glext.multiarch(runtime.root)
     if arch != FLATPAK_MULTIARCH:
-        raise ExtensionUnavailable(f"runtime {runtime.name} is {arch or 'not Debian multiarch'}: GL extensions are made "
-                                   f"for {FLATPAK_MULTIARCH} runtimes here (a 32-bit driver is Flatpak's GL32 point)")
+        raise ExtensionUnavailable(f"runtime {runtime.name} is {arch or 'not Debian multiarch'}: "
+                                   "GL extensions are made "
+                                   f"for {FLATPAK_MULTIARCH} runtimes here (a 32-bit driver is "
+                                   "Flatpak's GL32 point)")
     try:
         return glext.split(runtime.root)
     except glext.ExtensionError as exc:
@@ -160,7 +172,8 @@ def split_of(runtime: Runtime) -> glext.Split:
 
 
 class ExtensionUnavailable(ToolMissing):
-    """This runtime cannot be split into a platform and a GL extension (no Mesa, not Debian's layout)."""
+    """This runtime cannot be split into a platform and a GL extension (no Mesa, not Debian's
+    layout)."""
 
 
 def platform_runtime(flatpak: str, runtime: Runtime) -> Exported:
@@ -181,7 +194,8 @@ def platform_runtime(flatpak: str, runtime: Runtime) -> Exported:
 
 
 def extension_name(source: Runtime) -> str:
-    """The extension's last id part: its folder under GL/ and the name FLATPAK_GL_DRIVERS activates."""
+    """The extension's last id part: its folder under GL/ and the name FLATPAK_GL_DRIVERS
+    activates."""
     return flatpak_id(glext.EXTENSION_POINT, runtime_label(source)).rsplit(".", 1)[1]
 
 
@@ -195,7 +209,8 @@ def gl_extension(flatpak: str, source: Runtime) -> Exported:
         size = glext.write_extension(parts, name, f"{build}/files")
         with open(f"{build}/metadata", "w") as metadata:
             metadata.write(glext.extension_metadata(extension_id))
-        return {"built_from": runtime_label(source), "mount": glext.mount_point(parts.multiarch, name),
+        return {"built_from": runtime_label(source), "mount": glext.mount_point(parts.multiarch,
+                                                                                name),
                 "libraries": sorted(parts.libraries), "dri_drivers": len(parts.dri),
                 "loader_files": sorted(f"{f.folder}/{f.name}" for f in parts.loader_files),
                 "files_mb": round(size / 2**20, 1), "missing": parts.missing}
@@ -212,7 +227,8 @@ def extension_source(scenario: Scenario) -> Runtime:
     if source.name == scenario.runtime.name:
         return scenario.runtime
     if source.needs_build and not source.root:
-        return Runtime(source.name, source.kind, str(builds.ensure(source.recipe).root), source.description,
+        return Runtime(source.name, source.kind, str(builds.ensure(source.recipe).root),
+                       source.description,
                        source.recipe)
     return source
 
@@ -230,7 +246,8 @@ class FlatpakLaunch(ProcessLaunch):
     def prepare(self) -> List[ServiceSpec]:
         workspace, scenario = self.ctx.workspace, self.ctx.scenario
         folder = str(workspace.tmp_dir / "flatpak")
-        files = [str(path) for path in probe_spec(self.ctx).files] if self.ctx.workload.command is None else []
+        files = [str(path)
+                 for path in probe_spec(self.ctx).files] if self.ctx.workload.command is None else []
         mode = scenario.spec.flatpak_mode
         flatpak = self.ctx.toolset.path("flatpak")
         t0 = time.monotonic()
@@ -244,7 +261,8 @@ class FlatpakLaunch(ProcessLaunch):
             except ExtensionUnavailable as exc:
                 self.result.skipped = str(exc)
                 raise LaunchAborted() from None
-            runtime, extensions = (platform.repo, platform.ref_id), ((extension.repo, extension.ref_id),)
+            runtime, extensions = (platform.repo, platform.ref_id), ((extension.repo,
+                                                                      extension.ref_id),)
             self.result.facts["gl_extension"] = {**extension.facts, "platform": platform.facts}
         t1 = time.monotonic()
         shipped = workloads.shipped_in(scenario.declared) if scenario.declared else None
@@ -254,7 +272,8 @@ class FlatpakLaunch(ProcessLaunch):
             for path in files:
                 shutil.copy2(path, workspace.probe_out / CODE)
         else:
-            install_app(flatpak, folder, files, runtime, extensions, arch=flatpak_arch(scenario.runtime.root))
+            install_app(flatpak, folder, files, runtime, extensions,
+                        arch=flatpak_arch(scenario.runtime.root))
         self.result.phases["image_build_s"] = time.monotonic() - t0
         self.result.facts["flatpak_mode"] = mode.value
         self.result.facts["flatpak_arch"] = flatpak_arch(scenario.runtime.root)
@@ -267,7 +286,8 @@ class FlatpakLaunch(ProcessLaunch):
         except builds.RuntimeBuildError as exc:
             raise ExtensionUnavailable(f"the GL extension's runtime could not be built: {exc}") from None
         self.result.facts["gl_extension_source"] = source.name
-        self.result.facts["driver_root"] = source.root  # the Mesa that renders: driver matching reads it there
+        # the Mesa that renders: driver matching reads it there
+        self.result.facts["driver_root"] = source.root
         return gl_extension(self.ctx.toolset.path("flatpak"), source)
 
 
@@ -287,20 +307,27 @@ class FlatpakFamily(ProcessFamily):
                    "the usr-path mode (flatpak-vtest, flatpak-dri) runs over it"
         root = ctx.scenario.runtime.root
         if not os.path.islink(os.path.join(root, "lib")):
-            return (f"runtime {ctx.scenario.runtime.name} keeps /bin and /lib outside /usr (not merged-/usr): "
-                    "a Flatpak runtime is only a /usr (--usr-path or exported), so its libc and shell are not there")
+            return (f"runtime {ctx.scenario.runtime.name} keeps /bin and /lib outside /usr (not "
+                    "merged-/usr): "
+                    "a Flatpak runtime is only a /usr (--usr-path or exported), so its libc and "
+                    "shell are not there")
         return super().unavailable_in(ctx)
 
     def plan(self, ctx: LaunchContext) -> Plan:
-        scenario, toolset, workspace, workload = ctx.scenario, ctx.toolset, ctx.workspace, ctx.workload
+        scenario, toolset, workspace, workload = (ctx.scenario, ctx.toolset, ctx.workspace,
+                                                  ctx.workload)
         folder = str(workspace.tmp_dir / "flatpak")
         services = services_for(ctx)
-        socket = next((s.ready_socket for s in services if s.name == vtest.SERVICE and s.ready_socket), None)
-        argv = [toolset.path("flatpak"), "run", "--user", "--die-with-parent", "--no-session-bus", "--no-a11y-bus",
-                "--no-documents-portal", "--device=dri" if scenario.spec.needs_render_node else "--nodevice=dri"]
+        socket = next((s.ready_socket for s in services if s.name == vtest.SERVICE
+                       and s.ready_socket), None)
+        argv = [toolset.path("flatpak"), "run", "--user", "--die-with-parent", "--no-session-bus",
+                "--no-a11y-bus",
+                "--no-documents-portal", "--device=dri" if scenario.spec.needs_render_node
+                else "--nodevice=dri"]
         arch = flatpak_arch(scenario.runtime.root)
         if arch != HOST_ARCH:
-            argv.append(f"--arch={arch}")  # an emulated runtime's own arch: qemu-user runs it (binfmt_misc)
+            # an emulated runtime's own arch: qemu-user runs it (binfmt_misc)
+            argv.append(f"--arch={arch}")
         elif glext.multiarch(scenario.runtime.root) not in (None, FLATPAK_MULTIARCH):
             # A 32-bit runtime: Flatpak's seccomp filter kills 32-bit syscalls (SIGSYS, measured)
             # unless the app may run multiarch binaries, as a 32-bit app's own metadata says.
@@ -322,16 +349,19 @@ class FlatpakFamily(ProcessFamily):
             argv.append(filesystem(str(workspace.probe_out)))
             spec = probe_spec(ctx)
             code = f"{workspace.probe_out}/{CODE}" if app_id else APP_INSIDE
-            command = spec.argv(["/usr/bin/python3"], f"{code}/{spec.file.name}", str(workspace.probe_out),
+            command = spec.argv(["/usr/bin/python3"], f"{code}/{spec.file.name}",
+                                str(workspace.probe_out),
                                 [str(workspace.sentinel)], workload.probe_args)
         for key, value in sorted(app_env(scenario, socket).items()):
             argv.append(f"--env={key}={value}")
         argv += ["--command=/bin/sh", app_id or APP_ID, "-c", LINK_AND_RUN, "sh", *command]
         env = private_env(folder)
         if scenario.spec.flatpak_mode is FlatpakMode.GL_EXTENSION:
-            # The extension point is enable-if=active-gl-driver: flatpak mounts the extension this names.
+            # The extension point is enable-if=active-gl-driver: flatpak mounts the extension this
+            # names.
             env["FLATPAK_GL_DRIVERS"] = extension_name(scenario.gl_extension or scenario.runtime)
-        return Plan(argv=argv, env=env, env_mode=EnvMode.INHERIT, services=services, dirs=[str(workspace.tmp_dir)])
+        return Plan(argv=argv, env=env, env_mode=EnvMode.INHERIT, services=services,
+                    dirs=[str(workspace.tmp_dir)])
 
 
 FAMILY = FlatpakFamily()

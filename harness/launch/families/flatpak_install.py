@@ -14,10 +14,12 @@ from ...system import process
 APP_ID = "org.gpuharness.Probe"
 RUNTIME_ID = "org.gpuharness.Stub"
 BRANCH = "1"
-BUNDLE_APP = "bundle-app"  # in the scenario's flatpak folder: the app id of the user's bundle it installed
+# in the scenario's flatpak folder: the app id of the user's bundle it installed
+BUNDLE_APP = "bundle-app"
 UNSAFE_IN_FILESYSTEM = (":",)  # --filesystem=PATH:ro splits on ':'
 HOST_ARCH = "x86_64"  # the Flatpak arch of this host's (and of a multiarch 32-bit) runtime
-FLATPAK_ARCHES = {"amd64": "x86_64", "i386": "i386", "arm64": "aarch64", "armhf": "arm", "riscv64": "riscv64"}
+FLATPAK_ARCHES = {"amd64": "x86_64", "i386": "i386", "arm64": "aarch64", "armhf": "arm",
+                  "riscv64": "riscv64"}
 
 
 class FlatpakError(ComponentError):
@@ -38,7 +40,8 @@ def private_env(folder: str) -> Dict[str, str]:
 
 
 def flatpak_step(flatpak: str, env: Dict[str, str], *args: str) -> str:
-    done = process.run_program([flatpak, *args], env=env, capture_output=True, text=True, timeout=120,
+    done = process.run_program([flatpak, *args], env=env, capture_output=True, text=True,
+                               timeout=120,
                           stdin=subprocess.DEVNULL)
     if done.returncode != 0:
         said = " | ".join(line for line in (done.stdout + done.stderr).splitlines() if line.strip())
@@ -46,7 +49,8 @@ def flatpak_step(flatpak: str, env: Dict[str, str], *args: str) -> str:
     return done.stdout
 
 
-def runtime_metadata(folder: str, runtime_id: str, branch: str = BRANCH, arch: str = HOST_ARCH) -> None:
+def runtime_metadata(folder: str, runtime_id: str, branch: str = BRANCH,
+                     arch: str = HOST_ARCH) -> None:
     with open(f"{folder}/metadata", "w") as metadata:
         metadata.write(f"[Runtime]\nname={runtime_id}\nruntime={runtime_id}/{arch}/{branch}\n"
                        f"sdk={runtime_id}/{arch}/{branch}\n")
@@ -62,7 +66,8 @@ def flatpak_arch(root: str) -> str:
     return FLATPAK_ARCHES.get(found, found)
 
 
-def install_app(flatpak: str, folder: str, probe_files: List[str], runtime: Optional[Tuple[str, str]],
+def install_app(flatpak: str, folder: str, probe_files: List[str],
+                runtime: Optional[Tuple[str, str]],
                 extensions: Tuple[Tuple[str, str], ...] = (), arch: str = HOST_ARCH) -> None:
     """An app whose files are the probe, and its runtime, installed privately in `folder`: a
     runtime exported in a cached repo (`runtime` = (repo, id)), or a stub runtime for --usr-path;
@@ -78,14 +83,17 @@ def install_app(flatpak: str, folder: str, probe_files: List[str], runtime: Opti
     else:
         runtime_repo, runtime_id = repo, RUNTIME_ID
         runtime_metadata(f"{build}/runtime", runtime_id, arch=arch)
-        flatpak_step(flatpak, env, "build-export", on_arch, "--runtime", "--files=files", repo, f"{build}/runtime",
+        flatpak_step(flatpak, env, "build-export", on_arch, "--runtime", "--files=files", repo,
+                     f"{build}/runtime",
                      BRANCH)
     flatpak_step(flatpak, env, "--user", "remote-add", "--no-gpg-verify", "runtimes", runtime_repo)
     flatpak_step(flatpak, env, "--user", "install", "-y", "--noninteractive", on_arch, "runtimes",
                  f"{runtime_id}//{BRANCH}")
     for index, (extension_repo, extension_id) in enumerate(extensions):
-        flatpak_step(flatpak, env, "--user", "remote-add", "--no-gpg-verify", f"extension{index}", extension_repo)
-        flatpak_step(flatpak, env, "--user", "install", "-y", "--noninteractive", on_arch, f"extension{index}",
+        flatpak_step(flatpak, env, "--user", "remote-add", "--no-gpg-verify", f"extension{index}",
+                     extension_repo)
+        flatpak_step(flatpak, env, "--user", "install", "-y", "--noninteractive", on_arch,
+                     f"extension{index}",
                      f"{extension_id}//{BRANCH}")
     app = f"{build}/app"
     flatpak_step(flatpak, env, "build-init", on_arch, app, APP_ID, runtime_id, runtime_id, BRANCH)
@@ -93,28 +101,36 @@ def install_app(flatpak: str, folder: str, probe_files: List[str], runtime: Opti
         shutil.copy2(path, f"{app}/files/{os.path.basename(path)}")
     flatpak_step(flatpak, env, "build-finish", app, "--command=/bin/sh")
     flatpak_step(flatpak, env, "build-export", on_arch, repo, app)
-    flatpak_step(flatpak, env, "--user", "remote-add", "--no-gpg-verify", "--if-not-exists", "apps", repo)
-    flatpak_step(flatpak, env, "--user", "install", "-y", "--noninteractive", on_arch, "apps", APP_ID)
+    flatpak_step(flatpak, env, "--user", "remote-add", "--no-gpg-verify", "--if-not-exists", "apps",
+                 repo)
+    flatpak_step(flatpak, env, "--user", "install", "-y", "--noninteractive", on_arch, "apps",
+                 APP_ID)
 
 
 def install_bundle(flatpak: str, folder: str, bundle: str) -> Tuple[str, str]:
     """A user's Flatpak bundle installed privately in `folder` over a stub of the runtime it names
-    (the scenario's runtime's /usr stands in for it with --usr-path): its app id and that runtime."""
+    (the scenario's runtime's /usr stands in for it with --usr-path): its app id and that
+    runtime."""
     env = private_env(folder)
     for part in ("home", "installation", "xdg", "build/stub/files"):
         os.makedirs(f"{folder}/{part}", exist_ok=True)
     os.chmod(f"{folder}/xdg", 0o700)
-    flatpak_step(flatpak, env, "--user", "install", "-y", "--noninteractive", "--no-deps", "--bundle", bundle)
-    listed = flatpak_step(flatpak, env, "--user", "list", "--app", "--columns=application,runtime").split()
+    flatpak_step(flatpak, env, "--user", "install", "-y", "--noninteractive", "--no-deps",
+                 "--bundle", bundle)
+    listed = flatpak_step(flatpak, env, "--user", "list", "--app",
+                          "--columns=application,runtime").split()
     if len(listed) != 2 or listed[1].count("/") != 2:
-        raise FlatpakError(f"the bundle {bundle} installed as {' '.join(listed) or 'nothing'}, not one app")
+        raise FlatpakError(f"the bundle {bundle} installed as {' '.join(listed) or 'nothing'}, not "
+                           "one app")
     app_id, runtime_ref = listed
     runtime_id, _, branch = runtime_ref.split("/")
     runtime_metadata(f"{folder}/build/stub", runtime_id, branch)
     repo = f"{folder}/build/stub-repo"
-    flatpak_step(flatpak, env, "build-export", "--runtime", "--files=files", repo, f"{folder}/build/stub", branch)
+    flatpak_step(flatpak, env, "build-export", "--runtime", "--files=files", repo,
+                 f"{folder}/build/stub", branch)
     flatpak_step(flatpak, env, "--user", "remote-add", "--no-gpg-verify", "stubs", repo)
-    flatpak_step(flatpak, env, "--user", "install", "-y", "--noninteractive", "stubs", f"{runtime_id}//{branch}")
+    flatpak_step(flatpak, env, "--user", "install", "-y", "--noninteractive", "stubs",
+                 f"{runtime_id}//{branch}")
     Path(folder, BUNDLE_APP).write_text(app_id)
     return app_id, runtime_ref
 

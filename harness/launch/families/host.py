@@ -7,7 +7,8 @@ from ...scenario.model import HOST_KIND, Scenario
 from .base import EnvMode, Plan, ProcessFamily, probe_spec
 
 # Variables that pick a GL driver: the native path must see the host's defaults, not the caller's.
-DRIVER_SELECTION = ("LIBGL_ALWAYS_SOFTWARE", "GALLIUM_DRIVER", "MESA_LOADER_DRIVER_OVERRIDE", "VTEST_SOCKET_NAME")
+DRIVER_SELECTION = ("LIBGL_ALWAYS_SOFTWARE", "GALLIUM_DRIVER", "MESA_LOADER_DRIVER_OVERRIDE",
+                    "VTEST_SOCKET_NAME")
 
 
 def environment(scenario: Scenario) -> Dict[str, str]:
@@ -26,7 +27,8 @@ class HostFamily(ProcessFamily):
         if workload.command is not None:
             argv = list(workload.command)
         else:
-            argv = probe_spec(ctx).host_argv(ctx.toolset.path("python3"), str(ctx.workspace.probe_out),
+            argv = probe_spec(ctx).host_argv(ctx.toolset.path("python3"),
+                                             str(ctx.workspace.probe_out),
                                              ctx.workspace.host_paths(), workload.probe_args)
         return Plan(argv=argv, env=environment(ctx.scenario), env_mode=EnvMode.INHERIT)
 

@@ -14,7 +14,8 @@ from .sandbox import FAMILY as SANDBOX
 from .vfio import FAMILY as VFIO
 from .vm import FAMILY as VM
 
-FAMILIES: Dict[str, Family] = {family.name: family for family in (HOST, SANDBOX, CONTAINER, FLATPAK, VM, VFIO)}
+FAMILIES: Dict[str, Family] = {family.name: family for family in (HOST, SANDBOX, CONTAINER, FLATPAK,
+                                                                  VM, VFIO)}
 
 
 def of(spec: PathSpec) -> Family:
@@ -35,13 +36,15 @@ def path_json(spec: PathSpec) -> dict:
     family = of(spec)
     return {"family": family.name, "features": features(spec), "probes": spec.probes,
             "runs_in_guest": family.runs_in_guest,
-            "runtime_kinds": [str(kind) for kind in family.runtime_kinds] if family.runtime_kinds is not None else None,
+            "runtime_kinds": [str(kind) for kind in family.runtime_kinds]
+            if family.runtime_kinds is not None else None,
             "systems": list(family.nix_systems) if family.nix_systems is not None else None}
 
 
 def table_json() -> str:
     """nix/paths.json: what the flake needs of each path (family, system features)."""
-    return json.dumps({spec.id: path_json(spec) for spec in PATHS.values()}, indent=2, sort_keys=True) + "\n"
+    return json.dumps({spec.id: path_json(spec) for spec in PATHS.values()}, indent=2,
+                      sort_keys=True) + "\n"
 
 
 if __name__ == "__main__":

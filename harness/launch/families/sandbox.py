@@ -92,14 +92,17 @@ class BwrapSpec:
             argv += ["--ro-bind", src, dst]
         for target, link in self.layout.symlinks:
             argv += ["--symlink", target, link]
-        argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run", "--dir", self.home]
-        devices = (["/dev/dri"] if self.dri else []) + [d for d in self.devices if d != "/dev/dri" or not self.dri]
+        argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run", "--dir",
+                 self.home]
+        devices = (["/dev/dri"] if self.dri else []) + [d for d in self.devices
+                                                        if d != "/dev/dri" or not self.dri]
         for device in devices:
             argv += ["--dev-bind", device, device]
         if devices:
             for sys_dir in self.sys_dirs:
                 argv += ["--ro-bind", sys_dir, sys_dir]
-        for flag, pairs in (("--bind", self.sockets), ("--ro-bind", self.ro_files), ("--bind", self.rw_dirs),
+        for flag, pairs in (("--bind", self.sockets), ("--ro-bind", self.ro_files), ("--bind",
+                                                                                     self.rw_dirs),
                             ("--setenv", self.env)):
             for first, second in pairs:
                 argv += [flag, first, second]
@@ -108,14 +111,16 @@ class BwrapSpec:
 
 def services_for(ctx: LaunchContext, sync: Optional[SyncPipe] = None) -> List[ServiceSpec]:
     if vtest.SERVICE in ctx.scenario.spec.services:
-        return [vtest.server_spec(ctx.toolset, ctx.workspace, venus=ctx.scenario.spec.venus, sync=sync,
+        return [vtest.server_spec(ctx.toolset, ctx.workspace, venus=ctx.scenario.spec.venus,
+                                  sync=sync,
                                   confined=ctx.scenario.spec.confined_server)]
     return []
 
 
 @functools.lru_cache(maxsize=8)
 def seccomp_missing(python: str) -> Optional[str]:
-    """Why the confined server would run with no seccomp filter here (`python` cannot compile one), or None."""
+    """Why the confined server would run with no seccomp filter here (`python` cannot compile one),
+    or None."""
     with reaper.temp_dir("gh-seccomp-") as scratch:
         try:
             seccompfilter.compile_filter(python, Path(scratch) / "check.bpf")
@@ -130,25 +135,30 @@ def bwrap_works(bwrap: str) -> Optional[str]:
     host that restricts them, unprivileged user namespaces may be unavailable; the sandbox paths
     then cannot run at all, and the reason must say so rather than show a raw bwrap error."""
     try:
-        done = process.run_program([bwrap, "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "true"],
+        done = process.run_program([bwrap, "--unshare-all", "--die-with-parent", "--ro-bind", "/",
+                                    "/", "true"],
                               stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"bwrap could not be run ({exc})"
     if done.returncode == 0:
         return None
     said = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
-    return (f"bwrap cannot create a sandbox here ({said}): the sandbox paths need unprivileged user "
-            "namespaces (sysctl user.max_user_namespaces > 0, kernel.unprivileged_userns_clone = 1; "
+    return (f"bwrap cannot create a sandbox here ({said}): the sandbox paths need unprivileged "
+            "user "
+            "namespaces (sysctl user.max_user_namespaces > 0, kernel.unprivileged_userns_clone = "
+            "1; "
             "in a Nix build, a builder that allows them in its sandbox)")
 
 
 def host_driver_layout(ctx: LaunchContext) -> driverlayout.DriverLayout:
-    """The host's driver for this path's mode (files, dependencies, capsule), its generated vendor files
+    """The host's driver for this path's mode (files, dependencies, capsule), its generated vendor
+    files
     and capsule manifest written into the scenario's folder and bound from there."""
     tool = ctx.toolset.tools["host-driver"]
     assert tool.path is not None and ctx.scenario.spec.host_driver is not None
     driver = hostdriver.from_tool(tool.path, tool.extra)
-    driver_layout = driverlayout.layout(driver, ctx.scenario.spec.host_driver, ctx.toolset.path("bwrap"))
+    driver_layout = driverlayout.layout(driver, ctx.scenario.spec.host_driver,
+                                        ctx.toolset.path("bwrap"))
     folder = ctx.workspace.tmp_dir / "host-driver"
     binds = list(driver_layout.binds)
     for inside, content in sorted(driver_layout.files.items()):
@@ -160,14 +170,16 @@ def host_driver_layout(ctx: LaunchContext) -> driverlayout.DriverLayout:
         "mode": ctx.scenario.spec.host_driver, "driver": driver.to_dict(),
         "libraries": [{"name": n, "file": f} for n, f in driver_layout.libraries],
         "env": driver_layout.env, "devices": driver_layout.devices}, indent=1) + "\n")
-    return driverlayout.DriverLayout(binds, driver_layout.files, driver_layout.env, driver_layout.devices,
+    return driverlayout.DriverLayout(binds, driver_layout.files, driver_layout.env,
+                                     driver_layout.devices,
                                    driver_layout.libraries)
 
 
 class SandboxFamily(ProcessFamily):
     name = "sandbox"
 
-    def prepare_run(self, scenarios: Sequence[Scenario], toolset: Toolset, scratch: Path) -> List[Prepared]:
+    def prepare_run(self, scenarios: Sequence[Scenario], toolset: Toolset,
+                    scratch: Path) -> List[Prepared]:
         """The host's driver, discovered and its dependency closure resolved, once for the run."""
         modes = sorted({s.spec.host_driver for s in scenarios if s.spec.host_driver})
         tool = toolset.tools.get("host-driver")
@@ -185,17 +197,21 @@ class SandboxFamily(ProcessFamily):
         reason = super().available(spec, toolset) or bwrap_works(toolset.path("bwrap"))
         if reason is None and spec.venus and not vtest.has_venus(toolset.path(vtest.SERVICE)):
             version = toolset.version(vtest.SERVICE) or "?"
-            reason = (f"virgl_test_server {version} has no Venus (--venus): use --toolset runtime:trixie-host, "
+            reason = (f"virgl_test_server {version} has no Venus (--venus): use --toolset "
+                      "runtime:trixie-host, "
                       "runtime:sid-host or the Nix toolset")
         if reason is None and spec.confined_server:
-            reason = serverconfine.why_not(toolset.path(vtest.SERVICE)) or seccomp_missing(toolset.path("python3"))
+            reason = (serverconfine.why_not(toolset.path(vtest.SERVICE))
+                      or seccomp_missing(toolset.path("python3")))
         return reason
 
     def plan(self, ctx: LaunchContext) -> Plan:
-        scenario, toolset, workspace, workload = ctx.scenario, ctx.toolset, ctx.workspace, ctx.workload
+        scenario, toolset, workspace, workload = (ctx.scenario, ctx.toolset, ctx.workspace,
+                                                  ctx.workload)
         sync = SyncPipe() if scenario.spec.sync_fd else None
         services = services_for(ctx, sync)
-        sockets = [(s.ready_socket, vtest.SOCKET_INSIDE) for s in services if s.name == vtest.SERVICE
+        sockets = [(s.ready_socket, vtest.SOCKET_INSIDE) for s in services
+                   if s.name == vtest.SERVICE
                    and s.ready_socket]
         python, store_binds = probe_python(toolset, scenario.runtime)
         ro_files: List[Tuple[str, str]] = []
@@ -215,9 +231,11 @@ class SandboxFamily(ProcessFamily):
             ro_files += driver.binds
             devices = driver.devices
             env = sorted({**dict(env), **driver.env, **dict(scenario.env)}.items())
-        sandbox = BwrapSpec(bwrap=toolset.path("bwrap"), layout=runtime_layout(scenario.runtime, store_binds),
+        sandbox = BwrapSpec(bwrap=toolset.path("bwrap"), layout=runtime_layout(scenario.runtime,
+                                                                               store_binds),
                             command=command, dri=scenario.spec.needs_render_node,
-                            sys_dirs=[d for d in SYS_DIRS if os.path.isdir(d)], devices=devices, sockets=sockets,
+                            sys_dirs=[d for d in SYS_DIRS if os.path.isdir(d)], devices=devices,
+                            sockets=sockets,
                             ro_files=ro_files, rw_dirs=rw_dirs, env=env,
                             extra=["--sync-fd", str(sync.read_fd)] if sync is not None else [])
         return Plan(argv=sandbox.argv(), env=dict(env), env_mode=EnvMode.CLEAR, services=services,

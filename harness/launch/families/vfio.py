@@ -2,12 +2,14 @@
 a VM that needs the GPU natively).
 
 - vm-vfio: a device of this host, named by GPU_HARNESS_VFIO_DEVICE (never one the harness picks),
-  checked and bound with harness.system.vfio before QEMU starts and given back after, or by the reaper
+  checked and bound with harness.system.vfio before QEMU starts and given back after, or by the
+  reaper
   if the harness dies; the GL/Vulkan probes run in the guest with the device's own driver.
 - vm-vfio-nested: the same flow with no hardware. An L1 guest (q35, an emulated Intel IOMMU with
   interrupt remapping, ACPI on for its DMAR table) has two devices to pass: QEMU's edu and a
   virtio-gpu behind the IOMMU (iommu_platform=on, else its DMA bypasses the IOMMU and an L2
-  driver gets no interrupts). The vfio probe, with harness.system.vfio beside it, binds them, moves an
+  driver gets no interrupts). The vfio probe, with harness.system.vfio beside it, binds them, moves
+  an
   image through edu's DMA, starts an L2 QEMU with the GPU and restores them (probe/vfio_nested.py).
 """
 import dataclasses
@@ -33,10 +35,12 @@ DEVICE_ENV = "GPU_HARNESS_VFIO_DEVICE"
 ACK_FILE = "scanout-captured"  # in the result share: the host has captured L2's image
 L2_MODULES = ("virtio_pci", "virtio_gpu")
 # No ACPI in L2 (faster; QMP quit stops it); no console cursor on the image.
-L2_KERNEL_ARGS = ("console=ttyS0", "panic=-1", "loglevel=4", "acpi=off", "mitigations=off", "tsc=reliable",
+L2_KERNEL_ARGS = ("console=ttyS0", "panic=-1", "loglevel=4", "acpi=off", "mitigations=off",
+                  "tsc=reliable",
                   "no_timer_check", "vt.global_cursor_default=0")
 PATTERN_SIZE = 64  # the vfio probe's image: small, as edu moves it 4 KiB at a time
-VFIO_MODULES = ("vfio", "vfio_iommu_type1", "vfio_pci")  # type1 is only a softdep of vfio: named here
+# type1 is only a softdep of vfio: named here
+VFIO_MODULES = ("vfio", "vfio_iommu_type1", "vfio_pci")
 L2_PREFIX = "gpu-harness-l2:"  # the L2 init's console lines (the probe reads them)
 CACHE_DIR = initramfs.CACHE_DIR.parent / "vfio"
 L1_MEMORY_MB = 1024  # the L1 guest, its python, and the L2 QEMU with all of its 64 MiB pinned
@@ -86,8 +90,10 @@ def l2_initrd(toolset: Toolset, golden: Path) -> Path:
     modules_dir = str(toolset.tools["kernel"].extra["modules_dir"])
     modules = modules_mod.resolve_for_kernel(modules_dir, L2_MODULES)
     pattern = pattern_file(golden)
-    init = render("l2-init.sh.j2", modules=modules, prefix=L2_PREFIX, size=PATTERN_SIZE, pattern=pattern.name)
-    return initramfs.build(initramfs.InitramfsSpec(toolset.path("busybox"), modules_dir, tuple(modules), init,
+    init = render("l2-init.sh.j2", modules=modules, prefix=L2_PREFIX, size=PATTERN_SIZE,
+                  pattern=pattern.name)
+    return initramfs.build(initramfs.InitramfsSpec(toolset.path("busybox"), modules_dir,
+                                                   tuple(modules), init,
                                                    ((pattern.name, str(pattern)),)))[0]
 
 
@@ -115,7 +121,8 @@ class VfioLaunch(VmLaunch):
         # Only while QEMU runs: once it has exited there is no display to capture, and the base
         # watch judges the console it left.
         if self.boots_l2 and machine is not None and "scanout" not in self.result.artifacts and \
-                machine.running() and console.seen(machine.console(), console.Marker.PASSED_SCANOUT_READY):
+                machine.running() and console.seen(machine.console(),
+                                                   console.Marker.PASSED_SCANOUT_READY):
             self.capture_scanout()
             (self.ctx.workspace.probe_out / ACK_FILE).write_text("captured\n")
         return super().watch_step()
@@ -139,9 +146,11 @@ class VfioLaunch(VmLaunch):
         return (*args, "intel_iommu=on") if self.nested else args
 
     def machine_spec(self, qemu: QemuSpec) -> QemuSpec:
-        machine = "q35,kernel-irqchip=split" if qemu.accel == "kvm" else "q35"  # intremap under KVM needs split
+        # intremap under KVM needs split
+        machine = "q35,kernel-irqchip=split" if qemu.accel == "kvm" else "q35"
         if self.nested:
-            return dataclasses.replace(qemu, machine=machine, memory_mb=L1_MEMORY_MB, first_devices=(NESTED_IOMMU,),
+            return dataclasses.replace(qemu, machine=machine, memory_mb=L1_MEMORY_MB,
+                                       first_devices=(NESTED_IOMMU,),
                                        devices=NESTED_DEVICES)
         assert self.record is not None
         return dataclasses.replace(qemu, machine=machine, memory_mb=GUEST_MEMORY_MB,
@@ -175,7 +184,8 @@ class VfioLaunch(VmLaunch):
         record, self.record = self.record, None
         try:
             vfio.restore(record)
-            self.result.facts["vfio"] = {"device": record.bdf, "original_driver": record.original_driver,
+            self.result.facts["vfio"] = {"device": record.bdf,
+                                         "original_driver": record.original_driver,
                                          "restored": True}
         except vfio.VfioError as exc:
             self.result.fail(f"vfio restore {exc} (the reaper tries again)", FailureKind.VFIO)
@@ -190,10 +200,12 @@ class VfioFamily(VmFamily):
     def unavailable_in(self, ctx: LaunchContext) -> Optional[str]:
         passthrough = ctx.scenario.spec.passthrough
         if nested_tier(ctx.scenario.spec) and ctx.scenario.runtime.root != "/":
-            return "the nested tier's L1 guest runs the host's QEMU from its root: host runtime only"
+            return ("the nested tier's L1 guest runs the host's QEMU from its root: host runtime "
+                    "only")
         cache = str(initramfs.CACHE_DIR)
         if passthrough is Passthrough.NESTED_BOOT and hidden_in_guest(cache):
-            return (f"the L2 kernel and initramfs are cached under {cache}, which the L1 guest does not see "
+            return (f"the L2 kernel and initramfs are cached under {cache}, which the L1 guest "
+                    "does not see "
                     f"(it mounts its own {', '.join(GUEST_MOUNTS)}): set XDG_CACHE_HOME elsewhere")
         return super().unavailable_in(ctx)
 
@@ -206,7 +218,8 @@ class VfioFamily(VmFamily):
             found = vfio.candidates()
             listed = "; ".join(f"{bdf}: {vfio.check(bdf, guest_ram_mb=GUEST_MEMORY_MB).reason or 'usable'}"
                                for bdf in found) or "no display controller on this host"
-            return f"no device named for passthrough (set {DEVICE_ENV}=BDF; gpu-harness vfio check: {listed})"
+            return (f"no device named for passthrough (set {DEVICE_ENV}=BDF; gpu-harness vfio "
+                    f"check: {listed})")
         try:
             bdf = vfio.parse_bdf(device)
         except vfio.BadDevice as exc:
@@ -219,11 +232,14 @@ class VfioFamily(VmFamily):
             return []
         args = ["--size", str(PATTERN_SIZE), "--qemu", ctx.toolset.path("qemu-system-x86_64")]
         if ctx.scenario.spec.passthrough is Passthrough.NESTED_BOOT:
-            # The L1 guest's root is the host's: the cached kernel and initramfs are at the same paths there.
-            golden = probes.GOLDENS_DIR / f"{ctx.scenario.golden}.png"  # the probe's own pattern, as shipped
+            # The L1 guest's root is the host's: the cached kernel and initramfs are at the same
+            # paths there.
+            # the probe's own pattern, as shipped
+            golden = probes.GOLDENS_DIR / f"{ctx.scenario.golden}.png"
             args += ["--l2-kernel", kernel_mod.unpacked(ctx.toolset.path("kernel")),
                      "--l2-initrd", str(l2_initrd(ctx.toolset, golden)),
-                     "--l2-append", " ".join(L2_KERNEL_ARGS), "--ack-file", f"{probes.INSIDE}/out/{ACK_FILE}"]
+                     "--l2-append", " ".join(L2_KERNEL_ARGS), "--ack-file",
+                     f"{probes.INSIDE}/out/{ACK_FILE}"]
         return args
 
 

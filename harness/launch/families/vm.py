@@ -25,7 +25,8 @@ from ...system import process
 def qemu_has_venus(qemu: str) -> bool:
     """Whether this QEMU's virtio-gpu-gl-pci takes venus=on (QEMU 9.2 and later, built with it)."""
     try:
-        done = process.run_program([qemu, "-device", "virtio-gpu-gl-pci,help"], capture_output=True, text=True,
+        done = process.run_program([qemu, "-device", "virtio-gpu-gl-pci,help"], capture_output=True,
+                                   text=True,
                               timeout=60, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired):
         return False
@@ -42,7 +43,8 @@ class VmFamily(Family):
     def launch(self, ctx: LaunchContext) -> VmLaunch:
         return self.launch_class(ctx, self.probe_args(ctx))
 
-    def prepare_run(self, scenarios: Sequence[Scenario], toolset: Toolset, scratch: Path) -> List[Prepared]:
+    def prepare_run(self, scenarios: Sequence[Scenario], toolset: Toolset,
+                    scratch: Path) -> List[Prepared]:
         """The guest kernel unpacked and KVM tried (a tiny guest under a short bound), once."""
         if not scenarios:
             return []
@@ -51,18 +53,22 @@ class VmFamily(Family):
         unpacked = time.monotonic()
         accel = acceleration(toolset, scratch)
         return [Prepared("guest kernel", unpacked - started, kernel),
-                Prepared("guest acceleration", time.monotonic() - unpacked, f"{accel.name}: {accel.reason}")]
+                Prepared("guest acceleration", time.monotonic() - unpacked,
+                         f"{accel.name}: {accel.reason}")]
 
     def available(self, spec: PathSpec, toolset: Toolset) -> Optional[str]:
         reason = super().available(spec, toolset)
         if reason:
             return reason
         if not (toolset.tools["kernel"].extra or {}).get("modules_dir"):
-            return f"kernel {toolset.path('kernel')} has no modules directory (the guest needs virtio and 9p modules)"
+            return (f"kernel {toolset.path('kernel')} has no modules directory (the guest needs "
+                    "virtio and 9p modules)")
         if display_mod.needs_xvfb(spec.guest_gpu or "", toolset) and not toolset.found("Xvfb"):
-            return "no render node for egl-headless and no Xvfb for an SDL GL display (install xvfb)"
+            return ("no render node for egl-headless and no Xvfb for an SDL GL display (install "
+                    "xvfb)")
         if spec.venus and not qemu_has_venus(toolset.path("qemu-system-x86_64")):
-            return (f"QEMU {toolset.version('qemu-system-x86_64') or '?'} has no venus on virtio-gpu-gl-pci "
+            return (f"QEMU {toolset.version('qemu-system-x86_64') or '?'} has no venus on "
+                    "virtio-gpu-gl-pci "
                     "(QEMU >= 9.2: --toolset runtime:trixie-host)")
         return None
 

@@ -13,8 +13,10 @@ from ..vm import arches
 from ...core.errors import ToolMissing
 
 # What a runtime's recipe adds to boot its guest.
-FOREIGN_KERNEL_PACKAGES = {"arm64": "linux-image-arm64 busybox-static", "riscv64": "linux-image-riscv64 busybox-static"}
-KERNEL_IMAGES = ("vmlinuz-", "vmlinux-")  # Debian's names: compressed (amd64, arm64) or not (riscv64)
+FOREIGN_KERNEL_PACKAGES = {"arm64": "linux-image-arm64 busybox-static",
+                           "riscv64": "linux-image-riscv64 busybox-static"}
+# Debian's names: compressed (amd64, arm64) or not (riscv64)
+KERNEL_IMAGES = ("vmlinuz-", "vmlinux-")
 
 
 class BootUnavailable(ToolMissing):
@@ -44,10 +46,13 @@ def runtime_architecture(runtime: Runtime) -> str:
 
 def runtime_kernel(root: str) -> Optional[Tuple[str, str]]:
     """(vmlinuz, modules folder) of the newest kernel a runtime has installed, or None."""
-    images = [image for prefix in KERNEL_IMAGES for image in glob.glob(os.path.join(root, "boot", f"{prefix}*"))]
+    images = [image for prefix in KERNEL_IMAGES for image in glob.glob(os.path.join(root, "boot",
+                                                                                    f"{prefix}*"))]
     for image in sorted(images, key=os.path.basename, reverse=True):
         version = os.path.basename(image).split("-", 1)[1]
-        for modules in (os.path.join(root, "usr/lib/modules", version), os.path.join(root, "lib/modules", version)):
+        for modules in (os.path.join(root, "usr/lib/modules", version), os.path.join(root,
+                                                                                     "lib/modules",
+                                                                                     version)):
             if os.path.isfile(os.path.join(modules, "modules.dep")):
                 return image, modules
     return None
@@ -62,14 +67,18 @@ def guest_boot(toolset: Toolset, runtime: Runtime) -> GuestBoot:
         raise BootUnavailable(f"runtime {runtime.name} is {name}: the VM paths boot "
                               f"{', '.join(sorted(arches.ARCHES))} guests only")
     if not toolset.found(arch.qemu):
-        raise BootUnavailable(f"runtime {runtime.name} is {name}: its guest needs {toolset.why_missing(arch.qemu)}")
+        raise BootUnavailable(f"runtime {runtime.name} is {name}: its guest needs "
+                              f"{toolset.why_missing(arch.qemu)}")
     if native:
         return GuestBoot(arch, toolset.path(arch.qemu), toolset.path("kernel"),
-                         str(toolset.tools["kernel"].extra.get("modules_dir") or ""), toolset.path("busybox"), False)
+                         str(toolset.tools["kernel"].extra.get("modules_dir") or ""),
+                         toolset.path("busybox"), False)
     kernel = runtime_kernel(runtime.root)
     busybox = os.path.join(runtime.root, "bin", "busybox")
     if kernel is None or not os.path.isfile(busybox):
         packages = FOREIGN_KERNEL_PACKAGES.get(name, f"a {name} kernel and busybox-static")
-        raise BootUnavailable(f"runtime {runtime.name} is {name} and has no {name} kernel with modules or no "
-                              f"busybox of its own to boot its guest with (its recipe adds {packages})")
+        raise BootUnavailable(f"runtime {runtime.name} is {name} and has no {name} kernel with "
+                              "modules or no "
+                              "busybox of its own to boot its guest with (its recipe adds "
+                              f"{packages})")
     return GuestBoot(arch, toolset.path(arch.qemu), kernel[0], kernel[1], busybox, True)

@@ -49,7 +49,8 @@ class Agent:
 
         connected = poll(connect, timeout_s)
         if connected is None:
-            raise GuestError(f"cannot connect to the guest's command channel {path}: {errors[-1] if errors else ''}")
+            raise GuestError(f"cannot connect to the guest's command channel {path}: "
+                             f"{errors[-1] if errors else ''}")
         self._socket = connected
         self._buffer = b""
         self._ids = itertools.count(1)
@@ -116,7 +117,8 @@ class Guest(Target):
 
     def start(self, boot_timeout_s: float = BOOT_TIMEOUT_S) -> "Guest":
         spec = self.ctx.scenario.spec
-        reason = self.family.available(spec, self.ctx.toolset) or self.family.unavailable_in(self.ctx)
+        reason = self.family.available(spec,
+                                       self.ctx.toolset) or self.family.unavailable_in(self.ctx)
         if reason:
             raise GuestError(f"{self.path_id} cannot run here: {reason}")
         self.ctx.workspace.create()
@@ -131,7 +133,9 @@ class Guest(Target):
         if not self.machine.wait_for_console(console.Marker.AGENT_READY.line, boot_timeout_s):
             text = self.console()
             failed = console.failure(text, self.machine.event("GUEST_PANICKED") is not None)
-            problem = failed.message if failed else f"no {console.Marker.AGENT_READY.value} on the console"
+            problem = failed.message if failed else (f"no {console.Marker.AGENT_READY.value} on "
+                                                     "the "
+                                                     "console")
             tail = "\n".join(text.splitlines()[-15:])
             self.close()
             raise GuestError(f"{self.path_id} guest did not come up: {problem}\n{tail}")
@@ -160,7 +164,8 @@ class Guest(Target):
 
     def wait_for_console(self, text: str, timeout_s: float = 30.0) -> None:
         if not self.machine.wait_for_console(text, timeout_s):
-            raise GuestError(f"{text!r} did not appear on the serial console within {timeout_s:g} s")
+            raise (GuestError(f"{text!r} did not appear on the serial console within {timeout_s:g} "
+                              "s"))
 
     def qmp(self, command: str, **arguments):
         return self.machine.qmp(command, **arguments)

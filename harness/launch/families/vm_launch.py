@@ -1,7 +1,8 @@
 """The launch of a QEMU guest: boot the toolset's kernel with a generated initramfs, mount the
 runtime root read-only over 9p, run the probe (or the command agent), show its image on the
 display, write the result to a share. The VM library it uses (console protocol, display, QEMU
-argv, QMP machine, initramfs) is harness.launch.vm; the family around it is harness.launch.families.vm."""
+argv, QMP machine, initramfs) is harness.launch.vm; the family around it is
+harness.launch.families.vm."""
 import os
 import threading
 import time
@@ -48,12 +49,14 @@ _accel: Optional[accel_mod.Accel] = None
 
 
 def acceleration(toolset: Toolset, workdir) -> accel_mod.Accel:
-    """The acceleration of an amd64 guest here: KVM once a tiny guest has booted under it, else TCG."""
+    """The acceleration of an amd64 guest here: KVM once a tiny guest has booted under it, else
+    TCG."""
     global _accel
     with _accel_lock:
         if _accel is None:
             kernel = kernel_mod.unpacked(toolset.path("kernel"))
-            _accel = accel_mod.detect(toolset.path("qemu-system-x86_64"), kernel, toolset.path("busybox"), workdir)
+            _accel = accel_mod.detect(toolset.path("qemu-system-x86_64"), kernel,
+                                      toolset.path("busybox"), workdir)
         return _accel
 
 
@@ -71,19 +74,23 @@ def guest_env(scenario: Scenario) -> List[Tuple[str, str]]:
 
 def guest_argv(ctx: LaunchContext, scanout: bool, family_args: List[str]) -> List[str]:
     if ctx.workload.command is not None:
-        # exec --file: copies on the share (the probe's output folder), linked into place in the guest
+        # exec --file: copies on the share (the probe's output folder), linked into place in the
+        # guest
         out = ctx.workspace.probe_out
         copies = [(f"{exec_files.OUT_INSIDE}/{Path(copy).relative_to(out)}", inside)
                   for copy, inside in exec_files.staged(ctx)]
         return exec_files.linked_first(copies, ctx.workload.command)
     # The runtime root is the guest's root, so a Nix toolset's python3 (a store path) is there too.
-    return probe_spec(ctx).guest_argv(probe_python(ctx.toolset, ctx.scenario.runtime)[0], ctx.workspace.host_paths(),
+    return probe_spec(ctx).guest_argv(probe_python(ctx.toolset, ctx.scenario.runtime)[0],
+                                      ctx.workspace.host_paths(),
                                       [*ctx.workload.probe_args, *family_args], scanout)
 
 
 def guest_acceleration(boot: GuestBoot, toolset: Toolset, workdir) -> accel_mod.Accel:
     if boot.foreign:
-        return accel_mod.Accel("tcg", f"an {boot.arch.name} guest on an {emulation.host_architecture()} host")
+        return accel_mod.Accel("tcg",
+                               f"an {boot.arch.name} guest on an {emulation.host_architecture()} "
+                               "host")
     return acceleration(toolset, workdir)
 
 
@@ -96,14 +103,16 @@ def build_initrd(ctx: LaunchContext, boot: GuestBoot, wanted: Tuple[str, ...], s
         spec = probe_spec(ctx)
         files = tuple((path.name, str(path)) for path in spec.files) + \
             tuple((name, str(path)) for name, path in spec.package_files())
-    return initramfs.build(initramfs.InitramfsSpec(boot.busybox, boot.modules_dir, tuple(modules), init, files))
+    return initramfs.build(initramfs.InitramfsSpec(boot.busybox, boot.modules_dir, tuple(modules),
+                                                   init, files))
 
 
 def write_guest_workload(ctx: LaunchContext, scanout: bool, family_args: List[str]) -> None:
     """The per-run part of the guest: its environment and the command init runs, on the share."""
     env, out = guest_env(ctx.scenario), ctx.workspace.probe_out
     (out / "environment.sh").write_text(render("guest-workload.sh.j2", env=env, argv=[]))
-    (out / "workload.sh").write_text(render("guest-workload.sh.j2", env=env, argv=guest_argv(ctx, scanout, family_args)))
+    (out / "workload.sh").write_text(render("guest-workload.sh.j2", env=env, argv=guest_argv(ctx,
+                                                                                             scanout, family_args)))
 
 
 class VmLaunch(Launch):
@@ -123,36 +132,45 @@ class VmLaunch(Launch):
         ctx = self.ctx
         scenario, toolset, workspace = ctx.scenario, ctx.toolset, ctx.workspace
         out = workspace.result_dir
-        self.boot = vm_boot.guest_boot(toolset, scenario.runtime)  # the family said Skip where it cannot
-        accel = guest_acceleration(self.boot, toolset, workspace.tmp_dir)  # the run tried KVM before any scenario
+        # the family said Skip where it cannot
+        self.boot = vm_boot.guest_boot(toolset, scenario.runtime)
+        # the run tried KVM before any scenario
+        accel = guest_acceleration(self.boot, toolset, workspace.tmp_dir)
         kernel = self.boot.kernel if self.boot.foreign else kernel_mod.unpacked(self.boot.kernel)
         arch = self.boot.arch
         t0 = time.monotonic()
         initrd, built = self.guest_image()
         self.result.phases["image_build_s"] = time.monotonic() - t0
-        self.display, services, display_env = display_mod.display_for(scenario.spec.guest_gpu or "", toolset,
+        self.display, services, display_env = display_mod.display_for(scenario.spec.guest_gpu or "",
+                                                                      toolset,
                                                                       workspace)
         self.serial_log, self.qmp_socket = out / "console.log", workspace.tmp_dir / "qmp.sock"
         self.agent_socket = workspace.tmp_dir / "agent.sock" if ctx.interactive else None
         self.stdin_socket = workspace.tmp_dir / "stdin.sock" if self.streams_stdin else None
         stdin_args = (stdin_mod.KERNEL_ARG,) if self.stdin_socket else ()
         qemu = self.machine_spec(QemuSpec(
-            qemu=self.boot.qemu, accel=accel.name, memory_mb=arch.memory_mb, kernel=kernel, machine=arch.machine,
+            qemu=self.boot.qemu, accel=accel.name, memory_mb=arch.memory_mb, kernel=kernel,
+                                          machine=arch.machine,
             cpu=None if accel.name == "kvm" else arch.tcg_cpu,
             initrd=str(initrd), cmdline=" ".join(self.kernel_args() + stdin_args + scenario.kernel_args),
             serial_log=str(self.serial_log),
-            qmp_socket=str(self.qmp_socket), runtime_root=self.guest_root(), out_dir=str(self.share_dir()),
+            qmp_socket=str(self.qmp_socket), runtime_root=self.guest_root(),
+                                          out_dir=str(self.share_dir()),
             display=self.display, gpu=scenario.spec.guest_gpu,
             agent_socket=str(self.agent_socket) if self.agent_socket else None,
             stdin_socket=str(self.stdin_socket) if self.stdin_socket else None))
-        self.plan = Plan(argv=qemu.argv(), env=display_env, env_mode=EnvMode.INHERIT, services=services,
+        self.plan = Plan(argv=qemu.argv(), env=display_env, env_mode=EnvMode.INHERIT,
+                         services=services,
                          dirs=[str(workspace.tmp_dir)])
         write_config(workspace, scenario.id, self.plan)
         self.result.argv = list(self.plan.argv)
         self.result.logs.update({"probe": str(workspace.probe_out / "probe.log"),
-                                 "serial console": str(self.serial_log), QEMU_LOG: str(out / "qemu.log")})
-        self.result.facts.update({"accel": accel.name, "accel_reason": accel.reason, "initramfs": str(initrd),
-                                  "initramfs_built": built, "kernel": kernel, "memory_mb": qemu.memory_mb,
+                                 "serial console": str(self.serial_log),
+                                 QEMU_LOG: str(out / "qemu.log")})
+        self.result.facts.update({"accel": accel.name, "accel_reason": accel.reason,
+                                  "initramfs": str(initrd),
+                                  "initramfs_built": built, "kernel": kernel,
+                                  "memory_mb": qemu.memory_mb,
                                   "display": self.display, "guest_architecture": arch.name,
                                   "guest_kernel_from": self.boot.kernel_source})
         return services
@@ -167,7 +185,8 @@ class VmLaunch(Launch):
 
     @property
     def streams_stdin(self) -> bool:
-        """exec: the command in the guest reads the harness's stdin as it comes (harness.launch.vm.stdin)."""
+        """exec: the command in the guest reads the harness's stdin as it comes
+        (harness.launch.vm.stdin)."""
         return self.ctx.inherit_stdio and not self.ctx.interactive
 
     def share_dir(self) -> Path:
@@ -185,7 +204,8 @@ class VmLaunch(Launch):
 
     def guest_modules(self) -> Tuple[str, ...]:
         """The kernel modules the guest's init loads (with their dependencies)."""
-        return modules_mod.BASE_MODULES + (modules_mod.GPU_MODULES if self.ctx.scenario.spec.guest_gpu else ())
+        return modules_mod.BASE_MODULES + (modules_mod.GPU_MODULES
+                                           if self.ctx.scenario.spec.guest_gpu else ())
 
     def machine_spec(self, qemu: QemuSpec) -> QemuSpec:
         """The machine as this path wants it (the vfio family changes it)."""
@@ -193,7 +213,8 @@ class VmLaunch(Launch):
 
     def guest_root(self) -> str:
         """The runtime root as QEMU sees it: a QEMU run from a runtime (`--toolset runtime:NAME`)
-        has that runtime's /usr, so the host's own root is exported from where the host's is seen."""
+        has that runtime's /usr, so the host's own root is exported from where the host's is
+        seen."""
         root = self.ctx.scenario.runtime.root
         qemu = self.ctx.toolset.tools["qemu-system-x86_64"]
         return str(qemu.extra.get("host_root", "/")) if root == "/" else root
@@ -201,9 +222,12 @@ class VmLaunch(Launch):
     def start_workload(self) -> None:
         if self.stdin_socket is not None:
             # Listening before QEMU starts: QEMU connects as it starts.
-            self.stdin_stream = stdin_mod.StdinStream(str(self.stdin_socket), stdin_mod.harness_stdin())
-        self.machine = QemuProcess(self.plan.argv, {**os.environ, **self.plan.env}, str(self.qmp_socket),
-                               str(self.ctx.workspace.result_dir / "qemu.log"), str(self.serial_log))
+            self.stdin_stream = stdin_mod.StdinStream(str(self.stdin_socket),
+                                                      stdin_mod.harness_stdin())
+        self.machine = QemuProcess(self.plan.argv, {**os.environ, **self.plan.env},
+                                   str(self.qmp_socket),
+                               str(self.ctx.workspace.result_dir / "qemu.log"),
+                                   str(self.serial_log))
         self.result.phases["qemu_start_s"] = self.machine.start()
 
     def capture_scanout(self) -> None:
@@ -256,10 +280,13 @@ class VmLaunch(Launch):
         if not running:
             if console.PROBE_EXIT.search(text) is None:
                 last = machine.events[-1] if machine.events else {}
-                reason = f"{last.get('event', 'QEMU exited')} {last.get('data', {}).get('reason', '')}".strip()
-                self.result.fail(f"guest stopped before the probe finished ({reason})", FailureKind.LAUNCH_FAILED)
+                reason = (f"{last.get('event', 'QEMU exited')} "
+                          f"{last.get('data', {}).get('reason', '')}").strip()
+                self.result.fail(f"guest stopped before the probe finished ({reason})",
+                                 FailureKind.LAUNCH_FAILED)
             return True
-        if spec.scanout and "scanout" not in self.result.artifacts and console.seen(text, console.Marker.SCANOUT_READY):
+        if spec.scanout and "scanout" not in self.result.artifacts and console.seen(text,
+                                                                                    console.Marker.SCANOUT_READY):
             self.capture_scanout()
             machine.quit()
         if console.seen(text, console.Marker.DONE) and not self._quitting:

@@ -49,10 +49,12 @@ def boot_id() -> str:
         return "unknown"
 
 
-def try_kvm(qemu: str, kernel: str, busybox: str, workdir: Path, bound_s: float = KVM_BOUND_S) -> KvmProbe:
+def try_kvm(qemu: str, kernel: str, busybox: str, workdir: Path,
+            bound_s: float = KVM_BOUND_S) -> KvmProbe:
     initrd, _ = build(InitramfsSpec(busybox, "/", (), TINY_INIT, ()))
     serial = workdir / "kvm-probe.log"
-    argv = [qemu, "-nodefaults", "-no-user-config", "-machine", "pc", "-accel", "kvm", "-cpu", "host", "-m", "128",
+    argv = [qemu, "-nodefaults", "-no-user-config", "-machine", "pc", "-accel", "kvm", "-cpu",
+            "host", "-m", "128",
             "-kernel", kernel, "-initrd", str(initrd), "-append", "console=ttyS0 panic=-1 quiet",
             "-no-reboot", "-display", "none", "-serial", f"file:{serial}"]
     started = time.monotonic()
@@ -71,7 +73,8 @@ def try_kvm(qemu: str, kernel: str, busybox: str, workdir: Path, bound_s: float 
     return KvmProbe(False, seconds, f"a KVM guest failed: {last}")
 
 
-def detect(qemu: Optional[str], kernel: Optional[str], busybox: Optional[str], workdir: Path) -> Accel:
+def detect(qemu: Optional[str], kernel: Optional[str], busybox: Optional[str],
+           workdir: Path) -> Accel:
     """The acceleration to use on this host, probing KVM once per host boot."""
     if not kvm_device() or not (qemu and kernel and busybox):
         return decide(False, None)

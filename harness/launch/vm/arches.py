@@ -25,9 +25,11 @@ AMD64 = GuestArch("amd64", "qemu-system-x86_64", "pc", "qemu64", "ttyS0", 256,
                   ("acpi=off", "tsc=reliable", "no_timer_check"))
 # cortex-a57: what Debian's arm64 kernel and userland are built for, and cheaper under TCG than
 # `max` (whose pointer authentication is emulated at every call and return).
-ARM64 = GuestArch("arm64", "qemu-system-aarch64", "virt", "cortex-a57", "ttyAMA0", 512, (), second_serial=False)
+ARM64 = GuestArch("arm64", "qemu-system-aarch64", "virt", "cortex-a57", "ttyAMA0", 512, (),
+                  second_serial=False)
 # QEMU's virt machine boots its bundled OpenSBI firmware, which starts the kernel in S-mode.
-RISCV64 = GuestArch("riscv64", "qemu-system-riscv64", "virt", "rv64", "ttyS0", 512, (), second_serial=False)
+RISCV64 = GuestArch("riscv64", "qemu-system-riscv64", "virt", "rv64", "ttyS0", 512, (),
+                    second_serial=False)
 
 ARCHES: Dict[str, GuestArch] = {arch.name: arch for arch in (AMD64, ARM64, RISCV64)}
 

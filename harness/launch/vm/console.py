@@ -37,14 +37,18 @@ INIT_FAILURE = re.compile(re.escape(Marker.INIT_FAILED.line) + r": ([^\r\n]*)\r?
 
 def render_init(modules: Iterable[str], scanout: bool, agent: bool, machine: bool = False) -> str:
     """The guest's init; `machine`: it makes the host's root the guest's own and runs stage 2."""
-    return render("init.sh.j2", modules=list(modules), scanout=scanout, agent=agent, machine=machine, prefix=PREFIX,
-                  m={marker.name: marker.value for marker in Marker}, stage2=render_stage2() if machine else "",
-                  stdin={"arg": stdin_mod.KERNEL_ARG.split("=")[0], "hello": stdin_mod.HELLO.decode()})
+    return render("init.sh.j2", modules=list(modules), scanout=scanout, agent=agent,
+                  machine=machine, prefix=PREFIX,
+                  m={marker.name: marker.value for marker in Marker}, stage2=render_stage2()
+                  if machine else "",
+                  stdin={"arg": stdin_mod.KERNEL_ARG.split("=")[0],
+                         "hello": stdin_mod.HELLO.decode()})
 
 
 def render_stage2() -> str:
     """A machine's second stage: PID 1 on its own root, it runs the workload and powers off."""
-    return render("machine-stage2.sh.j2", prefix=PREFIX, m={marker.name: marker.value for marker in Marker})
+    return render("machine-stage2.sh.j2", prefix=PREFIX, m={marker.name: marker.value
+                                                            for marker in Marker})
 
 
 def seen(console: str, marker: Marker) -> bool:
@@ -69,5 +73,6 @@ def failure(console: str, panicked: bool = False) -> Optional[Failure]:
     panic = PANIC.search(console)
     if panic or panicked:
         return Failure(FailureKind.GUEST_PANIC,
-                       f"guest kernel panic: {panic.group(1).strip() if panic else 'GUEST_PANICKED event'}")
+                       "guest kernel panic: "
+                       f"{panic.group(1).strip() if panic else 'GUEST_PANICKED event'}")
     return None

@@ -29,7 +29,8 @@ class DisplayError(ComponentError):
 
 def free_display() -> int:
     """An X display number no server uses, never handed out twice by this process, nor at the
-    same time by another harness process: parallel scenarios and parallel runs each get their own."""
+    same time by another harness process: parallel scenarios and parallel runs each get their
+    own."""
     global _next_display
     with _display_lock:
         for _ in range(len(DISPLAYS)):
@@ -39,7 +40,8 @@ def free_display() -> int:
                 continue
             if claim_display(number):
                 return number
-    raise DisplayError(f"no free X display number between :{DISPLAYS.start} and :{DISPLAYS.stop - 1}")
+    raise DisplayError(f"no free X display number between :{DISPLAYS.start} and "
+                       f":{DISPLAYS.stop - 1}")
 
 
 def claim_display(number: int) -> bool:
@@ -63,16 +65,19 @@ def xvfb_service(toolset: Toolset, workspace: Workspace) -> Tuple[ServiceSpec, s
     fbdir = workspace.tmp_dir / "xvfb"
     fbdir.mkdir(exist_ok=True)
     number = free_display()
-    argv = [toolset.path("Xvfb"), f":{number}", "-screen", "0", XVFB_SCREEN, "-nolisten", "tcp", "-noreset", "-wr",
+    argv = [toolset.path("Xvfb"), f":{number}", "-screen", "0", XVFB_SCREEN, "-nolisten", "tcp",
+            "-noreset", "-wr",
             "-fbdir", str(fbdir)]
     socket_path = f"/tmp/.X11-unix/X{number}"
-    spec = ServiceSpec("Xvfb", argv, {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **toolset.host_gl_env()},
+    spec = ServiceSpec("Xvfb", argv, {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                                      **toolset.host_gl_env()},
                        str(workspace.result_dir / "xvfb.log"), ready_socket=socket_path,
                        leaves=(f"/tmp/.X{number}-lock", socket_path))
     return spec, f":{number}"
 
 
-def display_for(gpu: str, toolset: Toolset, workspace: Workspace) -> Tuple[str, List[ServiceSpec], Dict[str, str]]:
+def display_for(gpu: str, toolset: Toolset,
+                workspace: Workspace) -> Tuple[str, List[ServiceSpec], Dict[str, str]]:
     """QEMU's -display, the services it needs and their environment. A GL device needs host GL:
     egl-headless on a render node where there is one, else SDL's GL on an Xvfb display."""
     if not is_gl(gpu):
@@ -80,7 +85,8 @@ def display_for(gpu: str, toolset: Toolset, workspace: Workspace) -> Tuple[str, 
     if toolset.render_nodes:
         return f"egl-headless,rendernode={opt(toolset.render_nodes[0])}", [], toolset.host_gl_env()
     spec, display = xvfb_service(toolset, workspace)
-    return "sdl,gl=on", [spec], {"DISPLAY": display, "SDL_VIDEODRIVER": "x11", **toolset.host_gl_env()}
+    return "sdl,gl=on", [spec], {"DISPLAY": display, "SDL_VIDEODRIVER": "x11",
+                                 **toolset.host_gl_env()}
 
 
 def is_gl(gpu: str) -> bool:

@@ -54,7 +54,8 @@ def build(spec: InitramfsSpec, cache_dir: Path = CACHE_DIR) -> Tuple[Path, bool]
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(os.path.join(spec.modules_dir, module), dest)
         for name, path in spec.files:
-            (root / "probe" / name).parent.mkdir(parents=True, exist_ok=True)  # a package's module: qemu/qmp/x.py
+            # a package's module: qemu/qmp/x.py
+            (root / "probe" / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, root / "probe" / name)
         init = root / "init"
         init.write_text(spec.init_script)
@@ -64,7 +65,8 @@ def build(spec: InitramfsSpec, cache_dir: Path = CACHE_DIR) -> Tuple[Path, bool]
         # probes of one path on two runtimes).
         partial = target.with_suffix(f".{os.getpid()}.{threading.get_ident()}.partial")
         with reaper.temp_file(partial), open(partial, "wb") as out:
-            process.run_program(["cpio", "--quiet", "-o", "-H", "newc", "-R", "0:0"], cwd=root, check=True,
+            process.run_program(["cpio", "--quiet", "-o", "-H", "newc", "-R", "0:0"], cwd=root,
+                                check=True,
                            input="\n".join(listing).encode(), stdout=out)
             os.replace(partial, target)  # atomic: parallel builders of the same digest agree
         cache.record_made(target, cache_dir.parent)
@@ -75,7 +77,8 @@ def build(spec: InitramfsSpec, cache_dir: Path = CACHE_DIR) -> Tuple[Path, bool]
 def prune(cache_dir: Path, keep: int = CACHE_KEEP) -> None:
     """Drop all but the `keep` most recently used images (of those a run recorded making)."""
     ledger = cache.recorded(cache_dir.parent)
-    made = [path for path in cache_dir.glob("*.cpio") if cache.made_by_a_run(path, cache_dir.parent, ledger)]
+    made = [path for path in cache_dir.glob("*.cpio") if cache.made_by_a_run(path, cache_dir.parent,
+                                                                             ledger)]
     images = sorted(made, key=lambda p: p.stat().st_mtime, reverse=True)
     for stale in images[keep:]:
         try:

@@ -20,16 +20,18 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
 def unpacked(vmlinuz: str, cache_dir: Path = CACHE_DIR.parent / "kernel") -> str:
-    """Path of an ELF vmlinux for `vmlinuz` (cached), or `vmlinuz` itself if it cannot be unpacked."""
+    """Path of an ELF vmlinux for `vmlinuz` (cached), or `vmlinuz` itself if it cannot be
+    unpacked."""
     stat = os.stat(vmlinuz)
-    key = hashlib.sha256(f"{os.path.realpath(vmlinuz)}\0{stat.st_size}\0{stat.st_mtime_ns}".encode()).hexdigest()[:24]
+    key = (hashlib.sha256(f"{os.path.realpath(vmlinuz)}\0{stat.st_size}\0{stat.st_mtime_ns}".encode()).hexdigest()[:24])
     target = cache_dir / f"vmlinux-{key}"
     if target.exists():
         cache.mark_used(target)
         return str(target)
     with prepjournal.timed("kernel unpacked", os.path.basename(vmlinuz)):
         elf = decompressed(Path(vmlinuz).read_bytes())
-    if elf is None or not elf.startswith(b"\x7fELF") or b"Xen\x00" not in elf:  # PVH entry: an ELF note "Xen"
+    # PVH entry: an ELF note "Xen"
+    if elf is None or not elf.startswith(b"\x7fELF") or b"Xen\x00" not in elf:
         return vmlinuz
     cache_dir.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(f".{os.getpid()}.partial")
@@ -54,5 +56,6 @@ def decompressed(image: bytes) -> Optional[bytes]:
         return None
     # The compressed kernel is followed by the bzImage's trailer: zstd decodes the frame, then
     # reports the trailer as an unknown format; the frame's output is complete all the same.
-    done = process.run_program(["zstd", "-dcq"], input=image[start:], capture_output=True, timeout=120)
+    done = process.run_program(["zstd", "-dcq"], input=image[start:], capture_output=True,
+                               timeout=120)
     return done.stdout or None

@@ -37,7 +37,8 @@ def builtin_names(text: str) -> set:
     return {module_name(line.strip()) for line in text.splitlines() if line.strip()}
 
 
-def resolve(wanted: Iterable[str], dep_table: Dict[str, List[str]], builtin: AbstractSet[str] = frozenset()) -> List[str]:
+def resolve(wanted: Iterable[str], dep_table: Dict[str, List[str]],
+            builtin: AbstractSet[str] = frozenset()) -> List[str]:
     """Relpaths to insmod, dependencies first, each once. Built-in modules need nothing."""
     order: List[str] = []
     visiting = set()

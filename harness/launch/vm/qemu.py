@@ -32,24 +32,32 @@ class QemuSpec:
     devices: Tuple[str, ...] = ()  # more -device values, after the GPU
     shares: Tuple[Tuple[str, str], ...] = ()  # more read-write 9p shares: (mount tag, host folder)
     cpu: Optional[str] = None  # the -cpu model; None: the host's under KVM, else qemu64
-    stdin_socket: Optional[str] = None  # exec's stdin (harness.launch.vm.stdin): QEMU connects to it as it starts
+    # exec's stdin (harness.launch.vm.stdin): QEMU connects to it as it starts
+    stdin_socket: Optional[str] = None
 
     def argv(self) -> List[str]:
-        argv = [self.qemu, "-nodefaults", "-no-user-config", "-machine", self.machine, "-accel", self.accel,
-                "-cpu", self.cpu or ("host" if self.accel == "kvm" else "qemu64"), "-smp", "1", "-m", str(self.memory_mb),
-                "-kernel", self.kernel, "-initrd", self.initrd, "-append", self.cmdline, "-no-reboot",
-                "-chardev", f"file,id=serial0,path={opt(self.serial_log)}", "-serial", "chardev:serial0"]
+        argv = [self.qemu, "-nodefaults", "-no-user-config", "-machine", self.machine, "-accel",
+                self.accel,
+                "-cpu", self.cpu or ("host" if self.accel == "kvm" else "qemu64"), "-smp", "1",
+                "-m", str(self.memory_mb),
+                "-kernel", self.kernel, "-initrd", self.initrd, "-append", self.cmdline,
+                "-no-reboot",
+                "-chardev", f"file,id=serial0,path={opt(self.serial_log)}", "-serial",
+                "chardev:serial0"]
         for device in self.first_devices:
             argv += ["-device", device]
         if self.agent_socket:
-            argv += ["-chardev", f"socket,id=agent,path={opt(self.agent_socket)},server=on,wait=off",
+            argv += ["-chardev",
+                     f"socket,id=agent,path={opt(self.agent_socket)},server=on,wait=off",
                      "-serial", "chardev:agent"]
         argv += ["-qmp", f"unix:{opt(self.qmp_socket)}",
-                 "-virtfs", f"local,path={opt(self.runtime_root)},mount_tag=root,security_model=none,readonly=on,"
+                 "-virtfs",
+                 f"local,path={opt(self.runtime_root)},mount_tag=root,security_model=none,readonly=on,"
                             "multidevs=remap",
                  "-virtfs", f"local,path={opt(self.out_dir)},mount_tag=out,security_model=none"]
         for tag, folder in self.shares:
-            argv += ["-virtfs", f"local,path={opt(folder)},mount_tag={opt(tag)},security_model=none"]
+            argv += ["-virtfs",
+                     f"local,path={opt(folder)},mount_tag={opt(tag)},security_model=none"]
         if self.gpu:
             argv += ["-device", self.gpu]
         for device in self.devices:
@@ -57,5 +65,6 @@ class QemuSpec:
         if self.stdin_socket:  # last, so that the other devices keep their PCI slots
             argv += ["-device", "virtio-serial-pci,id=stdin-serial",
                      "-chardev", f"socket,id=stdin,path={opt(self.stdin_socket)}",
-                     "-device", f"virtserialport,bus=stdin-serial.0,chardev=stdin,name={STDIN_PORT}"]
+                     "-device",
+                     f"virtserialport,bus=stdin-serial.0,chardev=stdin,name={STDIN_PORT}"]
         return argv + ["-display", self.display]

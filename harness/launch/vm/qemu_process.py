@@ -31,7 +31,8 @@ class QemuError(ComponentError):
 
 
 class QemuProcess:
-    def __init__(self, argv: List[str], env: Dict[str, str], qmp_socket: str, log_path: str, serial_log: str,
+    def __init__(self, argv: List[str], env: Dict[str, str], qmp_socket: str, log_path: str,
+                 serial_log: str,
                  connect_timeout_s: float = 20.0):
         self.argv, self.env = argv, env
         self.qmp_socket, self.log_path, self.serial_log = qmp_socket, log_path, serial_log
@@ -58,7 +59,8 @@ class QemuProcess:
         self.child = Child(self.argv, self.env, self.log_path)
         accept = asyncio.run_coroutine_threadsafe(self._qmp.accept(), self._loop)
         child = self.child
-        poll(accept.done, self.connect_timeout_s, interval_s=0.01, give_up=lambda: child.poll() is not None)
+        poll(accept.done, self.connect_timeout_s, interval_s=0.01,
+             give_up=lambda: child.poll() is not None)
         if not accept.done():
             accept.cancel()
             if child.poll() is not None:
@@ -66,7 +68,8 @@ class QemuProcess:
             raise QemuError(f"QEMU did not connect to QMP within {self.connect_timeout_s:g} s")
         accept.result()
         self._record_task = self._call(self._spawn(self._record_events()))
-        LOG.debug("QEMU pid %d connected to QMP %s after %.2f s", child.pid, self.qmp_socket, time.monotonic() - started)
+        LOG.debug("QEMU pid %d connected to QMP %s after %.2f s", child.pid, self.qmp_socket,
+                  time.monotonic() - started)
         return time.monotonic() - started
 
     @staticmethod
@@ -93,7 +96,8 @@ class QemuProcess:
         return next((e for e in self.events if e["event"] == name), None)
 
     def wait_for_event(self, name: str, timeout_s: float) -> Optional[dict]:
-        """The first `name` event, already seen or arriving within `timeout_s`; None if none came."""
+        """The first `name` event, already seen or arriving within `timeout_s`; None if none
+        came."""
         if self._qmp is None:
             return self.event(name)
         listener = EventListener(name)
@@ -103,7 +107,8 @@ class QemuProcess:
             if seen is not None:
                 return seen
             try:
-                event = self._call(asyncio.wait_for(listener.get(), timeout_s), timeout=timeout_s + 5)
+                event = self._call(asyncio.wait_for(listener.get(), timeout_s),
+                                   timeout=timeout_s + 5)
             except (asyncio.TimeoutError, TimeoutError):
                 LOG.debug("waited %g s for QMP event %s: none came", timeout_s, name)
                 return None
@@ -125,8 +130,10 @@ class QemuProcess:
             self.peak_rss_kb = max(self.peak_rss_kb, self.child.peak_rss_kb())
 
     def wait_for_console(self, text: str, timeout_s: float) -> bool:
-        seen = bool(poll(lambda: text in self.console(), timeout_s, give_up=lambda: not self.running()))
-        LOG.debug("waited for %r on the console (%g s at most): %s", text, timeout_s, "seen" if seen else "not seen")
+        seen = bool(poll(lambda: text in self.console(), timeout_s,
+                         give_up=lambda: not self.running()))
+        LOG.debug("waited for %r on the console (%g s at most): %s", text, timeout_s, "seen"
+                  if seen else "not seen")
         return seen
 
     def quit(self) -> None:

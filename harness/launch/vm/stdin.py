@@ -8,7 +8,8 @@ after the last byte, tells the guest the host's side closed, and the guest's rea
 then end (EOF) once what was sent has been read. Before the host's side of a port is connected a
 guest's read of it ends at once too, so the host's first byte (HELLO, which init reads and drops)
 says it is connected; nothing else is added to the stream. Every architecture the VM paths boot has
-PCI on its machine, so the port is a virtio-serial-pci device on each (no second serial port needed).
+PCI on its machine, so the port is a virtio-serial-pci device on each (no second serial port
+needed).
 """
 import os
 import select
@@ -21,7 +22,8 @@ from . import modules as modules_mod
 from ...core.errors import ToolMissing
 
 PORT_NAME = "gpu-harness.stdin"
-KERNEL_ARG = f"gpu_harness.stdin={PORT_NAME}"  # init streams the command's stdin from the port named so
+# init streams the command's stdin from the port named so
+KERNEL_ARG = f"gpu_harness.stdin={PORT_NAME}"
 MODULES = ("virtio_console",)
 HELLO = b"H"
 CHUNK = 65536
@@ -39,14 +41,16 @@ def unavailable(modules_dir: str) -> Optional[str]:
     try:
         modules_mod.resolve_for_kernel(modules_dir, MODULES)
     except (ToolMissing, OSError) as exc:
-        return (f"the guest kernel ({modules_dir}) has no virtio_console, so the command's stdin cannot be "
+        return (f"the guest kernel ({modules_dir}) has no virtio_console, so the command's stdin "
+                "cannot be "
                 f"streamed into the guest ({exc})")
     return None
 
 
 class StdinStream:
     """The host's end: listens on `path` (before QEMU starts), then sends HELLO and every byte read
-    from `source` as it comes, and half-closes at the source's end. stop() ends it wherever it is."""
+    from `source` as it comes, and half-closes at the source's end. stop() ends it wherever it
+    is."""
 
     def __init__(self, path: str, source: int):
         self.path, self.source = path, source
@@ -64,7 +68,8 @@ class StdinStream:
         self._thread.start()
 
     def _ready(self, fd: int, events: int) -> bool:
-        """Wait until `fd` is ready for `events` (or hung up, or invalid); False once stop() is called."""
+        """Wait until `fd` is ready for `events` (or hung up, or invalid); False once stop() is
+        called."""
         poller = select.poll()
         poller.register(self._wake_read, select.POLLIN)
         poller.register(fd, events)
