@@ -173,8 +173,8 @@ def scenario(combo: Combo, index: int, rng: random.Random) -> dict:
                                           "runtime_gl": f"OpenGL ES 3.2 Mesa {mesa}"}
     if "virgl_test_server" in spec.services:
         versions["virgl_test_server"] = SERVERS[index % len(SERVERS)]
-    phases = {"setup_s": round(rng.uniform(0.001, 0.4), 4), "services_ready_s": round(rng.uniform(0,
-                                                                                                  0.02), 4),
+    phases = {"setup_s": round(rng.uniform(0.001, 0.4), 4),
+              "services_ready_s": round(rng.uniform(0, 0.02), 4),
               "probe_s": round(rng.uniform(0.1, 0.6), 4)}
     rss = {"probe": rng.randint(80000, 120000)}
     if spec.family in ("vm", "vfio"):

@@ -299,8 +299,8 @@ def outcomes(folder: Path) -> dict:
 
 
 def test_run_baseline_and_baseline_update_end_to_end(tmp_path):
-    script = {"software/host/gl": [["Fail", "missing-library"]], "native/host/vulkan": [["Fail",
-                                                                                         "driver-hang"]],
+    script = {"software/host/gl": [["Fail", "missing-library"]],
+              "native/host/vulkan": [["Fail", "driver-hang"]],
               "native/host/gl": [["Fail", "crash"], ["Pass", None]]}
     first = fake_cli(tmp_path, script, "run", "--matrix", "{tmp}/m.toml", "--out", "{tmp}/one",
                      "--retries", "1")
@@ -372,7 +372,8 @@ def test_a_pass_the_matrix_expected_to_fail_is_an_unexpected_pass_that_fails_the
     assert alone.returncode == 0, alone.stderr
     update = fake_cli(tmp_path, script, "baseline", "update", "--from", "{tmp}/out", "--out",
                       "{tmp}/known.toml")
-    assert ("not known: software/host/gl (interrupted, or a matrix expectation that passed" in update.stdout)
+    assert ("not known: software/host/gl (interrupted, or a matrix expectation that passed"
+            in update.stdout)
 
 
 def test_a_baseline_entry_that_matches_nothing_is_refused_like_an_override(tmp_path):

@@ -10,8 +10,8 @@ from harness.scenario.probes import ProbeReport
 from harness.judging.scenario_result import ScenarioResult
 
 SCENARIOS = {(s.path_id, s.probe): s for s in matrix.expand(
-    {"matrix": {"paths": ["native", "software", "vtest-virgl", "vm-headless"], "probes": ["gl",
-                                                                                          "vulkan"]}},
+    {"matrix": {"paths": ["native", "software", "vtest-virgl", "vm-headless"],
+                "probes": ["gl", "vulkan"]}},
     "t").scenarios}
 
 

@@ -229,7 +229,8 @@ def test_the_cache_command(tree, tmp_path):
                                                               "from 0 to 36500"),
                           (["prune", "--older-than", "nan"], "from 0 to 36500")):
         bad = cli(tmp_path, *args)
-        assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and message in bad.stderr, bad.stderr
+        assert (bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+                and message in bad.stderr), bad.stderr
 
 
 @pytest.mark.parametrize("configured", ["", "relative/cache", "."])

@@ -101,8 +101,8 @@ def test_thirty_two_bit_libraries_are_said_either_way(mesa_tree, nvidia_tree, tm
 
 
 def spec_with(**edits):
-    return {"cdiVersion": "0.5.0", "kind": "example.com/gpu", "devices": [{"name": "all",
-                                                                           "containerEdits": edits}]}
+    return {"cdiVersion": "0.5.0", "kind": "example.com/gpu",
+            "devices": [{"name": "all", "containerEdits": edits}]}
 
 
 def test_device_nodes_hooks_and_unmounted_libraries(tmp_path, mesa_tree):
@@ -177,16 +177,19 @@ def test_cdi_generate_then_check_on_this_host(tmp_path):
     assert "wrote specs/gpu-harness.json (gpu-harness.dev/gpu: all" in done.stderr
     checked = gpu_harness("cdi", "check", "specs/gpu-harness.json", cwd=tmp_path)
     assert checked.returncode == 0 and checked.stdout.splitlines()[-1].startswith(
-        "specs/gpu-harness.json: current for the live driver (mesa "), checked.stdout + checked.stderr
+        "specs/gpu-harness.json: current for the live driver "
+        "(mesa "), checked.stdout + checked.stderr
     # the rewritten vendor files gone: stale
     shutil.rmtree(tmp_path / "specs" / "gpu-harness.files")
     again = gpu_harness("cdi", "check", "specs/gpu-harness.json", cwd=tmp_path)
-    assert again.returncode == 1 and "stale: " in again.stdout and again.stdout.splitlines()[-1].startswith(
-        "specs/gpu-harness.json: stale ("), again.stdout
+    assert (again.returncode == 1 and "stale: " in again.stdout
+            and again.stdout.splitlines()[-1].startswith("specs/gpu-harness.json: stale (")), \
+        again.stdout
     for args in (["cdi", "check", "nonexistent.json"], ["cdi", "generate", "--out", "x.yaml"],
                  ["cdi", "check", "."]):
         bad = gpu_harness(*args, cwd=tmp_path)
-        assert bad.returncode == 2 and len(bad.stderr.splitlines()) == 1 and "Traceback" not in bad.stderr, bad.stderr
+        assert (bad.returncode == 2 and len(bad.stderr.splitlines()) == 1
+                and "Traceback" not in bad.stderr), bad.stderr
 
 
 def test_podmans_words_for_a_stale_spec_are_classified():

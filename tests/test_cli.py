@@ -29,7 +29,8 @@ def test_bad_input_exits_2_with_one_line(args, message):
     done = run_cli(*args)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0] and lines[0].startswith("gpu-harness: error: "), done.stderr
+    assert (len(lines) == 1 and message in lines[0]
+            and lines[0].startswith("gpu-harness: error: ")), done.stderr
     assert "Traceback" not in done.stderr
 
 
@@ -50,8 +51,8 @@ def test_list_prints_expanded_scenarios():
     done = run_cli("list")
     assert done.returncode == 0
     # The default matrix's scenarios, in its order (test_matrix.py spells the order out).
-    assert [line.split()[0] for line in done.stdout.splitlines()] == [s.id
-                                                                      for s in matrix.load().scenarios]
+    assert ([line.split()[0] for line in done.stdout.splitlines()]
+            == [s.id for s in matrix.load().scenarios])
 
 
 def test_parser_knows_every_command():
@@ -151,7 +152,8 @@ def test_an_entry_that_took_a_runs_name_since_is_not_the_runs(tmp_path):
     (out / "results.json").mkdir()
     (out / "results.json" / "data.txt").write_text("mine")
     done = fake_run(tmp_path, "native", out)
-    assert done.returncode == 2 and "results.json: no gpu-harness run made it" in done.stderr, done.stderr
+    assert (done.returncode == 2
+            and "results.json: no gpu-harness run made it" in done.stderr), done.stderr
     assert (out / "results.json" / "data.txt").read_text() == "mine"
     assert (out / "scenarios" / "native__host__gl").is_dir(), ("the refused run removed the "
                                                                "earlier "

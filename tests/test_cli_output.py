@@ -96,14 +96,16 @@ def test_doctor_prints_its_tables_whole_on_stdout_as_its_json_says(tmp_path, man
     assert "…" not in text.stdout
     for path in data["paths"]:
         assert list(map(unfolded, folded_row(text.stdout, path["id"]))) == list(map(unfolded, [
-            path["id"], path["family"], "yes" if path["runs_here"] else "no", path["why_not"] or ""]))
+            path["id"], path["family"], "yes" if path["runs_here"] else "no",
+            path["why_not"] or ""]))
     for name, tool in data["tools"].items():
         assert unfolded(folded_row(text.stdout, name)[3]) == (tool["path"] or "-")
     # its long cells folded: not a line of every path's id
     assert widest_table_line(text.stdout) <= 140
     assert f"render nodes: {', '.join(data['render_nodes']) or 'none'}" in text.stdout.splitlines()
     accel = data["vm_acceleration"]
-    assert (f"VM acceleration: {accel['name'] or 'not tried'} ({accel['reason']})" in text.stdout.splitlines())
+    assert (f"VM acceleration: {accel['name'] or 'not tried'} ({accel['reason']})"
+            in text.stdout.splitlines())
     if manifest:
         assert data["tools"]["bwrap"]["problem"].endswith("does not exist")
         why = unfolded(folded_row(text.stdout, "vtest-virgl")[3])

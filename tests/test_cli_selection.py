@@ -69,8 +69,8 @@ def test_run_takes_only_the_runtimes_asked_for(matrix, tmp_path):
     done = harness("run", "--matrix", matrix, "--runtimes", "mine", "--out", str(out),
                    fake=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert ([s["id"]
-             for s in json.loads((out / "results.json").read_text())["scenarios"]] == ["vtest-virgl/mine/gl"])
+    assert ([s["id"] for s in json.loads((out / "results.json").read_text())["scenarios"]]
+            == ["vtest-virgl/mine/gl"])
 
 
 def test_bench_takes_only_the_probes_asked_for(matrix, tmp_path):

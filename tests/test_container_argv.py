@@ -210,5 +210,5 @@ def test_podmans_words_for_the_archives_format(tmp_path):
                    " * docker-archive: writing blob: Digest did not match\n"
                    " * dir: open /x/manifest.json: not a directory\n")
     assert container.said(str(log), "docker-archive") == \
-        "Error: payload does not match any of the supported image formats: * docker-archive: writing blob: " \
-        "Digest did not match"
+        "Error: payload does not match any of the supported image formats: * docker-archive: " \
+        "writing blob: Digest did not match"

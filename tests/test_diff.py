@@ -197,7 +197,8 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     done = run_cli("diff", *(a.replace("{tmp}", str(tmp_path)) for a in args))
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("gpu-harness: error: ") and message in lines[0], done.stderr
+    assert (len(lines) == 1 and lines[0].startswith("gpu-harness: error: ")
+            and message in lines[0]), done.stderr
 
 
 def test_fps_changes_by_the_spread_of_timed_rounds(tmp_path):

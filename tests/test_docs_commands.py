@@ -282,7 +282,8 @@ def test_the_entry_point_answers_help():
 # --- the picking itself
 # -------------------------------------------------------------------------------
 
-SAMPLE = """Run `gpu-harness list` first; `gpu-harness-out/report.html` and `gpu-harness: error: x` are no commands.
+SAMPLE = """Run `gpu-harness list` first; `gpu-harness-out/report.html` and \
+`gpu-harness: error: x` are no commands.
 A wrapped one: `gpu-harness run --matrix
 harness/data/compat.toml --paths native`.
 

@@ -306,7 +306,8 @@ def test_pin_parse_of_any_tree(data):
 
 
 @FUZZ
-@given(raw=file_bytes(st.just(('{"fetcher": "url", "url": "u", "hash": "%s", "version": "1"}' % SRI).encode())))
+@given(raw=file_bytes(st.just(('{"fetcher": "url", "url": "u", "hash": "%s", "version": "1"}'
+                               % SRI).encode())))
 def test_pin_load_of_any_bytes(workdir, raw):
     path = workdir / "thing.json"
     path.write_bytes(raw)
@@ -329,8 +330,8 @@ LIKE = {str: NASTY_TEXT, int: ODD_NUMBERS, float: ODD_NUMBERS}
 def places(tree, trail=()):
     """The trail (keys and indexes) of every node of a JSON tree, the root's included."""
     yield trail
-    children = tree.items() if isinstance(tree, dict) else enumerate(tree) if isinstance(tree,
-                                                                                         list) else ()
+    children = (tree.items() if isinstance(tree, dict)
+                else enumerate(tree) if isinstance(tree, list) else ())
     for key, child in children:
         yield from places(child, trail + (key,))
 
@@ -529,7 +530,8 @@ def test_sweep_results(workdir):
         path.write_text(json.dumps(document))
         accepted = loads_or_fails_cleanly(lambda: results.read(path))
         if accepted is not None:
-            junit.render(records.parse(accepted)).encode("utf-8"), html.render(records.parse(accepted)).encode("utf-8")
+            (junit.render(records.parse(accepted)).encode("utf-8"),
+             html.render(records.parse(accepted)).encode("utf-8"))
 
 
 def test_sweep_pin(workdir):

@@ -159,7 +159,8 @@ def test_the_extension_tree_has_the_driver_and_loader_files_naming_where_it_is_m
                    "ICD": {"library_path": f"{mount}/lib/libEGL_mesa.so.0"}}
     assert icd["ICD"] == {"api_version": "1.4.305", "library_path": f"{mount}/lib/libvulkan_lvp.so"}
     assert sorted(os.listdir(files / "lib/dri")) == ["kms_swrast_dri.so", "swrast_dri.so"]
-    assert (files / "lib/libgallium.so").stat().st_ino == (runtime / LIB / "libgallium.so.1.0").stat().st_ino
+    assert ((files / "lib/libgallium.so").stat().st_ino
+            == (runtime / LIB / "libgallium.so.1.0").stat().st_ino)
     assert all((files / folder).is_dir() for folder in glext.MERGE_DIRS)
     assert size == sum(os.stat(runtime / LIB / name).st_size for name in (
         "libEGL_mesa.so.0.1.0", "libvulkan_lvp.so", "libgallium.so.1.0", "libLLVM.so.1.1.0",
@@ -179,7 +180,8 @@ def test_the_platform_declares_the_extension_point_and_points_the_loaders_into_i
                            "merge-dirs": "vulkan/icd.d;glvnd/egl_vendor.d;lib/dri;lib/gbm",
                            "download-if": "active-gl-driver", "enable-if": "active-gl-driver"}
     env = metadata["Environment"]
-    assert (env["__EGL_VENDOR_LIBRARY_DIRS"].split(":")[0] == "/usr/lib/x86_64-linux-gnu/GL/glvnd/egl_vendor.d")
+    assert (env["__EGL_VENDOR_LIBRARY_DIRS"].split(":")[0]
+            == "/usr/lib/x86_64-linux-gnu/GL/glvnd/egl_vendor.d")
     assert env["LIBGL_DRIVERS_PATH"] == "/usr/lib/x86_64-linux-gnu/GL/lib/dri"
     assert env["VK_DRIVER_FILES"] == "/usr/lib/x86_64-linux-gnu/GL/vulkan/icd.d"
     assert metadata["Runtime"]["runtime"] == "org.gpuharness.NoMesa.trixie/x86_64/1"

@@ -27,7 +27,8 @@ def write_pack(folder: Path, pythons: dict, from_target: dict) -> Path:
 
 def one_error_line(text: str) -> str:
     lines = text.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("gpu-tier: error: ") and "Traceback" not in text, text
+    assert (len(lines) == 1 and lines[0].startswith("gpu-tier: error: ")
+            and "Traceback" not in text), text
     return lines[0]
 
 

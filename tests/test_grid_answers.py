@@ -163,9 +163,9 @@ def test_vtest_cells_say_renders_or_why_not():
     for row in vtest.rows:
         for cell in row[1:]:
             if cell.text.startswith("fails"):
-                assert cell.css == display.css_class(Outcome.FAIL) and cell.text.split(": ",
-                                                                                       1)[1].split()[0] in \
-                    {str(kind) for kind in FailureKind}, cell.text
+                assert (cell.css == display.css_class(Outcome.FAIL)
+                        and cell.text.split(": ", 1)[1].split()[0]
+                        in {str(kind) for kind in FailureKind}), cell.text
 
 
 def test_exposure_per_path_from_the_leak_audit():
@@ -206,7 +206,8 @@ def test_isolation_per_path_is_what_the_probe_measured():
             if scenario["exposure"]["separate_kernel"]:
                 assert own == ["guest kernel"]
             else:
-                assert (set(own) == set(scenario["isolation"]["namespaces"]) - set(scenario["exposure"]["shared_namespaces"]))
+                assert (set(own) == set(scenario["isolation"]["namespaces"])
+                        - set(scenario["exposure"]["shared_namespaces"]))
     rows = {row[0].text: row for row in isolation.rows}
     assert rows["podman-vtest"][2].text == "filter" and rows["sandbox-hostlibs"][2].text == "off"
     assert rows["podman-vtest-capdrop"][4].text == "0" and rows["native"][1].text == "none"
@@ -329,7 +330,8 @@ def test_report_html_opens_on_the_grids_and_answers_and_collapses_the_details(tm
     assert page.details >= 150 and page.open == 0
     assert {f"answer-{key}" for key in ("vtest", "exposure", "isolation", "cost",
                                         "driver")} <= page.ids
-    assert (html.index('class="grid"') < html.index('id="answer-vtest"') < html.index('id="scenarios"'))
+    assert (html.index('class="grid"') < html.index('id="answer-vtest"')
+            < html.index('id="scenarios"'))
     for scenario in SCENARIOS[:10]:
         assert f"{scenario['result_dir']}/rerun.sh" in html
         if scenario.get("image"):
@@ -361,7 +363,8 @@ def test_junit_properties_per_test_case():
         assert properties["outcome"] == scenario["outcome"]
         assert properties.get("renderer") == scenario["renderer"]
         assert properties["version.runtime_gl"] == scenario["versions"]["runtime_gl"]
-        assert (properties.get("version.virgl_test_server") == scenario["versions"].get("virgl_test_server"))
+        assert (properties.get("version.virgl_test_server")
+                == scenario["versions"].get("virgl_test_server"))
         # before failure/skipped/system-out, as the schema has it
         assert list(case)[0].tag == "properties"
 

@@ -49,8 +49,8 @@ def framed(number, code, output, noise=b""):
 
 def test_command_is_sent_encoded_and_the_reply_decoded():
     long_output = "".join(f"line {n}\n" for n in range(500))
-    path, received = serve_once([framed(1, 3, "hello\nerr\n", noise=b"stray\n"), framed(2, 0,
-                                                                                        long_output)])
+    path, received = serve_once([framed(1, 3, "hello\nerr\n", noise=b"stray\n"),
+                                 framed(2, 0, long_output)])
     agent = Agent(path)
     first = agent.run("echo 'a b'; exit 3", timeout_s=5)
     assert (first.exit_code, first.output, bool(first)) == (3, "hello\nerr\n", False)

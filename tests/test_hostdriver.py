@@ -53,10 +53,13 @@ def test_nvidia_layout_is_found_without_naming_nvidia(nvidia_tree):
 def test_libs_mode_binds_the_driver_beside_the_runtime_and_points_the_loaders_at_it(nvidia_tree):
     layout = driverlayout.layout(hostdriver.discover(str(nvidia_tree)), Mode.LIBS)
     inside = {dst: src for src, dst in layout.binds}
-    private = {f"/run/host-driver/lib/libnvidia-{name}.so.580.95.05": str(nvidia_tree / LIB / f"libnvidia-{name}.so.580.95.05")
+    private = {f"/run/host-driver/lib/libnvidia-{name}.so.580.95.05":
+               str(nvidia_tree / LIB / f"libnvidia-{name}.so.580.95.05")
                for name in ("eglcore", "glcore", "glsi", "tls")}
-    assert inside == {"/run/host-driver/lib/libEGL_nvidia.so.0": str(nvidia_tree / LIB / "libEGL_nvidia.so.0"),
-                      "/run/host-driver/lib/libGLX_nvidia.so.0": str(nvidia_tree / LIB / "libGLX_nvidia.so.0"),
+    assert inside == {"/run/host-driver/lib/libEGL_nvidia.so.0":
+                      str(nvidia_tree / LIB / "libEGL_nvidia.so.0"),
+                      "/run/host-driver/lib/libGLX_nvidia.so.0":
+                      str(nvidia_tree / LIB / "libGLX_nvidia.so.0"),
                       **private}
     egl = json.loads(layout.files["/run/host-driver/egl/10_nvidia.json"])
     assert egl["ICD"]["library_path"] == "/run/host-driver/lib/libEGL_nvidia.so.0"
@@ -184,7 +187,8 @@ def test_a_classified_failure_becomes_the_verdict_and_an_expectation_can_name_it
 
     plain = judged()
     assert (plain.outcome, plain.failure_kind, plain.subject) == (
-        Outcome.FAIL, FailureKind.MISSING_LIBRARY, "libglapi.so.0, libxcb-dri2.so.0, libLLVM-15.so.1")
+        Outcome.FAIL, FailureKind.MISSING_LIBRARY,
+        "libglapi.so.0, libxcb-dri2.so.0, libLLVM-15.so.1")
     assert judged(failure="missing-library").outcome is Outcome.EXPECTED_FAIL
     other = judged(failure="glibc-too-old")
     assert other.outcome is Outcome.FAIL and "expected to fail with glibc-too-old" in other.reason

@@ -105,7 +105,8 @@ def test_the_id_is_the_config_digest_and_the_same_tree_gives_the_same_file(tmp_p
         config = archive.extractfile(manifest[0]["Config"]).read()
         layer = archive.extractfile(manifest[0]["Layers"][0]).read()
     assert imagearchive.read(str(first)).id == hashlib.sha256(config).hexdigest()
-    assert (json.loads(config)["rootfs"]["diff_ids"] == [f"sha256:{hashlib.sha256(layer).hexdigest()}"])
+    assert (json.loads(config)["rootfs"]["diff_ids"]
+            == [f"sha256:{hashlib.sha256(layer).hexdigest()}"])
     with tarfile.open(fileobj=io.BytesIO(layer)) as inner:
         assert sorted(inner.getnames())[:3] == ["bin", "usr", "usr/bin"]  # no ./ prefix, sorted
 
@@ -294,11 +295,12 @@ def test_a_file_hard_linked_while_tar_reads_it_still_makes_the_image(tmp_path, m
         code = subprocess.run(raced_tar(big, imagearchive.layer_argv(root)),
                               stdout=subprocess.DEVNULL,
                               stderr=log).returncode
-    assert code == 1 and said.read_text().endswith(": file changed as we read it\n"), said.read_text()
+    assert (code == 1
+            and said.read_text().endswith(": file changed as we read it\n")), said.read_text()
     assert imagearchive.only_inodes_changed(said)
     layer_argv = imagearchive.layer_argv
-    monkeypatch.setattr(imagearchive, "layer_argv", lambda tree_root: raced_tar(big,
-                                                                                layer_argv(tree_root)))
+    monkeypatch.setattr(imagearchive, "layer_argv",
+                        lambda tree_root: raced_tar(big, layer_argv(tree_root)))
     assert imagearchive.write(root, tmp_path / "raced.tar", spec()) == calm
 
 

@@ -72,8 +72,9 @@ SCANOUT = Path(__file__).parent / "files" / "kms-scanout.png"
 def test_a_real_capture_of_the_shown_image_matches_its_golden_and_not_another(tmp_path):
     shown = compare_shown(SCANOUT, GOLDENS_DIR / "gl.png", SHOWN_TOLERANCE, tmp_path)
     assert shown.matched, shown.reason
-    assert (tmp_path / "scanout-crop.png").exists() and Image.open(tmp_path / "scanout-crop.png").size == \
-        Image.open(GOLDENS_DIR / "gl.png").size
+    assert ((tmp_path / "scanout-crop.png").exists()
+            and Image.open(tmp_path / "scanout-crop.png").size
+            == Image.open(GOLDENS_DIR / "gl.png").size)
     for other in ("vulkan", "vfio"):
         assert not compare_shown(SCANOUT, GOLDENS_DIR / f"{other}.png", SHOWN_TOLERANCE,
                                  tmp_path).matched, other

@@ -112,8 +112,8 @@ def test_nix_paths_table_agrees_with_the_path_registry():
         assert table[name]["family"] == spec.family, name
         assert ("kvm" in table[name]["features"]) == (spec.family in ("vm", "vfio")), name
         # A path that needs a GPU must not be a default check, where there is none.
-        assert ("gpu" in table[name]["features"]) == (spec.needs_render_node or name in ("native",
-                                                                                         "vm-vfio")), name
+        assert ("gpu" in table[name]["features"]) == (spec.needs_render_node
+                                                      or name in ("native", "vm-vfio")), name
 
 
 def test_pin_files_are_valid_and_nix_reads_the_same_values():
@@ -286,7 +286,8 @@ def test_flake_lock_pins_the_nixpkgs_the_flake_asks_for():
         node = lock["nodes"][lock["nodes"]["root"]["inputs"][name]]
         assert len(node["locked"]["rev"]) == 40 and pins.SRI_SHA256.match(node["locked"]["narHash"])
         original = node["original"]
-        assert (f"github:{original['owner']}/{original['repo']}/{original['ref']}" in (ROOT / "flake.nix").read_text())
+        assert (f"github:{original['owner']}/{original['repo']}/{original['ref']}"
+                in (ROOT / "flake.nix").read_text())
 
 
 # Issue 10's items, each against the strict stand-in (tests/nix/stub-pkgs.nix): each of these
@@ -313,7 +314,8 @@ def test_pins_equal_to_the_lock_are_no_override_and_mesa_is_nixpkgs_own():
     outputs = flake_outputs()
     for system, packages in outputs["pinned"].items():
         for name in ("mesa", "virglrenderer", "bubblewrap", "qemu"):
-            assert packages[name]["overridden"] is None and packages[name]["overriddenAttrs"] == [], (system, name)
+            assert (packages[name]["overridden"] is None
+                    and packages[name]["overriddenAttrs"] == []), (system, name)
         assert (packages["mesa"]["version"] == "25.2.6"
                 and packages["mesa-old"]["version"] == "24.2.8")
         tools = json.loads(outputs["toolset"][system])["tools"]
@@ -332,7 +334,8 @@ def test_a_pin_that_differs_from_the_lock_is_an_override_the_toolset_marks(tmp_p
           src = ./.;
           pins = pins // { bubblewrap = pins.bubblewrap // { version = "0.11.1"; }; };
         };
-      in { inherit (packages.packages.bubblewrap) version overriddenAttrs; toolset = packages.packages.toolset.text; }
+      in { inherit (packages.packages.bubblewrap) version overriddenAttrs;
+           toolset = packages.packages.toolset.text; }
     """)
     assert bumped["version"] == "0.11.1" and sorted(bumped["overriddenAttrs"]) == ["src", "version"]
     marked = json.loads(bumped["toolset"])["tools"]["bwrap"]["extra"]["nixpkgs"]
@@ -345,10 +348,13 @@ def test_gpu_checks_use_the_host_driver_and_nixpkgs_mesa():
     for system, checks in outputs["gpuChecks"].items():
         for check in checks.values():
             assert "toolset-gpu.json" in check["script"] and check["features"] == ["gpu"]
-        assert (outputs["runtimeGpu"][system].startswith("export LD_LIBRARY_PATH=/run/opengl-driver/lib:"))
-        assert ("__EGL_VENDOR_LIBRARY_DIRS=/run/opengl-driver/share/glvnd/egl_vendor.d:" in outputs["runtimeGpu"][system])
+        assert (outputs["runtimeGpu"][system].startswith("export LD_LIBRARY_PATH="
+                                                         "/run/opengl-driver/lib:"))
+        assert ("__EGL_VENDOR_LIBRARY_DIRS=/run/opengl-driver/share/glvnd/egl_vendor.d:"
+                in outputs["runtimeGpu"][system])
         env = json.loads(outputs["toolsetGpu"][system])["tools"]["mesa"]["extra"]["env"]
-        assert (env["__EGL_VENDOR_LIBRARY_DIRS"].startswith("/run/opengl-driver/share/glvnd/egl_vendor.d:"))
+        assert (env["__EGL_VENDOR_LIBRARY_DIRS"].startswith("/run/opengl-driver/share/glvnd/"
+                                                            "egl_vendor.d:"))
     for checks in outputs["checks"].values():
         assert all("toolset-gpu" not in check["script"] for check in checks.values())
 
@@ -399,9 +405,12 @@ def test_runtime_checks_get_the_runtime_built_from_its_lock():
     debs = outputs["runtimeDebs"]["x86_64-linux"]
     assert len(debs) == len(lock.packages) and lock.snapshot
     for deb, package in zip(debs, lock.packages, strict=True):
-        assert deb == {"url": f"https://snapshot.debian.org/archive/debian/{lock.snapshot}/{package.filename}",
+        assert deb == {"url": "https://snapshot.debian.org/archive/debian/"
+                              f"{lock.snapshot}/{package.filename}",
                        "sha256": package.sha256}
     check = outputs["checks"]["x86_64-linux"]["vtest-virgl__trixie__gl"]
     assert ("--runtime-root "
-            "trixie=/nix/store/00000000000000000000000000000000-gpu-harness-runtime-trixie ") in check["script"]
-    assert ("--runtime-root" not in outputs["checks"]["x86_64-linux"]["vtest-virgl__host__gl"]["script"])
+            "trixie=/nix/store/00000000000000000000000000000000-gpu-harness-runtime-trixie "
+            in check["script"])
+    assert ("--runtime-root"
+            not in outputs["checks"]["x86_64-linux"]["vtest-virgl__host__gl"]["script"])

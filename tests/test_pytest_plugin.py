@@ -127,9 +127,11 @@ FAIL = ["sh", "-c", "echo broken; exit 3"]
 
 def test_a_fail_is_reported(gpu_harness):
     result = gpu_harness.run(FAIL, path="native")
-    assert result.outcome == "Fail" and not result.passed and result.failure_kind == "subtest-failed"
+    assert (result.outcome == "Fail" and not result.passed
+            and result.failure_kind == "subtest-failed")
     assert result.output == "broken\\n" and result.log.read_text() == "broken\\n"
-    assert [(s.name, s.outcome, s.detail) for s in result.subtests] == [("sh", "fail", "exit 3, not 0")]
+    assert ([(s.name, s.outcome, s.detail) for s in result.subtests]
+            == [("sh", "fail", "exit 3, not 0")])
     assert (result.run_dir / "results.json").is_file() and result.result_dir.is_dir()
     assert result.renderer and result.probe_log.is_file()
 
@@ -145,10 +147,13 @@ def test_a_missing_program_is_a_skip(gpu_harness):
 
 
 def test_a_picture(gpu_harness):
-    result = gpu_harness.run(["python3", "{{out}}/inputs/gl-picture.py"], path="native", files=["{PICTURE}"],
-                             picture="picture.png", golden="{PICTURE_GOLDEN}").check()
-    assert result.picture.name == "picture.png" and result.picture.read_bytes().startswith(b"\\x89PNG")
-    assert [(s.name, s.outcome) for s in result.subtests] == [("python3", "pass"), ("python3-picture", "pass")]
+    result = gpu_harness.run(["python3", "{{out}}/inputs/gl-picture.py"], path="native",
+                             files=["{PICTURE}"], picture="picture.png",
+                             golden="{PICTURE_GOLDEN}").check()
+    assert (result.picture.name == "picture.png"
+            and result.picture.read_bytes().startswith(b"\\x89PNG"))
+    assert ([(s.name, s.outcome) for s in result.subtests]
+            == [("python3", "pass"), ("python3-picture", "pass")])
 
 
 def test_a_key_the_harness_rejects(gpu_harness):
@@ -208,9 +213,11 @@ def test_each_verdict_becomes_the_tests_outcome(outcomes_project, tmp_path):
     assert ("native/host/sh: Fail [subtest-failed]: 0/1 subtests pass, 1 fail: sh (fail: exit 3, "
             "not 0)") \
         in outcomes["test_a_fail_checked"][1]
-    assert ("the runtime has no no-such-program-gh" in outcomes["test_a_missing_program_is_a_skip"][1])
+    assert ("the runtime has no no-such-program-gh"
+            in outcomes["test_a_missing_program_is_a_skip"][1])
     assert "gpu_harness.run: " in outcomes["test_a_key_the_harness_rejects"][1]
-    assert ("probes.true.pass_patern: unknown key for kind command" in outcomes["test_a_key_the_harness_rejects"][1])
+    assert ("probes.true.pass_patern: unknown key for kind command"
+            in outcomes["test_a_key_the_harness_rejects"][1])
     assert "broken on purpose" in outcomes["test_matrix[native/host/broken]"][1]
     assert "exit 1, not 0" in outcomes["test_matrix[native/host/also-broken]"][1]
     assert "Traceback" not in shown and "During handling" not in shown
@@ -220,7 +227,8 @@ def test_a_required_paths_skip_fails(outcomes_project, tmp_path):
     done, outcomes = run_pytest(outcomes_project, tmp_path, "--gpu-harness-require=native", "-k",
                                 "missing_program")
     assert outcomes["test_a_missing_program_is_a_skip"][0] == "failed"
-    assert ("native/host/no-such-program-gh is required here but skipped" in outcomes["test_a_missing_program_is_a_skip"][1])
+    assert ("native/host/no-such-program-gh is required here but skipped"
+            in outcomes["test_a_missing_program_is_a_skip"][1])
 
 
 # --- usage errors: once, one line each, no traceback

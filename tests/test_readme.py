@@ -137,8 +137,10 @@ def anchors(page: Path) -> List[str]:
 
 def test_the_slug_is_githubs():
     assert slug("Failure classes (`failure_kind`)") == "failure-classes-failure_kind"
-    assert (slug("Is vtest a boundary? A hostile client, measured") == "is-vtest-a-boundary-a-hostile-client-measured")
-    assert (slug("Exit codes and the output folder's manifest") == "exit-codes-and-the-output-folders-manifest")
+    assert (slug("Is vtest a boundary? A hostile client, measured")
+            == "is-vtest-a-boundary-a-hostile-client-measured")
+    assert (slug("Exit codes and the output folder's manifest")
+            == "exit-codes-and-the-output-folders-manifest")
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda page: str(page.relative_to(ROOT)))
@@ -181,8 +183,8 @@ def test_every_file_a_page_names_exists(page):
     named = re.findall(r"`((?:harness|tests|vmtests|scripts|nix|docs|\.ci)/[^`\s]*)`",
                        page.read_text(encoding="utf-8"))
     missing = [name for name in named
-               if not re.search(r"[<*{]|\b[A-Z]{2,}\b", name) and not (ROOT / re.sub(r"::.*$", "",
-                                                                                     name)).exists()]
+               if not re.search(r"[<*{]|\b[A-Z]{2,}\b", name)
+               and not (ROOT / re.sub(r"::.*$", "", name)).exists()]
     assert missing == []
 
 

@@ -63,7 +63,8 @@ def test_the_grid_in_a_real_browser(tmp_path):
     anywhere = np.logical_or.reduce(list(masks.values()))
     # The grid is where rows and columns are full of cell colours (a lone grey pixel at a
     # letter's edge elsewhere on the page is not).
-    rows, columns = np.nonzero(anywhere.sum(axis=1) >= 40)[0], np.nonzero(anywhere.sum(axis=0) >= 20)[0]
+    rows, columns = (np.nonzero(anywhere.sum(axis=1) >= 40)[0],
+                     np.nonzero(anywhere.sum(axis=0) >= 20)[0])
     assert rows.size and columns.size, "no grid on the screen"
     top, bottom, left, right = rows.min(), rows.max(), columns.min(), columns.max()
     # Both grids (gl and vulkan, 6 runtimes each), one above the other, in the window's width:
@@ -111,7 +112,8 @@ document.querySelectorAll("table.grid td a").forEach(function (cell) {
   });
 });
 document.body.setAttribute("data-over", JSON.stringify(over));
-document.body.setAttribute("data-lines", String(document.querySelectorAll("table.grid td a span").length));
+document.body.setAttribute("data-lines",
+  String(document.querySelectorAll("table.grid td a span").length));
 </script></body>"""
 
 
@@ -127,7 +129,8 @@ def test_every_grid_line_fits_its_cell_in_a_real_browser(tmp_path):
     # every class, with long subjects
     for scenario, kind in zip(failed, list(FailureKind), strict=False):
         document = runs.changed(document, scenario["id"], failure_kind=kind.value, diagnosis={
-            "class": kind.value, "subject": "vkEnumeratePhysicalDevices VK_ERROR_INITIALIZATION_FAILED"})
+            "class": kind.value,
+            "subject": "vkEnumeratePhysicalDevices VK_ERROR_INITIALIZATION_FAILED"})
     runs.write(tmp_path / "run", document)
     report.render_from_json(tmp_path / "run")
     page = tmp_path / "run" / "report.html"

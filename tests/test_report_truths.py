@@ -55,7 +55,8 @@ def assert_cut_between_words(lines, source: str, most: int) -> None:
     whole = source.replace(" ", "")
     if shown.endswith(text.ELLIPSIS):
         shown = shown[:-1]
-        assert whole.startswith(shown) and len(shown) in part_ends(source) and shown != whole, (lines, source)
+        assert (whole.startswith(shown) and len(shown) in part_ends(source)
+                and shown != whole), (lines, source)
     else:
         assert shown == whole, (lines, source)
 
@@ -104,7 +105,8 @@ def test_wrap_never_cuts_inside_a_word(source, lines):
 def test_report_html_sets_each_line_as_made():
     scenario = runs.first(DOC, Outcome.FAIL)
     page = html.render(records.parse(runs.changed(DOC, scenario["id"], **LONG)))
-    assert ("<span>vulkan-error</span><span>vk</span><span>Enumerate</span><span>Physical…</span>" in page)
+    assert ("<span>vulkan-error</span><span>vk</span><span>Enumerate</span><span>Physical…</span>"
+            in page)
     assert "break-word" not in page and "<wbr>" not in page  # the browser breaks no word of a cell
 
 
@@ -220,7 +222,8 @@ LATER = exposure.host_mounts(
     "27 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n"
     f"50 27 0:41 / /tmp/gh-podman-gh-a1-4/runroot/overlay-containers/{ID[::-1]}/rootfs/merge "
     "rw,nodev - overlay "
-    "overlay rw,lowerdir=/root/.cache/gpu-harness/runtimes/77aa/root,upperdir=/x/upper,workdir=/x/work\n")
+    "overlay rw,lowerdir=/root/.cache/gpu-harness/runtimes/77aa/root,"
+    "upperdir=/x/upper,workdir=/x/work\n")
 OWN = ["/tmp/gh-a1/3", "/out", STATE]
 
 
@@ -244,7 +247,8 @@ def test_a_containers_overlay_root_is_the_runtime_not_the_host(tmp_path):
 
 
 def test_the_probe_reports_an_overlays_layers():
-    line = ("rw,lowerdir=/tmp/ghx-rootfs,upperdir=/tmp/gh-podman-x-1/runroot/overlay-containers/1/rootfs/upper,"
+    line = ("rw,lowerdir=/tmp/ghx-rootfs,"
+            "upperdir=/tmp/gh-podman-x-1/runroot/overlay-containers/1/rootfs/upper,"
             "workdir=/tmp/gh-podman-x-1/runroot/overlay-containers/1/rootfs/work,uuid=on")
     assert (facts.overlay_lower(line) == "/tmp/ghx-rootfs"
             and facts.overlay_lower("rw,size=64000k") == "")
@@ -264,8 +268,8 @@ def test_host_paths_visible_are_counted_over_the_same_paths_for_every_path():
     checked = 1 + len(HOST_PATHS)  # the scenario's sentinel and the host folders
     for path, row in found.items():
         assert set(re.findall(r"of (\d+)", row[-1].text)) == {str(checked)}, (path, row[-1].text)
-    assert found["podman-vtest"][-1].text == found["flatpak-vtest"][-1].text == found["sandbox-hostlibs"][-1].text \
-        == f"0 of {checked}"
+    assert (found["podman-vtest"][-1].text == found["flatpak-vtest"][-1].text
+            == found["sandbox-hostlibs"][-1].text == f"0 of {checked}")
     assert found["native"][-1].text == f"{checked} of {checked}"
     # A guest's runtime has a /home of its own (the probe saw 8 of 10): not the host's.
     assert found[guest_on_the_host_runtime()][-1].text == (f"0 of {checked} · host runtime: "
@@ -296,12 +300,14 @@ def test_a_renderer_rule_is_shown_as_written():
                                    verdict.HostFacts({}, False))
     # the verdict writes the rule as written (it used repr: doubled backslashes); the report shows
     # it so either way
-    assert check is not None and "\\\\(" not in check.detail and "'^virgl( \\(.+\\))?$'" in check.detail
+    assert (check is not None and "\\\\(" not in check.detail
+            and "'^virgl( \\(.+\\))?$'" in check.detail)
     entry = runs.first(DOC, Outcome.PASS)
     page = unescape(html.render(records.parse(runs.changed(
         DOC, entry["id"], reason=f"all checks passed: {check.detail}",
         checks=[{"name": check.name, "ok": True, "detail": check.detail}]))))
-    assert ("ok renderer: renderer 'virgl (LLVMPIPE (LLVM 15.0.6))' matches '^virgl( \\(.+\\))?$'" in page)
+    assert ("ok renderer: renderer 'virgl (LLVMPIPE (LLVM 15.0.6))' matches '^virgl( \\(.+\\))?$'"
+            in page)
     assert "\\\\(" not in page
     unexpected = runs.changed(DOC, entry["id"], outcome="Fail", reason=f"renderer: {check.detail}")
     case = next(c

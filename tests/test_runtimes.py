@@ -131,18 +131,21 @@ def test_the_builder_command_pins_the_lock_and_keeps_values_whole(tmp_path):
 FAKE_MMDEBSTRAP = r"""#!/bin/sh
 # A stand-in for mmdebstrap: refuses a pinned version the "archive" no longer has (as apt says
 # it), else makes a root with a dpkg status and the .debs' hashes, as the customize hook would.
-for arg; do case "$arg" in --include=*) include="${arg#--include=}";; --customize-hook=*) ;; esac; done
+for arg; do case "$arg" in --include=*) include="${arg#--include=}";; \
+  --customize-hook=*) ;; esac; done
 for last; do :; done
 root=$(eval echo \${$(($# - 1))})
 hashes=$(printf '%s\n' "$@" | sed -n 's/.*sha256sum -- \*.deb > \([^ ]*\) .*/\1/p')
 if [ -n "${FAKE_SLEEP:-}" ]; then sleep "$FAKE_SLEEP"; fi
-case "$include" in *fixture-a=1.0*) echo "E: Version '1.0' for 'fixture-a' was not found"; exit 100;; esac
+case "$include" in \
+  *fixture-a=1.0*) echo "E: Version '1.0' for 'fixture-a' was not found"; exit 100;; esac
 case "$include" in *nosuchpkg*) echo "E: Unable to locate package nosuchpkg"; exit 100;; esac
 mkdir -p "$root/var/lib/dpkg" "$root/usr/bin"
 for entry in "fixture-a 1.1" "fixture-b 1.0"; do set -- $entry
   printf 'Package: %s\nStatus: install ok installed\nVersion: %s\nArchitecture: amd64\n\n' "$1" "$2"
 done > "$root/var/lib/dpkg/status"
-printf '%s  fixture-a_1.1_amd64.deb\n%s  fixture-b_1.0_amd64.deb\n' "$FAKE_SHA_A" "$FAKE_SHA_B" > "$hashes"
+printf '%s  fixture-a_1.1_amd64.deb\n%s  fixture-b_1.0_amd64.deb\n' \
+  "$FAKE_SHA_A" "$FAKE_SHA_B" > "$hashes"
 """
 
 
@@ -168,7 +171,8 @@ def test_a_drifted_lock_builds_with_the_archives_version_and_says_so(tmp_path, f
     said = [record.getMessage() for record in caplog.records]
     assert built.drift == ["fixture-a: locked 1.0, now 1.1"]
     assert any("1 locked versions are gone from the archive" in line for line in said)
-    assert (built.root / "var/lib/dpkg/status").exists() and built.facts["lock_digest"] == built.root.parent.name
+    assert ((built.root / "var/lib/dpkg/status").exists()
+            and built.facts["lock_digest"] == built.root.parent.name)
     again = builds.build(found, recipes.load_lock(found, tmp_path), cache_dir=tmp_path / "cache")
     assert again.root == built.root  # the cache: nothing built the second time
     with pytest.raises(InputError,
@@ -201,7 +205,8 @@ def test_a_killed_build_leaves_no_runtime_a_later_run_would_use(tmp_path, fake_m
     script = textwrap.dedent(f"""
         from pathlib import Path
         from harness.runtimes import recipes, builds as runtimes
-        runtimes.build(recipes.load_recipe("fixture", Path({str(tmp_path)!r})), None, cache_dir=Path({str(cache)!r}))
+        runtimes.build(recipes.load_recipe("fixture", Path({str(tmp_path)!r})), None,
+                       cache_dir=Path({str(cache)!r}))
     """)
     build = subprocess.Popen([sys.executable, "-c", script], env=dict(os.environ, FAKE_SLEEP="30"))
     def builders():

@@ -36,8 +36,9 @@ def unshare():
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.unshare(0x10000000) != 0:
         raise OSError(ctypes.get_errno(), "unshare")
-print(attempt(lambda: socket.socket(socket.AF_INET).close()), attempt(lambda: socket.socket(socket.AF_UNIX).close()),
-      attempt(unshare), attempt(lambda: open("/proc/self/status").read()))
+print(attempt(lambda: socket.socket(socket.AF_INET).close()),
+      attempt(lambda: socket.socket(socket.AF_UNIX).close()), attempt(unshare),
+      attempt(lambda: open("/proc/self/status").read()))
 """
 
 
@@ -52,8 +53,8 @@ def test_every_rule_compiles_on_this_architecture(tmp_path):
 
 @needs_binding
 def test_a_syscall_the_architecture_has_not_is_said_not_a_failure(tmp_path):
-    rules = (seccompfilter.Rule("no_such_call_anywhere", errno.EPERM), seccompfilter.Rule("keyctl",
-                                                                                          errno.EPERM))
+    rules = (seccompfilter.Rule("no_such_call_anywhere", errno.EPERM),
+             seccompfilter.Rule("keyctl", errno.EPERM))
     made = seccompfilter.compile_filter(SYSTEM_PYTHON, tmp_path / "f.bpf", rules)
     assert made.added == ("keyctl",) and made.absent == ("no_such_call_anywhere",)
     assert "not on this architecture: no_such_call_anywhere" in made.describe()

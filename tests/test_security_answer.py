@@ -34,7 +34,8 @@ def security_answer(scenarios):
 
 def test_the_fuzzer_s_summary_is_read_from_its_real_output():
     assert security.fuzz_summary(records.entry(entry())) == SUMMARY
-    assert (SUMMARY["tried"] == SUMMARY["answered"] + SUMMARY["dropped"] + SUMMARY["waiting"] + SUMMARY["hung"])
+    assert (SUMMARY["tried"]
+            == SUMMARY["answered"] + SUMMARY["dropped"] + SUMMARY["waiting"] + SUMMARY["hung"])
     (record,) = security_answer([entry()]).records
     assert {k: record[k] for k in ("tried", "answered", "dropped", "waiting", "hung")} == {
         k: SUMMARY[k] for k in ("tried", "answered", "dropped", "waiting", "hung")}
@@ -96,8 +97,8 @@ def test_a_vm_s_row_names_qemu_and_the_refusals_its_virglrenderer_logged():
     assert record["others"] == ("fresh clients' pixels wrong after 0 inputs; another client's "
                                 "texture: answered")
     cells = next([cell.text for cell in row] for row in answer.rows if row[0].text == "vm-virgl")
-    assert cells[6] == f"{summary['dropped']} by the guest kernel; {record['host_refused']} commands by virglrenderer " \
-                       "(QEMU's log)"
+    assert cells[6] == f"{summary['dropped']} by the guest kernel; {record['host_refused']} " \
+                       "commands by virglrenderer (QEMU's log)"
     vtest = next(r for r in answer.records if r["path"] == "vtest-virgl")
     assert vtest["host_refused"] is None and vtest["others"] == ""
 

@@ -155,4 +155,5 @@ def test_bad_merge_inputs_are_one_line_and_exit_2(tmp_path):
         done = subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True,
                               text=True, timeout=60,
                               cwd=ROOT)
-        assert done.returncode == 2 and done.stderr.count("\n") == 1 and said in done.stderr, done.stderr
+        assert (done.returncode == 2 and done.stderr.count("\n") == 1
+                and said in done.stderr), done.stderr

@@ -3,12 +3,17 @@ packages points up a layer, none between modules makes a cycle; lazy, type-only 
 links counted), each module does one job in under 450 lines and says which in its docstring's
 first line, only the path and machine tables and the family modules name a concrete path or
 family, and the interfaces are abstract so that a family that forgets a method fails when it is
-made, not mid-run."""
+made, not mid-run. And every line of the code and its tests fits ruff's line length."""
 import ast
 from pathlib import Path
 from typing import Dict, List, Set
 
 import pytest
+
+try:
+    import tomllib
+except ImportError:  # Python < 3.11
+    import tomli as tomllib
 
 import harness
 from harness.host.toolset import Tool, Toolset
@@ -20,6 +25,7 @@ from harness.scenario import paths
 from harness.scenario.model import HOST, Scenario
 
 HARNESS = Path(harness.__file__).parent
+ROOT = HARNESS.parent
 ALLOWED = {HARNESS / "scenario" / "paths.py", HARNESS / "scenario" / "machine_specs.py",
            *(HARNESS / "launch" / "families").glob("*.py")}  # the tables
 # The packages from the bottom up: each imports only those before it. The probes (stdlib programs
@@ -242,6 +248,28 @@ def test_every_module_is_small_and_says_its_job():
         if not doc or not doc.splitlines()[0].strip():
             undocumented.append(str(module.relative_to(HARNESS.parent)))
     assert too_big == [] and undocumented == []
+
+
+# --- lines at most ruff's line length
+# ------------------------------------------------------------------------------
+
+def line_length() -> int:
+    """ruff's line length, as pyproject.toml's [tool.ruff] sets it."""
+    with open(ROOT / "pyproject.toml", "rb") as pyproject:
+        return tomllib.load(pyproject)["tool"]["ruff"]["line-length"]
+
+
+def test_every_line_of_the_code_and_its_tests_fits_ruffs_line_length():
+    """The package's, the tests' and the VM tests' Python files and conftest.py (what ruff
+    reads): a wider line is named by file and line."""
+    width = line_length()
+    sources = [*sorted(HARNESS.rglob("*.py")), *sorted((ROOT / "tests").rglob("*.py")),
+               *sorted((ROOT / "vmtests").rglob("*.py")), ROOT / "conftest.py"]
+    too_wide = [f"{source.relative_to(ROOT)}:{number}: {len(line)} > {width}"
+                for source in sources
+                for number, line in enumerate(source.read_text().split("\n"), 1)
+                if len(line) > width]
+    assert too_wide == [], "\n".join(too_wide)
 
 
 # --- interfaces as abstract classes

@@ -152,7 +152,7 @@ def test_a_toolset_that_points_host_gl_at_its_mesa_reaches_every_host_gl_program
     assert fake_toolset().host_gl_env() == {}
 
 
-def test_the_confined_server_s_path_runs_it_under_bwrap_and_its_seccomp_filter_and_rerun_hands_it_over(tmp_path):
+def test_the_confined_server_runs_in_bwrap_and_its_seccomp_filter_and_rerun_hands_it_over(tmp_path):
     """vtest-virgl-confined's server: the host's program under bwrap, its seccomp filter compiled
     by the toolset's python3 (setup installs python3-seccomp for /usr/bin/python3) into the
     scenario's results, handed as an open file, and opened again by rerun.sh."""
@@ -178,7 +178,7 @@ def test_the_confined_server_s_path_runs_it_under_bwrap_and_its_seccomp_filter_a
     assert subprocess.run(["bash", "-n", str(ws.result_dir / "rerun.sh")]).returncode == 0
 
 
-def test_the_confined_server_s_path_is_a_skip_where_no_filter_or_no_host_program_can_be_had(tmp_path):
+def test_the_confined_server_s_path_is_a_skip_without_a_filter_or_a_host_program(tmp_path):
     spec = scenario("vtest-virgl-confined").spec
     no_binding = fake_toolset()
     # the harness's venv: no libseccomp binding

@@ -20,7 +20,8 @@ class Marks:
         print(json.dumps({item.nodeid: [[m.name, *map(str, m.args)] for m in item.iter_markers()]
                           for item in session.items}))
 
-sys.exit(pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", *sys.argv[1:]],
+sys.exit(pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
+                      *sys.argv[1:]],
                      plugins=[Marks()]))
 """
 

@@ -63,7 +63,8 @@ def test_a_misspelt_manifest_key_is_still_refused(doctor_json, tmp_path, key):
     data = json.loads(doctor_json.read_text())
     data[key] = data.get(key[:-1], [])
     line = one_error_line(run_cli("doctor", "--toolset", str(write(tmp_path, "t.json", data))))
-    assert (f"t.json: {key}: unknown key (allowed: schema, source, system, render_nodes, tools" in line)
+    assert (f"t.json: {key}: unknown key (allowed: schema, source, system, render_nodes, tools"
+            in line)
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +83,8 @@ def test_report_into_a_folder_where_report_html_is_a_folder_is_one_line(a_run, t
     (run / "report.html").unlink()
     (run / "report.html").mkdir()
     line = one_error_line(run_cli("report", str(run)))
-    assert line == f"gpu-harness: error: {run / 'report.html'}: is a folder, cannot write the report file there " \
-        "(remove it, or choose another folder)"
+    assert line == f"gpu-harness: error: {run / 'report.html'}: is a folder, cannot write the " \
+        "report file there (remove it, or choose another folder)"
     # no partial file
     assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in a_run.iterdir())
     (run / "report.html").rmdir()

@@ -142,7 +142,8 @@ def test_expected_fail_and_unexpected_pass():
     passed = verdict.judge(xfail, probe(), GOOD_IMAGE, HOST)
     # An unexpected pass (one spelling), which the matrix's own expectation makes a failure of the
     # run
-    assert passed.outcome == verdict.Outcome.UNEXPECTED_PASS and passed.reason == "passed, but expected to fail (old Mesa)"
+    assert (passed.outcome == verdict.Outcome.UNEXPECTED_PASS
+            and passed.reason == "passed, but expected to fail (old Mesa)")
     assert passed.outcome.fails_run(xfail.expect.fails) and passed.failure_kind is None
 
 
@@ -185,7 +186,8 @@ def test_the_server_connection_holds_in_a_passing_run():
     result.launch.logs["probe"] = "/nonexistent.log"
     v = verdict.judge(scenario("vtest-virgl"), result, GOOD_IMAGE, HOST)
     assert v.outcome == verdict.PASS and "server-connection" in [c.name for c in v.checks]
-    assert (diagnosis.service_evidence((VTEST_LOGS / "server-child-killed.log").read_text().splitlines()) == "")
+    assert diagnosis.service_evidence(
+        (VTEST_LOGS / "server-child-killed.log").read_text().splitlines()) == ""
 
 
 def test_a_crash_of_the_servers_process_for_the_client_is_a_death_under_it():
@@ -204,4 +206,5 @@ def test_a_crash_the_client_did_not_feel_is_still_a_crash():
     result.launch.logs["probe"] = "/nonexistent.log"
     v = verdict.judge(scenario("vtest-virgl"), result, GOOD_IMAGE, HOST)
     assert v.outcome == verdict.FAIL and v.failure_kind is FailureKind.CRASH
-    assert v.reason.endswith("the vtest server's process for a client crashed 1 time (SIGSEGV!)"), v.reason
+    assert v.reason.endswith("the vtest server's process for a client crashed 1 time "
+                             "(SIGSEGV!)"), v.reason

@@ -279,8 +279,8 @@ def test_a_driver_override_set_before_bind_is_put_back(tmp_path):
     record = vfio.bind(GPU, kernel)
     assert record.original_override == "nvidia"
     vfio.restore(vfio.BindRecord.from_line(record.to_line()), kernel)  # as the reaper gets it
-    assert kernel.read(kernel.device(GPU,
-                                     "driver_override")) == "nvidia" and kernel.driver(GPU) == "nvidia"
+    assert (kernel.read(kernel.device(GPU, "driver_override")) == "nvidia"
+            and kernel.driver(GPU) == "nvidia")
 
 
 def test_bind_records_survive_as_lines_and_files(tmp_path):

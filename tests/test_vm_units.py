@@ -7,7 +7,8 @@ from harness.launch.vm.qemu import QemuSpec
 from harness.launch.vm.xcapture import window_region
 from harness.core.errors import ToolMissing
 
-DEP = """kernel/fs/9p/9p.ko: kernel/net/9p/9pnet.ko kernel/fs/fscache/fscache.ko kernel/fs/netfs/netfs.ko
+DEP = """\
+kernel/fs/9p/9p.ko: kernel/net/9p/9pnet.ko kernel/fs/fscache/fscache.ko kernel/fs/netfs/netfs.ko
 kernel/net/9p/9pnet.ko:
 kernel/fs/fscache/fscache.ko: kernel/fs/netfs/netfs.ko
 kernel/fs/netfs/netfs.ko:
@@ -83,7 +84,8 @@ def test_init_runs_the_probe_or_the_command_agent():
     agent_part = interactive[interactive.index("AGENT-READY"):interactive.index("probe starting")]
     assert ("/dev/ttyS1" in interactive and "base64 -d" in agent_part
             and "END $id $code" in agent_part)
-    assert (". /run/gpu-harness/out/environment.sh && exec /bin/sh /run/gpu-harness/command.sh" in agent_part)
+    assert (". /run/gpu-harness/out/environment.sh && exec /bin/sh /run/gpu-harness/command.sh"
+            in agent_part)
     assert "env -i /bin/chroot $R /bin/sh /run/gpu-harness/out/workload.sh" in batch
 
 
@@ -134,7 +136,8 @@ def test_a_display_number_claimed_by_another_harness_process_is_not_handed_out()
 
     other = subprocess.Popen([sys.executable, "-c",
                               "from harness.launch.vm import display; import sys;"
-                              " n = display.free_display(); print(n, flush=True); sys.stdin.read()"],
+                              " n = display.free_display(); print(n, flush=True);"
+                              " sys.stdin.read()"],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         theirs = int(other.stdout.readline())

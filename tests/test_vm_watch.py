@@ -75,7 +75,8 @@ def test_a_guest_that_panicked_between_two_looks_is_a_kernel_panic_with_its_reas
 def test_a_guest_that_stopped_before_its_probe_ended_is_still_a_failure(tmp_path):
     watched = launch(tmp_path, GuestThatStopsBetweenTwoLooks(BEFORE, "guest-shutdown"))
     assert watched.watch_step() is True
-    assert ("guest stopped before the probe finished (SHUTDOWN guest-shutdown)" in watched.result.problem)
+    assert ("guest stopped before the probe finished (SHUTDOWN guest-shutdown)"
+            in watched.result.problem)
 
 
 def test_a_kvm_guest_that_booted_as_its_bound_ran_out_booted(tmp_path, monkeypatch):

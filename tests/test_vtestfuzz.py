@@ -67,7 +67,8 @@ def test_the_targeted_cases_aim_at_the_fields_the_protocol_names():
     # The recorded client (Mesa 22.3, protocol 2+) creates with RESOURCE_CREATE2 and reads back
     # with TRANSFER_GET2: every case but the first protocol's transfers applies.
     assert [case.name.split(":")[0] for case in cases] == ["oversized resource"] * 5 + [
-        "out-of-range transfer box past the resource", "out-of-range transfer box 0xffff wide and high",
+        "out-of-range transfer box past the resource",
+        "out-of-range transfer box 0xffff wide and high",
         "out-of-range transfer offset 0xfffffff0", "out-of-range transfer data size 0x7fffffff"] + [
         "another client's resources"] * 3 + ["a client that never reads",
                                              "a client that leaves before its answer"]
@@ -151,9 +152,8 @@ def test_the_guest_s_targeted_cases_aim_at_another_client_s_texture():
         command, stream = cases[name][-1]
         # the victim, the virgl command's first dword
         assert command == 6 and struct.unpack_from("<I", stream, 4)[0] == 4242
-    copy = struct.unpack("<14I",
-                         virtgpufuzz.remap(cases["another client's texture as a copy's target"][-1][1],
-                                                   {1: 1001}))
+    copy = struct.unpack("<14I", virtgpufuzz.remap(
+        cases["another client's texture as a copy's target"][-1][1], {1: 1001}))
     # into the victim's, from this client's own render target
     assert (copy[1], copy[6]) == (4242, 1001)
     # a victim id the session uses itself: no such case

@@ -70,8 +70,8 @@ def test_every_struct_matches_the_vulkan_headers(tmp_path):
         if name in OPAQUE:
             continue
         for field_name, *_ in struct._fields_:
-            assert getattr(struct, field_name).offset == layouts[(name,
-                                                                  field_name)], f"Vk{name}.{field_name}"
+            assert (getattr(struct, field_name).offset
+                    == layouts[(name, field_name)]), f"Vk{name}.{field_name}"
 
 
 def test_the_embedded_spirv_is_the_compiled_glsl():

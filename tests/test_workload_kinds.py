@@ -90,8 +90,8 @@ def benchmark_runs(settings, validate_text=None, rounds=("round-1", "round-2", "
 def test_a_scene_s_fps_is_the_median_of_its_rounds_with_their_spread():
     settings = benchmark.KIND.settings({"scenes": ["build", "texture"], "rounds": 3},
                                        Problems("probes.mine"))
-    subtests = judged(benchmark.KIND, settings, benchmark_runs(settings,
-                                                               (GLMARK2 / "validate.txt").read_text()))
+    subtests = judged(benchmark.KIND, settings,
+                      benchmark_runs(settings, (GLMARK2 / "validate.txt").read_text()))
     build = next(s for s in subtests if s.name == "build")
     assert build.outcome is SubtestOutcome.PASS
     assert build.figures == {"fps": 407.0, "fps_min": 375.0, "fps_max": 473.0, "rounds": 3.0}
@@ -103,8 +103,8 @@ def test_a_scene_glmark2_cannot_validate_warns_and_one_it_failed_fails():
     validate = (GLMARK2 / "validate.txt").read_text()
     unknown = validate.replace("[texture] <default>: Validation: Success",
                                "[texture] <default>: Validation: Unknown")
-    outcomes = {s.name: s.outcome for s in judged(benchmark.KIND, settings, benchmark_runs(settings,
-                                                                                           unknown))}
+    outcomes = {s.name: s.outcome
+                for s in judged(benchmark.KIND, settings, benchmark_runs(settings, unknown))}
     assert outcomes == {"build": SubtestOutcome.PASS, "texture": SubtestOutcome.WARN}
     failed = validate.replace("[build] <default>: Validation: Success",
                               "[build] <default>: Validation: Failure")
@@ -138,16 +138,16 @@ def snapshot_dir(tmp_path, pictures):
 
 
 def test_snapshots_are_judged_against_their_goldens(tmp_path):
-    settings = parsed({"kind": "trace", "file": "traces/gl-probe.trace", "calls": [90,
-                                                                                   133]})[0].settings
+    settings = parsed({"kind": "trace", "file": "traces/gl-probe.trace",
+                       "calls": [90, 133]})[0].settings
     replayed = StepRun(trace.REPLAY, exit_code=0, seconds=0.4,
                        output=(FILES / "apitrace" / "replay.txt").read_text(),
                        out_dir=snapshot_dir(tmp_path, {90: TRACE_GOLDENS / "90.png",
                                                        133: PICTURE_GOLDEN}))
     first, second = judged(trace.KIND, settings, [replayed])
     assert (first.name, first.outcome) == ("call-90", SubtestOutcome.PASS)
-    assert (second.name, second.outcome) == ("call-133",
-                                             SubtestOutcome.FAIL) and "image is 64x64" in second.detail
+    assert ((second.name, second.outcome) == ("call-133", SubtestOutcome.FAIL)
+            and "image is 64x64" in second.detail)
 
 
 def test_a_missing_golden_says_where_to_put_the_reviewed_snapshot(tmp_path):
@@ -161,8 +161,8 @@ def test_a_missing_golden_says_where_to_put_the_reviewed_snapshot(tmp_path):
 
 
 def test_a_replay_that_failed_fails_every_call_with_its_reason(tmp_path):
-    settings = parsed({"kind": "trace", "file": "traces/gl-probe.trace", "calls": [90,
-                                                                                   133]})[0].settings
+    settings = parsed({"kind": "trace", "file": "traces/gl-probe.trace",
+                       "calls": [90, 133]})[0].settings
     run = StepRun(trace.REPLAY, exit_code=1, output="error: failed to open /nonexistent.trace\n",
                   out_dir=tmp_path)
     assert {(s.outcome, s.detail) for s in judged(trace.KIND, settings, [run])} == {

@@ -101,8 +101,8 @@ def test_the_probe_s_real_report_is_judged_test_by_test():
 
 
 def test_the_subtest_check_passes_on_passes_warnings_and_skips():
-    subtests = [Subtest("a", SubtestOutcome.PASS), Subtest("b", SubtestOutcome.WARN), Subtest("c",
-                                                                                              SubtestOutcome.SKIP)]
+    subtests = [Subtest("a", SubtestOutcome.PASS), Subtest("b", SubtestOutcome.WARN),
+                Subtest("c", SubtestOutcome.SKIP)]
     check = subtest_check(subtests)
     assert check.ok and check.detail == "2/3 subtests pass, 1 skip"
 
@@ -266,10 +266,9 @@ def test_diff_names_the_subtest_that_regressed_and_fails_on_it(tmp_path, capsys)
                  "reason": "r",
                  "subtests": subtests}
         (tmp_path / folder).mkdir()
-        (tmp_path / folder / "results.json").write_text(json.dumps({"schema": "gpu-harness/results/v1", "wall_s": 1.0,
-                                                                     "summary": {},
-                                                                    "toolset": {"tools": {}},
-                                                                     "scenarios": [entry]}))
+        (tmp_path / folder / "results.json").write_text(json.dumps({
+            "schema": "gpu-harness/results/v1", "wall_s": 1.0, "summary": {},
+            "toolset": {"tools": {}}, "scenarios": [entry]}))
         return tmp_path / folder
 
     old = run("old", {"a": "pass", "b": "fail", "c": "pass"})
@@ -285,7 +284,7 @@ def test_diff_names_the_subtest_that_regressed_and_fails_on_it(tmp_path, capsys)
 # --- the workload's packages in a derived runtime
 # ----------------------------------------------------
 
-def test_a_built_runtime_gets_the_workload_s_packages_in_a_derived_runtime_and_the_host_never_does():
+def test_a_built_runtime_gets_the_workload_s_packages_in_a_derived_one_and_the_host_never_does():
     loaded = matrix_mod.expand({"matrix": {"paths": ["software", "sandbox-dri"],
                                            "runtimes": ["host", "trixie"],
                                            "probes": ["gl", "mine"]},

@@ -54,9 +54,8 @@ def test_an_exception_in_any_phase_is_that_scenarios_fail(phase, path, run_scena
 
 
 def test_one_broken_scenario_does_not_stop_the_others(run_scenarios, toolset, tmp_path):
-    results = run_scenarios(scenarios("software", "vtest-virgl"), hooks=fault_in(Phase.WATCH,
-                                                                                 only="vtest-virgl/host/gl"),
-                            jobs=2)
+    results = run_scenarios(scenarios("software", "vtest-virgl"),
+                            hooks=fault_in(Phase.WATCH, only="vtest-virgl/host/gl"), jobs=2)
     out = tmp_path / "report"
     out.mkdir()
     document = report_document.document(results, out, toolset,

@@ -41,7 +41,8 @@ def test_podman_applies_the_harness_spec_and_a_stale_one_is_named(run_scenarios,
         assert [lib for lib in libraries if lib.startswith("/run/host-driver/")], libraries
         assert {lib for lib in libraries if lib.startswith("/run/host-driver/lib/")} <= mounted
     old = results["podman-cdi/bullseye/gl"]
-    assert outcome_or_skip(old) == verdict.FAIL and old.verdict.failure_kind is FailureKind.GLIBC_TOO_OLD, describe(old)
+    assert (outcome_or_skip(old) == verdict.FAIL
+            and old.verdict.failure_kind is FailureKind.GLIBC_TOO_OLD), describe(old)
     stale = results["podman-cdi-stale/bookworm/gl"]
     assert outcome_or_skip(stale) == verdict.FAIL, describe(stale)
     assert stale.verdict.failure_kind is FailureKind.STALE_SPEC, describe(stale)

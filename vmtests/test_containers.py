@@ -48,7 +48,8 @@ def cgroups(prefix):
 def left_of(result):
     """What a finished container scenario left: its cgroups, podman state and mounts."""
     facts = result.launch.facts
-    return (cgroups(facts["cgroup"]) + [facts["podman_state"]] * os.path.exists(facts["podman_state"])
+    return (cgroups(facts["cgroup"])
+            + [facts["podman_state"]] * os.path.exists(facts["podman_state"])
             + [line for line in open("/proc/self/mountinfo") if facts["podman_state"] in line])
 
 
@@ -66,8 +67,8 @@ def need_podman(toolset):
 def test_podman_vtest_renders_and_capdrop_shows_what_still_works(run_scenarios, toolset):
     need_podman(toolset)
     before = global_state()
-    results = {r.scenario.path_id: r for r in run_scenarios(podman_matrix(["podman-vtest",
-                                                                           "podman-vtest-capdrop"]))}
+    results = {r.scenario.path_id: r
+               for r in run_scenarios(podman_matrix(["podman-vtest", "podman-vtest-capdrop"]))}
     for result in results.values():
         assert outcome_or_skip(result) == verdict.PASS, describe(result)
         facts = result.report.raw["isolation"]
@@ -145,7 +146,8 @@ def test_harness_sigkilled_during_a_container_leaves_nothing(tmp_path, toolset):
     harness.wait()
 
     def left():
-        return (conmons(run) + podman_states(run) + list(scratch.iterdir()) + cgroups(f"gpu-harness-{run}-")
+        return (conmons(run) + podman_states(run) + list(scratch.iterdir())
+                + cgroups(f"gpu-harness-{run}-")
                 + [line for line in open("/proc/self/mountinfo")
                    if f"{STATE_PREFIX}{run}-" in line])
 
@@ -272,10 +274,10 @@ def tiny_image(tmp_path, break_digest=False):
     manifest[0]["Config"] = f"{hashlib.sha256(data).hexdigest()}.json"
     broken = tmp_path / "broken.tar"
     with tarfile.open(broken, "w") as archive:
-        for name, content in [(manifest[0]["Layers"][0], dict((m.name, d) for m,
-                                                              d in members)[manifest[0]["Layers"][0]]),
-                              (manifest[0]["Config"], data), ("manifest.json",
-                                                              json.dumps(manifest).encode())]:
+        for name, content in [(manifest[0]["Layers"][0],
+                               dict((m.name, d) for m, d in members)[manifest[0]["Layers"][0]]),
+                              (manifest[0]["Config"], data),
+                              ("manifest.json", json.dumps(manifest).encode())]:
             info = tarfile.TarInfo(name)
             info.size = len(content)
             archive.addfile(info, io.BytesIO(content))
@@ -346,8 +348,8 @@ def test_harness_sigkilled_during_a_load_leaves_nothing(tmp_path, toolset, trixi
     harness.wait()
 
     def left():
-        return (processes_naming(f"{STATE_PREFIX}{run}-") + processes_naming(str(trixie_image)) + podman_states(run)
-                + list(scratch.iterdir()) + cgroups(f"gpu-harness-{run}-")
+        return (processes_naming(f"{STATE_PREFIX}{run}-") + processes_naming(str(trixie_image))
+                + podman_states(run) + list(scratch.iterdir()) + cgroups(f"gpu-harness-{run}-")
                 + [line for line in open("/proc/self/mountinfo")
                    if f"{STATE_PREFIX}{run}-" in line])
 
@@ -365,7 +367,8 @@ def test_privatens_keeps_what_a_command_writes_in_var_lib_and_var_tmp_in_its_fol
                           timeout=30)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["containers"]  # the folder, not the host's /var/lib
-    assert (tmp_path / f"var-lib/containers/cache/{marker}").exists() and (tmp_path / f"var-tmp/{marker}").exists()
+    assert ((tmp_path / f"var-lib/containers/cache/{marker}").exists()
+            and (tmp_path / f"var-tmp/{marker}").exists())
     assert not os.path.exists(f"/var/tmp/{marker}") and global_state() == before
     # the binds ended with the namespace
     assert str(tmp_path) not in open("/proc/self/mountinfo").read()

@@ -96,9 +96,11 @@ def test_the_servers_process_for_this_client_dying_is_named(run_scenarios, fault
     assert killed.get("pids"), "the server never forked a process for the client"
     assert result.verdict.outcome == verdict.FAIL, describe(result)
     assert result.verdict.failure_kind is FailureKind.SERVICE_DIED, describe(result)
-    assert "the vtest server's side of the socket went away" in result.verdict.reason, result.verdict.reason
+    assert ("the vtest server's side of the socket went away"
+            in result.verdict.reason), result.verdict.reason
     if fault == signal.SIGSEGV:
-        assert "its process for a client crashed (SIGSEGV!)" in result.verdict.reason, result.verdict.reason
+        assert ("its process for a client crashed (SIGSEGV!)"
+                in result.verdict.reason), result.verdict.reason
 
 
 def test_probe_crash_fails_with_its_log(run_scenarios):
@@ -255,7 +257,8 @@ def test_exec_gives_stdin_to_the_command_on_every_family(toolset, path, runtime)
 
 SUBREAPER_PARENT = """
 import ctypes, json, os, subprocess, sys
-ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: what the harness leaves comes to us
+# PR_SET_CHILD_SUBREAPER: what the harness leaves comes to us
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)
 subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 left = []
 for pid in filter(str.isdigit, os.listdir("/proc")):

@@ -46,7 +46,8 @@ def test_flatpak_vtest_is_seed_000s_command_and_renders_through_virgl(run_scenar
         facts = result.report.raw["isolation"]
         # Flatpak's own sandbox as the app sees it: seccomp filter, no new privileges; as root it
         # keeps the host's user namespace and every capability.
-        assert facts["seccomp_mode"] == 2 and facts["no_new_privs"] is True and facts["dri_nodes"] == []
+        assert (facts["seccomp_mode"] == 2 and facts["no_new_privs"] is True
+                and facts["dri_nodes"] == [])
         assert "user" in result.exposure.shared_namespaces and facts["capabilities"] > 30
         assert result.exposure.host_files, ("Flatpak exposes host fonts, zoneinfo and /etc files: "
                                             "counted")

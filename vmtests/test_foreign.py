@@ -48,8 +48,7 @@ def test_an_emulated_arm64_app_renders_through_the_host_s_virglrenderer(runtime,
 
 
 @pytest.mark.parametrize("path", ["sandbox-hostlibs", "sandbox-hostdeps", "sandbox-capsule"])
-def test_the_host_s_driver_in_an_arm64_runtime_is_wrong_architecture_by_its_elf_header(path,
-                                                                                       run_scenarios):
+def test_the_host_s_driver_in_an_arm64_runtime_has_the_wrong_elf_architecture(path, run_scenarios):
     require_emulated()
     (result,) = run_scenarios([compat(f"{path}/bookworm-arm64/gl")])
     assert result.verdict.outcome is verdict.EXPECTED_FAIL, describe(result)

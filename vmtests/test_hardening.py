@@ -64,7 +64,8 @@ def test_a_corrupt_golden_fails_that_scenario_naming_the_golden(tmp_path, toolse
                                                                goldens_dir=goldens))
     for result in results:
         assert result.verdict.outcome == verdict.FAIL, describe(result)
-        assert (f"golden {goldens / 'gl.png'}: gl.png cannot be read as an image" in result.verdict.reason)
+        assert (f"golden {goldens / 'gl.png'}: gl.png cannot be read as an image"
+                in result.verdict.reason)
         assert result.verdict.failure_kind.value == "image-mismatch"
 
 
@@ -108,8 +109,8 @@ def test_harness_killed_during_nix_evaluation_leaves_no_evaluator(tmp_path):
 def test_harness_killed_during_goldens_update_leaves_no_temp_folder(tmp_path):
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    harness = cli("goldens", "update", "--goldens", str(tmp_path / "goldens"), env=dict(os.environ,
-                                                                                        TMPDIR=str(scratch)))
+    harness = cli("goldens", "update", "--goldens", str(tmp_path / "goldens"),
+                  env=dict(os.environ, TMPDIR=str(scratch)))
     assert wait_for(lambda: any(p.name.startswith("gh-goldens-") for p in scratch.iterdir()))
     harness.send_signal(signal.SIGKILL)
     harness.communicate()

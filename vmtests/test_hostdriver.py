@@ -87,7 +87,8 @@ def test_the_host_driver_paths_on_older_same_and_newer_runtimes(runtime, run_sce
             # The capsule's Vulkan on sid: the host's loader dies in its first call, in the libc
             # loaded anew into the capsule (the crash's frames name the runtime's libc).
             assert result.scenario.id == "sandbox-capsule/sid/vulkan", describe(result)
-            assert result.verdict.subject.startswith("SIGSEGV in vkCreateInstance"), describe(result)
+            assert result.verdict.subject.startswith("SIGSEGV in vkCreateInstance"), \
+                describe(result)
             assert "libc.so.6" in result.verdict.reason, describe(result)
         assert result.exposure is not None and result.exposure.host_files, ("the host's driver "
                                                                             "files are exposed")

@@ -33,7 +33,8 @@ python3 - <<'PY'
 size = open('/sys/class/graphics/fb0/virtual_size').read().strip().split(',')
 width, height = int(size[0]), int(size[1])
 stride = int(open('/sys/class/graphics/fb0/stride').read())
-red, blue = (b'\\x00\\x00\\xff\\x00' * width).ljust(stride, b'\\0'), (b'\\xff\\x00\\x00\\x00' * width).ljust(stride, b'\\0')
+red, blue = ((b'\\x00\\x00\\xff\\x00' * width).ljust(stride, b'\\0'),
+             (b'\\xff\\x00\\x00\\x00' * width).ljust(stride, b'\\0'))
 with open('/dev/fb0', 'wb') as fb:
     fb.write(red * (height // 2) + blue * (height - height // 2))
 print(width, height)
@@ -83,7 +84,8 @@ def test_a_sandbox_target_runs_commands_through_the_path(machine):
     machine.fail("ls /dev/dri")
     machine.fail("touch /usr/x")
     assert machine.succeed("cat /proc/self/uid_map; echo $GALLIUM_DRIVER").split()[-1] == "virpipe"
-    assert (machine.succeed("python3 -S -c 'import os; print(os.path.exists(\"/home\"))'") == "False\n")
+    assert (machine.succeed("python3 -S -c 'import os; print(os.path.exists(\"/home\"))'")
+            == "False\n")
     with pytest.raises(TargetError, match="has no display"):
         machine.screenshot()
 

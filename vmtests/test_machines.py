@@ -39,7 +39,8 @@ def test_the_device_paths_render_in_a_virgl_guest(toolset, tmp_path):
     results = run_leaving_nothing(scenarios, toolset, options)
     for result in results:
         assert outcome_or_skip(result) == verdict.PASS, describe(result)
-        assert result.report is not None and result.report.renderer.startswith("virgl ("), describe(result)
+        assert (result.report is not None
+                and result.report.renderer.startswith("virgl (")), describe(result)
         assert result.driver_match.kernel_driver == "virtio_gpu", result.driver_match
         folder = result.result_dir
         assert (folder / "rerun.sh").exists() and (folder / "rerun-in-guest.sh").exists()
@@ -56,9 +57,11 @@ def test_the_device_paths_render_in_a_virgl_guest(toolset, tmp_path):
     assert [(n["path"], n["major"],
              n["minor"]) for n in spec["devices"][0]["containerEdits"]["deviceNodes"]] == [
         ("/dev/dri/card0", 226, 0), ("/dev/dri/renderD128", 226, 128)]
-    assert cdi.driver_match.used == "host-driver" and cdi.report.isolation["dri_nodes"], describe(cdi)
+    assert (cdi.driver_match.used == "host-driver"
+            and cdi.report.isolation["dri_nodes"]), describe(cdi)
     boots = [step for step in options.prepared if step.step == "machine virgl-guest"]
-    assert len(boots) == 1 and boots[0].detail.startswith("7 of 7 scenarios in one boot"), options.prepared
+    assert (len(boots) == 1
+            and boots[0].detail.startswith("7 of 7 scenarios in one boot")), options.prepared
 
 
 @pytest.mark.full("machine-grid")
@@ -80,8 +83,8 @@ def test_a_guest_that_panics_fails_the_scenarios_it_had_not_finished(toolset, tm
         describe(results["native/host/gl@virgl-guest"])
     for lost in scenarios[1:]:
         result = results[lost.id]
-        assert result.verdict.outcome is verdict.FAIL and result.verdict.failure_kind is FailureKind.GUEST_PANIC, \
-            describe(result)
+        assert (result.verdict.outcome is verdict.FAIL
+                and result.verdict.failure_kind is FailureKind.GUEST_PANIC), describe(result)
         assert result.verdict.reason.startswith("machine virgl-guest: guest kernel panic")
         assert result.launch.logs["machine console"].endswith("console.log")
 
@@ -99,7 +102,8 @@ def test_run_machine_from_the_command_line_and_rerun_one_scenario(tmp_path):
     if entry["outcome"] == "Skip":
         return outcome_or_skip_entry(entry)
     assert done.returncode == 0, done.stderr
-    assert entry["id"] == "sandbox-dri/trixie/gl@virgl-guest" and entry["outcome"] == "Pass", entry["reason"]
+    assert (entry["id"] == "sandbox-dri/trixie/gl@virgl-guest"
+            and entry["outcome"] == "Pass"), entry["reason"]
     assert document["grid"][0]["runtimes"] == ["trixie@virgl-guest"], document["grid"]
     rerun = subprocess.run(["sh", str(tmp_path / "out" / entry["result_dir"] / "rerun.sh")],
                            capture_output=True,
@@ -123,8 +127,9 @@ def test_a_compositor_on_the_guest_card_shows_the_image_the_host_captures(toolse
     scenarios = [s for s in compat.scenarios if s.runtime.name == "trixie-kms"]
     assert [s.id for s in scenarios] == ["podman-dri/trixie-kms/kms@virgl-guest",
                                          "podman-dri-kms/trixie-kms/kms@virgl-guest"]
-    results = {r.scenario.path_id: r for r in run_leaving_nothing(scenarios, toolset,
-                                                                  runner.RunOptions(out_dir=tmp_path / "out"))}
+    results = {r.scenario.path_id: r
+               for r in run_leaving_nothing(scenarios, toolset,
+                                            runner.RunOptions(out_dir=tmp_path / "out"))}
     shown = results["podman-dri-kms"]
     if outcome_or_skip(shown) == verdict.SKIP:
         return
@@ -132,7 +137,8 @@ def test_a_compositor_on_the_guest_card_shows_the_image_the_host_captures(toolse
     assert shown.report is not None and shown.report.renderer.startswith("virgl ("), describe(shown)
     checks = {c.name: c for c in shown.verdict.checks}
     assert checks["image"].ok and checks["scanout"].ok, describe(shown)
-    assert (shown.result_dir / "scanout.png").exists() and (shown.result_dir / "scanout-crop.png").exists()
+    assert ((shown.result_dir / "scanout.png").exists()
+            and (shown.result_dir / "scanout-crop.png").exists())
     blind = results["podman-dri"]
     assert blind.verdict.outcome is verdict.EXPECTED_FAIL, describe(blind)
     assert (blind.verdict.failure_kind is FailureKind.NO_DISPLAY

@@ -181,7 +181,8 @@ def test_the_confined_server_renders_and_a_crash_there_reaches_only_its_socket_f
     assert confined.targeted and {t["case"].split(":")[0] for t in confined.targeted} >= {
         "oversized resource", "another client's resources", "a client that never reads"}
     reach = confined.reach
-    assert not reach["home_readable"] and reach["network"] == [] and len(reach["writable_host"]) == 1, reach
+    assert (not reach["home_readable"] and reach["network"] == []
+            and len(reach["writable_host"]) == 1), reach
     assert "/tmp" in reach["writable_private"], reach
     # Under the seccomp filter (setup installs the binding that compiles it): no inet socket, no
     # user namespace of its own; as the seed runs it, both.
@@ -190,7 +191,8 @@ def test_the_confined_server_renders_and_a_crash_there_reaches_only_its_socket_f
                                  "unshare(CLONE_NEWUSER)": "EPERM"}, reach
     # as the seed runs it
     assert forking.reach["home_readable"] and len(forking.reach["writable_host"]) > 1, forking.reach
-    assert set(forking.reach["syscalls"].values()) == {"allowed"} and "seccomp" not in forking.reach, forking.reach
+    assert (set(forking.reach["syscalls"].values()) == {"allowed"}
+            and "seccomp" not in forking.reach), forking.reach
 
 
 @pytest.mark.parametrize("path", ["vtest-virgl", "vtest-virgl-confined"])
@@ -211,11 +213,13 @@ def test_the_shipped_security_matrix_s_hostile_client_inside_vtest_virgl(path, r
     assert outcome_or_skip(result) == verdict.PASS, describe(result)
     entry = document.scenario_entry(result, result.result_dir.parent.parent, toolset)
     (record,) = next(a for a in answers.build([entry]) if a.key == "security").records
-    assert record["tried"] > record["targeted"] > 0 and record["crashes"] == 0 and record["hung"] == 0, record
+    assert (record["tried"] > record["targeted"] > 0 and record["crashes"] == 0
+            and record["hung"] == 0), record
     # it serves what it can, refuses the rest
     assert record["answered"] > 0 and record["dropped"] > 0, record
     assert record["exposes"]["host_sockets"], record
-    assert record["mode"].startswith("forking, confined") == (path == "vtest-virgl-confined"), record
+    assert (record["mode"].startswith("forking, confined")
+            == (path == "vtest-virgl-confined")), record
 
 
 
@@ -238,14 +242,18 @@ def test_the_shipped_security_matrix_s_hostile_guest_program_inside_vm_virgl(run
     assert outcome_or_skip(result) == verdict.PASS, describe(result)
     entry = document.scenario_entry(result, result.result_dir.parent.parent, toolset)
     summary = security_answer.fuzz_summary(entry)
-    assert summary is not None and summary["target"].startswith("/dev/dri/renderD"), describe(result)
+    assert (summary is not None
+            and summary["target"].startswith("/dev/dri/renderD")), describe(result)
     assert summary["unmutated"] == "answered" and summary["victim"] == "answered", summary
     assert summary["disturbed"] == 0 and summary["hung"] == 0, summary
     assert [case["case"] for case in summary["targeted"]][-2:] == [
-        "another client's texture as a copy's target", "another client's texture as an upload's target"], summary
+        "another client's texture as a copy's target",
+        "another client's texture as an upload's target"], summary
     (record,) = next(a for a in answers.build([entry]) if a.key == "security").records
-    assert record["server"].startswith("qemu-system-") and record["mode"].startswith("in QEMU"), record
-    assert record["tried"] > record["targeted"] > 0 and record["answered"] > 0 and record["dropped"] > 0, record
+    assert (record["server"].startswith("qemu-system-")
+            and record["mode"].startswith("in QEMU")), record
+    assert (record["tried"] > record["targeted"] > 0 and record["answered"] > 0
+            and record["dropped"] > 0), record
     assert "another client's texture: answered" in record["others"], record
     # the mutated commands reached QEMU's virglrenderer, which refused some
     assert record["host_refused"] > 0, record
@@ -279,7 +287,8 @@ def test_a_hostile_venus_client_beside_an_honest_gl_app(tmp_path):
     run = vtestsecurity.fuzz(chosen, session, tmp_path / "fuzz", seed=1, count=60, seconds=15,
                              deadline_s=10,
                              venus=True)
-    assert run.server.endswith("--venus") and run.tried > 10 and run.answered > 0 and run.dropped > 0, run
+    assert (run.server.endswith("--venus") and run.tried > 10 and run.answered > 0
+            and run.dropped > 0), run
     assert run.server_alive and run.honest.startswith("Pass"), run.honest
     assert run.crashes == 0 and run.kernel_faults == [] and run.kernel_log == "", run
     assert "vkr:" in (tmp_path / "fuzz" / "server.log").read_text(errors="replace")

@@ -54,7 +54,8 @@ def test_three_shards_merged_are_the_whole_run(tmp_path):
     one, parts = results(tmp_path / "whole"), results(tmp_path / "merged")
     assert sorted(outcomes(parts).items()) == sorted(outcomes(one).items())
     assert comparable(parts["answers"]) == comparable(one["answers"])
-    assert (tmp_path / "merged" / "report.html").exists() and (tmp_path / "merged" / "junit.xml").exists()
+    assert ((tmp_path / "merged" / "report.html").exists()
+            and (tmp_path / "merged" / "junit.xml").exists())
 
 
 def test_runs_of_two_hosts_merge_into_a_host_axis(tmp_path):
@@ -119,5 +120,5 @@ def test_the_shipped_ci_definitions_run_here(tmp_path, name):
         done = harness(*argv, cwd=tmp_path)
         assert done.returncode == 0, (argv, done.stderr)
     merged = results(tmp_path / "merged")
-    assert len(merged["scenarios"]) == 5 and merged["shards"] == [f"{k}/{total}" for k in range(1,
-                                                                                                total + 1)]
+    assert (len(merged["scenarios"]) == 5
+            and merged["shards"] == [f"{k}/{total}" for k in range(1, total + 1)])

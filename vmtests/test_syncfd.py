@@ -48,9 +48,8 @@ def test_killing_any_part_leaves_nothing(victim, tmp_path, toolset):
     """)
     out = tmp_path / "out"
     markers = {"app": "gles.py", "bwrap": "bwrap", "server": "virgl_test_serv"}
-    assert poll(lambda: ours(scratch, "gles.py") and ours(scratch, "bwrap") and ours(scratch,
-                                                                                     "virgl_test_serv"), 30), \
-        "the scenario never got going"
+    assert poll(lambda: ours(scratch, "gles.py") and ours(scratch, "bwrap")
+                and ours(scratch, "virgl_test_serv"), 30), "the scenario never got going"
     time.sleep(2)  # the app has its context and holds it (--hold): a kill now is one mid-run
     if victim == "harness":
         harness.send_signal(signal.SIGKILL)
@@ -69,7 +68,8 @@ def test_killing_any_part_leaves_nothing(victim, tmp_path, toolset):
         assert scenario["outcome"] == "Fail"
     if victim == "server":
         (scenario,) = json.loads((out / "results.json").read_text())["scenarios"]
-        assert scenario["outcome"] == "Fail" and "virgl_test_server" in scenario["reason"], scenario["reason"]
+        assert (scenario["outcome"] == "Fail"
+                and "virgl_test_server" in scenario["reason"]), scenario["reason"]
 
 
 def test_rerun_sh_replays_the_sync_pipe_and_leaves_nothing(run_scenarios, toolset, tmp_path):

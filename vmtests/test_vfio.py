@@ -66,7 +66,8 @@ def test_nested_tier_without_interrupt_remapping_fails_setting_up_the_container(
     (result,) = run_scenarios(scenarios("vm-vfio-nested", "vfio", kernel_args=["intremap=off"]))
     outcome_or_skip(result)
     assert result.verdict.outcome == verdict.FAIL, describe(result)
-    assert ("vfio set-iommu: Operation not permitted (no interrupt remapping" in result.verdict.reason)
+    assert ("vfio set-iommu: Operation not permitted (no interrupt remapping"
+            in result.verdict.reason)
     steps = {s["name"]: s for s in report_of(result)["steps"]}
     assert not steps["dma-round-trip"]["ok"] and steps["restore-edu"]["ok"]
 
@@ -103,7 +104,8 @@ def test_nested_full_tier_l2_drives_the_passed_gpu_and_shows_the_image(run_scena
     assert boot["framebuffer"].startswith("fb0 ") and "bpp 32" in boot["framebuffer"]
     scanout = next(c for c in result.verdict.checks if c.name == "scanout")
     assert scanout.ok, scanout.detail
-    with Image.open(result.result_dir / "scanout.png") as shown, Image.open(GOLDENS_DIR / "vfio.png") as golden:
+    with (Image.open(result.result_dir / "scanout.png") as shown,
+          Image.open(GOLDENS_DIR / "vfio.png") as golden):
         top_left = shown.convert("RGB").crop((0, 0, *golden.size))
         assert top_left.tobytes() == golden.convert("RGB").tobytes(), ("L2's image must come out "
                                                                        "pixel-exact")

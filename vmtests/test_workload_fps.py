@@ -47,9 +47,10 @@ def test_a_command_s_fps_reaches_results_json_the_cost_answer_and_the_grid(run_s
     run = records.read_file(out)
     cost = next(a for a in answers.build(run.scenarios) if a.key == "cost")
     record = next(r for r in cost.records if r["path"] == "software")
-    assert record["workload_fps_vs_reference"] == {"app": 0.25} and record["workload_fps_same_as_reference"] == {
-        "app": False}
-    assert (record["fps_vs_reference"] == record["fps_vs_baseline"] == {"app": software["fps_vs_reference"]})
+    assert (record["workload_fps_vs_reference"] == {"app": 0.25}
+            and record["workload_fps_same_as_reference"] == {"app": False})
+    assert (record["fps_vs_reference"] == record["fps_vs_baseline"]
+            == {"app": software["fps_vs_reference"]})
     assert next(row for row in cost.rows if row[0].text == "software")[7].text == "app workload 25%"
     (app,) = grid.build(list(run.scenarios))
     cell = app.cell("host", "software")

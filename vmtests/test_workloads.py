@@ -49,10 +49,9 @@ def test_the_conformance_matrix_through_every_family(toolset, tmp_path):
         assert result.verdict.outcome in (verdict.PASS, verdict.EXPECTED_FAIL), describe(result)
         subtests, probe = result.verdict.subtests, result.scenario.probe
         failing = {s.name for s in subtests if s.outcome.failed}
-        assert failing <= {"fbo-blending-format-quirks"} or (probe == "trace"
-                                                             and result.scenario.runtime.name == "trixie"
-                                                             and failing == {"call-90",
-                                                                             "call-133"}), describe(result)
+        assert (failing <= {"fbo-blending-format-quirks"}
+                or (probe == "trace" and result.scenario.runtime.name == "trixie"
+                    and failing == {"call-90", "call-133"})), describe(result)
         steps = result.report.raw["steps"]
         assert all((result.result_dir / "probe" / step["log"]).exists() for step in steps)
         CHECKS[probe](result, subtests, steps)
@@ -69,7 +68,8 @@ def piglit_checked(result, subtests, steps):
 def trace_checked(result, subtests, steps):
     # its eglretrace replays no EGL trace (the baseline says why)
     if result.scenario.runtime.name == "trixie":
-        assert "unavailable function eglGetProcAddress" in steps[0]["output"], steps[0]["output"][-300:]
+        assert ("unavailable function eglGetProcAddress"
+                in steps[0]["output"]), steps[0]["output"][-300:]
         return
     assert [(s.name, s.outcome) for s in subtests] == [("call-90", SubtestOutcome.PASS),
                                                        ("call-133", SubtestOutcome.PASS)], subtests
@@ -80,15 +80,17 @@ def benchmark_checked(result, subtests, steps):
     assert [s.name for s in subtests] == ["build", "texture"]
     validated = result.scenario.declared.settings["validate"]
     for scene in subtests:  # validated by glmark2 itself (where it may), timed in three rounds
-        assert scene.outcome is SubtestOutcome.PASS and scene.detail.endswith("; validated") == validated, scene
-        assert scene.figures["rounds"] == 3 and scene.figures["fps_min"] <= scene.figures["fps"] <= scene.figures[
-            "fps_max"]
+        assert (scene.outcome is SubtestOutcome.PASS
+                and scene.detail.endswith("; validated") == validated), scene
+        assert (scene.figures["rounds"] == 3
+                and scene.figures["fps_min"] <= scene.figures["fps"] <= scene.figures["fps_max"])
     # glmark2 got the path's renderer
     assert f"GL_RENDERER:    {result.report.renderer}\n" in steps[-1]["output"]
 
 
 def glinfo_checked(result, subtests, steps):
-    assert f"GL_RENDERER = {result.report.renderer}\n" in steps[0]["output"], steps[0]["output"][:300]
+    assert (f"GL_RENDERER = {result.report.renderer}\n"
+            in steps[0]["output"]), steps[0]["output"][:300]
 
 
 def picture_checked(result, subtests, steps):
@@ -189,8 +191,9 @@ def test_a_flatpak_bundle_the_test_builds_runs_as_a_command_with_its_picture(too
                                       "bundle": str(bundle),
                                       "picture": "picture.png", "golden": str(PICTURE_GOLDEN)}}}
     scenarios = matrix_mod.expand(declaration, "<test>").scenarios
-    results = {r.scenario.id: r for r in run_leaving_nothing(scenarios, toolset,
-                                                             runner.RunOptions(out_dir=tmp_path / "out", jobs=2))}
+    results = {r.scenario.id: r
+               for r in run_leaving_nothing(scenarios, toolset,
+                                            runner.RunOptions(out_dir=tmp_path / "out", jobs=2))}
     refused = results["vtest-virgl/host/app"].verdict
     assert refused.outcome is verdict.SKIP and "ships in a Flatpak bundle" in refused.reason
     for scenario_id in ("flatpak-vtest/host/app", "flatpak-vtest/trixie/app"):
@@ -208,8 +211,8 @@ def test_a_flatpak_bundle_the_test_builds_runs_as_a_command_with_its_picture(too
 
 def test_a_failing_test_fails_the_scenario_naming_it_and_a_baseline_knows_it(toolset, tmp_path):
     declaration = {"matrix": {"paths": ["vtest-virgl"], "probes": ["mixed"]},
-                   "probes": {"mixed": {"kind": "piglit", "tests": ["fbo-alpha",
-                                                                    "ext_transform_feedback-structs"]}}}
+                   "probes": {"mixed": {"kind": "piglit",
+                                        "tests": ["fbo-alpha", "ext_transform_feedback-structs"]}}}
     (scenario,) = matrix_mod.expand(declaration, "<test>").scenarios
     (result,) = run_leaving_nothing([scenario], toolset,
                                     runner.RunOptions(out_dir=tmp_path / "out"))
