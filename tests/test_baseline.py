@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 
 from harness.judging import baseline
 from harness import matrix
-from harness.run import runner
+from harness.run import preparation, runner
 from harness.host import toolset
 from harness.judging.baseline import Baseline, Kind, Known
 from harness.core.errors import InputError, bad_character
@@ -264,7 +264,7 @@ def test_a_runtime_that_failed_to_build_is_judged_by_the_baseline_too(monkeypatc
     known = Known("vtest-virgl/old/*", Kind.FAILURE, "the snapshot archive dropped bullseye",
                   "runtime-build")
 
-    monkeypatch.setattr(runner, "prepare_runtimes", lambda scenarios, options: ready)
+    monkeypatch.setattr(preparation, "prepare_runtimes", lambda scenarios, options: ready)
 
     def judged(*entries):
         options = runner.RunOptions(out_dir=tmp_path, baseline=Baseline("b", entries))

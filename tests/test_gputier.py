@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import gputier
+from harness.cli import gputier, gputier_pack
 
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 
@@ -38,8 +38,8 @@ def test_a_python_the_pack_has_no_wheels_for_is_one_line_from_a_bare_python(tmp_
     them."""
     folder = write_pack(tmp_path / "pack", {"3.99": []}, {})
     prefix, out = tmp_path / "prefix", tmp_path / "out"
-    done = subprocess.run([str(gputier.ROOT / "scripts" / "gpu-tier"), "run", "--pack", str(folder),
-                           "--out", str(out),
+    done = subprocess.run([str(gputier_pack.ROOT / "scripts" / "gpu-tier"), "run", "--pack",
+                           str(folder), "--out", str(out),
                            "--prefix", str(prefix)], capture_output=True, text=True,
                           env={"PATH": "/usr/bin:/bin", "PYTHON": str(SYSTEM_PYTHON),
                                "PYTHONNOUSERSITE": "1"})
@@ -108,13 +108,13 @@ def test_a_wheel_member_outside_the_site_folder_is_refused(tmp_path):
 
 
 def test_the_harness_dependencies_split_into_packed_and_left_to_the_machine():
-    packed, left = gputier.split_requirements(gputier.dependencies())
+    packed, left = gputier_pack.split_requirements(gputier_pack.dependencies())
     assert left == {"Pillow": "9.0", "numpy": "1.21"}
-    names = {gputier.normalized(gputier.REQUIREMENT.fullmatch(r).group(1)) for r in packed}
+    names = {gputier.normalized(gputier_pack.REQUIREMENT.fullmatch(r).group(1)) for r in packed}
     assert {"jinja2", "rich", "qemu-qmp", "jsonschema", "pyyaml",
             "tomli"} <= names and not names & {"numpy", "pillow"}
     with pytest.raises(gputier.InputError, match="checks a least version"):
-        gputier.split_requirements(["numpy~=1.21"])
+        gputier_pack.split_requirements(["numpy~=1.21"])
 
 
 @pytest.mark.parametrize("wheel, glibc", [
@@ -125,7 +125,7 @@ def test_the_harness_dependencies_split_into_packed_and_left_to_the_machine():
     ("d-1-cp311-cp311-manylinux1_x86_64.whl", (2, 5)),
 ])
 def test_the_oldest_glibc_a_wheel_runs_on(wheel, glibc):
-    assert gputier.glibc_of(wheel) == glibc
+    assert gputier_pack.glibc_of(wheel) == glibc
 
 
 def test_version_release_numbers():

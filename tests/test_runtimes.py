@@ -278,7 +278,7 @@ def test_every_runtime_a_scenario_needs_is_prepared_before_it_runs(monkeypatch, 
     runtime are all built up front, once; a GL extension whose runtime cannot be built fails its
     scenarios with that runtime named, and --runtime-root stands in for a build."""
     from harness import matrix
-    from harness.run import runner
+    from harness.run import preparation, runner
     from harness.host import toolset
     from harness.scenario.outcomes import FailureKind, Outcome
 
@@ -290,7 +290,7 @@ def test_every_runtime_a_scenario_needs_is_prepared_before_it_runs(monkeypatch, 
         "runtimes": {"bookworm": {"kind": "debootstrap"}, "sid": {"kind": "debootstrap"},
                      "trixie-image": {"kind": "image", "recipe": "trixie"}},
         "override": [{"match": "flatpak-ext/*", "gl_extension": "sid"}]}, "<t>").scenarios
-    assert sorted(runner.runtimes_to_prepare(declared)) == ["bookworm", "sid", "trixie-image"]
+    assert sorted(preparation.runtimes_to_prepare(declared)) == ["bookworm", "sid", "trixie-image"]
     built: list = []
 
     def ensure(name, strict=False, extra_packages=()):
@@ -303,15 +303,15 @@ def test_every_runtime_a_scenario_needs_is_prepared_before_it_runs(monkeypatch, 
     monkeypatch.setattr(builds, "image_archive", lambda name,
                         extra_packages=(): tmp_path / f"{name}.tar.gz")
     monkeypatch.setattr(builds, "cached", lambda name, extra_packages=(): None)
-    ready = runner.prepare_runtimes(declared, runner.RunOptions(out_dir=tmp_path / "out"))
+    ready = preparation.prepare_runtimes(declared, runner.RunOptions(out_dir=tmp_path / "out"))
     assert sorted(built) == ["bookworm", "sid"]
     assert ready["trixie-image"].root == str(tmp_path / "trixie.tar.gz")
     assert (ready["sid"].failure == "runtime sid: snapshot archive unreachable"
             and not ready["sid"].root)
     (extension,) = [s for s in declared if s.path_id == "flatpak-ext"]
-    placed = runner.with_runtime(extension, ready)
+    placed = preparation.with_runtime(extension, ready)
     assert placed.runtime.root == str(tmp_path / "bookworm") and placed.gl_extension.root == ""
-    monkeypatch.setattr(runner, "prepare_runtimes", lambda scenarios, options: ready)
+    monkeypatch.setattr(preparation, "prepare_runtimes", lambda scenarios, options: ready)
     (result,) = runner.run([extension], toolset.Toolset("discovery", {}, []),
                            runner.RunOptions(out_dir=tmp_path / "out"))
     assert (result.verdict.outcome, result.verdict.failure_kind) == (Outcome.FAIL,
@@ -321,7 +321,7 @@ def test_every_runtime_a_scenario_needs_is_prepared_before_it_runs(monkeypatch, 
 
 def test_a_runtime_root_given_stands_in_for_the_extensions_build(monkeypatch, tmp_path):
     from harness import matrix
-    from harness.run import runner
+    from harness.run import preparation, runner
 
     (scenario,) = matrix.expand({
         "matrix": {"paths": ["flatpak-ext"], "runtimes": ["bookworm"], "probes": ["gl"]},
@@ -330,6 +330,6 @@ def test_a_runtime_root_given_stands_in_for_the_extensions_build(monkeypatch, tm
     monkeypatch.setattr(builds, "ensure", lambda name, strict=False,
                         extra_packages=(): builds.BuiltRuntime(
         name, tmp_path / name, {}))
-    ready = runner.prepare_runtimes([scenario], runner.RunOptions(out_dir=tmp_path, runtime_roots={
-        "sid": str(tmp_path / "nix-sid")}))
-    assert runner.with_runtime(scenario, ready).gl_extension.root == str(tmp_path / "nix-sid")
+    ready = preparation.prepare_runtimes([scenario], runner.RunOptions(
+        out_dir=tmp_path, runtime_roots={"sid": str(tmp_path / "nix-sid")}))
+    assert preparation.with_runtime(scenario, ready).gl_extension.root == str(tmp_path / "nix-sid")

@@ -12,7 +12,7 @@ import pytest
 from harness.launch.families import registry
 from harness.host import drivermatch
 from harness import matrix as matrix_mod
-from harness.run import runner
+from harness.run import preparation, runner
 from harness.judging import verdict
 from harness.launch.families import flatpak
 from harness.launch.lifecycle import LaunchContext, Workload, Workspace
@@ -174,8 +174,8 @@ def test_inside_the_app_only_the_extension_has_a_driver(toolset, tmp_path):
     (FLATPAK_GL_DRIVERS) is mounted under GL/ with its folders merged; its lib is on the path."""
     need_flatpak(toolset)
     (scenario,) = grid("flatpak-ext/bookworm.gl-trixie/gl")
-    ready = runner.prepare_runtimes([scenario], runner.RunOptions(out_dir=tmp_path))
-    scenario = runner.with_runtime(scenario, ready)
+    ready = preparation.prepare_runtimes([scenario], runner.RunOptions(out_dir=tmp_path))
+    scenario = preparation.with_runtime(scenario, ready)
     temp = runner.TempRoot()
     ctx = LaunchContext(scenario, toolset, Workspace(tmp_path / "target", temp.scenario_dir()),
                         Workload(probe="gl"))

@@ -15,7 +15,7 @@ from typing import Tuple
 
 import pytest
 
-from harness.cli import gputier
+from harness.cli import gputier, gputier_pack
 from harness import matrix as matrix_mod
 
 from .conftest import descendants
@@ -27,9 +27,9 @@ def travelling_copy(into: Path) -> None:
     """The working tree as it travels to a lent machine: what git tracks or would (not what it
     ignores)."""
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            cwd=gputier.ROOT, capture_output=True, check=True).stdout
+                            cwd=gputier_pack.ROOT, capture_output=True, check=True).stdout
     for name in filter(None, listed.decode().split("\0")):
-        source = gputier.ROOT / name
+        source = gputier_pack.ROOT / name
         if source.is_file() or source.is_symlink():
             (into / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, into / name, follow_symlinks=False)
@@ -78,7 +78,8 @@ def test_pack_then_run_from_a_bare_checkout_with_the_machines_python(tmp_path):
     # no apt archive or PyPI to fetch from: the tier cannot be packed here
     except gputier.InputError as exc:
         pytest.skip(f"gpu-tier pack: {exc}")
-    assert packed.size < gputier.LIMIT_BYTES and len(packed.debs) == len(gputier.PACKAGES)
+    assert (packed.size < gputier_pack.LIMIT_BYTES
+            and len(packed.debs) == len(gputier_pack.PACKAGES))
     # Every dependency of the harness and what it needs in turn, for each Python, but what is left
     # to the machine's.
     assert set(packed.pythons) == set(gputier.PYTHONS) and set(packed.from_target) == {"numpy",

@@ -1,6 +1,6 @@
 """The `gpu-harness` command line: a module per group of commands (cli.commands dispatches),
-and the GPU tier's pack and run (gputier: the standard library only until its wheels are on the
-path, so this package imports nothing at its import). Imports every layer below it."""
+and the GPU tier's pack and run (gputier_pack, gputier: the standard library only until its wheels
+are on the path, so this package imports nothing at its import). Imports every layer below it."""
 from typing import List, Optional
 
 

@@ -3,16 +3,14 @@ matrix run there in one command (`run`), into a prefix and an output folder only
 
 A lent machine starts bare, with no package registry, and takes at most 64 MiB of files; each run
 must end well inside 10 minutes. The working tree travels, and the harness runs from it with the
-machine's Python. `pack` gathers into one ignored folder the harness's Python dependencies and
-what they need, as wheels for each CPython it packs for (x86-64 manylinux), but numpy and Pillow
-(theirs do not fit: the machine's Python has them, and `run` checks), and the Debian packages of
-the host-side pieces (bubblewrap, virglrenderer's server, glvnd's loaders, Mesa's drivers for the
-software path) with what they need beyond a base system. `run` checks that the wheels are for the
+machine's Python. `pack` (harness/cli/gputier_pack.py) gathers into one ignored folder the harness's
+Python dependencies as wheels, but numpy and Pillow (the machine's Python has them, and `run`
+checks), and the Debian packages of the host-side pieces. `run` checks that the wheels are for the
 Python running it, unzips them into the prefix with the standard library only (nothing else is
 imported before they are on the path), the debs too (never over the machine's root), writes a
 toolset for it, runs harness/data/gpu.toml with the cache, the temp folders and everything written
-inside the prefix and the output folder, and leaves there results.json, report.html, junit.xml
-and the scenarios' logs in one archive."""
+inside the prefix and the output folder, and leaves there results.json, report.html, junit.xml and
+the scenarios' logs in one archive."""
 import json
 import os
 import platform
@@ -23,200 +21,24 @@ import sys
 import tarfile
 import tempfile
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..core import places
 from ..host import toolset as toolset_mod
 from ..core.errors import InputError, cut, parse_json, read_text, shown
+from .gputier_pack import MACHINE, PACK_DIR, PYTHONS, checked, described, normalized, pack
 
-ROOT = places.CHECKOUT
-PACK_DIR = ROOT / ".gpu-tier"
 MATRIX = places.DATA / "gpu.toml"
-LIMIT_BYTES = 64 * 2**20 - 8 * 2**20  # what travels is 64 MiB with the working tree: leave it 8 MiB
 RETURN_LIMIT = 16 * 2**20  # one file brought back
-# The host-side pieces and their libraries beyond a base system (a base system's C and C++
-# runtimes, compression and PCRE are the machine's own, never shadowed by older ones).
-PACKAGES = ("bubblewrap", "virgl-server", "libvirglrenderer1", "libepoxy0", "libva2", "libva-drm2",
-            "libglvnd0", "libegl1", "libgles2", "libgl1", "libglx0", "libopengl0", "libvulkan1",
-            "libegl-mesa0", "libgbm1", "libglx-mesa0", "libgl1-mesa-dri", "libglapi-mesa",
-            "libllvm15", "libz3-4",
-            "libicu72", "libxml2", "libedit2", "libelf1", "libsensors5", "libsensors-config",
-            "libdrm2",
-            "libdrm-common", "libdrm-amdgpu1", "libdrm-intel1", "libdrm-nouveau2", "libdrm-radeon1",
-            "libpciaccess0", "libwayland-client0", "libwayland-server0", "libx11-6", "libx11-data",
-            "libx11-xcb1",
-            "libxau6", "libxdmcp6", "libxcb1", "libxcb-dri2-0", "libxcb-dri3-0", "libxcb-glx0",
-            "libxcb-present0",
-            "libxcb-randr0", "libxcb-shm0", "libxcb-sync1", "libxcb-xfixes0", "libxext6",
-            "libxfixes3",
-            "libxshmfence1", "libxxf86vm1", "libbsd0", "libmd0")
 LIB_DIR = "usr/lib/x86_64-linux-gnu"
-PYTHONS = ("3.12", "3.11")  # the lent machine's Python, and the one that tests the tier here
 HERE = "%d.%d" % sys.version_info[:2]
-# Left to the machine's Python, which has them (`run` checks): their wheels, numpy's about 16 MiB
-# and
-# Pillow's 7 per Python, do not fit beside the Debian packages (50 MiB) in what may travel.
-FROM_TARGET = ("numpy", "pillow")
-MACHINE = "x86_64"
-PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_24_x86_64",
-             "manylinux_2_17_x86_64",
-             "manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64")
-LEGACY_GLIBC = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
-REQUIREMENT = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*([^;]*?)\s*(;.*)?")
-
-
-@dataclass(frozen=True)
-class Packed:
-    folder: Path
-    pythons: Dict[str, List[str]]  # a Python version -> the wheels installed for it
-    # left to the machine's Python: name -> the least version ('' for any)
-    from_target: Dict[str, str]
-    glibc: str
-    debs: List[str]
-    size: int
-
-    @property
-    def wheels(self) -> List[str]:
-        return sorted({name for names in self.pythons.values() for name in names})
-
-    def python_bytes(self, python: str) -> int:
-        return sum((self.folder / "wheels" / name).stat().st_size for name in self.pythons[python])
-
-    def to_dict(self) -> dict:
-        return {"implementation": "cpython", "machine": MACHINE, "glibc": self.glibc,
-                "pythons": self.pythons,
-                "python_bytes": {python: self.python_bytes(python) for python in self.pythons},
-                "from_target": self.from_target, "wheels": self.wheels, "debs": self.debs,
-                "size_bytes": self.size}
-
-
-def size_of(folder: Path) -> int:
-    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
-
-
-def checked(argv: Sequence[str], what: str, cwd: Path = ROOT) -> None:
-    done = subprocess.run(list(argv), cwd=cwd, capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL)
-    if done.returncode != 0:
-        said = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
-        raise InputError(f"gpu-tier pack: {what} failed: {said}")
-
-
-def normalized(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def release(version: str) -> Tuple[int, ...]:
     """A version's release numbers, for a least-version check: '2.4.6rc1' -> (2, 4, 6)."""
     found = re.match(r"\d+(?:\.\d+)*", version.strip())
     return tuple(int(part) for part in found.group(0).split(".")) if found else ()
-
-
-def dependencies(pyproject: Path = ROOT / "pyproject.toml") -> List[str]:
-    """The harness's Python dependencies, as pyproject.toml's [project] says them."""
-    try:
-        import tomllib
-    except ImportError:  # Python < 3.11
-        import tomli as tomllib
-    try:
-        declared = tomllib.loads(read_text(pyproject, "pyproject.toml"))["project"]["dependencies"]
-    except (tomllib.TOMLDecodeError, KeyError, TypeError) as exc:
-        raise InputError(f"gpu-tier pack: {cut(pyproject)}: no [project] dependencies: {exc}") from None
-    return [str(requirement) for requirement in declared]
-
-
-def split_requirements(requirements: Sequence[str]) -> Tuple[List[str], Dict[str, str]]:
-    """The requirements to pack, and those left to the machine's Python (name -> least version)."""
-    packed: List[str] = []
-    left: Dict[str, str] = {}
-    for requirement in requirements:
-        found = REQUIREMENT.fullmatch(requirement.strip())
-        if found is None:
-            raise InputError(f"gpu-tier pack: cannot read the dependency {shown(requirement)}")
-        name, spec = found.group(1), found.group(2)
-        if normalized(name) not in FROM_TARGET:
-            packed.append(requirement)
-            continue
-        least = re.fullmatch(r">=\s*(\d+(?:\.\d+)*)", spec)
-        if (spec and least is None) or found.group(3):
-            raise InputError(f"gpu-tier pack: {shown(requirement)} is left to the machine's "
-                             "Python, where "
-                             "`run` checks a least version (>=) only")
-        left[name] = least.group(1) if least else ""
-    return packed, left
-
-
-def glibc_of(wheel: str) -> Tuple[int, int]:
-    """The oldest glibc a wheel runs on, by its platform tags ((0, 0): a pure wheel)."""
-    needs = []
-    for tag in wheel[:-len(".whl")].split("-")[-1].split("."):
-        versioned = re.fullmatch(r"manylinux_(\d+)_(\d+)_\w+", tag)
-        if versioned:
-            needs.append((int(versioned.group(1)), int(versioned.group(2))))
-        elif tag.split("_")[0] in LEGACY_GLIBC:
-            needs.append(LEGACY_GLIBC[tag.split("_")[0]])
-    return min(needs) if needs else (0, 0)
-
-
-def fetch_wheels(requirements: Sequence[str], python: str, wheels: Path) -> List[str]:
-    """The wheels of `requirements` and what they need, for CPython `python` on x86-64 Linux, into
-    `wheels` (one file for what several Pythons share); their names."""
-    staging = Path(tempfile.mkdtemp(prefix=f"python{python}-", dir=wheels.parent))
-    try:
-        checked([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:",
-                 "--implementation", "cp",
-                 "--python-version", python, *(f"--platform={tag}" for tag in PLATFORMS), "-d",
-                 str(staging),
-                 *requirements], f"fetching the wheels for Python {python}")
-        names = sorted(path.name for path in staging.glob("*.whl"))
-        for name in names:
-            if not (wheels / name).exists():
-                (staging / name).rename(wheels / name)
-        return names
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def pack(folder: Path = PACK_DIR, pythons: Sequence[str] = PYTHONS) -> Packed:
-    """The harness's Python dependencies as wheels for each of `pythons` (but what is left to the
-    machine's Python) and the host-side Debian packages, in `folder`."""
-    for python in pythons:
-        if not re.fullmatch(r"3\.\d{1,2}", python):
-            raise InputError(f"gpu-tier pack: --python {shown(python)}: not a Python version like "
-                             "3.12")
-    requirements, left = split_requirements(dependencies())
-    if folder.exists():
-        shutil.rmtree(folder)
-    wheels, debs = folder / "wheels", folder / "debs"
-    wheels.mkdir(parents=True)
-    debs.mkdir()
-    by_python = {python: fetch_wheels(requirements, python, wheels)
-                 for python in dict.fromkeys(pythons)}
-    checked(["apt-get", "download", *PACKAGES], "apt-get download (the Debian packages)", cwd=debs)
-    glibc = max((glibc_of(name) for names in by_python.values() for name in names), default=(0, 0))
-    packed = Packed(folder, by_python, left, "%d.%d" % glibc, sorted(p.name
-                                                                     for p in debs.iterdir()),
-                    size_of(folder))
-    (folder / "pack.json").write_text(json.dumps(packed.to_dict(), indent=1) + "\n")
-    if packed.size > LIMIT_BYTES:
-        raise InputError(f"gpu-tier pack: {packed.size / 2**20:.1f} MiB packed, more than the "
-                         f"{LIMIT_BYTES / 2**20:.0f} MiB that may travel with the working tree")
-    return packed
-
-
-def described(packed: Packed) -> str:
-    """What `pack` says it packed: per Python, the Debian packages, what is left to the machine."""
-    pythons = ", ".join(f"{python} ({len(names)} wheels, {packed.python_bytes(python) / 2**20:.1f} "
-                        "MiB)"
-                        for python, names in packed.pythons.items())
-    left = ", ".join(f"{name}>={least}" if least else name for name,
-                     least in packed.from_target.items())
-    return (f"{packed.folder}: wheels for CPython {pythons}; {len(packed.debs)} Debian packages "
-            f"({size_of(packed.folder / 'debs') / 2**20:.1f} MiB); {packed.size / 2**20:.1f} MiB "
-            "in all; "
-            f"left to the machine's Python: {left or 'nothing'}")
 
 
 def manifest_of(folder: Path) -> dict:
@@ -249,11 +71,11 @@ def glibc_here() -> Tuple[int, ...]:
 def wheels_for(manifest: dict) -> List[str]:
     """The pack's wheels for the Python running this, or an InputError naming what was packed for
     and what was found."""
-    pythons, machine, glibc = manifest["pythons"], str(manifest.get("machine",
-                                                                    MACHINE)), glibc_here()
+    pythons, machine, glibc = (manifest["pythons"], str(manifest.get("machine", MACHINE)),
+                               glibc_here())
     needed = release(str(manifest.get("glibc", "0.0")))[:2]
-    if sys.implementation.name != "cpython" or HERE not in pythons or platform.machine() != machine \
-            or (needed > (0, 0) and glibc < needed):
+    if (sys.implementation.name != "cpython" or HERE not in pythons
+            or platform.machine() != machine or (needed > (0, 0) and glibc < needed)):
         found = (f"{sys.implementation.name} {platform.python_version()} on {platform.machine()} "
                  "with "
                  f"{'glibc %d.%d' % glibc if glibc else 'no glibc'} ({cut(sys.executable)})")
@@ -292,7 +114,8 @@ def install_wheels(wheels: Sequence[Path], site: Path) -> None:
                     if mode:
                         target.chmod(mode | 0o600)
         except (OSError, zipfile.BadZipFile) as exc:
-            raise InputError(f"gpu-tier run: cannot install the wheel {cut(wheel.name)}: {exc}") from None
+            raise InputError(f"gpu-tier run: cannot install the wheel {cut(wheel.name)}: "
+                             f"{exc}") from None
 
 
 def versions_on(names: Sequence[str], paths: Sequence[str]) -> Dict[str, Optional[str]]:
@@ -482,8 +305,8 @@ def main(argv: List[str]) -> int:
             return 0
         code = run(args.out.absolute(), args.prefix.absolute(), args.pack.absolute(),
                    jobs=args.jobs)
-        print(f"{args.out}: " + ", ".join(sorted(p.name
-                                                 for p in args.out.iterdir())) + f" (the run's exit code {code})")
+        print(f"{args.out}: " + ", ".join(sorted(p.name for p in args.out.iterdir()))
+              + f" (the run's exit code {code})")
         return code
     except InputError as exc:
         print(f"gpu-tier: error: {exc}", file=sys.stderr)

@@ -105,7 +105,8 @@ examples:
   gpu-harness exec --path vtest-virgl --runtime trixie -- python3 - < docs/examples/gl-renderer.py
   gpu-harness exec --path vtest-virgl --env PIGLIT_PLATFORM=surfaceless_egl \\
       -- /usr/lib/x86_64-linux-gnu/piglit/bin/glinfo
-  gpu-harness exec --path podman-vtest --runtime trixie --file ~/scene.py -- python3 /run/gpu-harness/files/scene.py
+  gpu-harness exec --path podman-vtest --runtime trixie --file ~/scene.py \\
+      -- python3 /run/gpu-harness/files/scene.py
 """
 
 
@@ -246,8 +247,8 @@ def build_parser() -> Parser:
 
     pins_cmd = sub.add_parser("pins", help="the Nix layer's source pins (nix/pins/*.json)")
     pins_sub = pins_cmd.add_subparsers(dest="pins_command", required=True, parser_class=Parser)
-    for name, text in (("list", "print the pins"), ("check",
-                                                    "validate every pin file (exit 2 on a bad one)")):
+    for name, text in (("list", "print the pins"),
+                       ("check", "validate every pin file (exit 2 on a bad one)")):
         one = pins_sub.add_parser(name, help=text)
         one.add_argument("--dir", type=Path, default=pins_mod.PINS_DIR,
                          help="pins folder (default: nix/pins)")
@@ -413,7 +414,8 @@ def build_parser() -> Parser:
                         help="against a --venus server (an input of a --venus run)")
     for one in (fuzz, replay):
         one.add_argument("--deadline", type=seconds, default=5.0,
-                         help="seconds a server has to answer after an input (default: %(default)s)")
+                         help="seconds a server has to answer after an input "
+                              "(default: %(default)s)")
         one.add_argument("--out", type=Path, default=Path("gpu-harness-security"),
                          help="output folder: the session, the saved inputs, security.json "
                               "(default: %(default)s)")

@@ -14,7 +14,8 @@ def write_output(path: Path, text: str, option: str) -> None:
     try:
         outdir.write_atomically(path, text)
     except OSError as exc:
-        raise InputError(f"{option} {shown(str(path))}: cannot write it: {exc.strerror or exc}") from None
+        raise InputError(f"{option} {shown(str(path))}: cannot write it: "
+                         f"{exc.strerror or exc}") from None
 
 
 MERGE_PRODUCTS = ("results.json", "junit.xml", "report.html")  # what merge writes in its --out

@@ -15,7 +15,7 @@ from ..matrix.checks import nearest
 from ..report import outdir
 from ..scenario import paths as path_registry
 from ..system import reaper
-from ..run import runner
+from ..run import preparation, runner
 from ..judging import baseline as baseline_mod
 from ..runtimes import recipes, chosen_toolset
 from ..run import shards
@@ -68,11 +68,11 @@ def select(args) -> Tuple[matrix_mod.Matrix, List[Scenario]]:
     chosen = loaded.select(wanted, getattr(args, "filter", None), runtimes, probes)
     if not chosen:
         asked = " ".join(f"--{option} {shown(getattr(args, option))}" for option in
-                         ("paths", "runtimes", "probes", "filter", "machine") if getattr(args,
-                                                                                         option,
-                                                                                         None))
+                         ("paths", "runtimes", "probes", "filter", "machine")
+                         if getattr(args, option, None))
         raise InputError(f"{loaded.source}: no scenario matches {asked}"
-                         f"{on_machine_ids(loaded, args, wanted, runtimes, probes)}{elsewhere(loaded, wanted)}")
+                         f"{on_machine_ids(loaded, args, wanted, runtimes, probes)}"
+                         f"{elsewhere(loaded, wanted)}")
     if getattr(args, "durations", None) is not None and getattr(args, "shard", None) is None:
         raise InputError("--durations: only with --shard K/N (it balances the parts)")
     if getattr(args, "shard", None) is not None:
@@ -104,8 +104,8 @@ def elsewhere(loaded: matrix_mod.Matrix, wanted: Optional[List[str]]) -> str:
         return (f"; no shipped matrix has {', '.join(absent)}: write one ([matrix] paths = [...]) "
                 "and pass --matrix")
     listed = ", ".join(f"{source} ({counted(count, 'scenario')})" for source, count in found)
-    return f"; it has no {' or '.join(absent)} scenario, the shipped {listed} {'has' if len(found) == 1 else 'have'}: " \
-           f"--matrix {found[0][0]}"
+    return (f"; it has no {' or '.join(absent)} scenario, the shipped {listed} "
+            f"{'has' if len(found) == 1 else 'have'}: --matrix {found[0][0]}")
 
 
 def shown_path(path: Path) -> str:
@@ -239,14 +239,14 @@ def exec_command(args, scenario: Scenario, workload: CommandWorkload) -> int:
     runtime = scenario.runtime
     # A runtime built from a recipe has no root until it is built (or found in the cache): without
     # this the command would run over the host's root under the runtime's name.
-    ready = runner.prepare_runtimes([scenario], runner.RunOptions(out_dir=Path(".")))
+    ready = preparation.prepare_runtimes([scenario], runner.RunOptions(out_dir=Path(".")))
     prepared = ready.get(runtime.name)
     if prepared is not None and not prepared.root:
         print(f"gpu-harness: runtime {runtime.name} cannot be built: "
               f"{prepared.skip or prepared.failure}",
               file=sys.stderr)
         return EXIT_USAGE if prepared.skip else EXIT_FAILED
-    scenario = runner.with_runtime(scenario, ready)
+    scenario = preparation.with_runtime(scenario, ready)
     toolset = chosen_toolset.load(args.toolset)
     temp = runner.TempRoot()
     result_dir = args.keep or (temp.path / "result")

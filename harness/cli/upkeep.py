@@ -121,9 +121,10 @@ def cmd_runtimes(args) -> int:
                       f"in {recipes.lock_file(recipe)}")
             else:
                 built = runtimes_mod.build(recipe, recipes.load_lock(recipe), strict=args.strict)
+                drift = (f", {len(built.drift)} packages drifted from the lock" if built.drift
+                         else "")
                 print(f"{name}: {built.root} (Mesa {built.facts.get('mesa')}, "
-                      f"{built.facts.get('size_mb')} MB"
-                      f"{f', {len(built.drift)} packages drifted from the lock' if built.drift else ''})")
+                      f"{built.facts.get('size_mb')} MB{drift})")
                 for line in built.drift:
                     print(f"  drift: {line}")
         except runtimes_mod.RuntimeBuildError as exc:

@@ -100,7 +100,8 @@ def cut(text: object, limit: int = SHOWN_LIMIT) -> str:
 
 
 _repr = reprlib.Repr()
-_repr.maxlevel, _repr.maxstring, _repr.maxother, _repr.maxlong = 3, SHOWN_LIMIT, SHOWN_LIMIT, SHOWN_LIMIT
+(_repr.maxlevel, _repr.maxstring, _repr.maxother,
+ _repr.maxlong) = 3, SHOWN_LIMIT, SHOWN_LIMIT, SHOWN_LIMIT
 _repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = 8
 
 
@@ -141,7 +142,8 @@ def read_text(path: Path, what: str) -> str:
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        raise InputError(f"{cut(path, PATH_LIMIT)}: cannot read {what}: {exc.strerror or exc}") from None
+        raise InputError(f"{cut(path, PATH_LIMIT)}: cannot read {what}: "
+                         f"{exc.strerror or exc}") from None
     return decoded(data, cut(path, PATH_LIMIT))
 
 

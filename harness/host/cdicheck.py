@@ -19,9 +19,10 @@ from .hostdriver import HostDriver, elf_class, from_tool, under
 from .toolset import Toolset
 
 SCHEMA_DIR = places.DATA / "cdi"  # the CDI project's schema (Apache-2.0, LICENSE there)
-# NVIDIA's libraries carry the driver's release in their names (libEGL_nvidia, libnvidia-*, libcuda,
-# ...).
-NVIDIA_VERSIONED = re.compile(r"(nvidia|libcuda|libnvcuvid|libnvoptix)[^/]*\.so\.(\d+\.\d+(?:\.\d+)?)$")
+# NVIDIA's libraries carry the driver's release in their names (libEGL_nvidia, libnvidia-*,
+# libcuda, ...).
+NVIDIA_VERSIONED = re.compile(r"(nvidia|libcuda|libnvcuvid|libnvoptix)[^/]*"
+                              r"\.so\.(\d+\.\d+(?:\.\d+)?)$")
 MESA_FILE = re.compile(r"(libEGL_mesa|libGLX_mesa|libgallium|_dri\.so$|libvulkan_[a-z_]+\.so)")
 MESA_BANNER = re.compile(rb"Mesa (\d+\.\d+\.\d+(?:-devel)?)")
 DRIVER_32 = ("usr/lib/i386-linux-gnu", "usr/lib32", "usr/lib/i386-linux-gnu/dri")
@@ -76,7 +77,8 @@ def load(path: str) -> dict:
     try:
         text = Path(path).read_text()
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read it: {getattr(exc, 'strerror', None) or exc}") from None
+        raise InputError(f"{path}: cannot read it: "
+                         f"{getattr(exc, 'strerror', None) or exc}") from None
     spec = parse(path, text)
     try:
         errors = sorted(validator().iter_errors(spec), key=lambda e: list(e.absolute_path))
@@ -152,7 +154,8 @@ def version_finding(host_path: str, live: Optional[str]) -> Optional[Finding]:
         found = embedded_mesa(host_path)
         if found and found != live.split()[1]:
             return Finding(True,
-                           f"{host_path} is Mesa {found}; the live driver is Mesa {live.split()[1]}")
+                           f"{host_path} is Mesa {found}; the live driver is Mesa "
+                           f"{live.split()[1]}")
     return None
 
 

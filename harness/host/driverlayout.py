@@ -154,9 +154,8 @@ def layout(driver: HostDriver, mode: DriverMode, bwrap: Optional[str] = None) ->
     if mode != DriverMode.LIBS:
         deps = closure(entry + driver.libraries, driver.root, bwrap)
         dri = set(dri_driver_files(driver.dri_dirs))  # reached through DRI_DIR
-        chosen = [(n, p) for n, p in deps.libraries if p not in dri] + (list(deps.glibc)
-                                                                        if mode == DriverMode.DEPS_GLIBC
-                                                                       else [])
+        chosen = ([(n, p) for n, p in deps.libraries if p not in dri]
+                  + (list(deps.glibc) if mode == DriverMode.DEPS_GLIBC else []))
         for name, path in chosen:
             binds.setdefault(f"{LIB_DIR}/{name}", path)
         if mode == DriverMode.CAPSULE:

@@ -119,7 +119,8 @@ def driver_match(runtime_mesa: Optional[str], host_driver: Optional[str],
             mismatch = True
             notes.append(f"runtime Mesa {runtime_mesa}, host Mesa {host_mesa}")
     nvidia = re.match(r"nvidia (\S+)", host_driver or "")
-    if used is DriverUsed.HOST_DRIVER and nvidia and kernel.get("version") and kernel["version"] != nvidia.group(1):
+    if (used is DriverUsed.HOST_DRIVER and nvidia and kernel.get("version")
+            and kernel["version"] != nvidia.group(1)):
         mismatch = True
         notes.append(f"NVIDIA userspace {nvidia.group(1)} with kernel module {kernel['version']}")
     return DriverMatch(runtime_mesa, host_driver, kernel.get("name"), kernel.get("version"), used,

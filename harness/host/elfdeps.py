@@ -88,8 +88,8 @@ def dynamic(path: str) -> Optional[Dynamic]:
             entry_format = layout(elf_class, order).dyn
             size = struct.calcsize(entry_format)
             raw = read_at(handle, dyn[1], min(dyn[3], MAX_DYNAMIC))
-            entries = [struct.unpack_from(entry_format, raw, at) for at in range(0,
-                                                                                 len(raw) - size + 1, size)]
+            entries = [struct.unpack_from(entry_format, raw, at)
+                       for at in range(0, len(raw) - size + 1, size)]
             entries = entries[:next((i for i, (tag, _) in enumerate(entries) if tag == DT_NULL),
                                     len(entries))]
             strtab = next((file_offset(loads, value) for tag, value in entries if tag == DT_STRTAB),

@@ -11,8 +11,8 @@ from ..system import process
 
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 # Debian's architecture names, by the ELF header's e_machine (32 or 64 bits: EI_CLASS).
-ELF_MACHINES = {(62, 64): "amd64", (3, 32): "i386", (183, 64): "arm64", (40, 32): "armhf", (243,
-                                                                                            64): "riscv64"}
+ELF_MACHINES = {(62, 64): "amd64", (3, 32): "i386", (183, 64): "arm64", (40, 32): "armhf",
+                (243, 64): "riscv64"}
 MACHINE_NAMES = {"x86_64": "amd64", "aarch64": "arm64", "i686": "i386", "riscv64": "riscv64",
                  "armv7l": "armhf"}
 # What a CPU of each architecture runs itself (an x86-64 kernel runs i386 binaries natively).
@@ -144,8 +144,8 @@ def elf_architecture(path: Union[str, os.PathLike]) -> Optional[str]:
             header = handle.read(20)
     except OSError:
         return None
-    if len(header) < 20 or not header.startswith(ELF_MAGIC) or header[4] not in (1,
-                                                                                 2) or header[5] not in (1, 2):
+    if (len(header) < 20 or not header.startswith(ELF_MAGIC) or header[4] not in (1, 2)
+            or header[5] not in (1, 2)):
         return None
     bits = 32 if header[4] == 1 else 64
     machine = int.from_bytes(header[18:20], "little" if header[5] == 1 else "big")
@@ -155,8 +155,8 @@ def elf_architecture(path: Union[str, os.PathLike]) -> Optional[str]:
 def tree_architecture(root: Union[str, os.PathLike]) -> Optional[str]:
     """A root filesystem's architecture: its shell's (every runtime has /bin/sh)."""
     for candidate in ("usr/bin/dash", "bin/dash", "usr/bin/sh", "bin/sh", "usr/bin/env"):
-        found = elf_architecture(Path(root, candidate).resolve()) if Path(root,
-                                                                          candidate).exists() else None
+        found = (elf_architecture(Path(root, candidate).resolve())
+                 if Path(root, candidate).exists() else None)
         if found:
             return found
     return None

@@ -156,7 +156,8 @@ def read_vendor_files(api: str, dirs: Sequence[str], root: str, cache: Dict[str,
     return vendors
 
 
-VENDOR_LIBRARY = re.compile(r"^lib(?:EGL|GLX)_(?P<vendor>[A-Za-z0-9]+)\.so\.(?P<version>\d+(?:\.\d+)+)$")
+VENDOR_LIBRARY = re.compile(r"^lib(?:EGL|GLX)_(?P<vendor>[A-Za-z0-9]+)"
+                            r"\.so\.(?P<version>\d+(?:\.\d+)+)$")
 
 
 def private_libraries(vendor_library: str) -> List[str]:
@@ -173,8 +174,8 @@ def private_libraries(vendor_library: str) -> List[str]:
         return []
     folder, vendor, version = os.path.dirname(real), named["vendor"], named["version"]
     beside = {os.path.basename(path)[:-len(f".so.{version}")]: path
-              for path in glob.glob(os.path.join(folder,
-                                                 f"lib{glob.escape(vendor)}-*.so.{glob.escape(version)}"))
+              for path in glob.glob(os.path.join(folder, f"lib{glob.escape(vendor)}-*.so."
+                                                         f"{glob.escape(version)}"))
               if elf_class(path) in (None, 64)}
     chosen: Dict[str, str] = {}
     readers = [real]

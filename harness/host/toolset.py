@@ -57,7 +57,8 @@ TOOL_SPECS = {
         ToolSpec("python3", "/usr/bin/python3", "python3", ["--version"]),
         ToolSpec("mesa", None, "libgl1-mesa-dri libegl1 libgles2"),
         ToolSpec("egl", None,
-                 "libegl1 libgles2 and a vendor library (libegl-mesa0, or the GPU vendor's driver)"),
+                 "libegl1 libgles2 and a vendor library (libegl-mesa0, or the GPU vendor's "
+                 "driver)"),
         ToolSpec("host-driver", None,
                  "libegl-mesa0 libgl1-mesa-dri (or the GPU vendor's EGL/Vulkan driver)"),
         ToolSpec("qemu-system-x86_64", "qemu-system-x86_64", "qemu-system-x86", ["--version"]),

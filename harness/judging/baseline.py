@@ -140,8 +140,8 @@ def parse(data: object, source: str) -> Baseline:
     for index, entry in enumerate(listed):
         found = entry_problems(f"known[{index}]", entry)
         problems += found
-        where = (entry.get("match"), entry.get("host"), entry.get("subtest")) if isinstance(entry,
-                                                                                            dict) else None
+        where = ((entry.get("match"), entry.get("host"), entry.get("subtest"))
+                 if isinstance(entry, dict) else None)
         if not found and where in first:
             problems.append(f"known[{index}].match: {shown(entry['match'])} is already "
                             f"known[{first[where]}]")
@@ -192,7 +192,8 @@ def apply(verdict: Verdict, known: Optional[Known], attempts: int = 1) -> Verdic
     if known is None or outcome in (Outcome.SKIP, Outcome.EXPECTED_FAIL, Outcome.UNEXPECTED_PASS):
         return verdict
     # The entry's why, unless it only repeats what the run says (or none was written yet).
-    said = "" if known.reason == UNEXPLAINED or known.reason in verdict.reason else f" ({known.reason})"
+    said = ("" if known.reason == UNEXPLAINED or known.reason in verdict.reason
+            else f" ({known.reason})")
     if known.kind is Kind.FAILURE and outcome is Outcome.PASS:
         return replace(verdict, outcome=Outcome.UNEXPECTED_PASS, failure_kind=None, subject="",
                        reason=f"passed, but the baseline knows it as a failure{said}")
@@ -230,9 +231,9 @@ def apply_subtests(verdict: Verdict, entries: List[Known]) -> Verdict:
              and (entry := subtest_entry(entries, s)) is not None and entry.kind is Kind.FAILURE]
     only_subtests = all(c.ok or c.name == "subtests" for c in verdict.checks)
     if new or not only_subtests:
-        return replace(verdict,
-                       reason=f"new failing subtests {', '.join(new[:8])}: {verdict.reason}") if new \
-            else verdict
+        return (replace(verdict, reason=f"new failing subtests {', '.join(new[:8])}: "
+                                        f"{verdict.reason}")
+                if new else verdict)
     if failed:
         flaky = all(entry is not None and entry.kind is Kind.FLAKE for _, entry in failed)
         why = "; ".join(sorted({entry.reason for _, entry in failed if entry

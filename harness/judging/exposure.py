@@ -51,8 +51,10 @@ class Exposure:
             files = "whole host"
         else:
             files = f"{len(self.host_files)} host paths ({self.host_file_count} files)"
+        kernel = ("separate kernel" if self.separate_kernel
+                  else f"{len(self.shared_namespaces)} shared namespaces")
         return (f"{files}, {len(self.host_devices)} devices, {len(self.host_sockets)} sockets, "
-                f"{'separate kernel' if self.separate_kernel else f'{len(self.shared_namespaces)} shared namespaces'}")
+                f"{kernel}")
 
 
 @dataclass(frozen=True)

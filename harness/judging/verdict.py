@@ -275,9 +275,9 @@ def judge(scenario: Scenario, observed: Observed, comparison: Optional[Compariso
     failure = classified(scenario, observed, host, launch_failure(observed, scenario.timeout_s))
     checks: List[Check] = []
     probe_out = launch.artifacts.get("probe_out")
-    subtests = workloads.judge(scenario.declared, observed.report.raw.get("steps"),
-                               Path(probe_out) if probe_out else None,
-                               observed.report.renderer) if scenario.declared and observed.report else []
+    subtests = (workloads.judge(scenario.declared, observed.report.raw.get("steps"),
+                                Path(probe_out) if probe_out else None, observed.report.renderer)
+                if scenario.declared and observed.report else [])
     if failure is None:
         assert observed.report is not None
         if subtests and all(s.outcome is SubtestOutcome.SKIP for s in subtests):
@@ -313,9 +313,9 @@ def subtest_check(subtests: List[Subtest]) -> Check:
     counts: Dict[str, int] = {}
     for subtest in subtests:
         counts[str(subtest.outcome)] = counts.get(str(subtest.outcome), 0) + 1
-    summary = f"{counts.get('pass', 0) + counts.get('warn', 0)}/{len(subtests)} subtests pass" + "".join(
-        f", {count} {word}" for word, count in sorted(counts.items()) if word not in ("pass",
-                                                                                      "warn"))
+    summary = (f"{counts.get('pass', 0) + counts.get('warn', 0)}/{len(subtests)} subtests pass"
+               + "".join(f", {count} {word}" for word, count in sorted(counts.items())
+                         if word not in ("pass", "warn")))
     if failed:
         named = "; ".join(f"{s.name} ({s.outcome}: {s.detail})" for s in failed[:5])
         return Check("subtests", False, f"{summary}: {named}{'; ...' if len(failed) > 5 else ''}",

@@ -51,7 +51,8 @@ class Target(abc.ABC):
         raise self.error(f"{self.path_id} has no display to capture")
 
     def screenshot_path(self, name: Optional[str]) -> Path:
-        return (self.ctx.workspace.result_dir / f"{name or f'screenshot-{next(self._screenshots)}'}.png")
+        return (self.ctx.workspace.result_dir
+                / f"{name or f'screenshot-{next(self._screenshots)}'}.png")
 
     def succeed(self, command: str, timeout_s: float = 60.0) -> str:
         result = self.run(command, timeout_s)

@@ -209,7 +209,8 @@ def parse_expectation(problems: Problems, key: str, entry: dict) -> Optional[Exp
         problems.add(f"{key}.reason", "an expected failure needs a reason")
     elif failure and (outcome != "fail" or failure not in kinds):
         problems.add(f"{key}.failure",
-                     f"must be one of {', '.join(kinds)} with expect = 'fail', not {shown(failure)}")
+                     f"must be one of {', '.join(kinds)} with expect = 'fail', not "
+                     f"{shown(failure)}")
     else:
         return Expectation(outcome, reason, failure)
     return None

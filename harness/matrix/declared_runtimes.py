@@ -54,10 +54,10 @@ def parse_runtimes(problems: Problems, table) -> Dict[str, Runtime]:
 
 
 def parse_runtime(problems: Problems, key: str, name: str, spec: dict) -> Optional[Runtime]:
-    kind, root, description = spec.get("kind", RuntimeKind.ROOTFS.value), spec.get("root",
-                                                                                   "/"), spec.get("description", "")
-    ok = all([expect_text(problems, f"{key}.kind", kind), expect_text(problems, f"{key}.root",
-                                                                      root),
+    kind, root, description = (spec.get("kind", RuntimeKind.ROOTFS.value), spec.get("root", "/"),
+                               spec.get("description", ""))
+    ok = all([expect_text(problems, f"{key}.kind", kind),
+              expect_text(problems, f"{key}.root", root),
               expect_type(problems, f"{key}.description", description, (str,), "a string")])
     if not ok:
         return None

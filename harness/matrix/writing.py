@@ -21,7 +21,8 @@ def declaration_of(scenario: Scenario) -> Dict[str, Any]:
     defaults, its expectation as an override."""
     runtimes = {r.name: runtime_declaration(r) for r in (scenario.runtime, scenario.gl_extension)
                 if r is not None and r.name != HOST_RUNTIME}
-    defaults: Dict[str, Any] = {"timeout_s": scenario.timeout_s} if scenario.timeout_s != DEFAULT_TIMEOUT_S else {}
+    defaults: Dict[str, Any] = ({"timeout_s": scenario.timeout_s}
+                                if scenario.timeout_s != DEFAULT_TIMEOUT_S else {})
     if scenario.tolerance != Tolerance():
         defaults["tolerance"] = {"channel": scenario.tolerance.channel,
                                  "fraction": scenario.tolerance.fraction}

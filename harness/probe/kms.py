@@ -97,9 +97,8 @@ class Compositor:
 
     def show(self, image):
         env = dict(self.env, WAYLAND_DISPLAY="wayland-gh")
-        self.children.append(started([program("weston-image"), image], os.path.join(self.out,
-                                                                                    "weston-image.log"),
-                                     env))
+        self.children.append(started([program("weston-image"), image],
+                                     os.path.join(self.out, "weston-image.log"), env))
         time.sleep(SHOW_SETTLE_S)
         if self.children[-1].poll() is not None:
             raise ProbeError("weston-image exited: "

@@ -54,8 +54,8 @@ def png_bytes(rows, width, height):
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     raw = b"".join(b"\x00" + row for row in rows)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw,
-                                                                                        6)) + chunk(b"IEND", b"")
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6))
+            + chunk(b"IEND", b""))
 
 
 SCANOUT_FILE = "/tmp/gpu-harness-scanout.fb"
@@ -84,7 +84,8 @@ def framebuffer_image(device, rows, size):
                 continue
             line = bytearray(stride)
             rgb = rows[y][:shown * 3]
-            line[0:shown * 4:4], line[1:shown * 4:4], line[2:shown * 4:4] = rgb[2::3], rgb[1::3], rgb[0::3]
+            (line[0:shown * 4:4], line[1:shown * 4:4],
+             line[2:shown * 4:4]) = rgb[2::3], rgb[1::3], rgb[0::3]
             fb.write(bytes(line))
     return {"device": device, "width": width, "height": height, "file": SCANOUT_FILE}
 
@@ -127,8 +128,8 @@ class Watchdog:
                 expired = self.deadline is not None and time.monotonic() > self.deadline
                 name = self.step_name
             if expired:
-                self.on_expiry(name, "step %s: no answer from the driver after %g s" % (name,
-                                                                                        self.seconds))
+                self.on_expiry(name, "step %s: no answer from the driver after %g s"
+                               % (name, self.seconds))
                 os._exit(3)
 
 

@@ -50,7 +50,8 @@ def reaper_gives_back(bdf):
                                       or "gpu-harness vfio bind %s failed" % bdf)
     record = vfio.load(bdf, state)
     if record is None or vfio.Sysfs().driver(bdf) != vfio.VFIO_DRIVER:
-        raise (probelib.ProbeError("gpu-harness vfio bind %s left no record or no vfio-pci binding" % bdf))
+        raise probelib.ProbeError("gpu-harness vfio bind %s left no record or no vfio-pci "
+                                  "binding" % bdf)
     reaper.serve(io.StringIO("vfio %s\n" % record.to_line()))
     back = vfio.Sysfs().driver(bdf)
     if back != record.original_driver:

@@ -31,7 +31,8 @@ Command = Tuple[int, bytes]
 ANSWERED, DROPPED, HUNG, DISTURBED = "answered", "dropped", "hung", "disturbed"
 
 # vtest commands the session carries (virglrenderer's vtest_protocol.h)
-GET_CAPS, RESOURCE_CREATE, RESOURCE_UNREF, TRANSFER_GET, TRANSFER_PUT, SUBMIT_CMD, BUSY_WAIT = range(1, 8)
+(GET_CAPS, RESOURCE_CREATE, RESOURCE_UNREF, TRANSFER_GET, TRANSFER_PUT, SUBMIT_CMD,
+ BUSY_WAIT) = range(1, 8)
 GET_CAPS2, RESOURCE_CREATE2, TRANSFER_GET2, TRANSFER_PUT2 = 9, 12, 13, 14
 MUTABLE = (RESOURCE_CREATE, RESOURCE_CREATE2, TRANSFER_GET2, TRANSFER_PUT2, SUBMIT_CMD, BUSY_WAIT)
 BOUNDARY = (0, 1, 0x7F, 0xFF, 0x7FFF, 0xFFFF, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, 0xFFFFFFFE,
@@ -404,8 +405,8 @@ def fuzz(node: str, commands: List[Command], encode: Callable[[List[Command]], b
             mutated, change = mutate(commands, rng)
             tally_one(mutated, change)
             tried += 1
-        kept = victim.holds(deadline_s) if victim_ready and not tally[HUNG] else (HUNG,
-                                                                                  "not read: the device hung")
+        kept = (victim.holds(deadline_s) if victim_ready and not tally[HUNG]
+                else (HUNG, "not read: the device hung"))
     finally:
         victim_gpu.close()
     return {"seed": seed, "target": node, "session_commands": len(commands),

@@ -235,8 +235,8 @@ class Renderer:
             AttachmentDescription(0, DEPTH_FORMAT, 1, LOAD_CLEAR, STORE_DONT_CARE, LOAD_DONT_CARE,
                                   STORE_DONT_CARE,
                                   LAYOUT_UNDEFINED, LAYOUT_DEPTH))
-        color_ref, depth_ref = AttachmentReference(0, LAYOUT_COLOR), AttachmentReference(1,
-                                                                                         LAYOUT_DEPTH)
+        color_ref, depth_ref = (AttachmentReference(0, LAYOUT_COLOR),
+                                AttachmentReference(1, LAYOUT_DEPTH))
         subpass = SubpassDescription(0, 0, 0, None, 1, ctypes.pointer(color_ref), None,
                                      ctypes.pointer(depth_ref),
                                      0, None)
@@ -268,10 +268,9 @@ class Renderer:
                                           STAGE_FRAGMENT,
                                           self.shader("scene.frag"), b"main", None))
         binding = VertexInputBindingDescription(0, 24, 0)
-        attributes = (VertexInputAttributeDescription * 2)(VertexInputAttributeDescription(0, 0,
-                                                                                           VEC3_FORMAT, 0),
-                                                           VertexInputAttributeDescription(1, 0,
-                                                                                           VEC3_FORMAT, 12))
+        attributes = (VertexInputAttributeDescription * 2)(
+            VertexInputAttributeDescription(0, 0, VEC3_FORMAT, 0),
+            VertexInputAttributeDescription(1, 0, VEC3_FORMAT, 12))
         vertex_input = PipelineVertexInputStateCreateInfo(PIPELINE_VERTEX_INPUT_STATE_CREATE_INFO,
                                                           None, 0, 1,
                                                           ctypes.pointer(binding), 2, attributes)
@@ -346,10 +345,8 @@ class Renderer:
         vk.CmdBindVertexBuffers(self.commands, 0, 1, ctypes.byref(vertices), ctypes.byref(u64(0)))
         vk.CmdDraw(self.commands, len(VERTICES) // 6, 1, 0, 0)
         vk.CmdEndRenderPass(self.commands)
-        region = BufferImageCopy(0, 0, 0, ImageSubresourceLayers(ASPECT_COLOR, 0, 0, 1), Offset3D(0,
-                                                                                                  0,
-                                                                                                  0),
-                                 Extent3D(size, size, 1))
+        region = BufferImageCopy(0, 0, 0, ImageSubresourceLayers(ASPECT_COLOR, 0, 0, 1),
+                                 Offset3D(0, 0, 0), Extent3D(size, size, 1))
         vk.CmdCopyImageToBuffer(self.commands, color_image, LAYOUT_TRANSFER_SRC, self.readback, 1,
                                 ctypes.byref(region))
         vk.check("vkEndCommandBuffer", vk.EndCommandBuffer, self.commands)

@@ -9,7 +9,8 @@ import ctypes
 
 from probelib import ProbeError, declare
 
-u32, i32, u64, f32, u8 = ctypes.c_uint32, ctypes.c_int32, ctypes.c_uint64, ctypes.c_float, ctypes.c_uint8
+u32, i32, u64, f32, u8 = (ctypes.c_uint32, ctypes.c_int32, ctypes.c_uint64, ctypes.c_float,
+                          ctypes.c_uint8)
 vp, cp, size_t = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t
 # dispatchable: VkInstance, VkPhysicalDevice, VkDevice, VkQueue, VkCommandBuffer
 Handle = ctypes.c_void_p
@@ -102,8 +103,8 @@ PhysicalDeviceProperties = make("PhysicalDeviceProperties", [
     ("deviceName", ctypes.c_char * 256), ("pipelineCacheUUID", u8 * 16), ("limits",
                                                                           PhysicalDeviceLimits),
     ("sparseProperties", PhysicalDeviceSparseProperties)])
-PhysicalDeviceProperties2 = make("PhysicalDeviceProperties2", header() + [("properties",
-                                                                           PhysicalDeviceProperties)])
+PhysicalDeviceProperties2 = make("PhysicalDeviceProperties2", header() + [
+    ("properties", PhysicalDeviceProperties)])
 ConformanceVersion = make("ConformanceVersion", [("major", u8), ("minor", u8), ("subminor", u8),
                                                  ("patch", u8)])
 PhysicalDeviceDriverProperties = make("PhysicalDeviceDriverProperties", header() + [
@@ -137,8 +138,8 @@ ImageSubresourceRange = make("ImageSubresourceRange", [
     ("aspectMask", u32), ("baseMipLevel", u32), ("levelCount", u32), ("baseArrayLayer", u32),
                                                        ("layerCount", u32)])
 ImageViewCreateInfo = make("ImageViewCreateInfo", header() + [
-    ("flags", u32), ("image", NonDispatchable), ("viewType", u32), ("format", u32), ("components",
-                                                                                     ComponentMapping),
+    ("flags", u32), ("image", NonDispatchable), ("viewType", u32), ("format", u32),
+    ("components", ComponentMapping),
     ("subresourceRange", ImageSubresourceRange)])
 AttachmentDescription = make("AttachmentDescription", [
     ("flags", u32), ("format", u32), ("samples", u32), ("loadOp", u32), ("storeOp", u32),
@@ -167,20 +168,21 @@ FramebufferCreateInfo = make("FramebufferCreateInfo", header() + [
 ShaderModuleCreateInfo = make("ShaderModuleCreateInfo", header() + [
     ("flags", u32), ("codeSize", size_t), ("pCode", P(u32))])
 PipelineShaderStageCreateInfo = make("PipelineShaderStageCreateInfo", header() + [
-    ("flags", u32), ("stage", u32), ("module", NonDispatchable), ("pName", cp), ("pSpecializationInfo", vp)])
+    ("flags", u32), ("stage", u32), ("module", NonDispatchable), ("pName", cp),
+    ("pSpecializationInfo", vp)])
 VertexInputBindingDescription = make("VertexInputBindingDescription", [
     ("binding", u32), ("stride", u32), ("inputRate", u32)])
 VertexInputAttributeDescription = make("VertexInputAttributeDescription", [
     ("location", u32), ("binding", u32), ("format", u32), ("offset", u32)])
 PipelineVertexInputStateCreateInfo = make("PipelineVertexInputStateCreateInfo", header() + [
     ("flags", u32), ("vertexBindingDescriptionCount", u32),
-    ("pVertexBindingDescriptions", P(VertexInputBindingDescription)), ("vertexAttributeDescriptionCount", u32),
+    ("pVertexBindingDescriptions", P(VertexInputBindingDescription)),
+    ("vertexAttributeDescriptionCount", u32),
     ("pVertexAttributeDescriptions", P(VertexInputAttributeDescription))])
 PipelineInputAssemblyStateCreateInfo = make("PipelineInputAssemblyStateCreateInfo", header() + [
     ("flags", u32), ("topology", u32), ("primitiveRestartEnable", u32)])
-Viewport = make("Viewport", [("x", f32), ("y", f32), ("width", f32), ("height", f32), ("minDepth",
-                                                                                       f32),
-                             ("maxDepth", f32)])
+Viewport = make("Viewport", [("x", f32), ("y", f32), ("width", f32), ("height", f32),
+                             ("minDepth", f32), ("maxDepth", f32)])
 Offset2D = make("Offset2D", [("x", i32), ("y", i32)])
 Extent2D = make("Extent2D", [("width", u32), ("height", u32)])
 Rect2D = make("Rect2D", [("offset", Offset2D), ("extent", Extent2D)])
@@ -188,13 +190,13 @@ PipelineViewportStateCreateInfo = make("PipelineViewportStateCreateInfo", header
     ("flags", u32), ("viewportCount", u32), ("pViewports", P(Viewport)), ("scissorCount", u32),
     ("pScissors", P(Rect2D))])
 PipelineRasterizationStateCreateInfo = make("PipelineRasterizationStateCreateInfo", header() + [
-    ("flags", u32), ("depthClampEnable", u32), ("rasterizerDiscardEnable", u32), ("polygonMode",
-                                                                                  u32),
-    ("cullMode", u32), ("frontFace", u32), ("depthBiasEnable", u32), ("depthBiasConstantFactor",
-                                                                      f32),
-    ("depthBiasClamp", f32), ("depthBiasSlopeFactor", f32), ("lineWidth", f32)])
+    ("flags", u32), ("depthClampEnable", u32), ("rasterizerDiscardEnable", u32),
+    ("polygonMode", u32), ("cullMode", u32), ("frontFace", u32), ("depthBiasEnable", u32),
+    ("depthBiasConstantFactor", f32), ("depthBiasClamp", f32), ("depthBiasSlopeFactor", f32),
+    ("lineWidth", f32)])
 PipelineMultisampleStateCreateInfo = make("PipelineMultisampleStateCreateInfo", header() + [
-    ("flags", u32), ("rasterizationSamples", u32), ("sampleShadingEnable", u32), ("minSampleShading", f32),
+    ("flags", u32), ("rasterizationSamples", u32), ("sampleShadingEnable", u32),
+    ("minSampleShading", f32),
     ("pSampleMask", P(u32)), ("alphaToCoverageEnable", u32), ("alphaToOneEnable", u32)])
 StencilOpState = make("StencilOpState", [
     ("failOp", u32), ("passOp", u32), ("depthFailOp", u32), ("compareOp", u32), ("compareMask",
@@ -202,8 +204,8 @@ StencilOpState = make("StencilOpState", [
     ("writeMask", u32), ("reference", u32)])
 PipelineDepthStencilStateCreateInfo = make("PipelineDepthStencilStateCreateInfo", header() + [
     ("flags", u32), ("depthTestEnable", u32), ("depthWriteEnable", u32), ("depthCompareOp", u32),
-    ("depthBoundsTestEnable", u32), ("stencilTestEnable", u32), ("front", StencilOpState), ("back",
-                                                                                            StencilOpState),
+    ("depthBoundsTestEnable", u32), ("stencilTestEnable", u32), ("front", StencilOpState),
+    ("back", StencilOpState),
     ("minDepthBounds", f32), ("maxDepthBounds", f32)])
 PipelineColorBlendAttachmentState = make("PipelineColorBlendAttachmentState", [
     ("blendEnable", u32), ("srcColorBlendFactor", u32), ("dstColorBlendFactor", u32),

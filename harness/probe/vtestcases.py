@@ -74,8 +74,8 @@ def out_of_range(commands: List[Command]) -> List[Case]:
     index = first(commands, (TRANSFER_GET2, TRANSFER_PUT2))
     if index is not None:
         f = TRANSFER2_FIELDS
-        for name, fields in (("transfer box past the resource", [(f["x"], 0xFFFF0000), (f["y"],
-                                                                                        0xFFFF0000)]),
+        for name, fields in (("transfer box past the resource", [(f["x"], 0xFFFF0000),
+                                                                 (f["y"], 0xFFFF0000)]),
                              ("transfer box 0xffff wide and high", [(f["width"], 0xFFFF),
                                                                     (f["height"], 0xFFFF)]),
                              ("transfer offset 0xfffffff0", [(f["offset"], 0xFFFFFFF0)]),

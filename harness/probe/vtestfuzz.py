@@ -188,8 +188,8 @@ def flood(path: str, payload: bytes, deadline_s: float, requests: int = 100_000)
                 sent += 1
         except socket.timeout:
             pass
-        blocked = f"the server stopped reading after {sent} unread requests" if sent < requests else \
-            f"{sent} requests sent unread without the server blocking"
+        blocked = (f"the server stopped reading after {sent} unread requests" if sent < requests
+                   else f"{sent} requests sent unread without the server blocking")
         conn.settimeout(deadline_s)
         started = time.monotonic()
         while time.monotonic() - started < deadline_s and drain(conn):

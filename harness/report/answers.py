@@ -133,7 +133,8 @@ def cost_record(path: str, group: List[ScenarioEntry]) -> dict:
         found = median(present(values))
         return round(found, 4) if found is not None else None
 
-    def per_probe(share: Callable[[ScenarioEntry], FpsShare]) -> Tuple[Dict[str, Optional[float]], Dict[str, bool]]:
+    def per_probe(share: Callable[[ScenarioEntry], FpsShare]) -> Tuple[Dict[str, Optional[float]],
+                                                                       Dict[str, bool]]:
         """Per probe (GL and Vulkan have references of their own, a median over both means nothing):
         the median share, and whether every scenario's timed rounds overlap the reference's (a
         share would be noise)."""
@@ -277,8 +278,8 @@ def driver_row(record: dict) -> List[Cell]:
     return [Cell(record["runtime"]), Cell(", ".join(record["runtime_mesa"]) or "-"),
             Cell((", ".join(record["host_driver"]) or "-") + kernel), *rendered_cells(record),
             Cell(f"{len(mismatches)}: {listed(notes, 2)}", css_class(Outcome.FAIL),
-                 "\n".join(m["id"] for m in mismatches)) if mismatches else Cell("none",
-                                                                                 css_class(Outcome.PASS))]
+                 "\n".join(m["id"] for m in mismatches))
+            if mismatches else Cell("none", css_class(Outcome.PASS))]
 
 
 BUILDERS = (vtest_compat, exposure, isolation, cost, driver_matching, security)

@@ -233,9 +233,8 @@ def version_changes(old: Side, new: Side, common: Common) -> List[ValueChange]:
         pairs += [(name, was.get(name), now.get(name), after.id) for name in sorted({*was, *now})
                   if was.get(name) and now.get(name) and was[name] != now[name]]
     was, now = old.run.toolset.versions(), new.run.toolset.versions()
-    pairs += [(f"toolset:{name}", was.get(name), now.get(name), "toolset") for name in sorted({*was,
-                                                                                               *now})
-              if was.get(name) != now.get(name)]
+    pairs += [(f"toolset:{name}", was.get(name), now.get(name), "toolset")
+              for name in sorted({*was, *now}) if was.get(name) != now.get(name)]
     return grouped(pairs)
 
 

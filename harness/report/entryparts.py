@@ -151,15 +151,15 @@ def runtime_facts(data: Mapping) -> RuntimeFacts:
     execution = read.mapping(data, "execution")
     emulator = execution.get("version") or execution.get("interpreter") or ""
     return RuntimeFacts(read.text(data, "mesa"), suite if isinstance(suite, str) else None,
-                        Execution(read.text(execution, "architecture") or "", read.text(execution,
-                                                                                        "runs") or "",
-                                  str(emulator)) if execution else None)
+                        Execution(read.text(execution, "architecture") or "",
+                                  read.text(execution, "runs") or "", str(emulator))
+                        if execution else None)
 
 
 def host(data: Mapping) -> HostFacts:
-    return HostFacts(read.shown(data, "kernel"), read.shown(data, "machine"), tuple(read.texts(data,
-                                                                                               "render_nodes")),
-                     read.shown(data, "name") or None, read.shown(data, "class") or None)
+    return HostFacts(read.shown(data, "kernel"), read.shown(data, "machine"),
+                     tuple(read.texts(data, "render_nodes")), read.shown(data, "name") or None,
+                     read.shown(data, "class") or None)
 
 
 def toolset(data: Mapping) -> ToolsetFacts:

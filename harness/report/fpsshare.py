@@ -75,7 +75,8 @@ def share(entries: List[dict], figure: Figure) -> None:
             names.append((f"{figure.prefix}_vs_baseline", f"{figure.prefix}_baseline",
                           f"{figure.prefix}_same_as_baseline"))
         for vs_name, path_name, same_name in names:
-            scenario[vs_name], scenario[path_name], scenario[same_name] = vs, reference[0] if reference else None, same
+            (scenario[vs_name], scenario[path_name],
+             scenario[same_name]) = vs, reference[0] if reference else None, same
 
 
 def with_fps_share(entries: List[dict]) -> List[dict]:

@@ -169,7 +169,8 @@ def subtest_count(entry: ScenarioEntry) -> Optional[str]:
     if not entry.subtests:
         return None
     ran = [s for s in entry.subtests if s.outcome is not SubtestOutcome.SKIP]
-    return (f"{sum(s.outcome in (SubtestOutcome.PASS, SubtestOutcome.WARN) for s in ran)}/{len(ran)} pass")
+    return (f"{sum(s.outcome in (SubtestOutcome.PASS, SubtestOutcome.WARN) for s in ran)}/"
+            f"{len(ran)} pass")
 
 
 def mismatch_of(entry: ScenarioEntry) -> Optional[str]:

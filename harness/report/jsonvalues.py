@@ -68,8 +68,8 @@ def mapping(data: Mapping, key: str) -> dict:
 def texts(data: Mapping, key: str) -> List[str]:
     """A list's scalars as text (anything else in it left out); [] for what is no list."""
     value = data.get(key)
-    return [str(item) for item in value if isinstance(item, (str, int, float))] if isinstance(value,
-                                                                                              list) else []
+    return ([str(item) for item in value if isinstance(item, (str, int, float))]
+            if isinstance(value, list) else [])
 
 
 def numbers(data: Mapping, key: str) -> Dict[str, float]:

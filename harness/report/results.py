@@ -81,7 +81,8 @@ def scenario_problems(key: str, entry) -> List[str]:
                                                                            "string")]
     known = [outcome.value for outcome in Outcome]
     if isinstance(entry.get("outcome"), str) and entry["outcome"] not in known:
-        problems.append(f"{key}.outcome: {shown(entry['outcome'])} is not one of {', '.join(known)}")
+        problems.append(f"{key}.outcome: {shown(entry['outcome'])} is not one of "
+                        f"{', '.join(known)}")
     for name in ("wall_s", "attempts"):
         problems += kind_problem(f"{key}.{name}", entry.get(name), "number", optional=True)
     problems += kind_problem(f"{key}.checks", entry.get("checks"), "list", optional=True)

@@ -148,7 +148,7 @@ def as_written(text: object) -> str:
                 value = ast.literal_eval(literal)
         except (ValueError, SyntaxError):
             return literal
-        return f"{literal[0]}{value}{literal[0]}" if isinstance(value,
-                                                                str) and "\n" not in value else literal
+        return (f"{literal[0]}{value}{literal[0]}"
+                if isinstance(value, str) and "\n" not in value else literal)
 
     return QUOTED.sub(plain, str(text)) if text is not None else ""

@@ -81,22 +81,22 @@ def from_entry(scenario: Scenario, entry: dict, out_dir: Path) -> ScenarioResult
     diagnosis = entry.get("diagnosis") or {}
     verdict = verdict_mod.Verdict(Outcome(entry["outcome"]), entry["reason"],
                                   [verdict_mod.Check(c["name"], c["ok"], c["detail"], artifacts={
-                                      name: str(out_dir / path) for name, path in (c.get("artifacts") or {}).items()})
+                                      name: str(out_dir / path)
+                                      for name, path in (c.get("artifacts") or {}).items()})
                                    for c in entry.get("checks") or []],
                                   FailureKind(kind) if kind else None,
                                   str(diagnosis.get("subject") or ""),
                                   [Subtest.from_dict(s) for s in entry.get("subtests") or []])
-    logs = {name.removeprefix("service:"): str(out_dir / path) for name,
-            path in (entry.get("logs") or {}).items()}
+    logs = {name.removeprefix("service:"): str(out_dir / path)
+            for name, path in (entry.get("logs") or {}).items()}
     launch = LaunchResult(phases=dict(entry.get("phases_s") or {}), logs=logs,
-                          artifacts={name: str(out_dir / entry[name]) for name in ("image",
-                                                                                   "scanout")
-                                     if entry.get(name)})
+                          artifacts={name: str(out_dir / entry[name])
+                                     for name in ("image", "scanout") if entry.get(name)})
     raw = entry.get("probe_result")
-    report = ProbeReport(ok=bool(raw.get("ok")), error=str(raw.get("error", "")),
-                         renderer=str(raw.get("renderer", "")),
-                         isolation=raw.get("isolation") or {}, raw=raw) if isinstance(raw,
-                                                                                      dict) else None
+    report = (ProbeReport(ok=bool(raw.get("ok")), error=str(raw.get("error", "")),
+                          renderer=str(raw.get("renderer", "")),
+                          isolation=raw.get("isolation") or {}, raw=raw)
+              if isinstance(raw, dict) else None)
     return ScenarioResult(scenario, verdict, launch, report, out_dir / entry["result_dir"],
                           float(entry["wall_s"]),
                           attempts=int(entry.get("attempts") or 1),

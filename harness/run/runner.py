@@ -7,7 +7,6 @@ import tempfile
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Union
@@ -21,13 +20,14 @@ from ..launch.families import registry
 from ..system.interrupts import INTERRUPTS
 from ..launch.lifecycle import (Hooks, LaunchContext, LaunchResult, Phase, Prepared, Workload,
                                 Workspace)
-from ..scenario.model import HOST_KIND, Runtime, RuntimeKind, Scenario
+from ..scenario.model import HOST_KIND, Scenario
 from ..scenario.outcomes import FailureKind, Outcome
 from ..scenario.probes import GOLDENS_DIR, ProbeReport
 from ..judging.scenario_result import ScenarioResult
-from ..host import drivermatch, emulation, hostdriver, toolset as toolset_mod
+from ..host import drivermatch, hostdriver, toolset as toolset_mod
 from ..judging import exposure as exposure_mod
-from . import machine_run
+from . import machine_run, preparation
+from .preparation import RuntimeReady
 from ..host.toolset import Toolset
 from ..workloads import registry as workloads
 from ..core import log
@@ -61,141 +61,6 @@ class RunOptions:
         # volume name) and to processes with another working directory: always absolute.
         self.out_dir = Path(self.out_dir).absolute()
         self.goldens_dir = Path(self.goldens_dir).absolute()
-
-
-@dataclass
-class RuntimeReady:
-    """A scenario's runtime: built (facts and root), or why it is not."""
-
-    facts: Dict[str, object] = field(default_factory=dict)
-    root: str = ""
-    skip: str = ""
-    failure: str = ""
-
-
-def prepare_runtimes(scenarios: List[Scenario], options: RunOptions) -> Dict[str, RuntimeReady]:
-    """Build (or find in the cache) each runtime the scenarios need, once. A bad recipe or, with
-    strict_runtimes, a drifted lock is an InputError; a build that fails is its scenarios' Fail."""
-    ready: Dict[str, RuntimeReady] = {}
-    for runtime in runtimes_to_prepare(scenarios).values():
-        started = time.monotonic()
-        name = runtime.build_name
-        if name in options.runtime_roots and runtime.needs_build:
-            root = options.runtime_roots[name]
-            ready[name] = RuntimeReady(facts=recipes.facts_from_lock(runtime.recipe, root),
-                                       root=root)
-            note_prepared(options, Prepared(f"runtime {name}", time.monotonic() - started,
-                                            f"given: {root}"))
-            continue
-        cached = builds.is_cached(runtime)
-        try:
-            ready[name] = prepared_runtime(runtime, options)
-            detail = f"{'from the cache' if cached else 'built'}: {ready[name].root}"
-        except builds.BuilderMissing as exc:
-            ready[name] = RuntimeReady(skip=str(exc))
-            detail = f"not built: {exc}"
-        except builds.RuntimeBuildError as exc:
-            ready[name] = RuntimeReady(failure=f"runtime {name}: {exc}")
-            detail = f"failed: {exc}"
-        note_prepared(options, Prepared(f"runtime {name}", time.monotonic() - started, detail))
-        with_execution(ready[name])
-    return ready
-
-
-def with_execution(ready: RuntimeReady) -> None:
-    """The runtime's facts gain how this host runs it: natively, or emulated (by which
-    qemu-user)."""
-    architecture = (emulation.tree_architecture(ready.root) if ready.root
-                    and os.path.isdir(ready.root) else None)
-    if architecture:
-        execution = emulation.how_runs(architecture)
-        ready.facts = {**ready.facts, "execution": execution.to_dict() if execution else
-                       {"architecture": architecture, "runs": "no",
-                        "why": emulation.why_not(architecture)}}
-
-
-def note_prepared(options: RunOptions, step: Prepared) -> None:
-    options.prepared.append(step)
-    LOG.info("prepared %s in %.1f s (%s)", step.step, step.seconds, step.detail)
-
-
-def prepare_audit(scenarios: List[Scenario], options: RunOptions) -> None:
-    """A sandbox over the host's own root sees its /usr and /etc: the audit of what it sees counts
-    their files, once, here (else the first such scenario would)."""
-    if not any(s.runtime.kind is RuntimeKind.HOST and s.spec.hides_host for s in scenarios):
-        return
-    started = time.monotonic()
-    counts = [f"{folder} {exposure_mod.file_count(folder)}"
-              for folder in exposure_mod.HOST_ROOT_FOLDERS]
-    note_prepared(options, Prepared("host files counted", time.monotonic() - started,
-                                    ", ".join(counts)))
-
-
-def prepare_families(scenarios: List[Scenario], toolset: Toolset, options: RunOptions,
-                     scratch: Path) -> None:
-    """Each family's run-level steps, for its scenarios that can run here; a step that fails is
-    said, and its scenarios then do it (and fail in it) themselves."""
-    chosen: Dict[str, List[Scenario]] = {}
-    for scenario in scenarios:
-        # a machine's scenarios run in its guest: here, the guest's boot is what is prepared
-        spec = scenario.spec if machine_run.runs_here(scenario) else machine_run.boot_spec(scenario.machine)
-        family = registry.of(spec)
-        if family.available(spec, toolset) is None:
-            chosen.setdefault(family.name, []).append(scenario)
-    for name, own in chosen.items():
-        started = time.monotonic()
-        try:
-            steps = registry.FAMILIES[name].prepare_run(own, toolset, scratch)
-        # the failure boundary: a scenario meets it again and fails with it
-        except Exception as exc:
-            steps = [Prepared(f"{name} family", time.monotonic() - started,
-                              f"failed: {type(exc).__name__}: {exc}")]
-        for step in steps:  # a step two families share (a guest's kernel) is said once
-            if not any(done.step == step.step for done in options.prepared):
-                note_prepared(options, step)
-
-
-def runtimes_to_prepare(scenarios: List[Scenario]) -> Dict[str, Runtime]:
-    """Every runtime a scenario needs built: its own, and the one its GL extension comes from;
-    an image made from a runtime too. Built here, once, before any scenario runs."""
-    wanted: Dict[str, Runtime] = {}
-    for scenario in scenarios:
-        for runtime in (scenario.runtime, scenario.gl_extension):
-            if runtime is not None and (runtime.needs_build or runtime.image_from_recipe):
-                wanted.setdefault(runtime.build_name, runtime)
-    return wanted
-
-
-def prepared_runtime(runtime: Runtime, options: RunOptions) -> RuntimeReady:
-    if runtime.image_from_recipe:
-        archive = builds.image_archive(runtime.recipe, extra_packages=runtime.extra_packages)
-        made_from = builds.cached(runtime.recipe, extra_packages=runtime.extra_packages)
-        return RuntimeReady(facts={**(made_from.facts if made_from else {}), "image": str(archive)},
-                            root=str(archive))
-    built = builds.ensure(runtime.recipe, strict=options.strict_runtimes,
-                            extra_packages=runtime.extra_packages)
-    return RuntimeReady(facts=built.facts, root=str(built.root))
-
-
-def with_runtime(scenario: Scenario, ready: Dict[str, RuntimeReady]) -> Scenario:
-    """The scenario with the roots of its runtime and of its GL extension's runtime, as built."""
-    def built(runtime: Optional[Runtime]) -> Optional[Runtime]:
-        prepared = ready.get(runtime.build_name) if runtime is not None else None
-        if runtime is None or prepared is None or not prepared.root:
-            return runtime
-        return dataclasses.replace(runtime, root=prepared.root)
-
-    return dataclasses.replace(scenario, runtime=built(scenario.runtime) or scenario.runtime,
-                               gl_extension=built(scenario.gl_extension))
-
-
-def unbuilt_runtime(scenario: Scenario, ready: Dict[str, RuntimeReady]) -> Optional[str]:
-    """The name of a runtime the scenario needs (its own, its GL extension's) that is not built."""
-    for runtime in (scenario.runtime, scenario.gl_extension):
-        needed = ready.get(runtime.build_name) if runtime is not None else None
-        if runtime is not None and needed is not None and not needed.root:
-            return runtime.build_name
-    return None
 
 
 def unbuilt(scenario: Scenario, name: str, prepared: RuntimeReady,
@@ -343,12 +208,12 @@ def run_scenario(scenario: Scenario, toolset: Toolset, options: RunOptions, temp
         return not_run(scenario, base)
     prepared = ready.get(scenario.runtime.build_name)
     known = options.baseline.known(scenario.id, options.host_class) if options.baseline else None
-    missing = unbuilt_runtime(scenario, ready)
+    missing = preparation.unbuilt_runtime(scenario, ready)
     if missing is not None:
         result = unbuilt(scenario, missing, ready[missing], base)
         result.verdict, result.known = baseline_mod.apply(result.verdict, known, 0), known
         return result
-    scenario = with_runtime(scenario, ready)
+    scenario = preparation.with_runtime(scenario, ready)
     shutil.rmtree(base, ignore_errors=True)
     # the scenario's own part of the run's log
     with log.scenario_part(scenario.id, base / LOG_FILE):
@@ -406,13 +271,13 @@ def run_on_machine(name: str, scenarios: List[Scenario], toolset: Toolset, optio
     base = options.out_dir / "scenarios"
     runnable = []
     for scenario in scenarios:
-        missing = unbuilt_runtime(scenario, ready)
+        missing = preparation.unbuilt_runtime(scenario, ready)
         if missing is not None:
             finished(unbuilt(scenario, missing, ready[missing], base / scenario.slug))
         elif INTERRUPTS.requested:
             finished(not_run(scenario, base / scenario.slug))
         else:
-            runnable.append(with_runtime(scenario, ready))
+            runnable.append(preparation.with_runtime(scenario, ready))
     if runnable:
         machine_run.boot_and_run(name, runnable, toolset, options, temp.scenario_dir(), finished,
                                options.baseline.source if options.baseline else None,
@@ -424,19 +289,19 @@ def run(scenarios: List[Scenario], toolset: Toolset, options: RunOptions,
         hooks: HooksLike = None) -> List[ScenarioResult]:
     options.out_dir.mkdir(parents=True, exist_ok=True)
     cache.hold_shared()  # what the run builds or finds in the cache is not pruned under it
-    LOG.debug("run: %d scenarios, %d at a time, into %s; toolset %s", len(scenarios), max(1,
-                                                                                          options.jobs),
-              options.out_dir, toolset.source)
+    LOG.debug("run: %d scenarios, %d at a time, into %s; toolset %s", len(scenarios),
+              max(1, options.jobs), options.out_dir, toolset.source)
     host = host_facts(toolset)
-    ready = prepare_runtimes(scenarios, options)
+    ready = preparation.prepare_runtimes(scenarios, options)
     temp = TempRoot()
     results: Dict[str, ScenarioResult] = {}
     try:
         scratch = temp.scenario_dir()
         scratch.mkdir(parents=True)
-        prepare_families([s for s in scenarios if not unbuilt_runtime(s, ready)], toolset, options,
-                         scratch)
-        prepare_audit(scenarios, options)
+        preparation.prepare_families([s for s in scenarios
+                                      if not preparation.unbuilt_runtime(s, ready)],
+                                     toolset, options, scratch)
+        preparation.prepare_audit(scenarios, options)
         here = [s for s in scenarios if machine_run.runs_here(s)]
         elsewhere: Dict[str, List[Scenario]] = {}
         for scenario in scenarios:

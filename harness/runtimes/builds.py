@@ -136,7 +136,8 @@ def archive_filenames(root: Path) -> Dict[str, str]:
             fields = dict(re.findall(r"^(Package|Version|Architecture|Filename): (.+)$", block,
                                      re.MULTILINE))
             if len(fields) == 4:
-                table[f"{fields['Package']}/{fields['Version']}/{fields['Architecture']}"] = fields["Filename"]
+                table[f"{fields['Package']}/{fields['Version']}/"
+                      f"{fields['Architecture']}"] = fields["Filename"]
     return table
 
 
@@ -358,7 +359,8 @@ def image_archive_path(name: str, folder: Path = RECIPES_DIR,
     """Where the image made from runtime `name` is cached: keyed by its recipe and lock."""
     base = load_recipe(name, folder)
     recipe = derived(base, extra_packages)
-    return (IMAGES_DIR / f"{recipe.name}-{digest(recipe, load_lock(base, folder))}-{IMAGE_FORMAT}.tar.gz")
+    return (IMAGES_DIR
+            / f"{recipe.name}-{digest(recipe, load_lock(base, folder))}-{IMAGE_FORMAT}.tar.gz")
 
 
 def write_image(name: str, out: Path, folder: Path = RECIPES_DIR,

@@ -50,8 +50,8 @@ class ExtensionError(ComponentError):
 
 def multiarch(root: str) -> Optional[str]:
     """The root's Debian multiarch folder name (x86_64-linux-gnu), from where its libc lives."""
-    found = sorted(os.path.basename(os.path.dirname(p)) for p in glob.glob(os.path.join(root,
-                                                                                        "usr/lib/*/libc.so.6")))
+    found = sorted(os.path.basename(os.path.dirname(p))
+                   for p in glob.glob(os.path.join(root, "usr/lib/*/libc.so.6")))
     return "x86_64-linux-gnu" if "x86_64-linux-gnu" in found else (found[0] if found else None)
 
 
@@ -120,8 +120,8 @@ class Split:
                 *self.loader_sources}
 
 
-def loader_files(root: str,
-                 driver: hostdriver.HostDriver) -> Tuple[List[LoaderFile], Dict[str, str], List[str]]:
+def loader_files(root: str, driver: hostdriver.HostDriver) -> Tuple[List[LoaderFile],
+                                                                     Dict[str, str], List[str]]:
     """The driver's vendor/ICD files, the libraries they name (name in lib/ -> file) and the
     files."""
     found, libraries, sources = [], {}, []
@@ -325,9 +325,9 @@ def strip(parts: Split, usr: str) -> List[str]:
         for entry in names:
             path = os.path.join(folder, entry)
             path_inside = "/usr/" + os.path.relpath(path, usr)
-            if path_inside in gone or (os.path.islink(path) and inside(parts.root,
-                                                                       hostdriver.under(parts.root,
-                                                                                        path_inside))
+            if path_inside in gone or (os.path.islink(path)
+                                       and inside(parts.root,
+                                                  hostdriver.under(parts.root, path_inside))
                                        in gone):
                 os.unlink(path)
     os.makedirs(os.path.join(usr, os.path.relpath(gl_folder(parts.multiarch), "/usr")),

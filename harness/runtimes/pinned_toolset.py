@@ -84,8 +84,8 @@ def runtime_driver(name: str, root: Path, versions: Dict[str, tuple]) -> Tool:
     mesa = versions.get("libegl-mesa0") or versions.get("libgl1-mesa-dri")
     version = hostdriver.driver_version(driver, recipes.upstream_version(mesa[0]) if mesa else None)
     return Tool("host-driver", str(root), version,
-                {"runtime": name, "vendor_dirs": hostdriver.standard_dirs(str(root),
-                                                                          hostdriver.EGL_VENDOR_DIRS),
+                {"runtime": name,
+                 "vendor_dirs": hostdriver.standard_dirs(str(root), hostdriver.EGL_VENDOR_DIRS),
                  "icd_dirs": hostdriver.standard_dirs(str(root), hostdriver.VULKAN_ICD_DIRS),
                  "dri_dirs": driver.dri_dirs,
                  "vendors": sorted({os.path.basename(v.library_path) for v in driver.vendors

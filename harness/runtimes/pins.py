@@ -27,7 +27,8 @@ from typing import Dict, List, Optional, Tuple
 
 from ..core import places
 from ..system import reaper
-from ..core.errors import ComponentError, InputError, bad_character, parse_json, read_text, shown, shown_key
+from ..core.errors import (ComponentError, InputError, bad_character, parse_json, read_text, shown,
+                           shown_key)
 from ..system.process import run_tracked
 
 PINS_DIR = places.CHECKOUT / "nix" / "pins"
@@ -148,7 +149,8 @@ def run(argv: List[str], cwd: Optional[str] = None) -> str:
     except FileNotFoundError:
         raise PinError(f"{argv[0]} is not installed") from None
     except subprocess.TimeoutExpired:
-        raise PinError(f"{' '.join(argv[:3])} ... did not finish within {FETCH_TIMEOUT_S:g} s") from None
+        raise PinError(f"{' '.join(argv[:3])} ... did not finish within "
+                       f"{FETCH_TIMEOUT_S:g} s") from None
     stderr = done.stderr.decode("utf-8", "replace")
     if done.returncode != 0:
         last = (stderr.strip().splitlines() or ["no output"])[-1]
@@ -217,8 +219,8 @@ class Change:
             return f"{self.name}: {self.note}"
         if not self.changed:
             return f"{self.name}: unchanged"
-        return f"{self.name}: " + ", ".join(f"{k} {old} -> {new}" for k, (old,
-                                                                          new) in sorted(self.changed.items()))
+        return f"{self.name}: " + ", ".join(f"{k} {old} -> {new}"
+                                            for k, (old, new) in sorted(self.changed.items()))
 
 
 def updated(pin: Pin, rev: Optional[str] = None, version: Optional[str] = None) -> Pin:
@@ -230,7 +232,8 @@ def updated(pin: Pin, rev: Optional[str] = None, version: Optional[str] = None) 
             raise PinError(f"{pin.name}: no rev to fetch (give --rev, or a tag_prefix)")
         _, new.hash = prefetch_git(pin.url, target)
         new.rev = target
-        if pin.tag_prefix and target.startswith(pin.tag_prefix) and VERSION_TAG.match(target[len(pin.tag_prefix):]):
+        if (pin.tag_prefix and target.startswith(pin.tag_prefix)
+                and VERSION_TAG.match(target[len(pin.tag_prefix):])):
             new.version = target[len(pin.tag_prefix):]
     else:
         if rev:
@@ -241,9 +244,9 @@ def updated(pin: Pin, rev: Optional[str] = None, version: Optional[str] = None) 
         elif version:
             raise PinError(f"{pin.name}: no url_template, so --version cannot move it")
         new.hash = prefetch_url(new.url or pin.url)
-    new.source = ("gpu-harness pins update "
-                  f"({'nix-prefetch-git' if shutil.which('nix-prefetch-git') else 'git + nix-hash'})") \
-        if pin.fetcher == "git" else "gpu-harness pins update"
+    new.source = ("gpu-harness pins update ("
+                  f"{'nix-prefetch-git' if shutil.which('nix-prefetch-git') else 'git + nix-hash'}"
+                  ")" if pin.fetcher == "git" else "gpu-harness pins update")
     return new
 
 

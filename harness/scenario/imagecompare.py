@@ -124,8 +124,8 @@ def compare_shown(captured_path: PathLike, golden_path: PathLike, tolerance: Tol
         return Comparison(False, "the display shows nothing but its border", artifacts=artifacts)
     (top, left), (bottom, right) = shown.min(axis=0), shown.max(axis=0)
     crop = result_dir / "scanout-crop.png"
-    captured.crop((int(left), int(top), int(right) + 1, int(bottom) + 1)).resize(reference.size,
-                                                                                 Image.Resampling.BOX).save(crop)
+    captured.crop((int(left), int(top), int(right) + 1, int(bottom) + 1)).resize(
+        reference.size, Image.Resampling.BOX).save(crop)
     comparison = compare(crop, golden_path, tolerance, result_dir / "scanout-diff.png")
     comparison.artifacts = {"scanout": str(captured_path), "scanout_crop": str(crop),
                             **({"scanout_diff": comparison.diff_path} if comparison.diff_path

@@ -32,7 +32,8 @@ PATHS: Dict[str, PathSpec] = {
         PathSpec(
             id="software",
             family="host",
-            description="host process, llvmpipe (GL) and lavapipe (Vulkan) forced: renders anywhere",
+            description="host process, llvmpipe (GL) and lavapipe (Vulkan) forced: renders "
+                        "anywhere",
             renderers={"gl": LLVMPIPE, "vulkan": LLVMPIPE},
             requires=("python3", "mesa"),
             env=(("LIBGL_ALWAYS_SOFTWARE", "1"), ("GALLIUM_DRIVER", "llvmpipe"),
@@ -157,7 +158,8 @@ PATHS: Dict[str, PathSpec] = {
         *(PathSpec(
             id="podman-dri" + suffix,
             family="container",
-            description="rootful podman over the runtime, the host's " + what + " passed with --device",
+            description=("rootful podman over the runtime, the host's " + what
+                         + " passed with --device"),
             renderers={"gl": NOT_SOFTWARE, "vulkan": NOT_SOFTWARE, "kms": NOT_SOFTWARE},
             requires=("podman", "runc"),
             needs_render_node=True,
@@ -174,8 +176,8 @@ PATHS: Dict[str, PathSpec] = {
         *(PathSpec(
             id="flatpak-vtest" + suffix,
             family="flatpak",
-            description="flatpak run --nodevice=dri over the runtime's /usr" + how + "; host virgl_test_server's "
-                        "socket exposed with --filesystem",
+            description=("flatpak run --nodevice=dri over the runtime's /usr" + how
+                         + "; host virgl_test_server's socket exposed with --filesystem"),
             renderers={"gl": VIRGL},
             requires=("flatpak", "virgl_test_server"),
             no_dri_nodes=True,

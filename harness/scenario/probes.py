@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Type, Union
 
 from ..core import places
-from ..system import reaper, vfio
+from ..system import reaper, vfio, vfiocheck
 from ..core.errors import ComponentError
 
 PROBE_DIR = places.PROBES
@@ -183,8 +183,7 @@ PROBES: Dict[str, ProbeSpec] = {
                                    "(query-pci)",
                   schema=VFIO_SCHEMA,
                   support=(*FRAME, PROBE_DIR / "vfiodma.py", PROBE_DIR / "l2guest.py",
-                           Path(vfio.__file__),
-                           Path(reaper.__file__)),
+                           Path(vfio.__file__), Path(vfiocheck.__file__), Path(reaper.__file__)),
                   packages=("qemu.qmp",)),
     )
 }

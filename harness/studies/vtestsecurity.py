@@ -192,11 +192,10 @@ def record_session(toolset: Toolset, out: Path, venus_runtime: Optional[Runtime]
         finally:
             services.stop_all(running)
     sessions = sorted(out.glob("session.*"), key=lambda p: p.stat().st_size)
-    if not sessions or not sessions[-1].stat().st_size or (result.verdict.outcome is not Outcome.PASS
-                                                           and not venus_runtime):
+    if (not sessions or not sessions[-1].stat().st_size
+            or (result.verdict.outcome is not Outcome.PASS and not venus_runtime)):
         raise ComponentError("the recorded app sent nothing or did not pass: "
-                             f"{result.verdict.outcome.value}: "
-                           f"{result.verdict.reason}")
+                             f"{result.verdict.outcome.value}: {result.verdict.reason}")
     return sessions[-1]  # the client's rendering connection (the largest)
 
 
@@ -224,8 +223,9 @@ def fuzz(toolset: Toolset, session: Path, out: Path, seed: int = 0, count: int =
 
             def honest_app() -> None:
                 socket = (own or running).spec.ready_socket or ""
-                (result,) = runner.run([app(1)], toolset, runner.RunOptions(out_dir=out / "honest",
-                                                                            goldens_dir=GOLDENS_DIR),
+                (result,) = runner.run([app(1)], toolset,
+                                       runner.RunOptions(out_dir=out / "honest",
+                                                         goldens_dir=GOLDENS_DIR),
                                        hooks=Hooks(start_services=through(socket)))
                 honest.append(f"{result.verdict.outcome.value}: {result.verdict.reason}")
                 honest_done.set()

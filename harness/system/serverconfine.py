@@ -45,11 +45,13 @@ def lines(path):
 interfaces = [l.split(":")[0].strip() for l in lines("/proc/net/dev")[2:]]
 print(json.dumps({
     "home_readable": os.access(home, os.R_OK) and os.path.isdir(home),
-    "writable": [[p, os.stat(p).st_dev, os.stat(p).st_ino] for p in places if os.path.isdir(p) and os.access(p, os.W_OK)],
+    "writable": [[p, os.stat(p).st_dev, os.stat(p).st_ino] for p in places
+                 if os.path.isdir(p) and os.access(p, os.W_OK)],
     "network": [i for i in interfaces if i != "lo"],
     "processes": sum(1 for p in os.listdir("/proc") if p.isdigit()),
     "devices": sorted(os.listdir("/dev")) if os.path.isdir("/dev") else [],
-    "syscalls": {"socket(AF_INET)": attempt(inet_socket), "unshare(CLONE_NEWUSER)": attempt(new_user_namespace)},
+    "syscalls": {"socket(AF_INET)": attempt(inet_socket),
+                 "unshare(CLONE_NEWUSER)": attempt(new_user_namespace)},
 }))
 """
 

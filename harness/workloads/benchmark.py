@@ -92,8 +92,8 @@ class Benchmark(WorkloadKind):
         runner, display_programs, flavour = DISPLAYS[settings["display"]]
         program, scenes = settings.get("program") or flavour, settings["scenes"]
         common = (*runner, program, "--size", settings["size"])
-        timed = [arg for scene in scenes for arg in ("-b",
-                                                     f"{scene}:duration={settings['duration_s']:g}")]
+        timed = [arg for scene in scenes
+                 for arg in ("-b", f"{scene}:duration={settings['duration_s']:g}")]
         round_s = STARTUP_S + settings["duration_s"] * len(scenes) * 2
         also = (program, *display_programs) if runner else display_programs
         steps = [Step(round_name(n), (*common, "--off-screen", *timed), round_s, also=also)

@@ -48,8 +48,8 @@ class Piglit(WorkloadKind):
 
     def judge_output(self, settings: Dict[str, Any], run: StepRun) -> Subtest:
         word, subtests = results(run.output)
-        failing = sorted(name for name, result in subtests.items() if WORDS.get(result,
-                                                                                SubtestOutcome.FAIL).failed)
+        failing = sorted(name for name, result in subtests.items()
+                         if WORDS.get(result, SubtestOutcome.FAIL).failed)
         inner = f"{len(subtests) - len(failing)}/{len(subtests)} subtests pass" if subtests else ""
         if failing:
             inner += ": failing " + ", ".join(failing[:8]) + (", ..." if len(failing) > 8 else "")

@@ -71,8 +71,8 @@ raw = b"".join(b"\0" + row for row in rows)
 
 
 def chunk(kind, data):
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I",
-                                                                    zlib.crc32(kind + data) & 0xFFFFFFFF)
+    return (struct.pack(">I", len(data)) + kind + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
 
 
 with open("picture.png", "wb") as png:

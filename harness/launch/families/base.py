@@ -43,8 +43,8 @@ def runtime_icds(runtime: Runtime, name: str) -> List[str]:
     found = []
     for folder in ICD_DIRS:
         base = os.path.join(runtime.root, folder)
-        found += sorted(f"/{folder}/{os.path.basename(p)}" for p in glob.glob(os.path.join(base,
-                                                                                           f"{name}_icd*.json")))
+        found += sorted(f"/{folder}/{os.path.basename(p)}"
+                        for p in glob.glob(os.path.join(base, f"{name}_icd*.json")))
     return found
 
 
@@ -94,8 +94,8 @@ class Plan:
     def process_env(self) -> Dict[str, str]:
         """The environment the launched process gets: the plan's, or (when argv sets the whole
         environment itself, as bwrap --clearenv does) only the PATH to find the launcher."""
-        return self.env if self.env_mode is EnvMode.INHERIT else {"PATH": os.environ.get("PATH",
-                                                                                         "/usr/bin:/bin")}
+        return (self.env if self.env_mode is EnvMode.INHERIT
+                else {"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
 
 
 def write_config(workspace: Workspace, scenario_id: str, plan: Plan) -> None:
@@ -188,8 +188,8 @@ class Family(abc.ABC):
             return (f"the {probe} probe shows its image on a display that only a virtual GPU "
                     "machine's host "
                     "captures: run it on one (--machine virgl-guest)")
-        if spec.vulkan_icd and probe and probes.get(probe).api == "vulkan" and not runtime_icds(runtime,
-                                                                                                 spec.vulkan_icd):
+        if (spec.vulkan_icd and probe and probes.get(probe).api == "vulkan"
+                and not runtime_icds(runtime, spec.vulkan_icd)):
             return (f"runtime {runtime.name} has no {spec.vulkan_icd} Vulkan ICD "
                     f"({spec.vulkan_icd}_icd*.json; "
                     "Mesa's Venus driver is in Debian 13 and later)")

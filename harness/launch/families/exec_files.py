@@ -61,8 +61,8 @@ def linked_first(links: Sequence[Tuple[str, str]], command: Sequence[str]) -> Li
         return list(command)
     steps = []
     for source, inside in links:
-        said = f"gpu-harness: --file: cannot put a file at {inside} in this path (its runtime's tree is " \
-               f"read-only; /run and /tmp are writable)"
+        said = (f"gpu-harness: --file: cannot put a file at {inside} in this path (its runtime's "
+                "tree is read-only; /run and /tmp are writable)")
         steps.append(f"{{ mkdir -p {shlex.quote(str(PurePosixPath(inside).parent))} 2>/dev/null && "
                      f"ln -sfn {shlex.quote(source)} {shlex.quote(inside)} 2>/dev/null; }} || "
                      f"{{ echo {shlex.quote(said)} >&2; exit {CANNOT_PLACE}; }}")

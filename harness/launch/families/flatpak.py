@@ -246,8 +246,8 @@ class FlatpakLaunch(ProcessLaunch):
     def prepare(self) -> List[ServiceSpec]:
         workspace, scenario = self.ctx.workspace, self.ctx.scenario
         folder = str(workspace.tmp_dir / "flatpak")
-        files = [str(path)
-                 for path in probe_spec(self.ctx).files] if self.ctx.workload.command is None else []
+        files = ([str(path) for path in probe_spec(self.ctx).files]
+                 if self.ctx.workload.command is None else [])
         mode = scenario.spec.flatpak_mode
         flatpak = self.ctx.toolset.path("flatpak")
         t0 = time.monotonic()
@@ -267,7 +267,8 @@ class FlatpakLaunch(ProcessLaunch):
         t1 = time.monotonic()
         shipped = workloads.shipped_in(scenario.declared) if scenario.declared else None
         if shipped and shipped[0] == "bundle":
-            self.result.facts["bundle"], self.result.facts["bundle_runtime"] = install_bundle(flatpak, folder, shipped[1])
+            (self.result.facts["bundle"],
+             self.result.facts["bundle_runtime"]) = install_bundle(flatpak, folder, shipped[1])
             (workspace.probe_out / CODE).mkdir(exist_ok=True)
             for path in files:
                 shutil.copy2(path, workspace.probe_out / CODE)
@@ -284,7 +285,8 @@ class FlatpakLaunch(ProcessLaunch):
         try:
             source = extension_source(self.ctx.scenario)
         except builds.RuntimeBuildError as exc:
-            raise ExtensionUnavailable(f"the GL extension's runtime could not be built: {exc}") from None
+            raise ExtensionUnavailable(f"the GL extension's runtime could not be built: "
+                                       f"{exc}") from None
         self.result.facts["gl_extension_source"] = source.name
         # the Mesa that renders: driver matching reads it there
         self.result.facts["driver_root"] = source.root
@@ -302,9 +304,10 @@ class FlatpakFamily(ProcessFamily):
         return super().refuses_shipped(ctx, kind)
 
     def unavailable_in(self, ctx: LaunchContext) -> Optional[str]:
-        if ctx.scenario.spec.flatpak_mode is not FlatpakMode.USR_PATH and ctx.scenario.runtime.kind == HOST_KIND:
-            return "the host's own /usr is not exported as a Flatpak runtime (all of it, other filesystems too): " \
-                   "the usr-path mode (flatpak-vtest, flatpak-dri) runs over it"
+        if (ctx.scenario.spec.flatpak_mode is not FlatpakMode.USR_PATH
+                and ctx.scenario.runtime.kind == HOST_KIND):
+            return ("the host's own /usr is not exported as a Flatpak runtime (all of it, other "
+                    "filesystems too): the usr-path mode (flatpak-vtest, flatpak-dri) runs over it")
         root = ctx.scenario.runtime.root
         if not os.path.islink(os.path.join(root, "lib")):
             return (f"runtime {ctx.scenario.runtime.name} keeps /bin and /lib outside /usr (not "

@@ -216,7 +216,8 @@ class VfioFamily(VmFamily):
         device = requested_device()
         if device is None:
             found = vfio.candidates()
-            listed = "; ".join(f"{bdf}: {vfio.check(bdf, guest_ram_mb=GUEST_MEMORY_MB).reason or 'usable'}"
+            listed = "; ".join(f"{bdf}: "
+                               f"{vfio.check(bdf, guest_ram_mb=GUEST_MEMORY_MB).reason or 'usable'}"
                                for bdf in found) or "no display controller on this host"
             return (f"no device named for passthrough (set {DEVICE_ENV}=BDF; gpu-harness vfio "
                     f"check: {listed})")

@@ -58,9 +58,11 @@ class Agent:
     def run(self, command: str, timeout_s: float) -> CommandResult:
         number = next(self._ids)
         try:
-            self._socket.sendall(f"{number} {base64.b64encode(command.encode()).decode()}\n".encode())
+            self._socket.sendall((f"{number} "
+                                  f"{base64.b64encode(command.encode()).decode()}\n").encode())
         except OSError as exc:
-            raise GuestError(f"the guest closed its command channel before {command!r} ({exc})") from None
+            raise GuestError(f"the guest closed its command channel before {command!r} "
+                             f"({exc})") from None
         begin, deadline = f"BEGIN {number}", time.monotonic() + timeout_s
         encoded: List[str] = []
         started = False
@@ -85,7 +87,8 @@ class Agent:
             except socket.timeout:
                 continue
             except OSError as exc:
-                raise GuestError(f"the guest closed its command channel during {command!r} ({exc})") from None
+                raise GuestError(f"the guest closed its command channel during {command!r} "
+                                 f"({exc})") from None
             if not chunk:
                 raise GuestError(f"the guest closed its command channel during {command!r}")
             self._buffer += chunk

@@ -111,8 +111,8 @@ def write_guest_workload(ctx: LaunchContext, scanout: bool, family_args: List[st
     """The per-run part of the guest: its environment and the command init runs, on the share."""
     env, out = guest_env(ctx.scenario), ctx.workspace.probe_out
     (out / "environment.sh").write_text(render("guest-workload.sh.j2", env=env, argv=[]))
-    (out / "workload.sh").write_text(render("guest-workload.sh.j2", env=env, argv=guest_argv(ctx,
-                                                                                             scanout, family_args)))
+    (out / "workload.sh").write_text(render("guest-workload.sh.j2", env=env,
+                                            argv=guest_argv(ctx, scanout, family_args)))
 
 
 class VmLaunch(Launch):
@@ -142,20 +142,18 @@ class VmLaunch(Launch):
         initrd, built = self.guest_image()
         self.result.phases["image_build_s"] = time.monotonic() - t0
         self.display, services, display_env = display_mod.display_for(scenario.spec.guest_gpu or "",
-                                                                      toolset,
-                                                                      workspace)
+                                                                      toolset, workspace)
         self.serial_log, self.qmp_socket = out / "console.log", workspace.tmp_dir / "qmp.sock"
         self.agent_socket = workspace.tmp_dir / "agent.sock" if ctx.interactive else None
         self.stdin_socket = workspace.tmp_dir / "stdin.sock" if self.streams_stdin else None
         stdin_args = (stdin_mod.KERNEL_ARG,) if self.stdin_socket else ()
         qemu = self.machine_spec(QemuSpec(
             qemu=self.boot.qemu, accel=accel.name, memory_mb=arch.memory_mb, kernel=kernel,
-                                          machine=arch.machine,
-            cpu=None if accel.name == "kvm" else arch.tcg_cpu,
-            initrd=str(initrd), cmdline=" ".join(self.kernel_args() + stdin_args + scenario.kernel_args),
-            serial_log=str(self.serial_log),
-            qmp_socket=str(self.qmp_socket), runtime_root=self.guest_root(),
-                                          out_dir=str(self.share_dir()),
+            machine=arch.machine, cpu=None if accel.name == "kvm" else arch.tcg_cpu,
+            initrd=str(initrd),
+            cmdline=" ".join(self.kernel_args() + stdin_args + scenario.kernel_args),
+            serial_log=str(self.serial_log), qmp_socket=str(self.qmp_socket),
+            runtime_root=self.guest_root(), out_dir=str(self.share_dir()),
             display=self.display, gpu=scenario.spec.guest_gpu,
             agent_socket=str(self.agent_socket) if self.agent_socket else None,
             stdin_socket=str(self.stdin_socket) if self.stdin_socket else None))
@@ -285,8 +283,8 @@ class VmLaunch(Launch):
                 self.result.fail(f"guest stopped before the probe finished ({reason})",
                                  FailureKind.LAUNCH_FAILED)
             return True
-        if spec.scanout and "scanout" not in self.result.artifacts and console.seen(text,
-                                                                                    console.Marker.SCANOUT_READY):
+        if (spec.scanout and "scanout" not in self.result.artifacts
+                and console.seen(text, console.Marker.SCANOUT_READY)):
             self.capture_scanout()
             machine.quit()
         if console.seen(text, console.Marker.DONE) and not self._quitting:

@@ -36,7 +36,8 @@ def free_display() -> int:
         for _ in range(len(DISPLAYS)):
             number = _next_display
             _next_display = DISPLAYS.start + (number + 1 - DISPLAYS.start) % len(DISPLAYS)
-            if os.path.exists(f"/tmp/.X{number}-lock") or os.path.exists(f"/tmp/.X11-unix/X{number}"):
+            if (os.path.exists(f"/tmp/.X{number}-lock")
+                    or os.path.exists(f"/tmp/.X11-unix/X{number}")):
                 continue
             if claim_display(number):
                 return number

@@ -23,7 +23,8 @@ def unpacked(vmlinuz: str, cache_dir: Path = CACHE_DIR.parent / "kernel") -> str
     """Path of an ELF vmlinux for `vmlinuz` (cached), or `vmlinuz` itself if it cannot be
     unpacked."""
     stat = os.stat(vmlinuz)
-    key = (hashlib.sha256(f"{os.path.realpath(vmlinuz)}\0{stat.st_size}\0{stat.st_mtime_ns}".encode()).hexdigest()[:24])
+    key = hashlib.sha256((f"{os.path.realpath(vmlinuz)}\0{stat.st_size}\0"
+                          f"{stat.st_mtime_ns}").encode()).hexdigest()[:24]
     target = cache_dir / f"vmlinux-{key}"
     if target.exists():
         cache.mark_used(target)

@@ -52,8 +52,8 @@ class QemuSpec:
                      "-serial", "chardev:agent"]
         argv += ["-qmp", f"unix:{opt(self.qmp_socket)}",
                  "-virtfs",
-                 f"local,path={opt(self.runtime_root)},mount_tag=root,security_model=none,readonly=on,"
-                            "multidevs=remap",
+                 f"local,path={opt(self.runtime_root)},mount_tag=root,security_model=none,"
+                 "readonly=on,multidevs=remap",
                  "-virtfs", f"local,path={opt(self.out_dir)},mount_tag=out,security_model=none"]
         for tag, folder in self.shares:
             argv += ["-virtfs",
