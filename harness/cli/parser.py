@@ -120,6 +120,10 @@ def add_selection(parser) -> None:
                         help="only these probes of the matrix (comma-separated names: gl, vulkan, "
                              "or a "
                                          "workload the matrix declares)")
+    parser.add_argument("--displays",
+                        help="present on these displays too (comma-separated: offscreen, wayland, "
+                             "x11): each scenario whose path can hand a display server's socket "
+                             "to its workload also runs as ID+DISPLAY, its window captured")
     parser.add_argument("--filter",
                         help="only scenario ids matching this glob, e.g. 'vtest-*' "
                              "(PATH/RUNTIME/PROBE, "

@@ -65,10 +65,12 @@ def select(args) -> Tuple[matrix_mod.Matrix, List[Scenario]]:
     in_matrix(loaded, "probes", probes, list(dict.fromkeys(s.probe for s in loaded.scenarios)))
     if getattr(args, "machine", None) is not None:
         loaded = matrix_mod.on_machine(loaded, args.machine)
+    if listed(args, "displays"):
+        loaded = matrix_mod.on_displays(loaded, listed(args, "displays") or [])
     chosen = loaded.select(wanted, getattr(args, "filter", None), runtimes, probes)
     if not chosen:
         asked = " ".join(f"--{option} {shown(getattr(args, option))}" for option in
-                         ("paths", "runtimes", "probes", "filter", "machine")
+                         ("paths", "runtimes", "probes", "displays", "filter", "machine")
                          if getattr(args, option, None))
         raise InputError(f"{loaded.source}: no scenario matches {asked}"
                          f"{on_machine_ids(loaded, args, wanted, runtimes, probes)}"

@@ -13,7 +13,8 @@ from ..core.errors import InputError, shown
 from ..core.errors import shown_key as key_name
 from ..launch.families import registry
 from ..scenario import machine_specs
-from ..scenario.model import (DEFAULT_TIMEOUT_S, HOST_RUNTIME, LOCAL, WORKLOAD_PROBE, DeclaredProbe,
+from ..scenario.model import (DEFAULT_TIMEOUT_S, HOST_RUNTIME, LOCAL, PRESENTING, WORKLOAD_PROBE,
+                              Display, DeclaredProbe,
                               Expectation, Runtime, RuntimeKind, Scenario, Tolerance)
 from ..scenario.probes import DEFAULT_PROBES, PROBES
 from ..workloads import registry as workloads
@@ -25,9 +26,10 @@ from .files import read_declaration
 
 DEFAULT_MATRIX = places.DATA / "default.toml"
 TOP_KEYS = {"matrix", "defaults", "runtimes", "override", "probes"}
-MATRIX_KEYS = {"paths", "runtimes", "probes", "machines", "exclude"}
+MATRIX_KEYS = {"paths", "runtimes", "probes", "machines", "displays", "exclude"}
 OVERRIDE_KEYS = SETTING_KEYS | {"match", "expect", "reason", "failure"}
-EXCLUDE_KEYS = {"path", "runtime", "probe", "machine"}
+EXCLUDE_KEYS = {"path", "runtime", "probe", "machine", "display"}
+DISPLAYS = tuple(str(display) for display in Display)
 
 
 @dataclass
@@ -90,8 +92,9 @@ def parse_overrides(problems: Problems, value) -> List[Tuple[str, dict, Optional
 
 
 def excluded(excludes: List[dict], path: str, runtime: str, probe: str,
-             machine: str = LOCAL) -> bool:
-    values = {"path": path, "runtime": runtime, "probe": probe, "machine": machine}
+             machine: str = LOCAL, display: str = Display.OFFSCREEN) -> bool:
+    values = {"path": path, "runtime": runtime, "probe": probe, "machine": machine,
+              "display": display}
     return any(
         all(isinstance(pattern, str) and fnmatch.fnmatchcase(values[name], pattern)
             for name, pattern in entry.items() if name in values)
@@ -145,31 +148,40 @@ def why_empty(path_ids: List[str], runtimes: List[Runtime], probe_ids: List[str]
     return "; ".join(reasons) or "no path pairs with a runtime and a probe"
 
 
-def compatible(path_id: str, runtime: Runtime, program: str, machine: str = LOCAL) -> bool:
+def compatible(path_id: str, runtime: Runtime, program: str, machine: str = LOCAL,
+               display: str = Display.OFFSCREEN) -> bool:
     """Whether the path's family can run in that runtime (a host process: the host runtime only)
-    and on that machine (a VM path runs on this host only), and the path speaks the API of the
-    probe program (probes.PROBES key: vtest-virgl has no Vulkan)."""
+    and on that machine (a VM path runs on this host only), the path speaks the API of the
+    probe program (probes.PROBES key: vtest-virgl has no Vulkan), and its family can hand a
+    display server's socket to its workload (a presenting probe exists for the program)."""
     spec = path_registry.get(path_id)
     family = registry.of(spec)
-    return family.accepts(runtime) and spec.runs(program) and (machine == LOCAL
-                                                               or family.runs_in_guest)
+    presentable = display == Display.OFFSCREEN or (display in family.displays
+                                                   and program in PRESENTING)
+    return family.accepts(runtime) and spec.runs(program) and presentable and (
+        machine == LOCAL or family.runs_in_guest)
 
 
-def scenario_id(path: str, runtime: str, probe: str, machine: str = LOCAL) -> str:
-    """`path/runtime/probe`, and `@machine` where it is not this host."""
-    return f"{path}/{runtime}/{probe}" + ("" if machine == LOCAL else f"@{machine}")
+def scenario_id(path: str, runtime: str, probe: str, machine: str = LOCAL,
+                display: str = Display.OFFSCREEN) -> str:
+    """`path/runtime/probe`, `+display` where its frames go to a display server, and `@machine`
+    where it is not this host."""
+    return (f"{path}/{runtime}/{probe}" + ("" if display == Display.OFFSCREEN else f"+{display}")
+            + ("" if machine == LOCAL else f"@{machine}"))
 
 
 def build_scenario(path: str, runtime: Runtime, probe: str, settings: dict,
                    expectation: Expectation,
                    runtimes: Optional[Dict[str, Runtime]] = None, machine: str = LOCAL,
                    declared: Optional[DeclaredProbe] = None,
-                   workload_packages: Tuple[str, ...] = ()) -> Scenario:
+                   workload_packages: Tuple[str, ...] = (),
+                   display: str = Display.OFFSCREEN) -> Scenario:
     """One scenario; a workload's runtime built from a recipe gains `workload_packages` (those of
     every workload the matrix runs: one derived runtime per runtime, not one per workload)."""
     tolerance = Tolerance(**settings.get("tolerance", {}))
     gl_extension = (runtimes or {}).get(settings.get("gl_extension", ""))
-    program = WORKLOAD_PROBE if declared else probe
+    program = WORKLOAD_PROBE if declared else (probe if display == Display.OFFSCREEN
+                                               else PRESENTING[probe])
     timeout_s = workloads.of(declared).timeout_s(declared.settings,
                                                  declared.name) if declared else DEFAULT_TIMEOUT_S
     packages = workload_packages or (declared.packages if declared else ())
@@ -177,7 +189,7 @@ def build_scenario(path: str, runtime: Runtime, probe: str, settings: dict,
                                   or runtime.image_from_recipe):
         runtime = dataclasses.replace(runtime, extra_packages=packages)  # a derived runtime
     return Scenario(
-        id=scenario_id(path, runtime.name, probe, machine),
+        id=scenario_id(path, runtime.name, probe, machine, display),
         path_id=path,
         runtime=runtime,
         probe=probe,
@@ -191,6 +203,7 @@ def build_scenario(path: str, runtime: Runtime, probe: str, settings: dict,
         gl_extension=gl_extension,
         machine=machine,
         declared=declared,
+        display=display,
     )
 
 
@@ -224,6 +237,12 @@ def expand(data, source: str) -> Matrix:
     runtime_ids = string_list(problems, "matrix.runtimes", matrix.get("runtimes", [HOST_RUNTIME]))
     probe_ids = string_list(problems, "matrix.probes", matrix.get("probes", list(DEFAULT_PROBES)))
     machine_ids = string_list(problems, "matrix.machines", matrix.get("machines", [LOCAL]))
+    display_ids = string_list(problems, "matrix.displays", matrix.get("displays",
+                                                                      [Display.OFFSCREEN]))
+    for index, display in enumerate(display_ids):
+        if display not in DISPLAYS:
+            problems.add(f"matrix.displays[{index}]", f"unknown display {shown(display)} "
+                         f"({nearest(display, DISPLAYS)}known: {', '.join(DISPLAYS)})")
     for index, machine in enumerate(machine_ids):
         if not machine_specs.known(machine):
             problems.add(f"matrix.machines[{index}]", unknown_machine(machine))
@@ -275,15 +294,14 @@ def expand(data, source: str) -> Matrix:
     seen = set()
     workload_packages = tuple(sorted({package for name in probe_ids if name in declared
                                       for package in declared[name].packages}))
-    for path, runtime_name, probe, machine in itertools.product(path_ids, runtime_ids, probe_ids,
-                                                                machine_ids):
+    for path, runtime_name, probe, display, machine in itertools.product(
+            path_ids, runtime_ids, probe_ids, display_ids, machine_ids):
         runtime = runtimes[runtime_name]
         program = WORKLOAD_PROBE if probe in declared else probe
-        if excluded(excludes, path, runtime_name, probe, machine) or not compatible(path, runtime,
-                                                                                    program,
-                                                                                    machine):
+        if excluded(excludes, path, runtime_name, probe, machine, display) or not compatible(
+                path, runtime, program, machine, display):
             continue
-        this_id = scenario_id(path, runtime_name, probe, machine)
+        this_id = scenario_id(path, runtime_name, probe, machine, display)
         if this_id in seen:
             problems.add("matrix", f"duplicate scenario id {shown(this_id)}")
             continue
@@ -294,8 +312,7 @@ def expand(data, source: str) -> Matrix:
                 settings = merge_settings(settings, extra)
                 expectation = override_expectation or expectation
         scenarios.append(build_scenario(path, runtime, probe, settings, expectation, runtimes,
-                                        machine,
-                                        declared.get(probe), workload_packages))
+                                        machine, declared.get(probe), workload_packages, display))
     if not scenarios and not problems.lines:
         why = why_empty(path_ids, [runtimes[name] for name in runtime_ids], probe_ids, excludes,
                         machine_ids,
@@ -317,14 +334,45 @@ def on_machine(matrix: Matrix, machine: str) -> Matrix:
         raise InputError(f"--machine: {unknown_machine(machine)}")
     moved: Dict[str, Scenario] = {}
     for scenario in matrix.scenarios:
-        if compatible(scenario.path_id, scenario.runtime, scenario.probe_program, machine):
-            this_id = scenario_id(scenario.path_id, scenario.runtime.name, scenario.probe, machine)
+        program = scenario.probe if not scenario.declared else scenario.probe_program
+        if compatible(scenario.path_id, scenario.runtime, program, machine, scenario.display):
+            this_id = scenario_id(scenario.path_id, scenario.runtime.name, scenario.probe, machine,
+                                  scenario.display)
             moved.setdefault(this_id, dataclasses.replace(scenario, id=this_id, machine=machine))
     if not moved:
         raise InputError(f"{matrix.source}: --machine {machine}: none of its scenarios can run "
                          "there "
                          "(the VM paths run on this host only)")
     return Matrix(matrix.source, list(moved.values()))
+
+
+def on_displays(matrix: Matrix, displays: List[str]) -> Matrix:
+    """The matrix's scenarios on these displays (run --displays): each offscreen scenario also
+    presents on each display its path can take; a scenario the matrix declares on a display
+    stays where that display is asked for. One line, exit 2, for an unknown display or where
+    nothing can present there."""
+    unknown = [display for display in displays if display not in DISPLAYS]
+    if unknown:
+        raise InputError(f"--displays: unknown display {shown(unknown[0])} "
+                         f"({nearest(unknown[0], DISPLAYS)}known: {', '.join(DISPLAYS)})")
+    chosen: Dict[str, Scenario] = {}
+    for scenario in matrix.scenarios:
+        for display in displays:
+            if scenario.display == display:
+                chosen.setdefault(scenario.id, scenario)
+            elif scenario.display == Display.OFFSCREEN and not scenario.declared and compatible(
+                    scenario.path_id, scenario.runtime, scenario.probe, scenario.machine, display):
+                this_id = scenario_id(scenario.path_id, scenario.runtime.name, scenario.probe,
+                                      scenario.machine, display)
+                golden = PROBES[PRESENTING[scenario.probe]].golden_name if not scenario.golden \
+                    else scenario.golden
+                chosen.setdefault(this_id, dataclasses.replace(scenario, id=this_id,
+                                                               display=display, golden=golden))
+    if not chosen:
+        raise InputError(f"{matrix.source}: --displays {','.join(displays)}: none of its "
+                         "scenarios can present there (the host, sandbox, container and flatpak "
+                         "paths' gl and vulkan probes can)")
+    return Matrix(matrix.source, list(chosen.values()))
 
 
 def source_folder(source: str) -> Path:

@@ -57,6 +57,7 @@ def scenario_entry(result: "ScenarioResult", out_dir: Path, toolset: Toolset) ->
         "runtime": scenario.runtime.name,
         "probe": scenario.probe,
         "machine": scenario.machine,
+        "display": scenario.display,
         "outcome": result.verdict.outcome.value,
         "reason": result.verdict.reason,
         "failure_kind": result.verdict.failure_kind.value if result.verdict.failure_kind else None,
@@ -125,7 +126,7 @@ def broken_entry(result: "ScenarioResult", exc: Exception) -> dict:
     scenario = result.scenario
     verdict = harness_error("report", exc)
     return {"id": scenario.id, "path": scenario.path_id, "runtime": scenario.runtime.name,
-            "probe": scenario.probe,
+            "probe": scenario.probe, "display": scenario.display,
             "machine": scenario.machine, "outcome": verdict.outcome.value, "reason": verdict.reason,
             "failure_kind": verdict.failure_kind.value if verdict.failure_kind else None,
             "checks": [],

@@ -181,12 +181,15 @@ def mismatch_of(entry: ScenarioEntry) -> Optional[str]:
 
 
 def build(scenario_entries: List[ScenarioEntry]) -> List[Grid]:
-    """One grid per probe, in the order the probes, runtimes and paths first appear in the run
+    """One grid per probe (and per display it presented on), in the order the probes, runtimes
+    and paths first appear in the run
     (the matrix's order). A second scenario for the same cell (a hand-made file) is left out
     of the grid; the scenario list still has it."""
     grids: Dict[str, Grid] = {}
     for index, entry in enumerate(scenario_entries):
-        probe, runtime, path = entry.probe, entry.row, entry.path
+        # a display's grid of its own: gl, gl+wayland, vulkan+x11
+        probe = entry.probe if entry.display == "offscreen" else f"{entry.probe}+{entry.display}"
+        runtime, path = entry.row, entry.path
         grid = grids.setdefault(probe, Grid(probe))
         if runtime not in grid.runtimes:
             grid.runtimes.append(runtime)

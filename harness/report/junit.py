@@ -19,7 +19,9 @@ def properties(scenario: ScenarioEntry) -> List[Tuple[str, str]]:
     every component version it ran with (version.<name>)."""
     found: List[Tuple[str, Optional[str]]] = [
         ("path", scenario.path), ("runtime", scenario.runtime), ("probe", scenario.probe),
-        ("machine", scenario.machine), ("outcome", scenario.outcome.value), ("failure_kind",
+        ("machine", scenario.machine),
+        ("display", scenario.display if scenario.display != "offscreen" else None),
+        ("outcome", scenario.outcome.value), ("failure_kind",
                                                                              scenario.failure_kind),
         ("renderer", scenario.renderer), ("runtime_mesa", scenario.runtime_mesa),
         ("baseline", scenario.known.kind.value if scenario.known else None)]

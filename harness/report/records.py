@@ -42,6 +42,7 @@ class ScenarioEntry:
     probe: str
     machine: str  # local, or the virtual GPU machine it ran in
     outcome: Outcome
+    display: str = "offscreen"  # where its frames went: offscreen, or a display server's window
     reason: str = ""
     # the failure class as written (a newer version may know more)
     failure_kind: Optional[str] = None
@@ -119,6 +120,12 @@ class ScenarioEntry:
                 else None) or self.runtime_facts.mesa
 
 
+def id_display(scenario_id: str) -> str:
+    """The display a scenario id names (path/runtime/probe+display@machine), else offscreen."""
+    probe = scenario_id.split("@")[0].rpartition("/")[2]
+    return probe.partition("+")[2] or "offscreen"
+
+
 def id_part(scenario_id: str, index: int) -> str:
     """runtime (1) or probe (2) from the scenario id (path/runtime/probe) when the field is
     absent."""
@@ -158,7 +165,8 @@ def entry(data: Mapping) -> ScenarioEntry:
     return ScenarioEntry(
         id=scenario_id, path=read.text(data, "path") or "?",
         runtime=read.text(data, "runtime") or id_part(scenario_id, 1),
-        probe=read.text(data, "probe") or id_part(scenario_id, 2).split("@")[0], machine=machine,
+        probe=read.text(data, "probe") or id_part(scenario_id, 2).split("@")[0].split("+")[0],
+        machine=machine, display=read.text(data, "display") or id_display(scenario_id),
         outcome=outcome_of(data), reason=read.shown(data, "reason"),
         failure_kind=read.text(data, "failure_kind"),
         subject=read.text(read.mapping(data, "diagnosis"), "subject"), host=read.text(data, "host"),

@@ -1,5 +1,5 @@
-"""The nouns a run is made of: a scenario (path x runtime x probe, with its settings and
-expectation), its runtime, its image tolerance, a workload a matrix declares as a probe."""
+"""The nouns a run is made of: a scenario (path x runtime x probe x display, with its settings
+and expectation), its runtime, its image tolerance, a workload a matrix declares as a probe."""
 import json
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, Optional, Tuple
@@ -28,6 +28,19 @@ class RuntimeKind(TextEnum):
 HOST_KIND, ROOTFS_KIND, DEBOOTSTRAP_KIND, IMAGE_KIND = (RuntimeKind.HOST, RuntimeKind.ROOTFS,
                                                         RuntimeKind.DEBOOTSTRAP,
                                                         RuntimeKind.IMAGE)
+
+
+class Display(TextEnum):
+    """Where a scenario's frames go: read back by the probe itself (offscreen), or presented in a
+    window on a display server the harness starts and captures (wayland: weston; x11: Xvfb)."""
+
+    OFFSCREEN = "offscreen"
+    WAYLAND = "wayland"
+    X11 = "x11"
+
+
+# The probe that presents each offscreen probe's scene in a window (probes.PROBES keys).
+PRESENTING = {"gl": "present-gl", "vulkan": "present-vulkan"}
 
 
 class Expected(TextEnum):
@@ -147,12 +160,20 @@ class Scenario:
     machine: str = LOCAL
     # a workload the matrix declares, run by the workload probe
     declared: Optional[DeclaredProbe] = None
+    # where its frames go (a window on a display server, or the probe's own read-back)
+    display: str = Display.OFFSCREEN
 
     @property
     def probe_program(self) -> str:
         """The probe that runs inside the path (probes.PROBES key): the workload probe for a
-        declared one."""
-        return WORKLOAD_PROBE if self.declared else self.probe
+        declared one, the presenting one for a display."""
+        if self.declared:
+            return WORKLOAD_PROBE
+        return self.probe if self.display == Display.OFFSCREEN else PRESENTING[self.probe]
+
+    @property
+    def presents(self) -> bool:
+        return self.display != Display.OFFSCREEN
 
     @property
     def slug(self) -> str:
@@ -184,5 +205,6 @@ class Scenario:
                    kernel_args=tuple(data["kernel_args"]),
                    gl_extension=Runtime(**extension) if extension else None,
                    machine=data.get("machine", LOCAL),
+                   display=data.get("display", Display.OFFSCREEN),
                    declared=DeclaredProbe.from_dict(data["declared"]) if data.get("declared")
                    else None)

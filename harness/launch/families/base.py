@@ -136,6 +136,9 @@ class Family(abc.ABC):
     # Its paths run in a machine's guest as on a host (a VM in the guest would need nested
     # virtualization)
     runs_in_guest: ClassVar[bool] = True
+    # The display servers its workload can present to (model.Display), beside offscreen: the
+    # families whose workload reaches a host socket (a bind, Flatpak's --socket) take them.
+    displays: ClassVar[Tuple[str, ...]] = ()
 
     def __init__(self) -> None:
         if not getattr(self, "name", ""):

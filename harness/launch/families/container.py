@@ -37,7 +37,8 @@ from ...core.errors import InputError, one_line
 from ...runtimes.imagearchive import ImageInfo
 from ...system.interrupts import INTERRUPTS
 from ..lifecycle import LaunchAborted, LaunchContext, Workspace
-from ...scenario.model import DEBOOTSTRAP_KIND, IMAGE_KIND, ROOTFS_KIND, Runtime, Scenario
+from ...scenario.model import (DEBOOTSTRAP_KIND, IMAGE_KIND, ROOTFS_KIND, Display, Runtime,
+                               Scenario)
 from ...scenario.pathspec import CdiSource, DriDevices, PathSpec
 from ...scenario.outcomes import FailureKind
 from ...scenario.probes import INSIDE
@@ -340,6 +341,7 @@ class ContainerLaunch(ProcessLaunch):
 
 class ContainerFamily(ProcessFamily):
     name = "container"
+    displays = (Display.WAYLAND, Display.X11)
     launch_class = ContainerLaunch
     # a root to lay the container's overlay on, or an image
     runtime_kinds = (DEBOOTSTRAP_KIND, ROOTFS_KIND, IMAGE_KIND)

@@ -33,7 +33,7 @@ from ...system import reaper
 from .. import vtest
 from ...workloads import registry as workloads
 from ..lifecycle import LaunchAborted, LaunchContext
-from ...scenario.model import GUEST_KERNEL_PARTS, HOST_KIND, Runtime, Scenario
+from ...scenario.model import GUEST_KERNEL_PARTS, HOST_KIND, Display, Runtime, Scenario
 from ...scenario.pathspec import FlatpakMode
 from ...system.services import ServiceSpec
 from .base import EnvMode, Plan, ProcessFamily, ProcessLaunch, icd_env, probe_spec
@@ -295,6 +295,7 @@ class FlatpakLaunch(ProcessLaunch):
 
 class FlatpakFamily(ProcessFamily):
     name = "flatpak"
+    displays = (Display.WAYLAND, Display.X11)
     launch_class = FlatpakLaunch
     nix_systems = ()  # flatpak's system helper and bwrap setup do not run in a Nix build sandbox
 

@@ -3,7 +3,7 @@ import os
 from typing import Dict
 
 from ..lifecycle import LaunchContext
-from ...scenario.model import HOST_KIND, Scenario
+from ...scenario.model import HOST_KIND, Display, Scenario
 from .base import EnvMode, Plan, ProcessFamily, probe_spec
 
 # Variables that pick a GL driver: the native path must see the host's defaults, not the caller's.
@@ -20,6 +20,7 @@ def environment(scenario: Scenario) -> Dict[str, str]:
 
 class HostFamily(ProcessFamily):
     name = "host"
+    displays = (Display.WAYLAND, Display.X11)
     runtime_kinds = (HOST_KIND,)  # a host process runs in the host's own root
 
     def plan(self, ctx: LaunchContext) -> Plan:

@@ -35,7 +35,7 @@ def features(spec: PathSpec) -> List[str]:
 def path_json(spec: PathSpec) -> dict:
     family = of(spec)
     return {"family": family.name, "features": features(spec), "probes": spec.probes,
-            "runs_in_guest": family.runs_in_guest,
+            "runs_in_guest": family.runs_in_guest, "displays": [str(d) for d in family.displays],
             "runtime_kinds": [str(kind) for kind in family.runtime_kinds]
             if family.runtime_kinds is not None else None,
             "systems": list(family.nix_systems) if family.nix_systems is not None else None}

@@ -14,7 +14,7 @@ from ...host import driverlayout, hostdriver
 from ...system import reaper, seccompfilter, serverconfine
 from .. import vtest
 from ..lifecycle import LaunchContext, Prepared
-from ...scenario.model import HOST_KIND, Runtime, Scenario
+from ...scenario.model import HOST_KIND, Display, Runtime, Scenario
 from ...scenario.pathspec import PathSpec
 from ...scenario.probes import INSIDE
 from ...system.services import ServiceSpec
@@ -177,6 +177,7 @@ def host_driver_layout(ctx: LaunchContext) -> driverlayout.DriverLayout:
 
 class SandboxFamily(ProcessFamily):
     name = "sandbox"
+    displays = (Display.WAYLAND, Display.X11)
 
     def prepare_run(self, scenarios: Sequence[Scenario], toolset: Toolset,
                     scratch: Path) -> List[Prepared]:
