@@ -67,6 +67,11 @@ TOOL_SPECS = {
         # riscv64 guests
         ToolSpec("qemu-system-riscv64", "qemu-system-riscv64", "qemu-system-misc", ["--version"]),
         ToolSpec("Xvfb", "Xvfb", "xvfb"),
+        # the display axis: a Wayland compositor, its screenshot client, X on Wayland
+        ToolSpec("weston", "weston", "weston", ["--version"]),
+        ToolSpec("weston-screenshooter", "weston-screenshooter", "weston"),
+        ToolSpec("Xwayland", "Xwayland", "xwayland", ["-version"],
+                 r"Xwayland Version (\d+(?:\.\d+)+)"),
         ToolSpec("busybox", "busybox", "busybox-static", ["--help"], r"BusyBox v(\d+(?:\.\d+)+)"),
         ToolSpec("kernel", None, "linux-image-amd64"),
         ToolSpec("podman", "podman", "podman", ["--version"]),
