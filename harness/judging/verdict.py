@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from ..core.errors import joined_lines
+from . import screen
 from ..host import diagnosis, emulation, hostdriver
 from ..scenario import imagecompare, machine_specs, paths as path_registry, probes
 from ..scenario.imagecompare import Comparison
@@ -267,8 +268,23 @@ def scanout_check(launch: LaunchResult, scanout: Optional[Comparison]) -> Check:
                  scanout.artifacts)
 
 
+SCREEN_KINDS = {"blank": FailureKind.BLANK_CAPTURE, "not-found": FailureKind.NOT_ON_SCREEN,
+                "mismatch": FailureKind.SCREEN_MISMATCH}
+
+
+def screen_check(launch: LaunchResult, judged: Optional[screen.ScreenJudgement]) -> Check:
+    """What the display server showed of a presenting scenario's window."""
+    if judged is None:
+        why = launch.facts.get("screen_capture_error") or "the probe never said its frame was shown"
+        return Check("screen", False, f"no capture of the display: {why}",
+                     FailureKind.NOT_ON_SCREEN)
+    return Check("screen", judged.kind == "match", "screen: " + judged.reason,
+                 SCREEN_KINDS.get(judged.kind), judged.artifacts)
+
+
 def judge(scenario: Scenario, observed: Observed, comparison: Optional[Comparison], host: HostFacts,
-          scanout: Optional[Comparison] = None) -> Verdict:
+          scanout: Optional[Comparison] = None,
+          shown: Optional[screen.ScreenJudgement] = None) -> Verdict:
     launch = observed.launch
     if launch.skipped:
         return Verdict(SKIP, launch.skipped)
@@ -292,6 +308,8 @@ def judge(scenario: Scenario, observed: Observed, comparison: Optional[Compariso
             checks.append(image_check(comparison))
         if scenario.spec.scanout or probes.get(scenario.probe_program).shown:
             checks.append(scanout_check(launch, scanout))
+        if scenario.presents:
+            checks.append(screen_check(launch, shown))
         checks.extend(isolation_checks(scenario, observed.report, host))
         connection = server_connection_check(launch)
         checks += [connection] if connection else []
@@ -371,11 +389,23 @@ def compare_images(scenario: Scenario, observed: Observed,
     return comparison, scanout
 
 
+def judge_screen(scenario: Scenario, launch: LaunchResult,
+                 goldens: Optional[Goldens]) -> Optional[screen.ScreenJudgement]:
+    """A presenting scenario's capture, its window found by the probe's own image and compared
+    with the golden (None where no capture came)."""
+    capture = launch.artifacts.get("screen")
+    if not scenario.presents or not capture or goldens is None:
+        return None
+    return screen.judge(capture, goldens.folder / f"{scenario.golden}.png", scenario.tolerance,
+                        launch.image_path)
+
+
 def evaluate(scenario: Scenario, observed: Observed, host: HostFacts,
              goldens: Optional[Goldens]) -> Verdict:
     """Compare the images (where goldens are given) and judge."""
     comparison, scanout = compare_images(scenario, observed, goldens) if goldens else (None, None)
-    return judge(scenario, observed, comparison, host, scanout)
+    shown = judge_screen(scenario, observed.launch, goldens)
+    return judge(scenario, observed, comparison, host, scanout, shown)
 
 
 def combine_attempts(verdicts: List[Verdict]) -> Verdict:

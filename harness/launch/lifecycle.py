@@ -26,10 +26,8 @@ if TYPE_CHECKING:
 # these (check_s: can the path run here; *_s of a launch's steps; then the verdict, the audit of
 # what the workload saw, and removing its scratch folder).
 PHASE_NAMES = ("check_s", "image_build_s", "setup_s", "services_ready_s", "workload_start_s",
-               "qemu_start_s", "boot_s",
-               "probe_s", "finish_s", "shutdown_s", "stop_s", "collect_s", "verdict_s", "audit_s",
-               "cleanup_s",
-               "retried_s")
+               "qemu_start_s", "boot_s", "probe_s", "capture_s", "finish_s", "shutdown_s", "stop_s",
+               "collect_s", "verdict_s", "audit_s", "cleanup_s", "retried_s")
 # Paths a sandbox should hide. The sentinel is a per-scenario file that only the host has.
 HOST_PATHS = ("/home", "/root", "/srv", "/var/lib", "/boot", "/opt", "/mnt", "/media")
 
@@ -130,6 +128,9 @@ class LaunchContext:
     hooks: Hooks = field(default_factory=Hooks)
     inherit_stdio: bool = False  # exec: the workload writes to the harness's own stdout/stderr
     interactive: bool = False  # a target: services and machine up, commands sent later
+    # a presenting scenario's display server (launch.displayservers.DisplayServer), made before
+    # the family plans the launch: the family hands its socket to the workload
+    display: Optional[Any] = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -77,6 +77,11 @@ class FailureKind(str, enum.Enum):
     WRONG_RENDERER = "wrong-renderer"
     IMAGE_MISMATCH = "image-mismatch"
     SCANOUT_MISMATCH = "scanout-mismatch"
+    # a presenting scenario's display server showed nothing (black, one colour, an empty window)
+    BLANK_CAPTURE = "blank-capture"
+    # the display showed something, but not the probe's frame (or no capture came)
+    NOT_ON_SCREEN = "not-on-screen"
+    SCREEN_MISMATCH = "screen-mismatch"  # the window on screen differs from the golden
     ISOLATION = "isolation"  # the workload sees what the path promises to hide
     INTERRUPTED = "interrupted"
     RUNTIME_BUILD = "runtime-build"  # the scenario's runtime could not be built

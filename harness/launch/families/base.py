@@ -16,6 +16,7 @@ from typing import ClassVar, Dict, List, Optional, Sequence, Tuple, Type
 from ...host import emulation
 from ...scenario import probes
 from ...system.interrupts import INTERRUPTS
+from .. import presenting
 from ..lifecycle import Launch, LaunchContext, LaunchResult, Prepared, Workload, Workspace
 from ...scenario.model import IMAGE_KIND, LOCAL, Runtime, Scenario
 from ...scenario.outcomes import FailureKind
@@ -187,6 +188,9 @@ class Family(abc.ABC):
         """Why this workload cannot run in the scenario's runtime, or None: a Vulkan probe on a
         path that needs a particular ICD the runtime does not have."""
         spec, runtime, probe = ctx.scenario.spec, ctx.scenario.runtime, ctx.workload.probe
+        display = presenting.unavailable(ctx.scenario, ctx.toolset)
+        if display:
+            return display
         if probe and probes.get(probe).shown and ctx.scenario.machine == LOCAL:
             return (f"the {probe} probe shows its image on a display that only a virtual GPU "
                     "machine's host "
@@ -267,11 +271,17 @@ class ProcessLaunch(Launch):
         self.family = family
 
     def prepare(self) -> List[ServiceSpec]:
-        self.plan = self.family.plan(self.ctx)
-        write_config(self.ctx.workspace, self.ctx.scenario.id, self.plan)
+        ctx = self.ctx
+        ctx.display = presenting.server_for(ctx.scenario, ctx.toolset, ctx.workspace)
+        self.plan = self.family.plan(ctx)
+        if ctx.display is not None:  # up before the workload and the path's own sidecars
+            self.plan.services.insert(0, ctx.display.spec)
+            self.result.facts["display_server"] = ctx.display.to_dict()
+            self.result.logs[ctx.display.spec.name] = ctx.display.spec.log_path
+        write_config(ctx.workspace, ctx.scenario.id, self.plan)
         self.result.argv = list(self.plan.argv)
         self.result.facts.update(self.plan.facts)
-        self.result.logs["probe"] = str(self.ctx.workspace.result_dir / "probe.log")
+        self.result.logs["probe"] = str(ctx.workspace.result_dir / "probe.log")
         return self.plan.services
 
     def start_workload(self) -> None:
@@ -297,9 +307,19 @@ class ProcessLaunch(Launch):
     def watch(self) -> None:
         if self.child is None:
             return
-        self.result.exit = self.child.wait(self.ctx.scenario.timeout_s, watch=self.service_failure,
+        screen = (presenting.ScreenCapture(self.ctx.display, self.ctx.workspace, self.result)
+                  if self.ctx.display is not None else None)
+
+        def look() -> Optional[str]:
+            if screen is not None:
+                screen.tick()  # the probe's last frame is shown: the screen is captured now
+            return self.service_failure()
+
+        self.result.exit = self.child.wait(self.ctx.scenario.timeout_s, watch=look,
                                            abort=INTERRUPTS.why_stop)
         self.timed("probe_s", self._started_at)
+        if screen is not None:  # the capture's seconds are its own phase, not the probe's
+            self.result.phases["probe_s"] -= screen.seconds
         if INTERRUPTS.requested and self.result.exit.stopped_because == INTERRUPTS.reason():
             self.result.fail(INTERRUPTS.reason(), FailureKind.INTERRUPTED)
         reason = self.result.exit.stopped_because or self.service_failure()

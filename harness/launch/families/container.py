@@ -32,7 +32,7 @@ from ...system import privatens
 from ...host import emulation
 from ...runtimes import imagearchive, recipes, builds
 from ...system import process, reaper
-from .. import vtest
+from .. import presenting, vtest
 from ...core.errors import InputError, one_line
 from ...runtimes.imagearchive import ImageInfo
 from ...system.interrupts import INTERRUPTS
@@ -403,6 +403,11 @@ class ContainerFamily(ProcessFamily):
             python = image_python(image) if image else "/usr/bin/python3"
             command = spec.container_argv(python, workspace.host_only_paths(), workload.probe_args)
         env = container_env(scenario, image)
+        if ctx.display is not None:  # its socket bound under the container's runtime folder
+            reach = ctx.display.reach(env.get("XDG_RUNTIME_DIR", "/tmp"))
+            for host_path, inside in reach.binds:
+                argv += ["--volume", volume(host_path, inside)]
+            env.update(presenting.client_env(ctx.display, env.get("XDG_RUNTIME_DIR", "/tmp")))
         for key, value in sorted(env.items()):
             argv += ["--env", f"{key}={value}"]
         mark = reaper.new_mark()  # the container's processes carry podman's mark too

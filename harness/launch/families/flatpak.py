@@ -30,7 +30,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from ...runtimes import cache, glext, prepjournal, builds
 from ...system import reaper
-from .. import vtest
+from .. import presenting, vtest
 from ...workloads import registry as workloads
 from ..lifecycle import LaunchAborted, LaunchContext
 from ...scenario.model import GUEST_KERNEL_PARTS, HOST_KIND, Display, Runtime, Scenario
@@ -356,10 +356,19 @@ class FlatpakFamily(ProcessFamily):
             command = spec.argv(["/usr/bin/python3"], f"{code}/{spec.file.name}",
                                 str(workspace.probe_out),
                                 [str(workspace.sentinel)], workload.probe_args)
-        for key, value in sorted(app_env(scenario, socket).items()):
+        app_variables = app_env(scenario, socket)
+        if ctx.display is not None:  # flatpak binds the server's socket itself, as for any app
+            argv.append(f"--socket={ctx.display.display}")
+            app_variables.update(presenting.TRACE_ENV if ctx.display.display == "wayland" else {})
+        for key, value in sorted(app_variables.items()):
             argv.append(f"--env={key}={value}")
         argv += ["--command=/bin/sh", app_id or APP_ID, "-c", LINK_AND_RUN, "sh", *command]
         env = private_env(folder)
+        if ctx.display is not None:  # where flatpak finds the server (its socket's absolute path)
+            env.update({key: value for key, value in ctx.display.env.items()
+                        if key != "XDG_RUNTIME_DIR"})
+            if ctx.display.display == "wayland":
+                env["WAYLAND_DISPLAY"] = str(ctx.display.socket)
         if scenario.spec.flatpak_mode is FlatpakMode.GL_EXTENSION:
             # The extension point is enable-if=active-gl-driver: flatpak mounts the extension this
             # names.

@@ -2,6 +2,7 @@
 import os
 from typing import Dict
 
+from .. import presenting
 from ..lifecycle import LaunchContext
 from ...scenario.model import HOST_KIND, Display, Scenario
 from .base import EnvMode, Plan, ProcessFamily, probe_spec
@@ -9,6 +10,8 @@ from .base import EnvMode, Plan, ProcessFamily, probe_spec
 # Variables that pick a GL driver: the native path must see the host's defaults, not the caller's.
 DRIVER_SELECTION = ("LIBGL_ALWAYS_SOFTWARE", "GALLIUM_DRIVER", "MESA_LOADER_DRIVER_OVERRIDE",
                     "VTEST_SOCKET_NAME")
+# The caller's own display servers: a presenting scenario's window goes to the harness's one only.
+DISPLAY_SELECTION = ("WAYLAND_DISPLAY", "WAYLAND_SOCKET", "DISPLAY", "XAUTHORITY")
 
 
 def environment(scenario: Scenario) -> Dict[str, str]:
@@ -31,7 +34,11 @@ class HostFamily(ProcessFamily):
             argv = probe_spec(ctx).host_argv(ctx.toolset.path("python3"),
                                              str(ctx.workspace.probe_out),
                                              ctx.workspace.host_paths(), workload.probe_args)
-        return Plan(argv=argv, env=environment(ctx.scenario), env_mode=EnvMode.INHERIT)
+        env = environment(ctx.scenario)
+        if ctx.display is not None:  # a host process reaches the server's socket where it is
+            env = {k: v for k, v in env.items() if k not in DISPLAY_SELECTION}
+            env.update(presenting.client_env(ctx.display))
+        return Plan(argv=argv, env=env, env_mode=EnvMode.INHERIT)
 
 
 FAMILY = HostFamily()

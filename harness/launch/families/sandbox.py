@@ -12,7 +12,7 @@ from typing import List, Optional, Sequence, Tuple
 
 from ...host import driverlayout, hostdriver
 from ...system import reaper, seccompfilter, serverconfine
-from .. import vtest
+from .. import presenting, vtest
 from ..lifecycle import LaunchContext, Prepared
 from ...scenario.model import HOST_KIND, Display, Runtime, Scenario
 from ...scenario.pathspec import PathSpec
@@ -226,6 +226,10 @@ class SandboxFamily(ProcessFamily):
             rw_dirs.append((str(workspace.probe_out), f"{INSIDE}/out"))
             command = spec.sandbox_argv(python, workspace.host_paths(), workload.probe_args)
         env = sandbox_env(scenario)
+        if ctx.display is not None:  # the server's socket bound under the sandbox's runtime folder
+            runtime_dir = dict(env)["XDG_RUNTIME_DIR"]
+            sockets += list(ctx.display.reach(runtime_dir).binds)
+            env = sorted({**dict(env), **presenting.client_env(ctx.display, runtime_dir)}.items())
         devices: List[str] = []
         if scenario.spec.host_driver:
             driver = host_driver_layout(ctx)

@@ -1,0 +1,65 @@
+"""A presenting scenario's display server in its launch: made before the family plans the launch
+(so the family can hand its socket to the workload in its own way), started first among its
+services, and its screen captured once the probe says its last frame is shown: the probe writes
+READY into its output folder, the harness captures the screen into the scenario's folder and
+writes CAPTURED, and the probe, which kept its window up till then, reports and exits."""
+import time
+from pathlib import Path
+from typing import Dict, Optional
+
+from ..host.toolset import Toolset
+from ..scenario.model import Display, Scenario
+from . import displayservers
+from .displayservers import DisplayServer, DisplayServerError
+from .lifecycle import LaunchResult, Workspace
+
+READY = "present-ready.json"  # in the probe's output folder: its last frame is on screen
+CAPTURED = "present-captured"  # beside it, written by the harness: the screen is captured
+SCREEN = "screen.png"  # in the scenario's folder: what the display server showed
+TRACE_ENV = {"WAYLAND_DEBUG": "1"}  # a Wayland client's protocol trace, on its stderr (probe.log)
+
+
+def unavailable(scenario: Scenario, toolset: Toolset) -> Optional[str]:
+    """Why this scenario's display server cannot run here (what to install), or None."""
+    if scenario.display == Display.OFFSCREEN:
+        return None
+    missing = displayservers.missing_tools(scenario.display, toolset)
+    return f"its {scenario.display} display needs {', '.join(missing)}" if missing else None
+
+
+def server_for(scenario: Scenario, toolset: Toolset,
+               workspace: Workspace) -> Optional[DisplayServer]:
+    if scenario.display == Display.OFFSCREEN:
+        return None
+    return displayservers.display_server(scenario.display, toolset, workspace)
+
+
+def client_env(server: DisplayServer, runtime_dir: Optional[str] = None) -> Dict[str, str]:
+    """The client's variables: the server's own where the client runs on the host (runtime_dir
+    None), else those for the socket bound under `runtime_dir` inside; the protocol trace on."""
+    reach = server.env if runtime_dir is None else server.reach(runtime_dir).env
+    return {**reach, **(TRACE_ENV if server.display == Display.WAYLAND else {})}
+
+
+class ScreenCapture:
+    """The watch's look at the probe's output folder: capture the screen when the probe is ready."""
+
+    def __init__(self, server: DisplayServer, workspace: Workspace, result: LaunchResult):
+        self.server, self.workspace, self.result = server, workspace, result
+        self.done = False
+        self.seconds = 0.0
+
+    def tick(self) -> None:
+        if self.done or not (self.workspace.probe_out / READY).exists():
+            return
+        started = time.monotonic()
+        self.done = True
+        target = Path(self.workspace.result_dir) / SCREEN
+        try:
+            self.server.capture(target)
+            self.result.artifacts["screen"] = str(target)
+        except DisplayServerError as exc:
+            self.result.facts["screen_capture_error"] = str(exc)
+        (self.workspace.probe_out / CAPTURED).write_text("captured\n")
+        self.seconds = time.monotonic() - started
+        self.result.phases["capture_s"] = self.seconds
