@@ -72,7 +72,7 @@ from vkapi import (ACCESS_COLOR_WRITE, ACCESS_DEPTH_WRITE, ACCESS_TRANSFER_READ,
                    SubmitInfo,
                    SUBPASS_EXTERNAL, SubpassDependency, SubpassDescription, TRIANGLE_LIST, u32, u64,
                    USAGE_COLOR,
-                   USAGE_DEPTH, USAGE_TRANSFER_SRC, VEC3_FORMAT, version_text,
+                   USAGE_DEPTH, USAGE_TRANSFER_SRC, VEC3_FORMAT, cp, version_text,
                    VertexInputAttributeDescription,
                    VertexInputBindingDescription, Viewport, vp, Vulkan)
 from vkshaders import SPIRV
@@ -103,13 +103,19 @@ def spirv_words(name):
     return (u32 * (len(data) // 4)).from_buffer_copy(data), len(data)
 
 
-def create_instance(vk):
+def name_array(extensions):
+    """Extension names as the create infos take them (None for none)."""
+    return (cp * len(extensions))(*[e.encode() for e in extensions]) if extensions else None
+
+
+def create_instance(vk, extensions=()):
     version = u32(1 << 22)  # 1.0 where vkEnumerateInstanceVersion is missing
     if vk.has("EnumerateInstanceVersion"):
         vk.check("vkEnumerateInstanceVersion", vk.EnumerateInstanceVersion, ctypes.byref(version))
     api = min(version.value, (1 << 22) | (1 << 12))  # ask for 1.1 at most: what the probe uses
     app = ApplicationInfo(APPLICATION_INFO, None, b"gpu-harness", 1, b"gpu-harness", 1, api)
-    info = InstanceCreateInfo(INSTANCE_CREATE_INFO, None, 0, ctypes.pointer(app), 0, None, 0, None)
+    info = InstanceCreateInfo(INSTANCE_CREATE_INFO, None, 0, ctypes.pointer(app), 0, None,
+                              len(extensions), name_array(extensions))
     instance = Handle()
     vk.check("vkCreateInstance", vk.CreateInstance, ctypes.byref(info), None,
              ctypes.byref(instance))
@@ -165,13 +171,13 @@ class Renderer:
     """One device, the offscreen target and the pipeline; draw() renders a frame and reads it
     back."""
 
-    def __init__(self, vk, physical, family, size, step):
+    def __init__(self, vk, physical, family, size, step, extensions=()):
         self.vk, self.size, self.step = vk, size, step
         priority = f32(1.0)
         queue_info = DeviceQueueCreateInfo(DEVICE_QUEUE_CREATE_INFO, None, 0, family, 1,
                                            ctypes.pointer(priority))
         info = DeviceCreateInfo(DEVICE_CREATE_INFO, None, 0, 1, ctypes.pointer(queue_info), 0, None,
-                                0, None, None)
+                                len(extensions), name_array(extensions), None)
         self.device = Handle()
         vk.check("vkCreateDevice", vk.CreateDevice, physical, ctypes.byref(info), None,
                  ctypes.byref(self.device))
@@ -227,11 +233,12 @@ class Renderer:
                       ctypes.byref(mapped))
         return buffer, mapped.value
 
-    def render_pass(self):
+    def render_pass(self, color_format=COLOR_FORMAT, final_layout=LAYOUT_TRANSFER_SRC):
+        """Colour and depth cleared, the colour stored and left in `final_layout`."""
         attachments = (AttachmentDescription * 2)(
-            AttachmentDescription(0, COLOR_FORMAT, 1, LOAD_CLEAR, STORE_STORE, LOAD_DONT_CARE,
+            AttachmentDescription(0, color_format, 1, LOAD_CLEAR, STORE_STORE, LOAD_DONT_CARE,
                                   STORE_DONT_CARE,
-                                  LAYOUT_UNDEFINED, LAYOUT_TRANSFER_SRC),
+                                  LAYOUT_UNDEFINED, final_layout),
             AttachmentDescription(0, DEPTH_FORMAT, 1, LOAD_CLEAR, STORE_DONT_CARE, LOAD_DONT_CARE,
                                   STORE_DONT_CARE,
                                   LAYOUT_UNDEFINED, LAYOUT_DEPTH))

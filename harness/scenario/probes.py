@@ -168,6 +168,28 @@ PROBES: Dict[str, ProbeSpec] = {
                   schema={**GL_SCHEMA, "kms": dict}, support=(*RENDERING, PROBE_DIR / "gles.py"),
                   golden="gl",
                   shown=True),
+        # The gl and vulkan probes' scenes presented in a window on a display server the harness
+        # started (its socket and DISPLAY/WAYLAND_DISPLAY given), which captures the screen
+        # between the probe's present-ready.json and its present-captured
+        # (harness/probe/present.py). Never named in matrix.probes, nor among a path's probes:
+        # a display runs one in place of gl or vulkan (model.PRESENTING).
+        ProbeSpec(name="present-gl", api="gl", file=PROBE_DIR / "present.py",
+                  renderer_meaning="GL_RENDERER of the EGL/GLES2 context on the display's window "
+                                   "surface",
+                  schema={**GL_SCHEMA, "display": str, "presentation": dict, "captured": bool},
+                  support=(*RENDERING, PROBE_DIR / "gles.py", PROBE_DIR / "windows.py",
+                           PROBE_DIR / "wlproto.py"),
+                  golden="gl", declared_only=True),
+        ProbeSpec(name="present-vulkan", api="vulkan", file=PROBE_DIR / "present.py",
+                  renderer_meaning="VkPhysicalDeviceProperties.deviceName of the device that "
+                                   "presented to the display's surface",
+                  schema={**VULKAN_SCHEMA, "display": str, "presentation": dict,
+                          "captured": bool},
+                  support=(*RENDERING, PROBE_DIR / "gles.py", PROBE_DIR / "windows.py",
+                           PROBE_DIR / "wlproto.py", PROBE_DIR / "vk.py", PROBE_DIR / "vkapi.py",
+                           PROBE_DIR / "vkshaders.py", PROBE_DIR / "vkwsi.py",
+                           PROBE_DIR / "vkpresent.py"),
+                  golden="vulkan", declared_only=True),
         # A workload a matrix declares ([probes.NAME]: piglit, the user's command), after the gl
         # scene.
         ProbeSpec(name="workload", api="gl", file=PROBE_DIR / "workload.py",
