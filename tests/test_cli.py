@@ -40,8 +40,8 @@ def test_bad_matrix_lists_every_problem(tmp_path):
     done = run_cli("list", "--matrix", str(bad))
     assert done.returncode == 2
     assert done.stderr.splitlines() == [
-        f"gpu-harness: error: {bad}: matrix.colour: unknown key (allowed: exclude, machines, "
-        "paths, probes, runtimes)",
+        f"gpu-harness: error: {bad}: matrix.colour: unknown key (allowed: displays, exclude, "
+        "machines, paths, probes, runtimes)",
         f"gpu-harness: error: {bad}: matrix.paths[0]: unknown path 'warp' "
         f"(known: {paths.known_ids()})",
     ]

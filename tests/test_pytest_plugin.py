@@ -261,8 +261,8 @@ def test_bad_matrices_are_one_usage_error(tmp_path):
     errors = [line for line in done.stderr.splitlines() if line.startswith("ERROR: ")]
     tests = project / "tests"
     assert errors == [
-        f"ERROR: {tests / 'typo.toml'}: matrix.pathz: unknown key (allowed: exclude, machines, "
-        "paths, probes, runtimes)",
+        f"ERROR: {tests / 'typo.toml'}: matrix.pathz: unknown key (allowed: displays, "
+        "exclude, machines, paths, probes, runtimes)",
         f"ERROR: {tests / 'absent.toml'}: cannot read matrix file: no such file",
         "ERROR: @pytest.mark.gpu_harness_matrix: unknown keyword 'pathz' (allowed: paths, filter, "
         "baseline)",

@@ -60,6 +60,11 @@ class DisplayServerError(ComponentError):
     """A display server could not be set up or its screen not captured; the message says why."""
 
 
+class WireError(DisplayServerError):
+    """A display server did not answer on its socket in time, closed it, or answered outside its
+    protocol."""
+
+
 @dataclass(frozen=True)
 class Reach:
     """How a client in a sandbox reaches the server: host path -> path inside, and its env."""
@@ -92,7 +97,7 @@ class DisplayServer:
             return False
         try:
             self.offered = wayland_globals(str(self.socket), ROUNDTRIP_TIMEOUT_S)
-        except (OSError, ValueError) as exc:
+        except (OSError, WireError) as exc:
             LOG.debug("weston at %s does not answer yet: %s", self.socket, exc)
             return False
         return True
@@ -103,7 +108,7 @@ class DisplayServer:
         then finds no screen in the -fbdir file yet."""
         try:
             return x_connection_setup(str(self.socket), ROUNDTRIP_TIMEOUT_S)
-        except OSError as exc:
+        except (OSError, WireError) as exc:
             LOG.debug("Xvfb at %s does not answer yet: %s", self.socket, exc)
             return False
 
@@ -274,7 +279,8 @@ def xvfb(toolset: Toolset, workspace: Workspace, size: Tuple[int, int]) -> Displ
 def wayland_globals(path: str, timeout_s: float) -> List[Tuple[str, int]]:
     """The globals a compositor offers, by the wire protocol over a plain unix socket:
     wl_display.get_registry (new id 2) and wl_display.sync (new id 3); the registry's globals
-    come before the callback's done. OSError when it does not answer within `timeout_s`."""
+    come before the callback's done. WireError when it does not answer within `timeout_s` or
+    answers outside the protocol."""
     deadline = time.monotonic() + timeout_s
     offered: List[Tuple[str, int]] = []
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
@@ -285,17 +291,17 @@ def wayland_globals(path: str, timeout_s: float) -> List[Tuple[str, int]]:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise TimeoutError(f"no wl_callback.done within {timeout_s:g} s")
+                raise WireError(f"no wl_callback.done within {timeout_s:g} s")
             client.settimeout(left)
             chunk = client.recv(65536)
             if not chunk:
-                raise ConnectionError("the compositor closed the connection")
+                raise WireError("the compositor closed the connection")
             pending += chunk
             while len(pending) >= 8:
                 target, word = struct.unpack_from("=II", pending)
                 size, opcode = word >> 16, word & 0xFFFF
                 if size < 8 or size % 4:
-                    raise ValueError(f"a message of {size} bytes on object {target}")
+                    raise WireError(f"a message of {size} bytes on object {target}")
                 if len(pending) < size:
                     break
                 body, pending = pending[8:size], pending[size:]
@@ -304,13 +310,14 @@ def wayland_globals(path: str, timeout_s: float) -> List[Tuple[str, int]]:
                 elif target == 3 and opcode == 0:
                     return offered
                 elif target == 1 and opcode == 0:
-                    raise ConnectionError(f"wl_display.error: {body[8:].rstrip(bytes(1))!r}")
+                    raise WireError(f"wl_display.error: {body[8:].rstrip(bytes(1))!r}")
 
 
 def x_connection_setup(path: str, timeout_s: float) -> bool:
     """Whether the X server at `path` accepts a connection: the setup request (little-endian,
     protocol 11.0, no authorization) and the first 8 bytes of its answer, Success (1); False for
-    Failed (0) or Authenticate (2). OSError when it does not answer within `timeout_s`."""
+    Failed (0) or Authenticate (2). WireError when it does not answer within `timeout_s` or
+    answers outside the protocol."""
     deadline = time.monotonic() + timeout_s
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
         client.settimeout(timeout_s)
@@ -320,11 +327,11 @@ def x_connection_setup(path: str, timeout_s: float) -> bool:
         while len(answer) < 8:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise TimeoutError(f"no X connection setup answer within {timeout_s:g} s")
+                raise WireError(f"no X connection setup answer within {timeout_s:g} s")
             client.settimeout(left)
             chunk = client.recv(8 - len(answer))
             if not chunk:
-                raise ConnectionError("the X server closed the connection")
+                raise WireError("the X server closed the connection")
             answer += chunk
     if answer[0] != 1:
         LOG.debug("the X server at %s refused the connection setup (status %d)", path, answer[0])
@@ -336,5 +343,5 @@ def registry_global(body: bytes) -> Tuple[str, int]:
     length = struct.unpack_from("=I", body, 4)[0]
     padded = (length + 3) // 4 * 4
     if length < 1 or len(body) < 12 + padded:
-        raise ValueError(f"a wl_registry.global of {len(body)} bytes")
+        raise WireError(f"a wl_registry.global of {len(body)} bytes")
     return body[8:8 + length - 1].decode(), struct.unpack_from("=I", body, 8 + padded)[0]
