@@ -203,7 +203,7 @@ def test_the_shipped_security_matrix_s_hostile_client_inside_vtest_virgl(path, r
     from its entry."""
     from harness import matrix
     from harness.judging import verdict
-    from harness.report import answers, document
+    from harness.report import answers, document, records
 
     from .conftest import describe, outcome_or_skip
 
@@ -211,7 +211,8 @@ def test_the_shipped_security_matrix_s_hostile_client_inside_vtest_virgl(path, r
     (scenario,) = [s for s in loaded.scenarios if s.path_id == path]
     (result,) = run_scenarios([scenario])
     assert outcome_or_skip(result) == verdict.PASS, describe(result)
-    entry = document.scenario_entry(result, result.result_dir.parent.parent, toolset)
+    entry = records.entry(document.scenario_entry(result, result.result_dir.parent.parent,
+                                                  toolset))
     (record,) = next(a for a in answers.build([entry]) if a.key == "security").records
     assert (record["tried"] > record["targeted"] > 0 and record["crashes"] == 0
             and record["hung"] == 0), record
@@ -232,7 +233,7 @@ def test_the_shipped_security_matrix_s_hostile_guest_program_inside_vm_virgl(run
     disturbed; QEMU outlives it all."""
     from harness import matrix
     from harness.judging import verdict
-    from harness.report import answers, document
+    from harness.report import answers, document, records
 
     from .conftest import describe, outcome_or_skip
 
@@ -240,7 +241,8 @@ def test_the_shipped_security_matrix_s_hostile_guest_program_inside_vm_virgl(run
     (scenario,) = [s for s in loaded.scenarios if s.path_id == "vm-virgl"]
     (result,) = run_scenarios([scenario])
     assert outcome_or_skip(result) == verdict.PASS, describe(result)
-    entry = document.scenario_entry(result, result.result_dir.parent.parent, toolset)
+    entry = records.entry(document.scenario_entry(result, result.result_dir.parent.parent,
+                                                  toolset))
     summary = security_answer.fuzz_summary(entry)
     assert (summary is not None
             and summary["target"].startswith("/dev/dri/renderD")), describe(result)
