@@ -144,6 +144,8 @@ def outcome_or_skip(result):
         scenario = result.scenario
         key = (scenario.path_id if scenario.machine == "local"
                else f"{scenario.path_id}@{scenario.machine}")
+        if scenario.presents and "display" in REQUIRED:
+            key = "display"  # its display server is required: a Skip of any presenting one fails
         skip_unless_required(key, scenario.id, result.verdict.reason)
     return result.verdict.outcome
 

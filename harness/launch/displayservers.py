@@ -247,7 +247,7 @@ def weston(toolset: Toolset, workspace: Workspace, renderer: str,
     # anyway, so that a weston killed mid-run leaves neither behind either.
     spec = ServiceSpec("weston", argv, env, str(workspace.result_dir / "weston.log"),
                        ready_timeout_s=READY_TIMEOUT_S,
-                       leaves=(str(sock), f"{sock}.lock"))
+                       leaves=(str(sock), f"{sock}.lock"), stop_leader_first=True)
     server = DisplayServer("wayland", "weston", spec, renderer, sock,
                            {"XDG_RUNTIME_DIR": str(runtime), "WAYLAND_DISPLAY": WAYLAND_SOCKET},
                            size, WESTON_BACKGROUND, toolset.path("weston-screenshooter"),

@@ -1,8 +1,8 @@
 """The questions a run answers, each a short table computed from results.json's scenario entries
-(never declared): vtest compatibility, what each path exposes of the host,
-isolation per path (those two in audits.py), cost per path, driver matching, and what a hostile
-client did (security.py). Each answer carries its records (for results.json) and the table a
-person reads (report.html)."""
+(never declared): vtest compatibility, what each path exposes of the host, isolation per path
+(those two in audits.py), cost per path, driver matching, what a hostile client did
+(security.py) and what reached a display server (presenting.py). Each answer carries its
+records (for results.json) and the table a person reads (report.html)."""
 import re
 import statistics
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -12,6 +12,7 @@ from ..scenario.outcomes import Outcome
 from . import emulationcost
 from .audits import exposure, isolation, own_namespaces
 from .display import css_class
+from .presenting import presentation
 from .records import FpsShare, ScenarioEntry
 from .security import security
 from .table import (Answer, Cell, by_path, distinct, listed, on_host_runtime, ran, span, unique,
@@ -282,7 +283,7 @@ def driver_row(record: dict) -> List[Cell]:
             if mismatches else Cell("none", css_class(Outcome.PASS))]
 
 
-BUILDERS = (vtest_compat, exposure, isolation, cost, driver_matching, security)
+BUILDERS = (vtest_compat, exposure, isolation, cost, driver_matching, security, presentation)
 
 
 def build(scenarios: Sequence[ScenarioEntry]) -> List[Answer]:

@@ -14,6 +14,7 @@ from ..launch.lifecycle import Prepared
 from ..system.process import tail
 from ..scenario.outcomes import Outcome
 from ..host.toolset import Toolset
+from ..judging import presentation
 from ..judging.verdict import harness_error
 from . import answers, grid, records
 from .fpsshare import with_fps_share, workload_fps
@@ -83,6 +84,7 @@ def scenario_entry(result: "ScenarioResult", out_dir: Path, toolset: Toolset) ->
         "workload_fps_spread": workload_rounds,
         "peak_rss_kb": {"probe": data.get("peak_rss_kb"), **launch.rss_kb},
         "isolation": data.get("isolation"),
+        "presentation": presentation.facts(scenario.display, data, launch.logs.get("probe")),
         "image": relative(launch.image_path, out_dir),
         "golden": relative(result.artifact("golden"), out_dir),
         "diff": relative(result.artifact("diff"), out_dir),

@@ -10,12 +10,13 @@ from ..judging.baseline import Kind, Known
 from ..judging.exposure import Exposure
 from ..scenario.outcomes import FailureKind, Subtest, SubtestOutcome
 from . import jsonvalues as read
+from .jsonvalues import Spread
 
 __all__ = ["Check", "DriverMatch", "Execution", "Exposure", "HostFacts", "Isolation", "Known",
-           "RuntimeFacts",
+           "Presentation", "RuntimeFacts",
            "ToolEntry", "ToolsetFacts", "check", "driver_match", "exposure", "host", "isolation",
            "known",
-           "runtime_facts", "subtest", "toolset"]
+           "presentation", "runtime_facts", "subtest", "toolset"]
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,23 @@ class ToolsetFacts:
 
     def versions(self) -> Dict[str, str]:
         return {name: tool.version for name, tool in self.tools.items() if tool.version is not None}
+
+
+@dataclass(frozen=True)
+class Presentation:
+    """How a presenting scenario's frames reached its display server (harness.judging.
+    presentation)."""
+
+    buffer_path: Optional[str] = None  # shm, dmabuf, putimage, ...
+    buffer_paths: Tuple[str, ...] = ()
+    buffers_created: Optional[int] = None
+    buffer_size: Optional[Tuple[int, ...]] = None
+    presented: Optional[int] = None
+    discarded: Optional[int] = None
+    last_frame: Optional[str] = None
+    offered_dmabuf: bool = False
+    fps: Optional[float] = None
+    fps_spread: Optional[Spread] = None
 
 
 def check(data: object) -> Check:
@@ -168,3 +186,16 @@ def toolset(data: Mapping) -> ToolsetFacts:
                                   else None)
              for name, tool in read.mapping(data, "tools").items() if isinstance(tool, dict)}
     return ToolsetFacts(read.shown(data, "source"), tools)
+
+
+def presentation(data: Mapping) -> Optional[Presentation]:
+    if not data:
+        return None
+    size = data.get("buffer_size")
+    return Presentation(read.text(data, "buffer_path"), tuple(read.texts(data, "buffer_paths")),
+                        read.whole(data, "buffers_created"),
+                        tuple(int(n) for n in size if isinstance(n, (int, float)))
+                        if isinstance(size, list) else None,
+                        read.whole(data, "presented"), read.whole(data, "discarded"),
+                        read.text(data, "last_frame"), read.flag(data, "offered_dmabuf") is True,
+                        read.number(data, "fps"), read.spread(data, "fps_spread"))

@@ -15,7 +15,7 @@ from ..judging.exposure import Exposure
 from ..scenario.model import LOCAL
 from ..scenario.outcomes import FailureKind, Outcome, Subtest
 from . import entryparts as parts, jsonvalues as read, results
-from .entryparts import Check, HostFacts, Isolation, RuntimeFacts, ToolsetFacts
+from .entryparts import Check, HostFacts, Isolation, Presentation, RuntimeFacts, ToolsetFacts
 from .jsonvalues import Spread
 
 FAILURE_WORDS = [kind.value for kind in FailureKind]
@@ -67,6 +67,7 @@ class ScenarioEntry:
     workload_fps_spread: Optional[Spread] = None
     workload_fps_share: FpsShare = FpsShare(workload=True)
     isolation: Optional[Isolation] = None
+    presentation: Optional[Presentation] = None  # a presenting scenario's frames on its display
     exposure: Optional[Exposure] = None
     driver_match: Optional[DriverMatch] = None
     known: Optional[Known] = None  # the baseline's entry that judged it
@@ -185,6 +186,7 @@ def entry(data: Mapping) -> ScenarioEntry:
         workload_fps_spread=read.spread(data, "workload_fps_spread"),
         workload_fps_share=fps_share(data, "workload_fps"),
         isolation=parts.isolation(read.mapping(data, "isolation")),
+        presentation=parts.presentation(read.mapping(data, "presentation")),
         exposure=parts.exposure(read.mapping(data, "exposure")),
         driver_match=parts.driver_match(data.get("driver_match")),
         known=parts.known(data.get("baseline")),

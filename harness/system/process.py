@@ -166,8 +166,10 @@ class Child:
         self.kill_group(signal.SIGKILL)
         end_all(members)
 
-    def stop(self, grace_s: float = 1.0) -> Exit:
-        """SIGTERM the group, SIGKILL what is left after the grace period, reap, forget. The
+    def stop(self, grace_s: float = 1.0, leader_first: bool = False) -> Exit:
+        """SIGTERM the group (only its leader with `leader_first`: a server that ends its own
+        clients and calls one that died of the signal first a failure, as weston does), SIGKILL
+        what is left after the grace period, reap, forget. The
         child's descendants that left its group (a sandbox's own session and pid namespace) are
         gone too before this returns: the kernel ends them when the sandbox's init dies, a
         moment later, and a caller that looks at once must not find them."""
@@ -175,7 +177,10 @@ class Child:
             return self.result
         family = descendants(self.proc.pid)
         if self.proc.poll() is None:
-            self.kill_group(signal.SIGTERM)
+            if leader_first:
+                self.proc.terminate()
+            else:
+                self.kill_group(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=grace_s)
             except subprocess.TimeoutExpired:

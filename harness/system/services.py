@@ -39,6 +39,9 @@ class ServiceSpec:
     # Open files its argv names by number (bwrap's --seccomp FD), with the file each reads (rerun.sh
     # opens it so): handed to its process and closed here once it started.
     handed: Tuple[Tuple[int, str], ...] = ()
+    # Stopped by a SIGTERM to its process alone, which ends its children itself (weston, whose
+    # desktop shell dying of the group's signal first makes it exit 1)
+    stop_leader_first: bool = False
 
 
 def unix_socket_accepts(path: str) -> bool:
@@ -73,7 +76,8 @@ class RunningService:
             # The workload has ended, so its end of the pipe is closed: the supervisor stops the
             # server by itself, and the harness stops it only if it does not.
             poll(lambda: self.child.poll() is not None, SUPERVISED_EXIT_S, interval_s=0.01)
-        self.exit_description = self.child.stop().describe()
+        self.exit_description = self.child.stop(
+            leader_first=self.spec.stop_leader_first).describe()
         self.stopped = True
         LOG.debug("service %s stopped: %s", self.spec.name, self.exit_description)
         for path in self.spec.leaves:

@@ -1,0 +1,57 @@
+"""How a presenting scenario's frames reached its display server: the buffer path (from the
+client's Wayland protocol trace, or on X11 from what the probe mapped and the server offered),
+the buffers, the frames presented and discarded, and the rate they were presented at."""
+from pathlib import Path
+from typing import Mapping, Optional
+
+from . import bufferpath
+
+
+def buffer_path_of(display: str, presentation: Mapping,
+                   probe_log: Optional[str]) -> Optional[bufferpath.BufferPath]:
+    """Wayland: the trace in the probe's log (WAYLAND_DEBUG=1), where it holds a buffer request;
+    X11: the probe's mappings and the extensions its server offered."""
+    buffers = presentation.get("buffers")
+    if display == "wayland" and probe_log and Path(probe_log).is_file():
+        found = bufferpath.read_trace(Path(probe_log))
+        if found.attaches or found.created:
+            return found
+    if display == "x11" and isinstance(buffers, Mapping):
+        extensions = presentation.get("extensions")
+        return bufferpath.from_x11_facts(
+            buffers, extensions if isinstance(extensions, Mapping) else buffers.get("offered"))
+    return None
+
+
+def facts(display: str, report: Mapping, probe_log: Optional[str]) -> Optional[dict]:
+    """results.json's `presentation` of one scenario (None offscreen, or where the probe said
+    nothing of its window): buffer_path, the paths and buffers behind it, frames presented per
+    second (the median of the timed rounds, with their spread) and how the last frame ended."""
+    presentation = report.get("presentation")
+    if display == "offscreen" or not isinstance(presentation, Mapping):
+        return None
+    timings = report.get("timings") if isinstance(report.get("timings"), Mapping) else {}
+    assert isinstance(timings, Mapping)
+    found = buffer_path_of(display, presentation, probe_log)
+    sizes = found.sizes if found else []
+    return {
+        "buffer_path": found.paths[0] if found and found.paths else None,
+        "buffer_paths": found.paths if found else [],
+        "buffer_source": found.source if found else None,
+        # buffers the client made (counted in its protocol trace; X11 has no such count)
+        "buffers_created": (sum(found.created.values())
+                            if found and found.source == "trace" else None),
+        "buffer_size": list(max(sizes)) if sizes else presentation.get("size"),
+        "formats": found.formats if found else [],
+        "offered_dmabuf": bool(found and ("zwp_linux_dmabuf_v1" in found.offered
+                                          or "DRI3" in found.offered)),
+        "frames": presentation.get("frames"),
+        "presented": presentation.get("presented"),
+        "discarded": presentation.get("discarded"),
+        "feedback": presentation.get("feedback"),
+        "last_frame": presentation.get("last_frame"),
+        "fps": timings.get("fps"),
+        "fps_spread": ([timings["fps_min"], timings["fps_max"]]
+                       if "fps_min" in timings and "fps_max" in timings else None),
+        "mappings": found.mappings if found and found.mappings else None,
+    }

@@ -1,0 +1,72 @@
+"""The display axis for real: the shipped display matrix (each family x wayland, x11 x gl,
+vulkan x the host's and trixie's Mesa), each scenario presented on the display server the run
+starts, captured and judged; what the report says of how its buffers travelled."""
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from harness import matrix
+from harness.judging import bufferpath, verdict
+from harness.report import document, records
+from harness.report.presenting import presentation
+
+from .conftest import describe, outcome_or_skip
+
+DISPLAY = matrix.load(matrix.DEFAULT_MATRIX.parent / "display.toml")
+
+def display_param(scenario):
+    """Each in the quick tier: the grid takes about 25 s on 2 cores (2 workers), warm."""
+    return pytest.param(scenario, marks=pytest.mark.launches(scenario.spec.family),
+                        id=scenario.id)
+
+
+def entry_of(result, toolset) -> records.ScenarioEntry:
+    return records.entry(document.scenario_entry(result, result.result_dir.parent.parent,
+                                                 toolset))
+
+
+@pytest.mark.parametrize("scenario", [display_param(s) for s in DISPLAY.scenarios])
+def test_the_display_matrix_presents_or_fails_as_it_declares(scenario, run_scenarios, toolset):
+    """Each scenario's frames are on the display server's screen (the capture, judged against
+    the golden), or it fails with the class its matrix declares; in both the buffer path is
+    measured."""
+    (result,) = run_scenarios([scenario])
+    outcome = outcome_or_skip(result)
+    entry = entry_of(result, toolset)
+    capture = result.launch.artifacts.get("screen")
+    assert capture and Path(capture).is_file(), describe(result)
+    assert Image.open(capture).size == (640, 480), describe(result)
+    shown = entry.presentation
+    assert shown is not None and shown.buffer_path, describe(result)
+    if scenario.expect.outcome == "fail":
+        assert outcome == verdict.EXPECTED_FAIL, describe(result)
+        assert result.verdict.failure_kind.value == scenario.expect.failure, describe(result)
+        return
+    assert outcome == verdict.PASS, describe(result)
+    assert shown.presented is None or shown.presented > 0, shown
+    assert shown.fps and shown.fps_spread, shown
+    (record,) = presentation([entry]).records
+    assert record["presented"] == "presented" and record["buffer_path"] == shown.buffer_path
+
+
+def test_a_wayland_clients_buffer_path_is_what_its_protocol_trace_shows(run_scenarios, toolset):
+    """vtest-virgl on weston (pixman: no zwp_linux_dmabuf_v1 offered): the report's buffer path
+    is shm, and the client's own WAYLAND_DEBUG lines show the pool and buffers it made and
+    attached, and no dma-buf request."""
+    (scenario,) = DISPLAY.select(["vtest-virgl"], "*/host/gl+wayland")
+    (result,) = run_scenarios([scenario])
+    assert outcome_or_skip(result) == verdict.PASS, describe(result)
+    shown = entry_of(result, toolset).presentation
+    assert shown is not None and shown.buffer_path == "shm" and not shown.offered_dmabuf, shown
+    trace = Path(result.launch.logs["probe"]).read_text(errors="replace")
+    pools = re.findall(r"wl_shm@\d+\.create_pool\(|wl_shm#\d+\.create_pool\(", trace)
+    made = re.findall(r"wl_shm_pool[@#]\d+\.create_buffer\(", trace)
+    attached = re.findall(r"wl_surface[@#]\d+\.attach\(wl_buffer[@#]\d+", trace)
+    assert pools and made and attached, trace[-2000:]
+    assert "zwp_linux_buffer_params_v1" not in trace
+    assert shown.buffers_created == len(made), (shown, len(made))
+    # its frames were the surface's commits, each with a buffer attached
+    measured = bufferpath.read_trace(Path(result.launch.logs["probe"]))
+    assert measured.attaches == len(attached) and measured.commits >= len(attached)
