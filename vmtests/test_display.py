@@ -16,6 +16,7 @@ from .conftest import describe, outcome_or_skip
 
 DISPLAY = matrix.load(matrix.DEFAULT_MATRIX.parent / "display.toml")
 
+
 def display_param(scenario):
     """Each in the quick tier: the grid takes about 25 s on 2 cores (2 workers), warm."""
     return pytest.param(scenario, marks=pytest.mark.launches(scenario.spec.family),

@@ -65,9 +65,15 @@ def select(args) -> Tuple[matrix_mod.Matrix, List[Scenario]]:
     in_matrix(loaded, "probes", probes, list(dict.fromkeys(s.probe for s in loaded.scenarios)))
     if getattr(args, "machine", None) is not None:
         loaded = matrix_mod.on_machine(loaded, args.machine)
+    offscreen = loaded
     if listed(args, "displays"):
         loaded = matrix_mod.on_displays(loaded, listed(args, "displays") or [])
     chosen = loaded.select(wanted, getattr(args, "filter", None), runtimes, probes)
+    if not chosen and loaded is not offscreen and offscreen.select(
+            wanted, getattr(args, "filter", None), runtimes, probes):
+        raise InputError(f"{loaded.source}: --displays {','.join(listed(args, 'displays') or [])}"
+                         ": the scenarios asked for cannot present on a display (the host, "
+                         "sandbox, container and flatpak paths' gl and vulkan probes can)")
     if not chosen:
         asked = " ".join(f"--{option} {shown(getattr(args, option))}" for option in
                          ("paths", "runtimes", "probes", "displays", "filter", "machine")

@@ -247,7 +247,8 @@ def weston(toolset: Toolset, workspace: Workspace, renderer: str,
     # anyway, so that a weston killed mid-run leaves neither behind either.
     spec = ServiceSpec("weston", argv, env, str(workspace.result_dir / "weston.log"),
                        ready_timeout_s=READY_TIMEOUT_S,
-                       leaves=(str(sock), f"{sock}.lock"), stop_leader_first=True)
+                       leaves=(str(sock), f"{sock}.lock"), stop_leader_first=True,
+                       rerun_dirs=(str(runtime),), rerun_socket=str(sock))
     server = DisplayServer("wayland", "weston", spec, renderer, sock,
                            {"XDG_RUNTIME_DIR": str(runtime), "WAYLAND_DISPLAY": WAYLAND_SOCKET},
                            size, WESTON_BACKGROUND, toolset.path("weston-screenshooter"),
@@ -268,7 +269,8 @@ def xvfb(toolset: Toolset, workspace: Workspace, size: Tuple[int, int]) -> Displ
     spec = ServiceSpec("Xvfb", argv, {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
                                       **toolset.host_gl_env()},
                        str(workspace.result_dir / "xvfb.log"), ready_timeout_s=READY_TIMEOUT_S,
-                       leaves=(f"/tmp/.X{number}-lock", sock))
+                       leaves=(f"/tmp/.X{number}-lock", sock), rerun_dirs=(str(fbdir),),
+                       rerun_socket=sock)
     server = DisplayServer("x11", "Xvfb", spec, "fb", Path(sock), {"DISPLAY": f":{number}"},
                            size, XVFB_BACKGROUND, str(fbdir / "Xvfb_screen0"), workspace.tmp_dir,
                            toolset.version("Xvfb"))

@@ -42,6 +42,10 @@ class ServiceSpec:
     # Stopped by a SIGTERM to its process alone, which ends its children itself (weston, whose
     # desktop shell dying of the group's signal first makes it exit 1)
     stop_leader_first: bool = False
+    # For its rerun.sh where readiness is a check the script cannot make: the folders it makes
+    # first (0700: a Wayland runtime folder) and the socket it waits for
+    rerun_dirs: Tuple[str, ...] = ()
+    rerun_socket: Optional[str] = None
 
 
 def unix_socket_accepts(path: str) -> bool:
