@@ -22,10 +22,10 @@ def test_default_matrix_expands():
         "sandbox-hostdeps/host/vulkan", "sandbox-hostdeps-glibc/host/gl",
                    "sandbox-hostdeps-glibc/host/vulkan",
         "sandbox-capsule/host/gl", "sandbox-capsule/host/vulkan", "vtest-virgl/host/gl",
-                   "vtest-virgl/trixie/gl",
+                   "vtest-virgl/trixie/gl", "vtest-virgl/trixie/gl+wayland",
         "podman-vtest/trixie/gl",
         "podman-dri/trixie/gl", "podman-dri/trixie/gl@virgl-guest", "podman-dri/trixie/vulkan",
-        "flatpak-vtest/host/gl", "flatpak-vtest/trixie/gl",
+        "flatpak-vtest/host/gl", "flatpak-vtest/trixie/gl", "flatpak-vtest/trixie/gl+wayland",
         "flatpak-dri/host/gl", "flatpak-dri/host/vulkan", "flatpak-dri/trixie/gl",
                    "flatpak-dri/trixie/gl@virgl-guest",
         "flatpak-dri/trixie/vulkan",
@@ -130,7 +130,8 @@ def test_json_form_expands_like_toml(tmp_path):
 def test_select_by_path_and_glob():
     m = matrix.load()
     assert [s.id for s in m.select(["vtest-virgl"])] == ["vtest-virgl/host/gl",
-                                                         "vtest-virgl/trixie/gl"]
+                                                         "vtest-virgl/trixie/gl",
+                                                         "vtest-virgl/trixie/gl+wayland"]
     assert [s.id for s in m.select(None, "*-*/host/gl")] == [
         "sandbox-dri/host/gl", "sandbox-hostlibs/host/gl", "sandbox-hostdeps/host/gl",
                                                              "sandbox-hostdeps-glibc/host/gl",

@@ -283,8 +283,13 @@ def driver_row(record: dict) -> List[Cell]:
             if mismatches else Cell("none", css_class(Outcome.PASS))]
 
 
-BUILDERS = (vtest_compat, exposure, isolation, cost, driver_matching, security, presentation)
+BUILDERS = (vtest_compat, exposure, isolation, cost, driver_matching, security)
 
 
 def build(scenarios: Sequence[ScenarioEntry]) -> List[Answer]:
-    return [builder(list(scenarios)) for builder in BUILDERS]
+    """Every answer; the presentation answer where a scenario presented on a display (a run
+    without one, and every run written before the display axis, reads as it did)."""
+    listed = list(scenarios)
+    presented = any(entry.display != "offscreen" for entry in listed)
+    return [builder(listed) for builder in BUILDERS] + ([presentation(listed)] if presented
+                                                        else [])
