@@ -71,3 +71,54 @@ def test_a_wayland_clients_buffer_path_is_what_its_protocol_trace_shows(run_scen
     # its frames were the surface's commits, each with a buffer attached
     measured = bufferpath.read_trace(Path(result.launch.logs["probe"]))
     assert measured.attaches == len(attached) and measured.commits >= len(attached)
+
+
+DESKTOP = matrix.load(matrix.DEFAULT_MATRIX.parent / "desktop.toml")
+# the apps on the host runtime in the quick tier; on trixie (a runtime derived with the apps'
+# packages, built once) in the whole one
+DESKTOP_QUICK = {"flatpak-vtest/host/gnome-clocks+wayland", "vtest-virgl/host/gtk4-gears+wayland",
+                 "native/host/gnome-clocks-cairo+wayland"}
+
+
+def desktop_param(scenario):
+    marks = ([pytest.mark.launches(scenario.spec.family)] if scenario.id in DESKTOP_QUICK
+             else [pytest.mark.full("every-runtime")])
+    return pytest.param(scenario, marks=marks, id=scenario.id)
+
+
+@pytest.mark.parametrize("scenario", [desktop_param(s) for s in DESKTOP.scenarios])
+def test_a_real_desktop_app_shows_its_window_through_the_path(scenario, run_scenarios, toolset):
+    """desktop.toml: the app's window is in the capture, and what its toolkit drew with is
+    measured (GTK's GL renderer maps the GL driver; through a vtest path, virpipe's buffers)."""
+    (result,) = run_scenarios([scenario])
+    assert outcome_or_skip(result) == verdict.PASS, describe(result)
+    entry = entry_of(result, toolset)
+    (subtest,) = result.verdict.subtests
+    assert subtest.detail.startswith("shown for 6 s, captured, then ended"), subtest
+    shown = entry.presentation
+    assert shown is not None and shown.buffer_path == "shm", shown
+    cairo = dict(scenario.declared.settings.get("env", {})).get("GSK_RENDERER") == "cairo"
+    assert shown.toolkit_renderer == ("software" if cairo else "gl"), shown
+    drivers = entry.raw["presentation"]["toolkit_drivers"]
+    assert ("vtest buffers (virpipe)" in drivers) == ("vtest" in scenario.path_id
+                                                     and not cairo), drivers
+    assert screen_judged(result).startswith("screen: a window is shown"), describe(result)
+
+
+def screen_judged(result) -> str:
+    (check,) = [c for c in result.verdict.checks if c.name == "screen"]
+    return check.detail
+
+
+@pytest.mark.launches("sandbox")
+def test_an_app_that_draws_nothing_is_a_blank_capture(run_scenarios):
+    """A real weston, and an app that is up for duration_s without a window: the capture is the
+    desktop alone, a blank-capture Fail, never a Pass."""
+    loaded = matrix.expand({
+        "matrix": {"paths": ["vtest-virgl"], "probes": ["idle"]},
+        "probes": {"idle": {"kind": "command", "argv": ["sleep", "30"], "display": "wayland",
+                            "duration_s": 1}}}, "<test>")
+    (result,) = run_scenarios(loaded.scenarios)
+    assert outcome_or_skip(result) == verdict.FAIL, describe(result)
+    assert result.verdict.failure_kind.value == "blank-capture", describe(result)
+    assert screen_judged(result).startswith("screen: the screen is one colour"), describe(result)

@@ -2,7 +2,7 @@
 client's Wayland protocol trace, or on X11 from what the probe mapped and the server offered),
 the buffers, the frames presented and discarded, and the rate they were presented at."""
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import List, Mapping, Optional
 
 from . import bufferpath
 
@@ -23,13 +23,48 @@ def buffer_path_of(display: str, presentation: Mapping,
     return None
 
 
-def facts(display: str, report: Mapping, probe_log: Optional[str]) -> Optional[dict]:
+def toolkit_renderer(drivers: List[str]) -> str:
+    """What an app drew with, from the drivers its processes mapped: vulkan, gl, or software."""
+    if any(name.startswith("libvulkan_") for name in drivers):
+        return "vulkan"
+    if any(name.endswith("_dri.so") or name.startswith(("libgallium", "libnvidia-"))
+           for name in drivers):
+        return "gl"
+    return "software"
+
+
+def app_facts(display: str, report: Mapping, probe_out: Optional[Path]) -> Optional[dict]:
+    """An app's window (a workload step shown on a display): its buffer path from its own
+    protocol trace (its step's log, on Wayland), and what its toolkit drew with."""
+    steps = report.get("steps")
+    shown = [step for step in steps if isinstance(step, Mapping) and step.get("shown")] \
+        if isinstance(steps, list) else []
+    if not shown:
+        return None
+    step = shown[0]
+    drivers = [str(name) for name in step.get("drivers") or []]
+    log = probe_out / str(step["log"]) if probe_out and step.get("log") else None
+    found = buffer_path_of(display, {}, str(log) if log else None)
+    return {"app": step.get("name"), "toolkit_renderer": toolkit_renderer(drivers),
+            "toolkit_drivers": drivers, "captured": step.get("captured"),
+            "buffer_path": found.paths[0] if found and found.paths else None,
+            "buffer_paths": found.paths if found else [],
+            "buffer_source": found.source if found else None,
+            "buffers_created": sum(found.created.values()) if found else None,
+            "offered_dmabuf": bool(found and "zwp_linux_dmabuf_v1" in found.offered)}
+
+
+def facts(display: str, report: Mapping, probe_log: Optional[str],
+          probe_out: Optional[Path] = None) -> Optional[dict]:
     """results.json's `presentation` of one scenario (None offscreen, or where the probe said
     nothing of its window): buffer_path, the paths and buffers behind it, frames presented per
-    second (the median of the timed rounds, with their spread) and how the last frame ended."""
+    second (the median of the timed rounds, with their spread) and how the last frame ended; for
+    an app, what its toolkit drew with (app_facts)."""
     presentation = report.get("presentation")
-    if display == "offscreen" or not isinstance(presentation, Mapping):
+    if display == "offscreen":
         return None
+    if not isinstance(presentation, Mapping):
+        return app_facts(display, report, probe_out)
     timings = report.get("timings") if isinstance(report.get("timings"), Mapping) else {}
     assert isinstance(timings, Mapping)
     found = buffer_path_of(display, presentation, probe_log)

@@ -187,3 +187,28 @@ def describe_blank(blank: str) -> str:
     return {"black": "all black", "uniform": "one colour",
             "flat-window": "the background and one flat colour (a window that shows "
                            "nothing)"}[blank]
+
+
+MIN_WINDOW_SHARE = 0.01  # an app's window: at least this share of the screen differs from the rest
+SHADOW_CHANNEL = 48  # a channel within this of the background's is shadow or background
+
+
+def judge_shown(capture_path: PathLike) -> ScreenJudgement:
+    """An app's capture (no golden: what an app draws changes, a clock's digits): a window is
+    shown where the screen has content beyond its background over at least MIN_WINDOW_SHARE of
+    it (a window's soft shadow not counted)."""
+    capture = load(capture_path)
+    size = (capture.shape[1], capture.shape[0])
+    artifacts = {"capture": str(capture_path)}
+    blank = blank_class(capture)
+    if blank is not None:
+        return ScreenJudgement("blank", f"the screen is {describe_blank(blank)} "
+                               f"({size[0]}x{size[1]} capture)", size, blank,
+                               artifacts=artifacts)
+    distance = np.abs(capture.astype(np.int16) - background(capture).astype(np.int16))
+    share = float((distance > SHADOW_CHANNEL).any(axis=2).mean())
+    if share < MIN_WINDOW_SHARE:
+        return ScreenJudgement("not-found", f"only {share:.2%} of the screen differs from its "
+                               "background: no window shown", size, artifacts=artifacts)
+    return ScreenJudgement("match", f"a window is shown ({share:.0%} of the screen differs from "
+                           "its background)", size, found_by="region", artifacts=artifacts)

@@ -12,7 +12,7 @@ from ..core.errors import joined_lines
 from . import screen
 from ..host import diagnosis, emulation, hostdriver
 from ..scenario import imagecompare, machine_specs, paths as path_registry, probes
-from ..scenario.imagecompare import Comparison
+from ..scenario.imagecompare import Comparison, UnreadableImage
 from ..launch.lifecycle import HarnessFault, LaunchResult
 from ..scenario.model import Scenario
 from ..scenario.outcomes import Failure, FailureKind, Outcome, Subtest, SubtestOutcome
@@ -392,12 +392,19 @@ def compare_images(scenario: Scenario, observed: Observed,
 def judge_screen(scenario: Scenario, launch: LaunchResult,
                  goldens: Optional[Goldens]) -> Optional[screen.ScreenJudgement]:
     """A presenting scenario's capture, its window found by the probe's own image and compared
-    with the golden (None where no capture came)."""
+    with the golden, or an app's window found at all (None where no capture came)."""
     capture = launch.artifacts.get("screen")
-    if not scenario.presents or not capture or goldens is None:
+    if not scenario.presents or not capture:
         return None
-    return screen.judge(capture, goldens.folder / f"{scenario.golden}.png", scenario.tolerance,
-                        launch.image_path)
+    try:
+        if scenario.declared:  # an app's window: shown or not, no golden
+            return screen.judge_shown(capture)
+        if goldens is None:
+            return None
+        return screen.judge(capture, goldens.folder / f"{scenario.golden}.png",
+                            scenario.tolerance, launch.image_path)
+    except UnreadableImage as exc:
+        return screen.ScreenJudgement("not-found", f"the capture cannot be read: {exc}", (0, 0))
 
 
 def evaluate(scenario: Scenario, observed: Observed, host: HostFacts,

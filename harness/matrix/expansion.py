@@ -149,15 +149,16 @@ def why_empty(path_ids: List[str], runtimes: List[Runtime], probe_ids: List[str]
 
 
 def compatible(path_id: str, runtime: Runtime, program: str, machine: str = LOCAL,
-               display: str = Display.OFFSCREEN) -> bool:
+               display: str = Display.OFFSCREEN, app: bool = False) -> bool:
     """Whether the path's family can run in that runtime (a host process: the host runtime only)
     and on that machine (a VM path runs on this host only), the path speaks the API of the
     probe program (probes.PROBES key: vtest-virgl has no Vulkan), and its family can hand a
-    display server's socket to its workload (a presenting probe exists for the program)."""
+    display server's socket to its workload (a presenting probe exists for the program, or it
+    is an `app`: a workload that shows its own window)."""
     spec = path_registry.get(path_id)
     family = registry.of(spec)
     presentable = display == Display.OFFSCREEN or (display in family.displays
-                                                   and program in PRESENTING)
+                                                   and (program in PRESENTING or app))
     return family.accepts(runtime) and spec.runs(program) and presentable and (
         machine == LOCAL or family.runs_in_guest)
 
@@ -298,8 +299,13 @@ def expand(data, source: str) -> Matrix:
             path_ids, runtime_ids, probe_ids, display_ids, machine_ids):
         runtime = runtimes[runtime_name]
         program = WORKLOAD_PROBE if probe in declared else probe
+        shows_on = declared[probe].settings.get("display") if probe in declared else None
+        if shows_on is not None:  # an app shows its window on its own display, whatever the axis
+            if display != Display.OFFSCREEN:
+                continue
+            display = shows_on
         if excluded(excludes, path, runtime_name, probe, machine, display) or not compatible(
-                path, runtime, program, machine, display):
+                path, runtime, program, machine, display, app=shows_on is not None):
             continue
         this_id = scenario_id(path, runtime_name, probe, machine, display)
         if this_id in seen:

@@ -6,7 +6,11 @@ for the golden: the path works before the workload is judged), then runs each st
 the harness wrote into its output folder (workload.json) in the same environment, one after the
 other, each with its own deadline; the report adds each step's exit, signal, time and the tail of
 its output (the whole output is steps/NAME.log). "{out}" in a step's argv or environment is the
-output folder as the path sees it (the harness puts the workload's own files in {out}/inputs)."""
+output folder as the path sees it (the harness puts the workload's own files in {out}/inputs).
+
+A step with show_s is an app on a display: once it has run that long it is still up, the probe
+notes which GL and Vulkan drivers its processes mapped, writes present-ready.json (the harness
+then captures the screen and writes present-captured), and ends the app's process group."""
 import difflib
 import glob
 import json
@@ -23,6 +27,12 @@ from probelib import arguments, run
 PROBE_VERSION = "2"
 PLAN = "workload.json"
 OUTPUT_TAIL = 16384
+READY, CAPTURED = "present-ready.json", "present-captured"  # harness.launch.presenting's names
+CAPTURE_WAIT_S = 30.0
+# the libraries that say which driver an app drew with (its GL or Vulkan driver)
+DRIVER_LIBS = re.compile(r"/(\w+_dri\.so|libgallium[-\w.]*\.so|libvulkan_\w+\.so|"
+                         r"libnvidia-(?:glcore|eglcore)\.so)")
+VTEST_BUFFERS = "/memfd:vtest-res"  # a vtest client's resources (Mesa's virpipe maps them)
 
 
 def find(program, search):
@@ -80,18 +90,73 @@ def run_step(step, out):
         process = subprocess.Popen([program, *argv[1:]], stdout=handle, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, cwd=work, start_new_session=True,
                                    env={**os.environ, **env})
-        try:
-            process.wait(timeout=step["timeout_s"])
-            found["timed_out"] = False
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-            found["timed_out"] = True
+        if step.get("show_s") is not None and shown_then_ended(process, step, out, found):
+            pass
+        else:
+            try:
+                process.wait(timeout=step["timeout_s"])
+                found["timed_out"] = False
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+                found["timed_out"] = True
     found["seconds"] = round(time.perf_counter() - started, 3)
     code = process.returncode
+    if found.get("shown"):  # ended here, after its capture: not its own exit
+        code = 0
     found.update(exit_code=code if code >= 0 else None, signal=-code if code < 0 else None,
                  output=tail(log), log=os.path.relpath(log, out))
     return found
+
+
+def group_drivers(pgid):
+    """The driver libraries the processes of a group have mapped, by file name, sorted."""
+    found: set = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.getpgid(int(pid)) != pgid:
+                continue
+            with open(f"/proc/{pid}/maps") as maps:
+                text = maps.read()
+            found.update(m.group(1) for m in DRIVER_LIBS.finditer(text))
+            if VTEST_BUFFERS in text:
+                found.add("vtest buffers (virpipe)")
+        except (OSError, ProcessLookupError):
+            continue
+    return sorted(found)
+
+
+def shown_then_ended(process, step, out, found):
+    """An app on a display: True once it was up for show_s, captured and ended (found says
+    shown and what it drew with); False where it ended before that (its exit is then judged)."""
+    try:
+        process.wait(timeout=step["show_s"])
+        return False
+    except subprocess.TimeoutExpired:
+        pass
+    found.update(timed_out=False, shown=True, drivers=group_drivers(process.pid))
+    ready = os.path.join(out, READY)
+    with open(ready + ".part", "w") as handle:
+        json.dump({"app": step["name"], "pid": process.pid, "drivers": found["drivers"]}, handle)
+    os.rename(ready + ".part", ready)
+    deadline = time.monotonic() + CAPTURE_WAIT_S
+    while not os.path.exists(os.path.join(out, CAPTURED)) and time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    found["captured"] = os.path.exists(os.path.join(out, CAPTURED))
+    for sig, grace in ((signal.SIGTERM, 3.0), (signal.SIGKILL, None)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            process.wait(timeout=grace)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    process.wait()
+    return True
 
 
 def render(args, step, seen):

@@ -101,6 +101,7 @@ class Presentation:
     offered_dmabuf: bool = False
     fps: Optional[float] = None
     fps_spread: Optional[Spread] = None
+    toolkit_renderer: Optional[str] = None  # an app's: gl, vulkan or software (what it mapped)
 
 
 def check(data: object) -> Check:
@@ -198,4 +199,5 @@ def presentation(data: Mapping) -> Optional[Presentation]:
                         if isinstance(size, list) else None,
                         read.whole(data, "presented"), read.whole(data, "discarded"),
                         read.text(data, "last_frame"), read.flag(data, "offered_dmabuf") is True,
-                        read.number(data, "fps"), read.spread(data, "fps_spread"))
+                        read.number(data, "fps"), read.spread(data, "fps_spread"),
+                        read.text(data, "toolkit_renderer"))

@@ -37,6 +37,7 @@ def record(entry: ScenarioEntry, offscreen: Optional[float]) -> dict:
         "frames_presented": shown.presented if shown else None,
         "fps": fps, "fps_spread": list(shown.fps_spread) if shown and shown.fps_spread else None,
         "offscreen_fps": offscreen,
+        "toolkit_renderer": shown.toolkit_renderer if shown else None,
         # presenting's cost: its frame rate as a share of the same scenario's offscreen one
         "vs_offscreen": round(fps / offscreen, 3) if fps and offscreen else None,
     }
@@ -51,7 +52,9 @@ def row(found: dict, entry: ScenarioEntry) -> List[Cell]:
     if found["buffers"]:
         buffers += f" ({found['buffers']} buffers)"
     return [Cell(found["path"] + ("" if found["machine"] == "local" else f"@{found['machine']}")),
-            Cell(found["runtime"]), Cell(found["api"]), Cell(found["display"]),
+            Cell(found["runtime"]),
+            Cell(found["api"] + (f" (drew with {found['toolkit_renderer']})"
+                                 if found["toolkit_renderer"] else "")), Cell(found["display"]),
             Cell(found["presented"], css_class(entry.outcome), entry.reason), Cell(buffers),
             Cell("yes" if found["dmabuf_offered"] else "no"), Cell(fps), Cell(share)]
 
@@ -63,7 +66,8 @@ def presentation(scenarios: List[ScenarioEntry]) -> Answer:
                     "protocol trace on Wayland, what it mapped on X11); frames presented per "
                     "second, the median of the timed rounds with their spread, and that as a share "
                     "of the same scenario offscreen (an X server with no vsync shows no cost).",
-                    ["path", "runtime", "api", "display", "presented", "buffer path",
+                    ["path", "runtime", "api (an app: what it drew with)", "display", "presented",
+                     "buffer path",
                      "dma-buf offered", "fps (spread)", "vs offscreen"])
     offscreen = offscreen_fps(scenarios)
     for entry in scenarios:

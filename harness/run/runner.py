@@ -190,7 +190,7 @@ def probe_args(scenario: Scenario) -> List[str]:
     args = list(scenario.probe_args)
     if "--step-timeout" not in args:
         args += ["--step-timeout", f"{scenario.timeout_s / STEP_SHARE:g}"]
-    if scenario.presents:  # the presenting probe: which API, and which server to present to
+    if scenario.presents and not scenario.declared:  # the presenting probe: API and server
         args += ["--api", probes.get(scenario.probe).api, "--display", scenario.display]
     return args
 

@@ -33,6 +33,8 @@ class Step:
     search: Tuple[str, ...] = ()
     # other programs it starts, which the runtime must have too (a display's)
     also: Tuple[str, ...] = ()
+    # an app on a display: shown this long, then its screen captured and the app ended
+    show_s: Optional[float] = None
 
     @property
     def programs(self) -> Tuple[str, ...]:
@@ -41,7 +43,8 @@ class Step:
     def to_dict(self) -> dict:
         return {"name": self.name, "argv": list(self.argv), "timeout_s": self.timeout_s,
                 "env": dict(self.env),
-                "search": list(self.search)}
+                "search": list(self.search),
+                **({"show_s": self.show_s} if self.show_s is not None else {})}
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,10 @@ class StepRun:
     path_renderer: str = ""  # the renderer the path gave the workload probe's gl scene
     searched: Tuple[str, ...] = ()  # not found: the step's search folders the runtime has
     near: Tuple[str, ...] = ()  # not found: the names in them closest to the program's
+    # an app on a display: still running when its screen was captured (then ended by the probe)
+    shown: bool = False
+    # the GL and Vulkan drivers its processes had mapped when captured (what the toolkit drew with)
+    drivers: Tuple[str, ...] = ()
 
     @classmethod
     def from_dict(cls, data: dict, out_dir: Optional[Path] = None,
@@ -67,7 +74,8 @@ class StepRun:
                    bool(data.get("timed_out")),
                    float(data.get("seconds") or 0.0), str(data.get("output", "")),
                    str(data.get("not_found", "")),
-                   out_dir, path_renderer, strings(data.get("searched")), strings(data.get("near")))
+                   out_dir, path_renderer, strings(data.get("searched")), strings(data.get("near")),
+                   data.get("shown") is True, strings(data.get("drivers")))
 
     @property
     def ended(self) -> bool:

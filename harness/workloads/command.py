@@ -11,6 +11,15 @@ from .base import (OUT, STEP_TIMEOUT_S, Key, Problems, Step, StepRun, WorkloadKi
                    string_list, string_table, text)
 
 WORK = "steps/work"  # the command's working folder, in the probe's output folder
+DEFAULT_SHOW_S = 5.0  # an app on a display: its window shown this long before the capture
+DISPLAYS = ("wayland", "x11")
+
+
+def app_display(problems: Problems, key: str, value: Any) -> Any:
+    if value not in DISPLAYS:
+        problems.add(key, f"must be one of {', '.join(DISPLAYS)}")
+        return None
+    return value
 PICTURE_SUFFIX = "-picture"
 
 
@@ -48,6 +57,10 @@ class Command(WorkloadKind):
         "bundle": Key(host_file,
                       "a Flatpak bundle (.flatpak) whose app it runs in (the flatpak paths, over "
                                  "the scenario's runtime), relative to the matrix"),
+        "display": Key(app_display, "the display it shows a window on (wayland, x11): a server "
+                       "the scenario starts, whose screen is captured after duration_s"),
+        "duration_s": Key(positive_number, "seconds its window is shown before the capture "
+                          "(with display), after which it is ended"),
         "files": Key(host_files,
                      "host files it reads (its script, its data), relative to the matrix: "
                                  "each is {out}/inputs/NAME inside the path"),
@@ -61,6 +74,8 @@ class Command(WorkloadKind):
         if ("picture" in table) != ("golden" in table):
             problems.add("golden" if "picture" in table else "picture",
                          "picture and golden go together")
+        if "duration_s" in table and "display" not in table:
+            problems.add("duration_s", "goes with display (how long its window is shown)")
         return found
 
     def shipped_in(self, settings: Dict[str, Any]) -> Optional[Tuple[str, str]]:
@@ -86,8 +101,9 @@ class Command(WorkloadKind):
     def steps(self, settings: Dict[str, Any], probe: str) -> List[Step]:
         """The program, as one step named after the probe ([probes.NAME]): the subtest is NAME, its
         picture NAME-picture, whatever the program is called (sh, python3)."""
+        shown = settings.get("duration_s", DEFAULT_SHOW_S) if "display" in settings else None
         return [Step(probe, tuple(settings["argv"]), settings["timeout_s"],
-                     tuple(sorted(settings.get("env", {}).items())))]
+                     tuple(sorted(settings.get("env", {}).items())), show_s=shown)]
 
     def judge_output(self, settings: Dict[str, Any], run: StepRun) -> Subtest:
         figures: Dict[str, float] = {}
@@ -99,6 +115,15 @@ class Command(WorkloadKind):
                 except ValueError:
                     pass
         wanted = settings["expect_exit"]
+        drawn = f"; drew with {', '.join(run.drivers)}" if run.drivers else (
+            "; no GL or Vulkan driver mapped (software drawing)" if run.shown else "")
+        if "display" in settings and not run.shown:
+            return Subtest(run.name, SubtestOutcome.FAIL, f"it ended (exit {run.exit_code}) before "
+                           "its window was captured", run.seconds, figures)
+        if run.shown:
+            shown_s = settings.get("duration_s", DEFAULT_SHOW_S)
+            return Subtest(run.name, SubtestOutcome.PASS, f"shown for {shown_s:g} s, captured, "
+                           f"then ended{drawn}", run.seconds, figures)
         if run.exit_code != wanted:
             return Subtest(run.name, SubtestOutcome.FAIL, f"exit {run.exit_code}, not {wanted}",
                            run.seconds, figures)
