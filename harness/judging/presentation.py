@@ -24,13 +24,13 @@ def buffer_path_of(display: str, presentation: Mapping,
 
 
 def toolkit_renderer(drivers: List[str]) -> str:
-    """What an app drew with, from the drivers its processes mapped: vulkan, gl, or software."""
+    """What an app drew with, from the drivers its processes mapped: vulkan, gl, or cpu (none)."""
     if any(name.startswith("libvulkan_") for name in drivers):
         return "vulkan"
     if any(name.endswith("_dri.so") or name.startswith(("libgallium", "libnvidia-"))
            for name in drivers):
         return "gl"
-    return "software"
+    return "cpu"
 
 
 def app_facts(display: str, report: Mapping, probe_out: Optional[Path]) -> Optional[dict]:

@@ -101,7 +101,7 @@ class Presentation:
     offered_dmabuf: bool = False
     fps: Optional[float] = None
     fps_spread: Optional[Spread] = None
-    toolkit_renderer: Optional[str] = None  # an app's: gl, vulkan or software (what it mapped)
+    toolkit_renderer: Optional[str] = None  # an app's: gl, vulkan or cpu (what it mapped)
 
 
 def check(data: object) -> Check:
