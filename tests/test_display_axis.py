@@ -79,3 +79,10 @@ def test_results_read_back_carry_the_display_and_a_grid_of_its_own():
         ("gl", "offscreen", "local"), ("gl", "wayland", "local"),
         ("vulkan", "x11", "virgl-guest")]
     assert [g.probe for g in grid.build(read)] == ["gl", "gl+wayland", "vulkan+x11"]
+
+
+def test_a_matrix_whose_paths_cannot_present_says_why_it_is_empty():
+    with pytest.raises(InputError) as raised:
+        matrix.expand({"matrix": {"paths": ["vm-virgl"], "displays": ["wayland"]}}, "m.toml")
+    assert str(raised.value) == ("m.toml: matrix: expands to no scenarios: vm-virgl (vm family) "
+                                 "hands its workload no display server, not wayland")

@@ -124,7 +124,8 @@ def pairing_rule(path_id: str) -> str:
 
 def why_empty(path_ids: List[str], runtimes: List[Runtime], probe_ids: List[str],
               excludes: List[dict],
-              machine_ids: Sequence[str] = (LOCAL,), declared: Sequence[str] = ()) -> str:
+              machine_ids: Sequence[str] = (LOCAL,), declared: Sequence[str] = (),
+              display_ids: Sequence[str] = (Display.OFFSCREEN,)) -> str:
     """Why no path, runtime and probe paired: what is empty, else each rule that left nothing."""
     empty = [name for name, items in (("matrix.paths", path_ids), ("matrix.runtimes", runtimes),
                                       ("matrix.probes", probe_ids)) if not items]
@@ -143,6 +144,10 @@ def why_empty(path_ids: List[str], runtimes: List[Runtime], probe_ids: List[str]
         elif LOCAL not in machine_ids and not registry.of(spec).runs_in_guest:
             reasons.append(f"{path} ({spec.family} family) runs on this host only, not in a "
                            "machine's guest")
+        elif Display.OFFSCREEN not in display_ids and not set(display_ids) & set(
+                registry.of(spec).displays):
+            reasons.append(f"{path} ({spec.family} family) hands its workload no display "
+                           f"server, not {', '.join(display_ids)}")
     if not reasons and excludes:
         reasons.append("matrix.exclude leaves nothing")
     return "; ".join(reasons) or "no path pairs with a runtime and a probe"
@@ -321,8 +326,7 @@ def expand(data, source: str) -> Matrix:
                                         machine, declared.get(probe), workload_packages, display))
     if not scenarios and not problems.lines:
         why = why_empty(path_ids, [runtimes[name] for name in runtime_ids], probe_ids, excludes,
-                        machine_ids,
-                        list(declared))
+                        machine_ids, list(declared), display_ids)
         problems.add("matrix", f"expands to no scenarios: {why}")
     for index, (pattern, _, _) in enumerate(overrides):
         if not any(fnmatch.fnmatchcase(s.id, pattern) for s in scenarios):
