@@ -11,7 +11,7 @@ import pytest
 
 from harness import matrix
 from harness.core.errors import InputError
-from harness.judging import screen
+from harness.judging import presentation, screen
 from harness.workloads import command
 from harness.workloads.base import StepRun
 from harness.scenario.outcomes import SubtestOutcome
@@ -145,3 +145,26 @@ def test_a_shown_app_passes_saying_what_it_drew_with():
 def test_an_apps_capture_shows_a_window_or_is_blank(name, kind):
     judged = screen.judge_shown(SCREENS / name)
     assert judged.kind == kind, judged.reason
+
+
+APPS = Path(__file__).parent / "files" / "apps"  # GNOME Clocks (GTK 4.18) via flatpak-vtest
+
+
+def test_an_apps_facts_are_its_drivers_its_buffer_path_and_its_own_messages(tmp_path):
+    """From a real run's step report and log: GTK's GL renderer on trixie's Mesa through virpipe,
+    its frames through wl_shm, and what GLib and fontconfig said."""
+    step = json.loads((APPS / "gnome-clocks-trixie-step.json").read_text())
+    steps = tmp_path / "steps"
+    steps.mkdir()
+    (steps / "gnome-clocks.log").write_bytes(
+        (APPS / "gnome-clocks-trixie-flatpak-vtest.log").read_bytes())
+    found = presentation.facts("wayland", {"steps": [step]}, None, tmp_path)
+    assert found is not None
+    assert (found["toolkit_renderer"], found["buffer_path"], found["captured"]) == (
+        "gl", "shm", True)
+    assert "vtest buffers (virpipe)" in found["toolkit_drivers"]
+    assert ("Gtk-WARNING: Unable to acquire session bus: Cannot autolaunch D-Bus without X11 "
+            "$DISPLAY") in found["app_messages"]
+    assert all("**" not in message for message in found["app_messages"])
+    assert presentation.toolkit_renderer([]) == "cpu"
+    assert presentation.toolkit_renderer(["libvulkan_lvp.so"]) == "vulkan"

@@ -1,6 +1,7 @@
 """How a presenting scenario's frames reached its display server: the buffer path (from the
 client's Wayland protocol trace, or on X11 from what the probe mapped and the server offered),
 the buffers, the frames presented and discarded, and the rate they were presented at."""
+import re
 from pathlib import Path
 from typing import List, Mapping, Optional
 
@@ -27,15 +28,41 @@ def toolkit_renderer(drivers: List[str]) -> str:
     """What an app drew with, from the drivers its processes mapped: vulkan, gl, or cpu (none)."""
     if any(name.startswith("libvulkan_") for name in drivers):
         return "vulkan"
-    if any(name.endswith("_dri.so") or name.startswith(("libgallium", "libnvidia-"))
+    if any(name.endswith("_dri.so") or name.startswith(("libgallium", "libnvidia-", "vtest"))
            for name in drivers):
         return "gl"
     return "cpu"
 
 
+# GLib's log lines ("(app:12): Gtk-WARNING **: 05:42:40.593: ...") and fontconfig's errors
+APP_MESSAGE = re.compile(r"^\(([^():]+):\d+\): ([\w.-]+-(?:WARNING|CRITICAL|ERROR)) \*\*: "
+                         r"(?:[\d:.]+: )?(.*)$|^(Fontconfig error: .*)$")
+MAX_MESSAGES = 10
+
+
+def app_messages(log: Optional[Path]) -> List[str]:
+    """The app's own warnings and errors in its step's log (its protocol trace aside), each once,
+    without its pid and time."""
+    if log is None or not log.is_file():
+        return []
+    found: List[str] = []
+    with open(log, errors="replace") as handle:
+        for line in handle:
+            match = APP_MESSAGE.match(line.rstrip("\n"))
+            if not match:
+                continue
+            text = match.group(4) or f"{match.group(2)}: {match.group(3)}"
+            if text not in found:
+                found.append(text)
+            if len(found) == MAX_MESSAGES:
+                break
+    return found
+
+
 def app_facts(display: str, report: Mapping, probe_out: Optional[Path]) -> Optional[dict]:
     """An app's window (a workload step shown on a display): its buffer path from its own
-    protocol trace (its step's log, on Wayland), and what its toolkit drew with."""
+    protocol trace (its step's log, on Wayland), what its toolkit drew with, and its own warnings
+    and errors."""
     steps = report.get("steps")
     shown = [step for step in steps if isinstance(step, Mapping) and step.get("shown")] \
         if isinstance(steps, list) else []
@@ -47,6 +74,7 @@ def app_facts(display: str, report: Mapping, probe_out: Optional[Path]) -> Optio
     found = buffer_path_of(display, {}, str(log) if log else None)
     return {"app": step.get("name"), "toolkit_renderer": toolkit_renderer(drivers),
             "toolkit_drivers": drivers, "captured": step.get("captured"),
+            "app_messages": app_messages(log),
             "buffer_path": found.paths[0] if found and found.paths else None,
             "buffer_paths": found.paths if found else [],
             "buffer_source": found.source if found else None,

@@ -30,7 +30,7 @@ OUTPUT_TAIL = 16384
 READY, CAPTURED = "present-ready.json", "present-captured"  # harness.launch.presenting's names
 CAPTURE_WAIT_S = 30.0
 # the libraries that say which driver an app drew with (its GL or Vulkan driver)
-DRIVER_LIBS = re.compile(r"/(\w+_dri\.so|libgallium[-\w.]*\.so|libvulkan_\w+\.so|"
+DRIVER_LIBS = re.compile(r"/(\w+_dri\.so|libgallium[^/\s]*\.so|libvulkan_\w+\.so|"
                          r"libnvidia-(?:glcore|eglcore)\.so)")
 VTEST_BUFFERS = "/memfd:vtest-res"  # a vtest client's resources (Mesa's virpipe maps them)
 
