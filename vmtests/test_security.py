@@ -23,9 +23,25 @@ pytestmark = pytest.mark.full("security")
 
 
 def server_children():
+    """The live processes of this test's own vtest servers for their clients: descendants of
+    this process only (another run's server on the machine is not ours to signal), no zombie
+    (one that already ended; a signal to it does nothing)."""
     members = dict(process_stats())
-    servers = {pid for pid in members if comm(pid) == "virgl_test_serv"}
+    ours, grew = {os.getpid()}, True
+    while grew:
+        found = {pid for pid, stat in members.items() if stat.ppid in ours} - ours
+        ours |= found
+        grew = bool(found)
+    servers = {pid for pid in ours if comm(pid) == "virgl_test_serv" and not zombie(pid)}
     return sorted(pid for pid in servers if members[pid].ppid in servers)
+
+
+def zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
 
 
 @pytest.mark.parametrize("server", ["host", "trixie-host"])

@@ -39,10 +39,16 @@ def private_env(folder: str) -> Dict[str, str]:
             "XDG_DATA_HOME": f"{folder}/home/.local/share", "LANG": "C.UTF-8"}
 
 
+STEP_TIMEOUT_S = 600  # a whole runtime exported or installed on a loaded 2-core machine
+
+
 def flatpak_step(flatpak: str, env: Dict[str, str], *args: str) -> str:
-    done = process.run_program([flatpak, *args], env=env, capture_output=True, text=True,
-                               timeout=120,
-                          stdin=subprocess.DEVNULL)
+    try:
+        done = process.run_program([flatpak, *args], env=env, capture_output=True, text=True,
+                                   timeout=STEP_TIMEOUT_S, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise FlatpakError(f"flatpak {' '.join(args[:2])} did not finish in {STEP_TIMEOUT_S} s "
+                           "(killed)") from None
     if done.returncode != 0:
         said = " | ".join(line for line in (done.stdout + done.stderr).splitlines() if line.strip())
         raise FlatpakError(f"flatpak {' '.join(args[:2])} failed: {said}")
