@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 
 from harness.core.errors import HarnessError
+from harness.launch import displayservers
 from harness.runtimes import builds
 from harness.scenario import imagecompare
 from harness.scenario.model import Tolerance
@@ -41,19 +42,7 @@ import wlproto  # noqa: E402
 
 REQUIRED = {p.strip() for p in os.environ.get("GPU_HARNESS_REQUIRE", "").split(",") if p.strip()}
 PROBE = PROBE_DIR / "present.py"
-WESTON_INI = """[core]
-idle-time=0
-require-input=false
-
-[shell]
-background-color=0xff204060
-panel-position=none
-locking=false
-animation=none
-close-animation=none
-startup-animation=none
-focus-animation=none
-"""
+WESTON_INI = displayservers.WESTON_INI.format(background="204060")  # the harness's own
 # the short runs: two rounds of 50 ms after the first frame
 QUICK = ["--rounds", "2", "--round-seconds", "0.05", "--hold-s", "30"]
 

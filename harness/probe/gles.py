@@ -14,7 +14,8 @@ import time
 
 from capsule import CAPSULE_ENV, Capsule
 from facts import dri_drivers, loader_diagnosis, vendor_libraries
-from probelib import ProbeError, arguments, declare, inject_fault, load_library, run, timed_rounds
+from probelib import (ProbeError, arguments, declare, load_library, run, test_hooks,
+                      timed_rounds)
 
 PROBE_VERSION = 1
 
@@ -377,11 +378,7 @@ def render(args, step, seen):
     }
     seen.update(info)
 
-    step(None)  # holding and injected faults are the test's own time
-    if args.hold:
-        time.sleep(args.hold)
-    if args.fault:
-        inject_fault(args.fault)
+    test_hooks(args, step)
     t1 = time.perf_counter()
     step("first-frame")
     create_target(gl, args.size)

@@ -19,7 +19,7 @@ import time
 import gles
 import windows
 from facts import mapped_libraries
-from probelib import (ProbeError, arguments, declare, inject_fault, load_library, png_bytes, run,
+from probelib import (ProbeError, arguments, declare, load_library, png_bytes, run, test_hooks,
                       timed_rounds)
 
 PROBE_VERSION = 1
@@ -205,11 +205,7 @@ def render(args, step, seen):
         import vkpresent
         presenter = vkpresent.Presenter(args, window, step, seen)
     timings["context_ms"] = ms(started)
-    step(None)  # holding and injected faults are the test's own time
-    if args.hold:
-        time.sleep(args.hold)
-    if args.fault:
-        inject_fault(args.fault)
+    test_hooks(args, step)
     started = time.perf_counter()
     presenter.frame()
     timings["first_frame_ms"] = ms(started)

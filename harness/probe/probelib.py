@@ -90,6 +90,16 @@ def framebuffer_image(device, rows, size):
     return {"device": device, "width": width, "height": height, "file": SCANOUT_FILE}
 
 
+def test_hooks(args, step):
+    """Once the GPU context exists: the step watchdog paused (holding and injected faults are
+    the test's own time), then --hold seconds, then --fault."""
+    step(None)
+    if args.hold:
+        time.sleep(args.hold)
+    if args.fault:
+        inject_fault(args.fault)
+
+
 def inject_fault(kind):
     """Test hook: make the probe fail in a controlled way after the GPU context exists."""
     if kind == "segv":

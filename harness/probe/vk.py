@@ -18,7 +18,7 @@ import time
 
 from capsule import CAPSULE_ENV, Capsule
 from facts import loader_diagnosis, mapped_libraries, vendor_libraries
-from probelib import ProbeError, arguments, inject_fault, run, timed_rounds
+from probelib import ProbeError, arguments, run, test_hooks, timed_rounds
 from vkapi import (ACCESS_COLOR_WRITE, ACCESS_DEPTH_WRITE, ACCESS_TRANSFER_READ, APPLICATION_INFO,
                    ApplicationInfo,
                    ASPECT_COLOR, ASPECT_DEPTH, AttachmentDescription, AttachmentReference,
@@ -403,11 +403,7 @@ def render(args, step, seen):
             "version": "Vulkan %s %s" % (device["api_version"], device.get("driver_info", "")),
             "device": device, "devices": devices,
             "instance_version": version_text(instance_version)}
-    step(None)
-    if args.hold:
-        time.sleep(args.hold)
-    if args.fault:
-        inject_fault(args.fault)
+    test_hooks(args, step)
     t2 = time.perf_counter()
     renderer.prepare()
     renderer.draw()
