@@ -19,7 +19,8 @@ in
     # so sandbox-dri, podman-dri and flatpak-dri run on a machine without a GPU too (one boot for all).
     machines = [ "local" "virgl-guest" ];
     # wayland: a few scenarios also present their frames in a window on a headless weston the run
-    # starts, whose capture is judged (a vtest path and a Flatpak path over trixie, GL).
+    # starts, whose capture is judged (a vtest path and a Flatpak path over trixie, GL; in the
+    # guest, sandbox-dri on its card through weston's GL renderer).
     displays = [ "offscreen" "wayland" ];
     # The host's driver in another runtime: compat.toml has those answers, for its host. The
     # nested VFIO tier's L1 guest runs the host's QEMU from its root: the host runtime only.
@@ -30,11 +31,12 @@ in
       { machine = "virgl-guest"; path = "sandbox-host*"; } { machine = "virgl-guest"; path = "sandbox-capsule"; }
       { machine = "virgl-guest"; path = "*vtest*"; } { machine = "virgl-guest"; runtime = "host"; }
       { machine = "virgl-guest"; probe = "vulkan"; }
-      # On weston: vtest-virgl and flatpak-vtest over trixie, GL (docs/display.md has the rest).
+      # On weston: vtest-virgl and flatpak-vtest over trixie, GL, and sandbox-dri in the guest
+      # (docs/display.md has the rest).
       { display = "wayland"; runtime = "host"; } { display = "wayland"; probe = "vulkan"; }
       { display = "wayland"; path = "native"; } { display = "wayland"; path = "software"; }
-      { display = "wayland"; path = "sandbox-*"; } { display = "wayland"; path = "podman-*"; }
-      { display = "wayland"; path = "flatpak-dri"; } ];
+      { display = "wayland"; path = "sandbox-*"; machine = "local"; }
+      { display = "wayland"; path = "podman-*"; } { display = "wayland"; path = "flatpak-dri"; } ];
   };
 
   runtimes.trixie = {

@@ -17,7 +17,7 @@ def test_default_matrix_expands():
         "native/host/gl", "native/host/vulkan", "software/host/gl", "software/host/vulkan",
                    "sandbox-dri/host/gl",
         "sandbox-dri/host/vulkan", "sandbox-dri/trixie/gl", "sandbox-dri/trixie/gl@virgl-guest",
-                   "sandbox-dri/trixie/vulkan",
+                   "sandbox-dri/trixie/gl+wayland@virgl-guest", "sandbox-dri/trixie/vulkan",
         "sandbox-hostlibs/host/gl", "sandbox-hostlibs/host/vulkan", "sandbox-hostdeps/host/gl",
         "sandbox-hostdeps/host/vulkan", "sandbox-hostdeps-glibc/host/gl",
                    "sandbox-hostdeps-glibc/host/vulkan",

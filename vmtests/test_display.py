@@ -122,3 +122,21 @@ def test_an_app_that_draws_nothing_is_a_blank_capture(run_scenarios):
     assert outcome_or_skip(result) == verdict.FAIL, describe(result)
     assert result.verdict.failure_kind.value == "blank-capture", describe(result)
     assert screen_judged(result).startswith("screen: the screen is one colour"), describe(result)
+
+
+@pytest.mark.full("machine-grid")
+def test_in_a_virgl_guest_gl_frames_reach_weston_as_dma_bufs(run_scenarios, toolset):
+    """The default matrix's sandbox-dri/trixie/gl+wayland@virgl-guest: inside the guest, weston
+    draws with its GL renderer on the virtio-gpu render node and offers zwp_linux_dmabuf_v1; the
+    client renders through virgl and hands its frames over as dma-bufs (measured from its
+    protocol trace), and the capture shows the golden's scene."""
+    (scenario,) = [s for s in matrix.load().scenarios if s.id == "sandbox-dri/trixie/gl+wayland@"
+                   "virgl-guest"]
+    (result,) = run_scenarios([scenario])
+    assert outcome_or_skip(result) == verdict.PASS, describe(result)
+    entry = entry_of(result, toolset)
+    assert entry.renderer and entry.renderer.startswith("virgl ("), entry.renderer
+    assert entry.raw["launcher"]["display_server"]["renderer"] == "gl", entry.raw["launcher"]
+    shown = entry.presentation
+    assert shown is not None and shown.offered_dmabuf and shown.buffer_path == "dmabuf", shown
+    assert screen_judged(result).startswith("screen: the window 256x256"), describe(result)

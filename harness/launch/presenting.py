@@ -29,9 +29,12 @@ def unavailable(scenario: Scenario, toolset: Toolset) -> Optional[str]:
 
 def server_for(scenario: Scenario, toolset: Toolset,
                workspace: Workspace) -> Optional[DisplayServer]:
+    """The scenario's display server, drawing with the GPU where the machine has a render node
+    (weston's GL renderer: it offers clients dma-bufs, without which Mesa's Wayland EGL falls
+    back to software), else with pixman (recorded, with why)."""
     if scenario.display == Display.OFFSCREEN:
         return None
-    return displayservers.display_server(scenario.display, toolset, workspace)
+    return displayservers.display_server(scenario.display, toolset, workspace, renderer="gl")
 
 
 def client_env(server: DisplayServer, runtime_dir: Optional[str] = None) -> Dict[str, str]:
