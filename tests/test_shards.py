@@ -55,9 +55,11 @@ def test_shards_are_balanced_on_a_recorded_run():
         # one piece can outweigh the rest
         assert factor <= 1.5 or max(loads) <= biggest * 1.01, (count, loads)
         naive = [scenarios[i::count] for i in range(count)]
-        assert max(loads) <= shards.balance(naive,
-                                            known)[0][0] * 2 or factor < shards.balance(naive,
-                                                                                        known)[1]
+        naive_loads, naive_factor = shards.balance(naive, known)
+        # where one piece (a machine's scenarios, kept together) is the longest part by itself, no
+        # split does better; else far better than splitting in order
+        assert (max(loads) <= biggest * 1.01 or max(loads) <= max(naive_loads) * 2
+                or factor < naive_factor), (count, loads, naive_loads)
 
 
 @pytest.mark.parametrize("text, message", [("0/3", "K must be from 1 to N"), ("4/3",

@@ -65,7 +65,9 @@ def presentation(scenarios: List[ScenarioEntry]) -> Answer:
                     "its capture shows, or why not; how the buffers travelled (the client's "
                     "protocol trace on Wayland, what it mapped on X11); frames presented per "
                     "second, the median of the timed rounds with their spread, and that as a share "
-                    "of the same scenario offscreen (an X server with no vsync shows no cost).",
+                    "of the same scenario offscreen: a compositor paces its clients (weston "
+                    "headless: 40-60 Hz), so on Wayland the share is that pacing more than a cost; "
+                    "an X server with no vsync paces nothing.",
                     ["path", "runtime", "api (an app: what it drew with)", "display", "presented",
                      "buffer path",
                      "dma-buf offered", "fps (spread)", "vs offscreen"])
