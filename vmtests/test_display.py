@@ -125,18 +125,30 @@ def test_an_app_that_draws_nothing_is_a_blank_capture(run_scenarios):
 
 
 @pytest.mark.full("machine-grid")
-def test_in_a_virgl_guest_gl_frames_reach_weston_as_dma_bufs(run_scenarios, toolset):
-    """The default matrix's sandbox-dri/trixie/gl+wayland@virgl-guest: inside the guest, weston
-    draws with its GL renderer on the virtio-gpu render node and offers zwp_linux_dmabuf_v1; the
-    client renders through virgl and hands its frames over as dma-bufs (measured from its
-    protocol trace), and the capture shows the golden's scene."""
-    (scenario,) = [s for s in matrix.load().scenarios if s.id == "sandbox-dri/trixie/gl+wayland@"
-                   "virgl-guest"]
-    (result,) = run_scenarios([scenario])
-    assert outcome_or_skip(result) == verdict.PASS, describe(result)
-    entry = entry_of(result, toolset)
-    assert entry.renderer and entry.renderer.startswith("virgl ("), entry.renderer
-    assert entry.raw["launcher"]["display_server"]["renderer"] == "gl", entry.raw["launcher"]
-    shown = entry.presentation
-    assert shown is not None and shown.offered_dmabuf and shown.buffer_path == "dmabuf", shown
-    assert screen_judged(result).startswith("screen: the window 256x256"), describe(result)
+def test_in_a_virgl_guest_gl_frames_reach_weston_as_dma_bufs(tmp_path):
+    """The default matrix's sandbox-dri/trixie/gl+wayland@virgl-guest, run as a user runs it
+    (its entry as the guest wrote it): inside the guest, weston draws with its GL renderer on the
+    virtio-gpu render node and offers zwp_linux_dmabuf_v1; the client renders through virgl and
+    hands its frames over as dma-bufs (measured from its protocol trace), and the capture shows
+    the probe's own frame."""
+    import json
+    import subprocess
+    import sys
+
+    from .test_machines import outcome_or_skip_entry
+
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--machine", "virgl-guest",
+                           "--paths", "sandbox-dri", "--filter", "*/trixie/gl+wayland@*",
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True,
+                          timeout=900)
+    [entry] = json.loads((tmp_path / "out" / "results.json").read_text())["scenarios"]
+    if entry["outcome"] == "Skip":
+        return outcome_or_skip_entry(entry)
+    assert done.returncode == 0 and entry["outcome"] == "Pass", (entry["reason"], done.stderr)
+    assert entry["id"] == "sandbox-dri/trixie/gl+wayland@virgl-guest"
+    assert entry["renderer"].startswith("virgl ("), entry["renderer"]
+    assert entry["launcher"]["display_server"]["renderer"] == "gl", entry["launcher"]
+    shown = entry["presentation"]
+    assert shown["offered_dmabuf"] and shown["buffer_path"] == "dmabuf", shown
+    (screen_check,) = [c for c in entry["checks"] if c["name"] == "screen"]
+    assert screen_check["ok"] and "found by its readback" in screen_check["detail"], screen_check
