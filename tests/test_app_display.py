@@ -168,3 +168,7 @@ def test_an_apps_facts_are_its_drivers_its_buffer_path_and_its_own_messages(tmp_
     assert all("**" not in message for message in found["app_messages"])
     assert presentation.toolkit_renderer([]) == "cpu"
     assert presentation.toolkit_renderer(["libvulkan_lvp.so"]) == "vulkan"
+    # gtk4-demo's gears in a virgl guest (GTK 4.18): GL's driver and the Vulkan ICDs it looked at
+    assert presentation.toolkit_renderer(["libgallium-25.0.7-2+deb13u1.so",
+                                          "libvulkan_gfxstream.so", "libvulkan_lvp.so",
+                                          "libvulkan_nouveau.so"]) == "gl+vulkan"

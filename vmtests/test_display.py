@@ -152,3 +152,26 @@ def test_in_a_virgl_guest_gl_frames_reach_weston_as_dma_bufs(tmp_path):
     assert shown["offered_dmabuf"] and shown["buffer_path"] == "dmabuf", shown
     (screen_check,) = [c for c in entry["checks"] if c["name"] == "screen"]
     assert screen_check["ok"] and "found by its readback" in screen_check["detail"], screen_check
+
+
+@pytest.mark.full("machine-grid")
+def test_gtk_apps_in_a_virgl_guest_hand_their_windows_over_as_dma_bufs(tmp_path):
+    """desktop-guest.toml as a user runs it: GNOME Clocks and the gears through sandbox-dri and
+    flatpak-dri in virgl-guest, each window shown (the capture), drawn with the guest's GL
+    driver, its buffers handed to the guest's weston as dma-bufs."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--matrix",
+                           str(matrix.DEFAULT_MATRIX.parent / "desktop-guest.toml"), "-j", "2",
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True,
+                          timeout=1200)
+    entries = json.loads((tmp_path / "out" / "results.json").read_text())["scenarios"]
+    assert len(entries) == 4 and done.returncode == 0, (done.stderr[-2000:], [
+        (e["id"], e["outcome"], e["reason"]) for e in entries])
+    for entry in entries:
+        shown = entry["presentation"]
+        assert entry["outcome"] == "Pass" and shown["buffer_path"] == "dmabuf", (entry["id"],
+                                                                                  shown)
+        assert shown["toolkit_renderer"].startswith("gl"), (entry["id"], shown)

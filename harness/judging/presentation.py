@@ -25,13 +25,16 @@ def buffer_path_of(display: str, presentation: Mapping,
 
 
 def toolkit_renderer(drivers: List[str]) -> str:
-    """What an app drew with, from the drivers its processes mapped: vulkan, gl, or cpu (none)."""
-    if any(name.startswith("libvulkan_") for name in drivers):
-        return "vulkan"
+    """The APIs whose drivers an app's processes had mapped when captured: gl, vulkan, both
+    (gl+vulkan: a toolkit that looked at Vulkan devices keeps their drivers mapped, whichever it
+    drew with), or cpu where none."""
+    apis = []
     if any(name.endswith("_dri.so") or name.startswith(("libgallium", "libnvidia-", "vtest"))
            for name in drivers):
-        return "gl"
-    return "cpu"
+        apis.append("gl")
+    if any(name.startswith("libvulkan_") for name in drivers):
+        apis.append("vulkan")
+    return "+".join(apis) or "cpu"
 
 
 # GLib's log lines ("(app:12): Gtk-WARNING **: 05:42:40.593: ...") and fontconfig's errors
