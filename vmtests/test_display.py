@@ -1,7 +1,10 @@
 """The display axis for real: the shipped display matrix (each family x wayland, x11 x gl,
 vulkan x the host's and trixie's Mesa), each scenario presented on the display server the run
 starts, captured and judged; what the report says of how its buffers travelled."""
+import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,7 @@ from harness.report import document, records
 from harness.report.presenting import presentation
 
 from .conftest import describe, outcome_or_skip
+from .test_machines import outcome_or_skip_entry
 
 DISPLAY = matrix.load(matrix.DEFAULT_MATRIX.parent / "display.toml")
 
@@ -133,12 +137,6 @@ def test_in_a_virgl_guest_gl_frames_reach_weston_as_dma_bufs(tmp_path):
     virtio-gpu render node and offers zwp_linux_dmabuf_v1; the client renders through virgl and
     hands its frames over as dma-bufs (measured from its protocol trace), and the capture shows
     the probe's own frame."""
-    import json
-    import subprocess
-    import sys
-
-    from .test_machines import outcome_or_skip_entry
-
     done = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--machine", "virgl-guest",
                            "--paths", "sandbox-dri", "--filter", "*/trixie/gl+wayland@*",
                            "--out", str(tmp_path / "out")], capture_output=True, text=True,
@@ -161,10 +159,6 @@ def test_gtk_apps_in_a_virgl_guest_hand_their_windows_over_as_dma_bufs(tmp_path)
     """desktop-guest.toml as a user runs it: GNOME Clocks and the gears through sandbox-dri and
     flatpak-dri in virgl-guest, each window shown (the capture), drawn with the guest's GL
     driver, its buffers handed to the guest's weston as dma-bufs."""
-    import json
-    import subprocess
-    import sys
-
     done = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--matrix",
                            str(matrix.DEFAULT_MATRIX.parent / "desktop-guest.toml"), "-j", "2",
                            "--out", str(tmp_path / "out")], capture_output=True, text=True,
