@@ -172,3 +172,19 @@ def test_an_apps_facts_are_its_drivers_its_buffer_path_and_its_own_messages(tmp_
     assert presentation.toolkit_renderer(["libgallium-25.0.7-2+deb13u1.so",
                                           "libvulkan_gfxstream.so", "libvulkan_lvp.so",
                                           "libvulkan_nouveau.so"]) == "gl+vulkan"
+
+
+def test_an_apps_first_frame_is_its_first_buffer_attached_in_either_trace_format(tmp_path):
+    sys.path.insert(0, str(PROBE_DIR))
+    try:
+        import workload
+    finally:
+        sys.path.remove(str(PROBE_DIR))
+    traces = Path(__file__).parent / "files" / "traces"
+    assert workload.first_frame_in(APPS / "gnome-clocks-trixie-flatpak-vtest.log")  # 1.23
+    assert workload.first_frame_in(traces / "probe-gl.txt")  # libwayland 1.21
+    registry_only = tmp_path / "app.log"
+    registry_only.write_text("".join(line for line in (traces / "probe-gl.txt").read_text()
+                                     .splitlines(keepends=True) if ".attach(" not in line))
+    assert not workload.first_frame_in(registry_only)
+    assert not workload.first_frame_in(tmp_path / "absent.log")

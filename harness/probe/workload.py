@@ -33,6 +33,8 @@ CAPTURE_WAIT_S = 30.0
 DRIVER_LIBS = re.compile(r"/(\w+_dri\.so|libgallium[^/\s]*\.so|libvulkan_\w+\.so|"
                          r"libnvidia-(?:glcore|eglcore)\.so)")
 VTEST_BUFFERS = "/memfd:vtest-res"  # a vtest client's resources (Mesa's virpipe maps them)
+# a Wayland client's request attaching a buffer to a surface (libwayland 1.21's @ and 1.23's #)
+FRAME_ATTACHED = re.compile(r"-> wl_surface[@#]\d+\.attach\(wl_buffer[@#]\d+")
 
 
 def find(program, search):
@@ -90,7 +92,7 @@ def run_step(step, out):
         process = subprocess.Popen([program, *argv[1:]], stdout=handle, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, cwd=work, start_new_session=True,
                                    env={**os.environ, **env})
-        if step.get("show_s") is not None and shown_then_ended(process, step, out, found):
+        if step.get("show_s") is not None and shown_then_ended(process, step, out, found, log):
             pass
         else:
             try:
@@ -126,14 +128,40 @@ def group_drivers(pgid):
     return sorted(found)
 
 
-def shown_then_ended(process, step, out, found):
-    """An app on a display: True once it was up for show_s, captured and ended (found says
-    shown and what it drew with); False where it ended before that (its exit is then judged)."""
+def first_frame_in(log):
+    """Whether a Wayland client's protocol trace (WAYLAND_DEBUG=1, in its log) has attached a
+    buffer to a surface: its first frame is on its way to the compositor."""
     try:
-        process.wait(timeout=step["show_s"])
+        with open(log, errors="replace") as handle:
+            return any(FRAME_ATTACHED.search(line) for line in handle)
+    except OSError:
         return False
-    except subprocess.TimeoutExpired:
-        pass
+
+
+def until_shown(process, step, log):
+    """Wait until the app's window has been up for show_s: counted from its first frame on
+    Wayland (a slow machine draws its first window late), from its start elsewhere; True once
+    that is so (or the step's deadline comes first), False where the app ended before."""
+    traced = os.environ.get("WAYLAND_DEBUG") == "1" and os.environ.get("WAYLAND_DISPLAY")
+    # the capture and the app's end need their time within the step's deadline
+    deadline = time.monotonic() + max(step["timeout_s"] - CAPTURE_WAIT_S - 5, step["show_s"])
+    shown_from = None if traced else time.monotonic()
+    while True:
+        if process.poll() is not None:
+            return False
+        now = time.monotonic()
+        if shown_from is None and first_frame_in(log):
+            shown_from = now
+        if (shown_from is not None and now - shown_from >= step["show_s"]) or now >= deadline:
+            return True
+        time.sleep(0.1)
+
+
+def shown_then_ended(process, step, out, found, log):
+    """An app on a display: True once its window was up for show_s, captured and ended (found
+    says shown and what it drew with); False where it ended before that (its exit is judged)."""
+    if not until_shown(process, step, log):
+        return False
     found.update(timed_out=False, shown=True, drivers=group_drivers(process.pid))
     ready = os.path.join(out, READY)
     with open(ready + ".part", "w") as handle:

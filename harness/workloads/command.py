@@ -60,7 +60,7 @@ class Command(WorkloadKind):
         "display": Key(app_display, "the display it shows a window on (wayland, x11): a server "
                        "the scenario starts, whose screen is captured after duration_s"),
         "duration_s": Key(positive_number, "seconds its window is shown before the capture "
-                          "(with display), after which it is ended"),
+                          "(with display; on Wayland from its first frame), then it is ended"),
         "files": Key(host_files,
                      "host files it reads (its script, its data), relative to the matrix: "
                                  "each is {out}/inputs/NAME inside the path"),
