@@ -188,3 +188,19 @@ def test_an_apps_first_frame_is_its_first_buffer_attached_in_either_trace_format
                                      .splitlines(keepends=True) if ".attach(" not in line))
     assert not workload.first_frame_in(registry_only)
     assert not workload.first_frame_in(tmp_path / "absent.log")
+
+
+def test_a_trace_is_read_as_it_grows_and_a_line_half_written_waits_for_its_end(tmp_path):
+    sys.path.insert(0, str(PROBE_DIR))
+    try:
+        import workload
+    finally:
+        sys.path.remove(str(PROBE_DIR))
+    log = tmp_path / "app.log"
+    log.write_text("[1.000]  -> wl_compositor@4.create_surface(new id wl_surface@7)\n"
+                   "[1.100]  -> wl_surface@7.atta")
+    watch = workload.TraceWatch(log)
+    assert not watch.frame_attached()
+    with open(log, "a") as handle:
+        handle.write("ch(wl_buffer@21, 0, 0)\n")
+    assert watch.frame_attached() and watch.offset == log.stat().st_size

@@ -128,14 +128,32 @@ def group_drivers(pgid):
     return sorted(found)
 
 
+class TraceWatch:
+    """A Wayland client's protocol trace (WAYLAND_DEBUG=1, in its log) read as it grows, each
+    byte once: whether it has attached a buffer to a surface (its first frame is on its way to
+    the compositor)."""
+
+    def __init__(self, log):
+        self.log, self.offset, self.partial = log, 0, b""
+
+    def frame_attached(self):
+        try:
+            with open(self.log, "rb") as handle:
+                handle.seek(self.offset)
+                chunk = handle.read()
+        except OSError:
+            return False
+        self.offset += len(chunk)
+        lines = (self.partial + chunk).split(b"\n")
+        self.partial = lines.pop()  # a line still being written
+        return any(FRAME_ATTACHED.search(line.decode(errors="replace")) for line in lines)
+
+
 def first_frame_in(log):
-    """Whether a Wayland client's protocol trace (WAYLAND_DEBUG=1, in its log) has attached a
-    buffer to a surface: its first frame is on its way to the compositor."""
-    try:
-        with open(log, errors="replace") as handle:
-            return any(FRAME_ATTACHED.search(line) for line in handle)
-    except OSError:
-        return False
+    """Whether the whole trace in `log` has attached a buffer to a surface."""
+    watch = TraceWatch(log)
+    return watch.frame_attached() or bool(FRAME_ATTACHED.search(
+        watch.partial.decode(errors="replace")))
 
 
 def until_shown(process, step, log):
@@ -146,11 +164,12 @@ def until_shown(process, step, log):
     # the capture and the app's end need their time within the step's deadline
     deadline = time.monotonic() + max(step["timeout_s"] - CAPTURE_WAIT_S - 5, step["show_s"])
     shown_from = None if traced else time.monotonic()
+    trace = TraceWatch(log)
     while True:
         if process.poll() is not None:
             return False
         now = time.monotonic()
-        if shown_from is None and first_frame_in(log):
+        if shown_from is None and trace.frame_attached():
             shown_from = now
         if (shown_from is not None and now - shown_from >= step["show_s"]) or now >= deadline:
             return True
