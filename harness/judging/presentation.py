@@ -24,6 +24,21 @@ def buffer_path_of(display: str, presentation: Mapping,
     return None
 
 
+def buffer_facts(found: Optional[bufferpath.BufferPath]) -> dict:
+    """How the frames travelled: the paths (most used first), where that was read, the buffers
+    made (counted in a protocol trace; X11 has no such count) and whether the server offered a
+    dma-buf protocol (zwp_linux_dmabuf_v1, DRI3)."""
+    return {
+        "buffer_path": found.paths[0] if found and found.paths else None,
+        "buffer_paths": found.paths if found else [],
+        "buffer_source": found.source if found else None,
+        "buffers_created": (sum(found.created.values())
+                            if found and found.source == "trace" else None),
+        "offered_dmabuf": bool(found and ("zwp_linux_dmabuf_v1" in found.offered
+                                          or "DRI3" in found.offered)),
+    }
+
+
 def toolkit_renderer(drivers: List[str]) -> str:
     """The APIs whose drivers an app's processes had mapped when captured: gl, vulkan, both
     (gl+vulkan: a toolkit that looked at Vulkan devices keeps their drivers mapped, whichever it
@@ -77,12 +92,7 @@ def app_facts(display: str, report: Mapping, probe_out: Optional[Path]) -> Optio
     found = buffer_path_of(display, {}, str(log) if log else None)
     return {"app": step.get("name"), "toolkit_renderer": toolkit_renderer(drivers),
             "toolkit_drivers": drivers, "captured": step.get("captured"),
-            "app_messages": app_messages(log),
-            "buffer_path": found.paths[0] if found and found.paths else None,
-            "buffer_paths": found.paths if found else [],
-            "buffer_source": found.source if found else None,
-            "buffers_created": sum(found.created.values()) if found else None,
-            "offered_dmabuf": bool(found and "zwp_linux_dmabuf_v1" in found.offered)}
+            "app_messages": app_messages(log), **buffer_facts(found)}
 
 
 def facts(display: str, report: Mapping, probe_log: Optional[str],
@@ -101,16 +111,9 @@ def facts(display: str, report: Mapping, probe_log: Optional[str],
     found = buffer_path_of(display, presentation, probe_log)
     sizes = found.sizes if found else []
     return {
-        "buffer_path": found.paths[0] if found and found.paths else None,
-        "buffer_paths": found.paths if found else [],
-        "buffer_source": found.source if found else None,
-        # buffers the client made (counted in its protocol trace; X11 has no such count)
-        "buffers_created": (sum(found.created.values())
-                            if found and found.source == "trace" else None),
+        **buffer_facts(found),
         "buffer_size": list(max(sizes)) if sizes else presentation.get("size"),
         "formats": found.formats if found else [],
-        "offered_dmabuf": bool(found and ("zwp_linux_dmabuf_v1" in found.offered
-                                          or "DRI3" in found.offered)),
         "frames": presentation.get("frames"),
         "presented": presentation.get("presented"),
         "discarded": presentation.get("discarded"),

@@ -85,7 +85,8 @@ def scenario_entry(result: "ScenarioResult", out_dir: Path, toolset: Toolset) ->
         "peak_rss_kb": {"probe": data.get("peak_rss_kb"), **launch.rss_kb},
         "isolation": data.get("isolation"),
         "presentation": presentation.facts(scenario.display, data, launch.logs.get("probe"),
-                                           Path(result.result_dir) / "probe"),
+                                           Path(launch.artifacts["probe_out"])
+                                           if launch.artifacts.get("probe_out") else None),
         "image": relative(launch.image_path, out_dir),
         "golden": relative(result.artifact("golden"), out_dir),
         "diff": relative(result.artifact("diff"), out_dir),
