@@ -15,9 +15,12 @@ from harness.judging import presentation, screen
 from harness.workloads import command
 from harness.workloads.base import StepRun
 from harness.scenario.outcomes import SubtestOutcome
+from harness.scenario.probes import PROBE_DIR
 from harness.system.retry import poll
 
-PROBE_DIR = Path(__file__).parent.parent / "harness" / "probe"
+sys.path.insert(0, str(PROBE_DIR))
+import workload  # noqa: E402  (the probe's own module, as it runs inside a path)
+
 SCREENS = Path(__file__).parent / "files" / "screens"
 
 
@@ -59,11 +62,6 @@ def test_bad_app_declarations_are_one_line_each(app, message):
 def run_held(tmp_path: Path, argv: list, show_s: float, capture: bool = True) -> dict:
     """The workload probe's run_step of a real process, with a stand-in for the harness's capture
     (it writes present-captured once present-ready.json appears)."""
-    sys.path.insert(0, str(PROBE_DIR))
-    try:
-        import workload  # the probe's own module, as it runs inside a path
-    finally:
-        sys.path.remove(str(PROBE_DIR))
     out = tmp_path / "out"
     out.mkdir()
     seen = {}
@@ -175,11 +173,6 @@ def test_an_apps_facts_are_its_drivers_its_buffer_path_and_its_own_messages(tmp_
 
 
 def test_an_apps_first_frame_is_its_first_buffer_attached_in_either_trace_format(tmp_path):
-    sys.path.insert(0, str(PROBE_DIR))
-    try:
-        import workload
-    finally:
-        sys.path.remove(str(PROBE_DIR))
     traces = Path(__file__).parent / "files" / "traces"
     assert workload.first_frame_in(APPS / "gnome-clocks-trixie-flatpak-vtest.log")  # 1.23
     assert workload.first_frame_in(traces / "probe-gl.txt")  # libwayland 1.21
@@ -191,11 +184,6 @@ def test_an_apps_first_frame_is_its_first_buffer_attached_in_either_trace_format
 
 
 def test_a_trace_is_read_as_it_grows_and_a_line_half_written_waits_for_its_end(tmp_path):
-    sys.path.insert(0, str(PROBE_DIR))
-    try:
-        import workload
-    finally:
-        sys.path.remove(str(PROBE_DIR))
     log = tmp_path / "app.log"
     log.write_text("[1.000]  -> wl_compositor@4.create_surface(new id wl_surface@7)\n"
                    "[1.100]  -> wl_surface@7.atta")
