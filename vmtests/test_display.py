@@ -106,9 +106,30 @@ def test_a_real_desktop_app_shows_its_window_through_the_path(scenario, run_scen
     assert (shown.toolkit_renderer == "cpu" if cairo
             else shown.toolkit_renderer.startswith("gl")), shown
     drivers = entry.raw["presentation"]["toolkit_drivers"]
-    assert ("vtest buffers (virpipe)" in drivers) == ("vtest" in scenario.path_id
-                                                     and not cairo), drivers
+    virpipe = dict(scenario.spec.env).get("GALLIUM_DRIVER") == "virpipe"
+    assert ("vtest buffers (virpipe)" in drivers) == (virpipe and not cairo), drivers
     assert screen_judged(result).startswith("screen: a window is shown"), describe(result)
+    if scenario.path_id == "flatpak-vtest-fallback":
+        as_run = entry.raw["launcher"]["fallback_command"]
+        assert_the_fallbacks_own_command(as_run, scenario.declared.settings["app_id"])
+
+
+def assert_the_fallbacks_own_command(as_run, app_id):
+    """`flatpak run --nodevice=dri --filesystem=SOCKET --env=VN_DEBUG=vtest
+    --env=VTEST_SOCKET_NAME=SOCKET APP_ID` beside `virgl_test_server --venus --use-gles
+    --socket-path=SOCKET`, as run: the app by its id alone (no --command), and each option the
+    harness added said with its reason."""
+    flatpak, server = as_run["flatpak"], as_run["server"]
+    (socket,) = [arg.split("=", 1)[1] for arg in server if arg.startswith("--socket-path=")]
+    assert flatpak[-1] == app_id and not any(arg.startswith("--command") for arg in flatpak)
+    for written in ("--nodevice=dri", f"--filesystem={socket}", "--env=VN_DEBUG=vtest",
+                    f"--env=VTEST_SOCKET_NAME={socket}"):
+        assert written in flatpak, (written, flatpak)
+    assert "--venus" in server and "--use-gles" in server, server
+    said = {added.split(" (")[0] for added in as_run["flatpak_added"]}
+    assert said == {arg for arg in flatpak[2:-1]} - {"--nodevice=dri", f"--filesystem={socket}",
+                                                      "--env=VN_DEBUG=vtest",
+                                                      f"--env=VTEST_SOCKET_NAME={socket}"}
 
 
 def screen_judged(result) -> str:

@@ -270,6 +270,8 @@ def vulkan_error(report: Optional[dict], lines: List[str],
     return None
 
 
+# the present probe's step where the device cannot present (harness/probe/vkpresent.py)
+PRESENT_SUPPORT = "present-support"
 # the kms probe's steps that set up the display and show the image
 DISPLAY_STEPS = ("compositor", "show")
 
@@ -281,6 +283,16 @@ def no_display(report: Optional[dict]) -> Optional[Diagnosis]:
         error = str(report.get("error", ""))
         subject = "no card node" if "no DRM card node" in error else str(report["failed_step"])
         return Diagnosis(FailureKind.NO_DISPLAY, subject, error)
+    return None
+
+
+def cannot_present(report: Optional[dict]) -> Optional[Diagnosis]:
+    """A device that renders but offers the display's surface no way to present (the present
+    probe's present-support step: no VK_KHR_swapchain, no surface support)."""
+    if isinstance(report, dict) and report.get("failed_step") == PRESENT_SUPPORT:
+        error = str(report.get("error", ""))
+        subject = "no VK_KHR_swapchain" if "VK_KHR_swapchain" in error else "no surface support"
+        return Diagnosis(FailureKind.CANNOT_PRESENT, subject, error)
     return None
 
 
@@ -298,4 +310,5 @@ def classify(report: Optional[dict], log_lines: Iterable[str], signal_number: Op
             or symbol_lookup(lines) or crash(signal_number, log, services) or driver_hang(report,
                                                                                           lines,
                                                                                           services)
-            or vulkan_error(report, lines, services) or no_display(report) or egl_init(lines))
+            or cannot_present(report) or vulkan_error(report, lines, services)
+            or no_display(report) or egl_init(lines))

@@ -44,14 +44,14 @@ SUPERVISOR = Path(supervisor.__file__)  # run by path: a program of its own
 
 def server_spec(toolset: Toolset, workspace: Workspace, venus: bool = False,
                 sync: Optional[SyncPipe] = None, multi_clients: bool = False,
-                confined: bool = False) -> ServiceSpec:
+                confined: bool = False, use_gles: bool = False) -> ServiceSpec:
     """The server for one scenario; with `sync`, run under the supervisor that ties its life to
     the sandbox's through that pipe (one pipe for readiness and shutdown); `confined`: under bwrap
     and its seccomp filter, the socket's folder its only writable host folder."""
     socket = str(workspace.tmp_dir / "virgl.sock")
     render_node = toolset.render_nodes[0] if toolset.render_nodes else None
-    argv = server_argv(toolset.path(SERVICE), socket, render_node, venus=venus,
-                       multi_clients=multi_clients)
+    argv = server_argv(toolset.path(SERVICE), socket, render_node, use_gles=use_gles,
+                       venus=venus, multi_clients=multi_clients)
     handed: Tuple[Tuple[int, str], ...] = ()
     if confined:  # its filter kept with the scenario's results: rerun.sh hands it over again
         made = serverconfine.confine(toolset.path("bwrap"), toolset.path("python3"), argv,
@@ -79,3 +79,12 @@ def has_venus(program: str) -> bool:
     except (OSError, subprocess.TimeoutExpired):
         return False
     return "--venus" in done.stdout + done.stderr
+
+
+def venus_missing(toolset: Toolset) -> Optional[str]:
+    """Why this toolset's server cannot serve Venus (it lacks --venus), or None."""
+    if has_venus(toolset.path(SERVICE)):
+        return None
+    version = toolset.version(SERVICE) or "?"
+    return (f"virgl_test_server {version} has no Venus (--venus): use --toolset "
+            "runtime:trixie-host, runtime:sid-host or the Nix toolset")

@@ -33,6 +33,9 @@ from vkwsi import (COMPOSITE_INHERIT, COMPOSITE_OPAQUE, COMPOSITE_POST, COMPOSIT
                    PresentInfo, SemaphoreCreateInfo, SurfaceCapabilities, SurfaceFormat,
                    SwapchainCreateInfo, WaylandSurfaceCreateInfo, XlibSurfaceCreateInfo)
 
+# the failed step where the device cannot present to the surface (harness.host.diagnosis reads it)
+PRESENT_SUPPORT = "present-support"
+
 
 def create_surface(vk, instance, window):
     surface = NonDispatchable()
@@ -229,10 +232,9 @@ class Presenter:
                  physical, family, self.surface, ctypes.byref(supported))
         if not supported.value:
             raise ProbeError("%s cannot present to this %s surface" % (device["name"], window.kind),
-                             step="vkGetPhysicalDeviceSurfaceSupportKHR")
+                             step=PRESENT_SUPPORT)
         if "VK_KHR_swapchain" not in vkwsi.extension_names(vk, physical):
-            raise ProbeError("%s offers no VK_KHR_swapchain" % device["name"],
-                             step="vkCreateDevice")
+            raise ProbeError("%s offers no VK_KHR_swapchain" % device["name"], step=PRESENT_SUPPORT)
         self.chain = Swapchain(vk, physical, family, args.size, step, self.surface)
         swapchain = self.chain.create_swapchain()
         self.chain.prepare()

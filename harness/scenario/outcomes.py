@@ -69,6 +69,9 @@ class FailureKind(str, enum.Enum):
     VULKAN_ERROR = "vulkan-error"  # a Vulkan call failed: its command and VkResult
     # a compositor found no display device (a render node alone), or showed nothing
     NO_DISPLAY = "no-display"
+    # the device renders but cannot present to the display's surface (no VK_KHR_swapchain, no
+    # surface support): the probe names what is missing
+    CANNOT_PRESENT = "cannot-present"
     # a driver call never returned (the probe's watchdog names the step)
     DRIVER_HANG = "driver-hang"
     # a host-driver path rendered with the runtime's own driver

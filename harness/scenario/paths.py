@@ -190,6 +190,25 @@ PATHS: Dict[str, PathSpec] = {
                                     ("-exported", FlatpakMode.EXPORT,
                                      ", exported as a Flatpak runtime"))),
         PathSpec(
+            id="flatpak-vtest-fallback",
+            family="flatpak",
+            description="the vtest fallback's own command: the workload exported as a Flatpak app "
+                        "under its id and run as `flatpak run --nodevice=dri --filesystem=SOCKET "
+                        "--env=VN_DEBUG=vtest --env=VTEST_SOCKET_NAME=SOCKET APP_ID` beside "
+                        "`virgl_test_server --venus --use-gles --socket-path=SOCKET`: Vulkan "
+                        "through Venus; GL gets nothing from it (llvmpipe)",
+            renderers={"gl": LLVMPIPE, "vulkan": VENUS},
+            requires=("flatpak", "virgl_test_server"),
+            no_dri_nodes=True,
+            hides_host=True,
+            own_namespaces=FLATPAK_NAMESPACES,
+            services=("virgl_test_server",),
+            env=(("VN_DEBUG", "vtest"),),
+            venus=True,
+            server_gles=True,
+            flatpak_mode=FlatpakMode.APP,
+        ),
+        PathSpec(
             id="flatpak-dri",
             family="flatpak",
             description="flatpak run --device=dri over the runtime's /usr: the runtime's Mesa on "

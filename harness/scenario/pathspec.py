@@ -30,6 +30,9 @@ class FlatpakMode(TextEnum):
     USR_PATH = "usr-path"  # a stub runtime, the runtime's /usr given with --usr-path
     EXPORT = "export"  # the runtime exported as a Flatpak runtime
     GL_EXTENSION = "gl-extension"  # exported without its Mesa, which a GL extension brings
+    # the runtime exported, the workload exported as an app under its own id and run by that id
+    # alone (`flatpak run ... APP_ID`, no --command): the vtest fallback's own command
+    APP = "app"
 
 
 class CdiSource(TextEnum):
@@ -74,6 +77,7 @@ class PathSpec:
     guest_gpu: Optional[str] = None
     # Vulkan through virglrenderer's Venus (virgl_test_server --venus, or QEMU venus=on)
     venus: bool = False
+    server_gles: bool = False  # virgl_test_server --use-gles (a GLES context for its renderer)
     # the runtime's Vulkan ICD the workload must use (its file name's start)
     vulkan_icd: Optional[str] = None
     scanout: bool = False  # vm family: the guest shows the image and the host captures it

@@ -20,7 +20,23 @@ def app_display(problems: Problems, key: str, value: Any) -> Any:
         problems.add(key, f"must be one of {', '.join(DISPLAYS)}")
         return None
     return value
+
+
 PICTURE_SUFFIX = "-picture"
+# a Flatpak app id (flatpak_is_valid_name): 3 or more dot-separated parts that start with a letter
+# or '_', of letters, digits and '_' ('-' in the last), 255 characters at most
+APP_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+\.[A-Za-z_][A-Za-z0-9_-]*")
+
+
+def app_id(problems: Problems, key: str, value: Any) -> Any:
+    if text(problems, key, value) is None:
+        return None
+    if len(value) > 255 or not APP_ID.fullmatch(value):
+        problems.add(key, f"{value!r} is not a Flatpak app id (three or more dot-separated "
+                     "parts of letters, digits and '_', none starting with a digit: "
+                     "org.gnome.clocks)")
+        return None
+    return value
 
 
 def picture_path(problems: Problems, key: str, value: Any) -> Any:
@@ -59,6 +75,8 @@ class Command(WorkloadKind):
                                  "the scenario's runtime), relative to the matrix"),
         "display": Key(app_display, "the display it shows a window on (wayland, x11): a server "
                        "the scenario starts, whose screen is captured after duration_s"),
+        "app_id": Key(app_id, "the Flatpak app id its app is exported and run under where a path "
+                      "runs an app by its id (flatpak-vtest-fallback: `flatpak run ... APP_ID`)"),
         "duration_s": Key(positive_number, "seconds its window is shown before the capture "
                           "(with display; on Wayland from its first frame), then it is ended"),
         "files": Key(host_files,

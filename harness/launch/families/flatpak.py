@@ -34,10 +34,11 @@ from .. import presenting, vtest
 from ...workloads import registry as workloads
 from ..lifecycle import LaunchAborted, LaunchContext
 from ...scenario.model import GUEST_KERNEL_PARTS, HOST_KIND, Display, Runtime, Scenario
-from ...scenario.pathspec import FlatpakMode
+from ...scenario.pathspec import FlatpakMode, PathSpec
+from ...host.toolset import Toolset
 from ...system.services import ServiceSpec
 from .base import EnvMode, Plan, ProcessFamily, ProcessLaunch, icd_env, probe_spec
-from . import exec_files
+from . import exec_files, flatpak_fallback
 from .flatpak_install import (APP_ID, BRANCH, HOST_ARCH, filesystem, flatpak_arch, flatpak_step,
                               install_app, install_bundle, bundled_app, private_env,
                               runtime_metadata)
@@ -242,6 +243,25 @@ def app_env(scenario: Scenario, socket: Optional[str]) -> Dict[str, str]:
     return env
 
 
+def inside_command(ctx: LaunchContext, bundled: bool) -> List[str]:
+    """What runs inside the app: the exec command (its staged files linked first) or the probe,
+    whose files are the app's (a bundle's app has its own: the probe's are in its output folder)."""
+    workspace, workload = ctx.workspace, ctx.workload
+    if workload.command is not None:
+        return exec_files.linked_first(exec_files.staged(ctx), workload.command)
+    spec = probe_spec(ctx)
+    code = f"{workspace.probe_out}/{CODE}" if bundled else APP_INSIDE
+    return spec.argv(["/usr/bin/python3"], f"{code}/{spec.file.name}", str(workspace.probe_out),
+                     [str(workspace.sentinel)], workload.probe_args)
+
+
+def own_app_id(ctx: LaunchContext) -> str:
+    """The id the app is exported and run under in the app mode: the workload's (app_id), else
+    the harness's probe app's."""
+    declared = ctx.scenario.declared
+    return str(declared.settings.get("app_id") or APP_ID) if declared else APP_ID
+
+
 class FlatpakLaunch(ProcessLaunch):
     def prepare(self) -> List[ServiceSpec]:
         workspace, scenario = self.ctx.workspace, self.ctx.scenario
@@ -253,7 +273,7 @@ class FlatpakLaunch(ProcessLaunch):
         t0 = time.monotonic()
         runtime: Optional[Tuple[str, str]] = None
         extensions: Tuple[Tuple[str, str], ...] = ()
-        if mode is FlatpakMode.EXPORT:
+        if mode in (FlatpakMode.EXPORT, FlatpakMode.APP):
             runtime = exported_runtime(flatpak, scenario.runtime)
         elif mode is FlatpakMode.GL_EXTENSION:
             try:
@@ -272,6 +292,11 @@ class FlatpakLaunch(ProcessLaunch):
             (workspace.probe_out / CODE).mkdir(exist_ok=True)
             for path in files:
                 shutil.copy2(path, workspace.probe_out / CODE)
+        elif mode is FlatpakMode.APP:
+            app_id = own_app_id(self.ctx)
+            install_app(flatpak, folder, files, runtime, arch=flatpak_arch(scenario.runtime.root),
+                        app_id=app_id, command=inside_command(self.ctx, False))
+            self.result.facts["app_id"] = app_id
         else:
             install_app(flatpak, folder, files, runtime, extensions,
                         arch=flatpak_arch(scenario.runtime.root))
@@ -303,6 +328,10 @@ class FlatpakFamily(ProcessFamily):
         if kind == "bundle" and ctx.scenario.spec.flatpak_mode is FlatpakMode.USR_PATH:
             return None
         return super().refuses_shipped(ctx, kind)
+
+    def available(self, spec: PathSpec, toolset: Toolset) -> Optional[str]:
+        reason = super().available(spec, toolset)
+        return vtest.venus_missing(toolset) if reason is None and spec.venus else reason
 
     def unavailable_in(self, ctx: LaunchContext) -> Optional[str]:
         if (ctx.scenario.spec.flatpak_mode is not FlatpakMode.USR_PATH
@@ -342,27 +371,23 @@ class FlatpakFamily(ProcessFamily):
             argv += [] if app_id else [f"--app-path={folder}/build/app/files"]
         if socket:
             argv.append(filesystem(socket))
-        if workload.command is not None:
+        if workload.command is not None and exec_files.staged(ctx):
             # exec --file: copies beside the app, read-only, linked into place from inside (flatpak
             # shows a host path at that path only)
-            copies = exec_files.staged(ctx)
-            if copies:
-                argv.append(filesystem(str(workspace.probe_out / exec_files.STAGED), "ro"))
-            command = exec_files.linked_first(copies, workload.command)
-        else:
+            argv.append(filesystem(str(workspace.probe_out / exec_files.STAGED), "ro"))
+        elif workload.command is None:
             argv.append(filesystem(str(workspace.probe_out)))
-            spec = probe_spec(ctx)
-            code = f"{workspace.probe_out}/{CODE}" if app_id else APP_INSIDE
-            command = spec.argv(["/usr/bin/python3"], f"{code}/{spec.file.name}",
-                                str(workspace.probe_out),
-                                [str(workspace.sentinel)], workload.probe_args)
         app_variables = app_env(scenario, socket)
         if ctx.display is not None:  # flatpak binds the server's socket itself, as for any app
             argv.append(f"--socket={ctx.display.display}")
             app_variables.update(presenting.TRACE_ENV if ctx.display.display == "wayland" else {})
         for key, value in sorted(app_variables.items()):
             argv.append(f"--env={key}={value}")
-        argv += ["--command=/bin/sh", app_id or APP_ID, "-c", LINK_AND_RUN, "sh", *command]
+        if scenario.spec.flatpak_mode is FlatpakMode.APP:  # the app's own command runs it
+            argv.append(own_app_id(ctx))
+        else:
+            argv += ["--command=/bin/sh", app_id or APP_ID, "-c", LINK_AND_RUN, "sh",
+                     *inside_command(ctx, bool(app_id))]
         env = private_env(folder)
         if ctx.display is not None:  # where flatpak finds the server (its socket's absolute path)
             env.update({key: value for key, value in ctx.display.env.items()
@@ -373,8 +398,14 @@ class FlatpakFamily(ProcessFamily):
             # The extension point is enable-if=active-gl-driver: flatpak mounts the extension this
             # names.
             env["FLATPAK_GL_DRIVERS"] = extension_name(scenario.gl_extension or scenario.runtime)
-        return Plan(argv=argv, env=env, env_mode=EnvMode.INHERIT, services=services,
+        plan = Plan(argv=argv, env=env, env_mode=EnvMode.INHERIT, services=services,
                     dirs=[str(workspace.tmp_dir)])
+        server = next((s for s in services if s.name == vtest.SERVICE), None)
+        if scenario.spec.flatpak_mode is FlatpakMode.APP and server is not None and socket:
+            plan.facts["fallback_command"] = flatpak_fallback.facts(
+                argv, server.argv, socket, own_app_id(ctx),
+                toolset.render_nodes[0] if toolset.render_nodes else None)
+        return plan
 
 
 FAMILY = FlatpakFamily()

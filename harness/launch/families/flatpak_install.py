@@ -2,6 +2,7 @@
 files, or a user's bundle), the runtime and extensions it runs on, for the Flatpak arch of the
 runtime (aarch64 for an arm64 runtime: `flatpak run --arch=aarch64`, run by qemu-user)."""
 import os
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,6 +17,7 @@ RUNTIME_ID = "org.gpuharness.Stub"
 BRANCH = "1"
 # in the scenario's flatpak folder: the app id of the user's bundle it installed
 BUNDLE_APP = "bundle-app"
+APP_COMMAND = "gpu-harness-app"  # the app mode's own command: runs the workload inside the app
 UNSAFE_IN_FILESYSTEM = (":",)  # --filesystem=PATH:ro splits on ':'
 HOST_ARCH = "x86_64"  # the Flatpak arch of this host's (and of a multiarch 32-bit) runtime
 FLATPAK_ARCHES = {"amd64": "x86_64", "i386": "i386", "arm64": "aarch64", "armhf": "arm",
@@ -74,10 +76,13 @@ def flatpak_arch(root: str) -> str:
 
 def install_app(flatpak: str, folder: str, probe_files: List[str],
                 runtime: Optional[Tuple[str, str]],
-                extensions: Tuple[Tuple[str, str], ...] = (), arch: str = HOST_ARCH) -> None:
+                extensions: Tuple[Tuple[str, str], ...] = (), arch: str = HOST_ARCH,
+                app_id: str = APP_ID, command: Optional[List[str]] = None) -> None:
     """An app whose files are the probe, and its runtime, installed privately in `folder`: a
     runtime exported in a cached repo (`runtime` = (repo, id)), or a stub runtime for --usr-path;
-    and any extensions ((repo, id) each) besides; all for Flatpak arch `arch`."""
+    and any extensions ((repo, id) each) besides; all for Flatpak arch `arch`. The app is `app_id`;
+    its own command is /bin/sh, or with `command` a script that runs that argv (what `flatpak run
+    APP_ID` with no --command runs)."""
     env = private_env(folder)
     on_arch = f"--arch={arch}"
     for part in ("home", "installation", "xdg", "build/runtime/files"):
@@ -102,15 +107,22 @@ def install_app(flatpak: str, folder: str, probe_files: List[str],
                      f"extension{index}",
                      f"{extension_id}//{BRANCH}")
     app = f"{build}/app"
-    flatpak_step(flatpak, env, "build-init", on_arch, app, APP_ID, runtime_id, runtime_id, BRANCH)
+    flatpak_step(flatpak, env, "build-init", on_arch, app, app_id, runtime_id, runtime_id, BRANCH)
     for path in probe_files:
         shutil.copy2(path, f"{app}/files/{os.path.basename(path)}")
-    flatpak_step(flatpak, env, "build-finish", app, "--command=/bin/sh")
+    own_command = "/bin/sh"
+    if command is not None:
+        os.makedirs(f"{app}/files/bin", exist_ok=True)
+        script = Path(app, "files", "bin", APP_COMMAND)
+        script.write_text("#!/bin/sh\nexec " + shlex.join(command) + ' "$@"\n')
+        script.chmod(0o755)
+        own_command = APP_COMMAND
+    flatpak_step(flatpak, env, "build-finish", app, f"--command={own_command}")
     flatpak_step(flatpak, env, "build-export", on_arch, repo, app)
     flatpak_step(flatpak, env, "--user", "remote-add", "--no-gpg-verify", "--if-not-exists", "apps",
                  repo)
     flatpak_step(flatpak, env, "--user", "install", "-y", "--noninteractive", on_arch, "apps",
-                 APP_ID)
+                 app_id)
 
 
 def install_bundle(flatpak: str, folder: str, bundle: str) -> Tuple[str, str]:

@@ -113,7 +113,8 @@ def services_for(ctx: LaunchContext, sync: Optional[SyncPipe] = None) -> List[Se
     if vtest.SERVICE in ctx.scenario.spec.services:
         return [vtest.server_spec(ctx.toolset, ctx.workspace, venus=ctx.scenario.spec.venus,
                                   sync=sync,
-                                  confined=ctx.scenario.spec.confined_server)]
+                                  confined=ctx.scenario.spec.confined_server,
+                                  use_gles=ctx.scenario.spec.server_gles)]
     return []
 
 
@@ -196,11 +197,8 @@ class SandboxFamily(ProcessFamily):
 
     def available(self, spec: PathSpec, toolset: Toolset) -> Optional[str]:
         reason = super().available(spec, toolset) or bwrap_works(toolset.path("bwrap"))
-        if reason is None and spec.venus and not vtest.has_venus(toolset.path(vtest.SERVICE)):
-            version = toolset.version(vtest.SERVICE) or "?"
-            reason = (f"virgl_test_server {version} has no Venus (--venus): use --toolset "
-                      "runtime:trixie-host, "
-                      "runtime:sid-host or the Nix toolset")
+        if reason is None and spec.venus:
+            reason = vtest.venus_missing(toolset)
         if reason is None and spec.confined_server:
             reason = (serverconfine.why_not(toolset.path(vtest.SERVICE))
                       or seccomp_missing(toolset.path("python3")))
