@@ -1,18 +1,22 @@
-"""The piglit kind: named piglit tests, each one binary run as piglit runs it (-auto -fbo), its
-`PIGLIT: {"result": ...}` line the subtest's outcome and its `{"subtest": ...}` lines the detail."""
+"""The piglit kind, in two forms. `tests`: named piglit test binaries, each run as piglit runs it
+(-auto -fbo), its `PIGLIT: {"result": ...}` line the subtest's outcome and its `{"subtest": ...}`
+lines the detail. `profile`: piglit's own runner on one of the runtime's profiles (quick_gl,
+quick_shader, ...), narrowed by a test list, include/exclude patterns and a fraction, each test
+of its results file a subtest named as piglit names it (harness/probe/piglitrun.py inside)."""
 import json
 import re
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..scenario.outcomes import Subtest, SubtestOutcome
-from .base import (STEP_TIMEOUT_S, Key, Step, StepRun, WorkloadKind, optional_strings,
-                   positive_number, string_list, text)
+from ..scenario.probes import PROBE_DIR
+from . import piglitresults
+from .base import (OUT, STEP_TIMEOUT_S, Key, Problems, Step, StepRun, WorkloadKind, host_file,
+                   integer, optional_strings, positive_number, string_list, text)
 
 RESULT_LINE = re.compile(r"^PIGLIT: (\{.*\})\s*$", re.MULTILINE)
 BIN_DIRS = ("/usr/lib/*/piglit/bin", "/usr/lib/piglit/bin", "/usr/local/lib/piglit/bin")
-WORDS = {"pass": SubtestOutcome.PASS, "fail": SubtestOutcome.FAIL, "skip": SubtestOutcome.SKIP,
-         "warn": SubtestOutcome.WARN, "crash": SubtestOutcome.CRASH,
-         "timeout": SubtestOutcome.TIMEOUT}
+WORDS = piglitresults.WORDS
 
 
 def results(output: str) -> Tuple[Optional[str], Dict[str, str]]:
@@ -31,20 +35,99 @@ def results(output: str) -> Tuple[Optional[str], Dict[str, str]]:
     return result, subtests
 
 
+RUNNER = PROBE_DIR / "piglitrun.py"
+PROFILE_FORM = ("test_list", "include", "exclude", "fraction", "jobs", "run_timeout_s")
+PROFILE_RUN_S = 3600.0
+
+
+def patterns(problems: Problems, key: str, value: Any) -> Any:
+    if optional_strings(problems, key, value) is None:
+        return None
+    for item in value:
+        try:
+            re.compile(item)
+        except re.error as exc:
+            problems.add(key, f"{item!r} is not a regular expression: {exc}")
+            return None
+    return value
+
+
+def fraction(problems: Problems, key: str, value: Any) -> Any:
+    found = re.fullmatch(r"(\d+)/(\d+)", value) if isinstance(value, str) else None
+    if not found or not 1 <= int(found.group(1)) <= int(found.group(2)):
+        problems.add(key, "must be \"K/N\" with 1 <= K <= N (every N-th test from the K-th)")
+        return None
+    return value
+
+
+def test_list(problems: Problems, key: str, value: Any) -> Any:
+    """A file of piglit test names, one a line ('#' comments): it must name at least one."""
+    path = host_file(problems, key, value)
+    if path is None:
+        return None
+    names = [line for line in Path(path).read_text(errors="replace").splitlines()
+             if line.strip() and not line.lstrip().startswith("#")]
+    if not names:
+        problems.add(key, f"{path} names no test")
+        return None
+    return path
+
+
 class Piglit(WorkloadKind):
     name = "piglit"
     packages = ("piglit",)
     keys = {
-        "tests": Key(string_list, "piglit test binaries by name, e.g. fbo-alpha", required=True),
+        "tests": Key(string_list, "piglit test binaries by name, e.g. fbo-alpha"),
+        "profile": Key(text, "a piglit profile the runtime's piglit ships (quick_gl, "
+                       "quick_shader, sanity, ...), run by piglit's own runner"),
+        "test_list": Key(test_list, "with profile: a file of piglit test names, one a line "
+                         "(spec@a@b or spec/a/b), relative to the matrix"),
+        "include": Key(patterns, "with profile: regular expressions; a test runs if one matches "
+                       "its name"),
+        "exclude": Key(patterns, "with profile: regular expressions; a test that one matches "
+                       "does not run"),
+        "fraction": Key(fraction, "with profile: \"K/N\", every N-th test from the K-th (as "
+                        "deqp-runner's --fraction)"),
+        "jobs": Key(integer, "with profile: piglit run's -j (default: piglit's own)"),
+        "run_timeout_s": Key(positive_number, "with profile: seconds the whole run may take",
+                             default=PROFILE_RUN_S),
         "args": Key(optional_strings, "what each test is given", default=["-auto", "-fbo"]),
         "platform": Key(text, "PIGLIT_PLATFORM (waffle's platform)", default="surfaceless_egl"),
         "timeout_s": Key(positive_number, "seconds each test may take", default=STEP_TIMEOUT_S),
     }
 
+    def settings(self, table: Dict[str, Any], problems: Problems) -> Dict[str, Any]:
+        found = super().settings(table, problems)
+        if ("tests" in table) == ("profile" in table):
+            problems.add("tests", "give tests (binaries by name) or profile (piglit's runner), "
+                         "one of the two")
+        for key in PROFILE_FORM:
+            if key in table and "profile" not in table:
+                problems.add(key, "goes with profile")
+        return found
+
+    def inputs(self, settings: Dict[str, Any]) -> Dict[str, str]:
+        if "profile" not in settings:
+            return {}
+        listed = settings.get("test_list")
+        return {RUNNER.name: str(RUNNER), **({Path(listed).name: listed} if listed else {})}
+
     def steps(self, settings: Dict[str, Any], probe: str) -> List[Step]:
         env = (("PIGLIT_PLATFORM", settings["platform"]),)
+        if "profile" in settings:
+            return [Step(probe, runner_argv(settings), settings["run_timeout_s"], env,
+                         also=("piglit",))]
         return [Step(test, (test, *settings["args"]), settings["timeout_s"], env, BIN_DIRS)
                 for test in settings["tests"]]
+
+    def judge_all(self, settings: Dict[str, Any], runs: Dict[str, StepRun],
+                  probe: str) -> List[Subtest]:
+        if "profile" not in settings:
+            return super().judge_all(settings, runs, probe)
+        run = runs.get(probe)
+        if run is None:
+            return [Subtest(probe, SubtestOutcome.FAIL, "piglit's runner did not report")]
+        return piglitresults.judged(run, probe)
 
     def judge_output(self, settings: Dict[str, Any], run: StepRun) -> Subtest:
         word, subtests = results(run.output)
@@ -63,6 +146,21 @@ class Piglit(WorkloadKind):
         said = last_words(run.output) if outcome.failed or outcome is SubtestOutcome.SKIP else ""
         return Subtest(run.name, outcome, "; ".join(part for part in (inner or word, said) if part),
                        run.seconds)
+
+
+def runner_argv(settings: Dict[str, Any]) -> Tuple[str, ...]:
+    inputs = f"{OUT}/inputs"
+    argv = ["python3", f"{inputs}/{RUNNER.name}", OUT, settings["profile"]]
+    if settings.get("test_list"):
+        argv += ["--test-list", f"{inputs}/{Path(settings['test_list']).name}"]
+    for key in ("include", "exclude"):
+        for item in settings.get(key, []):
+            argv += [f"--{key}", item]
+    if settings.get("fraction"):
+        argv += ["--fraction", settings["fraction"]]
+    if settings.get("jobs"):
+        argv += ["--jobs", str(settings["jobs"])]
+    return (*argv, "--timeout", str(int(settings["timeout_s"])))
 
 
 def last_words(output: str) -> str:
