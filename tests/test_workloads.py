@@ -129,12 +129,13 @@ def test_the_command_kind_judges_exit_patterns_and_fps():
     ({"mine": {"kind": "deqp"}},
      "m.toml: probes.mine.kind: must be one of piglit, trace, benchmark, command, not 'deqp'"),
     ({"mine": {"kind": "piglit"}},
-     "m.toml: probes.mine.tests: is required (piglit test binaries by name, e.g. fbo-alpha)"),
+     "m.toml: probes.mine.tests: give tests (binaries by name) or profile (piglit's runner), one of the two"),
     ({"mine": {"kind": "piglit", "tests": []}},
      "m.toml: probes.mine.tests: must be a non-empty list of non-empty strings"),
     ({"mine": {"kind": "piglit", "tests": ["a"], "argv": ["x"]}},
-     "m.toml: probes.mine.argv: unknown key for kind piglit (allowed: kind, packages, tests, args, "
-     "platform, timeout_s)"),
+     "m.toml: probes.mine.argv: unknown key for kind piglit (allowed: kind, packages, tests, "
+     "profile, test_list, include, exclude, fraction, jobs, run_timeout_s, args, platform, "
+     "timeout_s)"),
     ({"mine": {"kind": "command", "argv": ["x"], "pass_pattern": "("}},
      "m.toml: probes.mine.pass_pattern: is not a regular expression: missing ), unterminated "
      "subpattern at position 0"),

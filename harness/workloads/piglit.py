@@ -89,8 +89,8 @@ class Piglit(WorkloadKind):
         "fraction": Key(fraction, "with profile: \"K/N\", every N-th test from the K-th (as "
                         "deqp-runner's --fraction)"),
         "jobs": Key(integer, "with profile: piglit run's -j (default: piglit's own)"),
-        "run_timeout_s": Key(positive_number, "with profile: seconds the whole run may take",
-                             default=PROFILE_RUN_S),
+        "run_timeout_s": Key(positive_number, "with profile: seconds the whole run may take "
+                             f"(default {PROFILE_RUN_S:g})"),
         "args": Key(optional_strings, "what each test is given", default=["-auto", "-fbo"]),
         "platform": Key(text, "PIGLIT_PLATFORM (waffle's platform)", default="surfaceless_egl"),
         "timeout_s": Key(positive_number, "seconds each test may take", default=STEP_TIMEOUT_S),
@@ -115,7 +115,8 @@ class Piglit(WorkloadKind):
     def steps(self, settings: Dict[str, Any], probe: str) -> List[Step]:
         env = (("PIGLIT_PLATFORM", settings["platform"]),)
         if "profile" in settings:
-            return [Step(probe, runner_argv(settings), settings["run_timeout_s"], env,
+            return [Step(probe, runner_argv(settings),
+                         settings.get("run_timeout_s", PROFILE_RUN_S), env,
                          also=("piglit",))]
         return [Step(test, (test, *settings["args"]), settings["timeout_s"], env, BIN_DIRS)
                 for test in settings["tests"]]
