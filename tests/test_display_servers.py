@@ -248,3 +248,28 @@ def test_gl_without_a_render_node_draws_with_pixman_and_says_why(toolset, worksp
     assert (server.renderer, server.renderer_note) == (
         "pixman", "gl asked, but this machine has no render node")
     assert displayservers.missing_tools("wayland", bare) == []
+
+
+def test_on_a_machine_guests_card_weston_drives_it_one_at_a_time(toolset, workspace, monkeypatch):
+    """Inside a machine's guest (its card and connected connector found), weston takes the DRM
+    backend on that card, its output at the screen size, under the card's lock; its scanout is
+    what the machine's host captures. The real run is vmtests/test_display.py's guest test."""
+    monkeypatch.setattr(displayservers, "guest_card", lambda: ("/dev/dri/card0", "Virtual-1"))
+    server = displayservers.display_server("wayland", toolset, workspace)
+    argv = server.spec.argv
+    assert argv[:3] == [toolset.path("flock"), "--no-fork",
+                        str(Path(tempfile.gettempdir(), "gpu-harness-card0.lock"))]
+    assert argv[3] == toolset.path("weston") and "--backend=drm-backend.so" in argv
+    assert "--tty=1" in argv and not any(arg.startswith("--width") for arg in argv)
+    assert "[output]\nname=Virtual-1\nmode=640x480\n" in (workspace.result_dir / "weston.ini"
+                                                          ).read_text()
+    assert server.scanout and server.to_dict()["backend"] == "drm"
+    assert server.spec.ready_timeout_s == displayservers.DRM_READY_TIMEOUT_S
+
+
+def test_on_a_host_weston_is_headless_whatever_cards_it_has(toolset, workspace, monkeypatch):
+    """A host's card is its user's desktop: outside a machine's guest there is no card to take."""
+    monkeypatch.delenv("GPU_HARNESS_MACHINE", raising=False)
+    assert displayservers.guest_card() is None
+    server = displayservers.display_server("wayland", toolset, workspace)
+    assert "--backend=headless-backend.so" in server.spec.argv and not server.scanout

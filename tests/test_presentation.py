@@ -77,3 +77,34 @@ def test_the_answer_says_presented_or_the_class_and_the_cost_against_offscreen()
 def test_a_run_with_no_display_says_how_to_add_one():
     answer = presentation_answer(records.entries([entry("vtest-virgl/host/gl", "Pass")]))
     assert answer.records == [] and "displays" in answer.note
+
+
+class ShownServer:
+    """A display server stand-in showing a machine guest's scanout: capture() writes a file."""
+
+    scanout = True
+
+    def capture(self, target):
+        Path(target).write_text("png")
+        return target
+
+
+def test_a_guests_scanout_is_asked_of_the_machines_host_before_the_probe_is_let_go(tmp_path):
+    from harness.launch import presenting
+    from harness.launch.lifecycle import LaunchResult, Workspace
+
+    workspace = Workspace(tmp_path / "result", tmp_path / "tmp")
+    workspace.probe_out.mkdir(parents=True)
+    result = LaunchResult()
+    capture = presenting.ScreenCapture(ShownServer(), workspace, result)
+    capture.tick()
+    assert not (workspace.probe_out / presenting.SCANOUT_ASKED).exists()  # not ready yet
+    (workspace.probe_out / presenting.READY).write_text("{}")
+    capture.tick()
+    assert result.artifacts["screen"] and (workspace.probe_out / presenting.SCANOUT_ASKED).exists()
+    capture.tick()
+    assert not (workspace.probe_out / presenting.CAPTURED).exists()  # the host has not answered
+    (workspace.probe_out / presenting.SCANOUT_DONE).write_text("captured\n")
+    capture.tick()
+    assert capture.done and (workspace.probe_out / presenting.CAPTURED).exists()
+    assert "scanout_capture_error" not in result.facts

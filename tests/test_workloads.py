@@ -129,7 +129,8 @@ def test_the_command_kind_judges_exit_patterns_and_fps():
     ({"mine": {"kind": "deqp"}},
      "m.toml: probes.mine.kind: must be one of piglit, trace, benchmark, command, not 'deqp'"),
     ({"mine": {"kind": "piglit"}},
-     "m.toml: probes.mine.tests: give tests (binaries by name) or profile (piglit's runner), one of the two"),
+     "m.toml: probes.mine.tests: give tests (binaries by name) or profile (piglit's runner), "
+     "one of the two"),
     ({"mine": {"kind": "piglit", "tests": []}},
      "m.toml: probes.mine.tests: must be a non-empty list of non-empty strings"),
     ({"mine": {"kind": "piglit", "tests": ["a"], "argv": ["x"]}},

@@ -173,6 +173,12 @@ def test_in_a_virgl_guest_gl_frames_reach_weston_as_dma_bufs(tmp_path):
     assert shown["offered_dmabuf"] and shown["buffer_path"] == "dmabuf", shown
     (screen_check,) = [c for c in entry["checks"] if c["name"] == "screen"]
     assert screen_check["ok"] and "found by its readback" in screen_check["detail"], screen_check
+    # weston drove the guest's card (its DRM backend): the machine's host captured the scanout
+    # over QMP and found the same frame there
+    assert entry["launcher"]["display_server"]["backend"] == "drm", entry["launcher"]
+    (scanout_check,) = [c for c in entry["checks"] if c["name"] == "scanout"]
+    assert scanout_check["ok"] and "found by its readback" in scanout_check["detail"], (
+        scanout_check)
 
 
 @pytest.mark.full("machine-grid")

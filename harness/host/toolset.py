@@ -70,6 +70,8 @@ TOOL_SPECS = {
         # the display axis: a Wayland compositor, its screenshot client, X on Wayland
         ToolSpec("weston", "weston", "weston", ["--version"]),
         ToolSpec("weston-screenshooter", "weston-screenshooter", "weston"),
+        # one DRM weston at a time on a machine guest's card
+        ToolSpec("flock", "flock", "util-linux", ["--version"]),
         ToolSpec("Xwayland", "Xwayland", "xwayland", ["-version"],
                  r"Xwayland Version (\d+(?:\.\d+)+)"),
         ToolSpec("busybox", "busybox", "busybox-static", ["--help"], r"BusyBox v(\d+(?:\.\d+)+)"),

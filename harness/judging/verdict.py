@@ -272,19 +272,22 @@ SCREEN_KINDS = {"blank": FailureKind.BLANK_CAPTURE, "not-found": FailureKind.NOT
                 "mismatch": FailureKind.SCREEN_MISMATCH}
 
 
-def screen_check(launch: LaunchResult, judged: Optional[screen.ScreenJudgement]) -> Check:
-    """What the display server showed of a presenting scenario's window."""
+def screen_check(launch: LaunchResult, judged: Optional[screen.ScreenJudgement],
+                 name: str = "screen") -> Check:
+    """What the display server showed of a presenting scenario's window (`scanout`: what a
+    machine guest's display showed, captured from outside)."""
     if judged is None:
-        why = launch.facts.get("screen_capture_error") or "the probe never said its frame was shown"
-        return Check("screen", False, f"no capture of the display: {why}",
-                     FailureKind.NOT_ON_SCREEN)
-    return Check("screen", judged.kind == "match", "screen: " + judged.reason,
+        why = (launch.facts.get(f"{name}_capture_error")
+               or "the probe never said its frame was shown")
+        return Check(name, False, f"no capture of the display: {why}", FailureKind.NOT_ON_SCREEN)
+    return Check(name, judged.kind == "match", f"{name}: {judged.reason}",
                  SCREEN_KINDS.get(judged.kind), judged.artifacts)
 
 
 def judge(scenario: Scenario, observed: Observed, comparison: Optional[Comparison], host: HostFacts,
           scanout: Optional[Comparison] = None,
-          shown: Optional[screen.ScreenJudgement] = None) -> Verdict:
+          shown: Optional[screen.ScreenJudgement] = None,
+          scanned: Optional[screen.ScreenJudgement] = None) -> Verdict:
     launch = observed.launch
     if launch.skipped:
         return Verdict(SKIP, launch.skipped)
@@ -310,6 +313,8 @@ def judge(scenario: Scenario, observed: Observed, comparison: Optional[Compariso
             checks.append(scanout_check(launch, scanout))
         if scenario.presents:
             checks.append(screen_check(launch, shown))
+        if scenario.presents and (launch.scanout_path or "scanout_capture_error" in launch.facts):
+            checks.append(screen_check(launch, scanned, "scanout"))
         checks.extend(isolation_checks(scenario, observed.report, host))
         connection = server_connection_check(launch)
         checks += [connection] if connection else []
@@ -379,7 +384,7 @@ def compare_images(scenario: Scenario, observed: Observed,
     elif report is not None and report.ok:
         comparison = Comparison(False, "probe reported success but wrote no image")
     scanout = None
-    if launch.scanout_path and launch.image_path:
+    if launch.scanout_path and launch.image_path and not scenario.presents:
         if probes.get(scenario.probe_program).shown:  # a compositor showed it, scaled to its output
             scanout = imagecompare.compare_shown(launch.scanout_path, golden,
                                                  imagecompare.SHOWN_TOLERANCE, goldens.result_dir)
@@ -389,11 +394,11 @@ def compare_images(scenario: Scenario, observed: Observed,
     return comparison, scanout
 
 
-def judge_screen(scenario: Scenario, launch: LaunchResult,
-                 goldens: Optional[Goldens]) -> Optional[screen.ScreenJudgement]:
-    """A presenting scenario's capture, its window found by the probe's own image and compared
-    with the golden, or an app's window found at all (None where no capture came)."""
-    capture = launch.artifacts.get("screen")
+def judge_screen(scenario: Scenario, launch: LaunchResult, goldens: Optional[Goldens],
+                 capture: Optional[str]) -> Optional[screen.ScreenJudgement]:
+    """A presenting scenario's capture (the display server's, or a guest's scanout), its window
+    found by the probe's own image and compared with the golden, or an app's window found at all
+    (None where no capture came)."""
     if not scenario.presents or not capture:
         return None
     try:
@@ -411,8 +416,10 @@ def evaluate(scenario: Scenario, observed: Observed, host: HostFacts,
              goldens: Optional[Goldens]) -> Verdict:
     """Compare the images (where goldens are given) and judge."""
     comparison, scanout = compare_images(scenario, observed, goldens) if goldens else (None, None)
-    shown = judge_screen(scenario, observed.launch, goldens)
-    return judge(scenario, observed, comparison, host, scanout, shown)
+    launch = observed.launch
+    shown = judge_screen(scenario, launch, goldens, launch.artifacts.get("screen"))
+    scanned = judge_screen(scenario, launch, goldens, launch.scanout_path)
+    return judge(scenario, observed, comparison, host, scanout, shown, scanned)
 
 
 def combine_attempts(verdicts: List[Verdict]) -> Verdict:

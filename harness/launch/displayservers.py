@@ -5,6 +5,7 @@ A `DisplayServer` is made per scenario (`display_server`), started and stopped t
 `spec` with the other sidecars (harness/system/services.py); a family hands the client the
 socket and environment in its own way: the host's (`env`, what `flatpak run --socket=wayland`
 or `--socket=x11` reads) or bound into a sandbox (`reach`)."""
+import glob
 import os
 import shutil
 import socket
@@ -21,6 +22,8 @@ from .vm.display import free_display
 from ..core import log
 from ..core.errors import ComponentError, InputError, cut, joined_lines
 from ..host.toolset import Toolset
+from ..scenario.machine_specs import MACHINE_ENV
+from ..scenario.model import LOCAL
 from ..system import process
 from ..system.retry import poll
 from ..system.services import ServiceSpec
@@ -35,6 +38,9 @@ XVFB_BACKGROUND = (0, 0, 0)  # -br: a black root, no window manager
 WAYLAND_SOCKET = "wayland-0"
 READY_TIMEOUT_S = 10.0
 ROUNDTRIP_TIMEOUT_S = 2.0
+# a DRM weston waits for the card's lock while another scenario's shows (under TCG, minutes)
+DRM_READY_TIMEOUT_S = 300.0
+DRM_TTY = 1  # the guest's console is its serial port: the first VT is free
 CAPTURE_TIMEOUT_S = 30.0
 # A deterministic desktop: a solid background, no panel, no animation, never idle or locked,
 # no on-screen keyboard (an empty input-method path launches none).
@@ -53,6 +59,11 @@ focus-animation=none
 
 [input-method]
 path=
+"""
+DRM_OUTPUT = """
+[output]
+name={name}
+mode={width}x{height}
 """
 
 
@@ -89,6 +100,13 @@ class DisplayServer:
     renderer_note: str = ""  # why it draws with another renderer than asked
     # Wayland: the globals the compositor offered at readiness (name, version)
     offered: List[Tuple[str, int]] = field(default_factory=list)
+    # weston's backend: headless, or drm (a machine guest's card: its scanout is the screen)
+    backend: str = "headless"
+
+    @property
+    def scanout(self) -> bool:
+        """Whether what it shows is a machine's scanout, which the machine's host can capture."""
+        return self.backend == "drm"
 
     def answers(self) -> bool:
         """Ready: weston's socket takes a client and a wire-protocol roundtrip answers (weston
@@ -200,6 +218,7 @@ class DisplayServer:
     def to_dict(self) -> dict:
         return {"display": self.display, "server": self.server, "version": self.version,
                 "renderer": self.renderer, "renderer_note": self.renderer_note,
+                "backend": self.backend,
                 "size": list(self.size), "socket": str(self.socket), "env": dict(self.env),
                 "globals": [{"name": name, "version": version} for name, version in self.offered]}
 
@@ -223,36 +242,69 @@ def display_server(display: str, toolset: Toolset, workspace: Workspace, rendere
     return xvfb(toolset, workspace, size)
 
 
+def guest_card() -> Optional[Tuple[str, str]]:
+    """Inside a machine's guest, run as root: its virtual GPU's card node and the connector that
+    is connected (weston's output name), which weston's DRM backend drives. None elsewhere: a
+    host's card is its user's desktop, never the harness's to take."""
+    if os.environ.get(MACHINE_ENV, LOCAL) == LOCAL or os.geteuid() != 0:
+        return None
+    for card in sorted(glob.glob("/dev/dri/card[0-9]*")):
+        name = os.path.basename(card)
+        for status in sorted(glob.glob(f"/sys/class/drm/{name}-*/status")):
+            try:
+                connected = Path(status).read_text().strip() == "connected"
+            except OSError:
+                continue
+            if connected:
+                return card, os.path.basename(os.path.dirname(status))[len(name) + 1:]
+    return None
+
+
 def weston(toolset: Toolset, workspace: Workspace, renderer: str,
            size: Tuple[int, int]) -> DisplayServer:
-    """weston's headless backend with the desktop shell (kiosk-shell never maps a toplevel on
-    weston 10's headless backend), --debug for the screenshooter, in a private XDG_RUNTIME_DIR."""
+    """weston with the desktop shell (kiosk-shell never maps a toplevel on weston 10's headless
+    backend), --debug for the screenshooter, in a private XDG_RUNTIME_DIR: its DRM backend on a
+    machine guest's card (its scanout, which the machine's host captures too), else headless."""
     note = ""
     if renderer == "gl" and not toolset.render_nodes:
         renderer, note = "pixman", "gl asked, but this machine has no render node"
     runtime = workspace.tmp_dir / "xdg-runtime"
     runtime.mkdir(mode=0o700, exist_ok=True)
     os.chmod(runtime, 0o700)  # whatever the umask made of it: libwayland warns on another mode
+    card = guest_card()
     config = workspace.result_dir / "weston.ini"
-    config.write_text(WESTON_INI.format(background="%02x%02x%02x" % WESTON_BACKGROUND))
+    config.write_text(WESTON_INI.format(background="%02x%02x%02x" % WESTON_BACKGROUND)
+                      + (DRM_OUTPUT.format(name=card[1], width=size[0], height=size[1])
+                         if card else ""))
     sock = runtime / WAYLAND_SOCKET
     if os.path.lexists(sock):  # a server there would answer the readiness check for this one
         raise DisplayServerError(f"a Wayland socket is already at {sock}: another server's")
-    argv = [toolset.path("weston"), "--backend=headless-backend.so", f"--use-{renderer}",
-            "--debug", f"--socket={WAYLAND_SOCKET}", f"--width={size[0]}", f"--height={size[1]}",
-            f"--config={config}", "--shell=desktop-shell.so", "--idle-time=0"]
+    common = ["--debug", f"--socket={WAYLAND_SOCKET}", f"--config={config}",
+              "--shell=desktop-shell.so", "--idle-time=0"]
+    if card:
+        # One weston at a time drives the card: flock holds its lock while weston (exec'd in its
+        # place: the process the harness stops) runs; the direct launcher (root) takes a VT.
+        lock = Path(tempfile.gettempdir(), f"gpu-harness-{Path(card[0]).name}.lock")
+        argv = [toolset.path("flock"), "--no-fork", str(lock),
+                toolset.path("weston"), "--backend=drm-backend.so", f"--tty={DRM_TTY}",
+                "--continue-without-input", *(["--use-pixman"] if renderer == "pixman" else []),
+                *common]
+    else:
+        argv = [toolset.path("weston"), "--backend=headless-backend.so", f"--use-{renderer}",
+                f"--width={size[0]}", f"--height={size[1]}", *common]
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "XDG_RUNTIME_DIR": str(runtime),
            **toolset.host_gl_env()}
     # Its socket and lock are in the workspace, and weston removes them when it stops; listed
     # anyway, so that a weston killed mid-run leaves neither behind either.
     spec = ServiceSpec("weston", argv, env, str(workspace.result_dir / "weston.log"),
-                       ready_timeout_s=READY_TIMEOUT_S,
+                       ready_timeout_s=DRM_READY_TIMEOUT_S if card else READY_TIMEOUT_S,
                        leaves=(str(sock), f"{sock}.lock"), stop_leader_first=True,
                        rerun_dirs=(str(runtime),), rerun_socket=str(sock))
     server = DisplayServer("wayland", "weston", spec, renderer, sock,
                            {"XDG_RUNTIME_DIR": str(runtime), "WAYLAND_DISPLAY": WAYLAND_SOCKET},
                            size, WESTON_BACKGROUND, toolset.path("weston-screenshooter"),
-                           workspace.tmp_dir, toolset.version("weston"), note)
+                           workspace.tmp_dir, toolset.version("weston"), note,
+                           backend="drm" if card else "headless")
     spec.ready_check = server.answers
     return server
 

@@ -14,6 +14,7 @@ from .families.vm_launch import VmLaunch
 from .lifecycle import LaunchContext
 from ..scenario.machine_specs import MACHINE_ENV, MachineSpec
 from ..core.templating import render
+from . import presenting
 from .families.base import SCANOUT
 from .vm import console, display, initramfs, modules as modules_mod
 from .vm.qemu import QemuSpec
@@ -22,7 +23,8 @@ SHARE_INSIDE = "/run/gpu-harness/out"  # the run's output folder, inside the gue
 # XDG_CACHE_HOME inside: the host's cache is its gpu-harness
 CACHE_INSIDE = "/run/gpu-harness/cache"
 MACHINE_MODULES = ("overlay",)  # the writable root
-CAPTURE_ASKED, CAPTURE_DONE = "kms-ready", "kms-captured"  # probe/kms.py's READY and CAPTURED
+# probe/kms.py's READY and CAPTURED, and a presenting scenario's on a guest's scanout
+CAPTURE_ASKED, CAPTURE_DONE = presenting.SCANOUT_ASKED, presenting.SCANOUT_DONE
 # a display still blank is captured again until then
 CAPTURE_PATIENCE_S, CAPTURE_RETRY_S = 10.0, 0.5
 

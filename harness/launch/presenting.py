@@ -17,6 +17,10 @@ READY = "present-ready.json"  # in the probe's output folder: its last frame is 
 CAPTURED = "present-captured"  # beside it, written by the harness: the screen is captured
 SCREEN = "screen.png"  # in the scenario's folder: what the display server showed
 TRACE_ENV = {"WAYLAND_DEBUG": "1"}  # a Wayland client's protocol trace, on its stderr (probe.log)
+# in the probe's output folder on a machine's share: the guest's scanout shows the frame, capture
+# it from outside (machine_boot's watch), and its answer
+SCANOUT_ASKED, SCANOUT_DONE = "kms-ready", "kms-captured"
+SCANOUT_WAIT_S = 15.0  # within the probe's hold (present.py --hold-s, 20 s)
 
 
 def unavailable(scenario: Scenario, toolset: Toolset) -> Optional[str]:
@@ -45,24 +49,38 @@ def client_env(server: DisplayServer, runtime_dir: Optional[str] = None) -> Dict
 
 
 class ScreenCapture:
-    """The watch's look at the probe's output folder: capture the screen when the probe is ready."""
+    """The watch's look at the probe's output folder: capture the screen when the probe is ready.
+    Where the server shows a machine guest's scanout, the machine's host is asked to capture it
+    too (SCANOUT_ASKED on the share, which it answers with SCANOUT_DONE and scanout.png in the
+    scenario's folder); the probe is let go once that came or SCANOUT_WAIT_S passed."""
 
     def __init__(self, server: DisplayServer, workspace: Workspace, result: LaunchResult):
         self.server, self.workspace, self.result = server, workspace, result
         self.done = False
         self.seconds = 0.0
+        self.started: Optional[float] = None
 
     def tick(self) -> None:
-        if self.done or not (self.workspace.probe_out / READY).exists():
+        out = self.workspace.probe_out
+        if self.done or not (out / READY).exists():
             return
-        started = time.monotonic()
+        if self.started is None:
+            self.started = time.monotonic()
+            target = Path(self.workspace.result_dir) / SCREEN
+            try:
+                self.server.capture(target)
+                self.result.artifacts["screen"] = str(target)
+            except DisplayServerError as exc:
+                self.result.facts["screen_capture_error"] = str(exc)
+            if self.server.scanout:
+                (out / SCANOUT_ASKED).write_text("asked\n")
+                return
+        elif not (out / SCANOUT_DONE).exists():
+            if time.monotonic() - self.started < SCANOUT_WAIT_S:
+                return
+            self.result.facts["scanout_capture_error"] = (
+                f"the machine's host captured no scanout in {SCANOUT_WAIT_S:g} s")
         self.done = True
-        target = Path(self.workspace.result_dir) / SCREEN
-        try:
-            self.server.capture(target)
-            self.result.artifacts["screen"] = str(target)
-        except DisplayServerError as exc:
-            self.result.facts["screen_capture_error"] = str(exc)
-        (self.workspace.probe_out / CAPTURED).write_text("captured\n")
-        self.seconds = time.monotonic() - started
+        (out / CAPTURED).write_text("captured\n")
+        self.seconds = time.monotonic() - self.started
         self.result.phases["capture_s"] = self.seconds
