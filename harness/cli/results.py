@@ -1,8 +1,9 @@
-"""The commands over a run's results: report, diff, baseline update."""
+"""The commands over a run's results: report, diff, merge, baseline update, import and export."""
 import json
+import re
 from pathlib import Path
 
-from ..judging import baseline as baseline_mod
+from ..judging import baseline as baseline_mod, deqprunner
 from ..report import merge as merge_mod, outdir, records
 from .. import report
 from ..core.errors import InputError, shown
@@ -18,7 +19,8 @@ def write_output(path: Path, text: str, option: str) -> None:
                          f"{exc.strerror or exc}") from None
 
 
-MERGE_PRODUCTS = ("results.json", "junit.xml", "report.html")  # what merge writes in its --out
+# what merge writes in its --out
+MERGE_PRODUCTS = ("results.json", "junit.xml", "report.html", "results.csv", "failures.csv")
 
 
 def cmd_merge(args) -> int:
@@ -54,6 +56,10 @@ def cmd_diff(args) -> int:
 
 
 def cmd_baseline(args) -> int:
+    if args.baseline_command == "import":
+        return cmd_baseline_import(args)
+    if args.baseline_command == "export":
+        return cmd_baseline_export(args)
     run = records.read_file(args.source)
     current = baseline_mod.load(args.out) if args.out.exists() else None
     done = baseline_mod.update(run.scenarios, current, str(args.out))
@@ -65,4 +71,31 @@ def cmd_baseline(args) -> int:
     for scenario_id in done.not_known:
         print(f"  not known: {scenario_id} (interrupted, or a matrix expectation that passed: fix "
               "the matrix)")
+    return EXIT_OK
+
+
+def cmd_baseline_import(args) -> int:
+    known = deqprunner.to_baseline(args.fails, args.flakes, args.skips, args.match)
+    sources = ", ".join(str(p) for p in (args.fails, args.flakes, args.skips) if p)
+    write_output(args.out, baseline_mod.dumps(known, f"imported from {sources}"), "--out")
+    kinds = {kind: sum(1 for e in known.entries if e.kind is kind) for kind in baseline_mod.Kind}
+    print(f"{args.out}: {counted(len(known.entries), 'entry')}: "
+          + ", ".join(f"{count} {kind}" for kind, count in kinds.items()))
+    return EXIT_OK
+
+
+def cmd_baseline_export(args) -> int:
+    run = records.read_file(args.source)
+    outdir.prepare(args.out, "--out")
+    written = 0
+    for scenario in run.scenarios:
+        if not scenario.subtests:
+            continue
+        rows = deqprunner.csv_rows(scenario.subtests, ())
+        stem = re.sub(r"[^A-Za-z0-9._+-]", "_", scenario.id)
+        write_output(args.out / f"{stem}-fails.txt", deqprunner.fails_text(rows), "--out")
+        write_output(args.out / f"{stem}-results.csv", deqprunner.csv_text(rows), "--out")
+        written += 1
+    print(f"{args.out}: {counted(written, 'scenario')} with subtests, as NAME-fails.txt and "
+          "NAME-results.csv")
     return EXIT_OK

@@ -16,7 +16,7 @@ from ..report import outdir
 from ..scenario import paths as path_registry
 from ..system import reaper
 from ..run import preparation, runner
-from ..judging import baseline as baseline_mod
+from ..judging import baseline as baseline_mod, deqprunner
 from ..runtimes import recipes, chosen_toolset
 from ..run import shards
 from ..core import log
@@ -133,14 +133,15 @@ def runtime_roots(values: List[str]) -> dict:
 
 
 # what a run writes in its --out
-RUN_PRODUCTS = ("scenarios", "results.json", "junit.xml", "report.html", "harness.log")
+RUN_PRODUCTS = ("scenarios", "results.json", "junit.xml", "report.html", "harness.log",
+                "results.csv", "failures.csv")
 BENCH_PRODUCTS = ("round-*", "servers", "bench.json")
 
 
 def cmd_run(args) -> int:
     with outdir.claimed(args.out, "--out", RUN_PRODUCTS):
         loaded, scenarios = select(args)
-        known = baseline_mod.load(args.baseline) if args.baseline else None
+        known = deqprunner.load_any(args.baseline) if args.baseline else None
         if known is not None:
             baseline_mod.check_matches(known, [s.id for s in loaded.scenarios], loaded.source)
         toolset = chosen_toolset.load(args.toolset)

@@ -16,7 +16,9 @@ and are not the baseline's business. (The path other paths' fps is compared with
 reference path, harness.report.fpsshare: not a baseline.)"""
 import enum
 import fnmatch
+import functools
 import json
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Protocol, Sequence, Tuple
@@ -31,12 +33,13 @@ REASON_LIMIT = 300  # characters of a scenario's reason that `baseline update` k
 UNEXPLAINED = "why is not written yet"
 # Not a property of the scenario: never known, never excused.
 NOT_KNOWABLE = (FailureKind.INTERRUPTED,)
-KEYS = ("match", "kind", "failure", "reason", "host", "subtest")
+KEYS = ("match", "kind", "failure", "reason", "host", "subtest", "subtest_regex")
 
 
 class Kind(str, enum.Enum):
     FAILURE = "failure"
     FLAKE = "flake"
+    SKIP = "skip"  # subtests not to count (deqp-runner's skips): their failures are no failures
 
     def __str__(self) -> str:
         return self.value
@@ -54,6 +57,18 @@ class Known:
     host: Optional[str] = None
     # a glob over a workload's subtest names: it knows those, not the scenario
     subtest: Optional[str] = None
+    # or a regular expression searched in them (deqp-runner's flakes and skips)
+    subtest_regex: Optional[str] = None
+
+    @property
+    def of_subtests(self) -> bool:
+        return self.subtest is not None or self.subtest_regex is not None
+
+    def knows_subtest(self, name: str) -> bool:
+        if self.subtest is not None:
+            return name == self.subtest or fnmatch.fnmatchcase(name, self.subtest)
+        return (self.subtest_regex is not None
+                and compiled(self.subtest_regex).search(name) is not None)
 
     @property
     def exact(self) -> bool:
@@ -73,7 +88,8 @@ class Known:
         return {"match": self.match, "kind": self.kind.value, "reason": self.reason,
                 "failure": self.failure.value if self.failure else None, **({"host": self.host}
                                                                             if self.host else {}),
-                **({"subtest": self.subtest} if self.subtest else {})}
+                **({"subtest": self.subtest} if self.subtest else {}),
+                **({"subtest_regex": self.subtest_regex} if self.subtest_regex else {})}
 
 
 @dataclass(frozen=True)
@@ -82,15 +98,19 @@ class Baseline:
     entries: Tuple[Known, ...] = ()
 
     def known(self, scenario_id: str, host_class: str = "") -> Optional[Known]:
-        whole = [e for e in self.entries if e.subtest is None]
+        whole = [e for e in self.entries if not e.of_subtests]
         exact = next((e for e in whole if e.exact and e.covers(scenario_id, host_class)), None)
         return exact or next((e for e in whole if e.covers(scenario_id, host_class)), None)
 
     def subtests_known(self, scenario_id: str, host_class: str = "") -> List[Known]:
         """The entries that know subtests of this scenario, exact matches first."""
-        found = [e for e in self.entries if e.subtest is not None and e.covers(scenario_id,
-                                                                               host_class)]
+        found = [e for e in self.entries if e.of_subtests and e.covers(scenario_id, host_class)]
         return sorted(found, key=lambda e: not e.exact)
+
+
+@functools.lru_cache(maxsize=4096)
+def compiled(pattern: str) -> "re.Pattern[str]":
+    return re.compile(pattern)
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -119,10 +139,20 @@ def entry_problems(key: str, entry: object) -> List[str]:
     if "failure" in entry and entry["failure"] not in KNOWABLE_CLASSES:
         problems.append(f"{key}.failure: {shown(entry['failure'])} is not a failure class "
                         f"(one of {', '.join(KNOWABLE_CLASSES)})")
-    for name in ("host", "subtest"):
+    for name in ("host", "subtest", "subtest_regex"):
         if entry.get(name) is not None:
             problem = string_problem(f"{key}.{name}", entry[name])
             problems += [problem] if problem else []
+    if entry.get("subtest") is not None and entry.get("subtest_regex") is not None:
+        problems.append(f"{key}.subtest_regex: give subtest or subtest_regex, not both")
+    if isinstance(entry.get("subtest_regex"), str):
+        try:
+            re.compile(entry["subtest_regex"])
+        except re.error as exc:
+            problems.append(f"{key}.subtest_regex: not a regular expression: {exc}")
+    if entry.get("kind") == Kind.SKIP.value and not (entry.get("subtest")
+                                                     or entry.get("subtest_regex")):
+        problems.append(f"{key}.kind: skip knows subtests (subtest or subtest_regex)")
     return problems
 
 
@@ -140,7 +170,8 @@ def parse(data: object, source: str) -> Baseline:
     for index, entry in enumerate(listed):
         found = entry_problems(f"known[{index}]", entry)
         problems += found
-        where = ((entry.get("match"), entry.get("host"), entry.get("subtest"))
+        where = ((entry.get("match"), entry.get("host"), entry.get("subtest"),
+                  entry.get("subtest_regex"))
                  if isinstance(entry, dict) else None)
         if not found and where in first:
             problems.append(f"known[{index}].match: {shown(entry['match'])} is already "
@@ -151,7 +182,8 @@ def parse(data: object, source: str) -> Baseline:
         raise InputError([f"{source}: {problem}" for problem in problems])
     return Baseline(source, tuple(Known(e["match"], Kind(e["kind"]), e["reason"],
                                         FailureKind(e["failure"]) if "failure" in e else None,
-                                        host=e.get("host"), subtest=e.get("subtest"))
+                                        host=e.get("host"), subtest=e.get("subtest"),
+                                        subtest_regex=e.get("subtest_regex"))
                                   for e in listed))
 
 
@@ -214,9 +246,7 @@ def apply(verdict: Verdict, known: Optional[Known], attempts: int = 1) -> Verdic
 
 
 def subtest_entry(entries: List[Known], subtest: Subtest) -> Optional[Known]:
-    return next((e for e in entries if e.subtest is not None and fnmatch.fnmatchcase(subtest.name,
-                                                                                     e.subtest)),
-                None)
+    return next((e for e in entries if e.knows_subtest(subtest.name)), None)
 
 
 def apply_subtests(verdict: Verdict, entries: List[Known]) -> Verdict:
@@ -225,6 +255,8 @@ def apply_subtests(verdict: Verdict, entries: List[Known]) -> Verdict:
                                                                   Outcome.EXPECTED_FAIL):
         return verdict
     failed = [(s, subtest_entry(entries, s)) for s in verdict.subtests if s.outcome.failed]
+    skipped = [s.name for s, entry in failed if entry is not None and entry.kind is Kind.SKIP]
+    failed = [(s, entry) for s, entry in failed if entry is None or entry.kind is not Kind.SKIP]
     new = [s.name for s, entry in failed if entry is None]
     fixed = [s.name for s in verdict.subtests if s.outcome in (SubtestOutcome.PASS,
                                                                SubtestOutcome.WARN)
@@ -241,6 +273,9 @@ def apply_subtests(verdict: Verdict, entries: List[Known]) -> Verdict:
         return replace(verdict, outcome=Outcome.FLAKE if flaky else Outcome.EXPECTED_FAIL,
                        reason=f"known {'flaky' if flaky else 'failing'} subtests only"
                               f"{f' ({why})' if why else ''}: {verdict.reason}")
+    if skipped and verdict.outcome is Outcome.FAIL and not fixed:
+        return replace(verdict, outcome=Outcome.PASS,
+                       reason=f"failing subtests the baseline skips only: {', '.join(skipped[:8])}")
     if fixed:
         return replace(verdict, outcome=Outcome.UNEXPECTED_PASS,
                        reason="subtests the baseline knows as failures passed: "
@@ -304,7 +339,7 @@ def failing_subtests(scenario: RunScenario) -> List[Subtest]:
 def keeps(entry: Known, scenarios: Sequence[RunScenario], current: Baseline) -> bool:
     """An old entry stays where the run cannot say it is obsolete (it covers nothing run here,
     or only Skips) or where a scenario still needs it (a subtest's: still fails that subtest)."""
-    if entry.subtest is not None:
+    if entry.of_subtests:
         covered = [s for s in scenarios if entry.covers(s.id, s.host_class)]
         if not covered or any(s.outcome is Outcome.SKIP for s in covered):
             return True
@@ -377,4 +412,6 @@ def dumps(baseline: Baseline, header: str = "") -> str:
             lines.append(f"host = {toml_string(entry.host)}")
         if entry.subtest is not None:
             lines.append(f"subtest = {toml_string(entry.subtest)}")
+        if entry.subtest_regex is not None:
+            lines.append(f"subtest_regex = {toml_string(entry.subtest_regex)}")
     return "\n".join(lines) + "\n"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..core.errors import PATH_LIMIT, InputError, cut
 from .outdir import write_atomically
-from . import html, junit, records, results
+from . import csvresults, html, junit, records, results
 
 RESULTS_FILE = results.RESULTS_FILE
 
@@ -28,6 +28,10 @@ def render_from_json(out_dir: Path) -> records.Run:
     run = records.read_file(out_dir / RESULTS_FILE)
     write_file(out_dir / "junit.xml", junit.render(run))
     write_file(out_dir / "report.html", html.render(run))
+    if any(scenario.subtests for scenario in run.scenarios):
+        every, failed = csvresults.texts(run)
+        write_file(out_dir / "results.csv", every)
+        write_file(out_dir / "failures.csv", failed)
     return run
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import List
 
 from ..core import log
-from ..judging import baseline as baseline_mod, exposure
+from ..judging import deqprunner, exposure
 from . import runner
 from ..runtimes import chosen_toolset
 from .machine_run import DONE, RESULTS
@@ -25,7 +25,7 @@ def main(argv: List[str]) -> int:
     # the host counted its own root, which is this one's
     exposure.seed(spec.get("file_counts") or {})
     out_dir = Path(spec["out_dir"])
-    known = baseline_mod.load(Path(spec["baseline"])) if spec.get("baseline") else None
+    known = deqprunner.load_any(Path(spec["baseline"])) if spec.get("baseline") else None
     options = runner.RunOptions(out_dir=out_dir, jobs=spec["jobs"], retries=spec["retries"],
                                 goldens_dir=Path(spec["goldens_dir"]),
                                 compare_images=spec["compare_images"],

@@ -91,7 +91,7 @@ def matrix_request(args: Sequence[Any], kwargs: Mapping[str, Any],
 def load_matrix(request: MatrixRequest) -> Tuple[List["Scenario"], Optional["Baseline"]]:
     """The matrix read and checked by the harness's own parser, its scenarios selected, and its
     baseline; every problem an InputError with the harness's lines."""
-    from ..judging import baseline as baseline_mod
+    from ..judging import baseline as baseline_mod, deqprunner
     from ..scenario import paths as path_registry
     from ..matrix import load
 
@@ -105,7 +105,7 @@ def load_matrix(request: MatrixRequest) -> Tuple[List["Scenario"], Optional["Bas
     if not chosen:
         raise InputError(f"{source}: no scenario matches {MARKER}(paths={list(request.paths)}, "
                          f"filter={request.pattern!r})")
-    known = baseline_mod.load(request.baseline) if request.baseline else None
+    known = deqprunner.load_any(request.baseline) if request.baseline else None
     if known is not None:
         baseline_mod.check_matches(known, [s.id for s in loaded.scenarios], source)
     return chosen, known
