@@ -73,7 +73,7 @@ def test_a_baseline_file_and_which_entry_knows_a_scenario(tmp_path):
     ('[[known]]\nmatch = "a"\nkind = "failure"\nreason = ""',
      "known[0].reason: must be a non-empty string, not ''"),
     ('[[known]]\nmatch = "a"\nkind = "fail"\nreason = "r"',
-     "known[0].kind: must be one of failure, flake, not 'fail'"),
+     "known[0].kind: must be one of failure, flake, skip, not 'fail'"),
     ('[[known]]\nmatch = "a"\nkind = "failure"\nfailure = "oops"\nreason = "r"',
      "known[0].failure: 'oops' is not a failure class"),
     ('[[known]]\nmatch = "a"\nkind = "failure"\nfailure = "interrupted"\nreason = "r"',
@@ -116,7 +116,9 @@ def test_what_dumps_writes_loads_back_or_is_refused_in_one_line(entries):
     text = baseline.dumps(Baseline("x", tuple(entries)), "a header\nof two lines")
     clean = all(bad_character(e.match) is None and bad_character(e.reason) is None
                 and e.match.strip()
-                and e.reason.strip() for e in entries)
+                and e.reason.strip()
+                # a skip knows subtests: one with none is refused
+                and e.kind is not Kind.SKIP for e in entries)
     try:
         loaded = baseline.parse(parse_toml(text, "x"), "x")
     except InputError as exc:
@@ -404,8 +406,7 @@ def test_a_bad_baseline_stops_the_run_before_it_starts(tmp_path):
     assert done.returncode == 2
     [line] = done.stderr.strip().splitlines()
     assert line == (f"gpu-harness: error: {tmp_path}/known.toml: known[0].kind: must be one of "
-                    "failure, flake, "
-                    "not 'sometimes'")
+                    "failure, flake, skip, not 'sometimes'")
     assert not (tmp_path / "out" / "results.json").exists()
     missing = fake_cli(tmp_path, {}, "baseline", "update", "--from", "{tmp}/nothing", "--out",
                        "{tmp}/k.toml")

@@ -245,8 +245,27 @@ def apply(verdict: Verdict, known: Optional[Known], attempts: int = 1) -> Verdic
                    reason=f"known flake{said}, failed all {attempts} attempts: {verdict.reason}")
 
 
-def subtest_entry(entries: List[Known], subtest: Subtest) -> Optional[Known]:
-    return next((e for e in entries if e.knows_subtest(subtest.name)), None)
+GLOB = re.compile(r"[*?\[]")
+
+
+class SubtestIndex:
+    """The entries that know subtests, looked up by name: one naming a subtest exactly is found
+    in a table (a fails file names thousands), the globs and patterns are tried in order."""
+
+    def __init__(self, entries: Sequence[Known]) -> None:
+        self.exact: Dict[str, Known] = {}
+        for entry in entries:
+            if entry.subtest is not None and not GLOB.search(entry.subtest):
+                self.exact.setdefault(entry.subtest, entry)
+        self.rest = [e for e in entries if e.of_subtests and (e.subtest is None
+                                                               or GLOB.search(e.subtest))]
+
+    def find(self, name: str) -> Optional[Known]:
+        return self.exact.get(name) or next((e for e in self.rest if e.knows_subtest(name)), None)
+
+
+def subtest_entry(entries: Sequence[Known], subtest: Subtest) -> Optional[Known]:
+    return SubtestIndex(entries).find(subtest.name)
 
 
 def apply_subtests(verdict: Verdict, entries: List[Known]) -> Verdict:
@@ -254,13 +273,14 @@ def apply_subtests(verdict: Verdict, entries: List[Known]) -> Verdict:
     if not entries or not verdict.subtests or verdict.outcome in (Outcome.SKIP,
                                                                   Outcome.EXPECTED_FAIL):
         return verdict
-    failed = [(s, subtest_entry(entries, s)) for s in verdict.subtests if s.outcome.failed]
+    index = SubtestIndex(entries)
+    failed = [(s, index.find(s.name)) for s in verdict.subtests if s.outcome.failed]
     skipped = [s.name for s, entry in failed if entry is not None and entry.kind is Kind.SKIP]
     failed = [(s, entry) for s, entry in failed if entry is None or entry.kind is not Kind.SKIP]
     new = [s.name for s, entry in failed if entry is None]
     fixed = [s.name for s in verdict.subtests if s.outcome in (SubtestOutcome.PASS,
                                                                SubtestOutcome.WARN)
-             and (entry := subtest_entry(entries, s)) is not None and entry.kind is Kind.FAILURE]
+             and (entry := index.find(s.name)) is not None and entry.kind is Kind.FAILURE]
     only_subtests = all(c.ok or c.name == "subtests" for c in verdict.checks)
     if new or not only_subtests:
         return (replace(verdict, reason=f"new failing subtests {', '.join(new[:8])}: "

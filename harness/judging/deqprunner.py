@@ -12,7 +12,7 @@ an InputError naming its file and line."""
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from ..core.errors import InputError, cut, read_text, shown
 from ..scenario.outcomes import Subtest, SubtestOutcome
@@ -136,13 +136,10 @@ UNEXPECTED = ("Fail", "Crash", "Timeout", "Warn", "Missing")
 def csv_rows(subtests: Sequence[Subtest], known: Sequence[Known],
              prefix: str = "") -> List[Tuple[str, str, str]]:
     """(test, status, seconds) for each subtest, sorted by test, as results.csv has them."""
-    index: Dict[str, Known] = {e.subtest: e for e in reversed(known) if e.subtest is not None
-                               and GLOB_CHARACTERS.search(e.subtest) is None}
-    rest = [e for e in known if e.subtest is None or GLOB_CHARACTERS.search(e.subtest)]
+    index = baseline_mod.SubtestIndex(known)
     rows = []
     for subtest in subtests:
-        entry = index.get(subtest.name) or next((e for e in rest
-                                                 if e.knows_subtest(subtest.name)), None)
+        entry = index.find(subtest.name)
         seconds = f"{(subtest.seconds or 0.0):.3f}"
         rows.append((prefix + subtest.name, status(subtest, entry), seconds))
     return sorted(rows)

@@ -1,6 +1,11 @@
 """report.html: one page a person reads: the grids (runtimes x paths, one per probe), the answers
-computed from the run, then every scenario's detail (images, checks, logs, rerun.sh), collapsed."""
+computed from the run, then every scenario's detail (images, checks, subtests: counted, the failing
+ones listed, the rest folded; logs, rerun.sh), collapsed."""
+from collections import Counter
+from typing import List, Sequence, Tuple
+
 from ..core.templating import render as render_template
+from ..scenario.outcomes import Subtest
 from . import answers, display, grid, text
 from .records import Run
 
@@ -19,4 +24,13 @@ def render(run: Run) -> str:
                            references=run.references,
                            grid_colours=display.GRID_COLOURS, cell_em=grid.LINE_EM,
                            cell_font_em=grid.CELL_FONT_EM,
-                           as_written=text.as_written)
+                           as_written=text.as_written, subtest_counts=subtest_counts,
+                           failing_shown=FAILING_SHOWN)
+
+
+FAILING_SHOWN = 300  # failing subtests listed per scenario; results.csv has them all
+
+
+def subtest_counts(subtests: Sequence[Subtest]) -> List[Tuple[str, int]]:
+    """(outcome, how many) for a scenario's subtests, the most common first."""
+    return Counter(str(s.outcome) for s in subtests).most_common()
