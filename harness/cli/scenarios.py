@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from ..studies import bench, serverbench
+from ..studies import bench, serverbench, testrate
 from .. import matrix as matrix_mod, report
 from ..matrix import expansion
 from ..matrix.checks import nearest
@@ -346,6 +346,9 @@ def bench_rounds(args, scenarios: List[Scenario], toolset) -> int:
     emulation_costs = bench.emulation_costs([results for results, _ in rounds], rows)
     if emulation_costs:
         print_table(bench.emulation_table(emulation_costs))
+    rates = testrate.rows([results for results, _ in rounds])
+    if rates:
+        print_table(testrate.table(rates))
     machine_rows = bench.machine_rows(machines, rows)
     if machine_rows:
         print_table(bench.machine_table(machine_rows))
@@ -364,5 +367,6 @@ def bench_rounds(args, scenarios: List[Scenario], toolset) -> int:
         {"rounds": len(rounds), "jobs": args.jobs, "matrix_wall_s": [w for _, w in rounds],
          "rows": [dataclasses.asdict(r) for r in rows],
          "runtimes": [dataclasses.asdict(r) for r in runtime_rows], "servers": servers_json,
-         "machines": [dataclasses.asdict(r) for r in machine_rows]}, indent=2) + "\n")
+         "machines": [dataclasses.asdict(r) for r in machine_rows],
+         "conformance": [dataclasses.asdict(r) for r in rates]}, indent=2) + "\n")
     return EXIT_OK

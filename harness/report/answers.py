@@ -9,7 +9,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..host.drivermatch import DriverMatch, DriverUsed
 from ..scenario.outcomes import Outcome
-from . import emulationcost
+from . import conformance, emulationcost
 from .audits import exposure, isolation, own_namespaces
 from .display import css_class
 from .presenting import presentation
@@ -63,6 +63,7 @@ def vtest_compat(scenarios: List[ScenarioEntry]) -> Answer:
         for server, probe in columns_keys:
             group = groups.get((client, server, probe), [])
             record = vtest_record(client, server, probe, group)
+            record.update(conformance.figures(group, scenarios))
             if group:
                 answer.records.append(record)
             row.append(vtest_cell(record))
@@ -87,6 +88,12 @@ def vtest_cell(record: dict) -> Cell:
     classes = distinct(f["failure"] for f in failed)
     ids = record["rendered"] + [f["id"] for f in failed]
     title = "; ".join(ids) or "no scenario"
+    measured = conformance.cell_text(record)
+    if measured is not None:  # a conformance run: its tests say more than renders or not
+        gaps = record.get("gaps") or []
+        return Cell(measured, css_class(Outcome.PASS if not gaps and verdict == "renders"
+                                        else Outcome.FLAKE),
+                    title + ("; gaps: " + ", ".join(gaps[:10]) if gaps else ""))
     if verdict == "renders":
         return Cell(f"renders ({len(ids)})", css_class(Outcome.PASS), title)
     if verdict == "fails":

@@ -1,0 +1,63 @@
+"""The vtest compatibility answer's conformance figures: where a vtest scenario ran a piglit
+profile, its subtests against the same tests run natively on the same client Mesa (llvmpipe, in
+the same runtime: a path that renders with the runtime's own Mesa in software), so that each
+client x server pair says its pass rate against native and the tests that pass natively and fail
+through vtest (the protocol's gaps)."""
+from typing import Dict, List, Optional, Sequence
+
+from ..scenario.outcomes import SubtestOutcome
+from .records import ScenarioEntry
+
+# paths whose renderer is the runtime's own Mesa in software: the native side of a comparison
+NATIVE_PATHS = ("flatpak-ext", "software", "native")
+GAPS_KEPT = 50  # gap names a record keeps (its count is whole)
+
+
+def native_of(scenario: ScenarioEntry, scenarios: Sequence[ScenarioEntry]
+              ) -> Optional[ScenarioEntry]:
+    """The same runtime's and probe's scenario on a native path that ran subtests, on the same
+    machine and host."""
+    found = [s for s in scenarios if s.path in NATIVE_PATHS and s.runtime == scenario.runtime
+             and s.probe == scenario.probe and s.subtests and s.host == scenario.host
+             and s.machine == scenario.machine]
+    return min(found, key=lambda s: NATIVE_PATHS.index(s.path)) if found else None
+
+
+def passed(scenario: ScenarioEntry) -> List[str]:
+    return [s.name for s in scenario.subtests if s.outcome is SubtestOutcome.PASS]
+
+
+def figures(group: Sequence[ScenarioEntry],
+            scenarios: Sequence[ScenarioEntry]) -> Dict[str, object]:
+    """For the vtest scenarios of one client x server x probe: their tests, those that pass, the
+    pass rate against native where a native run of the same tests is there, and the gaps."""
+    tests = sum(len(s.subtests) for s in group)
+    if not tests:
+        return {}
+    through = sum(len(passed(s)) for s in group)
+    found: Dict[str, object] = {"tests": tests, "passed": through}
+    natively, both, gaps = 0, 0, []
+    for scenario in group:
+        native = native_of(scenario, scenarios)
+        if native is None:
+            continue
+        ran = {s.name for s in scenario.subtests}
+        native_pass = set(passed(native)) & ran
+        vtest_pass = set(passed(scenario))
+        natively += len(native_pass)
+        both += len(native_pass & vtest_pass)
+        gaps += sorted(native_pass - vtest_pass)
+    if natively:
+        found.update(native_passed=natively, pass_vs_native=round(both / natively, 4),
+                     gap_count=len(gaps), gaps=gaps[:GAPS_KEPT])
+    return found
+
+
+def cell_text(found: Dict[str, object]) -> Optional[str]:
+    if "pass_vs_native" in found:
+        share = float(found["pass_vs_native"])  # type: ignore[arg-type]
+        return (f"{100 * share:.0f}% of native ({found['passed']}/{found['native_passed']} "
+                f"of {found['tests']}); {found['gap_count']} gaps")
+    if "tests" in found:
+        return f"{found['passed']}/{found['tests']} tests pass (no native run to compare)"
+    return None

@@ -1,0 +1,51 @@
+"""The vtest compatibility answer from conformance runs: a vtest scenario's piglit subtests against
+the same tests natively on the same client Mesa give the pair's pass rate and its gaps."""
+import copy
+
+from harness.report import answers, conformance, records
+from tests import runs
+
+PASS, FAIL = "pass", "fail"
+
+
+def scenario(template: dict, path: str, outcomes: dict, server: str = "0.10.4") -> dict:
+    found = copy.deepcopy(template)
+    found.update(id=f"{path}/trixie/gles", path=path, runtime="trixie", probe="gles",
+                 outcome="Fail", failure_kind="subtest-failed",
+                 subtests=[{"name": name, "outcome": outcome, "detail": "", "seconds": 0.1}
+                           for name, outcome in outcomes.items()])
+    found["versions"] = {"mesa": "25.0.7", **({"virgl_test_server": server} if server else {})}
+    found["runtime_facts"] = {**(found.get("runtime_facts") or {}), "mesa": "25.0.7"}
+    return found
+
+
+def entries():
+    template = runs.document(count=1)["scenarios"][0]
+    native = {"spec@a@1": PASS, "spec@a@2": PASS, "spec@a@3": FAIL, "spec@a@4": PASS}
+    vtest = {"spec@a@1": PASS, "spec@a@2": FAIL, "spec@a@3": FAIL, "spec@a@4": PASS}
+    return records.entries([scenario(template, "flatpak-ext", native, server=""),
+                            scenario(template, "vtest-virgl", vtest)])
+
+
+def test_a_pairs_pass_rate_against_native_and_its_gaps():
+    scenarios = list(entries())
+    vtest = [s for s in scenarios if s.path == "vtest-virgl"]
+    found = conformance.figures(vtest, scenarios)
+    assert found == {"tests": 4, "passed": 2, "native_passed": 3, "pass_vs_native": 0.6667,
+                     "gap_count": 1, "gaps": ["spec@a@2"]}
+    assert conformance.cell_text(found) == "67% of native (2/3 of 4); 1 gaps"
+
+
+def test_the_answer_cell_says_it_and_the_record_keeps_the_gaps():
+    answer = answers.vtest_compat(list(entries()))
+    (record,) = answer.records
+    assert record["pass_vs_native"] == 0.6667 and record["gaps"] == ["spec@a@2"]
+    cells = [cell.text for row in answer.rows for cell in row[1:]]
+    assert "67% of native (2/3 of 4); 1 gaps" in cells
+
+
+def test_without_a_native_run_the_cell_counts_what_passed():
+    only_vtest = [s for s in entries() if s.path == "vtest-virgl"]
+    found = conformance.figures(only_vtest, only_vtest)
+    assert found == {"tests": 4, "passed": 2}
+    assert conformance.cell_text(found) == "2/4 tests pass (no native run to compare)"
