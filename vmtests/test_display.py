@@ -184,8 +184,8 @@ def test_in_a_virgl_guest_gl_frames_reach_weston_as_dma_bufs(tmp_path):
 @pytest.mark.full("machine-grid")
 def test_gtk_apps_in_a_virgl_guest_hand_their_windows_over_as_dma_bufs(tmp_path):
     """desktop-guest.toml as a user runs it: GNOME Clocks and the gears through sandbox-dri and
-    flatpak-dri in virgl-guest, each window shown (the capture), drawn with the guest's GL
-    driver, its buffers handed to the guest's weston as dma-bufs."""
+    flatpak-dri in virgl-guest, each window shown (the capture, and the scanout from outside),
+    drawn with the guest's GL driver, its buffers handed to the guest's weston as dma-bufs."""
     done = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--matrix",
                            str(matrix.DEFAULT_MATRIX.parent / "desktop-guest.toml"), "-j", "2",
                            "--out", str(tmp_path / "out")], capture_output=True, text=True,
@@ -198,3 +198,7 @@ def test_gtk_apps_in_a_virgl_guest_hand_their_windows_over_as_dma_bufs(tmp_path)
         assert entry["outcome"] == "Pass" and shown["buffer_path"] == "dmabuf", (entry["id"],
                                                                                   shown)
         assert shown["toolkit_renderer"].startswith("gl"), (entry["id"], shown)
+        # one weston at a time drove the guest's card; the host saw each window on the scanout
+        assert entry["launcher"]["display_server"]["backend"] == "drm", entry["launcher"]
+        (scanout,) = [c for c in entry["checks"] if c["name"] == "scanout"]
+        assert scanout["ok"] and "a window is shown" in scanout["detail"], (entry["id"], scanout)
