@@ -61,3 +61,28 @@ def test_a_profile_the_runtimes_piglit_lacks_is_said_in_its_words(toolset, tmp_p
     assert result.verdict.outcome is verdict.FAIL, describe(result)
     (only,) = result.verdict.subtests
     assert "has no profile 'quick_nothing'" in only.detail, only
+
+
+@pytest.mark.full("every-runtime")
+def test_the_compat_matrix_answers_with_a_pass_rate_against_native(tmp_path):
+    """vtest-compat.toml's trixie GLES slice as a user runs it: quick_gl's GLES tests through
+    vtest-virgl and natively on trixie's Mesa (flatpak-ext, llvmpipe); the vtest compatibility
+    answer gives the pair's pass rate against native and names the gaps."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--matrix",
+                           str(matrix_mod.DEFAULT_MATRIX.parent / "vtest-compat.toml"),
+                           "--filter", "*/trixie/gl-gles", "-j", "2",
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True,
+                          timeout=1800)
+    document = json.loads((tmp_path / "out" / "results.json").read_text())
+    by_path = {e["path"]: e for e in document["scenarios"]}
+    assert set(by_path) == {"vtest-virgl", "flatpak-ext"}, done.stderr[-2000:]
+    for entry in by_path.values():
+        assert entry["outcome"] in ("Pass", "Fail") and len(entry["subtests"]) >= 100, entry["id"]
+    (record,) = document["answers"]["vtest"]["records"]
+    assert 0 < record["pass_vs_native"] <= 1 and record["native_passed"] > 0, record
+    assert record["gap_count"] == len(record["gaps"]) or record["gap_count"] > 50, record
+    rows = (tmp_path / "out" / "results.csv").read_text().splitlines()
+    assert len(rows) == sum(len(e["subtests"]) for e in by_path.values())

@@ -306,26 +306,20 @@ def build_parser() -> Parser:
     baseline_update.add_argument("--out", type=Path, required=True,
                                  help="baseline file: rewritten; its entries still needed keep "
                                       "their reasons")
-    baseline_import = baseline_sub.add_parser(
-        "import", help="a baseline from Mesa CI's expectation files (deqp-runner's, "
-                       "piglit-runner's)")
-    baseline_import.add_argument("--format", choices=["deqp-runner"], required=True)
-    baseline_import.add_argument("fails", type=Path, metavar="FAILS",
-                                 help="NAME-fails.txt: test,Status a line")
-    baseline_import.add_argument("--flakes", type=Path, help="NAME-flakes.txt: a regular "
-                                 "expression a line")
-    baseline_import.add_argument("--skips", type=Path, help="NAME-skips.txt: a regular "
-                                 "expression a line")
-    baseline_import.add_argument("--match", default="*", help="the scenarios they hold for (a "
-                                 "glob over ids; default: all)")
-    baseline_import.add_argument("--out", type=Path, required=True, help="baseline file to write")
-    baseline_export = baseline_sub.add_parser(
-        "export", help="a run's subtests in Mesa CI's expectation files, one set a scenario")
-    baseline_export.add_argument("--format", choices=["deqp-runner"], required=True)
-    baseline_export.add_argument("--from", dest="source", type=Path, required=True,
-                                 help="result folder or results.json")
-    baseline_export.add_argument("--out", type=Path, required=True,
-                                 help="folder for SCENARIO-fails.txt and SCENARIO-results.csv")
+    imported = baseline_sub.add_parser("import", help="a baseline from Mesa CI's expectation "
+                                                      "files (deqp-runner's, piglit-runner's)")
+    imported.add_argument("--format", choices=["deqp-runner"], required=True)
+    imported.add_argument("fails", type=Path, metavar="FAILS", help="NAME-fails.txt: test,Status")
+    for kind in ("flakes", "skips"):
+        imported.add_argument(f"--{kind}", type=Path, help=f"NAME-{kind}.txt: regular expressions")
+    imported.add_argument("--match", default="*", help="the scenarios they hold for (a glob)")
+    imported.add_argument("--out", type=Path, required=True, help="baseline file to write")
+    exported = baseline_sub.add_parser("export", help="a run's subtests in Mesa CI's files")
+    exported.add_argument("--format", choices=["deqp-runner"], required=True)
+    exported.add_argument("--from", dest="source", type=Path, required=True,
+                          help="result folder or results.json")
+    exported.add_argument("--out", type=Path, required=True,
+                          help="folder for SCENARIO-fails.txt and SCENARIO-results.csv")
 
     bench_cmd = sub.add_parser("bench",
                                help="time every phase of the matrix, several runs, as a table")

@@ -6,10 +6,14 @@ through vtest (the protocol's gaps)."""
 from typing import Dict, List, Optional, Sequence
 
 from ..scenario.outcomes import SubtestOutcome
+from ..scenario.paths import LLVMPIPE, PATHS, VM_TOOLS
 from .records import ScenarioEntry
 
-# paths whose renderer is the runtime's own Mesa in software: the native side of a comparison
-NATIVE_PATHS = ("flatpak-ext", "software", "native")
+# the paths that render with the runtime's own Mesa in software, no server between (llvmpipe
+# promised, or the fps reference; not in a machine): the native side of a comparison
+NATIVE_PATHS = tuple(path_id for path_id, spec in PATHS.items()
+                     if (spec.renderers.get("gl") == LLVMPIPE or spec.fps_reference)
+                     and not spec.services and VM_TOOLS[0] not in spec.requires)
 GAPS_KEPT = 50  # gap names a record keeps (its count is whole)
 
 
