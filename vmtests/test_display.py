@@ -202,3 +202,33 @@ def test_gtk_apps_in_a_virgl_guest_hand_their_windows_over_as_dma_bufs(tmp_path)
         assert entry["launcher"]["display_server"]["backend"] == "drm", entry["launcher"]
         (scanout,) = [c for c in entry["checks"] if c["name"] == "scanout"]
         assert scanout["ok"] and "a window is shown" in scanout["detail"], (entry["id"], scanout)
+
+
+# Kills the compositor it is a client of: the peer of its Wayland socket (SO_PEERCRED), the
+# scenario's own weston, found by its socket, never by a name.
+KILL_MY_COMPOSITOR = (
+    "import os, signal, socket, struct, time\n"
+    "path = os.path.join(os.environ['XDG_RUNTIME_DIR'], os.environ['WAYLAND_DISPLAY'])\n"
+    "client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+    "client.connect(path)\n"
+    "pid, _, _ = struct.unpack('3i', client.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,"
+    " 12))\n"
+    "os.kill(pid, signal.SIGKILL)\n"
+    "time.sleep(20)\n")
+
+
+@pytest.mark.launches("host")
+def test_a_display_server_killed_mid_scenario_is_a_dead_service_and_nothing_is_left(
+        run_scenarios):
+    """A real weston that dies while its app runs: the scenario is a service-died Fail naming
+    weston, whose log is attached, and no weston of the run is left."""
+    loaded = matrix.expand({
+        "matrix": {"paths": ["native"], "probes": ["killer"]},
+        "probes": {"killer": {"kind": "command", "argv": ["python3", "-c", KILL_MY_COMPOSITOR],
+                              "display": "wayland", "duration_s": 5, "timeout_s": 40}}},
+        "<test>")
+    (result,) = run_scenarios(loaded.scenarios)
+    assert outcome_or_skip(result) == verdict.FAIL, describe(result)
+    assert result.verdict.failure_kind.value == "service-died", describe(result)
+    assert "weston" in result.verdict.reason, describe(result)
+    assert Path(result.launch.logs["weston"]).is_file()
