@@ -273,3 +273,42 @@ def test_on_a_host_weston_is_headless_whatever_cards_it_has(toolset, workspace, 
     assert displayservers.guest_card() is None
     server = displayservers.display_server("wayland", toolset, workspace)
     assert "--backend=headless-backend.so" in server.spec.argv and not server.scanout
+
+
+def test_xwayland_is_display_0_in_westons_own_namespaces_and_leaves_nothing(toolset, workspace):
+    """weston under bwrap with a private /tmp and network namespace: its X display is :0 whatever
+    the host runs, its X socket in the scenario's temp folder; a sandboxed client reaches it there
+    (reach), the X server answers which extensions it offers, and nothing stays."""
+    from harness.launch import xwayland
+
+    if toolset.missing(("Xwayland",)):
+        pytest.skip(toolset.why_missing("Xwayland"))
+    server = xwayland.xwayland(toolset, workspace, "gl", displayservers.SCREEN)
+    assert server.x_socket == workspace.tmp_dir / xwayland.PRIVATE_TMP / ".X11-unix" / "X0"
+    assert server.reach("/run/user/0") == displayservers.Reach(
+        ((str(server.x_socket), "/tmp/.X11-unix/X0"),), {"DISPLAY": ":0"})
+    assert "--unshare-net" in server.spec.argv and server.spec.argv[-1] == "--xwayland"
+    running = services.start(server.spec)
+    try:
+        assert server.x_socket.is_socket()
+        offered = xwayland.extensions(str(server.x_socket))  # Xwayland starts on this client
+        # no render node here: no glamor, so no DRI3; the shared-memory path is there
+        assert offered["MIT-SHM"] and offered["Present"] and offered["DRI3"] is bool(
+            toolset.render_nodes), offered
+        members = running.child.group_members()
+    finally:
+        running.stop()
+    assert left_behind(server, workspace, members) == []
+
+
+def test_the_extension_query_against_a_real_xvfb(toolset, workspace):
+    """X11's QueryExtension over the wire, answered by a real Xvfb (no DRI3: no GPU behind it)."""
+    from harness.launch import xwayland
+
+    server = displayservers.display_server("x11", toolset, workspace)
+    running = services.start(server.spec)
+    try:
+        offered = xwayland.extensions(str(server.socket), ("MIT-SHM", "DRI3", "NO-SUCH-EXT"))
+    finally:
+        running.stop()
+    assert offered == {"MIT-SHM": True, "DRI3": False, "NO-SUCH-EXT": False}

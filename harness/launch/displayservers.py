@@ -31,7 +31,8 @@ from ..system.services import ServiceSpec
 LOG = log.get(__name__)
 DISPLAYS = ("wayland", "x11")
 RENDERERS = ("pixman", "gl")  # weston's; Xvfb draws with its own software framebuffer
-TOOLS = {"wayland": ("weston", "weston-screenshooter"), "x11": ("Xvfb",)}
+TOOLS = {"wayland": ("weston", "weston-screenshooter"), "x11": ("Xvfb",),
+         "xwayland": ("weston", "weston-screenshooter", "Xwayland", "bwrap")}
 SCREEN = (640, 480)
 WESTON_BACKGROUND = (0x20, 0x40, 0x60)
 XVFB_BACKGROUND = (0, 0, 0)  # -br: a black root, no window manager
@@ -102,6 +103,8 @@ class DisplayServer:
     offered: List[Tuple[str, int]] = field(default_factory=list)
     # weston's backend: headless, or drm (a machine guest's card: its scanout is the screen)
     backend: str = "headless"
+    # X11 on weston's Xwayland (launch/xwayland.py): its socket on the host, display :0 inside
+    x_socket: Optional[Path] = None
 
     @property
     def scanout(self) -> bool:
@@ -134,6 +137,8 @@ class DisplayServer:
         """The socket bound into a sandbox and the client's environment there: Wayland's under
         `runtime_dir` (the sandbox's XDG_RUNTIME_DIR, a folder it can make), X11's at its own
         path (/tmp/.X11-unix/X<n>, where X clients look)."""
+        if self.display == "x11" and self.x_socket is not None:
+            return Reach(((str(self.x_socket), "/tmp/.X11-unix/X0"),), {"DISPLAY": ":0"})
         if self.display == "x11":
             return Reach(((str(self.socket), str(self.socket)),), {"DISPLAY": self.env["DISPLAY"]})
         inside = f"{runtime_dir.rstrip('/')}/{WAYLAND_SOCKET}"
@@ -143,7 +148,7 @@ class DisplayServer:
     def capture(self, target: Path, timeout_s: float = CAPTURE_TIMEOUT_S) -> Path:
         """What the server shows now, as a PNG at `target`."""
         started = time.monotonic()
-        if self.display == "x11":
+        if self.display == "x11" and self.x_socket is None:
             self.capture_framebuffer(target)
         else:
             self.capture_screenshooter(target, timeout_s)
@@ -219,6 +224,7 @@ class DisplayServer:
         return {"display": self.display, "server": self.server, "version": self.version,
                 "renderer": self.renderer, "renderer_note": self.renderer_note,
                 "backend": self.backend,
+                **({"xwayland": True} if self.x_socket is not None else {}),
                 "size": list(self.size), "socket": str(self.socket), "env": dict(self.env),
                 "globals": [{"name": name, "version": version} for name, version in self.offered]}
 

@@ -9,7 +9,7 @@ from typing import Dict, Optional
 
 from ..host.toolset import Toolset
 from ..scenario.model import Display, Scenario
-from . import displayservers
+from . import displayservers, xwayland
 from .displayservers import DisplayServer, DisplayServerError
 from .lifecycle import LaunchResult, Workspace
 
@@ -38,6 +38,8 @@ def server_for(scenario: Scenario, toolset: Toolset,
     back to software), else with pixman (recorded, with why)."""
     if scenario.display == Display.OFFSCREEN:
         return None
+    if scenario.display == Display.XWAYLAND:
+        return xwayland.xwayland(toolset, workspace, "gl", displayservers.SCREEN)
     return displayservers.display_server(scenario.display, toolset, workspace, renderer="gl")
 
 
@@ -72,6 +74,12 @@ class ScreenCapture:
                 self.result.artifacts["screen"] = str(target)
             except DisplayServerError as exc:
                 self.result.facts["screen_capture_error"] = str(exc)
+            if self.server.x_socket is not None:  # what its X server offered the client
+                try:
+                    self.result.facts["x_extensions"] = xwayland.extensions(
+                        str(self.server.x_socket))
+                except (OSError, DisplayServerError) as exc:
+                    self.result.facts["x_extensions_error"] = str(exc)
             if self.server.scanout:
                 (out / SCANOUT_ASKED).write_text("asked\n")
                 return

@@ -12,6 +12,7 @@ from ..host import diagnosis, hostinfo
 from ..launch.vtest import SERVICE as VTEST_SERVICE
 from ..launch.lifecycle import Prepared
 from ..system.process import tail
+from ..scenario.model import Display
 from ..scenario.outcomes import Outcome
 from ..host.toolset import Toolset
 from ..judging import presentation
@@ -84,7 +85,8 @@ def scenario_entry(result: "ScenarioResult", out_dir: Path, toolset: Toolset) ->
         "workload_fps_spread": workload_rounds,
         "peak_rss_kb": {"probe": data.get("peak_rss_kb"), **launch.rss_kb},
         "isolation": data.get("isolation"),
-        "presentation": presentation.facts(scenario.display, data, launch.logs.get("probe"),
+        "presentation": presentation.facts(Display(scenario.display).protocol, data,
+                                           launch.logs.get("probe"),
                                            Path(launch.artifacts["probe_out"])
                                            if launch.artifacts.get("probe_out") else None),
         "image": relative(launch.image_path, out_dir),

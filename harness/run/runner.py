@@ -20,7 +20,7 @@ from ..launch.families import registry
 from ..system.interrupts import INTERRUPTS
 from ..launch.lifecycle import (Hooks, LaunchContext, LaunchResult, Phase, Prepared, Workload,
                                 Workspace)
-from ..scenario.model import HOST_KIND, Scenario
+from ..scenario.model import HOST_KIND, Display, Scenario
 from ..scenario.outcomes import FailureKind, Outcome
 from ..scenario.probes import GOLDENS_DIR, ProbeReport
 from ..judging.scenario_result import ScenarioResult
@@ -191,7 +191,8 @@ def probe_args(scenario: Scenario) -> List[str]:
     if "--step-timeout" not in args:
         args += ["--step-timeout", f"{scenario.timeout_s / STEP_SHARE:g}"]
     if scenario.presents and not scenario.declared:  # the presenting probe: API and server
-        args += ["--api", probes.get(scenario.probe).api, "--display", scenario.display]
+        args += ["--api", probes.get(scenario.probe).api, "--display",
+                 Display(scenario.display).protocol]
     return args
 
 

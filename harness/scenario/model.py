@@ -32,11 +32,18 @@ HOST_KIND, ROOTFS_KIND, DEBOOTSTRAP_KIND, IMAGE_KIND = (RuntimeKind.HOST, Runtim
 
 class Display(TextEnum):
     """Where a scenario's frames go: read back by the probe itself (offscreen), or presented in a
-    window on a display server the harness starts and captures (wayland: weston; x11: Xvfb)."""
+    window on a display server the harness starts and captures (wayland: weston; x11: Xvfb;
+    xwayland: X11 on weston's Xwayland, whose DRI3 a hardware driver presents through)."""
 
     OFFSCREEN = "offscreen"
     WAYLAND = "wayland"
     X11 = "x11"
+    XWAYLAND = "xwayland"
+
+    @property
+    def protocol(self) -> str:
+        """What a client speaks to it: X11 on Xwayland too."""
+        return Display.X11.value if self is Display.XWAYLAND else self.value
 
 
 # The probe that presents each offscreen probe's scene in a window (probes.PROBES keys).

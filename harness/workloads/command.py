@@ -12,7 +12,7 @@ from .base import (OUT, STEP_TIMEOUT_S, Key, Problems, Step, StepRun, WorkloadKi
 
 WORK = "steps/work"  # the command's working folder, in the probe's output folder
 DEFAULT_SHOW_S = 5.0  # an app on a display: its window shown this long before the capture
-DISPLAYS = ("wayland", "x11")
+DISPLAYS = ("wayland", "x11", "xwayland")
 
 
 def app_display(problems: Problems, key: str, value: Any) -> Any:

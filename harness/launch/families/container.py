@@ -341,7 +341,7 @@ class ContainerLaunch(ProcessLaunch):
 
 class ContainerFamily(ProcessFamily):
     name = "container"
-    displays = (Display.WAYLAND, Display.X11)
+    displays = (Display.WAYLAND, Display.X11, Display.XWAYLAND)
     launch_class = ContainerLaunch
     # a root to lay the container's overlay on, or an image
     runtime_kinds = (DEBOOTSTRAP_KIND, ROOTFS_KIND, IMAGE_KIND)

@@ -178,7 +178,7 @@ def host_driver_layout(ctx: LaunchContext) -> driverlayout.DriverLayout:
 
 class SandboxFamily(ProcessFamily):
     name = "sandbox"
-    displays = (Display.WAYLAND, Display.X11)
+    displays = (Display.WAYLAND, Display.X11, Display.XWAYLAND)
 
     def prepare_run(self, scenarios: Sequence[Scenario], toolset: Toolset,
                     scratch: Path) -> List[Prepared]:
