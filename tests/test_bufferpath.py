@@ -168,3 +168,14 @@ def test_the_present_probes_own_shape_of_the_facts_reads_alike():
 def test_x11_segments_without_the_extension_are_not_its_path():
     assert bufferpath.from_x11_facts({"sysv": 3}, {"MIT-SHM": False}).paths == ["putimage"]
     assert bufferpath.from_x11_facts({"dmabuf": 2, "sysv": 1}).paths == ["dmabuf", "shm"]
+
+
+def test_a_dri3_client_on_xwayland_is_told_by_its_fences():
+    """The present probe's real report from sandbox-dri/trixie/gl+xwayland@virgl-guest: Xwayland
+    offered DRI3 (glamor on the guest's render node); the client mapped no buffer (DRI3 hands the
+    server dma-bufs) but Mesa's DRI3 loader's xshmfence memfds: the path is dri3."""
+    presentation = json.loads((TRACES / "x11-xwayland-dri3-guest-presentation.json").read_text())
+    found = bufferpath.from_x11_facts(presentation["buffers"], presentation["extensions"])
+    assert found.paths == ["dri3"] and found.mappings["xshmfence"] == 2, found
+    without = {**presentation["extensions"], "DRI3": False}
+    assert bufferpath.from_x11_facts(presentation["buffers"], without).paths == ["putimage"]

@@ -83,6 +83,7 @@ class ShownServer:
     """A display server stand-in showing a machine guest's scanout: capture() writes a file."""
 
     scanout = True
+    x_socket = None
 
     def capture(self, target):
         Path(target).write_text("png")

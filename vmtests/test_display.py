@@ -232,3 +232,24 @@ def test_a_display_server_killed_mid_scenario_is_a_dead_service_and_nothing_is_l
     assert result.verdict.failure_kind.value == "service-died", describe(result)
     assert "weston" in result.verdict.reason, describe(result)
     assert Path(result.launch.logs["weston"]).is_file()
+
+
+@pytest.mark.full("machine-grid")
+def test_in_a_virgl_guest_an_x11_client_presents_through_xwaylands_dri3(tmp_path):
+    """sandbox-dri/trixie/gl+xwayland@virgl-guest as a user runs it: the guest's weston (its card,
+    GL on its render node) runs Xwayland, whose glamor offers DRI3; the client renders through
+    virgl and hands its frames to the X server by DRI3 (its fences, no buffer mapped); the window
+    is in the capture and on the scanout the host captured."""
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--machine", "virgl-guest",
+                           "--paths", "sandbox-dri", "--runtimes", "trixie", "--probes", "gl",
+                           "--displays", "xwayland", "--filter", "*@virgl-guest",
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True,
+                          timeout=900)
+    [entry] = json.loads((tmp_path / "out" / "results.json").read_text())["scenarios"]
+    if entry["outcome"] == "Skip":
+        return outcome_or_skip_entry(entry)
+    assert done.returncode == 0 and entry["outcome"] == "Pass", (entry["reason"], done.stderr)
+    assert entry["launcher"]["x_extensions"]["DRI3"], entry["launcher"]
+    assert entry["presentation"]["buffer_path"] == "dri3", entry["presentation"]
+    checks = {c["name"]: c for c in entry["checks"]}
+    assert checks["screen"]["ok"] and checks["scanout"]["ok"], checks

@@ -189,6 +189,9 @@ def read_trace(path: Path) -> BufferPath:
         return from_trace(handle)
 
 
+DRI3_FENCE = "xshmfence"  # the memfd name of Mesa's DRI3 fences (libxshmfence)
+
+
 def from_x11_facts(buffers: Mapping[str, object],
                    extensions: Union[Mapping[str, bool], Iterable[str], None] = None) -> BufferPath:
     """An X11 client's buffer path from what it maps after presenting, as the probe counts it in
@@ -196,7 +199,9 @@ def from_x11_facts(buffers: Mapping[str, object],
     `dmabuf` counts) and the X extensions the server offered it (name -> present, or the names
     present; none given: all count as offered). MIT-SHM segments are SysV ones (Mesa's EGL and
     its X11 WSI attach them with shmget); a memfd is no evidence on X11: lavapipe maps its device
-    memory as memfds ("allocation fd"), presenting by XPutImage or not."""
+    memory as memfds ("allocation fd"), presenting by XPutImage or not; but an "xshmfence" memfd is
+    Mesa's DRI3 loader's fence beside each buffer it hands the server as a dma-buf (DRI3
+    PixmapFromBuffers: the client keeps no mapping of the buffer itself)."""
     def count(*keys: str) -> int:
         for key in keys:
             value = buffers.get(key)
@@ -212,10 +217,13 @@ def from_x11_facts(buffers: Mapping[str, object],
         offered = {str(name): bool(present) for name, present in extensions.items()}
     else:
         offered = {str(name): True for name in extensions}
+    memfds = buffers.get("memfds")
+    fences = int(memfds.get(DRI3_FENCE, 0)) if isinstance(memfds, Mapping) else 0
     counts = {"sysv": count("sysv_segments", "sysv"), "memfd": count("memfds", "memfd"),
-              "dmabuf": count("dmabufs", "dmabuf")}
-    paths = [path for path, key, extension in (("dmabuf", "dmabuf", "DRI3"),
+              "dmabuf": count("dmabufs", "dmabuf"), **({DRI3_FENCE: fences} if fences else {})}
+    paths = [path for path, key, extension in (("dri3", DRI3_FENCE, "DRI3"),
+                                               ("dmabuf", "dmabuf", "DRI3"),
                                                ("shm", "sysv", "MIT-SHM"))
-             if counts[key] and offered.get(extension)]
+             if counts.get(key) and offered.get(extension)]
     return BufferPath("x11", "probe", paths or ["putimage"], mappings=counts,
                       offered={name: 1 for name, present in offered.items() if present})
