@@ -2,7 +2,7 @@
 profile, its subtests against the same tests run natively on the same client Mesa (llvmpipe, in
 the same runtime: a path that renders with the runtime's own Mesa in software), so that each
 client x server pair says its pass rate against native and the tests that pass natively and fail
-through vtest (the protocol's gaps)."""
+or skip through vtest (the protocol's gaps: a skip is a feature the client did not get)."""
 from typing import Dict, List, Optional, Sequence
 
 from ..scenario.outcomes import SubtestOutcome
