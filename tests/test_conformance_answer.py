@@ -16,6 +16,8 @@ def scenario(template: dict, path: str, outcomes: dict, server: str = "0.10.4") 
                            for name, outcome in outcomes.items()])
     found["versions"] = {"mesa": "25.0.7", **({"virgl_test_server": server} if server else {})}
     found["runtime_facts"] = {**(found.get("runtime_facts") or {}), "mesa": "25.0.7"}
+    found["probe_result"] = {**(found.get("probe_result") or {}),
+                             "workload": {"kind": "piglit", "probe": "gles"}}
     return found
 
 
@@ -49,3 +51,11 @@ def test_without_a_native_run_the_cell_counts_what_passed():
     found = conformance.figures(only_vtest, only_vtest)
     assert found == {"tests": 4, "passed": 2}
     assert conformance.cell_text(found) == "2/4 tests pass (no native run to compare)"
+
+
+def test_a_users_commands_steps_are_no_conformance_run():
+    template = runs.document(count=1)["scenarios"][0]
+    steps = scenario(template, "vtest-virgl", {"step": PASS})
+    steps["probe_result"]["workload"]["kind"] = "command"
+    (entry,) = records.entries([steps])
+    assert conformance.figures([entry], [entry]) == {}

@@ -15,6 +15,7 @@ NATIVE_PATHS = tuple(path_id for path_id, spec in PATHS.items()
                      if (spec.renderers.get("gl") == LLVMPIPE or spec.fps_reference)
                      and not spec.services and VM_TOOLS[0] not in spec.requires)
 GAPS_KEPT = 50  # gap names a record keeps (its count is whole)
+CONFORMANCE_KINDS = ("piglit",)  # the workload kinds whose subtests are a suite's tests
 
 
 def native_of(scenario: ScenarioEntry, scenarios: Sequence[ScenarioEntry]
@@ -31,10 +32,19 @@ def passed(scenario: ScenarioEntry) -> List[str]:
     return [s.name for s in scenario.subtests if s.outcome is SubtestOutcome.PASS]
 
 
+def conformance_run(scenario: ScenarioEntry) -> bool:
+    """Whether its subtests are a conformance suite's tests (the piglit kind's), not the steps of
+    a user's command."""
+    result = scenario.raw.get("probe_result")
+    workload = result.get("workload") if isinstance(result, dict) else None
+    return isinstance(workload, dict) and workload.get("kind") in CONFORMANCE_KINDS
+
+
 def figures(group: Sequence[ScenarioEntry],
             scenarios: Sequence[ScenarioEntry]) -> Dict[str, object]:
     """For the vtest scenarios of one client x server x probe: their tests, those that pass, the
     pass rate against native where a native run of the same tests is there, and the gaps."""
+    group = [s for s in group if conformance_run(s)]
     tests = sum(len(s.subtests) for s in group)
     if not tests:
         return {}

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Mapping
 
+from ..core.errors import ComponentError
 from ..scenario.outcomes import Subtest, SubtestOutcome
 from .base import StepRun
 
@@ -16,6 +17,10 @@ WORDS = {"pass": SubtestOutcome.PASS, "fail": SubtestOutcome.FAIL, "skip": Subte
 RESULTS = Path("piglit", "results", "results.json")  # in the probe's output folder
 SELECTION = Path("piglit", "selection.json")
 LAST_WORDS = 160
+
+
+class PiglitResultsError(ComponentError):
+    """piglit's results file is not one piglit writes (no tests table)."""
 
 
 def last_words(test: Mapping[str, Any]) -> str:
@@ -63,7 +68,7 @@ def read(path: Path) -> Dict[str, Mapping[str, Any]]:
     data = json.loads(path.read_text(errors="replace"))
     tests = data.get("tests") if isinstance(data, dict) else None
     if not isinstance(tests, dict):
-        raise ValueError(f"{path} has no tests table")
+        raise PiglitResultsError(f"{path} has no tests table")
     return {str(name): test for name, test in tests.items() if isinstance(test, Mapping)}
 
 
@@ -81,7 +86,7 @@ def judged(run: StepRun, probe: str) -> List[Subtest]:
                         f"{why}", run.seconds)]
     try:
         tests = read(path)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, PiglitResultsError) as exc:
         return [Subtest(probe, SubtestOutcome.FAIL, f"piglit's results cannot be read: {exc}",
                         run.seconds)]
     return [subtest(name, tests[name]) for name in sorted(tests)] + not_in_profile(run.out_dir)
