@@ -47,7 +47,7 @@ def test_an_app_without_a_display_stays_offscreen_and_its_step_is_not_held():
 
 
 @pytest.mark.parametrize("app, message", [
-    ({"display": "vga"}, "m.toml: probes.app.display: must be one of wayland, x11"),
+    ({"display": "vga"}, "m.toml: probes.app.display: must be one of wayland, x11, xwayland"),
     ({"duration_s": 3}, "m.toml: probes.app.duration_s: goes with display (how long its window "
                         "is shown)"),
     ({"display": "x11", "duration_s": 0}, "m.toml: probes.app.duration_s: must be a positive "

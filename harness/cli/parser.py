@@ -308,14 +308,15 @@ def build_parser() -> Parser:
                                       "their reasons")
     imported = baseline_sub.add_parser("import", help="a baseline from Mesa CI's expectation "
                                                       "files (deqp-runner's, piglit-runner's)")
-    imported.add_argument("--format", choices=["deqp-runner"], required=True)
     imported.add_argument("fails", type=Path, metavar="FAILS", help="NAME-fails.txt: test,Status")
     for kind in ("flakes", "skips"):
         imported.add_argument(f"--{kind}", type=Path, help=f"NAME-{kind}.txt: regular expressions")
     imported.add_argument("--match", default="*", help="the scenarios they hold for (a glob)")
     imported.add_argument("--out", type=Path, required=True, help="baseline file to write")
     exported = baseline_sub.add_parser("export", help="a run's subtests in Mesa CI's files")
-    exported.add_argument("--format", choices=["deqp-runner"], required=True)
+    for command in (imported, exported):
+        command.add_argument("--format", choices=["deqp-runner"], required=True,
+                             help="the files' format: deqp-runner's (and piglit-runner's)")
     exported.add_argument("--from", dest="source", type=Path, required=True,
                           help="result folder or results.json")
     exported.add_argument("--out", type=Path, required=True,
