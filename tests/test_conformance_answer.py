@@ -33,8 +33,8 @@ def test_a_pairs_pass_rate_against_native_and_its_gaps():
     scenarios = list(entries())
     vtest = [s for s in scenarios if s.path == "vtest-virgl"]
     found = conformance.figures(vtest, scenarios)
-    assert found == {"tests": 4, "passed": 2, "native_passed": 3, "pass_vs_native": 0.6667,
-                     "gap_count": 1, "gaps": ["spec@a@2"]}
+    assert found == {"tests": 4, "passed": 2, "native_passed": 3, "passed_of_native": 2,
+                     "pass_vs_native": 0.6667, "gap_count": 1, "gaps": ["spec@a@2"]}
     assert conformance.cell_text(found) == "67% of native (2/3 of 4); 1 gaps"
 
 
@@ -59,3 +59,15 @@ def test_a_users_commands_steps_are_no_conformance_run():
     steps["probe_result"]["workload"]["kind"] = "command"
     (entry,) = records.entries([steps])
     assert conformance.figures([entry], [entry]) == {}
+
+
+def test_a_test_that_passes_only_through_vtest_is_no_share_of_native():
+    """The share counts the tests that pass natively and through vtest, over those that pass
+    natively: one that passes through vtest alone raises neither side."""
+    template = runs.document(count=1)["scenarios"][0]
+    native = scenario(template, "flatpak-ext", {"a": PASS, "b": FAIL}, server="")
+    vtest = scenario(template, "vtest-virgl", {"a": PASS, "b": PASS})
+    scenarios = list(records.entries([native, vtest]))
+    found = conformance.figures([s for s in scenarios if s.path == "vtest-virgl"], scenarios)
+    assert (found["passed"], found["passed_of_native"], found["native_passed"]) == (2, 1, 1)
+    assert conformance.cell_text(found) == "100% of native (1/1 of 2); 0 gaps"

@@ -62,16 +62,17 @@ def figures(group: Sequence[ScenarioEntry],
         both += len(native_pass & vtest_pass)
         gaps += sorted(native_pass - vtest_pass)
     if natively:
-        found.update(native_passed=natively, pass_vs_native=round(both / natively, 4),
-                     gap_count=len(gaps), gaps=gaps[:GAPS_KEPT])
+        found.update(native_passed=natively, passed_of_native=both,
+                     pass_vs_native=round(both / natively, 4), gap_count=len(gaps),
+                     gaps=gaps[:GAPS_KEPT])
     return found
 
 
 def cell_text(found: Dict[str, object]) -> Optional[str]:
     if "pass_vs_native" in found:
         share = float(found["pass_vs_native"])  # type: ignore[arg-type]
-        return (f"{100 * share:.0f}% of native ({found['passed']}/{found['native_passed']} "
-                f"of {found['tests']}); {found['gap_count']} gaps")
+        return (f"{100 * share:.0f}% of native ({found['passed_of_native']}/"
+                f"{found['native_passed']} of {found['tests']}); {found['gap_count']} gaps")
     if "tests" in found:
         return f"{found['passed']}/{found['tests']} tests pass (no native run to compare)"
     return None
