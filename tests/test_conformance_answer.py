@@ -71,3 +71,17 @@ def test_a_test_that_passes_only_through_vtest_is_no_share_of_native():
     found = conformance.figures([s for s in scenarios if s.path == "vtest-virgl"], scenarios)
     assert (found["passed"], found["passed_of_native"], found["native_passed"]) == (2, 1, 1)
     assert conformance.cell_text(found) == "100% of native (1/1 of 2); 0 gaps"
+
+
+def test_tests_that_lost_the_server_are_counted_in_the_mesa_clients_words():
+    """A subtest whose detail has Mesa's vtest client's words for a server process gone (as
+    measured: virglrenderer 1.3.0 under trixie's Mesa, `lost connection to rendering server on 8
+    read -1 104`)."""
+    template = runs.document(count=1)["scenarios"][0]
+    vtest = scenario(template, "vtest-virgl", {"a": PASS, "b": "crash"})
+    vtest["subtests"][1]["detail"] = "crash; lost connection to rendering server on 8 read -1 104"
+    (entry,) = records.entries([vtest])
+    found = conformance.figures([entry], [entry])
+    assert (found["lost_server"], found["lost_server_tests"]) == (1, ["b"])
+    assert conformance.cell_text(found) == ("1/2 tests pass (no native run to compare); 1 lost "
+                                            "the server")

@@ -5,6 +5,7 @@ client x server pair says its pass rate against native and the tests that pass n
 or skip through vtest (the protocol's gaps: a skip is a feature the client did not get)."""
 from typing import Dict, List, Optional, Sequence
 
+from ..host.diagnosis import LOST_SERVER  # Mesa's vtest client's words: its server went away
 from ..scenario.outcomes import SubtestOutcome
 from ..scenario.paths import LLVMPIPE, PATHS, VM_TOOLS
 from .records import ScenarioEntry
@@ -50,6 +51,11 @@ def figures(group: Sequence[ScenarioEntry],
         return {}
     through = sum(len(passed(s)) for s in group)
     found: Dict[str, object] = {"tests": tests, "passed": through}
+    lost = [t.name for s in group for t in s.subtests if LOST_SERVER in t.detail]
+    crashes = sum(int(s.raw.get("vtest_server_crashes") or 0) for s in group)
+    if lost or crashes:  # the server side gave way under the client
+        found.update(lost_server=len(lost), lost_server_tests=lost[:GAPS_KEPT],
+                     server_crashes=crashes)
     natively, both, gaps = 0, 0, []
     for scenario in group:
         native = native_of(scenario, scenarios)
@@ -69,10 +75,11 @@ def figures(group: Sequence[ScenarioEntry],
 
 
 def cell_text(found: Dict[str, object]) -> Optional[str]:
+    lost = f"; {found['lost_server']} lost the server" if found.get("lost_server") else ""
     if "pass_vs_native" in found:
         share = float(found["pass_vs_native"])  # type: ignore[arg-type]
         return (f"{100 * share:.0f}% of native ({found['passed_of_native']}/"
-                f"{found['native_passed']} of {found['tests']}); {found['gap_count']} gaps")
+                f"{found['native_passed']} of {found['tests']}); {found['gap_count']} gaps{lost}")
     if "tests" in found:
-        return f"{found['passed']}/{found['tests']} tests pass (no native run to compare)"
+        return f"{found['passed']}/{found['tests']} tests pass (no native run to compare){lost}"
     return None
