@@ -151,6 +151,16 @@ def test_an_app_that_draws_nothing_is_a_blank_capture(run_scenarios):
     assert screen_judged(result).startswith("screen: the screen is one colour"), describe(result)
 
 
+def run_in_virgl_guest(tmp_path, *selection: str):
+    """`gpu-harness run --machine virgl-guest --paths sandbox-dri SELECTION` as a user runs it:
+    the finished process and its one scenario's entry as the guest wrote it."""
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--machine", "virgl-guest",
+                           "--paths", "sandbox-dri", *selection, "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=900)
+    [entry] = json.loads((tmp_path / "out" / "results.json").read_text())["scenarios"]
+    return done, entry
+
+
 @pytest.mark.full("machine-grid")
 def test_in_a_virgl_guest_gl_frames_reach_weston_as_dma_bufs(tmp_path):
     """The default matrix's sandbox-dri/trixie/gl+wayland@virgl-guest, run as a user runs it
@@ -158,11 +168,7 @@ def test_in_a_virgl_guest_gl_frames_reach_weston_as_dma_bufs(tmp_path):
     virtio-gpu render node and offers zwp_linux_dmabuf_v1; the client renders through virgl and
     hands its frames over as dma-bufs (measured from its protocol trace), and the capture shows
     the probe's own frame."""
-    done = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--machine", "virgl-guest",
-                           "--paths", "sandbox-dri", "--filter", "*/trixie/gl+wayland@*",
-                           "--out", str(tmp_path / "out")], capture_output=True, text=True,
-                          timeout=900)
-    [entry] = json.loads((tmp_path / "out" / "results.json").read_text())["scenarios"]
+    done, entry = run_in_virgl_guest(tmp_path, "--filter", "*/trixie/gl+wayland@*")
     if entry["outcome"] == "Skip":
         return outcome_or_skip_entry(entry)
     assert done.returncode == 0 and entry["outcome"] == "Pass", (entry["reason"], done.stderr)
@@ -240,12 +246,8 @@ def test_in_a_virgl_guest_an_x11_client_presents_through_xwaylands_dri3(tmp_path
     GL on its render node) runs Xwayland, whose glamor offers DRI3; the client renders through
     virgl and hands its frames to the X server by DRI3 (its fences, no buffer mapped); the window
     is in the capture and on the scanout the host captured."""
-    done = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--machine", "virgl-guest",
-                           "--paths", "sandbox-dri", "--runtimes", "trixie", "--probes", "gl",
-                           "--displays", "xwayland", "--filter", "*@virgl-guest",
-                           "--out", str(tmp_path / "out")], capture_output=True, text=True,
-                          timeout=900)
-    [entry] = json.loads((tmp_path / "out" / "results.json").read_text())["scenarios"]
+    done, entry = run_in_virgl_guest(tmp_path, "--runtimes", "trixie", "--probes", "gl",
+                                     "--displays", "xwayland", "--filter", "*@virgl-guest")
     if entry["outcome"] == "Skip":
         return outcome_or_skip_entry(entry)
     assert done.returncode == 0 and entry["outcome"] == "Pass", (entry["reason"], done.stderr)

@@ -264,10 +264,6 @@ class SubtestIndex:
         return self.exact.get(name) or next((e for e in self.rest if e.knows_subtest(name)), None)
 
 
-def subtest_entry(entries: Sequence[Known], subtest: Subtest) -> Optional[Known]:
-    return SubtestIndex(entries).find(subtest.name)
-
-
 def apply_subtests(verdict: Verdict, entries: List[Known]) -> Verdict:
     """The verdict of a workload judged against the entries that know its subtests."""
     if not entries or not verdict.subtests or verdict.outcome in (Outcome.SKIP,
@@ -363,7 +359,7 @@ def keeps(entry: Known, scenarios: Sequence[RunScenario], current: Baseline) -> 
         covered = [s for s in scenarios if entry.covers(s.id, s.host_class)]
         if not covered or any(s.outcome is Outcome.SKIP for s in covered):
             return True
-        return any(subtest_entry([entry], failed) is not None for s in covered
+        return any(entry.knows_subtest(failed.name) for s in covered
                    for failed in failing_subtests(s))
     covered = [s for s in scenarios if current.known(s.id, s.host_class) is entry]
     if not covered or any(s.outcome is Outcome.SKIP for s in covered):
@@ -399,11 +395,11 @@ def update(scenarios: Sequence[RunScenario], current: Optional[Baseline], source
             continue
         host_class = scenario.host_class
         if failure is FailureKind.SUBTEST_FAILED and failing_subtests(scenario):
-            known_here = partial.subtests_known(scenario.id, host_class)
+            known_here = SubtestIndex(partial.subtests_known(scenario.id, host_class))
             added += [Known(scenario.id, kind, UNEXPLAINED, None, cut(f"{s.outcome}: {s.detail}",
                                                                       REASON_LIMIT),
                             host_class or None, s.name)
-                      for s in failing_subtests(scenario) if subtest_entry(known_here, s) is None]
+                      for s in failing_subtests(scenario) if known_here.find(s.name) is None]
             continue
         old = partial.known(scenario.id, host_class)
         if old is not None and old.kind is kind and old.accepts(failure):

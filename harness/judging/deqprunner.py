@@ -25,7 +25,6 @@ STATUS = {SubtestOutcome.PASS: "Pass", SubtestOutcome.FAIL: "Fail", SubtestOutco
           SubtestOutcome.TIMEOUT: "Timeout"}
 # what a fails file may say a test does (deqp-runner takes any status there; these are failures)
 FAILING = ("Fail", "Crash", "Timeout", "Warn", "Missing", "ExpectedFail")
-GLOB_CHARACTERS = re.compile(r"[*?\[]")
 
 
 @dataclass(frozen=True)
@@ -83,7 +82,7 @@ def to_baseline(fails: Path, flakes: Optional[Path] = None, skips: Optional[Path
     test a known failure of that subtest, each flake and skip pattern a known flake or skip."""
     entries = []
     for expected in read_fails(fails):
-        exact = GLOB_CHARACTERS.search(expected.test) is None
+        exact = baseline_mod.GLOB.search(expected.test) is None
         entries.append(Known(match, Kind.FAILURE, f"{fails.name}:{expected.line}: "
                              f"{expected.status}",
                              subtest=expected.test if exact else None,
@@ -156,9 +155,4 @@ def csv_text(rows: Sequence[Tuple[str, ...]]) -> str:
 
 def fails_text(rows: Sequence[Tuple[str, str, str]]) -> str:
     """A fails file from a run: its failing tests with their status."""
-    return "".join(f"{test},{said}\n" for test, said, _ in rows if said in FAILING
-                   or said == "ExpectedFail")
-
-
-def flakes_text(rows: Sequence[Tuple[str, str, str]]) -> str:
-    return "".join(f"^{re.escape(test)}$\n" for test, said, _ in rows if said == "Flake")
+    return "".join(f"{test},{said}\n" for test, said, _ in rows if said in FAILING)

@@ -373,6 +373,26 @@ def wayland_globals(path: str, timeout_s: float) -> List[Tuple[str, int]]:
                     raise WireError(f"wl_display.error: {body[8:].rstrip(bytes(1))!r}")
 
 
+# the X connection setup request: little-endian, protocol 11.0, no authorization
+X_SETUP = struct.pack("<BxHHHHxx", ord("l"), 11, 0, 0, 0)
+
+
+def x_received(client: socket.socket, size: int, deadline: float, late: str) -> bytes:
+    """`size` bytes of an X server's answer, by `deadline` (time.monotonic()); WireError where
+    they do not come in time (saying `late`) or the server closes the connection."""
+    data = b""
+    while len(data) < size:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise WireError(late)
+        client.settimeout(left)
+        chunk = client.recv(size - len(data))
+        if not chunk:
+            raise WireError("the X server closed the connection")
+        data += chunk
+    return data
+
+
 def x_connection_setup(path: str, timeout_s: float) -> bool:
     """Whether the X server at `path` accepts a connection: the setup request (little-endian,
     protocol 11.0, no authorization) and the first 8 bytes of its answer, Success (1); False for
@@ -382,17 +402,9 @@ def x_connection_setup(path: str, timeout_s: float) -> bool:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
         client.settimeout(timeout_s)
         client.connect(path)
-        client.sendall(struct.pack("<BxHHHHxx", ord("l"), 11, 0, 0, 0))
-        answer = b""
-        while len(answer) < 8:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise WireError(f"no X connection setup answer within {timeout_s:g} s")
-            client.settimeout(left)
-            chunk = client.recv(8 - len(answer))
-            if not chunk:
-                raise WireError("the X server closed the connection")
-            answer += chunk
+        client.sendall(X_SETUP)
+        answer = x_received(client, 8, deadline,
+                            f"no X connection setup answer within {timeout_s:g} s")
     if answer[0] != 1:
         LOG.debug("the X server at %s refused the connection setup (status %d)", path, answer[0])
     return answer[0] == 1

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Dict, Tuple
 
-from .displayservers import DisplayServer, WireError, weston
+from .displayservers import X_SETUP, DisplayServer, WireError, weston, x_received
 from .lifecycle import Workspace
 from ..host.toolset import Toolset
 
@@ -51,40 +51,27 @@ def xwayland(toolset: Toolset, workspace: Workspace, renderer: str,
     return server
 
 
-def received(client: socket.socket, size: int, deadline: float) -> bytes:
-    data = b""
-    while len(data) < size:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise WireError(f"the X server did not answer in time ({len(data)} of {size} bytes)")
-        client.settimeout(left)
-        chunk = client.recv(size - len(data))
-        if not chunk:
-            raise WireError("the X server closed the connection")
-        data += chunk
-    return data
-
-
 def extensions(path: str, names: Tuple[str, ...] = EXTENSIONS,
                timeout_s: float = 10.0) -> Dict[str, bool]:
     """Which of these extensions the X server at `path` offers: the connection setup, then
     QueryExtension for each (its reply's `present` byte). WireError where it does not answer."""
     deadline = time.monotonic() + timeout_s
+    late = f"the X server did not answer within {timeout_s:g} s"
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
         client.settimeout(timeout_s)
         client.connect(path)
-        client.sendall(struct.pack("<BxHHHHxx", ord("l"), 11, 0, 0, 0))
-        head = received(client, 8, deadline)
+        client.sendall(X_SETUP)
+        head = x_received(client, 8, deadline, late)
         if head[0] != 1:
             raise WireError(f"the X server refused the connection (status {head[0]})")
-        received(client, 4 * struct.unpack_from("<H", head, 6)[0], deadline)
+        x_received(client, 4 * struct.unpack_from("<H", head, 6)[0], deadline, late)
         found = {}
         for name in names:
             encoded = name.encode()
             padded = encoded + b"\0" * (-len(encoded) % 4)
             client.sendall(struct.pack("<BxHHxx", QUERY_EXTENSION, 2 + len(padded) // 4,
                                        len(encoded)) + padded)
-            reply = received(client, 32, deadline)
+            reply = x_received(client, 32, deadline, late)
             if reply[0] != 1:
                 raise WireError(f"QueryExtension {name}: no reply (got type {reply[0]})")
             found[name] = bool(reply[8])

@@ -11,19 +11,14 @@ from .records import Run
 Row = Tuple[str, str, str]
 
 
-def rows(run: Run) -> List[Row]:
-    found: List[Row] = []
-    for scenario in run.scenarios:
-        found += deqprunner.csv_rows(scenario.subtests, (), f"{scenario.id}:")
-    return sorted(found)
-
-
-def failing(run: Run) -> List[Row]:
-    failed = {f"{s.id}:" for s in run.scenarios if s.outcome is Outcome.FAIL}
-    return [row for row in deqprunner.failures(rows(run))
-            if any(row[0].startswith(prefix) for prefix in failed)]
-
-
 def texts(run: Run) -> Tuple[str, str]:
-    """results.csv's and failures.csv's text."""
-    return deqprunner.csv_text(rows(run)), deqprunner.csv_text(failing(run))
+    """results.csv's and failures.csv's text: each scenario's rows made once, its failing ones
+    kept where the scenario fails the run."""
+    every: List[Row] = []
+    failing: List[Row] = []
+    for scenario in run.scenarios:
+        rows = deqprunner.csv_rows(scenario.subtests, (), f"{scenario.id}:")
+        every += rows
+        if scenario.outcome is Outcome.FAIL:
+            failing += deqprunner.failures(rows)
+    return deqprunner.csv_text(sorted(every)), deqprunner.csv_text(sorted(failing))

@@ -371,7 +371,7 @@ class FlatpakFamily(ProcessFamily):
             argv += [] if app_id else [f"--app-path={folder}/build/app/files"]
         if socket:
             argv.append(filesystem(socket))
-        if workload.command is not None and exec_files.staged(ctx):
+        if workload.command is not None and exec_files.files_of(ctx):
             # exec --file: copies beside the app, read-only, linked into place from inside (flatpak
             # shows a host path at that path only)
             argv.append(filesystem(str(workspace.probe_out / exec_files.STAGED), "ro"))
