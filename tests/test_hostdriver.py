@@ -234,9 +234,11 @@ def test_the_leak_audit_counts_host_files_devices_and_sockets_not_the_runtime_or
     assert found.host_files == ["/usr/lib/x86_64-linux-gnu/libEGL_mesa.so.0.0.0"]
     assert found.host_devices == ["/dev/dri"] and found.host_sockets == ["/tmp/.virgl_test"]
     assert not found.whole_host and found.shared_namespaces == []
-    whole = exposure.audit([["/", "/", "ext4", "254:0", "/dev/vda", "dir"]], {"mnt": "mnt:[1]"},
-                           {"mnt": "mnt:[1]"}, "/", [], host_table=HOST_TABLE)
+    whole = exposure.audit([["/", "/", "ext4", "254:0", "/dev/vda", "dir"]] + MOUNTS,
+                           {"mnt": "mnt:[1]"}, {"mnt": "mnt:[1]"}, "/", [], host_table=HOST_TABLE)
     assert whole.whole_host and whole.host_file_count is None and whole.shared_namespaces == ["mnt"]
+    # what else the host had mounted then is within the whole host, not a path of its own
+    assert whole.host_files == []
 
 
 def test_a_workload_that_never_started_is_audited_from_its_bwrap_command_line(tmp_path):
@@ -271,8 +273,10 @@ def test_a_workload_that_never_started_is_audited_from_its_bwrap_command_line(tm
     assert (found.host_devices == ["/dev/dri/renderD128"]
             and found.host_sockets == ["/tmp/.virgl_test"])
     assert exposure.from_bwrap_argv(["podman", "run"], str(runtime), []) is None
-    whole = exposure.from_bwrap_argv(["bwrap", "--ro-bind", "/", "/", "--", "sh"], str(runtime), [])
+    whole = exposure.from_bwrap_argv(["bwrap", "--ro-bind", "/", "/", "--ro-bind", str(host / "dri"),
+                                      "/run/host-driver/dri", "--", "sh"], str(runtime), [])
     assert whole is not None and whole.whole_host and whole.host_file_count is None
+    assert whole.host_files == []
 
 
 def test_a_guest_exposes_only_its_9p_exports():

@@ -202,7 +202,9 @@ def audit(mounts: List[list], namespaces: Dict[str, str], host_namespaces: Dict[
                 exposure.host_sockets.append(point)
             elif host not in seen:
                 seen.append(host)
-    exposure.host_files = sorted(set(exposure.host_files + seen))
+    # The whole host holds every other host mount: listing them would count whatever else was
+    # mounted on the host at that moment (another run's container), not the path.
+    exposure.host_files = [] if exposure.whole_host else sorted(set(exposure.host_files + seen))
     exposure.host_folders_visible = folders_seen(exposure.host_folders_checked, seen,
                                                  exposure.whole_host)
     exposure.host_file_count = None if exposure.whole_host else sum(
@@ -282,7 +284,7 @@ def from_bwrap_argv(argv: Sequence[str], runtime_root: str,
             elif not (runtime_root != "/" and within(source, [runtime_root])):
                 files.append(os.path.realpath(source) if os.path.isfile(source) else source)
         index += 3 if flag in TWO_ARGUMENTS else 2 if flag in ONE_ARGUMENT else 1
-    exposure.host_files = sorted(set(files))
+    exposure.host_files = [] if exposure.whole_host else sorted(set(files))
     exposure.host_file_count = None if exposure.whole_host else sum(file_count(p)
                                                                     for p in exposure.host_files)
     exposure.host_folders_visible = folders_seen(exposure.host_folders_checked, files,
