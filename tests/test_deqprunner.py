@@ -1,6 +1,7 @@
 """Mesa CI's expectation files: fails (test,Status), flakes and skips (a regular expression a line)
 read into a baseline that judges subtests as deqp-runner would, a run's subtests written back, a
 round trip, and each malformed line one error naming its file and line."""
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -118,3 +119,35 @@ def test_baseline_import_writes_a_baseline_run_reads(tmp_path):
     assert all(e.match == "vtest-virgl/*" for e in known.entries)
     assert known.entries == deqprunner.to_baseline(FAILS, FILES / "virpipe-gl-flakes.txt",
                                                    match="vtest-virgl/*").entries
+
+
+def test_a_skips_files_tests_are_left_out_of_a_piglit_profile_before_they_run():
+    from harness.matrix import expansion
+    from harness.run import runner
+    from harness.workloads import registry
+
+    known = deqprunner.load(FAILS)
+    assert known.skip_patterns("vtest-virgl/host/gles") == ["^glx@", "^spec@egl"]
+    glob = baseline.parse({"known": [{"match": "*", "kind": "skip", "subtest": "spec@a@*",
+                                       "reason": "not ours"}]}, "b")
+    (pattern,) = glob.skip_patterns("x")
+    assert re.search(pattern, "spec@a@b") and not re.search(pattern, "x@spec@a@b")
+    declaration = {"matrix": {"paths": ["native"], "probes": ["profile", "binaries"]},
+                   "probes": {"profile": {"kind": "piglit", "profile": "quick_gl",
+                                          "exclude": ["astc"]},
+                              "binaries": {"kind": "piglit", "tests": ["glx-swap-event"]}}}
+    scenarios = {s.probe: s for s in expansion.expand(declaration, "m.toml").scenarios}
+    options = runner.RunOptions(out_dir=Path("out"), baseline=known)
+    left = runner.without_skipped(scenarios["profile"], options)
+    assert left.id == scenarios["profile"].id
+    assert left.declared is not None and left.declared.settings["exclude"] == ["astc", "^glx@",
+                                                                               "^spec@egl"]
+    # run in a guest, the scenario meets the baseline again: the same excludes
+    assert runner.without_skipped(left, options) == left
+    argv = registry.plan(left.declared)["steps"][0]["argv"]
+    excluded = [argv[i + 1] for i, word in enumerate(argv) if word == "--exclude"]
+    assert excluded == ["astc", "^glx@", "^spec@egl"]  # piglit's runner inside takes them
+    # the binary list form runs its tests; the baseline then does not count a skipped one
+    assert runner.without_skipped(scenarios["binaries"], options) == scenarios["binaries"]
+    assert runner.without_skipped(scenarios["profile"], runner.RunOptions(out_dir=Path("o"))) \
+        == scenarios["profile"]

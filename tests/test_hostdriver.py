@@ -273,8 +273,9 @@ def test_a_workload_that_never_started_is_audited_from_its_bwrap_command_line(tm
     assert (found.host_devices == ["/dev/dri/renderD128"]
             and found.host_sockets == ["/tmp/.virgl_test"])
     assert exposure.from_bwrap_argv(["podman", "run"], str(runtime), []) is None
-    whole = exposure.from_bwrap_argv(["bwrap", "--ro-bind", "/", "/", "--ro-bind", str(host / "dri"),
-                                      "/run/host-driver/dri", "--", "sh"], str(runtime), [])
+    whole = exposure.from_bwrap_argv(["bwrap", "--ro-bind", "/", "/", "--ro-bind",
+                                      str(host / "dri"), "/run/host-driver/dri", "--", "sh"],
+                                     str(runtime), [])
     assert whole is not None and whole.whole_host and whole.host_file_count is None
     assert whole.host_files == []
 

@@ -145,3 +145,53 @@ def test_names_with_a_hash_go_to_piglit_as_one_exact_pattern_not_a_test_list():
     assert flag == "-t"
     assert [name for name in hashed + ["spec@a@bxc", "spec@a@b.c2"]
             if re.search(pattern, name, re.IGNORECASE)] == hashed
+
+
+# --- the runtime's profiles read on the host (bad input before any scenario runs) ---------------
+
+PROFILES = FILES / "profiles"  # Debian 12's piglit's sanity.xml.gz, and a meta profile over it
+
+
+def runtime_with_piglit(root: Path) -> Path:
+    """A runtime's tree with piglit's tests/ folder as Debian lays it out."""
+    folder = root / "usr" / "lib" / "x86_64-linux-gnu" / "piglit" / "tests"
+    shutil.copytree(PROFILES, folder)
+    (folder / "dynamic.py").write_text("profile = None  # a Python profile: known by running\n")
+    (folder / "__init__.py").write_text("")
+    return folder
+
+
+def test_a_profile_is_found_as_piglit_finds_it_and_read_as_print_cmd_lists_it(tmp_path):
+    from harness.workloads import piglitprofiles
+
+    folder = runtime_with_piglit(tmp_path)
+    assert piglitprofiles.tests_folder(tmp_path) == folder
+    said = (FILES / "sanity-print-cmd.txt").read_text().split()  # `piglit print-cmd` on it
+    for name in ("sanity", "tests/sanity", "sanity.py", "mine"):
+        assert piglitprofiles.test_names(folder, name) == said, name
+    assert piglitprofiles.test_names(folder, "dynamic") is None
+    assert piglitprofiles.profiles(folder) == ["dynamic", "mine", "sanity"]
+    assert piglitprofiles.tests_folder(tmp_path / "usr") is None
+
+
+def test_what_the_runtimes_piglit_cannot_run_is_one_line_each(tmp_path):
+    from harness.workloads import piglitprofiles
+
+    runtime_with_piglit(tmp_path)
+    (tmp_path / "none.txt").write_text("# mine\n\nspec@foo@bar\nspec/x/y\n")
+    (tmp_path / "one.txt").write_text("spec@foo@bar\nfast_color_clear/all-colors\n")
+    cases = [({"profile": "sanityy"}, "profile", "no profile 'sanityy' (did you mean sanity? "),
+             ({"profile": "sanity", "test_list": str(tmp_path / "none.txt")}, "test_list",
+              f"{tmp_path / 'none.txt'}:3: 'spec@foo@bar': names no test of profile sanity"),
+             ({"profile": "sanity", "include": ["gles"]}, "include",
+              "no test of profile sanity is left after include, exclude and fraction (of 30)"),
+             ({"profile": "sanity", "test_list": str(tmp_path / "one.txt"), "fraction": "2/2"},
+              "fraction", "(of 1)")]
+    for settings, key, words in cases:
+        ((where, why),) = piglitprofiles.problems(tmp_path, settings)
+        assert where == key and words in why, (settings, why)
+    for good in ({"profile": "sanity", "test_list": str(tmp_path / "one.txt")},
+                 {"profile": "mine", "include": ["spec"], "fraction": "3/3"},
+                 {"profile": "dynamic", "include": ["nothing"]}):  # known only by running
+        assert piglitprofiles.problems(tmp_path, good) == [], good
+    assert piglitprofiles.problems(tmp_path / "usr", {"profile": "sanityy"}) == []  # no piglit

@@ -1,5 +1,6 @@
 """The commands that run scenarios: run, list, exec, goldens update, bench."""
 import dataclasses
+import functools
 import datetime
 import json
 import os
@@ -10,7 +11,7 @@ from typing import List, Optional, Tuple
 
 from ..studies import bench, serverbench, testrate
 from .. import matrix as matrix_mod, report
-from ..matrix import expansion
+from ..matrix import declared_probes, expansion
 from ..matrix.checks import nearest
 from ..report import outdir
 from ..scenario import paths as path_registry
@@ -149,7 +150,9 @@ def cmd_run(args) -> int:
                                     goldens_dir=args.goldens,
                                     strict_runtimes=args.strict_runtimes,
                                     runtime_roots=runtime_roots(args.runtime_root), baseline=known,
-                                    host_class=args.host_class)
+                                    host_class=args.host_class,
+                                    check_runtimes=functools.partial(
+                                        declared_probes.check_built, loaded.source, scenarios))
     started = datetime.datetime.now(datetime.timezone.utc)
     try:
         with log.to_file(Path(args.out) / runner.LOG_FILE, also=log.THIRD_PARTIES):

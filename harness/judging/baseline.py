@@ -102,6 +102,13 @@ class Baseline:
         exact = next((e for e in whole if e.exact and e.covers(scenario_id, host_class)), None)
         return exact or next((e for e in whole if e.covers(scenario_id, host_class)), None)
 
+    def skip_patterns(self, scenario_id: str, host_class: str = "") -> List[str]:
+        """The subtests the baseline skips in this scenario, as regular expressions searched in a
+        subtest's name (a glob anchored whole)."""
+        return [e.subtest_regex if e.subtest_regex is not None
+                else f"^{fnmatch.translate(e.subtest or '')}"
+                for e in self.subtests_known(scenario_id, host_class) if e.kind is Kind.SKIP]
+
     def subtests_known(self, scenario_id: str, host_class: str = "") -> List[Known]:
         """The entries that know subtests of this scenario, exact matches first."""
         found = [e for e in self.entries if e.of_subtests and e.covers(scenario_id, host_class)]

@@ -1,6 +1,7 @@
 """Runs scenarios: workspace -> family launch -> probe report -> verdict, in parallel, with
 retries. It is the failure boundary: whatever one scenario raises becomes that scenario's Fail,
 and the others run on. Owns the run-level temp folder."""
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -55,6 +56,9 @@ class RunOptions:
     # each machine's boot and time inside (run fills it)
     machines: Dict[str, dict] = field(default_factory=dict)
     host_class: str = ""  # run --host-class: a baseline entry may hold on some classes of host only
+    # bad input only the built runtimes show (a piglit profile one lacks): given each built
+    # runtime's root by build name, it raises InputError, before any scenario runs
+    check_runtimes: Optional[Callable[[Dict[str, str]], None]] = None
 
     def __post_init__(self) -> None:
         # Launchers hand these paths to other programs (podman reads a relative bind source as a
@@ -287,15 +291,29 @@ def run_on_machine(name: str, scenarios: List[Scenario], toolset: Toolset, optio
                                  hooks.machine_panic_after)
 
 
+def without_skipped(scenario: Scenario, options: RunOptions) -> Scenario:
+    """The scenario whose workload leaves out the tests the baseline skips, before they run (as
+    deqp-runner runs none of its skips), where its kind can (piglit's profile form)."""
+    if options.baseline is None or scenario.declared is None:
+        return scenario
+    patterns = options.baseline.skip_patterns(scenario.id, options.host_class)
+    declared = workloads.skipping(scenario.declared, patterns) if patterns else scenario.declared
+    return scenario if declared is scenario.declared else dataclasses.replace(scenario,
+                                                                              declared=declared)
+
+
 def run(scenarios: List[Scenario], toolset: Toolset, options: RunOptions,
         on_result: Callable[[ScenarioResult], None] = lambda r: None,
         hooks: HooksLike = None) -> List[ScenarioResult]:
     options.out_dir.mkdir(parents=True, exist_ok=True)
+    scenarios = [without_skipped(s, options) for s in scenarios]
     cache.hold_shared()  # what the run builds or finds in the cache is not pruned under it
     LOG.debug("run: %d scenarios, %d at a time, into %s; toolset %s", len(scenarios),
               max(1, options.jobs), options.out_dir, toolset.source)
     host = host_facts(toolset)
     ready = preparation.prepare_runtimes(scenarios, options)
+    if options.check_runtimes is not None:
+        options.check_runtimes({name: built.root for name, built in ready.items() if built.root})
     temp = TempRoot()
     results: Dict[str, ScenarioResult] = {}
     try:

@@ -295,6 +295,16 @@ class WorkloadKind(abc.ABC):
         """Host files the steps read, by the name they get in {out}/inputs (none by default)."""
         return {}
 
+    def skipping(self, settings: Dict[str, Any], patterns: List[str]) -> Dict[str, Any]:
+        """The settings that leave out the tests `patterns` (regular expressions) name, where the
+        kind can leave tests out before they run; unchanged by default (they run, uncounted)."""
+        return settings
+
+    def runtime_problems(self, settings: Dict[str, Any], root: Path) -> List[Tuple[str, str]]:
+        """(key, why) for settings the runtime at `root` cannot take (bad input, said before any
+        scenario runs); none by default."""
+        return []
+
     def judge_all(self, settings: Dict[str, Any], runs: Dict[str, StepRun],
                   probe: str) -> List[Subtest]:
         """Every subtest from the steps the probe reported: one per step unless a kind says

@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ..scenario.outcomes import Subtest, SubtestOutcome
 from ..scenario.probes import PROBE_DIR
-from . import piglitresults
+from . import piglitprofiles, piglitresults
 from .base import (OUT, STEP_TIMEOUT_S, Key, Problems, Step, StepRun, WorkloadKind, host_file,
                    integer, optional_strings, positive_number, string_list, text)
 
@@ -111,6 +111,15 @@ class Piglit(WorkloadKind):
             return {}
         listed = settings.get("test_list")
         return {RUNNER.name: str(RUNNER), **({Path(listed).name: listed} if listed else {})}
+
+    def skipping(self, settings: Dict[str, Any], patterns: List[str]) -> Dict[str, Any]:
+        if "profile" not in settings or not patterns:
+            return settings
+        excluded = settings.get("exclude", [])
+        return {**settings, "exclude": [*excluded, *(p for p in patterns if p not in excluded)]}
+
+    def runtime_problems(self, settings: Dict[str, Any], root: Path) -> List[Tuple[str, str]]:
+        return piglitprofiles.problems(root, settings) if "profile" in settings else []
 
     def steps(self, settings: Dict[str, Any], probe: str) -> List[Step]:
         env = (("PIGLIT_PLATFORM", settings["platform"]),)

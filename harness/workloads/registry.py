@@ -85,6 +85,20 @@ def missing_in(declared: DeclaredProbe, root: Path) -> Optional[str]:
             f"{', '.join(absent[:5])}{', ...' if len(absent) > 5 else ''}{packages}")
 
 
+def skipping(declared: DeclaredProbe, patterns: List[str]) -> DeclaredProbe:
+    """The workload that leaves out the tests `patterns` name before they run (a baseline's
+    skips, as deqp-runner runs none of its skips), where its kind can."""
+    settings = of(declared).skipping(declared.settings, patterns)
+    return declared if settings == declared.settings else DeclaredProbe.of(
+        declared.name, declared.kind, settings, declared.packages)
+
+
+def runtime_problems(declared: DeclaredProbe, root: Path) -> List[Tuple[str, str]]:
+    """(key, why) for the settings the runtime at `root` cannot take: a piglit profile it lacks, a
+    test list naming none of its tests."""
+    return of(declared).runtime_problems(declared.settings, root)
+
+
 def misnamed_in(declared: DeclaredProbe, root: Path) -> List[Tuple[str, str]]:
     """(step, why) for each step whose program the runtime at `root` lacks although its search
     folders are there (piglit is installed, the test name is misspelt), the nearest names said."""
