@@ -127,6 +127,7 @@ def command_name(pid) -> str:
 
 def test_harness_sigkilled_during_a_container_leaves_nothing(tmp_path, toolset):
     need_podman(toolset)
+    # The container holds long: on a loaded 2-core machine the poll below may see it late.
     harness, scratch = harness_in_subprocess(tmp_path, """
         [matrix]
         paths = ["podman-vtest"]
@@ -135,15 +136,20 @@ def test_harness_sigkilled_during_a_container_leaves_nothing(tmp_path, toolset):
         [runtimes.trixie]
         kind = "debootstrap"
         [defaults]
-        timeout_s = 60
-        probe_args = ["--hold", "30"]
+        timeout_s = 300
+        probe_args = ["--hold", "240"]
     """)
-    # a loaded 2-core machine
-    poll(lambda: list(scratch.iterdir()) and conmons(next(scratch.iterdir()).name), 300, 0.1)
-    (run,) = [entry.name for entry in scratch.iterdir()]  # the run's temp root: gh-<token>
-    assert conmons(run), "the container never started"
-    harness.send_signal(signal.SIGKILL)
-    harness.wait()
+
+    def container_of_the_run():
+        runs = [entry.name for entry in scratch.iterdir() if entry.name.startswith("gh-")]
+        return next((run for run in runs if conmons(run)), None)
+
+    try:
+        run = poll(container_of_the_run, 300, 0.1)
+        assert run, f"the container never started: {sorted(scratch.iterdir())}"
+    finally:
+        harness.send_signal(signal.SIGKILL)  # also where the test failed: nothing may run on
+        harness.wait()
 
     def left():
         return (conmons(run) + podman_states(run) + list(scratch.iterdir())

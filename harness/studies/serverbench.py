@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
 from ..host import diagnosis
 from ..scenario import paths
@@ -56,6 +56,7 @@ class SharingRun:
     passed: int
     reasons: List[str] = field(default_factory=list)  # the apps that did not pass, and why
     server_said: str = ""  # a shared server's own last complaint, when apps failed
+    processes_seen: int = 0  # server processes (servers and their forks) seen in the round
 
 
 @dataclass
@@ -101,6 +102,7 @@ class MemorySampler:
     def __init__(self) -> None:
         self.children: List[Child] = []
         self.peak_rss_kb = self.peak_pss_kb = self.peak_processes = self.largest_rss_kb = 0
+        self.seen: Set[int] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -111,6 +113,7 @@ class MemorySampler:
         pids = [pid for child in list(self.children) for pid in child.group_members()]
         totals = [memory_kb(pid) for pid in pids]
         self.peak_processes = max(self.peak_processes, len(pids))
+        self.seen.update(pids)
         self.peak_rss_kb = max(self.peak_rss_kb, sum(rss for rss, _ in totals))
         self.peak_pss_kb = max(self.peak_pss_kb, sum(pss for _, pss in totals))
         self.largest_rss_kb = max([self.largest_rss_kb, *(rss for rss, _ in totals)])
@@ -203,7 +206,7 @@ def measure(mode: str, toolset: Toolset, path_id: str, runtime: Runtime, count: 
                                                                    for s in servers.started],
                       sampler.peak_processes, sampler.peak_rss_kb, sampler.peak_pss_kb,
                       sampler.largest_rss_kb,
-                      round(wall, 3), count - len(failed), failed, said)
+                      round(wall, 3), count - len(failed), failed, said, len(sampler.seen))
 
 
 def row(runs: List[SharingRun]) -> SharingRow:
