@@ -12,7 +12,7 @@ import re
 import reprlib
 import unicodedata
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 SHOWN_LIMIT = 80
 PATH_LIMIT = 240
@@ -145,6 +145,14 @@ def read_text(path: Path, what: str) -> str:
         raise InputError(f"{cut(path, PATH_LIMIT)}: cannot read {what}: "
                          f"{exc.strerror or exc}") from None
     return decoded(data, cut(path, PATH_LIMIT))
+
+
+def listed_lines(path: Path, what: str) -> List[Tuple[int, str]]:
+    """A list file's entries: its lines that are neither blank nor `#` comments, stripped and
+    numbered from 1 (read as read_text reads)."""
+    return [(number, line.strip()) for number, line in
+            enumerate(read_text(path, what).splitlines(), 1)
+            if line.strip() and not line.lstrip().startswith("#")]
 
 
 def parse_json(text: str, source: str):

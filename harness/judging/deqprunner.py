@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-from ..core.errors import InputError, cut, read_text, shown
+from ..core.errors import InputError, cut, listed_lines, shown
 from ..scenario.outcomes import Subtest, SubtestOutcome
 from . import baseline as baseline_mod
 from .baseline import Baseline, Kind, Known
@@ -40,9 +40,7 @@ def lines(path: Path, what: str) -> List[Tuple[int, str]]:
     """The file's lines that are not comments, numbered from 1."""
     if not path.is_file():
         raise InputError(f"{path}: cannot read {what}: no such file")
-    return [(number, line.strip()) for number, line in
-            enumerate(read_text(path, what).splitlines(), 1)
-            if line.strip() and not line.lstrip().startswith("#")]
+    return listed_lines(path, what)
 
 
 def read_fails(path: Path) -> List[Expected]:

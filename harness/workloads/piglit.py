@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from ..core.errors import InputError, listed_lines
 from ..scenario.outcomes import Subtest, SubtestOutcome
 from ..scenario.probes import PROBE_DIR
 from . import piglitprofiles, piglitresults
@@ -65,8 +66,11 @@ def test_list(problems: Problems, key: str, value: Any) -> Any:
     path = host_file(problems, key, value)
     if path is None:
         return None
-    names = [line for line in Path(path).read_text(errors="replace").splitlines()
-             if line.strip() and not line.lstrip().startswith("#")]
+    try:
+        names = listed_lines(Path(path), "a piglit test list")
+    except InputError as exc:
+        problems.add(key, str(exc))
+        return None
     if not names:
         problems.add(key, f"{path} names no test")
         return None

@@ -14,6 +14,7 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from ..core.errors import listed_lines
 from ..probe import piglitrun
 
 TESTS_FOLDERS = ("usr/lib/*/piglit/tests", "usr/lib/piglit/tests", "usr/local/lib/piglit/tests")
@@ -117,7 +118,6 @@ def problems(root: Path, settings: Dict[str, Any]) -> List[Tuple[str, str]]:
 
 def first_line(path: Path) -> str:
     """`FILE:LINE: 'name'`: a test list's first name, where it is."""
-    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
-        if line.strip() and not line.lstrip().startswith("#"):
-            return f"{path}:{number}: {piglitrun.piglit_name(line)!r}"
+    for number, line in listed_lines(path, "a piglit test list")[:1]:
+        return f"{path}:{number}: {piglitrun.piglit_name(line)!r}"
     return str(path)
