@@ -148,3 +148,38 @@ def test_a_display_number_claimed_by_another_harness_process_is_not_handed_out()
         other.wait()
     display._next_display = theirs
     assert display.free_display() == theirs, "a claim must end with the process that held it"
+
+
+def test_a_machines_guest_keeps_the_host_files_its_scenarios_name_under_tmp():
+    import os
+    import socket
+    import tempfile
+    from pathlib import Path
+
+    from harness.launch import machine_boot
+
+    folder = Path(tempfile.mkdtemp(prefix="gh-keep-", dir="/tmp"))
+    try:
+        (folder / "list.txt").write_text("spec@a@b\n")
+        (folder / "root" / "usr").mkdir(parents=True)
+        alone = Path(tempfile.mkstemp(prefix="gh-keep-", dir="/tmp")[1])
+        listener = socket.socket(socket.AF_UNIX)
+        listener.bind(str(folder / "s.sock"))
+        named = {"declared": {"settings": {"test_list": str(folder / "list.txt"),
+                                           "files": [str(alone), "/usr/bin/env"]}},
+                 "runtime": {"root": str(folder / "root")},
+                 "env": [["HOME", "/tmp"], ["VTEST_SOCKET_NAME", str(folder / "s.sock")],
+                         ["X", str(folder / "gone.txt")], ["Y", "relative/list.txt"]]}
+        # a file with its folder, a folder whole, a file right in /tmp alone; never /tmp itself,
+        # a socket, a file that is not there, or what the guest sees anyway (/usr)
+        assert machine_boot.kept_paths(named) == sorted([str(folder), str(folder / "root"),
+                                                          str(alone)])
+        kept = machine_boot.hidden_harness_dirs(machine_boot.kept_paths(named))
+        assert str(folder) in kept and str(folder / "root") not in kept  # the outermost
+        assert machine_boot.unkeepable(["/tmp/a b/list.txt", str(folder)]) == ["/tmp/a b/list.txt"]
+        listener.close()
+        os.unlink(alone)
+    finally:
+        import shutil
+
+        shutil.rmtree(folder)

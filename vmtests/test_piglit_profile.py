@@ -172,3 +172,44 @@ def test_the_tests_a_skips_file_names_do_not_run(tmp_path):
     rows = (tmp_path / "out" / "results.csv").read_text().splitlines()
     assert sorted(row.split(",")[0] for row in rows) == sorted(f"{entry['id']}:{name}"
                                                                for name in ran)
+
+
+def guest_matrix(tmp_path: Path, listed: Path) -> matrix_mod.Matrix:
+    listed.parent.mkdir(parents=True, exist_ok=True)
+    listed.write_text("fast_color_clear@all-colors\n"
+                      "spec@glsl-1.10@execution@algebraic@glsl-algebraic-add-zero\n")
+    return matrix_mod.expand({"matrix": {"paths": ["sandbox-dri"], "runtimes": ["host"],
+                                         "probes": ["sane"], "machines": ["virgl-guest"]},
+                              "probes": {"sane": {"kind": "piglit", "profile": "sanity",
+                                                  "test_list": str(listed)}}},
+                             str(tmp_path / "m.toml"))
+
+
+def test_a_file_under_tmp_a_guest_cannot_be_given_is_a_skip_that_names_it(toolset, tmp_path):
+    """A machine's guest mounts its own /tmp; the host's files there that a scenario names are
+    bound in by the kernel command line, which cannot carry a space: that one is a Skip saying so,
+    before any boot."""
+    listed = tmp_path / "a b" / "list.txt"
+    assert str(listed).startswith("/tmp/")
+    (result,) = run_leaving_nothing(guest_matrix(tmp_path, listed).scenarios, toolset,
+                                    runner.RunOptions(out_dir=tmp_path / "out"))
+    if "the guest cannot see" not in result.verdict.reason:
+        outcome_or_skip(result)  # the machine itself cannot run here: its own reason
+    assert result.verdict.outcome is verdict.SKIP, describe(result)
+    assert result.verdict.reason.startswith(f"the guest cannot see {listed.parent}:"), describe(
+        result)
+
+
+@pytest.mark.full("machine-grid")
+def test_a_test_list_under_tmp_reaches_the_guest(toolset, tmp_path):
+    """The host's test list under /tmp (the guest's own /tmp is another) is bound into the guest:
+    the two tests it names run there, through the guest's virtio-gpu."""
+    listed = tmp_path / "lists" / "list.txt"
+    assert str(listed).startswith("/tmp/")
+    (result,) = run_leaving_nothing(guest_matrix(tmp_path, listed).scenarios, toolset,
+                                    runner.RunOptions(out_dir=tmp_path / "out"))
+    if outcome_or_skip(result) == verdict.SKIP:
+        return
+    assert result.verdict.outcome is verdict.PASS, describe(result)
+    assert [s.name for s in result.verdict.subtests] == listed.read_text().split(), describe(
+        result)

@@ -2,10 +2,11 @@
 own (overlaid, switch_root: user namespaces work in it), the run's output folder and the cache
 shared, and the harness itself as the workload, which runs the machine's scenarios inside."""
 import re
+import stat
 import time
 import sys
 from pathlib import Path
-from typing import List, Tuple
+from typing import Iterator, List, Sequence, Tuple
 
 from ..core import places
 from ..runtimes import cache
@@ -33,24 +34,65 @@ FRESH_IN_GUEST = ("/tmp", "/run", "/var/tmp")  # the guest mounts a tmpfs of its
 KERNEL_ARG_SAFE = re.compile(r"^[A-Za-z0-9_./-]+$")
 
 
-def hidden_harness_dirs() -> List[str]:
+def hidden_harness_dirs(extra: Sequence[str] = ()) -> List[str]:
     """The harness's own folders (its checkout, its Python's prefixes) that lie under a folder the
-    guest mounts afresh: the guest binds them from the host's root (a clone under /tmp runs too)."""
+    guest mounts afresh, and `extra` (what the scenarios name there: kept_paths): the guest binds
+    them from the host's root (a clone under /tmp runs too)."""
     found = sorted({str(path) for path in (places.CHECKOUT, Path(sys.prefix).resolve(),
                                            Path(sys.base_prefix).resolve())
-                    if any(path.is_relative_to(fresh) for fresh in FRESH_IN_GUEST)})
+                    if any(path.is_relative_to(fresh) for fresh in FRESH_IN_GUEST)} | set(extra))
     outermost = [d for d in found if not any(d != other and Path(d).is_relative_to(other)
                                              for other in found)]
     return [d for d in outermost if KERNEL_ARG_SAFE.match(d)]
+
+
+def strings_in(data: object) -> Iterator[str]:
+    if isinstance(data, str):
+        yield data
+    elif isinstance(data, dict):
+        for value in data.values():
+            yield from strings_in(value)
+    elif isinstance(data, (list, tuple)):
+        for value in data:
+            yield from strings_in(value)
+
+
+def kept_paths(data: object) -> List[str]:
+    """The host's files and folders that `data` (a scenario's dict, a run's settings) names under a
+    folder the guest mounts afresh (a test list, a trace, a root filesystem under /tmp), as the
+    guest must keep them: a folder whole, a file with its folder (a trace's goldens lie beside
+    it), or alone where that folder is /tmp itself."""
+    fresh = [Path(folder) for folder in FRESH_IN_GUEST]
+    found = set()
+    for text in strings_in(data):
+        path = Path(text)
+        if not path.is_absolute() or path in fresh or not any(path.is_relative_to(folder)
+                                                              for folder in fresh):
+            continue
+        try:
+            mode = path.stat().st_mode
+        except OSError:
+            continue
+        if stat.S_ISDIR(mode) or (stat.S_ISREG(mode) and path.parent in fresh):
+            found.add(str(path))
+        elif stat.S_ISREG(mode):
+            found.add(str(path.parent))
+    return sorted(found)
+
+
+def unkeepable(paths: Sequence[str]) -> List[str]:
+    """The paths a kernel command line cannot carry to the guest's init (a space, a colon)."""
+    return [path for path in paths if not KERNEL_ARG_SAFE.match(path)]
 
 
 class MachineLaunch(VmLaunch):
     """The guest of a machine. The workload is the context's command (the harness inside), run by
     the guest's second stage from the run's output folder, which is shared whole."""
 
-    def __init__(self, ctx: LaunchContext, machine: MachineSpec, share: Path):
+    def __init__(self, ctx: LaunchContext, machine: MachineSpec, share: Path,
+                 kept: Sequence[str] = ()):
         super().__init__(ctx)
-        self.spec, self.share = machine, share
+        self.spec, self.share, self.kept = machine, share, tuple(kept)
 
     def share_dir(self) -> Path:
         return self.share
@@ -113,7 +155,7 @@ class MachineLaunch(VmLaunch):
         return False
 
     def kernel_args(self) -> Tuple[str, ...]:
-        kept = hidden_harness_dirs()
+        kept = hidden_harness_dirs(self.kept)
         return (*super().kernel_args(), f"gpu_harness.workload={self.workload_dir()}",
                 *([f"gpu_harness.keep={':'.join(kept)}"] if kept else []))
 

@@ -17,6 +17,7 @@ from ..launch.families import registry
 from ..launch.families.vm_launch import acceleration
 from ..launch.lifecycle import LaunchContext, LaunchResult, Prepared, Workload, Workspace
 from ..matrix.writing import declaration_of
+from ..launch import machine_boot
 from ..launch.machine_boot import SHARE_INSIDE, MachineLaunch
 from ..scenario.model import HOST, Scenario
 from ..scenario.outcomes import FailureKind, Outcome, Subtest
@@ -180,6 +181,19 @@ def boot_and_run(name: str, scenarios: List[Scenario], toolset: Toolset, options
         for result in results:
             on_result(result)
         return results
+    unseen = {s.id: machine_boot.unkeepable(machine_boot.kept_paths(s.to_dict()))
+              for s in scenarios}
+    hidden = [s for s in scenarios if unseen[s.id]]
+    for scenario in hidden:
+        on_result(skipped(scenario, f"the guest cannot see {unseen[scenario.id][0]}: it lies under "
+                          "a folder the guest mounts afresh, and its name has a character the "
+                          "kernel command line cannot carry to the guest (move or rename it)",
+                          out_dir))
+    scenarios = [s for s in scenarios if not unseen[s.id]]
+    if not scenarios:
+        return []  # each one's result given
+    kept = machine_boot.kept_paths([s.to_dict() for s in scenarios]
+                                   + [str(options.goldens_dir), baseline or ""])
     # Under TCG the guest runs everything several times slower than the host: the scenarios' own
     # timeouts (and their probes' step deadlines) stretch alike, as the Prepared line says.
     slowdown = TCG_SLOWDOWN if acceleration(toolset, scratch).name == "tcg" else 1.0
@@ -199,7 +213,7 @@ def boot_and_run(name: str, scenarios: List[Scenario], toolset: Toolset, options
                        timeout_s=budget)
     command = [sys.executable, "-m", "harness.run.guestrun", inside]
     launch = MachineLaunch(LaunchContext(machine, toolset, workspace, Workload(command=command)),
-                           machine_specs.get(name), out_dir)
+                           machine_specs.get(name), out_dir, kept)
     by_id = {s.id: s for s in scenarios}
     done: Dict[str, ScenarioResult] = {}
     tail = Tail(share / RESULTS)
