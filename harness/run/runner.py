@@ -313,7 +313,12 @@ def run(scenarios: List[Scenario], toolset: Toolset, options: RunOptions,
     host = host_facts(toolset)
     ready = preparation.prepare_runtimes(scenarios, options)
     if options.check_runtimes is not None:
-        options.check_runtimes({name: built.root for name, built in ready.items() if built.root})
+        started = time.monotonic()
+        roots = {name: built.root for name, built in ready.items() if built.root}
+        options.check_runtimes(roots)
+        preparation.note_prepared(options, Prepared("settings checked against the runtimes",
+                                                    time.monotonic() - started,
+                                                    f"{len(roots)} built"))
     temp = TempRoot()
     results: Dict[str, ScenarioResult] = {}
     try:
