@@ -67,10 +67,18 @@ def need_podman(toolset):
 def test_podman_vtest_renders_and_capdrop_shows_what_still_works(run_scenarios, toolset):
     need_podman(toolset)
     before = global_state()
+    # One retry: Debian 12's virgl_test_server's process for a client crashed once at context
+    # creation here (its handler's "SIGSEGV!"; 1 run in 6 of the quick tier), which the harness
+    # then says as a Flake. Any other failure fails the test.
     results = {r.scenario.path_id: r
-               for r in run_scenarios(podman_matrix(["podman-vtest", "podman-vtest-capdrop"]))}
+               for r in run_scenarios(podman_matrix(["podman-vtest", "podman-vtest-capdrop"]),
+                                      retries=1)}
     for result in results.values():
-        assert outcome_or_skip(result) == verdict.PASS, describe(result)
+        outcome = outcome_or_skip(result)
+        assert outcome == verdict.PASS or (
+            outcome == verdict.FLAKE
+            and "the vtest server's process for a client crashed" in result.verdict.reason), \
+            describe(result)
         facts = result.report.raw["isolation"]
         assert facts["dri_nodes"] == [] and facts["seccomp_mode"] == 2
         assert (result.exposure.host_sockets == ["/tmp/.virgl_test"]
