@@ -181,19 +181,19 @@ def boot_and_run(name: str, scenarios: List[Scenario], toolset: Toolset, options
         for result in results:
             on_result(result)
         return results
-    unseen = {s.id: machine_boot.unkeepable(machine_boot.kept_paths(s.to_dict()))
-              for s in scenarios}
-    hidden = [s for s in scenarios if unseen[s.id]]
-    for scenario in hidden:
-        on_result(skipped(scenario, f"the guest cannot see {unseen[scenario.id][0]}: it lies under "
-                          "a folder the guest mounts afresh, and its name has a character the "
-                          "kernel command line cannot carry to the guest (move or rename it)",
-                          out_dir))
-    scenarios = [s for s in scenarios if not unseen[s.id]]
+    named = {s.id: machine_boot.kept_paths(s.to_dict()) for s in scenarios}
+    for scenario in scenarios:
+        unseen = machine_boot.unkeepable(named[scenario.id])
+        if unseen:
+            on_result(skipped(scenario, f"the guest cannot see {unseen[0]}: it lies under a folder "
+                              "the guest mounts afresh, and its name has a character the kernel "
+                              "command line cannot carry to the guest (move or rename it)",
+                              out_dir))
+    scenarios = [s for s in scenarios if not machine_boot.unkeepable(named[s.id])]
     if not scenarios:
         return []  # each one's result given
-    kept = machine_boot.kept_paths([s.to_dict() for s in scenarios]
-                                   + [str(options.goldens_dir), baseline or ""])
+    kept = sorted({path for s in scenarios for path in named[s.id]}
+                  | set(machine_boot.kept_paths([str(options.goldens_dir), baseline or ""])))
     # Under TCG the guest runs everything several times slower than the host: the scenarios' own
     # timeouts (and their probes' step deadlines) stretch alike, as the Prepared line says.
     slowdown = TCG_SLOWDOWN if acceleration(toolset, scratch).name == "tcg" else 1.0

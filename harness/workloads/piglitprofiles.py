@@ -90,7 +90,7 @@ def problems(root: Path, settings: Dict[str, Any]) -> List[Tuple[str, str]]:
     name = settings.get("profile")
     if folder is None or not isinstance(name, str) or Path(name).is_absolute():
         return []
-    shown_folder = "/" + str(folder.relative_to(root)) if folder.is_relative_to(root) else folder
+    shown_folder = "/" + str(folder.relative_to(root))  # found under root by tests_folder
     if profile_file(folder, name) is None:
         shipped = profiles(folder)
         near = difflib.get_close_matches(name, shipped, n=3)
